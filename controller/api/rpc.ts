@@ -1,0 +1,112 @@
+/**
+ * The one server-side interceptor: every method of every service goes through
+ * `implement()`, which authenticates the `x-auth-token` metadata, enforces the
+ * policy table (target resolution included), logs the call with its request
+ * id, user and project, and maps thrown errors to gRPC statuses. Handlers are
+ * plain async functions of (request, call context).
+ */
+import { randomUUID } from 'node:crypto'
+import type { Metadata, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from '@grpc/grpc-js'
+import type { Logger } from '../log.js'
+import type { Visibility } from '../identity/catalog.js'
+import type { AuthContext } from '../identity/model.js'
+import type { Policy, TargetLookup } from '../identity/policy.js'
+import { toGrpcError } from './grpc-errors.js'
+
+export interface CallContext {
+  requestId: string
+  /** Absent only for public methods. */
+  auth: AuthContext | undefined
+  /** Set for listing methods: what the caller may see. */
+  visibility: Visibility | undefined
+  log: Logger
+  metadata: Metadata
+}
+
+/** An authenticated call context (non-public methods). */
+export type AuthedCall = CallContext & { auth: AuthContext }
+
+export interface RpcDeps {
+  policy: Policy
+  authenticate: (token: string) => AuthContext
+  lookup: TargetLookup
+  log: Logger
+  /** Called around each call so shutdown can wait for in-flight work. */
+  track: <T>(p: Promise<T>) => Promise<T>
+}
+
+interface MethodDef {
+  path: string
+  requestStream: boolean
+  responseStream: boolean
+}
+
+type ReqOf<M> = M extends { requestDeserialize: (v: Buffer) => infer R } ? R : never
+type ResOf<M> = M extends { responseSerialize: (v: infer R) => Buffer } ? R : never
+
+/** A handler per method, typed from the generated service definition. */
+export type Handlers<S> = {
+  [K in keyof S]: S[K] extends { requestStream: false; responseStream: false }
+    ? (req: ReqOf<S[K]>, call: CallContext) => Promise<ResOf<S[K]>>
+    : S[K] extends { requestStream: false; responseStream: true }
+      ? (req: ReqOf<S[K]>, call: CallContext, stream: ServerWritableStream<ReqOf<S[K]>, ResOf<S[K]>>) => Promise<void>
+      : S[K] extends { requestStream: true; responseStream: false }
+        ? (stream: AsyncIterable<ReqOf<S[K]>>, call: CallContext) => Promise<ResOf<S[K]>>
+        : (stream: ServerDuplexStream<ReqOf<S[K]>, ResOf<S[K]>>, call: CallContext) => Promise<void>
+}
+
+export function implement<S extends Record<string, MethodDef>>(service: S, handlers: Handlers<S>, deps: RpcDeps): UntypedServiceImplementation {
+  const impl: UntypedServiceImplementation = {}
+  for (const [name, def] of Object.entries(service)) {
+    const handler = handlers[name as keyof S] as unknown as (...args: any[]) => Promise<any>
+    if (!handler) throw new Error(`no handler for ${def.path}`)
+    deps.policy.entry(def.path) // fail at start-up, not at call time, when a method has no policy
+    const prepare = async (metadata: Metadata, req: unknown): Promise<CallContext> => {
+      const requestId = String(metadata.get('x-request-id')[0] ?? randomUUID())
+      let log = deps.log.child({ requestId, method: def.path })
+      if (deps.policy.isPublic(def.path)) return { requestId, auth: undefined, visibility: undefined, log, metadata }
+      const auth = deps.authenticate(String(metadata.get('x-auth-token')[0] ?? ''))
+      log = log.child({ user: auth.userId, project: auth.projectId ?? auth.domainId })
+      const visibility = await deps.policy.enforce(def.path, req, auth, deps.lookup)
+      return { requestId, auth, visibility, log, metadata }
+    }
+    const fail = (err: unknown, metadata: Metadata, started: number) => {
+      const requestId = String(metadata.get('x-request-id')[0] ?? '')
+      const { payload, error } = toGrpcError(err, requestId)
+      const fields = { method: def.path, code: error.code, ms: Date.now() - started }
+      if (error.code === 'INTERNAL') deps.log.error({ ...fields, err }, 'call failed')
+      else deps.log.debug({ ...fields, reason: error.message }, 'call refused')
+      return payload
+    }
+    if (!def.requestStream && !def.responseStream) {
+      impl[name] = (call: ServerUnaryCall<any, any>, callback: sendUnaryData<any>) => {
+        const started = Date.now()
+        deps
+          .track(prepare(call.metadata, call.request).then((ctx) => handler(call.request, ctx)))
+          .then((res) => callback(null, res), (err) => callback(fail(err, call.metadata, started)))
+      }
+    } else if (!def.requestStream && def.responseStream) {
+      impl[name] = (call: ServerWritableStream<any, any>) => {
+        const started = Date.now()
+        deps
+          .track(prepare(call.metadata, call.request).then((ctx) => handler(call.request, ctx, call)))
+          .then(() => call.end(), (err) => call.emit('error', fail(err, call.metadata, started)))
+      }
+    } else if (def.requestStream && !def.responseStream) {
+      impl[name] = (call: ServerReadableStream<any, any>, callback: sendUnaryData<any>) => {
+        const started = Date.now()
+        deps
+          .track(prepare(call.metadata, undefined).then((ctx) => handler(call, ctx)))
+          .then((res) => callback(null, res), (err) => callback(fail(err, call.metadata, started)))
+      }
+    } else {
+      impl[name] = (call: ServerDuplexStream<any, any>) => {
+        const started = Date.now()
+        deps
+          .track(prepare(call.metadata, undefined).then((ctx) => handler(call, ctx)))
+          .then(() => call.end(), (err) => call.emit('error', fail(err, call.metadata, started)))
+      }
+    }
+  }
+  return impl
+}

@@ -1,0 +1,214 @@
+/**
+ * Authentication: issues tokens by password or by re-scoping a token, validates
+ * and revokes them, and keeps the revocation events (persisted, applied in
+ * memory). Failures to authenticate say "authentication failed" without
+ * telling which part was wrong, as Keystone does; the reason is logged.
+ */
+import { Unauthenticated, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
+import type { Db } from '../store/db.js'
+import type { Logger } from '../log.js'
+import { DEFAULT_DOMAIN_ID, type IdentityCatalog } from './catalog.js'
+import type { KeyRepository } from './keys.js'
+import { contextFromClaims, type AuthContext, type NamedRef, type TokenClaims } from './model.js'
+import { verifyPassword } from './passwords.js'
+import { RevocationList, type RevocationEvent } from './revocation.js'
+import { TokenProvider, newAuditId } from './tokens.js'
+
+export interface DomainRefIn { id?: string; name?: string }
+export interface IssueRequest {
+  methods: string[]
+  password?: { user?: { id?: string; name?: string; domain?: DomainRefIn; password?: string } }
+  token?: { id?: string }
+  scope?: { project?: { id?: string; name?: string; domain?: DomainRefIn }; domain?: DomainRefIn }
+}
+
+const AUTH_FAILED = 'authentication failed: wrong user, domain or password, or the account or its domain is disabled'
+
+export class Authenticator {
+  readonly revocations = new RevocationList()
+  readonly tokens: TokenProvider
+
+  constructor(
+    private readonly db: Db,
+    private readonly catalog: IdentityCatalog,
+    private readonly keys: KeyRepository,
+    private readonly opts: { expirationSeconds: number; cacheSize: number },
+    private readonly log: Logger,
+  ) {
+    this.tokens = new TokenProvider(keys, this.revocations, opts.cacheSize)
+  }
+
+  /** Loads unexpired revocation events from the database. */
+  async load(): Promise<void> {
+    const horizon = Date.now() - this.opts.expirationSeconds * 1000
+    await this.db.deleteFrom('revocation_events').where('issued_before', '<', horizon).execute()
+    const rows = await this.db.selectFrom('revocation_events').selectAll().execute()
+    for (const r of rows) {
+      const e: RevocationEvent = { issuedBefore: Number(r.issued_before) }
+      if (r.audit_id) e.auditId = r.audit_id
+      if (r.audit_chain_id) e.auditChainId = r.audit_chain_id
+      if (r.user_id) e.userId = r.user_id
+      if (r.project_id) e.projectId = r.project_id
+      if (r.domain_id) e.domainId = r.domain_id
+      if (r.scope_domain_id) e.scopeDomainId = r.scope_domain_id
+      if (r.role_id) e.roleId = r.role_id
+      this.revocations.add(e)
+    }
+  }
+
+  /** Records a revocation event: effective immediately, and persisted for restarts. */
+  revoke = async (criteria: Omit<RevocationEvent, 'issuedBefore'>): Promise<void> => {
+    const event: RevocationEvent = { ...criteria, issuedBefore: Date.now() }
+    this.revocations.add(event)
+    await this.db
+      .insertInto('revocation_events')
+      .values({
+        audit_id: event.auditId ?? null,
+        audit_chain_id: event.auditChainId ?? null,
+        user_id: event.userId ?? null,
+        project_id: event.projectId ?? null,
+        domain_id: event.domainId ?? null,
+        scope_domain_id: event.scopeDomainId ?? null,
+        role_id: event.roleId ?? null,
+        issued_before: event.issuedBefore,
+        created_at: new Date().toISOString(),
+      })
+      .execute()
+    this.revocations.prune(Date.now() - this.opts.expirationSeconds * 1000)
+  }
+
+  /** Validates a token string into the caller's context (no database read). */
+  authenticate(token: string): AuthContext {
+    if (!token) throw new Unauthenticated('no token: send one as metadata x-auth-token (get one from strato.identity.v1.Tokens/IssueToken)')
+    return contextFromClaims(token, this.tokens.validate(token))
+  }
+
+  async issue(req: IssueRequest): Promise<{ token: string; claims: TokenClaims }> {
+    const methods = req.methods.length > 0 ? req.methods : [req.password ? 'password' : req.token ? 'token' : '']
+    let user: NamedRef & { domain: NamedRef }
+    let chain: { auditChainId: string; expiresAt: number } | undefined
+    let defaultProjectId = ''
+    if (methods.includes('password')) {
+      const u = req.password?.user
+      if (!u) throw new InvalidArgument('identity.password.user is required for the password method', { field: 'identity.password.user' })
+      if (!u.id && !u.name) throw new InvalidArgument('identity.password.user needs an id or a name', { field: 'identity.password.user' })
+      if (!u.id && !u.domain?.id && !u.domain?.name) throw new InvalidArgument('identity.password.user.domain (id or name) is required with a user name', { field: 'identity.password.user.domain' })
+      const row = await this.findUserForAuth(u)
+      if (!row.enabled || !(await verifyPassword(u.password ?? '', row.password_hash))) {
+        this.log.info({ userId: row.id, reason: !row.enabled ? 'user disabled' : 'wrong password' }, 'authentication failed')
+        throw new Unauthenticated(AUTH_FAILED)
+      }
+      const domain = await this.catalog.getDomain({ id: row.domain_id })
+      if (!domain.enabled) {
+        this.log.info({ userId: row.id, reason: 'domain disabled' }, 'authentication failed')
+        throw new Unauthenticated(AUTH_FAILED)
+      }
+      user = { id: row.id, name: row.name, domain: { id: domain.id, name: domain.name } }
+      defaultProjectId = row.default_project_id ?? ''
+    } else if (methods.includes('token')) {
+      const prior = this.tokens.validate(req.token?.id ?? '')
+      user = prior.user
+      chain = { auditChainId: prior.auditChainId, expiresAt: prior.expiresAt }
+      // The user may have been disabled since; tokens of disabled users are revoked, but check anyway.
+      const row = await this.catalog.getUser({ id: user.id }).catch(() => undefined)
+      if (!row?.enabled) throw new Unauthenticated(AUTH_FAILED)
+    } else {
+      throw new InvalidArgument(`identity.methods must contain 'password' or 'token' (got ${JSON.stringify(req.methods)})`, { field: 'identity.methods' })
+    }
+
+    const now = Date.now()
+    const auditId = newAuditId()
+    const claims: TokenClaims = {
+      user,
+      roles: [],
+      methods: chain ? ['token'] : methods,
+      issuedAt: now,
+      expiresAt: chain?.expiresAt ?? now + this.opts.expirationSeconds * 1000,
+      auditId,
+      auditChainId: chain?.auditChainId ?? auditId,
+      isAdminProject: false,
+    }
+    if (req.scope?.project && req.scope.domain) throw new InvalidArgument('scope: give a project or a domain, not both', { field: 'scope' })
+    if (req.scope?.project) {
+      await this.scopeToProject(claims, await this.findProject(req.scope.project))
+    } else if (req.scope?.domain) {
+      const d = req.scope.domain
+      if (!d.id && !d.name) throw new InvalidArgument('scope.domain needs an id or a name', { field: 'scope.domain' })
+      const domain = await this.catalog.getDomain(d.id ? { id: d.id } : { name: d.name! }).catch(rethrowAs(`domain ${d.id ?? d.name} not found`))
+      if (!domain.enabled) throw new Unauthenticated(`domain '${domain.name}' is disabled`)
+      const roleIds = await this.catalog.directRoleIds(user.id, { type: 'domain', id: domain.id })
+      if (roleIds.length === 0) throw new Unauthenticated(`user '${user.name}' has no role on domain '${domain.name}'`)
+      claims.domain = { id: domain.id, name: domain.name }
+      claims.roles = await this.catalog.expandRoles(roleIds)
+    } else if (defaultProjectId) {
+      // Keystone scopes to the default project when no scope is asked for and the user has a role there.
+      const project = await this.catalog.getProject({ id: defaultProjectId }).catch(() => undefined)
+      if (project?.enabled && (await this.catalog.directRoleIds(user.id, { type: 'project', id: project.id })).length > 0) {
+        await this.scopeToProject(claims, project).catch(() => undefined)
+      }
+    }
+    return { token: this.tokens.issue(claims), claims }
+  }
+
+  /** Revokes a token: its own, or (cloud admin) anyone's. */
+  async revokeToken(caller: AuthContext, token: string): Promise<void> {
+    const target = token ? this.tokens.validate(token) : caller.claims
+    if (target.user.id !== caller.userId && !caller.isCloudAdmin) throw new PermissionDenied('only a cloud admin may revoke another user\'s token')
+    await this.revoke({ auditId: target.auditId })
+  }
+
+  /** Validates a token for a caller: its own, or (cloud admin) anyone's. */
+  validateFor(caller: AuthContext, token: string): TokenClaims {
+    const target = token ? this.tokens.validate(token) : caller.claims
+    if (target.user.id !== caller.userId && !caller.isCloudAdmin) throw new PermissionDenied('only a cloud admin may validate another user\'s token')
+    return target
+  }
+
+  rotateKeys(): { primaryKeyId: string; activeKeyIds: string[] } {
+    const primary = this.keys.rotate()
+    return { primaryKeyId: primary.kid, activeKeyIds: this.keys.activeKids() }
+  }
+
+  private async scopeToProject(claims: TokenClaims, project: { id: string; name: string; domainId: string; enabled: boolean }): Promise<void> {
+    const domain = await this.catalog.getDomain({ id: project.domainId })
+    if (!project.enabled) throw new Unauthenticated(`project '${project.name}' is disabled`)
+    if (!domain.enabled) throw new Unauthenticated(`the domain of project '${project.name}' is disabled`)
+    const roleIds = await this.catalog.directRoleIds(claims.user.id, { type: 'project', id: project.id })
+    if (roleIds.length === 0) throw new Unauthenticated(`user '${claims.user.name}' has no role on project '${project.name}'`)
+    claims.project = { id: project.id, name: project.name, domain: { id: domain.id, name: domain.name } }
+    claims.roles = await this.catalog.expandRoles(roleIds)
+    claims.isAdminProject = await this.catalog.isAdminProject(project)
+  }
+
+  private async findUserForAuth(u: { id?: string; name?: string; domain?: DomainRefIn }) {
+    try {
+      if (u.id) return await this.catalog.userRow({ id: u.id })
+      const domainId = u.domain?.id || (await this.catalog.getDomain({ name: u.domain!.name! })).id
+      return await this.catalog.userRow({ name: u.name!, domainId })
+    } catch (err) {
+      if (err instanceof NotFound) {
+        this.log.info({ user: u.id ?? u.name, reason: err.message }, 'authentication failed')
+        throw new Unauthenticated(AUTH_FAILED)
+      }
+      throw err
+    }
+  }
+
+  private async findProject(p: { id?: string; name?: string; domain?: DomainRefIn }) {
+    if (p.id) return this.catalog.getProject({ id: p.id }).catch(rethrowAs(`project ${p.id} not found`))
+    if (!p.name) throw new InvalidArgument('scope.project needs an id, or a name and a domain', { field: 'scope.project' })
+    if (!p.domain?.id && !p.domain?.name) throw new InvalidArgument('scope.project.domain (id or name) is required with a project name', { field: 'scope.project.domain' })
+    const domainId = p.domain.id || (await this.catalog.getDomain({ name: p.domain.name! }).catch(rethrowAs(`domain '${p.domain.name}' not found`))).id
+    return this.catalog.getProject({ name: p.name, domainId }).catch(rethrowAs(`project '${p.name}' not found in domain ${p.domain.name ?? p.domain.id}`))
+  }
+}
+
+/** Scope lookups that fail are authentication failures (401), as in Keystone. */
+function rethrowAs(message: string) {
+  return (err: unknown): never => {
+    if (err instanceof NotFound) throw new Unauthenticated(message, { cause: err })
+    throw err
+  }
+}
+
+export { DEFAULT_DOMAIN_ID }

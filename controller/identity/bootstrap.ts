@@ -1,0 +1,57 @@
+/**
+ * First-run bootstrap, like `keystone-manage bootstrap`: domain Default (id
+ * `default`), projects admin and service, roles admin → member → reader, user
+ * admin with a generated password and the admin role on project admin. The
+ * password is written only to the openrc file (mode 0600). Idempotent: an
+ * already bootstrapped database is left alone.
+ */
+import { writeFileSync, renameSync, mkdirSync } from 'node:fs'
+import path from 'node:path'
+import type { Logger } from '../log.js'
+import { DEFAULT_DOMAIN_ID, type IdentityCatalog } from './catalog.js'
+import { generatePassword } from './passwords.js'
+import type { Db } from '../store/db.js'
+
+export interface BootstrapResult {
+  created: boolean
+  adminPassword?: string
+}
+
+export async function bootstrap(db: Db, catalog: IdentityCatalog, opts: { adminProjectName: string; openrcPath: string; authUrl: string; region: string }, log: Logger): Promise<BootstrapResult> {
+  const existing = await db.selectFrom('domains').select('id').where('id', '=', DEFAULT_DOMAIN_ID).executeTakeFirst()
+  if (existing) return { created: false }
+  const password = generatePassword()
+  await catalog.createDomain({ id: DEFAULT_DOMAIN_ID, name: 'Default', description: 'The default domain' })
+  const admin = await catalog.createProject({ name: opts.adminProjectName, domainId: DEFAULT_DOMAIN_ID, description: 'Bootstrap project for initializing the cloud.' })
+  await catalog.createProject({ name: 'service', domainId: DEFAULT_DOMAIN_ID, description: 'Service project' })
+  const roles: Record<string, string> = {}
+  for (const name of ['admin', 'member', 'reader']) roles[name] = (await catalog.createRole({ name })).id
+  await catalog.createImpliedRole(roles.admin!, roles.member!)
+  await catalog.createImpliedRole(roles.member!, roles.reader!)
+  const user = await catalog.createUser({ name: 'admin', domainId: DEFAULT_DOMAIN_ID, password, defaultProjectId: admin.id })
+  await catalog.grantRole({ roleId: roles.admin!, userId: user.id, projectId: admin.id })
+  writeOpenrc(opts.openrcPath, {
+    OS_AUTH_URL: opts.authUrl,
+    OS_PROJECT_DOMAIN_NAME: 'Default',
+    OS_USER_DOMAIN_NAME: 'Default',
+    OS_PROJECT_NAME: opts.adminProjectName,
+    OS_USERNAME: 'admin',
+    OS_PASSWORD: password,
+    OS_REGION_NAME: opts.region,
+    OS_IDENTITY_API_VERSION: '3',
+  })
+  log.info({ openrc: opts.openrcPath }, 'bootstrapped the cloud: domain Default, projects admin and service, roles admin/member/reader, user admin')
+  return { created: true, adminPassword: password }
+}
+
+function shellQuote(v: string): string {
+  return `'${v.replaceAll("'", "'\\''")}'`
+}
+
+export function writeOpenrc(file: string, vars: Record<string, string>): void {
+  mkdirSync(path.dirname(file), { recursive: true })
+  const body = Object.entries(vars).map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n') + '\n'
+  const tmp = `${file}.tmp`
+  writeFileSync(tmp, body, { mode: 0o600 })
+  renameSync(tmp, file)
+}

@@ -1,0 +1,141 @@
+/**
+ * The controller daemon: database, identity, gRPC server (with health and
+ * reflection) and the NATS connection, with a visible lifecycle
+ * INITIALIZED → RUNNING → STOPPING → STOPPED. Stopping refuses new calls,
+ * waits for in-flight ones up to `shutdownGraceMs`, then closes NATS and the
+ * database.
+ */
+import path from 'node:path'
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
+import { connect, type NatsConnection } from '@nats-io/transport-node'
+import type { ControllerConfig } from './config.js'
+import { createLogger, type Logger } from './log.js'
+import { openDatabase, type Db } from './store/db.js'
+import { IdentityCatalog } from './identity/catalog.js'
+import { Authenticator } from './identity/auth.js'
+import { KeyRepository } from './identity/keys.js'
+import { bootstrap, type BootstrapResult } from './identity/bootstrap.js'
+import { Policy, identityPolicy, type TargetLookup } from './identity/policy.js'
+import { identityServices } from './api/identity.js'
+import { HealthState } from './api/health.js'
+import { ReflectionIndex, reflectionImplementation } from './api/reflection.js'
+import type { RpcDeps } from './api/rpc.js'
+import { HealthService } from '../proto/gen/grpc/health/v1/health.js'
+import { ServerReflectionService as ReflectionV1 } from '../proto/gen/grpc/reflection/v1/reflection.js'
+import { ServerReflectionService as ReflectionV1Alpha } from '../proto/gen/grpc/reflection/v1alpha/reflection.js'
+import type { CatalogEntry } from '../proto/gen/strato/identity/v1/identity.js'
+import { Unavailable } from '../proto/errors.js'
+
+export type LifecycleState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
+
+export class Controller {
+  state: LifecycleState = 'INITIALIZED'
+  readonly log: Logger
+  db!: Db
+  catalog!: IdentityCatalog
+  auth!: Authenticator
+  nats: NatsConnection | undefined
+  bootstrapResult: BootstrapResult = { created: false }
+  /** The address clients use (host:port), known once RUNNING. */
+  address = ''
+  private grpc: Server | undefined
+  private health: HealthState | undefined
+  private readonly inFlight = new Set<Promise<unknown>>()
+
+  constructor(readonly config: ControllerConfig, log?: Logger) {
+    this.log = log ?? createLogger({ name: 'strato-controller', level: config.log.level, pretty: config.log.pretty })
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.config
+    this.db = await openDatabase(cfg.databaseUrl)
+    const keys = new KeyRepository(path.join(cfg.dataDir, 'keys'), cfg.token.maxActiveKeys)
+    keys.load()
+    let auth: Authenticator | undefined
+    this.catalog = new IdentityCatalog(this.db, (e) => auth!.revoke(e), cfg.bootstrap.adminProjectName)
+    auth = this.auth = new Authenticator(this.db, this.catalog, keys, { expirationSeconds: cfg.token.expirationSeconds, cacheSize: cfg.token.cacheSize }, this.log)
+    await auth.load()
+
+    if (cfg.natsUrl) {
+      this.nats = await connect({ servers: cfg.natsUrl, name: 'strato-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500 })
+      this.log.info({ nats: cfg.natsUrl }, 'connected to NATS')
+    }
+
+    const policy = new Policy(identityPolicy)
+    const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
+    const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), lookup, log: this.log, track: (p) => this.track(p) }
+    const services: Array<[object, UntypedServiceImplementation]> = identityServices(
+      { catalog: this.catalog, auth, serviceCatalog: () => this.serviceCatalog() },
+      rpc,
+    )
+    const served = new Set(services.map(([def]) => serviceName(def)))
+    this.health = new HealthState(served)
+    const server = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 })
+    for (const [def, impl] of services) server.addService(def as ServiceDefinition, impl)
+    server.addService(HealthService as unknown as ServiceDefinition, this.health.implementation())
+    const reflection = new ReflectionIndex(new Set([...served, 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']))
+    server.addService(ReflectionV1 as unknown as ServiceDefinition, reflectionImplementation(reflection))
+    server.addService(ReflectionV1Alpha as unknown as ServiceDefinition, reflectionImplementation(reflection))
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${cfg.grpc.host}:${cfg.grpc.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Unavailable(`cannot listen on ${cfg.grpc.host}:${cfg.grpc.port}: ${err.message}`, { cause: err })) : resolve(p))),
+    )
+    this.grpc = server
+    this.address = cfg.grpc.publicAddress ?? `${cfg.grpc.host}:${port}`
+
+    if (cfg.bootstrap.openrcPath) {
+      this.bootstrapResult = await bootstrap(this.db, this.catalog, {
+        adminProjectName: cfg.bootstrap.adminProjectName,
+        openrcPath: cfg.bootstrap.openrcPath,
+        authUrl: `grpc://${this.address}`,
+        region: cfg.bootstrap.region,
+      }, this.log)
+    }
+    this.health.set(true)
+    this.state = 'RUNNING'
+    this.log.info({ address: this.address, services: [...served] }, 'controller running')
+  }
+
+  /** Stops accepting calls, finishes in-flight ones (up to the grace period), closes NATS and the database. */
+  async stop(): Promise<void> {
+    if (this.state === 'STOPPING' || this.state === 'STOPPED') return
+    this.state = 'STOPPING'
+    this.log.info({ inFlight: this.inFlight.size }, 'controller stopping')
+    this.health?.set(false)
+    const server = this.grpc
+    if (server) {
+      const drained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()))
+      const timer = setTimeout(() => server.forceShutdown(), this.config.shutdownGraceMs)
+      await drained
+      clearTimeout(timer)
+    }
+    await Promise.allSettled([...this.inFlight])
+    if (this.nats) await this.nats.drain().catch((err) => this.log.warn({ err }, 'NATS drain failed'))
+    await this.db?.destroy()
+    this.state = 'STOPPED'
+    this.log.info('controller stopped')
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inFlight.add(p)
+    const done = () => this.inFlight.delete(p)
+    p.then(done, done)
+    return p
+  }
+
+  /** Every service type this controller serves, all at its gRPC address. */
+  serviceCatalog(): CatalogEntry[] {
+    const url = `grpc://${this.address}`
+    const entry = (type: string, name: string): CatalogEntry => ({
+      id: type,
+      type,
+      name,
+      endpoints: ['public', 'internal', 'admin'].map((iface) => ({ id: `${type}-${iface}`, interface: iface, region: this.config.bootstrap.region, url })),
+    })
+    return [entry('identity', 'keystone')]
+  }
+}
+
+function serviceName(def: object): string {
+  const first = Object.values(def)[0] as { path: string }
+  return first.path.slice(1, first.path.lastIndexOf('/'))
+}

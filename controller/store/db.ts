@@ -1,0 +1,45 @@
+/**
+ * Opens the database named by a URL and brings its schema up to date.
+ * `sqlite:PATH` (better-sqlite3, WAL, foreign keys on) is the embedded default;
+ * other schemes are refused with a clear message until their dialect is added
+ * here — domain code only ever sees `Kysely<Database>`.
+ */
+import { mkdirSync } from 'node:fs'
+import path from 'node:path'
+import BetterSqlite3 from 'better-sqlite3'
+import { Kysely, Migrator, SqliteDialect, type MigrationProvider } from 'kysely'
+import { InvalidArgument, Internal } from '../../proto/errors.js'
+import type { Database } from './schema.js'
+import { migrations } from './migrations.js'
+
+export type Db = Kysely<Database>
+
+export async function openDatabase(url: string): Promise<Db> {
+  let db: Db
+  if (url.startsWith('sqlite:')) {
+    const file = url.slice('sqlite:'.length)
+    if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true })
+    const raw = new BetterSqlite3(file)
+    raw.pragma('journal_mode = WAL')
+    raw.pragma('synchronous = NORMAL')
+    raw.pragma('foreign_keys = ON')
+    raw.pragma('busy_timeout = 5000')
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) })
+  } else {
+    throw new InvalidArgument(`unsupported database URL '${url.replace(/\/\/[^@]*@/, '//***@')}': only sqlite:PATH is built in`, { field: 'databaseUrl' })
+  }
+  const provider: MigrationProvider = { getMigrations: async () => migrations }
+  const { error, results } = await new Migrator({ db, provider }).migrateToLatest()
+  if (error) {
+    await db.destroy()
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown'
+    throw new Internal(`database migration ${failed} failed: ${(error as Error).message}`, { cause: error })
+  }
+  return db
+}
+
+/** SQLite and PostgreSQL unique-violation detection, so callers can map to AlreadyExists. */
+export function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string; message?: string }
+  return e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || e?.code === '23505'
+}
