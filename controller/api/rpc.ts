@@ -63,12 +63,19 @@ export function implement<S extends Record<string, MethodDef>>(service: S, handl
     deps.policy.entry(def.path) // fail at start-up, not at call time, when a method has no policy
     const prepare = async (metadata: Metadata, req: unknown): Promise<CallContext> => {
       const requestId = String(metadata.get('x-request-id')[0] ?? randomUUID())
-      let log = deps.log.child({ requestId, method: def.path })
-      if (deps.policy.isPublic(def.path)) return { requestId, auth: undefined, visibility: undefined, log, metadata }
-      const auth = deps.authenticate(String(metadata.get('x-auth-token')[0] ?? ''))
-      log = log.child({ user: auth.userId, project: auth.projectId ?? auth.domainId })
-      const visibility = await deps.policy.enforce(def.path, req, auth, deps.lookup)
-      return { requestId, auth, visibility, log, metadata }
+      const auth = deps.policy.isPublic(def.path) ? undefined : deps.authenticate(String(metadata.get('x-auth-token')[0] ?? ''))
+      const visibility = auth ? await deps.policy.enforce(def.path, req, auth, deps.lookup) : undefined
+      // The child logger is made on first use: most calls log nothing.
+      let log: Logger | undefined
+      return {
+        requestId,
+        auth,
+        visibility,
+        metadata,
+        get log() {
+          return (log ??= deps.log.child({ requestId, method: def.path, ...(auth ? { user: auth.userId, project: auth.projectId ?? auth.domainId } : {}) }))
+        },
+      }
     }
     const fail = (err: unknown, metadata: Metadata, started: number) => {
       const requestId = String(metadata.get('x-request-id')[0] ?? '')

@@ -12,6 +12,7 @@
 import { PermissionDenied, Internal } from '../../proto/errors.js'
 import type { IdentityCatalog, Visibility } from './catalog.js'
 import type { AuthContext } from './model.js'
+import { exactlyOne } from './validate.js'
 
 export type Rule =
   | 'public'
@@ -81,6 +82,7 @@ const userTarget = async (req: { id?: string; name?: string; domainId?: string }
 const newInDomain = (req: { domainId?: string }, c: AuthContext): Target => ({ domainId: requestDomain(req, c) })
 /** A grant is within a domain only if the user and the project (or domain) both are; otherwise only cloud admins match. */
 const grantTarget = async (req: { userId: string; projectId?: string; domainId?: string }, _c: AuthContext, l: TargetLookup): Promise<Target> => {
+  exactlyOne({ project_id: req.projectId, domain_id: req.domainId }, 'role assignment target')
   const user = await l.catalog.getUser({ id: req.userId })
   const scopeDomain = req.projectId ? (await l.catalog.getProject({ id: req.projectId })).domainId : req.domainId
   return scopeDomain === user.domainId ? { domainId: user.domainId } : {}

@@ -7,7 +7,7 @@
 import { mkdirSync } from 'node:fs'
 import path from 'node:path'
 import BetterSqlite3 from 'better-sqlite3'
-import { Kysely, Migrator, SqliteDialect, type MigrationProvider } from 'kysely'
+import { Kysely, Migrator, SqliteDialect, type MigrationProvider, type SqliteDatabase } from 'kysely'
 import { InvalidArgument, Internal } from '../../proto/errors.js'
 import type { Database } from './schema.js'
 import { migrations } from './migrations.js'
@@ -24,7 +24,7 @@ export async function openDatabase(url: string): Promise<Db> {
     raw.pragma('synchronous = NORMAL')
     raw.pragma('foreign_keys = ON')
     raw.pragma('busy_timeout = 5000')
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) })
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(raw) }) })
   } else {
     throw new InvalidArgument(`unsupported database URL '${url.replace(/\/\/[^@]*@/, '//***@')}': only sqlite:PATH is built in`, { field: 'databaseUrl' })
   }
@@ -36,6 +36,27 @@ export async function openDatabase(url: string): Promise<Db> {
     throw new Internal(`database migration ${failed} failed: ${(error as Error).message}`, { cause: error })
   }
   return db
+}
+
+/**
+ * Kysely prepares every query anew; preparing is a large share of a short
+ * query's cost in better-sqlite3. Statements are reusable, so keep them by SQL
+ * text (bounded: queries are built from a fixed set of shapes).
+ */
+function cachingStatements(raw: BetterSqlite3.Database): SqliteDatabase {
+  const cache = new Map<string, BetterSqlite3.Statement>()
+  return {
+    close: () => raw.close(),
+    prepare: (sql: string) => {
+      let stmt = cache.get(sql)
+      if (!stmt) {
+        stmt = raw.prepare(sql)
+        if (cache.size >= 1000) cache.delete(cache.keys().next().value!)
+        cache.set(sql, stmt)
+      }
+      return stmt as unknown as ReturnType<SqliteDatabase['prepare']>
+    },
+  }
 }
 
 /** SQLite and PostgreSQL unique-violation detection, so callers can map to AlreadyExists. */

@@ -1,0 +1,340 @@
+/**
+ * The hypervisor contract of a Strato agent (after nova `virt/driver.py`).
+ *
+ * The compute manager talks to guests only through a {@link VirtDriver}. Two
+ * implementations exist: `LibvirtDriver` (`libvirt/driver.ts`, QEMU/KVM through
+ * libvirt over FFI) and `FakeDriver` (`fake.ts`, in memory, for fast tests and
+ * the scheduling benchmark). One contract test suite
+ * (`test/unit/agent/virt/contract.ts`) runs against both, so whatever is
+ * written here is checked, not hoped for.
+ *
+ * Rules every implementation follows:
+ *
+ * - **The hypervisor is the authority on power state.** `getInfo()` and
+ *   `listGuests()` report what the hypervisor says now, never a cached belief.
+ *   Callers reconcile their records against it (Nova's power-state sync).
+ * - **Spawn cleans up after itself.** If `spawn()` fails at any step, nothing it
+ *   made is left behind: no defined guest, no running process. The caller's
+ *   files (disks, console log directory) are the caller's and are not removed.
+ * - **Destroy of a missing guest succeeds.** `destroy()` is idempotent, so a
+ *   delete that was interrupted can simply be retried.
+ * - **Errors come from the closed set in `proto/errors.ts`:** `NotFound` for an
+ *   unknown guest, `AlreadyExists` when spawning a uuid or name that exists,
+ *   `InvalidArgument` for a malformed spec (with `field`), `FailedPrecondition`
+ *   when the guest's power state does not allow the action,
+ *   `ResourceExhausted` when the host cannot fit the guest, `Unavailable` when
+ *   the hypervisor cannot be reached, `Internal` for anything else.
+ * - Guests are addressed by uuid. Every method is safe to call concurrently for
+ *   different guests; callers serialise operations on one guest (per-instance
+ *   operation locks live in the compute manager).
+ */
+import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
+
+/**
+ * Power state codes, as Nova's `compute/power_state.py` (and the API's
+ * `power_state` field). 2 (BLOCKED) and 5 (SHUTOFF) are not used: Nova folds
+ * them into RUNNING and SHUTDOWN.
+ */
+export const PowerState = {
+  NOSTATE: 0,
+  RUNNING: 1,
+  PAUSED: 3,
+  /** Shut down or shut off: the guest is defined but not running. */
+  SHUTDOWN: 4,
+  CRASHED: 6,
+  SUSPENDED: 7,
+} as const
+export type PowerState = (typeof PowerState)[keyof typeof PowerState]
+
+/** Name of a power state code, for messages and logs. */
+export function powerStateName(state: PowerState): string {
+  for (const [name, code] of Object.entries(PowerState)) if (code === state) return name
+  return `UNKNOWN(${String(state)})`
+}
+
+/** One disk attached to a guest. The file must exist; the driver never creates or deletes it. */
+export interface DiskSpec {
+  /** Absolute path of the image file on this host. */
+  path: string
+  /** On-disk format of `path`. */
+  format: 'qcow2' | 'raw'
+  /** Only paravirtualised disks are offered. */
+  bus: 'virtio'
+  /** Guest device name: `vda`, `vdb`, …; the first disk is the boot disk. */
+  device: string
+}
+
+/** One network interface, plugged into an existing Linux bridge (see `bridge.ts`). */
+export interface NicSpec {
+  /** Unicast MAC address, `aa:bb:cc:dd:ee:ff` (lower case). */
+  mac: string
+  /** Name of the host bridge the tap device joins. */
+  bridge: string
+  /** Only virtio-net is offered. */
+  model: 'virtio'
+}
+
+/** Everything the driver needs to build a guest. Produced by the compute manager from the build spec. */
+export interface GuestSpec {
+  /** The server's uuid, also the hypervisor's domain uuid. Lower-case canonical form. */
+  uuid: string
+  /** Hypervisor domain name, unique on the host: `[A-Za-z0-9_.-]`, 1–64 characters. */
+  name: string
+  /** Number of virtual CPUs, ≥ 1. */
+  vcpus: number
+  /** Guest RAM in MiB, ≥ 16. */
+  memoryMiB: number
+  /** At least one disk; the first one boots. */
+  disks: DiskSpec[]
+  /** Zero or more NICs. */
+  nics: NicSpec[]
+  /**
+   * Absolute path of the file the guest's serial console is written to. Its
+   * directory must exist; output is appended across power cycles.
+   */
+  consoleLogPath: string
+}
+
+/** A guest as the hypervisor sees it now. */
+export interface GuestInfo {
+  uuid: string
+  name: string
+  powerState: PowerState
+  vcpus: number
+  /** Configured maximum RAM. */
+  memoryMiB: number
+  /** CPU time consumed, in nanoseconds (0 when not running). */
+  cpuTimeNs: number
+}
+
+/** Acceleration the host offers to guests. */
+export type Accelerator = 'kvm' | 'tcg'
+
+/** What an agent announces about its host (the inventory and the traits the scheduler filters on). */
+export interface HostCapabilities {
+  /** Host name as the hypervisor reports it. */
+  hostname: string
+  /** CPU model name, e.g. `EPYC-Rome` or `kvm64`. */
+  cpuModel: string
+  /** Guest architecture this host runs, e.g. `x86_64`. */
+  arch: string
+  /** Logical CPUs of the host. */
+  vcpus: number
+  /** Physical RAM of the host, MiB. */
+  memoryMiB: number
+  /** `kvm` when hardware virtualisation is usable, else `tcg` (emulation). */
+  accelerator: Accelerator
+  /** Hypervisor type, as Nova's `hypervisor_type`: `QEMU` (also for KVM) or `fake`. */
+  hypervisorType: string
+  /** Hypervisor version, `major.minor.micro`. */
+  hypervisorVersion: string
+}
+
+export interface PowerOffOptions {
+  /**
+   * How long to wait for the guest to shut down after an ACPI power-button
+   * press before pulling the plug. 0 means power off hard at once.
+   * @default 60000
+   */
+  timeoutMs?: number
+}
+
+export interface RebootOptions {
+  /** `soft`: ask the guest (ACPI), falling back to hard on timeout. `hard`: power cycle. */
+  type: 'soft' | 'hard'
+  /** For soft reboots, how long to wait for the guest to shut down. @default 60000 */
+  timeoutMs?: number
+}
+
+export interface ConsoleOutputOptions {
+  /** Return at most the last `maxBytes` bytes of the log (Nova caps at 100 KiB). @default 102400 */
+  maxBytes?: number
+}
+
+/** Defaults shared by the implementations. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 60_000
+export const DEFAULT_CONSOLE_MAX_BYTES = 100 * 1024
+
+/**
+ * A hypervisor driver. All methods are async; none blocks the event loop.
+ */
+export interface VirtDriver {
+  /** Short driver name for logs: `libvirt`, `fake`. */
+  readonly name: string
+
+  /**
+   * Connects to the hypervisor. Must be called once before anything else.
+   * @throws Unavailable when the hypervisor cannot be reached.
+   */
+  init(): Promise<void>
+
+  /** Releases the hypervisor connection. Guests keep running. Idempotent. */
+  close(): Promise<void>
+
+  /** What this host offers: CPU, memory, acceleration, hypervisor type and version. */
+  getHostCapabilities(): Promise<HostCapabilities>
+
+  /**
+   * Defines and starts a guest from `spec`, and returns its info (RUNNING).
+   *
+   * The spec is validated first ({@link validateGuestSpec}). Then the guest is
+   * defined and started; every step registers an undo step, so a failure at
+   * any point leaves no trace of the guest on the hypervisor (nova's
+   * `_create_guest_with_network` cleanup).
+   *
+   * @throws InvalidArgument for a malformed spec (`field` names the field).
+   * @throws AlreadyExists when a guest with this uuid or name exists.
+   * @throws ResourceExhausted when the host cannot fit the guest.
+   * @throws FailedPrecondition or Internal when the hypervisor refuses to start
+   *   it (e.g. a disk path that does not exist); nothing is left defined.
+   */
+  spawn(spec: GuestSpec): Promise<GuestInfo>
+
+  /**
+   * Powers the guest off hard (if running) and removes its definition.
+   * A guest that does not exist is not an error: the call succeeds.
+   * Disks and the console log are left for the caller to remove.
+   */
+  destroy(uuid: string): Promise<void>
+
+  /**
+   * Starts a guest that is shut down. Already running: no-op.
+   * @throws NotFound when there is no such guest.
+   * @throws FailedPrecondition when the guest is PAUSED or SUSPENDED.
+   */
+  powerOn(uuid: string): Promise<void>
+
+  /**
+   * Shuts the guest down: ACPI power button first, then hard after
+   * `timeoutMs` (0: hard at once). Already shut down: no-op.
+   * @throws NotFound when there is no such guest.
+   */
+  powerOff(uuid: string, options?: PowerOffOptions): Promise<void>
+
+  /**
+   * Reboots the guest. Soft: ACPI shutdown then start, falling back to hard
+   * when the guest does not stop within the timeout (nova's `_soft_reboot`).
+   * Hard: power cycle, also from SHUTDOWN or CRASHED; the guest ends RUNNING.
+   * @throws NotFound when there is no such guest.
+   * @throws FailedPrecondition for a soft reboot of a guest that is not RUNNING.
+   */
+  reboot(uuid: string, options: RebootOptions): Promise<void>
+
+  /**
+   * The guest's state as the hypervisor sees it now.
+   * @throws NotFound when there is no such guest.
+   */
+  getInfo(uuid: string): Promise<GuestInfo>
+
+  /** Every guest the hypervisor knows on this host, running or not, in no particular order. */
+  listGuests(): Promise<GuestInfo[]>
+
+  /**
+   * The tail of the guest's serial console log (empty if nothing was written yet).
+   * @throws NotFound when there is no such guest.
+   */
+  getConsoleOutput(uuid: string, options?: ConsoleOutputOptions): Promise<string>
+}
+
+/**
+ * What a power action does from a given state: `run` it, treat it as already
+ * done (`noop`), or refuse. This table is the one place that decides; both
+ * drivers consult it after reading the state from the hypervisor.
+ */
+export type PowerAction = 'powerOn' | 'powerOff' | 'softReboot' | 'hardReboot'
+type Outcome = 'run' | 'noop'
+
+const POWER_TRANSITIONS: Record<PowerAction, Partial<Record<PowerState, Outcome>>> = {
+  powerOn: {
+    [PowerState.NOSTATE]: 'run',
+    [PowerState.SHUTDOWN]: 'run',
+    [PowerState.CRASHED]: 'run',
+    [PowerState.RUNNING]: 'noop',
+  },
+  powerOff: {
+    [PowerState.RUNNING]: 'run',
+    [PowerState.PAUSED]: 'run',
+    [PowerState.CRASHED]: 'run',
+    [PowerState.SUSPENDED]: 'run',
+    [PowerState.NOSTATE]: 'run',
+    [PowerState.SHUTDOWN]: 'noop',
+  },
+  softReboot: {
+    [PowerState.RUNNING]: 'run',
+  },
+  hardReboot: {
+    [PowerState.NOSTATE]: 'run',
+    [PowerState.RUNNING]: 'run',
+    [PowerState.PAUSED]: 'run',
+    [PowerState.SHUTDOWN]: 'run',
+    [PowerState.CRASHED]: 'run',
+    [PowerState.SUSPENDED]: 'run',
+  },
+}
+
+/**
+ * Decides a power action for a guest in state `from`.
+ * @throws FailedPrecondition when the action is not allowed from `from`.
+ */
+export function checkPowerTransition(action: PowerAction, from: PowerState, uuid: string): Outcome {
+  const outcome = POWER_TRANSITIONS[action][from]
+  if (outcome === undefined) {
+    throw new FailedPrecondition(`cannot ${action} guest ${uuid}: it is ${powerStateName(from)}`)
+  }
+  return outcome
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
+const DEVICE_RE = /^vd[a-z]$/
+/** Linux interface names: at most 15 bytes, no slash, colon or whitespace. */
+const BRIDGE_RE = /^[A-Za-z0-9_.-]{1,15}$/
+
+/** Is `uuid` a canonical lower-case uuid? */
+export function isUuid(uuid: string): boolean {
+  return UUID_RE.test(uuid)
+}
+
+/**
+ * Checks a guest spec before anything is made; shared by every driver.
+ * @throws InvalidArgument naming the offending field.
+ */
+export function validateGuestSpec(spec: GuestSpec): void {
+  const invalid = (field: string, why: string): never => {
+    throw new InvalidArgument(`invalid guest spec: ${field} ${why}`, { field })
+  }
+  if (!UUID_RE.test(spec.uuid)) invalid('uuid', 'must be a lower-case canonical uuid')
+  if (!NAME_RE.test(spec.name)) invalid('name', 'must be 1-64 characters of [A-Za-z0-9_.-]')
+  if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) invalid('vcpus', 'must be an integer ≥ 1')
+  if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 16) invalid('memoryMiB', 'must be an integer ≥ 16')
+  if (spec.disks.length === 0) invalid('disks', 'must contain the boot disk')
+  const devices = new Set<string>()
+  spec.disks.forEach((disk, i) => {
+    if (!disk.path.startsWith('/')) invalid(`disks[${i}].path`, 'must be absolute')
+    if (disk.format !== 'qcow2' && disk.format !== 'raw') invalid(`disks[${i}].format`, 'must be qcow2 or raw')
+    if (disk.bus !== 'virtio') invalid(`disks[${i}].bus`, 'must be virtio')
+    if (!DEVICE_RE.test(disk.device)) invalid(`disks[${i}].device`, 'must be vda…vdz')
+    if (devices.has(disk.device)) invalid(`disks[${i}].device`, `repeats ${disk.device}`)
+    devices.add(disk.device)
+  })
+  const macs = new Set<string>()
+  spec.nics.forEach((nic, i) => {
+    if (!MAC_RE.test(nic.mac)) invalid(`nics[${i}].mac`, 'must be a lower-case aa:bb:cc:dd:ee:ff MAC')
+    else if ((parseInt(nic.mac.slice(0, 2), 16) & 1) === 1) invalid(`nics[${i}].mac`, 'must be unicast')
+    if (macs.has(nic.mac)) invalid(`nics[${i}].mac`, `repeats ${nic.mac}`)
+    macs.add(nic.mac)
+    if (!BRIDGE_RE.test(nic.bridge)) invalid(`nics[${i}].bridge`, 'must be a Linux interface name')
+    if (nic.model !== 'virtio') invalid(`nics[${i}].model`, 'must be virtio')
+  })
+  if (!spec.consoleLogPath.startsWith('/')) invalid('consoleLogPath', 'must be absolute')
+}
+
+/** Decodes the last `maxBytes` bytes of `buffer` as UTF-8, starting on a character boundary. */
+export function tailBytes(buffer: Buffer, maxBytes: number): string {
+  if (buffer.length <= maxBytes) return buffer.toString('utf8')
+  let start = buffer.length - maxBytes
+  // Skip UTF-8 continuation bytes so the tail starts on a character.
+  while (start < buffer.length && ((buffer[start] ?? 0) & 0xc0) === 0x80) start++
+  return buffer.subarray(start).toString('utf8')
+}

@@ -1,0 +1,169 @@
+/**
+ * Domain XML ↔ a plain object (after nova `virt/libvirt/config.py`). Pure: no
+ * I/O and no policy. Whether a guest gets `kvm` or `qemu` (TCG), which CPU
+ * mode, which machine type — the driver decides and puts it in the config.
+ *
+ * What is emitted: persistent HVM domain, vCPUs, memory, ACPI/APIC, virtio
+ * disks (`<driver type='qcow2'>`), NICs as `<interface type='bridge'>` with MAC
+ * and virtio model, one serial port written to a log file
+ * (`<serial type='file'>`, appended across power cycles), no graphics.
+ */
+import { child, childrenNamed, el, parseXml, path, serializeXml, type XmlElement } from './xml.js'
+
+export interface DomainDisk {
+  path: string
+  format: 'qcow2' | 'raw'
+  bus: 'virtio'
+  /** `vda`, `vdb`, … */
+  device: string
+}
+
+export interface DomainInterface {
+  mac: string
+  bridge: string
+  model: 'virtio'
+}
+
+export interface DomainConfig {
+  /** `kvm` (hardware acceleration) or `qemu` (TCG emulation). */
+  type: 'kvm' | 'qemu'
+  uuid: string
+  name: string
+  vcpus: number
+  memoryMiB: number
+  /** Guest architecture. */
+  arch: string
+  /** QEMU machine type, e.g. `pc`; libvirt picks its default when absent. */
+  machine?: string
+  /** `<cpu mode=…>`; none when absent (QEMU's default model). */
+  cpuMode?: 'host-passthrough' | 'host-model'
+  /** In boot order: the first disk boots. */
+  disks: DomainDisk[]
+  interfaces: DomainInterface[]
+  /** File the first serial port writes to; no serial port when absent. */
+  serialLogPath?: string
+}
+
+/** Builds the domain XML for `config`. */
+export function toDomainXml(config: DomainConfig): string {
+  const devices = el(
+    'devices',
+    {},
+    ...config.disks.map((disk, index) =>
+      el(
+        'disk',
+        { type: 'file', device: 'disk' },
+        el('driver', { name: 'qemu', type: disk.format }),
+        el('source', { file: disk.path }),
+        el('target', { dev: disk.device, bus: disk.bus }),
+        ...(index === 0 ? [el('boot', { order: 1 })] : []),
+      ),
+    ),
+    ...config.interfaces.map((nic) =>
+      el('interface', { type: 'bridge' }, el('mac', { address: nic.mac }), el('source', { bridge: nic.bridge }), el('model', { type: nic.model })),
+    ),
+    ...(config.serialLogPath === undefined
+      ? []
+      : [el('serial', { type: 'file' }, el('source', { path: config.serialLogPath, append: 'on' }), el('target', { port: 0 }))]),
+    el('memballoon', { model: 'none' }),
+  )
+  const domain = el(
+    'domain',
+    { type: config.type },
+    el('name', {}, config.name),
+    el('uuid', {}, config.uuid),
+    el('memory', { unit: 'MiB' }, String(config.memoryMiB)),
+    el('vcpu', {}, String(config.vcpus)),
+    el('os', {}, el('type', { arch: config.arch, machine: config.machine }, 'hvm')),
+    el('features', {}, el('acpi'), el('apic')),
+    ...(config.cpuMode === undefined ? [] : [el('cpu', { mode: config.cpuMode })]),
+    el('clock', { offset: 'utc' }),
+    el('on_poweroff', {}, 'destroy'),
+    el('on_reboot', {}, 'restart'),
+    el('on_crash', {}, 'destroy'),
+    devices,
+  )
+  return `${serializeXml(domain)}\n`
+}
+
+const UNIT_BYTES: Record<string, number> = {
+  b: 1,
+  bytes: 1,
+  k: 1024,
+  kib: 1024,
+  kb: 1000,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  mb: 1000 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+  gb: 1000 ** 3,
+  t: 1024 ** 4,
+  tib: 1024 ** 4,
+  tb: 1000 ** 4,
+}
+
+function memoryMiB(node: XmlElement | undefined): number {
+  if (node === undefined) throw new Error('domain XML has no <memory>')
+  const factor = UNIT_BYTES[(node.attrs.unit ?? 'KiB').toLowerCase()]
+  if (factor === undefined) throw new Error(`unknown memory unit ${node.attrs.unit ?? ''}`)
+  return Math.round((Number(node.text) * factor) / 1024 ** 2)
+}
+
+function required(node: XmlElement | undefined, what: string): XmlElement {
+  if (node === undefined) throw new Error(`domain XML has no ${what}`)
+  return node
+}
+
+/**
+ * Reads a domain XML (ours, or libvirt's expanded version of it) back into a
+ * config. Devices Strato does not make (CD-ROMs, graphics, …) are ignored.
+ */
+export function parseDomainXml(xml: string): DomainConfig {
+  const root = parseXml(xml)
+  if (root.name !== 'domain') throw new Error(`expected <domain>, found <${root.name}>`)
+  const type = root.attrs.type
+  if (type !== 'kvm' && type !== 'qemu') throw new Error(`unsupported domain type ${type ?? '(none)'}`)
+  const osType = required(path(root, 'os', 'type'), '<os><type>')
+  const devices = child(root, 'devices')
+
+  const disks: DomainDisk[] = []
+  for (const disk of childrenNamed(devices, 'disk')) {
+    if ((disk.attrs.device ?? 'disk') !== 'disk' || disk.attrs.type !== 'file') continue
+    const format = child(disk, 'driver')?.attrs.type
+    const bus = child(disk, 'target')?.attrs.bus
+    disks.push({
+      path: required(child(disk, 'source'), '<disk><source>').attrs.file ?? '',
+      format: format === 'raw' ? 'raw' : 'qcow2',
+      bus: bus === 'virtio' ? 'virtio' : (bus as 'virtio'),
+      device: required(child(disk, 'target'), '<disk><target>').attrs.dev ?? '',
+    })
+  }
+
+  const interfaces: DomainInterface[] = childrenNamed(devices, 'interface')
+    .filter((nic) => nic.attrs.type === 'bridge')
+    .map((nic) => ({
+      mac: child(nic, 'mac')?.attrs.address ?? '',
+      bridge: child(nic, 'source')?.attrs.bridge ?? '',
+      model: (child(nic, 'model')?.attrs.type ?? 'virtio') as 'virtio',
+    }))
+
+  const serial = childrenNamed(devices, 'serial').find((s) => s.attrs.type === 'file')
+  const serialLogPath = child(serial, 'source')?.attrs.path
+  const cpuMode = child(root, 'cpu')?.attrs.mode
+  const machine = osType.attrs.machine
+
+  return {
+    type,
+    uuid: required(child(root, 'uuid'), '<uuid>').text,
+    name: required(child(root, 'name'), '<name>').text,
+    vcpus: Number(required(child(root, 'vcpu'), '<vcpu>').text),
+    memoryMiB: memoryMiB(child(root, 'memory')),
+    arch: osType.attrs.arch ?? 'x86_64',
+    ...(machine === undefined ? {} : { machine }),
+    ...(cpuMode === 'host-passthrough' || cpuMode === 'host-model' ? { cpuMode } : {}),
+    disks,
+    interfaces,
+    ...(serialLogPath === undefined ? {} : { serialLogPath }),
+  }
+}

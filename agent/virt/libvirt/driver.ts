@@ -1,0 +1,297 @@
+/**
+ * VirtDriver on QEMU/KVM through libvirt (after nova `virt/libvirt/driver.py`).
+ * The contract is in `../driver.ts`; this file is policy: KVM or TCG, CPU mode,
+ * graceful-then-hard power off, soft reboot falling back to hard, cleanup.
+ */
+import { open } from 'node:fs/promises'
+import type { Logger } from 'pino'
+import { withReverter } from '../../revert.js'
+import { AlreadyExists, FailedPrecondition, Internal, NotFound } from '../../../proto/errors.js'
+import {
+  DEFAULT_CONSOLE_MAX_BYTES,
+  DEFAULT_SHUTDOWN_TIMEOUT_MS,
+  PowerState,
+  checkPowerTransition,
+  tailBytes,
+  validateGuestSpec,
+  type Accelerator,
+  type ConsoleOutputOptions,
+  type GuestInfo,
+  type GuestSpec,
+  type HostCapabilities,
+  type PowerOffOptions,
+  type RebootOptions,
+  type VirtDriver,
+} from '../driver.js'
+import { formatVersion } from './constants.js'
+import { parseDomainXml, toDomainXml, type DomainConfig } from './domain-xml.js'
+import { powerStateOf, type Guest } from './guest.js'
+import { Host, chooseAccelerator, kvmDeviceUsable, type HostInfo } from './host.js'
+import type { DomainRecord } from './worker.js'
+
+export interface LibvirtDriverOptions {
+  /** @default 'qemu:///system' */
+  uri?: string
+  /** Device whose usability decides KVM vs TCG. @default '/dev/kvm' */
+  kvmDevice?: string
+  /** Force the accelerator instead of detecting it. */
+  accelerator?: Accelerator
+  /** QEMU machine type. @default libvirt's default for the arch */
+  machine?: string
+  /**
+   * CPU model the guests see. Default: QEMU's portable default model, which
+   * also works nested, where `host-passthrough` can fail (QEMU aborts setting
+   * MSRs the outer hypervisor does not expose).
+   */
+  cpuMode?: 'host-passthrough' | 'host-model'
+  /** How often to poll a guest's state while waiting for a shutdown. @default 100 */
+  pollIntervalMs?: number
+  /** Longest a single libvirt call may take before it fails with Unavailable. @default 120000 */
+  callTimeoutMs?: number
+  /** Where operations are logged (with `instance`); silent when absent. */
+  logger?: Logger
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+function guestInfo(record: DomainRecord): GuestInfo {
+  return {
+    uuid: record.uuid,
+    name: record.name,
+    powerState: powerStateOf(record.state),
+    vcpus: record.vcpus,
+    memoryMiB: Math.round(record.maxMemKiB / 1024),
+    cpuTimeNs: record.cpuTimeNs,
+  }
+}
+
+/** Reads at most the last `maxBytes` of a file; a missing file reads as empty. */
+async function readTail(path: string, maxBytes: number): Promise<Buffer> {
+  let handle
+  try {
+    handle = await open(path, 'r')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return Buffer.alloc(0)
+    throw new Internal(`cannot read console log ${path}: ${(error as Error).message}`, { cause: error })
+  }
+  try {
+    const { size } = await handle.stat()
+    const length = Math.min(size, maxBytes)
+    const buffer = Buffer.alloc(length)
+    const { bytesRead } = await handle.read(buffer, 0, length, size - length)
+    return buffer.subarray(0, bytesRead)
+  } finally {
+    await handle.close()
+  }
+}
+
+export class LibvirtDriver implements VirtDriver {
+  readonly name = 'libvirt'
+  readonly host: Host
+  private readonly options: LibvirtDriverOptions
+  private accelerator: Accelerator = 'tcg'
+  private hostInfo: HostInfo | undefined
+  private readonly logger: Logger | undefined
+
+  constructor(options: LibvirtDriverOptions = {}) {
+    this.options = options
+    this.logger = options.logger?.child({ driver: 'libvirt' })
+    this.host = new Host({
+      ...(options.uri === undefined ? {} : { uri: options.uri }),
+      ...(options.callTimeoutMs === undefined ? {} : { callTimeoutMs: options.callTimeoutMs }),
+    })
+  }
+
+  async init(): Promise<void> {
+    await this.host.connect()
+    this.hostInfo = await this.host.getInfo()
+    this.accelerator =
+      this.options.accelerator ?? chooseAccelerator(this.hostInfo, await kvmDeviceUsable(this.options.kvmDevice))
+  }
+
+  close(): Promise<void> {
+    return this.host.close()
+  }
+
+  /** The accelerator guests get: `kvm` or `tcg`. */
+  get guestAccelerator(): Accelerator {
+    return this.accelerator
+  }
+
+  async getHostCapabilities(): Promise<HostCapabilities> {
+    const info = await this.host.getInfo()
+    return {
+      hostname: info.hostname,
+      cpuModel: info.cpuModel,
+      arch: info.arch,
+      vcpus: info.cpus,
+      memoryMiB: info.memoryMiB,
+      accelerator: this.accelerator,
+      hypervisorType: info.hypervisorType,
+      hypervisorVersion: formatVersion(info.hypervisorVersion),
+    }
+  }
+
+  /** The domain config for a spec on this host: the policy half of `domain-xml.ts`. */
+  domainConfig(spec: GuestSpec): DomainConfig {
+    const kvm = this.accelerator === 'kvm'
+    return {
+      type: kvm ? 'kvm' : 'qemu',
+      uuid: spec.uuid,
+      name: spec.name,
+      vcpus: spec.vcpus,
+      memoryMiB: spec.memoryMiB,
+      arch: this.hostInfo?.arch ?? 'x86_64',
+      ...(this.options.machine === undefined ? {} : { machine: this.options.machine }),
+      // A host CPU model only means something with KVM; TCG keeps QEMU's default.
+      ...(kvm && this.options.cpuMode !== undefined ? { cpuMode: this.options.cpuMode } : {}),
+      disks: spec.disks.map((disk) => ({ ...disk })),
+      interfaces: spec.nics.map((nic) => ({ ...nic })),
+      serialLogPath: spec.consoleLogPath,
+    }
+  }
+
+  async spawn(spec: GuestSpec): Promise<GuestInfo> {
+    validateGuestSpec(spec)
+    // Checked before defining: redefining an existing uuid would replace it, and the
+    // cleanup below would then remove a guest this call did not make.
+    if ((await this.host.findGuest(spec.uuid)) !== undefined) throw new AlreadyExists(`guest ${spec.uuid} already exists`)
+    if ((await this.host.findGuestByName(spec.name)) !== undefined) {
+      throw new AlreadyExists(`a guest named ${spec.name} already exists`)
+    }
+    const xml = toDomainXml(this.domainConfig(spec))
+    const log = this.logger?.child({ instance: spec.uuid })
+    const started = Date.now()
+    log?.info({ accelerator: this.accelerator }, 'spawn started')
+    try {
+      const info = await withReverter(
+        async (revert) => {
+          const guest = await this.host.defineGuest(xml)
+          revert.add(`remove guest ${spec.uuid}`, () => this.removeDomain(spec.uuid))
+          await guest.create()
+          return guestInfo(await guest.info())
+        },
+        {
+          onUndoFailure: (failures) =>
+            log?.error({ failures: failures.map((f) => `${f.description}: ${String(f.error)}`) }, 'spawn cleanup failed'),
+        },
+      )
+      log?.info({ ms: Date.now() - started }, 'spawn finished')
+      return info
+    } catch (error) {
+      log?.warn({ err: error, ms: Date.now() - started }, 'spawn failed, cleaned up')
+      throw error
+    }
+  }
+
+  async destroy(uuid: string): Promise<void> {
+    await this.removeDomain(uuid)
+    this.logger?.info({ instance: uuid }, 'destroyed')
+  }
+
+  /** Hard power off if needed, then undefine; a guest that vanishes meanwhile is fine. */
+  private async removeDomain(uuid: string): Promise<void> {
+    const guest = await this.host.findGuest(uuid)
+    if (guest === undefined) return
+    try {
+      await this.hardStop(guest)
+      await guest.undefine()
+    } catch (error) {
+      if (error instanceof NotFound) return
+      throw error
+    }
+  }
+
+  /** `virDomainDestroy` unless already off; retried while QEMU is still releasing the guest. */
+  private async hardStop(guest: Guest): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      if ((await guest.powerState()) === PowerState.SHUTDOWN) return
+      try {
+        await guest.destroy()
+        return
+      } catch (error) {
+        // "domain is not running": it stopped on its own in the meantime.
+        if (error instanceof FailedPrecondition) return
+        const busy = error instanceof Error && /busy/i.test(error.message)
+        if (!busy || attempt >= 3) throw error
+        await sleep(200 * attempt)
+      }
+    }
+  }
+
+  async powerOn(uuid: string): Promise<void> {
+    const guest = await this.host.lookupGuest(uuid)
+    if (checkPowerTransition('powerOn', await guest.powerState(), uuid) === 'noop') return
+    await guest.create()
+  }
+
+  async powerOff(uuid: string, options: PowerOffOptions = {}): Promise<void> {
+    const guest = await this.host.lookupGuest(uuid)
+    const state = await guest.powerState()
+    if (checkPowerTransition('powerOff', state, uuid) === 'noop') return
+    const timeoutMs = options.timeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS
+    if (timeoutMs > 0 && state === PowerState.RUNNING && (await this.cleanShutdown(guest, timeoutMs))) {
+      this.logger?.info({ instance: uuid }, 'powered off cleanly')
+      return
+    }
+    await this.hardStop(guest)
+    this.logger?.info({ instance: uuid, timeoutMs }, 'powered off hard')
+  }
+
+  /** ACPI power button, then wait for SHUTDOWN; false if the guest did not comply in time. */
+  private async cleanShutdown(guest: Guest, timeoutMs: number): Promise<boolean> {
+    try {
+      await guest.shutdown()
+    } catch (error) {
+      if (error instanceof FailedPrecondition) return (await guest.powerState()) === PowerState.SHUTDOWN
+      throw error
+    }
+    const deadline = Date.now() + timeoutMs
+    const interval = this.options.pollIntervalMs ?? 100
+    for (;;) {
+      if ((await guest.powerState()) === PowerState.SHUTDOWN) return true
+      if (Date.now() >= deadline) return false
+      await sleep(Math.min(interval, Math.max(0, deadline - Date.now())))
+    }
+  }
+
+  async reboot(uuid: string, options: RebootOptions): Promise<void> {
+    const guest = await this.host.lookupGuest(uuid)
+    const state = await guest.powerState()
+    if (options.type === 'soft') {
+      checkPowerTransition('softReboot', state, uuid)
+      // nova's _soft_reboot: shut down cleanly and start again; if the guest
+      // does not shut down in time, fall through to a hard reboot.
+      if (await this.cleanShutdown(guest, options.timeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS)) {
+        await guest.create()
+        this.logger?.info({ instance: uuid }, 'soft reboot done')
+        return
+      }
+      this.logger?.info({ instance: uuid }, 'guest ignored the soft reboot, rebooting hard')
+    } else {
+      checkPowerTransition('hardReboot', state, uuid)
+    }
+    await this.hardStop(guest)
+    await guest.create()
+    this.logger?.info({ instance: uuid, type: options.type }, 'hard reboot done')
+  }
+
+  async getInfo(uuid: string): Promise<GuestInfo> {
+    const guest = await this.host.lookupGuest(uuid)
+    return guestInfo(await guest.info())
+  }
+
+  async listGuests(): Promise<GuestInfo[]> {
+    return (await this.host.listDomains()).map(guestInfo)
+  }
+
+  async getConsoleOutput(uuid: string, options: ConsoleOutputOptions = {}): Promise<string> {
+    const guest = await this.host.lookupGuest(uuid)
+    // Like nova, find the log through the domain's own XML: it is the truth about where QEMU writes.
+    const { serialLogPath } = parseDomainXml(await guest.xml())
+    if (serialLogPath === undefined) return ''
+    const maxBytes = options.maxBytes ?? DEFAULT_CONSOLE_MAX_BYTES
+    return tailBytes(await readTail(serialLogPath, maxBytes), maxBytes)
+  }
+}
+

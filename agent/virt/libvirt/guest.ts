@@ -1,0 +1,82 @@
+/**
+ * One libvirt domain (after nova `virt/libvirt/guest.py`): create, destroy,
+ * shutdown, reboot, undefine, info and XML. Policy (timeouts, fallbacks) is
+ * the driver's; this class only speaks to libvirt through the host's thread.
+ */
+import { PowerState } from '../driver.js'
+import { VirDomainShutdownFlags, VirDomainState, VirDomainUndefineFlags } from './constants.js'
+import type { Host } from './host.js'
+import type { DomainRecord } from './worker.js'
+
+/** libvirt domain state → Nova power state (nova's `LIBVIRT_POWER_STATE`). */
+const POWER_STATE: Record<number, PowerState> = {
+  [VirDomainState.NOSTATE]: PowerState.NOSTATE,
+  [VirDomainState.RUNNING]: PowerState.RUNNING,
+  // BLOCKED means "waiting on I/O" for Xen; it is still running.
+  [VirDomainState.BLOCKED]: PowerState.RUNNING,
+  [VirDomainState.PAUSED]: PowerState.PAUSED,
+  // SHUTDOWN is "being shut down": Nova reports it as SHUTDOWN already.
+  [VirDomainState.SHUTDOWN]: PowerState.SHUTDOWN,
+  [VirDomainState.SHUTOFF]: PowerState.SHUTDOWN,
+  [VirDomainState.CRASHED]: PowerState.CRASHED,
+  [VirDomainState.PMSUSPENDED]: PowerState.SUSPENDED,
+}
+
+export function powerStateOf(libvirtState: number): PowerState {
+  return POWER_STATE[libvirtState] ?? PowerState.NOSTATE
+}
+
+export class Guest {
+  constructor(
+    private readonly host: Host,
+    readonly uuid: string,
+    readonly name: string,
+  ) {}
+
+  /** `virDomainCreate`: starts the defined domain. */
+  async create(): Promise<void> {
+    await this.host.call('create', `start guest ${this.uuid}`, this.uuid)
+  }
+
+  /** `virDomainDestroy`: pulls the plug. */
+  async destroy(): Promise<void> {
+    await this.host.call('destroy', `power off guest ${this.uuid}`, this.uuid)
+  }
+
+  /** Presses the ACPI power button; returns at once, the guest may ignore it. */
+  async shutdown(): Promise<void> {
+    await this.host.call('shutdown', `shut down guest ${this.uuid}`, this.uuid, VirDomainShutdownFlags.ACPI_POWER_BTN)
+  }
+
+  /** Asks the guest to reboot via ACPI; returns at once. */
+  async reboot(): Promise<void> {
+    await this.host.call('reboot', `reboot guest ${this.uuid}`, this.uuid, VirDomainShutdownFlags.ACPI_POWER_BTN)
+  }
+
+  /** Hardware reset (the QEMU process stays). */
+  async reset(): Promise<void> {
+    await this.host.call('reset', `reset guest ${this.uuid}`, this.uuid)
+  }
+
+  /** Removes the definition, with managed-save images, snapshot and checkpoint metadata. */
+  async undefine(): Promise<void> {
+    const flags =
+      VirDomainUndefineFlags.MANAGED_SAVE | VirDomainUndefineFlags.SNAPSHOTS_METADATA | VirDomainUndefineFlags.CHECKPOINTS_METADATA
+    await this.host.call('undefine', `undefine guest ${this.uuid}`, this.uuid, flags)
+  }
+
+  /** The domain's state and figures, straight from libvirt. */
+  info(): Promise<DomainRecord> {
+    return this.host.call('lookupByUUID', `read guest ${this.uuid}`, this.uuid)
+  }
+
+  /** Nova power state now. */
+  async powerState(): Promise<PowerState> {
+    return powerStateOf((await this.info()).state)
+  }
+
+  /** The live domain XML (or the persistent definition with `inactive`). */
+  xml(inactive = false): Promise<string> {
+    return this.host.call('xml', `read XML of guest ${this.uuid}`, this.uuid, inactive)
+  }
+}

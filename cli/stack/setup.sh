@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs whatever is missing for Strato on Debian 12 + Node 20, idempotently,
+# and is quick when everything is already there: Debian packages, npm
+# dependencies, the native engine, the TypeScript build.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+say() { echo "setup: $*" >&2; }
+
+pkgs=(nats-server libvirt-daemon-system qemu-system-x86 qemu-utils libzstd-dev zlib1g-dev python3-grpcio python3-grpc-tools)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# node-gyp builds native modules (better-sqlite3, ours) offline against the system's Node headers.
+if [ -d /usr/include/node ]; then export npm_config_nodedir=/usr; fi
+
+stamp=node_modules/.strato-installed
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
+  say "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
+
+if [ -f native/build.sh ]; then bash native/build.sh; fi
+
+# Incremental TypeScript build into dist/ (the bin entries and the stack run from there).
+node_modules/.bin/tsc -p tsconfig.build.json

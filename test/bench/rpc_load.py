@@ -1,0 +1,30 @@
+#!/usr/bin/python3
+"""Load generator for bench:identity: Debian's grpcio (C core), asyncio, N calls in
+flight of strato.identity.v1.Domains/GetDomain {id: "default"} with x-auth-token.
+The request is pre-encoded so the client spends its core on gRPC, not protobuf.
+usage: rpc_load.py HOST:PORT TOKEN SECONDS CONCURRENCY  -> prints calls per second
+"""
+import asyncio, sys, time
+import grpc
+
+addr, token, seconds, concurrency = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+REQUEST = b'\x0a\x07default'  # GetDomainRequest { id: "default" }
+
+async def main():
+    async with grpc.aio.insecure_channel(addr) as ch:
+        call = ch.unary_unary('/strato.identity.v1.Domains/GetDomain', request_serializer=None, response_deserializer=None)
+        md = (('x-auth-token', token),)
+        reply = await call(REQUEST, metadata=md)
+        assert b'Default' in reply, reply
+        done = 0
+        end = time.monotonic() + seconds
+        async def worker():
+            nonlocal done
+            while time.monotonic() < end:
+                await call(REQUEST, metadata=md)
+                done += 1
+        t0 = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        print(done / (time.monotonic() - t0))
+
+asyncio.run(main())

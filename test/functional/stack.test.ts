@@ -1,0 +1,119 @@
+// `npm start` end to end, as a new user runs it: the stack comes up, bootstraps,
+// writes admin-openrc (0600, generated password), and a gRPC client that is not
+// ours (Debian's python3-grpcio) lists the services by reflection and issues a
+// token with those credentials. A second stack runs side by side; a restart
+// keeps the cloud; Ctrl-C stops everything cleanly.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import t from 'tap'
+import { parseOpenrc } from '../helpers/controller.js'
+import { freePort } from '../helpers/ports.js'
+
+const root = path.resolve(import.meta.dirname, '../..')
+
+interface Stack {
+  proc: ChildProcess
+  home: string
+  grpcPort: number
+  natsPort: number
+  output: () => string
+}
+
+async function npmStart(home: string): Promise<Stack> {
+  const grpcPort = await freePort()
+  const natsPort = await freePort()
+  let out = ''
+  // detached: its own process group, so a group SIGINT is what a terminal's Ctrl-C sends.
+  const proc = spawn('npm', ['start'], {
+    cwd: root,
+    detached: true,
+    env: { ...process.env, STRATO_HOME: home, STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(natsPort) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  proc.stdout!.on('data', (d) => (out += d))
+  proc.stderr!.on('data', (d) => (out += d))
+  const deadline = Date.now() + 120_000
+  while (!out.includes('Strato is up')) {
+    if (proc.exitCode !== null) throw new Error(`npm start exited with ${proc.exitCode}:\n${out}`)
+    if (Date.now() > deadline) throw new Error(`npm start did not come up:\n${out}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return { proc, home, grpcPort, natsPort, output: () => out }
+}
+
+/**
+ * Ctrl-C: SIGINT to the whole process group. Resolves true when the stack stopped
+ * cleanly: npm exits 0 or, as npm does, re-raises SIGINT after its child exited,
+ * and the runner logged its clean stop.
+ */
+function ctrlC(s: Stack): Promise<boolean> {
+  return new Promise((resolve) => {
+    s.proc.once('exit', (code, signal) => resolve((code === 0 || signal === 'SIGINT') && s.output().includes('stack stopped')))
+    process.kill(-s.proc.pid!, 'SIGINT')
+  })
+}
+
+function probe(s: Stack, version: string) {
+  const env = { ...process.env, ...parseOpenrc(path.join(s.home, 'admin-openrc')) }
+  const r = spawnSync('/usr/bin/python3', [path.join(root, 'test/fixtures/grpc_probe.py'), root, `127.0.0.1:${s.grpcPort}`, version], { env, encoding: 'utf8', timeout: 60_000 })
+  if (r.status !== 0) throw new Error(`probe failed (${r.status}): ${r.stderr}`)
+  return JSON.parse(r.stdout)
+}
+
+const natsRunning = (port: number) => spawnSync('pgrep', ['-f', `nats-server.*-p ${port}`]).status === 0
+
+t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctrl-C', async (t) => {
+  const homeA = mkdtempSync(path.join(tmpdir(), 'strato-stack-a-'))
+  const homeB = mkdtempSync(path.join(tmpdir(), 'strato-stack-b-'))
+  t.teardown(() => {
+    rmSync(homeA, { recursive: true, force: true })
+    rmSync(homeB, { recursive: true, force: true })
+  })
+  const a = await npmStart(homeA)
+  const openrc = path.join(homeA, 'admin-openrc')
+  t.equal(statSync(openrc).mode & 0o777, 0o600, 'admin-openrc is mode 0600')
+  const creds = parseOpenrc(openrc)
+  t.match(creds, {
+    OS_AUTH_URL: `grpc://127.0.0.1:${a.grpcPort}`,
+    OS_USERNAME: 'admin',
+    OS_PROJECT_NAME: 'admin',
+    OS_USER_DOMAIN_NAME: 'Default',
+    OS_PROJECT_DOMAIN_NAME: 'Default',
+  })
+  t.ok((creds.OS_PASSWORD ?? '').length >= 20, 'a generated password')
+  t.notOk(a.output().includes(creds.OS_PASSWORD!), 'the password is not logged')
+
+  for (const version of ['v1', 'v1alpha']) {
+    const r = probe(a, version)
+    t.ok(r.services.includes('strato.identity.v1.Tokens'), `${version}: reflection lists the identity services`)
+    t.ok(r.services.includes('grpc.health.v1.Health'))
+    t.equal(r.timestamp_resolved, 'google.protobuf.Timestamp', `${version}: imported types resolve in a strict pool`)
+    t.equal(r.body.user.name, 'admin', `${version}: token issued with admin-openrc's credentials`)
+    t.equal(r.body.project.name, 'admin')
+    t.same(r.body.roles.map((x: { name: string }) => x.name).sort(), ['admin', 'member', 'reader'])
+    t.equal(r.wrong_password, 'UNAUTHENTICATED')
+    t.equal(r.health, 'SERVING')
+  }
+
+  // A second stack, side by side, with its own ports and home: its own cloud.
+  const b = await npmStart(homeB)
+  const credsB = parseOpenrc(path.join(homeB, 'admin-openrc'))
+  t.not(credsB.OS_PASSWORD, creds.OS_PASSWORD, 'each cloud has its own generated password')
+  t.equal(probe(b, 'v1').body.user.name, 'admin')
+  t.ok(await ctrlC(b), 'the second stack stops cleanly')
+
+  t.ok(await ctrlC(a), 'Ctrl-C stops the stack cleanly')
+  t.match(a.output(), /controller stopped[\s\S]*stack stopped/)
+  t.notOk(natsRunning(a.natsPort), 'nats-server is gone')
+
+  // Restart on the same home: no second bootstrap, the same credentials still work.
+  const before = readFileSync(openrc, 'utf8')
+  const again = await npmStart(homeA)
+  t.equal(readFileSync(openrc, 'utf8'), before, 'admin-openrc is not rewritten')
+  t.notMatch(again.output(), /first run/)
+  t.equal(probe(again, 'v1').body.user.name, 'admin', 'the old password still works')
+  t.ok(await ctrlC(again))
+  t.ok(existsSync(path.join(homeA, 'controller', 'strato.db')))
+})
