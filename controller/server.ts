@@ -17,6 +17,11 @@ import { KeyRepository } from './identity/keys.js'
 import { bootstrap, type BootstrapResult } from './identity/bootstrap.js'
 import { Policy, identityPolicy, type TargetLookup } from './identity/policy.js'
 import { identityServices } from './api/identity.js'
+import { computeServices } from './api/compute.js'
+import { computePolicy } from './compute/policy.js'
+import { FlavorCatalog } from './compute/flavors.js'
+import { KeypairCatalog } from './compute/keypairs.js'
+import { QuotaEngine } from './quota/quota.js'
 import { HealthState } from './api/health.js'
 import { ReflectionIndex, reflectionImplementation } from './api/reflection.js'
 import type { RpcDeps } from './api/rpc.js'
@@ -61,13 +66,17 @@ export class Controller {
       this.log.info({ nats: cfg.natsUrl }, 'connected to NATS')
     }
 
-    const policy = new Policy(identityPolicy)
+    const quota = new QuotaEngine(this.db)
+    const flavors = new FlavorCatalog(this.db)
+    const keypairs = new KeypairCatalog(this.db, quota)
+
+    const policy = new Policy(identityPolicy, computePolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
     const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), lookup, log: this.log, track: (p) => this.track(p) }
-    const services: Array<[object, UntypedServiceImplementation]> = identityServices(
-      { catalog: this.catalog, auth, serviceCatalog: () => this.serviceCatalog() },
-      rpc,
-    )
+    const services: Array<[object, UntypedServiceImplementation]> = [
+      ...identityServices({ catalog: this.catalog, auth, serviceCatalog: () => this.serviceCatalog() }, rpc),
+      ...computeServices({ flavors, keypairs, quota }, rpc),
+    ]
     const served = new Set(services.map(([def]) => serviceName(def)))
     this.health = new HealthState(served)
     const server = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 })
@@ -131,7 +140,7 @@ export class Controller {
       name,
       endpoints: ['public', 'internal', 'admin'].map((iface) => ({ id: `${type}-${iface}`, interface: iface, region: this.config.bootstrap.region, url })),
     })
-    return [entry('identity', 'keystone')]
+    return [entry('identity', 'keystone'), entry('compute', 'nova')]
   }
 }
 

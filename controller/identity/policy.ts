@@ -71,7 +71,7 @@ export function visibilityOf(ctx: AuthContext): Visibility {
 }
 
 const domainOf = async (req: { id?: string; name?: string }, _c: AuthContext, l: TargetLookup): Promise<Target> => ({ domainId: (await l.catalog.getDomain(req)).id })
-const projectTarget = async (req: { id?: string; name?: string; domainId?: string }, c: AuthContext, l: TargetLookup): Promise<Target> => {
+export const projectTarget = async (req: { id?: string; name?: string; domainId?: string }, c: AuthContext, l: TargetLookup): Promise<Target> => {
   const p = await l.catalog.getProject(req.id ? { id: req.id } : { name: req.name, domainId: requestDomain(req, c) })
   return { domainId: p.domainId, projectId: p.id }
 }

@@ -1,0 +1,28 @@
+/** Policy entries for strato.compute.v1 (the mechanism is in identity/policy.ts). */
+import type { PolicyEntry, Target, TargetLookup } from '../identity/policy.js'
+import { projectTarget } from '../identity/policy.js'
+import type { AuthContext } from '../identity/model.js'
+
+const C = 'strato.compute.v1'
+const ownerTarget = (req: { userId?: string }, c: AuthContext): Target => ({ userId: req.userId || c.userId })
+const quotaTarget = (req: { projectId?: string }, c: AuthContext, l: TargetLookup) => projectTarget({ id: req.projectId || c.projectId || '' }, c, l)
+
+export const computePolicy: Record<string, PolicyEntry> = {
+  [`${C}.Flavors/CreateFlavor`]: { allow: ['cloud_admin'] },
+  [`${C}.Flavors/GetFlavor`]: { allow: ['authenticated'] },
+  [`${C}.Flavors/ListFlavors`]: { allow: ['authenticated'] },
+  [`${C}.Flavors/UpdateFlavor`]: { allow: ['cloud_admin'] },
+  [`${C}.Flavors/DeleteFlavor`]: { allow: ['cloud_admin'] },
+  [`${C}.Flavors/AddFlavorAccess`]: { allow: ['cloud_admin'] },
+  [`${C}.Flavors/RemoveFlavorAccess`]: { allow: ['cloud_admin'] },
+  [`${C}.Flavors/ListFlavorAccess`]: { allow: ['cloud_admin'] },
+
+  [`${C}.Keypairs/CreateKeypair`]: { allow: ['cloud_admin', 'self'], target: ownerTarget },
+  [`${C}.Keypairs/GetKeypair`]: { allow: ['cloud_admin', 'self'], target: ownerTarget },
+  [`${C}.Keypairs/ListKeypairs`]: { allow: ['cloud_admin', 'self'], target: ownerTarget },
+  [`${C}.Keypairs/DeleteKeypair`]: { allow: ['cloud_admin', 'self'], target: ownerTarget },
+
+  [`${C}.Quotas/GetQuota`]: { allow: ['cloud_admin', 'domain_reader', 'project_reader'], target: quotaTarget },
+  [`${C}.Quotas/UpdateQuota`]: { allow: ['cloud_admin'] },
+  [`${C}.Quotas/GetDefaultQuota`]: { allow: ['authenticated'] },
+}
