@@ -1,0 +1,43 @@
+// The controller's typed config: defaults, JSON file, STRATO_* env, overrides — later wins; bad values say what and why.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import t from 'tap'
+import { loadConfig } from '../../../controller/config.js'
+import { loadStackConfig } from '../../../cli/stack/config.js'
+
+t.test('defaults are complete', async (t) => {
+  const c = loadConfig({}, {})
+  t.match(c, { grpc: { host: '127.0.0.1', port: 8770, publicAddress: null }, natsUrl: null, token: { expirationSeconds: 3600, maxActiveKeys: 3 }, bootstrap: { openrcPath: null, region: 'RegionOne', adminProjectName: 'admin' } })
+  t.equal(c.databaseUrl, `sqlite:${path.join(c.dataDir, 'strato.db')}`, 'the database lives in the data dir by default')
+})
+
+t.test('file, then env, then overrides', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-cfg-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'c.json')
+  writeFileSync(file, JSON.stringify({ grpc: { port: 9000 }, token: { expirationSeconds: 60 }, log: { level: 'debug' } }))
+  const c = loadConfig({ log: { level: 'warn', pretty: true } }, { STRATO_CONFIG: file, STRATO_GRPC_PORT: '9001', STRATO_DATA_DIR: dir })
+  t.equal(c.grpc.port, 9001, 'env beats the file')
+  t.equal(c.grpc.host, '127.0.0.1', 'unset fields keep their defaults')
+  t.equal(c.token.expirationSeconds, 60, 'the file beats defaults')
+  t.equal(c.token.maxActiveKeys, 3)
+  t.equal(c.log.level, 'warn', 'overrides beat everything')
+  t.equal(c.dataDir, dir)
+})
+
+t.test('bad values are refused with the setting named', async (t) => {
+  t.throws(() => loadConfig({}, { STRATO_GRPC_PORT: 'eighty' }), { name: 'InvalidArgument', field: 'STRATO_GRPC_PORT', message: /non-negative integer, got 'eighty'/ })
+  t.throws(() => loadConfig({}, { STRATO_CONFIG: '/nonexistent/strato.json' }), { name: 'InvalidArgument', message: /cannot read config file \/nonexistent\/strato.json/ })
+  t.throws(() => loadConfig({ token: { expirationSeconds: 0, maxActiveKeys: 3, cacheSize: 1 } }, {}), { field: 'token.expirationSeconds' })
+  t.throws(() => loadConfig({ token: { expirationSeconds: 10, maxActiveKeys: 1, cacheSize: 1 } }, {}), { field: 'token.maxActiveKeys' })
+  t.throws(() => loadStackConfig({ STRATO_NATS_PORT: '70000' }), { field: 'STRATO_NATS_PORT', message: /1-65535/ })
+  t.equal(loadStackConfig({ STRATO_GRPC_PORT: '18000' }).grpcPort, 18000)
+})
+
+t.test('a database URL without a built-in dialect is refused, without echoing its password', async (t) => {
+  const { openDatabase } = await import('../../../controller/store/db.js')
+  const err = await openDatabase('postgres://strato:hunter2@db.example/strato').catch((e: Error) => e)
+  t.match(err, { name: 'InvalidArgument', message: /unsupported database URL .*only sqlite:PATH is built in/ })
+  t.notMatch((err as Error).message, /hunter2/)
+})
