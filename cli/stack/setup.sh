@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 
 say() { echo "setup: $*" >&2; }
 
-pkgs=(nats-server libvirt-daemon-system qemu-system-x86 qemu-utils libzstd-dev zlib1g-dev python3-grpcio python3-grpc-tools)
+pkgs=(nats-server libvirt-daemon-system qemu-system-x86 qemu-utils libzstd-dev zlib1g-dev python3-grpcio python3-grpc-tools clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
