@@ -22,6 +22,11 @@ import { computePolicy } from './compute/policy.js'
 import { FlavorCatalog } from './compute/flavors.js'
 import { KeypairCatalog } from './compute/keypairs.js'
 import { QuotaEngine } from './quota/quota.js'
+import { ImageCatalog } from './image/catalog.js'
+import { ImageStore } from './image/store.js'
+import { imagePolicy } from './image/policy.js'
+import { imageServices } from './api/images.js'
+import { inspectImage } from '../native/index.js'
 import { HealthState } from './api/health.js'
 import { ReflectionIndex, reflectionImplementation } from './api/reflection.js'
 import type { RpcDeps } from './api/rpc.js'
@@ -69,13 +74,15 @@ export class Controller {
     const quota = new QuotaEngine(this.db)
     const flavors = new FlavorCatalog(this.db)
     const keypairs = new KeypairCatalog(this.db, quota)
+    const images = new ImageCatalog(this.db, new ImageStore(path.join(cfg.dataDir, 'images')), quota, inspectImage)
 
-    const policy = new Policy(identityPolicy, computePolicy)
+    const policy = new Policy(identityPolicy, computePolicy, imagePolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
     const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), lookup, log: this.log, track: (p) => this.track(p) }
     const services: Array<[object, UntypedServiceImplementation]> = [
       ...identityServices({ catalog: this.catalog, auth, serviceCatalog: () => this.serviceCatalog() }, rpc),
       ...computeServices({ flavors, keypairs, quota }, rpc),
+      ...imageServices(images, rpc),
     ]
     const served = new Set(services.map(([def]) => serviceName(def)))
     this.health = new HealthState(served)
@@ -140,7 +147,7 @@ export class Controller {
       name,
       endpoints: ['public', 'internal', 'admin'].map((iface) => ({ id: `${type}-${iface}`, interface: iface, region: this.config.bootstrap.region, url })),
     })
-    return [entry('identity', 'keystone'), entry('compute', 'nova')]
+    return [entry('identity', 'keystone'), entry('compute', 'nova'), entry('image', 'glance')]
   }
 }
 

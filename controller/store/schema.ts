@@ -5,8 +5,10 @@
  */
 import type { ComputeTables } from './schema/compute.js'
 import type { IdentityTables } from './schema/identity.js'
+import type { ImageTables } from './schema/image.js'
 
 export type * from './schema/identity.js'
 export type * from './schema/compute.js'
+export type * from './schema/image.js'
 
-export interface Database extends IdentityTables, ComputeTables {}
+export interface Database extends IdentityTables, ComputeTables, ImageTables {}

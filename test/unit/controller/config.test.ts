@@ -29,8 +29,8 @@ t.test('file, then env, then overrides', async (t) => {
 t.test('bad values are refused with the setting named', async (t) => {
   t.throws(() => loadConfig({}, { STRATO_GRPC_PORT: 'eighty' }), { name: 'InvalidArgument', field: 'STRATO_GRPC_PORT', message: /non-negative integer, got 'eighty'/ })
   t.throws(() => loadConfig({}, { STRATO_CONFIG: '/nonexistent/strato.json' }), { name: 'InvalidArgument', message: /cannot read config file \/nonexistent\/strato.json/ })
-  t.throws(() => loadConfig({ token: { expirationSeconds: 0, maxActiveKeys: 3, cacheSize: 1 } }, {}), { field: 'token.expirationSeconds' })
-  t.throws(() => loadConfig({ token: { expirationSeconds: 10, maxActiveKeys: 1, cacheSize: 1 } }, {}), { field: 'token.maxActiveKeys' })
+  t.throws(() => loadConfig({ token: { expirationSeconds: 0, maxActiveKeys: 3, cacheSize: 1 } }, {}), { name: 'InvalidArgument', field: 'token.expirationSeconds' })
+  t.throws(() => loadConfig({ token: { expirationSeconds: 10, maxActiveKeys: 1, cacheSize: 1 } }, {}), { name: 'InvalidArgument', field: 'token.maxActiveKeys' })
   t.throws(() => loadStackConfig({ STRATO_NATS_PORT: '70000' }), { field: 'STRATO_NATS_PORT', message: /1-65535/ })
   t.equal(loadStackConfig({ STRATO_GRPC_PORT: '18000' }).grpcPort, 18000)
 })

@@ -1,0 +1,24 @@
+/**
+ * Policy entries for strato.image.v1. Who may see or change a given image
+ * depends on its owner, visibility and members: the catalog applies those
+ * rules (a hidden image is NOT_FOUND, as Glance does), the table gates the rest.
+ */
+import type { PolicyEntry } from '../identity/policy.js'
+
+const I = 'strato.image.v1.Images'
+
+export const imagePolicy: Record<string, PolicyEntry> = {
+  [`${I}/CreateImage`]: { allow: ['authenticated'] },
+  [`${I}/GetImage`]: { allow: ['authenticated'] },
+  [`${I}/ListImages`]: { allow: ['authenticated'] },
+  [`${I}/UpdateImage`]: { allow: ['authenticated'] },
+  [`${I}/DeleteImage`]: { allow: ['authenticated'] },
+  [`${I}/UploadImage`]: { allow: ['authenticated'] },
+  [`${I}/DownloadImage`]: { allow: ['authenticated'] },
+  [`${I}/DeactivateImage`]: { allow: ['cloud_admin'] },
+  [`${I}/ReactivateImage`]: { allow: ['cloud_admin'] },
+  [`${I}/AddImageMember`]: { allow: ['authenticated'] },
+  [`${I}/UpdateImageMember`]: { allow: ['authenticated'] },
+  [`${I}/ListImageMembers`]: { allow: ['authenticated'] },
+  [`${I}/DeleteImageMember`]: { allow: ['authenticated'] },
+}
