@@ -49,6 +49,13 @@ export interface ControllerConfig {
   }
   /** How long shutdown waits for in-flight calls before forcing. @default 10000 */
   shutdownGraceMs: number
+  /** Neutron ML2 settings for provider networks. */
+  network: {
+    /** Physical networks flat and vlan networks may use (ML2 `flat_networks`). @default ['provider'] */
+    physicalNetworks: string[]
+    /** VLAN ids per physical network, inclusive [min, max] (ML2 `network_vlan_ranges`). @default { provider: [100, 4094] } */
+    vlanRanges: Record<string, [number, number]>
+  }
 }
 
 export type ConfigOverrides = {
@@ -110,12 +117,22 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     bootstrap: { openrcPath: null, region: 'RegionOne', adminProjectName: 'admin' },
     log: { level: 'info', pretty: false },
     shutdownGraceMs: 10_000,
+    network: { physicalNetworks: ['provider'], vlanRanges: { provider: [100, 4094] } },
   }
   const { configFile: _ignored, ...rest } = overrides
   const cfg = merge(defaults, fromFile, fromEnv as Partial<ControllerConfig>, rest as Partial<ControllerConfig>)
   cfg.dataDir = path.resolve(cfg.dataDir)
   if (!cfg.databaseUrl) cfg.databaseUrl = `sqlite:${path.join(cfg.dataDir, 'strato.db')}`
   if (cfg.token.expirationSeconds < 1) throw new InvalidArgument('token.expirationSeconds must be at least 1', { field: 'token.expirationSeconds' })
+  // A configured range map replaces the default one instead of merging into it.
+  const ranges = (rest as Partial<ControllerConfig>).network?.vlanRanges ?? fromFile.network?.vlanRanges
+  if (ranges) cfg.network.vlanRanges = ranges
+  for (const [physnet, range] of Object.entries(cfg.network.vlanRanges)) {
+    const field = `network.vlanRanges.${physnet}`
+    if (!cfg.network.physicalNetworks.includes(physnet)) throw new InvalidArgument(`${field}: '${physnet}' is not in network.physicalNetworks`, { field })
+    const [min, max] = range
+    if (!Number.isInteger(min) || !Number.isInteger(max) || min < 1 || max > 4094 || min > max) throw new InvalidArgument(`${field} must be [min, max] with 1 <= min <= max <= 4094, got ${JSON.stringify(range)}`, { field })
+  }
   if (cfg.token.maxActiveKeys < 2) throw new InvalidArgument('token.maxActiveKeys must be at least 2 (a primary and a staged key)', { field: 'token.maxActiveKeys' })
   return cfg
 }

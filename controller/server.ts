@@ -22,6 +22,13 @@ import { computePolicy } from './compute/policy.js'
 import { FlavorCatalog } from './compute/flavors.js'
 import { KeypairCatalog } from './compute/keypairs.js'
 import { QuotaEngine } from './quota/quota.js'
+import { networkServices } from './api/network.js'
+import { networkPolicy } from './network/policy.js'
+import { NetworkCatalog } from './network/networks.js'
+import { SubnetCatalog } from './network/subnets.js'
+import { PortCatalog } from './network/ports.js'
+import { FloatingIpCatalog } from './network/floating-ips.js'
+import { SecurityGroupCatalog } from './network/security-groups.js'
 import { ImageCatalog } from './image/catalog.js'
 import { ImageStore } from './image/store.js'
 import { imagePolicy } from './image/policy.js'
@@ -74,15 +81,25 @@ export class Controller {
     const quota = new QuotaEngine(this.db)
     const flavors = new FlavorCatalog(this.db)
     const keypairs = new KeypairCatalog(this.db, quota)
+    const securityGroups = new SecurityGroupCatalog(this.db, quota)
+    const ports = new PortCatalog(this.db, quota, securityGroups)
+    const network = {
+      networks: new NetworkCatalog(this.db, quota, cfg.network),
+      subnets: new SubnetCatalog(this.db, quota),
+      ports,
+      floatingIps: new FloatingIpCatalog(this.db, quota, ports),
+      securityGroups,
+    }
     const images = new ImageCatalog(this.db, new ImageStore(path.join(cfg.dataDir, 'images')), quota, inspectImage)
 
-    const policy = new Policy(identityPolicy, computePolicy, imagePolicy)
+    const policy = new Policy(identityPolicy, computePolicy, imagePolicy, networkPolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
     const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), lookup, log: this.log, track: (p) => this.track(p) }
     const services: Array<[object, UntypedServiceImplementation]> = [
       ...identityServices({ catalog: this.catalog, auth, serviceCatalog: () => this.serviceCatalog() }, rpc),
       ...computeServices({ flavors, keypairs, quota }, rpc),
       ...imageServices(images, rpc),
+      ...networkServices(network, rpc),
     ]
     const served = new Set(services.map(([def]) => serviceName(def)))
     this.health = new HealthState(served)
@@ -147,7 +164,7 @@ export class Controller {
       name,
       endpoints: ['public', 'internal', 'admin'].map((iface) => ({ id: `${type}-${iface}`, interface: iface, region: this.config.bootstrap.region, url })),
     })
-    return [entry('identity', 'keystone'), entry('compute', 'nova'), entry('image', 'glance')]
+    return [entry('identity', 'keystone'), entry('compute', 'nova'), entry('image', 'glance'), entry('network', 'neutron')]
   }
 }
 

@@ -29,7 +29,8 @@ export async function openDatabase(url: string): Promise<Db> {
     throw new InvalidArgument(`unsupported database URL '${url.replace(/\/\/[^@]*@/, '//***@')}': only sqlite:PATH is built in`, { field: 'databaseUrl' })
   }
   const provider: MigrationProvider = { getMigrations: async () => migrations }
-  const { error, results } = await new Migrator({ db, provider }).migrateToLatest()
+  // Areas land migrations independently (0003_network came after 0004_images ran on some databases).
+  const { error, results } = await new Migrator({ db, provider, allowUnorderedMigrations: true }).migrateToLatest()
   if (error) {
     await db.destroy()
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown'

@@ -6,9 +6,11 @@
 import type { ComputeTables } from './schema/compute.js'
 import type { IdentityTables } from './schema/identity.js'
 import type { ImageTables } from './schema/image.js'
+import type { NetworkTables } from './schema/network.js'
 
 export type * from './schema/identity.js'
 export type * from './schema/compute.js'
 export type * from './schema/image.js'
+export type * from './schema/network.js'
 
-export interface Database extends IdentityTables, ComputeTables, ImageTables {}
+export interface Database extends IdentityTables, ComputeTables, ImageTables, NetworkTables {}
