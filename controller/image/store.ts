@@ -4,10 +4,10 @@
  * written), hashed as they arrive, and renamed into place only when complete,
  * so a failed upload leaves nothing behind.
  */
-import { createHash } from 'node:crypto'
 import { createReadStream, mkdirSync } from 'node:fs'
 import { open, rename, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
+import { ParallelHasher } from './hasher.js'
 
 const BLOCK = 64 * 1024
 const ZERO = Buffer.alloc(BLOCK)
@@ -36,27 +36,28 @@ export class ImageStore {
   async receive(id: string, chunks: AsyncIterable<Buffer>, beforeWrite: (totalSoFar: number) => void): Promise<StoredData> {
     const partialPath = `${this.path(id)}.partial`
     const fh = await open(partialPath, 'w', 0o640)
-    const md5 = createHash('md5')
-    const sha512 = createHash('sha512')
+    const hasher = new ParallelHasher(['md5', 'sha512'])
     let pos = 0
+    let digests: Record<string, string>
     try {
       for await (const chunk of chunks) {
         if (chunk.length === 0) continue
         beforeWrite(pos + chunk.length)
-        md5.update(chunk)
-        sha512.update(chunk)
-        await writeSparse(fh, chunk, pos)
+        // Hashing (on worker threads) and writing proceed together.
+        await Promise.all([hasher.update(chunk), writeSparse(fh, chunk, pos)])
         pos += chunk.length
       }
       await fh.truncate(pos)
       await fh.sync()
+      digests = await hasher.digest()
     } catch (err) {
+      await hasher.close()
       await fh.close().catch(() => undefined)
       await rm(partialPath, { force: true })
       throw err
     }
     await fh.close()
-    return { size: pos, md5: md5.digest('hex'), sha512: sha512.digest('hex'), partialPath }
+    return { size: pos, md5: digests.md5!, sha512: digests.sha512!, partialPath }
   }
 
   async commit(id: string, data: StoredData): Promise<void> {
