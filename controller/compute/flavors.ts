@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
-import { isUniqueViolation, type Db } from '../store/db.js'
+import { isUniqueViolation, unlessDuplicate, type Db } from '../store/db.js'
 import { checkName, checkText, DESCRIPTION_MAX, exactlyOne } from '../identity/validate.js'
 
 export interface Flavor {
@@ -133,12 +133,10 @@ export class FlavorCatalog {
     if (f.isPublic) throw new FailedPrecondition(`flavor '${f.name}' is public; access lists apply to private flavors only`)
     const p = await this.db.selectFrom('projects').select('id').where('id', '=', projectId ?? '').executeTakeFirst()
     if (!p) throw new NotFound(`project ${projectId} not found`)
-    try {
-      await this.db.insertInto('flavor_projects').values({ flavor_id: f.id, project_id: p.id }).execute()
-    } catch (err) {
-      if (isUniqueViolation(err)) throw new AlreadyExists(`project ${p.id} already has access to flavor '${f.name}'`, { cause: err })
-      throw err
-    }
+    await unlessDuplicate(
+      () => this.db.insertInto('flavor_projects').values({ flavor_id: f.id, project_id: p.id }).execute(),
+      () => new AlreadyExists(`project ${p.id} already has access to flavor '${f.name}'`),
+    )
   }
 
   async removeAccess(flavorId: string | undefined, projectId: string | undefined): Promise<void> {

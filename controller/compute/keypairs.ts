@@ -5,7 +5,7 @@
  * against the key_pairs quota per user, atomically with the insert.
  */
 import { AlreadyExists, InvalidArgument, NotFound } from '../../proto/errors.js'
-import { isUniqueViolation, type Db } from '../store/db.js'
+import { unlessDuplicate, type Db } from '../store/db.js'
 import type { QuotaEngine } from '../quota/quota.js'
 import { fingerprints, generateEd25519, parsePublicKey } from './ssh-keys.js'
 
@@ -54,15 +54,14 @@ export class KeypairCatalog {
     const parsed = parsePublicKey(line)
     const fp = fingerprints(parsed.blob)
     const row = { user_id: user.id, name, type: 'ssh', public_key: parsed.line, fingerprint: fp.md5, fingerprint_sha256: fp.sha256, created_at: new Date().toISOString() }
-    try {
-      await this.db.transaction().execute(async (trx) => {
-        await this.quota.check(trx, { projectId: req.projectId, userId: user.id }, { key_pairs: 1 })
-        await trx.insertInto('keypairs').values(row).execute()
-      })
-    } catch (err) {
-      if (isUniqueViolation(err)) throw new AlreadyExists(`keypair '${name}' already exists for user '${user.name}'`, { cause: err })
-      throw err
-    }
+    await unlessDuplicate(
+      () =>
+        this.db.transaction().execute(async (trx) => {
+          await this.quota.check(trx, { projectId: req.projectId, userId: user.id }, { key_pairs: 1 })
+          await trx.insertInto('keypairs').values(row).execute()
+        }),
+      () => new AlreadyExists(`keypair '${name}' already exists for user '${user.name}'`),
+    )
     return { ...this.toKeypair(row), ...(privateKey ? { privateKey } : {}) }
   }
 

@@ -6,7 +6,7 @@
  */
 import { sql } from 'kysely'
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
-import { isUniqueViolation, type Db } from '../store/db.js'
+import { unlessDuplicate, type Db } from '../store/db.js'
 import type { RevocationEvent } from './revocation.js'
 import { hashPassword } from './passwords.js'
 import { DESCRIPTION_MAX, NAME_MAX, checkEmail, checkName, checkPassword, checkText, exactlyOne, newId } from './validate.js'
@@ -484,11 +484,7 @@ export class IdentityCatalog {
   }
 
   private async insertUnique(op: () => Promise<unknown>, message: string): Promise<void> {
-    try {
-      await op()
-    } catch (err) {
-      if (isUniqueViolation(err)) throw new AlreadyExists(message, { cause: err })
-      throw err
-    }
+    await unlessDuplicate(op, () => new AlreadyExists(message))
   }
+
 }

@@ -60,6 +60,22 @@ function cachingStatements(raw: BetterSqlite3.Database): SqliteDatabase {
   }
 }
 
+/**
+ * Runs `op`; a unique-constraint violation (a concurrent or repeated create)
+ * becomes the error `onDuplicate` makes — AlreadyExists or Conflict, with a
+ * message that names the thing.
+ */
+export async function unlessDuplicate<T>(op: () => Promise<T>, onDuplicate: () => Error): Promise<T> {
+  try {
+    return await op()
+  } catch (err) {
+    if (!isUniqueViolation(err)) throw err
+    const e = onDuplicate()
+    ;(e as { cause?: unknown }).cause ??= err
+    throw e
+  }
+}
+
 /** SQLite and PostgreSQL unique-violation detection, so callers can map to AlreadyExists. */
 export function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; message?: string }
