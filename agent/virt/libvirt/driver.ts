@@ -23,7 +23,7 @@ import {
   type RebootOptions,
   type VirtDriver,
 } from '../driver.js'
-import { formatVersion } from './constants.js'
+import { VirDomainState, formatVersion } from './constants.js'
 import { parseDomainXml, toDomainXml, type DomainConfig } from './domain-xml.js'
 import { powerStateOf, type Guest } from './guest.js'
 import { Host, chooseAccelerator, kvmDeviceUsable, type HostInfo } from './host.js'
@@ -205,7 +205,7 @@ export class LibvirtDriver implements VirtDriver {
   /** `virDomainDestroy` unless already off; retried while QEMU is still releasing the guest. */
   private async hardStop(guest: Guest): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      if ((await guest.powerState()) === PowerState.SHUTDOWN) return
+      if ((await guest.info()).state === VirDomainState.SHUTOFF) return
       try {
         await guest.destroy()
         return
@@ -238,18 +238,23 @@ export class LibvirtDriver implements VirtDriver {
     this.logger?.info({ instance: uuid, timeoutMs }, 'powered off hard')
   }
 
-  /** ACPI power button, then wait for SHUTDOWN; false if the guest did not comply in time. */
+  /**
+   * ACPI power button, then wait until libvirt reports SHUTOFF; false if the
+   * guest did not comply in time. Nova's SHUTDOWN power state also covers
+   * libvirt's "being shut down" (QEMU still running), so waiting for it would
+   * let a following start race the exit ("domain is already running").
+   */
   private async cleanShutdown(guest: Guest, timeoutMs: number): Promise<boolean> {
     try {
       await guest.shutdown()
     } catch (error) {
-      if (error instanceof FailedPrecondition) return (await guest.powerState()) === PowerState.SHUTDOWN
-      throw error
+      // Already on its way down (or down): just wait below.
+      if (!(error instanceof FailedPrecondition)) throw error
     }
     const deadline = Date.now() + timeoutMs
     const interval = this.options.pollIntervalMs ?? 100
     for (;;) {
-      if ((await guest.powerState()) === PowerState.SHUTDOWN) return true
+      if ((await guest.info()).state === VirDomainState.SHUTOFF) return true
       if (Date.now() >= deadline) return false
       await sleep(Math.min(interval, Math.max(0, deadline - Date.now())))
     }
