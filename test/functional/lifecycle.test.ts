@@ -1,0 +1,47 @@
+// The controller's lifecycle: RUNNING → STOPPING → STOPPED; a stop finishes the calls in flight
+// (here an image upload still streaming) and refuses new ones; health reports NOT_SERVING meanwhile.
+import { randomBytes } from 'node:crypto'
+import t from 'tap'
+import { Metadata, type ServiceError } from '@grpc/grpc-js'
+import { startController } from '../helpers/controller.js'
+import { call, client, failure, status } from '../helpers/grpc.js'
+import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
+import { HealthClient, HealthCheckResponse_ServingStatus as Serving } from '../../proto/gen/grpc/health/v1/health.js'
+
+t.test('stop finishes in-flight calls, then refuses new ones', async (t) => {
+  const s = await startController()
+  const images = client(ImagesClient, s.address)
+  const health = client(HealthClient, s.address)
+  t.teardown(() => {
+    images.close()
+    health.close()
+  })
+  t.equal(s.controller.state, 'RUNNING')
+  t.equal((await call<{ status: number }>(health, 'check', { service: '' })).status, Serving.SERVING)
+
+  const img = await call<Image>(images, 'createImage', { name: 'inflight', diskFormat: 'raw', containerFormat: 'bare' }, s.adminToken)
+  const data = randomBytes(8 * 1024 * 1024)
+  const md = new Metadata()
+  md.set('x-auth-token', s.adminToken)
+  let stream!: ReturnType<ImagesClient['uploadImage']>
+  const done = new Promise<Image>((resolve, reject) => {
+    stream = images.uploadImage(md, (err: ServiceError | null, res: Image) => (err ? reject(err) : resolve(res)))
+  })
+  stream.write({ imageId: img.id, size: data.length })
+  stream.write({ data: data.subarray(0, 4 * 1024 * 1024) })
+  await new Promise((r) => setTimeout(r, 200))
+
+  const stopping = s.controller.stop()
+  t.equal(s.controller.state, 'STOPPING', 'stop() moves to STOPPING at once')
+  // The rest of the upload still arrives and the call completes.
+  stream.write({ data: data.subarray(4 * 1024 * 1024) })
+  stream.end()
+  const finished = await done
+  t.equal(finished.status, 'active', 'the in-flight upload finished')
+  t.equal(finished.size, data.length)
+  await stopping
+  t.equal(s.controller.state, 'STOPPED')
+  const refused = await failure(call(images, 'getImage', { id: img.id }, s.adminToken))
+  t.equal(refused.code, status.UNAVAILABLE, 'new calls are refused once stopped')
+  await s.close()
+})
