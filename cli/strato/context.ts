@@ -3,7 +3,7 @@
  * own facts (`token issue`, `--auth-user`). Credentials are checked and the
  * connection made on first use, so `help` and `complete` need neither.
  */
-import type { Client } from '@grpc/grpc-js'
+import { Metadata, type Client, type ServiceError } from '@grpc/grpc-js'
 import { Unauthenticated } from '../../proto/errors.js'
 import { cacheDir, checkCredentials, credentialsFrom, Session, type Credentials, type TokenInfo } from './auth.js'
 import type { Args } from './registry.js'
@@ -12,6 +12,8 @@ import { Transport, type ClientCtor, type RequestOf, type ResponseOf, type Unary
 export interface Io {
   stdout(text: string): void
   stderr(text: string): void
+  /** True when stderr is a terminal (progress bars are drawn only then). */
+  stderrIsTTY?: boolean
 }
 
 export class Context {
@@ -57,6 +59,18 @@ export class Context {
       this.session.invalidate()
       return this.transport.unary(client, method, req, await this.session.token())
     }
+  }
+
+  /** Metadata carrying a valid token, for streaming calls (which are not retried). */
+  async metadata(): Promise<Metadata> {
+    const md = new Metadata()
+    md.set('x-auth-token', await this.session.token())
+    return md
+  }
+
+  /** A failed streaming call's error, as unary calls report theirs (a Strato error or a CliError). */
+  convert(err: ServiceError): Error {
+    return this.transport.convert(err)
   }
 
   tokenInfo(): Promise<TokenInfo> {

@@ -107,7 +107,7 @@ export const roleFields = (r: Role) => ({ id: r.id ?? '', name: r.name ?? '', de
 // ------------------------------------------------------------------ option builders
 
 export const opt = (flag: string, dest: string, metavar: string, help: string): OptionSpec => ({ flags: [flag], dest, kind: 'string', metavar, help })
-export const flag = (f: string, dest: string, help: string, value = true): OptionSpec => ({ flags: [f], dest, kind: 'flag', value, help })
+export const flag = (f: string, dest: string, help: string, value: boolean | string = true): OptionSpec => ({ flags: [f], dest, kind: 'flag', value, help })
 export const enableDisable = (noun: string): OptionSpec[] => [
   flag('--enable', 'enabled', `Enable ${noun} (default)`),
   flag('--disable', 'enabled', `Disable ${noun}`, false),

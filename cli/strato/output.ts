@@ -9,11 +9,26 @@ import type { Args, Output } from './registry.js'
 export const SHOW_FORMATS = ['json', 'shell', 'table', 'value', 'yaml'] as const
 export const LIST_FORMATS = ['csv', 'json', 'table', 'value', 'yaml'] as const
 
+/**
+ * A dict-valued field (properties, extra specs): shown as openstackclient's
+ * format_dict does (`a='1', b='2'`, keys sorted), and as an object in json/yaml.
+ */
+export class Dict {
+  constructor(readonly entries: Record<string, unknown>) {}
+  toString(): string {
+    return Object.keys(this.entries)
+      .sort()
+      .map((k) => `${k}='${display(this.entries[k])}'`)
+      .join(', ')
+  }
+}
+
 /** How a value looks in a table, `-f value` or `-f shell`: Python's str() of it, as cliff prints. */
 export function display(v: unknown): string {
   if (v === null || v === undefined) return 'None'
   if (typeof v === 'boolean') return v ? 'True' : 'False'
   if (v instanceof Date) return v.toISOString()
+  if (v instanceof Dict) return v.toString()
   if (Array.isArray(v)) return v.map(display).join(', ')
   if (typeof v === 'object') return JSON.stringify(v)
   return String(v)
@@ -23,6 +38,7 @@ export function display(v: unknown): string {
 function plain(v: unknown): unknown {
   if (v === undefined) return null
   if (v instanceof Date) return v.toISOString()
+  if (v instanceof Dict) return Object.fromEntries(Object.entries(v.entries).map(([k, x]) => [k, plain(x)]))
   if (Array.isArray(v)) return v.map(plain)
   return v
 }

@@ -14,8 +14,8 @@ export interface OptionSpec {
   dest: string
   /** `string` takes a value, `list` takes a value and may repeat, `flag` takes none. */
   kind: 'string' | 'list' | 'flag'
-  /** For `flag`: the value stored (default true). `--disable` stores false. */
-  value?: boolean
+  /** For `flag`: the value stored (default true). `--disable` stores false; `--public` may store 'public'. */
+  value?: boolean | string
   /** Shown in help: `--domain <domain>`. */
   metavar?: string
   help: string

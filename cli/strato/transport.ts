@@ -59,7 +59,8 @@ export class Transport {
     })
   }
 
-  private convert(err: ServiceError): Error {
+  /** A gRPC failure as a Strato error, or a CliError for an unreachable or silent server. */
+  convert(err: ServiceError): Error {
     const fromServer = err.metadata?.get('strato-error-code')[0] !== undefined
     if (!fromServer && err.code === status.UNAVAILABLE) {
       const why = /ECONNREFUSED/.test(err.details) ? 'connection refused' : err.details

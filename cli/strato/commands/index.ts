@@ -2,8 +2,15 @@
 import type { Command } from '../registry.js'
 import { catalogCommands } from './catalog.js'
 import { domainCommands } from './domain.js'
+import { flavorCommands } from './flavor.js'
+import { imageCommands } from './image.js'
+import { keypairCommands } from './keypair.js'
+import { networkCommands } from './network.js'
+import { portCommands } from './port.js'
 import { projectCommands } from './project.js'
+import { quotaCommands } from './quota.js'
 import { roleCommands } from './role.js'
+import { securityGroupCommands } from './security-group.js'
 import { tokenCommands } from './token.js'
 import { userCommands } from './user.js'
 
@@ -14,4 +21,11 @@ export const apiCommands: Command[] = [
   ...roleCommands,
   ...tokenCommands,
   ...catalogCommands,
+  ...imageCommands,
+  ...flavorCommands,
+  ...keypairCommands,
+  ...networkCommands,
+  ...securityGroupCommands,
+  ...portCommands,
+  ...quotaCommands,
 ]
