@@ -9,6 +9,8 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { InvalidArgument } from '../proto/errors.js'
+import type { SchedulerConfig } from './scheduler/scheduler.js'
+import type { HostsConfig } from './compute/hosts.js'
 
 export interface ControllerConfig {
   /** Directory for the database, signing keys and other state. @default `./.strato/controller` */
@@ -56,6 +58,10 @@ export interface ControllerConfig {
     /** VLAN ids per physical network, inclusive [min, max] (ML2 `network_vlan_ranges`). @default { provider: [100, 4094] } */
     vlanRanges: Record<string, [number, number]>
   }
+  /** Filters, weighers and claims; every field is documented with its default in `scheduler/scheduler.ts`. */
+  scheduler: SchedulerConfig
+  /** Host discovery, heartbeats, zones, allocation ratios; defaults documented in `compute/hosts.ts`. */
+  hosts: HostsConfig
 }
 
 export type ConfigOverrides = {
@@ -118,6 +124,22 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     log: { level: 'info', pretty: false },
     shutdownGraceMs: 10_000,
     network: { physicalNetworks: ['provider'], vlanRanges: { provider: [100, 4094] } },
+    scheduler: {
+      enabledFilters: ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter'],
+      weighers: ['RAMWeigher', 'CPUWeigher', 'DiskWeigher'],
+      strategy: 'spread',
+      weightMultipliers: { RAMWeigher: 1, CPUWeigher: 1, DiskWeigher: 1 },
+      hostSubsetSize: 1,
+      maxAttempts: 3,
+    },
+    hosts: {
+      discoverIntervalMs: -1,
+      heartbeatIntervalMs: 10_000,
+      missedHeartbeats: 6,
+      defaultAvailabilityZone: 'nova',
+      allocationRatios: { VCPU: 4, MEMORY_MB: 1, DISK_GB: 1 },
+      reserved: { VCPU: 0, MEMORY_MB: 512, DISK_GB: 0 },
+    },
   }
   const { configFile: _ignored, ...rest } = overrides
   const cfg = merge(defaults, fromFile, fromEnv as Partial<ControllerConfig>, rest as Partial<ControllerConfig>)
@@ -132,6 +154,13 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     if (!cfg.network.physicalNetworks.includes(physnet)) throw new InvalidArgument(`${field}: '${physnet}' is not in network.physicalNetworks`, { field })
     const [min, max] = range
     if (!Number.isInteger(min) || !Number.isInteger(max) || min < 1 || max > 4094 || min > max) throw new InvalidArgument(`${field} must be [min, max] with 1 <= min <= max <= 4094, got ${JSON.stringify(range)}`, { field })
+  }
+  if (cfg.scheduler.strategy !== 'spread' && cfg.scheduler.strategy !== 'pack') throw new InvalidArgument(`scheduler.strategy must be spread or pack, got '${String(cfg.scheduler.strategy)}'`, { field: 'scheduler.strategy' })
+  if (!Number.isInteger(cfg.scheduler.hostSubsetSize) || cfg.scheduler.hostSubsetSize < 1) throw new InvalidArgument('scheduler.hostSubsetSize must be an integer ≥ 1', { field: 'scheduler.hostSubsetSize' })
+  if (!Number.isInteger(cfg.scheduler.maxAttempts) || cfg.scheduler.maxAttempts < 1) throw new InvalidArgument('scheduler.maxAttempts must be an integer ≥ 1', { field: 'scheduler.maxAttempts' })
+  if (cfg.hosts.heartbeatIntervalMs < 1 || cfg.hosts.missedHeartbeats < 1) throw new InvalidArgument('hosts.heartbeatIntervalMs and hosts.missedHeartbeats must be ≥ 1', { field: 'hosts.heartbeatIntervalMs' })
+  for (const [rc, ratio] of Object.entries(cfg.hosts.allocationRatios)) {
+    if (!(ratio > 0)) throw new InvalidArgument(`hosts.allocationRatios.${rc} must be > 0, got ${ratio}`, { field: `hosts.allocationRatios.${rc}` })
   }
   if (cfg.token.maxActiveKeys < 2) throw new InvalidArgument('token.maxActiveKeys must be at least 2 (a primary and a staged key)', { field: 'token.maxActiveKeys' })
   return cfg

@@ -33,6 +33,14 @@ import { ImageCatalog } from './image/catalog.js'
 import { ImageStore } from './image/store.js'
 import { imagePolicy } from './image/policy.js'
 import { imageServices } from './api/images.js'
+import { hostServices } from './api/hosts.js'
+import { placementServices } from './api/placement.js'
+import { HostRegistry } from './compute/hosts.js'
+import { Placement } from './scheduler/placement.js'
+import { Scheduler } from './scheduler/scheduler.js'
+import { schedulerPolicy } from './scheduler/policy.js'
+import { Conductor } from './conductor/conductor.js'
+import { ControllerBus } from './bus/bus.js'
 import { inspectImage } from '../native/index.js'
 import { HealthState } from './api/health.js'
 import { ReflectionIndex, reflectionImplementation } from './api/reflection.js'
@@ -52,6 +60,11 @@ export class Controller {
   catalog!: IdentityCatalog
   auth!: Authenticator
   nats: NatsConnection | undefined
+  placement!: Placement
+  scheduler!: Scheduler
+  hosts!: HostRegistry
+  /** The NATS edge (streams, conductor, casts), when natsUrl is set. */
+  bus: ControllerBus | undefined
   bootstrapResult: BootstrapResult = { created: false }
   /** The address clients use (host:port), known once RUNNING. */
   address = ''
@@ -91,8 +104,18 @@ export class Controller {
       securityGroups,
     }
     const images = new ImageCatalog(this.db, new ImageStore(path.join(cfg.dataDir, 'images')), quota, inspectImage)
+    const placement = (this.placement = new Placement(this.db, quota))
+    const hosts = (this.hosts = new HostRegistry(this.db, placement, cfg.hosts, this.log))
+    const scheduler = (this.scheduler = new Scheduler(this.db, placement, quota, hosts, cfg.scheduler))
+    hosts.onChange = () => scheduler.invalidate()
+    await hosts.load()
+    hosts.start()
+    if (this.nats) {
+      this.bus = new ControllerBus(this.nats, new Conductor(hosts, placement), hosts, this.log)
+      await this.bus.start()
+    }
 
-    const policy = new Policy(identityPolicy, computePolicy, imagePolicy, networkPolicy)
+    const policy = new Policy(identityPolicy, computePolicy, imagePolicy, networkPolicy, schedulerPolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
     const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), lookup, log: this.log, track: (p) => this.track(p) }
     const services: Array<[object, UntypedServiceImplementation]> = [
@@ -100,6 +123,8 @@ export class Controller {
       ...computeServices({ flavors, keypairs, quota }, rpc),
       ...imageServices(images, rpc),
       ...networkServices(network, rpc),
+      ...hostServices(hosts, rpc),
+      ...placementServices(placement, rpc),
     ]
     const served = new Set(services.map(([def]) => serviceName(def)))
     this.health = new HealthState(served)
@@ -142,6 +167,8 @@ export class Controller {
       clearTimeout(timer)
     }
     await Promise.allSettled([...this.inFlight])
+    this.hosts?.stop()
+    await this.bus?.stop().catch((err) => this.log.warn({ err }, 'NATS bus stop failed'))
     if (this.nats) await this.nats.drain().catch((err) => this.log.warn({ err }, 'NATS drain failed'))
     await this.db?.destroy()
     this.state = 'STOPPED'

@@ -24,7 +24,7 @@ fi
 if [ -d /usr/include/node ]; then export npm_config_nodedir=/usr; fi
 
 stamp=node_modules/.strato-installed
-if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   say "installing npm dependencies (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
   touch "$stamp"

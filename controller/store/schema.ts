@@ -7,10 +7,12 @@ import type { ComputeTables } from './schema/compute.js'
 import type { IdentityTables } from './schema/identity.js'
 import type { ImageTables } from './schema/image.js'
 import type { NetworkTables } from './schema/network.js'
+import type { PlacementTables } from './schema/placement.js'
 
 export type * from './schema/identity.js'
 export type * from './schema/compute.js'
 export type * from './schema/image.js'
 export type * from './schema/network.js'
+export type * from './schema/placement.js'
 
-export interface Database extends IdentityTables, ComputeTables, ImageTables, NetworkTables {}
+export interface Database extends IdentityTables, ComputeTables, ImageTables, NetworkTables, PlacementTables {}

@@ -1,0 +1,169 @@
+/**
+ * The controller's NATS edge: JetStream streams (casts as a work queue with a
+ * durable consumer per host, events from agents), the conductor as a
+ * queue-group service, and the consumer of agent events. Messages are
+ * protobuf from proto/; errors in replies travel as NATS service-error
+ * headers (proto/nats-errors.ts). Nothing else in the controller imports NATS.
+ */
+import { randomUUID } from 'node:crypto'
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
+import {
+  AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType,
+  type ConsumerMessages, type JetStreamClient, type JetStreamManager,
+} from '@nats-io/jetstream'
+import { nanos } from '@nats-io/transport-node'
+import { InvalidArgument, Unavailable } from '../../proto/errors.js'
+import { errorHeaders } from '../../proto/nats-errors.js'
+import {
+  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, castConsumer, castSubject,
+} from '../../proto/subjects.js'
+import { Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat } from '../../proto/gen/strato/agent/v1/agent.js'
+import type { Conductor } from '../conductor/conductor.js'
+import type { HostRegistry } from '../compute/hosts.js'
+import type { Logger } from '../log.js'
+
+export interface CastAction {
+  ping?: { note: string }
+  build?: { instanceUuid: string }
+}
+
+export type CastResultEvent = Required<Pick<CastResult, 'castId' | 'host' | 'ok' | 'errorCode' | 'message' | 'powerState' | 'instanceUuid'>>
+
+export class ControllerBus {
+  private js!: JetStreamClient
+  private jsm!: JetStreamManager
+  private conductorSub: Subscription | undefined
+  private events: ConsumerMessages | undefined
+  private eventsDone: Promise<void> | undefined
+  private readonly castListeners = new Set<(r: CastResultEvent) => void>()
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly conductor: Conductor,
+    private readonly hosts: HostRegistry,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.jsm = await jetstreamManager(this.nc)
+    this.js = jetstream(this.nc)
+    await this.ensureStream({ name: CAST_STREAM, subjects: [CAST_SUBJECTS], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: nanos(120_000) })
+    await this.ensureStream({ name: EVENT_STREAM, subjects: [EVENT_SUBJECTS], retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: nanos(3_600_000) })
+    await this.jsm.consumers.add(EVENT_STREAM, { durable_name: EVENT_CONSUMER, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: nanos(30_000) })
+
+    this.conductorSub = this.nc.subscribe(CONDUCTOR_SUBJECT, { queue: CONDUCTOR_QUEUE, callback: (err, msg) => (err ? this.log.warn({ err }, 'conductor subscription failed') : void this.answer(msg)) })
+    const consumer = await this.js.consumers.get(EVENT_STREAM, EVENT_CONSUMER)
+    this.events = await consumer.consume({ max_messages: 256 })
+    const events = this.events
+    this.eventsDone = (async () => {
+      for await (const m of events) {
+        try {
+          await this.onEvent(m.subject, m.data)
+        } catch (err) {
+          this.log.warn({ err, subject: m.subject }, 'agent event not understood')
+        }
+        m.ack()
+      }
+    })()
+    this.log.info({ streams: [CAST_STREAM, EVENT_STREAM] }, 'NATS bus ready')
+  }
+
+  async stop(): Promise<void> {
+    this.conductorSub?.unsubscribe()
+    await this.events?.close()
+    await this.eventsDone?.catch(() => {})
+  }
+
+  private async ensureStream(cfg: { name: string; subjects: string[] } & Record<string, unknown>): Promise<void> {
+    try {
+      await this.jsm.streams.info(cfg.name)
+      await this.jsm.streams.update(cfg.name, cfg)
+    } catch {
+      await this.jsm.streams.add(cfg)
+    }
+  }
+
+  /** Makes sure the durable consumer that feeds `host`'s agent its casts exists (idempotent). */
+  async ensureCastConsumer(host: string): Promise<{ stream: string; consumer: string }> {
+    const consumer = castConsumer(host)
+    await this.jsm.consumers.add(CAST_STREAM, {
+      durable_name: consumer,
+      filter_subject: castSubject(host),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(60_000),
+      max_deliver: -1,
+    })
+    return { stream: CAST_STREAM, consumer }
+  }
+
+  /**
+   * Queues work for a host's agent (JetStream: kept until the agent acks it,
+   * across restarts of either side). The id deduplicates re-sends.
+   */
+  async cast(host: string, action: CastAction, id: string = randomUUID()): Promise<string> {
+    if (!action.ping && !action.build) throw new InvalidArgument('a cast needs an action')
+    await this.ensureCastConsumer(host)
+    const msg = Cast.encode(Cast.fromPartial({ id, sentAt: new Date(), ...action })).finish()
+    try {
+      await this.js.publish(castSubject(host), msg, { msgID: id })
+    } catch (err) {
+      throw new Unavailable(`cannot queue a cast for host '${host}': ${(err as Error).message}`, { cause: err })
+    }
+    return id
+  }
+
+  /** Called with every cast result agents report. Returns an unsubscribe function. */
+  onCastResult(listener: (r: CastResultEvent) => void): () => void {
+    this.castListeners.add(listener)
+    return () => this.castListeners.delete(listener)
+  }
+
+  private async answer(msg: Msg): Promise<void> {
+    try {
+      const req = ConductorRequest.decode(msg.data)
+      let reply: ConductorReply
+      if (req.announce) {
+        const a = req.announce
+        const c = a.capabilities ?? {}
+        const r = await this.conductor.announce({
+          host: a.host ?? '',
+          uuid: a.uuid ?? '',
+          availabilityZone: a.availabilityZone ?? '',
+          capabilities: {
+            cpuModel: c.cpuModel ?? '', arch: c.arch ?? '', vcpus: c.vcpus ?? 0, memoryMb: c.memoryMb ?? 0, diskGb: c.diskGb ?? 0,
+            accelerator: c.accelerator ?? '', hypervisorType: c.hypervisorType ?? '', hypervisorVersion: c.hypervisorVersion ?? '',
+          },
+        })
+        const where = await this.ensureCastConsumer(a.host ?? '')
+        reply = { announce: { mapped: r.mapped, heartbeatIntervalMs: r.heartbeatIntervalMs, castStream: where.stream, castConsumer: where.consumer } }
+        this.log.info({ host: a.host, mapped: r.mapped }, 'host announced')
+      } else if (req.buildSpec) {
+        reply = { buildSpec: await this.conductor.buildSpec(req.buildSpec.instanceUuid ?? '', req.buildSpec.host ?? '') }
+      } else {
+        throw new InvalidArgument('empty conductor request')
+      }
+      msg.respond(ConductorReply.encode(reply).finish())
+    } catch (err) {
+      msg.respond(new Uint8Array(), { headers: errorHeaders(err) })
+    }
+  }
+
+  private async onEvent(subject: string, data: Uint8Array): Promise<void> {
+    const kind = subject.split('.')[2]
+    if (kind === 'heartbeat') {
+      const hb = Heartbeat.decode(data)
+      // A replayed heartbeat (controller restart) must not make a dead host look alive.
+      const sent = hb.sentAt && hb.sentAt.getTime() < Date.now() ? hb.sentAt : new Date()
+      const known = await this.hosts.heartbeat(hb.host ?? '', sent)
+      if (!known) this.log.debug({ host: hb.host }, 'heartbeat from an unknown host')
+    } else if (kind === 'cast') {
+      const r = CastResult.decode(data)
+      const event: CastResultEvent = {
+        castId: r.castId ?? '', host: r.host ?? '', ok: r.ok ?? false, errorCode: r.errorCode ?? '', message: r.message ?? '', powerState: r.powerState ?? 0, instanceUuid: r.instanceUuid ?? '',
+      }
+      this.log.info(event, 'cast done')
+      for (const l of this.castListeners) l(event)
+    }
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * Compute hosts (Nova services + cells v2 host mappings). An agent announces
+ * its host with capabilities and inventory; the host and its resource
+ * provider are recorded at once but the host is NOT schedulable until it is
+ * mapped — by DiscoverHosts (`nova-manage cell_v2 discover_hosts`), or
+ * automatically every `discoverIntervalMs` when configured (Nova's
+ * `discover_hosts_in_cells_interval`, off by default). Heartbeats mark hosts
+ * up; a host is down after `missedHeartbeats` intervals without one.
+ * Operators disable hosts with a reason.
+ */
+import { Conflict, InvalidArgument, NotFound } from '../../proto/errors.js'
+import type { Db } from '../store/db.js'
+import type { ComputeHostTable } from '../store/schema.js'
+import { checkText } from '../identity/validate.js'
+import { DISK_GB, MEMORY_MB, VCPU, type Inventory } from '../scheduler/model.js'
+import type { Placement } from '../scheduler/placement.js'
+import type { HostLiveness } from '../scheduler/scheduler.js'
+
+export interface HostsConfig {
+  /** Map waiting hosts automatically every N ms; -1 never (Nova `discover_hosts_in_cells_interval` = -1). @default -1 */
+  discoverIntervalMs: number
+  /** How often agents send heartbeats (told to them when they announce). @default 10000 */
+  heartbeatIntervalMs: number
+  /** A host is down after this many intervals without a heartbeat (Nova `service_down_time` = 60 s ≈ 6 × 10 s). @default 6 */
+  missedHeartbeats: number
+  /** Zone of hosts that announce none (Nova `default_availability_zone`). @default `nova` */
+  defaultAvailabilityZone: string
+  /** Initial allocation ratios (Nova since Antelope). @default { VCPU: 4, MEMORY_MB: 1, DISK_GB: 1 } */
+  allocationRatios: Record<string, number>
+  /** Kept for the host itself (Nova `reserved_host_memory_mb` = 512 …). @default { VCPU: 0, MEMORY_MB: 512, DISK_GB: 0 } */
+  reserved: Record<string, number>
+}
+
+/** What an agent says about its host. */
+export interface HostAnnouncement {
+  host: string
+  uuid: string
+  availabilityZone?: string
+  capabilities: {
+    cpuModel: string
+    arch: string
+    vcpus: number
+    memoryMb: number
+    diskGb: number
+    accelerator: string
+    hypervisorType: string
+    hypervisorVersion: string
+  }
+}
+
+export interface HostView {
+  host: string
+  id: string
+  availabilityZone: string
+  status: 'enabled' | 'disabled'
+  state: 'up' | 'down'
+  disabledReason: string
+  mapped: boolean
+  capabilities: HostAnnouncement['capabilities']
+  lastHeartbeatAt: Date | undefined
+  createdAt: Date
+}
+
+export interface DiscoverResult {
+  lines: string[]
+  mapped: HostView[]
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** DNS host names: labels of letters, digits and hyphens. No '_' so subjects can use it for '.'. */
+const HOST_RE = /^(?=.{1,255}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+
+export function checkHostName(host: string | undefined, field = 'host'): string {
+  if (!host || !HOST_RE.test(host)) throw new InvalidArgument(`host name '${host ?? ''}' must be a DNS name (letters, digits, hyphens, dots)`, { field })
+  return host
+}
+
+/** Standard trait names for what a host reports (os-traits). */
+function traitsOf(c: HostAnnouncement['capabilities']): string[] {
+  const t = [`CUSTOM_ARCH_${c.arch.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}`]
+  if (c.accelerator === 'kvm') t.push('COMPUTE_ACCELERATOR_KVM')
+  return t
+}
+
+export class HostRegistry implements HostLiveness {
+  /** Last heartbeat (or announce) per host, ms since the epoch. */
+  private readonly seen = new Map<string, number>()
+  private timer: NodeJS.Timeout | undefined
+  /** Called after any change the scheduler must see (its cache is invalidated). */
+  onChange: () => void = () => {}
+
+  constructor(
+    private readonly db: Db,
+    private readonly placement: Placement,
+    private readonly config: HostsConfig,
+    private readonly log?: { info(o: object, m: string): void; warn(o: object, m: string): void },
+  ) {}
+
+  /** Loads last heartbeats so a restarted controller judges up/down from what it knew. */
+  async load(): Promise<void> {
+    for (const r of await this.db.selectFrom('compute_hosts').select(['host', 'last_heartbeat_at']).execute()) {
+      if (r.last_heartbeat_at) this.seen.set(r.host, Date.parse(r.last_heartbeat_at))
+    }
+  }
+
+  /** Starts automatic discovery when configured. */
+  start(): void {
+    if (this.config.discoverIntervalMs > 0 && !this.timer) {
+      this.timer = setInterval(() => {
+        this.discover().then(
+          (r) => r.mapped.length && this.log?.info({ mapped: r.mapped.map((h) => h.host) }, 'hosts mapped automatically'),
+          (err) => this.log?.warn({ err }, 'automatic host discovery failed'),
+        )
+      }, this.config.discoverIntervalMs)
+      this.timer.unref()
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  get heartbeatIntervalMs(): number {
+    return this.config.heartbeatIntervalMs
+  }
+
+  isUp(host: string, at = Date.now()): boolean {
+    const last = this.seen.get(host)
+    return last !== undefined && at - last <= this.config.heartbeatIntervalMs * this.config.missedHeartbeats
+  }
+
+  /**
+   * Records (or updates) a host and its resource provider from an agent's
+   * announcement. Returns whether it is mapped.
+   * @throws Conflict when the host name is known with another uuid.
+   */
+  async announce(a: HostAnnouncement): Promise<{ mapped: boolean }> {
+    const host = checkHostName(a.host)
+    if (!UUID_RE.test(a.uuid)) throw new InvalidArgument(`host uuid '${a.uuid}' must be a lower-case canonical uuid`, { field: 'uuid' })
+    const c = a.capabilities
+    for (const [field, v] of [['vcpus', c.vcpus], ['memory_mb', c.memoryMb], ['disk_gb', c.diskGb]] as const) {
+      if (!Number.isInteger(v) || v < 0) throw new InvalidArgument(`capabilities.${field} must be a non-negative integer, got ${v}`, { field: `capabilities.${field}` })
+    }
+    const az = a.availabilityZone || this.config.defaultAvailabilityZone
+    const ts = new Date().toISOString()
+    const inventory = (rc: string, total: number): Inventory => ({
+      total,
+      reserved: Math.min(this.config.reserved[rc] ?? 0, total),
+      minUnit: 1,
+      maxUnit: Math.max(total, 1),
+      stepSize: 1,
+      allocationRatio: this.config.allocationRatios[rc] ?? 1,
+    })
+    const mapped = await this.db.transaction().execute(async (trx) => {
+      const byName = await trx.selectFrom('compute_hosts').select(['uuid', 'mapped']).where('host', '=', host).executeTakeFirst()
+      if (byName && byName.uuid !== a.uuid) throw new Conflict(`host '${host}' is already registered with uuid ${byName.uuid}, not ${a.uuid}; an agent keeps its uuid across restarts`)
+      const byUuid = await trx.selectFrom('compute_hosts').select('host').where('uuid', '=', a.uuid).executeTakeFirst()
+      if (byUuid && byUuid.host !== host) throw new Conflict(`uuid ${a.uuid} already belongs to host '${byUuid.host}'`)
+      await this.placement.setProvider(trx, {
+        uuid: a.uuid,
+        name: host,
+        inventories: { [VCPU]: inventory(VCPU, c.vcpus), [MEMORY_MB]: inventory(MEMORY_MB, c.memoryMb), [DISK_GB]: inventory(DISK_GB, c.diskGb) },
+        traits: traitsOf(c),
+      })
+      const fields = {
+        availability_zone: az, cpu_model: c.cpuModel, arch: c.arch, accelerator: c.accelerator, hypervisor_type: c.hypervisorType,
+        hypervisor_version: c.hypervisorVersion, vcpus: c.vcpus, memory_mb: c.memoryMb, disk_gb: c.diskGb, last_heartbeat_at: ts, updated_at: ts,
+      }
+      if (byName) await trx.updateTable('compute_hosts').set(fields).where('host', '=', host).execute()
+      else await trx.insertInto('compute_hosts').values({ host, uuid: a.uuid, ...fields, mapped: 0, mapped_at: null, disabled: 0, disabled_reason: '', created_at: ts }).execute()
+      return byName?.mapped === 1
+    })
+    this.seen.set(host, Date.parse(ts))
+    this.onChange()
+    return { mapped }
+  }
+
+  /**
+   * A heartbeat from a host's agent. Unknown hosts are ignored (their agent
+   * announces itself again on reconnect); returns whether the host is known.
+   */
+  async heartbeat(host: string, at = new Date()): Promise<boolean> {
+    const r = await this.db.updateTable('compute_hosts').set({ last_heartbeat_at: at.toISOString() }).where('host', '=', host).executeTakeFirst()
+    if (Number(r.numUpdatedRows) === 0) return false
+    if (at.getTime() > (this.seen.get(host) ?? 0)) this.seen.set(host, at.getTime())
+    return true
+  }
+
+  /** Maps every waiting host, mirroring `nova-manage cell_v2 discover_hosts --verbose`. */
+  async discover(): Promise<DiscoverResult> {
+    const lines: string[] = []
+    const mapped = await this.db.transaction().execute(async (trx) => {
+      const waiting = await trx.selectFrom('compute_hosts').select(['host', 'uuid']).where('mapped', '=', 0).orderBy('host').execute()
+      const ts = new Date().toISOString()
+      lines.push(`Getting computes from cell 'cell1'`)
+      for (const h of waiting) {
+        lines.push(`Checking host mapping for compute host '${h.host}': ${h.uuid}`)
+        lines.push(`Creating host mapping for compute host '${h.host}': ${h.uuid}`)
+        await trx.updateTable('compute_hosts').set({ mapped: 1, mapped_at: ts }).where('host', '=', h.host).execute()
+      }
+      lines.push(`Found ${waiting.length} unmapped computes in cell: cell1`)
+      return waiting.map((h) => h.host)
+    })
+    if (mapped.length) this.onChange()
+    const views = mapped.length ? (await this.list()).filter((h) => mapped.includes(h.host)) : []
+    return { lines, mapped: views }
+  }
+
+  async list(f: { availabilityZone?: string; unmappedOnly?: boolean } = {}): Promise<HostView[]> {
+    let q = this.db.selectFrom('compute_hosts').selectAll().orderBy('host')
+    if (f.availabilityZone) q = q.where('availability_zone', '=', f.availabilityZone)
+    if (f.unmappedOnly) q = q.where('mapped', '=', 0)
+    return (await q.execute()).map((r) => this.view(r))
+  }
+
+  async get(host: string): Promise<HostView> {
+    const r = await this.db.selectFrom('compute_hosts').selectAll().where('host', '=', host).executeTakeFirst()
+    if (!r) throw new NotFound(`no compute host '${host}'`, { field: 'host' })
+    return this.view(r)
+  }
+
+  /** Enables or disables scheduling to a host; a disable keeps its reason, an enable clears it. */
+  async update(host: string, u: { enabled?: boolean; disabledReason?: string }): Promise<HostView> {
+    const reason = checkText('disabled_reason', u.disabledReason, 255)
+    if (u.enabled === true && reason) throw new InvalidArgument('disabled_reason is only for disabling a host', { field: 'disabled_reason' })
+    await this.get(host)
+    const set = u.enabled === undefined ? (reason ? { disabled_reason: reason } : {}) : u.enabled ? { disabled: 0, disabled_reason: '' } : { disabled: 1, disabled_reason: reason }
+    if (Object.keys(set).length) {
+      await this.db.updateTable('compute_hosts').set({ ...set, updated_at: new Date().toISOString() }).where('host', '=', host).execute()
+      this.onChange()
+    }
+    return this.get(host)
+  }
+
+  private view(r: ComputeHostTable): HostView {
+    return {
+      host: r.host,
+      id: r.uuid,
+      availabilityZone: r.availability_zone,
+      status: r.disabled ? 'disabled' : 'enabled',
+      state: this.isUp(r.host) ? 'up' : 'down',
+      disabledReason: r.disabled_reason,
+      mapped: r.mapped === 1,
+      capabilities: {
+        cpuModel: r.cpu_model, arch: r.arch, vcpus: Number(r.vcpus), memoryMb: Number(r.memory_mb), diskGb: Number(r.disk_gb),
+        accelerator: r.accelerator, hypervisorType: r.hypervisor_type, hypervisorVersion: r.hypervisor_version,
+      },
+      lastHeartbeatAt: r.last_heartbeat_at ? new Date(r.last_heartbeat_at) : undefined,
+      createdAt: new Date(r.created_at),
+    }
+  }
+}

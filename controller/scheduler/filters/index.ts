@@ -1,0 +1,7 @@
+/** The filters `scheduler.enabledFilters` may name. */
+import type { HostFilter } from '../model.js'
+import { availabilityZoneFilter } from './availability-zone-filter.js'
+import { computeFilter } from './compute-filter.js'
+import { imagePropertiesFilter } from './image-properties-filter.js'
+
+export const FILTERS: ReadonlyMap<string, HostFilter> = new Map([computeFilter, availabilityZoneFilter, imagePropertiesFilter].map((f) => [f.name, f]))

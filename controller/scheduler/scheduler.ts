@@ -1,0 +1,342 @@
+/**
+ * The scheduler (nova's FilterScheduler with Placement's claim folded in):
+ * candidates from inventories and usage, then the enabled filters, then the
+ * weighers; the best host is claimed — allocation and quota (instances,
+ * cores, ram) in ONE transaction that re-checks capacity — so concurrent
+ * requests never over-commit a host or exceed a quota, and need no retry.
+ *
+ * Host states are cached in memory (like nova's HostManager) and kept exact:
+ * a choice reserves its resources in the cache in the same tick it is made,
+ * and the cache moves the reservation to "allocated" inside the claim's
+ * transaction, which SQLite runs one at a time. The database re-check is the
+ * backstop; a lost race moves on to the next weighed host (an alternate).
+ */
+import { Conflict, FailedPrecondition, ResourceExhausted } from '../../proto/errors.js'
+import type { Db } from '../store/db.js'
+import type { QuotaEngine } from '../quota/quota.js'
+import { FILTERS } from './filters/index.js'
+import { allocationProblem, MEMORY_MB, VCPU, type HostFilter, type HostState, type HostWeigher, type Inventory, type RequestSpec, type Resources } from './model.js'
+import type { Placement } from './placement.js'
+import { WEIGHERS, weighHosts } from './weighers/index.js'
+
+export interface SchedulerConfig {
+  /** Filters applied in order after the placement capacity step. @default ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter'] */
+  enabledFilters: string[]
+  /** @default ['RAMWeigher', 'CPUWeigher', 'DiskWeigher'] */
+  weighers: string[]
+  /** `spread` prefers the emptiest hosts, `pack` the fullest (flips every multiplier's sign). @default 'spread' */
+  strategy: 'spread' | 'pack'
+  /** Per-weigher multipliers (nova `ram_weight_multiplier` …). @default { RAMWeigher: 1, CPUWeigher: 1, DiskWeigher: 1 } */
+  weightMultipliers: Record<string, number>
+  /** Pick at random among the best N hosts (nova `host_subset_size`). @default 1 */
+  hostSubsetSize: number
+  /** Hosts tried, best first, when claims lose races in the database (nova `max_attempts`). @default 3 */
+  maxAttempts: number
+}
+
+/** Whether a host's heartbeats arrive. */
+export interface HostLiveness {
+  isUp(host: string, at?: number): boolean
+}
+
+export interface Placed {
+  host: string
+  providerUuid: string
+  /** Other hosts that passed, best first (nova's alternates). */
+  alternates: string[]
+}
+
+interface CachedHost extends HostState {
+  up: boolean
+  usage: Map<string, number>
+}
+
+export class Scheduler {
+  private readonly filters: HostFilter[]
+  private readonly weighers: Array<{ weigher: HostWeigher; multiplier: number }>
+  private hosts: Map<string, CachedHost> | undefined
+  private loading: Promise<Map<string, CachedHost>> | undefined
+  private generation = 0
+  /** Claim transactions in flight. */
+  private readonly claims = new Map<number, Promise<unknown>>()
+  private claimSeq = 0
+  /** Bumped (and the signal resolved) whenever reserved or allocated capacity is given back. */
+  private freedEpoch = 0
+  private freedSignal = deferred()
+  private upOf: Map<string, CachedHost> | undefined
+  private upAt = 0
+
+  constructor(
+    private readonly db: Db,
+    private readonly placement: Placement,
+    private readonly quota: QuotaEngine,
+    private readonly liveness: HostLiveness,
+    private readonly config: SchedulerConfig,
+  ) {
+    this.filters = config.enabledFilters.map((name) => {
+      const f = FILTERS.get(name)
+      if (!f) throw new Error(`scheduler.enabledFilters: unknown filter '${name}'; known: ${[...FILTERS.keys()].join(', ')}`)
+      return f
+    })
+    const sign = config.strategy === 'pack' ? -1 : 1
+    this.weighers = config.weighers.map((name) => {
+      const weigher = WEIGHERS.get(name)
+      if (!weigher) throw new Error(`scheduler.weighers: unknown weigher '${name}'; known: ${[...WEIGHERS.keys()].join(', ')}`)
+      return { weigher, multiplier: sign * (config.weightMultipliers[name] ?? 1) }
+    })
+  }
+
+  /** Hosts or inventories changed: reload the cache before the next decision. */
+  invalidate(): void {
+    this.hosts = undefined
+    this.generation++
+  }
+
+  /** Host states as the next decision will see them (loaded if needed). */
+  async hostStates(): Promise<HostState[]> {
+    const hosts = await this.load()
+    this.refreshUp(hosts, true)
+    return [...hosts.values()]
+  }
+
+  private load(): Promise<Map<string, CachedHost>> {
+    if (this.hosts) return Promise.resolve(this.hosts)
+    if (this.loading) return this.loading
+    const generation = this.generation
+    // Read inside a transaction: claims commit one at a time around it, so the
+    // usage read and the cache's in-transaction updates never double count.
+    const p = this.db.transaction().execute(async (trx) => {
+      const rows = await trx.selectFrom('compute_hosts').selectAll().orderBy('host').execute()
+      const snap = await this.placement.snapshot(trx)
+      const hosts = new Map<string, CachedHost>()
+      for (const r of rows) {
+        hosts.set(r.uuid, {
+          host: r.host,
+          uuid: r.uuid,
+          availabilityZone: r.availability_zone,
+          mapped: r.mapped === 1,
+          disabled: r.disabled === 1,
+          disabledReason: r.disabled_reason,
+          up: false,
+          capabilities: { cpuModel: r.cpu_model, arch: r.arch, accelerator: r.accelerator, hypervisorType: r.hypervisor_type, hypervisorVersion: r.hypervisor_version },
+          traits: snap.traits.get(r.uuid) ?? new Set(),
+          inventories: snap.inventories.get(r.uuid) ?? new Map<string, Inventory>(),
+          usage: snap.usage.get(r.uuid) ?? new Map(),
+        })
+      }
+      if (generation === this.generation) this.hosts = hosts
+      return hosts
+    })
+    this.loading = p
+    const done = () => {
+      if (this.loading === p) this.loading = undefined
+    }
+    p.then(done, done)
+    return p
+  }
+
+  /**
+   * Filters and weighs hosts for `spec`, best first.
+   * @throws FailedPrecondition when hosts exist but none is mapped yet.
+   * @throws ResourceExhausted (no valid host) naming the step that removed the
+   *   last candidates and the count after each step.
+   */
+  async select(spec: RequestSpec): Promise<HostState[]> {
+    return this.rank(await this.hostStates(), spec)
+  }
+
+  private rank(all: HostState[], spec: RequestSpec): HostState[] {
+    const want = Object.entries(spec.resources).filter(([, n]) => n > 0)
+    const asked = want.map(([rc, n]) => `${rc} ${n}`).join(', ')
+    if (all.length === 0) throw new ResourceExhausted(`no valid host found for ${asked}: no compute host has announced itself; start an agent`)
+    const waiting = all.filter((h) => !h.mapped)
+    let hosts = all.filter((h) => h.mapped)
+    const names = (hs: HostState[]) => {
+      const shown = hs.slice(0, 5).map((h) => `'${h.host}'`).join(', ')
+      return hs.length > 5 ? `${shown} and ${hs.length - 5} more` : shown
+    }
+    if (hosts.length === 0) {
+      throw new FailedPrecondition(`no host is mapped yet: ${names(waiting)} ${waiting.length === 1 ? 'is' : 'are'} waiting; run DiscoverHosts (strato host discover)`)
+    }
+    const steps = [`${all.length} hosts`]
+    if (waiting.length) steps.push(`${hosts.length} mapped (${names(waiting)} waiting for DiscoverHosts)`)
+    const noHost = (why: string) => new ResourceExhausted(`no valid host found for ${asked}${spec.availabilityZone ? ` in ${spec.availabilityZone}` : ''}: ${steps.join('; ')}${why}`)
+
+    // Placement: capacity for every requested class, required and forbidden traits.
+    const short = new Map<string, number>()
+    hosts = hosts.filter((h) => {
+      let ok = true
+      for (let i = 0; i < want.length; i++) {
+        const [rc, n] = want[i]!
+        const inv = h.inventories.get(rc)
+        // The common case inline; allocationProblem has the unit rules and the wording.
+        if (inv && n >= inv.minUnit && n <= inv.maxUnit && n % inv.stepSize === 0 && (h.usage.get(rc) ?? 0) + n <= (inv.total - inv.reserved) * inv.allocationRatio) continue
+        if (allocationProblem(rc, inv, h.usage.get(rc) ?? 0, n)) {
+          short.set(rc, (short.get(rc) ?? 0) + 1)
+          ok = false
+        }
+      }
+      for (const t of spec.requiredTraits ?? []) if (!h.traits.has(t)) (short.set(`trait ${t}`, (short.get(`trait ${t}`) ?? 0) + 1), (ok = false))
+      for (const t of spec.forbiddenTraits ?? []) if (h.traits.has(t)) (short.set(`forbidden trait ${t}`, (short.get(`forbidden trait ${t}`) ?? 0) + 1), (ok = false))
+      return ok
+    })
+    steps.push(`${hosts.length} after placement capacity`)
+    if (hosts.length === 0) throw noHost(` (short of ${[...short].map(([what, n]) => `${what} on ${n}`).join(', ')})`)
+
+    for (const f of this.filters) {
+      const removed: HostState[] = []
+      hosts = hosts.filter((h) => f.hostPasses(h, spec) || (removed.push(h), false))
+      const asks = f.describe?.(spec)
+      steps.push(`${hosts.length} after ${f.name}${asks ? ` (${asks})` : ''}`)
+      if (hosts.length === 0) {
+        const why = f.reason ? removed.slice(0, 5).map((h) => f.reason!(h, spec)).join(', ') : ''
+        throw noHost(why ? ` — ${why}` : '')
+      }
+    }
+    // The best host and enough alternates for the attempts; no need to order all of them.
+    return weighHosts(hosts, spec, this.weighers, Math.max(this.config.hostSubsetSize, this.config.maxAttempts) + 2).map((w) => w.host)
+  }
+
+  /**
+   * Selects a host and claims `spec.resources` on it for `spec.instanceUuid`,
+   * with quota (instances 1, cores = VCPU, ram = MEMORY_MB) checked in the
+   * same transaction.
+   * @throws ResourceExhausted for no valid host or an exceeded quota.
+   */
+  async schedule(spec: RequestSpec): Promise<Placed> {
+    for (;;) {
+      const r = await this.place(spec)
+      if ('host' in r) return r
+      // Claims in flight hold reservations in the cache that their transaction may
+      // yet roll back (a quota refusal): before saying no valid host, wait until
+      // they are done, and look again only if something was freed meanwhile.
+      if (r.inFlightUpTo === 0) throw r.noHost
+      const freed = await Promise.race([this.settledUpTo(r.inFlightUpTo).then(() => false), this.freedSignal.promise.then(() => true)])
+      if (!freed && this.freedEpoch === r.freedEpoch) throw r.noHost
+    }
+  }
+
+  /** One pass; a refusal carries the claims that were in flight when it was decided. */
+  private async place(spec: RequestSpec): Promise<Placed | { noHost: ResourceExhausted; inFlightUpTo: number; freedEpoch: number }> {
+    let hosts = await this.load()
+    this.refreshUp(hosts)
+    let ranked: CachedHost[]
+    try {
+      ranked = this.rank([...hosts.values()], spec) as CachedHost[]
+    } catch (err) {
+      if (err instanceof ResourceExhausted) return { noHost: err, inFlightUpTo: this.lastInFlight(), freedEpoch: this.freedEpoch }
+      throw err
+    }
+    if (this.config.hostSubsetSize > 1 && ranked.length > 1) {
+      const i = Math.floor(Math.random() * Math.min(this.config.hostSubsetSize, ranked.length))
+      ranked = [ranked[i]!, ...ranked.filter((_, j) => j !== i)]
+    }
+    const want = Object.entries(spec.resources).filter(([, n]) => n > 0)
+    const deltas = { instances: 1, cores: spec.resources[VCPU] ?? 0, ram: spec.resources[MEMORY_MB] ?? 0 }
+    let attempts = 0
+    let lastRace: unknown
+    for (const [i, candidate] of ranked.entries()) {
+      if (attempts >= this.config.maxAttempts) break
+      // Candidates after the first are tried after an await: look again, at the current cache.
+      if (this.hosts !== hosts) hosts = await this.load()
+      const h = hosts.get(candidate.uuid)
+      if (!h || want.some(([rc, n]) => allocationProblem(rc, h.inventories.get(rc), h.usage.get(rc) ?? 0, n))) continue
+      attempts++
+      add(h.usage, spec.resources, 1)
+      let committed = false
+      try {
+        await this.track(this.db.transaction().execute(async (trx) => {
+          await this.quota.check(trx, { projectId: spec.projectId, userId: spec.userId }, deltas)
+          await this.placement.claim(trx, { consumerUuid: spec.instanceUuid, providerUuid: h.uuid, resources: spec.resources, projectId: spec.projectId, userId: spec.userId })
+          committed = true
+          // A cache loaded since the reservation was made (before this transaction) lacks the claim.
+          const current = this.hosts?.get(h.uuid)
+          if (current && current !== h) add(current.usage, spec.resources, 1)
+        }))
+        return { host: h.host, providerUuid: h.uuid, alternates: ranked.slice(i + 1, i + 1 + this.config.maxAttempts - 1).map((x) => x.host) }
+      } catch (err) {
+        // The reservation stays only if the claim is in the database (a cache reload saw it then).
+        if (!committed && this.hosts === hosts) {
+          add(h.usage, spec.resources, -1)
+          this.signalFreed()
+        }
+        if (committed) this.invalidate()
+        if (!(err instanceof Conflict)) throw err
+        lastRace = err
+        // The cache was wrong about this host: read the database again.
+        this.invalidate()
+      }
+    }
+    return { inFlightUpTo: this.lastInFlight(), freedEpoch: this.freedEpoch, noHost: new ResourceExhausted(`no valid host found for ${want.map(([rc, n]) => `${rc} ${n}`).join(', ')}: every candidate was claimed by concurrent requests (${attempts} tried)`, { cause: lastRace }) }
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    const seq = ++this.claimSeq
+    this.claims.set(seq, p)
+    const done = () => this.claims.delete(seq)
+    p.then(done, done)
+    return p
+  }
+
+  /** Sequence number of the newest claim in flight, 0 when none is. */
+  private lastInFlight(): number {
+    return this.claims.size ? this.claimSeq : 0
+  }
+
+  /**
+   * Resolves once every claim up to `seq` has settled. Claim transactions run
+   * one at a time in the order they began, so that is (nearly always) when
+   * claim `seq` settles; one promise to wait on, not thousands.
+   */
+  private async settledUpTo(seq: number): Promise<void> {
+    for (;;) {
+      let oldest: number | undefined
+      for (const s of this.claims.keys()) {
+        oldest = s
+        break // a Map iterates in insertion order: the first key is the oldest
+      }
+      if (oldest === undefined || oldest > seq) return
+      const newest = this.claims.get(seq)
+      await (newest ?? this.claims.get(oldest))!.then(() => {}, () => {})
+    }
+  }
+
+  /** Frees a consumer's allocations (a deleted or failed server). */
+  async release(consumerUuid: string): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      const freed = await this.placement.release(trx, consumerUuid)
+      for (const [uuid, res] of freed) {
+        const h = this.hosts?.get(uuid)
+        if (h) add(h.usage, res, -1)
+      }
+      if (freed.size) this.signalFreed()
+    })
+  }
+
+  /** Up/down from heartbeats, re-read at most every 100 ms (not per decision: 1,000 hosts × every request adds up). */
+  private refreshUp(hosts: Map<string, CachedHost>, force = false): void {
+    const now = Date.now()
+    if (!force && hosts === this.upOf && now - this.upAt < 100) return
+    for (const h of hosts.values()) h.up = this.liveness.isUp(h.host, now)
+    this.upOf = hosts
+    this.upAt = now
+  }
+
+  /** Wakes requests waiting for capacity that in-flight claims held. */
+  private signalFreed(): void {
+    this.freedEpoch++
+    const s = this.freedSignal
+    this.freedSignal = deferred()
+    s.resolve()
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => (resolve = r))
+  return { promise, resolve }
+}
+
+function add(usage: Map<string, number>, res: Resources, sign: 1 | -1): void {
+  for (const [rc, n] of Object.entries(res)) if (n > 0) usage.set(rc, (usage.get(rc) ?? 0) + sign * n)
+}

@@ -1,0 +1,65 @@
+/** Compute hosts (cells v2 mapping, service status, heartbeats) and placement (providers, inventories, traits, allocations). */
+
+export interface ComputeHostTable {
+  host: string
+  /** Compute node uuid = resource provider uuid. */
+  uuid: string
+  availability_zone: string
+  cpu_model: string
+  arch: string
+  accelerator: string
+  hypervisor_type: string
+  hypervisor_version: string
+  vcpus: number
+  memory_mb: number
+  disk_gb: number
+  /** 0 until DiscoverHosts (or auto-discovery) maps it. */
+  mapped: number
+  mapped_at: string | null
+  disabled: number
+  disabled_reason: string
+  last_heartbeat_at: string | null
+  created_at: string
+  updated_at: string
+}
+
+export interface ResourceProviderTable {
+  uuid: string
+  name: string
+  generation: number
+  created_at: string
+}
+
+export interface InventoryTable {
+  provider_uuid: string
+  resource_class: string
+  total: number
+  reserved: number
+  min_unit: number
+  max_unit: number
+  step_size: number
+  allocation_ratio: number
+}
+
+export interface ProviderTraitTable {
+  provider_uuid: string
+  trait: string
+}
+
+export interface AllocationTable {
+  consumer_uuid: string
+  provider_uuid: string
+  resource_class: string
+  used: number
+  project_id: string
+  user_id: string
+  created_at: string
+}
+
+export interface PlacementTables {
+  compute_hosts: ComputeHostTable
+  resource_providers: ResourceProviderTable
+  inventories: InventoryTable
+  provider_traits: ProviderTraitTable
+  allocations: AllocationTable
+}

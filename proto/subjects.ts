@@ -1,0 +1,45 @@
+/**
+ * NATS subjects, streams and consumer names shared by the controller and the
+ * agents (the one place they are spelled). A host name appears in subjects as
+ * a single token: '.' becomes '_' (host names are DNS names, without '_').
+ */
+
+/** Request/reply, queue group `strato-conductor`: agents ask the controller (announce, build specs). */
+export const CONDUCTOR_SUBJECT = 'strato.conductor'
+export const CONDUCTOR_QUEUE = 'strato-conductor'
+
+/** JetStream work queue of casts to agents, one durable consumer per host. */
+export const CAST_STREAM = 'STRATO_CASTS'
+export const CAST_SUBJECTS = 'strato.agent.*.cast'
+
+/** JetStream stream of everything agents report. */
+export const EVENT_STREAM = 'STRATO_EVENTS'
+export const EVENT_SUBJECTS = 'strato.events.>'
+/** The controller's durable consumer of the event stream. */
+export const EVENT_CONSUMER = 'strato-controller'
+
+/** A host name as one subject token (and a valid consumer name). */
+export function hostToken(host: string): string {
+  return host.replaceAll('.', '_')
+}
+
+export function castSubject(host: string): string {
+  return `strato.agent.${hostToken(host)}.cast`
+}
+
+export function castConsumer(host: string): string {
+  return `agent-${hostToken(host)}`
+}
+
+/** Request/reply calls to one agent (synchronous, with deadlines). */
+export function agentRpcSubject(host: string): string {
+  return `strato.agent.${hostToken(host)}.rpc`
+}
+
+export function heartbeatSubject(host: string): string {
+  return `strato.events.heartbeat.${hostToken(host)}`
+}
+
+export function castResultSubject(host: string): string {
+  return `strato.events.cast.${hostToken(host)}`
+}

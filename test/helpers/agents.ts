@@ -1,0 +1,43 @@
+/** Runs agents on the fake driver in the test process, each with its own NATS connection. */
+import { randomUUID } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { pino } from 'pino'
+import { loadAgentConfig, type AgentConfigOverrides } from '../../agent/config.js'
+import { AgentService } from '../../agent/service.js'
+import { FakeDriver, type FakeDriverOptions } from '../../agent/virt/fake.js'
+
+export interface TestAgent {
+  agent: AgentService
+  driver: FakeDriver
+  stop(): Promise<void>
+}
+
+export async function startAgent(natsUrl: string, host: string, o: AgentConfigOverrides & { fake?: FakeDriverOptions } = {}): Promise<TestAgent> {
+  const stateDir = o.stateDir ?? mkdtempSync(path.join(tmpdir(), `strato-agent-${host}-`))
+  const { fake, ...overrides } = o
+  const cfg = loadAgentConfig({ host, natsUrl, stateDir, uuid: randomUUID(), diskGb: 100, driver: 'fake', requestTimeoutMs: 2_000, ...overrides }, {})
+  const driver = new FakeDriver({ hostname: host, ...fake })
+  const agent = new AgentService(cfg, driver, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }))
+  await agent.start()
+  return {
+    agent,
+    driver,
+    async stop() {
+      await agent.stop()
+      if (!o.stateDir) rmSync(stateDir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** Polls `check` until it returns a truthy value (or throws after `timeoutMs`). */
+export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await check()
+    if (v) return v
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}

@@ -1,0 +1,48 @@
+// Each filter on its own: host_passes(host, spec).
+import t from 'tap'
+import { availabilityZoneFilter } from '../../../../controller/scheduler/filters/availability-zone-filter.js'
+import { computeFilter } from '../../../../controller/scheduler/filters/compute-filter.js'
+import { canonicalArch, imagePropertiesFilter } from '../../../../controller/scheduler/filters/image-properties-filter.js'
+import { FILTERS } from '../../../../controller/scheduler/filters/index.js'
+import { fakeHost, fakeSpec } from './fake-host.js'
+
+t.test('ComputeFilter: enabled and up', async (t) => {
+  const spec = fakeSpec()
+  t.ok(computeFilter.hostPasses(fakeHost(), spec))
+  t.notOk(computeFilter.hostPasses(fakeHost({ disabled: 'maintenance' }), spec), 'disabled')
+  t.notOk(computeFilter.hostPasses(fakeHost({ up: false }), spec), 'down')
+  t.equal(computeFilter.reason!(fakeHost({ host: 'n1', disabled: 'maintenance' }), spec), "'n1' disabled: maintenance")
+  t.equal(computeFilter.reason!(fakeHost({ host: 'n2', up: false }), spec), "'n2' down")
+})
+
+t.test('AvailabilityZoneFilter: the requested zone, or any', async (t) => {
+  const h = fakeHost({ az: 'nova' })
+  t.ok(availabilityZoneFilter.hostPasses(h, fakeSpec()), 'no zone asked')
+  t.ok(availabilityZoneFilter.hostPasses(h, fakeSpec({ availabilityZone: 'nova' })))
+  t.notOk(availabilityZoneFilter.hostPasses(h, fakeSpec({ availabilityZone: 'nova2' })))
+  t.equal(availabilityZoneFilter.describe!(fakeSpec({ availabilityZone: 'nova2' })), 'az=nova2')
+  t.equal(availabilityZoneFilter.describe!(fakeSpec()), undefined)
+})
+
+t.test('ImagePropertiesFilter: architecture and hypervisor type', async (t) => {
+  const kvm = fakeHost({ arch: 'x86_64', accelerator: 'kvm', hypervisorType: 'QEMU' })
+  const tcg = fakeHost({ arch: 'x86_64', accelerator: 'tcg', hypervisorType: 'QEMU' })
+  const arm = fakeHost({ arch: 'aarch64' })
+  const img = (p: Record<string, string>) => fakeSpec({ imageProperties: p })
+  t.ok(imagePropertiesFilter.hostPasses(kvm, fakeSpec()), 'no properties: any host')
+  t.ok(imagePropertiesFilter.hostPasses(kvm, img({ hw_architecture: 'x86_64' })))
+  t.ok(imagePropertiesFilter.hostPasses(kvm, img({ hw_architecture: 'amd64' })), 'aliases are canonicalised')
+  t.notOk(imagePropertiesFilter.hostPasses(kvm, img({ hw_architecture: 'aarch64' })))
+  t.ok(imagePropertiesFilter.hostPasses(arm, img({ architecture: 'arm64' })), 'legacy property name')
+  t.ok(imagePropertiesFilter.hostPasses(kvm, img({ img_hv_type: 'kvm' })))
+  t.notOk(imagePropertiesFilter.hostPasses(tcg, img({ img_hv_type: 'kvm' })), 'kvm needs hardware acceleration')
+  t.ok(imagePropertiesFilter.hostPasses(tcg, img({ img_hv_type: 'qemu' })))
+  t.notOk(imagePropertiesFilter.hostPasses(kvm, img({ hypervisor_type: 'xen' })))
+  t.ok(imagePropertiesFilter.hostPasses(fakeHost({ hypervisorType: 'fake' }), img({ img_hv_type: 'fake' })))
+  t.equal(imagePropertiesFilter.describe!(img({ hw_architecture: 'arm64', img_hv_type: 'KVM' })), 'hw_architecture=aarch64, img_hv_type=kvm')
+  t.equal(canonicalArch(' X86_64 '), 'x86_64')
+})
+
+t.test('the registry knows every filter by name', async (t) => {
+  t.same([...FILTERS.keys()].sort(), ['AvailabilityZoneFilter', 'ComputeFilter', 'ImagePropertiesFilter'])
+})

@@ -1,0 +1,52 @@
+// Each weigher on its own, normalisation, and spread vs pack.
+import t from 'tap'
+import { cpuWeigher } from '../../../../controller/scheduler/weighers/cpu-weigher.js'
+import { diskWeigher } from '../../../../controller/scheduler/weighers/disk-weigher.js'
+import { normalize, weighHosts } from '../../../../controller/scheduler/weighers/index.js'
+import { ramWeigher } from '../../../../controller/scheduler/weighers/ram-weigher.js'
+import { fakeHost, fakeSpec } from './fake-host.js'
+
+t.test('raw weights are free resources', async (t) => {
+  const h = fakeHost({ vcpus: 4, memoryMb: 8192, diskGb: 50, used: { VCPU: 3, MEMORY_MB: 2048, DISK_GB: 20 } })
+  t.equal(ramWeigher.weigh(h, fakeSpec()), 6144)
+  t.equal(cpuWeigher.weigh(h, fakeSpec()), 13, '4 × 4.0 − 3')
+  t.equal(diskWeigher.weigh(h, fakeSpec()), 30)
+})
+
+t.test('normalize maps to [0, 1]; equal values weigh 0', async (t) => {
+  t.same(normalize([10, 20, 30]), [0, 0.5, 1])
+  t.same(normalize([5, 5]), [0, 0])
+  t.same(normalize([]), [])
+})
+
+t.test('spread prefers the emptiest host, pack the fullest', async (t) => {
+  const empty = fakeHost({ host: 'empty' })
+  const half = fakeHost({ host: 'half', used: { MEMORY_MB: 8192 } })
+  const full = fakeHost({ host: 'full', used: { MEMORY_MB: 15000 } })
+  const spread = weighHosts([half, full, empty], fakeSpec(), [{ weigher: ramWeigher, multiplier: 1 }])
+  t.same(spread.map((w) => w.host.host), ['empty', 'half', 'full'])
+  t.equal(spread[0]!.weight, 1)
+  const pack = weighHosts([half, full, empty], fakeSpec(), [{ weigher: ramWeigher, multiplier: -1 }])
+  t.same(pack.map((w) => w.host.host), ['full', 'half', 'empty'])
+})
+
+t.test('multipliers combine weighers; ties keep name order', async (t) => {
+  // a: lots of RAM, few CPUs; b: the reverse.
+  const a = fakeHost({ host: 'a', used: { VCPU: 30 } })
+  const b = fakeHost({ host: 'b', used: { MEMORY_MB: 16000 } })
+  const ramFirst = weighHosts([a, b], fakeSpec(), [{ weigher: ramWeigher, multiplier: 2 }, { weigher: cpuWeigher, multiplier: 1 }])
+  t.equal(ramFirst[0]!.host.host, 'a')
+  const cpuFirst = weighHosts([a, b], fakeSpec(), [{ weigher: ramWeigher, multiplier: 1 }, { weigher: cpuWeigher, multiplier: 2 }])
+  t.equal(cpuFirst[0]!.host.host, 'b')
+  const tie = weighHosts([fakeHost({ host: 'z' }), fakeHost({ host: 'm' })], fakeSpec(), [{ weigher: ramWeigher, multiplier: 1 }])
+  t.same(tie.map((w) => w.host.host), ['m', 'z'])
+})
+
+t.test('a limited weighing returns the same best hosts as a full sort', async (t) => {
+  const hosts = Array.from({ length: 100 }, (_, i) => fakeHost({ host: `w${String(i).padStart(3, '0')}`, used: { MEMORY_MB: (i * 7919) % 16000, VCPU: i % 5 } }))
+  const ws = [{ weigher: ramWeigher, multiplier: 1 }, { weigher: cpuWeigher, multiplier: 0.5 }]
+  const full = weighHosts(hosts, fakeSpec(), ws).map((w) => w.host.host)
+  t.same(weighHosts(hosts, fakeSpec(), ws, 5).map((w) => w.host.host), full.slice(0, 5))
+  const same = Array.from({ length: 50 }, (_, i) => fakeHost({ host: `t${String(49 - i).padStart(2, '0')}` }))
+  t.same(weighHosts(same, fakeSpec(), ws, 3).map((w) => w.host.host), ['t00', 't01', 't02'], 'ties by name')
+})
