@@ -4,7 +4,7 @@
  * memory). Failures to authenticate say "authentication failed" without
  * telling which part was wrong, as Keystone does; the reason is logged.
  */
-import { Unauthenticated, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
+import { Unauthenticated, InvalidArgument, NotFound } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
 import type { Logger } from '../log.js'
 import { DEFAULT_DOMAIN_ID, type IdentityCatalog } from './catalog.js'
@@ -148,20 +148,6 @@ export class Authenticator {
       }
     }
     return { token: this.tokens.issue(claims), claims }
-  }
-
-  /** Revokes a token: its own, or (cloud admin) anyone's. */
-  async revokeToken(caller: AuthContext, token: string): Promise<void> {
-    const target = token ? this.tokens.validate(token) : caller.claims
-    if (target.user.id !== caller.userId && !caller.isCloudAdmin) throw new PermissionDenied('only a cloud admin may revoke another user\'s token')
-    await this.revoke({ auditId: target.auditId })
-  }
-
-  /** Validates a token for a caller: its own, or (cloud admin) anyone's. */
-  validateFor(caller: AuthContext, token: string): TokenClaims {
-    const target = token ? this.tokens.validate(token) : caller.claims
-    if (target.user.id !== caller.userId && !caller.isCloudAdmin) throw new PermissionDenied('only a cloud admin may validate another user\'s token')
-    return target
   }
 
   rotateKeys(): { primaryKeyId: string; activeKeyIds: string[] } {

@@ -7,6 +7,7 @@
 import { sql } from 'kysely'
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
 import { unlessDuplicate, type Db } from '../store/db.js'
+import type { UserTable } from '../store/schema.js'
 import type { RevocationEvent } from './revocation.js'
 import { hashPassword } from './passwords.js'
 import { DESCRIPTION_MAX, NAME_MAX, checkEmail, checkName, checkPassword, checkText, exactlyOne, newId } from './validate.js'
@@ -62,6 +63,20 @@ export type Revoke = (event: Omit<RevocationEvent, 'issuedBefore'>) => Promise<v
 type Target = { projectId?: string | undefined; domainId?: string | undefined }
 
 const bool = (n: number): boolean => n !== 0
+
+/** The API view of a user row: never the password hash. */
+function toUser(row: UserTable): User {
+  return {
+    id: row.id,
+    name: row.name,
+    domainId: row.domain_id,
+    enabled: bool(row.enabled),
+    defaultProjectId: row.default_project_id ?? '',
+    description: row.description,
+    email: row.email,
+    passwordChangedAt: new Date(row.password_changed_at),
+  }
+}
 
 export class IdentityCatalog {
   constructor(
@@ -242,17 +257,7 @@ export class IdentityCatalog {
   }
 
   async getUser(ref: { id?: string; name?: string; domainId?: string }): Promise<User> {
-    const row = await this.userRow(ref)
-    return {
-      id: row.id,
-      name: row.name,
-      domainId: row.domain_id,
-      enabled: bool(row.enabled),
-      defaultProjectId: row.default_project_id ?? '',
-      description: row.description,
-      email: row.email,
-      passwordChangedAt: new Date(row.password_changed_at),
-    }
+    return toUser(await this.userRow(ref))
   }
 
   /** The stored row, password hash included: for authentication only. */
@@ -266,14 +271,13 @@ export class IdentityCatalog {
   }
 
   async listUsers(filter: { domainId?: string; name?: string; enabled?: boolean }, vis: Visibility): Promise<User[]> {
-    let q = this.db.selectFrom('users').select('id').orderBy('name')
+    let q = this.db.selectFrom('users').selectAll().orderBy('name')
     if (filter.domainId) q = q.where('domain_id', '=', filter.domainId)
     if (filter.name) q = q.where('name', '=', filter.name)
     if (filter.enabled !== undefined) q = q.where('enabled', '=', filter.enabled ? 1 : 0)
     if (vis.kind === 'domain') q = q.where('domain_id', '=', vis.domainId)
     if (vis.kind === 'own') q = q.where('id', '=', vis.userId)
-    const ids = await q.execute()
-    return Promise.all(ids.map((r) => this.getUser({ id: r.id })))
+    return (await q.execute()).map(toUser)
   }
 
   async updateUser(
