@@ -30,6 +30,21 @@ export interface AgentConfig {
   heartbeatIntervalMs: number
   /** Timeout of requests to the conductor. @default 5000 */
   requestTimeoutMs: number
+  /** The controller's gRPC address (images are downloaded from it); null: the one the controller announces. @default null */
+  controllerAddress: string | null
+  /**
+   * Physical network → Linux bridge on this host, for flat networks (Neutron
+   * linuxbridge `physical_interface_mappings`, with a bridge instead of an
+   * interface); created when missing. `STRATO_AGENT_BRIDGE_MAPPINGS=provider:br-provider,…`
+   * @default { provider: 'br-provider' }
+   */
+  bridgeMappings: Record<string, string>
+  /** How long a stop waits for the guest's ACPI shutdown before pulling the plug (Nova `shutdown_timeout`). @default 60000 */
+  shutdownTimeoutMs: number
+  /** How often the power state of every guest is reported (Nova `sync_power_state_interval`, 600 s). @default 60000 */
+  powerSyncIntervalMs: number
+  /** Casts worked on at once (different servers; one server's casts run in order). @default 8 */
+  maxConcurrentCasts: number
   log: {
     /** @default `info` */
     level: string
@@ -52,11 +67,32 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     driver: overrides.driver ?? (env.STRATO_AGENT_DRIVER as AgentConfig['driver'] | undefined) ?? 'libvirt',
     heartbeatIntervalMs: overrides.heartbeatIntervalMs ?? 10_000,
     requestTimeoutMs: overrides.requestTimeoutMs ?? 5_000,
+    controllerAddress: overrides.controllerAddress ?? env.STRATO_AGENT_CONTROLLER ?? null,
+    bridgeMappings: overrides.bridgeMappings ?? parseMappings(env.STRATO_AGENT_BRIDGE_MAPPINGS) ?? { provider: 'br-provider' },
+    shutdownTimeoutMs: overrides.shutdownTimeoutMs ?? 60_000,
+    powerSyncIntervalMs: overrides.powerSyncIntervalMs ?? 60_000,
+    maxConcurrentCasts: overrides.maxConcurrentCasts ?? 8,
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
+  }
+  if (!Number.isInteger(cfg.maxConcurrentCasts) || cfg.maxConcurrentCasts < 1) throw new InvalidArgument('maxConcurrentCasts must be an integer ≥ 1', { field: 'maxConcurrentCasts' })
+  for (const [physnet, bridge] of Object.entries(cfg.bridgeMappings)) {
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new InvalidArgument(`bridgeMappings.${physnet}: '${bridge}' is not a Linux interface name (1-15 of [A-Za-z0-9_.-])`, { field: `bridgeMappings.${physnet}` })
   }
   if (cfg.driver !== 'fake' && cfg.driver !== 'libvirt') throw new InvalidArgument(`driver must be fake or libvirt, got '${String(cfg.driver)}'`, { field: 'driver' })
   if (cfg.diskGb !== null && (!Number.isInteger(cfg.diskGb) || cfg.diskGb < 0)) throw new InvalidArgument('diskGb must be a non-negative integer', { field: 'diskGb' })
   return cfg
+}
+
+/** `physnet:bridge,physnet:bridge` → a map; undefined when unset. */
+function parseMappings(text: string | undefined): Record<string, string> | undefined {
+  if (!text) return undefined
+  const out: Record<string, string> = {}
+  for (const pair of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const [physnet, bridge, ...rest] = pair.split(':')
+    if (!physnet || !bridge || rest.length) throw new InvalidArgument(`STRATO_AGENT_BRIDGE_MAPPINGS: '${pair}' is not physnet:bridge`, { field: 'bridgeMappings' })
+    out[physnet] = bridge
+  }
+  return out
 }
 
 /** The compute node uuid: configured, or kept in `<stateDir>/compute_id` across restarts. */

@@ -1,41 +1,108 @@
 /**
  * The agent daemon's core: connects to NATS, announces its host (capabilities
- * from the virt driver) to the conductor, sends heartbeats, and works through
- * its cast queue (a JetStream durable consumer: casts wait while the agent is
- * down). Casts are acked after they are done; a redelivered cast that was
- * already done is acked again without redoing it (by cast id, and for builds
- * by asking the hypervisor). Lifecycle INITIALIZED → RUNNING → STOPPING →
- * STOPPED; stop() stops taking casts, finishes the one in hand, drains NATS.
+ * from the virt driver) to the conductor, reconciles its guests with what the
+ * controller believes, sends heartbeats and power states, answers synchronous
+ * calls (console output), and works through its cast queue (a JetStream
+ * durable consumer: casts wait while the agent is down).
+ *
+ * Casts run concurrently across servers and in order for one server (the
+ * compute manager's locks). A cast is acked only after its result is stored
+ * in the event stream, so a crash at any point means the cast comes again;
+ * redelivered casts are idempotent (by cast id, and by asking the hypervisor).
+ * Lifecycle INITIALIZED → RUNNING → STOPPING → STOPPED; stop() stops taking
+ * casts, finishes the ones in hand, drains NATS.
  */
 import { statfsSync, mkdirSync } from 'node:fs'
-import path from 'node:path'
-import { connect, type NatsConnection } from '@nats-io/transport-node'
-import { jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
+import { connect, type NatsConnection, type Subscription, type Msg } from '@nats-io/transport-node'
+import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
 import { NotFound, Unavailable, toStratoError } from '../proto/errors.js'
-import { errorFromHeaders } from '../proto/nats-errors.js'
-import { CONDUCTOR_SUBJECT, castResultSubject, heartbeatSubject } from '../proto/subjects.js'
-import { Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, type AnnounceReply, type BuildSpec } from '../proto/gen/strato/agent/v1/agent.js'
+import { errorFromHeaders, errorHeaders } from '../proto/nats-errors.js'
+import { CONDUCTOR_SUBJECT, agentRpcSubject, castResultSubject, heartbeatSubject, parseCastId, powerSubject } from '../proto/subjects.js'
+import {
+  AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates, type AnnounceReply,
+} from '../proto/gen/strato/agent/v1/agent.js'
 import { computeId, type AgentConfig } from './config.js'
+import { ComputeManager, type BuildSpec, type KnownInstance } from './compute-manager.js'
+import { GrpcImageSource } from './disk/grpc-image-source.js'
 import type { VirtDriver } from './virt/driver.js'
 
 export type AgentState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
 
+/** Simple counting semaphore: at most `n` casts in hand. */
+class Slots {
+  private free: number
+  private readonly waiting: Array<() => void> = []
+  constructor(n: number) {
+    this.free = n
+  }
+  async take(): Promise<void> {
+    if (this.free > 0) {
+      this.free--
+      return
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve))
+  }
+  give(): void {
+    const next = this.waiting.shift()
+    if (next) next()
+    else this.free++
+  }
+}
+
 export class AgentService {
   state: AgentState = 'INITIALIZED'
   readonly uuid: string
+  readonly manager: ComputeManager
   nc: NatsConnection | undefined
   /** What the controller said at the last announce. */
   announced: AnnounceReply | undefined
+  private js: JetStreamClient | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
+  private powerTimer: NodeJS.Timeout | undefined
   private casts: ConsumerMessages | undefined
   private castLoop: Promise<void> | undefined
+  private rpcSub: Subscription | undefined
   private readonly done = new Set<string>()
+  private readonly inHand = new Map<string, Promise<void>>()
+  private readonly slots: Slots
   private readonly log: Logger
+  private imageSource: { address: string; source: GrpcImageSource } | undefined
 
   constructor(readonly config: AgentConfig, readonly driver: VirtDriver, log: Logger) {
     this.uuid = computeId(config)
     this.log = log.child({ host: config.host })
+    this.slots = new Slots(config.maxConcurrentCasts)
+    this.manager = new ComputeManager(driver, {
+      buildSpec: async (instanceUuid) => {
+        const reply = await this.request({ buildSpec: { instanceUuid, host: this.config.host } })
+        if (!reply.buildSpec) throw new Unavailable('the conductor sent no build spec')
+        return reply.buildSpec as Required<typeof reply.buildSpec> as unknown as BuildSpec
+      },
+      hostInstances: async (also) => {
+        const reply = await this.request({ hostInstances: { host: this.config.host, also } })
+        return (reply.hostInstances?.instances ?? []) as KnownInstance[]
+      },
+    }, {
+      host: config.host,
+      instancesDir: config.instancesDir,
+      bridgeMappings: config.bridgeMappings,
+      manageBridges: driver.name !== 'fake',
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
+      images: (token) => this.images(token),
+    })
+  }
+
+  /** The image service client (one per controller address); the token is the build's. */
+  private images(token: string): { download: GrpcImageSource['download'] } {
+    const address = this.config.controllerAddress ?? this.announced?.apiAddress ?? ''
+    if (!address) throw new Unavailable('the controller has not told this agent its address yet; set STRATO_AGENT_CONTROLLER')
+    if (this.imageSource?.address !== address) {
+      this.imageSource?.source.close()
+      this.imageSource = { address, source: new GrpcImageSource(address, () => '') }
+    }
+    const source = this.imageSource.source
+    return { download: (imageId) => source.download(imageId, token) }
   }
 
   async start(): Promise<void> {
@@ -43,7 +110,8 @@ export class AgentService {
       await this.run()
     } catch (err) {
       // Leave nothing running behind a failed start.
-      if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
+      this.clearTimers()
+      this.rpcSub?.unsubscribe()
       await this.casts?.close().catch(() => {})
       await this.nc?.close().catch(() => {})
       await this.driver.close()
@@ -56,24 +124,40 @@ export class AgentService {
     await this.driver.init()
     mkdirSync(this.config.instancesDir, { recursive: true })
     this.nc = await connect({ servers: this.config.natsUrl, name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 })
+    this.js = jetstream(this.nc)
     void this.watchStatus(this.nc)
+    this.rpcSub = this.nc.subscribe(agentRpcSubject(this.config.host), { callback: (err, msg) => (err ? this.log.warn({ err }, 'rpc subscription failed') : void this.answer(msg)) })
     this.announced = await this.announce()
+    const r = await this.manager.reconcile()
+    if (r.removed.length) this.log.warn({ removed: r.removed }, 'removed guests and disks the controller no longer places here')
     this.state = 'RUNNING'
+    this.resume(r.resume)
     this.scheduleHeartbeats(this.announced.heartbeatIntervalMs || this.config.heartbeatIntervalMs)
+    await this.reportPower()
+    this.powerTimer = setInterval(() => void this.reportPower(), this.config.powerSyncIntervalMs)
+    this.powerTimer.unref()
     await this.consumeCasts()
-    this.log.info({ uuid: this.uuid, mapped: this.announced.mapped }, 'agent running')
+    this.log.info({ uuid: this.uuid, mapped: this.announced.mapped, driver: this.driver.name }, 'agent running')
   }
 
   async stop(): Promise<void> {
     if (this.state === 'STOPPING' || this.state === 'STOPPED') return
     this.state = 'STOPPING'
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
+    this.clearTimers()
+    this.rpcSub?.unsubscribe()
     await this.casts?.close().catch(() => {})
     await this.castLoop?.catch(() => {})
+    await Promise.allSettled([...this.inHand.values()])
     await this.nc?.drain().catch((err) => this.log.warn({ err }, 'NATS drain failed'))
+    this.imageSource?.source.close()
     await this.driver.close()
     this.state = 'STOPPED'
     this.log.info('agent stopped')
+  }
+
+  private clearTimers(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
+    if (this.powerTimer) clearInterval(this.powerTimer)
   }
 
   /** Announces the host until the conductor answers (the controller may start later). */
@@ -129,9 +213,26 @@ export class AgentService {
     }
   }
 
+  /** Synchronous calls from the controller (console output), answered at once. */
+  private async answer(msg: Msg): Promise<void> {
+    try {
+      const req = AgentRequest.decode(msg.data)
+      let reply: AgentReply
+      if (req.consoleOutput) {
+        const { instanceUuid = '', maxBytes = 0 } = req.consoleOutput
+        reply = { consoleOutput: { output: await this.manager.consoleOutput(instanceUuid, maxBytes || 100 * 1024) } }
+      } else {
+        throw new NotFound('agent request with no known call')
+      }
+      msg.respond(AgentReply.encode(reply).finish())
+    } catch (err) {
+      msg.respond(new Uint8Array(), { headers: errorHeaders(err) })
+    }
+  }
+
   private scheduleHeartbeats(intervalMs: number): void {
     const beat = () => {
-      this.driver.listGuests().then(
+      this.manager.ownGuests().then(
         (guests) => {
           if (this.state !== 'RUNNING' || this.nc?.isClosed()) return
           this.nc!.publish(heartbeatSubject(this.config.host), Heartbeat.encode({ host: this.config.host, uuid: this.uuid, sentAt: new Date(), guests: guests.length }).finish())
@@ -144,14 +245,35 @@ export class AgentService {
     this.heartbeatTimer.unref()
   }
 
+  /** Publishes the power state of every own guest (the controller syncs servers from it). */
+  async reportPower(): Promise<void> {
+    try {
+      const sentAt = new Date()
+      const guests = await this.manager.ownGuests()
+      await this.js!.publish(powerSubject(this.config.host), PowerStates.encode({ host: this.config.host, sentAt, guests: guests.map((g) => ({ instanceUuid: g.uuid, powerState: g.powerState })) }).finish())
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'power states not reported')
+    }
+  }
+
   private async consumeCasts(): Promise<void> {
     const a = this.announced!
-    const consumer = await jetstream(this.nc!).consumers.get(a.castStream!, a.castConsumer!)
-    const casts = (this.casts = await consumer.consume({ max_messages: 16 }))
+    const consumer = await this.js!.consumers.get(a.castStream!, a.castConsumer!)
+    const casts = (this.casts = await consumer.consume({ max_messages: this.config.maxConcurrentCasts }))
     this.castLoop = (async () => {
-      for await (const m of casts) await this.handle(m)
+      for await (const m of casts) {
+        await this.slots.take()
+        const id = `${m.info.streamSequence}`
+        const p = this.handle(m).finally(() => {
+          this.slots.give()
+          this.inHand.delete(id)
+        })
+        this.inHand.set(id, p)
+      }
     })()
   }
+
+  private readonly running = new Set<string>()
 
   private async handle(m: JsMsg): Promise<void> {
     let cast: Cast
@@ -162,61 +284,91 @@ export class AgentService {
       m.term()
       return
     }
-    const id = cast.id ?? ''
-    const log = this.log.child({ cast: id })
-    if (this.done.has(id)) {
-      m.ack()
-      return
-    }
-    const result: CastResult = { castId: id, host: this.config.host, ok: true }
+    const working = setInterval(() => m.working(), 1_000)
     try {
-      if (cast.ping) {
-        result.message = `pong: ${cast.ping.note ?? ''}`
-      } else if (cast.build) {
-        const uuid = cast.build.instanceUuid ?? ''
-        result.instanceUuid = uuid
-        log.info({ instance: uuid }, 'build started')
-        result.powerState = await this.build(uuid)
-        log.info({ instance: uuid }, 'build finished')
-      } else {
-        throw new NotFound('cast with no known action')
-      }
-    } catch (err) {
-      const e = toStratoError(err)
-      if (e instanceof Unavailable) {
-        // The controller or NATS is away: try again later, the cast stays queued.
-        log.warn({ err: e.message }, 'cast postponed')
-        m.nak(1_000)
-        return
-      }
-      log.warn({ err: e.message, code: e.code }, 'cast failed')
-      Object.assign(result, { ok: false, errorCode: e.code, message: e.message })
+      const outcome = await this.perform(cast)
+      if (outcome === 'ack') m.ack()
+      else if (outcome === 'retry') m.nak(1_000)
+    } finally {
+      clearInterval(working)
     }
-    this.nc!.publish(castResultSubject(this.config.host), CastResult.encode(result).finish())
-    this.done.add(id)
-    if (this.done.size > 10_000) this.done.delete(this.done.values().next().value!)
-    m.ack()
   }
 
-  /** Builds a server from the conductor's spec; a guest that already exists is not built twice. */
-  private async build(instanceUuid: string): Promise<number> {
+  /**
+   * Runs a cast once and stores its result in the event stream. `ack`: done
+   * (now or before); `retry`: not done, deliver again; `busy`: the same cast is
+   * in hand already (a redelivery, or a resumed action) and will be acked there.
+   */
+  private async perform(cast: Cast): Promise<'ack' | 'retry' | 'busy'> {
+    const id = cast.id ?? ''
+    if (this.done.has(id)) return 'ack'
+    if (this.running.has(id)) return 'busy'
+    this.running.add(id)
+    const log = this.log.child({ cast: id })
+    const result: CastResult = { castId: id, host: this.config.host, ok: true }
     try {
-      return (await this.driver.getInfo(instanceUuid)).powerState
-    } catch (err) {
-      if (!(err instanceof NotFound)) throw err
+      try {
+        const [action, uuid, run] = this.actionOf(cast)
+        result.action = action
+        result.instanceUuid = uuid
+        if (uuid) log.info({ instance: uuid, action }, `${action} started`)
+        result.powerState = await run()
+        if (uuid) log.info({ instance: uuid, action, powerState: result.powerState }, `${action} finished`)
+        else result.message = `pong: ${cast.ping?.note ?? ''}`
+      } catch (err) {
+        const e = toStratoError(err)
+        if (e instanceof Unavailable && this.state === 'RUNNING') {
+          // The controller or NATS is away: try again later, the cast stays queued.
+          log.warn({ err: e.message }, 'cast postponed')
+          return 'retry'
+        }
+        log.warn({ err: e.message, code: e.code, instance: result.instanceUuid, action: result.action }, 'cast failed')
+        Object.assign(result, { ok: false, errorCode: e.code, message: e.message })
+      }
+      try {
+        // Stored before the ack: a crash in between means the cast comes again, never that the result is lost.
+        await this.js!.publish(castResultSubject(this.config.host), CastResult.encode(result).finish(), { msgID: `result-${id}` })
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'cast result not stored; the cast will come again')
+        return 'retry'
+      }
+      this.done.add(id)
+      if (this.done.size > 10_000) this.done.delete(this.done.values().next().value!)
+      return 'ack'
+    } finally {
+      this.running.delete(id)
     }
-    const reply = await this.request({ buildSpec: { instanceUuid, host: this.config.host } })
-    const spec = reply.buildSpec as Required<BuildSpec>
-    const dir = path.join(this.config.instancesDir, instanceUuid)
-    const info = await this.driver.spawn({
-      uuid: instanceUuid,
-      name: spec.name,
-      vcpus: spec.vcpus,
-      memoryMiB: spec.memoryMb,
-      disks: [{ path: path.join(dir, 'disk'), format: 'qcow2', bus: 'virtio', device: 'vda' }],
-      nics: [],
-      consoleLogPath: path.join(dir, 'console.log'),
-    })
-    return info.powerState
+  }
+
+  /** Resumes actions the controller says are in progress here (after a restart), under their own cast ids. */
+  private resume(castIds: string[]): void {
+    for (const id of castIds) {
+      const p = parseCastId(id)
+      if (!p) continue
+      const instance = { instanceUuid: p.uuid }
+      const cast: Cast = { id, ...(p.action === 'reboot' || p.action === 'reboot_hard' ? { reboot: { ...instance, hard: p.action === 'reboot_hard' } } : { [p.action]: instance }) }
+      this.log.info({ cast: id, instance: p.uuid, action: p.action }, 'resuming an action in progress')
+      const key = `resume-${id}`
+      const run = this.slots.take().then(() => this.perform(cast)).finally(() => {
+        this.slots.give()
+        this.inHand.delete(key)
+      })
+      this.inHand.set(key, run.then(() => {}, () => {}))
+    }
+  }
+
+  private actionOf(cast: Cast): [string, string, () => Promise<number>] {
+    if (cast.ping) return ['ping', '', async () => 0]
+    if (cast.build) return ['build', cast.build.instanceUuid ?? '', () => this.manager.build(cast.build!.instanceUuid ?? '')]
+    if (cast.start) return ['start', cast.start.instanceUuid ?? '', () => this.manager.start(cast.start!.instanceUuid ?? '')]
+    if (cast.stop) return ['stop', cast.stop.instanceUuid ?? '', () => this.manager.stop(cast.stop!.instanceUuid ?? '')]
+    if (cast.reboot) {
+      const hard = cast.reboot.hard ?? false
+      return [hard ? 'reboot_hard' : 'reboot', cast.reboot.instanceUuid ?? '', () => this.manager.reboot(cast.reboot!.instanceUuid ?? '', hard)]
+    }
+    if (cast.delete) return ['delete', cast.delete.instanceUuid ?? '', () => this.manager.delete(cast.delete!.instanceUuid ?? '')]
+    return ['unknown', '', async () => {
+      throw new NotFound('cast with no known action')
+    }]
   }
 }

@@ -11,6 +11,7 @@ import path from 'node:path'
 import { InvalidArgument } from '../proto/errors.js'
 import type { SchedulerConfig } from './scheduler/scheduler.js'
 import type { HostsConfig } from './compute/hosts.js'
+import type { ServersConfig } from './compute/servers.js'
 
 export interface ControllerConfig {
   /** Directory for the database, signing keys and other state. @default `./.strato/controller` */
@@ -62,6 +63,8 @@ export interface ControllerConfig {
   scheduler: SchedulerConfig
   /** Host discovery, heartbeats, zones, allocation ratios; defaults documented in `compute/hosts.ts`. */
   hosts: HostsConfig
+  /** Cast retries and agent call deadlines; defaults documented in `compute/servers.ts`. */
+  servers: Omit<ServersConfig, 'defaultAvailabilityZone'>
 }
 
 export type ConfigOverrides = {
@@ -139,7 +142,9 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       defaultAvailabilityZone: 'nova',
       allocationRatios: { VCPU: 4, MEMORY_MB: 1, DISK_GB: 1 },
       reserved: { VCPU: 0, MEMORY_MB: 512, DISK_GB: 0 },
+      castAckWaitMs: 30_000,
     },
+    servers: { castRetryMs: 2_000, agentCallTimeoutMs: 10_000 },
   }
   const { configFile: _ignored, ...rest } = overrides
   const cfg = merge(defaults, fromFile, fromEnv as Partial<ControllerConfig>, rest as Partial<ControllerConfig>)

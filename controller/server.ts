@@ -18,7 +18,9 @@ import { bootstrap, type BootstrapResult } from './identity/bootstrap.js'
 import { Policy, identityPolicy, type TargetLookup } from './identity/policy.js'
 import { identityServices } from './api/identity.js'
 import { computeServices } from './api/compute.js'
-import { computePolicy } from './compute/policy.js'
+import { computePolicy, serverPolicy } from './compute/policy.js'
+import { ServerCatalog } from './compute/servers.js'
+import { serverServices } from './api/servers.js'
 import { FlavorCatalog } from './compute/flavors.js'
 import { KeypairCatalog } from './compute/keypairs.js'
 import { QuotaEngine } from './quota/quota.js'
@@ -63,6 +65,7 @@ export class Controller {
   placement!: Placement
   scheduler!: Scheduler
   hosts!: HostRegistry
+  servers!: ServerCatalog
   /** The NATS edge (streams, conductor, casts), when natsUrl is set. */
   bus: ControllerBus | undefined
   bootstrapResult: BootstrapResult = { created: false }
@@ -110,12 +113,15 @@ export class Controller {
     hosts.onChange = () => scheduler.invalidate()
     await hosts.load()
     hosts.start()
-    if (this.nats) {
-      this.bus = new ControllerBus(this.nats, new Conductor(hosts, placement), hosts, this.log)
-      await this.bus.start()
-    }
+    const servers = (this.servers = new ServerCatalog(
+      this.db,
+      { flavors, images, keypairs, ports, securityGroups, scheduler, hosts, quota, tokens: (userId, projectId) => auth!.issueFor(userId, projectId) },
+      { defaultAvailabilityZone: cfg.hosts.defaultAvailabilityZone, ...cfg.servers },
+      this.log.child({ component: 'servers' }),
+    ))
+    await servers.releaseOrphanAllocations()
 
-    const policy = new Policy(identityPolicy, computePolicy, imagePolicy, networkPolicy, schedulerPolicy)
+    const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
     const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), lookup, log: this.log, track: (p) => this.track(p) }
     const services: Array<[object, UntypedServiceImplementation]> = [
@@ -124,6 +130,7 @@ export class Controller {
       ...imageServices(images, rpc),
       ...networkServices(network, rpc),
       ...hostServices(hosts, rpc),
+      ...serverServices(servers, hosts, cfg.hosts.defaultAvailabilityZone, rpc),
       ...placementServices(placement, rpc),
     ]
     const served = new Set(services.map(([def]) => serviceName(def)))
@@ -139,6 +146,17 @@ export class Controller {
     )
     this.grpc = server
     this.address = cfg.grpc.publicAddress ?? `${cfg.grpc.host}:${port}`
+
+    if (this.nats) {
+      this.bus = new ControllerBus(this.nats, new Conductor(hosts, servers), hosts, this.log, () => this.address, {
+        castResult: (r) => servers.applyResult(r),
+        powerStates: (host, sentAt, guests) => servers.applyPowerStates(host, sentAt, guests),
+      }, cfg.hosts.castAckWaitMs)
+      await this.bus.start()
+      servers.attach(this.bus)
+      // Casts the previous run recorded but could not queue go out now.
+      await servers.resend()
+    }
 
     if (cfg.bootstrap.openrcPath) {
       this.bootstrapResult = await bootstrap(this.db, this.catalog, {
@@ -168,6 +186,7 @@ export class Controller {
     }
     await Promise.allSettled([...this.inFlight])
     this.hosts?.stop()
+    this.servers?.stop()
     await this.bus?.stop().catch((err) => this.log.warn({ err }, 'NATS bus stop failed'))
     if (this.nats) await this.nats.drain().catch((err) => this.log.warn({ err }, 'NATS drain failed'))
     await this.db?.destroy()
@@ -191,7 +210,7 @@ export class Controller {
       name,
       endpoints: ['public', 'internal', 'admin'].map((iface) => ({ id: `${type}-${iface}`, interface: iface, region: this.config.bootstrap.region, url })),
     })
-    return [entry('identity', 'keystone'), entry('compute', 'nova'), entry('image', 'glance'), entry('network', 'neutron')]
+    return [entry('identity', 'keystone'), entry('compute', 'nova'), entry('image', 'glance'), entry('network', 'neutron'), entry('placement', 'placement')]
   }
 }
 

@@ -43,3 +43,26 @@ export function heartbeatSubject(host: string): string {
 export function castResultSubject(host: string): string {
   return `strato.events.cast.${hostToken(host)}`
 }
+
+/** Power states of a host's guests (JetStream, for the controller's power-state sync). */
+export function powerSubject(host: string): string {
+  return `strato.events.power.${hostToken(host)}`
+}
+
+/** Server actions a cast carries. */
+export type CastActionName = 'build' | 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete'
+const CAST_ACTIONS: readonly string[] = ['build', 'start', 'stop', 'reboot', 'reboot_hard', 'delete']
+
+/**
+ * Cast ids say what they carry: `<action>.<uuid>.<nonce>`, and `build.<uuid>`
+ * for builds (one per server). An agent that restarts can resume an action
+ * from the id alone and report it under the same id.
+ */
+export function castIdFor(action: CastActionName, uuid: string, nonce: string): string {
+  return action === 'build' ? `build.${uuid}` : `${action}.${uuid}.${nonce}`
+}
+
+export function parseCastId(id: string): { action: CastActionName; uuid: string } | undefined {
+  const [action, uuid] = id.split('.')
+  return action && uuid && CAST_ACTIONS.includes(action) ? { action: action as CastActionName, uuid } : undefined
+}

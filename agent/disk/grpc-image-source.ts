@@ -15,17 +15,18 @@ export class GrpcImageSource implements ImageSource {
     })
   }
 
-  private md(): Metadata {
+  private md(token: string): Metadata {
     const md = new Metadata()
-    md.set('x-auth-token', this.token())
+    md.set('x-auth-token', token)
     return md
   }
 
-  async download(imageId: string) {
+  /** `token`, when given, is used instead of the constructor's (the agent downloads with each build's own token). */
+  async download(imageId: string, token = this.token()) {
     const image = await new Promise<Image>((resolve, reject) =>
-      this.client.getImage({ id: imageId }, this.md(), (err: ServiceError | null, res: Image) => (err ? reject(fromGrpcError(err)) : resolve(res))),
+      this.client.getImage({ id: imageId }, this.md(token), (err: ServiceError | null, res: Image) => (err ? reject(fromGrpcError(err)) : resolve(res))),
     )
-    const stream = this.client.downloadImage({ id: imageId }, this.md())
+    const stream = this.client.downloadImage({ id: imageId }, this.md(token))
     async function* data(): AsyncIterable<Uint8Array> {
       try {
         for await (const chunk of stream as AsyncIterable<{ data?: Uint8Array }>) if (chunk.data) yield chunk.data

@@ -13,23 +13,25 @@ import {
 } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
 import { InvalidArgument, Unavailable } from '../../proto/errors.js'
-import { errorHeaders } from '../../proto/nats-errors.js'
+import { errorFromHeaders, errorHeaders } from '../../proto/nats-errors.js'
 import {
-  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, castConsumer, castSubject,
+  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, agentRpcSubject, castConsumer, castSubject,
 } from '../../proto/subjects.js'
-import { Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat } from '../../proto/gen/strato/agent/v1/agent.js'
+import { AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates } from '../../proto/gen/strato/agent/v1/agent.js'
 import type { Conductor } from '../conductor/conductor.js'
 import type { HostRegistry } from '../compute/hosts.js'
+import type { AgentAnswer, AgentCall, AgentTransport, CastAction, CastResultEvent } from '../compute/transport.js'
 import type { Logger } from '../log.js'
 
-export interface CastAction {
-  ping?: { note: string }
-  build?: { instanceUuid: string }
+export type { CastAction, CastResultEvent }
+
+/** What agents report besides heartbeats; listeners are awaited before the event is acked. */
+export interface BusListeners {
+  castResult?(r: CastResultEvent): Promise<void>
+  powerStates?(host: string, sentAt: Date, guests: Map<string, number>): Promise<void>
 }
 
-export type CastResultEvent = Required<Pick<CastResult, 'castId' | 'host' | 'ok' | 'errorCode' | 'message' | 'powerState' | 'instanceUuid'>>
-
-export class ControllerBus {
+export class ControllerBus implements AgentTransport {
   private js!: JetStreamClient
   private jsm!: JetStreamManager
   private conductorSub: Subscription | undefined
@@ -42,7 +44,15 @@ export class ControllerBus {
     private readonly conductor: Conductor,
     private readonly hosts: HostRegistry,
     private readonly log: Logger,
+    /** The controller's gRPC address, told to agents for image downloads. */
+    private readonly apiAddress: () => string = () => '',
+    private readonly listeners: BusListeners = {},
+    /** @default 30000 */
+    private readonly castAckWaitMs = 30_000,
   ) {}
+
+  /** Durable cast consumers known to exist (made once per host, not per cast). */
+  private readonly consumers = new Set<string>()
 
   async start(): Promise<void> {
     this.jsm = await jetstreamManager(this.nc)
@@ -59,10 +69,17 @@ export class ControllerBus {
       for await (const m of events) {
         try {
           await this.onEvent(m.subject, m.data)
+          m.ack()
         } catch (err) {
-          this.log.warn({ err, subject: m.subject }, 'agent event not understood')
+          // A passing failure (the database was busy) is retried; a message that keeps failing is dropped.
+          if (m.info.deliveryCount < 5) {
+            this.log.warn({ err, subject: m.subject, attempt: m.info.deliveryCount }, 'agent event failed; retrying')
+            m.nak(500)
+          } else {
+            this.log.error({ err, subject: m.subject }, 'agent event dropped after 5 attempts')
+            m.term()
+          }
         }
-        m.ack()
       }
     })()
     this.log.info({ streams: [CAST_STREAM, EVENT_STREAM] }, 'NATS bus ready')
@@ -86,14 +103,23 @@ export class ControllerBus {
   /** Makes sure the durable consumer that feeds `host`'s agent its casts exists (idempotent). */
   async ensureCastConsumer(host: string): Promise<{ stream: string; consumer: string }> {
     const consumer = castConsumer(host)
-    await this.jsm.consumers.add(CAST_STREAM, {
+    if (this.consumers.has(consumer)) return { stream: CAST_STREAM, consumer }
+    const cfg = {
       durable_name: consumer,
       filter_subject: castSubject(host),
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
-      ack_wait: nanos(60_000),
+      // How soon a cast an agent took but never acked (it died) is delivered again; agents in work report progress.
+      ack_wait: nanos(this.castAckWaitMs),
       max_deliver: -1,
-    })
+    }
+    try {
+      await this.jsm.consumers.add(CAST_STREAM, cfg)
+    } catch {
+      // It exists with other settings (an older configuration): bring it up to date.
+      await this.jsm.consumers.update(CAST_STREAM, consumer, { ack_wait: cfg.ack_wait, max_deliver: cfg.max_deliver })
+    }
+    this.consumers.add(consumer)
     return { stream: CAST_STREAM, consumer }
   }
 
@@ -102,7 +128,7 @@ export class ControllerBus {
    * across restarts of either side). The id deduplicates re-sends.
    */
   async cast(host: string, action: CastAction, id: string = randomUUID()): Promise<string> {
-    if (!action.ping && !action.build) throw new InvalidArgument('a cast needs an action')
+    if (Object.values(action).filter(Boolean).length !== 1) throw new InvalidArgument('a cast needs exactly one action')
     await this.ensureCastConsumer(host)
     const msg = Cast.encode(Cast.fromPartial({ id, sentAt: new Date(), ...action })).finish()
     try {
@@ -111,6 +137,23 @@ export class ControllerBus {
       throw new Unavailable(`cannot queue a cast for host '${host}': ${(err as Error).message}`, { cause: err })
     }
     return id
+  }
+
+  /**
+   * A synchronous call to `host`'s agent, answered within `timeoutMs`.
+   * @throws Unavailable when no agent answers (down, or too slow).
+   */
+  async call(host: string, req: AgentCall, timeoutMs: number): Promise<AgentAnswer> {
+    let msg
+    try {
+      msg = await this.nc.request(agentRpcSubject(host), AgentRequest.encode(AgentRequest.fromPartial(req)).finish(), { timeout: timeoutMs })
+    } catch (err) {
+      throw new Unavailable(`the agent of host '${host}' did not answer within ${timeoutMs} ms: ${(err as Error).message}`, { cause: err })
+    }
+    const error = errorFromHeaders(msg.headers)
+    if (error) throw error
+    const reply = AgentReply.decode(msg.data)
+    return reply.consoleOutput ? { consoleOutput: { output: reply.consoleOutput.output ?? '' } } : {}
   }
 
   /** Called with every cast result agents report. Returns an unsubscribe function. */
@@ -136,10 +179,12 @@ export class ControllerBus {
           },
         })
         const where = await this.ensureCastConsumer(a.host ?? '')
-        reply = { announce: { mapped: r.mapped, heartbeatIntervalMs: r.heartbeatIntervalMs, castStream: where.stream, castConsumer: where.consumer } }
+        reply = { announce: { mapped: r.mapped, heartbeatIntervalMs: r.heartbeatIntervalMs, castStream: where.stream, castConsumer: where.consumer, apiAddress: this.apiAddress() } }
         this.log.info({ host: a.host, mapped: r.mapped }, 'host announced')
       } else if (req.buildSpec) {
         reply = { buildSpec: await this.conductor.buildSpec(req.buildSpec.instanceUuid ?? '', req.buildSpec.host ?? '') }
+      } else if (req.hostInstances) {
+        reply = { hostInstances: { instances: await this.conductor.hostInstances(req.hostInstances.host ?? '', req.hostInstances.also ?? []) } }
       } else {
         throw new InvalidArgument('empty conductor request')
       }
@@ -160,10 +205,15 @@ export class ControllerBus {
     } else if (kind === 'cast') {
       const r = CastResult.decode(data)
       const event: CastResultEvent = {
-        castId: r.castId ?? '', host: r.host ?? '', ok: r.ok ?? false, errorCode: r.errorCode ?? '', message: r.message ?? '', powerState: r.powerState ?? 0, instanceUuid: r.instanceUuid ?? '',
+        castId: r.castId ?? '', host: r.host ?? '', ok: r.ok ?? false, errorCode: r.errorCode ?? '', message: r.message ?? '', powerState: r.powerState ?? 0, instanceUuid: r.instanceUuid ?? '', action: r.action ?? '',
       }
-      this.log.info(event, 'cast done')
+      this.log.debug(event, 'cast done')
+      await this.listeners.castResult?.(event)
       for (const l of this.castListeners) l(event)
+    } else if (kind === 'power') {
+      const p = PowerStates.decode(data)
+      const guests = new Map((p.guests ?? []).map((g) => [g.instanceUuid ?? '', g.powerState ?? 0]))
+      await this.listeners.powerStates?.(p.host ?? '', p.sentAt ?? new Date(0), guests)
     }
   }
 }

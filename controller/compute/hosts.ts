@@ -29,6 +29,8 @@ export interface HostsConfig {
   allocationRatios: Record<string, number>
   /** Kept for the host itself (Nova `reserved_host_memory_mb` = 512 …). @default { VCPU: 0, MEMORY_MB: 512, DISK_GB: 0 } */
   reserved: Record<string, number>
+  /** How long a cast an agent took without acking waits before it is delivered again (the agent died). @default 30000 */
+  castAckWaitMs: number
 }
 
 /** What an agent says about its host. */

@@ -26,3 +26,19 @@ export const computePolicy: Record<string, PolicyEntry> = {
   [`${C}.Quotas/UpdateQuota`]: { allow: ['cloud_admin'] },
   [`${C}.Quotas/GetDefaultQuota`]: { allow: ['authenticated'] },
 }
+
+/** The caller's own project; a server's owner is checked by the catalog (Nova's `admin_or_owner`). */
+const ownScope = (_req: unknown, c: AuthContext): Target => (c.projectId ? { projectId: c.projectId } : {})
+const S = `${C}.Servers`
+
+export const serverPolicy: Record<string, PolicyEntry> = {
+  [`${S}/CreateServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  [`${S}/GetServer`]: { allow: ['cloud_admin', 'project_reader'], target: ownScope },
+  [`${S}/ListServers`]: { allow: ['cloud_admin', 'project_reader'], target: ownScope },
+  [`${S}/DeleteServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  [`${S}/StartServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  [`${S}/StopServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  [`${S}/RebootServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  [`${S}/GetConsoleOutput`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  [`${C}.AvailabilityZones/ListAvailabilityZones`]: { allow: ['authenticated'] },
+}

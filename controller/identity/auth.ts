@@ -150,6 +150,33 @@ export class Authenticator {
     return { token: this.tokens.issue(claims), claims }
   }
 
+  /**
+   * A token of `userId` scoped to `projectId`, issued without a password for
+   * work done on the user's behalf (an agent downloading the image of the
+   * user's server: Nova acts with the user's context the same way). The user
+   * must still be enabled and hold a role on the project. Short-lived.
+   */
+  async issueFor(userId: string, projectId: string, expiresInSeconds = 600): Promise<string> {
+    const row = await this.catalog.userRow({ id: userId }).catch(rethrowAs(`user ${userId} not found`))
+    if (!row.enabled) throw new Unauthenticated(`user ${userId} is disabled`)
+    const domain = await this.catalog.getDomain({ id: row.domain_id })
+    if (!domain.enabled) throw new Unauthenticated(`the domain of user ${userId} is disabled`)
+    const now = Date.now()
+    const auditId = newAuditId()
+    const claims: TokenClaims = {
+      user: { id: row.id, name: row.name, domain: { id: domain.id, name: domain.name } },
+      roles: [],
+      methods: ['delegation'],
+      issuedAt: now,
+      expiresAt: now + Math.min(expiresInSeconds, this.opts.expirationSeconds) * 1000,
+      auditId,
+      auditChainId: auditId,
+      isAdminProject: false,
+    }
+    await this.scopeToProject(claims, await this.findProject({ id: projectId }))
+    return this.tokens.issue(claims)
+  }
+
   rotateKeys(): { primaryKeyId: string; activeKeyIds: string[] } {
     const primary = this.keys.rotate()
     return { primaryKeyId: primary.kid, activeKeyIds: this.keys.activeKids() }

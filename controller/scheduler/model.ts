@@ -89,6 +89,8 @@ export interface RequestSpec {
   resources: Resources
   /** Only hosts in this zone. */
   availabilityZone?: string
+  /** Only this host (a cloud admin's `ZONE:HOST`); filters still apply. */
+  forceHost?: string
   /** Image properties (Glance), e.g. `hw_architecture`, `img_hv_type`. */
   imageProperties?: Record<string, string>
   /** Traits the host must have. */

@@ -162,6 +162,12 @@ export class Scheduler {
     if (waiting.length) steps.push(`${hosts.length} mapped (${names(waiting)} waiting for DiscoverHosts)`)
     const noHost = (why: string) => new ResourceExhausted(`no valid host found for ${asked}${spec.availabilityZone ? ` in ${spec.availabilityZone}` : ''}: ${steps.join('; ')}${why}`)
 
+    if (spec.forceHost) {
+      hosts = hosts.filter((h) => h.host === spec.forceHost)
+      steps.push(`${hosts.length} after forced host '${spec.forceHost}'`)
+      if (hosts.length === 0) throw noHost(waiting.some((h) => h.host === spec.forceHost) ? ' (it is not mapped yet)' : '')
+    }
+
     // Placement: capacity for every requested class, required and forbidden traits.
     const short = new Map<string, number>()
     hosts = hosts.filter((h) => {

@@ -8,6 +8,7 @@ import { migration as m0002 } from './migrations/0002_compute_catalogs.js'
 import { migration as m0003 } from './migrations/0003_network.js'
 import { migration as m0004 } from './migrations/0004_images.js'
 import { migration as m0005 } from './migrations/0005_placement.js'
+import { migration as m0006 } from './migrations/0006_servers.js'
 
 export const migrations: Record<string, Migration> = {
   '0001_identity': m0001,
@@ -15,4 +16,5 @@ export const migrations: Record<string, Migration> = {
   '0003_network': m0003,
   '0004_images': m0004,
   '0005_placement': m0005,
+  '0006_servers': m0006,
 }

@@ -8,11 +8,13 @@ import type { IdentityTables } from './schema/identity.js'
 import type { ImageTables } from './schema/image.js'
 import type { NetworkTables } from './schema/network.js'
 import type { PlacementTables } from './schema/placement.js'
+import type { ServerTables } from './schema/servers.js'
 
 export type * from './schema/identity.js'
 export type * from './schema/compute.js'
 export type * from './schema/image.js'
 export type * from './schema/network.js'
 export type * from './schema/placement.js'
+export type * from './schema/servers.js'
 
-export interface Database extends IdentityTables, ComputeTables, ImageTables, NetworkTables, PlacementTables {}
+export interface Database extends IdentityTables, ComputeTables, ImageTables, NetworkTables, PlacementTables, ServerTables {}

@@ -130,7 +130,7 @@ t.test('implied roles, catalog, set and show', async (t) => {
 
   const catalog = await ok(t, 'catalog list')
   t.match(catalog.split('\n')[1], /^\| Name +\| Type +\| Endpoints +\|$/)
-  t.match(catalog, /\| keystone \| identity \| RegionOne +\|\n\| +\| +\| +public: grpc:\/\//)
+  t.match(catalog, /\| keystone +\| identity +\| RegionOne +\|\n\| +\| +\| +public: grpc:\/\//)
   t.match(fields(await ok(t, 'catalog show identity')), { name: 'keystone', type: 'identity' })
 
   await ok(t, 'project create --description one demo')

@@ -19,7 +19,9 @@ export const protobufFileName = "strato/agent/v1/agent.proto";
  *   strato.conductor                  request/reply, queue group: ConductorRequest → ConductorReply
  *   strato.events.heartbeat.<host>    JetStream stream STRATO_EVENTS: Heartbeat
  *   strato.events.cast.<host>         JetStream stream STRATO_EVENTS: CastResult
+ *   strato.events.power.<host>        JetStream stream STRATO_EVENTS: PowerStates
  *   strato.agent.<host>.cast          JetStream work queue STRATO_CASTS, one durable consumer per host: Cast
+ *   strato.agent.<host>.rpc           request/reply to one agent: AgentRequest → AgentReply
  * <host> is the host name with '.' replaced by '_' (host names are DNS names,
  * which have no '_'). Errors in replies travel as NATS service-error headers.
  */
@@ -50,7 +52,11 @@ export interface AnnounceReply {
     | undefined;
   /** Where the agent's casts wait: stream and durable consumer. */
   castStream?: string | undefined;
-  castConsumer?: string | undefined;
+  castConsumer?:
+    | string
+    | undefined;
+  /** The controller's gRPC address (host:port), for image downloads. */
+  apiAddress?: string | undefined;
 }
 
 /** "I am alive", sent every heartbeat interval. */
@@ -70,24 +76,102 @@ export interface BuildSpecRequest {
   host?: string | undefined;
 }
 
+/** One NIC of a server: its port, and where the port's network lives on hosts. */
+export interface BuildNic {
+  portId?: string | undefined;
+  macAddress?: string | undefined;
+  networkId?:
+    | string
+    | undefined;
+  /** flat, vlan or local */
+  networkType?:
+    | string
+    | undefined;
+  /** Empty for local networks. */
+  physicalNetwork?: string | undefined;
+  segmentationId?: number | undefined;
+  fixedIps?: string[] | undefined;
+}
+
 /** Everything an agent needs to build a server; agents never read the database. */
 export interface BuildSpec {
-  instanceUuid?: string | undefined;
+  instanceUuid?:
+    | string
+    | undefined;
+  /** The hypervisor's domain name. */
   name?: string | undefined;
   vcpus?: number | undefined;
   memoryMb?: number | undefined;
   diskGb?: number | undefined;
   projectId?: string | undefined;
+  imageId?:
+    | string
+    | undefined;
+  /** MD5 of the image, checked by the host's image cache. */
+  imageChecksum?:
+    | string
+    | undefined;
+  /** A short-lived token of the server's owner, scoped to its project, to download the image with. */
+  imageToken?: string | undefined;
+  nics?: BuildNic[] | undefined;
+  displayName?: string | undefined;
+  keyName?: string | undefined;
+  publicKey?: string | undefined;
+  userData?: string | undefined;
+  metadata?: { [key: string]: string } | undefined;
+}
+
+export interface BuildSpec_MetadataEntry {
+  key: string;
+  value: string;
+}
+
+/** What the controller believes about one server of a host. */
+export interface HostInstance {
+  instanceUuid?: string | undefined;
+  vmState?: string | undefined;
+  taskState?: string | undefined;
+  powerState?:
+    | number
+    | undefined;
+  /** The domain name the server has on the host. */
+  name?:
+    | string
+    | undefined;
+  /** The host the controller places it on (another one than the asker's for a leftover). */
+  host?:
+    | string
+    | undefined;
+  /**
+   * The cast of the action in progress, if any ("build.<uuid>", "stop.<uuid>.<nonce>", …):
+   * an agent that restarts resumes it and reports under this id.
+   */
+  pendingCastId?: string | undefined;
+}
+
+/** Asks for every server the controller places on the host (start-up reconciliation). */
+export interface HostInstancesRequest {
+  host?:
+    | string
+    | undefined;
+  /** Also these uuids, whatever their state (e.g. leftovers the agent found on disk). */
+  also?: string[] | undefined;
+}
+
+export interface HostInstances {
+  instances?: HostInstance[] | undefined;
 }
 
 export interface ConductorRequest {
   announce?: AgentAnnounce | undefined;
   buildSpec?: BuildSpecRequest | undefined;
+  hostInstances?: HostInstancesRequest | undefined;
 }
 
 export interface ConductorReply {
   announce?: AnnounceReply | undefined;
   buildSpec?: BuildSpec | undefined;
+  hostInstances?: HostInstances | undefined;
 }
 
 /** A no-op cast: proves the work queue reaches the agent. */
@@ -100,12 +184,26 @@ export interface BuildServer {
   instanceUuid?: string | undefined;
 }
 
+/** Power actions and deletion of one server on this host. */
+export interface ServerAction {
+  instanceUuid?: string | undefined;
+}
+
+export interface RebootServer {
+  instanceUuid?: string | undefined;
+  hard?: boolean | undefined;
+}
+
 /** Work for one host. Redelivered until acked; `id` makes redelivery idempotent. */
 export interface Cast {
   id?: string | undefined;
   sentAt?: Date | undefined;
   ping?: Ping | undefined;
   build?: BuildServer | undefined;
+  start?: ServerAction | undefined;
+  stop?: ServerAction | undefined;
+  reboot?: RebootServer | undefined;
+  delete?: ServerAction | undefined;
 }
 
 /** What became of a cast, published by the agent once per cast id. */
@@ -120,9 +218,52 @@ export interface CastResult {
   message?:
     | string
     | undefined;
-  /** For builds: the guest's power state code. */
+  /** The guest's power state code after the action. */
   powerState?: number | undefined;
+  instanceUuid?:
+    | string
+    | undefined;
+  /** ping, build, start, stop, reboot, reboot_hard or delete. */
+  action?: string | undefined;
+}
+
+/** The power states of guests on a host, as its hypervisor reports them. */
+export interface GuestPower {
   instanceUuid?: string | undefined;
+  powerState?: number | undefined;
+}
+
+export interface PowerStates {
+  host?: string | undefined;
+  sentAt?:
+    | Date
+    | undefined;
+  /**
+   * Every guest of this agent the hypervisor knows (a full list: a server
+   * the controller places here that is absent is gone from the host).
+   */
+  guests?: GuestPower[] | undefined;
+}
+
+/** Synchronous calls to one agent. */
+export interface ConsoleOutputRequest {
+  instanceUuid?:
+    | string
+    | undefined;
+  /** At most this many bytes from the end of the log. */
+  maxBytes?: number | undefined;
+}
+
+export interface ConsoleOutputReply {
+  output?: string | undefined;
+}
+
+export interface AgentRequest {
+  consoleOutput?: ConsoleOutputRequest | undefined;
+}
+
+export interface AgentReply {
+  consoleOutput?: ConsoleOutputReply | undefined;
 }
 
 function createBaseAgentAnnounce(): AgentAnnounce {
@@ -249,7 +390,7 @@ export const AgentAnnounce: MessageFns<AgentAnnounce> = {
 };
 
 function createBaseAnnounceReply(): AnnounceReply {
-  return { mapped: false, heartbeatIntervalMs: 0, castStream: "", castConsumer: "" };
+  return { mapped: false, heartbeatIntervalMs: 0, castStream: "", castConsumer: "", apiAddress: "" };
 }
 
 export const AnnounceReply: MessageFns<AnnounceReply> = {
@@ -265,6 +406,9 @@ export const AnnounceReply: MessageFns<AnnounceReply> = {
     }
     if (message.castConsumer !== undefined && message.castConsumer !== "") {
       writer.uint32(34).string(message.castConsumer);
+    }
+    if (message.apiAddress !== undefined && message.apiAddress !== "") {
+      writer.uint32(42).string(message.apiAddress);
     }
     return writer;
   },
@@ -314,6 +458,14 @@ export const AnnounceReply: MessageFns<AnnounceReply> = {
             message.castConsumer = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.apiAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -344,6 +496,11 @@ export const AnnounceReply: MessageFns<AnnounceReply> = {
         : isSet(object.cast_consumer)
         ? globalThis.String(object.cast_consumer)
         : "",
+      apiAddress: isSet(object.apiAddress)
+        ? globalThis.String(object.apiAddress)
+        : isSet(object.api_address)
+        ? globalThis.String(object.api_address)
+        : "",
     };
   },
 
@@ -361,6 +518,9 @@ export const AnnounceReply: MessageFns<AnnounceReply> = {
     if (message.castConsumer !== undefined && message.castConsumer !== "") {
       obj.castConsumer = message.castConsumer;
     }
+    if (message.apiAddress !== undefined && message.apiAddress !== "") {
+      obj.apiAddress = message.apiAddress;
+    }
     return obj;
   },
 
@@ -373,6 +533,7 @@ export const AnnounceReply: MessageFns<AnnounceReply> = {
     message.heartbeatIntervalMs = object.heartbeatIntervalMs ?? 0;
     message.castStream = object.castStream ?? "";
     message.castConsumer = object.castConsumer ?? "";
+    message.apiAddress = object.apiAddress ?? "";
     return message;
   },
 };
@@ -587,8 +748,230 @@ export const BuildSpecRequest: MessageFns<BuildSpecRequest> = {
   },
 };
 
+function createBaseBuildNic(): BuildNic {
+  return {
+    portId: "",
+    macAddress: "",
+    networkId: "",
+    networkType: "",
+    physicalNetwork: "",
+    segmentationId: 0,
+    fixedIps: [],
+  };
+}
+
+export const BuildNic: MessageFns<BuildNic> = {
+  encode(message: BuildNic, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.portId !== undefined && message.portId !== "") {
+      writer.uint32(10).string(message.portId);
+    }
+    if (message.macAddress !== undefined && message.macAddress !== "") {
+      writer.uint32(18).string(message.macAddress);
+    }
+    if (message.networkId !== undefined && message.networkId !== "") {
+      writer.uint32(26).string(message.networkId);
+    }
+    if (message.networkType !== undefined && message.networkType !== "") {
+      writer.uint32(34).string(message.networkType);
+    }
+    if (message.physicalNetwork !== undefined && message.physicalNetwork !== "") {
+      writer.uint32(42).string(message.physicalNetwork);
+    }
+    if (message.segmentationId !== undefined && message.segmentationId !== 0) {
+      writer.uint32(48).int32(message.segmentationId);
+    }
+    if (message.fixedIps !== undefined && message.fixedIps.length !== 0) {
+      for (const v of message.fixedIps) {
+        writer.uint32(58).string(v!);
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildNic {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildNic();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.portId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.macAddress = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.networkId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.networkType = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.physicalNetwork = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.segmentationId = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.fixedIps!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildNic {
+    return {
+      portId: isSet(object.portId)
+        ? globalThis.String(object.portId)
+        : isSet(object.port_id)
+        ? globalThis.String(object.port_id)
+        : "",
+      macAddress: isSet(object.macAddress)
+        ? globalThis.String(object.macAddress)
+        : isSet(object.mac_address)
+        ? globalThis.String(object.mac_address)
+        : "",
+      networkId: isSet(object.networkId)
+        ? globalThis.String(object.networkId)
+        : isSet(object.network_id)
+        ? globalThis.String(object.network_id)
+        : "",
+      networkType: isSet(object.networkType)
+        ? globalThis.String(object.networkType)
+        : isSet(object.network_type)
+        ? globalThis.String(object.network_type)
+        : "",
+      physicalNetwork: isSet(object.physicalNetwork)
+        ? globalThis.String(object.physicalNetwork)
+        : isSet(object.physical_network)
+        ? globalThis.String(object.physical_network)
+        : "",
+      segmentationId: isSet(object.segmentationId)
+        ? globalThis.Number(object.segmentationId)
+        : isSet(object.segmentation_id)
+        ? globalThis.Number(object.segmentation_id)
+        : 0,
+      fixedIps: globalThis.Array.isArray(object?.fixedIps)
+        ? object.fixedIps.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.fixed_ips)
+        ? object.fixed_ips.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BuildNic): unknown {
+    const obj: any = {};
+    if (message.portId !== undefined && message.portId !== "") {
+      obj.portId = message.portId;
+    }
+    if (message.macAddress !== undefined && message.macAddress !== "") {
+      obj.macAddress = message.macAddress;
+    }
+    if (message.networkId !== undefined && message.networkId !== "") {
+      obj.networkId = message.networkId;
+    }
+    if (message.networkType !== undefined && message.networkType !== "") {
+      obj.networkType = message.networkType;
+    }
+    if (message.physicalNetwork !== undefined && message.physicalNetwork !== "") {
+      obj.physicalNetwork = message.physicalNetwork;
+    }
+    if (message.segmentationId !== undefined && message.segmentationId !== 0) {
+      obj.segmentationId = Math.round(message.segmentationId);
+    }
+    if (message.fixedIps?.length) {
+      obj.fixedIps = message.fixedIps;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildNic>, I>>(base?: I): BuildNic {
+    return BuildNic.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildNic>, I>>(object: I): BuildNic {
+    const message = createBaseBuildNic();
+    message.portId = object.portId ?? "";
+    message.macAddress = object.macAddress ?? "";
+    message.networkId = object.networkId ?? "";
+    message.networkType = object.networkType ?? "";
+    message.physicalNetwork = object.physicalNetwork ?? "";
+    message.segmentationId = object.segmentationId ?? 0;
+    message.fixedIps = object.fixedIps?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseBuildSpec(): BuildSpec {
-  return { instanceUuid: "", name: "", vcpus: 0, memoryMb: 0, diskGb: 0, projectId: "" };
+  return {
+    instanceUuid: "",
+    name: "",
+    vcpus: 0,
+    memoryMb: 0,
+    diskGb: 0,
+    projectId: "",
+    imageId: "",
+    imageChecksum: "",
+    imageToken: "",
+    nics: [],
+    displayName: "",
+    keyName: "",
+    publicKey: "",
+    userData: "",
+    metadata: {},
+  };
 }
 
 export const BuildSpec: MessageFns<BuildSpec> = {
@@ -611,6 +994,35 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     if (message.projectId !== undefined && message.projectId !== "") {
       writer.uint32(50).string(message.projectId);
     }
+    if (message.imageId !== undefined && message.imageId !== "") {
+      writer.uint32(58).string(message.imageId);
+    }
+    if (message.imageChecksum !== undefined && message.imageChecksum !== "") {
+      writer.uint32(66).string(message.imageChecksum);
+    }
+    if (message.imageToken !== undefined && message.imageToken !== "") {
+      writer.uint32(74).string(message.imageToken);
+    }
+    if (message.nics !== undefined && message.nics.length !== 0) {
+      for (const v of message.nics) {
+        BuildNic.encode(v!, writer.uint32(82).fork()).join();
+      }
+    }
+    if (message.displayName !== undefined && message.displayName !== "") {
+      writer.uint32(90).string(message.displayName);
+    }
+    if (message.keyName !== undefined && message.keyName !== "") {
+      writer.uint32(98).string(message.keyName);
+    }
+    if (message.publicKey !== undefined && message.publicKey !== "") {
+      writer.uint32(106).string(message.publicKey);
+    }
+    if (message.userData !== undefined && message.userData !== "") {
+      writer.uint32(114).string(message.userData);
+    }
+    globalThis.Object.entries(message.metadata || {}).forEach(([key, value]: [string, string]) => {
+      BuildSpec_MetadataEntry.encode({ key: key as any, value }, writer.uint32(122).fork()).join();
+    });
     return writer;
   },
 
@@ -675,6 +1087,84 @@ export const BuildSpec: MessageFns<BuildSpec> = {
             message.projectId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.imageId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.imageChecksum = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.imageToken = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            const el = BuildNic.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.nics!.push(el);
+            }
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.displayName = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.keyName = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.publicKey = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.userData = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            const entry15 = BuildSpec_MetadataEntry.decode(reader, reader.uint32());
+            if (entry15.value !== undefined) {
+              message.metadata![entry15.key] = entry15.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -711,6 +1201,58 @@ export const BuildSpec: MessageFns<BuildSpec> = {
         : isSet(object.project_id)
         ? globalThis.String(object.project_id)
         : "",
+      imageId: isSet(object.imageId)
+        ? globalThis.String(object.imageId)
+        : isSet(object.image_id)
+        ? globalThis.String(object.image_id)
+        : "",
+      imageChecksum: isSet(object.imageChecksum)
+        ? globalThis.String(object.imageChecksum)
+        : isSet(object.image_checksum)
+        ? globalThis.String(object.image_checksum)
+        : "",
+      imageToken: isSet(object.imageToken)
+        ? globalThis.String(object.imageToken)
+        : isSet(object.image_token)
+        ? globalThis.String(object.image_token)
+        : "",
+      nics: globalThis.Array.isArray(object?.nics)
+        ? object.nics.map((e: any) => BuildNic.fromJSON(e))
+        : [],
+      displayName: isSet(object.displayName)
+        ? globalThis.String(object.displayName)
+        : isSet(object.display_name)
+        ? globalThis.String(object.display_name)
+        : "",
+      keyName: isSet(object.keyName)
+        ? globalThis.String(object.keyName)
+        : isSet(object.key_name)
+        ? globalThis.String(object.key_name)
+        : "",
+      publicKey: isSet(object.publicKey)
+        ? globalThis.String(object.publicKey)
+        : isSet(object.public_key)
+        ? globalThis.String(object.public_key)
+        : "",
+      userData: isSet(object.userData)
+        ? globalThis.String(object.userData)
+        : isSet(object.user_data)
+        ? globalThis.String(object.user_data)
+        : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -734,6 +1276,39 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     if (message.projectId !== undefined && message.projectId !== "") {
       obj.projectId = message.projectId;
     }
+    if (message.imageId !== undefined && message.imageId !== "") {
+      obj.imageId = message.imageId;
+    }
+    if (message.imageChecksum !== undefined && message.imageChecksum !== "") {
+      obj.imageChecksum = message.imageChecksum;
+    }
+    if (message.imageToken !== undefined && message.imageToken !== "") {
+      obj.imageToken = message.imageToken;
+    }
+    if (message.nics?.length) {
+      obj.nics = message.nics.map((e) => BuildNic.toJSON(e));
+    }
+    if (message.displayName !== undefined && message.displayName !== "") {
+      obj.displayName = message.displayName;
+    }
+    if (message.keyName !== undefined && message.keyName !== "") {
+      obj.keyName = message.keyName;
+    }
+    if (message.publicKey !== undefined && message.publicKey !== "") {
+      obj.publicKey = message.publicKey;
+    }
+    if (message.userData !== undefined && message.userData !== "") {
+      obj.userData = message.userData;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -748,12 +1323,465 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     message.memoryMb = object.memoryMb ?? 0;
     message.diskGb = object.diskGb ?? 0;
     message.projectId = object.projectId ?? "";
+    message.imageId = object.imageId ?? "";
+    message.imageChecksum = object.imageChecksum ?? "";
+    message.imageToken = object.imageToken ?? "";
+    message.nics = object.nics?.map((e) => BuildNic.fromPartial(e)) || [];
+    message.displayName = object.displayName ?? "";
+    message.keyName = object.keyName ?? "";
+    message.publicKey = object.publicKey ?? "";
+    message.userData = object.userData ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseBuildSpec_MetadataEntry(): BuildSpec_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const BuildSpec_MetadataEntry: MessageFns<BuildSpec_MetadataEntry> = {
+  encode(message: BuildSpec_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildSpec_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildSpec_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildSpec_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: BuildSpec_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildSpec_MetadataEntry>, I>>(base?: I): BuildSpec_MetadataEntry {
+    return BuildSpec_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildSpec_MetadataEntry>, I>>(object: I): BuildSpec_MetadataEntry {
+    const message = createBaseBuildSpec_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseHostInstance(): HostInstance {
+  return { instanceUuid: "", vmState: "", taskState: "", powerState: 0, name: "", host: "", pendingCastId: "" };
+}
+
+export const HostInstance: MessageFns<HostInstance> = {
+  encode(message: HostInstance, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(10).string(message.instanceUuid);
+    }
+    if (message.vmState !== undefined && message.vmState !== "") {
+      writer.uint32(18).string(message.vmState);
+    }
+    if (message.taskState !== undefined && message.taskState !== "") {
+      writer.uint32(26).string(message.taskState);
+    }
+    if (message.powerState !== undefined && message.powerState !== 0) {
+      writer.uint32(32).int32(message.powerState);
+    }
+    if (message.name !== undefined && message.name !== "") {
+      writer.uint32(42).string(message.name);
+    }
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(50).string(message.host);
+    }
+    if (message.pendingCastId !== undefined && message.pendingCastId !== "") {
+      writer.uint32(58).string(message.pendingCastId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostInstance {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostInstance();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.vmState = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.taskState = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.powerState = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.pendingCastId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostInstance {
+    return {
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+      vmState: isSet(object.vmState)
+        ? globalThis.String(object.vmState)
+        : isSet(object.vm_state)
+        ? globalThis.String(object.vm_state)
+        : "",
+      taskState: isSet(object.taskState)
+        ? globalThis.String(object.taskState)
+        : isSet(object.task_state)
+        ? globalThis.String(object.task_state)
+        : "",
+      powerState: isSet(object.powerState)
+        ? globalThis.Number(object.powerState)
+        : isSet(object.power_state)
+        ? globalThis.Number(object.power_state)
+        : 0,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      pendingCastId: isSet(object.pendingCastId)
+        ? globalThis.String(object.pendingCastId)
+        : isSet(object.pending_cast_id)
+        ? globalThis.String(object.pending_cast_id)
+        : "",
+    };
+  },
+
+  toJSON(message: HostInstance): unknown {
+    const obj: any = {};
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    if (message.vmState !== undefined && message.vmState !== "") {
+      obj.vmState = message.vmState;
+    }
+    if (message.taskState !== undefined && message.taskState !== "") {
+      obj.taskState = message.taskState;
+    }
+    if (message.powerState !== undefined && message.powerState !== 0) {
+      obj.powerState = Math.round(message.powerState);
+    }
+    if (message.name !== undefined && message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.pendingCastId !== undefined && message.pendingCastId !== "") {
+      obj.pendingCastId = message.pendingCastId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostInstance>, I>>(base?: I): HostInstance {
+    return HostInstance.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostInstance>, I>>(object: I): HostInstance {
+    const message = createBaseHostInstance();
+    message.instanceUuid = object.instanceUuid ?? "";
+    message.vmState = object.vmState ?? "";
+    message.taskState = object.taskState ?? "";
+    message.powerState = object.powerState ?? 0;
+    message.name = object.name ?? "";
+    message.host = object.host ?? "";
+    message.pendingCastId = object.pendingCastId ?? "";
+    return message;
+  },
+};
+
+function createBaseHostInstancesRequest(): HostInstancesRequest {
+  return { host: "", also: [] };
+}
+
+export const HostInstancesRequest: MessageFns<HostInstancesRequest> = {
+  encode(message: HostInstancesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.also !== undefined && message.also.length !== 0) {
+      for (const v of message.also) {
+        writer.uint32(18).string(v!);
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostInstancesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostInstancesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.also!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostInstancesRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      also: globalThis.Array.isArray(object?.also) ? object.also.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: HostInstancesRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.also?.length) {
+      obj.also = message.also;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostInstancesRequest>, I>>(base?: I): HostInstancesRequest {
+    return HostInstancesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostInstancesRequest>, I>>(object: I): HostInstancesRequest {
+    const message = createBaseHostInstancesRequest();
+    message.host = object.host ?? "";
+    message.also = object.also?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseHostInstances(): HostInstances {
+  return { instances: [] };
+}
+
+export const HostInstances: MessageFns<HostInstances> = {
+  encode(message: HostInstances, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instances !== undefined && message.instances.length !== 0) {
+      for (const v of message.instances) {
+        HostInstance.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostInstances {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostInstances();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = HostInstance.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.instances!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostInstances {
+    return {
+      instances: globalThis.Array.isArray(object?.instances)
+        ? object.instances.map((e: any) => HostInstance.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: HostInstances): unknown {
+    const obj: any = {};
+    if (message.instances?.length) {
+      obj.instances = message.instances.map((e) => HostInstance.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostInstances>, I>>(base?: I): HostInstances {
+    return HostInstances.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostInstances>, I>>(object: I): HostInstances {
+    const message = createBaseHostInstances();
+    message.instances = object.instances?.map((e) => HostInstance.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseConductorRequest(): ConductorRequest {
-  return { announce: undefined, buildSpec: undefined };
+  return { announce: undefined, buildSpec: undefined, hostInstances: undefined };
 }
 
 export const ConductorRequest: MessageFns<ConductorRequest> = {
@@ -763,6 +1791,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.buildSpec !== undefined) {
       BuildSpecRequest.encode(message.buildSpec, writer.uint32(18).fork()).join();
+    }
+    if (message.hostInstances !== undefined) {
+      HostInstancesRequest.encode(message.hostInstances, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -796,6 +1827,14 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
             message.buildSpec = BuildSpecRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hostInstances = HostInstancesRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -816,6 +1855,11 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
         : isSet(object.build_spec)
         ? BuildSpecRequest.fromJSON(object.build_spec)
         : undefined,
+      hostInstances: isSet(object.hostInstances)
+        ? HostInstancesRequest.fromJSON(object.hostInstances)
+        : isSet(object.host_instances)
+        ? HostInstancesRequest.fromJSON(object.host_instances)
+        : undefined,
     };
   },
 
@@ -826,6 +1870,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.buildSpec !== undefined) {
       obj.buildSpec = BuildSpecRequest.toJSON(message.buildSpec);
+    }
+    if (message.hostInstances !== undefined) {
+      obj.hostInstances = HostInstancesRequest.toJSON(message.hostInstances);
     }
     return obj;
   },
@@ -841,12 +1888,15 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     message.buildSpec = (object.buildSpec !== undefined && object.buildSpec !== null)
       ? BuildSpecRequest.fromPartial(object.buildSpec)
       : undefined;
+    message.hostInstances = (object.hostInstances !== undefined && object.hostInstances !== null)
+      ? HostInstancesRequest.fromPartial(object.hostInstances)
+      : undefined;
     return message;
   },
 };
 
 function createBaseConductorReply(): ConductorReply {
-  return { announce: undefined, buildSpec: undefined };
+  return { announce: undefined, buildSpec: undefined, hostInstances: undefined };
 }
 
 export const ConductorReply: MessageFns<ConductorReply> = {
@@ -856,6 +1906,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.buildSpec !== undefined) {
       BuildSpec.encode(message.buildSpec, writer.uint32(18).fork()).join();
+    }
+    if (message.hostInstances !== undefined) {
+      HostInstances.encode(message.hostInstances, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -889,6 +1942,14 @@ export const ConductorReply: MessageFns<ConductorReply> = {
             message.buildSpec = BuildSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hostInstances = HostInstances.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -909,6 +1970,11 @@ export const ConductorReply: MessageFns<ConductorReply> = {
         : isSet(object.build_spec)
         ? BuildSpec.fromJSON(object.build_spec)
         : undefined,
+      hostInstances: isSet(object.hostInstances)
+        ? HostInstances.fromJSON(object.hostInstances)
+        : isSet(object.host_instances)
+        ? HostInstances.fromJSON(object.host_instances)
+        : undefined,
     };
   },
 
@@ -919,6 +1985,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.buildSpec !== undefined) {
       obj.buildSpec = BuildSpec.toJSON(message.buildSpec);
+    }
+    if (message.hostInstances !== undefined) {
+      obj.hostInstances = HostInstances.toJSON(message.hostInstances);
     }
     return obj;
   },
@@ -933,6 +2002,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
       : undefined;
     message.buildSpec = (object.buildSpec !== undefined && object.buildSpec !== null)
       ? BuildSpec.fromPartial(object.buildSpec)
+      : undefined;
+    message.hostInstances = (object.hostInstances !== undefined && object.hostInstances !== null)
+      ? HostInstances.fromPartial(object.hostInstances)
       : undefined;
     return message;
   },
@@ -1078,8 +2150,179 @@ export const BuildServer: MessageFns<BuildServer> = {
   },
 };
 
+function createBaseServerAction(): ServerAction {
+  return { instanceUuid: "" };
+}
+
+export const ServerAction: MessageFns<ServerAction> = {
+  encode(message: ServerAction, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(10).string(message.instanceUuid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServerAction {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServerAction();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServerAction {
+    return {
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+    };
+  },
+
+  toJSON(message: ServerAction): unknown {
+    const obj: any = {};
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ServerAction>, I>>(base?: I): ServerAction {
+    return ServerAction.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ServerAction>, I>>(object: I): ServerAction {
+    const message = createBaseServerAction();
+    message.instanceUuid = object.instanceUuid ?? "";
+    return message;
+  },
+};
+
+function createBaseRebootServer(): RebootServer {
+  return { instanceUuid: "", hard: false };
+}
+
+export const RebootServer: MessageFns<RebootServer> = {
+  encode(message: RebootServer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(10).string(message.instanceUuid);
+    }
+    if (message.hard !== undefined && message.hard !== false) {
+      writer.uint32(16).bool(message.hard);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RebootServer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRebootServer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.hard = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RebootServer {
+    return {
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+      hard: isSet(object.hard) ? globalThis.Boolean(object.hard) : false,
+    };
+  },
+
+  toJSON(message: RebootServer): unknown {
+    const obj: any = {};
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    if (message.hard !== undefined && message.hard !== false) {
+      obj.hard = message.hard;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RebootServer>, I>>(base?: I): RebootServer {
+    return RebootServer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RebootServer>, I>>(object: I): RebootServer {
+    const message = createBaseRebootServer();
+    message.instanceUuid = object.instanceUuid ?? "";
+    message.hard = object.hard ?? false;
+    return message;
+  },
+};
+
 function createBaseCast(): Cast {
-  return { id: "", sentAt: undefined, ping: undefined, build: undefined };
+  return {
+    id: "",
+    sentAt: undefined,
+    ping: undefined,
+    build: undefined,
+    start: undefined,
+    stop: undefined,
+    reboot: undefined,
+    delete: undefined,
+  };
 }
 
 export const Cast: MessageFns<Cast> = {
@@ -1095,6 +2338,18 @@ export const Cast: MessageFns<Cast> = {
     }
     if (message.build !== undefined) {
       BuildServer.encode(message.build, writer.uint32(34).fork()).join();
+    }
+    if (message.start !== undefined) {
+      ServerAction.encode(message.start, writer.uint32(42).fork()).join();
+    }
+    if (message.stop !== undefined) {
+      ServerAction.encode(message.stop, writer.uint32(50).fork()).join();
+    }
+    if (message.reboot !== undefined) {
+      RebootServer.encode(message.reboot, writer.uint32(58).fork()).join();
+    }
+    if (message.delete !== undefined) {
+      ServerAction.encode(message.delete, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1144,6 +2399,38 @@ export const Cast: MessageFns<Cast> = {
             message.build = BuildServer.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.start = ServerAction.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.stop = ServerAction.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reboot = RebootServer.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.delete = ServerAction.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1166,6 +2453,10 @@ export const Cast: MessageFns<Cast> = {
         : undefined,
       ping: isSet(object.ping) ? Ping.fromJSON(object.ping) : undefined,
       build: isSet(object.build) ? BuildServer.fromJSON(object.build) : undefined,
+      start: isSet(object.start) ? ServerAction.fromJSON(object.start) : undefined,
+      stop: isSet(object.stop) ? ServerAction.fromJSON(object.stop) : undefined,
+      reboot: isSet(object.reboot) ? RebootServer.fromJSON(object.reboot) : undefined,
+      delete: isSet(object.delete) ? ServerAction.fromJSON(object.delete) : undefined,
     };
   },
 
@@ -1183,6 +2474,18 @@ export const Cast: MessageFns<Cast> = {
     if (message.build !== undefined) {
       obj.build = BuildServer.toJSON(message.build);
     }
+    if (message.start !== undefined) {
+      obj.start = ServerAction.toJSON(message.start);
+    }
+    if (message.stop !== undefined) {
+      obj.stop = ServerAction.toJSON(message.stop);
+    }
+    if (message.reboot !== undefined) {
+      obj.reboot = RebootServer.toJSON(message.reboot);
+    }
+    if (message.delete !== undefined) {
+      obj.delete = ServerAction.toJSON(message.delete);
+    }
     return obj;
   },
 
@@ -1197,12 +2500,24 @@ export const Cast: MessageFns<Cast> = {
     message.build = (object.build !== undefined && object.build !== null)
       ? BuildServer.fromPartial(object.build)
       : undefined;
+    message.start = (object.start !== undefined && object.start !== null)
+      ? ServerAction.fromPartial(object.start)
+      : undefined;
+    message.stop = (object.stop !== undefined && object.stop !== null)
+      ? ServerAction.fromPartial(object.stop)
+      : undefined;
+    message.reboot = (object.reboot !== undefined && object.reboot !== null)
+      ? RebootServer.fromPartial(object.reboot)
+      : undefined;
+    message.delete = (object.delete !== undefined && object.delete !== null)
+      ? ServerAction.fromPartial(object.delete)
+      : undefined;
     return message;
   },
 };
 
 function createBaseCastResult(): CastResult {
-  return { castId: "", host: "", ok: false, errorCode: "", message: "", powerState: 0, instanceUuid: "" };
+  return { castId: "", host: "", ok: false, errorCode: "", message: "", powerState: 0, instanceUuid: "", action: "" };
 }
 
 export const CastResult: MessageFns<CastResult> = {
@@ -1227,6 +2542,9 @@ export const CastResult: MessageFns<CastResult> = {
     }
     if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
       writer.uint32(58).string(message.instanceUuid);
+    }
+    if (message.action !== undefined && message.action !== "") {
+      writer.uint32(66).string(message.action);
     }
     return writer;
   },
@@ -1300,6 +2618,14 @@ export const CastResult: MessageFns<CastResult> = {
             message.instanceUuid = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1337,6 +2663,7 @@ export const CastResult: MessageFns<CastResult> = {
         : isSet(object.instance_uuid)
         ? globalThis.String(object.instance_uuid)
         : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
     };
   },
 
@@ -1363,6 +2690,9 @@ export const CastResult: MessageFns<CastResult> = {
     if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
       obj.instanceUuid = message.instanceUuid;
     }
+    if (message.action !== undefined && message.action !== "") {
+      obj.action = message.action;
+    }
     return obj;
   },
 
@@ -1378,6 +2708,520 @@ export const CastResult: MessageFns<CastResult> = {
     message.message = object.message ?? "";
     message.powerState = object.powerState ?? 0;
     message.instanceUuid = object.instanceUuid ?? "";
+    message.action = object.action ?? "";
+    return message;
+  },
+};
+
+function createBaseGuestPower(): GuestPower {
+  return { instanceUuid: "", powerState: 0 };
+}
+
+export const GuestPower: MessageFns<GuestPower> = {
+  encode(message: GuestPower, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(10).string(message.instanceUuid);
+    }
+    if (message.powerState !== undefined && message.powerState !== 0) {
+      writer.uint32(16).int32(message.powerState);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GuestPower {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGuestPower();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.powerState = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GuestPower {
+    return {
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+      powerState: isSet(object.powerState)
+        ? globalThis.Number(object.powerState)
+        : isSet(object.power_state)
+        ? globalThis.Number(object.power_state)
+        : 0,
+    };
+  },
+
+  toJSON(message: GuestPower): unknown {
+    const obj: any = {};
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    if (message.powerState !== undefined && message.powerState !== 0) {
+      obj.powerState = Math.round(message.powerState);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GuestPower>, I>>(base?: I): GuestPower {
+    return GuestPower.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GuestPower>, I>>(object: I): GuestPower {
+    const message = createBaseGuestPower();
+    message.instanceUuid = object.instanceUuid ?? "";
+    message.powerState = object.powerState ?? 0;
+    return message;
+  },
+};
+
+function createBasePowerStates(): PowerStates {
+  return { host: "", sentAt: undefined, guests: [] };
+}
+
+export const PowerStates: MessageFns<PowerStates> = {
+  encode(message: PowerStates, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.sentAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.sentAt), writer.uint32(18).fork()).join();
+    }
+    if (message.guests !== undefined && message.guests.length !== 0) {
+      for (const v of message.guests) {
+        GuestPower.encode(v!, writer.uint32(26).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PowerStates {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePowerStates();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sentAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const el = GuestPower.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.guests!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PowerStates {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      sentAt: isSet(object.sentAt)
+        ? fromJsonTimestamp(object.sentAt)
+        : isSet(object.sent_at)
+        ? fromJsonTimestamp(object.sent_at)
+        : undefined,
+      guests: globalThis.Array.isArray(object?.guests) ? object.guests.map((e: any) => GuestPower.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: PowerStates): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.sentAt !== undefined) {
+      obj.sentAt = message.sentAt.toISOString();
+    }
+    if (message.guests?.length) {
+      obj.guests = message.guests.map((e) => GuestPower.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PowerStates>, I>>(base?: I): PowerStates {
+    return PowerStates.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PowerStates>, I>>(object: I): PowerStates {
+    const message = createBasePowerStates();
+    message.host = object.host ?? "";
+    message.sentAt = object.sentAt ?? undefined;
+    message.guests = object.guests?.map((e) => GuestPower.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseConsoleOutputRequest(): ConsoleOutputRequest {
+  return { instanceUuid: "", maxBytes: 0 };
+}
+
+export const ConsoleOutputRequest: MessageFns<ConsoleOutputRequest> = {
+  encode(message: ConsoleOutputRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(10).string(message.instanceUuid);
+    }
+    if (message.maxBytes !== undefined && message.maxBytes !== 0) {
+      writer.uint32(16).int32(message.maxBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsoleOutputRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsoleOutputRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.maxBytes = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsoleOutputRequest {
+    return {
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+      maxBytes: isSet(object.maxBytes)
+        ? globalThis.Number(object.maxBytes)
+        : isSet(object.max_bytes)
+        ? globalThis.Number(object.max_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: ConsoleOutputRequest): unknown {
+    const obj: any = {};
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    if (message.maxBytes !== undefined && message.maxBytes !== 0) {
+      obj.maxBytes = Math.round(message.maxBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsoleOutputRequest>, I>>(base?: I): ConsoleOutputRequest {
+    return ConsoleOutputRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsoleOutputRequest>, I>>(object: I): ConsoleOutputRequest {
+    const message = createBaseConsoleOutputRequest();
+    message.instanceUuid = object.instanceUuid ?? "";
+    message.maxBytes = object.maxBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseConsoleOutputReply(): ConsoleOutputReply {
+  return { output: "" };
+}
+
+export const ConsoleOutputReply: MessageFns<ConsoleOutputReply> = {
+  encode(message: ConsoleOutputReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.output !== undefined && message.output !== "") {
+      writer.uint32(10).string(message.output);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsoleOutputReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsoleOutputReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.output = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsoleOutputReply {
+    return { output: isSet(object.output) ? globalThis.String(object.output) : "" };
+  },
+
+  toJSON(message: ConsoleOutputReply): unknown {
+    const obj: any = {};
+    if (message.output !== undefined && message.output !== "") {
+      obj.output = message.output;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsoleOutputReply>, I>>(base?: I): ConsoleOutputReply {
+    return ConsoleOutputReply.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsoleOutputReply>, I>>(object: I): ConsoleOutputReply {
+    const message = createBaseConsoleOutputReply();
+    message.output = object.output ?? "";
+    return message;
+  },
+};
+
+function createBaseAgentRequest(): AgentRequest {
+  return { consoleOutput: undefined };
+}
+
+export const AgentRequest: MessageFns<AgentRequest> = {
+  encode(message: AgentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.consoleOutput !== undefined) {
+      ConsoleOutputRequest.encode(message.consoleOutput, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.consoleOutput = ConsoleOutputRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AgentRequest {
+    return {
+      consoleOutput: isSet(object.consoleOutput)
+        ? ConsoleOutputRequest.fromJSON(object.consoleOutput)
+        : isSet(object.console_output)
+        ? ConsoleOutputRequest.fromJSON(object.console_output)
+        : undefined,
+    };
+  },
+
+  toJSON(message: AgentRequest): unknown {
+    const obj: any = {};
+    if (message.consoleOutput !== undefined) {
+      obj.consoleOutput = ConsoleOutputRequest.toJSON(message.consoleOutput);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AgentRequest>, I>>(base?: I): AgentRequest {
+    return AgentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AgentRequest>, I>>(object: I): AgentRequest {
+    const message = createBaseAgentRequest();
+    message.consoleOutput = (object.consoleOutput !== undefined && object.consoleOutput !== null)
+      ? ConsoleOutputRequest.fromPartial(object.consoleOutput)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAgentReply(): AgentReply {
+  return { consoleOutput: undefined };
+}
+
+export const AgentReply: MessageFns<AgentReply> = {
+  encode(message: AgentReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.consoleOutput !== undefined) {
+      ConsoleOutputReply.encode(message.consoleOutput, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.consoleOutput = ConsoleOutputReply.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AgentReply {
+    return {
+      consoleOutput: isSet(object.consoleOutput)
+        ? ConsoleOutputReply.fromJSON(object.consoleOutput)
+        : isSet(object.console_output)
+        ? ConsoleOutputReply.fromJSON(object.console_output)
+        : undefined,
+    };
+  },
+
+  toJSON(message: AgentReply): unknown {
+    const obj: any = {};
+    if (message.consoleOutput !== undefined) {
+      obj.consoleOutput = ConsoleOutputReply.toJSON(message.consoleOutput);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AgentReply>, I>>(base?: I): AgentReply {
+    return AgentReply.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AgentReply>, I>>(object: I): AgentReply {
+    const message = createBaseAgentReply();
+    message.consoleOutput = (object.consoleOutput !== undefined && object.consoleOutput !== null)
+      ? ConsoleOutputReply.fromPartial(object.consoleOutput)
+      : undefined;
     return message;
   },
 };
@@ -1425,6 +3269,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

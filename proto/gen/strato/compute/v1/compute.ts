@@ -230,6 +230,44 @@ export interface UpdateQuotaRequest_LimitsEntry {
   value: number;
 }
 
+/** A compute host in a zone, as `openstack availability zone list --long` shows it. */
+export interface AvailabilityZoneHost {
+  host?:
+    | string
+    | undefined;
+  /** Always "nova-compute": the service an agent is. */
+  service?:
+    | string
+    | undefined;
+  /** enabled (not disabled by an operator) */
+  active?:
+    | boolean
+    | undefined;
+  /** up (heartbeats arrive) */
+  available?: boolean | undefined;
+  updatedAt?: Date | undefined;
+}
+
+/** An availability zone: a named group of hosts (Nova: an aggregate with availability_zone metadata). */
+export interface AvailabilityZone {
+  name?:
+    | string
+    | undefined;
+  /** true when at least one of its hosts is mapped, enabled and up. */
+  available?:
+    | boolean
+    | undefined;
+  /** Only for cloud admins (Nova shows hosts in the detailed listing only to admins). */
+  hosts?: AvailabilityZoneHost[] | undefined;
+}
+
+export interface ListAvailabilityZonesRequest {
+}
+
+export interface ListAvailabilityZonesResponse {
+  availabilityZones?: AvailabilityZone[] | undefined;
+}
+
 function createBaseFlavor(): Flavor {
   return {
     id: "",
@@ -2928,6 +2966,383 @@ export const UpdateQuotaRequest_LimitsEntry: MessageFns<UpdateQuotaRequest_Limit
   },
 };
 
+function createBaseAvailabilityZoneHost(): AvailabilityZoneHost {
+  return { host: "", service: "", active: false, available: false, updatedAt: undefined };
+}
+
+export const AvailabilityZoneHost: MessageFns<AvailabilityZoneHost> = {
+  encode(message: AvailabilityZoneHost, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.service !== undefined && message.service !== "") {
+      writer.uint32(18).string(message.service);
+    }
+    if (message.active !== undefined && message.active !== false) {
+      writer.uint32(24).bool(message.active);
+    }
+    if (message.available !== undefined && message.available !== false) {
+      writer.uint32(32).bool(message.available);
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AvailabilityZoneHost {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAvailabilityZoneHost();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.active = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.available = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AvailabilityZoneHost {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      active: isSet(object.active) ? globalThis.Boolean(object.active) : false,
+      available: isSet(object.available) ? globalThis.Boolean(object.available) : false,
+      updatedAt: isSet(object.updatedAt)
+        ? fromJsonTimestamp(object.updatedAt)
+        : isSet(object.updated_at)
+        ? fromJsonTimestamp(object.updated_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: AvailabilityZoneHost): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.service !== undefined && message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.active !== undefined && message.active !== false) {
+      obj.active = message.active;
+    }
+    if (message.available !== undefined && message.available !== false) {
+      obj.available = message.available;
+    }
+    if (message.updatedAt !== undefined) {
+      obj.updatedAt = message.updatedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AvailabilityZoneHost>, I>>(base?: I): AvailabilityZoneHost {
+    return AvailabilityZoneHost.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AvailabilityZoneHost>, I>>(object: I): AvailabilityZoneHost {
+    const message = createBaseAvailabilityZoneHost();
+    message.host = object.host ?? "";
+    message.service = object.service ?? "";
+    message.active = object.active ?? false;
+    message.available = object.available ?? false;
+    message.updatedAt = object.updatedAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAvailabilityZone(): AvailabilityZone {
+  return { name: "", available: false, hosts: [] };
+}
+
+export const AvailabilityZone: MessageFns<AvailabilityZone> = {
+  encode(message: AvailabilityZone, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== undefined && message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.available !== undefined && message.available !== false) {
+      writer.uint32(16).bool(message.available);
+    }
+    if (message.hosts !== undefined && message.hosts.length !== 0) {
+      for (const v of message.hosts) {
+        AvailabilityZoneHost.encode(v!, writer.uint32(26).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AvailabilityZone {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAvailabilityZone();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.available = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const el = AvailabilityZoneHost.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.hosts!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AvailabilityZone {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      available: isSet(object.available) ? globalThis.Boolean(object.available) : false,
+      hosts: globalThis.Array.isArray(object?.hosts)
+        ? object.hosts.map((e: any) => AvailabilityZoneHost.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AvailabilityZone): unknown {
+    const obj: any = {};
+    if (message.name !== undefined && message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.available !== undefined && message.available !== false) {
+      obj.available = message.available;
+    }
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts.map((e) => AvailabilityZoneHost.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AvailabilityZone>, I>>(base?: I): AvailabilityZone {
+    return AvailabilityZone.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AvailabilityZone>, I>>(object: I): AvailabilityZone {
+    const message = createBaseAvailabilityZone();
+    message.name = object.name ?? "";
+    message.available = object.available ?? false;
+    message.hosts = object.hosts?.map((e) => AvailabilityZoneHost.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListAvailabilityZonesRequest(): ListAvailabilityZonesRequest {
+  return {};
+}
+
+export const ListAvailabilityZonesRequest: MessageFns<ListAvailabilityZonesRequest> = {
+  encode(_: ListAvailabilityZonesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAvailabilityZonesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAvailabilityZonesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListAvailabilityZonesRequest {
+    return {};
+  },
+
+  toJSON(_: ListAvailabilityZonesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAvailabilityZonesRequest>, I>>(base?: I): ListAvailabilityZonesRequest {
+    return ListAvailabilityZonesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAvailabilityZonesRequest>, I>>(_: I): ListAvailabilityZonesRequest {
+    const message = createBaseListAvailabilityZonesRequest();
+    return message;
+  },
+};
+
+function createBaseListAvailabilityZonesResponse(): ListAvailabilityZonesResponse {
+  return { availabilityZones: [] };
+}
+
+export const ListAvailabilityZonesResponse: MessageFns<ListAvailabilityZonesResponse> = {
+  encode(message: ListAvailabilityZonesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.availabilityZones !== undefined && message.availabilityZones.length !== 0) {
+      for (const v of message.availabilityZones) {
+        AvailabilityZone.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAvailabilityZonesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAvailabilityZonesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = AvailabilityZone.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.availabilityZones!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAvailabilityZonesResponse {
+    return {
+      availabilityZones: globalThis.Array.isArray(object?.availabilityZones)
+        ? object.availabilityZones.map((e: any) => AvailabilityZone.fromJSON(e))
+        : globalThis.Array.isArray(object?.availability_zones)
+        ? object.availability_zones.map((e: any) => AvailabilityZone.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListAvailabilityZonesResponse): unknown {
+    const obj: any = {};
+    if (message.availabilityZones?.length) {
+      obj.availabilityZones = message.availabilityZones.map((e) => AvailabilityZone.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAvailabilityZonesResponse>, I>>(base?: I): ListAvailabilityZonesResponse {
+    return ListAvailabilityZonesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAvailabilityZonesResponse>, I>>(
+    object: I,
+  ): ListAvailabilityZonesResponse {
+    const message = createBaseListAvailabilityZonesResponse();
+    message.availabilityZones = object.availabilityZones?.map((e) => AvailabilityZone.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type FlavorsService = typeof FlavorsService;
 export const FlavorsService = {
   /** Cloud admin only. */
@@ -3366,6 +3781,55 @@ export interface QuotasClient extends Client {
 export const QuotasClient = makeGenericClientConstructor(QuotasService, "strato.compute.v1.Quotas") as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): QuotasClient;
   service: typeof QuotasService;
+  serviceName: string;
+};
+
+export type AvailabilityZonesService = typeof AvailabilityZonesService;
+export const AvailabilityZonesService = {
+  /** The zones of every mapped host, and the default zone even before any host joins. */
+  listAvailabilityZones: {
+    path: "/strato.compute.v1.AvailabilityZones/ListAvailabilityZones" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAvailabilityZonesRequest): Buffer =>
+      Buffer.from(ListAvailabilityZonesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAvailabilityZonesRequest => ListAvailabilityZonesRequest.decode(value),
+    responseSerialize: (value: ListAvailabilityZonesResponse): Buffer =>
+      Buffer.from(ListAvailabilityZonesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAvailabilityZonesResponse => ListAvailabilityZonesResponse.decode(value),
+  },
+} as const;
+
+export interface AvailabilityZonesServer extends UntypedServiceImplementation {
+  /** The zones of every mapped host, and the default zone even before any host joins. */
+  listAvailabilityZones: handleUnaryCall<ListAvailabilityZonesRequest, ListAvailabilityZonesResponse>;
+}
+
+export interface AvailabilityZonesClient extends Client {
+  /** The zones of every mapped host, and the default zone even before any host joins. */
+  listAvailabilityZones(
+    request: ListAvailabilityZonesRequest,
+    callback: (error: ServiceError | null, response: ListAvailabilityZonesResponse) => void,
+  ): ClientUnaryCall;
+  listAvailabilityZones(
+    request: ListAvailabilityZonesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAvailabilityZonesResponse) => void,
+  ): ClientUnaryCall;
+  listAvailabilityZones(
+    request: ListAvailabilityZonesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAvailabilityZonesResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const AvailabilityZonesClient = makeGenericClientConstructor(
+  AvailabilityZonesService,
+  "strato.compute.v1.AvailabilityZones",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): AvailabilityZonesClient;
+  service: typeof AvailabilityZonesService;
   serviceName: string;
 };
 

@@ -1,0 +1,239 @@
+/**
+ * The agent's compute manager (after nova `compute/manager.py`): builds,
+ * powers, reboots and deletes the servers the controller placed on this host,
+ * through the VirtDriver, with their disks (image cache + qcow2 overlay) and
+ * NICs (a Linux bridge per network). Transport-free: `service.ts` feeds it
+ * casts from NATS and publishes what it returns.
+ *
+ * Operations on one server run one at a time, in the order they were asked
+ * (Incus' operation locks); different servers proceed concurrently. Every
+ * operation is idempotent, because a cast may be delivered again after a
+ * restart: a build finds the guest it already made, a delete of a missing
+ * guest succeeds.
+ *
+ * What is the agent's: the directory `<instancesDir>/<uuid>` it makes for each
+ * server (disk, console log). Guests without such a directory belong to
+ * somebody else (another agent on a shared hypervisor) and are never touched.
+ */
+import { mkdir, readdir, rm, chmod } from 'node:fs/promises'
+import path from 'node:path'
+import { FailedPrecondition, NotFound } from '../proto/errors.js'
+import { withReverter } from './revert.js'
+import { ensureBridge } from './virt/bridge.js'
+import { PowerState, isUuid, type GuestInfo, type NicSpec, type VirtDriver } from './virt/driver.js'
+import { ImageCache, type ImageSource } from './disk/image-cache.js'
+import { createRootDisk } from './disk/root-disk.js'
+
+/** The build spec the conductor hands out (agent.v1 BuildSpec). */
+export interface BuildSpec {
+  instanceUuid: string
+  name: string
+  vcpus: number
+  memoryMb: number
+  diskGb: number
+  imageId: string
+  imageToken: string
+  nics: Array<{ portId: string; macAddress: string; networkId: string; networkType: string; physicalNetwork: string; segmentationId: number }>
+}
+
+/** What the controller believes about a server of this host. */
+export interface KnownInstance {
+  instanceUuid: string
+  host: string
+  vmState: string
+  taskState: string
+  /** The cast of the action in progress, '' when none. */
+  pendingCastId: string
+}
+
+/** What the manager asks the controller (the conductor). */
+export interface Conductor {
+  buildSpec(instanceUuid: string): Promise<BuildSpec>
+  /** Servers placed on this host, and the state of `also` wherever they are. */
+  hostInstances(also: string[]): Promise<KnownInstance[]>
+}
+
+export interface ComputeManagerOptions {
+  host: string
+  instancesDir: string
+  /** Physical network → bridge of this host (flat networks); vlan and local networks get `brq<network id>`. */
+  bridgeMappings: Record<string, string>
+  /** Create missing bridges (off for the fake driver, which plugs nothing). */
+  manageBridges: boolean
+  /** How long a stop waits for the guest to shut down before pulling the plug (Nova `shutdown_timeout`). */
+  shutdownTimeoutMs: number
+  /** Image data, downloaded with the build's token. */
+  images: (token: string) => ImageSource
+}
+
+export interface Reconciled {
+  /** Guests and directories removed because the controller no longer has them here. */
+  removed: string[]
+  /** Casts of actions in progress on this host's servers, to resume (they may have been interrupted). */
+  resume: string[]
+}
+
+/** One queue per key: tasks with the same key run one after another, in order. */
+class KeyedQueue {
+  private readonly tails = new Map<string, Promise<unknown>>()
+
+  run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve()
+    const next = prev.then(task, task)
+    const tail = next.then(() => {}, () => {})
+    this.tails.set(key, tail)
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key)
+    })
+    return next
+  }
+}
+
+export class ComputeManager {
+  readonly cache: ImageCache
+  private readonly locks = new KeyedQueue()
+  /** The token of the build waiting for each image (any will do: they all may read it). */
+  private readonly imageTokens = new Map<string, string>()
+
+  constructor(
+    readonly driver: VirtDriver,
+    private readonly conductor: Conductor,
+    private readonly o: ComputeManagerOptions,
+  ) {
+    this.cache = new ImageCache(path.join(o.instancesDir, '_base'), {
+      download: (imageId) => o.images(this.imageTokens.get(imageId) ?? '').download(imageId),
+    })
+  }
+
+  private dir(uuid: string): string {
+    if (!isUuid(uuid)) throw new NotFound(`'${uuid}' is not a server uuid`)
+    return path.join(this.o.instancesDir, uuid)
+  }
+
+  /** Builds the server; a guest that is already running is not built twice. Returns its power state. */
+  build(uuid: string): Promise<PowerState> {
+    return this.locks.run(uuid, async () => {
+      const existing = await this.info(uuid)
+      if (existing?.powerState === PowerState.RUNNING) return existing.powerState
+      const spec = await this.conductor.buildSpec(uuid)
+      // A guest left defined but not running by an interrupted build is made again from scratch.
+      if (existing) await this.driver.destroy(uuid)
+      const dir = this.dir(uuid)
+      return withReverter(async (revert) => {
+        await rm(dir, { recursive: true, force: true })
+        await mkdir(dir, { recursive: true, mode: 0o755 })
+        await chmod(dir, 0o755) // QEMU runs as its own user and must reach the disk and the log
+        revert.add(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }))
+        if (spec.imageToken) this.imageTokens.set(spec.imageId, spec.imageToken)
+        const base = await this.cache.ensure(spec.imageId).finally(() => this.imageTokens.delete(spec.imageId))
+        const disk = path.join(dir, 'disk')
+        await createRootDisk(disk, base, spec.diskGb)
+        const nics: NicSpec[] = []
+        for (const nic of spec.nics) {
+          const bridge = this.bridgeFor(nic)
+          if (this.o.manageBridges) await ensureBridge(bridge)
+          nics.push({ mac: nic.macAddress, bridge, model: 'virtio' })
+        }
+        const info = await this.driver.spawn({
+          uuid,
+          name: spec.name,
+          vcpus: spec.vcpus,
+          memoryMiB: spec.memoryMb,
+          disks: [{ path: disk, format: 'qcow2', bus: 'virtio', device: 'vda' }],
+          nics,
+          consoleLogPath: path.join(dir, 'console.log'),
+        })
+        return info.powerState
+      })
+    })
+  }
+
+  /** Bridge of a NIC's network on this host (Neutron linuxbridge: a mapped bridge for flat, `brq<net id>` otherwise). */
+  bridgeFor(nic: { networkId: string; networkType: string; physicalNetwork: string }): string {
+    if (nic.networkType === 'flat') {
+      const bridge = this.o.bridgeMappings[nic.physicalNetwork]
+      if (!bridge) {
+        throw new FailedPrecondition(`host '${this.o.host}' has no bridge for physical network '${nic.physicalNetwork}'; map one in the agent's bridgeMappings (STRATO_AGENT_BRIDGE_MAPPINGS=${nic.physicalNetwork}:br-…)`)
+      }
+      return bridge
+    }
+    return `brq${nic.networkId.slice(0, 11)}`
+  }
+
+  start(uuid: string): Promise<PowerState> {
+    return this.locks.run(uuid, async () => {
+      await this.driver.powerOn(uuid)
+      return (await this.driver.getInfo(uuid)).powerState
+    })
+  }
+
+  stop(uuid: string): Promise<PowerState> {
+    return this.locks.run(uuid, async () => {
+      await this.driver.powerOff(uuid, { timeoutMs: this.o.shutdownTimeoutMs })
+      return (await this.driver.getInfo(uuid)).powerState
+    })
+  }
+
+  reboot(uuid: string, hard: boolean): Promise<PowerState> {
+    return this.locks.run(uuid, async () => {
+      await this.driver.reboot(uuid, { type: hard ? 'hard' : 'soft', timeoutMs: this.o.shutdownTimeoutMs })
+      return (await this.driver.getInfo(uuid)).powerState
+    })
+  }
+
+  /** Destroys the guest and removes its disk and log; nothing there is fine. */
+  delete(uuid: string): Promise<PowerState> {
+    return this.locks.run(uuid, async () => {
+      await this.driver.destroy(uuid)
+      await rm(this.dir(uuid), { recursive: true, force: true })
+      return PowerState.NOSTATE
+    })
+  }
+
+  consoleOutput(uuid: string, maxBytes: number): Promise<string> {
+    return this.driver.getConsoleOutput(uuid, { maxBytes })
+  }
+
+  /** The servers this agent made (a directory under instancesDir). */
+  async ownUuids(): Promise<string[]> {
+    const names = await readdir(this.o.instancesDir).catch(() => [] as string[])
+    return names.filter(isUuid)
+  }
+
+  /** Power state of every guest of this agent the hypervisor knows. */
+  async ownGuests(): Promise<GuestInfo[]> {
+    const own = new Set(await this.ownUuids())
+    return (await this.driver.listGuests()).filter((g) => own.has(g.uuid))
+  }
+
+  /**
+   * Start-up reconciliation (nova `_init_instance`): a guest or directory of
+   * a server the controller no longer places here (deleted, or elsewhere) is
+   * removed; actions in progress (builds and deletes interrupted by the
+   * restart, or not started yet) are returned to be resumed at once rather
+   * than when their cast is delivered again.
+   */
+  async reconcile(): Promise<Reconciled> {
+    const own = await this.ownUuids()
+    const known = await this.conductor.hostInstances(own)
+    const byUuid = new Map(known.map((k) => [k.instanceUuid, k]))
+    const removed: string[] = []
+    for (const uuid of own) {
+      const k = byUuid.get(uuid)
+      if (k && k.host === this.o.host && k.vmState !== 'deleted') continue
+      await this.delete(uuid)
+      removed.push(uuid)
+    }
+    const resume = known.filter((k) => k.host === this.o.host && k.vmState !== 'deleted' && k.pendingCastId).map((k) => k.pendingCastId)
+    return { removed, resume }
+  }
+
+  private async info(uuid: string): Promise<GuestInfo | undefined> {
+    try {
+      return await this.driver.getInfo(uuid)
+    } catch (err) {
+      if (err instanceof NotFound) return undefined
+      throw err
+    }
+  }
+}

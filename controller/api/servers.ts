@@ -1,0 +1,62 @@
+/** gRPC adapters for strato.compute.v1.Servers and AvailabilityZones. */
+import type { UntypedServiceImplementation } from '@grpc/grpc-js'
+import { InvalidArgument } from '../../proto/errors.js'
+import { ConsoleOutput, CreateServerResponse, ListServersResponse, Server, ServersService } from '../../proto/gen/strato/compute/v1/servers.js'
+import { AvailabilityZonesService, ListAvailabilityZonesResponse } from '../../proto/gen/strato/compute/v1/compute.js'
+import type { ServerCaller, ServerCatalog, ServerView } from '../compute/servers.js'
+import type { HostRegistry } from '../compute/hosts.js'
+import { implement, type CallContext, type RpcDeps } from './rpc.js'
+
+function caller(c: CallContext): ServerCaller {
+  const a = c.auth!
+  return { userId: a.userId, projectId: a.projectId, domainId: a.actingDomainId, isAdmin: a.isCloudAdmin, canWrite: a.roles.has('member') }
+}
+
+function toServer(v: ServerView): Server {
+  return Server.fromPartial({
+    ...v,
+    fault: v.fault,
+    ...(v.launchedAt ? { launchedAt: v.launchedAt } : {}),
+    ...(v.terminatedAt ? { terminatedAt: v.terminatedAt } : {}),
+  })
+}
+
+export function serverServices(servers: ServerCatalog, hosts: HostRegistry, defaultZone: string, rpc: RpcDeps): Array<[object, UntypedServiceImplementation]> {
+  return [
+    [ServersService, implement(ServersService, {
+      createServer: async (req, c) => {
+        const r = await servers.create(req, caller(c))
+        return CreateServerResponse.fromPartial({ servers: r.servers.map(toServer), reservationId: r.reservationId })
+      },
+      getServer: async (req, c) => toServer(await servers.get(req.id, caller(c))),
+      listServers: async (req, c) => ListServersResponse.fromPartial({ servers: (await servers.list(req, caller(c))).map(toServer) }),
+      deleteServer: async (req, c) => toServer(await servers.act(req.id, 'delete', caller(c))),
+      startServer: async (req, c) => toServer(await servers.act(req.id, 'start', caller(c))),
+      stopServer: async (req, c) => toServer(await servers.act(req.id, 'stop', caller(c))),
+      rebootServer: async (req, c) => {
+        const type = (req.type || 'SOFT').toUpperCase()
+        if (type !== 'SOFT' && type !== 'HARD') throw new InvalidArgument(`reboot type must be SOFT or HARD, got '${req.type}'`, { field: 'type' })
+        return toServer(await servers.act(req.id, type === 'HARD' ? 'reboot_hard' : 'reboot', caller(c)))
+      },
+      getConsoleOutput: async (req, c) => ConsoleOutput.fromPartial({ output: await servers.consoleOutput(req.id, req.length || undefined, caller(c)) }),
+    }, rpc)],
+
+    [AvailabilityZonesService, implement(AvailabilityZonesService, {
+      listAvailabilityZones: async (_req, c) => {
+        const all = (await hosts.list()).filter((h) => h.mapped)
+        const zones = [...new Set([defaultZone, ...all.map((h) => h.availabilityZone)])].sort()
+        const admin = c.auth!.isCloudAdmin
+        return ListAvailabilityZonesResponse.fromPartial({
+          availabilityZones: zones.map((name) => {
+            const members = all.filter((h) => h.availabilityZone === name)
+            return {
+              name,
+              available: members.some((h) => h.status === 'enabled' && h.state === 'up'),
+              hosts: admin ? members.map((h) => ({ host: h.host, service: 'nova-compute', active: h.status === 'enabled', available: h.state === 'up', ...(h.lastHeartbeatAt ? { updatedAt: h.lastHeartbeatAt } : {}) })) : [],
+            }
+          }),
+        })
+      },
+    }, rpc)],
+  ]
+}

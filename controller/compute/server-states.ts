@@ -1,0 +1,137 @@
+/**
+ * Server states as Nova keeps them (`compute/vm_states.py`,
+ * `compute/task_states.py`, `api/openstack/common.py`): which action is
+ * allowed from which (vm_state, task_state), what the action's task_state is
+ * while it runs, what its outcome does, and the API status derived from the
+ * pair. Every check happens here, before anything is cast to a host.
+ */
+import { FailedPrecondition } from '../../proto/errors.js'
+
+export type VmState = 'building' | 'active' | 'stopped' | 'error' | 'deleted'
+export type TaskState = '' | 'scheduling' | 'networking' | 'spawning' | 'powering-off' | 'powering-on' | 'rebooting' | 'rebooting_hard' | 'deleting'
+
+/** Actions a user asks for; `build` is the controller's own. */
+export type ServerAction = 'build' | 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete'
+
+/** Nova's power_state codes (also `agent/virt/driver.ts`). */
+export const POWER = { NOSTATE: 0, RUNNING: 1, PAUSED: 3, SHUTDOWN: 4, CRASHED: 6, SUSPENDED: 7 } as const
+
+interface ActionRule {
+  /** vm_states the action is allowed from; undefined: any. */
+  from?: readonly VmState[]
+  /** task_states the action is allowed during. */
+  during: readonly TaskState[]
+  /** The task_state while the action runs. */
+  task: TaskState
+  /** How the message names the action. */
+  verb: string
+}
+
+const ANY_TASK: readonly TaskState[] = ['', 'scheduling', 'networking', 'spawning', 'powering-off', 'powering-on', 'rebooting', 'rebooting_hard', 'deleting']
+
+const ACTIONS: Record<ServerAction, ActionRule> = {
+  build: { from: ['building'], during: ['scheduling', 'networking'], task: 'spawning', verb: 'build' },
+  // nova compute/api.py: start needs STOPPED, stop ACTIVE or ERROR,
+  // soft reboot ACTIVE, hard reboot also STOPPED and ERROR (and a reboot in progress).
+  start: { from: ['stopped'], during: [''], task: 'powering-on', verb: 'start' },
+  stop: { from: ['active', 'error'], during: [''], task: 'powering-off', verb: 'stop' },
+  reboot: { from: ['active'], during: ['', 'rebooting'], task: 'rebooting', verb: 'reboot' },
+  reboot_hard: { from: ['active', 'stopped', 'error'], during: ['', 'rebooting', 'rebooting_hard'], task: 'rebooting_hard', verb: 'hard-reboot' },
+  // Delete is allowed from any state (a delete in progress is simply returned).
+  delete: { during: ANY_TASK, task: 'deleting', verb: 'delete' },
+}
+
+/**
+ * The task_state an action runs under, after checking it is allowed now.
+ * @throws FailedPrecondition naming the server's state and what would be allowed.
+ */
+export function beginAction(action: ServerAction, s: { uuid: string; vm_state: string; task_state: string }): TaskState {
+  const rule = ACTIONS[action]
+  if (s.vm_state === 'deleted') throw new FailedPrecondition(`server ${s.uuid} is deleted`)
+  if (rule.from && !rule.from.includes(s.vm_state as VmState)) {
+    throw new FailedPrecondition(`cannot ${rule.verb} server ${s.uuid} while it is ${statusOf(s.vm_state, s.task_state)} (vm_state ${s.vm_state}); ${rule.verb} needs vm_state ${rule.from.join(' or ')}`)
+  }
+  if (!rule.during.includes(s.task_state as TaskState)) {
+    throw new FailedPrecondition(`cannot ${rule.verb} server ${s.uuid}: task '${s.task_state}' is in progress; wait for it to finish`)
+  }
+  return rule.task
+}
+
+/** What the server becomes when an action's cast comes back. */
+export interface Outcome {
+  vm_state?: VmState
+  task_state: TaskState
+  power_state?: number
+  /** Release the allocation and the ports (a failed build, a finished delete). */
+  release?: boolean
+  /** Record the error as the server's fault. */
+  fault?: boolean
+  launched?: boolean
+  terminated?: boolean
+}
+
+const OUTCOMES: Record<ServerAction, { ok: Outcome; error: Outcome }> = {
+  build: { ok: { vm_state: 'active', task_state: '', launched: true }, error: { vm_state: 'error', task_state: '', release: true, fault: true } },
+  start: { ok: { vm_state: 'active', task_state: '' }, error: { task_state: '', fault: true } },
+  stop: { ok: { vm_state: 'stopped', task_state: '' }, error: { task_state: '', fault: true } },
+  // Nova puts a server whose reboot failed in ERROR.
+  reboot: { ok: { vm_state: 'active', task_state: '' }, error: { vm_state: 'error', task_state: '', fault: true } },
+  reboot_hard: { ok: { vm_state: 'active', task_state: '' }, error: { vm_state: 'error', task_state: '', fault: true } },
+  delete: { ok: { vm_state: 'deleted', task_state: '', power_state: POWER.NOSTATE, release: true, terminated: true }, error: { vm_state: 'error', task_state: '', fault: true } },
+}
+
+export function outcomeOf(action: ServerAction, ok: boolean): Outcome {
+  return OUTCOMES[action][ok ? 'ok' : 'error']
+}
+
+/** The API status (nova `_STATE_MAP`). */
+export function statusOf(vmState: string, taskState: string): string {
+  switch (vmState) {
+    case 'building':
+      return 'BUILD'
+    case 'active':
+    case 'stopped':
+    case 'error':
+      if (taskState === 'rebooting') return 'REBOOT'
+      if (taskState === 'rebooting_hard') return 'HARD_REBOOT'
+      return vmState === 'active' ? 'ACTIVE' : vmState === 'stopped' ? 'SHUTOFF' : 'ERROR'
+    case 'deleted':
+      return 'DELETED'
+    default:
+      return 'UNKNOWN'
+  }
+}
+
+/** vm_states (and task_states) a status filter means, for listings. */
+export function statesFor(status: string): { vm: VmState; task?: TaskState[] } | undefined {
+  switch (status.toUpperCase()) {
+    case 'BUILD':
+      return { vm: 'building' }
+    case 'ACTIVE':
+      return { vm: 'active' }
+    case 'SHUTOFF':
+      return { vm: 'stopped' }
+    case 'ERROR':
+      return { vm: 'error' }
+    case 'DELETED':
+      return { vm: 'deleted' }
+    default:
+      return undefined
+  }
+}
+
+export const STATUSES = ['BUILD', 'ACTIVE', 'SHUTOFF', 'REBOOT', 'HARD_REBOOT', 'ERROR', 'DELETED'] as const
+
+/**
+ * What the hypervisor's report means for a server with no action in
+ * progress (nova `_sync_instance_power_state`; the hypervisor is the
+ * authority): a guest that stopped by itself makes the server SHUTOFF, one
+ * that runs makes it ACTIVE, one that is gone makes it ERROR.
+ */
+export function syncPower(vmState: string, power: number | 'missing'): { vm_state?: VmState; power_state: number; fault?: string } | undefined {
+  if (vmState !== 'active' && vmState !== 'stopped') return undefined
+  if (power === 'missing') return { vm_state: 'error', power_state: POWER.NOSTATE, fault: 'the guest is gone from its host\'s hypervisor' }
+  if (vmState === 'active' && (power === POWER.SHUTDOWN || power === POWER.CRASHED)) return { vm_state: 'stopped', power_state: power }
+  if (vmState === 'stopped' && power === POWER.RUNNING) return { vm_state: 'active', power_state: power }
+  return { power_state: power }
+}

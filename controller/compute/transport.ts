@@ -1,0 +1,50 @@
+/**
+ * What the compute service needs from the message bus, without knowing it is
+ * NATS (`bus/bus.ts` implements it): casts to a host's durable work queue and
+ * synchronous calls to a host's agent.
+ */
+
+/** Work for a host's agent; exactly one action is set. */
+export interface CastAction {
+  ping?: { note: string }
+  build?: { instanceUuid: string }
+  start?: { instanceUuid: string }
+  stop?: { instanceUuid: string }
+  reboot?: { instanceUuid: string; hard: boolean }
+  delete?: { instanceUuid: string }
+}
+
+/** A synchronous question to one agent. */
+export interface AgentCall {
+  consoleOutput?: { instanceUuid: string; maxBytes: number }
+}
+
+export interface AgentAnswer {
+  consoleOutput?: { output: string }
+}
+
+export interface AgentTransport {
+  /**
+   * Queues `action` for `host`'s agent (kept until the agent acks it, across
+   * restarts of either side); `id` deduplicates re-sends.
+   * @throws Unavailable when the bus cannot take it now.
+   */
+  cast(host: string, action: CastAction, id: string): Promise<string>
+  /**
+   * Asks `host`'s agent and waits for its answer.
+   * @throws Unavailable when no agent answers within `timeoutMs`.
+   */
+  call(host: string, req: AgentCall, timeoutMs: number): Promise<AgentAnswer>
+}
+
+/** What became of a cast, as an agent reports it. */
+export interface CastResultEvent {
+  castId: string
+  host: string
+  ok: boolean
+  errorCode: string
+  message: string
+  powerState: number
+  instanceUuid: string
+  action: string
+}

@@ -1,0 +1,60 @@
+/** Servers (Nova instances) and their faults. */
+
+export interface ServerTable {
+  uuid: string
+  name: string
+  description: string
+  project_id: string
+  user_id: string
+  /** A copy of the flavor at build time. */
+  flavor_id: string
+  flavor_name: string
+  vcpus: number
+  ram: number
+  disk: number
+  ephemeral: number
+  swap: number
+  image_id: string
+  image_name: string
+  key_name: string
+  /** The keypair's public key at build time (the keypair may be deleted later). */
+  key_data: string
+  /** Base64, as given. */
+  user_data: string
+  /** JSON object of string → string. */
+  metadata: string
+  /** JSON array of the security group ids the server's own ports get. */
+  security_groups: string
+  /** The zone asked for ('' for any). */
+  requested_az: string
+  /** Where it runs; null until placed. */
+  host: string | null
+  node_uuid: string | null
+  availability_zone: string
+  /** The hypervisor's domain name. */
+  instance_name: string
+  vm_state: string
+  /** '' when no action is in progress. */
+  task_state: string
+  power_state: number
+  /** The cast carrying the action in progress ('' when none); results of other casts are stale. */
+  pending_cast_id: string
+  /** When JetStream took the pending cast; null while it still has to be sent. */
+  cast_sent_at: string | null
+  /** JSON array of the ports the server made for itself (deleted with it; other ports are only unbound). */
+  own_ports: string
+  reservation_id: string
+  launch_index: number
+  fault_code: string
+  fault_message: string
+  fault_at: string | null
+  created_at: string
+  updated_at: string
+  launched_at: string | null
+  terminated_at: string | null
+  deleted: number
+}
+
+export interface ServerTables {
+  servers: ServerTable
+}

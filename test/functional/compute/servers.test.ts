@@ -1,0 +1,304 @@
+// Servers with Nova semantics through the real gRPC API, a real nats-server and agents on the fake
+// driver: create → BUILD → ACTIVE with ports and addresses, the state table for every action, console
+// output over agent request/reply, delete leaving nothing, failures that change nothing, failed builds
+// that end in ERROR with a fault and give everything back, quotas under concurrency, power-state sync.
+import { existsSync } from 'node:fs'
+import path from 'node:path'
+import t from 'tap'
+import { startCloud, uploadImage, type TestCloud } from '../../helpers/cloud.js'
+import { call, failure, fieldOf, status, type Decoded } from '../../helpers/grpc.js'
+import { eventually } from '../../helpers/agents.js'
+import { tenant, type Tenant } from '../network/fixtures.js'
+import { imageInfo } from '../../../native/index.js'
+import { FailedPrecondition } from '../../../proto/errors.js'
+import type { ConsoleOutput, CreateServerResponse, ListServersResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
+import type { ListAvailabilityZonesResponse, QuotaSet } from '../../../proto/gen/strato/compute/v1/compute.js'
+import type { ListAllocationsResponse } from '../../../proto/gen/strato/placement/v1/placement.js'
+import type { Image } from '../../../proto/gen/strato/image/v1/image.js'
+import type { ListPortsResponse, Network } from '../../../proto/gen/strato/network/v1/network.js'
+
+let cloud: TestCloud
+let demo: Tenant
+
+t.before(async () => {
+  cloud = await startCloud({ hosts: ['node1', 'node2'] })
+  demo = await tenant(cloud.s, 'demo')
+})
+t.teardown(() => cloud.close())
+
+const create = (req: object, token = demo.token) => call<CreateServerResponse>(cloud.c.servers, 'createServer', req, token)
+const get = (id: string, token = demo.token) => call<Server>(cloud.c.servers, 'getServer', { id }, token)
+const act = (method: string, id: string, token = demo.token, extra: object = {}) => call<Server>(cloud.c.servers, method, { id, ...extra }, token)
+const allocations = async (consumer: string) => (await call<ListAllocationsResponse>(cloud.c.placement, 'listAllocations', { consumerUuid: consumer }, cloud.s.adminToken)).allocations
+const quota = async (token = demo.token) => Object.fromEntries((await call<QuotaSet>(cloud.c.quotas, 'getQuota', {}, token)).items.map((i) => [i.resource, i.inUse]))
+const ports = async (deviceId: string) => (await call<ListPortsResponse>(cloud.c.ports, 'listPorts', { deviceId }, cloud.s.adminToken)).ports
+const driverOf = (host: string) => cloud.agents.find((a) => a.agent.config.host === host)!
+const active = (s: Decoded<Server>) => s.status === 'ACTIVE'
+/** True once GetServer says NOT_FOUND; any other error fails the wait. */
+const gone = (id: string) => get(id).then(() => false, (e: { code?: number }) => { if (e.code === status.NOT_FOUND) return true; throw e })
+const seedRequest = () => ({ name: 'provider-instance', flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ uuid: cloud.network.id }], securityGroups: ['default'], keyName: 'mykey' })
+
+t.test("the seed's server create: BUILD, then ACTIVE on a mapped host, with a port on the provider network", async (t) => {
+  const ssh = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl demo@host'
+  await call(cloud.c.keypairs, 'createKeypair', { name: 'mykey', publicKey: ssh }, demo.token)
+  const before = await quota()
+  const r = await create(seedRequest())
+  t.equal(r.servers.length, 1)
+  const created = r.servers[0]!
+  t.match(created, { name: 'provider-instance', status: 'BUILD', vmState: 'building', projectId: demo.projectId, userId: demo.userId, keyName: 'mykey', imageId: cloud.image.id, imageName: 'cirros' })
+  t.match(created.flavor, { id: '1', name: 'm1.nano', vcpus: 1, ram: 64, disk: 1 })
+  t.equal(created.host, '', 'a member does not see the host (OS-EXT-SRV-ATTR is for admins)')
+  t.match(created.reservationId, /^r-/)
+
+  const up = await cloud.waitFor(created.id, active, demo.token)
+  t.match(up, { vmState: 'active', taskState: '', powerState: 1, securityGroups: ['default'] })
+  t.ok(up.launchedAt, 'launched_at is set')
+  t.equal(up.addresses.length, 1)
+  const addr = up.addresses[0]!
+  t.match(addr, { networkId: cloud.network.id, networkName: 'provider', version: 4, type: 'fixed' })
+  t.match(addr.addr, /^192\.168\.201\.2(0\d|10)$/, 'the fixed IP comes from the allocation pool')
+  t.match(addr.macAddr, /^fa:16:3e(:[0-9a-f]{2}){3}$/)
+
+  const port = (await ports(created.id))[0]!
+  t.match(port, { deviceOwner: 'compute:nova', status: 'ACTIVE', macAddress: addr.macAddr }, 'the port is bound to the server and up')
+
+  const admin = await get(created.id, cloud.s.adminToken)
+  t.match(admin.host, /^node[12]$/, 'an admin sees the host')
+  t.equal(admin.instanceName, `instance-${created.id}`)
+  t.equal(admin.availabilityZone, 'nova')
+
+  // What the agent made on its host: a guest sized from the flavor, a qcow2 overlay on the cached image.
+  const a = driverOf(admin.host)
+  const guest = await a.driver.getInfo(created.id)
+  t.match(guest, { name: `instance-${created.id}`, vcpus: 1, memoryMiB: 64, powerState: 1 })
+  const disk = path.join(a.agent.config.instancesDir, created.id, 'disk')
+  const [info] = await imageInfo(disk, 'qcow2')
+  t.equal(info?.backingFile, path.join(a.agent.config.instancesDir, '_base', `${cloud.image.id}.qcow2`), 'the root disk is an overlay on the cached base')
+  t.equal(info?.virtualSize, 1024 ** 3, "grown to the flavor's 1 GiB")
+
+  const after = await quota()
+  t.same([after.instances! - before.instances!, after.cores! - before.cores!, after.ram! - before.ram!, after.ports! - before.ports!], [1, 1, 64, 1], 'instances, cores, ram and ports are in use')
+  t.equal((await allocations(created.id)).length, 1, 'one allocation on its host')
+})
+
+t.test('list, filters and visibility across projects', async (t) => {
+  const other = await tenant(cloud.s, 'other')
+  const mine = (await call<ListServersResponse>(cloud.c.servers, 'listServers', {}, demo.token)).servers
+  t.same(mine.map((s) => s.name), ['provider-instance'])
+  t.same((await call<ListServersResponse>(cloud.c.servers, 'listServers', {}, other.token)).servers, [], "another project's servers are invisible")
+  const hidden = await failure(get(mine[0]!.id, other.token))
+  t.equal(hidden.code, status.NOT_FOUND, 'and cannot be read by id')
+  const stop = await failure(act('stopServer', mine[0]!.id, other.token))
+  t.equal(stop.code, status.NOT_FOUND, 'or changed')
+  const byName = await get('provider-instance')
+  t.equal(byName.id, mine[0]!.id, 'GetServer takes a unique name too')
+  t.same((await call<ListServersResponse>(cloud.c.servers, 'listServers', { status: 'SHUTOFF' }, demo.token)).servers, [])
+  t.equal((await call<ListServersResponse>(cloud.c.servers, 'listServers', { status: 'active', name: '^provider' }, demo.token)).servers.length, 1)
+  const all = await call<ListServersResponse>(cloud.c.servers, 'listServers', { allProjects: true }, cloud.s.adminToken)
+  t.ok(all.servers.some((s) => s.projectId === demo.projectId), 'admins list every project with all_projects')
+  const notAdmin = await failure(call(cloud.c.servers, 'listServers', { allProjects: true }, demo.token))
+  t.equal(notAdmin.code, status.PERMISSION_DENIED)
+  const badStatus = await failure(call(cloud.c.servers, 'listServers', { status: 'RUNNING' }, demo.token))
+  t.equal(badStatus.code, status.INVALID_ARGUMENT)
+  t.equal(fieldOf(badStatus), 'status')
+})
+
+t.test('actions follow the state table; the fake hypervisor agrees at each step', async (t) => {
+  const s = await get('provider-instance')
+  const host = (await get(s.id, cloud.s.adminToken)).host
+  const hv = driverOf(host).driver
+
+  const startActive = await failure(act('startServer', s.id))
+  t.equal(startActive.code, status.FAILED_PRECONDITION, 'start needs SHUTOFF')
+  t.match(startActive.details, /cannot start server .* while it is ACTIVE/)
+
+  const stopping = await act('stopServer', s.id)
+  t.equal(stopping.taskState, 'powering-off', 'stop answers at once with the task in progress')
+  const again = await failure(act('stopServer', s.id))
+  t.equal(again.code, status.FAILED_PRECONDITION, 'a second action waits for the first')
+  await cloud.waitFor(s.id, (x) => x.status === 'SHUTOFF', demo.token)
+  t.equal((await hv.getInfo(s.id)).powerState, 4, 'the guest is shut down')
+  t.equal((await get(s.id)).powerState, 4)
+
+  const softFromOff = await failure(act('rebootServer', s.id, demo.token, { type: 'SOFT' }))
+  t.equal(softFromOff.code, status.FAILED_PRECONDITION, 'a soft reboot needs ACTIVE')
+  const badType = await failure(act('rebootServer', s.id, demo.token, { type: 'WARM' }))
+  t.equal(badType.code, status.INVALID_ARGUMENT)
+
+  await act('startServer', s.id)
+  await cloud.waitFor(s.id, active, demo.token)
+  t.equal((await hv.getInfo(s.id)).powerState, 1, 'running again')
+
+  const rebooting = await act('rebootServer', s.id)
+  t.equal(rebooting.status, 'REBOOT')
+  await cloud.waitFor(s.id, active, demo.token)
+  await act('stopServer', s.id)
+  await cloud.waitFor(s.id, (x) => x.status === 'SHUTOFF', demo.token)
+  const hard = await act('rebootServer', s.id, demo.token, { type: 'HARD' })
+  t.equal(hard.status, 'HARD_REBOOT', 'a hard reboot works from SHUTOFF')
+  const up = await cloud.waitFor(s.id, active, demo.token)
+  t.equal(up.powerState, 1)
+  t.equal((await hv.getInfo(s.id)).powerState, 1)
+
+  const out = await call<ConsoleOutput>(cloud.c.servers, 'getConsoleOutput', { id: s.id }, demo.token)
+  t.match(out.output, `fake guest instance-${s.id} ${s.id} booted`, 'console output comes from the agent')
+  const last = await call<ConsoleOutput>(cloud.c.servers, 'getConsoleOutput', { id: s.id, length: 1 }, demo.token)
+  t.equal(last.output.trim().split('\n').length, 1, 'length keeps the last lines')
+
+  const reader = await failure(act('stopServer', s.id, (await readerOf()).token))
+  t.equal(reader.code, status.PERMISSION_DENIED, 'readers cannot change servers')
+})
+
+let readerToken: Tenant | undefined
+async function readerOf(): Promise<Tenant> {
+  if (!readerToken) {
+    const { member } = await import('../network/fixtures.js')
+    readerToken = await member(cloud.s, 'demo-reader', demo.projectId, 'demo', 'reader')
+  }
+  return readerToken
+}
+
+t.test('power-state sync: a guest that stops by itself makes the server SHUTOFF; a vanished one ERROR', async (t) => {
+  const s = await get('provider-instance')
+  const hv = driverOf((await get(s.id, cloud.s.adminToken)).host).driver
+  hv.guestPoweredOff(s.id)
+  const off = await cloud.waitFor(s.id, (x) => x.status === 'SHUTOFF', demo.token, 5_000, 'SHUTOFF from the sync')
+  t.equal(off.powerState, 4)
+  await act('startServer', s.id)
+  await cloud.waitFor(s.id, active, demo.token)
+})
+
+t.test('delete: the guest, its disk, its ports, its allocation and its quota are gone', async (t) => {
+  const r = await create({ name: 'doomed', flavorRef: cloud.flavor.id, imageRef: cloud.image.id, networks: [{ uuid: cloud.network.id }] })
+  const id = r.servers[0]!.id
+  await cloud.waitFor(id, active, demo.token)
+  const host = (await get(id, cloud.s.adminToken)).host
+  const a = driverOf(host)
+  const before = await quota()
+  const deleting = await act('deleteServer', id)
+  t.equal(deleting.taskState, 'deleting')
+  await eventually(() => gone(id), 5_000, 'the server to be gone')
+  await t.rejects(a.driver.getInfo(id), { name: 'NotFound' }, 'no guest on the hypervisor')
+  t.notOk(existsSync(path.join(a.agent.config.instancesDir, id)), 'no disk or console log left')
+  t.same(await ports(id), [], 'its port is deleted')
+  t.same(await allocations(id), [], 'its allocation is released')
+  const after = await quota()
+  t.same([before.instances! - after.instances!, before.cores! - after.cores!, before.ports! - after.ports!], [1, 1, 1])
+  const listed = await call<ListServersResponse>(cloud.c.servers, 'listServers', { deleted: true, allProjects: true, name: '^doomed$' }, cloud.s.adminToken)
+  t.match(listed.servers[0], { status: 'DELETED', vmState: 'deleted' }, 'admins still list it as DELETED')
+  t.ok(listed.servers[0]?.terminatedAt)
+})
+
+t.test('requests that cannot be met fail with the reason and leave nothing behind', async (t) => {
+  const before = await quota()
+  const count = async () => (await call<ListServersResponse>(cloud.c.servers, 'listServers', {}, demo.token)).servers.length
+  const n = await count()
+  const cases: Array<[string, object, number, RegExp, string?]> = [
+    ['no name', { ...seedRequest(), name: '' }, status.INVALID_ARGUMENT, /name must not be empty/, 'name'],
+    ['unknown flavor', { ...seedRequest(), flavorRef: 'm9.huge' }, status.NOT_FOUND, /flavor 'm9.huge' not found/, 'flavor_ref'],
+    ['unknown image', { ...seedRequest(), imageRef: 'nope' }, status.NOT_FOUND, /image 'nope' not found/, 'image_ref'],
+    ['unknown keypair', { ...seedRequest(), keyName: 'nokey' }, status.NOT_FOUND, /keypair 'nokey' not found/, 'key_name'],
+    ['unknown network', { ...seedRequest(), networks: [{ uuid: '00000000-0000-4000-8000-000000000000' }] }, status.NOT_FOUND, /network .* not found/, 'networks[0].uuid'],
+    ['unknown security group', { ...seedRequest(), securityGroups: ['web'] }, status.NOT_FOUND, /security group 'web' not found/, 'security_groups[0]'],
+    ['unknown zone', { ...seedRequest(), availabilityZone: 'mars' }, status.INVALID_ARGUMENT, /availability zone 'mars' does not exist; zones: nova/, 'availability_zone'],
+    ['host for a member', { ...seedRequest(), availabilityZone: 'nova:node1' }, status.PERMISSION_DENIED, /only cloud admins choose the host/],
+    ['bad user data', { ...seedRequest(), userData: '%%%' }, status.INVALID_ARGUMENT, /base64/, 'user_data'],
+    ['max below min', { ...seedRequest(), minCount: 3, maxCount: 2 }, status.INVALID_ARGUMENT, /max_count/, 'max_count'],
+    ['fixed IP outside the subnet', { ...seedRequest(), networks: [{ uuid: cloud.network.id, fixedIp: '10.0.0.5' }] }, status.INVALID_ARGUMENT, /10\.0\.0\.5/],
+  ]
+  for (const [what, req, code, message, field] of cases) {
+    const e = await failure(create(req))
+    t.equal(e.code, code, `${what}: code`)
+    t.match(e.details, message, `${what}: says why`)
+    if (field) t.equal(fieldOf(e), field, `${what}: names the field`)
+  }
+  // No valid host: the flavor is larger than any host; the message says which step removed the hosts.
+  await call(cloud.c.flavors, 'createFlavor', { id: 'huge', name: 'm1.huge', vcpus: 1, ram: 1_000_000, disk: 1 }, cloud.s.adminToken)
+  const big = await failure(create({ ...seedRequest(), flavorRef: 'm1.huge' }))
+  t.equal(big.code, status.RESOURCE_EXHAUSTED)
+  t.match(big.details, /no valid host found for .*MEMORY_MB 1000000.*: 2 hosts; 0 after placement capacity \(short of MEMORY_MB on 2\)/)
+  // A queued image cannot boot.
+  const queued = await call<Image>(cloud.c.images, 'createImage', { name: 'empty', diskFormat: 'qcow2', containerFormat: 'bare' }, demo.token)
+  const q = await failure(create({ ...seedRequest(), imageRef: queued.id }))
+  t.equal(q.code, status.FAILED_PRECONDITION)
+  t.match(q.details, /is queued, not active: upload its data first/)
+  // The flavor's disk is smaller than the image.
+  await call(cloud.c.flavors, 'createFlavor', { id: 'tiny-disk', name: 'm1.tinydisk', vcpus: 1, ram: 64, disk: 0 }, cloud.s.adminToken)
+  const bigImage = await call<Image>(cloud.c.images, 'createImage', { name: 'big', diskFormat: 'raw', containerFormat: 'bare', minDisk: 5 }, demo.token)
+  await uploadImage(cloud.c.images, demo.token, bigImage.id, Buffer.alloc(1024 * 1024))
+  const small = await failure(create({ ...seedRequest(), flavorRef: '1', imageRef: bigImage.id }))
+  t.equal(small.code, status.FAILED_PRECONDITION)
+  t.match(small.details, /smaller than the image's min_disk \(5 GiB\)/)
+
+  t.equal(await count(), n, 'no server was recorded')
+  const compute = (q: Record<string, number | undefined>) => [q.instances, q.cores, q.ram, q.ports]
+  t.same(compute(await quota()), compute(before), 'no instance, core, ram or port quota was used (the images above are the test\'s own)')
+})
+
+t.test('a build that fails on the host ends in ERROR with a fault, and gives back its allocation, ports and quota', async (t) => {
+  for (const a of cloud.agents) a.driver.injectFailure({ operation: 'spawn', step: 'start', error: new FailedPrecondition('QEMU refused to start: injected') })
+  const before = await quota()
+  const r = await create({ name: 'broken', flavorRef: '1', imageRef: 'cirros', networks: [{ uuid: cloud.network.id }] })
+  const id = r.servers[0]!.id
+  const failed = await cloud.waitFor(id, (s) => s.status === 'ERROR', demo.token)
+  t.match(failed, { vmState: 'error', taskState: '', fault: { code: 'FAILED_PRECONDITION', message: /QEMU refused to start: injected/ } })
+  t.same(await allocations(id), [], 'allocation released')
+  t.same(await ports(id), [], 'ports released')
+  t.same(await quota(), before, 'quota given back')
+  const host = (await get(id, cloud.s.adminToken)).host
+  t.notOk(existsSync(path.join(driverOf(host).agent.config.instancesDir, id)), 'no disk left on the host')
+  for (const a of cloud.agents) a.driver.clearFailures()
+  // An ERROR server can be deleted; with nothing on the host it is gone at once.
+  await act('deleteServer', id)
+  await eventually(() => gone(id), 5_000, 'the failed server to be deleted')
+})
+
+t.test('networks: auto picks the only usable network, none makes no NIC, several are ambiguous', async (t) => {
+  const auto = (await create({ name: 'auto', flavorRef: '1', imageRef: 'cirros' })).servers[0]!
+  const none = (await create({ name: 'none', flavorRef: '1', imageRef: 'cirros', networkMode: 'none' })).servers[0]!
+  const a = await cloud.waitFor(auto.id, active, demo.token)
+  const b = await cloud.waitFor(none.id, active, demo.token)
+  t.equal(a.addresses[0]?.networkId, cloud.network.id, 'the shared provider network is the only one: auto uses it')
+  t.same(b.addresses, [], 'network_mode none: no NIC')
+  await call<Network>(cloud.c.networks, 'createNetwork', { name: 'private' }, demo.token)
+  const amb = await failure(create({ name: 'amb', flavorRef: '1', imageRef: 'cirros' }))
+  t.equal(amb.code, status.ABORTED, 'ambiguous: CONFLICT (Nova: 409 NetworkAmbiguous)')
+  t.match(amb.details, /2 networks could be meant .*--nic net-id=/)
+  // A port made beforehand is used as it is and only unbound on delete.
+  const port = await call<{ id: string }>(cloud.c.ports, 'createPort', { networkId: cloud.network.id, name: 'mine' }, demo.token)
+  const withPort = (await create({ name: 'with-port', flavorRef: '1', imageRef: 'cirros', networks: [{ port: port.id }] })).servers[0]!
+  await cloud.waitFor(withPort.id, active, demo.token)
+  const taken = await failure(create({ name: 'same-port', flavorRef: '1', imageRef: 'cirros', networks: [{ port: port.id }] }))
+  t.equal(taken.code, status.ABORTED, 'a port in use cannot be given to another server')
+  for (const id of [auto.id, none.id, withPort.id]) await act('deleteServer', id)
+  await eventually(() => gone(withPort.id), 5_000, 'deleted')
+  const kept = await call<{ id: string; deviceId: string }>(cloud.c.ports, 'getPort', { id: port.id }, demo.token)
+  t.equal(kept.deviceId, '', 'the given port survives the server, unbound')
+})
+
+t.test('min_count/max_count, and quotas under 20 concurrent creates', async (t) => {
+  const multi = await create({ name: 'web', flavorRef: '1', imageRef: 'cirros', networkMode: 'none', minCount: 2, maxCount: 3 })
+  t.same(multi.servers.map((s) => s.name), ['web-1', 'web-2', 'web-3'])
+  t.equal(new Set(multi.servers.map((s) => s.reservationId)).size, 1, 'one reservation id')
+  for (const s of multi.servers) await cloud.waitFor(s.id, active, demo.token)
+  for (const s of multi.servers) await act('deleteServer', s.id)
+  for (const s of multi.servers) await eventually(() => gone(s.id), 5_000, 'deleted')
+
+  const q = await tenant(cloud.s, 'quota')
+  await call(cloud.c.quotas, 'updateQuota', { projectId: q.projectId, limits: { instances: 7 } }, cloud.s.adminToken)
+  const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => create({ name: `q${i}`, flavorRef: '1', imageRef: 'cirros', networkMode: 'none' }, q.token)))
+  const ok = results.filter((r) => r.status === 'fulfilled')
+  t.equal(ok.length, 7, 'exactly the quota is admitted')
+  for (const r of results) if (r.status === 'rejected') t.match((r.reason as Error).message, /quota exceeded for instances: 7 of 7/)
+  const over = await failure(create({ name: 'min', flavorRef: '1', imageRef: 'cirros', networkMode: 'none', minCount: 2 }, q.token))
+  t.equal(over.code, status.RESOURCE_EXHAUSTED)
+  const listed = await call<ListServersResponse>(cloud.c.servers, 'listServers', {}, q.token)
+  t.equal(listed.servers.length, 7, 'refused requests left no server')
+})
+
+t.test('availability zones: the default zone, and hosts for admins', async (t) => {
+  const z = await call<ListAvailabilityZonesResponse>(cloud.c.zones, 'listAvailabilityZones', {}, demo.token)
+  t.same(z.availabilityZones.map((x) => [x.name, x.available, x.hosts.length]), [['nova', true, 0]], 'members see zones without hosts')
+  const za = await call<ListAvailabilityZonesResponse>(cloud.c.zones, 'listAvailabilityZones', {}, cloud.s.adminToken)
+  t.same(za.availabilityZones[0]?.hosts.map((h) => [h.host, h.service, h.active, h.available]), [['node1', 'nova-compute', true, true], ['node2', 'nova-compute', true, true]])
+})

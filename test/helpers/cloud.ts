@@ -1,0 +1,135 @@
+/**
+ * A small cloud for compute tests: a real nats-server, a real controller,
+ * agents (fake driver, in-process, by default), every host mapped, a bootable
+ * qcow2 image uploaded through the image service, a flavor, and the seed's
+ * shared provider network with a subnet. Clients for the compute services.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { Metadata, type ServiceError } from '@grpc/grpc-js'
+import type { ConfigOverrides } from '../../controller/config.js'
+import { startController, type TestController } from './controller.js'
+import { startNats, type NatsServer } from './nats.js'
+import { startAgent, eventually, type TestAgent } from './agents.js'
+import { call, client } from './grpc.js'
+import type { AgentConfigOverrides } from '../../agent/config.js'
+import type { FakeDriverOptions } from '../../agent/virt/fake.js'
+import { bootDiskImage, bootMarker } from '../fixtures/boot-sector.js'
+import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
+import { FlavorsClient, KeypairsClient, QuotasClient, AvailabilityZonesClient, type Flavor } from '../../proto/gen/strato/compute/v1/compute.js'
+import { ServersClient, type Server } from '../../proto/gen/strato/compute/v1/servers.js'
+import { HostsClient } from '../../proto/gen/strato/compute/v1/hosts.js'
+import { PlacementClient } from '../../proto/gen/strato/placement/v1/placement.js'
+import { NetworksClient, PortsClient, SubnetsClient, type Network, type Subnet } from '../../proto/gen/strato/network/v1/network.js'
+import type { Decoded } from './grpc.js'
+
+export interface CloudClients {
+  servers: ServersClient
+  images: ImagesClient
+  flavors: FlavorsClient
+  keypairs: KeypairsClient
+  quotas: QuotasClient
+  zones: AvailabilityZonesClient
+  hosts: HostsClient
+  placement: PlacementClient
+  networks: NetworksClient
+  subnets: SubnetsClient
+  ports: PortsClient
+}
+
+export interface TestCloud {
+  nats: NatsServer
+  s: TestController
+  agents: TestAgent[]
+  c: CloudClients
+  image: Decoded<Image>
+  /** The marker the image's guest prints on its console. */
+  marker: string
+  flavor: Decoded<Flavor>
+  network: Decoded<Network>
+  subnet: Decoded<Subnet>
+  /** Polls GetServer until `pred` holds. */
+  waitFor(id: string, pred: (s: Decoded<Server>) => boolean, token?: string, timeoutMs?: number, what?: string): Promise<Decoded<Server>>
+  close(): Promise<void>
+}
+
+export interface CloudOptions {
+  hosts?: string[]
+  controller?: ConfigOverrides
+  agent?: AgentConfigOverrides & { fake?: FakeDriverOptions }
+}
+
+/** Uploads a file (or bytes) to an image that was created queued. */
+export function uploadImage(images: ImagesClient, token: string, imageId: string, data: Buffer): Promise<Image> {
+  const md = new Metadata()
+  md.set('x-auth-token', token)
+  return new Promise((resolve, reject) => {
+    const st = images.uploadImage(md, (err: ServiceError | null, res: Image) => (err ? reject(err) : resolve(res)))
+    st.write({ imageId, size: data.length, data })
+    st.end()
+  })
+}
+
+export async function startCloud(o: CloudOptions = {}): Promise<TestCloud> {
+  const nats = await startNats()
+  const s = await startController({
+    natsUrl: nats.url,
+    ...o.controller,
+    hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 5, castAckWaitMs: 3_000, ...o.controller?.hosts },
+    servers: { castRetryMs: 200, agentCallTimeoutMs: 5_000, ...o.controller?.servers },
+  })
+  const address = s.address
+  const c: CloudClients = {
+    servers: client(ServersClient, address),
+    images: client(ImagesClient, address),
+    flavors: client(FlavorsClient, address),
+    keypairs: client(KeypairsClient, address),
+    quotas: client(QuotasClient, address),
+    zones: client(AvailabilityZonesClient, address),
+    hosts: client(HostsClient, address),
+    placement: client(PlacementClient, address),
+    networks: client(NetworksClient, address),
+    subnets: client(SubnetsClient, address),
+    ports: client(PortsClient, address),
+  }
+  const agents: TestAgent[] = []
+  for (const host of o.hosts ?? ['node1', 'node2']) {
+    agents.push(await startAgent(nats.url, host, { powerSyncIntervalMs: 200, shutdownTimeoutMs: 2_000, ...o.agent }))
+  }
+  await s.controller.hosts.discover()
+
+  const scratch = mkdtempSync(path.join(tmpdir(), 'strato-cloud-'))
+  const marker = bootMarker(path.basename(scratch))
+  const file = await bootDiskImage({ line: marker, path: path.join(scratch, 'boot.qcow2'), sizeMiB: 16 })
+  const created = await call<Image>(c.images, 'createImage', { name: 'cirros', diskFormat: 'qcow2', containerFormat: 'bare', visibility: 'public' }, s.adminToken)
+  await uploadImage(c.images, s.adminToken, created.id, readFileSync(file))
+  const image = await call<Image>(c.images, 'getImage', { id: created.id }, s.adminToken)
+  rmSync(scratch, { recursive: true, force: true })
+  const flavor = await call<Flavor>(c.flavors, 'createFlavor', { id: '1', name: 'm1.nano', vcpus: 1, ram: 64, disk: 1 }, s.adminToken)
+  const network = await call<Network>(c.networks, 'createNetwork', { name: 'provider', shared: true, routerExternal: true, providerPhysicalNetwork: 'provider', providerNetworkType: 'flat' }, s.adminToken)
+  const subnet = await call<Subnet>(c.subnets, 'createSubnet', {
+    name: 'provider', networkId: network.id, cidr: '192.168.201.0/24', gatewayIp: '192.168.201.1',
+    allocationPools: [{ start: '192.168.201.200', end: '192.168.201.210' }], dnsNameservers: ['114.114.114.114'],
+  }, s.adminToken)
+
+  const waitFor: TestCloud['waitFor'] = (id, pred, token = s.adminToken, timeoutMs = 10_000, what = 'the server') => {
+    let last: Decoded<Server> | undefined
+    return eventually(async () => {
+      last = await call<Server>(c.servers, 'getServer', { id }, token)
+      return pred(last) ? last : undefined
+    }, timeoutMs, what).catch((err: Error) => {
+      throw new Error(`${err.message}; last seen: ${last ? `${last.status} vm_state=${last.vmState} task=${last.taskState} fault=${last.fault?.message ?? ''}` : 'nothing'}`)
+    })
+  }
+
+  return {
+    nats, s, agents, c, image, marker, flavor, network, subnet, waitFor,
+    async close() {
+      for (const a of agents) await a.stop().catch(() => {})
+      for (const x of Object.values(c)) x.close()
+      await s.close()
+      await nats.stop()
+    },
+  }
+}
