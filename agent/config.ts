@@ -66,12 +66,12 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     diskGb: diskRaw,
     driver: overrides.driver ?? (env.STRATO_AGENT_DRIVER as AgentConfig['driver'] | undefined) ?? 'libvirt',
     heartbeatIntervalMs: overrides.heartbeatIntervalMs ?? 10_000,
-    requestTimeoutMs: overrides.requestTimeoutMs ?? 5_000,
+    requestTimeoutMs: overrides.requestTimeoutMs ?? envInt(env, 'STRATO_AGENT_REQUEST_TIMEOUT_MS') ?? 5_000,
     controllerAddress: overrides.controllerAddress ?? env.STRATO_AGENT_CONTROLLER ?? null,
     bridgeMappings: overrides.bridgeMappings ?? parseMappings(env.STRATO_AGENT_BRIDGE_MAPPINGS) ?? { provider: 'br-provider' },
-    shutdownTimeoutMs: overrides.shutdownTimeoutMs ?? 60_000,
-    powerSyncIntervalMs: overrides.powerSyncIntervalMs ?? 60_000,
-    maxConcurrentCasts: overrides.maxConcurrentCasts ?? 8,
+    shutdownTimeoutMs: overrides.shutdownTimeoutMs ?? envInt(env, 'STRATO_AGENT_SHUTDOWN_TIMEOUT_MS') ?? 60_000,
+    powerSyncIntervalMs: overrides.powerSyncIntervalMs ?? envInt(env, 'STRATO_AGENT_POWER_SYNC_INTERVAL_MS') ?? 60_000,
+    maxConcurrentCasts: overrides.maxConcurrentCasts ?? envInt(env, 'STRATO_AGENT_MAX_CONCURRENT_CASTS') ?? 8,
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
   if (!Number.isInteger(cfg.maxConcurrentCasts) || cfg.maxConcurrentCasts < 1) throw new InvalidArgument('maxConcurrentCasts must be an integer ≥ 1', { field: 'maxConcurrentCasts' })
@@ -81,6 +81,15 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
   if (cfg.driver !== 'fake' && cfg.driver !== 'libvirt') throw new InvalidArgument(`driver must be fake or libvirt, got '${String(cfg.driver)}'`, { field: 'driver' })
   if (cfg.diskGb !== null && (!Number.isInteger(cfg.diskGb) || cfg.diskGb < 0)) throw new InvalidArgument('diskGb must be a non-negative integer', { field: 'diskGb' })
   return cfg
+}
+
+/** A whole number from the environment, or undefined when unset; anything else is refused by name. */
+function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return undefined
+  const n = Number(raw)
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgument(`${name}: '${raw}' is not a whole number`, { field: name })
+  return n
 }
 
 /** `physnet:bridge,physnet:bridge` → a map; undefined when unset. */

@@ -12,11 +12,12 @@
  * Lifecycle INITIALIZED → RUNNING → STOPPING → STOPPED; stop() stops taking
  * casts, finishes the ones in hand, drains NATS.
  */
-import { statfsSync, mkdirSync } from 'node:fs'
+import { chmodSync, mkdirSync, statfsSync, statSync } from 'node:fs'
+import path from 'node:path'
 import { connect, type NatsConnection, type Subscription, type Msg } from '@nats-io/transport-node'
 import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
-import { NotFound, Unavailable, toStratoError } from '../proto/errors.js'
+import { FailedPrecondition, NotFound, Unavailable, toStratoError } from '../proto/errors.js'
 import { errorFromHeaders, errorHeaders } from '../proto/nats-errors.js'
 import { CONDUCTOR_SUBJECT, agentRpcSubject, castResultSubject, heartbeatSubject, parseCastId, powerSubject } from '../proto/subjects.js'
 import {
@@ -123,6 +124,7 @@ export class AgentService {
   private async run(): Promise<void> {
     await this.driver.init()
     mkdirSync(this.config.instancesDir, { recursive: true })
+    if (this.config.driver === 'libvirt') guestReachable(this.config.instancesDir)
     this.nc = await connect({ servers: this.config.natsUrl, name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 })
     this.js = jetstream(this.nc)
     void this.watchStatus(this.nc)
@@ -370,5 +372,22 @@ export class AgentService {
     return ['unknown', '', async () => {
       throw new NotFound('cast with no known action')
     }]
+  }
+}
+
+/**
+ * QEMU runs as its own user (libvirt-qemu), so it must be able to walk down to
+ * the guests' disks: the instances dir is made 0755, and every directory above
+ * it must let others through. Checked at start, so the failure names the
+ * directory instead of every build failing with "Permission denied".
+ */
+function guestReachable(instancesDir: string): void {
+  chmodSync(instancesDir, 0o755)
+  for (let dir = path.dirname(instancesDir); ; dir = path.dirname(dir)) {
+    const mode = statSync(dir).mode
+    if ((mode & 0o001) === 0) {
+      throw new FailedPrecondition(`QEMU (user libvirt-qemu) cannot reach ${instancesDir}: ${dir} has mode ${(mode & 0o777).toString(8).padStart(4, '0')}; run chmod o+x ${dir}, or set STRATO_AGENT_INSTANCES_DIR (or STRATO_AGENT_STATE_DIR) to a path others can traverse`)
+    }
+    if (dir === path.dirname(dir)) return
   }
 }

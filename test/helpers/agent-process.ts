@@ -1,0 +1,117 @@
+/**
+ * Runs the real agent daemon (`agent/main.ts`) as its own process, configured
+ * the way an operator would: `STRATO_AGENT_*` environment variables. For tests
+ * that kill it (SIGKILL mid-build) and start it again on the same state.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { chmodSync, createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+
+export interface AgentProcessOptions {
+  host: string
+  natsUrl: string
+  driver: 'fake' | 'libvirt'
+  /** Kept across restarts; made (and removed on `remove()`) when not given. */
+  stateDir?: string
+  /** Extra STRATO_AGENT_* settings. */
+  env?: Record<string, string>
+}
+
+export interface AgentProcess {
+  host: string
+  stateDir: string
+  instancesDir: string
+  proc: ChildProcess
+  /** Everything the agent logged (JSON lines), across restarts. */
+  log(): string
+  /** Waits until the agent says it is running. */
+  running(timeoutMs?: number): Promise<void>
+  kill(signal: NodeJS.Signals): Promise<void>
+  /** SIGTERM, and wait for a clean exit. */
+  stop(): Promise<number | null>
+  /** Starts it again on the same state dir and host. */
+  restart(): Promise<void>
+  /** Stops it and removes its state (when the helper made it). */
+  remove(): Promise<void>
+}
+
+export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> {
+  const made = !o.stateDir
+  const stateDir = o.stateDir ?? mkdtempSync(path.join(tmpdir(), `strato-agentp-${o.host}-`))
+  if (made) chmodSync(stateDir, 0o755) // QEMU (libvirt-qemu) walks through it to the disks
+  const logFile = path.join(stateDir, 'agent.log')
+  const launch = (): ChildProcess => {
+    const out = createWriteStream(logFile, { flags: 'a' })
+    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'agent/main.ts')], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        STRATO_AGENT_HOST: o.host,
+        STRATO_NATS_URL: o.natsUrl,
+        STRATO_AGENT_DRIVER: o.driver,
+        STRATO_AGENT_STATE_DIR: stateDir,
+        STRATO_LOG_LEVEL: process.env.STRATO_TEST_LOG && process.env.STRATO_TEST_LOG !== 'silent' ? process.env.STRATO_TEST_LOG : 'info',
+        ...o.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    proc.stdout!.pipe(out)
+    proc.stderr!.pipe(out)
+    return proc
+  }
+  const exited = (p: ChildProcess) =>
+    new Promise<number | null>((resolve) => {
+      if (p.exitCode !== null || p.signalCode !== null) return resolve(p.exitCode)
+      p.once('exit', (code) => resolve(code))
+    })
+  const read = () => {
+    try {
+      return readFileSync(logFile, 'utf8')
+    } catch {
+      return ''
+    }
+  }
+  const a: AgentProcess = {
+    host: o.host,
+    stateDir,
+    instancesDir: o.env?.STRATO_AGENT_INSTANCES_DIR ?? path.join(stateDir, 'instances'),
+    proc: launch(),
+    log: read,
+    async running(timeoutMs = 30_000) {
+      const runs = () => read().split('\n').filter((l) => l.includes('"msg":"agent running"')).length
+      const want = starts
+      const deadline = Date.now() + timeoutMs
+      while (runs() < want) {
+        if (a.proc.exitCode !== null) throw new Error(`agent ${o.host} exited with ${a.proc.exitCode}:\n${read().slice(-3000)}`)
+        if (Date.now() > deadline) throw new Error(`agent ${o.host} did not start within ${timeoutMs} ms:\n${read().slice(-3000)}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    },
+    async kill(signal) {
+      const done = exited(a.proc)
+      a.proc.kill(signal)
+      await done
+    },
+    async stop() {
+      const done = exited(a.proc)
+      a.proc.kill('SIGTERM')
+      return done
+    },
+    async restart() {
+      if (a.proc.exitCode === null && a.proc.signalCode === null) await a.stop()
+      starts++
+      a.proc = launch()
+      await a.running()
+    },
+    async remove() {
+      if (a.proc.exitCode === null && a.proc.signalCode === null) await a.kill('SIGKILL')
+      if (made) rmSync(stateDir, { recursive: true, force: true })
+    },
+  }
+  let starts = 1
+  return a
+}
