@@ -71,16 +71,9 @@ export function uploadImage(images: ImagesClient, token: string, imageId: string
   })
 }
 
-export async function startCloud(o: CloudOptions = {}): Promise<TestCloud> {
-  const nats = await startNats()
-  const s = await startController({
-    natsUrl: nats.url,
-    ...o.controller,
-    hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 5, castAckWaitMs: 3_000, ...o.controller?.hosts },
-    servers: { castRetryMs: 200, agentCallTimeoutMs: 5_000, ...o.controller?.servers },
-  })
-  const address = s.address
-  const c: CloudClients = {
+/** Typed clients for the compute-side services at `address`. */
+export function cloudClients(address: string): CloudClients {
+  return {
     servers: client(ServersClient, address),
     images: client(ImagesClient, address),
     flavors: client(FlavorsClient, address),
@@ -93,27 +86,31 @@ export async function startCloud(o: CloudOptions = {}): Promise<TestCloud> {
     subnets: client(SubnetsClient, address),
     ports: client(PortsClient, address),
   }
-  const agents: TestAgent[] = []
-  for (const host of o.hosts ?? ['node1', 'node2']) {
-    agents.push(await startAgent(nats.url, host, { powerSyncIntervalMs: 200, shutdownTimeoutMs: 2_000, ...o.agent }))
-  }
-  await s.controller.hosts.discover()
+}
 
+export type Provisioned = Pick<TestCloud, 'image' | 'marker' | 'flavor' | 'network' | 'subnet'>
+
+/** What every compute test boots with: the boot-sector image "cirros" (public), flavor m1.nano, the shared provider network. */
+export async function provision(c: CloudClients, adminToken: string): Promise<Provisioned> {
   const scratch = mkdtempSync(path.join(tmpdir(), 'strato-cloud-'))
   const marker = bootMarker(path.basename(scratch))
   const file = await bootDiskImage({ line: marker, path: path.join(scratch, 'boot.qcow2'), sizeMiB: 16 })
-  const created = await call<Image>(c.images, 'createImage', { name: 'cirros', diskFormat: 'qcow2', containerFormat: 'bare', visibility: 'public' }, s.adminToken)
-  await uploadImage(c.images, s.adminToken, created.id, readFileSync(file))
-  const image = await call<Image>(c.images, 'getImage', { id: created.id }, s.adminToken)
+  const created = await call<Image>(c.images, 'createImage', { name: 'cirros', diskFormat: 'qcow2', containerFormat: 'bare', visibility: 'public' }, adminToken)
+  await uploadImage(c.images, adminToken, created.id, readFileSync(file))
+  const image = await call<Image>(c.images, 'getImage', { id: created.id }, adminToken)
   rmSync(scratch, { recursive: true, force: true })
-  const flavor = await call<Flavor>(c.flavors, 'createFlavor', { id: '1', name: 'm1.nano', vcpus: 1, ram: 64, disk: 1 }, s.adminToken)
-  const network = await call<Network>(c.networks, 'createNetwork', { name: 'provider', shared: true, routerExternal: true, providerPhysicalNetwork: 'provider', providerNetworkType: 'flat' }, s.adminToken)
+  const flavor = await call<Flavor>(c.flavors, 'createFlavor', { id: '1', name: 'm1.nano', vcpus: 1, ram: 64, disk: 1 }, adminToken)
+  const network = await call<Network>(c.networks, 'createNetwork', { name: 'provider', shared: true, routerExternal: true, providerPhysicalNetwork: 'provider', providerNetworkType: 'flat' }, adminToken)
   const subnet = await call<Subnet>(c.subnets, 'createSubnet', {
     name: 'provider', networkId: network.id, cidr: '192.168.201.0/24', gatewayIp: '192.168.201.1',
     allocationPools: [{ start: '192.168.201.200', end: '192.168.201.210' }], dnsNameservers: ['114.114.114.114'],
-  }, s.adminToken)
+  }, adminToken)
+  return { image, marker, flavor, network, subnet }
+}
 
-  const waitFor: TestCloud['waitFor'] = (id, pred, token = s.adminToken, timeoutMs = 10_000, what = 'the server') => {
+/** Polls GetServer until `pred` holds; the error says what the server last looked like. */
+export function serverWaiter(c: CloudClients, adminToken: string): TestCloud['waitFor'] {
+  return (id, pred, token = adminToken, timeoutMs = 10_000, what = 'the server') => {
     let last: Decoded<Server> | undefined
     return eventually(async () => {
       last = await call<Server>(c.servers, 'getServer', { id }, token)
@@ -122,7 +119,24 @@ export async function startCloud(o: CloudOptions = {}): Promise<TestCloud> {
       throw new Error(`${err.message}; last seen: ${last ? `${last.status} vm_state=${last.vmState} task=${last.taskState} fault=${last.fault?.message ?? ''}` : 'nothing'}`)
     })
   }
+}
 
+export async function startCloud(o: CloudOptions = {}): Promise<TestCloud> {
+  const nats = await startNats()
+  const s = await startController({
+    natsUrl: nats.url,
+    ...o.controller,
+    hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 5, castAckWaitMs: 3_000, ...o.controller?.hosts },
+    servers: { castRetryMs: 200, agentCallTimeoutMs: 5_000, ...o.controller?.servers },
+  })
+  const c = cloudClients(s.address)
+  const agents: TestAgent[] = []
+  for (const host of o.hosts ?? ['node1', 'node2']) {
+    agents.push(await startAgent(nats.url, host, { powerSyncIntervalMs: 200, shutdownTimeoutMs: 2_000, ...o.agent }))
+  }
+  await s.controller.hosts.discover()
+  const { image, marker, flavor, network, subnet } = await provision(c, s.adminToken)
+  const waitFor = serverWaiter(c, s.adminToken)
   return {
     nats, s, agents, c, image, marker, flavor, network, subnet, waitFor,
     async close() {
