@@ -19,6 +19,8 @@ export interface StackConfig {
   openrc: string
   /** @default `info` */
   logLevel: string
+  /** `libvirt`: start libvirtd and one agent for this host; `none`: no compute host. @default `libvirt` */
+  agent: 'libvirt' | 'none'
 }
 
 function port(name: string, raw: string | undefined, dflt: number): number {
@@ -36,5 +38,12 @@ export function loadStackConfig(env: NodeJS.ProcessEnv = process.env): StackConf
     host: env.STRATO_HOST || '127.0.0.1',
     openrc: path.resolve(env.STRATO_OPENRC || 'admin-openrc'),
     logLevel: env.STRATO_LOG_LEVEL || 'info',
+    agent: agentMode(env.STRATO_AGENT),
   }
+}
+
+function agentMode(raw: string | undefined): StackConfig['agent'] {
+  if (raw === undefined || raw === '' || raw === 'libvirt') return 'libvirt'
+  if (raw === 'none') return 'none'
+  throw new InvalidArgument(`STRATO_AGENT must be libvirt or none, got '${raw}'`, { field: 'STRATO_AGENT' })
 }

@@ -1,13 +1,20 @@
 #!/usr/bin/env node
 /**
- * The all-in-one stack: a nats-server with JetStream and the controller with
- * its embedded SQLite database, in the foreground, readable logs, clean stop
+ * The all-in-one stack: a nats-server with JetStream, the controller with its
+ * embedded SQLite database, libvirtd (started when it is not running) and one
+ * agent for this host — mapped, like DevStack's final `discover_hosts` — plus
+ * a demo image and flavor m1.nano. In the foreground, readable logs, clean stop
  * on Ctrl-C (SIGINT) or SIGTERM. State lives under STRATO_HOME.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import type { Logger } from 'pino'
+import { registerDemo } from './demo.js'
 import { loadConfig } from '../../controller/config.js'
 import { createLogger } from '../../controller/log.js'
 import { Controller } from '../../controller/server.js'
@@ -39,6 +46,80 @@ async function waitForPort(port: number, host: string, proc: ChildProcess, ms: n
   throw new Error(`nats-server did not listen on ${host}:${port} within ${ms} ms`)
 }
 
+const here = path.dirname(fileURLToPath(import.meta.url))
+/** A sibling module of the stack, as .js when built and .ts under tsx. */
+/** The checkout (where package.json is), from src or dist alike. */
+const root = (() => {
+  for (let dir = here; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir
+    if (dir === path.dirname(dir)) throw new Error(`no package.json above ${here}`)
+  }
+})()
+const moduleOf = (rel: string) => path.join(here, '../..', `${rel}${path.extname(fileURLToPath(import.meta.url))}`)
+
+/** Reads `export K='V'` lines. */
+function readOpenrc(file: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const m = /^export (\w+)='(.*)'$/.exec(line)
+    if (m) out[m[1]!] = m[2]!.replaceAll("'\\''", "'")
+  }
+  return out
+}
+
+/** Re-logs a child's JSON log lines through our (pretty) logger. */
+function relog(stream: NodeJS.ReadableStream, log: Logger): void {
+  const levels: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' }
+  createInterface({ input: stream }).on('line', (line) => {
+    try {
+      const { level, msg, time: _t, pid: _p, hostname: _h, name: _n, ...rest } = JSON.parse(line) as Record<string, unknown>
+      log[levels[level as number] ?? 'info'](rest, String(msg ?? ''))
+    } catch {
+      if (line.trim()) log.info(line)
+    }
+  })
+}
+
+/**
+ * Starts virtlogd/libvirtd when they are not running (no systemd here) and
+ * one agent for this host on the libvirt driver. Resolves with the agent, or
+ * undefined (the stack then runs without a compute host, and says why) when
+ * libvirt cannot be started or STRATO_AGENT=none.
+ */
+async function startAgent(controllerAddress: string, natsUrl: string): Promise<ChildProcess | undefined> {
+  if (cfg.agent === 'none') {
+    log.info('STRATO_AGENT=none: no compute agent on this host')
+    return undefined
+  }
+  try {
+    await promisify(execFile)('sh', [path.join(root, 'agent/virt/libvirt/start-libvirtd.sh')], { timeout: 60_000 })
+  } catch (err) {
+    const e = err as { stderr?: string; message: string }
+    log.error({ err: (e.stderr ?? e.message).trim() }, 'libvirtd could not be started: running without a compute host (servers stay unschedulable). Run as root with libvirt-daemon-system installed (npm run setup), or set STRATO_AGENT=none to silence this')
+    return undefined
+  }
+  const stateDir = path.join(cfg.home, 'agent')
+  mkdirSync(stateDir, { recursive: true })
+  // QEMU runs as libvirt-qemu: it has to walk through the stack's home to the guests' disks.
+  for (const dir of [cfg.home, stateDir]) chmodSync(dir, 0o755)
+  const agent = spawn(process.execPath, [...process.execArgv, moduleOf('agent/main')], {
+    env: {
+      ...process.env,
+      STRATO_NATS_URL: natsUrl,
+      STRATO_AGENT_DRIVER: 'libvirt',
+      STRATO_AGENT_STATE_DIR: stateDir,
+      STRATO_AGENT_CONTROLLER: controllerAddress,
+      STRATO_LOG_LEVEL: cfg.logLevel,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own group: Ctrl-C reaches the runner, which stops the agent before the controller
+  })
+  const agentLog = log.child({ component: 'agent' })
+  relog(agent.stdout!, agentLog)
+  relog(agent.stderr!, agentLog)
+  return agent
+}
+
 async function main(): Promise<void> {
   for (const [what, p] of [['NATS', cfg.natsPort], ['gRPC', cfg.grpcPort]] as const) {
     if (!(await portFree(p, cfg.host))) {
@@ -64,6 +145,13 @@ async function main(): Promise<void> {
     }),
     log.child({ component: 'controller' }),
   )
+  let agent: ChildProcess | undefined
+  const stopAgent = () =>
+    new Promise<void>((resolve) => {
+      if (!agent || agent.exitCode !== null || agent.signalCode !== null) return resolve()
+      agent.once('exit', () => resolve())
+      agent.kill('SIGTERM')
+    })
   const stopNats = () =>
     new Promise<void>((resolve) => {
       if (nats.exitCode !== null || nats.signalCode !== null) return resolve()
@@ -75,6 +163,7 @@ async function main(): Promise<void> {
     if (stopping) return
     stopping = true
     log.info({ signal }, 'stopping the stack')
+    await stopAgent()
     await controller.stop().catch((err) => log.error({ err }, 'controller did not stop cleanly'))
     await stopNats()
     log.info('stack stopped')
@@ -95,6 +184,18 @@ async function main(): Promise<void> {
     throw err
   }
   if (controller.bootstrapResult.created) log.info({ openrc: cfg.openrc }, `first run: admin credentials written to ${cfg.openrc} (mode 0600)`)
+  await registerDemo(controller.address, readOpenrc(cfg.openrc), log.child({ component: 'demo' }))
+  agent = await startAgent(controller.address, `nats://${cfg.host}:${cfg.natsPort}`)
+  if (agent) {
+    agent.once('exit', (code, signal) => {
+      if (!stopping) log.error({ code, signal }, 'the agent exited; the stack runs on without a compute host (see its log above)')
+    })
+    // Map it, as DevStack ends with `nova-manage cell_v2 discover_hosts`.
+    const deadline = Date.now() + 60_000
+    while (Date.now() < deadline && agent.exitCode === null && !(await controller.hosts.list()).length) await new Promise((r) => setTimeout(r, 200))
+    const found = await controller.hosts.discover()
+    for (const line of found.lines) log.info(line)
+  }
   const rel = path.relative(process.cwd(), cfg.openrc)
   log.info(`Strato is up at ${controller.address}. In another shell: . ${rel.startsWith('..') ? cfg.openrc : rel}  — Ctrl-C here stops the stack.`)
 }

@@ -10,6 +10,14 @@ import path from 'node:path'
 import t from 'tap'
 import { parseOpenrc } from '../helpers/controller.js'
 import { freePort } from '../helpers/ports.js'
+import { call, client } from '../helpers/grpc.js'
+import { eventually } from '../helpers/agents.js'
+import { cloudClients, serverWaiter } from '../helpers/cloud.js'
+import { DEMO_IMAGE, DEMO_LINE } from '../../cli/stack/demo.js'
+import { TokensClient, type IssueTokenResponse } from '../../proto/gen/strato/identity/v1/identity.js'
+import { ImagesClient, type ListImagesResponse } from '../../proto/gen/strato/image/v1/image.js'
+import type { ListHostsResponse } from '../../proto/gen/strato/compute/v1/hosts.js'
+import type { ConsoleOutput, CreateServerResponse } from '../../proto/gen/strato/compute/v1/servers.js'
 
 const root = path.resolve(import.meta.dirname, '../..')
 
@@ -97,6 +105,28 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
     t.equal(r.health, 'SERVING')
   }
 
+  // A first user can boot right away: the host is mapped, the demo image and m1.nano are there.
+  const admin = await call<IssueTokenResponse>(client(TokensClient, `127.0.0.1:${a.grpcPort}`), 'issueToken', {
+    identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password: creds.OS_PASSWORD! } } },
+    scope: { project: { name: 'admin', domain: { name: 'Default' } } },
+  })
+  const c = cloudClients(`127.0.0.1:${a.grpcPort}`)
+  t.teardown(() => Object.values(c).forEach((x) => x.close()))
+  const hosts = await call<ListHostsResponse>(c.hosts, 'listHosts', {}, admin.token)
+  t.match(hosts.hosts, [{ mapped: true, state: 'up', status: 'enabled' }], "this host's agent runs and is mapped")
+  t.match(a.output(), /Creating host mapping for compute host/, 'the stack mapped it, as discover_hosts prints')
+  const made = await call<CreateServerResponse>(c.servers, 'createServer', { name: 'first', flavorRef: 'm1.nano', imageRef: DEMO_IMAGE, networkMode: 'none' }, admin.token)
+  const id = made.servers[0]!.id
+  const up = await serverWaiter(c, admin.token)(id, (x) => x.status !== 'BUILD', admin.token, 120_000)
+  t.equal(up.status, 'ACTIVE', `the demo image boots on m1.nano (${up.fault?.message ?? 'no fault'})`)
+  const out = await eventually(async () => {
+    const o = await call<ConsoleOutput>(c.servers, 'getConsoleOutput', { id }, admin.token)
+    return o.output.includes(DEMO_LINE) ? o.output : undefined
+  }, 60_000, 'the demo line on the console')
+  t.match(out, DEMO_LINE, 'its console says hello')
+  await call(c.servers, 'deleteServer', { id }, admin.token)
+  await eventually(() => call(c.servers, 'getServer', { id }, admin.token).then(() => undefined, () => true), 60_000, 'the server to be deleted')
+
   // A second stack, side by side, with its own ports and home: its own cloud.
   const b = await npmStart(homeB)
   const credsB = parseOpenrc(path.join(homeB, 'admin-openrc'))
@@ -114,6 +144,8 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   t.equal(readFileSync(openrc, 'utf8'), before, 'admin-openrc is not rewritten')
   t.notMatch(again.output(), /first run/)
   t.equal(probe(again, 'v1').body.user.name, 'admin', 'the old password still works')
+  const images = await call<ListImagesResponse>(client(ImagesClient, `127.0.0.1:${again.grpcPort}`), 'listImages', { name: DEMO_IMAGE }, admin.token)
+  t.equal(images.images.length, 1, 'the demo image is registered once')
   t.ok(await ctrlC(again))
   t.ok(existsSync(path.join(homeA, 'controller', 'strato.db')))
 })
