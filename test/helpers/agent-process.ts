@@ -8,6 +8,7 @@ import { chmodSync, createWriteStream, mkdtempSync, readFileSync, rmSync } from 
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { virsh } from './libvirt.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
@@ -37,6 +38,17 @@ export interface AgentProcess {
   restart(): Promise<void>
   /** Stops it and removes its state (when the helper made it). */
   remove(): Promise<void>
+}
+
+/** Destroys and undefines every libvirt domain whose disks live under `dir`. */
+async function destroyDomainsUnder(dir: string): Promise<void> {
+  const names = (await virsh('list', '--all', '--name').catch(() => '')).split('\n').map((l) => l.trim()).filter(Boolean)
+  for (const name of names) {
+    const xml = await virsh('dumpxml', name).catch(() => '')
+    if (!xml.includes(`file='${dir}/`)) continue
+    await virsh('destroy', name).catch(() => {})
+    await virsh('undefine', name).catch(() => {})
+  }
 }
 
 export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> {
@@ -109,6 +121,8 @@ export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> 
     },
     async remove() {
       if (a.proc.exitCode === null && a.proc.signalCode === null) await a.kill('SIGKILL')
+      // Guests this agent left (a test that failed half way): their disks are under its state dir.
+      if (o.driver === 'libvirt') await destroyDomainsUnder(stateDir)
       if (made) rmSync(stateDir, { recursive: true, force: true })
     },
   }
