@@ -128,10 +128,10 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     shutdownGraceMs: 10_000,
     network: { physicalNetworks: ['provider'], vlanRanges: { provider: [100, 4094] } },
     scheduler: {
-      enabledFilters: ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter'],
-      weighers: ['RAMWeigher', 'CPUWeigher', 'DiskWeigher'],
+      enabledFilters: ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter'],
+      weighers: ['RAMWeigher', 'CPUWeigher', 'DiskWeigher', 'ServerGroupSoftAffinityWeigher', 'ServerGroupSoftAntiAffinityWeigher'],
       strategy: 'spread',
-      weightMultipliers: { RAMWeigher: 1, CPUWeigher: 1, DiskWeigher: 1 },
+      weightMultipliers: { RAMWeigher: 1, CPUWeigher: 1, DiskWeigher: 1, ServerGroupSoftAffinityWeigher: 1, ServerGroupSoftAntiAffinityWeigher: 1 },
       hostSubsetSize: 1,
       maxAttempts: 3,
     },

@@ -38,6 +38,7 @@ import { imageServices } from './api/images.js'
 import { hostServices } from './api/hosts.js'
 import { placementServices } from './api/placement.js'
 import { HostRegistry } from './compute/hosts.js'
+import { ServerGroupCatalog } from './compute/server-groups.js'
 import { Placement } from './scheduler/placement.js'
 import { Scheduler } from './scheduler/scheduler.js'
 import { schedulerPolicy } from './scheduler/policy.js'
@@ -113,9 +114,10 @@ export class Controller {
     hosts.onChange = () => scheduler.invalidate()
     await hosts.load()
     hosts.start()
+    const serverGroups = new ServerGroupCatalog(this.db, quota)
     const servers = (this.servers = new ServerCatalog(
       this.db,
-      { flavors, images, keypairs, ports, securityGroups, scheduler, hosts, quota, tokens: (userId, projectId) => auth!.issueFor(userId, projectId) },
+      { flavors, images, keypairs, ports, securityGroups, scheduler, hosts, quota, serverGroups, tokens: (userId, projectId) => auth!.issueFor(userId, projectId) },
       { defaultAvailabilityZone: cfg.hosts.defaultAvailabilityZone, ...cfg.servers },
       this.log.child({ component: 'servers' }),
     ))
@@ -130,7 +132,7 @@ export class Controller {
       ...imageServices(images, rpc),
       ...networkServices(network, rpc),
       ...hostServices(hosts, rpc),
-      ...serverServices(servers, hosts, cfg.hosts.defaultAvailabilityZone, rpc),
+      ...serverServices(servers, serverGroups, hosts, cfg.hosts.defaultAvailabilityZone, rpc),
       ...placementServices(placement, rpc),
     ]
     const served = new Set(services.map(([def]) => serviceName(def)))

@@ -1,7 +1,8 @@
-/** gRPC adapters for strato.compute.v1.Servers and AvailabilityZones. */
+/** gRPC adapters for strato.compute.v1.Servers, ServerGroups and AvailabilityZones. */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js'
 import { InvalidArgument } from '../../proto/errors.js'
-import { ConsoleOutput, CreateServerResponse, ListServersResponse, Server, ServersService } from '../../proto/gen/strato/compute/v1/servers.js'
+import { ConsoleOutput, CreateServerResponse, ListServerGroupsResponse, ListServersResponse, Server, ServerGroup, ServerGroupsService, ServersService } from '../../proto/gen/strato/compute/v1/servers.js'
+import type { ServerGroupCatalog } from '../compute/server-groups.js'
 import { AvailabilityZonesService, ListAvailabilityZonesResponse } from '../../proto/gen/strato/compute/v1/compute.js'
 import type { ServerCaller, ServerCatalog, ServerView } from '../compute/servers.js'
 import type { HostRegistry } from '../compute/hosts.js'
@@ -21,7 +22,7 @@ function toServer(v: ServerView): Server {
   })
 }
 
-export function serverServices(servers: ServerCatalog, hosts: HostRegistry, defaultZone: string, rpc: RpcDeps): Array<[object, UntypedServiceImplementation]> {
+export function serverServices(servers: ServerCatalog, groups: ServerGroupCatalog, hosts: HostRegistry, defaultZone: string, rpc: RpcDeps): Array<[object, UntypedServiceImplementation]> {
   return [
     [ServersService, implement(ServersService, {
       createServer: async (req, c) => {
@@ -39,6 +40,16 @@ export function serverServices(servers: ServerCatalog, hosts: HostRegistry, defa
         return toServer(await servers.act(req.id, type === 'HARD' ? 'reboot_hard' : 'reboot', caller(c)))
       },
       getConsoleOutput: async (req, c) => ConsoleOutput.fromPartial({ output: await servers.consoleOutput(req.id, req.length || undefined, caller(c)) }),
+    }, rpc)],
+
+    [ServerGroupsService, implement(ServerGroupsService, {
+      createServerGroup: async (req, c) => ServerGroup.fromPartial(await groups.create(req, caller(c))),
+      getServerGroup: async (req, c) => ServerGroup.fromPartial(await groups.get(req.id, caller(c))),
+      listServerGroups: async (req, c) => ListServerGroupsResponse.fromPartial({ serverGroups: await groups.list(req.allProjects ?? false, caller(c)) }),
+      deleteServerGroup: async (req, c) => {
+        await groups.delete(req.id, caller(c))
+        return {}
+      },
     }, rpc)],
 
     [AvailabilityZonesService, implement(AvailabilityZonesService, {

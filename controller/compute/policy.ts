@@ -40,5 +40,9 @@ export const serverPolicy: Record<string, PolicyEntry> = {
   [`${S}/StopServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${S}/RebootServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${S}/GetConsoleOutput`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  [`${C}.ServerGroups/CreateServerGroup`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  [`${C}.ServerGroups/GetServerGroup`]: { allow: ['cloud_admin', 'project_reader'], target: ownScope },
+  [`${C}.ServerGroups/ListServerGroups`]: { allow: ['cloud_admin', 'project_reader'], target: ownScope },
+  [`${C}.ServerGroups/DeleteServerGroup`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${C}.AvailabilityZones/ListAvailabilityZones`]: { allow: ['authenticated'] },
 }

@@ -32,6 +32,7 @@ import { loadNetwork, canModify, type Actor } from '../network/access.js'
 import type { Scheduler, Placed } from '../scheduler/scheduler.js'
 import { DISK_GB, MEMORY_MB, VCPU } from '../scheduler/model.js'
 import type { HostRegistry } from './hosts.js'
+import type { ServerGroupCatalog } from './server-groups.js'
 import { beginAction, outcomeOf, statesFor, statusOf, syncPower, STATUSES, type ServerAction, type TaskState } from './server-states.js'
 import type { AgentTransport, CastAction, CastResultEvent } from './transport.js'
 import { castIdFor as castId, parseCastId } from '../../proto/subjects.js'
@@ -101,6 +102,8 @@ export interface ServerView {
   terminatedAt: Date | undefined
   reservationId: string
   launchIndex: number
+  /** The server group it joined, if any. */
+  serverGroups: string[]
 }
 
 export interface CreateServer {
@@ -117,6 +120,8 @@ export interface CreateServer {
   maxCount?: number
   userData?: string
   metadata?: Record<string, string>
+  /** Scheduler hint `group`: a server group id or name. */
+  group?: string
 }
 
 export interface ListServers {
@@ -199,6 +204,7 @@ export class ServerCatalog {
       hosts: HostRegistry
       quota: QuotaEngine
       tokens: DelegatedTokens
+      serverGroups: ServerGroupCatalog
     },
     private readonly config: ServersConfig,
     private readonly log: Log,
@@ -243,6 +249,21 @@ export class ServerCatalog {
     const actor = actorOf(caller)
     const nics = await this.planNics(req, actor, projectId)
     const groupIds = await this.resolveGroups(req.securityGroups, actor, projectId)
+    // A server group's members are placed one request at a time, each seeing where the others went.
+    const serverGroup = req.group ? await this.deps.serverGroups.resolve(req.group, caller) : undefined
+    const place = () => this.placeAndRecord({ req, caller, projectId, actor, name, description, minCount, maxCount, flavor, image, key, userData, metadata, zone, nics, groupIds, serverGroup })
+    return serverGroup ? this.deps.serverGroups.serialize(serverGroup, place) : place()
+  }
+
+  private async placeAndRecord(o: {
+    req: CreateServer; caller: ServerCaller; projectId: string; actor: Actor; name: string; description: string; minCount: number; maxCount: number
+    flavor: Flavor; image: Image; key: { name: string; publicKey: string } | undefined; userData: string; metadata: Record<string, string>
+    zone: { zone?: string; host?: string }; nics: NicPlan[]; groupIds: string[] | undefined; serverGroup: string | undefined
+  }): Promise<{ servers: ServerView[]; reservationId: string }> {
+    const { caller, projectId, actor, name, description, minCount, flavor, image, key, userData, metadata, zone, nics, groupIds } = o
+    let maxCount = o.maxCount
+    const group = o.serverGroup ? await this.deps.serverGroups.forCreate(o.serverGroup, caller, minCount) : undefined
+    if (group && group.room >= 0) maxCount = Math.min(maxCount, group.room)
 
     // Claim a host for each server: allocation + quota (instances, cores, ram), atomically.
     const reservationId = `r-${randomBytes(4).toString('hex')}`
@@ -257,8 +278,10 @@ export class ServerCatalog {
             ...(zone.zone ? { availabilityZone: zone.zone } : {}),
             ...(zone.host ? { forceHost: zone.host } : {}),
             imageProperties: image.properties,
+            ...(group ? { group: group.spec } : {}),
           })
           placed.push({ uuid, placed: p })
+          group?.spec.memberHosts.push(p.host)
         } catch (err) {
           if (i < minCount) throw err
           this.log.info({ reservationId, created: i, asked: maxCount, err: (err as Error).message }, 'fewer servers than max_count fit')
@@ -303,6 +326,7 @@ export class ServerCatalog {
             vm_state: 'building', task_state: 'networking', power_state: 0, pending_cast_id: castIdFor('build', uuid), cast_sent_at: null,
             own_ports: JSON.stringify(own), reservation_id: reservationId, launch_index: index,
             fault_code: '', fault_message: '', fault_at: null, created_at: ts, updated_at: ts, launched_at: null, terminated_at: null, deleted: 0,
+            server_group_id: group?.spec.id ?? '',
           }).execute()
         }
       })
@@ -564,6 +588,7 @@ export class ServerCatalog {
         terminatedAt: r.terminated_at ? new Date(r.terminated_at) : undefined,
         reservationId: r.reservation_id,
         launchIndex: Number(r.launch_index),
+        serverGroups: r.server_group_id ? [r.server_group_id] : [],
       }
     })
   }

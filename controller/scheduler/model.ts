@@ -97,6 +97,25 @@ export interface RequestSpec {
   requiredTraits?: string[]
   /** Traits the host must not have. */
   forbiddenTraits?: string[]
+  /** The server group the server joins (Nova's `group` scheduler hint). */
+  group?: GroupSpec
+}
+
+/** A server group as the scheduler needs it: its policy and where its members run. */
+export interface GroupSpec {
+  id: string
+  policy: 'affinity' | 'anti-affinity' | 'soft-affinity' | 'soft-anti-affinity'
+  /** anti-affinity: members one host may hold. */
+  maxServerPerHost: number
+  /** Hosts of the members, once per member (those placed earlier in the same request included). */
+  memberHosts: string[]
+}
+
+/** How many members of the request's group run on `host`. */
+export function groupMembersOn(spec: RequestSpec, host: string): number {
+  let n = 0
+  for (const h of spec.group?.memberHosts ?? []) if (h === host) n++
+  return n
 }
 
 /**
@@ -122,5 +141,7 @@ export interface HostFilter {
  */
 export interface HostWeigher {
   readonly name: string
+  /** false: not a resource weigher, so `strategy: pack` does not reverse it. @default true */
+  readonly resource?: boolean
   weigh(host: HostState, spec: RequestSpec): number
 }

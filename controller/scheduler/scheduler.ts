@@ -82,7 +82,8 @@ export class Scheduler {
     this.weighers = config.weighers.map((name) => {
       const weigher = WEIGHERS.get(name)
       if (!weigher) throw new Error(`scheduler.weighers: unknown weigher '${name}'; known: ${[...WEIGHERS.keys()].join(', ')}`)
-      return { weigher, multiplier: sign * (config.weightMultipliers[name] ?? 1) }
+      // spread/pack turns the resource weighers around; a group's soft policy means what it says either way.
+      return { weigher, multiplier: (weigher.resource === false ? 1 : sign) * (config.weightMultipliers[name] ?? 1) }
     })
   }
 

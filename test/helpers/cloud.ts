@@ -18,7 +18,7 @@ import type { FakeDriverOptions } from '../../agent/virt/fake.js'
 import { bootDiskImage, bootMarker } from '../fixtures/boot-sector.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
 import { FlavorsClient, KeypairsClient, QuotasClient, AvailabilityZonesClient, type Flavor } from '../../proto/gen/strato/compute/v1/compute.js'
-import { ServersClient, type Server } from '../../proto/gen/strato/compute/v1/servers.js'
+import { ServerGroupsClient, ServersClient, type Server } from '../../proto/gen/strato/compute/v1/servers.js'
 import { HostsClient } from '../../proto/gen/strato/compute/v1/hosts.js'
 import { PlacementClient } from '../../proto/gen/strato/placement/v1/placement.js'
 import { NetworksClient, PortsClient, SubnetsClient, type Network, type Subnet } from '../../proto/gen/strato/network/v1/network.js'
@@ -26,6 +26,7 @@ import type { Decoded } from './grpc.js'
 
 export interface CloudClients {
   servers: ServersClient
+  serverGroups: ServerGroupsClient
   images: ImagesClient
   flavors: FlavorsClient
   keypairs: KeypairsClient
@@ -75,6 +76,7 @@ export function uploadImage(images: ImagesClient, token: string, imageId: string
 export function cloudClients(address: string): CloudClients {
   return {
     servers: client(ServersClient, address),
+    serverGroups: client(ServerGroupsClient, address),
     images: client(ImagesClient, address),
     flavors: client(FlavorsClient, address),
     keypairs: client(KeypairsClient, address),

@@ -3,8 +3,9 @@ import type { HostState, HostWeigher, RequestSpec } from '../model.js'
 import { cpuWeigher } from './cpu-weigher.js'
 import { diskWeigher } from './disk-weigher.js'
 import { ramWeigher } from './ram-weigher.js'
+import { serverGroupSoftAffinityWeigher, serverGroupSoftAntiAffinityWeigher } from './server-group-soft-weighers.js'
 
-export const WEIGHERS: ReadonlyMap<string, HostWeigher> = new Map([ramWeigher, cpuWeigher, diskWeigher].map((w) => [w.name, w]))
+export const WEIGHERS: ReadonlyMap<string, HostWeigher> = new Map([ramWeigher, cpuWeigher, diskWeigher, serverGroupSoftAffinityWeigher, serverGroupSoftAntiAffinityWeigher].map((w) => [w.name, w]))
 
 /** Min-max normalisation to [0, 1]; all equal → all 0 (nova `normalize`). */
 export function normalize(values: number[]): number[] {

@@ -53,8 +53,24 @@ export interface ServerTable {
   launched_at: string | null
   terminated_at: string | null
   deleted: number
+  /** The server group it joined at create ('' for none). */
+  server_group_id: string
+}
+
+/** Nova's instance groups: a policy for where their members run. */
+export interface ServerGroupTable {
+  id: string
+  name: string
+  /** affinity | anti-affinity | soft-affinity | soft-anti-affinity */
+  policy: string
+  /** anti-affinity's rule; 1 otherwise. */
+  max_server_per_host: number
+  project_id: string
+  user_id: string
+  created_at: string
 }
 
 export interface ServerTables {
   servers: ServerTable
+  server_groups: ServerGroupTable
 }

@@ -11,7 +11,7 @@ import { eventually } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import { imageInfo } from '../../../native/index.js'
 import { FailedPrecondition } from '../../../proto/errors.js'
-import type { ConsoleOutput, CreateServerResponse, ListServersResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
+import type { ConsoleOutput, CreateServerResponse, ListServerGroupsResponse, ListServersResponse, Server, ServerGroup } from '../../../proto/gen/strato/compute/v1/servers.js'
 import type { ListAvailabilityZonesResponse, QuotaSet } from '../../../proto/gen/strato/compute/v1/compute.js'
 import type { ListAllocationsResponse } from '../../../proto/gen/strato/placement/v1/placement.js'
 import type { Image } from '../../../proto/gen/strato/image/v1/image.js'
@@ -301,4 +301,77 @@ t.test('availability zones: the default zone, and hosts for admins', async (t) =
   t.same(z.availabilityZones.map((x) => [x.name, x.available, x.hosts.length]), [['nova', true, 0]], 'members see zones without hosts')
   const za = await call<ListAvailabilityZonesResponse>(cloud.c.zones, 'listAvailabilityZones', {}, cloud.s.adminToken)
   t.same(za.availabilityZones[0]?.hosts.map((h) => [h.host, h.service, h.active, h.available]), [['node1', 'nova-compute', true, true], ['node2', 'nova-compute', true, true]])
+})
+
+t.test('server groups: anti-affinity spreads (and refuses a third on two hosts), affinity packs, concurrent creates keep the policy', async (t) => {
+  const g = await tenant(cloud.s, 'groups')
+  const mk = (name: string, policy: string, extra: object = {}) => call<ServerGroup>(cloud.c.serverGroups, 'createServerGroup', { name, policy, ...extra }, g.token)
+  const boot = (name: string, group: string, extra: object = {}) => create({ name, flavorRef: '1', imageRef: 'cirros', networkMode: 'none', group, ...extra }, g.token)
+  const hostOf = async (id: string) => (await get(id, cloud.s.adminToken)).host
+  const clean = async (ids: string[]) => {
+    for (const id of ids) await act('deleteServer', id, g.token)
+    for (const id of ids) await eventually(() => get(id, g.token).then(() => undefined, () => true), 5_000, 'deleted')
+  }
+
+  const bad = await failure(mk('x', 'sticky'))
+  t.equal(bad.code, status.INVALID_ARGUMENT)
+  t.match(bad.details, /policy must be one of affinity, anti-affinity, soft-affinity, soft-anti-affinity, got 'sticky'/)
+  const badRule = await failure(mk('x', 'affinity', { maxServerPerHost: 2 }))
+  t.equal(fieldOf(badRule), 'max_server_per_host', 'max_server_per_host is a rule of anti-affinity only')
+
+  // anti-affinity: two members on two hosts; a third finds no host, and says which filter refused.
+  const anti = await mk('spread', 'anti-affinity')
+  const two = await boot('anti', 'spread', { minCount: 2, maxCount: 2 })
+  const hosts = await Promise.all(two.servers.map((s) => hostOf(s.id)))
+  t.same([...hosts].sort(), ['node1', 'node2'], 'one member per host')
+  const third = await failure(boot('anti-3', anti.id))
+  t.equal(third.code, status.RESOURCE_EXHAUSTED)
+  t.match(third.details, /0 after ServerGroupAntiAffinityFilter \(anti-affinity with group .* \(at most 1 per host\)\) — 'node1' holds 1 of the group's members/)
+  const shown = await call<ServerGroup>(cloud.c.serverGroups, 'getServerGroup', { id: 'spread' }, g.token)
+  t.same([...shown.members].sort(), two.servers.map((s) => s.id).sort(), 'the group lists its members')
+  t.same((await get(two.servers[0]!.id, g.token)).serverGroups, [anti.id], 'a member shows its group')
+  await clean(two.servers.map((s) => s.id))
+
+  // Concurrent creates into one anti-affinity group: exactly one per host, never two on one.
+  const race = await mk('race', 'anti-affinity')
+  const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => boot(`race-${i}`, race.id)))
+  const won = results.flatMap((r) => (r.status === 'fulfilled' ? r.value.servers : []))
+  t.equal(won.length, 2, 'two of twenty concurrent creates fit two hosts')
+  t.same((await Promise.all(won.map((s) => hostOf(s.id)))).sort(), ['node1', 'node2'])
+  await clean(won.map((s) => s.id))
+
+  // max_server_per_host 2: four members on two hosts.
+  await mk('pairs', 'anti-affinity', { maxServerPerHost: 2 })
+  const four = await boot('pair', 'pairs', { minCount: 4, maxCount: 4 })
+  const counts = new Map<string, number>()
+  for (const s of four.servers) counts.set(await hostOf(s.id), (counts.get(await hostOf(s.id)) ?? 0) + 1)
+  t.same([...counts.values()], [2, 2], 'two per host')
+  await clean(four.servers.map((s) => s.id))
+
+  // affinity: every member where the first went, even when spreading would pick the other host.
+  await mk('together', 'affinity')
+  const first = (await boot('aff-1', 'together')).servers[0]!
+  const rest = await Promise.all([boot('aff-2', 'together'), boot('aff-3', 'together')])
+  const where = await hostOf(first.id)
+  for (const r of rest) t.equal(await hostOf(r.servers[0]!.id), where, 'on the first member\'s host')
+  await clean([first.id, ...rest.map((r) => r.servers[0]!.id)])
+
+  // Member quota: server_group_members (10 by default) limits a group.
+  await call(cloud.c.quotas, 'updateQuota', { projectId: g.projectId, limits: { server_group_members: 1 } }, cloud.s.adminToken)
+  await mk('small', 'soft-anti-affinity')
+  const over = await failure(boot('small', 'small', { minCount: 2 }))
+  t.equal(over.code, status.RESOURCE_EXHAUSTED)
+  t.match(over.details, /quota exceeded for server_group_members/)
+
+  // Another project cannot use (or see) the group; deleting it leaves its members running.
+  t.equal((await failure(create({ name: 'intruder', flavorRef: '1', imageRef: 'cirros', networkMode: 'none', group: anti.id }))).code, status.NOT_FOUND)
+  const member = (await boot('stays', 'together')).servers[0]!
+  await cloud.waitFor(member.id, active, g.token)
+  await call(cloud.c.serverGroups, 'deleteServerGroup', { id: 'together' }, g.token)
+  const after = await get(member.id, g.token)
+  t.equal(after.status, 'ACTIVE')
+  t.same(after.serverGroups, [], 'no longer in a group')
+  const left = await call<ListServerGroupsResponse>(cloud.c.serverGroups, 'listServerGroups', {}, g.token)
+  t.same(left.serverGroups.map((x) => x.name).sort(), ['pairs', 'race', 'small', 'spread'])
+  await clean([member.id])
 })

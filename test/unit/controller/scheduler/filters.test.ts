@@ -4,7 +4,34 @@ import { availabilityZoneFilter } from '../../../../controller/scheduler/filters
 import { computeFilter } from '../../../../controller/scheduler/filters/compute-filter.js'
 import { canonicalArch, imagePropertiesFilter } from '../../../../controller/scheduler/filters/image-properties-filter.js'
 import { FILTERS } from '../../../../controller/scheduler/filters/index.js'
+import { serverGroupAffinityFilter } from '../../../../controller/scheduler/filters/server-group-affinity-filter.js'
+import { serverGroupAntiAffinityFilter } from '../../../../controller/scheduler/filters/server-group-anti-affinity-filter.js'
+import type { GroupSpec } from '../../../../controller/scheduler/model.js'
 import { fakeHost, fakeSpec } from './fake-host.js'
+
+const group = (policy: GroupSpec['policy'], memberHosts: string[], maxServerPerHost = 1): { group: GroupSpec } => ({ group: { id: 'g1', policy, memberHosts, maxServerPerHost } })
+
+t.test('ServerGroupAffinityFilter: where the members are; anywhere for the first; other policies pass', async (t) => {
+  const n1 = fakeHost({ host: 'n1' })
+  const n2 = fakeHost({ host: 'n2' })
+  t.ok(serverGroupAffinityFilter.hostPasses(n2, fakeSpec(group('affinity', []))), 'the first member goes anywhere')
+  t.ok(serverGroupAffinityFilter.hostPasses(n1, fakeSpec(group('affinity', ['n1']))))
+  t.notOk(serverGroupAffinityFilter.hostPasses(n2, fakeSpec(group('affinity', ['n1']))))
+  t.ok(serverGroupAffinityFilter.hostPasses(n2, fakeSpec(group('soft-affinity', ['n1']))), 'soft: a weigher, not a filter')
+  t.ok(serverGroupAffinityFilter.hostPasses(n2, fakeSpec()), 'no group')
+  t.equal(serverGroupAffinityFilter.reason!(n2, fakeSpec(group('affinity', ['n1']))), "'n2' is not where the group runs")
+})
+
+t.test('ServerGroupAntiAffinityFilter: fewer than max_server_per_host members on the host', async (t) => {
+  const n1 = fakeHost({ host: 'n1' })
+  t.ok(serverGroupAntiAffinityFilter.hostPasses(n1, fakeSpec(group('anti-affinity', ['n2']))))
+  t.notOk(serverGroupAntiAffinityFilter.hostPasses(n1, fakeSpec(group('anti-affinity', ['n1', 'n2']))))
+  t.ok(serverGroupAntiAffinityFilter.hostPasses(n1, fakeSpec(group('anti-affinity', ['n1'], 2))), 'max_server_per_host 2: one more fits')
+  t.notOk(serverGroupAntiAffinityFilter.hostPasses(n1, fakeSpec(group('anti-affinity', ['n1', 'n1'], 2))))
+  t.ok(serverGroupAntiAffinityFilter.hostPasses(n1, fakeSpec(group('soft-anti-affinity', ['n1']))), 'soft: a weigher, not a filter')
+  t.equal(serverGroupAntiAffinityFilter.describe!(fakeSpec(group('anti-affinity', ['n1']))), 'anti-affinity with group g1 (at most 1 per host)')
+  t.equal(serverGroupAntiAffinityFilter.reason!(n1, fakeSpec(group('anti-affinity', ['n1']))), "'n1' holds 1 of the group's members")
+})
 
 t.test('ComputeFilter: enabled and up', async (t) => {
   const spec = fakeSpec()
@@ -44,5 +71,5 @@ t.test('ImagePropertiesFilter: architecture and hypervisor type', async (t) => {
 })
 
 t.test('the registry knows every filter by name', async (t) => {
-  t.same([...FILTERS.keys()].sort(), ['AvailabilityZoneFilter', 'ComputeFilter', 'ImagePropertiesFilter'])
+  t.same([...FILTERS.keys()].sort(), ['AvailabilityZoneFilter', 'ComputeFilter', 'ImagePropertiesFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter'])
 })

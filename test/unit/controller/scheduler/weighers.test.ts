@@ -4,7 +4,22 @@ import { cpuWeigher } from '../../../../controller/scheduler/weighers/cpu-weighe
 import { diskWeigher } from '../../../../controller/scheduler/weighers/disk-weigher.js'
 import { normalize, weighHosts } from '../../../../controller/scheduler/weighers/index.js'
 import { ramWeigher } from '../../../../controller/scheduler/weighers/ram-weigher.js'
+import { serverGroupSoftAffinityWeigher, serverGroupSoftAntiAffinityWeigher } from '../../../../controller/scheduler/weighers/server-group-soft-weighers.js'
 import { fakeHost, fakeSpec } from './fake-host.js'
+
+t.test('soft group policies: more members is better (soft-affinity) or worse (soft-anti-affinity), even when packing', async (t) => {
+  const n1 = fakeHost({ host: 'n1' })
+  const n2 = fakeHost({ host: 'n2' })
+  const spec = (policy: 'soft-affinity' | 'soft-anti-affinity') => fakeSpec({ group: { id: 'g', policy, memberHosts: ['n1', 'n1'], maxServerPerHost: 1 } })
+  t.equal(serverGroupSoftAffinityWeigher.weigh(n1, spec('soft-affinity')), 2)
+  t.equal(serverGroupSoftAntiAffinityWeigher.weigh(n1, spec('soft-anti-affinity')), -2)
+  t.equal(serverGroupSoftAffinityWeigher.weigh(n1, spec('soft-anti-affinity')), 0, 'other policies weigh 0')
+  for (const policy of ['soft-affinity', 'soft-anti-affinity'] as const) {
+    const ranked = weighHosts([n1, n2], spec(policy), [{ weigher: serverGroupSoftAffinityWeigher, multiplier: 1 }, { weigher: serverGroupSoftAntiAffinityWeigher, multiplier: 1 }]).map((w) => w.host.host)
+    t.same(ranked, policy === 'soft-affinity' ? ['n1', 'n2'] : ['n2', 'n1'], policy)
+  }
+  t.equal(serverGroupSoftAffinityWeigher.resource, false, 'not reversed by strategy: pack')
+})
 
 t.test('raw weights are free resources', async (t) => {
   const h = fakeHost({ vcpus: 4, memoryMb: 8192, diskGb: 50, used: { VCPU: 3, MEMORY_MB: 2048, DISK_GB: 20 } })

@@ -19,6 +19,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Empty } from "../../../google/protobuf/empty.js";
 import { Timestamp } from "../../../google/protobuf/timestamp.js";
 
 export const protobufPackage = "strato.compute.v1";
@@ -134,7 +135,11 @@ export interface Server {
   /** Servers created by one request share it (min_count/max_count). */
   reservationId?: string | undefined;
   launchIndex?: number | undefined;
-  description?: string | undefined;
+  description?:
+    | string
+    | undefined;
+  /** Ids of the server groups the server belongs to (Nova 2.71 server_groups). */
+  serverGroups?: string[] | undefined;
 }
 
 export interface Server_MetadataEntry {
@@ -192,7 +197,14 @@ export interface CreateServerRequest {
   /** Base64, at most 65535 bytes decoded (Nova's limit). */
   userData?: string | undefined;
   metadata?: { [key: string]: string } | undefined;
-  description?: string | undefined;
+  description?:
+    | string
+    | undefined;
+  /**
+   * Scheduler hint `group`: the server group (id or name) the servers join;
+   * its policy (affinity, anti-affinity, soft-…) constrains their hosts.
+   */
+  group?: string | undefined;
 }
 
 export interface CreateServerRequest_MetadataEntry {
@@ -270,6 +282,50 @@ export interface GetConsoleOutputRequest {
 
 export interface ConsoleOutput {
   output?: string | undefined;
+}
+
+/**
+ * A server group (Nova os-server-groups, microversion 2.64 shape): servers
+ * that join it at create are placed by its policy.
+ */
+export interface ServerGroup {
+  id?: string | undefined;
+  name?:
+    | string
+    | undefined;
+  /** affinity, anti-affinity, soft-affinity or soft-anti-affinity. */
+  policy?:
+    | string
+    | undefined;
+  /** anti-affinity only: how many members one host may hold (default 1). */
+  maxServerPerHost?:
+    | number
+    | undefined;
+  /** Ids of the (not deleted) servers in the group. */
+  members?: string[] | undefined;
+  projectId?: string | undefined;
+  userId?: string | undefined;
+  createdAt?: Date | undefined;
+}
+
+export interface CreateServerGroupRequest {
+  name?: string | undefined;
+  policy?: string | undefined;
+  maxServerPerHost?: number | undefined;
+}
+
+/** By id, or by name when exactly one visible group has it. */
+export interface ServerGroupRef {
+  id?: string | undefined;
+}
+
+export interface ListServerGroupsRequest {
+  /** Cloud admins: the groups of every project. */
+  allProjects?: boolean | undefined;
+}
+
+export interface ListServerGroupsResponse {
+  serverGroups?: ServerGroup[] | undefined;
 }
 
 function createBaseServerAddress(): ServerAddress {
@@ -752,6 +808,7 @@ function createBaseServer(): Server {
     reservationId: "",
     launchIndex: 0,
     description: "",
+    serverGroups: [],
   };
 }
 
@@ -841,6 +898,11 @@ export const Server: MessageFns<Server> = {
     }
     if (message.description !== undefined && message.description !== "") {
       writer.uint32(218).string(message.description);
+    }
+    if (message.serverGroups !== undefined && message.serverGroups.length !== 0) {
+      for (const v of message.serverGroups) {
+        writer.uint32(226).string(v!);
+      }
     }
     return writer;
   },
@@ -1083,6 +1145,17 @@ export const Server: MessageFns<Server> = {
             message.description = reader.string();
             continue;
           }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.serverGroups!.push(el);
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1211,6 +1284,11 @@ export const Server: MessageFns<Server> = {
         ? globalThis.Number(object.launch_index)
         : 0,
       description: isSet(object.description) ? globalThis.String(object.description) : "",
+      serverGroups: globalThis.Array.isArray(object?.serverGroups)
+        ? object.serverGroups.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.server_groups)
+        ? object.server_groups.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1303,6 +1381,9 @@ export const Server: MessageFns<Server> = {
     if (message.description !== undefined && message.description !== "") {
       obj.description = message.description;
     }
+    if (message.serverGroups?.length) {
+      obj.serverGroups = message.serverGroups;
+    }
     return obj;
   },
 
@@ -1350,6 +1431,7 @@ export const Server: MessageFns<Server> = {
     message.reservationId = object.reservationId ?? "";
     message.launchIndex = object.launchIndex ?? 0;
     message.description = object.description ?? "";
+    message.serverGroups = object.serverGroups?.map((e) => e) || [];
     return message;
   },
 };
@@ -1559,6 +1641,7 @@ function createBaseCreateServerRequest(): CreateServerRequest {
     userData: "",
     metadata: {},
     description: "",
+    group: "",
   };
 }
 
@@ -1606,6 +1689,9 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
     });
     if (message.description !== undefined && message.description !== "") {
       writer.uint32(106).string(message.description);
+    }
+    if (message.group !== undefined && message.group !== "") {
+      writer.uint32(114).string(message.group);
     }
     return writer;
   },
@@ -1736,6 +1822,14 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
             message.description = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.group = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1814,6 +1908,7 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
         )
         : {},
       description: isSet(object.description) ? globalThis.String(object.description) : "",
+      group: isSet(object.group) ? globalThis.String(object.group) : "",
     };
   },
 
@@ -1864,6 +1959,9 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
     if (message.description !== undefined && message.description !== "") {
       obj.description = message.description;
     }
+    if (message.group !== undefined && message.group !== "") {
+      obj.group = message.group;
+    }
     return obj;
   },
 
@@ -1893,6 +1991,7 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
       {},
     );
     message.description = object.description ?? "";
+    message.group = object.group ?? "";
     return message;
   },
 };
@@ -2778,6 +2877,540 @@ export const ConsoleOutput: MessageFns<ConsoleOutput> = {
   },
 };
 
+function createBaseServerGroup(): ServerGroup {
+  return {
+    id: "",
+    name: "",
+    policy: "",
+    maxServerPerHost: 0,
+    members: [],
+    projectId: "",
+    userId: "",
+    createdAt: undefined,
+  };
+}
+
+export const ServerGroup: MessageFns<ServerGroup> = {
+  encode(message: ServerGroup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== undefined && message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.policy !== undefined && message.policy !== "") {
+      writer.uint32(26).string(message.policy);
+    }
+    if (message.maxServerPerHost !== undefined && message.maxServerPerHost !== 0) {
+      writer.uint32(32).int32(message.maxServerPerHost);
+    }
+    if (message.members !== undefined && message.members.length !== 0) {
+      for (const v of message.members) {
+        writer.uint32(42).string(v!);
+      }
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      writer.uint32(50).string(message.projectId);
+    }
+    if (message.userId !== undefined && message.userId !== "") {
+      writer.uint32(58).string(message.userId);
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServerGroup {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServerGroup();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.policy = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxServerPerHost = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.members!.push(el);
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.projectId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServerGroup {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      policy: isSet(object.policy) ? globalThis.String(object.policy) : "",
+      maxServerPerHost: isSet(object.maxServerPerHost)
+        ? globalThis.Number(object.maxServerPerHost)
+        : isSet(object.max_server_per_host)
+        ? globalThis.Number(object.max_server_per_host)
+        : 0,
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => globalThis.String(e)) : [],
+      projectId: isSet(object.projectId)
+        ? globalThis.String(object.projectId)
+        : isSet(object.project_id)
+        ? globalThis.String(object.project_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ServerGroup): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== undefined && message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.policy !== undefined && message.policy !== "") {
+      obj.policy = message.policy;
+    }
+    if (message.maxServerPerHost !== undefined && message.maxServerPerHost !== 0) {
+      obj.maxServerPerHost = Math.round(message.maxServerPerHost);
+    }
+    if (message.members?.length) {
+      obj.members = message.members;
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      obj.projectId = message.projectId;
+    }
+    if (message.userId !== undefined && message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ServerGroup>, I>>(base?: I): ServerGroup {
+    return ServerGroup.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ServerGroup>, I>>(object: I): ServerGroup {
+    const message = createBaseServerGroup();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.policy = object.policy ?? "";
+    message.maxServerPerHost = object.maxServerPerHost ?? 0;
+    message.members = object.members?.map((e) => e) || [];
+    message.projectId = object.projectId ?? "";
+    message.userId = object.userId ?? "";
+    message.createdAt = object.createdAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCreateServerGroupRequest(): CreateServerGroupRequest {
+  return { name: "", policy: "", maxServerPerHost: 0 };
+}
+
+export const CreateServerGroupRequest: MessageFns<CreateServerGroupRequest> = {
+  encode(message: CreateServerGroupRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== undefined && message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.policy !== undefined && message.policy !== "") {
+      writer.uint32(18).string(message.policy);
+    }
+    if (message.maxServerPerHost !== undefined && message.maxServerPerHost !== 0) {
+      writer.uint32(24).int32(message.maxServerPerHost);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateServerGroupRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateServerGroupRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.policy = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxServerPerHost = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateServerGroupRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      policy: isSet(object.policy) ? globalThis.String(object.policy) : "",
+      maxServerPerHost: isSet(object.maxServerPerHost)
+        ? globalThis.Number(object.maxServerPerHost)
+        : isSet(object.max_server_per_host)
+        ? globalThis.Number(object.max_server_per_host)
+        : 0,
+    };
+  },
+
+  toJSON(message: CreateServerGroupRequest): unknown {
+    const obj: any = {};
+    if (message.name !== undefined && message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.policy !== undefined && message.policy !== "") {
+      obj.policy = message.policy;
+    }
+    if (message.maxServerPerHost !== undefined && message.maxServerPerHost !== 0) {
+      obj.maxServerPerHost = Math.round(message.maxServerPerHost);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateServerGroupRequest>, I>>(base?: I): CreateServerGroupRequest {
+    return CreateServerGroupRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateServerGroupRequest>, I>>(object: I): CreateServerGroupRequest {
+    const message = createBaseCreateServerGroupRequest();
+    message.name = object.name ?? "";
+    message.policy = object.policy ?? "";
+    message.maxServerPerHost = object.maxServerPerHost ?? 0;
+    return message;
+  },
+};
+
+function createBaseServerGroupRef(): ServerGroupRef {
+  return { id: "" };
+}
+
+export const ServerGroupRef: MessageFns<ServerGroupRef> = {
+  encode(message: ServerGroupRef, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServerGroupRef {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServerGroupRef();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServerGroupRef {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: ServerGroupRef): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ServerGroupRef>, I>>(base?: I): ServerGroupRef {
+    return ServerGroupRef.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ServerGroupRef>, I>>(object: I): ServerGroupRef {
+    const message = createBaseServerGroupRef();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseListServerGroupsRequest(): ListServerGroupsRequest {
+  return { allProjects: false };
+}
+
+export const ListServerGroupsRequest: MessageFns<ListServerGroupsRequest> = {
+  encode(message: ListServerGroupsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.allProjects !== undefined && message.allProjects !== false) {
+      writer.uint32(8).bool(message.allProjects);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListServerGroupsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListServerGroupsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.allProjects = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListServerGroupsRequest {
+    return {
+      allProjects: isSet(object.allProjects)
+        ? globalThis.Boolean(object.allProjects)
+        : isSet(object.all_projects)
+        ? globalThis.Boolean(object.all_projects)
+        : false,
+    };
+  },
+
+  toJSON(message: ListServerGroupsRequest): unknown {
+    const obj: any = {};
+    if (message.allProjects !== undefined && message.allProjects !== false) {
+      obj.allProjects = message.allProjects;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListServerGroupsRequest>, I>>(base?: I): ListServerGroupsRequest {
+    return ListServerGroupsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListServerGroupsRequest>, I>>(object: I): ListServerGroupsRequest {
+    const message = createBaseListServerGroupsRequest();
+    message.allProjects = object.allProjects ?? false;
+    return message;
+  },
+};
+
+function createBaseListServerGroupsResponse(): ListServerGroupsResponse {
+  return { serverGroups: [] };
+}
+
+export const ListServerGroupsResponse: MessageFns<ListServerGroupsResponse> = {
+  encode(message: ListServerGroupsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serverGroups !== undefined && message.serverGroups.length !== 0) {
+      for (const v of message.serverGroups) {
+        ServerGroup.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListServerGroupsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListServerGroupsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = ServerGroup.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.serverGroups!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListServerGroupsResponse {
+    return {
+      serverGroups: globalThis.Array.isArray(object?.serverGroups)
+        ? object.serverGroups.map((e: any) => ServerGroup.fromJSON(e))
+        : globalThis.Array.isArray(object?.server_groups)
+        ? object.server_groups.map((e: any) => ServerGroup.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListServerGroupsResponse): unknown {
+    const obj: any = {};
+    if (message.serverGroups?.length) {
+      obj.serverGroups = message.serverGroups.map((e) => ServerGroup.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListServerGroupsResponse>, I>>(base?: I): ListServerGroupsResponse {
+    return ListServerGroupsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListServerGroupsResponse>, I>>(object: I): ListServerGroupsResponse {
+    const message = createBaseListServerGroupsResponse();
+    message.serverGroups = object.serverGroups?.map((e) => ServerGroup.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type ServersService = typeof ServersService;
 export const ServersService = {
   createServer: {
@@ -3014,6 +3647,131 @@ export interface ServersClient extends Client {
 export const ServersClient = makeGenericClientConstructor(ServersService, "strato.compute.v1.Servers") as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ServersClient;
   service: typeof ServersService;
+  serviceName: string;
+};
+
+export type ServerGroupsService = typeof ServerGroupsService;
+export const ServerGroupsService = {
+  createServerGroup: {
+    path: "/strato.compute.v1.ServerGroups/CreateServerGroup" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateServerGroupRequest): Buffer =>
+      Buffer.from(CreateServerGroupRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateServerGroupRequest => CreateServerGroupRequest.decode(value),
+    responseSerialize: (value: ServerGroup): Buffer => Buffer.from(ServerGroup.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ServerGroup => ServerGroup.decode(value),
+  },
+  getServerGroup: {
+    path: "/strato.compute.v1.ServerGroups/GetServerGroup" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ServerGroupRef): Buffer => Buffer.from(ServerGroupRef.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ServerGroupRef => ServerGroupRef.decode(value),
+    responseSerialize: (value: ServerGroup): Buffer => Buffer.from(ServerGroup.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ServerGroup => ServerGroup.decode(value),
+  },
+  listServerGroups: {
+    path: "/strato.compute.v1.ServerGroups/ListServerGroups" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListServerGroupsRequest): Buffer =>
+      Buffer.from(ListServerGroupsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListServerGroupsRequest => ListServerGroupsRequest.decode(value),
+    responseSerialize: (value: ListServerGroupsResponse): Buffer =>
+      Buffer.from(ListServerGroupsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListServerGroupsResponse => ListServerGroupsResponse.decode(value),
+  },
+  /** Its members keep running, no longer in a group (as Nova). */
+  deleteServerGroup: {
+    path: "/strato.compute.v1.ServerGroups/DeleteServerGroup" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ServerGroupRef): Buffer => Buffer.from(ServerGroupRef.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ServerGroupRef => ServerGroupRef.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+} as const;
+
+export interface ServerGroupsServer extends UntypedServiceImplementation {
+  createServerGroup: handleUnaryCall<CreateServerGroupRequest, ServerGroup>;
+  getServerGroup: handleUnaryCall<ServerGroupRef, ServerGroup>;
+  listServerGroups: handleUnaryCall<ListServerGroupsRequest, ListServerGroupsResponse>;
+  /** Its members keep running, no longer in a group (as Nova). */
+  deleteServerGroup: handleUnaryCall<ServerGroupRef, Empty>;
+}
+
+export interface ServerGroupsClient extends Client {
+  createServerGroup(
+    request: CreateServerGroupRequest,
+    callback: (error: ServiceError | null, response: ServerGroup) => void,
+  ): ClientUnaryCall;
+  createServerGroup(
+    request: CreateServerGroupRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ServerGroup) => void,
+  ): ClientUnaryCall;
+  createServerGroup(
+    request: CreateServerGroupRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ServerGroup) => void,
+  ): ClientUnaryCall;
+  getServerGroup(
+    request: ServerGroupRef,
+    callback: (error: ServiceError | null, response: ServerGroup) => void,
+  ): ClientUnaryCall;
+  getServerGroup(
+    request: ServerGroupRef,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ServerGroup) => void,
+  ): ClientUnaryCall;
+  getServerGroup(
+    request: ServerGroupRef,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ServerGroup) => void,
+  ): ClientUnaryCall;
+  listServerGroups(
+    request: ListServerGroupsRequest,
+    callback: (error: ServiceError | null, response: ListServerGroupsResponse) => void,
+  ): ClientUnaryCall;
+  listServerGroups(
+    request: ListServerGroupsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListServerGroupsResponse) => void,
+  ): ClientUnaryCall;
+  listServerGroups(
+    request: ListServerGroupsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListServerGroupsResponse) => void,
+  ): ClientUnaryCall;
+  /** Its members keep running, no longer in a group (as Nova). */
+  deleteServerGroup(
+    request: ServerGroupRef,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  deleteServerGroup(
+    request: ServerGroupRef,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  deleteServerGroup(
+    request: ServerGroupRef,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+}
+
+export const ServerGroupsClient = makeGenericClientConstructor(
+  ServerGroupsService,
+  "strato.compute.v1.ServerGroups",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ServerGroupsClient;
+  service: typeof ServerGroupsService;
   serviceName: string;
 };
 
