@@ -23,12 +23,27 @@ export class Dict {
   }
 }
 
+/**
+ * Lists by key (a server's addresses by network): `a=1, 2; b=3` as
+ * openstackclient's DictListColumn prints it (keys sorted), an object of
+ * arrays in json/yaml.
+ */
+export class DictList {
+  constructor(readonly entries: Record<string, string[]>) {}
+  toString(): string {
+    return Object.keys(this.entries)
+      .sort()
+      .map((k) => `${k}=${this.entries[k]!.join(', ')}`)
+      .join('; ')
+  }
+}
+
 /** How a value looks in a table, `-f value` or `-f shell`: Python's str() of it, as cliff prints. */
 export function display(v: unknown): string {
   if (v === null || v === undefined) return 'None'
   if (typeof v === 'boolean') return v ? 'True' : 'False'
   if (v instanceof Date) return v.toISOString()
-  if (v instanceof Dict) return v.toString()
+  if (v instanceof Dict || v instanceof DictList) return v.toString()
   if (Array.isArray(v)) return v.map(display).join(', ')
   if (typeof v === 'object') return JSON.stringify(v)
   return String(v)
@@ -39,6 +54,7 @@ function plain(v: unknown): unknown {
   if (v === undefined) return null
   if (v instanceof Date) return v.toISOString()
   if (v instanceof Dict) return Object.fromEntries(Object.entries(v.entries).map(([k, x]) => [k, plain(x)]))
+  if (v instanceof DictList) return { ...v.entries }
   if (Array.isArray(v)) return v.map(plain)
   return v
 }

@@ -6,6 +6,7 @@
  */
 import { NotFound } from '../../proto/errors.js'
 import { FlavorsClient, type Flavor } from '../../proto/gen/strato/compute/v1/compute.js'
+import { ServersClient, type Server } from '../../proto/gen/strato/compute/v1/servers.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
 import {
   FloatingIpsClient, NetworksClient, PortsClient, SecurityGroupsClient, SubnetsClient,
@@ -97,6 +98,13 @@ export async function findSecurityGroup(ctx: Context, ref: string): Promise<Secu
   return named[0]
 }
 
+/** A server by id, or by name when exactly one visible server has it (the API resolves both). */
+export async function findServer(ctx: Context, ref: string): Promise<Server> {
+  const s = await maybe(ctx.call(ServersClient, 'getServer', { id: ref }))
+  if (!s) throw noSuch('server', ref)
+  return s
+}
+
 /** A floating IP by id or by its address. */
 export async function findFloatingIp(ctx: Context, ref: string): Promise<FloatingIp> {
   if (isUuid(ref)) {
@@ -158,6 +166,9 @@ export function choice(cmd: string, flag: string, value: string, choices: readon
 
 /** `2015-03-26T16:52:10Z`: the APIs print seconds, no fraction. */
 export const iso = (d: Date | undefined): string | null => (d ? d.toISOString().replace(/\.\d+Z$/, 'Z') : null)
+
+/** `2015-03-26T16:52:10.000000`: how Nova prints its database times (launched_at, a service's updated_at). */
+export const novaTime = (d: Date | undefined): string | null => (d ? d.toISOString().replace(/\.(\d{3})Z$/, '.$1000') : null)
 
 /** Expands a leading `~/` as the shell would (for paths given in quotes). */
 export function expandHome(file: string, env: Record<string, string | undefined>): string {

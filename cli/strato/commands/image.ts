@@ -146,16 +146,19 @@ async function downloadTo(ctx: Context, imageId: string, file: string): Promise<
   const md = await ctx.metadata()
   const stream = ctx.client(ImagesClient).downloadImage({ id: imageId }, md)
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.part-${process.pid}`)
+  const out = createWriteStream(tmp, { mode: 0o644 })
   try {
     await pipeline(
       stream,
       async function* (source: AsyncIterable<ImageChunk>) {
         for await (const c of source) if (c.data && c.data.length) yield c.data
       },
-      createWriteStream(tmp, { mode: 0o644 }),
+      out,
     )
     renameSync(tmp, file)
   } catch (err) {
+    // A download that fails at once can beat the file's open: wait for the stream to close, or the file appears after the removal.
+    if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()))
     rmSync(tmp, { force: true })
     if (err instanceof StratoError || err instanceof CliError) throw err
     if (typeof (err as ServiceError).code === 'number' && 'details' in (err as object)) throw ctx.convert(err as ServiceError)

@@ -3,6 +3,7 @@ import type { Command } from '../registry.js'
 import { catalogCommands } from './catalog.js'
 import { domainCommands } from './domain.js'
 import { flavorCommands } from './flavor.js'
+import { hostCommands } from './host.js'
 import { imageCommands } from './image.js'
 import { keypairCommands } from './keypair.js'
 import { networkCommands } from './network.js'
@@ -11,6 +12,8 @@ import { projectCommands } from './project.js'
 import { quotaCommands } from './quota.js'
 import { roleCommands } from './role.js'
 import { securityGroupCommands } from './security-group.js'
+import { serverCommands } from './server.js'
+import { serverGroupCommands } from './server-group.js'
 import { tokenCommands } from './token.js'
 import { userCommands } from './user.js'
 
@@ -28,4 +31,7 @@ export const apiCommands: Command[] = [
   ...securityGroupCommands,
   ...portCommands,
   ...quotaCommands,
+  ...serverCommands,
+  ...serverGroupCommands,
+  ...hostCommands,
 ]

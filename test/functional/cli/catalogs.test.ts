@@ -11,7 +11,7 @@ import t from 'tap'
 import { run } from '../../../cli/strato/main.js'
 import { startController, type TestController } from '../../helpers/controller.js'
 import type { TestContext } from '../../helpers/tap.js'
-import { fields, freshHome, openrcEnv, removeHomes, repoRoot, spawnStrato, strato, type Result } from './cli.js'
+import { failsWith, fields, freshHome, openrcEnv, removeHomes, repoRoot, spawnStrato, strato, succeeds, type Result } from './cli.js'
 
 let s: TestController
 let env: Record<string, string>
@@ -40,22 +40,8 @@ t.teardown(async () => {
   removeHomes()
 })
 
-const ok = async (t: TestContext, line: string | string[], e: Record<string, string | undefined> = env): Promise<string> => {
-  const r = await strato(line, e)
-  const shown = typeof line === 'string' ? line : line.join(' ')
-  t.equal(r.code, 0, `strato ${shown}: exit 0${r.stderr ? ` (stderr: ${r.stderr.trim()})` : ''}`)
-  t.equal(r.stderr, '', `strato ${shown}: nothing on stderr`)
-  return r.stdout
-}
-const fails = async (t: TestContext, line: string | string[], code: number, e: Record<string, string | undefined> = env): Promise<Result> => {
-  const r = await strato(line, e)
-  const shown = typeof line === 'string' ? line : line.join(' ')
-  t.equal(r.code, code, `strato ${shown}: exit ${code}`)
-  t.equal(r.stdout, '', `strato ${shown}: nothing on stdout`)
-  t.equal(r.stderr.trim().split('\n').length, 1, `strato ${shown}: one line on stderr`)
-  t.notMatch(r.stderr, /\n\s+at /, 'no stack trace')
-  return r
-}
+const ok = (t: TestContext, line: string | string[], e: Record<string, string | undefined> = env): Promise<string> => succeeds(t, line, e)
+const fails = (t: TestContext, line: string | string[], code: number, e: Record<string, string | undefined> = env): Promise<Result> => failsWith(t, line, code, e)
 const md5 = (file: string) => createHash('md5').update(readFileSync(file)).digest('hex')
 const header = (table: string) => table.split('\n')[1]
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { run } from '../../../cli/strato/main.js'
+import type { TestContext } from '../../helpers/tap.js'
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 
@@ -43,6 +44,26 @@ export async function strato(line: string | string[], env: Record<string, string
   let stderr = ''
   const code = await run(typeof line === 'string' ? words(line) : line, env, { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s) })
   return { code, stdout, stderr }
+}
+
+/** Runs a line that must succeed (exit 0, nothing on stderr); resolves to its stdout. */
+export async function succeeds(t: TestContext, line: string | string[], env: Record<string, string | undefined>): Promise<string> {
+  const r = await strato(line, env)
+  const shown = typeof line === 'string' ? line : line.join(' ')
+  t.equal(r.code, 0, `strato ${shown}: exit 0${r.stderr ? ` (stderr: ${r.stderr.trim()})` : ''}`)
+  t.equal(r.stderr, '', `strato ${shown}: nothing on stderr`)
+  return r.stdout
+}
+
+/** Runs a line that must fail cleanly: exit `code`, nothing on stdout, one line on stderr, no stack trace. */
+export async function failsWith(t: TestContext, line: string | string[], code: number, env: Record<string, string | undefined>): Promise<Result> {
+  const r = await strato(line, env)
+  const shown = typeof line === 'string' ? line : line.join(' ')
+  t.equal(r.code, code, `strato ${shown}: exit ${code}`)
+  t.equal(r.stdout, '', `strato ${shown}: nothing on stdout`)
+  t.equal(r.stderr.trim().split('\n').length, 1, `strato ${shown}: one line on stderr`)
+  t.notMatch(r.stderr, /\n\s+at /, 'no stack trace')
+  return r
 }
 
 export function spawnStrato(line: string | string[], env: Record<string, string | undefined>): Promise<Result> {

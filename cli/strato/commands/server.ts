@@ -1,0 +1,313 @@
+/** `strato server …`, `strato console log show` — openstackclient's compute server commands. */
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { ServersClient, type NetworkRequest, type Server } from '../../../proto/gen/strato/compute/v1/servers.js'
+import type { Context } from '../context.js'
+import { CliError, UsageError } from '../errors.js'
+import { flag, opt } from '../identity.js'
+import { Dict, DictList } from '../output.js'
+import type { Args, Command } from '../registry.js'
+import {
+  expandHome, findFlavor, findImage, findNetwork, findPort, findServer, intOpt, iso, keyValues, maybe, multiKeyValue, novaTime,
+} from '../resources.js'
+import { deleteEach } from './delete.js'
+import { listOpt, projectIdOf, projectOpts } from './network.js'
+
+/** openstackclient's PowerStateColumn: Nova's power_state codes by index. */
+const POWER_STATES = ['NOSTATE', 'Running', '', 'Paused', 'Shutdown', '', 'Crashed', 'Suspended']
+const powerState = (code: number | undefined) => POWER_STATES[code ?? 0] || `Unknown (${code})`
+
+/** `provider=192.168.201.203` (several networks: `a=…; b=…`), as the API's `addresses` dict. */
+function addressesOf(s: Server): DictList {
+  const byNet: Record<string, string[]> = {}
+  for (const a of s.addresses ?? []) (byNet[a.networkName || a.networkId || ''] ??= []).push(a.addr ?? '')
+  return new DictList(byNet)
+}
+
+/** Nova's hostId: sha224(project_id + host), known only when the host is shown. */
+const hostIdOf = (s: Server) => (s.host ? createHash('sha224').update((s.projectId ?? '') + s.host).digest('hex') : '')
+
+const flavorText = (s: Server) => `${s.flavor?.name ?? ''} (${s.flavor?.id ?? ''})`
+const imageText = (s: Server) => (s.imageName ? `${s.imageName} (${s.imageId ?? ''})` : (s.imageId ?? ''))
+
+/** The Field/Value shape openstackclient prints for `server show` and `server create` (adminPass left out). */
+export const serverFields = (s: Server) => ({
+  'OS-DCF:diskConfig': 'MANUAL',
+  'OS-EXT-AZ:availability_zone': s.availabilityZone ?? '',
+  'OS-EXT-SRV-ATTR:host': s.host || null,
+  'OS-EXT-SRV-ATTR:hypervisor_hostname': s.hypervisorHostname || null,
+  'OS-EXT-SRV-ATTR:instance_name': s.instanceName ?? '',
+  'OS-EXT-STS:power_state': powerState(s.powerState),
+  'OS-EXT-STS:task_state': s.taskState || null,
+  'OS-EXT-STS:vm_state': s.vmState ?? '',
+  'OS-SRV-USG:launched_at': novaTime(s.launchedAt),
+  'OS-SRV-USG:terminated_at': novaTime(s.terminatedAt),
+  accessIPv4: '',
+  accessIPv6: '',
+  addresses: addressesOf(s),
+  config_drive: '',
+  created: iso(s.createdAt),
+  description: s.description || null,
+  ...(s.fault?.message ? { fault: new Dict({ code: s.fault.code ?? '', created: iso(s.fault.createdAt), message: s.fault.message }) } : {}),
+  flavor: flavorText(s),
+  hostId: hostIdOf(s),
+  id: s.id ?? '',
+  image: imageText(s),
+  key_name: s.keyName || null,
+  name: s.name ?? '',
+  progress: 0,
+  project_id: s.projectId ?? '',
+  properties: new Dict(s.metadata ?? {}),
+  security_groups: (s.securityGroups ?? []).map((g) => `name='${g}'`).join('\n'),
+  status: s.status ?? '',
+  updated: iso(s.updatedAt),
+  user_id: s.userId ?? '',
+  volumes_attached: '',
+})
+
+/**
+ * Polls a server until `done` holds, as openstackclient's `--wait` does (as
+ * long as it takes): quickly at first, then every 2 s. A server left in
+ * ERROR with no task in progress ends the wait with its fault.
+ */
+async function waitFor(ctx: Context, s: Server, doing: string, done: (now: Server | undefined) => boolean): Promise<Server | undefined> {
+  for (let n = 0; ; n++) {
+    const now = await maybe(ctx.call(ServersClient, 'getServer', { id: s.id ?? '' }))
+    if (done(now)) return now
+    if (!now) throw new CliError(`Error ${doing} server ${s.name} (${s.id}): it is gone`)
+    if (now.vmState === 'error' && !now.taskState) throw new CliError(`Error ${doing} server ${s.name} (${s.id}): ${now.fault?.message || 'it is in ERROR'}`)
+    await sleep(Math.min(2000, 100 * 2 ** n))
+  }
+}
+
+const waitActive = async (ctx: Context, s: Server, doing: string): Promise<Server> => (await waitFor(ctx, s, doing, (now) => now?.status === 'ACTIVE'))!
+
+/**
+ * `--nic`, `--network` and `--port` → the request's NICs (in that order), or
+ * network_mode for `--nic none|auto`. Networks and ports are names or IDs.
+ */
+async function nicsOf(ctx: Context, c: string, a: Args): Promise<{ networks: NetworkRequest[]; networkMode: string }> {
+  const nics = a.list('nic')
+  const mode = nics.find((n) => n === 'none' || n === 'auto')
+  if (mode) {
+    if (nics.length > 1 || a.list('network').length || a.list('port').length) throw new UsageError(`strato ${c}: --nic ${mode} cannot be used with other --nic, --network or --port options`)
+    return { networks: [], networkMode: mode }
+  }
+  const networks: NetworkRequest[] = []
+  for (const v of nics) {
+    const kv = multiKeyValue(c, '--nic', v, [], ['net-id', 'port-id', 'v4-fixed-ip', 'v6-fixed-ip'])
+    const net = kv['net-id']
+    const port = kv['port-id']
+    if (!net === !port) throw new UsageError(`strato ${c}: --nic '${v}': give net-id=<network> or port-id=<port> (exactly one)`)
+    if (kv['v4-fixed-ip'] !== undefined && kv['v6-fixed-ip'] !== undefined) throw new UsageError(`strato ${c}: --nic '${v}': give v4-fixed-ip or v6-fixed-ip, not both`)
+    const fixedIp = kv['v4-fixed-ip'] ?? kv['v6-fixed-ip'] ?? ''
+    if (port && fixedIp) throw new UsageError(`strato ${c}: --nic '${v}': a port has its addresses already; v4-fixed-ip and v6-fixed-ip go with net-id`)
+    networks.push(port ? { port: (await findPort(ctx, port)).id ?? '' } : { uuid: (await findNetwork(ctx, net!)).id ?? '', fixedIp })
+  }
+  for (const n of a.list('network')) networks.push({ uuid: (await findNetwork(ctx, n)).id ?? '' })
+  for (const p of a.list('port')) networks.push({ port: (await findPort(ctx, p)).id ?? '' })
+  return { networks, networkMode: '' }
+}
+
+/** `--user-data FILE` → base64, as the API takes it. */
+function userDataOf(ctx: Context, file: string | undefined): string {
+  if (file === undefined) return ''
+  try {
+    return readFileSync(expandHome(file, ctx.env)).toString('base64')
+  } catch (err) {
+    throw new CliError(`Can't open '${file}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err })
+  }
+}
+
+/** `server start` and `server stop`: each server named in turn, stopping at the first failure (as openstackclient does). */
+const powerCommand = (verb: 'start' | 'stop', method: 'startServer' | 'stopServer'): Command => ({
+  name: `server ${verb}`,
+  summary: `${verb === 'start' ? 'Start' : 'Stop'} server(s)`,
+  output: 'none',
+  positionals: [{ name: 'server', help: `Server(s) to ${verb} (name or ID)`, variadic: true }],
+  async run(ctx, a) {
+    for (const ref of a.posList('server')) await ctx.call(ServersClient, method, { id: (await findServer(ctx, ref)).id ?? '' })
+    return { kind: 'none' }
+  },
+})
+
+export const serverCommands: Command[] = [
+  {
+    name: 'server create',
+    summary: 'Create a new server',
+    description:
+      "NICs are made in this order: each --nic, then each --network, then each --port. With none of them, the server gets a port on the only network the project can use ('--nic auto'); '--nic none' makes no NIC. " +
+      'With --wait, the command returns once the server is ACTIVE, and fails with the fault when it ends in ERROR.',
+    output: 'show',
+    positionals: [{ name: 'server-name', help: 'New server name' }],
+    options: [
+      opt('--flavor', 'flavor', '<flavor>', 'Create server with this flavor (name or ID)'),
+      opt('--image', 'image', '<image>', 'Create server boot disk from this image (name or ID)'),
+      listOpt('--nic', 'nic', '<net-id=net-uuid,v4-fixed-ip=ip-addr,v6-fixed-ip=ip-addr,port-id=port-uuid,auto,none>',
+        "Create a NIC on the server: net-id=<network> (name or ID) with an optional v4-fixed-ip or v6-fixed-ip, or port-id=<port> (name or ID); 'auto' or 'none' alone. Repeat option to create multiple NICs"),
+      listOpt('--network', 'network', '<network>', 'Create a NIC on the server and connect it to network (name or ID); the same as --nic net-id=<network>. Repeat option to create multiple NICs'),
+      listOpt('--port', 'port', '<port>', 'Create a NIC on the server and connect it to port (name or ID); the same as --nic port-id=<port>. Repeat option to create multiple NICs'),
+      listOpt('--security-group', 'security_group', '<security-group>', "Security group to assign to this server (name or ID) (repeat option to set multiple groups; default: the project's 'default')"),
+      opt('--key-name', 'key_name', '<key-name>', 'Keypair of the server (name only; recorded with the server and sent to its host)'),
+      opt('--availability-zone', 'availability_zone', '<zone-name>', "Select an availability zone for the server; cloud admins may pick the host with '<zone-name>:<host-name>'"),
+      opt('--host', 'host', '<host>', 'Requested host to create servers (admin only)'),
+      opt('--user-data', 'user_data', '<user-data>', 'User data file for the server (sent base64-encoded, at most 65535 bytes; recorded with the server and sent to its host)'),
+      listOpt('--property', 'property', '<key=value>', 'Set a property on this server (repeat option to set multiple values)'),
+      opt('--description', 'description', '<description>', 'Set description for the server'),
+      listOpt('--hint', 'hint', '<key=value>', 'Hints for the scheduler: group=<server group> (name or ID) is the one Strato knows'),
+      opt('--min', 'min', '<count>', 'Minimum number of servers to launch (default=1)'),
+      opt('--max', 'max', '<count>', 'Maximum number of servers to launch (default=1)'),
+      flag('--wait', 'wait', 'Wait for build to complete'),
+    ],
+    async run(ctx, a) {
+      const c = 'server create'
+      const flavorRef = a.str('flavor')
+      if (!flavorRef) throw new UsageError(`strato ${c}: give the flavor with --flavor <flavor> (see 'strato flavor list')`)
+      const imageRef = a.str('image')
+      if (!imageRef) throw new UsageError(`strato ${c}: give the image with --image <image> (see 'strato image list'); Strato boots servers from images`)
+      const min = intOpt(c, a, 'min', '--min', 1)
+      const max = intOpt(c, a, 'max', '--max', 1)
+      if (min !== undefined && max !== undefined && min > max) throw new UsageError(`strato ${c}: min instances should be <= max instances`)
+      const metadata = keyValues(c, '--property', a.list('property'))
+      const hints = keyValues(c, '--hint', a.list('hint'))
+      for (const k of Object.keys(hints)) if (k !== 'group') throw new UsageError(`strato ${c}: --hint '${k}' is not a hint Strato knows; use --hint group=<server group>`)
+      const userData = userDataOf(ctx, a.str('user_data'))
+      const host = a.str('host')
+      const zone = host ? `${a.str('availability_zone') ?? ''}:${host}` : (a.str('availability_zone') ?? '')
+      const flavor = await findFlavor(ctx, flavorRef)
+      const image = await findImage(ctx, imageRef)
+      const r = await ctx.call(ServersClient, 'createServer', {
+        name: a.pos('server-name'),
+        flavorRef: flavor.id ?? '',
+        imageRef: image.id ?? '',
+        ...(await nicsOf(ctx, c, a)),
+        securityGroups: a.list('security_group'),
+        keyName: a.str('key_name') ?? '',
+        availabilityZone: zone,
+        minCount: min ?? max ?? 1,
+        maxCount: max ?? min ?? 1,
+        userData,
+        metadata,
+        description: a.str('description') ?? '',
+        group: hints.group ?? '',
+      })
+      const servers = r.servers ?? []
+      if (!a.flag('wait')) return { kind: 'show', data: serverFields(servers[0]!) }
+      const ready: Server[] = []
+      for (const s of servers) ready.push(await waitActive(ctx, s, 'creating'))
+      return { kind: 'show', data: serverFields(ready[0]!) }
+    },
+  },
+  {
+    name: 'server list',
+    summary: 'List servers',
+    output: 'list',
+    options: [
+      opt('--name', 'name', '<name-regex>', 'Regular expression to match names'),
+      opt('--status', 'status', '<status>', 'Search by server status (ACTIVE, BUILD, SHUTOFF, REBOOT, HARD_REBOOT, ERROR, DELETED)'),
+      opt('--flavor', 'flavor', '<flavor>', 'Search by flavor (name or ID)'),
+      opt('--image', 'image', '<image>', 'Search by image (name or ID)'),
+      opt('--host', 'host', '<hostname>', 'Search by hostname (admin only)'),
+      opt('--availability-zone', 'availability_zone', '<availability-zone>', 'Search by availability zone'),
+      flag('--all-projects', 'all_projects', 'Include all projects (admin only)'),
+      ...projectOpts.map((o) => ({ ...o, help: o.dest === 'project' ? 'Search by project (admin only) (name or ID)' : o.help })),
+      flag('--deleted', 'deleted', 'Only display deleted servers (admin only)'),
+      flag('--long', 'long', 'List additional fields in output'),
+      { ...flag('--no-name-lookup', 'no_name_lookup', 'Show the IDs of images and flavors, not their names'), flags: ['--no-name-lookup', '-n'] },
+      opt('--marker', 'marker', '<server>', 'The last server of the previous page; display the servers after it (name or ID)'),
+      opt('--limit', 'limit', '<num-servers>', "Maximum number of servers to display (-1: no limit)"),
+    ],
+    async run(ctx, a) {
+      const c = 'server list'
+      const flavor = a.str('flavor')
+      const image = a.str('image')
+      const marker = a.str('marker')
+      const servers = (await ctx.call(ServersClient, 'listServers', {
+        name: a.str('name') ?? '',
+        status: a.str('status') ?? '',
+        flavor: flavor ? (await findFlavor(ctx, flavor)).id ?? '' : '',
+        image: image ? (await findImage(ctx, image)).id ?? '' : '',
+        host: a.str('host') ?? '',
+        availabilityZone: a.str('availability_zone') ?? '',
+        allProjects: a.flag('all_projects'),
+        projectId: await projectIdOf(ctx, a),
+        deleted: a.flag('deleted'),
+        limit: Math.max(0, intOpt(c, a, 'limit', '--limit', -1) ?? 0),
+        marker: marker ? (await findServer(ctx, marker)).id ?? '' : '',
+      })).servers ?? []
+      const ids = a.flag('no_name_lookup')
+      const imageCol = (s: Server) => (ids ? s.imageId : s.imageName || s.imageId) ?? ''
+      const flavorCol = (s: Server) => (ids ? s.flavor?.id : s.flavor?.name) ?? ''
+      if (a.flag('long')) {
+        return {
+          kind: 'list',
+          columns: ['ID', 'Name', 'Status', 'Task State', 'Power State', 'Networks', 'Image Name', 'Image ID', 'Flavor Name', 'Flavor ID', 'Availability Zone', 'Host', 'Properties'],
+          rows: servers.map((s) => [
+            s.id ?? '', s.name ?? '', s.status ?? '', s.taskState || null, powerState(s.powerState), addressesOf(s), s.imageName ?? '', s.imageId ?? '',
+            s.flavor?.name ?? '', s.flavor?.id ?? '', s.availabilityZone ?? '', s.host ?? '', new Dict(s.metadata ?? {}),
+          ]),
+        }
+      }
+      return { kind: 'list', columns: ['ID', 'Name', 'Status', 'Networks', 'Image', 'Flavor'], rows: servers.map((s) => [s.id ?? '', s.name ?? '', s.status ?? '', addressesOf(s), imageCol(s), flavorCol(s)]) }
+    },
+  },
+  {
+    name: 'server show',
+    summary: 'Show server details',
+    output: 'show',
+    positionals: [{ name: 'server', help: 'Server to show (name or ID)' }],
+    async run(ctx, a) {
+      return { kind: 'show', data: serverFields(await findServer(ctx, a.pos('server'))) }
+    },
+  },
+  {
+    name: 'server delete',
+    summary: 'Delete server(s)',
+    output: 'none',
+    positionals: [{ name: 'server', help: 'Server(s) to delete (name or ID)', variadic: true }],
+    options: [flag('--wait', 'wait', 'Wait for delete to complete')],
+    async run(ctx, a) {
+      await deleteEach(ctx, 'server', 'servers', a.posList('server'), async (ref) => {
+        const s = await findServer(ctx, ref)
+        await ctx.call(ServersClient, 'deleteServer', { id: s.id ?? '' })
+        if (a.flag('wait')) await waitFor(ctx, s, 'deleting', (now) => !now || now.status === 'DELETED')
+      })
+      return { kind: 'none' }
+    },
+  },
+  powerCommand('start', 'startServer'),
+  powerCommand('stop', 'stopServer'),
+  {
+    name: 'server reboot',
+    summary: 'Perform a hard or soft server reboot',
+    description: 'A soft reboot asks the guest to restart and needs an ACTIVE server; a hard reboot power-cycles it, and also works on SHUTOFF and ERROR servers.',
+    output: 'none',
+    positionals: [{ name: 'server', help: 'Server (name or ID)' }],
+    options: [
+      flag('--hard', 'type', 'Perform a hard reboot', 'HARD'),
+      flag('--soft', 'type', 'Perform a soft reboot (default)', 'SOFT'),
+      flag('--wait', 'wait', 'Wait for reboot to complete'),
+    ],
+    async run(ctx, a) {
+      const s = await findServer(ctx, a.pos('server'))
+      await ctx.call(ServersClient, 'rebootServer', { id: s.id ?? '', type: a.str('type') ?? 'SOFT' })
+      if (a.flag('wait')) await waitActive(ctx, s, 'rebooting')
+      return { kind: 'none' }
+    },
+  },
+  {
+    name: 'console log show',
+    summary: "Show server's console output",
+    output: 'none',
+    positionals: [{ name: 'server', help: 'Server to show console log (name or ID)' }],
+    options: [opt('--lines', 'lines', '<num-lines>', 'Number of lines to display from the end of the log (default=all)')],
+    async run(ctx, a) {
+      const lines = intOpt('console log show', a, 'lines', '--lines')
+      const s = await findServer(ctx, a.pos('server'))
+      const out = await ctx.call(ServersClient, 'getConsoleOutput', { id: s.id ?? '', length: lines ?? 0 })
+      ctx.io.stdout(out.output ?? '')
+      return { kind: 'none' }
+    },
+  },
+]
