@@ -4,7 +4,7 @@
 // token with those credentials. A second stack runs side by side; a restart
 // keeps the cloud; Ctrl-C stops everything cleanly.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
@@ -17,7 +17,7 @@ import { DEMO_IMAGE, DEMO_LINE } from '../../cli/stack/demo.js'
 import { TokensClient, type IssueTokenResponse } from '../../proto/gen/strato/identity/v1/identity.js'
 import { ImagesClient, type ListImagesResponse } from '../../proto/gen/strato/image/v1/image.js'
 import type { ListHostsResponse } from '../../proto/gen/strato/compute/v1/hosts.js'
-import type { ConsoleOutput, CreateServerResponse } from '../../proto/gen/strato/compute/v1/servers.js'
+import type { ConsoleOutput, CreateServerResponse, ListServersResponse } from '../../proto/gen/strato/compute/v1/servers.js'
 
 const root = path.resolve(import.meta.dirname, '../..')
 
@@ -126,6 +126,29 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   t.match(out, DEMO_LINE, 'its console says hello')
   await call(c.servers, 'deleteServer', { id }, admin.token)
   await eventually(() => call(c.servers, 'getServer', { id }, admin.token).then(() => undefined, () => true), 60_000, 'the server to be deleted')
+
+  // The README's quickstart, pasted into bash as a new user would, after npm start.
+  const work = mkdtempSync(path.join(tmpdir(), 'strato-quickstart-'))
+  t.teardown(() => rmSync(work, { recursive: true, force: true }))
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8')
+  const section = readme.slice(readme.indexOf('## Quickstart'))
+  const block = /```sh\n([\s\S]*?)```/.exec(section)![1]!
+  copyFileSync(openrc, path.join(work, 'admin-openrc'))
+  mkdirSync(path.join(work, 'node_modules', '.bin'), { recursive: true })
+  symlinkSync(path.join(root, 'dist', 'cli', 'strato.js'), path.join(work, 'node_modules', '.bin', 'strato')) // what `npx strato` finds in a checkout
+  const pasted = spawnSync('bash', ['-c', `shopt -s expand_aliases\nset -e\n${block}`], {
+    cwd: work, encoding: 'utf8', timeout: 300_000,
+    env: { ...process.env, HOME: work, npm_config_yes: 'true', npm_config_update_notifier: 'false' },
+  })
+  t.equal(pasted.status, 0, `the quickstart runs to the end in bash:\n${pasted.stderr.slice(-2000)}`)
+  t.match(pasted.stdout, /Creating host mapping|Found 0 unmapped computes/, 'host discover --verbose prints what nova-manage prints')
+  t.match(pasted.stdout, /\| status +\| ACTIVE +\|/, 'server create --wait shows the server ACTIVE')
+  t.match(pasted.stdout, /\| provider-instance \| ACTIVE +\| provider=192\.168\.201\.2\d\d \| cirros +\| m1\.nano \|/, "server list: the seed's server on the provider network")
+  const seedServer = (await call<ListServersResponse>(c.servers, 'listServers', { allProjects: true, name: '^provider-instance$' }, admin.token)).servers[0]!
+  t.match(seedServer, { status: 'ACTIVE', keyName: 'mykey' })
+  await eventually(async () => (await call<ConsoleOutput>(c.servers, 'getConsoleOutput', { id: seedServer.id }, admin.token)).output.includes(DEMO_LINE) || undefined, 60_000, 'the guest line')
+  await call(c.servers, 'deleteServer', { id: seedServer.id }, admin.token)
+  await eventually(() => call(c.servers, 'getServer', { id: seedServer.id }, admin.token).then(() => undefined, () => true), 60_000, 'the seed server to be deleted')
 
   // A second stack, side by side, with its own ports and home: its own cloud.
   const b = await npmStart(homeB)
