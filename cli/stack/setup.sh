@@ -34,3 +34,5 @@ if [ -f native/build.sh ]; then bash native/build.sh; fi
 
 # Incremental TypeScript build into dist/ (the bin entries and the stack run from there).
 node_modules/.bin/tsc -p tsconfig.build.json
+# The bin entries are executable, as npm makes them when it installs the package.
+chmod +x dist/cli/strato.js dist/cli/strato-img.js
