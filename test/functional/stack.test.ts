@@ -29,6 +29,17 @@ interface Stack {
   output: () => string
 }
 
+/** Stacks still running; a test that fails half way stops them (Ctrl-C, so the agent and nats-server go too). */
+const running = new Set<ChildProcess>()
+t.teardown(async () => {
+  for (const proc of running) {
+    if (proc.exitCode !== null || proc.signalCode !== null) continue
+    const gone = new Promise((r) => proc.once('exit', r))
+    process.kill(-proc.pid!, 'SIGINT')
+    await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))])
+  }
+})
+
 async function npmStart(home: string): Promise<Stack> {
   const grpcPort = await freePort()
   const natsPort = await freePort()
@@ -40,6 +51,7 @@ async function npmStart(home: string): Promise<Stack> {
     env: { ...process.env, STRATO_HOME: home, STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(natsPort) },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
+  running.add(proc)
   proc.stdout!.on('data', (d) => (out += d))
   proc.stderr!.on('data', (d) => (out += d))
   const deadline = Date.now() + 120_000

@@ -50,7 +50,10 @@ export async function spawnController(natsUrl: string, overrides: ConfigOverride
     const deadline = Date.now() + 60_000
     while (read().split('\n').filter((l) => l.includes('"msg":"controller running"')).length < want) {
       if (proc.exitCode !== null) throw new Error(`controller exited with ${proc.exitCode}:\n${read().slice(-3000)}`)
-      if (Date.now() > deadline) throw new Error(`controller did not start within 60 s:\n${read().slice(-3000)}`)
+      if (Date.now() > deadline) {
+        proc.kill('SIGKILL')
+        throw new Error(`controller did not start within 60 s:\n${read().slice(-3000)}`)
+      }
       await new Promise((r) => setTimeout(r, 50))
     }
     return proc
@@ -69,17 +72,24 @@ export async function spawnController(natsUrl: string, overrides: ConfigOverride
     })
   const proc = await launch()
   const address = `127.0.0.1:${port}`
-  const openrc = parseOpenrc(openrcPath)
   const tokens = client(TokensClient, address)
-  const issued = await call<IssueTokenResponse>(tokens, 'issueToken', {
-    identity: { methods: ['password'], password: { user: { name: openrc.OS_USERNAME!, domain: { name: 'Default' }, password: openrc.OS_PASSWORD! } } },
-    scope: { project: { name: openrc.OS_PROJECT_NAME!, domain: { name: 'Default' } } },
-  })
-  tokens.close()
+  let issued: IssueTokenResponse
+  try {
+    const openrc = parseOpenrc(openrcPath)
+    issued = await call<IssueTokenResponse>(tokens, 'issueToken', {
+      identity: { methods: ['password'], password: { user: { name: openrc.OS_USERNAME!, domain: { name: 'Default' }, password: openrc.OS_PASSWORD! } } },
+      scope: { project: { name: openrc.OS_PROJECT_NAME!, domain: { name: 'Default' } } },
+    })
+  } catch (err) {
+    proc.kill('SIGKILL')
+    throw err
+  } finally {
+    tokens.close()
+  }
   const c: ControllerProcess = {
     address,
     dataDir,
-    adminToken: issued.token,
+    adminToken: issued.token ?? '',
     proc,
     log: read,
     async kill(signal) {
