@@ -179,6 +179,28 @@ interface Log {
 /** A NIC asked for, resolved before anything is made. */
 type NicPlan = { kind: 'network'; networkId: string; fixedIp?: string } | { kind: 'port'; portId: string }
 
+/** A create request once every part of it has been checked and resolved. */
+interface CreatePlan {
+  caller: ServerCaller
+  projectId: string
+  actor: Actor
+  name: string
+  description: string
+  minCount: number
+  maxCount: number
+  flavor: Flavor
+  image: Image
+  key: { name: string; publicKey: string } | undefined
+  userData: string
+  metadata: Record<string, string>
+  zone: { zone?: string; host?: string }
+  nics: NicPlan[]
+  /** Security group ids for the ports it makes (undefined: the project's default). */
+  groupIds: string[] | undefined
+  /** The server group it joins. */
+  serverGroup: string | undefined
+}
+
 const now = () => new Date().toISOString()
 const json = <T>(text: string, fallback: T): T => {
   try {
@@ -251,18 +273,15 @@ export class ServerCatalog {
     const groupIds = await this.resolveGroups(req.securityGroups, actor, projectId)
     // A server group's members are placed one request at a time, each seeing where the others went.
     const serverGroup = req.group ? await this.deps.serverGroups.resolve(req.group, caller) : undefined
-    const place = () => this.placeAndRecord({ req, caller, projectId, actor, name, description, minCount, maxCount, flavor, image, key, userData, metadata, zone, nics, groupIds, serverGroup })
-    return serverGroup ? this.deps.serverGroups.serialize(serverGroup, place) : place()
+    const plan: CreatePlan = { caller, projectId, actor, name, description, minCount, maxCount, flavor, image, key, userData, metadata, zone, nics, groupIds, serverGroup }
+    return serverGroup ? this.deps.serverGroups.serialize(serverGroup, () => this.placeAndRecord(plan)) : this.placeAndRecord(plan)
   }
 
-  private async placeAndRecord(o: {
-    req: CreateServer; caller: ServerCaller; projectId: string; actor: Actor; name: string; description: string; minCount: number; maxCount: number
-    flavor: Flavor; image: Image; key: { name: string; publicKey: string } | undefined; userData: string; metadata: Record<string, string>
-    zone: { zone?: string; host?: string }; nics: NicPlan[]; groupIds: string[] | undefined; serverGroup: string | undefined
-  }): Promise<{ servers: ServerView[]; reservationId: string }> {
-    const { caller, projectId, actor, name, description, minCount, flavor, image, key, userData, metadata, zone, nics, groupIds } = o
-    let maxCount = o.maxCount
-    const group = o.serverGroup ? await this.deps.serverGroups.forCreate(o.serverGroup, caller, minCount) : undefined
+  /** Claims hosts for a validated request, then records its servers and ports and casts their builds. */
+  private async placeAndRecord(plan: CreatePlan): Promise<{ servers: ServerView[]; reservationId: string }> {
+    const { caller, projectId, actor, name, description, minCount, flavor, image, key, userData, metadata, zone, nics, groupIds } = plan
+    let maxCount = plan.maxCount
+    const group = plan.serverGroup ? await this.deps.serverGroups.forCreate(plan.serverGroup, caller, minCount) : undefined
     if (group && group.room >= 0) maxCount = Math.min(maxCount, group.room)
 
     // Claim a host for each server: allocation + quota (instances, cores, ram), atomically.
