@@ -5,7 +5,8 @@
  */
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { hostname } from 'node:os'
+import { hostname, networkInterfaces } from 'node:os'
+import { isIP } from 'node:net'
 import path from 'node:path'
 import { InvalidArgument } from '../proto/errors.js'
 
@@ -43,6 +44,8 @@ export interface AgentConfig {
   shutdownTimeoutMs: number
   /** How often the power state of every guest is reported (Nova `sync_power_state_interval`, 600 s). @default 60000 */
   powerSyncIntervalMs: number
+  /** This host's address, reported as the hypervisor's host_ip (Nova's `my_ip`). @default the first non-loopback IPv4 address, else 127.0.0.1 */
+  myIp: string
   /** Casts worked on at once (different servers; one server's casts run in order). @default 8 */
   maxConcurrentCasts: number
   log: {
@@ -71,9 +74,11 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     bridgeMappings: overrides.bridgeMappings ?? parseMappings(env.STRATO_AGENT_BRIDGE_MAPPINGS) ?? { provider: 'br-provider' },
     shutdownTimeoutMs: overrides.shutdownTimeoutMs ?? envInt(env, 'STRATO_AGENT_SHUTDOWN_TIMEOUT_MS') ?? 60_000,
     powerSyncIntervalMs: overrides.powerSyncIntervalMs ?? envInt(env, 'STRATO_AGENT_POWER_SYNC_INTERVAL_MS') ?? 60_000,
+    myIp: overrides.myIp ?? env.STRATO_AGENT_MY_IP ?? firstAddress(),
     maxConcurrentCasts: overrides.maxConcurrentCasts ?? envInt(env, 'STRATO_AGENT_MAX_CONCURRENT_CASTS') ?? 8,
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
+  if (!isIP(cfg.myIp)) throw new InvalidArgument(`myIp (STRATO_AGENT_MY_IP) must be an IP address, got '${cfg.myIp}'`, { field: 'myIp' })
   if (!Number.isInteger(cfg.maxConcurrentCasts) || cfg.maxConcurrentCasts < 1) throw new InvalidArgument('maxConcurrentCasts must be an integer ≥ 1', { field: 'maxConcurrentCasts' })
   for (const [physnet, bridge] of Object.entries(cfg.bridgeMappings)) {
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new InvalidArgument(`bridgeMappings.${physnet}: '${bridge}' is not a Linux interface name (1-15 of [A-Za-z0-9_.-])`, { field: `bridgeMappings.${physnet}` })
@@ -81,6 +86,14 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
   if (cfg.driver !== 'fake' && cfg.driver !== 'libvirt') throw new InvalidArgument(`driver must be fake or libvirt, got '${String(cfg.driver)}'`, { field: 'driver' })
   if (cfg.diskGb !== null && (!Number.isInteger(cfg.diskGb) || cfg.diskGb < 0)) throw new InvalidArgument('diskGb must be a non-negative integer', { field: 'diskGb' })
   return cfg
+}
+
+/** Like Nova's my_ip default: the first non-internal IPv4 address of the host. */
+function firstAddress(): string {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+  }
+  return '127.0.0.1'
 }
 
 /** A whole number from the environment, or undefined when unset; anything else is refused by name. */

@@ -176,7 +176,7 @@ export class AgentService {
         availabilityZone: this.config.availabilityZone,
         capabilities: {
           cpuModel: caps.cpuModel, arch: caps.arch, vcpus: caps.vcpus, memoryMb: caps.memoryMiB, diskGb,
-          accelerator: caps.accelerator, hypervisorType: caps.hypervisorType, hypervisorVersion: caps.hypervisorVersion,
+          accelerator: caps.accelerator, hypervisorType: caps.hypervisorType, hypervisorVersion: caps.hypervisorVersion, hostIp: this.config.myIp,
         },
       },
     }

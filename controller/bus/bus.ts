@@ -175,7 +175,7 @@ export class ControllerBus implements AgentTransport {
           availabilityZone: a.availabilityZone ?? '',
           capabilities: {
             cpuModel: c.cpuModel ?? '', arch: c.arch ?? '', vcpus: c.vcpus ?? 0, memoryMb: c.memoryMb ?? 0, diskGb: c.diskGb ?? 0,
-            accelerator: c.accelerator ?? '', hypervisorType: c.hypervisorType ?? '', hypervisorVersion: c.hypervisorVersion ?? '',
+            accelerator: c.accelerator ?? '', hypervisorType: c.hypervisorType ?? '', hypervisorVersion: c.hypervisorVersion ?? '', hostIp: c.hostIp ?? '',
           },
         })
         const where = await this.ensureCastConsumer(a.host ?? '')

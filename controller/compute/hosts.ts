@@ -8,6 +8,7 @@
  * up; a host is down after `missedHeartbeats` intervals without one.
  * Operators disable hosts with a reason.
  */
+import { isIP } from 'node:net'
 import { Conflict, InvalidArgument, NotFound } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
 import type { ComputeHostTable } from '../store/schema.js'
@@ -47,6 +48,8 @@ export interface HostAnnouncement {
     accelerator: string
     hypervisorType: string
     hypervisorVersion: string
+    /** '' when the agent reports none. */
+    hostIp: string
   }
 }
 
@@ -145,6 +148,7 @@ export class HostRegistry implements HostLiveness {
     for (const [field, v] of [['vcpus', c.vcpus], ['memory_mb', c.memoryMb], ['disk_gb', c.diskGb]] as const) {
       if (!Number.isInteger(v) || v < 0) throw new InvalidArgument(`capabilities.${field} must be a non-negative integer, got ${v}`, { field: `capabilities.${field}` })
     }
+    if (c.hostIp && !isIP(c.hostIp)) throw new InvalidArgument(`capabilities.host_ip '${c.hostIp}' is not an IP address`, { field: 'capabilities.host_ip' })
     const az = a.availabilityZone || this.config.defaultAvailabilityZone
     const ts = new Date().toISOString()
     const inventory = (rc: string, total: number): Inventory => ({
@@ -168,7 +172,7 @@ export class HostRegistry implements HostLiveness {
       })
       const fields = {
         availability_zone: az, cpu_model: c.cpuModel, arch: c.arch, accelerator: c.accelerator, hypervisor_type: c.hypervisorType,
-        hypervisor_version: c.hypervisorVersion, vcpus: c.vcpus, memory_mb: c.memoryMb, disk_gb: c.diskGb, last_heartbeat_at: ts, updated_at: ts,
+        hypervisor_version: c.hypervisorVersion, host_ip: c.hostIp, vcpus: c.vcpus, memory_mb: c.memoryMb, disk_gb: c.diskGb, last_heartbeat_at: ts, updated_at: ts,
       }
       if (byName) await trx.updateTable('compute_hosts').set(fields).where('host', '=', host).execute()
       else await trx.insertInto('compute_hosts').values({ host, uuid: a.uuid, ...fields, mapped: 0, mapped_at: null, disabled: 0, disabled_reason: '', created_at: ts }).execute()
@@ -247,7 +251,7 @@ export class HostRegistry implements HostLiveness {
       mapped: r.mapped === 1,
       capabilities: {
         cpuModel: r.cpu_model, arch: r.arch, vcpus: Number(r.vcpus), memoryMb: Number(r.memory_mb), diskGb: Number(r.disk_gb),
-        accelerator: r.accelerator, hypervisorType: r.hypervisor_type, hypervisorVersion: r.hypervisor_version,
+        accelerator: r.accelerator, hypervisorType: r.hypervisor_type, hypervisorVersion: r.hypervisor_version, hostIp: r.host_ip,
       },
       lastHeartbeatAt: r.last_heartbeat_at ? new Date(r.last_heartbeat_at) : undefined,
       createdAt: new Date(r.created_at),

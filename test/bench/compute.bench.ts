@@ -111,7 +111,7 @@ for (let i = 0; i < HOSTS; i++) {
     availabilityZone: i % 10 === 0 ? 'az2' : '',
     capabilities: {
       cpuModel: 'fake-cpu', arch: 'x86_64', vcpus: pick([4, 8, 16]), memoryMb: pick(MEMORY), diskGb: pick(DISK),
-      accelerator: 'kvm', hypervisorType: 'fake', hypervisorVersion: '1.0.0',
+      accelerator: 'kvm', hypervisorType: 'fake', hypervisorVersion: '1.0.0', hostIp: `10.0.${i >> 8}.${i & 255}`,
     },
   })
 }

@@ -17,7 +17,7 @@ export interface TestAgent {
 export async function startAgent(natsUrl: string, host: string, o: AgentConfigOverrides & { fake?: FakeDriverOptions } = {}): Promise<TestAgent> {
   const stateDir = o.stateDir ?? mkdtempSync(path.join(tmpdir(), `strato-agent-${host}-`))
   const { fake, ...overrides } = o
-  const cfg = loadAgentConfig({ host, natsUrl, stateDir, uuid: randomUUID(), diskGb: 100, driver: 'fake', requestTimeoutMs: 2_000, ...overrides }, {})
+  const cfg = loadAgentConfig({ host, natsUrl, stateDir, uuid: randomUUID(), diskGb: 100, driver: 'fake', requestTimeoutMs: 2_000, myIp: '127.0.0.1', ...overrides }, {})
   const driver = new FakeDriver({ hostname: host, ...fake })
   const agent = new AgentService(cfg, driver, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }))
   await agent.start()

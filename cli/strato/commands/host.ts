@@ -93,8 +93,7 @@ export const hostCommands: Command[] = [
       const matching = a.str('matching')
       const hosts = (await listHosts(ctx)).filter((h) => !matching || (h.host ?? '').includes(matching))
       const columns = ['ID', 'Hypervisor Hostname', 'Hypervisor Type', 'Host IP', 'State']
-      // Strato hosts do not report an IP address.
-      const row = (h: Host) => [h.id ?? '', h.host ?? '', h.capabilities?.hypervisorType ?? '', null, h.state ?? '']
+      const row = (h: Host) => [h.id ?? '', h.host ?? '', h.capabilities?.hypervisorType ?? '', h.capabilities?.hostIp || null, h.state ?? '']
       if (!a.flag('long')) return { kind: 'list', columns, rows: hosts.map(row) }
       const rows: unknown[][] = []
       for (const h of hosts) {
@@ -122,7 +121,7 @@ export const hostCommands: Command[] = [
           disk_available_least: u.localGb - u.localGbUsed,
           free_disk_gb: u.localGb - u.localGbUsed,
           free_ram_mb: u.memoryMb - u.memoryMbUsed,
-          host_ip: null,
+          host_ip: cap.hostIp || null,
           hypervisor_hostname: h.host ?? '',
           hypervisor_type: cap.hypervisorType ?? '',
           hypervisor_version: versionNumber(cap.hypervisorVersion),

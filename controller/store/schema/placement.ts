@@ -10,6 +10,8 @@ export interface ComputeHostTable {
   accelerator: string
   hypervisor_type: string
   hypervisor_version: string
+  /** Nova's host_ip: the address the agent reports ('' from agents that report none). */
+  host_ip: string
   vcpus: number
   memory_mb: number
   disk_gb: number

@@ -9,7 +9,7 @@ export function fakeHost(host: string, o: { vcpus?: number; memoryMb?: number; d
     ...(o.az ? { availabilityZone: o.az } : {}),
     capabilities: {
       cpuModel: 'fake-cpu', arch: o.arch ?? 'x86_64', vcpus: o.vcpus ?? 8, memoryMb: o.memoryMb ?? 16384, diskGb: o.diskGb ?? 100,
-      accelerator: o.accelerator ?? 'kvm', hypervisorType: 'fake', hypervisorVersion: '1.0.0',
+      accelerator: o.accelerator ?? 'kvm', hypervisorType: 'fake', hypervisorVersion: '1.0.0', hostIp: '192.0.2.10',
     },
   }
 }

@@ -56,9 +56,13 @@ t.test('announce → waiting → DiscoverHosts → schedulable, over NATS', asyn
   t.same(hosts.map((h) => h.host), ['node1', 'node2', 'node3.example.org'])
   t.match(hosts[0], {
     id: agents[0]!.agent.uuid, availabilityZone: 'nova', status: 'enabled', state: 'up', mapped: false,
-    capabilities: { cpuModel: 'fake-cpu', arch: 'x86_64', vcpus: 4, memoryMb: 8192, diskGb: 100, accelerator: 'kvm', hypervisorType: 'fake', hypervisorVersion: '1.0.0' },
+    capabilities: { cpuModel: 'fake-cpu', arch: 'x86_64', vcpus: 4, memoryMb: 8192, diskGb: 100, accelerator: 'kvm', hypervisorType: 'fake', hypervisorVersion: '1.0.0', hostIp: '127.0.0.1' },
   })
   t.equal(hosts[2]!.availabilityZone, 'az2')
+  // Nova's my_ip: what the agent reports as its address; anything not an address is refused.
+  const odd = await s.controller.hosts.announce({ ...fakeHost('odd'), capabilities: { ...fakeHost('odd').capabilities, hostIp: 'not-an-ip' } }).catch((e: Error) => e)
+  t.match(odd, { name: 'InvalidArgument', field: 'capabilities.host_ip', message: /'not-an-ip' is not an IP address/ })
+  t.notOk((await listHosts()).some((h) => h.host === 'odd'), 'nothing recorded')
 
   const p = await adminProject()
   const err = await s.controller.scheduler.schedule(spec(p.projectId, p.userId)).catch((e: Error) => e)

@@ -67,7 +67,11 @@ export interface HostCapabilities {
     | string
     | undefined;
   /** "major.minor.micro". */
-  hypervisorVersion?: string | undefined;
+  hypervisorVersion?:
+    | string
+    | undefined;
+  /** The host's address on the management network (Nova's my_ip / host_ip). */
+  hostIp?: string | undefined;
 }
 
 /**
@@ -150,6 +154,7 @@ function createBaseHostCapabilities(): HostCapabilities {
     accelerator: "",
     hypervisorType: "",
     hypervisorVersion: "",
+    hostIp: "",
   };
 }
 
@@ -178,6 +183,9 @@ export const HostCapabilities: MessageFns<HostCapabilities> = {
     }
     if (message.hypervisorVersion !== undefined && message.hypervisorVersion !== "") {
       writer.uint32(66).string(message.hypervisorVersion);
+    }
+    if (message.hostIp !== undefined && message.hostIp !== "") {
+      writer.uint32(74).string(message.hostIp);
     }
     return writer;
   },
@@ -259,6 +267,14 @@ export const HostCapabilities: MessageFns<HostCapabilities> = {
             message.hypervisorVersion = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.hostIp = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -301,6 +317,11 @@ export const HostCapabilities: MessageFns<HostCapabilities> = {
         : isSet(object.hypervisor_version)
         ? globalThis.String(object.hypervisor_version)
         : "",
+      hostIp: isSet(object.hostIp)
+        ? globalThis.String(object.hostIp)
+        : isSet(object.host_ip)
+        ? globalThis.String(object.host_ip)
+        : "",
     };
   },
 
@@ -330,6 +351,9 @@ export const HostCapabilities: MessageFns<HostCapabilities> = {
     if (message.hypervisorVersion !== undefined && message.hypervisorVersion !== "") {
       obj.hypervisorVersion = message.hypervisorVersion;
     }
+    if (message.hostIp !== undefined && message.hostIp !== "") {
+      obj.hostIp = message.hostIp;
+    }
     return obj;
   },
 
@@ -346,6 +370,7 @@ export const HostCapabilities: MessageFns<HostCapabilities> = {
     message.accelerator = object.accelerator ?? "";
     message.hypervisorType = object.hypervisorType ?? "";
     message.hypervisorVersion = object.hypervisorVersion ?? "";
+    message.hostIp = object.hostIp ?? "";
     return message;
   },
 };
