@@ -51,7 +51,7 @@ async function bootLatency(): Promise<void> {
     return console.log(`part 1 skipped: libvirt is not available (${(err as Error).message})`)
   }
   const bridge = `brb-${randomBytes(3).toString('hex')}`
-  const cloud = await startCloud({ hosts: [], controller: { servers: { castRetryMs: 1_000, agentCallTimeoutMs: 20_000 } } })
+  const cloud = await startCloud({ hosts: [], controller: { hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10 }, servers: { castRetryMs: 1_000, agentCallTimeoutMs: 20_000 } } })
   const agent = await spawnAgent({
     host: 'bench-kvm', natsUrl: cloud.nats.url, driver: 'libvirt',
     env: { STRATO_AGENT_CONTROLLER: cloud.s.address, STRATO_AGENT_BRIDGE_MAPPINGS: `provider:${bridge}`, STRATO_AGENT_DISK_GB: '100' },

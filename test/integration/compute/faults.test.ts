@@ -111,7 +111,7 @@ if (process.getuid?.() !== 0) {
   })
 
   t.test('agent and nats-server failures', { timeout: 600_000 }, async (t) => {
-    const cloud = await startCloud({ hosts: [], controller: { servers: { castRetryMs: 500, agentCallTimeoutMs: 20_000 } } })
+    const cloud = await startCloud({ hosts: [], controller: { hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10 }, servers: { castRetryMs: 500, agentCallTimeoutMs: 20_000 } } })
     cleanups.push(() => cloud.close())
     const agent = await libvirtAgent('kvm-faults', cloud.nats.url, cloud.s.address, newBridge())
     cleanups.push(() => agent.remove())
@@ -168,7 +168,7 @@ if (process.getuid?.() !== 0) {
     const nats = await startNats()
     cleanups.push(() => nats.stop())
     const ctl = await spawnController(nats.url, {
-      hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 5, castAckWaitMs: 3_000 },
+      hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10, castAckWaitMs: 3_000 },
       servers: { castRetryMs: 500, agentCallTimeoutMs: 20_000 },
     })
     cleanups.push(() => ctl.close())

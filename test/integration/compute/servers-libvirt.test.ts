@@ -36,7 +36,9 @@ if (process.getuid?.() !== 0) {
 
   t.before(async () => {
     await ensureLibvirtd()
-    cloud = await startCloud({ hosts: [], controller: { servers: { castRetryMs: 1_000, agentCallTimeoutMs: 20_000 } } })
+    // Heartbeats as in the fault tests: a host is down after 5 s without one, not 1 s (QEMU and a
+    // second test file share the two cores; a late heartbeat must not make the host look dead).
+    cloud = await startCloud({ hosts: [], controller: { hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10 }, servers: { castRetryMs: 1_000, agentCallTimeoutMs: 20_000 } } })
     agent = await spawnAgent({
       host: 'kvm-e2e', natsUrl: cloud.nats.url, driver: 'libvirt',
       env: {
