@@ -28,16 +28,26 @@ function unary<Req, Res>(fn: Unary<Req, Res>, c: Client, req: Req, token?: strin
   return new Promise((resolve, reject) => fn.call(c, req, md, (err, res) => (err ? reject(err) : resolve(res))))
 }
 
-export async function registerDemo(address: string, openrc: Record<string, string>, log: Logger): Promise<void> {
-  const creds = credentials.createInsecure()
-  const tokens = new TokensClient(address, creds)
-  const images = new ImagesClient(address, creds)
-  const flavors = new FlavorsClient(address, creds)
+/** A project-scoped token for the credentials of an openrc (the admin's, as bootstrap wrote it). */
+export async function openrcToken(address: string, openrc: Record<string, string>): Promise<string> {
+  const tokens = new TokensClient(address, credentials.createInsecure())
   try {
     const { token = '' } = await unary<object, IssueTokenResponse>(tokens.issueToken, tokens, {
       identity: { methods: ['password'], password: { user: { name: openrc.OS_USERNAME, domain: { name: openrc.OS_USER_DOMAIN_NAME ?? 'Default' }, password: openrc.OS_PASSWORD } } },
       scope: { project: { name: openrc.OS_PROJECT_NAME, domain: { name: openrc.OS_PROJECT_DOMAIN_NAME ?? 'Default' } } },
     })
+    return token
+  } finally {
+    tokens.close()
+  }
+}
+
+export async function registerDemo(address: string, openrc: Record<string, string>, log: Logger): Promise<void> {
+  const creds = credentials.createInsecure()
+  const images = new ImagesClient(address, creds)
+  const flavors = new FlavorsClient(address, creds)
+  try {
+    const token = await openrcToken(address, openrc)
 
     const listed = await unary<object, ListImagesResponse>(images.listImages, images, { name: DEMO_IMAGE }, token)
     if (!(listed.images ?? []).some((i) => i.name === DEMO_IMAGE && i.status === 'active')) {
@@ -65,7 +75,6 @@ export async function registerDemo(address: string, openrc: Record<string, strin
       log.info({ flavor: DEMO_FLAVOR }, 'registered flavor m1.nano')
     }
   } finally {
-    tokens.close()
     images.close()
     flavors.close()
   }

@@ -7,7 +7,7 @@
  * on Ctrl-C (SIGINT) or SIGTERM. State lives under STRATO_HOME.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import type { Logger } from 'pino'
 import { registerDemo } from './demo.js'
+import { readOpenrc } from '../../controller/identity/bootstrap.js'
 import { loadConfig } from '../../controller/config.js'
 import { createLogger } from '../../controller/log.js'
 import { Controller } from '../../controller/server.js'
@@ -56,16 +57,6 @@ const root = (() => {
   }
 })()
 const moduleOf = (rel: string) => path.join(here, '../..', `${rel}${path.extname(fileURLToPath(import.meta.url))}`)
-
-/** Reads `export K='V'` lines. */
-function readOpenrc(file: string): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const m = /^export (\w+)='(.*)'$/.exec(line)
-    if (m) out[m[1]!] = m[2]!.replaceAll("'\\''", "'")
-  }
-  return out
-}
 
 /** Re-logs a child's JSON log lines through our (pretty) logger. */
 function relog(stream: NodeJS.ReadableStream, log: Logger): void {

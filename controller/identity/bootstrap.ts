@@ -5,7 +5,7 @@
  * password is written only to the openrc file (mode 0600). Idempotent: an
  * already bootstrapped database is left alone.
  */
-import { writeFileSync, renameSync, mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import type { Logger } from '../log.js'
 import { DEFAULT_DOMAIN_ID, type IdentityCatalog } from './catalog.js'
@@ -46,6 +46,16 @@ export async function bootstrap(db: Db, catalog: IdentityCatalog, opts: { adminP
 
 function shellQuote(v: string): string {
   return `'${v.replaceAll("'", "'\\''")}'`
+}
+
+/** Reads back what writeOpenrc wrote: `export K='V'` lines (shell-quoted) → a map. */
+export function readOpenrc(file: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const m = /^export (\w+)='(.*)'$/.exec(line)
+    if (m) out[m[1]!] = m[2]!.replaceAll("'\\''", "'")
+  }
+  return out
 }
 
 export function writeOpenrc(file: string, vars: Record<string, string>): void {

@@ -21,7 +21,7 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { startController } from '../helpers/controller.js'
-import { startCloud } from '../helpers/cloud.js'
+import { serverGone, startCloud } from '../helpers/cloud.js'
 import { spawnAgent } from '../helpers/agent-process.js'
 import { ensureLibvirtd } from '../helpers/libvirt.js'
 import { eventually } from '../helpers/agents.js'
@@ -76,7 +76,7 @@ async function bootLatency(): Promise<void> {
       const toConsole = performance.now() - t0
       // Deleted before the next one: a 2-core host holds 8 vCPUs at the 4.0 allocation ratio.
       await call(cloud.c.servers, 'deleteServer', { id }, token)
-      await eventually(() => call(cloud.c.servers, 'getServer', { id }, token).then(() => undefined, () => true), 60_000, 'deleted')
+      await eventually(() => serverGone(cloud.c, id, token), 60_000, 'deleted')
       return { active, console: toConsole }
     }
     const warm = await boot('warm-cache')

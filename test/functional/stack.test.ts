@@ -12,9 +12,8 @@ import { parseOpenrc } from '../helpers/controller.js'
 import { freePort } from '../helpers/ports.js'
 import { call, client } from '../helpers/grpc.js'
 import { eventually } from '../helpers/agents.js'
-import { cloudClients, serverWaiter } from '../helpers/cloud.js'
-import { DEMO_IMAGE, DEMO_LINE } from '../../cli/stack/demo.js'
-import { TokensClient, type IssueTokenResponse } from '../../proto/gen/strato/identity/v1/identity.js'
+import { cloudClients, serverGone, serverWaiter } from '../helpers/cloud.js'
+import { DEMO_IMAGE, DEMO_LINE, openrcToken } from '../../cli/stack/demo.js'
 import { ImagesClient, type ListImagesResponse } from '../../proto/gen/strato/image/v1/image.js'
 import type { ListHostsResponse } from '../../proto/gen/strato/compute/v1/hosts.js'
 import type { ConsoleOutput, CreateServerResponse, ListServersResponse } from '../../proto/gen/strato/compute/v1/servers.js'
@@ -118,10 +117,7 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   }
 
   // A first user can boot right away: the host is mapped, the demo image and m1.nano are there.
-  const admin = await call<IssueTokenResponse>(client(TokensClient, `127.0.0.1:${a.grpcPort}`), 'issueToken', {
-    identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password: creds.OS_PASSWORD! } } },
-    scope: { project: { name: 'admin', domain: { name: 'Default' } } },
-  })
+  const admin = { token: await openrcToken(`127.0.0.1:${a.grpcPort}`, creds) }
   const c = cloudClients(`127.0.0.1:${a.grpcPort}`)
   t.teardown(() => Object.values(c).forEach((x) => x.close()))
   const hosts = await call<ListHostsResponse>(c.hosts, 'listHosts', {}, admin.token)
@@ -137,7 +133,7 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   }, 60_000, 'the demo line on the console')
   t.match(out, DEMO_LINE, 'its console says hello')
   await call(c.servers, 'deleteServer', { id }, admin.token)
-  await eventually(() => call(c.servers, 'getServer', { id }, admin.token).then(() => undefined, () => true), 60_000, 'the server to be deleted')
+  await eventually(() => serverGone(c, id, admin.token), 60_000, 'the server to be deleted')
 
   // The README's quickstart, pasted into bash as a new user would, after npm start.
   const work = mkdtempSync(path.join(tmpdir(), 'strato-quickstart-'))
@@ -160,7 +156,7 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   t.match(seedServer, { status: 'ACTIVE', keyName: 'mykey' })
   await eventually(async () => (await call<ConsoleOutput>(c.servers, 'getConsoleOutput', { id: seedServer.id }, admin.token)).output.includes(DEMO_LINE) || undefined, 60_000, 'the guest line')
   await call(c.servers, 'deleteServer', { id: seedServer.id }, admin.token)
-  await eventually(() => call(c.servers, 'getServer', { id: seedServer.id }, admin.token).then(() => undefined, () => true), 60_000, 'the seed server to be deleted')
+  await eventually(() => serverGone(c, seedServer.id, admin.token), 60_000, 'the seed server to be deleted')
 
   // A second stack, side by side, with its own ports and home: its own cloud.
   const b = await npmStart(homeB)

@@ -3,14 +3,12 @@
  * the way an operator would: `STRATO_AGENT_*` environment variables. For tests
  * that kill it (SIGKILL mid-build) and start it again on the same state.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { chmodSync, createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import type { ChildProcess } from 'node:child_process'
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { exited, readLog, running, startDaemon, waitForLog } from './daemon.js'
 import { virsh } from './libvirt.js'
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 export interface AgentProcessOptions {
   host: string
@@ -56,53 +54,16 @@ export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> 
   const stateDir = o.stateDir ?? mkdtempSync(path.join(tmpdir(), `strato-agentp-${o.host}-`))
   if (made) chmodSync(stateDir, 0o755) // QEMU (libvirt-qemu) walks through it to the disks
   const logFile = path.join(stateDir, 'agent.log')
-  const launch = (): ChildProcess => {
-    const out = createWriteStream(logFile, { flags: 'a' })
-    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'agent/main.ts')], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        STRATO_AGENT_HOST: o.host,
-        STRATO_NATS_URL: o.natsUrl,
-        STRATO_AGENT_DRIVER: o.driver,
-        STRATO_AGENT_STATE_DIR: stateDir,
-        STRATO_LOG_LEVEL: process.env.STRATO_TEST_LOG && process.env.STRATO_TEST_LOG !== 'silent' ? process.env.STRATO_TEST_LOG : 'info',
-        ...o.env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    proc.stdout!.pipe(out)
-    proc.stderr!.pipe(out)
-    return proc
-  }
-  const exited = (p: ChildProcess) =>
-    new Promise<number | null>((resolve) => {
-      if (p.exitCode !== null || p.signalCode !== null) return resolve(p.exitCode)
-      p.once('exit', (code) => resolve(code))
-    })
-  const read = () => {
-    try {
-      return readFileSync(logFile, 'utf8')
-    } catch {
-      return ''
-    }
-  }
+  const launch = (): ChildProcess =>
+    startDaemon('agent/main.ts', { STRATO_AGENT_HOST: o.host, STRATO_NATS_URL: o.natsUrl, STRATO_AGENT_DRIVER: o.driver, STRATO_AGENT_STATE_DIR: stateDir, ...o.env }, logFile)
+  const read = () => readLog(logFile)
   const a: AgentProcess = {
     host: o.host,
     stateDir,
     instancesDir: o.env?.STRATO_AGENT_INSTANCES_DIR ?? path.join(stateDir, 'instances'),
     proc: launch(),
     log: read,
-    async running(timeoutMs = 30_000) {
-      const runs = () => read().split('\n').filter((l) => l.includes('"msg":"agent running"')).length
-      const want = starts
-      const deadline = Date.now() + timeoutMs
-      while (runs() < want) {
-        if (a.proc.exitCode !== null) throw new Error(`agent ${o.host} exited with ${a.proc.exitCode}:\n${read().slice(-3000)}`)
-        if (Date.now() > deadline) throw new Error(`agent ${o.host} did not start within ${timeoutMs} ms:\n${read().slice(-3000)}`)
-        await new Promise((r) => setTimeout(r, 50))
-      }
-    },
+    running: (timeoutMs = 30_000) => waitForLog(a.proc, logFile, 'agent running', starts, timeoutMs, `agent ${o.host}`),
     async kill(signal) {
       const done = exited(a.proc)
       a.proc.kill(signal)
@@ -114,13 +75,13 @@ export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> 
       return done
     },
     async restart() {
-      if (a.proc.exitCode === null && a.proc.signalCode === null) await a.stop()
+      if (running(a.proc)) await a.stop()
       starts++
       a.proc = launch()
       await a.running()
     },
     async remove() {
-      if (a.proc.exitCode === null && a.proc.signalCode === null) await a.kill('SIGKILL')
+      if (running(a.proc)) await a.kill('SIGKILL')
       // Guests this agent left (a test that failed half way): their disks are under its state dir.
       if (o.driver === 'libvirt') await destroyDomainsUnder(stateDir)
       if (made) rmSync(stateDir, { recursive: true, force: true })

@@ -12,7 +12,7 @@ import type { ConfigOverrides } from '../../controller/config.js'
 import { startController, type TestController } from './controller.js'
 import { startNats, type NatsServer } from './nats.js'
 import { startAgent, eventually, type TestAgent } from './agents.js'
-import { call, client } from './grpc.js'
+import { call, client, status, type Decoded } from './grpc.js'
 import type { AgentConfigOverrides } from '../../agent/config.js'
 import type { FakeDriverOptions } from '../../agent/virt/fake.js'
 import { bootDiskImage, bootMarker } from '../fixtures/boot-sector.js'
@@ -22,7 +22,6 @@ import { ServerGroupsClient, ServersClient, type Server } from '../../proto/gen/
 import { HostsClient } from '../../proto/gen/strato/compute/v1/hosts.js'
 import { PlacementClient } from '../../proto/gen/strato/placement/v1/placement.js'
 import { NetworksClient, PortsClient, SubnetsClient, type Network, type Subnet } from '../../proto/gen/strato/network/v1/network.js'
-import type { Decoded } from './grpc.js'
 
 export interface CloudClients {
   servers: ServersClient
@@ -108,6 +107,14 @@ export async function provision(c: CloudClients, adminToken: string): Promise<Pr
     allocationPools: [{ start: '192.168.201.200', end: '192.168.201.210' }], dnsNameservers: ['114.114.114.114'],
   }, adminToken)
   return { image, marker, flavor, network, subnet }
+}
+
+/** For `eventually`: true once GetServer says NOT_FOUND (the server is deleted); any other error fails the wait. */
+export function serverGone(c: CloudClients, id: string, token: string): Promise<true | undefined> {
+  return call<Server>(c.servers, 'getServer', { id }, token).then(
+    () => undefined,
+    (e: { code?: number }) => (e.code === status.NOT_FOUND ? true : Promise.reject(e)),
+  )
 }
 
 /** Polls GetServer until `pred` holds; the error says what the server last looked like. */

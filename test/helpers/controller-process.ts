@@ -3,18 +3,15 @@
  * a fixed loopback port and data dir, configured through STRATO_CONFIG, for
  * tests that SIGKILL it and start it again on the same database.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { ConfigOverrides } from '../../controller/config.js'
-import { TokensClient, type IssueTokenResponse } from '../../proto/gen/strato/identity/v1/identity.js'
+import { openrcToken } from '../../cli/stack/demo.js'
 import { parseOpenrc } from './controller.js'
-import { call, client } from './grpc.js'
 import { freePort } from './ports.js'
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+import { exited, readLog, running, startDaemon, waitForLog } from './daemon.js'
 
 export interface ControllerProcess {
   address: string
@@ -36,73 +33,38 @@ export async function spawnController(natsUrl: string, overrides: ConfigOverride
   writeFileSync(configFile, JSON.stringify({ ...overrides, dataDir, natsUrl, grpc: { host: '127.0.0.1', port, publicAddress: null }, bootstrap: { openrcPath } }))
   const logFile = path.join(dataDir, 'controller.log')
   let starts = 0
+  // Up when it says so (after bootstrap, the bus and the resend of pending casts).
   const launch = async (): Promise<ChildProcess> => {
-    const out = createWriteStream(logFile, { flags: 'a' })
-    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'controller/main.ts')], {
-      cwd: ROOT,
-      env: { ...process.env, STRATO_CONFIG: configFile, STRATO_LOG_LEVEL: process.env.STRATO_TEST_LOG && process.env.STRATO_TEST_LOG !== 'silent' ? process.env.STRATO_TEST_LOG : 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    proc.stdout!.pipe(out)
-    proc.stderr!.pipe(out)
-    // Up when it says so (after bootstrap, the bus and the resend of pending casts).
-    const want = ++starts
-    const deadline = Date.now() + 60_000
-    while (read().split('\n').filter((l) => l.includes('"msg":"controller running"')).length < want) {
-      if (proc.exitCode !== null) throw new Error(`controller exited with ${proc.exitCode}:\n${read().slice(-3000)}`)
-      if (Date.now() > deadline) {
-        proc.kill('SIGKILL')
-        throw new Error(`controller did not start within 60 s:\n${read().slice(-3000)}`)
-      }
-      await new Promise((r) => setTimeout(r, 50))
-    }
+    const proc = startDaemon('controller/main.ts', { STRATO_CONFIG: configFile }, logFile)
+    await waitForLog(proc, logFile, 'controller running', ++starts, 60_000, 'controller')
     return proc
   }
-  const read = () => {
-    try {
-      return readFileSync(logFile, 'utf8')
-    } catch {
-      return ''
-    }
-  }
-  const exited = (p: ChildProcess) =>
-    new Promise<void>((resolve) => {
-      if (p.exitCode !== null || p.signalCode !== null) return resolve()
-      p.once('exit', () => resolve())
-    })
   const proc = await launch()
   const address = `127.0.0.1:${port}`
-  const tokens = client(TokensClient, address)
-  let issued: IssueTokenResponse
+  let adminToken: string
   try {
-    const openrc = parseOpenrc(openrcPath)
-    issued = await call<IssueTokenResponse>(tokens, 'issueToken', {
-      identity: { methods: ['password'], password: { user: { name: openrc.OS_USERNAME!, domain: { name: 'Default' }, password: openrc.OS_PASSWORD! } } },
-      scope: { project: { name: openrc.OS_PROJECT_NAME!, domain: { name: 'Default' } } },
-    })
+    adminToken = await openrcToken(address, parseOpenrc(openrcPath))
   } catch (err) {
     proc.kill('SIGKILL')
     throw err
-  } finally {
-    tokens.close()
   }
   const c: ControllerProcess = {
     address,
     dataDir,
-    adminToken: issued.token ?? '',
+    adminToken,
     proc,
-    log: read,
+    log: () => readLog(logFile),
     async kill(signal) {
       const done = exited(c.proc)
       c.proc.kill(signal)
       await done
     },
     async restart() {
-      if (c.proc.exitCode === null && c.proc.signalCode === null) await c.kill('SIGTERM')
+      if (running(c.proc)) await c.kill('SIGTERM')
       c.proc = await launch()
     },
     async close() {
-      if (c.proc.exitCode === null && c.proc.signalCode === null) await c.kill('SIGTERM')
+      if (running(c.proc)) await c.kill('SIGTERM')
       rmSync(dataDir, { recursive: true, force: true })
     },
   }

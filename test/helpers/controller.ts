@@ -4,11 +4,12 @@
  * clients for the identity services. Admin credentials are read back from
  * the openrc file, as a user would.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { pino } from 'pino'
 import { loadConfig, type ConfigOverrides } from '../../controller/config.js'
+import { readOpenrc } from '../../controller/identity/bootstrap.js'
 import { Controller } from '../../controller/server.js'
 import {
   CatalogClient, DomainsClient, ProjectsClient, RolesClient, TokensClient, UsersClient, type IssueTokenResponse,
@@ -35,14 +36,8 @@ export interface TestController {
   close(): Promise<void>
 }
 
-export function parseOpenrc(file: string): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const m = /^export (\w+)='(.*)'$/.exec(line)
-    if (m) out[m[1]!] = m[2]!.replaceAll("'\\''", "'")
-  }
-  return out
-}
+/** The openrc the controller wrote, as a map (the controller's own reader). */
+export const parseOpenrc = readOpenrc
 
 export async function startController(overrides: ConfigOverrides = {}, dataDir = mkdtempSync(path.join(tmpdir(), 'strato-ctl-'))): Promise<TestController> {
   const openrcPath = path.join(dataDir, 'admin-openrc')

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { startCloud, uploadImage, type TestCloud } from '../../helpers/cloud.js'
+import { serverGone, startCloud, uploadImage, type TestCloud } from '../../helpers/cloud.js'
 import { call, failure, fieldOf, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
@@ -35,7 +35,7 @@ const ports = async (deviceId: string) => (await call<ListPortsResponse>(cloud.c
 const driverOf = (host: string) => cloud.agents.find((a) => a.agent.config.host === host)!
 const active = (s: Decoded<Server>) => s.status === 'ACTIVE'
 /** True once GetServer says NOT_FOUND; any other error fails the wait. */
-const gone = (id: string) => get(id).then(() => false, (e: { code?: number }) => { if (e.code === status.NOT_FOUND) return true; throw e })
+const gone = (id: string, token = demo.token) => serverGone(cloud.c, id, token)
 const seedRequest = () => ({ name: 'provider-instance', flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ uuid: cloud.network.id }], securityGroups: ['default'], keyName: 'mykey' })
 
 t.test("the seed's server create: BUILD, then ACTIVE on a mapped host, with a port on the provider network", async (t) => {
@@ -310,7 +310,7 @@ t.test('server groups: anti-affinity spreads (and refuses a third on two hosts),
   const hostOf = async (id: string) => (await get(id, cloud.s.adminToken)).host
   const clean = async (ids: string[]) => {
     for (const id of ids) await act('deleteServer', id, g.token)
-    for (const id of ids) await eventually(() => get(id, g.token).then(() => undefined, () => true), 5_000, 'deleted')
+    for (const id of ids) await eventually(() => gone(id, g.token), 5_000, 'deleted')
   }
 
   const bad = await failure(mk('x', 'sticky'))

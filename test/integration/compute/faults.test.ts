@@ -13,12 +13,12 @@ import { existsSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
-import { cloudClients, provision, serverWaiter, startCloud, type CloudClients, type Provisioned, type TestCloud } from '../../helpers/cloud.js'
+import { cloudClients, provision, serverGone, serverWaiter, startCloud, type CloudClients, type Provisioned, type TestCloud } from '../../helpers/cloud.js'
 import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
 import { spawnController, type ControllerProcess } from '../../helpers/controller-process.js'
 import { startNats, type NatsServer } from '../../helpers/nats.js'
 import { ensureLibvirtd, virsh, virshDomainNames, virshPowerState } from '../../helpers/libvirt.js'
-import { call, status, type Decoded } from '../../helpers/grpc.js'
+import { call, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
 import { PowerState } from '../../../agent/virt/driver.js'
 import type { CreateServerResponse, ListServersResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
@@ -57,7 +57,7 @@ const act = (r: Rig, method: string, id: string) => call<Server>(r.c.servers, me
 const allocations = async (r: Rig, id: string) => (await call<ListAllocationsResponse>(r.c.placement, 'listAllocations', { consumerUuid: id }, r.token)).allocations
 /** Waits until the server is out of every transitional state (or gone). */
 const settle = (r: Rig, id: string, ms = 120_000) => r.waitFor(id, (s) => s.taskState === '' && s.status !== 'BUILD', r.token, ms, 'the server to settle')
-const gone = (r: Rig, id: string) => get(r, id).then(() => undefined, (e: { code?: number }) => (e.code === status.NOT_FOUND ? true : Promise.reject(e)))
+const gone = (r: Rig, id: string) => serverGone(r.c, id, r.token)
 
 /** Deletes the servers and checks nothing of them is left: domain, disk, allocation. */
 async function deleteAll(t: Test, r: Rig, ids: string[]): Promise<void> {

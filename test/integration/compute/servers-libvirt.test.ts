@@ -13,10 +13,10 @@ import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { startCloud, type TestCloud } from '../../helpers/cloud.js'
+import { serverGone, startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
 import { ensureLibvirtd, virsh, virshDomainNames, virshPowerState } from '../../helpers/libvirt.js'
-import { call, status, type Decoded } from '../../helpers/grpc.js'
+import { call, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
 import { PowerState } from '../../../agent/virt/driver.js'
 import type { ConsoleOutput, CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
@@ -120,7 +120,7 @@ if (process.getuid?.() !== 0) {
     await wait(id, 'ACTIVE')
 
     await act('deleteServer', id)
-    await eventually(() => get(id).then(() => undefined, (e: { code?: number }) => (e.code === status.NOT_FOUND ? true : Promise.reject(e))), 60_000, 'the server to be gone')
+    await eventually(() => serverGone(cloud.c, id, cloud.s.adminToken), 60_000, 'the server to be gone')
     t.notOk((await virshDomainNames()).includes(domain), 'virsh: no domain left')
     t.notOk(existsSync(path.join(agent.instancesDir, id)), 'no disk or console log left')
     t.same((await call<ListPortsResponse>(cloud.c.ports, 'listPorts', { deviceId: id }, cloud.s.adminToken)).ports, [], 'its port is deleted')
