@@ -17,10 +17,10 @@
  */
 import { mkdir, readdir, rm, chmod } from 'node:fs/promises'
 import path from 'node:path'
-import { FailedPrecondition, NotFound } from '../proto/errors.js'
+import { AlreadyExists, FailedPrecondition, NotFound } from '../proto/errors.js'
 import { withReverter } from './revert.js'
 import { ensureBridge } from './virt/bridge.js'
-import { PowerState, isUuid, type GuestInfo, type NicSpec, type VirtDriver } from './virt/driver.js'
+import { PowerState, isUuid, type GuestInfo, type GuestSpec, type NicSpec, type VirtDriver } from './virt/driver.js'
 import { ImageCache, type ImageSource } from './disk/image-cache.js'
 import { createRootDisk } from './disk/root-disk.js'
 
@@ -120,6 +120,8 @@ export class ComputeManager {
       if (existing) await this.driver.destroy(uuid)
       const dir = this.dir(uuid)
       return withReverter(async (revert) => {
+        // A failed build leaves no guest behind, whoever defined it (see the retry below).
+        revert.add(`destroy guest ${uuid}`, () => this.driver.destroy(uuid))
         await rm(dir, { recursive: true, force: true })
         await mkdir(dir, { recursive: true, mode: 0o755 })
         await chmod(dir, 0o755) // QEMU runs as its own user and must reach the disk and the log
@@ -134,7 +136,7 @@ export class ComputeManager {
           if (this.o.manageBridges) await ensureBridge(bridge)
           nics.push({ mac: nic.macAddress, bridge, model: 'virtio' })
         }
-        const info = await this.driver.spawn({
+        const guest: GuestSpec = {
           uuid,
           name: spec.name,
           vcpus: spec.vcpus,
@@ -142,8 +144,16 @@ export class ComputeManager {
           disks: [{ path: disk, format: 'qcow2', bus: 'virtio', device: 'vda' }],
           nics,
           consoleLogPath: path.join(dir, 'console.log'),
-        })
-        return info.powerState
+        }
+        try {
+          return (await this.driver.spawn(guest)).powerState
+        } catch (err) {
+          // An agent killed mid-spawn leaves libvirtd finishing its define and start: the guest can
+          // appear after the check above. It is this server's, from the interrupted build: replace it.
+          if (!(err instanceof AlreadyExists)) throw err
+          await this.driver.destroy(uuid)
+          return (await this.driver.spawn(guest)).powerState
+        }
       })
     })
   }

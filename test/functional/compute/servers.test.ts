@@ -11,6 +11,8 @@ import { eventually } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import { imageInfo } from '../../../native/index.js'
 import { FailedPrecondition } from '../../../proto/errors.js'
+import type { FakeDriver } from '../../../agent/virt/fake.js'
+import type { GuestInfo, GuestSpec } from '../../../agent/virt/driver.js'
 import type { ConsoleOutput, CreateServerResponse, ListServerGroupsResponse, ListServersResponse, Server, ServerGroup } from '../../../proto/gen/strato/compute/v1/servers.js'
 import type { ListAvailabilityZonesResponse, QuotaSet } from '../../../proto/gen/strato/compute/v1/compute.js'
 import type { ListAllocationsResponse } from '../../../proto/gen/strato/placement/v1/placement.js'
@@ -251,6 +253,44 @@ t.test('a build that fails on the host ends in ERROR with a fault, and gives bac
   // An ERROR server can be deleted; with nothing on the host it is gone at once.
   await act('deleteServer', id)
   await eventually(() => gone(id), 5_000, 'the failed server to be deleted')
+})
+
+t.test('a guest that appears while its build runs (libvirtd finishing a killed agent\'s spawn) is replaced; a failed build leaves no guest', async (t) => {
+  // Each driver's next spawn first makes the guest itself, as the interrupted build's libvirtd request would.
+  const restore: Array<() => void> = []
+  const patchSpawn = (then: (orig: FakeDriver['spawn'], spec: GuestSpec) => Promise<GuestInfo>) => {
+    for (const a of cloud.agents) {
+      const orig = a.driver.spawn.bind(a.driver)
+      a.driver.spawn = async (spec) => {
+        a.driver.spawn = orig
+        return then(orig, spec)
+      }
+      restore.push(() => (a.driver.spawn = orig))
+    }
+  }
+  patchSpawn(async (orig, spec) => {
+    await orig(spec)
+    return orig(spec) // AlreadyExists: the guest appeared after the build looked
+  })
+  const raced = (await create({ name: 'raced', flavorRef: '1', imageRef: 'cirros', networkMode: 'none' })).servers[0]!
+  const up = await cloud.waitFor(raced.id, (x) => x.status !== 'BUILD', demo.token)
+  for (const r of restore.splice(0)) r()
+  t.equal(up.status, 'ACTIVE', `the leftover guest is replaced and the build goes on (${up.fault?.message ?? 'no fault'})`)
+  const hv = driverOf((await get(raced.id, cloud.s.adminToken)).host).driver
+  t.equal((await hv.getInfo(raced.id)).powerState, 1, 'one guest, running')
+
+  patchSpawn(async (orig, spec) => {
+    await orig(spec)
+    throw new FailedPrecondition('QEMU failed after the guest was defined: injected')
+  })
+  const broken = (await create({ name: 'left-behind', flavorRef: '1', imageRef: 'cirros', networkMode: 'none' })).servers[0]!
+  const failed = await cloud.waitFor(broken.id, (x) => x.status === 'ERROR', demo.token)
+  for (const r of restore.splice(0)) r()
+  t.match(failed.fault?.message, /injected/)
+  const host = driverOf((await get(broken.id, cloud.s.adminToken)).host).driver
+  await t.rejects(host.getInfo(broken.id), { name: 'NotFound' }, 'no guest is left for a failed build')
+  for (const id of [raced.id, broken.id]) await act('deleteServer', id)
+  for (const id of [raced.id, broken.id]) await eventually(() => gone(id), 5_000, 'deleted')
 })
 
 t.test('networks: auto picks the only usable network, none makes no NIC, several are ambiguous', async (t) => {
