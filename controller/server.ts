@@ -34,7 +34,8 @@ import { SecurityGroupCatalog } from './network/security-groups.js'
 import { ImageCatalog } from './image/catalog.js'
 import { ImageStore } from './image/store.js'
 import { imagePolicy } from './image/policy.js'
-import { imageServices } from './api/images.js'
+import { imageServices, imageStreamHandlers, MAX_MESSAGE } from './api/images.js'
+import { serveOnHttp2 } from './api/bulk.js'
 import { hostServices } from './api/hosts.js'
 import { placementServices } from './api/placement.js'
 import { HostRegistry } from './compute/hosts.js'
@@ -72,6 +73,8 @@ export class Controller {
   bootstrapResult: BootstrapResult = { created: false }
   /** The address clients use (host:port), known once RUNNING. */
   address = ''
+  /** Methods served on the HTTP/2 streams directly (api/bulk.ts); empty when grpc-js serves them. */
+  bulkMethods: string[] = []
   private grpc: Server | undefined
   private health: HealthState | undefined
   private readonly inFlight = new Set<Promise<unknown>>()
@@ -137,7 +140,7 @@ export class Controller {
     ]
     const served = new Set(services.map(([def]) => serviceName(def)))
     this.health = new HealthState(served)
-    const server = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 })
+    const server = new Server({ 'grpc.max_receive_message_length': MAX_MESSAGE })
     for (const [def, impl] of services) server.addService(def as ServiceDefinition, impl)
     server.addService(HealthService as unknown as ServiceDefinition, this.health.implementation())
     const reflection = new ReflectionIndex(new Set([...served, 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']))
@@ -147,6 +150,8 @@ export class Controller {
       server.bindAsync(`${cfg.grpc.host}:${cfg.grpc.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Unavailable(`cannot listen on ${cfg.grpc.host}:${cfg.grpc.port}: ${err.message}`, { cause: err })) : resolve(p))),
     )
     this.grpc = server
+    const bulk = imageStreamHandlers(images, rpc)
+    if (serveOnHttp2(server, bulk, this.log)) this.bulkMethods = Object.keys(bulk)
     this.address = cfg.grpc.publicAddress ?? `${cfg.grpc.host}:${port}`
 
     if (this.nats) {

@@ -3,8 +3,8 @@
     {
       "target_name": "strato_img",
       "sources": [
-        "addon/addon.cc",
-        "src/util.c", "src/compress.c", "src/qcow2.c", "src/image.c",
+        "addon/addon.cc", "addon/direct.cc",
+        "src/util.c", "src/direct.c", "src/compress.c", "src/qcow2.c", "src/image.c",
         "src/ops.c", "src/check.c", "src/inspect.c"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

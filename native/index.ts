@@ -151,6 +151,28 @@ interface Addon {
   punchHole(path: string, offset: number, length: number): Promise<void>
   sparseCopy(src: string, dst: string, onProgress?: ProgressFn, cancel?: CancelToken): Promise<void>
   fileSizes(path: string): Promise<{ apparent: number; allocated: number }>
+  ImageSink: new (path: string, direct: boolean) => NativeSink
+  ImageSource: new (path: string, direct: boolean) => NativeSource
+}
+
+interface NativeSource {
+  readonly direct: boolean
+  read(buffer: Uint8Array, room: number, max: number): Promise<[number, number]>
+  close(): void
+}
+
+interface NativeSink {
+  readonly direct: boolean
+  update(lane: 0 | 1 | 2, buffers: Uint8Array[]): Promise<void>
+  finish(): Promise<SinkResult>
+  close(): void
+}
+
+/** What a finished {@link FileSink} wrote. */
+export interface SinkResult {
+  size: number
+  md5: string
+  sha512: string
 }
 
 function findAddon(): string {
@@ -297,4 +319,86 @@ export async function sparseCopy(src: string, dst: string, onProgress?: Progress
 
 export async function fileSizes(path: string): Promise<{ apparent: number; allocated: number }> {
   return call(() => addon().fileSizes(path))
+}
+
+/**
+ * A new file written front to back with its MD5 and SHA-512 computed on the
+ * way (an image upload). Each batch goes through three lanes on worker
+ * threads — MD5, SHA-512, write — that run independently, so several batches
+ * may be in flight. With `direct` the file
+ * is written with O_DIRECT where the filesystem allows it. All-zero 64 KiB
+ * blocks become holes. A batch's buffers must not change until its write
+ * settles. The data is durable once finish() resolves.
+ */
+export class FileSink {
+  private readonly native: NativeSink
+  private readonly lanes: Array<Promise<void>> = [Promise.resolve(), Promise.resolve(), Promise.resolve()]
+
+  constructor(readonly path: string, opts: { direct?: boolean } = {}) {
+    try {
+      this.native = new (addon().ImageSink)(path, opts.direct ?? true)
+    } catch (err) {
+      throw convertError(err)
+    }
+  }
+
+  /** True while writes bypass the page cache. */
+  get direct(): boolean {
+    return this.native.direct
+  }
+
+  /** Queues a batch; settles when every lane is done with it (a failure fails every later batch too). */
+  write(buffers: Uint8Array[]): Promise<void> {
+    return Promise.all(([0, 1, 2] as const).map((lane) => (this.lanes[lane] = this.lanes[lane]!.then(() => call(() => this.native.update(lane, buffers)))))).then(() => undefined)
+  }
+
+  /** After the queued batches: sets the size, syncs; then the digests. */
+  async finish(): Promise<SinkResult> {
+    await Promise.all(this.lanes)
+    return call(() => this.native.finish())
+  }
+
+  /** Waits for queued batches (ignoring their failures) and closes the file without finishing; the caller removes it. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.lanes)
+    this.native.close()
+  }
+}
+
+/**
+ * A file read front to back (an image download), with O_DIRECT where the
+ * filesystem allows it. read() puts the next bytes into the caller's buffer at
+ * the first aligned offset at or after `room` (so a frame header fits in
+ * front) and returns where they are; reusing a few buffers means nothing is
+ * allocated per chunk. One read at a time.
+ */
+export class FileSource {
+  private readonly native: NativeSource
+
+  constructor(readonly path: string, opts: { direct?: boolean } = {}) {
+    try {
+      this.native = new (addon().ImageSource)(path, opts.direct ?? true)
+    } catch (err) {
+      throw convertError(err)
+    }
+  }
+
+  /** True while reads bypass the page cache. */
+  get direct(): boolean {
+    return this.native.direct
+  }
+
+  /**
+   * Reads up to `max` bytes into `buffer` at offset >= `room`; length 0 at the
+   * end of the file. The buffer needs `room` + `max` + 4096 bytes to be sure
+   * of a full read.
+   */
+  async read(buffer: Uint8Array, room: number, max: number): Promise<{ offset: number; length: number }> {
+    const [offset, length] = await call(() => this.native.read(buffer, room, max))
+    return { offset, length }
+  }
+
+  close(): void {
+    this.native.close()
+  }
 }

@@ -1,15 +1,30 @@
 /** gRPC adapters for strato.image.v1.Images; upload is client-streaming, download server-streaming. */
 import { once } from 'node:events'
-import type { UntypedServiceImplementation } from '@grpc/grpc-js'
+import type http2 from 'node:http2'
+import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js'
 import { InvalidArgument } from '../../proto/errors.js'
 import { Empty } from '../../proto/gen/google/protobuf/empty.js'
-import { Image, ImageChunk, ImageMember, ImagesService, ListImageMembersResponse, ListImagesResponse, type UploadImageRequest } from '../../proto/gen/strato/image/v1/image.js'
+import { Image, ImageIdRequest, ImageMember, ImagesService, ListImageMembersResponse, ListImagesResponse, type UploadImageRequest } from '../../proto/gen/strato/image/v1/image.js'
 import type { ImageCatalog, ImageViewer } from '../image/catalog.js'
-import { implement, type CallContext, type RpcDeps } from './rpc.js'
+import { chunksOf } from '../image/store.js'
+import type { FileSource } from '../../native/index.js'
+import { FRAME_ROOM, GrpcResponse, PiecesReader, bytesFieldFrame, requestMessages, type RawMessage, type StreamHandler } from './bulk.js'
+import { callRunner, implement, type CallContext, type RpcDeps } from './rpc.js'
+
+/** The largest request message (as grpc.max_receive_message_length on the server). */
+export const MAX_MESSAGE = 16 * 1024 * 1024
 
 function viewer(c: CallContext): ImageViewer {
   const a = c.auth!
   return { projectId: a.projectId, domainId: a.actingDomainId, isAdmin: a.isCloudAdmin, canWrite: a.roles.has('member') }
+}
+
+/** An UploadImageRequest with its data as the pieces it arrived in. */
+interface UploadPart {
+  imageId: string
+  size: number
+  last: boolean
+  data: Buffer[]
 }
 
 /**
@@ -18,21 +33,20 @@ function viewer(c: CallContext): ImageViewer {
  * way a finished one does, so completion must be explicit: the announced size
  * reached, or a message with `last`. Anything else throws, and is not kept.
  */
-async function splitUpload(stream: AsyncIterable<UploadImageRequest>): Promise<{ imageId: string; size: number; data: AsyncIterable<Buffer> }> {
-  const it = stream[Symbol.asyncIterator]()
+async function splitUpload(parts: AsyncIterable<UploadPart>): Promise<{ imageId: string; size: number; data: AsyncIterable<Buffer> }> {
+  const it = parts[Symbol.asyncIterator]()
   const first = await it.next()
   if (first.done || !first.value.imageId) throw new InvalidArgument('the first UploadImage message must carry image_id', { field: 'image_id' })
-  const size = first.value.size ?? 0
+  const size = first.value.size
   if (!Number.isInteger(size) || size < 0) throw new InvalidArgument(`size must be a non-negative integer, got ${size}`, { field: 'size' })
   async function* data(): AsyncIterable<Buffer> {
     let received = 0
-    let msg: UploadImageRequest = first.value
+    let msg: UploadPart = first.value
     for (;;) {
-      const d = msg.data
-      if (d && d.length > 0) {
+      for (const d of msg.data) {
         received += d.length
         if (size > 0 && received > size) throw new InvalidArgument(`more data than the announced size of ${size} bytes`, { field: 'size' })
-        yield Buffer.from(d.buffer, d.byteOffset, d.byteLength)
+        yield d
       }
       if (msg.last) break
       const next = await it.next()
@@ -50,42 +64,86 @@ async function splitUpload(stream: AsyncIterable<UploadImageRequest>): Promise<{
   return { imageId: first.value.imageId, size, data: data() }
 }
 
-/**
- * ImageChunk { bytes data = 1 } encoded with one copy (tag, length, bytes);
- * the generic writer copies a 1 MiB chunk several times, and download speed
- * is bounded by those copies.
- */
-function encodeChunk(chunk: ImageChunk): Buffer {
-  const data = chunk.data ?? new Uint8Array()
-  let len = data.length
-  const header = [0x0a]
-  do {
-    header.push((len & 0x7f) | (len > 0x7f ? 0x80 : 0))
-    len >>>= 7
-  } while (len > 0)
-  const out = Buffer.allocUnsafe(header.length + data.length)
-  out.set(header, 0)
-  out.set(data, header.length)
-  return out
+async function* partsOf(stream: AsyncIterable<UploadImageRequest>): AsyncIterable<UploadPart> {
+  for await (const r of stream) {
+    const d = r.data
+    yield { imageId: r.imageId ?? '', size: r.size ?? 0, last: r.last ?? false, data: d && d.length > 0 ? [Buffer.from(d.buffer, d.byteOffset, d.byteLength)] : [] }
+  }
 }
 
-const ImagesServiceFast = { ...ImagesService, downloadImage: { ...ImagesService.downloadImage, responseSerialize: encodeChunk } }
+/** UploadImageRequest decoded from the pieces of a message; `data` stays in them. */
+function decodeUploadPart(m: RawMessage): UploadPart {
+  const r = new PiecesReader(m.pieces)
+  const part: UploadPart = { imageId: '', size: 0, last: false, data: [] }
+  while (!r.done) {
+    const tag = r.varint()
+    const field = tag >>> 3
+    const wire = tag & 7
+    if (field === 1 && wire === 2) part.imageId = Buffer.concat(r.bytes(r.varint())).toString('utf8')
+    else if (field === 2 && wire === 2) part.data = r.bytes(r.varint()) // a repeated field: the last one wins
+    else if (field === 3 && wire === 0) part.size = r.varint()
+    else if (field === 4 && wire === 0) part.last = r.varint() !== 0
+    else r.skip(wire)
+  }
+  return part
+}
+
+async function* uploadParts(stream: http2.ServerHttp2Stream): AsyncIterable<UploadPart> {
+  for await (const m of requestMessages(stream, MAX_MESSAGE)) yield decodeUploadPart(m)
+}
+
+/** Bytes per download message: gRPC clients take 4 MiB messages by default. */
+const CHUNK = 1024 * 1024
+/** Download buffers per call, reused: reading runs ahead of the socket by this many chunks. */
+const POOL = 4
+
+/**
+ * Sends the source's data as ImageChunk messages, each read into one of a few
+ * reused buffers behind room for its frame header; closes the source.
+ */
+async function sendChunks(res: GrpcResponse, source: FileSource): Promise<void> {
+  const free: Buffer[] = Array.from({ length: POOL }, () => Buffer.allocUnsafeSlow(FRAME_ROOM + CHUNK + 4096))
+  let wake: (() => void) | undefined
+  const release = (buf: Buffer) => {
+    free.push(buf)
+    const w = wake
+    wake = undefined
+    w?.()
+  }
+  try {
+    for (;;) {
+      while (free.length === 0) await new Promise<void>((resolve) => (wake = resolve))
+      if (res.closed) return
+      const buf = free.pop()!
+      const { offset, length } = await source.read(buf, FRAME_ROOM, CHUNK)
+      if (length === 0) return
+      const head = bytesFieldFrame(1, length)
+      head.copy(buf, offset - head.length)
+      res.write(buf.subarray(offset - head.length, offset + length), () => release(buf))
+    }
+  } finally {
+    source.close()
+  }
+}
 
 export function imageServices(images: ImageCatalog, rpc: RpcDeps): Array<[object, UntypedServiceImplementation]> {
+  const upload = async (parts: AsyncIterable<UploadPart>, c: CallContext) => {
+    const { imageId, size, data } = await splitUpload(parts)
+    return Image.fromPartial(await images.upload(imageId, data, viewer(c), size))
+  }
   return [
-    [ImagesServiceFast, implement(ImagesServiceFast, {
+    [ImagesService, implement(ImagesService, {
       createImage: async (req, c) => Image.fromPartial(await images.create(req, viewer(c))),
       getImage: async (req, c) => Image.fromPartial(await images.get(req, viewer(c))),
       listImages: async (req, c) => ListImagesResponse.fromPartial(await images.list(req, viewer(c))),
       updateImage: async (req, c) => Image.fromPartial(await images.update(req.id, req, viewer(c))),
       deleteImage: async (req, c) => (await images.delete(req.id, viewer(c)), Empty.fromPartial({})),
-      uploadImage: async (stream, c) => {
-        const { imageId, size, data } = await splitUpload(stream)
-        return Image.fromPartial(await images.upload(imageId, data, viewer(c), size))
-      },
+      // These two are served by imageStreamHandlers() below; grpc-js takes
+      // what that path does not (compressed requests).
+      uploadImage: async (stream, c) => upload(partsOf(stream), c),
       downloadImage: async (req, c, out) => {
-        const { data } = await images.download(req.id, viewer(c))
-        for await (const chunk of data) {
+        const { source } = await images.download(req.id, viewer(c))
+        for await (const chunk of chunksOf(source, CHUNK)) {
           if (out.cancelled) return
           if (!out.write({ data: chunk })) await once(out, 'drain')
         }
@@ -98,4 +156,53 @@ export function imageServices(images: ImageCatalog, rpc: RpcDeps): Array<[object
       deleteImageMember: async (req, c) => (await images.deleteMember(req.imageId, req.memberId, viewer(c)), Empty.fromPartial({})),
     }, rpc)],
   ]
+}
+
+/**
+ * UploadImage and DownloadImage on the gRPC server's HTTP/2 streams (see
+ * bulk.ts): the same checks and catalog calls as above, without grpc-js's
+ * copies of every chunk.
+ */
+export function imageStreamHandlers(images: ImageCatalog, rpc: RpcDeps): Record<string, StreamHandler> {
+  const uploadPath = ImagesService.uploadImage.path
+  const downloadPath = ImagesService.downloadImage.path
+  const uploadCall = callRunner(uploadPath, rpc)
+  const downloadCall = callRunner(downloadPath, rpc)
+  return {
+    [uploadPath]: (stream, headers) => {
+      const started = Date.now()
+      const metadata = Metadata.fromHttp2Headers(headers)
+      const res = new GrpcResponse(stream, headers)
+      void rpc.track((async () => {
+        try {
+          const c = await uploadCall.prepare(metadata, undefined)
+          const { imageId, size, data } = await splitUpload(uploadParts(stream))
+          const image = await images.upload(imageId, data, viewer(c), size)
+          res.message(Image.encode(Image.fromPartial(image)).finish())
+          res.status(status.OK)
+        } catch (err) {
+          res.fail(uploadCall.fail(err, metadata, started))
+        }
+      })())
+    },
+    [downloadPath]: (stream, headers) => {
+      const started = Date.now()
+      const metadata = Metadata.fromHttp2Headers(headers)
+      const res = new GrpcResponse(stream, headers)
+      void rpc.track((async () => {
+        try {
+          const msgs: RawMessage[] = []
+          for await (const m of requestMessages(stream, 64 * 1024)) msgs.push(m)
+          if (msgs.length !== 1) throw new InvalidArgument(`DownloadImage takes one request message, got ${msgs.length}`)
+          const req = ImageIdRequest.decode(Buffer.concat(msgs[0]!.pieces))
+          const c = await downloadCall.prepare(metadata, req)
+          const { source } = await images.download(req.id, viewer(c))
+          await sendChunks(res, source)
+          res.status(status.OK)
+        } catch (err) {
+          res.fail(downloadCall.fail(err, metadata, started))
+        }
+      })())
+    },
+  }
 }

@@ -11,7 +11,7 @@ import type { Logger } from '../log.js'
 import type { Visibility } from '../identity/catalog.js'
 import type { AuthContext } from '../identity/model.js'
 import type { Policy, TargetLookup } from '../identity/policy.js'
-import { toGrpcError } from './grpc-errors.js'
+import { toGrpcError, type GrpcErrorPayload } from './grpc-errors.js'
 
 export interface CallContext {
   requestId: string
@@ -55,16 +55,21 @@ export type Handlers<S> = {
         : (stream: ServerDuplexStream<ReqOf<S[K]>, ResOf<S[K]>>, call: CallContext) => Promise<void>
 }
 
-export function implement<S extends Record<string, MethodDef>>(service: S, handlers: Handlers<S>, deps: RpcDeps): UntypedServiceImplementation {
-  const impl: UntypedServiceImplementation = {}
-  for (const [name, def] of Object.entries(service)) {
-    const handler = handlers[name as keyof S] as unknown as (...args: any[]) => Promise<any>
-    if (!handler) throw new Error(`no handler for ${def.path}`)
-    deps.policy.entry(def.path) // fail at start-up, not at call time, when a method has no policy
-    const prepare = async (metadata: Metadata, req: unknown): Promise<CallContext> => {
+/** The interceptor's two halves for one method: before the handler, and on failure. */
+export interface CallRunner {
+  /** Authenticates, enforces the policy (with the request as target) and builds the call context. */
+  prepare(metadata: Metadata, req: unknown): Promise<CallContext>
+  /** Logs a failed call and maps what it threw to a gRPC status. */
+  fail(err: unknown, metadata: Metadata, started: number): GrpcErrorPayload
+}
+
+export function callRunner(path: string, deps: RpcDeps): CallRunner {
+  deps.policy.entry(path) // fail at start-up, not at call time, when a method has no policy
+  return {
+    async prepare(metadata, req) {
       const requestId = String(metadata.get('x-request-id')[0] ?? randomUUID())
-      const auth = deps.policy.isPublic(def.path) ? undefined : deps.authenticate(String(metadata.get('x-auth-token')[0] ?? ''))
-      const visibility = auth ? await deps.policy.enforce(def.path, req, auth, deps.lookup) : undefined
+      const auth = deps.policy.isPublic(path) ? undefined : deps.authenticate(String(metadata.get('x-auth-token')[0] ?? ''))
+      const visibility = auth ? await deps.policy.enforce(path, req, auth, deps.lookup) : undefined
       // The child logger is made on first use: most calls log nothing.
       let log: Logger | undefined
       return {
@@ -73,18 +78,27 @@ export function implement<S extends Record<string, MethodDef>>(service: S, handl
         visibility,
         metadata,
         get log() {
-          return (log ??= deps.log.child({ requestId, method: def.path, ...(auth ? { user: auth.userId, project: auth.projectId ?? auth.domainId } : {}) }))
+          return (log ??= deps.log.child({ requestId, method: path, ...(auth ? { user: auth.userId, project: auth.projectId ?? auth.domainId } : {}) }))
         },
       }
-    }
-    const fail = (err: unknown, metadata: Metadata, started: number) => {
+    },
+    fail(err, metadata, started) {
       const requestId = String(metadata.get('x-request-id')[0] ?? '')
       const { payload, error } = toGrpcError(err, requestId)
-      const fields = { method: def.path, code: error.code, ms: Date.now() - started }
+      const fields = { method: path, code: error.code, ms: Date.now() - started }
       if (error.code === 'INTERNAL') deps.log.error({ ...fields, err }, 'call failed')
       else deps.log.debug({ ...fields, reason: error.message }, 'call refused')
       return payload
-    }
+    },
+  }
+}
+
+export function implement<S extends Record<string, MethodDef>>(service: S, handlers: Handlers<S>, deps: RpcDeps): UntypedServiceImplementation {
+  const impl: UntypedServiceImplementation = {}
+  for (const [name, def] of Object.entries(service)) {
+    const handler = handlers[name as keyof S] as unknown as (...args: any[]) => Promise<any>
+    if (!handler) throw new Error(`no handler for ${def.path}`)
+    const { prepare, fail } = callRunner(def.path, deps)
     if (!def.requestStream && !def.responseStream) {
       impl[name] = (call: ServerUnaryCall<any, any>, callback: sendUnaryData<any>) => {
         const started = Date.now()

@@ -14,6 +14,7 @@ import type { QuotaEngine } from '../quota/quota.js'
 import { checkName } from '../identity/validate.js'
 import { CONTAINER_FORMATS, DETECTED_AS, DISK_FORMATS, VISIBILITIES, checkTransition, type ImageStatus } from './states.js'
 import type { ImageStore, StoredData } from './store.js'
+import type { FileSource } from '../../native/index.js'
 
 export interface Image {
   id: string
@@ -294,11 +295,13 @@ export class ImageCatalog {
     return this.get({ id: row.id }, viewer)
   }
 
-  async download(id: string | undefined, viewer: ImageViewer): Promise<{ image: Image; data: AsyncIterable<Buffer> }> {
+  /** The image and its data, opened for reading; the caller closes the source. */
+  async download(id: string | undefined, viewer: ImageViewer): Promise<{ image: Image; source: FileSource }> {
     const row = await this.visibleRow({ id }, viewer)
     if (row.status === 'deactivated' && !viewer.isAdmin) throw new FailedPrecondition(`image ${row.id} is deactivated; only admins can download it`)
     if (row.status !== 'active' && row.status !== 'deactivated') throw new FailedPrecondition(`image ${row.id} has no data yet (it is ${row.status})`)
-    return { image: await this.toImage(row), data: this.store.read(row.id) }
+    const image = await this.toImage(row)
+    return { image, source: this.store.open(row.id) }
   }
 
   // ------------------------------------------------------------------ members

@@ -1,16 +1,18 @@
 /**
  * The image file store: one file per image under a directory. Uploads are
- * written to `<id>.partial`, sparse (all-zero blocks are skipped, never
- * written), hashed as they arrive, and renamed into place only when complete,
- * so a failed upload leaves nothing behind.
+ * written to `<id>.partial` by the native sink (sparse: all-zero blocks are
+ * never written; O_DIRECT where the filesystem allows; MD5 and SHA-512 on
+ * worker threads as the data arrives), synced, and renamed into place only
+ * when complete, so a failed upload leaves nothing behind.
  */
-import { createReadStream, mkdirSync } from 'node:fs'
-import { open, rename, rm, stat } from 'node:fs/promises'
+import { mkdirSync } from 'node:fs'
+import { rename, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
-import { ParallelHasher } from './hasher.js'
+import { FileSink, FileSource } from '../../native/index.js'
 
-const BLOCK = 64 * 1024
-const ZERO = Buffer.alloc(BLOCK)
+/** Bytes handed to the native sink at a time, and how many such batches may wait. */
+const BATCH = 8 * 1024 * 1024
+const MAX_QUEUED = 2
 
 export interface StoredData {
   size: number
@@ -35,29 +37,38 @@ export class ImageStore {
    */
   async receive(id: string, chunks: AsyncIterable<Buffer>, beforeWrite: (totalSoFar: number) => void): Promise<StoredData> {
     const partialPath = `${this.path(id)}.partial`
-    const fh = await open(partialPath, 'w', 0o640)
-    const hasher = new ParallelHasher(['md5', 'sha512'])
+    const sink = new FileSink(partialPath)
+    // Batches are hashed and written on worker threads while the next ones
+    // arrive; at most MAX_QUEUED wait, then the sender is held back.
+    const queued: Array<Promise<void>> = []
+    let batch: Buffer[] = []
+    let batchBytes = 0
     let pos = 0
-    let digests: Record<string, string>
     try {
       for await (const chunk of chunks) {
         if (chunk.length === 0) continue
         beforeWrite(pos + chunk.length)
-        // Hashing (on worker threads) and writing proceed together.
-        await Promise.all([hasher.update(chunk), writeSparse(fh, chunk, pos)])
         pos += chunk.length
+        batch.push(chunk)
+        batchBytes += chunk.length
+        if (batchBytes >= BATCH) {
+          queued.push(sink.write(batch))
+          batch = []
+          batchBytes = 0
+          if (queued.length >= MAX_QUEUED) await queued.shift()
+        }
       }
-      await fh.truncate(pos)
-      await fh.sync()
-      digests = await hasher.digest()
+      if (batch.length) queued.push(sink.write(batch))
+      await Promise.all(queued)
+      const done = await sink.finish()
+      await sink.close()
+      return { size: done.size, md5: done.md5, sha512: done.sha512, partialPath }
     } catch (err) {
-      await hasher.close()
-      await fh.close().catch(() => undefined)
+      for (const q of queued) q.catch(() => undefined)
+      await sink.close()
       await rm(partialPath, { force: true })
       throw err
     }
-    await fh.close()
-    return { size: pos, md5: digests.md5!, sha512: digests.sha512!, partialPath }
   }
 
   async commit(id: string, data: StoredData): Promise<void> {
@@ -78,25 +89,22 @@ export class ImageStore {
     return st.blocks * 512
   }
 
-  read(id: string, chunkSize = 1024 * 1024): AsyncIterable<Buffer> {
-    return createReadStream(this.path(id), { highWaterMark: chunkSize })
+  /** The image's data, for reading front to back (O_DIRECT where the filesystem allows). */
+  open(id: string): FileSource {
+    return new FileSource(this.path(id))
   }
 }
 
-/** Writes runs of non-zero 64 KiB blocks; zero blocks become holes. */
-async function writeSparse(fh: import('node:fs/promises').FileHandle, chunk: Buffer, at: number): Promise<void> {
-  let runStart = -1
-  for (let off = 0; off < chunk.length; off += BLOCK) {
-    const end = Math.min(off + BLOCK, chunk.length)
-    const zero = chunk.subarray(off, end).equals(end - off === BLOCK ? ZERO : ZERO.subarray(0, end - off))
-    if (zero) {
-      if (runStart >= 0) {
-        await fh.write(chunk, runStart, off - runStart, at + runStart)
-        runStart = -1
-      }
-    } else if (runStart < 0) {
-      runStart = off
+/** Reads a source to its end in chunks of up to `chunkSize`, each in a new Buffer; closes it. */
+export async function* chunksOf(source: FileSource, chunkSize = 1024 * 1024): AsyncGenerator<Buffer> {
+  try {
+    for (;;) {
+      const buf = Buffer.allocUnsafeSlow(chunkSize + 4096)
+      const { offset, length } = await source.read(buf, 0, chunkSize)
+      if (length === 0) return
+      yield buf.subarray(offset, offset + length)
     }
+  } finally {
+    source.close()
   }
-  if (runStart >= 0) await fh.write(chunk, runStart, chunk.length - runStart, at + runStart)
 }

@@ -11,6 +11,9 @@
 #include <cstring>
 #include "../src/strato_img.h"
 
+Napi::Function InitImageSink(Napi::Env env);    // direct.cc
+Napi::Function InitImageSource(Napi::Env env);  // direct.cc
+
 namespace {
 
 struct Prog {
@@ -472,6 +475,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("punchHole", Napi::Function::New(env, PunchHole));
   exports.Set("sparseCopy", Napi::Function::New(env, SparseCopy));
   exports.Set("fileSizes", Napi::Function::New(env, FileSizes));
+  exports.Set("ImageSink", InitImageSink(env));
+  exports.Set("ImageSource", InitImageSource(env));
   return exports;
 }
 

@@ -73,6 +73,32 @@ int si_file_sizes(const char *path, uint64_t *apparent, uint64_t *allocated, si_
 /* True when the whole buffer is zero. */
 int si_is_zero(const void *buf, size_t len);
 
+/* ---------------------------------------------------------------- sink */
+/* A new file written front to back (an upload): staged in an aligned buffer,
+ * written with O_DIRECT when `direct` and the filesystem allows it (else
+ * through the page cache), all-zero 64 KiB blocks left as holes. finish()
+ * writes the tail, sets the size and fdatasyncs; only then is the data
+ * durable. One thread at a time per sink. */
+typedef struct si_sink si_sink;
+int si_sink_open(const char *path, int direct, si_sink **out, si_err *e);
+int si_sink_write(si_sink *s, const void *buf, size_t len, si_err *e);
+int si_sink_finish(si_sink *s, si_err *e);
+uint64_t si_sink_size(const si_sink *s);
+/* 1 while writes bypass the page cache. */
+int si_sink_direct(const si_sink *s);
+/* Closes the file (the caller removes it if unwanted) and frees the sink. */
+void si_sink_close(si_sink *s);
+
+/* A file read front to back, with O_DIRECT when `direct` and the filesystem
+ * allows it. While direct, buffers and lengths must be multiples of
+ * si_source_align() (1 otherwise). read() fills up to len bytes; fewer (or
+ * 0) only at the end of the file. One thread at a time per source. */
+typedef struct si_source si_source;
+int si_source_open(const char *path, int direct, si_source **out, si_err *e);
+size_t si_source_align(const si_source *s);
+int si_source_read(si_source *s, void *buf, size_t len, size_t *got, si_err *e);
+void si_source_close(si_source *s);
+
 /* ---------------------------------------------------------------- images */
 enum si_format { SI_FMT_PROBE = -1, SI_FMT_RAW = 0, SI_FMT_QCOW2 = 1 };
 

@@ -41,11 +41,14 @@ opts = [('grpc.max_receive_message_length', 64 << 20), ('grpc.max_send_message_l
 with grpc.insecure_channel(addr, options=opts) as ch:
     md = (('x-auth-token', token),)
     up = ch.stream_unary('/strato.image.v1.Images/UploadImage', request_serializer=None, response_deserializer=None)
+    c0 = time.process_time()
     t0 = time.perf_counter()
     up(messages(), metadata=md, timeout=600)
     upload_ms = (time.perf_counter() - t0) * 1000
+    upload_cpu = time.process_time() - c0
     down = ch.unary_stream('/strato.image.v1.Images/DownloadImage', request_serializer=None, response_deserializer=None)
     iid = image_id.encode()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     h = hashlib.md5()
     got = 0
@@ -62,6 +65,7 @@ with grpc.insecure_channel(addr, options=opts) as ch:
         h.update(view)
         got += n
     download_ms = (time.perf_counter() - t0) * 1000
+    download_cpu = time.process_time() - c0
     if got != size:
         sys.exit('downloaded %d of %d bytes' % (got, size))
-    print(json.dumps({'uploadMs': upload_ms, 'downloadMs': download_ms, 'md5': h.hexdigest()}))
+    print(json.dumps({'uploadMs': upload_ms, 'downloadMs': download_ms, 'md5': h.hexdigest(), 'uploadCpuS': upload_cpu, 'downloadCpuS': download_cpu}))
