@@ -151,7 +151,7 @@ interface Addon {
   punchHole(path: string, offset: number, length: number): Promise<void>
   sparseCopy(src: string, dst: string, onProgress?: ProgressFn, cancel?: CancelToken): Promise<void>
   fileSizes(path: string): Promise<{ apparent: number; allocated: number }>
-  ImageSink: new (path: string, direct: boolean) => NativeSink
+  ImageSink: (new (path: string, direct: boolean) => NativeSink) & { Batch: new (buffers: Uint8Array[]) => NativeBatch }
   ImageSource: new (path: string, direct: boolean) => NativeSource
 }
 
@@ -161,9 +161,13 @@ interface NativeSource {
   close(): void
 }
 
+interface NativeBatch {
+  readonly brand?: 'SinkBatch'
+}
+
 interface NativeSink {
   readonly direct: boolean
-  update(lane: 0 | 1 | 2, buffers: Uint8Array[]): Promise<void>
+  update(lane: 0 | 1 | 2, batch: NativeBatch): Promise<void>
   finish(): Promise<SinkResult>
   close(): void
 }
@@ -349,7 +353,13 @@ export class FileSink {
 
   /** Queues a batch; settles when every lane is done with it (a failure fails every later batch too). */
   write(buffers: Uint8Array[]): Promise<void> {
-    return Promise.all(([0, 1, 2] as const).map((lane) => (this.lanes[lane] = this.lanes[lane]!.then(() => call(() => this.native.update(lane, buffers)))))).then(() => undefined)
+    let batch: NativeBatch
+    try {
+      batch = new (addon().ImageSink.Batch)(buffers)
+    } catch (err) {
+      return Promise.reject(convertError(err))
+    }
+    return Promise.all(([0, 1, 2] as const).map((lane) => (this.lanes[lane] = this.lanes[lane]!.then(() => call(() => this.native.update(lane, batch)))))).then(() => undefined)
   }
 
   /** After the queued batches: sets the size, syncs; then the digests. */

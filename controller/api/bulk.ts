@@ -29,6 +29,12 @@ import type { GrpcErrorPayload } from './grpc-errors.js'
  */
 export const STREAM_WINDOW = 8 * 1024 * 1024
 export const CONNECTION_WINDOW = 16 * 1024 * 1024
+/**
+ * The largest DATA frame clients may send (HTTP/2's default is 16 KiB). Each
+ * frame is a chunk the server handles; bigger frames mean fewer of them, and
+ * 256 KiB holds other calls on a connection back for little even on slow links.
+ */
+export const MAX_FRAME = 256 * 1024
 
 export type StreamHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void
 
@@ -47,7 +53,7 @@ export function serveOnHttp2(server: Server, handlers: Record<string, StreamHand
     return false
   }
   for (const h2 of h2s.keys() as Iterable<http2.Http2Server>) {
-    h2.updateSettings({ initialWindowSize: STREAM_WINDOW })
+    h2.updateSettings({ initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME })
     h2.on('session', (session: http2.ServerHttp2Session) => session.setLocalWindowSize(CONNECTION_WINDOW))
     const grpcJs = h2.listeners('stream') as Array<(...args: unknown[]) => void>
     h2.removeAllListeners('stream')

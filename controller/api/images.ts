@@ -33,20 +33,21 @@ interface UploadPart {
  * way a finished one does, so completion must be explicit: the announced size
  * reached, or a message with `last`. Anything else throws, and is not kept.
  */
-async function splitUpload(parts: AsyncIterable<UploadPart>): Promise<{ imageId: string; size: number; data: AsyncIterable<Buffer> }> {
+async function splitUpload(parts: AsyncIterable<UploadPart>): Promise<{ imageId: string; size: number; data: AsyncIterable<Buffer[]> }> {
   const it = parts[Symbol.asyncIterator]()
   const first = await it.next()
   if (first.done || !first.value.imageId) throw new InvalidArgument('the first UploadImage message must carry image_id', { field: 'image_id' })
   const size = first.value.size
   if (!Number.isInteger(size) || size < 0) throw new InvalidArgument(`size must be a non-negative integer, got ${size}`, { field: 'size' })
-  async function* data(): AsyncIterable<Buffer> {
+  // A message's pieces go on together: one step of the chain per message, not per piece.
+  async function* data(): AsyncIterable<Buffer[]> {
     let received = 0
     let msg: UploadPart = first.value
     for (;;) {
-      for (const d of msg.data) {
-        received += d.length
+      if (msg.data.length > 0) {
+        for (const d of msg.data) received += d.length
         if (size > 0 && received > size) throw new InvalidArgument(`more data than the announced size of ${size} bytes`, { field: 'size' })
-        yield d
+        yield msg.data
       }
       if (msg.last) break
       const next = await it.next()

@@ -254,7 +254,7 @@ export class ImageCatalog {
   // ------------------------------------------------------------------ data
 
   /** Receives the image data: queued → saving → active, or back to queued with nothing kept. */
-  async upload(id: string | undefined, chunks: AsyncIterable<Buffer>, viewer: ImageViewer, announcedSize = 0): Promise<Image> {
+  async upload(id: string | undefined, chunks: AsyncIterable<Buffer[]>, viewer: ImageViewer, announcedSize = 0): Promise<Image> {
     const row = await this.writableRow(id, viewer)
     checkTransition(row.status, 'saving', 'upload data to')
     // queued → saving atomically: a second concurrent upload finds it saving.

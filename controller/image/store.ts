@@ -32,10 +32,10 @@ export class ImageStore {
   }
 
   /**
-   * Writes the chunks to a partial file. `beforeWrite(total)` may throw to stop
+   * Writes the chunks (groups of buffers, in order) to a partial file. `beforeWrite(total)` may throw to stop
    * (quota); any error removes the partial file.
    */
-  async receive(id: string, chunks: AsyncIterable<Buffer>, beforeWrite: (totalSoFar: number) => void): Promise<StoredData> {
+  async receive(id: string, chunks: AsyncIterable<Buffer[]>, beforeWrite: (totalSoFar: number) => void): Promise<StoredData> {
     const partialPath = `${this.path(id)}.partial`
     const sink = new FileSink(partialPath)
     // Batches are hashed and written on worker threads while the next ones
@@ -45,12 +45,14 @@ export class ImageStore {
     let batchBytes = 0
     let pos = 0
     try {
-      for await (const chunk of chunks) {
-        if (chunk.length === 0) continue
-        beforeWrite(pos + chunk.length)
-        pos += chunk.length
-        batch.push(chunk)
-        batchBytes += chunk.length
+      for await (const pieces of chunks) {
+        let n = 0
+        for (const p of pieces) n += p.length
+        if (n === 0) continue
+        beforeWrite(pos + n)
+        pos += n
+        batch.push(...pieces)
+        batchBytes += n
         if (batchBytes >= BATCH) {
           queued.push(sink.write(batch))
           batch = []

@@ -5,7 +5,8 @@
 // which Node exports to addons), lane 2 writes. The lanes do not wait for each
 // other, so the two digests (most of an upload's CPU time) run side by side,
 // the disk's latency is in neither, and none of it is on the event loop. A batch's buffers stay referenced
-// until its job settles; nothing is copied on the JS side.
+// until its job settles (a SinkBatch reads the array once for all three
+// lanes); nothing is copied on the JS side.
 //
 // ImageSource (downloads): read(buffer, room, max) reads the next bytes of the
 // file into the caller's buffer at the first suitably aligned offset at or
@@ -42,6 +43,32 @@ struct Piece {
   const uint8_t *data;
   size_t len;
 };
+
+// A batch of buffers for ImageSink, read once and shared by the three lanes.
+class SinkBatch : public Napi::ObjectWrap<SinkBatch> {
+ public:
+  static Napi::Function Init(Napi::Env env) { return DefineClass(env, "SinkBatch", {}); }
+  SinkBatch(const Napi::CallbackInfo &info) : Napi::ObjectWrap<SinkBatch>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "SinkBatch(buffers)");
+    Napi::Array buffers = info[0].As<Napi::Array>();
+    keep_ = Napi::Persistent(buffers);
+    uint32_t n = buffers.Length();
+    pieces.reserve(n);
+    for (uint32_t i = 0; i < n; i++) {
+      Napi::Value v = buffers.Get(i);
+      if (!v.IsTypedArray()) throw Napi::TypeError::New(env, "SinkBatch takes an array of Buffers");
+      Napi::Uint8Array b = v.As<Napi::Uint8Array>();
+      pieces.push_back({b.Data(), b.ByteLength()});
+    }
+  }
+  std::vector<Piece> pieces;
+
+ private:
+  Napi::Reference<Napi::Array> keep_;
+};
+
+Napi::FunctionReference *g_batch_ctor = nullptr;
 
 class ImageSink : public Napi::ObjectWrap<ImageSink> {
  public:
@@ -100,18 +127,12 @@ class ImageSink : public Napi::ObjectWrap<ImageSink> {
 // One batch through one lane (lane < 0: finish — sync the file, finalize the digests).
 class SinkJob : public Napi::AsyncWorker {
  public:
-  SinkJob(Napi::Env env, ImageSink *owner, int lane, Napi::Array buffers)
+  SinkJob(Napi::Env env, ImageSink *owner, int lane, SinkBatch *batch)
       : Napi::AsyncWorker(env, "strato-img-sink"), deferred(Napi::Promise::Deferred::New(env)), owner_(owner),
-        lane_(lane) {
+        lane_(lane), batch_(batch) {
     self_ = Napi::Persistent(owner->Value());
     if (lane_ >= 0) {
-      keep_ = Napi::Persistent(buffers);
-      for (uint32_t i = 0; i < buffers.Length(); i++) {
-        Napi::Value v = buffers.Get(i);
-        if (!v.IsTypedArray()) throw Napi::TypeError::New(env, "ImageSink.update takes an array of Buffers");
-        Napi::Uint8Array b = v.As<Napi::Uint8Array>();
-        pieces_.push_back({b.Data(), b.ByteLength()});
-      }
+      keep_ = Napi::Persistent(batch->Value());
       owner_->busy_[lane_] = true;
     } else {
       owner_->finishing_ = true;
@@ -122,11 +143,11 @@ class SinkJob : public Napi::AsyncWorker {
 
   void Execute() override {
     if (lane_ == 0) {
-      for (const Piece &p : pieces_) EVP_DigestUpdate(owner_->md5_, p.data, p.len);
+      for (const Piece &p : batch_->pieces) EVP_DigestUpdate(owner_->md5_, p.data, p.len);
     } else if (lane_ == 1) {
-      for (const Piece &p : pieces_) EVP_DigestUpdate(owner_->sha_, p.data, p.len);
+      for (const Piece &p : batch_->pieces) EVP_DigestUpdate(owner_->sha_, p.data, p.len);
     } else if (lane_ == 2) {
-      for (const Piece &p : pieces_)
+      for (const Piece &p : batch_->pieces)
         if ((rc_ = si_sink_write(owner_->sink_, p.data, p.len, &err_)) < 0) return;
     } else {
       if ((rc_ = si_sink_finish(owner_->sink_, &err_)) < 0) return;
@@ -163,9 +184,8 @@ class SinkJob : public Napi::AsyncWorker {
   }
   ImageSink *owner_;
   int lane_;
-  Napi::ObjectReference self_;
-  Napi::Reference<Napi::Array> keep_;
-  std::vector<Piece> pieces_;
+  SinkBatch *batch_;
+  Napi::ObjectReference self_, keep_;
   si_err err_;
   int rc_ = 0;
   std::string md5hex_, shahex_;
@@ -174,11 +194,12 @@ class SinkJob : public Napi::AsyncWorker {
 Napi::Value ImageSink::Update(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!sink_) throw Napi::Error::New(env, "ImageSink is closed");
-  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "ImageSink.update(lane, buffers)");
+  if (info.Length() < 2 || !info[1].IsObject() || !info[1].As<Napi::Object>().InstanceOf(g_batch_ctor->Value()))
+    throw Napi::TypeError::New(env, "ImageSink.update(lane, batch): batch is a SinkBatch");
   int lane = info[0].ToNumber().Int32Value();
   if (lane < 0 || lane > 2) throw Napi::RangeError::New(env, "ImageSink.update: lane is 0 (MD5), 1 (SHA-512) or 2 (write)");
   if (busy_[lane] || finishing_) throw Napi::Error::New(env, "ImageSink is busy: one job per lane at a time");
-  auto *job = new SinkJob(env, this, lane, info[1].As<Napi::Array>());
+  auto *job = new SinkJob(env, this, lane, SinkBatch::Unwrap(info[1].As<Napi::Object>()));
   Napi::Promise p = job->deferred.Promise();
   job->Queue();
   return p;
@@ -188,7 +209,7 @@ Napi::Value ImageSink::Finish(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!sink_) throw Napi::Error::New(env, "ImageSink is closed");
   if (Busy()) throw Napi::Error::New(env, "ImageSink is busy: finish after its lanes settle");
-  auto *job = new SinkJob(env, this, -1, Napi::Array::New(env));
+  auto *job = new SinkJob(env, this, -1, nullptr);
   Napi::Promise p = job->deferred.Promise();
   job->Queue();
   return p;
@@ -294,5 +315,11 @@ Napi::Value ImageSource::Read(const Napi::CallbackInfo &info) {
 
 }  // namespace
 
-Napi::Function InitImageSink(Napi::Env env) { return ImageSink::Init(env); }
+Napi::Function InitImageSink(Napi::Env env) {
+  Napi::Function batch = SinkBatch::Init(env);
+  g_batch_ctor = new Napi::FunctionReference(Napi::Persistent(batch));
+  Napi::Function sink = ImageSink::Init(env);
+  sink.Set("Batch", batch);
+  return sink;
+}
 Napi::Function InitImageSource(Napi::Env env) { return ImageSource::Init(env); }
