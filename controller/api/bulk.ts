@@ -20,6 +20,7 @@ import { Metadata, status, type Server } from '@grpc/grpc-js'
 import { InvalidArgument, ResourceExhausted } from '../../proto/errors.js'
 import type { Logger } from '../log.js'
 import type { GrpcErrorPayload } from './grpc-errors.js'
+import { callRunner, type CallContext, type RpcDeps } from './rpc.js'
 
 /**
  * Flow-control windows the server advertises. HTTP/2's default of 64 KiB
@@ -37,6 +38,33 @@ export const CONNECTION_WINDOW = 16 * 1024 * 1024
 export const MAX_FRAME = 256 * 1024
 
 export type StreamHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void
+
+/**
+ * A method served on HTTP/2 streams: `body` runs as one call of `path`, with
+ * the interceptor's duties around it (`prepare` authenticates and enforces
+ * the policy with the request as target). The call ends OK when `body`
+ * returns, with the mapped status when it throws.
+ */
+export function streamMethod(
+  path: string,
+  deps: RpcDeps,
+  body: (stream: http2.ServerHttp2Stream, res: GrpcResponse, prepare: (req: unknown) => Promise<CallContext>) => Promise<void>,
+): StreamHandler {
+  const runner = callRunner(path, deps)
+  return (stream, headers) => {
+    const started = Date.now()
+    const metadata = Metadata.fromHttp2Headers(headers)
+    const res = new GrpcResponse(stream, headers)
+    void deps.track((async () => {
+      try {
+        await body(stream, res, (req) => runner.prepare(metadata, req))
+        res.status(status.OK)
+      } catch (err) {
+        res.fail(runner.fail(err, metadata, started))
+      }
+    })())
+  }
+}
 
 /**
  * Serves `handlers` (by method path) on the server's HTTP/2 streams and widens
@@ -197,6 +225,14 @@ export async function* requestMessages(stream: http2.ServerHttp2Stream, maxLengt
     // Whatever else the client sends is not read: let it flow, and drop it.
     stream.resume()
   }
+}
+
+/** The one message of a unary request, whole. */
+export async function oneMessage(stream: http2.ServerHttp2Stream, maxLength: number, method: string): Promise<Buffer> {
+  const msgs: RawMessage[] = []
+  for await (const m of requestMessages(stream, maxLength)) msgs.push(m)
+  if (msgs.length !== 1) throw new InvalidArgument(`${method} takes one request message, got ${msgs.length}`)
+  return Buffer.concat(msgs[0]!.pieces)
 }
 
 /** Reads protobuf fields across the pieces of a message. */

@@ -1,15 +1,15 @@
 /** gRPC adapters for strato.image.v1.Images; upload is client-streaming, download server-streaming. */
 import { once } from 'node:events'
 import type http2 from 'node:http2'
-import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js'
+import type { UntypedServiceImplementation } from '@grpc/grpc-js'
 import { InvalidArgument } from '../../proto/errors.js'
 import { Empty } from '../../proto/gen/google/protobuf/empty.js'
 import { Image, ImageIdRequest, ImageMember, ImagesService, ListImageMembersResponse, ListImagesResponse, type UploadImageRequest } from '../../proto/gen/strato/image/v1/image.js'
 import type { ImageCatalog, ImageViewer } from '../image/catalog.js'
 import { chunksOf } from '../image/store.js'
 import type { FileSource } from '../../native/index.js'
-import { FRAME_ROOM, GrpcResponse, PiecesReader, bytesFieldFrame, requestMessages, type RawMessage, type StreamHandler } from './bulk.js'
-import { callRunner, implement, type CallContext, type RpcDeps } from './rpc.js'
+import { FRAME_ROOM, GrpcResponse, PiecesReader, bytesFieldFrame, oneMessage, requestMessages, streamMethod, type RawMessage, type StreamHandler } from './bulk.js'
+import { implement, type CallContext, type RpcDeps } from './rpc.js'
 
 /** The largest request message (as grpc.max_receive_message_length on the server). */
 export const MAX_MESSAGE = 16 * 1024 * 1024
@@ -165,45 +165,18 @@ export function imageServices(images: ImageCatalog, rpc: RpcDeps): Array<[object
  * copies of every chunk.
  */
 export function imageStreamHandlers(images: ImageCatalog, rpc: RpcDeps): Record<string, StreamHandler> {
-  const uploadPath = ImagesService.uploadImage.path
-  const downloadPath = ImagesService.downloadImage.path
-  const uploadCall = callRunner(uploadPath, rpc)
-  const downloadCall = callRunner(downloadPath, rpc)
   return {
-    [uploadPath]: (stream, headers) => {
-      const started = Date.now()
-      const metadata = Metadata.fromHttp2Headers(headers)
-      const res = new GrpcResponse(stream, headers)
-      void rpc.track((async () => {
-        try {
-          const c = await uploadCall.prepare(metadata, undefined)
-          const { imageId, size, data } = await splitUpload(uploadParts(stream))
-          const image = await images.upload(imageId, data, viewer(c), size)
-          res.message(Image.encode(Image.fromPartial(image)).finish())
-          res.status(status.OK)
-        } catch (err) {
-          res.fail(uploadCall.fail(err, metadata, started))
-        }
-      })())
-    },
-    [downloadPath]: (stream, headers) => {
-      const started = Date.now()
-      const metadata = Metadata.fromHttp2Headers(headers)
-      const res = new GrpcResponse(stream, headers)
-      void rpc.track((async () => {
-        try {
-          const msgs: RawMessage[] = []
-          for await (const m of requestMessages(stream, 64 * 1024)) msgs.push(m)
-          if (msgs.length !== 1) throw new InvalidArgument(`DownloadImage takes one request message, got ${msgs.length}`)
-          const req = ImageIdRequest.decode(Buffer.concat(msgs[0]!.pieces))
-          const c = await downloadCall.prepare(metadata, req)
-          const { source } = await images.download(req.id, viewer(c))
-          await sendChunks(res, source)
-          res.status(status.OK)
-        } catch (err) {
-          res.fail(downloadCall.fail(err, metadata, started))
-        }
-      })())
-    },
+    [ImagesService.uploadImage.path]: streamMethod(ImagesService.uploadImage.path, rpc, async (stream, res, prepare) => {
+      const c = await prepare(undefined)
+      const { imageId, size, data } = await splitUpload(uploadParts(stream))
+      const image = await images.upload(imageId, data, viewer(c), size)
+      res.message(Image.encode(Image.fromPartial(image)).finish())
+    }),
+    [ImagesService.downloadImage.path]: streamMethod(ImagesService.downloadImage.path, rpc, async (stream, res, prepare) => {
+      const req = ImageIdRequest.decode(await oneMessage(stream, 64 * 1024, 'DownloadImage'))
+      const c = await prepare(req)
+      const { source } = await images.download(req.id, viewer(c))
+      await sendChunks(res, source)
+    }),
   }
 }

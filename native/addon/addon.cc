@@ -10,6 +10,7 @@
 #include <vector>
 #include <cstring>
 #include "../src/strato_img.h"
+#include "errors.h"
 
 Napi::Function InitImageSink(Napi::Env env);    // direct.cc
 Napi::Function InitImageSource(Napi::Env env);  // direct.cc
@@ -19,14 +20,6 @@ namespace {
 struct Prog {
   uint64_t done, total;
 };
-
-Napi::Error MakeError(Napi::Env env, const si_err &e) {
-  Napi::Error err = Napi::Error::New(env, e.msg[0] ? e.msg : "native error");
-  err.Set("code", Napi::String::New(env, si_err_class(e.code)));
-  err.Set("kind", Napi::String::New(env, si_err_kind(e.code)));
-  err.Set("name", Napi::String::New(env, "StratoImgError"));
-  return err;
-}
 
 class CancelToken : public Napi::ObjectWrap<CancelToken> {
  public:

@@ -18,16 +18,9 @@
 #include <string>
 #include <vector>
 #include "../src/strato_img.h"
+#include "errors.h"
 
 namespace {
-
-Napi::Error SinkError(Napi::Env env, const si_err &e) {
-  Napi::Error err = Napi::Error::New(env, e.msg[0] ? e.msg : "native error");
-  err.Set("code", Napi::String::New(env, si_err_class(e.code)));
-  err.Set("kind", Napi::String::New(env, si_err_kind(e.code)));
-  err.Set("name", Napi::String::New(env, "StratoImgError"));
-  return err;
-}
 
 std::string Hex(EVP_MD_CTX *ctx) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -88,7 +81,7 @@ class ImageSink : public Napi::ObjectWrap<ImageSink> {
     bool direct = info.Length() > 1 && info[1].ToBoolean().Value();
     si_err e;
     memset(&e, 0, sizeof e);
-    if (si_sink_open(path.c_str(), direct ? 1 : 0, &sink_, &e) < 0) throw SinkError(env, e);
+    if (si_sink_open(path.c_str(), direct ? 1 : 0, &sink_, &e) < 0) throw MakeError(env, e);
     md5_ = EVP_MD_CTX_new();
     sha_ = EVP_MD_CTX_new();
     if (!md5_ || !sha_ || !EVP_DigestInit_ex(md5_, EVP_md5(), nullptr) || !EVP_DigestInit_ex(sha_, EVP_sha512(), nullptr)) {
@@ -159,7 +152,7 @@ class SinkJob : public Napi::AsyncWorker {
     Napi::Env env = Env();
     Settle();
     if (rc_ < 0) {
-      deferred.Reject(SinkError(env, err_).Value());
+      deferred.Reject(MakeError(env, err_).Value());
       return;
     }
     if (lane_ >= 0) {
@@ -232,7 +225,7 @@ class ImageSource : public Napi::ObjectWrap<ImageSource> {
     bool direct = info.Length() > 1 && info[1].ToBoolean().Value();
     si_err e;
     memset(&e, 0, sizeof e);
-    if (si_source_open(path.c_str(), direct ? 1 : 0, &src_, &e) < 0) throw SinkError(env, e);
+    if (si_source_open(path.c_str(), direct ? 1 : 0, &src_, &e) < 0) throw MakeError(env, e);
   }
   ~ImageSource() override { si_source_close(src_); }
 
@@ -269,7 +262,7 @@ class ReadJob : public Napi::AsyncWorker {
     Napi::Env env = Env();
     owner_->busy_ = false;
     if (rc_ < 0) {
-      deferred.Reject(SinkError(env, err_).Value());
+      deferred.Reject(MakeError(env, err_).Value());
       return;
     }
     Napi::Array a = Napi::Array::New(env, 2);
