@@ -22,18 +22,29 @@ import { withReverter } from './revert.js'
 import { ensureBridge } from './virt/bridge.js'
 import { PowerState, isUuid, type GuestInfo, type GuestSpec, type NicSpec, type VirtDriver } from './virt/driver.js'
 import { ImageCache, type ImageSource } from './disk/image-cache.js'
+import { configDriveFiles, writeConfigDrive, type ConfigDriveIp } from './disk/config-drive.js'
 import { createRootDisk } from './disk/root-disk.js'
 
 /** The build spec the conductor hands out (agent.v1 BuildSpec). */
 export interface BuildSpec {
   instanceUuid: string
   name: string
+  displayName: string
   vcpus: number
   memoryMb: number
   diskGb: number
+  projectId: string
   imageId: string
   imageToken: string
-  nics: Array<{ portId: string; macAddress: string; networkId: string; networkType: string; physicalNetwork: string; segmentationId: number }>
+  nics: Array<{ portId: string; macAddress: string; networkId: string; networkType: string; physicalNetwork: string; segmentationId: number; ips: ConfigDriveIp[] }>
+  keyName: string
+  publicKey: string
+  /** Base64; '' when none. */
+  userData: string
+  metadata: Record<string, string>
+  availabilityZone: string
+  hostname: string
+  configDrive: boolean
 }
 
 /** What the controller believes about a server of this host. */
@@ -144,6 +155,10 @@ export class ComputeManager {
           disks: [{ path: disk, format: 'qcow2', bus: 'virtio', device: 'vda' }],
           nics,
           consoleLogPath: path.join(dir, 'console.log'),
+        }
+        if (spec.configDrive) {
+          guest.configDrive = path.join(dir, 'disk.config')
+          await writeConfigDrive(guest.configDrive, configDriveFiles({ ...spec, uuid, nics: spec.nics.map((n) => ({ ...n, ips: n.ips ?? [] })), metadata: spec.metadata ?? {} }))
         }
         try {
           return (await this.driver.spawn(guest)).powerState

@@ -93,6 +93,11 @@ export interface GuestSpec {
    * directory must exist; output is appended across power cycles.
    */
   consoleLogPath: string
+  /**
+   * Absolute path of the guest's config drive (an ISO 9660 image labelled
+   * config-2), attached read-only as a CD-ROM; none when absent.
+   */
+  configDrive?: string
 }
 
 /** A guest as the hypervisor sees it now. */
@@ -328,6 +333,7 @@ export function validateGuestSpec(spec: GuestSpec): void {
     if (nic.model !== 'virtio') invalid(`nics[${i}].model`, 'must be virtio')
   })
   if (!spec.consoleLogPath.startsWith('/')) invalid('consoleLogPath', 'must be absolute')
+  if (spec.configDrive !== undefined && !spec.configDrive.startsWith('/')) invalid('configDrive', 'must be absolute')
 }
 
 /** Decodes the last `maxBytes` bytes of `buffer` as UTF-8, starting on a character boundary. */

@@ -135,6 +135,12 @@ export class FakeDriver implements VirtDriver {
   }
 
   /** Resources held by guests right now. */
+  /** The spec a guest was spawned with (tests look at what the agent asked for). */
+  specOf(uuid: string): GuestSpec | undefined {
+    const g = this.guests.get(uuid)
+    return g ? structuredClone(g.spec) : undefined
+  }
+
   usage(): FakeUsage {
     let running = 0
     for (const guest of this.guests.values()) if (guest.powerState === PowerState.RUNNING) running++

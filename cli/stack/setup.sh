@@ -7,7 +7,8 @@ cd "$(dirname "$0")/../.."
 
 say() { echo "setup: $*" >&2; }
 
-pkgs=(nats-server libvirt-daemon-system qemu-system-x86 qemu-utils libzstd-dev zlib1g-dev python3-grpcio python3-grpc-tools clang libclang-rt-14-dev)
+# genisoimage: the config drives agents give guests (as Nova does with mkisofs_cmd).
+pkgs=(nats-server libvirt-daemon-system qemu-system-x86 qemu-utils genisoimage libzstd-dev zlib1g-dev python3-grpcio python3-grpc-tools clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -150,11 +150,32 @@ export interface BuildSpec {
   imageId: string
   imageChecksum: string
   imageToken: string
-  nics: Array<{ portId: string; macAddress: string; networkId: string; networkType: string; physicalNetwork: string; segmentationId: number; fixedIps: string[] }>
+  nics: Array<{ portId: string; macAddress: string; networkId: string; networkType: string; physicalNetwork: string; segmentationId: number; fixedIps: string[]; ips: BuildIp[] }>
   keyName: string
   publicKey: string
   userData: string
   metadata: Record<string, string>
+  availabilityZone: string
+  hostname: string
+  /** Give the guest a config drive (servers created before migration 0009 have none). */
+  configDrive: boolean
+}
+
+/** A NIC's fixed address with its subnet, for the guest's static network configuration. */
+export interface BuildIp {
+  address: string
+  subnetId: string
+  ipVersion: number
+  cidr: string
+  gatewayIp: string
+  dnsNameservers: string[]
+  hostRoutes: Array<{ destination: string; nexthop: string }>
+}
+
+/** Nova's hostname: the display name made a DNS label (lower case, [a-z0-9-], at most 63). */
+export function hostnameOf(displayName: string): string {
+  const label = displayName.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '')
+  return label || 'server'
 }
 
 export interface HostInstance {
@@ -339,7 +360,7 @@ export class ServerCatalog {
           await trx.insertInto('servers').values({
             uuid, name: maxCount > 1 ? `${name}-${index + 1}` : name, description, project_id: projectId, user_id: caller.userId,
             flavor_id: flavor.id, flavor_name: flavor.name, vcpus: flavor.vcpus, ram: flavor.ram, disk: flavor.disk, ephemeral: flavor.ephemeral, swap: flavor.swap,
-            image_id: image.id, image_name: image.name, key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData,
+            image_id: image.id, image_name: image.name, key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData, config_drive: 'True',
             metadata: JSON.stringify(metadata), security_groups: JSON.stringify(groupIds), requested_az: zone.zone ?? '',
             host: p.host, node_uuid: p.providerUuid, availability_zone: host.availabilityZone, instance_name: instanceName(uuid),
             vm_state: 'building', task_state: 'networking', power_state: 0, pending_cast_id: castIdFor('build', uuid), cast_sent_at: null,
@@ -608,6 +629,7 @@ export class ServerCatalog {
         reservationId: r.reservation_id,
         launchIndex: Number(r.launch_index),
         serverGroups: r.server_group_id ? [r.server_group_id] : [],
+        configDrive: r.config_drive,
       }
     })
   }
@@ -785,7 +807,16 @@ export class ServerCatalog {
       .orderBy('p.created_at')
       .orderBy('p.id')
       .execute()
-    const ips = ports.length ? await this.db.selectFrom('ip_allocations').select(['port_id', 'ip_address']).where('port_id', 'in', ports.map((p) => p.id)).execute() : []
+    const ips = ports.length
+      ? await this.db
+        .selectFrom('ip_allocations as a')
+        .innerJoin('subnets as s', 's.id', 'a.subnet_id')
+        .select(['a.port_id', 'a.ip_address', 'a.subnet_id', 's.ip_version', 's.cidr', 's.gateway_ip', 's.dns_nameservers', 's.host_routes'])
+        .where('a.port_id', 'in', ports.map((p) => p.id))
+        .orderBy('s.ip_version')
+        .orderBy('s.created_at')
+        .execute()
+      : []
     const image = await this.db.selectFrom('images').select(['checksum']).where('id', '=', row.image_id).executeTakeFirst()
     if (!image) throw new FailedPrecondition(`image ${row.image_id} of server ${uuid} was deleted before the server was built`)
     const token = await this.deps.tokens(row.user_id, row.project_id).catch((err) => {
@@ -805,11 +836,18 @@ export class ServerCatalog {
       nics: ports.map((p) => ({
         portId: p.id, macAddress: p.mac_address, networkId: p.network_id, networkType: p.network_type, physicalNetwork: p.physical_network ?? '',
         segmentationId: Number(p.segmentation_id ?? 0), fixedIps: ips.filter((i) => i.port_id === p.id).map((i) => i.ip_address),
+        ips: ips.filter((i) => i.port_id === p.id).map((i) => ({
+          address: i.ip_address, subnetId: i.subnet_id, ipVersion: Number(i.ip_version), cidr: i.cidr, gatewayIp: i.gateway_ip ?? '',
+          dnsNameservers: json<string[]>(i.dns_nameservers, []), hostRoutes: json<Array<{ destination: string; nexthop: string }>>(i.host_routes, []),
+        })),
       })),
       keyName: row.key_name,
       publicKey: row.key_data,
       userData: row.user_data,
       metadata: json<Record<string, string>>(row.metadata, {}),
+      availabilityZone: row.availability_zone || row.requested_az,
+      hostname: hostnameOf(row.name),
+      configDrive: row.config_drive === 'True',
     }
   }
 

@@ -11,6 +11,7 @@ import { migration as m0005 } from './migrations/0005_placement.js'
 import { migration as m0006 } from './migrations/0006_servers.js'
 import { migration as m0007 } from './migrations/0007_server_groups.js'
 import { migration as m0008 } from './migrations/0008_host_ip.js'
+import { migration as m0009 } from './migrations/0009_config_drive.js'
 
 export const migrations: Record<string, Migration> = {
   '0001_identity': m0001,
@@ -21,4 +22,5 @@ export const migrations: Record<string, Migration> = {
   '0006_servers': m0006,
   '0007_server_groups': m0007,
   '0008_host_ip': m0008,
+  '0009_config_drive': m0009,
 }

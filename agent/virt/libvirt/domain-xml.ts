@@ -4,9 +4,10 @@
  * mode, which machine type — the driver decides and puts it in the config.
  *
  * What is emitted: persistent HVM domain, vCPUs, memory, ACPI/APIC, virtio
- * disks (`<driver type='qcow2'>`), NICs as `<interface type='bridge'>` with MAC
- * and virtio model, one serial port written to a log file
- * (`<serial type='file'>`, appended across power cycles), no graphics.
+ * disks (`<driver type='qcow2'>`), a read-only CD-ROM for the config drive,
+ * NICs as `<interface type='bridge'>` with MAC and virtio model, one serial
+ * port written to a log file (`<serial type='file'>`, appended across power
+ * cycles), no graphics.
  */
 import { child, childrenNamed, el, parseXml, path, serializeXml, type XmlElement } from './xml.js'
 
@@ -16,6 +17,12 @@ export interface DomainDisk {
   bus: 'virtio'
   /** `vda`, `vdb`, … */
   device: string
+}
+
+/** A read-only CD-ROM (the config drive): IDE on i440fx machines, SATA on q35. */
+export interface DomainCdrom {
+  path: string
+  bus: 'ide' | 'sata'
 }
 
 export interface DomainInterface {
@@ -39,6 +46,7 @@ export interface DomainConfig {
   cpuMode?: 'host-passthrough' | 'host-model'
   /** In boot order: the first disk boots. */
   disks: DomainDisk[]
+  cdrom?: DomainCdrom
   interfaces: DomainInterface[]
   /** File the first serial port writes to; no serial port when absent. */
   serialLogPath?: string
@@ -59,6 +67,18 @@ export function toDomainXml(config: DomainConfig): string {
         ...(index === 0 ? [el('boot', { order: 1 })] : []),
       ),
     ),
+    ...(config.cdrom === undefined
+      ? []
+      : [
+          el(
+            'disk',
+            { type: 'file', device: 'cdrom' },
+            el('driver', { name: 'qemu', type: 'raw' }),
+            el('source', { file: config.cdrom.path }),
+            el('target', { dev: config.cdrom.bus === 'ide' ? 'hdd' : 'sda', bus: config.cdrom.bus }),
+            el('readonly'),
+          ),
+        ]),
     ...config.interfaces.map((nic) =>
       el('interface', { type: 'bridge' }, el('mac', { address: nic.mac }), el('source', { bridge: nic.bridge }), el('model', { type: nic.model })),
     ),
@@ -117,7 +137,7 @@ function required(node: XmlElement | undefined, what: string): XmlElement {
 
 /**
  * Reads a domain XML (ours, or libvirt's expanded version of it) back into a
- * config. Devices Strato does not make (CD-ROMs, graphics, …) are ignored.
+ * config. Devices Strato does not make (graphics, other CD-ROMs, …) are ignored.
  */
 export function parseDomainXml(xml: string): DomainConfig {
   const root = parseXml(xml)
@@ -139,6 +159,10 @@ export function parseDomainXml(xml: string): DomainConfig {
       device: required(child(disk, 'target'), '<disk><target>').attrs.dev ?? '',
     })
   }
+
+  const cdromDisk = childrenNamed(devices, 'disk').find((d) => d.attrs.device === 'cdrom' && d.attrs.type === 'file' && child(d, 'source')?.attrs.file)
+  const cdromBus = child(cdromDisk, 'target')?.attrs.bus
+  const cdrom: DomainCdrom | undefined = cdromDisk && (cdromBus === 'ide' || cdromBus === 'sata') ? { path: child(cdromDisk, 'source')!.attrs.file!, bus: cdromBus } : undefined
 
   const interfaces: DomainInterface[] = childrenNamed(devices, 'interface')
     .filter((nic) => nic.attrs.type === 'bridge')
@@ -163,6 +187,7 @@ export function parseDomainXml(xml: string): DomainConfig {
     ...(machine === undefined ? {} : { machine }),
     ...(cpuMode === 'host-passthrough' || cpuMode === 'host-model' ? { cpuMode } : {}),
     disks,
+    ...(cdrom === undefined ? {} : { cdrom }),
     interfaces,
     ...(serialLogPath === undefined ? {} : { serialLogPath }),
   }

@@ -146,6 +146,8 @@ export class LibvirtDriver implements VirtDriver {
       // A host CPU model only means something with KVM; TCG keeps QEMU's default.
       ...(kvm && this.options.cpuMode !== undefined ? { cpuMode: this.options.cpuMode } : {}),
       disks: spec.disks.map((disk) => ({ ...disk })),
+      // q35 has no IDE controller; i440fx ('pc', libvirt's default) has no SATA one unless added.
+      ...(spec.configDrive === undefined ? {} : { cdrom: { path: spec.configDrive, bus: /q35/.test(this.options.machine ?? '') ? 'sata' as const : 'ide' as const } }),
       interfaces: spec.nics.map((nic) => ({ ...nic })),
       serialLogPath: spec.consoleLogPath,
     }

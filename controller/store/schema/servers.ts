@@ -21,6 +21,8 @@ export interface ServerTable {
   key_data: string
   /** Base64, as given. */
   user_data: string
+  /** 'True' when the host gives the guest a config drive (all servers since migration 0009), else ''. */
+  config_drive: string
   /** JSON object of string → string. */
   metadata: string
   /** JSON array of the security group ids the server's own ports get. */

@@ -64,6 +64,7 @@ t.test('server create --wait: an ACTIVE server on the provider network, shown as
     'OS-EXT-STS:vm_state': 'active',
     'OS-SRV-USG:launched_at': /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$/,
     addresses: PROVIDER_IP,
+    config_drive: 'True',
     created: /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/,
     flavor: 'm1.nano (1)',
     hostId: /^[0-9a-f]{56}$/,

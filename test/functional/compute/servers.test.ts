@@ -2,6 +2,7 @@
 // driver: create → BUILD → ACTIVE with ports and addresses, the state table for every action, console
 // output over agent request/reply, delete leaving nothing, failures that change nothing, failed builds
 // that end in ERROR with a fault and give everything back, quotas under concurrency, power-state sync.
+import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
@@ -81,6 +82,39 @@ t.test("the seed's server create: BUILD, then ACTIVE on a mapped host, with a po
   const after = await quota()
   t.same([after.instances! - before.instances!, after.cores! - before.cores!, after.ram! - before.ram!, after.ports! - before.ports!], [1, 1, 64, 1], 'instances, cores, ram and ports are in use')
   t.equal((await allocations(created.id)).length, 1, 'one allocation on its host')
+})
+
+t.test('the config drive carries the key, the user data, the metadata and the static network configuration', async (t) => {
+  const userData = '#cloud-config\nruncmd: [echo strato]\n'
+  const r = await create({ ...seedRequest(), name: 'With Drive_1', userData: Buffer.from(userData).toString('base64'), metadata: { role: 'web' } })
+  const id = r.servers[0]!.id
+  t.teardown(async () => {
+    await act('deleteServer', id).catch(() => undefined)
+    await eventually(() => gone(id), 10_000)
+  })
+  const up = await cloud.waitFor(id, active, demo.token)
+  t.equal(up.configDrive, 'True', 'config_drive: True, as Nova shows it')
+  const admin = await get(id, cloud.s.adminToken)
+  const a = driverOf(admin.host)
+  const iso = path.join(a.agent.config.instancesDir, id, 'disk.config')
+  t.equal((a.driver as FakeDriver).specOf(id)?.configDrive, iso, 'the guest gets the drive as a CD-ROM')
+  t.match(execFileSync('isoinfo', ['-d', '-i', iso], { encoding: 'utf8' }), /Volume id: config-2/, 'an ISO 9660 image labelled config-2')
+  const read = (name: string) => execFileSync('isoinfo', ['-J', '-i', iso, '-x', `/openstack/latest/${name}`])
+  const meta = JSON.parse(read('meta_data.json').toString())
+  t.match(meta, {
+    uuid: id, name: 'With Drive_1', hostname: 'with-drive-1', availability_zone: 'nova', project_id: demo.projectId, launch_index: 0,
+    meta: { role: 'web' }, public_keys: { mykey: /^ssh-ed25519 AAAA/ }, keys: [{ name: 'mykey', type: 'ssh', data: /^ssh-ed25519 / }],
+  })
+  t.equal(Buffer.from(meta.random_seed, 'base64').length, 512, 'a random seed')
+  t.equal(read('user_data').toString(), userData, 'the user data, decoded')
+  const net = JSON.parse(read('network_data.json').toString())
+  const addr = up.addresses[0]!
+  t.same(net.links, [{ id: `tap${(await ports(id))[0]!.id.slice(0, 11)}`, vif_id: (await ports(id))[0]!.id, type: 'bridge', ethernet_mac_address: addr.macAddr }])
+  t.match(net.networks, [{ id: 'network0', type: 'ipv4', ip_address: addr.addr, netmask: '255.255.255.0', network_id: cloud.network.id }])
+  t.same(net.networks[0].routes, [{ network: '0.0.0.0', netmask: '0.0.0.0', gateway: '192.168.201.1' }], 'the default route through the subnet gateway')
+  t.same(net.networks[0].services, [{ type: 'dns', address: '114.114.114.114' }], "the subnet's DNS server")
+  t.same(net.services, [{ type: 'dns', address: '114.114.114.114' }])
+  t.same(JSON.parse(read('vendor_data.json').toString()), {})
 })
 
 t.test('list, filters and visibility across projects', async (t) => {

@@ -89,6 +89,9 @@ if (process.getuid?.() !== 0) {
     t.match(xml, `<source bridge='${bridge}'/>`, 'the NIC is on the bridge the provider network maps to')
     t.match(xml, up.addresses[0]!.macAddr, "with the port's MAC")
     t.match(xml, /<memory unit='KiB'>65536<\/memory>/, "the flavor's RAM")
+    t.match(xml, new RegExp(`<disk type='file' device='cdrom'>[\\s\\S]*?<source file='[^']*/${id}/disk.config'[\\s\\S]*?<readonly/>`), 'the config drive, a read-only CD-ROM')
+    t.equal(up.configDrive, 'True')
+    t.match(await virsh('qemu-monitor-command', domain, '--hmp', 'info block'), new RegExp(`${id}/disk\\.config \\(raw, read-only\\)`), 'QEMU has the drive open, read-only')
     const out = await eventually(async () => ((await console(id)).includes(cloud.marker) ? true : undefined), 60_000, 'the marker on the console')
     t.ok(out, 'GetConsoleOutput shows what the guest printed')
 

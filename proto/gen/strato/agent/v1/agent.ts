@@ -90,7 +90,39 @@ export interface BuildNic {
   /** Empty for local networks. */
   physicalNetwork?: string | undefined;
   segmentationId?: number | undefined;
-  fixedIps?: string[] | undefined;
+  fixedIps?:
+    | string[]
+    | undefined;
+  /**
+   * The fixed addresses with their subnets, for the guest's static network
+   * configuration (the config drive's network_data.json).
+   */
+  ips?: BuildIp[] | undefined;
+}
+
+/** A fixed address of a NIC and what its subnet tells the guest. */
+export interface BuildIp {
+  address?: string | undefined;
+  subnetId?:
+    | string
+    | undefined;
+  /** 4 or 6. */
+  ipVersion?:
+    | number
+    | undefined;
+  /** The subnet, e.g. 192.168.201.0/24. */
+  cidr?:
+    | string
+    | undefined;
+  /** Empty: the subnet has no gateway. */
+  gatewayIp?: string | undefined;
+  dnsNameservers?: string[] | undefined;
+  hostRoutes?: BuildRoute[] | undefined;
+}
+
+export interface BuildRoute {
+  destination?: string | undefined;
+  nexthop?: string | undefined;
 }
 
 /** Everything an agent needs to build a server; agents never read the database. */
@@ -116,9 +148,21 @@ export interface BuildSpec {
   nics?: BuildNic[] | undefined;
   displayName?: string | undefined;
   keyName?: string | undefined;
-  publicKey?: string | undefined;
+  publicKey?:
+    | string
+    | undefined;
+  /** Base64, as the API took it; empty when none. */
   userData?: string | undefined;
   metadata?: { [key: string]: string } | undefined;
+  availabilityZone?:
+    | string
+    | undefined;
+  /** The guest's host name (Nova's: the display name made a valid DNS label). */
+  hostname?:
+    | string
+    | undefined;
+  /** Give the guest a config drive. */
+  configDrive?: boolean | undefined;
 }
 
 export interface BuildSpec_MetadataEntry {
@@ -757,6 +801,7 @@ function createBaseBuildNic(): BuildNic {
     physicalNetwork: "",
     segmentationId: 0,
     fixedIps: [],
+    ips: [],
   };
 }
 
@@ -783,6 +828,11 @@ export const BuildNic: MessageFns<BuildNic> = {
     if (message.fixedIps !== undefined && message.fixedIps.length !== 0) {
       for (const v of message.fixedIps) {
         writer.uint32(58).string(v!);
+      }
+    }
+    if (message.ips !== undefined && message.ips.length !== 0) {
+      for (const v of message.ips) {
+        BuildIp.encode(v!, writer.uint32(66).fork()).join();
       }
     }
     return writer;
@@ -860,6 +910,17 @@ export const BuildNic: MessageFns<BuildNic> = {
             }
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const el = BuildIp.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.ips!.push(el);
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -909,6 +970,7 @@ export const BuildNic: MessageFns<BuildNic> = {
         : globalThis.Array.isArray(object?.fixed_ips)
         ? object.fixed_ips.map((e: any) => globalThis.String(e))
         : [],
+      ips: globalThis.Array.isArray(object?.ips) ? object.ips.map((e: any) => BuildIp.fromJSON(e)) : [],
     };
   },
 
@@ -935,6 +997,9 @@ export const BuildNic: MessageFns<BuildNic> = {
     if (message.fixedIps?.length) {
       obj.fixedIps = message.fixedIps;
     }
+    if (message.ips?.length) {
+      obj.ips = message.ips.map((e) => BuildIp.toJSON(e));
+    }
     return obj;
   },
 
@@ -950,6 +1015,287 @@ export const BuildNic: MessageFns<BuildNic> = {
     message.physicalNetwork = object.physicalNetwork ?? "";
     message.segmentationId = object.segmentationId ?? 0;
     message.fixedIps = object.fixedIps?.map((e) => e) || [];
+    message.ips = object.ips?.map((e) => BuildIp.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBuildIp(): BuildIp {
+  return { address: "", subnetId: "", ipVersion: 0, cidr: "", gatewayIp: "", dnsNameservers: [], hostRoutes: [] };
+}
+
+export const BuildIp: MessageFns<BuildIp> = {
+  encode(message: BuildIp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.address !== undefined && message.address !== "") {
+      writer.uint32(10).string(message.address);
+    }
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      writer.uint32(18).string(message.subnetId);
+    }
+    if (message.ipVersion !== undefined && message.ipVersion !== 0) {
+      writer.uint32(24).int32(message.ipVersion);
+    }
+    if (message.cidr !== undefined && message.cidr !== "") {
+      writer.uint32(34).string(message.cidr);
+    }
+    if (message.gatewayIp !== undefined && message.gatewayIp !== "") {
+      writer.uint32(42).string(message.gatewayIp);
+    }
+    if (message.dnsNameservers !== undefined && message.dnsNameservers.length !== 0) {
+      for (const v of message.dnsNameservers) {
+        writer.uint32(50).string(v!);
+      }
+    }
+    if (message.hostRoutes !== undefined && message.hostRoutes.length !== 0) {
+      for (const v of message.hostRoutes) {
+        BuildRoute.encode(v!, writer.uint32(58).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildIp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildIp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subnetId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ipVersion = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.cidr = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.gatewayIp = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.dnsNameservers!.push(el);
+            }
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const el = BuildRoute.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.hostRoutes!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildIp {
+    return {
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      subnetId: isSet(object.subnetId)
+        ? globalThis.String(object.subnetId)
+        : isSet(object.subnet_id)
+        ? globalThis.String(object.subnet_id)
+        : "",
+      ipVersion: isSet(object.ipVersion)
+        ? globalThis.Number(object.ipVersion)
+        : isSet(object.ip_version)
+        ? globalThis.Number(object.ip_version)
+        : 0,
+      cidr: isSet(object.cidr) ? globalThis.String(object.cidr) : "",
+      gatewayIp: isSet(object.gatewayIp)
+        ? globalThis.String(object.gatewayIp)
+        : isSet(object.gateway_ip)
+        ? globalThis.String(object.gateway_ip)
+        : "",
+      dnsNameservers: globalThis.Array.isArray(object?.dnsNameservers)
+        ? object.dnsNameservers.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.dns_nameservers)
+        ? object.dns_nameservers.map((e: any) => globalThis.String(e))
+        : [],
+      hostRoutes: globalThis.Array.isArray(object?.hostRoutes)
+        ? object.hostRoutes.map((e: any) => BuildRoute.fromJSON(e))
+        : globalThis.Array.isArray(object?.host_routes)
+        ? object.host_routes.map((e: any) => BuildRoute.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BuildIp): unknown {
+    const obj: any = {};
+    if (message.address !== undefined && message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      obj.subnetId = message.subnetId;
+    }
+    if (message.ipVersion !== undefined && message.ipVersion !== 0) {
+      obj.ipVersion = Math.round(message.ipVersion);
+    }
+    if (message.cidr !== undefined && message.cidr !== "") {
+      obj.cidr = message.cidr;
+    }
+    if (message.gatewayIp !== undefined && message.gatewayIp !== "") {
+      obj.gatewayIp = message.gatewayIp;
+    }
+    if (message.dnsNameservers?.length) {
+      obj.dnsNameservers = message.dnsNameservers;
+    }
+    if (message.hostRoutes?.length) {
+      obj.hostRoutes = message.hostRoutes.map((e) => BuildRoute.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildIp>, I>>(base?: I): BuildIp {
+    return BuildIp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildIp>, I>>(object: I): BuildIp {
+    const message = createBaseBuildIp();
+    message.address = object.address ?? "";
+    message.subnetId = object.subnetId ?? "";
+    message.ipVersion = object.ipVersion ?? 0;
+    message.cidr = object.cidr ?? "";
+    message.gatewayIp = object.gatewayIp ?? "";
+    message.dnsNameservers = object.dnsNameservers?.map((e) => e) || [];
+    message.hostRoutes = object.hostRoutes?.map((e) => BuildRoute.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBuildRoute(): BuildRoute {
+  return { destination: "", nexthop: "" };
+}
+
+export const BuildRoute: MessageFns<BuildRoute> = {
+  encode(message: BuildRoute, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.destination !== undefined && message.destination !== "") {
+      writer.uint32(10).string(message.destination);
+    }
+    if (message.nexthop !== undefined && message.nexthop !== "") {
+      writer.uint32(18).string(message.nexthop);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildRoute {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildRoute();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.destination = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nexthop = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildRoute {
+    return {
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
+      nexthop: isSet(object.nexthop) ? globalThis.String(object.nexthop) : "",
+    };
+  },
+
+  toJSON(message: BuildRoute): unknown {
+    const obj: any = {};
+    if (message.destination !== undefined && message.destination !== "") {
+      obj.destination = message.destination;
+    }
+    if (message.nexthop !== undefined && message.nexthop !== "") {
+      obj.nexthop = message.nexthop;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildRoute>, I>>(base?: I): BuildRoute {
+    return BuildRoute.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildRoute>, I>>(object: I): BuildRoute {
+    const message = createBaseBuildRoute();
+    message.destination = object.destination ?? "";
+    message.nexthop = object.nexthop ?? "";
     return message;
   },
 };
@@ -971,6 +1317,9 @@ function createBaseBuildSpec(): BuildSpec {
     publicKey: "",
     userData: "",
     metadata: {},
+    availabilityZone: "",
+    hostname: "",
+    configDrive: false,
   };
 }
 
@@ -1023,6 +1372,15 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     globalThis.Object.entries(message.metadata || {}).forEach(([key, value]: [string, string]) => {
       BuildSpec_MetadataEntry.encode({ key: key as any, value }, writer.uint32(122).fork()).join();
     });
+    if (message.availabilityZone !== undefined && message.availabilityZone !== "") {
+      writer.uint32(130).string(message.availabilityZone);
+    }
+    if (message.hostname !== undefined && message.hostname !== "") {
+      writer.uint32(138).string(message.hostname);
+    }
+    if (message.configDrive !== undefined && message.configDrive !== false) {
+      writer.uint32(144).bool(message.configDrive);
+    }
     return writer;
   },
 
@@ -1165,6 +1523,30 @@ export const BuildSpec: MessageFns<BuildSpec> = {
             }
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.availabilityZone = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.configDrive = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1253,6 +1635,17 @@ export const BuildSpec: MessageFns<BuildSpec> = {
           {},
         )
         : {},
+      availabilityZone: isSet(object.availabilityZone)
+        ? globalThis.String(object.availabilityZone)
+        : isSet(object.availability_zone)
+        ? globalThis.String(object.availability_zone)
+        : "",
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      configDrive: isSet(object.configDrive)
+        ? globalThis.Boolean(object.configDrive)
+        : isSet(object.config_drive)
+        ? globalThis.Boolean(object.config_drive)
+        : false,
     };
   },
 
@@ -1309,6 +1702,15 @@ export const BuildSpec: MessageFns<BuildSpec> = {
         });
       }
     }
+    if (message.availabilityZone !== undefined && message.availabilityZone !== "") {
+      obj.availabilityZone = message.availabilityZone;
+    }
+    if (message.hostname !== undefined && message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    if (message.configDrive !== undefined && message.configDrive !== false) {
+      obj.configDrive = message.configDrive;
+    }
     return obj;
   },
 
@@ -1340,6 +1742,9 @@ export const BuildSpec: MessageFns<BuildSpec> = {
       },
       {},
     );
+    message.availabilityZone = object.availabilityZone ?? "";
+    message.hostname = object.hostname ?? "";
+    message.configDrive = object.configDrive ?? false;
     return message;
   },
 };

@@ -139,7 +139,14 @@ export interface Server {
     | string
     | undefined;
   /** Ids of the server groups the server belongs to (Nova 2.71 server_groups). */
-  serverGroups?: string[] | undefined;
+  serverGroups?:
+    | string[]
+    | undefined;
+  /**
+   * "True" when the guest has a config drive (its metadata, keys, user data
+   * and network configuration on a CD-ROM labelled config-2), else "".
+   */
+  configDrive?: string | undefined;
 }
 
 export interface Server_MetadataEntry {
@@ -809,6 +816,7 @@ function createBaseServer(): Server {
     launchIndex: 0,
     description: "",
     serverGroups: [],
+    configDrive: "",
   };
 }
 
@@ -903,6 +911,9 @@ export const Server: MessageFns<Server> = {
       for (const v of message.serverGroups) {
         writer.uint32(226).string(v!);
       }
+    }
+    if (message.configDrive !== undefined && message.configDrive !== "") {
+      writer.uint32(234).string(message.configDrive);
     }
     return writer;
   },
@@ -1156,6 +1167,14 @@ export const Server: MessageFns<Server> = {
             }
             continue;
           }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.configDrive = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1289,6 +1308,11 @@ export const Server: MessageFns<Server> = {
         : globalThis.Array.isArray(object?.server_groups)
         ? object.server_groups.map((e: any) => globalThis.String(e))
         : [],
+      configDrive: isSet(object.configDrive)
+        ? globalThis.String(object.configDrive)
+        : isSet(object.config_drive)
+        ? globalThis.String(object.config_drive)
+        : "",
     };
   },
 
@@ -1384,6 +1408,9 @@ export const Server: MessageFns<Server> = {
     if (message.serverGroups?.length) {
       obj.serverGroups = message.serverGroups;
     }
+    if (message.configDrive !== undefined && message.configDrive !== "") {
+      obj.configDrive = message.configDrive;
+    }
     return obj;
   },
 
@@ -1432,6 +1459,7 @@ export const Server: MessageFns<Server> = {
     message.launchIndex = object.launchIndex ?? 0;
     message.description = object.description ?? "";
     message.serverGroups = object.serverGroups?.map((e) => e) || [];
+    message.configDrive = object.configDrive ?? "";
     return message;
   },
 };

@@ -63,6 +63,23 @@ t.test('the XML has what libvirt needs', async (t) => {
   t.same(childrenNamed(devices, 'video'), [], 'no video')
 })
 
+t.test('the config drive: a read-only CD-ROM on IDE (i440fx) or SATA (q35), read back', async (t) => {
+  for (const [bus, dev] of [['ide', 'hdd'], ['sata', 'sda']] as const) {
+    const withDrive: DomainConfig = { ...config, cdrom: { path: '/var/lib/strato/instances/6f1c/disk.config', bus } }
+    const xml = toDomainXml(withDrive)
+    t.same(parseDomainXml(xml), withDrive, `${bus}: round trip`)
+    const disks = childrenNamed(path(parseXml(xml), 'devices'), 'disk')
+    const cd = disks.find((d) => d.attrs.device === 'cdrom')
+    t.same(cd?.attrs, { type: 'file', device: 'cdrom' })
+    t.same(path(cd, 'driver')?.attrs, { name: 'qemu', type: 'raw' })
+    t.same(path(cd, 'target')?.attrs, { dev, bus }, `${bus}: ${dev}`)
+    t.ok(path(cd, 'readonly'), 'read-only')
+    t.notOk(path(cd, 'boot'), 'it does not boot')
+    t.equal(disks.filter((d) => d.attrs.device === 'disk').length, 2, 'the disks are still the disks')
+  }
+  t.notMatch(toDomainXml(config), /cdrom/, 'no drive, no CD-ROM')
+})
+
 t.test('no serial port when no log path is given', async (t) => {
   const { serialLogPath: _, ...noSerial } = config
   const xml = toDomainXml(noSerial)

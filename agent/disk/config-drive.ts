@@ -1,0 +1,157 @@
+/**
+ * The config drive (Nova's `configdrive.py` + `api/metadata/base.py`): an
+ * ISO 9660 image labelled `config-2` that the guest sees as a CD-ROM, holding
+ * what cloud-init and its kind read at first boot — the server's identity and
+ * metadata, its SSH keys, its user data and its network configuration (static:
+ * Strato runs no DHCP server, so network_data.json is how a guest learns its
+ * address). Strato has no metadata service; this is how keys and user data
+ * reach a guest, as with Nova's force_config_drive.
+ *
+ *   openstack/latest/meta_data.json     uuid, name, hostname, keys, meta, …
+ *   openstack/latest/network_data.json  links (NICs), networks (addresses), services (DNS)
+ *   openstack/latest/user_data          the user data, decoded (only when given)
+ *   openstack/latest/vendor_data.json   {}
+ *   openstack/latest/vendor_data2.json  {}
+ *
+ * The image is made with genisoimage (Debian's mkisofs, as Nova's
+ * `mkisofs_cmd`), with Rock Ridge and Joliet names.
+ */
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { FailedPrecondition, Internal } from '../../proto/errors.js'
+
+export interface ConfigDriveIp {
+  address: string
+  ipVersion: number
+  cidr: string
+  gatewayIp: string
+  dnsNameservers: string[]
+  hostRoutes: Array<{ destination: string; nexthop: string }>
+}
+
+/** What goes on a server's config drive. */
+export interface ConfigDriveSpec {
+  uuid: string
+  displayName: string
+  hostname: string
+  projectId: string
+  availabilityZone: string
+  keyName: string
+  publicKey: string
+  /** Base64, as the API took it; '' when none. */
+  userData: string
+  metadata: Record<string, string>
+  nics: Array<{ portId: string; macAddress: string; networkId: string; ips: ConfigDriveIp[] }>
+}
+
+/** The files of the drive, by path inside it. */
+export function configDriveFiles(spec: ConfigDriveSpec): Map<string, Buffer> {
+  const keys = spec.publicKey ? [{ name: spec.keyName, type: 'ssh', data: spec.publicKey }] : []
+  const meta = {
+    uuid: spec.uuid,
+    name: spec.displayName,
+    hostname: spec.hostname,
+    launch_index: 0,
+    availability_zone: spec.availabilityZone,
+    project_id: spec.projectId,
+    meta: spec.metadata,
+    public_keys: Object.fromEntries(keys.map((k) => [k.name, k.data])),
+    keys,
+    random_seed: randomBytes(512).toString('base64'),
+    devices: [],
+  }
+  const files = new Map<string, Buffer>([
+    ['openstack/latest/meta_data.json', json(meta)],
+    ['openstack/latest/network_data.json', json(networkData(spec.nics))],
+    ['openstack/latest/vendor_data.json', json({})],
+    ['openstack/latest/vendor_data2.json', json({})],
+  ])
+  if (spec.userData) files.set('openstack/latest/user_data', Buffer.from(spec.userData, 'base64'))
+  return files
+}
+
+const json = (v: unknown) => Buffer.from(JSON.stringify(v))
+
+/** Nova's network_data.json: one link per NIC, one static network per fixed address, DNS as services. */
+export function networkData(nics: ConfigDriveSpec['nics']): object {
+  const links = nics.map((n) => ({ id: tapName(n.portId), vif_id: n.portId, type: 'bridge', ethernet_mac_address: n.macAddress }))
+  const networks: object[] = []
+  const services: Array<{ type: 'dns'; address: string }> = []
+  for (const n of nics) {
+    for (const ip of n.ips) {
+      const v6 = ip.ipVersion === 6
+      const prefix = Number(ip.cidr.split('/')[1])
+      const routes = [
+        ...(ip.gatewayIp ? [{ network: v6 ? '::' : '0.0.0.0', netmask: v6 ? '::' : '0.0.0.0', gateway: ip.gatewayIp }] : []),
+        ...ip.hostRoutes.map((r) => {
+          const [network, len] = r.destination.split('/')
+          return { network: network!, netmask: netmask(Number(len), v6), gateway: r.nexthop }
+        }),
+      ]
+      const dns = ip.dnsNameservers.map((address) => ({ type: 'dns' as const, address }))
+      networks.push({
+        id: `network${networks.length}`,
+        type: v6 ? 'ipv6' : 'ipv4',
+        link: tapName(n.portId),
+        ip_address: ip.address,
+        netmask: netmask(prefix, v6),
+        routes,
+        network_id: n.networkId,
+        services: dns,
+      })
+      for (const d of dns) if (!services.some((s) => s.address === d.address)) services.push(d)
+    }
+  }
+  return { links, networks, services }
+}
+
+/** The tap device name Nova gives a port's VIF (`tap` + the first 11 characters of its id). */
+const tapName = (portId: string) => `tap${portId.slice(0, 11)}`
+
+/** A prefix length as a dotted (IPv4) or colon (IPv6) mask. */
+export function netmask(prefix: number, v6: boolean): string {
+  const bits = v6 ? 128 : 32
+  const mask = Array.from({ length: bits }, (_, i) => (i < prefix ? 1 : 0))
+  if (!v6) return [0, 8, 16, 24].map((o) => parseInt(mask.slice(o, o + 8).join(''), 2)).join('.')
+  const groups = [0, 16, 32, 48, 64, 80, 96, 112].map((o) => parseInt(mask.slice(o, o + 16).join(''), 2).toString(16))
+  // The shortest form: the longest run of zero groups becomes '::'.
+  const first = groups.indexOf('0')
+  if (first < 0) return groups.join(':')
+  const head = groups.slice(0, first).join(':')
+  return `${head}::`
+}
+
+/**
+ * Writes the drive to `isoPath` (readable by QEMU). The files are staged in a
+ * directory beside it, removed afterwards.
+ */
+export async function writeConfigDrive(isoPath: string, files: Map<string, Buffer>): Promise<void> {
+  const staging = `${isoPath}.d`
+  await rm(staging, { recursive: true, force: true })
+  try {
+    for (const [name, data] of files) {
+      const file = path.join(staging, name)
+      await mkdir(path.dirname(file), { recursive: true })
+      await writeFile(file, data, { mode: 0o644 })
+    }
+    await new Promise<void>((resolve, reject) =>
+      execFile(
+        'genisoimage',
+        ['-o', isoPath, '-ldots', '-allow-lowercase', '-allow-multidot', '-l', '-publisher', 'Strato', '-quiet', '-J', '-r', '-V', 'config-2', staging],
+        { timeout: 60_000 },
+        (err, _stdout, stderr) => {
+          if (!err) return resolve()
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+            return reject(new FailedPrecondition('genisoimage is not installed on this host; it makes config drives (npm run setup installs it)'))
+          }
+          reject(new Internal(`genisoimage could not make the config drive ${isoPath}: ${String(stderr).trim() || err.message}`, { cause: err }))
+        },
+      ),
+    )
+    await chmod(isoPath, 0o644)
+  } finally {
+    await rm(staging, { recursive: true, force: true })
+  }
+}
