@@ -20,6 +20,7 @@ import path from 'node:path'
 import { AlreadyExists, FailedPrecondition, NotFound } from '../proto/errors.js'
 import { withReverter } from './revert.js'
 import { ensureBridge } from './virt/bridge.js'
+import { tapName } from './virt/firewall.js'
 import { PowerState, isUuid, type GuestInfo, type GuestSpec, type NicSpec, type VirtDriver } from './virt/driver.js'
 import { ImageCache, type ImageSource } from './disk/image-cache.js'
 import { configDriveFiles, writeConfigDrive, type ConfigDriveIp } from './disk/config-drive.js'
@@ -75,6 +76,8 @@ export interface ComputeManagerOptions {
   shutdownTimeoutMs: number
   /** Image data, downloaded with the build's token. */
   images: (token: string) => ImageSource
+  /** Brings the host's security-group filtering up to date (before a guest first runs, after one is deleted). */
+  refreshFirewall?: () => Promise<void>
 }
 
 export interface Reconciled {
@@ -145,7 +148,7 @@ export class ComputeManager {
         for (const nic of spec.nics) {
           const bridge = this.bridgeFor(nic)
           if (this.o.manageBridges) await ensureBridge(bridge)
-          nics.push({ mac: nic.macAddress, bridge, model: 'virtio' })
+          nics.push({ mac: nic.macAddress, bridge, model: 'virtio', device: tapName(nic.portId) })
         }
         const guest: GuestSpec = {
           uuid,
@@ -156,6 +159,8 @@ export class ComputeManager {
           nics,
           consoleLogPath: path.join(dir, 'console.log'),
         }
+        // The guest's ports are filtered before it first runs.
+        await this.o.refreshFirewall?.()
         if (spec.configDrive) {
           guest.configDrive = path.join(dir, 'disk.config')
           await writeConfigDrive(guest.configDrive, configDriveFiles({ ...spec, uuid, nics: spec.nics.map((n) => ({ ...n, ips: n.ips ?? [] })), metadata: spec.metadata ?? {} }))

@@ -48,6 +48,14 @@ export interface AgentConfig {
   myIp: string
   /** Casts worked on at once (different servers; one server's casts run in order). @default 8 */
   maxConcurrentCasts: number
+  /**
+   * Security groups on this host: `iptables` (bridged traffic through per-port
+   * chains; see virt/firewall.ts) or `none` (no filtering). @default iptables
+   * with the libvirt driver, none with the fake one
+   */
+  firewall: 'iptables' | 'none'
+  /** How often the filtering is refreshed even without a change notice. @default 60000 */
+  firewallSyncIntervalMs: number
   log: {
     /** @default `info` */
     level: string
@@ -76,6 +84,8 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     powerSyncIntervalMs: overrides.powerSyncIntervalMs ?? envInt(env, 'STRATO_AGENT_POWER_SYNC_INTERVAL_MS') ?? 60_000,
     myIp: overrides.myIp ?? env.STRATO_AGENT_MY_IP ?? firstAddress(),
     maxConcurrentCasts: overrides.maxConcurrentCasts ?? envInt(env, 'STRATO_AGENT_MAX_CONCURRENT_CASTS') ?? 8,
+    firewall: overrides.firewall ?? (env.STRATO_AGENT_FIREWALL as AgentConfig['firewall'] | undefined) ?? ((overrides.driver ?? env.STRATO_AGENT_DRIVER ?? 'libvirt') === 'fake' ? 'none' : 'iptables'),
+    firewallSyncIntervalMs: overrides.firewallSyncIntervalMs ?? envInt(env, 'STRATO_AGENT_FIREWALL_SYNC_INTERVAL_MS') ?? 60_000,
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
   if (!isIP(cfg.myIp)) throw new InvalidArgument(`myIp (STRATO_AGENT_MY_IP) must be an IP address, got '${cfg.myIp}'`, { field: 'myIp' })
@@ -83,6 +93,7 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
   for (const [physnet, bridge] of Object.entries(cfg.bridgeMappings)) {
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new InvalidArgument(`bridgeMappings.${physnet}: '${bridge}' is not a Linux interface name (1-15 of [A-Za-z0-9_.-])`, { field: `bridgeMappings.${physnet}` })
   }
+  if (cfg.firewall !== 'iptables' && cfg.firewall !== 'none') throw new InvalidArgument(`firewall (STRATO_AGENT_FIREWALL) must be iptables or none, got '${String(cfg.firewall)}'`, { field: 'firewall' })
   if (cfg.driver !== 'fake' && cfg.driver !== 'libvirt') throw new InvalidArgument(`driver must be fake or libvirt, got '${String(cfg.driver)}'`, { field: 'driver' })
   if (cfg.diskGb !== null && (!Number.isInteger(cfg.diskGb) || cfg.diskGb < 0)) throw new InvalidArgument('diskGb must be a non-negative integer', { field: 'diskGb' })
   return cfg

@@ -19,7 +19,7 @@ import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } fr
 import type { Logger } from 'pino'
 import { FailedPrecondition, NotFound, Unavailable, toStratoError } from '../proto/errors.js'
 import { errorFromHeaders, errorHeaders } from '../proto/nats-errors.js'
-import { CONDUCTOR_SUBJECT, agentRpcSubject, castResultSubject, heartbeatSubject, parseCastId, powerSubject } from '../proto/subjects.js'
+import { CONDUCTOR_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, castResultSubject, heartbeatSubject, parseCastId, powerSubject } from '../proto/subjects.js'
 import {
   AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates, type AnnounceReply,
 } from '../proto/gen/strato/agent/v1/agent.js'
@@ -27,6 +27,7 @@ import { computeId, type AgentConfig } from './config.js'
 import { ComputeManager, type BuildSpec, type KnownInstance } from './compute-manager.js'
 import { GrpcImageSource } from './disk/grpc-image-source.js'
 import type { VirtDriver } from './virt/driver.js'
+import { IptablesFirewall, RecordingFirewall, type Firewall, type FirewallRule } from './virt/firewall.js'
 
 export type AgentState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
 
@@ -61,6 +62,12 @@ export class AgentService {
   private js: JetStreamClient | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
   private powerTimer: NodeJS.Timeout | undefined
+  private firewallTimer: NodeJS.Timeout | undefined
+  private firewallSub: Subscription | undefined
+  /** Security groups on this host (iptables, or a recorder that filters nothing). */
+  readonly firewall: Firewall
+  private firewallRun: Promise<void> | undefined
+  private firewallAgain = false
   private casts: ConsumerMessages | undefined
   private castLoop: Promise<void> | undefined
   private rpcSub: Subscription | undefined
@@ -74,6 +81,7 @@ export class AgentService {
     this.uuid = computeId(config)
     this.log = log.child({ host: config.host })
     this.slots = new Slots(config.maxConcurrentCasts)
+    this.firewall = config.firewall === 'iptables' ? new IptablesFirewall({ host: config.host }) : new RecordingFirewall()
     this.manager = new ComputeManager(driver, {
       buildSpec: async (instanceUuid) => {
         const reply = await this.request({ buildSpec: { instanceUuid, host: this.config.host } })
@@ -91,6 +99,7 @@ export class AgentService {
       manageBridges: driver.name !== 'fake',
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       images: (token) => this.images(token),
+      refreshFirewall: () => this.refreshFirewall(),
     })
   }
 
@@ -130,6 +139,10 @@ export class AgentService {
     void this.watchStatus(this.nc)
     this.rpcSub = this.nc.subscribe(agentRpcSubject(this.config.host), { callback: (err, msg) => (err ? this.log.warn({ err }, 'rpc subscription failed') : void this.answer(msg)) })
     this.announced = await this.announce()
+    this.firewallSub = this.nc.subscribe(FIREWALL_CHANGED_SUBJECT, { callback: () => void this.refreshFirewall().catch((err) => this.log.warn({ err }, 'security group refresh failed')) })
+    await this.refreshFirewall()
+    this.firewallTimer = setInterval(() => void this.refreshFirewall().catch((err) => this.log.warn({ err }, 'security group refresh failed')), this.config.firewallSyncIntervalMs)
+    this.firewallTimer.unref()
     const r = await this.manager.reconcile()
     if (r.removed.length) this.log.warn({ removed: r.removed }, 'removed guests and disks the controller no longer places here')
     this.state = 'RUNNING'
@@ -160,6 +173,36 @@ export class AgentService {
   private clearTimers(): void {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
     if (this.powerTimer) clearInterval(this.powerTimer)
+    if (this.firewallTimer) clearInterval(this.firewallTimer)
+    this.firewallSub?.unsubscribe()
+  }
+
+  /**
+   * Makes this host's filtering what the controller says now, for all its
+   * ports at once. Calls while one runs coalesce into one more run after it,
+   * so every caller sees a state at least as new as when it called.
+   */
+  refreshFirewall(): Promise<void> {
+    if (this.firewallRun) {
+      this.firewallAgain = true
+      return this.firewallRun
+    }
+    const once = async (): Promise<void> => {
+      do {
+        this.firewallAgain = false
+        const reply = await this.request({ firewall: { host: this.config.host } })
+        const ports = (reply.firewall?.ports ?? []).map((p) => ({
+          portId: p.portId ?? '', macAddress: p.macAddress ?? '', fixedIps: p.fixedIps ?? [],
+          rules: (p.rules ?? []).map((r) => ({
+            direction: r.direction as FirewallRule['direction'], ethertype: r.ethertype as FirewallRule['ethertype'],
+            protocol: r.protocol ?? -1, portMin: r.portMin ?? 0, portMax: r.portMax ?? 0, remotePrefix: r.remotePrefix ?? '',
+          })),
+        }))
+        await this.firewall.apply(ports)
+      } while (this.firewallAgain)
+    }
+    this.firewallRun = once().finally(() => (this.firewallRun = undefined))
+    return this.firewallRun
   }
 
   /** Announces the host until the conductor answers (the controller may start later). */

@@ -155,12 +155,15 @@ export class Controller {
     this.address = cfg.grpc.publicAddress ?? `${cfg.grpc.host}:${port}`
 
     if (this.nats) {
-      this.bus = new ControllerBus(this.nats, new Conductor(hosts, servers), hosts, this.log, () => this.address, {
+      this.bus = new ControllerBus(this.nats, new Conductor(hosts, servers, this.db), hosts, this.log, () => this.address, {
         castResult: (r) => servers.applyResult(r),
         powerStates: (host, sentAt, guests) => servers.applyPowerStates(host, sentAt, guests),
       }, cfg.hosts.castAckWaitMs)
       await this.bus.start()
       servers.attach(this.bus)
+      const bus = this.bus
+      ports.onChange = () => bus.firewallChanged()
+      securityGroups.onChange = () => bus.firewallChanged()
       // Casts the previous run recorded but could not queue go out now.
       await servers.resend()
     }

@@ -49,6 +49,13 @@ export function powerSubject(host: string): string {
   return `strato.events.power.${hostToken(host)}`
 }
 
+/**
+ * Core NATS, no payload: security groups, their rules or their members
+ * changed somewhere; every agent refreshes its ports' filtering (agents also
+ * refresh on a timer, so a missed message only delays).
+ */
+export const FIREWALL_CHANGED_SUBJECT = 'strato.firewall.changed'
+
 /** Server actions a cast carries. */
 export type CastActionName = 'build' | 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete'
 const CAST_ACTIONS: readonly string[] = ['build', 'start', 'stop', 'reboot', 'reboot_hard', 'delete']

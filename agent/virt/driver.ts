@@ -72,6 +72,8 @@ export interface NicSpec {
   bridge: string
   /** Only virtio-net is offered. */
   model: 'virtio'
+  /** The host's tap device for it (`tap` + port id prefix, so the firewall can name it); the hypervisor picks one when absent. */
+  device?: string
 }
 
 /** Everything the driver needs to build a guest. Produced by the compute manager from the build spec. */
@@ -331,6 +333,7 @@ export function validateGuestSpec(spec: GuestSpec): void {
     macs.add(nic.mac)
     if (!BRIDGE_RE.test(nic.bridge)) invalid(`nics[${i}].bridge`, 'must be a Linux interface name')
     if (nic.model !== 'virtio') invalid(`nics[${i}].model`, 'must be virtio')
+    if (nic.device !== undefined && (!BRIDGE_RE.test(nic.device) || /^(vnet|vif)/.test(nic.device))) invalid(`nics[${i}].device`, 'must be a Linux interface name not starting with vnet or vif (libvirt keeps those)')
   })
   if (!spec.consoleLogPath.startsWith('/')) invalid('consoleLogPath', 'must be absolute')
   if (spec.configDrive !== undefined && !spec.configDrive.startsWith('/')) invalid('configDrive', 'must be absolute')

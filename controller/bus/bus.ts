@@ -15,7 +15,7 @@ import { nanos } from '@nats-io/transport-node'
 import { InvalidArgument, Unavailable } from '../../proto/errors.js'
 import { errorFromHeaders, errorHeaders } from '../../proto/nats-errors.js'
 import {
-  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, agentRpcSubject, castConsumer, castSubject,
+  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, castConsumer, castSubject,
 } from '../../proto/subjects.js'
 import { AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates } from '../../proto/gen/strato/agent/v1/agent.js'
 import type { Conductor } from '../conductor/conductor.js'
@@ -85,7 +85,28 @@ export class ControllerBus implements AgentTransport {
     this.log.info({ streams: [CAST_STREAM, EVENT_STREAM] }, 'NATS bus ready')
   }
 
+  private firewallTimer: NodeJS.Timeout | undefined
+
+  /**
+   * Security groups, rules or members changed: tells every agent to refresh
+   * its filtering. Coalesced (one message per 200 ms at most), and sent after
+   * the change's transaction has committed.
+   */
+  firewallChanged(): void {
+    if (this.firewallTimer) return
+    this.firewallTimer = setTimeout(() => {
+      this.firewallTimer = undefined
+      try {
+        this.nc.publish(FIREWALL_CHANGED_SUBJECT)
+      } catch (err) {
+        this.log.warn({ err }, 'could not tell agents that security groups changed (they refresh on their timer)')
+      }
+    }, 200)
+  }
+
   async stop(): Promise<void> {
+    clearTimeout(this.firewallTimer)
+    this.firewallTimer = undefined
     this.conductorSub?.unsubscribe()
     await this.events?.close()
     await this.eventsDone?.catch(() => {})
@@ -183,6 +204,8 @@ export class ControllerBus implements AgentTransport {
         this.log.info({ host: a.host, mapped: r.mapped }, 'host announced')
       } else if (req.buildSpec) {
         reply = { buildSpec: await this.conductor.buildSpec(req.buildSpec.instanceUuid ?? '', req.buildSpec.host ?? '') }
+      } else if (req.firewall) {
+        reply = { firewall: { ports: await this.conductor.firewall(req.firewall.host ?? '') } }
       } else if (req.hostInstances) {
         reply = { hostInstances: { instances: await this.conductor.hostInstances(req.hostInstances.host ?? '', req.hostInstances.also ?? []) } }
       } else {

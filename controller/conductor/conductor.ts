@@ -4,9 +4,11 @@
  */
 import type { HostAnnouncement, HostRegistry } from '../compute/hosts.js'
 import type { BuildSpec, HostInstance, ServerCatalog } from '../compute/servers.js'
+import { hostFirewall, type PortFirewall } from '../network/firewall.js'
+import type { Db } from '../store/db.js'
 
 export class Conductor {
-  constructor(private readonly hosts: HostRegistry, private readonly servers: ServerCatalog) {}
+  constructor(private readonly hosts: HostRegistry, private readonly servers: ServerCatalog, private readonly db: Db) {}
 
   /** An agent announced its host: record it; tell it whether it is mapped and how often to beat. */
   async announce(a: HostAnnouncement): Promise<{ mapped: boolean; heartbeatIntervalMs: number }> {
@@ -21,6 +23,12 @@ export class Conductor {
    */
   buildSpec(instanceUuid: string, host: string): Promise<BuildSpec> {
     return this.servers.buildSpec(instanceUuid, host)
+  }
+
+  /** The security-group filtering of every port of the servers placed on `host`. */
+  async firewall(host: string): Promise<PortFirewall[]> {
+    await this.hosts.get(host)
+    return hostFirewall(this.db, host)
   }
 
   /** The servers the controller places on `host`, for the agent's start-up reconciliation. */

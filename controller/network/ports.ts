@@ -66,6 +66,9 @@ function generateMac(): string {
 }
 
 export class PortCatalog {
+  /** Called when a port's addresses or groups may have changed (the hosts' filtering follows; see bus.firewallChanged). */
+  onChange: () => void = () => undefined
+
   constructor(
     private readonly db: Db,
     private readonly quota: QuotaEngine,
@@ -125,6 +128,7 @@ export class PortCatalog {
       throw err
     }
     if (groups.length) await trx.insertInto('port_security_groups').values(groups.map((g) => ({ port_id: id, security_group_id: g }))).execute()
+    this.onChange()
     return id
   }
 
@@ -173,6 +177,7 @@ export class PortCatalog {
       }
       await trx.updateTable('ports').set({ ...set, revision_number: cur.revision_number + 1, updated_at: now() }).where('id', '=', cur.id).execute()
     })
+    if (patch.securityGroups || patch.deviceId !== undefined) this.onChange()
     return this.get(id, actor)
   }
 
@@ -187,6 +192,7 @@ export class PortCatalog {
 
   /** Dissociates floating IPs from the port and deletes it (its addresses and group links go with it). */
   async deleteIn(trx: Trx, id: string): Promise<void> {
+    this.onChange()
     await trx.updateTable('floating_ips').set({ port_id: null, fixed_ip_address: null, status: 'DOWN', updated_at: now() }).where('port_id', '=', id).execute()
     await trx.deleteFrom('ports').where('id', '=', id).execute()
   }

@@ -43,6 +43,9 @@ export interface SecurityGroup {
 }
 
 export class SecurityGroupCatalog {
+  /** Called after a rule is added or removed (the hosts' filtering follows; see bus.firewallChanged). */
+  onChange: () => void = () => undefined
+
   constructor(
     private readonly db: Db,
     private readonly quota: QuotaEngine,
@@ -188,6 +191,7 @@ export class SecurityGroupCatalog {
       if (isUniqueViolation(err)) throw new AlreadyExists(`security group ${req.securityGroupId} already has this rule`, { cause: err })
       throw err
     }
+    this.onChange()
     const row = await this.db.selectFrom('security_group_rules').selectAll().where('id', '=', ruleId).executeTakeFirstOrThrow()
     return toRule(row)
   }
@@ -212,6 +216,7 @@ export class SecurityGroupCatalog {
       await trx.deleteFrom('security_group_rules').where('id', '=', row.id).execute()
       await trx.updateTable('security_groups').set((eb) => ({ revision_number: eb('revision_number', '+', 1), updated_at: now() })).where('id', '=', row.security_group_id).execute()
     })
+    this.onChange()
   }
 
   private async toGroup(r: SecurityGroupTable): Promise<SecurityGroup> {

@@ -29,6 +29,8 @@ export interface DomainInterface {
   mac: string
   bridge: string
   model: 'virtio'
+  /** The tap device's name (`<target dev>`); libvirt picks vnetN when absent. */
+  device?: string
 }
 
 export interface DomainConfig {
@@ -80,7 +82,7 @@ export function toDomainXml(config: DomainConfig): string {
           ),
         ]),
     ...config.interfaces.map((nic) =>
-      el('interface', { type: 'bridge' }, el('mac', { address: nic.mac }), el('source', { bridge: nic.bridge }), el('model', { type: nic.model })),
+      el('interface', { type: 'bridge' }, el('mac', { address: nic.mac }), el('source', { bridge: nic.bridge }), ...(nic.device ? [el('target', { dev: nic.device })] : []), el('model', { type: nic.model })),
     ),
     ...(config.serialLogPath === undefined
       ? []
@@ -166,11 +168,15 @@ export function parseDomainXml(xml: string): DomainConfig {
 
   const interfaces: DomainInterface[] = childrenNamed(devices, 'interface')
     .filter((nic) => nic.attrs.type === 'bridge')
-    .map((nic) => ({
-      mac: child(nic, 'mac')?.attrs.address ?? '',
-      bridge: child(nic, 'source')?.attrs.bridge ?? '',
-      model: (child(nic, 'model')?.attrs.type ?? 'virtio') as 'virtio',
-    }))
+    .map((nic) => {
+      const device = child(nic, 'target')?.attrs.dev
+      return {
+        mac: child(nic, 'mac')?.attrs.address ?? '',
+        bridge: child(nic, 'source')?.attrs.bridge ?? '',
+        model: (child(nic, 'model')?.attrs.type ?? 'virtio') as 'virtio',
+        ...(device === undefined ? {} : { device }),
+      }
+    })
 
   const serial = childrenNamed(devices, 'serial').find((s) => s.attrs.type === 'file')
   const serialLogPath = child(serial, 'source')?.attrs.path

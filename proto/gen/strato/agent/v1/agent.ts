@@ -206,16 +206,68 @@ export interface HostInstances {
   instances?: HostInstance[] | undefined;
 }
 
+/** Asks for the security-group filtering of every port of the servers placed on the host. */
+export interface FirewallRequest {
+  host?: string | undefined;
+}
+
+/**
+ * One allowed flow of a port (what Neutron's security group rules become on
+ * the host): the rules of all the port's groups, a remote group resolved to
+ * the addresses of its members' ports.
+ */
+export interface FirewallRule {
+  /** ingress (to the guest) or egress (from it) */
+  direction?:
+    | string
+    | undefined;
+  /** IPv4 or IPv6 */
+  ethertype?:
+    | string
+    | undefined;
+  /** IP protocol number; -1: any. */
+  protocol?:
+    | number
+    | undefined;
+  /** TCP/UDP/SCTP/DCCP/UDP-Lite: the port range (0: any). ICMP: min is the type, max the code (-1: any). */
+  portMin?: number | undefined;
+  portMax?:
+    | number
+    | undefined;
+  /** The other end, as a CIDR; empty: anywhere. */
+  remotePrefix?: string | undefined;
+}
+
+export interface PortFirewall {
+  portId?: string | undefined;
+  macAddress?:
+    | string
+    | undefined;
+  /** The addresses the guest may send from (anti-spoofing). */
+  fixedIps?: string[] | undefined;
+  rules?:
+    | FirewallRule[]
+    | undefined;
+  /** The server the port belongs to. */
+  instanceUuid?: string | undefined;
+}
+
+export interface Firewall {
+  ports?: PortFirewall[] | undefined;
+}
+
 export interface ConductorRequest {
   announce?: AgentAnnounce | undefined;
   buildSpec?: BuildSpecRequest | undefined;
   hostInstances?: HostInstancesRequest | undefined;
+  firewall?: FirewallRequest | undefined;
 }
 
 export interface ConductorReply {
   announce?: AnnounceReply | undefined;
   buildSpec?: BuildSpec | undefined;
   hostInstances?: HostInstances | undefined;
+  firewall?: Firewall | undefined;
 }
 
 /** A no-op cast: proves the work queue reaches the agent. */
@@ -2185,8 +2237,469 @@ export const HostInstances: MessageFns<HostInstances> = {
   },
 };
 
+function createBaseFirewallRequest(): FirewallRequest {
+  return { host: "" };
+}
+
+export const FirewallRequest: MessageFns<FirewallRequest> = {
+  encode(message: FirewallRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FirewallRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFirewallRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FirewallRequest {
+    return { host: isSet(object.host) ? globalThis.String(object.host) : "" };
+  },
+
+  toJSON(message: FirewallRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FirewallRequest>, I>>(base?: I): FirewallRequest {
+    return FirewallRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FirewallRequest>, I>>(object: I): FirewallRequest {
+    const message = createBaseFirewallRequest();
+    message.host = object.host ?? "";
+    return message;
+  },
+};
+
+function createBaseFirewallRule(): FirewallRule {
+  return { direction: "", ethertype: "", protocol: 0, portMin: 0, portMax: 0, remotePrefix: "" };
+}
+
+export const FirewallRule: MessageFns<FirewallRule> = {
+  encode(message: FirewallRule, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.direction !== undefined && message.direction !== "") {
+      writer.uint32(10).string(message.direction);
+    }
+    if (message.ethertype !== undefined && message.ethertype !== "") {
+      writer.uint32(18).string(message.ethertype);
+    }
+    if (message.protocol !== undefined && message.protocol !== 0) {
+      writer.uint32(24).int32(message.protocol);
+    }
+    if (message.portMin !== undefined && message.portMin !== 0) {
+      writer.uint32(32).int32(message.portMin);
+    }
+    if (message.portMax !== undefined && message.portMax !== 0) {
+      writer.uint32(40).int32(message.portMax);
+    }
+    if (message.remotePrefix !== undefined && message.remotePrefix !== "") {
+      writer.uint32(50).string(message.remotePrefix);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FirewallRule {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFirewallRule();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.direction = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ethertype = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.protocol = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.portMin = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.portMax = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.remotePrefix = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FirewallRule {
+    return {
+      direction: isSet(object.direction) ? globalThis.String(object.direction) : "",
+      ethertype: isSet(object.ethertype) ? globalThis.String(object.ethertype) : "",
+      protocol: isSet(object.protocol) ? globalThis.Number(object.protocol) : 0,
+      portMin: isSet(object.portMin)
+        ? globalThis.Number(object.portMin)
+        : isSet(object.port_min)
+        ? globalThis.Number(object.port_min)
+        : 0,
+      portMax: isSet(object.portMax)
+        ? globalThis.Number(object.portMax)
+        : isSet(object.port_max)
+        ? globalThis.Number(object.port_max)
+        : 0,
+      remotePrefix: isSet(object.remotePrefix)
+        ? globalThis.String(object.remotePrefix)
+        : isSet(object.remote_prefix)
+        ? globalThis.String(object.remote_prefix)
+        : "",
+    };
+  },
+
+  toJSON(message: FirewallRule): unknown {
+    const obj: any = {};
+    if (message.direction !== undefined && message.direction !== "") {
+      obj.direction = message.direction;
+    }
+    if (message.ethertype !== undefined && message.ethertype !== "") {
+      obj.ethertype = message.ethertype;
+    }
+    if (message.protocol !== undefined && message.protocol !== 0) {
+      obj.protocol = Math.round(message.protocol);
+    }
+    if (message.portMin !== undefined && message.portMin !== 0) {
+      obj.portMin = Math.round(message.portMin);
+    }
+    if (message.portMax !== undefined && message.portMax !== 0) {
+      obj.portMax = Math.round(message.portMax);
+    }
+    if (message.remotePrefix !== undefined && message.remotePrefix !== "") {
+      obj.remotePrefix = message.remotePrefix;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FirewallRule>, I>>(base?: I): FirewallRule {
+    return FirewallRule.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FirewallRule>, I>>(object: I): FirewallRule {
+    const message = createBaseFirewallRule();
+    message.direction = object.direction ?? "";
+    message.ethertype = object.ethertype ?? "";
+    message.protocol = object.protocol ?? 0;
+    message.portMin = object.portMin ?? 0;
+    message.portMax = object.portMax ?? 0;
+    message.remotePrefix = object.remotePrefix ?? "";
+    return message;
+  },
+};
+
+function createBasePortFirewall(): PortFirewall {
+  return { portId: "", macAddress: "", fixedIps: [], rules: [], instanceUuid: "" };
+}
+
+export const PortFirewall: MessageFns<PortFirewall> = {
+  encode(message: PortFirewall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.portId !== undefined && message.portId !== "") {
+      writer.uint32(10).string(message.portId);
+    }
+    if (message.macAddress !== undefined && message.macAddress !== "") {
+      writer.uint32(18).string(message.macAddress);
+    }
+    if (message.fixedIps !== undefined && message.fixedIps.length !== 0) {
+      for (const v of message.fixedIps) {
+        writer.uint32(26).string(v!);
+      }
+    }
+    if (message.rules !== undefined && message.rules.length !== 0) {
+      for (const v of message.rules) {
+        FirewallRule.encode(v!, writer.uint32(34).fork()).join();
+      }
+    }
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(42).string(message.instanceUuid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PortFirewall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePortFirewall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.portId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.macAddress = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.fixedIps!.push(el);
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const el = FirewallRule.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.rules!.push(el);
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PortFirewall {
+    return {
+      portId: isSet(object.portId)
+        ? globalThis.String(object.portId)
+        : isSet(object.port_id)
+        ? globalThis.String(object.port_id)
+        : "",
+      macAddress: isSet(object.macAddress)
+        ? globalThis.String(object.macAddress)
+        : isSet(object.mac_address)
+        ? globalThis.String(object.mac_address)
+        : "",
+      fixedIps: globalThis.Array.isArray(object?.fixedIps)
+        ? object.fixedIps.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.fixed_ips)
+        ? object.fixed_ips.map((e: any) => globalThis.String(e))
+        : [],
+      rules: globalThis.Array.isArray(object?.rules) ? object.rules.map((e: any) => FirewallRule.fromJSON(e)) : [],
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+    };
+  },
+
+  toJSON(message: PortFirewall): unknown {
+    const obj: any = {};
+    if (message.portId !== undefined && message.portId !== "") {
+      obj.portId = message.portId;
+    }
+    if (message.macAddress !== undefined && message.macAddress !== "") {
+      obj.macAddress = message.macAddress;
+    }
+    if (message.fixedIps?.length) {
+      obj.fixedIps = message.fixedIps;
+    }
+    if (message.rules?.length) {
+      obj.rules = message.rules.map((e) => FirewallRule.toJSON(e));
+    }
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PortFirewall>, I>>(base?: I): PortFirewall {
+    return PortFirewall.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PortFirewall>, I>>(object: I): PortFirewall {
+    const message = createBasePortFirewall();
+    message.portId = object.portId ?? "";
+    message.macAddress = object.macAddress ?? "";
+    message.fixedIps = object.fixedIps?.map((e) => e) || [];
+    message.rules = object.rules?.map((e) => FirewallRule.fromPartial(e)) || [];
+    message.instanceUuid = object.instanceUuid ?? "";
+    return message;
+  },
+};
+
+function createBaseFirewall(): Firewall {
+  return { ports: [] };
+}
+
+export const Firewall: MessageFns<Firewall> = {
+  encode(message: Firewall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ports !== undefined && message.ports.length !== 0) {
+      for (const v of message.ports) {
+        PortFirewall.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Firewall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFirewall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = PortFirewall.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.ports!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Firewall {
+    return {
+      ports: globalThis.Array.isArray(object?.ports) ? object.ports.map((e: any) => PortFirewall.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: Firewall): unknown {
+    const obj: any = {};
+    if (message.ports?.length) {
+      obj.ports = message.ports.map((e) => PortFirewall.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Firewall>, I>>(base?: I): Firewall {
+    return Firewall.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Firewall>, I>>(object: I): Firewall {
+    const message = createBaseFirewall();
+    message.ports = object.ports?.map((e) => PortFirewall.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseConductorRequest(): ConductorRequest {
-  return { announce: undefined, buildSpec: undefined, hostInstances: undefined };
+  return { announce: undefined, buildSpec: undefined, hostInstances: undefined, firewall: undefined };
 }
 
 export const ConductorRequest: MessageFns<ConductorRequest> = {
@@ -2199,6 +2712,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.hostInstances !== undefined) {
       HostInstancesRequest.encode(message.hostInstances, writer.uint32(26).fork()).join();
+    }
+    if (message.firewall !== undefined) {
+      FirewallRequest.encode(message.firewall, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2240,6 +2756,14 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
             message.hostInstances = HostInstancesRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.firewall = FirewallRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2265,6 +2789,7 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
         : isSet(object.host_instances)
         ? HostInstancesRequest.fromJSON(object.host_instances)
         : undefined,
+      firewall: isSet(object.firewall) ? FirewallRequest.fromJSON(object.firewall) : undefined,
     };
   },
 
@@ -2278,6 +2803,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.hostInstances !== undefined) {
       obj.hostInstances = HostInstancesRequest.toJSON(message.hostInstances);
+    }
+    if (message.firewall !== undefined) {
+      obj.firewall = FirewallRequest.toJSON(message.firewall);
     }
     return obj;
   },
@@ -2296,12 +2824,15 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     message.hostInstances = (object.hostInstances !== undefined && object.hostInstances !== null)
       ? HostInstancesRequest.fromPartial(object.hostInstances)
       : undefined;
+    message.firewall = (object.firewall !== undefined && object.firewall !== null)
+      ? FirewallRequest.fromPartial(object.firewall)
+      : undefined;
     return message;
   },
 };
 
 function createBaseConductorReply(): ConductorReply {
-  return { announce: undefined, buildSpec: undefined, hostInstances: undefined };
+  return { announce: undefined, buildSpec: undefined, hostInstances: undefined, firewall: undefined };
 }
 
 export const ConductorReply: MessageFns<ConductorReply> = {
@@ -2314,6 +2845,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.hostInstances !== undefined) {
       HostInstances.encode(message.hostInstances, writer.uint32(26).fork()).join();
+    }
+    if (message.firewall !== undefined) {
+      Firewall.encode(message.firewall, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2355,6 +2889,14 @@ export const ConductorReply: MessageFns<ConductorReply> = {
             message.hostInstances = HostInstances.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.firewall = Firewall.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2380,6 +2922,7 @@ export const ConductorReply: MessageFns<ConductorReply> = {
         : isSet(object.host_instances)
         ? HostInstances.fromJSON(object.host_instances)
         : undefined,
+      firewall: isSet(object.firewall) ? Firewall.fromJSON(object.firewall) : undefined,
     };
   },
 
@@ -2393,6 +2936,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.hostInstances !== undefined) {
       obj.hostInstances = HostInstances.toJSON(message.hostInstances);
+    }
+    if (message.firewall !== undefined) {
+      obj.firewall = Firewall.toJSON(message.firewall);
     }
     return obj;
   },
@@ -2410,6 +2956,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
       : undefined;
     message.hostInstances = (object.hostInstances !== undefined && object.hostInstances !== null)
       ? HostInstances.fromPartial(object.hostInstances)
+      : undefined;
+    message.firewall = (object.firewall !== undefined && object.firewall !== null)
+      ? Firewall.fromPartial(object.firewall)
       : undefined;
     return message;
   },
