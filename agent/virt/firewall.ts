@@ -65,6 +65,7 @@ export function topChain(host: string): string {
 const PORT_PROTOCOLS = new Set([6, 17, 33, 132, 136])
 const SAFE_ID = /^[0-9a-f-]{11,}$/
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
+const ADDRESS = /^[0-9a-fA-F.:]+(\/\d{1,3})?$/
 
 function isV6(address: string): boolean {
   return address.includes(':')
@@ -112,6 +113,9 @@ export function renderRules(top: string, ports: PortFirewall[], v6: boolean, exi
   const state = (s: string) => `-m state --state ${s}`
   for (const p of ports) {
     if (!SAFE_ID.test(p.portId) || !MAC.test(p.macAddress)) throw new Internal(`refusing a firewall for port ${JSON.stringify(p.portId)} with MAC ${JSON.stringify(p.macAddress)}`)
+    const bad = [...p.fixedIps, ...p.rules.map((r) => r.remotePrefix).filter(Boolean)].find((a) => !ADDRESS.test(a))
+    if (bad !== undefined) throw new Internal(`refusing a firewall for port ${p.portId}: ${JSON.stringify(bad)} is not an address or CIDR`)
+    if (p.rules.some((r) => ![r.protocol, r.portMin, r.portMax].every(Number.isInteger))) throw new Internal(`refusing a firewall for port ${p.portId}: a rule with a protocol or port that is not an integer`)
     const tap = tapName(p.portId)
     lines.push(`-A ${top} -m physdev --physdev-out ${tap} --physdev-is-bridged -j ${chain('i', p.portId)}`)
     lines.push(`-A ${top} -m physdev --physdev-in ${tap} -j ${chain('o', p.portId)}`)

@@ -17,7 +17,7 @@ export interface FirewallRule {
   /** Port protocols: the range (0: any). ICMP: min is the type, max the code (-1: any). */
   portMin: number
   portMax: number
-  /** CIDR of the other end; '' for anywhere. */
+  /** CIDR of the other end; '' for anywhere (0.0.0.0/0 and ::/0 become ''). */
   remotePrefix: string
 }
 
@@ -69,7 +69,7 @@ export async function hostFirewall(db: Db, host: string): Promise<PortFirewall[]
     const portMax = icmp ? (r.port_range_max ?? -1) : PORT_PROTOCOLS.has(protocol) ? (r.port_range_max ?? 0) : 0
     const prefixes = r.remote_group_id
       ? members.filter((m) => m.security_group_id === r.remote_group_id && m.ip_address.includes(':') === v6).map((m) => `${m.ip_address}/${v6 ? 128 : 32}`)
-      : [r.remote_ip_prefix ?? '']
+      : [r.remote_ip_prefix === '0.0.0.0/0' || r.remote_ip_prefix === '::/0' ? '' : (r.remote_ip_prefix ?? '')]
     const list = resolved.get(r.security_group_id) ?? []
     for (const remotePrefix of [...new Set(prefixes)]) {
       list.push({ direction: r.direction as FirewallRule['direction'], ethertype: v6 ? 'IPv6' : 'IPv4', protocol, portMin, portMax, remotePrefix })

@@ -16,6 +16,7 @@ import { cloudClients, serverGone, serverWaiter } from '../helpers/cloud.js'
 import { DEMO_IMAGE, DEMO_LINE, openrcToken } from '../../cli/stack/demo.js'
 import { ImagesClient, type ListImagesResponse } from '../../proto/gen/strato/image/v1/image.js'
 import type { ListHostsResponse } from '../../proto/gen/strato/compute/v1/hosts.js'
+import { IptablesFirewall } from '../../agent/virt/firewall.js'
 import type { ConsoleOutput, CreateServerResponse, ListServersResponse } from '../../proto/gen/strato/compute/v1/servers.js'
 
 const root = path.resolve(import.meta.dirname, '../..')
@@ -30,6 +31,8 @@ interface Stack {
 
 /** Stacks still running; a test that fails half way stops them (Ctrl-C, so the agent and nats-server go too). */
 const running = new Set<ChildProcess>()
+/** The agents' host names: the test's own, one per stack, so their security-group chains can go afterwards (agents leave them in place). */
+const agentHosts: string[] = []
 t.teardown(async () => {
   for (const proc of running) {
     if (proc.exitCode !== null || proc.signalCode !== null) continue
@@ -37,9 +40,12 @@ t.teardown(async () => {
     process.kill(-proc.pid!, 'SIGINT')
     await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))])
   }
+  for (const host of agentHosts) await new IptablesFirewall({ host }).clear().catch(() => undefined)
 })
 
 async function npmStart(home: string): Promise<Stack> {
+  const agentHost = `stack-test-${process.pid}-${agentHosts.length + 1}`
+  agentHosts.push(agentHost)
   const grpcPort = await freePort()
   const natsPort = await freePort()
   let out = ''
@@ -47,7 +53,7 @@ async function npmStart(home: string): Promise<Stack> {
   const proc = spawn('npm', ['start'], {
     cwd: root,
     detached: true,
-    env: { ...process.env, STRATO_HOME: home, STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(natsPort) },
+    env: { ...process.env, STRATO_AGENT_HOST: agentHost, STRATO_HOME: home, STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(natsPort) },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   running.add(proc)

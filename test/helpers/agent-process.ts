@@ -7,6 +7,7 @@ import type { ChildProcess } from 'node:child_process'
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { IptablesFirewall } from '../../agent/virt/firewall.js'
 import { exited, readLog, running, startDaemon, waitForLog } from './daemon.js'
 import { virsh } from './libvirt.js'
 
@@ -84,6 +85,8 @@ export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> 
       if (running(a.proc)) await a.kill('SIGKILL')
       // Guests this agent left (a test that failed half way): their disks are under its state dir.
       if (o.driver === 'libvirt') await destroyDomainsUnder(stateDir)
+      // And its security-group chains in the host's iptables (an agent leaves filtering in place when it stops).
+      if (o.driver === 'libvirt' && o.env?.STRATO_AGENT_FIREWALL !== 'none') await new IptablesFirewall({ host: o.host }).clear().catch(() => undefined)
       if (made) rmSync(stateDir, { recursive: true, force: true })
     },
   }

@@ -21,7 +21,7 @@ import { FlavorsClient, KeypairsClient, QuotasClient, AvailabilityZonesClient, t
 import { ServerGroupsClient, ServersClient, type Server } from '../../proto/gen/strato/compute/v1/servers.js'
 import { HostsClient } from '../../proto/gen/strato/compute/v1/hosts.js'
 import { PlacementClient } from '../../proto/gen/strato/placement/v1/placement.js'
-import { NetworksClient, PortsClient, SubnetsClient, type Network, type Subnet } from '../../proto/gen/strato/network/v1/network.js'
+import { NetworksClient, PortsClient, SecurityGroupsClient, SubnetsClient, type Network, type Subnet } from '../../proto/gen/strato/network/v1/network.js'
 
 export interface CloudClients {
   servers: ServersClient
@@ -36,6 +36,7 @@ export interface CloudClients {
   networks: NetworksClient
   subnets: SubnetsClient
   ports: PortsClient
+  securityGroups: SecurityGroupsClient
 }
 
 export interface TestCloud {
@@ -86,6 +87,7 @@ export function cloudClients(address: string): CloudClients {
     networks: client(NetworksClient, address),
     subnets: client(SubnetsClient, address),
     ports: client(PortsClient, address),
+    securityGroups: client(SecurityGroupsClient, address),
   }
 }
 

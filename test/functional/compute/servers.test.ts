@@ -13,6 +13,7 @@ import { tenant, type Tenant } from '../network/fixtures.js'
 import { imageInfo } from '../../../native/index.js'
 import { FailedPrecondition } from '../../../proto/errors.js'
 import type { FakeDriver } from '../../../agent/virt/fake.js'
+import type { RecordingFirewall } from '../../../agent/virt/firewall.js'
 import type { GuestInfo, GuestSpec } from '../../../agent/virt/driver.js'
 import type { ConsoleOutput, CreateServerResponse, ListServerGroupsResponse, ListServersResponse, Server, ServerGroup } from '../../../proto/gen/strato/compute/v1/servers.js'
 import type { ListAvailabilityZonesResponse, QuotaSet } from '../../../proto/gen/strato/compute/v1/compute.js'
@@ -115,6 +116,46 @@ t.test('the config drive carries the key, the user data, the metadata and the st
   t.same(net.networks[0].services, [{ type: 'dns', address: '114.114.114.114' }], "the subnet's DNS server")
   t.same(net.services, [{ type: 'dns', address: '114.114.114.114' }])
   t.same(JSON.parse(read('vendor_data.json').toString()), {})
+})
+
+t.test("security groups reach the hosts' filtering: rules, remote-group members, changes", async (t) => {
+  const fw = (host: string) => (driverOf(host).agent.firewall as RecordingFirewall)
+  const onHost = (host: string, portId: string) => fw(host).applied.find((p) => p.portId === portId)
+  const a = (await create({ ...seedRequest(), keyName: '', name: 'fw-a' })).servers[0]!.id
+  t.teardown(async () => {
+    await act('deleteServer', a).catch(() => undefined)
+    await eventually(() => gone(a), 10_000)
+  })
+  const upA = await cloud.waitFor(a, active, demo.token)
+  const hostA = (await get(a, cloud.s.adminToken)).host
+  const portA = (await ports(a))[0]!
+  const ipA = upA.addresses[0]!.addr
+  const got = onHost(hostA, portA.id)
+  t.ok(got, "the agent filters the port from the guest's first run")
+  t.match(got, { macAddress: portA.macAddress, fixedIps: [ipA] })
+  t.same(got!.rules.filter((r) => r.direction === 'egress').map((r) => r.ethertype).sort(), ['IPv4', 'IPv6'], "Neutron's default egress: everything, both families")
+  const members = (p: typeof got) => p!.rules.filter((r) => r.direction === 'ingress' && r.protocol === -1).map((r) => r.remotePrefix)
+  t.ok(members(got).includes(`${ipA}/32`), 'ingress from the members of the group: itself included')
+
+  const group = await call<{ id: string }>(cloud.c.securityGroups, 'getSecurityGroup', { name: 'default' }, demo.token)
+  const icmp = await call<{ id: string }>(cloud.c.securityGroups, 'createSecurityGroupRule', { securityGroupId: group.id, protocol: 'icmp' }, demo.token)
+  const ssh = await call<{ id: string }>(cloud.c.securityGroups, 'createSecurityGroupRule', { securityGroupId: group.id, protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 }, demo.token)
+  await eventually(() => onHost(hostA, portA.id)!.rules.some((r) => r.protocol === 6 && r.portMin === 22 && r.portMax === 22 && r.remotePrefix === '') || undefined, 10_000, 'the tcp 22 rule on the host')
+  t.ok(onHost(hostA, portA.id)!.rules.some((r) => r.protocol === 1 && r.portMin === -1 && r.ethertype === 'IPv4'), 'the icmp rule too (any type)')
+
+  // A second member of the group: the first port's remote-group rule learns its address.
+  const b = (await create({ ...seedRequest(), keyName: '', name: 'fw-b' })).servers[0]!.id
+  const upB = await cloud.waitFor(b, active, demo.token)
+  const ipB = upB.addresses[0]!.addr
+  await eventually(() => members(onHost(hostA, portA.id)).includes(`${ipB}/32`) || undefined, 10_000, "b's address in a's rules")
+  t.pass("a new member's address reaches the other members' hosts")
+
+  await call(cloud.c.securityGroups, 'deleteSecurityGroupRule', { id: ssh.id }, demo.token)
+  await call(cloud.c.securityGroups, 'deleteSecurityGroupRule', { id: icmp.id }, demo.token)
+  await act('deleteServer', b)
+  await eventually(() => gone(b), 10_000)
+  await eventually(() => (!members(onHost(hostA, portA.id)).includes(`${ipB}/32`) && !onHost(hostA, portA.id)!.rules.some((r) => r.protocol === 6)) || undefined, 10_000, 'b and the removed rules gone from a')
+  t.notOk(cloud.agents.some((x) => (x.agent.firewall as RecordingFirewall).applied.some((p) => p.fixedIps.includes(ipB))), "no host filters the deleted server's port any more")
 })
 
 t.test('list, filters and visibility across projects', async (t) => {

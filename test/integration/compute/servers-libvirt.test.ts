@@ -91,6 +91,13 @@ if (process.getuid?.() !== 0) {
     t.match(xml, /<memory unit='KiB'>65536<\/memory>/, "the flavor's RAM")
     t.match(xml, new RegExp(`<disk type='file' device='cdrom'>[\\s\\S]*?<source file='[^']*/${id}/disk.config'[\\s\\S]*?<readonly/>`), 'the config drive, a read-only CD-ROM')
     t.equal(up.configDrive, 'True')
+    // Security groups on the host: the guest's tap is named after its port, and its chains hold the default group.
+    const portId = (await call<ListPortsResponse>(cloud.c.ports, 'listPorts', { deviceId: id }, cloud.s.adminToken)).ports[0]!.id
+    t.match(xml, `<target dev='tap${portId.slice(0, 11)}'/>`, "the tap is named after the port (tap + 11 characters of its id)")
+    const chains = (await run('iptables-save', ['-t', 'filter'])).stdout
+    t.match(chains, `-A strato-s-${portId.slice(0, 11)} -s ${up.addresses[0]!.addr}/32 -m mac --mac-source ${up.addresses[0]!.macAddr} -j RETURN`, 'anti-spoofing: its own address and MAC')
+    t.match(chains, `-A strato-i-${portId.slice(0, 11)} -s ${up.addresses[0]!.addr}/32 -j RETURN`, 'ingress from the members of its default group')
+    t.match(chains, `-A strato-i-${portId.slice(0, 11)} -j DROP`, 'and nothing else')
     t.match(await virsh('qemu-monitor-command', domain, '--hmp', 'info block'), new RegExp(`${id}/disk\\.config \\(raw, read-only\\)`), 'QEMU has the drive open, read-only')
     const out = await eventually(async () => ((await console(id)).includes(cloud.marker) ? true : undefined), 60_000, 'the marker on the console')
     t.ok(out, 'GetConsoleOutput shows what the guest printed')

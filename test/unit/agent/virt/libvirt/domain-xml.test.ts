@@ -146,7 +146,7 @@ t.test('reads libvirt\'s expanded XML', async (t) => {
     arch: 'x86_64',
     machine: 'pc-i440fx-7.2',
     disks: [{ path: '/tmp/strato-virt-x/889ec20e.qcow2', format: 'qcow2', bus: 'virtio', device: 'vda' }],
-    interfaces: [{ mac: 'fa:16:3e:00:00:01', bridge: 'stit1234', model: 'virtio' }],
+    interfaces: [{ mac: 'fa:16:3e:00:00:01', bridge: 'stit1234', model: 'virtio', device: 'vnet3' }],
     serialLogPath: '/tmp/strato-virt-x/889ec20e.console.log',
   })
 })
