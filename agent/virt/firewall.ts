@@ -21,27 +21,11 @@ import { execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { promisify } from 'node:util'
 import { Internal } from '../../proto/errors.js'
+import type { FirewallRule, PortFirewall } from '../../proto/firewall.js'
+
+export type { FirewallRule, PortFirewall }
 
 const run = promisify(execFile)
-
-export interface FirewallRule {
-  direction: 'ingress' | 'egress'
-  ethertype: 'IPv4' | 'IPv6'
-  /** IP protocol number; -1 for any. */
-  protocol: number
-  /** Port protocols: the range (0: any). ICMP: min is the type, max the code (-1: any). */
-  portMin: number
-  portMax: number
-  /** CIDR of the other end; '' for anywhere. */
-  remotePrefix: string
-}
-
-export interface PortFirewall {
-  portId: string
-  macAddress: string
-  fixedIps: string[]
-  rules: FirewallRule[]
-}
 
 /** Makes the host's filtering what `ports` say (all of this host's ports, every time). */
 export interface Firewall {

@@ -4,7 +4,7 @@
  */
 import type { HostAnnouncement, HostRegistry } from '../compute/hosts.js'
 import type { BuildSpec, HostInstance, ServerCatalog } from '../compute/servers.js'
-import { hostFirewall, type PortFirewall } from '../network/firewall.js'
+import { hostFirewall, type HostPortFirewall } from '../network/firewall.js'
 import type { Db } from '../store/db.js'
 
 export class Conductor {
@@ -26,7 +26,7 @@ export class Conductor {
   }
 
   /** The security-group filtering of every port of the servers placed on `host`. */
-  async firewall(host: string): Promise<PortFirewall[]> {
+  async firewall(host: string): Promise<HostPortFirewall[]> {
     await this.hosts.get(host)
     return hostFirewall(this.db, host)
   }

@@ -7,31 +7,15 @@
  * ethertype. Agents turn this into packet filtering; see agent/net/firewall.ts.
  */
 import type { Db } from '../store/db.js'
+import type { FirewallRule, PortFirewall } from '../../proto/firewall.js'
 import { IP_PROTOCOLS } from './sg-rules.js'
 
-export interface FirewallRule {
-  direction: 'ingress' | 'egress'
-  ethertype: 'IPv4' | 'IPv6'
-  /** IP protocol number; -1 for any. */
-  protocol: number
-  /** Port protocols: the range (0: any). ICMP: min is the type, max the code (-1: any). */
-  portMin: number
-  portMax: number
-  /** CIDR of the other end; '' for anywhere (0.0.0.0/0 and ::/0 become ''). */
-  remotePrefix: string
-}
-
-export interface PortFirewall {
-  portId: string
-  macAddress: string
-  instanceUuid: string
-  fixedIps: string[]
-  rules: FirewallRule[]
-}
+/** A port's filtering, and the server it belongs to. */
+export type HostPortFirewall = PortFirewall & { instanceUuid: string }
 
 const PORT_PROTOCOLS = new Set([6, 17, 33, 132, 136])
 
-export async function hostFirewall(db: Db, host: string): Promise<PortFirewall[]> {
+export async function hostFirewall(db: Db, host: string): Promise<HostPortFirewall[]> {
   const ports = await db
     .selectFrom('ports as p')
     .innerJoin('servers as s', 's.uuid', 'p.device_id')
@@ -69,6 +53,7 @@ export async function hostFirewall(db: Db, host: string): Promise<PortFirewall[]
     const portMax = icmp ? (r.port_range_max ?? -1) : PORT_PROTOCOLS.has(protocol) ? (r.port_range_max ?? 0) : 0
     const prefixes = r.remote_group_id
       ? members.filter((m) => m.security_group_id === r.remote_group_id && m.ip_address.includes(':') === v6).map((m) => `${m.ip_address}/${v6 ? 128 : 32}`)
+      // 0.0.0.0/0 and ::/0 are anywhere, as no prefix is.
       : [r.remote_ip_prefix === '0.0.0.0/0' || r.remote_ip_prefix === '::/0' ? '' : (r.remote_ip_prefix ?? '')]
     const list = resolved.get(r.security_group_id) ?? []
     for (const remotePrefix of [...new Set(prefixes)]) {

@@ -168,13 +168,18 @@ if (process.getuid?.() !== 0) {
     t.teardown(() => deleteBridge(bridge))
     const guest = await newGuest('nic')
     const mac = 'fa:16:3e:5e:00:01'
-    await driver.spawn({ ...guest.spec, nics: [{ mac, bridge, model: 'virtio' }] })
+    const device = `tapst${process.pid % 100000}`
+    await driver.spawn({ ...guest.spec, nics: [{ mac, bridge, model: 'virtio', device }] })
     const live = parseDomainXml(await virsh('dumpxml', guest.spec.name))
-    t.same(live.interfaces, [{ mac, bridge, model: 'virtio' }], 'virsh dumpxml: bridge interface with the MAC')
-    const ports = await bridgePorts(bridge)
-    t.equal(ports.length, 1, `the guest's tap (${ports.join(', ')}) is a port of ${bridge}`)
+    t.same(live.interfaces, [{ mac, bridge, model: 'virtio', device }], 'virsh dumpxml: bridge interface with the MAC, its tap named as asked')
+    t.same(await bridgePorts(bridge), [device], `the guest's tap ${device} is a port of ${bridge}`)
     await driver.destroy(guest.spec.uuid)
     t.same(await bridgePorts(bridge), [], 'unplugged after destroy')
+    // Without a name, libvirt picks one (vnetN) and says so.
+    const other = await newGuest('nic2')
+    await driver.spawn({ ...other.spec, nics: [{ mac, bridge, model: 'virtio' }] })
+    t.match(parseDomainXml(await virsh('dumpxml', other.spec.name)).interfaces, [{ mac, bridge, device: /^vnet\d+$/ }], 'an unnamed tap: vnetN')
+    await driver.destroy(other.spec.uuid)
   })
 
   t.test('TCG (no KVM) boots the same image', async (t) => {
