@@ -374,6 +374,8 @@ export class GrpcResponse {
       this.headersSent = true
       this.stream.respond({ ':status': 200, 'content-type': 'application/grpc+proto', ...trailers }, { endStream: true })
     }
+    // What the client still sends (it has not seen the status yet) is read and dropped, not left to fill the window.
+    if (!this.stream.readableEnded) this.stream.resume()
   }
 
   fail(payload: GrpcErrorPayload): void {

@@ -173,6 +173,16 @@ t.test('malformed uploads get a clear status and change nothing', async (t) => {
     t.equal(await status_(img.id), 'queued', `${what}: the image is still queued`)
     t.same(storeFiles(img.id), [], `${what}: no file kept`)
   }
+  // A refused upload's data is read and dropped: a client sending more than the flow-control window still gets its status.
+  const refused = await failure(new Promise((resolve, reject) => {
+    const bad = new Metadata()
+    bad.set('x-auth-token', 'not-a-token')
+    const st = images.uploadImage(bad, (err: ServiceError | null, res: Image) => (err ? reject(err) : resolve(res)))
+    st.write({ imageId: img.id, size: 20 * MiB })
+    for (let i = 0; i < 20; i++) st.write({ data: Buffer.alloc(MiB, 1) })
+    st.end()
+  }))
+  t.equal(refused.code, status.UNAUTHENTICATED, 'a bad token with 20 MiB behind it: UNAUTHENTICATED')
   const noToken = grpcStatus(await rawCall(UPLOAD, first, { 'x-auth-token': '' }))
   t.equal(noToken.code, status.UNAUTHENTICATED, 'no token: UNAUTHENTICATED')
   t.equal(noToken.errorCode, 'UNAUTHENTICATED', "Strato's error code travels in the trailers")
