@@ -23,30 +23,12 @@ import { ensureBridge } from './virt/bridge.js'
 import { tapName } from './virt/firewall.js'
 import { PowerState, isUuid, type GuestInfo, type GuestSpec, type NicSpec, type VirtDriver } from './virt/driver.js'
 import { ImageCache, type ImageSource } from './disk/image-cache.js'
-import { configDriveFiles, writeConfigDrive, type ConfigDriveIp } from './disk/config-drive.js'
+import { configDriveFiles, writeConfigDrive } from './disk/config-drive.js'
+import type { BuildSpec } from '../proto/build-spec.js'
 import { createRootDisk } from './disk/root-disk.js'
 
 /** The build spec the conductor hands out (agent.v1 BuildSpec). */
-export interface BuildSpec {
-  instanceUuid: string
-  name: string
-  displayName: string
-  vcpus: number
-  memoryMb: number
-  diskGb: number
-  projectId: string
-  imageId: string
-  imageToken: string
-  nics: Array<{ portId: string; macAddress: string; networkId: string; networkType: string; physicalNetwork: string; segmentationId: number; ips: ConfigDriveIp[] }>
-  keyName: string
-  publicKey: string
-  /** Base64; '' when none. */
-  userData: string
-  metadata: Record<string, string>
-  availabilityZone: string
-  hostname: string
-  configDrive: boolean
-}
+export type { BuildSpec }
 
 /** What the controller believes about a server of this host. */
 export interface KnownInstance {

@@ -36,6 +36,7 @@ import type { ServerGroupCatalog } from './server-groups.js'
 import { beginAction, outcomeOf, statesFor, statusOf, syncPower, STATUSES, type ServerAction, type TaskState } from './server-states.js'
 import type { AgentTransport, CastAction, CastResultEvent } from './transport.js'
 import { castIdFor as castId, parseCastId } from '../../proto/subjects.js'
+import type { BuildSpec } from '../../proto/build-spec.js'
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 /** Nova's limits: 64 KiB of user data, 128 metadata items. */
@@ -138,39 +139,7 @@ export interface ListServers {
   marker?: string
 }
 
-/** What the conductor hands an agent for a build. */
-export interface BuildSpec {
-  instanceUuid: string
-  name: string
-  displayName: string
-  vcpus: number
-  memoryMb: number
-  diskGb: number
-  projectId: string
-  imageId: string
-  imageChecksum: string
-  imageToken: string
-  nics: Array<{ portId: string; macAddress: string; networkId: string; networkType: string; physicalNetwork: string; segmentationId: number; fixedIps: string[]; ips: BuildIp[] }>
-  keyName: string
-  publicKey: string
-  userData: string
-  metadata: Record<string, string>
-  availabilityZone: string
-  hostname: string
-  /** Give the guest a config drive (servers created before migration 0009 have none). */
-  configDrive: boolean
-}
-
-/** A NIC's fixed address with its subnet, for the guest's static network configuration. */
-export interface BuildIp {
-  address: string
-  subnetId: string
-  ipVersion: number
-  cidr: string
-  gatewayIp: string
-  dnsNameservers: string[]
-  hostRoutes: Array<{ destination: string; nexthop: string }>
-}
+export type { BuildIp, BuildSpec } from '../../proto/build-spec.js'
 
 /** Nova's hostname: the display name made a DNS label (lower case, [a-z0-9-], at most 63). */
 export function hostnameOf(displayName: string): string {
