@@ -5,8 +5,11 @@
  * (br_netfilter), where a chain per port and direction decides.
  *
  *   FORWARD, INPUT → strato-fw-<host>
- *     to a port's tap   → strato-i-<port>: established → ok; each ingress rule → ok; else DROP
- *     from a port's tap → strato-o-<port>: strato-s-<port> (source MAC + fixed IP, else DROP),
+ *     to a port's tap   → strato-i-<port>: established → ok; DHCP answers → ok;
+ *                                          each ingress rule → ok; else DROP
+ *     from a port's tap → strato-o-<port>: DHCP discover/request from 0.0.0.0 → ok;
+ *                                          strato-s-<port> (source MAC + fixed IP, else DROP);
+ *                                          DHCP client → ok, DHCP server → DROP;
  *                                          established → ok; each egress rule → ok; else DROP
  *     what passed both ends (and was to or from one of them) → ACCEPT
  *
@@ -115,6 +118,8 @@ export function renderRules(top: string, ports: PortFirewall[], v6: boolean, exi
     const s = chain('s', p.portId)
     // To the guest.
     lines.push(`-A ${i} ${state('RELATED,ESTABLISHED')} -j RETURN`, `-A ${i} ${state('INVALID')} -j DROP`)
+    // DHCP answers reach the guest (a DHCP server on the network, Strato's or the provider's), as in Neutron.
+    lines.push(v6 ? `-A ${i} -p udp -m udp --sport 547 --dport 546 -j RETURN` : `-A ${i} -p udp -m udp --sport 67 --dport 68 -j RETURN`)
     // IPv6 needs neighbour discovery and router advertisements to work at all.
     if (v6) for (const t of [130, 131, 132, 134, 135, 136]) lines.push(`-A ${i} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`)
     for (const r of p.rules.filter((x) => x.direction === 'ingress')) {
@@ -127,11 +132,16 @@ export function renderRules(top: string, ports: PortFirewall[], v6: boolean, exi
       lines.push(`-A ${o} -s ::/128 -p ipv6-icmp -m icmp6 --icmpv6-type 135 -j RETURN`)
       for (const t of [131, 133, 135, 136, 143]) lines.push(`-A ${o} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -m mac --mac-source ${p.macAddress} -j RETURN`)
     }
+    // A DHCP client has no address yet: its requests pass before the spoofing check.
+    if (!v6) lines.push(`-A ${o} -s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN`)
     lines.push(`-A ${o} -j ${s}`)
     const own = p.fixedIps.filter((a) => isV6(a) === v6).map((a) => `${a}/${v6 ? 128 : 32}`)
     if (v6) own.push('fe80::/64')
     for (const a of own) lines.push(`-A ${s} -s ${a} -m mac --mac-source ${p.macAddress} -j RETURN`)
     lines.push(`-A ${s} -j DROP`)
+    // Renewals from its own address; and no guest answers as a DHCP server.
+    lines.push(v6 ? `-A ${o} -p udp -m udp --sport 546 --dport 547 -j RETURN` : `-A ${o} -p udp -m udp --sport 68 --dport 67 -j RETURN`)
+    lines.push(v6 ? `-A ${o} -p udp -m udp --sport 547 --dport 546 -j DROP` : `-A ${o} -p udp -m udp --sport 67 --dport 68 -j DROP`)
     lines.push(`-A ${o} ${state('RELATED,ESTABLISHED')} -j RETURN`, `-A ${o} ${state('INVALID')} -j DROP`)
     for (const r of p.rules.filter((x) => x.direction === 'egress')) {
       const m = ruleMatch(r, v6)
@@ -151,16 +161,37 @@ export interface IptablesOptions {
   netns?: string
 }
 
-/** The agent's chains in an iptables-save dump: its top chain, and the port chains it jumps to and they jump to. */
+/**
+ * The agent's chains in an iptables-save dump: its top chain, and the port
+ * chains reached from it — less any another chain also jumps to (a port two
+ * agents filter for a while is not the first one's to remove).
+ */
 export function ownChains(dump: string, top: string): string[] {
-  const chains = new Set<string>()
-  const declared = new Set(dump.split('\n').filter((l) => l.startsWith(':strato-')).map((l) => l.slice(1).split(' ')[0]!))
-  if (declared.has(top)) chains.add(top)
-  for (const l of dump.split('\n')) {
-    const m = /^-A (\S+) .*-j (strato-[ios]-\S+)/.exec(l)
-    if (m && (m[1] === top || chains.has(m[1]!)) && declared.has(m[2]!)) chains.add(m[2]!)
+  const lines = dump.split('\n')
+  const declared = new Set(lines.filter((l) => l.startsWith(':strato-')).map((l) => l.slice(1).split(' ')[0]!))
+  const edges = lines.map((l) => /^-A (\S+) .*-j (strato-\S+)/.exec(l)).filter((m): m is RegExpExecArray => m !== null).map((m) => [m[1]!, m[2]!] as const)
+  const ours = new Set<string>(declared.has(top) ? [top] : [])
+  for (let grew = true; grew;) {
+    grew = false
+    for (const [from, to] of edges) {
+      if (ours.has(from) && !ours.has(to) && declared.has(to) && /^strato-[ios]-/.test(to)) {
+        ours.add(to)
+        grew = true
+      }
+    }
   }
-  return [...chains]
+  // Shared: jumped to from outside, and what those jump to.
+  const shared = new Set(edges.filter(([from, to]) => from.startsWith('strato-') && !ours.has(from) && ours.has(to)).map(([, to]) => to))
+  for (let grew = true; grew;) {
+    grew = false
+    for (const [from, to] of edges) {
+      if (shared.has(from) && ours.has(to) && !shared.has(to)) {
+        shared.add(to)
+        grew = true
+      }
+    }
+  }
+  return [...ours].filter((c) => !shared.has(c))
 }
 
 /** The iptables firewall: strato-* chains in the filter table, for IPv4 and IPv6. */

@@ -6,6 +6,9 @@
  * TCP connections (node in the namespaces) say what passes. Needs root.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { IptablesFirewall, type FirewallRule, type PortFirewall } from '../../../agent/virt/firewall.js'
@@ -120,6 +123,48 @@ if (process.getuid?.() !== 0) {
     t.equal(await connects(ns.out, A.ip6, 80), false, '80 over IPv6 dropped')
     t.equal(await connects(ns.out, A.ip, 22), false, 'the IPv6 rule opens nothing over IPv4')
     t.equal(await connects(ns.a, OUT.ip6, 80), true, 'egress over IPv6')
+  })
+
+  t.test('DHCP through the filtering: a guest without an address gets its lease; a guest cannot be a DHCP server', async (t) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'strato-fw-dhcp-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const script = path.join(dir, 'udhcpc.sh')
+    writeFileSync(script, '#!/bin/sh\n[ "$1" = bound ] && echo "bound $ip"\nexit 0\n', { mode: 0o755 })
+    /** A dnsmasq in `where` handing out static leases only. */
+    const dnsmasq = (where: string, hosts: string[], tag: string) => {
+      const child = spawn('ip', ['netns', 'exec', where, 'dnsmasq', '--keep-in-foreground', '--no-hosts', '--no-resolv', '--port=0', '--bind-interfaces', '--interface=eth0',
+        '--except-interface=lo', '--dhcp-range=10.77.0.0,static,255.255.255.0,120s', '--leasefile-ro', `--pid-file=${path.join(dir, `${tag}.pid`)}`, '--dhcp-authoritative',
+        ...hosts.map((h) => `--dhcp-host=${h}`)], { stdio: 'ignore' })
+      servers.push(child)
+      return child
+    }
+    /** Runs a DHCP client on `where`'s eth0 without its IPv4 address; the address it was leased, if any. */
+    const lease = async (where: string, own: string): Promise<string | undefined> => {
+      await ipn('-n', where, 'addr', 'del', `${own}/24`, 'dev', 'eth0')
+      try {
+        const out = await run('ip', ['netns', 'exec', where, 'busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '3', '-T', '1', '-s', script]).then((r) => r.stdout, (e: { stdout?: string }) => e.stdout ?? '')
+        return /bound (\S+)/.exec(out)?.[1]
+      } finally {
+        await ipn('-n', where, 'addr', 'flush', 'dev', 'eth0', 'scope', 'global').catch(() => undefined)
+        await ipn('-n', where, 'addr', 'add', `${own}/24`, 'dev', 'eth0')
+        await ipn('-n', where, 'addr', 'add', `${where === ns.a ? A.ip6 : C.ip6}/64`, 'dev', 'eth0', 'nodad').catch(() => undefined)
+      }
+    }
+    // The network's own DHCP server (here: the outsider's), which knows A's MAC.
+    const provider = dnsmasq(ns.out, [`${A.mac},${A.ip}`], 'provider')
+    await new Promise((r) => setTimeout(r, 500))
+    await fw.apply([port(A, defaultGroup([A.ip, C.ip])), port(C, defaultGroup([A.ip, C.ip]))])
+    t.equal(await lease(ns.a, A.ip), A.ip, 'A gets its address from the DHCP server, through its filtering')
+    provider.kill('SIGKILL')
+
+    // A rogue DHCP server on guest A, offering C an address.
+    const rogue = dnsmasq(ns.a, [`${C.mac},10.77.0.77`], 'rogue')
+    await new Promise((r) => setTimeout(r, 500))
+    await fw.apply([])
+    t.equal(await lease(ns.c, C.ip), '10.77.0.77', 'unfiltered, the rogue server is heard (the test can tell)')
+    await fw.apply([port(A, defaultGroup([A.ip, C.ip])), port(C, defaultGroup([A.ip, C.ip]))])
+    t.equal(await lease(ns.c, C.ip), undefined, "filtered, A's DHCP answers never leave it")
+    rogue.kill('SIGKILL')
   })
 
   t.test("a port's chains go when it goes; another agent's chains are left alone", async (t) => {

@@ -65,7 +65,23 @@ t.test('IPv6: neighbour discovery, link-local, ICMPv6 types', async (t) => {
 t.test('a port without addresses of a family sends nothing of it; no rules, nothing comes in', async (t) => {
   const bare = renderRules(top, [{ ...p, fixedIps: [], rules: [] }], false).split('\n')
   t.same(bare.filter((l) => l.startsWith('-A strato-s-')), ['-A strato-s-0123abcd-ef -j DROP'])
-  t.same(bare.filter((l) => l.startsWith('-A strato-i-') && l.includes('RETURN')), ['-A strato-i-0123abcd-ef -m state --state RELATED,ESTABLISHED -j RETURN'])
+  t.same(bare.filter((l) => l.startsWith('-A strato-i-') && l.includes('RETURN')), [
+    '-A strato-i-0123abcd-ef -m state --state RELATED,ESTABLISHED -j RETURN',
+    '-A strato-i-0123abcd-ef -p udp -m udp --sport 67 --dport 68 -j RETURN',
+  ], 'only established traffic and DHCP answers')
+})
+
+t.test('DHCP passes as in Neutron: the client out (also from 0.0.0.0), answers in, no guest DHCP server', async (t) => {
+  const v4 = renderRules(top, [p], false).split('\n')
+  const o = v4.filter((l) => l.startsWith('-A strato-o-'))
+  const at = (line: string) => o.indexOf(line)
+  t.ok(at('-A strato-o-0123abcd-ef -s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN') >= 0, 'discover/request from 0.0.0.0')
+  t.ok(at('-A strato-o-0123abcd-ef -s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN') < at('-A strato-o-0123abcd-ef -j strato-s-0123abcd-ef'), 'before the spoofing check')
+  t.ok(at('-A strato-o-0123abcd-ef -p udp -m udp --sport 67 --dport 68 -j DROP') > at('-A strato-o-0123abcd-ef -j strato-s-0123abcd-ef'), 'a guest answering DHCP is dropped')
+  t.ok(at('-A strato-o-0123abcd-ef -p udp -m udp --sport 67 --dport 68 -j DROP') < at('-A strato-o-0123abcd-ef -d 10.1.0.0/24 -p 6 -m multiport --dports 443 -j RETURN'), 'before the egress rules, whatever they say')
+  const v6 = renderRules(top, [p], true).split('\n')
+  t.ok(v6.includes('-A strato-i-0123abcd-ef -p udp -m udp --sport 547 --dport 546 -j RETURN'), 'DHCPv6 answers in')
+  t.ok(v6.includes('-A strato-o-0123abcd-ef -p udp -m udp --sport 547 --dport 546 -j DROP'), 'no guest DHCPv6 server')
 })
 
 t.test('chains of ports that are gone are emptied and removed in the same transaction', async (t) => {
@@ -80,6 +96,7 @@ t.test('chains of ports that are gone are emptied and removed in the same transa
 
 t.test("an agent's own chains are those its top chain reaches", async (t) => {
   const dump = [
+    `-A FORWARD -j ${top}`, '-A FORWARD -j strato-fw-other000', `-A INPUT -j ${top}`,
     `:${top} - [0:0]`, ':strato-fw-other000 - [0:0]', ':strato-i-aaaaaaaaaaa - [0:0]', ':strato-s-aaaaaaaaaaa - [0:0]', ':strato-o-aaaaaaaaaaa - [0:0]', ':strato-i-bbbbbbbbbbb - [0:0]',
     `-A ${top} -m physdev --physdev-out tapaaaaaaaaaaa --physdev-is-bridged -j strato-i-aaaaaaaaaaa`,
     `-A ${top} -m physdev --physdev-in tapaaaaaaaaaaa -j strato-o-aaaaaaaaaaa`,
@@ -87,6 +104,10 @@ t.test("an agent's own chains are those its top chain reaches", async (t) => {
     '-A strato-fw-other000 -m physdev --physdev-out tapbbbbbbbbbbb --physdev-is-bridged -j strato-i-bbbbbbbbbbb',
   ].join('\n')
   t.same(ownChains(dump, top).sort(), [top, 'strato-i-aaaaaaaaaaa', 'strato-o-aaaaaaaaaaa', 'strato-s-aaaaaaaaaaa'].sort())
+  const shared = `${dump}\n-A strato-fw-other000 -m physdev --physdev-out tapaaaaaaaaaaa --physdev-is-bridged -j strato-i-aaaaaaaaaaa`
+  t.same(ownChains(shared, top).sort(), [top, 'strato-o-aaaaaaaaaaa', 'strato-s-aaaaaaaaaaa'].sort(), 'a port chain another agent also jumps to is not ours to remove')
+  const both = `${shared}\n-A strato-fw-other000 -m physdev --physdev-in tapaaaaaaaaaaa -j strato-o-aaaaaaaaaaa`
+  t.same(ownChains(both, top), [top], 'nor what such a chain jumps to')
 })
 
 t.test('what could inject into iptables-restore is refused', async (t) => {
