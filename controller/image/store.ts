@@ -6,7 +6,7 @@
  * when complete, so a failed upload leaves nothing behind.
  */
 import { mkdirSync } from 'node:fs'
-import { rename, rm, stat } from 'node:fs/promises'
+import { open, rename, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { FileSink, FileSource } from '../../native/index.js'
 
@@ -73,8 +73,15 @@ export class ImageStore {
     }
   }
 
+  /** Renames the synced data into place, and syncs the directory so the rename survives a crash too. */
   async commit(id: string, data: StoredData): Promise<void> {
     await rename(data.partialPath, this.path(id))
+    const dir = await open(this.dir, 'r')
+    try {
+      await dir.sync()
+    } finally {
+      await dir.close()
+    }
   }
 
   async discard(data: StoredData): Promise<void> {
