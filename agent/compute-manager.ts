@@ -145,7 +145,7 @@ export class ComputeManager {
         await this.o.refreshFirewall?.()
         if (spec.configDrive) {
           guest.configDrive = path.join(dir, 'disk.config')
-          await writeConfigDrive(guest.configDrive, configDriveFiles({ ...spec, uuid, nics: spec.nics.map((n) => ({ ...n, ips: n.ips ?? [] })), metadata: spec.metadata ?? {} }))
+          await writeConfigDrive(guest.configDrive, configDriveFiles(spec))
         }
         try {
           return (await this.driver.spawn(guest)).powerState

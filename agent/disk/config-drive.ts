@@ -20,37 +20,20 @@ import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import type { BuildSpec } from '../../proto/build-spec.js'
 import { FailedPrecondition, Internal } from '../../proto/errors.js'
+import { tapName } from '../virt/firewall.js'
 
-export interface ConfigDriveIp {
-  address: string
-  ipVersion: number
-  cidr: string
-  gatewayIp: string
-  dnsNameservers: string[]
-  hostRoutes: Array<{ destination: string; nexthop: string }>
-}
-
-/** What goes on a server's config drive. */
-export interface ConfigDriveSpec {
-  uuid: string
-  displayName: string
-  hostname: string
-  projectId: string
-  availabilityZone: string
-  keyName: string
-  publicKey: string
-  /** Base64, as the API took it; '' when none. */
-  userData: string
-  metadata: Record<string, string>
-  nics: Array<{ portId: string; macAddress: string; networkId: string; ips: ConfigDriveIp[] }>
+/** What goes on a server's config drive: a part of its build spec. */
+export type ConfigDriveSpec = Pick<BuildSpec, 'instanceUuid' | 'displayName' | 'hostname' | 'projectId' | 'availabilityZone' | 'keyName' | 'publicKey' | 'userData' | 'metadata'> & {
+  nics: Array<Pick<BuildSpec['nics'][number], 'portId' | 'macAddress' | 'networkId' | 'ips'>>
 }
 
 /** The files of the drive, by path inside it. */
 export function configDriveFiles(spec: ConfigDriveSpec): Map<string, Buffer> {
   const keys = spec.publicKey ? [{ name: spec.keyName, type: 'ssh', data: spec.publicKey }] : []
   const meta = {
-    uuid: spec.uuid,
+    uuid: spec.instanceUuid,
     name: spec.displayName,
     hostname: spec.hostname,
     launch_index: 0,
@@ -106,9 +89,6 @@ export function networkData(nics: ConfigDriveSpec['nics']): object {
   }
   return { links, networks, services }
 }
-
-/** The tap device name Nova gives a port's VIF (`tap` + the first 11 characters of its id). */
-const tapName = (portId: string) => `tap${portId.slice(0, 11)}`
 
 /** A prefix length as a dotted (IPv4) or colon (IPv6) mask. */
 export function netmask(prefix: number, v6: boolean): string {

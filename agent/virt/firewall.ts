@@ -240,11 +240,11 @@ export class IptablesFirewall implements Firewall {
   private async applyNow(ports: PortFirewall[], hook: boolean): Promise<void> {
     for (const v6 of [false, true]) {
       const [save, restore, tables] = v6 ? ['ip6tables-save', 'ip6tables-restore', 'ip6tables'] : ['iptables-save', 'iptables-restore', 'iptables']
-      const existing = ownChains(await this.exec(save, ['-t', 'filter']), this.top)
-      await this.restore(restore, renderRules(this.top, ports, v6, existing))
+      const dump = await this.exec(save, ['-t', 'filter'])
+      await this.restore(restore, renderRules(this.top, ports, v6, ownChains(dump, this.top)))
+      // The hooks, from the same dump (restore leaves the built-in chains alone).
       for (const builtin of hook ? ['FORWARD', 'INPUT'] : []) {
-        const present = await this.exec(tables, ['-C', builtin, '-j', this.top]).then(() => true, () => false)
-        if (!present) await this.exec(tables, ['-I', builtin, '1', '-j', this.top])
+        if (!dump.split('\n').includes(`-A ${builtin} -j ${this.top}`)) await this.exec(tables, ['-I', builtin, '1', '-j', this.top])
       }
     }
   }
@@ -267,10 +267,8 @@ export class IptablesFirewall implements Firewall {
 export class RecordingFirewall implements Firewall {
   readonly name = 'none'
   applied: PortFirewall[] = []
-  applyCount = 0
 
   async apply(ports: PortFirewall[]): Promise<void> {
     this.applied = structuredClone(ports)
-    this.applyCount++
   }
 }

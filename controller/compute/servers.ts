@@ -139,7 +139,7 @@ export interface ListServers {
   marker?: string
 }
 
-export type { BuildIp, BuildSpec } from '../../proto/build-spec.js'
+export type { BuildSpec } from '../../proto/build-spec.js'
 
 /** Nova's hostname: the display name made a DNS label (lower case, [a-z0-9-], at most 63). */
 export function hostnameOf(displayName: string): string {

@@ -9,7 +9,7 @@ import t from 'tap'
 import { configDriveFiles, netmask, networkData, writeConfigDrive, type ConfigDriveSpec } from '../../../agent/disk/config-drive.js'
 
 const spec: ConfigDriveSpec = {
-  uuid: '6f1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b11',
+  instanceUuid: '6f1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b11',
   displayName: 'web 1',
   hostname: 'web-1',
   projectId: 'p1',
@@ -21,8 +21,8 @@ const spec: ConfigDriveSpec = {
   nics: [{
     portId: '0123456789abcdef', macAddress: 'fa:16:3e:00:00:01', networkId: 'n1',
     ips: [
-      { address: '10.0.0.5', ipVersion: 4, cidr: '10.0.0.0/22', gatewayIp: '10.0.0.1', dnsNameservers: ['10.0.0.2'], hostRoutes: [{ destination: '172.16.0.0/12', nexthop: '10.0.0.254' }] },
-      { address: 'fd00::5', ipVersion: 6, cidr: 'fd00::/64', gatewayIp: '', dnsNameservers: ['fd00::2', '10.0.0.2'], hostRoutes: [] },
+      { address: '10.0.0.5', subnetId: 's4', ipVersion: 4, cidr: '10.0.0.0/22', gatewayIp: '10.0.0.1', dnsNameservers: ['10.0.0.2'], hostRoutes: [{ destination: '172.16.0.0/12', nexthop: '10.0.0.254' }] },
+      { address: 'fd00::5', subnetId: 's6', ipVersion: 6, cidr: 'fd00::/64', gatewayIp: '', dnsNameservers: ['fd00::2', '10.0.0.2'], hostRoutes: [] },
     ],
   }],
 }
