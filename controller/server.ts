@@ -120,7 +120,7 @@ export class Controller {
     const serverGroups = new ServerGroupCatalog(this.db, quota)
     const servers = (this.servers = new ServerCatalog(
       this.db,
-      { flavors, images, keypairs, ports, securityGroups, scheduler, hosts, quota, serverGroups, tokens: (userId, projectId) => auth!.issueFor(userId, projectId) },
+      { flavors, images, keypairs, ports, securityGroups, scheduler, hosts, quota, serverGroups },
       { defaultAvailabilityZone: cfg.hosts.defaultAvailabilityZone, ...cfg.servers },
       this.log.child({ component: 'servers' }),
     ))
@@ -155,7 +155,7 @@ export class Controller {
     this.address = cfg.grpc.publicAddress ?? `${cfg.grpc.host}:${port}`
 
     if (this.nats) {
-      this.bus = new ControllerBus(this.nats, new Conductor(hosts, servers, this.db), hosts, this.log, () => this.address, {
+      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, tokens: (userId, projectId) => auth!.issueFor(userId, projectId) }), hosts, this.log, () => this.address, {
         castResult: (r) => servers.applyResult(r),
         powerStates: (host, sentAt, guests) => servers.applyPowerStates(host, sentAt, guests),
       }, cfg.hosts.castAckWaitMs)

@@ -10,7 +10,7 @@ import { implement, type CallContext, type RpcDeps } from './rpc.js'
 
 function caller(c: CallContext): ServerCaller {
   const a = c.auth!
-  return { userId: a.userId, projectId: a.projectId, domainId: a.actingDomainId, isAdmin: a.isCloudAdmin, canWrite: a.roles.has('member') }
+  return { userId: a.userId, projectId: a.projectId, domainId: a.actingDomainId, isAdmin: a.isCloudAdmin, canWrite: a.roles.has('member'), requestId: c.requestId }
 }
 
 function toServer(v: ServerView): Server {

@@ -148,10 +148,10 @@ export class ControllerBus implements AgentTransport {
    * Queues work for a host's agent (JetStream: kept until the agent acks it,
    * across restarts of either side). The id deduplicates re-sends.
    */
-  async cast(host: string, action: CastAction, id: string = randomUUID()): Promise<string> {
+  async cast(host: string, action: CastAction, id: string = randomUUID(), requestId = ''): Promise<string> {
     if (Object.values(action).filter(Boolean).length !== 1) throw new InvalidArgument('a cast needs exactly one action')
     await this.ensureCastConsumer(host)
-    const msg = Cast.encode(Cast.fromPartial({ id, sentAt: new Date(), ...action })).finish()
+    const msg = Cast.encode(Cast.fromPartial({ id, sentAt: new Date(), ...action, ...(requestId ? { requestId } : {}) })).finish()
     try {
       await this.js.publish(castSubject(host), msg, { msgID: id })
     } catch (err) {

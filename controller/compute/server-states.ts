@@ -3,12 +3,17 @@
  * `compute/task_states.py`, `api/openstack/common.py`): which action is
  * allowed from which (vm_state, task_state), what the action's task_state is
  * while it runs, what its outcome does, and the API status derived from the
- * pair. Every check happens here, before anything is cast to a host.
+ * pair. Every check happens here, before anything is cast to a host, and
+ * every vm_state/task_state the controller writes comes from here: the state
+ * of a new server, an action's task, its outcome, the conductor's build step,
+ * the hypervisor's power sync.
  */
 import { FailedPrecondition } from '../../proto/errors.js'
 
-export type VmState = 'building' | 'active' | 'stopped' | 'error' | 'deleted'
-export type TaskState = '' | 'scheduling' | 'networking' | 'spawning' | 'powering-off' | 'powering-on' | 'rebooting' | 'rebooting_hard' | 'deleting'
+export const VM_STATES = ['building', 'active', 'stopped', 'error', 'deleted'] as const
+export type VmState = (typeof VM_STATES)[number]
+export const TASK_STATES = ['', 'scheduling', 'networking', 'spawning', 'powering-off', 'powering-on', 'rebooting', 'rebooting_hard', 'deleting'] as const
+export type TaskState = (typeof TASK_STATES)[number]
 
 /** Actions a user asks for; `build` is the controller's own. */
 export type ServerAction = 'build' | 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete'
@@ -25,9 +30,11 @@ interface ActionRule {
   task: TaskState
   /** How the message names the action. */
   verb: string
+  /** Asked again while its own task runs, the action is already under way: nothing new is done. */
+  idempotent?: boolean
 }
 
-const ANY_TASK: readonly TaskState[] = ['', 'scheduling', 'networking', 'spawning', 'powering-off', 'powering-on', 'rebooting', 'rebooting_hard', 'deleting']
+const ANY_TASK: readonly TaskState[] = TASK_STATES
 
 const ACTIONS: Record<ServerAction, ActionRule> = {
   build: { from: ['building'], during: ['scheduling', 'networking'], task: 'spawning', verb: 'build' },
@@ -38,7 +45,16 @@ const ACTIONS: Record<ServerAction, ActionRule> = {
   reboot: { from: ['active'], during: ['', 'rebooting'], task: 'rebooting', verb: 'reboot' },
   reboot_hard: { from: ['active', 'stopped', 'error'], during: ['', 'rebooting', 'rebooting_hard'], task: 'rebooting_hard', verb: 'hard-reboot' },
   // Delete is allowed from any state (a delete in progress is simply returned).
-  delete: { during: ANY_TASK, task: 'deleting', verb: 'delete' },
+  delete: { during: ANY_TASK, task: 'deleting', verb: 'delete', idempotent: true },
+}
+
+/** A new server: recorded with its ports, its build about to be cast (the scheduler has placed it already). */
+export const CREATED = { vm_state: 'building', task_state: 'networking' } as const satisfies { vm_state: VmState; task_state: TaskState }
+
+/** True when the same action is already under way on the server (a delete asked twice): nothing to do. */
+export function inProgress(action: ServerAction, s: { task_state: string }): boolean {
+  const rule = ACTIONS[action]
+  return rule.idempotent === true && s.task_state === rule.task
 }
 
 /**
@@ -55,6 +71,19 @@ export function beginAction(action: ServerAction, s: { uuid: string; vm_state: s
     throw new FailedPrecondition(`cannot ${rule.verb} server ${s.uuid}: task '${s.task_state}' is in progress; wait for it to finish`)
   }
   return rule.task
+}
+
+/**
+ * The build rule as the conductor applies it when the host asks for the build
+ * spec: the server must still be building; its task moves to spawning unless
+ * it is there already (the cast was delivered again). `whileIn` is what the
+ * write must still find (a concurrent delete wins).
+ * @throws FailedPrecondition when the server is no longer building.
+ */
+export function beginBuild(s: { uuid: string; vm_state: string; task_state: string }): { task: TaskState; whileIn: readonly TaskState[] } | undefined {
+  const rule = ACTIONS.build
+  if (!rule.from!.includes(s.vm_state as VmState)) throw new FailedPrecondition(`server ${s.uuid} is ${s.vm_state}${s.task_state ? ` (${s.task_state})` : ''}, not building: nothing to build`)
+  return rule.during.includes(s.task_state as TaskState) ? { task: rule.task, whileIn: rule.during } : undefined
 }
 
 /** What the server becomes when an action's cast comes back. */
@@ -84,6 +113,11 @@ export function outcomeOf(action: ServerAction, ok: boolean): Outcome {
   return OUTCOMES[action][ok ? 'ok' : 'error']
 }
 
+/** A delete the controller finishes itself (Nova's local delete: no host, or its host is down): as a delete that succeeded. */
+export function localDelete(): Outcome {
+  return OUTCOMES.delete.ok
+}
+
 /** The API status (nova `_STATE_MAP`). */
 export function statusOf(vmState: string, taskState: string): string {
   switch (vmState) {
@@ -102,22 +136,16 @@ export function statusOf(vmState: string, taskState: string): string {
   }
 }
 
-/** vm_states (and task_states) a status filter means, for listings. */
-export function statesFor(status: string): { vm: VmState; task?: TaskState[] } | undefined {
-  switch (status.toUpperCase()) {
-    case 'BUILD':
-      return { vm: 'building' }
-    case 'ACTIVE':
-      return { vm: 'active' }
-    case 'SHUTOFF':
-      return { vm: 'stopped' }
-    case 'ERROR':
-      return { vm: 'error' }
-    case 'DELETED':
-      return { vm: 'deleted' }
-    default:
-      return undefined
-  }
+/**
+ * The (vm_state, task_state) pairs a status filter means, for listings:
+ * exactly the pairs `statusOf` shows as that status (so REBOOT is an active,
+ * stopped or errored server rebooting, and ACTIVE no longer includes it).
+ * Undefined for a status that is not one of STATUSES.
+ */
+export function statesFor(status: string): Array<{ vm: VmState; task: TaskState }> | undefined {
+  const wanted = status.toUpperCase()
+  if (!(STATUSES as readonly string[]).includes(wanted)) return undefined
+  return VM_STATES.flatMap((vm) => TASK_STATES.filter((task) => statusOf(vm, task) === wanted).map((task) => ({ vm, task })))
 }
 
 export const STATUSES = ['BUILD', 'ACTIVE', 'SHUTOFF', 'REBOOT', 'HARD_REBOOT', 'ERROR', 'DELETED'] as const

@@ -26,10 +26,11 @@ export interface AgentAnswer {
 export interface AgentTransport {
   /**
    * Queues `action` for `host`'s agent (kept until the agent acks it, across
-   * restarts of either side); `id` deduplicates re-sends.
+   * restarts of either side); `id` deduplicates re-sends; `requestId` (the
+   * API call's) goes with it to the agent's logs.
    * @throws Unavailable when the bus cannot take it now.
    */
-  cast(host: string, action: CastAction, id: string): Promise<string>
+  cast(host: string, action: CastAction, id: string, requestId?: string): Promise<string>
   /**
    * Asks `host`'s agent and waits for its answer.
    * @throws Unavailable when no agent answers within `timeoutMs`.

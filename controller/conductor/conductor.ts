@@ -3,12 +3,15 @@
  * database). Transport-free; `bus/` decodes NATS messages and calls it.
  */
 import type { HostAnnouncement, HostRegistry } from '../compute/hosts.js'
-import type { BuildSpec, HostInstance, ServerCatalog } from '../compute/servers.js'
 import { hostFirewall, type HostPortFirewall } from '../network/firewall.js'
 import type { Db } from '../store/db.js'
+import type { BuildSpec } from '../../proto/build-spec.js'
+import { buildSpec, hostInstances, type BuildSpecDeps, type HostInstance } from './build-spec.js'
+
+export type { BuildSpec, HostInstance }
 
 export class Conductor {
-  constructor(private readonly hosts: HostRegistry, private readonly servers: ServerCatalog, private readonly db: Db) {}
+  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps) {}
 
   /** An agent announced its host: record it; tell it whether it is mapped and how often to beat. */
   async announce(a: HostAnnouncement): Promise<{ mapped: boolean; heartbeatIntervalMs: number }> {
@@ -22,7 +25,7 @@ export class Conductor {
    * @throws FailedPrecondition when the server is no longer building.
    */
   buildSpec(instanceUuid: string, host: string): Promise<BuildSpec> {
-    return this.servers.buildSpec(instanceUuid, host)
+    return buildSpec(this.db, this.deps, instanceUuid, host)
   }
 
   /** The security-group filtering of every port of the servers placed on `host`. */
@@ -34,6 +37,6 @@ export class Conductor {
   /** The servers the controller places on `host`, for the agent's start-up reconciliation. */
   async hostInstances(host: string, also: string[]): Promise<HostInstance[]> {
     await this.hosts.get(host)
-    return this.servers.hostInstances(host, also)
+    return hostInstances(this.db, host, also)
   }
 }

@@ -72,4 +72,9 @@ export async function loadNetwork(db: Trx, actor: Actor, id: string | undefined,
   return row
 }
 
+/** Networks a project's servers may attach to without naming one: its own and the shared ones. */
+export async function networksUsableBy(db: Trx, projectId: string): Promise<Array<{ id: string; name: string }>> {
+  return db.selectFrom('networks').select(['id', 'name']).where((eb) => eb.or([eb('project_id', '=', projectId), eb('shared', '=', 1)])).execute()
+}
+
 export const now = () => new Date().toISOString()

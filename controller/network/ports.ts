@@ -197,6 +197,32 @@ export class PortCatalog {
     await trx.deleteFrom('ports').where('id', '=', id).execute()
   }
 
+  // ------------------------------------------------------------------ a device's ports (what compute asks)
+
+  /**
+   * Binds a free port to a device inside the caller's transaction (Nova
+   * passing `port` at create).
+   * @throws Conflict when another device took it meanwhile.
+   */
+  async bindIn(trx: Trx, portId: string, device: { deviceId: string; deviceOwner: string }, field: string): Promise<void> {
+    const r = await trx.updateTable('ports').set({ device_id: device.deviceId, device_owner: device.deviceOwner, updated_at: now() }).where('id', '=', portId).where('device_id', '=', '').executeTakeFirst()
+    if (Number(r.numUpdatedRows) === 0) throw new Conflict(`port ${portId} was taken by another server meanwhile`, { field })
+  }
+
+  /** The device is gone: deletes the ports it made for itself (`own`), unbinds the others (they were the user's). */
+  async releaseDeviceIn(trx: Trx, deviceId: string, own: ReadonlySet<string>): Promise<void> {
+    const bound = await trx.selectFrom('ports').select('id').where('device_id', '=', deviceId).execute()
+    for (const p of bound) {
+      if (own.has(p.id)) await this.deleteIn(trx, p.id)
+      else await trx.updateTable('ports').set({ device_id: '', device_owner: '', status: 'DOWN', updated_at: now() }).where('id', '=', p.id).execute()
+    }
+  }
+
+  /** The device's ports follow it up (ACTIVE) or down (DOWN). */
+  async setDeviceStatusIn(trx: Trx, deviceId: string, status: 'ACTIVE' | 'DOWN'): Promise<void> {
+    await trx.updateTable('ports').set({ status, updated_at: now() }).where('device_id', '=', deviceId).execute()
+  }
+
   private async toPorts(db: Trx, rows: PortTable[]): Promise<Port[]> {
     if (rows.length === 0) return []
     const ids = rows.map((r) => r.id)

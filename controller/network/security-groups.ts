@@ -71,6 +71,17 @@ export class SecurityGroupCatalog {
     return id
   }
 
+  /** The id if `id` is a security group of `projectId` (no visibility rules: the caller checked the project). */
+  async idInProject(id: string, projectId: string): Promise<string | undefined> {
+    return (await this.db.selectFrom('security_groups').select('id').where('id', '=', id).where('project_id', '=', projectId).executeTakeFirst())?.id
+  }
+
+  /** Names of the groups by id (groups since deleted are absent). */
+  async namesOf(ids: string[]): Promise<Map<string, string>> {
+    if (!ids.length) return new Map()
+    return new Map((await this.db.selectFrom('security_groups').select(['id', 'name']).where('id', 'in', ids).execute()).map((g) => [g.id, g.name]))
+  }
+
   private async insertRules(trx: Trx, groupId: string, projectId: string, rules: NormalRule[], ts: string, description = ''): Promise<string[]> {
     const rows = rules.map((r) => ({
       id: randomUUID(), security_group_id: groupId, project_id: projectId, direction: r.direction, ethertype: r.ethertype, protocol: r.protocol,

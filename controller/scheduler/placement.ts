@@ -115,6 +115,11 @@ export class Placement {
     return freed
   }
 
+  /** Every consumer holding allocations. */
+  async consumers(trx: Trx): Promise<string[]> {
+    return (await trx.selectFrom('allocations').select('consumer_uuid').distinct().execute()).map((r) => r.consumer_uuid)
+  }
+
   /** Inventories, traits and usage of every provider (for the scheduler's cache). */
   async snapshot(trx: Trx): Promise<PlacementSnapshot> {
     const inventories = new Map<string, Map<string, Inventory>>()

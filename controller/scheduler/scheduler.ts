@@ -320,6 +320,11 @@ export class Scheduler {
     })
   }
 
+  /** Every consumer holding allocations (compute releases those that are no server). */
+  consumers(): Promise<string[]> {
+    return this.placement.consumers(this.db)
+  }
+
   /** Up/down from heartbeats, re-read at most every 100 ms (not per decision: 1,000 hosts × every request adds up). */
   private refreshUp(hosts: Map<string, CachedHost>, force = false): void {
     const now = Date.now()

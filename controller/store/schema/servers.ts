@@ -41,6 +41,8 @@ export interface ServerTable {
   power_state: number
   /** The cast carrying the action in progress ('' when none); results of other casts are stale. */
   pending_cast_id: string
+  /** The request id of the API call behind the pending cast ('' when none or unknown); it goes out with every send. */
+  pending_request_id: string
   /** When JetStream took the pending cast; null while it still has to be sent. */
   cast_sent_at: string | null
   /** JSON array of the ports the server made for itself (deleted with it; other ports are only unbound). */

@@ -299,7 +299,15 @@ export interface Cast {
   start?: ServerAction | undefined;
   stop?: ServerAction | undefined;
   reboot?: RebootServer | undefined;
-  delete?: ServerAction | undefined;
+  delete?:
+    | ServerAction
+    | undefined;
+  /**
+   * The request id of the API call that caused this cast (x-request-id, or
+   * the one the controller made up); the agent logs the cast's work under it.
+   * Empty for casts no API call caused.
+   */
+  requestId?: string | undefined;
 }
 
 /** What became of a cast, published by the agent once per cast id. */
@@ -3276,6 +3284,7 @@ function createBaseCast(): Cast {
     stop: undefined,
     reboot: undefined,
     delete: undefined,
+    requestId: "",
   };
 }
 
@@ -3304,6 +3313,9 @@ export const Cast: MessageFns<Cast> = {
     }
     if (message.delete !== undefined) {
       ServerAction.encode(message.delete, writer.uint32(66).fork()).join();
+    }
+    if (message.requestId !== undefined && message.requestId !== "") {
+      writer.uint32(74).string(message.requestId);
     }
     return writer;
   },
@@ -3385,6 +3397,14 @@ export const Cast: MessageFns<Cast> = {
             message.delete = ServerAction.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3411,6 +3431,11 @@ export const Cast: MessageFns<Cast> = {
       stop: isSet(object.stop) ? ServerAction.fromJSON(object.stop) : undefined,
       reboot: isSet(object.reboot) ? RebootServer.fromJSON(object.reboot) : undefined,
       delete: isSet(object.delete) ? ServerAction.fromJSON(object.delete) : undefined,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -3440,6 +3465,9 @@ export const Cast: MessageFns<Cast> = {
     if (message.delete !== undefined) {
       obj.delete = ServerAction.toJSON(message.delete);
     }
+    if (message.requestId !== undefined && message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
     return obj;
   },
 
@@ -3466,6 +3494,7 @@ export const Cast: MessageFns<Cast> = {
     message.delete = (object.delete !== undefined && object.delete !== null)
       ? ServerAction.fromPartial(object.delete)
       : undefined;
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };

@@ -1,0 +1,118 @@
+/**
+ * The cast outbox (Nova's rpc.cast, made durable): a server's pending cast is
+ * recorded on its row (`pending_cast_id`, with the request id of the API call
+ * behind it) before it is sent; once JetStream has it, `cast_sent_at` is set.
+ * A cast the bus did not take (NATS away, the controller stopped in between)
+ * stays pending and `resend()` sends it again, on a timer and at start-up.
+ */
+import { randomBytes } from 'node:crypto'
+import type { Db } from '../store/db.js'
+import { castIdFor as castId, parseCastId } from '../../proto/subjects.js'
+import type { ServerAction } from './server-states.js'
+import type { AgentTransport, CastAction } from './transport.js'
+import { now, type Log } from './server-model.js'
+
+/** A cast id for `action` on server `uuid` (builds have one per server; other actions a fresh nonce). */
+export function castIdFor(action: ServerAction, uuid: string): string {
+  return castId(action, uuid, randomBytes(4).toString('hex'))
+}
+
+/** The action a cast id carries. */
+export function actionOfCast(id: string): ServerAction | undefined {
+  return parseCastId(id)?.action
+}
+
+/** The wire action of a server action. */
+export function castAction(action: ServerAction, uuid: string): CastAction {
+  const instance = { instanceUuid: uuid }
+  switch (action) {
+    case 'build':
+      return { build: instance }
+    case 'start':
+      return { start: instance }
+    case 'stop':
+      return { stop: instance }
+    case 'reboot':
+    case 'reboot_hard':
+      return { reboot: { ...instance, hard: action === 'reboot_hard' } }
+    case 'delete':
+      return { delete: instance }
+  }
+}
+
+/** One cast to send: to `host`, about server `uuid`, under `castId`, caused by the API call `requestId`. */
+export interface OutgoingCast {
+  uuid: string
+  host: string
+  action: ServerAction
+  castId: string
+  requestId: string
+}
+
+export class CastOutbox {
+  private retryTimer: NodeJS.Timeout | undefined
+  private resending: Promise<void> | undefined
+
+  constructor(
+    private readonly db: Db,
+    private readonly retryMs: number,
+    private readonly log: Log,
+    private transport: AgentTransport | undefined = undefined,
+  ) {}
+
+  /** The bus, once connected (until then casts wait on their rows). */
+  get bus(): AgentTransport | undefined {
+    return this.transport
+  }
+
+  /** Connects the bus (after it started) and resends, every `retryMs`, what could not be sent. */
+  attach(transport: AgentTransport): void {
+    this.transport = transport
+    if (!this.retryTimer) {
+      this.retryTimer = setInterval(() => void this.resend(), this.retryMs)
+      this.retryTimer.unref()
+    }
+  }
+
+  stop(): void {
+    if (this.retryTimer) clearInterval(this.retryTimer)
+    this.retryTimer = undefined
+  }
+
+  /**
+   * Queues a cast; on failure it stays pending and `resend()` tries again.
+   * `record`: the cast is the server's pending one (its row learns it was
+   * sent); false for a cast nothing waits for (a local delete's clean-up).
+   */
+  async send(c: OutgoingCast, record = true): Promise<void> {
+    if (!this.transport) {
+      this.log.warn({ instance: c.uuid, host: c.host }, 'no message bus: the cast waits')
+      return
+    }
+    try {
+      await this.transport.cast(c.host, castAction(c.action, c.uuid), c.castId, c.requestId || undefined)
+      if (record) await this.db.updateTable('servers').set({ cast_sent_at: now() }).where('uuid', '=', c.uuid).where('pending_cast_id', '=', c.castId).execute()
+    } catch (err) {
+      this.log.warn({ instance: c.uuid, host: c.host, err: (err as Error).message }, 'cast not queued; it will be sent again')
+    }
+  }
+
+  /** Sends again every cast the bus did not take (NATS was away, or the controller stopped in between). */
+  resend(): Promise<void> {
+    this.resending ??= (async () => {
+      try {
+        const rows = await this.db.selectFrom('servers').select(['uuid', 'host', 'pending_cast_id', 'pending_request_id']).where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).where('deleted', '=', 0).execute()
+        for (const r of rows) {
+          const action = actionOfCast(r.pending_cast_id)
+          if (!r.host || !action) continue
+          await this.send({ uuid: r.uuid, host: r.host, action, castId: r.pending_cast_id, requestId: r.pending_request_id })
+        }
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'resending casts failed')
+      } finally {
+        this.resending = undefined
+      }
+    })()
+    return this.resending
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Server actions (Nova's compute API start/stop/reboot/delete): checked
+ * against the state table, recorded as the server's task with the id of the
+ * cast that carries them, then cast. A server with no host, or whose host is
+ * down, is deleted here (Nova's local delete). Also the console output, a
+ * synchronous call to the server's agent.
+ */
+import { FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable } from '../../proto/errors.js'
+import type { Db } from '../store/db.js'
+import type { Trx } from '../quota/quota.js'
+import type { PortCatalog } from '../network/ports.js'
+import type { Scheduler } from '../scheduler/scheduler.js'
+import type { HostRegistry } from './hosts.js'
+import { beginAction, inProgress, localDelete, type ServerAction } from './server-states.js'
+import { castIdFor, type CastOutbox } from './cast-outbox.js'
+import { writeOutcome } from './cast-results.js'
+import type { ServerViews } from './server-views.js'
+import { now, type Log, type ServerCaller, type ServerView } from './server-model.js'
+
+const CONSOLE_MAX_BYTES = 100 * 1024
+
+export class ServerActions {
+  constructor(
+    private readonly db: Db,
+    private readonly deps: { views: ServerViews; outbox: CastOutbox; ports: PortCatalog; scheduler: Scheduler; hosts: HostRegistry },
+    private readonly config: { agentCallTimeoutMs: number },
+    private readonly log: Log,
+  ) {}
+
+  /** Starts, stops, reboots or deletes a server; returns it with the action's task_state. */
+  async act(ref: string | undefined, action: Exclude<ServerAction, 'build'>, caller: ServerCaller): Promise<ServerView> {
+    const first = await this.deps.views.find(ref, caller)
+    if (!caller.isAdmin && !(caller.canWrite && first.project_id === caller.projectId)) throw new PermissionDenied(`server ${first.uuid} can be changed only by members of its project or a cloud admin`)
+    const castId = castIdFor(action, first.uuid)
+    const requestId = caller.requestId ?? ''
+    // The answer is the server as this action left it: with a fast host the result can land
+    // before the cast's publish returns, and the caller should still see the task it started.
+    const reread = (trx: Trx) => trx.selectFrom('servers').selectAll().where('uuid', '=', first.uuid).executeTakeFirstOrThrow()
+    const plan = await this.db.transaction().execute(async (trx) => {
+      const row = (await trx.selectFrom('servers').selectAll().where('uuid', '=', first.uuid).executeTakeFirst())!
+      if (inProgress(action, row)) return { kind: 'none' as const, row }
+      const task = beginAction(action, row)
+      // Nothing on a host (it never got one), or its host is down: delete here, as Nova's local delete;
+      // a cast still goes to a down host so its agent cleans up when it is back.
+      if (action === 'delete' && (!row.host || !this.deps.hosts.isUp(row.host))) {
+        await writeOutcome(trx, this.deps.ports, row, localDelete(), undefined)
+        return { kind: 'local' as const, host: row.host, row: await reread(trx) }
+      }
+      if (!row.host) throw new FailedPrecondition(`server ${row.uuid} has no host: it never got one (${row.fault_message || 'no fault recorded'})`)
+      await trx.updateTable('servers').set({ task_state: task, pending_cast_id: castId, pending_request_id: requestId, cast_sent_at: null, updated_at: now() }).where('uuid', '=', row.uuid).execute()
+      return { kind: 'cast' as const, host: row.host, row: await reread(trx) }
+    })
+    if (plan.kind === 'local') {
+      await this.deps.scheduler.release(first.uuid)
+      this.log.info({ instance: first.uuid, host: plan.host }, plan.host ? 'server deleted locally: its host is down' : 'server deleted: it had no host')
+      if (plan.host) await this.deps.outbox.send({ uuid: first.uuid, host: plan.host, action: 'delete', castId, requestId }, false)
+    } else if (plan.kind === 'cast') {
+      await this.deps.outbox.send({ uuid: first.uuid, host: plan.host, action, castId, requestId })
+    }
+    return (await this.deps.views.views([plan.row], caller))[0]!
+  }
+
+  async consoleOutput(ref: string | undefined, length: number | undefined, caller: ServerCaller): Promise<string> {
+    const row = await this.deps.views.find(ref, caller)
+    if (row.vm_state === 'deleted') throw new FailedPrecondition(`server ${row.uuid} is deleted`)
+    if (!row.host) throw new FailedPrecondition(`server ${row.uuid} has no host, so no console`)
+    if (length !== undefined && (!Number.isInteger(length) || length < 0)) throw new InvalidArgument(`length must be a non-negative number of lines, got ${length}`, { field: 'length' })
+    const transport = this.deps.outbox.bus
+    if (!transport) throw new Unavailable('the controller runs without its message bus; consoles cannot be read')
+    if (!this.deps.hosts.isUp(row.host)) throw new Unavailable(`host '${row.host}' of server ${row.uuid} is down; its console cannot be read now`)
+    const answer = await transport.call(row.host, { consoleOutput: { instanceUuid: row.uuid, maxBytes: CONSOLE_MAX_BYTES } }, this.config.agentCallTimeoutMs)
+    const out = answer.consoleOutput?.output ?? ''
+    if (!length) return out
+    const lines = out.split('\n')
+    const trailing = lines[lines.length - 1] === '' ? 1 : 0
+    return lines.slice(Math.max(0, lines.length - trailing - length)).join('\n')
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * The checks of a create request (Nova's compute API `_validate_and_build_base_options`):
+ * everything it names — flavor, image, keypair, user data, metadata, zone,
+ * networks and ports, security groups, server group — is checked and
+ * resolved before anything is made, so a bad request fails with its reason
+ * and leaves nothing behind. The result is a CreatePlan for `server-create.ts`.
+ */
+import { Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
+import type { Db } from '../store/db.js'
+import { checkName, checkText } from '../identity/validate.js'
+import type { FlavorCatalog, Flavor } from './flavors.js'
+import type { KeypairCatalog } from './keypairs.js'
+import type { ImageCatalog, Image, ImageViewer } from '../image/catalog.js'
+import type { PortCatalog } from '../network/ports.js'
+import type { SecurityGroupCatalog } from '../network/security-groups.js'
+import { loadNetwork, canModify, networksUsableBy, type Actor } from '../network/access.js'
+import type { HostRegistry } from './hosts.js'
+import type { ServerGroupCatalog } from './server-groups.js'
+import { UUID_RE, type CreateServer, type ServerCaller } from './server-model.js'
+
+/** Nova's limits: 64 KiB of user data, 128 metadata items. */
+const USER_DATA_MAX = 65535
+const METADATA_MAX = 128
+/** Nova's `max_count` has no limit but the quota; this one keeps a typo from queueing a million claims. */
+const MAX_COUNT = 1000
+
+/** A NIC asked for, resolved before anything is made. */
+export type NicPlan = { kind: 'network'; networkId: string; fixedIp?: string } | { kind: 'port'; portId: string }
+
+/** A create request once every part of it has been checked and resolved. */
+export interface CreatePlan {
+  caller: ServerCaller
+  projectId: string
+  actor: Actor
+  name: string
+  description: string
+  minCount: number
+  maxCount: number
+  flavor: Flavor
+  image: Image
+  key: { name: string; publicKey: string } | undefined
+  userData: string
+  metadata: Record<string, string>
+  zone: { zone?: string; host?: string }
+  nics: NicPlan[]
+  /** Security group ids for the ports it makes (undefined: the project's default). */
+  groupIds: string[] | undefined
+  /** The server group it joins. */
+  serverGroup: string | undefined
+}
+
+export interface CreatePlannerDeps {
+  flavors: FlavorCatalog
+  images: ImageCatalog
+  keypairs: KeypairCatalog
+  ports: PortCatalog
+  securityGroups: SecurityGroupCatalog
+  hosts: HostRegistry
+  serverGroups: ServerGroupCatalog
+}
+
+export class CreatePlanner {
+  constructor(
+    private readonly db: Db,
+    private readonly deps: CreatePlannerDeps,
+    private readonly config: { defaultAvailabilityZone: string },
+  ) {}
+
+  /** Checks and resolves a create request. */
+  async plan(req: CreateServer, caller: ServerCaller): Promise<CreatePlan> {
+    const projectId = caller.projectId
+    if (!projectId) throw new FailedPrecondition('servers belong to projects: use a project-scoped token')
+    const name = checkName('name', req.name, 255)
+    const description = checkText('description', req.description, 255)
+    const minCount = req.minCount || 1
+    const maxCount = req.maxCount || minCount
+    if (!Number.isInteger(minCount) || minCount < 1) throw new InvalidArgument(`min_count must be an integer ≥ 1, got ${minCount}`, { field: 'min_count' })
+    if (!Number.isInteger(maxCount) || maxCount < minCount || maxCount > MAX_COUNT) throw new InvalidArgument(`max_count must be an integer from min_count (${minCount}) to ${MAX_COUNT}, got ${maxCount}`, { field: 'max_count' })
+
+    const flavor = await this.findFlavor(req.flavorRef, caller)
+    const image = await this.findImage(req.imageRef, caller)
+    this.checkImageFits(image, flavor)
+    const key = req.keyName ? await this.deps.keypairs.get(req.keyName, caller.userId).catch((err) => {
+      throw err instanceof NotFound ? new NotFound(`keypair '${req.keyName}' not found for user ${caller.userId}; create or import it with: strato keypair create`, { field: 'key_name', cause: err }) : err
+    }) : undefined
+    const userData = checkUserData(req.userData)
+    const metadata = checkMetadata(req.metadata)
+    const zone = await this.parseZone(req.availabilityZone, caller)
+    const actor = actorOf(caller)
+    const nics = await this.planNics(req, actor, projectId)
+    const groupIds = await this.resolveGroups(req.securityGroups, actor, projectId)
+    const serverGroup = req.group ? await this.deps.serverGroups.resolve(req.group, caller) : undefined
+    return { caller, projectId, actor, name, description, minCount, maxCount, flavor, image, key, userData, metadata, zone, nics, groupIds, serverGroup }
+  }
+
+  private async findFlavor(ref: string | undefined, caller: ServerCaller): Promise<Flavor> {
+    if (!ref) throw new InvalidArgument('flavor_ref is required (a flavor id or name; see strato flavor list)', { field: 'flavor_ref' })
+    const viewer = { isAdmin: caller.isAdmin, projectId: caller.projectId }
+    try {
+      return await this.deps.flavors.get({ id: ref }, viewer)
+    } catch (err) {
+      if (!(err instanceof NotFound)) throw err
+    }
+    return this.deps.flavors.get({ name: ref }, viewer).catch((err) => {
+      throw err instanceof NotFound ? new NotFound(`flavor '${ref}' not found (by id or name); see strato flavor list`, { field: 'flavor_ref', cause: err }) : err
+    })
+  }
+
+  private async findImage(ref: string | undefined, caller: ServerCaller): Promise<Image> {
+    if (!ref) throw new InvalidArgument('image_ref is required (an image id or name; see strato image list)', { field: 'image_ref' })
+    const image = await this.deps.images.get(UUID_RE.test(ref) ? { id: ref } : { name: ref }, imageViewer(caller)).catch((err) => {
+      throw err instanceof NotFound ? new NotFound(`image '${ref}' not found (by id or name); see strato image list`, { field: 'image_ref', cause: err }) : err
+    })
+    if (image.status !== 'active') throw new FailedPrecondition(`image ${image.id} is ${image.status}, not active${image.status === 'queued' ? ': upload its data first' : ''}`, { field: 'image_ref' })
+    if (image.diskFormat !== 'qcow2' && image.diskFormat !== 'raw') throw new FailedPrecondition(`image ${image.id} is ${image.diskFormat}; servers boot from qcow2 and raw images`, { field: 'image_ref' })
+    return image
+  }
+
+  /** Nova's FlavorDiskSmallerThanImage / …MinDisk / FlavorMemoryTooSmall. */
+  private checkImageFits(image: Image, flavor: Flavor): void {
+    const GiB = 1024 ** 3
+    if (flavor.ram < image.minRam) throw new FailedPrecondition(`flavor ${flavor.name} has ${flavor.ram} MiB of RAM; image ${image.name || image.id} needs min_ram ${image.minRam} MiB`, { field: 'flavor_ref' })
+    if (flavor.disk > 0 && flavor.disk < image.minDisk) throw new FailedPrecondition(`flavor ${flavor.name}'s disk (${flavor.disk} GiB) is smaller than the image's min_disk (${image.minDisk} GiB)`, { field: 'flavor_ref' })
+    if (flavor.disk > 0 && flavor.disk * GiB < image.virtualSize) {
+      throw new FailedPrecondition(`flavor ${flavor.name}'s disk (${flavor.disk} GiB) is smaller than image ${image.name || image.id} (${(image.virtualSize / GiB).toFixed(2)} GiB virtual); choose a larger flavor`, { field: 'flavor_ref' })
+    }
+  }
+
+  private async parseZone(text: string | undefined, caller: ServerCaller): Promise<{ zone?: string; host?: string }> {
+    if (!text) return {}
+    const [zone, host, ...rest] = text.split(':')
+    if (rest.length) throw new InvalidArgument(`availability_zone '${text}' must be ZONE or ZONE:HOST`, { field: 'availability_zone' })
+    if (host !== undefined && !caller.isAdmin) throw new PermissionDenied('only cloud admins choose the host (ZONE:HOST)', { field: 'availability_zone' })
+    const hosts = await this.deps.hosts.list()
+    const zones = new Set([this.config.defaultAvailabilityZone, ...hosts.filter((h) => h.mapped).map((h) => h.availabilityZone)])
+    if (zone && !zones.has(zone)) throw new InvalidArgument(`availability zone '${zone}' does not exist; zones: ${[...zones].sort().join(', ')}`, { field: 'availability_zone' })
+    if (host) {
+      const h = hosts.find((x) => x.host === host)
+      if (!h) throw new InvalidArgument(`host '${host}' does not exist`, { field: 'availability_zone' })
+      if (zone && h.availabilityZone !== zone) throw new InvalidArgument(`host '${host}' is in zone '${h.availabilityZone}', not '${zone}'`, { field: 'availability_zone' })
+    }
+    return { ...(zone ? { zone } : {}), ...(host ? { host } : {}) }
+  }
+
+  /** The NICs asked for; with none, Nova's "auto": the only network the project can use. */
+  private async planNics(req: CreateServer, actor: Actor, projectId: string): Promise<NicPlan[]> {
+    const mode = req.networkMode || 'auto'
+    if (mode !== 'auto' && mode !== 'none') throw new InvalidArgument(`network_mode must be auto or none, got '${mode}'`, { field: 'network_mode' })
+    const asked = req.networks ?? []
+    if (asked.length && req.networkMode) throw new InvalidArgument('give networks or network_mode, not both', { field: 'network_mode' })
+    if (asked.length === 0) {
+      if (mode === 'none') return []
+      const usable = await networksUsableBy(this.db, projectId)
+      if (usable.length > 1) {
+        throw new Conflict(`${usable.length} networks could be meant (${usable.slice(0, 5).map((n) => n.name || n.id).join(', ')}); pick one with networks[].uuid (strato server create --nic net-id=…), or network_mode none`, { field: 'networks' })
+      }
+      return usable.map((n) => ({ kind: 'network', networkId: n.id }))
+    }
+    const out: NicPlan[] = []
+    const ports = new Set<string>()
+    for (const [i, n] of asked.entries()) {
+      if (n.port) {
+        if (n.uuid || n.fixedIp) throw new InvalidArgument(`networks[${i}]: a port already has its network and addresses; give port alone`, { field: `networks[${i}]` })
+        if (ports.has(n.port)) throw new InvalidArgument(`networks[${i}]: port ${n.port} is given twice`, { field: `networks[${i}].port` })
+        ports.add(n.port)
+        const port = await this.deps.ports.get(n.port, actor).catch((err) => {
+          throw err instanceof NotFound ? new NotFound(`port ${n.port} not found`, { field: `networks[${i}].port`, cause: err }) : err
+        })
+        if (!canModify(actor, port.projectId)) throw new PermissionDenied(`port ${port.id} belongs to another project`, { field: `networks[${i}].port` })
+        if (port.deviceId) throw new Conflict(`port ${port.id} is in use by ${port.deviceOwner || 'a device'} ${port.deviceId}`, { field: `networks[${i}].port` })
+        out.push({ kind: 'port', portId: port.id })
+      } else if (n.uuid) {
+        const net = await loadNetwork(this.db, actor, n.uuid, `networks[${i}].uuid`)
+        if (!net.shared && !canModify(actor, net.project_id)) throw new FailedPrecondition(`network ${net.id} is neither yours nor shared`, { field: `networks[${i}].uuid` })
+        out.push({ kind: 'network', networkId: net.id, ...(n.fixedIp ? { fixedIp: n.fixedIp } : {}) })
+      } else {
+        throw new InvalidArgument(`networks[${i}] needs a network uuid or a port`, { field: `networks[${i}]` })
+      }
+    }
+    return out
+  }
+
+  /** Security group names or ids of the caller's project → ids; none given: the project's default group. */
+  private async resolveGroups(refs: string[] | undefined, actor: Actor, projectId: string): Promise<string[] | undefined> {
+    if (!refs?.length) return undefined
+    const ids: string[] = []
+    for (const [i, ref] of refs.entries()) {
+      let id: string | undefined
+      if (UUID_RE.test(ref)) id = await this.deps.securityGroups.idInProject(ref, projectId)
+      if (!id) {
+        if (ref === 'default') id = await this.db.transaction().execute((trx) => this.deps.securityGroups.ensureDefault(trx, projectId))
+        else {
+          const found = await this.deps.securityGroups.list({ name: ref, projectId }, actor)
+          if (found.length > 1) throw new Conflict(`${found.length} security groups are named '${ref}' in the project; use the id`, { field: `security_groups[${i}]` })
+          id = found[0]?.id
+        }
+      }
+      if (!id) throw new NotFound(`security group '${ref}' not found in project ${projectId}`, { field: `security_groups[${i}]` })
+      if (!ids.includes(id)) ids.push(id)
+    }
+    return ids
+  }
+}
+
+export function actorOf(c: ServerCaller): Actor {
+  return { isAdmin: c.isAdmin, projectId: c.projectId, readerDomainId: undefined }
+}
+
+function imageViewer(c: ServerCaller): ImageViewer {
+  return { isAdmin: c.isAdmin, projectId: c.projectId, domainId: c.domainId, canWrite: c.canWrite }
+}
+
+function checkUserData(text: string | undefined): string {
+  if (!text) return ''
+  if (!/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(text)) throw new InvalidArgument('user_data must be base64', { field: 'user_data' })
+  const size = Buffer.from(text, 'base64').length
+  if (size > USER_DATA_MAX) throw new InvalidArgument(`user_data is ${size} bytes decoded; the limit is ${USER_DATA_MAX}`, { field: 'user_data' })
+  return text
+}
+
+function checkMetadata(m: Record<string, string> | undefined): Record<string, string> {
+  const entries = Object.entries(m ?? {})
+  if (entries.length > METADATA_MAX) throw new ResourceExhausted(`metadata has ${entries.length} items; the quota is ${METADATA_MAX}`)
+  for (const [k, v] of entries) {
+    if (k.length === 0 || k.length > 255) throw new InvalidArgument(`metadata keys must be 1-255 characters, got '${k.slice(0, 40)}'`, { field: 'metadata' })
+    if (v.length > 255) throw new InvalidArgument(`metadata value of '${k}' is ${v.length} characters; the limit is 255`, { field: `metadata.${k}` })
+  }
+  return Object.fromEntries(entries)
+}
+

@@ -1,0 +1,172 @@
+/**
+ * Server create (Nova's compute API `create` and the conductor's
+ * `schedule_and_build_instances`, in one place): the request is checked
+ * (`server-create-plan.ts`), then a host is claimed for each server —
+ * allocation and quota in one transaction (the scheduler) — then the servers
+ * and their ports are recorded in one transaction, and only then are the
+ * builds cast. Each claim adds its release to a Reverter, so a request that
+ * fails part-way (a quota, no valid host, an exhausted subnet, a port taken
+ * meanwhile) gives every claim back and leaves nothing behind. What fails
+ * later, on the host, is the cast results' business.
+ */
+import { randomBytes, randomUUID } from 'node:crypto'
+import { toStratoError } from '../../proto/errors.js'
+import type { Db } from '../store/db.js'
+import type { Trx, QuotaEngine } from '../quota/quota.js'
+import type { PortCatalog } from '../network/ports.js'
+import { loadNetwork } from '../network/access.js'
+import type { Scheduler, Placed } from '../scheduler/scheduler.js'
+import { DISK_GB, MEMORY_MB, VCPU, type GroupSpec } from '../scheduler/model.js'
+import { Reverter } from '../revert.js'
+import type { HostRegistry } from './hosts.js'
+import type { ServerGroupCatalog } from './server-groups.js'
+import { CREATED } from './server-states.js'
+import { castIdFor, type CastOutbox } from './cast-outbox.js'
+import type { ServerViews } from './server-views.js'
+import { CreatePlanner, type CreatePlan, type CreatePlannerDeps } from './server-create-plan.js'
+import { instanceName, now, type CreateServer, type Log, type ServerCaller, type ServerView } from './server-model.js'
+
+export interface ServerCreatorDeps extends CreatePlannerDeps {
+  ports: PortCatalog
+  scheduler: Scheduler
+  hosts: HostRegistry
+  quota: QuotaEngine
+  serverGroups: ServerGroupCatalog
+  views: ServerViews
+  outbox: CastOutbox
+}
+
+type Claim = { uuid: string; placed: Placed }
+
+export class ServerCreator {
+  private readonly planner: CreatePlanner
+
+  constructor(
+    private readonly db: Db,
+    private readonly deps: ServerCreatorDeps,
+    config: { defaultAvailabilityZone: string },
+    private readonly log: Log,
+  ) {
+    this.planner = new CreatePlanner(db, deps, config)
+  }
+
+  async create(req: CreateServer, caller: ServerCaller): Promise<{ servers: ServerView[]; reservationId: string }> {
+    const plan = await this.planner.plan(req, caller)
+    // A server group's members are placed one request at a time, each seeing where the others went.
+    return plan.serverGroup ? this.deps.serverGroups.serialize(plan.serverGroup, () => this.placeAndRecord(plan)) : this.placeAndRecord(plan)
+  }
+
+  /** Claims hosts for a validated request, then records its servers and ports and casts their builds. */
+  private async placeAndRecord(plan: CreatePlan): Promise<{ servers: ServerView[]; reservationId: string }> {
+    const { caller, minCount } = plan
+    let maxCount = plan.maxCount
+    const group = plan.serverGroup ? await this.deps.serverGroups.forCreate(plan.serverGroup, caller, minCount) : undefined
+    if (group && group.room >= 0) maxCount = Math.min(maxCount, group.room)
+    const reservationId = `r-${randomBytes(4).toString('hex')}`
+    const revert = new Reverter()
+    let claims: Claim[]
+    try {
+      claims = await this.claim(plan, maxCount, group?.spec, reservationId, revert)
+      await this.record(plan, claims, maxCount, group?.spec.id ?? '', reservationId)
+      revert.success()
+    } catch (err) {
+      const failures = await revert.fail()
+      if (failures.length) this.log.warn({ reservationId, failures: failures.map((f) => `${f.description}: ${(f.error as Error).message}`) }, 'giving back the claims of a failed create failed in part')
+      throw err
+    }
+    for (const { uuid, placed: p } of claims) {
+      this.log.info({ instance: uuid, host: p.host, reservationId }, 'server placed; build cast to its host')
+      await this.deps.outbox.send({ uuid, host: p.host, action: 'build', castId: castIdFor('build', uuid), requestId: caller.requestId ?? '' })
+    }
+    const rows = await this.db.selectFrom('servers').selectAll().where('reservation_id', '=', reservationId).orderBy('launch_index').execute()
+    return { servers: await this.deps.views.views(rows, caller), reservationId }
+  }
+
+  /**
+   * Claims a host for each server, from min_count up to max_count (fewer when
+   * no more fit): allocation + quota (instances, cores, ram), atomically.
+   * Every claim's release goes on `revert`.
+   */
+  private async claim(plan: CreatePlan, maxCount: number, group: GroupSpec | undefined, reservationId: string, revert: Reverter): Promise<Claim[]> {
+    const { caller, projectId, minCount, flavor, image, zone } = plan
+    const claims: Claim[] = []
+    const resources = { [VCPU]: flavor.vcpus, [MEMORY_MB]: flavor.ram, [DISK_GB]: flavor.disk + flavor.ephemeral + Math.ceil(flavor.swap / 1024) }
+    for (let i = 0; i < maxCount; i++) {
+      const uuid = randomUUID()
+      try {
+        const p = await this.deps.scheduler.schedule({
+          instanceUuid: uuid, projectId, userId: caller.userId, resources,
+          ...(zone.zone ? { availabilityZone: zone.zone } : {}),
+          ...(zone.host ? { forceHost: zone.host } : {}),
+          imageProperties: image.properties,
+          ...(group ? { group } : {}),
+        })
+        revert.add(`release the allocation of ${uuid}`, () => this.deps.scheduler.release(uuid))
+        claims.push({ uuid, placed: p })
+        group?.memberHosts.push(p.host)
+      } catch (err) {
+        if (i < minCount) throw minCount > 1 && claims.length > 0 ? withPrefix(err, `only ${claims.length} of min_count ${minCount} servers could be placed`) : err
+        this.log.info({ reservationId, created: i, asked: maxCount, err: (err as Error).message }, 'fewer servers than max_count fit')
+        break
+      }
+    }
+    return claims
+  }
+
+  /** Records the claimed servers and makes (or binds) their ports, in one transaction. */
+  private async record(plan: CreatePlan, claims: Claim[], maxCount: number, serverGroupId: string, reservationId: string): Promise<void> {
+    const { caller, projectId, actor, name, description, flavor, image, key, userData, metadata, zone, nics, groupIds } = plan
+    const ts = now()
+    // Hosts are read before the transaction: the store has one connection, and a read
+    // through it while the transaction holds it would wait forever.
+    const zones = new Map<string, string>()
+    for (const { placed: p } of claims) if (!zones.has(p.host)) zones.set(p.host, (await this.deps.hosts.get(p.host)).availabilityZone)
+    await this.db.transaction().execute(async (trx: Trx) => {
+      const portsNeeded = nics.filter((n) => n.kind === 'network').length * claims.length
+      if (portsNeeded) await this.deps.quota.check(trx, { projectId }, { ports: portsNeeded })
+      for (const [index, { uuid, placed: p }] of claims.entries()) {
+        const availabilityZone = zones.get(p.host)!
+        const deviceOwner = `compute:${availabilityZone}`
+        const own: string[] = []
+        for (const [i, nic] of nics.entries()) {
+          if (nic.kind === 'port') {
+            await this.deps.ports.bindIn(trx, nic.portId, { deviceId: uuid, deviceOwner }, `networks[${i}].port`)
+          } else {
+            const net = await loadNetwork(trx, actor, nic.networkId, `networks[${i}].uuid`)
+            own.push(await this.deps.ports.createIn(trx, net, {
+              projectId, deviceOwner, deviceId: uuid, securityGroups: groupIds,
+              ...(nic.fixedIp ? { fixedIps: [{ ipAddress: nic.fixedIp }] } : {}),
+            }))
+          }
+        }
+        await trx.insertInto('servers').values({
+          uuid, name: maxCount > 1 ? `${name}-${index + 1}` : name, description, project_id: projectId, user_id: caller.userId,
+          flavor_id: flavor.id, flavor_name: flavor.name, vcpus: flavor.vcpus, ram: flavor.ram, disk: flavor.disk, ephemeral: flavor.ephemeral, swap: flavor.swap,
+          image_id: image.id, image_name: image.name, key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData, config_drive: 'True',
+          metadata: JSON.stringify(metadata), security_groups: JSON.stringify(groupIds), requested_az: zone.zone ?? '',
+          host: p.host, node_uuid: p.providerUuid, availability_zone: availabilityZone, instance_name: instanceName(uuid),
+          ...CREATED, power_state: 0, pending_cast_id: castIdFor('build', uuid), pending_request_id: caller.requestId ?? '', cast_sent_at: null,
+          own_ports: JSON.stringify(own), reservation_id: reservationId, launch_index: index,
+          fault_code: '', fault_message: '', fault_at: null, created_at: ts, updated_at: ts, launched_at: null, terminated_at: null, deleted: 0,
+          server_group_id: serverGroupId,
+        }).execute()
+      }
+    })
+  }
+
+  /** Allocations whose consumer is no server (a controller stopped between claim and record): released at start-up. */
+  async releaseOrphanAllocations(): Promise<number> {
+    const consumers = await this.deps.scheduler.consumers()
+    const live = new Set(consumers.length ? (await this.db.selectFrom('servers').select('uuid').where('uuid', 'in', consumers).where('deleted', '=', 0).execute()).map((r) => r.uuid) : [])
+    const orphans = consumers.filter((c) => !live.has(c))
+    for (const o of orphans) await this.deps.scheduler.release(o)
+    if (orphans.length) this.log.warn({ consumers: orphans }, 'released allocations of consumers that are no server')
+    return orphans.length
+  }
+}
+
+function withPrefix(err: unknown, prefix: string): unknown {
+  const e = toStratoError(err)
+  const Ctor = e.constructor as new (m: string, o: { cause?: unknown; field?: string }) => Error
+  return new Ctor(`${prefix}: ${e.message}`, { cause: err, ...(e.field ? { field: e.field } : {}) })
+}

@@ -1,0 +1,135 @@
+/**
+ * The shapes the server code shares (Nova's compute API objects): who asks,
+ * what they ask, what they see, and the names Nova derives for a server.
+ */
+export type { BuildSpec } from '../../proto/build-spec.js'
+
+/** Who is asking, as the catalogs need it. */
+export interface ServerCaller {
+  userId: string
+  projectId: string | undefined
+  domainId: string
+  isAdmin: boolean
+  /** Member (not only reader) of its project. */
+  canWrite: boolean
+  /** The API call's request id; the casts the call causes carry it to the agents' logs. */
+  requestId?: string
+}
+
+export interface ServersConfig {
+  /** Zone of hosts that announce none (the hosts' default). */
+  defaultAvailabilityZone: string
+  /** How often casts that could not be queued are sent again. @default 2000 */
+  castRetryMs: number
+  /** Deadline of synchronous calls to agents (console output). @default 10000 */
+  agentCallTimeoutMs: number
+}
+
+export interface ServerAddress {
+  networkId: string
+  networkName: string
+  addr: string
+  version: number
+  macAddr: string
+  portId: string
+  type: 'fixed' | 'floating'
+}
+
+export interface ServerView {
+  id: string
+  name: string
+  description: string
+  status: string
+  vmState: string
+  taskState: string
+  powerState: number
+  projectId: string
+  userId: string
+  flavor: { id: string; name: string; vcpus: number; ram: number; disk: number; ephemeral: number; swap: number }
+  imageId: string
+  imageName: string
+  keyName: string
+  securityGroups: string[]
+  addresses: ServerAddress[]
+  host: string
+  hypervisorHostname: string
+  instanceName: string
+  availabilityZone: string
+  metadata: Record<string, string>
+  fault: { code: string; message: string; createdAt: Date } | undefined
+  createdAt: Date
+  updatedAt: Date
+  launchedAt: Date | undefined
+  terminatedAt: Date | undefined
+  reservationId: string
+  launchIndex: number
+  /** The server group it joined, if any. */
+  serverGroups: string[]
+  /** Nova's config_drive: 'True' when the host gives the guest a config drive, else ''. */
+  configDrive: string
+}
+
+export interface CreateServer {
+  name?: string
+  description?: string
+  flavorRef?: string
+  imageRef?: string
+  networks?: Array<{ uuid?: string; port?: string; fixedIp?: string }>
+  networkMode?: string
+  securityGroups?: string[]
+  keyName?: string
+  availabilityZone?: string
+  minCount?: number
+  maxCount?: number
+  userData?: string
+  metadata?: Record<string, string>
+  /** Scheduler hint `group`: a server group id or name. */
+  group?: string
+}
+
+export interface ListServers {
+  name?: string
+  status?: string
+  allProjects?: boolean
+  projectId?: string
+  host?: string
+  image?: string
+  flavor?: string
+  availabilityZone?: string
+  deleted?: boolean
+  limit?: number
+  marker?: string
+}
+
+/** Issues a short-lived token of `userId` scoped to `projectId` (the agent downloads the image with it). */
+export type DelegatedTokens = (userId: string, projectId: string) => Promise<string>
+
+/** The logger the server code needs (pino's shape). */
+export interface Log {
+  info(o: object, m: string): void
+  warn(o: object, m: string): void
+  debug(o: object, m: string): void
+}
+
+export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** The hypervisor's domain name of a server. */
+export function instanceName(uuid: string): string {
+  return `instance-${uuid}`
+}
+
+/** Nova's hostname: the display name made a DNS label (lower case, [a-z0-9-], at most 63). */
+export function hostnameOf(displayName: string): string {
+  const label = displayName.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '')
+  return label || 'server'
+}
+
+export const now = () => new Date().toISOString()
+
+export const json = <T>(text: string, fallback: T): T => {
+  try {
+    return JSON.parse(text) as T
+  } catch {
+    return fallback
+  }
+}

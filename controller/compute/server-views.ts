@@ -1,0 +1,136 @@
+/**
+ * Reading servers (Nova's GET /servers): finding one by id or name, listings
+ * with their filters, and the ServerView of a row, with its addresses and
+ * security groups read through network/.
+ */
+import { Conflict, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
+import type { Db } from '../store/db.js'
+import type { ServerTable } from '../store/schema.js'
+import type { Trx } from '../quota/quota.js'
+import type { SecurityGroupCatalog } from '../network/security-groups.js'
+import { portsOfDevices } from '../network/device-ports.js'
+import { STATUSES, TASK_STATES, statesFor, statusOf, type TaskState, type VmState } from './server-states.js'
+import { UUID_RE, json, type ListServers, type ServerAddress, type ServerCaller, type ServerView } from './server-model.js'
+
+export class ServerViews {
+  constructor(
+    private readonly db: Db,
+    private readonly deps: { securityGroups: SecurityGroupCatalog },
+  ) {}
+
+  async get(ref: string | undefined, caller: ServerCaller): Promise<ServerView> {
+    return (await this.views([await this.find(ref, caller)], caller))[0]!
+  }
+
+  async list(f: ListServers, caller: ServerCaller): Promise<ServerView[]> {
+    const adminOnly = (field: string, set: unknown) => {
+      if (set && !caller.isAdmin) throw new PermissionDenied(`${field} is for cloud admins`, { field })
+    }
+    adminOnly('all_projects', f.allProjects)
+    adminOnly('project_id', f.projectId)
+    adminOnly('host', f.host)
+    adminOnly('deleted', f.deleted)
+    let q = this.db.selectFrom('servers').selectAll().orderBy('created_at', 'desc').orderBy('uuid', 'desc')
+    if (f.projectId) q = q.where('project_id', '=', f.projectId)
+    else if (!f.allProjects) q = q.where('project_id', '=', caller.projectId ?? '')
+    q = q.where('deleted', '=', f.deleted ? 1 : 0)
+    if (f.host) q = q.where('host', '=', f.host)
+    if (f.image) q = q.where((eb) => eb.or([eb('image_id', '=', f.image!), eb('image_name', '=', f.image!)]))
+    if (f.flavor) q = q.where((eb) => eb.or([eb('flavor_id', '=', f.flavor!), eb('flavor_name', '=', f.flavor!)]))
+    if (f.availabilityZone) q = q.where('availability_zone', '=', f.availabilityZone)
+    if (f.status) {
+      const pairs = statesFor(f.status)
+      if (!pairs) throw new InvalidArgument(`status must be one of ${STATUSES.join(', ')}, got '${f.status}'`, { field: 'status' })
+      const byVm = new Map<VmState, TaskState[]>()
+      for (const p of pairs) byVm.set(p.vm, [...(byVm.get(p.vm) ?? []), p.task])
+      q = q.where((eb) => eb.or([...byVm].map(([vm, tasks]) => (tasks.length === TASK_STATES.length ? eb('vm_state', '=', vm) : eb.and([eb('vm_state', '=', vm), eb('task_state', 'in', tasks)])))))
+    }
+    let rows = await q.execute()
+    if (f.name) {
+      let re: RegExp
+      try {
+        re = new RegExp(f.name)
+      } catch (err) {
+        throw new InvalidArgument(`name filter '${f.name}' is not a regular expression: ${(err as Error).message}`, { field: 'name', cause: err })
+      }
+      rows = rows.filter((r) => re.test(r.name))
+    }
+    if (f.marker) {
+      const i = rows.findIndex((r) => r.uuid === f.marker)
+      if (i < 0) throw new InvalidArgument(`marker ${f.marker} is not a server in this listing`, { field: 'marker' })
+      rows = rows.slice(i + 1)
+    }
+    if (f.limit) {
+      if (!Number.isInteger(f.limit) || f.limit < 0) throw new InvalidArgument(`limit must be a non-negative integer, got ${f.limit}`, { field: 'limit' })
+      rows = rows.slice(0, f.limit)
+    }
+    return this.views(rows, caller)
+  }
+
+  /** A visible server by id, or by name when exactly one has it. */
+  async find(ref: string | undefined, caller: ServerCaller, db: Trx = this.db): Promise<ServerTable> {
+    if (!ref) throw new InvalidArgument('give the server id or name', { field: 'id' })
+    // Deleted servers are gone for GET, as in Nova (admins list them with `deleted`).
+    const visible = (r: ServerTable) => r.deleted === 0 && (caller.isAdmin || r.project_id === caller.projectId)
+    if (UUID_RE.test(ref)) {
+      const r = await db.selectFrom('servers').selectAll().where('uuid', '=', ref).executeTakeFirst()
+      if (r && visible(r)) return r
+    }
+    let q = db.selectFrom('servers').selectAll().where('name', '=', ref).where('deleted', '=', 0)
+    if (!caller.isAdmin) q = q.where('project_id', '=', caller.projectId ?? '')
+    const rows = await q.execute()
+    if (rows.length > 1) throw new Conflict(`${rows.length} servers are named '${ref}'; use the id`, { field: 'id' })
+    if (!rows[0]) throw new NotFound(`server ${ref} not found`, { field: 'id' })
+    return rows[0]
+  }
+
+  /** The views of `rows`, as `caller` may see them (host details are for admins). */
+  async views(rows: ServerTable[], caller: ServerCaller): Promise<ServerView[]> {
+    if (rows.length === 0) return []
+    const ports = await portsOfDevices(this.db, rows.map((r) => r.uuid))
+    const askedNames = await this.deps.securityGroups.namesOf([...new Set(rows.flatMap((r) => json<string[]>(r.security_groups, [])))])
+    return rows.map((r) => {
+      const mine = ports.filter((p) => p.deviceId === r.uuid)
+      const addresses: ServerAddress[] = []
+      for (const p of mine) {
+        const address = (addr: string, type: ServerAddress['type']): ServerAddress => ({ networkId: p.networkId, networkName: p.networkName, addr, version: addr.includes(':') ? 6 : 4, macAddr: p.macAddress, portId: p.id, type })
+        for (const ip of p.fixedIps) addresses.push(address(ip, 'fixed'))
+        for (const ip of p.floatingIps) addresses.push(address(ip, 'floating'))
+      }
+      // With ports, the groups they have; without (none yet, or none asked for), the groups asked for.
+      const groups = mine.length ? [...new Set(mine.flatMap((p) => p.securityGroups))] : json<string[]>(r.security_groups, []).map((id) => askedNames.get(id) ?? id)
+      const admin = caller.isAdmin
+      return {
+        id: r.uuid,
+        name: r.name,
+        description: r.description,
+        status: statusOf(r.vm_state, r.task_state),
+        vmState: r.vm_state,
+        taskState: r.task_state,
+        powerState: Number(r.power_state),
+        projectId: r.project_id,
+        userId: r.user_id,
+        flavor: { id: r.flavor_id, name: r.flavor_name, vcpus: Number(r.vcpus), ram: Number(r.ram), disk: Number(r.disk), ephemeral: Number(r.ephemeral), swap: Number(r.swap) },
+        imageId: r.image_id,
+        imageName: r.image_name,
+        keyName: r.key_name,
+        securityGroups: groups,
+        addresses,
+        host: admin ? (r.host ?? '') : '',
+        hypervisorHostname: admin ? (r.host ?? '') : '',
+        instanceName: admin ? r.instance_name : '',
+        availabilityZone: r.availability_zone || r.requested_az,
+        metadata: json<Record<string, string>>(r.metadata, {}),
+        fault: r.fault_message ? { code: r.fault_code, message: r.fault_message, createdAt: new Date(r.fault_at ?? r.updated_at) } : undefined,
+        createdAt: new Date(r.created_at),
+        updatedAt: new Date(r.updated_at),
+        launchedAt: r.launched_at ? new Date(r.launched_at) : undefined,
+        terminatedAt: r.terminated_at ? new Date(r.terminated_at) : undefined,
+        reservationId: r.reservation_id,
+        launchIndex: Number(r.launch_index),
+        serverGroups: r.server_group_id ? [r.server_group_id] : [],
+        configDrive: r.config_drive,
+      }
+    })
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * What the conductor reads for agents (Nova's conductor building the request
+ * for the compute host): the build spec of a server a host is about to build
+ * — its flavor, image, NICs (network/'s), key, user data and a token to fetch
+ * the image with — and the servers placed on a host, for the agent's
+ * start-up reconciliation.
+ */
+import { FailedPrecondition, NotFound, toStratoError } from '../../proto/errors.js'
+import type { BuildSpec } from '../../proto/build-spec.js'
+import type { Db } from '../store/db.js'
+import type { ImageCatalog } from '../image/catalog.js'
+import { nicsOfDevice } from '../network/device-ports.js'
+import { beginBuild } from '../compute/server-states.js'
+import { UUID_RE, hostnameOf, json, now, type DelegatedTokens } from '../compute/server-model.js'
+
+/** What the controller believes about a server of a host. */
+export interface HostInstance {
+  instanceUuid: string
+  host: string
+  pendingCastId: string
+  vmState: string
+  taskState: string
+  powerState: number
+  name: string
+}
+
+export interface BuildSpecDeps {
+  images: ImageCatalog
+  tokens: DelegatedTokens
+}
+
+/** The conductor reads images as a service, whoever owns them. */
+const CONDUCTOR = { isAdmin: true, projectId: undefined, domainId: '', canWrite: false }
+
+/**
+ * The build spec of a server its host is about to build; marks it spawning
+ * (the state table's build rule).
+ * @throws NotFound when the server is not placed on `host`.
+ * @throws FailedPrecondition when it is no longer building (deleted, failed).
+ */
+export async function buildSpec(db: Db, deps: BuildSpecDeps, uuid: string, host: string): Promise<BuildSpec> {
+  const row = await db.selectFrom('servers').selectAll().where('uuid', '=', uuid).executeTakeFirst()
+  if (!row || row.host !== host) throw new NotFound(`no server ${uuid} is placed on host '${host}'`)
+  const step = beginBuild(row)
+  if (step) await db.updateTable('servers').set({ task_state: step.task, updated_at: now() }).where('uuid', '=', uuid).where('task_state', 'in', step.whileIn).execute()
+  const nics = await nicsOfDevice(db, uuid)
+  const image = await deps.images.get({ id: row.image_id }, CONDUCTOR).catch((err) => {
+    throw err instanceof NotFound ? new FailedPrecondition(`image ${row.image_id} of server ${uuid} was deleted before the server was built`, { cause: err }) : err
+  })
+  const token = await deps.tokens(row.user_id, row.project_id).catch((err) => {
+    throw new FailedPrecondition(`cannot act for the server's owner to download its image: ${toStratoError(err).message}`, { cause: err })
+  })
+  return {
+    instanceUuid: uuid,
+    name: row.instance_name,
+    displayName: row.name,
+    vcpus: Number(row.vcpus),
+    memoryMb: Number(row.ram),
+    diskGb: Number(row.disk),
+    projectId: row.project_id,
+    imageId: row.image_id,
+    imageChecksum: image.checksum,
+    imageToken: token,
+    nics,
+    keyName: row.key_name,
+    publicKey: row.key_data,
+    userData: row.user_data,
+    metadata: json<Record<string, string>>(row.metadata, {}),
+    availabilityZone: row.availability_zone || row.requested_az,
+    hostname: hostnameOf(row.name),
+    configDrive: row.config_drive === 'True',
+  }
+}
+
+/** What the controller places on `host` (and the state of `also`, whatever it is), for an agent's start-up reconciliation. */
+export async function hostInstances(db: Db, host: string, also: string[]): Promise<HostInstance[]> {
+  const columns = ['uuid', 'host', 'vm_state', 'task_state', 'power_state', 'instance_name', 'pending_cast_id'] as const
+  const rows = await db.selectFrom('servers').select(columns).where('host', '=', host).where('deleted', '=', 0).execute()
+  const known = new Set(rows.map((r) => r.uuid))
+  const extra = also.filter((u) => UUID_RE.test(u) && !known.has(u))
+  if (extra.length) rows.push(...(await db.selectFrom('servers').select(columns).where('uuid', 'in', extra).execute()))
+  return rows.map((r) => ({ instanceUuid: r.uuid, host: r.host ?? '', pendingCastId: r.pending_cast_id, vmState: r.vm_state, taskState: r.task_state, powerState: Number(r.power_state), name: r.instance_name }))
+}
