@@ -1,0 +1,95 @@
+// The server state table (controller/compute/server-states.ts), table-driven: every action against
+// every (vm_state, task_state) pair. Allowed → the task_state the action runs under; refused →
+// FAILED_PRECONDITION naming what is in the way. The expectations are written out here from Nova's
+// compute/api.py checks, not read back from the table under test.
+import t from 'tap'
+import { FailedPrecondition } from '../../../../proto/errors.js'
+import {
+  CREATED, STATUSES, TASK_STATES, VM_STATES, beginAction, beginBuild, inProgress, localDelete, outcomeOf, statesFor, statusOf,
+  type ServerAction, type TaskState, type VmState,
+} from '../../../../controller/compute/server-states.js'
+
+const ALL_VM = VM_STATES.filter((s) => s !== 'deleted')
+const expected: Record<ServerAction, { from: readonly VmState[]; during: readonly TaskState[]; task: TaskState }> = {
+  build: { from: ['building'], during: ['scheduling', 'networking'], task: 'spawning' },
+  start: { from: ['stopped'], during: [''], task: 'powering-on' },
+  stop: { from: ['active', 'error'], during: [''], task: 'powering-off' },
+  reboot: { from: ['active'], during: ['', 'rebooting'], task: 'rebooting' },
+  reboot_hard: { from: ['active', 'stopped', 'error'], during: ['', 'rebooting', 'rebooting_hard'], task: 'rebooting_hard' },
+  delete: { from: ALL_VM, during: TASK_STATES, task: 'deleting' },
+}
+
+t.test('every action × vm_state × task_state', async (t) => {
+  let allowed = 0
+  let refused = 0
+  for (const [action, rule] of Object.entries(expected) as Array<[ServerAction, (typeof expected)[ServerAction]]>) {
+    for (const vm of VM_STATES) {
+      for (const task of TASK_STATES) {
+        const server = { uuid: 'u-1', vm_state: vm, task_state: task }
+        const what = `${action} from ${vm}/${task || '(none)'}`
+        if (rule.from.includes(vm) && rule.during.includes(task)) {
+          t.equal(beginAction(action, server), rule.task, `${what}: allowed, task ${rule.task}`)
+          allowed++
+          continue
+        }
+        let err: unknown
+        try {
+          beginAction(action, server)
+        } catch (e) {
+          err = e
+        }
+        t.ok(err instanceof FailedPrecondition, `${what}: refused`)
+        t.equal((err as FailedPrecondition).code, 'FAILED_PRECONDITION')
+        const message = (err as Error).message
+        if (vm === 'deleted') t.match(message, 'is deleted', `${what}: names the state`)
+        else if (!rule.from.includes(vm)) t.match(message, `vm_state ${vm}`, `${what}: names the vm_state`)
+        else t.match(message, `task '${task}'`, `${what}: names the task in progress`)
+        refused++
+      }
+    }
+  }
+  t.equal(allowed + refused, 6 * VM_STATES.length * TASK_STATES.length, 'every combination was tried')
+})
+
+t.test('a delete asked again while deleting is already under way; nothing else is', async (t) => {
+  for (const action of Object.keys(expected) as ServerAction[]) {
+    for (const task of TASK_STATES) t.equal(inProgress(action, { task_state: task }), action === 'delete' && task === 'deleting', `${action} during '${task}'`)
+  }
+})
+
+t.test("the conductor's build step: spawning once, then left alone; refused once the server is not building", async (t) => {
+  t.equal(CREATED.vm_state, 'building')
+  t.same(beginBuild({ uuid: 'u', ...CREATED }), { task: 'spawning', whileIn: ['scheduling', 'networking'] }, 'a new server moves to spawning')
+  t.equal(beginBuild({ uuid: 'u', vm_state: 'building', task_state: 'spawning' }), undefined, 'a build delivered again: no write')
+  for (const vm of ALL_VM.filter((v) => v !== 'building')) {
+    t.throws(() => beginBuild({ uuid: 'u', vm_state: vm, task_state: '' }), FailedPrecondition, `refused from ${vm}`)
+  }
+  t.throws(() => beginBuild({ uuid: 'u', vm_state: 'deleted', task_state: '' }), /is deleted.*nothing to build/)
+})
+
+t.test('outcomes: what each action leaves, ok or failed', async (t) => {
+  t.match(outcomeOf('build', true), { vm_state: 'active', task_state: '', launched: true })
+  t.match(outcomeOf('build', false), { vm_state: 'error', task_state: '', release: true, fault: true })
+  t.match(outcomeOf('stop', true), { vm_state: 'stopped', task_state: '' })
+  t.match(outcomeOf('start', false), { task_state: '', fault: true })
+  t.equal(outcomeOf('start', false).vm_state, undefined, 'a failed start keeps the vm_state')
+  t.match(outcomeOf('reboot', false), { vm_state: 'error' })
+  t.same(localDelete(), outcomeOf('delete', true), 'a local delete ends as a delete that succeeded')
+  t.match(localDelete(), { vm_state: 'deleted', task_state: '', power_state: 0, release: true, terminated: true })
+})
+
+t.test('status filters mean exactly the pairs shown as that status', async (t) => {
+  for (const status of STATUSES) {
+    const pairs = statesFor(status)
+    t.ok(pairs?.length, `${status} is a filter`)
+    for (const vm of VM_STATES) {
+      for (const task of TASK_STATES) {
+        const listed = pairs!.some((p) => p.vm === vm && p.task === task)
+        t.equal(listed, statusOf(vm, task) === status, `${status}: ${vm}/${task || '(none)'}`)
+      }
+    }
+  }
+  t.same(statesFor('reboot')!.map((p) => p.task), ['rebooting', 'rebooting', 'rebooting'], 'REBOOT (any case): rebooting, from active, stopped or error')
+  t.same(statesFor('HARD_REBOOT')!.map((p) => `${p.vm}/${p.task}`), ['active/rebooting_hard', 'stopped/rebooting_hard', 'error/rebooting_hard'])
+  t.equal(statesFor('RUNNING'), undefined, 'not a status')
+})
