@@ -349,7 +349,7 @@ export class AgentService {
     if (this.done.has(id)) return 'ack'
     if (this.running.has(id)) return 'busy'
     this.running.add(id)
-    const log = this.log.child({ cast: id })
+    const log = this.log.child({ cast: id, ...(cast.requestId ? { requestId: cast.requestId } : {}) })
     const result: CastResult = { castId: id, host: this.config.host, ok: true }
     try {
       try {

@@ -75,7 +75,7 @@ export class ServerCreator {
       throw err
     }
     for (const { uuid, placed: p } of claims) {
-      this.log.info({ instance: uuid, host: p.host, reservationId }, 'server placed; build cast to its host')
+      this.log.info({ instance: uuid, host: p.host, reservationId, requestId: caller.requestId }, 'server placed; build cast to its host')
       await this.deps.outbox.send({ uuid, host: p.host, action: 'build', castId: castIdFor('build', uuid), requestId: caller.requestId ?? '' })
     }
     const rows = await this.db.selectFrom('servers').selectAll().where('reservation_id', '=', reservationId).orderBy('launch_index').execute()
