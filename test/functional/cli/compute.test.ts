@@ -96,6 +96,9 @@ t.test('server list: the ID, Name, Status, Networks, Image, Flavor table, with f
 
   t.equal(await ok(t, ['server', 'list', '--name', '^vm1$', '-f', 'value', '-c', 'Name']), 'vm1\n', '--name is a regular expression')
   t.equal(await ok(t, 'server list --status SHUTOFF'), '', 'no SHUTOFF server: nothing printed')
+  t.equal(await ok(t, 'server list --status REBOOT'), '', 'REBOOT is a status filter (it was refused): none rebooting')
+  t.equal(await ok(t, 'server list --status HARD_REBOOT -f value -c Name'), '', 'HARD_REBOOT too')
+  t.equal(await ok(t, 'server list --status ACTIVE -f value -c Name'), 'vm2\nvm1\n')
   t.equal(await ok(t, 'server list --flavor m1.nano --image cirros --limit 1 -f value -c Name'), 'vm2\n')
   t.equal(await ok(t, 'server list --marker vm2 -f value -c Name'), 'vm1\n', '--marker: the servers after it')
   t.equal(await ok(t, 'server list -n --name vm1 -f value -c Image -c Flavor'), `${cloud.image.id} 1\n`, '--no-name-lookup shows IDs')
