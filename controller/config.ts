@@ -11,7 +11,7 @@ import path from 'node:path'
 import { InvalidArgument } from '../proto/errors.js'
 import type { SchedulerConfig } from './scheduler/scheduler.js'
 import type { HostsConfig } from './compute/hosts.js'
-import type { ServersConfig } from './compute/servers.js'
+import type { ServersConfig } from './compute/server-model.js'
 
 export interface ControllerConfig {
   /** Directory for the database, signing keys and other state. @default `./.strato/controller` */
@@ -63,7 +63,7 @@ export interface ControllerConfig {
   scheduler: SchedulerConfig
   /** Host discovery, heartbeats, zones, allocation ratios; defaults documented in `compute/hosts.ts`. */
   hosts: HostsConfig
-  /** Cast retries and agent call deadlines; defaults documented in `compute/servers.ts`. */
+  /** Cast retries and agent call deadlines; defaults documented in `compute/server-model.ts`. */
   servers: Omit<ServersConfig, 'defaultAvailabilityZone'>
 }
 

@@ -17,7 +17,7 @@ import type { ServerGroupTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkName } from '../identity/validate.js'
 import type { GroupSpec } from '../scheduler/model.js'
-import type { ServerCaller } from './servers.js'
+import type { ServerCaller } from './server-model.js'
 
 export const GROUP_POLICIES = ['affinity', 'anti-affinity', 'soft-affinity', 'soft-anti-affinity'] as const
 export type GroupPolicy = (typeof GROUP_POLICIES)[number]
