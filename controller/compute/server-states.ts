@@ -34,8 +34,6 @@ interface ActionRule {
   idempotent?: boolean
 }
 
-const ANY_TASK: readonly TaskState[] = TASK_STATES
-
 const ACTIONS: Record<ServerAction, ActionRule> = {
   build: { from: ['building'], during: ['scheduling', 'networking'], task: 'spawning', verb: 'build' },
   // nova compute/api.py: start needs STOPPED, stop ACTIVE or ERROR,
@@ -45,7 +43,7 @@ const ACTIONS: Record<ServerAction, ActionRule> = {
   reboot: { from: ['active'], during: ['', 'rebooting'], task: 'rebooting', verb: 'reboot' },
   reboot_hard: { from: ['active', 'stopped', 'error'], during: ['', 'rebooting', 'rebooting_hard'], task: 'rebooting_hard', verb: 'hard-reboot' },
   // Delete is allowed from any state (a delete in progress is simply returned).
-  delete: { during: ANY_TASK, task: 'deleting', verb: 'delete', idempotent: true },
+  delete: { during: TASK_STATES, task: 'deleting', verb: 'delete', idempotent: true },
 }
 
 /** A new server: recorded with its ports, its build about to be cast (the scheduler has placed it already). */
