@@ -135,15 +135,20 @@ export function statusOf(vmState: string, taskState: string): string {
 }
 
 /**
- * The (vm_state, task_state) pairs a status filter means, for listings:
- * exactly the pairs `statusOf` shows as that status (so REBOOT is an active,
- * stopped or errored server rebooting, and ACTIVE no longer includes it).
- * Undefined for a status that is not one of STATUSES.
+ * The (vm_state, task_state) pairs a status filter means, for listings, as
+ * Nova's `task_and_vm_state_from_status` does: a vm_state's default status
+ * (ACTIVE, SHUTOFF, ERROR, BUILD, DELETED) means that vm_state whatever its
+ * task (Nova filters on vm_state alone then, so ACTIVE still lists a server
+ * that is rebooting), and a task's status (REBOOT, HARD_REBOOT) means the
+ * pairs `statusOf` shows as it. Undefined for a status not in STATUSES.
  */
 export function statesFor(status: string): Array<{ vm: VmState; task: TaskState }> | undefined {
   const wanted = status.toUpperCase()
   if (!(STATUSES as readonly string[]).includes(wanted)) return undefined
-  return VM_STATES.flatMap((vm) => TASK_STATES.filter((task) => statusOf(vm, task) === wanted).map((task) => ({ vm, task })))
+  return VM_STATES.flatMap((vm) => {
+    const tasks = statusOf(vm, '') === wanted ? TASK_STATES : TASK_STATES.filter((task) => statusOf(vm, task) === wanted)
+    return tasks.map((task) => ({ vm, task }))
+  })
 }
 
 export const STATUSES = ['BUILD', 'ACTIVE', 'SHUTOFF', 'REBOOT', 'HARD_REBOOT', 'ERROR', 'DELETED'] as const

@@ -78,17 +78,20 @@ t.test('outcomes: what each action leaves, ok or failed', async (t) => {
   t.match(localDelete(), { vm_state: 'deleted', task_state: '', power_state: 0, release: true, terminated: true })
 })
 
-t.test('status filters mean exactly the pairs shown as that status', async (t) => {
+t.test('status filters: the default status of a vm_state means the vm_state, the status of a task the pairs shown as it (as Nova)', async (t) => {
   for (const status of STATUSES) {
     const pairs = statesFor(status)
     t.ok(pairs?.length, `${status} is a filter`)
     for (const vm of VM_STATES) {
+      const isDefault = statusOf(vm, '') === status
       for (const task of TASK_STATES) {
         const listed = pairs!.some((p) => p.vm === vm && p.task === task)
-        t.equal(listed, statusOf(vm, task) === status, `${status}: ${vm}/${task || '(none)'}`)
+        t.equal(listed, isDefault || statusOf(vm, task) === status, `${status}: ${vm}/${task || '(none)'}`)
       }
     }
   }
+  t.ok(statesFor('ACTIVE')!.some((p) => p.vm === 'active' && p.task === 'rebooting'), 'ACTIVE still lists a rebooting active server (Nova filters on vm_state alone)')
+  t.notOk(statesFor('ACTIVE')!.some((p) => p.vm !== 'active'), 'ACTIVE is only vm_state active')
   t.same(statesFor('reboot')!.map((p) => p.task), ['rebooting', 'rebooting', 'rebooting'], 'REBOOT (any case): rebooting, from active, stopped or error')
   t.same(statesFor('HARD_REBOOT')!.map((p) => `${p.vm}/${p.task}`), ['active/rebooting_hard', 'stopped/rebooting_hard', 'error/rebooting_hard'])
   t.equal(statesFor('RUNNING'), undefined, 'not a status')
