@@ -313,6 +313,7 @@ int qcow2_parse_header(qcow2_state *q, uint64_t *vsize, qcow2_read_fn rd, void *
     if (!q->has_data_file) return si_set_err(e, SI_E_CORRUPT, "external data file bit set but no file name");
   } else {
     if (q->has_data_file) return si_set_err(e, SI_E_CORRUPT, "data file extension without the external data file bit");
+    /* qemu: "data-file-raw requires a data file" (a read/write open refuses it; check opens read/write) */
     if (q->autoclear & 2) return si_set_err(e, SI_E_CORRUPT, "raw external data bit set without an external data file");
   }
 
