@@ -4,7 +4,7 @@
  * reader open another file (backing files, external data files, VMDK extents,
  * differencing disks), unknown qcow2 features, and files that match more
  * than one format. Only the inspected file is ever read. */
-#include "internal.h"
+#include "qcow2_int.h"
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -49,6 +49,8 @@ static int rd(insp *c, uint64_t off, size_t len, uint8_t *out) {
   return c->rd(c->ctx, off, len, out);
 }
 
+static int rd_ctx(void *ctx, uint64_t off, size_t len, uint8_t *out) { return rd(ctx, off, len, out); }
+
 static void check_qcow(insp *c, const uint8_t *h) {
   if (be32(h) != 0x514649fbu) return;
   uint32_t version = be32(h + 4);
@@ -68,8 +70,18 @@ static void check_qcow(insp *c, const uint8_t *h) {
     if (inc & 4) reason(c, "qcow2 has an external data file");
     if (inc & ~0xfULL) reason(c, "qcow2 has unknown incompatible features 0x%llx", (unsigned long long)(inc & ~0xfULL));
   }
-  uint32_t cb = be32(h + 20);
-  if (cb < 9 || cb > 21) reason(c, "qcow2 has an invalid cluster size");
+  /* Whatever the engine (and so qemu) would refuse to open is unsafe: the same rules, from one place. */
+  qcow2_state *q = calloc(1, sizeof *q);
+  if (!q) { reason(c, "out of memory"); return; }
+  q->file_size = c->size;
+  uint64_t vsize = 0;
+  si_err e = {0, ""};
+  if (qcow2_parse_header(q, &vsize, rd_ctx, c, 0, &e) < 0) reason(c, "%s", e.msg);
+  else if (q->autoclear & 1)
+    for (int i = 0; i < q->n_exts; i++)
+      if (q->exts[i].type == EXT_BITMAPS) reason(c, "qcow2 has persistent dirty bitmaps (their directory is not validated)");
+  qcow2_header_free(q);
+  free(q);
 }
 
 static void check_qed(insp *c, const uint8_t *h) {
@@ -124,6 +136,9 @@ static void check_vmdk(insp *c, const uint8_t *h, size_t hlen) {
   if (!memcmp(h, "KDMV", 4)) {
     uint64_t capacity = le64(h + 12), doff = le64(h + 28), dsz = le64(h + 36);
     matched(c, "vmdk", capacity > (UINT64_MAX >> 9) ? UINT64_MAX : capacity * 512);
+    /* qemu: a zero-sized extent is refused, and the size in bytes must fit in an int64 */
+    if (capacity == 0 || capacity > ((uint64_t)INT64_MAX >> 9) / 2)
+      reason(c, "VMDK capacity %llu sectors is out of range", (unsigned long long)capacity);
     if (!doff || !dsz) { reason(c, "VMDK has no embedded descriptor"); return; }
     if (dsz > 128 || doff > (c->size >> 9)) { reason(c, "VMDK descriptor out of bounds"); return; }
     size_t len = (size_t)dsz * 512;
@@ -151,7 +166,14 @@ static void check_vhd(insp *c, const uint8_t *h, const uint8_t *tail, size_t tle
   else if (tlen >= 511 && !memcmp(tail + tlen - 511, "conectix", 8)) f = tail + tlen - 511;
   if (!f) return;
   matched(c, "vhd", be64(f + 48));
+  uint32_t sum = 0;
+  int flen = tlen >= 511 && f == tail + tlen - 511 ? 511 : 512; /* old 511-byte footers */
+  for (int i = 0; i < flen; i++)
+    if (i < 64 || i >= 68) sum += f[i];
+  if (~sum != be32(f + 64)) reason(c, "VHD footer checksum is wrong (0x%08x, computed 0x%08x)", be32(f + 64), ~sum);
   uint32_t type = be32(f + 60);
+  if (type == 3 && f != h) reason(c, "VHD dynamic disk without the footer copy at the start of the file");
+  if (type == 2 && f == h) reason(c, "VHD fixed disk with a footer copy at the start of the file");
   if (type == 4) reason(c, "VHD differencing disk (has a parent)");
   else if (type != 2 && type != 3) reason(c, "VHD disk type %u is not allowed", type);
 }
@@ -159,6 +181,9 @@ static void check_vhd(insp *c, const uint8_t *h, const uint8_t *tail, size_t tle
 static void check_vdi(insp *c, const uint8_t *h, size_t hlen) {
   if (hlen < 0x180 || le32(h + 0x40) != 0xbeda107fu) return;
   matched(c, "vdi", le64(h + 0x170));
+  /* qemu: VDI_DISK_SIZE_MAX, 0x3fffffff blocks of 1 MiB rounded as in block/vdi.c */
+  if (le64(h + 0x170) > 0x1fffff8000000ULL)
+    reason(c, "VDI disk size %llu exceeds qemu's maximum (0x1fffff8000000)", (unsigned long long)le64(h + 0x170));
   uint32_t type = le32(h + 0x4c);
   if (type != 1 && type != 2) reason(c, "VDI image type %u is not allowed (differencing/undo)", type);
 }
@@ -172,12 +197,29 @@ static int guid_eq(const uint8_t *a, const char *hex) {
   return 1;
 }
 
+static uint32_t crc32c(const uint8_t *p, size_t n) {
+  uint32_t crc = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) {
+    crc ^= p[i];
+    for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
+  }
+  return ~crc;
+}
+
 static void check_vhdx(insp *c, const uint8_t *h, size_t hlen) {
   if (hlen < 8 || memcmp(h, "vhdxfile", 8)) return;
   uint64_t vsize = 0;
   int parent = 0, ok = 0;
   uint8_t rt[4096];
   /* Region table at 192 KiB: metadata region GUID 8B7CA206-4790-4B9A-B8FE-575F050F886E. */
+  /* qemu checks the region table's CRC-32C (over 64 KiB, checksum field as zero). */
+  uint8_t *rtab = malloc(65536);
+  if (rtab && rd(c, 192 * 1024, 65536, rtab) == 0 && !memcmp(rtab, "regi", 4)) {
+    uint32_t want = le32(rtab + 4);
+    memset(rtab + 4, 0, 4);
+    if (crc32c(rtab, 65536) != want) reason(c, "VHDX region table checksum is wrong");
+  }
+  free(rtab);
   if (rd(c, 192 * 1024, sizeof rt, rt) == 0 && !memcmp(rt, "regi", 4)) {
     uint32_t n = le32(rt + 8);
     if (n > 2047 / 2) n = 0;

@@ -60,11 +60,22 @@ static uint64_t rc_max(qcow2_state *q) {
 
 /* ------------------------------------------------------------ header parsing */
 
-static int parse_extensions(si_image *img, const uint8_t *hdr, uint64_t start, uint64_t end, si_err *e) {
-  qcow2_state *q = img->q;
+/* qemu's limits (block/qcow2.h, qcow2_do_open): mirrored so that whatever the
+ * engine opens, qemu opens too. */
+#define QCOW_MAX_SNAPSHOTS 65536u
+#define QCOW_SNAPSHOT_HDR 40u
+#define QCOW_MAX_SNAPSHOT_EXTRA 1024u
+#define QCOW_MAX_SNAPSHOTS_SIZE (64ULL << 20)
+#define QCOW_MAX_BITMAPS 65535u
+#define QCOW_MAX_BITMAP_DIR (64ULL << 20)
+#define QCOW_MAX_BACKING_FMT 16u /* sizeof(bs->backing_format) */
+
+static int parse_extensions(qcow2_state *q, const uint8_t *hdr, uint64_t start, uint64_t end, si_err *e) {
   uint64_t off = start;
   int seen_bf = 0, seen_ft = 0, seen_df = 0;
-  while (off + 8 <= end) {
+  while (off < end) {
+    if (end - off < 8) return si_set_err(e, SI_E_CORRUPT, "header extension at %llu runs past the header area (ends at %llu)",
+                                         (unsigned long long)off, (unsigned long long)end);
     uint32_t type = be32(hdr + off), len = be32(hdr + off + 4);
     off += 8;
     if (type == 0) return 0;
@@ -74,7 +85,7 @@ static int parse_extensions(si_image *img, const uint8_t *hdr, uint64_t start, u
     switch (type) {
     case EXT_BACKING_FMT:
       if (seen_bf++) return si_set_err(e, SI_E_CORRUPT, "duplicate backing format header extension");
-      if (len >= sizeof q->backing_fmt) return si_set_err(e, SI_E_CORRUPT, "backing format name is too long (%u bytes)", len);
+      if (len >= QCOW_MAX_BACKING_FMT) return si_set_err(e, SI_E_CORRUPT, "backing format name is too long: %u bytes (max %u)", len, QCOW_MAX_BACKING_FMT - 1);
       memcpy(q->backing_fmt, d, len);
       q->backing_fmt[len] = 0;
       q->has_backing_fmt = 1;
@@ -97,6 +108,24 @@ static int parse_extensions(si_image *img, const uint8_t *hdr, uint64_t start, u
       q->has_data_file = 1;
       break;
     default: {
+      if (type == EXT_CRYPTO && len != 16)
+        return si_set_err(e, SI_E_CORRUPT, "crypto header extension has length %u, expected 16", len);
+      if (type == EXT_BITMAPS) {
+        if (len != 24) return si_set_err(e, SI_E_CORRUPT, "bitmaps extension has length %u, expected 24", len);
+        if (q->autoclear & 1) { /* qemu ignores the extension when the bitmaps bit is clear */
+          uint32_t nb = be32(d), reserved = be32(d + 4);
+          uint64_t dsize = be64(d + 8), doff = be64(d + 16);
+          if (reserved) return si_set_err(e, SI_E_CORRUPT, "bitmaps extension: reserved field is not zero");
+          if (nb == 0 || nb > QCOW_MAX_BITMAPS) return si_set_err(e, SI_E_CORRUPT, "bitmaps extension: %u bitmaps (must be 1 to %u)", nb, QCOW_MAX_BITMAPS);
+          if (doff & (q->cs - 1)) return si_set_err(e, SI_E_CORRUPT, "bitmaps extension: directory offset 0x%llx is not cluster-aligned", (unsigned long long)doff);
+          if (dsize == 0) return si_set_err(e, SI_E_CORRUPT, "bitmaps extension: bitmap directory size is zero");
+          if (doff < q->cs) return si_set_err(e, SI_E_CORRUPT, "bitmaps extension: bitmap directory (offset %llu) overlaps the header", (unsigned long long)doff);
+          if (dsize > QCOW_MAX_BITMAP_DIR) return si_set_err(e, SI_E_CORRUPT, "bitmaps extension: directory size %llu exceeds %llu", (unsigned long long)dsize, (unsigned long long)QCOW_MAX_BITMAP_DIR);
+          if (doff > q->file_size || dsize > q->file_size - doff)
+            return si_set_err(e, SI_E_CORRUPT, "bitmap directory (offset %llu, %llu bytes) lies beyond the end of the file (%llu bytes)",
+                              (unsigned long long)doff, (unsigned long long)dsize, (unsigned long long)q->file_size);
+        }
+      }
       /* Unknown (and bitmaps/crypto): keep to write back unchanged. */
       if (q->n_exts >= 64) return si_set_err(e, SI_E_CORRUPT, "too many header extensions");
       struct qext *nx = realloc(q->exts, sizeof *nx * (size_t)(q->n_exts + 1));
@@ -104,7 +133,7 @@ static int parse_extensions(si_image *img, const uint8_t *hdr, uint64_t start, u
       q->exts = nx;
       nx[q->n_exts].type = type;
       nx[q->n_exts].len = len;
-      nx[q->n_exts].data = si_malloc(len, e);
+      nx[q->n_exts].data = si_malloc(len ? len : 1, e);
       if (!nx[q->n_exts].data) return -1;
       memcpy(nx[q->n_exts].data, d, len);
       q->n_exts++;
@@ -123,6 +152,214 @@ static void feature_name(qcow2_state *q, int type, int bit, char *out, size_t ca
   else snprintf(out, cap, "Unknown incompatible feature: %llx", 1ULL << bit);
 }
 
+/* A table of `entries` entries of `entry_len` bytes at `off` (qcow2_validate_table,
+ * plus: it lies inside the file). */
+static int check_table(qcow2_state *q, const char *what, uint64_t off, uint64_t entries, uint32_t entry_len,
+                       uint64_t max_bytes, const char *max_note, int in_file, si_err *e) {
+  if (entries > max_bytes / entry_len)
+    return si_set_err(e, SI_E_CORRUPT, "%s too large: %llu entries (qemu's maximum is %llu, %s)", what,
+                      (unsigned long long)entries, (unsigned long long)(max_bytes / entry_len), max_note);
+  uint64_t bytes = entries * entry_len;
+  if (off & (q->cs - 1))
+    return si_set_err(e, SI_E_CORRUPT, "%s offset 0x%llx is not cluster-aligned", what, (unsigned long long)off);
+  if (off > (uint64_t)INT64_MAX - bytes)
+    return si_set_err(e, SI_E_CORRUPT, "%s offset 0x%llx is invalid (past 2^63)", what, (unsigned long long)off);
+  if (in_file && bytes && (off > q->file_size || bytes > q->file_size - off))
+    return si_set_err(e, SI_E_CORRUPT, "%s lies beyond the end of the file: offset %llu, %llu bytes, the file has %llu", what,
+                      (unsigned long long)off, (unsigned long long)bytes, (unsigned long long)q->file_size);
+  return 0;
+}
+
+/* The snapshot table: every entry, its id and name and its L1 table inside the file
+ * (qcow2_read_snapshots and qcow2_check_read_snapshot_table). */
+static int check_snapshot_table(qcow2_state *q, qcow2_read_fn rd, void *ctx, uint64_t *bytes, si_err *e) {
+  uint64_t off = q->snapshots_offset;
+  for (uint32_t s = 0; s < q->nb_snapshots; s++) {
+    uint8_t h[QCOW_SNAPSHOT_HDR];
+    if (off > q->file_size || QCOW_SNAPSHOT_HDR > q->file_size - off || rd(ctx, off, sizeof h, h) < 0)
+      return si_set_err(e, SI_E_CORRUPT, "snapshot table entry %u (offset %llu) lies beyond the end of the file (%llu bytes)", s,
+                        (unsigned long long)off, (unsigned long long)q->file_size);
+    uint64_t l1off = be64(h);
+    uint32_t l1size = be32(h + 8), extra = be32(h + 36);
+    uint16_t idlen = be16(h + 12), namelen = be16(h + 14);
+    if (extra > QCOW_MAX_SNAPSHOT_EXTRA)
+      return si_set_err(e, SI_E_CORRUPT, "snapshot %u has %u bytes of extra data (qemu's maximum is %u)", s, extra, QCOW_MAX_SNAPSHOT_EXTRA);
+    if (q->version >= 3 && extra < 16)
+      return si_set_err(e, SI_E_CORRUPT, "snapshot %u has %u bytes of extra data (version 3 needs at least 16)", s, extra);
+    off += QCOW_SNAPSHOT_HDR + (uint64_t)extra + idlen + namelen;
+    if (off - q->snapshots_offset > QCOW_MAX_SNAPSHOTS_SIZE)
+      return si_set_err(e, SI_E_CORRUPT, "snapshot table exceeds qemu's size limit (64 MiB)");
+    int past = off > q->file_size;
+    off = (off + 7) & ~7ULL;
+    if (past)
+      return si_set_err(e, SI_E_CORRUPT, "snapshot table entry %u runs beyond the end of the file (%llu bytes)", s, (unsigned long long)q->file_size);
+    char what[48];
+    snprintf(what, sizeof what, "snapshot %u L1 table", s);
+    if (check_table(q, what, l1off, l1size, 8, MAX_L1_BYTES, "32 MiB", 1, e) < 0) return -1;
+    if (l1size && l1off < q->cs) return si_set_err(e, SI_E_CORRUPT, "%s (offset %llu) overlaps the header", what, (unsigned long long)l1off);
+  }
+  *bytes = off - q->snapshots_offset;
+  return 0;
+}
+
+int qcow2_parse_header(qcow2_state *q, uint64_t *vsize, qcow2_read_fn rd, void *ctx, int flags, si_err *e) {
+  uint8_t h[112] = {0};
+  uint64_t fsz = q->file_size;
+  if (fsz < 8 || rd(ctx, 0, 8, h) < 0)
+    return si_set_err(e, SI_E_CORRUPT, "qcow2 header too short: %llu bytes, need 72", (unsigned long long)fsz);
+  if (be32(h) != QCOW_MAGIC) return si_set_err(e, SI_E_CORRUPT, "not a qcow2 image (bad magic)");
+  q->version = be32(h + 4);
+  if (q->version != 2 && q->version != 3) return si_set_err(e, SI_E_UNSUPPORTED, "unsupported qcow2 version %u", q->version);
+  uint32_t need = q->version == 2 ? 72 : 104;
+  if (fsz < need)
+    return si_set_err(e, SI_E_CORRUPT, "qcow2 header too short: %llu bytes, need %u", (unsigned long long)fsz, need);
+  if (rd(ctx, 0, fsz < sizeof h ? (size_t)fsz : sizeof h, h) < 0) return si_set_err(e, SI_E_IO, "could not read the qcow2 header");
+  uint64_t bf_off = be64(h + 8);
+  uint32_t bf_size = be32(h + 16);
+  q->cluster_bits = be32(h + 20);
+  if (q->cluster_bits < 9 || q->cluster_bits > 21)
+    return si_set_err(e, SI_E_CORRUPT, "cluster size 2^%u is out of range (qemu: 2^9 to 2^21)", q->cluster_bits);
+  q->cs = 1ULL << q->cluster_bits;
+  q->l2_entries = (uint32_t)(q->cs / 8);
+  *vsize = be64(h + 24);
+  q->crypt_method = be32(h + 32);
+  q->l1_size = be32(h + 36);
+  q->l1_offset = be64(h + 40);
+  q->rt_offset = be64(h + 48);
+  q->rt_clusters = be32(h + 56);
+  q->nb_snapshots = be32(h + 60);
+  q->snapshots_offset = be64(h + 64);
+  if (q->version == 3) {
+    q->incompat = be64(h + 72);
+    q->compat = be64(h + 80);
+    q->autoclear = be64(h + 88);
+    q->refcount_order = be32(h + 96);
+    q->header_length = be32(h + 100);
+    if (q->header_length < 104)
+      return si_set_err(e, SI_E_CORRUPT, "qcow2 header too short: header_length %u, need at least 104", q->header_length);
+    if (q->header_length & 7)
+      return si_set_err(e, SI_E_CORRUPT, "header_length %u is not a multiple of 8", q->header_length);
+    if (q->header_length > q->cs)
+      return si_set_err(e, SI_E_CORRUPT, "qcow2 header exceeds cluster size: header_length %u, cluster size %llu", q->header_length,
+                        (unsigned long long)q->cs);
+    if (q->header_length > fsz)
+      return si_set_err(e, SI_E_CORRUPT, "qcow2 header too short: %llu bytes, header_length says %u", (unsigned long long)fsz, q->header_length);
+  } else {
+    q->refcount_order = 4;
+    q->header_length = 72;
+  }
+  if (q->refcount_order > 6)
+    return si_set_err(e, SI_E_CORRUPT, "refcount order %u is out of range (qemu: 0 to 6, at most 64-bit refcounts)", q->refcount_order);
+
+  /* Header cluster (the extension area); what lies beyond the end of the file reads as zeros, as in qemu. */
+  uint64_t hlen = q->cs < fsz ? q->cs : fsz;
+  uint8_t *hdr = si_calloc(q->cs, e);
+  if (!hdr) return -1;
+  if (rd(ctx, 0, hlen, hdr) < 0) { free(hdr); return si_set_err(e, SI_E_IO, "could not read the qcow2 header cluster"); }
+  if (q->header_length > 104) {
+    q->compression_type = hdr[104];
+    for (uint32_t i = 105; i < q->header_length && i < 112; i++)
+      if (hdr[i]) { free(hdr); return si_set_err(e, SI_E_CORRUPT, "non-zero header padding at byte %u", i); }
+  }
+  if (bf_off) {
+    if (bf_off > q->cs) {
+      free(hdr);
+      return si_set_err(e, SI_E_CORRUPT, "invalid backing file offset %llu (past the first cluster, %llu bytes)",
+                        (unsigned long long)bf_off, (unsigned long long)q->cs);
+    }
+    if (bf_size > 1023 || bf_size > q->cs - bf_off) {
+      free(hdr);
+      return si_set_err(e, SI_E_CORRUPT, "backing file name too long: %u bytes at offset %llu (qemu: at most 1023, inside cluster 0)",
+                        bf_size, (unsigned long long)bf_off);
+    }
+    if (bf_off < q->header_length) { free(hdr); return si_set_err(e, SI_E_CORRUPT, "backing file name (offset %llu) overlaps the header", (unsigned long long)bf_off); }
+    if (bf_off + bf_size > fsz) {
+      free(hdr);
+      return si_set_err(e, SI_E_CORRUPT, "backing file name (offset %llu, %u bytes) lies beyond the end of the file (%llu bytes)",
+                        (unsigned long long)bf_off, bf_size, (unsigned long long)fsz);
+    }
+    memcpy(q->backing, hdr + bf_off, bf_size);
+    q->backing[bf_size] = 0;
+    if (strlen(q->backing) != bf_size) { free(hdr); return si_set_err(e, SI_E_CORRUPT, "backing file name contains NUL"); }
+    q->has_backing = bf_size > 0;
+  }
+  uint64_t ext_end = bf_off ? bf_off : q->cs;
+  int r = parse_extensions(q, hdr, q->header_length, ext_end, e);
+  free(hdr);
+  if (r < 0) return -1;
+
+  /* Features. */
+  uint64_t unknown = q->incompat & ~INCOMPAT_KNOWN;
+  if (unknown) {
+    char names[400] = "", one[64];
+    for (int b = 0; b < 64; b++)
+      if (unknown & (1ULL << b)) {
+        feature_name(q, 0, b, one, sizeof one);
+        if (strlen(names) + strlen(one) + 3 < sizeof names) { if (names[0]) strcat(names, ", "); strcat(names, one); }
+      }
+    return si_set_err(e, SI_E_UNSUPPORTED, "unsupported qcow2 incompatible features: %s", names);
+  }
+  if (q->incompat & INCOMPAT_EXTL2) return si_set_err(e, SI_E_UNSUPPORTED, "extended L2 entries (subclusters) are not supported");
+  if (q->crypt_method > 2) return si_set_err(e, SI_E_CORRUPT, "unsupported encryption method %u", q->crypt_method);
+  if (q->crypt_method) return si_set_err(e, SI_E_UNSUPPORTED, "encrypted qcow2 images are not supported");
+  for (int i = 0; i < q->n_exts; i++)
+    if (q->exts[i].type == EXT_CRYPTO) return si_set_err(e, SI_E_CORRUPT, "crypto header extension without LUKS encryption");
+  if (q->compression_type > 1) return si_set_err(e, SI_E_UNSUPPORTED, "unknown compression type %d", q->compression_type);
+  if (q->compression_type != 0 && !(q->incompat & INCOMPAT_COMPRESSION))
+    return si_set_err(e, SI_E_CORRUPT, "compression type set but the compression type feature bit is not");
+  if (q->compression_type == 0 && (q->incompat & INCOMPAT_COMPRESSION))
+    return si_set_err(e, SI_E_CORRUPT, "compression type feature bit set with zlib compression");
+  if (q->incompat & INCOMPAT_DATA_FILE) {
+    if (!q->has_data_file) return si_set_err(e, SI_E_CORRUPT, "external data file bit set but no file name");
+  } else {
+    if (q->has_data_file) return si_set_err(e, SI_E_CORRUPT, "data file extension without the external data file bit");
+    /* qemu: "data-file-raw requires a data file" (a read/write open refuses it; check opens read/write) */
+    if (q->autoclear & 2) return si_set_err(e, SI_E_CORRUPT, "raw external data bit set without an external data file");
+  }
+
+  /* Snapshot table (qcow2_validate_table with QCOW_MAX_SNAPSHOTS entries of 40 bytes, then each entry). */
+  if (q->nb_snapshots > QCOW_MAX_SNAPSHOTS)
+    return si_set_err(e, SI_E_CORRUPT, "snapshot table too large: %u snapshots (qemu's maximum is %u)", q->nb_snapshots, QCOW_MAX_SNAPSHOTS);
+  if (check_table(q, "snapshot table", q->snapshots_offset, q->nb_snapshots, QCOW_SNAPSHOT_HDR,
+                  (uint64_t)QCOW_SNAPSHOT_HDR * QCOW_MAX_SNAPSHOTS, "65536 snapshots", 1, e) < 0) return -1;
+  uint64_t sn_bytes = (uint64_t)q->nb_snapshots * QCOW_SNAPSHOT_HDR;
+  /* check (qemu: BDRV_O_CHECK) reports a bad snapshot table instead of refusing to open */
+  if (q->nb_snapshots && !(flags & SI_OPEN_CHECK) && check_snapshot_table(q, rd, ctx, &sn_bytes, e) < 0) return -1;
+
+  /* Size and L1: l1_size fits the virtual size and qemu's 32 MiB. */
+  uint64_t l2_cov = q->cs * q->l2_entries;
+  uint64_t l1_needed = *vsize / l2_cov + (*vsize % l2_cov != 0);
+  if (q->l1_size > MAX_L1_BYTES / 8)
+    return si_set_err(e, SI_E_CORRUPT, "L1 table too large: %u entries (qemu's maximum is %u, 32 MiB)", q->l1_size, MAX_L1_BYTES / 8);
+  if (l1_needed > INT32_MAX || *vsize > (1ULL << 62))
+    return si_set_err(e, SI_E_CORRUPT, "image is too big: virtual size %llu", (unsigned long long)*vsize);
+  if (l1_needed > q->l1_size)
+    return si_set_err(e, SI_E_CORRUPT, "L1 table is too small: %u entries, virtual size %llu needs %llu", q->l1_size,
+                      (unsigned long long)*vsize, (unsigned long long)l1_needed);
+  if (check_table(q, "L1 table", q->l1_offset, q->l1_size, 8, MAX_L1_BYTES, "32 MiB", 1, e) < 0) return -1;
+
+  /* Refcount table. */
+  if (q->rt_clusters == 0 && !(flags & SI_OPEN_CHECK))
+    return si_set_err(e, SI_E_CORRUPT, "image does not contain a reference count table (refcount_table_clusters is 0)");
+  if (check_table(q, "refcount table", q->rt_offset, (uint64_t)q->rt_clusters << (q->cluster_bits - 3), 8, MAX_RT_BYTES, "8 MiB",
+                  !(flags & SI_OPEN_CHECK), e) < 0) return -1;
+  if (flags & SI_OPEN_CHECK) return 0; /* check reports overlaps as corruptions */
+
+  /* No table overlaps the header or another (qemu's metadata overlap checks:
+   * main header, active L1, refcount table, snapshot table). */
+  struct { const char *what; uint64_t off, len; } t[4] = {
+      {"header", 0, q->cs},
+      {"L1 table", q->l1_offset, (uint64_t)q->l1_size * 8},
+      {"refcount table", q->rt_offset, (uint64_t)q->rt_clusters * q->cs},
+      {"snapshot table", q->snapshots_offset, q->nb_snapshots ? sn_bytes : 0}};
+  for (int i = 0; i < 4; i++)
+    for (int j = i + 1; j < 4; j++)
+      if (t[i].len && t[j].len && t[i].off < t[j].off + t[j].len && t[j].off < t[i].off + t[i].len)
+        return si_set_err(e, SI_E_CORRUPT, "%s (offset %llu) overlaps the %s (offset %llu)", t[j].what, (unsigned long long)t[j].off,
+                          t[i].what, (unsigned long long)t[i].off);
+  return 0;
+}
+
 int si_image_set_backing_path(const char *overlay_path, const char *backing, char *out, size_t cap) {
   if (backing[0] == '/') {
     if (strlen(backing) >= cap) return -1;
@@ -137,6 +374,11 @@ int si_image_set_backing_path(const char *overlay_path, const char *backing, cha
   return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
+static int fd_read(void *ctx, uint64_t off, size_t len, uint8_t *out) {
+  si_err e = {0, ""};
+  return si_pread_exact(*(int *)ctx, out, len, off, &e, "qcow2 header");
+}
+
 int qcow2_open(si_image *img, si_err *e) {
   qcow2_state *q = si_calloc(sizeof *q, e);
   if (!q) return -1;
@@ -146,102 +388,22 @@ int qcow2_open(si_image *img, si_err *e) {
   struct stat st;
   if (fstat(img->fd, &st) < 0) return si_errno_err(e, errno, "stat %s", img->path);
   q->file_size = (uint64_t)st.st_size;
+  if (qcow2_parse_header(q, &img->size, fd_read, &img->fd, img->flags, e) < 0) {
+    char m[sizeof e->msg];
+    snprintf(m, sizeof m, "%.200s: %.300s", img->path, e->msg);
+    memcpy(e->msg, m, sizeof m);
+    return -1;
+  }
 
-  uint8_t h[512];
-  if (q->file_size < 72) return si_set_err(e, SI_E_CORRUPT, "%s: file too small for a qcow2 header", img->path);
-  if (si_pread_full(img->fd, h, sizeof h, 0, e, "qcow2 header") < 0) return -1;
-  if (be32(h) != QCOW_MAGIC) return si_set_err(e, SI_E_CORRUPT, "%s: not a qcow2 image (bad magic)", img->path);
-  q->version = be32(h + 4);
-  if (q->version != 2 && q->version != 3)
-    return si_set_err(e, SI_E_UNSUPPORTED, "%s: unsupported qcow2 version %u", img->path, q->version);
-  uint64_t bf_off = be64(h + 8);
-  uint32_t bf_size = be32(h + 16);
-  q->cluster_bits = be32(h + 20);
-  if (q->cluster_bits < 9 || q->cluster_bits > 21)
-    return si_set_err(e, SI_E_CORRUPT, "%s: cluster size 2^%u is out of range (512 B - 2 MiB)", img->path, q->cluster_bits);
-  q->cs = 1ULL << q->cluster_bits;
-  q->l2_entries = (uint32_t)(q->cs / 8);
-  img->size = be64(h + 24);
-  uint32_t crypt = be32(h + 32);
-  q->l1_size = be32(h + 36);
-  q->l1_offset = be64(h + 40);
-  q->rt_offset = be64(h + 48);
-  q->rt_clusters = be32(h + 56);
-  q->nb_snapshots = be32(h + 60);
-  q->snapshots_offset = be64(h + 64);
-  if (q->version == 3) {
-    q->incompat = be64(h + 72);
-    q->compat = be64(h + 80);
-    q->autoclear = be64(h + 88);
-    q->refcount_order = be32(h + 96);
-    q->header_length = be32(h + 100);
-    if (q->header_length < 104 || (q->header_length & 7))
-      return si_set_err(e, SI_E_CORRUPT, "%s: invalid header length %u", img->path, q->header_length);
-    if (q->header_length > q->cs)
-      return si_set_err(e, SI_E_CORRUPT, "%s: header length %u is larger than the cluster size", img->path, q->header_length);
-  } else {
-    q->refcount_order = 4;
-    q->header_length = 72;
-  }
-  if (q->refcount_order > 6)
-    return si_set_err(e, SI_E_CORRUPT, "%s: refcount order %u is out of range (0-6)", img->path, q->refcount_order);
-
-  /* Header cluster (the extension area). */
-  uint64_t hlen = q->cs < q->file_size ? q->cs : q->file_size;
-  uint8_t *hdr = si_calloc(q->cs, e);
-  if (!hdr) return -1;
-  if (si_pread_full(img->fd, hdr, hlen, 0, e, "qcow2 header cluster") < 0) { free(hdr); return -1; }
-  if (q->header_length > 104) {
-    q->compression_type = hdr[104];
-    for (uint32_t i = 105; i < q->header_length && i < 112; i++)
-      if (hdr[i]) { free(hdr); return si_set_err(e, SI_E_CORRUPT, "%s: non-zero header padding", img->path); }
-  }
-  if (bf_off) {
-    if (bf_size > 1023 || bf_off > q->cs || bf_size > q->cs - bf_off) {
-      free(hdr);
-      return si_set_err(e, SI_E_CORRUPT, "%s: backing file name (offset %llu, size %u) is out of bounds", img->path,
-                        (unsigned long long)bf_off, bf_size);
-    }
-    if (bf_off < q->header_length) { free(hdr); return si_set_err(e, SI_E_CORRUPT, "%s: backing file name overlaps the header", img->path); }
-    memcpy(q->backing, hdr + bf_off, bf_size);
-    q->backing[bf_size] = 0;
-    if (strlen(q->backing) != bf_size) { free(hdr); return si_set_err(e, SI_E_CORRUPT, "%s: backing file name contains NUL", img->path); }
-    q->has_backing = bf_size > 0;
-  }
-  uint64_t ext_end = bf_off ? bf_off : q->cs;
-  int r = parse_extensions(img, hdr, q->header_length, ext_end, e);
-  free(hdr);
-  if (r < 0) return -1;
-
-  /* Features. */
-  uint64_t unknown = q->incompat & ~INCOMPAT_KNOWN;
-  if (unknown) {
-    char names[400] = "", one[64];
-    for (int b = 0; b < 64; b++)
-      if (unknown & (1ULL << b)) {
-        feature_name(q, 0, b, one, sizeof one);
-        if (strlen(names) + strlen(one) + 3 < sizeof names) { if (names[0]) strcat(names, ", "); strcat(names, one); }
-      }
-    return si_set_err(e, SI_E_UNSUPPORTED, "%s: unsupported qcow2 incompatible features: %s", img->path, names);
-  }
-  if (q->incompat & INCOMPAT_EXTL2)
-    return si_set_err(e, SI_E_UNSUPPORTED, "%s: extended L2 entries (subclusters) are not supported", img->path);
-  if (crypt) return si_set_err(e, SI_E_UNSUPPORTED, "%s: encrypted qcow2 images are not supported", img->path);
+  /* Policy: what this open may do with a valid header. */
   if ((q->incompat & INCOMPAT_CORRUPT) && img->writable && !(img->flags & SI_OPEN_CHECK))
     return si_set_err(e, SI_E_CORRUPT, "%s: image is marked corrupt; cannot be opened read/write (run check -r all)", img->path);
   if ((q->incompat & INCOMPAT_DIRTY) && img->writable && !(img->flags & SI_OPEN_CHECK))
     return si_set_err(e, SI_E_PRECONDITION, "%s: image has the dirty bit set; repair it with check -r all first", img->path);
-  if (q->compression_type > 1)
-    return si_set_err(e, SI_E_UNSUPPORTED, "%s: unknown compression type %d", img->path, q->compression_type);
-  if (q->compression_type != 0 && !(q->incompat & INCOMPAT_COMPRESSION))
-    return si_set_err(e, SI_E_CORRUPT, "%s: compression type set but the compression type feature bit is not", img->path);
-  if (q->compression_type == 0 && (q->incompat & INCOMPAT_COMPRESSION))
-    return si_set_err(e, SI_E_CORRUPT, "%s: compression type feature bit set with zlib compression", img->path);
   if (q->incompat & INCOMPAT_DATA_FILE) {
     if (!(img->flags & (SI_OPEN_ALLOW_DATA_FILE | SI_OPEN_CHECK)))
       return si_set_err(e, SI_E_UNSUPPORTED, "%s: image uses an external data file%s%s; refusing (not explicitly allowed)",
                         img->path, q->has_data_file ? " " : "", q->has_data_file ? q->data_file : "");
-    if (!q->has_data_file) return si_set_err(e, SI_E_CORRUPT, "%s: external data file bit set but no file name", img->path);
     if (img->flags & SI_OPEN_CHECK) goto data_done; /* check never reads guest data */
     if (img->writable)
       return si_set_err(e, SI_E_UNSUPPORTED, "%s: writing images with an external data file is not supported", img->path);
@@ -251,29 +413,10 @@ int qcow2_open(si_image *img, si_err *e) {
     q->data_fd = open(p, (img->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (q->data_fd < 0) return si_errno_err(e, errno, "opening external data file %s", p);
   data_done:;
-  } else if (q->has_data_file) {
-    return si_set_err(e, SI_E_CORRUPT, "%s: data file extension without the external data file bit", img->path);
   }
   if (q->nb_snapshots && img->writable && !(img->flags & SI_OPEN_CHECK))
     return si_set_err(e, SI_E_UNSUPPORTED, "%s: writing images with internal snapshots is not supported", img->path);
-  if (q->nb_snapshots > 65536) return si_set_err(e, SI_E_CORRUPT, "%s: too many snapshots (%u)", img->path, q->nb_snapshots);
-  if (q->nb_snapshots && (q->snapshots_offset & (q->cs - 1)))
-    return si_set_err(e, SI_E_CORRUPT, "%s: snapshot table offset is not cluster-aligned", img->path);
 
-  /* Size and L1. */
-  if (img->size > (1ULL << 62)) return si_set_err(e, SI_E_CORRUPT, "%s: image is too big", img->path);
-  uint64_t l2_cov = q->cs * q->l2_entries;
-  uint64_t l1_needed = (img->size + l2_cov - 1) / l2_cov;
-  if ((uint64_t)q->l1_size * 8 > MAX_L1_BYTES) return si_set_err(e, SI_E_CORRUPT, "%s: active L1 table too large", img->path);
-  if (l1_needed > q->l1_size) return si_set_err(e, SI_E_CORRUPT, "%s: L1 table is too small", img->path);
-  if (q->l1_size && (q->l1_offset & (q->cs - 1)))
-    return si_set_err(e, SI_E_CORRUPT, "%s: L1 table offset 0x%llx is not cluster-aligned", img->path, (unsigned long long)q->l1_offset);
-  if (q->l1_size && (q->l1_offset > q->file_size || (uint64_t)q->l1_size * 8 > q->file_size - q->l1_offset))
-    return si_set_err(e, SI_E_CORRUPT, "%s: L1 table lies beyond the end of the file", img->path);
-  if (q->rt_offset & (q->cs - 1)) return si_set_err(e, SI_E_CORRUPT, "%s: refcount table offset is not cluster-aligned", img->path);
-  if (q->rt_clusters == 0 && !(img->flags & SI_OPEN_CHECK))
-    return si_set_err(e, SI_E_CORRUPT, "%s: image does not contain a reference count table", img->path);
-  if ((uint64_t)q->rt_clusters * q->cs > MAX_RT_BYTES) return si_set_err(e, SI_E_CORRUPT, "%s: reference count table too large", img->path);
   q->l1 = si_calloc((size_t)q->l1_size * 8 + 8, e);
   if (!q->l1) return -1;
   if (q->l1_size) {
@@ -295,6 +438,13 @@ int qcow2_open(si_image *img, si_err *e) {
   return 0;
 }
 
+void qcow2_header_free(qcow2_state *q) {
+  for (int i = 0; i < q->n_exts; i++) free(q->exts[i].data);
+  free(q->exts);
+  q->exts = NULL;
+  q->n_exts = 0;
+}
+
 void qcow2_free(si_image *img) {
   qcow2_state *q = img->q;
   if (!q) return;
@@ -303,8 +453,7 @@ void qcow2_free(si_image *img) {
   free(q->l1);
   free(q->rt);
   free(q->rc);
-  for (int i = 0; i < q->n_exts; i++) free(q->exts[i].data);
-  free(q->exts);
+  qcow2_header_free(q);
   if (q->data_fd >= 0) close(q->data_fd);
   pthread_mutex_destroy(&q->lock);
   free(q);

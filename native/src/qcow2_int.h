@@ -43,6 +43,7 @@ struct qcow2_state {
   uint64_t rt_offset;
   uint32_t rt_clusters;
   uint64_t *rt; /* loaded for writing and checking */
+  uint32_t crypt_method;
   uint64_t incompat, compat, autoclear;
   int compression_type;
   uint32_t nb_snapshots;
@@ -69,6 +70,17 @@ struct qcow2_state {
   uint64_t min_file_end;
 };
 
+/* Reads len bytes at off of the image file: 0, or -1 when they are not all there. */
+typedef int (*qcow2_read_fn)(void *ctx, uint64_t off, size_t len, uint8_t *out);
+/* The one place for the qcow2 header rules, shared by the engine's open and the
+ * inspector: parses the header, its extensions and features into q (zeroed, with
+ * q->file_size set) and checks that every table the header points to lies inside
+ * the file and inside qemu's limits (qcow2_do_open). flags: SI_OPEN_CHECK relaxes
+ * what check reports itself (no refcount table, snapshot entries). The message
+ * says what and why, without the file name. */
+int qcow2_parse_header(qcow2_state *q, uint64_t *vsize, qcow2_read_fn rd, void *ctx, int flags, si_err *e);
+/* Frees what qcow2_parse_header allocated (header extensions). */
+void qcow2_header_free(qcow2_state *q);
 uint64_t qcow2_rc_entry(const uint8_t *block, uint32_t order, uint64_t i);
 int qcow2_load_refcounts(si_image *img, int strict, si_err *e);
 int qcow2_read_l2(si_image *img, uint64_t l2off, uint64_t *out, si_err *e);

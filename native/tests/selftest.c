@@ -141,6 +141,14 @@ static void inspect_cases(void) {
   buf[8 + 7] = 0x80; /* backing file offset */
   si_inspect_buf(buf, sizeof buf, sizeof buf, &r);
   CHECK(!strcmp(r.format, "qcow2") && !r.safe && strstr(r.reasons, "backing"), "qcow2 with backing is unsafe: %s", r.reasons);
+  /* issue 13: the shared header rules make the inspector refuse what the engine cannot open */
+  buf[8 + 7] = 0;
+  si_inspect_buf(buf, 100, 100, &r);
+  CHECK(!r.safe && strstr(r.reasons, "qcow2 header too short: 100 bytes, need 104"), "short qcow2 is unsafe: %s", r.reasons);
+  buf[103] = 104; /* header_length */
+  memcpy(buf + 36, "\x7f\xff\xff\xff", 4); /* l1_size */
+  si_inspect_buf(buf, sizeof buf, sizeof buf, &r);
+  CHECK(!r.safe && strstr(r.reasons, "L1 table too large: 2147483647 entries"), "huge L1 is unsafe: %s", r.reasons);
 }
 
 /* The sink (uploads) and source (downloads), with and without O_DIRECT:
