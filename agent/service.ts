@@ -27,7 +27,7 @@ import { computeId, type AgentConfig } from './config.js'
 import { ComputeManager, type BuildSpec, type KnownInstance } from './compute-manager.js'
 import { GrpcImageSource } from './disk/grpc-image-source.js'
 import type { VirtDriver } from './virt/driver.js'
-import { IptablesFirewall, RecordingFirewall, type Firewall, type FirewallRule } from './virt/firewall.js'
+import { IptablesFirewall, RecordingFirewall, type Firewall, type FirewallRule } from './net/firewall.js'
 
 export type AgentState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
 

@@ -19,7 +19,7 @@ import http2 from 'node:http2'
 import { Metadata, status, type Server } from '@grpc/grpc-js'
 import { InvalidArgument, ResourceExhausted } from '../../proto/errors.js'
 import type { Logger } from '../log.js'
-import type { GrpcErrorPayload } from './grpc-errors.js'
+import type { GrpcErrorPayload } from '../../proto/grpc-errors.js'
 import { callRunner, type CallContext, type RpcDeps } from './rpc.js'
 
 /**

@@ -6,15 +6,14 @@
  * pair. Every check happens here, before anything is cast to a host.
  */
 import { FailedPrecondition } from '../../proto/errors.js'
+import { PowerState as POWER } from '../../proto/power-state.js'
+import type { ServerAction } from '../../proto/server-actions.js'
 
 export type VmState = 'building' | 'active' | 'stopped' | 'error' | 'deleted'
 export type TaskState = '' | 'scheduling' | 'networking' | 'spawning' | 'powering-off' | 'powering-on' | 'rebooting' | 'rebooting_hard' | 'deleting'
 
-/** Actions a user asks for; `build` is the controller's own. */
-export type ServerAction = 'build' | 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete'
-
-/** Nova's power_state codes (also `agent/virt/driver.ts`). */
-export const POWER = { NOSTATE: 0, RUNNING: 1, PAUSED: 3, SHUTDOWN: 4, CRASHED: 6, SUSPENDED: 7 } as const
+/** Actions a user asks for; `build` is the controller's own (the one list: `proto/server-actions.ts`). */
+export type { ServerAction }
 
 interface ActionRule {
   /** vm_states the action is allowed from; undefined: any. */

@@ -36,9 +36,10 @@ import type { ServerGroupCatalog } from './server-groups.js'
 import { beginAction, outcomeOf, statesFor, statusOf, syncPower, STATUSES, type ServerAction, type TaskState } from './server-states.js'
 import type { AgentTransport, CastAction, CastResultEvent } from './transport.js'
 import { castIdFor as castId, parseCastId } from '../../proto/subjects.js'
+import { castAction } from '../../proto/server-actions.js'
+import { isUuid } from '../../proto/ids.js'
 import type { BuildSpec } from '../../proto/build-spec.js'
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 /** Nova's limits: 64 KiB of user data, 128 metadata items. */
 const USER_DATA_MAX = 65535
 const METADATA_MAX = 128
@@ -366,7 +367,7 @@ export class ServerCatalog {
 
   private async findImage(ref: string | undefined, caller: ServerCaller): Promise<Image> {
     if (!ref) throw new InvalidArgument('image_ref is required (an image id or name; see strato image list)', { field: 'image_ref' })
-    const image = await this.deps.images.get(UUID_RE.test(ref) ? { id: ref } : { name: ref }, imageViewer(caller)).catch((err) => {
+    const image = await this.deps.images.get(isUuid(ref) ? { id: ref } : { name: ref }, imageViewer(caller)).catch((err) => {
       throw err instanceof NotFound ? new NotFound(`image '${ref}' not found (by id or name); see strato image list`, { field: 'image_ref', cause: err }) : err
     })
     if (image.status !== 'active') throw new FailedPrecondition(`image ${image.id} is ${image.status}, not active${image.status === 'queued' ? ': upload its data first' : ''}`, { field: 'image_ref' })
@@ -444,7 +445,7 @@ export class ServerCatalog {
     const ids: string[] = []
     for (const [i, ref] of refs.entries()) {
       let id: string | undefined
-      if (UUID_RE.test(ref)) id = (await this.db.selectFrom('security_groups').select('id').where('id', '=', ref).where('project_id', '=', projectId).executeTakeFirst())?.id
+      if (isUuid(ref)) id = (await this.db.selectFrom('security_groups').select('id').where('id', '=', ref).where('project_id', '=', projectId).executeTakeFirst())?.id
       if (!id) {
         if (ref === 'default') id = await this.db.transaction().execute((trx) => this.deps.securityGroups.ensureDefault(trx, projectId))
         else {
@@ -523,7 +524,7 @@ export class ServerCatalog {
     if (!ref) throw new InvalidArgument('give the server id or name', { field: 'id' })
     // Deleted servers are gone for GET, as in Nova (admins list them with `deleted`).
     const visible = (r: ServerTable) => r.deleted === 0 && (caller.isAdmin || r.project_id === caller.projectId)
-    if (UUID_RE.test(ref)) {
+    if (isUuid(ref)) {
       const r = await db.selectFrom('servers').selectAll().where('uuid', '=', ref).executeTakeFirst()
       if (r && visible(r)) return r
     }
@@ -825,7 +826,7 @@ export class ServerCatalog {
     const columns = ['uuid', 'host', 'vm_state', 'task_state', 'power_state', 'instance_name', 'pending_cast_id'] as const
     const rows = await this.db.selectFrom('servers').select(columns).where('host', '=', host).where('deleted', '=', 0).execute()
     const known = new Set(rows.map((r) => r.uuid))
-    const extra = also.filter((u) => UUID_RE.test(u) && !known.has(u))
+    const extra = also.filter((u) => isUuid(u) && !known.has(u))
     if (extra.length) rows.push(...(await this.db.selectFrom('servers').select(columns).where('uuid', 'in', extra).execute()))
     return rows.map((r) => ({ instanceUuid: r.uuid, host: r.host ?? '', pendingCastId: r.pending_cast_id, vmState: r.vm_state, taskState: r.task_state, powerState: Number(r.power_state), name: r.instance_name }))
   }
@@ -850,23 +851,6 @@ function castIdFor(action: ServerAction, uuid: string): string {
 
 function actionOfCast(id: string): ServerAction | undefined {
   return parseCastId(id)?.action
-}
-
-function castAction(action: ServerAction, uuid: string): CastAction {
-  const instance = { instanceUuid: uuid }
-  switch (action) {
-    case 'build':
-      return { build: instance }
-    case 'start':
-      return { start: instance }
-    case 'stop':
-      return { stop: instance }
-    case 'reboot':
-    case 'reboot_hard':
-      return { reboot: { ...instance, hard: action === 'reboot_hard' } }
-    case 'delete':
-      return { delete: instance }
-  }
 }
 
 function actorOf(c: ServerCaller): Actor {
