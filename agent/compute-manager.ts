@@ -18,7 +18,7 @@
 import { mkdir, readdir, rm, chmod } from 'node:fs/promises'
 import path from 'node:path'
 import { AlreadyExists, FailedPrecondition, NotFound } from '../proto/errors.js'
-import { withReverter } from './revert.js'
+import { withReverter, type UndoLog } from './revert.js'
 import { ensureBridge } from './net/bridge.js'
 import { tapName } from './net/firewall.js'
 import type { GuestInfo, GuestSpec, NicSpec, VirtDriver } from './virt/driver.js'
@@ -62,6 +62,8 @@ export interface ComputeManagerOptions {
   images: (token: string) => ImageSource
   /** Brings the host's security-group filtering up to date (before a guest first runs, after one is deleted). */
   refreshFirewall?: () => Promise<void>
+  /** Where undo steps that fail while a build is rolled back are logged. @default process warnings on stderr */
+  log?: UndoLog
 }
 
 export interface Reconciled {
@@ -158,7 +160,7 @@ export class ComputeManager {
           await this.driver.destroy(uuid)
           return (await this.driver.spawn(guest)).powerState
         }
-      })
+      }, { log: this.o.log, context: { instance: uuid, host: this.o.host, action: 'build' } })
     })
   }
 

@@ -63,6 +63,7 @@ export class AgentService {
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       images: (token) => this.images(token),
       refreshFirewall: () => this.refreshFirewall(),
+      log: this.log,
     })
   }
 
