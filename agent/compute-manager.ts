@@ -18,10 +18,12 @@
 import { mkdir, readdir, rm, chmod } from 'node:fs/promises'
 import path from 'node:path'
 import { AlreadyExists, FailedPrecondition, NotFound } from '../proto/errors.js'
-import { withReverter } from './revert.js'
-import { ensureBridge } from './virt/bridge.js'
-import { tapName } from './virt/firewall.js'
-import { PowerState, isUuid, type GuestInfo, type GuestSpec, type NicSpec, type VirtDriver } from './virt/driver.js'
+import { withReverter, type UndoLog } from './revert.js'
+import { ensureBridge } from './net/bridge.js'
+import { tapName } from './net/firewall.js'
+import type { GuestInfo, GuestSpec, NicSpec, VirtDriver } from './virt/driver.js'
+import { isUuid } from '../proto/ids.js'
+import { PowerState } from '../proto/power-state.js'
 import { ImageCache, type ImageSource } from './disk/image-cache.js'
 import { configDriveFiles, writeConfigDrive } from './disk/config-drive.js'
 import type { BuildSpec } from '../proto/build-spec.js'
@@ -60,6 +62,8 @@ export interface ComputeManagerOptions {
   images: (token: string) => ImageSource
   /** Brings the host's security-group filtering up to date (before a guest first runs, after one is deleted). */
   refreshFirewall?: () => Promise<void>
+  /** Where undo steps that fail while a build is rolled back are logged. @default process warnings on stderr */
+  log?: UndoLog
 }
 
 export interface Reconciled {
@@ -156,7 +160,7 @@ export class ComputeManager {
           await this.driver.destroy(uuid)
           return (await this.driver.spawn(guest)).powerState
         }
-      })
+      }, { log: this.o.log, context: { instance: uuid, host: this.o.host, action: 'build' } })
     })
   }
 

@@ -50,7 +50,7 @@ export interface AgentConfig {
   maxConcurrentCasts: number
   /**
    * Security groups on this host: `iptables` (bridged traffic through per-port
-   * chains; see virt/firewall.ts) or `none` (no filtering). @default iptables
+   * chains; see net/firewall.ts) or `none` (no filtering). @default iptables
    * with the libvirt driver, none with the fake one
    */
   firewall: 'iptables' | 'none'

@@ -3,7 +3,7 @@
  *
  * Every layer (domain code, the native engine wrapper, the virt drivers) throws
  * one of these; transports map them to wire codes in exactly one place each
- * (`controller/api/grpc-errors.ts` for gRPC, `proto/nats-errors.ts` for NATS).
+ * (`proto/grpc-errors.ts` for gRPC, `proto/nats-errors.ts` for NATS).
  * Messages say what went wrong and why, and never contain secrets.
  */
 

@@ -3,6 +3,7 @@
  * agents (the one place they are spelled). A host name appears in subjects as
  * a single token: '.' becomes '_' (host names are DNS names, without '_').
  */
+import { isServerAction, type ServerAction } from './server-actions.js'
 
 /** Request/reply, queue group `strato-conductor`: agents ask the controller (announce, build specs). */
 export const CONDUCTOR_SUBJECT = 'strato.conductor'
@@ -56,20 +57,16 @@ export function powerSubject(host: string): string {
  */
 export const FIREWALL_CHANGED_SUBJECT = 'strato.firewall.changed'
 
-/** Server actions a cast carries. */
-export type CastActionName = 'build' | 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete'
-const CAST_ACTIONS: readonly string[] = ['build', 'start', 'stop', 'reboot', 'reboot_hard', 'delete']
-
 /**
  * Cast ids say what they carry: `<action>.<uuid>.<nonce>`, and `build.<uuid>`
  * for builds (one per server). An agent that restarts can resume an action
  * from the id alone and report it under the same id.
  */
-export function castIdFor(action: CastActionName, uuid: string, nonce: string): string {
+export function castIdFor(action: ServerAction, uuid: string, nonce: string): string {
   return action === 'build' ? `build.${uuid}` : `${action}.${uuid}.${nonce}`
 }
 
-export function parseCastId(id: string): { action: CastActionName; uuid: string } | undefined {
+export function parseCastId(id: string): { action: ServerAction; uuid: string } | undefined {
   const [action, uuid] = id.split('.')
-  return action && uuid && CAST_ACTIONS.includes(action) ? { action: action as CastActionName, uuid } : undefined
+  return action && uuid && isServerAction(action) ? { action, uuid } : undefined
 }

@@ -22,7 +22,7 @@ import { chmod, mkdir, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import type { BuildSpec } from '../../proto/build-spec.js'
 import { FailedPrecondition, Internal } from '../../proto/errors.js'
-import { tapName } from '../virt/firewall.js'
+import { tapName } from '../net/firewall.js'
 
 /** What goes on a server's config drive: a part of its build spec. */
 export type ConfigDriveSpec = Pick<BuildSpec, 'instanceUuid' | 'displayName' | 'hostname' | 'projectId' | 'availabilityZone' | 'keyName' | 'publicKey' | 'userData' | 'metadata'> & {

@@ -1,6 +1,6 @@
 /** ImageSource over strato.image.v1.Images: metadata by GetImage, data by the DownloadImage stream. */
 import { Metadata, credentials, type ServiceError } from '@grpc/grpc-js'
-import { fromGrpcError } from '../../controller/api/grpc-errors.js'
+import { fromGrpcError } from '../../proto/grpc-errors.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
 import type { ImageSource } from './image-cache.js'
 

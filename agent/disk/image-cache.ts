@@ -10,6 +10,7 @@ import { mkdirSync } from 'node:fs'
 import { open, rename, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
+import { isUuid } from '../../proto/ids.js'
 import { convertImage, inspectImage } from '../../native/index.js'
 
 /** What the cache needs from the image service. */
@@ -17,8 +18,6 @@ export interface ImageSource {
   /** The image's metadata and its data, as a stream of chunks. */
   download(imageId: string): Promise<{ image: { checksum: string; diskFormat: string; status: string }; data: AsyncIterable<Uint8Array> }>
 }
-
-const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export class ImageCache {
   private readonly inFlight = new Map<string, Promise<string>>()
@@ -32,7 +31,7 @@ export class ImageCache {
 
   /** Path of the cached qcow2 base of this image. */
   basePath(imageId: string): string {
-    if (!ID.test(imageId)) throw new InvalidArgument(`image id '${imageId}' is not a UUID`, { field: 'image_id' })
+    if (!isUuid(imageId)) throw new InvalidArgument(`image id '${imageId}' is not a UUID`, { field: 'image_id' })
     return path.join(this.dir, `${imageId}.qcow2`)
   }
 

@@ -29,28 +29,8 @@
  *   operation locks live in the compute manager).
  */
 import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
-
-/**
- * Power state codes, as Nova's `compute/power_state.py` (and the API's
- * `power_state` field). 2 (BLOCKED) and 5 (SHUTOFF) are not used: Nova folds
- * them into RUNNING and SHUTDOWN.
- */
-export const PowerState = {
-  NOSTATE: 0,
-  RUNNING: 1,
-  PAUSED: 3,
-  /** Shut down or shut off: the guest is defined but not running. */
-  SHUTDOWN: 4,
-  CRASHED: 6,
-  SUSPENDED: 7,
-} as const
-export type PowerState = (typeof PowerState)[keyof typeof PowerState]
-
-/** Name of a power state code, for messages and logs. */
-export function powerStateName(state: PowerState): string {
-  for (const [name, code] of Object.entries(PowerState)) if (code === state) return name
-  return `UNKNOWN(${String(state)})`
-}
+import { isUuid } from '../../proto/ids.js'
+import { PowerState, powerStateName } from '../../proto/power-state.js'
 
 /** One disk attached to a guest. The file must exist; the driver never creates or deletes it. */
 export interface DiskSpec {
@@ -64,7 +44,7 @@ export interface DiskSpec {
   device: string
 }
 
-/** One network interface, plugged into an existing Linux bridge (see `bridge.ts`). */
+/** One network interface, plugged into an existing Linux bridge (see `agent/net/bridge.ts`). */
 export interface NicSpec {
   /** Unicast MAC address, `aa:bb:cc:dd:ee:ff` (lower case). */
   mac: string
@@ -291,17 +271,11 @@ export function checkPowerTransition(action: PowerAction, from: PowerState, uuid
   return outcome
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
 const DEVICE_RE = /^vd[a-z]$/
 /** Linux interface names: at most 15 bytes, no slash, colon or whitespace. */
 const BRIDGE_RE = /^[A-Za-z0-9_.-]{1,15}$/
-
-/** Is `uuid` a canonical lower-case uuid? */
-export function isUuid(uuid: string): boolean {
-  return UUID_RE.test(uuid)
-}
 
 /**
  * Checks a guest spec before anything is made; shared by every driver.
@@ -311,7 +285,7 @@ export function validateGuestSpec(spec: GuestSpec): void {
   const invalid = (field: string, why: string): never => {
     throw new InvalidArgument(`invalid guest spec: ${field} ${why}`, { field })
   }
-  if (!UUID_RE.test(spec.uuid)) invalid('uuid', 'must be a lower-case canonical uuid')
+  if (!isUuid(spec.uuid)) invalid('uuid', 'must be a lower-case canonical uuid')
   if (!NAME_RE.test(spec.name)) invalid('name', 'must be 1-64 characters of [A-Za-z0-9_.-]')
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) invalid('vcpus', 'must be an integer ≥ 1')
   if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 16) invalid('memoryMiB', 'must be an integer ≥ 16')

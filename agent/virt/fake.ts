@@ -14,7 +14,6 @@ import { AlreadyExists, Internal, NotFound, ResourceExhausted, type StratoError 
 import {
   DEFAULT_CONSOLE_MAX_BYTES,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
-  PowerState,
   checkPowerTransition,
   tailBytes,
   validateGuestSpec,
@@ -26,6 +25,7 @@ import {
   type RebootOptions,
   type VirtDriver,
 } from './driver.js'
+import { PowerState } from '../../proto/power-state.js'
 
 export interface FakeDriverOptions {
   /** @default 'fake-host' */

@@ -5,6 +5,7 @@
  * OpenStack APIs print them.
  */
 import { NotFound } from '../../proto/errors.js'
+import { isUuid } from '../../proto/ids.js'
 import { FlavorsClient, type Flavor } from '../../proto/gen/strato/compute/v1/compute.js'
 import { ServersClient, type Server } from '../../proto/gen/strato/compute/v1/servers.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
@@ -16,7 +17,8 @@ import type { Context } from './context.js'
 import { CliError, UsageError } from './errors.js'
 import type { Args } from './registry.js'
 
-export const isUuid = (s: string): boolean => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s)
+/** A uuid as people type it (any case). */
+const isUuidRef = (ref: string): boolean => isUuid(ref.toLowerCase())
 
 /** Runs a lookup, turning NOT_FOUND into undefined. */
 export async function maybe<T>(p: Promise<T>): Promise<T | undefined> {
@@ -42,7 +44,7 @@ export async function findFlavor(ctx: Context, ref: string): Promise<Flavor> {
 }
 
 export async function findImage(ctx: Context, ref: string): Promise<Image> {
-  if (isUuid(ref)) {
+  if (isUuidRef(ref)) {
     const byId = await maybe(ctx.call(ImagesClient, 'getImage', { id: ref }))
     if (byId) return byId
   }
@@ -54,7 +56,7 @@ export async function findImage(ctx: Context, ref: string): Promise<Image> {
 }
 
 export async function findNetwork(ctx: Context, ref: string): Promise<Network> {
-  if (isUuid(ref)) {
+  if (isUuidRef(ref)) {
     const byId = await maybe(ctx.call(NetworksClient, 'getNetwork', { id: ref }))
     if (byId) return byId
   }
@@ -65,7 +67,7 @@ export async function findNetwork(ctx: Context, ref: string): Promise<Network> {
 }
 
 export async function findSubnet(ctx: Context, ref: string, networkId?: string): Promise<Subnet> {
-  if (isUuid(ref)) {
+  if (isUuidRef(ref)) {
     const byId = await maybe(ctx.call(SubnetsClient, 'getSubnet', { id: ref }))
     if (byId) return byId
   }
@@ -76,7 +78,7 @@ export async function findSubnet(ctx: Context, ref: string, networkId?: string):
 }
 
 export async function findPort(ctx: Context, ref: string): Promise<Port> {
-  if (isUuid(ref)) {
+  if (isUuidRef(ref)) {
     const byId = await maybe(ctx.call(PortsClient, 'getPort', { id: ref }))
     if (byId) return byId
   }
@@ -87,7 +89,7 @@ export async function findPort(ctx: Context, ref: string): Promise<Port> {
 }
 
 export async function findSecurityGroup(ctx: Context, ref: string): Promise<SecurityGroup> {
-  if (isUuid(ref)) {
+  if (isUuidRef(ref)) {
     const byId = await maybe(ctx.call(SecurityGroupsClient, 'getSecurityGroup', { id: ref }))
     if (byId) return byId
   }
@@ -107,7 +109,7 @@ export async function findServer(ctx: Context, ref: string): Promise<Server> {
 
 /** A floating IP by id or by its address. */
 export async function findFloatingIp(ctx: Context, ref: string): Promise<FloatingIp> {
-  if (isUuid(ref)) {
+  if (isUuidRef(ref)) {
     const byId = await maybe(ctx.call(FloatingIpsClient, 'getFloatingIp', { id: ref }))
     if (byId) return byId
   }

@@ -4,7 +4,7 @@
  * CliError that says what to do (unreachable server, timeout).
  */
 import { credentials, Metadata, status, type CallOptions, type Client, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js'
-import { fromGrpcError } from '../../controller/api/grpc-errors.js'
+import { fromGrpcError } from '../../proto/grpc-errors.js'
 import { CliError } from './errors.js'
 
 type Callback<Res> = (err: ServiceError | null, res: Res) => void

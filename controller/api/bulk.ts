@@ -19,7 +19,7 @@ import http2 from 'node:http2'
 import { Metadata, status, type Server } from '@grpc/grpc-js'
 import { InvalidArgument, ResourceExhausted } from '../../proto/errors.js'
 import type { Logger } from '../log.js'
-import type { GrpcErrorPayload } from './grpc-errors.js'
+import type { GrpcErrorPayload } from '../../proto/grpc-errors.js'
 import { callRunner, type CallContext, type RpcDeps } from './rpc.js'
 
 /**
@@ -109,6 +109,12 @@ export interface RawMessage {
   length: number
 }
 
+/**
+ * The largest gRPC message: the prefix's length is 4 bytes, but gRPC
+ * implementations read it as a signed 32-bit number.
+ */
+export const GRPC_MAX_MESSAGE = 2 ** 31 - 1
+
 /** Splits a request body into gRPC messages (flag byte, 4-byte length, bytes) without copying the bytes. */
 export class MessageSplitter {
   private readonly prefix = Buffer.alloc(5)
@@ -116,8 +122,12 @@ export class MessageSplitter {
   private pieces: Buffer[] = []
   private need = -1
   private have = 0
+  private readonly maxLength: number
 
-  constructor(private readonly maxLength: number) {}
+  /** `maxLength`: longer messages are refused (ResourceExhausted); never above {@link GRPC_MAX_MESSAGE}. */
+  constructor(maxLength: number) {
+    this.maxLength = Math.min(maxLength, GRPC_MAX_MESSAGE)
+  }
 
   push(chunk: Buffer): RawMessage[] {
     const out: RawMessage[] = []
@@ -275,6 +285,8 @@ export class PiecesReader {
 
   /** The next `n` bytes, as views. */
   bytes(n: number): Buffer[] {
+    // A length varint can decode negative (int64) or beyond exact integers: never a length.
+    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgument(`malformed protobuf message: a field length of ${n}`)
     const out: Buffer[] = []
     while (n > 0) {
       if (this.done) throw new InvalidArgument('malformed protobuf message: a field longer than the message')
@@ -383,14 +395,22 @@ export class GrpcResponse {
   }
 }
 
-/** A message's 5-byte gRPC prefix followed by a protobuf `bytes` field header (tag, length) for `length` bytes. */
+/**
+ * A message's 5-byte gRPC prefix followed by a protobuf `bytes` field header (tag, length) for `length` bytes.
+ * @throws RangeError for a field above 15 or a message over {@link GRPC_MAX_MESSAGE}.
+ */
 export function bytesFieldFrame(field: number, length: number): Buffer {
+  // One tag byte: fields 1 to 15.
+  if (!Number.isInteger(field) || field < 1 || field > 15) throw new RangeError(`field ${field} needs more than one tag byte`)
+  const tooLong = () => new RangeError(`a bytes field of ${length} bytes does not fit in one gRPC message (at most ${GRPC_MAX_MESSAGE} bytes)`)
+  if (!Number.isSafeInteger(length) || length < 0 || length > GRPC_MAX_MESSAGE) throw tooLong()
   const head: number[] = [(field << 3) | 2]
   let n = length
   do {
     head.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0))
     n = Math.floor(n / 128)
   } while (n > 0)
+  if (head.length + length > GRPC_MAX_MESSAGE) throw tooLong()
   const out = Buffer.allocUnsafe(5 + head.length)
   out[0] = 0
   out.writeUInt32BE(head.length + length, 1)

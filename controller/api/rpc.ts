@@ -11,7 +11,7 @@ import type { Logger } from '../log.js'
 import type { Visibility } from '../identity/catalog.js'
 import type { AuthContext } from '../identity/model.js'
 import type { Policy, TargetLookup } from '../identity/policy.js'
-import { toGrpcError, type GrpcErrorPayload } from './grpc-errors.js'
+import { toGrpcError, type GrpcErrorPayload } from '../../proto/grpc-errors.js'
 
 export interface CallContext {
   requestId: string

@@ -8,8 +8,9 @@
 import { randomBytes } from 'node:crypto'
 import type { Db } from '../store/db.js'
 import { castIdFor as castId, parseCastId } from '../../proto/subjects.js'
+import { castAction } from '../../proto/server-actions.js'
 import type { ServerAction } from './server-states.js'
-import type { AgentTransport, CastAction } from './transport.js'
+import type { AgentTransport } from './transport.js'
 import { now, type Log } from './server-model.js'
 
 /** A cast id for `action` on server `uuid` (builds have one per server; other actions a fresh nonce). */
@@ -22,23 +23,6 @@ export function actionOfCast(id: string): ServerAction | undefined {
   return parseCastId(id)?.action
 }
 
-/** The wire action of a server action. */
-export function castAction(action: ServerAction, uuid: string): CastAction {
-  const instance = { instanceUuid: uuid }
-  switch (action) {
-    case 'build':
-      return { build: instance }
-    case 'start':
-      return { start: instance }
-    case 'stop':
-      return { stop: instance }
-    case 'reboot':
-    case 'reboot_hard':
-      return { reboot: { ...instance, hard: action === 'reboot_hard' } }
-    case 'delete':
-      return { delete: instance }
-  }
-}
 
 /** One cast to send: to `host`, about server `uuid`, under `castId`, caused by the API call `requestId`. */
 export interface OutgoingCast {

@@ -10,6 +10,7 @@
  */
 import { isIP } from 'node:net'
 import { Conflict, InvalidArgument, NotFound } from '../../proto/errors.js'
+import { isUuid } from '../../proto/ids.js'
 import type { Db } from '../store/db.js'
 import type { ComputeHostTable } from '../store/schema.js'
 import { checkText } from '../identity/validate.js'
@@ -70,8 +71,6 @@ export interface DiscoverResult {
   lines: string[]
   mapped: HostView[]
 }
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 /** DNS host names: labels of letters, digits and hyphens. No '_' so subjects can use it for '.'. */
 const HOST_RE = /^(?=.{1,255}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
@@ -143,7 +142,7 @@ export class HostRegistry implements HostLiveness {
    */
   async announce(a: HostAnnouncement): Promise<{ mapped: boolean }> {
     const host = checkHostName(a.host)
-    if (!UUID_RE.test(a.uuid)) throw new InvalidArgument(`host uuid '${a.uuid}' must be a lower-case canonical uuid`, { field: 'uuid' })
+    if (!isUuid(a.uuid)) throw new InvalidArgument(`host uuid '${a.uuid}' must be a lower-case canonical uuid`, { field: 'uuid' })
     const c = a.capabilities
     for (const [field, v] of [['vcpus', c.vcpus], ['memory_mb', c.memoryMb], ['disk_gb', c.diskGb]] as const) {
       if (!Number.isInteger(v) || v < 0) throw new InvalidArgument(`capabilities.${field} must be a non-negative integer, got ${v}`, { field: `capabilities.${field}` })

@@ -5,6 +5,7 @@
  * resolved before anything is made, so a bad request fails with its reason
  * and leaves nothing behind. The result is a CreatePlan for `server-create.ts`.
  */
+import { isUuid } from '../../proto/ids.js'
 import { Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
 import { checkName, checkText } from '../identity/validate.js'
@@ -16,7 +17,7 @@ import type { SecurityGroupCatalog } from '../network/security-groups.js'
 import { loadNetwork, canModify, networksUsableBy, type Actor } from '../network/access.js'
 import type { HostRegistry } from './hosts.js'
 import type { ServerGroupCatalog } from './server-groups.js'
-import { UUID_RE, type CreateServer, type ServerCaller } from './server-model.js'
+import { type CreateServer, type ServerCaller } from './server-model.js'
 
 /** Nova's limits: 64 KiB of user data, 128 metadata items. */
 const USER_DATA_MAX = 65535
@@ -108,7 +109,7 @@ export class CreatePlanner {
 
   private async findImage(ref: string | undefined, caller: ServerCaller): Promise<Image> {
     if (!ref) throw new InvalidArgument('image_ref is required (an image id or name; see strato image list)', { field: 'image_ref' })
-    const image = await this.deps.images.get(UUID_RE.test(ref) ? { id: ref } : { name: ref }, imageViewer(caller)).catch((err) => {
+    const image = await this.deps.images.get(isUuid(ref) ? { id: ref } : { name: ref }, imageViewer(caller)).catch((err) => {
       throw err instanceof NotFound ? new NotFound(`image '${ref}' not found (by id or name); see strato image list`, { field: 'image_ref', cause: err }) : err
     })
     if (image.status !== 'active') throw new FailedPrecondition(`image ${image.id} is ${image.status}, not active${image.status === 'queued' ? ': upload its data first' : ''}`, { field: 'image_ref' })
@@ -186,7 +187,7 @@ export class CreatePlanner {
     const ids: string[] = []
     for (const [i, ref] of refs.entries()) {
       let id: string | undefined
-      if (UUID_RE.test(ref)) id = await this.deps.securityGroups.idInProject(ref, projectId)
+      if (isUuid(ref)) id = await this.deps.securityGroups.idInProject(ref, projectId)
       if (!id) {
         if (ref === 'default') id = await this.db.transaction().execute((trx) => this.deps.securityGroups.ensureDefault(trx, projectId))
         else {

@@ -12,6 +12,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
+import { isUuid } from '../../proto/ids.js'
 import type { Db } from '../store/db.js'
 import type { ServerGroupTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
@@ -32,8 +33,6 @@ export interface ServerGroupView {
   userId: string
   createdAt: Date
 }
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export class ServerGroupCatalog {
   /** The tail of each group's queue of placements. */
@@ -133,7 +132,7 @@ export class ServerGroupCatalog {
   private async find(db: Trx, ref: string | undefined, caller: ServerCaller, field = 'id'): Promise<ServerGroupTable> {
     if (!ref) throw new InvalidArgument('a server group id or name is required', { field })
     let q = db.selectFrom('server_groups').selectAll()
-    q = UUID_RE.test(ref) ? q.where('id', '=', ref) : q.where('name', '=', ref)
+    q = isUuid(ref) ? q.where('id', '=', ref) : q.where('name', '=', ref)
     if (!caller.isAdmin) q = q.where('project_id', '=', caller.projectId ?? '')
     const rows = await q.limit(2).execute()
     if (rows.length > 1) throw new Conflict(`several server groups are named '${ref}'; use the id`, { field })

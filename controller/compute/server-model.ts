@@ -111,8 +111,6 @@ export interface Log {
   debug(o: object, m: string): void
 }
 
-export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-
 /** The hypervisor's domain name of a server. */
 export function instanceName(uuid: string): string {
   return `instance-${uuid}`

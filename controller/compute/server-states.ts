@@ -9,17 +9,16 @@
  * the hypervisor's power sync.
  */
 import { FailedPrecondition } from '../../proto/errors.js'
+import { PowerState as POWER } from '../../proto/power-state.js'
+import type { ServerAction } from '../../proto/server-actions.js'
 
 export const VM_STATES = ['building', 'active', 'stopped', 'error', 'deleted'] as const
 export type VmState = (typeof VM_STATES)[number]
 export const TASK_STATES = ['', 'scheduling', 'networking', 'spawning', 'powering-off', 'powering-on', 'rebooting', 'rebooting_hard', 'deleting'] as const
 export type TaskState = (typeof TASK_STATES)[number]
 
-/** Actions a user asks for; `build` is the controller's own. */
-export type ServerAction = 'build' | 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete'
-
-/** Nova's power_state codes (also `agent/virt/driver.ts`). */
-export const POWER = { NOSTATE: 0, RUNNING: 1, PAUSED: 3, SHUTDOWN: 4, CRASHED: 6, SUSPENDED: 7 } as const
+/** Actions a user asks for; `build` is the controller's own (the one list: `proto/server-actions.ts`). */
+export type { ServerAction }
 
 interface ActionRule {
   /** vm_states the action is allowed from; undefined: any. */

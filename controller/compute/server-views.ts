@@ -3,6 +3,7 @@
  * with their filters, and the ServerView of a row, with its addresses and
  * security groups read through network/.
  */
+import { isUuid } from '../../proto/ids.js'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
 import type { ServerTable } from '../store/schema.js'
@@ -10,7 +11,7 @@ import type { Trx } from '../quota/quota.js'
 import type { SecurityGroupCatalog } from '../network/security-groups.js'
 import { portsOfDevices } from '../network/device-ports.js'
 import { STATUSES, TASK_STATES, statesFor, statusOf, type TaskState, type VmState } from './server-states.js'
-import { UUID_RE, json, type ListServers, type ServerAddress, type ServerCaller, type ServerView } from './server-model.js'
+import { json, type ListServers, type ServerAddress, type ServerCaller, type ServerView } from './server-model.js'
 
 export class ServerViews {
   constructor(
@@ -72,7 +73,7 @@ export class ServerViews {
     if (!ref) throw new InvalidArgument('give the server id or name', { field: 'id' })
     // Deleted servers are gone for GET, as in Nova (admins list them with `deleted`).
     const visible = (r: ServerTable) => r.deleted === 0 && (caller.isAdmin || r.project_id === caller.projectId)
-    if (UUID_RE.test(ref)) {
+    if (isUuid(ref)) {
       const r = await db.selectFrom('servers').selectAll().where('uuid', '=', ref).executeTakeFirst()
       if (r && visible(r)) return r
     }

@@ -5,13 +5,14 @@
  * the image with — and the servers placed on a host, for the agent's
  * start-up reconciliation.
  */
+import { isUuid } from '../../proto/ids.js'
 import { FailedPrecondition, NotFound, toStratoError } from '../../proto/errors.js'
 import type { BuildSpec } from '../../proto/build-spec.js'
 import type { Db } from '../store/db.js'
 import type { ImageCatalog } from '../image/catalog.js'
 import { nicsOfDevice } from '../network/device-ports.js'
 import { beginBuild } from '../compute/server-states.js'
-import { UUID_RE, hostnameOf, json, now, type DelegatedTokens } from '../compute/server-model.js'
+import { hostnameOf, json, now, type DelegatedTokens } from '../compute/server-model.js'
 
 /** What the controller believes about a server of a host. */
 export interface HostInstance {
@@ -77,7 +78,7 @@ export async function hostInstances(db: Db, host: string, also: string[]): Promi
   const columns = ['uuid', 'host', 'vm_state', 'task_state', 'power_state', 'instance_name', 'pending_cast_id'] as const
   const rows = await db.selectFrom('servers').select(columns).where('host', '=', host).where('deleted', '=', 0).execute()
   const known = new Set(rows.map((r) => r.uuid))
-  const extra = also.filter((u) => UUID_RE.test(u) && !known.has(u))
+  const extra = also.filter((u) => isUuid(u) && !known.has(u))
   if (extra.length) rows.push(...(await db.selectFrom('servers').select(columns).where('uuid', 'in', extra).execute()))
   return rows.map((r) => ({ instanceUuid: r.uuid, host: r.host ?? '', pendingCastId: r.pending_cast_id, vmState: r.vm_state, taskState: r.task_state, powerState: Number(r.power_state), name: r.instance_name }))
 }

@@ -8,6 +8,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
+import { isUuid } from '../../proto/ids.js'
 import type { Db } from '../store/db.js'
 import type { ImageTable } from '../store/schema.js'
 import type { QuotaEngine } from '../quota/quota.js'
@@ -116,7 +117,7 @@ export class ImageCatalog {
     if (!viewer.projectId) throw new FailedPrecondition('images belong to projects: use a project-scoped token')
     if (!viewer.isAdmin && !viewer.canWrite) throw new PermissionDenied('creating images needs the member role on the project; readers can only read')
     const id = req.id?.trim() || randomUUID()
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) throw new InvalidArgument(`image id '${id}' must be a UUID`, { field: 'id' })
+    if (!isUuid(id)) throw new InvalidArgument(`image id '${id}' must be a UUID`, { field: 'id' })
     const visibility = oneOf('visibility', req.visibility || 'shared', VISIBILITIES)
     if (visibility === 'public' && !viewer.isAdmin) throw new PermissionDenied('only a cloud admin may create a public image (Glance\'s publicize_image rule)')
     const now = new Date().toISOString()

@@ -16,7 +16,7 @@ import { cloudClients, serverGone, serverWaiter } from '../helpers/cloud.js'
 import { DEMO_IMAGE, DEMO_LINE, openrcToken } from '../../cli/stack/demo.js'
 import { ImagesClient, type ListImagesResponse } from '../../proto/gen/strato/image/v1/image.js'
 import type { ListHostsResponse } from '../../proto/gen/strato/compute/v1/hosts.js'
-import { IptablesFirewall } from '../../agent/virt/firewall.js'
+import { IptablesFirewall } from '../../agent/net/firewall.js'
 import type { ConsoleOutput, CreateServerResponse, ListServersResponse } from '../../proto/gen/strato/compute/v1/servers.js'
 
 const root = path.resolve(import.meta.dirname, '../..')

@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process'
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { IptablesFirewall } from '../../agent/virt/firewall.js'
+import { IptablesFirewall } from '../../agent/net/firewall.js'
 import { exited, readLog, running, startDaemon, waitForLog } from './daemon.js'
 import { virsh } from './libvirt.js'
 

@@ -7,7 +7,7 @@ import { execFile, spawn } from 'node:child_process'
 import { constants as fsConstants } from 'node:fs'
 import { access, chmod, chown, mkdir, readFile, stat } from 'node:fs/promises'
 import { promisify } from 'node:util'
-import { PowerState } from '../../agent/virt/driver.js'
+import { PowerState } from '../../proto/power-state.js'
 
 const run = promisify(execFile)
 

@@ -10,7 +10,6 @@ import { AlreadyExists, FailedPrecondition, Internal, NotFound } from '../../../
 import {
   DEFAULT_CONSOLE_MAX_BYTES,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
-  PowerState,
   checkPowerTransition,
   tailBytes,
   validateGuestSpec,
@@ -23,6 +22,7 @@ import {
   type RebootOptions,
   type VirtDriver,
 } from '../driver.js'
+import { PowerState } from '../../../proto/power-state.js'
 import { VirDomainState, formatVersion } from './constants.js'
 import { parseDomainXml, toDomainXml, type DomainConfig } from './domain-xml.js'
 import { powerStateOf, type Guest } from './guest.js'

@@ -3,7 +3,7 @@
  * shutdown, reboot, undefine, info and XML. Policy (timeouts, fallbacks) is
  * the driver's; this class only speaks to libvirt through the host's thread.
  */
-import { PowerState } from '../driver.js'
+import { PowerState } from '../../../proto/power-state.js'
 import { VirDomainShutdownFlags, VirDomainState, VirDomainUndefineFlags } from './constants.js'
 import type { Host } from './host.js'
 import type { DomainRecord } from './worker.js'

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ServersClient, type NetworkRequest, type Server } from '../../../proto/gen/strato/compute/v1/servers.js'
+import { powerStateLabel } from '../../../proto/power-state.js'
 import type { Context } from '../context.js'
 import { CliError, UsageError } from '../errors.js'
 import { flag, opt } from '../identity.js'
@@ -14,9 +15,8 @@ import {
 import { deleteEach } from './delete.js'
 import { listOpt, projectIdOf, projectOpts } from './network.js'
 
-/** openstackclient's PowerStateColumn: Nova's power_state codes by index. */
-const POWER_STATES = ['NOSTATE', 'Running', '', 'Paused', 'Shutdown', '', 'Crashed', 'Suspended']
-const powerState = (code: number | undefined) => POWER_STATES[code ?? 0] || `Unknown (${code})`
+/** openstackclient's PowerStateColumn. */
+const powerState = powerStateLabel
 
 /** `provider=192.168.201.203` (several networks: `a=…; b=…`), as the API's `addresses` dict. */
 function addressesOf(s: Server): DictList {

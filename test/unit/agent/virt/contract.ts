@@ -16,7 +16,8 @@ import {
   NotFound,
   StratoError,
 } from '../../../../proto/errors.js'
-import { PowerState, powerStateName, type GuestSpec, type VirtDriver } from '../../../../agent/virt/driver.js'
+import { type GuestSpec, type VirtDriver } from '../../../../agent/virt/driver.js'
+import { PowerState, powerStateName } from '../../../../proto/power-state.js'
 
 export interface ContractGuest {
   spec: GuestSpec

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { FailedPrecondition, InvalidArgument } from '../../../../proto/errors.js'
-import { PowerState, checkPowerTransition, tailBytes, validateGuestSpec, type GuestSpec } from '../../../../agent/virt/driver.js'
+import { checkPowerTransition, tailBytes, validateGuestSpec, type GuestSpec } from '../../../../agent/virt/driver.js'
+import { PowerState } from '../../../../proto/power-state.js'
 
 const spec: GuestSpec = {
   uuid: '6f1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b11',

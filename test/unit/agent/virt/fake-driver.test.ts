@@ -1,7 +1,8 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import { FakeDriver } from '../../../../agent/virt/fake.js'
-import { PowerState, type GuestSpec } from '../../../../agent/virt/driver.js'
+import { type GuestSpec } from '../../../../agent/virt/driver.js'
+import { PowerState } from '../../../../proto/power-state.js'
 import { AlreadyExists, NotFound, ResourceExhausted, Unavailable } from '../../../../proto/errors.js'
 import { virtDriverContract } from './contract.js'
 

@@ -2,7 +2,7 @@ import t from 'tap'
 import { AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Unavailable } from '../../../../../proto/errors.js'
 import { chooseAccelerator, kvmDeviceUsable, parseHostRecord, translateLibvirtError } from '../../../../../agent/virt/libvirt/host.js'
 import { formatVersion } from '../../../../../agent/virt/libvirt/constants.js'
-import { PowerState } from '../../../../../agent/virt/driver.js'
+import { PowerState } from '../../../../../proto/power-state.js'
 import { powerStateOf } from '../../../../../agent/virt/libvirt/guest.js'
 
 const err = (code: number) => ({ code, domain: 10, level: 2, message: 'libvirt says no', call: 'virDomainCreate' })

@@ -1,8 +1,8 @@
-// The iptables rules a port's security groups become (agent/virt/firewall.ts),
+// The iptables rules a port's security groups become (agent/net/firewall.ts),
 // as text: matches per protocol, per family, stale chains, and refusals. The
 // same rules on real traffic: test/integration/agent/firewall.test.ts.
 import t from 'tap'
-import { ownChains, renderRules, tapName, topChain, type FirewallRule, type PortFirewall } from '../../../agent/virt/firewall.js'
+import { ownChains, renderRules, tapName, topChain, type FirewallRule, type PortFirewall } from '../../../../agent/net/firewall.js'
 
 const rule = (r: Partial<FirewallRule> & Pick<FirewallRule, 'direction'>): FirewallRule => ({ ethertype: 'IPv4', protocol: -1, portMin: 0, portMax: 0, remotePrefix: '', ...r })
 const p: PortFirewall = {

@@ -1,6 +1,6 @@
 /**
  * Integration: security groups enforced by the agent's iptables firewall
- * (agent/virt/firewall.ts) on real bridged traffic, all inside network
+ * (agent/net/firewall.ts) on real bridged traffic, all inside network
  * namespaces this test makes: a bridge namespace (the host), two "guests"
  * whose tap devices are Strato ports, and an outsider on the same bridge.
  * TCP connections (node in the namespaces) say what passes. Needs root.
@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { IptablesFirewall, type FirewallRule, type PortFirewall } from '../../../agent/virt/firewall.js'
+import { IptablesFirewall, type FirewallRule, type PortFirewall } from '../../../../agent/net/firewall.js'
 
 const run = promisify(execFile)
 const id = process.pid.toString(16)

@@ -5,8 +5,8 @@
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { bridgeExists, bridgePorts, deleteBridge, ensureBridge } from '../../../agent/virt/bridge.js'
-import { FailedPrecondition, InvalidArgument } from '../../../proto/errors.js'
+import { bridgeExists, bridgePorts, deleteBridge, ensureBridge } from '../../../../agent/net/bridge.js'
+import { FailedPrecondition, InvalidArgument } from '../../../../proto/errors.js'
 
 const run = promisify(execFile)
 const netns = `strato-br-${process.pid}`

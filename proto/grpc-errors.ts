@@ -1,6 +1,6 @@
 /** The one mapping from Strato errors to gRPC status codes (and back, for clients). */
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js'
-import { errorFromCode, toStratoError, type ErrorCode, type StratoError } from '../../proto/errors.js'
+import { errorFromCode, toStratoError, type ErrorCode, type StratoError } from './errors.js'
 
 const toStatus: Record<ErrorCode, status> = {
   NOT_FOUND: status.NOT_FOUND,

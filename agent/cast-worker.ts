@@ -1,0 +1,199 @@
+/**
+ * The agent's cast queue: a JetStream durable consumer of
+ * `strato.agent.<host>.cast`, so casts wait while the agent is down.
+ *
+ * Casts run concurrently across servers and in order for one server (the
+ * compute manager's locks), at most `maxConcurrentCasts` at a time. A cast is
+ * acked only after its result is stored in the event stream, so a crash at
+ * any point means the cast comes again; redelivered casts are idempotent (by
+ * cast id, and by asking the hypervisor).
+ */
+import type { ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream'
+import type { Logger } from 'pino'
+import { NotFound, Unavailable, toStratoError } from '../proto/errors.js'
+import { castAction, serverActionOf, type ServerAction } from '../proto/server-actions.js'
+import { castResultSubject, parseCastId } from '../proto/subjects.js'
+import { Cast, CastResult } from '../proto/gen/strato/agent/v1/agent.js'
+import type { ComputeManager } from './compute-manager.js'
+
+export interface CastWorkerOptions {
+  host: string
+  /** Casts in hand at once. */
+  maxConcurrentCasts: number
+  /**
+   * Whether the agent is running: then a cast that meets an unreachable
+   * controller or NATS is tried again later; while it stops, it fails.
+   */
+  running: () => boolean
+}
+
+/** What each server action runs on the compute manager; every one returns the guest's power state. */
+const RUN: Record<ServerAction, (manager: ComputeManager, uuid: string) => Promise<number>> = {
+  build: (m, uuid) => m.build(uuid),
+  start: (m, uuid) => m.start(uuid),
+  stop: (m, uuid) => m.stop(uuid),
+  reboot: (m, uuid) => m.reboot(uuid, false),
+  reboot_hard: (m, uuid) => m.reboot(uuid, true),
+  delete: (m, uuid) => m.delete(uuid),
+}
+
+/** Simple counting semaphore: at most `n` casts in hand. */
+class Slots {
+  private free: number
+  private readonly waiting: Array<() => void> = []
+  constructor(n: number) {
+    this.free = n
+  }
+  async take(): Promise<void> {
+    if (this.free > 0) {
+      this.free--
+      return
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve))
+  }
+  give(): void {
+    const next = this.waiting.shift()
+    if (next) next()
+    else this.free++
+  }
+}
+
+export class CastWorker {
+  private casts: ConsumerMessages | undefined
+  private loop: Promise<void> | undefined
+  /** Cast ids done lately (their results stored): a redelivery is acked at once. */
+  private readonly done = new Set<string>()
+  /** Cast ids running now. */
+  private readonly running = new Set<string>()
+  private readonly inHand = new Map<string, Promise<void>>()
+  private readonly slots: Slots
+  private readonly log: Logger
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly manager: ComputeManager,
+    private readonly o: CastWorkerOptions,
+    log: Logger,
+  ) {
+    this.slots = new Slots(o.maxConcurrentCasts)
+    this.log = log
+  }
+
+  /** Starts taking casts from the host's durable consumer. */
+  async consume(stream: string, consumerName: string): Promise<void> {
+    const consumer = await this.js.consumers.get(stream, consumerName)
+    const casts = (this.casts = await consumer.consume({ max_messages: this.o.maxConcurrentCasts }))
+    this.loop = (async () => {
+      for await (const m of casts) {
+        await this.slots.take()
+        const id = `${m.info.streamSequence}`
+        const p = this.handle(m).finally(() => {
+          this.slots.give()
+          this.inHand.delete(id)
+        })
+        this.inHand.set(id, p)
+      }
+    })()
+  }
+
+  /** Resumes actions the controller says are in progress here (after a restart), under their own cast ids. */
+  resume(castIds: string[]): void {
+    for (const id of castIds) {
+      const p = parseCastId(id)
+      if (!p) continue
+      const cast: Cast = { id, ...castAction(p.action, p.uuid) }
+      this.log.info({ cast: id, instance: p.uuid, action: p.action }, 'resuming an action in progress')
+      const key = `resume-${id}`
+      const run = this.slots.take().then(() => this.perform(cast)).finally(() => {
+        this.slots.give()
+        this.inHand.delete(key)
+      })
+      this.inHand.set(key, run.then(() => {}, () => {}))
+    }
+  }
+
+  /** Stops taking casts and waits for the ones in hand. */
+  async stop(): Promise<void> {
+    await this.casts?.close().catch(() => {})
+    await this.loop?.catch(() => {})
+    await Promise.allSettled([...this.inHand.values()])
+  }
+
+  private async handle(m: JsMsg): Promise<void> {
+    let cast: Cast
+    try {
+      cast = Cast.decode(m.data)
+    } catch (err) {
+      this.log.error({ err }, 'undecodable cast dropped')
+      m.term()
+      return
+    }
+    const working = setInterval(() => m.working(), 1_000)
+    try {
+      const outcome = await this.perform(cast)
+      if (outcome === 'ack') m.ack()
+      else if (outcome === 'retry') m.nak(1_000)
+    } finally {
+      clearInterval(working)
+    }
+  }
+
+  /**
+   * Runs a cast once and stores its result in the event stream. `ack`: done
+   * (now or before); `retry`: not done, deliver again; `busy`: the same cast is
+   * in hand already (a redelivery, or a resumed action) and will be acked there.
+   */
+  private async perform(cast: Cast): Promise<'ack' | 'retry' | 'busy'> {
+    const id = cast.id ?? ''
+    if (this.done.has(id)) return 'ack'
+    if (this.running.has(id)) return 'busy'
+    this.running.add(id)
+    const log = this.log.child({ cast: id, ...(cast.requestId ? { requestId: cast.requestId } : {}) })
+    const result: CastResult = { castId: id, host: this.o.host, ok: true }
+    try {
+      try {
+        const [action, uuid, run] = this.actionOf(cast)
+        result.action = action
+        result.instanceUuid = uuid
+        if (uuid) log.info({ instance: uuid, action }, `${action} started`)
+        result.powerState = await run()
+        if (uuid) log.info({ instance: uuid, action, powerState: result.powerState }, `${action} finished`)
+        else result.message = `pong: ${cast.ping?.note ?? ''}`
+      } catch (err) {
+        const e = toStratoError(err)
+        if (e instanceof Unavailable && this.o.running()) {
+          // The controller or NATS is away: try again later, the cast stays queued.
+          log.warn({ err: e.message }, 'cast postponed')
+          return 'retry'
+        }
+        log.warn({ err: e.message, code: e.code, instance: result.instanceUuid, action: result.action }, 'cast failed')
+        Object.assign(result, { ok: false, errorCode: e.code, message: e.message })
+      }
+      try {
+        // Stored before the ack: a crash in between means the cast comes again, never that the result is lost.
+        await this.js.publish(castResultSubject(this.o.host), CastResult.encode(result).finish(), { msgID: `result-${id}` })
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'cast result not stored; the cast will come again')
+        return 'retry'
+      }
+      this.done.add(id)
+      if (this.done.size > 10_000) this.done.delete(this.done.values().next().value!)
+      return 'ack'
+    } finally {
+      this.running.delete(id)
+    }
+  }
+
+  /** The cast's action name, server and work. */
+  private actionOf(cast: Cast): [string, string, () => Promise<number>] {
+    if (cast.ping) return ['ping', '', async () => 0]
+    const carried = serverActionOf(cast)
+    if (!carried) {
+      return ['unknown', '', async () => {
+        throw new NotFound('cast with no known action')
+      }]
+    }
+    const { action, instanceUuid } = carried
+    return [action, instanceUuid, () => RUN[action](this.manager, instanceUuid)]
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * The agent's side of `strato.conductor` (NATS request/reply, queue group):
+ * what an agent asks the controller, since agents never see the database.
+ * Each reply is decoded from its agent.v1 message into the plain shape the
+ * agent uses (`proto/build-spec.ts`, `proto/firewall.ts`, …) field by field;
+ * a reply that is not what the contract says (a controller of another
+ * version, or a bug) is refused with an error naming the field, rather than
+ * half-built into a guest.
+ */
+import type { NatsConnection } from '@nats-io/transport-node'
+import type { BuildIp, BuildSpec } from '../proto/build-spec.js'
+import { Internal, Unavailable } from '../proto/errors.js'
+import type { FirewallRule, PortFirewall } from '../proto/firewall.js'
+import { isUuid } from '../proto/ids.js'
+import { errorFromHeaders } from '../proto/nats-errors.js'
+import { CONDUCTOR_SUBJECT } from '../proto/subjects.js'
+import * as wire from '../proto/gen/strato/agent/v1/agent.js'
+import type { Conductor, KnownInstance } from './compute-manager.js'
+
+/** What the controller answered an announce. */
+export interface Announced {
+  /** Whether the host is mapped (schedulable). */
+  mapped: boolean
+  /** How often to send heartbeats; 0: the agent's own setting. */
+  heartbeatIntervalMs: number
+  /** The JetStream stream and durable consumer this host's casts wait in. */
+  castStream: string
+  castConsumer: string
+  /** The controller's gRPC address (image downloads); '' when it did not say. */
+  apiAddress: string
+}
+
+export interface ConductorClientOptions {
+  /** This agent's host. */
+  host: string
+  /** How long one request waits for the controller. */
+  requestTimeoutMs: number
+}
+
+export class ConductorClient implements Conductor {
+  /** `connection` is read on each request (the agent connects after it made this client). */
+  constructor(
+    private readonly connection: () => NatsConnection | undefined,
+    private readonly o: ConductorClientOptions,
+  ) {}
+
+  /** Announces the host once. @throws Unavailable when the controller does not answer. */
+  async announce(announce: wire.AgentAnnounce): Promise<Announced> {
+    const reply = await this.request({ announce })
+    if (!reply.announce) throw new Unavailable('the conductor did not answer the announce')
+    return announcedFromWire(reply.announce)
+  }
+
+  async buildSpec(instanceUuid: string): Promise<BuildSpec> {
+    const reply = await this.request({ buildSpec: { instanceUuid, host: this.o.host } })
+    if (!reply.buildSpec) throw new Unavailable('the conductor sent no build spec')
+    return buildSpecFromWire(reply.buildSpec, instanceUuid)
+  }
+
+  async hostInstances(also: string[]): Promise<KnownInstance[]> {
+    const reply = await this.request({ hostInstances: { host: this.o.host, also } })
+    return knownInstancesFromWire(reply.hostInstances)
+  }
+
+  /** The security-group filtering of every port on this host, as it should be now. */
+  async firewall(): Promise<PortFirewall[]> {
+    const reply = await this.request({ firewall: { host: this.o.host } })
+    return firewallFromWire(reply.firewall)
+  }
+
+  /** One request; errors the controller sends come back as Strato errors. */
+  private async request(req: wire.ConductorRequest): Promise<wire.ConductorReply> {
+    const nc = this.connection()
+    if (!nc) throw new Unavailable('the agent is not connected to NATS yet')
+    let msg
+    try {
+      msg = await nc.request(CONDUCTOR_SUBJECT, wire.ConductorRequest.encode(req).finish(), { timeout: this.o.requestTimeoutMs })
+    } catch (err) {
+      throw new Unavailable(`conductor request failed: ${(err as Error).message}`, { cause: err })
+    }
+    const error = errorFromHeaders(msg.headers)
+    if (error) throw error
+    try {
+      return wire.ConductorReply.decode(msg.data)
+    } catch (err) {
+      throw new Internal(`the conductor's reply is not an agent.v1 ConductorReply: ${(err as Error).message}`, { cause: err })
+    }
+  }
+}
+
+// ------------------------------------------------------------------ decoding
+
+/**
+ * Reads one message's fields, refusing what the contract does not allow.
+ * Fields absent on the wire read as proto3 defaults ('' / 0 / false / []).
+ */
+class Fields {
+  constructor(private readonly what: string) {}
+
+  fail(field: string, why: string): never {
+    throw new Internal(`the conductor sent a malformed ${this.what}: ${field} ${why}`, { field })
+  }
+
+  string(v: string | undefined, field: string, o: { required?: boolean } = {}): string {
+    if (v === undefined || v === '') return o.required ? this.fail(field, 'is missing') : ''
+    return v
+  }
+
+  uuid(v: string | undefined, field: string): string {
+    const s = this.string(v, field, { required: true })
+    return isUuid(s) ? s : this.fail(field, `is not a uuid: '${s}'`)
+  }
+
+  int(v: number | undefined, field: string, min: number): number {
+    const n = v ?? 0
+    return Number.isSafeInteger(n) && n >= min ? n : this.fail(field, `must be an integer ≥ ${min}, got ${n}`)
+  }
+
+  oneOf<T extends string>(v: string | undefined, field: string, allowed: readonly T[]): T {
+    const s = v ?? ''
+    return (allowed as readonly string[]).includes(s) ? (s as T) : this.fail(field, `must be one of ${allowed.join(', ')}, got '${s}'`)
+  }
+
+  strings(v: string[] | undefined, field: string): string[] {
+    return (v ?? []).map((s, i) => this.string(s, `${field}[${i}]`, { required: true }))
+  }
+}
+
+export function announcedFromWire(a: wire.AnnounceReply): Announced {
+  const f = new Fields('announce reply')
+  return {
+    mapped: a.mapped ?? false,
+    heartbeatIntervalMs: f.int(a.heartbeatIntervalMs, 'heartbeat_interval_ms', 0),
+    castStream: f.string(a.castStream, 'cast_stream', { required: true }),
+    castConsumer: f.string(a.castConsumer, 'cast_consumer', { required: true }),
+    apiAddress: f.string(a.apiAddress, 'api_address'),
+  }
+}
+
+/**
+ * The build spec of `instanceUuid`, field by field.
+ * @throws Internal naming the field when the spec is not one the agent can build (or not this server's).
+ */
+export function buildSpecFromWire(s: wire.BuildSpec, instanceUuid: string): BuildSpec {
+  const f = new Fields(`build spec for server ${instanceUuid}`)
+  const uuid = f.uuid(s.instanceUuid, 'instance_uuid')
+  if (uuid !== instanceUuid) f.fail('instance_uuid', `is ${uuid}, another server`)
+  return {
+    instanceUuid: uuid,
+    name: f.string(s.name, 'name', { required: true }),
+    displayName: f.string(s.displayName, 'display_name'),
+    vcpus: f.int(s.vcpus, 'vcpus', 1),
+    memoryMb: f.int(s.memoryMb, 'memory_mb', 1),
+    diskGb: f.int(s.diskGb, 'disk_gb', 0),
+    projectId: f.string(s.projectId, 'project_id'),
+    imageId: f.uuid(s.imageId, 'image_id'),
+    imageChecksum: f.string(s.imageChecksum, 'image_checksum'),
+    imageToken: f.string(s.imageToken, 'image_token'),
+    nics: (s.nics ?? []).map((n, i) => {
+      const at = `nics[${i}]`
+      return {
+        portId: f.string(n.portId, `${at}.port_id`, { required: true }),
+        macAddress: f.string(n.macAddress, `${at}.mac_address`, { required: true }),
+        networkId: f.string(n.networkId, `${at}.network_id`, { required: true }),
+        networkType: f.string(n.networkType, `${at}.network_type`, { required: true }),
+        physicalNetwork: f.string(n.physicalNetwork, `${at}.physical_network`),
+        segmentationId: f.int(n.segmentationId, `${at}.segmentation_id`, 0),
+        fixedIps: f.strings(n.fixedIps, `${at}.fixed_ips`),
+        ips: (n.ips ?? []).map((ip, j) => buildIpFromWire(f, ip, `${at}.ips[${j}]`)),
+      }
+    }),
+    keyName: f.string(s.keyName, 'key_name'),
+    publicKey: f.string(s.publicKey, 'public_key'),
+    userData: f.string(s.userData, 'user_data'),
+    metadata: { ...(s.metadata ?? {}) },
+    availabilityZone: f.string(s.availabilityZone, 'availability_zone'),
+    hostname: f.string(s.hostname, 'hostname'),
+    configDrive: s.configDrive ?? false,
+  }
+}
+
+function buildIpFromWire(f: Fields, ip: wire.BuildIp, at: string): BuildIp {
+  const ipVersion = f.int(ip.ipVersion, `${at}.ip_version`, 4)
+  if (ipVersion !== 4 && ipVersion !== 6) f.fail(`${at}.ip_version`, `must be 4 or 6, got ${ipVersion}`)
+  return {
+    address: f.string(ip.address, `${at}.address`, { required: true }),
+    subnetId: f.string(ip.subnetId, `${at}.subnet_id`, { required: true }),
+    ipVersion,
+    cidr: f.string(ip.cidr, `${at}.cidr`, { required: true }),
+    gatewayIp: f.string(ip.gatewayIp, `${at}.gateway_ip`),
+    dnsNameservers: f.strings(ip.dnsNameservers, `${at}.dns_nameservers`),
+    hostRoutes: (ip.hostRoutes ?? []).map((r, k) => ({
+      destination: f.string(r.destination, `${at}.host_routes[${k}].destination`, { required: true }),
+      nexthop: f.string(r.nexthop, `${at}.host_routes[${k}].nexthop`, { required: true }),
+    })),
+  }
+}
+
+export function knownInstancesFromWire(h: wire.HostInstances | undefined): KnownInstance[] {
+  const f = new Fields('host instance list')
+  return (h?.instances ?? []).map((k, i) => ({
+    instanceUuid: f.uuid(k.instanceUuid, `instances[${i}].instance_uuid`),
+    host: f.string(k.host, `instances[${i}].host`),
+    vmState: f.string(k.vmState, `instances[${i}].vm_state`, { required: true }),
+    taskState: f.string(k.taskState, `instances[${i}].task_state`),
+    pendingCastId: f.string(k.pendingCastId, `instances[${i}].pending_cast_id`),
+  }))
+}
+
+const DIRECTIONS: readonly FirewallRule['direction'][] = ['ingress', 'egress']
+const ETHERTYPES: readonly FirewallRule['ethertype'][] = ['IPv4', 'IPv6']
+
+export function firewallFromWire(fw: wire.Firewall | undefined): PortFirewall[] {
+  const f = new Fields('firewall')
+  return (fw?.ports ?? []).map((p, i) => ({
+    portId: f.string(p.portId, `ports[${i}].port_id`, { required: true }),
+    macAddress: f.string(p.macAddress, `ports[${i}].mac_address`, { required: true }),
+    fixedIps: f.strings(p.fixedIps, `ports[${i}].fixed_ips`),
+    rules: (p.rules ?? []).map((r, j) => {
+      const at = `ports[${i}].rules[${j}]`
+      return {
+        direction: f.oneOf(r.direction, `${at}.direction`, DIRECTIONS),
+        ethertype: f.oneOf(r.ethertype, `${at}.ethertype`, ETHERTYPES),
+        protocol: r.protocol ?? -1,
+        portMin: r.portMin ?? 0,
+        portMax: r.portMax ?? 0,
+        remotePrefix: f.string(r.remotePrefix, `${at}.remote_prefix`),
+      }
+    }),
+  }))
+}
