@@ -19,6 +19,9 @@
  * Every output is checked against the source with `qemu-img compare` and
  * strato's qcow2 outputs with `qemu-img check`, so a fast wrong convert fails.
  *
+ * Last, overlay creation as the agent does it (in-process, no process start)
+ * against a `qemu-img create -b` process, per overlay.
+ *
  * Env: BENCH_SIZE_GIB (4), BENCH_DATA_GIB (1.2), BENCH_RUNS (5), BENCH_CACHE
  * (warm|cold), BENCH_DIR (a directory on the filesystem to measure; default
  * the OS temp dir), BENCH_OPS (comma-separated subset: raw2qcow2,qcow22raw,zlib,zstd),
@@ -33,6 +36,7 @@ import {
 import { cpus, tmpdir } from 'node:os'
 import { delimiter, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { createImageSync } from '../../native/index.js'
 
 const GiB = 1024 ** 3
 const MiB = 1024 ** 2
@@ -210,6 +214,19 @@ function main(): void {
   const rows: Row[] = []
   for (const op of all) if (ops.has(op.key)) rows.push(bench(op, bin.path))
 
+  // Overlays: the agent creates them in-process (createImageSync); qemu-img needs a process each.
+  const base = join(dir, 'base.qcow2')
+  run('qemu-img', ['create', '-f', 'qcow2', base, '4G'])
+  const nq = 20
+  const ns = 500
+  const tq0 = process.hrtime.bigint()
+  for (let i = 0; i < nq; i++) run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', join(dir, `oq${i}.qcow2`)])
+  const perQ = Number(process.hrtime.bigint() - tq0) / 1e6 / nq
+  const ts0 = process.hrtime.bigint()
+  for (let i = 0; i < ns; i++) createImageSync(join(dir, `os${i}.qcow2`), 'qcow2', { backingFile: base, backingFormat: 'qcow2' })
+  const perS = Number(process.hrtime.bigint() - ts0) / 1e6 / ns
+  run('qemu-img', ['check', '-q', join(dir, `os${ns - 1}.qcow2`)])
+
   const nodeStart = startup('node', ['-e', '0'])
   const stratoStart = startup(bin.path, ['--version'])
   const qemuStart = startup('qemu-img', ['--version'])
@@ -227,6 +244,7 @@ function main(): void {
   const comp = rows.filter((r) => r.op.args.includes('-c'))
   if (comp.length) console.log('compressed output on disk: ' + comp.map((r) => `${r.op.key} strato ${(r.sizeS / MiB).toFixed(0)} MiB / qemu ${(r.sizeQ / MiB).toFixed(0)} MiB`).join('; '))
   console.log(`start-up (median of ${Math.max(runs, 9)}): \`node -e 0\` ${f(nodeStart)}, \`strato-img --version\` ${f(stratoStart)}, \`qemu-img --version\` ${f(qemuStart)}`)
+  console.log(`overlay create: strato in-process ${perS.toFixed(3)} ms each (target < 1 ms: ${perS < 1 ? 'yes' : 'no'}), \`qemu-img create -b\` process ${perQ.toFixed(1)} ms each`)
   console.log(`all outputs verified with qemu-img compare (and check for strato's qcow2)`)
 }
 
