@@ -3,7 +3,7 @@
  * the way a user runs them: as processes started from a shell.
  *
  * strato-img is this checkout's bin (dist/cli/strato-img.js, executed through
- * its `#!/usr/bin/env node` line — the command `npm run setup` puts on PATH),
+ * its `#!` line — the command `npm run setup` puts on PATH),
  * never an in-process call, npx or tsx; its Node start-up is inside every
  * figure and is also reported on its own.
  *
