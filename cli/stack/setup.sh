@@ -38,3 +38,5 @@ if [ -f native/build.sh ]; then bash native/build.sh; fi
 node_modules/.bin/tsc -p tsconfig.build.json
 # The bin entries are executable, as npm makes them when it installs the package.
 chmod +x dist/cli/strato.js dist/cli/strato-img.js
+# The commands on PATH, as an installed package's bins are (cli/stack/link-bins.sh).
+bash cli/stack/link-bins.sh
