@@ -145,7 +145,7 @@ export class ServerCreator {
           image_id: image.id, image_name: image.name, key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData, config_drive: 'True',
           metadata: JSON.stringify(metadata), security_groups: JSON.stringify(groupIds), requested_az: zone.zone ?? '',
           host: p.host, node_uuid: p.providerUuid, availability_zone: availabilityZone, instance_name: instanceName(uuid),
-          ...CREATED, power_state: 0, pending_cast_id: castIdFor('build', uuid), pending_request_id: caller.requestId ?? '', cast_sent_at: null,
+          ...CREATED, pending_cast_id: castIdFor('build', uuid), pending_request_id: caller.requestId ?? '', cast_sent_at: null,
           own_ports: JSON.stringify(own), reservation_id: reservationId, launch_index: index,
           fault_code: '', fault_message: '', fault_at: null, created_at: ts, updated_at: ts, launched_at: null, terminated_at: null, deleted: 0,
           server_group_id: serverGroupId,

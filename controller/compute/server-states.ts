@@ -46,7 +46,7 @@ const ACTIONS: Record<ServerAction, ActionRule> = {
 }
 
 /** A new server: recorded with its ports, its build about to be cast (the scheduler has placed it already). */
-export const CREATED = { vm_state: 'building', task_state: 'networking' } as const satisfies { vm_state: VmState; task_state: TaskState }
+export const CREATED = { vm_state: 'building', task_state: 'networking', power_state: POWER.NOSTATE } as const satisfies { vm_state: VmState; task_state: TaskState; power_state: number }
 
 /** True when the same action is already under way on the server (a delete asked twice): nothing to do. */
 export function inProgress(action: ServerAction, s: { task_state: string }): boolean {
