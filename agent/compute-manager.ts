@@ -18,7 +18,7 @@
 import { mkdir, readdir, rm, chmod } from 'node:fs/promises'
 import path from 'node:path'
 import { AlreadyExists, FailedPrecondition, NotFound } from '../proto/errors.js'
-import { withReverter, type UndoLog } from './revert.js'
+import { withReverter, type UndoLog } from '../proto/revert.js'
 import { ensureBridge } from './net/bridge.js'
 import { tapName } from './net/firewall.js'
 import type { GuestInfo, GuestSpec, NicSpec, VirtDriver } from './virt/driver.js'

@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { withReverter } from '../revert.js'
+import { withReverter } from '../../proto/revert.js'
 import { FailedPrecondition, Internal, InvalidArgument } from '../../proto/errors.js'
 
 const run = promisify(execFile)

@@ -9,7 +9,7 @@
  * named step, so callers' cleanup paths can be tested. No I/O, no timers
  * unless `latencyMs` is set.
  */
-import { withReverter } from '../revert.js'
+import { withReverter } from '../../proto/revert.js'
 import { AlreadyExists, Internal, NotFound, ResourceExhausted, type StratoError } from '../../proto/errors.js'
 import {
   DEFAULT_CONSOLE_MAX_BYTES,

@@ -5,7 +5,7 @@
  */
 import { open } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import { withReverter } from '../../revert.js'
+import { withReverter } from '../../../proto/revert.js'
 import { AlreadyExists, FailedPrecondition, Internal, NotFound } from '../../../proto/errors.js'
 import {
   DEFAULT_CONSOLE_MAX_BYTES,

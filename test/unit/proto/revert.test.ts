@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Reverter, withReverter } from '../../../agent/revert.js'
+import { Reverter, withReverter } from '../../../proto/revert.js'
 
 t.test('undo steps run in reverse on failure', async (t) => {
   const log: string[] = []

@@ -1,9 +1,7 @@
 /**
- * Undo what half-happened (after Incus `shared/revert`), on the controller's
- * side. A copy of `agent/revert.ts`: the two daemons share wire vocabulary
- * through proto/ only, and neither imports the other, so each keeps its own
- * (90 lines, no dependencies; test/unit/controller/revert.test.ts runs the
- * agent's cases against this one).
+ * Undo what half-happened (after Incus `shared/revert`): one Reverter for both
+ * daemons (the agent's builds and NIC plugging, the controller's claims), kept
+ * in proto/ beside the other code both share, since neither imports the other.
  *
  * A multi-step operation adds an undo step right after each step succeeds.
  * If a later step fails, `fail()` runs the undo steps in reverse order; if the
@@ -12,9 +10,9 @@
  *
  * ```ts
  * await withReverter(async (revert) => {
- *   const placed = await scheduler.schedule(spec)
- *   revert.add(`release ${uuid}`, () => scheduler.release(uuid))
- *   await record(placed) // if this throws, the allocation is released again
+ *   const domain = await host.define(xml)
+ *   revert.add('undefine domain', () => domain.undefine())
+ *   await domain.create() // if this throws, the domain is undefined again
  * })
  * ```
  */
@@ -69,7 +67,28 @@ export class Reverter {
   }
 }
 
+/** Where failed undo steps are logged (a pino Logger fits). */
+export interface UndoLog {
+  warn(fields: Record<string, unknown>, message: string): void
+}
+
+/** The log of last resort: a process warning on stderr, so no failed undo step goes unseen. */
+const processWarnings: UndoLog = {
+  warn(fields, message) {
+    const { err, ...rest } = fields
+    process.emitWarning(`${message}: ${err instanceof Error ? err.message : String(err)}`, { code: 'STRATO_UNDO_FAILED', detail: JSON.stringify(rest) })
+  },
+}
+
 export interface WithReverterOptions {
+  /**
+   * Logs each undo step that fails, with `context`, the step and its error
+   * (the other steps still run, and the operation's error is rethrown).
+   * @default process warnings on stderr, unless `onUndoFailure` is given
+   */
+  log?: UndoLog
+  /** Fields every such log line carries (instance, host, …). */
+  context?: Record<string, unknown>
   /** Told about undo steps that failed; the original error is rethrown regardless. */
   onUndoFailure?: (failures: UndoFailure[], cause: unknown) => void
 }
@@ -77,6 +96,7 @@ export interface WithReverterOptions {
 /**
  * Runs `operation` with a fresh Reverter. On success the undo steps are dropped;
  * on failure they run in reverse and the operation's own error is rethrown.
+ * An undo step that fails is logged (never dropped) and the others still run.
  */
 export async function withReverter<T>(
   operation: (revert: Reverter) => Promise<T>,
@@ -89,7 +109,13 @@ export async function withReverter<T>(
     return result
   } catch (error) {
     const failures = await revert.fail()
-    if (failures.length > 0) options.onUndoFailure?.(failures, error)
+    if (failures.length > 0) {
+      const log = options.log ?? (options.onUndoFailure ? undefined : processWarnings)
+      for (const f of failures) {
+        log?.warn({ ...options.context, undo: f.description, err: f.error, cause: error instanceof Error ? error.message : String(error) }, `undo step failed: ${f.description}`)
+      }
+      options.onUndoFailure?.(failures, error)
+    }
     throw error
   }
 }
