@@ -36,7 +36,12 @@ typedef struct conv {
   const si_convert_opts *o;
   int qcow2_out, top_only, zero_init, v2, src_raw, prealloc;
   uint64_t pre_end;
-  volatile int cfr_whole;
+  volatile int cfr_whole, cfr_ok;
+  /* One-copy data path (qcow2 targets): data clusters move from the source's
+   * data file (oc_fd, oc_len bytes long) by copy_file_range, page cache to page
+   * cache; zero detection reads only a probe of each cluster. */
+  uint64_t oc_len;
+  int oc_fd;
   uint64_t size, cs, chunk, nchunks;
   pthread_mutex_t mu, wmu;
   pthread_cond_t cv, main_cv;
@@ -92,6 +97,81 @@ static int write_raw_nonzero(conv *c, const uint8_t *buf, uint64_t len, uint64_t
   return 0;
 }
 
+/* Copies len bytes of the source's data file to the target: copy_file_range
+ * (page cache to page cache, one copy), else through the bounce buffer. */
+static int copy_run(conv *c, uint64_t soff, uint64_t doff, uint64_t len, uint8_t *bounce, si_err *e) {
+  loff_t si = (loff_t)soff, di = (loff_t)doff;
+  while (len && c->cfr_ok) {
+    ssize_t n = copy_file_range(c->oc_fd, &si, c->dst_fd, &di, len, 0);
+    if (n > 0) { len -= (uint64_t)n; continue; }
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) return si_set_err(e, SI_E_IO, "source ended early at offset %llu", (unsigned long long)si);
+    if (errno != EXDEV && errno != EINVAL && errno != EOPNOTSUPP && errno != ENOSYS && errno != EBADF)
+      return si_errno_err(e, errno, "copying to target at offset %llu", (unsigned long long)di);
+    c->cfr_ok = 0; /* not possible between these files: copy through memory */
+  }
+  if (len && (si_pread_exact(c->oc_fd, bounce, len, (uint64_t)si, e, "source") < 0 ||
+              si_pwrite_full(c->dst_fd, bounce, len, (uint64_t)di, e, "target") < 0))
+    return -1;
+  return 0;
+}
+
+/* Whether len bytes of the source's data file at soff are zeros: a probe of
+ * the first bytes settles data, only a zero-looking start reads the rest. */
+static int src_is_zero(conv *c, uint64_t soff, uint64_t len, uint8_t *bounce, si_err *e) {
+  uint64_t pl = len < 512 ? len : 512;
+  if (si_pread_exact(c->oc_fd, bounce, pl, soff, e, "source") < 0) return -1;
+  if (!si_is_zero(bounce, pl)) return 0;
+  if (si_pread_exact(c->oc_fd, bounce, len, soff, e, "source") < 0) return -1;
+  return si_is_zero(bounce, len);
+}
+
+/* One-copy plan of a chunk: per target cluster its kind (anydata: 0 nothing
+ * allocated, 1 zeros, 2 data) and the offset of its data in the source data file.
+ * Returns 0 when the chunk must take the buffered path (compressed or mixed
+ * clusters, data past the end of the data file, a partial last qcow2 cluster), 1 when
+ * planned, -1 on error. The source has no backing file. */
+static int onecopy_plan(conv *c, uint64_t off, uint64_t len, uint64_t nc, uint8_t *anydata, uint64_t *sh, si_err *e) {
+  if (len % c->cs) return 0; /* the partial last cluster takes the buffered path */
+  memset(anydata, 0, nc);
+  for (uint64_t cl = 0; cl < nc; cl++) sh[cl] = UINT64_MAX;
+  uint64_t pos = 0;
+  while (pos < len) {
+    uint64_t n, h;
+    int k;
+    if (si_block_status(c->src, off + pos, len - pos, &n, &k, &h, e) < 0) return -1;
+    if (n == 0) return si_set_err(e, SI_E_IO, "no progress in block status");
+    if (k == SI_BS_COMPRESSED) return 0;
+    for (uint64_t cl = pos / c->cs; cl <= (pos + n - 1) / c->cs; cl++) {
+      uint64_t cs0 = cl * c->cs;
+      if (c->src_raw) { /* holes inside a data cluster read as zeros from the file itself */
+        sh[cl] = off + cs0;
+        if (k == SI_BS_DATA) anydata[cl] = 2;
+        else if (anydata[cl] == 0) anydata[cl] = 1;
+        continue;
+      }
+      if (k == SI_BS_DATA) {
+        /* the host offset of the cluster's start (modular: valid whichever starts first);
+         * all of the cluster must be data at one host run */
+        uint64_t base = h - (pos - cs0);
+        if (anydata[cl] == 1 || (sh[cl] != UINT64_MAX && sh[cl] != base)) return 0;
+        sh[cl] = base;
+        anydata[cl] = 2;
+      } else {
+        if (anydata[cl] == 2) return 0;
+        anydata[cl] = 1;
+      }
+    }
+    pos += n;
+  }
+  for (uint64_t cl = 0; cl < nc; cl++) {
+    if (anydata[cl] != 2) continue;
+    uint64_t l = cl * c->cs + c->cs > len ? len - cl * c->cs : c->cs;
+    if (sh[cl] > c->oc_len || l > c->oc_len - sh[cl]) return 0;
+  }
+  return 1;
+}
+
 static void *conv_worker(void *arg) {
   conv *c = arg;
   si_err e = {0, ""};
@@ -107,7 +187,8 @@ static void *conv_worker(void *arg) {
   uint8_t *anydata = malloc(ncl);
   size_t *clen = malloc(ncl * sizeof(size_t));
   uint64_t *host = malloc(ncl * sizeof(uint64_t));
-  if (!buf || !state || !anydata || !clen || !host || (c->o->compress && !cbuf)) {
+  uint64_t *sh = c->oc_fd >= 0 ? malloc(ncl * sizeof(uint64_t)) : NULL; /* source offsets, one-copy path */
+  if (!buf || (c->oc_fd >= 0 && !sh) || !state || !anydata || !clen || !host || (c->o->compress && !cbuf)) {
     si_set_err(&e, SI_E_NOMEM, "out of memory for convert buffers");
     conv_fail(c, &e);
     goto out;
@@ -150,6 +231,9 @@ static void *conv_worker(void *arg) {
       }
     }
     uint64_t nc = (len + c->cs - 1) / c->cs;
+    int oc = 0;
+    if (c->oc_fd >= 0 && (oc = onecopy_plan(c, off, len, nc, anydata, sh, &e)) < 0) goto fail;
+    if (oc) goto planned;
     memset(state, CL_SKIP, nc);
     memset(anydata, 0, nc);
     /* Plan: which parts to read, which are known zeros or left to the backing file. */
@@ -224,6 +308,7 @@ static void *conv_worker(void *arg) {
         }
       }
     }
+  planned:
     if (!c->qcow2_out) {
       /* One writer at a time: concurrent writers only spin on the inode lock. */
       int r = 0;
@@ -243,7 +328,13 @@ static void *conv_worker(void *arg) {
       pthread_mutex_unlock(&c->wmu);
       if (r < 0) goto fail;
     } else {
-      for (uint64_t cl = 0; cl < nc; cl++) {
+      /* one-copy: whole clusters only (no compression, no backing file, zero_init) */
+      for (uint64_t cl = 0; oc && cl < nc; cl++) {
+        int z = anydata[cl] != 2 ? 1 : src_is_zero(c, sh[cl], c->cs, buf, &e);
+        if (z < 0) goto fail;
+        state[cl] = z ? CL_SKIP : CL_DATA;
+      }
+      for (uint64_t cl = 0; !oc && cl < nc; cl++) {
         uint64_t s = cl * c->cs, l = s + c->cs > len ? len - s : c->cs;
         if (l < c->cs) memset(data + s + l, 0, c->cs - l); /* only the last chunk is partial */
         if (anydata[cl] == 0) { state[cl] = c->zero_init || c->top_only ? CL_SKIP : CL_ZERO; continue; }
@@ -284,9 +375,12 @@ static void *conv_worker(void *arg) {
         }
         if (state[cl] != CL_DATA) { cl++; continue; }
         uint64_t end = cl + 1;
-        while (end < nc && state[end] == CL_DATA && host[end] == host[cl] + (end - cl) * c->cs) end++;
+        while (end < nc && state[end] == CL_DATA && host[end] == host[cl] + (end - cl) * c->cs &&
+               (!oc || sh[end] == sh[cl] + (end - cl) * c->cs))
+          end++;
         prealloc_ahead(c, host[cl], (end - cl) * c->cs);
-        r = si_pwrite_full(c->dst_fd, data + cl * c->cs, (end - cl) * c->cs, host[cl], &e, "target");
+        r = oc ? copy_run(c, sh[cl], host[cl], (end - cl) * c->cs, buf, &e)
+               : si_pwrite_full(c->dst_fd, data + cl * c->cs, (end - cl) * c->cs, host[cl], &e, "target");
         cl = end;
       }
       pthread_mutex_lock(&c->mu);
@@ -306,7 +400,7 @@ static void *conv_worker(void *arg) {
     break;
   }
 out:
-  free(buf); free(cbuf); free(state); free(anydata); free(clen); free(host);
+  free(buf); free(cbuf); free(sh); free(state); free(anydata); free(clen); free(host);
   si_compress_thread_cleanup();
   pthread_mutex_lock(&c->mu);
   c->running--;
@@ -349,6 +443,8 @@ int si_convert(const char *srcp, const char *dstp, const si_convert_opts *o, si_
   c.src_raw = src->fmt == SI_FMT_RAW;
   c.prealloc = !getenv("STRATO_IMG_NO_PREALLOC");
   c.cfr_whole = 1;
+  c.cfr_ok = 1;
+  c.oc_fd = -1;
   int r = -1;
   if (c.qcow2_out) {
     si_create_opts co = o->create;
@@ -366,6 +462,20 @@ int si_convert(const char *srcp, const char *dstp, const si_convert_opts *o, si_
     if (ftruncate(c.dst_fd, (off_t)c.size) < 0) { si_errno_err(e, errno, "sizing %s", dstp); goto out_unlink; }
     c.cs = 64 * 1024;
     c.zero_init = 1;
+  }
+  /* One-copy path for qcow2 targets. Measured on a 2-vCPU PVM guest (4 GiB raw,
+   * 1.2 GiB data): CPU -11%, wall -2..3% against pread + pwrite. Mapping the
+   * source to scan it in place instead was slower there (first touch of each
+   * mapped page is dear under a paravirtualised MMU), as was reading whole
+   * clusters and then copy_file_range (its splice path costs more than pwrite). */
+  if (c.qcow2_out && !o->compress && o->min_sparse && !c.top_only && !getenv("STRATO_IMG_NO_ONECOPY") &&
+      (c.src_raw || (src->fmt == SI_FMT_QCOW2 && !src->backing))) {
+    int mfd = c.src_raw ? src->fd : qcow2_data_fd(src);
+    struct stat st;
+    if (fstat(mfd, &st) == 0 && S_ISREG(st.st_mode)) {
+      c.oc_len = (uint64_t)st.st_size;
+      c.oc_fd = mfd;
+    }
   }
   uint64_t want = 4u << 20; /* fewer turn hand-offs; measured ~20% faster than 1 MiB */
   const char *ck = getenv("STRATO_IMG_CHUNK_KB");
