@@ -3,16 +3,10 @@
  * NATS (`bus/bus.ts` implements it): casts to a host's durable work queue and
  * synchronous calls to a host's agent.
  */
+import type { ServerCast } from '../../proto/server-actions.js'
 
-/** Work for a host's agent; exactly one action is set. */
-export interface CastAction {
-  ping?: { note: string }
-  build?: { instanceUuid: string }
-  start?: { instanceUuid: string }
-  stop?: { instanceUuid: string }
-  reboot?: { instanceUuid: string; hard: boolean }
-  delete?: { instanceUuid: string }
-}
+/** Work for a host's agent: a server action (the one action ↔ cast table's members) or a ping; exactly one is set. */
+export type CastAction = ServerCast & { ping?: { note: string } }
 
 /** A synchronous question to one agent. */
 export interface AgentCall {
