@@ -16,6 +16,10 @@
  * Exit codes follow qemu-img: 0 ok, 1 error; check 2 corruptions, 3 leaks,
  * 63 no check for the format; compare 1 different, 2 error.
  *
+ * The command on PATH is native/build/strato-img (native/cli/strato-img.c):
+ * it runs plainly valid converts itself, on the engine, and execs this file
+ * for everything else — so the messages for bad arguments are written here.
+ *
  * Start-up is most of a short command's time, so this file imports only what
  * every command needs (the native wrapper; the addon loads on the first call).
  * The #! line drops NODE_EXTRA_CA_CERTS: Node 20 parses that bundle before
@@ -23,7 +27,7 @@
  * strato-img never opens a TLS connection.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { basename, dirname, join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
   checkImage, commitImage, compareImages, convertImage, createImage, imageInfo, inspectImage, mapImage,
@@ -476,7 +480,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
-    console.log(`usage: ${basename(process.argv[1] ?? 'strato-img')} command [command options]\ncommands: ${Object.keys(commands).join(', ')}`)
+    console.log(`usage: strato-img command [command options]\ncommands: ${Object.keys(commands).join(', ')}`)
     return cmd ? 0 : 1
   }
   const fn = commands[cmd]

@@ -2,10 +2,12 @@
 # Puts this checkout's commands (package.json "bin": strato, strato-img) on
 # PATH the way `npm install -g` and `npm link` do: one symlink per bin in npm's
 # global bin directory ($(npm prefix -g)/bin, /usr/bin with Debian's node),
-# pointing at the executable dist/cli/*.js. Idempotent and quick; a link left
+# pointing at the executable: dist/cli/strato.js, and for strato-img the
+# native front native/build/strato-img (convert runs there; the rest execs
+# dist/cli/strato-img.js). Idempotent and quick; a link left
 # by another checkout is replaced (as `npm link` does); a regular file of the
 # same name is not ours and is left alone. An unwritable directory is reported
-# and skipped: setup goes on, and the commands run as dist/cli/*.js.
+# and skipped: setup goes on, and the commands run by their paths.
 #
 # Env: STRATO_BIN_DIR overrides the directory (tests).
 set -euo pipefail
@@ -16,7 +18,7 @@ say() { echo "setup: $*" >&2; }
 # `npm run` exports the global prefix; otherwise ask npm (~0.5 s).
 bindir="${STRATO_BIN_DIR:-${npm_config_global_prefix:-$(npm prefix -g 2>/dev/null || true)}/bin}"
 if [ ! -d "$bindir" ] || [ ! -w "$bindir" ]; then
-  say "cannot link strato and strato-img into $bindir (missing or not writable); run them as $root/dist/cli/*.js or add that directory to PATH"
+  say "cannot link strato and strato-img into $bindir (missing or not writable); run them by path ($root/dist/cli/strato.js, $root/native/build/strato-img) or add that directory to PATH"
   exit 0
 fi
 

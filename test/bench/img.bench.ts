@@ -2,10 +2,11 @@
  * npm run bench:img — the `strato-img` command against `qemu-img`, both run
  * the way a user runs them: as processes started from a shell.
  *
- * strato-img is this checkout's bin (dist/cli/strato-img.js, executed through
- * its `#!` line — the command `npm run setup` puts on PATH),
- * never an in-process call, npx or tsx; its Node start-up is inside every
- * figure and is also reported on its own.
+ * strato-img is this checkout's bin (native/build/strato-img, the command
+ * `npm run setup` puts on PATH: a native front that runs convert on the
+ * engine and execs the Node CLI, dist/cli/strato-img.js, for the rest),
+ * never an in-process call, npx or tsx. Start-up is reported on its own:
+ * `strato-img --version` (which goes through Node) and `node -e 0`.
  *
  * Source: a deterministic sparse raw (default 4 GiB virtual, ~1.2 GiB of data
  * in 4 MiB segments at unaligned offsets: 2/5 pseudo-random (AES-CTR of a
@@ -53,7 +54,7 @@ process.on('SIGINT', () => process.exit(130))
 
 /** The strato-img command: PATH's when it is this checkout's, else the bin by absolute path. */
 function stratoImgBin(): { path: string; via: string } {
-  const own = join(root, 'dist', 'cli', 'strato-img.js')
+  const own = join(root, 'native', 'build', 'strato-img')
   if (!existsSync(own)) throw new Error(`${own} is missing: run npm run setup`)
   accessSync(own, constants.X_OK)
   for (const d of (process.env['PATH'] ?? '').split(delimiter)) {

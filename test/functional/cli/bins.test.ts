@@ -1,6 +1,7 @@
 // The commands on PATH: after `npm run setup` (which ends with
 // cli/stack/link-bins.sh), `strato` and `strato-img` resolve through PATH to
-// this checkout's dist/cli, as an installed package's bins do.
+// this checkout's package.json "bin" targets (dist/cli/strato.js and the
+// native front native/build/strato-img), as an installed package's bins do.
 import { spawnSync } from 'node:child_process'
 import { lstatSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -19,7 +20,7 @@ function sh(script: string, env: Record<string, string | undefined> = {}): { cod
 t.test('after setup, strato-img and strato on PATH are this checkout\'s bins', async (t) => {
   const linked = sh(`bash ${linkBins}`)
   t.equal(linked.code, 0, linked.stderr)
-  for (const [name, rel] of [['strato-img', 'dist/cli/strato-img.js'], ['strato', 'dist/cli/strato.js']] as const) {
+  for (const [name, rel] of [['strato-img', 'native/build/strato-img'], ['strato', 'dist/cli/strato.js']] as const) {
     const found = sh(`command -v ${name}`)
     t.equal(found.code, 0, `${name} is on PATH`)
     t.equal(realpathSync(found.stdout.trim()), realpathSync(path.join(repoRoot, rel)), `${name} resolves to this checkout`)
@@ -40,7 +41,7 @@ t.test('link-bins: idempotent, replaces a stale link, leaves foreign files, surv
   writeFileSync(path.join(dir, 'strato'), '#!/bin/sh\necho not ours\n', { mode: 0o755 })
   let r = sh(`bash ${linkBins}`, { STRATO_BIN_DIR: dir })
   t.equal(r.code, 0, r.stderr)
-  t.equal(readlinkSync(path.join(dir, 'strato-img')), path.join(realpathSync(repoRoot), 'dist/cli/strato-img.js'), 'stale link replaced')
+  t.equal(readlinkSync(path.join(dir, 'strato-img')), path.join(realpathSync(repoRoot), 'native/build/strato-img'), 'stale link replaced')
   t.ok(lstatSync(path.join(dir, 'strato')).isFile(), 'a regular file is left alone')
   t.match(r.stderr, /strato exists and is not a link; left alone/)
   t.match(r.stderr, /is not on PATH/)
