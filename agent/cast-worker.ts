@@ -96,13 +96,17 @@ export class CastWorker {
     })()
   }
 
-  /** Resumes actions the controller says are in progress here (after a restart), under their own cast ids. */
-  resume(castIds: string[]): void {
-    for (const id of castIds) {
+  /**
+   * Resumes actions the controller says are in progress here (after a
+   * restart), under their own cast ids and with the request id of the API
+   * call behind them.
+   */
+  resume(pending: Array<{ castId: string; requestId: string }>): void {
+    for (const { castId: id, requestId } of pending) {
       const p = parseCastId(id)
       if (!p) continue
-      const cast: Cast = { id, ...castAction(p.action, p.uuid) }
-      this.log.info({ cast: id, instance: p.uuid, action: p.action }, 'resuming an action in progress')
+      const cast: Cast = { id, ...castAction(p.action, p.uuid), ...(requestId ? { requestId } : {}) }
+      this.log.info({ cast: id, instance: p.uuid, action: p.action, ...(requestId ? { requestId } : {}) }, 'resuming an action in progress')
       const key = `resume-${id}`
       const run = this.slots.take().then(() => this.perform(cast)).finally(() => {
         this.slots.give()

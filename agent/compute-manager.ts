@@ -40,6 +40,8 @@ export interface KnownInstance {
   taskState: string
   /** The cast of the action in progress, '' when none. */
   pendingCastId: string
+  /** The request id of the API call behind that cast, '' when none. */
+  pendingRequestId: string
 }
 
 /** What the manager asks the controller (the conductor). */
@@ -70,7 +72,7 @@ export interface Reconciled {
   /** Guests and directories removed because the controller no longer has them here. */
   removed: string[]
   /** Casts of actions in progress on this host's servers, to resume (they may have been interrupted). */
-  resume: string[]
+  resume: Array<{ castId: string; requestId: string }>
 }
 
 /** One queue per key: tasks with the same key run one after another, in order. */
@@ -240,7 +242,7 @@ export class ComputeManager {
       await this.delete(uuid)
       removed.push(uuid)
     }
-    const resume = known.filter((k) => k.host === this.o.host && k.vmState !== 'deleted' && k.pendingCastId).map((k) => k.pendingCastId)
+    const resume = known.filter((k) => k.host === this.o.host && k.vmState !== 'deleted' && k.pendingCastId).map((k) => ({ castId: k.pendingCastId, requestId: k.pendingRequestId }))
     return { removed, resume }
   }
 

@@ -204,6 +204,7 @@ export function knownInstancesFromWire(h: wire.HostInstances | undefined): Known
     vmState: f.string(k.vmState, `instances[${i}].vm_state`, { required: true }),
     taskState: f.string(k.taskState, `instances[${i}].task_state`),
     pendingCastId: f.string(k.pendingCastId, `instances[${i}].pending_cast_id`),
+    pendingRequestId: f.string(k.pendingRequestId, `instances[${i}].pending_request_id`),
   }))
 }
 

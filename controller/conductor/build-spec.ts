@@ -19,6 +19,8 @@ export interface HostInstance {
   instanceUuid: string
   host: string
   pendingCastId: string
+  /** The request id of the API call behind the pending cast, '' when none. */
+  pendingRequestId: string
   vmState: string
   taskState: string
   powerState: number
@@ -75,10 +77,10 @@ export async function buildSpec(db: Db, deps: BuildSpecDeps, uuid: string, host:
 
 /** What the controller places on `host` (and the state of `also`, whatever it is), for an agent's start-up reconciliation. */
 export async function hostInstances(db: Db, host: string, also: string[]): Promise<HostInstance[]> {
-  const columns = ['uuid', 'host', 'vm_state', 'task_state', 'power_state', 'instance_name', 'pending_cast_id'] as const
+  const columns = ['uuid', 'host', 'vm_state', 'task_state', 'power_state', 'instance_name', 'pending_cast_id', 'pending_request_id'] as const
   const rows = await db.selectFrom('servers').select(columns).where('host', '=', host).where('deleted', '=', 0).execute()
   const known = new Set(rows.map((r) => r.uuid))
   const extra = also.filter((u) => isUuid(u) && !known.has(u))
   if (extra.length) rows.push(...(await db.selectFrom('servers').select(columns).where('uuid', 'in', extra).execute()))
-  return rows.map((r) => ({ instanceUuid: r.uuid, host: r.host ?? '', pendingCastId: r.pending_cast_id, vmState: r.vm_state, taskState: r.task_state, powerState: Number(r.power_state), name: r.instance_name }))
+  return rows.map((r) => ({ instanceUuid: r.uuid, host: r.host ?? '', pendingCastId: r.pending_cast_id, pendingRequestId: r.pending_request_id, vmState: r.vm_state, taskState: r.task_state, powerState: Number(r.power_state), name: r.instance_name }))
 }

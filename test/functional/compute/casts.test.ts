@@ -22,6 +22,11 @@ let cloud: TestCloud
 let demo: Tenant
 let agent: AgentService
 let stateDir: string
+let cfg: ReturnType<typeof loadAgentConfig>
+const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) })
+const hardRebootId = `req-hard-${randomUUID()}`
+/** The host's guests, kept across agent restarts as a hypervisor keeps them. */
+const driver = new FakeDriver({ hostname: 'node1' })
 /** Every line the agent logged, parsed. */
 const lines: Array<Record<string, unknown>> = []
 
@@ -29,9 +34,8 @@ t.before(async () => {
   cloud = await startCloud({ hosts: [] })
   demo = await tenant(cloud.s, 'demo')
   stateDir = mkdtempSync(path.join(tmpdir(), 'strato-agent-casts-'))
-  const cfg = loadAgentConfig({ host: 'node1', natsUrl: cloud.nats.url, stateDir, uuid: randomUUID(), diskGb: 100, driver: 'fake', requestTimeoutMs: 2_000, myIp: '127.0.0.1', powerSyncIntervalMs: 200 }, {})
-  const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) })
-  agent = new AgentService(cfg, new FakeDriver({ hostname: 'node1' }), log)
+  cfg = loadAgentConfig({ host: 'node1', natsUrl: cloud.nats.url, stateDir, uuid: randomUUID(), diskGb: 100, driver: 'fake', requestTimeoutMs: 2_000, myIp: '127.0.0.1', powerSyncIntervalMs: 200 }, {})
+  agent = new AgentService(cfg, driver, log)
   await agent.start()
   await cloud.s.controller.hosts.discover()
 })
@@ -90,8 +94,20 @@ t.test('list --status REBOOT and HARD_REBOOT find the servers rebooting (and ACT
   t.same(await listed('reboot'), [id], 'in any case')
   t.same(await listed('ACTIVE'), [id], 'ACTIVE still does: its vm_state is active (Nova filters ACTIVE on vm_state alone)')
   t.same(await listed('HARD_REBOOT'), [])
-  const hard = await call<Server>(cloud.c.servers, 'rebootServer', { id, type: 'HARD' }, demo.token)
+  const hard = await callWithId<Server>('rebootServer', { id, type: 'HARD' }, hardRebootId)
   t.equal(hard.status, 'HARD_REBOOT', 'a hard reboot may follow a soft one in progress')
   t.same(await listed('HARD_REBOOT'), [id], 'HARD_REBOOT lists it')
   t.same(await listed('REBOOT'), [])
+})
+
+t.test('an agent that restarts resumes the action in progress under the request id of the call behind it', async (t) => {
+  const id = (await call<ListServersResponse>(cloud.c.servers, 'listServers', { name: '^traced$' }, demo.token)).servers[0]!.id
+  // The hard reboot above is pending: its agent stopped before taking the cast.
+  agent = new AgentService(cfg, driver, log)
+  await agent.start()
+  const resumed = await eventually(() => logged('resuming an action in progress', id)[0], 10_000, "the agent's 'resuming' line")
+  t.match(resumed, { requestId: hardRebootId, action: 'reboot_hard', cast: /^reboot_hard\./ }, 'resumed under the HARD reboot call\'s request id')
+  await cloud.waitFor(id, (s) => s.status === 'ACTIVE' && s.taskState === '', demo.token)
+  const done = await eventually(() => logged('reboot_hard finished', id)[0], 5_000, "the agent's 'reboot_hard finished' line")
+  t.equal(done.requestId, hardRebootId, 'and finished under it')
 })

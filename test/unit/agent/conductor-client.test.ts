@@ -64,7 +64,7 @@ t.test('announce replies, host instances and firewall ports are decoded and chec
   t.throws(() => announcedFromWire({ mapped: true, castStream: 'S' }), /malformed announce reply: cast_consumer is missing/)
 
   t.same(knownInstancesFromWire(undefined), [])
-  t.same(knownInstancesFromWire({ instances: [{ instanceUuid: uuid, host: 'node1', vmState: 'active', taskState: '', powerState: 1, pendingCastId: '' }] }), [{ instanceUuid: uuid, host: 'node1', vmState: 'active', taskState: '', pendingCastId: '' }])
+  t.same(knownInstancesFromWire({ instances: [{ instanceUuid: uuid, host: 'node1', vmState: 'active', taskState: '', powerState: 1, pendingCastId: 'stop.x.y', pendingRequestId: 'req-1' }] }), [{ instanceUuid: uuid, host: 'node1', vmState: 'active', taskState: '', pendingCastId: 'stop.x.y', pendingRequestId: 'req-1' }])
   t.throws(() => knownInstancesFromWire({ instances: [{ instanceUuid: 'x', vmState: 'active' }] }), /instances\[0\]\.instance_uuid is not a uuid/)
 
   const rule = { direction: 'ingress', ethertype: 'IPv4', protocol: 6, portMin: 22, portMax: 22, remotePrefix: '' }

@@ -190,7 +190,11 @@ export interface HostInstance {
    * The cast of the action in progress, if any ("build.<uuid>", "stop.<uuid>.<nonce>", …):
    * an agent that restarts resumes it and reports under this id.
    */
-  pendingCastId?: string | undefined;
+  pendingCastId?:
+    | string
+    | undefined;
+  /** The API request that caused that action (x-request-id), so a resumed action logs it too. */
+  pendingRequestId?: string | undefined;
 }
 
 /** Asks for every server the controller places on the host (start-up reconciliation). */
@@ -1895,7 +1899,16 @@ export const BuildSpec_MetadataEntry: MessageFns<BuildSpec_MetadataEntry> = {
 };
 
 function createBaseHostInstance(): HostInstance {
-  return { instanceUuid: "", vmState: "", taskState: "", powerState: 0, name: "", host: "", pendingCastId: "" };
+  return {
+    instanceUuid: "",
+    vmState: "",
+    taskState: "",
+    powerState: 0,
+    name: "",
+    host: "",
+    pendingCastId: "",
+    pendingRequestId: "",
+  };
 }
 
 export const HostInstance: MessageFns<HostInstance> = {
@@ -1920,6 +1933,9 @@ export const HostInstance: MessageFns<HostInstance> = {
     }
     if (message.pendingCastId !== undefined && message.pendingCastId !== "") {
       writer.uint32(58).string(message.pendingCastId);
+    }
+    if (message.pendingRequestId !== undefined && message.pendingRequestId !== "") {
+      writer.uint32(66).string(message.pendingRequestId);
     }
     return writer;
   },
@@ -1993,6 +2009,14 @@ export const HostInstance: MessageFns<HostInstance> = {
             message.pendingCastId = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.pendingRequestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2034,6 +2058,11 @@ export const HostInstance: MessageFns<HostInstance> = {
         : isSet(object.pending_cast_id)
         ? globalThis.String(object.pending_cast_id)
         : "",
+      pendingRequestId: isSet(object.pendingRequestId)
+        ? globalThis.String(object.pendingRequestId)
+        : isSet(object.pending_request_id)
+        ? globalThis.String(object.pending_request_id)
+        : "",
     };
   },
 
@@ -2060,6 +2089,9 @@ export const HostInstance: MessageFns<HostInstance> = {
     if (message.pendingCastId !== undefined && message.pendingCastId !== "") {
       obj.pendingCastId = message.pendingCastId;
     }
+    if (message.pendingRequestId !== undefined && message.pendingRequestId !== "") {
+      obj.pendingRequestId = message.pendingRequestId;
+    }
     return obj;
   },
 
@@ -2075,6 +2107,7 @@ export const HostInstance: MessageFns<HostInstance> = {
     message.name = object.name ?? "";
     message.host = object.host ?? "";
     message.pendingCastId = object.pendingCastId ?? "";
+    message.pendingRequestId = object.pendingRequestId ?? "";
     return message;
   },
 };
