@@ -41,6 +41,8 @@ export interface CreatePlan {
   image: Image
   key: { name: string; publicKey: string } | undefined
   userData: string
+  /** Whether the host gives the guest a config drive. */
+  configDrive: boolean
   metadata: Record<string, string>
   zone: { zone?: string; host?: string }
   nics: NicPlan[]
@@ -91,7 +93,7 @@ export class CreatePlanner {
     const nics = await this.planNics(req, actor, projectId)
     const groupIds = await this.resolveGroups(req.securityGroups, actor, projectId)
     const serverGroup = req.group ? await this.deps.serverGroups.resolve(req.group, caller) : undefined
-    return { caller, projectId, actor, name, description, minCount, maxCount, flavor, image, key, userData, metadata, zone, nics, groupIds, serverGroup }
+    return { caller, projectId, actor, name, description, minCount, maxCount, flavor, image, key, userData, configDrive: req.configDrive !== false, metadata, zone, nics, groupIds, serverGroup }
   }
 
   private async findFlavor(ref: string | undefined, caller: ServerCaller): Promise<Flavor> {

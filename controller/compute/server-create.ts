@@ -115,7 +115,7 @@ export class ServerCreator {
 
   /** Records the claimed servers and makes (or binds) their ports, in one transaction. */
   private async record(plan: CreatePlan, claims: Claim[], maxCount: number, serverGroupId: string, reservationId: string): Promise<void> {
-    const { caller, projectId, actor, name, description, flavor, image, key, userData, metadata, zone, nics, groupIds } = plan
+    const { caller, projectId, actor, name, description, flavor, image, key, userData, configDrive, metadata, zone, nics, groupIds } = plan
     const ts = now()
     // Hosts are read before the transaction: the store has one connection, and a read
     // through it while the transaction holds it would wait forever.
@@ -142,7 +142,7 @@ export class ServerCreator {
         await trx.insertInto('servers').values({
           uuid, name: maxCount > 1 ? `${name}-${index + 1}` : name, description, project_id: projectId, user_id: caller.userId,
           flavor_id: flavor.id, flavor_name: flavor.name, vcpus: flavor.vcpus, ram: flavor.ram, disk: flavor.disk, ephemeral: flavor.ephemeral, swap: flavor.swap,
-          image_id: image.id, image_name: image.name, key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData, config_drive: 'True',
+          image_id: image.id, image_name: image.name, key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData, config_drive: configDrive ? 'True' : '',
           metadata: JSON.stringify(metadata), security_groups: JSON.stringify(groupIds), requested_az: zone.zone ?? '',
           host: p.host, node_uuid: p.providerUuid, availability_zone: availabilityZone, instance_name: instanceName(uuid),
           ...CREATED, pending_cast_id: castIdFor('build', uuid), pending_request_id: caller.requestId ?? '', cast_sent_at: null,

@@ -85,6 +85,8 @@ export interface CreateServer {
   metadata?: Record<string, string>
   /** Scheduler hint `group`: a server group id or name. */
   group?: string
+  /** Nova's config_drive; absent: true (Strato gives every server one unless told not to). */
+  configDrive?: boolean
 }
 
 export interface ListServers {

@@ -110,6 +110,18 @@ async function nicsOf(ctx: Context, c: string, a: Args): Promise<{ networks: Net
   return { networks, networkMode: '' }
 }
 
+/**
+ * `--config-drive` as openstackclient reads it: true/1 and false/0/no; any
+ * other value would name a config-drive volume there, which Strato has not.
+ */
+function configDriveOf(c: string, v: string | undefined): boolean | undefined {
+  if (v === undefined) return undefined
+  const s = v.toLowerCase()
+  if (s === 'true' || s === '1') return true
+  if (s === 'false' || s === '0' || s === 'no' || s === '') return false
+  throw new UsageError(`strato ${c}: --config-drive '${v}': use True or False (config drives on volumes are not supported)`)
+}
+
 /** `--user-data FILE` → base64, as the API takes it. */
 function userDataOf(ctx: Context, file: string | undefined): string {
   if (file === undefined) return ''
@@ -152,6 +164,7 @@ export const serverCommands: Command[] = [
       opt('--key-name', 'key_name', '<key-name>', 'Keypair of the server (its public key goes on the config drive)'),
       opt('--availability-zone', 'availability_zone', '<zone-name>', "Select an availability zone for the server; cloud admins may pick the host with '<zone-name>:<host-name>'"),
       opt('--host', 'host', '<host>', 'Requested host to create servers (admin only)'),
+      opt('--config-drive', 'config_drive', '<config-drive>|True', "Give the server a config drive ('True', the default) or none ('False': its guest reads the metadata service at 169.254.169.254)"),
       opt('--user-data', 'user_data', '<user-data>', 'User data file for the server (sent base64-encoded, at most 65535 bytes; on the config drive as openstack/latest/user_data)'),
       listOpt('--property', 'property', '<key=value>', 'Set a property on this server (repeat option to set multiple values)'),
       opt('--description', 'description', '<description>', 'Set description for the server'),
@@ -173,6 +186,7 @@ export const serverCommands: Command[] = [
       const hints = keyValues(c, '--hint', a.list('hint'))
       for (const k of Object.keys(hints)) if (k !== 'group') throw new UsageError(`strato ${c}: --hint '${k}' is not a hint Strato knows; use --hint group=<server group>`)
       const userData = userDataOf(ctx, a.str('user_data'))
+      const configDrive = configDriveOf(c, a.str('config_drive'))
       const host = a.str('host')
       const zone = host ? `${a.str('availability_zone') ?? ''}:${host}` : (a.str('availability_zone') ?? '')
       const flavor = await findFlavor(ctx, flavorRef)
@@ -191,6 +205,7 @@ export const serverCommands: Command[] = [
         metadata,
         description: a.str('description') ?? '',
         group: hints.group ?? '',
+        ...(configDrive === undefined ? {} : { configDrive }),
       })
       const servers = r.servers ?? []
       if (!a.flag('wait')) return { kind: 'show', data: serverFields(servers[0]!) }

@@ -140,6 +140,9 @@ t.test('stop, start, reboot and delete change the status; console log show print
 
 t.test('NICs: --nic none, several servers with --min/--max, --port', async (t) => {
   t.equal(await ok(t, 'server create --flavor 1 --image cirros --nic none --wait -f value -c addresses bare'), '\n', 'no NIC, no address')
+  t.equal(await ok(t, 'server show bare -f value -c config_drive'), 'True\n', 'a config drive by default')
+  t.equal(await ok(t, 'server create --flavor 1 --image cirros --nic none --config-drive False --wait -f value -c config_drive no-drive'), '\n', '--config-drive False: none')
+  await ok(t, 'server delete --wait no-drive')
   await ok(t, 'port create --network provider vm-port')
   const port = fields(await ok(t, 'port show vm-port'))
   const onPort = fields(await ok(t, 'server create --flavor 1 --image cirros --port vm-port --wait on-port'))
@@ -287,6 +290,7 @@ t.test('errors: one line on stderr, non-zero exit', async (t) => {
   t.match((await fails(t, 'server create --flavor m1.nano --image cirros --nic none --network provider x', 2)).stderr, /--nic none cannot be used with/)
   t.match((await fails(t, 'server create --flavor m1.nano --image cirros --nic net-id=provider,bogus=1 x', 2)).stderr, /--nic 'net-id=provider,bogus=1': expected/)
   t.match((await fails(t, 'server create --flavor m1.nano --image cirros --min 3 --max 2 x', 2)).stderr, /min instances should be <= max instances/)
+  t.match((await fails(t, 'server create --flavor m1.nano --image cirros --config-drive vol-1 x', 2)).stderr, /--config-drive 'vol-1': use True or False/)
   t.match((await fails(t, 'server create --flavor m1.nano --image cirros --user-data /nonexistent/ud x', 1)).stderr, /^Can't open '\/nonexistent\/ud': ENOENT\n$/)
   t.equal(await ok(t, 'server list --name ^x$'), '', 'no server was made by any of these')
   t.equal((await fails(t, 'server show nosuch', 1)).stderr, "No server with a name or ID of 'nosuch' exists.\n")

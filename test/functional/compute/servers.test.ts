@@ -85,6 +85,21 @@ t.test("the seed's server create: BUILD, then ACTIVE on a mapped host, with a po
   t.equal((await allocations(created.id)).length, 1, 'one allocation on its host')
 })
 
+t.test('config_drive false: no drive for the guest, and the server says so', async (t) => {
+  const r = await create({ ...seedRequest(), name: 'no-drive', configDrive: false })
+  const id = r.servers[0]!.id
+  t.teardown(async () => {
+    await act('deleteServer', id).catch(() => undefined)
+    await eventually(() => gone(id), 10_000)
+  })
+  const up = await cloud.waitFor(id, active, demo.token)
+  t.equal(up.configDrive, '', 'config_drive is empty, as Nova shows a server without one')
+  const admin = await get(id, cloud.s.adminToken)
+  const a = driverOf(admin.host)
+  t.equal((a.driver as FakeDriver).specOf(id)?.configDrive, undefined, 'no CD-ROM')
+  t.notOk(existsSync(path.join(a.agent.config.instancesDir, id, 'disk.config')), 'no ISO written')
+})
+
 t.test('the config drive carries the key, the user data, the metadata and the static network configuration', async (t) => {
   const userData = '#cloud-config\nruncmd: [echo strato]\n'
   const r = await create({ ...seedRequest(), name: 'With Drive_1', userData: Buffer.from(userData).toString('base64'), metadata: { role: 'web' } })

@@ -211,7 +211,14 @@ export interface CreateServerRequest {
    * Scheduler hint `group`: the server group (id or name) the servers join;
    * its policy (affinity, anti-affinity, soft-…) constrains their hosts.
    */
-  group?: string | undefined;
+  group?:
+    | string
+    | undefined;
+  /**
+   * Nova's config_drive: absent or true, the server gets a config drive (Strato's
+   * default); false, none — its guest reads the metadata service instead.
+   */
+  configDrive?: boolean | undefined;
 }
 
 export interface CreateServerRequest_MetadataEntry {
@@ -1670,6 +1677,7 @@ function createBaseCreateServerRequest(): CreateServerRequest {
     metadata: {},
     description: "",
     group: "",
+    configDrive: undefined,
   };
 }
 
@@ -1720,6 +1728,9 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
     }
     if (message.group !== undefined && message.group !== "") {
       writer.uint32(114).string(message.group);
+    }
+    if (message.configDrive !== undefined) {
+      writer.uint32(120).bool(message.configDrive);
     }
     return writer;
   },
@@ -1858,6 +1869,14 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
             message.group = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.configDrive = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1937,6 +1956,11 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
         : {},
       description: isSet(object.description) ? globalThis.String(object.description) : "",
       group: isSet(object.group) ? globalThis.String(object.group) : "",
+      configDrive: isSet(object.configDrive)
+        ? globalThis.Boolean(object.configDrive)
+        : isSet(object.config_drive)
+        ? globalThis.Boolean(object.config_drive)
+        : undefined,
     };
   },
 
@@ -1990,6 +2014,9 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
     if (message.group !== undefined && message.group !== "") {
       obj.group = message.group;
     }
+    if (message.configDrive !== undefined) {
+      obj.configDrive = message.configDrive;
+    }
     return obj;
   },
 
@@ -2020,6 +2047,7 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
     );
     message.description = object.description ?? "";
     message.group = object.group ?? "";
+    message.configDrive = object.configDrive ?? undefined;
     return message;
   },
 };
