@@ -228,7 +228,7 @@ export class ControllerBus implements AgentTransport {
       } else if (req.firewall) {
         reply = { firewall: { ports: await this.conductor.firewall(req.firewall.host ?? '') } }
       } else if (req.dhcp) {
-        reply = { dhcp: { networks: await this.conductor.dhcp(req.dhcp.host ?? '') } }
+        reply = { dhcp: { networks: (await this.conductor.dhcp(req.dhcp.host ?? '')).map(({ port, ...n }) => ({ ...n, portId: port.id, macAddress: port.macAddress, fixedIps: port.fixedIps })) } }
       } else if (req.hostInstances) {
         reply = { hostInstances: { instances: await this.conductor.hostInstances(req.hostInstances.host ?? '', req.hostInstances.also ?? []) } }
       } else {
