@@ -145,6 +145,8 @@ t.test('a server on a DHCP subnet: the host gets a network:dhcp port and a dnsma
   t.notOk(listed.stdout.includes(server.port.id), 'and not the server port')
   const shown = await strato(['port', 'list', '--device-owner', 'network:dhcp', '--network', net, '-f', 'value', '-c', 'ID'], env)
   t.equal(shown.stdout.trim(), dhcpPort.id, 'one DHCP port on the network')
+  const show = await strato(['port', 'show', dhcpPort.id, '-f', 'value', '-c', 'binding_host_id'], env)
+  t.equal(show.stdout.trim(), HOST, 'port show: binding_host_id is the host')
 
   const ns = dhcpNamespace(net)
   await eventually(() => dnsmasqPids(dhcpDir, net).length === 1, 20_000, 'dnsmasq to run')
@@ -223,7 +225,7 @@ t.test('the agent SIGKILLed and restarted: DHCP answers again, with exactly one 
   t.equal(opts?.ip, server.port.fixedIps[0]!.ipAddress, 'and it answers')
 })
 
-t.test('deleting the last server removes the DHCP port, namespace, dnsmasq, veth and files; the network then deletes', async (t) => {
+t.test('deleting the last server removes the DHCP port, namespace, dnsmasq, veth and files', async (t) => {
   const net = cloud.network.id
   const ns = dhcpNamespace(net)
   const dev = dhcpInterfaces(dhcpPort.id)
