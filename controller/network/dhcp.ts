@@ -102,6 +102,8 @@ export class DhcpPorts {
         const id = await this.ports.createIn(trx, net, {
           projectId: net.project_id, deviceOwner: DHCP_OWNER, deviceId, bindingHostId: host, fixedIps: missing.map((s) => ({ subnetId: s.id })),
         })
+        // Its agent is the one asking, and serves it from now on.
+        await this.ports.setDeviceStatusIn(trx, deviceId, 'ACTIVE')
         keep.add(id)
       } else {
         keep.add(port.id)

@@ -203,12 +203,12 @@ export class PortCatalog {
   // ------------------------------------------------------------------ a device's ports (what compute asks)
 
   /**
-   * Binds a free port to a device inside the caller's transaction (Nova
-   * passing `port` at create).
+   * Binds a free port to a device (and its host: binding:host_id) inside the
+   * caller's transaction (Nova passing `port` at create).
    * @throws Conflict when another device took it meanwhile.
    */
-  async bindIn(trx: Trx, portId: string, device: { deviceId: string; deviceOwner: string }, field: string): Promise<void> {
-    const r = await trx.updateTable('ports').set({ device_id: device.deviceId, device_owner: device.deviceOwner, updated_at: now() }).where('id', '=', portId).where('device_id', '=', '').executeTakeFirst()
+  async bindIn(trx: Trx, portId: string, device: { deviceId: string; deviceOwner: string; hostId?: string }, field: string): Promise<void> {
+    const r = await trx.updateTable('ports').set({ device_id: device.deviceId, device_owner: device.deviceOwner, binding_host_id: device.hostId ?? '', updated_at: now() }).where('id', '=', portId).where('device_id', '=', '').executeTakeFirst()
     if (Number(r.numUpdatedRows) === 0) throw new Conflict(`port ${portId} was taken by another server meanwhile`, { field })
     this.onChange()
   }
@@ -218,7 +218,7 @@ export class PortCatalog {
     const bound = await trx.selectFrom('ports').select('id').where('device_id', '=', deviceId).execute()
     for (const p of bound) {
       if (own.has(p.id)) await this.deleteIn(trx, p.id)
-      else await trx.updateTable('ports').set({ device_id: '', device_owner: '', status: 'DOWN', updated_at: now() }).where('id', '=', p.id).execute()
+      else await trx.updateTable('ports').set({ device_id: '', device_owner: '', binding_host_id: '', status: 'DOWN', updated_at: now() }).where('id', '=', p.id).execute()
     }
     if (bound.length) this.onChange()
   }

@@ -79,7 +79,8 @@ t.test('a DHCP port per (host, network), made when the agent asks, gone when the
   const n0 = networks[0]!
   const [dhcp] = await portsOf({ networkId: net.id, deviceOwner: 'network:dhcp' })
   t.ok(dhcp, 'a network:dhcp port exists')
-  t.match(dhcp, { deviceId: dhcpDeviceId('dp1', net.id), bindingHostId: 'dp1', projectId: demo.projectId, securityGroups: [] })
+  t.match(dhcp, { deviceId: dhcpDeviceId('dp1', net.id), bindingHostId: 'dp1', projectId: demo.projectId, securityGroups: [], status: 'ACTIVE' })
+  t.equal(vmPort!.bindingHostId, 'dp1', "the server's port is bound to its host too (binding:host_id)")
   t.same(dhcp!.fixedIps.map((f) => f.subnetId), [subnet.id], 'one address, on the DHCP-enabled subnet only')
   t.match(n0, { networkId: net.id, networkType: 'local', mtu: 1500, leaseSeconds: 86400, port: { id: dhcp!.id, macAddress: dhcp!.macAddress } })
   t.same(n0.port.fixedIps, [{ subnetId: subnet.id, ipAddress: dhcp!.fixedIps[0]!.ipAddress, cidr: '10.42.0.0/24' }])
@@ -143,4 +144,19 @@ t.test('enable_dhcp=false: no DHCP port', async (t) => {
 t.test('an unknown host is refused', async (t) => {
   const other = new ConductorClient(() => nc, { host: 'nowhere', requestTimeoutMs: 5_000 })
   await t.rejects(other.dhcp(), { name: 'NotFound' })
+})
+
+t.test("a user's port bound to a server carries the server's host, and loses it when the server goes", async (t) => {
+  const net = await call<Network>(cloud.c.networks, 'createNetwork', { name: 'bind-net' }, demo.token)
+  await call<Subnet>(cloud.c.subnets, 'createSubnet', { networkId: net.id, cidr: '10.46.0.0/24', enableDhcp: false }, demo.token)
+  const port = await call<Port>(cloud.c.ports, 'createPort', { networkId: net.id }, demo.token)
+  t.equal(port.bindingHostId, '', 'unbound')
+  const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'bind', flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ port: port.id }] }, demo.token)
+  const uuid = r.servers[0]!.id
+  await cloud.waitFor(uuid, (s) => s.status === 'ACTIVE', demo.token, 20_000)
+  t.match(await call<Port>(cloud.c.ports, 'getPort', { id: port.id }, demo.token), { deviceId: uuid, bindingHostId: 'dp1' })
+  await remove(uuid)
+  t.match(await call<Port>(cloud.c.ports, 'getPort', { id: port.id }, demo.token), { deviceId: '', bindingHostId: '' })
+  await call(cloud.c.ports, 'deletePort', { id: port.id }, demo.token)
+  await call(cloud.c.networks, 'deleteNetwork', { id: net.id }, demo.token)
 })
