@@ -1,4 +1,4 @@
-/** A port's binding:host_id (the host whose agent serves it; set on network:dhcp ports). */
+/** A port's binding:host_id: the host whose agent serves it (its server's host; a network:dhcp port's DHCP agent). */
 import type { Kysely, Migration } from 'kysely'
 
 export const migration: Migration = {

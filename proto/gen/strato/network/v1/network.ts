@@ -308,8 +308,8 @@ export interface Port {
     | Date
     | undefined;
   /**
-   * binding:host_id: the host the port is bound on (set for network:dhcp
-   * ports, which belong to one host's DHCP agent); empty when unbound.
+   * binding:host_id: the host the port is bound on (its server's host, or
+   * for a network:dhcp port the host whose DHCP agent owns it); empty when unbound.
    */
   bindingHostId?: string | undefined;
 }
