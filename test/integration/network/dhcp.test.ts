@@ -133,7 +133,10 @@ let firstPid: number
 t.test('a server on a DHCP subnet: the host gets a network:dhcp port and a dnsmasq in qdhcp-<network>', async (t) => {
   const net = cloud.network.id
   const t0 = Date.now()
-  server = await boot(`dhcp-vm1-${id}`, net)
+  const booting = boot(`dhcp-vm1-${id}`, net)
+  await eventually(() => dnsmasqPids(dhcpDir, net).length === 1 && existsSync(path.join(dhcpDir, net, 'host')), 20_000, 'dnsmasq to run')
+  t.comment(`server create → its network's dnsmasq running (DHCP port, namespace, veth made): ${Date.now() - t0} ms`)
+  server = await booting
   dhcpPort = await eventually(async () => (await portsOf({ networkId: net, deviceOwner: 'network:dhcp' }))[0], 20_000, 'the DHCP port')
   t.match(dhcpPort, { deviceOwner: 'network:dhcp', deviceId: dhcpDeviceId(HOST, net), bindingHostId: HOST, securityGroups: [] })
   t.match(dhcpPort.deviceId, /^dhcp[0-9a-f-]{36}-[0-9a-f-]{36}$/)
@@ -150,8 +153,6 @@ t.test('a server on a DHCP subnet: the host gets a network:dhcp port and a dnsma
   t.equal(show.stdout.trim(), HOST, 'port show: binding_host_id is the host')
 
   const ns = dhcpNamespace(net)
-  await eventually(() => dnsmasqPids(dhcpDir, net).length === 1 && existsSync(path.join(dhcpDir, net, 'host')), 20_000, 'dnsmasq to run')
-  t.comment(`server create → its network's dnsmasq running (namespace, veth, DHCP port made): ${Date.now() - t0} ms`)
   firstPid = dnsmasqPids(dhcpDir, net)[0]!
   t.ok(existsSync(`/run/netns/${ns}`), `namespace ${ns}`)
   const dev = dhcpInterfaces(dhcpPort.id)
