@@ -73,6 +73,7 @@ export class AgentService {
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       images: (token) => this.images(token),
       refreshFirewall: () => this.refreshFirewall(),
+      ...(config.dhcp === 'off' ? {} : { refreshDhcp: () => this.refreshDhcp().catch((err) => this.log.warn({ err }, 'DHCP refresh before a guest starts failed')) }),
       log: this.log,
     })
     this.dhcp = config.dhcp === 'dnsmasq'
