@@ -108,8 +108,10 @@ export class ControllerBus implements AgentTransport {
 
   /**
    * Ports, their addresses, or subnets changed: tells every agent to refresh
-   * its DHCP service. Coalesced (one message per 100 ms at most), after the
-   * change's transaction has committed.
+   * its DHCP service. Coalesced (one message per 100 ms at most), sent 100 ms
+   * after the change, by when its transaction has committed (agents also
+   * refresh before a guest first runs and on a timer, so a notice that came
+   * too early only delays).
    */
   dhcpChanged(): void {
     if (this.dhcpTimer) return
