@@ -54,6 +54,12 @@ export interface DhcpNamespaceListener {
 /** Makes the host's DHCP service what the controller says (all of the host's networks, every time). */
 export interface Dhcp {
   readonly name: string
+  /**
+   * Serves exactly `networks` (those with a DHCP-enabled subnet the DHCP port
+   * has an address on) and takes down what it set up for any other network.
+   * Idempotent; a network that fails does not stop the others, and the first
+   * failure is thrown once all were tried.
+   */
   apply(networks: DhcpNetwork[]): Promise<void>
   /** Subscribes to namespaces coming and going; returns an unsubscribe function. */
   onNamespace(listener: DhcpNamespaceListener): () => void
