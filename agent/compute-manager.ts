@@ -64,6 +64,12 @@ export interface ComputeManagerOptions {
   images: (token: string) => ImageSource
   /** Brings the host's security-group filtering up to date (before a guest first runs, after one is deleted). */
   refreshFirewall?: () => Promise<void>
+  /**
+   * Brings the host's DHCP up to date before a guest first runs, so its
+   * first DISCOVER is answered (Neutron's DHCP provisioning block). Never
+   * fails a build: the caller logs what goes wrong.
+   */
+  refreshDhcp?: () => Promise<void>
   /** Where undo steps that fail while a build is rolled back are logged. @default process warnings on stderr */
   log?: UndoLog
 }
@@ -149,6 +155,7 @@ export class ComputeManager {
         }
         // The guest's ports are filtered before it first runs.
         await this.o.refreshFirewall?.()
+        await this.o.refreshDhcp?.()
         if (spec.configDrive) {
           guest.configDrive = path.join(dir, 'disk.config')
           await writeConfigDrive(guest.configDrive, configDriveFiles(spec))

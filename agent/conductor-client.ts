@@ -11,6 +11,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import type { BuildIp, BuildSpec } from '../proto/build-spec.js'
 import { Internal, Unavailable } from '../proto/errors.js'
 import type { FirewallRule, PortFirewall } from '../proto/firewall.js'
+import type { DhcpAddress, DhcpNetwork } from '../proto/dhcp.js'
 import { isUuid } from '../proto/ids.js'
 import { errorFromHeaders } from '../proto/nats-errors.js'
 import { CONDUCTOR_SUBJECT } from '../proto/subjects.js'
@@ -66,6 +67,12 @@ export class ConductorClient implements Conductor {
   async firewall(): Promise<PortFirewall[]> {
     const reply = await this.request({ firewall: { host: this.o.host } })
     return firewallFromWire(reply.firewall)
+  }
+
+  /** The networks this host serves DHCP for, each with the host's DHCP port (the controller makes it on demand). */
+  async dhcp(): Promise<DhcpNetwork[]> {
+    const reply = await this.request({ dhcp: { host: this.o.host } })
+    return dhcpFromWire(reply.dhcp)
   }
 
   /** One request; errors the controller sends come back as Strato errors. */
@@ -229,4 +236,82 @@ export function firewallFromWire(fw: wire.Firewall | undefined): PortFirewall[] 
       }
     }),
   }))
+}
+
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
+
+function ipv4(f: Fields, v: string | undefined, field: string, o: { required?: boolean } = {}): string {
+  const s = f.string(v, field, o)
+  if (s === '') return s
+  const m = IPV4.exec(s)
+  return m && m.slice(1).every((x) => Number(x) <= 255) ? s : f.fail(field, `is not an IPv4 address: '${s}'`)
+}
+
+function cidr4(f: Fields, v: string | undefined, field: string): string {
+  const s = f.string(v, field, { required: true })
+  const [addr, prefix, ...rest] = s.split('/')
+  ipv4(f, addr, field)
+  return !rest.length && /^\d{1,2}$/.test(prefix ?? '') && Number(prefix) <= 32 ? s : f.fail(field, `is not an IPv4 CIDR: '${s}'`)
+}
+
+function dhcpAddressFromWire(f: Fields, a: wire.DhcpAddress, at: string): DhcpAddress {
+  return { subnetId: f.uuid(a.subnetId, `${at}.subnet_id`), ipAddress: ipv4(f, a.ipAddress, `${at}.ip_address`, { required: true }), cidr: cidr4(f, a.cidr, `${at}.cidr`) }
+}
+
+function mac(f: Fields, v: string | undefined, field: string): string {
+  const s = f.string(v, field, { required: true })
+  return MAC_RE.test(s) ? s : f.fail(field, `is not a MAC address: '${s}'`)
+}
+
+/**
+ * The host's DHCP networks, field by field (values end up in dnsmasq's
+ * command line and files, so every address, MAC and name is checked).
+ */
+export function dhcpFromWire(d: wire.Dhcp | undefined): DhcpNetwork[] {
+  const f = new Fields('DHCP configuration')
+  return (d?.networks ?? []).map((n, i) => {
+    const at = `networks[${i}]`
+    return {
+      networkId: f.uuid(n.networkId, `${at}.network_id`),
+      networkType: f.string(n.networkType, `${at}.network_type`, { required: true }),
+      physicalNetwork: f.string(n.physicalNetwork, `${at}.physical_network`),
+      segmentationId: f.int(n.segmentationId, `${at}.segmentation_id`, 0),
+      mtu: f.int(n.mtu, `${at}.mtu`, 68),
+      port: {
+        id: f.uuid(n.portId, `${at}.port_id`),
+        macAddress: mac(f, n.macAddress, `${at}.mac_address`),
+        fixedIps: (n.fixedIps ?? []).map((a, j) => dhcpAddressFromWire(f, a, `${at}.fixed_ips[${j}]`)),
+      },
+      subnets: (n.subnets ?? []).map((s, j) => {
+        const sat = `${at}.subnets[${j}]`
+        if (f.int(s.ipVersion, `${sat}.ip_version`, 4) !== 4) f.fail(`${sat}.ip_version`, 'must be 4')
+        return {
+          id: f.uuid(s.id, `${sat}.id`),
+          ipVersion: 4 as const,
+          cidr: cidr4(f, s.cidr, `${sat}.cidr`),
+          gatewayIp: ipv4(f, s.gatewayIp, `${sat}.gateway_ip`),
+          dnsNameservers: (s.dnsNameservers ?? []).map((x, k) => ipv4(f, x, `${sat}.dns_nameservers[${k}]`, { required: true })),
+          hostRoutes: (s.hostRoutes ?? []).map((r, k) => ({
+            destination: cidr4(f, r.destination, `${sat}.host_routes[${k}].destination`),
+            nexthop: ipv4(f, r.nexthop, `${sat}.host_routes[${k}].nexthop`, { required: true }),
+          })),
+          enableDhcp: s.enableDhcp ?? false,
+          hasRouter: s.hasRouter ?? false,
+        }
+      }),
+      hosts: (n.hosts ?? []).map((h, j) => {
+        const hat = `${at}.hosts[${j}]`
+        const hostname = f.string(h.hostname, `${hat}.hostname`, { required: true })
+        if (!/^[A-Za-z0-9]([A-Za-z0-9-]{0,62})$/.test(hostname)) f.fail(`${hat}.hostname`, `is not a host name: '${hostname}'`)
+        return {
+          portId: f.uuid(h.portId, `${hat}.port_id`),
+          macAddress: mac(f, h.macAddress, `${hat}.mac_address`),
+          fixedIps: (h.fixedIps ?? []).map((a, k) => dhcpAddressFromWire(f, a, `${hat}.fixed_ips[${k}]`)),
+          hostname,
+        }
+      }),
+      leaseSeconds: f.int(n.leaseSeconds, `${at}.lease_seconds`, 120),
+    }
+  })
 }

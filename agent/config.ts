@@ -56,6 +56,16 @@ export interface AgentConfig {
   firewall: 'iptables' | 'none'
   /** How often the filtering is refreshed even without a change notice. @default 60000 */
   firewallSyncIntervalMs: number
+  /**
+   * DHCP for the networks of this host's servers: `dnsmasq` (one per network
+   * in a `qdhcp-<network id>` namespace; see net/dhcp.ts) or `off`.
+   * @default dnsmasq with the libvirt driver, off with the fake one
+   */
+  dhcp: 'dnsmasq' | 'off'
+  /** Where the DHCP files of each network live. @default `<stateDir>/dhcp` */
+  dhcpDir: string
+  /** How often DHCP is resynced even without a change notice (Neutron `resync_interval`). @default 30000 */
+  dhcpSyncIntervalMs: number
   log: {
     /** @default `info` */
     level: string
@@ -86,6 +96,9 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     maxConcurrentCasts: overrides.maxConcurrentCasts ?? envInt(env, 'STRATO_AGENT_MAX_CONCURRENT_CASTS') ?? 8,
     firewall: overrides.firewall ?? (env.STRATO_AGENT_FIREWALL as AgentConfig['firewall'] | undefined) ?? ((overrides.driver ?? env.STRATO_AGENT_DRIVER ?? 'libvirt') === 'fake' ? 'none' : 'iptables'),
     firewallSyncIntervalMs: overrides.firewallSyncIntervalMs ?? envInt(env, 'STRATO_AGENT_FIREWALL_SYNC_INTERVAL_MS') ?? 60_000,
+    dhcp: overrides.dhcp ?? (env.STRATO_AGENT_DHCP as AgentConfig['dhcp'] | undefined) ?? ((overrides.driver ?? env.STRATO_AGENT_DRIVER ?? 'libvirt') === 'fake' ? 'off' : 'dnsmasq'),
+    dhcpDir: path.resolve(overrides.dhcpDir ?? env.STRATO_AGENT_DHCP_DIR ?? path.join(stateDir, 'dhcp')),
+    dhcpSyncIntervalMs: overrides.dhcpSyncIntervalMs ?? envInt(env, 'STRATO_AGENT_DHCP_SYNC_INTERVAL_MS') ?? 30_000,
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
   if (!isIP(cfg.myIp)) throw new InvalidArgument(`myIp (STRATO_AGENT_MY_IP) must be an IP address, got '${cfg.myIp}'`, { field: 'myIp' })
@@ -94,6 +107,8 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new InvalidArgument(`bridgeMappings.${physnet}: '${bridge}' is not a Linux interface name (1-15 of [A-Za-z0-9_.-])`, { field: `bridgeMappings.${physnet}` })
   }
   if (cfg.firewall !== 'iptables' && cfg.firewall !== 'none') throw new InvalidArgument(`firewall (STRATO_AGENT_FIREWALL) must be iptables or none, got '${String(cfg.firewall)}'`, { field: 'firewall' })
+  if (cfg.dhcp !== 'dnsmasq' && cfg.dhcp !== 'off') throw new InvalidArgument(`dhcp (STRATO_AGENT_DHCP) must be dnsmasq or off, got '${String(cfg.dhcp)}'`, { field: 'dhcp' })
+  if (cfg.dhcpSyncIntervalMs < 1000) throw new InvalidArgument(`dhcpSyncIntervalMs (STRATO_AGENT_DHCP_SYNC_INTERVAL_MS) must be ≥ 1000, got ${cfg.dhcpSyncIntervalMs}`, { field: 'dhcpSyncIntervalMs' })
   if (cfg.driver !== 'fake' && cfg.driver !== 'libvirt') throw new InvalidArgument(`driver must be fake or libvirt, got '${String(cfg.driver)}'`, { field: 'driver' })
   if (cfg.diskGb !== null && (!Number.isInteger(cfg.diskGb) || cfg.diskGb < 0)) throw new InvalidArgument('diskGb must be a non-negative integer', { field: 'diskGb' })
   return cfg

@@ -16,7 +16,7 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
 import { FailedPrecondition, NotFound, Unavailable } from '../proto/errors.js'
 import { errorHeaders } from '../proto/nats-errors.js'
-import { FIREWALL_CHANGED_SUBJECT, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
+import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
 import { AgentReply, AgentRequest, Heartbeat, PowerStates, type AgentAnnounce } from '../proto/gen/strato/agent/v1/agent.js'
 import { computeId, type AgentConfig } from './config.js'
 import { CastWorker } from './cast-worker.js'
@@ -24,6 +24,7 @@ import { ComputeManager } from './compute-manager.js'
 import { ConductorClient, type Announced } from './conductor-client.js'
 import { GrpcImageSource } from './disk/grpc-image-source.js'
 import { IptablesFirewall, RecordingFirewall, type Firewall } from './net/firewall.js'
+import { DnsmasqDhcp, NoDhcp, type Dhcp } from './net/dhcp.js'
 import type { VirtDriver } from './virt/driver.js'
 
 export type AgentState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
@@ -46,6 +47,15 @@ export class AgentService {
   readonly firewall: Firewall
   private firewallRun: Promise<void> | undefined
   private firewallAgain = false
+  /**
+   * DHCP for the host's networks (dnsmasq in qdhcp- namespaces, or off).
+   * Services living in those namespaces attach with `dhcp.onNamespace(…)`.
+   */
+  readonly dhcp: Dhcp
+  private dhcpTimer: NodeJS.Timeout | undefined
+  private dhcpSub: Subscription | undefined
+  private dhcpRun: Promise<void> | undefined
+  private dhcpAgain = false
   private rpcSub: Subscription | undefined
   private readonly log: Logger
   private imageSource: { address: string; source: GrpcImageSource } | undefined
@@ -63,8 +73,12 @@ export class AgentService {
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       images: (token) => this.images(token),
       refreshFirewall: () => this.refreshFirewall(),
+      ...(config.dhcp === 'off' ? {} : { refreshDhcp: () => this.refreshDhcp().catch((err) => this.log.warn({ err }, 'DHCP refresh before a guest starts failed')) }),
       log: this.log,
     })
+    this.dhcp = config.dhcp === 'dnsmasq'
+      ? new DnsmasqDhcp({ dir: config.dhcpDir, bridgeFor: (n) => this.manager.bridgeFor(n), log: this.log.child({ component: 'dhcp' }) })
+      : new NoDhcp()
   }
 
   /** The image service client (one per controller address); the token is the build's. */
@@ -107,6 +121,14 @@ export class AgentService {
     await this.refreshFirewall()
     this.firewallTimer = setInterval(() => void this.refreshFirewall().catch((err) => this.log.warn({ err }, 'security group refresh failed')), this.config.firewallSyncIntervalMs)
     this.firewallTimer.unref()
+    if (this.config.dhcp !== 'off') {
+      const failed = (err: unknown) => this.log.warn({ err }, 'DHCP refresh failed')
+      this.dhcpSub = this.nc.subscribe(DHCP_CHANGED_SUBJECT, { callback: () => void this.refreshDhcp().catch(failed) })
+      // Serving DHCP is not a reason to refuse to start: the timer tries again.
+      await this.refreshDhcp().catch(failed)
+      this.dhcpTimer = setInterval(() => void this.refreshDhcp().catch(failed), this.config.dhcpSyncIntervalMs)
+      this.dhcpTimer.unref()
+    }
     const r = await this.manager.reconcile()
     if (r.removed.length) this.log.warn({ removed: r.removed }, 'removed guests and disks the controller no longer places here')
     this.state = 'RUNNING'
@@ -138,6 +160,8 @@ export class AgentService {
     if (this.powerTimer) clearInterval(this.powerTimer)
     if (this.firewallTimer) clearInterval(this.firewallTimer)
     this.firewallSub?.unsubscribe()
+    if (this.dhcpTimer) clearInterval(this.dhcpTimer)
+    this.dhcpSub?.unsubscribe()
   }
 
   /**
@@ -158,6 +182,26 @@ export class AgentService {
     }
     this.firewallRun = once().finally(() => (this.firewallRun = undefined))
     return this.firewallRun
+  }
+
+  /**
+   * Makes this host's DHCP what the controller says now (the controller makes
+   * or removes the host's DHCP ports as it answers). Coalesced as the firewall is.
+   * dnsmasq keeps running when the agent stops; the next agent adopts it.
+   */
+  refreshDhcp(): Promise<void> {
+    if (this.dhcpRun) {
+      this.dhcpAgain = true
+      return this.dhcpRun
+    }
+    const once = async (): Promise<void> => {
+      do {
+        this.dhcpAgain = false
+        await this.dhcp.apply(await this.conductor.dhcp())
+      } while (this.dhcpAgain)
+    }
+    this.dhcpRun = once().finally(() => (this.dhcpRun = undefined))
+    return this.dhcpRun
   }
 
   /** Announces the host until the conductor answers (the controller may start later). */

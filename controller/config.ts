@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { InvalidArgument } from '../proto/errors.js'
+import { DEFAULT_LEASE_SECONDS } from '../proto/dhcp.js'
 import type { SchedulerConfig } from './scheduler/scheduler.js'
 import type { HostsConfig } from './compute/hosts.js'
 import type { ServersConfig } from './compute/server-model.js'
@@ -58,6 +59,8 @@ export interface ControllerConfig {
     physicalNetworks: string[]
     /** VLAN ids per physical network, inclusive [min, max] (ML2 `network_vlan_ranges`). @default { provider: [100, 4094] } */
     vlanRanges: Record<string, [number, number]>
+    /** Lease time DHCP gives guests, in seconds (Neutron `dhcp_lease_duration`). @default 86400 */
+    dhcpLeaseSeconds: number
   }
   /** Filters, weighers and claims; every field is documented with its default in `scheduler/scheduler.ts`. */
   scheduler: SchedulerConfig
@@ -126,7 +129,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     bootstrap: { openrcPath: null, region: 'RegionOne', adminProjectName: 'admin' },
     log: { level: 'info', pretty: false },
     shutdownGraceMs: 10_000,
-    network: { physicalNetworks: ['provider'], vlanRanges: { provider: [100, 4094] } },
+    network: { physicalNetworks: ['provider'], vlanRanges: { provider: [100, 4094] }, dhcpLeaseSeconds: DEFAULT_LEASE_SECONDS },
     scheduler: {
       enabledFilters: ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter'],
       weighers: ['RAMWeigher', 'CPUWeigher', 'DiskWeigher', 'ServerGroupSoftAffinityWeigher', 'ServerGroupSoftAntiAffinityWeigher'],
@@ -160,6 +163,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     const [min, max] = range
     if (!Number.isInteger(min) || !Number.isInteger(max) || min < 1 || max > 4094 || min > max) throw new InvalidArgument(`${field} must be [min, max] with 1 <= min <= max <= 4094, got ${JSON.stringify(range)}`, { field })
   }
+  if (!Number.isInteger(cfg.network.dhcpLeaseSeconds) || cfg.network.dhcpLeaseSeconds < 120) throw new InvalidArgument(`network.dhcpLeaseSeconds must be an integer ≥ 120 (dnsmasq's minimum lease), got ${cfg.network.dhcpLeaseSeconds}`, { field: 'network.dhcpLeaseSeconds' })
   if (cfg.scheduler.strategy !== 'spread' && cfg.scheduler.strategy !== 'pack') throw new InvalidArgument(`scheduler.strategy must be spread or pack, got '${String(cfg.scheduler.strategy)}'`, { field: 'scheduler.strategy' })
   if (!Number.isInteger(cfg.scheduler.hostSubsetSize) || cfg.scheduler.hostSubsetSize < 1) throw new InvalidArgument('scheduler.hostSubsetSize must be an integer ≥ 1', { field: 'scheduler.hostSubsetSize' })
   if (!Number.isInteger(cfg.scheduler.maxAttempts) || cfg.scheduler.maxAttempts < 1) throw new InvalidArgument('scheduler.maxAttempts must be an integer ≥ 1', { field: 'scheduler.maxAttempts' })

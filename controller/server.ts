@@ -31,6 +31,7 @@ import { SubnetCatalog } from './network/subnets.js'
 import { PortCatalog } from './network/ports.js'
 import { FloatingIpCatalog } from './network/floating-ips.js'
 import { SecurityGroupCatalog } from './network/security-groups.js'
+import { DhcpPorts } from './network/dhcp.js'
 import { ImageCatalog } from './image/catalog.js'
 import { ImageStore } from './image/store.js'
 import { imagePolicy } from './image/policy.js'
@@ -103,6 +104,7 @@ export class Controller {
     const keypairs = new KeypairCatalog(this.db, quota)
     const securityGroups = new SecurityGroupCatalog(this.db, quota)
     const ports = new PortCatalog(this.db, quota, securityGroups)
+    const dhcp = new DhcpPorts(this.db, ports, { leaseSeconds: cfg.network.dhcpLeaseSeconds })
     const network = {
       networks: new NetworkCatalog(this.db, quota, cfg.network),
       subnets: new SubnetCatalog(this.db, quota),
@@ -155,14 +157,19 @@ export class Controller {
     this.address = cfg.grpc.publicAddress ?? `${cfg.grpc.host}:${port}`
 
     if (this.nats) {
-      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, tokens: (userId, projectId) => auth!.issueFor(userId, projectId) }), hosts, this.log, () => this.address, {
+      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, tokens: (userId, projectId) => auth!.issueFor(userId, projectId), dhcp }), hosts, this.log, () => this.address, {
         castResult: (r) => servers.applyResult(r),
         powerStates: (host, sentAt, guests) => servers.applyPowerStates(host, sentAt, guests),
       }, cfg.hosts.castAckWaitMs)
       await this.bus.start()
       servers.attach(this.bus)
       const bus = this.bus
-      ports.onChange = () => bus.firewallChanged()
+      ports.onChange = () => {
+        bus.firewallChanged()
+        bus.dhcpChanged()
+      }
+      network.subnets.onChange = () => bus.dhcpChanged()
+      network.networks.onChange = () => bus.dhcpChanged()
       securityGroups.onChange = () => bus.firewallChanged()
       // Casts the previous run recorded but could not queue go out now.
       await servers.resend()

@@ -58,6 +58,13 @@ export function powerSubject(host: string): string {
 export const FIREWALL_CHANGED_SUBJECT = 'strato.firewall.changed'
 
 /**
+ * Core NATS, no payload: ports, their addresses or subnets changed; every
+ * agent that serves DHCP asks the conductor for its DHCP networks again
+ * (agents also resync on a timer).
+ */
+export const DHCP_CHANGED_SUBJECT = 'strato.dhcp.changed'
+
+/**
  * Cast ids say what they carry: `<action>.<uuid>.<nonce>`, and `build.<uuid>`
  * for builds (one per server). An agent that restarts can resume an action
  * from the id alone and report it under the same id.

@@ -15,7 +15,7 @@ import { nanos } from '@nats-io/transport-node'
 import { InvalidArgument, Unavailable } from '../../proto/errors.js'
 import { errorFromHeaders, errorHeaders } from '../../proto/nats-errors.js'
 import {
-  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, castConsumer, castSubject,
+  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECT, DHCP_CHANGED_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, castConsumer, castSubject,
 } from '../../proto/subjects.js'
 import { AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates } from '../../proto/gen/strato/agent/v1/agent.js'
 import type { Conductor } from '../conductor/conductor.js'
@@ -104,9 +104,32 @@ export class ControllerBus implements AgentTransport {
     }, 200)
   }
 
+  private dhcpTimer: NodeJS.Timeout | undefined
+
+  /**
+   * Ports, their addresses, or subnets changed: tells every agent to refresh
+   * its DHCP service. Coalesced (one message per 100 ms at most), sent 100 ms
+   * after the change, by when its transaction has committed (agents also
+   * refresh before a guest first runs and on a timer, so a notice that came
+   * too early only delays).
+   */
+  dhcpChanged(): void {
+    if (this.dhcpTimer) return
+    this.dhcpTimer = setTimeout(() => {
+      this.dhcpTimer = undefined
+      try {
+        this.nc.publish(DHCP_CHANGED_SUBJECT)
+      } catch (err) {
+        this.log.warn({ err }, 'could not tell agents that DHCP changed (they resync on their timer)')
+      }
+    }, 100)
+  }
+
   async stop(): Promise<void> {
     clearTimeout(this.firewallTimer)
     this.firewallTimer = undefined
+    clearTimeout(this.dhcpTimer)
+    this.dhcpTimer = undefined
     this.conductorSub?.unsubscribe()
     await this.events?.close()
     await this.eventsDone?.catch(() => {})
@@ -206,6 +229,8 @@ export class ControllerBus implements AgentTransport {
         reply = { buildSpec: await this.conductor.buildSpec(req.buildSpec.instanceUuid ?? '', req.buildSpec.host ?? '') }
       } else if (req.firewall) {
         reply = { firewall: { ports: await this.conductor.firewall(req.firewall.host ?? '') } }
+      } else if (req.dhcp) {
+        reply = { dhcp: { networks: (await this.conductor.dhcp(req.dhcp.host ?? '')).map(({ port, ...n }) => ({ ...n, portId: port.id, macAddress: port.macAddress, fixedIps: port.fixedIps })) } }
       } else if (req.hostInstances) {
         reply = { hostInstances: { instances: await this.conductor.hostInstances(req.hostInstances.host ?? '', req.hostInstances.also ?? []) } }
       } else {

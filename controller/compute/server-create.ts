@@ -130,11 +130,11 @@ export class ServerCreator {
         const own: string[] = []
         for (const [i, nic] of nics.entries()) {
           if (nic.kind === 'port') {
-            await this.deps.ports.bindIn(trx, nic.portId, { deviceId: uuid, deviceOwner }, `networks[${i}].port`)
+            await this.deps.ports.bindIn(trx, nic.portId, { deviceId: uuid, deviceOwner, hostId: p.host }, `networks[${i}].port`)
           } else {
             const net = await loadNetwork(trx, actor, nic.networkId, `networks[${i}].uuid`)
             own.push(await this.deps.ports.createIn(trx, net, {
-              projectId, deviceOwner, deviceId: uuid, securityGroups: groupIds,
+              projectId, deviceOwner, deviceId: uuid, bindingHostId: p.host, securityGroups: groupIds,
               ...(nic.fixedIp ? { fixedIps: [{ ipAddress: nic.fixedIp }] } : {}),
             }))
           }

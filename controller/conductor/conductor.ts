@@ -6,12 +6,14 @@ import type { HostAnnouncement, HostRegistry } from '../compute/hosts.js'
 import { hostFirewall, type HostPortFirewall } from '../network/firewall.js'
 import type { Db } from '../store/db.js'
 import type { BuildSpec } from '../../proto/build-spec.js'
+import type { DhcpNetwork } from '../../proto/dhcp.js'
+import type { DhcpPorts } from '../network/dhcp.js'
 import { buildSpec, hostInstances, type BuildSpecDeps, type HostInstance } from './build-spec.js'
 
 export type { BuildSpec, HostInstance }
 
 export class Conductor {
-  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps) {}
+  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts }) {}
 
   /** An agent announced its host: record it; tell it whether it is mapped and how often to beat. */
   async announce(a: HostAnnouncement): Promise<{ mapped: boolean; heartbeatIntervalMs: number }> {
@@ -32,6 +34,15 @@ export class Conductor {
   async firewall(host: string): Promise<HostPortFirewall[]> {
     await this.hosts.get(host)
     return hostFirewall(this.db, host)
+  }
+
+  /**
+   * The networks `host` serves DHCP for, with its DHCP port on each (made
+   * or removed here, as Neutron's DHCP agent asks for its port over RPC).
+   */
+  async dhcp(host: string): Promise<DhcpNetwork[]> {
+    await this.hosts.get(host)
+    return this.deps.dhcp ? this.deps.dhcp.forHost(host) : []
   }
 
   /** The servers the controller places on `host`, for the agent's start-up reconciliation. */

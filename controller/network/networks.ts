@@ -13,6 +13,7 @@ import type { NetworkTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
 import { loadNetwork, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
+import { DHCP_OWNER } from '../../proto/dhcp.js'
 
 export interface NetworkConfig {
   physicalNetworks: string[]
@@ -55,6 +56,9 @@ const NETWORK_TYPES = ['flat', 'vlan', 'local'] as const
 const MTU = 1500
 
 export class NetworkCatalog {
+  /** Called after a network is deleted with its DHCP ports (the hosts' DHCP follows; see bus.dhcpChanged). */
+  onChange: () => void = () => undefined
+
   constructor(
     private readonly db: Db,
     private readonly quota: QuotaEngine,
@@ -183,15 +187,21 @@ export class NetworkCatalog {
     return this.get({ id: cur.id }, actor)
   }
 
-  /** Refused while any port is on the network; its subnets go with it. */
+  /**
+   * Refused while any port other than a DHCP port is on the network; its
+   * subnets and DHCP ports go with it (Neutron's auto-delete port owners).
+   */
   async delete(id: string | undefined, actor: Actor): Promise<void> {
     const cur = await loadNetwork(this.db, actor, id, 'id')
     requireModify(actor, cur.project_id, `network ${cur.id}`)
-    await this.db.transaction().execute(async (trx) => {
-      const port = await trx.selectFrom('ports').select(['id', 'device_owner']).where('network_id', '=', cur.id).executeTakeFirst()
+    const dhcp = await this.db.transaction().execute(async (trx) => {
+      const port = await trx.selectFrom('ports').select(['id', 'device_owner']).where('network_id', '=', cur.id).where('device_owner', '!=', DHCP_OWNER).executeTakeFirst()
       if (port) throw new Conflict(`network ${cur.id} is in use: port ${port.id}${port.device_owner ? ` (${port.device_owner})` : ''} is on it; delete its ports first`)
+      const r = await trx.deleteFrom('ports').where('network_id', '=', cur.id).where('device_owner', '=', DHCP_OWNER).executeTakeFirst()
       await trx.deleteFrom('networks').where('id', '=', cur.id).execute()
+      return Number(r.numDeletedRows)
     })
+    if (dhcp) this.onChange()
   }
 
   private async toNetwork(r: NetworkTable): Promise<Network> {

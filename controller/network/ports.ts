@@ -26,6 +26,8 @@ export interface Port {
   fixedIps: FixedIp[]
   deviceOwner: string
   deviceId: string
+  /** binding:host_id: the host whose agent serves the port ('' when unbound). */
+  bindingHostId: string
   status: string
   adminStateUp: boolean
   securityGroups: string[]
@@ -95,7 +97,7 @@ export class PortCatalog {
    * Creates a port inside the caller's transaction (no quota or visibility
    * checks: the caller made them). Returns the port id.
    */
-  async createIn(trx: Trx, net: NetworkTable, req: CreatePort & { projectId: string; id?: string }): Promise<string> {
+  async createIn(trx: Trx, net: NetworkTable, req: CreatePort & { projectId: string; id?: string; bindingHostId?: string }): Promise<string> {
     const name = checkText('name', req.name, 255)
     const description = checkText('description', req.description, 255)
     const deviceOwner = checkText('device_owner', req.deviceOwner, 255)
@@ -118,7 +120,7 @@ export class PortCatalog {
     const ts = now()
     await trx.insertInto('ports').values({
       id, network_id: net.id, project_id: req.projectId, name, description, mac_address: mac, admin_state_up: req.adminStateUp === false ? 0 : 1,
-      status: 'DOWN', device_owner: deviceOwner, device_id: deviceId, revision_number: 1, created_at: ts, updated_at: ts,
+      status: 'DOWN', device_owner: deviceOwner, device_id: deviceId, binding_host_id: req.bindingHostId ?? '', revision_number: 1, created_at: ts, updated_at: ts,
     }).execute()
     const subnets = (await trx.selectFrom('subnets').selectAll().where('network_id', '=', net.id).orderBy('created_at').orderBy('id').execute()).map(ipamOf)
     try {
@@ -147,7 +149,7 @@ export class PortCatalog {
     return (await this.toPorts(trx, [await this.load(trx, id, actor, field)]))[0]!
   }
 
-  async list(filter: { networkId?: string; deviceId?: string; deviceOwner?: string; projectId?: string; macAddress?: string; name?: string }, actor: Actor): Promise<Port[]> {
+  async list(filter: { networkId?: string; deviceId?: string; deviceOwner?: string; projectId?: string; macAddress?: string; name?: string; bindingHostId?: string }, actor: Actor): Promise<Port[]> {
     let q = this.db.selectFrom('ports').selectAll().orderBy('created_at').orderBy('id')
     if (filter.networkId) q = q.where('network_id', '=', filter.networkId)
     if (filter.deviceId) q = q.where('device_id', '=', filter.deviceId)
@@ -155,6 +157,7 @@ export class PortCatalog {
     if (filter.projectId) q = q.where('project_id', '=', filter.projectId)
     if (filter.macAddress) q = q.where('mac_address', '=', filter.macAddress.toLowerCase())
     if (filter.name) q = q.where('name', '=', filter.name)
+    if (filter.bindingHostId) q = q.where('binding_host_id', '=', filter.bindingHostId)
     const projects = await readableProjects(this.db, actor)
     if (projects) q = q.where('project_id', 'in', projects.length ? projects : [''])
     return this.toPorts(this.db, await q.execute())
@@ -200,13 +203,14 @@ export class PortCatalog {
   // ------------------------------------------------------------------ a device's ports (what compute asks)
 
   /**
-   * Binds a free port to a device inside the caller's transaction (Nova
-   * passing `port` at create).
+   * Binds a free port to a device (and its host: binding:host_id) inside the
+   * caller's transaction (Nova passing `port` at create).
    * @throws Conflict when another device took it meanwhile.
    */
-  async bindIn(trx: Trx, portId: string, device: { deviceId: string; deviceOwner: string }, field: string): Promise<void> {
-    const r = await trx.updateTable('ports').set({ device_id: device.deviceId, device_owner: device.deviceOwner, updated_at: now() }).where('id', '=', portId).where('device_id', '=', '').executeTakeFirst()
+  async bindIn(trx: Trx, portId: string, device: { deviceId: string; deviceOwner: string; hostId?: string }, field: string): Promise<void> {
+    const r = await trx.updateTable('ports').set({ device_id: device.deviceId, device_owner: device.deviceOwner, binding_host_id: device.hostId ?? '', updated_at: now() }).where('id', '=', portId).where('device_id', '=', '').executeTakeFirst()
     if (Number(r.numUpdatedRows) === 0) throw new Conflict(`port ${portId} was taken by another server meanwhile`, { field })
+    this.onChange()
   }
 
   /** The device is gone: deletes the ports it made for itself (`own`), unbinds the others (they were the user's). */
@@ -214,8 +218,9 @@ export class PortCatalog {
     const bound = await trx.selectFrom('ports').select('id').where('device_id', '=', deviceId).execute()
     for (const p of bound) {
       if (own.has(p.id)) await this.deleteIn(trx, p.id)
-      else await trx.updateTable('ports').set({ device_id: '', device_owner: '', status: 'DOWN', updated_at: now() }).where('id', '=', p.id).execute()
+      else await trx.updateTable('ports').set({ device_id: '', device_owner: '', binding_host_id: '', status: 'DOWN', updated_at: now() }).where('id', '=', p.id).execute()
     }
+    if (bound.length) this.onChange()
   }
 
   /** The device's ports follow it up (ACTIVE) or down (DOWN). */
@@ -238,6 +243,7 @@ export class PortCatalog {
       fixedIps: ips.filter((i) => i.port_id === r.id).map((i) => ({ subnetId: i.subnet_id, ipAddress: i.ip_address })),
       deviceOwner: r.device_owner,
       deviceId: r.device_id,
+      bindingHostId: r.binding_host_id,
       status: r.status,
       adminStateUp: r.admin_state_up !== 0,
       securityGroups: sgs.filter((s) => s.port_id === r.id).map((s) => s.security_group_id),

@@ -14,6 +14,7 @@ import { checkText } from '../identity/validate.js'
 import { loadNetwork, networkVisible, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
 import { cidrsOverlap, cidrText, formatIp, ipKey, parseCidr, requireIp, type Cidr } from './ip.js'
 import { defaultPools, usableRange, type Pool } from './ipam.js'
+import { DHCP_OWNER } from '../../proto/dhcp.js'
 
 export interface AllocationPool {
   start: string
@@ -140,6 +141,9 @@ function checkRoutes(c: Cidr, routes: HostRoute[]): HostRoute[] {
 const poolsJson = (c: Cidr, pools: Pool[]) => JSON.stringify(pools.map((p) => ({ start: formatIp(c.version, p.first), end: formatIp(c.version, p.last) })))
 
 export class SubnetCatalog {
+  /** Called after a subnet is created, changed or deleted (the hosts' DHCP follows; see bus.dhcpChanged). */
+  onChange: () => void = () => undefined
+
   constructor(
     private readonly db: Db,
     private readonly quota: QuotaEngine,
@@ -184,6 +188,7 @@ export class SubnetCatalog {
         revision_number: 1, created_at: ts, updated_at: ts,
       }).execute()
     })
+    this.onChange()
     return this.get({ id }, actor)
   }
 
@@ -241,6 +246,7 @@ export class SubnetCatalog {
       }
       await trx.updateTable('subnets').set({ ...set, revision_number: cur.revision_number + 1, updated_at: now() }).where('id', '=', cur.id).execute()
     })
+    this.onChange()
     return this.get({ id: cur.id }, actor)
   }
 
@@ -249,10 +255,14 @@ export class SubnetCatalog {
     const cur = await this.load(id, actor)
     requireModify(actor, cur.project_id, `subnet ${cur.id}`)
     await this.db.transaction().execute(async (trx) => {
+      // DHCP ports give their address on the subnet back (Neutron); the host's agent drops or rebuilds them.
+      const dhcp = trx.selectFrom('ports').select('id').where('network_id', '=', cur.network_id).where('device_owner', '=', DHCP_OWNER)
+      await trx.deleteFrom('ip_allocations').where('subnet_id', '=', cur.id).where('port_id', 'in', dhcp).execute()
       const used = await trx.selectFrom('ip_allocations').select(['port_id', 'ip_address']).where('subnet_id', '=', cur.id).executeTakeFirst()
       if (used) throw new Conflict(`subnet ${cur.id} is in use: port ${used.port_id} holds ${used.ip_address}; delete its ports first`)
       await trx.deleteFrom('subnets').where('id', '=', cur.id).execute()
     })
+    this.onChange()
   }
 }
 

@@ -13,6 +13,7 @@ import { migration as m0007 } from './migrations/0007_server_groups.js'
 import { migration as m0008 } from './migrations/0008_host_ip.js'
 import { migration as m0009 } from './migrations/0009_config_drive.js'
 import { migration as m0010 } from './migrations/0010_cast_request_id.js'
+import { migration as m0011 } from './migrations/0011_port_binding_host.js'
 
 export const migrations: Record<string, Migration> = {
   '0001_identity': m0001,
@@ -25,4 +26,5 @@ export const migrations: Record<string, Migration> = {
   '0008_host_ip': m0008,
   '0009_config_drive': m0009,
   '0010_cast_request_id': m0010,
+  '0011_port_binding_host': m0011,
 }

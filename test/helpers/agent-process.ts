@@ -7,7 +7,9 @@ import type { ChildProcess } from 'node:child_process'
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { pino } from 'pino'
 import { IptablesFirewall } from '../../agent/net/firewall.js'
+import { DnsmasqDhcp } from '../../agent/net/dhcp.js'
 import { exited, readLog, running, startDaemon, waitForLog } from './daemon.js'
 import { virsh } from './libvirt.js'
 
@@ -87,6 +89,8 @@ export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> 
       if (o.driver === 'libvirt') await destroyDomainsUnder(stateDir)
       // And its security-group chains in the host's iptables (an agent leaves filtering in place when it stops).
       if (o.driver === 'libvirt' && o.env?.STRATO_AGENT_FIREWALL !== 'none') await new IptablesFirewall({ host: o.host }).clear().catch(() => undefined)
+      // And its DHCP (dnsmasq outlives the agent, as it does in Neutron): processes, namespaces, veths, files.
+      await new DnsmasqDhcp({ dir: o.env?.STRATO_AGENT_DHCP_DIR ?? path.join(stateDir, 'dhcp'), bridgeFor: () => '', log: pino({ level: 'silent' }) }).removeAll().catch(() => undefined)
       if (made) rmSync(stateDir, { recursive: true, force: true })
     },
   }

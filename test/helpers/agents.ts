@@ -6,6 +6,7 @@ import path from 'node:path'
 import { pino } from 'pino'
 import { loadAgentConfig, type AgentConfigOverrides } from '../../agent/config.js'
 import { AgentService } from '../../agent/service.js'
+import { DnsmasqDhcp } from '../../agent/net/dhcp.js'
 import { FakeDriver, type FakeDriverOptions } from '../../agent/virt/fake.js'
 
 export interface TestAgent {
@@ -26,6 +27,8 @@ export async function startAgent(natsUrl: string, host: string, o: AgentConfigOv
     driver,
     async stop() {
       await agent.stop()
+      // dnsmasq outlives an agent that stops; a test leaves none behind.
+      if (agent.dhcp instanceof DnsmasqDhcp) await agent.dhcp.removeAll()
       if (!o.stateDir) rmSync(stateDir, { recursive: true, force: true })
     },
   }

@@ -12,6 +12,7 @@ const fixedIpsText = (ips: FixedIp[] | undefined) => (ips ?? []).map((f) => `ip_
 
 const portFields = (p: Port) => ({
   admin_state_up: p.adminStateUp === false ? 'DOWN' : 'UP',
+  binding_host_id: p.bindingHostId ?? '',
   created_at: iso(p.createdAt),
   description: p.description ?? '',
   device_id: p.deviceId ?? '',

@@ -50,6 +50,8 @@ export interface PortTable {
   status: string
   device_owner: string
   device_id: string
+  /** binding:host_id; '' when unbound. */
+  binding_host_id: string
   revision_number: number
   created_at: string
   updated_at: string

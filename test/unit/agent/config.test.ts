@@ -9,6 +9,9 @@ t.test('defaults: Nova-like timings, a provider bridge, an address of this host'
   const c = loadAgentConfig({}, env({}))
   t.match(c, { driver: 'libvirt', shutdownTimeoutMs: 60_000, powerSyncIntervalMs: 60_000, maxConcurrentCasts: 8, bridgeMappings: { provider: 'br-provider' } })
   t.ok(isIP(c.myIp), `my_ip defaults to an address of this host (${c.myIp})`)
+  t.match(c, { dhcp: 'dnsmasq', dhcpDir: '/tmp/strato-agent-config-test/dhcp', dhcpSyncIntervalMs: 30_000 }, 'DHCP with dnsmasq on real hosts')
+  t.equal(loadAgentConfig({}, env({ STRATO_AGENT_DRIVER: 'fake' })).dhcp, 'off', 'and off with the fake driver (fast tests start no dnsmasq)')
+  t.equal(loadAgentConfig({}, env({ STRATO_AGENT_DRIVER: 'fake', STRATO_AGENT_DHCP: 'dnsmasq' })).dhcp, 'dnsmasq')
 })
 
 t.test('the environment sets them', async (t) => {
@@ -23,6 +26,8 @@ t.test('bad values are refused, naming the setting', async (t) => {
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_MY_IP: 'myhost' })), { name: 'InvalidArgument', field: 'myIp', message: /must be an IP address, got 'myhost'/ })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: 'soon' })), { name: 'InvalidArgument', field: 'STRATO_AGENT_SHUTDOWN_TIMEOUT_MS' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_MAX_CONCURRENT_CASTS: '0' })), { name: 'InvalidArgument', field: 'maxConcurrentCasts' })
+  t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_DHCP: 'isc' })), { name: 'InvalidArgument', field: 'dhcp', message: /must be dnsmasq or off, got 'isc'/ })
+  t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_DHCP_SYNC_INTERVAL_MS: '10' })), { name: 'InvalidArgument', field: 'dhcpSyncIntervalMs' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider' })), { name: 'InvalidArgument', field: 'bridgeMappings' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider:a-bridge-name-too-long' })), { name: 'InvalidArgument', field: 'bridgeMappings.provider' })
 })

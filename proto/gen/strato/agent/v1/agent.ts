@@ -260,11 +260,103 @@ export interface Firewall {
   ports?: PortFirewall[] | undefined;
 }
 
+/**
+ * Asks for the DHCP service of the host (Neutron's get_active_networks_info
+ * with the DHCP port made on demand, as the DHCP agent's create_dhcp_port):
+ * every network with ports of servers placed on the host and a DHCP-enabled
+ * subnet. The controller makes or removes the host's network:dhcp ports as
+ * a side effect, so the answer always names one port per network.
+ */
+export interface DhcpRequest {
+  host?: string | undefined;
+}
+
+/** One fixed IP of the DHCP port, with the prefix of its subnet. */
+export interface DhcpAddress {
+  subnetId?: string | undefined;
+  ipAddress?:
+    | string
+    | undefined;
+  /** The subnet's CIDR, e.g. 10.0.0.0/24. */
+  cidr?: string | undefined;
+}
+
+export interface DhcpSubnet {
+  id?:
+    | string
+    | undefined;
+  /** 4 (IPv6 subnets are not served yet). */
+  ipVersion?: number | undefined;
+  cidr?:
+    | string
+    | undefined;
+  /** Empty: no gateway (no router option, no default route). */
+  gatewayIp?: string | undefined;
+  dnsNameservers?: string[] | undefined;
+  hostRoutes?: BuildRoute[] | undefined;
+  enableDhcp?:
+    | boolean
+    | undefined;
+  /**
+   * A router serves the subnet (it then answers 169.254.169.254); without
+   * one, guests reach metadata through the DHCP port (Neutron's isolated metadata).
+   */
+  hasRouter?: boolean | undefined;
+}
+
+/** One port of the network, as dnsmasq's hosts file needs it. */
+export interface DhcpHost {
+  portId?: string | undefined;
+  macAddress?:
+    | string
+    | undefined;
+  /** Fixed IPs on the network's DHCP-enabled subnets. */
+  fixedIps?:
+    | DhcpAddress[]
+    | undefined;
+  /** The port's DNS name, or host-<ip with dashes> as Neutron names it. */
+  hostname?: string | undefined;
+}
+
+export interface DhcpNetwork {
+  networkId?:
+    | string
+    | undefined;
+  /** What the agent maps to the network's bridge (as for a NIC). */
+  networkType?: string | undefined;
+  physicalNetwork?: string | undefined;
+  segmentationId?: number | undefined;
+  mtu?:
+    | number
+    | undefined;
+  /** This host's network:dhcp port. */
+  portId?: string | undefined;
+  macAddress?: string | undefined;
+  fixedIps?:
+    | DhcpAddress[]
+    | undefined;
+  /** Every IPv4 subnet of the network (enable_dhcp says which are served). */
+  subnets?:
+    | DhcpSubnet[]
+    | undefined;
+  /** Every port of the network, on any host (dnsmasq serves the whole network). */
+  hosts?:
+    | DhcpHost[]
+    | undefined;
+  /** Lease time in seconds (Neutron's dhcp_lease_duration). */
+  leaseSeconds?: number | undefined;
+}
+
+export interface Dhcp {
+  networks?: DhcpNetwork[] | undefined;
+}
+
 export interface ConductorRequest {
   announce?: AgentAnnounce | undefined;
   buildSpec?: BuildSpecRequest | undefined;
   hostInstances?: HostInstancesRequest | undefined;
   firewall?: FirewallRequest | undefined;
+  dhcp?: DhcpRequest | undefined;
 }
 
 export interface ConductorReply {
@@ -272,6 +364,7 @@ export interface ConductorReply {
   buildSpec?: BuildSpec | undefined;
   hostInstances?: HostInstances | undefined;
   firewall?: Firewall | undefined;
+  dhcp?: Dhcp | undefined;
 }
 
 /** A no-op cast: proves the work queue reaches the agent. */
@@ -2739,8 +2832,908 @@ export const Firewall: MessageFns<Firewall> = {
   },
 };
 
+function createBaseDhcpRequest(): DhcpRequest {
+  return { host: "" };
+}
+
+export const DhcpRequest: MessageFns<DhcpRequest> = {
+  encode(message: DhcpRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DhcpRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDhcpRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DhcpRequest {
+    return { host: isSet(object.host) ? globalThis.String(object.host) : "" };
+  },
+
+  toJSON(message: DhcpRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DhcpRequest>, I>>(base?: I): DhcpRequest {
+    return DhcpRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DhcpRequest>, I>>(object: I): DhcpRequest {
+    const message = createBaseDhcpRequest();
+    message.host = object.host ?? "";
+    return message;
+  },
+};
+
+function createBaseDhcpAddress(): DhcpAddress {
+  return { subnetId: "", ipAddress: "", cidr: "" };
+}
+
+export const DhcpAddress: MessageFns<DhcpAddress> = {
+  encode(message: DhcpAddress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      writer.uint32(10).string(message.subnetId);
+    }
+    if (message.ipAddress !== undefined && message.ipAddress !== "") {
+      writer.uint32(18).string(message.ipAddress);
+    }
+    if (message.cidr !== undefined && message.cidr !== "") {
+      writer.uint32(26).string(message.cidr);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DhcpAddress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDhcpAddress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.subnetId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ipAddress = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cidr = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DhcpAddress {
+    return {
+      subnetId: isSet(object.subnetId)
+        ? globalThis.String(object.subnetId)
+        : isSet(object.subnet_id)
+        ? globalThis.String(object.subnet_id)
+        : "",
+      ipAddress: isSet(object.ipAddress)
+        ? globalThis.String(object.ipAddress)
+        : isSet(object.ip_address)
+        ? globalThis.String(object.ip_address)
+        : "",
+      cidr: isSet(object.cidr) ? globalThis.String(object.cidr) : "",
+    };
+  },
+
+  toJSON(message: DhcpAddress): unknown {
+    const obj: any = {};
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      obj.subnetId = message.subnetId;
+    }
+    if (message.ipAddress !== undefined && message.ipAddress !== "") {
+      obj.ipAddress = message.ipAddress;
+    }
+    if (message.cidr !== undefined && message.cidr !== "") {
+      obj.cidr = message.cidr;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DhcpAddress>, I>>(base?: I): DhcpAddress {
+    return DhcpAddress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DhcpAddress>, I>>(object: I): DhcpAddress {
+    const message = createBaseDhcpAddress();
+    message.subnetId = object.subnetId ?? "";
+    message.ipAddress = object.ipAddress ?? "";
+    message.cidr = object.cidr ?? "";
+    return message;
+  },
+};
+
+function createBaseDhcpSubnet(): DhcpSubnet {
+  return {
+    id: "",
+    ipVersion: 0,
+    cidr: "",
+    gatewayIp: "",
+    dnsNameservers: [],
+    hostRoutes: [],
+    enableDhcp: false,
+    hasRouter: false,
+  };
+}
+
+export const DhcpSubnet: MessageFns<DhcpSubnet> = {
+  encode(message: DhcpSubnet, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.ipVersion !== undefined && message.ipVersion !== 0) {
+      writer.uint32(16).int32(message.ipVersion);
+    }
+    if (message.cidr !== undefined && message.cidr !== "") {
+      writer.uint32(26).string(message.cidr);
+    }
+    if (message.gatewayIp !== undefined && message.gatewayIp !== "") {
+      writer.uint32(34).string(message.gatewayIp);
+    }
+    if (message.dnsNameservers !== undefined && message.dnsNameservers.length !== 0) {
+      for (const v of message.dnsNameservers) {
+        writer.uint32(42).string(v!);
+      }
+    }
+    if (message.hostRoutes !== undefined && message.hostRoutes.length !== 0) {
+      for (const v of message.hostRoutes) {
+        BuildRoute.encode(v!, writer.uint32(50).fork()).join();
+      }
+    }
+    if (message.enableDhcp !== undefined && message.enableDhcp !== false) {
+      writer.uint32(56).bool(message.enableDhcp);
+    }
+    if (message.hasRouter !== undefined && message.hasRouter !== false) {
+      writer.uint32(64).bool(message.hasRouter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DhcpSubnet {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDhcpSubnet();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ipVersion = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cidr = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.gatewayIp = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.dnsNameservers!.push(el);
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const el = BuildRoute.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.hostRoutes!.push(el);
+            }
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.enableDhcp = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.hasRouter = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DhcpSubnet {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      ipVersion: isSet(object.ipVersion)
+        ? globalThis.Number(object.ipVersion)
+        : isSet(object.ip_version)
+        ? globalThis.Number(object.ip_version)
+        : 0,
+      cidr: isSet(object.cidr) ? globalThis.String(object.cidr) : "",
+      gatewayIp: isSet(object.gatewayIp)
+        ? globalThis.String(object.gatewayIp)
+        : isSet(object.gateway_ip)
+        ? globalThis.String(object.gateway_ip)
+        : "",
+      dnsNameservers: globalThis.Array.isArray(object?.dnsNameservers)
+        ? object.dnsNameservers.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.dns_nameservers)
+        ? object.dns_nameservers.map((e: any) => globalThis.String(e))
+        : [],
+      hostRoutes: globalThis.Array.isArray(object?.hostRoutes)
+        ? object.hostRoutes.map((e: any) => BuildRoute.fromJSON(e))
+        : globalThis.Array.isArray(object?.host_routes)
+        ? object.host_routes.map((e: any) => BuildRoute.fromJSON(e))
+        : [],
+      enableDhcp: isSet(object.enableDhcp)
+        ? globalThis.Boolean(object.enableDhcp)
+        : isSet(object.enable_dhcp)
+        ? globalThis.Boolean(object.enable_dhcp)
+        : false,
+      hasRouter: isSet(object.hasRouter)
+        ? globalThis.Boolean(object.hasRouter)
+        : isSet(object.has_router)
+        ? globalThis.Boolean(object.has_router)
+        : false,
+    };
+  },
+
+  toJSON(message: DhcpSubnet): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.ipVersion !== undefined && message.ipVersion !== 0) {
+      obj.ipVersion = Math.round(message.ipVersion);
+    }
+    if (message.cidr !== undefined && message.cidr !== "") {
+      obj.cidr = message.cidr;
+    }
+    if (message.gatewayIp !== undefined && message.gatewayIp !== "") {
+      obj.gatewayIp = message.gatewayIp;
+    }
+    if (message.dnsNameservers?.length) {
+      obj.dnsNameservers = message.dnsNameservers;
+    }
+    if (message.hostRoutes?.length) {
+      obj.hostRoutes = message.hostRoutes.map((e) => BuildRoute.toJSON(e));
+    }
+    if (message.enableDhcp !== undefined && message.enableDhcp !== false) {
+      obj.enableDhcp = message.enableDhcp;
+    }
+    if (message.hasRouter !== undefined && message.hasRouter !== false) {
+      obj.hasRouter = message.hasRouter;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DhcpSubnet>, I>>(base?: I): DhcpSubnet {
+    return DhcpSubnet.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DhcpSubnet>, I>>(object: I): DhcpSubnet {
+    const message = createBaseDhcpSubnet();
+    message.id = object.id ?? "";
+    message.ipVersion = object.ipVersion ?? 0;
+    message.cidr = object.cidr ?? "";
+    message.gatewayIp = object.gatewayIp ?? "";
+    message.dnsNameservers = object.dnsNameservers?.map((e) => e) || [];
+    message.hostRoutes = object.hostRoutes?.map((e) => BuildRoute.fromPartial(e)) || [];
+    message.enableDhcp = object.enableDhcp ?? false;
+    message.hasRouter = object.hasRouter ?? false;
+    return message;
+  },
+};
+
+function createBaseDhcpHost(): DhcpHost {
+  return { portId: "", macAddress: "", fixedIps: [], hostname: "" };
+}
+
+export const DhcpHost: MessageFns<DhcpHost> = {
+  encode(message: DhcpHost, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.portId !== undefined && message.portId !== "") {
+      writer.uint32(10).string(message.portId);
+    }
+    if (message.macAddress !== undefined && message.macAddress !== "") {
+      writer.uint32(18).string(message.macAddress);
+    }
+    if (message.fixedIps !== undefined && message.fixedIps.length !== 0) {
+      for (const v of message.fixedIps) {
+        DhcpAddress.encode(v!, writer.uint32(26).fork()).join();
+      }
+    }
+    if (message.hostname !== undefined && message.hostname !== "") {
+      writer.uint32(34).string(message.hostname);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DhcpHost {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDhcpHost();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.portId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.macAddress = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const el = DhcpAddress.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.fixedIps!.push(el);
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DhcpHost {
+    return {
+      portId: isSet(object.portId)
+        ? globalThis.String(object.portId)
+        : isSet(object.port_id)
+        ? globalThis.String(object.port_id)
+        : "",
+      macAddress: isSet(object.macAddress)
+        ? globalThis.String(object.macAddress)
+        : isSet(object.mac_address)
+        ? globalThis.String(object.mac_address)
+        : "",
+      fixedIps: globalThis.Array.isArray(object?.fixedIps)
+        ? object.fixedIps.map((e: any) => DhcpAddress.fromJSON(e))
+        : globalThis.Array.isArray(object?.fixed_ips)
+        ? object.fixed_ips.map((e: any) => DhcpAddress.fromJSON(e))
+        : [],
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+    };
+  },
+
+  toJSON(message: DhcpHost): unknown {
+    const obj: any = {};
+    if (message.portId !== undefined && message.portId !== "") {
+      obj.portId = message.portId;
+    }
+    if (message.macAddress !== undefined && message.macAddress !== "") {
+      obj.macAddress = message.macAddress;
+    }
+    if (message.fixedIps?.length) {
+      obj.fixedIps = message.fixedIps.map((e) => DhcpAddress.toJSON(e));
+    }
+    if (message.hostname !== undefined && message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DhcpHost>, I>>(base?: I): DhcpHost {
+    return DhcpHost.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DhcpHost>, I>>(object: I): DhcpHost {
+    const message = createBaseDhcpHost();
+    message.portId = object.portId ?? "";
+    message.macAddress = object.macAddress ?? "";
+    message.fixedIps = object.fixedIps?.map((e) => DhcpAddress.fromPartial(e)) || [];
+    message.hostname = object.hostname ?? "";
+    return message;
+  },
+};
+
+function createBaseDhcpNetwork(): DhcpNetwork {
+  return {
+    networkId: "",
+    networkType: "",
+    physicalNetwork: "",
+    segmentationId: 0,
+    mtu: 0,
+    portId: "",
+    macAddress: "",
+    fixedIps: [],
+    subnets: [],
+    hosts: [],
+    leaseSeconds: 0,
+  };
+}
+
+export const DhcpNetwork: MessageFns<DhcpNetwork> = {
+  encode(message: DhcpNetwork, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.networkId !== undefined && message.networkId !== "") {
+      writer.uint32(10).string(message.networkId);
+    }
+    if (message.networkType !== undefined && message.networkType !== "") {
+      writer.uint32(18).string(message.networkType);
+    }
+    if (message.physicalNetwork !== undefined && message.physicalNetwork !== "") {
+      writer.uint32(26).string(message.physicalNetwork);
+    }
+    if (message.segmentationId !== undefined && message.segmentationId !== 0) {
+      writer.uint32(32).int32(message.segmentationId);
+    }
+    if (message.mtu !== undefined && message.mtu !== 0) {
+      writer.uint32(40).int32(message.mtu);
+    }
+    if (message.portId !== undefined && message.portId !== "") {
+      writer.uint32(50).string(message.portId);
+    }
+    if (message.macAddress !== undefined && message.macAddress !== "") {
+      writer.uint32(58).string(message.macAddress);
+    }
+    if (message.fixedIps !== undefined && message.fixedIps.length !== 0) {
+      for (const v of message.fixedIps) {
+        DhcpAddress.encode(v!, writer.uint32(66).fork()).join();
+      }
+    }
+    if (message.subnets !== undefined && message.subnets.length !== 0) {
+      for (const v of message.subnets) {
+        DhcpSubnet.encode(v!, writer.uint32(74).fork()).join();
+      }
+    }
+    if (message.hosts !== undefined && message.hosts.length !== 0) {
+      for (const v of message.hosts) {
+        DhcpHost.encode(v!, writer.uint32(82).fork()).join();
+      }
+    }
+    if (message.leaseSeconds !== undefined && message.leaseSeconds !== 0) {
+      writer.uint32(88).int32(message.leaseSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DhcpNetwork {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDhcpNetwork();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.networkId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.networkType = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.physicalNetwork = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.segmentationId = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.mtu = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.portId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.macAddress = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const el = DhcpAddress.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.fixedIps!.push(el);
+            }
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const el = DhcpSubnet.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.subnets!.push(el);
+            }
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            const el = DhcpHost.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.hosts!.push(el);
+            }
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.leaseSeconds = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DhcpNetwork {
+    return {
+      networkId: isSet(object.networkId)
+        ? globalThis.String(object.networkId)
+        : isSet(object.network_id)
+        ? globalThis.String(object.network_id)
+        : "",
+      networkType: isSet(object.networkType)
+        ? globalThis.String(object.networkType)
+        : isSet(object.network_type)
+        ? globalThis.String(object.network_type)
+        : "",
+      physicalNetwork: isSet(object.physicalNetwork)
+        ? globalThis.String(object.physicalNetwork)
+        : isSet(object.physical_network)
+        ? globalThis.String(object.physical_network)
+        : "",
+      segmentationId: isSet(object.segmentationId)
+        ? globalThis.Number(object.segmentationId)
+        : isSet(object.segmentation_id)
+        ? globalThis.Number(object.segmentation_id)
+        : 0,
+      mtu: isSet(object.mtu) ? globalThis.Number(object.mtu) : 0,
+      portId: isSet(object.portId)
+        ? globalThis.String(object.portId)
+        : isSet(object.port_id)
+        ? globalThis.String(object.port_id)
+        : "",
+      macAddress: isSet(object.macAddress)
+        ? globalThis.String(object.macAddress)
+        : isSet(object.mac_address)
+        ? globalThis.String(object.mac_address)
+        : "",
+      fixedIps: globalThis.Array.isArray(object?.fixedIps)
+        ? object.fixedIps.map((e: any) => DhcpAddress.fromJSON(e))
+        : globalThis.Array.isArray(object?.fixed_ips)
+        ? object.fixed_ips.map((e: any) => DhcpAddress.fromJSON(e))
+        : [],
+      subnets: globalThis.Array.isArray(object?.subnets)
+        ? object.subnets.map((e: any) => DhcpSubnet.fromJSON(e))
+        : [],
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => DhcpHost.fromJSON(e)) : [],
+      leaseSeconds: isSet(object.leaseSeconds)
+        ? globalThis.Number(object.leaseSeconds)
+        : isSet(object.lease_seconds)
+        ? globalThis.Number(object.lease_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: DhcpNetwork): unknown {
+    const obj: any = {};
+    if (message.networkId !== undefined && message.networkId !== "") {
+      obj.networkId = message.networkId;
+    }
+    if (message.networkType !== undefined && message.networkType !== "") {
+      obj.networkType = message.networkType;
+    }
+    if (message.physicalNetwork !== undefined && message.physicalNetwork !== "") {
+      obj.physicalNetwork = message.physicalNetwork;
+    }
+    if (message.segmentationId !== undefined && message.segmentationId !== 0) {
+      obj.segmentationId = Math.round(message.segmentationId);
+    }
+    if (message.mtu !== undefined && message.mtu !== 0) {
+      obj.mtu = Math.round(message.mtu);
+    }
+    if (message.portId !== undefined && message.portId !== "") {
+      obj.portId = message.portId;
+    }
+    if (message.macAddress !== undefined && message.macAddress !== "") {
+      obj.macAddress = message.macAddress;
+    }
+    if (message.fixedIps?.length) {
+      obj.fixedIps = message.fixedIps.map((e) => DhcpAddress.toJSON(e));
+    }
+    if (message.subnets?.length) {
+      obj.subnets = message.subnets.map((e) => DhcpSubnet.toJSON(e));
+    }
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts.map((e) => DhcpHost.toJSON(e));
+    }
+    if (message.leaseSeconds !== undefined && message.leaseSeconds !== 0) {
+      obj.leaseSeconds = Math.round(message.leaseSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DhcpNetwork>, I>>(base?: I): DhcpNetwork {
+    return DhcpNetwork.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DhcpNetwork>, I>>(object: I): DhcpNetwork {
+    const message = createBaseDhcpNetwork();
+    message.networkId = object.networkId ?? "";
+    message.networkType = object.networkType ?? "";
+    message.physicalNetwork = object.physicalNetwork ?? "";
+    message.segmentationId = object.segmentationId ?? 0;
+    message.mtu = object.mtu ?? 0;
+    message.portId = object.portId ?? "";
+    message.macAddress = object.macAddress ?? "";
+    message.fixedIps = object.fixedIps?.map((e) => DhcpAddress.fromPartial(e)) || [];
+    message.subnets = object.subnets?.map((e) => DhcpSubnet.fromPartial(e)) || [];
+    message.hosts = object.hosts?.map((e) => DhcpHost.fromPartial(e)) || [];
+    message.leaseSeconds = object.leaseSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseDhcp(): Dhcp {
+  return { networks: [] };
+}
+
+export const Dhcp: MessageFns<Dhcp> = {
+  encode(message: Dhcp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.networks !== undefined && message.networks.length !== 0) {
+      for (const v of message.networks) {
+        DhcpNetwork.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Dhcp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDhcp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = DhcpNetwork.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.networks!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Dhcp {
+    return {
+      networks: globalThis.Array.isArray(object?.networks)
+        ? object.networks.map((e: any) => DhcpNetwork.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Dhcp): unknown {
+    const obj: any = {};
+    if (message.networks?.length) {
+      obj.networks = message.networks.map((e) => DhcpNetwork.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Dhcp>, I>>(base?: I): Dhcp {
+    return Dhcp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Dhcp>, I>>(object: I): Dhcp {
+    const message = createBaseDhcp();
+    message.networks = object.networks?.map((e) => DhcpNetwork.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseConductorRequest(): ConductorRequest {
-  return { announce: undefined, buildSpec: undefined, hostInstances: undefined, firewall: undefined };
+  return { announce: undefined, buildSpec: undefined, hostInstances: undefined, firewall: undefined, dhcp: undefined };
 }
 
 export const ConductorRequest: MessageFns<ConductorRequest> = {
@@ -2756,6 +3749,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.firewall !== undefined) {
       FirewallRequest.encode(message.firewall, writer.uint32(34).fork()).join();
+    }
+    if (message.dhcp !== undefined) {
+      DhcpRequest.encode(message.dhcp, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2805,6 +3801,14 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
             message.firewall = FirewallRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.dhcp = DhcpRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2831,6 +3835,7 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
         ? HostInstancesRequest.fromJSON(object.host_instances)
         : undefined,
       firewall: isSet(object.firewall) ? FirewallRequest.fromJSON(object.firewall) : undefined,
+      dhcp: isSet(object.dhcp) ? DhcpRequest.fromJSON(object.dhcp) : undefined,
     };
   },
 
@@ -2847,6 +3852,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.firewall !== undefined) {
       obj.firewall = FirewallRequest.toJSON(message.firewall);
+    }
+    if (message.dhcp !== undefined) {
+      obj.dhcp = DhcpRequest.toJSON(message.dhcp);
     }
     return obj;
   },
@@ -2868,12 +3876,15 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     message.firewall = (object.firewall !== undefined && object.firewall !== null)
       ? FirewallRequest.fromPartial(object.firewall)
       : undefined;
+    message.dhcp = (object.dhcp !== undefined && object.dhcp !== null)
+      ? DhcpRequest.fromPartial(object.dhcp)
+      : undefined;
     return message;
   },
 };
 
 function createBaseConductorReply(): ConductorReply {
-  return { announce: undefined, buildSpec: undefined, hostInstances: undefined, firewall: undefined };
+  return { announce: undefined, buildSpec: undefined, hostInstances: undefined, firewall: undefined, dhcp: undefined };
 }
 
 export const ConductorReply: MessageFns<ConductorReply> = {
@@ -2889,6 +3900,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.firewall !== undefined) {
       Firewall.encode(message.firewall, writer.uint32(34).fork()).join();
+    }
+    if (message.dhcp !== undefined) {
+      Dhcp.encode(message.dhcp, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2938,6 +3952,14 @@ export const ConductorReply: MessageFns<ConductorReply> = {
             message.firewall = Firewall.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.dhcp = Dhcp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2964,6 +3986,7 @@ export const ConductorReply: MessageFns<ConductorReply> = {
         ? HostInstances.fromJSON(object.host_instances)
         : undefined,
       firewall: isSet(object.firewall) ? Firewall.fromJSON(object.firewall) : undefined,
+      dhcp: isSet(object.dhcp) ? Dhcp.fromJSON(object.dhcp) : undefined,
     };
   },
 
@@ -2980,6 +4003,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.firewall !== undefined) {
       obj.firewall = Firewall.toJSON(message.firewall);
+    }
+    if (message.dhcp !== undefined) {
+      obj.dhcp = Dhcp.toJSON(message.dhcp);
     }
     return obj;
   },
@@ -3001,6 +4027,7 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     message.firewall = (object.firewall !== undefined && object.firewall !== null)
       ? Firewall.fromPartial(object.firewall)
       : undefined;
+    message.dhcp = (object.dhcp !== undefined && object.dhcp !== null) ? Dhcp.fromPartial(object.dhcp) : undefined;
     return message;
   },
 };

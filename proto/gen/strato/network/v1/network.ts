@@ -304,7 +304,14 @@ export interface Port {
   securityGroups?: string[] | undefined;
   revisionNumber?: number | undefined;
   createdAt?: Date | undefined;
-  updatedAt?: Date | undefined;
+  updatedAt?:
+    | Date
+    | undefined;
+  /**
+   * binding:host_id: the host the port is bound on (its server's host, or
+   * for a network:dhcp port the host whose DHCP agent owns it); empty when unbound.
+   */
+  bindingHostId?: string | undefined;
 }
 
 export interface CreatePortRequest {
@@ -3527,6 +3534,7 @@ function createBasePort(): Port {
     revisionNumber: 0,
     createdAt: undefined,
     updatedAt: undefined,
+    bindingHostId: "",
   };
 }
 
@@ -3580,6 +3588,9 @@ export const Port: MessageFns<Port> = {
     }
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(122).fork()).join();
+    }
+    if (message.bindingHostId !== undefined && message.bindingHostId !== "") {
+      writer.uint32(130).string(message.bindingHostId);
     }
     return writer;
   },
@@ -3723,6 +3734,14 @@ export const Port: MessageFns<Port> = {
             message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.bindingHostId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3796,6 +3815,11 @@ export const Port: MessageFns<Port> = {
         : isSet(object.updated_at)
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
+      bindingHostId: isSet(object.bindingHostId)
+        ? globalThis.String(object.bindingHostId)
+        : isSet(object.binding_host_id)
+        ? globalThis.String(object.binding_host_id)
+        : "",
     };
   },
 
@@ -3846,6 +3870,9 @@ export const Port: MessageFns<Port> = {
     if (message.updatedAt !== undefined) {
       obj.updatedAt = message.updatedAt.toISOString();
     }
+    if (message.bindingHostId !== undefined && message.bindingHostId !== "") {
+      obj.bindingHostId = message.bindingHostId;
+    }
     return obj;
   },
 
@@ -3869,6 +3896,7 @@ export const Port: MessageFns<Port> = {
     message.revisionNumber = object.revisionNumber ?? 0;
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
+    message.bindingHostId = object.bindingHostId ?? "";
     return message;
   },
 };
