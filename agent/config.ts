@@ -56,6 +56,16 @@ export interface AgentConfig {
   firewall: 'iptables' | 'none'
   /** How often the filtering is refreshed even without a change notice. @default 60000 */
   firewallSyncIntervalMs: number
+  /**
+   * The metadata service (metadata/service.ts): `on` serves 169.254.169.254
+   * in the namespaces the DHCP side attaches; `off` attaches nothing.
+   * `STRATO_AGENT_METADATA` @default on
+   */
+  metadata: 'on' | 'off'
+  /** Its port inside each namespace. `STRATO_AGENT_METADATA_PORT` @default 80 */
+  metadataPort: number
+  /** How long an answer is cached (a miss: a tenth of it, at most 3 s). `STRATO_AGENT_METADATA_CACHE_TTL_MS` @default 30000 */
+  metadataCacheTtlMs: number
   log: {
     /** @default `info` */
     level: string
@@ -86,6 +96,9 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     maxConcurrentCasts: overrides.maxConcurrentCasts ?? envInt(env, 'STRATO_AGENT_MAX_CONCURRENT_CASTS') ?? 8,
     firewall: overrides.firewall ?? (env.STRATO_AGENT_FIREWALL as AgentConfig['firewall'] | undefined) ?? ((overrides.driver ?? env.STRATO_AGENT_DRIVER ?? 'libvirt') === 'fake' ? 'none' : 'iptables'),
     firewallSyncIntervalMs: overrides.firewallSyncIntervalMs ?? envInt(env, 'STRATO_AGENT_FIREWALL_SYNC_INTERVAL_MS') ?? 60_000,
+    metadata: overrides.metadata ?? (env.STRATO_AGENT_METADATA as AgentConfig['metadata'] | undefined) ?? 'on',
+    metadataPort: overrides.metadataPort ?? envInt(env, 'STRATO_AGENT_METADATA_PORT') ?? 80,
+    metadataCacheTtlMs: overrides.metadataCacheTtlMs ?? envInt(env, 'STRATO_AGENT_METADATA_CACHE_TTL_MS') ?? 30_000,
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
   if (!isIP(cfg.myIp)) throw new InvalidArgument(`myIp (STRATO_AGENT_MY_IP) must be an IP address, got '${cfg.myIp}'`, { field: 'myIp' })
@@ -94,6 +107,8 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new InvalidArgument(`bridgeMappings.${physnet}: '${bridge}' is not a Linux interface name (1-15 of [A-Za-z0-9_.-])`, { field: `bridgeMappings.${physnet}` })
   }
   if (cfg.firewall !== 'iptables' && cfg.firewall !== 'none') throw new InvalidArgument(`firewall (STRATO_AGENT_FIREWALL) must be iptables or none, got '${String(cfg.firewall)}'`, { field: 'firewall' })
+  if (cfg.metadata !== 'on' && cfg.metadata !== 'off') throw new InvalidArgument(`metadata (STRATO_AGENT_METADATA) must be on or off, got '${String(cfg.metadata)}'`, { field: 'metadata' })
+  if (!Number.isInteger(cfg.metadataPort) || cfg.metadataPort < 1 || cfg.metadataPort > 65535) throw new InvalidArgument(`metadataPort (STRATO_AGENT_METADATA_PORT) must be in 1-65535, got ${cfg.metadataPort}`, { field: 'metadataPort' })
   if (cfg.driver !== 'fake' && cfg.driver !== 'libvirt') throw new InvalidArgument(`driver must be fake or libvirt, got '${String(cfg.driver)}'`, { field: 'driver' })
   if (cfg.diskGb !== null && (!Number.isInteger(cfg.diskGb) || cfg.diskGb < 0)) throw new InvalidArgument('diskGb must be a non-negative integer', { field: 'diskGb' })
   return cfg

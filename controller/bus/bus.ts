@@ -206,6 +206,8 @@ export class ControllerBus implements AgentTransport {
         reply = { buildSpec: await this.conductor.buildSpec(req.buildSpec.instanceUuid ?? '', req.buildSpec.host ?? '') }
       } else if (req.firewall) {
         reply = { firewall: { ports: await this.conductor.firewall(req.firewall.host ?? '') } }
+      } else if (req.metadata) {
+        reply = { metadata: await this.conductor.metadata(req.metadata.host ?? '', req.metadata.networkId ?? '', req.metadata.address ?? '') }
       } else if (req.hostInstances) {
         reply = { hostInstances: { instances: await this.conductor.hostInstances(req.hostInstances.host ?? '', req.hostInstances.also ?? []) } }
       } else {

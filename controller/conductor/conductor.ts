@@ -6,9 +6,11 @@ import type { HostAnnouncement, HostRegistry } from '../compute/hosts.js'
 import { hostFirewall, type HostPortFirewall } from '../network/firewall.js'
 import type { Db } from '../store/db.js'
 import type { BuildSpec } from '../../proto/build-spec.js'
+import type { InstanceMetadata } from '../../proto/instance-metadata.js'
 import { buildSpec, hostInstances, type BuildSpecDeps, type HostInstance } from './build-spec.js'
+import { instanceMetadata } from './metadata.js'
 
-export type { BuildSpec, HostInstance }
+export type { BuildSpec, HostInstance, InstanceMetadata }
 
 export class Conductor {
   constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps) {}
@@ -38,5 +40,15 @@ export class Conductor {
   async hostInstances(host: string, also: string[]): Promise<HostInstance[]> {
     await this.hosts.get(host)
     return hostInstances(this.db, host, also)
+  }
+
+  /**
+   * The server a metadata request on `host`'s namespace of `networkId` came
+   * from (by its source address), with what the metadata service serves.
+   * @throws NotFound when the host is unknown, or no server's port on the network holds the address.
+   */
+  async metadata(host: string, networkId: string, address: string): Promise<InstanceMetadata> {
+    await this.hosts.get(host)
+    return instanceMetadata(this.db, networkId, address)
   }
 }
