@@ -9,13 +9,16 @@ t.test('defaults: Nova-like timings, a provider bridge, an address of this host'
   const c = loadAgentConfig({}, env({}))
   t.match(c, { driver: 'libvirt', shutdownTimeoutMs: 60_000, powerSyncIntervalMs: 60_000, maxConcurrentCasts: 8, bridgeMappings: { provider: 'br-provider' } })
   t.ok(isIP(c.myIp), `my_ip defaults to an address of this host (${c.myIp})`)
+  t.match(c, { metadata: 'on', metadataPort: 80, metadataCacheTtlMs: 30_000 }, 'the metadata service on, at port 80')
 })
 
 t.test('the environment sets them', async (t) => {
   const c = loadAgentConfig({}, env({
     STRATO_AGENT_MY_IP: '192.0.2.7', STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: '2000', STRATO_AGENT_POWER_SYNC_INTERVAL_MS: '1000',
     STRATO_AGENT_MAX_CONCURRENT_CASTS: '2', STRATO_AGENT_BRIDGE_MAPPINGS: 'provider:br-ex, lab:br-lab',
+    STRATO_AGENT_METADATA: 'off', STRATO_AGENT_METADATA_PORT: '8775', STRATO_AGENT_METADATA_CACHE_TTL_MS: '5000',
   }))
+  t.match(c, { metadata: 'off', metadataPort: 8775, metadataCacheTtlMs: 5000 })
   t.match(c, { myIp: '192.0.2.7', shutdownTimeoutMs: 2000, powerSyncIntervalMs: 1000, maxConcurrentCasts: 2, bridgeMappings: { provider: 'br-ex', lab: 'br-lab' } })
 })
 
@@ -23,6 +26,8 @@ t.test('bad values are refused, naming the setting', async (t) => {
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_MY_IP: 'myhost' })), { name: 'InvalidArgument', field: 'myIp', message: /must be an IP address, got 'myhost'/ })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: 'soon' })), { name: 'InvalidArgument', field: 'STRATO_AGENT_SHUTDOWN_TIMEOUT_MS' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_MAX_CONCURRENT_CASTS: '0' })), { name: 'InvalidArgument', field: 'maxConcurrentCasts' })
+  t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_METADATA: 'yes' })), { name: 'InvalidArgument', field: 'metadata', message: /must be on or off, got 'yes'/ })
+  t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_METADATA_PORT: '70000' })), { name: 'InvalidArgument', field: 'metadataPort' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider' })), { name: 'InvalidArgument', field: 'bridgeMappings' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider:a-bridge-name-too-long' })), { name: 'InvalidArgument', field: 'bridgeMappings.provider' })
 })
