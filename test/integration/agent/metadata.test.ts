@@ -14,6 +14,7 @@ import t from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
+import { fetchInNamespace, percentiles } from '../../helpers/netns-http.js'
 import { tenant, type Tenant } from '../../functional/network/fixtures.js'
 import { currentNetns } from '../../../agent/net/netns.js'
 import { NotFound } from '../../../proto/errors.js'
@@ -23,30 +24,7 @@ const run = promisify(execFile)
 const ns = `meta-${process.pid.toString(16)}`
 const UNKNOWN = '192.168.201.99'
 
-/** GETs each path from inside the namespace, from source address `from`; one result per path. */
-const CLIENT = `
-const http = require('node:http')
-const [from, headers, ...paths] = process.argv.slice(1)
-const get = (path) => new Promise((resolve, reject) => {
-  const t0 = process.hrtime.bigint()
-  http.get({ host: '169.254.169.254', port: 80, path, localAddress: from, agent: false, headers: JSON.parse(headers) }, (res) => {
-    const chunks = []
-    res.on('data', (c) => chunks.push(c))
-    res.on('end', () => resolve({ path, status: res.statusCode, type: res.headers['content-type'], body: Buffer.concat(chunks).toString(), ms: Number(process.hrtime.bigint() - t0) / 1e6 }))
-  }).on('error', reject)
-})
-;(async () => {
-  const out = []
-  for (const p of paths) out.push(await get(p))
-  console.log(JSON.stringify(out))
-})().catch((e) => { console.error(e.message); process.exit(1) })
-`
-interface Got { path: string; status: number; type: string; body: string; ms: number }
-
-async function fetchFrom(from: string, paths: string[], headers: Record<string, string> = {}): Promise<Got[]> {
-  const { stdout } = await run('ip', ['netns', 'exec', ns, process.execPath, '-e', CLIENT, from, JSON.stringify(headers), ...paths], { maxBuffer: 16 << 20 })
-  return JSON.parse(stdout) as Got[]
-}
+const fetchFrom = (from: string, paths: string[], headers: Record<string, string> = {}) => fetchInNamespace(ns, from, paths, { headers })
 const one = async (from: string, p: string, headers: Record<string, string> = {}) => (await fetchFrom(from, [p], headers))[0]!
 /** TCP listeners on port 80, in the namespace or in the test's own. */
 const listening = async (inNamespace: boolean) => (inNamespace ? await run('ip', ['netns', 'exec', ns, 'ss', '-Htln', 'sport', '= :80']) : await run('ss', ['-Htln', 'sport', '= :80'])).stdout
@@ -137,9 +115,7 @@ if (process.getuid?.() !== 0) {
     const paths = Array.from({ length: 200 }, (_, i) => (i % 2 ? '/openstack/latest/meta_data.json' : '/latest/meta-data/instance-id'))
     const got = await fetchFrom(ipA, paths)
     t.ok(got.every((g) => g.status === 200), 'all answered')
-    const ms = got.map((g) => g.ms).sort((x, y) => x - y)
-    const p = (q: number) => ms[Math.min(ms.length - 1, Math.floor(q * ms.length))]!.toFixed(2)
-    t.comment(`metadata latency (client in the namespace, new TCP connection per request, warm cache): p50 ${p(0.5)} ms, p95 ${p(0.95)} ms, max ${p(1)} ms over ${ms.length}`)
+    t.comment(`metadata latency (client in the namespace, new TCP connection per request, warm cache): ${percentiles(got.map((g) => g.ms))}`)
   })
 
   t.test('a deleted server: its address gets 404 at once (the ports-changed notice drops the cache)', async (t) => {
