@@ -2,7 +2,8 @@
  * Integration: the metadata service (agent/metadata/) in a network namespace
  * this test makes, standing for a network's DHCP namespace: 169.254.169.254
  * and guests' addresses on its loopback. A real controller, nats-server and
- * agent (fake virt driver) hold servers made through gRPC; clients run inside
+ * agents (fake virt driver) hold servers made through gRPC, one on another
+ * host than the agent serving the namespace; clients run inside
  * the namespace (node through `ip netns exec`), bound to each source address.
  * Checks attribution by (network, source address), that the listening socket
  * lives in the namespace and the agent's thread is back in its own, and
@@ -15,7 +16,6 @@ import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
 import { fetchInNamespace, percentiles } from '../../helpers/netns-http.js'
-import { tenant, type Tenant } from '../../functional/network/fixtures.js'
 import { currentNetns } from '../../../agent/net/netns.js'
 import { NotFound } from '../../../proto/errors.js'
 import type { CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
@@ -39,20 +39,23 @@ if (process.getuid?.() !== 0) {
   })
   await run('ip', ['netns', 'add', ns])
   await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
-  cloud = await startCloud({ hosts: ['node1'] })
+  cloud = await startCloud({ hosts: ['node1', 'node2'] })
   const c = cloud
-  const demo: Tenant = await tenant(c.s, 'demo')
+  // Servers are an admin's, to pick their hosts: alice's on node1, whose agent serves the namespace; bob's on node2
+  // (a shared network reaches one host's DHCP namespace from guests anywhere).
+  const token = c.s.adminToken
   const agent = c.agents[0]!.agent
   const keyA = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@host'
   const keyB = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8c3bH5m6aQfVtrXW0rU0mJqAO6fiX7nGx2b0c0bbbb bob@host'
-  await call(c.c.keypairs, 'createKeypair', { name: 'alice', publicKey: keyA }, demo.token)
-  await call(c.c.keypairs, 'createKeypair', { name: 'bob', publicKey: keyB }, demo.token)
-  const boot = async (name: string, keyName: string, extra: object = {}): Promise<Decoded<Server>> => {
-    const r = await call<CreateServerResponse>(c.c.servers, 'createServer', { name, flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ uuid: c.network.id }], keyName, ...extra }, demo.token)
-    return c.waitFor(r.servers[0]!.id, (s) => s.status === 'ACTIVE', demo.token)
+  await call(c.c.keypairs, 'createKeypair', { name: 'alice', publicKey: keyA }, token)
+  await call(c.c.keypairs, 'createKeypair', { name: 'bob', publicKey: keyB }, token)
+  const boot = async (name: string, keyName: string, host: string, extra: object = {}): Promise<Decoded<Server>> => {
+    const r = await call<CreateServerResponse>(c.c.servers, 'createServer', { name, flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ uuid: c.network.id }], keyName, availabilityZone: `nova:${host}`, ...extra }, token)
+    return c.waitFor(r.servers[0]!.id, (s) => s.status === 'ACTIVE', token)
   }
-  const a = await boot('alice-vm', 'alice', { userData: Buffer.from('#cloud-config\nhostname: alice\n').toString('base64'), metadata: { role: 'web' } })
-  const b = await boot('bob-vm', 'bob')
+  const a = await boot('alice-vm', 'alice', 'node1', { userData: Buffer.from('#cloud-config\nhostname: alice\n').toString('base64'), metadata: { role: 'web' } })
+  const b = await boot('bob-vm', 'bob', 'node2')
+  const hosts = [(await call<Server>(c.c.servers, 'getServer', { id: a.id }, token)).host, (await call<Server>(c.c.servers, 'getServer', { id: b.id }, token)).host]
   const ipA = a.addresses[0]!.addr
   const ipB = b.addresses[0]!.addr
   for (const addr of ['169.254.169.254', ipA, ipB, UNKNOWN]) await run('ip', ['-n', ns, 'addr', 'add', `${addr}/32`, 'dev', 'lo'])
@@ -79,7 +82,7 @@ if (process.getuid?.() !== 0) {
     ])
     t.equal(md!.status, 200)
     t.equal(md!.type, 'application/json')
-    t.match(JSON.parse(md!.body), { uuid: a.id, name: 'alice-vm', hostname: 'alice-vm', public_keys: { alice: keyA }, keys: [{ name: 'alice', type: 'ssh', data: keyA }], meta: { role: 'web' }, project_id: demo.projectId })
+    t.match(JSON.parse(md!.body), { uuid: a.id, name: 'alice-vm', hostname: 'alice-vm', public_keys: { alice: keyA }, keys: [{ name: 'alice', type: 'ssh', data: keyA }], meta: { role: 'web' }, project_id: a.projectId })
     t.equal(listing!.body, 'meta_data.json\nuser_data\nvendor_data.json\nnetwork_data.json\nvendor_data2.json')
     t.equal(iid!.body, `i-${a.id.slice(0, 8)}`)
     t.equal(keys!.body, '0=alice')
@@ -92,6 +95,7 @@ if (process.getuid?.() !== 0) {
   })
 
   t.test("a second guest gets only its own data, whatever headers it sends", async (t) => {
+    t.same(hosts, ['node1', 'node2'], "bob's server runs on another host than the agent serving the namespace")
     const md = JSON.parse((await one(ipB, '/openstack/latest/meta_data.json')).body) as { uuid: string; public_keys: Record<string, string> }
     t.equal(md.uuid, b.id)
     t.same(md.public_keys, { bob: keyB })
@@ -120,7 +124,7 @@ if (process.getuid?.() !== 0) {
 
   t.test('a deleted server: its address gets 404 at once (the ports-changed notice drops the cache)', async (t) => {
     t.equal((await one(ipA, '/latest/meta-data/instance-id')).status, 200, 'cached first')
-    await call(c.c.servers, 'deleteServer', { id: a.id }, demo.token)
+    await call(c.c.servers, 'deleteServer', { id: a.id }, token)
     await eventually(async () => (await one(ipA, '/latest/meta-data/instance-id')).status === 404, 10_000, '404 for the deleted server’s address')
     t.pass('404 well before the cache TTL (30 s)')
   })
