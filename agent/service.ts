@@ -54,8 +54,9 @@ export class AgentService {
   private imageSource: { address: string; source: GrpcImageSource } | undefined
   /**
    * The metadata service: the DHCP side calls `metadata.attach(networkId,
-   * nsName)` when a network's namespace is up and `metadata.detach(networkId)`
-   * before it goes (both do nothing when config.metadata is off).
+   * nsName)` when a network's namespace is up (also one found again after a
+   * restart) and `metadata.detach(networkId)` before deleting it (a listener
+   * keeps its namespace alive); both do nothing when config.metadata is off.
    */
   readonly metadata: MetadataService
 

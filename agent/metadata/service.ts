@@ -106,7 +106,12 @@ export class MetadataService {
     this.log.info({ network: networkId, netns, port: this.port }, 'metadata service attached')
   }
 
-  /** Stops serving `networkId` (open connections are cut). A network not served is fine. */
+  /**
+   * Stops serving `networkId` (open connections are cut). A network not
+   * served is fine. Call it before the namespace is deleted: a socket holds
+   * its namespace, so `ip netns delete` alone would leave the namespace, and
+   * the interfaces in it, alive for as long as the listener.
+   */
   async detach(networkId: string): Promise<void> {
     const l = this.listeners.get(networkId)
     if (!l) return
