@@ -12,6 +12,7 @@ import type { BuildIp, BuildSpec } from '../proto/build-spec.js'
 import { Internal, Unavailable } from '../proto/errors.js'
 import type { FirewallRule, PortFirewall } from '../proto/firewall.js'
 import type { DhcpAddress, DhcpNetwork } from '../proto/dhcp.js'
+import type { InstanceMetadata } from '../proto/instance-metadata.js'
 import { isUuid } from '../proto/ids.js'
 import { errorFromHeaders } from '../proto/nats-errors.js'
 import { CONDUCTOR_SUBJECT } from '../proto/subjects.js'
@@ -73,6 +74,17 @@ export class ConductorClient implements Conductor {
   async dhcp(): Promise<DhcpNetwork[]> {
     const reply = await this.request({ dhcp: { host: this.o.host } })
     return dhcpFromWire(reply.dhcp)
+  }
+
+  /**
+   * The server whose port on `networkId` holds `address` (a metadata
+   * request's source), with what the metadata service serves it.
+   * @throws NotFound when no server's port on that network holds the address.
+   */
+  async metadata(networkId: string, address: string): Promise<InstanceMetadata> {
+    const reply = await this.request({ metadata: { host: this.o.host, networkId, address } })
+    if (!reply.metadata) throw new Unavailable('the conductor sent no instance metadata')
+    return instanceMetadataFromWire(reply.metadata)
   }
 
   /** One request; errors the controller sends come back as Strato errors. */
@@ -163,19 +175,7 @@ export function buildSpecFromWire(s: wire.BuildSpec, instanceUuid: string): Buil
     imageId: f.uuid(s.imageId, 'image_id'),
     imageChecksum: f.string(s.imageChecksum, 'image_checksum'),
     imageToken: f.string(s.imageToken, 'image_token'),
-    nics: (s.nics ?? []).map((n, i) => {
-      const at = `nics[${i}]`
-      return {
-        portId: f.string(n.portId, `${at}.port_id`, { required: true }),
-        macAddress: f.string(n.macAddress, `${at}.mac_address`, { required: true }),
-        networkId: f.string(n.networkId, `${at}.network_id`, { required: true }),
-        networkType: f.string(n.networkType, `${at}.network_type`, { required: true }),
-        physicalNetwork: f.string(n.physicalNetwork, `${at}.physical_network`),
-        segmentationId: f.int(n.segmentationId, `${at}.segmentation_id`, 0),
-        fixedIps: f.strings(n.fixedIps, `${at}.fixed_ips`),
-        ips: (n.ips ?? []).map((ip, j) => buildIpFromWire(f, ip, `${at}.ips[${j}]`)),
-      }
-    }),
+    nics: nicsFromWire(f, s.nics),
     keyName: f.string(s.keyName, 'key_name'),
     publicKey: f.string(s.publicKey, 'public_key'),
     userData: f.string(s.userData, 'user_data'),
@@ -183,6 +183,44 @@ export function buildSpecFromWire(s: wire.BuildSpec, instanceUuid: string): Buil
     availabilityZone: f.string(s.availabilityZone, 'availability_zone'),
     hostname: f.string(s.hostname, 'hostname'),
     configDrive: s.configDrive ?? false,
+  }
+}
+
+function nicsFromWire(f: Fields, nics: wire.BuildNic[] | undefined): BuildSpec['nics'] {
+  return (nics ?? []).map((n, i) => {
+    const at = `nics[${i}]`
+    return {
+      portId: f.string(n.portId, `${at}.port_id`, { required: true }),
+      macAddress: f.string(n.macAddress, `${at}.mac_address`, { required: true }),
+      networkId: f.string(n.networkId, `${at}.network_id`, { required: true }),
+      networkType: f.string(n.networkType, `${at}.network_type`, { required: true }),
+      physicalNetwork: f.string(n.physicalNetwork, `${at}.physical_network`),
+      segmentationId: f.int(n.segmentationId, `${at}.segmentation_id`, 0),
+      fixedIps: f.strings(n.fixedIps, `${at}.fixed_ips`),
+      ips: (n.ips ?? []).map((ip, j) => buildIpFromWire(f, ip, `${at}.ips[${j}]`)),
+    }
+  })
+}
+
+/** What the metadata service serves one server, field by field. @throws Internal naming the field. */
+export function instanceMetadataFromWire(m: wire.InstanceMetadata): InstanceMetadata {
+  const f = new Fields('instance metadata')
+  return {
+    instanceUuid: f.uuid(m.instanceUuid, 'instance_uuid'),
+    displayName: f.string(m.displayName, 'display_name'),
+    hostname: f.string(m.hostname, 'hostname'),
+    projectId: f.string(m.projectId, 'project_id'),
+    availabilityZone: f.string(m.availabilityZone, 'availability_zone'),
+    keyName: f.string(m.keyName, 'key_name'),
+    publicKey: f.string(m.publicKey, 'public_key'),
+    userData: f.string(m.userData, 'user_data'),
+    metadata: { ...(m.metadata ?? {}) },
+    nics: nicsFromWire(f, m.nics),
+    flavorName: f.string(m.flavorName, 'flavor_name'),
+    imageId: f.string(m.imageId, 'image_id'),
+    reservationId: f.string(m.reservationId, 'reservation_id'),
+    securityGroups: f.strings(m.securityGroups, 'security_groups'),
+    floatingIps: f.strings(m.floatingIps, 'floating_ips'),
   }
 }
 

@@ -66,6 +66,16 @@ export interface AgentConfig {
   dhcpDir: string
   /** How often DHCP is resynced even without a change notice (Neutron `resync_interval`). @default 30000 */
   dhcpSyncIntervalMs: number
+  /**
+   * The metadata service (metadata/service.ts): `on` serves 169.254.169.254
+   * in the namespaces the DHCP side attaches; `off` attaches nothing.
+   * `STRATO_AGENT_METADATA` @default on
+   */
+  metadata: 'on' | 'off'
+  /** Its port inside each namespace. `STRATO_AGENT_METADATA_PORT` @default 80 */
+  metadataPort: number
+  /** How long an answer is cached (a miss: a tenth of it, at most 3 s). `STRATO_AGENT_METADATA_CACHE_TTL_MS` @default 30000 */
+  metadataCacheTtlMs: number
   log: {
     /** @default `info` */
     level: string
@@ -99,6 +109,9 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     dhcp: overrides.dhcp ?? (env.STRATO_AGENT_DHCP as AgentConfig['dhcp'] | undefined) ?? ((overrides.driver ?? env.STRATO_AGENT_DRIVER ?? 'libvirt') === 'fake' ? 'off' : 'dnsmasq'),
     dhcpDir: path.resolve(overrides.dhcpDir ?? env.STRATO_AGENT_DHCP_DIR ?? path.join(stateDir, 'dhcp')),
     dhcpSyncIntervalMs: overrides.dhcpSyncIntervalMs ?? envInt(env, 'STRATO_AGENT_DHCP_SYNC_INTERVAL_MS') ?? 30_000,
+    metadata: overrides.metadata ?? (env.STRATO_AGENT_METADATA as AgentConfig['metadata'] | undefined) ?? 'on',
+    metadataPort: overrides.metadataPort ?? envInt(env, 'STRATO_AGENT_METADATA_PORT') ?? 80,
+    metadataCacheTtlMs: overrides.metadataCacheTtlMs ?? envInt(env, 'STRATO_AGENT_METADATA_CACHE_TTL_MS') ?? 30_000,
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
   if (!isIP(cfg.myIp)) throw new InvalidArgument(`myIp (STRATO_AGENT_MY_IP) must be an IP address, got '${cfg.myIp}'`, { field: 'myIp' })
@@ -109,6 +122,8 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
   if (cfg.firewall !== 'iptables' && cfg.firewall !== 'none') throw new InvalidArgument(`firewall (STRATO_AGENT_FIREWALL) must be iptables or none, got '${String(cfg.firewall)}'`, { field: 'firewall' })
   if (cfg.dhcp !== 'dnsmasq' && cfg.dhcp !== 'off') throw new InvalidArgument(`dhcp (STRATO_AGENT_DHCP) must be dnsmasq or off, got '${String(cfg.dhcp)}'`, { field: 'dhcp' })
   if (cfg.dhcpSyncIntervalMs < 1000) throw new InvalidArgument(`dhcpSyncIntervalMs (STRATO_AGENT_DHCP_SYNC_INTERVAL_MS) must be ≥ 1000, got ${cfg.dhcpSyncIntervalMs}`, { field: 'dhcpSyncIntervalMs' })
+  if (cfg.metadata !== 'on' && cfg.metadata !== 'off') throw new InvalidArgument(`metadata (STRATO_AGENT_METADATA) must be on or off, got '${String(cfg.metadata)}'`, { field: 'metadata' })
+  if (!Number.isInteger(cfg.metadataPort) || cfg.metadataPort < 1 || cfg.metadataPort > 65535) throw new InvalidArgument(`metadataPort (STRATO_AGENT_METADATA_PORT) must be in 1-65535, got ${cfg.metadataPort}`, { field: 'metadataPort' })
   if (cfg.driver !== 'fake' && cfg.driver !== 'libvirt') throw new InvalidArgument(`driver must be fake or libvirt, got '${String(cfg.driver)}'`, { field: 'driver' })
   if (cfg.diskGb !== null && (!Number.isInteger(cfg.diskGb) || cfg.diskGb < 0)) throw new InvalidArgument('diskGb must be a non-negative integer', { field: 'diskGb' })
   return cfg

@@ -3,7 +3,9 @@
  * the virt driver) to the conductor, reconciles its guests with what the
  * controller believes, sends heartbeats and power states, keeps the host's
  * security-group filtering current, answers synchronous calls (console
- * output), and hands its cast queue to the cast worker (`cast-worker.ts`).
+ * output), serves the metadata service in the namespaces attached to it
+ * (`metadata/service.ts`), and hands its cast queue to the cast worker
+ * (`cast-worker.ts`).
  * What it asks the controller goes through `conductor-client.ts`.
  *
  * Lifecycle INITIALIZED → RUNNING → STOPPING → STOPPED; stop() stops taking
@@ -25,6 +27,7 @@ import { ConductorClient, type Announced } from './conductor-client.js'
 import { GrpcImageSource } from './disk/grpc-image-source.js'
 import { IptablesFirewall, RecordingFirewall, type Firewall } from './net/firewall.js'
 import { DnsmasqDhcp, NoDhcp, type Dhcp } from './net/dhcp.js'
+import { MetadataService } from './metadata/service.js'
 import type { VirtDriver } from './virt/driver.js'
 
 export type AgentState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
@@ -59,12 +62,24 @@ export class AgentService {
   private rpcSub: Subscription | undefined
   private readonly log: Logger
   private imageSource: { address: string; source: GrpcImageSource } | undefined
+  /**
+   * The metadata service: the DHCP side calls `metadata.attach(networkId,
+   * nsName)` when a network's namespace is up (also one found again after a
+   * restart) and `metadata.detach(networkId)` before deleting it (a listener
+   * keeps its namespace alive); both do nothing when config.metadata is off.
+   */
+  readonly metadata: MetadataService
 
   constructor(readonly config: AgentConfig, readonly driver: VirtDriver, log: Logger) {
     this.uuid = computeId(config)
     this.log = log.child({ host: config.host })
     this.firewall = config.firewall === 'iptables' ? new IptablesFirewall({ host: config.host }) : new RecordingFirewall()
     this.conductor = new ConductorClient(() => this.nc, { host: config.host, requestTimeoutMs: config.requestTimeoutMs })
+    const ttl = config.metadataCacheTtlMs
+    this.metadata = new MetadataService({
+      enabled: config.metadata === 'on', port: config.metadataPort, cacheTtlMs: ttl, negativeTtlMs: Math.min(3_000, Math.ceil(ttl / 10)),
+      lookup: (networkId, address) => this.conductor.metadata(networkId, address), log: this.log,
+    })
     this.manager = new ComputeManager(driver, this.conductor, {
       host: config.host,
       instancesDir: config.instancesDir,
@@ -79,6 +94,12 @@ export class AgentService {
     this.dhcp = config.dhcp === 'dnsmasq'
       ? new DnsmasqDhcp({ dir: config.dhcpDir, bridgeFor: (n) => this.manager.bridgeFor(n), log: this.log.child({ component: 'dhcp' }) })
       : new NoDhcp()
+    // The metadata service lives in the DHCP namespaces (Neutron's isolated metadata):
+    // it listens in each one that comes up, and lets go before one is deleted.
+    this.dhcp.onNamespace({
+      namespaceUp: (networkId, ns) => this.metadata.attach(networkId, ns),
+      namespaceDown: (networkId) => this.metadata.detach(networkId),
+    })
   }
 
   /** The image service client (one per controller address); the token is the build's. */
@@ -100,6 +121,7 @@ export class AgentService {
       // Leave nothing running behind a failed start.
       this.clearTimers()
       this.rpcSub?.unsubscribe()
+      await this.metadata.close()
       await this.worker?.stop()
       await this.nc?.close().catch(() => {})
       await this.driver.close()
@@ -117,7 +139,13 @@ export class AgentService {
     void this.watchStatus(this.nc)
     this.rpcSub = this.nc.subscribe(agentRpcSubject(this.config.host), { callback: (err, msg) => (err ? this.log.warn({ err }, 'rpc subscription failed') : void this.answer(msg)) })
     this.announced = await this.announce()
-    this.firewallSub = this.nc.subscribe(FIREWALL_CHANGED_SUBJECT, { callback: () => void this.refreshFirewall().catch((err) => this.log.warn({ err }, 'security group refresh failed')) })
+    this.firewallSub = this.nc.subscribe(FIREWALL_CHANGED_SUBJECT, {
+      callback: () => {
+        // Ports changed: cached metadata answers may name the wrong server now.
+        this.metadata.invalidate()
+        void this.refreshFirewall().catch((err) => this.log.warn({ err }, 'security group refresh failed'))
+      },
+    })
     await this.refreshFirewall()
     this.firewallTimer = setInterval(() => void this.refreshFirewall().catch((err) => this.log.warn({ err }, 'security group refresh failed')), this.config.firewallSyncIntervalMs)
     this.firewallTimer.unref()
@@ -147,6 +175,7 @@ export class AgentService {
     this.state = 'STOPPING'
     this.clearTimers()
     this.rpcSub?.unsubscribe()
+    await this.metadata.close()
     await this.worker?.stop()
     await this.nc?.drain().catch((err) => this.log.warn({ err }, 'NATS drain failed'))
     this.imageSource?.source.close()

@@ -51,9 +51,11 @@ export function powerSubject(host: string): string {
 }
 
 /**
- * Core NATS, no payload: security groups, their rules or their members
- * changed somewhere; every agent refreshes its ports' filtering (agents also
- * refresh on a timer, so a missed message only delays).
+ * Core NATS, no payload: security groups, their rules or their members, or
+ * ports (made, deleted, bound to or released by a server) changed somewhere;
+ * every agent refreshes its ports' filtering (agents also refresh on a
+ * timer, so a missed message only delays) and forgets its cached metadata
+ * answers (which expire anyway).
  */
 export const FIREWALL_CHANGED_SUBJECT = 'strato.firewall.changed'
 

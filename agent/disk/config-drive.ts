@@ -4,8 +4,8 @@
  * what cloud-init and its kind read at first boot — the server's identity and
  * metadata, its SSH keys, its user data and its network configuration (static:
  * Strato runs no DHCP server, so network_data.json is how a guest learns its
- * address). Strato has no metadata service; this is how keys and user data
- * reach a guest, as with Nova's force_config_drive.
+ * address). The metadata service (agent/metadata/) serves the same files
+ * to guests without a drive.
  *
  *   openstack/latest/meta_data.json     uuid, name, hostname, keys, meta, …
  *   openstack/latest/network_data.json  links (NICs), networks (addresses), services (DNS)
@@ -29,10 +29,14 @@ export type ConfigDriveSpec = Pick<BuildSpec, 'instanceUuid' | 'displayName' | '
   nics: Array<Pick<BuildSpec['nics'][number], 'portId' | 'macAddress' | 'networkId' | 'ips'>>
 }
 
-/** The files of the drive, by path inside it. */
-export function configDriveFiles(spec: ConfigDriveSpec): Map<string, Buffer> {
+/**
+ * meta_data.json's object (Nova's `_metadata_as_json` at the latest
+ * version). random_seed is new on every call, as Nova makes it per request;
+ * everything else depends on the spec only.
+ */
+export function metaData(spec: ConfigDriveSpec): Record<string, unknown> {
   const keys = spec.publicKey ? [{ name: spec.keyName, type: 'ssh', data: spec.publicKey }] : []
-  const meta = {
+  return {
     uuid: spec.instanceUuid,
     name: spec.displayName,
     hostname: spec.hostname,
@@ -45,8 +49,15 @@ export function configDriveFiles(spec: ConfigDriveSpec): Map<string, Buffer> {
     random_seed: randomBytes(512).toString('base64'),
     devices: [],
   }
+}
+
+/**
+ * The files of the drive, by path inside it. The metadata service
+ * (agent/metadata/) serves the same files.
+ */
+export function configDriveFiles(spec: ConfigDriveSpec): Map<string, Buffer> {
   const files = new Map<string, Buffer>([
-    ['openstack/latest/meta_data.json', json(meta)],
+    ['openstack/latest/meta_data.json', json(metaData(spec))],
     ['openstack/latest/network_data.json', json(networkData(spec.nics))],
     ['openstack/latest/vendor_data.json', json({})],
     ['openstack/latest/vendor_data2.json', json({})],

@@ -231,6 +231,8 @@ export class ControllerBus implements AgentTransport {
         reply = { firewall: { ports: await this.conductor.firewall(req.firewall.host ?? '') } }
       } else if (req.dhcp) {
         reply = { dhcp: { networks: (await this.conductor.dhcp(req.dhcp.host ?? '')).map(({ port, ...n }) => ({ ...n, portId: port.id, macAddress: port.macAddress, fixedIps: port.fixedIps })) } }
+      } else if (req.metadata) {
+        reply = { metadata: await this.conductor.metadata(req.metadata.host ?? '', req.metadata.networkId ?? '', req.metadata.address ?? '') }
       } else if (req.hostInstances) {
         reply = { hostInstances: { instances: await this.conductor.hostInstances(req.hostInstances.host ?? '', req.hostInstances.also ?? []) } }
       } else {

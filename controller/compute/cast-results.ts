@@ -60,7 +60,11 @@ export class CastResults {
       await writeOutcome(trx, this.deps.ports, row, { ...outcome, power_state: outcome.power_state ?? r.powerState }, r.ok ? undefined : { code: r.errorCode, message: r.message })
       return outcome.release === true
     })
-    if (released) await this.deps.scheduler.release(r.instanceUuid)
+    if (released) {
+      await this.deps.scheduler.release(r.instanceUuid)
+      // Its ports were deleted or unbound: hosts' filtering and metadata caches follow.
+      this.deps.ports.onChange()
+    }
     this.log.info({ instance: r.instanceUuid, host: r.host, action, ok: r.ok, ...(r.ok ? {} : { fault: r.message }) }, `server ${action} ${r.ok ? 'done' : 'failed'}`)
   }
 

@@ -68,6 +68,8 @@ export class ServerCreator {
     try {
       claims = await this.claim(plan, maxCount, group?.spec, reservationId, revert)
       await this.record(plan, claims, maxCount, group?.spec.id ?? '', reservationId)
+      // Ports were bound or made in that (committed) transaction: hosts' filtering and metadata caches follow.
+      this.deps.ports.onChange()
       revert.success()
     } catch (err) {
       const failures = await revert.fail()

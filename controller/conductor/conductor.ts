@@ -8,9 +8,11 @@ import type { Db } from '../store/db.js'
 import type { BuildSpec } from '../../proto/build-spec.js'
 import type { DhcpNetwork } from '../../proto/dhcp.js'
 import type { DhcpPorts } from '../network/dhcp.js'
+import type { InstanceMetadata } from '../../proto/instance-metadata.js'
 import { buildSpec, hostInstances, type BuildSpecDeps, type HostInstance } from './build-spec.js'
+import { instanceMetadata } from './metadata.js'
 
-export type { BuildSpec, HostInstance }
+export type { BuildSpec, HostInstance, InstanceMetadata }
 
 export class Conductor {
   constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts }) {}
@@ -49,5 +51,15 @@ export class Conductor {
   async hostInstances(host: string, also: string[]): Promise<HostInstance[]> {
     await this.hosts.get(host)
     return hostInstances(this.db, host, also)
+  }
+
+  /**
+   * The server a metadata request on `host`'s namespace of `networkId` came
+   * from (by its source address), with what the metadata service serves.
+   * @throws NotFound when the host is unknown, or no server's port on the network holds the address.
+   */
+  async metadata(host: string, networkId: string, address: string): Promise<InstanceMetadata> {
+    await this.hosts.get(host)
+    return instanceMetadata(this.db, networkId, address)
   }
 }

@@ -68,7 +68,11 @@ function generateMac(): string {
 }
 
 export class PortCatalog {
-  /** Called when a port's addresses or groups may have changed (the hosts' filtering follows; see bus.firewallChanged). */
+  /**
+   * Called when a port's addresses, groups or device may have changed (the
+   * hosts' filtering and metadata caches follow; see bus.firewallChanged).
+   * Server create and delete call it after their transactions.
+   */
   onChange: () => void = () => undefined
 
   constructor(

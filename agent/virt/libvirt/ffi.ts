@@ -1,7 +1,8 @@
 /**
- * The only koffi declarations of Strato: libvirt's C API (`libvirt.so.0`,
+ * The koffi declarations of libvirt's C API (`libvirt.so.0`,
  * Debian `libvirt0`), with libvirt-go naming — `virDomainCreate(dom)` is
  * `domain.create()`, `virConnectListAllDomains(conn)` is `connect.listAllDomains()`.
+ * (The only other koffi declarations are libc's few in agent/net/netns.ts.)
  *
  * Every call here is synchronous and may block for as long as libvirtd takes
  * (hundreds of ms to start a domain). Load this module only inside the

@@ -1,10 +1,11 @@
 // The conductor's replies as the agent reads them (agent/conductor-client.ts): decoded
 // field by field from the agent.v1 messages, malformed ones refused naming the field.
 import t from 'tap'
-import { announcedFromWire, buildSpecFromWire, firewallFromWire, knownInstancesFromWire } from '../../../agent/conductor-client.js'
+import { announcedFromWire, buildSpecFromWire, firewallFromWire, instanceMetadataFromWire, knownInstancesFromWire } from '../../../agent/conductor-client.js'
 import type { BuildSpec } from '../../../proto/build-spec.js'
 import { Internal } from '../../../proto/errors.js'
 import { BuildSpec as WireBuildSpec, ConductorReply } from '../../../proto/gen/strato/agent/v1/agent.js'
+import { instance } from '../../fixtures/instance-metadata.js'
 
 const uuid = '6f1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b11'
 const imageId = '0b5e7c1a-3d2f-4e6a-8b9c-1d2e3f4a5b6c'
@@ -71,4 +72,12 @@ t.test('announce replies, host instances and firewall ports are decoded and chec
   t.same(firewallFromWire({ ports: [{ portId: 'p', macAddress: 'fa:16:3e:00:00:01', fixedIps: ['10.0.0.5'], rules: [rule] }] }), [{ portId: 'p', macAddress: 'fa:16:3e:00:00:01', fixedIps: ['10.0.0.5'], rules: [rule] }])
   t.throws(() => firewallFromWire({ ports: [{ portId: 'p', macAddress: 'm', rules: [{ ...rule, direction: 'inbound' }] }] }), /ports\[0\]\.rules\[0\]\.direction must be one of ingress, egress, got 'inbound'/)
   t.throws(() => firewallFromWire({ ports: [{ portId: 'p', macAddress: 'm', rules: [{ ...rule, ethertype: '' }] }] }), /ethertype must be one of IPv4, IPv6/)
+})
+
+t.test('instance metadata (the metadata service) survives the wire and is checked too', async (t) => {
+  const meta = instance()
+  const wire = ConductorReply.decode(ConductorReply.encode({ metadata: meta }).finish()).metadata!
+  t.same(instanceMetadataFromWire(wire), meta)
+  t.throws(() => instanceMetadataFromWire({ ...wire, instanceUuid: 'web' }), { name: 'Internal', message: /malformed instance metadata: instance_uuid is not a uuid/ })
+  t.throws(() => instanceMetadataFromWire({ ...wire, nics: [{ ...wire.nics![0]!, portId: '' }] }), { name: 'Internal', message: /nics\[0\]\.port_id is missing/ })
 })

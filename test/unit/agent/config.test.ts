@@ -12,13 +12,16 @@ t.test('defaults: Nova-like timings, a provider bridge, an address of this host'
   t.match(c, { dhcp: 'dnsmasq', dhcpDir: '/tmp/strato-agent-config-test/dhcp', dhcpSyncIntervalMs: 30_000 }, 'DHCP with dnsmasq on real hosts')
   t.equal(loadAgentConfig({}, env({ STRATO_AGENT_DRIVER: 'fake' })).dhcp, 'off', 'and off with the fake driver (fast tests start no dnsmasq)')
   t.equal(loadAgentConfig({}, env({ STRATO_AGENT_DRIVER: 'fake', STRATO_AGENT_DHCP: 'dnsmasq' })).dhcp, 'dnsmasq')
+  t.match(c, { metadata: 'on', metadataPort: 80, metadataCacheTtlMs: 30_000 }, 'the metadata service on, at port 80')
 })
 
 t.test('the environment sets them', async (t) => {
   const c = loadAgentConfig({}, env({
     STRATO_AGENT_MY_IP: '192.0.2.7', STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: '2000', STRATO_AGENT_POWER_SYNC_INTERVAL_MS: '1000',
     STRATO_AGENT_MAX_CONCURRENT_CASTS: '2', STRATO_AGENT_BRIDGE_MAPPINGS: 'provider:br-ex, lab:br-lab',
+    STRATO_AGENT_METADATA: 'off', STRATO_AGENT_METADATA_PORT: '8775', STRATO_AGENT_METADATA_CACHE_TTL_MS: '5000',
   }))
+  t.match(c, { metadata: 'off', metadataPort: 8775, metadataCacheTtlMs: 5000 })
   t.match(c, { myIp: '192.0.2.7', shutdownTimeoutMs: 2000, powerSyncIntervalMs: 1000, maxConcurrentCasts: 2, bridgeMappings: { provider: 'br-ex', lab: 'br-lab' } })
 })
 
@@ -28,6 +31,8 @@ t.test('bad values are refused, naming the setting', async (t) => {
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_MAX_CONCURRENT_CASTS: '0' })), { name: 'InvalidArgument', field: 'maxConcurrentCasts' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_DHCP: 'isc' })), { name: 'InvalidArgument', field: 'dhcp', message: /must be dnsmasq or off, got 'isc'/ })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_DHCP_SYNC_INTERVAL_MS: '10' })), { name: 'InvalidArgument', field: 'dhcpSyncIntervalMs' })
+  t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_METADATA: 'yes' })), { name: 'InvalidArgument', field: 'metadata', message: /must be on or off, got 'yes'/ })
+  t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_METADATA_PORT: '70000' })), { name: 'InvalidArgument', field: 'metadataPort' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider' })), { name: 'InvalidArgument', field: 'bridgeMappings' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider:a-bridge-name-too-long' })), { name: 'InvalidArgument', field: 'bridgeMappings.provider' })
 })

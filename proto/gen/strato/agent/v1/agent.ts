@@ -351,12 +351,84 @@ export interface Dhcp {
   networks?: DhcpNetwork[] | undefined;
 }
 
+/**
+ * Asks which server a metadata request came from (Neutron's metadata agent
+ * looking up the port by network and fixed IP) and what the metadata service
+ * tells it. The reply is NOT_FOUND when no server's port on the network holds
+ * the address. The server may run on any host: on a shared network a guest
+ * elsewhere can reach this host's DHCP namespace.
+ */
+export interface MetadataRequest {
+  /** The asking agent's host. */
+  host?:
+    | string
+    | undefined;
+  /** The network whose namespace received the request. */
+  networkId?:
+    | string
+    | undefined;
+  /** The request's source address (the TCP peer, never a header). */
+  address?: string | undefined;
+}
+
+/**
+ * What the metadata service serves for one server: the config drive's
+ * content (its ConfigDriveSpec) plus what the EC2-compatible paths show.
+ */
+export interface InstanceMetadata {
+  instanceUuid?: string | undefined;
+  displayName?:
+    | string
+    | undefined;
+  /** Nova's hostname: the display name made a valid DNS label. */
+  hostname?: string | undefined;
+  projectId?: string | undefined;
+  availabilityZone?: string | undefined;
+  keyName?: string | undefined;
+  publicKey?:
+    | string
+    | undefined;
+  /** Base64, as the API took it; empty when none. */
+  userData?: string | undefined;
+  metadata?:
+    | { [key: string]: string }
+    | undefined;
+  /** Every NIC of the server (network_data.json), not only the asking one. */
+  nics?:
+    | BuildNic[]
+    | undefined;
+  /** EC2: instance-type. */
+  flavorName?:
+    | string
+    | undefined;
+  /** EC2: ami-id is derived from it. */
+  imageId?:
+    | string
+    | undefined;
+  /** EC2: reservation-id. */
+  reservationId?:
+    | string
+    | undefined;
+  /** EC2: security-groups (names of the groups of the server's ports). */
+  securityGroups?:
+    | string[]
+    | undefined;
+  /** EC2: public-ipv4 (the floating IPs of the server's ports). */
+  floatingIps?: string[] | undefined;
+}
+
+export interface InstanceMetadata_MetadataEntry {
+  key: string;
+  value: string;
+}
+
 export interface ConductorRequest {
   announce?: AgentAnnounce | undefined;
   buildSpec?: BuildSpecRequest | undefined;
   hostInstances?: HostInstancesRequest | undefined;
   firewall?: FirewallRequest | undefined;
   dhcp?: DhcpRequest | undefined;
+  metadata?: MetadataRequest | undefined;
 }
 
 export interface ConductorReply {
@@ -365,6 +437,7 @@ export interface ConductorReply {
   hostInstances?: HostInstances | undefined;
   firewall?: Firewall | undefined;
   dhcp?: Dhcp | undefined;
+  metadata?: InstanceMetadata | undefined;
 }
 
 /** A no-op cast: proves the work queue reaches the agent. */
@@ -3732,8 +3805,611 @@ export const Dhcp: MessageFns<Dhcp> = {
   },
 };
 
+function createBaseMetadataRequest(): MetadataRequest {
+  return { host: "", networkId: "", address: "" };
+}
+
+export const MetadataRequest: MessageFns<MetadataRequest> = {
+  encode(message: MetadataRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.networkId !== undefined && message.networkId !== "") {
+      writer.uint32(18).string(message.networkId);
+    }
+    if (message.address !== undefined && message.address !== "") {
+      writer.uint32(26).string(message.address);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MetadataRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMetadataRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.networkId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MetadataRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      networkId: isSet(object.networkId)
+        ? globalThis.String(object.networkId)
+        : isSet(object.network_id)
+        ? globalThis.String(object.network_id)
+        : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+    };
+  },
+
+  toJSON(message: MetadataRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.networkId !== undefined && message.networkId !== "") {
+      obj.networkId = message.networkId;
+    }
+    if (message.address !== undefined && message.address !== "") {
+      obj.address = message.address;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MetadataRequest>, I>>(base?: I): MetadataRequest {
+    return MetadataRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MetadataRequest>, I>>(object: I): MetadataRequest {
+    const message = createBaseMetadataRequest();
+    message.host = object.host ?? "";
+    message.networkId = object.networkId ?? "";
+    message.address = object.address ?? "";
+    return message;
+  },
+};
+
+function createBaseInstanceMetadata(): InstanceMetadata {
+  return {
+    instanceUuid: "",
+    displayName: "",
+    hostname: "",
+    projectId: "",
+    availabilityZone: "",
+    keyName: "",
+    publicKey: "",
+    userData: "",
+    metadata: {},
+    nics: [],
+    flavorName: "",
+    imageId: "",
+    reservationId: "",
+    securityGroups: [],
+    floatingIps: [],
+  };
+}
+
+export const InstanceMetadata: MessageFns<InstanceMetadata> = {
+  encode(message: InstanceMetadata, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(10).string(message.instanceUuid);
+    }
+    if (message.displayName !== undefined && message.displayName !== "") {
+      writer.uint32(18).string(message.displayName);
+    }
+    if (message.hostname !== undefined && message.hostname !== "") {
+      writer.uint32(26).string(message.hostname);
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      writer.uint32(34).string(message.projectId);
+    }
+    if (message.availabilityZone !== undefined && message.availabilityZone !== "") {
+      writer.uint32(42).string(message.availabilityZone);
+    }
+    if (message.keyName !== undefined && message.keyName !== "") {
+      writer.uint32(50).string(message.keyName);
+    }
+    if (message.publicKey !== undefined && message.publicKey !== "") {
+      writer.uint32(58).string(message.publicKey);
+    }
+    if (message.userData !== undefined && message.userData !== "") {
+      writer.uint32(66).string(message.userData);
+    }
+    globalThis.Object.entries(message.metadata || {}).forEach(([key, value]: [string, string]) => {
+      InstanceMetadata_MetadataEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
+    if (message.nics !== undefined && message.nics.length !== 0) {
+      for (const v of message.nics) {
+        BuildNic.encode(v!, writer.uint32(82).fork()).join();
+      }
+    }
+    if (message.flavorName !== undefined && message.flavorName !== "") {
+      writer.uint32(90).string(message.flavorName);
+    }
+    if (message.imageId !== undefined && message.imageId !== "") {
+      writer.uint32(98).string(message.imageId);
+    }
+    if (message.reservationId !== undefined && message.reservationId !== "") {
+      writer.uint32(106).string(message.reservationId);
+    }
+    if (message.securityGroups !== undefined && message.securityGroups.length !== 0) {
+      for (const v of message.securityGroups) {
+        writer.uint32(114).string(v!);
+      }
+    }
+    if (message.floatingIps !== undefined && message.floatingIps.length !== 0) {
+      for (const v of message.floatingIps) {
+        writer.uint32(122).string(v!);
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InstanceMetadata {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInstanceMetadata();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.displayName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.projectId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.availabilityZone = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.keyName = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.publicKey = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.userData = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = InstanceMetadata_MetadataEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.metadata![entry9.key] = entry9.value;
+            }
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            const el = BuildNic.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.nics!.push(el);
+            }
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.flavorName = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.imageId = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.reservationId = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.securityGroups!.push(el);
+            }
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.floatingIps!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InstanceMetadata {
+    return {
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+      displayName: isSet(object.displayName)
+        ? globalThis.String(object.displayName)
+        : isSet(object.display_name)
+        ? globalThis.String(object.display_name)
+        : "",
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      projectId: isSet(object.projectId)
+        ? globalThis.String(object.projectId)
+        : isSet(object.project_id)
+        ? globalThis.String(object.project_id)
+        : "",
+      availabilityZone: isSet(object.availabilityZone)
+        ? globalThis.String(object.availabilityZone)
+        : isSet(object.availability_zone)
+        ? globalThis.String(object.availability_zone)
+        : "",
+      keyName: isSet(object.keyName)
+        ? globalThis.String(object.keyName)
+        : isSet(object.key_name)
+        ? globalThis.String(object.key_name)
+        : "",
+      publicKey: isSet(object.publicKey)
+        ? globalThis.String(object.publicKey)
+        : isSet(object.public_key)
+        ? globalThis.String(object.public_key)
+        : "",
+      userData: isSet(object.userData)
+        ? globalThis.String(object.userData)
+        : isSet(object.user_data)
+        ? globalThis.String(object.user_data)
+        : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      nics: globalThis.Array.isArray(object?.nics)
+        ? object.nics.map((e: any) => BuildNic.fromJSON(e))
+        : [],
+      flavorName: isSet(object.flavorName)
+        ? globalThis.String(object.flavorName)
+        : isSet(object.flavor_name)
+        ? globalThis.String(object.flavor_name)
+        : "",
+      imageId: isSet(object.imageId)
+        ? globalThis.String(object.imageId)
+        : isSet(object.image_id)
+        ? globalThis.String(object.image_id)
+        : "",
+      reservationId: isSet(object.reservationId)
+        ? globalThis.String(object.reservationId)
+        : isSet(object.reservation_id)
+        ? globalThis.String(object.reservation_id)
+        : "",
+      securityGroups: globalThis.Array.isArray(object?.securityGroups)
+        ? object.securityGroups.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.security_groups)
+        ? object.security_groups.map((e: any) => globalThis.String(e))
+        : [],
+      floatingIps: globalThis.Array.isArray(object?.floatingIps)
+        ? object.floatingIps.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.floating_ips)
+        ? object.floating_ips.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: InstanceMetadata): unknown {
+    const obj: any = {};
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    if (message.displayName !== undefined && message.displayName !== "") {
+      obj.displayName = message.displayName;
+    }
+    if (message.hostname !== undefined && message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      obj.projectId = message.projectId;
+    }
+    if (message.availabilityZone !== undefined && message.availabilityZone !== "") {
+      obj.availabilityZone = message.availabilityZone;
+    }
+    if (message.keyName !== undefined && message.keyName !== "") {
+      obj.keyName = message.keyName;
+    }
+    if (message.publicKey !== undefined && message.publicKey !== "") {
+      obj.publicKey = message.publicKey;
+    }
+    if (message.userData !== undefined && message.userData !== "") {
+      obj.userData = message.userData;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.nics?.length) {
+      obj.nics = message.nics.map((e) => BuildNic.toJSON(e));
+    }
+    if (message.flavorName !== undefined && message.flavorName !== "") {
+      obj.flavorName = message.flavorName;
+    }
+    if (message.imageId !== undefined && message.imageId !== "") {
+      obj.imageId = message.imageId;
+    }
+    if (message.reservationId !== undefined && message.reservationId !== "") {
+      obj.reservationId = message.reservationId;
+    }
+    if (message.securityGroups?.length) {
+      obj.securityGroups = message.securityGroups;
+    }
+    if (message.floatingIps?.length) {
+      obj.floatingIps = message.floatingIps;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InstanceMetadata>, I>>(base?: I): InstanceMetadata {
+    return InstanceMetadata.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InstanceMetadata>, I>>(object: I): InstanceMetadata {
+    const message = createBaseInstanceMetadata();
+    message.instanceUuid = object.instanceUuid ?? "";
+    message.displayName = object.displayName ?? "";
+    message.hostname = object.hostname ?? "";
+    message.projectId = object.projectId ?? "";
+    message.availabilityZone = object.availabilityZone ?? "";
+    message.keyName = object.keyName ?? "";
+    message.publicKey = object.publicKey ?? "";
+    message.userData = object.userData ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.nics = object.nics?.map((e) => BuildNic.fromPartial(e)) || [];
+    message.flavorName = object.flavorName ?? "";
+    message.imageId = object.imageId ?? "";
+    message.reservationId = object.reservationId ?? "";
+    message.securityGroups = object.securityGroups?.map((e) => e) || [];
+    message.floatingIps = object.floatingIps?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseInstanceMetadata_MetadataEntry(): InstanceMetadata_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const InstanceMetadata_MetadataEntry: MessageFns<InstanceMetadata_MetadataEntry> = {
+  encode(message: InstanceMetadata_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InstanceMetadata_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInstanceMetadata_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InstanceMetadata_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: InstanceMetadata_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InstanceMetadata_MetadataEntry>, I>>(base?: I): InstanceMetadata_MetadataEntry {
+    return InstanceMetadata_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InstanceMetadata_MetadataEntry>, I>>(
+    object: I,
+  ): InstanceMetadata_MetadataEntry {
+    const message = createBaseInstanceMetadata_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 function createBaseConductorRequest(): ConductorRequest {
-  return { announce: undefined, buildSpec: undefined, hostInstances: undefined, firewall: undefined, dhcp: undefined };
+  return {
+    announce: undefined,
+    buildSpec: undefined,
+    hostInstances: undefined,
+    firewall: undefined,
+    dhcp: undefined,
+    metadata: undefined,
+  };
 }
 
 export const ConductorRequest: MessageFns<ConductorRequest> = {
@@ -3752,6 +4428,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.dhcp !== undefined) {
       DhcpRequest.encode(message.dhcp, writer.uint32(66).fork()).join();
+    }
+    if (message.metadata !== undefined) {
+      MetadataRequest.encode(message.metadata, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3809,6 +4488,14 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
             message.dhcp = DhcpRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.metadata = MetadataRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3836,6 +4523,7 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
         : undefined,
       firewall: isSet(object.firewall) ? FirewallRequest.fromJSON(object.firewall) : undefined,
       dhcp: isSet(object.dhcp) ? DhcpRequest.fromJSON(object.dhcp) : undefined,
+      metadata: isSet(object.metadata) ? MetadataRequest.fromJSON(object.metadata) : undefined,
     };
   },
 
@@ -3855,6 +4543,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.dhcp !== undefined) {
       obj.dhcp = DhcpRequest.toJSON(message.dhcp);
+    }
+    if (message.metadata !== undefined) {
+      obj.metadata = MetadataRequest.toJSON(message.metadata);
     }
     return obj;
   },
@@ -3879,12 +4570,22 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     message.dhcp = (object.dhcp !== undefined && object.dhcp !== null)
       ? DhcpRequest.fromPartial(object.dhcp)
       : undefined;
+    message.metadata = (object.metadata !== undefined && object.metadata !== null)
+      ? MetadataRequest.fromPartial(object.metadata)
+      : undefined;
     return message;
   },
 };
 
 function createBaseConductorReply(): ConductorReply {
-  return { announce: undefined, buildSpec: undefined, hostInstances: undefined, firewall: undefined, dhcp: undefined };
+  return {
+    announce: undefined,
+    buildSpec: undefined,
+    hostInstances: undefined,
+    firewall: undefined,
+    dhcp: undefined,
+    metadata: undefined,
+  };
 }
 
 export const ConductorReply: MessageFns<ConductorReply> = {
@@ -3903,6 +4604,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.dhcp !== undefined) {
       Dhcp.encode(message.dhcp, writer.uint32(66).fork()).join();
+    }
+    if (message.metadata !== undefined) {
+      InstanceMetadata.encode(message.metadata, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3960,6 +4664,14 @@ export const ConductorReply: MessageFns<ConductorReply> = {
             message.dhcp = Dhcp.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.metadata = InstanceMetadata.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3987,6 +4699,7 @@ export const ConductorReply: MessageFns<ConductorReply> = {
         : undefined,
       firewall: isSet(object.firewall) ? Firewall.fromJSON(object.firewall) : undefined,
       dhcp: isSet(object.dhcp) ? Dhcp.fromJSON(object.dhcp) : undefined,
+      metadata: isSet(object.metadata) ? InstanceMetadata.fromJSON(object.metadata) : undefined,
     };
   },
 
@@ -4006,6 +4719,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.dhcp !== undefined) {
       obj.dhcp = Dhcp.toJSON(message.dhcp);
+    }
+    if (message.metadata !== undefined) {
+      obj.metadata = InstanceMetadata.toJSON(message.metadata);
     }
     return obj;
   },
@@ -4028,6 +4744,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
       ? Firewall.fromPartial(object.firewall)
       : undefined;
     message.dhcp = (object.dhcp !== undefined && object.dhcp !== null) ? Dhcp.fromPartial(object.dhcp) : undefined;
+    message.metadata = (object.metadata !== undefined && object.metadata !== null)
+      ? InstanceMetadata.fromPartial(object.metadata)
+      : undefined;
     return message;
   },
 };
