@@ -67,6 +67,15 @@ export interface AgentConfig {
   /** How often DHCP is resynced even without a change notice (Neutron `resync_interval`). @default 30000 */
   dhcpSyncIntervalMs: number
   /**
+   * Physical networks (flat) whose subnets' gateway address this host takes,
+   * through a veth port of the network's bridge (net/host-gateway.ts): the
+   * single-host demo, where no router holds it. `STRATO_AGENT_HOST_GATEWAY`
+   * (comma-separated) @default none
+   */
+  hostGateway: string[]
+  /** Masquerade those subnets' traffic to other networks. `STRATO_AGENT_HOST_GATEWAY_NAT=1` @default false */
+  hostGatewayNat: boolean
+  /**
    * The metadata service (metadata/service.ts): `on` serves 169.254.169.254
    * in the namespaces the DHCP side attaches; `off` attaches nothing.
    * `STRATO_AGENT_METADATA` @default on
@@ -109,6 +118,8 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     dhcp: overrides.dhcp ?? (env.STRATO_AGENT_DHCP as AgentConfig['dhcp'] | undefined) ?? ((overrides.driver ?? env.STRATO_AGENT_DRIVER ?? 'libvirt') === 'fake' ? 'off' : 'dnsmasq'),
     dhcpDir: path.resolve(overrides.dhcpDir ?? env.STRATO_AGENT_DHCP_DIR ?? path.join(stateDir, 'dhcp')),
     dhcpSyncIntervalMs: overrides.dhcpSyncIntervalMs ?? envInt(env, 'STRATO_AGENT_DHCP_SYNC_INTERVAL_MS') ?? 30_000,
+    hostGateway: overrides.hostGateway ?? (env.STRATO_AGENT_HOST_GATEWAY ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    hostGatewayNat: overrides.hostGatewayNat ?? ['1', 'true', 'yes'].includes((env.STRATO_AGENT_HOST_GATEWAY_NAT ?? '').toLowerCase()),
     metadata: overrides.metadata ?? (env.STRATO_AGENT_METADATA as AgentConfig['metadata'] | undefined) ?? 'on',
     metadataPort: overrides.metadataPort ?? envInt(env, 'STRATO_AGENT_METADATA_PORT') ?? 80,
     metadataCacheTtlMs: overrides.metadataCacheTtlMs ?? envInt(env, 'STRATO_AGENT_METADATA_CACHE_TTL_MS') ?? 30_000,
@@ -121,6 +132,7 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
   }
   if (cfg.firewall !== 'iptables' && cfg.firewall !== 'none') throw new InvalidArgument(`firewall (STRATO_AGENT_FIREWALL) must be iptables or none, got '${String(cfg.firewall)}'`, { field: 'firewall' })
   if (cfg.dhcp !== 'dnsmasq' && cfg.dhcp !== 'off') throw new InvalidArgument(`dhcp (STRATO_AGENT_DHCP) must be dnsmasq or off, got '${String(cfg.dhcp)}'`, { field: 'dhcp' })
+  if (cfg.hostGateway.length && cfg.dhcp === 'off') throw new InvalidArgument('hostGateway (STRATO_AGENT_HOST_GATEWAY) needs DHCP (STRATO_AGENT_DHCP=dnsmasq): the gateway follows the networks DHCP serves', { field: 'hostGateway' })
   if (cfg.dhcpSyncIntervalMs < 1000) throw new InvalidArgument(`dhcpSyncIntervalMs (STRATO_AGENT_DHCP_SYNC_INTERVAL_MS) must be ≥ 1000, got ${cfg.dhcpSyncIntervalMs}`, { field: 'dhcpSyncIntervalMs' })
   if (cfg.metadata !== 'on' && cfg.metadata !== 'off') throw new InvalidArgument(`metadata (STRATO_AGENT_METADATA) must be on or off, got '${String(cfg.metadata)}'`, { field: 'metadata' })
   if (!Number.isInteger(cfg.metadataPort) || cfg.metadataPort < 1 || cfg.metadataPort > 65535) throw new InvalidArgument(`metadataPort (STRATO_AGENT_METADATA_PORT) must be in 1-65535, got ${cfg.metadataPort}`, { field: 'metadataPort' })

@@ -26,8 +26,9 @@ import { ComputeManager } from './compute-manager.js'
 import { ConductorClient, type Announced } from './conductor-client.js'
 import { GrpcImageSource } from './disk/grpc-image-source.js'
 import { IptablesFirewall, RecordingFirewall, type Firewall } from './net/firewall.js'
-import { DnsmasqDhcp, NoDhcp, type Dhcp } from './net/dhcp.js'
+import { DnsmasqDhcp, NoDhcp, type Dhcp, type DhcpNetwork } from './net/dhcp.js'
 import { MetadataService } from './metadata/service.js'
+import { HostGateway, type HostGatewayNetwork } from './net/host-gateway.js'
 import type { VirtDriver } from './virt/driver.js'
 
 export type AgentState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
@@ -69,6 +70,8 @@ export class AgentService {
    * keeps its namespace alive); both do nothing when config.metadata is off.
    */
   readonly metadata: MetadataService
+  /** The host as the gateway of the physical networks config.hostGateway names (the demo), or undefined. */
+  private readonly hostGateway: HostGateway | undefined
 
   constructor(readonly config: AgentConfig, readonly driver: VirtDriver, log: Logger) {
     this.uuid = computeId(config)
@@ -94,6 +97,9 @@ export class AgentService {
     this.dhcp = config.dhcp === 'dnsmasq'
       ? new DnsmasqDhcp({ dir: config.dhcpDir, bridgeFor: (n) => this.manager.bridgeFor(n), log: this.log.child({ component: 'dhcp' }) })
       : new NoDhcp()
+    this.hostGateway = config.hostGateway.length
+      ? new HostGateway({ stateDir: config.stateDir, nat: config.hostGatewayNat, host: config.host, log: this.log.child({ component: 'host-gateway' }) })
+      : undefined
     // The metadata service lives in the DHCP namespaces (Neutron's isolated metadata):
     // it listens in each one that comes up, and lets go before one is deleted.
     this.dhcp.onNamespace({
@@ -226,11 +232,25 @@ export class AgentService {
     const once = async (): Promise<void> => {
       do {
         this.dhcpAgain = false
-        await this.dhcp.apply(await this.conductor.dhcp())
+        const networks = await this.conductor.dhcp()
+        await this.dhcp.apply(networks)
+        if (this.hostGateway) await this.hostGateway.apply(this.gatewaysOf(networks))
       } while (this.dhcpAgain)
     }
     this.dhcpRun = once().finally(() => (this.dhcpRun = undefined))
     return this.dhcpRun
+  }
+
+  /** The flat networks of config.hostGateway's physical networks, with their first IPv4 subnet that has a gateway. */
+  private gatewaysOf(networks: DhcpNetwork[]): HostGatewayNetwork[] {
+    const out: HostGatewayNetwork[] = []
+    for (const n of networks) {
+      if (n.networkType !== 'flat' || !this.config.hostGateway.includes(n.physicalNetwork)) continue
+      const s = n.subnets.find((x) => x.ipVersion === 4 && x.gatewayIp)
+      if (!s) continue
+      out.push({ networkId: n.networkId, bridge: this.manager.bridgeFor(n), gateway: `${s.gatewayIp}/${s.cidr.split('/')[1]}`, cidr: s.cidr })
+    }
+    return out
   }
 
   /** Announces the host until the conductor answers (the controller may start later). */

@@ -21,6 +21,14 @@ export interface StackConfig {
   logLevel: string
   /** `libvirt`: start libvirtd and one agent for this host; `none`: no compute host. @default `libvirt` */
   agent: 'libvirt' | 'none'
+  /**
+   * The single-host demo's way in: `on` makes this host the gateway of the
+   * provider network's subnet (its gateway address on a port of the provider
+   * bridge, so `ping` and `ssh` from the host reach the guests, through their
+   * security groups); `nat` also masquerades the guests' traffic to the
+   * host's other networks. `STRATO_HOST_GATEWAY` or `npm start -- --host-gateway[=nat]`. @default off
+   */
+  hostGateway: 'off' | 'on' | 'nat'
 }
 
 function port(name: string, raw: string | undefined, dflt: number): number {
@@ -30,7 +38,13 @@ function port(name: string, raw: string | undefined, dflt: number): number {
   return n
 }
 
-export function loadStackConfig(env: NodeJS.ProcessEnv = process.env): StackConfig {
+export function loadStackConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] = process.argv.slice(2)): StackConfig {
+  let gatewayArg: string | undefined
+  for (const a of argv) {
+    if (a === '--host-gateway') gatewayArg = 'on'
+    else if (a.startsWith('--host-gateway=')) gatewayArg = a.slice('--host-gateway='.length)
+    else throw new InvalidArgument(`npm start: unknown option '${a}' (known: --host-gateway, --host-gateway=nat)`, { field: 'argv' })
+  }
   return {
     home: path.resolve(env.STRATO_HOME || '.strato'),
     natsPort: port('STRATO_NATS_PORT', env.STRATO_NATS_PORT, 4222),
@@ -39,7 +53,15 @@ export function loadStackConfig(env: NodeJS.ProcessEnv = process.env): StackConf
     openrc: path.resolve(env.STRATO_OPENRC || 'admin-openrc'),
     logLevel: env.STRATO_LOG_LEVEL || 'info',
     agent: agentMode(env.STRATO_AGENT),
+    hostGateway: gatewayMode(gatewayArg ?? env.STRATO_HOST_GATEWAY),
   }
+}
+
+function gatewayMode(raw: string | undefined): StackConfig['hostGateway'] {
+  if (raw === undefined || raw === '' || raw === 'off' || raw === '0') return 'off'
+  if (raw === 'on' || raw === '1') return 'on'
+  if (raw === 'nat') return 'nat'
+  throw new InvalidArgument(`host gateway (STRATO_HOST_GATEWAY, --host-gateway=) must be off, on or nat, got '${raw}'`, { field: 'STRATO_HOST_GATEWAY' })
 }
 
 function agentMode(raw: string | undefined): StackConfig['agent'] {

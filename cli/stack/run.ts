@@ -101,6 +101,7 @@ async function startAgent(controllerAddress: string, natsUrl: string): Promise<C
       STRATO_AGENT_STATE_DIR: stateDir,
       STRATO_AGENT_CONTROLLER: controllerAddress,
       STRATO_LOG_LEVEL: cfg.logLevel,
+      ...(cfg.hostGateway === 'off' ? {} : { STRATO_AGENT_HOST_GATEWAY: 'provider', STRATO_AGENT_HOST_GATEWAY_NAT: cfg.hostGateway === 'nat' ? '1' : '0' }),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // its own group: Ctrl-C reaches the runner, which stops the agent before the controller

@@ -33,6 +33,12 @@ t.test('bad values are refused with the setting named', async (t) => {
   t.throws(() => loadConfig({ token: { expirationSeconds: 10, maxActiveKeys: 1, cacheSize: 1 } }, {}), { name: 'InvalidArgument', field: 'token.maxActiveKeys' })
   t.throws(() => loadStackConfig({ STRATO_NATS_PORT: '70000' }), { field: 'STRATO_NATS_PORT', message: /1-65535/ })
   t.equal(loadStackConfig({ STRATO_GRPC_PORT: '18000' }).grpcPort, 18000)
+  t.equal(loadStackConfig({}, []).hostGateway, 'off', 'the host is no gateway unless asked')
+  t.equal(loadStackConfig({ STRATO_HOST_GATEWAY: 'nat' }, []).hostGateway, 'nat')
+  t.equal(loadStackConfig({}, ['--host-gateway']).hostGateway, 'on', 'npm start -- --host-gateway')
+  t.equal(loadStackConfig({ STRATO_HOST_GATEWAY: 'off' }, ['--host-gateway=nat']).hostGateway, 'nat', 'the option wins over the environment')
+  t.throws(() => loadStackConfig({}, ['--host-gateway=yes']), { message: /must be off, on or nat, got 'yes'/ })
+  t.throws(() => loadStackConfig({}, ['--demo']), { message: /unknown option '--demo'/ })
 })
 
 t.test('a database URL without a built-in dialect is refused, without echoing its password', async (t) => {
