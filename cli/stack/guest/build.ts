@@ -218,7 +218,7 @@ export async function buildGuestImage(options: GuestBuildOptions = {}): Promise<
 
     const out = path.join(work, 'out')
     await mkdir(out)
-    await convertImage(disk, path.join(out, 'disk.qcow2'), { srcFormat: 'raw', dstFormat: 'qcow2', compress: true, level: 9 })
+    await convertImage(disk, path.join(out, 'disk.qcow2'), { srcFormat: 'raw', dstFormat: 'qcow2', compress: true, level: 9, threads: 1 }) // one thread: clusters in order, the same bytes each time
     await writeFile(path.join(out, 'manifest.json'), `${JSON.stringify({ key, packages, kernel: kver, cmdline: CMDLINE, modules: MODULES, epoch }, null, 2)}\n`)
     try {
       await rename(out, path.join(cacheDir, key))
@@ -367,6 +367,7 @@ async function diskImage(work: string, disk: string, kernel: string, initrd: Buf
     await run('mcopy', ['-m', '-i', at, path.join(boot, f), `::/${f}`], { env })
   }
   await run('syslinux', ['--offset', String(BOOT_START * SECTOR), '--install', disk], { env })
+  await fixFatTimes(disk, BOOT_START * SECTOR, epoch) // syslinux stamps ldlinux.* with the time of the build
 
   // The persistent filesystem, filled from a staging tree (owners as in the guest).
   const stage = path.join(work, 'data')
@@ -381,6 +382,9 @@ async function diskImage(work: string, disk: string, kernel: string, initrd: Buf
   await run('find', [stage, '-exec', 'touch', '-h', '-d', `@${epoch}`, '{}', '+'])
   const data = path.join(work, 'data.ext4')
   await run('mke2fs', ['-q', '-F', '-t', 'ext4', '-L', 'strato-data', '-U', DATA_UUID, '-E', `hash_seed=${DATA_HASH_SEED},root_owner=0:0,nodiscard`, '-m', '0', '-d', stage, data, `${DATA_SECTORS / 2}k`], { env })
+  // mke2fs -d copies the staging files' ctimes (the time of the build): set them too.
+  const inodes = ['home', 'home/cirros', 'home/cirros/.ssh', 'root', 'root/.ssh', 'etc', 'etc/dropbear']
+  await run('debugfs', ['-w', '-f', '-', data], { env, input: inodes.map((p) => `set_inode_field /${p} ctime @${epoch}\nset_inode_field /${p} ctime_extra 0\n`).join('') })
   const src = await open(data, 'r')
   const dst = await open(disk, 'r+')
   try {
@@ -393,6 +397,39 @@ async function diskImage(work: string, disk: string, kernel: string, initrd: Buf
   } finally {
     await src.close()
     await dst.close()
+  }
+}
+
+/** A time as FAT stores it (local time = UTC here): [time, date]. */
+export function fatTime(epoch: number): [number, number] {
+  const d = new Date(epoch * 1000)
+  return [(d.getUTCHours() << 11) | (d.getUTCMinutes() << 5) | (d.getUTCSeconds() >> 1), ((d.getUTCFullYear() - 1980) << 9) | ((d.getUTCMonth() + 1) << 5) | d.getUTCDate()]
+}
+
+/** Sets every time of the entries of a FAT16 root directory (at byte `offset` of `file`) to `epoch`. */
+async function fixFatTimes(file: string, offset: number, epoch: number): Promise<void> {
+  const fd = await open(file, 'r+')
+  try {
+    const bpb = Buffer.alloc(512)
+    await fd.read(bpb, 0, 512, offset)
+    const bytesPerSector = bpb.readUInt16LE(11)
+    const rootStart = offset + (bpb.readUInt16LE(14) + bpb[16]! * bpb.readUInt16LE(22)) * bytesPerSector
+    const root = Buffer.alloc(bpb.readUInt16LE(17) * 32)
+    await fd.read(root, 0, root.length, rootStart)
+    const [time, date] = fatTime(epoch)
+    for (let e = 0; e < root.length; e += 32) {
+      if (root[e] === 0) break
+      if (root[e] === 0xe5 || root[e + 11] === 0x0f) continue // deleted, or a long-name part
+      root[e + 13] = 0
+      root.writeUInt16LE(time, e + 14)
+      root.writeUInt16LE(date, e + 16)
+      root.writeUInt16LE(date, e + 18)
+      root.writeUInt16LE(time, e + 22)
+      root.writeUInt16LE(date, e + 24)
+    }
+    await fd.write(root, 0, root.length, rootStart)
+  } finally {
+    await fd.close()
   }
 }
 

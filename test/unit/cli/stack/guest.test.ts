@@ -9,7 +9,7 @@ import path from 'node:path'
 import t from 'tap'
 import { cpioNewc } from '../../../../cli/stack/guest/cpio.js'
 import { loadOrder, moduleName } from '../../../../cli/stack/guest/modules.js'
-import { parseCandidates } from '../../../../cli/stack/guest/build.js'
+import { fatTime, parseCandidates } from '../../../../cli/stack/guest/build.js'
 import { configDriveFiles } from '../../../../agent/disk/config-drive.js'
 
 const root = path.resolve(import.meta.dirname, '../../../..')
@@ -68,6 +68,11 @@ t.test('kernel modules: dependencies first, each once, as modprobe would load th
   t.same(loadOrder(dep, ['ext4', 'virtio_blk'], new Set(['ext4'])), ['kernel/drivers/virtio/virtio_ring.ko', 'kernel/drivers/virtio/virtio.ko', 'kernel/drivers/block/virtio_blk.ko'], 'built-in modules are skipped')
   t.throws(() => loadOrder(dep, ['virtio_nett']), /'virtio_nett' is not in modules.dep/, 'a typo is an error')
   t.throws(() => loadOrder('a.ko: b.ko\n', ['a']), /'b.ko' is a dependency but has no line/)
+})
+
+t.test('FAT times: 2-second resolution, years from 1980', async (t) => {
+  t.same(fatTime(1735689600), [0, (45 << 9) | (1 << 5) | 1], '2025-01-01 00:00:00')
+  t.same(fatTime(Date.UTC(2026, 11, 4, 15, 30, 59) / 1000), [(15 << 11) | (30 << 5) | 29, (46 << 9) | (12 << 5) | 4], '2026-12-04 15:30:58')
 })
 
 t.test("apt-cache policy: each package's candidate", async (t) => {
