@@ -455,7 +455,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${image.path}\n`)
     return 0
   } catch (e) {
-    process.stderr.write(`guest: ${(e as Error).message}\n`)
+    process.stderr.write(`${(e as Error).message}\n`)
     return 1
   }
 }
