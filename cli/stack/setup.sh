@@ -40,3 +40,25 @@ node_modules/.bin/tsc -p tsconfig.build.json
 chmod +x dist/cli/strato.js dist/cli/strato-img.js
 # The commands on PATH, as an installed package's bins are (cli/stack/link-bins.sh).
 bash cli/stack/link-bins.sh
+
+# The demo guest image (cli/stack/guest/): built once from Debian packages
+# (apt-get download), cached under .strato/guest/, quick when cached. Its
+# tools (and the SSH client tests log into it with) are installed here, best
+# effort: without apt access the stack still starts, with a warning, and the
+# boot-sector image stands in for it.
+guest_pkgs=(syslinux syslinux-common mtools dosfstools fdisk kmod e2fsprogs binutils openssh-client)
+guest_missing=()
+for p in "${guest_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || guest_missing+=("$p")
+done
+if [ ${#guest_missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing the demo guest's build tools: ${guest_missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${guest_missing[@]}" >/dev/null 2>&1 ||
+    { $sudo apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${guest_missing[@]}" >/dev/null 2>&1; } ||
+    say "warning: could not install ${guest_missing[*]}"
+fi
+if ! node dist/cli/stack/guest/build.js >/dev/null; then
+  say "warning: the demo guest image could not be built (see above); npm start registers the boot-sector image as cirros-0.3.4-x86_64-disk instead"
+fi

@@ -13,7 +13,8 @@ import { freePort } from '../helpers/ports.js'
 import { call, client } from '../helpers/grpc.js'
 import { eventually } from '../helpers/agents.js'
 import { cloudClients, serverGone, serverWaiter } from '../helpers/cloud.js'
-import { DEMO_IMAGE, DEMO_LINE, openrcToken } from '../../cli/stack/demo.js'
+import { BOOT_SECTOR_IMAGE, DEMO_IMAGE, DEMO_LINE, GUEST_FLAVOR, openrcToken } from '../../cli/stack/demo.js'
+import { cachedGuestImage, GUEST_READY } from '../../cli/stack/guest/build.js'
 import { ImagesClient, type ListImagesResponse } from '../../proto/gen/strato/image/v1/image.js'
 import type { ListHostsResponse } from '../../proto/gen/strato/compute/v1/hosts.js'
 import { IptablesFirewall } from '../../agent/net/firewall.js'
@@ -122,17 +123,17 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
     t.equal(r.health, 'SERVING')
   }
 
-  // A first user can boot right away: the host is mapped, the demo image and m1.nano are there.
+  // A first user can boot right away: the host is mapped, the images and flavors are there (the boot sector on m1.nano: quick).
   const admin = { token: await openrcToken(`127.0.0.1:${a.grpcPort}`, creds) }
   const c = cloudClients(`127.0.0.1:${a.grpcPort}`)
   t.teardown(() => Object.values(c).forEach((x) => x.close()))
   const hosts = await call<ListHostsResponse>(c.hosts, 'listHosts', {}, admin.token)
   t.match(hosts.hosts, [{ mapped: true, state: 'up', status: 'enabled' }], "this host's agent runs and is mapped")
   t.match(a.output(), /Creating host mapping for compute host/, 'the stack mapped it, as discover_hosts prints')
-  const made = await call<CreateServerResponse>(c.servers, 'createServer', { name: 'first', flavorRef: 'm1.nano', imageRef: DEMO_IMAGE, networkMode: 'none' }, admin.token)
+  const made = await call<CreateServerResponse>(c.servers, 'createServer', { name: 'first', flavorRef: 'm1.nano', imageRef: BOOT_SECTOR_IMAGE, networkMode: 'none' }, admin.token)
   const id = made.servers[0]!.id
   const up = await serverWaiter(c, admin.token)(id, (x) => x.status !== 'BUILD', admin.token, 120_000)
-  t.equal(up.status, 'ACTIVE', `the demo image boots on m1.nano (${up.fault?.message ?? 'no fault'})`)
+  t.equal(up.status, 'ACTIVE', `the boot-sector image boots on m1.nano (${up.fault?.message ?? 'no fault'})`)
   const out = await eventually(async () => {
     const o = await call<ConsoleOutput>(c.servers, 'getConsoleOutput', { id }, admin.token)
     return o.output.includes(DEMO_LINE) ? o.output : undefined
@@ -157,10 +158,14 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   t.equal(pasted.status, 0, `the quickstart runs to the end in bash:\n${pasted.stderr.slice(-2000)}`)
   t.match(pasted.stdout, /Creating host mapping|Found 0 unmapped computes/, 'host discover --verbose prints what nova-manage prints')
   t.match(pasted.stdout, /\| status +\| ACTIVE +\|/, 'server create --wait shows the server ACTIVE')
-  t.match(pasted.stdout, /\| provider-instance \| ACTIVE +\| provider=192\.168\.201\.2\d\d \| cirros +\| m1\.nano \|/, "server list: the seed's server on the provider network")
+  t.match(pasted.stdout, new RegExp(`\\| provider-instance \\| ACTIVE +\\| provider=192\\.168\\.201\\.2\\d\\d \\| cirros +\\| ${GUEST_FLAVOR.name.replace('.', '\\.')} \\|`), "server list: the seed's server on the provider network")
   const seedServer = (await call<ListServersResponse>(c.servers, 'listServers', { allProjects: true, name: '^provider-instance$' }, admin.token)).servers[0]!
   t.match(seedServer, { status: 'ACTIVE', keyName: 'mykey' })
-  await eventually(async () => (await call<ConsoleOutput>(c.servers, 'getConsoleOutput', { id: seedServer.id }, admin.token)).output.includes(DEMO_LINE) || undefined, 60_000, 'the guest line')
+  // The demo guest says it is ready, with the port's address (setup built it); else the boot sector stood in for it.
+  const address = seedServer.addresses.find((a) => a.version === 4)?.addr ?? 'no address'
+  const expected = (await cachedGuestImage()) ? `${GUEST_READY} provider-instance ${address} (login: ssh cirros@${address})` : DEMO_LINE
+  await eventually(async () => (await call<ConsoleOutput>(c.servers, 'getConsoleOutput', { id: seedServer.id }, admin.token)).output.includes(expected) || undefined, 120_000, `the guest line '${expected}'`)
+  t.pass(`the guest's console: ${expected}`)
   await call(c.servers, 'deleteServer', { id: seedServer.id }, admin.token)
   await eventually(() => serverGone(c, seedServer.id, admin.token), 60_000, 'the seed server to be deleted')
 

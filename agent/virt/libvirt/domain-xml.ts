@@ -8,6 +8,10 @@
  * NICs as `<interface type='bridge'>` with MAC and virtio model, one serial
  * port written to a log file (`<serial type='file'>`, appended across power
  * cycles), no graphics.
+ *
+ * Firmware is kept quick (it was most of a small guest's boot): no boot menu
+ * wait (`<bootmenu enable='no'/>`) and no option ROM on NICs (`<rom
+ * enabled='no'/>`: no iPXE to initialise; guests boot from disk, never PXE).
  */
 import { child, childrenNamed, el, parseXml, path, serializeXml, type XmlElement } from './xml.js'
 
@@ -82,7 +86,7 @@ export function toDomainXml(config: DomainConfig): string {
           ),
         ]),
     ...config.interfaces.map((nic) =>
-      el('interface', { type: 'bridge' }, el('mac', { address: nic.mac }), el('source', { bridge: nic.bridge }), ...(nic.device ? [el('target', { dev: nic.device })] : []), el('model', { type: nic.model })),
+      el('interface', { type: 'bridge' }, el('mac', { address: nic.mac }), el('source', { bridge: nic.bridge }), ...(nic.device ? [el('target', { dev: nic.device })] : []), el('model', { type: nic.model }), el('rom', { enabled: 'no' })),
     ),
     ...(config.serialLogPath === undefined
       ? []
@@ -96,7 +100,7 @@ export function toDomainXml(config: DomainConfig): string {
     el('uuid', {}, config.uuid),
     el('memory', { unit: 'MiB' }, String(config.memoryMiB)),
     el('vcpu', {}, String(config.vcpus)),
-    el('os', {}, el('type', { arch: config.arch, machine: config.machine }, 'hvm')),
+    el('os', {}, el('type', { arch: config.arch, machine: config.machine }, 'hvm'), el('bootmenu', { enable: 'no' })),
     el('features', {}, el('acpi'), el('apic')),
     ...(config.cpuMode === undefined ? [] : [el('cpu', { mode: config.cpuMode })]),
     el('clock', { offset: 'utc' }),

@@ -55,6 +55,8 @@ t.test('the XML has what libvirt needs', async (t) => {
   t.same(path(nics[0], 'mac')?.attrs, { address: 'fa:16:3e:12:34:56' })
   t.same(path(nics[0], 'source')?.attrs, { bridge: 'brq-physnet1' })
   t.same(path(nics[0], 'model')?.attrs, { type: 'virtio' })
+  t.same(path(nics[0], 'rom')?.attrs, { enabled: 'no' }, 'no option ROM (iPXE) on NICs: guests boot from disk')
+  t.same(path(root, 'os', 'bootmenu')?.attrs, { enable: 'no' }, 'no boot menu wait')
   const serial = childrenNamed(devices, 'serial')
   t.equal(serial.length, 1, 'one serial port')
   t.equal(serial[0]?.attrs.type, 'file', 'written to a file')
