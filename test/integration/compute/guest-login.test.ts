@@ -196,11 +196,16 @@ if (process.getuid?.() !== 0) {
     for (const id of made) await call(cloud.c.servers, 'deleteServer', { id }, cloud.s.adminToken)
     for (const id of made) await eventually(() => serverGone(cloud.c, id, cloud.s.adminToken), 120_000, 'the server to be gone')
     await call(cloud.c.networks, 'deleteNetwork', { id: cloud.network.id }, cloud.s.adminToken)
-    await eventually(async () => ((await dnsmasqPids(cloud.network.id)).length === 0) || undefined, 20_000, 'dnsmasq to stop')
-    const namespaces = (await run('ip', ['netns', 'list'])).stdout
-    t.notMatch(namespaces, dhcpNamespace(cloud.network.id), 'no qdhcp- namespace')
-    t.notMatch((await run('ip', ['link', 'show'])).stdout, `tap${dhcpPort.id.slice(0, 11)}`, 'no veth of the DHCP port')
     const dhcpRoot = path.join(agent.stateDir, 'dhcp')
-    t.same(existsSync(dhcpRoot) ? readdirSync(dhcpRoot) : [], [], 'no lease file or other DHCP file')
+    const left = async () => ({
+      dnsmasq: (await dnsmasqPids(cloud.network.id)).length,
+      namespace: (await run('ip', ['netns', 'list'])).stdout.includes(dhcpNamespace(cloud.network.id)),
+      veth: (await run('ip', ['link', 'show'])).stdout.includes(`tap${dhcpPort.id.slice(0, 11)}`),
+      files: existsSync(dhcpRoot) ? readdirSync(dhcpRoot) : [],
+    })
+    const none = { dnsmasq: 0, namespace: false, veth: false, files: [] }
+    let last = await left()
+    await eventually(async () => { last = await left(); return JSON.stringify(last) === JSON.stringify(none) || undefined }, 20_000, 'the DHCP service to go').catch(() => undefined)
+    t.same(last, none, 'no dnsmasq, no qdhcp- namespace, no veth of the DHCP port, no lease file or other DHCP file')
   })
 }
