@@ -140,6 +140,13 @@ export function renderHosts(n: DhcpNetwork): string {
   return lines.map((l) => `${l}\n`).join('')
 }
 
+/** The (MAC, IP) pairs of the `before` hosts file that the `after` one no longer has. */
+export function staleLeases(before: string, after: string): Array<{ mac: string; ip: string }> {
+  const pairs = (text: string) => text.split('\n').filter(Boolean).map((l) => l.split(',')).map((f) => ({ mac: f[0] ?? '', ip: f[f.length - 1] ?? '' }))
+  const kept = new Set(pairs(after).map((p) => `${p.mac} ${p.ip}`))
+  return pairs(before).filter((p) => p.mac && p.ip && !kept.has(`${p.mac} ${p.ip}`))
+}
+
 /**
  * dnsmasq's options file, tag-scoped per subnet: DNS servers, classless
  * static routes (host routes, 169.254.169.254/32 via the DHCP port when no
@@ -299,7 +306,8 @@ export class DnsmasqDhcp implements Dhcp {
 
     const hosts = renderHosts(n)
     const opts = renderOpts(n)
-    const changed = readText(path.join(dir, 'host')) !== hosts || readText(path.join(dir, 'opts')) !== opts
+    const before = readText(path.join(dir, 'host'))
+    const changed = before !== hosts || readText(path.join(dir, 'opts')) !== opts
     writeAtomic(path.join(dir, 'host'), hosts)
     writeAtomic(path.join(dir, 'opts'), opts)
 
@@ -317,10 +325,34 @@ export class DnsmasqDhcp implements Dhcp {
       await this.stopDnsmasq(dir, log)
       await this.startDnsmasq(ns, args, dir, log)
     }
+    await this.releaseGone(ns, n, dir, staleLeases(before ?? '', hosts), log)
     if (!this.up.has(n.networkId)) {
       this.up.set(n.networkId, ns)
       log.info({ adopted: same, pid: same ? pid : readPid(path.join(dir, 'pid')) }, 'DHCP serving')
       await this.announce('namespaceUp', n.networkId, ns)
+    }
+  }
+
+  /**
+   * Releases the leases of host entries that are gone (a deleted port, or an
+   * address now another MAC's), as Neutron's DHCP agent does with
+   * `dhcp_release`: dnsmasq keeps a lease until it expires even when its host
+   * entry is removed, and refuses the address to the next MAC it is configured
+   * for ("not using configured address … because it is leased to …") — a
+   * server given a deleted one's address would get no lease for a day.
+   */
+  private async releaseGone(ns: string, n: DhcpNetwork, dir: string, gone: Array<{ mac: string; ip: string }>, log: Logger): Promise<void> {
+    if (!gone.length) return
+    const leases = readText(path.join(dir, 'leases')) ?? ''
+    for (const g of gone) {
+      // <expiry> <mac> <ip> <hostname> <client id or *>
+      const lease = leases.split('\n').map((l) => l.split(' ')).find((f) => f[1] === g.mac && f[2] === g.ip)
+      if (!lease) continue
+      const clientId = lease[4] && lease[4] !== '*' ? [lease[4]] : []
+      await run('ip', ['netns', 'exec', ns, 'dhcp_release', dhcpInterfaces(n.port.id).ns, g.ip, g.mac, ...clientId], { timeout: 10_000 }).then(
+        () => log.info({ mac: g.mac, ip: g.ip }, 'DHCP lease released (its port is gone)'),
+        (err: unknown) => log.warn({ err, mac: g.mac, ip: g.ip }, 'dhcp_release failed; the address stays leased until the lease expires'),
+      )
     }
   }
 

@@ -205,6 +205,23 @@ t.test('a port created later is served within a second, by the same dnsmasq (SIG
   t.equal(opts?.hostname, `host-${port.fixedIps[0]!.ipAddress.replaceAll('.', '-')}`, "Neutron's host name for a port without a DNS name")
 })
 
+t.test("a deleted port's address, given to a new port (another MAC), is leased to the new one at once", async (t) => {
+  const hostsFile = path.join(dhcpDir, cloud.network.id, 'host')
+  const logFile = path.join(dhcpDir, cloud.network.id, 'log')
+  const old = await call<Port>(cloud.c.ports, 'createPort', { networkId: cloud.network.id, name: `reused-a-${id}` }, cloud.s.adminToken)
+  const address = old.fixedIps[0]!.ipAddress
+  await eventually(() => readFileSync(hostsFile, 'utf8').includes(old.macAddress) || undefined, 5_000, 'the first port in the hosts file')
+  t.equal((await lease(old.macAddress)).opts?.ip, address, 'the first port leases the address')
+  await call(cloud.c.ports, 'deletePort', { id: old.id }, cloud.s.adminToken)
+  const next = await call<Port>(cloud.c.ports, 'createPort', { networkId: cloud.network.id, name: `reused-b-${id}`, fixedIps: [{ subnetId: old.fixedIps[0]!.subnetId, ipAddress: address }] }, cloud.s.adminToken)
+  t.teardown(() => call(cloud.c.ports, 'deletePort', { id: next.id }, cloud.s.adminToken).catch(() => undefined))
+  t.not(next.macAddress, old.macAddress)
+  await eventually(() => (readFileSync(hostsFile, 'utf8').includes(next.macAddress) && !readFileSync(hostsFile, 'utf8').includes(old.macAddress)) || undefined, 5_000, 'the hosts file to change')
+  await eventually(() => readFileSync(logFile, 'utf8').includes(`DHCPRELEASE(`) || undefined, 5_000, "the old port's lease to be released")
+  t.equal((await lease(next.macAddress)).opts?.ip, address, "the new port gets the address (dnsmasq would otherwise keep it for the old MAC's lease, a day)")
+  t.same(dnsmasqPids(dhcpDir, cloud.network.id), [firstPid], 'the same dnsmasq process')
+})
+
 t.test('enable_dhcp=false: no DHCP port, no namespace for that network', async (t) => {
   const vm = await boot(`dhcp-off-${id}`, offNet.network.id)
   t.teardown(async () => {

@@ -2,7 +2,7 @@
 // line, hosts file and options file for a network, the names of the
 // namespace and veth ends, and the DHCP configuration as it comes off the wire.
 import t from 'tap'
-import { cidrParts, dhcpInterfaces, dhcpNamespace, dnsmasqArgs, renderHosts, renderOpts, servedSubnets } from '../../../../agent/net/dhcp.js'
+import { cidrParts, dhcpInterfaces, dhcpNamespace, dnsmasqArgs, renderHosts, renderOpts, servedSubnets, staleLeases } from '../../../../agent/net/dhcp.js'
 import { dhcpFromWire } from '../../../../agent/conductor-client.js'
 import { ConductorReply } from '../../../../proto/gen/strato/agent/v1/agent.js'
 import type { DhcpNetwork } from '../../../../proto/dhcp.js'
@@ -93,4 +93,12 @@ t.test('the DHCP configuration survives the wire; what would reach dnsmasq malfo
   bad((n) => (n.subnets[0]!.cidr = '10.0.0.0/33'), /subnets\[0\]\.cidr is not an IPv4 CIDR/)
   bad((n) => (n.hosts[0]!.fixedIps[0]!.ipAddress = '10.0.0.256'), /ip_address is not an IPv4 address/)
   bad((n) => (n.leaseSeconds = 10), /lease_seconds must be an integer ≥ 120/)
+})
+
+t.test('stale leases: the (MAC, IP) pairs a hosts file no longer has', async (t) => {
+  const before = 'fa:16:3e:00:00:01,host-10-0-0-5,10.0.0.5\nfa:16:3e:00:00:02,host-10-0-0-6,10.0.0.6\n'
+  t.same(staleLeases(before, before), [], 'nothing changed')
+  t.same(staleLeases(before, 'fa:16:3e:00:00:02,host-10-0-0-6,10.0.0.6\n'), [{ mac: 'fa:16:3e:00:00:01', ip: '10.0.0.5' }], 'a deleted port')
+  t.same(staleLeases(before, 'fa:16:3e:00:00:03,host-10-0-0-5,10.0.0.5\nfa:16:3e:00:00:02,host-10-0-0-6,10.0.0.6\n'), [{ mac: 'fa:16:3e:00:00:01', ip: '10.0.0.5' }], 'its address now another MAC\'s')
+  t.same(staleLeases('', before), [], 'a first hosts file releases nothing')
 })
