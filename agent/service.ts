@@ -49,8 +49,6 @@ export class AgentService {
   private firewallSub: Subscription | undefined
   /** Security groups on this host (iptables, or a recorder that filters nothing). */
   readonly firewall: Firewall
-  private firewallRun: Promise<void> | undefined
-  private firewallAgain = false
   /**
    * DHCP for the host's networks (dnsmasq in qdhcp- namespaces, or off).
    * Services living in those namespaces attach with `dhcp.onNamespace(…)`.
@@ -58,8 +56,6 @@ export class AgentService {
   readonly dhcp: Dhcp
   private dhcpTimer: NodeJS.Timeout | undefined
   private dhcpSub: Subscription | undefined
-  private dhcpRun: Promise<void> | undefined
-  private dhcpAgain = false
   private rpcSub: Subscription | undefined
   private readonly log: Logger
   private imageSource: { address: string; source: GrpcImageSource } | undefined
@@ -201,45 +197,21 @@ export class AgentService {
 
   /**
    * Makes this host's filtering what the controller says now, for all its
-   * ports at once. Calls while one runs coalesce into one more run after it,
-   * so every caller sees a state at least as new as when it called.
+   * ports at once (coalesced: see `coalesced`).
    */
-  refreshFirewall(): Promise<void> {
-    if (this.firewallRun) {
-      this.firewallAgain = true
-      return this.firewallRun
-    }
-    const once = async (): Promise<void> => {
-      do {
-        this.firewallAgain = false
-        await this.firewall.apply(await this.conductor.firewall())
-      } while (this.firewallAgain)
-    }
-    this.firewallRun = once().finally(() => (this.firewallRun = undefined))
-    return this.firewallRun
-  }
+  readonly refreshFirewall = coalesced(async () => this.firewall.apply(await this.conductor.firewall()))
 
   /**
    * Makes this host's DHCP what the controller says now (the controller makes
-   * or removes the host's DHCP ports as it answers). Coalesced as the firewall is.
+   * or removes the host's DHCP ports as it answers), and the host the gateway
+   * of the networks config.hostGateway names. Coalesced as the firewall is.
    * dnsmasq keeps running when the agent stops; the next agent adopts it.
    */
-  refreshDhcp(): Promise<void> {
-    if (this.dhcpRun) {
-      this.dhcpAgain = true
-      return this.dhcpRun
-    }
-    const once = async (): Promise<void> => {
-      do {
-        this.dhcpAgain = false
-        const networks = await this.conductor.dhcp()
-        await this.dhcp.apply(networks)
-        if (this.hostGateway) await this.hostGateway.apply(this.gatewaysOf(networks))
-      } while (this.dhcpAgain)
-    }
-    this.dhcpRun = once().finally(() => (this.dhcpRun = undefined))
-    return this.dhcpRun
-  }
+  readonly refreshDhcp = coalesced(async () => {
+    const networks = await this.conductor.dhcp()
+    await this.dhcp.apply(networks)
+    if (this.hostGateway) await this.hostGateway.apply(this.gatewaysOf(networks))
+  })
 
   /** The flat networks of config.hostGateway's physical networks, with their first IPv4 subnet that has a gateway. */
   private gatewaysOf(networks: DhcpNetwork[]): HostGatewayNetwork[] {
@@ -347,5 +319,28 @@ function guestReachable(instancesDir: string): void {
       throw new FailedPrecondition(`QEMU (user libvirt-qemu) cannot reach ${instancesDir}: ${dir} has mode ${(mode & 0o777).toString(8).padStart(4, '0')}; run chmod o+x ${dir}, or set STRATO_AGENT_INSTANCES_DIR (or STRATO_AGENT_STATE_DIR) to a path others can traverse`)
     }
     if (dir === path.dirname(dir)) return
+  }
+}
+
+/**
+ * A refresh that runs one at a time: calls while it runs coalesce into one
+ * more run after it, so every caller sees a state at least as new as when it
+ * called.
+ */
+function coalesced(run: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined
+  let again = false
+  return () => {
+    if (running) {
+      again = true
+      return running
+    }
+    running = (async () => {
+      do {
+        again = false
+        await run()
+      } while (again)
+    })().finally(() => (running = undefined))
+    return running
   }
 }

@@ -160,7 +160,7 @@ export class HostGateway {
       await this.sh('ip', ['link', 'set', 'dev', m.outer, 'up'])
       if (m.nat) {
         await this.ensureNatChain()
-        await this.sh('iptables', ['-w', '-t', 'nat', '-A', natChain(this.o.host), '-s', m.cidr, '!', '-d', m.cidr, '-j', 'MASQUERADE', '-m', 'comment', '--comment', `strato ${m.networkId}`])
+        await this.sh('iptables', ['-w', '-t', 'nat', '-A', ...this.masquerade(m)])
         await this.sh('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1'])
       }
     } catch (error) {
@@ -174,9 +174,14 @@ export class HostGateway {
     // Deleting one end of a veth pair deletes both, and the address with it.
     if (await this.linkExists(m.outer)) await this.sh('ip', ['link', 'del', 'dev', m.outer])
     if (m.nat) {
-      await this.try('iptables', ['-w', '-t', 'nat', '-D', natChain(this.o.host), '-s', m.cidr, '!', '-d', m.cidr, '-j', 'MASQUERADE', '-m', 'comment', '--comment', `strato ${m.networkId}`])
+      await this.try('iptables', ['-w', '-t', 'nat', '-D', ...this.masquerade(m)])
     }
     this.o.log?.info({ network: m.networkId, bridge: m.bridge }, 'host no longer the gateway of a provider network')
+  }
+
+  /** The NAT rule of a network, as `iptables -A`/`-D` take it after the verb. */
+  private masquerade(m: Made): string[] {
+    return [natChain(this.o.host), '-s', m.cidr, '!', '-d', m.cidr, '-j', 'MASQUERADE', '-m', 'comment', '--comment', `strato ${m.networkId}`]
   }
 
   private async ensureNatChain(): Promise<void> {

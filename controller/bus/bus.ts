@@ -85,7 +85,25 @@ export class ControllerBus implements AgentTransport {
     this.log.info({ streams: [CAST_STREAM, EVENT_STREAM] }, 'NATS bus ready')
   }
 
-  private firewallTimer: NodeJS.Timeout | undefined
+  /** Pending change notices, by subject (one timer each). */
+  private readonly notices = new Map<string, NodeJS.Timeout>()
+
+  /**
+   * Tells every agent, `delayMs` from now, that something under `subject`
+   * changed; calls until then coalesce into that one message. Agents also
+   * refresh on a timer, so a notice lost only delays.
+   */
+  private notice(subject: string, delayMs: number, what: string): void {
+    if (this.notices.has(subject)) return
+    this.notices.set(subject, setTimeout(() => {
+      this.notices.delete(subject)
+      try {
+        this.nc.publish(subject)
+      } catch (err) {
+        this.log.warn({ err }, `could not tell agents that ${what} changed (they refresh on their timer)`)
+      }
+    }, delayMs))
+  }
 
   /**
    * Security groups, rules or members changed: tells every agent to refresh
@@ -93,18 +111,8 @@ export class ControllerBus implements AgentTransport {
    * the change's transaction has committed.
    */
   firewallChanged(): void {
-    if (this.firewallTimer) return
-    this.firewallTimer = setTimeout(() => {
-      this.firewallTimer = undefined
-      try {
-        this.nc.publish(FIREWALL_CHANGED_SUBJECT)
-      } catch (err) {
-        this.log.warn({ err }, 'could not tell agents that security groups changed (they refresh on their timer)')
-      }
-    }, 200)
+    this.notice(FIREWALL_CHANGED_SUBJECT, 200, 'security groups')
   }
-
-  private dhcpTimer: NodeJS.Timeout | undefined
 
   /**
    * Ports, their addresses, or subnets changed: tells every agent to refresh
@@ -114,22 +122,12 @@ export class ControllerBus implements AgentTransport {
    * too early only delays).
    */
   dhcpChanged(): void {
-    if (this.dhcpTimer) return
-    this.dhcpTimer = setTimeout(() => {
-      this.dhcpTimer = undefined
-      try {
-        this.nc.publish(DHCP_CHANGED_SUBJECT)
-      } catch (err) {
-        this.log.warn({ err }, 'could not tell agents that DHCP changed (they resync on their timer)')
-      }
-    }, 100)
+    this.notice(DHCP_CHANGED_SUBJECT, 100, 'DHCP')
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.firewallTimer)
-    this.firewallTimer = undefined
-    clearTimeout(this.dhcpTimer)
-    this.dhcpTimer = undefined
+    for (const timer of this.notices.values()) clearTimeout(timer)
+    this.notices.clear()
     this.conductorSub?.unsubscribe()
     await this.events?.close()
     await this.eventsDone?.catch(() => {})
