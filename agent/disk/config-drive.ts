@@ -2,9 +2,9 @@
  * The config drive (Nova's `configdrive.py` + `api/metadata/base.py`): an
  * ISO 9660 image labelled `config-2` that the guest sees as a CD-ROM, holding
  * what cloud-init and its kind read at first boot — the server's identity and
- * metadata, its SSH keys, its user data and its network configuration (static:
- * Strato runs no DHCP server, so network_data.json is how a guest learns its
- * address). The metadata service (agent/metadata/) serves the same files
+ * metadata, its SSH keys, its user data and its network configuration
+ * (network_data.json: static addresses, for subnets without DHCP). A server
+ * gets one unless created with config_drive false. The metadata service (agent/metadata/) serves the same files
  * to guests without a drive.
  *
  *   openstack/latest/meta_data.json     uuid, name, hostname, keys, meta, …
