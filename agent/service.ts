@@ -25,6 +25,7 @@ import { CastWorker } from './cast-worker.js'
 import { ComputeManager } from './compute-manager.js'
 import { ConductorClient, type Announced } from './conductor-client.js'
 import { GrpcImageSource } from './disk/grpc-image-source.js'
+import type { KnownImage } from './disk/image-cache.js'
 import { IptablesFirewall, RecordingFirewall, type Firewall } from './net/firewall.js'
 import { DnsmasqDhcp, NoDhcp, type Dhcp, type DhcpNetwork } from './net/dhcp.js'
 import { MetadataService } from './metadata/service.js'
@@ -85,7 +86,7 @@ export class AgentService {
       bridgeMappings: config.bridgeMappings,
       manageBridges: driver.name !== 'fake',
       shutdownTimeoutMs: config.shutdownTimeoutMs,
-      images: (token) => this.images(token),
+      images: (token, known) => this.images(token, known),
       refreshFirewall: () => this.refreshFirewall(),
       ...(config.dhcp === 'off' ? {} : { refreshDhcp: () => this.refreshDhcp().catch((err) => this.log.warn({ err }, 'DHCP refresh before a guest starts failed')) }),
       log: this.log,
@@ -105,7 +106,7 @@ export class AgentService {
   }
 
   /** The image service client (one per controller address); the token is the build's. */
-  private images(token: string): { download: GrpcImageSource['download'] } {
+  private images(token: string, known?: KnownImage): { download: (imageId: string) => ReturnType<GrpcImageSource['download']> } {
     const address = this.config.controllerAddress ?? this.announced?.apiAddress ?? ''
     if (!address) throw new Unavailable('the controller has not told this agent its address yet; set STRATO_AGENT_CONTROLLER')
     if (this.imageSource?.address !== address) {
@@ -113,7 +114,7 @@ export class AgentService {
       this.imageSource = { address, source: new GrpcImageSource(address, () => '') }
     }
     const source = this.imageSource.source
-    return { download: (imageId) => source.download(imageId, token) }
+    return { download: (imageId) => source.download(imageId, token, known) }
   }
 
   async start(): Promise<void> {
