@@ -18,6 +18,7 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
 import { FailedPrecondition, NotFound, Unavailable } from '../proto/errors.js'
 import { errorHeaders } from '../proto/nats-errors.js'
+import { encodeBounded } from '../proto/bus-payload.js'
 import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
 import { AgentReply, AgentRequest, Heartbeat, PowerStates, type AgentAnnounce } from '../proto/gen/strato/agent/v1/agent.js'
 import { computeId, type AgentConfig } from './config.js'
@@ -273,7 +274,7 @@ export class AgentService {
       } else {
         throw new NotFound('agent request with no known call')
       }
-      msg.respond(AgentReply.encode(reply).finish())
+      msg.respond(encodeBounded(`the console output of server ${req.consoleOutput.instanceUuid ?? ''}`, AgentReply.encode(reply).finish(), this.nc?.info?.max_payload))
     } catch (err) {
       msg.respond(new Uint8Array(), { headers: errorHeaders(err) })
     }
