@@ -210,6 +210,7 @@ export class ControllerBus implements AgentTransport {
     let what = 'a conductor reply'
     try {
       const req = ConductorRequest.decode(msg.data)
+      what = `the conductor's ${Object.entries(req).find(([, v]) => v)?.[0] ?? 'empty'} reply`
       let reply: ConductorReply
       if (req.announce) {
         const a = req.announce
