@@ -171,7 +171,8 @@ export class CastWorker {
           return 'retry'
         }
         log.warn({ err: e.message, code: e.code, instance: result.instanceUuid, action: result.action }, 'cast failed')
-        Object.assign(result, { ok: false, errorCode: e.code, message: e.message })
+        // A fault is a sentence, not a payload: a runaway message must not make the result too big for the bus (stored forever, retried forever).
+        Object.assign(result, { ok: false, errorCode: e.code, message: e.message.length > 8192 ? `${e.message.slice(0, 8192)}… (${e.message.length} characters)` : e.message })
       }
       try {
         // Stored before the ack: a crash in between means the cast comes again, never that the result is lost.

@@ -24,7 +24,7 @@ import { tapName } from './net/firewall.js'
 import type { GuestInfo, GuestSpec, NicSpec, VirtDriver } from './virt/driver.js'
 import { isUuid } from '../proto/ids.js'
 import { PowerState } from '../proto/power-state.js'
-import { ImageCache, type ImageSource } from './disk/image-cache.js'
+import { ImageCache, type ImageSource, type KnownImage } from './disk/image-cache.js'
 import { configDriveFiles, writeConfigDrive } from './disk/config-drive.js'
 import type { BuildSpec } from '../proto/build-spec.js'
 import { createRootDisk } from './disk/root-disk.js'
@@ -60,8 +60,11 @@ export interface ComputeManagerOptions {
   manageBridges: boolean
   /** How long a stop waits for the guest to shut down before pulling the plug (Nova `shutdown_timeout`). */
   shutdownTimeoutMs: number
-  /** Image data, downloaded with the build's token. */
-  images: (token: string) => ImageSource
+  /**
+   * Image data, downloaded with the build's image-read token; `known` is what
+   * the build spec says of the image (so no GetImage is needed).
+   */
+  images: (token: string, known?: KnownImage) => ImageSource
   /** Brings the host's security-group filtering up to date (before a guest first runs, after one is deleted). */
   refreshFirewall?: () => Promise<void>
   /**
@@ -100,8 +103,8 @@ class KeyedQueue {
 export class ComputeManager {
   readonly cache: ImageCache
   private readonly locks = new KeyedQueue()
-  /** The token of the build waiting for each image (any will do: they all may read it). */
-  private readonly imageTokens = new Map<string, string>()
+  /** The image-read token of the build waiting for each image (any will do: they all read that image). */
+  private readonly imageTokens = new Map<string, { token: string; known?: KnownImage }>()
 
   constructor(
     readonly driver: VirtDriver,
@@ -109,7 +112,10 @@ export class ComputeManager {
     private readonly o: ComputeManagerOptions,
   ) {
     this.cache = new ImageCache(path.join(o.instancesDir, '_base'), {
-      download: (imageId) => o.images(this.imageTokens.get(imageId) ?? '').download(imageId),
+      download: (imageId) => {
+        const grant = this.imageTokens.get(imageId)
+        return o.images(grant?.token ?? '', grant?.known).download(imageId)
+      },
     })
   }
 
@@ -134,7 +140,10 @@ export class ComputeManager {
         await mkdir(dir, { recursive: true, mode: 0o755 })
         await chmod(dir, 0o755) // QEMU runs as its own user and must reach the disk and the log
         revert.add(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }))
-        if (spec.imageToken) this.imageTokens.set(spec.imageId, spec.imageToken)
+        if (spec.imageReadToken) {
+          const known = spec.imageDiskFormat ? { checksum: spec.imageChecksum, diskFormat: spec.imageDiskFormat, status: 'active' } : undefined
+          this.imageTokens.set(spec.imageId, { token: spec.imageReadToken, ...(known ? { known } : {}) })
+        }
         const base = await this.cache.ensure(spec.imageId).finally(() => this.imageTokens.delete(spec.imageId))
         const disk = path.join(dir, 'disk')
         await createRootDisk(disk, base, spec.diskGb)

@@ -18,6 +18,7 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
 import { FailedPrecondition, NotFound, Unavailable } from '../proto/errors.js'
 import { errorHeaders } from '../proto/nats-errors.js'
+import { encodeBounded } from '../proto/bus-payload.js'
 import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
 import { AgentReply, AgentRequest, Heartbeat, PowerStates, type AgentAnnounce } from '../proto/gen/strato/agent/v1/agent.js'
 import { computeId, type AgentConfig } from './config.js'
@@ -25,6 +26,7 @@ import { CastWorker } from './cast-worker.js'
 import { ComputeManager } from './compute-manager.js'
 import { ConductorClient, type Announced } from './conductor-client.js'
 import { GrpcImageSource } from './disk/grpc-image-source.js'
+import type { KnownImage } from './disk/image-cache.js'
 import { IptablesFirewall, RecordingFirewall, type Firewall } from './net/firewall.js'
 import { DnsmasqDhcp, NoDhcp, type Dhcp, type DhcpNetwork } from './net/dhcp.js'
 import { MetadataService } from './metadata/service.js'
@@ -85,7 +87,7 @@ export class AgentService {
       bridgeMappings: config.bridgeMappings,
       manageBridges: driver.name !== 'fake',
       shutdownTimeoutMs: config.shutdownTimeoutMs,
-      images: (token) => this.images(token),
+      images: (token, known) => this.images(token, known),
       refreshFirewall: () => this.refreshFirewall(),
       ...(config.dhcp === 'off' ? {} : { refreshDhcp: () => this.refreshDhcp().catch((err) => this.log.warn({ err }, 'DHCP refresh before a guest starts failed')) }),
       log: this.log,
@@ -105,7 +107,7 @@ export class AgentService {
   }
 
   /** The image service client (one per controller address); the token is the build's. */
-  private images(token: string): { download: GrpcImageSource['download'] } {
+  private images(token: string, known?: KnownImage): { download: (imageId: string) => ReturnType<GrpcImageSource['download']> } {
     const address = this.config.controllerAddress ?? this.announced?.apiAddress ?? ''
     if (!address) throw new Unavailable('the controller has not told this agent its address yet; set STRATO_AGENT_CONTROLLER')
     if (this.imageSource?.address !== address) {
@@ -113,7 +115,7 @@ export class AgentService {
       this.imageSource = { address, source: new GrpcImageSource(address, () => '') }
     }
     const source = this.imageSource.source
-    return { download: (imageId) => source.download(imageId, token) }
+    return { download: (imageId) => source.download(imageId, token, known) }
   }
 
   async start(): Promise<void> {
@@ -272,7 +274,7 @@ export class AgentService {
       } else {
         throw new NotFound('agent request with no known call')
       }
-      msg.respond(AgentReply.encode(reply).finish())
+      msg.respond(encodeBounded(`the console output of server ${req.consoleOutput.instanceUuid ?? ''}`, AgentReply.encode(reply).finish(), this.nc?.info?.max_payload))
     } catch (err) {
       msg.respond(new Uint8Array(), { headers: errorHeaders(err) })
     }

@@ -36,6 +36,8 @@ export interface ControllerConfig {
     maxActiveKeys: number
     /** Validated tokens remembered to skip signature checks (revocation is still checked). @default 100000 */
     cacheSize: number
+    /** Lifetime of the image-read tokens in build specs (one image, one host); a host that needs longer asks again. @default 600 */
+    imageReadSeconds: number
   }
   bootstrap: {
     /** Where the first run writes the admin credentials (mode 0600). null: do not bootstrap. @default null */
@@ -125,7 +127,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     grpc: { host: '127.0.0.1', port: 8770, publicAddress: null },
     databaseUrl: '',
     natsUrl: null,
-    token: { expirationSeconds: 3600, maxActiveKeys: 3, cacheSize: 100_000 },
+    token: { expirationSeconds: 3600, maxActiveKeys: 3, cacheSize: 100_000, imageReadSeconds: 600 },
     bootstrap: { openrcPath: null, region: 'RegionOne', adminProjectName: 'admin' },
     log: { level: 'info', pretty: false },
     shutdownGraceMs: 10_000,
@@ -154,6 +156,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   cfg.dataDir = path.resolve(cfg.dataDir)
   if (!cfg.databaseUrl) cfg.databaseUrl = `sqlite:${path.join(cfg.dataDir, 'strato.db')}`
   if (cfg.token.expirationSeconds < 1) throw new InvalidArgument('token.expirationSeconds must be at least 1', { field: 'token.expirationSeconds' })
+  if (!Number.isInteger(cfg.token.imageReadSeconds) || cfg.token.imageReadSeconds < 1) throw new InvalidArgument(`token.imageReadSeconds must be an integer ≥ 1, got ${cfg.token.imageReadSeconds}`, { field: 'token.imageReadSeconds' })
   // A configured range map replaces the default one instead of merging into it.
   const ranges = (rest as Partial<ControllerConfig>).network?.vlanRanges ?? fromFile.network?.vlanRanges
   if (ranges) cfg.network.vlanRanges = ranges

@@ -91,7 +91,7 @@ export class Controller {
     keys.load()
     let auth: Authenticator | undefined
     this.catalog = new IdentityCatalog(this.db, (e) => auth!.revoke(e), cfg.bootstrap.adminProjectName)
-    auth = this.auth = new Authenticator(this.db, this.catalog, keys, { expirationSeconds: cfg.token.expirationSeconds, cacheSize: cfg.token.cacheSize }, this.log)
+    auth = this.auth = new Authenticator(this.db, this.catalog, keys, { expirationSeconds: cfg.token.expirationSeconds, cacheSize: cfg.token.cacheSize, imageReadSeconds: cfg.token.imageReadSeconds }, this.log)
     await auth.load()
 
     if (cfg.natsUrl) {
@@ -130,7 +130,7 @@ export class Controller {
 
     const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
-    const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), lookup, log: this.log, track: (p) => this.track(p) }
+    const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), imageRead: (t) => auth!.authenticateImageRead(t), lookup, log: this.log, track: (p) => this.track(p) }
     const services: Array<[object, UntypedServiceImplementation]> = [
       ...identityServices({ catalog: this.catalog, auth, serviceCatalog: () => this.serviceCatalog() }, rpc),
       ...computeServices({ flavors, keypairs, quota }, rpc),
@@ -157,7 +157,7 @@ export class Controller {
     this.address = cfg.grpc.publicAddress ?? `${cfg.grpc.host}:${port}`
 
     if (this.nats) {
-      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, tokens: (userId, projectId) => auth!.issueFor(userId, projectId), dhcp }), hosts, this.log, () => this.address, {
+      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), dhcp }), hosts, this.log, () => this.address, {
         castResult: (r) => servers.applyResult(r),
         powerStates: (host, sentAt, guests) => servers.applyPowerStates(host, sentAt, guests),
       }, cfg.hosts.castAckWaitMs)

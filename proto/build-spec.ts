@@ -12,7 +12,10 @@ export interface BuildSpec {
   projectId: string
   imageId: string
   imageChecksum: string
-  imageToken: string
+  /** Downloads `imageId` only (no user, no roles), for the host the server is placed on. */
+  imageReadToken: string
+  /** The image's disk_format ('' from a controller older than issue 15: the host then asks GetImage). */
+  imageDiskFormat: string
   nics: Array<{ portId: string; macAddress: string; networkId: string; networkType: string; physicalNetwork: string; segmentationId: number; fixedIps: string[]; ips: BuildIp[] }>
   keyName: string
   publicKey: string

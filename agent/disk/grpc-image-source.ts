@@ -2,7 +2,7 @@
 import { Metadata, credentials, type ServiceError } from '@grpc/grpc-js'
 import { fromGrpcError } from '../../proto/grpc-errors.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
-import type { ImageSource } from './image-cache.js'
+import type { ImageSource, KnownImage } from './image-cache.js'
 
 export class GrpcImageSource implements ImageSource {
   private readonly client: ImagesClient
@@ -21,9 +21,14 @@ export class GrpcImageSource implements ImageSource {
     return md
   }
 
-  /** `token`, when given, is used instead of the constructor's (the agent downloads with each build's own token). */
-  async download(imageId: string, token = this.token()) {
-    const image = await new Promise<Image>((resolve, reject) =>
+  /**
+   * `token`, when given, is used instead of the constructor's (the agent
+   * downloads with each build's image-read token). With `known` (what the
+   * build spec says of the image) no GetImage is made: an image-read token
+   * can only call DownloadImage.
+   */
+  async download(imageId: string, token = this.token(), known?: KnownImage) {
+    const image: Image = known ?? await new Promise<Image>((resolve, reject) =>
       this.client.getImage({ id: imageId }, this.md(token), (err: ServiceError | null, res: Image) => (err ? reject(fromGrpcError(err)) : resolve(res))),
     )
     const stream = this.client.downloadImage({ id: imageId }, this.md(token))

@@ -14,9 +14,16 @@ import { isUuid } from '../../proto/ids.js'
 import { convertImage, inspectImage } from '../../native/index.js'
 
 /** What the cache needs from the image service. */
+/** What the image cache needs to know of an image besides its data. */
+export interface KnownImage {
+  checksum: string
+  diskFormat: string
+  status: string
+}
+
 export interface ImageSource {
   /** The image's metadata and its data, as a stream of chunks. */
-  download(imageId: string): Promise<{ image: { checksum: string; diskFormat: string; status: string }; data: AsyncIterable<Uint8Array> }>
+  download(imageId: string): Promise<{ image: KnownImage; data: AsyncIterable<Uint8Array> }>
 }
 
 export class ImageCache {

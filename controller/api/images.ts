@@ -5,7 +5,7 @@ import type { UntypedServiceImplementation } from '@grpc/grpc-js'
 import { InvalidArgument } from '../../proto/errors.js'
 import { Empty } from '../../proto/gen/google/protobuf/empty.js'
 import { Image, ImageIdRequest, ImageMember, ImagesService, ListImageMembersResponse, ListImagesResponse, type UploadImageRequest } from '../../proto/gen/strato/image/v1/image.js'
-import type { ImageCatalog, ImageViewer } from '../image/catalog.js'
+import { imageReader, type ImageCatalog, type ImageViewer } from '../image/catalog.js'
 import { chunksOf } from '../image/store.js'
 import type { FileSource } from '../../native/index.js'
 import { FRAME_ROOM, GrpcResponse, PiecesReader, bytesFieldFrame, oneMessage, requestMessages, streamMethod, type RawMessage, type StreamHandler } from './bulk.js'
@@ -15,6 +15,8 @@ import { implement, type CallContext, type RpcDeps } from './rpc.js'
 export const MAX_MESSAGE = 16 * 1024 * 1024
 
 function viewer(c: CallContext): ImageViewer {
+  // DownloadImage may come with an image-read token (a host building a server) instead of a caller.
+  if (c.imageRead) return imageReader(c.imageRead.imageId)
   const a = c.auth!
   return { projectId: a.projectId, domainId: a.actingDomainId, isAdmin: a.isCloudAdmin, canWrite: a.roles.has('member') }
 }

@@ -9,14 +9,16 @@ import { randomUUID } from 'node:crypto'
 import type { Metadata, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from '@grpc/grpc-js'
 import type { Logger } from '../log.js'
 import type { Visibility } from '../identity/catalog.js'
-import type { AuthContext } from '../identity/model.js'
+import type { AuthContext, ImageReadClaims } from '../identity/model.js'
 import type { Policy, TargetLookup } from '../identity/policy.js'
 import { toGrpcError, type GrpcErrorPayload } from '../../proto/grpc-errors.js'
 
 export interface CallContext {
   requestId: string
-  /** Absent only for public methods. */
+  /** Absent for public methods, and when the call came with an image-read token (`imageRead`). */
   auth: AuthContext | undefined
+  /** Set only on methods whose policy entry takes image-read tokens, when the call came with one. */
+  imageRead?: ImageReadClaims
   /** Set for listing methods: what the caller may see. */
   visibility: Visibility | undefined
   log: Logger
@@ -29,6 +31,11 @@ export type AuthedCall = CallContext & { auth: AuthContext }
 export interface RpcDeps {
   policy: Policy
   authenticate: (token: string) => AuthContext
+  /**
+   * The grant of an image-read token, undefined when the token is not one;
+   * asked only for methods whose policy entry has `imageRead`.
+   */
+  imageRead?: (token: string) => ImageReadClaims | undefined
   lookup: TargetLookup
   log: Logger
   /** Called around each call so shutdown can wait for in-flight work. */
@@ -68,17 +75,26 @@ export function callRunner(path: string, deps: RpcDeps): CallRunner {
   return {
     async prepare(metadata, req) {
       const requestId = String(metadata.get('x-request-id')[0] ?? randomUUID())
-      const auth = deps.policy.isPublic(path) ? undefined : deps.authenticate(String(metadata.get('x-auth-token')[0] ?? ''))
+      let auth: AuthContext | undefined
+      let imageRead: ImageReadClaims | undefined
+      if (!deps.policy.isPublic(path)) {
+        const token = String(metadata.get('x-auth-token')[0] ?? '')
+        // The handler checks the grant's image against the request's; every other method refuses such a token in authenticate().
+        imageRead = deps.policy.entry(path).imageRead ? deps.imageRead?.(token) : undefined
+        if (!imageRead) auth = deps.authenticate(token)
+      }
       const visibility = auth ? await deps.policy.enforce(path, req, auth, deps.lookup) : undefined
       // The child logger is made on first use: most calls log nothing.
       let log: Logger | undefined
+      const who = auth ? { user: auth.userId, project: auth.projectId ?? auth.domainId } : imageRead ? { imageReadFor: imageRead.host, instance: imageRead.instanceUuid } : {}
       return {
         requestId,
         auth,
+        ...(imageRead ? { imageRead } : {}),
         visibility,
         metadata,
         get log() {
-          return (log ??= deps.log.child({ requestId, method: path, ...(auth ? { user: auth.userId, project: auth.projectId ?? auth.domainId } : {}) }))
+          return (log ??= deps.log.child({ requestId, method: path, ...who }))
         },
       }
     },

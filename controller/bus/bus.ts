@@ -12,7 +12,8 @@ import {
   type ConsumerMessages, type JetStreamClient, type JetStreamManager,
 } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
-import { InvalidArgument, Unavailable } from '../../proto/errors.js'
+import { InvalidArgument, Unavailable, toStratoError } from '../../proto/errors.js'
+import { encodeBounded } from '../../proto/bus-payload.js'
 import { errorFromHeaders, errorHeaders } from '../../proto/nats-errors.js'
 import {
   CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECT, DHCP_CHANGED_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, castConsumer, castSubject,
@@ -172,7 +173,7 @@ export class ControllerBus implements AgentTransport {
   async cast(host: string, action: CastAction, id: string = randomUUID(), requestId = ''): Promise<string> {
     if (Object.values(action).filter(Boolean).length !== 1) throw new InvalidArgument('a cast needs exactly one action')
     await this.ensureCastConsumer(host)
-    const msg = Cast.encode(Cast.fromPartial({ id, sentAt: new Date(), ...action, ...(requestId ? { requestId } : {}) })).finish()
+    const msg = encodeBounded(`the ${Object.keys(action).find((k) => action[k as keyof CastAction])} cast ${id} for host '${host}'`, Cast.encode(Cast.fromPartial({ id, sentAt: new Date(), ...action, ...(requestId ? { requestId } : {}) })).finish(), this.nc.info?.max_payload, 256)
     try {
       await this.js.publish(castSubject(host), msg, { msgID: id })
     } catch (err) {
@@ -186,9 +187,10 @@ export class ControllerBus implements AgentTransport {
    * @throws Unavailable when no agent answers (down, or too slow).
    */
   async call(host: string, req: AgentCall, timeoutMs: number): Promise<AgentAnswer> {
+    const data = encodeBounded(`the call to the agent of host '${host}'`, AgentRequest.encode(AgentRequest.fromPartial(req)).finish(), this.nc.info?.max_payload)
     let msg
     try {
-      msg = await this.nc.request(agentRpcSubject(host), AgentRequest.encode(AgentRequest.fromPartial(req)).finish(), { timeout: timeoutMs })
+      msg = await this.nc.request(agentRpcSubject(host), data, { timeout: timeoutMs })
     } catch (err) {
       throw new Unavailable(`the agent of host '${host}' did not answer within ${timeoutMs} ms: ${(err as Error).message}`, { cause: err })
     }
@@ -205,8 +207,10 @@ export class ControllerBus implements AgentTransport {
   }
 
   private async answer(msg: Msg): Promise<void> {
+    let what = 'a conductor reply'
     try {
       const req = ConductorRequest.decode(msg.data)
+      what = `the conductor's ${Object.entries(req).find(([, v]) => v)?.[0] ?? 'empty'} reply`
       let reply: ConductorReply
       if (req.announce) {
         const a = req.announce
@@ -224,6 +228,7 @@ export class ControllerBus implements AgentTransport {
         reply = { announce: { mapped: r.mapped, heartbeatIntervalMs: r.heartbeatIntervalMs, castStream: where.stream, castConsumer: where.consumer, apiAddress: this.apiAddress() } }
         this.log.info({ host: a.host, mapped: r.mapped }, 'host announced')
       } else if (req.buildSpec) {
+        what = `the build spec of server ${req.buildSpec.instanceUuid ?? ''}`
         reply = { buildSpec: await this.conductor.buildSpec(req.buildSpec.instanceUuid ?? '', req.buildSpec.host ?? '') }
       } else if (req.firewall) {
         reply = { firewall: { ports: await this.conductor.firewall(req.firewall.host ?? '') } }
@@ -236,8 +241,11 @@ export class ControllerBus implements AgentTransport {
       } else {
         throw new InvalidArgument('empty conductor request')
       }
-      msg.respond(ConductorReply.encode(reply).finish())
+      msg.respond(encodeBounded(what, ConductorReply.encode(reply).finish(), this.nc.info?.max_payload))
     } catch (err) {
+      // The reply carries what went wrong; an internal error's cause (or an oversized reply) is for the log.
+      const code = toStratoError(err).code
+      if (code === 'INTERNAL' || code === 'RESOURCE_EXHAUSTED') this.log.error({ err, what }, 'conductor request failed')
       msg.respond(new Uint8Array(), { headers: errorHeaders(err) })
     }
   }

@@ -18,8 +18,15 @@ import { loadNetwork, canModify, networksUsableBy, type Actor } from '../network
 import type { HostRegistry } from './hosts.js'
 import type { ServerGroupCatalog } from './server-groups.js'
 import { type CreateServer, type ServerCaller } from './server-model.js'
+import { KEY_LIMITS } from './ssh-keys.js'
 
-/** Nova's limits: 64 KiB of user data, 128 metadata items. */
+/**
+ * Nova's limits: 65535 bytes of user data *once base64 encoded* (nova's
+ * MAX_USERDATA_SIZE, checked on the text as given: "must be no larger than
+ * 65535 bytes once base64 encoded"), 128 metadata items of 255-character keys
+ * and values. With the keypair line limit they keep a build spec far below
+ * the bus's payload limit (1 MB by default).
+ */
 const USER_DATA_MAX = 65535
 const METADATA_MAX = 128
 /** Nova's `max_count` has no limit but the quota; this one keeps a typo from queueing a million claims. */
@@ -86,6 +93,10 @@ export class CreatePlanner {
     const key = req.keyName ? await this.deps.keypairs.get(req.keyName, caller.userId).catch((err) => {
       throw err instanceof NotFound ? new NotFound(`keypair '${req.keyName}' not found for user ${caller.userId}; create or import it with: strato keypair create`, { field: 'key_name', cause: err }) : err
     }) : undefined
+    // Keys imported before the import limits existed would make a build spec the bus cannot carry.
+    if (key && Buffer.byteLength(key.publicKey) > KEY_LIMITS.lineMaxBytes) {
+      throw new InvalidArgument(`keypair '${key.name}' is ${Buffer.byteLength(key.publicKey)} bytes, over the ${KEY_LIMITS.lineMaxBytes}-byte limit of a public key line; import a smaller key`, { field: 'key_name' })
+    }
     const userData = checkUserData(req.userData)
     const metadata = checkMetadata(req.metadata)
     const zone = await this.parseZone(req.availabilityZone, caller)
@@ -215,9 +226,9 @@ function imageViewer(c: ServerCaller): ImageViewer {
 
 function checkUserData(text: string | undefined): string {
   if (!text) return ''
+  // The length first: it bounds the regex's work too (line breaks are allowed anywhere and count).
+  if (text.length > USER_DATA_MAX) throw new InvalidArgument(`user_data is ${text.length} bytes once base64 encoded; the limit is ${USER_DATA_MAX} (about 48 KiB before encoding)`, { field: 'user_data' })
   if (!/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(text)) throw new InvalidArgument('user_data must be base64', { field: 'user_data' })
-  const size = Buffer.from(text, 'base64').length
-  if (size > USER_DATA_MAX) throw new InvalidArgument(`user_data is ${size} bytes decoded; the limit is ${USER_DATA_MAX}`, { field: 'user_data' })
   return text
 }
 

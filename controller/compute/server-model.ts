@@ -103,9 +103,6 @@ export interface ListServers {
   marker?: string
 }
 
-/** Issues a short-lived token of `userId` scoped to `projectId` (the agent downloads the image with it). */
-export type DelegatedTokens = (userId: string, projectId: string) => Promise<string>
-
 /** The logger the server code needs (pino's shape). */
 export interface Log {
   info(o: object, m: string): void

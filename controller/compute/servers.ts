@@ -35,7 +35,7 @@ import { ServerCreator } from './server-create.js'
 import { ServerViews } from './server-views.js'
 import type { CreateServer, ListServers, Log, ServerCaller, ServersConfig, ServerView } from './server-model.js'
 
-export type { BuildSpec, CreateServer, DelegatedTokens, ListServers, ServerAddress, ServerCaller, ServersConfig, ServerView } from './server-model.js'
+export type { BuildSpec, CreateServer, ListServers, ServerAddress, ServerCaller, ServersConfig, ServerView } from './server-model.js'
 export { hostnameOf, instanceName } from './server-model.js'
 
 export interface ServerCatalogDeps {

@@ -14,6 +14,26 @@ export interface ParsedKey {
   bits: number
 }
 
+/**
+ * Size limits of an imported key. Nova's API bounds a public key by nothing
+ * but its database column (MEDIUMTEXT), so these are OpenSSH's: a key that
+ * sshd would not take is refused at import rather than failing every build
+ * that carries it (a multi-megabit key or a megabyte comment makes the build
+ * spec larger than the bus's payload limit, and is useless in a guest).
+ */
+export const KEY_LIMITS = {
+  /** OpenSSH's SSH_RSA_MAXIMUM_MODULUS_SIZE (sshkey.h): ssh-keygen makes and sshd takes no larger RSA key. */
+  rsaMaxBits: 16384,
+  /** OpenSSH's SSH_MAX_PUBKEY_BYTES (ssh.h, 16384 since 7.x; 8192 before): the longest authorized_keys line it reads. */
+  lineMaxBytes: 16384,
+  /**
+   * No standard bounds the comment (ssh-keygen -C takes any string); Strato
+   * keeps it to 1 KiB: it is shown in listings and written into every guest's
+   * authorized_keys, and a real one is `user@host`.
+   */
+  commentMaxBytes: 1024,
+} as const
+
 const TYPES = ['ssh-rsa', 'ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521'] as const
 
 /** Reads SSH wire-format strings (uint32 length + bytes) with bounds checks. */
@@ -43,12 +63,18 @@ function mpintBits(b: Buffer): number {
 
 export function parsePublicKey(input: string, field = 'public_key'): ParsedKey {
   const text = input.trim()
+  const lineBytes = Buffer.byteLength(text)
+  if (lineBytes > KEY_LIMITS.lineMaxBytes) {
+    throw new InvalidArgument(`the public key line is ${lineBytes} bytes; the limit is ${KEY_LIMITS.lineMaxBytes} (OpenSSH's longest authorized_keys line)`, { field })
+  }
   if (text.includes('\n')) throw new InvalidArgument('the public key must be one line (an OpenSSH public key, e.g. the contents of ~/.ssh/id_ed25519.pub)', { field })
   if (/PRIVATE KEY/.test(text)) throw new InvalidArgument('this is a private key; give the public key (the .pub file)', { field })
   const parts = text.split(/\s+/)
   const [type, b64, ...comment] = parts
   if (!type || !b64) throw new InvalidArgument('not an OpenSSH public key: expected "TYPE BASE64 [COMMENT]"', { field })
   if (!(TYPES as readonly string[]).includes(type)) throw new InvalidArgument(`unsupported key type '${type}'; supported: ${TYPES.join(', ')}`, { field })
+  const commentBytes = Buffer.byteLength(comment.join(' '))
+  if (commentBytes > KEY_LIMITS.commentMaxBytes) throw new InvalidArgument(`the public key's comment is ${commentBytes} bytes; the limit is ${KEY_LIMITS.commentMaxBytes}`, { field })
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw new InvalidArgument('the key data is not valid base64', { field })
   const blob = Buffer.from(b64, 'base64')
   let bits: number
@@ -61,6 +87,7 @@ export function parsePublicKey(input: string, field = 'public_key'): ParsedKey {
       bits = mpintBits(r.string())
       if (mpintBits(e) < 2) throw new Error('bad RSA exponent')
       if (bits < 2048) throw new Error(`RSA keys need at least 2048 bits, this one has ${bits}`)
+      if (bits > KEY_LIMITS.rsaMaxBits) throw new Error(`RSA keys may have at most ${KEY_LIMITS.rsaMaxBits} bits (OpenSSH's limit), this one has ${bits}`)
     } else if (type === 'ssh-ed25519') {
       const pk = r.string()
       if (pk.length !== 32) throw new Error(`an ed25519 key is 32 bytes, this one is ${pk.length}`)

@@ -1,18 +1,18 @@
 /**
  * What the conductor reads for agents (Nova's conductor building the request
  * for the compute host): the build spec of a server a host is about to build
- * — its flavor, image, NICs (network/'s), key, user data and a token to fetch
- * the image with — and the servers placed on a host, for the agent's
+ * — its flavor, image, NICs (network/'s), key, user data and an image-read
+ * token to fetch the image with (never the owner's own token) — and the servers placed on a host, for the agent's
  * start-up reconciliation.
  */
 import { isUuid } from '../../proto/ids.js'
-import { FailedPrecondition, NotFound, toStratoError } from '../../proto/errors.js'
+import { FailedPrecondition, NotFound } from '../../proto/errors.js'
 import type { BuildSpec } from '../../proto/build-spec.js'
 import type { Db } from '../store/db.js'
 import type { ImageCatalog } from '../image/catalog.js'
 import { nicsOfDevice } from '../network/device-ports.js'
 import { beginBuild } from '../compute/server-states.js'
-import { hostnameOf, json, now, type DelegatedTokens } from '../compute/server-model.js'
+import { hostnameOf, json, now } from '../compute/server-model.js'
 
 /** What the controller believes about a server of a host. */
 export interface HostInstance {
@@ -27,9 +27,12 @@ export interface HostInstance {
   name: string
 }
 
+/** Issues a token that downloads `imageId` only, for the host building `instanceUuid` (Authenticator.issueImageRead). */
+export type ImageReadTokens = (imageId: string, host: string, instanceUuid: string) => string
+
 export interface BuildSpecDeps {
   images: ImageCatalog
-  tokens: DelegatedTokens
+  imageReadToken: ImageReadTokens
 }
 
 /** The conductor reads images as a service, whoever owns them. */
@@ -50,9 +53,6 @@ export async function buildSpec(db: Db, deps: BuildSpecDeps, uuid: string, host:
   const image = await deps.images.get({ id: row.image_id }, CONDUCTOR).catch((err) => {
     throw err instanceof NotFound ? new FailedPrecondition(`image ${row.image_id} of server ${uuid} was deleted before the server was built`, { cause: err }) : err
   })
-  const token = await deps.tokens(row.user_id, row.project_id).catch((err) => {
-    throw new FailedPrecondition(`cannot act for the server's owner to download its image: ${toStratoError(err).message}`, { cause: err })
-  })
   return {
     instanceUuid: uuid,
     name: row.instance_name,
@@ -63,7 +63,8 @@ export async function buildSpec(db: Db, deps: BuildSpecDeps, uuid: string, host:
     projectId: row.project_id,
     imageId: row.image_id,
     imageChecksum: image.checksum,
-    imageToken: token,
+    imageDiskFormat: image.diskFormat,
+    imageReadToken: deps.imageReadToken(row.image_id, host, uuid),
     nics,
     keyName: row.key_name,
     publicKey: row.key_data,

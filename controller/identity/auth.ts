@@ -9,7 +9,7 @@ import type { Db } from '../store/db.js'
 import type { Logger } from '../log.js'
 import { DEFAULT_DOMAIN_ID, type IdentityCatalog } from './catalog.js'
 import type { KeyRepository } from './keys.js'
-import { contextFromClaims, type AuthContext, type NamedRef, type TokenClaims } from './model.js'
+import { contextFromClaims, type AuthContext, type ImageReadClaims, type NamedRef, type TokenClaims } from './model.js'
 import { verifyPassword } from './passwords.js'
 import { RevocationList, type RevocationEvent } from './revocation.js'
 import { TokenProvider, newAuditId } from './tokens.js'
@@ -32,7 +32,7 @@ export class Authenticator {
     private readonly db: Db,
     private readonly catalog: IdentityCatalog,
     private readonly keys: KeyRepository,
-    private readonly opts: { expirationSeconds: number; cacheSize: number },
+    private readonly opts: { expirationSeconds: number; cacheSize: number; imageReadSeconds: number },
     private readonly log: Logger,
   ) {
     this.tokens = new TokenProvider(keys, this.revocations, opts.cacheSize)
@@ -151,30 +151,24 @@ export class Authenticator {
   }
 
   /**
-   * A token of `userId` scoped to `projectId`, issued without a password for
-   * work done on the user's behalf (an agent downloading the image of the
-   * user's server: Nova acts with the user's context the same way). The user
-   * must still be enabled and hold a role on the project. Short-lived.
+   * A token that downloads `imageId` and nothing else, for the host building
+   * `instanceUuid` (the conductor puts it in the build spec). It replaces the
+   * owner's own token there: whoever sees a build spec (it crosses the bus)
+   * can at most read that image for a few minutes. The owner could read the
+   * image when the server was created, which is why any visibility is fine.
    */
-  async issueFor(userId: string, projectId: string, expiresInSeconds = 600): Promise<string> {
-    const row = await this.catalog.userRow({ id: userId }).catch(rethrowAs(`user ${userId} not found`))
-    if (!row.enabled) throw new Unauthenticated(`user ${userId} is disabled`)
-    const domain = await this.catalog.getDomain({ id: row.domain_id })
-    if (!domain.enabled) throw new Unauthenticated(`the domain of user ${userId} is disabled`)
+  issueImageRead(imageId: string, host: string, instanceUuid: string): string {
     const now = Date.now()
-    const auditId = newAuditId()
-    const claims: TokenClaims = {
-      user: { id: row.id, name: row.name, domain: { id: domain.id, name: domain.name } },
-      roles: [],
-      methods: ['delegation'],
-      issuedAt: now,
-      expiresAt: now + Math.min(expiresInSeconds, this.opts.expirationSeconds) * 1000,
-      auditId,
-      auditChainId: auditId,
-      isAdminProject: false,
-    }
-    await this.scopeToProject(claims, await this.findProject({ id: projectId }))
-    return this.tokens.issue(claims)
+    return this.tokens.issueImageRead({ imageId, host, instanceUuid, issuedAt: now, expiresAt: now + this.opts.imageReadSeconds * 1000, auditId: newAuditId() })
+  }
+
+  /**
+   * The grant of an image-read token; undefined when `token` is not one (it is
+   * then authenticated as a user's token, which refuses image-read tokens).
+   * @throws Unauthenticated when it is one but forged, malformed or expired.
+   */
+  authenticateImageRead(token: string): ImageReadClaims | undefined {
+    return this.tokens.isImageRead(token) ? this.tokens.validateImageRead(token) : undefined
   }
 
   rotateKeys(): { primaryKeyId: string; activeKeyIds: string[] } {

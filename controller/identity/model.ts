@@ -28,6 +28,22 @@ export interface TokenClaims {
   isAdminProject: boolean
 }
 
+/**
+ * What an image-read token asserts: the bearer (the host building
+ * `instanceUuid`) may download `imageId`, and nothing else. No user, project
+ * or role: it is refused by every RPC but Images/DownloadImage of that image.
+ */
+export interface ImageReadClaims {
+  imageId: string
+  /** The host the server is placed on (for the logs: gRPC callers are not identified by host). */
+  host: string
+  instanceUuid: string
+  /** Epoch milliseconds. */
+  issuedAt: number
+  expiresAt: number
+  auditId: string
+}
+
 /** The authenticated caller, as handlers and policy see it. */
 export interface AuthContext {
   token: string

@@ -44,6 +44,11 @@ export interface PolicyEntry {
   target?: (req: any, ctx: AuthContext, lookup: TargetLookup) => Promise<Target> | Target
   /** A listing: the handler receives the caller's Visibility. */
   list?: true
+  /**
+   * Also takes an image-read token (identity/tokens.ts); the handler then gets
+   * its grant instead of a caller and must hold the request to that one image.
+   */
+  imageRead?: true
 }
 
 const ruleChecks: Record<Exclude<Rule, 'public'>, (c: AuthContext, t: Target) => boolean> = {

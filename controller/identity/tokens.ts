@@ -4,14 +4,25 @@
  * checked against the key repository, then expiry and the in-memory
  * revocation list. Verified tokens are cached (bounded), so repeated calls
  * skip the signature check but never the expiry and revocation checks.
+ *
+ * Two kinds of token share the signing keys and are told apart by the JWS
+ * header's `typ` (RFC 8725 §3.11: distinct types so one kind is never taken
+ * for another): user tokens (`JWT`) and image-read tokens
+ * (`strato-image-read+jwt`), which name one image and one host and carry no
+ * user, project or role. `validate` refuses an image-read token and
+ * `validateImageRead` a user token, whatever their signatures.
  */
 import { randomBytes, sign, verify } from 'node:crypto'
 import { Unauthenticated } from '../../proto/errors.js'
 import type { KeyRepository } from './keys.js'
-import type { TokenClaims } from './model.js'
+import type { ImageReadClaims, TokenClaims } from './model.js'
 import type { RevocationList } from './revocation.js'
 
 const HEADER_ALG = 'EdDSA'
+const USER_TYP = 'JWT'
+/** The `typ` of image-read tokens (and the `aud` they are for). */
+export const IMAGE_READ_TYP = 'strato-image-read+jwt'
+export const IMAGE_READ_AUDIENCE = 'strato.image.v1.Images/DownloadImage'
 
 /** Wire form of the claims: short names keep tokens small. */
 interface Payload {
@@ -27,6 +38,18 @@ interface Payload {
   jti: string
   ach: string
   adm?: 1
+}
+
+/** Wire form of an image-read token's claims. */
+interface ImageReadPayload {
+  knd: 'image-read'
+  aud: string
+  img: string
+  hst: string
+  srv: string
+  iat: number
+  exp: number
+  jti: string
 }
 
 function b64(obj: unknown): string {
@@ -63,7 +86,53 @@ export class TokenProvider {
     if (claims.project) payload.p = [claims.project.id, claims.project.name, claims.project.domain.id, claims.project.domain.name]
     if (claims.domain) payload.d = [claims.domain.id, claims.domain.name]
     if (claims.isAdminProject) payload.adm = 1
-    const signingInput = `${b64({ alg: HEADER_ALG, kid: key.kid, typ: 'JWT' })}.${b64(payload)}`
+    return this.sign(USER_TYP, payload)
+  }
+
+  /** A token that downloads one image and does nothing else (see the module comment). */
+  issueImageRead(claims: ImageReadClaims): string {
+    const payload: ImageReadPayload = {
+      knd: 'image-read',
+      aud: IMAGE_READ_AUDIENCE,
+      img: claims.imageId,
+      hst: claims.host,
+      srv: claims.instanceUuid,
+      iat: claims.issuedAt,
+      exp: claims.expiresAt,
+      jti: claims.auditId,
+    }
+    return this.sign(IMAGE_READ_TYP, payload)
+  }
+
+  /**
+   * Whether the token says it is an image-read token (its header, unverified:
+   * this only picks which validation to run, and each refuses the other kind).
+   */
+  isImageRead(token: string): boolean {
+    const h = token.length <= 8192 ? token.split('.')[0] : undefined
+    if (!h) return false
+    try {
+      return JSON.parse(Buffer.from(h, 'base64url').toString('utf8'))?.typ === IMAGE_READ_TYP
+    } catch {
+      return false
+    }
+  }
+
+  /** Returns an image-read token's claims, or throws Unauthenticated saying why it is not a valid one. */
+  validateImageRead(token: string): ImageReadClaims {
+    const { header, payload } = this.verifyJws(token)
+    const p = payload as Partial<ImageReadPayload>
+    if (header.typ !== IMAGE_READ_TYP || p.knd !== 'image-read') throw new Unauthenticated('the token is not an image-read token')
+    if (p.aud !== IMAGE_READ_AUDIENCE || typeof p.img !== 'string' || typeof p.hst !== 'string' || typeof p.exp !== 'number' || typeof p.iat !== 'number') {
+      throw new Unauthenticated('the image-read token is malformed (missing or wrong claims)')
+    }
+    if (p.exp <= this.now()) throw new Unauthenticated(`the image-read token for image ${p.img} has expired; the host asks the conductor for a new build spec`)
+    return { imageId: p.img, host: p.hst, instanceUuid: String(p.srv ?? ''), issuedAt: p.iat, expiresAt: p.exp, auditId: String(p.jti ?? '') }
+  }
+
+  private sign(typ: string, payload: object): string {
+    const key = this.keys.primary()
+    const signingInput = `${b64({ alg: HEADER_ALG, kid: key.kid, typ })}.${b64(payload)}`
     const signature = sign(null, Buffer.from(signingInput), key.privateKey).toString('base64url')
     return `${signingInput}.${signature}`
   }
@@ -85,23 +154,12 @@ export class TokenProvider {
   }
 
   private verifySignature(token: string): TokenClaims {
-    const parts = token.split('.')
-    if (parts.length !== 3 || token.length > 8192) throw new Unauthenticated('the token is malformed (not a compact JWS)')
-    const [h, p, s] = parts as [string, string, string]
-    let header: { alg?: string; kid?: string }
-    let payload: Payload
-    try {
-      header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'))
-      payload = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'))
-    } catch {
-      throw new Unauthenticated('the token is malformed (undecodable header or payload)')
+    const { header, payload: raw } = this.verifyJws(token)
+    if (header.typ === IMAGE_READ_TYP || (raw as { knd?: unknown }).knd !== undefined) {
+      const r = raw as Partial<ImageReadPayload>
+      throw new Unauthenticated(`the token is an image-read token (image ${String(r.img)}, host ${String(r.hst)}): it is accepted only by ${IMAGE_READ_AUDIENCE} of that image, never as a user's token`)
     }
-    if (header.alg !== HEADER_ALG) throw new Unauthenticated(`the token uses algorithm '${String(header.alg)}'; only ${HEADER_ALG} is accepted`)
-    const key = typeof header.kid === 'string' ? this.keys.byKid(header.kid) : undefined
-    if (!key) throw new Unauthenticated('the token was signed with an unknown or retired key')
-    if (!verify(null, Buffer.from(`${h}.${p}`), key.publicKey, Buffer.from(s, 'base64url'))) {
-      throw new Unauthenticated('the token signature is invalid')
-    }
+    const payload = raw as unknown as Payload
     if (typeof payload.sub !== 'string' || typeof payload.exp !== 'number' || typeof payload.iat !== 'number' || !Array.isArray(payload.r)) {
       throw new Unauthenticated('the token is malformed (missing claims)')
     }
@@ -118,5 +176,29 @@ export class TokenProvider {
     if (payload.p) claims.project = { id: payload.p[0], name: payload.p[1], domain: { id: payload.p[2], name: payload.p[3] } }
     if (payload.d) claims.domain = { id: payload.d[0], name: payload.d[1] }
     return claims
+  }
+
+  /** Checks the compact JWS's form, algorithm, key and signature; the claims are the caller's to check. */
+  private verifyJws(token: string): { header: { alg?: string; kid?: string; typ?: string }; payload: Record<string, unknown> } {
+    const parts = token.split('.')
+    if (parts.length !== 3 || token.length > 8192) throw new Unauthenticated('the token is malformed (not a compact JWS)')
+    const [h, p, s] = parts as [string, string, string]
+    let header: { alg?: string; kid?: string; typ?: string }
+    let payload: unknown
+    try {
+      header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'))
+      payload = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'))
+    } catch {
+      throw new Unauthenticated('the token is malformed (undecodable header or payload)')
+    }
+    if (!header || typeof header !== 'object') throw new Unauthenticated('the token is malformed (its header is not an object)')
+    if (header.alg !== HEADER_ALG) throw new Unauthenticated(`the token uses algorithm '${String(header.alg)}'; only ${HEADER_ALG} is accepted`)
+    const key = typeof header.kid === 'string' ? this.keys.byKid(header.kid) : undefined
+    if (!key) throw new Unauthenticated('the token was signed with an unknown or retired key')
+    if (!verify(null, Buffer.from(`${h}.${p}`), key.publicKey, Buffer.from(s, 'base64url'))) {
+      throw new Unauthenticated('the token signature is invalid')
+    }
+    if (!payload || typeof payload !== 'object') throw new Unauthenticated('the token is malformed (its payload is not an object)')
+    return { header, payload: payload as Record<string, unknown> }
   }
 }

@@ -56,6 +56,17 @@ export interface ImageViewer {
   isAdmin: boolean
   /** Has the member role on its project (readers may only read). */
   canWrite: boolean
+  /**
+   * An image-read grant: this one image may be read whatever its visibility
+   * (its server's owner could read it when the server was created), and no
+   * other image at all.
+   */
+  onlyImage?: string
+}
+
+/** The viewer of an image-read token's bearer. */
+export function imageReader(imageId: string): ImageViewer {
+  return { projectId: undefined, domainId: '', isAdmin: false, canWrite: false, onlyImage: imageId }
 }
 
 /** Reads a file's real format and safety (the native engine's inspector). */
@@ -160,6 +171,7 @@ export class ImageCatalog {
     filter: { name?: string; status?: string; visibility?: string; owner?: string; tags?: string[]; limit?: number; marker?: string; memberStatus?: string },
     viewer: ImageViewer,
   ): Promise<{ images: Image[]; nextMarker: string }> {
+    if (viewer.onlyImage !== undefined) throw new PermissionDenied(`an image-read token (image ${viewer.onlyImage}) cannot list images`)
     const limit = filter.limit || 25
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new InvalidArgument(`limit must be 1-1000, got ${limit}`, { field: 'limit' })
     if (filter.visibility) oneOf('visibility', filter.visibility, [...VISIBILITIES, 'all'])
@@ -353,6 +365,12 @@ export class ImageCatalog {
   }
 
   private async visibleRow(ref: { id?: string; name?: string }, viewer: ImageViewer): Promise<ImageTable> {
+    if (viewer.onlyImage !== undefined) {
+      if (ref.id !== viewer.onlyImage) throw new PermissionDenied(`the image-read token reads image ${viewer.onlyImage} only, not ${ref.id || `'${ref.name ?? ''}'`}`)
+      const row = await this.db.selectFrom('images').selectAll().where('id', '=', ref.id).executeTakeFirst()
+      if (!row) throw new NotFound(`image ${ref.id} not found (deleted since the build spec was made?)`)
+      return row
+    }
     let rows: ImageTable[]
     if (ref.id) rows = await this.db.selectFrom('images').selectAll().where('id', '=', ref.id).execute()
     else if (ref.name) rows = await this.db.selectFrom('images').selectAll().where('name', '=', ref.name).orderBy('created_at', 'desc').execute()

@@ -14,7 +14,8 @@ export const imagePolicy: Record<string, PolicyEntry> = {
   [`${I}/UpdateImage`]: { allow: ['authenticated'] },
   [`${I}/DeleteImage`]: { allow: ['authenticated'] },
   [`${I}/UploadImage`]: { allow: ['authenticated'] },
-  [`${I}/DownloadImage`]: { allow: ['authenticated'] },
+  // Hosts download the image of a build with the build spec's image-read token.
+  [`${I}/DownloadImage`]: { allow: ['authenticated'], imageRead: true },
   [`${I}/DeactivateImage`]: { allow: ['cloud_admin'] },
   [`${I}/ReactivateImage`]: { allow: ['cloud_admin'] },
   [`${I}/AddImageMember`]: { allow: ['authenticated'] },

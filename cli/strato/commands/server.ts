@@ -165,7 +165,7 @@ export const serverCommands: Command[] = [
       opt('--availability-zone', 'availability_zone', '<zone-name>', "Select an availability zone for the server; cloud admins may pick the host with '<zone-name>:<host-name>'"),
       opt('--host', 'host', '<host>', 'Requested host to create servers (admin only)'),
       opt('--config-drive', 'config_drive', '<config-drive>|True', "Give the server a config drive ('True', the default) or none ('False': its guest reads the metadata service at 169.254.169.254)"),
-      opt('--user-data', 'user_data', '<user-data>', 'User data file for the server (sent base64-encoded, at most 65535 bytes; on the config drive as openstack/latest/user_data)'),
+      opt('--user-data', 'user_data', '<user-data>', 'User data file for the server (sent base64-encoded, at most 65535 bytes once encoded (about 48 KiB of file); on the config drive as openstack/latest/user_data)'),
       listOpt('--property', 'property', '<key=value>', 'Set a property on this server (repeat option to set multiple values)'),
       opt('--description', 'description', '<description>', 'Set description for the server'),
       listOpt('--hint', 'hint', '<key=value>', 'Hints for the scheduler: group=<server group> (name or ID) is the one Strato knows'),

@@ -32,7 +32,7 @@ const checksum = createHash('md5').update(imageBytes).digest('hex')
 
 const spec = (over: Partial<BuildSpec> = {}): BuildSpec => ({
   instanceUuid: uuid, name: `instance-${uuid}`, displayName: 'web', vcpus: 1, memoryMb: 64, diskGb: 0, projectId: 'p1',
-  imageId, imageChecksum: checksum, imageToken: 'tok', keyName: '', publicKey: '', userData: '', metadata: {},
+  imageId, imageChecksum: checksum, imageReadToken: 'tok', imageDiskFormat: 'qcow2', keyName: '', publicKey: '', userData: '', metadata: {},
   availabilityZone: 'nova', hostname: 'web', configDrive: true,
   nics: [{
     portId: '0123456789abcdef', macAddress: 'fa:16:3e:00:00:01', networkId: 'net-1', networkType: 'flat', physicalNetwork: 'provider', segmentationId: 0,

@@ -13,7 +13,7 @@ const imageId = '0b5e7c1a-3d2f-4e6a-8b9c-1d2e3f4a5b6c'
 /** A full spec, as the controller builds it. */
 const spec = (): BuildSpec => ({
   instanceUuid: uuid, name: `instance-${uuid}`, displayName: 'web', vcpus: 2, memoryMb: 512, diskGb: 1, projectId: 'p1',
-  imageId, imageChecksum: 'abc', imageToken: 'tok', keyName: 'mykey', publicKey: 'ssh-ed25519 AAAA', userData: 'aGk=',
+  imageId, imageChecksum: 'abc', imageReadToken: 'tok', imageDiskFormat: 'qcow2', keyName: 'mykey', publicKey: 'ssh-ed25519 AAAA', userData: 'aGk=',
   metadata: { role: 'web' }, availabilityZone: 'nova', hostname: 'web', configDrive: true,
   nics: [{
     portId: 'port-1', macAddress: 'fa:16:3e:00:00:01', networkId: 'net-1', networkType: 'flat', physicalNetwork: 'provider', segmentationId: 0,
@@ -27,7 +27,7 @@ const overTheWire = (s: Partial<BuildSpec> | Record<string, unknown>) => Conduct
 
 t.test('a build spec survives the wire field by field', async (t) => {
   t.same(buildSpecFromWire(overTheWire(spec()), uuid), spec())
-  const minimal = { ...spec(), displayName: '', imageChecksum: '', imageToken: '', keyName: '', publicKey: '', userData: '', metadata: {}, availabilityZone: '', hostname: '', configDrive: false, diskGb: 0, nics: [] }
+  const minimal = { ...spec(), displayName: '', imageChecksum: '', imageReadToken: '', imageDiskFormat: '', keyName: '', publicKey: '', userData: '', metadata: {}, availabilityZone: '', hostname: '', configDrive: false, diskGb: 0, nics: [] }
   t.same(buildSpecFromWire(overTheWire(minimal), uuid), minimal, "proto3 defaults ('' / 0 / false / none) read back as such")
 })
 

@@ -143,8 +143,13 @@ export interface BuildSpec {
   imageChecksum?:
     | string
     | undefined;
-  /** A short-lived token of the server's owner, scoped to its project, to download the image with. */
-  imageToken?: string | undefined;
+  /**
+   * A short-lived token that downloads this image only (Images/DownloadImage), issued
+   * for the host the server is placed on; it has no user, project or roles.
+   * Field 9 carried the owner's own token before issue 15: same number, new meaning
+   * (an old agent's token still reaches DownloadImage and works there).
+   */
+  imageReadToken?: string | undefined;
   nics?: BuildNic[] | undefined;
   displayName?: string | undefined;
   keyName?: string | undefined;
@@ -162,7 +167,14 @@ export interface BuildSpec {
     | string
     | undefined;
   /** Give the guest a config drive. */
-  configDrive?: boolean | undefined;
+  configDrive?:
+    | boolean
+    | undefined;
+  /**
+   * The image's disk_format, so that the host needs no GetImage (which the
+   * image-read token cannot call) to know what it downloads.
+   */
+  imageDiskFormat?: string | undefined;
 }
 
 export interface BuildSpec_MetadataEntry {
@@ -1540,7 +1552,7 @@ function createBaseBuildSpec(): BuildSpec {
     projectId: "",
     imageId: "",
     imageChecksum: "",
-    imageToken: "",
+    imageReadToken: "",
     nics: [],
     displayName: "",
     keyName: "",
@@ -1550,6 +1562,7 @@ function createBaseBuildSpec(): BuildSpec {
     availabilityZone: "",
     hostname: "",
     configDrive: false,
+    imageDiskFormat: "",
   };
 }
 
@@ -1579,8 +1592,8 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     if (message.imageChecksum !== undefined && message.imageChecksum !== "") {
       writer.uint32(66).string(message.imageChecksum);
     }
-    if (message.imageToken !== undefined && message.imageToken !== "") {
-      writer.uint32(74).string(message.imageToken);
+    if (message.imageReadToken !== undefined && message.imageReadToken !== "") {
+      writer.uint32(74).string(message.imageReadToken);
     }
     if (message.nics !== undefined && message.nics.length !== 0) {
       for (const v of message.nics) {
@@ -1610,6 +1623,9 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     }
     if (message.configDrive !== undefined && message.configDrive !== false) {
       writer.uint32(144).bool(message.configDrive);
+    }
+    if (message.imageDiskFormat !== undefined && message.imageDiskFormat !== "") {
+      writer.uint32(154).string(message.imageDiskFormat);
     }
     return writer;
   },
@@ -1696,7 +1712,7 @@ export const BuildSpec: MessageFns<BuildSpec> = {
               break;
             }
 
-            message.imageToken = reader.string();
+            message.imageReadToken = reader.string();
             continue;
           }
           case 10: {
@@ -1777,6 +1793,14 @@ export const BuildSpec: MessageFns<BuildSpec> = {
             message.configDrive = reader.bool();
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.imageDiskFormat = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1823,10 +1847,10 @@ export const BuildSpec: MessageFns<BuildSpec> = {
         : isSet(object.image_checksum)
         ? globalThis.String(object.image_checksum)
         : "",
-      imageToken: isSet(object.imageToken)
-        ? globalThis.String(object.imageToken)
-        : isSet(object.image_token)
-        ? globalThis.String(object.image_token)
+      imageReadToken: isSet(object.imageReadToken)
+        ? globalThis.String(object.imageReadToken)
+        : isSet(object.image_read_token)
+        ? globalThis.String(object.image_read_token)
         : "",
       nics: globalThis.Array.isArray(object?.nics)
         ? object.nics.map((e: any) => BuildNic.fromJSON(e))
@@ -1876,6 +1900,11 @@ export const BuildSpec: MessageFns<BuildSpec> = {
         : isSet(object.config_drive)
         ? globalThis.Boolean(object.config_drive)
         : false,
+      imageDiskFormat: isSet(object.imageDiskFormat)
+        ? globalThis.String(object.imageDiskFormat)
+        : isSet(object.image_disk_format)
+        ? globalThis.String(object.image_disk_format)
+        : "",
     };
   },
 
@@ -1905,8 +1934,8 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     if (message.imageChecksum !== undefined && message.imageChecksum !== "") {
       obj.imageChecksum = message.imageChecksum;
     }
-    if (message.imageToken !== undefined && message.imageToken !== "") {
-      obj.imageToken = message.imageToken;
+    if (message.imageReadToken !== undefined && message.imageReadToken !== "") {
+      obj.imageReadToken = message.imageReadToken;
     }
     if (message.nics?.length) {
       obj.nics = message.nics.map((e) => BuildNic.toJSON(e));
@@ -1941,6 +1970,9 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     if (message.configDrive !== undefined && message.configDrive !== false) {
       obj.configDrive = message.configDrive;
     }
+    if (message.imageDiskFormat !== undefined && message.imageDiskFormat !== "") {
+      obj.imageDiskFormat = message.imageDiskFormat;
+    }
     return obj;
   },
 
@@ -1957,7 +1989,7 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     message.projectId = object.projectId ?? "";
     message.imageId = object.imageId ?? "";
     message.imageChecksum = object.imageChecksum ?? "";
-    message.imageToken = object.imageToken ?? "";
+    message.imageReadToken = object.imageReadToken ?? "";
     message.nics = object.nics?.map((e) => BuildNic.fromPartial(e)) || [];
     message.displayName = object.displayName ?? "";
     message.keyName = object.keyName ?? "";
@@ -1975,6 +2007,7 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     message.availabilityZone = object.availabilityZone ?? "";
     message.hostname = object.hostname ?? "";
     message.configDrive = object.configDrive ?? false;
+    message.imageDiskFormat = object.imageDiskFormat ?? "";
     return message;
   },
 };
