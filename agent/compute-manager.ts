@@ -15,7 +15,7 @@
  * server (disk, console log). Guests without such a directory belong to
  * somebody else (another agent on a shared hypervisor) and are never touched.
  */
-import { mkdir, readdir, rm, chmod } from 'node:fs/promises'
+import { readdir, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { AlreadyExists, FailedPrecondition, NotFound } from '../proto/errors.js'
 import { withReverter, type UndoLog } from '../proto/revert.js'
@@ -25,6 +25,7 @@ import type { GuestInfo, GuestSpec, NicSpec, VirtDriver } from './virt/driver.js
 import { isUuid } from '../proto/ids.js'
 import { PowerState } from '../proto/power-state.js'
 import { ImageCache, type ImageSource } from './disk/image-cache.js'
+import { GuestDirs } from './disk/guest-dirs.js'
 import { configDriveFiles, writeConfigDrive } from './disk/config-drive.js'
 import type { BuildSpec } from '../proto/build-spec.js'
 import { createRootDisk } from './disk/root-disk.js'
@@ -54,6 +55,8 @@ export interface Conductor {
 export interface ComputeManagerOptions {
   host: string
   instancesDir: string
+  /** How the directories of guests' files are made (QEMU's group, or private). @default private (no QEMU) */
+  dirs?: GuestDirs
   /** Physical network → bridge of this host (flat networks); vlan and local networks get `brq<network id>`. */
   bridgeMappings: Record<string, string>
   /** Create missing bridges (off for the fake driver, which plugs nothing). */
@@ -99,6 +102,7 @@ class KeyedQueue {
 
 export class ComputeManager {
   readonly cache: ImageCache
+  readonly dirs: GuestDirs
   private readonly locks = new KeyedQueue()
   /** The token of the build waiting for each image (any will do: they all may read it). */
   private readonly imageTokens = new Map<string, string>()
@@ -108,9 +112,10 @@ export class ComputeManager {
     private readonly conductor: Conductor,
     private readonly o: ComputeManagerOptions,
   ) {
+    this.dirs = o.dirs ?? new GuestDirs(undefined)
     this.cache = new ImageCache(path.join(o.instancesDir, '_base'), {
       download: (imageId) => o.images(this.imageTokens.get(imageId) ?? '').download(imageId),
-    })
+    }, this.dirs)
   }
 
   private dir(uuid: string): string {
@@ -131,8 +136,7 @@ export class ComputeManager {
         // A failed build leaves no guest behind, whoever defined it (see the retry below).
         revert.add(`destroy guest ${uuid}`, () => this.driver.destroy(uuid))
         await rm(dir, { recursive: true, force: true })
-        await mkdir(dir, { recursive: true, mode: 0o755 })
-        await chmod(dir, 0o755) // QEMU runs as its own user and must reach the disk and the log
+        this.dirs.ensure(dir)
         revert.add(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }))
         if (spec.imageToken) this.imageTokens.set(spec.imageId, spec.imageToken)
         const base = await this.cache.ensure(spec.imageId).finally(() => this.imageTokens.delete(spec.imageId))
