@@ -18,7 +18,7 @@
  * ACLs: no `acl` package, and a mode that `ls -l` shows is easier to audit.
  */
 import { execFileSync } from 'node:child_process'
-import { chmodSync, chownSync, mkdirSync, statSync } from 'node:fs'
+import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { FailedPrecondition } from '../../proto/errors.js'
 
@@ -75,6 +75,7 @@ export class GuestDirs {
     let dir = top
     this.ensure(dir)
     for (const part of path.relative(top, instancesDir).split(path.sep).filter(Boolean)) this.ensure((dir = path.join(dir, part)))
+    this.tighten(instancesDir)
     if (this.qemuGid === undefined) return
     for (let up = path.dirname(top); ; up = path.dirname(up)) {
       if (!qemuCanSearch(up, this.qemuGid)) {
@@ -82,6 +83,23 @@ export class GuestDirs {
         throw new FailedPrecondition(`QEMU (group ${this.qemuGid}) cannot reach ${instancesDir}: ${up} has mode ${mode}; run 'chgrp ${this.qemuGid} ${up} && chmod g+x ${up}' (or o+x), or set STRATO_AGENT_INSTANCES_DIR (or STRATO_AGENT_STATE_DIR) to a path QEMU can traverse`)
       }
       if (up === path.dirname(up)) return
+    }
+  }
+
+  /**
+   * What an older agent left open under the instances dir (0755 directories,
+   * 0644 disks and config drives): its directories made as `ensure` makes
+   * them, its files 0600 (their owner stays: libvirt's while a guest runs).
+   */
+  private tighten(instancesDir: string): void {
+    for (const name of readdirSync(instancesDir)) {
+      const dir = path.join(instancesDir, name)
+      if (!lstatSync(dir).isDirectory()) continue
+      this.ensure(dir)
+      for (const file of readdirSync(dir)) {
+        const st = lstatSync(path.join(dir, file))
+        if (st.isFile() && (st.mode & 0o077) !== 0) chmodSync(path.join(dir, file), PRIVATE_FILE_MODE)
+      }
     }
   }
 }

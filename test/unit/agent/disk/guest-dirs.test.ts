@@ -1,7 +1,7 @@
 // The directories on the way to guests' files: 0710 root:<QEMU's group> with the libvirt
 // driver (search only, for QEMU), 0700 without QEMU; old 0755 trees are fixed; a directory
 // above the state dir QEMU cannot pass is refused at start, by name.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
@@ -22,9 +22,17 @@ t.test('without QEMU: the state dir and the instances dir under it are 0700, old
   const state = path.join(tmp, 'agent')
   mkdirSync(state, { mode: 0o755 })
   chmodSync(state, 0o755)
+  // What an older agent left: a 0755 instance dir with a 0644 disk.
+  const old = path.join(state, 'instances', 'a2b3c4d5-0000-4000-8000-000000000001')
+  mkdirSync(old, { recursive: true, mode: 0o755 })
+  chmodSync(old, 0o755)
+  writeFileSync(path.join(old, 'disk'), 'data', { mode: 0o644 })
+  chmodSync(path.join(old, 'disk'), 0o644)
   new GuestDirs(undefined).ensureTree(state, path.join(state, 'instances'))
   t.equal(modeOf(state), 0o700)
   t.equal(modeOf(path.join(state, 'instances')), 0o700)
+  t.equal(modeOf(old), 0o700, "an older agent's instance dir is made private")
+  t.equal(modeOf(path.join(old, 'disk')), 0o600, '… and its disk')
 })
 
 t.test('with QEMU: 0710 and its group on every level, nothing for others', { skip: !root && 'chown needs root' }, async (t) => {
