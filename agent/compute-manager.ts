@@ -15,7 +15,7 @@
  * server (disk, console log). Guests without such a directory belong to
  * somebody else (another agent on a shared hypervisor) and are never touched.
  */
-import { mkdir, readdir, rm, chmod } from 'node:fs/promises'
+import { readdir, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { AlreadyExists, FailedPrecondition, NotFound } from '../proto/errors.js'
 import { withReverter, type UndoLog } from '../proto/revert.js'
@@ -25,6 +25,7 @@ import type { GuestInfo, GuestSpec, NicSpec, VirtDriver } from './virt/driver.js
 import { isUuid } from '../proto/ids.js'
 import { PowerState } from '../proto/power-state.js'
 import { ImageCache, type ImageSource, type KnownImage } from './disk/image-cache.js'
+import { GuestDirs } from './disk/guest-dirs.js'
 import { configDriveFiles, writeConfigDrive } from './disk/config-drive.js'
 import type { BuildSpec } from '../proto/build-spec.js'
 import { createRootDisk } from './disk/root-disk.js'
@@ -54,6 +55,8 @@ export interface Conductor {
 export interface ComputeManagerOptions {
   host: string
   instancesDir: string
+  /** How the directories of guests' files are made (QEMU's group, or private). @default private (no QEMU) */
+  dirs?: GuestDirs
   /** Physical network → bridge of this host (flat networks); vlan and local networks get `brq<network id>`. */
   bridgeMappings: Record<string, string>
   /** Create missing bridges (off for the fake driver, which plugs nothing). */
@@ -102,6 +105,7 @@ class KeyedQueue {
 
 export class ComputeManager {
   readonly cache: ImageCache
+  readonly dirs: GuestDirs
   private readonly locks = new KeyedQueue()
   /** The image-read token of the build waiting for each image (any will do: they all read that image). */
   private readonly imageTokens = new Map<string, { token: string; known?: KnownImage }>()
@@ -111,12 +115,13 @@ export class ComputeManager {
     private readonly conductor: Conductor,
     private readonly o: ComputeManagerOptions,
   ) {
+    this.dirs = o.dirs ?? new GuestDirs(undefined)
     this.cache = new ImageCache(path.join(o.instancesDir, '_base'), {
       download: (imageId) => {
         const grant = this.imageTokens.get(imageId)
         return o.images(grant?.token ?? '', grant?.known).download(imageId)
       },
-    })
+    }, this.dirs)
   }
 
   private dir(uuid: string): string {
@@ -137,8 +142,7 @@ export class ComputeManager {
         // A failed build leaves no guest behind, whoever defined it (see the retry below).
         revert.add(`destroy guest ${uuid}`, () => this.driver.destroy(uuid))
         await rm(dir, { recursive: true, force: true })
-        await mkdir(dir, { recursive: true, mode: 0o755 })
-        await chmod(dir, 0o755) // QEMU runs as its own user and must reach the disk and the log
+        this.dirs.ensure(dir)
         revert.add(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }))
         if (spec.imageReadToken) {
           const known = spec.imageDiskFormat ? { checksum: spec.imageChecksum, diskFormat: spec.imageDiskFormat, status: 'active' } : undefined

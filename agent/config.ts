@@ -25,6 +25,12 @@ export interface AgentConfig {
   availabilityZone: string
   /** Disk inventory in GiB; null: the size of the instances dir's file system. @default null */
   diskGb: number | null
+  /**
+   * The group QEMU runs as (qemu.conf `group`): the directories on the way to
+   * the guests' disks are root:<this group>, mode 0710 (disk/guest-dirs.ts).
+   * `STRATO_AGENT_QEMU_GROUP` @default `libvirt-qemu` (Debian's)
+   */
+  qemuGroup: string
   /** `fake` (in memory) or `libvirt`. @default `libvirt` */
   driver: 'fake' | 'libvirt'
   /** Heartbeat interval until the controller says otherwise. @default 10000 */
@@ -104,6 +110,7 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     instancesDir: path.resolve(overrides.instancesDir ?? env.STRATO_AGENT_INSTANCES_DIR ?? path.join(stateDir, 'instances')),
     availabilityZone: overrides.availabilityZone ?? env.STRATO_AGENT_AVAILABILITY_ZONE ?? '',
     diskGb: diskRaw,
+    qemuGroup: overrides.qemuGroup ?? env.STRATO_AGENT_QEMU_GROUP ?? 'libvirt-qemu',
     driver: overrides.driver ?? (env.STRATO_AGENT_DRIVER as AgentConfig['driver'] | undefined) ?? 'libvirt',
     heartbeatIntervalMs: overrides.heartbeatIntervalMs ?? 10_000,
     requestTimeoutMs: overrides.requestTimeoutMs ?? envInt(env, 'STRATO_AGENT_REQUEST_TIMEOUT_MS') ?? 5_000,
@@ -177,9 +184,9 @@ export function computeId(cfg: AgentConfig): string {
   try {
     return readFileSync(file, 'utf8').trim()
   } catch {
-    mkdirSync(cfg.stateDir, { recursive: true })
+    mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 })
     const id = randomUUID()
-    writeFileSync(file, `${id}\n`)
+    writeFileSync(file, `${id}\n`, { mode: 0o600 })
     return id
   }
 }

@@ -6,6 +6,9 @@ import { AgentService } from './service.js'
 import { FakeDriver } from './virt/fake.js'
 import type { VirtDriver } from './virt/driver.js'
 
+// Whatever the agent or its children (dnsmasq, genisoimage) create is root's alone unless made otherwise:
+// disks, config drives and DHCP files hold guests' data (see disk/guest-dirs.ts for QEMU's access).
+process.umask(0o077)
 const config = loadAgentConfig()
 const log = pino({ name: 'strato-agent', level: config.log.level })
 

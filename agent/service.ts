@@ -11,12 +11,11 @@
  * Lifecycle INITIALIZED → RUNNING → STOPPING → STOPPED; stop() stops taking
  * casts, finishes the ones in hand, drains NATS.
  */
-import { chmodSync, mkdirSync, statfsSync, statSync } from 'node:fs'
-import path from 'node:path'
+import { statfsSync } from 'node:fs'
 import { connect, type NatsConnection, type Subscription, type Msg } from '@nats-io/transport-node'
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
-import { FailedPrecondition, NotFound, Unavailable } from '../proto/errors.js'
+import { NotFound, Unavailable } from '../proto/errors.js'
 import { errorHeaders } from '../proto/nats-errors.js'
 import { encodeBounded } from '../proto/bus-payload.js'
 import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
@@ -27,6 +26,7 @@ import { ComputeManager } from './compute-manager.js'
 import { ConductorClient, type Announced } from './conductor-client.js'
 import { GrpcImageSource } from './disk/grpc-image-source.js'
 import type { KnownImage } from './disk/image-cache.js'
+import { GuestDirs, groupId } from './disk/guest-dirs.js'
 import { IptablesFirewall, RecordingFirewall, type Firewall } from './net/firewall.js'
 import { DnsmasqDhcp, NoDhcp, type Dhcp, type DhcpNetwork } from './net/dhcp.js'
 import { MetadataService } from './metadata/service.js'
@@ -84,6 +84,8 @@ export class AgentService {
     this.manager = new ComputeManager(driver, this.conductor, {
       host: config.host,
       instancesDir: config.instancesDir,
+      // QEMU (the libvirt driver) passes through the guests' directories by group; no one else does.
+      dirs: new GuestDirs(driver.name === 'libvirt' ? groupId(config.qemuGroup) : undefined),
       bridgeMappings: config.bridgeMappings,
       manageBridges: driver.name !== 'fake',
       shutdownTimeoutMs: config.shutdownTimeoutMs,
@@ -136,8 +138,7 @@ export class AgentService {
 
   private async run(): Promise<void> {
     await this.driver.init()
-    mkdirSync(this.config.instancesDir, { recursive: true })
-    if (this.config.driver === 'libvirt') guestReachable(this.config.instancesDir)
+    this.manager.dirs.ensureTree(this.config.stateDir, this.config.instancesDir)
     this.nc = await connect({ servers: this.config.natsUrl, name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 })
     this.js = jetstream(this.nc)
     void this.watchStatus(this.nc)
@@ -304,23 +305,6 @@ export class AgentService {
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'power states not reported')
     }
-  }
-}
-
-/**
- * QEMU runs as its own user (libvirt-qemu), so it must be able to walk down to
- * the guests' disks: the instances dir is made 0755, and every directory above
- * it must let others through. Checked at start, so the failure names the
- * directory instead of every build failing with "Permission denied".
- */
-function guestReachable(instancesDir: string): void {
-  chmodSync(instancesDir, 0o755)
-  for (let dir = path.dirname(instancesDir); ; dir = path.dirname(dir)) {
-    const mode = statSync(dir).mode
-    if ((mode & 0o001) === 0) {
-      throw new FailedPrecondition(`QEMU (user libvirt-qemu) cannot reach ${instancesDir}: ${dir} has mode ${(mode & 0o777).toString(8).padStart(4, '0')}; run chmod o+x ${dir}, or set STRATO_AGENT_INSTANCES_DIR (or STRATO_AGENT_STATE_DIR) to a path others can traverse`)
-    }
-    if (dir === path.dirname(dir)) return
   }
 }
 

@@ -3,6 +3,8 @@
 import { loadConfig } from './config.js'
 import { Controller } from './server.js'
 
+// The data dir holds every user's password hash, user data and private images: files are the controller's alone.
+process.umask(0o077)
 const controller = new Controller(loadConfig())
 let stopping = false
 const stop = (signal: string) => {

@@ -5,6 +5,7 @@
  * waits for in-flight ones up to `shutdownGraceMs`, then closes NATS and the
  * database.
  */
+import { chmodSync, mkdirSync } from 'node:fs'
 import path from 'node:path'
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
@@ -86,6 +87,9 @@ export class Controller {
 
   async start(): Promise<void> {
     const cfg = this.config
+    // The database, signing keys and images: the controller's alone (an older version left it 0755).
+    mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 })
+    chmodSync(cfg.dataDir, 0o700)
     this.db = await openDatabase(cfg.databaseUrl)
     const keys = new KeyRepository(path.join(cfg.dataDir, 'keys'), cfg.token.maxActiveKeys)
     keys.load()

@@ -23,6 +23,7 @@ import path from 'node:path'
 import type { BuildSpec } from '../../proto/build-spec.js'
 import { FailedPrecondition, Internal } from '../../proto/errors.js'
 import { tapName } from '../net/firewall.js'
+import { PRIVATE_FILE_MODE } from './guest-dirs.js'
 
 /** What goes on a server's config drive: a part of its build spec. */
 export type ConfigDriveSpec = Pick<BuildSpec, 'instanceUuid' | 'displayName' | 'hostname' | 'projectId' | 'availabilityZone' | 'keyName' | 'publicKey' | 'userData' | 'metadata'> & {
@@ -115,8 +116,9 @@ export function netmask(prefix: number, v6: boolean): string {
 }
 
 /**
- * Writes the drive to `isoPath` (readable by QEMU). The files are staged in a
- * directory beside it, removed afterwards.
+ * Writes the drive to `isoPath`, mode 0600: it holds the user data and the
+ * random seed; libvirt chowns it to QEMU (read-only) when the guest starts.
+ * The files are staged in a private directory beside it, removed afterwards.
  */
 export async function writeConfigDrive(isoPath: string, files: Map<string, Buffer>): Promise<void> {
   const staging = `${isoPath}.d`
@@ -124,8 +126,8 @@ export async function writeConfigDrive(isoPath: string, files: Map<string, Buffe
   try {
     for (const [name, data] of files) {
       const file = path.join(staging, name)
-      await mkdir(path.dirname(file), { recursive: true })
-      await writeFile(file, data, { mode: 0o644 })
+      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 })
+      await writeFile(file, data, { mode: PRIVATE_FILE_MODE })
     }
     await new Promise<void>((resolve, reject) =>
       execFile(
@@ -141,7 +143,7 @@ export async function writeConfigDrive(isoPath: string, files: Map<string, Buffe
         },
       ),
     )
-    await chmod(isoPath, 0o644)
+    await chmod(isoPath, PRIVATE_FILE_MODE) // genisoimage creates it 0666 less its umask
   } finally {
     await rm(staging, { recursive: true, force: true })
   }

@@ -6,12 +6,12 @@
  * for one image share one download; a failed download leaves nothing behind.
  */
 import { createHash } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
-import { open, rename, rm, stat } from 'node:fs/promises'
+import { chmod, open, rename, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
 import { isUuid } from '../../proto/ids.js'
 import { convertImage, inspectImage } from '../../native/index.js'
+import { GuestDirs, PRIVATE_FILE_MODE } from './guest-dirs.js'
 
 /** What the cache needs from the image service. */
 /** What the image cache needs to know of an image besides its data. */
@@ -32,8 +32,10 @@ export class ImageCache {
   constructor(
     readonly dir: string,
     private readonly source: ImageSource,
+    /** QEMU reads the bases (libvirt chowns them to it, read-only): the directory lets its group through. @default private */
+    dirs: GuestDirs = new GuestDirs(undefined),
   ) {
-    mkdirSync(dir, { recursive: true, mode: 0o755 })
+    dirs.ensure(dir)
   }
 
   /** Path of the cached qcow2 base of this image. */
@@ -72,7 +74,8 @@ export class ImageCache {
         throw new FailedPrecondition(`image ${imageId} is ${image.diskFormat}; this host boots qcow2 and raw images only`)
       }
       const md5 = createHash('md5')
-      const fh = await open(part, 'w', 0o644)
+      // Private images too: nobody but root (and QEMU, through libvirt's chown) reads a base.
+      const fh = await open(part, 'w', PRIVATE_FILE_MODE)
       try {
         let pos = 0
         for await (const chunk of data) {
@@ -93,6 +96,7 @@ export class ImageCache {
         // Keep every base as qcow2: zero runs are dropped and overlays need no probing.
         await rename(part, raw)
         await convertImage(raw, part, { srcFormat: 'raw', dstFormat: 'qcow2' })
+        await chmod(part, PRIVATE_FILE_MODE) // the native engine creates files 0644 (less the umask)
         await rm(raw, { force: true })
       }
       await rename(part, base)

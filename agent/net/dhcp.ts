@@ -20,7 +20,7 @@
  * through `onNamespace` listeners.
  */
 import { spawn, execFile } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import type { Logger } from 'pino'
@@ -228,7 +228,7 @@ function readText(file: string): string | undefined {
 /** Writes through a temporary file and a rename, so dnsmasq never reads half a file. */
 function writeAtomic(file: string, text: string): void {
   const tmp = `${file}.tmp`
-  writeFileSync(tmp, text, { mode: 0o644 })
+  writeFileSync(tmp, text, { mode: 0o600 }) // dnsmasq runs as root: nobody else reads the guests' MACs and names
   renameSync(tmp, file)
 }
 
@@ -272,7 +272,8 @@ export class DnsmasqDhcp implements Dhcp {
    * does not stop the others; the first failure is thrown at the end.
    */
   async apply(networks: DhcpNetwork[]): Promise<void> {
-    mkdirSync(this.o.dir, { recursive: true, mode: 0o755 })
+    mkdirSync(this.o.dir, { recursive: true, mode: 0o700 })
+    chmodSync(this.o.dir, 0o700)
     const want = new Map(networks.filter((n) => servedSubnets(n).length > 0).map((n) => [n.networkId, n]))
     const errors: unknown[] = []
     for (const id of readdirSync(this.o.dir)) {
@@ -288,7 +289,12 @@ export class DnsmasqDhcp implements Dhcp {
     const ns = dhcpNamespace(n.networkId)
     const bridge = this.o.bridgeFor(n)
     const log = this.o.log.child({ networkId: n.networkId, namespace: ns })
-    mkdirSync(dir, { recursive: true, mode: 0o755 })
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    // dnsmasq creates its lease file and log with its umask (the agent's, or a test runner's): made private first.
+    for (const f of ['leases', 'log']) {
+      closeSync(openSync(path.join(dir, f), 'a', 0o600))
+      chmodSync(path.join(dir, f), 0o600)
+    }
     const prev = this.readState(dir)
     if (prev && prev.portId !== n.port.id) {
       // Another DHCP port (recreated): its dnsmasq and veth go; the namespace stays.

@@ -19,6 +19,8 @@ export interface StackConfig {
   openrc: string
   /** @default `info` */
   logLevel: string
+  /** QEMU's group (qemu.conf `group`), let through the home to the guests' disks. `STRATO_AGENT_QEMU_GROUP` @default `libvirt-qemu` */
+  qemuGroup: string
   /** `libvirt`: start libvirtd and one agent for this host; `none`: no compute host. @default `libvirt` */
   agent: 'libvirt' | 'none'
   /**
@@ -52,6 +54,7 @@ export function loadStackConfig(env: NodeJS.ProcessEnv = process.env, argv: stri
     host: env.STRATO_HOST || '127.0.0.1',
     openrc: path.resolve(env.STRATO_OPENRC || 'admin-openrc'),
     logLevel: env.STRATO_LOG_LEVEL || 'info',
+    qemuGroup: env.STRATO_AGENT_QEMU_GROUP || 'libvirt-qemu',
     agent: agentMode(env.STRATO_AGENT),
     hostGateway: gatewayMode(gatewayArg ?? env.STRATO_HOST_GATEWAY),
   }

@@ -20,7 +20,11 @@ import { loadConfig } from '../../controller/config.js'
 import { createLogger } from '../../controller/log.js'
 import { Controller } from '../../controller/server.js'
 import { loadStackConfig } from './config.js'
+import { GuestDirs, groupId } from '../../agent/disk/guest-dirs.js'
 
+// Everything under STRATO_HOME (database, images, NATS store, guests' disks) and what
+// nats-server and the agent create there is the stack's alone; QEMU's way in is by group (startAgent).
+process.umask(0o077)
 const cfg = loadStackConfig()
 const log = createLogger({ name: 'strato', level: cfg.logLevel, pretty: true })
 
@@ -90,15 +94,16 @@ async function startAgent(controllerAddress: string, natsUrl: string): Promise<C
     return undefined
   }
   const stateDir = path.join(cfg.home, 'agent')
-  mkdirSync(stateDir, { recursive: true })
-  // QEMU runs as libvirt-qemu: it has to walk through the stack's home to the guests' disks.
-  for (const dir of [cfg.home, stateDir]) chmodSync(dir, 0o755)
+  // QEMU (group libvirt-qemu) passes through the home to the guests' disks: 0710, search only;
+  // the agent does the same below it (agent/disk/guest-dirs.ts).
+  new GuestDirs(groupId(cfg.qemuGroup)).ensure(cfg.home)
   const agent = spawn(process.execPath, [...process.execArgv, moduleOf('agent/main')], {
     env: {
       ...process.env,
       STRATO_NATS_URL: natsUrl,
       STRATO_AGENT_DRIVER: 'libvirt',
       STRATO_AGENT_STATE_DIR: stateDir,
+      STRATO_AGENT_QEMU_GROUP: cfg.qemuGroup,
       STRATO_AGENT_CONTROLLER: controllerAddress,
       STRATO_LOG_LEVEL: cfg.logLevel,
       ...(cfg.hostGateway === 'off' ? {} : { STRATO_AGENT_HOST_GATEWAY: 'provider', STRATO_AGENT_HOST_GATEWAY_NAT: cfg.hostGateway === 'nat' ? '1' : '0' }),
@@ -118,8 +123,11 @@ async function main(): Promise<void> {
       throw new Error(`${what} port ${cfg.host}:${p} is in use (another stack?). Choose another with STRATO_${what === 'NATS' ? 'NATS' : 'GRPC'}_PORT=...`)
     }
   }
+  for (const dir of [cfg.home, path.join(cfg.home, 'nats')]) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    chmodSync(dir, 0o700) // an older stack made them 0755; nats-server's own files follow the umask
+  }
   const natsDir = path.join(cfg.home, 'nats')
-  mkdirSync(natsDir, { recursive: true })
   const natsLog = path.join(natsDir, 'nats-server.log')
   // Own process group: Ctrl-C reaches us, and we stop nats-server after the controller has drained.
   const nats = spawn('nats-server', ['-js', '-a', cfg.host, '-p', String(cfg.natsPort), '-sd', natsDir, '-l', natsLog], { stdio: 'ignore', detached: true })

@@ -5,7 +5,7 @@
  * worker threads as the data arrives), synced, and renamed into place only
  * when complete, so a failed upload leaves nothing behind.
  */
-import { mkdirSync } from 'node:fs'
+import { chmodSync, mkdirSync } from 'node:fs'
 import { open, rename, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { FileSink, FileSource } from '../../native/index.js'
@@ -24,7 +24,9 @@ export interface StoredData {
 
 export class ImageStore {
   constructor(readonly dir: string) {
-    mkdirSync(dir, { recursive: true, mode: 0o750 })
+    // Private images live here: the controller's alone (an older version made it 0750).
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    chmodSync(dir, 0o700)
   }
 
   path(id: string): string {
@@ -38,6 +40,7 @@ export class ImageStore {
   async receive(id: string, chunks: AsyncIterable<Buffer[]>, beforeWrite: (totalSoFar: number) => void): Promise<StoredData> {
     const partialPath = `${this.path(id)}.partial`
     const sink = new FileSink(partialPath)
+    chmodSync(partialPath, 0o600) // the native sink creates it 0640 (less the umask)
     // Batches are hashed and written on worker threads while the next ones
     // arrive; at most MAX_QUEUED wait, then the sender is held back.
     const queued: Array<Promise<void>> = []

@@ -4,7 +4,7 @@
  * other schemes are refused with a clear message until their dialect is added
  * here — domain code only ever sees `Kysely<Database>`.
  */
-import { mkdirSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import path from 'node:path'
 import BetterSqlite3 from 'better-sqlite3'
 import { Kysely, Migrator, SqliteDialect, type MigrationProvider, type SqliteDatabase } from 'kysely'
@@ -18,7 +18,7 @@ export async function openDatabase(url: string): Promise<Db> {
   let db: Db
   if (url.startsWith('sqlite:')) {
     const file = url.slice('sqlite:'.length)
-    if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true })
+    if (file !== ':memory:') makePrivate(file)
     const raw = new BetterSqlite3(file)
     raw.pragma('journal_mode = WAL')
     raw.pragma('synchronous = NORMAL')
@@ -37,6 +37,19 @@ export async function openDatabase(url: string): Promise<Db> {
     throw new Internal(`database migration ${failed} failed: ${(error as Error).message}`, { cause: error })
   }
   return db
+}
+
+/**
+ * The database holds every user's password hash and all user data: the file
+ * is made 0600 before SQLite opens it, since SQLite gives its -wal and -shm
+ * files the database file's mode (whatever the umask); a database an older
+ * version left 0644 is fixed, with its -wal and -shm. The directory is made
+ * 0700 when it is new.
+ */
+function makePrivate(file: string): void {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
+  closeSync(openSync(file, 'a', 0o600))
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600)
 }
 
 /**

@@ -4,7 +4,7 @@
  * that kill it (SIGKILL mid-build) and start it again on the same state.
  */
 import type { ChildProcess } from 'node:child_process'
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { pino } from 'pino'
@@ -55,7 +55,7 @@ async function destroyDomainsUnder(dir: string): Promise<void> {
 export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> {
   const made = !o.stateDir
   const stateDir = o.stateDir ?? mkdtempSync(path.join(tmpdir(), `strato-agentp-${o.host}-`))
-  if (made) chmodSync(stateDir, 0o755) // QEMU (libvirt-qemu) walks through it to the disks
+  // No chmod: the agent makes its state dir 0710 for QEMU's group itself (agent/disk/guest-dirs.ts).
   const logFile = path.join(stateDir, 'agent.log')
   const launch = (): ChildProcess =>
     startDaemon('agent/main.ts', { STRATO_AGENT_HOST: o.host, STRATO_NATS_URL: o.natsUrl, STRATO_AGENT_DRIVER: o.driver, STRATO_AGENT_STATE_DIR: stateDir, ...o.env }, logFile)

@@ -60,7 +60,7 @@ t.test('the files, and the ISO genisoimage makes of them', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const iso = path.join(dir, 'disk.config')
   await writeConfigDrive(iso, files)
-  t.equal(statSync(iso).mode & 0o777, 0o644, 'readable by QEMU')
+  t.equal(statSync(iso).mode & 0o777, 0o600, 'root only: it holds the user data (libvirt chowns it to QEMU at start)')
   t.match(execFileSync('isoinfo', ['-d', '-i', iso], { encoding: 'utf8' }), /Volume id: config-2/)
   const listing = execFileSync('isoinfo', ['-R', '-f', '-i', iso], { encoding: 'utf8' })
   t.match(listing, /\/openstack\/latest\/meta_data\.json/, 'Rock Ridge names (what Linux mounts)')
