@@ -13,12 +13,13 @@
  */
 import { chmodSync, mkdirSync, statfsSync, statSync } from 'node:fs'
 import path from 'node:path'
-import { connect, type NatsConnection, type Subscription, type Msg } from '@nats-io/transport-node'
+import { connect, credsAuthenticator, type NatsConnection, type Subscription, type Msg } from '@nats-io/transport-node'
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
 import { FailedPrecondition, NotFound, Unavailable } from '../proto/errors.js'
 import { errorHeaders } from '../proto/nats-errors.js'
-import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
+import { readCredsFile } from '../proto/nats-creds.js'
+import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
 import { AgentReply, AgentRequest, Heartbeat, PowerStates, type AgentAnnounce } from '../proto/gen/strato/agent/v1/agent.js'
 import { computeId, type AgentConfig } from './config.js'
 import { CastWorker } from './cast-worker.js'
@@ -136,7 +137,12 @@ export class AgentService {
     await this.driver.init()
     mkdirSync(this.config.instancesDir, { recursive: true })
     if (this.config.driver === 'libvirt') guestReachable(this.config.instancesDir)
-    this.nc = await connect({ servers: this.config.natsUrl, name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 })
+    const creds = this.config.natsCredsFile ? readCredsFile(this.config.natsCredsFile) : undefined
+    // Its own inbox prefix: the only inboxes its credentials let it subscribe to.
+    this.nc = await connect({
+      servers: this.config.natsUrl, name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250,
+      inboxPrefix: agentInboxPrefix(this.config.host), ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
+    })
     this.js = jetstream(this.nc)
     void this.watchStatus(this.nc)
     this.rpcSub = this.nc.subscribe(agentRpcSubject(this.config.host), { callback: (err, msg) => (err ? this.log.warn({ err }, 'rpc subscription failed') : void this.answer(msg)) })

@@ -7,7 +7,8 @@
  */
 import path from 'node:path'
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
-import { connect, type NatsConnection } from '@nats-io/transport-node'
+import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node'
+import { readCredsFile } from '../proto/nats-creds.js'
 import type { ControllerConfig } from './config.js'
 import { createLogger, type Logger } from './log.js'
 import { openDatabase, type Db } from './store/db.js'
@@ -95,7 +96,8 @@ export class Controller {
     await auth.load()
 
     if (cfg.natsUrl) {
-      this.nats = await connect({ servers: cfg.natsUrl, name: 'strato-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500 })
+      const creds = cfg.natsCredsFile ? readCredsFile(cfg.natsCredsFile) : undefined
+      this.nats = await connect({ servers: cfg.natsUrl, name: 'strato-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500, ...(creds ? { authenticator: credsAuthenticator(creds) } : {}) })
       this.log.info({ nats: cfg.natsUrl }, 'connected to NATS')
     }
 
