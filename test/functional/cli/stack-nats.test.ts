@@ -52,7 +52,7 @@ t.test("the stack's nats-server refuses anonymous connections and accepts the cr
   const agent = await connect({ servers: url, authenticator: creds(made.agentCreds), inboxPrefix: agentInboxPrefix('stack-host.example.org') })
   const closed = await agent.subscribe('>').closed
   t.match(String(closed), /Permissions Violation for Subscription to ">"/, 'the agent may not subscribe to everything')
-  agent.subscribe('strato.agent.stack-host_example_org.rpc', { callback: (_err, m) => m.respond('pong') })
+  agent.subscribe('strato.agent.stack-host_example_org.rpc', { callback: (_err, m) => void m.respond('pong') })
   await agent.flush()
   t.equal((await ctl.request('strato.agent.stack-host_example_org.rpc', 'ping', { timeout: 2_000 })).string(), 'pong', 'the agent answers its own rpc subject')
   await agent.close()
