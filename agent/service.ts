@@ -142,6 +142,9 @@ export class AgentService {
     this.nc = await connect({
       servers: this.config.natsUrl, name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250,
       inboxPrefix: agentInboxPrefix(this.config.host), ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
+    }).catch((err: Error) => {
+      if (err.name !== 'AuthorizationError') throw err
+      throw new FailedPrecondition(`NATS at ${this.config.natsUrl} refused the agent of '${this.config.host}': ${this.config.natsCredsFile ? `the credentials in ${this.config.natsCredsFile} are not valid there` : 'it requires credentials (set STRATO_AGENT_NATS_CREDS)'}`, { cause: err })
     })
     this.js = jetstream(this.nc)
     void this.watchStatus(this.nc)

@@ -12,6 +12,7 @@ import t from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { startAgent, eventually, type TestAgent } from '../../helpers/agents.js'
 import { call, type Decoded } from '../../helpers/grpc.js'
+import { startController } from '../../helpers/controller.js'
 import { CAST_STREAM, agentRpcSubject, castConsumer, castResultSubject, castSubject, conductorSubject, heartbeatSubject, powerSubject } from '../../../proto/subjects.js'
 import { errorFromHeaders } from '../../../proto/nats-errors.js'
 import { Cast, CastResult, ConductorRequest, Heartbeat, PowerStates } from '../../../proto/gen/strato/agent/v1/agent.js'
@@ -52,6 +53,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 t.test('anonymous connections and credentials of another operator are refused', async (t) => {
   await t.rejects(connect({ servers: cloud.nats.url, reconnect: false }), { name: 'AuthorizationError' })
+  await t.rejects(startAgent(cloud.nats.url, 'node3', { natsCredsFile: null }), { name: 'FailedPrecondition', message: /refused the agent of 'node3': it requires credentials \(set STRATO_AGENT_NATS_CREDS\)/ }, 'an agent without credentials says what is missing')
+  await t.rejects(startController({ natsUrl: cloud.nats.url, natsCredsFile: null }), { name: 'Unauthenticated', message: /refused the controller: it requires credentials/ }, 'so does the controller')
   const other = await import('../../helpers/nats.js').then((m) => m.startNats())
   try {
     const foreign = other.connectOptions({ agent: 'node1' })
