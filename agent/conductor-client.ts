@@ -1,5 +1,5 @@
 /**
- * The agent's side of `strato.conductor` (NATS request/reply, queue group):
+ * The agent's side of `strato.conductor.<host>` (NATS request/reply, queue group):
  * what an agent asks the controller, since agents never see the database.
  * Each reply is decoded from its agent.v1 message into the plain shape the
  * agent uses (`proto/build-spec.ts`, `proto/firewall.ts`, …) field by field;
@@ -15,7 +15,7 @@ import type { DhcpAddress, DhcpNetwork } from '../proto/dhcp.js'
 import type { InstanceMetadata } from '../proto/instance-metadata.js'
 import { isUuid } from '../proto/ids.js'
 import { errorFromHeaders } from '../proto/nats-errors.js'
-import { CONDUCTOR_SUBJECT } from '../proto/subjects.js'
+import { conductorSubject } from '../proto/subjects.js'
 import * as wire from '../proto/gen/strato/agent/v1/agent.js'
 import type { Conductor, KnownInstance } from './compute-manager.js'
 
@@ -93,7 +93,7 @@ export class ConductorClient implements Conductor {
     if (!nc) throw new Unavailable('the agent is not connected to NATS yet')
     let msg
     try {
-      msg = await nc.request(CONDUCTOR_SUBJECT, wire.ConductorRequest.encode(req).finish(), { timeout: this.o.requestTimeoutMs })
+      msg = await nc.request(conductorSubject(this.o.host), wire.ConductorRequest.encode(req).finish(), { timeout: this.o.requestTimeoutMs })
     } catch (err) {
       throw new Unavailable(`conductor request failed: ${(err as Error).message}`, { cause: err })
     }

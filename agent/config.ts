@@ -9,6 +9,7 @@ import { hostname, networkInterfaces } from 'node:os'
 import { isIP } from 'node:net'
 import path from 'node:path'
 import { InvalidArgument } from '../proto/errors.js'
+import { readCredsFile } from '../proto/nats-creds.js'
 
 export interface AgentConfig {
   /** Host name announced to the controller (a DNS name). @default os.hostname() */
@@ -17,6 +18,12 @@ export interface AgentConfig {
   uuid: string | null
   /** NATS server URL. @default `nats://127.0.0.1:4222` */
   natsUrl: string
+  /**
+   * This host's NATS credentials (a `.creds` file, mode 0600: a group- or
+   * world-readable one is refused); null connects without (a server with no
+   * auth). `STRATO_AGENT_NATS_CREDS` @default null
+   */
+  natsCredsFile: string | null
   /** Agent state (compute_id). @default `./.strato/agent` */
   stateDir: string
   /** Where guests' disks and console logs live. @default `<stateDir>/instances` */
@@ -106,6 +113,7 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     host: overrides.host ?? env.STRATO_AGENT_HOST ?? hostname(),
     uuid: overrides.uuid ?? env.STRATO_AGENT_UUID ?? null,
     natsUrl: overrides.natsUrl ?? env.STRATO_NATS_URL ?? 'nats://127.0.0.1:4222',
+    natsCredsFile: overrides.natsCredsFile ?? (env.STRATO_AGENT_NATS_CREDS ? path.resolve(env.STRATO_AGENT_NATS_CREDS) : null),
     stateDir,
     instancesDir: path.resolve(overrides.instancesDir ?? env.STRATO_AGENT_INSTANCES_DIR ?? path.join(stateDir, 'instances')),
     availabilityZone: overrides.availabilityZone ?? env.STRATO_AGENT_AVAILABILITY_ZONE ?? '',
@@ -132,6 +140,8 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     metadataCacheTtlMs: overrides.metadataCacheTtlMs ?? envInt(env, 'STRATO_AGENT_METADATA_CACHE_TTL_MS') ?? 30_000,
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
+  // Checked now, so a bad file stops the agent before it does anything.
+  if (cfg.natsCredsFile) readCredsFile(cfg.natsCredsFile)
   if (!isIP(cfg.myIp)) throw new InvalidArgument(`myIp (STRATO_AGENT_MY_IP) must be an IP address, got '${cfg.myIp}'`, { field: 'myIp' })
   if (!Number.isInteger(cfg.maxConcurrentCasts) || cfg.maxConcurrentCasts < 1) throw new InvalidArgument('maxConcurrentCasts must be an integer ≥ 1', { field: 'maxConcurrentCasts' })
   for (const [physnet, bridge] of Object.entries(cfg.bridgeMappings)) {

@@ -12,13 +12,14 @@
  * casts, finishes the ones in hand, drains NATS.
  */
 import { statfsSync } from 'node:fs'
-import { connect, type NatsConnection, type Subscription, type Msg } from '@nats-io/transport-node'
+import { connect, credsAuthenticator, type NatsConnection, type Subscription, type Msg } from '@nats-io/transport-node'
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
-import { NotFound, Unavailable } from '../proto/errors.js'
+import { FailedPrecondition, NotFound, Unavailable } from '../proto/errors.js'
 import { errorHeaders } from '../proto/nats-errors.js'
 import { encodeBounded } from '../proto/bus-payload.js'
-import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
+import { readCredsFile } from '../proto/nats-creds.js'
+import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
 import { AgentReply, AgentRequest, Heartbeat, PowerStates, type AgentAnnounce } from '../proto/gen/strato/agent/v1/agent.js'
 import { computeId, type AgentConfig } from './config.js'
 import { CastWorker } from './cast-worker.js'
@@ -139,7 +140,15 @@ export class AgentService {
   private async run(): Promise<void> {
     await this.driver.init()
     this.manager.dirs.ensureTree(this.config.stateDir, this.config.instancesDir)
-    this.nc = await connect({ servers: this.config.natsUrl, name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 })
+    const creds = this.config.natsCredsFile ? readCredsFile(this.config.natsCredsFile) : undefined
+    // Its own inbox prefix: the only inboxes its credentials let it subscribe to.
+    this.nc = await connect({
+      servers: this.config.natsUrl, name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250,
+      inboxPrefix: agentInboxPrefix(this.config.host), ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
+    }).catch((err: Error) => {
+      if (err.name !== 'AuthorizationError') throw err
+      throw new FailedPrecondition(`NATS at ${this.config.natsUrl} refused the agent of '${this.config.host}': ${this.config.natsCredsFile ? `the credentials in ${this.config.natsCredsFile} are not valid there` : 'it requires credentials (set STRATO_AGENT_NATS_CREDS)'}`, { cause: err })
+    })
     this.js = jetstream(this.nc)
     void this.watchStatus(this.nc)
     this.rpcSub = this.nc.subscribe(agentRpcSubject(this.config.host), { callback: (err, msg) => (err ? this.log.warn({ err }, 'rpc subscription failed') : void this.answer(msg)) })

@@ -29,6 +29,12 @@ export interface ControllerConfig {
   databaseUrl: string
   /** NATS server URL; null runs without the message bus (identity-only tests). @default null */
   natsUrl: string | null
+  /**
+   * The controller's NATS credentials (a `.creds` file: user JWT + seed, mode
+   * 0600, made by bus/credentials.ts); null connects without (a server with no
+   * auth: only tests of other areas). `STRATO_NATS_CREDS` @default null
+   */
+  natsCredsFile: string | null
   token: {
     /** Token lifetime. @default 3600 */
     expirationSeconds: number
@@ -118,6 +124,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     grpc: { host: env.STRATO_GRPC_HOST || undefined, port: intFrom('STRATO_GRPC_PORT', env.STRATO_GRPC_PORT), publicAddress: env.STRATO_PUBLIC_ADDRESS || undefined },
     databaseUrl: env.STRATO_DATABASE_URL || undefined,
     natsUrl: env.STRATO_NATS_URL || undefined,
+    natsCredsFile: env.STRATO_NATS_CREDS || undefined,
     token: { expirationSeconds: intFrom('STRATO_TOKEN_EXPIRATION', env.STRATO_TOKEN_EXPIRATION) },
     bootstrap: { openrcPath: env.STRATO_OPENRC || undefined },
     log: { level: env.STRATO_LOG_LEVEL || undefined, pretty: boolFrom(env.STRATO_LOG_PRETTY) },
@@ -127,6 +134,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     grpc: { host: '127.0.0.1', port: 8770, publicAddress: null },
     databaseUrl: '',
     natsUrl: null,
+    natsCredsFile: null,
     token: { expirationSeconds: 3600, maxActiveKeys: 3, cacheSize: 100_000, imageReadSeconds: 600 },
     bootstrap: { openrcPath: null, region: 'RegionOne', adminProjectName: 'admin' },
     log: { level: 'info', pretty: false },

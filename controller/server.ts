@@ -8,7 +8,8 @@
 import { chmodSync, mkdirSync } from 'node:fs'
 import path from 'node:path'
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
-import { connect, type NatsConnection } from '@nats-io/transport-node'
+import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node'
+import { readCredsFile } from '../proto/nats-creds.js'
 import type { ControllerConfig } from './config.js'
 import { createLogger, type Logger } from './log.js'
 import { openDatabase, type Db } from './store/db.js'
@@ -55,7 +56,7 @@ import { HealthService } from '../proto/gen/grpc/health/v1/health.js'
 import { ServerReflectionService as ReflectionV1 } from '../proto/gen/grpc/reflection/v1/reflection.js'
 import { ServerReflectionService as ReflectionV1Alpha } from '../proto/gen/grpc/reflection/v1alpha/reflection.js'
 import type { CatalogEntry } from '../proto/gen/strato/identity/v1/identity.js'
-import { Unavailable } from '../proto/errors.js'
+import { Unauthenticated, Unavailable } from '../proto/errors.js'
 
 export type LifecycleState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
 
@@ -99,7 +100,11 @@ export class Controller {
     await auth.load()
 
     if (cfg.natsUrl) {
-      this.nats = await connect({ servers: cfg.natsUrl, name: 'strato-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500 })
+      const creds = cfg.natsCredsFile ? readCredsFile(cfg.natsCredsFile) : undefined
+      this.nats = await connect({ servers: cfg.natsUrl, name: 'strato-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500, ...(creds ? { authenticator: credsAuthenticator(creds) } : {}) }).catch((err: Error) => {
+        if (err.name !== 'AuthorizationError') throw err
+        throw new Unauthenticated(`NATS at ${cfg.natsUrl} refused the controller: ${cfg.natsCredsFile ? `the credentials in ${cfg.natsCredsFile} are not valid there` : 'it requires credentials (set natsCredsFile / STRATO_NATS_CREDS)'}`, { cause: err })
+      })
       this.log.info({ nats: cfg.natsUrl }, 'connected to NATS')
     }
 

@@ -5,9 +5,31 @@
  */
 import { isServerAction, type ServerAction } from './server-actions.js'
 
-/** Request/reply, queue group `strato-conductor`: agents ask the controller (announce, build specs). */
-export const CONDUCTOR_SUBJECT = 'strato.conductor'
+/**
+ * Request/reply, queue group `strato-conductor`: agents ask the controller
+ * (announce, build specs) on `strato.conductor.<host>`, their own subject —
+ * the only one their NATS permissions let them publish to — so the
+ * controller knows who asks from the subject, not from the payload.
+ */
+export const CONDUCTOR_SUBJECTS = 'strato.conductor.*'
 export const CONDUCTOR_QUEUE = 'strato-conductor'
+
+export function conductorSubject(host: string): string {
+  return `strato.conductor.${hostToken(host)}`
+}
+
+/** The host token of a `strato.conductor.<host>` or `strato.events.<kind>.<host>` subject. */
+export function subjectHostToken(subject: string): string {
+  return subject.split('.').at(-1) ?? ''
+}
+
+/**
+ * The inbox prefix of `host`'s agent (replies to its requests, JetStream
+ * deliveries): its own, so it may subscribe to nothing else's inbox.
+ */
+export function agentInboxPrefix(host: string): string {
+  return `_INBOX_${hostToken(host)}`
+}
 
 /** JetStream work queue of casts to agents, one durable consumer per host. */
 export const CAST_STREAM = 'STRATO_CASTS'

@@ -3,6 +3,7 @@
  * of the stack runner that reads `process.env`; every field has a default, so
  * two stacks can run side by side by changing the ports and the home dir.
  */
+import { hostname } from 'node:os'
 import path from 'node:path'
 import { InvalidArgument } from '../../proto/errors.js'
 
@@ -23,6 +24,8 @@ export interface StackConfig {
   qemuGroup: string
   /** `libvirt`: start libvirtd and one agent for this host; `none`: no compute host. @default `libvirt` */
   agent: 'libvirt' | 'none'
+  /** The host name this host's agent announces (its NATS credentials are made for it). `STRATO_AGENT_HOST` @default os.hostname() */
+  agentHost: string
   /**
    * The single-host demo's way in: `on` makes this host the gateway of the
    * provider network's subnet (its gateway address on a port of the provider
@@ -56,6 +59,7 @@ export function loadStackConfig(env: NodeJS.ProcessEnv = process.env, argv: stri
     logLevel: env.STRATO_LOG_LEVEL || 'info',
     qemuGroup: env.STRATO_AGENT_QEMU_GROUP || 'libvirt-qemu',
     agent: agentMode(env.STRATO_AGENT),
+    agentHost: env.STRATO_AGENT_HOST || hostname(),
     hostGateway: gatewayMode(gatewayArg ?? env.STRATO_HOST_GATEWAY),
   }
 }

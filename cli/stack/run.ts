@@ -21,6 +21,7 @@ import { createLogger } from '../../controller/log.js'
 import { Controller } from '../../controller/server.js'
 import { loadStackConfig } from './config.js'
 import { GuestDirs, groupId } from '../../agent/disk/guest-dirs.js'
+import { prepareStackNats, type StackNats } from './nats-auth.js'
 
 // Everything under STRATO_HOME (database, images, NATS store, guests' disks) and what
 // nats-server and the agent create there is the stack's alone; QEMU's way in is by group (startAgent).
@@ -81,7 +82,7 @@ function relog(stream: NodeJS.ReadableStream, log: Logger): void {
  * undefined (the stack then runs without a compute host, and says why) when
  * libvirt cannot be started or STRATO_AGENT=none.
  */
-async function startAgent(controllerAddress: string, natsUrl: string): Promise<ChildProcess | undefined> {
+async function startAgent(controllerAddress: string, natsUrl: string, natsCreds: string): Promise<ChildProcess | undefined> {
   if (cfg.agent === 'none') {
     log.info('STRATO_AGENT=none: no compute agent on this host')
     return undefined
@@ -101,6 +102,8 @@ async function startAgent(controllerAddress: string, natsUrl: string): Promise<C
     env: {
       ...process.env,
       STRATO_NATS_URL: natsUrl,
+      STRATO_AGENT_NATS_CREDS: natsCreds,
+      STRATO_AGENT_HOST: cfg.agentHost,
       STRATO_AGENT_DRIVER: 'libvirt',
       STRATO_AGENT_STATE_DIR: stateDir,
       STRATO_AGENT_QEMU_GROUP: cfg.qemuGroup,
@@ -130,16 +133,19 @@ async function main(): Promise<void> {
   const natsDir = path.join(cfg.home, 'nats')
   const natsLog = path.join(natsDir, 'nats-server.log')
   // Own process group: Ctrl-C reaches us, and we stop nats-server after the controller has drained.
-  const nats = spawn('nats-server', ['-js', '-a', cfg.host, '-p', String(cfg.natsPort), '-sd', natsDir, '-l', natsLog], { stdio: 'ignore', detached: true })
+  // With auth (operator JWTs, made at first start): no anonymous connection; the controller and the agent have their own credentials.
+  const auth: StackNats = prepareStackNats({ natsDir, host: cfg.host, port: cfg.natsPort, agentHost: cfg.agentHost })
+  const nats = spawn('nats-server', ['-c', auth.configFile, '-l', natsLog], { stdio: 'ignore', detached: true })
   nats.once('error', (err) => log.error({ err }, 'cannot run nats-server (npm run setup installs it)'))
   await waitForPort(cfg.natsPort, cfg.host, nats, 15_000)
-  log.info({ url: `nats://${cfg.host}:${cfg.natsPort}`, store: natsDir, log: natsLog }, 'nats-server running (JetStream)')
+  log.info({ url: `nats://${cfg.host}:${cfg.natsPort}`, store: natsDir, log: natsLog }, 'nats-server running (JetStream, credentials required)')
 
   const controller = new Controller(
     loadConfig({
       dataDir: path.join(cfg.home, 'controller'),
       grpc: { host: cfg.host, port: cfg.grpcPort, publicAddress: null },
       natsUrl: `nats://${cfg.host}:${cfg.natsPort}`,
+      natsCredsFile: auth.controllerCreds,
       bootstrap: { openrcPath: cfg.openrc },
       log: { level: cfg.logLevel, pretty: true },
     }),
@@ -185,7 +191,7 @@ async function main(): Promise<void> {
   }
   if (controller.bootstrapResult.created) log.info({ openrc: cfg.openrc }, `first run: admin credentials written to ${cfg.openrc} (mode 0600)`)
   await registerDemo(controller.address, readOpenrc(cfg.openrc), log.child({ component: 'demo' }))
-  agent = await startAgent(controller.address, `nats://${cfg.host}:${cfg.natsPort}`)
+  agent = await startAgent(controller.address, `nats://${cfg.host}:${cfg.natsPort}`, auth.agentCreds)
   if (agent) {
     agent.once('exit', (code, signal) => {
       if (!stopping) log.error({ code, signal }, 'the agent exited; the stack runs on without a compute host (see its log above)')

@@ -12,11 +12,11 @@ import {
   type ConsumerMessages, type JetStreamClient, type JetStreamManager,
 } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
-import { InvalidArgument, Unavailable, toStratoError } from '../../proto/errors.js'
+import { InvalidArgument, PermissionDenied, Unavailable, toStratoError } from '../../proto/errors.js'
 import { encodeBounded } from '../../proto/bus-payload.js'
 import { errorFromHeaders, errorHeaders } from '../../proto/nats-errors.js'
 import {
-  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECT, DHCP_CHANGED_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, castConsumer, castSubject,
+  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECTS, DHCP_CHANGED_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, castConsumer, castSubject, hostToken, subjectHostToken,
 } from '../../proto/subjects.js'
 import { AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates } from '../../proto/gen/strato/agent/v1/agent.js'
 import type { Conductor } from '../conductor/conductor.js'
@@ -62,7 +62,7 @@ export class ControllerBus implements AgentTransport {
     await this.ensureStream({ name: EVENT_STREAM, subjects: [EVENT_SUBJECTS], retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: nanos(3_600_000) })
     await this.jsm.consumers.add(EVENT_STREAM, { durable_name: EVENT_CONSUMER, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: nanos(30_000) })
 
-    this.conductorSub = this.nc.subscribe(CONDUCTOR_SUBJECT, { queue: CONDUCTOR_QUEUE, callback: (err, msg) => (err ? this.log.warn({ err }, 'conductor subscription failed') : void this.answer(msg)) })
+    this.conductorSub = this.nc.subscribe(CONDUCTOR_SUBJECTS, { queue: CONDUCTOR_QUEUE, callback: (err, msg) => (err ? this.log.warn({ err }, 'conductor subscription failed') : void this.answer(msg)) })
     const consumer = await this.js.consumers.get(EVENT_STREAM, EVENT_CONSUMER)
     this.events = await consumer.consume({ max_messages: 256 })
     const events = this.events
@@ -211,6 +211,8 @@ export class ControllerBus implements AgentTransport {
     try {
       const req = ConductorRequest.decode(msg.data)
       what = `the conductor's ${Object.entries(req).find(([, v]) => v)?.[0] ?? 'empty'} reply`
+      // Who asks is the subject (NATS permissions let an agent publish only on its own), never the payload.
+      onlyFor(subjectHostToken(msg.subject), conductorHostOf(req))
       let reply: ConductorReply
       if (req.announce) {
         const a = req.announce
@@ -250,16 +252,29 @@ export class ControllerBus implements AgentTransport {
     }
   }
 
+  /**
+   * An event's payload names the host it speaks for; the subject (the only
+   * events an agent may publish are its own host's) says who sent it. An
+   * event where they differ is a forgery or a bug: dropped.
+   */
+  private fromItsHost(subject: string, host: string | undefined): boolean {
+    if (hostToken(host ?? '') === subjectHostToken(subject)) return true
+    this.log.warn({ subject, host }, `event dropped: it speaks for host '${host ?? ''}' but was published on ${subject}, another host's subject`)
+    return false
+  }
+
   private async onEvent(subject: string, data: Uint8Array): Promise<void> {
     const kind = subject.split('.')[2]
     if (kind === 'heartbeat') {
       const hb = Heartbeat.decode(data)
+      if (!this.fromItsHost(subject, hb.host)) return
       // A replayed heartbeat (controller restart) must not make a dead host look alive.
       const sent = hb.sentAt && hb.sentAt.getTime() < Date.now() ? hb.sentAt : new Date()
       const known = await this.hosts.heartbeat(hb.host ?? '', sent)
       if (!known) this.log.debug({ host: hb.host }, 'heartbeat from an unknown host')
     } else if (kind === 'cast') {
       const r = CastResult.decode(data)
+      if (!this.fromItsHost(subject, r.host)) return
       const event: CastResultEvent = {
         castId: r.castId ?? '', host: r.host ?? '', ok: r.ok ?? false, errorCode: r.errorCode ?? '', message: r.message ?? '', powerState: r.powerState ?? 0, instanceUuid: r.instanceUuid ?? '', action: r.action ?? '',
       }
@@ -268,8 +283,24 @@ export class ControllerBus implements AgentTransport {
       for (const l of this.castListeners) l(event)
     } else if (kind === 'power') {
       const p = PowerStates.decode(data)
+      if (!this.fromItsHost(subject, p.host)) return
       const guests = new Map((p.guests ?? []).map((g) => [g.instanceUuid ?? '', g.powerState ?? 0]))
       await this.listeners.powerStates?.(p.host ?? '', p.sentAt ?? new Date(0), guests)
     }
+  }
+}
+
+/** The host a conductor request speaks for (every request names one). */
+function conductorHostOf(req: ConductorRequest): string {
+  return req.announce?.host ?? req.buildSpec?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? ''
+}
+
+/**
+ * @throws PermissionDenied when an agent asks, on its own host's conductor
+ * subject, for something of another host.
+ */
+function onlyFor(subjectToken: string, host: string): void {
+  if (hostToken(host) !== subjectToken) {
+    throw new PermissionDenied(`host '${subjectToken}' asked the conductor for host '${host}': an agent may only ask for its own host`)
   }
 }

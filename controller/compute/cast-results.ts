@@ -46,7 +46,11 @@ export class CastResults {
     private readonly log: Log,
   ) {}
 
-  /** Applies an agent's result to the server waiting for that cast; other results are stale and ignored. */
+  /**
+   * Applies an agent's result to the server waiting for that cast, when it
+   * comes from the host the server is placed on; other results are stale (or
+   * forged) and ignored.
+   */
   async applyResult(r: CastResultEvent): Promise<void> {
     const action = actionOfCast(r.castId)
     if (!action || !r.instanceUuid) return
@@ -54,6 +58,11 @@ export class CastResults {
       const row = await trx.selectFrom('servers').selectAll().where('uuid', '=', r.instanceUuid).executeTakeFirst()
       if (!row || row.pending_cast_id !== r.castId) {
         this.log.debug({ instance: r.instanceUuid, cast: r.castId, waitingFor: row?.pending_cast_id }, 'stale cast result ignored')
+        return false
+      }
+      // Cast ids are predictable (`build.<uuid>`): only the host the server is placed on may answer one.
+      if (row.host !== r.host) {
+        this.log.warn({ instance: r.instanceUuid, cast: r.castId, host: r.host, placedOn: row.host }, `cast result ignored: host '${r.host}' reported on a server placed on '${row.host}'`)
         return false
       }
       const outcome = outcomeOf(action, r.ok)

@@ -12,6 +12,7 @@ import { IptablesFirewall } from '../../agent/net/firewall.js'
 import { DnsmasqDhcp } from '../../agent/net/dhcp.js'
 import { exited, readLog, running, startDaemon, waitForLog } from './daemon.js'
 import { virsh } from './libvirt.js'
+import { natsCredsFor } from './nats.js'
 
 export interface AgentProcessOptions {
   host: string
@@ -57,8 +58,9 @@ export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> 
   const stateDir = o.stateDir ?? mkdtempSync(path.join(tmpdir(), `strato-agentp-${o.host}-`))
   // No chmod: the agent makes its state dir 0710 for QEMU's group itself (agent/disk/guest-dirs.ts).
   const logFile = path.join(stateDir, 'agent.log')
+  const creds = natsCredsFor(o.natsUrl)?.agentCreds(o.host)
   const launch = (): ChildProcess =>
-    startDaemon('agent/main.ts', { STRATO_AGENT_HOST: o.host, STRATO_NATS_URL: o.natsUrl, STRATO_AGENT_DRIVER: o.driver, STRATO_AGENT_STATE_DIR: stateDir, ...o.env }, logFile)
+    startDaemon('agent/main.ts', { STRATO_AGENT_HOST: o.host, STRATO_NATS_URL: o.natsUrl, STRATO_AGENT_DRIVER: o.driver, STRATO_AGENT_STATE_DIR: stateDir, ...(creds ? { STRATO_AGENT_NATS_CREDS: creds } : {}), ...o.env }, logFile)
   const read = () => readLog(logFile)
   const a: AgentProcess = {
     host: o.host,

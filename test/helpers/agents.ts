@@ -8,6 +8,7 @@ import { loadAgentConfig, type AgentConfigOverrides } from '../../agent/config.j
 import { AgentService } from '../../agent/service.js'
 import { DnsmasqDhcp } from '../../agent/net/dhcp.js'
 import { FakeDriver, type FakeDriverOptions } from '../../agent/virt/fake.js'
+import { natsCredsFor } from './nats.js'
 
 export interface TestAgent {
   agent: AgentService
@@ -18,7 +19,8 @@ export interface TestAgent {
 export async function startAgent(natsUrl: string, host: string, o: AgentConfigOverrides & { fake?: FakeDriverOptions } = {}): Promise<TestAgent> {
   const stateDir = o.stateDir ?? mkdtempSync(path.join(tmpdir(), `strato-agent-${host}-`))
   const { fake, ...overrides } = o
-  const cfg = loadAgentConfig({ host, natsUrl, stateDir, uuid: randomUUID(), diskGb: 100, driver: 'fake', requestTimeoutMs: 2_000, myIp: '127.0.0.1', ...overrides }, {})
+  const natsCredsFile = natsCredsFor(natsUrl)?.agentCreds(host) ?? null
+  const cfg = loadAgentConfig({ host, natsUrl, natsCredsFile, stateDir, uuid: randomUUID(), diskGb: 100, driver: 'fake', requestTimeoutMs: 2_000, myIp: '127.0.0.1', ...overrides }, {})
   const driver = new FakeDriver({ hostname: host, ...fake })
   const agent = new AgentService(cfg, driver, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }))
   await agent.start()

@@ -11,6 +11,7 @@ import type { ConfigOverrides } from '../../controller/config.js'
 import { openrcToken } from '../../cli/stack/demo.js'
 import { parseOpenrc } from './controller.js'
 import { freePort } from './ports.js'
+import { natsCredsFor } from './nats.js'
 import { exited, readLog, running, startDaemon, waitForLog } from './daemon.js'
 
 export interface ControllerProcess {
@@ -30,7 +31,7 @@ export async function spawnController(natsUrl: string, overrides: ConfigOverride
   const port = await freePort()
   const configFile = path.join(dataDir, 'config.json')
   const openrcPath = path.join(dataDir, 'admin-openrc')
-  writeFileSync(configFile, JSON.stringify({ ...overrides, dataDir, natsUrl, grpc: { host: '127.0.0.1', port, publicAddress: null }, bootstrap: { openrcPath } }))
+  writeFileSync(configFile, JSON.stringify({ natsCredsFile: natsCredsFor(natsUrl)?.controllerCreds ?? null, ...overrides, dataDir, natsUrl, grpc: { host: '127.0.0.1', port, publicAddress: null }, bootstrap: { openrcPath } }))
   const logFile = path.join(dataDir, 'controller.log')
   let starts = 0
   // Up when it says so (after bootstrap, the bus and the resend of pending casts).

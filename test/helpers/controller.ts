@@ -15,6 +15,7 @@ import {
   CatalogClient, DomainsClient, ProjectsClient, RolesClient, TokensClient, UsersClient, type IssueTokenResponse,
 } from '../../proto/gen/strato/identity/v1/identity.js'
 import { call, client, type Decoded } from './grpc.js'
+import { natsCredsFor } from './nats.js'
 
 export interface TestController {
   controller: Controller
@@ -41,7 +42,9 @@ export const parseOpenrc = readOpenrc
 
 export async function startController(overrides: ConfigOverrides = {}, dataDir = mkdtempSync(path.join(tmpdir(), 'strato-ctl-'))): Promise<TestController> {
   const openrcPath = path.join(dataDir, 'admin-openrc')
-  const cfg = loadConfig({ dataDir, grpc: { host: '127.0.0.1', port: 0, publicAddress: null }, bootstrap: { openrcPath }, ...overrides }, {})
+  // A test nats-server with auth: connect with its controller credentials.
+  const natsCredsFile = overrides.natsUrl ? natsCredsFor(overrides.natsUrl)?.controllerCreds : undefined
+  const cfg = loadConfig({ dataDir, grpc: { host: '127.0.0.1', port: 0, publicAddress: null }, bootstrap: { openrcPath }, ...(natsCredsFile ? { natsCredsFile } : {}), ...overrides }, {})
   const controller = new Controller(cfg, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }))
   await controller.start()
   const address = controller.address

@@ -34,7 +34,7 @@ t.before(async () => {
   cloud = await startCloud({ hosts: [] })
   demo = await tenant(cloud.s, 'demo')
   stateDir = mkdtempSync(path.join(tmpdir(), 'strato-agent-casts-'))
-  cfg = loadAgentConfig({ host: 'node1', natsUrl: cloud.nats.url, stateDir, uuid: randomUUID(), diskGb: 100, driver: 'fake', requestTimeoutMs: 2_000, myIp: '127.0.0.1', powerSyncIntervalMs: 200 }, {})
+  cfg = loadAgentConfig({ host: 'node1', natsUrl: cloud.nats.url, natsCredsFile: cloud.nats.agentCreds!('node1'), stateDir, uuid: randomUUID(), diskGb: 100, driver: 'fake', requestTimeoutMs: 2_000, myIp: '127.0.0.1', powerSyncIntervalMs: 200 }, {})
   agent = new AgentService(cfg, driver, log)
   await agent.start()
   await cloud.s.controller.hosts.discover()

@@ -23,7 +23,7 @@ let demo: Tenant
 
 t.before(async () => {
   cloud = await startCloud({ hosts: ['dp1'] })
-  nc = await connect({ servers: cloud.nats.url })
+  nc = await connect(cloud.nats.connectOptions())
   conductor = new ConductorClient(() => nc, { host: 'dp1', requestTimeoutMs: 5_000 })
   demo = await tenant(cloud.s, 'dhcpdemo')
 })

@@ -39,3 +39,20 @@ t.test('bad values are refused, naming the setting', async (t) => {
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider' })), { name: 'InvalidArgument', field: 'bridgeMappings' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider:a-bridge-name-too-long' })), { name: 'InvalidArgument', field: 'bridgeMappings.provider' })
 })
+
+t.test('NATS credentials: a private file is taken, one others can read is refused with what to do', async (t) => {
+  const { mkdtempSync, writeFileSync, chmodSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const path = await import('node:path')
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-agent-creds-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'agent.creds')
+  writeFileSync(file, 'creds', { mode: 0o600 })
+  t.equal(loadAgentConfig({}, env({ STRATO_AGENT_NATS_CREDS: file })).natsCredsFile, file)
+  t.equal(loadAgentConfig({}, env({})).natsCredsFile, null, 'none by default')
+  for (const mode of [0o640, 0o604]) {
+    chmodSync(file, mode)
+    t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_NATS_CREDS: file })), { name: 'FailedPrecondition', message: new RegExp(`${file} are readable by others \\(mode 0${mode.toString(8)}\\); chmod 600 it`) })
+  }
+  t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_NATS_CREDS: path.join(dir, 'missing.creds') })), { name: 'FailedPrecondition', message: /cannot read NATS credentials .*missing\.creds/ })
+})

@@ -16,7 +16,7 @@ export const protobufFileName = "strato/agent/v1/agent.proto";
 
 /**
  * Messages between agents and the controller over NATS (not a gRPC service).
- *   strato.conductor                  request/reply, queue group: ConductorRequest → ConductorReply
+ *   strato.conductor.<host>           request/reply, queue group (the asking host): ConductorRequest → ConductorReply
  *   strato.events.heartbeat.<host>    JetStream stream STRATO_EVENTS: Heartbeat
  *   strato.events.cast.<host>         JetStream stream STRATO_EVENTS: CastResult
  *   strato.events.power.<host>        JetStream stream STRATO_EVENTS: PowerStates

@@ -1,0 +1,236 @@
+/**
+ * NATS identities (decentralized JWT auth, "operator mode"): an operator, a
+ * system account and the STRATO account (JetStream enabled) are made once and
+ * their signing seeds kept under one directory (files 0600, directory 0700);
+ * nats-server is told the operator and both account JWTs through a config
+ * fragment (`resolver: MEMORY` with a preload), so users — the controller, and
+ * one agent per host — are minted later with no reload of nats-server: a user
+ * JWT signed by the STRATO account's key is valid as soon as it exists.
+ *
+ * JWTs are encoded here (nats-server 2.9 claims, `ed25519-nkey` signatures):
+ * `@nats-io/jwt` is not a dependency. Keys come from nkeys as re-exported by
+ * the NATS client.
+ *
+ * Agent permissions (see `agentPermissions`) are what an agent for host H
+ * needs and nothing more: its own events, its own conductor subject, its own
+ * durable cast consumer, its own inbox, its own rpc subject, and the change
+ * notices every agent receives.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { nkeys } from '@nats-io/transport-node'
+import {
+  CAST_STREAM, DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, castConsumer, conductorSubject, hostToken,
+} from '../../proto/subjects.js'
+
+type KeyPair = ReturnType<typeof nkeys.createOperator>
+
+/** Publish/subscribe allow lists, as in a user JWT's `pub`/`sub`. */
+export interface Permissions {
+  pub: string[]
+  sub: string[]
+  /** Whether the user may answer requests it received (one reply each, `allow_responses`). */
+  responses: boolean
+}
+
+/** The keys and JWTs of one installation (what `ensureOperator` keeps on disk). */
+export interface NatsOperator {
+  dir: string
+  operatorJwt: string
+  systemAccount: string
+  systemAccountJwt: string
+  /** The STRATO account's public key (every daemon's user lives in it). */
+  account: string
+  accountJwt: string
+  /** Signs user JWTs of the STRATO account. */
+  accountKey: KeyPair
+}
+
+const b64url = (b: Uint8Array | string) => Buffer.from(b).toString('base64url')
+const b32 = (b: Uint8Array) => {
+  // RFC 4648 base32 without padding, as nats' jti.
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+  let bits = 0, value = 0, out = ''
+  for (const byte of b) {
+    value = (value << 8) | byte
+    bits += 8
+    while (bits >= 5) {
+      out += alphabet[(value >>> (bits - 5)) & 31]
+      bits -= 5
+    }
+  }
+  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31]
+  return out
+}
+
+/**
+ * Encodes and signs one JWT as nats-server 2.9 reads it (jwt v2): header
+ * `{"typ":"JWT","alg":"ed25519-nkey"}`, `jti` = base32 of the SHA-512/256 of
+ * the claims with an empty jti (as the Go library computes it; the server
+ * does not check it, tools show it), `nats.version: 2`.
+ */
+export function encodeJwt(issuer: KeyPair, subject: string, name: string, nats: Record<string, unknown>): string {
+  const claims: Record<string, unknown> = { jti: '', iat: Math.floor(Date.now() / 1000), iss: issuer.getPublicKey(), name, sub: subject, nats: { ...nats, version: 2 } }
+  claims.jti = b32(createHash('sha512-256').update(JSON.stringify(claims)).digest())
+  const head = b64url(JSON.stringify({ typ: 'JWT', alg: 'ed25519-nkey' }))
+  const body = b64url(JSON.stringify(claims))
+  const sig = issuer.sign(new TextEncoder().encode(`${head}.${body}`))
+  return `${head}.${body}.${b64url(sig)}`
+}
+
+/** The claims of a JWT (not verified: for tests and tools). */
+export function decodeJwt(jwt: string): Record<string, any> {
+  const [, body] = jwt.split('.')
+  return JSON.parse(Buffer.from(body ?? '', 'base64url').toString('utf8')) as Record<string, any>
+}
+
+/** A `.creds` file (JWT + seed) as the `nats`/`nsc` tools write it, which `credsAuthenticator` reads. */
+export function formatCreds(jwt: string, seed: string): string {
+  return `-----BEGIN NATS USER JWT-----
+${jwt}
+------END NATS USER JWT------
+
+************************* IMPORTANT *************************
+NKEY Seed printed below can be used to sign and prove identity.
+NKEYs are sensitive and should be treated as secrets.
+
+-----BEGIN USER NKEY SEED-----
+${seed}
+------END USER NKEY SEED------
+
+*************************************************************
+`
+}
+
+function writePrivate(file: string, content: string): void {
+  // Written aside then renamed: a reader never sees half a key, and the mode is private from the first byte.
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`
+  writeFileSync(tmp, content, { mode: 0o600 })
+  chmodSync(tmp, 0o600)
+  renameSync(tmp, file)
+}
+
+function seedOf(kp: KeyPair): string {
+  return new TextDecoder().decode(kp.getSeed())
+}
+
+function loadOrCreate(dir: string, file: string, create: () => KeyPair): KeyPair {
+  const p = path.join(dir, file)
+  if (existsSync(p)) return nkeys.fromSeed(new TextEncoder().encode(readFileSync(p, 'utf8').trim()))
+  const kp = create()
+  writePrivate(p, seedOf(kp))
+  return kp
+}
+
+/** JetStream unlimited (a 0 would disable it for the account) and no other account limit. */
+const ACCOUNT_LIMITS = {
+  subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1,
+  mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1,
+}
+
+/**
+ * Makes (first call) or loads (later calls) the operator, the system account
+ * and the STRATO account under `dir` (0700; seeds 0600). Their JWTs are
+ * re-signed at each call — they carry no state besides the keys.
+ */
+export function ensureOperator(dir: string): NatsOperator {
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  chmodSync(dir, 0o700)
+  const operator = loadOrCreate(dir, 'operator.nk', () => nkeys.createOperator())
+  const system = loadOrCreate(dir, 'system-account.nk', () => nkeys.createAccount())
+  const account = loadOrCreate(dir, 'strato-account.nk', () => nkeys.createAccount())
+  const systemAccount = system.getPublicKey()
+  const op = operator.getPublicKey()
+  return {
+    dir,
+    operatorJwt: encodeJwt(operator, op, 'strato', { type: 'operator', system_account: systemAccount }),
+    systemAccount,
+    systemAccountJwt: encodeJwt(operator, systemAccount, 'SYS', { type: 'account', limits: { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1 } }),
+    account: account.getPublicKey(),
+    accountJwt: encodeJwt(operator, account.getPublicKey(), 'STRATO', { type: 'account', limits: ACCOUNT_LIMITS, default_permissions: { pub: {}, sub: {} } }),
+    accountKey: account,
+  }
+}
+
+/**
+ * The nats-server configuration that enables this operator's auth (and
+ * JetStream in `storeDir`). One function, so a `tls {}` block has one place
+ * to go. No `authorization`/`accounts` block: in operator mode every client
+ * needs a user JWT signed by a preloaded account, anonymous ones are refused.
+ */
+export function natsServerConfig(op: NatsOperator, o: { host: string; port: number; storeDir: string }): string {
+  return [
+    `# Written by Strato (controller/bus/credentials.ts); rewritten at each start.`,
+    `host: ${JSON.stringify(o.host)}`,
+    `port: ${o.port}`,
+    `jetstream { store_dir: ${JSON.stringify(o.storeDir)} }`,
+    `operator: ${JSON.stringify(op.operatorJwt)}`,
+    `system_account: ${JSON.stringify(op.systemAccount)}`,
+    `resolver: MEMORY`,
+    `resolver_preload: {`,
+    `  ${op.systemAccount}: ${JSON.stringify(op.systemAccountJwt)}`,
+    `  ${op.account}: ${JSON.stringify(op.accountJwt)}`,
+    `}`,
+    '',
+  ].join('\n')
+}
+
+/** Writes `natsServerConfig` to `file` (0600: it names the accounts) and returns its path. */
+export function writeNatsServerConfig(op: NatsOperator, file: string, o: { host: string; port: number; storeDir: string }): string {
+  writePrivate(file, natsServerConfig(op, o))
+  return file
+}
+
+/**
+ * What the agent of `host` may do on the bus. `$JS.API.CONSUMER.INFO` and
+ * `.MSG.NEXT` of its own durable consumer are what nats.js's `consumers.get`
+ * + `consume` send; acks (and `working()` progress) go to `$JS.ACK.<stream>.<consumer>.>`.
+ * Events are published through JetStream (the stream captures core
+ * publishes) and the PubAck comes back on the agent's own inbox.
+ */
+export function agentPermissions(host: string): Permissions {
+  const h = hostToken(host)
+  const consumer = castConsumer(host)
+  return {
+    pub: [
+      `strato.events.*.${h}`,
+      conductorSubject(host),
+      `$JS.API.CONSUMER.INFO.${CAST_STREAM}.${consumer}`,
+      `$JS.API.CONSUMER.MSG.NEXT.${CAST_STREAM}.${consumer}`,
+      `$JS.ACK.${CAST_STREAM}.${consumer}.>`,
+    ],
+    sub: [`${agentInboxPrefix(host)}.>`, agentRpcSubject(host), FIREWALL_CHANGED_SUBJECT, DHCP_CHANGED_SUBJECT],
+    responses: true,
+  }
+}
+
+/** The controller: everything in the STRATO account (streams, casts, the conductor, events). */
+export const CONTROLLER_PERMISSIONS: Permissions = { pub: ['>'], sub: ['>'], responses: false }
+
+/** Mints a user of the STRATO account with `perms`; returns the `.creds` text. */
+export function mintUser(op: NatsOperator, name: string, perms: Permissions): string {
+  const user = nkeys.createUser()
+  const nats: Record<string, unknown> = {
+    type: 'user', subs: -1, data: -1, payload: -1,
+    pub: { allow: perms.pub }, sub: { allow: perms.sub },
+    ...(perms.responses ? { resp: { max: 1, ttl: 0 } } : {}),
+  }
+  return formatCreds(encodeJwt(op.accountKey, user.getPublicKey(), name, nats), seedOf(user))
+}
+
+/** Credentials of the agent of `host` (its own subjects only; see `agentPermissions`). */
+export function mintAgentCreds(op: NatsOperator, host: string): string {
+  return mintUser(op, `agent-${hostToken(host)}`, agentPermissions(host))
+}
+
+export function mintControllerCreds(op: NatsOperator): string {
+  return mintUser(op, 'strato-controller', CONTROLLER_PERMISSIONS)
+}
+
+/** Writes creds to `file`, mode 0600. */
+export function writeCreds(file: string, creds: string): string {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
+  writePrivate(file, creds)
+  return file
+}
