@@ -41,7 +41,7 @@ export const parseOpenrc = readOpenrc
 
 export async function startController(overrides: ConfigOverrides = {}, dataDir = mkdtempSync(path.join(tmpdir(), 'strato-ctl-'))): Promise<TestController> {
   const openrcPath = path.join(dataDir, 'admin-openrc')
-  const cfg = loadConfig({ dataDir, grpc: { host: '127.0.0.1', port: 0, publicAddress: null }, bootstrap: { openrcPath }, ...overrides }, {})
+  const cfg = loadConfig({ dataDir, bootstrap: { openrcPath }, ...overrides, grpc: { host: '127.0.0.1', port: 0, publicAddress: null, ...overrides.grpc } }, {})
   const controller = new Controller(cfg, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }))
   await controller.start()
   const address = controller.address
