@@ -25,10 +25,13 @@ import { callRunner, type CallContext, type RpcDeps } from './rpc.js'
 /**
  * Flow-control windows the server advertises. HTTP/2's default of 64 KiB
  * makes a client wait for a WINDOW_UPDATE every 64 KiB; at loopback speed
- * that round trip, not the wire, limited uploads. A connection's window
- * bounds what one client can make the server buffer.
+ * that round trip, not the wire, limited uploads. The stream window is also
+ * what an upload waiting for its turn (api/images.ts) makes the server hold:
+ * 1 MiB keeps 50 waiting uploads at 50 MiB (8 MiB made it 400), and is still
+ * many round trips' worth at loopback speed. A connection's window bounds
+ * what one client can make the server buffer.
  */
-export const STREAM_WINDOW = 8 * 1024 * 1024
+export const STREAM_WINDOW = 1024 * 1024
 export const CONNECTION_WINDOW = 16 * 1024 * 1024
 /**
  * The largest DATA frame clients may send (HTTP/2's default is 16 KiB). Each
