@@ -16,11 +16,12 @@ const MAX_QUEUED = 2
 
 /**
  * Received upload data all uploads together may hold (batches being built or
- * written). One upload alone uses at most BATCH * (MAX_QUEUED + 1), which fits;
- * many share it, and an upload that finds it spent stops reading until some is
- * written, so its sender is held by HTTP/2 flow control instead of buffered.
+ * written): what one upload alone uses at most, so one upload runs as fast as
+ * before; concurrent ones share it, and one that finds it spent stops reading
+ * until some is written, so its sender is held by HTTP/2 flow control instead
+ * of buffered (issue 15: 50 parallel uploads held ~40 MB each).
  */
-export const DEFAULT_UPLOAD_BUDGET = 32 * 1024 * 1024
+export const DEFAULT_UPLOAD_BUDGET = BATCH * (MAX_QUEUED + 1)
 
 /** A count of bytes shared by uploads; waiters are served in order. */
 export class ByteBudget {
