@@ -5,6 +5,7 @@
  */
 import { randomFillSync } from 'node:crypto'
 import { readFileSync, readdirSync } from 'node:fs'
+import http2 from 'node:http2'
 import net from 'node:net'
 import path from 'node:path'
 import t from 'tap'
@@ -19,7 +20,7 @@ let images: ImagesClient
 t.before(async () => {
   // Short keepalive and idle times, so the tests see them act in seconds.
   c = await spawnController(null as unknown as string, {
-    grpc: { keepaliveTimeMs: 1000, keepaliveTimeoutMs: 3000, uploadIdleTimeoutMs: 1000 } as never,
+    grpc: { keepaliveTimeMs: 1000, keepaliveTimeoutMs: 3000, uploadIdleTimeoutMs: 1000, maxConnectionIdleMs: 2000 } as never,
   })
   images = new ImagesClient(c.address, credentials.createInsecure())
 })
@@ -101,7 +102,20 @@ function md(): Metadata {
   return m
 }
 
-t.test('an upload that stalls is aborted after the idle timeout: image queued again, no .partial kept', async (t) => {
+t.test('a connection without calls is closed after grpc.maxConnectionIdleMs', async (t) => {
+  const session = http2.connect(`http://${c.address}`)
+  session.on('error', () => undefined)
+  const started = Date.now()
+  await new Promise((resolve) => session.once('close', resolve))
+  const ms = Date.now() - started
+  t.ok(ms >= 1500 && ms < 6000, `closed by the server after ${ms} ms (idle limit 2000 ms)`)
+})
+
+// Plain requests take the direct HTTP/2 path (api/bulk.ts), compressed ones grpc-js's.
+for (const [route, opts] of [['direct', {}], ['grpc-js (compressed)', { 'grpc.default_compression_algorithm': 2 }]] as const)
+t.test(`an upload that stalls is aborted after the idle timeout: image queued again, no .partial kept (${route})`, async (t) => {
+  const images = new ImagesClient(c.address, credentials.createInsecure(), opts)
+  t.teardown(() => images.close())
   const img = await createImage('stalled')
   const data = Buffer.alloc(1024 * 1024, 7)
   const started = Date.now()
