@@ -38,7 +38,7 @@ export interface ControllerConfig {
     maxConnectionIdleMs: number
     /** A client stream (image upload) that sends nothing for this long is aborted; the image goes back to queued. @default 60000 */
     uploadIdleTimeoutMs: number
-    /** Image uploads receiving at once; more wait (unread, so HTTP/2 flow control holds their senders) for a turn. @default 4 */
+    /** Image uploads receiving at once; more wait (unread, so HTTP/2 flow control holds their senders) for a turn. Each one receiving holds the image store's batches and native stage; on 2 cores two already keep the digests busy. @default 2 */
     maxConcurrentUploads: number
   }
   /** `sqlite:PATH` (default `sqlite:<dataDir>/strato.db`) or `postgres://...` */
@@ -138,7 +138,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   }
   const defaults: ControllerConfig = {
     dataDir: path.resolve('.strato/controller'),
-    grpc: { host: '127.0.0.1', port: 8770, publicAddress: null, keepaliveTimeMs: 30_000, keepaliveTimeoutMs: 10_000, maxConnectionIdleMs: 300_000, uploadIdleTimeoutMs: 60_000, maxConcurrentUploads: 4 },
+    grpc: { host: '127.0.0.1', port: 8770, publicAddress: null, keepaliveTimeMs: 30_000, keepaliveTimeoutMs: 10_000, maxConnectionIdleMs: 300_000, uploadIdleTimeoutMs: 60_000, maxConcurrentUploads: 2 },
     databaseUrl: '',
     natsUrl: null,
     token: { expirationSeconds: 3600, maxActiveKeys: 3, cacheSize: 100_000 },

@@ -23,7 +23,7 @@ export interface UploadLimits {
 }
 
 /** Waiting uploads per slot: a waiting upload costs its stream's flow-control window, so waiting is bounded too. */
-export const QUEUED_PER_SLOT = 16
+export const QUEUED_PER_SLOT = 32
 
 /**
  * Turns for uploads. Each receiving upload holds a few batches of data

@@ -31,5 +31,5 @@ t.test('waiting is bounded: beyond it RESOURCE_EXHAUSTED, naming the setting', a
   const slots = new UploadSlots({ maxConcurrent: 1, idleTimeoutMs: 1000 })
   await slots.acquire()
   for (let i = 0; i < QUEUED_PER_SLOT; i++) void slots.acquire()
-  await t.rejects(slots.acquire(), { name: 'ResourceExhausted', message: /1 receiving and 16 waiting \(grpc.maxConcurrentUploads is 1\)/ })
+  await t.rejects(slots.acquire(), { name: 'ResourceExhausted', message: /1 receiving and 32 waiting \(grpc.maxConcurrentUploads is 1\)/ })
 })
