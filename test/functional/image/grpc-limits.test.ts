@@ -135,6 +135,25 @@ t.test(`an upload that stalls is aborted after the idle timeout: image queued ag
   t.notOk(c.log().includes('"level":50'), 'nothing logged at error level')
 })
 
+t.test('a slow upload that keeps sending outlives both idle limits (upload 1 s, connection 2 s)', async (t) => {
+  const img = await createImage('trickle')
+  const piece = Buffer.alloc(64 * 1024, 9)
+  const started = Date.now()
+  const res = await new Promise<Image>((resolve, reject) => {
+    const st = images.uploadImage(md(), (e: ServiceError | null, r: Image) => (e ? reject(e) : resolve(r)))
+    st.write({ imageId: img.id, size: 8 * piece.length })
+    let sent = 0
+    const next = () => {
+      st.write({ data: piece })
+      if (++sent === 8) st.end()
+      else setTimeout(next, 500)
+    }
+    next()
+  })
+  t.ok(Date.now() - started >= 3400, `took ${Date.now() - started} ms`)
+  t.match(res, { status: 'active', size: 8 * piece.length })
+})
+
 t.test('50 parallel 20 MB uploads: resident growth stays bounded (back-pressure, not buffering)', async (t) => {
   // The default configuration: a loaded machine may well hold a sender up for a second.
   const first = c
