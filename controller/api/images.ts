@@ -9,7 +9,7 @@ import type { ImageCatalog, ImageViewer } from '../image/catalog.js'
 import { chunksOf } from '../image/store.js'
 import type { FileSource } from '../../native/index.js'
 import { FRAME_ROOM, GrpcResponse, PiecesReader, bytesFieldFrame, oneMessage, requestMessages, streamMethod, type IdleLimit, type RawMessage, type StreamHandler } from './bulk.js'
-import { decodeRequest, implement, type CallContext, type RpcDeps } from './rpc.js'
+import { decodeRequest, implement, malformed, type CallContext, type RpcDeps } from './rpc.js'
 
 /** The largest request message (as grpc.max_receive_message_length on the server). */
 export const MAX_MESSAGE = 16 * 1024 * 1024
@@ -151,7 +151,15 @@ function decodeUploadPart(m: RawMessage): UploadPart {
 }
 
 async function* uploadParts(stream: http2.ServerHttp2Stream, idle: IdleLimit): AsyncIterable<UploadPart> {
-  for await (const m of requestMessages(stream, MAX_MESSAGE, idle)) yield decodeUploadPart(m)
+  for await (const m of requestMessages(stream, MAX_MESSAGE, idle)) {
+    let part: UploadPart
+    try {
+      part = decodeUploadPart(m)
+    } catch (err) {
+      throw malformed('UploadImageRequest', err)
+    }
+    yield part
+  }
 }
 
 /** Bytes per download message: gRPC clients take 4 MiB messages by default. */

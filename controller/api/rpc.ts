@@ -67,7 +67,8 @@ export interface CallRunner {
 /** Errors made of a client's undecodable bytes: refused like any bad argument, but worth a warning. */
 const malformedErrors = new WeakSet<object>()
 
-function malformed(what: string, err: unknown): InvalidArgument {
+/** The error for bytes that are not the request message `what` (INVALID_ARGUMENT, logged at warn without a stack). */
+export function malformed(what: string, err: unknown): InvalidArgument {
   const e = new InvalidArgument(`the request is not a valid ${what} message: ${(err as Error)?.message ?? String(err)}`, { field: 'request' })
   malformedErrors.add(e)
   return e

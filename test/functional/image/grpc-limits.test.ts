@@ -215,9 +215,17 @@ t.test('an undecodable request is INVALID_ARGUMENT, logged at warn without a sta
     t.equal(e.code, status.INVALID_ARGUMENT, `${method}: INVALID_ARGUMENT (${e.details})`)
     t.match(e.details, /not a valid .* message/, `${method}: says why`)
   }
+  // With a token (the upload is authenticated before its data is read), on the direct path.
+  const upload = await new Promise<ServiceError>((resolve, reject) => {
+    const st = cl.makeClientStreamRequest('/strato.image.v1.Images/UploadImage', (b: Buffer) => b, (b: Buffer) => b, md(), (e: ServiceError | null) => (e ? resolve(e) : reject(new Error('UploadImage succeeded'))))
+    st.write(bad)
+    st.end()
+  })
+  t.equal(upload.code, status.INVALID_ARGUMENT, `UploadImage: INVALID_ARGUMENT (${upload.details})`)
+  t.match(upload.details, /not a valid UploadImageRequest message/)
   await new Promise((r) => setTimeout(r, 200))
   const lines = c.log().split('\n').filter((l) => l.includes('malformed request'))
-  t.ok(lines.length >= 3, `${lines.length} warn lines`)
+  t.ok(lines.length >= 4, `${lines.length} warn lines`)
   for (const l of lines) {
     t.match(l, /"level":40/, 'at warn')
     t.notMatch(l, /"stack"/, 'without a stack')
