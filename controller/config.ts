@@ -24,6 +24,22 @@ export interface ControllerConfig {
     port: number
     /** Address clients are told to use (catalog, openrc). @default `host:port` as bound */
     publicAddress: string | null
+    /**
+     * The server pings every connection this often; one that does not answer
+     * within keepaliveTimeoutMs is closed. This is also what frees connections
+     * HTTP/2 gave up on (a header block over nghttp2's 64 KiB field limit gets
+     * GOAWAY, and Node then stops reading without closing the socket).
+     * @default 30000
+     */
+    keepaliveTimeMs: number
+    /** @default 10000 */
+    keepaliveTimeoutMs: number
+    /** Connections without a call for this long are closed (clients reconnect when they need to). @default 300000 */
+    maxConnectionIdleMs: number
+    /** A client stream (image upload) that sends nothing for this long is aborted; the image goes back to queued. @default 60000 */
+    uploadIdleTimeoutMs: number
+    /** Image uploads receiving at once; more wait (unread, so HTTP/2 flow control holds their senders) for a turn. Each one receiving holds the image store's batches and native stage; on 2 cores two already keep the digests busy. @default 2 */
+    maxConcurrentUploads: number
   }
   /** `sqlite:PATH` (default `sqlite:<dataDir>/strato.db`) or `postgres://...` */
   databaseUrl: string
@@ -131,7 +147,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   }
   const defaults: ControllerConfig = {
     dataDir: path.resolve('.strato/controller'),
-    grpc: { host: '127.0.0.1', port: 8770, publicAddress: null },
+    grpc: { host: '127.0.0.1', port: 8770, publicAddress: null, keepaliveTimeMs: 30_000, keepaliveTimeoutMs: 10_000, maxConnectionIdleMs: 300_000, uploadIdleTimeoutMs: 60_000, maxConcurrentUploads: 2 },
     databaseUrl: '',
     natsUrl: null,
     natsCredsFile: null,
@@ -181,6 +197,9 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   if (cfg.hosts.heartbeatIntervalMs < 1 || cfg.hosts.missedHeartbeats < 1) throw new InvalidArgument('hosts.heartbeatIntervalMs and hosts.missedHeartbeats must be ≥ 1', { field: 'hosts.heartbeatIntervalMs' })
   for (const [rc, ratio] of Object.entries(cfg.hosts.allocationRatios)) {
     if (!(ratio > 0)) throw new InvalidArgument(`hosts.allocationRatios.${rc} must be > 0, got ${ratio}`, { field: `hosts.allocationRatios.${rc}` })
+  }
+  for (const k of ['keepaliveTimeMs', 'keepaliveTimeoutMs', 'maxConnectionIdleMs', 'uploadIdleTimeoutMs', 'maxConcurrentUploads'] as const) {
+    if (!Number.isInteger(cfg.grpc[k]) || cfg.grpc[k] < 1) throw new InvalidArgument(`grpc.${k} must be an integer ≥ 1, got ${cfg.grpc[k]}`, { field: `grpc.${k}` })
   }
   if (cfg.token.maxActiveKeys < 2) throw new InvalidArgument('token.maxActiveKeys must be at least 2 (a primary and a staged key)', { field: 'token.maxActiveKeys' })
   return cfg

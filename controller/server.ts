@@ -37,7 +37,7 @@ import { DhcpPorts } from './network/dhcp.js'
 import { ImageCatalog } from './image/catalog.js'
 import { ImageStore } from './image/store.js'
 import { imagePolicy } from './image/policy.js'
-import { imageServices, imageStreamHandlers, MAX_MESSAGE } from './api/images.js'
+import { imageServices, imageStreamHandlers, MAX_MESSAGE, UploadSlots } from './api/images.js'
 import { serveOnHttp2 } from './api/bulk.js'
 import { hostServices } from './api/hosts.js'
 import { placementServices } from './api/placement.js'
@@ -51,7 +51,7 @@ import { ControllerBus } from './bus/bus.js'
 import { inspectImage } from '../native/index.js'
 import { HealthState } from './api/health.js'
 import { ReflectionIndex, reflectionImplementation } from './api/reflection.js'
-import type { RpcDeps } from './api/rpc.js'
+import { guardDecoding, type RpcDeps } from './api/rpc.js'
 import { HealthService } from '../proto/gen/grpc/health/v1/health.js'
 import { ServerReflectionService as ReflectionV1 } from '../proto/gen/grpc/reflection/v1/reflection.js'
 import { ServerReflectionService as ReflectionV1Alpha } from '../proto/gen/grpc/reflection/v1alpha/reflection.js'
@@ -140,10 +140,13 @@ export class Controller {
     const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
     const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), imageRead: (t) => auth!.authenticateImageRead(t), lookup, log: this.log, track: (p) => this.track(p) }
+    // One set of upload turns for both paths (bulk.ts and grpc-js).
+    const uploadLimits = { idleTimeoutMs: cfg.grpc.uploadIdleTimeoutMs, maxConcurrent: cfg.grpc.maxConcurrentUploads }
+    const uploadSlots = new UploadSlots(uploadLimits)
     const services: Array<[object, UntypedServiceImplementation]> = [
       ...identityServices({ catalog: this.catalog, auth, serviceCatalog: () => this.serviceCatalog() }, rpc),
       ...computeServices({ flavors, keypairs, quota }, rpc),
-      ...imageServices(images, rpc),
+      ...imageServices(images, rpc, uploadLimits, uploadSlots),
       ...networkServices(network, rpc),
       ...hostServices(hosts, rpc),
       ...serverServices(servers, serverGroups, hosts, cfg.hosts.defaultAvailabilityZone, rpc),
@@ -151,8 +154,14 @@ export class Controller {
     ]
     const served = new Set(services.map(([def]) => serviceName(def)))
     this.health = new HealthState(served)
-    const server = new Server({ 'grpc.max_receive_message_length': MAX_MESSAGE })
-    for (const [def, impl] of services) server.addService(def as ServiceDefinition, impl)
+    const server = new Server({
+      'grpc.max_receive_message_length': MAX_MESSAGE,
+      // Pings free connections nghttp2 gave up on (see config.ts); idle ones are closed.
+      'grpc.keepalive_time_ms': cfg.grpc.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': cfg.grpc.keepaliveTimeoutMs,
+      'grpc.max_connection_idle_ms': cfg.grpc.maxConnectionIdleMs,
+    })
+    for (const [def, impl] of services) server.addService(guardDecoding(def) as ServiceDefinition, impl)
     server.addService(HealthService as unknown as ServiceDefinition, this.health.implementation())
     const reflection = new ReflectionIndex(new Set([...served, 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']))
     server.addService(ReflectionV1 as unknown as ServiceDefinition, reflectionImplementation(reflection))
@@ -161,7 +170,7 @@ export class Controller {
       server.bindAsync(`${cfg.grpc.host}:${cfg.grpc.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Unavailable(`cannot listen on ${cfg.grpc.host}:${cfg.grpc.port}: ${err.message}`, { cause: err })) : resolve(p))),
     )
     this.grpc = server
-    const bulk = imageStreamHandlers(images, rpc)
+    const bulk = imageStreamHandlers(images, rpc, uploadLimits, uploadSlots)
     if (serveOnHttp2(server, bulk, this.log)) this.bulkMethods = Object.keys(bulk)
     this.address = cfg.grpc.publicAddress ?? `${cfg.grpc.host}:${port}`
 

@@ -17,7 +17,7 @@
  */
 import http2 from 'node:http2'
 import { Metadata, status, type Server } from '@grpc/grpc-js'
-import { InvalidArgument, ResourceExhausted } from '../../proto/errors.js'
+import { InvalidArgument, ResourceExhausted, Unavailable } from '../../proto/errors.js'
 import type { Logger } from '../log.js'
 import type { GrpcErrorPayload } from '../../proto/grpc-errors.js'
 import { callRunner, type CallContext, type RpcDeps } from './rpc.js'
@@ -25,10 +25,13 @@ import { callRunner, type CallContext, type RpcDeps } from './rpc.js'
 /**
  * Flow-control windows the server advertises. HTTP/2's default of 64 KiB
  * makes a client wait for a WINDOW_UPDATE every 64 KiB; at loopback speed
- * that round trip, not the wire, limited uploads. A connection's window
- * bounds what one client can make the server buffer.
+ * that round trip, not the wire, limited uploads. The stream window is also
+ * what an upload waiting for its turn (api/images.ts) makes the server hold:
+ * 1 MiB keeps 50 waiting uploads at 50 MiB (8 MiB made it 400), and is still
+ * many round trips' worth at loopback speed. A connection's window bounds
+ * what one client can make the server buffer.
  */
-export const STREAM_WINDOW = 8 * 1024 * 1024
+export const STREAM_WINDOW = 1024 * 1024
 export const CONNECTION_WINDOW = 16 * 1024 * 1024
 /**
  * The largest DATA frame clients may send (HTTP/2's default is 16 KiB). Each
@@ -80,6 +83,7 @@ export function serveOnHttp2(server: Server, handlers: Record<string, StreamHand
     log.warn({ methods: Object.keys(handlers) }, 'grpc-js does not expose its HTTP/2 servers; bulk methods go through grpc-js (slower)')
     return false
   }
+  const onStreamOpened = (server as unknown as { onStreamOpened?: (s: http2.ServerHttp2Stream) => void }).onStreamOpened
   for (const h2 of h2s.keys() as Iterable<http2.Http2Server>) {
     h2.updateSettings({ initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME })
     h2.on('session', (session: http2.ServerHttp2Session) => session.setLocalWindowSize(CONNECTION_WINDOW))
@@ -87,7 +91,12 @@ export function serveOnHttp2(server: Server, handlers: Record<string, StreamHand
     h2.removeAllListeners('stream')
     h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
       const handler = handlers[headers[':path'] ?? '']
-      if (handler && takes(headers)) handler(stream, headers)
+      if (handler && takes(headers)) {
+        // grpc-js counts a session's open streams to close idle sessions (grpc.max_connection_idle_ms);
+        // count ours too, or a long upload's connection would be closed under it.
+        onStreamOpened?.call(server, stream)
+        handler(stream, headers)
+      }
       else for (const l of grpcJs) l.call(h2, stream, headers, ...rest)
     })
   }
@@ -168,6 +177,15 @@ export class MessageSplitter {
   }
 }
 
+/** How long a client stream may send nothing before it is aborted. */
+export interface IdleLimit {
+  ms: number
+  /** Names the call in the error, e.g. `the upload`. */
+  what: string
+  /** Names the setting in the error. */
+  setting: string
+}
+
 /** Pause the stream (stop granting flow-control window) above this many queued bytes. */
 const QUEUE_HIGH = 4 * 1024 * 1024
 const QUEUE_LOW = 1024 * 1024
@@ -176,7 +194,7 @@ const QUEUE_LOW = 1024 * 1024
  * The request's messages, as they complete. Ends (without error) when the
  * client cancels: the method decides whether what it got is complete.
  */
-export async function* requestMessages(stream: http2.ServerHttp2Stream, maxLength: number): AsyncGenerator<RawMessage> {
+export async function* requestMessages(stream: http2.ServerHttp2Stream, maxLength: number, idle?: IdleLimit): AsyncGenerator<RawMessage> {
   const splitter = new MessageSplitter(maxLength)
   const queue: Buffer[] = []
   let queued = 0
@@ -225,7 +243,15 @@ export async function* requestMessages(stream: http2.ServerHttp2Stream, maxLengt
         return
       }
       if (closed) return
-      await new Promise<void>((resolve) => (wake = resolve))
+      // Only time spent waiting on the client counts: not the consumer's (the store's) time between messages.
+      let timer: NodeJS.Timeout | undefined
+      let timedOut = false
+      await new Promise<void>((resolve) => {
+        wake = resolve
+        if (idle) timer = setTimeout(() => ((timedOut = true), notify()), idle.ms)
+      })
+      clearTimeout(timer)
+      if (timedOut) throw new Unavailable(`${idle!.what} sent nothing for ${idle!.ms} ms (${idle!.setting}); it was aborted`)
     }
   } finally {
     stream.off('data', onData)

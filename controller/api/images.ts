@@ -2,17 +2,78 @@
 import { once } from 'node:events'
 import type http2 from 'node:http2'
 import type { UntypedServiceImplementation } from '@grpc/grpc-js'
-import { InvalidArgument } from '../../proto/errors.js'
+import { InvalidArgument, ResourceExhausted, Unavailable } from '../../proto/errors.js'
 import { Empty } from '../../proto/gen/google/protobuf/empty.js'
 import { Image, ImageIdRequest, ImageMember, ImagesService, ListImageMembersResponse, ListImagesResponse, type UploadImageRequest } from '../../proto/gen/strato/image/v1/image.js'
 import { imageReader, type ImageCatalog, type ImageViewer } from '../image/catalog.js'
 import { chunksOf } from '../image/store.js'
 import type { FileSource } from '../../native/index.js'
-import { FRAME_ROOM, GrpcResponse, PiecesReader, bytesFieldFrame, oneMessage, requestMessages, streamMethod, type RawMessage, type StreamHandler } from './bulk.js'
-import { implement, type CallContext, type RpcDeps } from './rpc.js'
+import { FRAME_ROOM, GrpcResponse, PiecesReader, bytesFieldFrame, oneMessage, requestMessages, streamMethod, type IdleLimit, type RawMessage, type StreamHandler } from './bulk.js'
+import { decodeRequest, implement, malformed, type CallContext, type RpcDeps } from './rpc.js'
 
 /** The largest request message (as grpc.max_receive_message_length on the server). */
 export const MAX_MESSAGE = 16 * 1024 * 1024
+
+/** Limits on image uploads (compiled from the controller's grpc config). */
+export interface UploadLimits {
+  /** An upload that sends nothing for this long is aborted. */
+  idleTimeoutMs: number
+  /** Uploads receiving at once; more wait their turn (up to {@link QUEUED_PER_SLOT} per slot, then RESOURCE_EXHAUSTED). */
+  maxConcurrent: number
+}
+
+/** Waiting uploads per slot: a waiting upload costs its stream's flow-control window, so waiting is bounded too. */
+export const QUEUED_PER_SLOT = 32
+
+/**
+ * Turns for uploads. Each receiving upload holds a few batches of data
+ * (image/store.ts); one waiting for its turn is not read, so HTTP/2 flow
+ * control holds its sender after one stream window: memory follows the
+ * slots, not the number of clients.
+ */
+export class UploadSlots {
+  private active = 0
+  private readonly waiting: Array<() => void> = []
+
+  constructor(private readonly limits: UploadLimits) {}
+
+  /** Waits for a turn; returns its release. */
+  async acquire(): Promise<() => void> {
+    if (this.active >= this.limits.maxConcurrent) {
+      if (this.waiting.length >= this.limits.maxConcurrent * QUEUED_PER_SLOT) {
+        throw new ResourceExhausted(`too many image uploads at once: ${this.active} receiving and ${this.waiting.length} waiting (grpc.maxConcurrentUploads is ${this.limits.maxConcurrent}); try again later`)
+      }
+      await new Promise<void>((resolve) => this.waiting.push(resolve))
+    } else this.active++
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      const next = this.waiting.shift()
+      if (next) next() // the turn passes on: active stays the same
+      else this.active--
+    }
+  }
+}
+
+const idleLimit = (limits: UploadLimits): IdleLimit => ({ ms: limits.idleTimeoutMs, what: 'the upload', setting: 'grpc.uploadIdleTimeoutMs; nothing was kept' })
+
+/** `parts`, aborted when the next one takes longer than the idle limit (the grpc-js path; bulk.ts does it for its own). */
+async function* idleLimited<T>(parts: AsyncIterable<T>, idle: IdleLimit): AsyncIterable<T> {
+  const it = parts[Symbol.asyncIterator]()
+  for (;;) {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Unavailable(`${idle.what} sent nothing for ${idle.ms} ms (${idle.setting}); it was aborted`)), idle.ms)))
+    let next: IteratorResult<T>
+    try {
+      next = await Promise.race([it.next(), timeout])
+    } finally {
+      clearTimeout(timer)
+    }
+    if (next.done) return
+    yield next.value
+  }
+}
 
 function viewer(c: CallContext): ImageViewer {
   // DownloadImage may come with an image-read token (a host building a server) instead of a caller.
@@ -91,8 +152,16 @@ function decodeUploadPart(m: RawMessage): UploadPart {
   return part
 }
 
-async function* uploadParts(stream: http2.ServerHttp2Stream): AsyncIterable<UploadPart> {
-  for await (const m of requestMessages(stream, MAX_MESSAGE)) yield decodeUploadPart(m)
+async function* uploadParts(stream: http2.ServerHttp2Stream, idle: IdleLimit): AsyncIterable<UploadPart> {
+  for await (const m of requestMessages(stream, MAX_MESSAGE, idle)) {
+    let part: UploadPart
+    try {
+      part = decodeUploadPart(m)
+    } catch (err) {
+      throw malformed('UploadImageRequest', err)
+    }
+    yield part
+  }
 }
 
 /** Bytes per download message: gRPC clients take 4 MiB messages by default. */
@@ -129,10 +198,15 @@ async function sendChunks(res: GrpcResponse, source: FileSource): Promise<void> 
   }
 }
 
-export function imageServices(images: ImageCatalog, rpc: RpcDeps): Array<[object, UntypedServiceImplementation]> {
+export function imageServices(images: ImageCatalog, rpc: RpcDeps, limits: UploadLimits, slots = new UploadSlots(limits)): Array<[object, UntypedServiceImplementation]> {
   const upload = async (parts: AsyncIterable<UploadPart>, c: CallContext) => {
-    const { imageId, size, data } = await splitUpload(parts)
-    return Image.fromPartial(await images.upload(imageId, data, viewer(c), size))
+    const release = await slots.acquire()
+    try {
+      const { imageId, size, data } = await splitUpload(idleLimited(parts, idleLimit(limits)))
+      return Image.fromPartial(await images.upload(imageId, data, viewer(c), size))
+    } finally {
+      release()
+    }
   }
   return [
     [ImagesService, implement(ImagesService, {
@@ -166,16 +240,21 @@ export function imageServices(images: ImageCatalog, rpc: RpcDeps): Array<[object
  * bulk.ts): the same checks and catalog calls as above, without grpc-js's
  * copies of every chunk.
  */
-export function imageStreamHandlers(images: ImageCatalog, rpc: RpcDeps): Record<string, StreamHandler> {
+export function imageStreamHandlers(images: ImageCatalog, rpc: RpcDeps, limits: UploadLimits, slots = new UploadSlots(limits)): Record<string, StreamHandler> {
   return {
     [ImagesService.uploadImage.path]: streamMethod(ImagesService.uploadImage.path, rpc, async (stream, res, prepare) => {
       const c = await prepare(undefined)
-      const { imageId, size, data } = await splitUpload(uploadParts(stream))
-      const image = await images.upload(imageId, data, viewer(c), size)
-      res.message(Image.encode(Image.fromPartial(image)).finish())
+      const release = await slots.acquire()
+      try {
+        const { imageId, size, data } = await splitUpload(uploadParts(stream, idleLimit(limits)))
+        const image = await images.upload(imageId, data, viewer(c), size)
+        res.message(Image.encode(Image.fromPartial(image)).finish())
+      } finally {
+        release()
+      }
     }),
     [ImagesService.downloadImage.path]: streamMethod(ImagesService.downloadImage.path, rpc, async (stream, res, prepare) => {
-      const req = ImageIdRequest.decode(await oneMessage(stream, 64 * 1024, 'DownloadImage'))
+      const req = decodeRequest(ImageIdRequest, await oneMessage(stream, 64 * 1024, 'DownloadImage'), 'ImageIdRequest')
       const c = await prepare(req)
       const { source } = await images.download(req.id, viewer(c))
       await sendChunks(res, source)

@@ -12,6 +12,7 @@ import type { Visibility } from '../identity/catalog.js'
 import type { AuthContext, ImageReadClaims } from '../identity/model.js'
 import type { Policy, TargetLookup } from '../identity/policy.js'
 import { toGrpcError, type GrpcErrorPayload } from '../../proto/grpc-errors.js'
+import { InvalidArgument } from '../../proto/errors.js'
 
 export interface CallContext {
   requestId: string
@@ -70,6 +71,61 @@ export interface CallRunner {
   fail(err: unknown, metadata: Metadata, started: number): GrpcErrorPayload
 }
 
+/** Errors made of a client's undecodable bytes: refused like any bad argument, but worth a warning. */
+const malformedErrors = new WeakSet<object>()
+
+/** The error for bytes that are not the request message `what` (INVALID_ARGUMENT, logged at warn without a stack). */
+export function malformed(what: string, err: unknown): InvalidArgument {
+  const e = new InvalidArgument(`the request is not a valid ${what} message: ${(err as Error)?.message ?? String(err)}`, { field: 'request' })
+  malformedErrors.add(e)
+  return e
+}
+
+/** Decodes a request message; bytes that are not one are INVALID_ARGUMENT (the client's error, not ours). */
+export function decodeRequest<T>(type: { decode(bytes: Uint8Array): T }, bytes: Uint8Array, what: string): T {
+  try {
+    return type.decode(bytes)
+  } catch (err) {
+    throw malformed(what, err)
+  }
+}
+
+/** What a guarded deserializer returns for bytes it cannot decode (grpc-js would answer INTERNAL to a throw). */
+class Undecodable {
+  constructor(readonly error: InvalidArgument) {}
+}
+
+/**
+ * The service definition with deserializers that do not throw: undecodable
+ * requests reach `implement()`, which refuses them as INVALID_ARGUMENT.
+ */
+export function guardDecoding<S extends object>(service: S): S {
+  const out: Record<string, unknown> = {}
+  for (const [name, def] of Object.entries(service as Record<string, MethodDef & { requestDeserialize: (b: Buffer) => unknown }>)) {
+    const what = `${def.path.slice(1)} request`
+    out[name] = {
+      ...def,
+      requestDeserialize: (b: Buffer) => {
+        try {
+          return def.requestDeserialize(b)
+        } catch (err) {
+          return new Undecodable(malformed(what, err))
+        }
+      },
+    }
+  }
+  return out as S
+}
+
+function decoded<T>(req: T): T {
+  if (req instanceof Undecodable) throw req.error
+  return req
+}
+
+async function* decodedStream<T>(stream: AsyncIterable<T>): AsyncIterable<T> {
+  for await (const m of stream) yield decoded(m)
+}
+
 export function callRunner(path: string, deps: RpcDeps): CallRunner {
   deps.policy.entry(path) // fail at start-up, not at call time, when a method has no policy
   return {
@@ -103,6 +159,7 @@ export function callRunner(path: string, deps: RpcDeps): CallRunner {
       const { payload, error } = toGrpcError(err, requestId)
       const fields = { method: path, code: error.code, ms: Date.now() - started }
       if (error.code === 'INTERNAL') deps.log.error({ ...fields, err }, 'call failed')
+      else if (typeof err === 'object' && err !== null && malformedErrors.has(err)) deps.log.warn({ ...fields, reason: error.message }, 'malformed request')
       else deps.log.debug({ ...fields, reason: error.message }, 'call refused')
       return payload
     },
@@ -119,21 +176,21 @@ export function implement<S extends Record<string, MethodDef>>(service: S, handl
       impl[name] = (call: ServerUnaryCall<any, any>, callback: sendUnaryData<any>) => {
         const started = Date.now()
         deps
-          .track(prepare(call.metadata, call.request).then((ctx) => handler(call.request, ctx)))
+          .track(Promise.resolve().then(() => decoded(call.request)).then((req) => prepare(call.metadata, req).then((ctx) => handler(req, ctx))))
           .then((res) => callback(null, res), (err) => callback(fail(err, call.metadata, started)))
       }
     } else if (!def.requestStream && def.responseStream) {
       impl[name] = (call: ServerWritableStream<any, any>) => {
         const started = Date.now()
         deps
-          .track(prepare(call.metadata, call.request).then((ctx) => handler(call.request, ctx, call)))
+          .track(Promise.resolve().then(() => decoded(call.request)).then((req) => prepare(call.metadata, req).then((ctx) => handler(req, ctx, call))))
           .then(() => call.end(), (err) => call.emit('error', fail(err, call.metadata, started)))
       }
     } else if (def.requestStream && !def.responseStream) {
       impl[name] = (call: ServerReadableStream<any, any>, callback: sendUnaryData<any>) => {
         const started = Date.now()
         deps
-          .track(prepare(call.metadata, undefined).then((ctx) => handler(call, ctx)))
+          .track(prepare(call.metadata, undefined).then((ctx) => handler(decodedStream(call), ctx)))
           .then((res) => callback(null, res), (err) => callback(fail(err, call.metadata, started)))
       }
     } else {

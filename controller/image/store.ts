@@ -14,6 +14,46 @@ import { FileSink, FileSource } from '../../native/index.js'
 const BATCH = 8 * 1024 * 1024
 const MAX_QUEUED = 2
 
+/**
+ * Received upload data all uploads together may hold (batches being built or
+ * written): what one upload alone uses at most, so one upload runs as fast as
+ * before; concurrent ones share it, and one that finds it spent stops reading
+ * until some is written, so its sender is held by HTTP/2 flow control instead
+ * of buffered (issue 15: 50 parallel uploads held ~40 MB each).
+ */
+export const DEFAULT_UPLOAD_BUDGET = BATCH * (MAX_QUEUED + 1)
+
+/** A count of bytes shared by uploads; waiters are served in order. */
+export class ByteBudget {
+  private used = 0
+  private readonly waiting: Array<{ n: number; wake: () => void }> = []
+
+  constructor(readonly limit: number) {}
+
+  /** Takes `n` bytes if they are free now (or if nothing is held, so one piece over the limit still goes). */
+  tryTake(n: number): boolean {
+    if (this.waiting.length > 0 || (this.used > 0 && this.used + n > this.limit)) return false
+    this.used += n
+    return true
+  }
+
+  async take(n: number): Promise<void> {
+    if (this.tryTake(n)) return
+    await new Promise<void>((wake) => this.waiting.push({ n, wake }))
+  }
+
+  release(n: number): void {
+    this.used -= n
+    while (this.waiting.length > 0) {
+      const w = this.waiting[0]!
+      if (this.used > 0 && this.used + w.n > this.limit) break
+      this.waiting.shift()
+      this.used += w.n
+      w.wake()
+    }
+  }
+}
+
 export interface StoredData {
   size: number
   md5: string
@@ -23,7 +63,7 @@ export interface StoredData {
 }
 
 export class ImageStore {
-  constructor(readonly dir: string) {
+  constructor(readonly dir: string, private readonly budget = new ByteBudget(DEFAULT_UPLOAD_BUDGET)) {
     // Private images live here: the controller's alone (an older version made it 0750).
     mkdirSync(dir, { recursive: true, mode: 0o700 })
     chmodSync(dir, 0o700)
@@ -47,28 +87,37 @@ export class ImageStore {
     let batch: Buffer[] = []
     let batchBytes = 0
     let pos = 0
+    // Every byte held is taken from the shared budget, and given back once written.
+    const flush = () => {
+      const bytes = batchBytes
+      queued.push(sink.write(batch).finally(() => this.budget.release(bytes)))
+      batch = []
+      batchBytes = 0
+    }
     try {
       for await (const pieces of chunks) {
         let n = 0
         for (const p of pieces) n += p.length
         if (n === 0) continue
         beforeWrite(pos + n)
+        if (!this.budget.tryTake(n)) {
+          // Write what is held (so the budget cannot deadlock on partial batches), then wait: no reading meanwhile.
+          if (batch.length) flush()
+          await this.budget.take(n)
+        }
         pos += n
         batch.push(...pieces)
         batchBytes += n
-        if (batchBytes >= BATCH) {
-          queued.push(sink.write(batch))
-          batch = []
-          batchBytes = 0
-          if (queued.length >= MAX_QUEUED) await queued.shift()
-        }
+        if (batchBytes >= BATCH) flush()
+        if (queued.length >= MAX_QUEUED) await queued.shift()
       }
-      if (batch.length) queued.push(sink.write(batch))
+      if (batch.length) flush()
       await Promise.all(queued)
       const done = await sink.finish()
       await sink.close()
       return { size: done.size, md5: done.md5, sha512: done.sha512, partialPath }
     } catch (err) {
+      this.budget.release(batchBytes)
       for (const q of queued) q.catch(() => undefined)
       await sink.close()
       await rm(partialPath, { force: true })

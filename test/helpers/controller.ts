@@ -44,7 +44,7 @@ export async function startController(overrides: ConfigOverrides = {}, dataDir =
   const openrcPath = path.join(dataDir, 'admin-openrc')
   // A test nats-server with auth: connect with its controller credentials.
   const natsCredsFile = overrides.natsUrl ? natsCredsFor(overrides.natsUrl)?.controllerCreds : undefined
-  const cfg = loadConfig({ dataDir, grpc: { host: '127.0.0.1', port: 0, publicAddress: null }, bootstrap: { openrcPath }, ...(natsCredsFile ? { natsCredsFile } : {}), ...overrides }, {})
+  const cfg = loadConfig({ dataDir, bootstrap: { openrcPath }, ...(natsCredsFile ? { natsCredsFile } : {}), ...overrides, grpc: { host: '127.0.0.1', port: 0, publicAddress: null, ...overrides.grpc } }, {})
   const controller = new Controller(cfg, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }))
   await controller.start()
   const address = controller.address

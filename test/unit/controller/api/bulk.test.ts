@@ -272,6 +272,35 @@ t.test('requestMessages: a body ending inside a message is an error; a cancelled
   t.same(got, ['x'], 'what came whole is delivered; the method decides whether it is enough')
 })
 
+t.test('requestMessages: a client that sends nothing for the idle limit is aborted; a slow consumer is not', async (t) => {
+  const idle = { ms: 100, what: 'the upload', setting: 'grpc.uploadIdleTimeoutMs' }
+  const a = fakeStream()
+  const got: string[] = []
+  const stalled = (async () => {
+    for await (const m of requestMessages(a.stream, 100, idle)) got.push(bodyOf(m).toString())
+  })()
+  a.s.write(frame(Buffer.from('first')))
+  const started = Date.now()
+  await t.rejects(stalled, { name: 'Unavailable', message: 'the upload sent nothing for 100 ms (grpc.uploadIdleTimeoutMs); it was aborted' })
+  t.ok(Date.now() - started >= 90, `after ${Date.now() - started} ms`)
+  t.same(got, ['first'])
+
+  // Time the consumer spends between messages (the store writing) is not the client's.
+  const b = fakeStream()
+  const slow: string[] = []
+  const consumer = (async () => {
+    for await (const m of requestMessages(b.stream, 100, idle)) {
+      slow.push(bodyOf(m).toString())
+      await new Promise((r) => setTimeout(r, 250))
+    }
+  })()
+  b.s.write(frame(Buffer.from('1')))
+  b.s.write(frame(Buffer.from('2')))
+  setTimeout(() => b.s.end(frame(Buffer.from('3'))), 50)
+  await consumer
+  t.same(slow, ['1', '2', '3'])
+})
+
 t.test('oneMessage: exactly one message, whole', async (t) => {
   const one = fakeStream()
   const p = oneMessage(one.stream, 100, 'DownloadImage')
