@@ -1,15 +1,26 @@
 /** ImageSource over strato.image.v1.Images: metadata by GetImage, data by the DownloadImage stream. */
+import { readFileSync } from 'node:fs'
 import { Metadata, credentials, type ServiceError } from '@grpc/grpc-js'
+import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
 import { fromGrpcError } from '../../proto/grpc-errors.js'
+import { parseGrpcUrl } from '../../proto/grpc-url.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
 import type { ImageSource } from './image-cache.js'
 
 export class GrpcImageSource implements ImageSource {
   private readonly client: ImagesClient
 
-  /** `token` is read for every call, so a rotated service token is picked up. */
-  constructor(address: string, private readonly token: () => string) {
-    this.client = new ImagesClient(address, credentials.createInsecure(), {
+  /**
+   * `url` is `grpcs://host:port` (TLS), `grpc://host:port` (plaintext) or
+   * `host:port` (TLS when `caFile` is given). The controller's certificate
+   * must chain to `caFile` (else the system's roots). `token` is read for
+   * every call, so a rotated service token is picked up.
+   */
+  constructor(url: string, private readonly token: () => string, caFile: string | null = null) {
+    const target = parseGrpcUrl(url)
+    if (!target) throw new InvalidArgument(`the controller address '${url}' is not grpcs://host:port, grpc://host:port or host:port`, { field: 'controllerAddress' })
+    const tls = target.scheme === 'grpcs' || (target.scheme === '' && caFile !== null)
+    this.client = new ImagesClient(target.address, tls ? credentials.createSsl(readCa(caFile)) : credentials.createInsecure(), {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       'grpc-node.flow_control_window': 8 * 1024 * 1024,
     })
@@ -39,5 +50,14 @@ export class GrpcImageSource implements ImageSource {
 
   close(): void {
     this.client.close()
+  }
+}
+
+function readCa(file: string | null): Buffer | null {
+  if (file === null) return null
+  try {
+    return readFileSync(file)
+  } catch (err) {
+    throw new FailedPrecondition(`cannot read the controller's CA ${file} (STRATO_AGENT_CA_FILE): ${(err as Error).message}`, { cause: err })
   }
 }

@@ -17,7 +17,7 @@ export interface BootstrapResult {
   adminPassword?: string
 }
 
-export async function bootstrap(db: Db, catalog: IdentityCatalog, opts: { adminProjectName: string; openrcPath: string; authUrl: string; region: string }, log: Logger): Promise<BootstrapResult> {
+export async function bootstrap(db: Db, catalog: IdentityCatalog, opts: { adminProjectName: string; openrcPath: string; authUrl: string; caFile?: string | null; region: string }, log: Logger): Promise<BootstrapResult> {
   const existing = await db.selectFrom('domains').select('id').where('id', '=', DEFAULT_DOMAIN_ID).executeTakeFirst()
   if (existing) return { created: false }
   const password = generatePassword()
@@ -32,6 +32,8 @@ export async function bootstrap(db: Db, catalog: IdentityCatalog, opts: { adminP
   await catalog.grantRole({ roleId: roles.admin!, userId: user.id, projectId: admin.id })
   writeOpenrc(opts.openrcPath, {
     OS_AUTH_URL: opts.authUrl,
+    // The CA that signed the API's certificate, read by clients as openstackclient reads it.
+    ...(opts.caFile ? { OS_CACERT: opts.caFile } : {}),
     OS_PROJECT_DOMAIN_NAME: 'Default',
     OS_USER_DOMAIN_NAME: 'Default',
     OS_PROJECT_NAME: opts.adminProjectName,
