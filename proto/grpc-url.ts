@@ -23,3 +23,15 @@ export function parseGrpcUrl(url: string): GrpcTarget | undefined {
 export function grpcUrl(address: string, tls: boolean): string {
   return `${tls ? 'grpcs' : 'grpc'}://${address}`
 }
+
+/** What OpenSSL and Node say (in a grpc-js UNAVAILABLE's details) when the server's certificate does not verify. */
+const CERT_FAILURE = /certificate|self[- ]signed|issuer|CERT_|verify|altnames|Hostname\/IP/i
+
+/**
+ * True when a failed connection's details say the server's certificate did
+ * not verify: not a transient outage (retrying cannot help), a trust problem
+ * the operator must fix (the CA file).
+ */
+export function isCertificateFailure(details: string): boolean {
+  return CERT_FAILURE.test(details)
+}

@@ -1,9 +1,9 @@
 /** ImageSource over strato.image.v1.Images: metadata by GetImage, data by the DownloadImage stream. */
 import { readFileSync } from 'node:fs'
-import { Metadata, credentials, type ServiceError } from '@grpc/grpc-js'
+import { Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js'
 import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
 import { fromGrpcError } from '../../proto/grpc-errors.js'
-import { parseGrpcUrl } from '../../proto/grpc-url.js'
+import { isCertificateFailure, parseGrpcUrl } from '../../proto/grpc-url.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
 import type { ImageSource } from './image-cache.js'
 
@@ -16,7 +16,7 @@ export class GrpcImageSource implements ImageSource {
    * must chain to `caFile` (else the system's roots). `token` is read for
    * every call, so a rotated service token is picked up.
    */
-  constructor(url: string, private readonly token: () => string, caFile: string | null = null) {
+  constructor(url: string, private readonly token: () => string, private readonly caFile: string | null = null) {
     const target = parseGrpcUrl(url)
     if (!target) throw new InvalidArgument(`the controller address '${url}' is not grpcs://host:port, grpc://host:port or host:port`, { field: 'controllerAddress' })
     const tls = target.scheme === 'grpcs' || (target.scheme === '' && caFile !== null)
@@ -35,17 +35,31 @@ export class GrpcImageSource implements ImageSource {
   /** `token`, when given, is used instead of the constructor's (the agent downloads with each build's own token). */
   async download(imageId: string, token = this.token()) {
     const image = await new Promise<Image>((resolve, reject) =>
-      this.client.getImage({ id: imageId }, this.md(token), (err: ServiceError | null, res: Image) => (err ? reject(fromGrpcError(err)) : resolve(res))),
+      this.client.getImage({ id: imageId }, this.md(token), (err: ServiceError | null, res: Image) => (err ? reject(this.convert(err)) : resolve(res))),
     )
     const stream = this.client.downloadImage({ id: imageId }, this.md(token))
+    const convert = (err: ServiceError) => this.convert(err)
     async function* data(): AsyncIterable<Uint8Array> {
       try {
         for await (const chunk of stream as AsyncIterable<{ data?: Uint8Array }>) if (chunk.data) yield chunk.data
       } catch (err) {
-        throw fromGrpcError(err as ServiceError)
+        throw convert(err as ServiceError)
       }
     }
     return { image: { checksum: image.checksum ?? '', diskFormat: image.diskFormat ?? '', status: image.status ?? '' }, data: data() }
+  }
+
+  /**
+   * A gRPC failure as a Strato error. A certificate that does not verify is
+   * FailedPrecondition, not Unavailable: the cast worker retries Unavailable
+   * forever (the controller may be restarting), and no retry fixes trust.
+   */
+  private convert(err: ServiceError): Error {
+    if (err.code === status.UNAVAILABLE && !err.metadata?.get('strato-error-code').length && isCertificateFailure(err.details ?? '')) {
+      const trust = this.caFile ? `the CA in ${this.caFile} (STRATO_AGENT_CA_FILE)` : "the system's roots (STRATO_AGENT_CA_FILE is not set)"
+      return new FailedPrecondition(`the controller's TLS certificate does not verify against ${trust}: ${err.details}`, { cause: err })
+    }
+    return fromGrpcError(err)
   }
 
   close(): void {
