@@ -1,6 +1,7 @@
 // The agent's configuration from STRATO_AGENT_* variables: defaults, and bad values refused by name.
 import t from 'tap'
 import { isIP } from 'node:net'
+import path from 'node:path'
 import { loadAgentConfig } from '../../../agent/config.js'
 
 const env = (vars: Record<string, string>) => ({ STRATO_AGENT_STATE_DIR: '/tmp/strato-agent-config-test', ...vars })
@@ -38,4 +39,12 @@ t.test('bad values are refused, naming the setting', async (t) => {
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_METADATA_PORT: '70000' })), { name: 'InvalidArgument', field: 'metadataPort' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider' })), { name: 'InvalidArgument', field: 'bridgeMappings' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider:a-bridge-name-too-long' })), { name: 'InvalidArgument', field: 'bridgeMappings.provider' })
+})
+
+t.test('the controller address and its CA (TLS for image downloads)', async (t) => {
+  const c = loadAgentConfig({}, { STRATO_AGENT_CONTROLLER: 'grpcs://10.0.0.1:8770', STRATO_AGENT_CA_FILE: 'ca.pem' })
+  t.equal(c.controllerAddress, 'grpcs://10.0.0.1:8770')
+  t.equal(c.caFile, path.resolve('ca.pem'), 'STRATO_AGENT_CA_FILE, absolute')
+  t.equal(loadAgentConfig({}, {}).caFile, null, 'no CA by default')
+  t.throws(() => loadAgentConfig({}, { STRATO_AGENT_CONTROLLER: 'https://10.0.0.1' }), { name: 'InvalidArgument', field: 'controllerAddress', message: /must be grpcs:\/\/host:port, grpc:\/\/host:port or host:port/ })
 })
