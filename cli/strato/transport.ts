@@ -48,7 +48,7 @@ const PLAINTEXT_PEER = /wrong version number|packet length too long|unknown prot
 
 /** The OpenSSL reason in a grpc-js "No connection established. Last error: Error: …" detail. */
 function certReason(details: string): string {
-  const m = /Error: ([^(]+?)(?: \(|$)/.exec(details)
+  const m = /Error: (.+?)(?:\.? Resolution note:.*)?$/.exec(details)
   return (m?.[1] ?? details).trim()
 }
 
