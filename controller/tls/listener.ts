@@ -4,6 +4,7 @@
  * controller's own CA (made on first start) for every name a client may use.
  * Transport-free: the server turns the PEMs into credentials.
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
@@ -27,7 +28,17 @@ export async function listenerTls(cfg: ControllerConfig, log: Logger): Promise<L
     return null
   }
   if (tls.certFile && tls.keyFile) {
-    return { certPem: readPem(tls.certFile, 'tls.certFile'), keyPem: readPem(tls.keyFile, 'tls.keyFile'), caFile: tls.caFile }
+    const certPem = readPem(tls.certFile, 'tls.certFile')
+    const keyPem = readPem(tls.keyFile, 'tls.keyFile')
+    // Said here, by file name, rather than as an OpenSSL error from deep inside the listener's bind.
+    let matches = false
+    try {
+      matches = new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem))
+    } catch (err) {
+      throw new FailedPrecondition(`tls.certFile ${tls.certFile} / tls.keyFile ${tls.keyFile}: not a PEM certificate and key: ${(err as Error).message}`, { cause: err })
+    }
+    if (!matches) throw new FailedPrecondition(`tls.keyFile ${tls.keyFile} is not the key of tls.certFile ${tls.certFile}`)
+    return { certPem, keyPem, caFile: tls.caFile }
   }
   const ca = await ensureCa(tls.dir)
   const { dnsNames, ips } = certificateNames(cfg)

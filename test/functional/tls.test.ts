@@ -73,7 +73,7 @@ t.test('a controller with TLS on: the CLI verifies it, plaintext gets nothing', 
   t.not(bad.status, 0, 'grpcio with another CA gets nothing')
 })
 
-t.test('operator-provided certificate wins over generation; restart keeps the CA and certificate', async (t) => {
+t.test('an operator-provided certificate wins over generation', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'strato-op-tls-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const ca = await ensureCa(path.join(dir, 'ca'), 'Operator CA')

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { ensureCa, ensureCertificate, subjectAltNames } from '../../../../controller/tls/ca.js'
-import { certificateNames } from '../../../../controller/tls/listener.js'
+import { certificateNames, listenerTls } from '../../../../controller/tls/listener.js'
+import { pino } from 'pino'
 import { loadConfig } from '../../../../controller/config.js'
 
 const mode = (f: string) => statSync(f).mode & 0o777
@@ -77,4 +78,17 @@ t.test('the listener certificate names loopback, the listen and public addresses
   const { dnsNames, ips } = certificateNames(cfg)
   t.ok(dnsNames.includes('localhost') && dnsNames.includes('api.example') && dnsNames.includes('alt.example'), 'DNS names')
   t.ok(['127.0.0.1', '::1', '192.0.2.7', '10.9.9.9'].every((ip) => ips.includes(ip)), 'IPs')
+})
+
+t.test("the operator's certificate and key are used as given, and a key that is not the certificate's is refused by name", async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-ca-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const ca = await ensureCa(dir)
+  const leaf = await ensureCertificate(ca, dir, 'api', { commonName: 'api', dnsNames: ['localhost'], ips: [] })
+  const log = pino({ level: 'silent' })
+  const good = await listenerTls(loadConfig({ dataDir: dir, tls: { certFile: leaf.certFile, keyFile: leaf.keyFile } }, {}), log)
+  t.equal(good?.certPem.toString(), readFileSync(leaf.certFile, 'utf8'))
+  t.equal(good?.caFile, null, 'no CA named unless the operator gives one')
+  await t.rejects(listenerTls(loadConfig({ dataDir: dir, tls: { certFile: leaf.certFile, keyFile: ca.keyFile } }, {}), log), { name: 'FailedPrecondition', message: /ca-key\.pem is not the key of tls\.certFile .*api\.pem/ })
+  t.equal(await listenerTls(loadConfig({ dataDir: dir, tls: { mode: 'off' } }, {}), log), null, 'off: plaintext')
 })
