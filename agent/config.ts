@@ -10,6 +10,7 @@ import { isIP } from 'node:net'
 import path from 'node:path'
 import { InvalidArgument } from '../proto/errors.js'
 import { readCredsFile } from '../proto/nats-creds.js'
+import { parseGrpcUrl } from '../proto/grpc-url.js'
 
 export interface AgentConfig {
   /** Host name announced to the controller (a DNS name). @default os.hostname() */
@@ -44,8 +45,14 @@ export interface AgentConfig {
   heartbeatIntervalMs: number
   /** Timeout of requests to the conductor. @default 5000 */
   requestTimeoutMs: number
-  /** The controller's gRPC address (images are downloaded from it); null: the one the controller announces. @default null */
+  /**
+   * The controller's gRPC address (images are downloaded from it):
+   * `grpcs://host:port` (TLS), `grpc://host:port` (plaintext), or `host:port`
+   * (TLS when caFile is set); null: the one the controller announces. @default null
+   */
   controllerAddress: string | null
+  /** The CA the controller's certificate must chain to (PEM file); null: the system's roots, for `grpcs://` only. `STRATO_AGENT_CA_FILE` @default null */
+  caFile: string | null
   /**
    * Physical network → Linux bridge on this host, for flat networks (Neutron
    * linuxbridge `physical_interface_mappings`, with a bridge instead of an
@@ -123,6 +130,7 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     heartbeatIntervalMs: overrides.heartbeatIntervalMs ?? 10_000,
     requestTimeoutMs: overrides.requestTimeoutMs ?? envInt(env, 'STRATO_AGENT_REQUEST_TIMEOUT_MS') ?? 5_000,
     controllerAddress: overrides.controllerAddress ?? env.STRATO_AGENT_CONTROLLER ?? null,
+    caFile: overrides.caFile !== undefined ? overrides.caFile : env.STRATO_AGENT_CA_FILE ? path.resolve(env.STRATO_AGENT_CA_FILE) : null,
     bridgeMappings: overrides.bridgeMappings ?? parseMappings(env.STRATO_AGENT_BRIDGE_MAPPINGS) ?? { provider: 'br-provider' },
     shutdownTimeoutMs: overrides.shutdownTimeoutMs ?? envInt(env, 'STRATO_AGENT_SHUTDOWN_TIMEOUT_MS') ?? 60_000,
     powerSyncIntervalMs: overrides.powerSyncIntervalMs ?? envInt(env, 'STRATO_AGENT_POWER_SYNC_INTERVAL_MS') ?? 60_000,
@@ -142,6 +150,7 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
   }
   // Checked now, so a bad file stops the agent before it does anything.
   if (cfg.natsCredsFile) readCredsFile(cfg.natsCredsFile)
+  if (cfg.controllerAddress !== null && !parseGrpcUrl(cfg.controllerAddress)) throw new InvalidArgument(`controllerAddress (STRATO_AGENT_CONTROLLER) must be grpcs://host:port, grpc://host:port or host:port, got '${cfg.controllerAddress}'`, { field: 'controllerAddress' })
   if (!isIP(cfg.myIp)) throw new InvalidArgument(`myIp (STRATO_AGENT_MY_IP) must be an IP address, got '${cfg.myIp}'`, { field: 'myIp' })
   if (!Number.isInteger(cfg.maxConcurrentCasts) || cfg.maxConcurrentCasts < 1) throw new InvalidArgument('maxConcurrentCasts must be an integer ≥ 1', { field: 'maxConcurrentCasts' })
   for (const [physnet, bridge] of Object.entries(cfg.bridgeMappings)) {

@@ -115,7 +115,7 @@ export class AgentService {
     if (!address) throw new Unavailable('the controller has not told this agent its address yet; set STRATO_AGENT_CONTROLLER')
     if (this.imageSource?.address !== address) {
       this.imageSource?.source.close()
-      this.imageSource = { address, source: new GrpcImageSource(address, () => '') }
+      this.imageSource = { address, source: new GrpcImageSource(address, () => '', this.config.caFile) }
     }
     const source = this.imageSource.source
     return { download: (imageId) => source.download(imageId, token, known) }

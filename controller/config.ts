@@ -41,6 +41,30 @@ export interface ControllerConfig {
     /** Image uploads receiving at once; more wait (unread, so HTTP/2 flow control holds their senders) for a turn. Each one receiving holds the image store's batches and native stage; on 2 cores two already keep the digests busy. @default 2 */
     maxConcurrentUploads: number
   }
+  /**
+   * TLS on the gRPC listener. With no files given, the controller keeps its
+   * own CA in `dir` (made on first start) and issues itself a certificate for
+   * localhost, 127.0.0.1, ::1, the host name, the listen and public addresses
+   * and `names`; clients trust `<dir>/ca.pem` (admin-openrc's OS_CACERT).
+   */
+  tls: {
+    /**
+     * `on`, or `off` for plaintext: allowed only when the listen address is
+     * loopback, and even then any local user can read the traffic (tokens,
+     * passwords). `STRATO_TLS` @default on
+     */
+    mode: 'on' | 'off'
+    /** The operator's certificate (PEM, chain allowed); with keyFile, used instead of a generated one. `STRATO_TLS_CERT_FILE` @default null */
+    certFile: string | null
+    /** Its key (PEM). `STRATO_TLS_KEY_FILE` @default null */
+    keyFile: string | null
+    /** The CA clients should trust, written to admin-openrc as OS_CACERT. `STRATO_TLS_CA_FILE` @default `<dir>/ca.pem` when generated */
+    caFile: string | null
+    /** More DNS names or IPs for the generated certificate. `STRATO_TLS_NAMES` (comma-separated) @default [] */
+    names: string[]
+    /** Where the generated CA and certificate live (0700). @default `<dataDir>/tls` */
+    dir: string
+  }
   /** `sqlite:PATH` (default `sqlite:<dataDir>/strato.db`) or `postgres://...` */
   databaseUrl: string
   /** NATS server URL; null runs without the message bus (identity-only tests). @default null */
@@ -138,6 +162,13 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   const fromEnv: ConfigOverrides = {
     dataDir: env.STRATO_DATA_DIR || undefined,
     grpc: { host: env.STRATO_GRPC_HOST || undefined, port: intFrom('STRATO_GRPC_PORT', env.STRATO_GRPC_PORT), publicAddress: env.STRATO_PUBLIC_ADDRESS || undefined },
+    tls: {
+      mode: (env.STRATO_TLS || undefined) as ControllerConfig['tls']['mode'] | undefined,
+      certFile: env.STRATO_TLS_CERT_FILE || undefined,
+      keyFile: env.STRATO_TLS_KEY_FILE || undefined,
+      caFile: env.STRATO_TLS_CA_FILE || undefined,
+      names: env.STRATO_TLS_NAMES ? env.STRATO_TLS_NAMES.split(',').map((n) => n.trim()).filter(Boolean) : undefined,
+    },
     databaseUrl: env.STRATO_DATABASE_URL || undefined,
     natsUrl: env.STRATO_NATS_URL || undefined,
     natsCredsFile: env.STRATO_NATS_CREDS || undefined,
@@ -148,6 +179,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   const defaults: ControllerConfig = {
     dataDir: path.resolve('.strato/controller'),
     grpc: { host: '127.0.0.1', port: 8770, publicAddress: null, keepaliveTimeMs: 30_000, keepaliveTimeoutMs: 10_000, maxConnectionIdleMs: 300_000, uploadIdleTimeoutMs: 60_000, maxConcurrentUploads: 2 },
+    tls: { mode: 'on', certFile: null, keyFile: null, caFile: null, names: [], dir: '' },
     databaseUrl: '',
     natsUrl: null,
     natsCredsFile: null,
@@ -179,6 +211,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   const cfg = merge(defaults, fromFile, fromEnv as Partial<ControllerConfig>, rest as Partial<ControllerConfig>)
   cfg.dataDir = path.resolve(cfg.dataDir)
   if (!cfg.databaseUrl) cfg.databaseUrl = `sqlite:${path.join(cfg.dataDir, 'strato.db')}`
+  checkTls(cfg)
   if (cfg.token.expirationSeconds < 1) throw new InvalidArgument('token.expirationSeconds must be at least 1', { field: 'token.expirationSeconds' })
   if (!Number.isInteger(cfg.token.imageReadSeconds) || cfg.token.imageReadSeconds < 1) throw new InvalidArgument(`token.imageReadSeconds must be an integer ≥ 1, got ${cfg.token.imageReadSeconds}`, { field: 'token.imageReadSeconds' })
   // A configured range map replaces the default one instead of merging into it.
@@ -203,4 +236,25 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   }
   if (cfg.token.maxActiveKeys < 2) throw new InvalidArgument('token.maxActiveKeys must be at least 2 (a primary and a staged key)', { field: 'token.maxActiveKeys' })
   return cfg
+}
+
+/** 127.0.0.0/8, ::1, localhost: addresses only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase()
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\./.test(h)
+}
+
+function checkTls(cfg: ControllerConfig): void {
+  const tls = cfg.tls
+  if (tls.mode !== 'on' && tls.mode !== 'off') throw new InvalidArgument(`tls.mode (STRATO_TLS) must be on or off, got '${String(tls.mode)}'`, { field: 'tls.mode' })
+  if (tls.mode === 'off' && !isLoopback(cfg.grpc.host)) {
+    throw new InvalidArgument(
+      `refusing plaintext gRPC on ${cfg.grpc.host}: it is not a loopback address, so tokens and passwords would cross the network in the clear; set tls.mode (STRATO_TLS) to on, or listen on 127.0.0.1`,
+      { field: 'tls.mode' },
+    )
+  }
+  if (Boolean(tls.certFile) !== Boolean(tls.keyFile)) throw new InvalidArgument('tls.certFile (STRATO_TLS_CERT_FILE) and tls.keyFile (STRATO_TLS_KEY_FILE) go together: give both, or neither to use the generated certificate', { field: tls.certFile ? 'tls.keyFile' : 'tls.certFile' })
+  for (const f of ['certFile', 'keyFile', 'caFile'] as const) if (tls[f]) tls[f] = path.resolve(tls[f]!)
+  tls.dir = path.resolve(tls.dir || path.join(cfg.dataDir, 'tls'))
+  if (!tls.certFile && !tls.caFile) tls.caFile = path.join(tls.dir, 'ca.pem')
 }

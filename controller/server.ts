@@ -57,6 +57,8 @@ import { ServerReflectionService as ReflectionV1 } from '../proto/gen/grpc/refle
 import { ServerReflectionService as ReflectionV1Alpha } from '../proto/gen/grpc/reflection/v1alpha/reflection.js'
 import type { CatalogEntry } from '../proto/gen/strato/identity/v1/identity.js'
 import { Unauthenticated, Unavailable } from '../proto/errors.js'
+import { grpcUrl } from '../proto/grpc-url.js'
+import { listenerTls, type ListenerTls } from './tls/listener.js'
 
 export type LifecycleState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
 
@@ -76,6 +78,8 @@ export class Controller {
   bootstrapResult: BootstrapResult = { created: false }
   /** The address clients use (host:port), known once RUNNING. */
   address = ''
+  /** The listener's TLS (null: plaintext on loopback), known once RUNNING. */
+  tls: ListenerTls | null = null
   /** Methods served on the HTTP/2 streams directly (api/bulk.ts); empty when grpc-js serves them. */
   bulkMethods: string[] = []
   private grpc: Server | undefined
@@ -166,8 +170,10 @@ export class Controller {
     const reflection = new ReflectionIndex(new Set([...served, 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']))
     server.addService(ReflectionV1 as unknown as ServiceDefinition, reflectionImplementation(reflection))
     server.addService(ReflectionV1Alpha as unknown as ServiceDefinition, reflectionImplementation(reflection))
+    this.tls = await listenerTls(cfg, this.log)
+    const creds = this.tls ? ServerCredentials.createSsl(null, [{ cert_chain: this.tls.certPem, private_key: this.tls.keyPem }], false) : ServerCredentials.createInsecure()
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${cfg.grpc.host}:${cfg.grpc.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Unavailable(`cannot listen on ${cfg.grpc.host}:${cfg.grpc.port}: ${err.message}`, { cause: err })) : resolve(p))),
+      server.bindAsync(`${cfg.grpc.host}:${cfg.grpc.port}`, creds, (err, p) => (err ? reject(new Unavailable(`cannot listen on ${cfg.grpc.host}:${cfg.grpc.port}: ${err.message}`, { cause: err })) : resolve(p))),
     )
     this.grpc = server
     const bulk = imageStreamHandlers(images, rpc, uploadLimits, uploadSlots)
@@ -175,7 +181,7 @@ export class Controller {
     this.address = cfg.grpc.publicAddress ?? `${cfg.grpc.host}:${port}`
 
     if (this.nats) {
-      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), dhcp }), hosts, this.log, () => this.address, {
+      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), dhcp }), hosts, this.log, () => this.url, {
         castResult: (r) => servers.applyResult(r),
         powerStates: (host, sentAt, guests) => servers.applyPowerStates(host, sentAt, guests),
       }, cfg.hosts.castAckWaitMs)
@@ -197,7 +203,8 @@ export class Controller {
       this.bootstrapResult = await bootstrap(this.db, this.catalog, {
         adminProjectName: cfg.bootstrap.adminProjectName,
         openrcPath: cfg.bootstrap.openrcPath,
-        authUrl: `grpc://${this.address}`,
+        authUrl: this.url,
+        caFile: this.tls?.caFile ?? null,
         region: cfg.bootstrap.region,
       }, this.log)
     }
@@ -229,6 +236,11 @@ export class Controller {
     this.log.info('controller stopped')
   }
 
+  /** The URL clients are given (catalog, openrc, agents): `grpcs://` when the listener speaks TLS. */
+  get url(): string {
+    return grpcUrl(this.address, this.tls !== null)
+  }
+
   private track<T>(p: Promise<T>): Promise<T> {
     this.inFlight.add(p)
     const done = () => this.inFlight.delete(p)
@@ -238,7 +250,7 @@ export class Controller {
 
   /** Every service type this controller serves, all at its gRPC address. */
   serviceCatalog(): CatalogEntry[] {
-    const url = `grpc://${this.address}`
+    const url = this.url
     const entry = (type: string, name: string): CatalogEntry => ({
       id: type,
       type,

@@ -1,15 +1,26 @@
 /** ImageSource over strato.image.v1.Images: metadata by GetImage, data by the DownloadImage stream. */
-import { Metadata, credentials, type ServiceError } from '@grpc/grpc-js'
+import { readFileSync } from 'node:fs'
+import { Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js'
+import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
 import { fromGrpcError } from '../../proto/grpc-errors.js'
+import { isCertificateFailure, parseGrpcUrl } from '../../proto/grpc-url.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
 import type { ImageSource, KnownImage } from './image-cache.js'
 
 export class GrpcImageSource implements ImageSource {
   private readonly client: ImagesClient
 
-  /** `token` is read for every call, so a rotated service token is picked up. */
-  constructor(address: string, private readonly token: () => string) {
-    this.client = new ImagesClient(address, credentials.createInsecure(), {
+  /**
+   * `url` is `grpcs://host:port` (TLS), `grpc://host:port` (plaintext) or
+   * `host:port` (TLS when `caFile` is given). The controller's certificate
+   * must chain to `caFile` (else the system's roots). `token` is read for
+   * every call, so a rotated service token is picked up.
+   */
+  constructor(url: string, private readonly token: () => string, private readonly caFile: string | null = null) {
+    const target = parseGrpcUrl(url)
+    if (!target) throw new InvalidArgument(`the controller address '${url}' is not grpcs://host:port, grpc://host:port or host:port`, { field: 'controllerAddress' })
+    const tls = target.scheme === 'grpcs' || (target.scheme === '' && caFile !== null)
+    this.client = new ImagesClient(target.address, tls ? credentials.createSsl(readCa(caFile)) : credentials.createInsecure(), {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       'grpc-node.flow_control_window': 8 * 1024 * 1024,
     })
@@ -29,20 +40,43 @@ export class GrpcImageSource implements ImageSource {
    */
   async download(imageId: string, token = this.token(), known?: KnownImage) {
     const image: Image = known ?? await new Promise<Image>((resolve, reject) =>
-      this.client.getImage({ id: imageId }, this.md(token), (err: ServiceError | null, res: Image) => (err ? reject(fromGrpcError(err)) : resolve(res))),
+      this.client.getImage({ id: imageId }, this.md(token), (err: ServiceError | null, res: Image) => (err ? reject(this.convert(err)) : resolve(res))),
     )
     const stream = this.client.downloadImage({ id: imageId }, this.md(token))
+    const convert = (err: ServiceError) => this.convert(err)
     async function* data(): AsyncIterable<Uint8Array> {
       try {
         for await (const chunk of stream as AsyncIterable<{ data?: Uint8Array }>) if (chunk.data) yield chunk.data
       } catch (err) {
-        throw fromGrpcError(err as ServiceError)
+        throw convert(err as ServiceError)
       }
     }
     return { image: { checksum: image.checksum ?? '', diskFormat: image.diskFormat ?? '', status: image.status ?? '' }, data: data() }
   }
 
+  /**
+   * A gRPC failure as a Strato error. A certificate that does not verify is
+   * FailedPrecondition, not Unavailable: the cast worker retries Unavailable
+   * forever (the controller may be restarting), and no retry fixes trust.
+   */
+  private convert(err: ServiceError): Error {
+    if (err.code === status.UNAVAILABLE && !err.metadata?.get('strato-error-code').length && isCertificateFailure(err.details ?? '')) {
+      const trust = this.caFile ? `the CA in ${this.caFile} (STRATO_AGENT_CA_FILE)` : "the system's roots (STRATO_AGENT_CA_FILE is not set)"
+      return new FailedPrecondition(`the controller's TLS certificate does not verify against ${trust}: ${err.details}`, { cause: err })
+    }
+    return fromGrpcError(err)
+  }
+
   close(): void {
     this.client.close()
+  }
+}
+
+function readCa(file: string | null): Buffer | null {
+  if (file === null) return null
+  try {
+    return readFileSync(file)
+  } catch (err) {
+    throw new FailedPrecondition(`cannot read the controller's CA ${file} (STRATO_AGENT_CA_FILE): ${(err as Error).message}`, { cause: err })
   }
 }

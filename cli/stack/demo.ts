@@ -18,7 +18,8 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js'
+import { readFileSync } from 'node:fs'
+import { credentials, Metadata, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js'
 import type { Logger } from 'pino'
 import { TokensClient, type IssueTokenResponse } from '../../proto/gen/strato/identity/v1/identity.js'
 import { ImagesClient, type Image, type ListImagesResponse } from '../../proto/gen/strato/image/v1/image.js'
@@ -44,9 +45,15 @@ function unary<Req, Res>(fn: Unary<Req, Res>, c: Client, req: Req, token?: strin
   return new Promise((resolve, reject) => fn.call(c, req, md, (err, res) => (err ? reject(err) : resolve(res))))
 }
 
+/** How to reach the API an openrc names: TLS verified against its OS_CACERT when OS_AUTH_URL says grpcs://, else plaintext. */
+export function openrcCredentials(openrc: Record<string, string>): ChannelCredentials {
+  if (!(openrc.OS_AUTH_URL ?? '').startsWith('grpcs://')) return credentials.createInsecure()
+  return credentials.createSsl(openrc.OS_CACERT ? readFileSync(openrc.OS_CACERT) : null)
+}
+
 /** A project-scoped token for the credentials of an openrc (the admin's, as bootstrap wrote it). */
 export async function openrcToken(address: string, openrc: Record<string, string>): Promise<string> {
-  const tokens = new TokensClient(address, credentials.createInsecure())
+  const tokens = new TokensClient(address, openrcCredentials(openrc))
   try {
     const { token = '' } = await unary<object, IssueTokenResponse>(tokens.issueToken, tokens, {
       identity: { methods: ['password'], password: { user: { name: openrc.OS_USERNAME, domain: { name: openrc.OS_USER_DOMAIN_NAME ?? 'Default' }, password: openrc.OS_PASSWORD } } },
@@ -71,7 +78,7 @@ async function uploadImage(images: ImagesClient, token: string, name: string, fi
 }
 
 export async function registerDemo(address: string, openrc: Record<string, string>, log: Logger): Promise<void> {
-  const creds = credentials.createInsecure()
+  const creds = openrcCredentials(openrc)
   const images = new ImagesClient(address, creds)
   const flavors = new FlavorsClient(address, creds)
   const scratch = await mkdtemp(path.join(tmpdir(), 'strato-demo-'))

@@ -82,7 +82,7 @@ function relog(stream: NodeJS.ReadableStream, log: Logger): void {
  * undefined (the stack then runs without a compute host, and says why) when
  * libvirt cannot be started or STRATO_AGENT=none.
  */
-async function startAgent(controllerAddress: string, natsUrl: string, natsCreds: string): Promise<ChildProcess | undefined> {
+async function startAgent(controllerAddress: string, caFile: string | null, natsUrl: string, natsCreds: string): Promise<ChildProcess | undefined> {
   if (cfg.agent === 'none') {
     log.info('STRATO_AGENT=none: no compute agent on this host')
     return undefined
@@ -108,6 +108,7 @@ async function startAgent(controllerAddress: string, natsUrl: string, natsCreds:
       STRATO_AGENT_STATE_DIR: stateDir,
       STRATO_AGENT_QEMU_GROUP: cfg.qemuGroup,
       STRATO_AGENT_CONTROLLER: controllerAddress,
+      ...(caFile ? { STRATO_AGENT_CA_FILE: caFile } : {}),
       STRATO_LOG_LEVEL: cfg.logLevel,
       ...(cfg.hostGateway === 'off' ? {} : { STRATO_AGENT_HOST_GATEWAY: 'provider', STRATO_AGENT_HOST_GATEWAY_NAT: cfg.hostGateway === 'nat' ? '1' : '0' }),
     },
@@ -191,7 +192,8 @@ async function main(): Promise<void> {
   }
   if (controller.bootstrapResult.created) log.info({ openrc: cfg.openrc }, `first run: admin credentials written to ${cfg.openrc} (mode 0600)`)
   await registerDemo(controller.address, readOpenrc(cfg.openrc), log.child({ component: 'demo' }))
-  agent = await startAgent(controller.address, `nats://${cfg.host}:${cfg.natsPort}`, auth.agentCreds)
+  // The controller's URL says grpcs:// (TLS is on by default): the agent verifies it against the controller's CA.
+  agent = await startAgent(controller.url, controller.tls?.caFile ?? null, `nats://${cfg.host}:${cfg.natsPort}`, auth.agentCreds)
   if (agent) {
     agent.once('exit', (code, signal) => {
       if (!stopping) log.error({ code, signal }, 'the agent exited; the stack runs on without a compute host (see its log above)')
@@ -203,7 +205,7 @@ async function main(): Promise<void> {
     for (const line of found.lines) log.info(line)
   }
   const rel = path.relative(process.cwd(), cfg.openrc)
-  log.info(`Strato is up at ${controller.address}. In another shell: . ${rel.startsWith('..') ? cfg.openrc : rel}  — Ctrl-C here stops the stack.`)
+  log.info(`Strato is up at ${controller.url}. In another shell: . ${rel.startsWith('..') ? cfg.openrc : rel}  — Ctrl-C here stops the stack.`)
 }
 
 main().catch((err: Error) => {

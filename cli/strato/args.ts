@@ -12,7 +12,8 @@ const s = (flag: string, dest: string, metavar: string, help: string): OptionSpe
 
 /** Options every command accepts: credentials (`OS_*` overrides) and a few switches. */
 export const GLOBAL_OPTIONS: OptionSpec[] = [
-  s('--os-auth-url', 'os_auth_url', '<auth-url>', 'Where the Strato API listens, grpc://host:port (Env: OS_AUTH_URL)'),
+  s('--os-auth-url', 'os_auth_url', '<auth-url>', 'Where the Strato API listens: grpcs://host:port (TLS) or grpc://host:port (plaintext, loopback) (Env: OS_AUTH_URL)'),
+  s('--os-cacert', 'os_cacert', '<ca-bundle-file>', 'CA certificate bundle the API\'s TLS certificate must chain to (Env: OS_CACERT)'),
   s('--os-username', 'os_username', '<auth-username>', 'User name (Env: OS_USERNAME)'),
   s('--os-user-id', 'os_user_id', '<auth-user-id>', 'User id (Env: OS_USER_ID)'),
   s('--os-password', 'os_password', '<auth-password>', 'Password (Env: OS_PASSWORD)'),

@@ -25,6 +25,8 @@ const STALE_MS = 30_000
 
 export interface Credentials {
   authUrl?: string | undefined
+  /** The CA file the API's certificate must chain to (OS_CACERT, --os-cacert). */
+  cacert?: string | undefined
   token?: string | undefined
   username?: string | undefined
   userId?: string | undefined
@@ -42,6 +44,7 @@ export interface Credentials {
 /** Which variable feeds which field, and the option that overrides it. */
 const SOURCES: Array<[keyof Credentials, string, string]> = [
   ['authUrl', 'OS_AUTH_URL', 'os_auth_url'],
+  ['cacert', 'OS_CACERT', 'os_cacert'],
   ['token', 'OS_TOKEN', 'os_token'],
   ['username', 'OS_USERNAME', 'os_username'],
   ['userId', 'OS_USER_ID', 'os_user_id'],

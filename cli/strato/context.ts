@@ -32,7 +32,7 @@ export class Context {
   get session(): Session {
     if (!this.session_) {
       checkCredentials(this.creds)
-      this.transport_ = new Transport(this.creds.authUrl!)
+      this.transport_ = new Transport(this.creds.authUrl!, this.creds.cacert)
       this.session_ = new Session(this.creds, this.transport_, cacheDir(this.env))
     }
     return this.session_

@@ -1,10 +1,17 @@
 /**
  * The gRPC edge of the CLI: one address (from OS_AUTH_URL), typed clients made
  * on demand, and unary calls that turn every failure into a Strato error or a
- * CliError that says what to do (unreachable server, timeout).
+ * CliError that says what to do (unreachable server, timeout, a certificate
+ * that does not verify).
+ *
+ * `grpcs://` speaks TLS and verifies the server against OS_CACERT (or the
+ * system's roots when it is unset), as openstackclient does for https;
+ * `grpc://` and a bare host:port are plaintext.
  */
-import { credentials, Metadata, status, type CallOptions, type Client, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js'
+import { readFileSync } from 'node:fs'
+import { credentials, Metadata, status, type CallOptions, type ChannelCredentials, type Client, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js'
 import { fromGrpcError } from '../../proto/grpc-errors.js'
+import { isCertificateFailure, parseGrpcUrl } from '../../proto/grpc-url.js'
 import { CliError } from './errors.js'
 
 type Callback<Res> = (err: ServiceError | null, res: Res) => void
@@ -17,33 +24,84 @@ export type ResponseOf<F> = F extends (req: any, md: Metadata, opts: Partial<Cal
 export type UnaryMethods<C> = { [K in keyof C]: C[K] extends Unary<any, any> ? K : never }[keyof C] & string
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
-export type ClientCtor<C extends Client> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: object) => C
+export type ClientCtor<C extends Client> = new (address: string, creds: ChannelCredentials, options?: object) => C
 
 /** Seconds a call may take before the CLI gives up. */
 const DEADLINE_SECONDS = 30
 
-/** `grpc://host:port` (or plain `host:port`) → `host:port`. */
+/** `grpcs://host:port`, `grpc://host:port` or plain `host:port` → `host:port`. */
 export function addressOf(authUrl: string): string {
-  const m = /^(?:grpc:\/\/)?([^/\s]+?)\/?$/.exec(authUrl.trim())
+  return targetOf(authUrl).address
+}
+
+function targetOf(authUrl: string): { address: string; tls: boolean } {
   if (/^https?:\/\//.test(authUrl)) {
-    throw new CliError(`OS_AUTH_URL is '${authUrl}', an HTTP URL; Strato speaks gRPC: use grpc://host:port (e.g. grpc://127.0.0.1:8770, as written in admin-openrc)`)
+    throw new CliError(`OS_AUTH_URL is '${authUrl}', an HTTP URL; Strato speaks gRPC: use grpcs://host:port or grpc://host:port (e.g. grpcs://127.0.0.1:8770, as written in admin-openrc)`)
   }
-  if (!m || !/:\d+$/.test(m[1]!)) throw new CliError(`OS_AUTH_URL '${authUrl}' is not grpc://host:port (e.g. grpc://127.0.0.1:8770, as written in admin-openrc)`)
-  return m[1]!
+  const t = parseGrpcUrl(authUrl)
+  if (!t) throw new CliError(`OS_AUTH_URL '${authUrl}' is not grpc://host:port or grpcs://host:port (e.g. grpcs://127.0.0.1:8770, as written in admin-openrc)`)
+  return { address: t.address, tls: t.scheme === 'grpcs' }
+}
+
+/** What OpenSSL says when the peer answered a ClientHello with something that is not TLS. */
+const PLAINTEXT_PEER = /wrong version number|packet length too long|unknown protocol|record layer failure/i
+
+/** The OpenSSL reason in a grpc-js "No connection established. Last error: Error: …" detail. */
+function certReason(details: string): string {
+  const m = /Error: (.+?)(?:\.? Resolution note:.*)?$/.exec(details)
+  return (m?.[1] ?? details).trim()
+}
+
+/**
+ * grpc-js sends the dialled host as TLS SNI even when it is an IP address, and
+ * Node then prints DEP0123 on every `strato` run against grpcs://127.0.0.1
+ * (admin-openrc's default). SNI is only a hint our server ignores; the
+ * certificate is still checked against the IP's SAN. Drop just that warning.
+ */
+function silenceIpServernameWarning(): void {
+  const emit = process.emitWarning as (...args: unknown[]) => void
+  if ((emit as { strato?: boolean }).strato) return
+  const filtered = (...args: unknown[]) => {
+    if (args.includes('DEP0123') || (typeof args[1] === 'object' && (args[1] as { code?: string } | null)?.code === 'DEP0123')) return
+    emit.apply(process, args)
+  }
+  ;(filtered as { strato?: boolean }).strato = true
+  process.emitWarning = filtered as typeof process.emitWarning
 }
 
 export class Transport {
   readonly address: string
+  /** True for grpcs://: TLS, server verified against `caFile` (or the system's roots). */
+  readonly tls: boolean
+  private creds: ChannelCredentials | undefined
   private readonly clients = new Map<unknown, Client>()
 
-  constructor(readonly authUrl: string) {
-    this.address = addressOf(authUrl)
+  /** `caFile`: OS_CACERT / --os-cacert, the CA the API's certificate must chain to. */
+  constructor(readonly authUrl: string, readonly caFile?: string) {
+    const t = targetOf(authUrl)
+    this.address = t.address
+    this.tls = t.tls
+  }
+
+  private credentials(): ChannelCredentials {
+    if (this.creds) return this.creds
+    if (!this.tls) return (this.creds = credentials.createInsecure())
+    let ca: Buffer | null = null
+    if (this.caFile) {
+      try {
+        ca = readFileSync(this.caFile)
+      } catch (err) {
+        throw new CliError(`cannot read OS_CACERT ${this.caFile}: ${(err as Error).message}`, { cause: err })
+      }
+    }
+    silenceIpServernameWarning()
+    return (this.creds = credentials.createSsl(ca))
   }
 
   client<C extends Client>(ctor: ClientCtor<C>): C {
     let c = this.clients.get(ctor)
     if (!c) {
-      c = new ctor(this.address, credentials.createInsecure())
+      c = new ctor(this.address, this.credentials())
       this.clients.set(ctor, c)
     }
     return c as C
@@ -62,10 +120,23 @@ export class Transport {
   /** A gRPC failure as a Strato error, or a CliError for an unreachable or silent server. */
   convert(err: ServiceError): Error {
     const fromServer = err.metadata?.get('strato-error-code')[0] !== undefined
-    if (!fromServer && err.code === status.UNAVAILABLE) {
-      const why = /ECONNREFUSED/.test(err.details) ? 'connection refused' : err.details
+    if (!fromServer && err.code === status.UNAVAILABLE && this.tls && isCertificateFailure(err.details)) {
+      const which = this.caFile ? `OS_CACERT=${this.caFile} is not the CA that signed it` : 'OS_CACERT is not set and the system does not trust it'
       return new CliError(
-        `cannot reach the Strato API at ${this.address} (OS_AUTH_URL=${this.authUrl}): ${why}. Is the controller running? Start it with 'npm start', or check OS_AUTH_URL.`,
+        `certificate verify failed for the Strato API at ${this.address} (${which}: ${certReason(err.details)}); set OS_CACERT (or --os-cacert) to the CA file admin-openrc names (the controller's tls/ca.pem)`,
+        { cause: err },
+      )
+    }
+    if (!fromServer && err.code === status.UNAVAILABLE && this.tls && PLAINTEXT_PEER.test(err.details)) {
+      return new CliError(`the Strato API at ${this.address} does not speak TLS (${err.details}); if it is a plaintext loopback listener, use OS_AUTH_URL=grpc://${this.address}`, { cause: err })
+    }
+    if (!fromServer && err.code === status.UNAVAILABLE) {
+      const refused = /ECONNREFUSED/.test(err.details)
+      const why = refused ? 'connection refused' : err.details
+      // A TLS listener closes a plaintext client's connection without a word: grpc-js only says it could not connect.
+      const hint = !this.tls && !refused ? ` If the controller speaks TLS (the default), use OS_AUTH_URL=grpcs://${this.address} with OS_CACERT.` : ''
+      return new CliError(
+        `cannot reach the Strato API at ${this.address} (OS_AUTH_URL=${this.authUrl}): ${why}. Is the controller running? Start it with 'npm start', or check OS_AUTH_URL.${hint}`,
         { cause: err },
       )
     }

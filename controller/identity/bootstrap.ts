@@ -17,9 +17,12 @@ export interface BootstrapResult {
   adminPassword?: string
 }
 
-export async function bootstrap(db: Db, catalog: IdentityCatalog, opts: { adminProjectName: string; openrcPath: string; authUrl: string; region: string }, log: Logger): Promise<BootstrapResult> {
+export async function bootstrap(db: Db, catalog: IdentityCatalog, opts: { adminProjectName: string; openrcPath: string; authUrl: string; caFile?: string | null; region: string }, log: Logger): Promise<BootstrapResult> {
   const existing = await db.selectFrom('domains').select('id').where('id', '=', DEFAULT_DOMAIN_ID).executeTakeFirst()
-  if (existing) return { created: false }
+  if (existing) {
+    refreshEndpoint(opts.openrcPath, opts.authUrl, opts.caFile ?? null, log)
+    return { created: false }
+  }
   const password = generatePassword()
   await catalog.createDomain({ id: DEFAULT_DOMAIN_ID, name: 'Default', description: 'The default domain' })
   const admin = await catalog.createProject({ name: opts.adminProjectName, domainId: DEFAULT_DOMAIN_ID, description: 'Bootstrap project for initializing the cloud.' })
@@ -32,6 +35,8 @@ export async function bootstrap(db: Db, catalog: IdentityCatalog, opts: { adminP
   await catalog.grantRole({ roleId: roles.admin!, userId: user.id, projectId: admin.id })
   writeOpenrc(opts.openrcPath, {
     OS_AUTH_URL: opts.authUrl,
+    // The CA that signed the API's certificate, read by clients as openstackclient reads it.
+    ...(opts.caFile ? { OS_CACERT: opts.caFile } : {}),
     OS_PROJECT_DOMAIN_NAME: 'Default',
     OS_USER_DOMAIN_NAME: 'Default',
     OS_PROJECT_NAME: opts.adminProjectName,
@@ -42,6 +47,31 @@ export async function bootstrap(db: Db, catalog: IdentityCatalog, opts: { adminP
   })
   log.info({ openrc: opts.openrcPath }, 'bootstrapped the cloud: domain Default, projects admin and service, roles admin/member/reader, user admin')
   return { created: true, adminPassword: password }
+}
+
+/**
+ * An openrc written by an earlier run keeps its password and address, but
+ * follows the listener's TLS: when TLS was turned on or off, or the CA moved,
+ * the scheme of OS_AUTH_URL and OS_CACERT are rewritten so `. admin-openrc`
+ * still reaches the API (e.g. a stack bootstrapped before TLS existed).
+ */
+function refreshEndpoint(file: string, authUrl: string, caFile: string | null, log: Logger): void {
+  let vars: Record<string, string>
+  try {
+    vars = readOpenrc(file)
+  } catch {
+    return // none here (written elsewhere, or removed): nothing to keep current
+  }
+  const scheme = (url: string) => /^([a-z]+):\/\//.exec(url)?.[1] ?? ''
+  if (!vars.OS_AUTH_URL || (scheme(vars.OS_AUTH_URL) === scheme(authUrl) && (vars.OS_CACERT ?? null) === caFile)) return
+  const { OS_CACERT: _old, ...rest } = vars
+  const next: Record<string, string> = {}
+  for (const [k, v] of Object.entries(rest)) {
+    next[k] = k === 'OS_AUTH_URL' ? `${scheme(authUrl)}://${v.replace(/^[a-z]+:\/\//, '')}` : v
+    if (k === 'OS_AUTH_URL' && caFile) next.OS_CACERT = caFile
+  }
+  writeOpenrc(file, next)
+  log.info({ openrc: file, authUrl }, 'admin-openrc now names the API as it listens (OS_AUTH_URL, OS_CACERT)')
 }
 
 function shellQuote(v: string): string {

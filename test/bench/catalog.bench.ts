@@ -5,6 +5,8 @@
  * what it downloads. The client is Debian's grpcio (C core) in its own process,
  * so the figure is the server's. The controller runs in this process with the
  * V8 flags `npm start` gives it (--single-threaded-gc, see cli/stack/start.sh).
+ * The listener speaks TLS (the controller's default, verified against its CA);
+ * BENCH_TLS=off measures the plaintext loopback listener instead.
  * Target (issue 5): ≥ 400 MB/s each way. Not a test.
  */
 import { execFile } from 'node:child_process'
@@ -31,20 +33,25 @@ for (let off = 0, i = 0; off < SIZE; off += block, i++) {
 closeSync(fd)
 const expected = md5.digest('hex')
 
-const s = await startController()
-const images = client(ImagesClient, s.address)
+const tls = process.env.BENCH_TLS !== 'off'
+const s = await startController({ tls: { mode: tls ? 'on' : 'off' } })
+const images = client(ImagesClient, s.address, s.credentials)
 const img = await call<Image>(images, 'createImage', { name: 'bench', diskFormat: 'raw', containerFormat: 'bare' }, s.adminToken)
+// The controller's own CPU for both directions (it runs in this process), to tell its TLS cost from the client's.
+const cpu0 = process.cpuUsage()
 const out = await new Promise<string>((resolve, reject) =>
-  execFile('/usr/bin/python3', [path.join(import.meta.dirname, 'image_client.py'), s.address, s.adminToken, img.id, file], { maxBuffer: 1 << 20 }, (err, stdout, stderr) =>
+  execFile('/usr/bin/python3', [path.join(import.meta.dirname, 'image_client.py'), s.address, s.adminToken, img.id, file, s.caFile ?? ''], { maxBuffer: 1 << 20 }, (err, stdout, stderr) =>
     err ? reject(new Error(stderr || err.message)) : resolve(stdout)),
 )
+const cpu = process.cpuUsage(cpu0)
 const r = JSON.parse(out) as { uploadMs: number; downloadMs: number; md5: string; uploadCpuS: number; downloadCpuS: number }
 const got = await call<Image>(images, 'getImage', { id: img.id }, s.adminToken)
 if (got.checksum !== expected || r.md5 !== expected) throw new Error(`checksum mismatch: file ${expected}, server ${got.checksum}, downloaded ${r.md5}`)
 const mbps = (ms: number) => (SIZE / 1e6 / (ms / 1000)).toFixed(0)
-console.log(`image of ${SIZE / 1024 / 1024} MiB over loopback gRPC, checksums verified (server MD5+SHA-512, client MD5; client: C-core grpcio):`)
+console.log(`image of ${SIZE / 1024 / 1024} MiB over loopback gRPC (${tls ? 'TLS' : 'plaintext'}), checksums verified (server MD5+SHA-512, client MD5; client: C-core grpcio):`)
 console.log(`  upload:   ${mbps(r.uploadMs)} MB/s  (${(r.uploadMs / 1000).toFixed(2)} s; client CPU ${r.uploadCpuS.toFixed(2)} s)`)
 console.log(`  download: ${mbps(r.downloadMs)} MB/s  (${(r.downloadMs / 1000).toFixed(2)} s; client CPU ${r.downloadCpuS.toFixed(2)} s)`)
+console.log(`  controller CPU, upload + download: ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s`)
 console.log(`  the controller's data path: ${s.controller.bulkMethods.length ? 'HTTP/2 streams (api/bulk.ts)' : 'grpc-js (bulk path not attached)'}`)
 images.close()
 await s.close()

@@ -2,6 +2,8 @@
  * npm run bench:identity — token validation throughput in-process, and
  * authenticated unary RPCs per second over loopback gRPC, on this machine.
  * Targets (issue 3): ≥ 100,000 validations/s in-process; ≥ 5,000 RPC/s.
+ * The listener speaks TLS (the controller's default, verified against its CA);
+ * BENCH_TLS=off measures the plaintext loopback listener instead.
  * Not a test: it prints figures for the README.
  */
 import os from 'node:os'
@@ -9,7 +11,8 @@ import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { startController } from '../helpers/controller.js'
 
-const s = await startController()
+const tls = process.env.BENCH_TLS !== 'off'
+const s = await startController({ tls: { mode: tls ? 'on' : 'off' } })
 const auth = s.controller.auth
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
 
@@ -52,12 +55,12 @@ const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
 {
   const load = (seconds: number, concurrency: number) =>
     new Promise<number>((resolve, reject) => {
-      execFile('/usr/bin/python3', [path.join(import.meta.dirname, 'rpc_load.py'), s.address, s.adminToken, String(seconds), String(concurrency)], (err, stdout) =>
+      execFile('/usr/bin/python3', [path.join(import.meta.dirname, 'rpc_load.py'), s.address, s.adminToken, String(seconds), String(concurrency), s.caFile ?? ''], (err, stdout) =>
         err ? reject(err) : resolve(Number(stdout.trim())))
     })
   await load(1, 32) // warm up both sides
   const rate = await load(5, 64)
-  console.log(`authenticated unary RPCs over loopback gRPC: ${fmt(rate)} RPC/s  (GetDomain, 64 in flight; load from Debian's grpcio in its own process)`)
+  console.log(`authenticated unary RPCs over loopback gRPC: ${fmt(rate)} RPC/s  (GetDomain, 64 in flight, ${tls ? 'TLS' : 'plaintext'}; load from Debian's grpcio in its own process)`)
 }
 
 console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`)

@@ -3,12 +3,14 @@
 uploads FILE to IMAGE_ID in 1 MiB messages (size announced), then downloads it
 and checks the MD5. Messages are encoded by hand (two protobuf fields), so the
 client spends its core on gRPC, not on protobuf.
-usage: image_client.py HOST:PORT TOKEN IMAGE_ID FILE -> JSON {uploadMs, downloadMs, md5}
+usage: image_client.py HOST:PORT TOKEN IMAGE_ID FILE [CA_FILE] -> JSON {uploadMs, downloadMs, md5}
+With CA_FILE the channel is TLS, verified against it.
 """
 import hashlib, json, os, sys, time
 import grpc
 
 addr, token, image_id, path = sys.argv[1:5]
+ca_file = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] else None
 size = os.path.getsize(path)
 CHUNK = 1024 * 1024
 
@@ -38,7 +40,13 @@ def messages():
             yield field(2, 2, varint(len(chunk)) + chunk)
 
 opts = [('grpc.max_receive_message_length', 64 << 20), ('grpc.max_send_message_length', 64 << 20)]
-with grpc.insecure_channel(addr, options=opts) as ch:
+def channel():
+    if not ca_file:
+        return grpc.insecure_channel(addr, options=opts)
+    with open(ca_file, 'rb') as f:
+        return grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=f.read()), options=opts)
+
+with channel() as ch:
     md = (('x-auth-token', token),)
     up = ch.stream_unary('/strato.image.v1.Images/UploadImage', request_serializer=None, response_deserializer=None)
     c0 = time.process_time()

@@ -2,16 +2,24 @@
 """Load generator for bench:identity: Debian's grpcio (C core), asyncio, N calls in
 flight of strato.identity.v1.Domains/GetDomain {id: "default"} with x-auth-token.
 The request is pre-encoded so the client spends its core on gRPC, not protobuf.
-usage: rpc_load.py HOST:PORT TOKEN SECONDS CONCURRENCY  -> prints calls per second
+usage: rpc_load.py HOST:PORT TOKEN SECONDS CONCURRENCY [CA_FILE]  -> prints calls per second
+With CA_FILE the channel is TLS, verified against it.
 """
 import asyncio, sys, time
 import grpc
 
 addr, token, seconds, concurrency = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+ca_file = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] else None
+
+def channel():
+    if not ca_file:
+        return grpc.aio.insecure_channel(addr)
+    with open(ca_file, 'rb') as f:
+        return grpc.aio.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=f.read()))
 REQUEST = b'\x0a\x07default'  # GetDomainRequest { id: "default" }
 
 async def main():
-    async with grpc.aio.insecure_channel(addr) as ch:
+    async with channel() as ch:
         call = ch.unary_unary('/strato.identity.v1.Domains/GetDomain', request_serializer=None, response_deserializer=None)
         md = (('x-auth-token', token),)
         reply = await call(REQUEST, metadata=md)

@@ -13,7 +13,7 @@ import { freePort } from '../helpers/ports.js'
 import { call, client } from '../helpers/grpc.js'
 import { eventually } from '../helpers/agents.js'
 import { cloudClients, serverGone, serverWaiter } from '../helpers/cloud.js'
-import { BOOT_SECTOR_IMAGE, DEMO_IMAGE, DEMO_LINE, GUEST_FLAVOR, openrcToken } from '../../cli/stack/demo.js'
+import { BOOT_SECTOR_IMAGE, DEMO_IMAGE, DEMO_LINE, GUEST_FLAVOR, openrcCredentials, openrcToken } from '../../cli/stack/demo.js'
 import { cachedGuestImage, GUEST_READY } from '../../cli/stack/guest/build.js'
 import { ImagesClient, type ListImagesResponse } from '../../proto/gen/strato/image/v1/image.js'
 import type { ListHostsResponse } from '../../proto/gen/strato/compute/v1/hosts.js'
@@ -83,7 +83,8 @@ function ctrlC(s: Stack): Promise<boolean> {
 
 function probe(s: Stack, version: string) {
   const env = { ...process.env, ...parseOpenrc(path.join(s.home, 'admin-openrc')) }
-  const r = spawnSync('/usr/bin/python3', [path.join(root, 'test/fixtures/grpc_probe.py'), root, `127.0.0.1:${s.grpcPort}`, version], { env, encoding: 'utf8', timeout: 60_000 })
+  // npm start runs TLS: the probe (grpcio) verifies against admin-openrc's OS_CACERT.
+  const r = spawnSync('/usr/bin/python3', [path.join(root, 'test/fixtures/grpc_probe.py'), root, `127.0.0.1:${s.grpcPort}`, version, env.OS_CACERT ?? ''], { env, encoding: 'utf8', timeout: 60_000 })
   if (r.status !== 0) throw new Error(`probe failed (${r.status}): ${r.stderr}`)
   return JSON.parse(r.stdout)
 }
@@ -102,7 +103,8 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   t.equal(statSync(openrc).mode & 0o777, 0o600, 'admin-openrc is mode 0600')
   const creds = parseOpenrc(openrc)
   t.match(creds, {
-    OS_AUTH_URL: `grpc://127.0.0.1:${a.grpcPort}`,
+    OS_AUTH_URL: `grpcs://127.0.0.1:${a.grpcPort}`,
+    OS_CACERT: path.join(homeA, 'controller', 'tls', 'ca.pem'),
     OS_USERNAME: 'admin',
     OS_PROJECT_NAME: 'admin',
     OS_USER_DOMAIN_NAME: 'Default',
@@ -125,7 +127,7 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
 
   // A first user can boot right away: the host is mapped, the images and flavors are there (the boot sector on m1.nano: quick).
   const admin = { token: await openrcToken(`127.0.0.1:${a.grpcPort}`, creds) }
-  const c = cloudClients(`127.0.0.1:${a.grpcPort}`)
+  const c = cloudClients(`127.0.0.1:${a.grpcPort}`, openrcCredentials(creds))
   t.teardown(() => Object.values(c).forEach((x) => x.close()))
   const hosts = await call<ListHostsResponse>(c.hosts, 'listHosts', {}, admin.token)
   t.match(hosts.hosts, [{ mapped: true, state: 'up', status: 'enabled' }], "this host's agent runs and is mapped")
@@ -186,7 +188,7 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   t.equal(readFileSync(openrc, 'utf8'), before, 'admin-openrc is not rewritten')
   t.notMatch(again.output(), /first run/)
   t.equal(probe(again, 'v1').body.user.name, 'admin', 'the old password still works')
-  const images = await call<ListImagesResponse>(client(ImagesClient, `127.0.0.1:${again.grpcPort}`), 'listImages', { name: DEMO_IMAGE }, admin.token)
+  const images = await call<ListImagesResponse>(client(ImagesClient, `127.0.0.1:${again.grpcPort}`, openrcCredentials(creds)), 'listImages', { name: DEMO_IMAGE }, admin.token)
   t.equal(images.images.length, 1, 'the demo image is registered once')
   t.ok(await ctrlC(again))
   t.ok(existsSync(path.join(homeA, 'controller', 'strato.db')))

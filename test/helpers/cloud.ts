@@ -7,12 +7,12 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { Metadata, type ServiceError } from '@grpc/grpc-js'
+import { Metadata, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js'
 import type { ConfigOverrides } from '../../controller/config.js'
 import { startController, type TestController } from './controller.js'
 import { startNats, type NatsServer } from './nats.js'
 import { startAgent, eventually, type TestAgent } from './agents.js'
-import { call, client, status, type Decoded } from './grpc.js'
+import { call, client as plainOrTls, status, type Ctor, type Decoded } from './grpc.js'
 import type { AgentConfigOverrides } from '../../agent/config.js'
 import type { FakeDriverOptions } from '../../agent/virt/fake.js'
 import { bootDiskImage, bootMarker } from '../fixtures/boot-sector.js'
@@ -72,8 +72,9 @@ export function uploadImage(images: ImagesClient, token: string, imageId: string
   })
 }
 
-/** Typed clients for the compute-side services at `address`. */
-export function cloudClients(address: string): CloudClients {
+/** Typed clients for the compute-side services at `address` (plaintext unless `creds` say TLS). */
+export function cloudClients(address: string, creds?: ChannelCredentials): CloudClients {
+  const client = <C extends Client>(ctor: Ctor<C>, a: string) => plainOrTls(ctor, a, creds)
   return {
     servers: client(ServersClient, address),
     serverGroups: client(ServerGroupsClient, address),
@@ -140,10 +141,11 @@ export async function startCloud(o: CloudOptions = {}): Promise<TestCloud> {
     hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 5, castAckWaitMs: 3_000, ...o.controller?.hosts },
     servers: { castRetryMs: 200, agentCallTimeoutMs: 5_000, ...o.controller?.servers },
   })
-  const c = cloudClients(s.address)
+  const c = cloudClients(s.address, s.credentials)
   const agents: TestAgent[] = []
   for (const host of o.hosts ?? ['node1', 'node2']) {
-    agents.push(await startAgent(nats.url, host, { powerSyncIntervalMs: 200, shutdownTimeoutMs: 2_000, ...o.agent }))
+    // With TLS on, agents trust the controller's CA, as npm start's agent does.
+    agents.push(await startAgent(nats.url, host, { powerSyncIntervalMs: 200, shutdownTimeoutMs: 2_000, ...(s.caFile ? { caFile: s.caFile } : {}), ...o.agent }))
   }
   await s.controller.hosts.discover()
   const { image, marker, flavor, network, subnet } = await provision(c, s.adminToken)

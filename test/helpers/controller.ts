@@ -3,8 +3,14 @@
  * free loopback port, first-run bootstrap writing admin-openrc, and typed
  * clients for the identity services. Admin credentials are read back from
  * the openrc file, as a user would.
+ *
+ * The listener is plaintext on 127.0.0.1 unless the test asks for TLS
+ * (`tls: { mode: 'on' }`): explicit, loopback only, and it keeps the suites
+ * that are not about TLS from paying for a CA and handshakes. With TLS on,
+ * `credentials` trusts the controller's CA and the clients use it.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import type { ChannelCredentials } from '@grpc/grpc-js'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { pino } from 'pino'
@@ -14,12 +20,17 @@ import { Controller } from '../../controller/server.js'
 import {
   CatalogClient, DomainsClient, ProjectsClient, RolesClient, TokensClient, UsersClient, type IssueTokenResponse,
 } from '../../proto/gen/strato/identity/v1/identity.js'
-import { call, client, type Decoded } from './grpc.js'
+import { call, client, tlsCredentials, type Decoded } from './grpc.js'
+import { credentials as grpcCredentials } from '@grpc/grpc-js'
 import { natsCredsFor } from './nats.js'
 
 export interface TestController {
   controller: Controller
   address: string
+  /** What clients of `address` need: plaintext, or TLS trusting the controller's CA. */
+  credentials: ChannelCredentials
+  /** The CA file clients trust (OS_CACERT), when TLS is on. */
+  caFile: string | null
   dataDir: string
   openrc: Record<string, string>
   clients: {
@@ -44,17 +55,19 @@ export async function startController(overrides: ConfigOverrides = {}, dataDir =
   const openrcPath = path.join(dataDir, 'admin-openrc')
   // A test nats-server with auth: connect with its controller credentials.
   const natsCredsFile = overrides.natsUrl ? natsCredsFor(overrides.natsUrl)?.controllerCreds : undefined
-  const cfg = loadConfig({ dataDir, bootstrap: { openrcPath }, ...(natsCredsFile ? { natsCredsFile } : {}), ...overrides, grpc: { host: '127.0.0.1', port: 0, publicAddress: null, ...overrides.grpc } }, {})
+  const cfg = loadConfig({ dataDir, tls: { mode: 'off' }, bootstrap: { openrcPath }, ...(natsCredsFile ? { natsCredsFile } : {}), ...overrides, grpc: { host: '127.0.0.1', port: 0, publicAddress: null, ...overrides.grpc } }, {})
   const controller = new Controller(cfg, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }))
   await controller.start()
   const address = controller.address
+  const caFile = controller.tls?.caFile ?? null
+  const credentials = caFile ? tlsCredentials(readFileSync(caFile)) : grpcCredentials.createInsecure()
   const clients = {
-    tokens: client(TokensClient, address),
-    domains: client(DomainsClient, address),
-    projects: client(ProjectsClient, address),
-    users: client(UsersClient, address),
-    roles: client(RolesClient, address),
-    catalog: client(CatalogClient, address),
+    tokens: client(TokensClient, address, credentials),
+    domains: client(DomainsClient, address, credentials),
+    projects: client(ProjectsClient, address, credentials),
+    users: client(UsersClient, address, credentials),
+    roles: client(RolesClient, address, credentials),
+    catalog: client(CatalogClient, address, credentials),
   }
   const openrc = parseOpenrc(openrcPath)
   const login: TestController['login'] = (user, password, opts = {}) => {
@@ -72,6 +85,8 @@ export async function startController(overrides: ConfigOverrides = {}, dataDir =
   return {
     controller,
     address,
+    credentials,
+    caFile,
     dataDir,
     openrc,
     clients,

@@ -1,12 +1,18 @@
 /** Test-side gRPC helpers: promisified unary calls with a token, and status assertions. */
-import { credentials, Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js'
+import { credentials, Metadata, status, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js'
 
 export { status }
 
-export type Ctor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => C
+export type Ctor<C> = new (address: string, creds: ChannelCredentials) => C
 
-export function client<C extends Client>(ctor: Ctor<C>, address: string): C {
-  return new ctor(address, credentials.createInsecure())
+/** A client of `address`: plaintext (the test controllers' loopback default) unless `creds` are given (TLS: see `tlsCredentials`). */
+export function client<C extends Client>(ctor: Ctor<C>, address: string, creds: ChannelCredentials = credentials.createInsecure()): C {
+  return new ctor(address, creds)
+}
+
+/** TLS channel credentials trusting the CA in `caPem` (a test controller's `caFile`). */
+export function tlsCredentials(caPem: Buffer): ChannelCredentials {
+  return credentials.createSsl(caPem)
 }
 
 /**

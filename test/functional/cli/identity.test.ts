@@ -235,7 +235,7 @@ t.test('errors: one line on stderr, a non-zero exit, and what to do next', async
   t.equal((await fails(t, 'project create --domain nowhere p')).stderr, "No domain with a name or ID of 'nowhere' exists.\n")
   t.match((await fails(t, 'role add --user admin admin')).stderr, /exactly one of --project <project> or --domain <domain>/)
   t.match((await fails(t, 'project create admin')).stderr, /already exists/)
-  t.match((await fails(t, 'domain create x --os-auth-url http://127.0.0.1:5000/v3')).stderr, /HTTP URL; Strato speaks gRPC: use grpc:\/\/host:port/)
+  t.match((await fails(t, 'domain create x --os-auth-url http://127.0.0.1:5000/v3')).stderr, /HTTP URL; Strato speaks gRPC: use grpcs:\/\/host:port or grpc:\/\/host:port/)
 
   const missing = await fails(t, 'domain list', { PATH: env.PATH, HOME: home })
   t.equal(missing.code, 1)

@@ -1,6 +1,7 @@
 // The agent's configuration from STRATO_AGENT_* variables: defaults, and bad values refused by name.
 import t from 'tap'
 import { isIP } from 'node:net'
+import path from 'node:path'
 import { loadAgentConfig } from '../../../agent/config.js'
 
 const env = (vars: Record<string, string>) => ({ STRATO_AGENT_STATE_DIR: '/tmp/strato-agent-config-test', ...vars })
@@ -55,4 +56,12 @@ t.test('NATS credentials: a private file is taken, one others can read is refuse
     t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_NATS_CREDS: file })), { name: 'FailedPrecondition', message: new RegExp(`${file} are readable by others \\(mode 0${mode.toString(8)}\\); chmod 600 it`) })
   }
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_NATS_CREDS: path.join(dir, 'missing.creds') })), { name: 'FailedPrecondition', message: /cannot read NATS credentials .*missing\.creds/ })
+})
+
+t.test('the controller address and its CA (TLS for image downloads)', async (t) => {
+  const c = loadAgentConfig({}, { STRATO_AGENT_CONTROLLER: 'grpcs://10.0.0.1:8770', STRATO_AGENT_CA_FILE: 'ca.pem' })
+  t.equal(c.controllerAddress, 'grpcs://10.0.0.1:8770')
+  t.equal(c.caFile, path.resolve('ca.pem'), 'STRATO_AGENT_CA_FILE, absolute')
+  t.equal(loadAgentConfig({}, {}).caFile, null, 'no CA by default')
+  t.throws(() => loadAgentConfig({}, { STRATO_AGENT_CONTROLLER: 'https://10.0.0.1' }), { name: 'InvalidArgument', field: 'controllerAddress', message: /must be grpcs:\/\/host:port, grpc:\/\/host:port or host:port/ })
 })

@@ -47,3 +47,16 @@ t.test('a database URL without a built-in dialect is refused, without echoing it
   t.match(err, { name: 'InvalidArgument', message: /unsupported database URL .*only sqlite:PATH is built in/ })
   t.notMatch((err as Error).message, /hunter2/)
 })
+
+t.test('TLS: on by default; plaintext only when asked for, and only on loopback', async (t) => {
+  const c = loadConfig({ dataDir: '/srv/strato' }, {})
+  t.match(c.tls, { mode: 'on', certFile: null, keyFile: null, dir: '/srv/strato/tls', caFile: '/srv/strato/tls/ca.pem' }, 'on, with the generated CA in <dataDir>/tls')
+  for (const host of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) t.equal(loadConfig({ grpc: { host }, tls: { mode: 'off' } }, {}).tls.mode, 'off', `plaintext on ${host} when configured`)
+  for (const host of ['0.0.0.0', '::', '192.0.2.7', 'ctl.example']) {
+    t.throws(() => loadConfig({}, { STRATO_GRPC_HOST: host, STRATO_TLS: 'off' }), { name: 'InvalidArgument', field: 'tls.mode', message: new RegExp(`refusing plaintext gRPC on ${host.replace(/\./g, '\\.')}: it is not a loopback address`) }, `plaintext on ${host} refused`)
+  }
+  t.throws(() => loadConfig({}, { STRATO_TLS: 'maybe' }), { field: 'tls.mode', message: /must be on or off, got 'maybe'/ })
+  t.throws(() => loadConfig({}, { STRATO_TLS_CERT_FILE: '/etc/c.pem' }), { field: 'tls.keyFile', message: /go together/ })
+  const op = loadConfig({}, { STRATO_TLS_CERT_FILE: '/etc/c.pem', STRATO_TLS_KEY_FILE: '/etc/k.pem', STRATO_TLS_NAMES: 'a.example, 10.0.0.1' })
+  t.match(op.tls, { certFile: '/etc/c.pem', keyFile: '/etc/k.pem', caFile: null, names: ['a.example', '10.0.0.1'] }, "the operator's certificate; no CA unless given")
+})

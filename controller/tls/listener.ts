@@ -1,0 +1,77 @@
+/**
+ * What the controller's gRPC listener serves TLS with: the operator's
+ * certificate and key when configured, else a certificate from the
+ * controller's own CA (made on first start) for every name a client may use.
+ * Transport-free: the server turns the PEMs into credentials.
+ */
+import { createPrivateKey, X509Certificate } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { hostname, networkInterfaces } from 'node:os'
+import { FailedPrecondition } from '../../proto/errors.js'
+import type { ControllerConfig } from '../config.js'
+import type { Logger } from '../log.js'
+import { ensureCa, ensureCertificate } from './ca.js'
+
+export interface ListenerTls {
+  certPem: Buffer
+  keyPem: Buffer
+  /** The CA clients should trust (OS_CACERT); null when the operator's certificate comes without one. */
+  caFile: string | null
+}
+
+/** null when TLS is off. */
+export async function listenerTls(cfg: ControllerConfig, log: Logger): Promise<ListenerTls | null> {
+  const tls = cfg.tls
+  if (tls.mode === 'off') {
+    log.warn({ host: cfg.grpc.host }, 'gRPC listener in plaintext (tls.mode=off, loopback only): any local user can read its traffic, tokens and passwords included')
+    return null
+  }
+  if (tls.certFile && tls.keyFile) {
+    const certPem = readPem(tls.certFile, 'tls.certFile')
+    const keyPem = readPem(tls.keyFile, 'tls.keyFile')
+    // Said here, by file name, rather than as an OpenSSL error from deep inside the listener's bind.
+    let matches = false
+    try {
+      matches = new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem))
+    } catch (err) {
+      throw new FailedPrecondition(`tls.certFile ${tls.certFile} / tls.keyFile ${tls.keyFile}: not a PEM certificate and key: ${(err as Error).message}`, { cause: err })
+    }
+    if (!matches) throw new FailedPrecondition(`tls.keyFile ${tls.keyFile} is not the key of tls.certFile ${tls.certFile}`)
+    return { certPem, keyPem, caFile: tls.caFile }
+  }
+  const ca = await ensureCa(tls.dir)
+  const { dnsNames, ips } = certificateNames(cfg)
+  const cert = await ensureCertificate(ca, tls.dir, 'controller', { commonName: 'strato-controller', dnsNames, ips, usage: 'server' })
+  if (cert.issued) log.info({ cert: cert.certFile, ca: ca.certFile, dnsNames, ips }, 'issued the gRPC listener its certificate from the controller CA')
+  return { certPem: readFileSync(cert.certFile), keyPem: readFileSync(cert.keyFile), caFile: tls.caFile ?? ca.certFile }
+}
+
+/** localhost, 127.0.0.1, ::1, this host's name, the listen address (every interface's when it is a wildcard), the public address, and tls.names. */
+export function certificateNames(cfg: ControllerConfig): { dnsNames: string[]; ips: string[] } {
+  const dnsNames = new Set(['localhost'])
+  const ips = new Set(['127.0.0.1', '::1'])
+  const add = (name: string) => {
+    const n = name.replace(/^\[|\]$/g, '')
+    if (!n) return
+    if (isIP(n)) ips.add(n)
+    else dnsNames.add(n.toLowerCase())
+  }
+  // A host name DNS would not accept (an underscore, say) is no SAN a client could match: skip it.
+  if (/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(hostname())) add(hostname())
+  const host = cfg.grpc.host
+  if (host === '0.0.0.0' || host === '::' || host === '') {
+    for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) if (!a.address.startsWith('fe80:')) add(a.address)
+  } else add(host)
+  if (cfg.grpc.publicAddress) add(cfg.grpc.publicAddress.replace(/:\d+$/, ''))
+  for (const n of cfg.tls.names) add(n)
+  return { dnsNames: [...dnsNames], ips: [...ips] }
+}
+
+function readPem(file: string, field: string): Buffer {
+  try {
+    return readFileSync(file)
+  } catch (err) {
+    throw new FailedPrecondition(`cannot read ${field} ${file}: ${(err as Error).message}`, { cause: err })
+  }
+}
