@@ -5,14 +5,14 @@
 // guests' files. An unprivileged local user (nobody) cannot read the database
 // or a guest's disk. Needs root (libvirt, runuser).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { lstatSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { parseOpenrc } from '../helpers/controller.js'
 import { freePort } from '../helpers/ports.js'
-import { call } from '../helpers/grpc.js'
+import { call, tlsCredentials } from '../helpers/grpc.js'
 import { eventually } from '../helpers/agents.js'
 import { cloudClients, serverGone, serverWaiter } from '../helpers/cloud.js'
 import { BOOT_SECTOR_IMAGE, DEMO_LINE, openrcToken } from '../../cli/stack/demo.js'
@@ -89,9 +89,11 @@ if (process.getuid?.() !== 0) {
     t.equal(statSync(home).gid, qemuGid, "… by QEMU's group")
 
     // A server: its disk, config drive, console log and the cached base.
-    const c = cloudClients(`127.0.0.1:${grpcPort}`)
+    // npm start serves TLS: the clients trust the CA admin-openrc names.
+    const openrc = parseOpenrc(path.join(home, 'admin-openrc'))
+    const c = cloudClients(`127.0.0.1:${grpcPort}`, tlsCredentials(readFileSync(openrc.OS_CACERT!)))
     t.teardown(() => Object.values(c).forEach((x) => x.close()))
-    const token = await openrcToken(`127.0.0.1:${grpcPort}`, parseOpenrc(path.join(home, 'admin-openrc')))
+    const token = await openrcToken(`127.0.0.1:${grpcPort}`, openrc)
     const made = await call<CreateServerResponse>(c.servers, 'createServer', { name: 'private', flavorRef: 'm1.nano', imageRef: BOOT_SECTOR_IMAGE, networkMode: 'none', userData: Buffer.from('#!/bin/sh\necho secret\n').toString('base64') }, token)
     const id = made.servers[0]!.id
     const up = await serverWaiter(c, token)(id, (x) => x.status !== 'BUILD', token, 180_000)

@@ -31,7 +31,8 @@ export async function spawnController(natsUrl: string, overrides: ConfigOverride
   const port = await freePort()
   const configFile = path.join(dataDir, 'config.json')
   const openrcPath = path.join(dataDir, 'admin-openrc')
-  writeFileSync(configFile, JSON.stringify({ natsCredsFile: natsCredsFor(natsUrl)?.controllerCreds ?? null, ...overrides, dataDir, natsUrl, grpc: { ...overrides.grpc, host: '127.0.0.1', port, publicAddress: null }, bootstrap: { openrcPath } }))
+  // Plaintext on loopback unless a test asks for TLS (as the in-process helper).
+  writeFileSync(configFile, JSON.stringify({ natsCredsFile: natsCredsFor(natsUrl)?.controllerCreds ?? null, tls: { mode: 'off' }, ...overrides, dataDir, natsUrl, grpc: { ...overrides.grpc, host: '127.0.0.1', port, publicAddress: null }, bootstrap: { openrcPath } }))
   const logFile = path.join(dataDir, 'controller.log')
   let starts = 0
   // Up when it says so (after bootstrap, the bus and the resend of pending casts).
