@@ -12,6 +12,7 @@ import { InvalidArgument } from '../proto/errors.js'
 import { DEFAULT_LEASE_SECONDS } from '../proto/dhcp.js'
 import type { SchedulerConfig } from './scheduler/scheduler.js'
 import type { HostsConfig } from './compute/hosts.js'
+import type { JoinTokensConfig } from './compute/join-tokens.js'
 import type { ServersConfig } from './compute/server-model.js'
 
 export interface ControllerConfig {
@@ -116,6 +117,8 @@ export interface ControllerConfig {
   hosts: HostsConfig
   /** Cast retries and agent call deadlines; defaults documented in `compute/server-model.ts`. */
   servers: Omit<ServersConfig, 'defaultAvailabilityZone'>
+  /** Lifetimes of join tokens for new hosts; defaults documented in `compute/join-tokens.ts`. */
+  joinTokens: JoinTokensConfig
 }
 
 export type ConfigOverrides = {
@@ -206,6 +209,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       castAckWaitMs: 30_000,
     },
     servers: { castRetryMs: 2_000, agentCallTimeoutMs: 10_000 },
+    joinTokens: { defaultTtlMs: 3_600_000, maxTtlMs: 7 * 86_400_000 },
   }
   const { configFile: _ignored, ...rest } = overrides
   const cfg = merge(defaults, fromFile, fromEnv as Partial<ControllerConfig>, rest as Partial<ControllerConfig>)

@@ -42,6 +42,7 @@ import { serveOnHttp2 } from './api/bulk.js'
 import { hostServices } from './api/hosts.js'
 import { placementServices } from './api/placement.js'
 import { HostRegistry } from './compute/hosts.js'
+import { JoinTokens, type HostCredentialIssuer } from './compute/join-tokens.js'
 import { ServerGroupCatalog } from './compute/server-groups.js'
 import { Placement } from './scheduler/placement.js'
 import { Scheduler } from './scheduler/scheduler.js'
@@ -82,6 +83,8 @@ export class Controller {
   tls: ListenerTls | null = null
   /** Methods served on the HTTP/2 streams directly (api/bulk.ts); empty when grpc-js serves them. */
   bulkMethods: string[] = []
+  /** What joining hosts are given (bus credentials, CA); set once the bus is up with an account to sign with. */
+  joinIssuer: HostCredentialIssuer | undefined
   private grpc: Server | undefined
   private health: HealthState | undefined
   private readonly inFlight = new Set<Promise<unknown>>()
@@ -152,7 +155,7 @@ export class Controller {
       ...computeServices({ flavors, keypairs, quota }, rpc),
       ...imageServices(images, rpc, uploadLimits, uploadSlots),
       ...networkServices(network, rpc),
-      ...hostServices(hosts, rpc),
+      ...hostServices(hosts, new JoinTokens(this.db, cfg.joinTokens), () => this.joinIssuer, rpc),
       ...serverServices(servers, serverGroups, hosts, cfg.hosts.defaultAvailabilityZone, rpc),
       ...placementServices(placement, rpc),
     ]

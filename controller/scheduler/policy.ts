@@ -8,6 +8,11 @@ export const schedulerPolicy: Record<string, PolicyEntry> = {
   [`${H}/ListHosts`]: { allow: ['cloud_admin'] },
   [`${H}/DiscoverHosts`]: { allow: ['cloud_admin'] },
   [`${H}/UpdateHost`]: { allow: ['cloud_admin'] },
+  [`${H}/CreateJoinToken`]: { allow: ['cloud_admin'] },
+  [`${H}/ListJoinTokens`]: { allow: ['cloud_admin'] },
+  [`${H}/DeleteJoinToken`]: { allow: ['cloud_admin'] },
+  // The join token in the request is the credential (checked by JoinTokens.consume).
+  [`${H}/JoinHost`]: { allow: ['public'] },
 
   [`${P}/ListResourceProviders`]: { allow: ['cloud_admin'] },
   [`${P}/GetInventories`]: { allow: ['cloud_admin'] },

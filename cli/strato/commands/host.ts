@@ -5,14 +5,15 @@
  * agent is one host, one hypervisor and one nova-compute service.
  */
 import { AvailabilityZonesClient } from '../../../proto/gen/strato/compute/v1/compute.js'
-import { HostsClient, type Host } from '../../../proto/gen/strato/compute/v1/hosts.js'
+import { HostsClient, type Host, type JoinToken } from '../../../proto/gen/strato/compute/v1/hosts.js'
 import { PlacementClient } from '../../../proto/gen/strato/placement/v1/placement.js'
 import type { Context } from '../context.js'
 import { UsageError } from '../errors.js'
 import { flag, opt } from '../identity.js'
 import { Dict } from '../output.js'
 import type { Command } from '../registry.js'
-import { noSuch, novaTime } from '../resources.js'
+import { deleteEach } from './delete.js'
+import { iso, noSuch, novaTime } from '../resources.js'
 
 /** The only service a Strato host runs (Nova's compute service binary). */
 const BINARY = 'nova-compute'
@@ -56,7 +57,58 @@ async function usageOf(ctx: Context, h: Host) {
   }
 }
 
+/** `3600`, `90s`, `30m`, `1h`, `2d` → seconds (kubeadm's --ttl takes a duration too). */
+function ttlSeconds(cmd: string, raw: string | undefined): number {
+  if (raw === undefined) return 0
+  const m = /^(\d+)([smhd]?)$/.exec(raw.trim())
+  if (!m || Number(m[1]) === 0) throw new UsageError(`strato ${cmd}: --ttl must be a positive duration such as 3600, 90s, 30m, 1h or 2d, got '${raw}'`)
+  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd']
+}
+
+const joinTokenRow = (t: JoinToken) => [t.id ?? '', t.description ?? '', t.host || null, iso(t.expiresAt), t.usedAt ? `used by ${t.usedByHost}` : t.expiresAt && t.expiresAt.getTime() <= Date.now() ? 'expired' : 'unused']
+
 export const hostCommands: Command[] = [
+  {
+    name: 'host join-token create',
+    summary: 'Create a token with which one new compute host joins the cloud (kubeadm token create)',
+    description:
+      'The token lets one host, once, before it expires, fetch its own bus credentials and the cloud\'s CA (strato-agent join). ' +
+      'The printed join command carries the controller address and the hash of the CA, which the new host checks before it trusts the controller. ' +
+      'The joined host then waits to be mapped (strato host discover). The secret is shown only now.',
+    output: 'show',
+    options: [
+      opt('--ttl', 'ttl', '<duration>', 'How long the token is valid: seconds, or with s/m/h/d (default: 1h)'),
+      opt('--description', 'description', '<text>', 'What the token is for'),
+      opt('--host', 'host', '<host-name>', 'Only a host of this name may join with it'),
+    ],
+    async run(ctx, a) {
+      const t = await ctx.call(HostsClient, 'createJoinToken', { ttlSeconds: ttlSeconds('host join-token create', a.str('ttl')), description: a.str('description') ?? '', host: a.str('host') ?? '' })
+      const scheme = t.caCertHash ? 'grpcs' : 'grpc'
+      const command = ['strato-agent join', `--controller ${scheme}://${t.controllerAddress}`, `--token ${t.token}`, ...(t.caCertHash ? [`--ca-cert-hash ${t.caCertHash}`] : []), ...(t.host ? [`--host ${t.host}`] : [])].join(' ')
+      return { kind: 'show', data: { id: t.id ?? '', token: t.token ?? '', description: t.description ?? '', host: t.host || null, expires_at: iso(t.expiresAt), ca_cert_hash: t.caCertHash || null, join_command: command } }
+    },
+  },
+  {
+    name: 'host join-token list',
+    summary: 'List join tokens (without their secrets)',
+    output: 'list',
+    async run(ctx) {
+      const tokens = (await ctx.call(HostsClient, 'listJoinTokens', {})).joinTokens ?? []
+      return { kind: 'list', columns: ['ID', 'Description', 'Host', 'Expires At', 'Status'], rows: tokens.map(joinTokenRow) }
+    },
+  },
+  {
+    name: 'host join-token delete',
+    summary: 'Delete join token(s), so no host can join with them',
+    output: 'none',
+    positionals: [{ name: 'token', help: 'Join token(s) to delete (ID)', variadic: true }],
+    async run(ctx, a) {
+      await deleteEach(ctx, 'join token', 'join tokens', a.posList('token'), async (ref) => {
+        await ctx.call(HostsClient, 'deleteJoinToken', { id: ref.split('.')[0] ?? ref })
+      })
+      return { kind: 'none' }
+    },
+  },
   {
     name: 'host list',
     summary: 'List hosts',

@@ -25,6 +25,20 @@ export interface ComputeHostTable {
   updated_at: string
 }
 
+/** A join token (its secret only as a hash). */
+export interface HostJoinTokenTable {
+  id: string
+  secret_sha256: string
+  description: string
+  /** '' or the only host name that may use it. */
+  host: string
+  expires_at: string
+  created_at: string
+  created_by: string
+  used_at: string | null
+  used_by_host: string
+}
+
 export interface ResourceProviderTable {
   uuid: string
   name: string
@@ -60,6 +74,7 @@ export interface AllocationTable {
 
 export interface PlacementTables {
   compute_hosts: ComputeHostTable
+  host_join_tokens: HostJoinTokenTable
   resource_providers: ResourceProviderTable
   inventories: InventoryTable
   provider_traits: ProviderTraitTable

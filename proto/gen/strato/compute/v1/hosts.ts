@@ -30,7 +30,8 @@ export const protobufFileName = "strato/compute/v1/hosts.proto";
  * An agent announces its host over NATS; the host is recorded but not
  * schedulable until it is mapped (DiscoverHosts, or automatically when the
  * controller's hosts.discoverIntervalMs is set). Every RPC requires metadata
- * `x-auth-token`; all are cloud-admin only.
+ * `x-auth-token`; all are cloud-admin only, except JoinHost, which a new
+ * host calls with a join token instead (kubeadm's bootstrap tokens).
  */
 
 /**
@@ -142,6 +143,98 @@ export interface UpdateHostRequest {
     | undefined;
   /** Why it is disabled (kept while disabled, cleared on enable). */
   disabledReason?: string | undefined;
+}
+
+/**
+ * A join token: lets one new host join (kubeadm-style bootstrap token),
+ * once, before it expires. The secret is shown only when it is created.
+ */
+export interface JoinToken {
+  /** The public half, 6 characters [a-z0-9]; names the token in list/delete. */
+  id?:
+    | string
+    | undefined;
+  /** The whole token `<id>.<secret>` (only in CreateJoinToken's answer). */
+  token?: string | undefined;
+  description?:
+    | string
+    | undefined;
+  /** When set, only a host of this name may join with it. */
+  host?: string | undefined;
+  expiresAt?: Date | undefined;
+  createdAt?:
+    | Date
+    | undefined;
+  /** Set once a host has joined with it (it cannot be used again). */
+  usedAt?: Date | undefined;
+  usedByHost?:
+    | string
+    | undefined;
+  /** The user who made it. */
+  createdBy?:
+    | string
+    | undefined;
+  /**
+   * Only from CreateJoinToken: how the new host finds and trusts the
+   * controller — its gRPC address and `sha256:<hex>` of its CA's public key
+   * (SubjectPublicKeyInfo, as kubeadm's --discovery-token-ca-cert-hash).
+   */
+  controllerAddress?: string | undefined;
+  caCertHash?: string | undefined;
+}
+
+export interface CreateJoinTokenRequest {
+  /** How long it stays valid, seconds; 0: the controller's default (1 hour). */
+  ttlSeconds?: number | undefined;
+  description?:
+    | string
+    | undefined;
+  /** Bind it to one host name (optional). */
+  host?: string | undefined;
+}
+
+export interface ListJoinTokensRequest {
+}
+
+export interface ListJoinTokensResponse {
+  joinTokens?: JoinToken[] | undefined;
+}
+
+export interface DeleteJoinTokenRequest {
+  id?: string | undefined;
+}
+
+export interface DeleteJoinTokenResponse {
+}
+
+export interface JoinHostRequest {
+  /** `<id>.<secret>` from CreateJoinToken. */
+  token?:
+    | string
+    | undefined;
+  /** The joining host's name (a DNS name, not yet known to the controller). */
+  host?:
+    | string
+    | undefined;
+  /** The host's own NATS user public key (nkey, "U…"); its seed never leaves the host. */
+  natsPublicKey?: string | undefined;
+}
+
+export interface JoinHostResponse {
+  /** NATS URLs the agent connects to. */
+  natsUrls?:
+    | string[]
+    | undefined;
+  /** The agent's NATS user JWT (signed by the cloud's account key), with the host's permissions. */
+  natsUserJwt?:
+    | string
+    | undefined;
+  /** PEM of the CA that signs the controller's and NATS's certificates. */
+  caPem?:
+    | string
+    | undefined;
+  /** The controller's gRPC address (as the agent should use it). */
+  controllerAddress?: string | undefined;
 }
 
 function createBaseHostCapabilities(): HostCapabilities {
@@ -1034,6 +1127,872 @@ export const UpdateHostRequest: MessageFns<UpdateHostRequest> = {
   },
 };
 
+function createBaseJoinToken(): JoinToken {
+  return {
+    id: "",
+    token: "",
+    description: "",
+    host: "",
+    expiresAt: undefined,
+    createdAt: undefined,
+    usedAt: undefined,
+    usedByHost: "",
+    createdBy: "",
+    controllerAddress: "",
+    caCertHash: "",
+  };
+}
+
+export const JoinToken: MessageFns<JoinToken> = {
+  encode(message: JoinToken, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.token !== undefined && message.token !== "") {
+      writer.uint32(18).string(message.token);
+    }
+    if (message.description !== undefined && message.description !== "") {
+      writer.uint32(26).string(message.description);
+    }
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(34).string(message.host);
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(42).fork()).join();
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(50).fork()).join();
+    }
+    if (message.usedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.usedAt), writer.uint32(58).fork()).join();
+    }
+    if (message.usedByHost !== undefined && message.usedByHost !== "") {
+      writer.uint32(66).string(message.usedByHost);
+    }
+    if (message.createdBy !== undefined && message.createdBy !== "") {
+      writer.uint32(74).string(message.createdBy);
+    }
+    if (message.controllerAddress !== undefined && message.controllerAddress !== "") {
+      writer.uint32(82).string(message.controllerAddress);
+    }
+    if (message.caCertHash !== undefined && message.caCertHash !== "") {
+      writer.uint32(90).string(message.caCertHash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinToken {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinToken();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.usedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.usedByHost = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.createdBy = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.controllerAddress = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.caCertHash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinToken {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+      usedAt: isSet(object.usedAt)
+        ? fromJsonTimestamp(object.usedAt)
+        : isSet(object.used_at)
+        ? fromJsonTimestamp(object.used_at)
+        : undefined,
+      usedByHost: isSet(object.usedByHost)
+        ? globalThis.String(object.usedByHost)
+        : isSet(object.used_by_host)
+        ? globalThis.String(object.used_by_host)
+        : "",
+      createdBy: isSet(object.createdBy)
+        ? globalThis.String(object.createdBy)
+        : isSet(object.created_by)
+        ? globalThis.String(object.created_by)
+        : "",
+      controllerAddress: isSet(object.controllerAddress)
+        ? globalThis.String(object.controllerAddress)
+        : isSet(object.controller_address)
+        ? globalThis.String(object.controller_address)
+        : "",
+      caCertHash: isSet(object.caCertHash)
+        ? globalThis.String(object.caCertHash)
+        : isSet(object.ca_cert_hash)
+        ? globalThis.String(object.ca_cert_hash)
+        : "",
+    };
+  },
+
+  toJSON(message: JoinToken): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.token !== undefined && message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.description !== undefined && message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    if (message.usedAt !== undefined) {
+      obj.usedAt = message.usedAt.toISOString();
+    }
+    if (message.usedByHost !== undefined && message.usedByHost !== "") {
+      obj.usedByHost = message.usedByHost;
+    }
+    if (message.createdBy !== undefined && message.createdBy !== "") {
+      obj.createdBy = message.createdBy;
+    }
+    if (message.controllerAddress !== undefined && message.controllerAddress !== "") {
+      obj.controllerAddress = message.controllerAddress;
+    }
+    if (message.caCertHash !== undefined && message.caCertHash !== "") {
+      obj.caCertHash = message.caCertHash;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JoinToken>, I>>(base?: I): JoinToken {
+    return JoinToken.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JoinToken>, I>>(object: I): JoinToken {
+    const message = createBaseJoinToken();
+    message.id = object.id ?? "";
+    message.token = object.token ?? "";
+    message.description = object.description ?? "";
+    message.host = object.host ?? "";
+    message.expiresAt = object.expiresAt ?? undefined;
+    message.createdAt = object.createdAt ?? undefined;
+    message.usedAt = object.usedAt ?? undefined;
+    message.usedByHost = object.usedByHost ?? "";
+    message.createdBy = object.createdBy ?? "";
+    message.controllerAddress = object.controllerAddress ?? "";
+    message.caCertHash = object.caCertHash ?? "";
+    return message;
+  },
+};
+
+function createBaseCreateJoinTokenRequest(): CreateJoinTokenRequest {
+  return { ttlSeconds: 0, description: "", host: "" };
+}
+
+export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
+  encode(message: CreateJoinTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ttlSeconds !== undefined && message.ttlSeconds !== 0) {
+      writer.uint32(8).int64(message.ttlSeconds);
+    }
+    if (message.description !== undefined && message.description !== "") {
+      writer.uint32(18).string(message.description);
+    }
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(26).string(message.host);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateJoinTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateJoinTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ttlSeconds = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateJoinTokenRequest {
+    return {
+      ttlSeconds: isSet(object.ttlSeconds)
+        ? globalThis.Number(object.ttlSeconds)
+        : isSet(object.ttl_seconds)
+        ? globalThis.Number(object.ttl_seconds)
+        : 0,
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+    };
+  },
+
+  toJSON(message: CreateJoinTokenRequest): unknown {
+    const obj: any = {};
+    if (message.ttlSeconds !== undefined && message.ttlSeconds !== 0) {
+      obj.ttlSeconds = Math.round(message.ttlSeconds);
+    }
+    if (message.description !== undefined && message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateJoinTokenRequest>, I>>(base?: I): CreateJoinTokenRequest {
+    return CreateJoinTokenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateJoinTokenRequest>, I>>(object: I): CreateJoinTokenRequest {
+    const message = createBaseCreateJoinTokenRequest();
+    message.ttlSeconds = object.ttlSeconds ?? 0;
+    message.description = object.description ?? "";
+    message.host = object.host ?? "";
+    return message;
+  },
+};
+
+function createBaseListJoinTokensRequest(): ListJoinTokensRequest {
+  return {};
+}
+
+export const ListJoinTokensRequest: MessageFns<ListJoinTokensRequest> = {
+  encode(_: ListJoinTokensRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListJoinTokensRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListJoinTokensRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListJoinTokensRequest {
+    return {};
+  },
+
+  toJSON(_: ListJoinTokensRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListJoinTokensRequest>, I>>(base?: I): ListJoinTokensRequest {
+    return ListJoinTokensRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListJoinTokensRequest>, I>>(_: I): ListJoinTokensRequest {
+    const message = createBaseListJoinTokensRequest();
+    return message;
+  },
+};
+
+function createBaseListJoinTokensResponse(): ListJoinTokensResponse {
+  return { joinTokens: [] };
+}
+
+export const ListJoinTokensResponse: MessageFns<ListJoinTokensResponse> = {
+  encode(message: ListJoinTokensResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.joinTokens !== undefined && message.joinTokens.length !== 0) {
+      for (const v of message.joinTokens) {
+        JoinToken.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListJoinTokensResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListJoinTokensResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = JoinToken.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.joinTokens!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListJoinTokensResponse {
+    return {
+      joinTokens: globalThis.Array.isArray(object?.joinTokens)
+        ? object.joinTokens.map((e: any) => JoinToken.fromJSON(e))
+        : globalThis.Array.isArray(object?.join_tokens)
+        ? object.join_tokens.map((e: any) => JoinToken.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListJoinTokensResponse): unknown {
+    const obj: any = {};
+    if (message.joinTokens?.length) {
+      obj.joinTokens = message.joinTokens.map((e) => JoinToken.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListJoinTokensResponse>, I>>(base?: I): ListJoinTokensResponse {
+    return ListJoinTokensResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListJoinTokensResponse>, I>>(object: I): ListJoinTokensResponse {
+    const message = createBaseListJoinTokensResponse();
+    message.joinTokens = object.joinTokens?.map((e) => JoinToken.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDeleteJoinTokenRequest(): DeleteJoinTokenRequest {
+  return { id: "" };
+}
+
+export const DeleteJoinTokenRequest: MessageFns<DeleteJoinTokenRequest> = {
+  encode(message: DeleteJoinTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteJoinTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteJoinTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteJoinTokenRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: DeleteJoinTokenRequest): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteJoinTokenRequest>, I>>(base?: I): DeleteJoinTokenRequest {
+    return DeleteJoinTokenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteJoinTokenRequest>, I>>(object: I): DeleteJoinTokenRequest {
+    const message = createBaseDeleteJoinTokenRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteJoinTokenResponse(): DeleteJoinTokenResponse {
+  return {};
+}
+
+export const DeleteJoinTokenResponse: MessageFns<DeleteJoinTokenResponse> = {
+  encode(_: DeleteJoinTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteJoinTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteJoinTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DeleteJoinTokenResponse {
+    return {};
+  },
+
+  toJSON(_: DeleteJoinTokenResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteJoinTokenResponse>, I>>(base?: I): DeleteJoinTokenResponse {
+    return DeleteJoinTokenResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteJoinTokenResponse>, I>>(_: I): DeleteJoinTokenResponse {
+    const message = createBaseDeleteJoinTokenResponse();
+    return message;
+  },
+};
+
+function createBaseJoinHostRequest(): JoinHostRequest {
+  return { token: "", host: "", natsPublicKey: "" };
+}
+
+export const JoinHostRequest: MessageFns<JoinHostRequest> = {
+  encode(message: JoinHostRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== undefined && message.token !== "") {
+      writer.uint32(10).string(message.token);
+    }
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(18).string(message.host);
+    }
+    if (message.natsPublicKey !== undefined && message.natsPublicKey !== "") {
+      writer.uint32(26).string(message.natsPublicKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinHostRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinHostRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.natsPublicKey = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinHostRequest {
+    return {
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      natsPublicKey: isSet(object.natsPublicKey)
+        ? globalThis.String(object.natsPublicKey)
+        : isSet(object.nats_public_key)
+        ? globalThis.String(object.nats_public_key)
+        : "",
+    };
+  },
+
+  toJSON(message: JoinHostRequest): unknown {
+    const obj: any = {};
+    if (message.token !== undefined && message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.natsPublicKey !== undefined && message.natsPublicKey !== "") {
+      obj.natsPublicKey = message.natsPublicKey;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JoinHostRequest>, I>>(base?: I): JoinHostRequest {
+    return JoinHostRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JoinHostRequest>, I>>(object: I): JoinHostRequest {
+    const message = createBaseJoinHostRequest();
+    message.token = object.token ?? "";
+    message.host = object.host ?? "";
+    message.natsPublicKey = object.natsPublicKey ?? "";
+    return message;
+  },
+};
+
+function createBaseJoinHostResponse(): JoinHostResponse {
+  return { natsUrls: [], natsUserJwt: "", caPem: "", controllerAddress: "" };
+}
+
+export const JoinHostResponse: MessageFns<JoinHostResponse> = {
+  encode(message: JoinHostResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.natsUrls !== undefined && message.natsUrls.length !== 0) {
+      for (const v of message.natsUrls) {
+        writer.uint32(10).string(v!);
+      }
+    }
+    if (message.natsUserJwt !== undefined && message.natsUserJwt !== "") {
+      writer.uint32(18).string(message.natsUserJwt);
+    }
+    if (message.caPem !== undefined && message.caPem !== "") {
+      writer.uint32(26).string(message.caPem);
+    }
+    if (message.controllerAddress !== undefined && message.controllerAddress !== "") {
+      writer.uint32(34).string(message.controllerAddress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinHostResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinHostResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.natsUrls!.push(el);
+            }
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.natsUserJwt = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.caPem = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.controllerAddress = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinHostResponse {
+    return {
+      natsUrls: globalThis.Array.isArray(object?.natsUrls)
+        ? object.natsUrls.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.nats_urls)
+        ? object.nats_urls.map((e: any) => globalThis.String(e))
+        : [],
+      natsUserJwt: isSet(object.natsUserJwt)
+        ? globalThis.String(object.natsUserJwt)
+        : isSet(object.nats_user_jwt)
+        ? globalThis.String(object.nats_user_jwt)
+        : "",
+      caPem: isSet(object.caPem)
+        ? globalThis.String(object.caPem)
+        : isSet(object.ca_pem)
+        ? globalThis.String(object.ca_pem)
+        : "",
+      controllerAddress: isSet(object.controllerAddress)
+        ? globalThis.String(object.controllerAddress)
+        : isSet(object.controller_address)
+        ? globalThis.String(object.controller_address)
+        : "",
+    };
+  },
+
+  toJSON(message: JoinHostResponse): unknown {
+    const obj: any = {};
+    if (message.natsUrls?.length) {
+      obj.natsUrls = message.natsUrls;
+    }
+    if (message.natsUserJwt !== undefined && message.natsUserJwt !== "") {
+      obj.natsUserJwt = message.natsUserJwt;
+    }
+    if (message.caPem !== undefined && message.caPem !== "") {
+      obj.caPem = message.caPem;
+    }
+    if (message.controllerAddress !== undefined && message.controllerAddress !== "") {
+      obj.controllerAddress = message.controllerAddress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JoinHostResponse>, I>>(base?: I): JoinHostResponse {
+    return JoinHostResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JoinHostResponse>, I>>(object: I): JoinHostResponse {
+    const message = createBaseJoinHostResponse();
+    message.natsUrls = object.natsUrls?.map((e) => e) || [];
+    message.natsUserJwt = object.natsUserJwt ?? "";
+    message.caPem = object.caPem ?? "";
+    message.controllerAddress = object.controllerAddress ?? "";
+    return message;
+  },
+};
+
 export type HostsService = typeof HostsService;
 export const HostsService = {
   listHosts: {
@@ -1066,6 +2025,52 @@ export const HostsService = {
     responseSerialize: (value: Host): Buffer => Buffer.from(Host.encode(value).finish()),
     responseDeserialize: (value: Buffer): Host => Host.decode(value),
   },
+  /** Makes a join token for a new host (`strato host join-token create`). */
+  createJoinToken: {
+    path: "/strato.compute.v1.Hosts/CreateJoinToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateJoinTokenRequest): Buffer =>
+      Buffer.from(CreateJoinTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateJoinTokenRequest => CreateJoinTokenRequest.decode(value),
+    responseSerialize: (value: JoinToken): Buffer => Buffer.from(JoinToken.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JoinToken => JoinToken.decode(value),
+  },
+  listJoinTokens: {
+    path: "/strato.compute.v1.Hosts/ListJoinTokens" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListJoinTokensRequest): Buffer =>
+      Buffer.from(ListJoinTokensRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListJoinTokensRequest => ListJoinTokensRequest.decode(value),
+    responseSerialize: (value: ListJoinTokensResponse): Buffer =>
+      Buffer.from(ListJoinTokensResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListJoinTokensResponse => ListJoinTokensResponse.decode(value),
+  },
+  deleteJoinToken: {
+    path: "/strato.compute.v1.Hosts/DeleteJoinToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteJoinTokenRequest): Buffer =>
+      Buffer.from(DeleteJoinTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteJoinTokenRequest => DeleteJoinTokenRequest.decode(value),
+    responseSerialize: (value: DeleteJoinTokenResponse): Buffer =>
+      Buffer.from(DeleteJoinTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteJoinTokenResponse => DeleteJoinTokenResponse.decode(value),
+  },
+  /**
+   * A new host joins with a join token (no x-auth-token): it gets its NATS
+   * credentials and the CA, then announces itself and waits to be mapped.
+   */
+  joinHost: {
+    path: "/strato.compute.v1.Hosts/JoinHost" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: JoinHostRequest): Buffer => Buffer.from(JoinHostRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): JoinHostRequest => JoinHostRequest.decode(value),
+    responseSerialize: (value: JoinHostResponse): Buffer => Buffer.from(JoinHostResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JoinHostResponse => JoinHostResponse.decode(value),
+  },
 } as const;
 
 export interface HostsServer extends UntypedServiceImplementation {
@@ -1074,6 +2079,15 @@ export interface HostsServer extends UntypedServiceImplementation {
   discoverHosts: handleUnaryCall<DiscoverHostsRequest, DiscoverHostsResponse>;
   /** Enables or disables a host, with a reason (`strato compute service set --disable --disable-reason`). */
   updateHost: handleUnaryCall<UpdateHostRequest, Host>;
+  /** Makes a join token for a new host (`strato host join-token create`). */
+  createJoinToken: handleUnaryCall<CreateJoinTokenRequest, JoinToken>;
+  listJoinTokens: handleUnaryCall<ListJoinTokensRequest, ListJoinTokensResponse>;
+  deleteJoinToken: handleUnaryCall<DeleteJoinTokenRequest, DeleteJoinTokenResponse>;
+  /**
+   * A new host joins with a join token (no x-auth-token): it gets its NATS
+   * credentials and the CA, then announces itself and waits to be mapped.
+   */
+  joinHost: handleUnaryCall<JoinHostRequest, JoinHostResponse>;
 }
 
 export interface HostsClient extends Client {
@@ -1123,6 +2137,71 @@ export interface HostsClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Host) => void,
+  ): ClientUnaryCall;
+  /** Makes a join token for a new host (`strato host join-token create`). */
+  createJoinToken(
+    request: CreateJoinTokenRequest,
+    callback: (error: ServiceError | null, response: JoinToken) => void,
+  ): ClientUnaryCall;
+  createJoinToken(
+    request: CreateJoinTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JoinToken) => void,
+  ): ClientUnaryCall;
+  createJoinToken(
+    request: CreateJoinTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JoinToken) => void,
+  ): ClientUnaryCall;
+  listJoinTokens(
+    request: ListJoinTokensRequest,
+    callback: (error: ServiceError | null, response: ListJoinTokensResponse) => void,
+  ): ClientUnaryCall;
+  listJoinTokens(
+    request: ListJoinTokensRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListJoinTokensResponse) => void,
+  ): ClientUnaryCall;
+  listJoinTokens(
+    request: ListJoinTokensRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListJoinTokensResponse) => void,
+  ): ClientUnaryCall;
+  deleteJoinToken(
+    request: DeleteJoinTokenRequest,
+    callback: (error: ServiceError | null, response: DeleteJoinTokenResponse) => void,
+  ): ClientUnaryCall;
+  deleteJoinToken(
+    request: DeleteJoinTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteJoinTokenResponse) => void,
+  ): ClientUnaryCall;
+  deleteJoinToken(
+    request: DeleteJoinTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteJoinTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A new host joins with a join token (no x-auth-token): it gets its NATS
+   * credentials and the CA, then announces itself and waits to be mapped.
+   */
+  joinHost(
+    request: JoinHostRequest,
+    callback: (error: ServiceError | null, response: JoinHostResponse) => void,
+  ): ClientUnaryCall;
+  joinHost(
+    request: JoinHostRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JoinHostResponse) => void,
+  ): ClientUnaryCall;
+  joinHost(
+    request: JoinHostRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JoinHostResponse) => void,
   ): ClientUnaryCall;
 }
 

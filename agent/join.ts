@@ -1,0 +1,133 @@
+/**
+ * `strato-agent join`: a new host joins the cloud with a join token
+ * (kubeadm join). It pins the cloud's CA by the hash printed with the token
+ * (the controller presents its CA in its TLS chain; nothing is trusted until
+ * that CA's public key matches), makes its own NATS user key (the seed never
+ * leaves the host), presents the token once (Hosts/JoinHost) and writes what
+ * it was given — its bus credentials, the CA, where the controller and NATS
+ * are — into its state directory, mode 0600. The agent then starts from
+ * there, announces itself and waits to be mapped (`strato host discover`).
+ */
+import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import tls from 'node:tls'
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js'
+import { nkeys } from '@nats-io/transport-node'
+import { InvalidArgument, Unauthenticated } from '../proto/errors.js'
+import { fromGrpcError } from '../proto/grpc-errors.js'
+import { caCertHash, isCaCertHash } from '../proto/ca-hash.js'
+import { HostsClient, type JoinHostResponse } from '../proto/gen/strato/compute/v1/hosts.js'
+
+export interface JoinOptions {
+  /** `grpcs://host:port` (or `grpc://` for a plaintext controller on loopback). */
+  controller: string
+  token: string
+  /** `sha256:<hex>`; required with grpcs unless `unsafeSkipCaVerification`. */
+  caCertHash?: string
+  unsafeSkipCaVerification?: boolean
+  host: string
+  stateDir: string
+  timeoutMs?: number
+}
+
+/** What a join leaves in the state directory (read by loadAgentConfig). */
+export interface JoinState {
+  host: string
+  controllerAddress: string
+  natsUrls: string[]
+  /** File names inside the state directory. */
+  natsCredsFile: string
+  caFile: string
+}
+
+export const JOIN_STATE_FILE = 'join.json'
+
+/** Splits `grpcs://h:p` → TLS and `h:p`. */
+export function parseController(url: string): { tls: boolean; address: string } {
+  const m = /^(grpcs?):\/\/([^/]+)\/?$/.exec(url)
+  if (!m) throw new InvalidArgument(`--controller must be grpcs://HOST:PORT (or grpc://HOST:PORT for a plaintext controller), got '${url}'`, { field: 'controller' })
+  return { tls: m[1] === 'grpcs', address: m[2]! }
+}
+
+/**
+ * The CA certificate (PEM) among those the controller presents whose public
+ * key hashes to `pin`. The connection is not trusted for anything else.
+ */
+export async function fetchPinnedCa(address: string, pin: string | undefined, timeoutMs = 10_000): Promise<string> {
+  const i = address.lastIndexOf(':')
+  const host = address.slice(0, i).replace(/^\[|\]$/g, '')
+  const port = Number(address.slice(i + 1))
+  const chain = await new Promise<tls.DetailedPeerCertificate>((resolve, reject) => {
+    const s = tls.connect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'], servername: /^[\d.:]+$/.test(host) ? undefined : host, timeout: timeoutMs }, () => {
+      const c = s.getPeerCertificate(true)
+      s.end()
+      resolve(c)
+    })
+    s.once('timeout', () => (s.destroy(), reject(new Unauthenticated(`no TLS answer from the controller at ${address} within ${timeoutMs} ms`))))
+    s.once('error', (err) => reject(new Unauthenticated(`cannot reach the controller at ${address} over TLS: ${err.message}`, { cause: err })))
+  })
+  const pems: string[] = []
+  const seen = new Set<string>()
+  for (let c: tls.DetailedPeerCertificate | undefined = chain; c?.raw && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
+    seen.add(c.fingerprint256)
+    pems.push(`-----BEGIN CERTIFICATE-----\n${c.raw.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`)
+  }
+  if (!pems.length) throw new Unauthenticated(`the controller at ${address} presented no certificate`)
+  const root = pems[pems.length - 1]!
+  if (pin === undefined) return root
+  const match = pems.find((p) => caCertHash(p) === pin)
+  if (!match) {
+    throw new Unauthenticated(`the controller at ${address} presents no CA with public key hash ${pin} (it presents ${pems.map((p) => caCertHash(p)).join(', ')}): wrong --ca-cert-hash, or not the controller you meant`)
+  }
+  return match
+}
+
+/** The `.creds` format NATS tools write and read: the user JWT and the seed it is for. */
+export function formatCreds(jwt: string, seed: string): string {
+  return `-----BEGIN NATS USER JWT-----\n${jwt}\n------END NATS USER JWT------\n\n` +
+    '************************* IMPORTANT *************************\nNKEY Seed printed below can be used to sign and prove identity.\nNKEYs are sensitive and should be treated as secrets.\n\n' +
+    `-----BEGIN USER NKEY SEED-----\n${seed}\n------END USER NKEY SEED------\n\n*************************************************************\n`
+}
+
+function writePrivate(file: string, text: string): void {
+  const tmp = `${file}.tmp`
+  writeFileSync(tmp, text, { mode: 0o600 })
+  chmodSync(tmp, 0o600)
+  renameSync(tmp, file)
+}
+
+/** Joins; returns what it wrote. Changes nothing on the host when the controller refuses. */
+export async function join(o: JoinOptions): Promise<JoinState> {
+  const { tls: secure, address } = parseController(o.controller)
+  if (!o.token) throw new InvalidArgument('--token is required (strato host join-token create makes one)', { field: 'token' })
+  let caPem = ''
+  if (secure) {
+    if (o.caCertHash === undefined && !o.unsafeSkipCaVerification) {
+      throw new InvalidArgument('--ca-cert-hash sha256:<hex> is required to trust the controller (it is printed with the join token); --unsafe-skip-ca-verification trusts whatever answers', { field: 'caCertHash' })
+    }
+    if (o.caCertHash !== undefined && !isCaCertHash(o.caCertHash)) throw new InvalidArgument(`--ca-cert-hash must be sha256:<64 hex digits>, got '${o.caCertHash}'`, { field: 'caCertHash' })
+    caPem = await fetchPinnedCa(address, o.caCertHash, o.timeoutMs)
+  }
+  const user = nkeys.createUser()
+  const client = new HostsClient(address, secure ? credentials.createSsl(Buffer.from(caPem)) : credentials.createInsecure())
+  let r: JoinHostResponse
+  try {
+    r = await new Promise<JoinHostResponse>((resolve, reject) =>
+      client.joinHost({ token: o.token, host: o.host, natsPublicKey: user.getPublicKey() }, new Metadata(), { deadline: Date.now() + (o.timeoutMs ?? 10_000) }, (err: ServiceError | null, res: JoinHostResponse) => (err ? reject(fromGrpcError(err)) : resolve(res))),
+    )
+  } finally {
+    client.close()
+  }
+  mkdirSync(o.stateDir, { recursive: true, mode: 0o700 })
+  const state: JoinState = {
+    host: o.host,
+    controllerAddress: r.controllerAddress || address,
+    natsUrls: r.natsUrls ?? [],
+    natsCredsFile: 'nats.creds',
+    caFile: 'ca.pem',
+  }
+  writePrivate(path.join(o.stateDir, state.natsCredsFile), formatCreds(r.natsUserJwt ?? '', new TextDecoder().decode(user.getSeed())))
+  writePrivate(path.join(o.stateDir, state.caFile), r.caPem || caPem)
+  writePrivate(path.join(o.stateDir, JOIN_STATE_FILE), JSON.stringify(state, null, 2) + '\n')
+  return state
+}
