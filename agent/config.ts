@@ -9,6 +9,7 @@ import { hostname, networkInterfaces } from 'node:os'
 import { isIP } from 'node:net'
 import path from 'node:path'
 import { InvalidArgument } from '../proto/errors.js'
+import { JOIN_STATE_FILE, type JoinState } from './join-state.js'
 import { readCredsFile } from '../proto/nats-creds.js'
 import { parseGrpcUrl } from '../proto/grpc-url.js'
 
@@ -113,14 +114,22 @@ export interface AgentConfig {
 
 export type AgentConfigOverrides = Partial<Omit<AgentConfig, 'log'>> & { log?: Partial<AgentConfig['log']> }
 
+/** The state directory when none is given: `STRATO_AGENT_STATE_DIR`, else `./.strato/agent`. */
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(env.STRATO_AGENT_STATE_DIR ?? '.strato/agent')
+}
+
 export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  const stateDir = path.resolve(overrides.stateDir ?? env.STRATO_AGENT_STATE_DIR ?? '.strato/agent')
+  const stateDir = overrides.stateDir ? path.resolve(overrides.stateDir) : defaultStateDir(env)
   const diskRaw = overrides.diskGb !== undefined ? overrides.diskGb : env.STRATO_AGENT_DISK_GB ? Number(env.STRATO_AGENT_DISK_GB) : null
+  // What `strato-agent join` left in the state dir: defaults under the environment and overrides.
+  const joined = readJoinState(stateDir)
+  const inState = (file: string | undefined) => (file ? path.join(stateDir, file) : undefined)
   const cfg: AgentConfig = {
-    host: overrides.host ?? env.STRATO_AGENT_HOST ?? hostname(),
+    host: overrides.host ?? env.STRATO_AGENT_HOST ?? joined?.host ?? hostname(),
     uuid: overrides.uuid ?? env.STRATO_AGENT_UUID ?? null,
-    natsUrl: overrides.natsUrl ?? env.STRATO_NATS_URL ?? 'nats://127.0.0.1:4222',
-    natsCredsFile: overrides.natsCredsFile ?? (env.STRATO_AGENT_NATS_CREDS ? path.resolve(env.STRATO_AGENT_NATS_CREDS) : null),
+    natsUrl: overrides.natsUrl ?? env.STRATO_NATS_URL ?? (joined?.natsUrls?.length ? joined.natsUrls.join(',') : 'nats://127.0.0.1:4222'),
+    natsCredsFile: overrides.natsCredsFile ?? (env.STRATO_AGENT_NATS_CREDS ? path.resolve(env.STRATO_AGENT_NATS_CREDS) : inState(joined?.natsCredsFile) ?? null),
     stateDir,
     instancesDir: path.resolve(overrides.instancesDir ?? env.STRATO_AGENT_INSTANCES_DIR ?? path.join(stateDir, 'instances')),
     availabilityZone: overrides.availabilityZone ?? env.STRATO_AGENT_AVAILABILITY_ZONE ?? '',
@@ -129,8 +138,8 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     driver: overrides.driver ?? (env.STRATO_AGENT_DRIVER as AgentConfig['driver'] | undefined) ?? 'libvirt',
     heartbeatIntervalMs: overrides.heartbeatIntervalMs ?? 10_000,
     requestTimeoutMs: overrides.requestTimeoutMs ?? envInt(env, 'STRATO_AGENT_REQUEST_TIMEOUT_MS') ?? 5_000,
-    controllerAddress: overrides.controllerAddress ?? env.STRATO_AGENT_CONTROLLER ?? null,
-    caFile: overrides.caFile !== undefined ? overrides.caFile : env.STRATO_AGENT_CA_FILE ? path.resolve(env.STRATO_AGENT_CA_FILE) : null,
+    controllerAddress: overrides.controllerAddress ?? env.STRATO_AGENT_CONTROLLER ?? joined?.controllerAddress ?? null,
+    caFile: overrides.caFile !== undefined ? overrides.caFile : env.STRATO_AGENT_CA_FILE ? path.resolve(env.STRATO_AGENT_CA_FILE) : inState(joined?.caFile) ?? null,
     bridgeMappings: overrides.bridgeMappings ?? parseMappings(env.STRATO_AGENT_BRIDGE_MAPPINGS) ?? { provider: 'br-provider' },
     shutdownTimeoutMs: overrides.shutdownTimeoutMs ?? envInt(env, 'STRATO_AGENT_SHUTDOWN_TIMEOUT_MS') ?? 60_000,
     powerSyncIntervalMs: overrides.powerSyncIntervalMs ?? envInt(env, 'STRATO_AGENT_POWER_SYNC_INTERVAL_MS') ?? 60_000,
@@ -165,6 +174,22 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
   if (cfg.driver !== 'fake' && cfg.driver !== 'libvirt') throw new InvalidArgument(`driver must be fake or libvirt, got '${String(cfg.driver)}'`, { field: 'driver' })
   if (cfg.diskGb !== null && (!Number.isInteger(cfg.diskGb) || cfg.diskGb < 0)) throw new InvalidArgument('diskGb must be a non-negative integer', { field: 'diskGb' })
   return cfg
+}
+
+/** `<stateDir>/join.json` (agent/join.ts writes it), or undefined when the host did not join that way. */
+function readJoinState(stateDir: string): Partial<JoinState> | undefined {
+  const file = path.join(stateDir, JOIN_STATE_FILE)
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch {
+    return undefined
+  }
+  try {
+    return JSON.parse(text) as Partial<JoinState>
+  } catch (err) {
+    throw new InvalidArgument(`${file} is not JSON (written by strato-agent join): ${(err as Error).message}`, { field: 'stateDir' })
+  }
 }
 
 /** Like Nova's my_ip default: the first non-internal IPv4 address of the host. */

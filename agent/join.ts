@@ -9,14 +9,17 @@
  * there, announces itself and waits to be mapped (`strato host discover`).
  */
 import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js'
 import { nkeys } from '@nats-io/transport-node'
 import { InvalidArgument, Unauthenticated } from '../proto/errors.js'
 import { fromGrpcError } from '../proto/grpc-errors.js'
+import { formatCreds } from '../proto/nats-creds.js'
 import { caCertHash, isCaCertHash } from '../proto/ca-hash.js'
 import { HostsClient, type JoinHostResponse } from '../proto/gen/strato/compute/v1/hosts.js'
+import { JOIN_STATE_FILE, type JoinState } from './join-state.js'
 
 export interface JoinOptions {
   /** `grpcs://host:port` (or `grpc://` for a plaintext controller on loopback). */
@@ -30,17 +33,35 @@ export interface JoinOptions {
   timeoutMs?: number
 }
 
-/** What a join leaves in the state directory (read by loadAgentConfig). */
-export interface JoinState {
-  host: string
-  controllerAddress: string
-  natsUrls: string[]
-  /** File names inside the state directory. */
-  natsCredsFile: string
-  caFile: string
+/** `strato-agent join` arguments, as kubeadm join takes them (plus where to keep the state). */
+export function parseJoinArgs(args: string[]): Omit<JoinOptions, 'stateDir' | 'host'> & { host: string; stateDir?: string; noStart: boolean } {
+  const values: Record<string, string> = {}
+  const flags = new Set<string>()
+  const valued = ['--controller', '--token', '--ca-cert-hash', '--host', '--state-dir']
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!
+    const [name, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
+    if (valued.includes(name)) {
+      const v = inline ?? args[++i]
+      if (v === undefined) throw new InvalidArgument(`${name} needs a value`, { field: name })
+      values[name] = v
+    } else if (name === '--no-start' || name === '--unsafe-skip-ca-verification') {
+      flags.add(name)
+    } else {
+      throw new InvalidArgument(`unknown argument '${a}' (usage: strato-agent join --controller grpcs://HOST:PORT --token ID.SECRET --ca-cert-hash sha256:HEX [--host NAME] [--state-dir DIR] [--no-start])`, { field: 'argv' })
+    }
+  }
+  if (!values['--controller']) throw new InvalidArgument('--controller grpcs://HOST:PORT is required (the join command printed by strato host join-token create has it)', { field: 'controller' })
+  return {
+    controller: values['--controller'],
+    token: values['--token'] ?? '',
+    ...(values['--ca-cert-hash'] !== undefined ? { caCertHash: values['--ca-cert-hash'] } : {}),
+    unsafeSkipCaVerification: flags.has('--unsafe-skip-ca-verification'),
+    host: values['--host'] ?? hostname(),
+    ...(values['--state-dir'] ? { stateDir: path.resolve(values['--state-dir']) } : {}),
+    noStart: flags.has('--no-start'),
+  }
 }
-
-export const JOIN_STATE_FILE = 'join.json'
 
 /** Splits `grpcs://h:p` → TLS and `h:p`. */
 export function parseController(url: string): { tls: boolean; address: string } {
@@ -80,13 +101,6 @@ export async function fetchPinnedCa(address: string, pin: string | undefined, ti
     throw new Unauthenticated(`the controller at ${address} presents no CA with public key hash ${pin} (it presents ${pems.map((p) => caCertHash(p)).join(', ')}): wrong --ca-cert-hash, or not the controller you meant`)
   }
   return match
-}
-
-/** The `.creds` format NATS tools write and read: the user JWT and the seed it is for. */
-export function formatCreds(jwt: string, seed: string): string {
-  return `-----BEGIN NATS USER JWT-----\n${jwt}\n------END NATS USER JWT------\n\n` +
-    '************************* IMPORTANT *************************\nNKEY Seed printed below can be used to sign and prove identity.\nNKEYs are sensitive and should be treated as secrets.\n\n' +
-    `-----BEGIN USER NKEY SEED-----\n${seed}\n------END USER NKEY SEED------\n\n*************************************************************\n`
 }
 
 function writePrivate(file: string, text: string): void {

@@ -1,7 +1,13 @@
 #!/usr/bin/env node
-/** strato-agent: one per compute host; runs until SIGINT/SIGTERM, then stops cleanly. */
+/**
+ * strato-agent: one per compute host; runs until SIGINT/SIGTERM, then stops
+ * cleanly. `strato-agent join …` first joins the cloud with a join token
+ * (agent/join.ts), then runs from what it was given (unless --no-start).
+ */
 import { pino } from 'pino'
-import { loadAgentConfig } from './config.js'
+import { defaultStateDir, loadAgentConfig, type AgentConfigOverrides } from './config.js'
+import { join, parseJoinArgs } from './join.js'
+import { InvalidArgument } from '../proto/errors.js'
 import { AgentService } from './service.js'
 import { FakeDriver } from './virt/fake.js'
 import type { VirtDriver } from './virt/driver.js'
@@ -9,7 +15,26 @@ import type { VirtDriver } from './virt/driver.js'
 // Whatever the agent or its children (dnsmasq, genisoimage) create is root's alone unless made otherwise:
 // disks, config drives and DHCP files hold guests' data (see disk/guest-dirs.ts for QEMU's access).
 process.umask(0o077)
-const config = loadAgentConfig()
+const [command, ...args] = process.argv.slice(2)
+let overrides: AgentConfigOverrides = {}
+if (command === 'join') {
+  let o: ReturnType<typeof parseJoinArgs>
+  try {
+    o = parseJoinArgs(args)
+    const state = await join({ ...o, stateDir: o.stateDir ?? defaultStateDir() })
+    console.error(`strato-agent: joined as '${state.host}'; bus credentials and the CA are in ${o.stateDir ?? defaultStateDir()}. The host waits to be mapped (strato host discover).`)
+  } catch (err) {
+    console.error(`strato-agent join: ${(err as Error).message}`)
+    process.exit(err instanceof InvalidArgument ? 2 : 1)
+  }
+  if (o.noStart) process.exit(0)
+  overrides = { ...(o.stateDir ? { stateDir: o.stateDir } : {}), host: o.host }
+} else if (command !== undefined) {
+  console.error(`strato-agent: unknown command '${command}' (known: join; none runs the agent)`)
+  process.exit(2)
+}
+
+const config = loadAgentConfig(overrides)
 const log = pino({ name: 'strato-agent', level: config.log.level })
 
 async function driverFor(): Promise<VirtDriver> {

@@ -76,6 +76,19 @@ export interface ControllerConfig {
    * auth: only tests of other areas). `STRATO_NATS_CREDS` @default null
    */
   natsCredsFile: string | null
+  /**
+   * The CA nats-server's certificate is checked against; set, the controller
+   * (and the agents it admits) speak TLS to NATS. `STRATO_NATS_CA_FILE` @default null
+   */
+  natsCaFile: string | null
+  /**
+   * The NATS operator and account keys (bus/credentials.ts `ensureOperator`):
+   * set, the controller can sign bus credentials for hosts that join with a
+   * join token (Hosts/JoinHost); null, no host can join. `STRATO_NATS_OPERATOR_DIR` @default null
+   */
+  natsOperatorDir: string | null
+  /** The NATS URLs joining hosts are told to use (comma-separated in `STRATO_NATS_ADVERTISE_URLS`). @default [natsUrl] */
+  natsAdvertiseUrls: string[]
   token: {
     /** Token lifetime. @default 3600 */
     expirationSeconds: number
@@ -175,6 +188,9 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     databaseUrl: env.STRATO_DATABASE_URL || undefined,
     natsUrl: env.STRATO_NATS_URL || undefined,
     natsCredsFile: env.STRATO_NATS_CREDS || undefined,
+    natsCaFile: env.STRATO_NATS_CA_FILE || undefined,
+    natsOperatorDir: env.STRATO_NATS_OPERATOR_DIR || undefined,
+    natsAdvertiseUrls: env.STRATO_NATS_ADVERTISE_URLS ? env.STRATO_NATS_ADVERTISE_URLS.split(',').map((u) => u.trim()).filter(Boolean) : undefined,
     token: { expirationSeconds: intFrom('STRATO_TOKEN_EXPIRATION', env.STRATO_TOKEN_EXPIRATION) },
     bootstrap: { openrcPath: env.STRATO_OPENRC || undefined },
     log: { level: env.STRATO_LOG_LEVEL || undefined, pretty: boolFrom(env.STRATO_LOG_PRETTY) },
@@ -186,6 +202,9 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     databaseUrl: '',
     natsUrl: null,
     natsCredsFile: null,
+    natsCaFile: null,
+    natsOperatorDir: null,
+    natsAdvertiseUrls: [],
     token: { expirationSeconds: 3600, maxActiveKeys: 3, cacheSize: 100_000, imageReadSeconds: 600 },
     bootstrap: { openrcPath: null, region: 'RegionOne', adminProjectName: 'admin' },
     log: { level: 'info', pretty: false },

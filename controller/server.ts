@@ -5,7 +5,7 @@
  * waits for in-flight ones up to `shutdownGraceMs`, then closes NATS and the
  * database.
  */
-import { chmodSync, mkdirSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
 import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node'
@@ -43,6 +43,7 @@ import { hostServices } from './api/hosts.js'
 import { placementServices } from './api/placement.js'
 import { HostRegistry } from './compute/hosts.js'
 import { JoinTokens, type HostCredentialIssuer } from './compute/join-tokens.js'
+import { ensureOperator, mintAgentJwt } from './bus/credentials.js'
 import { ServerGroupCatalog } from './compute/server-groups.js'
 import { Placement } from './scheduler/placement.js'
 import { Scheduler } from './scheduler/scheduler.js'
@@ -57,7 +58,7 @@ import { HealthService } from '../proto/gen/grpc/health/v1/health.js'
 import { ServerReflectionService as ReflectionV1 } from '../proto/gen/grpc/reflection/v1/reflection.js'
 import { ServerReflectionService as ReflectionV1Alpha } from '../proto/gen/grpc/reflection/v1alpha/reflection.js'
 import type { CatalogEntry } from '../proto/gen/strato/identity/v1/identity.js'
-import { Unauthenticated, Unavailable } from '../proto/errors.js'
+import { FailedPrecondition, Unauthenticated, Unavailable } from '../proto/errors.js'
 import { grpcUrl } from '../proto/grpc-url.js'
 import { listenerTls, type ListenerTls } from './tls/listener.js'
 
@@ -108,7 +109,12 @@ export class Controller {
 
     if (cfg.natsUrl) {
       const creds = cfg.natsCredsFile ? readCredsFile(cfg.natsCredsFile) : undefined
-      this.nats = await connect({ servers: cfg.natsUrl, name: 'strato-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500, ...(creds ? { authenticator: credsAuthenticator(creds) } : {}) }).catch((err: Error) => {
+      this.nats = await connect({
+        servers: cfg.natsUrl, name: 'strato-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500,
+        ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
+        // nats-server's certificate is checked against this CA (TLS, no plaintext fallback).
+        ...(cfg.natsCaFile ? { tls: { caFile: cfg.natsCaFile } } : {}),
+      }).catch((err: Error) => {
         if (err.name !== 'AuthorizationError') throw err
         throw new Unauthenticated(`NATS at ${cfg.natsUrl} refused the controller: ${cfg.natsCredsFile ? `the credentials in ${cfg.natsCredsFile} are not valid there` : 'it requires credentials (set natsCredsFile / STRATO_NATS_CREDS)'}`, { cause: err })
       })
@@ -200,6 +206,7 @@ export class Controller {
       securityGroups.onChange = () => bus.firewallChanged()
       // Casts the previous run recorded but could not queue go out now.
       await servers.resend()
+      if (cfg.natsOperatorDir) this.joinIssuer = this.hostCredentialIssuer(cfg.natsOperatorDir)
     }
 
     if (cfg.bootstrap.openrcPath) {
@@ -237,6 +244,25 @@ export class Controller {
     await this.db?.destroy()
     this.state = 'STOPPED'
     this.log.info('controller stopped')
+  }
+
+  /**
+   * What joining hosts get: a NATS user JWT signed with the account key in
+   * `operatorDir` (the host's own public key, its own subjects), where NATS is,
+   * and the CA. The keys must exist: a new operator would sign credentials
+   * the running nats-server does not trust.
+   */
+  private hostCredentialIssuer(operatorDir: string): HostCredentialIssuer {
+    if (!existsSync(path.join(operatorDir, 'strato-account.nk'))) throw new FailedPrecondition(`natsOperatorDir ${operatorDir} holds no NATS account key (strato-account.nk); it must be the directory nats-server's operator was made in`)
+    const op = ensureOperator(operatorDir)
+    const cfg = this.config
+    const natsUrls = cfg.natsAdvertiseUrls.length ? cfg.natsAdvertiseUrls : [cfg.natsUrl ?? '']
+    const caFile = this.tls?.caFile ?? cfg.natsCaFile
+    return {
+      busCredentials: async (host, publicKey) => ({ natsUrls, userJwt: mintAgentJwt(op, host, publicKey) }),
+      caPem: () => (caFile ? readFileSync(caFile, 'utf8') : ''),
+      controllerAddress: () => this.url,
+    }
   }
 
   /** The URL clients are given (catalog, openrc, agents): `grpcs://` when the listener speaks TLS. */

@@ -20,3 +20,21 @@ export function readCredsFile(file: string): Uint8Array {
   if (mode & 0o077) throw new FailedPrecondition(`NATS credentials ${file} are readable by others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 it`)
   return readFileSync(file)
 }
+
+/** A `.creds` file (JWT + seed) as the `nats`/`nsc` tools write it, which `credsAuthenticator` reads. */
+export function formatCreds(jwt: string, seed: string): string {
+  return `-----BEGIN NATS USER JWT-----
+${jwt}
+------END NATS USER JWT------
+
+************************* IMPORTANT *************************
+NKEY Seed printed below can be used to sign and prove identity.
+NKEYs are sensitive and should be treated as secrets.
+
+-----BEGIN USER NKEY SEED-----
+${seed}
+------END USER NKEY SEED------
+
+*************************************************************
+`
+}

@@ -7,22 +7,44 @@
  * as before. Later hosts get their credentials from the same operator.
  */
 import { existsSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { hostname } from 'node:os'
 import path from 'node:path'
 import { ensureOperator, mintAgentCreds, mintControllerCreds, writeCreds, writeNatsServerConfig } from '../../controller/bus/credentials.js'
+import { ensureCa, ensureCertificate } from '../../controller/tls/ca.js'
 
 export interface StackNats {
   /** nats-server's config file (`-c`). */
   configFile: string
+  /** `tls://host:port`: nats-server speaks TLS only. */
+  url: string
+  /** The CA its certificate is from (the controller's: one CA for the cloud). */
+  caFile: string
+  /** The operator and account keys: the controller signs joining hosts' credentials with them. */
+  operatorDir: string
   controllerCreds: string
   agentCreds: string
 }
 
-export function prepareStackNats(o: { natsDir: string; host: string; port: number; agentHost: string }): StackNats {
+/**
+ * `caDir` is the controller's TLS directory: nats-server's certificate comes
+ * from the same CA as the gRPC listener's, so one OS_CACERT (and the one CA a
+ * joining host pins) covers both.
+ */
+export async function prepareStackNats(o: { natsDir: string; host: string; port: number; agentHost: string; caDir: string }): Promise<StackNats> {
   const authDir = path.join(o.natsDir, 'auth')
-  const op = ensureOperator(path.join(authDir, 'keys'))
+  const operatorDir = path.join(authDir, 'keys')
+  const op = ensureOperator(operatorDir)
   const keep = (file: string, mint: () => string) => (existsSync(file) ? file : writeCreds(file, mint()))
+  const ca = await ensureCa(o.caDir)
+  const names = ['localhost', hostname(), ...(isIP(o.host) ? [] : [o.host])]
+  const ips = ['127.0.0.1', ...(isIP(o.host) && o.host !== '127.0.0.1' ? [o.host] : [])]
+  const cert = await ensureCertificate(ca, authDir, 'nats-server', { commonName: 'strato-nats', dnsNames: [...new Set(names)], ips, usage: 'server' })
   return {
-    configFile: writeNatsServerConfig(op, path.join(authDir, 'nats-server.conf'), { host: o.host, port: o.port, storeDir: o.natsDir }),
+    configFile: writeNatsServerConfig(op, path.join(authDir, 'nats-server.conf'), { host: o.host, port: o.port, storeDir: o.natsDir, tls: { certFile: cert.certFile, keyFile: cert.keyFile } }),
+    url: `tls://${o.host}:${o.port}`,
+    caFile: ca.certFile,
+    operatorDir,
     controllerCreds: keep(path.join(authDir, 'controller.creds'), () => mintControllerCreds(op)),
     agentCreds: keep(path.join(authDir, `agent-${o.agentHost}.creds`), () => mintAgentCreds(op, o.agentHost)),
   }

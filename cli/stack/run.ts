@@ -135,18 +135,22 @@ async function main(): Promise<void> {
   const natsLog = path.join(natsDir, 'nats-server.log')
   // Own process group: Ctrl-C reaches us, and we stop nats-server after the controller has drained.
   // With auth (operator JWTs, made at first start): no anonymous connection; the controller and the agent have their own credentials.
-  const auth: StackNats = prepareStackNats({ natsDir, host: cfg.host, port: cfg.natsPort, agentHost: cfg.agentHost })
+  // And TLS, with a certificate from the controller's CA (the controller makes it there too if this did not).
+  const auth: StackNats = await prepareStackNats({ natsDir, host: cfg.host, port: cfg.natsPort, agentHost: cfg.agentHost, caDir: path.join(cfg.home, 'controller', 'tls') })
   const nats = spawn('nats-server', ['-c', auth.configFile, '-l', natsLog], { stdio: 'ignore', detached: true })
   nats.once('error', (err) => log.error({ err }, 'cannot run nats-server (npm run setup installs it)'))
   await waitForPort(cfg.natsPort, cfg.host, nats, 15_000)
-  log.info({ url: `nats://${cfg.host}:${cfg.natsPort}`, store: natsDir, log: natsLog }, 'nats-server running (JetStream, credentials required)')
+  log.info({ url: auth.url, store: natsDir, log: natsLog }, 'nats-server running (JetStream, TLS, credentials required)')
 
   const controller = new Controller(
     loadConfig({
       dataDir: path.join(cfg.home, 'controller'),
       grpc: { host: cfg.host, port: cfg.grpcPort, publicAddress: null },
-      natsUrl: `nats://${cfg.host}:${cfg.natsPort}`,
+      natsUrl: auth.url,
       natsCredsFile: auth.controllerCreds,
+      natsCaFile: auth.caFile,
+      // Hosts that join (strato host join-token create) get credentials signed with these keys.
+      natsOperatorDir: auth.operatorDir,
       bootstrap: { openrcPath: cfg.openrc },
       log: { level: cfg.logLevel, pretty: true },
     }),
@@ -193,7 +197,7 @@ async function main(): Promise<void> {
   if (controller.bootstrapResult.created) log.info({ openrc: cfg.openrc }, `first run: admin credentials written to ${cfg.openrc} (mode 0600)`)
   await registerDemo(controller.address, readOpenrc(cfg.openrc), log.child({ component: 'demo' }))
   // The controller's URL says grpcs:// (TLS is on by default): the agent verifies it against the controller's CA.
-  agent = await startAgent(controller.url, controller.tls?.caFile ?? null, `nats://${cfg.host}:${cfg.natsPort}`, auth.agentCreds)
+  agent = await startAgent(controller.url, controller.tls?.caFile ?? auth.caFile, auth.url, auth.agentCreds)
   if (agent) {
     agent.once('exit', (code, signal) => {
       if (!stopping) log.error({ code, signal }, 'the agent exited; the stack runs on without a compute host (see its log above)')

@@ -20,6 +20,8 @@ import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { nkeys } from '@nats-io/transport-node'
+import { InvalidArgument } from '../../proto/errors.js'
+import { formatCreds } from '../../proto/nats-creds.js'
 import {
   CAST_STREAM, DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, castConsumer, conductorSubject, hostToken,
 } from '../../proto/subjects.js'
@@ -85,23 +87,8 @@ export function decodeJwt(jwt: string): Record<string, any> {
   return JSON.parse(Buffer.from(body ?? '', 'base64url').toString('utf8')) as Record<string, any>
 }
 
-/** A `.creds` file (JWT + seed) as the `nats`/`nsc` tools write it, which `credsAuthenticator` reads. */
-export function formatCreds(jwt: string, seed: string): string {
-  return `-----BEGIN NATS USER JWT-----
-${jwt}
-------END NATS USER JWT------
-
-************************* IMPORTANT *************************
-NKEY Seed printed below can be used to sign and prove identity.
-NKEYs are sensitive and should be treated as secrets.
-
------BEGIN USER NKEY SEED-----
-${seed}
-------END USER NKEY SEED------
-
-*************************************************************
-`
-}
+/** `.creds` files: one format for the controller's minting and the agent's join (proto/nats-creds.ts). */
+export { formatCreds } from '../../proto/nats-creds.js'
 
 function writePrivate(file: string, content: string): void {
   // Written aside then renamed: a reader never sees half a key, and the mode is private from the first byte.
@@ -153,13 +140,21 @@ export function ensureOperator(dir: string): NatsOperator {
   }
 }
 
+export interface NatsServerOptions {
+  host: string
+  port: number
+  storeDir: string
+  /** Serve TLS only, with this certificate (from the controller's CA). */
+  tls?: { certFile: string; keyFile: string }
+}
+
 /**
  * The nats-server configuration that enables this operator's auth (and
  * JetStream in `storeDir`). One function, so a `tls {}` block has one place
  * to go. No `authorization`/`accounts` block: in operator mode every client
  * needs a user JWT signed by a preloaded account, anonymous ones are refused.
  */
-export function natsServerConfig(op: NatsOperator, o: { host: string; port: number; storeDir: string }): string {
+export function natsServerConfig(op: NatsOperator, o: NatsServerOptions): string {
   return [
     `# Written by Strato (controller/bus/credentials.ts); rewritten at each start.`,
     `host: ${JSON.stringify(o.host)}`,
@@ -172,12 +167,14 @@ export function natsServerConfig(op: NatsOperator, o: { host: string; port: numb
     `  ${op.systemAccount}: ${JSON.stringify(op.systemAccountJwt)}`,
     `  ${op.account}: ${JSON.stringify(op.accountJwt)}`,
     `}`,
+    // Clients must speak TLS (nats-server then refuses plaintext connections).
+    ...(o.tls ? [`tls {`, `  cert_file: ${JSON.stringify(o.tls.certFile)}`, `  key_file: ${JSON.stringify(o.tls.keyFile)}`, `  timeout: 5`, `}`] : []),
     '',
   ].join('\n')
 }
 
 /** Writes `natsServerConfig` to `file` (0600: it names the accounts) and returns its path. */
-export function writeNatsServerConfig(op: NatsOperator, file: string, o: { host: string; port: number; storeDir: string }): string {
+export function writeNatsServerConfig(op: NatsOperator, file: string, o: NatsServerOptions): string {
   writePrivate(file, natsServerConfig(op, o))
   return file
 }
@@ -208,15 +205,36 @@ export function agentPermissions(host: string): Permissions {
 /** The controller: everything in the STRATO account (streams, casts, the conductor, events). */
 export const CONTROLLER_PERMISSIONS: Permissions = { pub: ['>'], sub: ['>'], responses: false }
 
-/** Mints a user of the STRATO account with `perms`; returns the `.creds` text. */
-export function mintUser(op: NatsOperator, name: string, perms: Permissions): string {
-  const user = nkeys.createUser()
+/**
+ * Signs a user JWT of the STRATO account for `publicKey` with `perms`. A
+ * joining host makes its own key and sends only the public half.
+ * @throws InvalidArgument when `publicKey` is not a NATS user public key.
+ */
+export function mintUserJwt(op: NatsOperator, publicKey: string, name: string, perms: Permissions): string {
+  let valid = false
+  try {
+    valid = publicKey.startsWith('U') && nkeys.fromPublic(publicKey).getPublicKey() === publicKey
+  } catch {
+    valid = false
+  }
+  if (!valid) throw new InvalidArgument(`'${publicKey.slice(0, 64)}' is not a NATS user public key (56 characters starting with U, as nkeys makes them)`, { field: 'nats_public_key' })
   const nats: Record<string, unknown> = {
     type: 'user', subs: -1, data: -1, payload: -1,
     pub: { allow: perms.pub }, sub: { allow: perms.sub },
     ...(perms.responses ? { resp: { max: 1, ttl: 0 } } : {}),
   }
-  return formatCreds(encodeJwt(op.accountKey, user.getPublicKey(), name, nats), seedOf(user))
+  return encodeJwt(op.accountKey, publicKey, name, nats)
+}
+
+/** Mints a user of the STRATO account with `perms` (key made here); returns the `.creds` text. */
+export function mintUser(op: NatsOperator, name: string, perms: Permissions): string {
+  const user = nkeys.createUser()
+  return formatCreds(mintUserJwt(op, user.getPublicKey(), name, perms), seedOf(user))
+}
+
+/** The user JWT of `host`'s agent for the key the host made itself (host join). */
+export function mintAgentJwt(op: NatsOperator, host: string, publicKey: string): string {
+  return mintUserJwt(op, publicKey, `agent-${hostToken(host)}`, agentPermissions(host))
 }
 
 /** Credentials of the agent of `host` (its own subjects only; see `agentPermissions`). */

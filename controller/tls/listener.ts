@@ -44,7 +44,9 @@ export async function listenerTls(cfg: ControllerConfig, log: Logger): Promise<L
   const { dnsNames, ips } = certificateNames(cfg)
   const cert = await ensureCertificate(ca, tls.dir, 'controller', { commonName: 'strato-controller', dnsNames, ips, usage: 'server' })
   if (cert.issued) log.info({ cert: cert.certFile, ca: ca.certFile, dnsNames, ips }, 'issued the gRPC listener its certificate from the controller CA')
-  return { certPem: readFileSync(cert.certFile), keyPem: readFileSync(cert.keyFile), caFile: tls.caFile ?? ca.certFile }
+  // The chain ends with the CA itself: a joining host (strato-agent join) finds it there and pins it by its hash.
+  const chain = Buffer.concat([readFileSync(cert.certFile), Buffer.from(ca.certPem.endsWith('\n') ? ca.certPem : `${ca.certPem}\n`)])
+  return { certPem: chain, keyPem: readFileSync(cert.keyFile), caFile: tls.caFile ?? ca.certFile }
 }
 
 /** localhost, 127.0.0.1, ::1, this host's name, the listen address (every interface's when it is a wildcard), the public address, and tls.names. */

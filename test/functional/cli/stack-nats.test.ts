@@ -10,11 +10,13 @@ import { connect, credsAuthenticator } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
 import t from 'tap'
 import { prepareStackNats } from '../../../cli/stack/nats-auth.js'
+import { ensureCa } from '../../../controller/tls/ca.js'
 import { agentInboxPrefix } from '../../../proto/subjects.js'
 import { freePort, waitForPort } from '../../helpers/ports.js'
 
 const home = mkdtempSync(path.join(tmpdir(), 'strato-stack-nats-'))
 const natsDir = path.join(home, 'nats')
+const caDir = path.join(home, 'controller', 'tls')
 let port: number
 let proc: ChildProcess | undefined
 
@@ -38,18 +40,25 @@ t.teardown(async () => {
 })
 
 t.test("the stack's nats-server refuses anonymous connections and accepts the credentials it made", async (t) => {
-  const made = prepareStackNats({ natsDir, host: '127.0.0.1', port, agentHost: 'stack-host.example.org' })
+  const made = await prepareStackNats({ natsDir, host: '127.0.0.1', port, agentHost: 'stack-host.example.org', caDir })
   await start(made.configFile)
-  const url = `nats://127.0.0.1:${port}`
-  await t.rejects(connect({ servers: url, reconnect: false }), { name: 'AuthorizationError' }, 'anonymous')
-  await t.rejects(connect({ servers: url, reconnect: false, user: 'admin', pass: 'admin' }), { name: 'AuthorizationError' }, 'a user and password')
+  const url = made.url
+  t.equal(url, `tls://127.0.0.1:${port}`)
+  const tls = { caFile: made.caFile }
+  await t.rejects(connect({ servers: url, reconnect: false, tls }), { name: 'AuthorizationError' }, 'anonymous')
+  await t.rejects(connect({ servers: url, reconnect: false, tls, user: 'admin', pass: 'admin' }), { name: 'AuthorizationError' }, 'a user and password')
+  // TLS only, and only with the cloud's CA: a client that does not trust it gets nothing (not even an auth error).
+  const untrusted = await connect({ servers: `nats://127.0.0.1:${port}`, reconnect: false, authenticator: creds(made.controllerCreds) }).then((nc) => (void nc.close(), 'connected'), (err: Error) => err.message)
+  t.not(untrusted, 'connected', `without the CA the server's certificate is refused (${untrusted})`)
+  const wrongCa = await connect({ servers: url, reconnect: false, authenticator: creds(made.controllerCreds), tls: { caFile: (await ensureCa(path.join(home, 'other-ca'))).certFile } }).then((nc) => (void nc.close(), 'connected'), (err: Error) => err.message)
+  t.not(wrongCa, 'connected', `nor with another CA (${wrongCa})`)
 
-  const ctl = await connect({ servers: url, authenticator: creds(made.controllerCreds) })
+  const ctl = await connect({ servers: url, tls, authenticator: creds(made.controllerCreds) })
   const jsm = await jetstreamManager(ctl)
   await jsm.streams.add({ name: 'PROBE', subjects: ['probe.>'] })
   t.equal((await jsm.streams.info('PROBE')).config.name, 'PROBE', 'the controller manages streams')
 
-  const agent = await connect({ servers: url, authenticator: creds(made.agentCreds), inboxPrefix: agentInboxPrefix('stack-host.example.org') })
+  const agent = await connect({ servers: url, tls, authenticator: creds(made.agentCreds), inboxPrefix: agentInboxPrefix('stack-host.example.org') })
   const closed = await agent.subscribe('>').closed
   t.match(String(closed), /Permissions Violation for Subscription to ">"/, 'the agent may not subscribe to everything')
   agent.subscribe('strato.agent.stack-host_example_org.rpc', { callback: (_err, m) => void m.respond('pong') })
@@ -63,6 +72,8 @@ t.test("the stack's nats-server refuses anonymous connections and accepts the cr
   t.equal(statSync(path.join(auth, 'keys')).mode & 0o777, 0o700, 'auth/keys is 0700')
   for (const dir of [auth, path.join(auth, 'keys')]) {
     for (const f of readdirSync(dir)) {
+      // nats-server's certificate is public (npm start's umask makes it 0600 anyway); everything else is a secret.
+      if (f === 'nats-server.pem') continue
       if (statSync(path.join(dir, f)).isFile()) t.equal(statSync(path.join(dir, f)).mode & 0o777, 0o600, `${path.relative(natsDir, path.join(dir, f))} is 0600`)
     }
   }
@@ -71,10 +82,10 @@ t.test("the stack's nats-server refuses anonymous connections and accepts the cr
 t.test('a second start keeps the operator: the credentials made before still connect', async (t) => {
   await stop()
   const before = readFileSync(path.join(natsDir, 'auth', 'controller.creds'), 'utf8')
-  const again = prepareStackNats({ natsDir, host: '127.0.0.1', port, agentHost: 'stack-host.example.org' })
+  const again = await prepareStackNats({ natsDir, host: '127.0.0.1', port, agentHost: 'stack-host.example.org', caDir })
   t.equal(readFileSync(again.controllerCreds, 'utf8'), before, 'the controller keeps its credentials')
   await start(again.configFile)
-  const nc = await connect({ servers: `nats://127.0.0.1:${port}`, authenticator: creds(again.agentCreds), inboxPrefix: agentInboxPrefix('stack-host.example.org') })
+  const nc = await connect({ servers: again.url, tls: { caFile: again.caFile }, authenticator: creds(again.agentCreds), inboxPrefix: agentInboxPrefix('stack-host.example.org') })
   t.ok(nc.info?.server_id, 'the agent connects after the restart')
   await nc.close()
 })
