@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { credsAuthenticator, type NodeConnectionOptions } from '@nats-io/transport-node'
 import { ensureOperator, mintAgentCreds, mintControllerCreds, mintUser, writeCreds, writeNatsServerConfig, type NatsOperator, type Permissions } from '../../controller/bus/credentials.js'
+import { ensureCa, ensureCertificate } from '../../controller/tls/ca.js'
 import { agentInboxPrefix } from '../../proto/subjects.js'
 import { freePort, waitForPort } from './ports.js'
 
@@ -29,6 +30,8 @@ export interface NatsServer extends Partial<NatsCreds> {
   port: number
   storeDir: string
   proc: ChildProcess
+  /** The CA its TLS certificate is from (tls:// URL), when it serves TLS. */
+  caFile?: string
   /** The operator and accounts, when auth is on. */
   operator?: NatsOperator
   /** Options for a test's own connection: the controller's rights, or `host`'s agent's (with its inbox prefix). */
@@ -45,18 +48,31 @@ export function natsCredsFor(url: string): NatsCreds | undefined {
   return registry.get(url)
 }
 
-export async function startNats(o: { auth?: boolean } = {}): Promise<NatsServer> {
+/**
+ * `host`: the address it listens on (a test's veth, for a host in another
+ * namespace); `tlsCaDir`: serve TLS only, with a certificate from the CA in
+ * that directory (a controller's `<dataDir>/tls`), at `tls://` URLs.
+ */
+export async function startNats(o: { auth?: boolean; host?: string; tlsCaDir?: string } = {}): Promise<NatsServer> {
+  const listen = o.host ?? '127.0.0.1'
   const auth = o.auth ?? true
   const port = await freePort()
   const storeDir = mkdtempSync(path.join(tmpdir(), 'strato-nats-'))
   const authDir = mkdtempSync(path.join(tmpdir(), 'strato-nats-auth-'))
   const operator = auth ? ensureOperator(path.join(authDir, 'keys')) : undefined
-  const confFile = operator ? writeNatsServerConfig(operator, path.join(authDir, 'nats.conf'), { host: '127.0.0.1', port, storeDir }) : ''
-  const args = operator ? ['-c', confFile] : ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir]
+  let tls: { certFile: string; keyFile: string; caFile: string } | undefined
+  if (o.tlsCaDir) {
+    const ca = await ensureCa(o.tlsCaDir)
+    const cert = await ensureCertificate(ca, authDir, 'nats-server', { commonName: 'strato-nats', dnsNames: ['localhost'], ips: [...new Set(['127.0.0.1', listen])], usage: 'server' })
+    tls = { certFile: cert.certFile, keyFile: cert.keyFile, caFile: ca.certFile }
+  }
+  if (tls && !operator) throw new Error('startNats: TLS is only set up with auth')
+  const confFile = operator ? writeNatsServerConfig(operator, path.join(authDir, 'nats.conf'), { host: listen, port, storeDir, ...(tls ? { tls } : {}) }) : ''
+  const args = operator ? ['-c', confFile] : ['-js', '-a', listen, '-p', String(port), '-sd', storeDir]
   const launch = async (): Promise<ChildProcess> => {
     const proc = spawn('nats-server', args, { stdio: 'ignore' })
     await Promise.race([
-      waitForPort(port),
+      waitForPort(port, listen),
       new Promise((_, reject) => proc.once('exit', (code) => reject(new Error(`nats-server exited with ${code}; is it installed (npm run setup)?`)))),
       new Promise((_, reject) => proc.once('error', (err) => reject(new Error(`cannot run nats-server: ${err.message}; run npm run setup`)))),
     ])
@@ -68,7 +84,7 @@ export async function startNats(o: { auth?: boolean } = {}): Promise<NatsServer>
       p.once('exit', () => resolve())
       p.kill('SIGTERM')
     })
-  const url = `nats://127.0.0.1:${port}`
+  const url = `${tls ? 'tls' : 'nats'}://${listen}:${port}`
   let creds: NatsCreds | undefined
   if (operator) {
     const minted = new Map<string, string>()
@@ -84,6 +100,7 @@ export async function startNats(o: { auth?: boolean } = {}): Promise<NatsServer>
   }
   const server: NatsServer = {
     url,
+    ...(tls ? { caFile: tls.caFile } : {}),
     port,
     storeDir,
     operator,
@@ -92,7 +109,7 @@ export async function startNats(o: { auth?: boolean } = {}): Promise<NatsServer>
     connectOptions(as = {}) {
       if (!operator || !creds) return { servers: url }
       const c = as.user ? mintUser(operator, 'test-user', as.user) : as.agent ? mintAgentCreds(operator, as.agent) : mintControllerCreds(operator)
-      return { servers: url, authenticator: credsAuthenticator(new TextEncoder().encode(c)), ...(as.agent ? { inboxPrefix: agentInboxPrefix(as.agent) } : {}) }
+      return { servers: url, authenticator: credsAuthenticator(new TextEncoder().encode(c)), ...(as.agent ? { inboxPrefix: agentInboxPrefix(as.agent) } : {}), ...(tls ? { tls: { caFile: tls.caFile } } : {}) }
     },
     async stop() {
       await kill(server.proc)

@@ -83,8 +83,10 @@ export const hostCommands: Command[] = [
     ],
     async run(ctx, a) {
       const t = await ctx.call(HostsClient, 'createJoinToken', { ttlSeconds: ttlSeconds('host join-token create', a.str('ttl')), description: a.str('description') ?? '', host: a.str('host') ?? '' })
-      const scheme = t.caCertHash ? 'grpcs' : 'grpc'
-      const command = ['strato-agent join', `--controller ${scheme}://${t.controllerAddress}`, `--token ${t.token}`, ...(t.caCertHash ? [`--ca-cert-hash ${t.caCertHash}`] : []), ...(t.host ? [`--host ${t.host}`] : [])].join(' ')
+      // The controller gives its URL (grpcs:// with TLS); an older one gave host:port.
+      const address = t.controllerAddress ?? ''
+      const controller = /^grpcs?:\/\//.test(address) ? address : `${t.caCertHash ? 'grpcs' : 'grpc'}://${address}`
+      const command = ['strato-agent join', `--controller ${controller}`, `--token ${t.token}`, ...(t.caCertHash ? [`--ca-cert-hash ${t.caCertHash}`] : []), ...(t.host ? [`--host ${t.host}`] : [])].join(' ')
       return { kind: 'show', data: { id: t.id ?? '', token: t.token ?? '', description: t.description ?? '', host: t.host || null, expires_at: iso(t.expiresAt), ca_cert_hash: t.caCertHash || null, join_command: command } }
     },
   },
