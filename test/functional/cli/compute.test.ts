@@ -314,6 +314,7 @@ t.test('help and completion know the compute commands', async (t) => {
   t.match(script, /\['server group'\]='create delete list show'/)
   t.match(script, /\['console log'\]='show'/)
   t.match(script, /\['compute service'\]='list set'/)
-  t.match(script, /\['host'\]='discover list'/)
+  t.match(script, /\['host'\]='discover join-token list'/)
+  t.match(script, /\['host join-token'\]='create delete list'/)
   t.match(script, /\['server create'\]='[^']*--nic [^']*--wait/)
 })
