@@ -44,12 +44,18 @@ export class GrpcImageSource implements ImageSource {
     )
     const stream = this.client.downloadImage({ id: imageId }, this.md(token))
     const convert = (err: ServiceError) => this.convert(err)
+    // The call can fail before anyone iterates (the controller is down: grpc-js fails fast while the
+    // caller is still opening its file). An 'error' with no listener would kill the agent, so it is
+    // kept here and thrown from the iteration, like any other failure of the download.
+    let failed: ServiceError | undefined
+    stream.on('error', (err: ServiceError) => (failed ??= err))
     async function* data(): AsyncIterable<Uint8Array> {
       try {
         for await (const chunk of stream as AsyncIterable<{ data?: Uint8Array }>) if (chunk.data) yield chunk.data
       } catch (err) {
         throw convert(err as ServiceError)
       }
+      if (failed) throw convert(failed)
     }
     return { image: { checksum: image.checksum ?? '', diskFormat: image.diskFormat ?? '', status: image.status ?? '' }, data: data() }
   }
