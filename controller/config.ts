@@ -43,6 +43,20 @@ export interface ControllerConfig {
     maxConcurrentUploads: number
   }
   /**
+   * The OpenStack REST APIs (controller/rest/): one listener, paths per
+   * service as DevStack has them (`/identity/v3`, `/compute/v2.1`, `/image`,
+   * `/network`, `/volume/v3`, `/placement`). It speaks TLS whenever the gRPC
+   * listener does, with the same certificate.
+   */
+  rest: {
+    /** @default the gRPC listen host. `STRATO_REST_HOST` */
+    host: string | null
+    /** 0 picks a free port; null serves no REST. `STRATO_REST_PORT` @default 8771 */
+    port: number | null
+    /** The URL clients are told (catalog, clouds.yaml), e.g. `https://cloud.example:8771`. `STRATO_REST_PUBLIC_URL` @default as bound */
+    publicUrl: string | null
+  }
+  /**
    * TLS on the gRPC listener. With no files given, the controller keeps its
    * own CA in `dir` (made on first start) and issues itself a certificate for
    * localhost, 127.0.0.1, ::1, the host name, the listen and public addresses
@@ -178,6 +192,11 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   const fromEnv: ConfigOverrides = {
     dataDir: env.STRATO_DATA_DIR || undefined,
     grpc: { host: env.STRATO_GRPC_HOST || undefined, port: intFrom('STRATO_GRPC_PORT', env.STRATO_GRPC_PORT), publicAddress: env.STRATO_PUBLIC_ADDRESS || undefined },
+    rest: {
+      host: env.STRATO_REST_HOST || undefined,
+      port: env.STRATO_REST_PORT === 'off' ? null : intFrom('STRATO_REST_PORT', env.STRATO_REST_PORT),
+      publicUrl: env.STRATO_REST_PUBLIC_URL || undefined,
+    },
     tls: {
       mode: (env.STRATO_TLS || undefined) as ControllerConfig['tls']['mode'] | undefined,
       certFile: env.STRATO_TLS_CERT_FILE || undefined,
@@ -198,6 +217,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   const defaults: ControllerConfig = {
     dataDir: path.resolve('.strato/controller'),
     grpc: { host: '127.0.0.1', port: 8770, publicAddress: null, keepaliveTimeMs: 30_000, keepaliveTimeoutMs: 10_000, maxConnectionIdleMs: 300_000, uploadIdleTimeoutMs: 60_000, maxConcurrentUploads: 2 },
+    rest: { host: null, port: 8771, publicUrl: null },
     tls: { mode: 'on', certFile: null, keyFile: null, caFile: null, names: [], dir: '' },
     databaseUrl: '',
     natsUrl: null,
@@ -275,6 +295,10 @@ function checkTls(cfg: ControllerConfig): void {
       `refusing plaintext gRPC on ${cfg.grpc.host}: it is not a loopback address, so tokens and passwords would cross the network in the clear; set tls.mode (STRATO_TLS) to on, or listen on 127.0.0.1`,
       { field: 'tls.mode' },
     )
+  }
+  const restHost = cfg.rest.host ?? cfg.grpc.host
+  if (tls.mode === 'off' && cfg.rest.port !== null && !isLoopback(restHost)) {
+    throw new InvalidArgument(`refusing plaintext REST on ${restHost}: it is not a loopback address, so tokens and passwords would cross the network in the clear; set tls.mode (STRATO_TLS) to on, or listen on 127.0.0.1`, { field: 'tls.mode' })
   }
   if (Boolean(tls.certFile) !== Boolean(tls.keyFile)) throw new InvalidArgument('tls.certFile (STRATO_TLS_CERT_FILE) and tls.keyFile (STRATO_TLS_KEY_FILE) go together: give both, or neither to use the generated certificate', { field: tls.certFile ? 'tls.keyFile' : 'tls.certFile' })
   for (const f of ['certFile', 'keyFile', 'caFile'] as const) if (tls[f]) tls[f] = path.resolve(tls[f]!)

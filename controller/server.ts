@@ -61,6 +61,8 @@ import type { CatalogEntry } from '../proto/gen/strato/identity/v1/identity.js'
 import { FailedPrecondition, Unauthenticated, Unavailable } from '../proto/errors.js'
 import { grpcUrl } from '../proto/grpc-url.js'
 import { listenerTls, type ListenerTls } from './tls/listener.js'
+import { RestServer, REST_PREFIX } from './rest/http.js'
+import { restServices } from './rest/services.js'
 
 export type LifecycleState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
 
@@ -86,6 +88,8 @@ export class Controller {
   bulkMethods: string[] = []
   /** What joining hosts are given (bus credentials, CA); set once the bus is up with an account to sign with. */
   joinIssuer: HostCredentialIssuer | undefined
+  /** The OpenStack REST listener (rest/), when configured. */
+  rest: RestServer | undefined
   private grpc: Server | undefined
   private health: HealthState | undefined
   private readonly inFlight = new Set<Promise<unknown>>()
@@ -188,6 +192,15 @@ export class Controller {
     const bulk = imageStreamHandlers(images, rpc, uploadLimits, uploadSlots)
     if (serveOnHttp2(server, bulk, this.log)) this.bulkMethods = Object.keys(bulk)
     this.address = cfg.grpc.publicAddress ?? `${cfg.grpc.host}:${port}`
+    if (cfg.rest.port !== null) {
+      const rest = new RestServer({ policy, authenticate: rpc.authenticate, lookup, log: this.log.child({ component: 'rest' }), track: (p) => this.track(p) }, cfg.rest.publicUrl)
+      for (const svc of restServices({
+        identity: this.catalog, auth, serviceCatalog: () => this.restCatalog(), region: cfg.bootstrap.region,
+        flavors, keypairs, servers, serverGroups, hosts, images, quota, network, placement, defaultAvailabilityZone: cfg.hosts.defaultAvailabilityZone,
+      })) rest.add(svc)
+      await rest.listen(cfg.rest.host ?? cfg.grpc.host, cfg.rest.port, this.tls)
+      this.rest = rest
+    }
 
     if (this.nats) {
       this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), dhcp }), hosts, this.log, () => this.url, {
@@ -229,6 +242,8 @@ export class Controller {
     this.state = 'STOPPING'
     this.log.info({ inFlight: this.inFlight.size }, 'controller stopping')
     this.health?.set(false)
+    const rest = this.rest
+    const restClosed = rest?.close()
     const server = this.grpc
     if (server) {
       const drained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()))
@@ -237,6 +252,7 @@ export class Controller {
       clearTimeout(timer)
     }
     await Promise.allSettled([...this.inFlight])
+    await restClosed
     this.hosts?.stop()
     this.servers?.stop()
     await this.bus?.stop().catch((err) => this.log.warn({ err }, 'NATS bus stop failed'))
@@ -287,6 +303,27 @@ export class Controller {
       endpoints: ['public', 'internal', 'admin'].map((iface) => ({ id: `${type}-${iface}`, interface: iface, region: this.config.bootstrap.region, url })),
     })
     return [entry('identity', 'keystone'), entry('compute', 'nova'), entry('image', 'glance'), entry('network', 'neutron'), entry('placement', 'placement')]
+  }
+
+  /** Every service at its REST endpoint (what REST tokens carry); empty without a REST listener. */
+  restCatalog(): CatalogEntry[] {
+    const rest = this.rest
+    if (!rest) return []
+    const entry = (type: string, name: string, url: string): CatalogEntry => ({
+      id: type,
+      type,
+      name,
+      endpoints: ['public', 'internal', 'admin'].map((iface) => ({ id: `${type}-${iface}`, interface: iface, region: this.config.bootstrap.region, url })),
+    })
+    return [
+      entry('identity', 'keystone', rest.url(REST_PREFIX.identity)),
+      entry('compute', 'nova', rest.url(`${REST_PREFIX.compute}/v2.1`)),
+      entry('image', 'glance', rest.url(REST_PREFIX.image)),
+      entry('network', 'neutron', rest.url(REST_PREFIX.network)),
+      entry('volumev3', 'cinderv3', rest.url(`${REST_PREFIX.volume}/v3`)),
+      entry('block-storage', 'cinder', rest.url(`${REST_PREFIX.volume}/v3`)),
+      entry('placement', 'placement', rest.url(REST_PREFIX.placement)),
+    ]
   }
 }
 

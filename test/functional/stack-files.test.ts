@@ -68,7 +68,7 @@ if (process.getuid?.() !== 0) {
     proc = spawn('npm', ['start'], {
       cwd: root,
       detached: true,
-      env: { ...process.env, STRATO_AGENT_HOST: agentHost, STRATO_HOME: home, STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(await freePort()) },
+      env: { ...process.env, STRATO_AGENT_HOST: agentHost, STRATO_HOME: home, STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(await freePort()), STRATO_REST_PORT: String(await freePort()) },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     proc.stdout!.on('data', (d) => (out += d))

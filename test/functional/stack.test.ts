@@ -54,7 +54,7 @@ async function npmStart(home: string): Promise<Stack> {
   const proc = spawn('npm', ['start'], {
     cwd: root,
     detached: true,
-    env: { ...process.env, STRATO_AGENT_HOST: agentHost, STRATO_HOME: home, STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(natsPort) },
+    env: { ...process.env, STRATO_AGENT_HOST: agentHost, STRATO_HOME: home, STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(natsPort), STRATO_REST_PORT: String(await freePort()) },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   running.add(proc)

@@ -29,10 +29,11 @@ export interface ControllerProcess {
 export async function spawnController(natsUrl: string, overrides: ConfigOverrides = {}): Promise<ControllerProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'strato-ctlp-'))
   const port = await freePort()
+  const restPort = await freePort()
   const configFile = path.join(dataDir, 'config.json')
   const openrcPath = path.join(dataDir, 'admin-openrc')
   // Plaintext on loopback unless a test asks for TLS (as the in-process helper).
-  writeFileSync(configFile, JSON.stringify({ natsCredsFile: natsCredsFor(natsUrl)?.controllerCreds ?? null, tls: { mode: 'off' }, ...overrides, dataDir, natsUrl, grpc: { ...overrides.grpc, host: '127.0.0.1', port, publicAddress: null }, bootstrap: { openrcPath } }))
+  writeFileSync(configFile, JSON.stringify({ natsCredsFile: natsCredsFor(natsUrl)?.controllerCreds ?? null, tls: { mode: 'off' }, ...overrides, dataDir, natsUrl, grpc: { ...overrides.grpc, host: '127.0.0.1', port, publicAddress: null }, rest: { host: null, publicUrl: null, ...overrides.rest, port: restPort }, bootstrap: { openrcPath } }))
   const logFile = path.join(dataDir, 'controller.log')
   let starts = 0
   // Up when it says so (after bootstrap, the bus and the resend of pending casts).

@@ -1,0 +1,47 @@
+/**
+ * The REST services the controller serves, and the domain objects their
+ * handlers call (the same ones the gRPC adapters in api/ call). One line per
+ * service: each lives in its own file of this directory.
+ */
+import type { CatalogEntry } from '../../proto/gen/strato/identity/v1/identity.js'
+import type { Authenticator } from '../identity/auth.js'
+import type { IdentityCatalog } from '../identity/catalog.js'
+import type { FlavorCatalog } from '../compute/flavors.js'
+import type { KeypairCatalog } from '../compute/keypairs.js'
+import type { ServerCatalog } from '../compute/servers.js'
+import type { ServerGroupCatalog } from '../compute/server-groups.js'
+import type { HostRegistry } from '../compute/hosts.js'
+import type { ImageCatalog } from '../image/catalog.js'
+import type { QuotaEngine } from '../quota/quota.js'
+import type { NetworkCatalog } from '../network/networks.js'
+import type { SubnetCatalog } from '../network/subnets.js'
+import type { PortCatalog } from '../network/ports.js'
+import type { FloatingIpCatalog } from '../network/floating-ips.js'
+import type { SecurityGroupCatalog } from '../network/security-groups.js'
+import type { Placement } from '../scheduler/placement.js'
+import type { RestService } from './http.js'
+import { identityRest } from './identity.js'
+
+export interface RestDomain {
+  identity: IdentityCatalog
+  auth: Authenticator
+  /** The catalog REST tokens carry: every service at its REST endpoint. */
+  serviceCatalog: () => CatalogEntry[]
+  region: string
+  flavors: FlavorCatalog
+  keypairs: KeypairCatalog
+  servers: ServerCatalog
+  serverGroups: ServerGroupCatalog
+  hosts: HostRegistry
+  images: ImageCatalog
+  quota: QuotaEngine
+  network: { networks: NetworkCatalog; subnets: SubnetCatalog; ports: PortCatalog; floatingIps: FloatingIpCatalog; securityGroups: SecurityGroupCatalog }
+  placement: Placement
+  defaultAvailabilityZone: string
+}
+
+export function restServices(d: RestDomain): RestService[] {
+  return [
+    identityRest(d),
+  ]
+}
