@@ -151,6 +151,21 @@ export class Authenticator {
   }
 
   /**
+   * A user changes their own password, proving it with the current one (no
+   * token needed, as in Keystone: an expired password can be replaced). The
+   * user's tokens are revoked, as for any password change.
+   * @throws Unauthenticated when the user is unknown or disabled, or the original password is wrong.
+   */
+  async changePassword(userId: string, original: string, password: string): Promise<void> {
+    const row = await this.findUserForAuth({ id: userId })
+    if (!row.enabled || !(await verifyPassword(original, row.password_hash))) {
+      this.log.info({ userId: row.id, reason: !row.enabled ? 'user disabled' : 'wrong original password' }, 'password change refused')
+      throw new Unauthenticated(AUTH_FAILED)
+    }
+    await this.catalog.updateUser(row.id, { password })
+  }
+
+  /**
    * A token that downloads `imageId` and nothing else, for the host building
    * `instanceUuid` (the conductor puts it in the build spec). It replaces the
    * owner's own token there: whoever sees a build spec (it crosses the bus)
