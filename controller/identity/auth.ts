@@ -20,6 +20,8 @@ export interface IssueRequest {
   password?: { user?: { id?: string; name?: string; domain?: DomainRefIn; password?: string } }
   token?: { id?: string }
   scope?: { project?: { id?: string; name?: string; domain?: DomainRefIn }; domain?: DomainRefIn }
+  /** Keystone's `"scope": "unscoped"`: no scope, not even the user's default project. */
+  unscoped?: boolean
 }
 
 const AUTH_FAILED = 'authentication failed: wrong user, domain or password, or the account or its domain is disabled'
@@ -140,7 +142,7 @@ export class Authenticator {
       if (roleIds.length === 0) throw new Unauthenticated(`user '${user.name}' has no role on domain '${domain.name}'`)
       claims.domain = { id: domain.id, name: domain.name }
       claims.roles = await this.catalog.expandRoles(roleIds)
-    } else if (defaultProjectId) {
+    } else if (defaultProjectId && !req.unscoped) {
       // Keystone scopes to the default project when no scope is asked for and the user has a role there.
       const project = await this.catalog.getProject({ id: defaultProjectId }).catch(() => undefined)
       if (project?.enabled && (await this.catalog.directRoleIds(user.id, { type: 'project', id: project.id })).length > 0) {

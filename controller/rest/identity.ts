@@ -185,7 +185,8 @@ function issueRequest(a: Json): IssueRequest {
   const token = obj(identity, 'token', 'auth.identity')
   if (token) out.token = { id: str(token, 'id', 'auth.identity.token') ?? '' }
   const scope = a.scope
-  if (scope === 'unscoped' || scope === undefined || scope === null) return out
+  if (scope === 'unscoped') return { ...out, unscoped: true }
+  if (scope === undefined || scope === null) return out
   if (typeof scope !== 'object' || Array.isArray(scope)) throw new InvalidArgument("auth.scope must be an object or 'unscoped'", { field: 'auth.scope' })
   const s = scope as Json
   if (s.system !== undefined || s['OS-TRUST:trust'] !== undefined) throw new Unauthenticated('system and trust scopes are not supported by Strato: scope to a project or a domain')
