@@ -108,7 +108,7 @@ export class Controller {
     keys.load()
     let auth: Authenticator | undefined
     this.catalog = new IdentityCatalog(this.db, (e) => auth!.revoke(e), cfg.bootstrap.adminProjectName)
-    auth = this.auth = new Authenticator(this.db, this.catalog, keys, { expirationSeconds: cfg.token.expirationSeconds, cacheSize: cfg.token.cacheSize, imageReadSeconds: cfg.token.imageReadSeconds }, this.log)
+    auth = this.auth = new Authenticator(this.db, this.catalog, keys, { expirationSeconds: cfg.token.expirationSeconds, cacheSize: cfg.token.cacheSize, imageReadSeconds: cfg.token.imageReadSeconds, anyProjectAdmin: cfg.bootstrap.anyProjectAdmin }, this.log)
     await auth.load()
 
     if (cfg.natsUrl) {
