@@ -8,7 +8,7 @@
  * what each caller sees (Neutron's `admin_or_owner`): lists are the caller's
  * project's (plus shared and external networks) unless the caller is admin.
  */
-import { NotFound, StratoError } from '../../proto/errors.js'
+import { InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
 import { actorOf, type Actor } from '../network/access.js'
 import { QUOTA_DEFAULTS } from '../quota/quota.js'
 import { bodyObject, REST_PREFIX, type RestRequest, type RestResult, type Route, type RestService } from './http.js'
@@ -72,11 +72,39 @@ function guarded(r: { notFound: string; kind: string }, h: (req: RestRequest) =>
 }
 
 /** What a create's policy entry resolves: the project named in the body (the gRPC request's `projectId`). */
-async function createTarget(req: RestRequest, singular: string): Promise<{ projectId?: string }> {
+async function createTarget(req: RestRequest, singular: string, plural: string): Promise<{ projectId?: string }> {
   const b = await req.json()
-  const o = b && typeof b === 'object' ? (b as Json)[singular] : undefined
-  const p = o && typeof o === 'object' ? ((o as Json).project_id ?? (o as Json).tenant_id) : undefined
-  return typeof p === 'string' && p ? { projectId: p } : {}
+  if (!b || typeof b !== 'object') return {}
+  const one = (b as Json)[singular]
+  const many = (b as Json)[plural]
+  // Each project a bulk create names must pass the policy: the first one that is not the caller's stands for them all.
+  const objects = (Array.isArray(many) ? many : [one]).filter((o): o is Json => !!o && typeof o === 'object')
+  const projects = objects.map((o) => o.project_id ?? o.tenant_id).filter((p): p is string => typeof p === 'string' && p !== '')
+  const other = projects.find((p) => p !== req.auth?.projectId) ?? projects[0]
+  return other ? { projectId: other } : {}
+}
+
+/** The bodies of a bulk create (`{"networks": [{…}, …]}`), or undefined for a single one. */
+async function bulkBodies(req: RestRequest, plural: string): Promise<Json[] | undefined> {
+  const b = await req.json()
+  const list = b && typeof b === 'object' && !Array.isArray(b) ? (b as Json)[plural] : undefined
+  if (list === undefined) return undefined
+  if (!Array.isArray(list) || list.some((o) => o === null || typeof o !== 'object' || Array.isArray(o))) {
+    throw new InvalidArgument(`'${plural}' must be a list of objects`, { field: plural })
+  }
+  return list as Json[]
+}
+
+/** Neutron's bulk create is all or nothing: what was made before a failure is deleted again. */
+async function createAll(r: Resource, bodies: Json[], a: Actor): Promise<Json[]> {
+  const made: Json[] = []
+  try {
+    for (const b of bodies) made.push(await r.create!(b, a))
+    return made
+  } catch (err) {
+    for (const m of made.reverse()) await r.remove(String(m.id), a).catch(() => undefined)
+    throw err
+  }
 }
 
 /** GET/POST the collection, GET/PUT/DELETE one member. */
@@ -103,8 +131,12 @@ function resourceRoutes(r: Resource): Route[] {
   const create = r.create
   if (create) {
     routes.push({
-      method: 'POST', path, policy: policy('Create'), target: (req) => createTarget(req, r.singular),
-      handler: guarded(r, async (req) => ({ status: 201, body: { [r.singular]: await create(await bodyObject(req, r.singular), actor(req)) } })),
+      method: 'POST', path, policy: policy('Create'), target: (req) => createTarget(req, r.singular, r.plural),
+      handler: guarded(r, async (req) => {
+        const bulk = await bulkBodies(req, r.plural)
+        if (!bulk) return { status: 201, body: { [r.singular]: await create(await bodyObject(req, r.singular), actor(req)) } }
+        return { status: 201, body: { [r.plural]: await createAll(r, bulk, actor(req)) } }
+      }),
     })
   }
   const update = r.update
