@@ -196,7 +196,8 @@ export interface Page {
 export function query(all: Json[], q: URLSearchParams, self: string): Page {
   let items = all
   for (const key of new Set(q.keys())) {
-    if (CONTROL.has(key)) continue
+    // Neutron (without filter validation) ignores filters on attributes a resource does not have.
+    if (CONTROL.has(key) || !all.some((o) => key in o)) continue
     const wanted = q.getAll(key)
     items = items.filter((o) => key in o && wanted.some((w) => (key === 'fixed_ips' ? matchesFixedIps(o[key], w) : matches(o[key], w))))
   }

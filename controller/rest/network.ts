@@ -228,7 +228,13 @@ function resources(d: RestDomain): Resource[] {
         return subnetJson(await subnets.create({
           name: b.str('name'), description: b.str('description'), networkId: b.str('network_id'), ipVersion: b.int('ip_version'), cidr: b.str('cidr'), ...gateway(b),
           allocationPools: pools(b), dnsNameservers: b.strings('dns_nameservers'), hostRoutes: routesOf(b), enableDhcp: b.bool('enable_dhcp'), projectId: b.project(),
-        }, a))
+        }, a).catch((err: unknown) => {
+          // Neutron's wording, which clients (Tempest's create_subnet) match to try the next CIDR.
+          if (err instanceof InvalidArgument && err.field === 'cidr' && / overlaps subnet /.test(err.message)) {
+            throw new InvalidArgument(`Invalid input for operation: Requested subnet with cidr: ${b.str('cidr')} for network: ${b.str('network_id')} overlaps with another subnet (${err.message}).`, { field: 'cidr', cause: err })
+          }
+          throw err
+        }))
       },
       update: async (id, o, a) => {
         const b = new Body('subnet', o, SUBNET_UPDATE, ['id', 'network_id', 'cidr', 'ip_version', 'project_id', 'tenant_id'])

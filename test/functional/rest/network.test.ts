@@ -82,6 +82,9 @@ t.test('the seed provider network and subnet, with Neutron fields (provider:* fo
   const seen = await api('GET', `/v2.0/networks/${n.id}`, undefined, member.token)
   t.equal(seen.status, 200)
   t.notOk('provider:network_type' in seen.body.network)
+  const overlap = await api('POST', '/v2.0/subnets', { subnet: { network_id: n.id, ip_version: 4, cidr: '192.168.201.128/25' } })
+  t.equal(overlap.status, 400)
+  t.match(overlap.body.NeutronError.message, /overlaps with another subnet/, "Neutron's words, which Tempest's create_subnet looks for")
   const noGw = await api('POST', '/v2.0/subnets', { subnet: { network_id: n.id, ip_version: 4, cidr: '10.9.0.0/24', gateway_ip: null } })
   t.equal(noGw.body.subnet.gateway_ip, null, 'gateway_ip null: no gateway')
   t.equal((await api('DELETE', `/v2.0/subnets/${noGw.body.subnet.id}`)).status, 204)
@@ -111,6 +114,8 @@ t.test('lists: filters, repeated keys, fields, sorting and pagination with links
   // The Python list openstacksdk 0.101 sends as fields.
   r = await api('GET', `/v2.0/networks?name=pg-a&fields=${encodeURIComponent("['id', 'name']")}`, undefined, member.token)
   t.same(Object.keys(r.body.networks[0]).sort(), ['id', 'name'])
+  r = await api('GET', '/v2.0/networks?name=pg-a&flavor=gold&fields=name', undefined, member.token)
+  t.same(r.body.networks, [{ name: 'pg-a' }], 'a filter on an attribute networks lack is ignored')
   r = await api('GET', '/v2.0/networks?sort_dir=sideways&sort_key=name', undefined, member.token)
   t.equal(r.status, 400)
   // Scoping: the member's networks are not the admin project's, the admin sees all.
