@@ -11,6 +11,7 @@
 import { InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
 import { actorOf, type Actor } from '../network/access.js'
 import { QUOTA_DEFAULTS } from '../quota/quota.js'
+import { IP_PROTOCOLS } from '../network/sg-rules.js'
 import { bodyObject, REST_PREFIX, type RestRequest, type RestResult, type Route, type RestService } from './http.js'
 import {
   Body, floatingIpJson, isEmpty, isNullish, isTrue, networkJson, pick, portJson, query, ruleJson, securityGroupJson, subnetJson, type Attributes, type Json,
@@ -190,6 +191,31 @@ const routesOf = (b: Body) => b.objects('host_routes', ['destination', 'nexthop'
 /** `gateway_ip: null` is "no gateway"; absent is "the default one". */
 const gateway = (b: Body) => (b.has('gateway_ip') && b.b.gateway_ip === null ? { noGateway: true } : { gatewayIp: b.str('gateway_ip') })
 
+/** Protocols whose rules take ports (tcp, udp, dccp, sctp, udplite) and ICMP ones, by number. */
+const PORT_PROTOCOLS = new Set([6, 17, 33, 132, 136])
+const ICMP_PROTOCOLS = new Set([1, 58])
+
+/**
+ * A rule's port range in Neutron's words (the API's contract: Tempest matches
+ * them); the catalog checks the same again, in its own.
+ */
+function checkRulePorts(protocol: string | undefined, min: number | undefined, max: number | undefined): void {
+  const p = (protocol ?? '').toLowerCase()
+  const number = /^\d+$/.test(p) ? Number(p) : IP_PROTOCOLS[p]
+  const bad = (m: string, field: string): never => {
+    throw new InvalidArgument(m, { field: `security_group_rule.${field}` })
+  }
+  if (number !== undefined && PORT_PROTOCOLS.has(number)) {
+    for (const [field, v] of [['port_range_min', min], ['port_range_max', max]] as const) if (v !== undefined && (v < 1 || v > 65535)) bad(`Invalid value for port ${v}`, field)
+    if ((min === undefined) !== (max === undefined) || (min !== undefined && max !== undefined && min > max)) bad('For TCP/UDP protocols, port_range_min must be <= port_range_max', 'port_range_min')
+  }
+  if (number !== undefined && ICMP_PROTOCOLS.has(number)) {
+    if (min !== undefined && (min < 0 || min > 255)) bad(`Invalid value for ICMP type (port-range-min): ${min}`, 'port_range_min')
+    if (max !== undefined && (max < 0 || max > 255)) bad(`Invalid value for ICMP code (port-range-max): ${max}`, 'port_range_max')
+    if (min === undefined && max !== undefined) bad(`ICMP code (port-range-max) ${max} is provided but ICMP type (port-range-min) is missing.`, 'port_range_min')
+  }
+}
+
 /** Security groups listed by name `default` with no project named: the caller's own (see the README of this file's tests). */
 function defaultGroupScope(req: RestRequest, a: Actor): { projectId?: string } {
   const names = req.query.getAll('name')
@@ -294,8 +320,10 @@ function resources(d: RestDomain): Resource[] {
       },
       create: async (o, a) => {
         const b = new Body('security_group_rule', o, RULE_CREATE)
+        const protocol = typeof b.b.protocol === 'number' ? String(b.b.protocol) : b.str('protocol')
+        checkRulePorts(protocol, b.int('port_range_min'), b.int('port_range_max'))
         const rule = await groups.createRule({
-          securityGroupId: b.str('security_group_id'), direction: b.str('direction'), ethertype: b.str('ethertype'), protocol: b.has('protocol') && typeof b.b.protocol === 'number' ? String(b.b.protocol) : b.str('protocol'),
+          securityGroupId: b.str('security_group_id'), direction: b.str('direction'), ethertype: b.str('ethertype'), protocol,
           portRangeMin: b.int('port_range_min'), portRangeMax: b.int('port_range_max'), remoteIpPrefix: b.str('remote_ip_prefix'), remoteGroupId: b.str('remote_group_id'), description: b.str('description'),
         }, a)
         return ruleJson(rule)

@@ -189,6 +189,17 @@ t.test('security groups and rules', async (t) => {
   t.equal((await api('GET', `/v2.0/security-group-rules/${rule.body.security_group_rule.id}`, undefined, s.adminToken)).status, 200)
   let r = await api('GET', `/v2.0/security-group-rules?security_group_id=${g.body.security_group.id}&direction=ingress`, undefined, member.token)
   t.equal(r.body.security_group_rules.length, 2)
+  // Port ranges in Neutron's words (Tempest's negative tests match them).
+  const gid = g.body.security_group.id
+  for (const [protocol, min, max, msg] of [
+    ['tcp', -16, 80, 'Invalid value for port -16'], ['tcp', 80, 79, 'port_range_min must be <= port_range_max'], ['tcp', 80, 65536, 'Invalid value for port 65536'],
+    ['tcp', null, 6, 'port_range_min must be <= port_range_max'], ['icmp', 1, 256, 'Invalid value for ICMP code'], ['icmp', -1, 25, 'Invalid value for ICMP type'],
+    ['icmp', null, 6, 'ICMP type (port-range-min) is missing'], ['icmp', 300, 1, 'Invalid value for ICMP type'],
+  ] as const) {
+    const bad = await api('POST', '/v2.0/security-group-rules', { security_group_rule: { security_group_id: gid, direction: 'ingress', ethertype: 'IPv4', protocol, port_range_min: min, port_range_max: max } }, member.token)
+    t.equal(bad.status, 400, `${protocol} ${min}-${max}`)
+    t.match(bad.body.NeutronError.message, msg)
+  }
   r = await api('POST', '/v2.0/security-groups', { security_group: { name: 'default' } }, member.token)
   t.equal(r.status, 409, 'a second default group')
   r = await api('POST', '/v2.0/security-group-rules', { security_group_rule: { security_group_id: '00000000-0000-4000-8000-000000000000', direction: 'ingress' } }, member.token)
