@@ -367,6 +367,22 @@ function quotaRoutes(d: RestDomain): Route[] {
   const limits = async (projectId: string) => Object.fromEntries((await report(projectId)).map((i) => [QUOTA_NAMES[i.resource]!, i.limit]))
   return [
     {
+      // Projects whose quotas differ from the defaults: admins only, under the admin-only quota entry.
+      method: 'GET', path: '/v2.0/quotas', policy: `${QUOTAS}/UpdateQuota`,
+      handler: async () => {
+        const out: Json[] = []
+        for (const p of await d.identity.listProjects({}, { kind: 'all' })) {
+          const q = await limits(p.id)
+          if (Object.entries(QUOTA_NAMES).some(([k, v]) => q[v] !== QUOTA_DEFAULTS[k])) out.push({ ...q, project_id: p.id, tenant_id: p.id })
+        }
+        return { body: { quotas: out } }
+      },
+    },
+    {
+      method: 'GET', path: '/v2.0/quotas/tenant', policy: `${QUOTAS}/GetDefaultQuota`,
+      handler: async (req) => ({ body: { tenant: { tenant_id: req.auth!.projectId ?? null } } }),
+    },
+    {
       method: 'GET', path: '/v2.0/quotas/:project_id', policy: `${QUOTAS}/GetQuota`, target,
       handler: async (req) => ({ body: { quota: await limits(req.params.project_id!) } }),
     },
