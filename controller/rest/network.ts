@@ -216,7 +216,17 @@ function checkRulePorts(protocol: string | undefined, min: number | undefined, m
   }
 }
 
-/** Security groups listed by name `default` with no project named: the caller's own (see the README of this file's tests). */
+/**
+ * Security groups listed by name `default` with no project named: the
+ * caller's own project's. `default` names one group per project, so "the
+ * default group" without a project means the caller's. Neutron itself answers
+ * an admin with every project's `default` (its listing is not scoped for
+ * admins), and openstackclient resolves `security group rule create …
+ * default` by that listing alone (`find_security_group`, no project filter),
+ * so on Neutron the seed's rule commands fail for an admin once a second
+ * project has its default group ("More than one SecurityGroup exists").
+ * A plain listing (no name) still shows an admin every project's groups.
+ */
 function defaultGroupScope(req: RestRequest, a: Actor): { projectId?: string } {
   const names = req.query.getAll('name')
   const projectNamed = req.query.has('project_id') || req.query.has('tenant_id')
