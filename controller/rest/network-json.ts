@@ -53,10 +53,17 @@ export function portJson(p: Port, admin: boolean): Json {
   }
 }
 
+/**
+ * A rule for every address of its family is the same rule as one without a
+ * remote (the catalog keeps it as `0.0.0.0/0` or `::/0`): shown as Neutron
+ * shows a rule made without a remote, `null` (Tempest compares it so).
+ */
+const ANY_ADDRESS = new Set(['0.0.0.0/0', '::/0'])
+
 export function ruleJson(r: SecurityGroupRule): Json {
   return {
     id: r.id, security_group_id: r.securityGroupId, ...owner(r.projectId), direction: r.direction, ethertype: r.ethertype, protocol: orNull(r.protocol),
-    port_range_min: r.portRangeMin ?? null, port_range_max: r.portRangeMax ?? null, remote_ip_prefix: orNull(r.remoteIpPrefix), remote_group_id: orNull(r.remoteGroupId),
+    port_range_min: r.portRangeMin ?? null, port_range_max: r.portRangeMax ?? null, remote_ip_prefix: ANY_ADDRESS.has(r.remoteIpPrefix) ? null : orNull(r.remoteIpPrefix), remote_group_id: orNull(r.remoteGroupId),
     description: r.description, revision_number: 0, created_at: ts(r.createdAt), updated_at: ts(r.createdAt),
   }
 }

@@ -62,7 +62,7 @@ if (!existsSync(OPENSTACK)) {
     // project admin, `default` is still the admin project's own group.
     t.equal((await json(t, 'security group list', member.token)).filter((g: any) => g.Name === 'default').length, 1)
     const icmp = await json(t, 'security group rule create --proto icmp default')
-    t.match(icmp, { protocol: 'icmp', direction: 'ingress', ether_type: 'IPv4', remote_ip_prefix: '0.0.0.0/0' })
+    t.match(icmp, { protocol: 'icmp', direction: 'ingress', ether_type: 'IPv4', remote_ip_prefix: null, remote_group_id: null })
     const ssh = await json(t, 'security group rule create --proto tcp --dst-port 22 default')
     t.match(ssh, { protocol: 'tcp', port_range_min: 22, port_range_max: 22, direction: 'ingress', security_group_id: icmp.security_group_id })
     const groups = await json(t, 'security group list')

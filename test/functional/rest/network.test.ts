@@ -179,7 +179,9 @@ t.test('security groups and rules', async (t) => {
   t.same(g.body.security_group.security_group_rules.map((r: any) => `${r.direction}/${r.ethertype}`).sort(), ['egress/IPv4', 'egress/IPv6'])
   const rule = await api('POST', '/v2.0/security-group-rules', { security_group_rule: { security_group_id: g.body.security_group.id, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 22, port_range_max: 22, remote_ip_prefix: '0.0.0.0/0' } }, member.token)
   t.equal(rule.status, 201)
-  t.match(rule.body.security_group_rule, { protocol: 'tcp', port_range_min: 22, port_range_max: 22, remote_group_id: null, security_group_id: g.body.security_group.id })
+  t.match(rule.body.security_group_rule, { protocol: 'tcp', port_range_min: 22, port_range_max: 22, remote_group_id: null, remote_ip_prefix: null, security_group_id: g.body.security_group.id })
+  const narrow = await api('POST', '/v2.0/security-group-rules', { security_group_rule: { security_group_id: g.body.security_group.id, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 80, port_range_max: 80, remote_ip_prefix: '10.100.0.0/16' } }, member.token)
+  t.equal(narrow.body.security_group_rule.remote_ip_prefix, '10.100.0.0/16')
   const dup = await api('POST', '/v2.0/security-group-rules', { security_group_rule: { security_group_id: g.body.security_group.id, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 22, port_range_max: 22 } }, member.token)
   t.equal(dup.status, 409)
   t.equal(dup.body.NeutronError.type, 'SecurityGroupRuleExists')
@@ -188,7 +190,7 @@ t.test('security groups and rules', async (t) => {
   t.equal((await api('GET', `/v2.0/security-group-rules/${rule.body.security_group_rule.id}`, undefined, member.token)).body.security_group_rule.id, rule.body.security_group_rule.id)
   t.equal((await api('GET', `/v2.0/security-group-rules/${rule.body.security_group_rule.id}`, undefined, s.adminToken)).status, 200)
   let r = await api('GET', `/v2.0/security-group-rules?security_group_id=${g.body.security_group.id}&direction=ingress`, undefined, member.token)
-  t.equal(r.body.security_group_rules.length, 2)
+  t.equal(r.body.security_group_rules.length, 3)
   // Port ranges in Neutron's words (Tempest's negative tests match them).
   const gid = g.body.security_group.id
   for (const [protocol, min, max, msg] of [
