@@ -443,6 +443,8 @@ const EXTENSIONS: Array<{ alias: string; name: string; description: string }> = 
   { alias: 'pagination', name: 'Pagination support', description: 'Extension that indicates that pagination is enabled.' },
   { alias: 'sorting', name: 'Sorting support', description: 'Extension that indicates that sorting is enabled.' },
 ]
+/** The aliases, for what configures clients (Tempest's `[network-feature-enabled] api_extensions`). */
+export const NETWORK_EXTENSION_ALIASES: readonly string[] = EXTENSIONS.map((e) => e.alias)
 const extensionJson = (e: (typeof EXTENSIONS)[number]) => ({ ...e, updated: '2013-01-01T10:00:00-00:00', links: [] })
 
 const COLLECTIONS: Array<[string, string]> = [
