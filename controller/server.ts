@@ -229,6 +229,7 @@ export class Controller {
         authUrl: this.url,
         caFile: this.tls?.caFile ?? null,
         region: cfg.bootstrap.region,
+        openstackAuthUrl: this.rest ? `${this.rest.url(REST_PREFIX.identity)}/v3` : null,
       }, this.log)
     }
     this.health.set(true)

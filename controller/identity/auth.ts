@@ -20,6 +20,8 @@ export interface IssueRequest {
   password?: { user?: { id?: string; name?: string; domain?: DomainRefIn; password?: string } }
   token?: { id?: string }
   scope?: { project?: { id?: string; name?: string; domain?: DomainRefIn }; domain?: DomainRefIn }
+  /** Keystone's `"scope": "unscoped"`: no scope, not even the user's default project. */
+  unscoped?: boolean
 }
 
 const AUTH_FAILED = 'authentication failed: wrong user, domain or password, or the account or its domain is disabled'
@@ -140,7 +142,7 @@ export class Authenticator {
       if (roleIds.length === 0) throw new Unauthenticated(`user '${user.name}' has no role on domain '${domain.name}'`)
       claims.domain = { id: domain.id, name: domain.name }
       claims.roles = await this.catalog.expandRoles(roleIds)
-    } else if (defaultProjectId) {
+    } else if (defaultProjectId && !req.unscoped) {
       // Keystone scopes to the default project when no scope is asked for and the user has a role there.
       const project = await this.catalog.getProject({ id: defaultProjectId }).catch(() => undefined)
       if (project?.enabled && (await this.catalog.directRoleIds(user.id, { type: 'project', id: project.id })).length > 0) {
@@ -148,6 +150,21 @@ export class Authenticator {
       }
     }
     return { token: this.tokens.issue(claims), claims }
+  }
+
+  /**
+   * A user changes their own password, proving it with the current one (no
+   * token needed, as in Keystone: an expired password can be replaced). The
+   * user's tokens are revoked, as for any password change.
+   * @throws Unauthenticated when the user is unknown or disabled, or the original password is wrong.
+   */
+  async changePassword(userId: string, original: string, password: string): Promise<void> {
+    const row = await this.findUserForAuth({ id: userId })
+    if (!row.enabled || !(await verifyPassword(original, row.password_hash))) {
+      this.log.info({ userId: row.id, reason: !row.enabled ? 'user disabled' : 'wrong original password' }, 'password change refused')
+      throw new Unauthenticated(AUTH_FAILED)
+    }
+    await this.catalog.updateUser(row.id, { password })
   }
 
   /**
