@@ -335,7 +335,13 @@ function resources(d: RestDomain): Resource[] {
         const rule = await groups.createRule({
           securityGroupId: b.str('security_group_id'), direction: b.str('direction'), ethertype: b.str('ethertype'), protocol,
           portRangeMin: b.int('port_range_min'), portRangeMax: b.int('port_range_max'), remoteIpPrefix: b.str('remote_ip_prefix'), remoteGroupId: b.str('remote_group_id'), description: b.str('description'),
-        }, a)
+        }, a).catch((err: unknown) => {
+          // Neutron's wording, which Tempest matches.
+          if (err instanceof InvalidArgument && err.field === 'remote_ip_prefix' && /but the rule's ethertype is/.test(err.message)) {
+            throw new InvalidArgument(`Conflicting value ethertype ${b.str('ethertype') ?? 'IPv4'} for CIDR ${b.str('remote_ip_prefix')} (${err.message})`, { field: 'remote_ip_prefix', cause: err })
+          }
+          throw err
+        })
         return ruleJson(rule)
       },
       remove: (id, a) => groups.deleteRule(id, a),
@@ -396,10 +402,11 @@ function quotaRoutes(d: RestDomain): Route[] {
       method: 'GET', path: '/v2.0/quotas/:project_id', policy: `${QUOTAS}/GetQuota`, target,
       handler: async (req) => ({ body: { quota: await limits(req.params.project_id!) } }),
     },
-    {
-      method: 'GET', path: '/v2.0/quotas/:project_id/details', policy: `${QUOTAS}/GetQuota`, target,
+    // Neutron takes a `.json` suffix; Tempest's quotas client sends it here.
+    ...['details', 'details.json'].map((leaf): Route => ({
+      method: 'GET', path: `/v2.0/quotas/:project_id/${leaf}`, policy: `${QUOTAS}/GetQuota`, target,
       handler: async (req) => ({ body: { quota: Object.fromEntries((await report(req.params.project_id!)).map((i) => [QUOTA_NAMES[i.resource]!, { limit: i.limit, used: i.inUse, reserved: 0 }])) } }),
-    },
+    })),
     {
       method: 'GET', path: '/v2.0/quotas/:project_id/default', policy: `${QUOTAS}/GetDefaultQuota`,
       handler: async () => ({ body: { quota: Object.fromEntries(Object.entries(QUOTA_NAMES).map(([k, v]) => [v, QUOTA_DEFAULTS[k]!])) } }),

@@ -202,6 +202,9 @@ t.test('security groups and rules', async (t) => {
     t.equal(bad.status, 400, `${protocol} ${min}-${max}`)
     t.match(bad.body.NeutronError.message, msg)
   }
+  const family = await api('POST', '/v2.0/security-group-rules', { security_group_rule: { security_group_id: gid, direction: 'ingress', ethertype: 'IPv6', protocol: 'tcp', remote_ip_prefix: '10.100.0.0/16' } }, member.token)
+  t.equal(family.status, 400)
+  t.match(family.body.NeutronError.message, /^Conflicting value ethertype IPv6 for CIDR 10\.100\.0\.0\/16/)
   r = await api('POST', '/v2.0/security-groups', { security_group: { name: 'default' } }, member.token)
   t.equal(r.status, 409, 'a second default group')
   r = await api('POST', '/v2.0/security-group-rules', { security_group_rule: { security_group_id: '00000000-0000-4000-8000-000000000000', direction: 'ingress' } }, member.token)
@@ -265,6 +268,7 @@ t.test("Neutron's errors: types, unknown attributes, bad values, policy, quota",
   t.equal(r.body.NeutronError.type, 'OverQuota')
   r = await api('GET', `/v2.0/quotas/${member.projectId}/details`, undefined, member.token)
   t.same(r.body.quota.network, { limit: 1, used: 1, reserved: 0 })
+  t.same((await api('GET', `/v2.0/quotas/${member.projectId}/details.json`, undefined, member.token)).body, r.body, 'with the .json suffix Tempest sends')
   t.equal((await api('DELETE', `/v2.0/quotas/${member.projectId}`)).status, 204)
   t.equal((await api('GET', `/v2.0/quotas/${member.projectId}`, undefined, member.token)).body.quota.network, 100)
   t.same((await api('GET', '/v2.0/quotas')).body.quotas, [], 'reset: back to the defaults')
