@@ -8,7 +8,7 @@
  * what each caller sees (Neutron's `admin_or_owner`): lists are the caller's
  * project's (plus shared and external networks) unless the caller is admin.
  */
-import { InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
+import { InvalidArgument, NotFound, ResourceExhausted, StratoError } from '../../proto/errors.js'
 import { actorOf, type Actor } from '../network/access.js'
 import { QUOTA_DEFAULTS } from '../quota/quota.js'
 import { IP_PROTOCOLS } from '../network/sg-rules.js'
@@ -54,8 +54,13 @@ const TYPE_BY_FIELD: Array<[RegExp, string]> = [
 function typed(err: unknown, r: { notFound: string; kind: string }): unknown {
   if (!(err instanceof StratoError) || 'neutronType' in err) return err
   let type: string | undefined
+  const quota = err.code === 'RESOURCE_EXHAUSTED' ? /^quota exceeded for (\w+):/.exec(err.message) : null
+  if (quota) {
+    // Neutron's wording, which clients match (Tempest: "Quota exceeded for resources: ['network']").
+    return Object.assign(new ResourceExhausted(`Quota exceeded for resources: ['${QUOTA_NAMES[quota[1]!] ?? quota[1]}']. ${err.message}`, { cause: err }), { neutronType: 'OverQuota' })
+  }
   if (err.code === 'NOT_FOUND') type = TYPE_BY_FIELD.find(([re]) => re.test(err.field ?? ''))?.[1] ?? r.notFound
-  else if (err.code === 'RESOURCE_EXHAUSTED') type = /^no more IP addresses/.test(err.message) ? 'IpAddressGenerationFailure' : /^quota exceeded/.test(err.message) ? 'OverQuota' : undefined
+  else if (err.code === 'RESOURCE_EXHAUSTED' && /^no more IP addresses/.test(err.message)) type = 'IpAddressGenerationFailure'
   else if (err.code === 'CONFLICT' && / is in use/.test(err.message)) type = `${r.kind}InUse`
   else if (err.code === 'ALREADY_EXISTS' && r.kind === 'SecurityGroupRule') type = 'SecurityGroupRuleExists'
   return type ? Object.assign(err, { neutronType: type }) : err

@@ -266,6 +266,7 @@ t.test("Neutron's errors: types, unknown attributes, bad values, policy, quota",
   r = await api('POST', '/v2.0/networks', { network: { name: 'q2' } }, member.token)
   t.equal(r.status, 409)
   t.equal(r.body.NeutronError.type, 'OverQuota')
+  t.match(r.body.NeutronError.message, /^Quota exceeded for resources: \['network'\]/)
   r = await api('GET', `/v2.0/quotas/${member.projectId}/details`, undefined, member.token)
   t.same(r.body.quota.network, { limit: 1, used: 1, reserved: 0 })
   t.same((await api('GET', `/v2.0/quotas/${member.projectId}/details.json`, undefined, member.token)).body, r.body, 'with the .json suffix Tempest sends')
