@@ -10,10 +10,14 @@ import { existsSync, mkdtempSync, statSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
+import type { Test } from 'tap'
 import { openstackFiles, readOpenrc } from '../../../controller/identity/bootstrap.js'
 import { startController } from '../../helpers/controller.js'
 
 const OPENSTACK = '/usr/bin/openstack'
+
+/** A row or object of `-f json` output. */
+type Json = any // eslint-disable-line @typescript-eslint/no-explicit-any
 
 interface Run { code: number; stdout: string; stderr: string }
 
@@ -28,18 +32,16 @@ function openstack(env: Record<string, string>, ...args: string[]): Promise<Run>
 }
 
 /** `-f json` output of a command that must succeed. */
-async function json(t: Tap.Test, env: Record<string, string>, ...args: string[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+async function json(t: Test, env: Record<string, string>, ...args: string[]): Promise<Json> {
   const r = await openstack(env, ...args, '-f', 'json')
   t.equal(r.code, 0, `openstack ${args.join(' ')}${r.code ? `: ${r.stderr}` : ''}`)
   return r.code === 0 ? JSON.parse(r.stdout) : undefined
 }
 
-async function ok(t: Tap.Test, env: Record<string, string>, ...args: string[]): Promise<void> {
+async function ok(t: Test, env: Record<string, string>, ...args: string[]): Promise<void> {
   const r = await openstack(env, ...args)
   t.equal(r.code, 0, `openstack ${args.join(' ')}${r.code ? `: ${r.stderr}` : ''}`)
 }
-
-namespace Tap { export type Test = Parameters<Parameters<typeof t.test>[1]>[0] }
 
 if (!existsSync(OPENSTACK)) {
   t.plan(0, 'needs python3-openstackclient (npm run setup installs it)')
@@ -57,17 +59,17 @@ if (!existsSync(OPENSTACK)) {
       json(t, env, 'token', 'issue'), json(t, env, 'catalog', 'list'), json(t, env, 'endpoint', 'list', '--interface', 'public'),
     ])
     t.same(Object.keys(issued).sort(), ['expires', 'id', 'project_id', 'user_id'])
-    const keystone = catalog.find((e: any) => e.Type === 'identity') // eslint-disable-line @typescript-eslint/no-explicit-any
+    const keystone = catalog.find((e: Json) => e.Type === 'identity')
     t.match(keystone, { Name: 'keystone', Endpoints: [{ interface: 'public', region_id: 'RegionOne', url: `${s.controller.rest!.origin}/identity` }] })
-    t.ok(endpoints.some((e: any) => e['Service Name'] === 'nova' && e['Service Type'] === 'compute' && e.Region === 'RegionOne'), 'endpoint list') // eslint-disable-line @typescript-eslint/no-explicit-any
+    t.ok(endpoints.some((e: Json) => e['Service Name'] === 'nova' && e['Service Type'] === 'compute' && e.Region === 'RegionOne'), 'endpoint list')
 
     // The seed: domain create, list; project create --domain.
     const domain = await json(t, env, 'domain', 'create', 'testdomain')
     t.match(domain, { name: 'testdomain', enabled: true, description: '' })
-    t.ok((await json(t, env, 'domain', 'list')).some((d: any) => d.Name === 'testdomain' && d.Enabled === true)) // eslint-disable-line @typescript-eslint/no-explicit-any
+    t.ok((await json(t, env, 'domain', 'list')).some((d: Json) => d.Name === 'testdomain' && d.Enabled === true))
     const project = await json(t, env, 'project', 'create', '--domain', 'testdomain', 'testproject')
     t.match(project, { name: 'testproject', domain_id: domain.id, parent_id: domain.id, is_domain: false, enabled: true })
-    t.same((await json(t, env, 'project', 'list', '--domain', 'testdomain')).map((p: any) => p.Name), ['testproject']) // eslint-disable-line @typescript-eslint/no-explicit-any
+    t.same((await json(t, env, 'project', 'list', '--domain', 'testdomain')).map((p: Json) => p.Name), ['testproject'])
 
     // Users.
     const user = await json(t, env, 'user', 'create', '--domain', 'testdomain', '--password', 'secret-1', 'alice')
@@ -77,11 +79,11 @@ if (!existsSync(OPENSTACK)) {
     t.match(await json(t, env, 'user', 'show', '--domain', 'testdomain', 'alice'), { id: user.id, email: 'alice@example.com' })
 
     // Roles and assignments.
-    t.same((await json(t, env, 'role', 'list')).map((r: any) => r.Name).sort(), ['admin', 'member', 'reader']) // eslint-disable-line @typescript-eslint/no-explicit-any
+    t.same((await json(t, env, 'role', 'list')).map((r: Json) => r.Name).sort(), ['admin', 'member', 'reader'])
     await ok(t, env, 'role', 'add', '--project', 'testproject', '--project-domain', 'testdomain', '--user', 'alice', '--user-domain', 'testdomain', 'member')
     const assignments = await json(t, env, 'role', 'assignment', 'list', '--names')
-    t.ok(assignments.some((a: any) => a.Role === 'member' && a.User === 'alice@testdomain' && a.Project === 'testproject@testdomain'), 'role assignment list --names') // eslint-disable-line @typescript-eslint/no-explicit-any
-    t.ok(assignments.some((a: any) => a.Role === 'admin' && a.User === 'admin@Default' && a.Project === 'admin@Default')) // eslint-disable-line @typescript-eslint/no-explicit-any
+    t.ok(assignments.some((a: Json) => a.Role === 'member' && a.User === 'alice@testdomain' && a.Project === 'testproject@testdomain'), 'role assignment list --names')
+    t.ok(assignments.some((a: Json) => a.Role === 'admin' && a.User === 'admin@Default' && a.Project === 'admin@Default'))
 
     // Alice's own token, revoked.
     const aliceEnv = { ...env, OS_USERNAME: 'alice', OS_PASSWORD: 'secret-1', OS_USER_DOMAIN_NAME: 'testdomain', OS_PROJECT_NAME: 'testproject', OS_PROJECT_DOMAIN_NAME: 'testdomain' }
@@ -103,7 +105,7 @@ if (!existsSync(OPENSTACK)) {
     await ok(t, env, 'domain', 'set', 'testdomain', '--disable')
     t.match(await json(t, env, 'domain', 'show', 'testdomain'), { id: domain.id, enabled: false })
     await ok(t, env, 'domain', 'delete', 'testdomain')
-    t.notOk((await json(t, env, 'domain', 'list')).some((d: any) => d.Name === 'testdomain'), 'gone') // eslint-disable-line @typescript-eslint/no-explicit-any
+    t.notOk((await json(t, env, 'domain', 'list')).some((d: Json) => d.Name === 'testdomain'), 'gone')
   })
 
   t.test('clouds.yaml over HTTPS: openstack --os-cloud strato with the controller\'s CA', async (t) => {
@@ -119,7 +121,7 @@ if (!existsSync(OPENSTACK)) {
     const env = { OS_CLIENT_CONFIG_FILE: files.cloudsYaml }
     const token = await json(t, env, '--os-cloud', 'strato', 'token', 'issue')
     t.match(token, { id: /\S+/, project_id: /^[0-9a-f]{32}$/ })
-    t.ok((await json(t, env, '--os-cloud', 'strato', 'project', 'list')).some((p: any) => p.Name === 'admin')) // eslint-disable-line @typescript-eslint/no-explicit-any
+    t.ok((await json(t, env, '--os-cloud', 'strato', 'project', 'list')).some((p: Json) => p.Name === 'admin'))
     // The openrc, sourced as a user would, works the same.
     t.match(await json(t, readOpenrc(files.openrc), 'token', 'issue'), { id: /\S+/ })
   })
