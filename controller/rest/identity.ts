@@ -75,6 +75,11 @@ function enabledFilter(req: RestRequest): boolean | undefined {
 
 const q = (req: RestRequest, key: string) => req.query.get(key) || undefined
 
+/** The filters lists share: `?name=`, `?enabled=`, `?domain_id=`. */
+function listFilter(req: RestRequest): { name?: string; enabled?: boolean; domainId?: string } {
+  return defined({ name: q(req, 'name'), enabled: enabledFilter(req), domainId: q(req, 'domain_id') })
+}
+
 // ------------------------------------------------------------------ Keystone's JSON out
 
 const self = (req: RestRequest, kind: string, id: string) => ({ self: `${req.baseUrl}/v3/${kind}/${encodeURIComponent(id)}` })
@@ -282,8 +287,8 @@ export function identityRest(d: RestDomain): RestService {
     {
       method: 'GET', path: '/v3/domains', policy: `${I}.Domains/ListDomains`,
       handler: async (req) => {
-        const filter = { ...(q(req, 'name') ? { name: q(req, 'name')! } : {}), ...(enabledFilter(req) !== undefined ? { enabled: enabledFilter(req)! } : {}) }
-        return list(req, 'domains', (await catalog.listDomains(filter, req.visibility!)).map((x) => domainView(req, x)))
+        const { name, enabled } = listFilter(req)
+        return list(req, 'domains', (await catalog.listDomains(defined({ name, enabled }), req.visibility!)).map((x) => domainView(req, x)))
       },
     },
     {
@@ -332,8 +337,7 @@ export function identityRest(d: RestDomain): RestService {
         const parent = q(req, 'parent_id')
         const domainId = q(req, 'domain_id') ?? parent
         if (flag(req, 'is_domain') || q(req, 'tags') || q(req, 'tags-any') || (parent && q(req, 'domain_id') && parent !== q(req, 'domain_id'))) return list(req, 'projects', [])
-        const filter = { ...(domainId ? { domainId } : {}), ...(q(req, 'name') ? { name: q(req, 'name')! } : {}), ...(enabledFilter(req) !== undefined ? { enabled: enabledFilter(req)! } : {}) }
-        return list(req, 'projects', (await catalog.listProjects(filter, req.visibility!)).map((p) => projectView(req, p)))
+        return list(req, 'projects', (await catalog.listProjects(defined({ ...listFilter(req), domainId }), req.visibility!)).map((p) => projectView(req, p)))
       },
     },
     {
@@ -376,8 +380,7 @@ export function identityRest(d: RestDomain): RestService {
     {
       method: 'GET', path: '/v3/users', policy: `${I}.Users/ListUsers`,
       handler: async (req) => {
-        const filter = { ...(q(req, 'domain_id') ? { domainId: q(req, 'domain_id')! } : {}), ...(q(req, 'name') ? { name: q(req, 'name')! } : {}), ...(enabledFilter(req) !== undefined ? { enabled: enabledFilter(req)! } : {}) }
-        return list(req, 'users', (await catalog.listUsers(filter, req.visibility!)).map((u) => userView(req, u)))
+        return list(req, 'users', (await catalog.listUsers(listFilter(req), req.visibility!)).map((u) => userView(req, u)))
       },
     },
     {

@@ -159,6 +159,21 @@ t.test('domains, projects, users, roles, grants and role assignments', async (t)
   t.equal((await call('GET', '/auth/projects', { token: alice })).status, 401, 'a password change revokes the user\'s tokens')
   t.equal((await call('POST', '/auth/tokens', { token: null, body: password('alice', 'secret-2', 'testdomain') })).status, 201)
 
+  // A domain role: a domain-scoped token, and the domain in /auth/domains.
+  const admin = (await call('GET', '/roles?name=admin')).body.roles[0]
+  t.equal((await call('PUT', `/domains/${domain.id}/users/${user.id}/roles/${admin.id}`)).status, 204)
+  r = await call('POST', '/auth/tokens', { token: null, body: password('alice', 'secret-2', 'testdomain', { domain: { name: 'testdomain' } }) })
+  t.equal(r.status, 201)
+  t.same(r.body.token.domain, { id: domain.id, name: 'testdomain' })
+  t.notOk('project' in r.body.token)
+  t.ok(r.body.token.catalog.length > 0, 'a domain-scoped token carries the catalog')
+  const aliceDomain = r.headers.get('x-subject-token')!
+  r = await call('GET', '/auth/domains', { token: aliceDomain })
+  t.same(r.body.domains.map((x: Json) => x.name), ['testdomain'])
+  r = await call('GET', '/users', { token: aliceDomain })
+  t.same(r.body.users.map((u: Json) => u.name), ['alice'], 'a domain admin lists the users of her domain')
+  t.equal((await call('DELETE', `/domains/${domain.id}/users/${user.id}/roles/${admin.id}`)).status, 204)
+
   r = await call('PATCH', `/users/${user.id}`, { body: { user: { enabled: false } } })
   t.equal(r.body.user.enabled, false)
   t.equal((await call('POST', '/auth/tokens', { token: null, body: password('alice', 'secret-2', 'testdomain') })).status, 401, 'a disabled user cannot log in')
