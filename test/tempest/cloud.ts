@@ -4,11 +4,17 @@
  * libvirt for `npm run test:tempest`), the images, flavors and network
  * tempest.conf names, and a workspace.
  */
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync } from 'node:fs'
+import { promisify } from 'node:util'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { startCloud, uploadImage, type TestCloud } from '../helpers/cloud.js'
 import { call } from '../helpers/grpc.js'
+import { eventually } from '../helpers/agents.js'
+import { spawnAgent, type AgentProcess } from '../helpers/agent-process.js'
+import { ensureLibvirtd } from '../helpers/libvirt.js'
 import type { Image } from '../../proto/gen/strato/image/v1/image.js'
 import type { Flavor } from '../../proto/gen/strato/compute/v1/compute.js'
 import { bootDiskImage } from '../fixtures/boot-sector.js'
@@ -23,12 +29,32 @@ export interface TempestCloud {
   close(): Promise<void>
 }
 
+const run = promisify(execFile)
+
 export const EXCLUDE_LIST = path.join(import.meta.dirname, 'exclude.txt')
 
 export async function startTempestCloud(o: { driver: 'fake' | 'libvirt' }): Promise<TempestCloud> {
   // Tempest's dynamic credentials need Keystone's default: an admin of any project is a cloud admin.
-  const cloud = await startCloud({ agent: { driver: o.driver }, controller: { bootstrap: { anyProjectAdmin: true } } })
+  const controller = { bootstrap: { anyProjectAdmin: true }, hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10 }, servers: { castRetryMs: 1_000, agentCallTimeoutMs: 20_000 } }
+  const cloud = await startCloud(o.driver === 'fake' ? { controller } : { hosts: [], controller })
+  // libvirt: one agent process on a bridge of this run's own (no uplink: nothing leaves the machine).
+  const bridge = `brt-${randomBytes(3).toString('hex')}`
+  let agent: AgentProcess | undefined
+  const close = async () => {
+    await agent?.remove()
+    await cloud.close()
+    if (o.driver === 'libvirt') await run('ip', ['link', 'del', bridge]).catch(() => {})
+  }
   try {
+    if (o.driver === 'libvirt') {
+      await ensureLibvirtd()
+      agent = await spawnAgent({
+        host: 'tempest-1', natsUrl: cloud.nats.url, driver: 'libvirt',
+        env: { STRATO_AGENT_CONTROLLER: cloud.s.address, STRATO_AGENT_BRIDGE_MAPPINGS: `provider:${bridge}`, STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: '3000', STRATO_AGENT_POWER_SYNC_INTERVAL_MS: '1000', STRATO_AGENT_DISK_GB: '50' },
+      })
+      await agent.running(60_000)
+      await eventually(async () => (await cloud.s.controller.hosts.discover()).mapped.length > 0 || undefined, 10_000, 'the host to be discovered')
+    }
     const { s, c } = cloud
     const rest = s.controller.rest!.origin
     // The alternative image and flavor some tests rebuild or resize to.
@@ -57,10 +83,10 @@ export async function startTempestCloud(o: { driver: 'fake' | 'libvirt' }): Prom
     return {
       cloud, dir, configFile,
       run: (regex, opts = {}) => runTempest(dir, configFile, regex, { excludeList: EXCLUDE_LIST, concurrency: opts.concurrency ?? 2 }),
-      close: () => cloud.close(),
+      close,
     }
   } catch (err) {
-    await cloud.close()
+    await close()
     throw err
   }
 }
