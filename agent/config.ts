@@ -4,7 +4,7 @@
  * overrides (tests). This is the only file of the agent that reads `process.env`.
  */
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { hostname, networkInterfaces } from 'node:os'
 import { isIP } from 'node:net'
 import path from 'node:path'
@@ -12,6 +12,7 @@ import { InvalidArgument } from '../proto/errors.js'
 import { JOIN_STATE_FILE, type JoinState } from './join-state.js'
 import { readCredsFile } from '../proto/nats-creds.js'
 import { parseGrpcUrl } from '../proto/grpc-url.js'
+import { writePrivateFile } from '../proto/private-file.js'
 
 export interface AgentConfig {
   /** Host name announced to the controller (a DNS name). @default os.hostname() */
@@ -228,9 +229,8 @@ export function computeId(cfg: AgentConfig): string {
   try {
     return readFileSync(file, 'utf8').trim()
   } catch {
-    mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 })
     const id = randomUUID()
-    writeFileSync(file, `${id}\n`, { mode: 0o600 })
+    writePrivateFile(file, `${id}\n`, { dirMode: 0o700 })
     return id
   }
 }

@@ -20,12 +20,13 @@
  * through `onNamespace` listeners.
  */
 import { spawn, execFile } from 'node:child_process'
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import type { Logger } from 'pino'
 import { Internal } from '../../proto/errors.js'
 import type { DhcpNetwork, DhcpSubnet } from '../../proto/dhcp.js'
+import { writePrivateFile } from '../../proto/private-file.js'
 import { ensureBridge } from './bridge.js'
 
 export type { DhcpNetwork }
@@ -225,13 +226,6 @@ function readText(file: string): string | undefined {
   }
 }
 
-/** Writes through a temporary file and a rename, so dnsmasq never reads half a file. */
-function writeAtomic(file: string, text: string): void {
-  const tmp = `${file}.tmp`
-  writeFileSync(tmp, text, { mode: 0o600 }) // dnsmasq runs as root: nobody else reads the guests' MACs and names
-  renameSync(tmp, file)
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 export class DnsmasqDhcp implements Dhcp {
@@ -302,7 +296,7 @@ export class DnsmasqDhcp implements Dhcp {
       await ip('link', 'delete', 'dev', dhcpInterfaces(prev.portId).host).catch(() => undefined)
       this.plumbed.delete(n.networkId)
     }
-    writeAtomic(path.join(dir, 'state.json'), `${JSON.stringify({ networkId: n.networkId, portId: n.port.id, bridge } satisfies NetworkState)}\n`)
+    writePrivateFile(path.join(dir, 'state.json'), `${JSON.stringify({ networkId: n.networkId, portId: n.port.id, bridge } satisfies NetworkState)}\n`)
 
     const plumbing = JSON.stringify([n.port, bridge, n.mtu])
     if (this.plumbed.get(n.networkId) !== plumbing || !existsSync(`/run/netns/${ns}`)) {
@@ -314,8 +308,9 @@ export class DnsmasqDhcp implements Dhcp {
     const opts = renderOpts(n)
     const before = readText(path.join(dir, 'host'))
     const changed = before !== hosts || readText(path.join(dir, 'opts')) !== opts
-    writeAtomic(path.join(dir, 'host'), hosts)
-    writeAtomic(path.join(dir, 'opts'), opts)
+    // Private (dnsmasq runs as root: nobody else reads the guests' MACs and names) and atomic (dnsmasq never reads half a file).
+    writePrivateFile(path.join(dir, 'host'), hosts)
+    writePrivateFile(path.join(dir, 'opts'), opts)
 
     const args = dnsmasqArgs(n, dir)
     const pid = readPid(path.join(dir, 'pid'))

@@ -19,11 +19,12 @@
  */
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { readFile, rename, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import type { Logger } from 'pino'
 import { Internal, InvalidArgument } from '../../proto/errors.js'
+import { writePrivateFile } from '../../proto/private-file.js'
 
 const run = promisify(execFile)
 
@@ -209,8 +210,6 @@ export class HostGateway {
   }
 
   private async save(made: Made[]): Promise<void> {
-    const tmp = `${this.file}.tmp`
-    await writeFile(tmp, `${JSON.stringify(made, null, 2)}\n`, { mode: 0o600 })
-    await rename(tmp, this.file)
+    writePrivateFile(this.file, `${JSON.stringify(made, null, 2)}\n`)
   }
 }

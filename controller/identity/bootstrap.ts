@@ -5,8 +5,9 @@
  * password is written only to the openrc file (mode 0600). Idempotent: an
  * already bootstrapped database is left alone.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
+import { writePrivateFile } from '../../proto/private-file.js'
 import type { Logger } from '../log.js'
 import { DEFAULT_DOMAIN_ID, type IdentityCatalog } from './catalog.js'
 import { generatePassword } from './passwords.js'
@@ -91,7 +92,5 @@ export function readOpenrc(file: string): Record<string, string> {
 export function writeOpenrc(file: string, vars: Record<string, string>): void {
   mkdirSync(path.dirname(file), { recursive: true })
   const body = Object.entries(vars).map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n') + '\n'
-  const tmp = `${file}.tmp`
-  writeFileSync(tmp, body, { mode: 0o600 })
-  renameSync(tmp, file)
+  writePrivateFile(file, body)
 }
