@@ -27,6 +27,12 @@ export interface AgentConfig {
    * auth). `STRATO_AGENT_NATS_CREDS` @default null
    */
   natsCredsFile: string | null
+  /**
+   * The content of `natsCredsFile`, read and checked once, here: the service
+   * connects with it (a secret: never log the config whole). Not an override;
+   * it follows `natsCredsFile`.
+   */
+  natsCreds: Uint8Array | null
   /** Agent state (compute_id). @default `./.strato/agent` */
   stateDir: string
   /** Where guests' disks and console logs live. @default `<stateDir>/instances` */
@@ -113,7 +119,7 @@ export interface AgentConfig {
   }
 }
 
-export type AgentConfigOverrides = Partial<Omit<AgentConfig, 'log'>> & { log?: Partial<AgentConfig['log']> }
+export type AgentConfigOverrides = Partial<Omit<AgentConfig, 'log' | 'natsCreds'>> & { log?: Partial<AgentConfig['log']> }
 
 /** The state directory when none is given: `STRATO_AGENT_STATE_DIR`, else `./.strato/agent`. */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -126,11 +132,14 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
   // What `strato-agent join` left in the state dir: defaults under the environment and overrides.
   const joined = readJoinState(stateDir)
   const inState = (file: string | undefined) => (file ? path.join(stateDir, file) : undefined)
+  const natsCredsFile = overrides.natsCredsFile ?? (env.STRATO_AGENT_NATS_CREDS ? path.resolve(env.STRATO_AGENT_NATS_CREDS) : inState(joined?.natsCredsFile) ?? null)
   const cfg: AgentConfig = {
     host: overrides.host ?? env.STRATO_AGENT_HOST ?? joined?.host ?? hostname(),
     uuid: overrides.uuid ?? env.STRATO_AGENT_UUID ?? null,
     natsUrl: overrides.natsUrl ?? env.STRATO_NATS_URL ?? (joined?.natsUrls?.length ? joined.natsUrls.join(',') : 'nats://127.0.0.1:4222'),
-    natsCredsFile: overrides.natsCredsFile ?? (env.STRATO_AGENT_NATS_CREDS ? path.resolve(env.STRATO_AGENT_NATS_CREDS) : inState(joined?.natsCredsFile) ?? null),
+    natsCredsFile,
+    // Read now, so a bad file stops the agent before it does anything.
+    natsCreds: natsCredsFile ? readCredsFile(natsCredsFile) : null,
     stateDir,
     instancesDir: path.resolve(overrides.instancesDir ?? env.STRATO_AGENT_INSTANCES_DIR ?? path.join(stateDir, 'instances')),
     availabilityZone: overrides.availabilityZone ?? env.STRATO_AGENT_AVAILABILITY_ZONE ?? '',
@@ -158,8 +167,6 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     metadataCacheTtlMs: overrides.metadataCacheTtlMs ?? envInt(env, 'STRATO_AGENT_METADATA_CACHE_TTL_MS') ?? 30_000,
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
-  // Checked now, so a bad file stops the agent before it does anything.
-  if (cfg.natsCredsFile) readCredsFile(cfg.natsCredsFile)
   if (cfg.controllerAddress !== null && !parseGrpcUrl(cfg.controllerAddress)) throw new InvalidArgument(`controllerAddress (STRATO_AGENT_CONTROLLER) must be grpcs://host:port, grpc://host:port or host:port, got '${cfg.controllerAddress}'`, { field: 'controllerAddress' })
   if (!isIP(cfg.myIp)) throw new InvalidArgument(`myIp (STRATO_AGENT_MY_IP) must be an IP address, got '${cfg.myIp}'`, { field: 'myIp' })
   if (!Number.isInteger(cfg.maxConcurrentCasts) || cfg.maxConcurrentCasts < 1) throw new InvalidArgument('maxConcurrentCasts must be an integer ≥ 1', { field: 'maxConcurrentCasts' })

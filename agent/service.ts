@@ -18,7 +18,6 @@ import type { Logger } from 'pino'
 import { FailedPrecondition, NotFound, Unavailable } from '../proto/errors.js'
 import { errorHeaders } from '../proto/nats-errors.js'
 import { encodeBounded } from '../proto/bus-payload.js'
-import { readCredsFile } from '../proto/nats-creds.js'
 import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
 import { AgentReply, AgentRequest, Heartbeat, PowerStates, type AgentAnnounce } from '../proto/gen/strato/agent/v1/agent.js'
 import { computeId, type AgentConfig } from './config.js'
@@ -140,7 +139,7 @@ export class AgentService {
   private async run(): Promise<void> {
     await this.driver.init()
     this.manager.dirs.ensureTree(this.config.stateDir, this.config.instancesDir)
-    const creds = this.config.natsCredsFile ? readCredsFile(this.config.natsCredsFile) : undefined
+    const creds = this.config.natsCreds
     // Its own inbox prefix: the only inboxes its credentials let it subscribe to.
     this.nc = await connect({
       servers: this.config.natsUrl.split(','), name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250,

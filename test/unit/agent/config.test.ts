@@ -49,8 +49,10 @@ t.test('NATS credentials: a private file is taken, one others can read is refuse
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const file = path.join(dir, 'agent.creds')
   writeFileSync(file, 'creds', { mode: 0o600 })
-  t.equal(loadAgentConfig({}, env({ STRATO_AGENT_NATS_CREDS: file })).natsCredsFile, file)
-  t.equal(loadAgentConfig({}, env({})).natsCredsFile, null, 'none by default')
+  const c = loadAgentConfig({}, env({ STRATO_AGENT_NATS_CREDS: file }))
+  t.equal(c.natsCredsFile, file)
+  t.equal(Buffer.from(c.natsCreds!).toString(), 'creds', 'read once, by the loader: the service connects with this content')
+  t.match(loadAgentConfig({}, env({})), { natsCredsFile: null, natsCreds: null }, 'none by default')
   for (const mode of [0o640, 0o604]) {
     chmodSync(file, mode)
     t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_NATS_CREDS: file })), { name: 'FailedPrecondition', message: new RegExp(`${file} are readable by others \\(mode 0${mode.toString(8)}\\); chmod 600 it`) })
