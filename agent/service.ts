@@ -142,10 +142,10 @@ export class AgentService {
     const creds = this.config.natsCreds
     // Its own inbox prefix: the only inboxes its credentials let it subscribe to.
     this.nc = await connect({
-      servers: this.config.natsUrl.split(','), name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250,
+      servers: this.config.nats.servers, name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250,
       inboxPrefix: agentInboxPrefix(this.config.host), ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
       // tls:// URLs: nats-server's certificate is checked against the cloud's CA (the one the controller's is).
-      ...(this.config.natsUrl.includes('tls://') ? { tls: this.config.caFile ? { caFile: this.config.caFile } : {} } : {}),
+      ...(this.config.nats.tls ? { tls: this.config.caFile ? { caFile: this.config.caFile } : {} } : {}),
     }).catch((err: Error) => {
       if (err.name !== 'AuthorizationError') throw err
       throw new FailedPrecondition(`NATS at ${this.config.natsUrl} refused the agent of '${this.config.host}': ${this.config.natsCredsFile ? `the credentials in ${this.config.natsCredsFile} are not valid there` : 'it requires credentials (set STRATO_AGENT_NATS_CREDS)'}`, { cause: err })
