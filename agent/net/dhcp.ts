@@ -19,19 +19,16 @@
  * Other services that live in the namespace (the metadata service) follow it
  * through `onNamespace` listeners.
  */
-import { spawn, execFile } from 'node:child_process'
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import type { Logger } from 'pino'
 import { Internal } from '../../proto/errors.js'
 import type { DhcpNetwork, DhcpSubnet } from '../../proto/dhcp.js'
 import { writePrivateFile } from '../../proto/private-file.js'
 import { ensureBridge } from './bridge.js'
+import { ip, run } from './exec.js'
 
 export type { DhcpNetwork }
-
-const run = promisify(execFile)
 
 /** The metadata service's address, held by every DHCP namespace (Neutron's isolated metadata). */
 export const METADATA_ADDRESS = '169.254.169.254'
@@ -191,15 +188,6 @@ interface NetworkState {
   bridge: string
 }
 
-async function ip(...args: string[]): Promise<string> {
-  try {
-    return (await run('ip', args, { timeout: 10_000 })).stdout
-  } catch (error) {
-    const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim()
-    throw new Internal(`ip ${args.join(' ')} failed: ${stderr || (error as Error).message}`, { cause: error })
-  }
-}
-
 /** The process's command line, or undefined when there is no such process. */
 function cmdline(pid: number): string[] | undefined {
   try {
@@ -350,7 +338,7 @@ export class DnsmasqDhcp implements Dhcp {
       const lease = leases.split('\n').map((l) => l.split(' ')).find((f) => f[1] === g.mac && f[2] === g.ip)
       if (!lease) continue
       const clientId = lease[4] && lease[4] !== '*' ? [lease[4]] : []
-      await run('ip', ['netns', 'exec', ns, 'dhcp_release', dhcpInterfaces(n.port.id).ns, g.ip, g.mac, ...clientId], { timeout: 10_000 }).then(
+      await run('dhcp_release', [dhcpInterfaces(n.port.id).ns, g.ip, g.mac, ...clientId], { netns: ns }).then(
         () => log.info({ mac: g.mac, ip: g.ip }, 'DHCP lease released (its port is gone)'),
         (err: unknown) => log.warn({ err, mac: g.mac, ip: g.ip }, 'dhcp_release failed; the address stays leased until the lease expires'),
       )
@@ -385,15 +373,7 @@ export class DnsmasqDhcp implements Dhcp {
   private async startDnsmasq(ns: string, args: string[], dir: string, log: Logger): Promise<void> {
     rmSync(path.join(dir, 'pid'), { force: true })
     // dnsmasq forks into its own session and outlives the agent; the parent exits once the daemon runs (or failed).
-    const child = spawn('ip', ['netns', 'exec', ns, 'dnsmasq', ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: true })
-    let stderr = ''
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject)
-      child.once('exit', (c) => resolve(c))
-    })
-    child.stderr.destroy()
-    if (code !== 0) throw new Internal(`dnsmasq did not start in ${ns} (exit ${code}): ${stderr.trim() || 'no message'}`)
+    await run('dnsmasq', args, { netns: ns, daemon: true, timeoutMs: 30_000, what: `start dnsmasq in ${ns}` })
     for (let i = 0; i < 100; i++) {
       const pid = readPid(path.join(dir, 'pid'))
       if (pid !== undefined && cmdline(pid)) {

@@ -17,16 +17,13 @@
  * What it made is recorded in `<stateDir>/host-gateway.json`, so an agent
  * that restarts removes what is no longer wanted and nothing else.
  */
-import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import type { Logger } from 'pino'
 import { Internal, InvalidArgument } from '../../proto/errors.js'
 import { writePrivateFile } from '../../proto/private-file.js'
-
-const run = promisify(execFile)
+import { run, succeeds } from './exec.js'
 
 /** One provider network the host is the gateway of. */
 export interface HostGatewayNetwork {
@@ -89,23 +86,13 @@ export class HostGateway {
     this.file = path.join(o.stateDir, 'host-gateway.json')
   }
 
-  private exec(cmd: string, args: string[]) {
-    const [c, a] = this.o.netns === undefined ? [cmd, args] : ['ip', ['netns', 'exec', this.o.netns, cmd, ...args]]
-    return run(c, a, { timeout: 10_000 })
-  }
-
-  private async sh(cmd: string, args: string[]): Promise<string> {
-    try {
-      return (await this.exec(cmd, args)).stdout
-    } catch (error) {
-      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim()
-      throw new Internal(`${cmd} ${args.join(' ')} failed: ${stderr || (error as Error).message}`, { cause: error })
-    }
+  private sh(cmd: string, args: string[]): Promise<string> {
+    return run(cmd, args, { netns: this.o.netns })
   }
 
   /** Runs a command whose failure is an answer (a missing link, rule or chain). */
   private try(cmd: string, args: string[]): Promise<boolean> {
-    return this.exec(cmd, args).then(() => true, () => false)
+    return succeeds(cmd, args, { netns: this.o.netns })
   }
 
   private linkExists(name: string): Promise<boolean> {
