@@ -88,7 +88,7 @@ export class Authenticator {
   async issue(req: IssueRequest): Promise<{ token: string; claims: TokenClaims }> {
     const methods = req.methods.length > 0 ? req.methods : [req.password ? 'password' : req.token ? 'token' : '']
     let user: NamedRef & { domain: NamedRef }
-    let chain: { auditChainId: string; expiresAt: number } | undefined
+    let chain: { auditChainId: string; expiresAt: number; methods: string[] } | undefined
     let defaultProjectId = ''
     if (methods.includes('password')) {
       const u = req.password?.user
@@ -110,7 +110,8 @@ export class Authenticator {
     } else if (methods.includes('token')) {
       const prior = this.tokens.validate(req.token?.id ?? '')
       user = prior.user
-      chain = { auditChainId: prior.auditChainId, expiresAt: prior.expiresAt }
+      // As Keystone: the methods that proved the identity stay on the re-scoped token, with 'token' added.
+      chain = { auditChainId: prior.auditChainId, expiresAt: prior.expiresAt, methods: ['token', ...prior.methods.filter((m) => m !== 'token')] }
       // The user may have been disabled since; tokens of disabled users are revoked, but check anyway.
       const row = await this.catalog.getUser({ id: user.id }).catch(() => undefined)
       if (!row?.enabled) throw new Unauthenticated(AUTH_FAILED)
@@ -123,7 +124,7 @@ export class Authenticator {
     const claims: TokenClaims = {
       user,
       roles: [],
-      methods: chain ? ['token'] : methods,
+      methods: chain ? chain.methods : methods,
       issuedAt: now,
       expiresAt: chain?.expiresAt ?? now + this.opts.expirationSeconds * 1000,
       auditId,

@@ -1,6 +1,8 @@
 /** Identity v3 over REST (controller/rest/identity.ts) in Keystone's JSON: tokens, resources, grants, assignments, the catalog, errors. */
 import t from 'tap'
 import { startController, type TestController } from '../../helpers/controller.js'
+import { call as grpc } from '../../helpers/grpc.js'
+import type { TokenBody } from '../../../proto/gen/strato/identity/v1/identity.js'
 
 type Json = any // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -57,7 +59,7 @@ t.test('tokens: issue (project, domain, unscoped, by token), validate, HEAD, rev
   // Re-scope: the token method, the same audit chain.
   r = await call('POST', '/auth/tokens', { token: null, body: { auth: { identity: { methods: ['token'], token: { id: unscoped } }, scope: { project: { name: 'admin', domain: { id: 'default' } } } } } })
   t.equal(r.status, 201)
-  t.same(r.body.token.methods, ['token'])
+  t.same(r.body.token.methods, ['token', 'password'], 'the methods of the proof stay (Tempest\'s test_rescope_token)')
   t.equal(r.body.token.audit_ids.length, 2, 'its own audit id and the chain\'s')
 
   r = await call('POST', '/auth/tokens', { token: null, body: password('admin', 'wrong', 'Default') })
@@ -66,6 +68,10 @@ t.test('tokens: issue (project, domain, unscoped, by token), validate, HEAD, rev
   r = await call('POST', '/auth/tokens', { token: null, body: { auth: {} } })
   t.equal(r.status, 400)
   t.match(r.body, { error: { code: 400, message: /auth.identity/ } })
+
+  // One token for both APIs: REST's works on gRPC (and every REST call here uses the one gRPC issued).
+  const overGrpc = await grpc<TokenBody>(s.clients.tokens, 'validateToken', {}, token)
+  t.equal(overGrpc.project?.name, 'admin', 'a REST token validates over gRPC')
 
   // Validate, HEAD, revoke.
   r = await call('GET', '/auth/tokens', { headers: { 'x-subject-token': token } })

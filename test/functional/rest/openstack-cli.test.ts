@@ -21,15 +21,17 @@ type Json = any // eslint-disable-line @typescript-eslint/no-explicit-any
 
 interface Run { code: number; stdout: string; stderr: string }
 
-/** Runs `openstack` with only the given environment (no OS_* leaks from ours); asynchronous, so the in-process controller keeps answering. */
-function openstack(env: Record<string, string>, ...args: string[]): Promise<Run> {
+/** Runs a program with only the given environment (no OS_* leaks from ours) and a fresh HOME; asynchronous, so the in-process controller keeps answering. */
+function run(file: string, args: string[], env: Record<string, string>): Promise<Run> {
   const home = mkdtempSync(path.join(tmpdir(), 'osc-home-'))
   return new Promise((resolve) => {
-    execFile(OPENSTACK, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...env }, timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(file, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...env }, timeout: 120_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr })
     })
   })
 }
+
+const openstack = (env: Record<string, string>, ...args: string[]) => run(OPENSTACK, args, env)
 
 /** `-f json` output of a command that must succeed. */
 async function json(t: Test, env: Record<string, string>, ...args: string[]): Promise<Json> {
@@ -106,6 +108,34 @@ if (!existsSync(OPENSTACK)) {
     t.match(await json(t, env, 'domain', 'show', 'testdomain'), { id: domain.id, enabled: false })
     await ok(t, env, 'domain', 'delete', 'testdomain')
     t.notOk((await json(t, env, 'domain', 'list')).some((d: Json) => d.Name === 'testdomain'), 'gone')
+  })
+
+  t.test('openstacksdk (Debian python3-openstacksdk) with clouds.yaml: identity resources, grants, the catalog', async (t) => {
+    const s = await startController()
+    t.teardown(() => s.close())
+    const files = openstackFiles(path.join(s.dataDir, 'admin-openrc'))
+    const script = [
+      'import json, openstack',
+      "c = openstack.connect(cloud='strato')",
+      "d = c.identity.create_domain(name='sdkdom')",
+      "p = c.create_project('sdkproj', domain_id=d.id)",
+      "u = c.create_user('sdkuser', password='pw-12345', domain_id=d.id)",
+      "c.grant_role('member', user=u.id, project=p.id, domain=d.id)",
+      "a = c.list_role_assignments({'user': u.id})",
+      'c.identity.update_domain(d, enabled=False)',
+      'c.identity.delete_domain(d)',
+      'print(json.dumps({"project_domain": p.domain_id == d.id, "user_domain": u.domain_id == d.id,',
+      '  "assignments": [[x.role["id"], x.scope["project"]["id"] == p.id] for x in a],',
+      '  "domains": [x.name for x in c.identity.domains()], "services": sorted(x.type for x in c.identity.services()),',
+      '  "regions": [x.id for x in c.identity.regions()]}))',
+    ].join('\n')
+    const out = await run('/usr/bin/python3', ['-c', script], { OS_CLIENT_CONFIG_FILE: files.cloudsYaml })
+    t.equal(out.code, 0, out.stderr)
+    const r = JSON.parse(out.stdout || '{}')
+    t.match(r, { project_domain: true, user_domain: true, domains: ['Default'], regions: ['RegionOne'] })
+    t.equal(r.assignments.length, 1, 'the grant, on the project')
+    t.equal(r.assignments[0][1], true)
+    t.ok(['compute', 'identity', 'image', 'network'].every((x) => r.services.includes(x)))
   })
 
   t.test('clouds.yaml over HTTPS: openstack --os-cloud strato with the controller\'s CA', async (t) => {
