@@ -21,6 +21,7 @@ import type { SecurityGroupCatalog } from '../network/security-groups.js'
 import type { Placement } from '../scheduler/placement.js'
 import type { RestService } from './http.js'
 import { identityRest } from './identity.js'
+import { computeRest } from './compute.js'
 
 export interface RestDomain {
   identity: IdentityCatalog
@@ -43,5 +44,6 @@ export interface RestDomain {
 export function restServices(d: RestDomain): RestService[] {
   return [
     identityRest(d),
+    computeRest(d),
   ]
 }
