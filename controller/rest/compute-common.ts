@@ -47,3 +47,9 @@ export function boolParam(req: RestRequest, name: string): boolean {
 export function requireAdmin(req: RestRequest, what: string): void {
   if (!(req as AuthedRequest).auth.isCloudAdmin) throw new PermissionDenied(`${what} is for cloud admins`)
 }
+
+/** Nova's request schemas allow no other keys (additionalProperties false): the first stranger is named. */
+export function onlyKeys(body: Record<string, unknown>, allowed: readonly string[]): void {
+  const other = Object.keys(body).find((k) => !allowed.includes(k))
+  if (other) throw new InvalidArgument(`Additional properties are not allowed ('${other}' was unexpected)`, { field: other })
+}

@@ -11,10 +11,11 @@ import { FailedPrecondition, InvalidArgument, NotFound } from '../../proto/error
 import { isUuid } from '../../proto/ids.js'
 import type { ServerGroupView } from '../compute/server-groups.js'
 import { availabilityZones } from '../compute/zones.js'
+import { QUOTA_DEFAULTS } from '../quota/quota.js'
 import { bodyObject, type AuthedRequest, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { boolParam, callerOf, intParam, isoMicro, requireAdmin } from './compute-common.js'
+import { boolParam, callerOf, intParam, isoMicro, onlyKeys, requireAdmin } from './compute-common.js'
 
 const C = 'strato.compute.v1'
 
@@ -45,6 +46,34 @@ async function limits(d: RestDomain, req: RestRequest) {
   return { limits: { rate: [], absolute } }
 }
 
+/** Nova's quota-set keys and the quota engine's resources; null: a limit Strato does not keep, shown with Nova's default. */
+const QUOTA_KEYS: Array<[key: string, resource: string | null, nova: number, until?: string]> = [
+  ['instances', 'instances', 10], ['cores', 'cores', 20], ['ram', 'ram', 51200], ['metadata_items', 'metadata_items', 128],
+  ['key_pairs', 'key_pairs', 100], ['server_groups', 'server_groups', 10], ['server_group_members', 'server_group_members', 10],
+  ['floating_ips', 'floating_ips', 10, '2.36'], ['fixed_ips', null, -1, '2.36'], ['security_groups', 'security_groups', 10, '2.36'],
+  ['security_group_rules', 'security_group_rules', 20, '2.36'],
+  ['injected_files', null, 5, '2.57'], ['injected_file_content_bytes', null, 10240, '2.57'], ['injected_file_path_bytes', null, 255, '2.57'],
+]
+
+const quotaKeys = (req: RestRequest) => QUOTA_KEYS.filter(([, , , until]) => !until || microversion(req) < mv(until))
+
+/** A quota set as Nova shows it: limits, or with `detail` each as {limit, in_use, reserved}. */
+async function quotaSet(d: RestDomain, req: RestRequest, projectId: string, how: 'limits' | 'detail' | 'defaults') {
+  const items = new Map((how === 'defaults' ? [] : await d.quota.report(projectId, (req as AuthedRequest).auth.userId)).map((i) => [i.resource, i]))
+  const out: Record<string, unknown> = { id: projectId }
+  for (const [key, resource, nova] of quotaKeys(req)) {
+    const item = resource ? items.get(resource) : undefined
+    const limit = how === 'defaults' ? (resource ? QUOTA_DEFAULTS[resource] ?? nova : nova) : item?.limit ?? nova
+    out[key] = how === 'detail' ? { limit, in_use: item?.inUse ?? 0, reserved: 0 } : limit
+  }
+  return out
+}
+
+function quotaProject(req: RestRequest): string {
+  if (req.query.has('user_id')) throw new InvalidArgument('Strato keeps quotas per project, not per user', { field: 'user_id' })
+  return req.params.tenant!
+}
+
 function groupView(req: RestRequest, g: ServerGroupView): Record<string, unknown> {
   const v = microversion(req)
   const base = { id: g.id, name: g.name, members: g.members }
@@ -54,6 +83,7 @@ function groupView(req: RestRequest, g: ServerGroupView): Record<string, unknown
 
 async function createGroup(d: RestDomain, req: RestRequest) {
   const b = await bodyObject(req, 'server_group')
+  onlyKeys(b, ['name', 'policies', 'policy', 'rules'])
   const v = microversion(req)
   let policy: unknown
   let maxServerPerHost: number | undefined
@@ -90,6 +120,40 @@ export function extraRoutes(d: RestDomain): Route[] {
     return d.serverGroups.get(id, callerOf(req))
   }
   return [
+    {
+      method: 'GET', path: '/os-quota-sets/:tenant', policy: `${C}.Quotas/GetQuota`, target: (req) => ({ projectId: req.params.tenant }),
+      handler: async (req) => ({ body: { quota_set: await quotaSet(d, req, quotaProject(req), 'limits') } }),
+    },
+    {
+      method: 'GET', path: '/os-quota-sets/:tenant/detail', policy: `${C}.Quotas/GetQuota`, target: (req) => ({ projectId: req.params.tenant }),
+      handler: async (req) => ({ body: { quota_set: await quotaSet(d, req, quotaProject(req), 'detail') } }),
+    },
+    {
+      method: 'GET', path: '/os-quota-sets/:tenant/defaults', policy: `${C}.Quotas/GetDefaultQuota`,
+      handler: async (req) => ({ body: { quota_set: await quotaSet(d, req, req.params.tenant!, 'defaults') } }),
+    },
+    {
+      method: 'PUT', path: '/os-quota-sets/:tenant', policy: `${C}.Quotas/UpdateQuota`,
+      handler: async (req) => {
+        const projectId = quotaProject(req)
+        const b = await bodyObject(req, 'quota_set')
+        const known = new Map(quotaKeys(req).map(([key, resource]) => [key, resource]))
+        const limits: Record<string, number> = {}
+        for (const [key, value] of Object.entries(b)) {
+          if (key === 'force') continue // Strato does not check usage against a new limit: nothing to force
+          if (!known.has(key)) throw new InvalidArgument(`Additional properties are not allowed ('${key}' was unexpected)`, { field: key })
+          const resource = known.get(key)
+          if (!resource) throw new InvalidArgument(`${key}: Strato keeps no such limit`, { field: key })
+          const n = typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value
+          if (typeof n !== 'number' || !Number.isInteger(n)) throw new InvalidArgument(`${key} must be an integer`, { field: key })
+          limits[resource] = n
+        }
+        await d.identity.getProject({ id: projectId }) // 404 for a project that does not exist
+        await d.quota.update(projectId, limits)
+        const { id: _id, ...set } = await quotaSet(d, req, projectId, 'limits')
+        return { body: { quota_set: set } }
+      },
+    },
     { method: 'GET', path: '/limits', policy: `${C}.Quotas/GetQuota`, target: (req) => ({ projectId: req.query.get('tenant_id') ?? '' }), handler: async (req) => ({ body: await limits(d, req) }) },
     {
       method: 'GET', path: '/os-availability-zone', policy: `${C}.AvailabilityZones/ListAvailabilityZones`,

@@ -8,7 +8,7 @@ import type { Flavor, FlavorViewer } from '../compute/flavors.js'
 import { bodyObject, type AuthedRequest, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { intParam, links, nextLink } from './compute-common.js'
+import { intParam, links, nextLink, onlyKeys } from './compute-common.js'
 
 const P = 'strato.compute.v1.Flavors'
 
@@ -119,6 +119,7 @@ export function flavorRoutes(d: RestDomain): Route[] {
       method: 'POST', path: '/flavors', policy: `${P}/CreateFlavor`,
       handler: async (req) => {
         const b = await bodyObject(req, 'flavor')
+        onlyKeys(b, ['name', 'id', 'ram', 'vcpus', 'disk', 'OS-FLV-EXT-DATA:ephemeral', 'swap', 'rxtx_factor', 'os-flavor-access:is_public', 'description'])
         const id = b.id === undefined || b.id === null ? undefined : typeof b.id === 'number' || typeof b.id === 'string' ? String(b.id) : undefined
         if (b.id !== undefined && b.id !== null && id === undefined) throw new InvalidArgument('Invalid input for field/attribute id: it must be a string or an integer', { field: 'id' })
         if (typeof b.name !== 'string') throw new InvalidArgument("Invalid input for field/attribute name: 'name' is a required string", { field: 'name' })

@@ -9,7 +9,7 @@ import type { Keypair } from '../compute/keypairs.js'
 import { bodyObject, type AuthedRequest, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { intParam, isoMicro, nextLink } from './compute-common.js'
+import { intParam, isoMicro, nextLink, onlyKeys } from './compute-common.js'
 
 const P = 'strato.compute.v1.Keypairs'
 
@@ -59,6 +59,7 @@ export function keypairRoutes(d: RestDomain): Route[] {
       handler: async (req) => {
         const b = await bodyObject(req, 'keypair')
         const v = microversion(req)
+        onlyKeys(b, ['name', 'public_key', 'type', 'user_id'])
         if (b.type !== undefined && v < mv('2.2')) throw new InvalidArgument("Additional properties are not allowed ('type' was unexpected)", { field: 'type' })
         if (b.type !== undefined && b.type !== 'ssh') throw new InvalidArgument(b.type === 'x509' ? 'Strato keeps SSH keypairs only; x509 is not supported' : `type must be ssh or x509, got ${JSON.stringify(b.type)}`, { field: 'type' })
         if (b.user_id !== undefined && v < mv('2.10')) throw new InvalidArgument("Additional properties are not allowed ('user_id' was unexpected)", { field: 'user_id' })

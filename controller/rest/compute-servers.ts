@@ -19,7 +19,7 @@ import { actorOf } from '../compute/server-create-plan.js'
 import { bodyObject, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink } from './compute-common.js'
+import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink, onlyKeys } from './compute-common.js'
 
 const S = 'strato.compute.v1.Servers'
 
@@ -70,6 +70,15 @@ export function serverView(req: RestRequest, s: ServerView, caller: ServerCaller
   return out
 }
 
+/** What PUT answers (before 2.75): the view without the extended attributes, key, groups, volumes and config drive. */
+function updatedView(req: RestRequest, s: ServerView, caller: ServerCaller): Record<string, unknown> {
+  const out = serverView(req, s, caller, true)
+  for (const k of Object.keys(out)) {
+    if (/^OS-(EXT-|SRV-USG)/.test(k) || ['config_drive', 'key_name', 'security_groups', 'os-extended-volumes:volumes_attached'].includes(k)) delete out[k]
+  }
+  return out
+}
+
 /** The server named by the path: an id (Nova does not look servers up by name; clients list for that). */
 async function serverOf(d: RestDomain, req: RestRequest): Promise<ServerView> {
   const id = req.params.id!
@@ -98,13 +107,24 @@ const UNSUPPORTED: Record<string, string> = {
   block_device_mapping: 'booting from volumes', block_device_mapping_v2: 'booting from volumes', personality: 'file injection',
   tags: 'server tags', trusted_image_certificates: 'trusted image certificates', host: 'choosing a host by field (use availability_zone ZONE:HOST)',
   hypervisor_hostname: 'choosing a hypervisor', hostname: 'setting the hostname',
+  adminPass: 'setting guest passwords (give key_name)', accessIPv4: 'access IPs', accessIPv6: 'access IPs',
 }
+
+/** The create body's keys Strato takes (the unsupported ones are refused above, by name). */
+const CREATE_KEYS = [
+  'name', 'imageRef', 'flavorRef', 'networks', 'security_groups', 'key_name', 'user_data', 'metadata', 'availability_zone',
+  'min_count', 'max_count', 'return_reservation_id', 'config_drive', 'description', 'OS-DCF:diskConfig',
+]
 
 /** Nova's create body (`{"server": {...}, "os:scheduler_hints": {...}}`) as Strato's create request. */
 async function createRequest(req: RestRequest): Promise<{ create: CreateServer; returnReservationId: boolean }> {
   const b = await bodyObject(req, 'server')
   const v = microversion(req)
   for (const [k, what] of Object.entries(UNSUPPORTED)) if (b[k] !== undefined) throw new InvalidArgument(`${k}: Strato does not support ${what}`, { field: k })
+  // Nova's schema allows nothing else (additionalProperties false).
+  onlyKeys(b, CREATE_KEYS)
+  const disk = b['OS-DCF:diskConfig']
+  if (disk !== undefined && disk !== 'MANUAL') throw new InvalidArgument(`OS-DCF:diskConfig: Strato leaves the guest's partitions as the image has them (MANUAL), got ${JSON.stringify(disk)}`, { field: 'OS-DCF:diskConfig' })
   const name = str(b, 'name')
   if (name === undefined) throw new InvalidArgument("'name' is a required property", { field: 'name' })
   const flavorRef = b.flavorRef
@@ -269,6 +289,21 @@ export function serverRoutes(d: RestDomain): Route[] {
       },
     },
     { method: 'GET', path: '/servers/:id', policy: `${S}/GetServer`, handler: async (req) => ({ body: { server: serverView(req, await serverOf(d, req), callerOf(req), true) } }) },
+    {
+      method: 'PUT', path: '/servers/:id', policy: `${S}/UpdateServer`,
+      handler: async (req) => {
+        const b = await bodyObject(req, 'server')
+        const allowed = ['name', ...(microversion(req) >= mv('2.19') ? ['description'] : [])]
+        const other = Object.keys(b).find((k) => !allowed.includes(k))
+        if (other) throw new InvalidArgument(['accessIPv4', 'accessIPv6', 'OS-DCF:diskConfig'].includes(other) ? `${other}: Strato does not keep it` : `Additional properties are not allowed ('${other}' was unexpected)`, { field: other })
+        const name = str(b, 'name')
+        if (b.description !== undefined && b.description !== null && typeof b.description !== 'string') throw new InvalidArgument('description must be a string or null', { field: 'description' })
+        const s = await serverOf(d, req)
+        const caller = callerOf(req)
+        const updated = await d.servers.update(s.id, { ...(name !== undefined ? { name } : {}), ...('description' in b ? { description: (b.description as string | null) ?? '' } : {}) }, caller)
+        return { body: { server: updatedView(req, updated, caller) } }
+      },
+    },
     { method: 'DELETE', path: '/servers/:id', policy: `${S}/DeleteServer`, handler: async (req) => (await act(req, 'delete'), { status: 204 }) },
     {
       // Every action Strato has is allowed to the same roles (cloud_admin or project_member), so one entry governs the route.

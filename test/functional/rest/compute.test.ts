@@ -294,6 +294,21 @@ t.test('servers: create as novaclient sends it, ACTIVE, every microversion\'s vi
   a = await nova('POST', `/v2.1/servers/${id}/action`, { ...tok, body: { pause: null } })
   t.match(a.body, { badRequest: { message: 'There is no such action: pause' } })
 
+  // Update: the name (and from 2.19 the description), answered per version without the extended attributes.
+  a = await checked('servers', 'update_server', 'PUT', `/v2.1/servers/${other}`, { ...tok, version: '2.1', body: { server: { name: 'renamed' } } })
+  t.equal(a.body.server.name, 'renamed')
+  for (const version of ['2.9', '2.19', '2.26', '2.47', '2.63', '2.71', '2.73']) {
+    await checked('servers', 'update_server', 'PUT', `/v2.1/servers/${other}`, { ...tok, version, body: { server: { name: `renamed-${version}` } } })
+  }
+  a = await nova('PUT', `/v2.1/servers/${other}`, { ...tok, version: '2.19', body: { server: { description: 'the other one' } } })
+  t.equal(a.body.server.description, 'the other one')
+  a = await nova('PUT', `/v2.1/servers/${other}`, { ...tok, version: '2.1', body: { server: { description: 'x' } } })
+  t.equal(a.status, 400, 'description needs 2.19')
+  a = await nova('PUT', `/v2.1/servers/${other}`, { ...tok, body: { server: { name: '' } } })
+  t.equal(a.status, 400)
+  a = await nova('GET', `/v2.1/servers/${other}`, { ...tok, version: '2.19' })
+  t.match(a.body.server, { name: 'renamed-2.73', description: 'the other one' }, 'the refused updates changed nothing')
+
   // Lookups by name are the client's business: GET by a name is a 404, as in Nova.
   a = await nova('GET', '/v2.1/servers/provider-instance', tok)
   t.equal(a.status, 404)
@@ -321,6 +336,10 @@ t.test('server create refusals: Nova\'s 400s and 403s, nothing made', async (t) 
   await refused({ ...base, networks: undefined }, 400, /networks/, { version: '2.37' })
   await refused({ ...base, block_device_mapping_v2: [] }, 400, /volumes/)
   await refused({ ...base, security_groups: [{ name: 'nosuch' }] }, 400, /nosuch/)
+  await refused({ ...base, colour: 'blue' }, 400, /'colour' was unexpected/)
+  await refused({ ...base, adminPass: 'secret' }, 400, /adminPass.*key_name/)
+  await refused({ ...base, 'OS-DCF:diskConfig': 'AUTO' }, 400, /MANUAL/)
+  await refused({ ...base, description: 'd' }, 400, /description/)
   await refused({ ...base, metadata: Object.fromEntries(Array.from({ length: 129 }, (_, i) => [`k${i}`, 'v'])) }, 403, /metadata/)
   const a = await nova('GET', '/v2.1/servers', tok)
   t.same(a.body.servers, [], 'no server was made')
@@ -334,6 +353,25 @@ t.test('limits, availability zones and server groups per microversion', async (t
   }
   let a = await nova('GET', `/v2.1/limits?tenant_id=${demo.projectId}`)
   t.equal(a.status, 200, 'an admin reads another project\'s limits')
+
+  for (const version of ['2.1', '2.36', '2.57']) {
+    a = await checked('quotas', 'get_quota_set', 'GET', `/v2.1/os-quota-sets/${demo.projectId}`, { ...tok, version })
+    t.match(a.body.quota_set, { id: demo.projectId, instances: 10, cores: 20, ram: 51200, key_pairs: 100 })
+    await checked('quotas', 'get_quota_set_details', 'GET', `/v2.1/os-quota-sets/${demo.projectId}/detail`, { ...tok, version })
+    await checked('quotas', 'get_quota_set', 'GET', `/v2.1/os-quota-sets/${demo.projectId}/defaults`, { ...tok, version })
+  }
+  a = await checked('quotas', 'update_quota_set', 'PUT', `/v2.1/os-quota-sets/${demo.projectId}`, { version: '2.1', body: { quota_set: { instances: 12, cores: '30', force: true } } })
+  t.match(a.body.quota_set, { instances: 12, cores: 30 })
+  a = await checked('limits', 'get_limit', 'GET', '/v2.1/limits', { ...tok, version: '2.57' })
+  t.match(a.body.limits.absolute, { maxTotalInstances: 12, maxTotalCores: 30 })
+  a = await nova('PUT', `/v2.1/os-quota-sets/${demo.projectId}`, { ...tok, body: { quota_set: { instances: 100 } } })
+  t.equal(a.status, 403, 'members do not raise their own quotas')
+  a = await nova('PUT', `/v2.1/os-quota-sets/${demo.projectId}`, { body: { quota_set: { injected_files: 3 } } })
+  t.equal(a.status, 400)
+  a = await nova('PUT', `/v2.1/os-quota-sets/${demo.projectId}`, { version: '2.57', body: { quota_set: { floating_ips: 3 } } })
+  t.match(a.body, { badRequest: { message: /'floating_ips' was unexpected/ } })
+  a = await nova('PUT', `/v2.1/os-quota-sets/${demo.projectId}`, { body: { quota_set: { instances: 10, cores: 20 } } })
+  t.equal(a.status, 200)
 
   a = await checked('availability_zone', 'list_availability_zone_list', 'GET', '/v2.1/os-availability-zone', { ...tok, version: '2.1' })
   t.same(a.body, { availabilityZoneInfo: [{ zoneName: 'nova', zoneState: { available: true }, hosts: null }] })
