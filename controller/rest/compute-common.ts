@@ -1,4 +1,5 @@
 /** What the compute REST files share: the caller, links, timestamps, query parameters. */
+import { createHash } from 'node:crypto'
 import { InvalidArgument, PermissionDenied } from '../../proto/errors.js'
 import { serverCaller, type ServerCaller } from '../compute/server-model.js'
 import type { AuthedRequest, RestRequest } from './http.js'
@@ -53,3 +54,9 @@ export function onlyKeys(body: Record<string, unknown>, allowed: readonly string
   const other = Object.keys(body).find((k) => !allowed.includes(k))
   if (other) throw new InvalidArgument(`Additional properties are not allowed ('${other}' was unexpected)`, { field: other })
 }
+
+/**
+ * An integer id for what Nova numbers by database row (keypairs, services
+ * before 2.53) and Strato keys otherwise: stable, derived from the key.
+ */
+export const rowNumber = (key: string): number => createHash('sha256').update(key).digest().readUInt32BE(0) >>> 1

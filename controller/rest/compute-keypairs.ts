@@ -3,13 +3,12 @@
  * from 2.2 (create 201 and delete 204 from 2.2, 200/202 before), `user_id`
  * (an admin acting for another user) from 2.10, `limit`/`marker` from 2.35.
  */
-import { createHash } from 'node:crypto'
 import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
 import type { Keypair } from '../compute/keypairs.js'
 import { bodyObject, type AuthedRequest, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { intParam, isoMicro, nextLink, onlyKeys } from './compute-common.js'
+import { intParam, isoMicro, nextLink, onlyKeys, rowNumber } from './compute-common.js'
 
 const P = 'strato.compute.v1.Keypairs'
 
@@ -24,11 +23,8 @@ function ownerOf(req: RestRequest, asked: unknown = req.query.get('user_id')): s
 
 const target = (req: RestRequest) => ({ userId: ownerOf(req) })
 
-/**
- * Nova's keypair `id` is its database row number; Strato keys a keypair by
- * (user, name), so its id is a stable number derived from them.
- */
-const rowId = (k: Keypair) => createHash('sha256').update(`${k.userId}\0${k.name}`).digest().readUInt32BE(0) >>> 1
+/** Nova's keypair `id` is its row number; Strato keys a keypair by (user, name). */
+const rowId = (k: Keypair) => rowNumber(`${k.userId}\0${k.name}`)
 
 const typed = (req: RestRequest, k: Keypair) => (microversion(req) >= mv('2.2') ? { type: k.type } : {})
 

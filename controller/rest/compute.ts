@@ -12,6 +12,7 @@ import { flavorRoutes } from './compute-flavors.js'
 import { keypairRoutes } from './compute-keypairs.js'
 import { serverRoutes } from './compute-servers.js'
 import { extraRoutes } from './compute-extras.js'
+import { hostRoutes } from './compute-hosts.js'
 
 /** Nova's v2.1 version document, as GET /v2.1 and GET / show it. */
 function v21(req: RestRequest) {
@@ -27,7 +28,7 @@ export function computeRest(d: RestDomain): RestService {
     { method: 'GET', path: '/', policy: 'public', handler: async (req) => ({ body: { versions: [v21(req)] } }) },
     { method: 'GET', path: '/v2.1', policy: 'public', handler: async (req) => ({ body: { version: v21(req) } }) },
   ]
-  const versioned = [...flavorRoutes(d), ...keypairRoutes(d), ...serverRoutes(d), ...extraRoutes(d)].map((r) => ({ ...r, path: `/v2.1${r.path}` }))
+  const versioned = [...flavorRoutes(d), ...keypairRoutes(d), ...serverRoutes(d), ...extraRoutes(d), ...hostRoutes(d)].map((r) => ({ ...r, path: `/v2.1${r.path}` }))
   return {
     type: 'compute',
     prefix: REST_PREFIX.compute,

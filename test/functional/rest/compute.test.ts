@@ -402,6 +402,28 @@ t.test('limits, availability zones and server groups per microversion', async (t
   t.equal(a.status, 404)
 })
 
+t.test('os-services: the compute hosts, enabled and disabled per microversion (legacy actions before 2.53, ids from it)', async (t) => {
+  let a = await checked('services', 'list_services', 'GET', '/v2.1/os-services', { version: '2.1' })
+  t.same(a.body.services.map((s: { host: string; binary: string; state: string; status: string }) => `${s.host} ${s.binary} ${s.state} ${s.status}`), ['node1 nova-compute up enabled', 'node2 nova-compute up enabled'])
+  await checked('services', 'list_services', 'GET', '/v2.1/os-services?host=node2', { version: '2.11' })
+  a = await checked('services', 'list_services', 'GET', '/v2.1/os-services?binary=nova-compute', { version: '2.53' })
+  const node2 = a.body.services.find((s: { host: string }) => s.host === 'node2').id as string
+  a = await checked('services', 'disable_log_reason', 'PUT', '/v2.1/os-services/disable-log-reason', { version: '2.1', body: { host: 'node2', binary: 'nova-compute', disabled_reason: 'maintenance' } })
+  t.same(a.body, { service: { host: 'node2', binary: 'nova-compute', status: 'disabled', disabled_reason: 'maintenance' } })
+  a = await checked('services', 'enable_disable_service', 'PUT', '/v2.1/os-services/enable', { version: '2.1', body: { host: 'node2', binary: 'nova-compute' } })
+  t.equal(a.body.service.status, 'enabled')
+  a = await checked('services', 'update_service', 'PUT', `/v2.1/os-services/${node2}`, { version: '2.53', body: { status: 'disabled', disabled_reason: 'again' } })
+  t.match(a.body.service, { id: node2, status: 'disabled', disabled_reason: 'again', forced_down: false })
+  a = await nova('PUT', `/v2.1/os-services/${node2}`, { version: '2.53', body: { forced_down: true } })
+  t.equal(a.status, 400)
+  a = await nova('PUT', '/v2.1/os-services/enable', { version: '2.1', body: { host: 'node2', binary: 'nova-scheduler' } })
+  t.equal(a.status, 404)
+  a = await nova('GET', '/v2.1/os-services', { token: demo.token })
+  t.equal(a.status, 403)
+  a = await checked('services', 'update_service', 'PUT', `/v2.1/os-services/${node2}`, { version: '2.53', body: { status: 'enabled' } })
+  t.match(a.body.service, { status: 'enabled', disabled_reason: null })
+})
+
 t.test("every answer above matches Tempest's schema for its microversion", async (t) => {
   const { checked: n, failures } = schemas.check()
   t.ok(n > 80, `${n} answers checked`)

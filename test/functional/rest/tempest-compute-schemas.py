@@ -52,5 +52,5 @@ for line in sys.stdin:
         print(json.dumps({'ok': True, 'schema': '%s/%s.%s' % (where, case['module'], case['schema'])}))
     except Exception as e:  # noqa: BLE001 - each failure is reported, not raised
         # The first line says what failed; the rest repeats the schema and the body.
-        print(json.dumps({'ok': False, 'error': '%s: %s' % (type(e).__name__, str(e).split('\n')[0])}))
+        print(json.dumps({'ok': False, 'error': '%s: %s' % (type(e).__name__, ' '.join(str(e).split())[:400])}))
     sys.stdout.flush()
