@@ -122,6 +122,24 @@ print(json.dumps(s.to_dict()))
   await t.rejects(openstack(demo.token, 'server', 'show', id), /No server with a name or ID/)
 })
 
+t.test('openstack compute service list/set, availability zone list, limits show, server group create/list/delete', async (t) => {
+  const admin = cloud.s.adminToken
+  const services = await openstack(admin, 'compute', 'service', 'list', '-f', 'json')
+  t.match(services, [{ Binary: 'nova-compute', Host: 'node1', Zone: 'nova', Status: 'enabled', State: 'up' }, { Binary: 'nova-compute', Host: 'node2', Status: 'enabled', State: 'up' }])
+  await openstack(admin, 'compute', 'service', 'set', '--disable', '--disable-reason', 'maintenance', 'node2', 'nova-compute')
+  t.match(await openstack(admin, 'compute', 'service', 'list', '--long', '--host', 'node2', '-f', 'json'), [{ Host: 'node2', Status: 'disabled', 'Disabled Reason': 'maintenance' }])
+  await openstack(admin, 'compute', 'service', 'set', '--enable', 'node2', 'nova-compute')
+  t.same(await openstack(demo.token, 'availability', 'zone', 'list', '--compute', '-f', 'json'), [{ 'Zone Name': 'nova', 'Zone Status': 'available' }])
+  const limits = await openstack(demo.token, 'limits', 'show', '--absolute', '-f', 'json')
+  t.match(limits, [{ Name: 'maxTotalInstances', Value: 10 }])
+  t.ok(limits.some((l: { Name: string; Value: number }) => l.Name === 'maxTotalCores' && l.Value === 20))
+  const group = await openstack(demo.token, 'server', 'group', 'create', '--policy', 'anti-affinity', 'spread', '-f', 'json')
+  t.match(group, { name: 'spread', policy: 'anti-affinity', members: [] })
+  t.match(await openstack(demo.token, 'server', 'group', 'list', '-f', 'json'), [{ ID: group.id, Name: 'spread', Policy: 'anti-affinity' }])
+  await openstack(demo.token, 'server', 'group', 'delete', 'spread')
+  t.same(await openstack(demo.token, 'server', 'group', 'list', '-f', 'json'), [])
+})
+
 t.test('openstacksdk (microversion 2.73 negotiated) creates, reads and deletes a server', async (t) => {
   const out = await python(`
 import json, os, openstack
