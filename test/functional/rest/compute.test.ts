@@ -320,6 +320,24 @@ t.test('servers: create as novaclient sends it, ACTIVE, every microversion\'s vi
   await eventually(async () => (await nova('GET', `/v2.1/servers/${id}`, tok)).status === 404, 10_000, 'the server to be gone')
 })
 
+t.test('multiple create: min_count/max_count, return_reservation_id, names as Nova makes them', async (t) => {
+  const tok = { token: demo.token }
+  const server = { imageRef: cloud.image.id, flavorRef: '1', networks: [{ uuid: cloud.network.id }] }
+  let a = await checked('servers', 'create_server', 'POST', '/v2.1/servers', { ...tok, version: '2.1', body: { server: { ...server, name: 'many', min_count: 2, max_count: '2' } } })
+  t.equal(a.status, 202)
+  a = await nova('POST', '/v2.1/servers', { ...tok, body: { server: { ...server, name: 'more', min_count: 1, max_count: 2, return_reservation_id: true } } })
+  t.equal(a.status, 202)
+  t.match(a.body, { reservation_id: /^r-/ })
+  t.notOk('server' in a.body)
+  a = await nova('GET', '/v2.1/servers/detail?name=^m(any|ore)-', tok)
+  t.same(a.body.servers.map((s: { name: string }) => s.name).sort(), ['many-1', 'many-2', 'more-1', 'more-2'])
+  const ids = a.body.servers.map((s: { id: string }) => s.id) as string[]
+  a = await nova('GET', '/v2.1/servers/detail?all_tenants=1&name=^more-', { version: '2.3' })
+  t.same(a.body.servers.map((s: { 'OS-EXT-SRV-ATTR:launch_index': number }) => s['OS-EXT-SRV-ATTR:launch_index']).sort(), [0, 1])
+  for (const id of ids) t.equal((await nova('DELETE', `/v2.1/servers/${id}`, tok)).status, 204)
+  await eventually(async () => (await nova('GET', '/v2.1/servers', tok)).body.servers.length === 0, 10_000, 'every server to be gone')
+})
+
 t.test('server create refusals: Nova\'s 400s and 403s, nothing made', async (t) => {
   const tok = { token: demo.token }
   const base = { name: 'x', imageRef: cloud.image.id, flavorRef: '1', networks: [{ uuid: cloud.network.id }] }
