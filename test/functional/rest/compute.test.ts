@@ -442,6 +442,28 @@ t.test('os-services: the compute hosts, enabled and disabled per microversion (l
   t.match(a.body.service, { status: 'enabled', disabled_reason: null })
 })
 
+t.test('os-hypervisors: the hosts with their placement usage, per microversion', async (t) => {
+  for (const version of ['2.1', '2.28', '2.33', '2.53']) {
+    await checked('hypervisors', 'list_search_hypervisors', 'GET', '/v2.1/os-hypervisors', { version })
+    const a = await checked('hypervisors', 'list_hypervisors_detail', 'GET', '/v2.1/os-hypervisors/detail', { version })
+    t.equal(a.body.hypervisors.length, 2)
+    await checked('hypervisors', 'get_hypervisor', 'GET', `/v2.1/os-hypervisors/${a.body.hypervisors[0].id}`, { version })
+  }
+  // A server's allocation shows as used.
+  let a = await nova('POST', '/v2.1/servers', { token: demo.token, body: { server: { name: 'h', imageRef: cloud.image.id, flavorRef: '1', networks: [{ uuid: cloud.network.id }] } } })
+  const id = a.body.server.id as string
+  a = await checked('hypervisors', 'get_hypervisor_statistics', 'GET', '/v2.1/os-hypervisors/statistics', { version: '2.1' })
+  t.match(a.body.hypervisor_statistics, { count: 2, vcpus_used: 1, memory_mb_used: 64, local_gb_used: 1, running_vms: 1 })
+  a = await nova('GET', '/v2.1/os-hypervisors/detail?limit=1', { version: '2.33' })
+  t.equal(a.body.hypervisors.length, 1)
+  t.match(a.body.hypervisors_links, [{ rel: 'next' }])
+  a = await nova('GET', '/v2.1/os-hypervisors/detail', { version: '2.28' })
+  t.match(a.body.hypervisors[0], { cpu_info: { arch: String }, hypervisor_version: Number, service: { host: /^node/ } })
+  a = await nova('GET', '/v2.1/os-hypervisors', { token: demo.token })
+  t.equal(a.status, 403)
+  t.equal((await nova('DELETE', `/v2.1/servers/${id}`, { token: demo.token })).status, 204)
+})
+
 t.test("every answer above matches Tempest's schema for its microversion", async (t) => {
   const { checked: n, failures } = schemas.check()
   t.ok(n > 80, `${n} answers checked`)
