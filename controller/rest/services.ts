@@ -22,6 +22,7 @@ import type { Placement } from '../scheduler/placement.js'
 import type { RestService } from './http.js'
 import { identityRest } from './identity.js'
 import { networkRest } from './network.js'
+import { computeRest } from './compute.js'
 
 export interface RestDomain {
   identity: IdentityCatalog
@@ -45,5 +46,6 @@ export function restServices(d: RestDomain): RestService[] {
   return [
     identityRest(d),
     networkRest(d),
+    computeRest(d),
   ]
 }
