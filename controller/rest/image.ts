@@ -255,8 +255,9 @@ function extraFilter(q: URLSearchParams): ((g: Record<string, unknown>) => boole
   return tests.length ? (g) => tests.every((t) => t(g)) : undefined
 }
 
+/** Ties keep the catalog's order (newest first), as the sort is stable. */
 function compare(a: Record<string, unknown>, b: Record<string, unknown>, sort: Sort[]): number {
-  for (const { key, dir } of [...sort, { key: 'id', dir: 'desc' as const }]) {
+  for (const { key, dir } of sort) {
     const x = a[key]
     const y = b[key]
     // Glance sorts nulls first ascending.
@@ -304,7 +305,7 @@ async function listImages(d: RestDomain, req: RestRequest): Promise<RestResult> 
       m = r.nextMarker
     }
     if (extra) all = all.filter(extra)
-    all.sort((a, b) => compare(a, b, sort.length ? sort : [{ key: 'created_at', dir: 'desc' }]))
+    if (sort.length) all.sort((a, b) => compare(a, b, sort))
     let start = 0
     if (marker !== undefined) {
       start = all.findIndex((g) => g.id === marker) + 1
