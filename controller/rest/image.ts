@@ -397,8 +397,9 @@ async function uploadFile(d: RestDomain, uploads: ImageUploads, req: RestRequest
   if (ct !== 'application/octet-stream') throw new HttpError(415, `the content type '${ct || '(none)'}' is not supported here; send application/octet-stream`)
   const chunked = header(req.raw, 'transfer-encoding') !== undefined
   const announced = chunked ? 0 : Number(header(req.raw, 'content-length') ?? 0)
-  const release = await uploads.slots.acquire()
+  let release: (() => void) | undefined
   try {
+    release = await uploads.slots.acquire()
     await d.images.upload(req.params.id, bodyPieces(req.raw, uploads.limits), viewer(req), announced)
   } catch (err) {
     // What the client still sends is not read: close the connection rather than drain it.
@@ -408,7 +409,7 @@ async function uploadFile(d: RestDomain, uploads: ImageUploads, req: RestRequest
     }
     throw err
   } finally {
-    release()
+    release?.()
   }
   return { status: 204 }
 }
@@ -528,6 +529,10 @@ export function imageRest(d: RestDomain): RestService {
       schema('images', IMAGES_SCHEMA),
       schema('member', MEMBER_SCHEMA),
       schema('members', MEMBERS_SCHEMA),
+      // Interoperable import (stage, then import) is not served: no methods, so clients and Tempest skip it.
+      route('GET', '/v2/info/import', 'GetImage', async () => ({
+        body: { 'import-methods': { description: 'Import methods available.', type: 'array', value: [] } },
+      })),
       route('POST', '/v2/images', 'CreateImage', async (req) => {
         const body = await req.json()
         if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new InvalidArgument('the request body must be a JSON object (the image)', { field: 'body' })

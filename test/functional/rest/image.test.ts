@@ -80,6 +80,7 @@ t.test('version discovery (no token) and the schemas glanceclient reads', async 
     t.equal(r.body.name, name)
   }
   t.match((await api('GET', '/v2/schemas/image', tok.demo)).body, { additionalProperties: { type: 'string' }, properties: { disk_format: { enum: [null, 'raw'] } } })
+  t.same((await api('GET', '/v2/info/import', tok.demo)).body['import-methods'].value, [], 'no import methods: clients do not stage')
   const r = await api('GET', '/v2/images', undefined)
   t.equal(r.status, 401)
   t.match(r.body, { code: '401 Unauthorized', title: 'Unauthorized' })
