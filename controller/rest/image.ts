@@ -111,6 +111,8 @@ const propertyValue = (key: string, v: unknown) => typed<string>(key, v, 'string
 
 function refuseReadOnly(key: string): void {
   if (READ_ONLY.has(key)) throw new HttpError(403, `Attribute '${key}' is read-only.`)
+  // Glance keeps the os_glance namespace for itself.
+  if (key.startsWith('os_glance')) throw new HttpError(403, `Attribute '${key}' is reserved.`)
 }
 
 function checkHidden(v: unknown): void {
@@ -162,7 +164,13 @@ function updateRequest(ops: unknown, current: Image): UpdateRequest {
   if (!Array.isArray(ops)) throw new InvalidArgument('the request body must be a JSON array of patch operations', { field: 'body' })
   const u: UpdateRequest = { setProperties: {}, unsetProperties: [], addTags: [], removeTags: [] }
   for (const [n, raw] of ops.entries()) {
-    const op = raw as { op?: unknown; path?: unknown; value?: unknown }
+    const op = { ...(raw as { op?: unknown; path?: unknown; value?: unknown }) }
+    // The v2.0 media type names the op as the key: {"replace": "/name", "value": …}.
+    const legacy = typeof raw === 'object' && raw !== null && op.op === undefined ? (['add', 'replace', 'remove'] as const).find((k) => k in (raw as object)) : undefined
+    if (legacy) {
+      op.op = legacy
+      op.path = (raw as Record<string, unknown>)[legacy]
+    }
     if (typeof op !== 'object' || op === null || typeof op.op !== 'string' || typeof op.path !== 'string') {
       throw new InvalidArgument(`patch operation ${n} must be an object with 'op' and 'path'`, { field: `[${n}]` })
     }

@@ -131,6 +131,11 @@ t.test('create, show, list, patch, tags and delete with Glance shapes and codes'
   t.match(r.body, { name: 'cirros-2', hw_disk_bus: 'virtio', os_distro: 'cirros-0.6', tags: ['b', 'c'], min_disk: 1, protected: true })
   t.notOk('owner_specified.openstack.object' in r.body)
   t.equal((await patch(img.id, tok.demo, [{ op: 'replace', path: '/status', value: 'active' }])).status, 403)
+  t.equal((await patch(img.id, tok.demo, [{ op: 'add', path: '/os_glance_foo', value: 'bar' }])).status, 403, 'the os_glance namespace is reserved')
+  // The v2.0 media type's form (Tempest's): the op as the key.
+  r = await api('PATCH', `/v2/images/${img.id}`, tok.demo, [{ replace: '/name', value: 'cirros-3' }, { add: '/x_legacy', value: '1' }], { 'content-type': 'application/openstack-images-v2.0-json-patch' })
+  t.equal(r.status, 200)
+  t.match(r.body, { name: 'cirros-3', x_legacy: '1' })
   t.equal((await patch(img.id, tok.demo, [{ op: 'remove', path: '/nope' }])).status, 409)
   t.equal((await patch(img.id, tok.demo, [{ op: 'move', path: '/name' }])).status, 400)
   t.equal((await api('PATCH', `/v2/images/${img.id}`, tok.demo, [{ op: 'replace', path: '/name', value: 'y' }])).status, 415, 'PATCH takes the json-patch media type')
