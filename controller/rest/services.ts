@@ -23,6 +23,7 @@ import type { RestService } from './http.js'
 import { identityRest } from './identity.js'
 import { networkRest } from './network.js'
 import { computeRest } from './compute.js'
+import { imageRest, type ImageUploads } from './image.js'
 
 export interface RestDomain {
   identity: IdentityCatalog
@@ -40,6 +41,8 @@ export interface RestDomain {
   network: { networks: NetworkCatalog; subnets: SubnetCatalog; ports: PortCatalog; floatingIps: FloatingIpCatalog; securityGroups: SecurityGroupCatalog }
   placement: Placement
   defaultAvailabilityZone: string
+  /** gRPC's upload turns and limits, which REST image uploads share. */
+  imageUploads: ImageUploads
 }
 
 export function restServices(d: RestDomain): RestService[] {
@@ -47,5 +50,6 @@ export function restServices(d: RestDomain): RestService[] {
     identityRest(d),
     networkRest(d),
     computeRest(d),
+    imageRest(d),
   ]
 }
