@@ -365,6 +365,8 @@ async function* bodyPieces(raw: IncomingMessage, limits: UploadLimits): AsyncGen
     notify()
   }
   const onClose = () => ended || onAbort()
+  // A client that left while waiting for its turn.
+  if (raw.destroyed && !raw.complete) onAbort()
   raw.on('data', onData)
   raw.on('end', onEnd)
   raw.on('aborted', onAbort)

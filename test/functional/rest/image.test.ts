@@ -274,6 +274,42 @@ t.test('refused uploads go back to queued with nothing kept: wrong format, quota
   t.equal((await putFile(img.id, tok.demo, randomBytes(4096))).status, 204, 'and it takes a later upload')
 })
 
+/** PUT …/file with a chunked body (no Content-Length, as Tempest sends it): `parts` written with `gapMs` between them, then ended unless `hang`. */
+function chunkedPut(origin: string, token: string, id: string, parts: Buffer[], opts: { gapMs?: number; hang?: boolean } = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${origin}/image/v2/images/${id}/file`, { method: 'PUT', headers: { 'x-auth-token': token, 'content-type': 'application/octet-stream' } })
+    req.on('response', (res) => (res.resume(), resolve(res.statusCode!)))
+    req.on('error', reject)
+    void (async () => {
+      for (const p of parts) {
+        req.write(p)
+        await new Promise((r) => setTimeout(r, opts.gapMs ?? 0))
+      }
+      if (!opts.hang) req.end()
+    })()
+  })
+}
+
+t.test('a chunked upload (no Content-Length) is taken whole; one that stalls is cut at the idle limit', async (t) => {
+  const parts = Array.from({ length: 8 }, () => randomBytes(300_000))
+  const img = (await api('POST', '/v2/images', tok.demo, { name: 'chunked', disk_format: 'raw', container_format: 'bare' })).body
+  t.equal(await chunkedPut(s.controller.rest!.origin, tok.demo, img.id, parts, { gapMs: 5 }), 204)
+  const f = await fetch(`${base}/v2/images/${img.id}/file`, { headers: { 'x-auth-token': tok.demo } })
+  t.ok(Buffer.from(await f.arrayBuffer()).equals(Buffer.concat(parts)), 'byte for byte')
+
+  const idle = await startController({ grpc: { uploadIdleTimeoutMs: 500 } as never })
+  t.teardown(() => idle.close())
+  const origin = idle.controller.rest!.origin
+  const created = await fetch(`${origin}/image/v2/images`, { method: 'POST', headers: { 'x-auth-token': idle.adminToken, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'stall', disk_format: 'raw', container_format: 'bare' }) })
+  const { id } = (await created.json()) as { id: string }
+  const started = Date.now()
+  const code = await chunkedPut(origin, idle.adminToken, id, [randomBytes(100_000)], { hang: true }).catch(() => 0)
+  t.ok(code === 503 || code === 0, `the stalled upload is refused (${code}) or its connection closed`)
+  t.ok(Date.now() - started < 5000, 'at the idle limit, not the request timeout')
+  const after = await fetch(`${origin}/image/v2/images/${id}`, { headers: { 'x-auth-token': idle.adminToken } })
+  t.equal(((await after.json()) as { status: string }).status, 'queued', 'back to queued')
+})
+
 t.test('members: the owner shares, the member accepts, both see it', async (t) => {
   const img = (await api('POST', '/v2/images', tok.demo, { name: 'shared', disk_format: 'raw', container_format: 'bare', visibility: 'shared' })).body
   let r = await api('POST', `/v2/images/${img.id}/members`, tok.demo, { member: projects.alt })
