@@ -205,7 +205,8 @@ export class RestServer {
     let req: RestRequest | undefined
     try {
       const hit = this.match(method, path)
-      if (!hit) throw new HttpError(404, `the resource ${path} could not be found`)
+      // A trailing slash is the root of a service or version (`/identity/v3/`), never a resource (`/v2/images/` is not the list).
+      if (!hit || (url.pathname.endsWith('/') && split(path).length > 2)) throw new HttpError(404, `the resource ${url.pathname} could not be found`)
       if ('allowed' in hit) throw new HttpError(405, `the method ${method} is not allowed for ${path} (allowed: ${hit.allowed.join(', ')})`, { allow: hit.allowed.join(', ') })
       const { route, params } = hit
       const host = raw.headers.host ?? this.origin.replace(/^https?:\/\//, '')
@@ -241,10 +242,11 @@ export class RestServer {
       }
       const headers: Record<string, string> = { ...(req && service?.headers ? safe(() => service.headers!(req!)) : {}), ...fault.headers }
       if (fault.status === 401) headers['www-authenticate'] = `Keystone uri="${this.url('/identity')}"`
-      if (fault.status === 413) headers.connection = 'close'
+      // A body the refusal left unread is not read on to keep the connection: close it instead.
+      const unread = !raw.complete
+      if (unread) headers.connection = 'close'
       send(res, method, requestId, type, fault.status, fault.body, headers)
-      // A refused body is not read: close the connection rather than drain it.
-      if (fault.status === 413) res.once('finish', () => raw.destroy())
+      if (unread) res.once('finish', () => raw.destroy())
     }
   }
 }

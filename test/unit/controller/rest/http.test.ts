@@ -90,6 +90,16 @@ t.test('routes, request ids, auth, policy and each service\'s error body', async
 
   r = await fetch(u('/compute/v2.1/nothing'), { headers: { 'x-auth-token': 'admin' } })
   t.equal(r.status, 404)
+  r = await fetch(u('/compute/v2.1/things/one/'), { headers: { 'x-auth-token': 'admin' } })
+  t.equal(r.status, 404, 'a trailing slash is no resource')
+
+  // Refused before the body is read (no token): the connection is closed, not drained.
+  const big = new ReadableStream({ start(c) { for (let i = 0; i < 64; i++) c.enqueue(new Uint8Array(65536)); c.close() } })
+  r = await fetch(u('/compute/v2.1/things'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: big, duplex: 'half' } as RequestInit).catch((e) => e)
+  if (r instanceof Response) {
+    t.equal(r.status, 401)
+    t.equal(r.headers.get('connection'), 'close', 'the unread body is not drained')
+  } else t.pass('the server closed the connection on the unread body')
 
   r = await fetch(u('/compute/v2.1/quota'), { method: 'POST' })
   t.equal(r.status, 403, "Nova's over-quota is 403")
