@@ -291,10 +291,7 @@ export function identityRest(d: RestDomain): RestService {
         return list(req, 'domains', (await catalog.listDomains(defined({ name, enabled }), req.visibility!)).map((x) => domainView(req, x)))
       },
     },
-    {
-      method: 'GET', path: '/v3/domains/:id', policy: `${I}.Domains/GetDomain`,
-      handler: async (req) => ({ body: { domain: domainView(req, await catalog.getDomain({ id: req.params.id! })) } }),
-    },
+    show('domains', 'domain', 'Domains/GetDomain', (id) => catalog.getDomain({ id }), domainView),
     {
       method: 'PATCH', path: '/v3/domains/:id', policy: `${I}.Domains/UpdateDomain`,
       handler: async (req) => {
@@ -340,10 +337,7 @@ export function identityRest(d: RestDomain): RestService {
         return list(req, 'projects', (await catalog.listProjects(defined({ ...listFilter(req), domainId }), req.visibility!)).map((p) => projectView(req, p)))
       },
     },
-    {
-      method: 'GET', path: '/v3/projects/:id', policy: `${I}.Projects/GetProject`,
-      handler: async (req) => ({ body: { project: projectView(req, await catalog.getProject({ id: req.params.id! })) } }),
-    },
+    show('projects', 'project', 'Projects/GetProject', (id) => catalog.getProject({ id }), projectView),
     {
       method: 'PATCH', path: '/v3/projects/:id', policy: `${I}.Projects/UpdateProject`,
       handler: async (req) => {
@@ -383,10 +377,7 @@ export function identityRest(d: RestDomain): RestService {
         return list(req, 'users', (await catalog.listUsers(listFilter(req), req.visibility!)).map((u) => userView(req, u)))
       },
     },
-    {
-      method: 'GET', path: '/v3/users/:id', policy: `${I}.Users/GetUser`,
-      handler: async (req) => ({ body: { user: userView(req, await catalog.getUser({ id: req.params.id! })) } }),
-    },
+    show('users', 'user', 'Users/GetUser', (id) => catalog.getUser({ id }), userView),
     {
       method: 'PATCH', path: '/v3/users/:id', policy: `${I}.Users/UpdateUser`,
       handler: async (req) => {
@@ -449,10 +440,7 @@ export function identityRest(d: RestDomain): RestService {
         return list(req, 'roles', (await catalog.listRoles(q(req, 'name') ? { name: q(req, 'name')! } : {})).map((r) => roleView(req, r)))
       },
     },
-    {
-      method: 'GET', path: '/v3/roles/:id', policy: `${I}.Roles/GetRole`,
-      handler: async (req) => ({ body: { role: roleView(req, await catalog.getRole({ id: req.params.id! })) } }),
-    },
+    show('roles', 'role', 'Roles/GetRole', (id) => catalog.getRole({ id }), roleView),
     {
       method: 'PATCH', path: '/v3/roles/:id', policy: `${I}.Roles/UpdateRole`,
       handler: async (req) => {
@@ -578,6 +566,11 @@ export function identityRest(d: RestDomain): RestService {
       ...grantRoutes('projects'), ...grantRoutes('domains'), ...catalogRoutes,
     ],
   }
+}
+
+/** `GET /v3/{kind}/{id}` → `{key: view}`, governed by the gRPC method's policy entry. */
+function show<T>(kind: string, key: string, method: string, get: (id: string) => Promise<T>, view: (req: RestRequest, x: T) => unknown): Route {
+  return { method: 'GET', path: `/v3/${kind}/:id`, policy: `${I}.${method}`, handler: async (req) => ({ body: { [key]: view(req, await get(req.params.id!)) } }) }
 }
 
 /** One implication in Keystone's shape; 404 unless `prior` implies `impliedId`. */

@@ -47,8 +47,10 @@ t.test('tokens: issue (project, domain, unscoped, by token), validate, HEAD, rev
   })
   t.ok(tok.catalog.some((e: Json) => e.type === 'compute'), 'every service of the REST catalog')
 
-  r = await call('POST', '/auth/tokens?nocatalog', { token: null, body: password('admin', pw, 'Default', { project: { id: tok.project.id } }) })
+  // The user by id (no domain needed), the project by id.
+  r = await call('POST', '/auth/tokens?nocatalog', { token: null, body: { auth: { identity: { methods: ['password'], password: { user: { id: tok.user.id, password: pw } } }, scope: { project: { id: tok.project.id } } } } })
   t.equal(r.status, 201)
+  t.equal(r.body.token.project.id, tok.project.id)
   t.notOk('catalog' in r.body.token, '?nocatalog')
 
   r = await call('POST', '/auth/tokens', { token: null, body: password('admin', pw, 'Default', 'unscoped') })
