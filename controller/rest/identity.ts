@@ -418,8 +418,10 @@ export function identityRest(d: RestDomain): RestService {
         return list(req, 'projects', (await catalog.listProjects({ userId: u.id }, { kind: 'all' })).map((p) => projectView(req, p)))
       },
     },
-    // Strato has no groups: every user belongs to none.
+    // Strato has no groups: every user belongs to none, and `group list` is empty.
     { method: 'GET', path: '/v3/users/:id/groups', policy: `${I}.Users/GetUser`, handler: async (req) => (await catalog.getUser({ id: req.params.id! }), list(req, 'groups', [])) },
+    { method: 'GET', path: '/v3/groups', policy: `${I}.Users/ListUsers`, handler: async (req) => list(req, 'groups', []) },
+    { method: 'GET', path: '/v3/groups/:id', policy: `${I}.Users/ListUsers`, handler: async (req) => { throw new NotFound(`Could not find group: ${req.params.id}. (Strato has no groups)`) } },
   ]
 
   const roleRoutes: Route[] = [
