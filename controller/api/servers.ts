@@ -5,15 +5,14 @@ import { ConsoleOutput, CreateServerResponse, ListServerGroupsResponse, ListServ
 import type { ServerGroupCatalog } from '../compute/server-groups.js'
 import { AvailabilityZonesService, ListAvailabilityZonesResponse } from '../../proto/gen/strato/compute/v1/compute.js'
 import type { ServerCaller, ServerCatalog, ServerView } from '../compute/servers.js'
+import { serverCaller } from '../compute/server-model.js'
 import type { HostRegistry } from '../compute/hosts.js'
+import { availabilityZones } from '../compute/zones.js'
 import { implement, type CallContext, type RpcDeps } from './rpc.js'
 
-function caller(c: CallContext): ServerCaller {
-  const a = c.auth!
-  return { userId: a.userId, projectId: a.projectId, domainId: a.actingDomainId, isAdmin: a.isCloudAdmin, canWrite: a.roles.has('member'), requestId: c.requestId }
-}
+const caller = (c: CallContext): ServerCaller => serverCaller(c.auth!, c.requestId)
 
-function toServer(v: ServerView): Server {
+function toServer({ hostId: _h, userData: _u, ...v }: ServerView): Server {
   return Server.fromPartial({
     ...v,
     fault: v.fault,
@@ -53,21 +52,13 @@ export function serverServices(servers: ServerCatalog, groups: ServerGroupCatalo
     }, rpc)],
 
     [AvailabilityZonesService, implement(AvailabilityZonesService, {
-      listAvailabilityZones: async (_req, c) => {
-        const all = (await hosts.list()).filter((h) => h.mapped)
-        const zones = [...new Set([defaultZone, ...all.map((h) => h.availabilityZone)])].sort()
-        const admin = c.auth!.isCloudAdmin
-        return ListAvailabilityZonesResponse.fromPartial({
-          availabilityZones: zones.map((name) => {
-            const members = all.filter((h) => h.availabilityZone === name)
-            return {
-              name,
-              available: members.some((h) => h.status === 'enabled' && h.state === 'up'),
-              hosts: admin ? members.map((h) => ({ host: h.host, service: 'nova-compute', active: h.status === 'enabled', available: h.state === 'up', ...(h.lastHeartbeatAt ? { updatedAt: h.lastHeartbeatAt } : {}) })) : [],
-            }
-          }),
-        })
-      },
+      listAvailabilityZones: async (_req, c) => ListAvailabilityZonesResponse.fromPartial({
+        availabilityZones: (await availabilityZones(hosts, defaultZone, c.auth!.isCloudAdmin)).map((z) => ({
+          name: z.name,
+          available: z.available,
+          hosts: z.hosts.map((h) => ({ host: h.host, service: 'nova-compute', active: h.active, available: h.available, ...(h.updatedAt ? { updatedAt: h.updatedAt } : {}) })),
+        })),
+      }),
     }, rpc)],
   ]
 }

@@ -35,6 +35,8 @@ export const serverPolicy: Record<string, PolicyEntry> = {
   [`${S}/CreateServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${S}/GetServer`]: { allow: ['cloud_admin', 'project_reader'], target: ownScope },
   [`${S}/ListServers`]: { allow: ['cloud_admin', 'project_reader'], target: ownScope },
+  // REST's PUT /servers/{id} (gRPC has no UpdateServer yet): the owner's members, as Nova's admin_or_owner.
+  [`${S}/UpdateServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${S}/DeleteServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${S}/StartServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${S}/StopServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },

@@ -7,6 +7,7 @@
  */
 import { FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
+import { checkName, checkText } from '../identity/validate.js'
 import type { Trx } from '../quota/quota.js'
 import type { PortCatalog } from '../network/ports.js'
 import type { Scheduler } from '../scheduler/scheduler.js'
@@ -58,6 +59,18 @@ export class ServerActions {
       await this.deps.outbox.send({ uuid: first.uuid, host: plan.host, action, castId, requestId })
     }
     return (await this.deps.views.views([plan.row], caller))[0]!
+  }
+
+  /** Renames a server or changes its description (Nova's PUT /servers/{id}); nothing is cast. */
+  async update(ref: string | undefined, patch: { name?: string; description?: string }, caller: ServerCaller): Promise<ServerView> {
+    const row = await this.deps.views.find(ref, caller)
+    if (!caller.isAdmin && !(caller.canWrite && row.project_id === caller.projectId)) throw new PermissionDenied(`server ${row.uuid} can be changed only by members of its project or a cloud admin`)
+    const set = {
+      ...(patch.name !== undefined ? { name: checkName('name', patch.name, 255) } : {}),
+      ...(patch.description !== undefined ? { description: checkText('description', patch.description, 255) } : {}),
+    }
+    if (Object.keys(set).length) await this.db.updateTable('servers').set({ ...set, updated_at: now() }).where('uuid', '=', row.uuid).execute()
+    return this.deps.views.get(row.uuid, caller)
   }
 
   async consoleOutput(ref: string | undefined, length: number | undefined, caller: ServerCaller): Promise<string> {

@@ -3,6 +3,7 @@
  * what they ask, what they see, and the names Nova derives for a server.
  */
 export type { BuildSpec } from '../../proto/build-spec.js'
+import type { AuthContext } from '../identity/model.js'
 
 /** Who is asking, as the catalogs need it. */
 export interface ServerCaller {
@@ -14,6 +15,11 @@ export interface ServerCaller {
   canWrite: boolean
   /** The API call's request id; the casts the call causes carry it to the agents' logs. */
   requestId?: string
+}
+
+/** The caller of a token's context (gRPC and REST alike). */
+export function serverCaller(a: AuthContext, requestId: string | undefined): ServerCaller {
+  return { userId: a.userId, projectId: a.projectId, domainId: a.actingDomainId, isAdmin: a.isCloudAdmin, canWrite: a.roles.has('member'), ...(requestId ? { requestId } : {}) }
 }
 
 export interface ServersConfig {
@@ -52,10 +58,14 @@ export interface ServerView {
   securityGroups: string[]
   addresses: ServerAddress[]
   host: string
+  /** Nova's hostId: the host hashed with the project (sha224), so owners can tell co-located servers apart without learning host names; '' without a host. */
+  hostId: string
   hypervisorHostname: string
   instanceName: string
   availabilityZone: string
   metadata: Record<string, string>
+  /** The user data as given (base64), '' when none. */
+  userData: string
   fault: { code: string; message: string; createdAt: Date } | undefined
   createdAt: Date
   updatedAt: Date

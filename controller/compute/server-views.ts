@@ -3,6 +3,7 @@
  * with their filters, and the ServerView of a row, with its addresses and
  * security groups read through network/.
  */
+import { createHash } from 'node:crypto'
 import { isUuid } from '../../proto/ids.js'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
@@ -118,10 +119,12 @@ export class ServerViews {
         securityGroups: groups,
         addresses,
         host: admin ? (r.host ?? '') : '',
+        hostId: r.host ? createHash('sha224').update(r.project_id + r.host).digest('hex') : '',
         hypervisorHostname: admin ? (r.host ?? '') : '',
         instanceName: admin ? r.instance_name : '',
         availabilityZone: r.availability_zone || r.requested_az,
         metadata: json<Record<string, string>>(r.metadata, {}),
+        userData: r.user_data,
         fault: r.fault_message ? { code: r.fault_code, message: r.fault_message, createdAt: new Date(r.fault_at ?? r.updated_at) } : undefined,
         createdAt: new Date(r.created_at),
         updatedAt: new Date(r.updated_at),

@@ -91,6 +91,11 @@ export class ServerCatalog {
     return this.actions.act(ref, action, caller)
   }
 
+  /** Renames a server or changes its description. */
+  update(ref: string | undefined, patch: { name?: string; description?: string }, caller: ServerCaller): Promise<ServerView> {
+    return this.actions.update(ref, patch, caller)
+  }
+
   consoleOutput(ref: string | undefined, length: number | undefined, caller: ServerCaller): Promise<string> {
     return this.actions.consoleOutput(ref, length, caller)
   }

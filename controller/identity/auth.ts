@@ -34,7 +34,7 @@ export class Authenticator {
     private readonly db: Db,
     private readonly catalog: IdentityCatalog,
     private readonly keys: KeyRepository,
-    private readonly opts: { expirationSeconds: number; cacheSize: number; imageReadSeconds: number },
+    private readonly opts: { expirationSeconds: number; cacheSize: number; imageReadSeconds: number; anyProjectAdmin?: boolean },
     private readonly log: Logger,
   ) {
     this.tokens = new TokenProvider(keys, this.revocations, opts.cacheSize)
@@ -202,7 +202,8 @@ export class Authenticator {
     if (roleIds.length === 0) throw new Unauthenticated(`user '${claims.user.name}' has no role on project '${project.name}'`)
     claims.project = { id: project.id, name: project.name, domain: { id: domain.id, name: domain.name } }
     claims.roles = await this.catalog.expandRoles(roleIds)
-    claims.isAdminProject = await this.catalog.isAdminProject(project)
+    // Keystone without admin_project_name: every project is an admin project (config.ts anyProjectAdmin).
+    claims.isAdminProject = this.opts.anyProjectAdmin === true || (await this.catalog.isAdminProject(project))
   }
 
   private async findUserForAuth(u: { id?: string; name?: string; domain?: DomainRefIn }) {

@@ -5,8 +5,9 @@
  * password is written only to the openrc file (mode 0600). Idempotent: an
  * already bootstrapped database is left alone.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
+import { writePrivateFile } from '../../proto/private-file.js'
 import type { Logger } from '../log.js'
 import { DEFAULT_DOMAIN_ID, type IdentityCatalog } from './catalog.js'
 import { generatePassword } from './passwords.js'
@@ -145,7 +146,7 @@ export function writeOpenstackFiles(openrcPath: string, opts: { authUrl: string;
     '    identity_api_version: 3',
     ...(opts.caFile ? [`    cacert: ${q(opts.caFile)}`] : []),
   ].join('\n') + '\n'
-  writePrivate(files.cloudsYaml, yaml)
+  writePrivateFile(files.cloudsYaml, yaml, { dirMode: 0o755 })
   log.debug({ openrc: files.openrc, cloudsYaml: files.cloudsYaml }, 'wrote the OpenStack tools\' openrc and clouds.yaml')
 }
 
@@ -164,13 +165,5 @@ export function readOpenrc(file: string): Record<string, string> {
 }
 
 export function writeOpenrc(file: string, vars: Record<string, string>): void {
-  writePrivate(file, Object.entries(vars).map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n') + '\n')
-}
-
-/** Written whole (a reader never sees half a file), mode 0600 from the first byte. */
-function writePrivate(file: string, body: string): void {
-  mkdirSync(path.dirname(file), { recursive: true })
-  const tmp = `${file}.tmp`
-  writeFileSync(tmp, body, { mode: 0o600 })
-  renameSync(tmp, file)
+  writePrivateFile(file, Object.entries(vars).map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n') + '\n', { dirMode: 0o755 })
 }

@@ -78,7 +78,7 @@ export function faultOf(type: ServiceType, err: unknown): RestFault {
       break
     case 'compute':
     case 'volume':
-      body = { [novaFault[status] ?? (status >= 500 ? 'computeFault' : 'badRequest')]: { code: status, message } }
+      body = { [novaFault[status] ?? 'computeFault']: { code: status, message } } // nova wsgi Fault: computeFault for any status it does not name
       break
     case 'network': {
       const own = (err as TypedError | undefined)?.neutronType

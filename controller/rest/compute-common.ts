@@ -1,0 +1,62 @@
+/** What the compute REST files share: the caller, links, timestamps, query parameters. */
+import { createHash } from 'node:crypto'
+import { InvalidArgument, PermissionDenied } from '../../proto/errors.js'
+import { serverCaller, type ServerCaller } from '../compute/server-model.js'
+import type { AuthedRequest, RestRequest } from './http.js'
+
+/** The authenticated caller as the server catalogs take it. */
+export const callerOf = (req: RestRequest): ServerCaller => serverCaller((req as AuthedRequest).auth, req.requestId)
+
+/** Nova's links of a resource: `self` (versioned) and `bookmark` (unversioned). */
+export function links(req: RestRequest, collection: string, id: string): Array<{ rel: string; href: string }> {
+  const tail = `${collection}/${encodeURIComponent(id)}`
+  return [{ rel: 'self', href: `${req.baseUrl}/v2.1/${tail}` }, { rel: 'bookmark', href: `${req.baseUrl}/${tail}` }]
+}
+
+/** Only the bookmark link (how a server names its flavor and image). */
+export const bookmark = (req: RestRequest, collection: string, id: string) => [links(req, collection, id)[1]!]
+
+/** The `next` link of a page that came back full (Nova's `*_links`). */
+export function nextLink(req: RestRequest, collection: string, page: Array<{ id?: string; name?: string }>, limit: number | undefined, markerOf: (x: never) => string): Array<{ rel: string; href: string }> | undefined {
+  if (!limit || page.length < limit || page.length === 0) return undefined
+  const q = new URLSearchParams(req.query)
+  q.set('marker', markerOf(page[page.length - 1] as never))
+  return [{ rel: 'next', href: `${req.baseUrl}/v2.1/${collection}?${q.toString()}` }]
+}
+
+/** Nova's timestamps: seconds, UTC, `Z`. */
+export const isoZ = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z')
+
+/** Nova's `launched_at`-style timestamps: microseconds, no zone. */
+export const isoMicro = (d: Date | undefined) => (d ? d.toISOString().replace(/\.(\d{3})Z$/, '.$1000') : null)
+
+/** An integer query parameter (limit, minRam …), 400 naming it when it is not one. */
+export function intParam(req: RestRequest, name: string, min = 0): number | undefined {
+  const v = req.query.get(name)
+  if (v === null || v === '') return undefined
+  if (!/^-?\d+$/.test(v) || Number(v) < min) throw new InvalidArgument(`${name} must be an integer ≥ ${min}, got '${v}'`, { field: name })
+  return Number(v)
+}
+
+/** Nova's boolean query strings (`all_tenants`, `is_public`): present and not false-ish. */
+export function boolParam(req: RestRequest, name: string): boolean {
+  const v = req.query.get(name)
+  if (v === null) return false
+  return !['0', 'false', 'f', 'no', 'n', 'off'].includes(v.toLowerCase())
+}
+
+export function requireAdmin(req: RestRequest, what: string): void {
+  if (!(req as AuthedRequest).auth.isCloudAdmin) throw new PermissionDenied(`${what} is for cloud admins`)
+}
+
+/** Nova's request schemas allow no other keys (additionalProperties false): the first stranger is named. */
+export function onlyKeys(body: Record<string, unknown>, allowed: readonly string[]): void {
+  const other = Object.keys(body).find((k) => !allowed.includes(k))
+  if (other) throw new InvalidArgument(`Additional properties are not allowed ('${other}' was unexpected)`, { field: other })
+}
+
+/**
+ * An integer id for what Nova numbers by database row (keypairs, services
+ * before 2.53) and Strato keys otherwise: stable, derived from the key.
+ */
+export const rowNumber = (key: string): number => createHash('sha256').update(key).digest().readUInt32BE(0) >>> 1

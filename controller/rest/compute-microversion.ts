@@ -1,0 +1,69 @@
+/**
+ * Compute microversions (Nova's `api_version_request.py`): the version a
+ * request asks for, from `OpenStack-API-Version: compute X.Y` or the legacy
+ * `X-OpenStack-Nova-API-Version: X.Y` (either may say `latest`); none means
+ * 2.1. Every answer names the version it was given in both headers.
+ */
+import { InvalidArgument } from '../../proto/errors.js'
+import { HttpError, header, type RestRequest } from './http.js'
+
+/** A version as a comparable number: 2.47 → 2047. */
+export type Microversion = number
+
+export const MIN_VERSION = '2.1'
+/**
+ * The highest version Strato answers exactly: every response change up to it
+ * is honoured (see the schema notes in compute-servers.ts, compute-flavors.ts,
+ * compute-keypairs.ts, compute-extras.ts). openstacksdk asks for at most 2.73
+ * (servers), 2.61 (flavors) and 2.10 (keypairs).
+ */
+export const MAX_VERSION = '2.73'
+
+export const mv = (text: string): Microversion => {
+  const [major, minor] = text.split('.').map(Number)
+  return major! * 1000 + minor!
+}
+
+export const mvText = (v: Microversion): string => `${Math.floor(v / 1000)}.${v % 1000}`
+
+const MIN = mv(MIN_VERSION)
+const MAX = mv(MAX_VERSION)
+const cache = new WeakMap<RestRequest, Microversion>()
+
+/** The version `req` asks for; 400 for a malformed one, 406 outside [MIN_VERSION, MAX_VERSION]. */
+export function microversion(req: RestRequest): Microversion {
+  const known = cache.get(req)
+  if (known !== undefined) return known
+  const v = parse(req)
+  cache.set(req, v)
+  return v
+}
+
+function parse(req: RestRequest): Microversion {
+  let asked: string | undefined
+  const modern = header(req.raw, 'openstack-api-version')
+  if (modern !== undefined) {
+    // "compute 2.5" or a list naming several services: "compute 2.5, image 2.1".
+    for (const part of modern.split(',')) {
+      const [service, version] = part.trim().split(/\s+/)
+      if (service?.toLowerCase() === 'compute' && version) asked = version
+    }
+  }
+  asked ??= header(req.raw, 'x-openstack-nova-api-version')?.trim()
+  if (asked === undefined || asked === '') return MIN
+  if (asked.toLowerCase() === 'latest') return MAX
+  if (!/^[1-9]\d*\.(0|[1-9]\d*)$/.test(asked)) throw new InvalidArgument(`API Version String ${asked} is of invalid format. Must be of format MajorNum.MinorNum.`, { field: 'OpenStack-API-Version' })
+  const v = mv(asked)
+  if (v < MIN || v > MAX) throw new HttpError(406, `Version ${asked} is not supported by the API. Minimum is ${MIN_VERSION} and maximum is ${MAX_VERSION}.`)
+  return v
+}
+
+/** The headers of every versioned answer: the version given, in both spellings, and Vary. */
+export function versionHeaders(req: RestRequest): Record<string, string> {
+  const v = mvText(microversion(req))
+  return {
+    'openstack-api-version': `compute ${v}`,
+    'x-openstack-nova-api-version': v,
+    vary: 'OpenStack-API-Version, X-OpenStack-Nova-API-Version',
+  }
+}

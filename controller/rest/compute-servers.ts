@@ -1,0 +1,381 @@
+/**
+ * Nova's servers over REST, on ServerCatalog: create, list, show, delete,
+ * the actions Strato has (os-start, os-stop, reboot, os-getConsoleOutput),
+ * addresses, interfaces and metadata.
+ *
+ * The server view per microversion (Tempest's schemas, additionalProperties
+ * false): 2.3 adds the admin-only OS-EXT-SRV-ATTR hostname, reservation_id,
+ * launch_index, kernel_id, ramdisk_id, root_device_name, user_data and the
+ * volumes' delete_on_termination; 2.9 `locked`; 2.19 `description`; 2.26
+ * `tags`; 2.47 the flavor embedded instead of linked; 2.63
+ * `trusted_image_certificates`; 2.71 `server_groups` (show only); 2.73
+ * `locked_reason`. Strato has no locks, tags, trusted certificates or
+ * volumes yet: those show as Nova shows a server without them.
+ */
+import { isUuid } from '../../proto/ids.js'
+import { InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
+import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerView } from '../compute/servers.js'
+import { actorOf } from '../compute/server-create-plan.js'
+import { bodyObject, type RestRequest, type Route } from './http.js'
+import type { RestDomain } from './services.js'
+import { microversion, mv } from './compute-microversion.js'
+import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink, onlyKeys } from './compute-common.js'
+
+const S = 'strato.compute.v1.Servers'
+
+/** Nova's `addresses`: per network name, each address with its type and MAC. */
+function addressesOf(s: ServerView): Record<string, unknown[]> {
+  const out: Record<string, unknown[]> = {}
+  for (const a of s.addresses) {
+    ;(out[a.networkName || a.networkId] ??= []).push({ version: a.version, addr: a.addr, 'OS-EXT-IPS:type': a.type, 'OS-EXT-IPS-MAC:mac_addr': a.macAddr })
+  }
+  return out
+}
+
+/** The detailed server as `req`'s microversion and the caller's role show it. */
+export function serverView(req: RestRequest, s: ServerView, caller: ServerCaller, show = false): Record<string, unknown> {
+  const v = microversion(req)
+  const flavor = v >= mv('2.47')
+    ? { vcpus: s.flavor.vcpus, ram: s.flavor.ram, disk: s.flavor.disk, ephemeral: s.flavor.ephemeral, swap: s.flavor.swap, original_name: s.flavor.name }
+    : { id: s.flavor.id, links: bookmark(req, 'flavors', s.flavor.id) }
+  const out: Record<string, unknown> = {
+    id: s.id, name: s.name, status: s.status, tenant_id: s.projectId, user_id: s.userId, metadata: s.metadata, hostId: s.hostId,
+    image: s.imageId ? { id: s.imageId, links: bookmark(req, 'images', s.imageId) } : '',
+    flavor, created: isoZ(s.createdAt), updated: isoZ(s.updatedAt), addresses: addressesOf(s), accessIPv4: '', accessIPv6: '',
+    links: links(req, 'servers', s.id), 'OS-DCF:diskConfig': 'MANUAL', progress: 0,
+    'OS-EXT-AZ:availability_zone': s.availabilityZone, config_drive: s.configDrive, key_name: s.keyName || null,
+    'OS-SRV-USG:launched_at': isoMicro(s.launchedAt), 'OS-SRV-USG:terminated_at': isoMicro(s.terminatedAt),
+    'OS-EXT-STS:task_state': s.taskState || null, 'OS-EXT-STS:vm_state': s.vmState, 'OS-EXT-STS:power_state': s.powerState,
+    'os-extended-volumes:volumes_attached': [],
+  }
+  if (s.securityGroups.length) out.security_groups = s.securityGroups.map((name) => ({ name }))
+  if (s.fault && (s.status === 'ERROR' || s.status === 'DELETED')) {
+    out.fault = { code: Number(s.fault.code) || 500, created: isoZ(s.fault.createdAt), message: s.fault.message }
+  }
+  if (caller.isAdmin) {
+    Object.assign(out, { 'OS-EXT-SRV-ATTR:host': s.host || null, 'OS-EXT-SRV-ATTR:instance_name': s.instanceName, 'OS-EXT-SRV-ATTR:hypervisor_hostname': s.hypervisorHostname || null })
+    if (v >= mv('2.3')) {
+      Object.assign(out, {
+        'OS-EXT-SRV-ATTR:reservation_id': s.reservationId, 'OS-EXT-SRV-ATTR:launch_index': s.launchIndex, 'OS-EXT-SRV-ATTR:hostname': hostnameOf(s.name),
+        'OS-EXT-SRV-ATTR:kernel_id': '', 'OS-EXT-SRV-ATTR:ramdisk_id': '', 'OS-EXT-SRV-ATTR:root_device_name': '/dev/vda', 'OS-EXT-SRV-ATTR:user_data': s.userData || null,
+      })
+    }
+  }
+  if (v >= mv('2.9')) out.locked = false
+  if (v >= mv('2.19')) out.description = s.description || null
+  if (v >= mv('2.26')) out.tags = []
+  if (v >= mv('2.63')) out.trusted_image_certificates = null
+  if (v >= mv('2.71') && show) out.server_groups = s.serverGroups
+  if (v >= mv('2.73')) out.locked_reason = null
+  return out
+}
+
+/** What PUT answers (before 2.75): the view without the extended attributes, key, groups, volumes and config drive. */
+function updatedView(req: RestRequest, s: ServerView, caller: ServerCaller): Record<string, unknown> {
+  const out = serverView(req, s, caller, true)
+  for (const k of Object.keys(out)) {
+    if (/^OS-(EXT-|SRV-USG)/.test(k) || ['config_drive', 'key_name', 'security_groups', 'os-extended-volumes:volumes_attached'].includes(k)) delete out[k]
+  }
+  return out
+}
+
+/** The server named by the path: an id (Nova does not look servers up by name; clients list for that). */
+async function serverOf(d: RestDomain, req: RestRequest): Promise<ServerView> {
+  const id = req.params.id!
+  if (!isUuid(id)) throw new NotFound(`Instance ${id} could not be found.`)
+  return d.servers.get(id, callerOf(req))
+}
+
+const obj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+function str(b: Record<string, unknown>, key: string): string | undefined {
+  const v = b[key]
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'string') throw new InvalidArgument(`Invalid input for field/attribute ${key}: it must be a string`, { field: key })
+  return v
+}
+
+function count(b: Record<string, unknown>, key: string): number | undefined {
+  const v = b[key]
+  if (v === undefined || v === null) return undefined
+  if ((typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'string' && /^\d+$/.test(v))) return Number(v)
+  throw new InvalidArgument(`Invalid input for field/attribute ${key}: it must be an integer`, { field: key })
+}
+
+/** What Strato has no way to honour is refused by name, not ignored. */
+const UNSUPPORTED: Record<string, string> = {
+  block_device_mapping: 'booting from volumes', block_device_mapping_v2: 'booting from volumes', personality: 'file injection',
+  tags: 'server tags', trusted_image_certificates: 'trusted image certificates', host: 'choosing a host by field (use availability_zone ZONE:HOST)',
+  hypervisor_hostname: 'choosing a hypervisor', hostname: 'setting the hostname',
+  adminPass: 'setting guest passwords (give key_name)', accessIPv4: 'access IPs', accessIPv6: 'access IPs',
+}
+
+/** The create body's keys Strato takes (the unsupported ones are refused above, by name). */
+const CREATE_KEYS = [
+  'name', 'imageRef', 'flavorRef', 'networks', 'security_groups', 'key_name', 'user_data', 'metadata', 'availability_zone',
+  'min_count', 'max_count', 'return_reservation_id', 'config_drive', 'description', 'OS-DCF:diskConfig',
+]
+
+/** Nova's create body (`{"server": {...}, "os:scheduler_hints": {...}}`) as Strato's create request. */
+async function createRequest(req: RestRequest): Promise<{ create: CreateServer; returnReservationId: boolean }> {
+  const b = await bodyObject(req, 'server')
+  const v = microversion(req)
+  for (const [k, what] of Object.entries(UNSUPPORTED)) if (b[k] !== undefined) throw new InvalidArgument(`${k}: Strato does not support ${what}`, { field: k })
+  // Nova's schema allows nothing else (additionalProperties false).
+  onlyKeys(b, CREATE_KEYS)
+  const disk = b['OS-DCF:diskConfig']
+  if (disk !== undefined && disk !== 'MANUAL') throw new InvalidArgument(`OS-DCF:diskConfig: Strato leaves the guest's partitions as the image has them (MANUAL), got ${JSON.stringify(disk)}`, { field: 'OS-DCF:diskConfig' })
+  const name = str(b, 'name')
+  if (name === undefined) throw new InvalidArgument("'name' is a required property", { field: 'name' })
+  const flavorRef = b.flavorRef
+  if (typeof flavorRef !== 'string' && typeof flavorRef !== 'number') throw new InvalidArgument("'flavorRef' is a required property", { field: 'flavorRef' })
+  const create: CreateServer = { name, flavorRef: String(flavorRef) }
+  const imageRef = str(b, 'imageRef')
+  if (imageRef) create.imageRef = imageRef.replace(/^.*\/images\//, '') // Nova also takes the image's link
+  const description = str(b, 'description')
+  if (description !== undefined) {
+    if (v < mv('2.19')) throw new InvalidArgument("Additional properties are not allowed ('description' was unexpected)", { field: 'description' })
+    create.description = description
+  }
+  const nets = b.networks
+  if (nets === undefined) {
+    if (v >= mv('2.37')) throw new InvalidArgument("'networks' is a required property", { field: 'networks' })
+  } else if (nets === 'auto' || nets === 'none') {
+    if (v < mv('2.37')) throw new InvalidArgument(`networks must be a list before microversion 2.37, got '${nets}'`, { field: 'networks' })
+    create.networkMode = nets
+  } else if (Array.isArray(nets)) {
+    create.networks = nets.map((n, i) => {
+      if (!obj(n)) throw new InvalidArgument(`networks[${i}] must be an object`, { field: `networks[${i}]` })
+      const out: { uuid?: string; port?: string; fixedIp?: string } = {}
+      const uuid = str(n, 'uuid'), port = str(n, 'port'), fixedIp = str(n, 'fixed_ip')
+      if (uuid) out.uuid = uuid
+      if (port) out.port = port
+      if (fixedIp) out.fixedIp = fixedIp
+      if (n.tag !== undefined) throw new InvalidArgument(`networks[${i}].tag: Strato does not support device tags`, { field: `networks[${i}].tag` })
+      return out
+    })
+  } else {
+    throw new InvalidArgument('networks must be a list, or auto or none (2.37)', { field: 'networks' })
+  }
+  if (b.security_groups !== undefined) {
+    if (!Array.isArray(b.security_groups)) throw new InvalidArgument('security_groups must be a list of {"name": …}', { field: 'security_groups' })
+    create.securityGroups = b.security_groups.map((g, i) => {
+      if (!obj(g) || typeof g.name !== 'string' || g.name === '') throw new InvalidArgument(`security_groups[${i}] must be {"name": name or id}`, { field: `security_groups[${i}].name` })
+      return g.name
+    })
+  }
+  const keyName = str(b, 'key_name')
+  if (keyName) create.keyName = keyName
+  const userData = str(b, 'user_data')
+  if (userData) create.userData = userData
+  if (b.metadata !== undefined) {
+    if (!obj(b.metadata) || Object.values(b.metadata).some((x) => typeof x !== 'string')) throw new InvalidArgument('metadata must be an object of string values', { field: 'metadata' })
+    create.metadata = b.metadata as Record<string, string>
+  }
+  const zone = str(b, 'availability_zone')
+  if (zone) create.availabilityZone = zone
+  const minCount = count(b, 'min_count'), maxCount = count(b, 'max_count')
+  if (minCount !== undefined) create.minCount = minCount
+  if (maxCount !== undefined) create.maxCount = maxCount
+  if (b.config_drive !== undefined && b.config_drive !== null && b.config_drive !== '') {
+    const c = String(b.config_drive).toLowerCase()
+    if (!['true', 'false', '1', '0', 'yes', 'no'].includes(c)) throw new InvalidArgument(`config_drive must be a boolean, got ${JSON.stringify(b.config_drive)}`, { field: 'config_drive' })
+    create.configDrive = ['true', '1', 'yes'].includes(c)
+  }
+  const body = (await req.json()) as Record<string, unknown>
+  const hints = body['os:scheduler_hints'] ?? body['OS-SCH-HNT:scheduler_hints']
+  if (hints !== undefined) {
+    if (!obj(hints)) throw new InvalidArgument('os:scheduler_hints must be an object', { field: 'os:scheduler_hints' })
+    const other = Object.keys(hints).filter((k) => k !== 'group')
+    if (other.length) throw new InvalidArgument(`scheduler hint '${other[0]}' is not supported; Strato takes 'group'`, { field: `os:scheduler_hints.${other[0]}` })
+    if (hints.group !== undefined) create.group = String(hints.group)
+  }
+  const rri = b.return_reservation_id
+  return { create, returnReservationId: rri === true || String(rri).toLowerCase() === 'true' }
+}
+
+/**
+ * Nova answers 400 when a create names something that does not exist (an
+ * image, flavor, keypair, network, port or group): the request is bad, not
+ * the URL.
+ */
+function asBadRequest(err: unknown): unknown {
+  if (err instanceof NotFound) return new InvalidArgument(err.message, { cause: err, ...(err.field ? { field: err.field } : {}) })
+  return err
+}
+
+/** The listing filters Nova takes; admin-only ones are dropped for others, as Nova drops them. */
+function listFilter(req: RestRequest, caller: ServerCaller): ListServers {
+  const q = req.query
+  const f: ListServers = {}
+  const name = q.get('name'), status = q.get('status'), image = q.get('image'), flavor = q.get('flavor'), zone = q.get('availability_zone'), marker = q.get('marker')
+  if (name) f.name = name
+  if (status) f.status = status
+  if (image) f.image = image.replace(/^.*\/images\//, '')
+  if (flavor) f.flavor = flavor.replace(/^.*\/flavors\//, '')
+  if (zone) f.availabilityZone = zone
+  if (marker) f.marker = marker
+  const limit = intParam(req, 'limit')
+  if (limit !== undefined) f.limit = limit
+  if (caller.isAdmin) {
+    const all = boolParam(req, 'all_tenants') || boolParam(req, 'all_projects')
+    const project = q.get('project_id') ?? q.get('tenant_id')
+    const host = q.get('host')
+    if (all) f.allProjects = true
+    if (project && all) f.projectId = project
+    if (host) f.host = host
+    if (boolParam(req, 'deleted')) f.deleted = true
+  } else if (q.has('all_tenants') || q.has('all_projects')) {
+    f.allProjects = true // refused by the catalog (403), as Nova's policy refuses it
+  }
+  return f
+}
+
+async function list(d: RestDomain, req: RestRequest): Promise<{ servers: ServerView[]; caller: ServerCaller; limit: number | undefined }> {
+  const caller = callerOf(req)
+  const f = listFilter(req, caller)
+  try {
+    return { servers: await d.servers.list(f, caller), caller, limit: f.limit }
+  } catch (err) {
+    // Before 2.38 an unknown status lists nothing; from 2.38 it is a 400.
+    if (err instanceof StratoError && err.field === 'status' && microversion(req) < mv('2.38')) return { servers: [], caller, limit: f.limit }
+    throw err
+  }
+}
+
+/** Nova's console `length`: absent, null or -1 for everything; else a line count (an integer or its string). */
+function consoleLength(v: unknown): number | undefined {
+  if (v === undefined || v === null) return undefined
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : NaN
+  if (!Number.isInteger(n) || n < -1) throw new InvalidArgument(`length must be an integer ≥ -1, got ${JSON.stringify(v)}`, { field: 'length' })
+  return n === -1 ? undefined : n
+}
+
+export function serverRoutes(d: RestDomain): Route[] {
+  const act = async (req: RestRequest, action: 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete') => {
+    const s = await serverOf(d, req)
+    await d.servers.act(s.id, action, callerOf(req))
+  }
+  return [
+    {
+      method: 'POST', path: '/servers', policy: `${S}/CreateServer`,
+      handler: async (req) => {
+        const { create, returnReservationId } = await createRequest(req)
+        const r = await d.servers.create(create, callerOf(req)).catch((err) => Promise.reject(asBadRequest(err)))
+        if (returnReservationId) return { status: 202, body: { reservation_id: r.reservationId } }
+        const s = r.servers[0]!
+        const groups = create.securityGroups?.length ? create.securityGroups : ['default']
+        return {
+          status: 202,
+          headers: { location: links(req, 'servers', s.id)[0]!.href },
+          body: { server: { id: s.id, links: links(req, 'servers', s.id), 'OS-DCF:diskConfig': 'MANUAL', security_groups: groups.map((name) => ({ name })) } },
+        }
+      },
+    },
+    {
+      method: 'GET', path: '/servers', policy: `${S}/ListServers`,
+      handler: async (req) => {
+        const { servers, limit } = await list(d, req)
+        const next = nextLink(req, 'servers', servers, limit, (s: ServerView) => s.id)
+        return { body: { servers: servers.map((s) => ({ id: s.id, name: s.name, links: links(req, 'servers', s.id) })), ...(next ? { servers_links: next } : {}) } }
+      },
+    },
+    {
+      method: 'GET', path: '/servers/detail', policy: `${S}/ListServers`,
+      handler: async (req) => {
+        const { servers, caller, limit } = await list(d, req)
+        const next = nextLink(req, 'servers/detail', servers, limit, (s: ServerView) => s.id)
+        return { body: { servers: servers.map((s) => serverView(req, s, caller)), ...(next ? { servers_links: next } : {}) } }
+      },
+    },
+    { method: 'GET', path: '/servers/:id', policy: `${S}/GetServer`, handler: async (req) => ({ body: { server: serverView(req, await serverOf(d, req), callerOf(req), true) } }) },
+    {
+      method: 'PUT', path: '/servers/:id', policy: `${S}/UpdateServer`,
+      handler: async (req) => {
+        const b = await bodyObject(req, 'server')
+        const allowed = ['name', ...(microversion(req) >= mv('2.19') ? ['description'] : [])]
+        const other = Object.keys(b).find((k) => !allowed.includes(k))
+        if (other) throw new InvalidArgument(['accessIPv4', 'accessIPv6', 'OS-DCF:diskConfig'].includes(other) ? `${other}: Strato does not keep it` : `Additional properties are not allowed ('${other}' was unexpected)`, { field: other })
+        const name = str(b, 'name')
+        if (b.description !== undefined && b.description !== null && typeof b.description !== 'string') throw new InvalidArgument('description must be a string or null', { field: 'description' })
+        const s = await serverOf(d, req)
+        const caller = callerOf(req)
+        const updated = await d.servers.update(s.id, { ...(name !== undefined ? { name } : {}), ...('description' in b ? { description: (b.description as string | null) ?? '' } : {}) }, caller)
+        return { body: { server: updatedView(req, updated, caller) } }
+      },
+    },
+    { method: 'DELETE', path: '/servers/:id', policy: `${S}/DeleteServer`, handler: async (req) => (await act(req, 'delete'), { status: 204 }) },
+    {
+      // Every action Strato has is allowed to the same roles (cloud_admin or project_member), so one entry governs the route.
+      method: 'POST', path: '/servers/:id/action', policy: `${S}/StartServer`,
+      handler: async (req) => {
+        const b = await req.json()
+        if (!obj(b) || Object.keys(b).length !== 1) throw new InvalidArgument('the body must name one action, e.g. {"os-start": null}', { field: 'body' })
+        const [name, arg] = Object.entries(b)[0]!
+        switch (name) {
+          case 'os-start':
+            return (await act(req, 'start'), { status: 202 })
+          case 'os-stop':
+            return (await act(req, 'stop'), { status: 202 })
+          case 'reboot': {
+            const type = obj(arg) && typeof arg.type === 'string' ? arg.type.toUpperCase() : undefined
+            if (type !== 'SOFT' && type !== 'HARD') throw new InvalidArgument("reboot needs {\"type\": \"SOFT\"} or {\"type\": \"HARD\"}", { field: 'reboot.type' })
+            return (await act(req, type === 'HARD' ? 'reboot_hard' : 'reboot'), { status: 202 })
+          }
+          case 'os-getConsoleOutput': {
+            if (arg !== null && !obj(arg)) throw new InvalidArgument('os-getConsoleOutput takes {"length": N} or null', { field: 'os-getConsoleOutput' })
+            const s = await serverOf(d, req)
+            return { body: { output: await d.servers.consoleOutput(s.id, consoleLength(arg?.length), callerOf(req)) } }
+          }
+          default:
+            throw new InvalidArgument(`There is no such action: ${name}`, { field: name })
+        }
+      },
+    },
+    { method: 'GET', path: '/servers/:id/ips', policy: `${S}/GetServer`, handler: async (req) => ({ body: { addresses: addressesOf(await serverOf(d, req)) } }) },
+    {
+      method: 'GET', path: '/servers/:id/ips/:network', policy: `${S}/GetServer`,
+      handler: async (req) => {
+        const all = addressesOf(await serverOf(d, req))
+        const net = req.params.network!
+        if (!(net in all)) throw new NotFound(`Instance is not a member of specified network`)
+        return { body: { [net]: all[net] } }
+      },
+    },
+    { method: 'GET', path: '/servers/:id/metadata', policy: `${S}/GetServer`, handler: async (req) => ({ body: { metadata: (await serverOf(d, req)).metadata } }) },
+    {
+      method: 'GET', path: '/servers/:id/metadata/:key', policy: `${S}/GetServer`,
+      handler: async (req) => {
+        const m = (await serverOf(d, req)).metadata
+        const key = req.params.key!
+        if (!(key in m)) throw new NotFound('Metadata item was not found')
+        return { body: { meta: { [key]: m[key] } } }
+      },
+    },
+    {
+      method: 'GET', path: '/servers/:id/os-interface', policy: `${S}/GetServer`,
+      handler: async (req) => ({ body: { interfaceAttachments: await interfaces(d, req) } }),
+    },
+    {
+      method: 'GET', path: '/servers/:id/os-interface/:port', policy: `${S}/GetServer`,
+      handler: async (req) => {
+        const one = (await interfaces(d, req)).find((i) => i.port_id === req.params.port)
+        if (!one) throw new NotFound(`Port ${req.params.port} is not attached`)
+        return { body: { interfaceAttachment: one } }
+      },
+    },
+  ]
+}
+
+/** The server's ports as Nova's interface attachments (2.70 adds `tag`). */
+async function interfaces(d: RestDomain, req: RestRequest) {
+  const s = await serverOf(d, req)
+  const caller = callerOf(req)
+  const ports = await d.network.ports.list({ deviceId: s.id }, actorOf(caller))
+  return ports.map((p) => ({
+    port_state: p.status, port_id: p.id, net_id: p.networkId, mac_addr: p.macAddress,
+    fixed_ips: p.fixedIps.map((ip) => ({ subnet_id: ip.subnetId, ip_address: ip.ipAddress })),
+    ...(microversion(req) >= mv('2.70') ? { tag: null } : {}),
+  }))
+}
+
