@@ -9,7 +9,7 @@
 import { FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated } from '../../proto/errors.js'
 import type { CatalogEntry } from '../../proto/gen/strato/identity/v1/identity.js'
 import type { IssueRequest } from '../identity/auth.js'
-import type { Domain, Project, Role, RoleAssignment, User } from '../identity/catalog.js'
+import type { Domain, Project, Role, RoleAssignment, User, Visibility } from '../identity/catalog.js'
 import type { NamedRef, TokenClaims } from '../identity/model.js'
 import { bodyObject, header, REST_PREFIX, type RestRequest, type RestResult, type RestService, type Route } from './http.js'
 import type { RestDomain } from './services.js'
@@ -74,6 +74,18 @@ function enabledFilter(req: RestRequest): boolean | undefined {
 }
 
 const q = (req: RestRequest, key: string) => req.query.get(key) || undefined
+
+/**
+ * Keystone lets only admins and domain readers list domains, projects and
+ * users (a member gets 403 and lists her own at /v3/auth/projects); gRPC's
+ * lists show a member what she may see instead. The same entry decides who
+ * sees what; this is Keystone's refusal where it would show only one's own.
+ */
+function listedByAdmins(req: RestRequest, what: string): Visibility {
+  const vis = req.visibility!
+  if (vis.kind === 'own') throw new PermissionDenied(`listing ${what} needs an admin or a domain reader; your own are at GET /v3/auth/projects and /v3/users/{id}/projects`)
+  return vis
+}
 
 /** The filters lists share: `?name=`, `?enabled=`, `?domain_id=`. */
 function listFilter(req: RestRequest): { name?: string; enabled?: boolean; domainId?: string } {
@@ -288,7 +300,7 @@ export function identityRest(d: RestDomain): RestService {
       method: 'GET', path: '/v3/domains', policy: `${I}.Domains/ListDomains`,
       handler: async (req) => {
         const { name, enabled } = listFilter(req)
-        return list(req, 'domains', (await catalog.listDomains(defined({ name, enabled }), req.visibility!)).map((x) => domainView(req, x)))
+        return list(req, 'domains', (await catalog.listDomains(defined({ name, enabled }), listedByAdmins(req, 'domains'))).map((x) => domainView(req, x)))
       },
     },
     show('domains', 'domain', 'Domains/GetDomain', (id) => catalog.getDomain({ id }), domainView),
@@ -334,7 +346,7 @@ export function identityRest(d: RestDomain): RestService {
         const parent = q(req, 'parent_id')
         const domainId = q(req, 'domain_id') ?? parent
         if (flag(req, 'is_domain') || q(req, 'tags') || q(req, 'tags-any') || (parent && q(req, 'domain_id') && parent !== q(req, 'domain_id'))) return list(req, 'projects', [])
-        return list(req, 'projects', (await catalog.listProjects(defined({ ...listFilter(req), domainId }), req.visibility!)).map((p) => projectView(req, p)))
+        return list(req, 'projects', (await catalog.listProjects(defined({ ...listFilter(req), domainId }), listedByAdmins(req, 'projects'))).map((p) => projectView(req, p)))
       },
     },
     show('projects', 'project', 'Projects/GetProject', (id) => catalog.getProject({ id }), projectView),
@@ -374,7 +386,7 @@ export function identityRest(d: RestDomain): RestService {
     {
       method: 'GET', path: '/v3/users', policy: `${I}.Users/ListUsers`,
       handler: async (req) => {
-        return list(req, 'users', (await catalog.listUsers(listFilter(req), req.visibility!)).map((u) => userView(req, u)))
+        return list(req, 'users', (await catalog.listUsers(listFilter(req), listedByAdmins(req, 'users'))).map((u) => userView(req, u)))
       },
     },
     show('users', 'user', 'Users/GetUser', (id) => catalog.getUser({ id }), userView),
