@@ -5,7 +5,7 @@
  * password is written only to the openrc file (mode 0600). Idempotent: an
  * already bootstrapped database is left alone.
  */
-import { mkdirSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { writePrivateFile } from '../../proto/private-file.js'
 import type { Logger } from '../log.js'

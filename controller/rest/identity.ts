@@ -9,7 +9,7 @@
 import { FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated } from '../../proto/errors.js'
 import type { CatalogEntry } from '../../proto/gen/strato/identity/v1/identity.js'
 import type { IssueRequest } from '../identity/auth.js'
-import type { Domain, Project, Role, RoleAssignment, User } from '../identity/catalog.js'
+import type { Domain, Project, Role, RoleAssignment, User, Visibility } from '../identity/catalog.js'
 import type { NamedRef, TokenClaims } from '../identity/model.js'
 import { bodyObject, header, REST_PREFIX, type RestRequest, type RestResult, type RestService, type Route } from './http.js'
 import type { RestDomain } from './services.js'
@@ -74,6 +74,18 @@ function enabledFilter(req: RestRequest): boolean | undefined {
 }
 
 const q = (req: RestRequest, key: string) => req.query.get(key) || undefined
+
+/**
+ * Keystone lets only admins and domain readers list domains, projects and
+ * users (a member gets 403 and lists her own at /v3/auth/projects); gRPC's
+ * lists show a member what she may see instead. The same entry decides who
+ * sees what; this is Keystone's refusal where it would show only one's own.
+ */
+function listedByAdmins(req: RestRequest, what: string): Visibility {
+  const vis = req.visibility!
+  if (vis.kind === 'own') throw new PermissionDenied(`listing ${what} needs an admin or a domain reader; your own are at GET /v3/auth/projects and /v3/users/{id}/projects`)
+  return vis
+}
 
 /** The filters lists share: `?name=`, `?enabled=`, `?domain_id=`. */
 function listFilter(req: RestRequest): { name?: string; enabled?: boolean; domainId?: string } {
@@ -288,13 +300,10 @@ export function identityRest(d: RestDomain): RestService {
       method: 'GET', path: '/v3/domains', policy: `${I}.Domains/ListDomains`,
       handler: async (req) => {
         const { name, enabled } = listFilter(req)
-        return list(req, 'domains', (await catalog.listDomains(defined({ name, enabled }), req.visibility!)).map((x) => domainView(req, x)))
+        return list(req, 'domains', (await catalog.listDomains(defined({ name, enabled }), listedByAdmins(req, 'domains'))).map((x) => domainView(req, x)))
       },
     },
-    {
-      method: 'GET', path: '/v3/domains/:id', policy: `${I}.Domains/GetDomain`,
-      handler: async (req) => ({ body: { domain: domainView(req, await catalog.getDomain({ id: req.params.id! })) } }),
-    },
+    show('domains', 'domain', 'Domains/GetDomain', (id) => catalog.getDomain({ id }), domainView),
     {
       method: 'PATCH', path: '/v3/domains/:id', policy: `${I}.Domains/UpdateDomain`,
       handler: async (req) => {
@@ -337,13 +346,10 @@ export function identityRest(d: RestDomain): RestService {
         const parent = q(req, 'parent_id')
         const domainId = q(req, 'domain_id') ?? parent
         if (flag(req, 'is_domain') || q(req, 'tags') || q(req, 'tags-any') || (parent && q(req, 'domain_id') && parent !== q(req, 'domain_id'))) return list(req, 'projects', [])
-        return list(req, 'projects', (await catalog.listProjects(defined({ ...listFilter(req), domainId }), req.visibility!)).map((p) => projectView(req, p)))
+        return list(req, 'projects', (await catalog.listProjects(defined({ ...listFilter(req), domainId }), listedByAdmins(req, 'projects'))).map((p) => projectView(req, p)))
       },
     },
-    {
-      method: 'GET', path: '/v3/projects/:id', policy: `${I}.Projects/GetProject`,
-      handler: async (req) => ({ body: { project: projectView(req, await catalog.getProject({ id: req.params.id! })) } }),
-    },
+    show('projects', 'project', 'Projects/GetProject', (id) => catalog.getProject({ id }), projectView),
     {
       method: 'PATCH', path: '/v3/projects/:id', policy: `${I}.Projects/UpdateProject`,
       handler: async (req) => {
@@ -380,13 +386,10 @@ export function identityRest(d: RestDomain): RestService {
     {
       method: 'GET', path: '/v3/users', policy: `${I}.Users/ListUsers`,
       handler: async (req) => {
-        return list(req, 'users', (await catalog.listUsers(listFilter(req), req.visibility!)).map((u) => userView(req, u)))
+        return list(req, 'users', (await catalog.listUsers(listFilter(req), listedByAdmins(req, 'users'))).map((u) => userView(req, u)))
       },
     },
-    {
-      method: 'GET', path: '/v3/users/:id', policy: `${I}.Users/GetUser`,
-      handler: async (req) => ({ body: { user: userView(req, await catalog.getUser({ id: req.params.id! })) } }),
-    },
+    show('users', 'user', 'Users/GetUser', (id) => catalog.getUser({ id }), userView),
     {
       method: 'PATCH', path: '/v3/users/:id', policy: `${I}.Users/UpdateUser`,
       handler: async (req) => {
@@ -427,8 +430,10 @@ export function identityRest(d: RestDomain): RestService {
         return list(req, 'projects', (await catalog.listProjects({ userId: u.id }, { kind: 'all' })).map((p) => projectView(req, p)))
       },
     },
-    // Strato has no groups: every user belongs to none.
+    // Strato has no groups: every user belongs to none, and `group list` is empty.
     { method: 'GET', path: '/v3/users/:id/groups', policy: `${I}.Users/GetUser`, handler: async (req) => (await catalog.getUser({ id: req.params.id! }), list(req, 'groups', [])) },
+    { method: 'GET', path: '/v3/groups', policy: `${I}.Users/ListUsers`, handler: async (req) => list(req, 'groups', []) },
+    { method: 'GET', path: '/v3/groups/:id', policy: `${I}.Users/ListUsers`, handler: async (req) => { throw new NotFound(`Could not find group: ${req.params.id}. (Strato has no groups)`) } },
   ]
 
   const roleRoutes: Route[] = [
@@ -449,10 +454,7 @@ export function identityRest(d: RestDomain): RestService {
         return list(req, 'roles', (await catalog.listRoles(q(req, 'name') ? { name: q(req, 'name')! } : {})).map((r) => roleView(req, r)))
       },
     },
-    {
-      method: 'GET', path: '/v3/roles/:id', policy: `${I}.Roles/GetRole`,
-      handler: async (req) => ({ body: { role: roleView(req, await catalog.getRole({ id: req.params.id! })) } }),
-    },
+    show('roles', 'role', 'Roles/GetRole', (id) => catalog.getRole({ id }), roleView),
     {
       method: 'PATCH', path: '/v3/roles/:id', policy: `${I}.Roles/UpdateRole`,
       handler: async (req) => {
@@ -578,6 +580,11 @@ export function identityRest(d: RestDomain): RestService {
       ...grantRoutes('projects'), ...grantRoutes('domains'), ...catalogRoutes,
     ],
   }
+}
+
+/** `GET /v3/{kind}/{id}` → `{key: view}`, governed by the gRPC method's policy entry. */
+function show<T>(kind: string, key: string, method: string, get: (id: string) => Promise<T>, view: (req: RestRequest, x: T) => unknown): Route {
+  return { method: 'GET', path: `/v3/${kind}/:id`, policy: `${I}.${method}`, handler: async (req) => ({ body: { [key]: view(req, await get(req.params.id!)) } }) }
 }
 
 /** One implication in Keystone's shape; 404 unless `prior` implies `impliedId`. */

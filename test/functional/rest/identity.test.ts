@@ -47,8 +47,10 @@ t.test('tokens: issue (project, domain, unscoped, by token), validate, HEAD, rev
   })
   t.ok(tok.catalog.some((e: Json) => e.type === 'compute'), 'every service of the REST catalog')
 
-  r = await call('POST', '/auth/tokens?nocatalog', { token: null, body: password('admin', pw, 'Default', { project: { id: tok.project.id } }) })
+  // The user by id (no domain needed), the project by id.
+  r = await call('POST', '/auth/tokens?nocatalog', { token: null, body: { auth: { identity: { methods: ['password'], password: { user: { id: tok.user.id, password: pw } } }, scope: { project: { id: tok.project.id } } } } })
   t.equal(r.status, 201)
+  t.equal(r.body.token.project.id, tok.project.id)
   t.notOk('catalog' in r.body.token, '?nocatalog')
 
   r = await call('POST', '/auth/tokens', { token: null, body: password('admin', pw, 'Default', 'unscoped') })
@@ -156,8 +158,12 @@ t.test('domains, projects, users, roles, grants and role assignments', async (t)
   r = await call('POST', '/domains', { token: alice, body: { domain: { name: 'nope' } } })
   t.equal(r.status, 403)
   t.match(r.body, { error: { code: 403, title: 'Forbidden', message: /CreateDomain requires one of: cloud_admin/ } })
-  r = await call('GET', '/users', { token: alice })
-  t.same(r.body.users.map((u: Json) => u.name), ['alice'], 'a member lists herself only')
+  for (const what of ['users', 'projects', 'domains']) {
+    r = await call('GET', `/${what}`, { token: alice })
+    t.equal(r.status, 403, `a member may not list ${what} (Keystone's rule; Tempest's test_list_projects_by_unauthorized_user)`)
+  }
+  r = await call('GET', '/auth/projects', { token: alice })
+  t.same(r.body.projects.map((p: Json) => p.name), ['testproject'], 'her own projects')
   r = await call('POST', `/users/${user.id}/password`, { token: null, body: { user: { original_password: 'wrong', password: 'secret-2' } } })
   t.equal(r.status, 401)
   r = await call('POST', `/users/${user.id}/password`, { token: null, body: { user: { original_password: 'secret-1', password: 'secret-2' } } })
@@ -220,4 +226,6 @@ t.test('regions, services and endpoints: the REST catalog, read-only', async (t)
   t.match(r.body.region, { id: 'RegionOne', parent_region_id: null })
   t.equal((await call('GET', '/endpoints/nope')).status, 404)
   t.equal((await call('POST', '/endpoints', { body: { endpoint: {} } })).status, 405, 'read-only')
+  t.same((await call('GET', '/groups')).body.groups, [], 'no groups')
+  t.equal((await call('GET', '/groups/g1')).status, 404)
 })
