@@ -8,7 +8,7 @@
  * what each caller sees (Neutron's `admin_or_owner`): lists are the caller's
  * project's (plus shared and external networks) unless the caller is admin.
  */
-import { InvalidArgument, NotFound, ResourceExhausted, StratoError } from '../../proto/errors.js'
+import { InvalidArgument, NotFound, StratoError, type StratoErrorOptions } from '../../proto/errors.js'
 import { actorOf, type Actor } from '../network/access.js'
 import { QUOTA_DEFAULTS } from '../quota/quota.js'
 import { IP_PROTOCOLS } from '../network/sg-rules.js'
@@ -51,14 +51,28 @@ const TYPE_BY_FIELD: Array<[RegExp, string]> = [
   [/(^|\.)subnet_id$/, 'SubnetNotFound'],
 ]
 
+/**
+ * Refusals that clients recognise by Neutron's words (Tempest matches them;
+ * its create_subnet tries the next CIDR on "overlaps with another subnet"):
+ * Strato's message, its Neutron wording (put first, Strato's kept after it)
+ * and Neutron's type when the status alone does not give it.
+ */
+const NEUTRON_WORDS: Array<[RegExp, (m: RegExpExecArray) => string, string?]> = [
+  [/^quota exceeded for (\w+):/, (m) => `Quota exceeded for resources: ['${QUOTA_NAMES[m[1]!] ?? m[1]}'].`, 'OverQuota'],
+  [/^cidr (\S+) overlaps subnet \S+ \(\S+\) of network (\S+)$/, (m) => `Invalid input for operation: Requested subnet with cidr: ${m[1]} for network: ${m[2]} overlaps with another subnet.`],
+  [/^remote_ip_prefix (\S+) is IPv\d but the rule's ethertype is (IPv\d)$/, (m) => `Conflicting value ethertype ${m[2]} for CIDR ${m[1]}.`],
+]
+
+/** A domain error with Neutron's type (and, where clients match them, Neutron's words). */
 function typed(err: unknown, r: { notFound: string; kind: string }): unknown {
   if (!(err instanceof StratoError) || 'neutronType' in err) return err
-  let type: string | undefined
-  const quota = err.code === 'RESOURCE_EXHAUSTED' ? /^quota exceeded for (\w+):/.exec(err.message) : null
-  if (quota) {
-    // Neutron's wording, which clients match (Tempest: "Quota exceeded for resources: ['network']").
-    return Object.assign(new ResourceExhausted(`Quota exceeded for resources: ['${QUOTA_NAMES[quota[1]!] ?? quota[1]}']. ${err.message}`, { cause: err }), { neutronType: 'OverQuota' })
+  for (const [re, words, type] of NEUTRON_WORDS) {
+    const m = re.exec(err.message)
+    if (!m) continue
+    const Class = err.constructor as new (message: string, o: StratoErrorOptions) => StratoError
+    return Object.assign(new Class(`${words(m)} ${err.message}`, { cause: err, ...(err.field ? { field: err.field } : {}) }), type ? { neutronType: type } : {})
   }
+  let type: string | undefined
   if (err.code === 'NOT_FOUND') type = TYPE_BY_FIELD.find(([re]) => re.test(err.field ?? ''))?.[1] ?? r.notFound
   else if (err.code === 'RESOURCE_EXHAUSTED' && /^no more IP addresses/.test(err.message)) type = 'IpAddressGenerationFailure'
   else if (err.code === 'CONFLICT' && / is in use/.test(err.message)) type = `${r.kind}InUse`
@@ -269,13 +283,7 @@ function resources(d: RestDomain): Resource[] {
         return subnetJson(await subnets.create({
           name: b.str('name'), description: b.str('description'), networkId: b.str('network_id'), ipVersion: b.int('ip_version'), cidr: b.str('cidr'), ...gateway(b),
           allocationPools: pools(b), dnsNameservers: b.strings('dns_nameservers'), hostRoutes: routesOf(b), enableDhcp: b.bool('enable_dhcp'), projectId: b.project(),
-        }, a).catch((err: unknown) => {
-          // Neutron's wording, which clients (Tempest's create_subnet) match to try the next CIDR.
-          if (err instanceof InvalidArgument && err.field === 'cidr' && / overlaps subnet /.test(err.message)) {
-            throw new InvalidArgument(`Invalid input for operation: Requested subnet with cidr: ${b.str('cidr')} for network: ${b.str('network_id')} overlaps with another subnet (${err.message}).`, { field: 'cidr', cause: err })
-          }
-          throw err
-        }))
+        }, a))
       },
       update: async (id, o, a) => {
         const b = new Body('subnet', o, SUBNET_UPDATE, ['id', 'network_id', 'cidr', 'ip_version', 'project_id', 'tenant_id'])
@@ -340,13 +348,7 @@ function resources(d: RestDomain): Resource[] {
         const rule = await groups.createRule({
           securityGroupId: b.str('security_group_id'), direction: b.str('direction'), ethertype: b.str('ethertype'), protocol,
           portRangeMin: b.int('port_range_min'), portRangeMax: b.int('port_range_max'), remoteIpPrefix: b.str('remote_ip_prefix'), remoteGroupId: b.str('remote_group_id'), description: b.str('description'),
-        }, a).catch((err: unknown) => {
-          // Neutron's wording, which Tempest matches.
-          if (err instanceof InvalidArgument && err.field === 'remote_ip_prefix' && /but the rule's ethertype is/.test(err.message)) {
-            throw new InvalidArgument(`Conflicting value ethertype ${b.str('ethertype') ?? 'IPv4'} for CIDR ${b.str('remote_ip_prefix')} (${err.message})`, { field: 'remote_ip_prefix', cause: err })
-          }
-          throw err
-        })
+        }, a)
         return ruleJson(rule)
       },
       remove: (id, a) => groups.deleteRule(id, a),

@@ -1,19 +1,19 @@
 /**
  * The seed's networking steps with the real `openstack` client
  * (python-openstackclient 6.0.0 from Debian, /usr/bin/openstack) against
- * Strato's Neutron REST API, checking each `-f json` answer.
- *
- * Until Keystone's REST API serves tokens, the client runs with keystoneauth's
- * `admin_token` plugin (`OS_AUTH_TYPE=admin_token OS_ENDPOINT=<origin>/network
- * OS_TOKEN=<token>`): a token issued over gRPC and the network endpoint, no
- * catalog. (`token_endpoint`, its old name, is not in this client.)
+ * Strato's Neutron REST API, checking each `-f json` answer. As the seed:
+ * `. admin-openrc` (the `openstack-openrc` Strato writes: password auth on
+ * Keystone's REST API, the network endpoint from the token's catalog), and the
+ * demo user's own credentials for its steps; and once with keystoneauth's
+ * `admin_token` plugin (token + endpoint, no Keystone).
  */
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { startController, type TestController } from '../../helpers/controller.js'
+import { startController, parseOpenrc, type TestController } from '../../helpers/controller.js'
+import { openstackFiles } from '../../../controller/identity/bootstrap.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import type { TestContext } from '../../helpers/tap.js'
 
@@ -35,15 +35,18 @@ if (!existsSync(OPENSTACK)) {
     rmSync(home, { recursive: true, force: true })
   })
 
-  /** Runs `openstack <args>` as the token's user; resolves to its exit code and output. */
-  const osc = (args: string[], token = s.adminToken) =>
+  type Who = 'admin' | 'demo'
+  /** Runs `openstack <args>` after `. openstack-openrc` (admin) or as demo; resolves to its exit code and output. */
+  const osc = (args: string[], who: Who = 'admin') =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, OS_AUTH_TYPE: 'admin_token', OS_ENDPOINT: `${s.controller.rest!.origin}/network`, OS_TOKEN: token }
+      const admin = parseOpenrc(openstackFiles(path.join(s.dataDir, 'admin-openrc')).openrc)
+      const creds = who === 'admin' ? admin : { ...admin, OS_USERNAME: 'demo', OS_PASSWORD: 'demo-pw', OS_PROJECT_NAME: 'demo' }
+      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...creds }
       execFile(OPENSTACK, args, { env, timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }))
     })
   /** A command that must succeed; its `-f json` output parsed. */
-  const json = async (t: TestContext, line: string, token?: string): Promise<any> => {
-    const r = await osc([...line.split(' '), '-f', 'json'], token)
+  const json = async (t: TestContext, line: string, who?: Who): Promise<any> => {
+    const r = await osc([...line.split(' '), '-f', 'json'], who)
     t.equal(r.code, 0, `openstack ${line}${r.stderr ? `: ${r.stderr.trim()}` : ''}`)
     return r.code === 0 ? JSON.parse(r.stdout) : {}
   }
@@ -60,7 +63,7 @@ if (!existsSync(OPENSTACK)) {
 
     // Another project has its default group too (the member listed its groups): as the admin of
     // project admin, `default` is still the admin project's own group.
-    t.equal((await json(t, 'security group list', member.token)).filter((g: any) => g.Name === 'default').length, 1)
+    t.equal((await json(t, 'security group list', 'demo')).filter((g: any) => g.Name === 'default').length, 1)
     const icmp = await json(t, 'security group rule create --proto icmp default')
     t.match(icmp, { protocol: 'icmp', direction: 'ingress', ether_type: 'IPv4', remote_ip_prefix: null, remote_group_id: null })
     const ssh = await json(t, 'security group rule create --proto tcp --dst-port 22 default')
@@ -69,7 +72,7 @@ if (!existsSync(OPENSTACK)) {
     t.ok(groups.filter((g: any) => g.Name === 'default').length >= 2, 'the admin lists every project\'s default group')
     t.ok(groups.some((g: any) => g.ID === icmp.security_group_id && g.Name === 'default' && g.Description === 'Default security group'))
     // The seed runs them as demo: the demo project's own default group.
-    const demoRule = await json(t, 'security group rule create --proto icmp default', member.token)
+    const demoRule = await json(t, 'security group rule create --proto icmp default', 'demo')
     t.not(demoRule.security_group_id, icmp.security_group_id)
     t.equal(demoRule.project_id, member.projectId)
 
@@ -87,6 +90,12 @@ if (!existsSync(OPENSTACK)) {
       t.equal(r.code, 0, `openstack ${line}${r.stderr ? `: ${r.stderr.trim()}` : ''}`)
     }
     t.same(await json(t, 'network list'), [])
+    // Without Keystone: keystoneauth's admin_token plugin (a token and the endpoint, no catalog).
+    const bare = await new Promise<string>((resolve) => {
+      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, OS_AUTH_TYPE: 'admin_token', OS_ENDPOINT: `${s.controller.rest!.origin}/network`, OS_TOKEN: s.adminToken }
+      execFile(OPENSTACK, ['security', 'group', 'show', 'default', '-f', 'json'], { env, timeout: 60_000 }, (_err, stdout) => resolve(stdout))
+    })
+    t.equal(JSON.parse(bare || '{}').id, icmp.security_group_id, 'admin_token: the admin project\'s default group')
     const gone = await osc(['network', 'show', 'provider'])
     t.equal(gone.code, 1)
     t.match(gone.stderr, /No Network found for provider/)
