@@ -48,6 +48,11 @@ export class FakeVolumeDriver implements VolumeDriver {
     this.failures.set(op, { code, message })
   }
 
+  /** Forgets failures asked for and not yet used. */
+  clearFailures(): void {
+    this.failures.clear()
+  }
+
   private injected(op: FakeVolumeOp): void {
     const f = this.failures.get(op)
     if (!f) return
