@@ -2,8 +2,10 @@
  * An in-memory volume backend for fast tests: it keeps volumes, snapshots,
  * exports and (sparse) data honestly — a snapshot is a copy of its volume's
  * data at that moment, a volume from a snapshot starts with it — counts
- * capacity, and fails on request (`failNext`).
+ * capacity, and fails on request (`failNext`). An image source is read as
+ * raw bytes (a qcow2 one is taken as blank: the fake parses no qcow2).
  */
+import { readFile } from 'node:fs/promises'
 import { FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, errorFromCode } from '../../proto/errors.js'
 import { checkId, checkSizeGb, GiB, type SnapshotInfo, type VolumeDriver, type VolumeExport, type VolumeInfo, type VolumeSource, type VolumeStats } from './driver.js'
 
@@ -89,6 +91,11 @@ export class FakeVolumeDriver implements VolumeDriver {
       data = new Map(s.data)
     } else if (source.kind === 'volume') {
       return this.clone(id, source.volumeId, sizeGb)
+    } else if (source.kind === 'image' && source.format === 'raw') {
+      // A raw image's bytes are the guest's; a qcow2 one is taken as blank (the fake parses no qcow2).
+      const bytes = await readFile(source.path)
+      if (bytes.length > sizeGb * GiB) throw new InvalidArgument(`the image is larger than volume ${id} (${sizeGb} GiB)`, { field: 'size' })
+      data = new Map([[0, bytes]])
     }
     this.room(sizeGb)
     const v = { sizeGb, data, exports: new Set<string>() }

@@ -71,7 +71,7 @@ export class FileVolumeDriver implements VolumeDriver {
     return path.join(this.dir, `snapshot-${checkId(volumeId, 'volume')}_${checkId(snapshotId, 'snapshot')}.${this.format}`)
   }
 
-  create(id: string, sizeGb: number, source: VolumeSource): Promise<VolumeInfo> {
+  async create(id: string, sizeGb: number, source: VolumeSource): Promise<VolumeInfo> {
     checkSizeGb(sizeGb)
     if (source.kind === 'volume') return this.clone(id, source.volumeId, sizeGb)
     return this.serial(async () => {
@@ -105,7 +105,7 @@ export class FileVolumeDriver implements VolumeDriver {
     })
   }
 
-  clone(id: string, sourceId: string, sizeGb: number): Promise<VolumeInfo> {
+  async clone(id: string, sourceId: string, sizeGb: number): Promise<VolumeInfo> {
     checkSizeGb(sizeGb)
     return this.serial(async () => {
       const existing = await this.info(id)
@@ -132,7 +132,7 @@ export class FileVolumeDriver implements VolumeDriver {
     })
   }
 
-  extend(id: string, sizeGb: number): Promise<VolumeInfo> {
+  async extend(id: string, sizeGb: number): Promise<VolumeInfo> {
     checkSizeGb(sizeGb)
     return this.serial(async () => {
       const v = await this.info(id)
