@@ -33,15 +33,21 @@ export interface OutgoingCast {
   requestId: string
 }
 
-export class CastOutbox {
+/**
+ * What every outbox shares (servers' casts here, volumes' in `volume/casts.ts`):
+ * the bus once connected, a timer that sends again what the bus did not take,
+ * and one such resend at a time.
+ */
+export abstract class Outbox {
   private retryTimer: NodeJS.Timeout | undefined
   private resending: Promise<void> | undefined
 
   constructor(
-    private readonly db: Db,
     private readonly retryMs: number,
-    private readonly log: Log,
-    private transport: AgentTransport | undefined = undefined,
+    protected readonly log: Log,
+    protected transport: AgentTransport | undefined,
+    /** What the outbox holds, for its log lines ("casts", "volume casts"). */
+    private readonly what: string,
   ) {}
 
   /** The bus, once connected (until then casts wait on their rows). */
@@ -63,6 +69,30 @@ export class CastOutbox {
     this.retryTimer = undefined
   }
 
+  /** Sends again every cast the bus did not take (NATS was away, or the controller stopped in between). */
+  resend(): Promise<void> {
+    this.resending ??= this.resendPending()
+      .catch((err) => this.log.warn({ err: (err as Error).message }, `resending ${this.what} failed`))
+      .finally(() => {
+        this.resending = undefined
+      })
+    return this.resending
+  }
+
+  /** Sends every pending cast the bus has not taken yet. */
+  protected abstract resendPending(): Promise<void>
+}
+
+export class CastOutbox extends Outbox {
+  constructor(
+    private readonly db: Db,
+    retryMs: number,
+    log: Log,
+    transport: AgentTransport | undefined = undefined,
+  ) {
+    super(retryMs, log, transport, 'casts')
+  }
+
   /**
    * Queues a cast; on failure it stays pending and `resend()` tries again.
    * `record`: the cast is the server's pending one (its row learns it was
@@ -81,22 +111,12 @@ export class CastOutbox {
     }
   }
 
-  /** Sends again every cast the bus did not take (NATS was away, or the controller stopped in between). */
-  resend(): Promise<void> {
-    this.resending ??= (async () => {
-      try {
-        const rows = await this.db.selectFrom('servers').select(['uuid', 'host', 'pending_cast_id', 'pending_request_id']).where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).where('deleted', '=', 0).execute()
-        for (const r of rows) {
-          const action = actionOfCast(r.pending_cast_id)
-          if (!r.host || !action) continue
-          await this.send({ uuid: r.uuid, host: r.host, action, castId: r.pending_cast_id, requestId: r.pending_request_id })
-        }
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'resending casts failed')
-      } finally {
-        this.resending = undefined
-      }
-    })()
-    return this.resending
+  protected async resendPending(): Promise<void> {
+    const rows = await this.db.selectFrom('servers').select(['uuid', 'host', 'pending_cast_id', 'pending_request_id']).where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).where('deleted', '=', 0).execute()
+    for (const r of rows) {
+      const action = actionOfCast(r.pending_cast_id)
+      if (!r.host || !action) continue
+      await this.send({ uuid: r.uuid, host: r.host, action, castId: r.pending_cast_id, requestId: r.pending_request_id })
+    }
   }
 }

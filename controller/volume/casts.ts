@@ -4,13 +4,15 @@
  * (`pending_cast_id`, with the API call's request id) in the transaction that
  * changes its status; once JetStream has the cast, `cast_sent_at` is set. A
  * cast the bus did not take stays pending and `resend()` sends it again, on a
- * timer and at start-up; the work is rebuilt from the row and the cast id.
+ * timer and at start-up (the shared `Outbox`); the work is rebuilt from the
+ * row and the cast id.
  */
 import { randomBytes } from 'node:crypto'
 import type { Db } from '../store/db.js'
 import type { VolumeSnapshotTable, VolumeTable } from '../store/schema.js'
 import type { AgentTransport } from '../compute/transport.js'
 import { now, type Log } from '../compute/server-model.js'
+import { Outbox } from '../compute/cast-outbox.js'
 import { parseVolumeCastId, volumeCastId, type VolumeOp, type VolumeWork } from '../../proto/volume-work.js'
 
 /** The row fields that record a new pending cast of `op` on volume or snapshot `id`. */
@@ -44,28 +46,14 @@ export interface OutgoingVolumeCast {
   requestId: string
 }
 
-export class VolumeCasts {
-  private retryTimer: NodeJS.Timeout | undefined
-  private resending: Promise<void> | undefined
-
+export class VolumeCasts extends Outbox {
   constructor(
     private readonly db: Db,
-    private readonly retryMs: number,
-    private readonly log: Log,
-    private transport: AgentTransport | undefined = undefined,
-  ) {}
-
-  attach(transport: AgentTransport): void {
-    this.transport = transport
-    if (!this.retryTimer) {
-      this.retryTimer = setInterval(() => void this.resend(), this.retryMs)
-      this.retryTimer.unref()
-    }
-  }
-
-  stop(): void {
-    if (this.retryTimer) clearInterval(this.retryTimer)
-    this.retryTimer = undefined
+    retryMs: number,
+    log: Log,
+    transport: AgentTransport | undefined = undefined,
+  ) {
+    super(retryMs, log, transport, 'volume casts')
   }
 
   /** Queues a cast; on failure it stays pending and `resend()` tries again. */
@@ -82,28 +70,18 @@ export class VolumeCasts {
     }
   }
 
-  /** Sends again every volume and snapshot cast the bus did not take. */
-  resend(): Promise<void> {
-    this.resending ??= (async () => {
-      try {
-        const vols = await this.db.selectFrom('volumes').selectAll().where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).execute()
-        for (const v of vols) {
-          const p = parseVolumeCastId(v.pending_cast_id)
-          if (p && v.host) await this.send({ table: 'volumes', id: v.id, host: v.host, work: volumeWork(p.op, v), castId: v.pending_cast_id, requestId: v.pending_request_id })
-        }
-        const snaps = await this.db.selectFrom('volume_snapshots').innerJoin('volumes', 'volumes.id', 'volume_snapshots.volume_id')
-          .select(['volume_snapshots.id', 'volume_snapshots.volume_id', 'volume_snapshots.size', 'volume_snapshots.pending_cast_id', 'volume_snapshots.pending_request_id', 'volumes.host'])
-          .where('volume_snapshots.pending_cast_id', '!=', '').where('volume_snapshots.cast_sent_at', 'is', null).execute()
-        for (const s of snaps) {
-          const p = parseVolumeCastId(s.pending_cast_id)
-          if (p && s.host) await this.send({ table: 'volume_snapshots', id: s.id, host: s.host, work: snapshotWork(p.op, s), castId: s.pending_cast_id, requestId: s.pending_request_id })
-        }
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'resending volume casts failed')
-      } finally {
-        this.resending = undefined
-      }
-    })()
-    return this.resending
+  protected async resendPending(): Promise<void> {
+    const vols = await this.db.selectFrom('volumes').selectAll().where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).execute()
+    for (const v of vols) {
+      const p = parseVolumeCastId(v.pending_cast_id)
+      if (p && v.host) await this.send({ table: 'volumes', id: v.id, host: v.host, work: volumeWork(p.op, v), castId: v.pending_cast_id, requestId: v.pending_request_id })
+    }
+    const snaps = await this.db.selectFrom('volume_snapshots').innerJoin('volumes', 'volumes.id', 'volume_snapshots.volume_id')
+      .select(['volume_snapshots.id', 'volume_snapshots.volume_id', 'volume_snapshots.size', 'volume_snapshots.pending_cast_id', 'volume_snapshots.pending_request_id', 'volumes.host'])
+      .where('volume_snapshots.pending_cast_id', '!=', '').where('volume_snapshots.cast_sent_at', 'is', null).execute()
+    for (const s of snaps) {
+      const p = parseVolumeCastId(s.pending_cast_id)
+      if (p && s.host) await this.send({ table: 'volume_snapshots', id: s.id, host: s.host, work: snapshotWork(p.op, s), castId: s.pending_cast_id, requestId: s.pending_request_id })
+    }
   }
 }

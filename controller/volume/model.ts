@@ -4,6 +4,8 @@ import { isUuid } from '../../proto/ids.js'
 import type { VolumeSnapshotTable, VolumeTable } from '../store/schema.js'
 import type { Trx } from '../quota/quota.js'
 import { json, type ServerCaller } from '../compute/server-model.js'
+import { checkMetadata } from '../compute/server-create-plan.js'
+import { checkText } from '../identity/validate.js'
 
 export type VolumeCaller = ServerCaller
 
@@ -101,5 +103,21 @@ export function imageMetadataOf(image: { id: string; name: string; diskFormat: s
     ...image.properties,
     image_id: image.id, image_name: image.name, disk_format: image.diskFormat, container_format: image.containerFormat,
     checksum: image.checksum, min_disk: String(image.minDisk), min_ram: String(image.minRam), size: String(image.size),
+  }
+}
+
+/** A metadata (or extra specs) map, stored as JSON, after an update: `unset` keys removed, then `set` ones written; checked. */
+export function updatedMap(text: string, set: Record<string, string> | undefined, unset: string[] | undefined): string {
+  const m = json<Record<string, string>>(text, {})
+  for (const k of unset ?? []) delete m[k]
+  Object.assign(m, set ?? {})
+  return JSON.stringify(checkMetadata(m))
+}
+
+/** The name and description an update gives (each only when asked for), checked. */
+export function renamed(req: { name?: string; description?: string }): { name?: string; description?: string } {
+  return {
+    ...(req.name !== undefined ? { name: checkText('name', req.name, 255) } : {}),
+    ...(req.description !== undefined ? { description: checkText('description', req.description, 255) } : {}),
   }
 }

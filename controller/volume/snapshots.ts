@@ -12,10 +12,10 @@ import type { VolumeSnapshotTable } from '../store/schema.js'
 import type { QuotaEngine } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
 import { checkMetadata } from '../compute/server-create-plan.js'
-import { json, now, type Log } from '../compute/server-model.js'
+import { now, type Log } from '../compute/server-model.js'
 import { beginSnapshotDelete, beginVolumeAction } from './states.js'
 import { pendingCast, snapshotWork, type VolumeCasts } from './casts.js'
-import { checkWriter, findRow, snapshotView, type SnapshotView, type VolumeCaller } from './model.js'
+import { checkWriter, findRow, renamed, snapshotView, updatedMap, type SnapshotView, type VolumeCaller } from './model.js'
 import type { VolumeOp } from '../../proto/volume-work.js'
 
 export class SnapshotCatalog {
@@ -65,16 +65,7 @@ export class SnapshotCatalog {
     return this.db.transaction().execute(async (trx) => {
       const row = await findRow(trx, 'volume_snapshots', req.id, caller)
       checkWriter(row, caller, 'snapshot')
-      const metadata = json<Record<string, string>>(row.metadata, {})
-      for (const k of req.unsetMetadata ?? []) delete metadata[k]
-      Object.assign(metadata, req.setMetadata ?? {})
-      const next: VolumeSnapshotTable = {
-        ...row,
-        ...(req.name !== undefined ? { name: checkText('name', req.name, 255) } : {}),
-        ...(req.description !== undefined ? { description: checkText('description', req.description, 255) } : {}),
-        metadata: JSON.stringify(checkMetadata(metadata)),
-        updated_at: now(),
-      }
+      const next: VolumeSnapshotTable = { ...row, ...renamed(req), metadata: updatedMap(row.metadata, req.setMetadata, req.unsetMetadata), updated_at: now() }
       await trx.updateTable('volume_snapshots').set(next).where('id', '=', row.id).execute()
       return snapshotView(next)
     })

@@ -99,18 +99,25 @@ export function resetStatus(status: string | undefined): VolumeStatus {
  * status it must still have (a reset or force delete in between wins), and
  * `deleted` when the row goes.
  */
-const VOLUME_OUTCOMES: Partial<Record<VolumeOp, { while: VolumeStatus; ok: VolumeStatus | Terminal; error: VolumeStatus }>> = {
+const VOLUME_OUTCOMES: Outcomes<VolumeStatus> = {
   create: { while: 'creating', ok: 'available', error: 'error' },
   delete: { while: 'deleting', ok: 'deleted', error: 'error_deleting' },
   extend: { while: 'extending', ok: 'available', error: 'error_extending' },
 }
 
-export function volumeOutcome(op: VolumeOp, ok: boolean): { while: VolumeStatus; to: VolumeStatus | Terminal } | undefined {
-  const o = VOLUME_OUTCOMES[op]
+type Outcomes<S extends string> = Partial<Record<VolumeOp, { while: S; ok: S | Terminal; error: S }>>
+
+/** The row of `outcomes` for `op`, checked against its transition table. */
+function outcomeIn<S extends string>(outcomes: Outcomes<S>, check: (from: string, to: S | Terminal) => void, op: VolumeOp, ok: boolean): { while: S; to: S | Terminal } | undefined {
+  const o = outcomes[op]
   if (!o) return undefined
   const to = ok ? o.ok : o.error
-  checkVolumeTransition(o.while, to)
+  check(o.while, to)
   return { while: o.while, to }
+}
+
+export function volumeOutcome(op: VolumeOp, ok: boolean): { while: VolumeStatus; to: VolumeStatus | Terminal } | undefined {
+  return outcomeIn(VOLUME_OUTCOMES, checkVolumeTransition, op, ok)
 }
 
 // ---------------------------------------------------------------- snapshots
@@ -143,15 +150,11 @@ export function checkSnapshotTransition(from: string, to: SnapshotStatus | Termi
   if (!(SNAPSHOT_TRANSITIONS[from as SnapshotStatus] ?? []).includes(to)) throw new FailedPrecondition(`a snapshot cannot go from status ${from} to ${to}`)
 }
 
-const SNAPSHOT_OUTCOMES: Partial<Record<VolumeOp, { while: SnapshotStatus; ok: SnapshotStatus | Terminal; error: SnapshotStatus }>> = {
+const SNAPSHOT_OUTCOMES: Outcomes<SnapshotStatus> = {
   create_snapshot: { while: 'creating', ok: 'available', error: 'error' },
   delete_snapshot: { while: 'deleting', ok: 'deleted', error: 'error_deleting' },
 }
 
 export function snapshotOutcome(op: VolumeOp, ok: boolean): { while: SnapshotStatus; to: SnapshotStatus | Terminal } | undefined {
-  const o = SNAPSHOT_OUTCOMES[op]
-  if (!o) return undefined
-  const to = ok ? o.ok : o.error
-  checkSnapshotTransition(o.while, to)
-  return { while: o.while, to }
+  return outcomeIn(SNAPSHOT_OUTCOMES, checkSnapshotTransition, op, ok)
 }

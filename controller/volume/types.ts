@@ -15,6 +15,7 @@ import type { Trx } from '../quota/quota.js'
 import { checkName, checkText } from '../identity/validate.js'
 import { checkMetadata } from '../compute/server-create-plan.js'
 import { json, now, type ServerCaller } from '../compute/server-model.js'
+import { updatedMap } from './model.js'
 import { DEFAULT_VOLUME_TYPE_ID } from '../store/migrations/0013_volumes.js'
 
 export const DEFAULT_VOLUME_TYPE = '__DEFAULT__'
@@ -63,15 +64,12 @@ export class VolumeTypeCatalog {
   async update(req: { id?: string; name?: string; description?: string; isPublic?: boolean; setExtraSpecs?: Record<string, string>; unsetExtraSpecs?: string[] }, caller: ServerCaller): Promise<VolumeTypeView> {
     const row = await this.find(this.db, req.id, caller)
     if (row.id === DEFAULT_VOLUME_TYPE_ID && req.name !== undefined && req.name !== row.name) throw new FailedPrecondition(`the default volume type ${DEFAULT_VOLUME_TYPE} cannot be renamed`, { field: 'name' })
-    const specs = json<Record<string, string>>(row.extra_specs, {})
-    for (const k of req.unsetExtraSpecs ?? []) delete specs[k]
-    Object.assign(specs, req.setExtraSpecs ?? {})
     const next: VolumeTypeTable = {
       ...row,
       ...(req.name !== undefined ? { name: checkName('name', req.name, 255) } : {}),
       ...(req.description !== undefined ? { description: checkText('description', req.description, 255) } : {}),
       ...(req.isPublic !== undefined ? { is_public: req.isPublic ? 1 : 0 } : {}),
-      extra_specs: JSON.stringify(checkMetadata(specs)),
+      extra_specs: updatedMap(row.extra_specs, req.setExtraSpecs, req.unsetExtraSpecs),
       updated_at: now(),
     }
     await unlessDuplicate(() => this.db.updateTable('volume_types').set(next).where('id', '=', row.id).execute(), () => new Conflict(`a volume type named '${next.name}' exists already`, { field: 'name' }))

@@ -17,12 +17,12 @@ import type { QuotaEngine, Trx } from '../quota/quota.js'
 import type { Image, ImageCatalog } from '../image/catalog.js'
 import { checkText } from '../identity/validate.js'
 import { checkMetadata, imageViewer } from '../compute/server-create-plan.js'
-import { json, now, type Log } from '../compute/server-model.js'
+import { now, type Log } from '../compute/server-model.js'
 import { beginVolumeAction, checkSnapshotSource, resetStatus } from './states.js'
 import { specIsTrue, type VolumeTypeCatalog, type VolumeTypeView } from './types.js'
 import type { VolumeBackends } from './backends.js'
 import { NO_CAST, pendingCast, volumeWork, type VolumeCasts } from './casts.js'
-import { checkSize, checkWriter, findRow, imageMetadataOf, volumeView, type VolumeCaller, type VolumeView } from './model.js'
+import { checkSize, checkWriter, findRow, imageMetadataOf, renamed, updatedMap, volumeView, type VolumeCaller, type VolumeView } from './model.js'
 import type { VolumeOp } from '../../proto/volume-work.js'
 
 const GiB = 1024 ** 3
@@ -137,15 +137,11 @@ export class VolumeCatalog {
       const row = await findRow(trx, 'volumes', req.id, caller)
       checkWriter(row, caller, 'volume')
       beginVolumeAction('update', row)
-      const metadata = json<Record<string, string>>(row.metadata, {})
-      for (const k of req.unsetMetadata ?? []) delete metadata[k]
-      Object.assign(metadata, req.setMetadata ?? {})
       const next: VolumeTable = {
         ...row,
-        ...(req.name !== undefined ? { name: checkText('name', req.name, 255) } : {}),
-        ...(req.description !== undefined ? { description: checkText('description', req.description, 255) } : {}),
+        ...renamed(req),
         ...(req.bootable !== undefined ? { bootable: req.bootable ? 1 : 0 } : {}),
-        metadata: JSON.stringify(checkMetadata(metadata)),
+        metadata: updatedMap(row.metadata, req.setMetadata, req.unsetMetadata),
         updated_at: now(),
       }
       await trx.updateTable('volumes').set(next).where('id', '=', row.id).execute()

@@ -4,7 +4,19 @@
  * Volumes and snapshots carry their pending cast as servers do (the durable
  * cast outbox: recorded before it is sent, `cast_sent_at` once the bus has it).
  */
-import { sql, type Kysely, type Migration } from 'kysely'
+import { sql, type CreateTableBuilder, type Kysely, type Migration } from 'kysely'
+
+/** Owner, the pending cast (the outbox) and timestamps: the columns volumes and snapshots share. */
+function ownedWithPendingCast<T extends string>(t: CreateTableBuilder<T, never>): CreateTableBuilder<T, never> {
+  return t
+    .addColumn('project_id', 'varchar(64)', (c) => c.notNull())
+    .addColumn('user_id', 'varchar(64)', (c) => c.notNull())
+    .addColumn('pending_cast_id', 'varchar(128)', (c) => c.notNull().defaultTo(''))
+    .addColumn('pending_request_id', 'varchar(128)', (c) => c.notNull().defaultTo(''))
+    .addColumn('cast_sent_at', 'varchar(40)')
+    .addColumn('created_at', 'varchar(40)', (c) => c.notNull())
+    .addColumn('updated_at', 'varchar(40)', (c) => c.notNull())
+}
 
 /** The id of the default volume type (Cinder creates `__DEFAULT__` in a migration too). */
 export const DEFAULT_VOLUME_TYPE_ID = '00000000-0000-4000-8000-000000000001'
@@ -46,13 +58,7 @@ export const migration: Migration = {
       .addColumn('metadata', 'text', (c) => c.notNull().defaultTo('{}'))
       // The backend host the volume lives on ('' until scheduled).
       .addColumn('host', 'varchar(255)', (c) => c.notNull().defaultTo(''))
-      .addColumn('project_id', 'varchar(64)', (c) => c.notNull())
-      .addColumn('user_id', 'varchar(64)', (c) => c.notNull())
-      .addColumn('pending_cast_id', 'varchar(128)', (c) => c.notNull().defaultTo(''))
-      .addColumn('pending_request_id', 'varchar(128)', (c) => c.notNull().defaultTo(''))
-      .addColumn('cast_sent_at', 'varchar(40)')
-      .addColumn('created_at', 'varchar(40)', (c) => c.notNull())
-      .addColumn('updated_at', 'varchar(40)', (c) => c.notNull())
+      .$call(ownedWithPendingCast)
       .execute()
     await db.schema.createIndex('volumes_project_idx').on('volumes').column('project_id').execute()
     await db.schema.createIndex('volumes_host_idx').on('volumes').column('host').execute()
@@ -67,13 +73,7 @@ export const migration: Migration = {
       .addColumn('status', 'varchar(32)', (c) => c.notNull())
       .addColumn('status_reason', 'text', (c) => c.notNull().defaultTo(''))
       .addColumn('metadata', 'text', (c) => c.notNull().defaultTo('{}'))
-      .addColumn('project_id', 'varchar(64)', (c) => c.notNull())
-      .addColumn('user_id', 'varchar(64)', (c) => c.notNull())
-      .addColumn('pending_cast_id', 'varchar(128)', (c) => c.notNull().defaultTo(''))
-      .addColumn('pending_request_id', 'varchar(128)', (c) => c.notNull().defaultTo(''))
-      .addColumn('cast_sent_at', 'varchar(40)')
-      .addColumn('created_at', 'varchar(40)', (c) => c.notNull())
-      .addColumn('updated_at', 'varchar(40)', (c) => c.notNull())
+      .$call(ownedWithPendingCast)
       .execute()
     await db.schema.createIndex('volume_snapshots_volume_idx').on('volume_snapshots').column('volume_id').execute()
     await db.schema.createIndex('volume_snapshots_project_idx').on('volume_snapshots').column('project_id').execute()

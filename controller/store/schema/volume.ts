@@ -1,5 +1,14 @@
 /** Block storage tables (migration 0013). Maps are JSON text; booleans 0/1. */
 
+/** The durable cast outbox's columns, and timestamps, of volumes and snapshots. */
+export interface PendingCastColumns {
+  pending_cast_id: string
+  pending_request_id: string
+  cast_sent_at: string | null
+  created_at: string
+  updated_at: string
+}
+
 export interface VolumeTypeTable {
   id: string
   name: string
@@ -10,7 +19,7 @@ export interface VolumeTypeTable {
   updated_at: string
 }
 
-export interface VolumeTable {
+export interface VolumeTable extends PendingCastColumns {
   id: string
   name: string
   description: string
@@ -30,14 +39,9 @@ export interface VolumeTable {
   host: string
   project_id: string
   user_id: string
-  pending_cast_id: string
-  pending_request_id: string
-  cast_sent_at: string | null
-  created_at: string
-  updated_at: string
 }
 
-export interface VolumeSnapshotTable {
+export interface VolumeSnapshotTable extends PendingCastColumns {
   id: string
   name: string
   description: string
@@ -48,11 +52,6 @@ export interface VolumeSnapshotTable {
   metadata: string
   project_id: string
   user_id: string
-  pending_cast_id: string
-  pending_request_id: string
-  cast_sent_at: string | null
-  created_at: string
-  updated_at: string
 }
 
 export interface VolumeBackendTable {
