@@ -87,6 +87,7 @@ export class Controller {
   /** Backend hosts of volumes and their reported capacity. */
   volumeBackends!: VolumeBackends
   private volumeCasts: VolumeCasts | undefined
+  private volumeResults: VolumeResults | undefined
   /** The NATS edge (streams, conductor, casts), when natsUrl is set. */
   bus: ControllerBus | undefined
   bootstrapResult: BootstrapResult = { created: false }
@@ -167,7 +168,7 @@ export class Controller {
     const volumeCasts = (this.volumeCasts = new VolumeCasts(this.db, cfg.servers.castRetryMs, volumeLog))
     const volumes = (this.volumes = new VolumeCatalog(this.db, { quota, types: volumeTypes, images, backends: volumeBackends, casts: volumeCasts }, volumeLog))
     const snapshots = new SnapshotCatalog(this.db, { quota, casts: volumeCasts }, volumeLog)
-    const volumeResults = new VolumeResults(this.db, volumeLog)
+    const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs))
 
     const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy, volumePolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
@@ -220,6 +221,7 @@ export class Controller {
       await this.bus.start()
       servers.attach(this.bus)
       volumeCasts.attach(this.bus)
+      volumeResults.start()
       const bus = this.bus
       ports.onChange = () => {
         bus.firewallChanged()
@@ -265,6 +267,7 @@ export class Controller {
     this.hosts?.stop()
     this.servers?.stop()
     this.volumeCasts?.stop()
+    this.volumeResults?.stop()
     await this.bus?.stop().catch((err) => this.log.warn({ err }, 'NATS bus stop failed'))
     if (this.nats) await this.nats.drain().catch((err) => this.log.warn({ err }, 'NATS drain failed'))
     await this.db?.destroy()

@@ -13,10 +13,52 @@ import { snapshotOutcome, volumeOutcome } from './states.js'
 import { NO_CAST } from './casts.js'
 
 export class VolumeResults {
+  private sweepTimer: NodeJS.Timeout | undefined
+
   constructor(
     private readonly db: Db,
     private readonly log: Log,
+    /** Whether a backend host's agent is alive (heartbeats). */
+    private readonly isUp: (host: string) => boolean = () => true,
+    /** @see ControllerConfig.volumes.stuckAfterMs */
+    private readonly stuckAfterMs = 600_000,
   ) {}
+
+  /** Sweeps for stuck work every quarter of `stuckAfterMs` (at most every 30 s). */
+  start(): void {
+    this.sweepTimer ??= setInterval(() => void this.sweep().catch((err) => this.log.warn({ err }, 'volume sweep failed')), Math.min(30_000, Math.max(100, this.stuckAfterMs / 4)))
+    this.sweepTimer.unref()
+  }
+
+  stop(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer)
+    this.sweepTimer = undefined
+  }
+
+  /**
+   * Work pending longer than `stuckAfterMs` on a host that is down ends as
+   * that work's failure (error, error_deleting, error_extending; a snapshot
+   * error or error_deleting) with a reason naming the host: no volume waits
+   * forever for an agent that does not come back. Returns how many it ended.
+   */
+  async sweep(now = Date.now()): Promise<number> {
+    const before = new Date(now - this.stuckAfterMs).toISOString()
+    const vols = await this.db.selectFrom('volumes').select(['id', 'host', 'pending_cast_id']).where('pending_cast_id', '!=', '').where('updated_at', '<', before).execute()
+    const snaps = await this.db.selectFrom('volume_snapshots').innerJoin('volumes', 'volumes.id', 'volume_snapshots.volume_id')
+      .select(['volume_snapshots.id', 'volumes.host', 'volume_snapshots.pending_cast_id', 'volume_snapshots.volume_id']).where('volume_snapshots.pending_cast_id', '!=', '').where('volume_snapshots.updated_at', '<', before).execute()
+    let ended = 0
+    for (const r of [...vols.map((v) => ({ ...v, volume_id: v.id })), ...snaps]) {
+      if (!r.host || this.isUp(r.host)) continue
+      const op = parseVolumeCastId(r.pending_cast_id)?.op ?? 'work'
+      this.log.warn({ volume: r.volume_id, host: r.host, cast: r.pending_cast_id }, 'volume work stuck on a host that is down: ended as failed')
+      await this.apply({
+        castId: r.pending_cast_id, host: r.host, ok: false, errorCode: 'UNAVAILABLE', powerState: 0, instanceUuid: '', action: `volume_${op}`, volumeId: r.volume_id, snapshotId: r.id === r.volume_id ? '' : r.id,
+        message: `host '${r.host}' is down and did not finish ${op} within ${Math.round(this.stuckAfterMs / 1000)} s; its agent will not be waited for`,
+      })
+      ended++
+    }
+    return ended
+  }
 
   /** True when `r` is a volume cast's result (handled here), false for anything else. */
   async apply(r: CastResultEvent): Promise<boolean> {
