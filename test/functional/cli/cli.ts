@@ -34,6 +34,21 @@ export function openrcEnv(openrc: Record<string, string>, home: string): Record<
   return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...openrc }
 }
 
+/**
+ * The admin's environment (`. admin-openrc`) and a member's: project demo
+ * with user demo (password demo-password) holding the member role, made
+ * with the CLI. Each has its own HOME.
+ */
+export async function adminAndDemo(openrc: Record<string, string>): Promise<{ env: Record<string, string>; demo: Record<string, string> }> {
+  const env = openrcEnv(openrc, freshHome())
+  const demo = { ...openrcEnv(openrc, freshHome()), OS_USERNAME: 'demo', OS_PASSWORD: 'demo-password', OS_PROJECT_NAME: 'demo' }
+  for (const line of ['project create demo', 'user create --project demo --password demo-password demo', 'role add --project demo --user demo member']) {
+    const r = await strato(line, env)
+    if (r.code !== 0) throw new Error(`strato ${line}: ${r.stderr}`)
+  }
+  return { env, demo }
+}
+
 /** Splits a command line on spaces, keeping '…' quoted words together (enough for tests). */
 export function words(line: string): string[] {
   return [...line.matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!)

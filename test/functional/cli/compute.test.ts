@@ -9,7 +9,7 @@ import { FailedPrecondition } from '../../../proto/errors.js'
 import { eventually, startAgent } from '../../helpers/agents.js'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import type { TestContext } from '../../helpers/tap.js'
-import { failsWith, fields, freshHome, openrcEnv, removeHomes, strato, succeeds } from './cli.js'
+import { adminAndDemo, failsWith, fields, freshHome, removeHomes, strato, succeeds } from './cli.js'
 
 let cloud: TestCloud
 let env: Record<string, string>
@@ -17,12 +17,7 @@ let demo: Record<string, string>
 
 t.before(async () => {
   cloud = await startCloud()
-  env = openrcEnv(cloud.s.openrc, freshHome())
-  demo = { ...openrcEnv(cloud.s.openrc, freshHome()), OS_USERNAME: 'demo', OS_PASSWORD: 'demo-password', OS_PROJECT_NAME: 'demo' }
-  for (const line of ['project create demo', 'user create --project demo --password demo-password demo', 'role add --project demo --user demo member']) {
-    const r = await strato(line, env)
-    if (r.code !== 0) throw new Error(`strato ${line}: ${r.stderr}`)
-  }
+  ;({ env, demo } = await adminAndDemo(cloud.s.openrc))
 })
 t.teardown(async () => {
   await cloud?.close()

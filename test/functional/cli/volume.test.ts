@@ -5,7 +5,7 @@ import t from 'tap'
 import { eventually } from '../../helpers/agents.js'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import type { TestContext } from '../../helpers/tap.js'
-import { failsWith, fields, freshHome, openrcEnv, removeHomes, strato, succeeds } from './cli.js'
+import { adminAndDemo, failsWith, fields, removeHomes, strato, succeeds } from './cli.js'
 
 let cloud: TestCloud
 let env: Record<string, string>
@@ -13,12 +13,7 @@ let demo: Record<string, string>
 
 t.before(async () => {
   cloud = await startCloud()
-  env = openrcEnv(cloud.s.openrc, freshHome())
-  demo = { ...openrcEnv(cloud.s.openrc, freshHome()), OS_USERNAME: 'demo', OS_PASSWORD: 'demo-password', OS_PROJECT_NAME: 'demo' }
-  for (const line of ['project create demo', 'user create --project demo --password demo-password demo', 'role add --project demo --user demo member']) {
-    const r = await strato(line, env)
-    if (r.code !== 0) throw new Error(`strato ${line}: ${r.stderr}`)
-  }
+  ;({ env, demo } = await adminAndDemo(cloud.s.openrc))
 })
 t.teardown(async () => {
   await cloud?.close()
