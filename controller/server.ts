@@ -315,7 +315,7 @@ export class Controller {
       name,
       endpoints: ['public', 'internal', 'admin'].map((iface) => ({ id: `${type}-${iface}`, interface: iface, region: this.config.bootstrap.region, url })),
     })
-    return [entry('identity', 'keystone'), entry('compute', 'nova'), entry('image', 'glance'), entry('network', 'neutron'), entry('placement', 'placement')]
+    return [entry('identity', 'keystone'), entry('compute', 'nova'), entry('image', 'glance'), entry('network', 'neutron'), entry('placement', 'placement'), entry('block-storage', 'cinder')]
   }
 }
 
