@@ -167,7 +167,7 @@ export class Controller {
     const volumeBackends = (this.volumeBackends = new VolumeBackends(this.db, (h) => hosts.isUp(h)))
     const volumeCasts = (this.volumeCasts = new VolumeCasts(this.db, cfg.servers.castRetryMs, volumeLog))
     const volumes = (this.volumes = new VolumeCatalog(this.db, { quota, types: volumeTypes, images, backends: volumeBackends, casts: volumeCasts }, volumeLog))
-    const snapshots = new SnapshotCatalog(this.db, { quota, casts: volumeCasts }, volumeLog)
+    const snapshots = new SnapshotCatalog(this.db, { quota, casts: volumeCasts, backends: volumeBackends }, volumeLog)
     const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs))
 
     const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy, volumePolicy)

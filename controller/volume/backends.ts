@@ -59,6 +59,19 @@ export class VolumeBackends {
   }
 
   /**
+   * Checks that `host`'s backend can take `gb` more (a copy or snapshot kept
+   * beside its source, an extend); call it in the transaction that promises them.
+   * @throws FailedPrecondition when the host runs no volume role now.
+   * @throws ResourceExhausted when its room is less than `gb`.
+   */
+  async ensureRoom(trx: Trx, host: string, gb: number): Promise<void> {
+    const b = await trx.selectFrom('volume_backends').select('total_gb').where('host', '=', host).executeTakeFirst()
+    if (!b) throw new FailedPrecondition(`host '${host}' runs no volume backend now`)
+    const room = Number(b.total_gb) - ((await this.provisioned(trx)).get(host) ?? 0)
+    if (room < gb) throw new ResourceExhausted(`the volume backend of host '${host}' has room for ${Math.max(0, room)} GiB; ${gb} GiB more do not fit`)
+  }
+
+  /**
    * The host a new volume goes to; call it in the creating transaction.
    * @throws FailedPrecondition when no volume backend is up in the zone (and of the type's backend).
    * @throws ResourceExhausted when some are, but none has room, with each one's room.

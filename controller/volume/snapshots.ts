@@ -15,13 +15,14 @@ import { checkMetadata } from '../compute/server-create-plan.js'
 import { now, type Log } from '../compute/server-model.js'
 import { beginSnapshotDelete, beginVolumeAction } from './states.js'
 import { pendingCast, snapshotWork, type VolumeCasts } from './casts.js'
+import type { VolumeBackends } from './backends.js'
 import { checkWriter, findRow, renamed, snapshotView, updatedMap, type SnapshotView, type VolumeCaller } from './model.js'
 import type { VolumeOp } from '../../proto/volume-work.js'
 
 export class SnapshotCatalog {
   constructor(
     private readonly db: Db,
-    private readonly deps: { quota: QuotaEngine; casts: VolumeCasts },
+    private readonly deps: { quota: QuotaEngine; casts: VolumeCasts; backends: VolumeBackends },
     private readonly log: Log,
   ) {}
 
@@ -34,6 +35,7 @@ export class SnapshotCatalog {
       checkWriter(vol, caller, 'volume')
       beginVolumeAction(req.force ? 'snapshot_force' : 'snapshot', vol)
       await this.deps.quota.check(trx, { projectId: vol.project_id }, { snapshots: 1, gigabytes: vol.size })
+      await this.deps.backends.ensureRoom(trx, vol.host, vol.size)
       const id = randomUUID()
       const ts = now()
       const row: VolumeSnapshotTable = {

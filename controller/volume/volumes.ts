@@ -96,7 +96,8 @@ export class VolumeCatalog {
       }
       checkSize('size', size, 1)
       await this.deps.quota.check(trx, { projectId: caller.projectId! }, { volumes: 1, gigabytes: size })
-      if (!host) {
+      if (host) await this.deps.backends.ensureRoom(trx, host, size)
+      else {
         host = await this.deps.backends.pick(trx, { sizeGb: size, availabilityZone: zone, backendName: type.extraSpecs.volume_backend_name ?? '' })
         hostZone = (await trx.selectFrom('compute_hosts').select('availability_zone').where('host', '=', host).executeTakeFirstOrThrow()).availability_zone
       }
@@ -158,6 +159,7 @@ export class VolumeCatalog {
       if (size <= row.size) throw new InvalidArgument(`new_size must be larger than the volume's size, ${row.size} GiB; got ${size}`, { field: 'new_size' })
       const status = beginVolumeAction('extend', row)
       await this.deps.quota.check(trx, { projectId: row.project_id }, { gigabytes: size - row.size })
+      await this.deps.backends.ensureRoom(trx, row.host, size - row.size)
       const next: VolumeTable = { ...row, status, status_reason: '', pending_size: size, ...pendingCast('extend', row.id, caller.requestId), updated_at: now() }
       await trx.updateTable('volumes').set(next).where('id', '=', row.id).execute()
       return { next, view: await this.view(trx, next, caller) }

@@ -198,6 +198,18 @@ t.test('bad input gets a clear error and changes nothing', async (t) => {
   t.match(full.details, /no valid backend was found: .*room for 500 GiB; node\d has 200 GiB/)
   const after = (await call<ListVolumesResponse>(volumes, 'listVolumes', {}, demo.token)).volumes.length
   t.equal(after, before, 'no volume was recorded')
+
+  // An extend (or a copy beside its source) must fit the volume's own backend.
+  const small = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'small' }, demo.token)
+  await waitStatus(small.id, 'available')
+  const tooBig = await failure(call(volumes, 'extendVolume', { id: small.id, newSize: 250 }, demo.token))
+  t.equal(tooBig.code, status.RESOURCE_EXHAUSTED)
+  t.match(tooBig.details, /the volume backend of host 'node\d' has room for \d+ GiB; 249 GiB more do not fit/)
+  t.match(await get(small.id), { status: 'available', size: 1 }, 'nothing changed')
+  const bigCopy = await failure(call(volumes, 'createVolume', { sourceVolid: small.id, size: 300 }, demo.token))
+  t.equal(bigCopy.code, status.RESOURCE_EXHAUSTED)
+  await call(volumes, 'deleteVolume', { id: small.id }, demo.token)
+  await gone(small.id)
 })
 
 t.test('50 concurrent creates admit exactly the quota', async (t) => {
