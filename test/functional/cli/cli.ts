@@ -98,6 +98,12 @@ export function spawnStrato(line: string | string[], env: Record<string, string 
 }
 
 /** Parses a Field/Value table back into an object. */
+/** The header line of a table. */
+export const header = (table: string) => table.split('\n')[1]
+
+/** The data rows of a table, as arrays of trimmed cells. */
+export const rows = (table: string) => table.split('\n').filter((l) => l.startsWith('| ')).slice(1).map((l) => l.slice(2, -2).split(' | ').map((c) => c.trim()))
+
 export function fields(table: string): Record<string, string> {
   const out: Record<string, string> = {}
   for (const line of table.split('\n')) {

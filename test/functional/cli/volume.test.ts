@@ -5,7 +5,7 @@ import t from 'tap'
 import { eventually } from '../../helpers/agents.js'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import type { TestContext } from '../../helpers/tap.js'
-import { adminAndDemo, failsWith, fields, removeHomes, strato, succeeds } from './cli.js'
+import { adminAndDemo, failsWith, fields, header, removeHomes, rows, strato, succeeds } from './cli.js'
 
 let cloud: TestCloud
 let env: Record<string, string>
@@ -22,8 +22,6 @@ t.teardown(async () => {
 
 const ok = (t: TestContext, line: string | string[], e = demo) => succeeds(t, line, e)
 const fails = (t: TestContext, line: string | string[], code: number, e = demo) => failsWith(t, line, code, e)
-const rows = (table: string) => table.split('\n').filter((l) => l.startsWith('| ')).slice(1).map((l) => l.slice(2, -2).split(' | ').map((c) => c.trim()))
-const header = (table: string) => table.split('\n')[1]
 const status = async (ref: string, noun = 'volume') => (await strato([...noun.split(' '), 'show', ref, '-f', 'value', '-c', 'status'], demo)).stdout.trim()
 const until = (ref: string, want: string, noun = 'volume') => eventually(async () => (await status(ref, noun)) === want, 10_000, `${noun} ${ref} to be ${want}`)
 
