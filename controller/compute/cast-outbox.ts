@@ -10,7 +10,7 @@ import type { Db } from '../store/db.js'
 import { castIdFor as castId, parseCastId } from '../../proto/subjects.js'
 import { castAction } from '../../proto/server-actions.js'
 import type { ServerAction } from './server-states.js'
-import type { AgentTransport } from './transport.js'
+import type { AgentTransport, CastAction } from './transport.js'
 import { now, type Log } from './server-model.js'
 
 /** A cast id for `action` on server `uuid` (builds have one per server; other actions a fresh nonce). */
@@ -81,6 +81,24 @@ export abstract class Outbox {
 
   /** Sends every pending cast the bus has not taken yet. */
   protected abstract resendPending(): Promise<void>
+
+  /**
+   * Queues `action` for `host` under `castId`, then `sent()` (the row learns
+   * the bus has it); on failure it stays pending for the next resend.
+   * `about`: the log fields naming what the cast is for.
+   */
+  protected async queue(host: string, action: CastAction, castId: string, requestId: string, about: Record<string, string>, sent: () => Promise<unknown>): Promise<void> {
+    if (!this.transport) {
+      this.log.warn({ ...about, host }, `no message bus: the ${this.what.replace(/s$/, '')} waits`)
+      return
+    }
+    try {
+      await this.transport.cast(host, action, castId, requestId || undefined)
+      await sent()
+    } catch (err) {
+      this.log.warn({ ...about, host, err: (err as Error).message }, `${this.what.replace(/s$/, '')} not queued; it will be sent again`)
+    }
+  }
 }
 
 export class CastOutbox extends Outbox {
@@ -99,16 +117,9 @@ export class CastOutbox extends Outbox {
    * sent); false for a cast nothing waits for (a local delete's clean-up).
    */
   async send(c: OutgoingCast, record = true): Promise<void> {
-    if (!this.transport) {
-      this.log.warn({ instance: c.uuid, host: c.host }, 'no message bus: the cast waits')
-      return
-    }
-    try {
-      await this.transport.cast(c.host, castAction(c.action, c.uuid), c.castId, c.requestId || undefined)
+    await this.queue(c.host, castAction(c.action, c.uuid), c.castId, c.requestId, { instance: c.uuid }, async () => {
       if (record) await this.db.updateTable('servers').set({ cast_sent_at: now() }).where('uuid', '=', c.uuid).where('pending_cast_id', '=', c.castId).execute()
-    } catch (err) {
-      this.log.warn({ instance: c.uuid, host: c.host, err: (err as Error).message }, 'cast not queued; it will be sent again')
-    }
+    })
   }
 
   protected async resendPending(): Promise<void> {

@@ -58,16 +58,9 @@ export class VolumeCasts extends Outbox {
 
   /** Queues a cast; on failure it stays pending and `resend()` tries again. */
   async send(c: OutgoingVolumeCast): Promise<void> {
-    if (!this.transport) {
-      this.log.warn({ volume: c.work.volumeId, host: c.host }, 'no message bus: the volume cast waits')
-      return
-    }
-    try {
-      await this.transport.cast(c.host, { volume: c.work }, c.castId, c.requestId || undefined)
-      await this.db.updateTable(c.table).set({ cast_sent_at: now() }).where('id', '=', c.id).where('pending_cast_id', '=', c.castId).execute()
-    } catch (err) {
-      this.log.warn({ volume: c.work.volumeId, host: c.host, err: (err as Error).message }, 'volume cast not queued; it will be sent again')
-    }
+    await this.queue(c.host, { volume: c.work }, c.castId, c.requestId, { volume: c.work.volumeId }, () =>
+      this.db.updateTable(c.table).set({ cast_sent_at: now() }).where('id', '=', c.id).where('pending_cast_id', '=', c.castId).execute(),
+    )
   }
 
   protected async resendPending(): Promise<void> {
