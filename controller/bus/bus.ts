@@ -289,7 +289,8 @@ export class ControllerBus implements AgentTransport {
       const sent = hb.sentAt && hb.sentAt.getTime() < Date.now() ? hb.sentAt : new Date()
       const known = await this.hosts.heartbeat(hb.host ?? '', sent)
       if (!known) this.log.debug({ host: hb.host }, 'heartbeat from an unknown host')
-      else await this.listeners.volumeStats?.(hb.host ?? '', volumeReport(hb.volume))
+      // A heartbeat without volume stats changes nothing (the announce says whether the host runs the role).
+      else if (hb.volume) await this.listeners.volumeStats?.(hb.host ?? '', volumeReport(hb.volume))
     } else if (kind === 'cast') {
       const r = CastResult.decode(data)
       if (!this.fromItsHost(subject, r.host)) return

@@ -96,7 +96,10 @@ export interface Heartbeat {
   guests?:
     | number
     | undefined;
-  /** The volume backend's capacity now (absent: no volume role). */
+  /**
+   * The volume backend's capacity now; absent: unchanged (no volume role, or
+   * its capacity could not be read this time).
+   */
   volume?: VolumeBackendStats | undefined;
 }
 
