@@ -10,11 +10,13 @@
  */
 import type { ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
-import { NotFound, Unavailable, toStratoError } from '../proto/errors.js'
+import { FailedPrecondition, NotFound, Unavailable, toStratoError } from '../proto/errors.js'
 import { castAction, serverActionOf, type ServerAction } from '../proto/server-actions.js'
 import { castResultSubject, parseCastId } from '../proto/subjects.js'
 import { Cast, CastResult } from '../proto/gen/strato/agent/v1/agent.js'
 import type { ComputeManager } from './compute-manager.js'
+import type { VolumeManager } from './volume/manager.js'
+import { volumeAction, volumeWorkOf } from '../proto/volume-work.js'
 
 export interface CastWorkerOptions {
   host: string
@@ -72,6 +74,8 @@ export class CastWorker {
   constructor(
     private readonly js: JetStreamClient,
     private readonly manager: ComputeManager,
+    /** The volume role; undefined: volume work is refused (the host runs none). */
+    private readonly volumes: VolumeManager | undefined,
     private readonly o: CastWorkerOptions,
     log: Logger,
   ) {
@@ -156,13 +160,24 @@ export class CastWorker {
     const result: CastResult = { castId: id, host: this.o.host, ok: true }
     try {
       try {
-        const [action, uuid, run] = this.actionOf(cast)
-        result.action = action
-        result.instanceUuid = uuid
-        if (uuid) log.info({ instance: uuid, action }, `${action} started`)
-        result.powerState = await run()
-        if (uuid) log.info({ instance: uuid, action, powerState: result.powerState }, `${action} finished`)
-        else result.message = `pong: ${cast.ping?.note ?? ''}`
+        if (cast.volume) {
+          // Volume work: reported under the volume (and snapshot) it was about.
+          const w = volumeWorkOf(cast.volume)
+          Object.assign(result, { action: volumeAction(w.op), volumeId: w.volumeId, snapshotId: w.snapshotId })
+          const ctx = { volume: w.volumeId, ...(w.snapshotId ? { snapshot: w.snapshotId } : {}), action: result.action }
+          if (!this.volumes) throw new FailedPrecondition(`host '${this.o.host}' runs no volume role (STRATO_AGENT_VOLUME=off)`)
+          log.info(ctx, `${result.action} started`)
+          await this.volumes.run(w)
+          log.info(ctx, `${result.action} finished`)
+        } else {
+          const [action, uuid, run] = this.actionOf(cast)
+          result.action = action
+          result.instanceUuid = uuid
+          if (uuid) log.info({ instance: uuid, action }, `${action} started`)
+          result.powerState = await run()
+          if (uuid) log.info({ instance: uuid, action, powerState: result.powerState }, `${action} finished`)
+          else result.message = `pong: ${cast.ping?.note ?? ''}`
+        }
       } catch (err) {
         const e = toStratoError(err)
         if (e instanceof Unavailable && this.o.running()) {

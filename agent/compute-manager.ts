@@ -88,7 +88,7 @@ export interface Reconciled {
 }
 
 /** One queue per key: tasks with the same key run one after another, in order. */
-class KeyedQueue {
+export class KeyedQueue {
   private readonly tails = new Map<string, Promise<unknown>>()
 
   run<T>(key: string, task: () => Promise<T>): Promise<T> {
@@ -122,6 +122,16 @@ export class ComputeManager {
         return o.images(grant?.token ?? '', grant?.known).download(imageId)
       },
     }, this.dirs)
+  }
+
+  /**
+   * The cached qcow2 base of an image (a volume made from it), downloaded
+   * with `grant` (an image-read token and what the controller knows of the
+   * image) when this host has not got it.
+   */
+  imageBase(imageId: string, grant: { token: string; known?: KnownImage }): Promise<string> {
+    this.imageTokens.set(imageId, grant)
+    return this.cache.ensure(imageId).finally(() => this.imageTokens.delete(imageId))
   }
 
   private dir(uuid: string): string {

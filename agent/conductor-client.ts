@@ -87,6 +87,17 @@ export class ConductorClient implements Conductor {
     return instanceMetadataFromWire(reply.metadata)
   }
 
+  /**
+   * How to read the image volume `volumeId` (placed on this host) is made
+   * from: its checksum and format, and an image-read token issued now.
+   */
+  async volumeImage(volumeId: string): Promise<{ imageId: string; checksum: string; diskFormat: string; imageReadToken: string }> {
+    const reply = await this.request({ volumeImage: { host: this.o.host, volumeId } })
+    const v = reply.volumeImage
+    if (!v?.imageId || !isUuid(v.imageId) || !v.imageReadToken) throw new Internal('the conductor sent no usable image for the volume (image_id, image_read_token)')
+    return { imageId: v.imageId, checksum: v.checksum ?? '', diskFormat: v.diskFormat ?? '', imageReadToken: v.imageReadToken }
+  }
+
   /** One request; errors the controller sends come back as Strato errors. */
   private async request(req: wire.ConductorRequest): Promise<wire.ConductorReply> {
     const nc = this.connection()

@@ -119,6 +119,15 @@ export interface AgentConfig {
   metadataPort: number
   /** How long an answer is cached (a miss: a tenth of it, at most 3 s). `STRATO_AGENT_METADATA_CACHE_TTL_MS` @default 30000 */
   metadataCacheTtlMs: number
+  /**
+   * The volume role (cinder-volume): this agent keeps volumes and reports
+   * their backend's capacity. `STRATO_AGENT_VOLUME` @default on
+   */
+  volume: 'on' | 'off'
+  /** Where volumes and snapshots live. `STRATO_AGENT_VOLUME_DIR` @default `<stateDir>/volumes` */
+  volumeDir: string
+  /** The volumes' file format: qcow2 (copy-on-write snapshots) or raw (copies). `STRATO_AGENT_VOLUME_FORMAT` @default qcow2 */
+  volumeFormat: 'qcow2' | 'raw'
   log: {
     /** @default `info` */
     level: string
@@ -173,6 +182,9 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     metadata: overrides.metadata ?? (env.STRATO_AGENT_METADATA as AgentConfig['metadata'] | undefined) ?? 'on',
     metadataPort: overrides.metadataPort ?? envInt(env, 'STRATO_AGENT_METADATA_PORT') ?? 80,
     metadataCacheTtlMs: overrides.metadataCacheTtlMs ?? envInt(env, 'STRATO_AGENT_METADATA_CACHE_TTL_MS') ?? 30_000,
+    volume: overrides.volume ?? (env.STRATO_AGENT_VOLUME as AgentConfig['volume'] | undefined) ?? 'on',
+    volumeDir: path.resolve(overrides.volumeDir ?? env.STRATO_AGENT_VOLUME_DIR ?? path.join(stateDir, 'volumes')),
+    volumeFormat: overrides.volumeFormat ?? (env.STRATO_AGENT_VOLUME_FORMAT as AgentConfig['volumeFormat'] | undefined) ?? 'qcow2',
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
   if (cfg.controllerAddress !== null && !parseGrpcUrl(cfg.controllerAddress)) throw new InvalidArgument(`controllerAddress (STRATO_AGENT_CONTROLLER) must be grpcs://host:port, grpc://host:port or host:port, got '${cfg.controllerAddress}'`, { field: 'controllerAddress' })
@@ -187,6 +199,8 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
   if (cfg.dhcpSyncIntervalMs < 1000) throw new InvalidArgument(`dhcpSyncIntervalMs (STRATO_AGENT_DHCP_SYNC_INTERVAL_MS) must be ≥ 1000, got ${cfg.dhcpSyncIntervalMs}`, { field: 'dhcpSyncIntervalMs' })
   if (cfg.metadata !== 'on' && cfg.metadata !== 'off') throw new InvalidArgument(`metadata (STRATO_AGENT_METADATA) must be on or off, got '${String(cfg.metadata)}'`, { field: 'metadata' })
   if (!Number.isInteger(cfg.metadataPort) || cfg.metadataPort < 1 || cfg.metadataPort > 65535) throw new InvalidArgument(`metadataPort (STRATO_AGENT_METADATA_PORT) must be in 1-65535, got ${cfg.metadataPort}`, { field: 'metadataPort' })
+  if (cfg.volume !== 'on' && cfg.volume !== 'off') throw new InvalidArgument(`volume (STRATO_AGENT_VOLUME) must be on or off, got '${String(cfg.volume)}'`, { field: 'volume' })
+  if (cfg.volumeFormat !== 'qcow2' && cfg.volumeFormat !== 'raw') throw new InvalidArgument(`volumeFormat (STRATO_AGENT_VOLUME_FORMAT) must be qcow2 or raw, got '${String(cfg.volumeFormat)}'`, { field: 'volumeFormat' })
   if (cfg.driver !== 'fake' && cfg.driver !== 'libvirt') throw new InvalidArgument(`driver must be fake or libvirt, got '${String(cfg.driver)}'`, { field: 'driver' })
   if (cfg.diskGb !== null && (!Number.isInteger(cfg.diskGb) || cfg.diskGb < 0)) throw new InvalidArgument('diskGb must be a non-negative integer', { field: 'diskGb' })
   return cfg

@@ -19,7 +19,7 @@ import { FailedPrecondition, NotFound, Unavailable } from '../proto/errors.js'
 import { errorHeaders } from '../proto/nats-errors.js'
 import { encodeBounded } from '../proto/bus-payload.js'
 import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
-import { AgentReply, AgentRequest, Heartbeat, PowerStates, type AgentAnnounce } from '../proto/gen/strato/agent/v1/agent.js'
+import { AgentReply, AgentRequest, Heartbeat, PowerStates, type AgentAnnounce, type VolumeBackendStats } from '../proto/gen/strato/agent/v1/agent.js'
 import { computeId, type AgentConfig } from './config.js'
 import { CastWorker } from './cast-worker.js'
 import { ComputeManager } from './compute-manager.js'
@@ -32,6 +32,9 @@ import { DnsmasqDhcp, NoDhcp, type Dhcp, type DhcpNetwork } from './net/dhcp.js'
 import { MetadataService } from './metadata/service.js'
 import { HostGateway, type HostGatewayNetwork } from './net/host-gateway.js'
 import type { VirtDriver } from './virt/driver.js'
+import type { VolumeDriver } from './volume/driver.js'
+import { FileVolumeDriver } from './volume/file.js'
+import { VolumeManager } from './volume/manager.js'
 
 export type AgentState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
 
@@ -39,6 +42,8 @@ export class AgentService {
   state: AgentState = 'INITIALIZED'
   readonly uuid: string
   readonly manager: ComputeManager
+  /** The volume role (undefined when config.volume is off). */
+  readonly volumes: VolumeManager | undefined
   nc: NatsConnection | undefined
   /** What the controller said at the last announce. */
   announced: Announced | undefined
@@ -71,7 +76,8 @@ export class AgentService {
   /** The host as the gateway of the physical networks config.hostGateway names (the demo), or undefined. */
   private readonly hostGateway: HostGateway | undefined
 
-  constructor(readonly config: AgentConfig, readonly driver: VirtDriver, log: Logger) {
+  /** `volumeDriver`: the volume role's backend; by default the file driver in config.volumeDir (when config.volume is on). */
+  constructor(readonly config: AgentConfig, readonly driver: VirtDriver, log: Logger, volumeDriver?: VolumeDriver) {
     this.uuid = computeId(config)
     this.log = log.child({ host: config.host })
     this.firewall = config.firewall === 'iptables' ? new IptablesFirewall({ host: config.host }) : new RecordingFirewall()
@@ -94,6 +100,10 @@ export class AgentService {
       ...(config.dhcp === 'off' ? {} : { refreshDhcp: () => this.refreshDhcp().catch((err) => this.log.warn({ err }, 'DHCP refresh before a guest starts failed')) }),
       log: this.log,
     })
+    if (config.volume === 'on') {
+      const backend = volumeDriver ?? new FileVolumeDriver({ dir: config.volumeDir, host: config.host, format: config.volumeFormat })
+      this.volumes = new VolumeManager(backend, { imageOf: (volumeId) => this.volumeImage(volumeId), log: this.log.child({ component: 'volumes' }) })
+    }
     this.dhcp = config.dhcp === 'dnsmasq'
       ? new DnsmasqDhcp({ dir: config.dhcpDir, bridgeFor: (n) => this.manager.bridgeFor(n), log: this.log.child({ component: 'dhcp' }) })
       : new NoDhcp()
@@ -120,6 +130,19 @@ export class AgentService {
     return { download: (imageId) => source.download(imageId, token, known) }
   }
 
+  /** The cached base of the image a volume is made from (the conductor grants the download). */
+  private async volumeImage(volumeId: string): Promise<string> {
+    const v = await this.conductor.volumeImage(volumeId)
+    return this.manager.imageBase(v.imageId, { token: v.imageReadToken, ...(v.diskFormat ? { known: { checksum: v.checksum, diskFormat: v.diskFormat, status: 'active' } } : {}) })
+  }
+
+  /** The volume backend's capacity, for the announce and heartbeats (undefined without the volume role). */
+  private async volumeStats(): Promise<VolumeBackendStats | undefined> {
+    if (!this.volumes) return undefined
+    const s = await this.volumes.driver.stats()
+    return { enabled: true, backendName: s.backendName, totalGb: s.totalGb, freeGb: s.freeGb }
+  }
+
   async start(): Promise<void> {
     try {
       await this.run()
@@ -138,6 +161,7 @@ export class AgentService {
 
   private async run(): Promise<void> {
     await this.driver.init()
+    await this.volumes?.driver.init()
     this.manager.dirs.ensureTree(this.config.stateDir, this.config.instancesDir)
     const creds = this.config.natsCreds
     // Its own inbox prefix: the only inboxes its credentials let it subscribe to.
@@ -175,7 +199,7 @@ export class AgentService {
     const r = await this.manager.reconcile()
     if (r.removed.length) this.log.warn({ removed: r.removed }, 'removed guests and disks the controller no longer places here')
     this.state = 'RUNNING'
-    this.worker = new CastWorker(this.js, this.manager, { host: this.config.host, maxConcurrentCasts: this.config.maxConcurrentCasts, running: () => this.state === 'RUNNING' }, this.log)
+    this.worker = new CastWorker(this.js, this.manager, this.volumes, { host: this.config.host, maxConcurrentCasts: this.config.maxConcurrentCasts, running: () => this.state === 'RUNNING' }, this.log)
     this.worker.resume(r.resume)
     this.scheduleHeartbeats(this.announced.heartbeatIntervalMs || this.config.heartbeatIntervalMs)
     await this.reportPower()
@@ -245,7 +269,9 @@ export class AgentService {
       const s = statfsSync(this.config.instancesDir)
       return (s.blocks * s.bsize) / 2 ** 30
     })())
+    const volume = await this.volumeStats()
     const announce: AgentAnnounce = {
+      ...(volume ? { volume } : {}),
       host: this.config.host,
       uuid: this.uuid,
       availabilityZone: this.config.availabilityZone,
@@ -293,10 +319,10 @@ export class AgentService {
 
   private scheduleHeartbeats(intervalMs: number): void {
     const beat = () => {
-      this.manager.ownGuests().then(
-        (guests) => {
+      Promise.all([this.manager.ownGuests(), this.volumeStats().catch((err) => void this.log.warn({ err }, 'volume backend capacity unknown'))]).then(
+        ([guests, volume]) => {
           if (this.state !== 'RUNNING' || this.nc?.isClosed()) return
-          this.nc!.publish(heartbeatSubject(this.config.host), Heartbeat.encode({ host: this.config.host, uuid: this.uuid, sentAt: new Date(), guests: guests.length }).finish())
+          this.nc!.publish(heartbeatSubject(this.config.host), Heartbeat.encode({ host: this.config.host, uuid: this.uuid, sentAt: new Date(), guests: guests.length, ...(volume ? { volume } : {}) }).finish())
         },
         (err) => this.log.warn({ err }, 'heartbeat skipped: hypervisor not answering'),
       )

@@ -154,6 +154,15 @@ export interface ControllerConfig {
   servers: Omit<ServersConfig, 'defaultAvailabilityZone'>
   /** Lifetimes of join tokens for new hosts; defaults documented in `compute/join-tokens.ts`. */
   joinTokens: JoinTokensConfig
+  volumes: {
+    /**
+     * How long volume work (create, delete, extend, snapshots) may wait on a
+     * backend host that is down before the volume is given a stable error
+     * status naming the host (its work comes again if the agent returns,
+     * and is then ignored). @default 600000
+     */
+    stuckAfterMs: number
+  }
 }
 
 export type ConfigOverrides = {
@@ -257,6 +266,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     },
     servers: { castRetryMs: 2_000, agentCallTimeoutMs: 10_000 },
     joinTokens: { defaultTtlMs: 3_600_000, maxTtlMs: 7 * 86_400_000 },
+    volumes: { stuckAfterMs: 600_000 },
   }
   const { configFile: _ignored, ...rest } = overrides
   const cfg = merge(defaults, fromFile, fromEnv as Partial<ControllerConfig>, rest as Partial<ControllerConfig>)

@@ -41,6 +41,14 @@ import { imageServices, imageStreamHandlers, MAX_MESSAGE, UploadSlots } from './
 import { serveOnHttp2 } from './api/bulk.js'
 import { hostServices } from './api/hosts.js'
 import { placementServices } from './api/placement.js'
+import { volumeServices } from './api/volumes.js'
+import { volumePolicy } from './volume/policy.js'
+import { VolumeTypeCatalog } from './volume/types.js'
+import { VolumeBackends } from './volume/backends.js'
+import { VolumeCasts } from './volume/casts.js'
+import { VolumeCatalog } from './volume/volumes.js'
+import { SnapshotCatalog } from './volume/snapshots.js'
+import { VolumeResults } from './volume/results.js'
 import { HostRegistry } from './compute/hosts.js'
 import { JoinTokens, type HostCredentialIssuer } from './compute/join-tokens.js'
 import { ensureOperator, mintAgentJwt } from './bus/credentials.js'
@@ -77,6 +85,11 @@ export class Controller {
   scheduler!: Scheduler
   hosts!: HostRegistry
   servers!: ServerCatalog
+  volumes!: VolumeCatalog
+  /** Backend hosts of volumes and their reported capacity. */
+  volumeBackends!: VolumeBackends
+  private volumeCasts: VolumeCasts | undefined
+  private volumeResults: VolumeResults | undefined
   /** The NATS edge (streams, conductor, casts), when natsUrl is set. */
   bus: ControllerBus | undefined
   bootstrapResult: BootstrapResult = { created: false }
@@ -153,8 +166,15 @@ export class Controller {
       this.log.child({ component: 'servers' }),
     ))
     await servers.releaseOrphanAllocations()
+    const volumeLog = this.log.child({ component: 'volumes' })
+    const volumeTypes = new VolumeTypeCatalog(this.db)
+    const volumeBackends = (this.volumeBackends = new VolumeBackends(this.db, (h) => hosts.isUp(h)))
+    const volumeCasts = (this.volumeCasts = new VolumeCasts(this.db, cfg.servers.castRetryMs, volumeLog))
+    const volumes = (this.volumes = new VolumeCatalog(this.db, { quota, types: volumeTypes, images, backends: volumeBackends, casts: volumeCasts }, volumeLog))
+    const snapshots = new SnapshotCatalog(this.db, { quota, casts: volumeCasts, backends: volumeBackends }, volumeLog)
+    const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs))
 
-    const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy)
+    const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy, volumePolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
     const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), imageRead: (t) => auth!.authenticateImageRead(t), lookup, log: this.log, track: (p) => this.track(p) }
     // One set of upload turns for both paths (bulk.ts and grpc-js).
@@ -168,6 +188,7 @@ export class Controller {
       ...hostServices(hosts, new JoinTokens(this.db, cfg.joinTokens), () => this.joinIssuer, rpc),
       ...serverServices(servers, serverGroups, hosts, cfg.hosts.defaultAvailabilityZone, rpc),
       ...placementServices(placement, rpc),
+      ...volumeServices({ volumes, snapshots, types: volumeTypes }, rpc),
     ]
     const served = new Set(services.map(([def]) => serviceName(def)))
     this.health = new HealthState(served)
@@ -205,11 +226,16 @@ export class Controller {
 
     if (this.nats) {
       this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), dhcp }), hosts, this.log, () => this.url, {
-        castResult: (r) => servers.applyResult(r),
+        castResult: async (r) => {
+          if (!(await volumeResults.apply(r))) await servers.applyResult(r)
+        },
+        volumeStats: (host, stats) => volumeBackends.report(host, stats),
         powerStates: (host, sentAt, guests) => servers.applyPowerStates(host, sentAt, guests),
       }, cfg.hosts.castAckWaitMs)
       await this.bus.start()
       servers.attach(this.bus)
+      volumeCasts.attach(this.bus)
+      volumeResults.start()
       const bus = this.bus
       ports.onChange = () => {
         bus.firewallChanged()
@@ -220,6 +246,7 @@ export class Controller {
       securityGroups.onChange = () => bus.firewallChanged()
       // Casts the previous run recorded but could not queue go out now.
       await servers.resend()
+      await volumeCasts.resend()
       if (cfg.natsOperatorDir) this.joinIssuer = this.hostCredentialIssuer(cfg.natsOperatorDir)
     }
 
@@ -257,6 +284,8 @@ export class Controller {
     await restClosed
     this.hosts?.stop()
     this.servers?.stop()
+    this.volumeCasts?.stop()
+    this.volumeResults?.stop()
     await this.bus?.stop().catch((err) => this.log.warn({ err }, 'NATS bus stop failed'))
     if (this.nats) await this.nats.drain().catch((err) => this.log.warn({ err }, 'NATS drain failed'))
     await this.db?.destroy()
@@ -304,7 +333,7 @@ export class Controller {
       name,
       endpoints: ['public', 'internal', 'admin'].map((iface) => ({ id: `${type}-${iface}`, interface: iface, region: this.config.bootstrap.region, url })),
     })
-    return [entry('identity', 'keystone'), entry('compute', 'nova'), entry('image', 'glance'), entry('network', 'neutron'), entry('placement', 'placement')]
+    return [entry('identity', 'keystone'), entry('compute', 'nova'), entry('image', 'glance'), entry('network', 'neutron'), entry('placement', 'placement'), entry('block-storage', 'cinder')]
   }
 
   /** Every service at its REST endpoint (what REST tokens carry); empty without a REST listener. */

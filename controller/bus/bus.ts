@@ -18,7 +18,7 @@ import { errorFromHeaders, errorHeaders } from '../../proto/nats-errors.js'
 import {
   CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECTS, DHCP_CHANGED_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, castConsumer, castSubject, hostToken, subjectHostToken,
 } from '../../proto/subjects.js'
-import { AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates } from '../../proto/gen/strato/agent/v1/agent.js'
+import { AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates, type VolumeBackendStats } from '../../proto/gen/strato/agent/v1/agent.js'
 import type { Conductor } from '../conductor/conductor.js'
 import type { HostRegistry } from '../compute/hosts.js'
 import type { AgentAnswer, AgentCall, AgentTransport, CastAction, CastResultEvent } from '../compute/transport.js'
@@ -30,6 +30,19 @@ export type { CastAction, CastResultEvent }
 export interface BusListeners {
   castResult?(r: CastResultEvent): Promise<void>
   powerStates?(host: string, sentAt: Date, guests: Map<string, number>): Promise<void>
+  /** A host's volume backend capacity (announce and heartbeats); undefined: the host runs no volume role. */
+  volumeStats?(host: string, stats: VolumeBackendReport | undefined): Promise<void>
+}
+
+/** What an agent's volume role reports of its backend. */
+export interface VolumeBackendReport {
+  backendName: string
+  totalGb: number
+  freeGb: number
+}
+
+function volumeReport(v: VolumeBackendStats | undefined): VolumeBackendReport | undefined {
+  return v?.enabled ? { backendName: v.backendName ?? '', totalGb: v.totalGb ?? 0, freeGb: v.freeGb ?? 0 } : undefined
 }
 
 export class ControllerBus implements AgentTransport {
@@ -226,12 +239,16 @@ export class ControllerBus implements AgentTransport {
             accelerator: c.accelerator ?? '', hypervisorType: c.hypervisorType ?? '', hypervisorVersion: c.hypervisorVersion ?? '', hostIp: c.hostIp ?? '',
           },
         })
+        await this.listeners.volumeStats?.(a.host ?? '', volumeReport(a.volume))
         const where = await this.ensureCastConsumer(a.host ?? '')
         reply = { announce: { mapped: r.mapped, heartbeatIntervalMs: r.heartbeatIntervalMs, castStream: where.stream, castConsumer: where.consumer, apiAddress: this.apiAddress() } }
         this.log.info({ host: a.host, mapped: r.mapped }, 'host announced')
       } else if (req.buildSpec) {
         what = `the build spec of server ${req.buildSpec.instanceUuid ?? ''}`
         reply = { buildSpec: await this.conductor.buildSpec(req.buildSpec.instanceUuid ?? '', req.buildSpec.host ?? '') }
+      } else if (req.volumeImage) {
+        what = `the image of volume ${req.volumeImage.volumeId ?? ''}`
+        reply = { volumeImage: await this.conductor.volumeImage(req.volumeImage.volumeId ?? '', req.volumeImage.host ?? '') }
       } else if (req.firewall) {
         reply = { firewall: { ports: await this.conductor.firewall(req.firewall.host ?? '') } }
       } else if (req.dhcp) {
@@ -272,11 +289,14 @@ export class ControllerBus implements AgentTransport {
       const sent = hb.sentAt && hb.sentAt.getTime() < Date.now() ? hb.sentAt : new Date()
       const known = await this.hosts.heartbeat(hb.host ?? '', sent)
       if (!known) this.log.debug({ host: hb.host }, 'heartbeat from an unknown host')
+      // A heartbeat without volume stats changes nothing (the announce says whether the host runs the role).
+      else if (hb.volume) await this.listeners.volumeStats?.(hb.host ?? '', volumeReport(hb.volume))
     } else if (kind === 'cast') {
       const r = CastResult.decode(data)
       if (!this.fromItsHost(subject, r.host)) return
       const event: CastResultEvent = {
         castId: r.castId ?? '', host: r.host ?? '', ok: r.ok ?? false, errorCode: r.errorCode ?? '', message: r.message ?? '', powerState: r.powerState ?? 0, instanceUuid: r.instanceUuid ?? '', action: r.action ?? '',
+        volumeId: r.volumeId ?? '', snapshotId: r.snapshotId ?? '',
       }
       this.log.debug(event, 'cast done')
       await this.listeners.castResult?.(event)
@@ -292,7 +312,7 @@ export class ControllerBus implements AgentTransport {
 
 /** The host a conductor request speaks for (every request names one). */
 function conductorHostOf(req: ConductorRequest): string {
-  return req.announce?.host ?? req.buildSpec?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? ''
+  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? ''
 }
 
 /**

@@ -10,7 +10,7 @@ import type { Db } from '../store/db.js'
 import { castIdFor as castId, parseCastId } from '../../proto/subjects.js'
 import { castAction } from '../../proto/server-actions.js'
 import type { ServerAction } from './server-states.js'
-import type { AgentTransport } from './transport.js'
+import type { AgentTransport, CastAction } from './transport.js'
 import { now, type Log } from './server-model.js'
 
 /** A cast id for `action` on server `uuid` (builds have one per server; other actions a fresh nonce). */
@@ -33,15 +33,21 @@ export interface OutgoingCast {
   requestId: string
 }
 
-export class CastOutbox {
+/**
+ * What every outbox shares (servers' casts here, volumes' in `volume/casts.ts`):
+ * the bus once connected, a timer that sends again what the bus did not take,
+ * and one such resend at a time.
+ */
+export abstract class Outbox {
   private retryTimer: NodeJS.Timeout | undefined
   private resending: Promise<void> | undefined
 
   constructor(
-    private readonly db: Db,
     private readonly retryMs: number,
-    private readonly log: Log,
-    private transport: AgentTransport | undefined = undefined,
+    protected readonly log: Log,
+    protected transport: AgentTransport | undefined,
+    /** What the outbox holds, for its log lines ("casts", "volume casts"). */
+    private readonly what: string,
   ) {}
 
   /** The bus, once connected (until then casts wait on their rows). */
@@ -63,40 +69,65 @@ export class CastOutbox {
     this.retryTimer = undefined
   }
 
+  /** Sends again every cast the bus did not take (NATS was away, or the controller stopped in between). */
+  resend(): Promise<void> {
+    this.resending ??= this.resendPending()
+      .catch((err) => this.log.warn({ err: (err as Error).message }, `resending ${this.what} failed`))
+      .finally(() => {
+        this.resending = undefined
+      })
+    return this.resending
+  }
+
+  /** Sends every pending cast the bus has not taken yet. */
+  protected abstract resendPending(): Promise<void>
+
+  /**
+   * Queues `action` for `host` under `castId`, then `sent()` (the row learns
+   * the bus has it); on failure it stays pending for the next resend.
+   * `about`: the log fields naming what the cast is for.
+   */
+  protected async queue(host: string, action: CastAction, castId: string, requestId: string, about: Record<string, string>, sent: () => Promise<unknown>): Promise<void> {
+    if (!this.transport) {
+      this.log.warn({ ...about, host }, `no message bus: the ${this.what.replace(/s$/, '')} waits`)
+      return
+    }
+    try {
+      await this.transport.cast(host, action, castId, requestId || undefined)
+      await sent()
+    } catch (err) {
+      this.log.warn({ ...about, host, err: (err as Error).message }, `${this.what.replace(/s$/, '')} not queued; it will be sent again`)
+    }
+  }
+}
+
+export class CastOutbox extends Outbox {
+  constructor(
+    private readonly db: Db,
+    retryMs: number,
+    log: Log,
+    transport: AgentTransport | undefined = undefined,
+  ) {
+    super(retryMs, log, transport, 'casts')
+  }
+
   /**
    * Queues a cast; on failure it stays pending and `resend()` tries again.
    * `record`: the cast is the server's pending one (its row learns it was
    * sent); false for a cast nothing waits for (a local delete's clean-up).
    */
   async send(c: OutgoingCast, record = true): Promise<void> {
-    if (!this.transport) {
-      this.log.warn({ instance: c.uuid, host: c.host }, 'no message bus: the cast waits')
-      return
-    }
-    try {
-      await this.transport.cast(c.host, castAction(c.action, c.uuid), c.castId, c.requestId || undefined)
+    await this.queue(c.host, castAction(c.action, c.uuid), c.castId, c.requestId, { instance: c.uuid }, async () => {
       if (record) await this.db.updateTable('servers').set({ cast_sent_at: now() }).where('uuid', '=', c.uuid).where('pending_cast_id', '=', c.castId).execute()
-    } catch (err) {
-      this.log.warn({ instance: c.uuid, host: c.host, err: (err as Error).message }, 'cast not queued; it will be sent again')
-    }
+    })
   }
 
-  /** Sends again every cast the bus did not take (NATS was away, or the controller stopped in between). */
-  resend(): Promise<void> {
-    this.resending ??= (async () => {
-      try {
-        const rows = await this.db.selectFrom('servers').select(['uuid', 'host', 'pending_cast_id', 'pending_request_id']).where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).where('deleted', '=', 0).execute()
-        for (const r of rows) {
-          const action = actionOfCast(r.pending_cast_id)
-          if (!r.host || !action) continue
-          await this.send({ uuid: r.uuid, host: r.host, action, castId: r.pending_cast_id, requestId: r.pending_request_id })
-        }
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'resending casts failed')
-      } finally {
-        this.resending = undefined
-      }
-    })()
-    return this.resending
+  protected async resendPending(): Promise<void> {
+    const rows = await this.db.selectFrom('servers').select(['uuid', 'host', 'pending_cast_id', 'pending_request_id']).where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).where('deleted', '=', 0).execute()
+    for (const r of rows) {
+      const action = actionOfCast(r.pending_cast_id)
+      if (!r.host || !action) continue
+      await this.send({ uuid: r.uuid, host: r.host, action, castId: r.pending_cast_id, requestId: r.pending_request_id })
+    }
   }
 }

@@ -220,7 +220,8 @@ export function actorOf(c: ServerCaller): Actor {
   return { isAdmin: c.isAdmin, projectId: c.projectId, readerDomainId: undefined }
 }
 
-function imageViewer(c: ServerCaller): ImageViewer {
+/** The image rules' view of a compute or volume caller. */
+export function imageViewer(c: ServerCaller): ImageViewer {
   return { isAdmin: c.isAdmin, projectId: c.projectId, domainId: c.domainId, canWrite: c.canWrite }
 }
 
@@ -232,7 +233,8 @@ function checkUserData(text: string | undefined): string {
   return text
 }
 
-function checkMetadata(m: Record<string, string> | undefined): Record<string, string> {
+/** Nova's (and Cinder's) metadata rules: at most 128 items, keys 1-255 characters, values up to 255. */
+export function checkMetadata(m: Record<string, string> | undefined): Record<string, string> {
   const entries = Object.entries(m ?? {})
   if (entries.length > METADATA_MAX) throw new ResourceExhausted(`metadata has ${entries.length} items; the quota is ${METADATA_MAX}`)
   for (const [k, v] of entries) {

@@ -4,9 +4,10 @@
  * synchronous calls to a host's agent.
  */
 import type { ServerCast } from '../../proto/server-actions.js'
+import type { VolumeWork } from '../../proto/volume-work.js'
 
-/** Work for a host's agent: a server action (the one action ↔ cast table's members) or a ping; exactly one is set. */
-export type CastAction = ServerCast & { ping?: { note: string } }
+/** Work for a host's agent: a server action (the one action ↔ cast table's members), volume work or a ping; exactly one is set. */
+export type CastAction = ServerCast & { ping?: { note: string }; volume?: VolumeWork }
 
 /** A synchronous question to one agent. */
 export interface AgentCall {
@@ -42,4 +43,7 @@ export interface CastResultEvent {
   powerState: number
   instanceUuid: string
   action: string
+  /** Volume work: the volume (and snapshot) it was about; empty otherwise. */
+  volumeId: string
+  snapshotId: string
 }

@@ -36,7 +36,7 @@ export interface BuildSpecDeps {
 }
 
 /** The conductor reads images as a service, whoever owns them. */
-const CONDUCTOR = { isAdmin: true, projectId: undefined, domainId: '', canWrite: false }
+export const CONDUCTOR = { isAdmin: true, projectId: undefined, domainId: '', canWrite: false }
 
 /**
  * The build spec of a server its host is about to build; marks it spawning

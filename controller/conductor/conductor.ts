@@ -9,7 +9,8 @@ import type { BuildSpec } from '../../proto/build-spec.js'
 import type { DhcpNetwork } from '../../proto/dhcp.js'
 import type { DhcpPorts } from '../network/dhcp.js'
 import type { InstanceMetadata } from '../../proto/instance-metadata.js'
-import { buildSpec, hostInstances, type BuildSpecDeps, type HostInstance } from './build-spec.js'
+import { buildSpec, hostInstances, CONDUCTOR, type BuildSpecDeps, type HostInstance } from './build-spec.js'
+import { FailedPrecondition, NotFound } from '../../proto/errors.js'
 import { instanceMetadata } from './metadata.js'
 
 export type { BuildSpec, HostInstance, InstanceMetadata }
@@ -30,6 +31,22 @@ export class Conductor {
    */
   buildSpec(instanceUuid: string, host: string): Promise<BuildSpec> {
     return buildSpec(this.db, this.deps, instanceUuid, host)
+  }
+
+  /**
+   * How `host` reads the image of a volume it is creating from one: the
+   * image's checksum and format, and an image-read token issued now (casts
+   * carry no tokens: they may wait in the queue longer than one lives).
+   * @throws NotFound when no such volume lives on `host`.
+   * @throws FailedPrecondition when it is made from no image, or is no longer being created.
+   */
+  async volumeImage(volumeId: string, host: string): Promise<{ imageId: string; checksum: string; diskFormat: string; imageReadToken: string }> {
+    const v = await this.db.selectFrom('volumes').select(['id', 'host', 'image_id', 'status']).where('id', '=', volumeId).executeTakeFirst()
+    if (!v || v.host !== host) throw new NotFound(`no volume ${volumeId} lives on host '${host}'`)
+    if (!v.image_id) throw new FailedPrecondition(`volume ${volumeId} is not made from an image`)
+    if (v.status !== 'creating') throw new FailedPrecondition(`volume ${volumeId} is ${v.status}, no longer being created`)
+    const image = await this.deps.images.get({ id: v.image_id }, CONDUCTOR)
+    return { imageId: image.id, checksum: image.checksum, diskFormat: image.diskFormat, imageReadToken: this.deps.imageReadToken(image.id, host, volumeId) }
   }
 
   /** The security-group filtering of every port of the servers placed on `host`. */

@@ -30,6 +30,10 @@ export const QUOTA_DEFAULTS: Readonly<Record<string, number>> = {
   // Glance (image_size_total in MiB, as Glance's unified limit)
   images: 100,
   image_size_total: 1_048_576,
+  // Cinder (gigabytes: GiB of volumes and their snapshots)
+  volumes: 10,
+  gigabytes: 1000,
+  snapshots: 10,
 }
 
 export type Trx = Transaction<Database> | Db

@@ -15,6 +15,7 @@ import { migration as m0009 } from './migrations/0009_config_drive.js'
 import { migration as m0010 } from './migrations/0010_cast_request_id.js'
 import { migration as m0011 } from './migrations/0011_port_binding_host.js'
 import { migration as m0012 } from './migrations/0012_host_join_tokens.js'
+import { migration as m0013 } from './migrations/0013_volumes.js'
 
 export const migrations: Record<string, Migration> = {
   '0001_identity': m0001,
@@ -29,4 +30,5 @@ export const migrations: Record<string, Migration> = {
   '0010_cast_request_id': m0010,
   '0011_port_binding_host': m0011,
   '0012_host_join_tokens': m0012,
+  '0013_volumes': m0013,
 }

@@ -9,6 +9,7 @@ import type { ImageTables } from './schema/image.js'
 import type { NetworkTables } from './schema/network.js'
 import type { PlacementTables } from './schema/placement.js'
 import type { ServerTables } from './schema/servers.js'
+import type { VolumeTables } from './schema/volume.js'
 
 export type * from './schema/identity.js'
 export type * from './schema/compute.js'
@@ -16,5 +17,6 @@ export type * from './schema/image.js'
 export type * from './schema/network.js'
 export type * from './schema/placement.js'
 export type * from './schema/servers.js'
+export type * from './schema/volume.js'
 
-export interface Database extends IdentityTables, ComputeTables, ImageTables, NetworkTables, PlacementTables, ServerTables {}
+export interface Database extends IdentityTables, ComputeTables, ImageTables, NetworkTables, PlacementTables, ServerTables, VolumeTables {}

@@ -8,25 +8,31 @@ import { loadAgentConfig, type AgentConfigOverrides } from '../../agent/config.j
 import { AgentService } from '../../agent/service.js'
 import { DnsmasqDhcp } from '../../agent/net/dhcp.js'
 import { FakeDriver, type FakeDriverOptions } from '../../agent/virt/fake.js'
+import { FakeVolumeDriver, type FakeVolumeDriverOptions } from '../../agent/volume/fake.js'
 import { natsCredsFor } from './nats.js'
 
 export interface TestAgent {
   agent: AgentService
   driver: FakeDriver
+  /** The volume role's backend (in memory). */
+  volumes: FakeVolumeDriver
   stop(): Promise<void>
 }
 
-export async function startAgent(natsUrl: string, host: string, o: AgentConfigOverrides & { fake?: FakeDriverOptions } = {}): Promise<TestAgent> {
+export async function startAgent(natsUrl: string, host: string, o: AgentConfigOverrides & { fake?: FakeDriverOptions; fakeVolumes?: FakeVolumeDriverOptions; volumeDriver?: FakeVolumeDriver } = {}): Promise<TestAgent> {
   const stateDir = o.stateDir ?? mkdtempSync(path.join(tmpdir(), `strato-agent-${host}-`))
-  const { fake, ...overrides } = o
+  const { fake, fakeVolumes, volumeDriver, ...overrides } = o
   const natsCredsFile = natsCredsFor(natsUrl)?.agentCreds(host) ?? null
   const cfg = loadAgentConfig({ host, natsUrl, natsCredsFile, stateDir, uuid: randomUUID(), diskGb: 100, driver: 'fake', requestTimeoutMs: 2_000, myIp: '127.0.0.1', ...overrides }, {})
   const driver = new FakeDriver({ hostname: host, ...fake })
-  const agent = new AgentService(cfg, driver, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }))
+  // A restarted agent may keep the backend it had (a host's disks outlive its agent).
+  const volumes = volumeDriver ?? new FakeVolumeDriver(fakeVolumes)
+  const agent = new AgentService(cfg, driver, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }), volumes)
   await agent.start()
   return {
     agent,
     driver,
+    volumes,
     async stop() {
       await agent.stop()
       // dnsmasq outlives an agent that stops; a test leaves none behind.

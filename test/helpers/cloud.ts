@@ -15,6 +15,7 @@ import { startAgent, eventually, type TestAgent } from './agents.js'
 import { call, client as plainOrTls, status, type Ctor, type Decoded } from './grpc.js'
 import type { AgentConfigOverrides } from '../../agent/config.js'
 import type { FakeDriverOptions } from '../../agent/virt/fake.js'
+import type { FakeVolumeDriverOptions } from '../../agent/volume/fake.js'
 import { bootDiskImage, bootMarker } from '../fixtures/boot-sector.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
 import { FlavorsClient, KeypairsClient, QuotasClient, AvailabilityZonesClient, type Flavor } from '../../proto/gen/strato/compute/v1/compute.js'
@@ -58,7 +59,7 @@ export interface TestCloud {
 export interface CloudOptions {
   hosts?: string[]
   controller?: ConfigOverrides
-  agent?: AgentConfigOverrides & { fake?: FakeDriverOptions }
+  agent?: AgentConfigOverrides & { fake?: FakeDriverOptions; fakeVolumes?: FakeVolumeDriverOptions }
 }
 
 /** Uploads a file (or bytes) to an image that was created queued. */

@@ -16,6 +16,7 @@ import { serverCommands } from './server.js'
 import { serverGroupCommands } from './server-group.js'
 import { tokenCommands } from './token.js'
 import { userCommands } from './user.js'
+import { volumeCommands } from './volume.js'
 
 export const apiCommands: Command[] = [
   ...domainCommands,
@@ -34,4 +35,5 @@ export const apiCommands: Command[] = [
   ...serverCommands,
   ...serverGroupCommands,
   ...hostCommands,
+  ...volumeCommands,
 ]

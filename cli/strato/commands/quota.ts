@@ -22,6 +22,9 @@ const RESOURCES: Array<[string, string, string]> = [
   ['secgroup-rules', 'security_group_rules', 'New value for the secgroup-rules quota'],
   ['images', 'images', 'New value for the images quota'],
   ['image-size-total', 'image_size_total', 'New value for the total size of images quota (MiB)'],
+  ['volumes', 'volumes', 'New value for the volumes quota'],
+  ['gigabytes', 'gigabytes', 'New value for the gigabytes quota (GiB of volumes and snapshots)'],
+  ['snapshots', 'snapshots', 'New value for the snapshots quota'],
 ]
 const cliName = new Map(RESOURCES.map(([cli, strato]) => [strato, cli]))
 

@@ -34,6 +34,21 @@ export function openrcEnv(openrc: Record<string, string>, home: string): Record<
   return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...openrc }
 }
 
+/**
+ * The admin's environment (`. admin-openrc`) and a member's: project demo
+ * with user demo (password demo-password) holding the member role, made
+ * with the CLI. Each has its own HOME.
+ */
+export async function adminAndDemo(openrc: Record<string, string>): Promise<{ env: Record<string, string>; demo: Record<string, string> }> {
+  const env = openrcEnv(openrc, freshHome())
+  const demo = { ...openrcEnv(openrc, freshHome()), OS_USERNAME: 'demo', OS_PASSWORD: 'demo-password', OS_PROJECT_NAME: 'demo' }
+  for (const line of ['project create demo', 'user create --project demo --password demo-password demo', 'role add --project demo --user demo member']) {
+    const r = await strato(line, env)
+    if (r.code !== 0) throw new Error(`strato ${line}: ${r.stderr}`)
+  }
+  return { env, demo }
+}
+
 /** Splits a command line on spaces, keeping '…' quoted words together (enough for tests). */
 export function words(line: string): string[] {
   return [...line.matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!)
@@ -83,6 +98,12 @@ export function spawnStrato(line: string | string[], env: Record<string, string 
 }
 
 /** Parses a Field/Value table back into an object. */
+/** The header line of a table. */
+export const header = (table: string) => table.split('\n')[1]
+
+/** The data rows of a table, as arrays of trimmed cells. */
+export const rows = (table: string) => table.split('\n').filter((l) => l.startsWith('| ')).slice(1).map((l) => l.slice(2, -2).split(' | ').map((c) => c.trim()))
+
 export function fields(table: string): Record<string, string> {
   const out: Record<string, string> = {}
   for (const line of table.split('\n')) {

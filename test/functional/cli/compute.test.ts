@@ -9,7 +9,7 @@ import { FailedPrecondition } from '../../../proto/errors.js'
 import { eventually, startAgent } from '../../helpers/agents.js'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import type { TestContext } from '../../helpers/tap.js'
-import { failsWith, fields, freshHome, openrcEnv, removeHomes, strato, succeeds } from './cli.js'
+import { adminAndDemo, failsWith, fields, header, freshHome, removeHomes, rows, strato, succeeds } from './cli.js'
 
 let cloud: TestCloud
 let env: Record<string, string>
@@ -17,12 +17,7 @@ let demo: Record<string, string>
 
 t.before(async () => {
   cloud = await startCloud()
-  env = openrcEnv(cloud.s.openrc, freshHome())
-  demo = { ...openrcEnv(cloud.s.openrc, freshHome()), OS_USERNAME: 'demo', OS_PASSWORD: 'demo-password', OS_PROJECT_NAME: 'demo' }
-  for (const line of ['project create demo', 'user create --project demo --password demo-password demo', 'role add --project demo --user demo member']) {
-    const r = await strato(line, env)
-    if (r.code !== 0) throw new Error(`strato ${line}: ${r.stderr}`)
-  }
+  ;({ env, demo } = await adminAndDemo(cloud.s.openrc))
 })
 t.teardown(async () => {
   await cloud?.close()
@@ -33,9 +28,6 @@ const ok = (t: TestContext, line: string | string[], e = env) => succeeds(t, lin
 const fails = (t: TestContext, line: string | string[], code: number, e = env) => failsWith(t, line, code, e)
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const PROVIDER_IP = /^provider=192\.168\.201\.2(0\d|10)$/
-const header = (table: string) => table.split('\n')[1]
-/** The data rows of a table, as arrays of trimmed cells. */
-const rows = (table: string) => table.split('\n').filter((l) => l.startsWith('| ')).slice(1).map((l) => l.slice(2, -2).split(' | ').map((c) => c.trim()))
 const show = async (server: string, column: string, e = env) => (await strato(['server', 'show', server, '-f', 'value', '-c', column], e)).stdout.trim()
 const until = (server: string, status: string, e = env) =>
   eventually(async () => (await show(server, 'status', e)) === status, 10_000, `server ${server} to be ${status}`)

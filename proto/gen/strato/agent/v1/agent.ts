@@ -37,7 +37,33 @@ export interface AgentAnnounce {
     | HostCapabilities
     | undefined;
   /** Empty: the controller's default zone. */
-  availabilityZone?: string | undefined;
+  availabilityZone?:
+    | string
+    | undefined;
+  /** The volume role (cinder-volume) of this agent, when it runs it. */
+  volume?: VolumeBackendStats | undefined;
+}
+
+/**
+ * The capacity of an agent's volume backend (Cinder's get_volume_stats),
+ * sent in the announce and in every heartbeat; the controller schedules
+ * volumes to hosts by it.
+ */
+export interface VolumeBackendStats {
+  /** false: the host runs no volume role. */
+  enabled?:
+    | boolean
+    | undefined;
+  /** Matched against a volume type's `volume_backend_name` extra spec. */
+  backendName?:
+    | string
+    | undefined;
+  /** GiB the backend's storage holds in all. */
+  totalGb?:
+    | number
+    | undefined;
+  /** GiB free on it now (sparse files: what is really left). */
+  freeGb?: number | undefined;
 }
 
 /** What the controller tells an announcing agent. */
@@ -67,7 +93,14 @@ export interface Heartbeat {
     | Date
     | undefined;
   /** Guests the hypervisor knows on the host now. */
-  guests?: number | undefined;
+  guests?:
+    | number
+    | undefined;
+  /**
+   * The volume backend's capacity now; absent: unchanged (no volume role, or
+   * its capacity could not be read this time).
+   */
+  volume?: VolumeBackendStats | undefined;
 }
 
 /** Asks for the full build spec of a server the controller placed on this host. */
@@ -434,7 +467,25 @@ export interface InstanceMetadata_MetadataEntry {
   value: string;
 }
 
+/** Asks how to read the image a volume placed on this host is created from. */
+export interface VolumeImageRequest {
+  host?: string | undefined;
+  volumeId?: string | undefined;
+}
+
+/**
+ * The image of a volume being created from one, and a short-lived token that
+ * downloads it (issued when asked, never stored in a cast).
+ */
+export interface VolumeImage {
+  imageId?: string | undefined;
+  checksum?: string | undefined;
+  diskFormat?: string | undefined;
+  imageReadToken?: string | undefined;
+}
+
 export interface ConductorRequest {
+  volumeImage?: VolumeImageRequest | undefined;
   announce?: AgentAnnounce | undefined;
   buildSpec?: BuildSpecRequest | undefined;
   hostInstances?: HostInstancesRequest | undefined;
@@ -444,6 +495,7 @@ export interface ConductorRequest {
 }
 
 export interface ConductorReply {
+  volumeImage?: VolumeImage | undefined;
   announce?: AnnounceReply | undefined;
   buildSpec?: BuildSpec | undefined;
   hostInstances?: HostInstances | undefined;
@@ -472,6 +524,30 @@ export interface RebootServer {
   hard?: boolean | undefined;
 }
 
+/**
+ * Work on the host's volume backend (cinder-volume's RPC casts). Everything the
+ * backend needs is here except an image's read token (asked of the conductor).
+ */
+export interface VolumeWork {
+  /** create, delete, extend, create_snapshot, delete_snapshot */
+  op?: string | undefined;
+  volumeId?:
+    | string
+    | undefined;
+  /** create_snapshot, delete_snapshot: the snapshot. */
+  snapshotId?:
+    | string
+    | undefined;
+  /** GiB: the size to create, or to extend to. */
+  sizeGb?:
+    | number
+    | undefined;
+  /** create: the source, at most one of these. */
+  sourceVolid?: string | undefined;
+  sourceSnapshotId?: string | undefined;
+  imageId?: string | undefined;
+}
+
 /** Work for one host. Redelivered until acked; `id` makes redelivery idempotent. */
 export interface Cast {
   id?: string | undefined;
@@ -481,8 +557,9 @@ export interface Cast {
   start?: ServerAction | undefined;
   stop?: ServerAction | undefined;
   reboot?: RebootServer | undefined;
-  delete?:
-    | ServerAction
+  delete?: ServerAction | undefined;
+  volume?:
+    | VolumeWork
     | undefined;
   /**
    * The request id of the API call that caused this cast (x-request-id, or
@@ -509,8 +586,16 @@ export interface CastResult {
   instanceUuid?:
     | string
     | undefined;
-  /** ping, build, start, stop, reboot, reboot_hard or delete. */
-  action?: string | undefined;
+  /**
+   * ping, build, start, stop, reboot, reboot_hard or delete; for volume
+   * work volume_<op> (volume_create, volume_delete, …).
+   */
+  action?:
+    | string
+    | undefined;
+  /** Volume work: the volume (and snapshot) it was about. */
+  volumeId?: string | undefined;
+  snapshotId?: string | undefined;
 }
 
 /** The power states of guests on a host, as its hypervisor reports them. */
@@ -553,7 +638,7 @@ export interface AgentReply {
 }
 
 function createBaseAgentAnnounce(): AgentAnnounce {
-  return { host: "", uuid: "", capabilities: undefined, availabilityZone: "" };
+  return { host: "", uuid: "", capabilities: undefined, availabilityZone: "", volume: undefined };
 }
 
 export const AgentAnnounce: MessageFns<AgentAnnounce> = {
@@ -569,6 +654,9 @@ export const AgentAnnounce: MessageFns<AgentAnnounce> = {
     }
     if (message.availabilityZone !== undefined && message.availabilityZone !== "") {
       writer.uint32(34).string(message.availabilityZone);
+    }
+    if (message.volume !== undefined) {
+      VolumeBackendStats.encode(message.volume, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -618,6 +706,14 @@ export const AgentAnnounce: MessageFns<AgentAnnounce> = {
             message.availabilityZone = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.volume = VolumeBackendStats.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -640,6 +736,7 @@ export const AgentAnnounce: MessageFns<AgentAnnounce> = {
         : isSet(object.availability_zone)
         ? globalThis.String(object.availability_zone)
         : "",
+      volume: isSet(object.volume) ? VolumeBackendStats.fromJSON(object.volume) : undefined,
     };
   },
 
@@ -657,6 +754,9 @@ export const AgentAnnounce: MessageFns<AgentAnnounce> = {
     if (message.availabilityZone !== undefined && message.availabilityZone !== "") {
       obj.availabilityZone = message.availabilityZone;
     }
+    if (message.volume !== undefined) {
+      obj.volume = VolumeBackendStats.toJSON(message.volume);
+    }
     return obj;
   },
 
@@ -671,6 +771,138 @@ export const AgentAnnounce: MessageFns<AgentAnnounce> = {
       ? HostCapabilities.fromPartial(object.capabilities)
       : undefined;
     message.availabilityZone = object.availabilityZone ?? "";
+    message.volume = (object.volume !== undefined && object.volume !== null)
+      ? VolumeBackendStats.fromPartial(object.volume)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseVolumeBackendStats(): VolumeBackendStats {
+  return { enabled: false, backendName: "", totalGb: 0, freeGb: 0 };
+}
+
+export const VolumeBackendStats: MessageFns<VolumeBackendStats> = {
+  encode(message: VolumeBackendStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enabled !== undefined && message.enabled !== false) {
+      writer.uint32(8).bool(message.enabled);
+    }
+    if (message.backendName !== undefined && message.backendName !== "") {
+      writer.uint32(18).string(message.backendName);
+    }
+    if (message.totalGb !== undefined && message.totalGb !== 0) {
+      writer.uint32(24).int64(message.totalGb);
+    }
+    if (message.freeGb !== undefined && message.freeGb !== 0) {
+      writer.uint32(32).int64(message.freeGb);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeBackendStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeBackendStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.enabled = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.backendName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.totalGb = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.freeGb = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeBackendStats {
+    return {
+      enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : false,
+      backendName: isSet(object.backendName)
+        ? globalThis.String(object.backendName)
+        : isSet(object.backend_name)
+        ? globalThis.String(object.backend_name)
+        : "",
+      totalGb: isSet(object.totalGb)
+        ? globalThis.Number(object.totalGb)
+        : isSet(object.total_gb)
+        ? globalThis.Number(object.total_gb)
+        : 0,
+      freeGb: isSet(object.freeGb)
+        ? globalThis.Number(object.freeGb)
+        : isSet(object.free_gb)
+        ? globalThis.Number(object.free_gb)
+        : 0,
+    };
+  },
+
+  toJSON(message: VolumeBackendStats): unknown {
+    const obj: any = {};
+    if (message.enabled !== undefined && message.enabled !== false) {
+      obj.enabled = message.enabled;
+    }
+    if (message.backendName !== undefined && message.backendName !== "") {
+      obj.backendName = message.backendName;
+    }
+    if (message.totalGb !== undefined && message.totalGb !== 0) {
+      obj.totalGb = Math.round(message.totalGb);
+    }
+    if (message.freeGb !== undefined && message.freeGb !== 0) {
+      obj.freeGb = Math.round(message.freeGb);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeBackendStats>, I>>(base?: I): VolumeBackendStats {
+    return VolumeBackendStats.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeBackendStats>, I>>(object: I): VolumeBackendStats {
+    const message = createBaseVolumeBackendStats();
+    message.enabled = object.enabled ?? false;
+    message.backendName = object.backendName ?? "";
+    message.totalGb = object.totalGb ?? 0;
+    message.freeGb = object.freeGb ?? 0;
     return message;
   },
 };
@@ -825,7 +1057,7 @@ export const AnnounceReply: MessageFns<AnnounceReply> = {
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { host: "", uuid: "", sentAt: undefined, guests: 0 };
+  return { host: "", uuid: "", sentAt: undefined, guests: 0, volume: undefined };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -841,6 +1073,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     if (message.guests !== undefined && message.guests !== 0) {
       writer.uint32(32).int32(message.guests);
+    }
+    if (message.volume !== undefined) {
+      VolumeBackendStats.encode(message.volume, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -890,6 +1125,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.guests = reader.int32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.volume = VolumeBackendStats.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -912,6 +1155,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         ? fromJsonTimestamp(object.sent_at)
         : undefined,
       guests: isSet(object.guests) ? globalThis.Number(object.guests) : 0,
+      volume: isSet(object.volume) ? VolumeBackendStats.fromJSON(object.volume) : undefined,
     };
   },
 
@@ -929,6 +1173,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.guests !== undefined && message.guests !== 0) {
       obj.guests = Math.round(message.guests);
     }
+    if (message.volume !== undefined) {
+      obj.volume = VolumeBackendStats.toJSON(message.volume);
+    }
     return obj;
   },
 
@@ -941,6 +1188,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     message.uuid = object.uuid ?? "";
     message.sentAt = object.sentAt ?? undefined;
     message.guests = object.guests ?? 0;
+    message.volume = (object.volume !== undefined && object.volume !== null)
+      ? VolumeBackendStats.fromPartial(object.volume)
+      : undefined;
     return message;
   },
 };
@@ -4434,8 +4684,227 @@ export const InstanceMetadata_MetadataEntry: MessageFns<InstanceMetadata_Metadat
   },
 };
 
+function createBaseVolumeImageRequest(): VolumeImageRequest {
+  return { host: "", volumeId: "" };
+}
+
+export const VolumeImageRequest: MessageFns<VolumeImageRequest> = {
+  encode(message: VolumeImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(18).string(message.volumeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeImageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeImageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeImageRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+    };
+  },
+
+  toJSON(message: VolumeImageRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeImageRequest>, I>>(base?: I): VolumeImageRequest {
+    return VolumeImageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeImageRequest>, I>>(object: I): VolumeImageRequest {
+    const message = createBaseVolumeImageRequest();
+    message.host = object.host ?? "";
+    message.volumeId = object.volumeId ?? "";
+    return message;
+  },
+};
+
+function createBaseVolumeImage(): VolumeImage {
+  return { imageId: "", checksum: "", diskFormat: "", imageReadToken: "" };
+}
+
+export const VolumeImage: MessageFns<VolumeImage> = {
+  encode(message: VolumeImage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.imageId !== undefined && message.imageId !== "") {
+      writer.uint32(10).string(message.imageId);
+    }
+    if (message.checksum !== undefined && message.checksum !== "") {
+      writer.uint32(18).string(message.checksum);
+    }
+    if (message.diskFormat !== undefined && message.diskFormat !== "") {
+      writer.uint32(26).string(message.diskFormat);
+    }
+    if (message.imageReadToken !== undefined && message.imageReadToken !== "") {
+      writer.uint32(34).string(message.imageReadToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeImage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeImage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.imageId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.checksum = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.diskFormat = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.imageReadToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeImage {
+    return {
+      imageId: isSet(object.imageId)
+        ? globalThis.String(object.imageId)
+        : isSet(object.image_id)
+        ? globalThis.String(object.image_id)
+        : "",
+      checksum: isSet(object.checksum) ? globalThis.String(object.checksum) : "",
+      diskFormat: isSet(object.diskFormat)
+        ? globalThis.String(object.diskFormat)
+        : isSet(object.disk_format)
+        ? globalThis.String(object.disk_format)
+        : "",
+      imageReadToken: isSet(object.imageReadToken)
+        ? globalThis.String(object.imageReadToken)
+        : isSet(object.image_read_token)
+        ? globalThis.String(object.image_read_token)
+        : "",
+    };
+  },
+
+  toJSON(message: VolumeImage): unknown {
+    const obj: any = {};
+    if (message.imageId !== undefined && message.imageId !== "") {
+      obj.imageId = message.imageId;
+    }
+    if (message.checksum !== undefined && message.checksum !== "") {
+      obj.checksum = message.checksum;
+    }
+    if (message.diskFormat !== undefined && message.diskFormat !== "") {
+      obj.diskFormat = message.diskFormat;
+    }
+    if (message.imageReadToken !== undefined && message.imageReadToken !== "") {
+      obj.imageReadToken = message.imageReadToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeImage>, I>>(base?: I): VolumeImage {
+    return VolumeImage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeImage>, I>>(object: I): VolumeImage {
+    const message = createBaseVolumeImage();
+    message.imageId = object.imageId ?? "";
+    message.checksum = object.checksum ?? "";
+    message.diskFormat = object.diskFormat ?? "";
+    message.imageReadToken = object.imageReadToken ?? "";
+    return message;
+  },
+};
+
 function createBaseConductorRequest(): ConductorRequest {
   return {
+    volumeImage: undefined,
     announce: undefined,
     buildSpec: undefined,
     hostInstances: undefined,
@@ -4447,6 +4916,9 @@ function createBaseConductorRequest(): ConductorRequest {
 
 export const ConductorRequest: MessageFns<ConductorRequest> = {
   encode(message: ConductorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.volumeImage !== undefined) {
+      VolumeImageRequest.encode(message.volumeImage, writer.uint32(74).fork()).join();
+    }
     if (message.announce !== undefined) {
       AgentAnnounce.encode(message.announce, writer.uint32(10).fork()).join();
     }
@@ -4481,6 +4953,14 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.volumeImage = VolumeImageRequest.decode(reader, reader.uint32());
+            continue;
+          }
           case 1: {
             if (tag !== 10) {
               break;
@@ -4543,6 +5023,11 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
 
   fromJSON(object: any): ConductorRequest {
     return {
+      volumeImage: isSet(object.volumeImage)
+        ? VolumeImageRequest.fromJSON(object.volumeImage)
+        : isSet(object.volume_image)
+        ? VolumeImageRequest.fromJSON(object.volume_image)
+        : undefined,
       announce: isSet(object.announce) ? AgentAnnounce.fromJSON(object.announce) : undefined,
       buildSpec: isSet(object.buildSpec)
         ? BuildSpecRequest.fromJSON(object.buildSpec)
@@ -4562,6 +5047,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
 
   toJSON(message: ConductorRequest): unknown {
     const obj: any = {};
+    if (message.volumeImage !== undefined) {
+      obj.volumeImage = VolumeImageRequest.toJSON(message.volumeImage);
+    }
     if (message.announce !== undefined) {
       obj.announce = AgentAnnounce.toJSON(message.announce);
     }
@@ -4588,6 +5076,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<ConductorRequest>, I>>(object: I): ConductorRequest {
     const message = createBaseConductorRequest();
+    message.volumeImage = (object.volumeImage !== undefined && object.volumeImage !== null)
+      ? VolumeImageRequest.fromPartial(object.volumeImage)
+      : undefined;
     message.announce = (object.announce !== undefined && object.announce !== null)
       ? AgentAnnounce.fromPartial(object.announce)
       : undefined;
@@ -4612,6 +5103,7 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
 
 function createBaseConductorReply(): ConductorReply {
   return {
+    volumeImage: undefined,
     announce: undefined,
     buildSpec: undefined,
     hostInstances: undefined,
@@ -4623,6 +5115,9 @@ function createBaseConductorReply(): ConductorReply {
 
 export const ConductorReply: MessageFns<ConductorReply> = {
   encode(message: ConductorReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.volumeImage !== undefined) {
+      VolumeImage.encode(message.volumeImage, writer.uint32(74).fork()).join();
+    }
     if (message.announce !== undefined) {
       AnnounceReply.encode(message.announce, writer.uint32(10).fork()).join();
     }
@@ -4657,6 +5152,14 @@ export const ConductorReply: MessageFns<ConductorReply> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.volumeImage = VolumeImage.decode(reader, reader.uint32());
+            continue;
+          }
           case 1: {
             if (tag !== 10) {
               break;
@@ -4719,6 +5222,11 @@ export const ConductorReply: MessageFns<ConductorReply> = {
 
   fromJSON(object: any): ConductorReply {
     return {
+      volumeImage: isSet(object.volumeImage)
+        ? VolumeImage.fromJSON(object.volumeImage)
+        : isSet(object.volume_image)
+        ? VolumeImage.fromJSON(object.volume_image)
+        : undefined,
       announce: isSet(object.announce) ? AnnounceReply.fromJSON(object.announce) : undefined,
       buildSpec: isSet(object.buildSpec)
         ? BuildSpec.fromJSON(object.buildSpec)
@@ -4738,6 +5246,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
 
   toJSON(message: ConductorReply): unknown {
     const obj: any = {};
+    if (message.volumeImage !== undefined) {
+      obj.volumeImage = VolumeImage.toJSON(message.volumeImage);
+    }
     if (message.announce !== undefined) {
       obj.announce = AnnounceReply.toJSON(message.announce);
     }
@@ -4764,6 +5275,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
   },
   fromPartial<I extends Exact<DeepPartial<ConductorReply>, I>>(object: I): ConductorReply {
     const message = createBaseConductorReply();
+    message.volumeImage = (object.volumeImage !== undefined && object.volumeImage !== null)
+      ? VolumeImage.fromPartial(object.volumeImage)
+      : undefined;
     message.announce = (object.announce !== undefined && object.announce !== null)
       ? AnnounceReply.fromPartial(object.announce)
       : undefined;
@@ -5086,6 +5600,195 @@ export const RebootServer: MessageFns<RebootServer> = {
   },
 };
 
+function createBaseVolumeWork(): VolumeWork {
+  return { op: "", volumeId: "", snapshotId: "", sizeGb: 0, sourceVolid: "", sourceSnapshotId: "", imageId: "" };
+}
+
+export const VolumeWork: MessageFns<VolumeWork> = {
+  encode(message: VolumeWork, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.op !== undefined && message.op !== "") {
+      writer.uint32(10).string(message.op);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(18).string(message.volumeId);
+    }
+    if (message.snapshotId !== undefined && message.snapshotId !== "") {
+      writer.uint32(26).string(message.snapshotId);
+    }
+    if (message.sizeGb !== undefined && message.sizeGb !== 0) {
+      writer.uint32(32).int32(message.sizeGb);
+    }
+    if (message.sourceVolid !== undefined && message.sourceVolid !== "") {
+      writer.uint32(42).string(message.sourceVolid);
+    }
+    if (message.sourceSnapshotId !== undefined && message.sourceSnapshotId !== "") {
+      writer.uint32(50).string(message.sourceSnapshotId);
+    }
+    if (message.imageId !== undefined && message.imageId !== "") {
+      writer.uint32(58).string(message.imageId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeWork {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeWork();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.op = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.snapshotId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sizeGb = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sourceVolid = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sourceSnapshotId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.imageId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeWork {
+    return {
+      op: isSet(object.op) ? globalThis.String(object.op) : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      snapshotId: isSet(object.snapshotId)
+        ? globalThis.String(object.snapshotId)
+        : isSet(object.snapshot_id)
+        ? globalThis.String(object.snapshot_id)
+        : "",
+      sizeGb: isSet(object.sizeGb)
+        ? globalThis.Number(object.sizeGb)
+        : isSet(object.size_gb)
+        ? globalThis.Number(object.size_gb)
+        : 0,
+      sourceVolid: isSet(object.sourceVolid)
+        ? globalThis.String(object.sourceVolid)
+        : isSet(object.source_volid)
+        ? globalThis.String(object.source_volid)
+        : "",
+      sourceSnapshotId: isSet(object.sourceSnapshotId)
+        ? globalThis.String(object.sourceSnapshotId)
+        : isSet(object.source_snapshot_id)
+        ? globalThis.String(object.source_snapshot_id)
+        : "",
+      imageId: isSet(object.imageId)
+        ? globalThis.String(object.imageId)
+        : isSet(object.image_id)
+        ? globalThis.String(object.image_id)
+        : "",
+    };
+  },
+
+  toJSON(message: VolumeWork): unknown {
+    const obj: any = {};
+    if (message.op !== undefined && message.op !== "") {
+      obj.op = message.op;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.snapshotId !== undefined && message.snapshotId !== "") {
+      obj.snapshotId = message.snapshotId;
+    }
+    if (message.sizeGb !== undefined && message.sizeGb !== 0) {
+      obj.sizeGb = Math.round(message.sizeGb);
+    }
+    if (message.sourceVolid !== undefined && message.sourceVolid !== "") {
+      obj.sourceVolid = message.sourceVolid;
+    }
+    if (message.sourceSnapshotId !== undefined && message.sourceSnapshotId !== "") {
+      obj.sourceSnapshotId = message.sourceSnapshotId;
+    }
+    if (message.imageId !== undefined && message.imageId !== "") {
+      obj.imageId = message.imageId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeWork>, I>>(base?: I): VolumeWork {
+    return VolumeWork.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeWork>, I>>(object: I): VolumeWork {
+    const message = createBaseVolumeWork();
+    message.op = object.op ?? "";
+    message.volumeId = object.volumeId ?? "";
+    message.snapshotId = object.snapshotId ?? "";
+    message.sizeGb = object.sizeGb ?? 0;
+    message.sourceVolid = object.sourceVolid ?? "";
+    message.sourceSnapshotId = object.sourceSnapshotId ?? "";
+    message.imageId = object.imageId ?? "";
+    return message;
+  },
+};
+
 function createBaseCast(): Cast {
   return {
     id: "",
@@ -5096,6 +5799,7 @@ function createBaseCast(): Cast {
     stop: undefined,
     reboot: undefined,
     delete: undefined,
+    volume: undefined,
     requestId: "",
   };
 }
@@ -5125,6 +5829,9 @@ export const Cast: MessageFns<Cast> = {
     }
     if (message.delete !== undefined) {
       ServerAction.encode(message.delete, writer.uint32(66).fork()).join();
+    }
+    if (message.volume !== undefined) {
+      VolumeWork.encode(message.volume, writer.uint32(82).fork()).join();
     }
     if (message.requestId !== undefined && message.requestId !== "") {
       writer.uint32(74).string(message.requestId);
@@ -5209,6 +5916,14 @@ export const Cast: MessageFns<Cast> = {
             message.delete = ServerAction.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.volume = VolumeWork.decode(reader, reader.uint32());
+            continue;
+          }
           case 9: {
             if (tag !== 74) {
               break;
@@ -5243,6 +5958,7 @@ export const Cast: MessageFns<Cast> = {
       stop: isSet(object.stop) ? ServerAction.fromJSON(object.stop) : undefined,
       reboot: isSet(object.reboot) ? RebootServer.fromJSON(object.reboot) : undefined,
       delete: isSet(object.delete) ? ServerAction.fromJSON(object.delete) : undefined,
+      volume: isSet(object.volume) ? VolumeWork.fromJSON(object.volume) : undefined,
       requestId: isSet(object.requestId)
         ? globalThis.String(object.requestId)
         : isSet(object.request_id)
@@ -5277,6 +5993,9 @@ export const Cast: MessageFns<Cast> = {
     if (message.delete !== undefined) {
       obj.delete = ServerAction.toJSON(message.delete);
     }
+    if (message.volume !== undefined) {
+      obj.volume = VolumeWork.toJSON(message.volume);
+    }
     if (message.requestId !== undefined && message.requestId !== "") {
       obj.requestId = message.requestId;
     }
@@ -5306,13 +6025,27 @@ export const Cast: MessageFns<Cast> = {
     message.delete = (object.delete !== undefined && object.delete !== null)
       ? ServerAction.fromPartial(object.delete)
       : undefined;
+    message.volume = (object.volume !== undefined && object.volume !== null)
+      ? VolumeWork.fromPartial(object.volume)
+      : undefined;
     message.requestId = object.requestId ?? "";
     return message;
   },
 };
 
 function createBaseCastResult(): CastResult {
-  return { castId: "", host: "", ok: false, errorCode: "", message: "", powerState: 0, instanceUuid: "", action: "" };
+  return {
+    castId: "",
+    host: "",
+    ok: false,
+    errorCode: "",
+    message: "",
+    powerState: 0,
+    instanceUuid: "",
+    action: "",
+    volumeId: "",
+    snapshotId: "",
+  };
 }
 
 export const CastResult: MessageFns<CastResult> = {
@@ -5340,6 +6073,12 @@ export const CastResult: MessageFns<CastResult> = {
     }
     if (message.action !== undefined && message.action !== "") {
       writer.uint32(66).string(message.action);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(74).string(message.volumeId);
+    }
+    if (message.snapshotId !== undefined && message.snapshotId !== "") {
+      writer.uint32(82).string(message.snapshotId);
     }
     return writer;
   },
@@ -5421,6 +6160,22 @@ export const CastResult: MessageFns<CastResult> = {
             message.action = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.snapshotId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5459,6 +6214,16 @@ export const CastResult: MessageFns<CastResult> = {
         ? globalThis.String(object.instance_uuid)
         : "",
       action: isSet(object.action) ? globalThis.String(object.action) : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      snapshotId: isSet(object.snapshotId)
+        ? globalThis.String(object.snapshotId)
+        : isSet(object.snapshot_id)
+        ? globalThis.String(object.snapshot_id)
+        : "",
     };
   },
 
@@ -5488,6 +6253,12 @@ export const CastResult: MessageFns<CastResult> = {
     if (message.action !== undefined && message.action !== "") {
       obj.action = message.action;
     }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.snapshotId !== undefined && message.snapshotId !== "") {
+      obj.snapshotId = message.snapshotId;
+    }
     return obj;
   },
 
@@ -5504,6 +6275,8 @@ export const CastResult: MessageFns<CastResult> = {
     message.powerState = object.powerState ?? 0;
     message.instanceUuid = object.instanceUuid ?? "";
     message.action = object.action ?? "";
+    message.volumeId = object.volumeId ?? "";
+    message.snapshotId = object.snapshotId ?? "";
     return message;
   },
 };

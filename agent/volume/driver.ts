@@ -1,0 +1,110 @@
+/**
+ * The volume backend contract of a Strato agent (after cinder
+ * `volume/driver.py`): what an agent with the volume role does with the
+ * data of volumes and snapshots. Two implementations: `FileVolumeDriver`
+ * (`file.ts`, files of the native engine in a directory) and
+ * `FakeVolumeDriver` (`fake.ts`, in memory). One contract test suite
+ * (`test/unit/agent/volume/contract.ts`) runs against both.
+ *
+ * Rules every implementation follows:
+ *
+ * - **Work is idempotent.** A cast may come again (the agent died before it
+ *   acked): creating a volume or snapshot that exists with the same size
+ *   succeeds and changes nothing; deleting one that is gone succeeds;
+ *   extending to the size a volume has succeeds.
+ * - **A failed create leaves nothing behind**: no file, no record; the
+ *   volume can be created again under the same id.
+ * - **No data is lost to a delete.** Deleting a snapshot that other volumes
+ *   (or later snapshots) were made from copy-on-write first makes them
+ *   independent of it (flattens them); deleting a volume deletes its
+ *   snapshots the same way. What the contract suite reads back after a
+ *   delete is what was written before it.
+ * - **Sizes are GiB**, as Cinder's; a volume's virtual size is exactly its
+ *   size. Shrinking is refused (InvalidArgument).
+ * - **Errors come from the closed set in `proto/errors.ts`:** NotFound for an
+ *   unknown volume or snapshot (a source, or the volume to extend),
+ *   InvalidArgument for a bad id or size, ResourceExhausted when the backend
+ *   has no room, FailedPrecondition when the state forbids the work,
+ *   Internal for anything else.
+ * - Volumes and snapshots are addressed by uuid; the agent's volume manager
+ *   serialises work on one volume, different volumes run concurrently.
+ */
+import { InvalidArgument } from '../../proto/errors.js'
+import { isUuid } from '../../proto/ids.js'
+
+/** Where a new volume's data comes from. */
+export type VolumeSource =
+  | { kind: 'blank' }
+  /** A local image file (the agent's image cache), converted by the native engine. */
+  | { kind: 'image'; path: string; format: 'qcow2' | 'raw' }
+  | { kind: 'snapshot'; snapshotId: string }
+  | { kind: 'volume'; volumeId: string }
+
+export interface VolumeInfo {
+  id: string
+  sizeGb: number
+  /** The on-disk format of the volume (what an attach tells the hypervisor). */
+  format: 'qcow2' | 'raw'
+}
+
+export interface SnapshotInfo {
+  id: string
+  volumeId: string
+  sizeGb: number
+}
+
+/** How a host reaches a volume. */
+export interface VolumeExport {
+  /** `file`: a path on the volume's own host; (`nbd` for other hosts comes with attachments). */
+  kind: 'file'
+  path: string
+  format: 'qcow2' | 'raw'
+}
+
+/** The backend's capacity, as the agent reports it to the controller. */
+export interface VolumeStats {
+  backendName: string
+  totalGb: number
+  freeGb: number
+}
+
+export interface VolumeDriver {
+  readonly name: string
+  /** Prepares the backend (directories, …). Idempotent. */
+  init(): Promise<void>
+  /** Creates volume `id` of `sizeGb` from `source` (larger than the source: grown). */
+  create(id: string, sizeGb: number, source: VolumeSource): Promise<VolumeInfo>
+  /** A full, independent copy of volume `sourceId` (Cinder's create_cloned_volume). */
+  clone(id: string, sourceId: string, sizeGb: number): Promise<VolumeInfo>
+  /** Deletes a volume and its snapshots (volumes made from them first flattened). Gone already: success. */
+  delete(id: string): Promise<void>
+  /** Grows a volume to `sizeGb`. */
+  extend(id: string, sizeGb: number): Promise<VolumeInfo>
+  /** Takes snapshot `snapshotId` of volume `volumeId` (copy-on-write where the format allows). */
+  createSnapshot(volumeId: string, snapshotId: string): Promise<SnapshotInfo>
+  /** Deletes a snapshot; what depends on it is flattened first. Gone already: success. */
+  deleteSnapshot(volumeId: string, snapshotId: string): Promise<void>
+  /** Makes the volume reachable from `host`. Idempotent. */
+  export(id: string, host: string): Promise<VolumeExport>
+  /** Ends an export. Not exported: success. */
+  unexport(id: string, host: string): Promise<void>
+  /** The volume as the backend has it now, or undefined. */
+  info(id: string): Promise<VolumeInfo | undefined>
+  /** The snapshot as the backend has it now, or undefined. */
+  snapshotInfo(snapshotId: string): Promise<SnapshotInfo | undefined>
+  stats(): Promise<VolumeStats>
+}
+
+/** @throws InvalidArgument unless `id` is a uuid (ids become file names). */
+export function checkId(id: string, what: string): string {
+  if (!isUuid(id)) throw new InvalidArgument(`${what} id '${id}' is not a UUID`, { field: `${what}_id` })
+  return id
+}
+
+/** @throws InvalidArgument unless `sizeGb` is a whole number ≥ 1. */
+export function checkSizeGb(sizeGb: number): number {
+  if (!Number.isInteger(sizeGb) || sizeGb < 1) throw new InvalidArgument(`a volume size is a whole number of GiB ≥ 1, got ${sizeGb}`, { field: 'size' })
+  return sizeGb
+}
+
+export const GiB = 1024 ** 3

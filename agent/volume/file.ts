@@ -1,0 +1,258 @@
+/**
+ * Volumes as files of the native engine (Cinder's NFS/“generic file”
+ * drivers, on a local directory): `volume-<id>.<format>` per volume, and
+ * `snapshot-<volume id>_<snapshot id>.<format>` per snapshot, in one
+ * directory of the agent running the volume role. Sparse: a new volume
+ * allocates nothing.
+ *
+ * qcow2 (the default) is copy-on-write: a snapshot freezes the volume's file
+ * as the snapshot and gives the volume a new overlay on it, and a volume
+ * made from a snapshot is an overlay on the snapshot's file. Deleting a
+ * snapshot first flattens every file whose backing file it is (a full copy
+ * through the chain, renamed over the dependent), so no data is lost.
+ * raw volumes copy instead (sparse copies of the native engine).
+ * A volume from an image is converted from the agent's image cache; a clone
+ * is a flattened copy of its source.
+ *
+ * Work writes to `.part` files renamed into place, so a crash leaves either
+ * the old state or the new one (and `.part` leftovers, removed at init).
+ * Operations run one at a time (they change the shared chains).
+ */
+import { readdir, rename, rm, stat, statfs, chmod, mkdir } from 'node:fs/promises'
+import path from 'node:path'
+import { FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
+import { convertImage, createImage, imageInfo, resizeImage, type ImageFormat } from '../../native/index.js'
+import { PRIVATE_FILE_MODE } from '../disk/guest-dirs.js'
+import { checkId, checkSizeGb, GiB, type SnapshotInfo, type VolumeDriver, type VolumeExport, type VolumeInfo, type VolumeSource, type VolumeStats } from './driver.js'
+
+export interface FileVolumeDriverOptions {
+  /** The directory volumes live in. */
+  dir: string
+  /** This agent's host (exports to it are local files). */
+  host: string
+  /** @default qcow2 */
+  format?: ImageFormat
+  /** Reported as `volume_backend_name`. @default 'file' */
+  backendName?: string
+}
+
+const SNAPSHOT_FILE = /^snapshot-([0-9a-f-]{36})_([0-9a-f-]{36})\.(qcow2|raw)$/
+
+export class FileVolumeDriver implements VolumeDriver {
+  readonly name = 'file'
+  readonly dir: string
+  readonly format: ImageFormat
+  private readonly backendName: string
+  private tail: Promise<unknown> = Promise.resolve()
+
+  constructor(private readonly o: FileVolumeDriverOptions) {
+    this.dir = path.resolve(o.dir)
+    this.format = o.format ?? 'qcow2'
+    this.backendName = o.backendName ?? 'file'
+  }
+
+  /** Runs `fn` after every earlier operation finished. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn)
+    this.tail = run.catch(() => {})
+    return run
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 })
+    for (const f of await readdir(this.dir)) if (f.endsWith('.part')) await rm(path.join(this.dir, f), { force: true })
+  }
+
+  volumePath(id: string): string {
+    return path.join(this.dir, `volume-${checkId(id, 'volume')}.${this.format}`)
+  }
+
+  snapshotPath(volumeId: string, snapshotId: string): string {
+    return path.join(this.dir, `snapshot-${checkId(volumeId, 'volume')}_${checkId(snapshotId, 'snapshot')}.${this.format}`)
+  }
+
+  async create(id: string, sizeGb: number, source: VolumeSource): Promise<VolumeInfo> {
+    checkSizeGb(sizeGb)
+    if (source.kind === 'volume') return this.clone(id, source.volumeId, sizeGb)
+    return this.serial(async () => {
+      const existing = await this.info(id)
+      if (existing) {
+        if (existing.sizeGb !== sizeGb) throw new FailedPrecondition(`volume ${id} exists with ${existing.sizeGb} GiB, not ${sizeGb}`)
+        return existing
+      }
+      const dst = this.volumePath(id)
+      await this.made(dst, async (part) => {
+        if (source.kind === 'blank') {
+          await createImage(part, this.format, { size: sizeGb * GiB })
+        } else if (source.kind === 'image') {
+          const [img] = await imageInfo(source.path, source.format)
+          if (img && img.virtualSize > sizeGb * GiB) throw new InvalidArgument(`the image is ${Math.ceil(img.virtualSize / GiB)} GiB; volume ${id} of ${sizeGb} GiB cannot hold it`, { field: 'size' })
+          await convertImage(source.path, part, { srcFormat: source.format, dstFormat: this.format })
+          await resizeImage(part, sizeGb * GiB, { format: this.format })
+        } else {
+          const snap = await this.findSnapshot(source.snapshotId)
+          if (!snap) throw new NotFound(`snapshot ${source.snapshotId} not found on this backend`)
+          if (sizeGb < snap.sizeGb) throw new InvalidArgument(`volume ${id} would be ${sizeGb} GiB, smaller than snapshot ${source.snapshotId} (${snap.sizeGb} GiB)`, { field: 'size' })
+          if (this.format === 'qcow2') {
+            await createImage(part, 'qcow2', { size: sizeGb * GiB, backingFile: path.basename(snap.file), backingFormat: 'qcow2' })
+          } else {
+            await convertImage(snap.file, part, { srcFormat: 'raw', dstFormat: 'raw' })
+            await resizeImage(part, sizeGb * GiB, { format: 'raw' })
+          }
+        }
+      })
+      return (await this.info(id))!
+    })
+  }
+
+  async clone(id: string, sourceId: string, sizeGb: number): Promise<VolumeInfo> {
+    checkSizeGb(sizeGb)
+    return this.serial(async () => {
+      const existing = await this.info(id)
+      if (existing) return existing
+      const src = await this.info(sourceId)
+      if (!src) throw new NotFound(`volume ${sourceId} not found on this backend`)
+      if (sizeGb < src.sizeGb) throw new InvalidArgument(`volume ${id} would be ${sizeGb} GiB, smaller than its source (${src.sizeGb} GiB)`, { field: 'size' })
+      await this.made(this.volumePath(id), async (part) => {
+        await convertImage(this.volumePath(sourceId), part, { srcFormat: this.format, dstFormat: this.format })
+        if (sizeGb > src.sizeGb) await resizeImage(part, sizeGb * GiB, { format: this.format })
+      })
+      return (await this.info(id))!
+    })
+  }
+
+  delete(id: string): Promise<void> {
+    return this.serial(async () => {
+      const file = this.volumePath(id)
+      // Newest snapshot first (the top of the volume's chain): each one deleted then has fewer dependents.
+      const chain = (await exists(file)) ? (await imageInfo(file, this.format, { backingChain: true })).map((i) => i.backingFile ?? '') : []
+      const snaps = (await this.snapshotsOf(id)).sort((a, b) => rank(chain, a.file) - rank(chain, b.file))
+      await rm(file, { force: true })
+      for (const s of snaps) await this.removeSnapshot(s.file)
+    })
+  }
+
+  async extend(id: string, sizeGb: number): Promise<VolumeInfo> {
+    checkSizeGb(sizeGb)
+    return this.serial(async () => {
+      const v = await this.info(id)
+      if (!v) throw new NotFound(`volume ${id} not found on this backend`)
+      if (sizeGb < v.sizeGb) throw new InvalidArgument(`volume ${id} is ${v.sizeGb} GiB; it cannot shrink to ${sizeGb}`, { field: 'size' })
+      if (sizeGb > v.sizeGb) await resizeImage(this.volumePath(id), sizeGb * GiB, { format: this.format })
+      return (await this.info(id))!
+    })
+  }
+
+  createSnapshot(volumeId: string, snapshotId: string): Promise<SnapshotInfo> {
+    return this.serial(async () => {
+      const snap = this.snapshotPath(volumeId, snapshotId)
+      const vol = this.volumePath(volumeId)
+      const [haveSnap, haveVol] = [await exists(snap), await exists(vol)]
+      if (haveSnap && haveVol) return (await this.snapshotInfo(snapshotId))!
+      if (this.format === 'qcow2') {
+        if (!haveSnap) {
+          if (!haveVol) throw new NotFound(`volume ${volumeId} not found on this backend`)
+          // The volume's data as it is now becomes the snapshot; the volume writes to a new overlay on it.
+          await rename(vol, snap)
+        }
+        const [s] = await imageInfo(snap, 'qcow2')
+        await this.made(vol, (part) => createImage(part, 'qcow2', { size: s!.virtualSize, backingFile: path.basename(snap), backingFormat: 'qcow2' }))
+      } else {
+        if (!haveVol) throw new NotFound(`volume ${volumeId} not found on this backend`)
+        await this.made(snap, (part) => convertImage(vol, part, { srcFormat: 'raw', dstFormat: 'raw' }))
+      }
+      return (await this.snapshotInfo(snapshotId))!
+    })
+  }
+
+  deleteSnapshot(volumeId: string, snapshotId: string): Promise<void> {
+    return this.serial(() => this.removeSnapshot(this.snapshotPath(volumeId, snapshotId)))
+  }
+
+  async export(id: string, host: string): Promise<VolumeExport> {
+    const v = await this.info(id)
+    if (!v) throw new NotFound(`volume ${id} not found on this backend`)
+    if (host !== this.o.host) throw new FailedPrecondition(`volume ${id} lives on host '${this.o.host}'; exports to other hosts (NBD) come with attachments`)
+    return { kind: 'file', path: this.volumePath(id), format: this.format }
+  }
+
+  async unexport(_id: string, _host: string): Promise<void> {}
+
+  async info(id: string): Promise<VolumeInfo | undefined> {
+    const file = this.volumePath(id)
+    if (!(await exists(file))) return undefined
+    const [i] = await imageInfo(file, this.format)
+    return { id, sizeGb: Math.ceil(i!.virtualSize / GiB), format: this.format }
+  }
+
+  async snapshotInfo(snapshotId: string): Promise<SnapshotInfo | undefined> {
+    const s = await this.findSnapshot(snapshotId)
+    return s ? { id: snapshotId, volumeId: s.volumeId, sizeGb: s.sizeGb } : undefined
+  }
+
+  async stats(): Promise<VolumeStats> {
+    const s = await statfs(this.dir)
+    return { backendName: this.backendName, totalGb: Math.floor((s.blocks * s.bsize) / GiB), freeGb: Math.floor((s.bavail * s.bsize) / GiB) }
+  }
+
+  /** Makes `dst` by `make(part)` on a `.part` file renamed into place; a failure leaves nothing. */
+  private async made(dst: string, make: (part: string) => Promise<void>): Promise<void> {
+    const part = path.join(this.dir, `.${path.basename(dst)}.part`)
+    try {
+      await rm(part, { force: true })
+      await make(part)
+      await chmod(part, PRIVATE_FILE_MODE)
+      await rename(part, dst)
+    } catch (err) {
+      await rm(part, { force: true })
+      throw err
+    }
+  }
+
+  /** Flattens every file whose backing file is `file`, then removes it. */
+  private async removeSnapshot(file: string): Promise<void> {
+    if (!(await exists(file))) return
+    const name = path.basename(file)
+    for (const f of await readdir(this.dir)) {
+      if (f === name || f.endsWith('.part') || !f.endsWith('.qcow2')) continue
+      const dep = path.join(this.dir, f)
+      const [i] = await imageInfo(dep, 'qcow2').catch(() => [])
+      if (i?.backingFile !== name) continue
+      // A full copy read through the chain: the dependent keeps every byte it showed.
+      await this.made(dep, (part) => convertImage(dep, part, { srcFormat: 'qcow2', dstFormat: 'qcow2' }))
+    }
+    await rm(file, { force: true })
+  }
+
+  private async snapshotsOf(volumeId: string): Promise<Array<{ id: string; file: string }>> {
+    const out = []
+    for (const f of await readdir(this.dir)) {
+      const m = SNAPSHOT_FILE.exec(f)
+      if (m && m[1] === volumeId && m[3] === this.format) out.push({ id: m[2]!, file: path.join(this.dir, f) })
+    }
+    return out
+  }
+
+  private async findSnapshot(snapshotId: string): Promise<{ volumeId: string; file: string; sizeGb: number } | undefined> {
+    checkId(snapshotId, 'snapshot')
+    for (const f of await readdir(this.dir)) {
+      const m = SNAPSHOT_FILE.exec(f)
+      if (m && m[2] === snapshotId && m[3] === this.format) {
+        const file = path.join(this.dir, f)
+        const [i] = await imageInfo(file, this.format)
+        return { volumeId: m[1]!, file, sizeGb: Math.ceil(i!.virtualSize / GiB) }
+      }
+    }
+    return undefined
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(() => true, () => false)
+}
+
+/** Where `file` is in a backing chain (of base names); not in it: after all. */
+function rank(chain: string[], file: string): number {
+  const i = chain.indexOf(path.basename(file))
+  return i < 0 ? chain.length : i
+}

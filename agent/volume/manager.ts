@@ -1,0 +1,59 @@
+/**
+ * The agent's volume role (cinder-volume's manager): runs the volume work
+ * casts carry on the host's {@link VolumeDriver}, one piece of work at a
+ * time per volume (different volumes concurrently). A volume made from an
+ * image asks the conductor for the image and a read token, and converts the
+ * host's cached base of it.
+ */
+import type { Logger } from 'pino'
+import { InvalidArgument } from '../../proto/errors.js'
+import type { VolumeWork } from '../../proto/volume-work.js'
+import { KeyedQueue } from '../compute-manager.js'
+import type { VolumeDriver, VolumeSource } from './driver.js'
+
+export interface VolumeManagerOptions {
+  /** The cached qcow2 base of the image volume `volumeId` is made from (downloaded if needed). */
+  imageOf: (volumeId: string) => Promise<string>
+  log: Logger
+}
+
+export class VolumeManager {
+  private readonly locks = new KeyedQueue()
+
+  constructor(
+    readonly driver: VolumeDriver,
+    private readonly o: VolumeManagerOptions,
+  ) {}
+
+  /** Does one piece of work (idempotently: a redelivered cast finds it done). */
+  run(w: VolumeWork): Promise<void> {
+    return this.locks.run(w.volumeId, async () => {
+      switch (w.op) {
+        case 'create':
+          await this.driver.create(w.volumeId, w.sizeGb, await this.sourceOf(w))
+          return
+        case 'delete':
+          await this.driver.delete(w.volumeId)
+          return
+        case 'extend':
+          await this.driver.extend(w.volumeId, w.sizeGb)
+          return
+        case 'create_snapshot':
+          await this.driver.createSnapshot(w.volumeId, w.snapshotId)
+          return
+        case 'delete_snapshot':
+          await this.driver.deleteSnapshot(w.volumeId, w.snapshotId)
+          return
+      }
+    })
+  }
+
+  private async sourceOf(w: VolumeWork): Promise<VolumeSource> {
+    const given = [w.sourceVolid, w.sourceSnapshotId, w.imageId].filter(Boolean).length
+    if (given > 1) throw new InvalidArgument(`volume ${w.volumeId}: at most one source, got ${given}`)
+    if (w.sourceVolid) return { kind: 'volume', volumeId: w.sourceVolid }
+    if (w.sourceSnapshotId) return { kind: 'snapshot', snapshotId: w.sourceSnapshotId }
+    if (w.imageId) return { kind: 'image', path: await this.o.imageOf(w.volumeId), format: 'qcow2' }
+    return { kind: 'blank' }
+  }
+}

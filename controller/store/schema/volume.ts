@@ -1,0 +1,70 @@
+/** Block storage tables (migration 0013). Maps are JSON text; booleans 0/1. */
+
+/** The durable cast outbox's columns, and timestamps, of volumes and snapshots. */
+export interface PendingCastColumns {
+  pending_cast_id: string
+  pending_request_id: string
+  cast_sent_at: string | null
+  created_at: string
+  updated_at: string
+}
+
+export interface VolumeTypeTable {
+  id: string
+  name: string
+  description: string
+  is_public: number
+  extra_specs: string
+  created_at: string
+  updated_at: string
+}
+
+export interface VolumeTable extends PendingCastColumns {
+  id: string
+  name: string
+  description: string
+  size: number
+  pending_size: number
+  status: string
+  status_reason: string
+  bootable: number
+  volume_type_id: string
+  availability_zone: string
+  source_volid: string
+  snapshot_id: string
+  image_id: string
+  volume_image_metadata: string
+  multiattach: number
+  metadata: string
+  host: string
+  project_id: string
+  user_id: string
+}
+
+export interface VolumeSnapshotTable extends PendingCastColumns {
+  id: string
+  name: string
+  description: string
+  volume_id: string
+  size: number
+  status: string
+  status_reason: string
+  metadata: string
+  project_id: string
+  user_id: string
+}
+
+export interface VolumeBackendTable {
+  host: string
+  backend_name: string
+  total_gb: number
+  free_gb: number
+  updated_at: string
+}
+
+export interface VolumeTables {
+  volume_types: VolumeTypeTable
+  volumes: VolumeTable
+  volume_snapshots: VolumeSnapshotTable
+  volume_backends: VolumeBackendTable
+}

@@ -1,0 +1,80 @@
+/**
+ * The volume cast outbox (as `compute/cast-outbox.ts` for servers): a volume's
+ * or snapshot's pending backend work is recorded on its row
+ * (`pending_cast_id`, with the API call's request id) in the transaction that
+ * changes its status; once JetStream has the cast, `cast_sent_at` is set. A
+ * cast the bus did not take stays pending and `resend()` sends it again, on a
+ * timer and at start-up (the shared `Outbox`); the work is rebuilt from the
+ * row and the cast id.
+ */
+import { randomBytes } from 'node:crypto'
+import type { Db } from '../store/db.js'
+import type { VolumeSnapshotTable, VolumeTable } from '../store/schema.js'
+import type { AgentTransport } from '../compute/transport.js'
+import { now, type Log } from '../compute/server-model.js'
+import { Outbox } from '../compute/cast-outbox.js'
+import { parseVolumeCastId, volumeCastId, type VolumeOp, type VolumeWork } from '../../proto/volume-work.js'
+
+/** The row fields that record a new pending cast of `op` on volume or snapshot `id`. */
+export function pendingCast(op: VolumeOp, id: string, requestId: string | undefined): { pending_cast_id: string; pending_request_id: string; cast_sent_at: null } {
+  return { pending_cast_id: volumeCastId(op, id, randomBytes(4).toString('hex')), pending_request_id: requestId ?? '', cast_sent_at: null }
+}
+
+/** The row fields of a volume or snapshot with no work pending. */
+export const NO_CAST = { pending_cast_id: '', pending_request_id: '', cast_sent_at: null } as const
+
+/** The work a volume's pending cast carries. */
+export function volumeWork(op: VolumeOp, v: Pick<VolumeTable, 'id' | 'size' | 'pending_size' | 'source_volid' | 'snapshot_id' | 'image_id'>): VolumeWork {
+  return {
+    op, volumeId: v.id, snapshotId: '', sizeGb: op === 'extend' ? v.pending_size : v.size,
+    sourceVolid: op === 'create' ? v.source_volid : '', sourceSnapshotId: op === 'create' ? v.snapshot_id : '', imageId: op === 'create' ? v.image_id : '',
+  }
+}
+
+/** The work a snapshot's pending cast carries. */
+export function snapshotWork(op: VolumeOp, s: Pick<VolumeSnapshotTable, 'id' | 'volume_id' | 'size'>): VolumeWork {
+  return { op, volumeId: s.volume_id, snapshotId: s.id, sizeGb: s.size, sourceVolid: '', sourceSnapshotId: '', imageId: '' }
+}
+
+export interface OutgoingVolumeCast {
+  table: 'volumes' | 'volume_snapshots'
+  /** The volume's or snapshot's id (the row the cast is pending on). */
+  id: string
+  host: string
+  work: VolumeWork
+  castId: string
+  requestId: string
+}
+
+export class VolumeCasts extends Outbox {
+  constructor(
+    private readonly db: Db,
+    retryMs: number,
+    log: Log,
+    transport: AgentTransport | undefined = undefined,
+  ) {
+    super(retryMs, log, transport, 'volume casts')
+  }
+
+  /** Queues a cast; on failure it stays pending and `resend()` tries again. */
+  async send(c: OutgoingVolumeCast): Promise<void> {
+    await this.queue(c.host, { volume: c.work }, c.castId, c.requestId, { volume: c.work.volumeId }, () =>
+      this.db.updateTable(c.table).set({ cast_sent_at: now() }).where('id', '=', c.id).where('pending_cast_id', '=', c.castId).execute(),
+    )
+  }
+
+  protected async resendPending(): Promise<void> {
+    const vols = await this.db.selectFrom('volumes').selectAll().where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).execute()
+    for (const v of vols) {
+      const p = parseVolumeCastId(v.pending_cast_id)
+      if (p && v.host) await this.send({ table: 'volumes', id: v.id, host: v.host, work: volumeWork(p.op, v), castId: v.pending_cast_id, requestId: v.pending_request_id })
+    }
+    const snaps = await this.db.selectFrom('volume_snapshots').innerJoin('volumes', 'volumes.id', 'volume_snapshots.volume_id')
+      .select(['volume_snapshots.id', 'volume_snapshots.volume_id', 'volume_snapshots.size', 'volume_snapshots.pending_cast_id', 'volume_snapshots.pending_request_id', 'volumes.host'])
+      .where('volume_snapshots.pending_cast_id', '!=', '').where('volume_snapshots.cast_sent_at', 'is', null).execute()
+    for (const s of snaps) {
+      const p = parseVolumeCastId(s.pending_cast_id)
+      if (p && s.host) await this.send({ table: 'volume_snapshots', id: s.id, host: s.host, work: snapshotWork(p.op, s), castId: s.pending_cast_id, requestId: s.pending_request_id })
+    }
+  }
+}

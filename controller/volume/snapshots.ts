@@ -1,0 +1,96 @@
+/**
+ * Volume snapshots (Cinder): of an available volume (of an in-use one with
+ * `force`), kept on the volume's backend (copy-on-write where the backend's
+ * format allows). Quotas `snapshots` and `gigabytes` are checked in the
+ * creating transaction. Deleting a snapshot that volumes were made from is
+ * the backend's to make safe (it flattens them first: no data is lost).
+ */
+import { randomUUID } from 'node:crypto'
+import { InvalidArgument, PermissionDenied } from '../../proto/errors.js'
+import type { Db } from '../store/db.js'
+import type { VolumeSnapshotTable } from '../store/schema.js'
+import type { QuotaEngine } from '../quota/quota.js'
+import { checkText } from '../identity/validate.js'
+import { checkMetadata } from '../compute/server-create-plan.js'
+import { now, type Log } from '../compute/server-model.js'
+import { beginSnapshotDelete, beginVolumeAction } from './states.js'
+import { pendingCast, snapshotWork, type VolumeCasts } from './casts.js'
+import type { VolumeBackends } from './backends.js'
+import { checkWriter, findRow, renamed, snapshotView, updatedMap, type SnapshotView, type VolumeCaller } from './model.js'
+import type { VolumeOp } from '../../proto/volume-work.js'
+
+export class SnapshotCatalog {
+  constructor(
+    private readonly db: Db,
+    private readonly deps: { quota: QuotaEngine; casts: VolumeCasts; backends: VolumeBackends },
+    private readonly log: Log,
+  ) {}
+
+  async create(req: { volumeId?: string; name?: string; description?: string; force?: boolean; metadata?: Record<string, string> }, caller: VolumeCaller): Promise<SnapshotView> {
+    const name = checkText('name', req.name, 255)
+    const description = checkText('description', req.description, 255)
+    const metadata = checkMetadata(req.metadata)
+    const { row, host } = await this.db.transaction().execute(async (trx) => {
+      const vol = await findRow(trx, 'volumes', req.volumeId, caller, 'volume_id')
+      checkWriter(vol, caller, 'volume')
+      beginVolumeAction(req.force ? 'snapshot_force' : 'snapshot', vol)
+      await this.deps.quota.check(trx, { projectId: vol.project_id }, { snapshots: 1, gigabytes: vol.size })
+      await this.deps.backends.ensureRoom(trx, vol.host, vol.size)
+      const id = randomUUID()
+      const ts = now()
+      const row: VolumeSnapshotTable = {
+        id, name, description, volume_id: vol.id, size: vol.size, status: 'creating', status_reason: '', metadata: JSON.stringify(metadata),
+        project_id: vol.project_id, user_id: caller.userId, ...pendingCast('create_snapshot', id, caller.requestId), created_at: ts, updated_at: ts,
+      }
+      await trx.insertInto('volume_snapshots').values(row).execute()
+      return { row, host: vol.host }
+    })
+    await this.cast('create_snapshot', row, host)
+    return snapshotView(row)
+  }
+
+  async get(ref: string | undefined, caller: VolumeCaller): Promise<SnapshotView> {
+    return snapshotView(await findRow(this.db, 'volume_snapshots', ref, caller))
+  }
+
+  async list(f: { allProjects?: boolean; volumeId?: string; status?: string; name?: string }, caller: VolumeCaller): Promise<SnapshotView[]> {
+    if (f.allProjects && !caller.isAdmin) throw new PermissionDenied('only cloud admins list the snapshots of every project', { field: 'all_projects' })
+    let q = this.db.selectFrom('volume_snapshots').selectAll().orderBy('created_at', 'desc').orderBy('id')
+    if (!f.allProjects) q = q.where('project_id', '=', caller.projectId ?? '')
+    if (f.volumeId) q = q.where('volume_id', '=', (await findRow(this.db, 'volumes', f.volumeId, caller, 'volume_id')).id)
+    if (f.status) q = q.where('status', '=', f.status)
+    if (f.name) q = q.where('name', '=', f.name)
+    return (await q.execute()).map(snapshotView)
+  }
+
+  async update(req: { id?: string; name?: string; description?: string; setMetadata?: Record<string, string>; unsetMetadata?: string[] }, caller: VolumeCaller): Promise<SnapshotView> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await findRow(trx, 'volume_snapshots', req.id, caller)
+      checkWriter(row, caller, 'snapshot')
+      const next: VolumeSnapshotTable = { ...row, ...renamed(req), metadata: updatedMap(row.metadata, req.setMetadata, req.unsetMetadata), updated_at: now() }
+      await trx.updateTable('volume_snapshots').set(next).where('id', '=', row.id).execute()
+      return snapshotView(next)
+    })
+  }
+
+  async delete(req: { id?: string; force?: boolean }, caller: VolumeCaller): Promise<SnapshotView> {
+    if (req.force && !caller.isAdmin) throw new PermissionDenied('only cloud admins force-delete snapshots', { field: 'force' })
+    const { next, host } = await this.db.transaction().execute(async (trx) => {
+      const row = await findRow(trx, 'volume_snapshots', req.id, caller)
+      checkWriter(row, caller, 'snapshot')
+      const status = beginSnapshotDelete(row, Boolean(req.force))
+      const vol = await trx.selectFrom('volumes').select(['host', 'status']).where('id', '=', row.volume_id).executeTakeFirstOrThrow()
+      if (vol.status === 'deleting') throw new InvalidArgument(`snapshot ${row.id} goes with its volume ${row.volume_id}, which is being deleted`)
+      const next: VolumeSnapshotTable = { ...row, status, status_reason: '', ...pendingCast('delete_snapshot', row.id, caller.requestId), updated_at: now() }
+      await trx.updateTable('volume_snapshots').set(next).where('id', '=', row.id).execute()
+      return { next, host: vol.host }
+    })
+    await this.cast('delete_snapshot', next, host)
+    this.log.info({ snapshot: next.id, volume: next.volume_id, host }, 'snapshot delete cast')
+    return snapshotView(next)
+  }
+
+  private async cast(op: VolumeOp, s: VolumeSnapshotTable, host: string): Promise<void> {
+    await this.deps.casts.send({ table: 'volume_snapshots', id: s.id, host, work: snapshotWork(op, s), castId: s.pending_cast_id, requestId: s.pending_request_id })
+  }
+}

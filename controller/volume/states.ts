@@ -1,0 +1,160 @@
+/**
+ * Volume and snapshot statuses as Cinder keeps them, as one table of allowed
+ * transitions (`TRANSITIONS`) and the actions that use it (`ACTIONS`): which
+ * statuses an action is allowed from (Cinder's `expected` status sets in
+ * `volume/api.py`), the status it moves the volume to, and what the
+ * backend's result makes of it. Every status the controller writes to a
+ * volume or snapshot comes from here, checked before anything is cast to a
+ * host; the one exception is an admin's reset-state, which (as Cinder's
+ * os-reset_status) only checks that the status is one of the table's.
+ */
+import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
+import type { VolumeOp } from '../../proto/volume-work.js'
+
+export const VOLUME_STATUSES = [
+  'creating', 'available', 'reserved', 'attaching', 'in-use', 'detaching', 'extending', 'deleting',
+  'error', 'error_deleting', 'error_extending', 'downloading', 'uploading', 'maintenance',
+] as const
+export type VolumeStatus = (typeof VOLUME_STATUSES)[number]
+
+/** Gone: the row is removed (Cinder's soft-deleted `deleted` status). */
+type Terminal = 'deleted'
+
+/** Every move a volume's status may make; anything else is a bug or a refused action. */
+export const TRANSITIONS: Record<VolumeStatus, ReadonlyArray<VolumeStatus | Terminal>> = {
+  creating: ['available', 'error', 'downloading', 'deleting'],
+  downloading: ['available', 'error', 'deleting'],
+  available: ['reserved', 'attaching', 'extending', 'deleting', 'uploading', 'maintenance', 'error'],
+  reserved: ['attaching', 'available', 'error', 'deleting'],
+  attaching: ['in-use', 'available', 'error'],
+  'in-use': ['detaching', 'extending', 'uploading', 'maintenance', 'error'],
+  detaching: ['available', 'in-use', 'error'],
+  extending: ['available', 'in-use', 'error_extending'],
+  deleting: ['deleted', 'error_deleting'],
+  error: ['deleting', 'available'],
+  error_deleting: ['deleting'],
+  error_extending: ['deleting', 'available'],
+  uploading: ['available', 'in-use', 'error', 'deleting'],
+  maintenance: ['available', 'in-use', 'error', 'deleting'],
+}
+
+/** What users (and the controller) do to a volume. */
+export type VolumeAction = 'delete' | 'force_delete' | 'extend' | 'snapshot' | 'snapshot_force' | 'clone' | 'update'
+
+interface ActionRule {
+  /** The statuses the action is allowed from. */
+  from: readonly VolumeStatus[]
+  /** The status while the action runs; undefined: the volume's status does not change. */
+  to?: VolumeStatus
+  /** How a refusal names the action. */
+  verb: string
+}
+
+const ACTIONS: Record<VolumeAction, ActionRule> = {
+  // cinder volume/api.py delete: available, error, error_restoring, error_extending, error_managing.
+  delete: { from: ['available', 'error', 'error_extending'], to: 'deleting', verb: 'delete' },
+  // An admin's force delete ignores the status, but never pulls a volume out from under a server.
+  force_delete: { from: VOLUME_STATUSES.filter((s) => !['in-use', 'attaching', 'detaching', 'deleting'].includes(s)), to: 'deleting', verb: 'force-delete' },
+  // Extend of an attached volume (3.42) comes with attachments; today only available.
+  extend: { from: ['available'], to: 'extending', verb: 'extend' },
+  // Cinder: a snapshot of an available volume, of an in-use one with force.
+  snapshot: { from: ['available'], verb: 'snapshot' },
+  snapshot_force: { from: ['available', 'in-use'], verb: 'snapshot' },
+  // The source of a new volume (Cinder: the source volume must be available).
+  clone: { from: ['available'], verb: 'clone' },
+  update: { from: VOLUME_STATUSES.filter((s) => s !== 'maintenance' && s !== 'deleting'), verb: 'update' },
+}
+
+function refuse(rule: ActionRule, id: string, status: string): never {
+  throw new FailedPrecondition(`cannot ${rule.verb} volume ${id} while its status is ${status}; ${rule.verb} needs status ${rule.from.join(' or ')}`)
+}
+
+/**
+ * Checks that `action` is allowed on a volume now and returns the status the
+ * volume takes while it runs (its current one when the action changes none).
+ * @throws FailedPrecondition naming the volume's status and what would be allowed.
+ */
+export function beginVolumeAction(action: VolumeAction, v: { id: string; status: string }): VolumeStatus {
+  const rule = ACTIONS[action]
+  if (!rule.from.includes(v.status as VolumeStatus)) refuse(rule, v.id, v.status)
+  if (!rule.to) return v.status as VolumeStatus
+  checkVolumeTransition(v.status, rule.to)
+  return rule.to
+}
+
+/** @throws FailedPrecondition unless the table allows `from` → `to`. */
+export function checkVolumeTransition(from: string, to: VolumeStatus | Terminal): void {
+  if (!(TRANSITIONS[from as VolumeStatus] ?? []).includes(to)) throw new FailedPrecondition(`a volume cannot go from status ${from} to ${to}`)
+}
+
+/** The status an admin's reset-state writes (any of the table's; only the database changes). */
+export function resetStatus(status: string | undefined): VolumeStatus {
+  if (!VOLUME_STATUSES.includes(status as VolumeStatus)) throw new InvalidArgument(`status must be one of ${VOLUME_STATUSES.join(', ')}, got '${status ?? ''}'`, { field: 'status' })
+  return status as VolumeStatus
+}
+
+
+/**
+ * What a volume's status becomes when its backend reports on `op`; the
+ * status it must still have (a reset or force delete in between wins), and
+ * `deleted` when the row goes.
+ */
+const VOLUME_OUTCOMES: Outcomes<VolumeStatus> = {
+  create: { while: 'creating', ok: 'available', error: 'error' },
+  delete: { while: 'deleting', ok: 'deleted', error: 'error_deleting' },
+  extend: { while: 'extending', ok: 'available', error: 'error_extending' },
+}
+
+type Outcomes<S extends string> = Partial<Record<VolumeOp, { while: S; ok: S | Terminal; error: S }>>
+
+/** The row of `outcomes` for `op`, checked against its transition table. */
+function outcomeIn<S extends string>(outcomes: Outcomes<S>, check: (from: string, to: S | Terminal) => void, op: VolumeOp, ok: boolean): { while: S; to: S | Terminal } | undefined {
+  const o = outcomes[op]
+  if (!o) return undefined
+  const to = ok ? o.ok : o.error
+  check(o.while, to)
+  return { while: o.while, to }
+}
+
+export function volumeOutcome(op: VolumeOp, ok: boolean): { while: VolumeStatus; to: VolumeStatus | Terminal } | undefined {
+  return outcomeIn(VOLUME_OUTCOMES, checkVolumeTransition, op, ok)
+}
+
+// ---------------------------------------------------------------- snapshots
+
+export const SNAPSHOT_STATUSES = ['creating', 'available', 'deleting', 'error', 'error_deleting'] as const
+export type SnapshotStatus = (typeof SNAPSHOT_STATUSES)[number]
+
+export const SNAPSHOT_TRANSITIONS: Record<SnapshotStatus, ReadonlyArray<SnapshotStatus | Terminal>> = {
+  creating: ['available', 'error', 'deleting'],
+  available: ['deleting'],
+  deleting: ['deleted', 'error_deleting'],
+  error: ['deleting'],
+  error_deleting: ['deleting'],
+}
+
+/** Cinder snapshot delete: available or error; forced (admins) also creating and error_deleting. */
+export function beginSnapshotDelete(s: { id: string; status: string }, force: boolean): SnapshotStatus {
+  const from: readonly string[] = force ? ['available', 'error', 'creating', 'error_deleting'] : ['available', 'error']
+  if (!from.includes(s.status)) throw new FailedPrecondition(`cannot delete snapshot ${s.id} while its status is ${s.status}; delete needs status ${from.join(' or ')}`)
+  checkSnapshotTransition(s.status, 'deleting')
+  return 'deleting'
+}
+
+/** A snapshot as the source of a new volume must be available. */
+export function checkSnapshotSource(s: { id: string; status: string }): void {
+  if (s.status !== 'available') throw new FailedPrecondition(`cannot create a volume from snapshot ${s.id} while its status is ${s.status}; it must be available`)
+}
+
+export function checkSnapshotTransition(from: string, to: SnapshotStatus | Terminal): void {
+  if (!(SNAPSHOT_TRANSITIONS[from as SnapshotStatus] ?? []).includes(to)) throw new FailedPrecondition(`a snapshot cannot go from status ${from} to ${to}`)
+}
+
+const SNAPSHOT_OUTCOMES: Outcomes<SnapshotStatus> = {
+  create_snapshot: { while: 'creating', ok: 'available', error: 'error' },
+  delete_snapshot: { while: 'deleting', ok: 'deleted', error: 'error_deleting' },
+}
+
+export function snapshotOutcome(op: VolumeOp, ok: boolean): { while: SnapshotStatus; to: SnapshotStatus | Terminal } | undefined {
+  return outcomeIn(SNAPSHOT_OUTCOMES, checkSnapshotTransition, op, ok)
+}

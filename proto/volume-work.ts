@@ -1,0 +1,63 @@
+/**
+ * Volume work a cast carries to a host's volume backend (agent.v1
+ * `VolumeWork`), and the cast ids that name it: the one place the controller
+ * and the agent agree on both. Plain objects in ts-proto's shape.
+ */
+
+/** Backend operations (cinder-volume's RPC casts). */
+export type VolumeOp = 'create' | 'delete' | 'extend' | 'create_snapshot' | 'delete_snapshot'
+export const VOLUME_OPS: readonly VolumeOp[] = ['create', 'delete', 'extend', 'create_snapshot', 'delete_snapshot']
+
+export function isVolumeOp(s: string): s is VolumeOp {
+  return (VOLUME_OPS as readonly string[]).includes(s)
+}
+
+/** One piece of volume work, as sent (every field set; empty strings for none). */
+export interface VolumeWork {
+  op: VolumeOp
+  volumeId: string
+  snapshotId: string
+  /** GiB: the size to create, or to extend to. */
+  sizeGb: number
+  sourceVolid: string
+  sourceSnapshotId: string
+  imageId: string
+}
+
+/** The same, as received (decoded protobuf: any field may be missing). */
+export interface ReceivedVolumeWork {
+  op?: string
+  volumeId?: string
+  snapshotId?: string
+  sizeGb?: number
+  sourceVolid?: string
+  sourceSnapshotId?: string
+  imageId?: string
+}
+
+/** A received piece of work with every field filled in. @throws Error when its op is unknown. */
+export function volumeWorkOf(w: ReceivedVolumeWork): VolumeWork {
+  const op = w.op ?? ''
+  if (!isVolumeOp(op)) throw new Error(`unknown volume op '${op}'`)
+  return { op, volumeId: w.volumeId ?? '', snapshotId: w.snapshotId ?? '', sizeGb: w.sizeGb ?? 0, sourceVolid: w.sourceVolid ?? '', sourceSnapshotId: w.sourceSnapshotId ?? '', imageId: w.imageId ?? '' }
+}
+
+/** The action name a cast result reports for volume work (`volume_create`, …). */
+export function volumeAction(op: VolumeOp): string {
+  return `volume_${op}`
+}
+
+/**
+ * Cast ids of volume work: `volume_<op>.<volume or snapshot id>.<nonce>`. The
+ * id a result comes back under says which pending cast it ends.
+ */
+export function volumeCastId(op: VolumeOp, id: string, nonce: string): string {
+  return `volume_${op}.${id}.${nonce}`
+}
+
+export function parseVolumeCastId(castId: string): { op: VolumeOp; id: string } | undefined {
+  const [kind, id] = castId.split('.')
+  if (!kind?.startsWith('volume_') || !id) return undefined
+  const op = kind.slice('volume_'.length)
+  return isVolumeOp(op) ? { op, id } : undefined
+}

@@ -1,0 +1,74 @@
+// Volume work is durable: a create cast to a host whose agent is down waits in JetStream and is done
+// when the agent comes back (the volume then becomes available, never stuck in creating); a
+// backend whose agent restarts in the middle of a delete finishes it (the redelivered cast is
+// idempotent); an agent with the volume role off refuses volume work with a reason, so the volume
+// goes to error rather than hanging.
+import { rmSync } from 'node:fs'
+import t from 'tap'
+import { startCloud, type TestCloud } from '../../helpers/cloud.js'
+import { call, client, status } from '../../helpers/grpc.js'
+import { eventually, startAgent } from '../../helpers/agents.js'
+import { tenant, type Tenant } from '../network/fixtures.js'
+import { VolumesClient, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
+
+let cloud: TestCloud
+let demo: Tenant
+let volumes: VolumesClient
+
+t.before(async () => {
+  // Hosts stay "up" for a long while without heartbeats: the test decides when agents run.
+  cloud = await startCloud({ hosts: ['node1'], controller: { hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 1000 } } })
+  demo = await tenant(cloud.s, 'demo')
+  volumes = client(VolumesClient, cloud.s.address)
+  await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 5_000, 'a volume backend')
+})
+t.teardown(async () => {
+  volumes.close()
+  const stateDir = cloud.agents[0]?.agent.config.stateDir
+  await cloud.close()
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true })
+})
+
+const get = (id: string) => call<Volume>(volumes, 'getVolume', { id }, demo.token)
+const statusOf = async (id: string) => (await get(id)).status
+/** node1's agent again: the same compute node uuid, state dir and volume backend (a host's disks outlive its agent). */
+const restart = (extra: { volume?: 'on' | 'off' } = {}) => {
+  const prev = cloud.agents[0]!
+  return startAgent(cloud.nats.url, 'node1', { volumeDriver: prev.volumes, uuid: prev.agent.uuid, stateDir: prev.agent.config.stateDir, ...extra })
+}
+
+t.test('a create cast waits for the agent; the agent back finishes it', async (t) => {
+  const first = cloud.agents[0]!
+  const backend = first.volumes
+  await first.agent.stop()
+  const v = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'patient' }, demo.token)
+  await new Promise((r) => setTimeout(r, 500))
+  t.equal(await statusOf(v.id), 'creating', 'nothing happens while the agent is down')
+  t.notOk(backend.volumes.has(v.id))
+  const again = await restart()
+  cloud.agents[0] = again
+  await eventually(async () => (await statusOf(v.id)) === 'available', 10_000, 'the volume available')
+  t.ok(backend.volumes.has(v.id), 'the backend made it')
+
+  await again.agent.stop()
+  await call(volumes, 'deleteVolume', { id: v.id }, demo.token)
+  t.equal(await statusOf(v.id), 'deleting')
+  cloud.agents[0] = await restart()
+  await eventually(() => get(v.id).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 10_000, 'the volume gone')
+  t.notOk(backend.volumes.has(v.id), 'the backend deleted it')
+})
+
+t.test('an agent without the volume role refuses volume work with a reason: the volume is in error, not stuck', async (t) => {
+  await cloud.agents[0]!.agent.stop()
+  const v = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'roleless' }, demo.token)
+  cloud.agents[0] = await restart({ volume: 'off' })
+  const err = await eventually(async () => {
+    const x = await get(v.id)
+    return x.status === 'error' ? x : undefined
+  }, 10_000, 'the volume in error')
+  t.match(err.statusReason, /FAILED_PRECONDITION: host 'node1' runs no volume role/)
+  // The host reported no volume role: it is no longer a backend.
+  await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 0, 5_000, 'the backend record gone')
+  const refused = await call(volumes, 'createVolume', { size: 1 }, demo.token).catch((e: { code: number; details: string }) => e)
+  t.match(refused, { code: status.FAILED_PRECONDITION, details: /no valid backend was found: no volume backend is up \(no host runs the volume role\)/ })
+})

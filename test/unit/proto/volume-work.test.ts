@@ -1,0 +1,26 @@
+// Volume work on the wire (proto/volume-work.ts): cast ids name the op and the volume or snapshot,
+// and never parse as a server action's (so a server never takes a volume's result), and a
+// received piece of work is filled in or refused by its op.
+import t from 'tap'
+import { parseCastId } from '../../../proto/subjects.js'
+import { VOLUME_OPS, parseVolumeCastId, volumeAction, volumeCastId, volumeWorkOf } from '../../../proto/volume-work.js'
+
+const id = '6f1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b11'
+
+t.test('cast ids round-trip, and are no server cast ids', async (t) => {
+  for (const op of VOLUME_OPS) {
+    const castId = volumeCastId(op, id, 'abcd1234')
+    t.same(parseVolumeCastId(castId), { op, id }, castId)
+    t.equal(parseCastId(castId), undefined, `${castId} is not a server action`)
+    t.equal(volumeAction(op), `volume_${op}`)
+  }
+  t.equal(parseVolumeCastId(`build.${id}`), undefined)
+  t.equal(parseVolumeCastId(`volume_shrink.${id}.x`), undefined)
+  t.equal(parseVolumeCastId('volume_create'), undefined)
+})
+
+t.test('received work: missing fields become empty, an unknown op is refused', async (t) => {
+  t.same(volumeWorkOf({ op: 'extend', volumeId: id, sizeGb: 3 }), { op: 'extend', volumeId: id, snapshotId: '', sizeGb: 3, sourceVolid: '', sourceSnapshotId: '', imageId: '' })
+  t.throws(() => volumeWorkOf({ op: 'shrink', volumeId: id }), /unknown volume op 'shrink'/)
+  t.throws(() => volumeWorkOf({}), /unknown volume op ''/)
+})
