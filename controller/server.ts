@@ -327,34 +327,28 @@ export class Controller {
   /** Every service type this controller serves, all at its gRPC address. */
   serviceCatalog(): CatalogEntry[] {
     const url = this.url
-    const entry = (type: string, name: string): CatalogEntry => ({
-      id: type,
-      type,
-      name,
-      endpoints: ['public', 'internal', 'admin'].map((iface) => ({ id: `${type}-${iface}`, interface: iface, region: this.config.bootstrap.region, url })),
-    })
-    return [entry('identity', 'keystone'), entry('compute', 'nova'), entry('image', 'glance'), entry('network', 'neutron'), entry('placement', 'placement'), entry('block-storage', 'cinder')]
+    return this.catalogOf([['identity', 'keystone', url], ['compute', 'nova', url], ['image', 'glance', url], ['network', 'neutron', url], ['placement', 'placement', url], ['block-storage', 'cinder', url]])
   }
 
-  /** Every service at its REST endpoint (what REST tokens carry); empty without a REST listener. */
+  /** The services REST serves, each at its REST endpoint (what REST tokens carry); empty without a REST listener. */
   restCatalog(): CatalogEntry[] {
     const rest = this.rest
     if (!rest) return []
-    const entry = (type: string, name: string, url: string): CatalogEntry => ({
+    return this.catalogOf([
+      ['identity', 'keystone', rest.url(REST_PREFIX.identity)],
+      ['compute', 'nova', rest.url(`${REST_PREFIX.compute}/v2.1`)],
+      ['image', 'glance', rest.url(REST_PREFIX.image)],
+      ['network', 'neutron', rest.url(REST_PREFIX.network)],
+    ])
+  }
+
+  private catalogOf(services: Array<[type: string, name: string, url: string]>): CatalogEntry[] {
+    return services.map(([type, name, url]) => ({
       id: type,
       type,
       name,
       endpoints: ['public', 'internal', 'admin'].map((iface) => ({ id: `${type}-${iface}`, interface: iface, region: this.config.bootstrap.region, url })),
-    })
-    return [
-      entry('identity', 'keystone', rest.url(REST_PREFIX.identity)),
-      entry('compute', 'nova', rest.url(`${REST_PREFIX.compute}/v2.1`)),
-      entry('image', 'glance', rest.url(REST_PREFIX.image)),
-      entry('network', 'neutron', rest.url(REST_PREFIX.network)),
-      entry('volumev3', 'cinderv3', rest.url(`${REST_PREFIX.volume}/v3`)),
-      entry('block-storage', 'cinder', rest.url(`${REST_PREFIX.volume}/v3`)),
-      entry('placement', 'placement', rest.url(REST_PREFIX.placement)),
-    ]
+    }))
   }
 }
 
