@@ -86,11 +86,39 @@ const images = client(ImagesClient, s.address, s.credentials)
 const img = await call<Image>(images, 'createImage', { name: 'bench', diskFormat: 'raw', containerFormat: 'bare' }, s.adminToken)
 
 type ClientOut = { uploadMs?: number; downloadMs?: number; md5?: string; uploadCpuS?: number; downloadCpuS?: number }
-const runClient = (mode: 'upload' | 'download') =>
+const runPython = (mode: 'upload' | 'download') =>
   new Promise<ClientOut>((resolve, reject) =>
     execFile('/usr/bin/python3', [path.join(import.meta.dirname, 'image_client.py'), s.address, s.adminToken, img.id, file, s.caFile ?? '', mode], { maxBuffer: 1 << 20 }, (err, stdout, stderr) =>
       err ? reject(new Error(stderr || err.message)) : resolve(JSON.parse(stdout) as ClientOut)),
   )
+
+// BENCH_CLIENT=cli: the `strato` CLI (grpc-js) as a user runs it, `node dist/cli/strato.js` with the admin openrc:
+// `image create --file` (a new image) and `image save --file`; its CPU from /usr/bin/time.
+const cliBin = path.join(import.meta.dirname, '../../dist/cli/strato.js')
+let cliImage = ''
+async function runCli(mode: 'upload' | 'download'): Promise<ClientOut> {
+  const out = path.join(dir, 'saved.raw')
+  const args = mode === 'upload'
+    ? ['image', 'create', '--disk-format', 'raw', '--container-format', 'bare', '--file', file, '-f', 'json', 'bench-cli']
+    : ['image', 'save', '--file', out, cliImage]
+  const env = { ...process.env, ...s.openrc, ...(s.caFile ? { OS_CACERT: s.caFile } : {}) }
+  const t = performance.now()
+  const stderr = await new Promise<string>((resolve, reject) =>
+    execFile('/usr/bin/time', ['-f', 'cpu %U %S', process.execPath, cliBin, ...args], { env, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(stderr || err.message))
+      if (mode === 'upload') cliImage = (JSON.parse(stdout) as { id: string }).id
+      resolve(stderr)
+    }))
+  const ms = performance.now() - t
+  const [, u, sy] = /cpu ([\d.]+) ([\d.]+)/.exec(stderr)!
+  const cpu = Number(u) + Number(sy)
+  if (mode === 'upload') return { uploadMs: ms, uploadCpuS: cpu }
+  const md5 = createHash('md5').update(readFileSync(out)).digest('hex')
+  rmSync(out, { force: true })
+  return { downloadMs: ms, downloadCpuS: cpu, md5 }
+}
+const cli = process.env.BENCH_CLIENT === 'cli'
+const runClient = cli ? runCli : runPython
 
 // BENCH_PERF_DIR: a system-wide `perf record` (cpu-clock) of each direction, upload.data and download.data there;
 // BENCH_CPU_PROF_DIR: the controller's V8 CPU profile of each direction (upload.cpuprofile, download.cpuprofile).
@@ -128,7 +156,7 @@ async function perfRecord<T>(name: string, run: () => Promise<T>): Promise<T> {
 let t0 = threadCpu()
 const up = await perfRecord('upload', () => runClient('upload'))
 const upCpu = cpuSince(t0)
-const got = await call<Image>(images, 'getImage', { id: img.id }, s.adminToken)
+const got = await call<Image>(images, 'getImage', { id: cli ? cliImage : img.id }, s.adminToken)
 t0 = threadCpu()
 // BENCH_UPLOAD_ONLY=1: the upload alone (for comparing changes to it).
 const uploadOnly = process.env.BENCH_UPLOAD_ONLY === '1'
@@ -141,7 +169,7 @@ const mbps = (ms: number) => (SIZE / 1e6 / (ms / 1000)).toFixed(0)
 const perGib = (cpuS: number) => (cpuS / gib).toFixed(2)
 const controllerLine = (c: ReturnType<typeof cpuSince>) =>
   `controller ${perGib(c.total)} (event loop ${perGib(c.main)}, other threads ${c.others.map(perGib).join(' + ') || '0'}); event-loop page faults ${Math.round(c.mainFaults / gib)}/GiB`
-console.log(`image of ${SIZE / 1024 / 1024} MiB over loopback gRPC (${tls ? 'TLS' : 'plaintext'}), checksums verified (server MD5+SHA-512, client MD5; client: C-core grpcio):`)
+console.log(`image of ${SIZE / 1024 / 1024} MiB over loopback gRPC (${tls ? 'TLS' : 'plaintext'}), checksums verified (server MD5+SHA-512, client MD5; client: ${cli ? 'the strato CLI, grpc-js; its CPU includes its start-up' : 'C-core grpcio'}):`)
 console.log(`  upload:   ${mbps(up.uploadMs!)} MB/s  (${(up.uploadMs! / 1000).toFixed(2)} s)`)
 console.log(`  download: ${mbps(down.downloadMs!)} MB/s  (${(down.downloadMs! / 1000).toFixed(2)} s)`)
 console.log(`  CPU-s per GiB, upload:   client ${perGib(up.uploadCpuS!)}, ${controllerLine(upCpu)}`)
