@@ -351,7 +351,10 @@ export class FileSink {
     return this.native.direct
   }
 
-  /** Queues a batch; settles when every lane is done with it (a failure fails every later batch too). */
+  /**
+   * Queues a batch; settles when every lane is done with it, failed or not, so the caller may then reuse the
+   * buffers (a failure fails every later batch too).
+   */
   write(buffers: Uint8Array[]): Promise<void> {
     let batch: NativeBatch
     try {
@@ -359,7 +362,10 @@ export class FileSink {
     } catch (err) {
       return Promise.reject(convertError(err))
     }
-    return Promise.all(([0, 1, 2] as const).map((lane) => (this.lanes[lane] = this.lanes[lane]!.then(() => call(() => this.native.update(lane, batch)))))).then(() => undefined)
+    const lanes = ([0, 1, 2] as const).map((lane) => (this.lanes[lane] = this.lanes[lane]!.then(() => call(() => this.native.update(lane, batch)))))
+    return Promise.allSettled(lanes).then((results) => {
+      for (const r of results) if (r.status === 'rejected') throw r.reason
+    })
   }
 
   /** After the queued batches: sets the size, syncs; then the digests. */

@@ -3,14 +3,17 @@
 uploads FILE to IMAGE_ID in 1 MiB messages (size announced), then downloads it
 and checks the MD5. Messages are encoded by hand (two protobuf fields), so the
 client spends its core on gRPC, not on protobuf.
-usage: image_client.py HOST:PORT TOKEN IMAGE_ID FILE [CA_FILE] -> JSON {uploadMs, downloadMs, md5}
-With CA_FILE the channel is TLS, verified against it.
+usage: image_client.py HOST:PORT TOKEN IMAGE_ID FILE [CA_FILE [MODE]] -> JSON {uploadMs, downloadMs, md5, ...}
+With CA_FILE the channel is TLS, verified against it. MODE is both (the
+default), upload or download (of an image uploaded before): one direction per
+process lets the caller account CPU to each direction.
 """
 import hashlib, json, os, sys, time
 import grpc
 
 addr, token, image_id, path = sys.argv[1:5]
 ca_file = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] else None
+mode = sys.argv[6] if len(sys.argv) > 6 else 'both'
 size = os.path.getsize(path)
 CHUNK = 1024 * 1024
 
@@ -46,14 +49,14 @@ def channel():
     with open(ca_file, 'rb') as f:
         return grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=f.read()), options=opts)
 
-with channel() as ch:
-    md = (('x-auth-token', token),)
+def upload(ch, md):
     up = ch.stream_unary('/strato.image.v1.Images/UploadImage', request_serializer=None, response_deserializer=None)
     c0 = time.process_time()
     t0 = time.perf_counter()
     up(messages(), metadata=md, timeout=600)
-    upload_ms = (time.perf_counter() - t0) * 1000
-    upload_cpu = time.process_time() - c0
+    return (time.perf_counter() - t0) * 1000, time.process_time() - c0
+
+def download(ch, md):
     down = ch.unary_stream('/strato.image.v1.Images/DownloadImage', request_serializer=None, response_deserializer=None)
     iid = image_id.encode()
     c0 = time.process_time()
@@ -72,8 +75,17 @@ with channel() as ch:
         view = memoryview(raw)[i:i + n]
         h.update(view)
         got += n
-    download_ms = (time.perf_counter() - t0) * 1000
-    download_cpu = time.process_time() - c0
+    ms = (time.perf_counter() - t0) * 1000
+    cpu = time.process_time() - c0
     if got != size:
         sys.exit('downloaded %d of %d bytes' % (got, size))
-    print(json.dumps({'uploadMs': upload_ms, 'downloadMs': download_ms, 'md5': h.hexdigest(), 'uploadCpuS': upload_cpu, 'downloadCpuS': download_cpu}))
+    return ms, cpu, h.hexdigest()
+
+out = {}
+with channel() as ch:
+    md = (('x-auth-token', token),)
+    if mode in ('both', 'upload'):
+        out['uploadMs'], out['uploadCpuS'] = upload(ch, md)
+    if mode in ('both', 'download'):
+        out['downloadMs'], out['downloadCpuS'], out['md5'] = download(ch, md)
+print(json.dumps(out))
