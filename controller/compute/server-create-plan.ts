@@ -232,7 +232,8 @@ function checkUserData(text: string | undefined): string {
   return text
 }
 
-function checkMetadata(m: Record<string, string> | undefined): Record<string, string> {
+/** Nova's metadata rules: at most 128 items (the metadata_items quota), keys 1-255 and values up to 255 characters. */
+export function checkMetadata(m: Record<string, string> | undefined): Record<string, string> {
   const entries = Object.entries(m ?? {})
   if (entries.length > METADATA_MAX) throw new ResourceExhausted(`metadata has ${entries.length} items; the quota is ${METADATA_MAX}`)
   for (const [k, v] of entries) {

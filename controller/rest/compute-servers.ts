@@ -1,7 +1,7 @@
 /**
  * Nova's servers over REST, on ServerCatalog: create, list, show, delete,
- * the actions Strato has (os-start, os-stop, reboot, os-getConsoleOutput),
- * addresses, interfaces and metadata.
+ * update (name, description), the actions Strato has (os-start, os-stop,
+ * reboot, os-getConsoleOutput), addresses, interfaces and metadata.
  *
  * The server view per microversion (Tempest's schemas, additionalProperties
  * false): 2.3 adds the admin-only OS-EXT-SRV-ATTR hostname, reservation_id,
@@ -102,6 +102,13 @@ function count(b: Record<string, unknown>, key: string): number | undefined {
   throw new InvalidArgument(`Invalid input for field/attribute ${key}: it must be an integer`, { field: key })
 }
 
+/** An object of string values (metadata), 400 naming `field` otherwise. */
+function stringMap(v: Record<string, unknown>, field: string): Record<string, string> {
+  const bad = Object.entries(v).find(([, x]) => typeof x !== 'string')
+  if (bad) throw new InvalidArgument(`${field}.${bad[0]} must be a string`, { field: `${field}.${bad[0]}` })
+  return v as Record<string, string>
+}
+
 /** What Strato has no way to honour is refused by name, not ignored. */
 const UNSUPPORTED: Record<string, string> = {
   block_device_mapping: 'booting from volumes', block_device_mapping_v2: 'booting from volumes', personality: 'file injection',
@@ -169,8 +176,8 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
   const userData = str(b, 'user_data')
   if (userData) create.userData = userData
   if (b.metadata !== undefined) {
-    if (!obj(b.metadata) || Object.values(b.metadata).some((x) => typeof x !== 'string')) throw new InvalidArgument('metadata must be an object of string values', { field: 'metadata' })
-    create.metadata = b.metadata as Record<string, string>
+    if (!obj(b.metadata)) throw new InvalidArgument('metadata must be an object of string values', { field: 'metadata' })
+    create.metadata = stringMap(b.metadata, 'metadata')
   }
   const zone = str(b, 'availability_zone')
   if (zone) create.availabilityZone = zone
@@ -351,6 +358,28 @@ export function serverRoutes(d: RestDomain): Route[] {
         if (!(key in m)) throw new NotFound('Metadata item was not found')
         return { body: { meta: { [key]: m[key] } } }
       },
+    },
+    {
+      method: 'POST', path: '/servers/:id/metadata', policy: `${S}/UpdateServer`,
+      handler: async (req) => ({ body: { metadata: (await d.servers.update((await serverOf(d, req)).id, { metadata: stringMap(await bodyObject(req, 'metadata'), 'metadata') }, callerOf(req))).metadata } }),
+    },
+    {
+      method: 'PUT', path: '/servers/:id/metadata', policy: `${S}/UpdateServer`,
+      handler: async (req) => ({ body: { metadata: (await d.servers.update((await serverOf(d, req)).id, { metadata: stringMap(await bodyObject(req, 'metadata'), 'metadata'), replaceMetadata: true }, callerOf(req))).metadata } }),
+    },
+    {
+      method: 'PUT', path: '/servers/:id/metadata/:key', policy: `${S}/UpdateServer`,
+      handler: async (req) => {
+        const meta = stringMap(await bodyObject(req, 'meta'), 'meta')
+        const key = req.params.key!
+        if (Object.keys(meta).length !== 1 || !(key in meta)) throw new InvalidArgument('Request body and URI mismatch', { field: 'meta' })
+        await d.servers.update((await serverOf(d, req)).id, { metadata: meta }, callerOf(req))
+        return { body: { meta } }
+      },
+    },
+    {
+      method: 'DELETE', path: '/servers/:id/metadata/:key', policy: `${S}/UpdateServer`,
+      handler: async (req) => (await d.servers.update((await serverOf(d, req)).id, { removeMetadata: [req.params.key!] }, callerOf(req)), { status: 204 }),
     },
     {
       method: 'GET', path: '/servers/:id/os-interface', policy: `${S}/GetServer`,

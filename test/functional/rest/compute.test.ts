@@ -274,6 +274,23 @@ t.test('servers: create as novaclient sends it, ACTIVE, every microversion\'s vi
 
   a = await checked('servers', 'list_server_metadata', 'GET', `/v2.1/servers/${other}/metadata`, { ...tok, version: '2.1' })
   t.same(a.body, { metadata: {} })
+  a = await checked('servers', 'set_server_metadata', 'PUT', `/v2.1/servers/${other}/metadata`, { ...tok, version: '2.1', body: { metadata: { a: '1', b: '2' } } })
+  t.same(a.body, { metadata: { a: '1', b: '2' } })
+  a = await checked('servers', 'update_server_metadata', 'POST', `/v2.1/servers/${other}/metadata`, { ...tok, version: '2.1', body: { metadata: { b: '3', c: '4' } } })
+  t.same(a.body, { metadata: { a: '1', b: '3', c: '4' } })
+  a = await checked('servers', 'set_show_server_metadata_item', 'PUT', `/v2.1/servers/${other}/metadata/a`, { ...tok, version: '2.1', body: { meta: { a: '9' } } })
+  t.same(a.body, { meta: { a: '9' } })
+  a = await checked('servers', 'set_show_server_metadata_item', 'GET', `/v2.1/servers/${other}/metadata/a`, { ...tok, version: '2.1' })
+  t.same(a.body, { meta: { a: '9' } })
+  a = await checked('servers', 'delete_server_metadata_item', 'DELETE', `/v2.1/servers/${other}/metadata/c`, { ...tok, version: '2.1' })
+  t.equal(a.status, 204)
+  t.equal((await nova('DELETE', `/v2.1/servers/${other}/metadata/c`, tok)).status, 404)
+  t.equal((await nova('PUT', `/v2.1/servers/${other}/metadata/a`, { ...tok, body: { meta: { b: '1' } } })).status, 400, 'body and URI must name the same key')
+  t.equal((await nova('POST', `/v2.1/servers/${other}/metadata`, { ...tok, body: { metadata: { n: 1 } } })).status, 400)
+  const many = Object.fromEntries(Array.from({ length: 127 }, (_, i) => [`k${i}`, 'v']))
+  t.equal((await nova('POST', `/v2.1/servers/${other}/metadata`, { ...tok, body: { metadata: many } })).status, 403, 'over the metadata quota')
+  a = await nova('GET', `/v2.1/servers/${other}`, tok)
+  t.same(a.body.server.metadata, { a: '9', b: '3' }, 'the refused changes changed nothing')
 
   // Actions: console, stop, start, reboot; the state table's refusals are 409.
   a = await checked('servers', 'get_console_output', 'POST', `/v2.1/servers/${id}/action`, { ...tok, version: '2.1', body: { 'os-getConsoleOutput': { length: 50 } } })
