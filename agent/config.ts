@@ -4,7 +4,7 @@
  * overrides (tests). This is the only file of the agent that reads `process.env`.
  */
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { hostname, networkInterfaces } from 'node:os'
 import { isIP } from 'node:net'
 import path from 'node:path'
@@ -12,20 +12,33 @@ import { InvalidArgument } from '../proto/errors.js'
 import { JOIN_STATE_FILE, type JoinState } from './join-state.js'
 import { readCredsFile } from '../proto/nats-creds.js'
 import { parseGrpcUrl } from '../proto/grpc-url.js'
+import { writePrivateFile } from '../proto/private-file.js'
 
 export interface AgentConfig {
   /** Host name announced to the controller (a DNS name). @default os.hostname() */
   host: string
   /** Compute node uuid; when null, read from (or created in) `<stateDir>/compute_id`, like nova's compute_id file. @default null */
   uuid: string | null
-  /** NATS server URL. @default `nats://127.0.0.1:4222` */
+  /**
+   * NATS server URLs, comma-separated: `nats://host:port` (or `host:port`) in
+   * plaintext, or `tls://host:port` (nats-server's certificate checked against
+   * `caFile`); one kind only. `STRATO_NATS_URL` @default `nats://127.0.0.1:4222`
+   */
   natsUrl: string
+  /** `natsUrl` parsed (parseNatsUrls): the servers to dial and whether TLS is required. Not an override; it follows `natsUrl`. */
+  nats: NatsServers
   /**
    * This host's NATS credentials (a `.creds` file, mode 0600: a group- or
    * world-readable one is refused); null connects without (a server with no
    * auth). `STRATO_AGENT_NATS_CREDS` @default null
    */
   natsCredsFile: string | null
+  /**
+   * The content of `natsCredsFile`, read and checked once, here: the service
+   * connects with it (a secret: never log the config whole). Not an override;
+   * it follows `natsCredsFile`.
+   */
+  natsCreds: Uint8Array | null
   /** Agent state (compute_id). @default `./.strato/agent` */
   stateDir: string
   /** Where guests' disks and console logs live. @default `<stateDir>/instances` */
@@ -112,7 +125,7 @@ export interface AgentConfig {
   }
 }
 
-export type AgentConfigOverrides = Partial<Omit<AgentConfig, 'log'>> & { log?: Partial<AgentConfig['log']> }
+export type AgentConfigOverrides = Partial<Omit<AgentConfig, 'log' | 'nats' | 'natsCreds'>> & { log?: Partial<AgentConfig['log']> }
 
 /** The state directory when none is given: `STRATO_AGENT_STATE_DIR`, else `./.strato/agent`. */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -125,11 +138,16 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
   // What `strato-agent join` left in the state dir: defaults under the environment and overrides.
   const joined = readJoinState(stateDir)
   const inState = (file: string | undefined) => (file ? path.join(stateDir, file) : undefined)
+  const natsUrl = overrides.natsUrl ?? env.STRATO_NATS_URL ?? (joined?.natsUrls?.length ? joined.natsUrls.join(',') : 'nats://127.0.0.1:4222')
+  const natsCredsFile = overrides.natsCredsFile ?? (env.STRATO_AGENT_NATS_CREDS ? path.resolve(env.STRATO_AGENT_NATS_CREDS) : inState(joined?.natsCredsFile) ?? null)
   const cfg: AgentConfig = {
     host: overrides.host ?? env.STRATO_AGENT_HOST ?? joined?.host ?? hostname(),
     uuid: overrides.uuid ?? env.STRATO_AGENT_UUID ?? null,
-    natsUrl: overrides.natsUrl ?? env.STRATO_NATS_URL ?? (joined?.natsUrls?.length ? joined.natsUrls.join(',') : 'nats://127.0.0.1:4222'),
-    natsCredsFile: overrides.natsCredsFile ?? (env.STRATO_AGENT_NATS_CREDS ? path.resolve(env.STRATO_AGENT_NATS_CREDS) : inState(joined?.natsCredsFile) ?? null),
+    natsUrl,
+    nats: parseNatsUrls(natsUrl),
+    natsCredsFile,
+    // Read now, so a bad file stops the agent before it does anything.
+    natsCreds: natsCredsFile ? readCredsFile(natsCredsFile) : null,
     stateDir,
     instancesDir: path.resolve(overrides.instancesDir ?? env.STRATO_AGENT_INSTANCES_DIR ?? path.join(stateDir, 'instances')),
     availabilityZone: overrides.availabilityZone ?? env.STRATO_AGENT_AVAILABILITY_ZONE ?? '',
@@ -157,8 +175,6 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     metadataCacheTtlMs: overrides.metadataCacheTtlMs ?? envInt(env, 'STRATO_AGENT_METADATA_CACHE_TTL_MS') ?? 30_000,
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
-  // Checked now, so a bad file stops the agent before it does anything.
-  if (cfg.natsCredsFile) readCredsFile(cfg.natsCredsFile)
   if (cfg.controllerAddress !== null && !parseGrpcUrl(cfg.controllerAddress)) throw new InvalidArgument(`controllerAddress (STRATO_AGENT_CONTROLLER) must be grpcs://host:port, grpc://host:port or host:port, got '${cfg.controllerAddress}'`, { field: 'controllerAddress' })
   if (!isIP(cfg.myIp)) throw new InvalidArgument(`myIp (STRATO_AGENT_MY_IP) must be an IP address, got '${cfg.myIp}'`, { field: 'myIp' })
   if (!Number.isInteger(cfg.maxConcurrentCasts) || cfg.maxConcurrentCasts < 1) throw new InvalidArgument('maxConcurrentCasts must be an integer ≥ 1', { field: 'maxConcurrentCasts' })
@@ -190,6 +206,45 @@ function readJoinState(stateDir: string): Partial<JoinState> | undefined {
   } catch (err) {
     throw new InvalidArgument(`${file} is not JSON (written by strato-agent join): ${(err as Error).message}`, { field: 'stateDir' })
   }
+}
+
+/** The servers of a NATS URL list and the one TLS setting of a connection to them. */
+export interface NatsServers {
+  /** The URLs, trimmed, in the order given. */
+  servers: string[]
+  /** True for `tls://` URLs. */
+  tls: boolean
+}
+
+/**
+ * A comma-separated NATS URL list, checked URL by URL: `nats://host:port` and
+ * `host:port` are plaintext, `tls://host:port` is TLS. One connection has one
+ * TLS setting, so a list mixing them is refused rather than silently dialled
+ * in plaintext (or failing the TLS handshake) on some servers.
+ */
+export function parseNatsUrls(list: string): NatsServers {
+  const field = { field: 'natsUrl' }
+  const servers = list.split(',').map((s) => s.trim()).filter(Boolean)
+  if (!servers.length) throw new InvalidArgument(`natsUrl (STRATO_NATS_URL) names no server: '${list}'`, field)
+  const tls: boolean[] = []
+  for (const server of servers) {
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(server)?.[1]?.toLowerCase()
+    if (scheme !== undefined && scheme !== 'nats' && scheme !== 'tls') {
+      throw new InvalidArgument(`natsUrl (STRATO_NATS_URL): '${server}' has scheme ${scheme}://; use nats://host:port (plaintext) or tls://host:port`, field)
+    }
+    let hostname = ''
+    try {
+      hostname = new URL(scheme ? server : `nats://${server}`).hostname
+    } catch {
+      // unparsable: no host name, refused just below
+    }
+    if (!hostname) throw new InvalidArgument(`natsUrl (STRATO_NATS_URL): '${server}' is not a NATS URL (nats://host:port or tls://host:port)`, field)
+    tls.push(scheme === 'tls')
+  }
+  if (tls.some((t) => t !== tls[0])) {
+    throw new InvalidArgument(`natsUrl (STRATO_NATS_URL) mixes tls:// and plaintext URLs (${servers.join(', ')}): a connection is TLS to every server or to none; list servers of one kind`, field)
+  }
+  return { servers, tls: tls[0]! }
 }
 
 /** Like Nova's my_ip default: the first non-internal IPv4 address of the host. */
@@ -228,9 +283,8 @@ export function computeId(cfg: AgentConfig): string {
   try {
     return readFileSync(file, 'utf8').trim()
   } catch {
-    mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 })
     const id = randomUUID()
-    writeFileSync(file, `${id}\n`, { mode: 0o600 })
+    writePrivateFile(file, `${id}\n`, { dirMode: 0o700 })
     return id
   }
 }

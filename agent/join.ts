@@ -8,7 +8,7 @@
  * are — into its state directory, mode 0600. The agent then starts from
  * there, announces itself and waits to be mapped (`strato host discover`).
  */
-import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { hostname } from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
@@ -18,6 +18,7 @@ import { InvalidArgument, Unauthenticated } from '../proto/errors.js'
 import { fromGrpcError } from '../proto/grpc-errors.js'
 import { formatCreds } from '../proto/nats-creds.js'
 import { caCertHash, isCaCertHash } from '../proto/ca-hash.js'
+import { writePrivateFile } from '../proto/private-file.js'
 import { HostsClient, type JoinHostResponse } from '../proto/gen/strato/compute/v1/hosts.js'
 import { JOIN_STATE_FILE, type JoinState } from './join-state.js'
 
@@ -103,13 +104,6 @@ export async function fetchPinnedCa(address: string, pin: string | undefined, ti
   return match
 }
 
-function writePrivate(file: string, text: string): void {
-  const tmp = `${file}.tmp`
-  writeFileSync(tmp, text, { mode: 0o600 })
-  chmodSync(tmp, 0o600)
-  renameSync(tmp, file)
-}
-
 /** Joins; returns what it wrote. Changes nothing on the host when the controller refuses. */
 export async function join(o: JoinOptions): Promise<JoinState> {
   const { tls: secure, address } = parseController(o.controller)
@@ -140,8 +134,8 @@ export async function join(o: JoinOptions): Promise<JoinState> {
     natsCredsFile: 'nats.creds',
     caFile: 'ca.pem',
   }
-  writePrivate(path.join(o.stateDir, state.natsCredsFile), formatCreds(r.natsUserJwt ?? '', new TextDecoder().decode(user.getSeed())))
-  writePrivate(path.join(o.stateDir, state.caFile), r.caPem || caPem)
-  writePrivate(path.join(o.stateDir, JOIN_STATE_FILE), JSON.stringify(state, null, 2) + '\n')
+  writePrivateFile(path.join(o.stateDir, state.natsCredsFile), formatCreds(r.natsUserJwt ?? '', new TextDecoder().decode(user.getSeed())))
+  writePrivateFile(path.join(o.stateDir, state.caFile), r.caPem || caPem)
+  writePrivateFile(path.join(o.stateDir, JOIN_STATE_FILE), JSON.stringify(state, null, 2) + '\n')
   return state
 }

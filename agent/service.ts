@@ -18,7 +18,6 @@ import type { Logger } from 'pino'
 import { FailedPrecondition, NotFound, Unavailable } from '../proto/errors.js'
 import { errorHeaders } from '../proto/nats-errors.js'
 import { encodeBounded } from '../proto/bus-payload.js'
-import { readCredsFile } from '../proto/nats-creds.js'
 import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
 import { AgentReply, AgentRequest, Heartbeat, PowerStates, type AgentAnnounce } from '../proto/gen/strato/agent/v1/agent.js'
 import { computeId, type AgentConfig } from './config.js'
@@ -140,13 +139,13 @@ export class AgentService {
   private async run(): Promise<void> {
     await this.driver.init()
     this.manager.dirs.ensureTree(this.config.stateDir, this.config.instancesDir)
-    const creds = this.config.natsCredsFile ? readCredsFile(this.config.natsCredsFile) : undefined
+    const creds = this.config.natsCreds
     // Its own inbox prefix: the only inboxes its credentials let it subscribe to.
     this.nc = await connect({
-      servers: this.config.natsUrl.split(','), name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250,
+      servers: this.config.nats.servers, name: `strato-agent-${this.config.host}`, maxReconnectAttempts: -1, reconnectTimeWait: 250,
       inboxPrefix: agentInboxPrefix(this.config.host), ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
       // tls:// URLs: nats-server's certificate is checked against the cloud's CA (the one the controller's is).
-      ...(this.config.natsUrl.includes('tls://') ? { tls: this.config.caFile ? { caFile: this.config.caFile } : {} } : {}),
+      ...(this.config.nats.tls ? { tls: this.config.caFile ? { caFile: this.config.caFile } : {} } : {}),
     }).catch((err: Error) => {
       if (err.name !== 'AuthorizationError') throw err
       throw new FailedPrecondition(`NATS at ${this.config.natsUrl} refused the agent of '${this.config.host}': ${this.config.natsCredsFile ? `the credentials in ${this.config.natsCredsFile} are not valid there` : 'it requires credentials (set STRATO_AGENT_NATS_CREDS)'}`, { cause: err })

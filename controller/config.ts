@@ -120,6 +120,14 @@ export interface ControllerConfig {
     region: string
     /** Name of the project whose admins are cloud admins. @default `admin` */
     adminProjectName: string
+    /**
+     * Keystone's behaviour when `admin_project_name` is unset: the admin role
+     * on ANY project makes a cloud admin. Unsafe where projects have their
+     * own admins; it exists for Tempest, whose dynamic credentials make its
+     * "admin" an admin of a fresh project (`npm run test:tempest` sets it).
+     * `STRATO_ANY_PROJECT_ADMIN` @default false
+     */
+    anyProjectAdmin: boolean
   }
   log: {
     /** @default `info` */
@@ -211,7 +219,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     natsOperatorDir: env.STRATO_NATS_OPERATOR_DIR || undefined,
     natsAdvertiseUrls: env.STRATO_NATS_ADVERTISE_URLS ? env.STRATO_NATS_ADVERTISE_URLS.split(',').map((u) => u.trim()).filter(Boolean) : undefined,
     token: { expirationSeconds: intFrom('STRATO_TOKEN_EXPIRATION', env.STRATO_TOKEN_EXPIRATION) },
-    bootstrap: { openrcPath: env.STRATO_OPENRC || undefined },
+    bootstrap: { openrcPath: env.STRATO_OPENRC || undefined, anyProjectAdmin: boolFrom(env.STRATO_ANY_PROJECT_ADMIN) },
     log: { level: env.STRATO_LOG_LEVEL || undefined, pretty: boolFrom(env.STRATO_LOG_PRETTY) },
   }
   const defaults: ControllerConfig = {
@@ -226,7 +234,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     natsOperatorDir: null,
     natsAdvertiseUrls: [],
     token: { expirationSeconds: 3600, maxActiveKeys: 3, cacheSize: 100_000, imageReadSeconds: 600 },
-    bootstrap: { openrcPath: null, region: 'RegionOne', adminProjectName: 'admin' },
+    bootstrap: { openrcPath: null, region: 'RegionOne', adminProjectName: 'admin', anyProjectAdmin: false },
     log: { level: 'info', pretty: false },
     shutdownGraceMs: 10_000,
     network: { physicalNetworks: ['provider'], vlanRanges: { provider: [100, 4094] }, dhcpLeaseSeconds: DEFAULT_LEASE_SECONDS },

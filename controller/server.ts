@@ -108,7 +108,7 @@ export class Controller {
     keys.load()
     let auth: Authenticator | undefined
     this.catalog = new IdentityCatalog(this.db, (e) => auth!.revoke(e), cfg.bootstrap.adminProjectName)
-    auth = this.auth = new Authenticator(this.db, this.catalog, keys, { expirationSeconds: cfg.token.expirationSeconds, cacheSize: cfg.token.cacheSize, imageReadSeconds: cfg.token.imageReadSeconds }, this.log)
+    auth = this.auth = new Authenticator(this.db, this.catalog, keys, { expirationSeconds: cfg.token.expirationSeconds, cacheSize: cfg.token.cacheSize, imageReadSeconds: cfg.token.imageReadSeconds, anyProjectAdmin: cfg.bootstrap.anyProjectAdmin }, this.log)
     await auth.load()
 
     if (cfg.natsUrl) {
@@ -197,6 +197,7 @@ export class Controller {
       for (const svc of restServices({
         identity: this.catalog, auth, serviceCatalog: () => this.restCatalog(), region: cfg.bootstrap.region,
         flavors, keypairs, servers, serverGroups, hosts, images, quota, network, placement, defaultAvailabilityZone: cfg.hosts.defaultAvailabilityZone,
+        imageUploads: { slots: uploadSlots, limits: uploadLimits },
       })) rest.add(svc)
       await rest.listen(cfg.rest.host ?? cfg.grpc.host, cfg.rest.port, this.tls)
       this.rest = rest
@@ -229,6 +230,7 @@ export class Controller {
         authUrl: this.url,
         caFile: this.tls?.caFile ?? null,
         region: cfg.bootstrap.region,
+        openstackAuthUrl: this.rest ? `${this.rest.url(REST_PREFIX.identity)}/v3` : null,
       }, this.log)
     }
     this.health.set(true)

@@ -4,12 +4,9 @@
  * `ensureBridge(name)` before spawning a guest with a NIC on it. Only bridges
  * whose name the caller gives are ever touched.
  */
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { withReverter } from '../../proto/revert.js'
 import { FailedPrecondition, Internal, InvalidArgument } from '../../proto/errors.js'
-
-const run = promisify(execFile)
+import { ip as runIp } from './exec.js'
 
 /** Linux interface names: 1–15 bytes, no slash, colon or whitespace. */
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/
@@ -30,16 +27,8 @@ function ipArgs(options: BridgeOptions, ...args: string[]): string[] {
   return options.netns === undefined ? args : ['-n', options.netns, ...args]
 }
 
-async function ip(options: BridgeOptions, ...args: string[]): Promise<string> {
-  try {
-    const { stdout } = await run('ip', ipArgs(options, ...args), { timeout: 10_000 })
-    return stdout
-  } catch (error) {
-    const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim()
-    throw new Internal(`ip ${ipArgs(options, ...args).join(' ')} failed: ${stderr || (error as Error).message}`, {
-      cause: error,
-    })
-  }
+function ip(options: BridgeOptions, ...args: string[]): Promise<string> {
+  return runIp(...ipArgs(options, ...args))
 }
 
 function checkName(name: string): void {

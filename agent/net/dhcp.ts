@@ -19,18 +19,16 @@
  * Other services that live in the namespace (the metadata service) follow it
  * through `onNamespace` listeners.
  */
-import { spawn, execFile } from 'node:child_process'
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import type { Logger } from 'pino'
 import { Internal } from '../../proto/errors.js'
 import type { DhcpNetwork, DhcpSubnet } from '../../proto/dhcp.js'
+import { writePrivateFile } from '../../proto/private-file.js'
 import { ensureBridge } from './bridge.js'
+import { ip, run } from './exec.js'
 
 export type { DhcpNetwork }
-
-const run = promisify(execFile)
 
 /** The metadata service's address, held by every DHCP namespace (Neutron's isolated metadata). */
 export const METADATA_ADDRESS = '169.254.169.254'
@@ -190,15 +188,6 @@ interface NetworkState {
   bridge: string
 }
 
-async function ip(...args: string[]): Promise<string> {
-  try {
-    return (await run('ip', args, { timeout: 10_000 })).stdout
-  } catch (error) {
-    const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim()
-    throw new Internal(`ip ${args.join(' ')} failed: ${stderr || (error as Error).message}`, { cause: error })
-  }
-}
-
 /** The process's command line, or undefined when there is no such process. */
 function cmdline(pid: number): string[] | undefined {
   try {
@@ -223,13 +212,6 @@ function readText(file: string): string | undefined {
   } catch {
     return undefined
   }
-}
-
-/** Writes through a temporary file and a rename, so dnsmasq never reads half a file. */
-function writeAtomic(file: string, text: string): void {
-  const tmp = `${file}.tmp`
-  writeFileSync(tmp, text, { mode: 0o600 }) // dnsmasq runs as root: nobody else reads the guests' MACs and names
-  renameSync(tmp, file)
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -302,7 +284,7 @@ export class DnsmasqDhcp implements Dhcp {
       await ip('link', 'delete', 'dev', dhcpInterfaces(prev.portId).host).catch(() => undefined)
       this.plumbed.delete(n.networkId)
     }
-    writeAtomic(path.join(dir, 'state.json'), `${JSON.stringify({ networkId: n.networkId, portId: n.port.id, bridge } satisfies NetworkState)}\n`)
+    writePrivateFile(path.join(dir, 'state.json'), `${JSON.stringify({ networkId: n.networkId, portId: n.port.id, bridge } satisfies NetworkState)}\n`)
 
     const plumbing = JSON.stringify([n.port, bridge, n.mtu])
     if (this.plumbed.get(n.networkId) !== plumbing || !existsSync(`/run/netns/${ns}`)) {
@@ -314,8 +296,9 @@ export class DnsmasqDhcp implements Dhcp {
     const opts = renderOpts(n)
     const before = readText(path.join(dir, 'host'))
     const changed = before !== hosts || readText(path.join(dir, 'opts')) !== opts
-    writeAtomic(path.join(dir, 'host'), hosts)
-    writeAtomic(path.join(dir, 'opts'), opts)
+    // Private (dnsmasq runs as root: nobody else reads the guests' MACs and names) and atomic (dnsmasq never reads half a file).
+    writePrivateFile(path.join(dir, 'host'), hosts)
+    writePrivateFile(path.join(dir, 'opts'), opts)
 
     const args = dnsmasqArgs(n, dir)
     const pid = readPid(path.join(dir, 'pid'))
@@ -355,7 +338,7 @@ export class DnsmasqDhcp implements Dhcp {
       const lease = leases.split('\n').map((l) => l.split(' ')).find((f) => f[1] === g.mac && f[2] === g.ip)
       if (!lease) continue
       const clientId = lease[4] && lease[4] !== '*' ? [lease[4]] : []
-      await run('ip', ['netns', 'exec', ns, 'dhcp_release', dhcpInterfaces(n.port.id).ns, g.ip, g.mac, ...clientId], { timeout: 10_000 }).then(
+      await run('dhcp_release', [dhcpInterfaces(n.port.id).ns, g.ip, g.mac, ...clientId], { netns: ns }).then(
         () => log.info({ mac: g.mac, ip: g.ip }, 'DHCP lease released (its port is gone)'),
         (err: unknown) => log.warn({ err, mac: g.mac, ip: g.ip }, 'dhcp_release failed; the address stays leased until the lease expires'),
       )
@@ -390,15 +373,7 @@ export class DnsmasqDhcp implements Dhcp {
   private async startDnsmasq(ns: string, args: string[], dir: string, log: Logger): Promise<void> {
     rmSync(path.join(dir, 'pid'), { force: true })
     // dnsmasq forks into its own session and outlives the agent; the parent exits once the daemon runs (or failed).
-    const child = spawn('ip', ['netns', 'exec', ns, 'dnsmasq', ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: true })
-    let stderr = ''
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject)
-      child.once('exit', (c) => resolve(c))
-    })
-    child.stderr.destroy()
-    if (code !== 0) throw new Internal(`dnsmasq did not start in ${ns} (exit ${code}): ${stderr.trim() || 'no message'}`)
+    await run('dnsmasq', args, { netns: ns, daemon: true, timeoutMs: 30_000, what: `start dnsmasq in ${ns}` })
     for (let i = 0; i < 100; i++) {
       const pid = readPid(path.join(dir, 'pid'))
       if (pid !== undefined && cmdline(pid)) {

@@ -20,15 +20,12 @@
  * jump at the top of FORWARD and INPUT are ever touched — so agents that share
  * a kernel (tests) leave each other's alone.
  */
-import { execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { promisify } from 'node:util'
 import { Internal } from '../../proto/errors.js'
 import type { FirewallRule, PortFirewall } from '../../proto/firewall.js'
+import { run } from './exec.js'
 
 export type { FirewallRule, PortFirewall }
-
-const run = promisify(execFile)
 
 /** Makes the host's filtering what `ports` say (all of this host's ports, every time). */
 export interface Firewall {
@@ -205,29 +202,12 @@ export class IptablesFirewall implements Firewall {
     this.top = topChain(options.host)
   }
 
-  private cmd(tool: string, args: string[]): [string, string[]] {
-    return this.options.netns === undefined ? [tool, args] : ['ip', ['netns', 'exec', this.options.netns, tool, ...args]]
+  private exec(tool: string, args: string[]): Promise<string> {
+    return run(tool, args, { netns: this.options.netns, timeoutMs: 30_000 })
   }
 
-  private async exec(tool: string, args: string[]): Promise<string> {
-    const [file, argv] = this.cmd(tool, args)
-    try {
-      return (await run(file, argv, { timeout: 30_000 })).stdout
-    } catch (err) {
-      throw new Internal(`${tool} ${args.join(' ')} failed: ${String((err as { stderr?: unknown }).stderr ?? '').trim() || (err as Error).message}`, { cause: err })
-    }
-  }
-
-  private restore(tool: string, input: string): Promise<void> {
-    const [file, argv] = this.cmd(tool, ['--noflush'])
-    return new Promise((resolve, reject) => {
-      const child = spawn(file, argv, { stdio: ['pipe', 'ignore', 'pipe'] })
-      let stderr = ''
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-      child.on('error', (err) => reject(new Internal(`${tool} could not run: ${err.message}`, { cause: err })))
-      child.on('close', (code) => (code === 0 ? resolve() : reject(new Internal(`${tool} refused the security group rules: ${stderr.trim() || `exit ${code}`}`))))
-      child.stdin.end(input)
-    })
+  private async restore(tool: string, input: string): Promise<void> {
+    await run(tool, ['--noflush'], { netns: this.options.netns, timeoutMs: 30_000, input, what: 'apply the security group rules' })
   }
 
   /** Serialized: concurrent calls apply one after another, each the whole state. */

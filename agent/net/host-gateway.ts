@@ -17,15 +17,13 @@
  * What it made is recorded in `<stateDir>/host-gateway.json`, so an agent
  * that restarts removes what is no longer wanted and nothing else.
  */
-import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { readFile, rename, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import type { Logger } from 'pino'
 import { Internal, InvalidArgument } from '../../proto/errors.js'
-
-const run = promisify(execFile)
+import { writePrivateFile } from '../../proto/private-file.js'
+import { run, succeeds } from './exec.js'
 
 /** One provider network the host is the gateway of. */
 export interface HostGatewayNetwork {
@@ -88,23 +86,13 @@ export class HostGateway {
     this.file = path.join(o.stateDir, 'host-gateway.json')
   }
 
-  private exec(cmd: string, args: string[]) {
-    const [c, a] = this.o.netns === undefined ? [cmd, args] : ['ip', ['netns', 'exec', this.o.netns, cmd, ...args]]
-    return run(c, a, { timeout: 10_000 })
-  }
-
-  private async sh(cmd: string, args: string[]): Promise<string> {
-    try {
-      return (await this.exec(cmd, args)).stdout
-    } catch (error) {
-      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim()
-      throw new Internal(`${cmd} ${args.join(' ')} failed: ${stderr || (error as Error).message}`, { cause: error })
-    }
+  private sh(cmd: string, args: string[]): Promise<string> {
+    return run(cmd, args, { netns: this.o.netns })
   }
 
   /** Runs a command whose failure is an answer (a missing link, rule or chain). */
   private try(cmd: string, args: string[]): Promise<boolean> {
-    return this.exec(cmd, args).then(() => true, () => false)
+    return succeeds(cmd, args, { netns: this.o.netns })
   }
 
   private linkExists(name: string): Promise<boolean> {
@@ -209,8 +197,6 @@ export class HostGateway {
   }
 
   private async save(made: Made[]): Promise<void> {
-    const tmp = `${this.file}.tmp`
-    await writeFile(tmp, `${JSON.stringify(made, null, 2)}\n`, { mode: 0o600 })
-    await rename(tmp, this.file)
+    writePrivateFile(this.file, `${JSON.stringify(made, null, 2)}\n`)
   }
 }

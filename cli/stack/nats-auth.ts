@@ -7,11 +7,10 @@
  * as before. Later hosts get their credentials from the same operator.
  */
 import { existsSync } from 'node:fs'
-import { isIP } from 'node:net'
-import { hostname } from 'node:os'
 import path from 'node:path'
 import { ensureOperator, mintAgentCreds, mintControllerCreds, writeCreds, writeNatsServerConfig } from '../../controller/bus/credentials.js'
 import { ensureCa, ensureCertificate } from '../../controller/tls/ca.js'
+import { certificateNames } from '../../controller/tls/names.js'
 
 export interface StackNats {
   /** nats-server's config file (`-c`). */
@@ -37,9 +36,7 @@ export async function prepareStackNats(o: { natsDir: string; host: string; port:
   const op = ensureOperator(operatorDir)
   const keep = (file: string, mint: () => string) => (existsSync(file) ? file : writeCreds(file, mint()))
   const ca = await ensureCa(o.caDir)
-  const names = ['localhost', hostname(), ...(isIP(o.host) ? [] : [o.host])]
-  const ips = ['127.0.0.1', ...(isIP(o.host) && o.host !== '127.0.0.1' ? [o.host] : [])]
-  const cert = await ensureCertificate(ca, authDir, 'nats-server', { commonName: 'strato-nats', dnsNames: [...new Set(names)], ips, usage: 'server' })
+  const cert = await ensureCertificate(ca, authDir, 'nats-server', { commonName: 'strato-nats', ...certificateNames({ listen: o.host }), usage: 'server' })
   return {
     configFile: writeNatsServerConfig(op, path.join(authDir, 'nats-server.conf'), { host: o.host, port: o.port, storeDir: o.natsDir, tls: { certFile: cert.certFile, keyFile: cert.keyFile } }),
     url: `tls://${o.host}:${o.port}`,

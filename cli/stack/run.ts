@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import type { Logger } from 'pino'
 import { registerDemo } from './demo.js'
-import { readOpenrc } from '../../controller/identity/bootstrap.js'
+import { OPENSTACK_CLOUD, openstackFiles, readOpenrc } from '../../controller/identity/bootstrap.js'
+import { REST_PREFIX } from '../../controller/rest/http.js'
 import { loadConfig } from '../../controller/config.js'
 import { createLogger } from '../../controller/log.js'
 import { Controller } from '../../controller/server.js'
@@ -210,6 +211,10 @@ async function main(): Promise<void> {
   }
   const rel = path.relative(process.cwd(), cfg.openrc)
   log.info(`Strato is up at ${controller.url}. In another shell: . ${rel.startsWith('..') ? cfg.openrc : rel}  — Ctrl-C here stops the stack.`)
+  if (controller.rest) {
+    const files = openstackFiles(cfg.openrc)
+    log.info(`The OpenStack tools reach it at ${controller.rest.url(REST_PREFIX.identity)}/v3: . ${path.relative(process.cwd(), files.openrc)}, or openstack --os-cloud ${OPENSTACK_CLOUD} … (${files.cloudsYaml})`)
+  }
 }
 
 main().catch((err: Error) => {

@@ -10,9 +10,10 @@
  * and a new one issued, once (see Context.call).
  */
 import { createHash, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto'
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { homedir } from 'node:os'
 import path from 'node:path'
+import { writePrivateFile } from '../../proto/private-file.js'
 import { TokensClient, type IssueTokenRequest, type TokenBody } from '../../proto/gen/strato/identity/v1/identity.js'
 import { CliError } from './errors.js'
 import type { Args } from './registry.js'
@@ -218,9 +219,7 @@ export class Session {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 })
       const salt = randomBytes(16).toString('hex')
       const entry: CacheEntry = { version: 1, ...info, salt, passwordHash: hashPassword(this.creds.password ?? '', salt) }
-      const tmp = `${this.cacheFile}.${process.pid}.tmp`
-      writeFileSync(tmp, JSON.stringify(entry) + '\n', { mode: 0o600 })
-      renameSync(tmp, this.cacheFile)
+      writePrivateFile(this.cacheFile, JSON.stringify(entry) + '\n')
     } catch {
       // A cache that cannot be written only costs a token per command.
     }

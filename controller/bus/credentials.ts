@@ -16,12 +16,13 @@
  * durable cast consumer, its own inbox, its own rpc subject, and the change
  * notices every agent receives.
  */
-import { createHash, randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { nkeys } from '@nats-io/transport-node'
 import { InvalidArgument } from '../../proto/errors.js'
 import { formatCreds } from '../../proto/nats-creds.js'
+import { writePrivateFile } from '../../proto/private-file.js'
 import {
   CAST_STREAM, DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, castConsumer, conductorSubject, hostToken,
 } from '../../proto/subjects.js'
@@ -90,14 +91,6 @@ export function decodeJwt(jwt: string): Record<string, any> {
 /** `.creds` files: one format for the controller's minting and the agent's join (proto/nats-creds.ts). */
 export { formatCreds } from '../../proto/nats-creds.js'
 
-function writePrivate(file: string, content: string): void {
-  // Written aside then renamed: a reader never sees half a key, and the mode is private from the first byte.
-  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`
-  writeFileSync(tmp, content, { mode: 0o600 })
-  chmodSync(tmp, 0o600)
-  renameSync(tmp, file)
-}
-
 function seedOf(kp: KeyPair): string {
   return new TextDecoder().decode(kp.getSeed())
 }
@@ -106,7 +99,7 @@ function loadOrCreate(dir: string, file: string, create: () => KeyPair): KeyPair
   const p = path.join(dir, file)
   if (existsSync(p)) return nkeys.fromSeed(new TextEncoder().encode(readFileSync(p, 'utf8').trim()))
   const kp = create()
-  writePrivate(p, seedOf(kp))
+  writePrivateFile(p, seedOf(kp))
   return kp
 }
 
@@ -175,7 +168,7 @@ export function natsServerConfig(op: NatsOperator, o: NatsServerOptions): string
 
 /** Writes `natsServerConfig` to `file` (0600: it names the accounts) and returns its path. */
 export function writeNatsServerConfig(op: NatsOperator, file: string, o: NatsServerOptions): string {
-  writePrivate(file, natsServerConfig(op, o))
+  writePrivateFile(file, natsServerConfig(op, o))
   return file
 }
 
@@ -248,7 +241,6 @@ export function mintControllerCreds(op: NatsOperator): string {
 
 /** Writes creds to `file`, mode 0600. */
 export function writeCreds(file: string, creds: string): string {
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
-  writePrivate(file, creds)
+  writePrivateFile(file, creds, { dirMode: 0o700 })
   return file
 }

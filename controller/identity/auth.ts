@@ -20,6 +20,8 @@ export interface IssueRequest {
   password?: { user?: { id?: string; name?: string; domain?: DomainRefIn; password?: string } }
   token?: { id?: string }
   scope?: { project?: { id?: string; name?: string; domain?: DomainRefIn }; domain?: DomainRefIn }
+  /** Keystone's `"scope": "unscoped"`: no scope, not even the user's default project. */
+  unscoped?: boolean
 }
 
 const AUTH_FAILED = 'authentication failed: wrong user, domain or password, or the account or its domain is disabled'
@@ -32,7 +34,7 @@ export class Authenticator {
     private readonly db: Db,
     private readonly catalog: IdentityCatalog,
     private readonly keys: KeyRepository,
-    private readonly opts: { expirationSeconds: number; cacheSize: number; imageReadSeconds: number },
+    private readonly opts: { expirationSeconds: number; cacheSize: number; imageReadSeconds: number; anyProjectAdmin?: boolean },
     private readonly log: Logger,
   ) {
     this.tokens = new TokenProvider(keys, this.revocations, opts.cacheSize)
@@ -86,7 +88,7 @@ export class Authenticator {
   async issue(req: IssueRequest): Promise<{ token: string; claims: TokenClaims }> {
     const methods = req.methods.length > 0 ? req.methods : [req.password ? 'password' : req.token ? 'token' : '']
     let user: NamedRef & { domain: NamedRef }
-    let chain: { auditChainId: string; expiresAt: number } | undefined
+    let chain: { auditChainId: string; expiresAt: number; methods: string[] } | undefined
     let defaultProjectId = ''
     if (methods.includes('password')) {
       const u = req.password?.user
@@ -108,7 +110,8 @@ export class Authenticator {
     } else if (methods.includes('token')) {
       const prior = this.tokens.validate(req.token?.id ?? '')
       user = prior.user
-      chain = { auditChainId: prior.auditChainId, expiresAt: prior.expiresAt }
+      // As Keystone: the methods that proved the identity stay on the re-scoped token, with 'token' added.
+      chain = { auditChainId: prior.auditChainId, expiresAt: prior.expiresAt, methods: ['token', ...prior.methods.filter((m) => m !== 'token')] }
       // The user may have been disabled since; tokens of disabled users are revoked, but check anyway.
       const row = await this.catalog.getUser({ id: user.id }).catch(() => undefined)
       if (!row?.enabled) throw new Unauthenticated(AUTH_FAILED)
@@ -121,7 +124,7 @@ export class Authenticator {
     const claims: TokenClaims = {
       user,
       roles: [],
-      methods: chain ? ['token'] : methods,
+      methods: chain ? chain.methods : methods,
       issuedAt: now,
       expiresAt: chain?.expiresAt ?? now + this.opts.expirationSeconds * 1000,
       auditId,
@@ -140,7 +143,7 @@ export class Authenticator {
       if (roleIds.length === 0) throw new Unauthenticated(`user '${user.name}' has no role on domain '${domain.name}'`)
       claims.domain = { id: domain.id, name: domain.name }
       claims.roles = await this.catalog.expandRoles(roleIds)
-    } else if (defaultProjectId) {
+    } else if (defaultProjectId && !req.unscoped) {
       // Keystone scopes to the default project when no scope is asked for and the user has a role there.
       const project = await this.catalog.getProject({ id: defaultProjectId }).catch(() => undefined)
       if (project?.enabled && (await this.catalog.directRoleIds(user.id, { type: 'project', id: project.id })).length > 0) {
@@ -148,6 +151,21 @@ export class Authenticator {
       }
     }
     return { token: this.tokens.issue(claims), claims }
+  }
+
+  /**
+   * A user changes their own password, proving it with the current one (no
+   * token needed, as in Keystone: an expired password can be replaced). The
+   * user's tokens are revoked, as for any password change.
+   * @throws Unauthenticated when the user is unknown or disabled, or the original password is wrong.
+   */
+  async changePassword(userId: string, original: string, password: string): Promise<void> {
+    const row = await this.findUserForAuth({ id: userId })
+    if (!row.enabled || !(await verifyPassword(original, row.password_hash))) {
+      this.log.info({ userId: row.id, reason: !row.enabled ? 'user disabled' : 'wrong original password' }, 'password change refused')
+      throw new Unauthenticated(AUTH_FAILED)
+    }
+    await this.catalog.updateUser(row.id, { password })
   }
 
   /**
@@ -184,7 +202,8 @@ export class Authenticator {
     if (roleIds.length === 0) throw new Unauthenticated(`user '${claims.user.name}' has no role on project '${project.name}'`)
     claims.project = { id: project.id, name: project.name, domain: { id: domain.id, name: domain.name } }
     claims.roles = await this.catalog.expandRoles(roleIds)
-    claims.isAdminProject = await this.catalog.isAdminProject(project)
+    // Keystone without admin_project_name: every project is an admin project (config.ts anyProjectAdmin).
+    claims.isAdminProject = this.opts.anyProjectAdmin === true || (await this.catalog.isAdminProject(project))
   }
 
   private async findUserForAuth(u: { id?: string; name?: string; domain?: DomainRefIn }) {

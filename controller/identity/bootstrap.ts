@@ -5,8 +5,9 @@
  * password is written only to the openrc file (mode 0600). Idempotent: an
  * already bootstrapped database is left alone.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
+import { writePrivateFile } from '../../proto/private-file.js'
 import type { Logger } from '../log.js'
 import { DEFAULT_DOMAIN_ID, type IdentityCatalog } from './catalog.js'
 import { generatePassword } from './passwords.js'
@@ -17,7 +18,23 @@ export interface BootstrapResult {
   adminPassword?: string
 }
 
-export async function bootstrap(db: Db, catalog: IdentityCatalog, opts: { adminProjectName: string; openrcPath: string; authUrl: string; caFile?: string | null; region: string }, log: Logger): Promise<BootstrapResult> {
+export interface BootstrapOptions {
+  adminProjectName: string
+  openrcPath: string
+  authUrl: string
+  caFile?: string | null
+  region: string
+  /** Keystone's URL on the REST listener (`…/identity/v3`): the OpenStack tools' openrc and clouds.yaml are written beside admin-openrc. */
+  openstackAuthUrl?: string | null
+}
+
+export async function bootstrap(db: Db, catalog: IdentityCatalog, opts: BootstrapOptions, log: Logger): Promise<BootstrapResult> {
+  const result = await bootstrapOnce(db, catalog, opts, log)
+  if (opts.openstackAuthUrl) writeOpenstackFiles(opts.openrcPath, { authUrl: opts.openstackAuthUrl, caFile: opts.caFile ?? null, region: opts.region }, log)
+  return result
+}
+
+async function bootstrapOnce(db: Db, catalog: IdentityCatalog, opts: BootstrapOptions, log: Logger): Promise<BootstrapResult> {
   const existing = await db.selectFrom('domains').select('id').where('id', '=', DEFAULT_DOMAIN_ID).executeTakeFirst()
   if (existing) {
     refreshEndpoint(opts.openrcPath, opts.authUrl, opts.caFile ?? null, log)
@@ -74,6 +91,65 @@ function refreshEndpoint(file: string, authUrl: string, caFile: string | null, l
   log.info({ openrc: file, authUrl }, 'admin-openrc now names the API as it listens (OS_AUTH_URL, OS_CACERT)')
 }
 
+/** The files the OpenStack tools read, beside admin-openrc: `openstack-openrc` (`. openstack-openrc; openstack …`) and `clouds.yaml` (`openstack --os-cloud strato …`). */
+export function openstackFiles(openrcPath: string): { openrc: string; cloudsYaml: string } {
+  const dir = path.dirname(openrcPath)
+  return { openrc: path.join(dir, 'openstack-openrc'), cloudsYaml: path.join(dir, 'clouds.yaml') }
+}
+
+/** The name of the cloud in clouds.yaml. */
+export const OPENSTACK_CLOUD = 'strato'
+
+/**
+ * Writes the OpenStack tools' openrc and clouds.yaml (0600) from admin-openrc's
+ * credentials, naming Keystone on the REST listener as it listens now: the
+ * same admin, project and region; OS_CACERT when the listener speaks TLS.
+ * Rewritten at every start (the port or the CA may have changed); nothing is
+ * written when there is no admin-openrc here to take the credentials from.
+ */
+export function writeOpenstackFiles(openrcPath: string, opts: { authUrl: string; caFile: string | null; region: string }, log: Logger): void {
+  let admin: Record<string, string>
+  try {
+    admin = readOpenrc(openrcPath)
+  } catch {
+    return
+  }
+  const files = openstackFiles(openrcPath)
+  const vars = {
+    OS_AUTH_URL: opts.authUrl,
+    OS_IDENTITY_API_VERSION: '3',
+    OS_USERNAME: admin.OS_USERNAME ?? 'admin',
+    OS_PASSWORD: admin.OS_PASSWORD ?? '',
+    OS_PROJECT_NAME: admin.OS_PROJECT_NAME ?? 'admin',
+    OS_USER_DOMAIN_NAME: admin.OS_USER_DOMAIN_NAME ?? 'Default',
+    OS_PROJECT_DOMAIN_NAME: admin.OS_PROJECT_DOMAIN_NAME ?? 'Default',
+    OS_REGION_NAME: opts.region,
+    OS_INTERFACE: 'public',
+    ...(opts.caFile ? { OS_CACERT: opts.caFile } : {}),
+  }
+  writeOpenrc(files.openrc, vars)
+  // JSON strings are YAML scalars: no quoting rules of our own.
+  const q = (v: string) => JSON.stringify(v)
+  const yaml = [
+    '# Written by Strato at every start, from admin-openrc: openstack --os-cloud strato …',
+    'clouds:',
+    `  ${OPENSTACK_CLOUD}:`,
+    '    auth:',
+    `      auth_url: ${q(vars.OS_AUTH_URL)}`,
+    `      username: ${q(vars.OS_USERNAME)}`,
+    `      password: ${q(vars.OS_PASSWORD)}`,
+    `      project_name: ${q(vars.OS_PROJECT_NAME)}`,
+    `      user_domain_name: ${q(vars.OS_USER_DOMAIN_NAME)}`,
+    `      project_domain_name: ${q(vars.OS_PROJECT_DOMAIN_NAME)}`,
+    `    region_name: ${q(opts.region)}`,
+    '    interface: public',
+    '    identity_api_version: 3',
+    ...(opts.caFile ? [`    cacert: ${q(opts.caFile)}`] : []),
+  ].join('\n') + '\n'
+  writePrivateFile(files.cloudsYaml, yaml, { dirMode: 0o755 })
+  log.debug({ openrc: files.openrc, cloudsYaml: files.cloudsYaml }, 'wrote the OpenStack tools\' openrc and clouds.yaml')
+}
+
 function shellQuote(v: string): string {
   return `'${v.replaceAll("'", "'\\''")}'`
 }
@@ -89,9 +165,5 @@ export function readOpenrc(file: string): Record<string, string> {
 }
 
 export function writeOpenrc(file: string, vars: Record<string, string>): void {
-  mkdirSync(path.dirname(file), { recursive: true })
-  const body = Object.entries(vars).map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n') + '\n'
-  const tmp = `${file}.tmp`
-  writeFileSync(tmp, body, { mode: 0o600 })
-  renameSync(tmp, file)
+  writePrivateFile(file, Object.entries(vars).map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n') + '\n', { dirMode: 0o755 })
 }

@@ -5,9 +5,10 @@
  * rest are secondaries (validate only). Keys are Ed25519, PEM, mode 0600.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { Internal } from '../../proto/errors.js'
+import { writePrivateFile } from '../../proto/private-file.js'
 
 export interface SigningKey {
   /** File index in the repository. */
@@ -79,9 +80,7 @@ export class KeyRepository {
 
   private writeKey(index: number): void {
     const { privateKey } = generateKeyPairSync('ed25519')
-    const tmp = path.join(this.dir, `.${index}.tmp`)
-    writeFileSync(tmp, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 })
-    renameSync(tmp, path.join(this.dir, String(index)))
+    writePrivateFile(path.join(this.dir, String(index)), privateKey.export({ type: 'pkcs8', format: 'pem' }))
   }
 
   private promoteStaged(to: number): void {

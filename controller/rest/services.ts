@@ -21,7 +21,9 @@ import type { SecurityGroupCatalog } from '../network/security-groups.js'
 import type { Placement } from '../scheduler/placement.js'
 import type { RestService } from './http.js'
 import { identityRest } from './identity.js'
+import { networkRest } from './network.js'
 import { computeRest } from './compute.js'
+import { imageRest, type ImageUploads } from './image.js'
 
 export interface RestDomain {
   identity: IdentityCatalog
@@ -39,11 +41,15 @@ export interface RestDomain {
   network: { networks: NetworkCatalog; subnets: SubnetCatalog; ports: PortCatalog; floatingIps: FloatingIpCatalog; securityGroups: SecurityGroupCatalog }
   placement: Placement
   defaultAvailabilityZone: string
+  /** gRPC's upload turns and limits, which REST image uploads share. */
+  imageUploads: ImageUploads
 }
 
 export function restServices(d: RestDomain): RestService[] {
   return [
     identityRest(d),
+    networkRest(d),
     computeRest(d),
+    imageRest(d),
   ]
 }

@@ -13,11 +13,12 @@
  */
 import { execFile } from 'node:child_process'
 import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { isIP } from 'node:net'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { FailedPrecondition, InvalidArgument, Unavailable } from '../../proto/errors.js'
+import { writePrivateFile } from '../../proto/private-file.js'
 
 const run = promisify(execFile)
 
@@ -53,12 +54,6 @@ const CA_DAYS = 3650
 /** A leaf certificate this close to expiry is renewed. */
 const RENEW_BEFORE_MS = 30 * 24 * 3600 * 1000
 
-function writePrivate(file: string, body: string, mode = 0o600): void {
-  const tmp = `${file}.${process.pid}.tmp`
-  writeFileSync(tmp, body, { mode })
-  renameSync(tmp, file)
-}
-
 function newKeyPem(): string {
   return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
 }
@@ -88,7 +83,7 @@ export async function ensureCa(dir: string, commonName = 'Strato CA'): Promise<C
     throw new FailedPrecondition(`the CA in ${dir} is incomplete: ${haveCert ? 'ca.pem has no ca-key.pem' : 'ca-key.pem has no ca.pem'}; restore the missing file or remove both to make a new CA (clients must then trust the new ca.pem)`)
   }
   if (!haveCert) {
-    writePrivate(keyFile, newKeyPem())
+    writePrivateFile(keyFile, newKeyPem())
     const tmp = `${certFile}.${process.pid}.tmp`
     await openssl([
       'req', '-x509', '-new', '-key', keyFile, '-sha256', '-days', String(CA_DAYS), '-subj', `/CN=${dnEscape(commonName)}`,
@@ -130,7 +125,7 @@ export async function ensureCertificate(ca: CertificateAuthority, dir: string, n
   try {
     const newKey = path.join(scratch, 'key.pem')
     const newCert = path.join(scratch, 'cert.pem')
-    writePrivate(newKey, newKeyPem())
+    writePrivateFile(newKey, newKeyPem())
     // OpenSSL 3's `req -x509 -CA`: a certificate for a new key, signed by the CA, in one step (no CSR file, no serial file).
     await openssl([
       'req', '-x509', '-new', '-key', newKey, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-sha256',

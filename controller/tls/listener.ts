@@ -6,12 +6,11 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { isIP } from 'node:net'
-import { hostname, networkInterfaces } from 'node:os'
 import { FailedPrecondition } from '../../proto/errors.js'
 import type { ControllerConfig } from '../config.js'
 import type { Logger } from '../log.js'
 import { ensureCa, ensureCertificate } from './ca.js'
+import { certificateNames } from './names.js'
 
 export interface ListenerTls {
   certPem: Buffer
@@ -41,33 +40,12 @@ export async function listenerTls(cfg: ControllerConfig, log: Logger): Promise<L
     return { certPem, keyPem, caFile: tls.caFile }
   }
   const ca = await ensureCa(tls.dir)
-  const { dnsNames, ips } = certificateNames(cfg)
+  const { dnsNames, ips } = certificateNames({ listen: cfg.grpc.host, publicAddress: cfg.grpc.publicAddress, names: cfg.tls.names })
   const cert = await ensureCertificate(ca, tls.dir, 'controller', { commonName: 'strato-controller', dnsNames, ips, usage: 'server' })
   if (cert.issued) log.info({ cert: cert.certFile, ca: ca.certFile, dnsNames, ips }, 'issued the gRPC listener its certificate from the controller CA')
   // The chain ends with the CA itself: a joining host (strato-agent join) finds it there and pins it by its hash.
   const chain = Buffer.concat([readFileSync(cert.certFile), Buffer.from(ca.certPem.endsWith('\n') ? ca.certPem : `${ca.certPem}\n`)])
   return { certPem: chain, keyPem: readFileSync(cert.keyFile), caFile: tls.caFile ?? ca.certFile }
-}
-
-/** localhost, 127.0.0.1, ::1, this host's name, the listen address (every interface's when it is a wildcard), the public address, and tls.names. */
-export function certificateNames(cfg: ControllerConfig): { dnsNames: string[]; ips: string[] } {
-  const dnsNames = new Set(['localhost'])
-  const ips = new Set(['127.0.0.1', '::1'])
-  const add = (name: string) => {
-    const n = name.replace(/^\[|\]$/g, '')
-    if (!n) return
-    if (isIP(n)) ips.add(n)
-    else dnsNames.add(n.toLowerCase())
-  }
-  // A host name DNS would not accept (an underscore, say) is no SAN a client could match: skip it.
-  if (/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(hostname())) add(hostname())
-  const host = cfg.grpc.host
-  if (host === '0.0.0.0' || host === '::' || host === '') {
-    for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) if (!a.address.startsWith('fe80:')) add(a.address)
-  } else add(host)
-  if (cfg.grpc.publicAddress) add(cfg.grpc.publicAddress.replace(/:\d+$/, ''))
-  for (const n of cfg.tls.names) add(n)
-  return { dnsNames: [...dnsNames], ips: [...ips] }
 }
 
 function readPem(file: string, field: string): Buffer {

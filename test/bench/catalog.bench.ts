@@ -8,8 +8,15 @@
  * The listener speaks TLS (the controller's default, verified against its CA);
  * BENCH_TLS=off measures the plaintext loopback listener instead.
  * Target (issue 5): ≥ 400 MB/s each way. Not a test.
+ *
+ * Then the same over REST (issue 18: `PUT`/`GET /image/v2/images/{id}/file`,
+ * the path the OpenStack clients take), with Debian's curl as the client in
+ * its own process, a new image of the same file, and MD5s checked on both
+ * sides (md5sum reads what curl downloads, as the gRPC client hashes its own).
+ * BENCH_REST=off skips it.
  */
 import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, openSync, rmSync, writeSync, closeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -53,6 +60,30 @@ console.log(`  upload:   ${mbps(r.uploadMs)} MB/s  (${(r.uploadMs / 1000).toFixe
 console.log(`  download: ${mbps(r.downloadMs)} MB/s  (${(r.downloadMs / 1000).toFixed(2)} s; client CPU ${r.downloadCpuS.toFixed(2)} s)`)
 console.log(`  controller CPU, upload + download: ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s`)
 console.log(`  the controller's data path: ${s.controller.bulkMethods.length ? 'HTTP/2 streams (api/bulk.ts)' : 'grpc-js (bulk path not attached)'}`)
+if (process.env.BENCH_REST !== 'off') {
+  // REST: curl uploads the file (Content-Length known, as `openstack image create --file` sends it) and downloads it.
+  const sh = promisify(execFile)
+  const api = `${s.controller.rest!.origin}/image/v2/images`
+  const curl = ['curl', '-sS', '-f', '-H', `x-auth-token: ${s.adminToken}`, ...(s.caFile ? ['--cacert', s.caFile] : [])]
+  const json = async (...args: string[]) => JSON.parse((await sh(curl[0]!, [...curl.slice(1), ...args])).stdout) as { id: string; checksum: string }
+  const { id } = await json('-H', 'content-type: application/json', '-d', JSON.stringify({ name: 'bench-rest', disk_format: 'raw', container_format: 'bare' }), api)
+  const cpu1 = process.cpuUsage()
+  let t0 = performance.now()
+  await sh(curl[0]!, [...curl.slice(1), '-X', 'PUT', '-H', 'content-type: application/octet-stream', '-T', file, `${api}/${id}/file`])
+  const upMs = performance.now() - t0
+  const cpuUp = process.cpuUsage(cpu1)
+  t0 = performance.now()
+  const { stdout } = await sh('/bin/sh', ['-c', `${curl.map((a) => `'${a}'`).join(' ')} '${api}/${id}/file' | md5sum`], { maxBuffer: 1 << 20 })
+  const downMs = performance.now() - t0
+  const cpuDown = process.cpuUsage(cpu1)
+  const shown = await json(`${api}/${id}`)
+  const downloaded = stdout.split(' ')[0]
+  if (shown.checksum !== expected || downloaded !== expected) throw new Error(`REST checksum mismatch: file ${expected}, server ${shown.checksum}, downloaded ${downloaded}`)
+  const cpuS = (u: NodeJS.CpuUsage) => ((u.user + u.system) / 1e6).toFixed(2)
+  console.log(`the same over REST (${tls ? 'HTTPS' : 'HTTP'}/1.1, PUT/GET /image/v2/images/{id}/file; client: curl, md5sum on the download):`)
+  console.log(`  upload:   ${mbps(upMs)} MB/s  (${(upMs / 1000).toFixed(2)} s; controller CPU ${cpuS(cpuUp)} s)`)
+  console.log(`  download: ${mbps(downMs)} MB/s  (${(downMs / 1000).toFixed(2)} s; controller CPU, both ways ${cpuS(cpuDown)} s)`)
+}
 images.close()
 await s.close()
 rmSync(dir, { recursive: true, force: true })

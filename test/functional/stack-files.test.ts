@@ -4,38 +4,26 @@
 // but root is QEMU's group, search-only (0710), on the directories down to the
 // guests' files. An unprivileged local user (nobody) cannot read the database
 // or a guest's disk. Needs root (libvirt, runuser).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { parseOpenrc } from '../helpers/controller.js'
-import { freePort } from '../helpers/ports.js'
 import { call, tlsCredentials } from '../helpers/grpc.js'
 import { eventually } from '../helpers/agents.js'
 import { cloudClients, serverGone, serverWaiter } from '../helpers/cloud.js'
+import { ctrlC, stackLauncher } from '../helpers/stack.js'
 import { BOOT_SECTOR_IMAGE, DEMO_LINE, openrcToken } from '../../cli/stack/demo.js'
-import { IptablesFirewall } from '../../agent/net/firewall.js'
 import { groupId } from '../../agent/disk/guest-dirs.js'
 import type { ConsoleOutput, CreateServerResponse } from '../../proto/gen/strato/compute/v1/servers.js'
 
-const root = path.resolve(import.meta.dirname, '../..')
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root: npm start drives qemu:///system, and runuser')
 } else {
-  const agentHost = `stack-files-${process.pid}`
-  let proc: ChildProcess | undefined
-  let out = ''
-  t.teardown(async () => {
-    if (proc && proc.exitCode === null && proc.signalCode === null) {
-      const gone = new Promise((r) => proc!.once('exit', r))
-      process.kill(-proc.pid!, 'SIGINT')
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))])
-    }
-    await new IptablesFirewall({ host: agentHost }).clear().catch(() => undefined)
-  })
+  const stacks = stackLauncher(t, 'stack-files')
 
   /** Every entry under `dir` (not following links), with its mode, owner and group. */
   const walk = (dir: string): Array<{ path: string; mode: number; uid: number; gid: number; dir: boolean }> => {
@@ -64,19 +52,8 @@ if (process.getuid?.() !== 0) {
   t.test('npm start: STRATO_HOME is private after the start and with a server running', { timeout: 600_000 }, async (t) => {
     const home = mkdtempSync(path.join(tmpdir(), 'strato-files-'))
     t.teardown(() => rmSync(home, { recursive: true, force: true }))
-    const grpcPort = await freePort()
-    proc = spawn('npm', ['start'], {
-      cwd: root,
-      detached: true,
-      env: { ...process.env, STRATO_AGENT_HOST: agentHost, STRATO_HOME: home, STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(await freePort()), STRATO_REST_PORT: String(await freePort()) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    proc.stdout!.on('data', (d) => (out += d))
-    proc.stderr!.on('data', (d) => (out += d))
-    await eventually(async () => {
-      if (proc!.exitCode !== null) throw new Error(`npm start exited with ${proc!.exitCode}:\n${out}`)
-      return out.includes('Strato is up') || undefined
-    }, 180_000, 'npm start to come up')
+    const stack = await stacks.start(home, { timeoutMs: 180_000 })
+    const grpcPort = stack.grpcPort
 
     const db = path.join(home, 'controller', 'strato.db')
     const started = checkTree(t, home, 'after npm start')
@@ -116,9 +93,7 @@ if (process.getuid?.() !== 0) {
 
     await call(c.servers, 'deleteServer', { id }, token)
     await eventually(() => serverGone(c, id, token), 60_000, 'the server to be deleted')
-    const stopped = new Promise<boolean>((resolve) => proc!.once('exit', (code, signal) => resolve((code === 0 || signal === 'SIGINT') && out.includes('stack stopped'))))
-    process.kill(-proc.pid!, 'SIGINT')
-    t.ok(await stopped, 'Ctrl-C stops the stack cleanly')
+    t.ok(await ctrlC(stack), 'Ctrl-C stops the stack cleanly')
     checkTree(t, home, 'after the stop')
   })
 }

@@ -3,83 +3,25 @@
 // ours (Debian's python3-grpcio) lists the services by reflection and issues a
 // token with those credentials. A second stack runs side by side; a restart
 // keeps the cloud; Ctrl-C stops everything cleanly.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { parseOpenrc } from '../helpers/controller.js'
-import { freePort } from '../helpers/ports.js'
 import { call, client } from '../helpers/grpc.js'
 import { eventually } from '../helpers/agents.js'
 import { cloudClients, serverGone, serverWaiter } from '../helpers/cloud.js'
+import { ctrlC, stackLauncher, type Stack } from '../helpers/stack.js'
 import { BOOT_SECTOR_IMAGE, DEMO_IMAGE, DEMO_LINE, GUEST_FLAVOR, openrcCredentials, openrcToken } from '../../cli/stack/demo.js'
 import { cachedGuestImage, GUEST_READY } from '../../cli/stack/guest/build.js'
 import { ImagesClient, type ListImagesResponse } from '../../proto/gen/strato/image/v1/image.js'
 import type { ListHostsResponse } from '../../proto/gen/strato/compute/v1/hosts.js'
-import { IptablesFirewall } from '../../agent/net/firewall.js'
 import type { ConsoleOutput, CreateServerResponse, ListServersResponse } from '../../proto/gen/strato/compute/v1/servers.js'
 
 const root = path.resolve(import.meta.dirname, '../..')
 
-interface Stack {
-  proc: ChildProcess
-  home: string
-  grpcPort: number
-  natsPort: number
-  output: () => string
-}
-
-/** Stacks still running; a test that fails half way stops them (Ctrl-C, so the agent and nats-server go too). */
-const running = new Set<ChildProcess>()
-/** The agents' host names: the test's own, one per stack, so their security-group chains can go afterwards (agents leave them in place). */
-const agentHosts: string[] = []
-t.teardown(async () => {
-  for (const proc of running) {
-    if (proc.exitCode !== null || proc.signalCode !== null) continue
-    const gone = new Promise((r) => proc.once('exit', r))
-    process.kill(-proc.pid!, 'SIGINT')
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))])
-  }
-  for (const host of agentHosts) await new IptablesFirewall({ host }).clear().catch(() => undefined)
-})
-
-async function npmStart(home: string): Promise<Stack> {
-  const agentHost = `stack-test-${process.pid}-${agentHosts.length + 1}`
-  agentHosts.push(agentHost)
-  const grpcPort = await freePort()
-  const natsPort = await freePort()
-  let out = ''
-  // detached: its own process group, so a group SIGINT is what a terminal's Ctrl-C sends.
-  const proc = spawn('npm', ['start'], {
-    cwd: root,
-    detached: true,
-    env: { ...process.env, STRATO_AGENT_HOST: agentHost, STRATO_HOME: home, STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(natsPort), STRATO_REST_PORT: String(await freePort()) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  running.add(proc)
-  proc.stdout!.on('data', (d) => (out += d))
-  proc.stderr!.on('data', (d) => (out += d))
-  const deadline = Date.now() + 120_000
-  while (!out.includes('Strato is up')) {
-    if (proc.exitCode !== null) throw new Error(`npm start exited with ${proc.exitCode}:\n${out}`)
-    if (Date.now() > deadline) throw new Error(`npm start did not come up:\n${out}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  return { proc, home, grpcPort, natsPort, output: () => out }
-}
-
-/**
- * Ctrl-C: SIGINT to the whole process group. Resolves true when the stack stopped
- * cleanly: npm exits 0 or, as npm does, re-raises SIGINT after its child exited,
- * and the runner logged its clean stop.
- */
-function ctrlC(s: Stack): Promise<boolean> {
-  return new Promise((resolve) => {
-    s.proc.once('exit', (code, signal) => resolve((code === 0 || signal === 'SIGINT') && s.output().includes('stack stopped')))
-    process.kill(-s.proc.pid!, 'SIGINT')
-  })
-}
+const stacks = stackLauncher(t, 'stack-test')
 
 function probe(s: Stack, version: string) {
   const env = { ...process.env, ...parseOpenrc(path.join(s.home, 'admin-openrc')) }
@@ -98,7 +40,7 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
     rmSync(homeA, { recursive: true, force: true })
     rmSync(homeB, { recursive: true, force: true })
   })
-  const a = await npmStart(homeA)
+  const a = await stacks.start(homeA)
   const openrc = path.join(homeA, 'admin-openrc')
   t.equal(statSync(openrc).mode & 0o777, 0o600, 'admin-openrc is mode 0600')
   const creds = parseOpenrc(openrc)
@@ -172,7 +114,7 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   await eventually(() => serverGone(c, seedServer.id, admin.token), 60_000, 'the seed server to be deleted')
 
   // A second stack, side by side, with its own ports and home: its own cloud.
-  const b = await npmStart(homeB)
+  const b = await stacks.start(homeB)
   const credsB = parseOpenrc(path.join(homeB, 'admin-openrc'))
   t.not(credsB.OS_PASSWORD, creds.OS_PASSWORD, 'each cloud has its own generated password')
   t.equal(probe(b, 'v1').body.user.name, 'admin')
@@ -184,7 +126,7 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
 
   // Restart on the same home: no second bootstrap, the same credentials still work.
   const before = readFileSync(openrc, 'utf8')
-  const again = await npmStart(homeA)
+  const again = await stacks.start(homeA)
   t.equal(readFileSync(openrc, 'utf8'), before, 'admin-openrc is not rewritten')
   t.notMatch(again.output(), /first run/)
   t.equal(probe(again, 'v1').body.user.name, 'admin', 'the old password still works')

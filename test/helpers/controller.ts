@@ -55,7 +55,7 @@ export async function startController(overrides: ConfigOverrides = {}, dataDir =
   const openrcPath = path.join(dataDir, 'admin-openrc')
   // A test nats-server with auth: connect with its controller credentials.
   const natsCredsFile = overrides.natsUrl ? natsCredsFor(overrides.natsUrl)?.controllerCreds : undefined
-  const cfg = loadConfig({ dataDir, tls: { mode: 'off' }, bootstrap: { openrcPath }, ...(natsCredsFile ? { natsCredsFile } : {}), ...overrides, grpc: { host: '127.0.0.1', port: 0, publicAddress: null, ...overrides.grpc }, rest: { host: null, port: 0, publicUrl: null, ...overrides.rest } }, {})
+  const cfg = loadConfig({ dataDir, tls: { mode: 'off' }, ...(natsCredsFile ? { natsCredsFile } : {}), ...overrides, bootstrap: { openrcPath, ...overrides.bootstrap }, grpc: { host: '127.0.0.1', port: 0, publicAddress: null, ...overrides.grpc }, rest: { host: null, port: 0, publicUrl: null, ...overrides.rest } }, {})
   const controller = new Controller(cfg, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }))
   await controller.start()
   const address = controller.address

@@ -15,6 +15,7 @@ import path from 'node:path'
 import { credsAuthenticator, type NodeConnectionOptions } from '@nats-io/transport-node'
 import { ensureOperator, mintAgentCreds, mintControllerCreds, mintUser, writeCreds, writeNatsServerConfig, type NatsOperator, type Permissions } from '../../controller/bus/credentials.js'
 import { ensureCa, ensureCertificate } from '../../controller/tls/ca.js'
+import { certificateNames } from '../../controller/tls/names.js'
 import { agentInboxPrefix } from '../../proto/subjects.js'
 import { freePort, waitForPort } from './ports.js'
 
@@ -63,7 +64,7 @@ export async function startNats(o: { auth?: boolean; host?: string; tlsCaDir?: s
   let tls: { certFile: string; keyFile: string; caFile: string } | undefined
   if (o.tlsCaDir) {
     const ca = await ensureCa(o.tlsCaDir)
-    const cert = await ensureCertificate(ca, authDir, 'nats-server', { commonName: 'strato-nats', dnsNames: ['localhost'], ips: [...new Set(['127.0.0.1', listen])], usage: 'server' })
+    const cert = await ensureCertificate(ca, authDir, 'nats-server', { commonName: 'strato-nats', ...certificateNames({ listen }), usage: 'server' })
     tls = { certFile: cert.certFile, keyFile: cert.keyFile, caFile: ca.certFile }
   }
   if (tls && !operator) throw new Error('startNats: TLS is only set up with auth')

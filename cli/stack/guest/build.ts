@@ -17,7 +17,10 @@
  *
  * The image is built once per key — the versions of the Debian packages plus
  * the builder's own sources — into `<checkout>/.strato/guest/<key>/`; a re-run
- * with the same key only looks. Building needs apt (`apt-get download`,
+ * with the same key only looks. Finding the key asks apt (~2 s), so the last
+ * key is kept beside the cache with a stamp of its inputs' file metadata (apt's
+ * lists and configuration, dpkg's status, these sources): while the stamp
+ * holds, the check costs a few stats. Building needs apt (`apt-get download`,
  * `dpkg-deb`), `depmod`, `readelf`, `sfdisk`, `mkfs.fat`, `mtools`,
  * `syslinux`, `mke2fs` (cli/stack/setup.sh installs them). Times in the image
  * are fixed (SOURCE_DATE_EPOCH, by default 2025-01-01), and so are the disk
@@ -171,6 +174,62 @@ async function cacheKey(packages: string[]): Promise<string> {
 
 const imageIn = (cacheDir: string, key: string) => path.join(cacheDir, key, 'disk.qcow2')
 
+/** What apt's candidate versions follow: its package lists, its configuration, dpkg's status. */
+const APT_INPUTS = ['/var/lib/apt/lists', '/etc/apt', '/var/lib/dpkg/status']
+/** `<cacheDir>/.key.json`: the last key, and the stamp of the inputs it was computed from. */
+const KEY_MEMO = '.key.json'
+
+/** Every file and directory under `root` (itself included), with its metadata; what cannot be read is skipped. */
+async function statsUnder(root: string, out: string[] = []): Promise<string[]> {
+  const s = await stat(root).catch(() => undefined)
+  out.push(`${root} ${s ? `${s.ino} ${s.size} ${s.mtimeMs} ${s.ctimeMs} ${s.mode}` : '-'}`)
+  if (s?.isDirectory()) {
+    const names = await readdir(root).catch(() => [])
+    for (const name of names.sort()) await statsUnder(path.join(root, name), out)
+  }
+  return out
+}
+
+/**
+ * A stamp of what the key is made from, from file metadata alone (no apt-cache,
+ * no reading): apt's state and the builder's sources. A file written, replaced
+ * or touched changes its ctime, so an equal stamp means the key is unchanged.
+ */
+async function inputsStamp(): Promise<string> {
+  const h = createHash('sha256')
+  for (const root of [...APT_INPUTS, sourceDir]) for (const line of await statsUnder(root)) h.update(`${line}\n`)
+  return h.digest('hex')
+}
+
+/**
+ * The cache key and the packages it is for. apt is asked (`resolve`:
+ * apt-cache depends and policy, ~2 s) only when the stamp of the inputs
+ * differs from the one the last call kept beside the cache; otherwise the
+ * kept key is the answer.
+ */
+export async function currentKey(cacheDir: string, resolve: () => Promise<string[]> = resolvePackages): Promise<{ key: string; packages: string[] }> {
+  const stamp = await inputsStamp()
+  const memoFile = path.join(cacheDir, KEY_MEMO)
+  try {
+    const memo = JSON.parse(await readFile(memoFile, 'utf8')) as { stamp?: unknown; key?: unknown; packages?: unknown }
+    if (memo.stamp === stamp && typeof memo.key === 'string' && Array.isArray(memo.packages)) return { key: memo.key, packages: memo.packages as string[] }
+  } catch {
+    // None yet, or unreadable: computed below.
+  }
+  const packages = await resolve()
+  const key = await cacheKey(packages)
+  const tmp = `${memoFile}.${process.pid}.tmp`
+  try {
+    await mkdir(cacheDir, { recursive: true })
+    await writeFile(tmp, `${JSON.stringify({ stamp, key, packages })}\n`)
+    await rename(tmp, memoFile)
+  } catch {
+    // A cache directory we cannot write: apt is asked again next time, nothing worse.
+    await rm(tmp, { force: true }).catch(() => undefined)
+  }
+  return { key, packages }
+}
+
 /**
  * The cached image for today's package versions and these sources, without
  * building; undefined when there is none (or apt cannot say the versions).
@@ -178,7 +237,7 @@ const imageIn = (cacheDir: string, key: string) => path.join(cacheDir, key, 'dis
 export async function cachedGuestImage(options: Pick<GuestBuildOptions, 'cacheDir'> = {}): Promise<string | undefined> {
   const cacheDir = options.cacheDir ?? DEFAULT_CACHE_DIR
   try {
-    const file = imageIn(cacheDir, await cacheKey(await resolvePackages()))
+    const file = imageIn(cacheDir, (await currentKey(cacheDir)).key)
     return existsSync(file) ? file : undefined
   } catch {
     return undefined
@@ -191,8 +250,7 @@ export async function buildGuestImage(options: GuestBuildOptions = {}): Promise<
   const cacheDir = options.cacheDir ?? DEFAULT_CACHE_DIR
   const log = options.log ?? (() => undefined)
   const epoch = options.epoch ?? DEFAULT_EPOCH
-  const packages = await resolvePackages()
-  const key = await cacheKey(packages)
+  const { key, packages } = await currentKey(cacheDir)
   const done = (built: boolean): GuestImage => ({ path: imageIn(cacheDir, key), key, packages, built, seconds: (Date.now() - started) / 1000 })
   if (existsSync(imageIn(cacheDir, key))) return done(false)
 

@@ -78,7 +78,7 @@ t.test('scopes: project by id, domain, unscoped, and the default project', async
     scope: { project: { name: 'alice-proj', domain: { id: 'default' } } },
   })
   t.equal(rescoped.body?.project?.id, project.id)
-  t.same(rescoped.body?.methods, ['token'])
+  t.same(rescoped.body?.methods, ['token', 'password'], "the proof's methods stay, with 'token' (Keystone's)")
   t.equal(rescoped.body?.auditIds[1], unscoped.body?.auditIds[0], 'audit chain points at the original token')
   t.equal(rescoped.body?.expiresAt?.getTime(), unscoped.body?.expiresAt?.getTime(), 'a re-scoped token keeps the original expiry')
   const noRole = await failure(s.login('alice', 'alice-pw', { project: 'admin' }))

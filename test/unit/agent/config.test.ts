@@ -2,7 +2,7 @@
 import t from 'tap'
 import { isIP } from 'node:net'
 import path from 'node:path'
-import { loadAgentConfig } from '../../../agent/config.js'
+import { loadAgentConfig, parseNatsUrls } from '../../../agent/config.js'
 
 const env = (vars: Record<string, string>) => ({ STRATO_AGENT_STATE_DIR: '/tmp/strato-agent-config-test', ...vars })
 
@@ -49,8 +49,10 @@ t.test('NATS credentials: a private file is taken, one others can read is refuse
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const file = path.join(dir, 'agent.creds')
   writeFileSync(file, 'creds', { mode: 0o600 })
-  t.equal(loadAgentConfig({}, env({ STRATO_AGENT_NATS_CREDS: file })).natsCredsFile, file)
-  t.equal(loadAgentConfig({}, env({})).natsCredsFile, null, 'none by default')
+  const c = loadAgentConfig({}, env({ STRATO_AGENT_NATS_CREDS: file }))
+  t.equal(c.natsCredsFile, file)
+  t.equal(Buffer.from(c.natsCreds!).toString(), 'creds', 'read once, by the loader: the service connects with this content')
+  t.match(loadAgentConfig({}, env({})), { natsCredsFile: null, natsCreds: null }, 'none by default')
   for (const mode of [0o640, 0o604]) {
     chmodSync(file, mode)
     t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_NATS_CREDS: file })), { name: 'FailedPrecondition', message: new RegExp(`${file} are readable by others \\(mode 0${mode.toString(8)}\\); chmod 600 it`) })
@@ -64,4 +66,21 @@ t.test('the controller address and its CA (TLS for image downloads)', async (t) 
   t.equal(c.caFile, path.resolve('ca.pem'), 'STRATO_AGENT_CA_FILE, absolute')
   t.equal(loadAgentConfig({}, {}).caFile, null, 'no CA by default')
   t.throws(() => loadAgentConfig({}, { STRATO_AGENT_CONTROLLER: 'https://10.0.0.1' }), { name: 'InvalidArgument', field: 'controllerAddress', message: /must be grpcs:\/\/host:port, grpc:\/\/host:port or host:port/ })
+})
+
+t.test('NATS URLs: a comma-separated list, one scheme per URL, TLS for tls:// only, mixed kinds refused', async (t) => {
+  t.same(parseNatsUrls('nats://127.0.0.1:4222'), { servers: ['nats://127.0.0.1:4222'], tls: false })
+  t.same(parseNatsUrls(' tls://a.example:4222, TLS://10.0.0.2:4222 ,'), { servers: ['tls://a.example:4222', 'TLS://10.0.0.2:4222'], tls: true }, 'trimmed, empty entries dropped, the scheme case-insensitive')
+  t.same(parseNatsUrls('127.0.0.1:4222,nats://[::1]:4222'), { servers: ['127.0.0.1:4222', 'nats://[::1]:4222'], tls: false }, 'host:port is plaintext, as nats.js takes it')
+  t.same(parseNatsUrls('nats://mytls://x:1').tls, false, "a URL's scheme is its own beginning, not a tls:// anywhere inside")
+  t.throws(() => parseNatsUrls('tls://a:4222,nats://b:4222'), { name: 'InvalidArgument', field: 'natsUrl', message: /mixes tls:\/\/ and plaintext URLs \(tls:\/\/a:4222, nats:\/\/b:4222\)/ })
+  t.throws(() => parseNatsUrls('tls://a:4222,b:4222'), { name: 'InvalidArgument', message: /mixes tls:\/\/ and plaintext/ }, 'a bare host:port is plaintext too')
+  t.throws(() => parseNatsUrls('wss://a:443'), { name: 'InvalidArgument', field: 'natsUrl', message: /'wss:\/\/a:443' has scheme wss:\/\/; use nats:\/\/host:port \(plaintext\) or tls:\/\/host:port/ })
+  t.throws(() => parseNatsUrls(' , '), { name: 'InvalidArgument', message: /names no server/ })
+  t.throws(() => parseNatsUrls('nats://'), { name: 'InvalidArgument', message: /'nats:\/\/' is not a NATS URL/ })
+
+  const c = loadAgentConfig({}, env({ STRATO_NATS_URL: 'tls://n1:4222,tls://n2:4222' }))
+  t.same(c.nats, { servers: ['tls://n1:4222', 'tls://n2:4222'], tls: true }, 'the loader parses STRATO_NATS_URL')
+  t.same(loadAgentConfig({}, env({})).nats, { servers: ['nats://127.0.0.1:4222'], tls: false }, 'the default')
+  t.throws(() => loadAgentConfig({}, env({ STRATO_NATS_URL: 'nats://n1:4222,tls://n2:4222' })), { name: 'InvalidArgument', field: 'natsUrl' }, 'a mixed list stops the agent at start')
 })

@@ -1,6 +1,6 @@
 // The demo guest builder's pure parts: the initramfs' cpio writer (read back by
 // the host's busybox cpio), the kernel modules' load order, apt's candidate
-// versions, and the guest's JSON helpers (rootfs/etc/strato/lib.sh, run with
+// versions, the cache key kept while its inputs hold, and the guest's JSON helpers (rootfs/etc/strato/lib.sh, run with
 // the host's busybox sh) on what Strato's config drive writer really writes.
 import { execFileSync } from 'node:child_process'
 import { lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
@@ -9,7 +9,7 @@ import path from 'node:path'
 import t from 'tap'
 import { cpioNewc } from '../../../../cli/stack/guest/cpio.js'
 import { loadOrder, moduleName } from '../../../../cli/stack/guest/modules.js'
-import { fatTime, parseCandidates } from '../../../../cli/stack/guest/build.js'
+import { currentKey, fatTime, parseCandidates } from '../../../../cli/stack/guest/build.js'
 import { configDriveFiles } from '../../../../agent/disk/config-drive.js'
 
 const root = path.resolve(import.meta.dirname, '../../../..')
@@ -114,4 +114,26 @@ t.test("the guest's JSON helpers read Strato's config drive", { skip: busybox ? 
   writeFileSync(path.join(dir, 'other.json'), '{"hostname": "db.example.org", "public_keys": {"a": "ssh-rsa AAAAB3Nza\\/x a@b\\n", "b": "ecdsa-sha2-nistp256 AAAAE2 b@c"}}')
   t.equal(sh('json_string other.json hostname'), 'db.example.org\n')
   t.equal(sh('public_keys other.json'), 'ssh-rsa AAAAB3Nza/x a@b\necdsa-sha2-nistp256 AAAAE2 b@c\n')
+})
+
+t.test('the cache key: apt is asked once while nothing it follows changes', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-guest-key-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  let asked = 0
+  const apt = async () => {
+    asked++
+    return ['linux-image-6.1.0-28-cloud-amd64=6.1.119-1', 'busybox-static=1:1.35.0-4+b3']
+  }
+  const first = await currentKey(dir, apt)
+  t.match(first, { key: /^[0-9a-f]{16}$/, packages: ['linux-image-6.1.0-28-cloud-amd64=6.1.119-1', 'busybox-static=1:1.35.0-4+b3'] })
+  t.same(await currentKey(dir, apt), first, 'the same key again')
+  t.equal(asked, 1, '… without asking apt')
+  const memo = path.join(dir, '.key.json')
+  writeFileSync(memo, JSON.stringify({ ...JSON.parse(readFileSync(memo, 'utf8')), stamp: 'inputs of another day' }))
+  t.same(await currentKey(dir, async () => ['busybox-static=1:1.36.1-1']).then((k) => k.packages), ['busybox-static=1:1.36.1-1'], 'a stamp that differs: apt is asked again')
+  t.not((await currentKey(dir, apt)).key, first.key, '… and its answer kept')
+  t.equal(asked, 1)
+  writeFileSync(memo, '{not json')
+  t.same(await currentKey(dir, apt), first, 'an unreadable memo: asked again')
+  t.equal(asked, 2)
 })

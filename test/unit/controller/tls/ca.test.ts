@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { ensureCa, ensureCertificate, subjectAltNames } from '../../../../controller/tls/ca.js'
-import { certificateNames, listenerTls } from '../../../../controller/tls/listener.js'
+import { listenerTls } from '../../../../controller/tls/listener.js'
+import { certificateNames } from '../../../../controller/tls/names.js'
 import { pino } from 'pino'
 import { loadConfig } from '../../../../controller/config.js'
 
@@ -73,11 +74,26 @@ t.test('a server certificate has the asked SANs, verifies against the CA, and is
   await t.rejects(ensureCertificate(ca, dir, 'bad', { commonName: 'x', dnsNames: [], ips: ['300.1.1.1'] }), { name: 'InvalidArgument', message: /not an IP address/ })
 })
 
-t.test('the listener certificate names loopback, the listen and public addresses and tls.names', async (t) => {
-  const cfg = loadConfig({ grpc: { host: '192.0.2.7', port: 1, publicAddress: 'api.example:8770' }, tls: { names: ['10.9.9.9', 'alt.example'] } }, {})
-  const { dnsNames, ips } = certificateNames(cfg)
+t.test('certificate names: loopback, the listen and public addresses and more names', async (t) => {
+  const { dnsNames, ips } = certificateNames({ listen: '192.0.2.7', publicAddress: 'api.example:8770', names: ['10.9.9.9', 'alt.example'] })
   t.ok(dnsNames.includes('localhost') && dnsNames.includes('api.example') && dnsNames.includes('alt.example'), 'DNS names')
   t.ok(['127.0.0.1', '::1', '192.0.2.7', '10.9.9.9'].every((ip) => ips.includes(ip)), 'IPs')
+  const named = certificateNames({ listen: 'Nats.Example' })
+  t.ok(named.dnsNames.includes('nats.example'), 'a listen name, lower-cased')
+  t.same(named.ips, ['127.0.0.1', '::1'])
+  const wild = certificateNames({ listen: '0.0.0.0' })
+  t.notOk(wild.ips.includes('0.0.0.0'), 'a wildcard is no SAN: every interface address is')
+  t.ok(wild.ips.includes('127.0.0.1'))
+})
+
+t.test("the listener's certificate carries those names for its config", async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-ca-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const cfg = loadConfig({ dataDir: dir, grpc: { host: '192.0.2.7', port: 1, publicAddress: 'api.example:8770' }, tls: { names: ['10.9.9.9', 'alt.example'] } }, {})
+  const served = await listenerTls(cfg, pino({ level: 'silent' }))
+  const cert = new X509Certificate(served!.certPem)
+  for (const name of ['localhost', 'api.example', 'alt.example']) t.equal(cert.checkHost(name), name, name)
+  for (const ip of ['127.0.0.1', '::1', '192.0.2.7', '10.9.9.9']) t.equal(cert.checkIP(ip), ip, ip)
 })
 
 t.test("the operator's certificate and key are used as given, and a key that is not the certificate's is refused by name", async (t) => {

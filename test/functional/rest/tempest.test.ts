@@ -1,0 +1,33 @@
+/**
+ * A quick subset of Tempest 33 (Debian's `tempest`) against a cloud this test
+ * starts (fake virt driver): discovery, tokens and the identity resources,
+ * image v2, networks and security groups, flavors and keypairs, through the
+ * REST APIs with Tempest's own clients and response schemas. The full run is
+ * `npm run test:tempest`. Skips, with the reason, when Tempest is not installed.
+ */
+import t from 'tap'
+import { existsSync } from 'node:fs'
+import { startTempestCloud } from '../../tempest/cloud.js'
+
+/** What this subset runs: what Strato is expected to pass, less test/tempest/exclude.txt. */
+export const QUICK_SUBSET = [
+  'tempest\\.api\\.identity\\.v3\\.',
+  'tempest\\.api\\.identity\\.admin\\.v3\\.test_(domains|projects|users|roles|tokens)\\.',
+  'tempest\\.api\\.image\\.v2\\.test_images\\.',
+  'tempest\\.api\\.network\\.test_(networks|security_groups|ports)\\.',
+  'tempest\\.api\\.compute\\.(flavors|keypairs)\\.',
+].map((r) => `^${r}`).join('|')
+
+if (!existsSync('/usr/bin/tempest')) {
+  t.plan(0, 'tempest is not installed (npm run setup installs it)')
+} else {
+  t.test('Tempest quick subset passes', async (t) => {
+    const tc = await startTempestCloud({ driver: 'fake' })
+    t.teardown(() => tc.close())
+    const r = await tc.run(QUICK_SUBSET, { concurrency: 2 })
+    t.comment(`tempest quick subset: ${r.passed} passed, ${r.skipped} skipped, ${r.failed} failed`)
+    t.ok(r.passed >= 100, `a real run: ${r.passed} tests passed`)
+    t.same(r.failures, [], 'no Tempest test failed')
+    t.equal(r.failed, 0)
+  })
+}
