@@ -42,12 +42,14 @@ export function serverView(req: RestRequest, s: ServerView, caller: ServerCaller
     id: s.id, name: s.name, status: s.status, tenant_id: s.projectId, user_id: s.userId, metadata: s.metadata, hostId: s.hostId,
     image: s.imageId ? { id: s.imageId, links: bookmark(req, 'images', s.imageId) } : '',
     flavor, created: isoZ(s.createdAt), updated: isoZ(s.updatedAt), addresses: addressesOf(s), accessIPv4: '', accessIPv6: '',
-    links: links(req, 'servers', s.id), 'OS-DCF:diskConfig': 'MANUAL', progress: 0,
+    links: links(req, 'servers', s.id), 'OS-DCF:diskConfig': 'MANUAL',
     'OS-EXT-AZ:availability_zone': s.availabilityZone, config_drive: s.configDrive, key_name: s.keyName || null,
     'OS-SRV-USG:launched_at': isoMicro(s.launchedAt), 'OS-SRV-USG:terminated_at': isoMicro(s.terminatedAt),
     'OS-EXT-STS:task_state': s.taskState || null, 'OS-EXT-STS:vm_state': s.vmState, 'OS-EXT-STS:power_state': s.powerState,
     'os-extended-volumes:volumes_attached': [],
   }
+  // Nova shows progress only while a server is in one of these statuses.
+  if (['ACTIVE', 'BUILD', 'REBUILD', 'RESIZE', 'VERIFY_RESIZE', 'MIGRATING'].includes(s.status)) out.progress = 0
   if (s.securityGroups.length) out.security_groups = s.securityGroups.map((name) => ({ name }))
   if (s.fault && (s.status === 'ERROR' || s.status === 'DELETED')) {
     out.fault = { code: Number(s.fault.code) || 500, created: isoZ(s.fault.createdAt), message: s.fault.message }
@@ -98,8 +100,8 @@ function str(b: Record<string, unknown>, key: string): string | undefined {
 function count(b: Record<string, unknown>, key: string): number | undefined {
   const v = b[key]
   if (v === undefined || v === null) return undefined
-  if ((typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'string' && /^\d+$/.test(v))) return Number(v)
-  throw new InvalidArgument(`Invalid input for field/attribute ${key}: it must be an integer`, { field: key })
+  if (((typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'string' && /^\d+$/.test(v))) && Number(v) >= 1) return Number(v)
+  throw new InvalidArgument(`Invalid input for field/attribute ${key}: it must be an integer ≥ 1, got ${JSON.stringify(v)}`, { field: key })
 }
 
 /** An object of string values (metadata), 400 naming `field` otherwise. */
@@ -241,6 +243,7 @@ function listFilter(req: RestRequest, caller: ServerCaller): ListServers {
 async function list(d: RestDomain, req: RestRequest): Promise<{ servers: ServerView[]; caller: ServerCaller; limit: number | undefined }> {
   const caller = callerOf(req)
   const f = listFilter(req, caller)
+  if (f.limit === 0) return { servers: [], caller, limit: 0 }
   try {
     return { servers: await d.servers.list(f, caller), caller, limit: f.limit }
   } catch (err) {
