@@ -13,7 +13,7 @@
  * volumes yet: those show as Nova shows a server without them.
  */
 import { isUuid } from '../../proto/ids.js'
-import { InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
+import { FailedPrecondition, InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
 import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerView } from '../compute/servers.js'
 import { actorOf } from '../compute/server-create-plan.js'
 import { bodyObject, type RestRequest, type Route } from './http.js'
@@ -205,11 +205,12 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
 
 /**
  * Nova answers 400 when a create names something that does not exist (an
- * image, flavor, keypair, network, port or group): the request is bad, not
- * the URL.
+ * image, flavor, keypair, network, port or group) or that does not fit (a
+ * flavor too small for the image, an image not active): the request is bad,
+ * not the URL or the state of the cloud.
  */
 function asBadRequest(err: unknown): unknown {
-  if (err instanceof NotFound) return new InvalidArgument(err.message, { cause: err, ...(err.field ? { field: err.field } : {}) })
+  if (err instanceof NotFound || (err instanceof FailedPrecondition && err.field)) return new InvalidArgument(err.message, { cause: err, ...(err.field ? { field: err.field } : {}) })
   return err
 }
 
