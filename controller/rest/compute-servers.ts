@@ -116,13 +116,15 @@ const UNSUPPORTED: Record<string, string> = {
   block_device_mapping: 'booting from volumes', block_device_mapping_v2: 'booting from volumes', personality: 'file injection',
   tags: 'server tags', trusted_image_certificates: 'trusted image certificates', host: 'choosing a host by field (use availability_zone ZONE:HOST)',
   hypervisor_hostname: 'choosing a hypervisor', hostname: 'setting the hostname',
-  adminPass: 'setting guest passwords (give key_name)', accessIPv4: 'access IPs', accessIPv6: 'access IPs',
+  accessIPv4: 'access IPs', accessIPv6: 'access IPs',
 }
 
 /** The create body's keys Strato takes (the unsupported ones are refused above, by name). */
 const CREATE_KEYS = [
   'name', 'imageRef', 'flavorRef', 'networks', 'security_groups', 'key_name', 'user_data', 'metadata', 'availability_zone',
   'min_count', 'max_count', 'return_reservation_id', 'config_drive', 'description', 'OS-DCF:diskConfig',
+  // Taken and not applied, as Nova's libvirt driver does by default (inject_password false); no adminPass is returned.
+  'adminPass',
 ]
 
 /** Nova's create body (`{"server": {...}, "os:scheduler_hints": {...}}`) as Strato's create request. */
@@ -134,6 +136,7 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
   onlyKeys(b, CREATE_KEYS)
   const disk = b['OS-DCF:diskConfig']
   if (disk !== undefined && disk !== 'MANUAL') throw new InvalidArgument(`OS-DCF:diskConfig: Strato leaves the guest's partitions as the image has them (MANUAL), got ${JSON.stringify(disk)}`, { field: 'OS-DCF:diskConfig' })
+  str(b, 'adminPass')
   const name = str(b, 'name')
   if (name === undefined) throw new InvalidArgument("'name' is a required property", { field: 'name' })
   const flavorRef = b.flavorRef
