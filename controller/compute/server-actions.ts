@@ -5,7 +5,7 @@
  * down, is deleted here (Nova's local delete). Also the console output, a
  * synchronous call to the server's agent.
  */
-import { FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable } from '../../proto/errors.js'
+import { FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
 import { checkName, checkText } from '../identity/validate.js'
 import type { Trx } from '../quota/quota.js'
@@ -16,7 +16,8 @@ import { beginAction, inProgress, localDelete, type ServerAction } from './serve
 import { castIdFor, type CastOutbox } from './cast-outbox.js'
 import { writeOutcome } from './cast-results.js'
 import type { ServerViews } from './server-views.js'
-import { now, type Log, type ServerCaller, type ServerView } from './server-model.js'
+import { json, now, type Log, type ServerCaller, type ServerView } from './server-model.js'
+import { checkMetadata } from './server-create-plan.js'
 
 const CONSOLE_MAX_BYTES = 100 * 1024
 
@@ -61,13 +62,28 @@ export class ServerActions {
     return (await this.deps.views.views([plan.row], caller))[0]!
   }
 
-  /** Renames a server or changes its description (Nova's PUT /servers/{id}); nothing is cast. */
-  async update(ref: string | undefined, patch: { name?: string; description?: string }, caller: ServerCaller): Promise<ServerView> {
+  /**
+   * Renames a server, changes its description or its metadata (Nova's PUT
+   * /servers/{id} and the metadata calls); nothing is cast. Metadata is
+   * merged with `metadata`, or replaced whole with `replaceMetadata`, or
+   * loses the keys in `removeMetadata` (NotFound for a key it lacks).
+   */
+  async update(ref: string | undefined, patch: { name?: string; description?: string; metadata?: Record<string, string>; replaceMetadata?: boolean; removeMetadata?: string[] }, caller: ServerCaller): Promise<ServerView> {
     const row = await this.deps.views.find(ref, caller)
     if (!caller.isAdmin && !(caller.canWrite && row.project_id === caller.projectId)) throw new PermissionDenied(`server ${row.uuid} can be changed only by members of its project or a cloud admin`)
+    let metadata: Record<string, string> | undefined
+    if (patch.metadata || patch.removeMetadata) {
+      const cur = patch.replaceMetadata ? {} : json<Record<string, string>>(row.metadata, {})
+      for (const k of patch.removeMetadata ?? []) {
+        if (!(k in cur)) throw new NotFound(`server ${row.uuid} has no metadata item '${k}'`, { field: 'metadata' })
+        delete cur[k]
+      }
+      metadata = checkMetadata({ ...cur, ...patch.metadata })
+    }
     const set = {
       ...(patch.name !== undefined ? { name: checkName('name', patch.name, 255) } : {}),
       ...(patch.description !== undefined ? { description: checkText('description', patch.description, 255) } : {}),
+      ...(metadata ? { metadata: JSON.stringify(metadata) } : {}),
     }
     if (Object.keys(set).length) await this.db.updateTable('servers').set({ ...set, updated_at: now() }).where('uuid', '=', row.uuid).execute()
     return this.deps.views.get(row.uuid, caller)

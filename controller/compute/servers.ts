@@ -91,8 +91,8 @@ export class ServerCatalog {
     return this.actions.act(ref, action, caller)
   }
 
-  /** Renames a server or changes its description. */
-  update(ref: string | undefined, patch: { name?: string; description?: string }, caller: ServerCaller): Promise<ServerView> {
+  /** Renames a server, changes its description or its metadata. */
+  update(ref: string | undefined, patch: Parameters<ServerActions['update']>[1], caller: ServerCaller): Promise<ServerView> {
     return this.actions.update(ref, patch, caller)
   }
 

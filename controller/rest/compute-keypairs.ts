@@ -60,7 +60,7 @@ export function keypairRoutes(d: RestDomain): Route[] {
         if (b.type !== undefined && b.type !== 'ssh') throw new InvalidArgument(b.type === 'x509' ? 'Strato keeps SSH keypairs only; x509 is not supported' : `type must be ssh or x509, got ${JSON.stringify(b.type)}`, { field: 'type' })
         if (b.user_id !== undefined && v < mv('2.10')) throw new InvalidArgument("Additional properties are not allowed ('user_id' was unexpected)", { field: 'user_id' })
         if (typeof b.name !== 'string') throw new InvalidArgument("'name' is a required string", { field: 'name' })
-        if (b.public_key !== undefined && typeof b.public_key !== 'string') throw new InvalidArgument('public_key must be a string', { field: 'public_key' })
+        if (b.public_key !== undefined && (typeof b.public_key !== 'string' || b.public_key.trim() === '')) throw new InvalidArgument('Keypair data is invalid: public_key must be a non-empty string (leave it out to generate a key)', { field: 'public_key' })
         const projectId = (req as AuthedRequest).auth.projectId
         if (!projectId) throw new FailedPrecondition('keypairs count against a project quota: use a project-scoped token')
         const k = await d.keypairs.create({ name: b.name, ...(b.public_key ? { publicKey: b.public_key } : {}), userId: ownerOf(req, b.user_id), projectId })

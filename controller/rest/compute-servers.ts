@@ -1,7 +1,7 @@
 /**
  * Nova's servers over REST, on ServerCatalog: create, list, show, delete,
- * the actions Strato has (os-start, os-stop, reboot, os-getConsoleOutput),
- * addresses, interfaces and metadata.
+ * update (name, description), the actions Strato has (os-start, os-stop,
+ * reboot, os-getConsoleOutput), addresses, interfaces and metadata.
  *
  * The server view per microversion (Tempest's schemas, additionalProperties
  * false): 2.3 adds the admin-only OS-EXT-SRV-ATTR hostname, reservation_id,
@@ -13,7 +13,7 @@
  * volumes yet: those show as Nova shows a server without them.
  */
 import { isUuid } from '../../proto/ids.js'
-import { InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
+import { FailedPrecondition, InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
 import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerView } from '../compute/servers.js'
 import { actorOf } from '../compute/server-create-plan.js'
 import { bodyObject, type RestRequest, type Route } from './http.js'
@@ -42,12 +42,14 @@ export function serverView(req: RestRequest, s: ServerView, caller: ServerCaller
     id: s.id, name: s.name, status: s.status, tenant_id: s.projectId, user_id: s.userId, metadata: s.metadata, hostId: s.hostId,
     image: s.imageId ? { id: s.imageId, links: bookmark(req, 'images', s.imageId) } : '',
     flavor, created: isoZ(s.createdAt), updated: isoZ(s.updatedAt), addresses: addressesOf(s), accessIPv4: '', accessIPv6: '',
-    links: links(req, 'servers', s.id), 'OS-DCF:diskConfig': 'MANUAL', progress: 0,
+    links: links(req, 'servers', s.id), 'OS-DCF:diskConfig': 'MANUAL',
     'OS-EXT-AZ:availability_zone': s.availabilityZone, config_drive: s.configDrive, key_name: s.keyName || null,
     'OS-SRV-USG:launched_at': isoMicro(s.launchedAt), 'OS-SRV-USG:terminated_at': isoMicro(s.terminatedAt),
     'OS-EXT-STS:task_state': s.taskState || null, 'OS-EXT-STS:vm_state': s.vmState, 'OS-EXT-STS:power_state': s.powerState,
     'os-extended-volumes:volumes_attached': [],
   }
+  // Nova shows progress only while a server is in one of these statuses.
+  if (['ACTIVE', 'BUILD', 'REBUILD', 'RESIZE', 'VERIFY_RESIZE', 'MIGRATING'].includes(s.status)) out.progress = 0
   if (s.securityGroups.length) out.security_groups = s.securityGroups.map((name) => ({ name }))
   if (s.fault && (s.status === 'ERROR' || s.status === 'DELETED')) {
     out.fault = { code: Number(s.fault.code) || 500, created: isoZ(s.fault.createdAt), message: s.fault.message }
@@ -98,8 +100,15 @@ function str(b: Record<string, unknown>, key: string): string | undefined {
 function count(b: Record<string, unknown>, key: string): number | undefined {
   const v = b[key]
   if (v === undefined || v === null) return undefined
-  if ((typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'string' && /^\d+$/.test(v))) return Number(v)
-  throw new InvalidArgument(`Invalid input for field/attribute ${key}: it must be an integer`, { field: key })
+  if (((typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'string' && /^\d+$/.test(v))) && Number(v) >= 1) return Number(v)
+  throw new InvalidArgument(`Invalid input for field/attribute ${key}: it must be an integer ≥ 1, got ${JSON.stringify(v)}`, { field: key })
+}
+
+/** An object of string values (metadata), 400 naming `field` otherwise. */
+function stringMap(v: Record<string, unknown>, field: string): Record<string, string> {
+  const bad = Object.entries(v).find(([, x]) => typeof x !== 'string')
+  if (bad) throw new InvalidArgument(`${field}.${bad[0]} must be a string`, { field: `${field}.${bad[0]}` })
+  return v as Record<string, string>
 }
 
 /** What Strato has no way to honour is refused by name, not ignored. */
@@ -107,13 +116,15 @@ const UNSUPPORTED: Record<string, string> = {
   block_device_mapping: 'booting from volumes', block_device_mapping_v2: 'booting from volumes', personality: 'file injection',
   tags: 'server tags', trusted_image_certificates: 'trusted image certificates', host: 'choosing a host by field (use availability_zone ZONE:HOST)',
   hypervisor_hostname: 'choosing a hypervisor', hostname: 'setting the hostname',
-  adminPass: 'setting guest passwords (give key_name)', accessIPv4: 'access IPs', accessIPv6: 'access IPs',
+  accessIPv4: 'access IPs', accessIPv6: 'access IPs',
 }
 
 /** The create body's keys Strato takes (the unsupported ones are refused above, by name). */
 const CREATE_KEYS = [
   'name', 'imageRef', 'flavorRef', 'networks', 'security_groups', 'key_name', 'user_data', 'metadata', 'availability_zone',
   'min_count', 'max_count', 'return_reservation_id', 'config_drive', 'description', 'OS-DCF:diskConfig',
+  // Taken and not applied, as Nova's libvirt driver does by default (inject_password false); no adminPass is returned.
+  'adminPass',
 ]
 
 /** Nova's create body (`{"server": {...}, "os:scheduler_hints": {...}}`) as Strato's create request. */
@@ -125,6 +136,7 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
   onlyKeys(b, CREATE_KEYS)
   const disk = b['OS-DCF:diskConfig']
   if (disk !== undefined && disk !== 'MANUAL') throw new InvalidArgument(`OS-DCF:diskConfig: Strato leaves the guest's partitions as the image has them (MANUAL), got ${JSON.stringify(disk)}`, { field: 'OS-DCF:diskConfig' })
+  str(b, 'adminPass')
   const name = str(b, 'name')
   if (name === undefined) throw new InvalidArgument("'name' is a required property", { field: 'name' })
   const flavorRef = b.flavorRef
@@ -169,8 +181,8 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
   const userData = str(b, 'user_data')
   if (userData) create.userData = userData
   if (b.metadata !== undefined) {
-    if (!obj(b.metadata) || Object.values(b.metadata).some((x) => typeof x !== 'string')) throw new InvalidArgument('metadata must be an object of string values', { field: 'metadata' })
-    create.metadata = b.metadata as Record<string, string>
+    if (!obj(b.metadata)) throw new InvalidArgument('metadata must be an object of string values', { field: 'metadata' })
+    create.metadata = stringMap(b.metadata, 'metadata')
   }
   const zone = str(b, 'availability_zone')
   if (zone) create.availabilityZone = zone
@@ -196,11 +208,12 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
 
 /**
  * Nova answers 400 when a create names something that does not exist (an
- * image, flavor, keypair, network, port or group): the request is bad, not
- * the URL.
+ * image, flavor, keypair, network, port or group) or that does not fit (a
+ * flavor too small for the image, an image not active): the request is bad,
+ * not the URL or the state of the cloud.
  */
 function asBadRequest(err: unknown): unknown {
-  if (err instanceof NotFound) return new InvalidArgument(err.message, { cause: err, ...(err.field ? { field: err.field } : {}) })
+  if (err instanceof NotFound || (err instanceof FailedPrecondition && err.field)) return new InvalidArgument(err.message, { cause: err, ...(err.field ? { field: err.field } : {}) })
   return err
 }
 
@@ -234,6 +247,7 @@ function listFilter(req: RestRequest, caller: ServerCaller): ListServers {
 async function list(d: RestDomain, req: RestRequest): Promise<{ servers: ServerView[]; caller: ServerCaller; limit: number | undefined }> {
   const caller = callerOf(req)
   const f = listFilter(req, caller)
+  if (f.limit === 0) return { servers: [], caller, limit: 0 }
   try {
     return { servers: await d.servers.list(f, caller), caller, limit: f.limit }
   } catch (err) {
@@ -351,6 +365,28 @@ export function serverRoutes(d: RestDomain): Route[] {
         if (!(key in m)) throw new NotFound('Metadata item was not found')
         return { body: { meta: { [key]: m[key] } } }
       },
+    },
+    {
+      method: 'POST', path: '/servers/:id/metadata', policy: `${S}/UpdateServer`,
+      handler: async (req) => ({ body: { metadata: (await d.servers.update((await serverOf(d, req)).id, { metadata: stringMap(await bodyObject(req, 'metadata'), 'metadata') }, callerOf(req))).metadata } }),
+    },
+    {
+      method: 'PUT', path: '/servers/:id/metadata', policy: `${S}/UpdateServer`,
+      handler: async (req) => ({ body: { metadata: (await d.servers.update((await serverOf(d, req)).id, { metadata: stringMap(await bodyObject(req, 'metadata'), 'metadata'), replaceMetadata: true }, callerOf(req))).metadata } }),
+    },
+    {
+      method: 'PUT', path: '/servers/:id/metadata/:key', policy: `${S}/UpdateServer`,
+      handler: async (req) => {
+        const meta = stringMap(await bodyObject(req, 'meta'), 'meta')
+        const key = req.params.key!
+        if (Object.keys(meta).length !== 1 || !(key in meta)) throw new InvalidArgument('Request body and URI mismatch', { field: 'meta' })
+        await d.servers.update((await serverOf(d, req)).id, { metadata: meta }, callerOf(req))
+        return { body: { meta } }
+      },
+    },
+    {
+      method: 'DELETE', path: '/servers/:id/metadata/:key', policy: `${S}/UpdateServer`,
+      handler: async (req) => (await d.servers.update((await serverOf(d, req)).id, { removeMetadata: [req.params.key!] }, callerOf(req)), { status: 204 }),
     },
     {
       method: 'GET', path: '/servers/:id/os-interface', policy: `${S}/GetServer`,

@@ -7,7 +7,7 @@
  */
 import { REST_PREFIX, type RestRequest, type RestService, type Route } from './http.js'
 import type { RestDomain } from './services.js'
-import { MAX_VERSION, MIN_VERSION, versionHeaders } from './compute-microversion.js'
+import { MAX_VERSION, MIN_VERSION, microversion, versionHeaders } from './compute-microversion.js'
 import { flavorRoutes } from './compute-flavors.js'
 import { keypairRoutes } from './compute-keypairs.js'
 import { serverRoutes } from './compute-servers.js'
@@ -28,7 +28,12 @@ export function computeRest(d: RestDomain): RestService {
     { method: 'GET', path: '/', policy: 'public', handler: async (req) => ({ body: { versions: [v21(req)] } }) },
     { method: 'GET', path: '/v2.1', policy: 'public', handler: async (req) => ({ body: { version: v21(req) } }) },
   ]
-  const versioned = [...flavorRoutes(d), ...keypairRoutes(d), ...serverRoutes(d), ...extraRoutes(d), ...hostRoutes(d)].map((r) => ({ ...r, path: `/v2.1${r.path}` }))
+  // The version is checked before anything is done: a refused version changes nothing.
+  const versioned = [...flavorRoutes(d), ...keypairRoutes(d), ...serverRoutes(d), ...extraRoutes(d), ...hostRoutes(d)].map((r): Route => ({
+    ...r,
+    path: `/v2.1${r.path}`,
+    handler: (req) => (microversion(req), r.handler(req)),
+  }))
   return {
     type: 'compute',
     prefix: REST_PREFIX.compute,
