@@ -163,7 +163,7 @@ export function runTempest(dir: string, configFile: string, regex: string, opts:
       const count = (what: string) => Number(new RegExp(`- ${what}: (\\d+)`).exec(output)?.[1] ?? NaN)
       const passed = count('Passed')
       if (Number.isNaN(passed)) return reject(new Error(`tempest did not run (${err?.message ?? 'no totals'}):\n${output.slice(-4000)}`))
-      const failures = [...output.matchAll(/^\{\d+\} (\S+) \[[\d.]+s\] \.\.\. FAILED$/gm)].map((m) => m[1]!)
+      const failures = [...output.matchAll(/^\{\d+\} (.+?) \[[\d.]+s\] \.\.\. FAILED$/gm)].map((m) => m[1]!)
       resolve({ passed, skipped: count('Skipped'), failed: count('Failed'), failures, output })
     })
   })

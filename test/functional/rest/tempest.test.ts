@@ -28,6 +28,7 @@ if (!existsSync('/usr/bin/tempest')) {
     t.comment(`tempest quick subset: ${r.passed} passed, ${r.skipped} skipped, ${r.failed} failed`)
     t.ok(r.passed >= 100, `a real run: ${r.passed} tests passed`)
     t.same(r.failures, [], 'no Tempest test failed')
+    if (r.failed > 0) t.comment(r.output.split('\n').filter((l) => /FAILED|Details|Error/.test(l)).slice(0, 40).join('\n'))
     t.equal(r.failed, 0)
   })
 }
