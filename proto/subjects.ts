@@ -89,6 +89,13 @@ export const FIREWALL_CHANGED_SUBJECT = 'strato.firewall.changed'
 export const DHCP_CHANGED_SUBJECT = 'strato.dhcp.changed'
 
 /**
+ * Core NATS, no payload: routers, their interfaces, gateways, routes,
+ * placement or floating IPs changed; every agent with the L3 role asks the
+ * conductor for its routers again (agents also resync on a timer).
+ */
+export const ROUTER_CHANGED_SUBJECT = 'strato.router.changed'
+
+/**
  * Cast ids say what they carry: `<action>.<uuid>.<nonce>`, and `build.<uuid>`
  * for builds (one per server). An agent that restarts can resume an action
  * from the id alone and report it under the same id.
