@@ -7,11 +7,13 @@
  * version, or a bug) is refused with an error naming the field, rather than
  * half-built into a guest.
  */
+import { isIP } from 'node:net'
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { BuildIp, BuildSpec } from '../proto/build-spec.js'
 import { Internal, Unavailable } from '../proto/errors.js'
 import type { FirewallRule, PortFirewall } from '../proto/firewall.js'
 import type { DhcpAddress, DhcpNetwork } from '../proto/dhcp.js'
+import type { RouterPort, RouterSpec } from '../proto/router.js'
 import type { InstanceMetadata } from '../proto/instance-metadata.js'
 import { isUuid } from '../proto/ids.js'
 import { errorFromHeaders } from '../proto/nats-errors.js'
@@ -74,6 +76,12 @@ export class ConductorClient implements Conductor {
   async dhcp(): Promise<DhcpNetwork[]> {
     const reply = await this.request({ dhcp: { host: this.o.host } })
     return dhcpFromWire(reply.dhcp)
+  }
+
+  /** The routers the controller places on this host's L3 agent, as it builds them. */
+  async routers(): Promise<RouterSpec[]> {
+    const reply = await this.request({ routers: { host: this.o.host } })
+    return routersFromWire(reply.routers)
   }
 
   /**
@@ -362,6 +370,70 @@ export function dhcpFromWire(d: wire.Dhcp | undefined): DhcpNetwork[] {
         }
       }),
       leaseSeconds: f.int(n.leaseSeconds, `${at}.lease_seconds`, 120),
+    }
+  })
+}
+
+const IPV4_CIDR_OR_ADDR = (f: Fields, v: string | undefined, field: string, withPrefix: boolean): string => {
+  const s = f.string(v, field, { required: true })
+  const [addr, prefix, ...rest] = s.split('/')
+  if (rest.length || (withPrefix && prefix === undefined)) f.fail(field, `is not an address with its prefix length: '${s}'`)
+  if (isIP(addr ?? '') === 0) f.fail(field, `is not an IP address: '${s}'`)
+  const max = isIP(addr ?? '') === 4 ? 32 : 128
+  if (prefix !== undefined && !(/^\d{1,3}$/.test(prefix) && Number(prefix) <= max)) f.fail(field, `has an invalid prefix length: '${s}'`)
+  return s
+}
+
+function routerPortFromWire(f: Fields, p: wire.RouterPort | undefined, at: string): RouterPort {
+  if (!p) f.fail(at, 'is missing')
+  const n = p.network ?? f.fail(`${at}.network`, 'is missing')
+  return {
+    portId: f.uuid(p.portId, `${at}.port_id`),
+    macAddress: mac(f, p.macAddress, `${at}.mac_address`),
+    network: {
+      networkId: f.uuid(n.networkId, `${at}.network.network_id`),
+      networkType: f.string(n.networkType, `${at}.network.network_type`, { required: true }),
+      physicalNetwork: f.string(n.physicalNetwork, `${at}.network.physical_network`),
+      segmentationId: f.int(n.segmentationId, `${at}.network.segmentation_id`, 0),
+      mtu: f.int(n.mtu, `${at}.network.mtu`, 68),
+    },
+    addresses: (p.addresses ?? []).map((a, i) => IPV4_CIDR_OR_ADDR(f, a, `${at}.addresses[${i}]`, true)),
+    cidrs: (p.cidrs ?? []).map((c, i) => IPV4_CIDR_OR_ADDR(f, c, `${at}.cidrs[${i}]`, true)),
+  }
+}
+
+/**
+ * The host's routers, field by field (values end up in `ip` and iptables
+ * command lines inside the router namespaces, so every id, address, MAC and
+ * prefix is checked).
+ */
+export function routersFromWire(r: wire.Routers | undefined): RouterSpec[] {
+  const f = new Fields('router list')
+  return (r?.routers ?? []).map((x, i) => {
+    const at = `routers[${i}]`
+    const g = x.gateway
+    return {
+      id: f.uuid(x.id, `${at}.id`),
+      adminStateUp: x.adminStateUp ?? false,
+      interfaces: (x.interfaces ?? []).map((p, j) => routerPortFromWire(f, p, `${at}.interfaces[${j}]`)),
+      ...(g
+        ? {
+            gateway: {
+              ...routerPortFromWire(f, g.port, `${at}.gateway.port`),
+              nexthop: g.nexthop ? IPV4_CIDR_OR_ADDR(f, g.nexthop, `${at}.gateway.nexthop`, false) : '',
+              enableSnat: g.enableSnat ?? false,
+            },
+          }
+        : {}),
+      routes: (x.routes ?? []).map((rt, j) => ({
+        destination: IPV4_CIDR_OR_ADDR(f, rt.destination, `${at}.routes[${j}].destination`, true),
+        nexthop: IPV4_CIDR_OR_ADDR(f, rt.nexthop, `${at}.routes[${j}].nexthop`, false),
+      })),
+      floatingIps: (x.floatingIps ?? []).map((fip, j) => ({
+        id: f.uuid(fip.id, `${at}.floating_ips[${j}].id`),
+        floatingIpAddress: ipv4(f, fip.floatingIpAddress, `${at}.floating_ips[${j}].floating_ip_address`, { required: true }),
+        fixedIpAddress: ipv4(f, fip.fixedIpAddress, `${at}.floating_ips[${j}].fixed_ip_address`, { required: true }),
+      })),
     }
   })
 }

@@ -124,6 +124,12 @@ export interface AgentConfig {
    * their backend's capacity. `STRATO_AGENT_VOLUME` @default on
    */
   volume: 'on' | 'off'
+  /**
+   * The L3 role (Neutron's L3 agent): the controller may place routers here,
+   * each built in a `qrouter-<id>` namespace. Announced to the controller.
+   * `STRATO_AGENT_L3` (1/0, true/false) @default true
+   */
+  l3: boolean
   /** Where volumes and snapshots live. `STRATO_AGENT_VOLUME_DIR` @default `<stateDir>/volumes` */
   volumeDir: string
   /** The volumes' file format: qcow2 (copy-on-write snapshots) or raw (copies). `STRATO_AGENT_VOLUME_FORMAT` @default qcow2 */
@@ -139,6 +145,15 @@ export type AgentConfigOverrides = Partial<Omit<AgentConfig, 'log' | 'nats' | 'n
 /** The state directory when none is given: `STRATO_AGENT_STATE_DIR`, else `./.strato/agent`. */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve(env.STRATO_AGENT_STATE_DIR ?? '.strato/agent')
+}
+
+function boolEnv(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return undefined
+  const v = raw.toLowerCase()
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true
+  if (['0', 'false', 'no', 'off'].includes(v)) return false
+  throw new InvalidArgument(`${name} must be 1/0, true/false, yes/no or on/off, got '${raw}'`, { field: name })
 }
 
 export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): AgentConfig {
@@ -183,6 +198,7 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     metadataPort: overrides.metadataPort ?? envInt(env, 'STRATO_AGENT_METADATA_PORT') ?? 80,
     metadataCacheTtlMs: overrides.metadataCacheTtlMs ?? envInt(env, 'STRATO_AGENT_METADATA_CACHE_TTL_MS') ?? 30_000,
     volume: overrides.volume ?? (env.STRATO_AGENT_VOLUME as AgentConfig['volume'] | undefined) ?? 'on',
+    l3: overrides.l3 ?? boolEnv(env, 'STRATO_AGENT_L3') ?? true,
     volumeDir: path.resolve(overrides.volumeDir ?? env.STRATO_AGENT_VOLUME_DIR ?? path.join(stateDir, 'volumes')),
     volumeFormat: overrides.volumeFormat ?? (env.STRATO_AGENT_VOLUME_FORMAT as AgentConfig['volumeFormat'] | undefined) ?? 'qcow2',
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },

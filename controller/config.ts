@@ -145,6 +145,18 @@ export interface ControllerConfig {
     vlanRanges: Record<string, [number, number]>
     /** Lease time DHCP gives guests, in seconds (Neutron `dhcp_lease_duration`). @default 86400 */
     dhcpLeaseSeconds: number
+    /**
+     * The types a project's own network gets, first that can be had (ML2
+     * `tenant_network_types`): `local` (a bridge per network per host, not
+     * connected across hosts) or `vlan` (a VLAN id from vlanRanges). This
+     * kernel has no VXLAN, VLAN or GRE devices, hence `local`. @default ['local']
+     */
+    tenantNetworkTypes: Array<'local' | 'vlan'>
+    /**
+     * A router is moved off its L3 agent once the agent has been down for
+     * longer than this (Neutron's `allow_automatic_l3agent_failover`). @default 60000
+     */
+    routerRescheduleAfterMs: number
   }
   /** Filters, weighers and claims; every field is documented with its default in `scheduler/scheduler.ts`. */
   scheduler: SchedulerConfig
@@ -246,7 +258,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     bootstrap: { openrcPath: null, region: 'RegionOne', adminProjectName: 'admin', anyProjectAdmin: false },
     log: { level: 'info', pretty: false },
     shutdownGraceMs: 10_000,
-    network: { physicalNetworks: ['provider'], vlanRanges: { provider: [100, 4094] }, dhcpLeaseSeconds: DEFAULT_LEASE_SECONDS },
+    network: { physicalNetworks: ['provider'], vlanRanges: { provider: [100, 4094] }, dhcpLeaseSeconds: DEFAULT_LEASE_SECONDS, tenantNetworkTypes: ['local'], routerRescheduleAfterMs: 60_000 },
     scheduler: {
       enabledFilters: ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter'],
       weighers: ['RAMWeigher', 'CPUWeigher', 'DiskWeigher', 'ServerGroupSoftAffinityWeigher', 'ServerGroupSoftAntiAffinityWeigher'],
@@ -285,6 +297,11 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     if (!Number.isInteger(min) || !Number.isInteger(max) || min < 1 || max > 4094 || min > max) throw new InvalidArgument(`${field} must be [min, max] with 1 <= min <= max <= 4094, got ${JSON.stringify(range)}`, { field })
   }
   if (!Number.isInteger(cfg.network.dhcpLeaseSeconds) || cfg.network.dhcpLeaseSeconds < 120) throw new InvalidArgument(`network.dhcpLeaseSeconds must be an integer ≥ 120 (dnsmasq's minimum lease), got ${cfg.network.dhcpLeaseSeconds}`, { field: 'network.dhcpLeaseSeconds' })
+  const types = cfg.network.tenantNetworkTypes
+  if (!Array.isArray(types) || types.length === 0 || types.some((t) => t !== 'local' && t !== 'vlan')) {
+    throw new InvalidArgument(`network.tenantNetworkTypes must be a non-empty list of local and vlan (this kernel has no VXLAN or GRE devices), got ${JSON.stringify(types)}`, { field: 'network.tenantNetworkTypes' })
+  }
+  if (!Number.isInteger(cfg.network.routerRescheduleAfterMs) || cfg.network.routerRescheduleAfterMs < 0) throw new InvalidArgument(`network.routerRescheduleAfterMs must be an integer ≥ 0, got ${cfg.network.routerRescheduleAfterMs}`, { field: 'network.routerRescheduleAfterMs' })
   if (cfg.scheduler.strategy !== 'spread' && cfg.scheduler.strategy !== 'pack') throw new InvalidArgument(`scheduler.strategy must be spread or pack, got '${String(cfg.scheduler.strategy)}'`, { field: 'scheduler.strategy' })
   if (!Number.isInteger(cfg.scheduler.hostSubsetSize) || cfg.scheduler.hostSubsetSize < 1) throw new InvalidArgument('scheduler.hostSubsetSize must be an integer ≥ 1', { field: 'scheduler.hostSubsetSize' })
   if (!Number.isInteger(cfg.scheduler.maxAttempts) || cfg.scheduler.maxAttempts < 1) throw new InvalidArgument('scheduler.maxAttempts must be an integer ≥ 1', { field: 'scheduler.maxAttempts' })

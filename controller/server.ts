@@ -34,6 +34,7 @@ import { PortCatalog } from './network/ports.js'
 import { FloatingIpCatalog } from './network/floating-ips.js'
 import { SecurityGroupCatalog } from './network/security-groups.js'
 import { DhcpPorts } from './network/dhcp.js'
+import { RouterCatalog } from './network/routers.js'
 import { ImageCatalog } from './image/catalog.js'
 import { ImageStore } from './image/store.js'
 import { imagePolicy } from './image/policy.js'
@@ -86,6 +87,8 @@ export class Controller {
   hosts!: HostRegistry
   servers!: ServerCatalog
   volumes!: VolumeCatalog
+  /** Routers and their placement on L3 agents. */
+  routers!: RouterCatalog
   /** Backend hosts of volumes and their reported capacity. */
   volumeBackends!: VolumeBackends
   private volumeCasts: VolumeCasts | undefined
@@ -144,13 +147,6 @@ export class Controller {
     const securityGroups = new SecurityGroupCatalog(this.db, quota)
     const ports = new PortCatalog(this.db, quota, securityGroups)
     const dhcp = new DhcpPorts(this.db, ports, { leaseSeconds: cfg.network.dhcpLeaseSeconds })
-    const network = {
-      networks: new NetworkCatalog(this.db, quota, cfg.network),
-      subnets: new SubnetCatalog(this.db, quota),
-      ports,
-      floatingIps: new FloatingIpCatalog(this.db, quota, ports),
-      securityGroups,
-    }
     const images = new ImageCatalog(this.db, new ImageStore(path.join(cfg.dataDir, 'images')), quota, inspectImage)
     const placement = (this.placement = new Placement(this.db, quota))
     const hosts = (this.hosts = new HostRegistry(this.db, placement, cfg.hosts, this.log))
@@ -158,6 +154,15 @@ export class Controller {
     hosts.onChange = () => scheduler.invalidate()
     await hosts.load()
     hosts.start()
+    const routers = (this.routers = new RouterCatalog(this.db, quota, ports, hosts, { rescheduleAfterMs: cfg.network.routerRescheduleAfterMs }, this.log.child({ component: 'routers' })))
+    const network = {
+      networks: new NetworkCatalog(this.db, quota, cfg.network),
+      subnets: new SubnetCatalog(this.db, quota),
+      ports,
+      floatingIps: new FloatingIpCatalog(this.db, quota, ports),
+      securityGroups,
+      routers,
+    }
     const serverGroups = new ServerGroupCatalog(this.db, quota)
     const servers = (this.servers = new ServerCatalog(
       this.db,
@@ -225,7 +230,7 @@ export class Controller {
     }
 
     if (this.nats) {
-      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), dhcp }), hosts, this.log, () => this.url, {
+      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), dhcp, routers }), hosts, this.log, () => this.url, {
         castResult: async (r) => {
           if (!(await volumeResults.apply(r))) await servers.applyResult(r)
         },
@@ -240,8 +245,17 @@ export class Controller {
       ports.onChange = () => {
         bus.firewallChanged()
         bus.dhcpChanged()
+        // A port's addresses or its floating IPs may be in a router's spec.
+        bus.routerChanged()
       }
-      network.subnets.onChange = () => bus.dhcpChanged()
+      routers.onChange = () => bus.routerChanged()
+      network.floatingIps.onChange = () => bus.routerChanged()
+      // Routers waiting for an L3 agent, or on one down too long, are (re)placed as often as agents beat.
+      routers.start(cfg.hosts.heartbeatIntervalMs)
+      network.subnets.onChange = () => {
+        bus.dhcpChanged()
+        bus.routerChanged()
+      }
       network.networks.onChange = () => bus.dhcpChanged()
       securityGroups.onChange = () => bus.firewallChanged()
       // Casts the previous run recorded but could not queue go out now.
@@ -283,6 +297,7 @@ export class Controller {
     await Promise.allSettled([...this.inFlight])
     await restClosed
     this.hosts?.stop()
+    this.routers?.stop()
     this.servers?.stop()
     this.volumeCasts?.stop()
     this.volumeResults?.stop()

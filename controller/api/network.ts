@@ -1,9 +1,10 @@
-/** gRPC adapters for strato.network.v1: networks, subnets, ports, floating IPs, security groups. */
+/** gRPC adapters for strato.network.v1: networks, subnets, ports, floating IPs, routers, security groups. */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js'
 import { Empty } from '../../proto/gen/google/protobuf/empty.js'
 import {
   FloatingIp, FloatingIpsService, ListFloatingIpsResponse, ListNetworksResponse, ListPortsResponse, ListSecurityGroupRulesResponse, ListSecurityGroupsResponse,
   ListSubnetsResponse, Network, NetworksService, Port, PortsService, SecurityGroup, SecurityGroupRule, SecurityGroupsService, Subnet, SubnetsService,
+  ListRoutersResponse, Router, RouterInterfaceInfo, RoutersService, type ExternalGatewayInfo,
 } from '../../proto/gen/strato/network/v1/network.js'
 import { actorOf, type Actor } from '../network/access.js'
 import type { FloatingIpCatalog } from '../network/floating-ips.js'
@@ -11,6 +12,7 @@ import type { NetworkCatalog } from '../network/networks.js'
 import type { PortCatalog } from '../network/ports.js'
 import type { SecurityGroupCatalog } from '../network/security-groups.js'
 import type { SubnetCatalog } from '../network/subnets.js'
+import type { GatewayRequest, RouterCatalog } from '../network/routers.js'
 import { implement, type CallContext, type RpcDeps } from './rpc.js'
 
 export interface NetworkApiDeps {
@@ -19,7 +21,11 @@ export interface NetworkApiDeps {
   ports: PortCatalog
   floatingIps: FloatingIpCatalog
   securityGroups: SecurityGroupCatalog
+  routers: RouterCatalog
 }
+
+const gateway = (g: ExternalGatewayInfo | undefined): GatewayRequest | undefined =>
+  g ? { networkId: g.networkId ?? '', ...(g.enableSnat !== undefined ? { enableSnat: g.enableSnat } : {}), externalFixedIps: (g.externalFixedIps ?? []).map((f) => ({ subnetId: f.subnetId ?? '', ipAddress: f.ipAddress ?? '' })) } : undefined
 
 const actor = (c: CallContext): Actor => actorOf(c.auth!)
 const empty = () => Empty.fromPartial({})
@@ -67,6 +73,23 @@ export function networkServices(d: NetworkApiDeps, rpc: RpcDeps): Array<[object,
       listFloatingIps: async (req, c) => ListFloatingIpsResponse.fromPartial({ floatingIps: await d.floatingIps.list(req, actor(c)) }),
       updateFloatingIp: async (req, c) => FloatingIp.fromPartial(await d.floatingIps.update(req.id, req, actor(c))),
       deleteFloatingIp: async (req, c) => (await d.floatingIps.delete(req.id, actor(c)), empty()),
+    }, rpc)],
+
+    [RoutersService, implement(RoutersService, {
+      createRouter: async (req, c) => Router.fromPartial(await d.routers.create({ ...req, externalGatewayInfo: gateway(req.externalGatewayInfo) }, actor(c))),
+      getRouter: async (req, c) => Router.fromPartial(await d.routers.get(req, actor(c))),
+      listRouters: async (req, c) => ListRoutersResponse.fromPartial({ routers: await d.routers.list(req, actor(c)) }),
+      updateRouter: async (req, c) => {
+        const { externalGatewayInfo, routes, ...rest } = req
+        return Router.fromPartial(await d.routers.update(req.id, {
+          ...rest,
+          ...(externalGatewayInfo ? { externalGatewayInfo: gateway(externalGatewayInfo) } : {}),
+          ...(routes ? { routes: (routes.routes ?? []).map((r) => ({ destination: r.destination ?? '', nexthop: r.nexthop ?? '' })) } : {}),
+        }, actor(c)))
+      },
+      deleteRouter: async (req, c) => (await d.routers.delete(req.id, actor(c)), empty()),
+      addRouterInterface: async (req, c) => RouterInterfaceInfo.fromPartial(await d.routers.addInterface(req.routerId, req, actor(c))),
+      removeRouterInterface: async (req, c) => RouterInterfaceInfo.fromPartial(await d.routers.removeInterface(req.routerId, req, actor(c))),
     }, rpc)],
 
     [SecurityGroupsService, implement(SecurityGroupsService, {

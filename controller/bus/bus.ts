@@ -16,9 +16,10 @@ import { InvalidArgument, PermissionDenied, Unavailable, toStratoError } from '.
 import { encodeBounded } from '../../proto/bus-payload.js'
 import { errorFromHeaders, errorHeaders } from '../../proto/nats-errors.js'
 import {
-  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECTS, DHCP_CHANGED_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, FIREWALL_CHANGED_SUBJECT, agentRpcSubject, castConsumer, castSubject, hostToken, subjectHostToken,
+  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECTS, DHCP_CHANGED_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, FIREWALL_CHANGED_SUBJECT, ROUTER_CHANGED_SUBJECT, agentRpcSubject, castConsumer, castSubject, hostToken, subjectHostToken,
 } from '../../proto/subjects.js'
-import { AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates, type VolumeBackendStats } from '../../proto/gen/strato/agent/v1/agent.js'
+import { AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates, type RouterSpec as WireRouterSpec, type VolumeBackendStats } from '../../proto/gen/strato/agent/v1/agent.js'
+import type { RouterSpec } from '../../proto/router.js'
 import type { Conductor } from '../conductor/conductor.js'
 import type { HostRegistry } from '../compute/hosts.js'
 import type { AgentAnswer, AgentCall, AgentTransport, CastAction, CastResultEvent } from '../compute/transport.js'
@@ -139,6 +140,15 @@ export class ControllerBus implements AgentTransport {
     this.notice(DHCP_CHANGED_SUBJECT, 100, 'DHCP')
   }
 
+  /**
+   * Routers, their ports, routes, placement or floating IPs changed: tells
+   * every L3 agent to ask for its routers again. Coalesced as dhcpChanged
+   * (one message per 100 ms at most, after the change committed).
+   */
+  routerChanged(): void {
+    this.notice(ROUTER_CHANGED_SUBJECT, 100, 'routers')
+  }
+
   async stop(): Promise<void> {
     for (const timer of this.notices.values()) clearTimeout(timer)
     this.notices.clear()
@@ -234,6 +244,8 @@ export class ControllerBus implements AgentTransport {
           host: a.host ?? '',
           uuid: a.uuid ?? '',
           availabilityZone: a.availabilityZone ?? '',
+          // Absent: an agent older than the flag, which has the role as every agent does by default.
+          l3: a.l3 ?? true,
           capabilities: {
             cpuModel: c.cpuModel ?? '', arch: c.arch ?? '', vcpus: c.vcpus ?? 0, memoryMb: c.memoryMb ?? 0, diskGb: c.diskGb ?? 0,
             accelerator: c.accelerator ?? '', hypervisorType: c.hypervisorType ?? '', hypervisorVersion: c.hypervisorVersion ?? '', hostIp: c.hostIp ?? '',
@@ -253,6 +265,8 @@ export class ControllerBus implements AgentTransport {
         reply = { firewall: { ports: await this.conductor.firewall(req.firewall.host ?? '') } }
       } else if (req.dhcp) {
         reply = { dhcp: { networks: (await this.conductor.dhcp(req.dhcp.host ?? '')).map(({ port, ...n }) => ({ ...n, portId: port.id, macAddress: port.macAddress, fixedIps: port.fixedIps })) } }
+      } else if (req.routers) {
+        reply = { routers: { routers: (await this.conductor.routers(req.routers.host ?? '')).map(routerToWire) } }
       } else if (req.metadata) {
         reply = { metadata: await this.conductor.metadata(req.metadata.host ?? '', req.metadata.networkId ?? '', req.metadata.address ?? '') }
       } else if (req.hostInstances) {
@@ -310,9 +324,17 @@ export class ControllerBus implements AgentTransport {
   }
 }
 
+/** A router spec on the wire (agent.v1 RouterSpec: the gateway's port is nested). */
+function routerToWire(r: RouterSpec): WireRouterSpec {
+  const { gateway, ...rest } = r
+  if (!gateway) return rest
+  const { nexthop, enableSnat, ...port } = gateway
+  return { ...rest, gateway: { port, nexthop, enableSnat } }
+}
+
 /** The host a conductor request speaks for (every request names one). */
 function conductorHostOf(req: ConductorRequest): string {
-  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? ''
+  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.routers?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? ''
 }
 
 /**

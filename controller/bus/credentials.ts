@@ -24,7 +24,7 @@ import { InvalidArgument } from '../../proto/errors.js'
 import { formatCreds } from '../../proto/nats-creds.js'
 import { writePrivateFile } from '../../proto/private-file.js'
 import {
-  CAST_STREAM, DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, castConsumer, conductorSubject, hostToken,
+  CAST_STREAM, DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, ROUTER_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, castConsumer, conductorSubject, hostToken,
 } from '../../proto/subjects.js'
 
 type KeyPair = ReturnType<typeof nkeys.createOperator>
@@ -190,7 +190,7 @@ export function agentPermissions(host: string): Permissions {
       `$JS.API.CONSUMER.MSG.NEXT.${CAST_STREAM}.${consumer}`,
       `$JS.ACK.${CAST_STREAM}.${consumer}.>`,
     ],
-    sub: [`${agentInboxPrefix(host)}.>`, agentRpcSubject(host), FIREWALL_CHANGED_SUBJECT, DHCP_CHANGED_SUBJECT],
+    sub: [`${agentInboxPrefix(host)}.>`, agentRpcSubject(host), FIREWALL_CHANGED_SUBJECT, DHCP_CHANGED_SUBJECT, ROUTER_CHANGED_SUBJECT],
     responses: true,
   }
 }

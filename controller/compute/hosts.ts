@@ -40,6 +40,8 @@ export interface HostAnnouncement {
   host: string
   uuid: string
   availabilityZone?: string
+  /** The agent runs the L3 role (router namespaces). @default true */
+  l3?: boolean
   capabilities: {
     cpuModel: string
     arch: string
@@ -135,6 +137,13 @@ export class HostRegistry implements HostLiveness {
     return last !== undefined && at - last <= this.config.heartbeatIntervalMs * this.config.missedHeartbeats
   }
 
+  /** Since when `host` counts as down (ms since the epoch): 0 when it was never seen, undefined while it is up. */
+  downSince(host: string, at = Date.now()): number | undefined {
+    if (this.isUp(host, at)) return undefined
+    const last = this.seen.get(host)
+    return last === undefined ? 0 : last + this.config.heartbeatIntervalMs * this.config.missedHeartbeats
+  }
+
   /**
    * Records (or updates) a host and its resource provider from an agent's
    * announcement. Returns whether it is mapped.
@@ -171,7 +180,7 @@ export class HostRegistry implements HostLiveness {
       })
       const fields = {
         availability_zone: az, cpu_model: c.cpuModel, arch: c.arch, accelerator: c.accelerator, hypervisor_type: c.hypervisorType,
-        hypervisor_version: c.hypervisorVersion, host_ip: c.hostIp, vcpus: c.vcpus, memory_mb: c.memoryMb, disk_gb: c.diskGb, last_heartbeat_at: ts, updated_at: ts,
+        hypervisor_version: c.hypervisorVersion, host_ip: c.hostIp, vcpus: c.vcpus, memory_mb: c.memoryMb, disk_gb: c.diskGb, l3: a.l3 === false ? 0 : 1, last_heartbeat_at: ts, updated_at: ts,
       }
       if (byName) await trx.updateTable('compute_hosts').set(fields).where('host', '=', host).execute()
       else await trx.insertInto('compute_hosts').values({ host, uuid: a.uuid, ...fields, mapped: 0, mapped_at: null, disabled: 0, disabled_reason: '', created_at: ts }).execute()

@@ -8,6 +8,8 @@ import type { Db } from '../store/db.js'
 import type { BuildSpec } from '../../proto/build-spec.js'
 import type { DhcpNetwork } from '../../proto/dhcp.js'
 import type { DhcpPorts } from '../network/dhcp.js'
+import type { RouterCatalog } from '../network/routers.js'
+import type { RouterSpec } from '../../proto/router.js'
 import type { InstanceMetadata } from '../../proto/instance-metadata.js'
 import { buildSpec, hostInstances, CONDUCTOR, type BuildSpecDeps, type HostInstance } from './build-spec.js'
 import { FailedPrecondition, NotFound } from '../../proto/errors.js'
@@ -16,7 +18,7 @@ import { instanceMetadata } from './metadata.js'
 export type { BuildSpec, HostInstance, InstanceMetadata }
 
 export class Conductor {
-  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts }) {}
+  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts; routers?: RouterCatalog }) {}
 
   /** An agent announced its host: record it; tell it whether it is mapped and how often to beat. */
   async announce(a: HostAnnouncement): Promise<{ mapped: boolean; heartbeatIntervalMs: number }> {
@@ -62,6 +64,12 @@ export class Conductor {
   async dhcp(host: string): Promise<DhcpNetwork[]> {
     await this.hosts.get(host)
     return this.deps.dhcp ? this.deps.dhcp.forHost(host) : []
+  }
+
+  /** The routers placed on `host`'s L3 agent, as it builds them (Neutron's sync_routers). */
+  async routers(host: string): Promise<RouterSpec[]> {
+    await this.hosts.get(host)
+    return this.deps.routers ? this.deps.routers.forHost(host) : []
   }
 
   /** The servers the controller places on `host`, for the agent's start-up reconciliation. */

@@ -140,7 +140,11 @@ export class DhcpPorts {
     const subnets: DhcpSubnet[] = subnetRows.map((s) => ({
       id: s.id, ipVersion: 4, cidr: s.cidr, gatewayIp: s.gateway_ip ?? '', dnsNameservers: json<string[]>(s.dns_nameservers, []),
       hostRoutes: json<Array<{ destination: string; nexthop: string }>>(s.host_routes, []), enableDhcp: s.enable_dhcp !== 0,
-      // There are no routers yet: every subnet is isolated.
+      // Always false, also behind a router (Neutron's force_metadata): metadata stays
+      // served through the DHCP port, so dnsmasq keeps pushing the classless route
+      // to 169.254.169.254 — with the default route in the same option 121, as
+      // clients that take option 121 ignore option 3 — and the router's namespace
+      // needs no metadata proxy of its own.
       hasRouter: false,
     }))
     return {

@@ -2,7 +2,9 @@
  * Floating IPs (Neutron semantics): an address of a router:external network,
  * held by a `network:floatingip` port, mapped to one fixed IPv4 address of a
  * port of the same project (`fixed_ip_address` chooses when the port has
- * several). ACTIVE while associated, DOWN otherwise.
+ * several), through a router with an interface on the fixed IP's subnet and
+ * its gateway on the floating IP's network (recorded as router_id). ACTIVE
+ * while associated, DOWN otherwise.
  */
 import { randomUUID } from 'node:crypto'
 import { Conflict, InvalidArgument, NotFound } from '../../proto/errors.js'
@@ -13,6 +15,7 @@ import { checkText } from '../identity/validate.js'
 import { canRead, loadNetwork, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
 import { parseIp } from './ip.js'
 import { FLOATINGIP_OWNER, type PortCatalog } from './ports.js'
+import { routerForFloatingIp } from './routers.js'
 
 export interface FloatingIp {
   id: string
@@ -40,6 +43,9 @@ export interface CreateFloatingIp {
 }
 
 export class FloatingIpCatalog {
+  /** Called after an association changed (the routers' NAT follows; see bus.routerChanged). */
+  onChange: () => void = () => undefined
+
   constructor(
     private readonly db: Db,
     private readonly quota: QuotaEngine,
@@ -69,10 +75,11 @@ export class FloatingIpCatalog {
       const ts = now()
       await trx.insertInto('floating_ips').values({
         id, project_id: projectId, description, floating_network_id: net.id, floating_ip_address: v4.ip_address, floating_port_id: portId,
-        port_id: null, fixed_ip_address: null, status: 'DOWN', revision_number: 1, created_at: ts, updated_at: ts,
+        port_id: null, fixed_ip_address: null, router_id: null, status: 'DOWN', revision_number: 1, created_at: ts, updated_at: ts,
       }).execute()
       if (req.portId) await this.associate(trx, id, projectId, net.id, req.portId, req.fixedIpAddress, actor)
     })
+    if (req.portId) this.onChange()
     return this.get(id, actor)
   }
 
@@ -94,7 +101,9 @@ export class FloatingIpCatalog {
     }
     const other = await trx.selectFrom('floating_ips').select(['id', 'floating_ip_address']).where('port_id', '=', port.id).where('fixed_ip_address', '=', fixed).where('id', '!=', fipId).executeTakeFirst()
     if (other) throw new Conflict(`${fixed} of port ${port.id} already has floating IP ${other.floating_ip_address} (${other.id})`, { field: 'port_id' })
-    await trx.updateTable('floating_ips').set({ port_id: port.id, fixed_ip_address: fixed, status: 'ACTIVE', updated_at: now() }).where('id', '=', fipId).execute()
+    // The address is reachable only through a router with a gateway on the floating IP's network and an interface on the port's subnet.
+    const routerId = await routerForFloatingIp(trx, floatingNetworkId, port.id, fixed)
+    await trx.updateTable('floating_ips').set({ port_id: port.id, fixed_ip_address: fixed, router_id: routerId, status: 'ACTIVE', updated_at: now() }).where('id', '=', fipId).execute()
   }
 
   private async load(db: Trx, id: string | undefined, actor: Actor): Promise<FloatingIpTable> {
@@ -127,7 +136,7 @@ export class FloatingIpCatalog {
         await trx.updateTable('floating_ips').set({ description: checkText('description', patch.description, 255) }).where('id', '=', cur.id).execute()
       }
       if (patch.portId === '') {
-        await trx.updateTable('floating_ips').set({ port_id: null, fixed_ip_address: null, status: 'DOWN' }).where('id', '=', cur.id).execute()
+        await trx.updateTable('floating_ips').set({ port_id: null, fixed_ip_address: null, router_id: null, status: 'DOWN' }).where('id', '=', cur.id).execute()
       } else if (patch.portId !== undefined) {
         await this.associate(trx, cur.id, cur.project_id, cur.floating_network_id, patch.portId, patch.fixedIpAddress, actor)
       } else if (patch.fixedIpAddress) {
@@ -135,6 +144,7 @@ export class FloatingIpCatalog {
       }
       await trx.updateTable('floating_ips').set({ revision_number: cur.revision_number + 1, updated_at: now() }).where('id', '=', cur.id).execute()
     })
+    if (patch.portId !== undefined) this.onChange()
     return this.get(id, actor)
   }
 
@@ -146,6 +156,7 @@ export class FloatingIpCatalog {
       await trx.deleteFrom('floating_ips').where('id', '=', cur.id).execute()
       await this.ports.deleteIn(trx, cur.floating_port_id)
     })
+    this.onChange()
   }
 }
 
@@ -159,7 +170,7 @@ function toFloatingIp(r: FloatingIpTable): FloatingIp {
     portId: r.port_id ?? '',
     fixedIpAddress: r.fixed_ip_address ?? '',
     status: r.status,
-    routerId: '',
+    routerId: r.router_id ?? '',
     revisionNumber: r.revision_number,
     createdAt: new Date(r.created_at),
     updatedAt: new Date(r.updated_at),

@@ -96,8 +96,9 @@ async function taken(trx: Trx, s: SubnetIpam, value: bigint): Promise<string | u
  * Allocates the requested fixed IPs (or, with none requested, one address
  * from the first IPv4 subnet with room, else the first IPv6 one) and records
  * them for the port. `subnets` are the network's subnets, oldest first.
+ * `allowGateway`: a subnet's gateway address may be requested (a router interface).
  */
-export async function allocate(trx: Trx, portId: string, networkId: string, subnets: SubnetIpam[], requested: FixedIpRequest[], what: { networkName: string }): Promise<FixedIp[]> {
+export async function allocate(trx: Trx, portId: string, networkId: string, subnets: SubnetIpam[], requested: FixedIpRequest[], what: { networkName: string; allowGateway?: boolean }): Promise<FixedIp[]> {
   const out: Array<{ s: SubnetIpam; value: bigint }> = []
   const seen = new Set<string>()
   const add = (s: SubnetIpam, value: bigint, field: string) => {
@@ -138,7 +139,8 @@ export async function allocate(trx: Trx, portId: string, networkId: string, subn
       if (!cidrContains(s.cidr, ip)) throw new InvalidArgument(`${text} is not in subnet ${s.id} (${formatIp(s.version, s.cidr.first)}/${s.cidr.prefix})`, { field: `${field}.ip_address` })
       const usable = usableRange(s.cidr)
       if (ip.value < usable.first || ip.value > usable.last) throw new InvalidArgument(`${text} is the network${s.version === 4 ? ' or broadcast' : ''} address of subnet ${s.id}`, { field: `${field}.ip_address` })
-      if (s.gateway === ip.value) throw new Conflict(`${text} is the gateway of subnet ${s.id}`, { field: `${field}.ip_address` })
+      // Only a router interface takes its subnet's gateway address.
+      if (s.gateway === ip.value && !what.allowGateway) throw new Conflict(`${text} is the gateway of subnet ${s.id}`, { field: `${field}.ip_address` })
       const holder = await taken(trx, s, ip.value)
       if (holder) throw new Conflict(`IP address ${text} is already in use on subnet ${s.id} (port ${holder})`, { field: `${field}.ip_address` })
       add(s, ip.value, `${field}.ip_address`)

@@ -18,6 +18,8 @@ import { DHCP_OWNER } from '../../proto/dhcp.js'
 export interface NetworkConfig {
   physicalNetworks: string[]
   vlanRanges: Record<string, [number, number]>
+  /** What a network created without provider attributes gets, first that can be had (ML2 `tenant_network_types`). */
+  tenantNetworkTypes: Array<'local' | 'vlan'>
 }
 
 export interface Network {
@@ -79,7 +81,9 @@ export class NetworkCatalog {
     }
     const name = checkText('name', req.name, 255)
     const description = checkText('description', req.description, 255)
-    const type = req.providerNetworkType || (req.providerPhysicalNetwork || req.providerSegmentationId !== undefined ? '' : 'local')
+    const provider = req.providerNetworkType || req.providerPhysicalNetwork || req.providerSegmentationId !== undefined
+    // A self-service (project) network: the segment comes from the tenant types.
+    const type = req.providerNetworkType || (provider ? '' : await this.tenantType())
     if (!(NETWORK_TYPES as readonly string[]).includes(type)) {
       throw new InvalidArgument(`provider_network_type must be one of ${NETWORK_TYPES.join(', ')}${type ? `, got '${type}'` : ' when a physical network or segmentation id is given'}`, { field: 'provider_network_type' })
     }
@@ -127,6 +131,21 @@ export class NetworkCatalog {
       throw err
     }
     return this.get({ id }, actor)
+  }
+
+  /**
+   * The first tenant network type that can be had now: `local` always; `vlan`
+   * while a configured range has a free VLAN id.
+   */
+  private async tenantType(): Promise<string> {
+    for (const t of this.cfg.tenantNetworkTypes) {
+      if (t === 'local') return t
+      for (const [physnet, [min, max]] of Object.entries(this.cfg.vlanRanges)) {
+        const used = await this.db.selectFrom('networks').select((eb) => eb.fn.countAll<number>().as('n')).where('network_type', '=', 'vlan').where('physical_network', '=', physnet).executeTakeFirst()
+        if (Number(used?.n ?? 0) < max - min + 1) return t
+      }
+    }
+    throw new ResourceExhausted(`no tenant network type has a free segment (network.tenantNetworkTypes: ${this.cfg.tenantNetworkTypes.join(', ')})`)
   }
 
   /** The VLAN id asked for if free, else the lowest free one of the range. */

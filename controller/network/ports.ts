@@ -15,6 +15,7 @@ import { checkText } from '../identity/validate.js'
 import { canModify, canRead, loadNetwork, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
 import { allocate, ipamOf, type FixedIp, type FixedIpRequest } from './ipam.js'
 import type { SecurityGroupCatalog } from './security-groups.js'
+import { ROUTER_GATEWAY_OWNER, ROUTER_INTERFACE_OWNER } from '../../proto/router.js'
 
 export interface Port {
   id: string
@@ -101,7 +102,7 @@ export class PortCatalog {
    * Creates a port inside the caller's transaction (no quota or visibility
    * checks: the caller made them). Returns the port id.
    */
-  async createIn(trx: Trx, net: NetworkTable, req: CreatePort & { projectId: string; id?: string; bindingHostId?: string }): Promise<string> {
+  async createIn(trx: Trx, net: NetworkTable, req: CreatePort & { projectId: string; id?: string; bindingHostId?: string; allowGateway?: boolean }): Promise<string> {
     const name = checkText('name', req.name, 255)
     const description = checkText('description', req.description, 255)
     const deviceOwner = checkText('device_owner', req.deviceOwner, 255)
@@ -128,7 +129,7 @@ export class PortCatalog {
     }).execute()
     const subnets = (await trx.selectFrom('subnets').selectAll().where('network_id', '=', net.id).orderBy('created_at').orderBy('id').execute()).map(ipamOf)
     try {
-      await allocate(trx, id, net.id, subnets, requested, { networkName: net.name })
+      await allocate(trx, id, net.id, subnets, requested, { networkName: net.name, allowGateway: req.allowGateway ?? false })
     } catch (err) {
       if (isUniqueViolation(err)) throw new Conflict('an address was taken concurrently; retry', { cause: err, field: 'fixed_ips' })
       throw err
@@ -193,6 +194,10 @@ export class PortCatalog {
       const cur = await this.load(trx, id, actor)
       requireModify(actor, cur.project_id, `port ${cur.id}`)
       if (cur.device_owner === FLOATINGIP_OWNER) throw new FailedPrecondition(`port ${cur.id} holds floating IP ${cur.device_id}; delete the floating IP instead`)
+      // Neutron's L3 plugin prevents it too: the router would keep a port it no longer has.
+      if (cur.device_owner === ROUTER_INTERFACE_OWNER || cur.device_owner === ROUTER_GATEWAY_OWNER) {
+        throw new Conflict(`Port ${cur.id} cannot be deleted directly via the port API: has device owner ${cur.device_owner} (router ${cur.device_id}); ${cur.device_owner === ROUTER_INTERFACE_OWNER ? 'remove the router interface' : "clear the router's external gateway"} instead`)
+      }
       await this.deleteIn(trx, cur.id)
     })
   }
@@ -200,7 +205,7 @@ export class PortCatalog {
   /** Dissociates floating IPs from the port and deletes it (its addresses and group links go with it). */
   async deleteIn(trx: Trx, id: string): Promise<void> {
     this.onChange()
-    await trx.updateTable('floating_ips').set({ port_id: null, fixed_ip_address: null, status: 'DOWN', updated_at: now() }).where('port_id', '=', id).execute()
+    await trx.updateTable('floating_ips').set({ port_id: null, fixed_ip_address: null, router_id: null, status: 'DOWN', updated_at: now() }).where('port_id', '=', id).execute()
     await trx.deleteFrom('ports').where('id', '=', id).execute()
   }
 

@@ -25,6 +25,7 @@ export const QUOTA_DEFAULTS: Readonly<Record<string, number>> = {
   subnets: 100,
   ports: 500,
   floating_ips: 50,
+  routers: 10,
   security_groups: 10,
   security_group_rules: 100,
   // Glance (image_size_total in MiB, as Glance's unified limit)

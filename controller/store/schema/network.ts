@@ -110,7 +110,28 @@ export interface FloatingIpTable {
   floating_port_id: string
   port_id: string | null
   fixed_ip_address: string | null
+  /** The router the association goes through; null when not associated. */
+  router_id: string | null
   status: string
+  revision_number: number
+  created_at: string
+  updated_at: string
+}
+
+export interface RouterTable {
+  id: string
+  project_id: string
+  name: string
+  description: string
+  admin_state_up: number
+  status: string
+  /** The network:router_gateway port; null without a gateway. */
+  gw_port_id: string | null
+  enable_snat: number
+  /** JSON: Array<{ destination: string; nexthop: string }> */
+  routes: string
+  /** The host whose L3 agent holds the router ('' when not placed). */
+  l3_host: string
   revision_number: number
   created_at: string
   updated_at: string
@@ -125,4 +146,5 @@ export interface NetworkTables {
   security_groups: SecurityGroupTable
   security_group_rules: SecurityGroupRuleTable
   floating_ips: FloatingIpTable
+  routers: RouterTable
 }

@@ -21,6 +21,8 @@ export interface ComputeHostTable {
   disabled: number
   disabled_reason: string
   last_heartbeat_at: string | null
+  /** 1 when the host's agent has the L3 role (router namespaces). */
+  l3: number
   created_at: string
   updated_at: string
 }

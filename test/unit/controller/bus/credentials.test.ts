@@ -48,5 +48,5 @@ t.test("an agent's credentials: a user of the STRATO account with its own host's
     '$JS.ACK.STRATO_CASTS.agent-node1_example_org.>',
   ])
   t.match(claims.nats, { type: 'user', resp: { max: 1 } })
-  t.same(claims.nats.sub.allow, ['_INBOX_node1_example_org.>', 'strato.agent.node1_example_org.rpc', 'strato.firewall.changed', 'strato.dhcp.changed'])
+  t.same(claims.nats.sub.allow, ['_INBOX_node1_example_org.>', 'strato.agent.node1_example_org.rpc', 'strato.firewall.changed', 'strato.dhcp.changed', 'strato.router.changed'])
 })

@@ -41,7 +41,14 @@ export interface AgentAnnounce {
     | string
     | undefined;
   /** The volume role (cinder-volume) of this agent, when it runs it. */
-  volume?: VolumeBackendStats | undefined;
+  volume?:
+    | VolumeBackendStats
+    | undefined;
+  /**
+   * The L3 role (Neutron's L3 agent: router namespaces). Absent (an agent
+   * older than the flag): true, every agent's default.
+   */
+  l3?: boolean | undefined;
 }
 
 /**
@@ -484,6 +491,83 @@ export interface VolumeImage {
   imageReadToken?: string | undefined;
 }
 
+/**
+ * Asks for the routers the controller places on the host (Neutron's L3
+ * agent sync_routers), resolved as the host's L3 data plane builds them.
+ */
+export interface RoutersRequest {
+  host?: string | undefined;
+}
+
+/** Which bridge a router port's network is on. */
+export interface RouterNetwork {
+  networkId?:
+    | string
+    | undefined;
+  /** flat, vlan or local */
+  networkType?: string | undefined;
+  physicalNetwork?: string | undefined;
+  segmentationId?: number | undefined;
+  mtu?: number | undefined;
+}
+
+/** One port of a router: an interface on a project subnet, or its gateway. */
+export interface RouterPort {
+  portId?: string | undefined;
+  macAddress?: string | undefined;
+  network?:
+    | RouterNetwork
+    | undefined;
+  /** Addresses with their prefix length, e.g. 10.0.0.1/24. */
+  addresses?:
+    | string[]
+    | undefined;
+  /** The CIDRs of the subnets the port is on. */
+  cidrs?: string[] | undefined;
+}
+
+export interface RouterGateway {
+  port?:
+    | RouterPort
+    | undefined;
+  /** The external subnet's gateway IP (the router's default route); empty when none. */
+  nexthop?: string | undefined;
+  enableSnat?: boolean | undefined;
+}
+
+export interface RouterRoute {
+  destination?: string | undefined;
+  nexthop?: string | undefined;
+}
+
+export interface RouterFloatingIp {
+  id?: string | undefined;
+  floatingIpAddress?:
+    | string
+    | undefined;
+  /** The associated port's fixed IPv4 address it maps to, 1:1. */
+  fixedIpAddress?: string | undefined;
+}
+
+export interface RouterSpec {
+  id?: string | undefined;
+  adminStateUp?: boolean | undefined;
+  interfaces?:
+    | RouterPort[]
+    | undefined;
+  /** Absent: no external gateway. */
+  gateway?: RouterGateway | undefined;
+  routes?:
+    | RouterRoute[]
+    | undefined;
+  /** Floating IPs associated through this router. */
+  floatingIps?: RouterFloatingIp[] | undefined;
+}
+
+export interface Routers {
+  routers?: RouterSpec[] | undefined;
+}
+
 export interface ConductorRequest {
   volumeImage?: VolumeImageRequest | undefined;
   announce?: AgentAnnounce | undefined;
@@ -492,6 +576,7 @@ export interface ConductorRequest {
   firewall?: FirewallRequest | undefined;
   dhcp?: DhcpRequest | undefined;
   metadata?: MetadataRequest | undefined;
+  routers?: RoutersRequest | undefined;
 }
 
 export interface ConductorReply {
@@ -502,6 +587,7 @@ export interface ConductorReply {
   firewall?: Firewall | undefined;
   dhcp?: Dhcp | undefined;
   metadata?: InstanceMetadata | undefined;
+  routers?: Routers | undefined;
 }
 
 /** A no-op cast: proves the work queue reaches the agent. */
@@ -638,7 +724,7 @@ export interface AgentReply {
 }
 
 function createBaseAgentAnnounce(): AgentAnnounce {
-  return { host: "", uuid: "", capabilities: undefined, availabilityZone: "", volume: undefined };
+  return { host: "", uuid: "", capabilities: undefined, availabilityZone: "", volume: undefined, l3: undefined };
 }
 
 export const AgentAnnounce: MessageFns<AgentAnnounce> = {
@@ -657,6 +743,9 @@ export const AgentAnnounce: MessageFns<AgentAnnounce> = {
     }
     if (message.volume !== undefined) {
       VolumeBackendStats.encode(message.volume, writer.uint32(42).fork()).join();
+    }
+    if (message.l3 !== undefined) {
+      writer.uint32(48).bool(message.l3);
     }
     return writer;
   },
@@ -714,6 +803,14 @@ export const AgentAnnounce: MessageFns<AgentAnnounce> = {
             message.volume = VolumeBackendStats.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.l3 = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -737,6 +834,7 @@ export const AgentAnnounce: MessageFns<AgentAnnounce> = {
         ? globalThis.String(object.availability_zone)
         : "",
       volume: isSet(object.volume) ? VolumeBackendStats.fromJSON(object.volume) : undefined,
+      l3: isSet(object.l3) ? globalThis.Boolean(object.l3) : undefined,
     };
   },
 
@@ -757,6 +855,9 @@ export const AgentAnnounce: MessageFns<AgentAnnounce> = {
     if (message.volume !== undefined) {
       obj.volume = VolumeBackendStats.toJSON(message.volume);
     }
+    if (message.l3 !== undefined) {
+      obj.l3 = message.l3;
+    }
     return obj;
   },
 
@@ -774,6 +875,7 @@ export const AgentAnnounce: MessageFns<AgentAnnounce> = {
     message.volume = (object.volume !== undefined && object.volume !== null)
       ? VolumeBackendStats.fromPartial(object.volume)
       : undefined;
+    message.l3 = object.l3 ?? undefined;
     return message;
   },
 };
@@ -4902,6 +5004,928 @@ export const VolumeImage: MessageFns<VolumeImage> = {
   },
 };
 
+function createBaseRoutersRequest(): RoutersRequest {
+  return { host: "" };
+}
+
+export const RoutersRequest: MessageFns<RoutersRequest> = {
+  encode(message: RoutersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RoutersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRoutersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RoutersRequest {
+    return { host: isSet(object.host) ? globalThis.String(object.host) : "" };
+  },
+
+  toJSON(message: RoutersRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RoutersRequest>, I>>(base?: I): RoutersRequest {
+    return RoutersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RoutersRequest>, I>>(object: I): RoutersRequest {
+    const message = createBaseRoutersRequest();
+    message.host = object.host ?? "";
+    return message;
+  },
+};
+
+function createBaseRouterNetwork(): RouterNetwork {
+  return { networkId: "", networkType: "", physicalNetwork: "", segmentationId: 0, mtu: 0 };
+}
+
+export const RouterNetwork: MessageFns<RouterNetwork> = {
+  encode(message: RouterNetwork, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.networkId !== undefined && message.networkId !== "") {
+      writer.uint32(10).string(message.networkId);
+    }
+    if (message.networkType !== undefined && message.networkType !== "") {
+      writer.uint32(18).string(message.networkType);
+    }
+    if (message.physicalNetwork !== undefined && message.physicalNetwork !== "") {
+      writer.uint32(26).string(message.physicalNetwork);
+    }
+    if (message.segmentationId !== undefined && message.segmentationId !== 0) {
+      writer.uint32(32).int32(message.segmentationId);
+    }
+    if (message.mtu !== undefined && message.mtu !== 0) {
+      writer.uint32(40).int32(message.mtu);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RouterNetwork {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouterNetwork();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.networkId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.networkType = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.physicalNetwork = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.segmentationId = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.mtu = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RouterNetwork {
+    return {
+      networkId: isSet(object.networkId)
+        ? globalThis.String(object.networkId)
+        : isSet(object.network_id)
+        ? globalThis.String(object.network_id)
+        : "",
+      networkType: isSet(object.networkType)
+        ? globalThis.String(object.networkType)
+        : isSet(object.network_type)
+        ? globalThis.String(object.network_type)
+        : "",
+      physicalNetwork: isSet(object.physicalNetwork)
+        ? globalThis.String(object.physicalNetwork)
+        : isSet(object.physical_network)
+        ? globalThis.String(object.physical_network)
+        : "",
+      segmentationId: isSet(object.segmentationId)
+        ? globalThis.Number(object.segmentationId)
+        : isSet(object.segmentation_id)
+        ? globalThis.Number(object.segmentation_id)
+        : 0,
+      mtu: isSet(object.mtu) ? globalThis.Number(object.mtu) : 0,
+    };
+  },
+
+  toJSON(message: RouterNetwork): unknown {
+    const obj: any = {};
+    if (message.networkId !== undefined && message.networkId !== "") {
+      obj.networkId = message.networkId;
+    }
+    if (message.networkType !== undefined && message.networkType !== "") {
+      obj.networkType = message.networkType;
+    }
+    if (message.physicalNetwork !== undefined && message.physicalNetwork !== "") {
+      obj.physicalNetwork = message.physicalNetwork;
+    }
+    if (message.segmentationId !== undefined && message.segmentationId !== 0) {
+      obj.segmentationId = Math.round(message.segmentationId);
+    }
+    if (message.mtu !== undefined && message.mtu !== 0) {
+      obj.mtu = Math.round(message.mtu);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RouterNetwork>, I>>(base?: I): RouterNetwork {
+    return RouterNetwork.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RouterNetwork>, I>>(object: I): RouterNetwork {
+    const message = createBaseRouterNetwork();
+    message.networkId = object.networkId ?? "";
+    message.networkType = object.networkType ?? "";
+    message.physicalNetwork = object.physicalNetwork ?? "";
+    message.segmentationId = object.segmentationId ?? 0;
+    message.mtu = object.mtu ?? 0;
+    return message;
+  },
+};
+
+function createBaseRouterPort(): RouterPort {
+  return { portId: "", macAddress: "", network: undefined, addresses: [], cidrs: [] };
+}
+
+export const RouterPort: MessageFns<RouterPort> = {
+  encode(message: RouterPort, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.portId !== undefined && message.portId !== "") {
+      writer.uint32(10).string(message.portId);
+    }
+    if (message.macAddress !== undefined && message.macAddress !== "") {
+      writer.uint32(18).string(message.macAddress);
+    }
+    if (message.network !== undefined) {
+      RouterNetwork.encode(message.network, writer.uint32(26).fork()).join();
+    }
+    if (message.addresses !== undefined && message.addresses.length !== 0) {
+      for (const v of message.addresses) {
+        writer.uint32(34).string(v!);
+      }
+    }
+    if (message.cidrs !== undefined && message.cidrs.length !== 0) {
+      for (const v of message.cidrs) {
+        writer.uint32(42).string(v!);
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RouterPort {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouterPort();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.portId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.macAddress = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.network = RouterNetwork.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.addresses!.push(el);
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.cidrs!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RouterPort {
+    return {
+      portId: isSet(object.portId)
+        ? globalThis.String(object.portId)
+        : isSet(object.port_id)
+        ? globalThis.String(object.port_id)
+        : "",
+      macAddress: isSet(object.macAddress)
+        ? globalThis.String(object.macAddress)
+        : isSet(object.mac_address)
+        ? globalThis.String(object.mac_address)
+        : "",
+      network: isSet(object.network) ? RouterNetwork.fromJSON(object.network) : undefined,
+      addresses: globalThis.Array.isArray(object?.addresses)
+        ? object.addresses.map((e: any) => globalThis.String(e))
+        : [],
+      cidrs: globalThis.Array.isArray(object?.cidrs) ? object.cidrs.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: RouterPort): unknown {
+    const obj: any = {};
+    if (message.portId !== undefined && message.portId !== "") {
+      obj.portId = message.portId;
+    }
+    if (message.macAddress !== undefined && message.macAddress !== "") {
+      obj.macAddress = message.macAddress;
+    }
+    if (message.network !== undefined) {
+      obj.network = RouterNetwork.toJSON(message.network);
+    }
+    if (message.addresses?.length) {
+      obj.addresses = message.addresses;
+    }
+    if (message.cidrs?.length) {
+      obj.cidrs = message.cidrs;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RouterPort>, I>>(base?: I): RouterPort {
+    return RouterPort.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RouterPort>, I>>(object: I): RouterPort {
+    const message = createBaseRouterPort();
+    message.portId = object.portId ?? "";
+    message.macAddress = object.macAddress ?? "";
+    message.network = (object.network !== undefined && object.network !== null)
+      ? RouterNetwork.fromPartial(object.network)
+      : undefined;
+    message.addresses = object.addresses?.map((e) => e) || [];
+    message.cidrs = object.cidrs?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRouterGateway(): RouterGateway {
+  return { port: undefined, nexthop: "", enableSnat: false };
+}
+
+export const RouterGateway: MessageFns<RouterGateway> = {
+  encode(message: RouterGateway, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.port !== undefined) {
+      RouterPort.encode(message.port, writer.uint32(10).fork()).join();
+    }
+    if (message.nexthop !== undefined && message.nexthop !== "") {
+      writer.uint32(18).string(message.nexthop);
+    }
+    if (message.enableSnat !== undefined && message.enableSnat !== false) {
+      writer.uint32(24).bool(message.enableSnat);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RouterGateway {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouterGateway();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.port = RouterPort.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nexthop = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.enableSnat = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RouterGateway {
+    return {
+      port: isSet(object.port) ? RouterPort.fromJSON(object.port) : undefined,
+      nexthop: isSet(object.nexthop) ? globalThis.String(object.nexthop) : "",
+      enableSnat: isSet(object.enableSnat)
+        ? globalThis.Boolean(object.enableSnat)
+        : isSet(object.enable_snat)
+        ? globalThis.Boolean(object.enable_snat)
+        : false,
+    };
+  },
+
+  toJSON(message: RouterGateway): unknown {
+    const obj: any = {};
+    if (message.port !== undefined) {
+      obj.port = RouterPort.toJSON(message.port);
+    }
+    if (message.nexthop !== undefined && message.nexthop !== "") {
+      obj.nexthop = message.nexthop;
+    }
+    if (message.enableSnat !== undefined && message.enableSnat !== false) {
+      obj.enableSnat = message.enableSnat;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RouterGateway>, I>>(base?: I): RouterGateway {
+    return RouterGateway.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RouterGateway>, I>>(object: I): RouterGateway {
+    const message = createBaseRouterGateway();
+    message.port = (object.port !== undefined && object.port !== null)
+      ? RouterPort.fromPartial(object.port)
+      : undefined;
+    message.nexthop = object.nexthop ?? "";
+    message.enableSnat = object.enableSnat ?? false;
+    return message;
+  },
+};
+
+function createBaseRouterRoute(): RouterRoute {
+  return { destination: "", nexthop: "" };
+}
+
+export const RouterRoute: MessageFns<RouterRoute> = {
+  encode(message: RouterRoute, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.destination !== undefined && message.destination !== "") {
+      writer.uint32(10).string(message.destination);
+    }
+    if (message.nexthop !== undefined && message.nexthop !== "") {
+      writer.uint32(18).string(message.nexthop);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RouterRoute {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouterRoute();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.destination = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nexthop = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RouterRoute {
+    return {
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
+      nexthop: isSet(object.nexthop) ? globalThis.String(object.nexthop) : "",
+    };
+  },
+
+  toJSON(message: RouterRoute): unknown {
+    const obj: any = {};
+    if (message.destination !== undefined && message.destination !== "") {
+      obj.destination = message.destination;
+    }
+    if (message.nexthop !== undefined && message.nexthop !== "") {
+      obj.nexthop = message.nexthop;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RouterRoute>, I>>(base?: I): RouterRoute {
+    return RouterRoute.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RouterRoute>, I>>(object: I): RouterRoute {
+    const message = createBaseRouterRoute();
+    message.destination = object.destination ?? "";
+    message.nexthop = object.nexthop ?? "";
+    return message;
+  },
+};
+
+function createBaseRouterFloatingIp(): RouterFloatingIp {
+  return { id: "", floatingIpAddress: "", fixedIpAddress: "" };
+}
+
+export const RouterFloatingIp: MessageFns<RouterFloatingIp> = {
+  encode(message: RouterFloatingIp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.floatingIpAddress !== undefined && message.floatingIpAddress !== "") {
+      writer.uint32(18).string(message.floatingIpAddress);
+    }
+    if (message.fixedIpAddress !== undefined && message.fixedIpAddress !== "") {
+      writer.uint32(26).string(message.fixedIpAddress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RouterFloatingIp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouterFloatingIp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.floatingIpAddress = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.fixedIpAddress = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RouterFloatingIp {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      floatingIpAddress: isSet(object.floatingIpAddress)
+        ? globalThis.String(object.floatingIpAddress)
+        : isSet(object.floating_ip_address)
+        ? globalThis.String(object.floating_ip_address)
+        : "",
+      fixedIpAddress: isSet(object.fixedIpAddress)
+        ? globalThis.String(object.fixedIpAddress)
+        : isSet(object.fixed_ip_address)
+        ? globalThis.String(object.fixed_ip_address)
+        : "",
+    };
+  },
+
+  toJSON(message: RouterFloatingIp): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.floatingIpAddress !== undefined && message.floatingIpAddress !== "") {
+      obj.floatingIpAddress = message.floatingIpAddress;
+    }
+    if (message.fixedIpAddress !== undefined && message.fixedIpAddress !== "") {
+      obj.fixedIpAddress = message.fixedIpAddress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RouterFloatingIp>, I>>(base?: I): RouterFloatingIp {
+    return RouterFloatingIp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RouterFloatingIp>, I>>(object: I): RouterFloatingIp {
+    const message = createBaseRouterFloatingIp();
+    message.id = object.id ?? "";
+    message.floatingIpAddress = object.floatingIpAddress ?? "";
+    message.fixedIpAddress = object.fixedIpAddress ?? "";
+    return message;
+  },
+};
+
+function createBaseRouterSpec(): RouterSpec {
+  return { id: "", adminStateUp: false, interfaces: [], gateway: undefined, routes: [], floatingIps: [] };
+}
+
+export const RouterSpec: MessageFns<RouterSpec> = {
+  encode(message: RouterSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.adminStateUp !== undefined && message.adminStateUp !== false) {
+      writer.uint32(16).bool(message.adminStateUp);
+    }
+    if (message.interfaces !== undefined && message.interfaces.length !== 0) {
+      for (const v of message.interfaces) {
+        RouterPort.encode(v!, writer.uint32(26).fork()).join();
+      }
+    }
+    if (message.gateway !== undefined) {
+      RouterGateway.encode(message.gateway, writer.uint32(34).fork()).join();
+    }
+    if (message.routes !== undefined && message.routes.length !== 0) {
+      for (const v of message.routes) {
+        RouterRoute.encode(v!, writer.uint32(42).fork()).join();
+      }
+    }
+    if (message.floatingIps !== undefined && message.floatingIps.length !== 0) {
+      for (const v of message.floatingIps) {
+        RouterFloatingIp.encode(v!, writer.uint32(50).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RouterSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouterSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.adminStateUp = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const el = RouterPort.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.interfaces!.push(el);
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.gateway = RouterGateway.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const el = RouterRoute.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.routes!.push(el);
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const el = RouterFloatingIp.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.floatingIps!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RouterSpec {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      adminStateUp: isSet(object.adminStateUp)
+        ? globalThis.Boolean(object.adminStateUp)
+        : isSet(object.admin_state_up)
+        ? globalThis.Boolean(object.admin_state_up)
+        : false,
+      interfaces: globalThis.Array.isArray(object?.interfaces)
+        ? object.interfaces.map((e: any) => RouterPort.fromJSON(e))
+        : [],
+      gateway: isSet(object.gateway) ? RouterGateway.fromJSON(object.gateway) : undefined,
+      routes: globalThis.Array.isArray(object?.routes) ? object.routes.map((e: any) => RouterRoute.fromJSON(e)) : [],
+      floatingIps: globalThis.Array.isArray(object?.floatingIps)
+        ? object.floatingIps.map((e: any) => RouterFloatingIp.fromJSON(e))
+        : globalThis.Array.isArray(object?.floating_ips)
+        ? object.floating_ips.map((e: any) => RouterFloatingIp.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RouterSpec): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.adminStateUp !== undefined && message.adminStateUp !== false) {
+      obj.adminStateUp = message.adminStateUp;
+    }
+    if (message.interfaces?.length) {
+      obj.interfaces = message.interfaces.map((e) => RouterPort.toJSON(e));
+    }
+    if (message.gateway !== undefined) {
+      obj.gateway = RouterGateway.toJSON(message.gateway);
+    }
+    if (message.routes?.length) {
+      obj.routes = message.routes.map((e) => RouterRoute.toJSON(e));
+    }
+    if (message.floatingIps?.length) {
+      obj.floatingIps = message.floatingIps.map((e) => RouterFloatingIp.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RouterSpec>, I>>(base?: I): RouterSpec {
+    return RouterSpec.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RouterSpec>, I>>(object: I): RouterSpec {
+    const message = createBaseRouterSpec();
+    message.id = object.id ?? "";
+    message.adminStateUp = object.adminStateUp ?? false;
+    message.interfaces = object.interfaces?.map((e) => RouterPort.fromPartial(e)) || [];
+    message.gateway = (object.gateway !== undefined && object.gateway !== null)
+      ? RouterGateway.fromPartial(object.gateway)
+      : undefined;
+    message.routes = object.routes?.map((e) => RouterRoute.fromPartial(e)) || [];
+    message.floatingIps = object.floatingIps?.map((e) => RouterFloatingIp.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRouters(): Routers {
+  return { routers: [] };
+}
+
+export const Routers: MessageFns<Routers> = {
+  encode(message: Routers, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.routers !== undefined && message.routers.length !== 0) {
+      for (const v of message.routers) {
+        RouterSpec.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Routers {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouters();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = RouterSpec.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.routers!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Routers {
+    return {
+      routers: globalThis.Array.isArray(object?.routers) ? object.routers.map((e: any) => RouterSpec.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: Routers): unknown {
+    const obj: any = {};
+    if (message.routers?.length) {
+      obj.routers = message.routers.map((e) => RouterSpec.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Routers>, I>>(base?: I): Routers {
+    return Routers.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Routers>, I>>(object: I): Routers {
+    const message = createBaseRouters();
+    message.routers = object.routers?.map((e) => RouterSpec.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseConductorRequest(): ConductorRequest {
   return {
     volumeImage: undefined,
@@ -4911,6 +5935,7 @@ function createBaseConductorRequest(): ConductorRequest {
     firewall: undefined,
     dhcp: undefined,
     metadata: undefined,
+    routers: undefined,
   };
 }
 
@@ -4936,6 +5961,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.metadata !== undefined) {
       MetadataRequest.encode(message.metadata, writer.uint32(42).fork()).join();
+    }
+    if (message.routers !== undefined) {
+      RoutersRequest.encode(message.routers, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -5009,6 +6037,14 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
             message.metadata = MetadataRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.routers = RoutersRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5042,6 +6078,7 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
       firewall: isSet(object.firewall) ? FirewallRequest.fromJSON(object.firewall) : undefined,
       dhcp: isSet(object.dhcp) ? DhcpRequest.fromJSON(object.dhcp) : undefined,
       metadata: isSet(object.metadata) ? MetadataRequest.fromJSON(object.metadata) : undefined,
+      routers: isSet(object.routers) ? RoutersRequest.fromJSON(object.routers) : undefined,
     };
   },
 
@@ -5067,6 +6104,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.metadata !== undefined) {
       obj.metadata = MetadataRequest.toJSON(message.metadata);
+    }
+    if (message.routers !== undefined) {
+      obj.routers = RoutersRequest.toJSON(message.routers);
     }
     return obj;
   },
@@ -5097,6 +6137,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     message.metadata = (object.metadata !== undefined && object.metadata !== null)
       ? MetadataRequest.fromPartial(object.metadata)
       : undefined;
+    message.routers = (object.routers !== undefined && object.routers !== null)
+      ? RoutersRequest.fromPartial(object.routers)
+      : undefined;
     return message;
   },
 };
@@ -5110,6 +6153,7 @@ function createBaseConductorReply(): ConductorReply {
     firewall: undefined,
     dhcp: undefined,
     metadata: undefined,
+    routers: undefined,
   };
 }
 
@@ -5135,6 +6179,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.metadata !== undefined) {
       InstanceMetadata.encode(message.metadata, writer.uint32(42).fork()).join();
+    }
+    if (message.routers !== undefined) {
+      Routers.encode(message.routers, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -5208,6 +6255,14 @@ export const ConductorReply: MessageFns<ConductorReply> = {
             message.metadata = InstanceMetadata.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.routers = Routers.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5241,6 +6296,7 @@ export const ConductorReply: MessageFns<ConductorReply> = {
       firewall: isSet(object.firewall) ? Firewall.fromJSON(object.firewall) : undefined,
       dhcp: isSet(object.dhcp) ? Dhcp.fromJSON(object.dhcp) : undefined,
       metadata: isSet(object.metadata) ? InstanceMetadata.fromJSON(object.metadata) : undefined,
+      routers: isSet(object.routers) ? Routers.fromJSON(object.routers) : undefined,
     };
   },
 
@@ -5266,6 +6322,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.metadata !== undefined) {
       obj.metadata = InstanceMetadata.toJSON(message.metadata);
+    }
+    if (message.routers !== undefined) {
+      obj.routers = Routers.toJSON(message.routers);
     }
     return obj;
   },
@@ -5293,6 +6352,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     message.dhcp = (object.dhcp !== undefined && object.dhcp !== null) ? Dhcp.fromPartial(object.dhcp) : undefined;
     message.metadata = (object.metadata !== undefined && object.metadata !== null)
       ? InstanceMetadata.fromPartial(object.metadata)
+      : undefined;
+    message.routers = (object.routers !== undefined && object.routers !== null)
+      ? Routers.fromPartial(object.routers)
       : undefined;
     return message;
   },

@@ -27,7 +27,7 @@ export const protobufPackage = "strato.network.v1";
 export const protobufFileName = "strato/network/v1/network.proto";
 
 /**
- * Strato networking: networks, subnets, ports, floating IPs, security groups
+ * Strato networking: networks, subnets, ports, floating IPs, routers, security groups
  * (Neutron semantics, OpenStack field names; `router:external` is
  * `router_external`, `provider:network_type` is `provider_network_type`, …).
  * Every RPC requires metadata `x-auth-token`.
@@ -468,6 +468,152 @@ export interface UpdateFloatingIpRequest {
 
 export interface DeleteFloatingIpRequest {
   id?: string | undefined;
+}
+
+/** One fixed IP of a router's gateway port on the external network. */
+export interface ExternalFixedIp {
+  subnetId?: string | undefined;
+  ipAddress?: string | undefined;
+}
+
+/** Neutron's `external_gateway_info`: the router's port on a router:external network. */
+export interface ExternalGatewayInfo {
+  networkId?:
+    | string
+    | undefined;
+  /**
+   * SNAT of the router's project subnets to the gateway address. Default true;
+   * only admins may turn it off (Neutron's policy).
+   */
+  enableSnat?:
+    | boolean
+    | undefined;
+  /**
+   * The gateway port's addresses; default one address of the external
+   * network's first IPv4 subnet with room. Only admins may name an address.
+   */
+  externalFixedIps?: ExternalFixedIp[] | undefined;
+}
+
+/** One interface of a router (openstackclient's `interfaces_info`). */
+export interface RouterInterface {
+  portId?: string | undefined;
+  subnetId?: string | undefined;
+  ipAddress?: string | undefined;
+}
+
+/**
+ * A Neutron router: interfaces on project subnets (ports with device_owner
+ * network:router_interface), an optional external gateway
+ * (network:router_gateway), extra routes. An agent with the L3 role holds it.
+ */
+export interface Router {
+  id?: string | undefined;
+  name?: string | undefined;
+  description?: string | undefined;
+  projectId?:
+    | string
+    | undefined;
+  /** ACTIVE. */
+  status?: string | undefined;
+  adminStateUp?:
+    | boolean
+    | undefined;
+  /** Unset: no gateway. */
+  externalGatewayInfo?:
+    | ExternalGatewayInfo
+    | undefined;
+  /** Extra routes (destination CIDR via nexthop). */
+  routes?: HostRoute[] | undefined;
+  interfacesInfo?:
+    | RouterInterface[]
+    | undefined;
+  /**
+   * Admins only (Neutron's l3-agent-list-hosting-router): the host whose L3
+   * agent holds the router; empty when not placed (no gateway nor interface,
+   * or no L3 agent up).
+   */
+  l3AgentHost?: string | undefined;
+  revisionNumber?: number | undefined;
+  createdAt?: Date | undefined;
+  updatedAt?: Date | undefined;
+}
+
+export interface CreateRouterRequest {
+  name?: string | undefined;
+  description?:
+    | string
+    | undefined;
+  /** Default true. */
+  adminStateUp?: boolean | undefined;
+  externalGatewayInfo?:
+    | ExternalGatewayInfo
+    | undefined;
+  /** Admin only: create the router for another project. */
+  projectId?: string | undefined;
+}
+
+/** By id, or by name (among the routers the caller can see). */
+export interface GetRouterRequest {
+  id?: string | undefined;
+  name?: string | undefined;
+}
+
+export interface ListRoutersRequest {
+  name?: string | undefined;
+  projectId?: string | undefined;
+}
+
+export interface ListRoutersResponse {
+  routers?: Router[] | undefined;
+}
+
+/** Unset fields are unchanged. */
+export interface UpdateRouterRequest {
+  id?: string | undefined;
+  name?: string | undefined;
+  description?: string | undefined;
+  adminStateUp?:
+    | boolean
+    | undefined;
+  /** Present: sets (or replaces) the gateway. */
+  externalGatewayInfo?:
+    | ExternalGatewayInfo
+    | undefined;
+  /** Removes the gateway (refused while floating IPs need it). */
+  clearExternalGateway?:
+    | boolean
+    | undefined;
+  /** Present: replaces the routes (an empty list removes them all). */
+  routes?: HostRoutes | undefined;
+}
+
+export interface DeleteRouterRequest {
+  id?: string | undefined;
+}
+
+/** Exactly one of subnet_id or port_id. */
+export interface RouterInterfaceRequest {
+  routerId?:
+    | string
+    | undefined;
+  /** A port on the subnet taking the subnet's gateway IP is made. */
+  subnetId?:
+    | string
+    | undefined;
+  /** An unbound port of the router's project becomes the interface. */
+  portId?: string | undefined;
+}
+
+/** Neutron's add/remove_router_interface answer. */
+export interface RouterInterfaceInfo {
+  /** The router. */
+  id?: string | undefined;
+  projectId?: string | undefined;
+  portId?: string | undefined;
+  subnetId?: string | undefined;
+  subnetIds?: string[] | undefined;
+  networkId?: string | undefined;
 }
 
 export interface SecurityGroupRule {
@@ -5803,6 +5949,1587 @@ export const DeleteFloatingIpRequest: MessageFns<DeleteFloatingIpRequest> = {
   },
 };
 
+function createBaseExternalFixedIp(): ExternalFixedIp {
+  return { subnetId: "", ipAddress: "" };
+}
+
+export const ExternalFixedIp: MessageFns<ExternalFixedIp> = {
+  encode(message: ExternalFixedIp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      writer.uint32(10).string(message.subnetId);
+    }
+    if (message.ipAddress !== undefined && message.ipAddress !== "") {
+      writer.uint32(18).string(message.ipAddress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExternalFixedIp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExternalFixedIp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.subnetId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ipAddress = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExternalFixedIp {
+    return {
+      subnetId: isSet(object.subnetId)
+        ? globalThis.String(object.subnetId)
+        : isSet(object.subnet_id)
+        ? globalThis.String(object.subnet_id)
+        : "",
+      ipAddress: isSet(object.ipAddress)
+        ? globalThis.String(object.ipAddress)
+        : isSet(object.ip_address)
+        ? globalThis.String(object.ip_address)
+        : "",
+    };
+  },
+
+  toJSON(message: ExternalFixedIp): unknown {
+    const obj: any = {};
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      obj.subnetId = message.subnetId;
+    }
+    if (message.ipAddress !== undefined && message.ipAddress !== "") {
+      obj.ipAddress = message.ipAddress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExternalFixedIp>, I>>(base?: I): ExternalFixedIp {
+    return ExternalFixedIp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExternalFixedIp>, I>>(object: I): ExternalFixedIp {
+    const message = createBaseExternalFixedIp();
+    message.subnetId = object.subnetId ?? "";
+    message.ipAddress = object.ipAddress ?? "";
+    return message;
+  },
+};
+
+function createBaseExternalGatewayInfo(): ExternalGatewayInfo {
+  return { networkId: "", enableSnat: undefined, externalFixedIps: [] };
+}
+
+export const ExternalGatewayInfo: MessageFns<ExternalGatewayInfo> = {
+  encode(message: ExternalGatewayInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.networkId !== undefined && message.networkId !== "") {
+      writer.uint32(10).string(message.networkId);
+    }
+    if (message.enableSnat !== undefined) {
+      writer.uint32(16).bool(message.enableSnat);
+    }
+    if (message.externalFixedIps !== undefined && message.externalFixedIps.length !== 0) {
+      for (const v of message.externalFixedIps) {
+        ExternalFixedIp.encode(v!, writer.uint32(26).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExternalGatewayInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExternalGatewayInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.networkId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.enableSnat = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const el = ExternalFixedIp.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.externalFixedIps!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExternalGatewayInfo {
+    return {
+      networkId: isSet(object.networkId)
+        ? globalThis.String(object.networkId)
+        : isSet(object.network_id)
+        ? globalThis.String(object.network_id)
+        : "",
+      enableSnat: isSet(object.enableSnat)
+        ? globalThis.Boolean(object.enableSnat)
+        : isSet(object.enable_snat)
+        ? globalThis.Boolean(object.enable_snat)
+        : undefined,
+      externalFixedIps: globalThis.Array.isArray(object?.externalFixedIps)
+        ? object.externalFixedIps.map((e: any) => ExternalFixedIp.fromJSON(e))
+        : globalThis.Array.isArray(object?.external_fixed_ips)
+        ? object.external_fixed_ips.map((e: any) => ExternalFixedIp.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ExternalGatewayInfo): unknown {
+    const obj: any = {};
+    if (message.networkId !== undefined && message.networkId !== "") {
+      obj.networkId = message.networkId;
+    }
+    if (message.enableSnat !== undefined) {
+      obj.enableSnat = message.enableSnat;
+    }
+    if (message.externalFixedIps?.length) {
+      obj.externalFixedIps = message.externalFixedIps.map((e) => ExternalFixedIp.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExternalGatewayInfo>, I>>(base?: I): ExternalGatewayInfo {
+    return ExternalGatewayInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExternalGatewayInfo>, I>>(object: I): ExternalGatewayInfo {
+    const message = createBaseExternalGatewayInfo();
+    message.networkId = object.networkId ?? "";
+    message.enableSnat = object.enableSnat ?? undefined;
+    message.externalFixedIps = object.externalFixedIps?.map((e) => ExternalFixedIp.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRouterInterface(): RouterInterface {
+  return { portId: "", subnetId: "", ipAddress: "" };
+}
+
+export const RouterInterface: MessageFns<RouterInterface> = {
+  encode(message: RouterInterface, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.portId !== undefined && message.portId !== "") {
+      writer.uint32(10).string(message.portId);
+    }
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      writer.uint32(18).string(message.subnetId);
+    }
+    if (message.ipAddress !== undefined && message.ipAddress !== "") {
+      writer.uint32(26).string(message.ipAddress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RouterInterface {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouterInterface();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.portId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subnetId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ipAddress = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RouterInterface {
+    return {
+      portId: isSet(object.portId)
+        ? globalThis.String(object.portId)
+        : isSet(object.port_id)
+        ? globalThis.String(object.port_id)
+        : "",
+      subnetId: isSet(object.subnetId)
+        ? globalThis.String(object.subnetId)
+        : isSet(object.subnet_id)
+        ? globalThis.String(object.subnet_id)
+        : "",
+      ipAddress: isSet(object.ipAddress)
+        ? globalThis.String(object.ipAddress)
+        : isSet(object.ip_address)
+        ? globalThis.String(object.ip_address)
+        : "",
+    };
+  },
+
+  toJSON(message: RouterInterface): unknown {
+    const obj: any = {};
+    if (message.portId !== undefined && message.portId !== "") {
+      obj.portId = message.portId;
+    }
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      obj.subnetId = message.subnetId;
+    }
+    if (message.ipAddress !== undefined && message.ipAddress !== "") {
+      obj.ipAddress = message.ipAddress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RouterInterface>, I>>(base?: I): RouterInterface {
+    return RouterInterface.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RouterInterface>, I>>(object: I): RouterInterface {
+    const message = createBaseRouterInterface();
+    message.portId = object.portId ?? "";
+    message.subnetId = object.subnetId ?? "";
+    message.ipAddress = object.ipAddress ?? "";
+    return message;
+  },
+};
+
+function createBaseRouter(): Router {
+  return {
+    id: "",
+    name: "",
+    description: "",
+    projectId: "",
+    status: "",
+    adminStateUp: false,
+    externalGatewayInfo: undefined,
+    routes: [],
+    interfacesInfo: [],
+    l3AgentHost: "",
+    revisionNumber: 0,
+    createdAt: undefined,
+    updatedAt: undefined,
+  };
+}
+
+export const Router: MessageFns<Router> = {
+  encode(message: Router, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== undefined && message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.description !== undefined && message.description !== "") {
+      writer.uint32(26).string(message.description);
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      writer.uint32(34).string(message.projectId);
+    }
+    if (message.status !== undefined && message.status !== "") {
+      writer.uint32(42).string(message.status);
+    }
+    if (message.adminStateUp !== undefined && message.adminStateUp !== false) {
+      writer.uint32(48).bool(message.adminStateUp);
+    }
+    if (message.externalGatewayInfo !== undefined) {
+      ExternalGatewayInfo.encode(message.externalGatewayInfo, writer.uint32(58).fork()).join();
+    }
+    if (message.routes !== undefined && message.routes.length !== 0) {
+      for (const v of message.routes) {
+        HostRoute.encode(v!, writer.uint32(66).fork()).join();
+      }
+    }
+    if (message.interfacesInfo !== undefined && message.interfacesInfo.length !== 0) {
+      for (const v of message.interfacesInfo) {
+        RouterInterface.encode(v!, writer.uint32(74).fork()).join();
+      }
+    }
+    if (message.l3AgentHost !== undefined && message.l3AgentHost !== "") {
+      writer.uint32(82).string(message.l3AgentHost);
+    }
+    if (message.revisionNumber !== undefined && message.revisionNumber !== 0) {
+      writer.uint32(88).int32(message.revisionNumber);
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(98).fork()).join();
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(106).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Router {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.projectId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.adminStateUp = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.externalGatewayInfo = ExternalGatewayInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const el = HostRoute.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.routes!.push(el);
+            }
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const el = RouterInterface.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.interfacesInfo!.push(el);
+            }
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.l3AgentHost = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.revisionNumber = reader.int32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Router {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      projectId: isSet(object.projectId)
+        ? globalThis.String(object.projectId)
+        : isSet(object.project_id)
+        ? globalThis.String(object.project_id)
+        : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      adminStateUp: isSet(object.adminStateUp)
+        ? globalThis.Boolean(object.adminStateUp)
+        : isSet(object.admin_state_up)
+        ? globalThis.Boolean(object.admin_state_up)
+        : false,
+      externalGatewayInfo: isSet(object.externalGatewayInfo)
+        ? ExternalGatewayInfo.fromJSON(object.externalGatewayInfo)
+        : isSet(object.external_gateway_info)
+        ? ExternalGatewayInfo.fromJSON(object.external_gateway_info)
+        : undefined,
+      routes: globalThis.Array.isArray(object?.routes) ? object.routes.map((e: any) => HostRoute.fromJSON(e)) : [],
+      interfacesInfo: globalThis.Array.isArray(object?.interfacesInfo)
+        ? object.interfacesInfo.map((e: any) => RouterInterface.fromJSON(e))
+        : globalThis.Array.isArray(object?.interfaces_info)
+        ? object.interfaces_info.map((e: any) => RouterInterface.fromJSON(e))
+        : [],
+      l3AgentHost: isSet(object.l3AgentHost)
+        ? globalThis.String(object.l3AgentHost)
+        : isSet(object.l3_agent_host)
+        ? globalThis.String(object.l3_agent_host)
+        : "",
+      revisionNumber: isSet(object.revisionNumber)
+        ? globalThis.Number(object.revisionNumber)
+        : isSet(object.revision_number)
+        ? globalThis.Number(object.revision_number)
+        : 0,
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+      updatedAt: isSet(object.updatedAt)
+        ? fromJsonTimestamp(object.updatedAt)
+        : isSet(object.updated_at)
+        ? fromJsonTimestamp(object.updated_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Router): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== undefined && message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.description !== undefined && message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      obj.projectId = message.projectId;
+    }
+    if (message.status !== undefined && message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.adminStateUp !== undefined && message.adminStateUp !== false) {
+      obj.adminStateUp = message.adminStateUp;
+    }
+    if (message.externalGatewayInfo !== undefined) {
+      obj.externalGatewayInfo = ExternalGatewayInfo.toJSON(message.externalGatewayInfo);
+    }
+    if (message.routes?.length) {
+      obj.routes = message.routes.map((e) => HostRoute.toJSON(e));
+    }
+    if (message.interfacesInfo?.length) {
+      obj.interfacesInfo = message.interfacesInfo.map((e) => RouterInterface.toJSON(e));
+    }
+    if (message.l3AgentHost !== undefined && message.l3AgentHost !== "") {
+      obj.l3AgentHost = message.l3AgentHost;
+    }
+    if (message.revisionNumber !== undefined && message.revisionNumber !== 0) {
+      obj.revisionNumber = Math.round(message.revisionNumber);
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    if (message.updatedAt !== undefined) {
+      obj.updatedAt = message.updatedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Router>, I>>(base?: I): Router {
+    return Router.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Router>, I>>(object: I): Router {
+    const message = createBaseRouter();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.description = object.description ?? "";
+    message.projectId = object.projectId ?? "";
+    message.status = object.status ?? "";
+    message.adminStateUp = object.adminStateUp ?? false;
+    message.externalGatewayInfo = (object.externalGatewayInfo !== undefined && object.externalGatewayInfo !== null)
+      ? ExternalGatewayInfo.fromPartial(object.externalGatewayInfo)
+      : undefined;
+    message.routes = object.routes?.map((e) => HostRoute.fromPartial(e)) || [];
+    message.interfacesInfo = object.interfacesInfo?.map((e) => RouterInterface.fromPartial(e)) || [];
+    message.l3AgentHost = object.l3AgentHost ?? "";
+    message.revisionNumber = object.revisionNumber ?? 0;
+    message.createdAt = object.createdAt ?? undefined;
+    message.updatedAt = object.updatedAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCreateRouterRequest(): CreateRouterRequest {
+  return { name: "", description: "", adminStateUp: undefined, externalGatewayInfo: undefined, projectId: "" };
+}
+
+export const CreateRouterRequest: MessageFns<CreateRouterRequest> = {
+  encode(message: CreateRouterRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== undefined && message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.description !== undefined && message.description !== "") {
+      writer.uint32(18).string(message.description);
+    }
+    if (message.adminStateUp !== undefined) {
+      writer.uint32(24).bool(message.adminStateUp);
+    }
+    if (message.externalGatewayInfo !== undefined) {
+      ExternalGatewayInfo.encode(message.externalGatewayInfo, writer.uint32(34).fork()).join();
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      writer.uint32(42).string(message.projectId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateRouterRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateRouterRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.adminStateUp = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.externalGatewayInfo = ExternalGatewayInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.projectId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateRouterRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      adminStateUp: isSet(object.adminStateUp)
+        ? globalThis.Boolean(object.adminStateUp)
+        : isSet(object.admin_state_up)
+        ? globalThis.Boolean(object.admin_state_up)
+        : undefined,
+      externalGatewayInfo: isSet(object.externalGatewayInfo)
+        ? ExternalGatewayInfo.fromJSON(object.externalGatewayInfo)
+        : isSet(object.external_gateway_info)
+        ? ExternalGatewayInfo.fromJSON(object.external_gateway_info)
+        : undefined,
+      projectId: isSet(object.projectId)
+        ? globalThis.String(object.projectId)
+        : isSet(object.project_id)
+        ? globalThis.String(object.project_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CreateRouterRequest): unknown {
+    const obj: any = {};
+    if (message.name !== undefined && message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.description !== undefined && message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.adminStateUp !== undefined) {
+      obj.adminStateUp = message.adminStateUp;
+    }
+    if (message.externalGatewayInfo !== undefined) {
+      obj.externalGatewayInfo = ExternalGatewayInfo.toJSON(message.externalGatewayInfo);
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      obj.projectId = message.projectId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateRouterRequest>, I>>(base?: I): CreateRouterRequest {
+    return CreateRouterRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateRouterRequest>, I>>(object: I): CreateRouterRequest {
+    const message = createBaseCreateRouterRequest();
+    message.name = object.name ?? "";
+    message.description = object.description ?? "";
+    message.adminStateUp = object.adminStateUp ?? undefined;
+    message.externalGatewayInfo = (object.externalGatewayInfo !== undefined && object.externalGatewayInfo !== null)
+      ? ExternalGatewayInfo.fromPartial(object.externalGatewayInfo)
+      : undefined;
+    message.projectId = object.projectId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetRouterRequest(): GetRouterRequest {
+  return { id: "", name: "" };
+}
+
+export const GetRouterRequest: MessageFns<GetRouterRequest> = {
+  encode(message: GetRouterRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== undefined && message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRouterRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRouterRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRouterRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: GetRouterRequest): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== undefined && message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRouterRequest>, I>>(base?: I): GetRouterRequest {
+    return GetRouterRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRouterRequest>, I>>(object: I): GetRouterRequest {
+    const message = createBaseGetRouterRequest();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseListRoutersRequest(): ListRoutersRequest {
+  return { name: "", projectId: "" };
+}
+
+export const ListRoutersRequest: MessageFns<ListRoutersRequest> = {
+  encode(message: ListRoutersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== undefined && message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      writer.uint32(18).string(message.projectId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRoutersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRoutersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.projectId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRoutersRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      projectId: isSet(object.projectId)
+        ? globalThis.String(object.projectId)
+        : isSet(object.project_id)
+        ? globalThis.String(object.project_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListRoutersRequest): unknown {
+    const obj: any = {};
+    if (message.name !== undefined && message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      obj.projectId = message.projectId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRoutersRequest>, I>>(base?: I): ListRoutersRequest {
+    return ListRoutersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRoutersRequest>, I>>(object: I): ListRoutersRequest {
+    const message = createBaseListRoutersRequest();
+    message.name = object.name ?? "";
+    message.projectId = object.projectId ?? "";
+    return message;
+  },
+};
+
+function createBaseListRoutersResponse(): ListRoutersResponse {
+  return { routers: [] };
+}
+
+export const ListRoutersResponse: MessageFns<ListRoutersResponse> = {
+  encode(message: ListRoutersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.routers !== undefined && message.routers.length !== 0) {
+      for (const v of message.routers) {
+        Router.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRoutersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRoutersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = Router.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.routers!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRoutersResponse {
+    return {
+      routers: globalThis.Array.isArray(object?.routers) ? object.routers.map((e: any) => Router.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListRoutersResponse): unknown {
+    const obj: any = {};
+    if (message.routers?.length) {
+      obj.routers = message.routers.map((e) => Router.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRoutersResponse>, I>>(base?: I): ListRoutersResponse {
+    return ListRoutersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRoutersResponse>, I>>(object: I): ListRoutersResponse {
+    const message = createBaseListRoutersResponse();
+    message.routers = object.routers?.map((e) => Router.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseUpdateRouterRequest(): UpdateRouterRequest {
+  return {
+    id: "",
+    name: undefined,
+    description: undefined,
+    adminStateUp: undefined,
+    externalGatewayInfo: undefined,
+    clearExternalGateway: false,
+    routes: undefined,
+  };
+}
+
+export const UpdateRouterRequest: MessageFns<UpdateRouterRequest> = {
+  encode(message: UpdateRouterRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== undefined) {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.description !== undefined) {
+      writer.uint32(26).string(message.description);
+    }
+    if (message.adminStateUp !== undefined) {
+      writer.uint32(32).bool(message.adminStateUp);
+    }
+    if (message.externalGatewayInfo !== undefined) {
+      ExternalGatewayInfo.encode(message.externalGatewayInfo, writer.uint32(42).fork()).join();
+    }
+    if (message.clearExternalGateway !== undefined && message.clearExternalGateway !== false) {
+      writer.uint32(48).bool(message.clearExternalGateway);
+    }
+    if (message.routes !== undefined) {
+      HostRoutes.encode(message.routes, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateRouterRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateRouterRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.adminStateUp = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.externalGatewayInfo = ExternalGatewayInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.clearExternalGateway = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.routes = HostRoutes.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateRouterRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : undefined,
+      description: isSet(object.description) ? globalThis.String(object.description) : undefined,
+      adminStateUp: isSet(object.adminStateUp)
+        ? globalThis.Boolean(object.adminStateUp)
+        : isSet(object.admin_state_up)
+        ? globalThis.Boolean(object.admin_state_up)
+        : undefined,
+      externalGatewayInfo: isSet(object.externalGatewayInfo)
+        ? ExternalGatewayInfo.fromJSON(object.externalGatewayInfo)
+        : isSet(object.external_gateway_info)
+        ? ExternalGatewayInfo.fromJSON(object.external_gateway_info)
+        : undefined,
+      clearExternalGateway: isSet(object.clearExternalGateway)
+        ? globalThis.Boolean(object.clearExternalGateway)
+        : isSet(object.clear_external_gateway)
+        ? globalThis.Boolean(object.clear_external_gateway)
+        : false,
+      routes: isSet(object.routes) ? HostRoutes.fromJSON(object.routes) : undefined,
+    };
+  },
+
+  toJSON(message: UpdateRouterRequest): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== undefined) {
+      obj.name = message.name;
+    }
+    if (message.description !== undefined) {
+      obj.description = message.description;
+    }
+    if (message.adminStateUp !== undefined) {
+      obj.adminStateUp = message.adminStateUp;
+    }
+    if (message.externalGatewayInfo !== undefined) {
+      obj.externalGatewayInfo = ExternalGatewayInfo.toJSON(message.externalGatewayInfo);
+    }
+    if (message.clearExternalGateway !== undefined && message.clearExternalGateway !== false) {
+      obj.clearExternalGateway = message.clearExternalGateway;
+    }
+    if (message.routes !== undefined) {
+      obj.routes = HostRoutes.toJSON(message.routes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateRouterRequest>, I>>(base?: I): UpdateRouterRequest {
+    return UpdateRouterRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateRouterRequest>, I>>(object: I): UpdateRouterRequest {
+    const message = createBaseUpdateRouterRequest();
+    message.id = object.id ?? "";
+    message.name = object.name ?? undefined;
+    message.description = object.description ?? undefined;
+    message.adminStateUp = object.adminStateUp ?? undefined;
+    message.externalGatewayInfo = (object.externalGatewayInfo !== undefined && object.externalGatewayInfo !== null)
+      ? ExternalGatewayInfo.fromPartial(object.externalGatewayInfo)
+      : undefined;
+    message.clearExternalGateway = object.clearExternalGateway ?? false;
+    message.routes = (object.routes !== undefined && object.routes !== null)
+      ? HostRoutes.fromPartial(object.routes)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteRouterRequest(): DeleteRouterRequest {
+  return { id: "" };
+}
+
+export const DeleteRouterRequest: MessageFns<DeleteRouterRequest> = {
+  encode(message: DeleteRouterRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteRouterRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteRouterRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteRouterRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: DeleteRouterRequest): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteRouterRequest>, I>>(base?: I): DeleteRouterRequest {
+    return DeleteRouterRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteRouterRequest>, I>>(object: I): DeleteRouterRequest {
+    const message = createBaseDeleteRouterRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseRouterInterfaceRequest(): RouterInterfaceRequest {
+  return { routerId: "", subnetId: "", portId: "" };
+}
+
+export const RouterInterfaceRequest: MessageFns<RouterInterfaceRequest> = {
+  encode(message: RouterInterfaceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.routerId !== undefined && message.routerId !== "") {
+      writer.uint32(10).string(message.routerId);
+    }
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      writer.uint32(18).string(message.subnetId);
+    }
+    if (message.portId !== undefined && message.portId !== "") {
+      writer.uint32(26).string(message.portId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RouterInterfaceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouterInterfaceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.routerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subnetId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.portId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RouterInterfaceRequest {
+    return {
+      routerId: isSet(object.routerId)
+        ? globalThis.String(object.routerId)
+        : isSet(object.router_id)
+        ? globalThis.String(object.router_id)
+        : "",
+      subnetId: isSet(object.subnetId)
+        ? globalThis.String(object.subnetId)
+        : isSet(object.subnet_id)
+        ? globalThis.String(object.subnet_id)
+        : "",
+      portId: isSet(object.portId)
+        ? globalThis.String(object.portId)
+        : isSet(object.port_id)
+        ? globalThis.String(object.port_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RouterInterfaceRequest): unknown {
+    const obj: any = {};
+    if (message.routerId !== undefined && message.routerId !== "") {
+      obj.routerId = message.routerId;
+    }
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      obj.subnetId = message.subnetId;
+    }
+    if (message.portId !== undefined && message.portId !== "") {
+      obj.portId = message.portId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RouterInterfaceRequest>, I>>(base?: I): RouterInterfaceRequest {
+    return RouterInterfaceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RouterInterfaceRequest>, I>>(object: I): RouterInterfaceRequest {
+    const message = createBaseRouterInterfaceRequest();
+    message.routerId = object.routerId ?? "";
+    message.subnetId = object.subnetId ?? "";
+    message.portId = object.portId ?? "";
+    return message;
+  },
+};
+
+function createBaseRouterInterfaceInfo(): RouterInterfaceInfo {
+  return { id: "", projectId: "", portId: "", subnetId: "", subnetIds: [], networkId: "" };
+}
+
+export const RouterInterfaceInfo: MessageFns<RouterInterfaceInfo> = {
+  encode(message: RouterInterfaceInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      writer.uint32(18).string(message.projectId);
+    }
+    if (message.portId !== undefined && message.portId !== "") {
+      writer.uint32(26).string(message.portId);
+    }
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      writer.uint32(34).string(message.subnetId);
+    }
+    if (message.subnetIds !== undefined && message.subnetIds.length !== 0) {
+      for (const v of message.subnetIds) {
+        writer.uint32(42).string(v!);
+      }
+    }
+    if (message.networkId !== undefined && message.networkId !== "") {
+      writer.uint32(50).string(message.networkId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RouterInterfaceInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouterInterfaceInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.projectId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.portId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.subnetId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.subnetIds!.push(el);
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.networkId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RouterInterfaceInfo {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      projectId: isSet(object.projectId)
+        ? globalThis.String(object.projectId)
+        : isSet(object.project_id)
+        ? globalThis.String(object.project_id)
+        : "",
+      portId: isSet(object.portId)
+        ? globalThis.String(object.portId)
+        : isSet(object.port_id)
+        ? globalThis.String(object.port_id)
+        : "",
+      subnetId: isSet(object.subnetId)
+        ? globalThis.String(object.subnetId)
+        : isSet(object.subnet_id)
+        ? globalThis.String(object.subnet_id)
+        : "",
+      subnetIds: globalThis.Array.isArray(object?.subnetIds)
+        ? object.subnetIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.subnet_ids)
+        ? object.subnet_ids.map((e: any) => globalThis.String(e))
+        : [],
+      networkId: isSet(object.networkId)
+        ? globalThis.String(object.networkId)
+        : isSet(object.network_id)
+        ? globalThis.String(object.network_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RouterInterfaceInfo): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      obj.projectId = message.projectId;
+    }
+    if (message.portId !== undefined && message.portId !== "") {
+      obj.portId = message.portId;
+    }
+    if (message.subnetId !== undefined && message.subnetId !== "") {
+      obj.subnetId = message.subnetId;
+    }
+    if (message.subnetIds?.length) {
+      obj.subnetIds = message.subnetIds;
+    }
+    if (message.networkId !== undefined && message.networkId !== "") {
+      obj.networkId = message.networkId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RouterInterfaceInfo>, I>>(base?: I): RouterInterfaceInfo {
+    return RouterInterfaceInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RouterInterfaceInfo>, I>>(object: I): RouterInterfaceInfo {
+    const message = createBaseRouterInterfaceInfo();
+    message.id = object.id ?? "";
+    message.projectId = object.projectId ?? "";
+    message.portId = object.portId ?? "";
+    message.subnetId = object.subnetId ?? "";
+    message.subnetIds = object.subnetIds?.map((e) => e) || [];
+    message.networkId = object.networkId ?? "";
+    return message;
+  },
+};
+
 function createBaseSecurityGroupRule(): SecurityGroupRule {
   return {
     id: "",
@@ -7970,6 +9697,208 @@ export const FloatingIpsClient = makeGenericClientConstructor(
 ) as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): FloatingIpsClient;
   service: typeof FloatingIpsService;
+  serviceName: string;
+};
+
+export type RoutersService = typeof RoutersService;
+export const RoutersService = {
+  /** Counted against the `routers` quota. */
+  createRouter: {
+    path: "/strato.network.v1.Routers/CreateRouter" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateRouterRequest): Buffer => Buffer.from(CreateRouterRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateRouterRequest => CreateRouterRequest.decode(value),
+    responseSerialize: (value: Router): Buffer => Buffer.from(Router.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Router => Router.decode(value),
+  },
+  getRouter: {
+    path: "/strato.network.v1.Routers/GetRouter" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRouterRequest): Buffer => Buffer.from(GetRouterRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRouterRequest => GetRouterRequest.decode(value),
+    responseSerialize: (value: Router): Buffer => Buffer.from(Router.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Router => Router.decode(value),
+  },
+  listRouters: {
+    path: "/strato.network.v1.Routers/ListRouters" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRoutersRequest): Buffer => Buffer.from(ListRoutersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRoutersRequest => ListRoutersRequest.decode(value),
+    responseSerialize: (value: ListRoutersResponse): Buffer => Buffer.from(ListRoutersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListRoutersResponse => ListRoutersResponse.decode(value),
+  },
+  updateRouter: {
+    path: "/strato.network.v1.Routers/UpdateRouter" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateRouterRequest): Buffer => Buffer.from(UpdateRouterRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateRouterRequest => UpdateRouterRequest.decode(value),
+    responseSerialize: (value: Router): Buffer => Buffer.from(Router.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Router => Router.decode(value),
+  },
+  /** Refused (CONFLICT) while the router has interfaces; its gateway port goes with it. */
+  deleteRouter: {
+    path: "/strato.network.v1.Routers/DeleteRouter" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteRouterRequest): Buffer => Buffer.from(DeleteRouterRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteRouterRequest => DeleteRouterRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  addRouterInterface: {
+    path: "/strato.network.v1.Routers/AddRouterInterface" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RouterInterfaceRequest): Buffer =>
+      Buffer.from(RouterInterfaceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RouterInterfaceRequest => RouterInterfaceRequest.decode(value),
+    responseSerialize: (value: RouterInterfaceInfo): Buffer => Buffer.from(RouterInterfaceInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RouterInterfaceInfo => RouterInterfaceInfo.decode(value),
+  },
+  /** Refused (CONFLICT) while a floating IP or a route needs the interface; the port is deleted. */
+  removeRouterInterface: {
+    path: "/strato.network.v1.Routers/RemoveRouterInterface" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RouterInterfaceRequest): Buffer =>
+      Buffer.from(RouterInterfaceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RouterInterfaceRequest => RouterInterfaceRequest.decode(value),
+    responseSerialize: (value: RouterInterfaceInfo): Buffer => Buffer.from(RouterInterfaceInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RouterInterfaceInfo => RouterInterfaceInfo.decode(value),
+  },
+} as const;
+
+export interface RoutersServer extends UntypedServiceImplementation {
+  /** Counted against the `routers` quota. */
+  createRouter: handleUnaryCall<CreateRouterRequest, Router>;
+  getRouter: handleUnaryCall<GetRouterRequest, Router>;
+  listRouters: handleUnaryCall<ListRoutersRequest, ListRoutersResponse>;
+  updateRouter: handleUnaryCall<UpdateRouterRequest, Router>;
+  /** Refused (CONFLICT) while the router has interfaces; its gateway port goes with it. */
+  deleteRouter: handleUnaryCall<DeleteRouterRequest, Empty>;
+  addRouterInterface: handleUnaryCall<RouterInterfaceRequest, RouterInterfaceInfo>;
+  /** Refused (CONFLICT) while a floating IP or a route needs the interface; the port is deleted. */
+  removeRouterInterface: handleUnaryCall<RouterInterfaceRequest, RouterInterfaceInfo>;
+}
+
+export interface RoutersClient extends Client {
+  /** Counted against the `routers` quota. */
+  createRouter(
+    request: CreateRouterRequest,
+    callback: (error: ServiceError | null, response: Router) => void,
+  ): ClientUnaryCall;
+  createRouter(
+    request: CreateRouterRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Router) => void,
+  ): ClientUnaryCall;
+  createRouter(
+    request: CreateRouterRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Router) => void,
+  ): ClientUnaryCall;
+  getRouter(
+    request: GetRouterRequest,
+    callback: (error: ServiceError | null, response: Router) => void,
+  ): ClientUnaryCall;
+  getRouter(
+    request: GetRouterRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Router) => void,
+  ): ClientUnaryCall;
+  getRouter(
+    request: GetRouterRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Router) => void,
+  ): ClientUnaryCall;
+  listRouters(
+    request: ListRoutersRequest,
+    callback: (error: ServiceError | null, response: ListRoutersResponse) => void,
+  ): ClientUnaryCall;
+  listRouters(
+    request: ListRoutersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListRoutersResponse) => void,
+  ): ClientUnaryCall;
+  listRouters(
+    request: ListRoutersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListRoutersResponse) => void,
+  ): ClientUnaryCall;
+  updateRouter(
+    request: UpdateRouterRequest,
+    callback: (error: ServiceError | null, response: Router) => void,
+  ): ClientUnaryCall;
+  updateRouter(
+    request: UpdateRouterRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Router) => void,
+  ): ClientUnaryCall;
+  updateRouter(
+    request: UpdateRouterRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Router) => void,
+  ): ClientUnaryCall;
+  /** Refused (CONFLICT) while the router has interfaces; its gateway port goes with it. */
+  deleteRouter(
+    request: DeleteRouterRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  deleteRouter(
+    request: DeleteRouterRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  deleteRouter(
+    request: DeleteRouterRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  addRouterInterface(
+    request: RouterInterfaceRequest,
+    callback: (error: ServiceError | null, response: RouterInterfaceInfo) => void,
+  ): ClientUnaryCall;
+  addRouterInterface(
+    request: RouterInterfaceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RouterInterfaceInfo) => void,
+  ): ClientUnaryCall;
+  addRouterInterface(
+    request: RouterInterfaceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RouterInterfaceInfo) => void,
+  ): ClientUnaryCall;
+  /** Refused (CONFLICT) while a floating IP or a route needs the interface; the port is deleted. */
+  removeRouterInterface(
+    request: RouterInterfaceRequest,
+    callback: (error: ServiceError | null, response: RouterInterfaceInfo) => void,
+  ): ClientUnaryCall;
+  removeRouterInterface(
+    request: RouterInterfaceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RouterInterfaceInfo) => void,
+  ): ClientUnaryCall;
+  removeRouterInterface(
+    request: RouterInterfaceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RouterInterfaceInfo) => void,
+  ): ClientUnaryCall;
+}
+
+export const RoutersClient = makeGenericClientConstructor(RoutersService, "strato.network.v1.Routers") as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): RoutersClient;
+  service: typeof RoutersService;
   serviceName: string;
 };
 
