@@ -1,7 +1,7 @@
 /** Builders shared by the networking tests: projects with users in a role, and network clients. */
 import { client, call } from '../../helpers/grpc.js'
 import type { TestController } from '../../helpers/controller.js'
-import { FloatingIpsClient, NetworksClient, PortsClient, SecurityGroupsClient, SubnetsClient } from '../../../proto/gen/strato/network/v1/network.js'
+import { FloatingIpsClient, NetworksClient, PortsClient, RoutersClient, SecurityGroupsClient, SubnetsClient } from '../../../proto/gen/strato/network/v1/network.js'
 import { QuotasClient } from '../../../proto/gen/strato/compute/v1/compute.js'
 import type { Domain, Project, Role, User } from '../../../proto/gen/strato/identity/v1/identity.js'
 
@@ -10,6 +10,7 @@ export interface NetClients {
   subnets: SubnetsClient
   ports: PortsClient
   floatingIps: FloatingIpsClient
+  routers: RoutersClient
   securityGroups: SecurityGroupsClient
   quotas: QuotasClient
   close(): void
@@ -21,6 +22,7 @@ export function netClients(address: string): NetClients {
     subnets: client(SubnetsClient, address),
     ports: client(PortsClient, address),
     floatingIps: client(FloatingIpsClient, address),
+    routers: client(RoutersClient, address),
     securityGroups: client(SecurityGroupsClient, address),
     quotas: client(QuotasClient, address),
   }

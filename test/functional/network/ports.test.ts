@@ -2,7 +2,7 @@
 import t from 'tap'
 import { startController, type TestController } from '../../helpers/controller.js'
 import { call, failure, fieldOf, status, type Decoded } from '../../helpers/grpc.js'
-import type { FloatingIp, ListFloatingIpsResponse, ListNetworksResponse, ListPortsResponse, ListSecurityGroupsResponse, Network, Port, Subnet } from '../../../proto/gen/strato/network/v1/network.js'
+import type { FloatingIp, Router, ListFloatingIpsResponse, ListNetworksResponse, ListPortsResponse, ListSecurityGroupsResponse, Network, Port, Subnet } from '../../../proto/gen/strato/network/v1/network.js'
 import type { QuotaSet } from '../../../proto/gen/strato/compute/v1/compute.js'
 import { netClients, tenant, type NetClients, type Tenant } from './fixtures.js'
 
@@ -158,6 +158,9 @@ t.test('quotas: exactly the quota admitted under 50 concurrent creates', async (
 })
 
 t.test('floating IPs: from the external network, associated to a port\'s fixed IP, ACTIVE/DOWN', async (t) => {
+  // Association goes through a router (its gateway's address is outside the pool, so the pool's arithmetic below holds).
+  const router = await call<Router>(c.routers, 'createRouter', { name: 'fip-router', projectId: demo.projectId, externalGatewayInfo: { networkId: provider.id, externalFixedIps: [{ ipAddress: '192.168.201.50' }] } }, s.adminToken)
+  await call(c.routers, 'addRouterInterface', { routerId: router.id, subnetId: v4.id }, demo.token)
   const port = await call<Port>(c.ports, 'createPort', { networkId: net.id, name: 'vm' }, demo.token)
   const fip = await call<FloatingIp>(c.floatingIps, 'createFloatingIp', { floatingNetworkId: provider.id }, demo.token)
   t.match(fip, { floatingNetworkId: provider.id, floatingIpAddress: '192.168.201.200', projectId: demo.projectId, status: 'DOWN', portId: '', fixedIpAddress: '' })
@@ -167,7 +170,7 @@ t.test('floating IPs: from the external network, associated to a port\'s fixed I
   t.equal((await failure(call(c.ports, 'deletePort', { id: held.id }, s.adminToken))).code, status.FAILED_PRECONDITION, 'and cannot be deleted on its own')
 
   const assoc = await call<FloatingIp>(c.floatingIps, 'updateFloatingIp', { id: fip.id, portId: port.id }, demo.token)
-  t.match(assoc, { portId: port.id, fixedIpAddress: port.fixedIps[0]!.ipAddress, status: 'ACTIVE' })
+  t.match(assoc, { portId: port.id, fixedIpAddress: port.fixedIps[0]!.ipAddress, status: 'ACTIVE', routerId: router.id })
   const second = await call<FloatingIp>(c.floatingIps, 'createFloatingIp', { floatingNetworkId: provider.id, floatingIpAddress: '192.168.201.205' }, demo.token)
   t.equal(second.floatingIpAddress, '192.168.201.205', 'a specific address')
   const taken = await failure(call(c.floatingIps, 'updateFloatingIp', { id: second.id, portId: port.id }, demo.token))
