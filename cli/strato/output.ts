@@ -38,12 +38,32 @@ export class DictList {
   }
 }
 
+/**
+ * A column with two faces, as cliff's FormattableColumn: `human` in tables,
+ * `-f value` and `-f shell`; `machine` in json and yaml (a router's routes:
+ * `destination='…', gateway='…'` lines, and a list of objects).
+ */
+export class Column {
+  constructor(readonly human: string, readonly machine: unknown) {}
+  toString(): string {
+    return this.human
+  }
+}
+
+/** Python's json.dumps() of a value (its `, ` and `: ` separators), as openstackclient's JSON columns print. */
+export function pyJson(v: unknown): string {
+  if (v === null || v === undefined) return 'null'
+  if (Array.isArray(v)) return `[${v.map(pyJson).join(', ')}]`
+  if (typeof v === 'object') return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${pyJson(x)}`).join(', ')}}`
+  return JSON.stringify(v)
+}
+
 /** How a value looks in a table, `-f value` or `-f shell`: Python's str() of it, as cliff prints. */
 export function display(v: unknown): string {
   if (v === null || v === undefined) return 'None'
   if (typeof v === 'boolean') return v ? 'True' : 'False'
   if (v instanceof Date) return v.toISOString()
-  if (v instanceof Dict || v instanceof DictList) return v.toString()
+  if (v instanceof Dict || v instanceof DictList || v instanceof Column) return v.toString()
   if (Array.isArray(v)) return v.map(display).join(', ')
   if (typeof v === 'object') return JSON.stringify(v)
   return String(v)
@@ -55,6 +75,7 @@ function plain(v: unknown): unknown {
   if (v instanceof Date) return v.toISOString()
   if (v instanceof Dict) return Object.fromEntries(Object.entries(v.entries).map(([k, x]) => [k, plain(x)]))
   if (v instanceof DictList) return { ...v.entries }
+  if (v instanceof Column) return plain(v.machine)
   if (Array.isArray(v)) return v.map(plain)
   return v
 }

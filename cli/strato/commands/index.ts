@@ -11,6 +11,7 @@ import { portCommands } from './port.js'
 import { projectCommands } from './project.js'
 import { quotaCommands } from './quota.js'
 import { roleCommands } from './role.js'
+import { routerCommands } from './router.js'
 import { securityGroupCommands } from './security-group.js'
 import { serverCommands } from './server.js'
 import { serverGroupCommands } from './server-group.js'
@@ -31,6 +32,7 @@ export const apiCommands: Command[] = [
   ...networkCommands,
   ...securityGroupCommands,
   ...portCommands,
+  ...routerCommands,
   ...quotaCommands,
   ...serverCommands,
   ...serverGroupCommands,

@@ -18,6 +18,7 @@ const RESOURCES: Array<[string, string, string]> = [
   ['subnets', 'subnets', 'New value for the subnets quota'],
   ['ports', 'ports', 'New value for the ports quota'],
   ['floating-ips', 'floating_ips', 'New value for the floating-ips quota'],
+  ['routers', 'routers', 'New value for the routers quota'],
   ['secgroups', 'security_groups', 'New value for the secgroups quota'],
   ['secgroup-rules', 'security_group_rules', 'New value for the secgroup-rules quota'],
   ['images', 'images', 'New value for the images quota'],

@@ -235,6 +235,9 @@ t.test('ports, floating IPs, quotas', async (t) => {
   t.match(port, { name: 'p1', fixed_ips: `ip_address='10.0.0.50', subnet_id='${sub.id}'`, mac_address: /^fa:16:3e(:[0-9a-f]{2}){3}$/, status: 'DOWN', admin_state_up: 'UP' })
   t.match(await ok(t, "port list --network private -f value -c Name -c 'Fixed IP Addresses'"), /^p1 ip_address='10\.0\.0\.50'/)
 
+  // A floating IP goes through a router (its gateway takes an address outside the pool).
+  await ok(t, 'router create r1 --external-gateway provider --fixed-ip ip-address=192.168.201.50')
+  await ok(t, 'router add subnet r1 private-subnet')
   const fip = fields(await ok(t, 'floating ip create provider --port p1'))
   t.match(fip, { floating_ip_address: '192.168.201.200', fixed_ip_address: '10.0.0.50', port_id: port.id, status: 'ACTIVE' }, 'the first address of the pool')
   await ok(t, 'floating ip unset --port 192.168.201.200')
@@ -245,6 +248,8 @@ t.test('ports, floating IPs, quotas', async (t) => {
   t.match(fips, new RegExp(`\\| ${fip.id} \\| 192\\.168\\.201\\.200 +\\| 10\\.0\\.0\\.50 +\\| ${port.id} \\|`))
   await ok(t, 'floating ip delete 192.168.201.200')
   await ok(t, 'port delete p1')
+  await ok(t, 'router remove subnet r1 private-subnet')
+  await ok(t, 'router delete r1')
   t.equal(await ok(t, 'port list'), '')
 
   const quota = await ok(t, 'quota show')
