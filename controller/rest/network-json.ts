@@ -13,6 +13,7 @@ import type { Network } from '../network/networks.js'
 import type { Subnet } from '../network/subnets.js'
 import type { Port } from '../network/ports.js'
 import type { FloatingIp } from '../network/floating-ips.js'
+import type { Router, RouterInterfaceInfo } from '../network/routers.js'
 import type { SecurityGroup, SecurityGroupRule } from '../network/security-groups.js'
 
 export type Json = Record<string, unknown>
@@ -70,6 +71,23 @@ export function ruleJson(r: SecurityGroupRule): Json {
 
 export function securityGroupJson(g: SecurityGroup): Json {
   return { id: g.id, name: g.name, description: g.description, ...owner(g.projectId), stateful: g.stateful, security_group_rules: g.securityGroupRules.map(ruleJson), tags: [], ...stamps(g) }
+}
+
+export function routerJson(r: Router, admin: boolean): Json {
+  const g = r.externalGatewayInfo
+  return {
+    id: r.id, name: r.name, description: r.description, ...owner(r.projectId), status: r.status, admin_state_up: r.adminStateUp,
+    external_gateway_info: g ? { network_id: g.networkId, external_fixed_ips: g.externalFixedIps.map((f) => ({ subnet_id: f.subnetId, ip_address: f.ipAddress })), enable_snat: g.enableSnat } : null,
+    routes: r.routes.map((x) => ({ destination: x.destination, nexthop: x.nexthop })), availability_zone_hints: [], availability_zones: [], flavor_id: null,
+    // Admins only, as the l3_agent_scheduler extension's l3-agents-hosting-router answer.
+    ...(admin ? { l3_agent_host: orNull(r.l3AgentHost) } : {}),
+    tags: [], ...stamps(r),
+  }
+}
+
+/** Neutron's add_router_interface / remove_router_interface answer. */
+export function routerInterfaceJson(i: RouterInterfaceInfo): Json {
+  return { id: i.id, ...owner(i.projectId), port_id: i.portId, subnet_id: i.subnetId, subnet_ids: i.subnetIds, network_id: i.networkId }
 }
 
 export function floatingIpJson(f: FloatingIp): Json {

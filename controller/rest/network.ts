@@ -14,9 +14,10 @@ import { QUOTA_DEFAULTS } from '../quota/quota.js'
 import { IP_PROTOCOLS } from '../network/sg-rules.js'
 import { bodyObject, REST_PREFIX, type RestRequest, type RestResult, type Route, type RestService } from './http.js'
 import {
-  Body, floatingIpJson, isEmpty, isNullish, isTrue, networkJson, pick, portJson, query, ruleJson, securityGroupJson, subnetJson, type Attributes, type Json,
+  Body, floatingIpJson, isEmpty, isNullish, isTrue, networkJson, pick, portJson, query, routerInterfaceJson, routerJson, ruleJson, securityGroupJson, subnetJson, type Attributes, type Json,
 } from './network-json.js'
 import type { RestDomain } from './services.js'
+import type { GatewayRequest } from '../network/routers.js'
 
 const N = 'strato.network.v1'
 const QUOTAS = 'strato.compute.v1.Quotas'
@@ -49,6 +50,19 @@ const TYPE_BY_FIELD: Array<[RegExp, string]> = [
   [/(^|\.)(security_group_id|remote_group_id)$|^security_groups\[/, 'SecurityGroupNotFound'],
   [/(^|\.)port_id$/, 'PortNotFound'],
   [/(^|\.)subnet_id$/, 'SubnetNotFound'],
+  [/(^|\.)router_id$/, 'RouterNotFound'],
+]
+
+/** Neutron's error types that only the message tells apart (L3's, mostly). */
+const TYPE_BY_MESSAGE: Array<[RegExp, string]> = [
+  [/^External network \S+ is not reachable from subnet/, 'ExternalGatewayForFloatingIPNotFound'],
+  [/^Router interface for subnet \S+ on router \S+ cannot be deleted, as it is required by one or more floating IPs/, 'RouterInterfaceInUseByFloatingIP'],
+  [/^Gateway cannot be updated for router \S+, since a gateway to external network \S+ is required by one or more floating IPs/, 'RouterExternalGatewayInUseByFloatingIp'],
+  [/^Router \S+ does not have an interface with id/, 'RouterInterfaceNotFound'],
+  [/^Router \S+ has no interface on subnet/, 'RouterInterfaceNotFoundForSubnet'],
+  [/^Port \S+ cannot be deleted directly via the port API/, 'ServicePortInUse'],
+  [/^Port \S+ is in use/, 'PortInUse'],
+  [/^Router \S+ cannot lose .* required by one or more routes/, 'RouterInterfaceInUseByRoute'],
 ]
 
 /**
@@ -72,7 +86,8 @@ function typed(err: unknown, r: { notFound: string; kind: string }): unknown {
     const Class = err.constructor as new (message: string, o: StratoErrorOptions) => StratoError
     return Object.assign(new Class(`${words(m)} ${err.message}`, { cause: err, ...(err.field ? { field: err.field } : {}) }), type ? { neutronType: type } : {})
   }
-  let type: string | undefined
+  let type: string | undefined = TYPE_BY_MESSAGE.find(([re]) => re.test(err.message))?.[1]
+  if (type) return Object.assign(err, { neutronType: type })
   if (err.code === 'NOT_FOUND') type = TYPE_BY_FIELD.find(([re]) => re.test(err.field ?? ''))?.[1] ?? r.notFound
   else if (err.code === 'RESOURCE_EXHAUSTED' && /^no more IP addresses/.test(err.message)) type = 'IpAddressGenerationFailure'
   else if (err.code === 'CONFLICT' && / is in use/.test(err.message)) type = `${r.kind}InUse`
@@ -205,6 +220,35 @@ const RULE_CREATE: Attributes = {
 const FIP_UPDATE: Attributes = { port_id: true, fixed_ip_address: true, description: true, qos_policy_id: isNullish }
 const FIP_CREATE: Attributes = { ...PROJECT, ...FIP_UPDATE, floating_network_id: true, floating_ip_address: true, subnet_id: true, dns_domain: isEmpty, dns_name: isEmpty }
 
+const ROUTER_UPDATE: Attributes = {
+  name: true, description: true, admin_state_up: true, external_gateway_info: true, routes: true,
+  distributed: (v) => isNullish(v) || v === false, ha: (v) => isNullish(v) || v === false,
+}
+const ROUTER_CREATE: Attributes = {
+  ...PROJECT, name: true, description: true, admin_state_up: true, external_gateway_info: true,
+  distributed: ROUTER_UPDATE.distributed!, ha: ROUTER_UPDATE.ha!, availability_zone_hints: isEmpty, flavor_id: isNullish,
+}
+
+/**
+ * `external_gateway_info`: an object sets the gateway; null or `{}` clears it
+ * (openstackclient's `router unset --external-gateway` sends `{}`).
+ */
+function gatewayOf(b: Body): { externalGatewayInfo?: GatewayRequest; clearExternalGateway?: boolean } {
+  if (!b.has('external_gateway_info')) return {}
+  const v = b.b.external_gateway_info
+  if (v === null || (typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0)) return { clearExternalGateway: true }
+  if (typeof v !== 'object' || Array.isArray(v)) throw new InvalidArgument(`Invalid input for external_gateway_info: ${JSON.stringify(v)} is not an object`, { field: 'router.external_gateway_info' })
+  const g = new Body('router.external_gateway_info', v as Json, { network_id: true, enable_snat: true, external_fixed_ips: true, qos_policy_id: isNullish })
+  const ips = g.objects('external_fixed_ips', ['subnet_id', 'ip_address'])
+  return {
+    externalGatewayInfo: {
+      networkId: g.str('network_id') ?? '',
+      ...(g.bool('enable_snat') !== undefined ? { enableSnat: g.bool('enable_snat') } : {}),
+      ...(ips ? { externalFixedIps: ips.map((f) => ({ subnetId: f.subnet_id ?? '', ipAddress: f.ip_address ?? '' })) } : {}),
+    },
+  }
+}
+
 const pools = (b: Body, k = 'allocation_pools') => b.objects(k, ['start', 'end'])?.map((p) => ({ start: p.start ?? '', end: p.end ?? '' }))
 const routesOf = (b: Body) => b.objects('host_routes', ['destination', 'nexthop'])?.map((r) => ({ destination: r.destination ?? '', nexthop: r.nexthop ?? '' }))
 /** `gateway_ip: null` is "no gateway"; absent is "the default one". */
@@ -253,7 +297,7 @@ function defaultGroupScope(req: RestRequest, a: Actor): { projectId?: string } {
 }
 
 function resources(d: RestDomain): Resource[] {
-  const { networks, subnets, ports, securityGroups: groups, floatingIps } = d.network
+  const { networks, subnets, ports, securityGroups: groups, floatingIps, routers } = d.network
   return [
     {
       singular: 'network', plural: 'networks', service: 'Networks', kind: 'Network', notFound: 'NetworkNotFound',
@@ -354,6 +398,25 @@ function resources(d: RestDomain): Resource[] {
       remove: (id, a) => groups.deleteRule(id, a),
     },
     {
+      singular: 'router', plural: 'routers', service: 'Routers', kind: 'Router', notFound: 'RouterNotFound',
+      list: async (_req, a) => (await routers.list({}, a)).map((r) => routerJson(r, a.isAdmin)),
+      show: async (id, a) => routerJson(await routers.get({ id }, a), a.isAdmin),
+      create: async (o, a) => {
+        const b = new Body('router', o, ROUTER_CREATE)
+        const { externalGatewayInfo } = gatewayOf(b)
+        const r = await routers.create({ name: b.str('name'), description: b.str('description'), adminStateUp: b.bool('admin_state_up'), externalGatewayInfo, projectId: b.project() }, a)
+        return routerJson(r, a.isAdmin)
+      },
+      update: async (id, o, a) => {
+        const b = new Body('router', o, ROUTER_UPDATE, ['id', 'project_id', 'tenant_id', 'status'])
+        const routes = b.objects('routes', ['destination', 'nexthop'])?.map((r) => ({ destination: r.destination ?? '', nexthop: r.nexthop ?? '' }))
+        // `routes: null` clears them, as an empty list does.
+        const r = await routers.update(id, { name: b.str('name'), description: b.str('description'), adminStateUp: b.bool('admin_state_up'), ...gatewayOf(b), routes: b.has('routes') ? routes ?? [] : undefined }, a)
+        return routerJson(r, a.isAdmin)
+      },
+      remove: (id, a) => routers.delete(id, a),
+    },
+    {
       singular: 'floatingip', plural: 'floatingips', service: 'FloatingIps', kind: 'FloatingIp', notFound: 'FloatingIPNotFound',
       list: async (_req, a) => (await floatingIps.list({}, a)).map(floatingIpJson),
       show: async (id, a) => floatingIpJson(await floatingIps.get(id, a)),
@@ -377,9 +440,9 @@ function resources(d: RestDomain): Resource[] {
 
 // ------------------------------------------------------------------ quotas
 
-/** Neutron's quota names for Strato's resources (routers have none: Strato has no routers). */
+/** Neutron's quota names for Strato's resources. */
 const QUOTA_NAMES: Record<string, string> = {
-  networks: 'network', subnets: 'subnet', ports: 'port', floating_ips: 'floatingip', security_groups: 'security_group', security_group_rules: 'security_group_rule',
+  networks: 'network', subnets: 'subnet', ports: 'port', floating_ips: 'floatingip', routers: 'router', security_groups: 'security_group', security_group_rules: 'security_group_rule',
 }
 const STRATO_NAME = Object.fromEntries(Object.entries(QUOTA_NAMES).map(([k, v]) => [v, k]))
 
@@ -438,6 +501,28 @@ function quotaRoutes(d: RestDomain): Route[] {
   ]
 }
 
+/** `PUT /v2.0/routers/{id}/add_router_interface` and `…/remove_router_interface`, body `{subnet_id}` or `{port_id}` (not wrapped). */
+function routerInterfaceRoutes(d: RestDomain): Route[] {
+  const types = { notFound: 'RouterNotFound', kind: 'Router' }
+  const attrs: Attributes = { subnet_id: true, port_id: true }
+  const read = async (req: RestRequest) => {
+    const o = await req.json()
+    if (!o || typeof o !== 'object' || Array.isArray(o)) throw new InvalidArgument('the body must be an object with subnet_id or port_id', { field: 'body' })
+    const b = new Body('router_interface', o as Json, attrs)
+    return { subnetId: b.str('subnet_id'), portId: b.str('port_id') }
+  }
+  return [
+    {
+      method: 'PUT', path: '/v2.0/routers/:id/add_router_interface', policy: `${N}.Routers/AddRouterInterface`,
+      handler: guarded(types, async (req) => ({ body: routerInterfaceJson(await d.network.routers.addInterface(req.params.id!, await read(req), actor(req))) })),
+    },
+    {
+      method: 'PUT', path: '/v2.0/routers/:id/remove_router_interface', policy: `${N}.Routers/RemoveRouterInterface`,
+      handler: guarded(types, async (req) => ({ body: routerInterfaceJson(await d.network.routers.removeInterface(req.params.id!, await read(req), actor(req))) })),
+    },
+  ]
+}
+
 // ------------------------------------------------------------------ discovery
 
 /** The extensions Strato implements, by Neutron alias: clients and Tempest decide what to try from these. */
@@ -448,6 +533,9 @@ const EXTENSIONS: Array<{ alias: string; name: string; description: string }> = 
   { alias: 'quota_details', name: 'Quota details management support', description: 'Expose functions for quotas usage statistics per project.' },
   { alias: 'provider', name: 'Provider Network', description: 'Expose mapping of virtual networks to physical networks (flat, vlan).' },
   { alias: 'external-net', name: 'Neutron external network', description: 'Adds external network attribute to network resource.' },
+  { alias: 'router', name: 'Neutron L3 Router', description: 'Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway.' },
+  { alias: 'ext-gw-mode', name: 'Neutron L3 Configurable external gateway mode', description: 'Extension of the router abstraction for specifying whether SNAT should occur on the external gateway.' },
+  { alias: 'extraroute', name: 'Neutron Extra Route', description: 'Extra routes configuration for L3 router.' },
   { alias: 'binding', name: 'Port Binding', description: 'Expose port bindings of a virtual port to external application.' },
   { alias: 'net-mtu', name: 'Network MTU', description: 'Provides MTU attribute for a network resource.' },
   { alias: 'project-id', name: 'project_id field enabled', description: 'Extension that indicates that project_id field is enabled.' },
@@ -463,7 +551,7 @@ const extensionJson = (e: (typeof EXTENSIONS)[number]) => ({ ...e, updated: '201
 
 const COLLECTIONS: Array<[string, string]> = [
   ['network', 'networks'], ['subnet', 'subnets'], ['port', 'ports'], ['security_group', 'security-groups'], ['security_group_rule', 'security-group-rules'],
-  ['floatingip', 'floatingips'], ['quota', 'quotas'], ['extension', 'extensions'],
+  ['floatingip', 'floatingips'], ['router', 'routers'], ['quota', 'quotas'], ['extension', 'extensions'],
 ]
 
 export function networkRest(d: RestDomain): RestService {
@@ -490,6 +578,7 @@ export function networkRest(d: RestDomain): RestService {
       },
       ...quotaRoutes(d),
       ...resources(d).flatMap(resourceRoutes),
+      ...routerInterfaceRoutes(d),
     ],
   }
 }

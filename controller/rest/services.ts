@@ -18,6 +18,7 @@ import type { SubnetCatalog } from '../network/subnets.js'
 import type { PortCatalog } from '../network/ports.js'
 import type { FloatingIpCatalog } from '../network/floating-ips.js'
 import type { SecurityGroupCatalog } from '../network/security-groups.js'
+import type { RouterCatalog } from '../network/routers.js'
 import type { Placement } from '../scheduler/placement.js'
 import type { RestService } from './http.js'
 import { identityRest } from './identity.js'
@@ -38,7 +39,7 @@ export interface RestDomain {
   hosts: HostRegistry
   images: ImageCatalog
   quota: QuotaEngine
-  network: { networks: NetworkCatalog; subnets: SubnetCatalog; ports: PortCatalog; floatingIps: FloatingIpCatalog; securityGroups: SecurityGroupCatalog }
+  network: { networks: NetworkCatalog; subnets: SubnetCatalog; ports: PortCatalog; floatingIps: FloatingIpCatalog; securityGroups: SecurityGroupCatalog; routers: RouterCatalog }
   placement: Placement
   defaultAvailabilityZone: string
   /** gRPC's upload turns and limits, which REST image uploads share. */
