@@ -41,17 +41,18 @@ const PORT = 7100
 const ip = async (...args: string[]) => (await exec('ip', args)).stdout
 const inNs = async (ns: string, ...args: string[]) => (await exec('ip', ['netns', 'exec', ns, ...args])).stdout
 const linkExists = (name: string) => existsSync(`/sys/class/net/${name}`)
+const ping = (ns: string, to: string) => inNs(ns, 'busybox', to.includes(':') ? 'ping6' : 'ping', '-c', '1', '-W', '2', to).then(() => true, () => false)
 const netns = (n: string): RouterNetwork => ({ networkId: n, networkType: 'local', physicalNetwork: '', segmentationId: 0, mtu: 1450 })
 
-const spec = (o: { floating?: boolean; snat?: boolean } = {}): RouterSpec => ({
+const spec = (o: { floating?: boolean; snat?: boolean; up?: boolean; routes?: RouterSpec['routes'] } = {}): RouterSpec => ({
   id: ROUTER,
-  adminStateUp: true,
+  adminStateUp: o.up ?? true,
   interfaces: [
-    { portId: P_A, macAddress: 'fa:16:3e:1a:00:01', network: netns(NET_A), addresses: ['10.0.1.1/24'], cidrs: ['10.0.1.0/24'] },
-    { portId: P_B, macAddress: 'fa:16:3e:2a:00:01', network: netns(NET_B), addresses: ['10.0.2.1/24'], cidrs: ['10.0.2.0/24'] },
+    { portId: P_A, macAddress: 'fa:16:3e:1a:00:01', network: netns(NET_A), addresses: ['10.0.1.1/24', 'fd00:1::1/64'], cidrs: ['10.0.1.0/24', 'fd00:1::/64'] },
+    { portId: P_B, macAddress: 'fa:16:3e:2a:00:01', network: netns(NET_B), addresses: ['10.0.2.1/24', 'fd00:2::1/64'], cidrs: ['10.0.2.0/24', 'fd00:2::/64'] },
   ],
   gateway: { portId: P_G, macAddress: 'fa:16:3e:3a:00:01', network: netns(NET_EXT), addresses: ['203.0.113.10/24'], cidrs: ['203.0.113.0/24'], nexthop: '203.0.113.1', enableSnat: o.snat ?? true },
-  routes: [],
+  routes: o.routes ?? [],
   floatingIps: o.floating ? [{ id: 'fip-1', floatingIpAddress: '203.0.113.20', fixedIpAddress: '10.0.1.5' }] : [],
 })
 
@@ -161,8 +162,10 @@ if (process.getuid?.() !== 0) {
   })
 
   // The host's bridges, and a namespace on each standing for a guest or the outside.
-  const clients: Array<[keyof typeof NS, string, string, string | undefined]> = [['a', NET_A, '10.0.1.5/24', '10.0.1.1'], ['b', NET_B, '10.0.2.5/24', '10.0.2.1'], ['out', NET_EXT, '203.0.113.1/24', undefined]]
-  for (const [k, n, address, gateway] of clients) {
+  const clients: Array<[keyof typeof NS, string, string, string | undefined, string?]> = [
+    ['a', NET_A, '10.0.1.5/24', '10.0.1.1', 'fd00:1::5/64'], ['b', NET_B, '10.0.2.5/24', '10.0.2.1', 'fd00:2::5/64'], ['out', NET_EXT, '203.0.113.1/24', undefined],
+  ]
+  for (const [k, n, address, gateway, v6] of clients) {
     const veth = `l3v${k[0]}${hex}`
     await ip('link', 'add', bridges[n]!, 'type', 'bridge')
     await ip('link', 'set', bridges[n]!, 'up')
@@ -173,6 +176,10 @@ if (process.getuid?.() !== 0) {
     await ip('-n', NS[k], 'addr', 'add', address, 'dev', 'eth0')
     await ip('-n', NS[k], 'link', 'set', 'eth0', 'up')
     if (gateway) await ip('-n', NS[k], 'route', 'add', 'default', 'via', gateway)
+    if (v6) {
+      await ip('-n', NS[k], 'addr', 'add', v6, 'dev', 'eth0', 'nodad')
+      await ip('-n', NS[k], '-6', 'route', 'add', 'default', 'via', v6.replace(/5\/64$/, '1'))
+    }
   }
   // The outside routes the project subnets to the router only for the SNAT-off case (their addresses are private).
   await ip('-n', NS.out, 'route', 'add', '10.0.2.0/24', 'via', '203.0.113.10')
@@ -203,6 +210,7 @@ if (process.getuid?.() !== 0) {
     t.ok(ao, 'A reaches the outside')
     t.equal(outside.seen.get(ao!), '203.0.113.10', 'from the gateway address (SNAT)')
     t.equal(await connect(NS.out, '10.0.1.5', 2_000), undefined, 'the outside cannot reach A\'s fixed IP')
+    t.ok(await ping(NS.a, 'fd00:2::5'), 'IPv6 too: A pings B across the router')
     const l3json = JSON.parse(readFileSync(path.join(stateDir, 'l3.json'), 'utf8')) as Array<{ id: string; ports: Array<{ host: string }> }>
     t.same(l3json.map((r) => [r.id, r.ports.map((p) => p.host).sort()]), [[ROUTER, [P_A, P_B, P_G].map((p) => routerDevices(p, 'qr').host).sort()]], 'the state file records what was made')
   })
@@ -271,6 +279,25 @@ if (process.getuid?.() !== 0) {
     await agent.apply([spec()])
     const again = await connect(NS.b, '203.0.113.1')
     t.equal(outside.seen.get(again!), '203.0.113.10', 'SNAT back on')
+  })
+
+  t.test('extra routes come and go; a router that is down forwards nothing', async (t) => {
+    await ip('-n', NS.b, 'addr', 'add', '192.168.77.1/32', 'dev', 'lo')
+    t.notOk(await ping(NS.a, '192.168.77.1'), 'before: no route to 192.168.77.0/24')
+    await agent.apply([spec({ routes: [{ destination: '192.168.77.0/24', nexthop: '10.0.2.5' }] })])
+    t.match(await ip('-n', ns, 'route', 'show', '192.168.77.0/24'), /via 10\.0\.2\.5 dev qr-.* proto static/)
+    t.ok(await ping(NS.a, '192.168.77.1'), 'A reaches 192.168.77.1 through the route via B')
+    await agent.apply([spec()])
+    t.equal((await ip('-n', ns, 'route', 'show', '192.168.77.0/24')).trim(), '', 'the route is gone')
+    t.match(await ip('-n', ns, 'route', 'show', 'default'), /via 203\.0\.113\.1/, 'the default route stays')
+
+    await agent.apply([spec({ up: false })])
+    t.match(await ip('-n', ns, 'link', 'show', 'dev', routerDevices(P_A, 'qr').inner), /state DOWN/, 'admin state down: its links are down')
+    t.notOk(await ping(NS.a, '10.0.2.5'), 'A cannot reach B')
+    await agent.apply([spec()])
+    t.ok(await ping(NS.a, '10.0.2.5'), 'up again: A reaches B')
+    const ao = await connect(NS.a, '203.0.113.1')
+    t.equal(outside.seen.get(ao!), '203.0.113.10', 'and the outside, with the default route back')
   })
 
   t.test('a namespace or veth someone deleted is rebuilt on the next apply', async (t) => {
