@@ -184,8 +184,11 @@ export interface MadeRouter {
 
 /** What one router was last made from, in this run of the agent. */
 export interface AppliedRouter {
-  /** Port id → what its devices were configured from. */
-  ports: Map<string, string>
+  /** Port id → what its link was set from (`linkFingerprint`). */
+  links: Map<string, string>
+  /** Port id → the addresses its inner device was given. */
+  addresses: Map<string, string[]>
+  /** `routesFingerprint` */
   routes: string
   nat: string
 }
@@ -197,6 +200,13 @@ export interface Present {
   device(name: string): boolean
 }
 
+/** A port whose addresses are set: to `want`, from `have` (the last applied list: only the difference runs) or, when undefined, from what the kernel lists. */
+export interface AddressChange {
+  portId: string
+  want: string[]
+  have: string[] | undefined
+}
+
 /** The work one apply does for one router; nothing to do when `isEmptyPlan`. */
 export interface RouterPlan {
   createNamespace: boolean
@@ -204,8 +214,9 @@ export interface RouterPlan {
   setup: boolean
   /** Ports whose veth pair is made: new, or a device is gone. */
   plumb: string[]
-  /** Ports whose MAC, MTU, bridge, link state and addresses are set. */
-  configure: string[]
+  /** Ports whose MAC, MTU, bridge and link state are set. */
+  links: string[]
+  addresses: AddressChange[]
   /** Recorded ports no longer wanted: their pair is deleted. */
   unplug: MadePort[]
   routes: boolean
@@ -215,39 +226,53 @@ export interface RouterPlan {
   forget: string[]
 }
 
-/** What a port's devices are configured from: a change means `configure`. */
-export function portFingerprint(spec: RouterSpec, port: RouterPort, kind: RouterPortKind, bridge: string): string {
-  return JSON.stringify([port.macAddress, port.network.mtu, bridge, spec.adminStateUp, portAddresses(spec, port, kind)])
+/** What a port's link is set from: a change means setting it again. */
+export function linkFingerprint(spec: RouterSpec, port: RouterPort, bridge: string): string {
+  return JSON.stringify([port.macAddress, port.network.mtu, bridge, spec.adminStateUp])
+}
+
+/**
+ * What the routes depend on: the routes, and the links and addresses their
+ * nexthops are reached through (the kernel drops a route whose nexthop's
+ * link goes down or loses its subnet). Not the floating IPs: adding one
+ * touches no route.
+ */
+export function routesFingerprint(spec: RouterSpec): string {
+  return JSON.stringify([[...renderRoutes(spec)], spec.adminStateUp, ports(spec).map(({ port }) => [port.portId, port.addresses])])
 }
 
 /**
  * Decides which steps an apply runs for one router, from what is wanted, what
  * the state file says was made, what this run last applied (undefined: the
- * first apply of the run, which converges everything) and what exists.
+ * first apply of the run, which converges everything from what the kernel
+ * has) and what exists.
  */
 export function planRouter(spec: RouterSpec, made: MadeRouter | undefined, applied: AppliedRouter | undefined, present: Present, bridgeFor: (n: RouterNetwork) => string): RouterPlan {
   const createNamespace = !present.namespace
-  const fresh = applied === undefined || createNamespace
-  const wanted = ports(spec)
+  const last = createNamespace ? undefined : applied
   const plumb: string[] = []
-  const configure: string[] = []
-  for (const { port, kind } of wanted) {
+  const links: string[] = []
+  const addresses: AddressChange[] = []
+  for (const { port, kind } of ports(spec)) {
     const dev = routerDevices(port.portId, kind)
     const before = made?.ports.find((p) => p.portId === port.portId && p.kind === kind)
     const replumb = createNamespace || before === undefined || !present.device(dev.host)
     if (replumb) plumb.push(port.portId)
-    if (replumb || fresh || applied.ports.get(port.portId) !== portFingerprint(spec, port, kind, bridgeFor(port.network))) configure.push(port.portId)
+    if (replumb || last?.links.get(port.portId) !== linkFingerprint(spec, port, bridgeFor(port.network))) links.push(port.portId)
+    const want = portAddresses(spec, port, kind)
+    const have = replumb ? undefined : last?.addresses.get(port.portId)
+    if (have === undefined || JSON.stringify(have) !== JSON.stringify(want)) addresses.push({ portId: port.portId, want, have })
   }
-  const unplug = (made?.ports ?? []).filter((p) => !wanted.some((w) => w.port.portId === p.portId && w.kind === p.kind))
-  const routes = fresh || plumb.length > 0 || configure.length > 0 || applied.routes !== JSON.stringify([...renderRoutes(spec)])
+  const unplug = (made?.ports ?? []).filter((p) => !ports(spec).some((w) => w.port.portId === p.portId && w.kind === p.kind))
+  const routes = last === undefined || plumb.length > 0 || last.routes !== routesFingerprint(spec)
   const nat = renderNat(spec)
   const now = new Map(spec.floatingIps.map((f) => [f.floatingIpAddress, f.fixedIpAddress]))
   const forget = (made?.floatingIps ?? []).filter((f) => now.get(f.floatingIpAddress) !== f.fixedIpAddress).map((f) => f.floatingIpAddress)
-  return { createNamespace, setup: fresh, plumb, configure, unplug, routes, nat: fresh || applied.nat !== nat ? nat : undefined, forget }
+  return { createNamespace, setup: last === undefined, plumb, links, addresses, unplug, routes, nat: last?.nat !== nat ? nat : undefined, forget }
 }
 
 export function isEmptyPlan(p: RouterPlan): boolean {
-  return !p.createNamespace && !p.setup && !p.plumb.length && !p.configure.length && !p.unplug.length && !p.routes && p.nat === undefined && !p.forget.length
+  return !p.createNamespace && !p.setup && !p.plumb.length && !p.links.length && !p.addresses.length && !p.unplug.length && !p.routes && p.nat === undefined && !p.forget.length
 }
 
 // ------------------------------------------------------------------ the agent
@@ -321,6 +346,15 @@ export class L3Agent {
     })
     this.tail = next.catch(() => undefined)
     return next
+  }
+
+  /**
+   * Makes the next apply converge every router from what the kernel has (as
+   * the first apply of a run does), instead of trusting what it last applied:
+   * for a slow timer, or after the host's networking was touched by hand.
+   */
+  resync(): void {
+    this.applied.clear()
   }
 
   /** Router id → namespace, of the routers this agent holds (for services that live in them). */
@@ -401,12 +435,14 @@ export class L3Agent {
         record.ports = record.ports.filter((x) => x !== p)
         this.save()
       }
-      const wanted = ports(spec)
       const added: string[] = []
-      for (const { port, kind } of wanted) {
+      for (const { port, kind } of ports(spec)) {
         const bridge = this.o.bridgeFor(port.network)
         if (plan.plumb.includes(port.portId)) await this.plumb(record, port, kind, bridge, ns, revert)
-        if (plan.configure.includes(port.portId)) added.push(...(await this.configure(spec, record, port, kind, bridge, ns)))
+        if (plan.links.includes(port.portId)) await this.link(spec, port, kind, bridge, ns)
+        const change = plan.addresses.find((c) => c.portId === port.portId)
+        if (change) added.push(...(await this.addresses(change, kind, ns)))
+        this.record(record, port, kind, bridge)
       }
       if (plan.routes) await this.routes(spec, ns)
       if (plan.nat !== undefined) await this.sh('iptables-restore', [], { netns: ns, input: plan.nat, what: `apply the NAT rules of router ${spec.id}` })
@@ -419,11 +455,13 @@ export class L3Agent {
       }
     }, { log, context: { routerId: spec.id } })
     this.applied.set(spec.id, {
-      ports: new Map(ports(spec).map(({ port, kind }) => [port.portId, portFingerprint(spec, port, kind, this.o.bridgeFor(port.network))])),
-      routes: JSON.stringify([...renderRoutes(spec)]),
+      links: new Map(ports(spec).map(({ port }) => [port.portId, linkFingerprint(spec, port, this.o.bridgeFor(port.network))])),
+      addresses: new Map(ports(spec).map(({ port, kind }) => [port.portId, portAddresses(spec, port, kind)])),
+      routes: routesFingerprint(spec),
       nat: renderNat(spec),
     })
-    log.info({ plan: { ...plan, nat: plan.nat !== undefined, unplug: plan.unplug.map((p) => p.portId) }, ms: Date.now() - started }, 'router applied')
+    const summary = { ...plan, addresses: plan.addresses.map((c) => c.portId), nat: plan.nat !== undefined, unplug: plan.unplug.map((p) => p.portId) }
+    log.info({ plan: summary, ms: Date.now() - started }, 'router applied')
   }
 
   /** A new veth pair for a port (whatever is left of an old one goes first). */
@@ -441,8 +479,8 @@ export class L3Agent {
     revert.add(`delete ${dev.host}`, () => this.deleteLink(dev.host))
   }
 
-  /** Sets a port's MAC, MTU, bridge, state and addresses; returns the addresses it added. */
-  private async configure(spec: RouterSpec, record: MadeRouter, port: RouterPort, kind: RouterPortKind, bridge: string, ns: string): Promise<string[]> {
+  /** Sets a port's MAC, MTU, bridge and link state. */
+  private async link(spec: RouterSpec, port: RouterPort, kind: RouterPortKind, bridge: string, ns: string): Promise<void> {
     const dev = routerDevices(port.portId, kind)
     const mtu = port.network.mtu ? ['mtu', String(port.network.mtu)] : []
     const state = spec.adminStateUp ? 'up' : 'down'
@@ -450,23 +488,31 @@ export class L3Agent {
     await this.sh('ip', ['-n', ns, 'link', 'set', 'dev', dev.inner, 'address', port.macAddress.toLowerCase(), ...mtu])
     await this.sh('ip', ['link', 'set', 'dev', dev.host, ...mtu, 'master', bridge, state])
     await this.sh('ip', ['-n', ns, 'link', 'set', 'dev', dev.inner, state])
-    const want = portAddresses(spec, port, kind)
-    const have = (JSON.parse(await this.sh('ip', ['-n', ns, '-j', 'addr', 'show', 'dev', dev.inner])) as Array<{ addr_info?: IpAddr[] }>)
+  }
+
+  /** Gives a port's inner device exactly the addresses it should have; returns those it added. */
+  private async addresses(change: AddressChange, kind: RouterPortKind, ns: string): Promise<string[]> {
+    const dev = routerDevices(change.portId, kind).inner
+    const have = change.have ?? (JSON.parse(await this.sh('ip', ['-n', ns, '-j', 'addr', 'show', 'dev', dev])) as Array<{ addr_info?: IpAddr[] }>)
       .flatMap((l) => l.addr_info ?? []).filter((a) => a.scope !== 'link').map((a) => `${a.local}/${a.prefixlen}`)
-    for (const a of have) if (!want.includes(a)) await this.sh('ip', ['-n', ns, 'addr', 'del', a, 'dev', dev.inner])
+    for (const a of have) if (!change.want.includes(a)) await this.sh('ip', ['-n', ns, 'addr', 'del', a, 'dev', dev])
     const added: string[] = []
-    for (const a of want) {
+    for (const a of change.want) {
       if (have.includes(a)) continue
       // nodad: the router's addresses are the controller's to hand out; an IPv6 one must work at once.
-      await this.sh('ip', ['-n', ns, 'addr', 'replace', a, 'dev', dev.inner, ...(v4(a) ? [] : ['nodad'])])
+      await this.sh('ip', ['-n', ns, 'addr', 'replace', a, 'dev', dev, ...(v4(a) ? [] : ['nodad'])])
       added.push(a)
     }
+    return added
+  }
+
+  /** Keeps the state file's record of a port's bridge and addresses current. */
+  private record(record: MadeRouter, port: RouterPort, kind: RouterPortKind, bridge: string): void {
     const r = record.ports.find((p) => p.portId === port.portId && p.kind === kind)
     if (r && (r.bridge !== bridge || JSON.stringify(r.addresses) !== JSON.stringify(port.addresses))) {
       Object.assign(r, { bridge, addresses: port.addresses })
       this.save()
     }
-    return added
   }
 
   /** Makes the namespace's static routes (ours are `proto static`) exactly what the spec says. */

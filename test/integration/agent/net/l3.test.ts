@@ -191,7 +191,9 @@ if (process.getuid?.() !== 0) {
 
   t.test('a router joins two subnets and SNATs them to its gateway address', async (t) => {
     t.equal(await connect(NS.a, '10.0.2.5', 2_000), undefined, 'before: A cannot reach B')
+    const started = Date.now()
     await agent.apply([spec()])
+    t.comment(`building a router with two interfaces and a gateway: apply took ${Date.now() - started} ms`)
     t.ok(existsSync(`/run/netns/${ns}`), `namespace ${ns}`)
     for (const [p, kind, bridge] of [[P_A, 'qr', bridges[NET_A]], [P_B, 'qr', bridges[NET_B]], [P_G, 'qg', bridges[NET_EXT]]] as const) {
       const dev = routerDevices(p, kind)
@@ -216,7 +218,11 @@ if (process.getuid?.() !== 0) {
   })
 
   t.test('a floating IP: the outside reaches A, and A goes out from it; no-change applies run nothing', async (t) => {
+    commands.length = 0
+    let started = Date.now()
     await agent.apply([spec({ floating: true })])
+    t.comment(`adding a floating IP: apply took ${Date.now() - started} ms`)
+    t.ok(commands.includes(`arping -U -c 1 -I ${gw.inner} 203.0.113.20`), 'the new address is announced (gratuitous ARP)')
     t.match(await ip('-n', ns, '-4', 'addr', 'show', 'dev', gw.inner), /inet 203\.0\.113\.20\/32/, 'the floating address is on the gateway device')
     const oa = await connect(NS.out, '203.0.113.20')
     t.ok(oa, 'the outside connects to the floating IP')
@@ -227,9 +233,20 @@ if (process.getuid?.() !== 0) {
     t.equal(outside.seen.get(bo!), '203.0.113.10', 'B\'s still from the gateway address')
 
     commands.length = 0
+    started = Date.now()
     await agent.apply([spec({ floating: true })])
+    t.comment(`an apply that changes nothing took ${Date.now() - started} ms`)
     await agent.apply([spec({ floating: true })])
     t.same(commands, [], 'an apply that changes nothing runs no command (no iptables-restore)')
+
+    // What it cannot see without commands (a table flushed by hand) comes back after resync().
+    await inNs(ns, 'iptables', '-t', 'nat', '-F')
+    await agent.apply([spec({ floating: true })])
+    t.notMatch(await inNs(ns, 'iptables-save', '-t', 'nat'), /DNAT/, 'a flushed table is not noticed by a no-change apply')
+    agent.resync()
+    await agent.apply([spec({ floating: true })])
+    t.match(await inNs(ns, 'iptables-save', '-t', 'nat'), /-A PREROUTING -d 203\.0\.113\.20\/32 -j DNAT --to-destination 10\.0\.1\.5/, 'resync(): the next apply converges it')
+    t.notOk(commands.some((c) => /netns add|link (add|delete)/.test(c)), 'without recreating anything')
   })
 
   t.test('an agent that restarts keeps an established flow through a floating IP', async (t) => {
@@ -259,6 +276,7 @@ if (process.getuid?.() !== 0) {
     // The floating IP goes: a new connection fails within 1 s, and the established one stops too.
     const started = Date.now()
     await agent.apply([spec()])
+    t.comment(`removing a floating IP: apply took ${Date.now() - started} ms`)
     t.ok(commands.some((c) => c.includes('conntrack -D -d 203.0.113.20')), 'its conntrack entries are deleted')
     t.equal(await connect(NS.out, '203.0.113.20', 1_000), undefined, `a new connection from the outside fails within 1 s (apply took ${Date.now() - started} ms)`)
     t.equal(atA.accepted, accepted, 'and never reached A')

@@ -3,7 +3,7 @@
 // renders, and the diff that decides which steps an apply runs.
 import t from 'tap'
 import {
-  type AppliedRouter, type MadeRouter, type Present, isEmptyPlan, planRouter, portFingerprint, renderNat, renderRoutes, routerDevices, routerNamespace, validateRouter,
+  type AppliedRouter, type MadeRouter, type Present, isEmptyPlan, linkFingerprint, planRouter, portAddresses, renderNat, renderRoutes, routerDevices, routerNamespace, routesFingerprint, validateRouter,
 } from '../../../../agent/net/l3.js'
 import type { RouterNetwork, RouterSpec } from '../../../../proto/router.js'
 
@@ -36,8 +36,9 @@ function afterApply(s: RouterSpec): { made: MadeRouter; applied: AppliedRouter }
       floatingIps: s.floatingIps.map((f) => ({ floatingIpAddress: f.floatingIpAddress, fixedIpAddress: f.fixedIpAddress })),
     },
     applied: {
-      ports: new Map(all.map(({ p, kind }) => [p.portId, portFingerprint(s, p, kind, bridgeFor(p.network))])),
-      routes: JSON.stringify([...renderRoutes(s)]),
+      links: new Map(all.map(({ p }) => [p.portId, linkFingerprint(s, p, bridgeFor(p.network))])),
+      addresses: new Map(all.map(({ p, kind }) => [p.portId, portAddresses(s, p, kind)])),
+      routes: routesFingerprint(s),
       nat: renderNat(s),
     },
   }
@@ -103,11 +104,13 @@ t.test('the diff: a no-change apply does nothing', async (t) => {
   t.ok(isEmptyPlan(plan), JSON.stringify(plan))
 })
 
-t.test('the diff: first apply of a run converges everything, recreating nothing', async (t) => {
+t.test('the diff: first apply of a run converges everything from the kernel, recreating nothing', async (t) => {
   const { made } = afterApply(spec())
   const plan = planRouter(spec(), made, undefined, everything, bridgeFor)
   t.same(plan.plumb, [], 'devices that exist are kept (flows survive a restart)')
-  t.same(plan.configure, [P1, P2, G])
+  t.same(plan.links, [P1, P2, G])
+  t.same(plan.addresses.map((c) => [c.portId, c.have]), [[P1, undefined], [P2, undefined], [G, undefined]], 'addresses compared with what the kernel lists')
+  t.same(plan.addresses.find((c) => c.portId === G)?.want, ['203.0.113.10/24', '203.0.113.20/32'], 'the gateway holds the floating IPs')
   t.ok(plan.setup && plan.routes && plan.nat !== undefined)
   t.notOk(plan.createNamespace)
   t.same(plan.forget, [])
@@ -115,9 +118,10 @@ t.test('the diff: first apply of a run converges everything, recreating nothing'
 
 t.test('the diff: a new router builds everything', async (t) => {
   const plan = planRouter(spec(), undefined, undefined, { namespace: false, device: () => false }, bridgeFor)
-  t.ok(plan.createNamespace && plan.setup)
+  t.ok(plan.createNamespace && plan.setup && plan.routes && plan.nat !== undefined)
   t.same(plan.plumb, [P1, P2, G])
-  t.same(plan.configure, [P1, P2, G])
+  t.same(plan.links, [P1, P2, G])
+  t.same(plan.addresses.map((c) => c.portId), [P1, P2, G])
 })
 
 t.test('the diff: a device or the namespace gone is rebuilt', async (t) => {
@@ -125,41 +129,52 @@ t.test('the diff: a device or the namespace gone is rebuilt', async (t) => {
   const tap = routerDevices(P2, 'qr').host
   const oneGone = planRouter(spec(), made, applied, { namespace: true, device: (n) => n !== tap }, bridgeFor)
   t.same(oneGone.plumb, [P2])
-  t.same(oneGone.configure, [P2])
+  t.same(oneGone.links, [P2])
+  t.same(oneGone.addresses.map((c) => [c.portId, c.have]), [[P2, undefined]])
   t.ok(oneGone.routes, 'routes again: a recreated device loses them')
+  t.equal(oneGone.setup, false)
   t.equal(oneGone.nat, undefined, 'the nat table matches devices by name: kept')
   const nsGone = planRouter(spec(), made, applied, { namespace: false, device: () => true }, bridgeFor)
   t.ok(nsGone.createNamespace && nsGone.setup && nsGone.nat !== undefined)
   t.same(nsGone.plumb, [P1, P2, G], 'every pair again (a host end left over is replaced)')
 })
 
-t.test('the diff: a floating IP removed or moved', async (t) => {
+t.test('the diff: a floating IP removed, moved or added touches only the gateway\'s addresses and the nat table', async (t) => {
   const { made, applied } = afterApply(spec())
   const gone = planRouter({ ...spec(), floatingIps: [] }, made, applied, everything, bridgeFor)
   t.same(gone.forget, ['203.0.113.20'], 'its flows are forgotten')
-  t.same(gone.configure, [G], 'its address goes from the gateway device only')
+  t.same(gone.addresses, [{ portId: G, want: ['203.0.113.10/24'], have: ['203.0.113.10/24', '203.0.113.20/32'] }], 'its address goes, known without asking the kernel')
   t.notMatch(gone.nat ?? '', /203\.0\.113\.20/, 'and its rules')
-  t.same(gone.plumb, [])
+  t.same([gone.plumb, gone.links, gone.routes, gone.setup], [[], [], false, false], 'nothing else')
   const moved = planRouter({ ...spec(), floatingIps: [{ id: 'f1', floatingIpAddress: '203.0.113.20', fixedIpAddress: '10.0.2.5' }] }, made, applied, everything, bridgeFor)
   t.same(moved.forget, ['203.0.113.20'], 'another fixed IP: the old flows go')
-  t.same(moved.configure, [], 'the address stays')
+  t.same(moved.addresses, [], 'the address stays')
+  t.match(moved.nat, '--to-destination 10.0.2.5')
   const added = planRouter({ ...spec(), floatingIps: [...spec().floatingIps, { id: 'f2', floatingIpAddress: '203.0.113.21', fixedIpAddress: '10.0.2.5' }] }, made, applied, everything, bridgeFor)
   t.same(added.forget, [], 'one more: the others keep their flows')
+  t.same(added.addresses.map((c) => c.portId), [G])
+  t.equal(added.routes, false)
 })
 
 t.test('the diff: an interface removed, a route or SNAT changed, admin state', async (t) => {
   const { made, applied } = afterApply(spec())
   const one = planRouter({ ...spec(), interfaces: [spec().interfaces[0]!] }, made, applied, everything, bridgeFor)
   t.same(one.unplug.map((p) => p.host), [routerDevices(P2, 'qr').host])
-  t.same(one.configure, [])
+  t.same([one.links, one.addresses], [[], []])
   t.ok(one.nat !== undefined, 'its subnet leaves the SNAT rules')
+  t.ok(one.routes, 'routes checked again (a nexthop may have been on it)')
   const route = planRouter({ ...spec(), routes: [] }, made, applied, everything, bridgeFor)
   t.ok(route.routes)
   t.equal(route.nat, undefined)
-  t.same(route.configure, [])
+  t.same([route.links, route.addresses], [[], []])
   const snat = planRouter({ ...spec(), gateway: { ...spec().gateway!, enableSnat: false } }, made, applied, everything, bridgeFor)
-  t.ok(snat.nat !== undefined && !snat.routes && !snat.configure.length)
+  t.ok(snat.nat !== undefined && !snat.routes && !snat.links.length && !snat.addresses.length)
   const down = planRouter({ ...spec(), adminStateUp: false }, made, applied, everything, bridgeFor)
-  t.same(down.configure, [P1, P2, G], 'down: every link')
+  t.same(down.links, [P1, P2, G], 'down: every link')
+  t.same(down.addresses, [])
+  t.ok(down.routes)
   t.equal(down.setup, false)
+  const mtu = spec()
+  mtu.interfaces[0]!.network.mtu = 1400
+  t.same(planRouter(mtu, made, applied, everything, bridgeFor).links, [P1], 'a new MTU: that link only')
 })
