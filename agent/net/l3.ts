@@ -427,8 +427,8 @@ export class L3Agent {
       }
       if (plan.setup) {
         await this.sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
-        await this.sh('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1'], { netns: ns })
-        if (ports(spec).some(({ port }) => port.addresses.some((a) => !v4(a)))) await this.sh('sysctl', ['-q', '-w', 'net.ipv6.conf.all.forwarding=1'], { netns: ns })
+        // Both families, whatever the router has now: an IPv6 subnet added later needs no new setup.
+        await this.sh('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', ...(existsSync('/proc/sys/net/ipv6') ? ['net.ipv6.conf.all.forwarding=1'] : [])], { netns: ns })
       }
       for (const p of plan.unplug) {
         await this.deleteLink(p.host)
@@ -467,7 +467,6 @@ export class L3Agent {
   /** A new veth pair for a port (whatever is left of an old one goes first). */
   private async plumb(record: MadeRouter, port: RouterPort, kind: RouterPortKind, bridge: string, ns: string, revert: Reverter): Promise<void> {
     const dev = routerDevices(port.portId, kind)
-    await this.ensureBridge(bridge)
     if (!record.ports.some((p) => p.portId === port.portId && p.kind === kind)) {
       record.ports.push({ portId: port.portId, kind, host: dev.host, inner: dev.inner, bridge, addresses: port.addresses })
       this.save()

@@ -346,9 +346,15 @@ if (process.getuid?.() !== 0) {
     t.ok(await connect(NS.out, '203.0.113.20'), 'and changes nothing for the good one')
   })
 
-  t.test('apply([]) removes every namespace, device and record it made, and nothing else', async (t) => {
+  t.test('apply([]) by a restarted agent removes every namespace, device and record it made, and nothing else', async (t) => {
+    // A router namespace the agent did not make (another agent's on a shared kernel): never touched.
+    const foreign = routerNamespace(`${hex}-0000-4000-8000-00000000f0f0`)
+    await ip('netns', 'add', foreign)
+    t.teardown(() => ip('netns', 'delete', foreign).catch(() => undefined))
+    agent = newAgent()
     await agent.apply([])
-    t.notMatch(await ip('netns', 'list'), new RegExp(`qrouter-${hex}`), 'no router namespace')
+    const left = (await ip('netns', 'list')).split('\n').filter((l) => l.startsWith(`qrouter-${hex}`)).map((l) => l.split(' ')[0])
+    t.same(left, [foreign], 'no namespace of its routers; the foreign one is left alone')
     const links = await ip('-o', 'link', 'show')
     for (const p of [P_A, P_B, P_G]) t.notMatch(links, routerDevices(p, 'qr').host, `no ${routerDevices(p, 'qr').host}`)
     t.same(JSON.parse(readFileSync(path.join(stateDir, 'l3.json'), 'utf8')), [], 'an empty record')
