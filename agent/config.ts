@@ -130,6 +130,15 @@ export interface AgentConfig {
    * `STRATO_AGENT_L3` (1/0, true/false) @default true
    */
   l3: boolean
+  /**
+   * How the L3 role builds its routers: `namespaces` (a `qrouter-<id>`
+   * namespace each, veths into the networks' bridges, NAT; see net/l3.ts) or
+   * `none` (routers are placed here but nothing is built: fake-driver hosts).
+   * `STRATO_AGENT_L3_DRIVER` @default namespaces with the libvirt driver, none with the fake one
+   */
+  l3Driver: 'namespaces' | 'none'
+  /** How often the routers are resynced even without a change notice. `STRATO_AGENT_L3_SYNC_INTERVAL_MS` @default 30000 */
+  l3SyncIntervalMs: number
   /** Where volumes and snapshots live. `STRATO_AGENT_VOLUME_DIR` @default `<stateDir>/volumes` */
   volumeDir: string
   /** The volumes' file format: qcow2 (copy-on-write snapshots) or raw (copies). `STRATO_AGENT_VOLUME_FORMAT` @default qcow2 */
@@ -199,6 +208,8 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     metadataCacheTtlMs: overrides.metadataCacheTtlMs ?? envInt(env, 'STRATO_AGENT_METADATA_CACHE_TTL_MS') ?? 30_000,
     volume: overrides.volume ?? (env.STRATO_AGENT_VOLUME as AgentConfig['volume'] | undefined) ?? 'on',
     l3: overrides.l3 ?? boolEnv(env, 'STRATO_AGENT_L3') ?? true,
+    l3Driver: overrides.l3Driver ?? (env.STRATO_AGENT_L3_DRIVER as AgentConfig['l3Driver'] | undefined) ?? ((overrides.driver ?? env.STRATO_AGENT_DRIVER ?? 'libvirt') === 'fake' ? 'none' : 'namespaces'),
+    l3SyncIntervalMs: overrides.l3SyncIntervalMs ?? envInt(env, 'STRATO_AGENT_L3_SYNC_INTERVAL_MS') ?? 30_000,
     volumeDir: path.resolve(overrides.volumeDir ?? env.STRATO_AGENT_VOLUME_DIR ?? path.join(stateDir, 'volumes')),
     volumeFormat: overrides.volumeFormat ?? (env.STRATO_AGENT_VOLUME_FORMAT as AgentConfig['volumeFormat'] | undefined) ?? 'qcow2',
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
@@ -210,6 +221,8 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new InvalidArgument(`bridgeMappings.${physnet}: '${bridge}' is not a Linux interface name (1-15 of [A-Za-z0-9_.-])`, { field: `bridgeMappings.${physnet}` })
   }
   if (cfg.firewall !== 'iptables' && cfg.firewall !== 'none') throw new InvalidArgument(`firewall (STRATO_AGENT_FIREWALL) must be iptables or none, got '${String(cfg.firewall)}'`, { field: 'firewall' })
+  if (cfg.l3Driver !== 'namespaces' && cfg.l3Driver !== 'none') throw new InvalidArgument(`l3Driver (STRATO_AGENT_L3_DRIVER) must be namespaces or none, got '${String(cfg.l3Driver)}'`, { field: 'l3Driver' })
+  if (cfg.l3SyncIntervalMs < 1000) throw new InvalidArgument(`l3SyncIntervalMs (STRATO_AGENT_L3_SYNC_INTERVAL_MS) must be ≥ 1000, got ${cfg.l3SyncIntervalMs}`, { field: 'l3SyncIntervalMs' })
   if (cfg.dhcp !== 'dnsmasq' && cfg.dhcp !== 'off') throw new InvalidArgument(`dhcp (STRATO_AGENT_DHCP) must be dnsmasq or off, got '${String(cfg.dhcp)}'`, { field: 'dhcp' })
   if (cfg.hostGateway.length && cfg.dhcp === 'off') throw new InvalidArgument('hostGateway (STRATO_AGENT_HOST_GATEWAY) needs DHCP (STRATO_AGENT_DHCP=dnsmasq): the gateway follows the networks DHCP serves', { field: 'hostGateway' })
   if (cfg.dhcpSyncIntervalMs < 1000) throw new InvalidArgument(`dhcpSyncIntervalMs (STRATO_AGENT_DHCP_SYNC_INTERVAL_MS) must be ≥ 1000, got ${cfg.dhcpSyncIntervalMs}`, { field: 'dhcpSyncIntervalMs' })

@@ -18,7 +18,7 @@ import type { Logger } from 'pino'
 import { FailedPrecondition, NotFound, Unavailable } from '../proto/errors.js'
 import { errorHeaders } from '../proto/nats-errors.js'
 import { encodeBounded } from '../proto/bus-payload.js'
-import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
+import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, ROUTER_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
 import { AgentReply, AgentRequest, Heartbeat, PowerStates, type AgentAnnounce, type VolumeBackendStats } from '../proto/gen/strato/agent/v1/agent.js'
 import { computeId, type AgentConfig } from './config.js'
 import { CastWorker } from './cast-worker.js'
@@ -29,6 +29,7 @@ import type { KnownImage } from './disk/image-cache.js'
 import { GuestDirs, groupId } from './disk/guest-dirs.js'
 import { IptablesFirewall, RecordingFirewall, type Firewall } from './net/firewall.js'
 import { DnsmasqDhcp, NoDhcp, type Dhcp, type DhcpNetwork } from './net/dhcp.js'
+import { L3Agent } from './net/l3.js'
 import { MetadataService } from './metadata/service.js'
 import { HostGateway, type HostGatewayNetwork } from './net/host-gateway.js'
 import type { VirtDriver } from './virt/driver.js'
@@ -63,6 +64,13 @@ export class AgentService {
   readonly dhcp: Dhcp
   private dhcpTimer: NodeJS.Timeout | undefined
   private dhcpSub: Subscription | undefined
+  /**
+   * The routers the controller places here (`qrouter-<id>` namespaces), when
+   * the agent has the L3 role and builds them (l3Driver `namespaces`).
+   */
+  readonly l3: L3Agent | undefined
+  private l3Timer: NodeJS.Timeout | undefined
+  private l3Sub: Subscription | undefined
   private rpcSub: Subscription | undefined
   private readonly log: Logger
   private imageSource: { address: string; source: GrpcImageSource } | undefined
@@ -109,6 +117,9 @@ export class AgentService {
       : new NoDhcp()
     this.hostGateway = config.hostGateway.length
       ? new HostGateway({ stateDir: config.stateDir, nat: config.hostGatewayNat, host: config.host, log: this.log.child({ component: 'host-gateway' }) })
+      : undefined
+    this.l3 = config.l3 && config.l3Driver === 'namespaces'
+      ? new L3Agent({ stateDir: config.stateDir, bridgeFor: (n) => this.manager.bridgeFor(n), log: this.log.child({ component: 'l3' }) })
       : undefined
     // The metadata service lives in the DHCP namespaces (Neutron's isolated metadata):
     // it listens in each one that comes up, and lets go before one is deleted.
@@ -196,6 +207,14 @@ export class AgentService {
       this.dhcpTimer = setInterval(() => void this.refreshDhcp().catch(failed), this.config.dhcpSyncIntervalMs)
       this.dhcpTimer.unref()
     }
+    if (this.l3) {
+      const failed = (err: unknown) => this.log.warn({ err }, 'router refresh failed')
+      this.l3Sub = this.nc.subscribe(ROUTER_CHANGED_SUBJECT, { callback: () => void this.refreshRouters().catch(failed) })
+      // As for DHCP: routers that cannot be built now are retried by the timer.
+      await this.refreshRouters().catch(failed)
+      this.l3Timer = setInterval(() => void this.refreshRouters().catch(failed), this.config.l3SyncIntervalMs)
+      this.l3Timer.unref()
+    }
     const r = await this.manager.reconcile()
     if (r.removed.length) this.log.warn({ removed: r.removed }, 'removed guests and disks the controller no longer places here')
     this.state = 'RUNNING'
@@ -230,6 +249,8 @@ export class AgentService {
     this.firewallSub?.unsubscribe()
     if (this.dhcpTimer) clearInterval(this.dhcpTimer)
     this.dhcpSub?.unsubscribe()
+    if (this.l3Timer) clearInterval(this.l3Timer)
+    this.l3Sub?.unsubscribe()
   }
 
   /**
@@ -248,6 +269,15 @@ export class AgentService {
     const networks = await this.conductor.dhcp()
     await this.dhcp.apply(networks)
     if (this.hostGateway) await this.hostGateway.apply(this.gatewaysOf(networks))
+  })
+
+  /**
+   * Makes this host's routers what the controller places here now. Coalesced
+   * as the firewall is. Routers keep forwarding when the agent stops (as
+   * dnsmasq keeps serving); the next agent adopts them from its state file.
+   */
+  readonly refreshRouters = coalesced(async () => {
+    if (this.l3) await this.l3.apply(await this.conductor.routers())
   })
 
   /** The flat networks of config.hostGateway's physical networks, with their first IPv4 subnet that has a gateway. */

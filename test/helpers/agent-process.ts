@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { pino } from 'pino'
 import { IptablesFirewall } from '../../agent/net/firewall.js'
+import { L3Agent } from '../../agent/net/l3.js'
 import { DnsmasqDhcp } from '../../agent/net/dhcp.js'
 import { exited, readLog, running, startDaemon, waitForLog } from './daemon.js'
 import { virsh } from './libvirt.js'
@@ -93,6 +94,8 @@ export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> 
       if (o.driver === 'libvirt' && o.env?.STRATO_AGENT_FIREWALL !== 'none') await new IptablesFirewall({ host: o.host }).clear().catch(() => undefined)
       // And its DHCP (dnsmasq outlives the agent, as it does in Neutron): processes, namespaces, veths, files.
       await new DnsmasqDhcp({ dir: o.env?.STRATO_AGENT_DHCP_DIR ?? path.join(stateDir, 'dhcp'), bridgeFor: () => '', log: pino({ level: 'silent' }) }).removeAll().catch(() => undefined)
+      // And its routers (they keep forwarding when the agent stops): namespaces, veths, the state file.
+      await new L3Agent({ stateDir, bridgeFor: () => '', log: pino({ level: 'silent' }) }).removeAll().catch(() => undefined)
       if (made) rmSync(stateDir, { recursive: true, force: true })
     },
   }
