@@ -27,6 +27,7 @@ const exec = promisify(execFile)
 const hex = process.pid.toString(16).padStart(8, '0').slice(-8)
 const ROUTER = `${hex}-0000-4000-8000-00000000a001`
 const BAD_ROUTER = `${hex}-0000-4000-8000-00000000a002`
+const ROUTER2 = `${hex}-0000-4000-8000-00000000a003`
 const P_A = `${hex}-1a00-4000-8000-000000000001`
 const P_B = `${hex}-2a00-4000-8000-000000000002`
 const P_G = `${hex}-3a00-4000-8000-000000000003`
@@ -112,10 +113,15 @@ s.setEncoding('utf8').on('data', (d) => { buf += d; if (buf.includes(token)) pro
 s.on('error', (e) => { console.error(e.code); process.exit(1) })
 `
 let tokens = 0
+/** Why the last connect failed (the client's stderr), for the test's messages. */
+let why = ''
 /** Connects from namespace `ns` to host:PORT, sends a token, waits for its echo; the token, or undefined when it failed within `ms`. */
 async function connect(ns: string, host: string, ms = 15_000): Promise<string | undefined> {
   const token = `t${++tokens}`
-  return inNs(ns, 'node', '-e', CLIENT, host, String(PORT), token, String(ms)).then(() => token, () => undefined)
+  return inNs(ns, 'node', '-e', CLIENT, host, String(PORT), token, String(ms)).then(() => token, (err: { stderr?: string }) => {
+    why = `${ns} → ${host}: ${err.stderr?.trim() ?? String(err)}`
+    return undefined
+  })
 }
 
 /** A long-lived connection from `ns`: each line written is echoed back. */
@@ -153,7 +159,7 @@ if (process.getuid?.() !== 0) {
     for (const l of listeners) await l.close()
     await newAgent().removeAll().catch((err: unknown) => process.stderr.write(`# removeAll: ${String(err)}\n`))
     // Whatever a failed run left of the routers (named by this test's ids only).
-    for (const r of [ROUTER, BAD_ROUTER]) await ip('netns', 'delete', routerNamespace(r)).catch(() => undefined)
+    for (const r of [ROUTER, BAD_ROUTER, ROUTER2]) await ip('netns', 'delete', routerNamespace(r)).catch(() => undefined)
     for (const p of [P_A, P_B, P_G, P_BAD]) await ip('link', 'delete', routerDevices(p, 'qr').host).catch(() => undefined)
     for (const n of Object.values(NS)) await ip('netns', 'delete', n).catch(() => undefined)
     for (const k of ['a', 'b', 'o']) await ip('link', 'delete', `l3v${k}${hex}`).catch(() => undefined)
@@ -206,7 +212,7 @@ if (process.getuid?.() !== 0) {
     t.equal((await inNs(ns, 'sysctl', '-n', 'net.ipv4.ip_forward')).trim(), '1', 'forwarding on in the namespace')
 
     const ab = await connect(NS.a, '10.0.2.5')
-    t.ok(ab, 'A reaches B across the router')
+    t.ok(ab, 'A reaches B across the router', { why })
     t.equal(atB.seen.get(ab!), '10.0.1.5', 'from its own address: no NAT between the router\'s subnets')
     const ao = await connect(NS.a, '203.0.113.1')
     t.ok(ao, 'A reaches the outside')
@@ -316,6 +322,24 @@ if (process.getuid?.() !== 0) {
     t.ok(await ping(NS.a, '10.0.2.5'), 'up again: A reaches B')
     const ao = await connect(NS.a, '203.0.113.1')
     t.equal(outside.seen.get(ao!), '203.0.113.10', 'and the outside, with the default route back')
+  })
+
+  t.test('an interface that moves to another router in one apply keeps working there, whichever router comes first', async (t) => {
+    const withoutB = { ...spec(), interfaces: [spec().interfaces[0]!] }
+    const second: RouterSpec = { id: ROUTER2, adminStateUp: true, interfaces: [spec().interfaces[1]!], routes: [], floatingIps: [] }
+    const dev = routerDevices(P_B, 'qr')
+    for (const order of [[second, withoutB], [withoutB, second]]) {
+      await agent.apply([spec()])
+      t.ok(await ping(NS.b, '10.0.2.1'), 'B reaches its interface on the first router')
+      await agent.apply(order)
+      t.ok(linkExists(dev.host), `${dev.host} is there (${order[0]!.id === ROUTER2 ? 'new router first' : 'old router first'})`)
+      t.ok(await ip('-n', routerNamespace(ROUTER2), 'link', 'show', 'dev', dev.inner).then(() => true, () => false), 'its peer is in the second router')
+      t.notOk(await ip('-n', ns, 'link', 'show', 'dev', dev.inner).then(() => true, () => false), 'and no longer in the first')
+      t.ok(await ping(NS.b, '10.0.2.1'), 'B reaches its interface on the second router')
+    }
+    await agent.apply([spec()])
+    t.notOk(existsSync(`/run/netns/${routerNamespace(ROUTER2)}`), 'the second router removed')
+    t.ok(await connect(NS.a, '10.0.2.5'), 'A reaches B through the first router again')
   })
 
   t.test('a namespace or veth someone deleted is rebuilt on the next apply', async (t) => {
