@@ -262,7 +262,8 @@ export function planRouter(spec: RouterSpec, made: MadeRouter | undefined, appli
     if (replumb) plumb.push(port.portId)
     if (replumb || last?.links.get(port.portId) !== linkFingerprint(spec, port, bridgeFor(port.network))) links.push(port.portId)
     const want = portAddresses(spec, port, kind)
-    const have = replumb ? undefined : last?.addresses.get(port.portId)
+    // A new device has no addresses yet (but its IPv6 link-local one, which is never touched).
+    const have = replumb ? [] : last?.addresses.get(port.portId)
     if (have === undefined || JSON.stringify(have) !== JSON.stringify(want)) addresses.push({ portId: port.portId, want, have })
   }
   const unplug = (made?.ports ?? []).filter((p) => !ports(spec).some((w) => w.port.portId === p.portId && w.kind === p.kind))
@@ -442,7 +443,7 @@ export class L3Agent {
       const added: Array<{ dev: string; address: string }> = []
       for (const { port, kind } of ports(spec)) {
         const bridge = this.o.bridgeFor(port.network)
-        if (plan.plumb.includes(port.portId)) await this.plumb(record, port, kind, bridge, ns, revert)
+        if (plan.plumb.includes(port.portId)) await this.plumb(record, port, kind, bridge, ns, plan.createNamespace, revert)
         if (plan.links.includes(port.portId)) await this.link(spec, port, kind, bridge, ns)
         const change = plan.addresses.find((c) => c.portId === port.portId)
         if (change) for (const a of await this.addresses(change, kind, ns)) added.push({ dev: routerDevices(port.portId, kind).inner, address: a })
@@ -450,7 +451,7 @@ export class L3Agent {
       }
       if (plan.routes) await this.routes(spec, ns)
       if (plan.nat !== undefined) await this.sh('iptables-restore', [], { netns: ns, input: plan.nat, what: `apply the NAT rules of router ${spec.id}` })
-      for (const address of plan.forget) await this.forgetFlows(ns, address)
+      await Promise.all(plan.forget.map((address) => this.forgetFlows(ns, address)))
       record.floatingIps = spec.floatingIps.map((f) => ({ floatingIpAddress: f.floatingIpAddress, fixedIpAddress: f.fixedIpAddress }))
       this.save()
       // As Neutron does for every new router address: guests and the outside that were already
@@ -467,8 +468,8 @@ export class L3Agent {
     log.info({ plan: summary, ms: Date.now() - started }, 'router applied')
   }
 
-  /** A new veth pair for a port (whatever is left of an old one goes first). */
-  private async plumb(record: MadeRouter, port: RouterPort, kind: RouterPortKind, bridge: string, ns: string, revert: Reverter): Promise<void> {
+  /** A new veth pair for a port (whatever is left of an old one goes first; nothing is, in a namespace just made: `fresh`). */
+  private async plumb(record: MadeRouter, port: RouterPort, kind: RouterPortKind, bridge: string, ns: string, fresh: boolean, revert: Reverter): Promise<void> {
     const dev = routerDevices(port.portId, kind)
     if (!record.ports.some((p) => p.portId === port.portId && p.kind === kind)) {
       record.ports.push({ portId: port.portId, kind, host: dev.host, inner: dev.inner, bridge, addresses: port.addresses })
@@ -476,7 +477,7 @@ export class L3Agent {
     }
     await this.deleteLink(dev.host)
     // A device of that name left in the namespace (its peer deleted with a stale host end) is the router's.
-    if (await this.succeeds('ip', ['-n', ns, 'link', 'show', 'dev', dev.inner])) await this.sh('ip', ['-n', ns, 'link', 'delete', 'dev', dev.inner])
+    if (!fresh && (await this.succeeds('ip', ['-n', ns, 'link', 'show', 'dev', dev.inner]))) await this.sh('ip', ['-n', ns, 'link', 'delete', 'dev', dev.inner])
     await this.sh('ip', ['link', 'add', dev.host, 'type', 'veth', 'peer', 'name', dev.inner, 'netns', ns])
     revert.add(`delete ${dev.host}`, () => this.deleteLink(dev.host))
   }
@@ -541,11 +542,9 @@ export class L3Agent {
    * SNAT), so no established flow outlives the floating IP.
    */
   private async forgetFlows(ns: string, address: string): Promise<void> {
-    for (const flag of ['-d', '-q']) {
-      await this.sh('conntrack', ['-D', flag, address], { netns: ns }).catch((error: unknown) => {
-        if (!(error instanceof Internal && NO_CONNTRACK_ENTRIES.test(error.message))) throw error
-      })
-    }
+    await Promise.all(['-d', '-q'].map((flag) => this.sh('conntrack', ['-D', flag, address], { netns: ns, what: `forget the flows of floating IP ${address}` }).catch((error: unknown) => {
+      if (!(error instanceof Internal && NO_CONNTRACK_ENTRIES.test(error.message))) throw error
+    })))
   }
 
   /** Tells a network's neighbours where a new router address is (in the background: arping takes a second). */

@@ -197,9 +197,10 @@ if (process.getuid?.() !== 0) {
 
   t.test('a router joins two subnets and SNATs them to its gateway address', async (t) => {
     t.equal(await connect(NS.a, '10.0.2.5', 2_000), undefined, 'before: A cannot reach B')
+    commands.length = 0
     const started = Date.now()
     await agent.apply([spec()])
-    t.comment(`building a router with two interfaces and a gateway: apply took ${Date.now() - started} ms`)
+    t.comment(`building a router with two interfaces and a gateway: apply took ${Date.now() - started} ms, ${commands.length} commands`)
     t.ok(existsSync(`/run/netns/${ns}`), `namespace ${ns}`)
     for (const [p, kind, bridge] of [[P_A, 'qr', bridges[NET_A]], [P_B, 'qr', bridges[NET_B]], [P_G, 'qg', bridges[NET_EXT]]] as const) {
       const dev = routerDevices(p, kind)
@@ -227,7 +228,7 @@ if (process.getuid?.() !== 0) {
     commands.length = 0
     let started = Date.now()
     await agent.apply([spec({ floating: true })])
-    t.comment(`adding a floating IP: apply took ${Date.now() - started} ms`)
+    t.comment(`adding a floating IP: apply took ${Date.now() - started} ms, ${commands.length} commands`)
     t.ok(commands.includes(`arping -U -c 1 -I ${gw.inner} 203.0.113.20`), 'the new address is announced (gratuitous ARP)')
     t.match(await ip('-n', ns, '-4', 'addr', 'show', 'dev', gw.inner), /inet 203\.0\.113\.20\/32/, 'the floating address is on the gateway device')
     const oa = await connect(NS.out, '203.0.113.20')
@@ -282,7 +283,7 @@ if (process.getuid?.() !== 0) {
     // The floating IP goes: a new connection fails within 1 s, and the established one stops too.
     const started = Date.now()
     await agent.apply([spec()])
-    t.comment(`removing a floating IP: apply took ${Date.now() - started} ms`)
+    t.comment(`removing a floating IP: apply took ${Date.now() - started} ms, ${commands.length} commands`)
     t.ok(commands.some((c) => c.includes('conntrack -D -d 203.0.113.20')), 'its conntrack entries are deleted')
     t.equal(await connect(NS.out, '203.0.113.20', 1_000), undefined, `a new connection from the outside fails within 1 s (apply took ${Date.now() - started} ms)`)
     t.equal(atA.accepted, accepted, 'and never reached A')
