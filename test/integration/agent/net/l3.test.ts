@@ -11,7 +11,7 @@
  * removal of everything. Needs root, iproute2, iptables, conntrack.
  */
 import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -376,8 +376,25 @@ if (process.getuid?.() !== 0) {
     const foreign = routerNamespace(`${hex}-0000-4000-8000-00000000f0f0`)
     await ip('netns', 'add', foreign)
     t.teardown(() => ip('netns', 'delete', foreign).catch(() => undefined))
+    // What an agent killed halfway through a build left: recorded (before it was made), namespace and one veth made.
+    const crashed = `${hex}-0000-4000-8000-00000000c0c0`
+    const half = routerDevices(`${hex}-5a00-4000-8000-000000000005`, 'qr')
+    await ip('netns', 'add', routerNamespace(crashed))
+    await ip('link', 'add', half.host, 'type', 'veth', 'peer', 'name', half.inner, 'netns', routerNamespace(crashed))
+    t.teardown(async () => {
+      await ip('netns', 'delete', routerNamespace(crashed)).catch(() => undefined)
+      await ip('link', 'delete', half.host).catch(() => undefined)
+    })
+    const file = path.join(stateDir, 'l3.json')
+    const recorded = JSON.parse(readFileSync(file, 'utf8')) as unknown[]
+    writeFileSync(file, JSON.stringify([...recorded, {
+      id: crashed, namespace: routerNamespace(crashed), floatingIps: [],
+      ports: [{ portId: `${hex}-5a00-4000-8000-000000000005`, kind: 'qr', ...half, bridge: bridges[NET_A], addresses: [] }],
+    }]))
     agent = newAgent()
     await agent.apply([])
+    t.notOk(existsSync(`/run/netns/${routerNamespace(crashed)}`), 'a half-built router left by a killed agent is removed')
+    t.notOk(linkExists(half.host), 'with its veth')
     const left = (await ip('netns', 'list')).split('\n').filter((l) => l.startsWith(`qrouter-${hex}`)).map((l) => l.split(' ')[0])
     t.same(left, [foreign], 'no namespace of its routers; the foreign one is left alone')
     const links = await ip('-o', 'link', 'show')
