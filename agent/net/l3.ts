@@ -20,6 +20,8 @@
  *
  * A floating IP that goes has its conntrack entries deleted in the namespace,
  * so flows through it stop at once; those of floating IPs that stay are kept.
+ * Each IPv4 address a router device gains (a floating IP, an interface) is
+ * announced with a gratuitous ARP (arping, when installed).
  *
  * `apply` is called on every router-changed notice and on a timer, so an
  * apply that changes nothing runs no command: what each router was last made
@@ -260,7 +262,8 @@ export function planRouter(spec: RouterSpec, made: MadeRouter | undefined, appli
     if (replumb) plumb.push(port.portId)
     if (replumb || last?.links.get(port.portId) !== linkFingerprint(spec, port, bridgeFor(port.network))) links.push(port.portId)
     const want = portAddresses(spec, port, kind)
-    const have = replumb ? undefined : last?.addresses.get(port.portId)
+    // A new device has no addresses yet (but its IPv6 link-local one, which is never touched).
+    const have = replumb ? [] : last?.addresses.get(port.portId)
     if (have === undefined || JSON.stringify(have) !== JSON.stringify(want)) addresses.push({ portId: port.portId, want, have })
   }
   const unplug = (made?.ports ?? []).filter((p) => !ports(spec).some((w) => w.port.portId === p.portId && w.kind === p.kind))
@@ -314,7 +317,7 @@ export class L3Agent {
   private readonly applied = new Map<string, AppliedRouter>()
   private made: MadeRouter[] | undefined
   private tail: Promise<void> = Promise.resolve()
-  /** Gratuitous ARPs in flight (arping takes a second; nobody waits for it). */
+  /** Gratuitous ARPs in flight (arping takes a second; apply does not wait for them). */
   private readonly announcing = new Set<Promise<void>>()
   private noArping = false
 
@@ -383,12 +386,14 @@ export class L3Agent {
         failures.push({ id: r.id, error })
       }
     }
+    // A port that moved to another router keeps its host device name: the router it left must not delete the new one's.
+    const claimed = new Set(owner.keys())
     for (const m of [...made]) {
       if (want.has(m.id) || failures.some((f) => f.id === m.id)) continue
-      await this.removeRouter(m).catch((error: unknown) => failures.push({ id: m.id, error }))
+      await this.removeRouter(m, claimed).catch((error: unknown) => failures.push({ id: m.id, error }))
     }
     for (const spec of want.values()) {
-      await this.applyRouter(spec).catch((error: unknown) => {
+      await this.applyRouter(spec, claimed).catch((error: unknown) => {
         this.applied.delete(spec.id)
         failures.push({ id: spec.id, error })
       })
@@ -400,7 +405,7 @@ export class L3Agent {
     }
   }
 
-  private async applyRouter(spec: RouterSpec): Promise<void> {
+  private async applyRouter(spec: RouterSpec, claimed: Set<string>): Promise<void> {
     const ns = routerNamespace(spec.id)
     const made = this.made!.find((m) => m.id === spec.id)
     const plan = planRouter(spec, made, this.applied.get(spec.id), {
@@ -431,28 +436,27 @@ export class L3Agent {
         await this.sh('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', ...(existsSync('/proc/sys/net/ipv6') ? ['net.ipv6.conf.all.forwarding=1'] : [])], { netns: ns })
       }
       for (const p of plan.unplug) {
-        await this.deleteLink(p.host)
+        if (!claimed.has(p.host)) await this.deleteLink(p.host)
         record.ports = record.ports.filter((x) => x !== p)
         this.save()
       }
-      const added: string[] = []
+      const added: Array<{ dev: string; address: string }> = []
       for (const { port, kind } of ports(spec)) {
         const bridge = this.o.bridgeFor(port.network)
-        if (plan.plumb.includes(port.portId)) await this.plumb(record, port, kind, bridge, ns, revert)
+        if (plan.plumb.includes(port.portId)) await this.plumb(record, port, kind, bridge, ns, plan.createNamespace, revert)
         if (plan.links.includes(port.portId)) await this.link(spec, port, kind, bridge, ns)
         const change = plan.addresses.find((c) => c.portId === port.portId)
-        if (change) added.push(...(await this.addresses(change, kind, ns)))
+        if (change) for (const a of await this.addresses(change, kind, ns)) added.push({ dev: routerDevices(port.portId, kind).inner, address: a })
         this.record(record, port, kind, bridge)
       }
       if (plan.routes) await this.routes(spec, ns)
       if (plan.nat !== undefined) await this.sh('iptables-restore', [], { netns: ns, input: plan.nat, what: `apply the NAT rules of router ${spec.id}` })
-      for (const address of plan.forget) await this.forgetFlows(ns, address)
+      await Promise.all(plan.forget.map((address) => this.forgetFlows(ns, address)))
       record.floatingIps = spec.floatingIps.map((f) => ({ floatingIpAddress: f.floatingIpAddress, fixedIpAddress: f.fixedIpAddress }))
       this.save()
-      const floating = new Set(spec.floatingIps.map((f) => `${f.floatingIpAddress}/32`))
-      if (spec.gateway && spec.adminStateUp) {
-        for (const a of added.filter((x) => floating.has(x))) this.announce(ns, routerDevices(spec.gateway.portId, 'qg').inner, a.split('/')[0]!, log)
-      }
+      // As Neutron does for every new router address: guests and the outside that were already
+      // asking (a resolution under way, a floating IP that moved) learn the router's MAC at once.
+      if (spec.adminStateUp) for (const a of added) if (v4(a.address)) this.announce(ns, a.dev, v4(a.address)!, log)
     }, { log, context: { routerId: spec.id } })
     this.applied.set(spec.id, {
       links: new Map(ports(spec).map(({ port }) => [port.portId, linkFingerprint(spec, port, this.o.bridgeFor(port.network))])),
@@ -464,8 +468,8 @@ export class L3Agent {
     log.info({ plan: summary, ms: Date.now() - started }, 'router applied')
   }
 
-  /** A new veth pair for a port (whatever is left of an old one goes first). */
-  private async plumb(record: MadeRouter, port: RouterPort, kind: RouterPortKind, bridge: string, ns: string, revert: Reverter): Promise<void> {
+  /** A new veth pair for a port (whatever is left of an old one goes first; nothing is, in a namespace just made: `fresh`). */
+  private async plumb(record: MadeRouter, port: RouterPort, kind: RouterPortKind, bridge: string, ns: string, fresh: boolean, revert: Reverter): Promise<void> {
     const dev = routerDevices(port.portId, kind)
     if (!record.ports.some((p) => p.portId === port.portId && p.kind === kind)) {
       record.ports.push({ portId: port.portId, kind, host: dev.host, inner: dev.inner, bridge, addresses: port.addresses })
@@ -473,7 +477,7 @@ export class L3Agent {
     }
     await this.deleteLink(dev.host)
     // A device of that name left in the namespace (its peer deleted with a stale host end) is the router's.
-    if (await this.succeeds('ip', ['-n', ns, 'link', 'show', 'dev', dev.inner])) await this.sh('ip', ['-n', ns, 'link', 'delete', 'dev', dev.inner])
+    if (!fresh && (await this.succeeds('ip', ['-n', ns, 'link', 'show', 'dev', dev.inner]))) await this.sh('ip', ['-n', ns, 'link', 'delete', 'dev', dev.inner])
     await this.sh('ip', ['link', 'add', dev.host, 'type', 'veth', 'peer', 'name', dev.inner, 'netns', ns])
     revert.add(`delete ${dev.host}`, () => this.deleteLink(dev.host))
   }
@@ -538,14 +542,12 @@ export class L3Agent {
    * SNAT), so no established flow outlives the floating IP.
    */
   private async forgetFlows(ns: string, address: string): Promise<void> {
-    for (const flag of ['-d', '-q']) {
-      await this.sh('conntrack', ['-D', flag, address], { netns: ns }).catch((error: unknown) => {
-        if (!(error instanceof Internal && NO_CONNTRACK_ENTRIES.test(error.message))) throw error
-      })
-    }
+    await Promise.all(['-d', '-q'].map((flag) => this.sh('conntrack', ['-D', flag, address], { netns: ns, what: `forget the flows of floating IP ${address}` }).catch((error: unknown) => {
+      if (!(error instanceof Internal && NO_CONNTRACK_ENTRIES.test(error.message))) throw error
+    })))
   }
 
-  /** Tells the external network's neighbours where a new floating IP is (in the background: arping takes a second). */
+  /** Tells a network's neighbours where a new router address is (in the background: arping takes a second). */
   private announce(ns: string, dev: string, address: string, log: Logger): void {
     if (this.noArping) return
     const p = this.sh('arping', ['-U', '-c', '1', '-I', dev, address], { netns: ns, timeoutMs: 5_000 }).then(
@@ -554,7 +556,7 @@ export class L3Agent {
         // Without arping (Debian iputils-arping) neighbours learn the address when they next ask.
         if (err instanceof Internal && /exec of "arping" failed|ENOENT|No such file/.test(err.message)) {
           this.noArping = true
-          log.info('arping is not installed: floating IPs are not announced with a gratuitous ARP')
+          log.info('arping is not installed: new router addresses are not announced with a gratuitous ARP')
         } else {
           log.warn({ err, address }, 'gratuitous ARP for a floating IP failed; neighbours learn it when they next ask')
         }
@@ -564,8 +566,8 @@ export class L3Agent {
     void p.finally(() => this.announcing.delete(p))
   }
 
-  private async removeRouter(m: MadeRouter): Promise<void> {
-    for (const p of m.ports) await this.deleteLink(p.host)
+  private async removeRouter(m: MadeRouter, claimed: Set<string>): Promise<void> {
+    for (const p of m.ports) if (!claimed.has(p.host)) await this.deleteLink(p.host)
     // Its conntrack entries, addresses and tables go with it.
     if (existsSync(`/run/netns/${m.namespace}`)) await this.sh('ip', ['netns', 'delete', m.namespace])
     this.made = this.made!.filter((x) => x !== m)

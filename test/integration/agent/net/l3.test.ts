@@ -11,7 +11,7 @@
  * removal of everything. Needs root, iproute2, iptables, conntrack.
  */
 import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -27,6 +27,7 @@ const exec = promisify(execFile)
 const hex = process.pid.toString(16).padStart(8, '0').slice(-8)
 const ROUTER = `${hex}-0000-4000-8000-00000000a001`
 const BAD_ROUTER = `${hex}-0000-4000-8000-00000000a002`
+const ROUTER2 = `${hex}-0000-4000-8000-00000000a003`
 const P_A = `${hex}-1a00-4000-8000-000000000001`
 const P_B = `${hex}-2a00-4000-8000-000000000002`
 const P_G = `${hex}-3a00-4000-8000-000000000003`
@@ -112,10 +113,15 @@ s.setEncoding('utf8').on('data', (d) => { buf += d; if (buf.includes(token)) pro
 s.on('error', (e) => { console.error(e.code); process.exit(1) })
 `
 let tokens = 0
+/** Why the last connect failed (the client's stderr), for the test's messages. */
+let why = ''
 /** Connects from namespace `ns` to host:PORT, sends a token, waits for its echo; the token, or undefined when it failed within `ms`. */
 async function connect(ns: string, host: string, ms = 15_000): Promise<string | undefined> {
   const token = `t${++tokens}`
-  return inNs(ns, 'node', '-e', CLIENT, host, String(PORT), token, String(ms)).then(() => token, () => undefined)
+  return inNs(ns, 'node', '-e', CLIENT, host, String(PORT), token, String(ms)).then(() => token, (err: { stderr?: string }) => {
+    why = `${ns} → ${host}: ${err.stderr?.trim() ?? String(err)}`
+    return undefined
+  })
 }
 
 /** A long-lived connection from `ns`: each line written is echoed back. */
@@ -153,7 +159,7 @@ if (process.getuid?.() !== 0) {
     for (const l of listeners) await l.close()
     await newAgent().removeAll().catch((err: unknown) => process.stderr.write(`# removeAll: ${String(err)}\n`))
     // Whatever a failed run left of the routers (named by this test's ids only).
-    for (const r of [ROUTER, BAD_ROUTER]) await ip('netns', 'delete', routerNamespace(r)).catch(() => undefined)
+    for (const r of [ROUTER, BAD_ROUTER, ROUTER2]) await ip('netns', 'delete', routerNamespace(r)).catch(() => undefined)
     for (const p of [P_A, P_B, P_G, P_BAD]) await ip('link', 'delete', routerDevices(p, 'qr').host).catch(() => undefined)
     for (const n of Object.values(NS)) await ip('netns', 'delete', n).catch(() => undefined)
     for (const k of ['a', 'b', 'o']) await ip('link', 'delete', `l3v${k}${hex}`).catch(() => undefined)
@@ -191,9 +197,10 @@ if (process.getuid?.() !== 0) {
 
   t.test('a router joins two subnets and SNATs them to its gateway address', async (t) => {
     t.equal(await connect(NS.a, '10.0.2.5', 2_000), undefined, 'before: A cannot reach B')
+    commands.length = 0
     const started = Date.now()
     await agent.apply([spec()])
-    t.comment(`building a router with two interfaces and a gateway: apply took ${Date.now() - started} ms`)
+    t.comment(`building a router with two interfaces and a gateway: apply took ${Date.now() - started} ms, ${commands.length} commands`)
     t.ok(existsSync(`/run/netns/${ns}`), `namespace ${ns}`)
     for (const [p, kind, bridge] of [[P_A, 'qr', bridges[NET_A]], [P_B, 'qr', bridges[NET_B]], [P_G, 'qg', bridges[NET_EXT]]] as const) {
       const dev = routerDevices(p, kind)
@@ -206,7 +213,7 @@ if (process.getuid?.() !== 0) {
     t.equal((await inNs(ns, 'sysctl', '-n', 'net.ipv4.ip_forward')).trim(), '1', 'forwarding on in the namespace')
 
     const ab = await connect(NS.a, '10.0.2.5')
-    t.ok(ab, 'A reaches B across the router')
+    t.ok(ab, 'A reaches B across the router', { why })
     t.equal(atB.seen.get(ab!), '10.0.1.5', 'from its own address: no NAT between the router\'s subnets')
     const ao = await connect(NS.a, '203.0.113.1')
     t.ok(ao, 'A reaches the outside')
@@ -221,7 +228,7 @@ if (process.getuid?.() !== 0) {
     commands.length = 0
     let started = Date.now()
     await agent.apply([spec({ floating: true })])
-    t.comment(`adding a floating IP: apply took ${Date.now() - started} ms`)
+    t.comment(`adding a floating IP: apply took ${Date.now() - started} ms, ${commands.length} commands`)
     t.ok(commands.includes(`arping -U -c 1 -I ${gw.inner} 203.0.113.20`), 'the new address is announced (gratuitous ARP)')
     t.match(await ip('-n', ns, '-4', 'addr', 'show', 'dev', gw.inner), /inet 203\.0\.113\.20\/32/, 'the floating address is on the gateway device')
     const oa = await connect(NS.out, '203.0.113.20')
@@ -276,7 +283,7 @@ if (process.getuid?.() !== 0) {
     // The floating IP goes: a new connection fails within 1 s, and the established one stops too.
     const started = Date.now()
     await agent.apply([spec()])
-    t.comment(`removing a floating IP: apply took ${Date.now() - started} ms`)
+    t.comment(`removing a floating IP: apply took ${Date.now() - started} ms, ${commands.length} commands`)
     t.ok(commands.some((c) => c.includes('conntrack -D -d 203.0.113.20')), 'its conntrack entries are deleted')
     t.equal(await connect(NS.out, '203.0.113.20', 1_000), undefined, `a new connection from the outside fails within 1 s (apply took ${Date.now() - started} ms)`)
     t.equal(atA.accepted, accepted, 'and never reached A')
@@ -318,6 +325,24 @@ if (process.getuid?.() !== 0) {
     t.equal(outside.seen.get(ao!), '203.0.113.10', 'and the outside, with the default route back')
   })
 
+  t.test('an interface that moves to another router in one apply keeps working there, whichever router comes first', async (t) => {
+    const withoutB = { ...spec(), interfaces: [spec().interfaces[0]!] }
+    const second: RouterSpec = { id: ROUTER2, adminStateUp: true, interfaces: [spec().interfaces[1]!], routes: [], floatingIps: [] }
+    const dev = routerDevices(P_B, 'qr')
+    for (const order of [[second, withoutB], [withoutB, second]]) {
+      await agent.apply([spec()])
+      t.ok(await ping(NS.b, '10.0.2.1'), 'B reaches its interface on the first router')
+      await agent.apply(order)
+      t.ok(linkExists(dev.host), `${dev.host} is there (${order[0]!.id === ROUTER2 ? 'new router first' : 'old router first'})`)
+      t.ok(await ip('-n', routerNamespace(ROUTER2), 'link', 'show', 'dev', dev.inner).then(() => true, () => false), 'its peer is in the second router')
+      t.notOk(await ip('-n', ns, 'link', 'show', 'dev', dev.inner).then(() => true, () => false), 'and no longer in the first')
+      t.ok(await ping(NS.b, '10.0.2.1'), 'B reaches its interface on the second router')
+    }
+    await agent.apply([spec()])
+    t.notOk(existsSync(`/run/netns/${routerNamespace(ROUTER2)}`), 'the second router removed')
+    t.ok(await connect(NS.a, '10.0.2.5'), 'A reaches B through the first router again')
+  })
+
   t.test('a namespace or veth someone deleted is rebuilt on the next apply', async (t) => {
     await ip('link', 'delete', routerDevices(P_B, 'qr').host)
     t.equal(await connect(NS.a, '10.0.2.5', 2_000), undefined, 'B\'s interface gone: no way to B')
@@ -351,8 +376,25 @@ if (process.getuid?.() !== 0) {
     const foreign = routerNamespace(`${hex}-0000-4000-8000-00000000f0f0`)
     await ip('netns', 'add', foreign)
     t.teardown(() => ip('netns', 'delete', foreign).catch(() => undefined))
+    // What an agent killed halfway through a build left: recorded (before it was made), namespace and one veth made.
+    const crashed = `${hex}-0000-4000-8000-00000000c0c0`
+    const half = routerDevices(`${hex}-5a00-4000-8000-000000000005`, 'qr')
+    await ip('netns', 'add', routerNamespace(crashed))
+    await ip('link', 'add', half.host, 'type', 'veth', 'peer', 'name', half.inner, 'netns', routerNamespace(crashed))
+    t.teardown(async () => {
+      await ip('netns', 'delete', routerNamespace(crashed)).catch(() => undefined)
+      await ip('link', 'delete', half.host).catch(() => undefined)
+    })
+    const file = path.join(stateDir, 'l3.json')
+    const recorded = JSON.parse(readFileSync(file, 'utf8')) as unknown[]
+    writeFileSync(file, JSON.stringify([...recorded, {
+      id: crashed, namespace: routerNamespace(crashed), floatingIps: [],
+      ports: [{ portId: `${hex}-5a00-4000-8000-000000000005`, kind: 'qr', ...half, bridge: bridges[NET_A], addresses: [] }],
+    }]))
     agent = newAgent()
     await agent.apply([])
+    t.notOk(existsSync(`/run/netns/${routerNamespace(crashed)}`), 'a half-built router left by a killed agent is removed')
+    t.notOk(linkExists(half.host), 'with its veth')
     const left = (await ip('netns', 'list')).split('\n').filter((l) => l.startsWith(`qrouter-${hex}`)).map((l) => l.split(' ')[0])
     t.same(left, [foreign], 'no namespace of its routers; the foreign one is left alone')
     const links = await ip('-o', 'link', 'show')
