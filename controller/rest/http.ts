@@ -328,14 +328,17 @@ export function header(req: IncomingMessage, name: string): string | undefined {
 }
 
 function send(res: ServerResponse, method: string, requestId: string, type: ServiceType, status: number, body: unknown, headers: Record<string, string>): void {
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
+  // A small body ended as a string goes out with the head in one write; a large one is encoded once into a Buffer
+  // (as a string it would be scanned for its length and encoded again on the way out).
+  const text = body === undefined ? undefined : JSON.stringify(body)
+  const payload = text === undefined || text.length < 16_384 ? text : Buffer.from(text)
   res.statusCode = status
   res.setHeader(REQUEST_ID, requestId)
   if (type === 'compute') res.setHeader('x-compute-request-id', requestId)
-  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
-  if (payload) {
+  for (const k in headers) res.setHeader(k, headers[k]!)
+  if (payload !== undefined) {
     res.setHeader('content-type', 'application/json')
-    res.setHeader('content-length', payload.length)
+    res.setHeader('content-length', typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length)
   } else if (status !== 204 && status !== 304) {
     res.setHeader('content-length', 0)
   }
