@@ -81,6 +81,12 @@ export interface Route {
    * policy entry governs this route; `public` for routes without a token.
    */
   policy: string | 'public'
+  /**
+   * For a route that does several things (an `/action` whose body names
+   * the action): the gRPC method whose entry governs this request, read
+   * from it; `policy` is then what the route is listed under.
+   */
+  policyOf?: (req: RestRequest) => Promise<string>
   /** What the policy's target resolution gets (the gRPC request's shape); by default the route's params. */
   target?: (req: RestRequest) => unknown | Promise<unknown>
   /** Content types the route accepts for its body; @default JSON (`application/json`, `*+json`). */
@@ -272,7 +278,8 @@ export class RestServer {
         if (!token) throw new Unauthenticated('the request needs a token: send X-Auth-Token (POST /identity/v3/auth/tokens issues one)')
         req.auth = this.deps.authenticate(token)
         const target = route.target ? await route.target(req) : params
-        req.visibility = await this.deps.policy.enforce(route.policy, target, req.auth, this.deps.lookup)
+        const policy = route.policyOf ? await route.policyOf(req) : route.policy
+        req.visibility = await this.deps.policy.enforce(policy, target, req.auth, this.deps.lookup)
       }
       const out = await route.handler(req)
       if (out.streamed) return

@@ -19,11 +19,15 @@ import type { PortCatalog } from '../network/ports.js'
 import type { FloatingIpCatalog } from '../network/floating-ips.js'
 import type { SecurityGroupCatalog } from '../network/security-groups.js'
 import type { Placement } from '../scheduler/placement.js'
+import type { VolumeCatalog } from '../volume/volumes.js'
+import type { SnapshotCatalog } from '../volume/snapshots.js'
+import type { VolumeTypeCatalog } from '../volume/types.js'
 import type { RestService } from './http.js'
 import { identityRest } from './identity.js'
 import { networkRest } from './network.js'
 import { computeRest } from './compute.js'
 import { imageRest, type ImageUploads } from './image.js'
+import { volumeRest } from './volume.js'
 
 export interface RestDomain {
   identity: IdentityCatalog
@@ -40,6 +44,7 @@ export interface RestDomain {
   quota: QuotaEngine
   network: { networks: NetworkCatalog; subnets: SubnetCatalog; ports: PortCatalog; floatingIps: FloatingIpCatalog; securityGroups: SecurityGroupCatalog }
   placement: Placement
+  volume: { volumes: VolumeCatalog; snapshots: SnapshotCatalog; types: VolumeTypeCatalog }
   defaultAvailabilityZone: string
   /** gRPC's upload turns and limits, which REST image uploads share. */
   imageUploads: ImageUploads
@@ -51,5 +56,6 @@ export function restServices(d: RestDomain): RestService[] {
     networkRest(d),
     computeRest(d),
     imageRest(d),
+    volumeRest(d),
   ]
 }
