@@ -223,7 +223,7 @@ export class Controller {
       for (const svc of restServices({
         identity: this.catalog, auth, serviceCatalog: () => this.restCatalog(), region: cfg.bootstrap.region,
         flavors, keypairs, servers, serverGroups, hosts, images, quota, network, placement, defaultAvailabilityZone: cfg.hosts.defaultAvailabilityZone,
-        imageUploads: { slots: uploadSlots, limits: uploadLimits },
+        imageUploads: { slots: uploadSlots, limits: uploadLimits }, volume: { volumes, snapshots, types: volumeTypes },
       })) rest.add(svc)
       await rest.listen(cfg.rest.host ?? cfg.grpc.host, cfg.rest.port, this.tls)
       this.rest = rest
@@ -354,6 +354,9 @@ export class Controller {
       ['compute', 'nova', rest.url(`${REST_PREFIX.compute}/v2.1`)],
       ['image', 'glance', rest.url(REST_PREFIX.image)],
       ['network', 'neutron', rest.url(REST_PREFIX.network)],
+      // Cinder's two names for v3 (older clients look for volumev3, newer for block-storage); project-less paths (3.67).
+      ['volumev3', 'cinderv3', rest.url(`${REST_PREFIX.volume}/v3`)],
+      ['block-storage', 'cinder', rest.url(`${REST_PREFIX.volume}/v3`)],
     ])
   }
 

@@ -12,7 +12,7 @@ import type { Trx } from '../quota/quota.js'
 import type { PortCatalog } from '../network/ports.js'
 import type { Scheduler } from '../scheduler/scheduler.js'
 import type { HostRegistry } from './hosts.js'
-import { beginAction, inProgress, localDelete, type ServerAction } from './server-states.js'
+import { beginAction, inProgress, localDelete, resetTo, type ServerAction } from './server-states.js'
 import { castIdFor, type CastOutbox } from './cast-outbox.js'
 import { writeOutcome } from './cast-results.js'
 import type { ServerViews } from './server-views.js'
@@ -60,6 +60,20 @@ export class ServerActions {
       await this.deps.outbox.send({ uuid: first.uuid, host: plan.host, action, castId, requestId })
     }
     return (await this.deps.views.views([plan.row], caller))[0]!
+  }
+
+  /**
+   * Forces the server's vm_state (Nova's os-resetState): nothing is cast and
+   * the hypervisor is not asked; a task in progress is dropped, so its result
+   * is ignored as stale when it comes.
+   */
+  async resetState(ref: string | undefined, state: string, caller: ServerCaller): Promise<ServerView> {
+    const row = await this.deps.views.find(ref, caller)
+    if (!caller.isAdmin) throw new PermissionDenied(`only a cloud admin may reset the state of server ${row.uuid}`)
+    const to = resetTo(state, row)
+    await this.db.updateTable('servers').set({ vm_state: to.vm_state, task_state: to.task_state, pending_cast_id: '', pending_request_id: '', updated_at: now() }).where('uuid', '=', row.uuid).where('deleted', '=', 0).execute()
+    this.log.info({ instance: row.uuid, from: `${row.vm_state}/${row.task_state}`, to: to.vm_state, requestId: caller.requestId }, 'server state reset by an admin')
+    return this.deps.views.get(row.uuid, caller)
   }
 
   /**

@@ -8,7 +8,7 @@
  * of a new server, an action's task, its outcome, the conductor's build step,
  * the hypervisor's power sync.
  */
-import { FailedPrecondition } from '../../proto/errors.js'
+import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
 import { PowerState as POWER } from '../../proto/power-state.js'
 import type { ServerAction } from '../../proto/server-actions.js'
 
@@ -113,6 +113,21 @@ export function outcomeOf(action: ServerAction, ok: boolean): Outcome {
 /** A delete the controller finishes itself (Nova's local delete: no host, or its host is down): as a delete that succeeded. */
 export function localDelete(): Outcome {
   return OUTCOMES.delete.ok
+}
+
+/** The vm_states an admin may force with Nova's os-resetState. */
+export const RESET_STATES = ['active', 'error'] as const satisfies readonly VmState[]
+
+/**
+ * Nova's os-resetState, an admin's way out of a stuck state: the server
+ * becomes `state` (ACTIVE or ERROR) from any state but deleted, and the task
+ * in progress is dropped, so its result, if it ever comes, is stale.
+ * @throws InvalidArgument for another state, FailedPrecondition for a deleted server.
+ */
+export function resetTo(state: string, s: { uuid: string; vm_state: string }): Outcome & { vm_state: VmState } {
+  if (!(RESET_STATES as readonly string[]).includes(state)) throw new InvalidArgument(`the state to reset to must be one of ${RESET_STATES.join(', ')}, got '${state}'`, { field: 'state' })
+  if (s.vm_state === 'deleted') throw new FailedPrecondition(`server ${s.uuid} is deleted`)
+  return { vm_state: state as VmState, task_state: '' }
 }
 
 /** The API status (nova `_STATE_MAP`). */

@@ -91,8 +91,9 @@ export class ServerViews {
     if (rows.length === 0) return []
     const ports = await portsOfDevices(this.db, rows.map((r) => r.uuid))
     const askedNames = await this.deps.securityGroups.namesOf([...new Set(rows.flatMap((r) => json<string[]>(r.security_groups, [])))])
+    const portsOf = groupBy(ports, (p) => p.deviceId)
     return rows.map((r) => {
-      const mine = ports.filter((p) => p.deviceId === r.uuid)
+      const mine = portsOf.get(r.uuid) ?? []
       const addresses: ServerAddress[] = []
       for (const p of mine) {
         const address = (addr: string, type: ServerAddress['type']): ServerAddress => ({ networkId: p.networkId, networkName: p.networkName, addr, version: addr.includes(':') ? 6 : 4, macAddr: p.macAddress, portId: p.id, type })
@@ -119,7 +120,7 @@ export class ServerViews {
         securityGroups: groups,
         addresses,
         host: admin ? (r.host ?? '') : '',
-        hostId: r.host ? createHash('sha224').update(r.project_id + r.host).digest('hex') : '',
+        hostId: r.host ? hostIdOf(r.project_id, r.host) : '',
         hypervisorHostname: admin ? (r.host ?? '') : '',
         instanceName: admin ? r.instance_name : '',
         availabilityZone: r.availability_zone || r.requested_az,
@@ -137,4 +138,34 @@ export class ServerViews {
       }
     })
   }
+}
+
+/** `items` by key, each list in the order given. */
+export function groupBy<T>(items: readonly T[], key: (x: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>()
+  for (const x of items) {
+    const k = key(x)
+    const list = out.get(k)
+    if (list) list.push(x)
+    else out.set(k, [x])
+  }
+  return out
+}
+
+const hostIds = new Map<string, string>()
+
+/**
+ * Nova's `hostId`: the host as its project sees it (a hash of both, so
+ * projects cannot compare hosts). Remembered: a listing asks for it per
+ * server, and the pairs are few; the memory is bounded all the same.
+ */
+function hostIdOf(projectId: string, host: string): string {
+  const key = projectId + host
+  let id = hostIds.get(key)
+  if (id === undefined) {
+    if (hostIds.size >= 10_000) hostIds.clear()
+    id = createHash('sha224').update(key).digest('hex')
+    hostIds.set(key, id)
+  }
+  return id
 }

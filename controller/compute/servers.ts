@@ -91,6 +91,11 @@ export class ServerCatalog {
     return this.actions.act(ref, action, caller)
   }
 
+  /** Forces a server's vm_state to active or error (Nova's os-resetState; cloud admins only). */
+  resetState(ref: string | undefined, state: string, caller: ServerCaller): Promise<ServerView> {
+    return this.actions.resetState(ref, state, caller)
+  }
+
   /** Renames a server, changes its description or its metadata. */
   update(ref: string | undefined, patch: Parameters<ServerActions['update']>[1], caller: ServerCaller): Promise<ServerView> {
     return this.actions.update(ref, patch, caller)

@@ -139,8 +139,9 @@ export class ImageCatalog {
       visibility,
       owner: viewer.projectId,
       owner_domain_id: viewer.domainId,
-      disk_format: oneOf('disk_format', req.diskFormat ?? '', DISK_FORMATS),
-      container_format: oneOf('container_format', req.containerFormat ?? '', CONTAINER_FORMATS),
+      // Both may wait until the data comes (Glance): '' is not set yet, and upload asks for them.
+      disk_format: req.diskFormat ? oneOf('disk_format', req.diskFormat, DISK_FORMATS) : '',
+      container_format: req.containerFormat ? oneOf('container_format', req.containerFormat, CONTAINER_FORMATS) : '',
       checksum: '',
       os_hash_value: '',
       size: 0,
@@ -270,6 +271,8 @@ export class ImageCatalog {
   async upload(id: string | undefined, chunks: AsyncIterable<Buffer[]>, viewer: ImageViewer, announcedSize = 0): Promise<Image> {
     const row = await this.writableRow(id, viewer)
     checkTransition(row.status, 'saving', 'upload data to')
+    const unset = [row.disk_format ? '' : 'disk_format', row.container_format ? '' : 'container_format'].filter(Boolean)
+    if (unset.length) throw new InvalidArgument(`image ${row.id} needs ${unset.join(' and ')} set before its data is uploaded (the data is checked against disk_format)`, { field: unset[0] })
     // queued → saving atomically: a second concurrent upload finds it saving.
     const claimed = await this.db.updateTable('images').set({ status: 'saving', updated_at: new Date().toISOString() }).where('id', '=', row.id).where('status', '=', 'queued').executeTakeFirst()
     if (Number(claimed.numUpdatedRows) !== 1) throw new FailedPrecondition(`cannot upload data to image ${row.id}: another upload is in progress`)

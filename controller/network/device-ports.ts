@@ -45,16 +45,31 @@ export async function portsOfDevices(db: Trx, deviceIds: string[]): Promise<Devi
   const ips = await db.selectFrom('ip_allocations').select(['port_id', 'ip_address']).where('port_id', 'in', portIds).orderBy('ip_key').execute()
   const floats = await db.selectFrom('floating_ips').select(['port_id', 'floating_ip_address']).where('port_id', 'in', portIds).execute()
   const groups = await db.selectFrom('port_security_groups as ps').innerJoin('security_groups as g', 'g.id', 'ps.security_group_id').select(['ps.port_id', 'g.name']).where('ps.port_id', 'in', portIds).execute()
+  // By port, each in the order of its query (a listing has a port per server: no scan per port).
+  const ipsOf = byPort(ips, (i) => i.ip_address)
+  const floatsOf = byPort(floats, (f) => f.floating_ip_address)
+  const groupsOf = byPort(groups, (g) => g.name)
   return ports.map((p) => ({
     id: p.id,
     deviceId: p.device_id,
     macAddress: p.mac_address,
     networkId: p.network_id,
     networkName: p.network_name,
-    fixedIps: ips.filter((i) => i.port_id === p.id).map((i) => i.ip_address),
-    floatingIps: floats.filter((f) => f.port_id === p.id).map((f) => f.floating_ip_address),
-    securityGroups: groups.filter((g) => g.port_id === p.id).map((g) => g.name),
+    fixedIps: ipsOf.get(p.id) ?? [],
+    floatingIps: floatsOf.get(p.id) ?? [],
+    securityGroups: groupsOf.get(p.id) ?? [],
   }))
+}
+
+function byPort<T extends { port_id: string | null }>(rows: readonly T[], value: (r: T) => string): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  for (const r of rows) {
+    if (r.port_id === null) continue
+    const list = out.get(r.port_id)
+    if (list) list.push(value(r))
+    else out.set(r.port_id, [value(r)])
+  }
+  return out
 }
 
 /** The NICs of a device's build spec: its ports with their networks' segments and their subnets' settings, oldest first. */

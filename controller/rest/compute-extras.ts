@@ -69,8 +69,13 @@ async function quotaSet(d: RestDomain, req: RestRequest, projectId: string, how:
   return out
 }
 
-function quotaProject(req: RestRequest): string {
-  if (req.query.has('user_id')) throw new InvalidArgument('Strato keeps quotas per project, not per user', { field: 'user_id' })
+/**
+ * The project of a quota-set call. Strato keeps quotas per project only: a
+ * user's limits are their project's (what Nova shows for a user without
+ * quotas of their own), so `user_id` may be read but not set.
+ */
+function quotaProject(req: RestRequest, write = false): string {
+  if (write && req.query.has('user_id')) throw new InvalidArgument('Strato keeps quotas per project, not per user: set them without user_id', { field: 'user_id' })
   return req.params.tenant!
 }
 
@@ -135,7 +140,7 @@ export function extraRoutes(d: RestDomain): Route[] {
     {
       method: 'PUT', path: '/os-quota-sets/:tenant', policy: `${C}.Quotas/UpdateQuota`,
       handler: async (req) => {
-        const projectId = quotaProject(req)
+        const projectId = quotaProject(req, true)
         const b = await bodyObject(req, 'quota_set')
         const known = new Map(quotaKeys(req).map(([key, resource]) => [key, resource]))
         const limits: Record<string, number> = {}

@@ -19,9 +19,17 @@ export const MIN_VERSION = '2.1'
  */
 export const MAX_VERSION = '2.73'
 
+const parsed = new Map<string, Microversion>()
+
+/** Views compare against literal versions per item of a listing: each text is parsed once. */
 export const mv = (text: string): Microversion => {
-  const [major, minor] = text.split('.').map(Number)
-  return major! * 1000 + minor!
+  let v = parsed.get(text)
+  if (v === undefined) {
+    const [major, minor] = text.split('.').map(Number)
+    v = major! * 1000 + minor!
+    if (parsed.size < 1_000) parsed.set(text, v)
+  }
+  return v
 }
 
 export const mvText = (v: Microversion): string => `${Math.floor(v / 1000)}.${v % 1000}`

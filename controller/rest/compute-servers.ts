@@ -265,6 +265,18 @@ function consoleLength(v: unknown): number | undefined {
   return n === -1 ? undefined : n
 }
 
+/**
+ * The last `length` pieces of the log split at newlines, as Nova's compute
+ * manager cuts it (`_tail_log`): a log ending in a newline counts the empty
+ * piece after it, so `length: 3` of "a\nb\nc\n" is "b\nc\n" (Tempest counts
+ * exactly that). 0 is nothing; no length is the whole log.
+ */
+function novaTail(log: string, length: number | undefined): string {
+  if (length === undefined) return log
+  if (length === 0) return ''
+  return log.split('\n').slice(-length).join('\n')
+}
+
 export function serverRoutes(d: RestDomain): Route[] {
   const act = async (req: RestRequest, action: 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete') => {
     const s = await serverOf(d, req)
@@ -339,7 +351,13 @@ export function serverRoutes(d: RestDomain): Route[] {
           case 'os-getConsoleOutput': {
             if (arg !== null && !obj(arg)) throw new InvalidArgument('os-getConsoleOutput takes {"length": N} or null', { field: 'os-getConsoleOutput' })
             const s = await serverOf(d, req)
-            return { body: { output: await d.servers.consoleOutput(s.id, consoleLength(arg?.length), callerOf(req)) } }
+            return { body: { output: novaTail(await d.servers.consoleOutput(s.id, undefined, callerOf(req)), consoleLength(arg?.length)) } }
+          }
+          case 'os-resetState': {
+            const state = obj(arg) ? arg.state : undefined
+            if (typeof state !== 'string') throw new InvalidArgument('os-resetState needs {"state": "active"} or {"state": "error"}', { field: 'os-resetState.state' })
+            const s = await serverOf(d, req)
+            return (await d.servers.resetState(s.id, state, callerOf(req)), { status: 202 })
           }
           default:
             throw new InvalidArgument(`There is no such action: ${name}`, { field: name })

@@ -23,9 +23,24 @@ function v21(req: RestRequest) {
   }
 }
 
+/**
+ * Nova's legacy v2.0 entry: Nova lists it first (SUPPORTED, no
+ * microversions) and Tempest's version test expects it there. Strato serves
+ * its version document only; the API itself is v2.1, which every client
+ * picks as the highest version listed.
+ */
+function v20(req: RestRequest) {
+  return {
+    id: 'v2.0', status: 'SUPPORTED', version: '', min_version: '', updated: '2011-01-21T11:33:21Z',
+    links: [{ rel: 'self', href: `${req.baseUrl}/v2/` }, { rel: 'describedby', type: 'text/html', href: 'http://docs.openstack.org/' }],
+    'media-types': [{ base: 'application/json', type: 'application/vnd.openstack.compute+json;version=2' }],
+  }
+}
+
 export function computeRest(d: RestDomain): RestService {
   const routes: Route[] = [
-    { method: 'GET', path: '/', policy: 'public', handler: async (req) => ({ body: { versions: [v21(req)] } }) },
+    { method: 'GET', path: '/', policy: 'public', handler: async (req) => ({ body: { versions: [v20(req), v21(req)] } }) },
+    { method: 'GET', path: '/v2', policy: 'public', handler: async (req) => ({ body: { version: v20(req) } }) },
     { method: 'GET', path: '/v2.1', policy: 'public', handler: async (req) => ({ body: { version: v21(req) } }) },
   ]
   // The version is checked before anything is done: a refused version changes nothing.
@@ -38,6 +53,6 @@ export function computeRest(d: RestDomain): RestService {
     type: 'compute',
     prefix: REST_PREFIX.compute,
     routes: [...routes, ...versioned],
-    headers: (req) => (req.path === '/' || req.path === '/v2.1' ? {} : versionHeaders(req)),
+    headers: (req) => (req.path === '/' || req.path === '/v2' || req.path === '/v2.1' ? {} : versionHeaders(req)),
   }
 }

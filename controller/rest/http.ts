@@ -81,6 +81,12 @@ export interface Route {
    * policy entry governs this route; `public` for routes without a token.
    */
   policy: string | 'public'
+  /**
+   * For a route that does several things (an `/action` whose body names
+   * the action): the gRPC method whose entry governs this request, read
+   * from it; `policy` is then what the route is listed under.
+   */
+  policyOf?: (req: RestRequest) => Promise<string>
   /** What the policy's target resolution gets (the gRPC request's shape); by default the route's params. */
   target?: (req: RestRequest) => unknown | Promise<unknown>
   /** Content types the route accepts for its body; @default JSON (`application/json`, `*+json`). */
@@ -110,7 +116,22 @@ export interface RestDeps {
 interface CompiledRoute extends Route {
   segments: string[]
   service: RestService
+  /** Registration order: of several routes matching a path, the first added wins. */
+  order: number
 }
+
+/**
+ * One level of the route trie: literal segments by value, one branch for
+ * `:name` segments (names are the routes' own, read back from their
+ * segments), and the routes that end here by method.
+ */
+interface RouteNode {
+  literal: Map<string, RouteNode>
+  param: RouteNode | undefined
+  routes: Map<string, CompiledRoute>
+}
+
+const routeNode = (): RouteNode => ({ literal: new Map(), param: undefined, routes: new Map() })
 
 /** Header names clients read, in their usual spelling (Node lower-cases what it is given only when asked to). */
 const REQUEST_ID = 'x-openstack-request-id'
@@ -118,7 +139,11 @@ const REQUEST_ID = 'x-openstack-request-id'
 const isJsonType = (ct: string) => ct === 'application/json' || ct.endsWith('+json') || ct.startsWith('application/openstack-images-v2')
 
 export class RestServer {
-  private readonly routes = new Map<string, CompiledRoute[]>()
+  /** Every route by its path segments; dispatch walks it in steps of one segment, whatever the number of routes. */
+  private readonly root = routeNode()
+  /** The methods some route takes, in the order first added (a 405's Allow lists them so). */
+  private readonly methods: string[] = []
+  private count = 0
   private readonly services: RestService[] = []
   private server: HttpServer | undefined
   /** `http://host:port` or `https://…` as bound, known once listening. */
@@ -130,9 +155,18 @@ export class RestServer {
     this.services.push(service)
     for (const r of service.routes) {
       deps(this.deps, r)
-      const list = this.routes.get(r.method) ?? []
-      list.push({ ...r, segments: split(service.prefix + r.path), service })
-      this.routes.set(r.method, list)
+      const compiled: CompiledRoute = { ...r, segments: split(service.prefix + r.path), service, order: this.count++ }
+      let node = this.root
+      for (const seg of compiled.segments) {
+        if (seg.startsWith(':')) node = node.param ??= routeNode()
+        else {
+          let next = node.literal.get(seg)
+          if (!next) node.literal.set(seg, (next = routeNode()))
+          node = next
+        }
+      }
+      if (!node.routes.has(r.method)) node.routes.set(r.method, compiled)
+      if (!this.methods.includes(r.method)) this.methods.push(r.method)
     }
   }
 
@@ -166,25 +200,44 @@ export class RestServer {
     })
   }
 
+  /**
+   * The route for `method` and `path`: of the routes whose segments match
+   * (a literal equal, a `:name` anything), the first added; HEAD falls back
+   * to GET. No route for the method but some for others: those (a 405).
+   */
   private match(method: string, path: string): { route: CompiledRoute; params: Record<string, string> } | { allowed: string[] } | undefined {
     const segs = split(path)
-    const found = (m: string) => {
-      for (const r of this.routes.get(m) ?? []) {
-        if (r.segments.length !== segs.length) continue
-        const params: Record<string, string> = {}
-        let ok = true
-        for (let i = 0; i < segs.length && ok; i++) {
-          const p = r.segments[i]!
-          if (p.startsWith(':')) params[p.slice(1)] = decodeURIComponent(segs[i]!)
-          else ok = p === segs[i]
-        }
-        if (ok) return { route: r, params }
+    // Every node the path ends at: a literal and a `:name` branch may both match a segment.
+    const ends: RouteNode[] = []
+    const walk = (node: RouteNode, i: number): void => {
+      if (i === segs.length) {
+        if (node.routes.size) ends.push(node)
+        return
       }
-      return undefined
+      const lit = node.literal.get(segs[i]!)
+      if (lit) walk(lit, i + 1)
+      if (node.param) walk(node.param, i + 1)
     }
-    const hit = found(method) ?? (method === 'HEAD' ? found('GET') : undefined)
-    if (hit) return hit
-    const allowed = [...this.routes.keys()].filter((m) => m !== method && found(m))
+    walk(this.root, 0)
+    if (!ends.length) return undefined
+    const found = (m: string): CompiledRoute | undefined => {
+      let best: CompiledRoute | undefined
+      for (const n of ends) {
+        const r = n.routes.get(m)
+        if (r && (!best || r.order < best.order)) best = r
+      }
+      return best
+    }
+    const route = found(method) ?? (method === 'HEAD' ? found('GET') : undefined)
+    if (route) {
+      const params: Record<string, string> = {}
+      for (let i = 0; i < segs.length; i++) {
+        const p = route.segments[i]!
+        if (p.charCodeAt(0) === 58 /* : */) params[p.slice(1)] = decodeSegment(segs[i]!)
+      }
+      return { route, params }
+    }
+    const allowed = this.methods.filter((m) => m !== method && found(m))
     return allowed.length ? { allowed } : undefined
   }
 
@@ -225,7 +278,8 @@ export class RestServer {
         if (!token) throw new Unauthenticated('the request needs a token: send X-Auth-Token (POST /identity/v3/auth/tokens issues one)')
         req.auth = this.deps.authenticate(token)
         const target = route.target ? await route.target(req) : params
-        req.visibility = await this.deps.policy.enforce(route.policy, target, req.auth, this.deps.lookup)
+        const policy = route.policyOf ? await route.policyOf(req) : route.policy
+        req.visibility = await this.deps.policy.enforce(policy, target, req.auth, this.deps.lookup)
       }
       const out = await route.handler(req)
       if (out.streamed) return
@@ -263,6 +317,14 @@ function deps(d: RestDeps, r: Route): void {
   if (r.policy !== 'public') d.policy.entry(r.policy) // fail at start-up, not at call time
 }
 
+function decodeSegment(seg: string): string {
+  try {
+    return decodeURIComponent(seg)
+  } catch {
+    throw new HttpError(400, `the path segment '${seg}' is not valid percent-encoding`)
+  }
+}
+
 function split(p: string): string[] {
   return p.split('/').filter(Boolean)
 }
@@ -273,14 +335,17 @@ export function header(req: IncomingMessage, name: string): string | undefined {
 }
 
 function send(res: ServerResponse, method: string, requestId: string, type: ServiceType, status: number, body: unknown, headers: Record<string, string>): void {
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
+  // A small body ended as a string goes out with the head in one write; a large one is encoded once into a Buffer
+  // (as a string it would be scanned for its length and encoded again on the way out).
+  const text = body === undefined ? undefined : JSON.stringify(body)
+  const payload = text === undefined || text.length < 16_384 ? text : Buffer.from(text)
   res.statusCode = status
   res.setHeader(REQUEST_ID, requestId)
   if (type === 'compute') res.setHeader('x-compute-request-id', requestId)
-  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
-  if (payload) {
+  for (const k in headers) res.setHeader(k, headers[k]!)
+  if (payload !== undefined) {
     res.setHeader('content-type', 'application/json')
-    res.setHeader('content-length', payload.length)
+    res.setHeader('content-length', typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length)
   } else if (status !== 204 && status !== 304) {
     res.setHeader('content-length', 0)
   }

@@ -20,11 +20,15 @@ import type { FloatingIpCatalog } from '../network/floating-ips.js'
 import type { SecurityGroupCatalog } from '../network/security-groups.js'
 import type { RouterCatalog } from '../network/routers.js'
 import type { Placement } from '../scheduler/placement.js'
+import type { VolumeCatalog } from '../volume/volumes.js'
+import type { SnapshotCatalog } from '../volume/snapshots.js'
+import type { VolumeTypeCatalog } from '../volume/types.js'
 import type { RestService } from './http.js'
 import { identityRest } from './identity.js'
 import { networkRest } from './network.js'
 import { computeRest } from './compute.js'
 import { imageRest, type ImageUploads } from './image.js'
+import { volumeRest } from './volume.js'
 
 export interface RestDomain {
   identity: IdentityCatalog
@@ -41,6 +45,7 @@ export interface RestDomain {
   quota: QuotaEngine
   network: { networks: NetworkCatalog; subnets: SubnetCatalog; ports: PortCatalog; floatingIps: FloatingIpCatalog; securityGroups: SecurityGroupCatalog; routers: RouterCatalog }
   placement: Placement
+  volume: { volumes: VolumeCatalog; snapshots: SnapshotCatalog; types: VolumeTypeCatalog }
   defaultAvailabilityZone: string
   /** gRPC's upload turns and limits, which REST image uploads share. */
   imageUploads: ImageUploads
@@ -52,5 +57,6 @@ export function restServices(d: RestDomain): RestService[] {
     networkRest(d),
     computeRest(d),
     imageRest(d),
+    volumeRest(d),
   ]
 }

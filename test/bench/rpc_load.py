@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""Load generator for bench:identity: Debian's grpcio (C core), asyncio, N calls in
-flight of strato.identity.v1.Domains/GetDomain {id: "default"} with x-auth-token.
-The request is pre-encoded so the client spends its core on gRPC, not protobuf.
-usage: rpc_load.py HOST:PORT TOKEN SECONDS CONCURRENCY [CA_FILE]  -> prints calls per second
-With CA_FILE the channel is TLS, verified against it.
+"""Load generator for bench:identity and bench:api: Debian's grpcio (C core), asyncio, N calls in
+flight of strato.identity.v1.Domains/GetDomain {id: "default"} (or METHOD with the request
+REQUEST_HEX, e.g. /strato.compute.v1.Servers/ListServers and "" for an empty request) with
+x-auth-token. The request is pre-encoded so the client spends its core on gRPC, not protobuf.
+usage: rpc_load.py HOST:PORT TOKEN SECONDS CONCURRENCY [CA_FILE [METHOD REQUEST_HEX]]  -> prints calls per second
+With CA_FILE the channel is TLS, verified against it (give "" for plaintext).
 """
 import asyncio, sys, time
 import grpc
@@ -17,13 +18,16 @@ def channel():
     with open(ca_file, 'rb') as f:
         return grpc.aio.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=f.read()))
 REQUEST = b'\x0a\x07default'  # GetDomainRequest { id: "default" }
+METHOD = '/strato.identity.v1.Domains/GetDomain'
+if len(sys.argv) > 7:
+    METHOD, REQUEST = sys.argv[6], bytes.fromhex(sys.argv[7])
 
 async def main():
     async with channel() as ch:
-        call = ch.unary_unary('/strato.identity.v1.Domains/GetDomain', request_serializer=None, response_deserializer=None)
+        call = ch.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
         md = (('x-auth-token', token),)
         reply = await call(REQUEST, metadata=md)
-        assert b'Default' in reply, reply
+        assert b'Default' in reply if METHOD.endswith('/GetDomain') else len(reply) > 0, reply
         done = 0
         end = time.monotonic() + seconds
         async def worker():

@@ -36,7 +36,9 @@ export const EXCLUDE_LIST = path.join(import.meta.dirname, 'exclude.txt')
 export async function startTempestCloud(o: { driver: 'fake' | 'libvirt' }): Promise<TempestCloud> {
   // Tempest's dynamic credentials need Keystone's default: an admin of any project is a cloud admin.
   const controller = { bootstrap: { anyProjectAdmin: true }, hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10 }, servers: { castRetryMs: 1_000, agentCallTimeoutMs: 20_000 } }
-  const cloud = await startCloud(o.driver === 'fake' ? { controller } : { hosts: [], controller })
+  // A fake guest prints a boot log of a few lines, as any real guest does: Tempest's console tests count more than 3.
+  const fakeAgent = { fake: { consoleBanner: (g: { name: string; uuid: string }) => `SeaBIOS (version fake)\nBooting from Hard Disk...\nfake guest ${g.name} ${g.uuid} booted\n${g.name} login:` } }
+  const cloud = await startCloud(o.driver === 'fake' ? { controller, agent: fakeAgent } : { hosts: [], controller })
   // libvirt: one agent process on a bridge of this run's own (no uplink: nothing leaves the machine).
   const bridge = `brt-${randomBytes(3).toString('hex')}`
   let agent: AgentProcess | undefined

@@ -32,7 +32,13 @@ t.test('version discovery and microversion negotiation', async (t) => {
   const doc = await r.json() as { version: Record<string, unknown> }
   t.match(doc.version, { id: 'v2.1', status: 'CURRENT', version: '2.73', min_version: '2.1', links: [{ rel: 'self', href: `${origin}/compute/v2.1/` }] })
   r = await fetch(`${origin}/compute/`)
-  t.match(await r.json(), { versions: [{ id: 'v2.1', version: '2.73' }] })
+  const list = await r.json() as { versions: Array<{ id: string; links: Array<{ rel: string; href: string }> }> }
+  t.match(list, { versions: [{ id: 'v2.0', status: 'SUPPORTED', version: '', min_version: '' }, { id: 'v2.1', version: '2.73' }] }, 'legacy v2.0 first, as Nova lists it')
+  for (const v of list.versions) {
+    const self = v.links.filter((l) => l.rel === 'self')
+    const one = await (await fetch(self[0]!.href)).json() as { version: { id: string; links: Array<{ rel: string }> } }
+    t.same(one.version.links.filter((l) => l.rel === 'self'), self, `${v.id}'s self link leads to its own document`)
+  }
 
   // No header: 2.1. Legacy header, modern header, latest.
   let a = await nova('GET', '/v2.1/flavors')
@@ -304,6 +310,14 @@ t.test('servers: create as novaclient sends it, ACTIVE, every microversion\'s vi
   t.match(a.body.output, /booted/)
   a = await nova('POST', `/v2.1/servers/${id}/action`, { ...tok, body: { 'os-getConsoleOutput': { length: '-1' } } })
   t.equal(a.status, 200)
+  const whole = a.body.output as string
+  t.match(whole, /booted\n$/, 'the log ends in a newline')
+  a = await nova('POST', `/v2.1/servers/${id}/action`, { ...tok, body: { 'os-getConsoleOutput': { length: 1 } } })
+  t.equal(a.body.output, '', 'length counts the empty piece after the last newline, as Nova cuts it')
+  a = await nova('POST', `/v2.1/servers/${id}/action`, { ...tok, body: { 'os-getConsoleOutput': { length: 2 } } })
+  t.equal(a.body.output, `${whole.split('\n').at(-2)}\n`)
+  a = await nova('POST', `/v2.1/servers/${id}/action`, { ...tok, body: { 'os-getConsoleOutput': { length: 0 } } })
+  t.equal(a.body.output, '')
   a = await nova('POST', `/v2.1/servers/${id}/action`, { ...tok, body: { 'os-start': null } })
   t.equal(a.status, 409)
   t.match(a.body, { conflictingRequest: { message: /cannot start/ } })
@@ -320,6 +334,21 @@ t.test('servers: create as novaclient sends it, ACTIVE, every microversion\'s vi
   t.equal(a.status, 400)
   a = await nova('POST', `/v2.1/servers/${id}/action`, { ...tok, body: { pause: null } })
   t.match(a.body, { badRequest: { message: 'There is no such action: pause' } })
+
+  // os-resetState: an admin's override of vm_state; members are refused, a bad state is a 400; nothing is cast.
+  a = await nova('POST', `/v2.1/servers/${id}/action`, { ...tok, body: { 'os-resetState': { state: 'error' } } })
+  t.equal(a.status, 403, 'members may not reset a state')
+  a = await nova('POST', `/v2.1/servers/${id}/action`, { body: { 'os-resetState': { state: 'building' } } })
+  t.match(a, { status: 400, body: { badRequest: { message: /one of active, error/ } } })
+  a = await nova('POST', `/v2.1/servers/${id}/action`, { body: { 'os-resetState': null } })
+  t.equal(a.status, 400)
+  t.equal((await nova('GET', `/v2.1/servers/${id}`, tok)).body.server.status, 'ACTIVE', 'the refusals changed nothing')
+  a = await checked('servers', 'server_actions_common_schema', 'POST', `/v2.1/servers/${id}/action`, { version: '2.1', body: { 'os-resetState': { state: 'error' } } })
+  t.equal(a.status, 202)
+  t.match((await nova('GET', `/v2.1/servers/${id}`, tok)).body.server, { status: 'ERROR', 'OS-EXT-STS:vm_state': 'error', 'OS-EXT-STS:task_state': null })
+  a = await nova('POST', `/v2.1/servers/${id}/action`, { body: { 'os-resetState': { state: 'active' } } })
+  t.equal(a.status, 202)
+  t.equal((await nova('GET', `/v2.1/servers/${id}`, tok)).body.server.status, 'ACTIVE', 'and back to active')
 
   // Update: the name (and from 2.19 the description), answered per version without the extended attributes.
   a = await checked('servers', 'update_server', 'PUT', `/v2.1/servers/${other}`, { ...tok, version: '2.1', body: { server: { name: 'renamed' } } })
@@ -413,6 +442,10 @@ t.test('limits, availability zones and server groups per microversion', async (t
   t.match(a.body.limits.absolute, { maxTotalInstances: 12, maxTotalCores: 30 })
   a = await nova('PUT', `/v2.1/os-quota-sets/${demo.projectId}`, { ...tok, body: { quota_set: { instances: 100 } } })
   t.equal(a.status, 403, 'members do not raise their own quotas')
+  a = await checked('quotas', 'get_quota_set', 'GET', `/v2.1/os-quota-sets/${demo.projectId}?user_id=${demo.userId}`, { ...tok, version: '2.1' })
+  t.match(a.body.quota_set, { id: demo.projectId, instances: 12, cores: 30 }, "a user's quotas are the project's")
+  a = await nova('PUT', `/v2.1/os-quota-sets/${demo.projectId}?user_id=${demo.userId}`, { body: { quota_set: { instances: 3 } } })
+  t.match(a, { status: 400, body: { badRequest: { message: /per project, not per user/ } } })
   a = await nova('PUT', `/v2.1/os-quota-sets/${demo.projectId}`, { body: { quota_set: { injected_files: 3 } } })
   t.equal(a.status, 400)
   a = await nova('PUT', `/v2.1/os-quota-sets/${demo.projectId}`, { version: '2.57', body: { quota_set: { floating_ips: 3 } } })

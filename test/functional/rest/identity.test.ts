@@ -82,7 +82,7 @@ t.test('tokens: issue (project, domain, unscoped, by token), validate, HEAD, rev
   t.equal(r.body.token.project.name, 'admin')
   t.equal((await fetch(`${base}/auth/tokens`, { method: 'HEAD', headers: { 'x-auth-token': s.adminToken, 'x-subject-token': token } })).status, 200)
   r = await call('GET', '/auth/catalog', { token })
-  t.same(r.body.catalog.map((e: Json) => e.type).sort(), ['compute', 'identity', 'image', 'network'], 'the services REST serves')
+  t.same(r.body.catalog.map((e: Json) => e.type).sort(), ['block-storage', 'compute', 'identity', 'image', 'network', 'volumev3'], 'the services REST serves')
   r = await call('GET', '/auth/projects', { token })
   t.same(r.body.projects.map((p: Json) => p.name), ['admin'])
   r = await call('DELETE', '/auth/tokens', { headers: { 'x-subject-token': token } })

@@ -252,6 +252,18 @@ t.test('refused uploads go back to queued with nothing kept: wrong format, quota
   t.match((await api('GET', `/v2/images/${img.id}`, tok.demo)).body, { status: 'queued', size: null, checksum: null })
   t.notOk(storeFiles().some((f) => f.startsWith(img.id)))
 
+  // Formats may wait until the data comes (Glance): created without them, the upload is refused until they are set.
+  const bare = (await api('POST', '/v2/images', tok.demo, { name: 'formless', protected: true })).body
+  t.match(bare, { status: 'queued', disk_format: null, container_format: null, protected: true })
+  r = await putFile(bare.id, tok.demo, makeQcow2('formless', 4))
+  t.match(r, { status: 400, body: { message: /needs disk_format and container_format set before its data is uploaded/ } })
+  t.match((await api('GET', `/v2/images/${bare.id}`, tok.demo)).body, { status: 'queued', size: null })
+  t.equal((await api('DELETE', `/v2/images/${bare.id}`, tok.demo)).status, 403, 'protected: not deleted')
+  r = await patch(bare.id, tok.demo, [{ op: 'add', path: '/disk_format', value: 'qcow2' }, { op: 'add', path: '/container_format', value: 'bare' }, { op: 'replace', path: '/protected', value: false }])
+  t.match(r, { status: 200, body: { disk_format: 'qcow2', container_format: 'bare' } })
+  t.match(await putFile(bare.id, tok.demo, makeQcow2('formless', 4)), { status: 204 })
+  t.equal((await api('DELETE', `/v2/images/${bare.id}`, tok.demo)).status, 204)
+
   const quotas = client(QuotasClient, s.address)
   t.teardown(() => quotas.close())
   await call(quotas, 'updateQuota', { projectId: projects.alt, limits: { image_size_total: 1 } }, tok.admin)

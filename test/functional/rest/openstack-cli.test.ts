@@ -1,18 +1,29 @@
 /**
  * The real `openstack` client (Debian's python3-openstackclient 6.0.0) against
- * Keystone on Strato's REST listener, with the files the controller writes for
- * it: the seed's domain walkthrough, projects, users, roles, assignments,
- * tokens and the catalog, each output checked (`-f json`); then clouds.yaml
+ * Strato's REST listener, with the files the controller writes for it. First
+ * the seed's walkthrough end to end on a stack (nats-server, controller, an
+ * agent on the fake virt driver), as the seed types it: `. admin-openrc`,
+ * image create (qcow2, bare, public) and list, flavor create --id 0, the
+ * provider network and subnet, the demo project and user; then `.
+ * demo-openrc`: keypair create from ssh-keygen's key, the two security-group
+ * rules, the listings, `server create … --wait`, server show, console log
+ * show, server stop/start/delete — each `-f json` checked for the fields the
+ * seed's tables show. Then Keystone's part: the seed's domain walkthrough,
+ * projects, users, roles, assignments, tokens and the catalog; clouds.yaml
  * over HTTPS with the controller's CA. Skipped where the client is absent.
  */
 import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, statSync, readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdtempSync, statSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { openstackFiles, readOpenrc } from '../../../controller/identity/bootstrap.js'
 import { startController } from '../../helpers/controller.js'
+import { startNats } from '../../helpers/nats.js'
+import { eventually, startAgent } from '../../helpers/agents.js'
+import { bootDiskImage, bootMarker } from '../../fixtures/boot-sector.js'
 
 const OPENSTACK = '/usr/bin/openstack'
 
@@ -48,6 +59,98 @@ async function ok(t: Test, env: Record<string, string>, ...args: string[]): Prom
 if (!existsSync(OPENSTACK)) {
   t.plan(0, 'needs python3-openstackclient (npm run setup installs it)')
 } else {
+  t.test("the seed's walkthrough end to end: image, flavor, network, keypair, rules, server create --wait … delete", async (t) => {
+    // A stack with nothing made yet: the seed makes it all.
+    const nats = await startNats()
+    t.teardown(() => nats.stop())
+    const s = await startController({ natsUrl: nats.url, hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 5, castAckWaitMs: 3_000 }, servers: { castRetryMs: 200, agentCallTimeoutMs: 5_000 } })
+    t.teardown(() => s.close())
+    const agent = await startAgent(nats.url, 'node1', { powerSyncIntervalMs: 200, shutdownTimeoutMs: 2_000 })
+    t.teardown(() => agent.stop())
+    await s.controller.hosts.discover()
+    const scratch = mkdtempSync(path.join(tmpdir(), 'strato-seed-'))
+    t.teardown(() => rmSync(scratch, { recursive: true, force: true }))
+    const admin = readOpenrc(openstackFiles(path.join(s.dataDir, 'admin-openrc')).openrc)
+    const demo = { ...admin, OS_USERNAME: 'demo', OS_PASSWORD: 'demo-pw', OS_PROJECT_NAME: 'demo' }
+
+    // . admin-openrc; openstack image create "cirros" --file … --disk-format qcow2 --container-format bare --public
+    const file = await bootDiskImage({ line: bootMarker('seed'), path: path.join(scratch, 'cirros-0.3.4-x86_64-disk.img'), sizeMiB: 16 })
+    const bytes = readFileSync(file)
+    const created = await json(t, admin, 'image', 'create', 'cirros', '--file', file, '--disk-format', 'qcow2', '--container-format', 'bare', '--public')
+    // Client 6.0.0 prints the POST's answer (queued), as it does against Glance; the seed's table is the image after its upload.
+    t.match(created, { id: /^[0-9a-f-]{36}$/, name: 'cirros', disk_format: 'qcow2', container_format: 'bare', visibility: 'public', status: 'queued' })
+    const adminProject = (await json(t, admin, 'project', 'show', 'admin')).id
+    const image = await json(t, admin, 'image', 'show', 'cirros')
+    // The seed's table: every property it shows.
+    t.match(image, {
+      checksum: createHash('md5').update(bytes).digest('hex'), container_format: 'bare', created_at: /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, disk_format: 'qcow2',
+      file: `/v2/images/${image.id}/file`, id: /^[0-9a-f-]{36}$/, min_disk: 0, min_ram: 0, name: 'cirros', owner: adminProject, protected: false,
+      schema: '/v2/schemas/image', size: bytes.length, status: 'active', tags: [], updated_at: /Z$/, visibility: 'public',
+    })
+    t.equal(image.id, created.id)
+    t.ok(image.virtual_size === null || image.virtual_size >= bytes.length, `virtual_size is shown (${image.virtual_size})`)
+    t.same(await json(t, admin, 'image', 'list'), [{ ID: image.id, Name: 'cirros', Status: 'active' }])
+
+    // openstack flavor create --id 0 …; the provider network and subnet as the seed makes them.
+    t.match(await json(t, admin, 'flavor', 'create', '--id', '0', '--vcpus', '1', '--ram', '64', '--disk', '1', 'm1.nano'), { id: '0', name: 'm1.nano', vcpus: 1, ram: 64, disk: 1, 'os-flavor-access:is_public': true })
+    const net = await json(t, admin, 'network', 'create', '--share', '--external', '--provider-physical-network', 'provider', '--provider-network-type', 'flat', 'provider')
+    t.match(net, { name: 'provider', shared: true, 'router:external': true, 'provider:network_type': 'flat', 'provider:physical_network': 'provider', status: 'ACTIVE' })
+    const sub = await json(t, admin, 'subnet', 'create', '--network', 'provider', '--allocation-pool', 'start=192.168.201.200,end=192.168.201.210', '--dns-nameserver', '114.114.114.114', '--gateway', '192.168.201.1', '--subnet-range', '192.168.201.0/24', 'provider')
+    t.match(sub, { network_id: net.id, cidr: '192.168.201.0/24', gateway_ip: '192.168.201.1', allocation_pools: [{ start: '192.168.201.200', end: '192.168.201.210' }], dns_nameservers: ['114.114.114.114'] })
+
+    // The install guide's demo project and user (the seed's demo-openrc).
+    const demoProject = await json(t, admin, 'project', 'create', '--domain', 'default', '--description', 'Demo Project', 'demo')
+    const demoUser = await json(t, admin, 'user', 'create', '--domain', 'default', '--password', 'demo-pw', 'demo')
+    await ok(t, admin, 'role', 'add', '--project', 'demo', '--user', 'demo', 'member')
+
+    // . demo-openrc; ssh-keygen -q -N ""; openstack keypair create --public-key ~/.ssh/id_rsa.pub mykey
+    const key = path.join(scratch, 'id_rsa')
+    const keygen = await run('/usr/bin/ssh-keygen', ['-q', '-N', '', '-t', 'rsa', '-b', '2048', '-f', key], {})
+    t.equal(keygen.code, 0, keygen.stderr)
+    const fingerprint = (await run('/usr/bin/ssh-keygen', ['-l', '-E', 'md5', '-f', `${key}.pub`], {})).stdout.split(' ')[1]!.replace(/^MD5:/, '')
+    t.match(await json(t, demo, 'keypair', 'create', '--public-key', `${key}.pub`, 'mykey'), { name: 'mykey', fingerprint, type: 'ssh', user_id: demoUser.id })
+    t.same(await json(t, demo, 'keypair', 'list'), [{ Name: 'mykey', Fingerprint: fingerprint, Type: 'ssh' }])
+
+    // The two rules on the demo project's own default group.
+    const icmp = await json(t, demo, 'security', 'group', 'rule', 'create', '--proto', 'icmp', 'default')
+    t.match(icmp, { protocol: 'icmp', direction: 'ingress', ether_type: 'IPv4', project_id: demoProject.id })
+    const ssh = await json(t, demo, 'security', 'group', 'rule', 'create', '--proto', 'tcp', '--dst-port', '22', 'default')
+    t.match(ssh, { protocol: 'tcp', port_range_min: 22, port_range_max: 22, security_group_id: icmp.security_group_id })
+
+    // What is there to boot with, then the seed's server create (with --wait, as the README shows it).
+    const [flavors, images, networks, groups] = await Promise.all([
+      json(t, demo, 'flavor', 'list'), json(t, demo, 'image', 'list'), json(t, demo, 'network', 'list'), json(t, demo, 'security', 'group', 'list'),
+    ])
+    t.same(flavors, [{ ID: '0', Name: 'm1.nano', RAM: 64, Disk: 1, Ephemeral: 0, VCPUs: 1, 'Is Public': true }])
+    t.same(images, [{ ID: image.id, Name: 'cirros', Status: 'active' }])
+    t.same(networks, [{ ID: net.id, Name: 'provider', Subnets: [sub.id] }])
+    t.match(groups, [{ ID: icmp.security_group_id, Name: 'default', Project: demoProject.id }])
+    const server = await json(t, demo, 'server', 'create', '--flavor', 'm1.nano', '--image', 'cirros', '--nic', `net-id=${net.id}`, '--security-group', 'default', '--key-name', 'mykey', '--wait', 'provider-instance')
+    t.match(server, {
+      id: /^[0-9a-f-]{36}$/, name: 'provider-instance', status: 'ACTIVE', key_name: 'mykey', flavor: 'm1.nano (0)', image: `cirros (${image.id})`,
+      addresses: { provider: [/^192\.168\.201\.2(0\d|10)$/] }, security_groups: [{ name: 'default' }], 'OS-EXT-STS:vm_state': 'active', 'OS-EXT-STS:power_state': 1,
+      project_id: demoProject.id, user_id: demoUser.id,
+    })
+    const shown = await json(t, demo, 'server', 'show', 'provider-instance')
+    t.match(shown, { id: server.id, name: 'provider-instance', status: 'ACTIVE', addresses: server.addresses, flavor: 'm1.nano (0)', key_name: 'mykey' })
+    const log = await openstack(demo, 'console', 'log', 'show', 'provider-instance')
+    t.equal(log.code, 0, log.stderr)
+    t.match(log.stdout, `fake guest instance-${server.id} ${server.id} booted`)
+
+    // server stop / start / delete, watched with server show.
+    const status = async () => (await openstack(demo, 'server', 'show', 'provider-instance', '-c', 'status', '-f', 'value')).stdout.trim()
+    await ok(t, demo, 'server', 'stop', 'provider-instance')
+    await eventually(async () => (await status()) === 'SHUTOFF', 60_000, 'SHUTOFF')
+    t.match(await json(t, demo, 'server', 'show', 'provider-instance'), { status: 'SHUTOFF', 'OS-EXT-STS:vm_state': 'stopped', 'OS-EXT-STS:power_state': 4 })
+    await ok(t, demo, 'server', 'start', 'provider-instance')
+    await eventually(async () => (await status()) === 'ACTIVE', 60_000, 'ACTIVE again')
+    await ok(t, demo, 'server', 'delete', '--wait', 'provider-instance')
+    t.same(await json(t, demo, 'server', 'list'), [], 'gone')
+    const missing = await openstack(demo, 'server', 'show', 'provider-instance')
+    t.equal(missing.code, 1)
+    t.match(missing.stderr, /No server with a name or ID of 'provider-instance' exists/)
+  })
+
   t.test('the domain walkthrough, users, roles and tokens with the openstack client and the openrc Strato wrote', async (t) => {
     const s = await startController()
     t.teardown(() => s.close())

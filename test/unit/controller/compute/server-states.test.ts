@@ -3,9 +3,9 @@
 // FAILED_PRECONDITION naming what is in the way. The expectations are written out here from Nova's
 // compute/api.py checks, not read back from the table under test.
 import t from 'tap'
-import { FailedPrecondition } from '../../../../proto/errors.js'
+import { FailedPrecondition, InvalidArgument } from '../../../../proto/errors.js'
 import {
-  CREATED, STATUSES, TASK_STATES, VM_STATES, beginAction, beginBuild, inProgress, localDelete, outcomeOf, statesFor, statusOf,
+  CREATED, STATUSES, TASK_STATES, VM_STATES, beginAction, beginBuild, inProgress, localDelete, outcomeOf, resetTo, statesFor, statusOf,
   type ServerAction, type TaskState, type VmState,
 } from '../../../../controller/compute/server-states.js'
 
@@ -95,4 +95,14 @@ t.test('status filters: the default status of a vm_state means the vm_state, the
   t.same(statesFor('reboot')!.map((p) => p.task), ['rebooting', 'rebooting', 'rebooting'], 'REBOOT (any case): rebooting, from active, stopped or error')
   t.same(statesFor('HARD_REBOOT')!.map((p) => `${p.vm}/${p.task}`), ['active/rebooting_hard', 'stopped/rebooting_hard', 'error/rebooting_hard'])
   t.equal(statesFor('RUNNING'), undefined, 'not a status')
+})
+
+t.test("os-resetState: active or error from any state but deleted, the task dropped", async (t) => {
+  for (const vm of ALL_VM) {
+    for (const state of ['active', 'error'] as const) {
+      t.same(resetTo(state, { uuid: 'u', vm_state: vm }), { vm_state: state, task_state: '' }, `${vm} → ${state}`)
+    }
+  }
+  t.throws(() => resetTo('error', { uuid: 'u', vm_state: 'deleted' }), FailedPrecondition)
+  for (const bad of ['stopped', 'building', 'ERROR', '']) t.throws(() => resetTo(bad, { uuid: 'u', vm_state: 'active' }), InvalidArgument, `'${bad}' is not a state to reset to`)
 })

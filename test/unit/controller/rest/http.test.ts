@@ -138,3 +138,37 @@ t.test('bodies: content type, size limit, malformed JSON, the required key', asy
   t.match(await r.json(), { badRequest: { message: "'thing' is a required object in the request body" } })
   t.equal(created.length, before, 'no bad body did anything')
 })
+
+t.test('dispatch: the first route added wins, HEAD falls back to GET, 405 lists what is allowed', async (t) => {
+  const hit = (name: string) => async (req: { params: Record<string, string> }) => ({ body: { route: name, params: req.params } })
+  const rest = await serve([{
+    type: 'compute', prefix: '/compute', routes: [
+      { method: 'GET', path: '/v2.1/items/detail', policy: 'public', handler: hit('detail') },
+      { method: 'GET', path: '/v2.1/items/:id', policy: 'public', handler: hit('item') },
+      { method: 'GET', path: '/v2.1/items/:item_id/parts/:part', policy: 'public', handler: hit('part') },
+      { method: 'DELETE', path: '/v2.1/items/:id', policy: 'public', handler: hit('delete') },
+      { method: 'GET', path: '/v2.1/late/:id', policy: 'public', handler: hit('late-param') },
+      { method: 'GET', path: '/v2.1/late/fixed', policy: 'public', handler: hit('late-literal') },
+      { method: 'PUT', path: '/v2.1/late/fixed', policy: 'public', handler: hit('put-fixed') },
+      { method: 'GET', path: '/', policy: 'public', handler: hit('root') },
+    ],
+  }])
+  const get = async (p: string, method = 'GET') => {
+    const r = await fetch(`${rest.origin}${p}`, { method })
+    return { status: r.status, allow: r.headers.get('allow'), body: method === 'HEAD' ? undefined : await r.json() as Record<string, unknown> }
+  }
+  t.match(await get('/compute/v2.1/items/detail'), { status: 200, body: { route: 'detail' } }, 'a literal added first beats a parameter')
+  t.match(await get('/compute/v2.1/items/abc'), { status: 200, body: { route: 'item', params: { id: 'abc' } } })
+  t.match(await get('/compute/v2.1/items/a%20b/parts/p%2F1'), { body: { route: 'part', params: { item_id: 'a b', part: 'p/1' } } }, "each route's own parameter names, decoded")
+  t.match(await get('/compute/v2.1/late/fixed'), { body: { route: 'late-param', params: { id: 'fixed' } } }, 'a parameter added first beats a later literal (as the scan in order did)')
+  t.match(await get('/compute/v2.1/items/x', 'HEAD'), { status: 200 }, 'HEAD is answered by GET')
+  t.match(await get('/compute/v2.1/items/x', 'POST'), { status: 405, allow: 'GET, DELETE' })
+  t.match(await get('/compute/v2.1/late/fixed', 'DELETE'), { status: 405, allow: 'GET, PUT' }, 'the methods of every route that matches')
+  t.match(await get('/compute/v2.1/items/detail', 'DELETE'), { status: 200, body: { route: 'delete', params: { id: 'detail' } } })
+  t.match(await get('/compute/v2.1/items/x/parts'), { status: 404 })
+  t.match(await get('/compute/v2.1/items'), { status: 404 })
+  t.match(await get('/compute/v2.1/items/%E0%A4%A'), { status: 400, body: { badRequest: { message: /not valid percent-encoding/ } } })
+  t.match(await get('/compute/'), { status: 200, body: { route: 'root' } }, "a service's root may end in a slash")
+  t.match(await get('/compute/v2.1/items/x/'), { status: 404 }, 'a resource may not')
+  t.match(await get('/nowhere/at/all'), { status: 404 })
+})

@@ -1,0 +1,165 @@
+/**
+ * Block Storage v3 (Cinder) over REST against a real controller, nats-server
+ * and an agent whose volume role runs on the fake volume backend: the
+ * versions document and the catalog's volumev3 entry, volumes, snapshots,
+ * types, extra specs, os-extend, os-reset_status, limits and Cinder's error
+ * bodies through raw HTTP; then Debian's `openstack` client as a process
+ * (`. admin-openrc`, the volume endpoint from the token's catalog): volume
+ * create/list/show/delete and volume snapshot create.
+ */
+import { execFile } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import t from 'tap'
+import { startCloud, type TestCloud } from '../../helpers/cloud.js'
+import { eventually } from '../../helpers/agents.js'
+import { tenant, type Tenant } from '../network/fixtures.js'
+import { openstackFiles, readOpenrc } from '../../../controller/identity/bootstrap.js'
+
+type Json = any // eslint-disable-line @typescript-eslint/no-explicit-any
+
+let cloud: TestCloud
+let demo: Tenant
+let base: string
+
+t.before(async () => {
+  cloud = await startCloud({ hosts: ['node1'] })
+  demo = await tenant(cloud.s, 'demo')
+  base = `${cloud.s.controller.rest!.origin}/volume`
+  await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 10_000, 'a volume backend')
+})
+t.teardown(() => cloud.close())
+
+async function cinder(method: string, p: string, o: { token?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<{ status: number; body: Json; headers: Headers }> {
+  const headers: Record<string, string> = { 'x-auth-token': o.token ?? cloud.s.adminToken, ...o.headers }
+  if (o.body !== undefined) headers['content-type'] ??= 'application/json'
+  const r = await fetch(`${base}${p}`, { method, headers, body: o.body === undefined ? undefined : JSON.stringify(o.body) })
+  const text = await r.text()
+  return { status: r.status, body: text ? JSON.parse(text) : undefined, headers: r.headers }
+}
+
+const statusOf = async (id: string, token?: string) => (await cinder('GET', `/v3/volumes/${id}`, { token })).body?.volume?.status as string | undefined
+
+t.test('versions, catalog, volumes, actions, snapshots, types and limits with Cinder shapes and codes', async (t) => {
+  let r = await fetch(`${base}/`)
+  t.equal(r.status, 300, 'the versions document is a multiple choice, as Cinder answers it')
+  t.match(await r.json(), { versions: [{ id: 'v3.0', status: 'CURRENT', version: '3.0', min_version: '3.0', links: [{ rel: 'describedby' }, { rel: 'self', href: `${base}/v3/` }] }] })
+  const tok = await fetch(`${cloud.s.controller.rest!.origin}/identity/v3/auth/tokens`, { headers: { 'x-auth-token': demo.token, 'x-subject-token': demo.token } })
+  const catalog = ((await tok.json()) as Json).token.catalog as Json[]
+  for (const type of ['volumev3', 'block-storage']) {
+    t.match(catalog.find((e) => e.type === type), { endpoints: [{ interface: 'public', region_id: 'RegionOne', url: `${base}/v3` }] }, `the catalog names ${type}`)
+  }
+
+  // Create as the demo member, with and without the project in the path.
+  let a = await cinder('POST', `/v3/${demo.projectId}/volumes`, { token: demo.token, body: { volume: { size: 1, name: 'vol1', description: 'first', metadata: { k: 'v' } } } })
+  t.equal(a.status, 202)
+  t.match(a.body.volume, { name: 'vol1', description: 'first', size: 1, status: 'creating', bootable: 'false', metadata: { k: 'v' }, volume_type: '__DEFAULT__', 'os-vol-tenant-attr:tenant_id': demo.projectId, attachments: [] })
+  t.notOk('os-vol-host-attr:host' in a.body.volume, 'the host is for admins')
+  t.equal(a.headers.get('openstack-api-version'), 'volume 3.0')
+  t.match(a.headers.get('x-openstack-request-id'), /^req-/)
+  const id = a.body.volume.id as string
+  await eventually(async () => (await statusOf(id, demo.token)) === 'available', 15_000, 'available')
+  a = await cinder('GET', `/v3/volumes/${id}`)
+  t.match(a.body.volume, { id, 'os-vol-host-attr:host': 'node1' }, 'an admin sees the host')
+  t.same((await cinder('GET', '/v3/volumes', { token: demo.token })).body.volumes.map((v: Json) => [v.id, v.name]), [[id, 'vol1']])
+  t.match((await cinder('GET', `/v3/${demo.projectId}/volumes/detail?name=vol1`, { token: demo.token })).body.volumes, [{ id, status: 'available', size: 1 }])
+  t.same((await cinder('GET', '/v3/volumes/detail', { token: cloud.s.adminToken })).body.volumes, [], "the admin's own project has none")
+  t.equal((await cinder('GET', '/v3/volumes/detail?all_tenants=1')).body.volumes.length, 1, 'all_tenants for admins')
+  a = await cinder('PUT', `/v3/volumes/${id}`, { token: demo.token, body: { volume: { name: 'vol-one', metadata: { n: '1' } } } })
+  t.match(a, { status: 200, body: { volume: { name: 'vol-one', metadata: { n: '1' } } } })
+  t.notOk('k' in a.body.volume.metadata, "PUT's metadata replaces the set")
+
+  // Errors: Cinder's bodies; refused requests change nothing.
+  a = await cinder('GET', '/v3/volumes/3c5f5f0e-0000-4000-8000-000000000000', { token: demo.token })
+  t.match(a, { status: 404, body: { itemNotFound: { code: 404, message: /not found/ } } })
+  a = await cinder('POST', '/v3/volumes', { token: demo.token, body: { volume: { size: 'big' } } })
+  t.match(a, { status: 400, body: { badRequest: { code: 400, message: /size/ } } })
+  a = await cinder('POST', '/v3/volumes', { token: demo.token, body: { volume: { size: 1, colour: 'red' } } })
+  t.match(a.body, { badRequest: { message: /'colour' was unexpected/ } })
+  a = await cinder('POST', '/v3/volumes', { token: demo.token, body: { volume: { size: 5000 } } })
+  t.match(a, { status: 413, body: { overLimit: { code: 413, message: /gigabytes/ } } }, 'over quota: 413 overLimit')
+  a = await cinder('GET', '/v3/volumes', { token: demo.token, headers: { 'openstack-api-version': 'volume 4.0' } })
+  t.equal(a.status, 406)
+  a = await cinder('GET', `/v3/${cloud.s.openrc.OS_PROJECT_NAME}x/volumes`, { token: demo.token })
+  t.equal(a.status, 403, "another project's path")
+  t.equal((await cinder('GET', '/v3/volumes', { token: demo.token })).body.volumes.length, 1, 'nothing was made')
+
+  // Actions: extend (a member), reset_status (admins only).
+  a = await cinder('POST', `/v3/volumes/${id}/action`, { token: demo.token, body: { 'os-extend': { new_size: 1 } } })
+  t.match(a, { status: 400, body: { badRequest: { message: /larger/ } } })
+  a = await cinder('POST', `/v3/volumes/${id}/action`, { token: demo.token, body: { 'os-extend': { new_size: 2 } } })
+  t.equal(a.status, 202)
+  await eventually(async () => (await cinder('GET', `/v3/volumes/${id}`, { token: demo.token })).body.volume.size === 2, 15_000, 'extended to 2 GiB')
+  a = await cinder('POST', `/v3/volumes/${id}/action`, { token: demo.token, body: { 'os-reset_status': { status: 'error' } } })
+  t.match(a, { status: 403, body: { forbidden: { code: 403 } } }, 'reset_status is for admins')
+  t.equal(await statusOf(id), 'available')
+  a = await cinder('POST', `/v3/volumes/${id}/action`, { body: { 'os-reset_status': { status: 'error' } } })
+  t.equal(a.status, 202)
+  t.equal(await statusOf(id), 'error')
+  t.equal((await cinder('POST', `/v3/volumes/${id}/action`, { body: { 'os-reset_status': { status: 'available' } } })).status, 202)
+  a = await cinder('POST', `/v3/volumes/${id}/action`, { token: demo.token, body: { 'os-migrate_volume': {} } })
+  t.match(a.body, { badRequest: { message: 'There is no such action: os-migrate_volume' } })
+
+  // Snapshots.
+  a = await cinder('POST', '/v3/snapshots', { token: demo.token, body: { snapshot: { volume_id: id, name: 'snap1' } } })
+  t.match(a, { status: 202, body: { snapshot: { name: 'snap1', volume_id: id, size: 2, 'os-extended-snapshot-attributes:project_id': demo.projectId } } })
+  const snap = a.body.snapshot.id as string
+  await eventually(async () => (await cinder('GET', `/v3/snapshots/${snap}`, { token: demo.token })).body.snapshot.status === 'available', 15_000, 'the snapshot available')
+  t.match((await cinder('GET', '/v3/snapshots/detail', { token: demo.token })).body.snapshots, [{ id: snap, status: 'available', 'os-extended-snapshot-attributes:progress': '100%' }])
+  a = await cinder('DELETE', `/v3/volumes/${id}`, { token: demo.token })
+  t.match(a, { status: 409, body: { conflictingRequest: { message: /snapshot/ } } }, 'a volume with snapshots stays')
+  t.equal((await cinder('DELETE', `/v3/snapshots/${snap}`, { token: demo.token })).status, 202)
+  await eventually(async () => (await cinder('GET', `/v3/snapshots/${snap}`, { token: demo.token })).status === 404, 15_000, 'the snapshot gone')
+
+  // Types and extra specs (admins change them; everyone reads the public ones).
+  t.match((await cinder('GET', '/v3/types', { token: demo.token })).body.volume_types, [{ name: '__DEFAULT__', is_public: true }])
+  t.match((await cinder('GET', '/v3/types/default', { token: demo.token })).body.volume_type, { name: '__DEFAULT__' })
+  a = await cinder('POST', '/v3/types', { token: demo.token, body: { volume_type: { name: 'fast' } } })
+  t.equal(a.status, 403, 'members do not make types')
+  a = await cinder('POST', '/v3/types', { body: { volume_type: { name: 'fast', description: 'SSD', extra_specs: { 'volume_backend_name': 'fake' } } } })
+  t.match(a, { status: 200, body: { volume_type: { name: 'fast', description: 'SSD', is_public: true, extra_specs: { volume_backend_name: 'fake' } } } })
+  const type = a.body.volume_type.id as string
+  t.same((await cinder('POST', `/v3/types/${type}/extra_specs`, { body: { extra_specs: { tier: 'gold' } } })).body, { extra_specs: { tier: 'gold' } })
+  t.same((await cinder('GET', `/v3/types/${type}/extra_specs`)).body, { extra_specs: { volume_backend_name: 'fake', tier: 'gold' } })
+  t.same((await cinder('GET', `/v3/types/${type}/extra_specs/tier`)).body, { tier: 'gold' })
+  t.equal((await cinder('DELETE', `/v3/types/${type}/extra_specs/tier`)).status, 202)
+  t.equal((await cinder('GET', `/v3/types/${type}/extra_specs/tier`)).status, 404)
+  t.equal((await cinder('DELETE', `/v3/types/${type}`)).status, 202)
+
+  a = await cinder('GET', '/v3/limits', { token: demo.token })
+  t.match(a.body.limits.absolute, { maxTotalVolumes: 10, maxTotalVolumeGigabytes: 1000, maxTotalSnapshots: 10, totalVolumesUsed: 1, totalGigabytesUsed: 2 })
+
+  t.equal((await cinder('DELETE', `/v3/volumes/${id}`, { token: demo.token })).status, 202)
+  await eventually(async () => (await cinder('GET', `/v3/volumes/${id}`, { token: demo.token })).status === 404, 15_000, 'the volume gone')
+})
+
+const OPENSTACK = '/usr/bin/openstack'
+t.test('openstack volume create/list/show/delete and volume snapshot create, as processes', { skip: !existsSync(OPENSTACK) && `${OPENSTACK} is not installed` }, async (t) => {
+  const home = mkdtempSync(path.join(tmpdir(), 'strato-osc-vol-'))
+  t.teardown(() => rmSync(home, { recursive: true, force: true }))
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...readOpenrc(openstackFiles(path.join(cloud.s.dataDir, 'admin-openrc')).openrc) }
+  const osc = (...args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(OPENSTACK, args, { env, timeout: 120_000 }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }))
+  })
+  const json = async (...args: string[]): Promise<Json> => {
+    const r = await osc(...args, '-f', 'json')
+    t.equal(r.code, 0, `openstack ${args.join(' ')}${r.code ? `: ${r.stderr}` : ''}`)
+    return r.code === 0 ? JSON.parse(r.stdout) : {}
+  }
+  const created = await json('volume', 'create', '--size', '1', '--description', 'from the cli', 'cli-vol')
+  t.match(created, { name: 'cli-vol', size: 1, description: 'from the cli', status: 'creating', type: '__DEFAULT__', bootable: 'false' })
+  await eventually(async () => (await json('volume', 'show', 'cli-vol')).status === 'available', 30_000, 'available')
+  t.match(await json('volume', 'list'), [{ ID: created.id, Name: 'cli-vol', Status: 'available', Size: 1 }])
+  t.match(await json('volume', 'show', 'cli-vol'), { id: created.id, name: 'cli-vol', status: 'available', 'os-vol-host-attr:host': 'node1' })
+  const snap = await json('volume', 'snapshot', 'create', '--volume', 'cli-vol', 'cli-snap')
+  t.match(snap, { name: 'cli-snap', volume_id: created.id, size: 1 })
+  await eventually(async () => (await json('volume', 'snapshot', 'show', 'cli-snap')).status === 'available', 30_000, 'the snapshot available')
+  const refused = await osc('volume', 'delete', 'cli-vol')
+  t.equal(refused.code, 1, 'a volume with a snapshot is not deleted')
+  t.match(refused.stderr, /snapshot/)
+  t.equal((await osc('volume', 'snapshot', 'delete', 'cli-snap')).code, 0)
+  await eventually(async () => (await osc('volume', 'snapshot', 'show', 'cli-snap')).code === 1, 30_000, 'the snapshot gone')
+  t.equal((await osc('volume', 'delete', 'cli-vol')).code, 0)
+  await eventually(async () => (await json('volume', 'list')).length === 0, 30_000, 'the volume gone')
+})
