@@ -39,7 +39,7 @@ export const serverImageCommands: Command[] = [
     positionals: [{ name: 'server', help: 'Server to back up (name or ID)' }],
     options: [
       opt('--name', 'name', '<image-name>', 'Name of new disk image (default: server name)'),
-      listOpt('--property', 'property', '<key=value>', 'Set a new property to meta_data.json on the metadata server (repeat option to set multiple values)'),
+      listOpt('--property', 'property', '<key=value>', 'Set a property on the new image, over those it inherits (repeat option to set multiple values)'),
       flag('--compress', 'compress', "Compress the image's data (qcow2 compressed clusters): smaller, slower to make and to boot from (Strato's own option)"),
       flag('--wait', 'wait', 'Wait for operation to complete'),
     ],

@@ -155,7 +155,18 @@ if (process.getuid?.() !== 0) {
       times.push(ms)
     }
     times.sort((x, y) => x - y)
-    t.comment(`snapshot of a running server of ${what}: median ${times[2]!.toFixed(0)} ms of 5 (${times.map((x) => x.toFixed(0)).join(', ')} ms; API call to image active)`)
+    // How long the guest stood paused: the driver logs both ends (pino JSON lines, `time` in ms).
+    const events = agent.log().split('\n').flatMap((l) => {
+      try {
+        const e = JSON.parse(l) as { msg?: string; instance?: string; time?: number }
+        return e.instance === id && (e.msg === 'paused' || e.msg === 'unpaused') ? [e] : []
+      } catch {
+        return []
+      }
+    })
+    const pauses = events.flatMap((e, i) => (e.msg === 'unpaused' && events[i - 1]?.msg === 'paused' ? [e.time! - events[i - 1]!.time!] : [])).sort((x, y) => x - y)
+    t.equal(pauses.length, 5, 'the guest was paused and resumed once per snapshot')
+    t.comment(`snapshot of a running server of ${what}: median ${times[2]!.toFixed(0)} ms of 5 (${times.map((x) => x.toFixed(0)).join(', ')} ms; API call to image active); guest paused for a median ${pauses[2]} ms (${pauses.join(', ')} ms)`)
     t.equal((await get(id)).taskState, '')
   })
 }
