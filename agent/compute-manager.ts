@@ -274,13 +274,13 @@ export class ComputeManager {
         const guest = await this.driver.getInfo(uuid)
         let source = disk
         if (guest.powerState === PowerState.RUNNING || guest.powerState === PowerState.PAUSED) {
-          // A guest this snapshot did not pause (PAUSED already) stays paused.
-          const pausedHere = guest.powerState === PowerState.RUNNING
-          if (pausedHere) await this.driver.pause(uuid)
+          // Strato has no paused servers (no pause action): a guest found PAUSED was left so by a
+          // snapshot an agent restart interrupted, and runs again after this one like any other.
+          await this.driver.pause(uuid)
           try {
             await sparseCopy(disk, copy)
           } finally {
-            if (pausedHere) await this.driver.unpause(uuid)
+            await this.driver.unpause(uuid)
           }
           source = copy
         }

@@ -288,3 +288,14 @@ t.test('a snapshot that fails on the host leaves no image, clears the task with 
   const { readdirSync } = await import('node:fs')
   t.same(readdirSync(dir).filter((f) => f.startsWith('snapshot-')), [], 'no temporary file is left in the server\'s directory')
 })
+
+t.test('a guest left paused (a snapshot interrupted by an agent restart) runs again after the next snapshot', async (t) => {
+  const id = await boot('snap-left-paused')
+  const driver = cloud.agents[0]!.driver
+  await driver.pause(id)
+  const r = await call<CreateServerImageResponse>(cloud.c.servers, 'createServerImage', { id, name: 'after-restart' }, demo.token)
+  const { server, image } = await snapshotDone(id, r.imageId)
+  t.equal(image?.status, 'active')
+  t.equal(server.status, 'ACTIVE')
+  t.equal((await driver.getInfo(id)).powerState, 1, 'the guest runs again')
+})

@@ -146,6 +146,11 @@ if (process.getuid?.() !== 0) {
       what = 'the demo guest image (m1.micro)'
     }
     const id = await boot('snap-running', imageRef, flavorRef)
+    // A guest left paused (as a snapshot an agent restart interrupted leaves it) runs again after the next one.
+    await virsh('suspend', `instance-${id}`)
+    t.equal(await virshPowerState(`instance-${id}`), PowerState.PAUSED, 'virsh: paused behind Strato\'s back')
+    await snapshot(id, 'after-a-pause')
+    t.equal(await virshPowerState(`instance-${id}`), PowerState.RUNNING, 'virsh: running after the snapshot')
     const times: number[] = []
     for (let i = 0; i < 5; i++) {
       const { image, ms, server } = await snapshot(id, `running-${i}`)
