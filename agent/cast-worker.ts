@@ -30,13 +30,16 @@ export interface CastWorkerOptions {
 }
 
 /** What each server action runs on the compute manager; every one returns the guest's power state. */
-const RUN: Record<ServerAction, (manager: ComputeManager, uuid: string) => Promise<number>> = {
+const RUN: Record<ServerAction, (manager: ComputeManager, uuid: string, castId: string) => Promise<number>> = {
   build: (m, uuid) => m.build(uuid),
   start: (m, uuid) => m.start(uuid),
   stop: (m, uuid) => m.stop(uuid),
   reboot: (m, uuid) => m.reboot(uuid, false),
   reboot_hard: (m, uuid) => m.reboot(uuid, true),
   delete: (m, uuid) => m.delete(uuid),
+  // Snapshots are named by their cast id (it carries the image's id).
+  snapshot: (m, uuid, castId) => m.snapshot(uuid, castId, false),
+  snapshot_compressed: (m, uuid, castId) => m.snapshot(uuid, castId, true),
 }
 
 /** Simple counting semaphore: at most `n` casts in hand. */
@@ -214,6 +217,6 @@ export class CastWorker {
       }]
     }
     const { action, instanceUuid } = carried
-    return [action, instanceUuid, () => RUN[action](this.manager, instanceUuid)]
+    return [action, instanceUuid, () => RUN[action](this.manager, instanceUuid, cast.id ?? '')]
   }
 }

@@ -29,6 +29,7 @@ import { GuestDirs } from './disk/guest-dirs.js'
 import { configDriveFiles, writeConfigDrive } from './disk/config-drive.js'
 import type { BuildSpec } from '../proto/build-spec.js'
 import { createRootDisk } from './disk/root-disk.js'
+import { convertImage, sparseCopy } from '../native/index.js'
 
 /** The build spec the conductor hands out (agent.v1 BuildSpec). */
 export type { BuildSpec }
@@ -50,7 +51,16 @@ export interface Conductor {
   buildSpec(instanceUuid: string): Promise<BuildSpec>
   /** Servers placed on this host, and the state of `also` wherever they are. */
   hostInstances(also: string[]): Promise<KnownInstance[]>
+  /**
+   * Reports a step of the snapshot `castId` of a server (its task_state) and
+   * learns the snapshot's image; the image_uploading step also brings the
+   * image-upload token. Absent: this agent makes no snapshots.
+   */
+  snapshotStep?(instanceUuid: string, castId: string, taskState: 'image_snapshot' | 'image_pending_upload' | 'image_uploading'): Promise<{ imageId: string; imageUploadToken: string }>
 }
+
+/** Uploads a file as an image's data with an image-upload token (the image service's UploadImage). */
+export type ImageUpload = (imageId: string, file: string, token: string) => Promise<{ status: string; checksum: string; size: number }>
 
 export interface ComputeManagerOptions {
   host: string
@@ -68,6 +78,8 @@ export interface ComputeManagerOptions {
    * the build spec says of the image (so no GetImage is needed).
    */
   images: (token: string, known?: KnownImage) => ImageSource
+  /** Where server snapshots are uploaded; absent: snapshots fail (FailedPrecondition). */
+  upload?: ImageUpload
   /** Brings the host's security-group filtering up to date (before a guest first runs, after one is deleted). */
   refreshFirewall?: () => Promise<void>
   /**
@@ -235,6 +247,55 @@ export class ComputeManager {
       await this.driver.destroy(uuid)
       await rm(this.dir(uuid), { recursive: true, force: true })
       return PowerState.NOSTATE
+    })
+  }
+
+  /**
+   * Snapshots the server's root disk into the image the controller made for
+   * it (Nova's snapshot_instance with the libvirt driver's cold snapshot):
+   * a running guest is paused only while its overlay is copied (its base is
+   * immutable, so the copy with the same backing file is the disk at that
+   * instant), then resumed; a stopped one is read as it is. The overlay
+   * chain is flattened by the native engine into one qcow2 (compressed when
+   * asked) and uploaded with the conductor's image-upload token. Temporary
+   * files are removed whatever happens. Returns the guest's power state.
+   */
+  snapshot(uuid: string, castId: string, compress: boolean): Promise<PowerState> {
+    return this.locks.run(uuid, async () => {
+      const step = this.conductor.snapshotStep?.bind(this.conductor)
+      const upload = this.o.upload
+      if (!step || !upload) throw new FailedPrecondition(`host '${this.o.host}' cannot upload images: server snapshots are not available here`)
+      const dir = this.dir(uuid)
+      const disk = path.join(dir, 'disk')
+      const { imageId } = await step(uuid, castId, 'image_snapshot')
+      const copy = path.join(dir, `snapshot-${imageId}.overlay`)
+      const flat = path.join(dir, `snapshot-${imageId}.qcow2`)
+      try {
+        const guest = await this.driver.getInfo(uuid)
+        let source = disk
+        if (guest.powerState === PowerState.RUNNING || guest.powerState === PowerState.PAUSED) {
+          // Strato has no paused servers (no pause action): a guest found PAUSED was left so by a
+          // snapshot an agent restart interrupted, and runs again after this one like any other.
+          await this.driver.pause(uuid)
+          try {
+            await sparseCopy(disk, copy)
+          } finally {
+            await this.driver.unpause(uuid)
+          }
+          source = copy
+        }
+        await rm(flat, { force: true })
+        await convertImage(source, flat, { srcFormat: 'qcow2', dstFormat: 'qcow2', compress })
+        await rm(copy, { force: true })
+        await step(uuid, castId, 'image_pending_upload')
+        const { imageUploadToken } = await step(uuid, castId, 'image_uploading')
+        const image = await upload(imageId, flat, imageUploadToken)
+        if (image.status !== 'active') throw new FailedPrecondition(`image ${imageId} is ${image.status} after its upload, not active`)
+        return (await this.driver.getInfo(uuid)).powerState
+      } finally {
+        await rm(copy, { force: true })
+        await rm(flat, { force: true })
+      }
     })
   }
 

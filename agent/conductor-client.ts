@@ -106,6 +106,19 @@ export class ConductorClient implements Conductor {
     return { imageId: v.imageId, checksum: v.checksum ?? '', diskFormat: v.diskFormat ?? '', imageReadToken: v.imageReadToken }
   }
 
+  /**
+   * Reports a step of snapshot `castId` of server `instanceUuid` (its
+   * task_state); learns the snapshot's image, and at image_uploading the
+   * image-upload token for it.
+   */
+  async snapshotStep(instanceUuid: string, castId: string, taskState: 'image_snapshot' | 'image_pending_upload' | 'image_uploading'): Promise<{ imageId: string; imageUploadToken: string }> {
+    const reply = await this.request({ snapshotStep: { host: this.o.host, instanceUuid, castId, taskState } })
+    const r = reply.snapshotStep
+    if (!r?.imageId || !isUuid(r.imageId)) throw new Internal('the conductor sent no usable snapshot step (image_id)')
+    if (taskState === 'image_uploading' && !r.imageUploadToken) throw new Internal('the conductor sent no image_upload_token for the upload step')
+    return { imageId: r.imageId, imageUploadToken: r.imageUploadToken ?? '' }
+  }
+
   /** One request; errors the controller sends come back as Strato errors. */
   private async request(req: wire.ConductorRequest): Promise<wire.ConductorReply> {
     const nc = this.connection()

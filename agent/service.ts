@@ -104,6 +104,7 @@ export class AgentService {
       manageBridges: driver.name !== 'fake',
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       images: (token, known) => this.images(token, known),
+      upload: (imageId, file, token) => this.uploadImage(imageId, file, token),
       refreshFirewall: () => this.refreshFirewall(),
       ...(config.dhcp === 'off' ? {} : { refreshDhcp: () => this.refreshDhcp().catch((err) => this.log.warn({ err }, 'DHCP refresh before a guest starts failed')) }),
       log: this.log,
@@ -127,6 +128,13 @@ export class AgentService {
       namespaceUp: (networkId, ns) => this.metadata.attach(networkId, ns),
       namespaceDown: (networkId) => this.metadata.detach(networkId),
     })
+  }
+
+  /** Uploads a server snapshot's data with its image-upload token (the image service client, as downloads). */
+  private async uploadImage(imageId: string, file: string, token: string): Promise<{ status: string; checksum: string; size: number }> {
+    this.images(token) // makes the client for the controller's address now
+    const image = await this.imageSource!.source.upload(imageId, file, token)
+    return { status: image.status ?? '', checksum: image.checksum ?? '', size: Number(image.size ?? 0) }
   }
 
   /** The image service client (one per controller address); the token is the build's. */

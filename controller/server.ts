@@ -181,7 +181,7 @@ export class Controller {
 
     const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy, volumePolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
-    const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), imageRead: (t) => auth!.authenticateImageRead(t), lookup, log: this.log, track: (p) => this.track(p) }
+    const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), imageRead: (t) => auth!.authenticateImageRead(t), imageUpload: (t) => auth!.authenticateImageUpload(t), lookup, log: this.log, track: (p) => this.track(p) }
     // One set of upload turns for both paths (bulk.ts and grpc-js).
     const uploadLimits = { idleTimeoutMs: cfg.grpc.uploadIdleTimeoutMs, maxConcurrent: cfg.grpc.maxConcurrentUploads }
     const uploadSlots = new UploadSlots(uploadLimits)
@@ -230,7 +230,7 @@ export class Controller {
     }
 
     if (this.nats) {
-      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), dhcp, routers }), hosts, this.log, () => this.url, {
+      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), imageUploadToken: (imageId, host, uuid) => auth!.issueImageUpload(imageId, host, uuid), dhcp, routers }), hosts, this.log, () => this.url, {
         castResult: async (r) => {
           if (!(await volumeResults.apply(r))) await servers.applyResult(r)
         },

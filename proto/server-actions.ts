@@ -9,7 +9,7 @@
  */
 
 /** Actions on a server a cast carries; `build` is the controller's own, the others users ask for. */
-export type ServerAction = 'build' | 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete'
+export type ServerAction = 'build' | 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete' | 'snapshot' | 'snapshot_compressed'
 
 /** The server-action members of a cast as they are sent: exactly one is set. */
 export interface ServerCast {
@@ -18,6 +18,7 @@ export interface ServerCast {
   stop?: { instanceUuid: string }
   reboot?: { instanceUuid: string; hard: boolean }
   delete?: { instanceUuid: string }
+  snapshot?: { instanceUuid: string; compress: boolean }
 }
 
 /** The same members as they are received (decoded protobuf: any field may be missing). */
@@ -27,6 +28,7 @@ export interface ReceivedCast {
   stop?: { instanceUuid?: string } | undefined
   reboot?: { instanceUuid?: string; hard?: boolean } | undefined
   delete?: { instanceUuid?: string } | undefined
+  snapshot?: { instanceUuid?: string; compress?: boolean } | undefined
 }
 
 interface CastRow {
@@ -44,6 +46,14 @@ const CASTS: Record<ServerAction, CastRow> = {
   reboot: { cast: (instanceUuid) => ({ reboot: { instanceUuid, hard: false } }), carried: (c) => (c.reboot && !c.reboot.hard ? c.reboot : undefined) },
   reboot_hard: { cast: (instanceUuid) => ({ reboot: { instanceUuid, hard: true } }), carried: (c) => (c.reboot?.hard ? c.reboot : undefined) },
   delete: { cast: (instanceUuid) => ({ delete: { instanceUuid } }), carried: (c) => c.delete },
+  // A server snapshot (createImage); the image is named by the cast id (see snapshotImageOf), compression by the action.
+  snapshot: { cast: (instanceUuid) => ({ snapshot: { instanceUuid, compress: false } }), carried: (c) => (c.snapshot && !c.snapshot.compress ? c.snapshot : undefined) },
+  snapshot_compressed: { cast: (instanceUuid) => ({ snapshot: { instanceUuid, compress: true } }), carried: (c) => (c.snapshot?.compress ? c.snapshot : undefined) },
+}
+
+/** Whether an action is a server snapshot (createImage), compressed or not. */
+export function isSnapshot(action: ServerAction): action is 'snapshot' | 'snapshot_compressed' {
+  return action === 'snapshot' || action === 'snapshot_compressed'
 }
 
 /** Every server action, in the table's order. */

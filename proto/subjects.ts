@@ -3,7 +3,7 @@
  * agents (the one place they are spelled). A host name appears in subjects as
  * a single token: '.' becomes '_' (host names are DNS names, without '_').
  */
-import { isServerAction, type ServerAction } from './server-actions.js'
+import { isServerAction, isSnapshot, type ServerAction } from './server-actions.js'
 
 /**
  * Request/reply, queue group `strato-conductor`: agents ask the controller
@@ -107,4 +107,14 @@ export function castIdFor(action: ServerAction, uuid: string, nonce: string): st
 export function parseCastId(id: string): { action: ServerAction; uuid: string } | undefined {
   const [action, uuid] = id.split('.')
   return action && uuid && isServerAction(action) ? { action, uuid } : undefined
+}
+
+/**
+ * The image a snapshot's cast makes: snapshot casts use the new image's id
+ * as their nonce (`snapshot.<uuid>.<image id>`), so the cast id alone names
+ * the image, for a resumed snapshot and for the clean-up of a failed one.
+ */
+export function snapshotImageOf(castId: string): string | undefined {
+  const [action, uuid, image] = castId.split('.')
+  return action && uuid && image && isServerAction(action) && isSnapshot(action) ? image : undefined
 }

@@ -208,6 +208,22 @@ export interface VirtDriver {
   reboot(uuid: string, options: RebootOptions): Promise<void>
 
   /**
+   * Stops the guest's vCPUs (Nova's pause, `virDomainSuspend`); the
+   * hypervisor finishes and flushes the guest's disk writes first, so its
+   * disks can be read consistently until {@link unpause}. Already PAUSED: no-op.
+   * @throws NotFound when there is no such guest.
+   * @throws FailedPrecondition when the guest is not RUNNING (or PAUSED).
+   */
+  pause(uuid: string): Promise<void>
+
+  /**
+   * Lets a paused guest run again (`virDomainResume`). Already RUNNING: no-op.
+   * @throws NotFound when there is no such guest.
+   * @throws FailedPrecondition when the guest is neither PAUSED nor RUNNING.
+   */
+  unpause(uuid: string): Promise<void>
+
+  /**
    * The guest's state as the hypervisor sees it now.
    * @throws NotFound when there is no such guest.
    */
@@ -228,7 +244,7 @@ export interface VirtDriver {
  * done (`noop`), or refuse. This table is the one place that decides; both
  * drivers consult it after reading the state from the hypervisor.
  */
-export type PowerAction = 'powerOn' | 'powerOff' | 'softReboot' | 'hardReboot'
+export type PowerAction = 'powerOn' | 'powerOff' | 'softReboot' | 'hardReboot' | 'pause' | 'unpause'
 type Outcome = 'run' | 'noop'
 
 const POWER_TRANSITIONS: Record<PowerAction, Partial<Record<PowerState, Outcome>>> = {
@@ -248,6 +264,14 @@ const POWER_TRANSITIONS: Record<PowerAction, Partial<Record<PowerState, Outcome>
   },
   softReboot: {
     [PowerState.RUNNING]: 'run',
+  },
+  pause: {
+    [PowerState.RUNNING]: 'run',
+    [PowerState.PAUSED]: 'noop',
+  },
+  unpause: {
+    [PowerState.PAUSED]: 'run',
+    [PowerState.RUNNING]: 'noop',
   },
   hardReboot: {
     [PowerState.NOSTATE]: 'run',

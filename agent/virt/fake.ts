@@ -52,6 +52,8 @@ export type FakeOperation =
   | 'powerOn'
   | 'powerOff'
   | 'reboot'
+  | 'pause'
+  | 'unpause'
   | 'getInfo'
   | 'listGuests'
   | 'getConsoleOutput'
@@ -238,6 +240,20 @@ export class FakeDriver implements VirtDriver {
     }
     this.stop(guest)
     this.start(guest)
+  }
+
+  async pause(uuid: string): Promise<void> {
+    await this.hypervisorCall('pause', 'call', uuid)
+    const guest = this.lookup(uuid)
+    if (checkPowerTransition('pause', guest.powerState, uuid) === 'noop') return
+    guest.powerState = PowerState.PAUSED
+  }
+
+  async unpause(uuid: string): Promise<void> {
+    await this.hypervisorCall('unpause', 'call', uuid)
+    const guest = this.lookup(uuid)
+    if (checkPowerTransition('unpause', guest.powerState, uuid) === 'noop') return
+    guest.powerState = PowerState.RUNNING
   }
 
   async getInfo(uuid: string): Promise<GuestInfo> {

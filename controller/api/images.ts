@@ -5,7 +5,7 @@ import type { UntypedServiceImplementation } from '@grpc/grpc-js'
 import { InvalidArgument, ResourceExhausted, Unavailable } from '../../proto/errors.js'
 import { Empty } from '../../proto/gen/google/protobuf/empty.js'
 import { Image, ImageIdRequest, ImageMember, ImagesService, ListImageMembersResponse, ListImagesResponse, type UploadImageRequest } from '../../proto/gen/strato/image/v1/image.js'
-import { imageReader, type ImageCatalog, type ImageViewer } from '../image/catalog.js'
+import { imageReader, imageUploader, type ImageCatalog, type ImageViewer } from '../image/catalog.js'
 import { chunksOf } from '../image/store.js'
 import type { FileSource } from '../../native/index.js'
 import { FRAME_ROOM, GrpcResponse, PiecesReader, bytesFieldFrame, oneMessage, requestMessages, streamMethod, type IdleLimit, type RawMessage, type StreamHandler } from './bulk.js'
@@ -78,6 +78,8 @@ async function* idleLimited<T>(parts: AsyncIterable<T>, idle: IdleLimit): AsyncI
 function viewer(c: CallContext): ImageViewer {
   // DownloadImage may come with an image-read token (a host building a server) instead of a caller.
   if (c.imageRead) return imageReader(c.imageRead.imageId)
+  // UploadImage may come with an image-upload token (a host uploading a server snapshot).
+  if (c.imageUpload) return imageUploader(c.imageUpload.imageId)
   const a = c.auth!
   return { projectId: a.projectId, domainId: a.actingDomainId, isAdmin: a.isCloudAdmin, canWrite: a.roles.has('member') }
 }

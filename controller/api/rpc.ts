@@ -20,6 +20,8 @@ export interface CallContext {
   auth: AuthContext | undefined
   /** Set only on methods whose policy entry takes image-read tokens, when the call came with one. */
   imageRead?: ImageReadClaims
+  /** Set only on methods whose policy entry takes image-upload tokens, when the call came with one (same claims' shape). */
+  imageUpload?: ImageReadClaims
   /** Set for listing methods: what the caller may see. */
   visibility: Visibility | undefined
   log: Logger
@@ -37,6 +39,8 @@ export interface RpcDeps {
    * asked only for methods whose policy entry has `imageRead`.
    */
   imageRead?: (token: string) => ImageReadClaims | undefined
+  /** The grant of an image-upload token, undefined when the token is not one; asked only for methods whose policy entry has `imageUpload`. */
+  imageUpload?: (token: string) => ImageReadClaims | undefined
   lookup: TargetLookup
   log: Logger
   /** Called around each call so shutdown can wait for in-flight work. */
@@ -133,20 +137,23 @@ export function callRunner(path: string, deps: RpcDeps): CallRunner {
       const requestId = String(metadata.get('x-request-id')[0] ?? randomUUID())
       let auth: AuthContext | undefined
       let imageRead: ImageReadClaims | undefined
+      let imageUpload: ImageReadClaims | undefined
       if (!deps.policy.isPublic(path)) {
         const token = String(metadata.get('x-auth-token')[0] ?? '')
         // The handler checks the grant's image against the request's; every other method refuses such a token in authenticate().
         imageRead = deps.policy.entry(path).imageRead ? deps.imageRead?.(token) : undefined
-        if (!imageRead) auth = deps.authenticate(token)
+        imageUpload = deps.policy.entry(path).imageUpload ? deps.imageUpload?.(token) : undefined
+        if (!imageRead && !imageUpload) auth = deps.authenticate(token)
       }
       const visibility = auth ? await deps.policy.enforce(path, req, auth, deps.lookup) : undefined
       // The child logger is made on first use: most calls log nothing.
       let log: Logger | undefined
-      const who = auth ? { user: auth.userId, project: auth.projectId ?? auth.domainId } : imageRead ? { imageReadFor: imageRead.host, instance: imageRead.instanceUuid } : {}
+      const who = auth ? { user: auth.userId, project: auth.projectId ?? auth.domainId } : imageRead ? { imageReadFor: imageRead.host, instance: imageRead.instanceUuid } : imageUpload ? { imageUploadFor: imageUpload.host, instance: imageUpload.instanceUuid } : {}
       return {
         requestId,
         auth,
         ...(imageRead ? { imageRead } : {}),
+        ...(imageUpload ? { imageUpload } : {}),
         visibility,
         metadata,
         get log() {

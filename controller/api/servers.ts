@@ -1,7 +1,7 @@
 /** gRPC adapters for strato.compute.v1.Servers, ServerGroups and AvailabilityZones. */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js'
 import { InvalidArgument } from '../../proto/errors.js'
-import { ConsoleOutput, CreateServerResponse, ListServerGroupsResponse, ListServersResponse, Server, ServerGroup, ServerGroupsService, ServersService } from '../../proto/gen/strato/compute/v1/servers.js'
+import { ConsoleOutput, CreateServerImageResponse, CreateServerResponse, ListServerGroupsResponse, ListServersResponse, Server, ServerGroup, ServerGroupsService, ServersService } from '../../proto/gen/strato/compute/v1/servers.js'
 import type { ServerGroupCatalog } from '../compute/server-groups.js'
 import { AvailabilityZonesService, ListAvailabilityZonesResponse } from '../../proto/gen/strato/compute/v1/compute.js'
 import type { ServerCaller, ServerCatalog, ServerView } from '../compute/servers.js'
@@ -39,6 +39,10 @@ export function serverServices(servers: ServerCatalog, groups: ServerGroupCatalo
         return toServer(await servers.act(req.id, type === 'HARD' ? 'reboot_hard' : 'reboot', caller(c)))
       },
       getConsoleOutput: async (req, c) => ConsoleOutput.fromPartial({ output: await servers.consoleOutput(req.id, req.length || undefined, caller(c)) }),
+      createServerImage: async (req, c) => {
+        const r = await servers.createImage(req.id, { name: req.name, metadata: req.metadata, compress: req.compress }, caller(c))
+        return CreateServerImageResponse.fromPartial({ imageId: r.imageId, server: toServer(r.server) })
+      },
     }, rpc)],
 
     [ServerGroupsService, implement(ServerGroupsService, {

@@ -261,6 +261,10 @@ export class ControllerBus implements AgentTransport {
       } else if (req.volumeImage) {
         what = `the image of volume ${req.volumeImage.volumeId ?? ''}`
         reply = { volumeImage: await this.conductor.volumeImage(req.volumeImage.volumeId ?? '', req.volumeImage.host ?? '') }
+      } else if (req.snapshotStep) {
+        const q = req.snapshotStep
+        what = `the snapshot step ${q.taskState ?? ''} of server ${q.instanceUuid ?? ''}`
+        reply = { snapshotStep: await this.conductor.snapshotStep(q.host ?? '', q.instanceUuid ?? '', q.castId ?? '', q.taskState ?? '') }
       } else if (req.firewall) {
         reply = { firewall: { ports: await this.conductor.firewall(req.firewall.host ?? '') } }
       } else if (req.dhcp) {
@@ -334,7 +338,7 @@ function routerToWire(r: RouterSpec): WireRouterSpec {
 
 /** The host a conductor request speaks for (every request names one). */
 function conductorHostOf(req: ConductorRequest): string {
-  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.routers?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? ''
+  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.snapshotStep?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.routers?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? ''
 }
 
 /**

@@ -13,6 +13,7 @@ import type { Scheduler } from '../scheduler/scheduler.js'
 import { outcomeOf, syncPower, type Outcome } from './server-states.js'
 import type { CastResultEvent } from './transport.js'
 import { actionOfCast } from './cast-outbox.js'
+import { isSnapshot } from '../../proto/server-actions.js'
 import { json, now, type Log } from './server-model.js'
 
 /**
@@ -66,7 +67,9 @@ export class CastResults {
         return false
       }
       const outcome = outcomeOf(action, r.ok)
-      await writeOutcome(trx, this.deps.ports, row, { ...outcome, power_state: outcome.power_state ?? r.powerState }, r.ok ? undefined : { code: r.errorCode, message: r.message })
+      // A failed result carries no power state; a failed snapshot leaves the guest as it was, so its own stays.
+      const power = outcome.power_state ?? (r.ok || !isSnapshot(action) ? r.powerState : undefined)
+      await writeOutcome(trx, this.deps.ports, row, { ...outcome, ...(power !== undefined ? { power_state: power } : {}) }, r.ok ? undefined : { code: r.errorCode, message: r.message })
       return outcome.release === true
     })
     if (released) {

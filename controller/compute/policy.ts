@@ -42,6 +42,8 @@ export const serverPolicy: Record<string, PolicyEntry> = {
   [`${S}/StopServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${S}/RebootServer`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${S}/GetConsoleOutput`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  // Nova's os_compute_api:servers:create_image: admin or owner (the catalog checks the server's project).
+  [`${S}/CreateServerImage`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${C}.ServerGroups/CreateServerGroup`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${C}.ServerGroups/GetServerGroup`]: { allow: ['cloud_admin', 'project_reader'], target: ownScope },
   [`${C}.ServerGroups/ListServerGroups`]: { allow: ['cloud_admin', 'project_reader'], target: ownScope },

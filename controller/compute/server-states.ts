@@ -14,7 +14,7 @@ import type { ServerAction } from '../../proto/server-actions.js'
 
 export const VM_STATES = ['building', 'active', 'stopped', 'error', 'deleted'] as const
 export type VmState = (typeof VM_STATES)[number]
-export const TASK_STATES = ['', 'scheduling', 'networking', 'spawning', 'powering-off', 'powering-on', 'rebooting', 'rebooting_hard', 'deleting'] as const
+export const TASK_STATES = ['', 'scheduling', 'networking', 'spawning', 'powering-off', 'powering-on', 'rebooting', 'rebooting_hard', 'deleting', 'image_snapshot_pending', 'image_snapshot', 'image_pending_upload', 'image_uploading'] as const
 export type TaskState = (typeof TASK_STATES)[number]
 
 /** Actions a user asks for; `build` is the controller's own (the one list: `proto/server-actions.ts`). */
@@ -43,6 +43,33 @@ const ACTIONS: Record<ServerAction, ActionRule> = {
   reboot_hard: { from: ['active', 'stopped', 'error'], during: ['', 'rebooting', 'rebooting_hard'], task: 'rebooting_hard', verb: 'hard-reboot' },
   // Delete is allowed from any state (a delete in progress is simply returned).
   delete: { during: TASK_STATES, task: 'deleting', verb: 'delete', idempotent: true },
+  // nova compute/api.py snapshot: ACTIVE, STOPPED, PAUSED, SUSPENDED (Strato has no paused or
+  // suspended vm_state yet) and no task; the API's task is image_snapshot_pending, the host's steps follow.
+  snapshot: { from: ['active', 'stopped'], during: [''], task: 'image_snapshot_pending', verb: 'snapshot' },
+  snapshot_compressed: { from: ['active', 'stopped'], during: [''], task: 'image_snapshot_pending', verb: 'snapshot' },
+}
+
+/**
+ * The steps a host reports while it makes a snapshot (Nova's
+ * update_task_state with expected_state): each task_state, and the ones it
+ * may follow. A step reported again (a resumed snapshot) is allowed.
+ */
+const SNAPSHOT_STEPS: Record<string, readonly TaskState[]> = {
+  image_snapshot: ['image_snapshot_pending', 'image_snapshot', 'image_pending_upload', 'image_uploading'],
+  image_pending_upload: ['image_snapshot', 'image_pending_upload', 'image_uploading'],
+  image_uploading: ['image_pending_upload', 'image_uploading'],
+}
+
+/**
+ * Checks a snapshot step a host reports against the table.
+ * @throws InvalidArgument for a task_state that is no snapshot step.
+ * @throws FailedPrecondition when the server's task does not allow it.
+ */
+export function snapshotStep(s: { uuid: string; task_state: string }, step: string): TaskState {
+  const from = SNAPSHOT_STEPS[step]
+  if (!from) throw new InvalidArgument(`'${step}' is not a snapshot step; expected ${Object.keys(SNAPSHOT_STEPS).join(', ')}`, { field: 'task_state' })
+  if (!from.includes(s.task_state as TaskState)) throw new FailedPrecondition(`server ${s.uuid} is in task '${s.task_state || 'none'}', not a snapshot that can go to ${step}`)
+  return step as TaskState
 }
 
 /** A new server: recorded with its ports, its build about to be cast (the scheduler has placed it already). */
@@ -104,6 +131,9 @@ const OUTCOMES: Record<ServerAction, { ok: Outcome; error: Outcome }> = {
   reboot: { ok: { vm_state: 'active', task_state: '' }, error: { vm_state: 'error', task_state: '', fault: true } },
   reboot_hard: { ok: { vm_state: 'active', task_state: '' }, error: { vm_state: 'error', task_state: '', fault: true } },
   delete: { ok: { vm_state: 'deleted', task_state: '', power_state: POWER.NOSTATE, release: true, terminated: true }, error: { vm_state: 'error', task_state: '', fault: true } },
+  // A failed snapshot leaves the server as it was (Nova: the image is deleted, the fault recorded).
+  snapshot: { ok: { task_state: '' }, error: { task_state: '', fault: true } },
+  snapshot_compressed: { ok: { task_state: '' }, error: { task_state: '', fault: true } },
 }
 
 export function outcomeOf(action: ServerAction, ok: boolean): Outcome {

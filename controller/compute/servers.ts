@@ -8,6 +8,7 @@
  *   failure part-way gives the claims back (a Reverter).
  * - `server-views.ts`: get and list, the ServerView of a row.
  * - `server-actions.ts`: start, stop, reboot, delete, console output.
+ * - `server-snapshots.ts`: createImage (the image recorded, the snapshot cast, a failed one's image deleted).
  * - `cast-outbox.ts`: pending casts and their resending.
  * - `cast-results.ts`: agents' results and power states applied.
  * - `server-states.ts`: the state table every vm_state/task_state write comes from.
@@ -33,6 +34,7 @@ import { CastResults } from './cast-results.js'
 import { ServerActions } from './server-actions.js'
 import { ServerCreator } from './server-create.js'
 import { ServerViews } from './server-views.js'
+import { ServerSnapshots, type CreateServerImage } from './server-snapshots.js'
 import type { CreateServer, ListServers, Log, ServerCaller, ServersConfig, ServerView } from './server-model.js'
 
 export type { BuildSpec, CreateServer, ListServers, ServerAddress, ServerCaller, ServersConfig, ServerView } from './server-model.js'
@@ -56,6 +58,7 @@ export class ServerCatalog {
   private readonly views: ServerViews
   private readonly creator: ServerCreator
   private readonly actions: ServerActions
+  private readonly snapshots: ServerSnapshots
 
   constructor(db: Db, deps: ServerCatalogDeps, config: ServersConfig, log: Log, transport: AgentTransport | undefined = undefined) {
     this.outbox = new CastOutbox(db, config.castRetryMs, log, transport)
@@ -63,6 +66,7 @@ export class ServerCatalog {
     this.views = new ServerViews(db, deps)
     this.creator = new ServerCreator(db, { ...deps, views: this.views, outbox: this.outbox }, config, log)
     this.actions = new ServerActions(db, { ...deps, views: this.views, outbox: this.outbox }, config, log)
+    this.snapshots = new ServerSnapshots(db, { images: deps.images, views: this.views, outbox: this.outbox }, log)
   }
 
   /** Connects the bus (after it started) and sends what could not be sent before. */
@@ -101,6 +105,11 @@ export class ServerCatalog {
     return this.actions.update(ref, patch, caller)
   }
 
+  /** Nova's createImage: records the image (queued) and casts the snapshot to the server's host. */
+  createImage(ref: string | undefined, req: CreateServerImage, caller: ServerCaller): Promise<{ imageId: string; server: ServerView }> {
+    return this.snapshots.create(ref, req, caller)
+  }
+
   consoleOutput(ref: string | undefined, length: number | undefined, caller: ServerCaller): Promise<string> {
     return this.actions.consoleOutput(ref, length, caller)
   }
@@ -111,8 +120,9 @@ export class ServerCatalog {
   }
 
   /** Applies an agent's result to the server waiting for that cast; other results are stale and ignored. */
-  applyResult(r: CastResultEvent): Promise<void> {
-    return this.results.applyResult(r)
+  async applyResult(r: CastResultEvent): Promise<void> {
+    await this.results.applyResult(r)
+    await this.snapshots.applyResult(r)
   }
 
   /** A host's hypervisor reported its guests: servers with no action in progress follow it. */

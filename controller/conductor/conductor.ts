@@ -14,11 +14,12 @@ import type { InstanceMetadata } from '../../proto/instance-metadata.js'
 import { buildSpec, hostInstances, CONDUCTOR, type BuildSpecDeps, type HostInstance } from './build-spec.js'
 import { FailedPrecondition, NotFound } from '../../proto/errors.js'
 import { instanceMetadata } from './metadata.js'
+import { snapshotStep, type ImageUploadTokens } from './snapshot-step.js'
 
 export type { BuildSpec, HostInstance, InstanceMetadata }
 
 export class Conductor {
-  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts; routers?: RouterCatalog }) {}
+  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts; routers?: RouterCatalog; imageUploadToken?: ImageUploadTokens }) {}
 
   /** An agent announced its host: record it; tell it whether it is mapped and how often to beat. */
   async announce(a: HostAnnouncement): Promise<{ mapped: boolean; heartbeatIntervalMs: number }> {
@@ -49,6 +50,17 @@ export class Conductor {
     if (v.status !== 'creating') throw new FailedPrecondition(`volume ${volumeId} is ${v.status}, no longer being created`)
     const image = await this.deps.images.get({ id: v.image_id }, CONDUCTOR)
     return { imageId: image.id, checksum: image.checksum, diskFormat: image.diskFormat, imageReadToken: this.deps.imageReadToken(image.id, host, volumeId) }
+  }
+
+  /**
+   * A step of the snapshot `castId` of server `instanceUuid` on `host`: the
+   * server's task_state follows; the image_uploading step also gets the
+   * image-upload token for the snapshot's image.
+   */
+  async snapshotStep(host: string, instanceUuid: string, castId: string, taskState: string): Promise<{ imageId: string; imageUploadToken: string }> {
+    const issue = this.deps.imageUploadToken
+    if (!issue) throw new FailedPrecondition('this controller issues no image-upload tokens; server snapshots cannot be uploaded')
+    return snapshotStep(this.db, issue, { host, uuid: instanceUuid, castId, taskState })
   }
 
   /** The security-group filtering of every port of the servers placed on `host`. */

@@ -189,6 +189,26 @@ export class Authenticator {
     return this.tokens.isImageRead(token) ? this.tokens.validateImageRead(token) : undefined
   }
 
+  /**
+   * A token that uploads the data of `imageId` (a snapshot of server
+   * `instanceUuid`, being made on `host`) and nothing else; the conductor
+   * issues it when the host reaches the upload step. Same lifetime as
+   * image-read tokens (token.imageReadSeconds): it is checked when the
+   * upload starts, so only starting needs to happen within it.
+   */
+  issueImageUpload(imageId: string, host: string, instanceUuid: string): string {
+    const now = Date.now()
+    return this.tokens.issueImageUpload({ imageId, host, instanceUuid, issuedAt: now, expiresAt: now + this.opts.imageReadSeconds * 1000, auditId: newAuditId() })
+  }
+
+  /**
+   * The grant of an image-upload token; undefined when `token` is not one.
+   * @throws Unauthenticated when it is one but forged, malformed or expired.
+   */
+  authenticateImageUpload(token: string): ImageReadClaims | undefined {
+    return this.tokens.isImageUpload(token) ? this.tokens.validateImageUpload(token) : undefined
+  }
+
   rotateKeys(): { primaryKeyId: string; activeKeyIds: string[] } {
     const primary = this.keys.rotate()
     return { primaryKeyId: primary.kid, activeKeyIds: this.keys.activeKids() }

@@ -49,6 +49,8 @@ export interface PolicyEntry {
    * its grant instead of a caller and must hold the request to that one image.
    */
   imageRead?: true
+  /** Also takes an image-upload token (a snapshot's host); the handler gets its grant and must hold the upload to that one image. */
+  imageUpload?: true
 }
 
 const ruleChecks: Record<Exclude<Rule, 'public'>, (c: AuthContext, t: Target) => boolean> = {

@@ -10,7 +10,9 @@
  * for another): user tokens (`JWT`) and image-read tokens
  * (`strato-image-read+jwt`), which name one image and one host and carry no
  * user, project or role. `validate` refuses an image-read token and
- * `validateImageRead` a user token, whatever their signatures.
+ * `validateImageRead` a user token, whatever their signatures. A third kind,
+ * image-upload tokens (`strato-image-upload+jwt`), lets the host making a
+ * server snapshot upload the data of that one new image and nothing else.
  */
 import { randomBytes, sign, verify } from 'node:crypto'
 import { Unauthenticated } from '../../proto/errors.js'
@@ -23,6 +25,9 @@ const USER_TYP = 'JWT'
 /** The `typ` of image-read tokens (and the `aud` they are for). */
 export const IMAGE_READ_TYP = 'strato-image-read+jwt'
 export const IMAGE_READ_AUDIENCE = 'strato.image.v1.Images/DownloadImage'
+/** The `typ` of image-upload tokens (and the `aud` they are for). */
+export const IMAGE_UPLOAD_TYP = 'strato-image-upload+jwt'
+export const IMAGE_UPLOAD_AUDIENCE = 'strato.image.v1.Images/UploadImage'
 
 /** Wire form of the claims: short names keep tokens small. */
 interface Payload {
@@ -42,7 +47,7 @@ interface Payload {
 
 /** Wire form of an image-read token's claims. */
 interface ImageReadPayload {
-  knd: 'image-read'
+  knd: 'image-read' | 'image-upload'
   aud: string
   img: string
   hst: string
@@ -104,18 +109,54 @@ export class TokenProvider {
     return this.sign(IMAGE_READ_TYP, payload)
   }
 
+  /** A token that uploads the data of one image (a server snapshot's) and does nothing else. */
+  issueImageUpload(claims: ImageReadClaims): string {
+    const payload: ImageReadPayload = {
+      knd: 'image-upload',
+      aud: IMAGE_UPLOAD_AUDIENCE,
+      img: claims.imageId,
+      hst: claims.host,
+      srv: claims.instanceUuid,
+      iat: claims.issuedAt,
+      exp: claims.expiresAt,
+      jti: claims.auditId,
+    }
+    return this.sign(IMAGE_UPLOAD_TYP, payload)
+  }
+
   /**
    * Whether the token says it is an image-read token (its header, unverified:
    * this only picks which validation to run, and each refuses the other kind).
    */
   isImageRead(token: string): boolean {
+    return this.typOf(token) === IMAGE_READ_TYP
+  }
+
+  /** Whether the token says it is an image-upload token (unverified, as isImageRead). */
+  isImageUpload(token: string): boolean {
+    return this.typOf(token) === IMAGE_UPLOAD_TYP
+  }
+
+  private typOf(token: string): unknown {
     const h = token.length <= 8192 ? token.split('.')[0] : undefined
-    if (!h) return false
+    if (!h) return undefined
     try {
-      return JSON.parse(Buffer.from(h, 'base64url').toString('utf8'))?.typ === IMAGE_READ_TYP
+      return JSON.parse(Buffer.from(h, 'base64url').toString('utf8'))?.typ
     } catch {
-      return false
+      return undefined
     }
+  }
+
+  /** Returns an image-upload token's claims, or throws Unauthenticated saying why it is not a valid one. */
+  validateImageUpload(token: string): ImageReadClaims {
+    const { header, payload } = this.verifyJws(token)
+    const p = payload as Partial<ImageReadPayload>
+    if (header.typ !== IMAGE_UPLOAD_TYP || p.knd !== 'image-upload') throw new Unauthenticated('the token is not an image-upload token')
+    if (p.aud !== IMAGE_UPLOAD_AUDIENCE || typeof p.img !== 'string' || typeof p.hst !== 'string' || typeof p.exp !== 'number' || typeof p.iat !== 'number') {
+      throw new Unauthenticated('the image-upload token is malformed (missing or wrong claims)')
+    }
+    if (p.exp <= this.now()) throw new Unauthenticated(`the image-upload token for image ${p.img} has expired; the snapshot fails and may be asked again`)
+    return { imageId: p.img, host: p.hst, instanceUuid: String(p.srv ?? ''), issuedAt: p.iat, expiresAt: p.exp, auditId: String(p.jti ?? '') }
   }
 
   /** Returns an image-read token's claims, or throws Unauthenticated saying why it is not a valid one. */
@@ -155,9 +196,10 @@ export class TokenProvider {
 
   private verifySignature(token: string): TokenClaims {
     const { header, payload: raw } = this.verifyJws(token)
-    if (header.typ === IMAGE_READ_TYP || (raw as { knd?: unknown }).knd !== undefined) {
+    if (header.typ === IMAGE_READ_TYP || header.typ === IMAGE_UPLOAD_TYP || (raw as { knd?: unknown }).knd !== undefined) {
       const r = raw as Partial<ImageReadPayload>
-      throw new Unauthenticated(`the token is an image-read token (image ${String(r.img)}, host ${String(r.hst)}): it is accepted only by ${IMAGE_READ_AUDIENCE} of that image, never as a user's token`)
+      const [kind, aud] = r.knd === 'image-upload' || header.typ === IMAGE_UPLOAD_TYP ? ['image-upload', IMAGE_UPLOAD_AUDIENCE] : ['image-read', IMAGE_READ_AUDIENCE]
+      throw new Unauthenticated(`the token is an ${kind} token (image ${String(r.img)}, host ${String(r.hst)}): it is accepted only by ${aud} of that image, never as a user's token`)
     }
     const payload = raw as unknown as Payload
     if (typeof payload.sub !== 'string' || typeof payload.exp !== 'number' || typeof payload.iat !== 'number' || !Array.isArray(payload.r)) {

@@ -62,11 +62,21 @@ export interface ImageViewer {
    * other image at all.
    */
   onlyImage?: string
+  /**
+   * An image-upload grant (a server snapshot's host): the data of this one
+   * image may be uploaded while it is queued; nothing else, not even reading it.
+   */
+  uploadOnly?: string
 }
 
 /** The viewer of an image-read token's bearer. */
 export function imageReader(imageId: string): ImageViewer {
   return { projectId: undefined, domainId: '', isAdmin: false, canWrite: false, onlyImage: imageId }
+}
+
+/** The viewer of an image-upload token's bearer. */
+export function imageUploader(imageId: string): ImageViewer {
+  return { projectId: undefined, domainId: '', isAdmin: false, canWrite: false, uploadOnly: imageId }
 }
 
 /** Reads a file's real format and safety (the native engine's inspector). */
@@ -173,6 +183,7 @@ export class ImageCatalog {
     viewer: ImageViewer,
   ): Promise<{ images: Image[]; nextMarker: string }> {
     if (viewer.onlyImage !== undefined) throw new PermissionDenied(`an image-read token (image ${viewer.onlyImage}) cannot list images`)
+    if (viewer.uploadOnly !== undefined) throw new PermissionDenied(`an image-upload token (image ${viewer.uploadOnly}) cannot list images`)
     const limit = filter.limit || 25
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new InvalidArgument(`limit must be 1-1000, got ${limit}`, { field: 'limit' })
     if (filter.visibility) oneOf('visibility', filter.visibility, [...VISIBILITIES, 'all'])
@@ -269,7 +280,7 @@ export class ImageCatalog {
 
   /** Receives the image data: queued → saving → active, or back to queued with nothing kept. */
   async upload(id: string | undefined, chunks: AsyncIterable<Buffer[]>, viewer: ImageViewer, announcedSize = 0): Promise<Image> {
-    const row = await this.writableRow(id, viewer)
+    const row = await this.writableRow(id, viewer, { upload: true })
     checkTransition(row.status, 'saving', 'upload data to')
     const unset = [row.disk_format ? '' : 'disk_format', row.container_format ? '' : 'container_format'].filter(Boolean)
     if (unset.length) throw new InvalidArgument(`image ${row.id} needs ${unset.join(' and ')} set before its data is uploaded (the data is checked against disk_format)`, { field: unset[0] })
@@ -308,6 +319,8 @@ export class ImageCatalog {
       await this.db.updateTable('images').set({ status: 'queued', updated_at: new Date().toISOString() }).where('id', '=', row.id).where('status', '=', 'saving').execute()
       throw err
     }
+    // The bearer of an upload grant reads no image, but learns what its upload became.
+    if (viewer.uploadOnly !== undefined) return this.toImage((await this.db.selectFrom('images').selectAll().where('id', '=', row.id).executeTakeFirstOrThrow()))
     return this.get({ id: row.id }, viewer)
   }
 
@@ -368,6 +381,7 @@ export class ImageCatalog {
   }
 
   private async visibleRow(ref: { id?: string; name?: string }, viewer: ImageViewer): Promise<ImageTable> {
+    if (viewer.uploadOnly !== undefined) throw new PermissionDenied(`an image-upload token (image ${viewer.uploadOnly}) reads no image`)
     if (viewer.onlyImage !== undefined) {
       if (ref.id !== viewer.onlyImage) throw new PermissionDenied(`the image-read token reads image ${viewer.onlyImage} only, not ${ref.id || `'${ref.name ?? ''}'`}`)
       const row = await this.db.selectFrom('images').selectAll().where('id', '=', ref.id).executeTakeFirst()
@@ -386,7 +400,14 @@ export class ImageCatalog {
   }
 
   /** The image, if the caller may change it: a cloud admin, or a member (not reader) of the owning project. */
-  private async writableRow(id: string | undefined, viewer: ImageViewer): Promise<ImageTable> {
+  private async writableRow(id: string | undefined, viewer: ImageViewer, o: { upload?: boolean } = {}): Promise<ImageTable> {
+    if (viewer.uploadOnly !== undefined) {
+      if (!o.upload) throw new PermissionDenied(`an image-upload token (image ${viewer.uploadOnly}) can only upload that image's data`)
+      if (id !== viewer.uploadOnly) throw new PermissionDenied(`the image-upload token uploads image ${viewer.uploadOnly} only, not ${id || "''"}`)
+      const own = await this.db.selectFrom('images').selectAll().where('id', '=', id).executeTakeFirst()
+      if (!own) throw new NotFound(`image ${id} not found (deleted since the snapshot began?)`)
+      return own
+    }
     const row = await this.visibleRow({ id }, viewer)
     if (viewer.isAdmin || (row.owner === viewer.projectId && viewer.canWrite)) return row
     throw new PermissionDenied(`image ${row.id} belongs to project ${row.owner}; only its members (not readers) or a cloud admin can change it`)

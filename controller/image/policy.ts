@@ -13,7 +13,8 @@ export const imagePolicy: Record<string, PolicyEntry> = {
   [`${I}/ListImages`]: { allow: ['authenticated'] },
   [`${I}/UpdateImage`]: { allow: ['authenticated'] },
   [`${I}/DeleteImage`]: { allow: ['authenticated'] },
-  [`${I}/UploadImage`]: { allow: ['authenticated'] },
+  // Hosts upload a server snapshot's data with the conductor's image-upload token.
+  [`${I}/UploadImage`]: { allow: ['authenticated'], imageUpload: true },
   // Hosts download the image of a build with the build spec's image-read token.
   [`${I}/DownloadImage`]: { allow: ['authenticated'], imageRead: true },
   [`${I}/DeactivateImage`]: { allow: ['cloud_admin'] },

@@ -16,7 +16,7 @@ import { isUuid } from '../../proto/ids.js'
 import { FailedPrecondition, InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
 import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerView } from '../compute/servers.js'
 import { actorOf } from '../compute/server-create-plan.js'
-import { bodyObject, type RestRequest, type Route } from './http.js'
+import { REST_PREFIX, bodyObject, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
 import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink, onlyKeys } from './compute-common.js'
@@ -277,6 +277,25 @@ function novaTail(log: string, length: number | undefined): string {
   return log.split('\n').slice(-length).join('\n')
 }
 
+/**
+ * Nova's createImage: `{"createImage": {"name": …, "metadata": {…}}}` → 202,
+ * with the image's URL in `Location` before 2.45 and `{"image_id": …}` from 2.45.
+ */
+async function createImage(d: RestDomain, req: RestRequest, arg: unknown) {
+  if (!obj(arg)) throw new InvalidArgument('createImage takes {"name": "<image name>", "metadata": {…}}', { field: 'createImage' })
+  const other = Object.keys(arg).find((k) => k !== 'name' && k !== 'metadata')
+  if (other) throw new InvalidArgument(`Additional properties are not allowed ('${other}' was unexpected)`, { field: `createImage.${other}` })
+  if (typeof arg.name !== 'string' || !arg.name.trim() || arg.name !== arg.name.trim()) throw new InvalidArgument("createImage's name must be a non-empty string without leading or trailing whitespace", { field: 'createImage.name' })
+  const metadata = arg.metadata ?? {}
+  if (!obj(metadata) || Object.values(metadata).some((v) => typeof v !== 'string')) throw new InvalidArgument("createImage's metadata must be an object of strings", { field: 'createImage.metadata' })
+  const s = await serverOf(d, req)
+  const r = await d.servers.createImage(s.id, { name: arg.name, metadata: metadata as Record<string, string> }, callerOf(req))
+  if (microversion(req) >= mv('2.45')) return { status: 202, body: { image_id: r.imageId } }
+  // nova's glance generate_image_url: the image endpoint, then images/<id>.
+  const imageBase = req.baseUrl.endsWith(REST_PREFIX.compute) ? req.baseUrl.slice(0, -REST_PREFIX.compute.length) + REST_PREFIX.image : req.baseUrl
+  return { status: 202, headers: { location: `${imageBase}/images/${r.imageId}` } }
+}
+
 export function serverRoutes(d: RestDomain): Route[] {
   const act = async (req: RestRequest, action: 'start' | 'stop' | 'reboot' | 'reboot_hard' | 'delete') => {
     const s = await serverOf(d, req)
@@ -348,6 +367,8 @@ export function serverRoutes(d: RestDomain): Route[] {
             if (type !== 'SOFT' && type !== 'HARD') throw new InvalidArgument("reboot needs {\"type\": \"SOFT\"} or {\"type\": \"HARD\"}", { field: 'reboot.type' })
             return (await act(req, type === 'HARD' ? 'reboot_hard' : 'reboot'), { status: 202 })
           }
+          case 'createImage':
+            return createImage(d, req, arg)
           case 'os-getConsoleOutput': {
             if (arg !== null && !obj(arg)) throw new InvalidArgument('os-getConsoleOutput takes {"length": N} or null', { field: 'os-getConsoleOutput' })
             const s = await serverOf(d, req)

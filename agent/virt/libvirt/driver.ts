@@ -283,6 +283,20 @@ export class LibvirtDriver implements VirtDriver {
     this.logger?.info({ instance: uuid, type: options.type }, 'hard reboot done')
   }
 
+  async pause(uuid: string): Promise<void> {
+    const guest = await this.host.lookupGuest(uuid)
+    if (checkPowerTransition('pause', await guest.powerState(), uuid) === 'noop') return
+    await guest.suspend()
+    this.logger?.info({ instance: uuid }, 'paused')
+  }
+
+  async unpause(uuid: string): Promise<void> {
+    const guest = await this.host.lookupGuest(uuid)
+    if (checkPowerTransition('unpause', await guest.powerState(), uuid) === 'noop') return
+    await guest.resume()
+    this.logger?.info({ instance: uuid }, 'unpaused')
+  }
+
   async getInfo(uuid: string): Promise<GuestInfo> {
     const guest = await this.host.lookupGuest(uuid)
     return guestInfo(await guest.info())

@@ -124,6 +124,8 @@ const c = {
   virDomainShutdownFlags: lib.func('int virDomainShutdownFlags(virDomainPtr domain, unsigned int flags)') as Fn,
   virDomainReboot: lib.func('int virDomainReboot(virDomainPtr domain, unsigned int flags)') as Fn,
   virDomainReset: lib.func('int virDomainReset(virDomainPtr domain, unsigned int flags)') as Fn,
+  virDomainSuspend: lib.func('int virDomainSuspend(virDomainPtr domain)') as Fn,
+  virDomainResume: lib.func('int virDomainResume(virDomainPtr domain)') as Fn,
   virDomainUndefineFlags: lib.func('int virDomainUndefineFlags(virDomainPtr domain, unsigned int flags)') as Fn,
   virDomainGetInfo: lib.func('int virDomainGetInfo(virDomainPtr domain, _Out_ virDomainInfo *info)') as Fn,
   virDomainGetState: lib.func(
@@ -350,6 +352,16 @@ export class Domain {
   /** `virDomainReset`: hardware reset, the QEMU process stays. */
   reset(): void {
     check('virDomainReset', c.virDomainReset(this.handle, 0) as number)
+  }
+
+  /** `virDomainSuspend`: stops the vCPUs (the QEMU process and its memory stay). */
+  suspend(): void {
+    check('virDomainSuspend', c.virDomainSuspend(this.handle) as number)
+  }
+
+  /** `virDomainResume`: lets a suspended domain run again. */
+  resume(): void {
+    check('virDomainResume', c.virDomainResume(this.handle) as number)
   }
 
   /** `virDomainUndefineFlags` */

@@ -58,6 +58,16 @@ export class Guest {
     await this.host.call('reset', `reset guest ${this.uuid}`, this.uuid)
   }
 
+  /** `virDomainSuspend`: stops the vCPUs; QEMU drains and flushes the disks first. */
+  async suspend(): Promise<void> {
+    await this.host.call('suspend', `pause guest ${this.uuid}`, this.uuid)
+  }
+
+  /** `virDomainResume` */
+  async resume(): Promise<void> {
+    await this.host.call('resume', `unpause guest ${this.uuid}`, this.uuid)
+  }
+
   /** Removes the definition, with managed-save images, snapshot and checkpoint metadata. */
   async undefine(): Promise<void> {
     const flags =

@@ -165,6 +165,12 @@ const ops = {
   reset(uuid: string): void {
     withDomain(uuid, (d) => d.reset())
   },
+  suspend(uuid: string): void {
+    withDomain(uuid, (d) => d.suspend())
+  },
+  resume(uuid: string): void {
+    withDomain(uuid, (d) => d.resume())
+  },
   undefine(uuid: string, flags: number): void {
     withDomain(uuid, (d) => d.undefineFlags(flags))
   },

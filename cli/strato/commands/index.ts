@@ -15,6 +15,7 @@ import { routerCommands } from './router.js'
 import { securityGroupCommands } from './security-group.js'
 import { serverCommands } from './server.js'
 import { serverGroupCommands } from './server-group.js'
+import { serverImageCommands } from './server-image.js'
 import { tokenCommands } from './token.js'
 import { userCommands } from './user.js'
 import { volumeCommands } from './volume.js'
@@ -36,6 +37,7 @@ export const apiCommands: Command[] = [
   ...quotaCommands,
   ...serverCommands,
   ...serverGroupCommands,
+  ...serverImageCommands,
   ...hostCommands,
   ...volumeCommands,
 ]

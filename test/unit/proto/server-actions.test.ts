@@ -1,13 +1,15 @@
 // The one action ↔ cast table (proto/server-actions.ts) and the cast ids built on it.
 import t from 'tap'
 import { SERVER_ACTIONS, castAction, isServerAction, serverActionOf } from '../../../proto/server-actions.js'
-import { castIdFor, parseCastId } from '../../../proto/subjects.js'
+import { castIdFor, parseCastId, snapshotImageOf } from '../../../proto/subjects.js'
 import { Cast } from '../../../proto/gen/strato/agent/v1/agent.js'
 
 const uuid = '6f1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b11'
 
 t.test('every action goes out as its cast and comes back as itself, over the wire too', async (t) => {
-  t.same(SERVER_ACTIONS, ['build', 'start', 'stop', 'reboot', 'reboot_hard', 'delete'])
+  t.same(SERVER_ACTIONS, ['build', 'start', 'stop', 'reboot', 'reboot_hard', 'delete', 'snapshot', 'snapshot_compressed'])
+  t.same(castAction('snapshot', uuid), { snapshot: { instanceUuid: uuid, compress: false } })
+  t.same(castAction('snapshot_compressed', uuid), { snapshot: { instanceUuid: uuid, compress: true } })
   t.same(castAction('build', uuid), { build: { instanceUuid: uuid } })
   t.same(castAction('reboot', uuid), { reboot: { instanceUuid: uuid, hard: false } })
   t.same(castAction('reboot_hard', uuid), { reboot: { instanceUuid: uuid, hard: true } })
@@ -31,4 +33,12 @@ t.test('cast ids name their action', async (t) => {
   t.equal(parseCastId('build'), undefined)
   t.equal(parseCastId(`constructor.${uuid}`), undefined, 'no inherited property passes as an action')
   t.notOk(isServerAction('toString'))
+})
+
+t.test("a snapshot's cast id names its image", async (t) => {
+  const image = '0b8f7b52-3f4e-4b8a-9d0e-5c1c2d3e4f50'
+  t.equal(snapshotImageOf(castIdFor('snapshot', uuid, image)), image)
+  t.equal(snapshotImageOf(castIdFor('snapshot_compressed', uuid, image)), image)
+  t.equal(snapshotImageOf(castIdFor('reboot', uuid, 'ab12')), undefined, 'other actions name no image')
+  t.equal(snapshotImageOf(`snapshot.${uuid}`), undefined, 'no nonce, no image')
 })

@@ -179,6 +179,27 @@ export function virtDriverContract(tap: Test, h: ContractHarness): void {
     t.pass('destroying it again succeeds')
   })
 
+  tap.test('pause stops a running guest and unpause lets it run; both are no-ops when already done', async (t) => {
+    const guest = await h.newGuest('pause')
+    const { uuid } = guest.spec
+    t.teardown(() => driver.destroy(uuid))
+    await driver.spawn(guest.spec)
+    await driver.pause(uuid)
+    t.equal((await driver.getInfo(uuid)).powerState, PowerState.PAUSED, 'pause: PAUSED')
+    await agrees(t, guest.spec, PowerState.PAUSED)
+    await driver.pause(uuid)
+    t.pass('pause of a paused guest is a no-op')
+    await driver.unpause(uuid)
+    t.equal((await driver.getInfo(uuid)).powerState, PowerState.RUNNING, 'unpause: RUNNING')
+    await agrees(t, guest.spec, PowerState.RUNNING)
+    await driver.unpause(uuid)
+    t.pass('unpause of a running guest is a no-op')
+    await driver.powerOff(uuid, { timeoutMs: 0 })
+    await expectError(t, driver.pause(uuid), FailedPrecondition, 'pause of a shut-down guest')
+    await expectError(t, driver.unpause(uuid), FailedPrecondition, 'unpause of a shut-down guest')
+    await expectError(t, driver.pause(unknownUuid), NotFound, 'pause of an unknown guest')
+  })
+
   tap.test('destroy of a guest that never existed succeeds', async (t) => {
     await driver.destroy(unknownUuid)
     t.pass('no error')

@@ -5,7 +5,7 @@
 import t from 'tap'
 import { FailedPrecondition, InvalidArgument } from '../../../../proto/errors.js'
 import {
-  CREATED, STATUSES, TASK_STATES, VM_STATES, beginAction, beginBuild, inProgress, localDelete, outcomeOf, resetTo, statesFor, statusOf,
+  CREATED, STATUSES, TASK_STATES, VM_STATES, beginAction, beginBuild, inProgress, localDelete, outcomeOf, resetTo, snapshotStep, statesFor, statusOf,
   type ServerAction, type TaskState, type VmState,
 } from '../../../../controller/compute/server-states.js'
 
@@ -17,6 +17,9 @@ const expected: Record<ServerAction, { from: readonly VmState[]; during: readonl
   reboot: { from: ['active'], during: ['', 'rebooting'], task: 'rebooting' },
   reboot_hard: { from: ['active', 'stopped', 'error'], during: ['', 'rebooting', 'rebooting_hard'], task: 'rebooting_hard' },
   delete: { from: ALL_VM, during: TASK_STATES, task: 'deleting' },
+  // nova compute/api.py snapshot: @check_instance_state(vm_state=[ACTIVE, STOPPED, PAUSED, SUSPENDED]), task None.
+  snapshot: { from: ['active', 'stopped'], during: [''], task: 'image_snapshot_pending' },
+  snapshot_compressed: { from: ['active', 'stopped'], during: [''], task: 'image_snapshot_pending' },
 }
 
 t.test('every action × vm_state × task_state', async (t) => {
@@ -48,7 +51,7 @@ t.test('every action × vm_state × task_state', async (t) => {
       }
     }
   }
-  t.equal(allowed + refused, 6 * VM_STATES.length * TASK_STATES.length, 'every combination was tried')
+  t.equal(allowed + refused, Object.keys(expected).length * VM_STATES.length * TASK_STATES.length, 'every combination was tried')
 })
 
 t.test('a delete asked again while deleting is already under way; nothing else is', async (t) => {
@@ -105,4 +108,18 @@ t.test("os-resetState: active or error from any state but deleted, the task drop
   }
   t.throws(() => resetTo('error', { uuid: 'u', vm_state: 'deleted' }), FailedPrecondition)
   for (const bad of ['stopped', 'building', 'ERROR', '']) t.throws(() => resetTo(bad, { uuid: 'u', vm_state: 'active' }), InvalidArgument, `'${bad}' is not a state to reset to`)
+})
+
+t.test("a snapshot's steps follow Nova's order; a step reported again is fine; others are refused", async (t) => {
+  const order = ['image_snapshot_pending', 'image_snapshot', 'image_pending_upload', 'image_uploading'] as const
+  for (const [i, step] of order.slice(1).entries()) {
+    t.equal(snapshotStep({ uuid: 'u-1', task_state: order[i]! }, step), step, `${order[i]} → ${step}`)
+    t.equal(snapshotStep({ uuid: 'u-1', task_state: step }, step), step, `${step} again`)
+  }
+  t.throws(() => snapshotStep({ uuid: 'u-1', task_state: 'image_snapshot_pending' }, 'image_uploading'), { code: 'FAILED_PRECONDITION' }, 'no step skipped')
+  t.throws(() => snapshotStep({ uuid: 'u-1', task_state: '' }, 'image_snapshot'), { code: 'FAILED_PRECONDITION', message: /task 'none'/ }, 'not during a snapshot')
+  t.throws(() => snapshotStep({ uuid: 'u-1', task_state: 'deleting' }, 'image_uploading'), { code: 'FAILED_PRECONDITION', message: /deleting/ }, 'a delete took over')
+  t.throws(() => snapshotStep({ uuid: 'u-1', task_state: 'image_snapshot' }, 'spawning'), { code: 'INVALID_ARGUMENT' }, 'no snapshot step')
+  t.equal(statusOf('active', 'image_uploading'), 'ACTIVE', 'a server being snapshotted shows ACTIVE (nova _STATE_MAP)')
+  t.same(outcomeOf('snapshot', false), { task_state: '', fault: true }, 'a failed snapshot leaves vm_state alone')
 })

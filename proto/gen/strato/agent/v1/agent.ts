@@ -568,7 +568,35 @@ export interface Routers {
   routers?: RouterSpec[] | undefined;
 }
 
+/**
+ * A host reports a step of a server snapshot it is making (Nova's
+ * update_task_state callbacks) and learns the image it uploads to. The
+ * conductor moves the server's task_state along the state table, and for the
+ * image_uploading step issues a short-lived token that uploads that image only.
+ */
+export interface SnapshotStepRequest {
+  host?: string | undefined;
+  instanceUuid?:
+    | string
+    | undefined;
+  /** The snapshot's cast ("snapshot.<uuid>.<image id>"): only the server's pending one is answered. */
+  castId?:
+    | string
+    | undefined;
+  /** image_snapshot, image_pending_upload or image_uploading. */
+  taskState?: string | undefined;
+}
+
+export interface SnapshotStep {
+  imageId?:
+    | string
+    | undefined;
+  /** Set for the image_uploading step only: Images/UploadImage of image_id, nothing else. */
+  imageUploadToken?: string | undefined;
+}
+
 export interface ConductorRequest {
+  snapshotStep?: SnapshotStepRequest | undefined;
   volumeImage?: VolumeImageRequest | undefined;
   announce?: AgentAnnounce | undefined;
   buildSpec?: BuildSpecRequest | undefined;
@@ -580,6 +608,7 @@ export interface ConductorRequest {
 }
 
 export interface ConductorReply {
+  snapshotStep?: SnapshotStep | undefined;
   volumeImage?: VolumeImage | undefined;
   announce?: AnnounceReply | undefined;
   buildSpec?: BuildSpec | undefined;
@@ -608,6 +637,19 @@ export interface ServerAction {
 export interface RebootServer {
   instanceUuid?: string | undefined;
   hard?: boolean | undefined;
+}
+
+/**
+ * Snapshot one server's disk into an image (Nova's snapshot_instance). The
+ * image and its upload token are asked of the conductor (SnapshotStepRequest):
+ * casts carry no credentials.
+ */
+export interface SnapshotServer {
+  instanceUuid?:
+    | string
+    | undefined;
+  /** Compress the image's data clusters. */
+  compress?: boolean | undefined;
 }
 
 /**
@@ -644,8 +686,9 @@ export interface Cast {
   stop?: ServerAction | undefined;
   reboot?: RebootServer | undefined;
   delete?: ServerAction | undefined;
-  volume?:
-    | VolumeWork
+  volume?: VolumeWork | undefined;
+  snapshot?:
+    | SnapshotServer
     | undefined;
   /**
    * The request id of the API call that caused this cast (x-request-id, or
@@ -5926,8 +5969,231 @@ export const Routers: MessageFns<Routers> = {
   },
 };
 
+function createBaseSnapshotStepRequest(): SnapshotStepRequest {
+  return { host: "", instanceUuid: "", castId: "", taskState: "" };
+}
+
+export const SnapshotStepRequest: MessageFns<SnapshotStepRequest> = {
+  encode(message: SnapshotStepRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(18).string(message.instanceUuid);
+    }
+    if (message.castId !== undefined && message.castId !== "") {
+      writer.uint32(26).string(message.castId);
+    }
+    if (message.taskState !== undefined && message.taskState !== "") {
+      writer.uint32(34).string(message.taskState);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotStepRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotStepRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.castId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.taskState = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotStepRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+      castId: isSet(object.castId)
+        ? globalThis.String(object.castId)
+        : isSet(object.cast_id)
+        ? globalThis.String(object.cast_id)
+        : "",
+      taskState: isSet(object.taskState)
+        ? globalThis.String(object.taskState)
+        : isSet(object.task_state)
+        ? globalThis.String(object.task_state)
+        : "",
+    };
+  },
+
+  toJSON(message: SnapshotStepRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    if (message.castId !== undefined && message.castId !== "") {
+      obj.castId = message.castId;
+    }
+    if (message.taskState !== undefined && message.taskState !== "") {
+      obj.taskState = message.taskState;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SnapshotStepRequest>, I>>(base?: I): SnapshotStepRequest {
+    return SnapshotStepRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SnapshotStepRequest>, I>>(object: I): SnapshotStepRequest {
+    const message = createBaseSnapshotStepRequest();
+    message.host = object.host ?? "";
+    message.instanceUuid = object.instanceUuid ?? "";
+    message.castId = object.castId ?? "";
+    message.taskState = object.taskState ?? "";
+    return message;
+  },
+};
+
+function createBaseSnapshotStep(): SnapshotStep {
+  return { imageId: "", imageUploadToken: "" };
+}
+
+export const SnapshotStep: MessageFns<SnapshotStep> = {
+  encode(message: SnapshotStep, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.imageId !== undefined && message.imageId !== "") {
+      writer.uint32(10).string(message.imageId);
+    }
+    if (message.imageUploadToken !== undefined && message.imageUploadToken !== "") {
+      writer.uint32(18).string(message.imageUploadToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotStep {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotStep();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.imageId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.imageUploadToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotStep {
+    return {
+      imageId: isSet(object.imageId)
+        ? globalThis.String(object.imageId)
+        : isSet(object.image_id)
+        ? globalThis.String(object.image_id)
+        : "",
+      imageUploadToken: isSet(object.imageUploadToken)
+        ? globalThis.String(object.imageUploadToken)
+        : isSet(object.image_upload_token)
+        ? globalThis.String(object.image_upload_token)
+        : "",
+    };
+  },
+
+  toJSON(message: SnapshotStep): unknown {
+    const obj: any = {};
+    if (message.imageId !== undefined && message.imageId !== "") {
+      obj.imageId = message.imageId;
+    }
+    if (message.imageUploadToken !== undefined && message.imageUploadToken !== "") {
+      obj.imageUploadToken = message.imageUploadToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SnapshotStep>, I>>(base?: I): SnapshotStep {
+    return SnapshotStep.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SnapshotStep>, I>>(object: I): SnapshotStep {
+    const message = createBaseSnapshotStep();
+    message.imageId = object.imageId ?? "";
+    message.imageUploadToken = object.imageUploadToken ?? "";
+    return message;
+  },
+};
+
 function createBaseConductorRequest(): ConductorRequest {
   return {
+    snapshotStep: undefined,
     volumeImage: undefined,
     announce: undefined,
     buildSpec: undefined,
@@ -5941,6 +6207,9 @@ function createBaseConductorRequest(): ConductorRequest {
 
 export const ConductorRequest: MessageFns<ConductorRequest> = {
   encode(message: ConductorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.snapshotStep !== undefined) {
+      SnapshotStepRequest.encode(message.snapshotStep, writer.uint32(162).fork()).join();
+    }
     if (message.volumeImage !== undefined) {
       VolumeImageRequest.encode(message.volumeImage, writer.uint32(74).fork()).join();
     }
@@ -5981,6 +6250,14 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.snapshotStep = SnapshotStepRequest.decode(reader, reader.uint32());
+            continue;
+          }
           case 9: {
             if (tag !== 74) {
               break;
@@ -6059,6 +6336,11 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
 
   fromJSON(object: any): ConductorRequest {
     return {
+      snapshotStep: isSet(object.snapshotStep)
+        ? SnapshotStepRequest.fromJSON(object.snapshotStep)
+        : isSet(object.snapshot_step)
+        ? SnapshotStepRequest.fromJSON(object.snapshot_step)
+        : undefined,
       volumeImage: isSet(object.volumeImage)
         ? VolumeImageRequest.fromJSON(object.volumeImage)
         : isSet(object.volume_image)
@@ -6084,6 +6366,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
 
   toJSON(message: ConductorRequest): unknown {
     const obj: any = {};
+    if (message.snapshotStep !== undefined) {
+      obj.snapshotStep = SnapshotStepRequest.toJSON(message.snapshotStep);
+    }
     if (message.volumeImage !== undefined) {
       obj.volumeImage = VolumeImageRequest.toJSON(message.volumeImage);
     }
@@ -6116,6 +6401,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<ConductorRequest>, I>>(object: I): ConductorRequest {
     const message = createBaseConductorRequest();
+    message.snapshotStep = (object.snapshotStep !== undefined && object.snapshotStep !== null)
+      ? SnapshotStepRequest.fromPartial(object.snapshotStep)
+      : undefined;
     message.volumeImage = (object.volumeImage !== undefined && object.volumeImage !== null)
       ? VolumeImageRequest.fromPartial(object.volumeImage)
       : undefined;
@@ -6146,6 +6434,7 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
 
 function createBaseConductorReply(): ConductorReply {
   return {
+    snapshotStep: undefined,
     volumeImage: undefined,
     announce: undefined,
     buildSpec: undefined,
@@ -6159,6 +6448,9 @@ function createBaseConductorReply(): ConductorReply {
 
 export const ConductorReply: MessageFns<ConductorReply> = {
   encode(message: ConductorReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.snapshotStep !== undefined) {
+      SnapshotStep.encode(message.snapshotStep, writer.uint32(162).fork()).join();
+    }
     if (message.volumeImage !== undefined) {
       VolumeImage.encode(message.volumeImage, writer.uint32(74).fork()).join();
     }
@@ -6199,6 +6491,14 @@ export const ConductorReply: MessageFns<ConductorReply> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.snapshotStep = SnapshotStep.decode(reader, reader.uint32());
+            continue;
+          }
           case 9: {
             if (tag !== 74) {
               break;
@@ -6277,6 +6577,11 @@ export const ConductorReply: MessageFns<ConductorReply> = {
 
   fromJSON(object: any): ConductorReply {
     return {
+      snapshotStep: isSet(object.snapshotStep)
+        ? SnapshotStep.fromJSON(object.snapshotStep)
+        : isSet(object.snapshot_step)
+        ? SnapshotStep.fromJSON(object.snapshot_step)
+        : undefined,
       volumeImage: isSet(object.volumeImage)
         ? VolumeImage.fromJSON(object.volumeImage)
         : isSet(object.volume_image)
@@ -6302,6 +6607,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
 
   toJSON(message: ConductorReply): unknown {
     const obj: any = {};
+    if (message.snapshotStep !== undefined) {
+      obj.snapshotStep = SnapshotStep.toJSON(message.snapshotStep);
+    }
     if (message.volumeImage !== undefined) {
       obj.volumeImage = VolumeImage.toJSON(message.volumeImage);
     }
@@ -6334,6 +6642,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
   },
   fromPartial<I extends Exact<DeepPartial<ConductorReply>, I>>(object: I): ConductorReply {
     const message = createBaseConductorReply();
+    message.snapshotStep = (object.snapshotStep !== undefined && object.snapshotStep !== null)
+      ? SnapshotStep.fromPartial(object.snapshotStep)
+      : undefined;
     message.volumeImage = (object.volumeImage !== undefined && object.volumeImage !== null)
       ? VolumeImage.fromPartial(object.volumeImage)
       : undefined;
@@ -6662,6 +6973,95 @@ export const RebootServer: MessageFns<RebootServer> = {
   },
 };
 
+function createBaseSnapshotServer(): SnapshotServer {
+  return { instanceUuid: "", compress: false };
+}
+
+export const SnapshotServer: MessageFns<SnapshotServer> = {
+  encode(message: SnapshotServer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(10).string(message.instanceUuid);
+    }
+    if (message.compress !== undefined && message.compress !== false) {
+      writer.uint32(16).bool(message.compress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotServer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotServer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.compress = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotServer {
+    return {
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+      compress: isSet(object.compress) ? globalThis.Boolean(object.compress) : false,
+    };
+  },
+
+  toJSON(message: SnapshotServer): unknown {
+    const obj: any = {};
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    if (message.compress !== undefined && message.compress !== false) {
+      obj.compress = message.compress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SnapshotServer>, I>>(base?: I): SnapshotServer {
+    return SnapshotServer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SnapshotServer>, I>>(object: I): SnapshotServer {
+    const message = createBaseSnapshotServer();
+    message.instanceUuid = object.instanceUuid ?? "";
+    message.compress = object.compress ?? false;
+    return message;
+  },
+};
+
 function createBaseVolumeWork(): VolumeWork {
   return { op: "", volumeId: "", snapshotId: "", sizeGb: 0, sourceVolid: "", sourceSnapshotId: "", imageId: "" };
 }
@@ -6862,6 +7262,7 @@ function createBaseCast(): Cast {
     reboot: undefined,
     delete: undefined,
     volume: undefined,
+    snapshot: undefined,
     requestId: "",
   };
 }
@@ -6894,6 +7295,9 @@ export const Cast: MessageFns<Cast> = {
     }
     if (message.volume !== undefined) {
       VolumeWork.encode(message.volume, writer.uint32(82).fork()).join();
+    }
+    if (message.snapshot !== undefined) {
+      SnapshotServer.encode(message.snapshot, writer.uint32(162).fork()).join();
     }
     if (message.requestId !== undefined && message.requestId !== "") {
       writer.uint32(74).string(message.requestId);
@@ -6986,6 +7390,14 @@ export const Cast: MessageFns<Cast> = {
             message.volume = VolumeWork.decode(reader, reader.uint32());
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.snapshot = SnapshotServer.decode(reader, reader.uint32());
+            continue;
+          }
           case 9: {
             if (tag !== 74) {
               break;
@@ -7021,6 +7433,7 @@ export const Cast: MessageFns<Cast> = {
       reboot: isSet(object.reboot) ? RebootServer.fromJSON(object.reboot) : undefined,
       delete: isSet(object.delete) ? ServerAction.fromJSON(object.delete) : undefined,
       volume: isSet(object.volume) ? VolumeWork.fromJSON(object.volume) : undefined,
+      snapshot: isSet(object.snapshot) ? SnapshotServer.fromJSON(object.snapshot) : undefined,
       requestId: isSet(object.requestId)
         ? globalThis.String(object.requestId)
         : isSet(object.request_id)
@@ -7058,6 +7471,9 @@ export const Cast: MessageFns<Cast> = {
     if (message.volume !== undefined) {
       obj.volume = VolumeWork.toJSON(message.volume);
     }
+    if (message.snapshot !== undefined) {
+      obj.snapshot = SnapshotServer.toJSON(message.snapshot);
+    }
     if (message.requestId !== undefined && message.requestId !== "") {
       obj.requestId = message.requestId;
     }
@@ -7089,6 +7505,9 @@ export const Cast: MessageFns<Cast> = {
       : undefined;
     message.volume = (object.volume !== undefined && object.volume !== null)
       ? VolumeWork.fromPartial(object.volume)
+      : undefined;
+    message.snapshot = (object.snapshot !== undefined && object.snapshot !== null)
+      ? SnapshotServer.fromPartial(object.snapshot)
       : undefined;
     message.requestId = object.requestId ?? "";
     return message;

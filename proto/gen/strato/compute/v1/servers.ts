@@ -298,6 +298,37 @@ export interface ConsoleOutput {
   output?: string | undefined;
 }
 
+export interface CreateServerImageRequest {
+  /** The server: id, or name when unique. */
+  id?:
+    | string
+    | undefined;
+  /** The new image's name. */
+  name?:
+    | string
+    | undefined;
+  /** Set as the image's properties, over those it inherits from the server's image. */
+  metadata?:
+    | { [key: string]: string }
+    | undefined;
+  /** Compress the image's data clusters (qcow2 compression); off by default, as Nova. */
+  compress?: boolean | undefined;
+}
+
+export interface CreateServerImageRequest_MetadataEntry {
+  key: string;
+  value: string;
+}
+
+export interface CreateServerImageResponse {
+  /** The new image (queued until the host uploaded it). */
+  imageId?:
+    | string
+    | undefined;
+  /** The server, with the snapshot's task_state. */
+  server?: Server | undefined;
+}
+
 /**
  * A server group (Nova os-server-groups, microversion 2.64 shape): servers
  * that join it at create are placed by its policy.
@@ -2933,6 +2964,333 @@ export const ConsoleOutput: MessageFns<ConsoleOutput> = {
   },
 };
 
+function createBaseCreateServerImageRequest(): CreateServerImageRequest {
+  return { id: "", name: "", metadata: {}, compress: false };
+}
+
+export const CreateServerImageRequest: MessageFns<CreateServerImageRequest> = {
+  encode(message: CreateServerImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== undefined && message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    globalThis.Object.entries(message.metadata || {}).forEach(([key, value]: [string, string]) => {
+      CreateServerImageRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    if (message.compress !== undefined && message.compress !== false) {
+      writer.uint32(32).bool(message.compress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateServerImageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateServerImageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = CreateServerImageRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.metadata![entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.compress = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateServerImageRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      compress: isSet(object.compress) ? globalThis.Boolean(object.compress) : false,
+    };
+  },
+
+  toJSON(message: CreateServerImageRequest): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== undefined && message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.compress !== undefined && message.compress !== false) {
+      obj.compress = message.compress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateServerImageRequest>, I>>(base?: I): CreateServerImageRequest {
+    return CreateServerImageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateServerImageRequest>, I>>(object: I): CreateServerImageRequest {
+    const message = createBaseCreateServerImageRequest();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.compress = object.compress ?? false;
+    return message;
+  },
+};
+
+function createBaseCreateServerImageRequest_MetadataEntry(): CreateServerImageRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const CreateServerImageRequest_MetadataEntry: MessageFns<CreateServerImageRequest_MetadataEntry> = {
+  encode(message: CreateServerImageRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateServerImageRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateServerImageRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateServerImageRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: CreateServerImageRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateServerImageRequest_MetadataEntry>, I>>(
+    base?: I,
+  ): CreateServerImageRequest_MetadataEntry {
+    return CreateServerImageRequest_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateServerImageRequest_MetadataEntry>, I>>(
+    object: I,
+  ): CreateServerImageRequest_MetadataEntry {
+    const message = createBaseCreateServerImageRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseCreateServerImageResponse(): CreateServerImageResponse {
+  return { imageId: "", server: undefined };
+}
+
+export const CreateServerImageResponse: MessageFns<CreateServerImageResponse> = {
+  encode(message: CreateServerImageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.imageId !== undefined && message.imageId !== "") {
+      writer.uint32(10).string(message.imageId);
+    }
+    if (message.server !== undefined) {
+      Server.encode(message.server, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateServerImageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateServerImageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.imageId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.server = Server.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateServerImageResponse {
+    return {
+      imageId: isSet(object.imageId)
+        ? globalThis.String(object.imageId)
+        : isSet(object.image_id)
+        ? globalThis.String(object.image_id)
+        : "",
+      server: isSet(object.server) ? Server.fromJSON(object.server) : undefined,
+    };
+  },
+
+  toJSON(message: CreateServerImageResponse): unknown {
+    const obj: any = {};
+    if (message.imageId !== undefined && message.imageId !== "") {
+      obj.imageId = message.imageId;
+    }
+    if (message.server !== undefined) {
+      obj.server = Server.toJSON(message.server);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateServerImageResponse>, I>>(base?: I): CreateServerImageResponse {
+    return CreateServerImageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateServerImageResponse>, I>>(object: I): CreateServerImageResponse {
+    const message = createBaseCreateServerImageResponse();
+    message.imageId = object.imageId ?? "";
+    message.server = (object.server !== undefined && object.server !== null)
+      ? Server.fromPartial(object.server)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseServerGroup(): ServerGroup {
   return {
     id: "",
@@ -3550,6 +3908,23 @@ export const ServersService = {
     responseSerialize: (value: ConsoleOutput): Buffer => Buffer.from(ConsoleOutput.encode(value).finish()),
     responseDeserialize: (value: Buffer): ConsoleOutput => ConsoleOutput.decode(value),
   },
+  /**
+   * Nova's createImage: a snapshot of the server's disk as a new image of
+   * the server's project (queued at once, active once the host uploaded it).
+   * From ACTIVE or SHUTOFF; the server's task_state goes image_snapshot_pending
+   * → image_snapshot → image_pending_upload → image_uploading → none.
+   */
+  createServerImage: {
+    path: "/strato.compute.v1.Servers/CreateServerImage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateServerImageRequest): Buffer =>
+      Buffer.from(CreateServerImageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateServerImageRequest => CreateServerImageRequest.decode(value),
+    responseSerialize: (value: CreateServerImageResponse): Buffer =>
+      Buffer.from(CreateServerImageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateServerImageResponse => CreateServerImageResponse.decode(value),
+  },
 } as const;
 
 export interface ServersServer extends UntypedServiceImplementation {
@@ -3568,6 +3943,13 @@ export interface ServersServer extends UntypedServiceImplementation {
   /** SOFT from ACTIVE; HARD also from SHUTOFF and ERROR. */
   rebootServer: handleUnaryCall<RebootServerRequest, Server>;
   getConsoleOutput: handleUnaryCall<GetConsoleOutputRequest, ConsoleOutput>;
+  /**
+   * Nova's createImage: a snapshot of the server's disk as a new image of
+   * the server's project (queued at once, active once the host uploaded it).
+   * From ACTIVE or SHUTOFF; the server's task_state goes image_snapshot_pending
+   * → image_snapshot → image_pending_upload → image_uploading → none.
+   */
+  createServerImage: handleUnaryCall<CreateServerImageRequest, CreateServerImageResponse>;
 }
 
 export interface ServersClient extends Client {
@@ -3697,6 +4079,27 @@ export interface ServersClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ConsoleOutput) => void,
+  ): ClientUnaryCall;
+  /**
+   * Nova's createImage: a snapshot of the server's disk as a new image of
+   * the server's project (queued at once, active once the host uploaded it).
+   * From ACTIVE or SHUTOFF; the server's task_state goes image_snapshot_pending
+   * → image_snapshot → image_pending_upload → image_uploading → none.
+   */
+  createServerImage(
+    request: CreateServerImageRequest,
+    callback: (error: ServiceError | null, response: CreateServerImageResponse) => void,
+  ): ClientUnaryCall;
+  createServerImage(
+    request: CreateServerImageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateServerImageResponse) => void,
+  ): ClientUnaryCall;
+  createServerImage(
+    request: CreateServerImageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateServerImageResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,150 @@
+/**
+ * Server snapshots (Nova's createImage, `compute/api.py snapshot` with
+ * `compute/utils.py create_image`): the image is recorded at once (queued,
+ * in the server's project, private) with the properties Nova gives a
+ * snapshot, then the server's task becomes image_snapshot_pending and the
+ * snapshot is cast to its host. The host reports its steps to the conductor
+ * (`../conductor/snapshot-step.ts`), which issues the image-upload token
+ * when it reaches the upload. A snapshot that fails leaves no image behind.
+ */
+import { FailedPrecondition, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
+import { castIdFor, snapshotImageOf } from '../../proto/subjects.js'
+import { withReverter } from '../../proto/revert.js'
+import { checkName } from '../identity/validate.js'
+import type { Db } from '../store/db.js'
+import type { ImageCatalog, ImageViewer } from '../image/catalog.js'
+import { beginAction } from './server-states.js'
+import type { CastOutbox } from './cast-outbox.js'
+import type { CastResultEvent } from './transport.js'
+import type { ServerViews } from './server-views.js'
+import { now, type Log, type ServerCaller, type ServerView } from './server-model.js'
+import { checkMetadata } from './server-create-plan.js'
+
+/**
+ * Properties a snapshot never inherits from its server's image (nova
+ * `NON_INHERITABLE_IMAGE_PROPERTIES`, the default
+ * `[DEFAULT]/non_inheritable_image_properties`, the `os_glance` namespace):
+ * signatures and encryption keys describe the source's bytes, not the snapshot's.
+ */
+const NOT_INHERITED = new Set([
+  'cinder_encryption_key_id', 'cinder_encryption_key_deletion_policy',
+  'img_signature', 'img_signature_hash_method', 'img_signature_key_type', 'img_signature_certificate_uuid',
+  'cache_in_nova', 'bittorrent',
+])
+
+/** The images catalog as the controller itself uses it: every image, whoever owns it. */
+const SERVICE: ImageViewer = { projectId: undefined, domainId: '', isAdmin: true, canWrite: true }
+
+export interface CreateServerImage {
+  name?: string
+  metadata?: Record<string, string>
+  compress?: boolean
+}
+
+export class ServerSnapshots {
+  constructor(
+    private readonly db: Db,
+    private readonly deps: { views: ServerViews; outbox: CastOutbox; images: ImageCatalog },
+    private readonly log: Log,
+  ) {}
+
+  /**
+   * Records the snapshot's image and casts the snapshot to the server's host.
+   * @throws FailedPrecondition when the server's state does not allow it (named), or it has no host.
+   * @throws ResourceExhausted when the project's image quota is used up (nothing is changed).
+   */
+  async create(ref: string | undefined, req: CreateServerImage, caller: ServerCaller): Promise<{ imageId: string; server: ServerView }> {
+    const first = await this.deps.views.find(ref, caller)
+    if (!caller.isAdmin && !(caller.canWrite && first.project_id === caller.projectId)) throw new PermissionDenied(`server ${first.uuid} can be snapshotted only by members of its project or a cloud admin`)
+    const name = checkName('name', req.name, 255)
+    const metadata = checkMetadata(req.metadata ?? {})
+    const action = req.compress ? 'snapshot_compressed' as const : 'snapshot' as const
+    // Checked before the image is made, so a refused snapshot changes nothing; checked again below.
+    beginAction(action, first)
+    if (!first.host) throw new FailedPrecondition(`server ${first.uuid} has no host: it never got one`)
+    const properties = await this.properties(first, caller, metadata)
+    const project = await this.db.selectFrom('projects').select('domain_id').where('id', '=', first.project_id).executeTakeFirst()
+    const owner: ImageViewer = { projectId: first.project_id, domainId: project?.domain_id ?? '', isAdmin: false, canWrite: true }
+    const requestId = caller.requestId ?? ''
+    return withReverter(async (revert) => {
+      const source = await this.source(first.image_id)
+      const image = await this.deps.images.create({
+        name, diskFormat: 'qcow2', containerFormat: 'bare', visibility: 'private',
+        // Nova: the source's min_ram; min_disk at least the flavor's root disk (the snapshot is that big).
+        minDisk: Math.max(source?.minDisk ?? 0, Number(first.disk)), minRam: source?.minRam ?? 0,
+        properties,
+      }, owner)
+      revert.add(`delete image ${image.id}`, () => this.deps.images.delete(image.id, SERVICE))
+      const castId = castIdFor(action, first.uuid, image.id)
+      const plan = await this.db.transaction().execute(async (trx) => {
+        const row = (await trx.selectFrom('servers').selectAll().where('uuid', '=', first.uuid).executeTakeFirst())!
+        const task = beginAction(action, row)
+        if (!row.host) throw new FailedPrecondition(`server ${row.uuid} has no host: it never got one`)
+        await trx.updateTable('servers').set({ task_state: task, pending_cast_id: castId, pending_request_id: requestId, cast_sent_at: null, updated_at: now() }).where('uuid', '=', row.uuid).execute()
+        return { host: row.host, row: await trx.selectFrom('servers').selectAll().where('uuid', '=', row.uuid).executeTakeFirstOrThrow() }
+      })
+      this.log.info({ instance: first.uuid, image: image.id, host: plan.host, compress: action === 'snapshot_compressed', requestId }, 'server snapshot started')
+      await this.deps.outbox.send({ uuid: first.uuid, host: plan.host, action, castId, requestId })
+      return { imageId: image.id, server: (await this.deps.views.views([plan.row], caller))[0]! }
+    }, { log: this.log, context: { instance: first.uuid, action: 'snapshot' } })
+  }
+
+  /**
+   * After a snapshot's result: a failed one leaves no image behind (Nova's
+   * snapshot error handling deletes it). Also for a result no longer awaited
+   * (a delete took over the server): its image is still the snapshot's.
+   */
+  async applyResult(r: CastResultEvent): Promise<void> {
+    const imageId = snapshotImageOf(r.castId)
+    if (!imageId || r.ok) return
+    const row = await this.db.selectFrom('servers').select(['host']).where('uuid', '=', r.instanceUuid).executeTakeFirst()
+    // Only the server's host speaks for its snapshots (cast ids are predictable).
+    if (!row || row.host !== r.host) return
+    await this.discard(imageId, r.instanceUuid, r.message)
+  }
+
+  /** Deletes a snapshot's image unless it became active (then the data is whole and the user's). */
+  async discard(imageId: string, instanceUuid: string, why: string): Promise<void> {
+    const image = await this.db.selectFrom('images').select(['id', 'status']).where('id', '=', imageId).executeTakeFirst()
+    if (!image || image.status === 'active') return
+    try {
+      await this.deps.images.delete(imageId, SERVICE)
+      this.log.info({ instance: instanceUuid, image: imageId, why }, 'image of a failed server snapshot deleted')
+    } catch (err) {
+      if (!(err instanceof NotFound)) this.log.warn({ instance: instanceUuid, image: imageId, err: (err as Error).message }, 'image of a failed server snapshot not deleted')
+    }
+  }
+
+  /** The server's image now, or undefined when it was deleted since (the snapshot then inherits nothing). */
+  private async source(imageId: string) {
+    if (!imageId) return undefined
+    return this.deps.images.get({ id: imageId }, SERVICE).catch((err) => {
+      if (err instanceof NotFound) return undefined
+      throw err
+    })
+  }
+
+  /**
+   * The snapshot's properties (nova `initialize_instance_snapshot_metadata`):
+   * the source image's, less those never inherited, then `instance_uuid`,
+   * `user_id`, `image_type`, `base_image_ref`, the libvirt driver's
+   * `image_location`/`image_state`/`owner_id`, and last the request's metadata.
+   */
+  private async properties(row: { uuid: string; image_id: string; project_id: string }, caller: ServerCaller, metadata: Record<string, string>): Promise<Record<string, string>> {
+    const source = await this.source(row.image_id)
+    const inherited = Object.fromEntries(Object.entries(source?.properties ?? {}).filter(([k]) => !NOT_INHERITED.has(k) && !k.startsWith('os_glance')))
+    const props: Record<string, string> = {
+      ...inherited,
+      instance_uuid: row.uuid,
+      user_id: caller.userId,
+      image_type: 'snapshot',
+      base_image_ref: row.image_id,
+      image_location: 'snapshot',
+      image_state: 'available',
+      owner_id: row.project_id,
+      ...metadata,
+    }
+    for (const k of Object.keys(metadata)) if (!/^[\w.:-]{1,255}$/.test(k)) throw new InvalidArgument(`metadata key '${k}' cannot be an image property: 1-255 characters of letters, digits, _ . : -`, { field: `metadata.${k}` })
+    return props
+  }
+}
