@@ -23,6 +23,7 @@ import {
 import { call, client, tlsCredentials, type Decoded } from './grpc.js'
 import { credentials as grpcCredentials } from '@grpc/grpc-js'
 import { natsCredsFor } from './nats.js'
+import { testingOnPostgres, testDatabaseUrl } from './postgres.js'
 
 export interface TestController {
   controller: Controller
@@ -55,7 +56,9 @@ export async function startController(overrides: ConfigOverrides = {}, dataDir =
   const openrcPath = path.join(dataDir, 'admin-openrc')
   // A test nats-server with auth: connect with its controller credentials.
   const natsCredsFile = overrides.natsUrl ? natsCredsFor(overrides.natsUrl)?.controllerCreds : undefined
-  const cfg = loadConfig({ dataDir, tls: { mode: 'off' }, ...(natsCredsFile ? { natsCredsFile } : {}), ...overrides, bootstrap: { openrcPath, ...overrides.bootstrap }, grpc: { host: '127.0.0.1', port: 0, publicAddress: null, ...overrides.grpc }, rest: { host: null, port: 0, publicUrl: null, ...overrides.rest } }, {})
+  // STRATO_TEST_DATABASE=postgres: a fresh database on this process's private cluster instead of <dataDir>/strato.db.
+  const databaseUrl = !overrides.databaseUrl && testingOnPostgres() ? await testDatabaseUrl() : undefined
+  const cfg = loadConfig({ dataDir, tls: { mode: 'off' }, ...(natsCredsFile ? { natsCredsFile } : {}), ...(databaseUrl ? { databaseUrl } : {}), ...overrides, bootstrap: { openrcPath, ...overrides.bootstrap }, grpc: { host: '127.0.0.1', port: 0, publicAddress: null, ...overrides.grpc }, rest: { host: null, port: 0, publicUrl: null, ...overrides.rest } }, {})
   const controller = new Controller(cfg, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }))
   await controller.start()
   const address = controller.address
