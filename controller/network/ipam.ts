@@ -1,7 +1,7 @@
 /**
  * IP address management: which addresses of a subnet are allocatable, and
  * handing them out. Allocation runs inside the caller's transaction (SQLite
- * serialises transactions), and `ip_allocations` is UNIQUE per (subnet,
+ * serialises transactions; on PostgreSQL a lock per network does), and `ip_allocations` is UNIQUE per (subnet,
  * address) as the backstop, so one address is never given twice.
  *
  * Finding a free address costs one indexed MAX() query while the pool has room
@@ -10,6 +10,7 @@
  */
 import { Conflict, InvalidArgument, ResourceExhausted } from '../../proto/errors.js'
 import type { Trx } from '../quota/quota.js'
+import { lockNames } from '../store/engine.js'
 import type { SubnetTable } from '../store/schema.js'
 import { cidrContains, formatIp, ipKey, keyToValue, parseCidr, parseIp, requireIp, type Cidr, type IpVersion } from './ip.js'
 
@@ -98,6 +99,8 @@ async function taken(trx: Trx, s: SubnetIpam, value: bigint): Promise<string | u
  * them for the port. `subnets` are the network's subnets, oldest first.
  */
 export async function allocate(trx: Trx, portId: string, networkId: string, subnets: SubnetIpam[], requested: FixedIpRequest[], what: { networkName: string }): Promise<FixedIp[]> {
+  // One allocation at a time per network (across controllers on PostgreSQL), so the lowest free address is free.
+  await lockNames(trx, [`ipam:${networkId}`])
   const out: Array<{ s: SubnetIpam; value: bigint }> = []
   const seen = new Set<string>()
   const add = (s: SubnetIpam, value: bigint, field: string) => {

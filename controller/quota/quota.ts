@@ -7,6 +7,7 @@
  */
 import { InvalidArgument, ResourceExhausted } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
+import { lockNames } from '../store/engine.js'
 import type { Transaction } from 'kysely'
 import type { Database } from '../store/schema.js'
 
@@ -76,6 +77,8 @@ export class QuotaEngine {
    * the transaction that then creates the resources.
    */
   async check(trx: Trx, owner: { projectId: string; userId?: string }, deltas: Record<string, number>): Promise<void> {
+    // Counted and admitted one transaction at a time per owner, also with several controllers on PostgreSQL.
+    await lockNames(trx, [`quota:project:${owner.projectId}`, ...(owner.userId ? [`quota:user:${owner.userId}`] : [])])
     const limits = await this.limits(trx, owner.projectId)
     for (const [resource, delta] of Object.entries(deltas)) {
       const limit = limits[resource]

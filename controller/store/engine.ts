@@ -4,7 +4,7 @@
  * in migrations (an auto-increment key, a double) and row locks. Everything
  * else is written once and runs on both.
  */
-import { PostgresIntrospector, type Kysely } from 'kysely'
+import { PostgresIntrospector, sql, type Kysely } from 'kysely'
 
 export type Engine = 'sqlite' | 'postgres'
 
@@ -12,4 +12,20 @@ export type Engine = 'sqlite' | 'postgres'
 export function engineOf(db: Kysely<any>): Engine {
   // The introspector is the dialect's own class and reachable through the public API.
   return db.introspection instanceof PostgresIntrospector ? 'postgres' : 'sqlite'
+}
+
+/**
+ * Serialises, until `trx` ends, every transaction that locks one of `names`
+ * (e.g. `quota:<project id>`): the check-then-write steps that SQLite's single
+ * writer already runs one at a time (a quota check and the insert it admits,
+ * the lowest free address of a network) run one at a time on PostgreSQL too,
+ * across controllers. A PostgreSQL transaction-scoped advisory lock per name,
+ * taken in sorted order so two callers never wait on each other in a cycle;
+ * nothing to do on SQLite, whose write transactions are already serial.
+ * Statements after the lock see what the previous holder committed (READ
+ * COMMITTED takes a new snapshot per statement).
+ */
+export async function lockNames(trx: Kysely<any>, names: string[]): Promise<void> {
+  if (engineOf(trx) !== 'postgres' || !trx.isTransaction) return
+  for (const name of [...new Set(names)].sort()) await sql`SELECT pg_advisory_xact_lock(hashtextextended(${name}, 0))`.execute(trx)
 }
