@@ -29,3 +29,23 @@ export async function lockNames(trx: Kysely<any>, names: string[]): Promise<void
   if (engineOf(trx) !== 'postgres' || !trx.isTransaction) return
   for (const name of [...new Set(names)].sort()) await sql`SELECT pg_advisory_xact_lock(hashtextextended(${name}, 0))`.execute(trx)
 }
+
+/**
+ * Runs `fn` holding `name` against every other holder, also in other
+ * controllers, for work that spans several transactions (placing a server
+ * group's members: claims, then the record). On PostgreSQL, a session
+ * advisory lock on one reserved connection of the pool (released with it if
+ * the controller dies); `fn` uses the pool's other connections. On SQLite one
+ * controller owns the file and the caller's in-process order is enough.
+ */
+export async function withSessionLock<T>(db: Kysely<any>, name: string, fn: () => Promise<T>): Promise<T> {
+  if (engineOf(db) !== 'postgres') return fn()
+  return db.connection().execute(async (conn) => {
+    await sql`SELECT pg_advisory_lock(hashtextextended(${name}, 0))`.execute(conn)
+    try {
+      return await fn()
+    } finally {
+      await sql`SELECT pg_advisory_unlock(hashtextextended(${name}, 0))`.execute(conn)
+    }
+  })
+}
