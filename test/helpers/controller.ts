@@ -80,7 +80,7 @@ export async function startController(overrides: ConfigOverrides = {}, dataDir =
     roles: client(RolesClient, address, credentials),
     catalog: client(CatalogClient, address, credentials),
   }
-  const openrc = parseOpenrc(openrcPath)
+  const openrc = parseOpenrc(cfg.bootstrap.openrcPath ?? openrcPath)
   const login: TestController['login'] = (user, password, opts = {}) => {
     const scope = opts.project
       ? { project: { name: opts.project, domain: { name: opts.projectDomain ?? opts.domain ?? 'Default' } } }
