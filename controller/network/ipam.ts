@@ -1,8 +1,9 @@
 /**
  * IP address management: which addresses of a subnet are allocatable, and
  * handing them out. Allocation runs inside the caller's transaction (SQLite
- * serialises transactions; on PostgreSQL a lock per network does), and `ip_allocations` is UNIQUE per (subnet,
- * address) as the backstop, so one address is never given twice.
+ * serialises transactions; on PostgreSQL a lock per network does), and
+ * `ip_allocations` is UNIQUE per (subnet, address) as the backstop, so one
+ * address is never given twice.
  *
  * Finding a free address costs one indexed MAX() query while the pool has room
  * above its highest allocation; only then are the pool's allocations walked in

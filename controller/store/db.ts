@@ -72,14 +72,13 @@ async function openPostgresPool(url: string): Promise<pg.Pool> {
   } catch (err) {
     throw new InvalidArgument(`database URL '${shown}' is not postgres://user:password@host:port/database (${(err as Error).message})`, { field: 'databaseUrl', cause: err })
   }
-  const pool = new pg.Pool({ connectionString: url, max: POSTGRES_POOL_SIZE, connectionTimeoutMillis: 10_000, types: { getTypeParser: typeParser } })
-  // An idle connection the server dropped (a restart) is replaced at next use; without a listener the error would kill the process.
-  pool.on('error', () => {})
+  // One connection, given 10 s. The pool itself sets no timeout: a request waits for a free
+  // connection however busy the others are, as it waits for SQLite's one connection.
+  const probe = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 })
   try {
-    const client = await pool.connect()
-    client.release()
+    await probe.connect()
   } catch (err) {
-    await pool.end().catch(() => {})
+    await probe.end().catch(() => {})
     const e = err as { code?: string; message?: string }
     const why = e.message ?? String(err)
     // 28P01 invalid_password, 28000 invalid_authorization_specification, 3D000 invalid_catalog_name (no such database).
@@ -87,6 +86,10 @@ async function openPostgresPool(url: string): Promise<pg.Pool> {
     if (e.code === '3D000') throw new InvalidArgument(`database URL '${shown}' names a database that does not exist on ${target}: ${why}`, { field: 'databaseUrl', cause: err })
     throw new Unavailable(`cannot reach PostgreSQL at ${target} (database URL '${shown}'): ${why}`, { cause: err })
   }
+  await probe.end()
+  const pool = new pg.Pool({ connectionString: url, max: POSTGRES_POOL_SIZE, types: { getTypeParser: typeParser } })
+  // An idle connection the server dropped (a restart) is replaced at next use; without a listener the error would kill the process.
+  pool.on('error', () => {})
   return pool
 }
 
