@@ -19,11 +19,17 @@ export function engineOf(db: Kysely<any>): Engine {
  * (e.g. `quota:<project id>`): the check-then-write steps that SQLite's single
  * writer already runs one at a time (a quota check and the insert it admits,
  * the lowest free address of a network) run one at a time on PostgreSQL too,
- * across controllers. A PostgreSQL transaction-scoped advisory lock per name,
- * taken in sorted order so two callers never wait on each other in a cycle;
- * nothing to do on SQLite, whose write transactions are already serial.
- * Statements after the lock see what the previous holder committed (READ
- * COMMITTED takes a new snapshot per statement).
+ * across controllers. A PostgreSQL transaction-scoped advisory lock per name
+ * (taken again at once by a transaction that holds it); nothing to do on
+ * SQLite, whose write transactions are already serial. Statements after the
+ * lock see what the previous holder committed (READ COMMITTED takes a new
+ * snapshot per statement).
+ *
+ * So that no two transactions wait on each other in a cycle, locks are taken
+ * in one order: the project (`project:<id>`, then `user:<id>`: quota, default
+ * security group), then a network's addresses (`ipam:<id>`) or the volume
+ * backends (`volume-backends`), then a resource provider's row (the claim).
+ * Names given in one call are taken sorted.
  */
 export async function lockNames(trx: Kysely<any>, names: string[]): Promise<void> {
   if (engineOf(trx) !== 'postgres' || !trx.isTransaction) return
