@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
 import { isUuid } from '../../proto/ids.js'
 import type { Db } from '../store/db.js'
+import { withSessionLock } from '../store/engine.js'
 import type { ServerGroupTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkName } from '../identity/validate.js'
@@ -117,10 +118,16 @@ export class ServerGroupCatalog {
     }
   }
 
-  /** Runs `fn` after every earlier placement into `groupId` has finished (one controller: in-process order is enough). */
+  /**
+   * Runs `fn` after every earlier placement into `groupId` has finished: in
+   * this controller by in-process order, and across controllers (PostgreSQL)
+   * under the group's session lock, taken once the local turn has come so
+   * that waiting requests hold no database connection.
+   */
   serialize<T>(groupId: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.queues.get(groupId) ?? Promise.resolve()
-    const run = prev.then(fn, fn)
+    const locked = () => withSessionLock(this.db, `server-group:${groupId}`, fn)
+    const run = prev.then(locked, locked)
     const tail = run.catch(() => {})
     this.queues.set(groupId, tail)
     void tail.then(() => {

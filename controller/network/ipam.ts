@@ -1,8 +1,9 @@
 /**
  * IP address management: which addresses of a subnet are allocatable, and
  * handing them out. Allocation runs inside the caller's transaction (SQLite
- * serialises transactions), and `ip_allocations` is UNIQUE per (subnet,
- * address) as the backstop, so one address is never given twice.
+ * serialises transactions; on PostgreSQL a lock per network does), and
+ * `ip_allocations` is UNIQUE per (subnet, address) as the backstop, so one
+ * address is never given twice.
  *
  * Finding a free address costs one indexed MAX() query while the pool has room
  * above its highest allocation; only then are the pool's allocations walked in
@@ -10,6 +11,7 @@
  */
 import { Conflict, InvalidArgument, ResourceExhausted } from '../../proto/errors.js'
 import type { Trx } from '../quota/quota.js'
+import { lockNames } from '../store/engine.js'
 import type { SubnetTable } from '../store/schema.js'
 import { cidrContains, formatIp, ipKey, keyToValue, parseCidr, parseIp, requireIp, type Cidr, type IpVersion } from './ip.js'
 
@@ -99,6 +101,8 @@ async function taken(trx: Trx, s: SubnetIpam, value: bigint): Promise<string | u
  * `allowGateway`: a subnet's gateway address may be requested (a router interface).
  */
 export async function allocate(trx: Trx, portId: string, networkId: string, subnets: SubnetIpam[], requested: FixedIpRequest[], what: { networkName: string; allowGateway?: boolean }): Promise<FixedIp[]> {
+  // One allocation at a time per network (across controllers on PostgreSQL), so the lowest free address is free.
+  await lockNames(trx, [`ipam:${networkId}`])
   const out: Array<{ s: SubnetIpam; value: bigint }> = []
   const seen = new Set<string>()
   const add = (s: SubnetIpam, value: bigint, field: string) => {

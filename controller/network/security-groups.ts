@@ -9,8 +9,9 @@
 import { randomUUID } from 'node:crypto'
 import { AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
 import { isUniqueViolation, type Db } from '../store/db.js'
+import { lockNames } from '../store/engine.js'
 import type { SecurityGroupRuleTable, SecurityGroupTable } from '../store/schema.js'
-import type { QuotaEngine, Trx } from '../quota/quota.js'
+import { projectLock, type QuotaEngine, type Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
 import { canRead, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
 import { defaultRules, normaliseRule, type NormalRule, type RuleInput } from './sg-rules.js'
@@ -62,6 +63,8 @@ export class SecurityGroupCatalog {
 
   /** The project's `default` group id, created (with Neutron's default rules) if missing. Call inside a transaction. */
   async ensureDefault(trx: Trx, projectId: string): Promise<string> {
+    // Two first uses at once (other connections, on PostgreSQL) would both find none and both insert it.
+    await lockNames(trx, [projectLock(projectId)])
     const found = await trx.selectFrom('security_groups').select('id').where('project_id', '=', projectId).where('is_default', '=', 1).executeTakeFirst()
     if (found) return found.id
     const id = randomUUID()

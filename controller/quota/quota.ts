@@ -7,6 +7,7 @@
  */
 import { InvalidArgument, ResourceExhausted } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
+import { lockNames } from '../store/engine.js'
 import type { Transaction } from 'kysely'
 import type { Database } from '../store/schema.js'
 
@@ -38,6 +39,16 @@ export const QUOTA_DEFAULTS: Readonly<Record<string, number>> = {
 }
 
 export type Trx = Transaction<Database> | Db
+
+/**
+ * The lock name (store/engine.ts lockNames) of a project's check-then-write
+ * steps: its quota checks, and creating its `default` security group. One
+ * name for both, so that a transaction doing both in either order cannot
+ * deadlock with another (a transaction holding a lock takes it again at once).
+ */
+export function projectLock(projectId: string): string {
+  return `project:${projectId}`
+}
 
 /** Counts current usage of one resource, for a project (or, for key_pairs, a user). */
 export type UsageCounter = (db: Trx, owner: { projectId: string; userId?: string }) => Promise<number>
@@ -77,6 +88,8 @@ export class QuotaEngine {
    * the transaction that then creates the resources.
    */
   async check(trx: Trx, owner: { projectId: string; userId?: string }, deltas: Record<string, number>): Promise<void> {
+    // Counted and admitted one transaction at a time per owner, also with several controllers on PostgreSQL.
+    await lockNames(trx, [projectLock(owner.projectId), ...(owner.userId ? [`user:${owner.userId}`] : [])])
     const limits = await this.limits(trx, owner.projectId)
     for (const [resource, delta] of Object.entries(deltas)) {
       const limit = limits[resource]

@@ -58,7 +58,7 @@ export class Placement {
     await trx
       .insertInto('resource_providers')
       .values({ uuid: p.uuid, name: p.name, generation: 0, created_at: now() })
-      .onConflict((oc) => oc.column('uuid').doUpdateSet((eb) => ({ name: p.name, generation: eb('generation', '+', 1) })))
+      .onConflict((oc) => oc.column('uuid').doUpdateSet((eb) => ({ name: p.name, generation: eb('resource_providers.generation', '+', 1) })))
       .execute()
     await trx.deleteFrom('inventories').where('provider_uuid', '=', p.uuid).execute()
     for (const [rc, inv] of Object.entries(p.inventories)) {
@@ -77,6 +77,10 @@ export class Placement {
    * @throws Conflict when the provider cannot fit them (another claim won).
    */
   async claim(trx: Trx, c: { consumerUuid: string; providerUuid: string; resources: Resources; projectId: string; userId: string }): Promise<void> {
+    // The generation bump comes first: it takes the provider's row lock, so concurrent
+    // claims on one provider (other controllers, on PostgreSQL) re-check one at a time,
+    // each seeing the allocations the previous one committed.
+    await trx.updateTable('resource_providers').set((eb) => ({ generation: eb('generation', '+', 1) })).where('uuid', '=', c.providerUuid).execute()
     // Inventory and current usage of each class in one statement.
     const rows = await trx
       .selectFrom('inventories as i')
@@ -97,7 +101,6 @@ export class Placement {
       values.push({ consumer_uuid: c.consumerUuid, provider_uuid: c.providerUuid, resource_class: rc, used: amount, project_id: c.projectId, user_id: c.userId, created_at })
     }
     if (values.length) await trx.insertInto('allocations').values(values).execute()
-    await trx.updateTable('resource_providers').set((eb) => ({ generation: eb('generation', '+', 1) })).where('uuid', '=', c.providerUuid).execute()
   }
 
   /** Removes every allocation of a consumer; returns what was freed per provider. */

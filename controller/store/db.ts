@@ -1,18 +1,28 @@
 /**
  * Opens the database named by a URL and brings its schema up to date.
  * `sqlite:PATH` (better-sqlite3, WAL, foreign keys on) is the embedded default;
- * other schemes are refused with a clear message until their dialect is added
- * here — domain code only ever sees `Kysely<Database>`.
+ * `postgres://user:pass@host:port/db` (or `postgresql://`) opens a pool of
+ * node-postgres connections for several controllers on one database. Other
+ * schemes are refused with a clear message. Domain code only ever sees
+ * `Kysely<Database>`; the few engine differences are in engine.ts's callers.
  */
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import path from 'node:path'
 import BetterSqlite3 from 'better-sqlite3'
-import { Kysely, Migrator, SqliteDialect, type MigrationProvider, type SqliteDatabase } from 'kysely'
-import { InvalidArgument, Internal } from '../../proto/errors.js'
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, type MigrationProvider, type SqliteDatabase } from 'kysely'
+import pg from 'pg'
+import { InvalidArgument, Internal, Unavailable } from '../../proto/errors.js'
 import type { Database } from './schema.js'
 import { migrations } from './migrations.js'
 
 export type Db = Kysely<Database>
+
+/**
+ * Connections per controller to PostgreSQL: requests are short and most of a
+ * request's time is not in the database; PostgreSQL's default limit (100)
+ * leaves room for several controllers.
+ */
+const POSTGRES_POOL_SIZE = 10
 
 export async function openDatabase(url: string): Promise<Db> {
   let db: Db
@@ -25,8 +35,10 @@ export async function openDatabase(url: string): Promise<Db> {
     raw.pragma('foreign_keys = ON')
     raw.pragma('busy_timeout = 5000')
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(raw) }) })
+  } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: await openPostgresPool(url) }) })
   } else {
-    throw new InvalidArgument(`unsupported database URL '${url.replace(/\/\/[^@]*@/, '//***@')}': only sqlite:PATH is built in`, { field: 'databaseUrl' })
+    throw new InvalidArgument(`unsupported database URL '${maskPassword(url)}': use sqlite:PATH or postgres://user:password@host:port/database`, { field: 'databaseUrl' })
   }
   const provider: MigrationProvider = { getMigrations: async () => migrations }
   // Areas land migrations independently (0003_network came after 0004_images ran on some databases).
@@ -37,6 +49,59 @@ export async function openDatabase(url: string): Promise<Db> {
     throw new Internal(`database migration ${failed} failed: ${(error as Error).message}`, { cause: error })
   }
   return db
+}
+
+/** The URL with its password (if any) replaced by `***`, for messages and logs. */
+export function maskPassword(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, '$1:***@')
+}
+
+/**
+ * A node-postgres pool, tried once before it is handed out so that a wrong
+ * URL fails the controller's start with a message that says which part is
+ * wrong, instead of failing each request later.
+ */
+async function openPostgresPool(url: string): Promise<pg.Pool> {
+  const shown = maskPassword(url)
+  let target: string
+  try {
+    const u = new URL(url)
+    if (!u.hostname) throw new Error('no host')
+    if (u.pathname.length <= 1) throw new Error('no database name')
+    target = `${u.hostname}:${u.port || 5432}${u.pathname}`
+  } catch (err) {
+    throw new InvalidArgument(`database URL '${shown}' is not postgres://user:password@host:port/database (${(err as Error).message})`, { field: 'databaseUrl', cause: err })
+  }
+  // One connection, given 10 s. The pool itself sets no timeout: a request waits for a free
+  // connection however busy the others are, as it waits for SQLite's one connection.
+  const probe = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 })
+  try {
+    await probe.connect()
+  } catch (err) {
+    await probe.end().catch(() => {})
+    const e = err as { code?: string; message?: string }
+    const why = e.message ?? String(err)
+    // 28P01 invalid_password, 28000 invalid_authorization_specification, 3D000 invalid_catalog_name (no such database).
+    if (e.code === '28P01' || e.code === '28000') throw new InvalidArgument(`PostgreSQL at ${target} refused the credentials in database URL '${shown}': ${why}`, { field: 'databaseUrl', cause: err })
+    if (e.code === '3D000') throw new InvalidArgument(`database URL '${shown}' names a database that does not exist on ${target}: ${why}`, { field: 'databaseUrl', cause: err })
+    throw new Unavailable(`cannot reach PostgreSQL at ${target} (database URL '${shown}'): ${why}`, { cause: err })
+  }
+  await probe.end()
+  const pool = new pg.Pool({ connectionString: url, max: POSTGRES_POOL_SIZE, types: { getTypeParser: typeParser } })
+  // An idle connection the server dropped (a restart) is replaced at next use; without a listener the error would kill the process.
+  pool.on('error', () => {})
+  return pool
+}
+
+/**
+ * PostgreSQL's bigint (count(*), sum() of integers, our bigint columns) and
+ * numeric (sum() of bigints) come back as strings by default, as they may
+ * exceed 2^53; every such value here (bytes, MiB, counts, milliseconds) is
+ * far below it, and SQLite hands out numbers, so both engines give numbers.
+ */
+function typeParser(oid: number, format?: string): (value: string) => unknown {
+  if (oid === pg.types.builtins.INT8 || oid === pg.types.builtins.NUMERIC) return Number
+  return pg.types.getTypeParser(oid, format as 'text')
 }
 
 /**
@@ -89,8 +154,14 @@ export async function unlessDuplicate<T>(op: () => Promise<T>, onDuplicate: () =
   }
 }
 
-/** SQLite and PostgreSQL unique-violation detection, so callers can map to AlreadyExists. */
+/** SQLite and PostgreSQL (23505 unique_violation) unique-violation detection, so callers can map to AlreadyExists. */
 export function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; message?: string }
   return e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || e?.code === '23505'
+}
+
+/** SQLite and PostgreSQL (23503 foreign_key_violation): a row still referenced, or a reference to a missing row. */
+export function isForeignKeyViolation(err: unknown): boolean {
+  const e = err as { code?: string }
+  return e?.code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || e?.code === '23503'
 }

@@ -16,6 +16,10 @@ import { FailedPrecondition, ResourceExhausted } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
 import type { Trx } from '../quota/quota.js'
 import { now } from '../compute/server-model.js'
+import { lockNames } from '../store/engine.js'
+
+/** Room is checked and promised by one transaction at a time (other controllers' too, on PostgreSQL). */
+const BACKENDS_LOCK = 'volume-backends'
 
 export interface BackendStats {
   backendName: string
@@ -65,6 +69,7 @@ export class VolumeBackends {
    * @throws ResourceExhausted when its room is less than `gb`.
    */
   async ensureRoom(trx: Trx, host: string, gb: number): Promise<void> {
+    await lockNames(trx, [BACKENDS_LOCK])
     const b = await trx.selectFrom('volume_backends').select('total_gb').where('host', '=', host).executeTakeFirst()
     if (!b) throw new FailedPrecondition(`host '${host}' runs no volume backend now`)
     const room = Number(b.total_gb) - ((await this.provisioned(trx)).get(host) ?? 0)
@@ -77,6 +82,7 @@ export class VolumeBackends {
    * @throws ResourceExhausted when some are, but none has room, with each one's room.
    */
   async pick(trx: Trx, c: BackendChoice): Promise<string> {
+    await lockNames(trx, [BACKENDS_LOCK])
     const rows = await trx.selectFrom('volume_backends').innerJoin('compute_hosts', 'compute_hosts.host', 'volume_backends.host')
       .select(['volume_backends.host as host', 'backend_name', 'total_gb', 'availability_zone', 'disabled', 'mapped']).orderBy('volume_backends.host').execute()
     const dropped: string[] = []

@@ -12,6 +12,7 @@ import { openrcToken } from '../../cli/stack/demo.js'
 import { parseOpenrc } from './controller.js'
 import { freePort } from './ports.js'
 import { natsCredsFor } from './nats.js'
+import { testingOnPostgres, testDatabaseUrl } from './postgres.js'
 import { exited, readLog, running, startDaemon, waitForLog } from './daemon.js'
 
 export interface ControllerProcess {
@@ -33,7 +34,9 @@ export async function spawnController(natsUrl: string, overrides: ConfigOverride
   const configFile = path.join(dataDir, 'config.json')
   const openrcPath = path.join(dataDir, 'admin-openrc')
   // Plaintext on loopback unless a test asks for TLS (as the in-process helper).
-  writeFileSync(configFile, JSON.stringify({ natsCredsFile: natsCredsFor(natsUrl)?.controllerCreds ?? null, tls: { mode: 'off' }, ...overrides, dataDir, natsUrl, grpc: { ...overrides.grpc, host: '127.0.0.1', port, publicAddress: null }, rest: { host: null, publicUrl: null, ...overrides.rest, port: restPort }, bootstrap: { openrcPath } }))
+  // STRATO_TEST_DATABASE=postgres: a fresh database on this process's private cluster, kept across restarts like the SQLite file.
+  const databaseUrl = !overrides.databaseUrl && testingOnPostgres() ? await testDatabaseUrl() : undefined
+  writeFileSync(configFile, JSON.stringify({ natsCredsFile: natsCredsFor(natsUrl)?.controllerCreds ?? null, tls: { mode: 'off' }, ...(databaseUrl ? { databaseUrl } : {}), ...overrides, dataDir, natsUrl, grpc: { ...overrides.grpc, host: '127.0.0.1', port, publicAddress: null }, rest: { host: null, publicUrl: null, ...overrides.rest, port: restPort }, bootstrap: { openrcPath } }))
   const logFile = path.join(dataDir, 'controller.log')
   let starts = 0
   // Up when it says so (after bootstrap, the bus and the resend of pending casts).

@@ -23,6 +23,7 @@ import {
 import { call, client, tlsCredentials, type Decoded } from './grpc.js'
 import { credentials as grpcCredentials } from '@grpc/grpc-js'
 import { natsCredsFor } from './nats.js'
+import { testingOnPostgres, testDatabaseUrl } from './postgres.js'
 
 export interface TestController {
   controller: Controller
@@ -51,11 +52,21 @@ export interface TestController {
 /** The openrc the controller wrote, as a map (the controller's own reader). */
 export const parseOpenrc = readOpenrc
 
+/** The PostgreSQL database of each data dir (STRATO_TEST_DATABASE=postgres), as the SQLite file lives in it. */
+const postgresByDataDir = new Map<string, string>()
+
 export async function startController(overrides: ConfigOverrides = {}, dataDir = mkdtempSync(path.join(tmpdir(), 'strato-ctl-'))): Promise<TestController> {
   const openrcPath = path.join(dataDir, 'admin-openrc')
   // A test nats-server with auth: connect with its controller credentials.
   const natsCredsFile = overrides.natsUrl ? natsCredsFor(overrides.natsUrl)?.controllerCreds : undefined
-  const cfg = loadConfig({ dataDir, tls: { mode: 'off' }, ...(natsCredsFile ? { natsCredsFile } : {}), ...overrides, bootstrap: { openrcPath, ...overrides.bootstrap }, grpc: { host: '127.0.0.1', port: 0, publicAddress: null, ...overrides.grpc }, rest: { host: null, port: 0, publicUrl: null, ...overrides.rest } }, {})
+  // STRATO_TEST_DATABASE=postgres: a fresh database on this process's private cluster instead of
+  // <dataDir>/strato.db, and the same one again when a test restarts a controller on its data dir.
+  let databaseUrl: string | undefined
+  if (!overrides.databaseUrl && testingOnPostgres()) {
+    databaseUrl = postgresByDataDir.get(dataDir) ?? (await testDatabaseUrl())
+    postgresByDataDir.set(dataDir, databaseUrl)
+  }
+  const cfg = loadConfig({ dataDir, tls: { mode: 'off' }, ...(natsCredsFile ? { natsCredsFile } : {}), ...(databaseUrl ? { databaseUrl } : {}), ...overrides, bootstrap: { openrcPath, ...overrides.bootstrap }, grpc: { host: '127.0.0.1', port: 0, publicAddress: null, ...overrides.grpc }, rest: { host: null, port: 0, publicUrl: null, ...overrides.rest } }, {})
   const controller = new Controller(cfg, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }))
   await controller.start()
   const address = controller.address
@@ -69,7 +80,7 @@ export async function startController(overrides: ConfigOverrides = {}, dataDir =
     roles: client(RolesClient, address, credentials),
     catalog: client(CatalogClient, address, credentials),
   }
-  const openrc = parseOpenrc(openrcPath)
+  const openrc = parseOpenrc(cfg.bootstrap.openrcPath ?? openrcPath)
   const login: TestController['login'] = (user, password, opts = {}) => {
     const scope = opts.project
       ? { project: { name: opts.project, domain: { name: opts.projectDomain ?? opts.domain ?? 'Default' } } }

@@ -1,5 +1,6 @@
 /** Identity: domains, projects, users, roles, assignments, revocation events. */
 import type { Kysely, Migration } from 'kysely'
+import { engineOf } from '../engine.js'
 
 export const migration: Migration = {
   async up(db: Kysely<unknown>) {
@@ -59,7 +60,8 @@ export const migration: Migration = {
     await db.schema.createIndex('role_assignments_user').on('role_assignments').column('user_id').execute()
     await db.schema
       .createTable('revocation_events')
-      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      // SQLite's AUTOINCREMENT key; PostgreSQL's equivalent is a serial column.
+      .$call((t) => (engineOf(db) === 'postgres' ? t.addColumn('id', 'serial', (c) => c.primaryKey()) : t.addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())))
       .addColumn('audit_id', 'varchar(64)')
       .addColumn('audit_chain_id', 'varchar(64)')
       .addColumn('user_id', 'varchar(64)')

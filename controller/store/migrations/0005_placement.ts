@@ -1,5 +1,6 @@
 /** Compute hosts and placement: resource providers, inventories, traits, allocations. */
 import type { Kysely, Migration } from 'kysely'
+import { engineOf } from '../engine.js'
 
 export const migration: Migration = {
   async up(db: Kysely<unknown>) {
@@ -40,7 +41,8 @@ export const migration: Migration = {
       .addColumn('min_unit', 'bigint', (c) => c.notNull())
       .addColumn('max_unit', 'bigint', (c) => c.notNull())
       .addColumn('step_size', 'bigint', (c) => c.notNull())
-      .addColumn('allocation_ratio', 'real', (c) => c.notNull())
+      // SQLite's REAL is an 8-byte double; PostgreSQL's `real` is 4 bytes (1.1 would come back 1.10000002).
+      .addColumn('allocation_ratio', engineOf(db) === 'postgres' ? 'double precision' : 'real', (c) => c.notNull())
       .addPrimaryKeyConstraint('inventories_pk', ['provider_uuid', 'resource_class'])
       .execute()
     await db.schema

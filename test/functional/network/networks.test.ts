@@ -178,15 +178,16 @@ t.test('visibility: private networks stay in their project; shared ones reach ev
   t.notOk((await names(other.token)).includes('demo-private'), 'another project does not list it')
   t.ok((await names(other.token)).includes('provider'), 'but lists the shared provider network')
   t.ok((await names(s.adminToken)).includes('demo-private'), 'admins see everything')
+  // One at a time: started together, a refusal could arrive before its turn to be awaited (an unhandled rejection).
   for (const [what, p] of [
-    ['get network', call(c.networks, 'getNetwork', { id: mine.id }, other.token)],
-    ['get network by name', call(c.networks, 'getNetwork', { name: 'demo-private' }, other.token)],
-    ['get subnet', call(c.subnets, 'getSubnet', { id: sn.id }, other.token)],
-    ['update network', call(c.networks, 'updateNetwork', { id: mine.id, name: 'stolen' }, other.token)],
-    ['delete network', call(c.networks, 'deleteNetwork', { id: mine.id }, other.token)],
-    ['subnet on it', call(c.subnets, 'createSubnet', { networkId: mine.id, cidr: '10.51.0.0/24' }, other.token)],
-    ['port on it', call(c.ports, 'createPort', { networkId: mine.id }, other.token)],
-  ] as const) t.equal((await failure(p)).code, status.NOT_FOUND, `${what}: invisible to another project`)
+    ['get network', () => call(c.networks, 'getNetwork', { id: mine.id }, other.token)],
+    ['get network by name', () => call(c.networks, 'getNetwork', { name: 'demo-private' }, other.token)],
+    ['get subnet', () => call(c.subnets, 'getSubnet', { id: sn.id }, other.token)],
+    ['update network', () => call(c.networks, 'updateNetwork', { id: mine.id, name: 'stolen' }, other.token)],
+    ['delete network', () => call(c.networks, 'deleteNetwork', { id: mine.id }, other.token)],
+    ['subnet on it', () => call(c.subnets, 'createSubnet', { networkId: mine.id, cidr: '10.51.0.0/24' }, other.token)],
+    ['port on it', () => call(c.ports, 'createPort', { networkId: mine.id }, other.token)],
+  ] as const) t.equal((await failure(p())).code, status.NOT_FOUND, `${what}: invisible to another project`)
   t.notOk((await call<ListSubnetsResponse>(c.subnets, 'listSubnets', {}, other.token)).subnets.some((x) => x.id === sn.id))
 
   const e = await failure(call(c.networks, 'updateNetwork', { id: provider.id, name: 'mine-now' }, demo.token))

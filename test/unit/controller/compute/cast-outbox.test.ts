@@ -7,6 +7,7 @@ import { CastOutbox, castIdFor } from '../../../../controller/compute/cast-outbo
 import type { AgentTransport, CastAction } from '../../../../controller/compute/transport.js'
 import type { ServerTable } from '../../../../controller/store/schema.js'
 import { Unavailable } from '../../../../proto/errors.js'
+import { testDatabaseUrl } from '../../../helpers/postgres.js'
 
 const silent = { info: () => {}, warn: () => {}, debug: () => {} }
 
@@ -36,7 +37,7 @@ function serverRow(uuid: string, o: Partial<ServerTable>): ServerTable {
 
 let db: Db
 t.before(async () => {
-  db = await openDatabase('sqlite::memory:')
+  db = await openDatabase(await testDatabaseUrl())
 })
 t.teardown(() => db.destroy())
 

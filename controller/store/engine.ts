@@ -1,0 +1,57 @@
+/**
+ * Which SQL engine a Kysely instance (or a transaction of it) talks to, for
+ * the few places where SQLite and PostgreSQL need different SQL: column types
+ * in migrations (an auto-increment key, a double) and row locks. Everything
+ * else is written once and runs on both.
+ */
+import { PostgresIntrospector, sql, type Kysely } from 'kysely'
+
+export type Engine = 'sqlite' | 'postgres'
+
+/** The engine behind `db`; transactions and the Migrator's `db` answer as their parent does. */
+export function engineOf(db: Kysely<any>): Engine {
+  // The introspector is the dialect's own class and reachable through the public API.
+  return db.introspection instanceof PostgresIntrospector ? 'postgres' : 'sqlite'
+}
+
+/**
+ * Serialises, until `trx` ends, every transaction that locks one of `names`
+ * (e.g. `quota:<project id>`): the check-then-write steps that SQLite's single
+ * writer already runs one at a time (a quota check and the insert it admits,
+ * the lowest free address of a network) run one at a time on PostgreSQL too,
+ * across controllers. A PostgreSQL transaction-scoped advisory lock per name
+ * (taken again at once by a transaction that holds it); nothing to do on
+ * SQLite, whose write transactions are already serial. Statements after the
+ * lock see what the previous holder committed (READ COMMITTED takes a new
+ * snapshot per statement).
+ *
+ * So that no two transactions wait on each other in a cycle, locks are taken
+ * in one order: the project (`project:<id>`, then `user:<id>`: quota, default
+ * security group), then a network's addresses (`ipam:<id>`) or the volume
+ * backends (`volume-backends`), then a resource provider's row (the claim).
+ * Names given in one call are taken sorted.
+ */
+export async function lockNames(trx: Kysely<any>, names: string[]): Promise<void> {
+  if (engineOf(trx) !== 'postgres' || !trx.isTransaction) return
+  for (const name of [...new Set(names)].sort()) await sql`SELECT pg_advisory_xact_lock(hashtextextended(${name}, 0))`.execute(trx)
+}
+
+/**
+ * Runs `fn` holding `name` against every other holder, also in other
+ * controllers, for work that spans several transactions (placing a server
+ * group's members: claims, then the record). On PostgreSQL, a session
+ * advisory lock on one reserved connection of the pool (released with it if
+ * the controller dies); `fn` uses the pool's other connections. On SQLite one
+ * controller owns the file and the caller's in-process order is enough.
+ */
+export async function withSessionLock<T>(db: Kysely<any>, name: string, fn: () => Promise<T>): Promise<T> {
+  if (engineOf(db) !== 'postgres') return fn()
+  return db.connection().execute(async (conn) => {
+    await sql`SELECT pg_advisory_lock(hashtextextended(${name}, 0))`.execute(conn)
+    try {
+      return await fn()
+    } finally {
+      await sql`SELECT pg_advisory_unlock(hashtextextended(${name}, 0))`.execute(conn)
+    }
+  })
+}
