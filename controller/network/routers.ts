@@ -464,7 +464,7 @@ export class RouterCatalog {
       this.log?.info({ router: r.id, from: r.l3_host || undefined, to: host || undefined }, host ? 'router placed on an L3 agent' : 'router on no L3 agent')
     }
     await trx.updateTable('ports').set({ binding_host_id: host, status: host ? 'ACTIVE' : 'DOWN' })
-      .where('device_id', '=', r.id).where('device_owner', 'in', [ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER]).execute()
+      .where('device_id', '=', r.id).where('device_owner', 'in', [ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER]).where('binding_host_id', '!=', host).execute()
   }
 
   /**

@@ -148,6 +148,9 @@ t.test('interfaces by subnet: the gateway IP; one router per subnet; no overlaps
 
   t.equal((await failure(call(c.ports, 'deletePort', { id: port!.id }, demo.token))).code, status.ABORTED, 'an interface port cannot be deleted directly')
   t.equal((await failure(call(c.subnets, 'deleteSubnet', { id: a.subnet.id }, demo.token))).code, status.ABORTED, 'nor its subnet')
+  const moved = await failure(call(c.subnets, 'updateSubnet', { id: a.subnet.id, noGateway: true }, demo.token))
+  t.equal(moved.code, status.ABORTED, "the subnet's gateway does not move from under its router")
+  t.match(moved.details, new RegExp(`is on router ${r1.id}`))
 
   await call(c.routers, 'addRouterInterface', { routerId: r1.id, subnetId: b.subnet.id }, demo.token)
   const inUse = await failure(call(c.routers, 'deleteRouter', { id: r1.id }, demo.token))
