@@ -335,6 +335,8 @@ export class RouterCatalog {
       if (req.subnetId) {
         const subnet = await this.loadSubnet(trx, req.subnetId, actor)
         const net = await trx.selectFrom('networks').selectAll().where('id', '=', subnet.network_id).executeTakeFirstOrThrow()
+        // The external network's gateway address is its physical router's: a router reaches that network through its own gateway port.
+        if (net.router_external) throw new InvalidArgument(`Subnet ${subnet.id} is on external network ${net.id}: a router reaches it through its external gateway (external_gateway_info), not an interface`, { field: 'subnet_id' })
         if (!subnet.gateway_ip) throw new InvalidArgument(`Subnet ${subnet.id} has no gateway IP: a router interface takes the subnet's gateway address (set one with 'subnet set --gateway')`, { field: 'subnet_id' })
         checkJoins(router.id, ifaces, [subnet])
         const c = cidrOf(subnet.cidr)
@@ -364,6 +366,8 @@ export class RouterCatalog {
         }
         if (!actor.isAdmin && port.projectId !== router.project_id) throw new InvalidArgument(`Port ${port.id} belongs to another project than router ${router.id}; only admins join them`, { field: 'port_id' })
         if (port.fixedIps.length === 0) throw new InvalidArgument(`Router port must have at least one fixed IP: port ${port.id} has none`, { field: 'port_id' })
+        const portNet = await trx.selectFrom('networks').select('router_external').where('id', '=', port.networkId).executeTakeFirstOrThrow()
+        if (portNet.router_external) throw new InvalidArgument(`Port ${port.id} is on external network ${port.networkId}: a router reaches it through its external gateway (external_gateway_info), not an interface`, { field: 'port_id' })
         const subnets = await trx.selectFrom('subnets').selectAll().where('id', 'in', port.fixedIps.map((f) => f.subnetId)).execute()
         checkJoins(router.id, ifaces, subnets)
         await trx.updateTable('ports').set({ device_id: router.id, device_owner: ROUTER_INTERFACE_OWNER, updated_at: now() }).where('id', '=', port.id).execute()
