@@ -10,7 +10,8 @@
  *
  * Placement (Neutron's LeastRoutersScheduler): a router with a gateway or an
  * interface is held by one up agent with the L3 role, the one holding the
- * fewest routers; `reschedule()` (run periodically) moves routers off agents
+ * fewest routers (among the hosts where its `local` networks have ports,
+ * when any is up: such a network lives on each host apart); `reschedule()` (run periodically) moves routers off agents
  * down for longer than `rescheduleAfterMs` and places those waiting for an
  * agent. `forHost()` is what a host's L3 agent builds (proto/router.ts).
  */
@@ -455,7 +456,22 @@ export class RouterCatalog {
       const l3 = (await trx.selectFrom('compute_hosts').select('host').where('l3', '=', 1).orderBy('host').execute()).map((h) => h.host)
       if (r.l3_host && l3.includes(r.l3_host)) host = r.l3_host
       else {
-        const up = l3.filter((h) => this.hosts.isUp(h))
+        let up = l3.filter((h) => this.hosts.isUp(h))
+        // A local network lives on each host apart: prefer the agents of hosts where the router's local networks have ports.
+        const local = await trx
+          .selectFrom('ports as qr')
+          .innerJoin('networks as n', 'n.id', 'qr.network_id')
+          .innerJoin('ports as p', 'p.network_id', 'qr.network_id')
+          .select('p.binding_host_id')
+          .distinct()
+          .where('qr.device_id', '=', r.id)
+          .where('qr.device_owner', '=', ROUTER_INTERFACE_OWNER)
+          .where('n.network_type', '=', 'local')
+          .where('p.binding_host_id', '!=', '')
+          .where('p.device_owner', 'not in', [ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER])
+          .execute()
+        const near = up.filter((h) => local.some((l) => l.binding_host_id === h))
+        if (near.length) up = near
         if (up.length) {
           const counts = await trx.selectFrom('routers').select(['l3_host']).select((eb) => eb.fn.countAll<number>().as('n')).where('l3_host', 'in', up).where('id', '!=', r.id).groupBy('l3_host').execute()
           const load = new Map(counts.map((c) => [c.l3_host, Number(c.n)]))

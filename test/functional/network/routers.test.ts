@@ -272,6 +272,17 @@ t.test("placement on the L3 agent with the fewest routers, the conductor's answe
   const r2 = await call<Router>(c.routers, 'createRouter', { name: 'r-pl2', externalGatewayInfo: { networkId: cloud.network.id } }, demo.token)
   const host2 = (await routerOf(r2.id)).l3AgentHost
   t.ok(['l3a', 'l3b'].includes(host2) && host2 !== host1, `the second router goes to the other agent (${host2}): fewest routers`)
+  // A router joining a local network whose ports live on one host goes to that host's agent.
+  const c3 = await projectNet('pl-c', '10.102.0.0/24')
+  const bound = await call<Port>(c.ports, 'createPort', { networkId: c3.net.id }, demo.token)
+  await cloud.s.controller.db.updateTable('ports').set({ binding_host_id: host2 }).where('id', '=', bound.id).execute()
+  const r3 = await call<Router>(c.routers, 'createRouter', { name: 'r-pl3' }, demo.token)
+  await call(c.routers, 'addRouterInterface', { routerId: r3.id, subnetId: c3.subnet.id }, demo.token)
+  // Both agents hold one router: without the preference the tie would go to the first by name (${host1}).
+  t.equal((await routerOf(r3.id)).l3AgentHost, host2, `near its network's ports (${host2})`)
+  await call(c.routers, 'removeRouterInterface', { routerId: r3.id, subnetId: c3.subnet.id }, demo.token)
+  await call(c.routers, 'deleteRouter', { id: r3.id }, demo.token)
+  await call(c.ports, 'deletePort', { id: bound.id }, demo.token)
   const [qr] = await portsOf({ deviceId: r1.id })
   t.match(qr, { bindingHostId: host1, status: 'ACTIVE' }, "the router's ports are bound to its agent's host")
 
