@@ -9,7 +9,7 @@ import t from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, failure, fieldOf, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
-import { netClients, tenant, type NetClients, type Tenant } from './fixtures.js'
+import { member, netClients, tenant, type NetClients, type Tenant } from './fixtures.js'
 import { ConductorClient } from '../../../agent/conductor-client.js'
 import { ROUTER_CHANGED_SUBJECT } from '../../../proto/subjects.js'
 import type { QuotaSet } from '../../../proto/gen/strato/compute/v1/compute.js'
@@ -329,4 +329,15 @@ t.test("placement on the L3 agent with the fewest routers, the conductor's answe
   t.equal((await routerOf(r1.id)).l3AgentHost, '', 'a router with nothing left is on no agent')
   await call(c.routers, 'deleteRouter', { id: r1.id }, demo.token)
   await call(c.routers, 'deleteRouter', { id: r2.id }, demo.token)
+})
+
+t.test('policy: a reader sees the project\'s routers and changes none', async (t) => {
+  const reader = await member(cloud.s, 'l3reader', demo.projectId, 'l3demo', 'reader')
+  const r = await call<Router>(c.routers, 'createRouter', { name: 'r-policy' }, demo.token)
+  t.equal((await call<Router>(c.routers, 'getRouter', { id: r.id }, reader.token)).name, 'r-policy')
+  t.ok((await call<ListRoutersResponse>(c.routers, 'listRouters', {}, reader.token)).routers.some((x) => x.id === r.id))
+  for (const [method, req] of [['createRouter', { name: 'x' }], ['updateRouter', { id: r.id, name: 'x' }], ['deleteRouter', { id: r.id }], ['addRouterInterface', { routerId: r.id, subnetId: cloud.subnet.id }], ['removeRouterInterface', { routerId: r.id, subnetId: cloud.subnet.id }]] as const) {
+    t.equal((await failure(call(c.routers, method, req, reader.token))).code, status.PERMISSION_DENIED, `${method} refused`)
+  }
+  await call(c.routers, 'deleteRouter', { id: r.id }, demo.token)
 })
