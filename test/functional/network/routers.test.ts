@@ -11,7 +11,9 @@ import { call, failure, fieldOf, status, type Decoded } from '../../helpers/grpc
 import { eventually } from '../../helpers/agents.js'
 import { member, netClients, tenant, type NetClients, type Tenant } from './fixtures.js'
 import { ConductorClient } from '../../../agent/conductor-client.js'
-import { ROUTER_CHANGED_SUBJECT } from '../../../proto/subjects.js'
+import { ROUTER_CHANGED_SUBJECT, conductorSubject } from '../../../proto/subjects.js'
+import { ConductorRequest } from '../../../proto/gen/strato/agent/v1/agent.js'
+import { errorFromHeaders } from '../../../proto/nats-errors.js'
 import type { QuotaSet } from '../../../proto/gen/strato/compute/v1/compute.js'
 import type { FloatingIp, ListPortsResponse, ListRoutersResponse, Network, Port, Router, RouterInterfaceInfo, Subnet } from '../../../proto/gen/strato/network/v1/network.js'
 
@@ -315,6 +317,9 @@ t.test("placement on the L3 agent with the fewest routers, the conductor's answe
     floatingIps: [{ id: fip.id, floatingIpAddress: fip.floatingIpAddress, fixedIpAddress: vmPort.fixedIps[0]!.ipAddress }],
   }, 'the whole router as the L3 agent builds it')
   await t.rejects(conductor('nowhere').routers(), { name: 'NotFound' }, 'an unknown host is refused')
+  // The asking host is the subject's: a request on one host's subject for another host's routers is refused.
+  const forged = await nc.request(conductorSubject(host1), ConductorRequest.encode({ routers: { host: host2 } }).finish(), { timeout: 5_000 })
+  t.match(errorFromHeaders(forged.headers), { name: 'PermissionDenied', message: /may only ask for its own host/ })
 
   // The agent holding r2 stops for good: past the down time plus routerRescheduleAfterMs, r2 moves.
   const dying = cloud.agents.find((x) => x.agent.config.host === host2)!
