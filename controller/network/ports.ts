@@ -88,6 +88,9 @@ export class PortCatalog {
   }
 
   async create(req: CreatePort, actor: Actor): Promise<Port> {
+    if (req.deviceOwner === ROUTER_INTERFACE_OWNER || req.deviceOwner === ROUTER_GATEWAY_OWNER) {
+      throw new InvalidArgument(`device_owner ${req.deviceOwner} is for the ports routers make: create a port and use 'router add port'`, { field: 'device_owner' })
+    }
     const id = await this.db.transaction().execute(async (trx) => {
       const net = await loadNetwork(trx, actor, req.networkId)
       if (!net.shared && !canModify(actor, net.project_id)) throw new FailedPrecondition(`network ${net.id} is neither yours nor shared: ports cannot be created on it`, { field: 'network_id' })
@@ -172,6 +175,11 @@ export class PortCatalog {
     await this.db.transaction().execute(async (trx) => {
       const cur = await this.load(trx, id, actor)
       requireModify(actor, cur.project_id, `port ${cur.id}`)
+      const routerOwned = (o: string) => o === ROUTER_INTERFACE_OWNER || o === ROUTER_GATEWAY_OWNER
+      // A router's ports are the router's to make and to release (its checks — one router per subnet, no overlaps — live there).
+      if ((patch.deviceOwner !== undefined || patch.deviceId !== undefined) && (routerOwned(cur.device_owner) || routerOwned(patch.deviceOwner ?? ''))) {
+        throw new Conflict(`port ${cur.id}: the device of a router port changes through the router (router add port / router remove port), not the port API`, { field: 'device_owner' })
+      }
       const set: Partial<PortTable> = {}
       if (patch.name !== undefined) set.name = checkText('name', patch.name, 255)
       if (patch.description !== undefined) set.description = checkText('description', patch.description, 255)

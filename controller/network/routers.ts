@@ -10,7 +10,8 @@
  *
  * Placement (Neutron's LeastRoutersScheduler): a router with a gateway or an
  * interface is held by one up agent with the L3 role, the one holding the
- * fewest routers; `reschedule()` (run periodically) moves routers off agents
+ * fewest routers (among the hosts where its `local` networks have ports,
+ * when any is up: such a network lives on each host apart); `reschedule()` (run periodically) moves routers off agents
  * down for longer than `rescheduleAfterMs` and places those waiting for an
  * agent. `forHost()` is what a host's L3 agent builds (proto/router.ts).
  */
@@ -335,6 +336,8 @@ export class RouterCatalog {
       if (req.subnetId) {
         const subnet = await this.loadSubnet(trx, req.subnetId, actor)
         const net = await trx.selectFrom('networks').selectAll().where('id', '=', subnet.network_id).executeTakeFirstOrThrow()
+        // The external network's gateway address is its physical router's: a router reaches that network through its own gateway port.
+        if (net.router_external) throw new InvalidArgument(`Subnet ${subnet.id} is on external network ${net.id}: a router reaches it through its external gateway (external_gateway_info), not an interface`, { field: 'subnet_id' })
         if (!subnet.gateway_ip) throw new InvalidArgument(`Subnet ${subnet.id} has no gateway IP: a router interface takes the subnet's gateway address (set one with 'subnet set --gateway')`, { field: 'subnet_id' })
         checkJoins(router.id, ifaces, [subnet])
         const c = cidrOf(subnet.cidr)
@@ -364,6 +367,8 @@ export class RouterCatalog {
         }
         if (!actor.isAdmin && port.projectId !== router.project_id) throw new InvalidArgument(`Port ${port.id} belongs to another project than router ${router.id}; only admins join them`, { field: 'port_id' })
         if (port.fixedIps.length === 0) throw new InvalidArgument(`Router port must have at least one fixed IP: port ${port.id} has none`, { field: 'port_id' })
+        const portNet = await trx.selectFrom('networks').select('router_external').where('id', '=', port.networkId).executeTakeFirstOrThrow()
+        if (portNet.router_external) throw new InvalidArgument(`Port ${port.id} is on external network ${port.networkId}: a router reaches it through its external gateway (external_gateway_info), not an interface`, { field: 'port_id' })
         const subnets = await trx.selectFrom('subnets').selectAll().where('id', 'in', port.fixedIps.map((f) => f.subnetId)).execute()
         checkJoins(router.id, ifaces, subnets)
         await trx.updateTable('ports').set({ device_id: router.id, device_owner: ROUTER_INTERFACE_OWNER, updated_at: now() }).where('id', '=', port.id).execute()
@@ -451,7 +456,22 @@ export class RouterCatalog {
       const l3 = (await trx.selectFrom('compute_hosts').select('host').where('l3', '=', 1).orderBy('host').execute()).map((h) => h.host)
       if (r.l3_host && l3.includes(r.l3_host)) host = r.l3_host
       else {
-        const up = l3.filter((h) => this.hosts.isUp(h))
+        let up = l3.filter((h) => this.hosts.isUp(h))
+        // A local network lives on each host apart: prefer the agents of hosts where the router's local networks have ports.
+        const local = await trx
+          .selectFrom('ports as qr')
+          .innerJoin('networks as n', 'n.id', 'qr.network_id')
+          .innerJoin('ports as p', 'p.network_id', 'qr.network_id')
+          .select('p.binding_host_id')
+          .distinct()
+          .where('qr.device_id', '=', r.id)
+          .where('qr.device_owner', '=', ROUTER_INTERFACE_OWNER)
+          .where('n.network_type', '=', 'local')
+          .where('p.binding_host_id', '!=', '')
+          .where('p.device_owner', 'not in', [ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER])
+          .execute()
+        const near = up.filter((h) => local.some((l) => l.binding_host_id === h))
+        if (near.length) up = near
         if (up.length) {
           const counts = await trx.selectFrom('routers').select(['l3_host']).select((eb) => eb.fn.countAll<number>().as('n')).where('l3_host', 'in', up).where('id', '!=', r.id).groupBy('l3_host').execute()
           const load = new Map(counts.map((c) => [c.l3_host, Number(c.n)]))
@@ -464,7 +484,7 @@ export class RouterCatalog {
       this.log?.info({ router: r.id, from: r.l3_host || undefined, to: host || undefined }, host ? 'router placed on an L3 agent' : 'router on no L3 agent')
     }
     await trx.updateTable('ports').set({ binding_host_id: host, status: host ? 'ACTIVE' : 'DOWN' })
-      .where('device_id', '=', r.id).where('device_owner', 'in', [ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER]).execute()
+      .where('device_id', '=', r.id).where('device_owner', 'in', [ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER]).where('binding_host_id', '!=', host).execute()
   }
 
   /**

@@ -15,6 +15,7 @@ import { loadNetwork, networkVisible, now, owningProject, readableProjects, requ
 import { cidrsOverlap, cidrText, formatIp, ipKey, parseCidr, requireIp, type Cidr } from './ip.js'
 import { defaultPools, usableRange, type Pool } from './ipam.js'
 import { DHCP_OWNER } from '../../proto/dhcp.js'
+import { ROUTER_INTERFACE_OWNER } from '../../proto/router.js'
 
 export interface AllocationPool {
   start: string
@@ -240,6 +241,12 @@ export class SubnetCatalog {
     set.gateway_ip = gateway === undefined ? null : formatIp(c.version, gateway)
     if (patch.allocationPools) set.allocation_pools = poolsJson(c, pools)
     await this.db.transaction().execute(async (trx) => {
+      if (gateway !== oldGateway) {
+        // The router's interface holds the gateway address: moving or removing it would leave the subnet's guests without their router.
+        const iface = await trx.selectFrom('ip_allocations as a').innerJoin('ports as p', 'p.id', 'a.port_id').select(['p.id', 'p.device_id', 'a.ip_address'])
+          .where('a.subnet_id', '=', cur.id).where('p.device_owner', '=', ROUTER_INTERFACE_OWNER).executeTakeFirst()
+        if (iface) throw new Conflict(`subnet ${cur.id} is on router ${iface.device_id} (its interface ${iface.id} holds ${iface.ip_address}): remove the router interface before changing the gateway`, { field: 'gateway_ip' })
+      }
       if (gateway !== undefined && gateway !== oldGateway) {
         const holder = await trx.selectFrom('ip_allocations').select('port_id').where('subnet_id', '=', cur.id).where('ip_key', '=', ipKey(c.version, gateway)).executeTakeFirst()
         if (holder) throw new Conflict(`gateway_ip ${formatIp(c.version, gateway)} is in use by port ${holder.port_id}`, { field: 'gateway_ip' })

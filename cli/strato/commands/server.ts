@@ -3,6 +3,8 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ServersClient, type NetworkRequest, type Server } from '../../../proto/gen/strato/compute/v1/servers.js'
+import { FloatingIpsClient, PortsClient } from '../../../proto/gen/strato/network/v1/network.js'
+import { NotFound } from '../../../proto/errors.js'
 import { powerStateLabel } from '../../../proto/power-state.js'
 import type { Context } from '../context.js'
 import { CliError, UsageError } from '../errors.js'
@@ -10,7 +12,7 @@ import { flag, opt } from '../identity.js'
 import { Dict, DictList } from '../output.js'
 import type { Args, Command } from '../registry.js'
 import {
-  expandHome, findFlavor, findImage, findNetwork, findPort, findServer, intOpt, iso, keyValues, maybe, multiKeyValue, novaTime,
+  expandHome, findFlavor, findFloatingIp, findImage, findNetwork, findPort, findServer, intOpt, iso, keyValues, maybe, multiKeyValue, novaTime,
 } from '../resources.js'
 import { deleteEach } from './delete.js'
 import { listOpt, projectIdOf, projectOpts } from './network.js'
@@ -322,6 +324,57 @@ export const serverCommands: Command[] = [
       const s = await findServer(ctx, a.pos('server'))
       const out = await ctx.call(ServersClient, 'getConsoleOutput', { id: s.id ?? '', length: lines ?? 0 })
       ctx.io.stdout(out.output ?? '')
+      return { kind: 'none' }
+    },
+  },
+  {
+    name: 'server add floating ip',
+    summary: 'Add floating IP address to server',
+    output: 'none',
+    positionals: [
+      { name: 'server', help: 'Server to receive the floating IP address (name or ID)' },
+      { name: 'ip-address', help: 'Floating IP address to assign to the first available server port (IP only)' },
+    ],
+    options: [opt('--fixed-ip-address', 'fixed_ip_address', '<ip-address>', 'Fixed IP address to associate with this floating IP address. The first server port containing the fixed IP address will be used')],
+    async run(ctx, a) {
+      const fip = await findFloatingIp(ctx, a.pos('ip-address'))
+      const s = await findServer(ctx, a.pos('server'))
+      const ports = (await ctx.call(PortsClient, 'listPorts', { deviceId: s.id ?? '' })).ports ?? []
+      if (ports.length === 0) throw new CliError('No attached ports found to associate floating IP with')
+      const fixed = a.str('fixed_ip_address')
+      if (fixed) {
+        const port = ports.find((p) => (p.fixedIps ?? []).some((f) => f.ipAddress === fixed))
+        if (!port) throw new CliError(`No port found for fixed IP address ${fixed}`)
+        await ctx.call(FloatingIpsClient, 'updateFloatingIp', { id: fip.id ?? '', portId: port.id ?? '', fixedIpAddress: fixed })
+        return { kind: 'none' }
+      }
+      // As openstackclient: a port whose subnet has no router to the floating IP's network (404) is skipped for the next.
+      let last: unknown
+      for (const port of ports) {
+        try {
+          await ctx.call(FloatingIpsClient, 'updateFloatingIp', { id: fip.id ?? '', portId: port.id ?? '' })
+          return { kind: 'none' }
+        } catch (err) {
+          if (!(err instanceof NotFound)) throw err
+          last = err
+        }
+      }
+      throw last
+    },
+  },
+  {
+    name: 'server remove floating ip',
+    summary: 'Remove floating IP address from server',
+    output: 'none',
+    positionals: [
+      { name: 'server', help: 'Server to remove the floating IP address from (name or ID)' },
+      { name: 'ip-address', help: 'Floating IP address to remove from server (IP only)' },
+    ],
+    async run(ctx, a) {
+      // openstackclient looks at the floating IP only (the server is not checked).
+      await findServer(ctx, a.pos('server'))
+      const fip = await findFloatingIp(ctx, a.pos('ip-address'))
+      await ctx.call(FloatingIpsClient, 'updateFloatingIp', { id: fip.id ?? '', portId: '' })
       return { kind: 'none' }
     },
   },

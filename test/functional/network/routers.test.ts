@@ -9,9 +9,11 @@ import t from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, failure, fieldOf, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
-import { netClients, tenant, type NetClients, type Tenant } from './fixtures.js'
+import { member, netClients, tenant, type NetClients, type Tenant } from './fixtures.js'
 import { ConductorClient } from '../../../agent/conductor-client.js'
-import { ROUTER_CHANGED_SUBJECT } from '../../../proto/subjects.js'
+import { ROUTER_CHANGED_SUBJECT, conductorSubject } from '../../../proto/subjects.js'
+import { ConductorRequest } from '../../../proto/gen/strato/agent/v1/agent.js'
+import { errorFromHeaders } from '../../../proto/nats-errors.js'
 import type { QuotaSet } from '../../../proto/gen/strato/compute/v1/compute.js'
 import type { FloatingIp, ListPortsResponse, ListRoutersResponse, Network, Port, Router, RouterInterfaceInfo, Subnet } from '../../../proto/gen/strato/network/v1/network.js'
 
@@ -139,6 +141,9 @@ t.test('interfaces by subnet: the gateway IP; one router per subnet; no overlaps
   const gwless = await failure(call(c.routers, 'addRouterInterface', { routerId: r1.id, subnetId: noGw.subnet.id }, demo.token))
   t.equal(gwless.code, status.INVALID_ARGUMENT)
   t.match(gwless.details, /has no gateway IP/)
+  const external = await failure(call(c.routers, 'addRouterInterface', { routerId: r1.id, subnetId: cloud.subnet.id }, demo.token))
+  t.equal(external.code, status.INVALID_ARGUMENT, "an external network's subnet is reached through the gateway, not an interface (its gateway IP is the outside router's)")
+  t.match(external.details, /is on external network/)
   t.equal((await failure(call(c.routers, 'addRouterInterface', { routerId: r1.id }, demo.token))).code, status.INVALID_ARGUMENT, 'neither subnet nor port')
   t.equal((await failure(call(c.routers, 'addRouterInterface', { routerId: r1.id, subnetId: a.subnet.id, portId: port!.id }, demo.token))).code, status.INVALID_ARGUMENT, 'both')
   t.equal((await portsOf({ deviceId: r1.id })).length, 1, 'the refusals made no port')
@@ -148,6 +153,9 @@ t.test('interfaces by subnet: the gateway IP; one router per subnet; no overlaps
 
   t.equal((await failure(call(c.ports, 'deletePort', { id: port!.id }, demo.token))).code, status.ABORTED, 'an interface port cannot be deleted directly')
   t.equal((await failure(call(c.subnets, 'deleteSubnet', { id: a.subnet.id }, demo.token))).code, status.ABORTED, 'nor its subnet')
+  const moved = await failure(call(c.subnets, 'updateSubnet', { id: a.subnet.id, noGateway: true }, demo.token))
+  t.equal(moved.code, status.ABORTED, "the subnet's gateway does not move from under its router")
+  t.match(moved.details, new RegExp(`is on router ${r1.id}`))
 
   await call(c.routers, 'addRouterInterface', { routerId: r1.id, subnetId: b.subnet.id }, demo.token)
   const inUse = await failure(call(c.routers, 'deleteRouter', { id: r1.id }, demo.token))
@@ -177,11 +185,16 @@ t.test('interfaces by port: unbound, of the router\'s project (admins excepted)'
   t.equal((await failure(call(c.routers, 'addRouterInterface', { routerId: r.id, portId: theirs.id }, demo.token))).code, status.NOT_FOUND, "another project's port is invisible to a member")
   const cross = await failure(call(c.routers, 'addRouterInterface', { routerId: r.id, portId: theirs.id }, other.token))
   t.equal(cross.code, status.NOT_FOUND, 'and the router to the port\'s owner')
+  const fake = await failure(call(c.ports, 'createPort', { networkId: a.net.id, deviceOwner: 'network:router_interface', deviceId: r.id }, demo.token))
+  t.equal(fake.code, status.INVALID_ARGUMENT, 'the port API makes no router port')
   const free = await call<Port>(c.ports, 'createPort', { networkId: a.net.id, fixedIps: [{ ipAddress: '10.95.0.254' }] }, demo.token)
   t.ok(free.securityGroups.length > 0, 'a user port has groups…')
   const info = await call<RouterInterfaceInfo>(c.routers, 'addRouterInterface', { routerId: r.id, portId: free.id }, demo.token)
   t.match(info, { portId: free.id, subnetIds: [a.subnet.id], networkId: a.net.id })
   t.match(await call<Port>(c.ports, 'getPort', { id: free.id }, demo.token), { deviceId: r.id, deviceOwner: 'network:router_interface', securityGroups: [] }, '…a router interface none')
+  const unbind = await failure(call(c.ports, 'updatePort', { id: free.id, deviceId: '', deviceOwner: '' }, demo.token))
+  t.equal(unbind.code, status.ABORTED, 'nor releases one')
+  t.match(unbind.details, /changes through the router/)
   const byAdmin = await call<RouterInterfaceInfo>(c.routers, 'addRouterInterface', { routerId: r.id, portId: theirs.id }, cloud.s.adminToken)
   t.equal(byAdmin.portId, theirs.id, 'an admin may join another project\'s port')
   await call(c.routers, 'removeRouterInterface', { routerId: r.id, portId: theirs.id }, cloud.s.adminToken)
@@ -266,6 +279,17 @@ t.test("placement on the L3 agent with the fewest routers, the conductor's answe
   const r2 = await call<Router>(c.routers, 'createRouter', { name: 'r-pl2', externalGatewayInfo: { networkId: cloud.network.id } }, demo.token)
   const host2 = (await routerOf(r2.id)).l3AgentHost
   t.ok(['l3a', 'l3b'].includes(host2) && host2 !== host1, `the second router goes to the other agent (${host2}): fewest routers`)
+  // A router joining a local network whose ports live on one host goes to that host's agent.
+  const c3 = await projectNet('pl-c', '10.102.0.0/24')
+  const bound = await call<Port>(c.ports, 'createPort', { networkId: c3.net.id }, demo.token)
+  await cloud.s.controller.db.updateTable('ports').set({ binding_host_id: host2 }).where('id', '=', bound.id).execute()
+  const r3 = await call<Router>(c.routers, 'createRouter', { name: 'r-pl3' }, demo.token)
+  await call(c.routers, 'addRouterInterface', { routerId: r3.id, subnetId: c3.subnet.id }, demo.token)
+  // Both agents hold one router: without the preference the tie would go to the first by name (${host1}).
+  t.equal((await routerOf(r3.id)).l3AgentHost, host2, `near its network's ports (${host2})`)
+  await call(c.routers, 'removeRouterInterface', { routerId: r3.id, subnetId: c3.subnet.id }, demo.token)
+  await call(c.routers, 'deleteRouter', { id: r3.id }, demo.token)
+  await call(c.ports, 'deletePort', { id: bound.id }, demo.token)
   const [qr] = await portsOf({ deviceId: r1.id })
   t.match(qr, { bindingHostId: host1, status: 'ACTIVE' }, "the router's ports are bound to its agent's host")
 
@@ -293,6 +317,9 @@ t.test("placement on the L3 agent with the fewest routers, the conductor's answe
     floatingIps: [{ id: fip.id, floatingIpAddress: fip.floatingIpAddress, fixedIpAddress: vmPort.fixedIps[0]!.ipAddress }],
   }, 'the whole router as the L3 agent builds it')
   await t.rejects(conductor('nowhere').routers(), { name: 'NotFound' }, 'an unknown host is refused')
+  // The asking host is the subject's: a request on one host's subject for another host's routers is refused.
+  const forged = await nc.request(conductorSubject(host1), ConductorRequest.encode({ routers: { host: host2 } }).finish(), { timeout: 5_000 })
+  t.match(errorFromHeaders(forged.headers), { name: 'PermissionDenied', message: /may only ask for its own host/ })
 
   // The agent holding r2 stops for good: past the down time plus routerRescheduleAfterMs, r2 moves.
   const dying = cloud.agents.find((x) => x.agent.config.host === host2)!
@@ -312,4 +339,15 @@ t.test("placement on the L3 agent with the fewest routers, the conductor's answe
   t.equal((await routerOf(r1.id)).l3AgentHost, '', 'a router with nothing left is on no agent')
   await call(c.routers, 'deleteRouter', { id: r1.id }, demo.token)
   await call(c.routers, 'deleteRouter', { id: r2.id }, demo.token)
+})
+
+t.test('policy: a reader sees the project\'s routers and changes none', async (t) => {
+  const reader = await member(cloud.s, 'l3reader', demo.projectId, 'l3demo', 'reader')
+  const r = await call<Router>(c.routers, 'createRouter', { name: 'r-policy' }, demo.token)
+  t.equal((await call<Router>(c.routers, 'getRouter', { id: r.id }, reader.token)).name, 'r-policy')
+  t.ok((await call<ListRoutersResponse>(c.routers, 'listRouters', {}, reader.token)).routers.some((x) => x.id === r.id))
+  for (const [method, req] of [['createRouter', { name: 'x' }], ['updateRouter', { id: r.id, name: 'x' }], ['deleteRouter', { id: r.id }], ['addRouterInterface', { routerId: r.id, subnetId: cloud.subnet.id }], ['removeRouterInterface', { routerId: r.id, subnetId: cloud.subnet.id }]] as const) {
+    t.equal((await failure(call(c.routers, method, req, reader.token))).code, status.PERMISSION_DENIED, `${method} refused`)
+  }
+  await call(c.routers, 'deleteRouter', { id: r.id }, demo.token)
 })

@@ -1,7 +1,7 @@
 // The conductor's replies as the agent reads them (agent/conductor-client.ts): decoded
 // field by field from the agent.v1 messages, malformed ones refused naming the field.
 import t from 'tap'
-import { announcedFromWire, buildSpecFromWire, firewallFromWire, instanceMetadataFromWire, knownInstancesFromWire } from '../../../agent/conductor-client.js'
+import { announcedFromWire, buildSpecFromWire, firewallFromWire, instanceMetadataFromWire, knownInstancesFromWire, routersFromWire } from '../../../agent/conductor-client.js'
 import type { BuildSpec } from '../../../proto/build-spec.js'
 import { Internal } from '../../../proto/errors.js'
 import { BuildSpec as WireBuildSpec, ConductorReply } from '../../../proto/gen/strato/agent/v1/agent.js'
@@ -80,4 +80,32 @@ t.test('instance metadata (the metadata service) survives the wire and is checke
   t.same(instanceMetadataFromWire(wire), meta)
   t.throws(() => instanceMetadataFromWire({ ...wire, instanceUuid: 'web' }), { name: 'Internal', message: /malformed instance metadata: instance_uuid is not a uuid/ })
   t.throws(() => instanceMetadataFromWire({ ...wire, nics: [{ ...wire.nics![0]!, portId: '' }] }), { name: 'Internal', message: /nics\[0\]\.port_id is missing/ })
+})
+
+t.test('routers: decoded field by field; what would reach ip or iptables malformed is refused naming the field', async (t) => {
+  const net = { networkId: '0b5e7c1a-3d2f-4e6a-8b9c-1d2e3f4a5b60', networkType: 'local', physicalNetwork: '', segmentationId: 0, mtu: 1500 }
+  const port = (id: string, addresses: string[], cidrs: string[]) => ({ portId: id, macAddress: 'fa:16:3e:00:00:02', network: net, addresses, cidrs })
+  const router = {
+    id: uuid, adminStateUp: true,
+    interfaces: [port('1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b', ['10.0.0.1/24'], ['10.0.0.0/24'])],
+    gateway: { ...port('2b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b', ['192.168.201.200/24'], ['192.168.201.0/24']), nexthop: '192.168.201.1', enableSnat: true },
+    routes: [{ destination: '172.16.0.0/16', nexthop: '10.0.0.9' }],
+    floatingIps: [{ id: imageId, floatingIpAddress: '192.168.201.201', fixedIpAddress: '10.0.0.5' }],
+  }
+  const wire = (r: Record<string, unknown>) => {
+    const { gateway, ...rest } = r as typeof router
+    const w = gateway ? { ...rest, gateway: { port: { ...gateway, nexthop: undefined, enableSnat: undefined }, nexthop: gateway.nexthop, enableSnat: gateway.enableSnat } } : rest
+    return ConductorReply.decode(ConductorReply.encode({ routers: { routers: [w as never] } }).finish()).routers
+  }
+  t.same(routersFromWire(wire(router)), [router], 'a router survives the wire')
+  const { gateway: _g, ...noGateway } = router
+  t.same(routersFromWire(wire({ ...noGateway, floatingIps: [] })), [{ ...noGateway, floatingIps: [] }], 'without a gateway')
+  t.same(routersFromWire(undefined), [])
+  const bad = (r: Record<string, unknown>, field: string) => t.throws(() => routersFromWire(wire(r)), { name: 'Internal', field }, field)
+  bad({ ...router, id: 'x; rm -rf /' }, 'routers[0].id')
+  bad({ ...router, interfaces: [port('1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b', ['10.0.0.1'], ['10.0.0.0/24'])] }, 'routers[0].interfaces[0].addresses[0]')
+  bad({ ...router, interfaces: [port('1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b', ['10.0.0.1/24'], ['10.0.0.0/33'])] }, 'routers[0].interfaces[0].cidrs[0]')
+  bad({ ...router, routes: [{ destination: '172.16.0.0/16', nexthop: 'eth0' }] }, 'routers[0].routes[0].nexthop')
+  bad({ ...router, floatingIps: [{ id: imageId, floatingIpAddress: '192.168.201.201', fixedIpAddress: '' }] }, 'routers[0].floating_ips[0].fixed_ip_address')
+  bad({ ...router, gateway: { ...router.gateway, macAddress: 'zz' } }, 'routers[0].gateway.port.mac_address')
 })

@@ -84,3 +84,11 @@ t.test('NATS URLs: a comma-separated list, one scheme per URL, TLS for tls:// on
   t.same(loadAgentConfig({}, env({})).nats, { servers: ['nats://127.0.0.1:4222'], tls: false }, 'the default')
   t.throws(() => loadAgentConfig({}, env({ STRATO_NATS_URL: 'nats://n1:4222,tls://n2:4222' })), { name: 'InvalidArgument', field: 'natsUrl' }, 'a mixed list stops the agent at start')
 })
+
+t.test('the L3 role: on by default, STRATO_AGENT_L3 turns it off, a bad value is refused', async (t) => {
+  t.equal(loadAgentConfig({}, env({})).l3, true)
+  t.equal(loadAgentConfig({}, env({ STRATO_AGENT_L3: '0' })).l3, false)
+  t.equal(loadAgentConfig({}, env({ STRATO_AGENT_L3: 'false' })).l3, false)
+  t.equal(loadAgentConfig({ l3: true }, env({ STRATO_AGENT_L3: 'off' })).l3, true, 'an override wins')
+  t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_L3: 'maybe' })), { name: 'InvalidArgument', field: 'STRATO_AGENT_L3', message: /STRATO_AGENT_L3 must be 1\/0/ })
+})

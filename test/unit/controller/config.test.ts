@@ -60,3 +60,11 @@ t.test('TLS: on by default; plaintext only when asked for, and only on loopback'
   const op = loadConfig({}, { STRATO_TLS_CERT_FILE: '/etc/c.pem', STRATO_TLS_KEY_FILE: '/etc/k.pem', STRATO_TLS_NAMES: 'a.example, 10.0.0.1' })
   t.match(op.tls, { certFile: '/etc/c.pem', keyFile: '/etc/k.pem', caFile: null, names: ['a.example', '10.0.0.1'] }, "the operator's certificate; no CA unless given")
 })
+
+t.test('network: tenant network types (local by default: no VXLAN here) and the router reschedule time', async (t) => {
+  t.match(loadConfig({}, {}).network, { tenantNetworkTypes: ['local'], routerRescheduleAfterMs: 60_000 })
+  t.match(loadConfig({ network: { tenantNetworkTypes: ['vlan', 'local'], routerRescheduleAfterMs: 5000 } }, {}).network, { tenantNetworkTypes: ['vlan', 'local'], routerRescheduleAfterMs: 5000 })
+  t.throws(() => loadConfig({ network: { tenantNetworkTypes: ['vxlan' as never] } }, {}), { name: 'InvalidArgument', field: 'network.tenantNetworkTypes', message: /no VXLAN or GRE devices/ })
+  t.throws(() => loadConfig({ network: { tenantNetworkTypes: [] } }, {}), { name: 'InvalidArgument', field: 'network.tenantNetworkTypes' })
+  t.throws(() => loadConfig({ network: { routerRescheduleAfterMs: -1 } }, {}), { name: 'InvalidArgument', field: 'network.routerRescheduleAfterMs' })
+})
