@@ -313,6 +313,7 @@ export class AgentService {
       host: this.config.host,
       uuid: this.uuid,
       availabilityZone: this.config.availabilityZone,
+      l3: this.config.l3,
       capabilities: {
         cpuModel: caps.cpuModel, arch: caps.arch, vcpus: caps.vcpus, memoryMb: caps.memoryMiB, diskGb,
         accelerator: caps.accelerator, hypervisorType: caps.hypervisorType, hypervisorVersion: caps.hypervisorVersion, hostIp: this.config.myIp,
