@@ -9,11 +9,16 @@ import type { Logger } from 'pino'
 import { InvalidArgument } from '../../proto/errors.js'
 import type { VolumeWork } from '../../proto/volume-work.js'
 import { KeyedQueue } from '../compute-manager.js'
-import type { VolumeDriver, VolumeSource } from './driver.js'
+import { GiB, type VolumeDriver, type VolumeSource } from './driver.js'
 
 export interface VolumeManagerOptions {
   /** The cached qcow2 base of the image volume `volumeId` is made from (downloaded if needed). */
   imageOf: (volumeId: string) => Promise<string>
+  /**
+   * A volume attached to servers of this host grew to `bytes`: their running
+   * guests are told (Nova's volume-extended event). Absent: nothing to tell.
+   */
+  extended?: (attached: VolumeWork['attached'], bytes: number) => Promise<void>
   log: Logger
 }
 
@@ -35,9 +40,11 @@ export class VolumeManager {
         case 'delete':
           await this.driver.delete(w.volumeId)
           return
-        case 'extend':
-          await this.driver.extend(w.volumeId, w.sizeGb)
+        case 'extend': {
+          const info = await this.driver.extend(w.volumeId, w.sizeGb)
+          if (w.attached.length) await this.o.extended?.(w.attached, info.sizeGb * GiB)
           return
+        }
         case 'create_snapshot':
           await this.driver.createSnapshot(w.volumeId, w.snapshotId)
           return
