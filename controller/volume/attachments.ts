@@ -296,6 +296,7 @@ export class AttachmentCatalog {
    * volume reserved too), inside `trx`.
    */
   private async reserveIn(trx: Trx, req: { volumeId?: string; serverId?: string; device?: string }, caller: VolumeCaller): Promise<VolumeAttachmentTable> {
+    const asked = req.device ? checkDevice(req.device) : undefined
     const server = await this.findServer(trx, req.serverId, caller)
     if (!caller.isAdmin && !(caller.canWrite && server.project_id === caller.projectId)) throw new PermissionDenied(`server ${server.uuid} can be changed only by members of its project or a cloud admin`)
     const volume = await findRow(trx, 'volumes', req.volumeId, caller, 'volume_id')
@@ -312,8 +313,8 @@ export class AttachmentCatalog {
     }
     const taken = new Set((await trx.selectFrom('volume_attachments').select('device').where('server_id', '=', server.uuid).where('status', 'in', [...LIVE_ATTACHMENT]).execute()).map((r) => r.device))
     let device: string
-    if (req.device) {
-      device = checkDevice(req.device)
+    if (asked) {
+      device = asked
       if (taken.has(device)) throw new AlreadyExists(`device ${devPath(device)} of server ${server.uuid} is taken by another volume; pick another or leave it out`, { field: 'device' })
     } else {
       const free = VOLUME_DEVICES.find((d) => !taken.has(d))
