@@ -148,9 +148,9 @@ export class AgentService {
   }
 
   /**
-   * Tells the running guests of this host a volume of theirs grew. A server
-   * the volume is attached to elsewhere, or gone meanwhile, is skipped: its
-   * guest reads the size when it starts.
+   * Has the running guests of this host grow a volume of theirs to `bytes`
+   * (QEMU resizes the image it has open). A server gone meanwhile is
+   * skipped; a stopped guest reads the size when it starts.
    */
   private async volumeExtended(attached: Array<{ instanceUuid: string; device: string }>, bytes: number): Promise<void> {
     for (const a of attached) {
@@ -188,6 +188,8 @@ export class AgentService {
     await this.driver.init()
     await this.volumes?.driver.init()
     this.manager.dirs.ensureTree(this.config.stateDir, this.config.instancesDir)
+    // Attached volumes are opened by QEMU in place: it passes through their directory as through the guests'.
+    if (this.volumes) this.manager.dirs.ensure(this.config.volumeDir)
     const creds = this.config.natsCreds
     // Its own inbox prefix: the only inboxes its credentials let it subscribe to.
     this.nc = await connect({

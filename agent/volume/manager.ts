@@ -15,8 +15,9 @@ export interface VolumeManagerOptions {
   /** The cached qcow2 base of the image volume `volumeId` is made from (downloaded if needed). */
   imageOf: (volumeId: string) => Promise<string>
   /**
-   * A volume attached to servers of this host grew to `bytes`: their running
-   * guests are told (Nova's volume-extended event). Absent: nothing to tell.
+   * A volume attached to servers of this host grows to `bytes`: their running
+   * guests resize it (Nova's volume-extended event, virDomainBlockResize),
+   * before the backend's own extend. Absent: nothing to tell.
    */
   extended?: (attached: VolumeWork['attached'], bytes: number) => Promise<void>
   log: Logger
@@ -41,8 +42,11 @@ export class VolumeManager {
           await this.driver.delete(w.volumeId)
           return
         case 'extend': {
-          const info = await this.driver.extend(w.volumeId, w.sizeGb)
-          if (w.attached.length) await this.o.extended?.(w.attached, info.sizeGb * GiB)
+          // A running guest's QEMU has the image open: it grows it itself (nothing else may rewrite
+          // a qcow2's tables under it), and the backend then finds it grown. With no guest running,
+          // the backend grows it.
+          if (w.attached.length) await this.o.extended?.(w.attached, w.sizeGb * GiB)
+          await this.driver.extend(w.volumeId, w.sizeGb)
           return
         }
         case 'create_snapshot':
