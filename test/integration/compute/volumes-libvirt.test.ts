@@ -13,6 +13,7 @@
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
@@ -101,14 +102,26 @@ if (process.getuid?.() !== 0) {
     const out = await virsh('domblklist', `instance-${uuid}`, ...(inactive ? ['--inactive'] : []))
     return Object.fromEntries(out.split('\n').slice(2).map((l) => l.trim().split(/\s+/)).filter((f) => f.length === 2) as Array<[string, string]>)
   }
-  /** QEMU itself reads the attached disk (HMP qemu-io on the device): the bytes the guest would see. */
+  /**
+   * QEMU itself reads the attached disk (HMP qemu-io on the disk's node): the bytes the guest
+   * would see. qemu-io prints to QEMU's stdout, which libvirt keeps in the domain's log.
+   */
   const readThroughQemu = async (uuid: string, device: string, pattern: string) => {
+    const log = `/var/log/libvirt/qemu/instance-${uuid}.log`
+    const before = (await readFile(log, 'utf8')).length
+    await qemuIo(uuid, device, `read -P ${pattern} 0 64k`)
+    return eventually(async () => {
+      const added = (await readFile(log, 'utf8')).slice(before)
+      return /read \d+\/\d+ bytes|Pattern verification failed/.test(added) ? added : undefined
+    }, 10_000, 'qemu-io output in the domain log')
+  }
+  const qemuIo = async (uuid: string, device: string, command: string) => {
     const xml = await virsh('dumpxml', `instance-${uuid}`)
     const disk = [...xml.matchAll(/<disk[\s\S]*?<\/disk>/g)].map((m) => m[0]).find((d) => d.includes(`dev='${device}'`))
     // libvirt names the disk's format node libvirt-<source index>-format (-blockdev).
     const index = /<source file=[^>]*index='(\d+)'/.exec(disk ?? '')?.[1]
     if (!index) throw new Error(`no source index for ${device} in the live XML`)
-    return virsh('qemu-monitor-command', `instance-${uuid}`, '--hmp', `qemu-io libvirt-${index}-format "read -P ${pattern} 0 64k"`)
+    return virsh('qemu-monitor-command', `instance-${uuid}`, '--hmp', `qemu-io libvirt-${index}-format "${command}"`)
   }
 
   t.test('hot-plug, detach, data kept across servers, attach to a stopped server, in-use extend, and nothing left after the deletes', { timeout: 900_000 }, async (t) => {
@@ -147,6 +160,7 @@ if (process.getuid?.() !== 0) {
     await waitServer(b.id, 'ACTIVE')
     t.equal((await blklist(b.id)).vdb, fileOf(v.id), 'started with the volume')
     t.match(await readThroughQemu(b.id, 'vdb', '0xab'), /read 65536\/65536 bytes/, 'QEMU of the second server reads what was written')
+    t.match(await readThroughQemu(b.id, 'vdb', '0xcd'), /Pattern verification failed/, '(and the check can fail: another pattern is not there)')
 
     // Extended while in use: the file grows and QEMU is told.
     await call<Volume>(volumes, 'extendVolume', { id: v.id, newSize: 2 }, token())
