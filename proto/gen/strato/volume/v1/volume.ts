@@ -44,7 +44,7 @@ export interface VolumeAttachment {
   serverId?:
     | string
     | undefined;
-  /** The host of the server the volume is attached to. */
+  /** The host of the server the volume is attached to (shown to admins only). */
   hostName?:
     | string
     | undefined;
@@ -381,7 +381,7 @@ export interface Attachment {
   device?:
     | string
     | undefined;
-  /** The host of the server (Cinder's connector host). */
+  /** The host of the server (Cinder's connector host; shown to admins only). */
   hostName?:
     | string
     | undefined;
