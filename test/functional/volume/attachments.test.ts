@@ -9,7 +9,7 @@ import t from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, client, failure, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually, startAgent, type TestAgent } from '../../helpers/agents.js'
-import { tenant, type Tenant } from '../network/fixtures.js'
+import { member, tenant, type Tenant } from '../network/fixtures.js'
 import type { CreateServerResponse, ListServerVolumesResponse, Server, ServerVolume } from '../../../proto/gen/strato/compute/v1/servers.js'
 import {
   AttachmentsClient, VolumesClient, VolumeTypesClient,
@@ -164,6 +164,13 @@ t.test('refusals name the reason and change nothing: another project, a server i
   const err = await failure(attach(broken.id, v.id))
   t.equal(err.code, status.FAILED_PRECONDITION)
   t.match(err.details, /cannot attach a volume to server .* while it is ERROR \(vm_state error\); it must be ACTIVE or SHUTOFF/)
+
+  // Readers of the project see the server's volumes but do not attach (the policy table).
+  const reader = await member(cloud.s, 'demo-reader', demo.projectId, 'demo', 'reader')
+  const denied = await failure(attach(mine.id, v.id, '', reader.token))
+  t.equal(denied.code, status.PERMISSION_DENIED, 'readers do not attach')
+  t.same(await serverVolumes(mine.id, reader.token), [], 'readers list the server\'s volumes')
+  t.equal((await failure(call(attachments, 'createAttachment', { volumeId: v.id, serverId: mine.id }, reader.token))).code, status.PERMISSION_DENIED, 'nor reserve')
 
   await call(volumes, 'resetVolumeState', { id: v.id, status: 'error' }, cloud.s.adminToken)
   const notAvailable = await failure(attach(mine.id, v.id))
