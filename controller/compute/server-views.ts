@@ -4,6 +4,7 @@
  * security groups read through network/.
  */
 import { createHash } from 'node:crypto'
+import { LIVE_ATTACHMENT } from '../volume/states.js'
 import { isUuid } from '../../proto/ids.js'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
@@ -91,6 +92,8 @@ export class ServerViews {
     if (rows.length === 0) return []
     const ports = await portsOfDevices(this.db, rows.map((r) => r.uuid))
     const askedNames = await this.deps.securityGroups.namesOf([...new Set(rows.flatMap((r) => json<string[]>(r.security_groups, [])))])
+    const attached = await this.db.selectFrom('volume_attachments').select(['server_id', 'volume_id']).where('server_id', 'in', rows.map((r) => r.uuid))
+      .where('status', 'in', [...LIVE_ATTACHMENT]).orderBy('created_at').execute()
     return rows.map((r) => {
       const mine = ports.filter((p) => p.deviceId === r.uuid)
       const addresses: ServerAddress[] = []
@@ -134,6 +137,7 @@ export class ServerViews {
         launchIndex: Number(r.launch_index),
         serverGroups: r.server_group_id ? [r.server_group_id] : [],
         configDrive: r.config_drive,
+        volumesAttached: attached.filter((a) => a.server_id === r.uuid).map((a) => a.volume_id),
       }
     })
   }

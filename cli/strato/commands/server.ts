@@ -64,7 +64,8 @@ export const serverFields = (s: Server) => ({
   status: s.status ?? '',
   updated: iso(s.updatedAt),
   user_id: s.userId ?? '',
-  volumes_attached: '',
+  // openstackclient's ListDictColumn: one id='…' per volume.
+  volumes_attached: (s.volumesAttached ?? []).map((id) => `id='${id}'`).join('\n'),
 })
 
 /**

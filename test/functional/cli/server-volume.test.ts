@@ -48,6 +48,7 @@ t.test('server add volume, server volume list, volume show, server remove volume
   t.match(shown.attachments, [{ server_id: server, volume_id: volume, device: '/dev/vdb', attachment_id: /^[0-9a-f-]{36}$/ }])
   t.match(rows(await ok(t, 'volume list')), [[volume, 'data', 'in-use', '1', `Attached to ${server} on /dev/vdb`]])
 
+  t.equal((await ok(t, 'server show vm1 -f value -c volumes_attached')).trim(), `id='${volume}'`, 'server show: volumes_attached')
   const second = (await ok(t, 'volume create --size 1 -f value -c id logs')).trim()
   await until('logs', 'available')
   t.equal(fields(await ok(t, 'server add volume --device /dev/vdd vm1 logs')).Device, '/dev/vdd')

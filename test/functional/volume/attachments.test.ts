@@ -91,6 +91,7 @@ t.test('a volume hot-plugged into a running server: attaching, then in-use, on t
   t.same([...node1().volumes.volumes.get(v.id)!.exports], ['node1'], 'exported to the server\'s host')
   const listed = await serverVolumes(server.id)
   t.match(listed, [{ id: v.id, device: '/dev/vdb', serverId: server.id, volumeId: v.id, status: 'attached' }])
+  t.same((await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)).volumesAttached, [v.id], 'the server shows it (volumes_attached)')
   const att = await call<Attachment>(attachments, 'getAttachment', { id: sv.attachmentId }, demo.token)
   t.match(att, { status: 'attached', volumeId: v.id, serverId: server.id, device: '/dev/vdb', attachMode: 'rw' })
 
@@ -98,6 +99,7 @@ t.test('a volume hot-plugged into a running server: attaching, then in-use, on t
   const back = await waitVolume(v.id, 'available')
   t.same(back.attachments, [], 'no attachment left on the volume')
   t.same(await serverVolumes(server.id), [], 'nor on the server')
+  t.same((await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)).volumesAttached, [])
   t.notOk((await disks(server.id)).some((d) => d.device === 'vdb'), 'the guest no longer has it')
   t.same([...node1().volumes.volumes.get(v.id)!.exports], [], 'the export ended')
   t.equal((await rows()).filter((r) => r.volume_id === v.id).length, 0, 'the attachment record is gone')

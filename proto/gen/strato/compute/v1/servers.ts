@@ -146,7 +146,14 @@ export interface Server {
    * "True" when the guest has a config drive (its metadata, keys, user data
    * and network configuration on a CD-ROM labelled config-2), else "".
    */
-  configDrive?: string | undefined;
+  configDrive?:
+    | string
+    | undefined;
+  /**
+   * Ids of the volumes attached to it (os-extended-volumes:volumes_attached),
+   * in the order they were attached.
+   */
+  volumesAttached?: string[] | undefined;
 }
 
 export interface Server_MetadataEntry {
@@ -870,6 +877,7 @@ function createBaseServer(): Server {
     description: "",
     serverGroups: [],
     configDrive: "",
+    volumesAttached: [],
   };
 }
 
@@ -967,6 +975,11 @@ export const Server: MessageFns<Server> = {
     }
     if (message.configDrive !== undefined && message.configDrive !== "") {
       writer.uint32(234).string(message.configDrive);
+    }
+    if (message.volumesAttached !== undefined && message.volumesAttached.length !== 0) {
+      for (const v of message.volumesAttached) {
+        writer.uint32(282).string(v!);
+      }
     }
     return writer;
   },
@@ -1228,6 +1241,17 @@ export const Server: MessageFns<Server> = {
             message.configDrive = reader.string();
             continue;
           }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.volumesAttached!.push(el);
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1366,6 +1390,11 @@ export const Server: MessageFns<Server> = {
         : isSet(object.config_drive)
         ? globalThis.String(object.config_drive)
         : "",
+      volumesAttached: globalThis.Array.isArray(object?.volumesAttached)
+        ? object.volumesAttached.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.volumes_attached)
+        ? object.volumes_attached.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1464,6 +1493,9 @@ export const Server: MessageFns<Server> = {
     if (message.configDrive !== undefined && message.configDrive !== "") {
       obj.configDrive = message.configDrive;
     }
+    if (message.volumesAttached?.length) {
+      obj.volumesAttached = message.volumesAttached;
+    }
     return obj;
   },
 
@@ -1513,6 +1545,7 @@ export const Server: MessageFns<Server> = {
     message.description = object.description ?? "";
     message.serverGroups = object.serverGroups?.map((e) => e) || [];
     message.configDrive = object.configDrive ?? "";
+    message.volumesAttached = object.volumesAttached?.map((e) => e) || [];
     return message;
   },
 };
