@@ -17,6 +17,7 @@ import { Cast, CastResult } from '../proto/gen/strato/agent/v1/agent.js'
 import type { ComputeManager } from './compute-manager.js'
 import type { VolumeManager } from './volume/manager.js'
 import { volumeAction, volumeWorkOf } from '../proto/volume-work.js'
+import { volumeAttachOf } from '../proto/volume-attach.js'
 
 export interface CastWorkerOptions {
   host: string
@@ -172,6 +173,16 @@ export class CastWorker {
           log.info(ctx, `${result.action} started`)
           await this.volumes.run(w)
           log.info(ctx, `${result.action} finished`)
+        } else if (cast.volumeAttach) {
+          // Attach or detach on a server of this host: reported under the server and the volume.
+          const w = volumeAttachOf(cast.volumeAttach)
+          Object.assign(result, { action: w.op, instanceUuid: w.instanceUuid, volumeId: w.volumeId })
+          const ctx = { instance: w.instanceUuid, volume: w.volumeId, device: w.device, action: w.op }
+          log.info(ctx, `${w.op} started`)
+          result.powerState = w.op === 'attach_volume'
+            ? await this.manager.attachVolume(w.instanceUuid, w.volumeId, w.device)
+            : await this.manager.detachVolume(w.instanceUuid, w.volumeId, w.device)
+          log.info(ctx, `${w.op} finished`)
         } else {
           const [action, uuid, run] = this.actionOf(cast)
           result.action = action

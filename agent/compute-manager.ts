@@ -30,6 +30,7 @@ import { configDriveFiles, writeConfigDrive } from './disk/config-drive.js'
 import type { BuildSpec } from '../proto/build-spec.js'
 import { createRootDisk } from './disk/root-disk.js'
 import { convertImage, sparseCopy } from '../native/index.js'
+import { volumeSerial } from '../proto/volume-attach.js'
 
 /** The build spec the conductor hands out (agent.v1 BuildSpec). */
 export type { BuildSpec }
@@ -90,6 +91,15 @@ export interface ComputeManagerOptions {
   refreshDhcp?: () => Promise<void>
   /** Where undo steps that fail while a build is rolled back are logged. @default process warnings on stderr */
   log?: UndoLog
+  /**
+   * This host's volume backend, as attachments need it: the local file of a
+   * volume it keeps (`export` to this host), and the end of that export.
+   * Absent: the host runs no volume role, so no volume is here to attach.
+   */
+  volumes?: {
+    export(volumeId: string): Promise<{ path: string; format: 'qcow2' | 'raw' }>
+    unexport(volumeId: string): Promise<void>
+  }
 }
 
 export interface Reconciled {
@@ -297,6 +307,46 @@ export class ComputeManager {
         await rm(flat, { force: true })
       }
     })
+  }
+
+  /**
+   * Attaches a volume of this host's backend to the server (Nova's
+   * attach_volume): hot-plugged when the guest runs, into its definition in
+   * any case. Returns the guest's power state.
+   */
+  attachVolume(uuid: string, volumeId: string, device: string): Promise<PowerState> {
+    return this.locks.run(uuid, async () => {
+      if (!this.o.volumes) throw new FailedPrecondition(`host '${this.o.host}' runs no volume backend, so volume ${volumeId} is not here; attaching across hosts is not available yet`)
+      const where = await this.o.volumes.export(volumeId)
+      await this.driver.attachDisk(uuid, { path: where.path, format: where.format, bus: 'virtio', device, serial: volumeSerial(volumeId) })
+      return (await this.driver.getInfo(uuid)).powerState
+    })
+  }
+
+  /**
+   * Detaches a volume from the server (Nova's detach_volume); a guest that is
+   * gone has nothing attached any more. Returns the guest's power state.
+   */
+  detachVolume(uuid: string, volumeId: string, device: string): Promise<PowerState> {
+    return this.locks.run(uuid, async () => {
+      let power: PowerState = PowerState.NOSTATE
+      try {
+        const disk = (await this.driver.listDisks(uuid)).find((d) => d.device === device)
+        // Only this volume's disk: the device may have been given to another since.
+        if (disk && disk.serial && disk.serial !== volumeSerial(volumeId)) throw new FailedPrecondition(`device ${device} of server ${uuid} holds another volume (serial ${disk.serial}), not ${volumeId}`)
+        if (disk) await this.driver.detachDisk(uuid, device)
+        power = (await this.driver.getInfo(uuid)).powerState
+      } catch (err) {
+        if (!(err instanceof NotFound)) throw err
+      }
+      await this.o.volumes?.unexport(volumeId)
+      return power
+    })
+  }
+
+  /** A volume attached to the server grew (Cinder's in-use extend): the running guest is told its new size. */
+  resizeVolume(uuid: string, device: string, bytes: number): Promise<void> {
+    return this.locks.run(uuid, () => this.driver.resizeDisk(uuid, device, bytes))
   }
 
   consoleOutput(uuid: string, maxBytes: number): Promise<string> {

@@ -108,10 +108,21 @@ export class AgentService {
       refreshFirewall: () => this.refreshFirewall(),
       ...(config.dhcp === 'off' ? {} : { refreshDhcp: () => this.refreshDhcp().catch((err) => this.log.warn({ err }, 'DHCP refresh before a guest starts failed')) }),
       log: this.log,
+      // Attachments use this host's volume backend (set below when the role is on).
+      ...(config.volume === 'on' ? {
+        volumes: {
+          export: (volumeId: string) => this.volumes!.driver.export(volumeId, config.host),
+          unexport: (volumeId: string) => this.volumes!.driver.unexport(volumeId, config.host),
+        },
+      } : {}),
     })
     if (config.volume === 'on') {
       const backend = volumeDriver ?? new FileVolumeDriver({ dir: config.volumeDir, host: config.host, format: config.volumeFormat })
-      this.volumes = new VolumeManager(backend, { imageOf: (volumeId) => this.volumeImage(volumeId), log: this.log.child({ component: 'volumes' }) })
+      this.volumes = new VolumeManager(backend, {
+        imageOf: (volumeId) => this.volumeImage(volumeId),
+        extended: (attached, bytes) => this.volumeExtended(attached, bytes),
+        log: this.log.child({ component: 'volumes' }),
+      })
     }
     this.dhcp = config.dhcp === 'dnsmasq'
       ? new DnsmasqDhcp({ dir: config.dhcpDir, bridgeFor: (n) => this.manager.bridgeFor(n), log: this.log.child({ component: 'dhcp' }) })
@@ -155,6 +166,20 @@ export class AgentService {
     return this.manager.imageBase(v.imageId, { token: v.imageReadToken, ...(v.diskFormat ? { known: { checksum: v.checksum, diskFormat: v.diskFormat, status: 'active' } } : {}) })
   }
 
+  /**
+   * Has the running guests of this host grow a volume of theirs to `bytes`
+   * (QEMU resizes the image it has open). A server gone meanwhile is
+   * skipped; a stopped guest reads the size when it starts.
+   */
+  private async volumeExtended(attached: Array<{ instanceUuid: string; device: string }>, bytes: number): Promise<void> {
+    for (const a of attached) {
+      await this.manager.resizeVolume(a.instanceUuid, a.device, bytes).catch((err: Error) => {
+        if (!(err instanceof NotFound)) throw err
+        this.log.warn({ instance: a.instanceUuid, device: a.device, err: err.message }, 'extended volume: its server is not here')
+      })
+    }
+  }
+
   /** The volume backend's capacity, for the announce and heartbeats (undefined without the volume role). */
   private async volumeStats(): Promise<VolumeBackendStats | undefined> {
     if (!this.volumes) return undefined
@@ -182,6 +207,8 @@ export class AgentService {
     await this.driver.init()
     await this.volumes?.driver.init()
     this.manager.dirs.ensureTree(this.config.stateDir, this.config.instancesDir)
+    // Attached volumes are opened by QEMU in place: it passes through their directory as through the guests'.
+    if (this.volumes) this.manager.dirs.ensure(this.config.volumeDir)
     const creds = this.config.natsCreds
     // Its own inbox prefix: the only inboxes its credentials let it subscribe to.
     this.nc = await connect({

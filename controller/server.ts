@@ -46,10 +46,11 @@ import { volumeServices } from './api/volumes.js'
 import { volumePolicy } from './volume/policy.js'
 import { VolumeTypeCatalog } from './volume/types.js'
 import { VolumeBackends } from './volume/backends.js'
-import { VolumeCasts } from './volume/casts.js'
+import { AttachmentCasts, VolumeCasts } from './volume/casts.js'
 import { VolumeCatalog } from './volume/volumes.js'
 import { SnapshotCatalog } from './volume/snapshots.js'
 import { VolumeResults } from './volume/results.js'
+import { AttachmentCatalog } from './volume/attachments.js'
 import { HostRegistry } from './compute/hosts.js'
 import { JoinTokens, type HostCredentialIssuer } from './compute/join-tokens.js'
 import { ensureOperator, mintAgentJwt } from './bus/credentials.js'
@@ -93,6 +94,7 @@ export class Controller {
   volumeBackends!: VolumeBackends
   private volumeCasts: VolumeCasts | undefined
   private volumeResults: VolumeResults | undefined
+  private attachmentCasts: AttachmentCasts | undefined
   /** The NATS edge (streams, conductor, casts), when natsUrl is set. */
   bus: ControllerBus | undefined
   bootstrapResult: BootstrapResult = { created: false }
@@ -178,6 +180,8 @@ export class Controller {
     const volumes = (this.volumes = new VolumeCatalog(this.db, { quota, types: volumeTypes, images, backends: volumeBackends, casts: volumeCasts }, volumeLog))
     const snapshots = new SnapshotCatalog(this.db, { quota, casts: volumeCasts, backends: volumeBackends }, volumeLog)
     const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs))
+    const attachmentCasts = (this.attachmentCasts = new AttachmentCasts(this.db, cfg.servers.castRetryMs, volumeLog))
+    const attachments = new AttachmentCatalog(this.db, { casts: attachmentCasts }, volumeLog)
 
     const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy, volumePolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
@@ -191,9 +195,9 @@ export class Controller {
       ...imageServices(images, rpc, uploadLimits, uploadSlots),
       ...networkServices(network, rpc),
       ...hostServices(hosts, new JoinTokens(this.db, cfg.joinTokens), () => this.joinIssuer, rpc),
-      ...serverServices(servers, serverGroups, hosts, cfg.hosts.defaultAvailabilityZone, rpc),
+      ...serverServices(servers, serverGroups, hosts, cfg.hosts.defaultAvailabilityZone, rpc, attachments),
       ...placementServices(placement, rpc),
-      ...volumeServices({ volumes, snapshots, types: volumeTypes }, rpc),
+      ...volumeServices({ volumes, snapshots, types: volumeTypes, attachments }, rpc),
     ]
     const served = new Set(services.map(([def]) => serviceName(def)))
     this.health = new HealthState(served)
@@ -232,6 +236,7 @@ export class Controller {
     if (this.nats) {
       this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), imageUploadToken: (imageId, host, uuid) => auth!.issueImageUpload(imageId, host, uuid), dhcp, routers }), hosts, this.log, () => this.url, {
         castResult: async (r) => {
+          if (await attachments.apply(r)) return
           if (!(await volumeResults.apply(r))) await servers.applyResult(r)
         },
         volumeStats: (host, stats) => volumeBackends.report(host, stats),
@@ -240,6 +245,7 @@ export class Controller {
       await this.bus.start()
       servers.attach(this.bus)
       volumeCasts.attach(this.bus)
+      attachmentCasts.attach(this.bus)
       volumeResults.start()
       const bus = this.bus
       ports.onChange = () => {
@@ -261,6 +267,7 @@ export class Controller {
       // Casts the previous run recorded but could not queue go out now.
       await servers.resend()
       await volumeCasts.resend()
+      await attachmentCasts.resend()
       if (cfg.natsOperatorDir) this.joinIssuer = this.hostCredentialIssuer(cfg.natsOperatorDir)
     }
 
@@ -300,6 +307,7 @@ export class Controller {
     this.routers?.stop()
     this.servers?.stop()
     this.volumeCasts?.stop()
+    this.attachmentCasts?.stop()
     this.volumeResults?.stop()
     await this.bus?.stop().catch((err) => this.log.warn({ err }, 'NATS bus stop failed'))
     if (this.nats) await this.nats.drain().catch((err) => this.log.warn({ err }, 'NATS drain failed'))

@@ -22,6 +22,8 @@ export interface VolumeWork {
   sourceVolid: string
   sourceSnapshotId: string
   imageId: string
+  /** extend: the servers of the volume's host it is attached to (their hypervisor learns the new size). */
+  attached: Array<{ instanceUuid: string; device: string }>
 }
 
 /** The same, as received (decoded protobuf: any field may be missing). */
@@ -33,13 +35,17 @@ export interface ReceivedVolumeWork {
   sourceVolid?: string
   sourceSnapshotId?: string
   imageId?: string
+  attached?: Array<{ instanceUuid?: string; device?: string }>
 }
 
 /** A received piece of work with every field filled in. @throws Error when its op is unknown. */
 export function volumeWorkOf(w: ReceivedVolumeWork): VolumeWork {
   const op = w.op ?? ''
   if (!isVolumeOp(op)) throw new Error(`unknown volume op '${op}'`)
-  return { op, volumeId: w.volumeId ?? '', snapshotId: w.snapshotId ?? '', sizeGb: w.sizeGb ?? 0, sourceVolid: w.sourceVolid ?? '', sourceSnapshotId: w.sourceSnapshotId ?? '', imageId: w.imageId ?? '' }
+  return {
+    op, volumeId: w.volumeId ?? '', snapshotId: w.snapshotId ?? '', sizeGb: w.sizeGb ?? 0, sourceVolid: w.sourceVolid ?? '', sourceSnapshotId: w.sourceSnapshotId ?? '', imageId: w.imageId ?? '',
+    attached: (w.attached ?? []).map((a) => ({ instanceUuid: a.instanceUuid ?? '', device: a.device ?? '' })),
+  }
 }
 
 /** The action name a cast result reports for volume work (`volume_create`, …). */

@@ -44,6 +44,25 @@ export interface DiskSpec {
   device: string
 }
 
+/**
+ * A volume's disk, attached to a guest after it was built (Nova's
+ * attach_volume). The file is the volume backend's; the driver never
+ * creates or deletes it.
+ */
+export interface VolumeDiskSpec extends DiskSpec {
+  /** What the guest sees as the disk's serial (`/dev/disk/by-id/virtio-<serial>`): the volume id, at most 20 characters. */
+  serial: string
+}
+
+export interface DetachDiskOptions {
+  /**
+   * How long to wait for a running guest to let the device go (it must
+   * acknowledge the hot-unplug) before giving up; the disk stays attached then.
+   * @default 30000
+   */
+  timeoutMs?: number
+}
+
 /** One network interface, plugged into an existing Linux bridge (see `agent/net/bridge.ts`). */
 export interface NicSpec {
   /** Unicast MAC address, `aa:bb:cc:dd:ee:ff` (lower case). */
@@ -141,6 +160,7 @@ export interface ConsoleOutputOptions {
 /** Defaults shared by the implementations. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 60_000
 export const DEFAULT_CONSOLE_MAX_BYTES = 100 * 1024
+export const DEFAULT_DETACH_TIMEOUT_MS = 30_000
 
 /**
  * A hypervisor driver. All methods are async; none blocks the event loop.
@@ -237,6 +257,64 @@ export interface VirtDriver {
    * @throws NotFound when there is no such guest.
    */
   getConsoleOutput(uuid: string, options?: ConsoleOutputOptions): Promise<string>
+
+  /**
+   * Attaches a volume's disk: hot-plugged into a guest that runs (or is
+   * paused) and written into its persistent definition, so it is still there
+   * after a stop and a start; into the definition only when it is shut down.
+   * Attaching the same file on the same device again succeeds and changes
+   * nothing (a cast may come twice). A failure leaves the guest as it was.
+   * @throws NotFound when there is no such guest.
+   * @throws AlreadyExists when the device holds another file.
+   * @throws InvalidArgument for a malformed disk (`field` names the field).
+   */
+  attachDisk(uuid: string, disk: VolumeDiskSpec): Promise<void>
+
+  /**
+   * Detaches the volume disk on `device` from the running guest — waiting
+   * until the guest has released it — and from the persistent definition.
+   * A device that is not attached is not an error: the call succeeds.
+   * @throws NotFound when there is no such guest.
+   * @throws InvalidArgument for `vda` (the root disk) or a malformed device.
+   * @throws Unavailable when the guest did not release the device within the
+   *   timeout; it is still attached (live and persistent) and may be retried.
+   */
+  detachDisk(uuid: string, device: string, options?: DetachDiskOptions): Promise<void>
+
+  /**
+   * The disks of the guest's persistent definition, the root disk first;
+   * `serial` is '' for disks that have none.
+   * @throws NotFound when there is no such guest.
+   */
+  listDisks(uuid: string): Promise<VolumeDiskSpec[]>
+
+  /**
+   * Tells a running guest that the disk on `device` grew to `bytes` (its file
+   * was extended): the guest sees the new size at once. A guest that is not
+   * running reads the size when it starts: nothing to do.
+   * @throws NotFound when there is no such guest, or no disk on `device`.
+   */
+  resizeDisk(uuid: string, device: string, bytes: number): Promise<void>
+}
+
+/**
+ * Checks a volume disk before it is attached; shared by every driver.
+ * @throws InvalidArgument naming the offending field.
+ */
+export function validateVolumeDisk(disk: VolumeDiskSpec): void {
+  const invalid = (field: string, why: string): never => {
+    throw new InvalidArgument(`invalid volume disk: ${field} ${why}`, { field })
+  }
+  if (!disk.path.startsWith('/')) invalid('path', 'must be absolute')
+  if (disk.format !== 'qcow2' && disk.format !== 'raw') invalid('format', 'must be qcow2 or raw')
+  if (disk.bus !== 'virtio') invalid('bus', 'must be virtio')
+  checkVolumeDevice(disk.device)
+  if (!/^[A-Za-z0-9-]{1,20}$/.test(disk.serial)) invalid('serial', 'must be 1-20 characters of [A-Za-z0-9-]')
+}
+
+/** @throws InvalidArgument unless `device` is vdb…vdz (vda is the root disk). */
+export function checkVolumeDevice(device: string): void {
+  if (!DEVICE_RE.test(device) || device === 'vda') throw new InvalidArgument(`invalid volume disk: device must be vdb…vdz (vda is the root disk), got '${device}'`, { field: 'device' })
 }
 
 /**

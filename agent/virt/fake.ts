@@ -10,13 +10,17 @@
  * unless `latencyMs` is set.
  */
 import { withReverter } from '../../proto/revert.js'
-import { AlreadyExists, Internal, NotFound, ResourceExhausted, type StratoError } from '../../proto/errors.js'
+import { AlreadyExists, Internal, NotFound, ResourceExhausted, Unavailable, type StratoError } from '../../proto/errors.js'
 import {
   DEFAULT_CONSOLE_MAX_BYTES,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
   checkPowerTransition,
+  checkVolumeDevice,
   tailBytes,
   validateGuestSpec,
+  validateVolumeDisk,
+  type DetachDiskOptions,
+  type VolumeDiskSpec,
   type ConsoleOutputOptions,
   type GuestInfo,
   type GuestSpec,
@@ -58,6 +62,9 @@ export type FakeOperation =
   | 'listGuests'
   | 'getConsoleOutput'
   | 'getHostCapabilities'
+  | 'attachDisk'
+  | 'detachDisk'
+  | 'resizeDisk'
 
 /**
  * Steps inside an operation. `spawn` goes `define` → `start`; a failure at
@@ -80,6 +87,8 @@ export interface FailureInjection {
 
 interface FakeGuest {
   spec: GuestSpec
+  /** Volume disks attached after the build, by device (in the persistent definition). */
+  volumes: Map<string, VolumeDiskSpec & { sizeBytes?: number }>
   powerState: PowerState
   console: string[]
   consoleBytes: number
@@ -186,6 +195,7 @@ export class FakeDriver implements VirtDriver {
       if (this.names.has(spec.name)) throw new AlreadyExists(`a guest named ${spec.name} already exists`)
       const guest: FakeGuest = {
         spec: structuredClone(spec),
+        volumes: new Map(),
         powerState: PowerState.SHUTDOWN,
         console: [],
         consoleBytes: 0,
@@ -270,6 +280,44 @@ export class FakeDriver implements VirtDriver {
     await this.hypervisorCall('getConsoleOutput', 'call', uuid)
     const guest = this.lookup(uuid)
     return tailBytes(Buffer.from(guest.console.join(''), 'utf8'), options.maxBytes ?? DEFAULT_CONSOLE_MAX_BYTES)
+  }
+
+  async attachDisk(uuid: string, disk: VolumeDiskSpec): Promise<void> {
+    validateVolumeDisk(disk)
+    await this.hypervisorCall('attachDisk', 'call', uuid)
+    const guest = this.lookup(uuid)
+    const held = guest.volumes.get(disk.device)
+    if (held && held.path === disk.path) return
+    if (held || guest.spec.disks.some((d) => d.device === disk.device)) throw new AlreadyExists(`device ${disk.device} of guest ${uuid} holds ${held?.path ?? 'the root disk'}`)
+    guest.volumes.set(disk.device, { ...disk })
+  }
+
+  async detachDisk(uuid: string, device: string, _options: DetachDiskOptions = {}): Promise<void> {
+    checkVolumeDevice(device)
+    await this.hypervisorCall('detachDisk', 'call', uuid)
+    const guest = this.lookup(uuid)
+    // A guest that ignores ACPI never acknowledges the unplug (the real driver times out).
+    if (!this.acpi && guest.powerState === PowerState.RUNNING && guest.volumes.has(device)) throw new Unavailable(`guest ${uuid} did not release device ${device}; it stays attached`)
+    guest.volumes.delete(device)
+  }
+
+  async listDisks(uuid: string): Promise<VolumeDiskSpec[]> {
+    await this.hypervisorCall('getInfo', 'call', uuid)
+    const guest = this.lookup(uuid)
+    return [...guest.spec.disks.map((d) => ({ ...d, serial: '' })), ...[...guest.volumes.values()].map(({ sizeBytes: _s, ...d }) => ({ ...d }))]
+  }
+
+  async resizeDisk(uuid: string, device: string, bytes: number): Promise<void> {
+    await this.hypervisorCall('resizeDisk', 'call', uuid)
+    const guest = this.lookup(uuid)
+    const disk = guest.volumes.get(device)
+    if (!disk) throw new NotFound(`guest ${uuid} has no volume disk ${device}`)
+    if (guest.powerState === PowerState.RUNNING) disk.sizeBytes = bytes
+  }
+
+  /** The size a running guest was told a volume disk has (tests). */
+  diskSizeSeen(uuid: string, device: string): number | undefined {
+    return this.guests.get(uuid)?.volumes.get(device)?.sizeBytes
   }
 
   private lookup(uuid: string): FakeGuest {

@@ -155,7 +155,8 @@ export class FakeVolumeDriver implements VolumeDriver {
   async export(id: string, host: string): Promise<VolumeExport> {
     const v = this.get(id)
     v.exports.add(host)
-    return { kind: 'file', path: `fake://${id}`, format: 'raw' }
+    // An absolute path, as a real export gives (nothing is there: the fake hypervisor reads no file).
+    return { kind: 'file', path: `/fake-volumes/${id}`, format: 'raw' }
   }
 
   async unexport(id: string, host: string): Promise<void> {

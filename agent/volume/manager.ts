@@ -9,11 +9,17 @@ import type { Logger } from 'pino'
 import { InvalidArgument } from '../../proto/errors.js'
 import type { VolumeWork } from '../../proto/volume-work.js'
 import { KeyedQueue } from '../compute-manager.js'
-import type { VolumeDriver, VolumeSource } from './driver.js'
+import { GiB, type VolumeDriver, type VolumeSource } from './driver.js'
 
 export interface VolumeManagerOptions {
   /** The cached qcow2 base of the image volume `volumeId` is made from (downloaded if needed). */
   imageOf: (volumeId: string) => Promise<string>
+  /**
+   * A volume attached to servers of this host grows to `bytes`: their running
+   * guests resize it (Nova's volume-extended event, virDomainBlockResize),
+   * before the backend's own extend. Absent: nothing to tell.
+   */
+  extended?: (attached: VolumeWork['attached'], bytes: number) => Promise<void>
   log: Logger
 }
 
@@ -35,9 +41,14 @@ export class VolumeManager {
         case 'delete':
           await this.driver.delete(w.volumeId)
           return
-        case 'extend':
+        case 'extend': {
+          // A running guest's QEMU has the image open: it grows it itself (nothing else may rewrite
+          // a qcow2's tables under it), and the backend then finds it grown. With no guest running,
+          // the backend grows it.
+          if (w.attached.length) await this.o.extended?.(w.attached, w.sizeGb * GiB)
           await this.driver.extend(w.volumeId, w.sizeGb)
           return
+        }
         case 'create_snapshot':
           await this.driver.createSnapshot(w.volumeId, w.snapshotId)
           return

@@ -23,7 +23,7 @@ const SIGNATURE_OFFSET = 510
 const COM1 = 0x3f8
 
 /** Room for code before the message; the message must end before the 0x55AA signature. */
-const MAX_LINE_BYTES = 360
+const MAX_LINE_BYTES = 350
 
 /** A minimal 16-bit assembler: raw bytes, labels and short (rel8) jumps. */
 class Assembler {
@@ -93,8 +93,9 @@ class Assembler {
 export interface BootSectorOptions {
   /**
    * Power off on the ACPI power button (like a real OS would), so graceful
-   * shutdowns and soft reboots complete; false makes a guest that ignores
-   * the button, to exercise the hard fall-back. @default true
+   * shutdowns and soft reboots complete, and eject PCI devices the host
+   * hot-unplugs (a detached volume); false makes a guest that ignores
+   * both, to exercise the hard fall-back. @default true
    */
   acpiPowerOff?: boolean
 }
@@ -103,10 +104,13 @@ export interface BootSectorOptions {
 const PIIX4_PMBASE_CONFIG_ADDRESS = 0x80000b40
 const PM1_STS_PWRBTN = 0x0100
 const PM1_CNT_SLP_EN = 0x2000
+/** QEMU's PIIX4 ACPI PCI hotplug registers (acpi-pcihp, root bus): slots asked to go, and their eject. */
+const PIIX4_PCI_DOWN = 0xae04
+const PIIX4_PCI_EJECT = 0xae08
 
 /**
  * Builds the 512-byte boot sector that prints `line` (ASCII, no control
- * characters, at most 360 bytes) followed by CRLF on COM1. Then, by default,
+ * characters, at most 350 bytes) followed by CRLF on COM1. Then, by default,
  * it enables the ACPI power-button event, sleeps (`sti; hlt`, woken by the
  * BIOS timer) until the button is pressed, and enters S5 (soft off); without
  * `acpiPowerOff` it halts for good.
@@ -166,6 +170,13 @@ export function bootSector(line: string, options: BootSectorOptions = {}): Buffe
       .emit(0xfb) // sti: the BIOS timer wakes hlt ~18 times a second
       .label('sleep')
       .emit(0xf4) // hlt
+      // ACPI PCI hot-unplug (PIIX4, as an OS's _EJ0 does): eject the slots the host asks to remove,
+      // so a detached volume's disk leaves the guest.
+      // Ejecting no slot (0) does nothing: no test needed.
+      .movDx(PIIX4_PCI_DOWN)
+      .emit(0x66, 0xed) // in eax, dx: slots to remove
+      .emit(0xb2, PIIX4_PCI_EJECT & 0xff) // mov dl, low byte of the eject register
+      .emit(0x66, 0xef) // out dx, eax: eject them
       .emit(0x89, 0xea) // mov dx, bp: PM1_STS
       .emit(0xed) // in ax, dx
       .emit(0xa9, PM1_STS_PWRBTN & 0xff, PM1_STS_PWRBTN >> 8) // test ax, PWRBTN_STS

@@ -1,7 +1,8 @@
 /** gRPC adapters for strato.compute.v1.Servers, ServerGroups and AvailabilityZones. */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js'
 import { InvalidArgument } from '../../proto/errors.js'
-import { ConsoleOutput, CreateServerImageResponse, CreateServerResponse, ListServerGroupsResponse, ListServersResponse, Server, ServerGroup, ServerGroupsService, ServersService } from '../../proto/gen/strato/compute/v1/servers.js'
+import { ConsoleOutput, CreateServerImageResponse, CreateServerResponse, ListServerGroupsResponse, ListServerVolumesResponse, ListServersResponse, Server, ServerGroup, ServerGroupsService, ServersService, ServerVolume } from '../../proto/gen/strato/compute/v1/servers.js'
+import type { AttachmentCatalog } from '../volume/attachments.js'
 import type { ServerGroupCatalog } from '../compute/server-groups.js'
 import { AvailabilityZonesService, ListAvailabilityZonesResponse } from '../../proto/gen/strato/compute/v1/compute.js'
 import type { ServerCaller, ServerCatalog, ServerView } from '../compute/servers.js'
@@ -21,7 +22,7 @@ function toServer({ hostId: _h, userData: _u, ...v }: ServerView): Server {
   })
 }
 
-export function serverServices(servers: ServerCatalog, groups: ServerGroupCatalog, hosts: HostRegistry, defaultZone: string, rpc: RpcDeps): Array<[object, UntypedServiceImplementation]> {
+export function serverServices(servers: ServerCatalog, groups: ServerGroupCatalog, hosts: HostRegistry, defaultZone: string, rpc: RpcDeps, attachments: AttachmentCatalog): Array<[object, UntypedServiceImplementation]> {
   return [
     [ServersService, implement(ServersService, {
       createServer: async (req, c) => {
@@ -43,6 +44,13 @@ export function serverServices(servers: ServerCatalog, groups: ServerGroupCatalo
         const r = await servers.createImage(req.id, { name: req.name, metadata: req.metadata, compress: req.compress }, caller(c))
         return CreateServerImageResponse.fromPartial({ imageId: r.imageId, server: toServer(r.server) })
       },
+      // Volume attachments (Nova's os-volume_attachments) are volume/'s attachment records.
+      attachVolume: async (req, c) => ServerVolume.fromPartial(await attachments.attach(req, caller(c))),
+      detachVolume: async (req, c) => {
+        await attachments.detach(req, caller(c))
+        return {}
+      },
+      listServerVolumes: async (req, c) => ListServerVolumesResponse.fromPartial({ volumeAttachments: await attachments.serverVolumes(req.serverId, caller(c)) }),
     }, rpc)],
 
     [ServerGroupsService, implement(ServerGroupsService, {

@@ -1,11 +1,12 @@
-/** gRPC adapters for strato.volume.v1: Volumes, Snapshots, VolumeTypes. */
+/** gRPC adapters for strato.volume.v1: Volumes, Snapshots, VolumeTypes, Attachments. */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js'
 import {
-  ListSnapshotsResponse, ListVolumesResponse, ListVolumeTypesResponse, Snapshot, SnapshotsService, Volume, VolumesService, VolumeType, VolumeTypesService,
+  Attachment, AttachmentsService, ListAttachmentsResponse, ListSnapshotsResponse, ListVolumesResponse, ListVolumeTypesResponse, Snapshot, SnapshotsService, Volume, VolumesService, VolumeType, VolumeTypesService,
 } from '../../proto/gen/strato/volume/v1/volume.js'
 import type { VolumeCatalog } from '../volume/volumes.js'
 import type { SnapshotCatalog } from '../volume/snapshots.js'
 import type { VolumeTypeCatalog } from '../volume/types.js'
+import type { AttachmentCatalog, AttachmentView } from '../volume/attachments.js'
 import type { VolumeCaller, VolumeView } from '../volume/model.js'
 import { implement, type CallContext, type RpcDeps } from './rpc.js'
 
@@ -14,12 +15,14 @@ function caller(c: CallContext): VolumeCaller {
   return { userId: a.userId, projectId: a.projectId, domainId: a.actingDomainId, isAdmin: a.isCloudAdmin, canWrite: a.roles.has('member'), requestId: c.requestId }
 }
 
-const toVolume = (v: VolumeView): Volume => Volume.fromPartial(v)
+const toVolume = ({ attachments, ...v }: VolumeView): Volume => Volume.fromPartial({ ...v, attachments: attachments.map(({ attachedAt, ...a }) => ({ ...a, ...(attachedAt ? { attachedAt } : {}) })) })
+const toAttachment = ({ attachedAt, ...a }: AttachmentView): Attachment => Attachment.fromPartial({ ...a, ...(attachedAt ? { attachedAt } : {}) })
 
 export interface VolumeServiceDeps {
   volumes: VolumeCatalog
   snapshots: SnapshotCatalog
   types: VolumeTypeCatalog
+  attachments: AttachmentCatalog
 }
 
 export function volumeServices(d: VolumeServiceDeps, rpc: RpcDeps): Array<[object, UntypedServiceImplementation]> {
@@ -51,6 +54,13 @@ export function volumeServices(d: VolumeServiceDeps, rpc: RpcDeps): Array<[objec
         await d.types.delete(req.id, caller(c))
         return {}
       },
+    }, rpc)],
+
+    [AttachmentsService, implement(AttachmentsService, {
+      createAttachment: async (req, c) => toAttachment(await d.attachments.reserve(req, caller(c))),
+      getAttachment: async (req, c) => toAttachment(await d.attachments.get(req.id, caller(c))),
+      listAttachments: async (req, c) => ListAttachmentsResponse.fromPartial({ attachments: (await d.attachments.list(req, caller(c))).map(toAttachment) }),
+      deleteAttachment: async (req, c) => toAttachment(await d.attachments.remove(req.id, caller(c))),
     }, rpc)],
   ]
 }

@@ -15,6 +15,7 @@ import type { CastResultEvent } from './transport.js'
 import { actionOfCast } from './cast-outbox.js'
 import { isSnapshot } from '../../proto/server-actions.js'
 import { json, now, type Log } from './server-model.js'
+import { releaseServerAttachments } from '../volume/attachments.js'
 
 /**
  * Writes an outcome of the state table to a server inside the caller's
@@ -37,6 +38,8 @@ export async function writeOutcome(trx: Trx, ports: PortCatalog, row: ServerTabl
     ...(o.terminated ? { terminated_at: ts, deleted: 1 } : {}),
   }).where('uuid', '=', row.uuid).execute()
   if (o.release) await ports.releaseDeviceIn(trx, row.uuid, new Set(json<string[]>(row.own_ports, [])))
+  // A deleted server's volumes are free again (its host destroyed the guest, or is gone).
+  if (o.terminated) await releaseServerAttachments(trx, row.uuid)
   if (o.vm_state === 'active' || o.vm_state === 'stopped') await ports.setDeviceStatusIn(trx, row.uuid, o.vm_state === 'active' ? 'ACTIVE' : 'DOWN')
 }
 

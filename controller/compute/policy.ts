@@ -44,6 +44,10 @@ export const serverPolicy: Record<string, PolicyEntry> = {
   [`${S}/GetConsoleOutput`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   // Nova's os_compute_api:servers:create_image: admin or owner (the catalog checks the server's project).
   [`${S}/CreateServerImage`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  // Nova os-volume_attachments: admin_or_owner; the catalog checks the owner.
+  [`${S}/AttachVolume`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  [`${S}/DetachVolume`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
+  [`${S}/ListServerVolumes`]: { allow: ['cloud_admin', 'project_reader'], target: ownScope },
   [`${C}.ServerGroups/CreateServerGroup`]: { allow: ['cloud_admin', 'project_member'], target: ownScope },
   [`${C}.ServerGroups/GetServerGroup`]: { allow: ['cloud_admin', 'project_reader'], target: ownScope },
   [`${C}.ServerGroups/ListServerGroups`]: { allow: ['cloud_admin', 'project_reader'], target: ownScope },

@@ -77,6 +77,8 @@ export interface ServerView {
   serverGroups: string[]
   /** Nova's config_drive: 'True' when the host gives the guest a config drive, else ''. */
   configDrive: string
+  /** The volumes attached to it (os-extended-volumes:volumes_attached), oldest attachment first. */
+  volumesAttached: string[]
 }
 
 export interface CreateServer {

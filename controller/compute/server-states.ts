@@ -72,6 +72,36 @@ export function snapshotStep(s: { uuid: string; task_state: string }, step: stri
   return step as TaskState
 }
 
+/**
+ * Attaching and detaching volumes (nova compute/api.py `attach_volume`,
+ * `detach_volume`: `@check_instance_state(vm_state=[ACTIVE, PAUSED, RESIZED,
+ * SOFT_DELETED, STOPPED, SHELVED, SHELVED_OFFLOADED])`, no task in progress;
+ * Strato has only ACTIVE and STOPPED of those). As in Nova, the server's
+ * task_state stays empty while its host attaches: the attachment carries the
+ * pending work, so a stop or reboot may follow (the host runs them in order).
+ */
+export type VolumeAction = 'attach_volume' | 'detach_volume'
+
+const VOLUME_ACTIONS: Record<VolumeAction, { from: readonly VmState[]; during: readonly TaskState[]; verb: string }> = {
+  attach_volume: { from: ['active', 'stopped'], during: [''], verb: 'attach a volume to' },
+  detach_volume: { from: ['active', 'stopped'], during: [''], verb: 'detach a volume from' },
+}
+
+/**
+ * Checks that a volume may be attached to (or detached from) the server now.
+ * @throws FailedPrecondition naming the server's status and what would be allowed.
+ */
+export function checkVolumeAction(action: VolumeAction, s: { uuid: string; vm_state: string; task_state: string }): void {
+  const rule = VOLUME_ACTIONS[action]
+  if (s.vm_state === 'deleted') throw new FailedPrecondition(`server ${s.uuid} is deleted`)
+  if (!rule.from.includes(s.vm_state as VmState)) {
+    throw new FailedPrecondition(`cannot ${rule.verb} server ${s.uuid} while it is ${statusOf(s.vm_state, s.task_state)} (vm_state ${s.vm_state}); it must be ${rule.from.map((v) => statusOf(v, '')).join(' or ')}`)
+  }
+  if (!rule.during.includes(s.task_state as TaskState)) {
+    throw new FailedPrecondition(`cannot ${rule.verb} server ${s.uuid}: task '${s.task_state}' is in progress; wait for it to finish`)
+  }
+}
+
 /** A new server: recorded with its ports, its build about to be cast (the scheduler has placed it already). */
 export const CREATED = { vm_state: 'building', task_state: 'networking', power_state: POWER.NOSTATE } as const satisfies { vm_state: VmState; task_state: TaskState; power_state: number }
 

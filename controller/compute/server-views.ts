@@ -4,6 +4,7 @@
  * security groups read through network/.
  */
 import { createHash } from 'node:crypto'
+import { LIVE_ATTACHMENT } from '../volume/states.js'
 import { isUuid } from '../../proto/ids.js'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
@@ -92,6 +93,8 @@ export class ServerViews {
     const ports = await portsOfDevices(this.db, rows.map((r) => r.uuid))
     const askedNames = await this.deps.securityGroups.namesOf([...new Set(rows.flatMap((r) => json<string[]>(r.security_groups, [])))])
     const portsOf = groupBy(ports, (p) => p.deviceId)
+    const attached = await this.db.selectFrom('volume_attachments').select(['server_id', 'volume_id']).where('server_id', 'in', rows.map((r) => r.uuid))
+      .where('status', 'in', [...LIVE_ATTACHMENT]).orderBy('created_at').execute()
     return rows.map((r) => {
       const mine = portsOf.get(r.uuid) ?? []
       const addresses: ServerAddress[] = []
@@ -135,6 +138,7 @@ export class ServerViews {
         launchIndex: Number(r.launch_index),
         serverGroups: r.server_group_id ? [r.server_group_id] : [],
         configDrive: r.config_drive,
+        volumesAttached: attached.filter((a) => a.server_id === r.uuid).map((a) => a.volume_id),
       }
     })
   }

@@ -5,9 +5,10 @@
  */
 import type { ServerCast } from '../../proto/server-actions.js'
 import type { VolumeWork } from '../../proto/volume-work.js'
+import type { VolumeAttachWork } from '../../proto/volume-attach.js'
 
-/** Work for a host's agent: a server action (the one action ↔ cast table's members), volume work or a ping; exactly one is set. */
-export type CastAction = ServerCast & { ping?: { note: string }; volume?: VolumeWork }
+/** Work for a host's agent: a server action (the one action ↔ cast table's members), volume work, an attachment's or a ping; exactly one is set. */
+export type CastAction = ServerCast & { ping?: { note: string }; volume?: VolumeWork; volumeAttach?: VolumeAttachWork }
 
 /** A synchronous question to one agent. */
 export interface AgentCall {

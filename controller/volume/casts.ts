@@ -9,11 +9,13 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { Db } from '../store/db.js'
-import type { VolumeSnapshotTable, VolumeTable } from '../store/schema.js'
+import type { VolumeAttachmentTable, VolumeSnapshotTable, VolumeTable } from '../store/schema.js'
 import type { AgentTransport } from '../compute/transport.js'
 import { now, type Log } from '../compute/server-model.js'
 import { Outbox } from '../compute/cast-outbox.js'
+import { attachedDisks } from './attachments.js'
 import { parseVolumeCastId, volumeCastId, type VolumeOp, type VolumeWork } from '../../proto/volume-work.js'
+import { attachCastId, parseAttachCastId, type AttachOp, type VolumeAttachWork } from '../../proto/volume-attach.js'
 
 /** The row fields that record a new pending cast of `op` on volume or snapshot `id`. */
 export function pendingCast(op: VolumeOp, id: string, requestId: string | undefined): { pending_cast_id: string; pending_request_id: string; cast_sent_at: null } {
@@ -23,17 +25,18 @@ export function pendingCast(op: VolumeOp, id: string, requestId: string | undefi
 /** The row fields of a volume or snapshot with no work pending. */
 export const NO_CAST = { pending_cast_id: '', pending_request_id: '', cast_sent_at: null } as const
 
-/** The work a volume's pending cast carries. */
-export function volumeWork(op: VolumeOp, v: Pick<VolumeTable, 'id' | 'size' | 'pending_size' | 'source_volid' | 'snapshot_id' | 'image_id'>): VolumeWork {
+/** The work a volume's pending cast carries; `attached`: the servers an extend tells the new size. */
+export function volumeWork(op: VolumeOp, v: Pick<VolumeTable, 'id' | 'size' | 'pending_size' | 'source_volid' | 'snapshot_id' | 'image_id'>, attached: VolumeWork['attached'] = []): VolumeWork {
   return {
     op, volumeId: v.id, snapshotId: '', sizeGb: op === 'extend' ? v.pending_size : v.size,
     sourceVolid: op === 'create' ? v.source_volid : '', sourceSnapshotId: op === 'create' ? v.snapshot_id : '', imageId: op === 'create' ? v.image_id : '',
+    attached: op === 'extend' ? attached : [],
   }
 }
 
 /** The work a snapshot's pending cast carries. */
 export function snapshotWork(op: VolumeOp, s: Pick<VolumeSnapshotTable, 'id' | 'volume_id' | 'size'>): VolumeWork {
-  return { op, volumeId: s.volume_id, snapshotId: s.id, sizeGb: s.size, sourceVolid: '', sourceSnapshotId: '', imageId: '' }
+  return { op, volumeId: s.volume_id, snapshotId: s.id, sizeGb: s.size, sourceVolid: '', sourceSnapshotId: '', imageId: '', attached: [] }
 }
 
 export interface OutgoingVolumeCast {
@@ -67,7 +70,7 @@ export class VolumeCasts extends Outbox {
     const vols = await this.db.selectFrom('volumes').selectAll().where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).execute()
     for (const v of vols) {
       const p = parseVolumeCastId(v.pending_cast_id)
-      if (p && v.host) await this.send({ table: 'volumes', id: v.id, host: v.host, work: volumeWork(p.op, v), castId: v.pending_cast_id, requestId: v.pending_request_id })
+      if (p && v.host) await this.send({ table: 'volumes', id: v.id, host: v.host, work: volumeWork(p.op, v, p.op === 'extend' ? await attachedDisks(this.db, v.id) : []), castId: v.pending_cast_id, requestId: v.pending_request_id })
     }
     const snaps = await this.db.selectFrom('volume_snapshots').innerJoin('volumes', 'volumes.id', 'volume_snapshots.volume_id')
       .select(['volume_snapshots.id', 'volume_snapshots.volume_id', 'volume_snapshots.size', 'volume_snapshots.pending_cast_id', 'volume_snapshots.pending_request_id', 'volumes.host'])
@@ -76,5 +79,44 @@ export class VolumeCasts extends Outbox {
       const p = parseVolumeCastId(s.pending_cast_id)
       if (p && s.host) await this.send({ table: 'volume_snapshots', id: s.id, host: s.host, work: snapshotWork(p.op, s), castId: s.pending_cast_id, requestId: s.pending_request_id })
     }
+  }
+}
+
+/** The row fields that record a new pending attach or detach cast on attachment `id`. */
+export function pendingAttachCast(op: AttachOp, id: string, requestId: string | undefined): { pending_cast_id: string; pending_request_id: string; cast_sent_at: null } {
+  return { pending_cast_id: attachCastId(op, id, randomBytes(4).toString('hex')), pending_request_id: requestId ?? '', cast_sent_at: null }
+}
+
+/** The work an attachment's pending cast carries. */
+export function attachWork(op: AttachOp, a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device'>): VolumeAttachWork {
+  return { op, attachmentId: a.id, instanceUuid: a.server_id, volumeId: a.volume_id, device: a.device }
+}
+
+/**
+ * The outbox of attachments (as volumes'): an attach or detach is recorded on
+ * the attachment's row and cast to the host of its server.
+ */
+export class AttachmentCasts extends Outbox {
+  constructor(
+    private readonly db: Db,
+    retryMs: number,
+    log: Log,
+    transport: AgentTransport | undefined = undefined,
+  ) {
+    super(retryMs, log, transport, 'attachment casts')
+  }
+
+  /** Queues the attachment's pending cast; on failure it stays pending and `resend()` tries again. */
+  async send(a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device' | 'host' | 'pending_cast_id' | 'pending_request_id'>): Promise<void> {
+    const p = parseAttachCastId(a.pending_cast_id)
+    if (!p || !a.host) return
+    await this.queue(a.host, { volumeAttach: attachWork(p.op, a) }, a.pending_cast_id, a.pending_request_id, { volume: a.volume_id, instance: a.server_id }, () =>
+      this.db.updateTable('volume_attachments').set({ cast_sent_at: now() }).where('id', '=', a.id).where('pending_cast_id', '=', a.pending_cast_id).execute(),
+    )
+  }
+
+  protected async resendPending(): Promise<void> {
+    const rows = await this.db.selectFrom('volume_attachments').selectAll().where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).execute()
+    for (const a of rows) await this.send(a)
   }
 }

@@ -24,7 +24,7 @@ export interface VolumeView {
   snapshotId: string
   imageId: string
   volumeImageMetadata: Record<string, string>
-  attachments: never[]
+  attachments: VolumeAttachmentView[]
   multiattach: boolean
   encrypted: boolean
   metadata: Record<string, string>
@@ -51,11 +51,24 @@ export interface SnapshotView {
   projectId: string
 }
 
-export function volumeView(r: VolumeTable, typeName: string, caller: VolumeCaller): VolumeView {
+/** A volume's entry in its `attachments` (the live attachments, `attachments.ts`). */
+export interface VolumeAttachmentView {
+  id: string
+  attachmentId: string
+  volumeId: string
+  serverId: string
+  hostName: string
+  device: string
+  attachedAt: Date | undefined
+}
+
+export function volumeView(r: VolumeTable, typeName: string, caller: VolumeCaller, attachments: VolumeAttachmentView[] = []): VolumeView {
   return {
     id: r.id, name: r.name, description: r.description, size: r.size, status: r.status, statusReason: r.status_reason, bootable: r.bootable === 1,
     volumeType: typeName, volumeTypeId: r.volume_type_id, availabilityZone: r.availability_zone, sourceVolid: r.source_volid, snapshotId: r.snapshot_id,
-    imageId: r.image_id, volumeImageMetadata: json<Record<string, string>>(r.volume_image_metadata, {}), attachments: [], multiattach: r.multiattach === 1, encrypted: false,
+    imageId: r.image_id, volumeImageMetadata: json<Record<string, string>>(r.volume_image_metadata, {}),
+    // Hosts are for admins (as the volume's own host and Nova's OS-EXT-SRV-ATTR:host).
+    attachments: caller.isAdmin ? attachments : attachments.map((a) => ({ ...a, hostName: '' })), multiattach: r.multiattach === 1, encrypted: false,
     metadata: json<Record<string, string>>(r.metadata, {}), createdAt: new Date(r.created_at), updatedAt: new Date(r.updated_at), userId: r.user_id, projectId: r.project_id,
     host: caller.isAdmin ? r.host : '',
   }

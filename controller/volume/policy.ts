@@ -24,6 +24,11 @@ export const volumePolicy: Record<string, PolicyEntry> = {
   [`${V}.Snapshots/UpdateSnapshot`]: member,
   [`${V}.Snapshots/DeleteSnapshot`]: member,
 
+  [`${V}.Attachments/CreateAttachment`]: member,
+  [`${V}.Attachments/GetAttachment`]: reader,
+  [`${V}.Attachments/ListAttachments`]: reader,
+  [`${V}.Attachments/DeleteAttachment`]: member,
+
   [`${V}.VolumeTypes/CreateVolumeType`]: { allow: ['cloud_admin'] },
   [`${V}.VolumeTypes/GetVolumeType`]: { allow: ['authenticated'] },
   [`${V}.VolumeTypes/ListVolumeTypes`]: { allow: ['authenticated'] },

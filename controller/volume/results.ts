@@ -9,7 +9,8 @@ import type { Db } from '../store/db.js'
 import type { CastResultEvent } from '../compute/transport.js'
 import { now, type Log } from '../compute/server-model.js'
 import { parseVolumeCastId } from '../../proto/volume-work.js'
-import { snapshotOutcome, volumeOutcome } from './states.js'
+import { checkVolumeTransition, snapshotOutcome, volumeOutcome } from './states.js'
+import { liveAttachments } from './attachments.js'
 import { NO_CAST } from './casts.js'
 
 export class VolumeResults {
@@ -73,11 +74,16 @@ export class VolumeResults {
         if (!row || row.pending_cast_id !== r.castId || row.status !== vo.while) return this.stale(r, row?.pending_cast_id)
         if (row.host !== r.host) return this.forged(r, row.host)
         if (vo.to === 'deleted') {
+          // Failed attachments are all a deletable volume can still have.
+          await trx.deleteFrom('volume_attachments').where('volume_id', '=', row.id).execute()
           await trx.deleteFrom('volume_snapshots').where('volume_id', '=', row.id).execute()
           await trx.deleteFrom('volumes').where('id', '=', row.id).execute()
         } else {
           const grown = p.op === 'extend' && r.ok ? { size: row.pending_size } : {}
-          await trx.updateTable('volumes').set({ status: vo.to, status_reason: reason, pending_size: 0, ...grown, ...NO_CAST, updated_at: now() }).where('id', '=', row.id).execute()
+          // An extended volume that is attached is back in use (Cinder's in-use extend).
+          const to = p.op === 'extend' && r.ok && (await liveAttachments(trx, row.id)) > 0 ? 'in-use' : vo.to
+          if (to !== vo.to) checkVolumeTransition(vo.while, to)
+          await trx.updateTable('volumes').set({ status: to, status_reason: reason, pending_size: 0, ...grown, ...NO_CAST, updated_at: now() }).where('id', '=', row.id).execute()
           // Snapshots that went down with a failed cascade delete are as stuck as their volume.
           if (p.op === 'delete') await trx.updateTable('volume_snapshots').set({ status: 'error_deleting', status_reason: reason, updated_at: now() }).where('volume_id', '=', row.id).where('status', '=', 'deleting').execute()
         }

@@ -25,9 +25,11 @@ export const TRANSITIONS: Record<VolumeStatus, ReadonlyArray<VolumeStatus | Term
   creating: ['available', 'error', 'downloading', 'deleting'],
   downloading: ['available', 'error', 'deleting'],
   available: ['reserved', 'attaching', 'extending', 'deleting', 'uploading', 'maintenance', 'error'],
-  reserved: ['attaching', 'available', 'error', 'deleting'],
+  // in-use: a multiattach volume's reservation for a server that was deleted, while another holds it.
+  reserved: ['attaching', 'available', 'in-use', 'error', 'deleting'],
   attaching: ['in-use', 'available', 'error'],
-  'in-use': ['detaching', 'extending', 'uploading', 'maintenance', 'error'],
+  // reserved: another attachment of a multiattach volume; available: its last server was deleted.
+  'in-use': ['detaching', 'reserved', 'extending', 'uploading', 'maintenance', 'error', 'available'],
   detaching: ['available', 'in-use', 'error'],
   extending: ['available', 'in-use', 'error_extending'],
   deleting: ['deleted', 'error_deleting'],
@@ -39,7 +41,7 @@ export const TRANSITIONS: Record<VolumeStatus, ReadonlyArray<VolumeStatus | Term
 }
 
 /** What users (and the controller) do to a volume. */
-export type VolumeAction = 'delete' | 'force_delete' | 'extend' | 'snapshot' | 'snapshot_force' | 'clone' | 'update'
+export type VolumeAction = 'delete' | 'force_delete' | 'extend' | 'snapshot' | 'snapshot_force' | 'clone' | 'update' | 'attach' | 'attach_multi'
 
 interface ActionRule {
   /** The statuses the action is allowed from. */
@@ -54,15 +56,18 @@ const ACTIONS: Record<VolumeAction, ActionRule> = {
   // cinder volume/api.py delete: available, error, error_restoring, error_extending, error_managing.
   delete: { from: ['available', 'error', 'error_extending'], to: 'deleting', verb: 'delete' },
   // An admin's force delete ignores the status, but never pulls a volume out from under a server.
-  force_delete: { from: VOLUME_STATUSES.filter((s) => !['in-use', 'attaching', 'detaching', 'deleting'].includes(s)), to: 'deleting', verb: 'force-delete' },
-  // Extend of an attached volume (3.42) comes with attachments; today only available.
-  extend: { from: ['available'], to: 'extending', verb: 'extend' },
+  force_delete: { from: VOLUME_STATUSES.filter((s) => !['in-use', 'reserved', 'attaching', 'detaching', 'deleting'].includes(s)), to: 'deleting', verb: 'force-delete' },
+  // Cinder 3.42: an attached volume is extended too (the hypervisor is told the new size).
+  extend: { from: ['available', 'in-use'], to: 'extending', verb: 'extend' },
   // Cinder: a snapshot of an available volume, of an in-use one with force.
   snapshot: { from: ['available'], verb: 'snapshot' },
   snapshot_force: { from: ['available', 'in-use'], verb: 'snapshot' },
   // The source of a new volume (Cinder: the source volume must be available).
   clone: { from: ['available'], verb: 'clone' },
   update: { from: VOLUME_STATUSES.filter((s) => s !== 'maintenance' && s !== 'deleting'), verb: 'update' },
+  // Cinder attachment_create: available; a multiattach volume also while in-use.
+  attach: { from: ['available'], to: 'reserved', verb: 'attach' },
+  attach_multi: { from: ['available', 'in-use'], to: 'reserved', verb: 'attach' },
 }
 
 function refuse(rule: ActionRule, id: string, status: string): never {
@@ -157,4 +162,60 @@ const SNAPSHOT_OUTCOMES: Outcomes<SnapshotStatus> = {
 
 export function snapshotOutcome(op: VolumeOp, ok: boolean): { while: SnapshotStatus; to: SnapshotStatus | Terminal } | undefined {
   return outcomeIn(SNAPSHOT_OUTCOMES, checkSnapshotTransition, op, ok)
+}
+
+// ---------------------------------------------------------------- attachments
+
+/**
+ * An attachment's statuses (Cinder's attach_status): reserved (the volume is
+ * promised to the server), attaching (cast to the server's host), attached,
+ * detaching, error (the host failed to attach it; the volume is free again).
+ */
+export const ATTACHMENT_STATUSES = ['reserved', 'attaching', 'attached', 'detaching', 'error'] as const
+export type AttachmentStatus = (typeof ATTACHMENT_STATUSES)[number]
+
+/** The live ones: they hold the volume, the server's device and count in the volume's `attachments`. */
+export const LIVE_ATTACHMENT: readonly AttachmentStatus[] = ['reserved', 'attaching', 'attached', 'detaching']
+
+/**
+ * Every move an attachment may make; `deleted`: the row goes (a detach done,
+ * a reservation or failed attachment deleted, its server deleted).
+ */
+export const ATTACHMENT_TRANSITIONS: Record<AttachmentStatus, ReadonlyArray<AttachmentStatus | Terminal>> = {
+  reserved: ['attaching', 'error', 'deleted'],
+  attaching: ['attached', 'error', 'deleted'],
+  attached: ['detaching', 'deleted'],
+  // A detach the host failed leaves the volume attached (Cinder's roll_detaching).
+  detaching: ['deleted', 'attached', 'error'],
+  error: ['deleted'],
+}
+
+export function checkAttachmentTransition(from: string, to: AttachmentStatus | Terminal): void {
+  if (!(ATTACHMENT_TRANSITIONS[from as AttachmentStatus] ?? []).includes(to)) throw new FailedPrecondition(`an attachment cannot go from status ${from} to ${to}`)
+}
+
+/** What an attachment and its volume become when the host reports on an attach or detach (the volume's is for its last live attachment). */
+const ATTACH_OUTCOMES = {
+  attach_volume: {
+    while: 'attaching', volumeWhile: 'attaching',
+    ok: { attachment: 'attached', volume: 'in-use' }, error: { attachment: 'error', volume: 'available' },
+  },
+  detach_volume: {
+    while: 'detaching', volumeWhile: 'detaching',
+    ok: { attachment: 'deleted', volume: 'available' }, error: { attachment: 'attached', volume: 'in-use' },
+  },
+} as const satisfies Record<string, { while: AttachmentStatus; volumeWhile: VolumeStatus; ok: { attachment: AttachmentStatus | Terminal; volume: VolumeStatus }; error: { attachment: AttachmentStatus | Terminal; volume: VolumeStatus } }>
+
+/**
+ * The outcome of an attach or detach, checked against both tables. The
+ * volume's status is `volume` when this was its last live attachment, else
+ * in-use (a multiattach volume another server still holds).
+ */
+export function attachOutcome(op: 'attach_volume' | 'detach_volume', ok: boolean, othersLive: boolean): { while: AttachmentStatus; attachment: AttachmentStatus | Terminal; volume: VolumeStatus } {
+  const o = ATTACH_OUTCOMES[op]
+  const r = ok ? o.ok : o.error
+  const volume: VolumeStatus = othersLive && r.volume === 'available' ? 'in-use' : r.volume
+  checkAttachmentTransition(o.while, r.attachment)
+  checkVolumeTransition(o.volumeWhile, volume)
+  return { while: o.while, attachment: r.attachment, volume }
 }

@@ -24,6 +24,7 @@ import type { VolumeBackends } from './backends.js'
 import { NO_CAST, pendingCast, volumeWork, type VolumeCasts } from './casts.js'
 import { checkSize, checkWriter, findRow, imageMetadataOf, renamed, updatedMap, volumeView, type VolumeCaller, type VolumeView } from './model.js'
 import type { VolumeOp } from '../../proto/volume-work.js'
+import { attachedDisks, attachmentsOfVolumes } from './attachments.js'
 
 const GiB = 1024 ** 3
 
@@ -130,7 +131,8 @@ export class VolumeCatalog {
     if (f.status) q = q.where('status', '=', f.status)
     const rows = await q.execute()
     const types = new Map((await this.db.selectFrom('volume_types').select(['id', 'name']).execute()).map((t) => [t.id, t.name]))
-    return rows.map((r) => volumeView(r, types.get(r.volume_type_id) ?? '', caller))
+    const attached = await attachmentsOfVolumes(this.db, rows.map((r) => r.id))
+    return rows.map((r) => volumeView(r, types.get(r.volume_type_id) ?? '', caller, attached.get(r.id)))
   }
 
   async update(req: { id?: string; name?: string; description?: string; setMetadata?: Record<string, string>; unsetMetadata?: string[]; bootable?: boolean }, caller: VolumeCaller): Promise<VolumeView> {
@@ -152,7 +154,7 @@ export class VolumeCatalog {
 
   /** Grows a volume (Cinder os-extend): the gigabytes quota is checked for the difference. */
   async extend(ref: string | undefined, newSize: number | undefined, caller: VolumeCaller): Promise<VolumeView> {
-    const { next, view } = await this.db.transaction().execute(async (trx) => {
+    const { next, view, attached } = await this.db.transaction().execute(async (trx) => {
       const row = await findRow(trx, 'volumes', ref, caller)
       checkWriter(row, caller, 'volume')
       const size = checkSize('new_size', newSize, 1)
@@ -162,9 +164,9 @@ export class VolumeCatalog {
       await this.deps.backends.ensureRoom(trx, row.host, size - row.size)
       const next: VolumeTable = { ...row, status, status_reason: '', pending_size: size, ...pendingCast('extend', row.id, caller.requestId), updated_at: now() }
       await trx.updateTable('volumes').set(next).where('id', '=', row.id).execute()
-      return { next, view: await this.view(trx, next, caller) }
+      return { next, view: await this.view(trx, next, caller), attached: await attachedDisks(trx, row.id) }
     })
-    await this.cast('extend', next)
+    await this.deps.casts.send({ table: 'volumes', id: next.id, host: next.host, work: volumeWork('extend', next, attached), castId: next.pending_cast_id, requestId: next.pending_request_id })
     return view
   }
 
@@ -186,6 +188,7 @@ export class VolumeCatalog {
       const ts = now()
       if (snaps.length) await trx.updateTable('volume_snapshots').set({ status: 'deleting', ...NO_CAST, updated_at: ts }).where('volume_id', '=', row.id).execute()
       if (!row.host) {
+        await trx.deleteFrom('volume_attachments').where('volume_id', '=', row.id).execute()
         await trx.deleteFrom('volume_snapshots').where('volume_id', '=', row.id).execute()
         await trx.deleteFrom('volumes').where('id', '=', row.id).execute()
         return { next: { ...row, status }, local: true }
@@ -215,7 +218,7 @@ export class VolumeCatalog {
 
   private async view(db: Trx, r: VolumeTable, caller: VolumeCaller): Promise<VolumeView> {
     const type: VolumeTypeView | undefined = await this.deps.types.byId(db, r.volume_type_id)
-    return volumeView(r, type?.name ?? '', caller)
+    return volumeView(r, type?.name ?? '', caller, (await attachmentsOfVolumes(db, [r.id])).get(r.id))
   }
 
   private async findImage(ref: string, caller: VolumeCaller): Promise<Image> {

@@ -19,12 +19,13 @@ export interface TestAgent {
   stop(): Promise<void>
 }
 
-export async function startAgent(natsUrl: string, host: string, o: AgentConfigOverrides & { fake?: FakeDriverOptions; fakeVolumes?: FakeVolumeDriverOptions; volumeDriver?: FakeVolumeDriver } = {}): Promise<TestAgent> {
+export async function startAgent(natsUrl: string, host: string, o: AgentConfigOverrides & { fake?: FakeDriverOptions; fakeVolumes?: FakeVolumeDriverOptions; volumeDriver?: FakeVolumeDriver; virtDriver?: FakeDriver } = {}): Promise<TestAgent> {
   const stateDir = o.stateDir ?? mkdtempSync(path.join(tmpdir(), `strato-agent-${host}-`))
-  const { fake, fakeVolumes, volumeDriver, ...overrides } = o
+  const { fake, fakeVolumes, volumeDriver, virtDriver, ...overrides } = o
   const natsCredsFile = natsCredsFor(natsUrl)?.agentCreds(host) ?? null
   const cfg = loadAgentConfig({ host, natsUrl, natsCredsFile, stateDir, uuid: randomUUID(), diskGb: 100, driver: 'fake', requestTimeoutMs: 2_000, myIp: '127.0.0.1', ...overrides }, {})
-  const driver = new FakeDriver({ hostname: host, ...fake })
+  // A restarted agent may keep the hypervisor it had (its guests outlive it).
+  const driver = virtDriver ?? new FakeDriver({ hostname: host, ...fake })
   // A restarted agent may keep the backend it had (a host's disks outlive its agent).
   const volumes = volumeDriver ?? new FakeVolumeDriver(fakeVolumes)
   const agent = new AgentService(cfg, driver, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }), volumes)

@@ -66,6 +66,18 @@ export const VirDomainXMLFlags = {
   INACTIVE: 2,
 } as const
 
+/** `virDomainModificationImpact`: which definition a device change applies to. */
+export const VirDomainModificationImpact = {
+  CURRENT: 0,
+  LIVE: 1,
+  CONFIG: 2,
+} as const
+
+/** `virDomainBlockResizeFlags` */
+export const VirDomainBlockResizeFlags = {
+  BYTES: 1,
+} as const
+
 /** Version number `major * 1_000_000 + minor * 1000 + micro` as `major.minor.micro`. */
 export function formatVersion(version: number): string {
   return `${Math.floor(version / 1_000_000)}.${Math.floor(version / 1000) % 1000}.${version % 1000}`

@@ -21,6 +21,10 @@ export interface DomainDisk {
   bus: 'virtio'
   /** `vda`, `vdb`, … */
   device: string
+  /** `<serial>`: what the guest reads as the disk's serial (volumes: the volume id, 20 characters). */
+  serial?: string
+  /** `<driver cache>`: `none` (O_DIRECT, Nova's choice for volumes where the file system allows it). */
+  cache?: 'none' | 'writeback'
 }
 
 /** A read-only CD-ROM (the config drive): IDE on i440fx machines, SATA on q35. */
@@ -58,21 +62,29 @@ export interface DomainConfig {
   serialLogPath?: string
 }
 
+function diskElement(disk: DomainDisk, boot: boolean): XmlElement {
+  return el(
+    'disk',
+    { type: 'file', device: 'disk' },
+    el('driver', { name: 'qemu', type: disk.format, cache: disk.cache }),
+    el('source', { file: disk.path }),
+    el('target', { dev: disk.device, bus: disk.bus }),
+    ...(disk.serial ? [el('serial', {}, disk.serial)] : []),
+    ...(boot ? [el('boot', { order: 1 })] : []),
+  )
+}
+
+/** The `<disk>` element of one disk, as virDomainAttachDeviceFlags takes it (a volume: never the boot disk). */
+export function toDiskXml(disk: DomainDisk): string {
+  return `${serializeXml(diskElement(disk, false))}\n`
+}
+
 /** Builds the domain XML for `config`. */
 export function toDomainXml(config: DomainConfig): string {
   const devices = el(
     'devices',
     {},
-    ...config.disks.map((disk, index) =>
-      el(
-        'disk',
-        { type: 'file', device: 'disk' },
-        el('driver', { name: 'qemu', type: disk.format }),
-        el('source', { file: disk.path }),
-        el('target', { dev: disk.device, bus: disk.bus }),
-        ...(index === 0 ? [el('boot', { order: 1 })] : []),
-      ),
-    ),
+    ...config.disks.map((disk, index) => diskElement(disk, index === 0)),
     ...(config.cdrom === undefined
       ? []
       : [
@@ -157,8 +169,12 @@ export function parseDomainXml(xml: string): DomainConfig {
   for (const disk of childrenNamed(devices, 'disk')) {
     if ((disk.attrs.device ?? 'disk') !== 'disk' || disk.attrs.type !== 'file') continue
     const format = child(disk, 'driver')?.attrs.type
+    const cache = child(disk, 'driver')?.attrs.cache
     const bus = child(disk, 'target')?.attrs.bus
+    const serial = child(disk, 'serial')?.text
     disks.push({
+      ...(serial ? { serial } : {}),
+      ...(cache === 'none' || cache === 'writeback' ? { cache } : {}),
       path: required(child(disk, 'source'), '<disk><source>').attrs.file ?? '',
       format: format === 'raw' ? 'raw' : 'qcow2',
       bus: bus === 'virtio' ? 'virtio' : (bus as 'virtio'),

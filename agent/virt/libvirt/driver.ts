@@ -3,16 +3,23 @@
  * The contract is in `../driver.ts`; this file is policy: KVM or TCG, CPU mode,
  * graceful-then-hard power off, soft reboot falling back to hard, cleanup.
  */
-import { open } from 'node:fs/promises'
+import { constants as fsConstants } from 'node:fs'
+import { open, rm } from 'node:fs/promises'
+import path from 'node:path'
 import type { Logger } from 'pino'
 import { withReverter } from '../../../proto/revert.js'
-import { AlreadyExists, FailedPrecondition, Internal, NotFound } from '../../../proto/errors.js'
+import { AlreadyExists, FailedPrecondition, Internal, NotFound, Unavailable } from '../../../proto/errors.js'
 import {
   DEFAULT_CONSOLE_MAX_BYTES,
+  DEFAULT_DETACH_TIMEOUT_MS,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
   checkPowerTransition,
+  checkVolumeDevice,
   tailBytes,
   validateGuestSpec,
+  validateVolumeDisk,
+  type DetachDiskOptions,
+  type VolumeDiskSpec,
   type Accelerator,
   type ConsoleOutputOptions,
   type GuestInfo,
@@ -24,7 +31,7 @@ import {
 } from '../driver.js'
 import { PowerState } from '../../../proto/power-state.js'
 import { VirDomainState, formatVersion } from './constants.js'
-import { parseDomainXml, toDomainXml, type DomainConfig } from './domain-xml.js'
+import { parseDomainXml, toDiskXml, toDomainXml, type DomainConfig, type DomainDisk } from './domain-xml.js'
 import { powerStateOf, type Guest } from './guest.js'
 import { Host, chooseAccelerator, kvmDeviceUsable, type HostInfo } from './host.js'
 import type { DomainRecord } from './worker.js'
@@ -314,5 +321,103 @@ export class LibvirtDriver implements VirtDriver {
     const maxBytes = options.maxBytes ?? DEFAULT_CONSOLE_MAX_BYTES
     return tailBytes(await readTail(serialLogPath, maxBytes), maxBytes)
   }
+
+  // ---------------------------------------------------------- volume disks
+
+  /**
+   * Live first (the step a guest can refuse), then the persistent definition;
+   * a failure of the second undoes the first. Each half is skipped when the
+   * disk is there already, so a repeated attach changes nothing.
+   */
+  async attachDisk(uuid: string, disk: VolumeDiskSpec): Promise<void> {
+    validateVolumeDisk(disk)
+    const guest = await this.host.lookupGuest(uuid)
+    const live = await guest.isActive()
+    const inConfig = diskOn(await guest.xml(true), disk.device)
+    const inLive = live ? diskOn(await guest.xml(), disk.device) : undefined
+    for (const held of [inConfig, inLive]) {
+      if (held && held.path !== disk.path) throw new AlreadyExists(`device ${disk.device} of guest ${uuid} holds ${held.path}`)
+    }
+    const xml = toDiskXml({ ...disk, cache: (await supportsDirectIo(path.dirname(disk.path))) ? 'none' : 'writeback' })
+    const log = this.logger?.child({ instance: uuid, device: disk.device })
+    await withReverter(async (revert) => {
+      if (live && !inLive) {
+        await guest.attachDevice(xml, 'live')
+        revert.add(`hot-unplug ${disk.device} of guest ${uuid}`, () => guest.detachDevice(xml, 'live'))
+      }
+      if (!inConfig) await guest.attachDevice(xml, 'config')
+    })
+    log?.info({ path: disk.path, live }, 'disk attached')
+  }
+
+  /**
+   * Live first, waiting until the guest let the device go (QEMU's
+   * DEVICE_DELETED: the disk leaves the live XML), then the persistent
+   * definition; a guest that does not let go keeps both.
+   */
+  async detachDisk(uuid: string, device: string, options: DetachDiskOptions = {}): Promise<void> {
+    checkVolumeDevice(device)
+    const guest = await this.host.lookupGuest(uuid)
+    const log = this.logger?.child({ instance: uuid, device })
+    if (await guest.isActive()) {
+      const held = diskOn(await guest.xml(), device)
+      if (held) {
+        await guest.detachDevice(toDiskXml(held), 'live')
+        const timeoutMs = options.timeoutMs ?? DEFAULT_DETACH_TIMEOUT_MS
+        const deadline = Date.now() + timeoutMs
+        const interval = this.options.pollIntervalMs ?? 100
+        // A guest that stops meanwhile has no live devices left to wait for.
+        while ((await guest.isActive()) && diskOn(await guest.xml(), device)) {
+          if (Date.now() >= deadline) throw new Unavailable(`guest ${uuid} did not release disk ${device} within ${timeoutMs} ms (the guest must acknowledge the hot-unplug); it stays attached`)
+          await sleep(interval)
+        }
+      }
+    }
+    const persistent = diskOn(await guest.xml(true), device)
+    if (persistent) await guest.detachDevice(toDiskXml(persistent), 'config')
+    log?.info({ live: Boolean(persistent) }, 'disk detached')
+  }
+
+  async listDisks(uuid: string): Promise<VolumeDiskSpec[]> {
+    const guest = await this.host.lookupGuest(uuid)
+    return parseDomainXml(await guest.xml(true)).disks.map(({ cache: _c, serial, ...d }) => ({ ...d, serial: serial ?? '' }))
+  }
+
+  async resizeDisk(uuid: string, device: string, bytes: number): Promise<void> {
+    const guest = await this.host.lookupGuest(uuid)
+    if (!(await guest.isActive())) return
+    if (!diskOn(await guest.xml(), device)) throw new NotFound(`guest ${uuid} has no disk ${device}`)
+    await guest.blockResize(device, bytes)
+    this.logger?.info({ instance: uuid, device, bytes }, 'disk resized')
+  }
+}
+
+/** The file disk on target `device` in a domain XML, if any. */
+function diskOn(xml: string, device: string): DomainDisk | undefined {
+  return parseDomainXml(xml).disks.find((d) => d.device === device)
+}
+
+const directIo = new Map<string, boolean>()
+
+/**
+ * Whether files in `dir` open with O_DIRECT (tmpfs refuses it), so cache=none
+ * works there — nova's `_supports_direct_io`, asked once per directory.
+ */
+async function supportsDirectIo(dir: string): Promise<boolean> {
+  const known = directIo.get(dir)
+  if (known !== undefined) return known
+  const probe = path.join(dir, `.directio.${process.pid}.${Math.random().toString(36).slice(2)}`)
+  let ok = false
+  try {
+    const h = await open(probe, fsConstants.O_CREAT | fsConstants.O_WRONLY | fsConstants.O_DIRECT, 0o600)
+    await h.close()
+    ok = true
+  } catch {
+    ok = false
+  } finally {
+    await rm(probe, { force: true })
+  }
+  directIo.set(dir, ok)
+  return ok
 }
 

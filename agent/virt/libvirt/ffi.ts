@@ -136,6 +136,11 @@ const c = {
   virDomainGetName: lib.func('const char *virDomainGetName(virDomainPtr domain)') as Fn,
   virDomainIsActive: lib.func('int virDomainIsActive(virDomainPtr domain)') as Fn,
   virDomainFree: lib.func('int virDomainFree(virDomainPtr domain)') as Fn,
+
+  // Devices of a defined domain (volumes attached and detached).
+  virDomainAttachDeviceFlags: lib.func('int virDomainAttachDeviceFlags(virDomainPtr domain, const char *xml, unsigned int flags)') as Fn,
+  virDomainDetachDeviceFlags: lib.func('int virDomainDetachDeviceFlags(virDomainPtr domain, const char *xml, unsigned int flags)') as Fn,
+  virDomainBlockResize: lib.func('int virDomainBlockResize(virDomainPtr domain, const char *disk, unsigned long long size, unsigned int flags)') as Fn,
 }
 
 /** Reads this thread's libvirt error right now and wraps it. */
@@ -414,5 +419,20 @@ export class Domain {
   /** `virDomainIsActive` */
   isActive(): boolean {
     return check('virDomainIsActive', c.virDomainIsActive(this.handle) as number) === 1
+  }
+
+  /** `virDomainAttachDeviceFlags`: adds a device (`flags`: live, config or both). */
+  attachDeviceFlags(xml: string, flags: number): void {
+    check('virDomainAttachDeviceFlags', c.virDomainAttachDeviceFlags(this.handle, xml, flags) as number)
+  }
+
+  /** `virDomainDetachDeviceFlags`: asks for a device's removal (live removal completes when the guest lets go). */
+  detachDeviceFlags(xml: string, flags: number): void {
+    check('virDomainDetachDeviceFlags', c.virDomainDetachDeviceFlags(this.handle, xml, flags) as number)
+  }
+
+  /** `virDomainBlockResize`: tells QEMU a disk's new size. */
+  blockResize(disk: string, size: number, flags: number): void {
+    check('virDomainBlockResize', c.virDomainBlockResize(this.handle, disk, size, flags) as number)
   }
 }

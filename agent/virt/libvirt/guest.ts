@@ -4,7 +4,7 @@
  * the driver's; this class only speaks to libvirt through the host's thread.
  */
 import { PowerState } from '../../../proto/power-state.js'
-import { VirDomainShutdownFlags, VirDomainState, VirDomainUndefineFlags } from './constants.js'
+import { VirDomainBlockResizeFlags, VirDomainModificationImpact, VirDomainShutdownFlags, VirDomainState, VirDomainUndefineFlags } from './constants.js'
 import type { Host } from './host.js'
 import type { DomainRecord } from './worker.js'
 
@@ -88,5 +88,25 @@ export class Guest {
   /** The live domain XML (or the persistent definition with `inactive`). */
   xml(inactive = false): Promise<string> {
     return this.host.call('xml', `read XML of guest ${this.uuid}`, this.uuid, inactive)
+  }
+
+  /** Whether QEMU runs for it (running, paused, …: it has a live definition). */
+  isActive(): Promise<boolean> {
+    return this.host.call('isActive', `read guest ${this.uuid}`, this.uuid)
+  }
+
+  /** `virDomainAttachDeviceFlags` into the running guest (`live`) or its persistent definition. */
+  async attachDevice(xml: string, where: 'live' | 'config'): Promise<void> {
+    await this.host.call('attachDevice', `attach a device to guest ${this.uuid} (${where})`, this.uuid, xml, where === 'live' ? VirDomainModificationImpact.LIVE : VirDomainModificationImpact.CONFIG)
+  }
+
+  /** `virDomainDetachDeviceFlags`; a live removal is only asked for: it is done once the guest lets go. */
+  async detachDevice(xml: string, where: 'live' | 'config'): Promise<void> {
+    await this.host.call('detachDevice', `detach a device from guest ${this.uuid} (${where})`, this.uuid, xml, where === 'live' ? VirDomainModificationImpact.LIVE : VirDomainModificationImpact.CONFIG)
+  }
+
+  /** `virDomainBlockResize` of the disk on target `device`, in bytes. */
+  async blockResize(device: string, bytes: number): Promise<void> {
+    await this.host.call('blockResize', `resize disk ${device} of guest ${this.uuid}`, this.uuid, device, bytes, VirDomainBlockResizeFlags.BYTES)
   }
 }

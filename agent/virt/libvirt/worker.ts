@@ -177,6 +177,18 @@ const ops = {
   xml(uuid: string, inactive: boolean): string {
     return withDomain(uuid, (d) => d.getXMLDesc(inactive ? VirDomainXMLFlags.INACTIVE : 0))
   },
+  isActive(uuid: string): boolean {
+    return withDomain(uuid, (d) => d.isActive())
+  },
+  attachDevice(uuid: string, xml: string, flags: number): void {
+    withDomain(uuid, (d) => d.attachDeviceFlags(xml, flags))
+  },
+  detachDevice(uuid: string, xml: string, flags: number): void {
+    withDomain(uuid, (d) => d.detachDeviceFlags(xml, flags))
+  },
+  blockResize(uuid: string, disk: string, bytes: number, flags: number): void {
+    withDomain(uuid, (d) => d.blockResize(disk, bytes, flags))
+  },
 }
 
 export type WorkerOps = typeof ops

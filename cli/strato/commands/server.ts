@@ -15,6 +15,7 @@ import {
   expandHome, findFlavor, findFloatingIp, findImage, findNetwork, findPort, findServer, intOpt, iso, keyValues, maybe, multiKeyValue, novaTime,
 } from '../resources.js'
 import { deleteEach } from './delete.js'
+import { findVolume } from './volume.js'
 import { listOpt, projectIdOf, projectOpts } from './network.js'
 
 /** openstackclient's PowerStateColumn. */
@@ -65,7 +66,8 @@ export const serverFields = (s: Server) => ({
   status: s.status ?? '',
   updated: iso(s.updatedAt),
   user_id: s.userId ?? '',
-  volumes_attached: '',
+  // openstackclient's ListDictColumn: one id='…' per volume.
+  volumes_attached: (s.volumesAttached ?? []).map((id) => `id='${id}'`).join('\n'),
 })
 
 /**
@@ -376,6 +378,46 @@ export const serverCommands: Command[] = [
       const fip = await findFloatingIp(ctx, a.pos('ip-address'))
       await ctx.call(FloatingIpsClient, 'updateFloatingIp', { id: fip.id ?? '', portId: '' })
       return { kind: 'none' }
+    },
+  },
+
+  // ---------------------------------------------------------------- volumes (Nova os-volume_attachments)
+  {
+    name: 'server add volume',
+    summary: 'Add volume to server',
+    output: 'show',
+    positionals: [{ name: 'server', help: 'Server (name or ID)' }, { name: 'volume', help: 'Volume to add (name or ID)' }],
+    options: [opt('--device', 'device', '<device>', 'Server internal device name for volume (/dev/vdb … /dev/vdz; default: the next free one)')],
+    async run(ctx, a) {
+      const s = await findServer(ctx, a.pos('server'))
+      const v = await findVolume(ctx, a.pos('volume'))
+      const sv = await ctx.call(ServersClient, 'attachVolume', { serverId: s.id ?? '', volumeId: v.id ?? '', device: a.str('device') ?? '' })
+      return { kind: 'show', data: { ID: sv.id ?? '', 'Server ID': sv.serverId ?? '', 'Volume ID': sv.volumeId ?? '', Device: sv.device ?? '' } }
+    },
+  },
+  {
+    name: 'server remove volume',
+    summary: 'Remove volume from server',
+    output: 'none',
+    positionals: [{ name: 'server', help: 'Server (name or ID)' }, { name: 'volume', help: 'Volume to remove (name or ID)' }],
+    options: [],
+    async run(ctx, a) {
+      const s = await findServer(ctx, a.pos('server'))
+      const v = await findVolume(ctx, a.pos('volume'))
+      await ctx.call(ServersClient, 'detachVolume', { serverId: s.id ?? '', volumeId: v.id ?? '' })
+      return { kind: 'none' }
+    },
+  },
+  {
+    name: 'server volume list',
+    summary: 'List all the volumes attached to a server',
+    output: 'list',
+    positionals: [{ name: 'server', help: 'Server to list volume attachments for (name or ID)' }],
+    options: [],
+    async run(ctx, a) {
+      const s = await findServer(ctx, a.pos('server'))
+      const r = await ctx.call(ServersClient, 'listServerVolumes', { serverId: s.id ?? '' })
+      return { kind: 'list', columns: ['ID', 'Device', 'Server ID', 'Volume ID'], rows: (r.volumeAttachments ?? []).map((x) => [x.id ?? '', x.device ?? '', x.serverId ?? '', x.volumeId ?? '']) }
     },
   },
 ]

@@ -62,9 +62,29 @@ export interface VolumeBackendTable {
   updated_at: string
 }
 
+/** A volume attached (or being attached) to a server (migration 0015). */
+export interface VolumeAttachmentTable extends PendingCastColumns {
+  id: string
+  volume_id: string
+  server_id: string
+  host: string
+  device: string
+  status: string
+  status_reason: string
+  attach_mode: string
+  /** `<server>/<device>` while live, null once failed (unique). */
+  server_device: string | null
+  /** `<server>/<volume>` while live, null once failed (unique). */
+  server_volume: string | null
+  attached_at: string | null
+  project_id: string
+  user_id: string
+}
+
 export interface VolumeTables {
   volume_types: VolumeTypeTable
   volumes: VolumeTable
   volume_snapshots: VolumeSnapshotTable
   volume_backends: VolumeBackendTable
+  volume_attachments: VolumeAttachmentTable
 }

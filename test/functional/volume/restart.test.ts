@@ -1,5 +1,6 @@
 // Volume work is durable: a create cast to a host whose agent is down waits in JetStream and is done
-// when the agent comes back (the volume then becomes available, never stuck in creating); a
+// when the agent comes back (the volume then becomes available, never stuck in creating); so do
+// attach and detach casts to a server's host (in-use, then available, never stuck between); a
 // backend whose agent restarts in the middle of a delete finishes it (the redelivered cast is
 // idempotent); an agent with the volume role off refuses volume work with a reason, so the volume
 // goes to error rather than hanging.
@@ -10,6 +11,7 @@ import { call, client, status } from '../../helpers/grpc.js'
 import { eventually, startAgent } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import { VolumesClient, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
+import type { CreateServerResponse } from '../../../proto/gen/strato/compute/v1/servers.js'
 
 let cloud: TestCloud
 let demo: Tenant
@@ -34,7 +36,7 @@ const statusOf = async (id: string) => (await get(id)).status
 /** node1's agent again: the same compute node uuid, state dir and volume backend (a host's disks outlive its agent). */
 const restart = (extra: { volume?: 'on' | 'off' } = {}) => {
   const prev = cloud.agents[0]!
-  return startAgent(cloud.nats.url, 'node1', { volumeDriver: prev.volumes, uuid: prev.agent.uuid, stateDir: prev.agent.config.stateDir, ...extra })
+  return startAgent(cloud.nats.url, 'node1', { volumeDriver: prev.volumes, virtDriver: prev.driver, uuid: prev.agent.uuid, stateDir: prev.agent.config.stateDir, ...extra })
 }
 
 t.test('a create cast waits for the agent; the agent back finishes it', async (t) => {
@@ -71,4 +73,36 @@ t.test('an agent without the volume role refuses volume work with a reason: the 
   await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 0, 5_000, 'the backend record gone')
   const refused = await call(volumes, 'createVolume', { size: 1 }, demo.token).catch((e: { code: number; details: string }) => e)
   t.match(refused, { code: status.FAILED_PRECONDITION, details: /no valid backend was found: no volume backend is up \(no host runs the volume role\)/ })
+})
+
+t.test('attach and detach casts wait for the server\'s agent; back, it does them', async (t) => {
+  // The volume role on again (the test before turned it off).
+  await cloud.agents[0]!.agent.stop()
+  cloud.agents[0] = await restart({ volume: 'on' })
+  await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 5_000, 'the volume backend back')
+  const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'patient-vm', flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ uuid: cloud.network.id }] }, demo.token)
+  const server = await cloud.waitFor(r.servers[0]!.id, (s) => s.status === 'ACTIVE', demo.token)
+  const v = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'attach-later' }, demo.token)
+  await eventually(async () => (await statusOf(v.id)) === 'available', 10_000, 'available')
+  const hypervisor = cloud.agents[0]!.driver
+  const hasDisk = async () => (await hypervisor.listDisks(server.id)).some((d) => d.device === 'vdb')
+
+  await cloud.agents[0]!.agent.stop()
+  await call(cloud.c.servers, 'attachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
+  await new Promise((res) => setTimeout(res, 500))
+  t.equal(await statusOf(v.id), 'attaching', 'attaching while the agent is down')
+  await hypervisor.init()
+  t.notOk(await hasDisk(), 'nothing reached the hypervisor')
+  cloud.agents[0] = await restart()
+  await eventually(async () => (await statusOf(v.id)) === 'in-use', 10_000, 'in-use')
+  t.ok(await hasDisk(), 'the agent back attached it')
+
+  await cloud.agents[0]!.agent.stop()
+  await call(cloud.c.servers, 'detachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
+  t.equal(await statusOf(v.id), 'detaching')
+  cloud.agents[0] = await restart()
+  await eventually(async () => (await statusOf(v.id)) === 'available', 10_000, 'available')
+  t.notOk(await hasDisk(), 'the agent back detached it')
+  await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
+  await call(volumes, 'deleteVolume', { id: v.id }, demo.token)
 })

@@ -78,6 +78,11 @@ if (process.getuid?.() !== 0) {
       bootTimeoutMs: driver.guestAccelerator === 'kvm' ? 20_000 : 60_000,
       // The test guest powers off on the ACPI button, so graceful paths complete.
       shutdownTimeoutMs: 20_000,
+      newVolumeFile: async (tag) => {
+        const file = join(workdir, `${tag}-${randomUUID()}.qcow2`)
+        await run('qemu-img', ['create', '-f', 'qcow2', file, '1G'])
+        return { path: file, format: 'qcow2' }
+      },
     })
   })
 

@@ -20,7 +20,8 @@ t.test('cast ids round-trip, and are no server cast ids', async (t) => {
 })
 
 t.test('received work: missing fields become empty, an unknown op is refused', async (t) => {
-  t.same(volumeWorkOf({ op: 'extend', volumeId: id, sizeGb: 3 }), { op: 'extend', volumeId: id, snapshotId: '', sizeGb: 3, sourceVolid: '', sourceSnapshotId: '', imageId: '' })
+  t.same(volumeWorkOf({ op: 'extend', volumeId: id, sizeGb: 3 }), { op: 'extend', volumeId: id, snapshotId: '', sizeGb: 3, sourceVolid: '', sourceSnapshotId: '', imageId: '', attached: [] })
+  t.same(volumeWorkOf({ op: 'extend', volumeId: id, sizeGb: 3, attached: [{ instanceUuid: id }] }).attached, [{ instanceUuid: id, device: '' }], 'the servers an extend tells')
   t.throws(() => volumeWorkOf({ op: 'shrink', volumeId: id }), /unknown volume op 'shrink'/)
   t.throws(() => volumeWorkOf({}), /unknown volume op ''/)
 })

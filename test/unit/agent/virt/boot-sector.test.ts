@@ -29,9 +29,9 @@ t.test('the ACPI power-off code is there only when asked for', async (t) => {
 
 t.test('refuses lines it cannot print', async (t) => {
   t.throws(() => bootSector('tab\there'), /printable ASCII/)
-  t.throws(() => bootSector('x'.repeat(361)), /longer than/)
-  t.doesNotThrow(() => bootSector('x'.repeat(360)))
-  t.doesNotThrow(() => bootSector('x'.repeat(360), { acpiPowerOff: false }))
+  t.throws(() => bootSector('x'.repeat(351)), /longer than/)
+  t.doesNotThrow(() => bootSector('x'.repeat(350)))
+  t.doesNotThrow(() => bootSector('x'.repeat(350), { acpiPowerOff: false }))
 })
 
 t.test('wraps into raw and qcow2 images', async (t) => {

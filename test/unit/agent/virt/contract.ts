@@ -42,6 +42,8 @@ export interface ContractHarness {
   bootTimeoutMs: number
   /** Graceful-shutdown timeout used by the suite (kept short: test guests may ignore ACPI). */
   shutdownTimeoutMs: number
+  /** A fresh 1 GiB volume file (qcow2) the guests may be given, as a volume backend's export is. */
+  newVolumeFile(tag: string): Promise<{ path: string; format: 'qcow2' | 'raw' }>
 }
 
 type Ctor = abstract new (...args: never[]) => StratoError
@@ -257,6 +259,43 @@ export function virtDriverContract(tap: Test, h: ContractHarness): void {
     await driver.spawn(guest.spec)
     t.equal((await driver.getInfo(guest.spec.uuid)).powerState, PowerState.RUNNING, 'the same uuid spawns afterwards')
     await driver.destroy(guest.spec.uuid)
+  })
+
+  tap.test('volume disks: attached live and into the definition, again a no-op, resized, detached; a stopped guest gets them in its definition', async (t) => {
+    const guest = await h.newGuest('vol')
+    const { uuid } = guest.spec
+    t.teardown(() => driver.destroy(uuid))
+    await driver.spawn(guest.spec)
+    await waitForMarker(guest, 1)
+    const file = await h.newVolumeFile('vol')
+    const disk = { ...file, bus: 'virtio' as const, device: 'vdb', serial: 'abcdef01-2345-6789-a' }
+    await driver.attachDisk(uuid, disk)
+    t.match(await driver.listDisks(uuid), [{ device: 'vda', serial: '' }, { device: 'vdb', path: file.path, format: file.format, serial: disk.serial }], 'the root disk, then the volume with its serial')
+    await driver.attachDisk(uuid, disk)
+    t.equal((await driver.listDisks(uuid)).length, 2, 'attaching it again changes nothing')
+    await expectError(t, driver.attachDisk(uuid, { ...disk, path: `${file.path}.other` }), AlreadyExists, 'another file on a taken device')
+    const bad = await expectError(t, driver.attachDisk(uuid, { ...disk, device: 'vda' }), InvalidArgument, 'the root disk\'s device')
+    t.equal((bad as InvalidArgument | undefined)?.field, 'device', 'names the field')
+    await expectError(t, driver.attachDisk(unknownUuid, disk), NotFound, 'attach to an unknown guest')
+    await driver.resizeDisk(uuid, 'vdb', 2 * 1024 ** 3)
+    t.pass('a running guest is told a disk grew')
+    await expectError(t, driver.resizeDisk(uuid, 'vdc', 2 * 1024 ** 3), NotFound, 'resize of a device it does not have')
+
+    await driver.detachDisk(uuid, 'vdb', { timeoutMs: h.bootTimeoutMs })
+    t.same((await driver.listDisks(uuid)).map((d) => d.device), ['vda'], 'detached')
+    await driver.detachDisk(uuid, 'vdb')
+    t.pass('detaching it again succeeds')
+    await expectError(t, driver.detachDisk(uuid, 'vda'), InvalidArgument, 'the root disk is not detached')
+
+    await driver.powerOff(uuid, { timeoutMs: 0 })
+    await driver.attachDisk(uuid, disk)
+    t.equal((await driver.getInfo(uuid)).powerState, PowerState.SHUTDOWN, 'a stopped guest stays stopped')
+    t.same((await driver.listDisks(uuid)).map((d) => d.device), ['vda', 'vdb'], 'and has the disk in its definition')
+    await driver.powerOn(uuid)
+    t.same((await driver.listDisks(uuid)).map((d) => d.device), ['vda', 'vdb'], 'started with it')
+    await driver.detachDisk(uuid, 'vdb', { timeoutMs: h.bootTimeoutMs })
+    t.same((await driver.listDisks(uuid)).map((d) => d.device), ['vda'], 'detached from the running guest')
+    await driver.destroy(uuid)
   })
 
   tap.test('different guests can be spawned and destroyed concurrently', async (t) => {

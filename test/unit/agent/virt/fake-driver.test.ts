@@ -38,6 +38,8 @@ t.test('contract', async (t) => {
     },
     bootTimeoutMs: 1000,
     shutdownTimeoutMs: 50,
+    // The fake reads no file: any absolute path is a volume.
+    newVolumeFile: async (tag) => ({ path: `/fake-volumes/${tag}-${Math.random().toString(36).slice(2)}.qcow2`, format: 'qcow2' }),
   })
 })
 

@@ -5,6 +5,7 @@ import { FailedPrecondition, InvalidArgument } from '../../../../proto/errors.js
 import {
   TRANSITIONS, VOLUME_STATUSES, SNAPSHOT_TRANSITIONS, beginSnapshotDelete, beginVolumeAction, checkSnapshotSource, checkVolumeTransition,
   resetStatus, snapshotOutcome, volumeOutcome, type VolumeAction, type VolumeStatus,
+  ATTACHMENT_STATUSES, ATTACHMENT_TRANSITIONS, attachOutcome, checkAttachmentTransition,
 } from '../../../../controller/volume/states.js'
 import { VOLUME_OPS } from '../../../../proto/volume-work.js'
 
@@ -20,7 +21,10 @@ const allowedFrom = (action: VolumeAction) => VOLUME_STATUSES.filter((s) => {
 
 t.test("each action is allowed from Cinder's statuses only", async (t) => {
   t.same(allowedFrom('delete'), ['available', 'error', 'error_extending'], 'delete (cinder volume/api.py)')
-  t.same(allowedFrom('extend'), ['available'], 'extend')
+  t.same(allowedFrom('extend'), ['available', 'in-use'], 'extend (in-use: Cinder 3.42)')
+  t.same(allowedFrom('attach'), ['available'], 'attach (cinder attachment_create)')
+  t.same(allowedFrom('attach_multi'), ['available', 'in-use'], 'attach of a multiattach volume')
+  t.notOk(allowedFrom('force_delete').includes('reserved'), 'force delete never takes a reserved volume')
   t.same(allowedFrom('snapshot'), ['available'], 'snapshot')
   t.same(allowedFrom('snapshot_force'), ['available', 'in-use'], 'snapshot with force')
   t.same(allowedFrom('clone'), ['available'], 'a clone\'s source')
@@ -73,4 +77,17 @@ t.test('snapshots: delete and use as a source by status', async (t) => {
   t.throws(() => beginSnapshotDelete({ id: 's1', status: 'creating' }, false), /cannot delete snapshot s1 while its status is creating; delete needs status available or error/)
   t.equal(beginSnapshotDelete({ id: 's1', status: 'error_deleting' }, true), 'deleting', 'forced')
   t.throws(() => checkSnapshotSource({ id: 's1', status: 'error' }), /while its status is error; it must be available/)
+})
+
+t.test('attachments: their own table, and what a host\'s result makes of an attachment and its volume', async (t) => {
+  t.same(Object.keys(ATTACHMENT_TRANSITIONS).sort(), [...ATTACHMENT_STATUSES].sort(), 'every status has a row')
+  t.doesNotThrow(() => checkAttachmentTransition('reserved', 'attaching'))
+  t.throws(() => checkAttachmentTransition('attached', 'attaching'), new FailedPrecondition('an attachment cannot go from status attached to attaching'))
+  t.throws(() => checkAttachmentTransition('error', 'attached'), FailedPrecondition)
+  t.same(attachOutcome('attach_volume', true, false), { while: 'attaching', attachment: 'attached', volume: 'in-use' })
+  t.same(attachOutcome('attach_volume', false, false), { while: 'attaching', attachment: 'error', volume: 'available' }, 'a failed attach frees the volume')
+  t.same(attachOutcome('attach_volume', false, true), { while: 'attaching', attachment: 'error', volume: 'in-use' }, 'unless another server has it (multiattach)')
+  t.same(attachOutcome('detach_volume', true, false), { while: 'detaching', attachment: 'deleted', volume: 'available' })
+  t.same(attachOutcome('detach_volume', true, true), { while: 'detaching', attachment: 'deleted', volume: 'in-use' })
+  t.same(attachOutcome('detach_volume', false, false), { while: 'detaching', attachment: 'attached', volume: 'in-use' }, 'a failed detach leaves it attached')
 })

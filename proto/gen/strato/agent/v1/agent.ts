@@ -673,7 +673,41 @@ export interface VolumeWork {
   /** create: the source, at most one of these. */
   sourceVolid?: string | undefined;
   sourceSnapshotId?: string | undefined;
-  imageId?: string | undefined;
+  imageId?:
+    | string
+    | undefined;
+  /**
+   * extend: the servers of this host the volume is attached to, whose
+   * hypervisor is told the new size (Cinder's in-use extend, Nova's
+   * volume-extended event).
+   */
+  attached?: AttachedDisk[] | undefined;
+}
+
+/** A volume's disk in a server. */
+export interface AttachedDisk {
+  instanceUuid?:
+    | string
+    | undefined;
+  /** vdb…vdz */
+  device?: string | undefined;
+}
+
+/**
+ * Attach or detach a volume's disk to a server of this host (Nova's
+ * attach_volume / detach_volume casts to the server's host). The volume
+ * lives on this host's volume backend (attaching across hosts comes later).
+ */
+export interface VolumeAttach {
+  /** attach_volume or detach_volume */
+  op?: string | undefined;
+  attachmentId?: string | undefined;
+  instanceUuid?: string | undefined;
+  volumeId?:
+    | string
+    | undefined;
+  /** The guest's device, vdb…vdz. */
+  device?: string | undefined;
 }
 
 /** Work for one host. Redelivered until acked; `id` makes redelivery idempotent. */
@@ -687,8 +721,9 @@ export interface Cast {
   reboot?: RebootServer | undefined;
   delete?: ServerAction | undefined;
   volume?: VolumeWork | undefined;
-  snapshot?:
-    | SnapshotServer
+  snapshot?: SnapshotServer | undefined;
+  volumeAttach?:
+    | VolumeAttach
     | undefined;
   /**
    * The request id of the API call that caused this cast (x-request-id, or
@@ -717,7 +752,8 @@ export interface CastResult {
     | undefined;
   /**
    * ping, build, start, stop, reboot, reboot_hard or delete; for volume
-   * work volume_<op> (volume_create, volume_delete, …).
+   * work volume_<op> (volume_create, volume_delete, …); attach_volume and
+   * detach_volume for attachments.
    */
   action?:
     | string
@@ -7063,7 +7099,16 @@ export const SnapshotServer: MessageFns<SnapshotServer> = {
 };
 
 function createBaseVolumeWork(): VolumeWork {
-  return { op: "", volumeId: "", snapshotId: "", sizeGb: 0, sourceVolid: "", sourceSnapshotId: "", imageId: "" };
+  return {
+    op: "",
+    volumeId: "",
+    snapshotId: "",
+    sizeGb: 0,
+    sourceVolid: "",
+    sourceSnapshotId: "",
+    imageId: "",
+    attached: [],
+  };
 }
 
 export const VolumeWork: MessageFns<VolumeWork> = {
@@ -7088,6 +7133,11 @@ export const VolumeWork: MessageFns<VolumeWork> = {
     }
     if (message.imageId !== undefined && message.imageId !== "") {
       writer.uint32(58).string(message.imageId);
+    }
+    if (message.attached !== undefined && message.attached.length !== 0) {
+      for (const v of message.attached) {
+        AttachedDisk.encode(v!, writer.uint32(66).fork()).join();
+      }
     }
     return writer;
   },
@@ -7161,6 +7211,17 @@ export const VolumeWork: MessageFns<VolumeWork> = {
             message.imageId = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const el = AttachedDisk.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.attached!.push(el);
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7206,6 +7267,9 @@ export const VolumeWork: MessageFns<VolumeWork> = {
         : isSet(object.image_id)
         ? globalThis.String(object.image_id)
         : "",
+      attached: globalThis.Array.isArray(object?.attached)
+        ? object.attached.map((e: any) => AttachedDisk.fromJSON(e))
+        : [],
     };
   },
 
@@ -7232,6 +7296,9 @@ export const VolumeWork: MessageFns<VolumeWork> = {
     if (message.imageId !== undefined && message.imageId !== "") {
       obj.imageId = message.imageId;
     }
+    if (message.attached?.length) {
+      obj.attached = message.attached.map((e) => AttachedDisk.toJSON(e));
+    }
     return obj;
   },
 
@@ -7247,6 +7314,241 @@ export const VolumeWork: MessageFns<VolumeWork> = {
     message.sourceVolid = object.sourceVolid ?? "";
     message.sourceSnapshotId = object.sourceSnapshotId ?? "";
     message.imageId = object.imageId ?? "";
+    message.attached = object.attached?.map((e) => AttachedDisk.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAttachedDisk(): AttachedDisk {
+  return { instanceUuid: "", device: "" };
+}
+
+export const AttachedDisk: MessageFns<AttachedDisk> = {
+  encode(message: AttachedDisk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(10).string(message.instanceUuid);
+    }
+    if (message.device !== undefined && message.device !== "") {
+      writer.uint32(18).string(message.device);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttachedDisk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttachedDisk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttachedDisk {
+    return {
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+      device: isSet(object.device) ? globalThis.String(object.device) : "",
+    };
+  },
+
+  toJSON(message: AttachedDisk): unknown {
+    const obj: any = {};
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    if (message.device !== undefined && message.device !== "") {
+      obj.device = message.device;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AttachedDisk>, I>>(base?: I): AttachedDisk {
+    return AttachedDisk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AttachedDisk>, I>>(object: I): AttachedDisk {
+    const message = createBaseAttachedDisk();
+    message.instanceUuid = object.instanceUuid ?? "";
+    message.device = object.device ?? "";
+    return message;
+  },
+};
+
+function createBaseVolumeAttach(): VolumeAttach {
+  return { op: "", attachmentId: "", instanceUuid: "", volumeId: "", device: "" };
+}
+
+export const VolumeAttach: MessageFns<VolumeAttach> = {
+  encode(message: VolumeAttach, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.op !== undefined && message.op !== "") {
+      writer.uint32(10).string(message.op);
+    }
+    if (message.attachmentId !== undefined && message.attachmentId !== "") {
+      writer.uint32(18).string(message.attachmentId);
+    }
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(26).string(message.instanceUuid);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(34).string(message.volumeId);
+    }
+    if (message.device !== undefined && message.device !== "") {
+      writer.uint32(42).string(message.device);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeAttach {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeAttach();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.op = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.attachmentId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeAttach {
+    return {
+      op: isSet(object.op) ? globalThis.String(object.op) : "",
+      attachmentId: isSet(object.attachmentId)
+        ? globalThis.String(object.attachmentId)
+        : isSet(object.attachment_id)
+        ? globalThis.String(object.attachment_id)
+        : "",
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      device: isSet(object.device) ? globalThis.String(object.device) : "",
+    };
+  },
+
+  toJSON(message: VolumeAttach): unknown {
+    const obj: any = {};
+    if (message.op !== undefined && message.op !== "") {
+      obj.op = message.op;
+    }
+    if (message.attachmentId !== undefined && message.attachmentId !== "") {
+      obj.attachmentId = message.attachmentId;
+    }
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.device !== undefined && message.device !== "") {
+      obj.device = message.device;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeAttach>, I>>(base?: I): VolumeAttach {
+    return VolumeAttach.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeAttach>, I>>(object: I): VolumeAttach {
+    const message = createBaseVolumeAttach();
+    message.op = object.op ?? "";
+    message.attachmentId = object.attachmentId ?? "";
+    message.instanceUuid = object.instanceUuid ?? "";
+    message.volumeId = object.volumeId ?? "";
+    message.device = object.device ?? "";
     return message;
   },
 };
@@ -7263,6 +7565,7 @@ function createBaseCast(): Cast {
     delete: undefined,
     volume: undefined,
     snapshot: undefined,
+    volumeAttach: undefined,
     requestId: "",
   };
 }
@@ -7298,6 +7601,9 @@ export const Cast: MessageFns<Cast> = {
     }
     if (message.snapshot !== undefined) {
       SnapshotServer.encode(message.snapshot, writer.uint32(162).fork()).join();
+    }
+    if (message.volumeAttach !== undefined) {
+      VolumeAttach.encode(message.volumeAttach, writer.uint32(122).fork()).join();
     }
     if (message.requestId !== undefined && message.requestId !== "") {
       writer.uint32(74).string(message.requestId);
@@ -7398,6 +7704,14 @@ export const Cast: MessageFns<Cast> = {
             message.snapshot = SnapshotServer.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.volumeAttach = VolumeAttach.decode(reader, reader.uint32());
+            continue;
+          }
           case 9: {
             if (tag !== 74) {
               break;
@@ -7434,6 +7748,11 @@ export const Cast: MessageFns<Cast> = {
       delete: isSet(object.delete) ? ServerAction.fromJSON(object.delete) : undefined,
       volume: isSet(object.volume) ? VolumeWork.fromJSON(object.volume) : undefined,
       snapshot: isSet(object.snapshot) ? SnapshotServer.fromJSON(object.snapshot) : undefined,
+      volumeAttach: isSet(object.volumeAttach)
+        ? VolumeAttach.fromJSON(object.volumeAttach)
+        : isSet(object.volume_attach)
+        ? VolumeAttach.fromJSON(object.volume_attach)
+        : undefined,
       requestId: isSet(object.requestId)
         ? globalThis.String(object.requestId)
         : isSet(object.request_id)
@@ -7474,6 +7793,9 @@ export const Cast: MessageFns<Cast> = {
     if (message.snapshot !== undefined) {
       obj.snapshot = SnapshotServer.toJSON(message.snapshot);
     }
+    if (message.volumeAttach !== undefined) {
+      obj.volumeAttach = VolumeAttach.toJSON(message.volumeAttach);
+    }
     if (message.requestId !== undefined && message.requestId !== "") {
       obj.requestId = message.requestId;
     }
@@ -7508,6 +7830,9 @@ export const Cast: MessageFns<Cast> = {
       : undefined;
     message.snapshot = (object.snapshot !== undefined && object.snapshot !== null)
       ? SnapshotServer.fromPartial(object.snapshot)
+      : undefined;
+    message.volumeAttach = (object.volumeAttach !== undefined && object.volumeAttach !== null)
+      ? VolumeAttach.fromPartial(object.volumeAttach)
       : undefined;
     message.requestId = object.requestId ?? "";
     return message;

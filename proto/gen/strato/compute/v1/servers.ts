@@ -146,7 +146,14 @@ export interface Server {
    * "True" when the guest has a config drive (its metadata, keys, user data
    * and network configuration on a CD-ROM labelled config-2), else "".
    */
-  configDrive?: string | undefined;
+  configDrive?:
+    | string
+    | undefined;
+  /**
+   * Ids of the volumes attached to it (os-extended-volumes:volumes_attached),
+   * in the order they were attached.
+   */
+  volumesAttached?: string[] | undefined;
 }
 
 export interface Server_MetadataEntry {
@@ -296,6 +303,52 @@ export interface GetConsoleOutputRequest {
 
 export interface ConsoleOutput {
   output?: string | undefined;
+}
+
+/** A volume attached to a server (Nova's volumeAttachment). */
+export interface ServerVolume {
+  /** Nova shows the volume id as the attachment's id. */
+  id?: string | undefined;
+  serverId?: string | undefined;
+  volumeId?:
+    | string
+    | undefined;
+  /** e.g. /dev/vdb */
+  device?:
+    | string
+    | undefined;
+  /** The Cinder attachment behind it (Nova 2.89 attachment_id). */
+  attachmentId?:
+    | string
+    | undefined;
+  /** attaching, attached or detaching (the attachment's status). */
+  status?: string | undefined;
+}
+
+export interface AttachVolumeRequest {
+  /** Server id, or name when unique. */
+  serverId?:
+    | string
+    | undefined;
+  /** Volume id, or name when unique. */
+  volumeId?:
+    | string
+    | undefined;
+  /** /dev/vdX (or vdX); empty: the next free one after the root disk. */
+  device?: string | undefined;
+}
+
+export interface DetachVolumeRequest {
+  serverId?: string | undefined;
+  volumeId?: string | undefined;
+}
+
+export interface ListServerVolumesRequest {
+  serverId?: string | undefined;
+}
+
+export interface ListServerVolumesResponse {
+  volumeAttachments?: ServerVolume[] | undefined;
 }
 
 export interface CreateServerImageRequest {
@@ -855,6 +908,7 @@ function createBaseServer(): Server {
     description: "",
     serverGroups: [],
     configDrive: "",
+    volumesAttached: [],
   };
 }
 
@@ -952,6 +1006,11 @@ export const Server: MessageFns<Server> = {
     }
     if (message.configDrive !== undefined && message.configDrive !== "") {
       writer.uint32(234).string(message.configDrive);
+    }
+    if (message.volumesAttached !== undefined && message.volumesAttached.length !== 0) {
+      for (const v of message.volumesAttached) {
+        writer.uint32(282).string(v!);
+      }
     }
     return writer;
   },
@@ -1213,6 +1272,17 @@ export const Server: MessageFns<Server> = {
             message.configDrive = reader.string();
             continue;
           }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.volumesAttached!.push(el);
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1351,6 +1421,11 @@ export const Server: MessageFns<Server> = {
         : isSet(object.config_drive)
         ? globalThis.String(object.config_drive)
         : "",
+      volumesAttached: globalThis.Array.isArray(object?.volumesAttached)
+        ? object.volumesAttached.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.volumes_attached)
+        ? object.volumes_attached.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1449,6 +1524,9 @@ export const Server: MessageFns<Server> = {
     if (message.configDrive !== undefined && message.configDrive !== "") {
       obj.configDrive = message.configDrive;
     }
+    if (message.volumesAttached?.length) {
+      obj.volumesAttached = message.volumesAttached;
+    }
     return obj;
   },
 
@@ -1498,6 +1576,7 @@ export const Server: MessageFns<Server> = {
     message.description = object.description ?? "";
     message.serverGroups = object.serverGroups?.map((e) => e) || [];
     message.configDrive = object.configDrive ?? "";
+    message.volumesAttached = object.volumesAttached?.map((e) => e) || [];
     return message;
   },
 };
@@ -2964,6 +3043,520 @@ export const ConsoleOutput: MessageFns<ConsoleOutput> = {
   },
 };
 
+function createBaseServerVolume(): ServerVolume {
+  return { id: "", serverId: "", volumeId: "", device: "", attachmentId: "", status: "" };
+}
+
+export const ServerVolume: MessageFns<ServerVolume> = {
+  encode(message: ServerVolume, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.serverId !== undefined && message.serverId !== "") {
+      writer.uint32(18).string(message.serverId);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(26).string(message.volumeId);
+    }
+    if (message.device !== undefined && message.device !== "") {
+      writer.uint32(34).string(message.device);
+    }
+    if (message.attachmentId !== undefined && message.attachmentId !== "") {
+      writer.uint32(42).string(message.attachmentId);
+    }
+    if (message.status !== undefined && message.status !== "") {
+      writer.uint32(50).string(message.status);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServerVolume {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServerVolume();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serverId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.attachmentId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServerVolume {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      serverId: isSet(object.serverId)
+        ? globalThis.String(object.serverId)
+        : isSet(object.server_id)
+        ? globalThis.String(object.server_id)
+        : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      device: isSet(object.device) ? globalThis.String(object.device) : "",
+      attachmentId: isSet(object.attachmentId)
+        ? globalThis.String(object.attachmentId)
+        : isSet(object.attachment_id)
+        ? globalThis.String(object.attachment_id)
+        : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+    };
+  },
+
+  toJSON(message: ServerVolume): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.serverId !== undefined && message.serverId !== "") {
+      obj.serverId = message.serverId;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.device !== undefined && message.device !== "") {
+      obj.device = message.device;
+    }
+    if (message.attachmentId !== undefined && message.attachmentId !== "") {
+      obj.attachmentId = message.attachmentId;
+    }
+    if (message.status !== undefined && message.status !== "") {
+      obj.status = message.status;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ServerVolume>, I>>(base?: I): ServerVolume {
+    return ServerVolume.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ServerVolume>, I>>(object: I): ServerVolume {
+    const message = createBaseServerVolume();
+    message.id = object.id ?? "";
+    message.serverId = object.serverId ?? "";
+    message.volumeId = object.volumeId ?? "";
+    message.device = object.device ?? "";
+    message.attachmentId = object.attachmentId ?? "";
+    message.status = object.status ?? "";
+    return message;
+  },
+};
+
+function createBaseAttachVolumeRequest(): AttachVolumeRequest {
+  return { serverId: "", volumeId: "", device: "" };
+}
+
+export const AttachVolumeRequest: MessageFns<AttachVolumeRequest> = {
+  encode(message: AttachVolumeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serverId !== undefined && message.serverId !== "") {
+      writer.uint32(10).string(message.serverId);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(18).string(message.volumeId);
+    }
+    if (message.device !== undefined && message.device !== "") {
+      writer.uint32(26).string(message.device);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttachVolumeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttachVolumeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serverId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttachVolumeRequest {
+    return {
+      serverId: isSet(object.serverId)
+        ? globalThis.String(object.serverId)
+        : isSet(object.server_id)
+        ? globalThis.String(object.server_id)
+        : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      device: isSet(object.device) ? globalThis.String(object.device) : "",
+    };
+  },
+
+  toJSON(message: AttachVolumeRequest): unknown {
+    const obj: any = {};
+    if (message.serverId !== undefined && message.serverId !== "") {
+      obj.serverId = message.serverId;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.device !== undefined && message.device !== "") {
+      obj.device = message.device;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AttachVolumeRequest>, I>>(base?: I): AttachVolumeRequest {
+    return AttachVolumeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AttachVolumeRequest>, I>>(object: I): AttachVolumeRequest {
+    const message = createBaseAttachVolumeRequest();
+    message.serverId = object.serverId ?? "";
+    message.volumeId = object.volumeId ?? "";
+    message.device = object.device ?? "";
+    return message;
+  },
+};
+
+function createBaseDetachVolumeRequest(): DetachVolumeRequest {
+  return { serverId: "", volumeId: "" };
+}
+
+export const DetachVolumeRequest: MessageFns<DetachVolumeRequest> = {
+  encode(message: DetachVolumeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serverId !== undefined && message.serverId !== "") {
+      writer.uint32(10).string(message.serverId);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(18).string(message.volumeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DetachVolumeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetachVolumeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serverId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DetachVolumeRequest {
+    return {
+      serverId: isSet(object.serverId)
+        ? globalThis.String(object.serverId)
+        : isSet(object.server_id)
+        ? globalThis.String(object.server_id)
+        : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+    };
+  },
+
+  toJSON(message: DetachVolumeRequest): unknown {
+    const obj: any = {};
+    if (message.serverId !== undefined && message.serverId !== "") {
+      obj.serverId = message.serverId;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DetachVolumeRequest>, I>>(base?: I): DetachVolumeRequest {
+    return DetachVolumeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DetachVolumeRequest>, I>>(object: I): DetachVolumeRequest {
+    const message = createBaseDetachVolumeRequest();
+    message.serverId = object.serverId ?? "";
+    message.volumeId = object.volumeId ?? "";
+    return message;
+  },
+};
+
+function createBaseListServerVolumesRequest(): ListServerVolumesRequest {
+  return { serverId: "" };
+}
+
+export const ListServerVolumesRequest: MessageFns<ListServerVolumesRequest> = {
+  encode(message: ListServerVolumesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serverId !== undefined && message.serverId !== "") {
+      writer.uint32(10).string(message.serverId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListServerVolumesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListServerVolumesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serverId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListServerVolumesRequest {
+    return {
+      serverId: isSet(object.serverId)
+        ? globalThis.String(object.serverId)
+        : isSet(object.server_id)
+        ? globalThis.String(object.server_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListServerVolumesRequest): unknown {
+    const obj: any = {};
+    if (message.serverId !== undefined && message.serverId !== "") {
+      obj.serverId = message.serverId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListServerVolumesRequest>, I>>(base?: I): ListServerVolumesRequest {
+    return ListServerVolumesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListServerVolumesRequest>, I>>(object: I): ListServerVolumesRequest {
+    const message = createBaseListServerVolumesRequest();
+    message.serverId = object.serverId ?? "";
+    return message;
+  },
+};
+
+function createBaseListServerVolumesResponse(): ListServerVolumesResponse {
+  return { volumeAttachments: [] };
+}
+
+export const ListServerVolumesResponse: MessageFns<ListServerVolumesResponse> = {
+  encode(message: ListServerVolumesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.volumeAttachments !== undefined && message.volumeAttachments.length !== 0) {
+      for (const v of message.volumeAttachments) {
+        ServerVolume.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListServerVolumesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListServerVolumesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = ServerVolume.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.volumeAttachments!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListServerVolumesResponse {
+    return {
+      volumeAttachments: globalThis.Array.isArray(object?.volumeAttachments)
+        ? object.volumeAttachments.map((e: any) => ServerVolume.fromJSON(e))
+        : globalThis.Array.isArray(object?.volume_attachments)
+        ? object.volume_attachments.map((e: any) => ServerVolume.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListServerVolumesResponse): unknown {
+    const obj: any = {};
+    if (message.volumeAttachments?.length) {
+      obj.volumeAttachments = message.volumeAttachments.map((e) => ServerVolume.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListServerVolumesResponse>, I>>(base?: I): ListServerVolumesResponse {
+    return ListServerVolumesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListServerVolumesResponse>, I>>(object: I): ListServerVolumesResponse {
+    const message = createBaseListServerVolumesResponse();
+    message.volumeAttachments = object.volumeAttachments?.map((e) => ServerVolume.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseCreateServerImageRequest(): CreateServerImageRequest {
   return { id: "", name: "", metadata: {}, compress: false };
 }
@@ -3925,6 +4518,41 @@ export const ServersService = {
       Buffer.from(CreateServerImageResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CreateServerImageResponse => CreateServerImageResponse.decode(value),
   },
+  /**
+   * Nova os-volume_attachments: attaches a volume (hot-plugged when the
+   * server runs, into its definition when it is SHUTOFF); returns at once
+   * with the device picked, the volume `attaching` until the host is done.
+   */
+  attachVolume: {
+    path: "/strato.compute.v1.Servers/AttachVolume" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AttachVolumeRequest): Buffer => Buffer.from(AttachVolumeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AttachVolumeRequest => AttachVolumeRequest.decode(value),
+    responseSerialize: (value: ServerVolume): Buffer => Buffer.from(ServerVolume.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ServerVolume => ServerVolume.decode(value),
+  },
+  /** Detaches a volume; the volume is `detaching` until the guest let it go. */
+  detachVolume: {
+    path: "/strato.compute.v1.Servers/DetachVolume" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DetachVolumeRequest): Buffer => Buffer.from(DetachVolumeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DetachVolumeRequest => DetachVolumeRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  listServerVolumes: {
+    path: "/strato.compute.v1.Servers/ListServerVolumes" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListServerVolumesRequest): Buffer =>
+      Buffer.from(ListServerVolumesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListServerVolumesRequest => ListServerVolumesRequest.decode(value),
+    responseSerialize: (value: ListServerVolumesResponse): Buffer =>
+      Buffer.from(ListServerVolumesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListServerVolumesResponse => ListServerVolumesResponse.decode(value),
+  },
 } as const;
 
 export interface ServersServer extends UntypedServiceImplementation {
@@ -3950,6 +4578,15 @@ export interface ServersServer extends UntypedServiceImplementation {
    * → image_snapshot → image_pending_upload → image_uploading → none.
    */
   createServerImage: handleUnaryCall<CreateServerImageRequest, CreateServerImageResponse>;
+  /**
+   * Nova os-volume_attachments: attaches a volume (hot-plugged when the
+   * server runs, into its definition when it is SHUTOFF); returns at once
+   * with the device picked, the volume `attaching` until the host is done.
+   */
+  attachVolume: handleUnaryCall<AttachVolumeRequest, ServerVolume>;
+  /** Detaches a volume; the volume is `detaching` until the guest let it go. */
+  detachVolume: handleUnaryCall<DetachVolumeRequest, Empty>;
+  listServerVolumes: handleUnaryCall<ListServerVolumesRequest, ListServerVolumesResponse>;
 }
 
 export interface ServersClient extends Client {
@@ -4100,6 +4737,57 @@ export interface ServersClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CreateServerImageResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Nova os-volume_attachments: attaches a volume (hot-plugged when the
+   * server runs, into its definition when it is SHUTOFF); returns at once
+   * with the device picked, the volume `attaching` until the host is done.
+   */
+  attachVolume(
+    request: AttachVolumeRequest,
+    callback: (error: ServiceError | null, response: ServerVolume) => void,
+  ): ClientUnaryCall;
+  attachVolume(
+    request: AttachVolumeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ServerVolume) => void,
+  ): ClientUnaryCall;
+  attachVolume(
+    request: AttachVolumeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ServerVolume) => void,
+  ): ClientUnaryCall;
+  /** Detaches a volume; the volume is `detaching` until the guest let it go. */
+  detachVolume(
+    request: DetachVolumeRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  detachVolume(
+    request: DetachVolumeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  detachVolume(
+    request: DetachVolumeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  listServerVolumes(
+    request: ListServerVolumesRequest,
+    callback: (error: ServiceError | null, response: ListServerVolumesResponse) => void,
+  ): ClientUnaryCall;
+  listServerVolumes(
+    request: ListServerVolumesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListServerVolumesResponse) => void,
+  ): ClientUnaryCall;
+  listServerVolumes(
+    request: ListServerVolumesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListServerVolumesResponse) => void,
   ): ClientUnaryCall;
 }
 

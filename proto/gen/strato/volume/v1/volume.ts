@@ -31,14 +31,28 @@ export const protobufFileName = "strato/volume/v1/volume.proto";
  * Field names are Cinder's (block-storage API v3). Every RPC requires metadata `x-auth-token`.
  */
 
-/** Where a volume is attached (empty until attachments exist). */
+/**
+ * Where a volume is attached (Cinder's volume `attachments` entries): one per
+ * attachment that is reserved, attaching, attached or detaching (attachments
+ * in error are listed by the Attachments service only).
+ */
 export interface VolumeAttachment {
+  /** Cinder repeats the volume id here. */
   id?: string | undefined;
   attachmentId?: string | undefined;
   volumeId?: string | undefined;
-  serverId?: string | undefined;
-  hostName?: string | undefined;
-  device?: string | undefined;
+  serverId?:
+    | string
+    | undefined;
+  /** The host of the server the volume is attached to (shown to admins only). */
+  hostName?:
+    | string
+    | undefined;
+  /** e.g. /dev/vdb */
+  device?:
+    | string
+    | undefined;
+  /** Unset until the hypervisor has the device. */
   attachedAt?: Date | undefined;
 }
 
@@ -340,6 +354,81 @@ export interface UpdateVolumeTypeRequest_SetExtraSpecsEntry {
 }
 
 export interface DeleteVolumeTypeRequest {
+  id?: string | undefined;
+}
+
+/**
+ * A volume's attachment to a server (Cinder's attachment API, 3.27), with its
+ * own status: reserved → attaching → attached; attached → detaching → gone;
+ * error when the hypervisor failed to attach it (the volume is back to
+ * available then) — `status_reason` says why. Nova's AttachVolume
+ * (strato.compute.v1.Servers) makes one and attaches it at once.
+ */
+export interface Attachment {
+  id?: string | undefined;
+  volumeId?:
+    | string
+    | undefined;
+  /** The server (Cinder's instance_uuid). */
+  serverId?:
+    | string
+    | undefined;
+  /** reserved, attaching, attached, detaching, error */
+  status?:
+    | string
+    | undefined;
+  /** e.g. /dev/vdb */
+  device?:
+    | string
+    | undefined;
+  /** The host of the server (Cinder's connector host; shown to admins only). */
+  hostName?:
+    | string
+    | undefined;
+  /** rw (read-only attachments do not exist yet). */
+  attachMode?: string | undefined;
+  statusReason?: string | undefined;
+  attachedAt?: Date | undefined;
+  createdAt?: Date | undefined;
+  updatedAt?: Date | undefined;
+  projectId?: string | undefined;
+}
+
+export interface CreateAttachmentRequest {
+  /** Volume id or name. */
+  volumeId?:
+    | string
+    | undefined;
+  /** Server id or name (Cinder's instance_uuid). */
+  serverId?:
+    | string
+    | undefined;
+  /** /dev/vdX; empty: the next free one. */
+  device?: string | undefined;
+}
+
+export interface GetAttachmentRequest {
+  id?: string | undefined;
+}
+
+export interface ListAttachmentsRequest {
+  /** Admins: every project's attachments. */
+  allProjects?:
+    | boolean
+    | undefined;
+  /** Only this volume's (id or name). */
+  volumeId?:
+    | string
+    | undefined;
+  /** Only this server's (id). */
+  serverId?: string | undefined;
+}
+
+export interface ListAttachmentsResponse {
+  attachments?: Attachment[] | undefined;
+}
+
+export interface DeleteAttachmentRequest {
   id?: string | undefined;
 }
 
@@ -4845,6 +4934,732 @@ export const DeleteVolumeTypeRequest: MessageFns<DeleteVolumeTypeRequest> = {
   },
 };
 
+function createBaseAttachment(): Attachment {
+  return {
+    id: "",
+    volumeId: "",
+    serverId: "",
+    status: "",
+    device: "",
+    hostName: "",
+    attachMode: "",
+    statusReason: "",
+    attachedAt: undefined,
+    createdAt: undefined,
+    updatedAt: undefined,
+    projectId: "",
+  };
+}
+
+export const Attachment: MessageFns<Attachment> = {
+  encode(message: Attachment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(18).string(message.volumeId);
+    }
+    if (message.serverId !== undefined && message.serverId !== "") {
+      writer.uint32(26).string(message.serverId);
+    }
+    if (message.status !== undefined && message.status !== "") {
+      writer.uint32(34).string(message.status);
+    }
+    if (message.device !== undefined && message.device !== "") {
+      writer.uint32(42).string(message.device);
+    }
+    if (message.hostName !== undefined && message.hostName !== "") {
+      writer.uint32(50).string(message.hostName);
+    }
+    if (message.attachMode !== undefined && message.attachMode !== "") {
+      writer.uint32(58).string(message.attachMode);
+    }
+    if (message.statusReason !== undefined && message.statusReason !== "") {
+      writer.uint32(66).string(message.statusReason);
+    }
+    if (message.attachedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.attachedAt), writer.uint32(74).fork()).join();
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(82).fork()).join();
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(90).fork()).join();
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      writer.uint32(98).string(message.projectId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Attachment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttachment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.serverId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.hostName = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.attachMode = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.statusReason = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.attachedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.projectId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Attachment {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      serverId: isSet(object.serverId)
+        ? globalThis.String(object.serverId)
+        : isSet(object.server_id)
+        ? globalThis.String(object.server_id)
+        : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      device: isSet(object.device) ? globalThis.String(object.device) : "",
+      hostName: isSet(object.hostName)
+        ? globalThis.String(object.hostName)
+        : isSet(object.host_name)
+        ? globalThis.String(object.host_name)
+        : "",
+      attachMode: isSet(object.attachMode)
+        ? globalThis.String(object.attachMode)
+        : isSet(object.attach_mode)
+        ? globalThis.String(object.attach_mode)
+        : "",
+      statusReason: isSet(object.statusReason)
+        ? globalThis.String(object.statusReason)
+        : isSet(object.status_reason)
+        ? globalThis.String(object.status_reason)
+        : "",
+      attachedAt: isSet(object.attachedAt)
+        ? fromJsonTimestamp(object.attachedAt)
+        : isSet(object.attached_at)
+        ? fromJsonTimestamp(object.attached_at)
+        : undefined,
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+      updatedAt: isSet(object.updatedAt)
+        ? fromJsonTimestamp(object.updatedAt)
+        : isSet(object.updated_at)
+        ? fromJsonTimestamp(object.updated_at)
+        : undefined,
+      projectId: isSet(object.projectId)
+        ? globalThis.String(object.projectId)
+        : isSet(object.project_id)
+        ? globalThis.String(object.project_id)
+        : "",
+    };
+  },
+
+  toJSON(message: Attachment): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.serverId !== undefined && message.serverId !== "") {
+      obj.serverId = message.serverId;
+    }
+    if (message.status !== undefined && message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.device !== undefined && message.device !== "") {
+      obj.device = message.device;
+    }
+    if (message.hostName !== undefined && message.hostName !== "") {
+      obj.hostName = message.hostName;
+    }
+    if (message.attachMode !== undefined && message.attachMode !== "") {
+      obj.attachMode = message.attachMode;
+    }
+    if (message.statusReason !== undefined && message.statusReason !== "") {
+      obj.statusReason = message.statusReason;
+    }
+    if (message.attachedAt !== undefined) {
+      obj.attachedAt = message.attachedAt.toISOString();
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    if (message.updatedAt !== undefined) {
+      obj.updatedAt = message.updatedAt.toISOString();
+    }
+    if (message.projectId !== undefined && message.projectId !== "") {
+      obj.projectId = message.projectId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Attachment>, I>>(base?: I): Attachment {
+    return Attachment.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Attachment>, I>>(object: I): Attachment {
+    const message = createBaseAttachment();
+    message.id = object.id ?? "";
+    message.volumeId = object.volumeId ?? "";
+    message.serverId = object.serverId ?? "";
+    message.status = object.status ?? "";
+    message.device = object.device ?? "";
+    message.hostName = object.hostName ?? "";
+    message.attachMode = object.attachMode ?? "";
+    message.statusReason = object.statusReason ?? "";
+    message.attachedAt = object.attachedAt ?? undefined;
+    message.createdAt = object.createdAt ?? undefined;
+    message.updatedAt = object.updatedAt ?? undefined;
+    message.projectId = object.projectId ?? "";
+    return message;
+  },
+};
+
+function createBaseCreateAttachmentRequest(): CreateAttachmentRequest {
+  return { volumeId: "", serverId: "", device: "" };
+}
+
+export const CreateAttachmentRequest: MessageFns<CreateAttachmentRequest> = {
+  encode(message: CreateAttachmentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(10).string(message.volumeId);
+    }
+    if (message.serverId !== undefined && message.serverId !== "") {
+      writer.uint32(18).string(message.serverId);
+    }
+    if (message.device !== undefined && message.device !== "") {
+      writer.uint32(26).string(message.device);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateAttachmentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateAttachmentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serverId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateAttachmentRequest {
+    return {
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      serverId: isSet(object.serverId)
+        ? globalThis.String(object.serverId)
+        : isSet(object.server_id)
+        ? globalThis.String(object.server_id)
+        : "",
+      device: isSet(object.device) ? globalThis.String(object.device) : "",
+    };
+  },
+
+  toJSON(message: CreateAttachmentRequest): unknown {
+    const obj: any = {};
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.serverId !== undefined && message.serverId !== "") {
+      obj.serverId = message.serverId;
+    }
+    if (message.device !== undefined && message.device !== "") {
+      obj.device = message.device;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateAttachmentRequest>, I>>(base?: I): CreateAttachmentRequest {
+    return CreateAttachmentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateAttachmentRequest>, I>>(object: I): CreateAttachmentRequest {
+    const message = createBaseCreateAttachmentRequest();
+    message.volumeId = object.volumeId ?? "";
+    message.serverId = object.serverId ?? "";
+    message.device = object.device ?? "";
+    return message;
+  },
+};
+
+function createBaseGetAttachmentRequest(): GetAttachmentRequest {
+  return { id: "" };
+}
+
+export const GetAttachmentRequest: MessageFns<GetAttachmentRequest> = {
+  encode(message: GetAttachmentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetAttachmentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetAttachmentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetAttachmentRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: GetAttachmentRequest): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetAttachmentRequest>, I>>(base?: I): GetAttachmentRequest {
+    return GetAttachmentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetAttachmentRequest>, I>>(object: I): GetAttachmentRequest {
+    const message = createBaseGetAttachmentRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseListAttachmentsRequest(): ListAttachmentsRequest {
+  return { allProjects: false, volumeId: "", serverId: "" };
+}
+
+export const ListAttachmentsRequest: MessageFns<ListAttachmentsRequest> = {
+  encode(message: ListAttachmentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.allProjects !== undefined && message.allProjects !== false) {
+      writer.uint32(8).bool(message.allProjects);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(18).string(message.volumeId);
+    }
+    if (message.serverId !== undefined && message.serverId !== "") {
+      writer.uint32(26).string(message.serverId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAttachmentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAttachmentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.allProjects = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.serverId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAttachmentsRequest {
+    return {
+      allProjects: isSet(object.allProjects)
+        ? globalThis.Boolean(object.allProjects)
+        : isSet(object.all_projects)
+        ? globalThis.Boolean(object.all_projects)
+        : false,
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      serverId: isSet(object.serverId)
+        ? globalThis.String(object.serverId)
+        : isSet(object.server_id)
+        ? globalThis.String(object.server_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAttachmentsRequest): unknown {
+    const obj: any = {};
+    if (message.allProjects !== undefined && message.allProjects !== false) {
+      obj.allProjects = message.allProjects;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.serverId !== undefined && message.serverId !== "") {
+      obj.serverId = message.serverId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAttachmentsRequest>, I>>(base?: I): ListAttachmentsRequest {
+    return ListAttachmentsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAttachmentsRequest>, I>>(object: I): ListAttachmentsRequest {
+    const message = createBaseListAttachmentsRequest();
+    message.allProjects = object.allProjects ?? false;
+    message.volumeId = object.volumeId ?? "";
+    message.serverId = object.serverId ?? "";
+    return message;
+  },
+};
+
+function createBaseListAttachmentsResponse(): ListAttachmentsResponse {
+  return { attachments: [] };
+}
+
+export const ListAttachmentsResponse: MessageFns<ListAttachmentsResponse> = {
+  encode(message: ListAttachmentsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.attachments !== undefined && message.attachments.length !== 0) {
+      for (const v of message.attachments) {
+        Attachment.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAttachmentsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAttachmentsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = Attachment.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.attachments!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAttachmentsResponse {
+    return {
+      attachments: globalThis.Array.isArray(object?.attachments)
+        ? object.attachments.map((e: any) => Attachment.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListAttachmentsResponse): unknown {
+    const obj: any = {};
+    if (message.attachments?.length) {
+      obj.attachments = message.attachments.map((e) => Attachment.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAttachmentsResponse>, I>>(base?: I): ListAttachmentsResponse {
+    return ListAttachmentsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAttachmentsResponse>, I>>(object: I): ListAttachmentsResponse {
+    const message = createBaseListAttachmentsResponse();
+    message.attachments = object.attachments?.map((e) => Attachment.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDeleteAttachmentRequest(): DeleteAttachmentRequest {
+  return { id: "" };
+}
+
+export const DeleteAttachmentRequest: MessageFns<DeleteAttachmentRequest> = {
+  encode(message: DeleteAttachmentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteAttachmentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteAttachmentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteAttachmentRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: DeleteAttachmentRequest): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteAttachmentRequest>, I>>(base?: I): DeleteAttachmentRequest {
+    return DeleteAttachmentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteAttachmentRequest>, I>>(object: I): DeleteAttachmentRequest {
+    const message = createBaseDeleteAttachmentRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
 export type VolumesService = typeof VolumesService;
 export const VolumesService = {
   createVolume: {
@@ -5334,6 +6149,168 @@ export const VolumeTypesClient = makeGenericClientConstructor(
 ) as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): VolumeTypesClient;
   service: typeof VolumeTypesService;
+  serviceName: string;
+};
+
+export type AttachmentsService = typeof AttachmentsService;
+export const AttachmentsService = {
+  /**
+   * Reserves the volume for the server (attachment and volume `reserved`);
+   * nothing reaches the hypervisor until Nova's AttachVolume does the rest.
+   * Refused when the volume is not available (or in-use and multiattach),
+   * the server is in another project or in a state Nova refuses
+   * (attach needs ACTIVE or SHUTOFF with no task), the volume is attached
+   * to the server already, or the device is taken.
+   */
+  createAttachment: {
+    path: "/strato.volume.v1.Attachments/CreateAttachment" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateAttachmentRequest): Buffer =>
+      Buffer.from(CreateAttachmentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateAttachmentRequest => CreateAttachmentRequest.decode(value),
+    responseSerialize: (value: Attachment): Buffer => Buffer.from(Attachment.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Attachment => Attachment.decode(value),
+  },
+  getAttachment: {
+    path: "/strato.volume.v1.Attachments/GetAttachment" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetAttachmentRequest): Buffer => Buffer.from(GetAttachmentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetAttachmentRequest => GetAttachmentRequest.decode(value),
+    responseSerialize: (value: Attachment): Buffer => Buffer.from(Attachment.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Attachment => Attachment.decode(value),
+  },
+  listAttachments: {
+    path: "/strato.volume.v1.Attachments/ListAttachments" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAttachmentsRequest): Buffer =>
+      Buffer.from(ListAttachmentsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAttachmentsRequest => ListAttachmentsRequest.decode(value),
+    responseSerialize: (value: ListAttachmentsResponse): Buffer =>
+      Buffer.from(ListAttachmentsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAttachmentsResponse => ListAttachmentsResponse.decode(value),
+  },
+  /**
+   * A reserved or failed attachment goes at once; an attached one is detached
+   * from its server first (returned `detaching`; it is gone once detached),
+   * so Cinder's and the hypervisor's views never part.
+   */
+  deleteAttachment: {
+    path: "/strato.volume.v1.Attachments/DeleteAttachment" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteAttachmentRequest): Buffer =>
+      Buffer.from(DeleteAttachmentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteAttachmentRequest => DeleteAttachmentRequest.decode(value),
+    responseSerialize: (value: Attachment): Buffer => Buffer.from(Attachment.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Attachment => Attachment.decode(value),
+  },
+} as const;
+
+export interface AttachmentsServer extends UntypedServiceImplementation {
+  /**
+   * Reserves the volume for the server (attachment and volume `reserved`);
+   * nothing reaches the hypervisor until Nova's AttachVolume does the rest.
+   * Refused when the volume is not available (or in-use and multiattach),
+   * the server is in another project or in a state Nova refuses
+   * (attach needs ACTIVE or SHUTOFF with no task), the volume is attached
+   * to the server already, or the device is taken.
+   */
+  createAttachment: handleUnaryCall<CreateAttachmentRequest, Attachment>;
+  getAttachment: handleUnaryCall<GetAttachmentRequest, Attachment>;
+  listAttachments: handleUnaryCall<ListAttachmentsRequest, ListAttachmentsResponse>;
+  /**
+   * A reserved or failed attachment goes at once; an attached one is detached
+   * from its server first (returned `detaching`; it is gone once detached),
+   * so Cinder's and the hypervisor's views never part.
+   */
+  deleteAttachment: handleUnaryCall<DeleteAttachmentRequest, Attachment>;
+}
+
+export interface AttachmentsClient extends Client {
+  /**
+   * Reserves the volume for the server (attachment and volume `reserved`);
+   * nothing reaches the hypervisor until Nova's AttachVolume does the rest.
+   * Refused when the volume is not available (or in-use and multiattach),
+   * the server is in another project or in a state Nova refuses
+   * (attach needs ACTIVE or SHUTOFF with no task), the volume is attached
+   * to the server already, or the device is taken.
+   */
+  createAttachment(
+    request: CreateAttachmentRequest,
+    callback: (error: ServiceError | null, response: Attachment) => void,
+  ): ClientUnaryCall;
+  createAttachment(
+    request: CreateAttachmentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Attachment) => void,
+  ): ClientUnaryCall;
+  createAttachment(
+    request: CreateAttachmentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Attachment) => void,
+  ): ClientUnaryCall;
+  getAttachment(
+    request: GetAttachmentRequest,
+    callback: (error: ServiceError | null, response: Attachment) => void,
+  ): ClientUnaryCall;
+  getAttachment(
+    request: GetAttachmentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Attachment) => void,
+  ): ClientUnaryCall;
+  getAttachment(
+    request: GetAttachmentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Attachment) => void,
+  ): ClientUnaryCall;
+  listAttachments(
+    request: ListAttachmentsRequest,
+    callback: (error: ServiceError | null, response: ListAttachmentsResponse) => void,
+  ): ClientUnaryCall;
+  listAttachments(
+    request: ListAttachmentsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAttachmentsResponse) => void,
+  ): ClientUnaryCall;
+  listAttachments(
+    request: ListAttachmentsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAttachmentsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A reserved or failed attachment goes at once; an attached one is detached
+   * from its server first (returned `detaching`; it is gone once detached),
+   * so Cinder's and the hypervisor's views never part.
+   */
+  deleteAttachment(
+    request: DeleteAttachmentRequest,
+    callback: (error: ServiceError | null, response: Attachment) => void,
+  ): ClientUnaryCall;
+  deleteAttachment(
+    request: DeleteAttachmentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Attachment) => void,
+  ): ClientUnaryCall;
+  deleteAttachment(
+    request: DeleteAttachmentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Attachment) => void,
+  ): ClientUnaryCall;
+}
+
+export const AttachmentsClient = makeGenericClientConstructor(
+  AttachmentsService,
+  "strato.volume.v1.Attachments",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): AttachmentsClient;
+  service: typeof AttachmentsService;
   serviceName: string;
 };
 

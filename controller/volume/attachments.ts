@@ -1,0 +1,387 @@
+/**
+ * Volume attachments: Cinder's attachment records and Nova's
+ * os-volume_attachments on top of them. An attachment has its own status
+ * (`states.ts`: reserved → attaching → attached → detaching → gone; error
+ * when the host could not attach) and moves its volume through the volume
+ * table (available → reserved → attaching → in-use → detaching → available;
+ * a multiattach volume is reserved again from in-use). Each check and write
+ * happens in one transaction; the attach or detach is then cast to the host
+ * of the server (the durable outbox of `casts.ts`), and the host's result
+ * completes it here: the volume in-use or available again, a failure kept
+ * on the attachment and as the server's fault.
+ *
+ * Where the data is: a volume attaches to servers of the host its backend
+ * runs on (the agent attaches the backend's file). Other hosts need a
+ * network path (NBD), which is not there yet: refused, saying so.
+ * Availability zones: Nova's `cross_az_attach` is True by default, so zones
+ * are not compared (the host rule above is stricter for now anyway).
+ */
+import { randomUUID } from 'node:crypto'
+import { AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
+import { isUuid } from '../../proto/ids.js'
+import { parseAttachCastId } from '../../proto/volume-attach.js'
+import type { Db } from '../store/db.js'
+import type { ServerTable, VolumeAttachmentTable, VolumeTable } from '../store/schema.js'
+import type { Trx } from '../quota/quota.js'
+import type { CastResultEvent } from '../compute/transport.js'
+import { checkVolumeAction } from '../compute/server-states.js'
+import { now, type Log } from '../compute/server-model.js'
+import { LIVE_ATTACHMENT, attachOutcome, beginVolumeAction, checkAttachmentTransition, checkVolumeTransition, type AttachmentStatus, type VolumeStatus } from './states.js'
+import { NO_CAST, pendingAttachCast, type AttachmentCasts } from './casts.js'
+import { checkWriter, findRow, type VolumeAttachmentView, type VolumeCaller } from './model.js'
+
+/** An attachment as the Attachments service shows it. */
+export interface AttachmentView {
+  id: string
+  volumeId: string
+  serverId: string
+  status: string
+  /** /dev/vdX */
+  device: string
+  hostName: string
+  attachMode: string
+  statusReason: string
+  attachedAt: Date | undefined
+  createdAt: Date
+  updatedAt: Date
+  projectId: string
+}
+
+
+/** A server's volume (Nova's volumeAttachment). */
+export interface ServerVolumeView {
+  id: string
+  serverId: string
+  volumeId: string
+  device: string
+  attachmentId: string
+  status: string
+}
+
+/** vdb…vdz: vda is the root disk (the config drive is a CD-ROM, hdd or sda, never vdX). */
+const VOLUME_DEVICES = Array.from({ length: 25 }, (_, i) => `vd${String.fromCharCode(98 + i)}`)
+
+const devPath = (device: string) => `/dev/${device}`
+
+/** `/dev/vdX` or `vdX` → `vdX`. @throws InvalidArgument for anything else (or vda, the root disk). */
+export function checkDevice(given: string): string {
+  const d = given.startsWith('/dev/') ? given.slice('/dev/'.length) : given
+  if (d === 'vda') throw new InvalidArgument(`device ${given} is the server's root disk; volumes attach as /dev/vdb to /dev/vdz`, { field: 'device' })
+  if (!VOLUME_DEVICES.includes(d)) throw new InvalidArgument(`device must be /dev/vdb to /dev/vdz (virtio disks), got '${given}'`, { field: 'device' })
+  return d
+}
+
+export function attachmentView(a: VolumeAttachmentTable, caller: VolumeCaller): AttachmentView {
+  return {
+    id: a.id, volumeId: a.volume_id, serverId: a.server_id, status: a.status, device: devPath(a.device), hostName: caller.isAdmin ? a.host : '', attachMode: a.attach_mode,
+    statusReason: a.status_reason, attachedAt: a.attached_at ? new Date(a.attached_at) : undefined, createdAt: new Date(a.created_at), updatedAt: new Date(a.updated_at), projectId: a.project_id,
+  }
+}
+
+function serverVolumeView(a: VolumeAttachmentTable): ServerVolumeView {
+  return { id: a.volume_id, serverId: a.server_id, volumeId: a.volume_id, device: devPath(a.device), attachmentId: a.id, status: a.status }
+}
+
+/** The live attachments of these volumes, by volume (for volume views). */
+export async function attachmentsOfVolumes(db: Trx, volumeIds: string[]): Promise<Map<string, VolumeAttachmentView[]>> {
+  const out = new Map<string, VolumeAttachmentView[]>()
+  if (!volumeIds.length) return out
+  const rows = await db.selectFrom('volume_attachments').selectAll().where('volume_id', 'in', volumeIds).where('status', 'in', [...LIVE_ATTACHMENT]).orderBy('created_at').execute()
+  for (const a of rows) {
+    const list = out.get(a.volume_id) ?? []
+    list.push({ id: a.volume_id, attachmentId: a.id, volumeId: a.volume_id, serverId: a.server_id, hostName: a.host, device: devPath(a.device), attachedAt: a.attached_at ? new Date(a.attached_at) : undefined })
+    out.set(a.volume_id, list)
+  }
+  return out
+}
+
+/** How many live attachments the volume has. */
+export function liveAttachments(trx: Trx, volumeId: string): Promise<number> {
+  return othersLive(trx, volumeId, '')
+}
+
+/** The servers an extend of the volume must tell the new size: its attached ones. */
+export async function attachedDisks(trx: Trx, volumeId: string): Promise<Array<{ instanceUuid: string; device: string }>> {
+  const rows = await trx.selectFrom('volume_attachments').select(['server_id', 'device']).where('volume_id', '=', volumeId).where('status', 'in', ['attached', 'attaching', 'detaching']).execute()
+  return rows.map((r) => ({ instanceUuid: r.server_id, device: r.device }))
+}
+
+/** How many live attachments the volume has besides `except`. */
+async function othersLive(trx: Trx, volumeId: string, except: string): Promise<number> {
+  const r = await trx.selectFrom('volume_attachments').select((eb) => eb.fn.countAll<number>().as('n')).where('volume_id', '=', volumeId).where('id', '!=', except).where('status', 'in', [...LIVE_ATTACHMENT]).executeTakeFirst()
+  return Number(r?.n ?? 0)
+}
+
+/** Moves a volume to `to` (checked against the table) if it still has status `from`. */
+async function moveVolume(trx: Trx, v: { id: string; status: string }, to: VolumeStatus): Promise<void> {
+  if (v.status === to) return
+  checkVolumeTransition(v.status, to)
+  const r = await trx.updateTable('volumes').set({ status: to, status_reason: '', updated_at: now() }).where('id', '=', v.id).where('status', '=', v.status).executeTakeFirst()
+  if (Number(r.numUpdatedRows) !== 1) throw new Conflict(`volume ${v.id} changed while this request ran; try again`)
+}
+
+/** An attachment's row with its status moved (checked) and the given fields. */
+async function moveAttachment(trx: Trx, a: VolumeAttachmentTable, to: AttachmentStatus, set: Partial<VolumeAttachmentTable> = {}): Promise<VolumeAttachmentTable> {
+  checkAttachmentTransition(a.status, to)
+  const next: VolumeAttachmentTable = { ...a, status: to, ...set, updated_at: now() }
+  await trx.updateTable('volume_attachments').set(next).where('id', '=', a.id).execute()
+  return next
+}
+
+/**
+ * A deleted server's attachments go with it (Nova's local cleanup of its
+ * block device mappings): every one is removed and each volume is available
+ * again, or stays in-use when another server still has it (multiattach).
+ * Called in the transaction that marks the server deleted. Returns the
+ * volumes freed.
+ */
+export async function releaseServerAttachments(trx: Trx, serverUuid: string): Promise<string[]> {
+  const rows = await trx.selectFrom('volume_attachments').selectAll().where('server_id', '=', serverUuid).execute()
+  if (!rows.length) return []
+  await trx.deleteFrom('volume_attachments').where('server_id', '=', serverUuid).execute()
+  const freed: string[] = []
+  for (const volumeId of new Set(rows.filter((a) => (LIVE_ATTACHMENT as readonly string[]).includes(a.status)).map((a) => a.volume_id))) {
+    const v = await trx.selectFrom('volumes').select(['id', 'status']).where('id', '=', volumeId).executeTakeFirst()
+    // An extend or an admin's state in between keeps its status; the extend's result looks at attachments again.
+    if (!v || !['reserved', 'attaching', 'in-use', 'detaching'].includes(v.status)) continue
+    const to: VolumeStatus = (await othersLive(trx, volumeId, '')) > 0 ? 'in-use' : 'available'
+    await moveVolume(trx, v, to)
+    freed.push(volumeId)
+  }
+  return freed
+}
+
+export interface AttachmentDeps {
+  casts: AttachmentCasts
+}
+
+export class AttachmentCatalog {
+  constructor(
+    private readonly db: Db,
+    private readonly deps: AttachmentDeps,
+    private readonly log: Log,
+  ) {}
+
+  // ------------------------------------------------------------ Cinder's side
+
+  /** Cinder attachment_create without a connector: the volume is reserved for the server, nothing is cast. */
+  async reserve(req: { volumeId?: string; serverId?: string; device?: string }, caller: VolumeCaller): Promise<AttachmentView> {
+    const a = await this.db.transaction().execute((trx) => this.reserveIn(trx, req, caller))
+    this.log.info({ attachment: a.id, volume: a.volume_id, instance: a.server_id, device: a.device }, 'volume reserved for a server')
+    return attachmentView(a, caller)
+  }
+
+  async get(id: string | undefined, caller: VolumeCaller): Promise<AttachmentView> {
+    return attachmentView(await this.findAttachment(this.db, id, caller), caller)
+  }
+
+  async list(f: { allProjects?: boolean; volumeId?: string; serverId?: string }, caller: VolumeCaller): Promise<AttachmentView[]> {
+    if (f.allProjects && !caller.isAdmin) throw new PermissionDenied('only cloud admins list the attachments of every project', { field: 'all_projects' })
+    let q = this.db.selectFrom('volume_attachments').selectAll().orderBy('created_at').orderBy('id')
+    if (!f.allProjects) q = q.where('project_id', '=', caller.projectId ?? '')
+    if (f.volumeId) q = q.where('volume_id', '=', (await findRow(this.db, 'volumes', f.volumeId, caller, 'volume_id')).id)
+    if (f.serverId) q = q.where('server_id', '=', f.serverId)
+    return (await q.execute()).map((a) => attachmentView(a, caller))
+  }
+
+  /**
+   * Cinder attachment_delete: a reservation or a failed attachment goes at
+   * once; an attached one is detached from its server first (never only
+   * forgotten: the hypervisor and the API must not disagree).
+   */
+  async remove(id: string | undefined, caller: VolumeCaller): Promise<AttachmentView> {
+    const r = await this.db.transaction().execute(async (trx) => {
+      const a = await this.findAttachment(trx, id, caller)
+      checkWriter(a, caller, 'attachment')
+      if (a.status === 'reserved' || a.status === 'error') {
+        await this.dropIn(trx, a)
+        return { a, cast: false }
+      }
+      if (a.status !== 'attached') throw new FailedPrecondition(`attachment ${a.id} is ${a.status}; wait until it is attached or in error`)
+      return { a: await this.beginDetachIn(trx, a, caller), cast: true }
+    })
+    if (r.cast) await this.deps.casts.send(r.a)
+    this.log.info({ attachment: r.a.id, volume: r.a.volume_id, instance: r.a.server_id }, r.cast ? 'attachment delete: detach cast' : 'attachment deleted')
+    return attachmentView(r.cast ? r.a : { ...r.a, updated_at: now() }, caller)
+  }
+
+  // ------------------------------------------------------------ Nova's side
+
+  /** Nova attach_volume: reserves the volume, picks the device, casts attach_volume to the server's host. */
+  async attach(req: { serverId?: string; volumeId?: string; device?: string }, caller: VolumeCaller): Promise<ServerVolumeView> {
+    const a = await this.db.transaction().execute(async (trx) => {
+      const reserved = await this.reserveIn(trx, req, caller)
+      const v = await trx.selectFrom('volumes').select(['id', 'status']).where('id', '=', reserved.volume_id).executeTakeFirstOrThrow()
+      await moveVolume(trx, v, 'attaching')
+      return moveAttachment(trx, reserved, 'attaching', pendingAttachCast('attach_volume', reserved.id, caller.requestId))
+    })
+    await this.deps.casts.send(a)
+    this.log.info({ attachment: a.id, volume: a.volume_id, instance: a.server_id, host: a.host, device: a.device }, 'attach_volume cast')
+    return serverVolumeView(a)
+  }
+
+  /** Nova detach_volume: the volume detaching, detach_volume cast to the server's host. */
+  async detach(req: { serverId?: string; volumeId?: string }, caller: VolumeCaller): Promise<void> {
+    const r = await this.db.transaction().execute(async (trx) => {
+      const server = await this.findServer(trx, req.serverId, caller)
+      const volume = await findRow(trx, 'volumes', req.volumeId, caller, 'volume_id')
+      const a = await trx.selectFrom('volume_attachments').selectAll().where('server_volume', '=', `${server.uuid}/${volume.id}`).executeTakeFirst()
+      if (!a) throw new NotFound(`volume ${volume.id} is not attached to server ${server.uuid}`, { field: 'volume_id' })
+      if (a.status === 'reserved') {
+        await this.dropIn(trx, a)
+        return { a, cast: false }
+      }
+      if (a.status !== 'attached') throw new FailedPrecondition(`volume ${volume.id} is ${a.status === 'attaching' ? 'still being attached to' : 'being detached from'} server ${server.uuid}; wait for that to finish`)
+      return { a: await this.beginDetachIn(trx, a, caller, server), cast: true }
+    })
+    if (r.cast) await this.deps.casts.send(r.a)
+    this.log.info({ attachment: r.a.id, volume: r.a.volume_id, instance: r.a.server_id, host: r.a.host }, r.cast ? 'detach_volume cast' : 'volume reservation dropped')
+  }
+
+  /** Nova's os-volume_attachments list: the server's live attachments. */
+  async serverVolumes(serverRef: string | undefined, caller: VolumeCaller): Promise<ServerVolumeView[]> {
+    const server = await this.findServer(this.db, serverRef, caller)
+    const rows = await this.db.selectFrom('volume_attachments').selectAll().where('server_id', '=', server.uuid).where('status', 'in', [...LIVE_ATTACHMENT]).orderBy('device').execute()
+    return rows.map(serverVolumeView)
+  }
+
+  // ------------------------------------------------------------ results
+
+  /**
+   * A host's result of an attach or detach (true when `r` was one): applied
+   * only to the attachment still waiting for that cast, from its server's
+   * host; anything else is stale or forged and ignored.
+   */
+  async apply(r: CastResultEvent): Promise<boolean> {
+    const p = parseAttachCastId(r.castId)
+    if (!p) return false
+    const reason = r.ok ? '' : `${r.errorCode || 'INTERNAL'}: ${r.message || 'the host failed'}`
+    const applied = await this.db.transaction().execute(async (trx) => {
+      const a = await trx.selectFrom('volume_attachments').selectAll().where('id', '=', p.attachmentId).executeTakeFirst()
+      if (!a || a.pending_cast_id !== r.castId) {
+        this.log.debug({ cast: r.castId, waitingFor: a?.pending_cast_id }, 'stale attachment cast result ignored')
+        return false
+      }
+      if (a.host !== r.host) {
+        this.log.warn({ cast: r.castId, host: r.host, serverHost: a.host }, `attachment cast result ignored: host '${r.host}' reported on a server of '${a.host}'`)
+        return false
+      }
+      const o = attachOutcome(p.op, r.ok, (await othersLive(trx, a.volume_id, a.id)) > 0)
+      if (a.status !== o.while) return false
+      const ts = now()
+      if (o.attachment === 'deleted') await trx.deleteFrom('volume_attachments').where('id', '=', a.id).execute()
+      else {
+        await moveAttachment(trx, a, o.attachment, {
+          ...NO_CAST, status_reason: reason,
+          ...(o.attachment === 'attached' && p.op === 'attach_volume' ? { attached_at: ts } : {}),
+          // A failed attachment holds neither the device nor the volume.
+          ...(o.attachment === 'error' ? { server_device: null, server_volume: null } : {}),
+        })
+      }
+      const v = await trx.selectFrom('volumes').select(['id', 'status']).where('id', '=', a.volume_id).executeTakeFirst()
+      // A reset-state in between wins over this result for the volume.
+      if (v && v.status === (p.op === 'attach_volume' ? 'attaching' : 'detaching')) await moveVolume(trx, v, o.volume)
+      // Nova records a failed attach or detach as an instance fault; the server's state stays.
+      if (!r.ok) await trx.updateTable('servers').set({ fault_code: r.errorCode || 'INTERNAL', fault_message: `${p.op === 'attach_volume' ? 'attaching' : 'detaching'} volume ${a.volume_id} failed: ${r.message || 'the host failed'}`, fault_at: ts }).where('uuid', '=', a.server_id).execute()
+      return true
+    })
+    if (applied) this.log.info({ attachment: p.attachmentId, volume: r.volumeId, instance: r.instanceUuid, host: r.host, ok: r.ok, ...(r.ok ? {} : { reason }) }, `${p.op} ${r.ok ? 'done' : 'failed'}`)
+    return true
+  }
+
+  // ------------------------------------------------------------ internals
+
+  /**
+   * Checks everything an attachment needs and records it reserved (the
+   * volume reserved too), inside `trx`.
+   */
+  private async reserveIn(trx: Trx, req: { volumeId?: string; serverId?: string; device?: string }, caller: VolumeCaller): Promise<VolumeAttachmentTable> {
+    const asked = req.device ? checkDevice(req.device) : undefined
+    const server = await this.findServer(trx, req.serverId, caller)
+    if (!caller.isAdmin && !(caller.canWrite && server.project_id === caller.projectId)) throw new PermissionDenied(`server ${server.uuid} can be changed only by members of its project or a cloud admin`)
+    const volume = await findRow(trx, 'volumes', req.volumeId, caller, 'volume_id')
+    checkWriter(volume, caller, 'volume')
+    if (volume.project_id !== server.project_id) {
+      throw new FailedPrecondition(`volume ${volume.id} belongs to project ${volume.project_id} and server ${server.uuid} to project ${server.project_id}; a volume attaches only to servers of its own project`)
+    }
+    checkVolumeAction('attach_volume', server)
+    const twice = await trx.selectFrom('volume_attachments').select(['device', 'status']).where('server_volume', '=', `${server.uuid}/${volume.id}`).executeTakeFirst()
+    if (twice) throw new AlreadyExists(`volume ${volume.id} is already attached to server ${server.uuid} as ${devPath(twice.device)} (${twice.status})`, { field: 'volume_id' })
+    const reservedStatus = await this.checkVolumeFree(trx, volume)
+    if (volume.host !== server.host) {
+      throw new FailedPrecondition(`volume ${volume.id} is on host ${volume.host || '(none)'} and server ${server.uuid} runs on host ${server.host}; attaching across hosts is not available yet (a volume attaches to servers of its backend's host)`)
+    }
+    const taken = new Set((await trx.selectFrom('volume_attachments').select('device').where('server_id', '=', server.uuid).where('status', 'in', [...LIVE_ATTACHMENT]).execute()).map((r) => r.device))
+    let device: string
+    if (asked) {
+      device = asked
+      if (taken.has(device)) throw new AlreadyExists(`device ${devPath(device)} of server ${server.uuid} is taken by another volume; pick another or leave it out`, { field: 'device' })
+    } else {
+      const free = VOLUME_DEVICES.find((d) => !taken.has(d))
+      if (!free) throw new ResourceExhausted(`server ${server.uuid} has a volume on every device /dev/vdb to /dev/vdz; detach one first`)
+      device = free
+    }
+    const ts = now()
+    const a: VolumeAttachmentTable = {
+      id: randomUUID(), volume_id: volume.id, server_id: server.uuid, host: server.host ?? '', device, status: 'reserved', status_reason: '', attach_mode: 'rw',
+      server_device: `${server.uuid}/${device}`, server_volume: `${server.uuid}/${volume.id}`, attached_at: null,
+      project_id: server.project_id, user_id: caller.userId, ...NO_CAST, created_at: ts, updated_at: ts,
+    }
+    await moveVolume(trx, volume, reservedStatus)
+    try {
+      await trx.insertInto('volume_attachments').values(a).execute()
+    } catch (err) {
+      // The unique slots: a concurrent request took the device or attached the volume first.
+      if (/unique|duplicate/i.test((err as Error).message)) throw new AlreadyExists(`volume ${volume.id} or device ${devPath(device)} of server ${server.uuid} was just taken by another request`, { cause: err })
+      throw err
+    }
+    return a
+  }
+
+  /** @throws FailedPrecondition naming the volume's status (and its server, when attached and not multiattach). */
+  private async checkVolumeFree(trx: Trx, volume: VolumeTable): Promise<VolumeStatus> {
+    if (volume.status === 'in-use' && volume.multiattach !== 1) {
+      const other = await trx.selectFrom('volume_attachments').select('server_id').where('volume_id', '=', volume.id).where('status', 'in', [...LIVE_ATTACHMENT]).executeTakeFirst()
+      throw new FailedPrecondition(`cannot attach volume ${volume.id} while its status is in-use${other ? ` (attached to server ${other.server_id})` : ''}; its type does not allow multiattach, so it must be available`)
+    }
+    return beginVolumeAction(volume.multiattach === 1 ? 'attach_multi' : 'attach', volume)
+  }
+
+  /** Attached → detaching, the volume too, with the detach_volume cast pending. */
+  private async beginDetachIn(trx: Trx, a: VolumeAttachmentTable, caller: VolumeCaller, server?: ServerTable): Promise<VolumeAttachmentTable> {
+    const s = server ?? (await trx.selectFrom('servers').selectAll().where('uuid', '=', a.server_id).executeTakeFirst())
+    if (s) checkVolumeAction('detach_volume', s)
+    const v = await trx.selectFrom('volumes').select(['id', 'status']).where('id', '=', a.volume_id).executeTakeFirstOrThrow()
+    if (v.status !== 'in-use') throw new FailedPrecondition(`cannot detach volume ${v.id} while its status is ${v.status}; detach needs status in-use`)
+    await moveVolume(trx, v, 'detaching')
+    return moveAttachment(trx, a, 'detaching', pendingAttachCast('detach_volume', a.id, caller.requestId))
+  }
+
+  /** Removes a reservation or a failed attachment; a reservation gives its volume back. */
+  private async dropIn(trx: Trx, a: VolumeAttachmentTable): Promise<void> {
+    checkAttachmentTransition(a.status, 'deleted')
+    await trx.deleteFrom('volume_attachments').where('id', '=', a.id).execute()
+    if (a.status !== 'reserved') return
+    const v = await trx.selectFrom('volumes').select(['id', 'status']).where('id', '=', a.volume_id).executeTakeFirstOrThrow()
+    if (v.status === 'reserved') await moveVolume(trx, v, (await othersLive(trx, v.id, a.id)) > 0 ? 'in-use' : 'available')
+  }
+
+  private async findAttachment(db: Trx, id: string | undefined, caller: VolumeCaller): Promise<VolumeAttachmentTable> {
+    if (!id) throw new InvalidArgument('an attachment id is required', { field: 'id' })
+    const a = isUuid(id) ? await db.selectFrom('volume_attachments').selectAll().where('id', '=', id).executeTakeFirst() : undefined
+    if (!a || (!caller.isAdmin && a.project_id !== caller.projectId)) throw new NotFound(`attachment '${id}' not found`, { field: 'id' })
+    return a
+  }
+
+  /** The server `ref` names (id, or a name unique among what the caller sees); deleted servers are gone. */
+  private async findServer(db: Trx, ref: string | undefined, caller: VolumeCaller): Promise<ServerTable> {
+    if (!ref) throw new InvalidArgument('give the server id or name', { field: 'server_id' })
+    let q = db.selectFrom('servers').selectAll().where('deleted', '=', 0)
+    q = isUuid(ref) ? q.where('uuid', '=', ref) : q.where('name', '=', ref)
+    if (!caller.isAdmin) q = q.where('project_id', '=', caller.projectId ?? '')
+    const rows = await q.limit(2).execute()
+    if (rows.length > 1) throw new Conflict(`several servers are named '${ref}'; use the id`, { field: 'server_id' })
+    if (!rows[0]) throw new NotFound(`server ${ref} not found`, { field: 'server_id' })
+    return rows[0]
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Attaching volumes to servers (Nova's attach_volume / detach_volume casts
+ * to the server's host, agent.v1 `VolumeAttach`), and the cast ids that name
+ * them: the one place the controller and the agent agree on both. Plain
+ * objects in ts-proto's shape.
+ */
+
+export type AttachOp = 'attach_volume' | 'detach_volume'
+export const ATTACH_OPS: readonly AttachOp[] = ['attach_volume', 'detach_volume']
+
+export function isAttachOp(s: string): s is AttachOp {
+  return (ATTACH_OPS as readonly string[]).includes(s)
+}
+
+/** One attach or detach, as sent (every field set). */
+export interface VolumeAttachWork {
+  op: AttachOp
+  attachmentId: string
+  instanceUuid: string
+  volumeId: string
+  /** The guest's device: vdb…vdz (no /dev/). */
+  device: string
+}
+
+/** The same, as received (decoded protobuf: any field may be missing). */
+export interface ReceivedVolumeAttach {
+  op?: string
+  attachmentId?: string
+  instanceUuid?: string
+  volumeId?: string
+  device?: string
+}
+
+/** A received attach or detach with every field filled in. @throws Error when its op is unknown. */
+export function volumeAttachOf(w: ReceivedVolumeAttach): VolumeAttachWork {
+  const op = w.op ?? ''
+  if (!isAttachOp(op)) throw new Error(`unknown attachment op '${op}'`)
+  return { op, attachmentId: w.attachmentId ?? '', instanceUuid: w.instanceUuid ?? '', volumeId: w.volumeId ?? '', device: w.device ?? '' }
+}
+
+/**
+ * Cast ids of attachment work: `<op>.<attachment id>.<nonce>`. The id a
+ * result comes back under says which pending cast it ends.
+ */
+export function attachCastId(op: AttachOp, attachmentId: string, nonce: string): string {
+  return `${op}.${attachmentId}.${nonce}`
+}
+
+export function parseAttachCastId(castId: string): { op: AttachOp; attachmentId: string } | undefined {
+  const [op, id] = castId.split('.')
+  return op && id && isAttachOp(op) ? { op, attachmentId: id } : undefined
+}
+
+/** The serial a volume's disk shows the guest (Nova's: the volume id, which QEMU cuts to 20 characters for virtio-blk). */
+export function volumeSerial(volumeId: string): string {
+  return volumeId.slice(0, 20)
+}

@@ -1,0 +1,325 @@
+// Attaching volumes to servers through the real gRPC API (Servers/AttachVolume, DetachVolume,
+// ListServerVolumes and the Attachments service), a real nats-server, and agents whose
+// hypervisor and volume backend are the fakes: the attach is cast to the server's host, which
+// hot-plugs the backend's file; its result makes the volume in-use (or, failed, available again
+// with the attachment in error and the server's fault); detach gives it back; every refusal
+// names what is wrong and changes nothing; deleting a server frees its volumes, also when its
+// host is down; an in-use volume extended is seen larger by the guest.
+import t from 'tap'
+import { startCloud, type TestCloud } from '../../helpers/cloud.js'
+import { call, client, failure, status, type Decoded } from '../../helpers/grpc.js'
+import { eventually, startAgent, type TestAgent } from '../../helpers/agents.js'
+import { member, tenant, type Tenant } from '../network/fixtures.js'
+import type { CreateServerResponse, ListServerVolumesResponse, Server, ServerVolume } from '../../../proto/gen/strato/compute/v1/servers.js'
+import {
+  AttachmentsClient, VolumesClient, VolumeTypesClient,
+  type Attachment, type ListAttachmentsResponse, type Volume,
+} from '../../../proto/gen/strato/volume/v1/volume.js'
+import { Internal } from '../../../proto/errors.js'
+
+let cloud: TestCloud
+let demo: Tenant
+let other: Tenant
+let volumes: VolumesClient
+let attachments: AttachmentsClient
+let types: VolumeTypesClient
+const extraAgents: TestAgent[] = []
+
+t.before(async () => {
+  cloud = await startCloud({ hosts: ['node1'], agent: { fakeVolumes: { totalGb: 200 } } })
+  demo = await tenant(cloud.s, 'demo')
+  other = await tenant(cloud.s, 'other')
+  volumes = client(VolumesClient, cloud.s.address)
+  attachments = client(AttachmentsClient, cloud.s.address)
+  types = client(VolumeTypesClient, cloud.s.address)
+  await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 5_000, 'the volume backend')
+})
+t.teardown(async () => {
+  for (const c of [volumes, attachments, types]) c.close()
+  for (const a of extraAgents) await a.stop().catch(() => {})
+  await cloud.close()
+})
+
+const node1 = () => cloud.agents[0]!
+const getVolume = (id: string, token = demo.token) => call<Volume>(volumes, 'getVolume', { id }, token)
+async function waitVolume(id: string, want: string, token = demo.token): Promise<Decoded<Volume>> {
+  let last: Decoded<Volume> | undefined
+  return eventually(async () => {
+    last = await getVolume(id, token)
+    return last.status === want ? last : undefined
+  }, 10_000, `volume ${id} ${want}`).catch((err: Error) => {
+    throw new Error(`${err.message}; last: ${last?.status} ${last?.statusReason}`)
+  })
+}
+/** Volumes a test made: deleted after it (the project's quota is 10). */
+const made = new Set<string>()
+async function newVolume(name: string, extra: object = {}, token = demo.token): Promise<Decoded<Volume>> {
+  const v = await call<Volume>(volumes, 'createVolume', { size: 1, name, ...extra }, token)
+  made.add(v.id)
+  return waitVolume(v.id, 'available', token)
+}
+t.afterEach(async () => {
+  for (const id of made) {
+    await call(volumes, 'deleteVolume', { id }, cloud.s.adminToken).catch(() => {})
+    await eventually(() => getVolume(id, cloud.s.adminToken).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 5_000, `volume ${id} deleted`).catch(() => {})
+  }
+  made.clear()
+})
+async function newServer(name: string, token = demo.token): Promise<Decoded<Server>> {
+  const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name, flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ uuid: cloud.network.id }] }, token)
+  return cloud.waitFor(r.servers[0]!.id, (s) => s.status === 'ACTIVE', token)
+}
+const attach = (serverId: string, volumeId: string, device = '', token = demo.token) => call<ServerVolume>(cloud.c.servers, 'attachVolume', { serverId, volumeId, device }, token)
+const detach = (serverId: string, volumeId: string, token = demo.token) => call(cloud.c.servers, 'detachVolume', { serverId, volumeId }, token)
+const serverVolumes = async (serverId: string, token = demo.token) => (await call<ListServerVolumesResponse>(cloud.c.servers, 'listServerVolumes', { serverId }, token)).volumeAttachments
+const disks = (serverId: string, agent = node1()) => agent.driver.listDisks(serverId)
+const rows = () => cloud.s.controller.db.selectFrom('volume_attachments').selectAll().execute()
+
+t.test('a volume hot-plugged into a running server: attaching, then in-use, on the volume, the server and in the guest; detached, available again', async (t) => {
+  const server = await newServer('vm1')
+  const v = await newVolume('data1')
+  const sv = await attach(server.id, v.id)
+  t.match(sv, { id: v.id, serverId: server.id, volumeId: v.id, device: '/dev/vdb', status: 'attaching' }, 'the next free device after the root disk, attaching')
+  t.ok(sv.attachmentId, 'the attachment behind it')
+  const inUse = await waitVolume(v.id, 'in-use')
+  t.equal(inUse.attachments.length, 1)
+  t.match(inUse.attachments[0], { id: v.id, attachmentId: sv.attachmentId, volumeId: v.id, serverId: server.id, device: '/dev/vdb', hostName: '' })
+  t.ok(inUse.attachments[0]!.attachedAt, 'attached_at is set once the host attached it')
+  t.equal((await getVolume(v.id, cloud.s.adminToken)).attachments[0]!.hostName, 'node1', 'admins see the host')
+  const inGuest = (await disks(server.id)).find((d) => d.device === 'vdb')
+  t.match(inGuest, { path: `/fake-volumes/${v.id}`, serial: v.id.slice(0, 20), bus: 'virtio' }, 'the guest has the backend\'s file on vdb, serial = volume id (20 characters)')
+  t.same([...node1().volumes.volumes.get(v.id)!.exports], ['node1'], 'exported to the server\'s host')
+  const listed = await serverVolumes(server.id)
+  t.match(listed, [{ id: v.id, device: '/dev/vdb', serverId: server.id, volumeId: v.id, status: 'attached' }])
+  t.same((await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)).volumesAttached, [v.id], 'the server shows it (volumes_attached)')
+  const att = await call<Attachment>(attachments, 'getAttachment', { id: sv.attachmentId }, demo.token)
+  t.match(att, { status: 'attached', volumeId: v.id, serverId: server.id, device: '/dev/vdb', attachMode: 'rw' })
+
+  await detach(server.id, v.id)
+  const back = await waitVolume(v.id, 'available')
+  t.same(back.attachments, [], 'no attachment left on the volume')
+  t.same(await serverVolumes(server.id), [], 'nor on the server')
+  t.same((await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)).volumesAttached, [])
+  t.notOk((await disks(server.id)).some((d) => d.device === 'vdb'), 'the guest no longer has it')
+  t.same([...node1().volumes.volumes.get(v.id)!.exports], [], 'the export ended')
+  t.equal((await rows()).filter((r) => r.volume_id === v.id).length, 0, 'the attachment record is gone')
+})
+
+t.test('a stopped server gets the volume in its definition; devices follow in order or as asked; a taken device and the same volume twice are refused', async (t) => {
+  const server = await newServer('vm-stopped')
+  await call(cloud.c.servers, 'stopServer', { id: server.id }, demo.token)
+  await cloud.waitFor(server.id, (s) => s.status === 'SHUTOFF', demo.token)
+  const a = await newVolume('a')
+  const b = await newVolume('b')
+  const c = await newVolume('c')
+  t.equal((await attach(server.id, a.id)).device, '/dev/vdb')
+  t.equal((await attach(server.id, b.id, 'vdd')).device, '/dev/vdd', 'a device as asked (with or without /dev/)')
+  for (const id of [a.id, b.id]) await waitVolume(id, 'in-use')
+  t.same((await disks(server.id)).map((d) => d.device).sort(), ['vda', 'vdb', 'vdd'], 'in the stopped guest\'s definition')
+
+  const taken = await failure(attach(server.id, c.id, '/dev/vdd'))
+  t.equal(taken.code, status.ALREADY_EXISTS)
+  t.match(taken.details, /device \/dev\/vdd of server .* is taken/)
+  const twice = await failure(attach(server.id, a.id))
+  t.equal(twice.code, status.ALREADY_EXISTS, 'the same volume twice')
+  t.match(twice.details, /volume .* is already attached to server .* as \/dev\/vdb/)
+  const elsewhere = await newServer('vm-elsewhere')
+  const single = await failure(attach(elsewhere.id, a.id))
+  t.equal(single.code, status.FAILED_PRECONDITION, 'an in-use volume that is not multiattach, to another server')
+  t.match(single.details, /cannot attach volume .* while its status is in-use \(attached to server .*\); its type does not allow multiattach, so it must be available/)
+  await call(cloud.c.servers, 'deleteServer', { id: elsewhere.id }, demo.token)
+  const root = await failure(attach(server.id, c.id, '/dev/vda'))
+  t.equal(root.code, status.INVALID_ARGUMENT)
+  t.match(root.details, /root disk/)
+  const bad = await failure(attach(server.id, c.id, '/dev/sdb'))
+  t.equal(bad.code, status.INVALID_ARGUMENT)
+  t.match(bad.details, /device must be \/dev\/vdb to \/dev\/vdz/)
+  t.equal((await getVolume(c.id)).status, 'available', 'the refused volume is untouched')
+  t.equal((await attach(server.id, c.id)).device, '/dev/vdc', 'the first free device')
+  await waitVolume(c.id, 'in-use')
+
+  await call(cloud.c.servers, 'startServer', { id: server.id }, demo.token)
+  await cloud.waitFor(server.id, (s) => s.status === 'ACTIVE', demo.token)
+  t.same((await disks(server.id)).map((d) => d.device).sort(), ['vda', 'vdb', 'vdc', 'vdd'], 'started with its volumes')
+  for (const v of [a, b, c]) await detach(server.id, v.id)
+  for (const v of [a, b, c]) await waitVolume(v.id, 'available')
+  const notAttached = await failure(detach(server.id, a.id))
+  t.equal(notAttached.code, status.NOT_FOUND)
+  t.match(notAttached.details, /volume .* is not attached to server/)
+})
+
+t.test('refusals name the reason and change nothing: another project, a server in ERROR, a volume in error', async (t) => {
+  const mine = await newServer('vm-mine')
+  const theirs = await newServer('vm-theirs', other.token)
+  const v = await newVolume('guarded')
+  const foreign = await failure(attach(theirs.id, v.id))
+  t.equal(foreign.code, status.NOT_FOUND, 'members do not see other projects\' servers')
+  const theirVolume = await failure(attach(mine.id, v.id, '', other.token))
+  t.equal(theirVolume.code, status.NOT_FOUND)
+  const admin = await failure(attach(theirs.id, v.id, '', cloud.s.adminToken))
+  t.equal(admin.code, status.FAILED_PRECONDITION)
+  t.match(admin.details, /volume .* belongs to project .* and server .* to project .*; a volume attaches only to servers of its own project/)
+
+  node1().driver.injectFailure({ operation: 'spawn' })
+  const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'vm-broken', flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ uuid: cloud.network.id }] }, demo.token)
+  const broken = await cloud.waitFor(r.servers[0]!.id, (s) => s.status === 'ERROR', demo.token)
+  const err = await failure(attach(broken.id, v.id))
+  t.equal(err.code, status.FAILED_PRECONDITION)
+  t.match(err.details, /cannot attach a volume to server .* while it is ERROR \(vm_state error\); it must be ACTIVE or SHUTOFF/)
+
+  // Readers of the project see the server's volumes but do not attach (the policy table).
+  const reader = await member(cloud.s, 'demo-reader', demo.projectId, 'demo', 'reader')
+  const denied = await failure(attach(mine.id, v.id, '', reader.token))
+  t.equal(denied.code, status.PERMISSION_DENIED, 'readers do not attach')
+  t.same(await serverVolumes(mine.id, reader.token), [], 'readers list the server\'s volumes')
+  t.equal((await failure(call(attachments, 'createAttachment', { volumeId: v.id, serverId: mine.id }, reader.token))).code, status.PERMISSION_DENIED, 'nor reserve')
+
+  await call(volumes, 'resetVolumeState', { id: v.id, status: 'error' }, cloud.s.adminToken)
+  const notAvailable = await failure(attach(mine.id, v.id))
+  t.equal(notAvailable.code, status.FAILED_PRECONDITION)
+  t.match(notAvailable.details, /cannot attach volume .* while its status is error; attach needs status available/)
+  await call(volumes, 'resetVolumeState', { id: v.id, status: 'available' }, cloud.s.adminToken)
+  const after = await getVolume(v.id)
+  t.equal(after.status, 'available')
+  t.same(after.attachments, [])
+  t.equal((await rows()).filter((x) => x.volume_id === v.id).length, 0, 'no attachment was recorded')
+  for (const s of [mine.id, broken.id]) await call(cloud.c.servers, 'deleteServer', { id: s }, demo.token)
+  await call(cloud.c.servers, 'deleteServer', { id: theirs.id }, other.token)
+})
+
+t.test('a host that fails to attach: the attachment in error with the reason, the volume available, the server\'s fault; it can be attached again', async (t) => {
+  const server = await newServer('vm-fail')
+  const v = await newVolume('unlucky')
+  node1().driver.injectFailure({ operation: 'attachDisk', uuid: server.id, error: new Internal('the hypervisor choked') })
+  const sv = await attach(server.id, v.id)
+  const back = await waitVolume(v.id, 'available')
+  t.same(back.attachments, [], 'a failed attachment is not one of the volume\'s')
+  const att = await call<Attachment>(attachments, 'getAttachment', { id: sv.attachmentId }, demo.token)
+  t.equal(att.status, 'error')
+  t.match(att.statusReason, /INTERNAL: .*the hypervisor choked/)
+  const s = await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)
+  t.equal(s.status, 'ACTIVE', 'the server stays as it was')
+  t.match(s.fault?.message, /attaching volume .* failed: .*the hypervisor choked/)
+  t.same(await serverVolumes(server.id), [], 'nothing on the server')
+
+  const again = await attach(server.id, v.id)
+  t.equal(again.device, '/dev/vdb', 'the failed attachment holds no device')
+  await waitVolume(v.id, 'in-use')
+  const listed = await call<ListAttachmentsResponse>(attachments, 'listAttachments', { volumeId: v.id }, demo.token)
+  t.same(listed.attachments.map((a) => a.status).sort(), ['attached', 'error'])
+  const gone = await call<Attachment>(attachments, 'deleteAttachment', { id: sv.attachmentId }, demo.token)
+  t.equal(gone.status, 'error', 'a failed attachment is deleted at once')
+  t.equal((await failure(call(attachments, 'getAttachment', { id: sv.attachmentId }, demo.token))).code, status.NOT_FOUND)
+
+  // A detach the guest does not finish leaves the volume attached (Cinder's roll_detaching).
+  node1().driver.injectFailure({ operation: 'detachDisk', uuid: server.id })
+  await detach(server.id, v.id)
+  await eventually(async () => (await rows()).find((r) => r.volume_id === v.id && r.status === 'attached' && r.status_reason), 10_000, 'the detach failed')
+  t.equal((await getVolume(v.id)).status, 'in-use', 'still in use')
+  t.ok((await disks(server.id)).some((d) => d.device === 'vdb'), 'still in the guest')
+  await detach(server.id, v.id)
+  await waitVolume(v.id, 'available')
+  await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
+})
+
+t.test('the Attachments service: a reservation holds the volume until deleted; deleting an attached one detaches it first', async (t) => {
+  const server = await newServer('vm-cinder')
+  const v = await newVolume('reserved')
+  const r = await call<Attachment>(attachments, 'createAttachment', { volumeId: v.id, serverId: server.id }, demo.token)
+  t.match(r, { status: 'reserved', device: '/dev/vdb', volumeId: v.id, serverId: server.id })
+  t.equal((await getVolume(v.id)).status, 'reserved')
+  t.notOk((await disks(server.id)).some((d) => d.device === 'vdb'), 'nothing reached the hypervisor')
+  const busy = await failure(call(volumes, 'deleteVolume', { id: v.id }, demo.token))
+  t.match(busy.details, /while its status is reserved/)
+  await call(attachments, 'deleteAttachment', { id: r.id }, demo.token)
+  t.equal((await getVolume(v.id)).status, 'available', 'the reservation ended')
+
+  const sv = await attach(server.id, v.id)
+  await waitVolume(v.id, 'in-use')
+  const del = await call<Attachment>(attachments, 'deleteAttachment', { id: sv.attachmentId }, demo.token)
+  t.equal(del.status, 'detaching', 'an attached attachment is detached, not only forgotten')
+  await waitVolume(v.id, 'available')
+  t.notOk((await disks(server.id)).some((d) => d.device === 'vdb'), 'gone from the guest too')
+  const forbidden = await failure(call(attachments, 'listAttachments', { allProjects: true }, demo.token))
+  t.equal(forbidden.code, status.PERMISSION_DENIED)
+  await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
+})
+
+t.test('multiattach volumes attach to several servers and stay in-use until the last detach', async (t) => {
+  await call(types, 'createVolumeType', { name: 'shared', extraSpecs: { multiattach: '<is> True' } }, cloud.s.adminToken)
+  const s1 = await newServer('vm-m1')
+  const s2 = await newServer('vm-m2')
+  const v = await newVolume('shared', { volumeType: 'shared' })
+  await attach(s1.id, v.id)
+  await waitVolume(v.id, 'in-use')
+  await attach(s2.id, v.id)
+  await eventually(async () => (await getVolume(v.id)).attachments.filter((a) => a.attachedAt).length === 2 && (await getVolume(v.id)).status === 'in-use', 10_000, 'attached twice')
+  await detach(s1.id, v.id)
+  await eventually(async () => (await getVolume(v.id)).attachments.length === 1, 10_000, 'one left')
+  t.equal((await getVolume(v.id)).status, 'in-use', 'still in use by the other server')
+  await detach(s2.id, v.id)
+  await waitVolume(v.id, 'available')
+  for (const s of [s1, s2]) await call(cloud.c.servers, 'deleteServer', { id: s.id }, demo.token)
+})
+
+t.test('an in-use volume extended: the backend grows it and the running guest is told the new size', async (t) => {
+  const server = await newServer('vm-grow')
+  const v = await newVolume('grows')
+  await attach(server.id, v.id)
+  await waitVolume(v.id, 'in-use')
+  const ext = await call<Volume>(volumes, 'extendVolume', { id: v.id, newSize: 3 }, demo.token)
+  t.equal(ext.status, 'extending')
+  const grown = await waitVolume(v.id, 'in-use')
+  t.equal(grown.size, 3)
+  t.equal(node1().volumes.volumes.get(v.id)!.sizeGb, 3, 'the backend grew it')
+  t.equal(node1().driver.diskSizeSeen(server.id, 'vdb'), 3 * 1024 ** 3, 'the guest was told (virDomainBlockResize)')
+  await detach(server.id, v.id)
+  await waitVolume(v.id, 'available')
+  await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
+})
+
+t.test('deleting a server frees its volumes', async (t) => {
+  const server = await newServer('vm-del')
+  const a = await newVolume('del-a')
+  const b = await newVolume('del-b')
+  await attach(server.id, a.id)
+  await attach(server.id, b.id)
+  for (const v of [a, b]) await waitVolume(v.id, 'in-use')
+  await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
+  for (const v of [a, b]) {
+    const back = await waitVolume(v.id, 'available')
+    t.same(back.attachments, [])
+  }
+  t.equal((await rows()).filter((r) => r.server_id === server.id).length, 0, 'no attachment record is left')
+  await call(volumes, 'deleteVolume', { id: a.id }, demo.token)
+  await eventually(() => getVolume(a.id).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 5_000, 'deleted')
+})
+
+t.test('a volume on another host is refused, saying attaching across hosts is not there yet', async (t) => {
+  const server = await newServer('vm-near')
+  const far = await startAgent(cloud.nats.url, 'node2', { powerSyncIntervalMs: 200, fakeVolumes: { backendName: 'far' } })
+  extraAgents.push(far)
+  await cloud.s.controller.hosts.discover()
+  await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 2, 5_000, 'the second backend')
+  await call(types, 'createVolumeType', { name: 'far', extraSpecs: { volume_backend_name: 'far' } }, cloud.s.adminToken)
+  const v = await newVolume('far-away', { volumeType: 'far' })
+  const e = await failure(attach(server.id, v.id))
+  t.equal(e.code, status.FAILED_PRECONDITION)
+  t.match(e.details, /volume .* is on host node2 and server .* runs on host node1; attaching across hosts is not available yet/)
+  t.equal((await getVolume(v.id)).status, 'available', 'nothing changed')
+  await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
+})
+
+t.test('a server whose host is gone is deleted here and still frees its volumes', async (t) => {
+  const server = await newServer('vm-orphan')
+  const v = await newVolume('orphaned')
+  await attach(server.id, v.id)
+  await waitVolume(v.id, 'in-use')
+  const host = (await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, cloud.s.adminToken)).host
+  await [...cloud.agents, ...extraAgents].find((a) => a.agent.config.host === host)!.stop()
+  await eventually(() => !cloud.s.controller.hosts.isUp(host), 10_000, `${host} down`)
+  const deleted = await call<Server>(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
+  t.equal(deleted.status, 'DELETED', 'deleted locally: its host is down')
+  const back = await waitVolume(v.id, 'available')
+  t.same(back.attachments, [])
+})

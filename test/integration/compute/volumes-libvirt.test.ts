@@ -1,0 +1,191 @@
+/**
+ * Integration, end to end on a real host: the controller, a real nats-server,
+ * and the agent daemon as its own process driving libvirt (KVM, TCG without
+ * /dev/kvm) with its volume role on the file driver (qcow2 volumes of the
+ * native engine). A blank volume hot-plugged into a running server is in the
+ * domain (`virsh domblklist`, live and persistent); detached, it leaves both;
+ * bytes written to it with qemu-io while detached are read back through the
+ * QEMU of a second, stopped-then-started server it was attached to; extended
+ * while in use, QEMU sees the new size (`virsh domblkinfo`); after the
+ * deletes no domain, no volume file and no attachment is left.
+ * Needs root, libvirt-daemon-system, qemu-system-x86, qemu-utils.
+ */
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { serverGone, startCloud, type TestCloud } from '../../helpers/cloud.js'
+import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
+import { ensureLibvirtd, virsh, virshDomainNames } from '../../helpers/libvirt.js'
+import { call, client, status, type Decoded } from '../../helpers/grpc.js'
+import { eventually } from '../../helpers/agents.js'
+import type { CreateServerResponse, Server, ServerVolume } from '../../../proto/gen/strato/compute/v1/servers.js'
+import { VolumesClient, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
+
+const run = promisify(execFile)
+const GiB = 1024 ** 3
+
+if (process.getuid?.() !== 0) {
+  t.plan(0, 'needs root to drive qemu:///system')
+} else {
+  const bridge = `brv-${randomBytes(3).toString('hex')}`
+  let cloud: TestCloud
+  let agent: AgentProcess
+  let volumes: VolumesClient
+  const made: string[] = []
+
+  t.before(async () => {
+    await ensureLibvirtd()
+    cloud = await startCloud({ hosts: [], controller: { hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10 }, servers: { castRetryMs: 1_000, agentCallTimeoutMs: 20_000 } } })
+    agent = await spawnAgent({
+      host: 'kvm-vol', natsUrl: cloud.nats.url, driver: 'libvirt',
+      env: {
+        STRATO_AGENT_CONTROLLER: cloud.s.address,
+        STRATO_AGENT_BRIDGE_MAPPINGS: `provider:${bridge}`,
+        STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: '3000',
+        STRATO_AGENT_POWER_SYNC_INTERVAL_MS: '1000',
+        STRATO_AGENT_DISK_GB: '50',
+        STRATO_AGENT_VOLUME: 'on',
+        STRATO_AGENT_VOLUME_FORMAT: 'qcow2',
+      },
+    })
+    await agent.running(60_000)
+    await eventually(async () => (await cloud.s.controller.hosts.discover()).mapped.length > 0 || undefined, 10_000, 'the host to be discovered')
+    await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 20_000, 'the volume backend')
+    volumes = client(VolumesClient, cloud.s.address)
+  })
+
+  t.teardown(async () => {
+    if (t.passing() === false || process.env.STRATO_TEST_LOG) t.comment(agent?.log().slice(-6000) ?? '')
+    volumes?.close()
+    for (const uuid of made) {
+      await virsh('destroy', `instance-${uuid}`).catch(() => {})
+      await virsh('undefine', `instance-${uuid}`, '--nvram').catch(() => {})
+    }
+    await agent?.remove()
+    await cloud?.close()
+    await run('ip', ['link', 'del', bridge]).catch(() => {})
+  })
+
+  const token = () => cloud.s.adminToken
+  const volumeDir = () => path.join(agent.stateDir, 'volumes')
+  const fileOf = (id: string) => path.join(volumeDir(), `volume-${id}.qcow2`)
+  const getVolume = (id: string) => call<Volume>(volumes, 'getVolume', { id }, token())
+  const waitVolume = async (id: string, want: string, ms = 120_000) => {
+    let last: Decoded<Volume> | undefined
+    return eventually(async () => {
+      last = await getVolume(id)
+      if (last.status === 'error') throw new Error(`volume ${id} is in error: ${last.statusReason}`)
+      return last.status === want ? last : undefined
+    }, ms, `volume ${id} ${want}`).catch((err: Error) => {
+      throw new Error(`${err.message}; last: ${last?.status} ${last?.statusReason}`)
+    })
+  }
+  const waitServer = async (id: string, want: string, ms = 120_000) => {
+    const s = await cloud.waitFor(id, (x: Decoded<Server>) => (x.status === want && x.taskState === '') || x.status === 'ERROR', token(), ms, want)
+    if (s.status !== want) throw new Error(`server ${id} is ${s.status}, not ${want}: ${s.fault?.message ?? 'no fault'}`)
+    return s
+  }
+  const newServer = async (name: string) => {
+    const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name, flavorRef: cloud.flavor.id, imageRef: cloud.image.id, networks: [{ uuid: cloud.network.id }] }, token())
+    const id = r.servers[0]!.id
+    made.push(id)
+    return waitServer(id, 'ACTIVE')
+  }
+  const attach = (serverId: string, volumeId: string) => call<ServerVolume>(cloud.c.servers, 'attachVolume', { serverId, volumeId }, token())
+  const detach = (serverId: string, volumeId: string) => call(cloud.c.servers, 'detachVolume', { serverId, volumeId }, token())
+  const acceleratorOf = async (uuid: string) => (/<domain type='kvm'/.test(await virsh('dumpxml', `instance-${uuid}`)) ? 'KVM' : 'TCG')
+  /** The disks of a domain, target → source, as `virsh domblklist` shows them (live, or `--inactive`). */
+  const blklist = async (uuid: string, inactive = false) => {
+    const out = await virsh('domblklist', `instance-${uuid}`, ...(inactive ? ['--inactive'] : []))
+    return Object.fromEntries(out.split('\n').slice(2).map((l) => l.trim().split(/\s+/)).filter((f) => f.length === 2) as Array<[string, string]>)
+  }
+  /**
+   * QEMU itself reads the attached disk (HMP qemu-io on the disk's node): the bytes the guest
+   * would see. qemu-io prints to QEMU's stdout, which libvirt keeps in the domain's log.
+   */
+  const readThroughQemu = async (uuid: string, device: string, pattern: string) => {
+    const log = `/var/log/libvirt/qemu/instance-${uuid}.log`
+    const before = (await readFile(log, 'utf8')).length
+    await qemuIo(uuid, device, `read -P ${pattern} 0 64k`)
+    return eventually(async () => {
+      const added = (await readFile(log, 'utf8')).slice(before)
+      return /read \d+\/\d+ bytes|Pattern verification failed/.test(added) ? added : undefined
+    }, 10_000, 'qemu-io output in the domain log')
+  }
+  const qemuIo = async (uuid: string, device: string, command: string) => {
+    const xml = await virsh('dumpxml', `instance-${uuid}`)
+    const disk = [...xml.matchAll(/<disk[\s\S]*?<\/disk>/g)].map((m) => m[0]).find((d) => d.includes(`dev='${device}'`))
+    // libvirt names the disk's format node libvirt-<source index>-format (-blockdev).
+    const index = /<source file=[^>]*index='(\d+)'/.exec(disk ?? '')?.[1]
+    if (!index) throw new Error(`no source index for ${device} in the live XML`)
+    return virsh('qemu-monitor-command', `instance-${uuid}`, '--hmp', `qemu-io libvirt-${index}-format "${command}"`)
+  }
+
+  t.test('hot-plug, detach, data kept across servers, attach to a stopped server, in-use extend, and nothing left after the deletes', { timeout: 900_000 }, async (t) => {
+    const a = await newServer('vol-a')
+    const created = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'blank' }, token())
+    const v = await waitVolume(created.id, 'available')
+    t.ok(existsSync(fileOf(v.id)), 'the backend made the volume file')
+
+    // Hot-plug into the running server (the time is reported, never asserted: the machine is shared).
+    let started = Date.now()
+    const sv = await attach(a.id, v.id)
+    t.equal(sv.device, '/dev/vdb')
+    await waitVolume(v.id, 'in-use')
+    t.comment(`attach, API call to in-use: ${Date.now() - started} ms (${await acceleratorOf(a.id)})`)
+    t.equal((await blklist(a.id)).vdb, fileOf(v.id), 'virsh domblklist: the volume on vdb of the running domain')
+    t.equal((await blklist(a.id, true)).vdb, fileOf(v.id), 'and in its persistent definition')
+    t.match(await virsh('dumpxml', '--inactive', `instance-${a.id}`), new RegExp(`<serial>${v.id.slice(0, 20)}</serial>`), 'with the volume id as serial')
+
+    // Detach: gone from the live domain and the definition (the guest acknowledged the unplug).
+    started = Date.now()
+    await detach(a.id, v.id)
+    await waitVolume(v.id, 'available')
+    t.comment(`detach, API call to available: ${Date.now() - started} ms`)
+    t.notOk('vdb' in (await blklist(a.id)), 'not in the running domain any more')
+    t.notOk('vdb' in (await blklist(a.id, true)), 'nor in its definition')
+
+    // Written while detached, with qemu-io on the volume's file.
+    const write = await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xab 0 64k', fileOf(v.id)])
+    t.match(write.stdout, /wrote 65536\/65536 bytes/)
+
+    // A second server, stopped: the volume goes into its definition only, and is there once it runs.
+    const b = await newServer('vol-b')
+    await call(cloud.c.servers, 'stopServer', { id: b.id }, token())
+    await waitServer(b.id, 'SHUTOFF')
+    await attach(b.id, v.id)
+    await waitVolume(v.id, 'in-use')
+    t.equal((await blklist(b.id, true)).vdb, fileOf(v.id), 'in the stopped domain\'s definition')
+    t.equal((await virsh('domstate', `instance-${b.id}`)).trim(), 'shut off', 'still stopped')
+    await call(cloud.c.servers, 'startServer', { id: b.id }, token())
+    await waitServer(b.id, 'ACTIVE')
+    t.equal((await blklist(b.id)).vdb, fileOf(v.id), 'started with the volume')
+    t.match(await readThroughQemu(b.id, 'vdb', '0xab'), /read 65536\/65536 bytes/, 'QEMU of the second server reads what was written')
+    t.match(await readThroughQemu(b.id, 'vdb', '0xcd'), /Pattern verification failed/, '(and the check can fail: another pattern is not there)')
+
+    // Extended while in use: the file grows and QEMU is told.
+    await call<Volume>(volumes, 'extendVolume', { id: v.id, newSize: 2 }, token())
+    const grown = await waitVolume(v.id, 'in-use')
+    t.equal(grown.size, 2)
+    t.match(await virsh('domblkinfo', `instance-${b.id}`, 'vdb'), new RegExp(`Capacity:\\s+${2 * GiB}\\b`), 'virsh domblkinfo: QEMU sees 2 GiB')
+    t.match(await readThroughQemu(b.id, 'vdb', '0xab'), /read 65536\/65536 bytes/, 'the data is still there')
+
+    // Deleting the server frees the volume; then everything goes.
+    await call(cloud.c.servers, 'deleteServer', { id: b.id }, token())
+    await eventually(() => serverGone(cloud.c, b.id, token()), 120_000, 'server b deleted')
+    const freed = await waitVolume(v.id, 'available')
+    t.same(freed.attachments, [], 'no attachment left on the volume')
+    await call(cloud.c.servers, 'deleteServer', { id: a.id }, token())
+    await eventually(() => serverGone(cloud.c, a.id, token()), 120_000, 'server a deleted')
+    await call(volumes, 'deleteVolume', { id: v.id }, token())
+    await eventually(() => getVolume(v.id).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 60_000, 'volume deleted')
+    t.notOk(existsSync(fileOf(v.id)), 'no volume file left')
+    const domains = await virshDomainNames()
+    t.notOk(domains.some((d) => d === `instance-${a.id}` || d === `instance-${b.id}`), 'no domain left')
+    t.equal((await cloud.s.controller.db.selectFrom('volume_attachments').selectAll().execute()).length, 0, 'no attachment record left')
+  })
+}
