@@ -11,9 +11,10 @@ say() { echo "setup: $*" >&2; }
 # openssl: signs the certificates of the controller's CA (controller/tls/ca.ts).
 # dnsmasq-base, busybox: the DHCP server (and the tests' client); dnsmasq-utils: dhcp_release, for the leases of deleted ports.
 # conntrack, iputils-arping: the routers' namespaces (agent/net/l3.ts) forget a removed floating IP's flows and announce a new one.
+# iperf3: npm run bench:network measures TCP forwarded through a router namespace with it.
 # python3-openstackclient, python3-openstacksdk, tempest: the OpenStack tools users already have, and the tests OpenStack runs, against the REST APIs (controller/rest/).
 # postgresql: the store's other engine; the tests start private clusters with its initdb and pg_ctl (test/helpers/postgres.ts), never its service.
-pkgs=(nats-server openssl libvirt-daemon-system qemu-system-x86 qemu-utils genisoimage dnsmasq-base dnsmasq-utils conntrack iputils-arping busybox libzstd-dev zlib1g-dev python3-grpcio python3-grpc-tools clang libclang-rt-14-dev python3-openstackclient python3-openstacksdk tempest postgresql)
+pkgs=(nats-server openssl libvirt-daemon-system qemu-system-x86 qemu-utils genisoimage dnsmasq-base dnsmasq-utils conntrack iputils-arping iperf3 busybox libzstd-dev zlib1g-dev python3-grpcio python3-grpc-tools clang libclang-rt-14-dev python3-openstackclient python3-openstacksdk tempest postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
