@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -42,9 +42,11 @@ export async function startTempestCloud(o: { driver: 'fake' | 'libvirt' }): Prom
   // libvirt: one agent process on a bridge of this run's own (no uplink: nothing leaves the machine).
   const bridge = `brt-${randomBytes(3).toString('hex')}`
   let agent: AgentProcess | undefined
+  const scratch = mkdtempSync(path.join(tmpdir(), 'strato-tempest-img-'))
   const close = async () => {
     await agent?.remove()
     await cloud.close()
+    rmSync(scratch, { recursive: true, force: true })
     if (o.driver === 'libvirt') await run('ip', ['link', 'del', bridge]).catch(() => {})
   }
   try {
@@ -61,7 +63,7 @@ export async function startTempestCloud(o: { driver: 'fake' | 'libvirt' }): Prom
     const rest = s.controller.rest!.origin
     // The alternative image and flavor some tests rebuild or resize to.
     const alt = await call<Image>(c.images, 'createImage', { name: 'cirros-alt', diskFormat: 'qcow2', containerFormat: 'bare', visibility: 'public' }, s.adminToken)
-    const altFile = await bootDiskImage({ line: `${cloud.marker}-alt`, path: path.join(mkdtempSync(path.join(tmpdir(), 'strato-tempest-img-')), 'alt.qcow2'), sizeMiB: 16 })
+    const altFile = await bootDiskImage({ line: `${cloud.marker}-alt`, path: path.join(scratch, 'alt.qcow2'), sizeMiB: 16 })
     await uploadImage(c.images, s.adminToken, alt.id, readFileSync(altFile))
     const flavorAlt = await call<Flavor>(c.flavors, 'createFlavor', { id: '2', name: 'm1.micro', vcpus: 1, ram: 96, disk: 1 }, s.adminToken)
     const headers = { 'x-auth-token': s.adminToken }

@@ -72,7 +72,7 @@ export const FEATURES_OFF: Array<[section: string, option: string, reason: strin
   ['network-feature-enabled', 'ipv6_subnet_attributes', 'IPv4 subnets only'],
   ['network-feature-enabled', 'port_admin_state_change', 'port admin state is not enforced on hosts'],
   ['network-feature-enabled', 'floating_ips', 'floating IPs carry no traffic yet (issue 17)'],
-  ['service_available', 'cinder', 'no block storage yet (issue 16)'],
+  ['service_available', 'cinder', 'Cinder v3 is served at 3.0 without attachments, backups or microversions (issue 16 next); its Tempest tests are not in this run yet'],
   ['service_available', 'swift', 'no object storage'],
   ['service_available', 'horizon', 'no dashboard'],
   ['validation', 'run_validation', 'Tempest does not SSH into guests here'],

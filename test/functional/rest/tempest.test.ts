@@ -7,7 +7,7 @@
  * `npm run test:tempest`. Skips, with the reason, when Tempest is not installed.
  */
 import t from 'tap'
-import { existsSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import { startTempestCloud } from '../../tempest/cloud.js'
 
 /** What this subset runs: what Strato is expected to pass, less test/tempest/exclude.txt. */
@@ -28,7 +28,11 @@ if (!existsSync('/usr/bin/tempest')) {
 } else {
   t.test('Tempest quick subset passes', async (t) => {
     const tc = await startTempestCloud({ driver: 'fake' })
-    t.teardown(() => tc.close())
+    // The workspace (tempest.conf, logs) goes too: npm run test:tempest is the run that keeps it to read.
+    t.teardown(async () => {
+      await tc.close()
+      rmSync(tc.dir, { recursive: true, force: true })
+    })
     const r = await tc.run(QUICK_SUBSET, { concurrency: 2 })
     t.comment(`tempest quick subset: ${r.passed} passed, ${r.skipped} skipped, ${r.failed} failed`)
     t.ok(r.passed >= 100, `a real run: ${r.passed} tests passed`)
