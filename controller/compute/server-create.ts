@@ -16,7 +16,7 @@ import type { Trx, QuotaEngine } from '../quota/quota.js'
 import type { PortCatalog } from '../network/ports.js'
 import { loadNetwork } from '../network/access.js'
 import type { Scheduler, Placed } from '../scheduler/scheduler.js'
-import { DISK_GB, MEMORY_MB, VCPU, type GroupSpec } from '../scheduler/model.js'
+import { DISK_GB, MEMORY_MB, VCPU, type GroupSpec, type LocalNetworkSpec } from '../scheduler/model.js'
 import { Reverter } from '../../proto/revert.js'
 import type { HostRegistry } from './hosts.js'
 import type { ServerGroupCatalog } from './server-groups.js'
@@ -93,6 +93,7 @@ export class ServerCreator {
     const { caller, projectId, minCount, flavor, image, zone } = plan
     const claims: Claim[] = []
     const resources = { [VCPU]: flavor.vcpus, [MEMORY_MB]: flavor.ram, [DISK_GB]: flavor.disk + flavor.ephemeral + Math.ceil(flavor.swap / 1024) }
+    const localNetworks = await this.localNetworksOf(plan.nics)
     for (let i = 0; i < maxCount; i++) {
       const uuid = randomUUID()
       try {
@@ -102,10 +103,12 @@ export class ServerCreator {
           ...(zone.host ? { forceHost: zone.host } : {}),
           imageProperties: image.properties,
           ...(group ? { group } : {}),
+          ...(localNetworks.length ? { localNetworks } : {}),
         })
         revert.add(`release the allocation of ${uuid}`, () => this.deps.scheduler.release(uuid))
         claims.push({ uuid, placed: p })
         group?.memberHosts.push(p.host)
+        for (const n of localNetworks) n.hosts.push(p.host)
       } catch (err) {
         if (i < minCount) throw minCount > 1 && claims.length > 0 ? withPrefix(err, `only ${claims.length} of min_count ${minCount} servers could be placed`) : err
         this.log.info({ reservationId, created: i, asked: maxCount, err: (err as Error).message }, 'fewer servers than max_count fit')
@@ -113,6 +116,23 @@ export class ServerCreator {
       }
     }
     return claims
+  }
+
+  /**
+   * The request's networks of type `local` and the hosts their ports are
+   * bound to now (servers', DHCP, router interfaces): a local network is a
+   * bridge on each host, so the servers on one must share a host.
+   */
+  private async localNetworksOf(nics: CreatePlan['nics']): Promise<LocalNetworkSpec[]> {
+    const portIds = nics.flatMap((n) => (n.kind === 'port' ? [n.portId] : []))
+    const ids = new Set(nics.flatMap((n) => (n.kind === 'network' ? [n.networkId] : [])))
+    if (portIds.length) for (const r of await this.db.selectFrom('ports').select('network_id').where('id', 'in', portIds).execute()) ids.add(r.network_id)
+    if (ids.size === 0) return []
+    const local = await this.db.selectFrom('networks').select('id').where('id', 'in', [...ids]).where('network_type', '=', 'local').orderBy('id').execute()
+    if (local.length === 0) return []
+    const bound = await this.db.selectFrom('ports').select(['network_id', 'binding_host_id']).distinct()
+      .where('network_id', 'in', local.map((n) => n.id)).where('binding_host_id', '!=', '').execute()
+    return local.map((n) => ({ networkId: n.id, hosts: bound.filter((b) => b.network_id === n.id).map((b) => b.binding_host_id) }))
   }
 
   /** Records the claimed servers and makes (or binds) their ports, in one transaction. */

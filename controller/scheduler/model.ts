@@ -99,6 +99,14 @@ export interface RequestSpec {
   forbiddenTraits?: string[]
   /** The server group the server joins (Nova's `group` scheduler hint). */
   group?: GroupSpec
+  /** The server's networks of type `local`, each with the hosts its ports are bound to (those placed earlier in the same request included). */
+  localNetworks?: LocalNetworkSpec[]
+}
+
+/** A network that is a bridge per host, not connected across hosts, and where it already lives. */
+export interface LocalNetworkSpec {
+  networkId: string
+  hosts: string[]
 }
 
 /** A server group as the scheduler needs it: its policy and where its members run. */

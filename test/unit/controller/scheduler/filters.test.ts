@@ -4,6 +4,7 @@ import { availabilityZoneFilter } from '../../../../controller/scheduler/filters
 import { computeFilter } from '../../../../controller/scheduler/filters/compute-filter.js'
 import { canonicalArch, imagePropertiesFilter } from '../../../../controller/scheduler/filters/image-properties-filter.js'
 import { FILTERS } from '../../../../controller/scheduler/filters/index.js'
+import { localNetworkFilter } from '../../../../controller/scheduler/filters/local-network-filter.js'
 import { serverGroupAffinityFilter } from '../../../../controller/scheduler/filters/server-group-affinity-filter.js'
 import { serverGroupAntiAffinityFilter } from '../../../../controller/scheduler/filters/server-group-anti-affinity-filter.js'
 import type { GroupSpec } from '../../../../controller/scheduler/model.js'
@@ -70,6 +71,22 @@ t.test('ImagePropertiesFilter: architecture and hypervisor type', async (t) => {
   t.equal(canonicalArch(' X86_64 '), 'x86_64')
 })
 
+t.test('LocalNetworkFilter: where each local network already is; anywhere for a network with no ports yet', async (t) => {
+  const n1 = fakeHost({ host: 'n1' })
+  const n2 = fakeHost({ host: 'n2' })
+  const nets = (...l: Array<[string, string[]]>) => fakeSpec({ localNetworks: l.map(([networkId, hosts]) => ({ networkId, hosts })) })
+  t.ok(localNetworkFilter.hostPasses(n2, fakeSpec()), 'no local network')
+  t.ok(localNetworkFilter.hostPasses(n2, nets(['a', []])), 'a local network with no ports goes anywhere')
+  t.ok(localNetworkFilter.hostPasses(n1, nets(['a', ['n1']])))
+  t.notOk(localNetworkFilter.hostPasses(n2, nets(['a', ['n1']])))
+  t.ok(localNetworkFilter.hostPasses(n1, nets(['a', ['n1']], ['b', []])))
+  t.notOk(localNetworkFilter.hostPasses(n1, nets(['a', ['n1']], ['b', ['n2']])), 'two local networks on different hosts: no host has both')
+  t.ok(localNetworkFilter.hostPasses(n2, nets(['a', ['n1', 'n2']], ['b', ['n2']])), 'a network on several hosts (placed before this filter existed)')
+  t.equal(localNetworkFilter.describe!(nets(['a', ['n1', 'n1']], ['b', []])), 'local network a on n1')
+  t.equal(localNetworkFilter.describe!(nets(['b', []])), undefined)
+  t.equal(localNetworkFilter.reason!(n2, nets(['a', ['n1']], ['b', ['n2']])), "'n2' is not where local network a is (a local network does not reach across hosts)")
+})
+
 t.test('the registry knows every filter by name', async (t) => {
-  t.same([...FILTERS.keys()].sort(), ['AvailabilityZoneFilter', 'ComputeFilter', 'ImagePropertiesFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter'])
+  t.same([...FILTERS.keys()].sort(), ['AvailabilityZoneFilter', 'ComputeFilter', 'ImagePropertiesFilter', 'LocalNetworkFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter'])
 })
