@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { Metadata, type ServiceError } from '@grpc/grpc-js'
+import { eventually } from '../helpers/agents.js'
 import { startController } from '../helpers/controller.js'
 import { call, client, failure, status } from '../helpers/grpc.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
@@ -29,7 +30,8 @@ t.test('stop finishes in-flight calls, then refuses new ones', async (t) => {
   })
   stream.write({ imageId: img.id, size: data.length })
   stream.write({ data: data.subarray(0, 4 * 1024 * 1024) })
-  await new Promise((r) => setTimeout(r, 200))
+  // In flight means the controller has taken the call: the image is saving.
+  await eventually(async () => (await call<Image>(images, 'getImage', { id: img.id }, s.adminToken)).status === 'saving', 20_000, 'the upload to start')
 
   const stopping = s.controller.stop()
   t.equal(s.controller.state, 'STOPPING', 'stop() moves to STOPPING at once')

@@ -43,8 +43,16 @@ export async function startAgent(natsUrl: string, host: string, o: AgentConfigOv
   }
 }
 
-/** Polls `check` until it returns a truthy value (or throws after `timeoutMs`). */
+/** The least time a test waits for a condition before calling it failed. */
+export const MIN_WAIT_MS = 20_000
+
+/**
+ * Polls `check` until it returns a truthy value (or throws after `timeoutMs`).
+ * The bound only keeps a broken test from hanging: it is never less than
+ * MIN_WAIT_MS, since a loaded machine (CI, 2 cores, TCG) is slow at times.
+ */
 export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5_000, what = 'condition'): Promise<T> {
+  timeoutMs = Math.max(timeoutMs, MIN_WAIT_MS)
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const v = await check()

@@ -201,7 +201,7 @@ t.test("a client's deadline ends the upload: DEADLINE_EXCEEDED, nothing kept", a
   const e = await failure(upload(images, img.id, sample(2 * MiB), { deadline: 400, stall: true }))
   t.equal(e.code, status.DEADLINE_EXCEEDED)
   let st = ''
-  for (let i = 0; i < 50 && st !== 'queued'; i++) {
+  for (let i = 0; i < 300 && st !== 'queued'; i++) {
     st = await status_(img.id)
     if (st !== 'queued') await new Promise((r) => setTimeout(r, 100))
   }
@@ -224,7 +224,7 @@ t.test('downloads: errors, a client that goes away, no file left open', async (t
   }).length
   const part = await download(images, img.id, { cancelAfter: 2 })
   t.ok(part.length >= 2 * MiB && part.length < data.length, 'the client stopped part-way')
-  for (let i = 0; i < 50 && openFds() > 0; i++) await new Promise((r) => setTimeout(r, 50))
+  for (let i = 0; i < 400 && openFds() > 0; i++) await new Promise((r) => setTimeout(r, 50))
   t.equal(openFds(), 0, 'the server closed the image file')
   t.ok((await download(images, img.id)).equals(data), 'the next download is whole')
   t.equal((await failure(download(images, 'nope'))).code, status.NOT_FOUND)

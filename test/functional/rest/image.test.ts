@@ -280,7 +280,7 @@ t.test('refused uploads go back to queued with nothing kept: wrong format, quota
     req.on('response', () => resolve())
     req.write(randomBytes(1024 * 1024), () => setTimeout(() => req.destroy(), 100))
   })
-  for (let i = 0; i < 50 && (await api('GET', `/v2/images/${img.id}`, tok.demo)).body.status !== 'queued'; i++) await new Promise((r) => setTimeout(r, 50))
+  for (let i = 0; i < 400 && (await api('GET', `/v2/images/${img.id}`, tok.demo)).body.status !== 'queued'; i++) await new Promise((r) => setTimeout(r, 50))
   t.equal((await api('GET', `/v2/images/${img.id}`, tok.demo)).body.status, 'queued', 'back to queued after the client left')
   t.notOk(storeFiles().some((f) => f.startsWith(img.id)), 'no partial file left')
   t.equal((await putFile(img.id, tok.demo, randomBytes(4096))).status, 204, 'and it takes a later upload')
