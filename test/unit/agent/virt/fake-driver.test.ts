@@ -135,5 +135,6 @@ t.test('cheap enough for 1,000 agents', async (t) => {
   }))
   const ms = Number(process.hrtime.bigint() - started) / 1e6
   t.equal(drivers.reduce((sum, d) => sum + d.usage().running, 0), 5000, '5,000 guests running')
-  t.ok(ms < 2000, `5,000 spawns on 1,000 fake hosts took ${ms.toFixed(0)} ms`)
+  // A guard against a pathological cost (a scan per spawn), not a speed figure: bench:compute has those.
+  t.ok(ms < 30_000, `5,000 spawns on 1,000 fake hosts took ${ms.toFixed(0)} ms`)
 })
