@@ -457,6 +457,7 @@ export class RouterCatalog {
     const r = await this.row(trx, routerId)
     const ifaces = await trx.selectFrom('ports').select('id').where('device_id', '=', r.id).where('device_owner', '=', ROUTER_INTERFACE_OWNER).executeTakeFirst()
     let host = ''
+    let unplaced = ''
     if (r.gw_port_id || ifaces) {
       const l3 = (await trx.selectFrom('compute_hosts').select('host').where('l3', '=', 1).orderBy('host').execute()).map((h) => h.host)
       if (r.l3_host && l3.includes(r.l3_host)) host = r.l3_host
@@ -477,6 +478,9 @@ export class RouterCatalog {
           .execute()
         const near = up.filter((h) => local.some((l) => l.binding_host_id === h))
         if (near.length) up = near
+        // Neutron leaves such a router unscheduled until an L3 agent comes.
+        if (!l3.length) unplaced = 'no host announces the L3 role (an agent announces it only when it builds routers: l3Driver not none)'
+        else if (!up.length) unplaced = `no L3 agent is up (${l3.join(', ')} ${l3.length === 1 ? 'is' : 'are'} down)`
         if (up.length) {
           const counts = await trx.selectFrom('routers').select(['l3_host']).select((eb) => eb.fn.countAll<number>().as('n')).where('l3_host', 'in', up).where('id', '!=', r.id).groupBy('l3_host').execute()
           const load = new Map(counts.map((c) => [c.l3_host, Number(c.n)]))
@@ -486,7 +490,7 @@ export class RouterCatalog {
     }
     if (host !== r.l3_host) {
       await trx.updateTable('routers').set({ l3_host: host }).where('id', '=', r.id).execute()
-      this.log?.info({ router: r.id, from: r.l3_host || undefined, to: host || undefined }, host ? 'router placed on an L3 agent' : 'router on no L3 agent')
+      this.log?.info({ router: r.id, from: r.l3_host || undefined, to: host || undefined, ...(unplaced ? { reason: unplaced } : {}) }, host ? 'router placed on an L3 agent' : 'router on no L3 agent')
     }
     await trx.updateTable('ports').set({ binding_host_id: host, status: host ? 'ACTIVE' : 'DOWN' })
       .where('device_id', '=', r.id).where('device_owner', 'in', [ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER]).where('binding_host_id', '!=', host).execute()
