@@ -132,11 +132,13 @@ export interface AgentConfig {
   l3: boolean
   /**
    * How the L3 role builds its routers: `namespaces` (a `qrouter-<id>`
-   * namespace each, veths into the networks' bridges, NAT; see net/l3.ts) or
-   * `none` (routers are placed here but nothing is built: fake-driver hosts).
+   * namespace each, veths into the networks' bridges, NAT; see net/l3.ts),
+   * `fake` (kept in memory only: fake-driver hosts in tests) or `none`
+   * (nothing is built, so the host does not announce the L3 role and no
+   * router is placed here, whatever `l3` says).
    * `STRATO_AGENT_L3_DRIVER` @default namespaces with the libvirt driver, none with the fake one
    */
-  l3Driver: 'namespaces' | 'none'
+  l3Driver: 'namespaces' | 'fake' | 'none'
   /** How often the routers are resynced even without a change notice. `STRATO_AGENT_L3_SYNC_INTERVAL_MS` @default 30000 */
   l3SyncIntervalMs: number
   /** Where volumes and snapshots live. `STRATO_AGENT_VOLUME_DIR` @default `<stateDir>/volumes` */
@@ -221,7 +223,7 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new InvalidArgument(`bridgeMappings.${physnet}: '${bridge}' is not a Linux interface name (1-15 of [A-Za-z0-9_.-])`, { field: `bridgeMappings.${physnet}` })
   }
   if (cfg.firewall !== 'iptables' && cfg.firewall !== 'none') throw new InvalidArgument(`firewall (STRATO_AGENT_FIREWALL) must be iptables or none, got '${String(cfg.firewall)}'`, { field: 'firewall' })
-  if (cfg.l3Driver !== 'namespaces' && cfg.l3Driver !== 'none') throw new InvalidArgument(`l3Driver (STRATO_AGENT_L3_DRIVER) must be namespaces or none, got '${String(cfg.l3Driver)}'`, { field: 'l3Driver' })
+  if (!['namespaces', 'fake', 'none'].includes(cfg.l3Driver)) throw new InvalidArgument(`l3Driver (STRATO_AGENT_L3_DRIVER) must be namespaces, fake or none, got '${String(cfg.l3Driver)}'`, { field: 'l3Driver' })
   if (cfg.l3SyncIntervalMs < 1000) throw new InvalidArgument(`l3SyncIntervalMs (STRATO_AGENT_L3_SYNC_INTERVAL_MS) must be ≥ 1000, got ${cfg.l3SyncIntervalMs}`, { field: 'l3SyncIntervalMs' })
   if (cfg.dhcp !== 'dnsmasq' && cfg.dhcp !== 'off') throw new InvalidArgument(`dhcp (STRATO_AGENT_DHCP) must be dnsmasq or off, got '${String(cfg.dhcp)}'`, { field: 'dhcp' })
   if (cfg.hostGateway.length && cfg.dhcp === 'off') throw new InvalidArgument('hostGateway (STRATO_AGENT_HOST_GATEWAY) needs DHCP (STRATO_AGENT_DHCP=dnsmasq): the gateway follows the networks DHCP serves', { field: 'hostGateway' })

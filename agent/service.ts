@@ -29,7 +29,7 @@ import type { KnownImage } from './disk/image-cache.js'
 import { GuestDirs, groupId } from './disk/guest-dirs.js'
 import { IptablesFirewall, RecordingFirewall, type Firewall } from './net/firewall.js'
 import { DnsmasqDhcp, NoDhcp, type Dhcp, type DhcpNetwork } from './net/dhcp.js'
-import { L3Agent } from './net/l3.js'
+import { FakeRouterBuilder, L3Agent, type RouterBuilder } from './net/l3.js'
 import { MetadataService } from './metadata/service.js'
 import { HostGateway, type HostGatewayNetwork } from './net/host-gateway.js'
 import type { VirtDriver } from './virt/driver.js'
@@ -65,10 +65,11 @@ export class AgentService {
   private dhcpTimer: NodeJS.Timeout | undefined
   private dhcpSub: Subscription | undefined
   /**
-   * The routers the controller places here (`qrouter-<id>` namespaces), when
-   * the agent has the L3 role and builds them (l3Driver `namespaces`).
+   * The routers the controller places here (`qrouter-<id>` namespaces, or in
+   * memory with l3Driver `fake`), when the agent has the L3 role and builds
+   * them (l3Driver not `none`). The agent announces the L3 role only then.
    */
-  readonly l3: L3Agent | undefined
+  readonly l3: RouterBuilder | undefined
   private l3Timer: NodeJS.Timeout | undefined
   private l3Sub: Subscription | undefined
   private rpcSub: Subscription | undefined
@@ -130,9 +131,9 @@ export class AgentService {
     this.hostGateway = config.hostGateway.length
       ? new HostGateway({ stateDir: config.stateDir, nat: config.hostGatewayNat, host: config.host, log: this.log.child({ component: 'host-gateway' }) })
       : undefined
-    this.l3 = config.l3 && config.l3Driver === 'namespaces'
-      ? new L3Agent({ stateDir: config.stateDir, bridgeFor: (n) => this.manager.bridgeFor(n), log: this.log.child({ component: 'l3' }) })
-      : undefined
+    this.l3 = !config.l3 || config.l3Driver === 'none' ? undefined
+      : config.l3Driver === 'fake' ? new FakeRouterBuilder()
+      : new L3Agent({ stateDir: config.stateDir, bridgeFor: (n) => this.manager.bridgeFor(n), log: this.log.child({ component: 'l3' }) })
     // The metadata service lives in the DHCP namespaces (Neutron's isolated metadata):
     // it listens in each one that comes up, and lets go before one is deleted.
     this.dhcp.onNamespace({
@@ -340,7 +341,8 @@ export class AgentService {
       host: this.config.host,
       uuid: this.uuid,
       availabilityZone: this.config.availabilityZone,
-      l3: this.config.l3,
+      // The role follows what the agent builds: a host that builds no routers is never given one.
+      l3: this.l3 !== undefined,
       capabilities: {
         cpuModel: caps.cpuModel, arch: caps.arch, vcpus: caps.vcpus, memoryMb: caps.memoryMiB, diskGb,
         accelerator: caps.accelerator, hypervisorType: caps.hypervisorType, hypervisorVersion: caps.hypervisorVersion, hostIp: this.config.myIp,

@@ -311,7 +311,40 @@ function routeDst(dst: string, v6: boolean): string {
 
 const NO_CONNTRACK_ENTRIES = /0 flow entries have been deleted/
 
-export class L3Agent {
+/**
+ * The L3 role's router builder: makes the host's routers exactly what the
+ * controller places here. An agent announces the L3 role only when it has
+ * one, so routers are placed only where they are built.
+ */
+export interface RouterBuilder {
+  /**
+   * Makes the host's routers exactly `routers`: builds or updates each and
+   * removes the others it made. Serialized and idempotent; a router that
+   * fails does not stop the others.
+   */
+  apply(routers: RouterSpec[]): Promise<void>
+}
+
+/**
+ * Builds routers in memory only (l3Driver `fake`, for fake-driver hosts in
+ * tests): keeps what it was told to build, as the fake virt driver keeps its
+ * guests, so a test can see what its host holds.
+ */
+export class FakeRouterBuilder implements RouterBuilder {
+  private readonly built = new Map<string, RouterSpec>()
+
+  async apply(routers: RouterSpec[]): Promise<void> {
+    this.built.clear()
+    for (const r of routers) this.built.set(r.id, r)
+  }
+
+  /** The routers built here now, by id. */
+  routers(): ReadonlyMap<string, RouterSpec> {
+    return this.built
+  }
+}
+
+export class L3Agent implements RouterBuilder {
   private readonly file: string
   private readonly ensureBridge: (name: string) => Promise<void>
   private readonly applied = new Map<string, AppliedRouter>()

@@ -33,21 +33,32 @@ export interface OutgoingCast {
   requestId: string
 }
 
+/** The tables whose rows carry a pending cast, and the key that names a row of each. */
+const CAST_ROW_KEYS = { servers: 'uuid', volumes: 'id', volume_snapshots: 'id', volume_attachments: 'id' } as const
+
+/** The row a cast is pending on: `queue` marks it sent (`cast_sent_at`) once the bus has the cast. */
+export interface CastRow {
+  table: keyof typeof CAST_ROW_KEYS
+  id: string
+}
+
 /**
  * What every outbox shares (servers' casts here, volumes' in `volume/casts.ts`):
- * the bus once connected, a timer that sends again what the bus did not take,
- * and one such resend at a time.
+ * the bus once connected, the one send path (queue, then mark the row sent),
+ * a timer that sends again what the bus did not take, and one such resend at
+ * a time.
  */
 export abstract class Outbox {
   private retryTimer: NodeJS.Timeout | undefined
   private resending: Promise<void> | undefined
+  /** What the outbox holds, for its log lines ("casts", "volume casts"). */
+  protected abstract readonly what: string
 
   constructor(
+    protected readonly db: Db,
     private readonly retryMs: number,
     protected readonly log: Log,
-    protected transport: AgentTransport | undefined,
-    /** What the outbox holds, for its log lines ("casts", "volume casts"). */
-    private readonly what: string,
+    protected transport: AgentTransport | undefined = undefined,
   ) {}
 
   /** The bus, once connected (until then casts wait on their rows). */
@@ -83,18 +94,18 @@ export abstract class Outbox {
   protected abstract resendPending(): Promise<void>
 
   /**
-   * Queues `action` for `host` under `castId`, then `sent()` (the row learns
-   * the bus has it); on failure it stays pending for the next resend.
-   * `about`: the log fields naming what the cast is for.
+   * Queues `action` for `host` under `castId`, then marks `row` sent (when the
+   * cast is a row's pending one); on failure it stays pending for the next
+   * resend. `about`: the log fields naming what the cast is for.
    */
-  protected async queue(host: string, action: CastAction, castId: string, requestId: string, about: Record<string, string>, sent: () => Promise<unknown>): Promise<void> {
+  protected async queue(host: string, action: CastAction, castId: string, requestId: string, about: Record<string, string>, row: CastRow | undefined): Promise<void> {
     if (!this.transport) {
       this.log.warn({ ...about, host }, `no message bus: the ${this.what.replace(/s$/, '')} waits`)
       return
     }
     try {
       await this.transport.cast(host, action, castId, requestId || undefined)
-      await sent()
+      if (row) await this.db.updateTable(row.table).set({ cast_sent_at: now() }).where(CAST_ROW_KEYS[row.table], '=', row.id).where('pending_cast_id', '=', castId).execute()
     } catch (err) {
       this.log.warn({ ...about, host, err: (err as Error).message }, `${this.what.replace(/s$/, '')} not queued; it will be sent again`)
     }
@@ -102,14 +113,7 @@ export abstract class Outbox {
 }
 
 export class CastOutbox extends Outbox {
-  constructor(
-    private readonly db: Db,
-    retryMs: number,
-    log: Log,
-    transport: AgentTransport | undefined = undefined,
-  ) {
-    super(retryMs, log, transport, 'casts')
-  }
+  protected readonly what = 'casts'
 
   /**
    * Queues a cast; on failure it stays pending and `resend()` tries again.
@@ -117,9 +121,7 @@ export class CastOutbox extends Outbox {
    * sent); false for a cast nothing waits for (a local delete's clean-up).
    */
   async send(c: OutgoingCast, record = true): Promise<void> {
-    await this.queue(c.host, castAction(c.action, c.uuid), c.castId, c.requestId, { instance: c.uuid }, async () => {
-      if (record) await this.db.updateTable('servers').set({ cast_sent_at: now() }).where('uuid', '=', c.uuid).where('pending_cast_id', '=', c.castId).execute()
-    })
+    await this.queue(c.host, castAction(c.action, c.uuid), c.castId, c.requestId, { instance: c.uuid }, record ? { table: 'servers', id: c.uuid } : undefined)
   }
 
   protected async resendPending(): Promise<void> {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { LIVE_ATTACHMENT } from '../volume/states.js'
 import { isUuid } from '../../proto/ids.js'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
-import type { Db } from '../store/db.js'
+import { groupBy, type Db } from '../store/db.js'
 import type { ServerTable } from '../store/schema.js'
 import type { Trx } from '../quota/quota.js'
 import type { SecurityGroupCatalog } from '../network/security-groups.js'
@@ -142,18 +142,6 @@ export class ServerViews {
       }
     })
   }
-}
-
-/** `items` by key, each list in the order given. */
-export function groupBy<T>(items: readonly T[], key: (x: T) => string): Map<string, T[]> {
-  const out = new Map<string, T[]>()
-  for (const x of items) {
-    const k = key(x)
-    const list = out.get(k)
-    if (list) list.push(x)
-    else out.set(k, [x])
-  }
-  return out
 }
 
 const hostIds = new Map<string, string>()

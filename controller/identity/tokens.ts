@@ -45,9 +45,17 @@ interface Payload {
   adm?: 1
 }
 
-/** Wire form of an image-read token's claims. */
+type ImageTokenKind = 'image-read' | 'image-upload'
+
+/** What tells each kind of image token apart, and what its holder does when one expires. */
+const IMAGE_TOKEN_KINDS: Record<ImageTokenKind, { typ: string; aud: string; onExpiry: string }> = {
+  'image-read': { typ: IMAGE_READ_TYP, aud: IMAGE_READ_AUDIENCE, onExpiry: 'the host asks the conductor for a new build spec' },
+  'image-upload': { typ: IMAGE_UPLOAD_TYP, aud: IMAGE_UPLOAD_AUDIENCE, onExpiry: 'the snapshot fails and may be asked again' },
+}
+
+/** Wire form of an image token's claims (image-read and image-upload). */
 interface ImageReadPayload {
-  knd: 'image-read' | 'image-upload'
+  knd: ImageTokenKind
   aud: string
   img: string
   hst: string
@@ -96,24 +104,18 @@ export class TokenProvider {
 
   /** A token that downloads one image and does nothing else (see the module comment). */
   issueImageRead(claims: ImageReadClaims): string {
-    const payload: ImageReadPayload = {
-      knd: 'image-read',
-      aud: IMAGE_READ_AUDIENCE,
-      img: claims.imageId,
-      hst: claims.host,
-      srv: claims.instanceUuid,
-      iat: claims.issuedAt,
-      exp: claims.expiresAt,
-      jti: claims.auditId,
-    }
-    return this.sign(IMAGE_READ_TYP, payload)
+    return this.issueImageToken('image-read', claims)
   }
 
   /** A token that uploads the data of one image (a server snapshot's) and does nothing else. */
   issueImageUpload(claims: ImageReadClaims): string {
+    return this.issueImageToken('image-upload', claims)
+  }
+
+  private issueImageToken(kind: ImageTokenKind, claims: ImageReadClaims): string {
     const payload: ImageReadPayload = {
-      knd: 'image-upload',
-      aud: IMAGE_UPLOAD_AUDIENCE,
+      knd: kind,
+      aud: IMAGE_TOKEN_KINDS[kind].aud,
       img: claims.imageId,
       hst: claims.host,
       srv: claims.instanceUuid,
@@ -121,7 +123,7 @@ export class TokenProvider {
       exp: claims.expiresAt,
       jti: claims.auditId,
     }
-    return this.sign(IMAGE_UPLOAD_TYP, payload)
+    return this.sign(IMAGE_TOKEN_KINDS[kind].typ, payload)
   }
 
   /**
@@ -149,25 +151,23 @@ export class TokenProvider {
 
   /** Returns an image-upload token's claims, or throws Unauthenticated saying why it is not a valid one. */
   validateImageUpload(token: string): ImageReadClaims {
-    const { header, payload } = this.verifyJws(token)
-    const p = payload as Partial<ImageReadPayload>
-    if (header.typ !== IMAGE_UPLOAD_TYP || p.knd !== 'image-upload') throw new Unauthenticated('the token is not an image-upload token')
-    if (p.aud !== IMAGE_UPLOAD_AUDIENCE || typeof p.img !== 'string' || typeof p.hst !== 'string' || typeof p.exp !== 'number' || typeof p.iat !== 'number') {
-      throw new Unauthenticated('the image-upload token is malformed (missing or wrong claims)')
-    }
-    if (p.exp <= this.now()) throw new Unauthenticated(`the image-upload token for image ${p.img} has expired; the snapshot fails and may be asked again`)
-    return { imageId: p.img, host: p.hst, instanceUuid: String(p.srv ?? ''), issuedAt: p.iat, expiresAt: p.exp, auditId: String(p.jti ?? '') }
+    return this.validateImageToken('image-upload', token)
   }
 
   /** Returns an image-read token's claims, or throws Unauthenticated saying why it is not a valid one. */
   validateImageRead(token: string): ImageReadClaims {
+    return this.validateImageToken('image-read', token)
+  }
+
+  private validateImageToken(kind: ImageTokenKind, token: string): ImageReadClaims {
+    const { typ, aud, onExpiry } = IMAGE_TOKEN_KINDS[kind]
     const { header, payload } = this.verifyJws(token)
     const p = payload as Partial<ImageReadPayload>
-    if (header.typ !== IMAGE_READ_TYP || p.knd !== 'image-read') throw new Unauthenticated('the token is not an image-read token')
-    if (p.aud !== IMAGE_READ_AUDIENCE || typeof p.img !== 'string' || typeof p.hst !== 'string' || typeof p.exp !== 'number' || typeof p.iat !== 'number') {
-      throw new Unauthenticated('the image-read token is malformed (missing or wrong claims)')
+    if (header.typ !== typ || p.knd !== kind) throw new Unauthenticated(`the token is not an ${kind} token`)
+    if (p.aud !== aud || typeof p.img !== 'string' || typeof p.hst !== 'string' || typeof p.exp !== 'number' || typeof p.iat !== 'number') {
+      throw new Unauthenticated(`the ${kind} token is malformed (missing or wrong claims)`)
     }
-    if (p.exp <= this.now()) throw new Unauthenticated(`the image-read token for image ${p.img} has expired; the host asks the conductor for a new build spec`)
+    if (p.exp <= this.now()) throw new Unauthenticated(`the ${kind} token for image ${p.img} has expired; ${onExpiry}`)
     return { imageId: p.img, host: p.hst, instanceUuid: String(p.srv ?? ''), issuedAt: p.iat, expiresAt: p.exp, auditId: String(p.jti ?? '') }
   }
 

@@ -8,7 +8,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto'
 import { Conflict, FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
-import { isUniqueViolation, type Db } from '../store/db.js'
+import { groupBy, isUniqueViolation, type Db } from '../store/db.js'
 import type { NetworkTable, PortTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
@@ -250,6 +250,9 @@ export class PortCatalog {
     const ids = rows.map((r) => r.id)
     const ips = await db.selectFrom('ip_allocations').select(['port_id', 'subnet_id', 'ip_address']).where('port_id', 'in', ids).orderBy('port_id').orderBy('subnet_id').orderBy('ip_key').execute()
     const sgs = await db.selectFrom('port_security_groups').select(['port_id', 'security_group_id']).where('port_id', 'in', ids).execute()
+    // By port, so a listing does not scan every address and group once per port.
+    const ipsOf = groupBy(ips, (i) => i.port_id)
+    const sgsOf = groupBy(sgs, (g) => g.port_id)
     return rows.map((r) => ({
       id: r.id,
       name: r.name,
@@ -257,13 +260,13 @@ export class PortCatalog {
       projectId: r.project_id,
       networkId: r.network_id,
       macAddress: r.mac_address,
-      fixedIps: ips.filter((i) => i.port_id === r.id).map((i) => ({ subnetId: i.subnet_id, ipAddress: i.ip_address })),
+      fixedIps: (ipsOf.get(r.id) ?? []).map((i) => ({ subnetId: i.subnet_id, ipAddress: i.ip_address })),
       deviceOwner: r.device_owner,
       deviceId: r.device_id,
       bindingHostId: r.binding_host_id,
       status: r.status,
       adminStateUp: r.admin_state_up !== 0,
-      securityGroups: sgs.filter((s) => s.port_id === r.id).map((s) => s.security_group_id),
+      securityGroups: (sgsOf.get(r.id) ?? []).map((s) => s.security_group_id),
       revisionNumber: r.revision_number,
       createdAt: new Date(r.created_at),
       updatedAt: new Date(r.updated_at),

@@ -18,7 +18,7 @@
 import { randomUUID } from 'node:crypto'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
 import { ROUTER_GATEWAY_OWNER, ROUTER_INTERFACE_OWNER, type RouterPort, type RouterSpec } from '../../proto/router.js'
-import type { Db } from '../store/db.js'
+import { groupBy, type Db } from '../store/db.js'
 import type { NetworkTable, RouterTable, SubnetTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
@@ -117,18 +117,25 @@ interface RouterAddress {
 }
 
 async function routerAddresses(trx: Trx, routerId: string): Promise<RouterAddress[]> {
+  return (await addressesOfRouters(trx, [routerId])).get(routerId) ?? []
+}
+
+/** The addresses of each of `routerIds`, by router, in one query (a listing reads every router's at once). */
+async function addressesOfRouters(trx: Trx, routerIds: string[]): Promise<Map<string, RouterAddress[]>> {
+  if (routerIds.length === 0) return new Map()
   const rows = await trx
     .selectFrom('ports as p')
     .innerJoin('ip_allocations as a', 'a.port_id', 'p.id')
     .innerJoin('subnets as s', 's.id', 'a.subnet_id')
-    .select(['p.id as portId', 'p.device_owner as owner', 'p.network_id as networkId', 'a.subnet_id as subnetId', 'a.ip_address as ipAddress', 's.cidr', 's.gateway_ip as gatewayIp', 'p.created_at', 'a.ip_key'])
-    .where('p.device_id', '=', routerId)
+    .select(['p.device_id as routerId', 'p.id as portId', 'p.device_owner as owner', 'p.network_id as networkId', 'a.subnet_id as subnetId', 'a.ip_address as ipAddress', 's.cidr', 's.gateway_ip as gatewayIp', 'p.created_at', 'a.ip_key'])
+    .where('p.device_id', 'in', routerIds)
     .where('p.device_owner', 'in', [ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER])
     .orderBy('p.created_at')
     .orderBy('p.id')
     .orderBy('a.ip_key')
     .execute()
-  return rows.map(({ created_at: _c, ip_key: _k, ...r }) => r)
+  const byRouter = groupBy(rows, (r) => r.routerId)
+  return new Map([...byRouter].map(([id, list]) => [id, list.map(({ routerId: _r, created_at: _c, ip_key: _k, ...r }) => r)]))
 }
 
 const json = <T>(text: string, fallback: T): T => {
@@ -220,7 +227,7 @@ export class RouterCatalog {
   }
 
   async get(ref: { id?: string; name?: string }, actor: Actor): Promise<Router> {
-    if (ref.id) return this.toRouter(this.db, await this.load(this.db, ref.id, actor), actor)
+    if (ref.id) return (await this.toRouters(this.db, [await this.load(this.db, ref.id, actor)], actor))[0]!
     if (!ref.name) throw new InvalidArgument('give the router id or name', { field: 'id' })
     const found = await this.list({ name: ref.name }, actor)
     if (found.length === 0) throw new NotFound(`router '${ref.name}' not found`, { field: 'name' })
@@ -234,9 +241,7 @@ export class RouterCatalog {
     if (filter.projectId) q = q.where('project_id', '=', filter.projectId)
     const projects = await readableProjects(this.db, actor)
     if (projects) q = q.where('project_id', 'in', projects.length ? projects : [''])
-    const out: Router[] = []
-    for (const r of await q.execute()) out.push(await this.toRouter(this.db, r, actor))
-    return out
+    return this.toRouters(this.db, await q.execute(), actor)
   }
 
   async update(id: string | undefined, patch: UpdateRouter, actor: Actor): Promise<Router> {
@@ -452,6 +457,7 @@ export class RouterCatalog {
     const r = await this.row(trx, routerId)
     const ifaces = await trx.selectFrom('ports').select('id').where('device_id', '=', r.id).where('device_owner', '=', ROUTER_INTERFACE_OWNER).executeTakeFirst()
     let host = ''
+    let unplaced = ''
     if (r.gw_port_id || ifaces) {
       const l3 = (await trx.selectFrom('compute_hosts').select('host').where('l3', '=', 1).orderBy('host').execute()).map((h) => h.host)
       if (r.l3_host && l3.includes(r.l3_host)) host = r.l3_host
@@ -472,6 +478,9 @@ export class RouterCatalog {
           .execute()
         const near = up.filter((h) => local.some((l) => l.binding_host_id === h))
         if (near.length) up = near
+        // Neutron leaves such a router unscheduled until an L3 agent comes.
+        if (!l3.length) unplaced = 'no host announces the L3 role (an agent announces it only when it builds routers: l3Driver not none)'
+        else if (!up.length) unplaced = `no L3 agent is up (${l3.join(', ')} ${l3.length === 1 ? 'is' : 'are'} down)`
         if (up.length) {
           const counts = await trx.selectFrom('routers').select(['l3_host']).select((eb) => eb.fn.countAll<number>().as('n')).where('l3_host', 'in', up).where('id', '!=', r.id).groupBy('l3_host').execute()
           const load = new Map(counts.map((c) => [c.l3_host, Number(c.n)]))
@@ -481,7 +490,7 @@ export class RouterCatalog {
     }
     if (host !== r.l3_host) {
       await trx.updateTable('routers').set({ l3_host: host }).where('id', '=', r.id).execute()
-      this.log?.info({ router: r.id, from: r.l3_host || undefined, to: host || undefined }, host ? 'router placed on an L3 agent' : 'router on no L3 agent')
+      this.log?.info({ router: r.id, from: r.l3_host || undefined, to: host || undefined, ...(unplaced ? { reason: unplaced } : {}) }, host ? 'router placed on an L3 agent' : 'router on no L3 agent')
     }
     await trx.updateTable('ports').set({ binding_host_id: host, status: host ? 'ACTIVE' : 'DOWN' })
       .where('device_id', '=', r.id).where('device_owner', 'in', [ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER]).where('binding_host_id', '!=', host).execute()
@@ -535,15 +544,25 @@ export class RouterCatalog {
   /** The routers placed on `host`, as its L3 agent builds them. */
   async forHost(host: string): Promise<RouterSpec[]> {
     const routers = await this.db.selectFrom('routers').selectAll().where('l3_host', '=', host).orderBy('created_at').orderBy('id').execute()
+    if (routers.length === 0) return []
+    // Every router's ports, addresses, networks and floating IPs in one query each, whatever their number.
+    const ids = routers.map((r) => r.id)
+    const addressesOf = await addressesOfRouters(this.db, ids)
+    const allPorts = await this.db.selectFrom('ports').select(['id', 'device_id', 'mac_address', 'network_id', 'device_owner']).where('device_id', 'in', ids)
+      .where('device_owner', 'in', [ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER]).orderBy('created_at').orderBy('id').execute()
+    const portsOf = groupBy(allPorts, (p) => p.device_id)
+    const netIds = [...new Set(allPorts.map((p) => p.network_id))]
+    const nets = new Map(netIds.length ? (await this.db.selectFrom('networks').selectAll().where('id', 'in', netIds).execute()).map((n) => [n.id, n]) : [])
+    const fipsOf = groupBy(
+      await this.db.selectFrom('floating_ips').select(['id', 'router_id', 'floating_ip_address', 'fixed_ip_address']).where('router_id', 'in', ids).where('port_id', 'is not', null).orderBy('floating_ip_address').execute(),
+      (f) => f.router_id ?? '',
+    )
     const out: RouterSpec[] = []
     for (const r of routers) {
-      const addresses = await routerAddresses(this.db, r.id)
-      const ports = await this.db.selectFrom('ports').select(['id', 'mac_address', 'network_id', 'device_owner']).where('device_id', '=', r.id)
-        .where('device_owner', 'in', [ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER]).orderBy('created_at').orderBy('id').execute()
-      const netIds = [...new Set(ports.map((p) => p.network_id))]
-      const nets = netIds.length ? await this.db.selectFrom('networks').selectAll().where('id', 'in', netIds).execute() : []
+      const addresses = addressesOf.get(r.id) ?? []
+      const ports = portsOf.get(r.id) ?? []
       const toPort = (p: (typeof ports)[number]): RouterPort => {
-        const n = nets.find((x) => x.id === p.network_id)!
+        const n = nets.get(p.network_id)!
         const mine = addresses.filter((a) => a.portId === p.id)
         return {
           portId: p.id, macAddress: p.mac_address, network: routerNetwork(n),
@@ -552,7 +571,7 @@ export class RouterCatalog {
       }
       const gwPort = ports.find((p) => p.id === r.gw_port_id)
       const gwV4 = addresses.find((a) => a.portId === r.gw_port_id && parseIp(a.ipAddress)?.version === 4)
-      const fips = await this.db.selectFrom('floating_ips').select(['id', 'floating_ip_address', 'fixed_ip_address']).where('router_id', '=', r.id).where('port_id', 'is not', null).orderBy('floating_ip_address').execute()
+      const fips = fipsOf.get(r.id) ?? []
       out.push({
         id: r.id,
         adminStateUp: r.admin_state_up !== 0,
@@ -565,30 +584,36 @@ export class RouterCatalog {
     return out
   }
 
-  private async toRouter(db: Trx, r: RouterTable, actor: Actor): Promise<Router> {
-    const addresses = await routerAddresses(db, r.id)
-    const gw = r.gw_port_id ? await db.selectFrom('ports').select('network_id').where('id', '=', r.gw_port_id).executeTakeFirst() : undefined
-    return {
-      id: r.id,
-      name: r.name,
-      description: r.description,
-      projectId: r.project_id,
-      status: r.status,
-      adminStateUp: r.admin_state_up !== 0,
-      externalGatewayInfo: gw
-        ? {
-            networkId: gw.network_id,
-            enableSnat: r.enable_snat !== 0,
-            externalFixedIps: addresses.filter((a) => a.portId === r.gw_port_id).map((a) => ({ subnetId: a.subnetId, ipAddress: a.ipAddress })),
-          }
-        : undefined,
-      routes: json<RouterRoute[]>(r.routes, []),
-      interfacesInfo: addresses.filter((a) => a.owner === ROUTER_INTERFACE_OWNER).map((a) => ({ portId: a.portId, subnetId: a.subnetId, ipAddress: a.ipAddress })),
-      l3AgentHost: actor.isAdmin ? r.l3_host : '',
-      revisionNumber: r.revision_number,
-      createdAt: new Date(r.created_at),
-      updatedAt: new Date(r.updated_at),
-    }
+  /** The views of `rows`: their addresses and their gateways' networks read in two queries, whatever their number. */
+  private async toRouters(db: Trx, rows: RouterTable[], actor: Actor): Promise<Router[]> {
+    const addressesOf = await addressesOfRouters(db, rows.map((r) => r.id))
+    const gwPortIds = rows.flatMap((r) => (r.gw_port_id ? [r.gw_port_id] : []))
+    const gwNetworks = new Map(gwPortIds.length ? (await db.selectFrom('ports').select(['id', 'network_id']).where('id', 'in', gwPortIds).execute()).map((p) => [p.id, p.network_id]) : [])
+    return rows.map((r) => toRouter(r, addressesOf.get(r.id) ?? [], r.gw_port_id ? gwNetworks.get(r.gw_port_id) : undefined, actor))
+  }
+}
+
+function toRouter(r: RouterTable, addresses: RouterAddress[], gwNetworkId: string | undefined, actor: Actor): Router {
+  return {
+    id: r.id,
+    name: r.name,
+    description: r.description,
+    projectId: r.project_id,
+    status: r.status,
+    adminStateUp: r.admin_state_up !== 0,
+    externalGatewayInfo: gwNetworkId !== undefined
+      ? {
+          networkId: gwNetworkId,
+          enableSnat: r.enable_snat !== 0,
+          externalFixedIps: addresses.filter((a) => a.portId === r.gw_port_id).map((a) => ({ subnetId: a.subnetId, ipAddress: a.ipAddress })),
+        }
+      : undefined,
+    routes: json<RouterRoute[]>(r.routes, []),
+    interfacesInfo: addresses.filter((a) => a.owner === ROUTER_INTERFACE_OWNER).map((a) => ({ portId: a.portId, subnetId: a.subnetId, ipAddress: a.ipAddress })),
+    l3AgentHost: actor.isAdmin ? r.l3_host : '',
+    revisionNumber: r.revision_number,
+    createdAt: new Date(r.created_at),
+    updatedAt: new Date(r.updated_at),
   }
 }
 

@@ -49,12 +49,6 @@ export function requireAdmin(req: RestRequest, what: string): void {
   if (!(req as AuthedRequest).auth.isCloudAdmin) throw new PermissionDenied(`${what} is for cloud admins`)
 }
 
-/** Nova's request schemas allow no other keys (additionalProperties false): the first stranger is named. */
-export function onlyKeys(body: Record<string, unknown>, allowed: readonly string[]): void {
-  const other = Object.keys(body).find((k) => !allowed.includes(k))
-  if (other) throw new InvalidArgument(`Additional properties are not allowed ('${other}' was unexpected)`, { field: other })
-}
-
 /**
  * An integer id for what Nova numbers by database row (keypairs, services
  * before 2.53) and Strato keys otherwise: stable, derived from the key.

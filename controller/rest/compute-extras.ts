@@ -15,7 +15,8 @@ import { QUOTA_DEFAULTS } from '../quota/quota.js'
 import { bodyObject, type AuthedRequest, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { boolParam, callerOf, intParam, isoMicro, onlyKeys, requireAdmin } from './compute-common.js'
+import { boolParam, callerOf, intParam, isoMicro, requireAdmin } from './compute-common.js'
+import { onlyKeys } from './body.js'
 
 const C = 'strato.compute.v1'
 

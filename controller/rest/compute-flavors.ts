@@ -8,7 +8,8 @@ import type { Flavor, FlavorViewer } from '../compute/flavors.js'
 import { bodyObject, type AuthedRequest, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { intParam, links, nextLink, onlyKeys } from './compute-common.js'
+import { intParam, links, nextLink } from './compute-common.js'
+import { bool, onlyKeys } from './body.js'
 
 const P = 'strato.compute.v1.Flavors'
 
@@ -74,16 +75,6 @@ async function listFlavors(d: RestDomain, req: RestRequest): Promise<Flavor[]> {
   return limit === undefined ? all : all.slice(0, limit)
 }
 
-/** Nova's boolean parameters: JSON booleans or their usual strings ("True", "off", "1" …); undefined when absent. */
-function booleanOf(v: unknown, field: string): boolean | undefined {
-  if (v === undefined || v === null) return undefined
-  if (typeof v === 'boolean') return v
-  const t = typeof v === 'string' ? v.toLowerCase() : ''
-  if (['true', '1', 't', 'on', 'y', 'yes'].includes(t)) return true
-  if (['false', '0', 'f', 'off', 'n', 'no'].includes(t)) return false
-  throw new InvalidArgument(`${field} must be a boolean, got ${JSON.stringify(v)}`, { field })
-}
-
 /** Nova takes sizes as integers or strings of digits. */
 function size(body: Record<string, unknown>, key: string, field = key): number | undefined {
   const v = body[key]
@@ -134,7 +125,7 @@ export function flavorRoutes(d: RestDomain): Route[] {
         if (b.id !== undefined && b.id !== null && id === undefined) throw new InvalidArgument('Invalid input for field/attribute id: it must be a string or an integer', { field: 'id' })
         if (typeof b.name !== 'string') throw new InvalidArgument("Invalid input for field/attribute name: 'name' is a required string", { field: 'name' })
         for (const k of ['ram', 'vcpus', 'disk']) if (b[k] === undefined) throw new InvalidArgument(`'${k}' is a required property`, { field: k })
-        const isPublic = booleanOf(b['os-flavor-access:is_public'], 'os-flavor-access:is_public')
+        const isPublic = bool(b['os-flavor-access:is_public'], 'os-flavor-access:is_public')
         const rxtx = b.rxtx_factor
         if (rxtx !== undefined && rxtx !== 1 && rxtx !== '1' && rxtx !== 1.0) throw new InvalidArgument('rxtx_factor: Strato does not scale bandwidth per flavor; only 1.0 is accepted', { field: 'rxtx_factor' })
         if (b.description !== undefined && microversion(req) < mv('2.55')) throw new InvalidArgument("Additional properties are not allowed ('description' was unexpected)", { field: 'description' })

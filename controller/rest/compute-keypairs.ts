@@ -8,7 +8,8 @@ import type { Keypair } from '../compute/keypairs.js'
 import { bodyObject, type AuthedRequest, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { intParam, isoMicro, nextLink, onlyKeys, rowNumber } from './compute-common.js'
+import { intParam, isoMicro, nextLink, rowNumber } from './compute-common.js'
+import { onlyKeys } from './body.js'
 
 const P = 'strato.compute.v1.Keypairs'
 

@@ -19,7 +19,8 @@ import { actorOf } from '../compute/server-create-plan.js'
 import { REST_PREFIX, bodyObject, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink, onlyKeys } from './compute-common.js'
+import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink } from './compute-common.js'
+import { int, obj, onlyKeys, str, stringMap } from './body.js'
 
 const S = 'strato.compute.v1.Servers'
 
@@ -86,29 +87,6 @@ async function serverOf(d: RestDomain, req: RestRequest): Promise<ServerView> {
   const id = req.params.id!
   if (!isUuid(id)) throw new NotFound(`Instance ${id} could not be found.`)
   return d.servers.get(id, callerOf(req))
-}
-
-const obj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
-
-function str(b: Record<string, unknown>, key: string): string | undefined {
-  const v = b[key]
-  if (v === undefined || v === null) return undefined
-  if (typeof v !== 'string') throw new InvalidArgument(`Invalid input for field/attribute ${key}: it must be a string`, { field: key })
-  return v
-}
-
-function count(b: Record<string, unknown>, key: string): number | undefined {
-  const v = b[key]
-  if (v === undefined || v === null) return undefined
-  if (((typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'string' && /^\d+$/.test(v))) && Number(v) >= 1) return Number(v)
-  throw new InvalidArgument(`Invalid input for field/attribute ${key}: it must be an integer ≥ 1, got ${JSON.stringify(v)}`, { field: key })
-}
-
-/** An object of string values (metadata), 400 naming `field` otherwise. */
-function stringMap(v: Record<string, unknown>, field: string): Record<string, string> {
-  const bad = Object.entries(v).find(([, x]) => typeof x !== 'string')
-  if (bad) throw new InvalidArgument(`${field}.${bad[0]} must be a string`, { field: `${field}.${bad[0]}` })
-  return v as Record<string, string>
 }
 
 /** What Strato has no way to honour is refused by name, not ignored. */
@@ -186,7 +164,7 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
   }
   const zone = str(b, 'availability_zone')
   if (zone) create.availabilityZone = zone
-  const minCount = count(b, 'min_count'), maxCount = count(b, 'max_count')
+  const minCount = int(b.min_count, 'min_count', 1), maxCount = int(b.max_count, 'max_count', 1)
   if (minCount !== undefined) create.minCount = minCount
   if (maxCount !== undefined) create.maxCount = maxCount
   if (b.config_drive !== undefined && b.config_drive !== null && b.config_drive !== '') {

@@ -17,6 +17,7 @@ import type { SnapshotView, VolumeCaller, VolumeView } from '../volume/model.js'
 import { DEFAULT_VOLUME_TYPE_ID, type VolumeTypeView } from '../volume/types.js'
 import { HttpError, REST_PREFIX, bodyObject, header, type AuthedRequest, type RestRequest, type RestService, type Route } from './http.js'
 import type { RestDomain } from './services.js'
+import { bool, int, obj, onlyKeys, str, stringMap } from './body.js'
 
 const V = 'strato.volume.v1'
 /** The version this API answers: Cinder's 3.0, the base every client can take. */
@@ -56,43 +57,6 @@ function snapshotJson(s: SnapshotView): Record<string, unknown> {
 }
 
 const typeJson = (t: VolumeTypeView) => ({ id: t.id, name: t.name, description: t.description || null, is_public: t.isPublic, 'os-volume-type-access:is_public': t.isPublic, extra_specs: t.extraSpecs })
-
-const obj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
-
-function str(b: Record<string, unknown>, key: string): string | undefined {
-  const v = b[key]
-  if (v === undefined || v === null) return undefined
-  if (typeof v !== 'string') throw new InvalidArgument(`Invalid input for field/attribute ${key}: it must be a string`, { field: key })
-  return v
-}
-
-/** Cinder takes sizes as integers or their strings. */
-function int(v: unknown, key: string): number | undefined {
-  if (v === undefined || v === null) return undefined
-  if ((typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'string' && /^\d+$/.test(v))) return Number(v)
-  throw new InvalidArgument(`Invalid input for field/attribute ${key}: it must be an integer, got ${JSON.stringify(v)}`, { field: key })
-}
-
-function stringMap(v: unknown, field: string): Record<string, string> | undefined {
-  if (v === undefined || v === null) return undefined
-  if (!obj(v)) throw new InvalidArgument(`${field} must be an object of strings`, { field })
-  const bad = Object.entries(v).find(([, x]) => typeof x !== 'string')
-  if (bad) throw new InvalidArgument(`${field}.${bad[0]} must be a string`, { field: `${field}.${bad[0]}` })
-  return v as Record<string, string>
-}
-
-function bool(v: unknown, key: string): boolean | undefined {
-  if (v === undefined || v === null) return undefined
-  if (typeof v === 'boolean') return v
-  if (typeof v === 'string' && /^(true|false|yes|no|1|0|t|f|on|off)$/i.test(v)) return /^(true|yes|1|t|on)$/i.test(v)
-  throw new InvalidArgument(`${key} must be a boolean, got ${JSON.stringify(v)}`, { field: key })
-}
-
-/** Only the keys Cinder's schema allows: the first stranger is named. */
-function onlyKeys(b: Record<string, unknown>, allowed: readonly string[]): void {
-  const other = Object.keys(b).find((k) => !allowed.includes(k))
-  if (other) throw new InvalidArgument(`Additional properties are not allowed ('${other}' was unexpected)`, { field: other })
-}
 
 /** The id in the path: Cinder looks volumes up by id only (the clients find names by listing). */
 function idParam(req: RestRequest, what: string): string {

@@ -165,3 +165,15 @@ export function isForeignKeyViolation(err: unknown): boolean {
   const e = err as { code?: string }
   return e?.code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || e?.code === '23503'
 }
+
+/** `items` by key, each list in the order given (a listing's child rows, read in one query, by parent). */
+export function groupBy<T>(items: readonly T[], key: (x: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>()
+  for (const x of items) {
+    const k = key(x)
+    const list = out.get(k)
+    if (list) list.push(x)
+    else out.set(k, [x])
+  }
+  return out
+}

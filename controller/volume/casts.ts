@@ -8,10 +8,7 @@
  * row and the cast id.
  */
 import { randomBytes } from 'node:crypto'
-import type { Db } from '../store/db.js'
 import type { VolumeAttachmentTable, VolumeSnapshotTable, VolumeTable } from '../store/schema.js'
-import type { AgentTransport } from '../compute/transport.js'
-import { now, type Log } from '../compute/server-model.js'
 import { Outbox } from '../compute/cast-outbox.js'
 import { attachedDisks } from './attachments.js'
 import { parseVolumeCastId, volumeCastId, type VolumeOp, type VolumeWork } from '../../proto/volume-work.js'
@@ -50,20 +47,11 @@ export interface OutgoingVolumeCast {
 }
 
 export class VolumeCasts extends Outbox {
-  constructor(
-    private readonly db: Db,
-    retryMs: number,
-    log: Log,
-    transport: AgentTransport | undefined = undefined,
-  ) {
-    super(retryMs, log, transport, 'volume casts')
-  }
+  protected readonly what = 'volume casts'
 
   /** Queues a cast; on failure it stays pending and `resend()` tries again. */
   async send(c: OutgoingVolumeCast): Promise<void> {
-    await this.queue(c.host, { volume: c.work }, c.castId, c.requestId, { volume: c.work.volumeId }, () =>
-      this.db.updateTable(c.table).set({ cast_sent_at: now() }).where('id', '=', c.id).where('pending_cast_id', '=', c.castId).execute(),
-    )
+    await this.queue(c.host, { volume: c.work }, c.castId, c.requestId, { volume: c.work.volumeId }, { table: c.table, id: c.id })
   }
 
   protected async resendPending(): Promise<void> {
@@ -97,22 +85,13 @@ export function attachWork(op: AttachOp, a: Pick<VolumeAttachmentTable, 'id' | '
  * the attachment's row and cast to the host of its server.
  */
 export class AttachmentCasts extends Outbox {
-  constructor(
-    private readonly db: Db,
-    retryMs: number,
-    log: Log,
-    transport: AgentTransport | undefined = undefined,
-  ) {
-    super(retryMs, log, transport, 'attachment casts')
-  }
+  protected readonly what = 'attachment casts'
 
   /** Queues the attachment's pending cast; on failure it stays pending and `resend()` tries again. */
   async send(a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device' | 'host' | 'pending_cast_id' | 'pending_request_id'>): Promise<void> {
     const p = parseAttachCastId(a.pending_cast_id)
     if (!p || !a.host) return
-    await this.queue(a.host, { volumeAttach: attachWork(p.op, a) }, a.pending_cast_id, a.pending_request_id, { volume: a.volume_id, instance: a.server_id }, () =>
-      this.db.updateTable('volume_attachments').set({ cast_sent_at: now() }).where('id', '=', a.id).where('pending_cast_id', '=', a.pending_cast_id).execute(),
-    )
+    await this.queue(a.host, { volumeAttach: attachWork(p.op, a) }, a.pending_cast_id, a.pending_request_id, { volume: a.volume_id, instance: a.server_id }, { table: 'volume_attachments', id: a.id })
   }
 
   protected async resendPending(): Promise<void> {

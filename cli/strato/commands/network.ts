@@ -17,7 +17,25 @@ export async function projectIdOf(ctx: Context, a: Args): Promise<string> {
   return p ? (await findProject(ctx, p, a.str('project_domain'))).id ?? '' : ''
 }
 
-const upDown = (up: boolean | undefined) => (up === false ? 'DOWN' : 'UP')
+/** `--project`/`--project-domain` of a list command, the `--project` help saying what it filters. */
+export const projectFilterOpts = (help: string): OptionSpec[] => projectOpts.map((o) => ({ ...o, help: o.dest === 'project' ? help : o.help }))
+
+/** `--enable`/`--disable`: the resource's admin_state_up. */
+export const adminStateOpts = (enable: string, disable: string): OptionSpec[] => [flag('--enable', 'admin_state_up', enable), flag('--disable', 'admin_state_up', disable, false)]
+
+/** The request field of `--enable`/`--disable`, when one was given. */
+export function adminStateOf(a: Args): { adminStateUp?: boolean } {
+  const up = a.bool('admin_state_up')
+  return up !== undefined ? { adminStateUp: up } : {}
+}
+
+/** A set command's `--name` and `--description`: only those given, so the rest stay as they are. */
+export function namingOf(a: Args): { name?: string; description?: string } {
+  const name = a.str('name'), description = a.str('description')
+  return { ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}) }
+}
+
+export const upDown = (up: boolean | undefined) => (up === false ? 'DOWN' : 'UP')
 
 export const networkFields = (n: Network) => ({
   admin_state_up: upDown(n.adminStateUp),
@@ -80,8 +98,7 @@ const routeOf = (c: string, v: string): HostRoute => {
 }
 
 const networkSetOpts: OptionSpec[] = [
-  flag('--enable', 'admin_state_up', 'Enable network (default)'),
-  flag('--disable', 'admin_state_up', 'Disable network', false),
+  ...adminStateOpts('Enable network (default)', 'Disable network'),
   flag('--share', 'shared', 'Share the network between projects'),
   flag('--no-share', 'shared', 'Do not share the network between projects', false),
   flag('--external', 'external', 'The network has an external routing facility (floating IPs come from it)'),
@@ -123,7 +140,7 @@ export const networkCommands: Command[] = [
       const n = await ctx.call(NetworksClient, 'createNetwork', {
         name: a.pos('name'),
         description: a.str('description') ?? '',
-        ...(a.bool('admin_state_up') !== undefined ? { adminStateUp: a.bool('admin_state_up') } : {}),
+        ...adminStateOf(a),
         shared: a.bool('shared') ?? false,
         routerExternal: a.bool('external') ?? false,
         providerNetworkType: a.str('provider_network_type') ?? '',
@@ -145,7 +162,7 @@ export const networkCommands: Command[] = [
       flag('--no-share', 'shared', 'List only networks not shared between projects', false),
       opt('--name', 'name', '<name>', 'List only networks with this name'),
       opt('--status', 'status', '<status>', 'List only networks with this status (ACTIVE, BUILD, DOWN, ERROR)'),
-      ...projectOpts.map((o) => ({ ...o, help: o.dest === 'project' ? 'List only networks of this project (name or ID)' : o.help })),
+      ...projectFilterOpts('List only networks of this project (name or ID)'),
       flag('--long', 'long', 'List additional fields in output'),
     ],
     async run(ctx, a) {
@@ -188,9 +205,8 @@ export const networkCommands: Command[] = [
       const n = await findNetwork(ctx, a.pos('network'))
       await ctx.call(NetworksClient, 'updateNetwork', {
         id: n.id ?? '',
-        ...(a.str('name') !== undefined ? { name: a.str('name') } : {}),
-        ...(a.str('description') !== undefined ? { description: a.str('description') } : {}),
-        ...(a.bool('admin_state_up') !== undefined ? { adminStateUp: a.bool('admin_state_up') } : {}),
+        ...namingOf(a),
+        ...adminStateOf(a),
         ...(a.bool('shared') !== undefined ? { shared: a.bool('shared') } : {}),
         ...(a.bool('external') !== undefined ? { routerExternal: a.bool('external') } : {}),
       })
@@ -265,7 +281,7 @@ export const networkCommands: Command[] = [
       opt('--ip-version', 'ip_version', '<ip-version>', 'List only subnets of this IP version (4 or 6)'),
       opt('--name', 'name', '<name>', 'List only subnets with this name'),
       opt('--subnet-range', 'subnet_range', '<subnet-range>', 'List only subnets with this range (CIDR)'),
-      ...projectOpts.map((o) => ({ ...o, help: o.dest === 'project' ? 'List only subnets of this project (name or ID)' : o.help })),
+      ...projectFilterOpts('List only subnets of this project (name or ID)'),
       flag('--long', 'long', 'List additional fields in output'),
     ],
     async run(ctx, a) {
@@ -327,8 +343,7 @@ export const networkCommands: Command[] = [
       const g = a.str('gateway')
       await ctx.call(SubnetsClient, 'updateSubnet', {
         id: s.id ?? '',
-        ...(a.str('name') !== undefined ? { name: a.str('name') } : {}),
-        ...(a.str('description') !== undefined ? { description: a.str('description') } : {}),
+        ...namingOf(a),
         ...(g === 'none' ? { noGateway: true } : g !== undefined ? { gatewayIp: g } : {}),
         ...(a.bool('dhcp') !== undefined ? { enableDhcp: a.bool('dhcp') } : {}),
         ...(addPools.length || a.flag('no_allocation_pool') ? { allocationPools: { pools: [...(a.flag('no_allocation_pool') ? [] : s.allocationPools ?? []), ...addPools] } } : {}),

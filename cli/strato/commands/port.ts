@@ -6,7 +6,7 @@ import { flag, opt } from '../identity.js'
 import type { Args, Command } from '../registry.js'
 import { findFloatingIp, findNetwork, findPort, findSecurityGroup, findSubnet, iso, multiKeyValue } from '../resources.js'
 import { deleteEach } from './delete.js'
-import { listOpt, projectIdOf, projectOpts } from './network.js'
+import { adminStateOf, adminStateOpts, listOpt, namingOf, projectFilterOpts, projectIdOf, projectOpts } from './network.js'
 
 const fixedIpsText = (ips: FixedIp[] | undefined) => (ips ?? []).map((f) => `ip_address='${f.ipAddress ?? ''}', subnet_id='${f.subnetId ?? ''}'`).join('\n')
 
@@ -77,8 +77,7 @@ export const portCommands: Command[] = [
       { ...opt('--device', 'device', '<device-id>', 'Port device ID'), flags: ['--device', '--device-id'] },
       opt('--device-owner', 'device_owner', '<device-owner>', 'Device owner of this port, e.g. compute:nova'),
       opt('--mac-address', 'mac_address', '<mac-address>', 'MAC address of this port (admin only)'),
-      flag('--enable', 'admin_state_up', 'Enable port (default)'),
-      flag('--disable', 'admin_state_up', 'Disable port', false),
+      ...adminStateOpts('Enable port (default)', 'Disable port'),
       listOpt('--security-group', 'security_group', '<security-group>', 'Security group to associate with this port (name or ID) (repeat option to set multiple security groups)'),
       flag('--no-security-group', 'no_security_group', 'Associate no security groups with this port'),
       ...projectOpts,
@@ -99,7 +98,7 @@ export const portCommands: Command[] = [
         fixedIps,
         deviceOwner: a.str('device_owner') ?? '',
         deviceId: a.str('device') ?? '',
-        ...(a.bool('admin_state_up') !== undefined ? { adminStateUp: a.bool('admin_state_up') } : {}),
+        ...adminStateOf(a),
         securityGroups: await groupIds(ctx, a),
         noSecurityGroups: a.flag('no_security_group'),
         projectId: await projectIdOf(ctx, a),
@@ -117,7 +116,7 @@ export const portCommands: Command[] = [
       { ...opt('--device-id', 'device', '<device-id>', 'List only ports with this device ID'), flags: ['--device-id', '--server'] },
       opt('--mac-address', 'mac_address', '<mac-address>', 'List only ports with this MAC address'),
       opt('--name', 'name', '<name>', 'List only ports with this name'),
-      ...projectOpts.map((o) => ({ ...o, help: o.dest === 'project' ? 'List only ports of this project (name or ID)' : o.help })),
+      ...projectFilterOpts('List only ports of this project (name or ID)'),
       flag('--long', 'long', 'List additional fields in output'),
     ],
     async run(ctx, a) {
@@ -157,8 +156,7 @@ export const portCommands: Command[] = [
       opt('--description', 'description', '<description>', 'Description of this port'),
       { ...opt('--device', 'device', '<device-id>', 'Port device ID'), flags: ['--device', '--device-id'] },
       opt('--device-owner', 'device_owner', '<device-owner>', 'Device owner of this port'),
-      flag('--enable', 'admin_state_up', 'Enable port'),
-      flag('--disable', 'admin_state_up', 'Disable port', false),
+      ...adminStateOpts('Enable port', 'Disable port'),
       listOpt('--security-group', 'security_group', '<security-group>', 'Security group to add to this port (name or ID) (repeat option to set multiple security groups)'),
       flag('--no-security-group', 'no_security_group', 'Clear existing security groups associated with this port'),
     ],
@@ -168,11 +166,10 @@ export const portCommands: Command[] = [
       const groups = add.length || a.flag('no_security_group') ? [...new Set([...(a.flag('no_security_group') ? [] : p.securityGroups ?? []), ...add])] : undefined
       await ctx.call(PortsClient, 'updatePort', {
         id: p.id ?? '',
-        ...(a.str('name') !== undefined ? { name: a.str('name') } : {}),
-        ...(a.str('description') !== undefined ? { description: a.str('description') } : {}),
+        ...namingOf(a),
         ...(a.str('device') !== undefined ? { deviceId: a.str('device') } : {}),
         ...(a.str('device_owner') !== undefined ? { deviceOwner: a.str('device_owner') } : {}),
-        ...(a.bool('admin_state_up') !== undefined ? { adminStateUp: a.bool('admin_state_up') } : {}),
+        ...adminStateOf(a),
         ...(groups ? { securityGroups: { ids: groups } } : {}),
       })
       return { kind: 'none' }
@@ -229,7 +226,7 @@ export const portCommands: Command[] = [
       opt('--port', 'port', '<port>', 'List floating IP(s) according to given port (name or ID)'),
       opt('--floating-ip-address', 'floating_ip_address', '<ip-address>', 'List floating IP(s) according to given floating IP address'),
       opt('--status', 'status', '<status>', 'List floating IP(s) according to given status (ACTIVE, DOWN)'),
-      ...projectOpts.map((o) => ({ ...o, help: o.dest === 'project' ? 'List floating IP(s) according to given project (name or ID)' : o.help })),
+      ...projectFilterOpts('List floating IP(s) according to given project (name or ID)'),
       flag('--long', 'long', 'List additional fields in output'),
     ],
     async run(ctx, a) {

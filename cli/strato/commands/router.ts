@@ -8,7 +8,7 @@ import { Column, pyJson } from '../output.js'
 import type { Args, Command, OptionSpec } from '../registry.js'
 import { findNetwork, findPort, findSubnet, iso, maybe, multiKeyValue, noSuch } from '../resources.js'
 import { deleteEach } from './delete.js'
-import { listOpt, projectIdOf, projectOpts } from './network.js'
+import { adminStateOf, adminStateOpts, listOpt, namingOf, projectFilterOpts, projectIdOf, projectOpts, upDown } from './network.js'
 
 async function findRouter(ctx: Context, ref: string): Promise<Router> {
   if (isUuid(ref.toLowerCase())) {
@@ -20,8 +20,6 @@ async function findRouter(ctx: Context, ref: string): Promise<Router> {
   if (!named[0]) throw noSuch('router', ref)
   return named[0]
 }
-
-const upDown = (up: boolean | undefined) => (up === false ? 'DOWN' : 'UP')
 
 /** Neutron's external_gateway_info as the API shows it (openstackclient prints it with json.dumps). */
 function gatewayJson(g: ExternalGatewayInfo | undefined): Record<string, unknown> | null {
@@ -95,6 +93,22 @@ const routeOf = (c: string, v: string): HostRoute => {
 
 const routeOpt = (help: string): OptionSpec => listOpt('--route', 'route', 'destination=<subnet>,gateway=<ip-address>', help)
 
+/** `router add|remove subnet|port ROUTER X`: one interface of the router, named by its subnet or its port. */
+function interfaceCommand(verb: 'add' | 'remove', kind: 'subnet' | 'port', routerHelp: string, help: string): Command {
+  return {
+    name: `router ${verb} ${kind}`,
+    summary: verb === 'add' ? `Add a ${kind} to a router` : `Remove a ${kind} from a router`,
+    output: 'none',
+    positionals: [{ name: 'router', help: routerHelp }, { name: kind, help }],
+    async run(ctx, a) {
+      const r = await findRouter(ctx, a.pos('router'))
+      const which = kind === 'subnet' ? { subnetId: (await findSubnet(ctx, a.pos('subnet'))).id ?? '' } : { portId: (await findPort(ctx, a.pos('port'))).id ?? '' }
+      await ctx.call(RoutersClient, verb === 'add' ? 'addRouterInterface' : 'removeRouterInterface', { routerId: r.id ?? '', ...which })
+      return { kind: 'none' }
+    },
+  }
+}
+
 export const routerCommands: Command[] = [
   {
     name: 'router create',
@@ -102,8 +116,7 @@ export const routerCommands: Command[] = [
     output: 'show',
     positionals: [{ name: 'name', help: 'New router name' }],
     options: [
-      flag('--enable', 'admin_state_up', 'Enable router (default)'),
-      flag('--disable', 'admin_state_up', 'Disable router', false),
+      ...adminStateOpts('Enable router (default)', 'Disable router'),
       opt('--description', 'description', '<description>', 'Set router description'),
       ...gatewayOpts,
       ...projectOpts,
@@ -113,7 +126,7 @@ export const routerCommands: Command[] = [
       const r = await ctx.call(RoutersClient, 'createRouter', {
         name: a.pos('name'),
         description: a.str('description') ?? '',
-        ...(a.bool('admin_state_up') !== undefined ? { adminStateUp: a.bool('admin_state_up') } : {}),
+        ...adminStateOf(a),
         ...(gw ? { externalGatewayInfo: gw } : {}),
         projectId: await projectIdOf(ctx, a),
       })
@@ -126,9 +139,8 @@ export const routerCommands: Command[] = [
     output: 'list',
     options: [
       opt('--name', 'name', '<name>', 'List routers according to their name'),
-      flag('--enable', 'admin_state_up', 'List enabled routers'),
-      flag('--disable', 'admin_state_up', 'List disabled routers', false),
-      ...projectOpts.map((o) => ({ ...o, help: o.dest === 'project' ? 'List routers according to their project (name or ID)' : o.help })),
+      ...adminStateOpts('List enabled routers', 'List disabled routers'),
+      ...projectFilterOpts('List routers according to their project (name or ID)'),
       flag('--long', 'long', 'List additional fields in output'),
     ],
     async run(ctx, a) {
@@ -164,8 +176,7 @@ export const routerCommands: Command[] = [
     options: [
       opt('--name', 'name', '<name>', 'Set router name'),
       opt('--description', 'description', '<description>', 'Set router description'),
-      flag('--enable', 'admin_state_up', 'Enable router'),
-      flag('--disable', 'admin_state_up', 'Disable router', false),
+      ...adminStateOpts('Enable router', 'Disable router'),
       routeOpt('Add routes to the router: destination specifies the destination subnet (in CIDR notation) and gateway the nexthop IP address (repeat option to add multiple routes)'),
       flag('--no-route', 'no_route', "Clear routes associated with the router. Specify both --route and --no-route to overwrite current value of routes."),
       ...gatewayOpts,
@@ -181,9 +192,8 @@ export const routerCommands: Command[] = [
       else if (added.length) routes = [...added, ...(r.routes ?? [])]
       await ctx.call(RoutersClient, 'updateRouter', {
         id: r.id ?? '',
-        ...(a.str('name') !== undefined ? { name: a.str('name') } : {}),
-        ...(a.str('description') !== undefined ? { description: a.str('description') } : {}),
-        ...(a.bool('admin_state_up') !== undefined ? { adminStateUp: a.bool('admin_state_up') } : {}),
+        ...namingOf(a),
+        ...adminStateOf(a),
         ...(gw ? { externalGatewayInfo: gw } : {}),
         ...(routes ? { routes: { routes } } : {}),
       })
@@ -221,54 +231,10 @@ export const routerCommands: Command[] = [
       return { kind: 'none' }
     },
   },
-  {
-    name: 'router add subnet',
-    summary: 'Add a subnet to a router',
-    output: 'none',
-    positionals: [{ name: 'router', help: 'Router to which subnet will be added (name or ID)' }, { name: 'subnet', help: 'Subnet to be added (name or ID)' }],
-    async run(ctx, a) {
-      const r = await findRouter(ctx, a.pos('router'))
-      const s = await findSubnet(ctx, a.pos('subnet'))
-      await ctx.call(RoutersClient, 'addRouterInterface', { routerId: r.id ?? '', subnetId: s.id ?? '' })
-      return { kind: 'none' }
-    },
-  },
-  {
-    name: 'router remove subnet',
-    summary: 'Remove a subnet from a router',
-    output: 'none',
-    positionals: [{ name: 'router', help: 'Router from which the subnet will be removed (name or ID)' }, { name: 'subnet', help: 'Subnet to be removed (name or ID)' }],
-    async run(ctx, a) {
-      const r = await findRouter(ctx, a.pos('router'))
-      const s = await findSubnet(ctx, a.pos('subnet'))
-      await ctx.call(RoutersClient, 'removeRouterInterface', { routerId: r.id ?? '', subnetId: s.id ?? '' })
-      return { kind: 'none' }
-    },
-  },
-  {
-    name: 'router add port',
-    summary: 'Add a port to a router',
-    output: 'none',
-    positionals: [{ name: 'router', help: 'Router to which port will be added (name or ID)' }, { name: 'port', help: 'Port to be added (name or ID)' }],
-    async run(ctx, a) {
-      const r = await findRouter(ctx, a.pos('router'))
-      const p = await findPort(ctx, a.pos('port'))
-      await ctx.call(RoutersClient, 'addRouterInterface', { routerId: r.id ?? '', portId: p.id ?? '' })
-      return { kind: 'none' }
-    },
-  },
-  {
-    name: 'router remove port',
-    summary: 'Remove a port from a router',
-    output: 'none',
-    positionals: [{ name: 'router', help: 'Router from which port will be removed (name or ID)' }, { name: 'port', help: 'Port to be removed and deleted (name or ID)' }],
-    async run(ctx, a) {
-      const r = await findRouter(ctx, a.pos('router'))
-      const p = await findPort(ctx, a.pos('port'))
-      await ctx.call(RoutersClient, 'removeRouterInterface', { routerId: r.id ?? '', portId: p.id ?? '' })
-      return { kind: 'none' }
-    },
-  },
+  interfaceCommand('add', 'subnet', 'Router to which subnet will be added (name or ID)', 'Subnet to be added (name or ID)'),
+  interfaceCommand('remove', 'subnet', 'Router from which the subnet will be removed (name or ID)', 'Subnet to be removed (name or ID)'),
+  interfaceCommand('add', 'port', 'Router to which port will be added (name or ID)', 'Port to be added (name or ID)'),
+  interfaceCommand('remove', 'port', 'Router from which port will be removed (name or ID)', 'Port to be removed and deleted (name or ID)'),
   {
     name: 'router delete',
     summary: 'Delete router(s)',

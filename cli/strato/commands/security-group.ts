@@ -6,7 +6,7 @@ import { flag, opt } from '../identity.js'
 import type { Command } from '../registry.js'
 import { findSecurityGroup, intOpt, iso, noSuch } from '../resources.js'
 import { deleteEach } from './delete.js'
-import { projectIdOf, projectOpts } from './network.js'
+import { namingOf, projectFilterOpts, projectIdOf, projectOpts } from './network.js'
 
 export const ruleFields = (r: SecurityGroupRule) => ({
   created_at: iso(r.createdAt),
@@ -103,7 +103,7 @@ export const securityGroupCommands: Command[] = [
     name: 'security group list',
     summary: 'List security groups',
     output: 'list',
-    options: projectOpts.map((o) => ({ ...o, help: o.dest === 'project' ? 'List only security groups of this project (name or ID)' : o.help })),
+    options: projectFilterOpts('List only security groups of this project (name or ID)'),
     async run(ctx, a) {
       const groups = (await ctx.call(SecurityGroupsClient, 'listSecurityGroups', { projectId: await projectIdOf(ctx, a) })).securityGroups ?? []
       return {
@@ -137,8 +137,7 @@ export const securityGroupCommands: Command[] = [
       const g = await findSecurityGroup(ctx, a.pos('group'))
       await ctx.call(SecurityGroupsClient, 'updateSecurityGroup', {
         id: g.id ?? '',
-        ...(a.str('name') !== undefined ? { name: a.str('name') } : {}),
-        ...(a.str('description') !== undefined ? { description: a.str('description') } : {}),
+        ...namingOf(a),
         ...(a.bool('stateful') !== undefined ? { stateful: a.bool('stateful') } : {}),
       })
       return { kind: 'none' }

@@ -16,7 +16,7 @@ import {
 } from '../resources.js'
 import { deleteEach } from './delete.js'
 import { findVolume } from './volume.js'
-import { listOpt, projectIdOf, projectOpts } from './network.js'
+import { listOpt, projectFilterOpts, projectIdOf } from './network.js'
 
 /** openstackclient's PowerStateColumn. */
 const powerState = powerStateLabel
@@ -230,7 +230,7 @@ export const serverCommands: Command[] = [
       opt('--host', 'host', '<hostname>', 'Search by hostname (admin only)'),
       opt('--availability-zone', 'availability_zone', '<availability-zone>', 'Search by availability zone'),
       flag('--all-projects', 'all_projects', 'Include all projects (admin only)'),
-      ...projectOpts.map((o) => ({ ...o, help: o.dest === 'project' ? 'Search by project (admin only) (name or ID)' : o.help })),
+      ...projectFilterOpts('Search by project (admin only) (name or ID)'),
       flag('--deleted', 'deleted', 'Only display deleted servers (admin only)'),
       flag('--long', 'long', 'List additional fields in output'),
       { ...flag('--no-name-lookup', 'no_name_lookup', 'Show the IDs of images and flavors, not their names'), flags: ['--no-name-lookup', '-n'] },

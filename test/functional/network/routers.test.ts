@@ -2,15 +2,17 @@
 // by port, the external gateway, routes, delete, floating IPs through routers,
 // placement on L3 agents (and re-placement when one is down too long), the
 // conductor's Routers answer (NATS, decoded by the agent's ConductorClient)
-// and the strato.router.changed notice. Fake-driver agents stand for the L3
-// agents: the test asks the conductor in their place.
+// and the strato.router.changed notice. Fake-driver agents with the in-memory
+// router builder (l3Driver fake) are the L3 agents; an agent that builds no
+// routers (l3Driver none) announces no L3 role and is never given one.
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import t from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, failure, fieldOf, status, type Decoded } from '../../helpers/grpc.js'
-import { eventually } from '../../helpers/agents.js'
+import { eventually, startAgent, type TestAgent } from '../../helpers/agents.js'
 import { member, netClients, tenant, type NetClients, type Tenant } from './fixtures.js'
 import { ConductorClient } from '../../../agent/conductor-client.js'
+import { FakeRouterBuilder } from '../../../agent/net/l3.js'
 import { ROUTER_CHANGED_SUBJECT, conductorSubject } from '../../../proto/subjects.js'
 import { ConductorRequest } from '../../../proto/gen/strato/agent/v1/agent.js'
 import { errorFromHeaders } from '../../../proto/nats-errors.js'
@@ -24,7 +26,7 @@ let demo: Tenant
 let other: Tenant
 
 t.before(async () => {
-  cloud = await startCloud({ hosts: ['l3a', 'l3b'], controller: { network: { routerRescheduleAfterMs: 300 } } })
+  cloud = await startCloud({ hosts: ['l3a', 'l3b'], agent: { l3Driver: 'fake' }, controller: { network: { routerRescheduleAfterMs: 300 } } })
   c = netClients(cloud.s.address)
   nc = await connect(cloud.nats.connectOptions())
   demo = await tenant(cloud.s, 'l3demo')
@@ -36,6 +38,12 @@ t.teardown(async () => {
   await cloud?.close()
 })
 
+/** What the agent on `host` has built (its in-memory router builder). */
+const builtOn = (host: string): string[] => {
+  const l3 = cloud.agents.find((x) => x.agent.config.host === host)!.agent.l3
+  if (!(l3 instanceof FakeRouterBuilder)) throw new Error(`the agent on ${host} has no fake router builder`)
+  return [...l3.routers().keys()].sort()
+}
 const conductor = (host: string) => new ConductorClient(() => nc, { host, requestTimeoutMs: 5_000 })
 const portsOf = async (filter: object): Promise<Array<Decoded<Port>>> => (await call<ListPortsResponse>(c.ports, 'listPorts', filter, cloud.s.adminToken)).ports
 const routerOf = (id: string, token = cloud.s.adminToken) => call<Router>(c.routers, 'getRouter', { id }, token)
@@ -308,6 +316,7 @@ t.test("placement on the L3 agent with the fewest routers, the conductor's answe
   const gwRouter = await routerOf(r2.id)
   const gwPort = (await portsOf({ deviceId: r2.id, deviceOwner: 'network:router_gateway' }))[0]!
   const ifPort = (await portsOf({ deviceId: r2.id, deviceOwner: 'network:router_interface' }))[0]!
+  t.same(await eventually(async () => (builtOn(host2).length ? builtOn(host2) : undefined), 15_000, `the agent on ${host2} to build ${r2.id}`), [r2.id], 'the agent holding it builds it')
   t.same(spec, {
     id: r2.id,
     adminStateUp: true,
@@ -334,6 +343,7 @@ t.test("placement on the L3 agent with the fewest routers, the conductor's answe
   t.match((await portsOf({ deviceId: r2.id, deviceOwner: 'network:router_gateway' }))[0], { bindingHostId: host1 }, 'its ports follow')
   t.same((await conductor(host1).routers()).map((s) => s.id).sort(), [r1.id, r2.id].sort(), 'the surviving agent now builds both')
   t.same(await conductor(host2).routers(), [], 'the dead one nothing')
+  t.same(await eventually(async () => (builtOn(host1).length === 2 ? builtOn(host1) : undefined), 15_000, `the agent on ${host1} to build both`), [r1.id, r2.id].sort(), 'and its agent builds both')
 
   await call(c.floatingIps, 'deleteFloatingIp', { id: fip.id }, demo.token)
   await call(c.routers, 'updateRouter', { id: r2.id, routes: { routes: [] } }, demo.token)
@@ -342,6 +352,31 @@ t.test("placement on the L3 agent with the fewest routers, the conductor's answe
   t.equal((await routerOf(r1.id)).l3AgentHost, '', 'a router with nothing left is on no agent')
   await call(c.routers, 'deleteRouter', { id: r1.id }, demo.token)
   await call(c.routers, 'deleteRouter', { id: r2.id }, demo.token)
+})
+
+t.test('an agent that builds no routers (l3Driver none) announces no L3 role: with no other agent, a router stays unplaced, as Neutron leaves it unscheduled', async (t) => {
+  // A cloud of its own, whose one agent builds no routers.
+  const lone = await startCloud({ hosts: [], controller: { network: { routerRescheduleAfterMs: 300 } } })
+  let agent: TestAgent | undefined
+  t.teardown(async () => {
+    await agent?.stop()
+    await lone.close()
+  })
+  agent = await startAgent(lone.nats.url, 'nol3', { l3Driver: 'none' })
+  t.equal(agent.agent.l3, undefined, 'the agent has no router builder')
+  const row = await eventually(() => lone.s.controller.db.selectFrom('compute_hosts').select(['host', 'l3']).where('host', '=', 'nol3').executeTakeFirst(), 15_000, 'the agent to announce')
+  t.equal(row.l3, 0, 'its host is not an L3 agent')
+  const lc = netClients(lone.s.address)
+  t.teardown(() => lc.close())
+  const ten = await tenant(lone.s, 'nol3demo')
+  const net = await call<Network>(lc.networks, 'createNetwork', { name: 'nol3' }, ten.token)
+  const sub = await call<Subnet>(lc.subnets, 'createSubnet', { networkId: net.id, cidr: '10.103.0.0/24' }, ten.token)
+  const r = await call<Router>(lc.routers, 'createRouter', { name: 'r-nol3' }, ten.token)
+  await call(lc.routers, 'addRouterInterface', { routerId: r.id, subnetId: sub.id }, ten.token)
+  await lone.s.controller.routers.reschedule()
+  t.match(await call<Router>(lc.routers, 'getRouter', { id: r.id }, lone.s.adminToken), { l3AgentHost: '', status: 'ACTIVE' }, 'the router is on no agent')
+  const [qr] = (await call<ListPortsResponse>(lc.ports, 'listPorts', { deviceId: r.id }, lone.s.adminToken)).ports
+  t.match(qr, { bindingHostId: '', status: 'DOWN' }, 'its interface is bound nowhere, and down')
 })
 
 t.test('policy: a reader sees the project\'s routers and changes none', async (t) => {
