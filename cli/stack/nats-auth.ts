@@ -31,19 +31,30 @@ export interface StackNats {
  * joining host pins) covers both.
  */
 export async function prepareStackNats(o: { natsDir: string; host: string; port: number; agentHost: string; caDir: string }): Promise<StackNats> {
+  const { authDir, op, ca, identities } = await stackIdentities(o)
+  const cert = await ensureCertificate(ca, authDir, 'nats-server', { commonName: 'strato-nats', ...certificateNames({ listen: o.host }), usage: 'server' })
+  return {
+    configFile: writeNatsServerConfig(op, path.join(authDir, 'nats-server.conf'), { host: o.host, port: o.port, storeDir: o.natsDir, tls: { certFile: cert.certFile, keyFile: cert.keyFile } }),
+    url: `tls://${o.host}:${o.port}`,
+    ...identities,
+  }
+}
+
+/** The operator (made once, kept in `<natsDir>/auth/keys`), the CA, and the controller's and the agent's credentials (kept once minted). */
+async function stackIdentities(o: { natsDir: string; agentHost: string; caDir: string }) {
   const authDir = path.join(o.natsDir, 'auth')
   const operatorDir = path.join(authDir, 'keys')
   const op = ensureOperator(operatorDir)
   const keep = (file: string, mint: () => string) => (existsSync(file) ? file : writeCreds(file, mint()))
   const ca = await ensureCa(o.caDir)
-  const cert = await ensureCertificate(ca, authDir, 'nats-server', { commonName: 'strato-nats', ...certificateNames({ listen: o.host }), usage: 'server' })
   return {
-    configFile: writeNatsServerConfig(op, path.join(authDir, 'nats-server.conf'), { host: o.host, port: o.port, storeDir: o.natsDir, tls: { certFile: cert.certFile, keyFile: cert.keyFile } }),
-    url: `tls://${o.host}:${o.port}`,
-    caFile: ca.certFile,
-    operatorDir,
-    controllerCreds: keep(path.join(authDir, 'controller.creds'), () => mintControllerCreds(op)),
-    agentCreds: keep(path.join(authDir, `agent-${o.agentHost}.creds`), () => mintAgentCreds(op, o.agentHost)),
+    authDir, op, ca,
+    identities: {
+      caFile: ca.certFile,
+      operatorDir,
+      controllerCreds: keep(path.join(authDir, 'controller.creds'), () => mintControllerCreds(op)),
+      agentCreds: keep(path.join(authDir, `agent-${o.agentHost}.creds`), () => mintAgentCreds(op, o.agentHost)),
+    },
   }
 }
 
@@ -72,11 +83,7 @@ export interface StackNatsCluster extends Omit<StackNats, 'configFile'> {
  * password.
  */
 export async function prepareStackNatsCluster(o: { natsDir: string; host: string; port: number; routePort: number; size: number; agentHost: string; caDir: string }): Promise<StackNatsCluster> {
-  const authDir = path.join(o.natsDir, 'auth')
-  const operatorDir = path.join(authDir, 'keys')
-  const op = ensureOperator(operatorDir)
-  const keep = (file: string, mint: () => string) => (existsSync(file) ? file : writeCreds(file, mint()))
-  const ca = await ensureCa(o.caDir)
+  const { authDir, op, ca, identities } = await stackIdentities(o)
   const cert = await ensureCertificate(ca, authDir, 'nats-cluster', { commonName: 'strato-nats', ...certificateNames({ listen: o.host }), usage: 'both' })
   const routePassword = ensureRoutePassword(op)
   const routes = Array.from({ length: o.size }, (_, i) => `${o.host}:${o.routePort + i}`)
@@ -92,9 +99,6 @@ export async function prepareStackNatsCluster(o: { natsDir: string; host: string
   return {
     url: nodes.map((n) => n.url).join(','),
     nodes,
-    caFile: ca.certFile,
-    operatorDir,
-    controllerCreds: keep(path.join(authDir, 'controller.creds'), () => mintControllerCreds(op)),
-    agentCreds: keep(path.join(authDir, `agent-${o.agentHost}.creds`), () => mintAgentCreds(op, o.agentHost)),
+    ...identities,
   }
 }
