@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { InvalidArgument } from '../proto/errors.js'
 import { DEFAULT_LEASE_SECONDS } from '../proto/dhcp.js'
+import { parseNatsUrls } from '../proto/nats-urls.js'
 import type { SchedulerConfig } from './scheduler/scheduler.js'
 import type { HostsConfig } from './compute/hosts.js'
 import type { JoinTokensConfig } from './compute/join-tokens.js'
@@ -82,8 +83,19 @@ export interface ControllerConfig {
   }
   /** `sqlite:PATH` (default `sqlite:<dataDir>/strato.db`) or `postgres://...` */
   databaseUrl: string
-  /** NATS server URL; null runs without the message bus (identity-only tests). @default null */
+  /**
+   * NATS server URLs, comma-separated (the nodes of a NATS cluster; the
+   * connection fails over between them), all `nats://` or all `tls://`;
+   * null runs without the message bus (identity-only tests). `STRATO_NATS_URL` @default null
+   */
   natsUrl: string | null
+  /**
+   * Replicas of the JetStream streams (casts, events) and their consumers:
+   * 3 keeps them through the loss of one node of a 3-node cluster. Must not
+   * exceed the cluster's size (JetStream refuses the stream).
+   * `STRATO_NATS_STREAM_REPLICAS` @default 3 when natsUrl lists more than one server, else 1
+   */
+  natsStreamReplicas: number
   /**
    * The controller's NATS credentials (a `.creds` file: user JWT + seed, mode
    * 0600, made by bus/credentials.ts); null connects without (a server with no
@@ -235,6 +247,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     },
     databaseUrl: env.STRATO_DATABASE_URL || undefined,
     natsUrl: env.STRATO_NATS_URL || undefined,
+    natsStreamReplicas: intFrom('STRATO_NATS_STREAM_REPLICAS', env.STRATO_NATS_STREAM_REPLICAS),
     natsCredsFile: env.STRATO_NATS_CREDS || undefined,
     natsCaFile: env.STRATO_NATS_CA_FILE || undefined,
     natsOperatorDir: env.STRATO_NATS_OPERATOR_DIR || undefined,
@@ -250,6 +263,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     tls: { mode: 'on', certFile: null, keyFile: null, caFile: null, names: [], dir: '' },
     databaseUrl: '',
     natsUrl: null,
+    natsStreamReplicas: 0,
     natsCredsFile: null,
     natsCaFile: null,
     natsOperatorDir: null,
@@ -285,6 +299,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   cfg.dataDir = path.resolve(cfg.dataDir)
   if (!cfg.databaseUrl) cfg.databaseUrl = `sqlite:${path.join(cfg.dataDir, 'strato.db')}`
   checkTls(cfg)
+  checkNats(cfg)
   if (cfg.token.expirationSeconds < 1) throw new InvalidArgument('token.expirationSeconds must be at least 1', { field: 'token.expirationSeconds' })
   if (!Number.isInteger(cfg.token.imageReadSeconds) || cfg.token.imageReadSeconds < 1) throw new InvalidArgument(`token.imageReadSeconds must be an integer ≥ 1, got ${cfg.token.imageReadSeconds}`, { field: 'token.imageReadSeconds' })
   // A configured range map replaces the default one instead of merging into it.
@@ -314,6 +329,16 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   }
   if (cfg.token.maxActiveKeys < 2) throw new InvalidArgument('token.maxActiveKeys must be at least 2 (a primary and a staged key)', { field: 'token.maxActiveKeys' })
   return cfg
+}
+
+function checkNats(cfg: ControllerConfig): void {
+  // Checked here, so a bad list stops the controller before it opens anything.
+  const servers = cfg.natsUrl ? parseNatsUrls(cfg.natsUrl).servers : []
+  // 0: not configured (the default follows the list).
+  if (!cfg.natsStreamReplicas) cfg.natsStreamReplicas = servers.length > 1 ? 3 : 1
+  const r = cfg.natsStreamReplicas
+  // JetStream's own bounds: 1 to 5 replicas.
+  if (!Number.isInteger(r) || r < 1 || r > 5) throw new InvalidArgument(`natsStreamReplicas (STRATO_NATS_STREAM_REPLICAS) must be an integer from 1 to 5 (JetStream's limits), got ${r}`, { field: 'natsStreamReplicas' })
 }
 
 /** 127.0.0.0/8, ::1, localhost: addresses only this machine can reach. */

@@ -10,6 +10,7 @@ import path from 'node:path'
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
 import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node'
 import { readCredsFile } from '../proto/nats-creds.js'
+import { parseNatsUrls } from '../proto/nats-urls.js'
 import type { ControllerConfig } from './config.js'
 import { createLogger, type Logger } from './log.js'
 import { openDatabase, type Db } from './store/db.js'
@@ -132,7 +133,8 @@ export class Controller {
     if (cfg.natsUrl) {
       const creds = cfg.natsCredsFile ? readCredsFile(cfg.natsCredsFile) : undefined
       this.nats = await connect({
-        servers: cfg.natsUrl, name: 'strato-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500,
+        // Every node of a cluster: the connection fails over between them (and learns others from the cluster).
+        servers: parseNatsUrls(cfg.natsUrl).servers, name: 'strato-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500,
         ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
         // nats-server's certificate is checked against this CA (TLS, no plaintext fallback).
         ...(cfg.natsCaFile ? { tls: { caFile: cfg.natsCaFile } } : {}),
@@ -241,7 +243,7 @@ export class Controller {
         },
         volumeStats: (host, stats) => volumeBackends.report(host, stats),
         powerStates: (host, sentAt, guests) => servers.applyPowerStates(host, sentAt, guests),
-      }, cfg.hosts.castAckWaitMs)
+      }, cfg.hosts.castAckWaitMs, cfg.natsStreamReplicas)
       await this.bus.start()
       servers.attach(this.bus)
       volumeCasts.attach(this.bus)
@@ -326,7 +328,7 @@ export class Controller {
     if (!existsSync(path.join(operatorDir, 'strato-account.nk'))) throw new FailedPrecondition(`natsOperatorDir ${operatorDir} holds no NATS account key (strato-account.nk); it must be the directory nats-server's operator was made in`)
     const op = ensureOperator(operatorDir)
     const cfg = this.config
-    const natsUrls = cfg.natsAdvertiseUrls.length ? cfg.natsAdvertiseUrls : [cfg.natsUrl ?? '']
+    const natsUrls = cfg.natsAdvertiseUrls.length ? cfg.natsAdvertiseUrls : cfg.natsUrl ? parseNatsUrls(cfg.natsUrl).servers : []
     const caFile = this.tls?.caFile ?? cfg.natsCaFile
     return {
       busCredentials: async (host, publicKey) => ({ natsUrls, userJwt: mintAgentJwt(op, host, publicKey) }),

@@ -14,6 +14,12 @@ export interface StackConfig {
   natsPort: number
   /** @default 8770 */
   grpcPort: number
+  /** `npm run start:cluster`: the first controller's REST port (the second's is 2 above, as its gRPC port is); null (`off`) serves no REST. `STRATO_REST_PORT` @default 8771 */
+  restPort: number | null
+  /** `npm run start:cluster`: the first NATS node's route port (the others follow). `STRATO_NATS_ROUTE_PORT` @default 6222 */
+  natsRoutePort: number
+  /** `npm run start:cluster`: the PostgreSQL cluster's port (127.0.0.1 only). `STRATO_POSTGRES_PORT` @default 5432 */
+  postgresPort: number
   /** @default `127.0.0.1` */
   host: string
   /** Where the first run writes the admin credentials. @default `./admin-openrc` */
@@ -54,6 +60,9 @@ export function loadStackConfig(env: NodeJS.ProcessEnv = process.env, argv: stri
     home: path.resolve(env.STRATO_HOME || '.strato'),
     natsPort: port('STRATO_NATS_PORT', env.STRATO_NATS_PORT, 4222),
     grpcPort: port('STRATO_GRPC_PORT', env.STRATO_GRPC_PORT, 8770),
+    restPort: env.STRATO_REST_PORT === 'off' ? null : port('STRATO_REST_PORT', env.STRATO_REST_PORT, 8771),
+    natsRoutePort: port('STRATO_NATS_ROUTE_PORT', env.STRATO_NATS_ROUTE_PORT, 6222),
+    postgresPort: port('STRATO_POSTGRES_PORT', env.STRATO_POSTGRES_PORT, 5432),
     host: env.STRATO_HOST || '127.0.0.1',
     openrc: path.resolve(env.STRATO_OPENRC || 'admin-openrc'),
     logLevel: env.STRATO_LOG_LEVEL || 'info',

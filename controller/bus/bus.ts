@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import {
-  AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType,
+  AckPolicy, DeliverPolicy, jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType,
   type ConsumerMessages, type JetStreamClient, type JetStreamManager,
 } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
@@ -64,6 +64,8 @@ export class ControllerBus implements AgentTransport {
     private readonly listeners: BusListeners = {},
     /** @default 30000 */
     private readonly castAckWaitMs = 30_000,
+    /** Replicas of the streams (their consumers follow them): 3 on a 3-node NATS cluster. @default 1 */
+    private readonly streamReplicas = 1,
   ) {}
 
   /** Durable cast consumers known to exist (made once per host, not per cast). */
@@ -72,9 +74,12 @@ export class ControllerBus implements AgentTransport {
   async start(): Promise<void> {
     this.jsm = await jetstreamManager(this.nc)
     this.js = jetstream(this.nc)
-    await this.ensureStream({ name: CAST_STREAM, subjects: [CAST_SUBJECTS], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: nanos(120_000) })
-    await this.ensureStream({ name: EVENT_STREAM, subjects: [EVENT_SUBJECTS], retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: nanos(3_600_000) })
-    await this.jsm.consumers.add(EVENT_STREAM, { durable_name: EVENT_CONSUMER, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: nanos(30_000) })
+    await this.untilJetStreamAnswers(async () => {
+      const num_replicas = this.streamReplicas
+      await this.ensureStream({ name: CAST_STREAM, subjects: [CAST_SUBJECTS], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: nanos(120_000), num_replicas })
+      await this.ensureStream({ name: EVENT_STREAM, subjects: [EVENT_SUBJECTS], retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: nanos(3_600_000), num_replicas })
+      await this.jsm.consumers.add(EVENT_STREAM, { durable_name: EVENT_CONSUMER, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: nanos(30_000) })
+    })
 
     this.conductorSub = this.nc.subscribe(CONDUCTOR_SUBJECTS, { queue: CONDUCTOR_QUEUE, callback: (err, msg) => (err ? this.log.warn({ err }, 'conductor subscription failed') : void this.answer(msg)) })
     const consumer = await this.js.consumers.get(EVENT_STREAM, EVENT_CONSUMER)
@@ -97,7 +102,30 @@ export class ControllerBus implements AgentTransport {
         }
       }
     })()
-    this.log.info({ streams: [CAST_STREAM, EVENT_STREAM] }, 'NATS bus ready')
+    this.log.info({ streams: [CAST_STREAM, EVENT_STREAM], replicas: this.streamReplicas }, 'NATS bus ready')
+  }
+
+  /**
+   * Runs the stream setup until JetStream answers it. A NATS cluster that has
+   * just started (or lost its meta leader) says "temporarily unavailable"
+   * until its nodes have elected one; a refusal that names what is wrong with
+   * the configuration (too many replicas for the cluster) stops the start.
+   * @throws Unavailable when JetStream has not answered within `timeoutMs`.
+   */
+  private async untilJetStreamAnswers(setup: () => Promise<void>, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await setup()
+      } catch (err) {
+        const api = err instanceof JetStreamApiError ? err : undefined
+        // 503 (no meta leader yet, or no quorum) and request time-outs are passing; other API errors are answers.
+        if (api && api.status !== 503) throw new InvalidArgument(`JetStream refused the streams (${this.streamReplicas} replica(s)): ${api.message}`, { cause: err })
+        if (Date.now() > deadline) throw new Unavailable(`JetStream did not answer within ${timeoutMs} ms: ${(err as Error).message}`, { cause: err })
+        if (attempt === 1 || attempt % 10 === 0) this.log.warn({ err, attempt }, 'JetStream is not ready yet (a cluster still electing its leader?); trying again')
+        await new Promise((r) => setTimeout(r, 500))
+      }
+    }
   }
 
   /** Pending change notices, by subject (one timer each). */
@@ -160,10 +188,13 @@ export class ControllerBus implements AgentTransport {
   private async ensureStream(cfg: { name: string; subjects: string[] } & Record<string, unknown>): Promise<void> {
     try {
       await this.jsm.streams.info(cfg.name)
-      await this.jsm.streams.update(cfg.name, cfg)
-    } catch {
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err
       await this.jsm.streams.add(cfg)
+      return
     }
+    // It exists: bring it to this configuration (a single node's R1 stream grows to R3 on a cluster).
+    await this.jsm.streams.update(cfg.name, cfg)
   }
 
   /** Makes sure the durable consumer that feeds `host`'s agent its casts exists (idempotent). */

@@ -16,7 +16,7 @@
  * durable cast consumer, its own inbox, its own rpc subject, and the change
  * notices every agent receives.
  */
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { nkeys } from '@nats-io/transport-node'
@@ -139,6 +139,43 @@ export interface NatsServerOptions {
   storeDir: string
   /** Serve TLS only, with this certificate (from the controller's CA). */
   tls?: { certFile: string; keyFile: string }
+  /** This server as one node of a NATS cluster (routes to its peers, JetStream clustered). */
+  cluster?: NatsClusterNode
+}
+
+/**
+ * One node of a NATS cluster. Routes authenticate with the cluster's route
+ * password (`ensureRoutePassword`); when clients speak TLS the routes do
+ * too, mutually: each node's certificate (from the cloud's CA, made for
+ * server and client use) is checked against `caFile` on both ends.
+ */
+export interface NatsClusterNode {
+  /** The cluster's name, the same on every node. */
+  name: string
+  /** This node's name, unique in the cluster (JetStream's peer name). */
+  serverName: string
+  /** Where this node listens for routes. */
+  host: string
+  port: number
+  /** The other nodes' route addresses, `host:port`. */
+  peers: string[]
+  routePassword: string
+  /** Needed with `tls`: the CA the peers' certificates are from. */
+  caFile?: string
+}
+
+/** The user name routes authenticate with. */
+export const ROUTE_USER = 'strato-route'
+
+/**
+ * The password of the cluster's routes, made once and kept beside the
+ * operator keys (`cluster-route.secret`, 0600): every node's config is written
+ * from the same directory, so they agree, and a restart keeps it.
+ */
+export function ensureRoutePassword(op: NatsOperator): string {
+  const file = path.join(op.dir, 'cluster-route.secret')
+  if (!existsSync(file)) writePrivateFile(file, randomBytes(24).toString('hex'))
+  return readFileSync(file, 'utf8').trim()
 }
 
 /**
@@ -162,8 +199,28 @@ export function natsServerConfig(op: NatsOperator, o: NatsServerOptions): string
     `}`,
     // Clients must speak TLS (nats-server then refuses plaintext connections).
     ...(o.tls ? [`tls {`, `  cert_file: ${JSON.stringify(o.tls.certFile)}`, `  key_file: ${JSON.stringify(o.tls.keyFile)}`, `  timeout: 5`, `}`] : []),
+    ...(o.cluster ? clusterBlock(o.cluster, o.tls) : []),
     '',
   ].join('\n')
+}
+
+function clusterBlock(c: NatsClusterNode, tls: NatsServerOptions['tls']): string[] {
+  if (tls && !c.caFile) throw new InvalidArgument(`cluster node ${c.serverName}: TLS routes need the CA the peers' certificates are from (caFile)`, { field: 'cluster.caFile' })
+  const secret = encodeURIComponent(c.routePassword)
+  return [
+    `server_name: ${JSON.stringify(c.serverName)}`,
+    `cluster {`,
+    `  name: ${JSON.stringify(c.name)}`,
+    `  host: ${JSON.stringify(c.host)}`,
+    `  port: ${c.port}`,
+    `  authorization { user: ${JSON.stringify(ROUTE_USER)}, password: ${JSON.stringify(c.routePassword)}, timeout: 5 }`,
+    `  routes: [`,
+    ...c.peers.map((p) => `    ${JSON.stringify(`nats-route://${ROUTE_USER}:${secret}@${p}`)}`),
+    `  ]`,
+    // Routes verify each other both ways: the certificate must be made for server and client use.
+    ...(tls ? [`  tls {`, `    cert_file: ${JSON.stringify(tls.certFile)}`, `    key_file: ${JSON.stringify(tls.keyFile)}`, `    ca_file: ${JSON.stringify(c.caFile)}`, `    timeout: 5`, `  }`] : []),
+    `}`,
+  ]
 }
 
 /** Writes `natsServerConfig` to `file` (0600: it names the accounts) and returns its path. */

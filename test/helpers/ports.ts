@@ -26,3 +26,24 @@ export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 
     await new Promise((r) => setTimeout(r, 50))
   }
 }
+
+/**
+ * The first of `n` consecutive TCP ports on loopback that are all free now
+ * (for a stack that numbers its listeners from a base port, as `npm run
+ * start:cluster` does).
+ */
+export async function freePortRun(n: number): Promise<number> {
+  const free = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const srv = net.createServer()
+      srv.once('error', () => resolve(false))
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)))
+    })
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000)
+    let ok = true
+    for (let i = 0; i < n && ok; i++) ok = await free(base + i)
+    if (ok) return base
+  }
+  throw new Error(`no run of ${n} free ports found on 127.0.0.1`)
+}

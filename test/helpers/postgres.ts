@@ -11,16 +11,15 @@
  * a fresh database on one cluster per test process, stopped and removed when
  * the process ends.
  */
-import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { freePort } from './ports.js'
+import { clusterPaths, initCluster, startCluster, stopCluster } from '../../cli/stack/postgres.js'
 
-/** Where Debian's postgresql-15 puts the server binaries (not on PATH). */
-export const POSTGRES_BIN = '/usr/lib/postgresql/15/bin'
+export { POSTGRES_BIN } from '../../cli/stack/postgres.js'
 
 export interface PostgresCluster {
   port: number
@@ -39,51 +38,24 @@ export interface PostgresCluster {
   stop(): void
 }
 
-/** The uid/gid the server runs as: `postgres` when we are root, else ourselves. */
-function serverUser(): { name: string; uid: number; gid: number } | null {
-  if (process.getuid?.() !== 0) return null
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'))
-  if (!line) throw new Error('the tests run as root and PostgreSQL refuses root: there is no `postgres` system user (npm run setup installs postgresql, which creates it)')
-  const f = line.split(':')
-  return { name: 'postgres', uid: Number(f[2]), gid: Number(f[3]) }
-}
-
 export async function startPostgres(): Promise<PostgresCluster> {
-  const initdb = path.join(POSTGRES_BIN, 'initdb')
-  const pgCtl = path.join(POSTGRES_BIN, 'pg_ctl')
-  if (!existsSync(initdb) || !existsSync(pgCtl)) throw new Error(`PostgreSQL 15 is not installed (no ${initdb}): run npm run setup, which installs Debian's postgresql`)
-  const runAs = serverUser()
   const dir = mkdtempSync(path.join(tmpdir(), 'strato-pg-'))
-  const data = path.join(dir, 'data')
-  const sockets = path.join(dir, 'sock')
-  const logFile = path.join(dir, 'server.log')
-  const pwFile = path.join(dir, 'pwfile')
+  const { logFile } = clusterPaths(dir)
   const user = 'strato'
   const password = randomBytes(12).toString('hex')
-  mkdirSync(sockets)
-  writeFileSync(pwFile, password, { mode: 0o600 })
-  if (runAs) for (const p of [dir, sockets, pwFile]) chownSync(p, runAs.uid, runAs.gid)
-  chmodSync(dir, 0o700)
-  const run = (cmd: string, args: string[]): void => {
-    const argv = runAs ? ['runuser', ['-u', runAs.name, '--', cmd, ...args]] as const : [cmd, args] as const
-    const r = spawnSync(argv[0], argv[1], { encoding: 'utf8', cwd: dir, timeout: 120_000 })
-    if (r.status !== 0) throw new Error(`${path.basename(cmd)} failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr}${existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''}`)
-  }
   let started = false
   const stop = (): void => {
     if (started) {
       started = false
-      spawnSync(runAs ? 'runuser' : pgCtl, runAs ? ['-u', runAs.name, '--', pgCtl, '-D', data, '-m', 'immediate', '-w', 'stop'] : ['-D', data, '-m', 'immediate', '-w', 'stop'], { stdio: 'ignore', timeout: 60_000 })
+      stopCluster(dir, 'immediate')
     }
     rmSync(dir, { recursive: true, force: true })
   }
   try {
-    // C collation: text sorts and compares byte by byte, as SQLite's BINARY does.
-    run(initdb, ['-D', data, '--no-sync', '--encoding=UTF8', '--locale=C', `--username=${user}`, `--pwfile=${pwFile}`, '--auth-host=scram-sha-256', '--auth-local=peer'])
+    initCluster(dir, user, password, { noSync: true })
     const port = await freePort()
     // A test cluster: durability off (fsync), small, loopback only, socket inside the temp dir.
-    const opts = `-p ${port} -k ${sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB -c max_connections=200`
-    run(pgCtl, ['-D', data, '-l', logFile, '-o', opts, '-w', '-t', '60', 'start'])
+    startCluster(dir, port, ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'shared_buffers=32MB', 'max_connections=200'])
     started = true
     const url = (database: string) => `postgres://${user}:${password}@127.0.0.1:${port}/${database}`
     let n = 0

@@ -68,3 +68,14 @@ t.test('network: tenant network types (local by default: no VXLAN here) and the 
   t.throws(() => loadConfig({ network: { tenantNetworkTypes: [] } }, {}), { name: 'InvalidArgument', field: 'network.tenantNetworkTypes' })
   t.throws(() => loadConfig({ network: { routerRescheduleAfterMs: -1 } }, {}), { name: 'InvalidArgument', field: 'network.routerRescheduleAfterMs' })
 })
+
+t.test('NATS: a comma-separated URL list (a cluster) makes the streams 3 replicas by default; one URL, 1', async (t) => {
+  t.equal(loadConfig({}, { STRATO_NATS_URL: 'tls://127.0.0.1:4222' }).natsStreamReplicas, 1, 'one server: 1 replica, as before')
+  t.equal(loadConfig({}, {}).natsStreamReplicas, 1, 'no bus: 1')
+  t.equal(loadConfig({}, { STRATO_NATS_URL: 'tls://n1:4222, tls://n2:4222,tls://n3:4222' }).natsStreamReplicas, 3, 'three servers: 3 replicas')
+  t.equal(loadConfig({}, { STRATO_NATS_URL: 'tls://n1:4222,tls://n2:4222,tls://n3:4222', STRATO_NATS_STREAM_REPLICAS: '1' }).natsStreamReplicas, 1, 'the setting wins over the list')
+  t.equal(loadConfig({ natsStreamReplicas: 3 }, { STRATO_NATS_URL: 'tls://nats.example:4222' }).natsStreamReplicas, 3, 'one URL in front of a cluster: replicas as configured')
+  t.throws(() => loadConfig({}, { STRATO_NATS_URL: 'tls://n1:4222', STRATO_NATS_STREAM_REPLICAS: 'three' }), { name: 'InvalidArgument', field: 'STRATO_NATS_STREAM_REPLICAS' })
+  t.throws(() => loadConfig({ natsStreamReplicas: 7 }, { STRATO_NATS_URL: 'tls://n1:4222' }), { name: 'InvalidArgument', field: 'natsStreamReplicas', message: /from 1 to 5 \(JetStream's limits\), got 7/ })
+  t.throws(() => loadConfig({}, { STRATO_NATS_URL: 'tls://n1:4222,nats://n2:4222' }), { name: 'InvalidArgument', field: 'natsUrl', message: /mixes tls:\/\/ and plaintext/ }, 'a mixed list stops the controller before it starts')
+})

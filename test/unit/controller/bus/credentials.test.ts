@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { nkeys } from '@nats-io/transport-node'
 import t from 'tap'
-import { agentPermissions, decodeJwt, ensureOperator, mintAgentCreds, natsServerConfig } from '../../../../controller/bus/credentials.js'
+import { agentPermissions, decodeJwt, ensureOperator, ensureRoutePassword, mintAgentCreds, natsServerConfig, ROUTE_USER } from '../../../../controller/bus/credentials.js'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'strato-creds-unit-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -49,4 +49,23 @@ t.test("an agent's credentials: a user of the STRATO account with its own host's
   ])
   t.match(claims.nats, { type: 'user', resp: { max: 1 } })
   t.same(claims.nats.sub.allow, ['_INBOX_node1_example_org.>', 'strato.agent.node1_example_org.rpc', 'strato.firewall.changed', 'strato.dhcp.changed', 'strato.router.changed'])
+})
+
+t.test('a cluster node: named, JetStream clustered, routes authenticated (and mutually TLS when clients are)', async (t) => {
+  const op = ensureOperator(path.join(dir, 'keys'))
+  const password = ensureRoutePassword(op)
+  t.match(password, /^[0-9a-f]{48}$/, 'a random route password')
+  t.equal(ensureRoutePassword(op), password, 'kept: every node and every restart agree')
+  t.equal(statSync(path.join(dir, 'keys', 'cluster-route.secret')).mode & 0o777, 0o600)
+  const cluster = { name: 'strato', serverName: 'n1', host: '127.0.0.1', port: 6222, peers: ['127.0.0.1:6223', '127.0.0.1:6224'], routePassword: password }
+  const plain = natsServerConfig(op, { host: '127.0.0.1', port: 4222, storeDir: '/var/lib/n1', cluster })
+  t.match(plain, /server_name: "n1"/)
+  t.match(plain, /cluster \{\n  name: "strato"\n  host: "127.0.0.1"\n  port: 6222/)
+  t.match(plain, new RegExp(`authorization \\{ user: "${ROUTE_USER}", password: "${password}"`), 'routes must authenticate')
+  t.match(plain, new RegExp(`"nats-route://${ROUTE_USER}:${password}@127.0.0.1:6223"`), 'and do, to each peer')
+  t.notMatch(plain, /127.0.0.1:6222"/, 'no route to itself')
+  t.notMatch(plain, /ca_file/, 'plaintext clients: plaintext routes')
+  t.throws(() => natsServerConfig(op, { host: '127.0.0.1', port: 4222, storeDir: '/x', tls: { certFile: '/c.pem', keyFile: '/k.pem' }, cluster }), { name: 'InvalidArgument', message: /cluster node n1: TLS routes need the CA/ })
+  const tls = natsServerConfig(op, { host: '127.0.0.1', port: 4222, storeDir: '/x', tls: { certFile: '/c.pem', keyFile: '/k.pem' }, cluster: { ...cluster, caFile: '/ca.pem' } })
+  t.match(tls, /cluster \{[\s\S]*  tls \{\n    cert_file: "\/c.pem"\n    key_file: "\/k.pem"\n    ca_file: "\/ca.pem"/, 'TLS clients: TLS routes, checked against the CA')
 })
