@@ -112,6 +112,12 @@ export interface ControllerConfig {
     cacheSize: number
     /** Lifetime of the image-read tokens in build specs (one image, one host); a host that needs longer asks again. @default 600 */
     imageReadSeconds: number
+    /**
+     * How often the revocation events and signing keys other controllers on
+     * the same database recorded are read again (they also announce them on
+     * NATS, which takes effect at once; this covers a lost message). 0: never. @default 2000
+     */
+    revocationPollMs: number
   }
   bootstrap: {
     /** Where the first run writes the admin credentials (mode 0600). null: do not bootstrap. @default null */
@@ -254,7 +260,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     natsCaFile: null,
     natsOperatorDir: null,
     natsAdvertiseUrls: [],
-    token: { expirationSeconds: 3600, maxActiveKeys: 3, cacheSize: 100_000, imageReadSeconds: 600 },
+    token: { expirationSeconds: 3600, maxActiveKeys: 3, cacheSize: 100_000, imageReadSeconds: 600, revocationPollMs: 2000 },
     bootstrap: { openrcPath: null, region: 'RegionOne', adminProjectName: 'admin', anyProjectAdmin: false },
     log: { level: 'info', pretty: false },
     shutdownGraceMs: 10_000,
@@ -312,6 +318,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   for (const k of ['keepaliveTimeMs', 'keepaliveTimeoutMs', 'maxConnectionIdleMs', 'uploadIdleTimeoutMs', 'maxConcurrentUploads'] as const) {
     if (!Number.isInteger(cfg.grpc[k]) || cfg.grpc[k] < 1) throw new InvalidArgument(`grpc.${k} must be an integer ≥ 1, got ${cfg.grpc[k]}`, { field: `grpc.${k}` })
   }
+  if (!Number.isInteger(cfg.token.revocationPollMs) || cfg.token.revocationPollMs < 0) throw new InvalidArgument(`token.revocationPollMs must be an integer ≥ 0 (0: never poll), got ${cfg.token.revocationPollMs}`, { field: 'token.revocationPollMs' })
   if (cfg.token.maxActiveKeys < 2) throw new InvalidArgument('token.maxActiveKeys must be at least 2 (a primary and a staged key)', { field: 'token.maxActiveKeys' })
   return cfg
 }
