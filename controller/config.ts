@@ -281,8 +281,9 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       allocationRatios: { VCPU: 4, MEMORY_MB: 1, DISK_GB: 1 },
       reserved: { VCPU: 0, MEMORY_MB: 512, DISK_GB: 0 },
       castAckWaitMs: 30_000,
+      heartbeatWriteMs: 5_000,
     },
-    servers: { castRetryMs: 2_000, agentCallTimeoutMs: 10_000 },
+    servers: { castRetryMs: 2_000, agentCallTimeoutMs: 10_000, orphanAllocationGraceMs: 60_000 },
     joinTokens: { defaultTtlMs: 3_600_000, maxTtlMs: 7 * 86_400_000 },
     volumes: { stuckAfterMs: 600_000 },
   }
@@ -311,6 +312,8 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   if (cfg.scheduler.strategy !== 'spread' && cfg.scheduler.strategy !== 'pack') throw new InvalidArgument(`scheduler.strategy must be spread or pack, got '${String(cfg.scheduler.strategy)}'`, { field: 'scheduler.strategy' })
   if (!Number.isInteger(cfg.scheduler.hostSubsetSize) || cfg.scheduler.hostSubsetSize < 1) throw new InvalidArgument('scheduler.hostSubsetSize must be an integer ≥ 1', { field: 'scheduler.hostSubsetSize' })
   if (!Number.isInteger(cfg.scheduler.maxAttempts) || cfg.scheduler.maxAttempts < 1) throw new InvalidArgument('scheduler.maxAttempts must be an integer ≥ 1', { field: 'scheduler.maxAttempts' })
+  if (!Number.isInteger(cfg.servers.orphanAllocationGraceMs) || cfg.servers.orphanAllocationGraceMs < 0) throw new InvalidArgument(`servers.orphanAllocationGraceMs must be an integer ≥ 0, got ${cfg.servers.orphanAllocationGraceMs}`, { field: 'servers.orphanAllocationGraceMs' })
+  if (!Number.isInteger(cfg.hosts.heartbeatWriteMs) || cfg.hosts.heartbeatWriteMs < 1) throw new InvalidArgument(`hosts.heartbeatWriteMs must be an integer ≥ 1, got ${cfg.hosts.heartbeatWriteMs}`, { field: 'hosts.heartbeatWriteMs' })
   if (cfg.hosts.heartbeatIntervalMs < 1 || cfg.hosts.missedHeartbeats < 1) throw new InvalidArgument('hosts.heartbeatIntervalMs and hosts.missedHeartbeats must be ≥ 1', { field: 'hosts.heartbeatIntervalMs' })
   for (const [rc, ratio] of Object.entries(cfg.hosts.allocationRatios)) {
     if (!(ratio > 0)) throw new InvalidArgument(`hosts.allocationRatios.${rc} must be > 0, got ${ratio}`, { field: `hosts.allocationRatios.${rc}` })

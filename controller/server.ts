@@ -175,6 +175,7 @@ export class Controller {
       this.log.child({ component: 'servers' }),
     ))
     await servers.releaseOrphanAllocations()
+    servers.startOrphanSweep()
     const volumeLog = this.log.child({ component: 'volumes' })
     const volumeTypes = new VolumeTypeCatalog(this.db)
     const volumeBackends = (this.volumeBackends = new VolumeBackends(this.db, (h) => hosts.isUp(h)))
