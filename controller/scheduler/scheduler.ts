@@ -223,19 +223,22 @@ export class Scheduler {
     for (;;) {
       const r = await this.place(spec)
       if ('host' in r) return r
+      // Claims in flight hold reservations in the cache that their transaction may
+      // yet roll back (a quota refusal): before saying no valid host, wait until
+      // they are done, and look again only if something was freed meanwhile.
+      if (r.inFlightUpTo !== 0) {
+        const freed = await Promise.race([this.settledUpTo(r.inFlightUpTo).then(() => false), this.freedSignal.promise.then(() => true)])
+        if (freed || this.freedEpoch !== r.freedEpoch) continue
+      }
       // Other controllers on the database free capacity this cache does not see: before
-      // saying no valid host on a cache older than STALE_CACHE_MS, read the database once.
-      if (!reread && Date.now() - this.loadedAt > STALE_CACHE_MS) {
+      // saying no valid host on a cache older than STALE_CACHE_MS, read the database once
+      // (when no claim of this controller is in flight: their reservations are in the cache).
+      if (!reread && this.claims.size === 0 && Date.now() - this.loadedAt > STALE_CACHE_MS) {
         reread = true
         this.invalidate()
         continue
       }
-      // Claims in flight hold reservations in the cache that their transaction may
-      // yet roll back (a quota refusal): before saying no valid host, wait until
-      // they are done, and look again only if something was freed meanwhile.
-      if (r.inFlightUpTo === 0) throw r.noHost
-      const freed = await Promise.race([this.settledUpTo(r.inFlightUpTo).then(() => false), this.freedSignal.promise.then(() => true)])
-      if (!freed && this.freedEpoch === r.freedEpoch) throw r.noHost
+      throw r.noHost
     }
   }
 
