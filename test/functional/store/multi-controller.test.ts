@@ -16,6 +16,7 @@ import { eventually, startAgent, type TestAgent } from '../../helpers/agents.js'
 import { cloudClients, provision, serverGone, serverWaiter, type CloudClients, type Provisioned } from '../../helpers/cloud.js'
 import { call, failure, status } from '../../helpers/grpc.js'
 import { fakeHost } from '../compute/fake-hosts.js'
+import { failsWith, freshHome, openrcEnv, removeHomes, succeeds } from '../cli/cli.js'
 import type { ConfigOverrides } from '../../../controller/config.js'
 import type { ListProjectsResponse } from '../../../proto/gen/strato/identity/v1/identity.js'
 import type { ListHostsResponse } from '../../../proto/gen/strato/compute/v1/hosts.js'
@@ -57,7 +58,8 @@ t.before(async () => {
   tokB = b.adminToken
   ca = cloudClients(a.address)
   cb = cloudClients(b.address)
-  for (const host of ['mc1', 'mc2']) agents.push(await startAgent(nats.url, host, { powerSyncIntervalMs: 200, shutdownTimeoutMs: 2_000 }))
+  // Agents are given both controllers (images come from the first that can be reached).
+  for (const host of ['mc1', 'mc2']) agents.push(await startAgent(nats.url, host, { powerSyncIntervalMs: 200, shutdownTimeoutMs: 2_000, controllerAddress: `grpc://${a.address},grpc://${b.address}` }))
   await a.controller.hosts.discover()
   cloud = await provision(ca, tokA)
 })
@@ -69,6 +71,7 @@ t.teardown(async () => {
   await nats?.stop()
   pg?.stop()
   rmSync(scratch, { recursive: true, force: true })
+  removeHomes()
 })
 
 /** Whether `token` is accepted by `on` for an authenticated call (ListProjects); the refusal otherwise. */
@@ -175,7 +178,8 @@ t.test('a server created via A is seen and deleted via B', async (t) => {
   t.ok(['mc1', 'mc2'].includes(active.host ?? ''), `built by an agent (on ${active.host})`)
   await call(cb.servers, 'deleteServer', { id: s.id }, tokB)
   await eventually(() => serverGone(ca, s.id, tokA), 30_000, 'made-on-a gone, seen on A')
-  t.same(await a.controller.placement.listAllocations({ consumerUuid: s.id }), [], 'its allocation is released')
+  // The allocation goes right after the row (cast-results.ts): wait for it.
+  t.ok(await eventually(async () => (await a.controller.placement.listAllocations({ consumerUuid: s.id })).length === 0, 10_000, 'its allocation released'), 'its allocation is released')
 })
 
 t.test('orphan allocations: a start-up release leaves another controller\'s fresh claim alone', async (t) => {
@@ -201,7 +205,13 @@ t.test('A stops: B keeps serving, and the agents\' work goes on through it', asy
   t.equal(active.status, 'ACTIVE')
   for (const id of [s1.id, s2.id]) await call(cb.servers, 'deleteServer', { id }, tokB)
   for (const id of [s1.id, s2.id]) await eventually(() => serverGone(cb, id, tokB), 30_000, `server ${id} gone`)
-  for (const id of [s1.id, s2.id]) t.same(await b.controller.placement.listAllocations({ consumerUuid: id }), [], 'nothing left allocated')
+  for (const id of [s1.id, s2.id]) t.ok(await eventually(async () => (await b.controller.placement.listAllocations({ consumerUuid: id })).length === 0, 10_000, `allocation of ${id} released`), 'nothing left allocated')
   const dead = await failure(call(a.clients.projects, 'listProjects', {}, before))
   t.equal(dead.code, status.UNAVAILABLE, 'A is gone')
+
+  // The CLI given both: A cannot be reached, B answers.
+  const both = openrcEnv({ ...a.openrc, OS_AUTH_URL: `grpc://${a.address},grpc://${b.address}` }, freshHome())
+  t.match(await succeeds(t, 'project list -f value -c Name', both), /^admin$/m, 'strato moves on to B')
+  const none = await failsWith(t, 'project list', 1, openrcEnv({ ...a.openrc, OS_AUTH_URL: `grpc://${a.address},grpc://127.0.0.1:1` }, freshHome()))
+  t.match(none.stderr, new RegExp(`cannot reach the Strato API at any of ${a.address.replace(/\./g, '\\.')}, 127\\.0\\.0\\.1:1`), 'every controller listed was tried')
 })
