@@ -66,7 +66,9 @@ export interface AgentConfig {
   /**
    * The controller's gRPC address (images are downloaded from it):
    * `grpcs://host:port` (TLS), `grpc://host:port` (plaintext), or `host:port`
-   * (TLS when caFile is set); null: the one the controller announces. @default null
+   * (TLS when caFile is set); several, comma-separated, for several
+   * controllers (the next is used when one cannot be reached); null: the
+   * one the controller announces. @default null
    */
   controllerAddress: string | null
   /** The CA the controller's certificate must chain to (PEM file); null: the system's roots, for `grpcs://` only. `STRATO_AGENT_CA_FILE` @default null */
@@ -220,7 +222,7 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     volumeFormat: overrides.volumeFormat ?? (env.STRATO_AGENT_VOLUME_FORMAT as AgentConfig['volumeFormat'] | undefined) ?? 'qcow2',
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
-  if (cfg.controllerAddress !== null && !parseGrpcUrl(cfg.controllerAddress)) throw new InvalidArgument(`controllerAddress (STRATO_AGENT_CONTROLLER) must be grpcs://host:port, grpc://host:port or host:port, got '${cfg.controllerAddress}'`, { field: 'controllerAddress' })
+  if (cfg.controllerAddress !== null && !cfg.controllerAddress.split(',').every((a) => parseGrpcUrl(a.trim()))) throw new InvalidArgument(`controllerAddress (STRATO_AGENT_CONTROLLER) must be grpcs://host:port, grpc://host:port or host:port (or several, comma-separated), got '${cfg.controllerAddress}'`, { field: 'controllerAddress' })
   if (!isIP(cfg.myIp)) throw new InvalidArgument(`myIp (STRATO_AGENT_MY_IP) must be an IP address, got '${cfg.myIp}'`, { field: 'myIp' })
   if (!Number.isInteger(cfg.maxConcurrentCasts) || cfg.maxConcurrentCasts < 1) throw new InvalidArgument('maxConcurrentCasts must be an integer ≥ 1', { field: 'maxConcurrentCasts' })
   for (const [physnet, bridge] of Object.entries(cfg.bridgeMappings)) {

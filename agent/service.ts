@@ -75,6 +75,8 @@ export class AgentService {
   private rpcSub: Subscription | undefined
   private readonly log: Logger
   private imageSource: { address: string; source: GrpcImageSource } | undefined
+  /** Which of the listed controller addresses images come from (it moves on when one is unreachable). */
+  private controllerIndex = 0
   /**
    * The metadata service: the DHCP side calls `metadata.attach(networkId,
    * nsName)` when a network's namespace is up (also one found again after a
@@ -151,14 +153,39 @@ export class AgentService {
 
   /** The image service client (one per controller address); the token is the build's. */
   private images(token: string, known?: KnownImage): { download: (imageId: string) => ReturnType<GrpcImageSource['download']> } {
-    const address = this.config.controllerAddress ?? this.announced?.apiAddress ?? ''
+    // Several controllers (comma-separated controllerAddress): one that cannot be reached is left
+    // for the next; the cast worker tries the download again (Unavailable), there.
+    const listed = (this.config.controllerAddress ?? '').split(',').map((a) => a.trim()).filter(Boolean)
+    const addresses = listed.length ? listed : this.announced?.apiAddress ? [this.announced.apiAddress] : []
+    const address = addresses[this.controllerIndex % Math.max(addresses.length, 1)]
     if (!address) throw new Unavailable('the controller has not told this agent its address yet; set STRATO_AGENT_CONTROLLER')
     if (this.imageSource?.address !== address) {
       this.imageSource?.source.close()
       this.imageSource = { address, source: new GrpcImageSource(address, () => '', this.config.caFile) }
     }
     const source = this.imageSource.source
-    return { download: (imageId) => source.download(imageId, token, known) }
+    const failover = (err: unknown): never => {
+      if (err instanceof Unavailable && addresses.length > 1 && addresses[this.controllerIndex % addresses.length] === address) {
+        this.controllerIndex++
+        this.log.warn({ controller: address, next: addresses[this.controllerIndex % addresses.length] }, 'controller unreachable for images; using the next one')
+      }
+      throw err
+    }
+    return {
+      download: async (imageId) => {
+        const r = await source.download(imageId, token, known).catch(failover)
+        return {
+          ...r,
+          data: (async function* () {
+            try {
+              yield* r.data
+            } catch (err) {
+              failover(err)
+            }
+          })(),
+        }
+      },
+    }
   }
 
   /** The cached base of the image a volume is made from (the conductor grants the download). */

@@ -124,6 +124,12 @@ export interface ControllerConfig {
     cacheSize: number
     /** Lifetime of the image-read tokens in build specs (one image, one host); a host that needs longer asks again. @default 600 */
     imageReadSeconds: number
+    /**
+     * How often the revocation events and signing keys other controllers on
+     * the same database recorded are read again (they also announce them on
+     * NATS, which takes effect at once; this covers a lost message). 0: never. @default 2000
+     */
+    revocationPollMs: number
   }
   bootstrap: {
     /** Where the first run writes the admin credentials (mode 0600). null: do not bootstrap. @default null */
@@ -268,7 +274,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     natsCaFile: null,
     natsOperatorDir: null,
     natsAdvertiseUrls: [],
-    token: { expirationSeconds: 3600, maxActiveKeys: 3, cacheSize: 100_000, imageReadSeconds: 600 },
+    token: { expirationSeconds: 3600, maxActiveKeys: 3, cacheSize: 100_000, imageReadSeconds: 600, revocationPollMs: 2000 },
     bootstrap: { openrcPath: null, region: 'RegionOne', adminProjectName: 'admin', anyProjectAdmin: false },
     log: { level: 'info', pretty: false },
     shutdownGraceMs: 10_000,
@@ -289,8 +295,9 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       allocationRatios: { VCPU: 4, MEMORY_MB: 1, DISK_GB: 1 },
       reserved: { VCPU: 0, MEMORY_MB: 512, DISK_GB: 0 },
       castAckWaitMs: 30_000,
+      heartbeatWriteMs: 5_000,
     },
-    servers: { castRetryMs: 2_000, agentCallTimeoutMs: 10_000 },
+    servers: { castRetryMs: 2_000, agentCallTimeoutMs: 10_000, orphanAllocationGraceMs: 60_000 },
     joinTokens: { defaultTtlMs: 3_600_000, maxTtlMs: 7 * 86_400_000 },
     volumes: { stuckAfterMs: 600_000 },
   }
@@ -320,6 +327,8 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   if (cfg.scheduler.strategy !== 'spread' && cfg.scheduler.strategy !== 'pack') throw new InvalidArgument(`scheduler.strategy must be spread or pack, got '${String(cfg.scheduler.strategy)}'`, { field: 'scheduler.strategy' })
   if (!Number.isInteger(cfg.scheduler.hostSubsetSize) || cfg.scheduler.hostSubsetSize < 1) throw new InvalidArgument('scheduler.hostSubsetSize must be an integer ≥ 1', { field: 'scheduler.hostSubsetSize' })
   if (!Number.isInteger(cfg.scheduler.maxAttempts) || cfg.scheduler.maxAttempts < 1) throw new InvalidArgument('scheduler.maxAttempts must be an integer ≥ 1', { field: 'scheduler.maxAttempts' })
+  if (!Number.isInteger(cfg.servers.orphanAllocationGraceMs) || cfg.servers.orphanAllocationGraceMs < 0) throw new InvalidArgument(`servers.orphanAllocationGraceMs must be an integer ≥ 0, got ${cfg.servers.orphanAllocationGraceMs}`, { field: 'servers.orphanAllocationGraceMs' })
+  if (!Number.isInteger(cfg.hosts.heartbeatWriteMs) || cfg.hosts.heartbeatWriteMs < 1) throw new InvalidArgument(`hosts.heartbeatWriteMs must be an integer ≥ 1, got ${cfg.hosts.heartbeatWriteMs}`, { field: 'hosts.heartbeatWriteMs' })
   if (cfg.hosts.heartbeatIntervalMs < 1 || cfg.hosts.missedHeartbeats < 1) throw new InvalidArgument('hosts.heartbeatIntervalMs and hosts.missedHeartbeats must be ≥ 1', { field: 'hosts.heartbeatIntervalMs' })
   for (const [rc, ratio] of Object.entries(cfg.hosts.allocationRatios)) {
     if (!(ratio > 0)) throw new InvalidArgument(`hosts.allocationRatios.${rc} must be > 0, got ${ratio}`, { field: `hosts.allocationRatios.${rc}` })
@@ -327,6 +336,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   for (const k of ['keepaliveTimeMs', 'keepaliveTimeoutMs', 'maxConnectionIdleMs', 'uploadIdleTimeoutMs', 'maxConcurrentUploads'] as const) {
     if (!Number.isInteger(cfg.grpc[k]) || cfg.grpc[k] < 1) throw new InvalidArgument(`grpc.${k} must be an integer ≥ 1, got ${cfg.grpc[k]}`, { field: `grpc.${k}` })
   }
+  if (!Number.isInteger(cfg.token.revocationPollMs) || cfg.token.revocationPollMs < 0) throw new InvalidArgument(`token.revocationPollMs must be an integer ≥ 0 (0: never poll), got ${cfg.token.revocationPollMs}`, { field: 'token.revocationPollMs' })
   if (cfg.token.maxActiveKeys < 2) throw new InvalidArgument('token.maxActiveKeys must be at least 2 (a primary and a staged key)', { field: 'token.maxActiveKeys' })
   return cfg
 }

@@ -123,12 +123,14 @@ export class Controller {
     mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 })
     chmodSync(cfg.dataDir, 0o700)
     this.db = await openDatabase(cfg.databaseUrl)
-    const keys = new KeyRepository(path.join(cfg.dataDir, 'keys'), cfg.token.maxActiveKeys)
-    keys.load()
+    // Key files of a version that kept them in the data dir are imported once.
+    const keys = new KeyRepository(this.db, cfg.token.maxActiveKeys, path.join(cfg.dataDir, 'keys'))
+    await keys.load()
     let auth: Authenticator | undefined
     this.catalog = new IdentityCatalog(this.db, (e) => auth!.revoke(e), cfg.bootstrap.adminProjectName)
     auth = this.auth = new Authenticator(this.db, this.catalog, keys, { expirationSeconds: cfg.token.expirationSeconds, cacheSize: cfg.token.cacheSize, imageReadSeconds: cfg.token.imageReadSeconds, anyProjectAdmin: cfg.bootstrap.anyProjectAdmin }, this.log)
     await auth.load()
+    auth.startPolling(cfg.token.revocationPollMs)
 
     if (cfg.natsUrl) {
       const creds = cfg.natsCredsFile ? readCredsFile(cfg.natsCredsFile) : undefined
@@ -175,6 +177,7 @@ export class Controller {
       this.log.child({ component: 'servers' }),
     ))
     await servers.releaseOrphanAllocations()
+    servers.startOrphanSweep()
     const volumeLog = this.log.child({ component: 'volumes' })
     const volumeTypes = new VolumeTypeCatalog(this.db)
     const volumeBackends = (this.volumeBackends = new VolumeBackends(this.db, (h) => hosts.isUp(h)))
@@ -186,7 +189,7 @@ export class Controller {
     const attachments = new AttachmentCatalog(this.db, { casts: attachmentCasts }, volumeLog)
 
     const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy, volumePolicy)
-    const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: (t) => auth!.tokens.validate(t).user.id }
+    const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: async (t) => (await auth!.validate(t)).user.id }
     const rpc: RpcDeps = { policy, authenticate: (t) => auth!.authenticate(t), imageRead: (t) => auth!.authenticateImageRead(t), imageUpload: (t) => auth!.authenticateImageUpload(t), lookup, log: this.log, track: (p) => this.track(p) }
     // One set of upload turns for both paths (bulk.ts and grpc-js).
     const uploadLimits = { idleTimeoutMs: cfg.grpc.uploadIdleTimeoutMs, maxConcurrent: cfg.grpc.maxConcurrentUploads }
@@ -243,6 +246,7 @@ export class Controller {
         },
         volumeStats: (host, stats) => volumeBackends.report(host, stats),
         powerStates: (host, sentAt, guests) => servers.applyPowerStates(host, sentAt, guests),
+        identityChanged: (what) => auth!.changedElsewhere(what),
       }, cfg.hosts.castAckWaitMs, cfg.natsStreamReplicas)
       await this.bus.start()
       servers.attach(this.bus)
@@ -250,6 +254,7 @@ export class Controller {
       attachmentCasts.attach(this.bus)
       volumeResults.start()
       const bus = this.bus
+      auth.onChange = (what) => bus.identityChanged(what)
       ports.onChange = () => {
         bus.firewallChanged()
         bus.dhcpChanged()
@@ -305,6 +310,7 @@ export class Controller {
     }
     await Promise.allSettled([...this.inFlight])
     await restClosed
+    this.auth?.stop()
     this.hosts?.stop()
     this.routers?.stop()
     this.servers?.stop()

@@ -96,6 +96,16 @@ export const DHCP_CHANGED_SUBJECT = 'strato.dhcp.changed'
 export const ROUTER_CHANGED_SUBJECT = 'strato.router.changed'
 
 /**
+ * Core NATS, no payload, between controllers on one database: a token was
+ * revoked (REVOKED) or the signing keys were rotated (KEYS) through one of
+ * them; every controller reads the revocation events or the keys again from
+ * the database, at once (controllers also poll, so a missed message only
+ * delays, by at most `token.revocationPollMs`). Agents may not publish here.
+ */
+export const IDENTITY_REVOKED_SUBJECT = 'strato.identity.revoked'
+export const IDENTITY_KEYS_SUBJECT = 'strato.identity.keys'
+
+/**
  * Cast ids say what they carry: `<action>.<uuid>.<nonce>`, and `build.<uuid>`
  * for builds (one per server). An agent that restarts can resume an action
  * from the id alone and report it under the same id.

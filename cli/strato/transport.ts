@@ -7,6 +7,11 @@
  * `grpcs://` speaks TLS and verifies the server against OS_CACERT (or the
  * system's roots when it is unset), as openstackclient does for https;
  * `grpc://` and a bare host:port are plaintext.
+ *
+ * OS_AUTH_URL may list several controllers, comma-separated (several
+ * controllers on one database serve the same API): calls go to the first,
+ * and move on to the next when one cannot be reached (no connection, so the
+ * call never arrived and sending it elsewhere does nothing twice).
  */
 import { readFileSync } from 'node:fs'
 import { credentials, Metadata, status, type CallOptions, type ChannelCredentials, type Client, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js'
@@ -29,9 +34,16 @@ export type ClientCtor<C extends Client> = new (address: string, creds: ChannelC
 /** Seconds a call may take before the CLI gives up. */
 const DEADLINE_SECONDS = 30
 
-/** `grpcs://host:port`, `grpc://host:port` or plain `host:port` → `host:port`. */
+/** `grpcs://host:port`, `grpc://host:port` or plain `host:port` → `host:port` (the first, of a list). */
 export function addressOf(authUrl: string): string {
-  return targetOf(authUrl).address
+  return targetsOf(authUrl)[0]!.address
+}
+
+/** The controllers a (comma-separated) OS_AUTH_URL names, in order. */
+function targetsOf(authUrl: string): Array<{ address: string; tls: boolean }> {
+  const urls = authUrl.split(',').map((u) => u.trim()).filter(Boolean)
+  if (urls.length === 0) throw new CliError(`OS_AUTH_URL '${authUrl}' names no controller: give grpcs://host:port (or several, comma-separated)`)
+  return urls.map(targetOf)
 }
 
 function targetOf(authUrl: string): { address: string; tls: boolean } {
@@ -70,17 +82,41 @@ function silenceIpServernameWarning(): void {
 }
 
 export class Transport {
-  readonly address: string
+  /** The controller calls go to now (the first of OS_AUTH_URL that could be reached). */
+  address: string
   /** True for grpcs://: TLS, server verified against `caFile` (or the system's roots). */
-  readonly tls: boolean
+  tls: boolean
   private creds: ChannelCredentials | undefined
   private readonly clients = new Map<unknown, Client>()
+  private readonly targets: Array<{ address: string; tls: boolean }>
+  private current = 0
+  /** Clients of controllers left behind. */
+  private readonly retired: Client[] = []
 
   /** `caFile`: OS_CACERT / --os-cacert, the CA the API's certificate must chain to. */
   constructor(readonly authUrl: string, readonly caFile?: string) {
-    const t = targetOf(authUrl)
+    this.targets = targetsOf(authUrl)
+    this.address = this.targets[0]!.address
+    this.tls = this.targets[0]!.tls
+  }
+
+  /**
+   * Moves to the next controller of OS_AUTH_URL after `failed` could not be
+   * reached; false when there is none left (every one was tried). Clients
+   * made for the old address are closed.
+   */
+  private failover(failed: number): boolean {
+    if (failed !== this.current) return true // another call already moved on
+    if (this.current + 1 >= this.targets.length) return false
+    this.current++
+    const t = this.targets[this.current]!
     this.address = t.address
+    if (t.tls !== this.tls) this.creds = undefined
     this.tls = t.tls
+    // Callers may hold clients of the old address: unary() swaps them for the new address's; closed at close().
+    this.retired.push(...this.clients.values())
+    this.clients.clear()
+    return true
   }
 
   private credentials(): ChannelCredentials {
@@ -107,14 +143,31 @@ export class Transport {
     return c as C
   }
 
-  /** One unary call; `token` goes in `x-auth-token`. Rejects with a StratoError or a CliError. */
-  unary<C extends Client, M extends UnaryMethods<C>>(client: C, method: M, req: RequestOf<C[M]>, token?: string): Promise<ResponseOf<C[M]>> {
+  /**
+   * One unary call; `token` goes in `x-auth-token`. Rejects with a StratoError
+   * or a CliError. A controller that cannot be reached is left for the next
+   * one OS_AUTH_URL lists.
+   */
+  async unary<C extends Client, M extends UnaryMethods<C>>(client: C, method: M, req: RequestOf<C[M]>, token?: string): Promise<ResponseOf<C[M]>> {
     const md = new Metadata()
     if (token) md.set('x-auth-token', token)
-    const fn = client[method] as unknown as Unary<RequestOf<C[M]>, ResponseOf<C[M]>>
-    return new Promise((resolve, reject) => {
-      fn.call(client, req, md, { deadline: Date.now() + DEADLINE_SECONDS * 1000 }, (err, res) => (err ? reject(this.convert(err)) : resolve(res)))
-    })
+    for (;;) {
+      // A client made before a failover is for the controller that could not be reached.
+      if (this.retired.includes(client)) client = this.client(client.constructor as ClientCtor<C>)
+      const fn = client[method] as unknown as Unary<RequestOf<C[M]>, ResponseOf<C[M]>>
+      const at = this.current
+      const r = await new Promise<{ res: ResponseOf<C[M]> } | { err: ServiceError }>((resolve) => {
+        fn.call(client, req, md, { deadline: Date.now() + DEADLINE_SECONDS * 1000 }, (err, res) => resolve(err ? { err } : { res }))
+      })
+      if ('res' in r) return r.res
+      if (!this.unreachable(r.err) || !this.failover(at)) throw this.convert(r.err)
+    }
+  }
+
+  /** The call never reached a server: no connection (not a TLS or certificate failure, which the next controller would share). */
+  private unreachable(err: ServiceError): boolean {
+    const fromServer = err.metadata?.get('strato-error-code')[0] !== undefined
+    return !fromServer && err.code === status.UNAVAILABLE && !(this.tls && (isCertificateFailure(err.details) || PLAINTEXT_PEER.test(err.details)))
   }
 
   /** A gRPC failure as a Strato error, or a CliError for an unreachable or silent server. */
@@ -136,7 +189,7 @@ export class Transport {
       // A TLS listener closes a plaintext client's connection without a word: grpc-js only says it could not connect.
       const hint = !this.tls && !refused ? ` If the controller speaks TLS (the default), use OS_AUTH_URL=grpcs://${this.address} with OS_CACERT.` : ''
       return new CliError(
-        `cannot reach the Strato API at ${this.address} (OS_AUTH_URL=${this.authUrl}): ${why}. Is the controller running? Start it with 'npm start', or check OS_AUTH_URL.${hint}`,
+        `cannot reach the Strato API at ${this.targets.length > 1 ? `any of ${this.targets.map((x) => x.address).join(', ')} (last tried ${this.address})` : this.address} (OS_AUTH_URL=${this.authUrl}): ${why}. Is the controller running? Start it with 'npm start', or check OS_AUTH_URL.${hint}`,
         { cause: err },
       )
     }
@@ -147,7 +200,7 @@ export class Transport {
   }
 
   close(): void {
-    for (const c of this.clients.values()) c.close()
+    for (const c of [...this.clients.values(), ...this.retired.splice(0)]) c.close()
     this.clients.clear()
   }
 }

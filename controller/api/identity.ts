@@ -53,13 +53,16 @@ export function identityServices(d: IdentityApiDeps, rpc: RpcDeps): Array<[objec
         })
         return IssueTokenResponse.fromPartial({ token, body: tokenBody(claims, d.serviceCatalog()) })
       },
-      validateToken: async (req, call) => tokenBody(req.token ? auth.tokens.validate(req.token) : authed(call).auth.claims, d.serviceCatalog()),
+      validateToken: async (req, call) => tokenBody(req.token ? await auth.validate(req.token) : authed(call).auth.claims, d.serviceCatalog()),
       revokeToken: async (req, call) => {
-        const target = req.token ? auth.tokens.validate(req.token) : authed(call).auth.claims
+        const target = req.token ? await auth.validate(req.token) : authed(call).auth.claims
         await auth.revoke({ auditId: target.auditId })
         return empty()
       },
-      rotateSigningKeys: async () => RotateSigningKeysResponse.fromPartial(auth.rotateKeys()),
+      rotateSigningKeys: async () => {
+        const { primaryKeyId, activeKeyIds } = await auth.rotateKeys()
+        return RotateSigningKeysResponse.fromPartial({ primaryKeyId, activeKeyIds })
+      },
     }, rpc)],
 
     [DomainsService, implement(DomainsService, {

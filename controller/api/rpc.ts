@@ -33,14 +33,15 @@ export type AuthedCall = CallContext & { auth: AuthContext }
 
 export interface RpcDeps {
   policy: Policy
-  authenticate: (token: string) => AuthContext
+  /** A promise when the token names a signing key the controller has yet to read. */
+  authenticate: (token: string) => AuthContext | Promise<AuthContext>
   /**
    * The grant of an image-read token, undefined when the token is not one;
    * asked only for methods whose policy entry has `imageRead`.
    */
-  imageRead?: (token: string) => ImageReadClaims | undefined
+  imageRead?: (token: string) => Promise<ImageReadClaims | undefined> | ImageReadClaims | undefined
   /** The grant of an image-upload token, undefined when the token is not one; asked only for methods whose policy entry has `imageUpload`. */
-  imageUpload?: (token: string) => ImageReadClaims | undefined
+  imageUpload?: (token: string) => Promise<ImageReadClaims | undefined> | ImageReadClaims | undefined
   lookup: TargetLookup
   log: Logger
   /** Called around each call so shutdown can wait for in-flight work. */
@@ -141,9 +142,9 @@ export function callRunner(path: string, deps: RpcDeps): CallRunner {
       if (!deps.policy.isPublic(path)) {
         const token = String(metadata.get('x-auth-token')[0] ?? '')
         // The handler checks the grant's image against the request's; every other method refuses such a token in authenticate().
-        imageRead = deps.policy.entry(path).imageRead ? deps.imageRead?.(token) : undefined
-        imageUpload = deps.policy.entry(path).imageUpload ? deps.imageUpload?.(token) : undefined
-        if (!imageRead && !imageUpload) auth = deps.authenticate(token)
+        imageRead = deps.policy.entry(path).imageRead ? await deps.imageRead?.(token) : undefined
+        imageUpload = deps.policy.entry(path).imageUpload ? await deps.imageUpload?.(token) : undefined
+        if (!imageRead && !imageUpload) auth = await deps.authenticate(token)
       }
       const visibility = auth ? await deps.policy.enforce(path, req, auth, deps.lookup) : undefined
       // The child logger is made on first use: most calls log nothing.

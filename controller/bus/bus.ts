@@ -16,7 +16,7 @@ import { InvalidArgument, PermissionDenied, Unavailable, toStratoError } from '.
 import { encodeBounded } from '../../proto/bus-payload.js'
 import { errorFromHeaders, errorHeaders } from '../../proto/nats-errors.js'
 import {
-  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECTS, DHCP_CHANGED_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, FIREWALL_CHANGED_SUBJECT, ROUTER_CHANGED_SUBJECT, agentRpcSubject, castConsumer, castSubject, hostToken, subjectHostToken,
+  CAST_STREAM, CAST_SUBJECTS, CONDUCTOR_QUEUE, CONDUCTOR_SUBJECTS, DHCP_CHANGED_SUBJECT, EVENT_CONSUMER, EVENT_STREAM, EVENT_SUBJECTS, FIREWALL_CHANGED_SUBJECT, IDENTITY_KEYS_SUBJECT, IDENTITY_REVOKED_SUBJECT, ROUTER_CHANGED_SUBJECT, agentRpcSubject, castConsumer, castSubject, hostToken, subjectHostToken,
 } from '../../proto/subjects.js'
 import { AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates, type RouterSpec as WireRouterSpec, type VolumeBackendStats } from '../../proto/gen/strato/agent/v1/agent.js'
 import type { RouterSpec } from '../../proto/router.js'
@@ -24,6 +24,7 @@ import type { Conductor } from '../conductor/conductor.js'
 import type { HostRegistry } from '../compute/hosts.js'
 import type { AgentAnswer, AgentCall, AgentTransport, CastAction, CastResultEvent } from '../compute/transport.js'
 import type { Logger } from '../log.js'
+import type { IdentityChange } from '../identity/auth.js'
 
 export type { CastAction, CastResultEvent }
 
@@ -33,6 +34,8 @@ export interface BusListeners {
   powerStates?(host: string, sentAt: Date, guests: Map<string, number>): Promise<void>
   /** A host's volume backend capacity (announce and heartbeats); undefined: the host runs no volume role. */
   volumeStats?(host: string, stats: VolumeBackendReport | undefined): Promise<void>
+  /** A controller (this one or another on the same database) revoked tokens or rotated the signing keys. */
+  identityChanged?(what: IdentityChange): Promise<void>
 }
 
 /** What an agent's volume role reports of its backend. */
@@ -50,6 +53,7 @@ export class ControllerBus implements AgentTransport {
   private js!: JetStreamClient
   private jsm!: JetStreamManager
   private conductorSub: Subscription | undefined
+  private identitySubs: Subscription[] = []
   private events: ConsumerMessages | undefined
   private eventsDone: Promise<void> | undefined
   private readonly castListeners = new Set<(r: CastResultEvent) => void>()
@@ -82,6 +86,14 @@ export class ControllerBus implements AgentTransport {
     })
 
     this.conductorSub = this.nc.subscribe(CONDUCTOR_SUBJECTS, { queue: CONDUCTOR_QUEUE, callback: (err, msg) => (err ? this.log.warn({ err }, 'conductor subscription failed') : void this.answer(msg)) })
+    for (const [subject, what] of [[IDENTITY_REVOKED_SUBJECT, 'revocations'], [IDENTITY_KEYS_SUBJECT, 'keys']] as const) {
+      this.identitySubs.push(this.nc.subscribe(subject, {
+        callback: (err) => {
+          if (err) return this.log.warn({ err, subject }, 'identity change subscription failed')
+          this.listeners.identityChanged?.(what).catch((e) => this.log.warn({ err: e, what }, `reading ${what} after a notice failed (the next poll reads them)`))
+        },
+      }))
+    }
     const consumer = await this.js.consumers.get(EVENT_STREAM, EVENT_CONSUMER)
     this.events = await consumer.consume({ max_messages: 256 })
     const events = this.events
@@ -177,10 +189,25 @@ export class ControllerBus implements AgentTransport {
     this.notice(ROUTER_CHANGED_SUBJECT, 100, 'routers')
   }
 
+  /**
+   * Tells every controller, now, that revocation events or signing keys
+   * changed in the database (after the change committed). Not coalesced: a
+   * revocation must reach the others within a second.
+   */
+  identityChanged(what: IdentityChange): void {
+    try {
+      this.nc.publish(what === 'revocations' ? IDENTITY_REVOKED_SUBJECT : IDENTITY_KEYS_SUBJECT)
+    } catch (err) {
+      this.log.warn({ err, what }, `could not tell the other controllers that ${what} changed (they poll the database)`)
+    }
+  }
+
   async stop(): Promise<void> {
     for (const timer of this.notices.values()) clearTimeout(timer)
     this.notices.clear()
     this.conductorSub?.unsubscribe()
+    for (const s of this.identitySubs) s.unsubscribe()
+    this.identitySubs = []
     await this.events?.close()
     await this.eventsDone?.catch(() => {})
   }

@@ -7,6 +7,13 @@
  * `discover_hosts_in_cells_interval`, off by default). Heartbeats mark hosts
  * up; a host is down after `missedHeartbeats` intervals without one.
  * Operators disable hosts with a reason.
+ *
+ * Heartbeats reach one controller (the agents' events are shared by a queue
+ * of controllers), so up/down is judged from the database: the controller
+ * that receives a heartbeat records it (at most once per host per
+ * `heartbeatWriteMs`), and every controller reads the recent ones on a timer,
+ * and with each host it lists. The same read notices hosts other controllers
+ * announced, mapped or disabled, and invalidates the scheduler's cache.
  */
 import { isIP } from 'node:net'
 import { Conflict, InvalidArgument, NotFound } from '../../proto/errors.js'
@@ -33,6 +40,14 @@ export interface HostsConfig {
   reserved: Record<string, number>
   /** How long a cast an agent took without acking waits before it is delivered again (the agent died). @default 30000 */
   castAckWaitMs: number
+  /**
+   * A host's heartbeats are written to the database at most this often (the
+   * others only update this controller's memory); every controller reads
+   * them back as often. Capped at a third of the down time
+   * (heartbeatIntervalMs × missedHeartbeats), so no controller ever sees a
+   * live host as down. @default 5000
+   */
+  heartbeatWriteMs: number
 }
 
 /** What an agent says about its host. */
@@ -92,7 +107,13 @@ function traitsOf(c: HostAnnouncement['capabilities']): string[] {
 export class HostRegistry implements HostLiveness {
   /** Last heartbeat (or announce) per host, ms since the epoch. */
   private readonly seen = new Map<string, number>()
+  /** The heartbeat of each host last written to the database here, ms since the epoch. */
+  private readonly written = new Map<string, number>()
   private timer: NodeJS.Timeout | undefined
+  private livenessTimer: NodeJS.Timeout | undefined
+  /** What the last read of compute_hosts saw change (count, announces and updates, mappings). */
+  private hostsSignature: string | undefined
+  private readingLiveness: Promise<void> | undefined
   /** Called after any change the scheduler must see (its cache is invalidated). */
   onChange: () => void = () => {}
 
@@ -108,10 +129,55 @@ export class HostRegistry implements HostLiveness {
     for (const r of await this.db.selectFrom('compute_hosts').select(['host', 'last_heartbeat_at']).execute()) {
       if (r.last_heartbeat_at) this.seen.set(r.host, Date.parse(r.last_heartbeat_at))
     }
+    this.hostsSignature = await this.signature()
   }
 
-  /** Starts automatic discovery when configured. */
+  /** How often heartbeats are written, and read back (see HostsConfig.heartbeatWriteMs). */
+  get heartbeatWriteMs(): number {
+    return Math.max(1, Math.min(this.config.heartbeatWriteMs, Math.floor((this.config.heartbeatIntervalMs * this.config.missedHeartbeats) / 3)))
+  }
+
+  /**
+   * Reads the heartbeats other controllers recorded within the down time,
+   * and whether hosts were announced, mapped or changed through them (then
+   * `onChange`: the scheduler reloads). Calls while one runs share it.
+   */
+  readLiveness(): Promise<void> {
+    this.readingLiveness ??= (async () => {
+      const since = new Date(Date.now() - this.config.heartbeatIntervalMs * this.config.missedHeartbeats).toISOString()
+      for (const r of await this.db.selectFrom('compute_hosts').select(['host', 'last_heartbeat_at']).where('last_heartbeat_at', '>=', since).execute()) {
+        this.saw(r.host, r.last_heartbeat_at)
+      }
+      const signature = await this.signature()
+      if (signature !== this.hostsSignature) {
+        this.hostsSignature = signature
+        this.onChange()
+      }
+    })().finally(() => {
+      this.readingLiveness = undefined
+    })
+    return this.readingLiveness
+  }
+
+  private async signature(): Promise<string> {
+    const r = await this.db.selectFrom('compute_hosts').select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.max('updated_at').as('updated'), eb.fn.max('mapped_at').as('mapped')]).executeTakeFirst()
+    return `${Number(r?.n ?? 0)}|${r?.updated ?? ''}|${r?.mapped ?? ''}`
+  }
+
+  /** A heartbeat time read from the database: kept if newer than what this controller knew. */
+  private saw(host: string, at: string | null): void {
+    const t = at ? Date.parse(at) : NaN
+    if (t > (this.seen.get(host) ?? 0)) this.seen.set(host, t)
+  }
+
+  /** Starts reading liveness from the database, and automatic discovery when configured. */
   start(): void {
+    if (!this.livenessTimer) {
+      this.livenessTimer = setInterval(() => {
+        this.readLiveness().catch((err) => this.log?.warn({ err }, 'reading host heartbeats from the database failed; trying again'))
+      }, this.heartbeatWriteMs)
+      this.livenessTimer.unref()
+    }
     if (this.config.discoverIntervalMs > 0 && !this.timer) {
       this.timer = setInterval(() => {
         this.discover().then(
@@ -125,7 +191,9 @@ export class HostRegistry implements HostLiveness {
 
   stop(): void {
     if (this.timer) clearInterval(this.timer)
+    if (this.livenessTimer) clearInterval(this.livenessTimer)
     this.timer = undefined
+    this.livenessTimer = undefined
   }
 
   get heartbeatIntervalMs(): number {
@@ -187,6 +255,7 @@ export class HostRegistry implements HostLiveness {
       return byName?.mapped === 1
     })
     this.seen.set(host, Date.parse(ts))
+    this.written.set(host, Date.parse(ts))
     this.onChange()
     return { mapped }
   }
@@ -196,9 +265,20 @@ export class HostRegistry implements HostLiveness {
    * announces itself again on reconnect); returns whether the host is known.
    */
   async heartbeat(host: string, at = new Date()): Promise<boolean> {
+    const t = at.getTime()
+    const written = this.written.get(host)
+    // Written recently enough for every controller to judge the host up: memory only.
+    if (written !== undefined && t >= written && t - written < this.heartbeatWriteMs) {
+      if (t > (this.seen.get(host) ?? 0)) this.seen.set(host, t)
+      return true
+    }
     const r = await this.db.updateTable('compute_hosts').set({ last_heartbeat_at: at.toISOString() }).where('host', '=', host).executeTakeFirst()
-    if (Number(r.numUpdatedRows) === 0) return false
-    if (at.getTime() > (this.seen.get(host) ?? 0)) this.seen.set(host, at.getTime())
+    if (Number(r.numUpdatedRows) === 0) {
+      this.written.delete(host)
+      return false
+    }
+    this.written.set(host, t)
+    if (t > (this.seen.get(host) ?? 0)) this.seen.set(host, t)
     return true
   }
 
@@ -249,6 +329,8 @@ export class HostRegistry implements HostLiveness {
   }
 
   private view(r: ComputeHostTable): HostView {
+    // A heartbeat another controller recorded counts at once.
+    this.saw(r.host, r.last_heartbeat_at)
     return {
       host: r.host,
       id: r.uuid,

@@ -177,8 +177,8 @@ export class ServerCreator {
   }
 
   /** Allocations whose consumer is no server (a controller stopped between claim and record): released at start-up. */
-  async releaseOrphanAllocations(): Promise<number> {
-    const consumers = await this.deps.scheduler.consumers()
+  async releaseOrphanAllocations(graceMs = 0): Promise<number> {
+    const consumers = await this.deps.scheduler.consumers(new Date(Date.now() - graceMs))
     const live = new Set(consumers.length ? (await this.db.selectFrom('servers').select('uuid').where('uuid', 'in', consumers).where('deleted', '=', 0).execute()).map((r) => r.uuid) : [])
     const orphans = consumers.filter((c) => !live.has(c))
     for (const o of orphans) await this.deps.scheduler.release(o)

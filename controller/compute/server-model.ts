@@ -29,6 +29,12 @@ export interface ServersConfig {
   castRetryMs: number
   /** Deadline of synchronous calls to agents (console output). @default 10000 */
   agentCallTimeoutMs: number
+  /**
+   * Allocations with no server are released only once claimed this long ago:
+   * a younger one may be a create in progress on another controller (claims
+   * come before the server's record). @default 60000
+   */
+  orphanAllocationGraceMs: number
 }
 
 export interface ServerAddress {

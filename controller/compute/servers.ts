@@ -60,7 +60,9 @@ export class ServerCatalog {
   private readonly actions: ServerActions
   private readonly snapshots: ServerSnapshots
 
-  constructor(db: Db, deps: ServerCatalogDeps, config: ServersConfig, log: Log, transport: AgentTransport | undefined = undefined) {
+  private sweepTimer: NodeJS.Timeout | undefined
+
+  constructor(db: Db, deps: ServerCatalogDeps, private readonly config: ServersConfig, private readonly log: Log, transport: AgentTransport | undefined = undefined) {
     this.outbox = new CastOutbox(db, config.castRetryMs, log, transport)
     this.results = new CastResults(db, deps, log)
     this.views = new ServerViews(db, deps)
@@ -76,6 +78,8 @@ export class ServerCatalog {
 
   stop(): void {
     this.outbox.stop()
+    if (this.sweepTimer) clearInterval(this.sweepTimer)
+    this.sweepTimer = undefined
   }
 
   create(req: CreateServer, caller: ServerCaller): Promise<{ servers: ServerView[]; reservationId: string }> {
@@ -130,8 +134,22 @@ export class ServerCatalog {
     return this.results.applyPowerStates(host, sentAt, guests)
   }
 
-  /** Allocations whose consumer is no server (a controller stopped between claim and record): released at start-up. */
+  /**
+   * Allocations whose consumer is no server (a controller stopped between
+   * claim and record), claimed more than `orphanAllocationGraceMs` ago:
+   * younger ones may be a create another controller is making. Released at
+   * start-up, then every grace period (`startOrphanSweep`).
+   */
   releaseOrphanAllocations(): Promise<number> {
-    return this.creator.releaseOrphanAllocations()
+    return this.creator.releaseOrphanAllocations(this.config.orphanAllocationGraceMs)
+  }
+
+  /** Releases orphan allocations every `orphanAllocationGraceMs` (those a crash left younger than the grace at start-up). */
+  startOrphanSweep(): void {
+    if (this.sweepTimer) return
+    this.sweepTimer = setInterval(() => {
+      this.releaseOrphanAllocations().catch((err) => this.log.warn({ err: (err as Error).message }, 'releasing orphan allocations failed; trying again'))
+    }, Math.max(this.config.orphanAllocationGraceMs, 1000))
+    this.sweepTimer.unref()
   }
 }

@@ -1,11 +1,14 @@
 /**
  * Authentication: issues tokens by password or by re-scoping a token, validates
  * and revokes them, and keeps the revocation events (persisted, applied in
- * memory). Failures to authenticate say "authentication failed" without
+ * memory, announced to and read back by the other controllers on the same
+ * database). Failures to authenticate say "authentication failed" without
  * telling which part was wrong, as Keystone does; the reason is logged.
  */
 import { Unauthenticated, InvalidArgument, NotFound } from '../../proto/errors.js'
+import type { Selectable } from 'kysely'
 import type { Db } from '../store/db.js'
+import type { RevocationEventTable } from '../store/schema.js'
 import type { Logger } from '../log.js'
 import { DEFAULT_DOMAIN_ID, type IdentityCatalog } from './catalog.js'
 import type { KeyRepository } from './keys.js'
@@ -24,11 +27,23 @@ export interface IssueRequest {
   unscoped?: boolean
 }
 
+/** What changed in the identity state every controller keeps in memory. */
+export type IdentityChange = 'revocations' | 'keys'
+
+/** How far back a re-read of revocation events reaches past the newest known one (a late commit is not skipped). */
+const REREAD_WINDOW_MS = 60_000
+
 const AUTH_FAILED = 'authentication failed: wrong user, domain or password, or the account or its domain is disabled'
 
 export class Authenticator {
   readonly revocations = new RevocationList()
   readonly tokens: TokenProvider
+  /** Called after revocation events or signing keys changed here (the bus tells the other controllers). */
+  onChange: (what: IdentityChange) => void = () => {}
+  /** issuedBefore of the newest revocation event read or made here. */
+  private newestEvent = 0
+  private reading: Promise<void> | undefined
+  private pollTimer: NodeJS.Timeout | undefined
 
   constructor(
     private readonly db: Db,
@@ -44,7 +59,50 @@ export class Authenticator {
   async load(): Promise<void> {
     const horizon = Date.now() - this.opts.expirationSeconds * 1000
     await this.db.deleteFrom('revocation_events').where('issued_before', '<', horizon).execute()
-    const rows = await this.db.selectFrom('revocation_events').selectAll().execute()
+    this.addEvents(await this.db.selectFrom('revocation_events').selectAll().execute())
+  }
+
+  /**
+   * Reads the revocation events other controllers recorded since the newest
+   * one this controller knows (less REREAD_WINDOW_MS: an event whose insert
+   * committed late is not skipped; adding a known event again changes
+   * nothing). Calls while one runs share it.
+   */
+  refreshRevocations(): Promise<void> {
+    this.reading ??= (async () => {
+      const since = this.newestEvent - REREAD_WINDOW_MS
+      this.addEvents(await this.db.selectFrom('revocation_events').selectAll().where('issued_before', '>', since).execute())
+    })().finally(() => {
+      this.reading = undefined
+    })
+    return this.reading
+  }
+
+  /**
+   * Reads revocation events and signing keys every `pollMs` (0: never), so
+   * that a change another controller announced on a bus message that was
+   * lost still arrives.
+   */
+  startPolling(pollMs: number): void {
+    if (pollMs <= 0 || this.pollTimer) return
+    this.pollTimer = setInterval(() => {
+      Promise.all([this.refreshRevocations(), this.keys.refresh(true)]).catch((err) => this.log.warn({ err }, 'reading revocation events and signing keys failed; trying again'))
+    }, pollMs)
+    this.pollTimer.unref()
+  }
+
+  stop(): void {
+    if (this.pollTimer) clearInterval(this.pollTimer)
+    this.pollTimer = undefined
+  }
+
+  /** Another controller says revocation events or signing keys changed: read them now. */
+  async changedElsewhere(what: IdentityChange): Promise<void> {
+    if (what === 'revocations') await this.refreshRevocations()
+    else await this.keys.refresh(true)
+  }
+
+  private addEvents(rows: Array<Selectable<RevocationEventTable>>): void {
     for (const r of rows) {
       const e: RevocationEvent = { issuedBefore: Number(r.issued_before) }
       if (r.audit_id) e.auditId = r.audit_id
@@ -55,10 +113,11 @@ export class Authenticator {
       if (r.scope_domain_id) e.scopeDomainId = r.scope_domain_id
       if (r.role_id) e.roleId = r.role_id
       this.revocations.add(e)
+      if (e.issuedBefore > this.newestEvent) this.newestEvent = e.issuedBefore
     }
   }
 
-  /** Records a revocation event: effective immediately, and persisted for restarts. */
+  /** Records a revocation event: effective immediately, persisted for restarts, and announced to the other controllers. */
   revoke = async (criteria: Omit<RevocationEvent, 'issuedBefore'>): Promise<void> => {
     const event: RevocationEvent = { ...criteria, issuedBefore: Date.now() }
     this.revocations.add(event)
@@ -76,13 +135,25 @@ export class Authenticator {
         created_at: new Date().toISOString(),
       })
       .execute()
+    this.onChange('revocations')
     this.revocations.prune(Date.now() - this.opts.expirationSeconds * 1000)
   }
 
-  /** Validates a token string into the caller's context (no database read). */
-  authenticate(token: string): AuthContext {
+  /**
+   * Validates a token string into the caller's context: no database read,
+   * unless the token names a signing key this controller has not read yet
+   * (another controller rotated): then the keys are read once first.
+   */
+  authenticate(token: string): AuthContext | Promise<AuthContext> {
     if (!token) throw new Unauthenticated('no token: send one as metadata x-auth-token (get one from strato.identity.v1.Tokens/IssueToken)')
+    if (this.tokens.namesUnknownKey(token)) return this.keys.refresh().then(() => contextFromClaims(token, this.tokens.validate(token)))
     return contextFromClaims(token, this.tokens.validate(token))
+  }
+
+  /** A token's claims (as `authenticate`, reading the keys again when the token names an unknown one). */
+  async validate(token: string): Promise<TokenClaims> {
+    if (this.tokens.namesUnknownKey(token)) await this.keys.refresh()
+    return this.tokens.validate(token)
   }
 
   async issue(req: IssueRequest): Promise<{ token: string; claims: TokenClaims }> {
@@ -108,7 +179,7 @@ export class Authenticator {
       user = { id: row.id, name: row.name, domain: { id: domain.id, name: domain.name } }
       defaultProjectId = row.default_project_id ?? ''
     } else if (methods.includes('token')) {
-      const prior = this.tokens.validate(req.token?.id ?? '')
+      const prior = await this.validate(req.token?.id ?? '')
       user = prior.user
       // As Keystone: the methods that proved the identity stay on the re-scoped token, with 'token' added.
       chain = { auditChainId: prior.auditChainId, expiresAt: prior.expiresAt, methods: ['token', ...prior.methods.filter((m) => m !== 'token')] }
@@ -185,8 +256,10 @@ export class Authenticator {
    * then authenticated as a user's token, which refuses image-read tokens).
    * @throws Unauthenticated when it is one but forged, malformed or expired.
    */
-  authenticateImageRead(token: string): ImageReadClaims | undefined {
-    return this.tokens.isImageRead(token) ? this.tokens.validateImageRead(token) : undefined
+  async authenticateImageRead(token: string): Promise<ImageReadClaims | undefined> {
+    if (!this.tokens.isImageRead(token)) return undefined
+    if (this.tokens.namesUnknownKey(token)) await this.keys.refresh()
+    return this.tokens.validateImageRead(token)
   }
 
   /**
@@ -205,13 +278,21 @@ export class Authenticator {
    * The grant of an image-upload token; undefined when `token` is not one.
    * @throws Unauthenticated when it is one but forged, malformed or expired.
    */
-  authenticateImageUpload(token: string): ImageReadClaims | undefined {
-    return this.tokens.isImageUpload(token) ? this.tokens.validateImageUpload(token) : undefined
+  async authenticateImageUpload(token: string): Promise<ImageReadClaims | undefined> {
+    if (!this.tokens.isImageUpload(token)) return undefined
+    if (this.tokens.namesUnknownKey(token)) await this.keys.refresh()
+    return this.tokens.validateImageUpload(token)
   }
 
-  rotateKeys(): { primaryKeyId: string; activeKeyIds: string[] } {
-    const primary = this.keys.rotate()
-    return { primaryKeyId: primary.kid, activeKeyIds: this.keys.activeKids() }
+  /**
+   * Rotates the signing keys (once, under the repository's lock) and tells
+   * the other controllers to read them. With `ifPrimary`, only when the
+   * primary is still that key (see KeyRepository.rotate).
+   */
+  async rotateKeys(ifPrimary?: string): Promise<{ primaryKeyId: string; activeKeyIds: string[]; rotated: boolean }> {
+    const { primary, rotated } = await this.keys.rotate(ifPrimary)
+    if (rotated) this.onChange('keys')
+    return { primaryKeyId: primary.kid, activeKeyIds: this.keys.activeKids(), rotated }
   }
 
   private async scopeToProject(claims: TokenClaims, project: { id: string; name: string; domainId: string; enabled: boolean }): Promise<void> {

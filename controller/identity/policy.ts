@@ -36,7 +36,7 @@ export interface Target {
 export interface TargetLookup {
   catalog: IdentityCatalog
   /** Claims of a token named in a request (ValidateToken, RevokeToken). */
-  tokenOwner(token: string): string
+  tokenOwner(token: string): Promise<string> | string
 }
 
 export interface PolicyEntry {
@@ -94,7 +94,7 @@ const grantTarget = async (req: { userId: string; projectId?: string; domainId?:
   const scopeDomain = req.projectId ? (await l.catalog.getProject({ id: req.projectId })).domainId : req.domainId
   return scopeDomain === user.domainId ? { domainId: user.domainId } : {}
 }
-const tokenTarget = (req: { token?: string }, c: AuthContext, l: TargetLookup): Target => ({ userId: req.token ? l.tokenOwner(req.token) : c.userId })
+const tokenTarget = async (req: { token?: string }, c: AuthContext, l: TargetLookup): Promise<Target> => ({ userId: req.token ? await l.tokenOwner(req.token) : c.userId })
 
 const I = 'strato.identity.v1'
 

@@ -140,13 +140,30 @@ export class TokenProvider {
   }
 
   private typOf(token: string): unknown {
+    return this.headerOf(token)?.typ
+  }
+
+  /** The token's JWS header, unverified; undefined when it has none that decodes. */
+  private headerOf(token: string): { typ?: unknown; kid?: unknown } | undefined {
     const h = token.length <= 8192 ? token.split('.')[0] : undefined
     if (!h) return undefined
     try {
-      return JSON.parse(Buffer.from(h, 'base64url').toString('utf8'))?.typ
+      const header: unknown = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'))
+      return header && typeof header === 'object' ? header : undefined
     } catch {
       return undefined
     }
+  }
+
+  /**
+   * Whether the token names a signing key this controller does not hold (one
+   * another controller made since the keys were read): the caller reads the
+   * keys again before validating. False for tokens already validated here.
+   */
+  namesUnknownKey(token: string): boolean {
+    if (this.cache.has(token)) return false
+    const kid = this.headerOf(token)?.kid
+    return typeof kid === 'string' && this.keys.byKid(kid) === undefined
   }
 
   /** Returns an image-upload token's claims, or throws Unauthenticated saying why it is not a valid one. */

@@ -107,7 +107,7 @@ export interface RestService {
 
 export interface RestDeps {
   policy: Policy
-  authenticate: (token: string) => AuthContext
+  authenticate: (token: string) => AuthContext | Promise<AuthContext>
   lookup: TargetLookup
   log: Logger
   track: <T>(p: Promise<T>) => Promise<T>
@@ -276,7 +276,7 @@ export class RestServer {
       if (route.policy !== 'public') {
         const token = header(raw, 'x-auth-token')
         if (!token) throw new Unauthenticated('the request needs a token: send X-Auth-Token (POST /identity/v3/auth/tokens issues one)')
-        req.auth = this.deps.authenticate(token)
+        req.auth = await this.deps.authenticate(token)
         const target = route.target ? await route.target(req) : params
         const policy = route.policyOf ? await route.policyOf(req) : route.policy
         req.visibility = await this.deps.policy.enforce(policy, target, req.auth, this.deps.lookup)

@@ -230,11 +230,11 @@ export function identityRest(d: RestDomain): RestService {
   const { identity: catalog, auth } = d
 
   /** The token named by X-Subject-Token; an unknown or revoked one is 404, as in Keystone. */
-  const subject = (req: RestRequest): { token: string; claims: TokenClaims } => {
+  const subject = async (req: RestRequest): Promise<{ token: string; claims: TokenClaims }> => {
     const token = header(req.raw, 'x-subject-token')
     if (!token) throw new InvalidArgument('the request needs X-Subject-Token: the token to validate or revoke', { field: 'X-Subject-Token' })
     try {
-      return { token, claims: auth.tokens.validate(token) }
+      return { token, claims: await auth.validate(token) }
     } catch (err) {
       if (err instanceof Unauthenticated) throw new NotFound(`Could not find token: ${token.slice(0, 16)}… (${err.message})`)
       throw err
@@ -250,16 +250,16 @@ export function identityRest(d: RestDomain): RestService {
       },
     },
     {
-      method: 'GET', path: '/v3/auth/tokens', policy: `${I}.Tokens/ValidateToken`, target: (req) => ({ token: subject(req).token }),
+      method: 'GET', path: '/v3/auth/tokens', policy: `${I}.Tokens/ValidateToken`, target: async (req) => ({ token: (await subject(req)).token }),
       handler: async (req) => {
-        const { token, claims } = subject(req)
+        const { token, claims } = await subject(req)
         return { headers: { 'x-subject-token': token }, body: tokenView(claims, flag(req, 'nocatalog') ? null : d.serviceCatalog()) }
       },
     },
     {
-      method: 'DELETE', path: '/v3/auth/tokens', policy: `${I}.Tokens/RevokeToken`, target: (req) => ({ token: subject(req).token }),
+      method: 'DELETE', path: '/v3/auth/tokens', policy: `${I}.Tokens/RevokeToken`, target: async (req) => ({ token: (await subject(req)).token }),
       handler: async (req) => {
-        await auth.revoke({ auditId: subject(req).claims.auditId })
+        await auth.revoke({ auditId: (await subject(req)).claims.auditId })
         return {}
       },
     },

@@ -118,9 +118,12 @@ export class Placement {
     return freed
   }
 
-  /** Every consumer holding allocations. */
-  async consumers(trx: Trx): Promise<string[]> {
-    return (await trx.selectFrom('allocations').select('consumer_uuid').distinct().execute()).map((r) => r.consumer_uuid)
+  /** Every consumer holding allocations; with `claimedBefore`, those whose newest claim is older. */
+  async consumers(trx: Trx, claimedBefore?: Date): Promise<string[]> {
+    if (!claimedBefore) return (await trx.selectFrom('allocations').select('consumer_uuid').distinct().execute()).map((r) => r.consumer_uuid)
+    // A consumer's newest claim decides: one made since belongs to a create still in progress.
+    const rows = await trx.selectFrom('allocations').select('consumer_uuid').groupBy('consumer_uuid').having((eb) => eb.fn.max('created_at'), '<', claimedBefore.toISOString()).execute()
+    return rows.map((r) => r.consumer_uuid)
   }
 
   /** Inventories, traits and usage of every provider (for the scheduler's cache). */

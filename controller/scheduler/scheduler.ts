@@ -51,6 +51,9 @@ interface CachedHost extends HostState {
   usage: Map<string, number>
 }
 
+/** A "no valid host" decided on a cache older than this reads the database again first (other controllers free capacity too). */
+const STALE_CACHE_MS = 1000
+
 export class Scheduler {
   private readonly filters: HostFilter[]
   private readonly weighers: Array<{ weigher: HostWeigher; multiplier: number }>
@@ -65,6 +68,8 @@ export class Scheduler {
   private freedSignal = deferred()
   private upOf: Map<string, CachedHost> | undefined
   private upAt = 0
+  /** When the cache was read from the database (ms since the epoch). */
+  private loadedAt = 0
 
   constructor(
     private readonly db: Db,
@@ -125,7 +130,10 @@ export class Scheduler {
           usage: snap.usage.get(r.uuid) ?? new Map(),
         })
       }
-      if (generation === this.generation) this.hosts = hosts
+      if (generation === this.generation) {
+        this.hosts = hosts
+        this.loadedAt = Date.now()
+      }
       return hosts
     })
     this.loading = p
@@ -211,15 +219,26 @@ export class Scheduler {
    * @throws ResourceExhausted for no valid host or an exceeded quota.
    */
   async schedule(spec: RequestSpec): Promise<Placed> {
+    let reread = false
     for (;;) {
       const r = await this.place(spec)
       if ('host' in r) return r
       // Claims in flight hold reservations in the cache that their transaction may
       // yet roll back (a quota refusal): before saying no valid host, wait until
       // they are done, and look again only if something was freed meanwhile.
-      if (r.inFlightUpTo === 0) throw r.noHost
-      const freed = await Promise.race([this.settledUpTo(r.inFlightUpTo).then(() => false), this.freedSignal.promise.then(() => true)])
-      if (!freed && this.freedEpoch === r.freedEpoch) throw r.noHost
+      if (r.inFlightUpTo !== 0) {
+        const freed = await Promise.race([this.settledUpTo(r.inFlightUpTo).then(() => false), this.freedSignal.promise.then(() => true)])
+        if (freed || this.freedEpoch !== r.freedEpoch) continue
+      }
+      // Other controllers on the database free capacity this cache does not see: before
+      // saying no valid host on a cache older than STALE_CACHE_MS, read the database once
+      // (when no claim of this controller is in flight: their reservations are in the cache).
+      if (!reread && this.claims.size === 0 && Date.now() - this.loadedAt > STALE_CACHE_MS) {
+        reread = true
+        this.invalidate()
+        continue
+      }
+      throw r.noHost
     }
   }
 
@@ -321,8 +340,8 @@ export class Scheduler {
   }
 
   /** Every consumer holding allocations (compute releases those that are no server). */
-  consumers(): Promise<string[]> {
-    return this.placement.consumers(this.db)
+  consumers(claimedBefore?: Date): Promise<string[]> {
+    return this.placement.consumers(this.db, claimedBefore)
   }
 
   /** Up/down from heartbeats, re-read at most every 100 ms (not per decision: 1,000 hosts × every request adds up). */

@@ -64,6 +64,15 @@ export interface RevocationEventTable {
   created_at: string
 }
 
+/** A token signing key (identity/keys.ts): position 0 is staged, the highest is the primary. */
+export interface SigningKeyTable {
+  kid: string
+  position: number
+  /** PKCS#8 PEM. */
+  private_key: string
+  created_at: string
+}
+
 export interface IdentityTables {
   domains: DomainTable
   projects: ProjectTable
@@ -72,4 +81,5 @@ export interface IdentityTables {
   role_implications: RoleImplicationTable
   role_assignments: RoleAssignmentTable
   revocation_events: RevocationEventTable
+  signing_keys: SigningKeyTable
 }

@@ -102,7 +102,7 @@ t.test('the seed: image create "cirros" --file … --disk-format qcow2 --contain
   t.equal(active.osHashValue, createHash('sha512').update(bytes).digest('hex'), 'sha512 os_hash_value')
   t.equal(active.size, bytes.length)
   t.equal(active.virtualSize, 64 * 1024 * 1024, 'virtual_size read from the qcow2 header by the native engine')
-  t.equal(active.owner, s.controller.auth.authenticate(tok.admin!).projectId)
+  t.equal(active.owner, (await s.controller.auth.authenticate(tok.admin!)).projectId)
   t.ok(active.createdAt && active.updatedAt)
   t.same(await download(tok.demo!, created.id), bytes, 'any project downloads a public image, byte for byte')
   const stored = path.join(s.dataDir, 'images', created.id)
