@@ -12,7 +12,7 @@ import { eventually } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import { QuotasClient } from '../../../proto/gen/strato/compute/v1/compute.js'
 import type { CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
-import { VolumesClient, type ListVolumesResponse, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { SnapshotsClient, VolumesClient, type ListVolumesResponse, type Snapshot, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
 
 let cloud: TestCloud
 let demo: Tenant
@@ -20,7 +20,6 @@ let volumes: VolumesClient
 let quotas: QuotasClient
 
 t.before(async () => {
-  // node2 runs no volume role: a server booting from a new volume must go to node1.
   cloud = await startCloud({ hosts: ['node1'], agent: { fakeVolumes: { totalGb: 100 } } })
   demo = await tenant(cloud.s, 'demo')
   volumes = client(VolumesClient, cloud.s.address)
@@ -125,6 +124,24 @@ t.test('delete_on_termination true on an existing volume: it goes with the serve
   await deleted(r.servers[0]!.id)
   await gone(root.id)
   t.pass('deleted with its server')
+})
+
+t.test('boot from a volume snapshot (--snapshot): a new volume of the snapshot\'s data on its host, bootable, deleted with the server', async (t) => {
+  const snapshots = client(SnapshotsClient, cloud.s.address)
+  t.teardown(() => snapshots.close())
+  const root = await newVolume('snap-src', { imageId: cloud.image.id })
+  const snap = await call<Snapshot>(snapshots, 'createSnapshot', { volumeId: root.id, name: 's1' }, demo.token)
+  await eventually(async () => (await call<Snapshot>(snapshots, 'getSnapshot', { id: snap.id }, demo.token)).status === 'available', 15_000, 'the snapshot')
+  const r = await create('bfv-snap', { imageRef: '', blockDeviceMappings: [{ sourceType: 'snapshot', destinationType: 'volume', uuid: snap.id, bootIndex: 0 }] })
+  const up = await active(r.servers[0]!.id)
+  const [made] = up.volumesAttached as [string]
+  t.match(await getVolume(made), { status: 'in-use', snapshotId: snap.id, size: 1, bootable: true }, 'made from the snapshot, as big, bootable as its volume')
+  await deleted(up.id)
+  await gone(made)
+  await call(snapshots, 'deleteSnapshot', { id: snap.id }, demo.token)
+  await eventually(() => call(snapshots, 'getSnapshot', { id: snap.id }, demo.token).then(() => false, () => true), 15_000, 'the snapshot deleted')
+  await call(volumes, 'deleteVolume', { id: root.id }, demo.token)
+  await gone(root.id)
 })
 
 t.test('bad mappings: each refused with what and why, nothing made or reserved', async (t) => {
