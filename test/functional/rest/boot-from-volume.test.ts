@@ -3,8 +3,14 @@
 // whose hypervisor and volume backend are the fakes: the server is built from a volume made from
 // the image, shows image "" and its volume in os-extended-volumes:volumes_attached, Cinder shows
 // the volume in-use on /dev/vda; deleting the server deletes the volume it made; a bad mapping is
-// Nova's 400 naming the field, and changes nothing.
+// Nova's 400 naming the field, and changes nothing. Then Debian's `openstack` client as a process:
+// server create --boot-from-volume 1 --image … --wait, server show, server delete --wait.
+import { execFile } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import t from 'tap'
+import { openstackFiles, readOpenrc } from '../../../controller/identity/bootstrap.js'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { eventually } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
@@ -73,4 +79,28 @@ t.test('bad block_device_mapping_v2: Nova\'s 400 naming the field; nothing made'
   await refused([], /image_ref is required/)
   t.equal((await cinder('GET', '/volumes')).body.volumes.length, before, 'no volume made')
   t.equal((await nova('GET', '/v2.1/servers', tok)).body.servers.length, 0, 'no server made')
+})
+
+const OPENSTACK = '/usr/bin/openstack'
+t.test('openstack server create --boot-from-volume, server show, server delete, as processes', { skip: !existsSync(OPENSTACK) && `${OPENSTACK} is not installed` }, async (t) => {
+  const home = mkdtempSync(path.join(tmpdir(), 'strato-osc-bfv-'))
+  t.teardown(() => rmSync(home, { recursive: true, force: true }))
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...readOpenrc(openstackFiles(path.join(cloud.s.dataDir, 'admin-openrc')).openrc) }
+  const osc = (...args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(OPENSTACK, args, { env, timeout: 180_000 }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }))
+  })
+  const json = async (...args: string[]): Promise<Json> => {
+    const r = await osc(...args, '-f', 'json')
+    t.equal(r.code, 0, `openstack ${args.join(' ')}${r.code ? `: ${r.stderr}` : ''}`)
+    return r.code === 0 ? JSON.parse(r.stdout) : {}
+  }
+  const created = await json('server', 'create', '--flavor', '1', '--image', cloud.image.id, '--boot-from-volume', '1', '--network', cloud.network.id, '--wait', 'bfv-osc')
+  t.match(created, { name: 'bfv-osc', status: 'ACTIVE', image: 'N/A (booted from volume)' })
+  const shown = await json('server', 'show', 'bfv-osc')
+  t.equal(shown.image, 'N/A (booted from volume)')
+  const volumeId = (/"id":"([0-9a-f-]{36})"/.exec(JSON.stringify(shown.volumes_attached)) ?? [])[1]
+  t.ok(volumeId, `volumes_attached names the root volume: ${JSON.stringify(shown.volumes_attached)}`)
+  t.match(await json('volume', 'show', volumeId!), { status: 'in-use', bootable: 'true', size: 1 })
+  t.equal((await osc('server', 'delete', '--wait', 'bfv-osc')).code, 0)
+  await eventually(async () => (await cinder('GET', `/volumes/${volumeId}`, cloud.s.adminToken)).status === 404, 30_000, 'the root volume deleted with the server')
 })
