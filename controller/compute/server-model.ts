@@ -79,6 +79,8 @@ export interface ServerView {
   configDrive: string
   /** The volumes attached to it (os-extended-volumes:volumes_attached), oldest attachment first. */
   volumesAttached: string[]
+  /** Those of them that are deleted with it (delete_on_termination; Nova 2.3's volumes_attached shows it). */
+  volumesDeletedWith: string[]
 }
 
 export interface CreateServer {

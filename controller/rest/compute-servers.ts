@@ -47,7 +47,7 @@ export function serverView(req: RestRequest, s: ServerView, caller: ServerCaller
     'OS-EXT-AZ:availability_zone': s.availabilityZone, config_drive: s.configDrive, key_name: s.keyName || null,
     'OS-SRV-USG:launched_at': isoMicro(s.launchedAt), 'OS-SRV-USG:terminated_at': isoMicro(s.terminatedAt),
     'OS-EXT-STS:task_state': s.taskState || null, 'OS-EXT-STS:vm_state': s.vmState, 'OS-EXT-STS:power_state': s.powerState,
-    'os-extended-volumes:volumes_attached': s.volumesAttached.map((id) => (v >= mv('2.3') ? { id, delete_on_termination: false } : { id })),
+    'os-extended-volumes:volumes_attached': s.volumesAttached.map((id) => (v >= mv('2.3') ? { id, delete_on_termination: s.volumesDeletedWith.includes(id) } : { id })),
   }
   // Nova shows progress only while a server is in one of these statuses.
   if (['ACTIVE', 'BUILD', 'REBUILD', 'RESIZE', 'VERIFY_RESIZE', 'MIGRATING'].includes(s.status)) out.progress = 0

@@ -52,6 +52,7 @@ t.test('POST /servers with block_device_mapping_v2: booted from a new volume, sh
   t.equal(shown.image, '', 'booted from a volume: image is "" (the CLI shows N/A (booted from volume))')
   const attached = shown['os-extended-volumes:volumes_attached'] as Array<{ id: string; delete_on_termination?: boolean }>
   t.equal(attached.length, 1)
+  t.equal(attached[0]!.delete_on_termination, true, 'it goes with the server (2.3: delete_on_termination shown)')
   const volumeId = attached[0]!.id
   const v = await cinder('GET', `/volumes/${volumeId}`)
   t.match(v.body.volume, { status: 'in-use', bootable: 'true', size: 1, attachments: [{ server_id: id, device: '/dev/vda' }] }, 'Cinder: in-use on /dev/vda, bootable')
