@@ -21,7 +21,7 @@ import { AlreadyExists, FailedPrecondition, NotFound } from '../proto/errors.js'
 import { withReverter, type UndoLog } from '../proto/revert.js'
 import { ensureBridge } from './net/bridge.js'
 import { tapName } from './net/firewall.js'
-import type { GuestInfo, GuestSpec, NicSpec, VirtDriver } from './virt/driver.js'
+import type { DiskSpec, GuestInfo, GuestSpec, NicSpec, VirtDriver, VolumeDiskSpec } from './virt/driver.js'
 import { isUuid } from '../proto/ids.js'
 import { PowerState } from '../proto/power-state.js'
 import { ImageCache, type ImageSource, type KnownImage } from './disk/image-cache.js'
@@ -176,13 +176,9 @@ export class ComputeManager {
         await rm(dir, { recursive: true, force: true })
         this.dirs.ensure(dir)
         revert.add(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }))
-        if (spec.imageReadToken) {
-          const known = spec.imageDiskFormat ? { checksum: spec.imageChecksum, diskFormat: spec.imageDiskFormat, status: 'active' } : undefined
-          this.imageTokens.set(spec.imageId, { token: spec.imageReadToken, ...(known ? { known } : {}) })
-        }
-        const base = await this.cache.ensure(spec.imageId).finally(() => this.imageTokens.delete(spec.imageId))
-        const disk = path.join(dir, 'disk')
-        await createRootDisk(disk, base, spec.diskGb)
+        const root = await this.rootDisk(spec, dir)
+        // Its other volumes (block device mappings), attached as they are to a running guest once it exists.
+        const volumes = await this.volumeDisks(spec.volumes.filter((v) => v.device !== 'vda'))
         const nics: NicSpec[] = []
         for (const nic of spec.nics) {
           const bridge = this.bridgeFor(nic)
@@ -194,7 +190,7 @@ export class ComputeManager {
           name: spec.name,
           vcpus: spec.vcpus,
           memoryMiB: spec.memoryMb,
-          disks: [{ path: disk, format: 'qcow2', bus: 'virtio', device: 'vda' }],
+          disks: [root],
           nics,
           consoleLogPath: path.join(dir, 'console.log'),
         }
@@ -206,16 +202,47 @@ export class ComputeManager {
           await writeConfigDrive(guest.configDrive, configDriveFiles(spec))
         }
         try {
-          return (await this.driver.spawn(guest)).powerState
+          await this.driver.spawn(guest)
         } catch (err) {
           // An agent killed mid-spawn leaves libvirtd finishing its define and start: the guest can
           // appear after the check above. It is this server's, from the interrupted build: replace it.
           if (!(err instanceof AlreadyExists)) throw err
           await this.driver.destroy(uuid)
-          return (await this.driver.spawn(guest)).powerState
+          await this.driver.spawn(guest)
         }
+        for (const v of volumes) await this.driver.attachDisk(uuid, v)
+        return (await this.driver.getInfo(uuid)).powerState
       }, { log: this.o.log, context: { instance: uuid, host: this.o.host, action: 'build' } })
     })
+  }
+
+  /**
+   * The server's root disk: its boot volume (the volume backend's file on
+   * this host) when it boots from one, else a qcow2 overlay in `dir` on the
+   * image's cached base.
+   */
+  private async rootDisk(spec: BuildSpec, dir: string): Promise<DiskSpec> {
+    const boot = spec.volumes.find((v) => v.device === 'vda')
+    if (boot) return (await this.volumeDisks([boot]))[0]!
+    if (spec.imageReadToken) {
+      const known = spec.imageDiskFormat ? { checksum: spec.imageChecksum, diskFormat: spec.imageDiskFormat, status: 'active' } : undefined
+      this.imageTokens.set(spec.imageId, { token: spec.imageReadToken, ...(known ? { known } : {}) })
+    }
+    const base = await this.cache.ensure(spec.imageId).finally(() => this.imageTokens.delete(spec.imageId))
+    const disk = path.join(dir, 'disk')
+    await createRootDisk(disk, base, spec.diskGb)
+    return { path: disk, format: 'qcow2', bus: 'virtio', device: 'vda' }
+  }
+
+  /** The disks of volumes of this host's backend (exported to this host), serial = the volume id. */
+  private async volumeDisks(volumes: BuildSpec['volumes']): Promise<VolumeDiskSpec[]> {
+    const out: VolumeDiskSpec[] = []
+    for (const v of volumes) {
+      if (!this.o.volumes) throw new FailedPrecondition(`host '${this.o.host}' runs no volume backend, so volume ${v.volumeId} of the server is not here`)
+      const where = await this.o.volumes.export(v.volumeId)
+      out.push({ path: where.path, format: where.format, bus: 'virtio', device: v.device, serial: volumeSerial(v.volumeId) })
+    }
+    return out
   }
 
   /** Bridge of a NIC's network on this host (Neutron linuxbridge: a mapped bridge for flat, `brq<net id>` otherwise). */

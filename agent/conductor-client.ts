@@ -204,7 +204,8 @@ export function buildSpecFromWire(s: wire.BuildSpec, instanceUuid: string): Buil
     memoryMb: f.int(s.memoryMb, 'memory_mb', 1),
     diskGb: f.int(s.diskGb, 'disk_gb', 0),
     projectId: f.string(s.projectId, 'project_id'),
-    imageId: f.uuid(s.imageId, 'image_id'),
+    // Booted from a volume (vda among its volumes), a server has no image.
+    imageId: s.imageId || !(s.volumes ?? []).some((v) => v.device === 'vda') ? f.uuid(s.imageId, 'image_id') : '',
     imageChecksum: f.string(s.imageChecksum, 'image_checksum'),
     imageReadToken: f.string(s.imageReadToken, 'image_read_token'),
     imageDiskFormat: f.string(s.imageDiskFormat, 'image_disk_format'),
@@ -216,6 +217,12 @@ export function buildSpecFromWire(s: wire.BuildSpec, instanceUuid: string): Buil
     availabilityZone: f.string(s.availabilityZone, 'availability_zone'),
     hostname: f.string(s.hostname, 'hostname'),
     configDrive: s.configDrive ?? false,
+    volumes: (s.volumes ?? []).map((v, i) => ({
+      volumeId: f.uuid(v.volumeId, `volumes[${i}].volume_id`),
+      device: /^vd[a-z]$/.test(v.device ?? '') ? v.device! : f.fail(`volumes[${i}].device`, `is not vda…vdz: '${v.device ?? ''}'`),
+      bootIndex: v.bootIndex ?? -1,
+      attachmentId: f.string(v.attachmentId, `volumes[${i}].attachment_id`),
+    })),
   }
 }
 

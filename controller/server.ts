@@ -170,18 +170,18 @@ export class Controller {
       routers,
     }
     const serverGroups = new ServerGroupCatalog(this.db, quota)
+    const volumeLog = this.log.child({ component: 'volumes' })
+    const volumeTypes = new VolumeTypeCatalog(this.db)
+    const volumeBackends = (this.volumeBackends = new VolumeBackends(this.db, (h) => hosts.isUp(h)))
+    const volumeCasts = (this.volumeCasts = new VolumeCasts(this.db, cfg.servers.castRetryMs, volumeLog))
     const servers = (this.servers = new ServerCatalog(
       this.db,
-      { flavors, images, keypairs, ports, securityGroups, scheduler, hosts, quota, serverGroups },
+      { flavors, images, keypairs, ports, securityGroups, scheduler, hosts, quota, serverGroups, volumeTypes, volumeBackends, volumeCasts },
       { defaultAvailabilityZone: cfg.hosts.defaultAvailabilityZone, ...cfg.servers },
       this.log.child({ component: 'servers' }),
     ))
     await servers.releaseOrphanAllocations()
     servers.startOrphanSweep()
-    const volumeLog = this.log.child({ component: 'volumes' })
-    const volumeTypes = new VolumeTypeCatalog(this.db)
-    const volumeBackends = (this.volumeBackends = new VolumeBackends(this.db, (h) => hosts.isUp(h)))
-    const volumeCasts = (this.volumeCasts = new VolumeCasts(this.db, cfg.servers.castRetryMs, volumeLog))
     const volumes = (this.volumes = new VolumeCatalog(this.db, { quota, types: volumeTypes, images, backends: volumeBackends, casts: volumeCasts }, volumeLog))
     const snapshots = new SnapshotCatalog(this.db, { quota, casts: volumeCasts, backends: volumeBackends }, volumeLog)
     const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs))

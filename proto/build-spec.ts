@@ -26,6 +26,22 @@ export interface BuildSpec {
   hostname: string
   /** Give the guest a config drive (servers created before migration 0009 have none). */
   configDrive: boolean
+  /**
+   * The server's volumes (its block device mappings), of this host's backend:
+   * the one on vda is the root disk (imageId is '' then), the others attach as
+   * their devices. Empty for a server with none.
+   */
+  volumes: BuildVolume[]
+}
+
+/** A volume a server is built with. */
+export interface BuildVolume {
+  volumeId: string
+  /** vda (the boot volume), vdb…vdz. */
+  device: string
+  /** 0: the boot volume; -1: not bootable. */
+  bootIndex: number
+  attachmentId: string
 }
 
 /** A NIC's fixed address with its subnet, for the guest's static network configuration. */

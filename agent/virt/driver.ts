@@ -42,6 +42,8 @@ export interface DiskSpec {
   bus: 'virtio'
   /** Guest device name: `vda`, `vdb`, …; the first disk is the boot disk. */
   device: string
+  /** What the guest reads as the disk's serial (a boot volume's: its id, 20 characters); none when absent. */
+  serial?: string
 }
 
 /**

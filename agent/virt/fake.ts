@@ -304,7 +304,7 @@ export class FakeDriver implements VirtDriver {
   async listDisks(uuid: string): Promise<VolumeDiskSpec[]> {
     await this.hypervisorCall('getInfo', 'call', uuid)
     const guest = this.lookup(uuid)
-    return [...guest.spec.disks.map((d) => ({ ...d, serial: '' })), ...[...guest.volumes.values()].map(({ sizeBytes: _s, ...d }) => ({ ...d }))]
+    return [...guest.spec.disks.map((d) => ({ ...d, serial: d.serial ?? '' })), ...[...guest.volumes.values()].map(({ sizeBytes: _s, ...d }) => ({ ...d }))]
   }
 
   async resizeDisk(uuid: string, device: string, bytes: number): Promise<void> {

@@ -13,7 +13,7 @@ import { implement, type CallContext, type RpcDeps } from './rpc.js'
 
 const caller = (c: CallContext): ServerCaller => serverCaller(c.auth!, c.requestId)
 
-function toServer({ hostId: _h, userData: _u, ...v }: ServerView): Server {
+function toServer({ hostId: _h, userData: _u, volumesDeletedWith: _d, ...v }: ServerView): Server {
   return Server.fromPartial({
     ...v,
     fault: v.fault,

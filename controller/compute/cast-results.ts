@@ -15,7 +15,8 @@ import type { CastResultEvent } from './transport.js'
 import { actionOfCast } from './cast-outbox.js'
 import { isSnapshot } from '../../proto/server-actions.js'
 import { json, now, type Log } from './server-model.js'
-import { releaseServerAttachments } from '../volume/attachments.js'
+import { builtWithVolumes, releaseServerVolumes, type ServerVolumes } from '../volume/server-volumes.js'
+import type { VolumeTable } from '../store/schema.js'
 
 /**
  * Writes an outcome of the state table to a server inside the caller's
@@ -23,7 +24,7 @@ import { releaseServerAttachments } from '../volume/attachments.js'
  * server's ports here (its allocation is the caller's to release after the
  * transaction).
  */
-export async function writeOutcome(trx: Trx, ports: PortCatalog, row: ServerTable, o: Outcome, fault: { code: string; message: string } | undefined): Promise<void> {
+export async function writeOutcome(trx: Trx, ports: PortCatalog, row: ServerTable, o: Outcome, fault: { code: string; message: string } | undefined, log: Log): Promise<VolumeTable[]> {
   const ts = now()
   await trx.updateTable('servers').set({
     ...(o.vm_state ? { vm_state: o.vm_state } : {}),
@@ -38,15 +39,17 @@ export async function writeOutcome(trx: Trx, ports: PortCatalog, row: ServerTabl
     ...(o.terminated ? { terminated_at: ts, deleted: 1 } : {}),
   }).where('uuid', '=', row.uuid).execute()
   if (o.release) await ports.releaseDeviceIn(trx, row.uuid, new Set(json<string[]>(row.own_ports, [])))
-  // A deleted server's volumes are free again (its host destroyed the guest, or is gone).
-  if (o.terminated) await releaseServerAttachments(trx, row.uuid)
+  // A deleted server's volumes, or a failed build's, are free again (its host destroyed the guest, or is
+  // gone); those it goes with are deleted (their casts are the caller's to send after the transaction).
+  const doomed = o.release ? await releaseServerVolumes(trx, row.uuid, log) : []
   if (o.vm_state === 'active' || o.vm_state === 'stopped') await ports.setDeviceStatusIn(trx, row.uuid, o.vm_state === 'active' ? 'ACTIVE' : 'DOWN')
+  return doomed
 }
 
 export class CastResults {
   constructor(
     private readonly db: Db,
-    private readonly deps: { ports: PortCatalog; scheduler: Scheduler },
+    private readonly deps: { ports: PortCatalog; scheduler: Scheduler; serverVolumes: ServerVolumes },
     private readonly log: Log,
   ) {}
 
@@ -58,6 +61,7 @@ export class CastResults {
   async applyResult(r: CastResultEvent): Promise<void> {
     const action = actionOfCast(r.castId)
     if (!action || !r.instanceUuid) return
+    let doomed: VolumeTable[] = []
     const released = await this.db.transaction().execute(async (trx) => {
       const row = await trx.selectFrom('servers').selectAll().where('uuid', '=', r.instanceUuid).executeTakeFirst()
       if (!row || row.pending_cast_id !== r.castId) {
@@ -72,9 +76,12 @@ export class CastResults {
       const outcome = outcomeOf(action, r.ok)
       // A failed result carries no power state; a failed snapshot leaves the guest as it was, so its own stays.
       const power = outcome.power_state ?? (r.ok || !isSnapshot(action) ? r.powerState : undefined)
-      await writeOutcome(trx, this.deps.ports, row, { ...outcome, ...(power !== undefined ? { power_state: power } : {}) }, r.ok ? undefined : { code: r.errorCode, message: r.message })
+      doomed = await writeOutcome(trx, this.deps.ports, row, { ...outcome, ...(power !== undefined ? { power_state: power } : {}) }, r.ok ? undefined : { code: r.errorCode, message: r.message }, this.log)
+      // Built: the volumes it was built with are attached.
+      if (action === 'build' && r.ok) await builtWithVolumes(trx, row.uuid)
       return outcome.release === true
     })
+    await this.deps.serverVolumes.sendDeletes(doomed)
     if (released) {
       await this.deps.scheduler.release(r.instanceUuid)
       // Its ports were deleted or unbound: hosts' filtering and metadata caches follow.

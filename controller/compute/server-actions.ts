@@ -15,6 +15,7 @@ import type { HostRegistry } from './hosts.js'
 import { beginAction, inProgress, localDelete, resetTo, type ServerAction } from './server-states.js'
 import { castIdFor, type CastOutbox } from './cast-outbox.js'
 import { writeOutcome } from './cast-results.js'
+import type { ServerVolumes } from '../volume/server-volumes.js'
 import type { ServerViews } from './server-views.js'
 import { json, now, type Log, type ServerCaller, type ServerView } from './server-model.js'
 import { checkMetadata } from './server-create-plan.js'
@@ -24,7 +25,7 @@ const CONSOLE_MAX_BYTES = 100 * 1024
 export class ServerActions {
   constructor(
     private readonly db: Db,
-    private readonly deps: { views: ServerViews; outbox: CastOutbox; ports: PortCatalog; scheduler: Scheduler; hosts: HostRegistry },
+    private readonly deps: { views: ServerViews; outbox: CastOutbox; ports: PortCatalog; scheduler: Scheduler; hosts: HostRegistry; serverVolumes: ServerVolumes },
     private readonly config: { agentCallTimeoutMs: number },
     private readonly log: Log,
   ) {}
@@ -45,8 +46,8 @@ export class ServerActions {
       // Nothing on a host (it never got one), or its host is down: delete here, as Nova's local delete;
       // a cast still goes to a down host so its agent cleans up when it is back.
       if (action === 'delete' && (!row.host || !this.deps.hosts.isUp(row.host))) {
-        await writeOutcome(trx, this.deps.ports, row, localDelete(), undefined)
-        return { kind: 'local' as const, host: row.host, row: await reread(trx) }
+        const doomed = await writeOutcome(trx, this.deps.ports, row, localDelete(), undefined, this.log)
+        return { kind: 'local' as const, host: row.host, row: await reread(trx), doomed }
       }
       if (!row.host) throw new FailedPrecondition(`server ${row.uuid} has no host: it never got one (${row.fault_message || 'no fault recorded'})`)
       await trx.updateTable('servers').set({ task_state: task, pending_cast_id: castId, pending_request_id: requestId, cast_sent_at: null, updated_at: now() }).where('uuid', '=', row.uuid).execute()
@@ -54,6 +55,7 @@ export class ServerActions {
     })
     if (plan.kind === 'local') {
       await this.deps.scheduler.release(first.uuid)
+      await this.deps.serverVolumes.sendDeletes(plan.doomed)
       this.log.info({ instance: first.uuid, host: plan.host }, plan.host ? 'server deleted locally: its host is down' : 'server deleted: it had no host')
       if (plan.host) await this.deps.outbox.send({ uuid: first.uuid, host: plan.host, action: 'delete', castId, requestId }, false)
     } else if (plan.kind === 'cast') {

@@ -18,6 +18,9 @@ import { loadNetwork, canModify, networksUsableBy, type Actor } from '../network
 import type { HostRegistry } from './hosts.js'
 import type { ServerGroupCatalog } from './server-groups.js'
 import { type CreateServer, type ServerCaller } from './server-model.js'
+import { planBlockDevices, type BlockDevicePlan } from './server-create-bdm.js'
+import type { VolumeTypeCatalog } from '../volume/types.js'
+import type { VolumeBackends } from '../volume/backends.js'
 import { KEY_LIMITS } from './ssh-keys.js'
 
 /**
@@ -45,7 +48,10 @@ export interface CreatePlan {
   minCount: number
   maxCount: number
   flavor: Flavor
-  image: Image
+  /** The image of the root disk; undefined when the server boots from a volume. */
+  image: Image | undefined
+  /** Its block device mappings (volumes), if any. */
+  blockDevices: BlockDevicePlan | undefined
   key: { name: string; publicKey: string } | undefined
   userData: string
   /** Whether the host gives the guest a config drive. */
@@ -67,6 +73,8 @@ export interface CreatePlannerDeps {
   securityGroups: SecurityGroupCatalog
   hosts: HostRegistry
   serverGroups: ServerGroupCatalog
+  volumeTypes: VolumeTypeCatalog
+  volumeBackends: VolumeBackends
 }
 
 export class CreatePlanner {
@@ -88,8 +96,14 @@ export class CreatePlanner {
     if (!Number.isInteger(maxCount) || maxCount < minCount || maxCount > MAX_COUNT) throw new InvalidArgument(`max_count must be an integer from min_count (${minCount}) to ${MAX_COUNT}, got ${maxCount}`, { field: 'max_count' })
 
     const flavor = await this.findFlavor(req.flavorRef, caller)
-    const image = await this.findImage(req.imageRef, caller)
-    this.checkImageFits(image, flavor)
+    const blockDevices = req.blockDeviceMappings?.length
+      ? await planBlockDevices(this.db, this.deps, req.blockDeviceMappings, req.imageRef ?? '', maxCount, caller, (ref, field) => this.findImage(ref, caller, field))
+      : undefined
+    const image = blockDevices?.bootFromVolume ? undefined : await this.findImage(req.imageRef || blockDevices?.rootImage, caller)
+    if (image) this.checkImageFits(image, flavor)
+    // Booted from a volume, the flavor's disk is not the root disk (Nova skips its size checks); min_ram still holds.
+    const bootImage = blockDevices?.bootImage
+    if (bootImage && flavor.ram < bootImage.minRam) throw new FailedPrecondition(`flavor ${flavor.name} has ${flavor.ram} MiB of RAM; image ${bootImage.name || bootImage.id} of the boot volume needs min_ram ${bootImage.minRam} MiB`, { field: 'flavor_ref' })
     const key = req.keyName ? await this.deps.keypairs.get(req.keyName, caller.userId).catch((err) => {
       throw err instanceof NotFound ? new NotFound(`keypair '${req.keyName}' not found for user ${caller.userId}; create or import it with: strato keypair create`, { field: 'key_name', cause: err }) : err
     }) : undefined
@@ -104,7 +118,7 @@ export class CreatePlanner {
     const nics = await this.planNics(req, actor, projectId)
     const groupIds = await this.resolveGroups(req.securityGroups, actor, projectId)
     const serverGroup = req.group ? await this.deps.serverGroups.resolve(req.group, caller) : undefined
-    return { caller, projectId, actor, name, description, minCount, maxCount, flavor, image, key, userData, configDrive: req.configDrive !== false, metadata, zone, nics, groupIds, serverGroup }
+    return { caller, projectId, actor, name, description, minCount, maxCount, flavor, image, blockDevices, key, userData, configDrive: req.configDrive !== false, metadata, zone, nics, groupIds, serverGroup }
   }
 
   private async findFlavor(ref: string | undefined, caller: ServerCaller): Promise<Flavor> {
@@ -120,13 +134,13 @@ export class CreatePlanner {
     })
   }
 
-  private async findImage(ref: string | undefined, caller: ServerCaller): Promise<Image> {
-    if (!ref) throw new InvalidArgument('image_ref is required (an image id or name; see strato image list)', { field: 'image_ref' })
+  private async findImage(ref: string | undefined, caller: ServerCaller, field = 'image_ref'): Promise<Image> {
+    if (!ref) throw new InvalidArgument('image_ref is required (an image id or name; see strato image list), or a block device mapping with boot_index 0 to boot from a volume', { field })
     const image = await this.deps.images.get(isUuid(ref) ? { id: ref } : { name: ref }, imageViewer(caller)).catch((err) => {
-      throw err instanceof NotFound ? new NotFound(`image '${ref}' not found (by id or name); see strato image list`, { field: 'image_ref', cause: err }) : err
+      throw err instanceof NotFound ? new NotFound(`image '${ref}' not found (by id or name); see strato image list`, { field, cause: err }) : err
     })
-    if (image.status !== 'active') throw new FailedPrecondition(`image ${image.id} is ${image.status}, not active${image.status === 'queued' ? ': upload its data first' : ''}`, { field: 'image_ref' })
-    if (image.diskFormat !== 'qcow2' && image.diskFormat !== 'raw') throw new FailedPrecondition(`image ${image.id} is ${image.diskFormat}; servers boot from qcow2 and raw images`, { field: 'image_ref' })
+    if (image.status !== 'active') throw new FailedPrecondition(`image ${image.id} is ${image.status}, not active${image.status === 'queued' ? ': upload its data first' : ''}`, { field })
+    if (image.diskFormat !== 'qcow2' && image.diskFormat !== 'raw') throw new FailedPrecondition(`image ${image.id} is ${image.diskFormat}; servers boot from qcow2 and raw images`, { field })
     return image
   }
 

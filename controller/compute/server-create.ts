@@ -25,6 +25,8 @@ import { castIdFor, type CastOutbox } from './cast-outbox.js'
 import type { ServerViews } from './server-views.js'
 import { CreatePlanner, type CreatePlan, type CreatePlannerDeps } from './server-create-plan.js'
 import { instanceName, now, type CreateServer, type Log, type ServerCaller, type ServerView } from './server-model.js'
+import type { ServerVolumes } from '../volume/server-volumes.js'
+import type { VolumeTable } from '../store/schema.js'
 
 export interface ServerCreatorDeps extends CreatePlannerDeps {
   ports: PortCatalog
@@ -34,6 +36,7 @@ export interface ServerCreatorDeps extends CreatePlannerDeps {
   serverGroups: ServerGroupCatalog
   views: ServerViews
   outbox: CastOutbox
+  serverVolumes: ServerVolumes
 }
 
 type Claim = { uuid: string; placed: Placed }
@@ -65,9 +68,10 @@ export class ServerCreator {
     const reservationId = `r-${randomBytes(4).toString('hex')}`
     const revert = new Reverter()
     let claims: Claim[]
+    let volumes: VolumeTable[]
     try {
       claims = await this.claim(plan, maxCount, group?.spec, reservationId, revert)
-      await this.record(plan, claims, maxCount, group?.spec.id ?? '', reservationId)
+      volumes = await this.record(plan, claims, maxCount, group?.spec.id ?? '', reservationId)
       // Ports were bound or made in that (committed) transaction: hosts' filtering and metadata caches follow.
       this.deps.ports.onChange()
       revert.success()
@@ -76,6 +80,8 @@ export class ServerCreator {
       if (failures.length) this.log.warn({ reservationId, failures: failures.map((f) => `${f.description}: ${(f.error as Error).message}`) }, 'giving back the claims of a failed create failed in part')
       throw err
     }
+    // The volumes the servers make first: their builds wait for them (server-volumes.ts).
+    await this.deps.serverVolumes.sendCreates(volumes)
     for (const { uuid, placed: p } of claims) {
       this.log.info({ instance: uuid, host: p.host, reservationId, requestId: caller.requestId }, 'server placed; build cast to its host')
       await this.deps.outbox.send({ uuid, host: p.host, action: 'build', castId: castIdFor('build', uuid), requestId: caller.requestId ?? '' })
@@ -92,7 +98,10 @@ export class ServerCreator {
   private async claim(plan: CreatePlan, maxCount: number, group: GroupSpec | undefined, reservationId: string, revert: Reverter): Promise<Claim[]> {
     const { caller, projectId, minCount, flavor, image, zone } = plan
     const claims: Claim[] = []
-    const resources = { [VCPU]: flavor.vcpus, [MEMORY_MB]: flavor.ram, [DISK_GB]: flavor.disk + flavor.ephemeral + Math.ceil(flavor.swap / 1024) }
+    // Booted from a volume, the root disk is no disk of the host's (Nova requests no root_gb then).
+    const rootGb = plan.blockDevices?.bootFromVolume ? 0 : flavor.disk
+    const resources = { [VCPU]: flavor.vcpus, [MEMORY_MB]: flavor.ram, [DISK_GB]: rootGb + flavor.ephemeral + Math.ceil(flavor.swap / 1024) }
+    const onlyHosts = plan.blockDevices?.hosts
     const localNetworks = await this.localNetworksOf(plan.nics)
     for (let i = 0; i < maxCount; i++) {
       const uuid = randomUUID()
@@ -101,7 +110,8 @@ export class ServerCreator {
           instanceUuid: uuid, projectId, userId: caller.userId, resources,
           ...(zone.zone ? { availabilityZone: zone.zone } : {}),
           ...(zone.host ? { forceHost: zone.host } : {}),
-          imageProperties: image.properties,
+          imageProperties: (image ?? plan.blockDevices?.bootImage)?.properties ?? {},
+          ...(onlyHosts ? { onlyHosts } : {}),
           ...(group ? { group } : {}),
           ...(localNetworks.length ? { localNetworks } : {}),
         })
@@ -136,16 +146,19 @@ export class ServerCreator {
   }
 
   /** Records the claimed servers and makes (or binds) their ports, in one transaction. */
-  private async record(plan: CreatePlan, claims: Claim[], maxCount: number, serverGroupId: string, reservationId: string): Promise<void> {
+  private async record(plan: CreatePlan, claims: Claim[], maxCount: number, serverGroupId: string, reservationId: string): Promise<VolumeTable[]> {
     const { caller, projectId, actor, name, description, flavor, image, key, userData, configDrive, metadata, zone, nics, groupIds } = plan
     const ts = now()
     // Hosts are read before the transaction: the store has one connection, and a read
     // through it while the transaction holds it would wait forever.
     const zones = new Map<string, string>()
     for (const { placed: p } of claims) if (!zones.has(p.host)) zones.set(p.host, (await this.deps.hosts.get(p.host)).availabilityZone)
-    await this.db.transaction().execute(async (trx: Trx) => {
+    return this.db.transaction().execute(async (trx: Trx) => {
       const portsNeeded = nics.filter((n) => n.kind === 'network').length * claims.length
       if (portsNeeded) await this.deps.quota.check(trx, { projectId }, { ports: portsNeeded })
+      const devices = plan.blockDevices
+      if (devices) await this.deps.serverVolumes.checkQuotaIn(trx, projectId, devices, claims.length)
+      const volumes: VolumeTable[] = []
       for (const [index, { uuid, placed: p }] of claims.entries()) {
         const availabilityZone = zones.get(p.host)!
         const deviceOwner = `compute:${availabilityZone}`
@@ -164,7 +177,7 @@ export class ServerCreator {
         await trx.insertInto('servers').values({
           uuid, name: maxCount > 1 ? `${name}-${index + 1}` : name, description, project_id: projectId, user_id: caller.userId,
           flavor_id: flavor.id, flavor_name: flavor.name, vcpus: flavor.vcpus, ram: flavor.ram, disk: flavor.disk, ephemeral: flavor.ephemeral, swap: flavor.swap,
-          image_id: image.id, image_name: image.name, key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData, config_drive: configDrive ? 'True' : '',
+          image_id: image?.id ?? '', image_name: image?.name ?? '', key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData, config_drive: configDrive ? 'True' : '',
           metadata: JSON.stringify(metadata), security_groups: JSON.stringify(groupIds), requested_az: zone.zone ?? '',
           host: p.host, node_uuid: p.providerUuid, availability_zone: availabilityZone, instance_name: instanceName(uuid),
           ...CREATED, pending_cast_id: castIdFor('build', uuid), pending_request_id: caller.requestId ?? '', cast_sent_at: null,
@@ -172,7 +185,9 @@ export class ServerCreator {
           fault_code: '', fault_message: '', fault_at: null, created_at: ts, updated_at: ts, launched_at: null, terminated_at: null, deleted: 0,
           server_group_id: serverGroupId,
         }).execute()
+        if (devices) volumes.push(...(await this.deps.serverVolumes.recordIn(trx, { uuid, host: p.host, zone: availabilityZone }, devices, caller)))
       }
+      return volumes
     })
   }
 

@@ -85,6 +85,8 @@ export interface ServerView {
   configDrive: string
   /** The volumes attached to it (os-extended-volumes:volumes_attached), oldest attachment first. */
   volumesAttached: string[]
+  /** Those of them that are deleted with it (delete_on_termination; Nova 2.3's volumes_attached shows it). */
+  volumesDeletedWith: string[]
 }
 
 export interface CreateServer {
@@ -105,6 +107,24 @@ export interface CreateServer {
   group?: string
   /** Nova's config_drive; absent: true (Strato gives every server one unless told not to). */
   configDrive?: boolean
+  /** Nova's block_device_mapping_v2 (`server-create-bdm.ts`). */
+  blockDeviceMappings?: BlockDeviceMapping[]
+}
+
+/** One block device asked for at create (Nova's block_device_mapping_v2 entry). */
+export interface BlockDeviceMapping {
+  /** image, volume, snapshot or blank. */
+  sourceType?: string
+  /** volume or local; absent: local for an image, volume otherwise (Nova's defaults). */
+  destinationType?: string
+  uuid?: string
+  /** Absent or negative: not bootable. */
+  bootIndex?: number
+  volumeSize?: number
+  /** Absent: true for a volume the server makes, false for an existing one. */
+  deleteOnTermination?: boolean
+  deviceName?: string
+  volumeType?: string
 }
 
 export interface ListServers {

@@ -14,7 +14,7 @@ import type { ServerAction } from '../../proto/server-actions.js'
 
 export const VM_STATES = ['building', 'active', 'stopped', 'error', 'deleted'] as const
 export type VmState = (typeof VM_STATES)[number]
-export const TASK_STATES = ['', 'scheduling', 'networking', 'spawning', 'powering-off', 'powering-on', 'rebooting', 'rebooting_hard', 'deleting', 'image_snapshot_pending', 'image_snapshot', 'image_pending_upload', 'image_uploading'] as const
+export const TASK_STATES = ['', 'scheduling', 'networking', 'block_device_mapping', 'spawning', 'powering-off', 'powering-on', 'rebooting', 'rebooting_hard', 'deleting', 'image_snapshot_pending', 'image_snapshot', 'image_pending_upload', 'image_uploading'] as const
 export type TaskState = (typeof TASK_STATES)[number]
 
 /** Actions a user asks for; `build` is the controller's own (the one list: `proto/server-actions.ts`). */
@@ -34,7 +34,8 @@ interface ActionRule {
 }
 
 const ACTIONS: Record<ServerAction, ActionRule> = {
-  build: { from: ['building'], during: ['scheduling', 'networking'], task: 'spawning', verb: 'build' },
+  // block_device_mapping: the host waited for the server's volumes to be made (server-volumes.ts).
+  build: { from: ['building'], during: ['scheduling', 'networking', 'block_device_mapping'], task: 'spawning', verb: 'build' },
   // nova compute/api.py: start needs STOPPED, stop ACTIVE or ERROR,
   // soft reboot ACTIVE, hard reboot also STOPPED and ERROR (and a reboot in progress).
   start: { from: ['stopped'], during: [''], task: 'powering-on', verb: 'start' },
@@ -134,9 +135,10 @@ export function beginAction(action: ServerAction, s: { uuid: string; vm_state: s
  * write must still find (a concurrent delete wins).
  * @throws FailedPrecondition when the server is no longer building.
  */
-export function beginBuild(s: { uuid: string; vm_state: string; task_state: string }): { task: TaskState; whileIn: readonly TaskState[] } | undefined {
+export function beginBuild(s: { uuid: string; vm_state: string; task_state: string }, step: 'spawning' | 'block_device_mapping' = 'spawning'): { task: TaskState; whileIn: readonly TaskState[] } | undefined {
   const rule = ACTIONS.build
   if (!rule.from!.includes(s.vm_state as VmState)) throw new FailedPrecondition(`server ${s.uuid} is ${s.vm_state}${s.task_state ? ` (${s.task_state})` : ''}, not building: nothing to build`)
+  if (step === 'block_device_mapping') return s.task_state === step ? undefined : { task: step, whileIn: rule.during.filter((t) => t !== step) }
   return rule.during.includes(s.task_state as TaskState) ? { task: rule.task, whileIn: rule.during } : undefined
 }
 

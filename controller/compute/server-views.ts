@@ -93,7 +93,7 @@ export class ServerViews {
     const ports = await portsOfDevices(this.db, rows.map((r) => r.uuid))
     const askedNames = await this.deps.securityGroups.namesOf([...new Set(rows.flatMap((r) => json<string[]>(r.security_groups, [])))])
     const portsOf = groupBy(ports, (p) => p.deviceId)
-    const attached = await this.db.selectFrom('volume_attachments').select(['server_id', 'volume_id']).where('server_id', 'in', rows.map((r) => r.uuid))
+    const attached = await this.db.selectFrom('volume_attachments').select(['server_id', 'volume_id', 'delete_on_termination']).where('server_id', 'in', rows.map((r) => r.uuid))
       .where('status', 'in', [...LIVE_ATTACHMENT]).orderBy('created_at').execute()
     return rows.map((r) => {
       const mine = portsOf.get(r.uuid) ?? []
@@ -139,6 +139,7 @@ export class ServerViews {
         serverGroups: r.server_group_id ? [r.server_group_id] : [],
         configDrive: r.config_drive,
         volumesAttached: attached.filter((a) => a.server_id === r.uuid).map((a) => a.volume_id),
+        volumesDeletedWith: attached.filter((a) => a.server_id === r.uuid && a.delete_on_termination === 1).map((a) => a.volume_id),
       }
     })
   }

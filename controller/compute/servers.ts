@@ -36,6 +36,10 @@ import { ServerCreator } from './server-create.js'
 import { ServerViews } from './server-views.js'
 import { ServerSnapshots, type CreateServerImage } from './server-snapshots.js'
 import type { CreateServer, ListServers, Log, ServerCaller, ServersConfig, ServerView } from './server-model.js'
+import type { VolumeTypeCatalog } from '../volume/types.js'
+import type { VolumeBackends } from '../volume/backends.js'
+import type { VolumeCasts } from '../volume/casts.js'
+import { ServerVolumes } from '../volume/server-volumes.js'
 
 export type { BuildSpec, CreateServer, ListServers, ServerAddress, ServerCaller, ServersConfig, ServerView } from './server-model.js'
 export { hostnameOf, instanceName } from './server-model.js'
@@ -50,6 +54,10 @@ export interface ServerCatalogDeps {
   hosts: HostRegistry
   quota: QuotaEngine
   serverGroups: ServerGroupCatalog
+  /** Block storage: the volumes servers are created with (boot from volume). */
+  volumeTypes: VolumeTypeCatalog
+  volumeBackends: VolumeBackends
+  volumeCasts: VolumeCasts
 }
 
 export class ServerCatalog {
@@ -64,10 +72,11 @@ export class ServerCatalog {
 
   constructor(db: Db, deps: ServerCatalogDeps, private readonly config: ServersConfig, private readonly log: Log, transport: AgentTransport | undefined = undefined) {
     this.outbox = new CastOutbox(db, config.castRetryMs, log, transport)
-    this.results = new CastResults(db, deps, log)
+    const serverVolumes = new ServerVolumes(db, { quota: deps.quota, types: deps.volumeTypes, backends: deps.volumeBackends, casts: deps.volumeCasts }, log)
+    this.results = new CastResults(db, { ...deps, serverVolumes }, log)
     this.views = new ServerViews(db, deps)
-    this.creator = new ServerCreator(db, { ...deps, views: this.views, outbox: this.outbox }, config, log)
-    this.actions = new ServerActions(db, { ...deps, views: this.views, outbox: this.outbox }, config, log)
+    this.creator = new ServerCreator(db, { ...deps, views: this.views, outbox: this.outbox, serverVolumes }, config, log)
+    this.actions = new ServerActions(db, { ...deps, views: this.views, outbox: this.outbox, serverVolumes }, config, log)
     this.snapshots = new ServerSnapshots(db, { images: deps.images, views: this.views, outbox: this.outbox }, log)
   }
 

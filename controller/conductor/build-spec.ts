@@ -6,8 +6,9 @@
  * start-up reconciliation.
  */
 import { isUuid } from '../../proto/ids.js'
-import { FailedPrecondition, NotFound } from '../../proto/errors.js'
-import type { BuildSpec } from '../../proto/build-spec.js'
+import { FailedPrecondition, NotFound, Unavailable } from '../../proto/errors.js'
+import type { BuildSpec, BuildVolume } from '../../proto/build-spec.js'
+import { volumesForBuild } from '../volume/server-volumes.js'
 import type { Db } from '../store/db.js'
 import type { ImageCatalog } from '../image/catalog.js'
 import { nicsOfDevice } from '../network/device-ports.js'
@@ -47,12 +48,23 @@ export const CONDUCTOR = { isAdmin: true, projectId: undefined, domainId: '', ca
 export async function buildSpec(db: Db, deps: BuildSpecDeps, uuid: string, host: string): Promise<BuildSpec> {
   const row = await db.selectFrom('servers').selectAll().where('uuid', '=', uuid).executeTakeFirst()
   if (!row || row.host !== host) throw new NotFound(`no server ${uuid} is placed on host '${host}'`)
+  beginBuild(row)
+  let volumes: BuildVolume[]
+  try {
+    volumes = await volumesForBuild(db, uuid)
+  } catch (err) {
+    // Its volumes are still being made: the server shows it waits for them, and the host asks again.
+    const wait = err instanceof Unavailable ? beginBuild(row, 'block_device_mapping') : undefined
+    if (wait) await db.updateTable('servers').set({ task_state: wait.task, updated_at: now() }).where('uuid', '=', uuid).where('task_state', 'in', wait.whileIn).execute()
+    throw err
+  }
   const step = beginBuild(row)
   if (step) await db.updateTable('servers').set({ task_state: step.task, updated_at: now() }).where('uuid', '=', uuid).where('task_state', 'in', step.whileIn).execute()
   const nics = await nicsOfDevice(db, uuid)
-  const image = await deps.images.get({ id: row.image_id }, CONDUCTOR).catch((err) => {
+  // Booted from a volume, the server has no image to download.
+  const image = row.image_id ? await deps.images.get({ id: row.image_id }, CONDUCTOR).catch((err) => {
     throw err instanceof NotFound ? new FailedPrecondition(`image ${row.image_id} of server ${uuid} was deleted before the server was built`, { cause: err }) : err
-  })
+  }) : undefined
   return {
     instanceUuid: uuid,
     name: row.instance_name,
@@ -62,9 +74,9 @@ export async function buildSpec(db: Db, deps: BuildSpecDeps, uuid: string, host:
     diskGb: Number(row.disk),
     projectId: row.project_id,
     imageId: row.image_id,
-    imageChecksum: image.checksum,
-    imageDiskFormat: image.diskFormat,
-    imageReadToken: deps.imageReadToken(row.image_id, host, uuid),
+    imageChecksum: image?.checksum ?? '',
+    imageDiskFormat: image?.diskFormat ?? '',
+    imageReadToken: image ? deps.imageReadToken(row.image_id, host, uuid) : '',
     nics,
     keyName: row.key_name,
     publicKey: row.key_data,
@@ -73,6 +85,7 @@ export async function buildSpec(db: Db, deps: BuildSpecDeps, uuid: string, host:
     availabilityZone: row.availability_zone || row.requested_az,
     hostname: hostnameOf(row.name),
     configDrive: row.config_drive === 'True',
+    volumes,
   }
 }
 

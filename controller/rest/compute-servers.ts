@@ -15,6 +15,7 @@
 import { isUuid } from '../../proto/ids.js'
 import { FailedPrecondition, InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
 import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerView } from '../compute/servers.js'
+import type { BlockDeviceMapping } from '../compute/server-model.js'
 import { actorOf } from '../compute/server-create-plan.js'
 import { REST_PREFIX, bodyObject, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
@@ -47,7 +48,7 @@ export function serverView(req: RestRequest, s: ServerView, caller: ServerCaller
     'OS-EXT-AZ:availability_zone': s.availabilityZone, config_drive: s.configDrive, key_name: s.keyName || null,
     'OS-SRV-USG:launched_at': isoMicro(s.launchedAt), 'OS-SRV-USG:terminated_at': isoMicro(s.terminatedAt),
     'OS-EXT-STS:task_state': s.taskState || null, 'OS-EXT-STS:vm_state': s.vmState, 'OS-EXT-STS:power_state': s.powerState,
-    'os-extended-volumes:volumes_attached': s.volumesAttached.map((id) => (v >= mv('2.3') ? { id, delete_on_termination: false } : { id })),
+    'os-extended-volumes:volumes_attached': s.volumesAttached.map((id) => (v >= mv('2.3') ? { id, delete_on_termination: s.volumesDeletedWith.includes(id) } : { id })),
   }
   // Nova shows progress only while a server is in one of these statuses.
   if (['ACTIVE', 'BUILD', 'REBUILD', 'RESIZE', 'VERIFY_RESIZE', 'MIGRATING'].includes(s.status)) out.progress = 0
@@ -91,7 +92,7 @@ async function serverOf(d: RestDomain, req: RestRequest): Promise<ServerView> {
 
 /** What Strato has no way to honour is refused by name, not ignored. */
 const UNSUPPORTED: Record<string, string> = {
-  block_device_mapping: 'booting from volumes', block_device_mapping_v2: 'booting from volumes', personality: 'file injection',
+  block_device_mapping: 'the legacy block device mapping (use block_device_mapping_v2)', personality: 'file injection',
   tags: 'server tags', trusted_image_certificates: 'trusted image certificates', host: 'choosing a host by field (use availability_zone ZONE:HOST)',
   hypervisor_hostname: 'choosing a hypervisor', hostname: 'setting the hostname',
   accessIPv4: 'access IPs', accessIPv6: 'access IPs',
@@ -100,10 +101,62 @@ const UNSUPPORTED: Record<string, string> = {
 /** The create body's keys Strato takes (the unsupported ones are refused above, by name). */
 const CREATE_KEYS = [
   'name', 'imageRef', 'flavorRef', 'networks', 'security_groups', 'key_name', 'user_data', 'metadata', 'availability_zone',
-  'min_count', 'max_count', 'return_reservation_id', 'config_drive', 'description', 'OS-DCF:diskConfig',
+  'min_count', 'max_count', 'return_reservation_id', 'config_drive', 'description', 'OS-DCF:diskConfig', 'block_device_mapping_v2',
   // Taken and not applied, as Nova's libvirt driver does by default (inject_password false); no adminPass is returned.
   'adminPass',
 ]
+
+/** The keys of a block_device_mapping_v2 entry Strato takes (Nova's schema; the rest are refused by name). */
+const BDM_KEYS = ['source_type', 'destination_type', 'uuid', 'boot_index', 'volume_size', 'delete_on_termination', 'device_name', 'volume_type', 'disk_bus', 'device_type']
+
+/**
+ * Nova's block_device_mapping_v2 as Strato's mappings: numbers and booleans
+ * may come as strings (Nova's schema allows both); the mappings' rules are
+ * the domain's (`server-create-bdm.ts`).
+ */
+function blockDeviceMappings(list: unknown, v: number): BlockDeviceMapping[] {
+  if (!Array.isArray(list)) throw new InvalidArgument('block_device_mapping_v2 must be a list of objects', { field: 'block_device_mapping_v2' })
+  return list.map((m, i) => {
+    const at = `block_device_mapping_v2[${i}]`
+    if (!obj(m)) throw new InvalidArgument(`${at} must be an object`, { field: at })
+    const extra = Object.keys(m).find((k) => !BDM_KEYS.includes(k))
+    if (extra) throw new InvalidArgument(`${at}.${extra}: Strato does not support it in a block device mapping (it takes ${BDM_KEYS.join(', ')})`, { field: `${at}.${extra}` })
+    if (m.volume_type !== undefined && v < mv('2.67')) throw new InvalidArgument(`${at}.volume_type needs microversion 2.67`, { field: `${at}.volume_type` })
+    if (m.disk_bus !== undefined && m.disk_bus !== null && m.disk_bus !== 'virtio') throw new InvalidArgument(`${at}.disk_bus: Strato's disks are virtio, got ${JSON.stringify(m.disk_bus)}`, { field: `${at}.disk_bus` })
+    if (m.device_type !== undefined && m.device_type !== null && m.device_type !== 'disk') throw new InvalidArgument(`${at}.device_type: Strato's block devices are disks, got ${JSON.stringify(m.device_type)}`, { field: `${at}.device_type` })
+    const int = (k: string): number | undefined => {
+      const x = m[k]
+      if (x === undefined || x === null || x === '') return undefined
+      const n = typeof x === 'number' ? x : typeof x === 'string' && /^-?\d+$/.test(x) ? Number(x) : NaN
+      if (!Number.isInteger(n)) throw new InvalidArgument(`${at}.${k} must be an integer, got ${JSON.stringify(x)}`, { field: `${at}.${k}` })
+      return n
+    }
+    const text = (k: string): string | undefined => {
+      const x = m[k]
+      if (x === undefined || x === null) return undefined
+      if (typeof x !== 'string') throw new InvalidArgument(`${at}.${k} must be a string`, { field: `${at}.${k}` })
+      return x
+    }
+    const out: BlockDeviceMapping = {}
+    const set = <K extends keyof BlockDeviceMapping>(k: K, x: BlockDeviceMapping[K] | undefined) => {
+      if (x !== undefined) out[k] = x
+    }
+    set('sourceType', text('source_type'))
+    set('destinationType', text('destination_type'))
+    set('uuid', text('uuid'))
+    set('bootIndex', int('boot_index'))
+    set('volumeSize', int('volume_size'))
+    set('deviceName', text('device_name'))
+    set('volumeType', text('volume_type'))
+    const dot = m.delete_on_termination
+    if (dot !== undefined && dot !== null) {
+      const d = String(dot).toLowerCase()
+      if (!['true', 'false', '1', '0', 'yes', 'no'].includes(d)) throw new InvalidArgument(`${at}.delete_on_termination must be a boolean, got ${JSON.stringify(dot)}`, { field: `${at}.delete_on_termination` })
+      out.deleteOnTermination = ['true', '1', 'yes'].includes(d)
+    }
+    return out
+  })
+}
 
 /** Nova's create body (`{"server": {...}, "os:scheduler_hints": {...}}`) as Strato's create request. */
 async function createRequest(req: RestRequest): Promise<{ create: CreateServer; returnReservationId: boolean }> {
@@ -180,6 +233,7 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
     if (other.length) throw new InvalidArgument(`scheduler hint '${other[0]}' is not supported; Strato takes 'group'`, { field: `os:scheduler_hints.${other[0]}` })
     if (hints.group !== undefined) create.group = String(hints.group)
   }
+  if (b.block_device_mapping_v2 !== undefined) create.blockDeviceMappings = blockDeviceMappings(b.block_device_mapping_v2, v)
   const rri = b.return_reservation_id
   return { create, returnReservationId: rri === true || String(rri).toLowerCase() === 'true' }
 }

@@ -40,7 +40,9 @@ function volumeJson(req: RestRequest, v: VolumeView, caller: VolumeCaller): Reco
     id: v.id, name: v.name || null, description: v.description || null, size: v.size, status: v.status, availability_zone: v.availabilityZone,
     created_at: stamp(v.createdAt), updated_at: stamp(v.updatedAt), volume_type: v.volumeType || null, snapshot_id: v.snapshotId || null,
     source_volid: v.sourceVolid || null, metadata: v.metadata, bootable: v.bootable ? 'true' : 'false', encrypted: v.encrypted,
-    multiattach: v.multiattach, replication_status: null, consistencygroup_id: null, user_id: v.userId, attachments: v.attachments,
+    multiattach: v.multiattach, replication_status: null, consistencygroup_id: null, user_id: v.userId,
+    // Cinder's attachment summaries (snake_case, as every other field).
+    attachments: v.attachments.map((a) => ({ id: a.id, attachment_id: a.attachmentId, volume_id: a.volumeId, server_id: a.serverId, host_name: a.hostName || null, device: a.device, attached_at: a.attachedAt?.toISOString() ?? null })),
     'os-vol-tenant-attr:tenant_id': v.projectId, links: links(req, 'volumes', v.id, v.projectId),
   }
   if (Object.keys(v.volumeImageMetadata).length) out.volume_image_metadata = v.volumeImageMetadata

@@ -113,7 +113,7 @@ async function othersLive(trx: Trx, volumeId: string, except: string): Promise<n
 }
 
 /** Moves a volume to `to` (checked against the table) if it still has status `from`. */
-async function moveVolume(trx: Trx, v: { id: string; status: string }, to: VolumeStatus): Promise<void> {
+export async function moveVolume(trx: Trx, v: { id: string; status: string }, to: VolumeStatus): Promise<void> {
   if (v.status === to) return
   checkVolumeTransition(v.status, to)
   const r = await trx.updateTable('volumes').set({ status: to, status_reason: '', updated_at: now() }).where('id', '=', v.id).where('status', '=', v.status).executeTakeFirst()
@@ -121,7 +121,7 @@ async function moveVolume(trx: Trx, v: { id: string; status: string }, to: Volum
 }
 
 /** An attachment's row with its status moved (checked) and the given fields. */
-async function moveAttachment(trx: Trx, a: VolumeAttachmentTable, to: AttachmentStatus, set: Partial<VolumeAttachmentTable> = {}): Promise<VolumeAttachmentTable> {
+export async function moveAttachment(trx: Trx, a: VolumeAttachmentTable, to: AttachmentStatus, set: Partial<VolumeAttachmentTable> = {}): Promise<VolumeAttachmentTable> {
   checkAttachmentTransition(a.status, to)
   const next: VolumeAttachmentTable = { ...a, status: to, ...set, updated_at: now() }
   await trx.updateTable('volume_attachments').set(next).where('id', '=', a.id).execute()
@@ -227,6 +227,8 @@ export class AttachmentCatalog {
       const volume = await findRow(trx, 'volumes', req.volumeId, caller, 'volume_id')
       const a = await trx.selectFrom('volume_attachments').selectAll().where('server_volume', '=', `${server.uuid}/${volume.id}`).executeTakeFirst()
       if (!a) throw new NotFound(`volume ${volume.id} is not attached to server ${server.uuid}`, { field: 'volume_id' })
+      // Nova: "Can't detach root device volume".
+      if (a.boot_index === 0) throw new FailedPrecondition(`volume ${volume.id} is the root disk (/dev/${a.device}) of server ${server.uuid}, which boots from it; a root volume is not detached, it goes when the server is deleted`, { field: 'volume_id' })
       if (a.status === 'reserved') {
         await this.dropIn(trx, a)
         return { a, cast: false }
@@ -323,7 +325,7 @@ export class AttachmentCatalog {
     }
     const ts = now()
     const a: VolumeAttachmentTable = {
-      id: randomUUID(), volume_id: volume.id, server_id: server.uuid, host: server.host ?? '', device, status: 'reserved', status_reason: '', attach_mode: 'rw',
+      id: randomUUID(), volume_id: volume.id, server_id: server.uuid, host: server.host ?? '', device, status: 'reserved', status_reason: '', attach_mode: 'rw', delete_on_termination: 0, boot_index: -1,
       server_device: `${server.uuid}/${device}`, server_volume: `${server.uuid}/${volume.id}`, attached_at: null,
       project_id: server.project_id, user_id: caller.userId, ...NO_CAST, created_at: ts, updated_at: ts,
     }

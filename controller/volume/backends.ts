@@ -82,6 +82,15 @@ export class VolumeBackends {
    * @throws ResourceExhausted when some are, but none has room, with each one's room.
    */
   async pick(trx: Trx, c: BackendChoice): Promise<string> {
+    return (await this.hostsWithRoom(trx, c))[0]!
+  }
+
+  /**
+   * Every host a new volume could go to, the most room first (`pick` takes
+   * the first; a server booting from new volumes is placed among them).
+   * @throws as `pick`.
+   */
+  async hostsWithRoom(trx: Trx, c: BackendChoice): Promise<string[]> {
     await lockNames(trx, [BACKENDS_LOCK])
     const rows = await trx.selectFrom('volume_backends').innerJoin('compute_hosts', 'compute_hosts.host', 'volume_backends.host')
       .select(['volume_backends.host as host', 'backend_name', 'total_gb', 'availability_zone', 'disabled', 'mapped']).orderBy('volume_backends.host').execute()
@@ -99,6 +108,6 @@ export class VolumeBackends {
     const room = candidates.map((r) => ({ host: r.host, room: Number(r.total_gb) - (promised.get(r.host) ?? 0) })).sort((a, b) => b.room - a.room || a.host.localeCompare(b.host))
     const best = room[0]!
     if (best.room < c.sizeGb) throw new ResourceExhausted(`no valid backend was found: no volume backend${wanted} has room for ${c.sizeGb} GiB; ${room.map((r) => `${r.host} has ${Math.max(0, r.room)} GiB`).join(', ')}`)
-    return best.host
+    return room.filter((r) => r.room >= c.sizeGb).map((r) => r.host)
   }
 }

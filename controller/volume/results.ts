@@ -80,8 +80,10 @@ export class VolumeResults {
           await trx.deleteFrom('volumes').where('id', '=', row.id).execute()
         } else {
           const grown = p.op === 'extend' && r.ok ? { size: row.pending_size } : {}
-          // An extended volume that is attached is back in use (Cinder's in-use extend).
-          const to = p.op === 'extend' && r.ok && (await liveAttachments(trx, row.id)) > 0 ? 'in-use' : vo.to
+          // An extended volume that is attached is back in use (Cinder's in-use extend);
+          // one made for a new server is promised to it (its attachment waits: server-volumes.ts).
+          const attached = r.ok && (p.op === 'extend' || p.op === 'create') && (await liveAttachments(trx, row.id)) > 0
+          const to = attached ? (p.op === 'extend' ? 'in-use' : 'reserved') : vo.to
           if (to !== vo.to) checkVolumeTransition(vo.while, to)
           await trx.updateTable('volumes').set({ status: to, status_reason: reason, pending_size: 0, ...grown, ...NO_CAST, updated_at: now() }).where('id', '=', row.id).execute()
           // Snapshots that went down with a failed cascade delete are as stuck as their volume.

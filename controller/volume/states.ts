@@ -22,8 +22,9 @@ type Terminal = 'deleted'
 
 /** Every move a volume's status may make; anything else is a bug or a refused action. */
 export const TRANSITIONS: Record<VolumeStatus, ReadonlyArray<VolumeStatus | Terminal>> = {
-  creating: ['available', 'error', 'downloading', 'deleting'],
-  downloading: ['available', 'error', 'deleting'],
+  // reserved: a volume made for a new server (boot from volume) is promised to it once made.
+  creating: ['available', 'reserved', 'error', 'downloading', 'deleting'],
+  downloading: ['available', 'reserved', 'error', 'deleting'],
   available: ['reserved', 'attaching', 'extending', 'deleting', 'uploading', 'maintenance', 'error'],
   // in-use: a multiattach volume's reservation for a server that was deleted, while another holds it.
   reserved: ['attaching', 'available', 'in-use', 'error', 'deleting'],

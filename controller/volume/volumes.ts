@@ -41,6 +41,23 @@ export interface CreateVolume {
   bootable?: boolean
 }
 
+/**
+ * The row of a new volume, `creating` on `host` with its create cast pending
+ * (the volume API's creates and the volumes a server makes at its create).
+ */
+export function newVolumeRow(o: {
+  id: string; name: string; description: string; size: number; bootable: boolean; type: VolumeTypeView; zone: string; host: string
+  image: Image | undefined; metadata: Record<string, string>; sourceVolid: string; snapshotId: string
+}, caller: VolumeCaller): VolumeTable {
+  const ts = now()
+  return {
+    id: o.id, name: o.name, description: o.description, size: o.size, pending_size: 0, status: 'creating', status_reason: '', bootable: o.bootable ? 1 : 0,
+    volume_type_id: o.type.id, availability_zone: o.zone, source_volid: o.sourceVolid, snapshot_id: o.snapshotId, image_id: o.image?.id ?? '',
+    volume_image_metadata: JSON.stringify(o.image ? imageMetadataOf(o.image) : {}), multiattach: specIsTrue(o.type.extraSpecs.multiattach) ? 1 : 0,
+    metadata: JSON.stringify(o.metadata), host: o.host, project_id: caller.projectId!, user_id: caller.userId, ...pendingCast('create', o.id, caller.requestId), created_at: ts, updated_at: ts,
+  }
+}
+
 export interface VolumeDeps {
   quota: QuotaEngine
   types: VolumeTypeCatalog
@@ -102,14 +119,11 @@ export class VolumeCatalog {
         host = await this.deps.backends.pick(trx, { sizeGb: size, availabilityZone: zone, backendName: type.extraSpecs.volume_backend_name ?? '' })
         hostZone = (await trx.selectFrom('compute_hosts').select('availability_zone').where('host', '=', host).executeTakeFirstOrThrow()).availability_zone
       }
-      const ts = now()
-      const r: VolumeTable = {
-        id, name, description, size, pending_size: 0, status: 'creating', status_reason: '', bootable: (req.bootable ?? Boolean(image)) ? 1 : 0,
-        volume_type_id: type.id, availability_zone: hostZone, source_volid: req.sourceVolid ? await this.idOf(trx, 'volumes', req.sourceVolid, caller) : '',
-        snapshot_id: req.snapshotId ? await this.idOf(trx, 'volume_snapshots', req.snapshotId, caller) : '', image_id: image?.id ?? '',
-        volume_image_metadata: JSON.stringify(image ? imageMetadataOf(image) : {}), multiattach: specIsTrue(type.extraSpecs.multiattach) ? 1 : 0,
-        metadata: JSON.stringify(metadata), host, project_id: caller.projectId!, user_id: caller.userId, ...pendingCast('create', id, caller.requestId), created_at: ts, updated_at: ts,
-      }
+      const r = newVolumeRow({
+        id, name, description, size, bootable: req.bootable ?? Boolean(image), type, zone: hostZone, host, image, metadata,
+        sourceVolid: req.sourceVolid ? await this.idOf(trx, 'volumes', req.sourceVolid, caller) : '',
+        snapshotId: req.snapshotId ? await this.idOf(trx, 'volume_snapshots', req.snapshotId, caller) : '',
+      }, caller)
       await trx.insertInto('volumes').values(r).execute()
       return { r, type }
     })

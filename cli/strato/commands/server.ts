@@ -1,8 +1,8 @@
 /** `strato server …`, `strato console log show` — openstackclient's compute server commands. */
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { ServersClient, type NetworkRequest, type Server } from '../../../proto/gen/strato/compute/v1/servers.js'
+import { ServersClient, type BlockDeviceMapping, type NetworkRequest, type Server } from '../../../proto/gen/strato/compute/v1/servers.js'
 import { FloatingIpsClient, PortsClient } from '../../../proto/gen/strato/network/v1/network.js'
 import { NotFound } from '../../../proto/errors.js'
 import { powerStateLabel } from '../../../proto/power-state.js'
@@ -32,7 +32,8 @@ function addressesOf(s: Server): DictList {
 const hostIdOf = (s: Server) => (s.host ? createHash('sha224').update((s.projectId ?? '') + s.host).digest('hex') : '')
 
 const flavorText = (s: Server) => `${s.flavor?.name ?? ''} (${s.flavor?.id ?? ''})`
-const imageText = (s: Server) => (s.imageName ? `${s.imageName} (${s.imageId ?? ''})` : (s.imageId ?? ''))
+// openstackclient's words for a server that boots from a volume (Nova's image "").
+const imageText = (s: Server) => (s.imageName ? `${s.imageName} (${s.imageId ?? ''})` : (s.imageId || 'N/A (booted from volume)'))
 
 /** The Field/Value shape openstackclient prints for `server show` and `server create` (adminPass left out). */
 export const serverFields = (s: Server) => ({
@@ -148,6 +149,91 @@ const powerCommand = (verb: 'start' | 'stop', method: 'startServer' | 'stopServe
   },
 })
 
+/** The keys of `--block-device` (openstackclient 6.0's; those Strato cannot honour are refused by the API, by name). */
+const BLOCK_DEVICE_KEYS = ['uuid', 'source_type', 'destination_type', 'disk_bus', 'device_type', 'device_name', 'volume_size', 'guest_format', 'boot_index', 'delete_on_termination', 'tag', 'volume_type']
+
+/**
+ * The boot source and block devices of `server create`, as openstackclient
+ * 6.0 builds them: `--volume`/`--snapshot` boot from a volume (a mapping of
+ * boot index 0), `--boot-from-volume SIZE` with `--image` makes one from the
+ * image, `--block-device` adds mappings (CSV or a JSON file), and the
+ * deprecated `--block-device-mapping dev=id:type:size:delete`.
+ */
+async function bootOf(ctx: Context, c: string, a: Args): Promise<{ imageRef: string; blockDeviceMappings: BlockDeviceMapping[] }> {
+  const sources = (['image', 'volume', 'snapshot'] as const).filter((k) => a.str(k))
+  if (sources.length > 1) throw new UsageError(`strato ${c}: argument --${sources[1]}: not allowed with argument --${sources[0]}`)
+  const mappings: BlockDeviceMapping[] = []
+  const size = intOpt(c, a, 'boot_from_volume', '--boot-from-volume', 1)
+  let imageRef = ''
+  const imageArg = a.str('image')
+  if (imageArg) {
+    const image = await findImage(ctx, imageArg)
+    if (size === undefined) imageRef = image.id ?? ''
+    else mappings.push({ sourceType: 'image', destinationType: 'volume', uuid: image.id ?? '', bootIndex: 0, volumeSize: size, deviceName: '', volumeType: '' })
+  } else if (size !== undefined) {
+    throw new UsageError(`strato ${c}: --boot-from-volume is only allowed with --image`)
+  }
+  const volume = a.str('volume')
+  if (volume) mappings.push({ sourceType: 'volume', destinationType: 'volume', uuid: (await findVolume(ctx, volume)).id ?? '', bootIndex: 0, volumeSize: 0, deviceName: '', volumeType: '' })
+  const snapshot = a.str('snapshot')
+  if (snapshot) mappings.push({ sourceType: 'snapshot', destinationType: 'volume', uuid: snapshot, bootIndex: 0, volumeSize: 0, deviceName: '', volumeType: '' })
+  for (const v of a.list('block_device_mapping')) {
+    // <dev-name>=<id>:<type>:<size(GB)>:<delete-on-terminate>
+    const eq = v.indexOf('=')
+    const [id = '', type = 'volume', gb = '', dot = ''] = eq > 0 ? v.slice(eq + 1).split(':') : []
+    if (eq <= 0 || !id) throw new UsageError(`strato ${c}: --block-device-mapping '${v}': expected <dev-name>=<id>:<type>:<size(GB)>:<delete-on-terminate>`)
+    if (!['volume', 'snapshot', 'image'].includes(type)) throw new UsageError(`strato ${c}: --block-device-mapping '${v}': type must be volume, snapshot or image, got '${type}'`)
+    if (gb && !/^\d+$/.test(gb)) throw new UsageError(`strato ${c}: --block-device-mapping '${v}': size must be a whole number of GB, got '${gb}'`)
+    const uuid = type === 'volume' ? (await findVolume(ctx, id)).id ?? '' : type === 'image' ? (await findImage(ctx, id)).id ?? '' : id
+    mappings.push({
+      sourceType: type, destinationType: 'volume', uuid, volumeSize: gb ? Number(gb) : 0, deviceName: v.slice(0, eq), volumeType: '',
+      ...(dot ? { deleteOnTermination: boolText(c, '--block-device-mapping', dot) } : {}),
+    })
+  }
+  for (const v of a.list('block_device')) {
+    let fields: Record<string, unknown>
+    if (existsSync(expandHome(v, ctx.env))) {
+      try {
+        fields = JSON.parse(readFileSync(expandHome(v, ctx.env), 'utf8')) as Record<string, unknown>
+      } catch (err) {
+        throw new UsageError(`strato ${c}: --block-device ${v}: not a JSON object: ${(err as Error).message}`)
+      }
+      const extra = Object.keys(fields).find((k) => !BLOCK_DEVICE_KEYS.includes(k))
+      if (extra) throw new UsageError(`strato ${c}: --block-device ${v}: unknown key '${extra}'`)
+    } else {
+      fields = multiKeyValue(c, '--block-device', v, [], BLOCK_DEVICE_KEYS)
+    }
+    const text = (k: string) => (fields[k] === undefined || fields[k] === null ? undefined : String(fields[k]))
+    const int = (k: string) => {
+      const x = text(k)
+      if (x === undefined || x === '') return undefined
+      if (!/^-?\d+$/.test(x)) throw new UsageError(`strato ${c}: --block-device '${v}': ${k} must be an integer, got '${x}'`)
+      return Number(x)
+    }
+    for (const k of ['tag', 'guest_format']) if (text(k)) throw new UsageError(`strato ${c}: --block-device '${v}': Strato does not support ${k}`)
+    if (text('disk_bus') && text('disk_bus') !== 'virtio') throw new UsageError(`strato ${c}: --block-device '${v}': disk_bus must be virtio (Strato's disks are virtio), got '${text('disk_bus')}'`)
+    if (text('device_type') && text('device_type') !== 'disk') throw new UsageError(`strato ${c}: --block-device '${v}': device_type must be disk, got '${text('device_type')}'`)
+    const bootIndex = int('boot_index')
+    const dot = text('delete_on_termination')
+    mappings.push({
+      sourceType: text('source_type') ?? '', destinationType: text('destination_type') ?? '', uuid: text('uuid') ?? '',
+      volumeSize: int('volume_size') ?? 0, deviceName: text('device_name') ?? '', volumeType: text('volume_type') ?? '',
+      ...(bootIndex !== undefined ? { bootIndex } : {}),
+      ...(dot ? { deleteOnTermination: boolText(c, '--block-device', dot) } : {}),
+    })
+  }
+  if (!imageRef && !mappings.some((m) => m.bootIndex === 0)) {
+    throw new UsageError(`strato ${c}: an image (--image) or bootable volume (--volume, --snapshot, --block-device with boot_index=0) is required`)
+  }
+  return { imageRef, blockDeviceMappings: mappings }
+}
+
+function boolText(c: string, flag: string, v: string): boolean {
+  const t = v.toLowerCase()
+  if (!['true', 'false', '1', '0', 'yes', 'no'].includes(t)) throw new UsageError(`strato ${c}: ${flag}: delete_on_termination must be true or false, got '${v}'`)
+  return ['true', '1', 'yes'].includes(t)
+}
+
 export const serverCommands: Command[] = [
   {
     name: 'server create',
@@ -160,6 +246,14 @@ export const serverCommands: Command[] = [
     options: [
       opt('--flavor', 'flavor', '<flavor>', 'Create server with this flavor (name or ID)'),
       opt('--image', 'image', '<image>', 'Create server boot disk from this image (name or ID)'),
+      opt('--volume', 'volume', '<volume>', 'Create server using this volume as the boot disk (name or ID); it must be available and bootable, and stays when the server is deleted'),
+      opt('--snapshot', 'snapshot', '<snapshot>', 'Create server using a new volume made from this volume snapshot as the boot disk (ID); deleted with the server'),
+      opt('--boot-from-volume', 'boot_from_volume', '<volume-size>',
+        'With --image: make a volume of this size (GiB) from the image and boot from it (boot index 0, vda). Strato deletes it with the server, as every volume a server makes; keep it with --block-device …,delete_on_termination=false'),
+      listOpt('--block-device-mapping', 'block_device_mapping', '<dev-name=mapping>',
+        '**Deprecated** Create a block device on the server: <dev-name>=<id>:<type>:<size(GB)>:<delete-on-terminate> (type volume, snapshot or image; default volume). Replaced by --block-device'),
+      listOpt('--block-device', 'block_device', '<key=value,…>|<file.json>',
+        'Create a block device on the server: uuid=, source_type= (image, snapshot, volume, blank), destination_type= (volume; local only for the image root), device_name=, volume_size= (GiB), boot_index= (0 to boot from it), delete_on_termination=, volume_type=, disk_bus=virtio, device_type=disk; or a JSON file with those keys. Repeat option to add more'),
       listOpt('--nic', 'nic', '<net-id=net-uuid,v4-fixed-ip=ip-addr,v6-fixed-ip=ip-addr,port-id=port-uuid,auto,none>',
         "Create a NIC on the server: net-id=<network> (name or ID) with an optional v4-fixed-ip or v6-fixed-ip, or port-id=<port> (name or ID); 'auto' or 'none' alone. Repeat option to create multiple NICs"),
       listOpt('--network', 'network', '<network>', 'Create a NIC on the server and connect it to network (name or ID); the same as --nic net-id=<network>. Repeat option to create multiple NICs'),
@@ -181,8 +275,6 @@ export const serverCommands: Command[] = [
       const c = 'server create'
       const flavorRef = a.str('flavor')
       if (!flavorRef) throw new UsageError(`strato ${c}: give the flavor with --flavor <flavor> (see 'strato flavor list')`)
-      const imageRef = a.str('image')
-      if (!imageRef) throw new UsageError(`strato ${c}: give the image with --image <image> (see 'strato image list'); Strato boots servers from images`)
       const min = intOpt(c, a, 'min', '--min', 1)
       const max = intOpt(c, a, 'max', '--max', 1)
       if (min !== undefined && max !== undefined && min > max) throw new UsageError(`strato ${c}: min instances should be <= max instances`)
@@ -194,11 +286,11 @@ export const serverCommands: Command[] = [
       const host = a.str('host')
       const zone = host ? `${a.str('availability_zone') ?? ''}:${host}` : (a.str('availability_zone') ?? '')
       const flavor = await findFlavor(ctx, flavorRef)
-      const image = await findImage(ctx, imageRef)
+      const boot = await bootOf(ctx, c, a)
       const r = await ctx.call(ServersClient, 'createServer', {
         name: a.pos('server-name'),
         flavorRef: flavor.id ?? '',
-        imageRef: image.id ?? '',
+        ...boot,
         ...(await nicsOf(ctx, c, a)),
         securityGroups: a.list('security_group'),
         keyName: a.str('key_name') ?? '',

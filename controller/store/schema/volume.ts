@@ -79,6 +79,10 @@ export interface VolumeAttachmentTable extends PendingCastColumns {
   attached_at: string | null
   project_id: string
   user_id: string
+  /** 1: the volume is deleted with its server (migration 0016). */
+  delete_on_termination: number
+  /** 0: the server's boot disk (vda); -1: not bootable (migration 0016). */
+  boot_index: number
 }
 
 export interface VolumeTables {

@@ -33,7 +33,7 @@ const checksum = createHash('md5').update(imageBytes).digest('hex')
 const spec = (over: Partial<BuildSpec> = {}): BuildSpec => ({
   instanceUuid: uuid, name: `instance-${uuid}`, displayName: 'web', vcpus: 1, memoryMb: 64, diskGb: 0, projectId: 'p1',
   imageId, imageChecksum: checksum, imageReadToken: 'tok', imageDiskFormat: 'qcow2', keyName: '', publicKey: '', userData: '', metadata: {},
-  availabilityZone: 'nova', hostname: 'web', configDrive: true,
+  availabilityZone: 'nova', hostname: 'web', configDrive: true, volumes: [],
   nics: [{
     portId: '0123456789abcdef', macAddress: 'fa:16:3e:00:00:01', networkId: 'net-1', networkType: 'flat', physicalNetwork: 'provider', segmentationId: 0,
     fixedIps: ['10.0.0.5'], ips: [{ address: '10.0.0.5', subnetId: 's1', ipVersion: 4, cidr: '10.0.0.0/24', gatewayIp: '10.0.0.1', dnsNameservers: [], hostRoutes: [] }],

@@ -14,7 +14,7 @@ const imageId = '0b5e7c1a-3d2f-4e6a-8b9c-1d2e3f4a5b6c'
 const spec = (): BuildSpec => ({
   instanceUuid: uuid, name: `instance-${uuid}`, displayName: 'web', vcpus: 2, memoryMb: 512, diskGb: 1, projectId: 'p1',
   imageId, imageChecksum: 'abc', imageReadToken: 'tok', imageDiskFormat: 'qcow2', keyName: 'mykey', publicKey: 'ssh-ed25519 AAAA', userData: 'aGk=',
-  metadata: { role: 'web' }, availabilityZone: 'nova', hostname: 'web', configDrive: true,
+  metadata: { role: 'web' }, availabilityZone: 'nova', hostname: 'web', configDrive: true, volumes: [],
   nics: [{
     portId: 'port-1', macAddress: 'fa:16:3e:00:00:01', networkId: 'net-1', networkType: 'flat', physicalNetwork: 'provider', segmentationId: 0,
     fixedIps: ['10.0.0.5'],

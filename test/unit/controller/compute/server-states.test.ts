@@ -11,7 +11,7 @@ import {
 
 const ALL_VM = VM_STATES.filter((s) => s !== 'deleted')
 const expected: Record<ServerAction, { from: readonly VmState[]; during: readonly TaskState[]; task: TaskState }> = {
-  build: { from: ['building'], during: ['scheduling', 'networking'], task: 'spawning' },
+  build: { from: ['building'], during: ['scheduling', 'networking', 'block_device_mapping'], task: 'spawning' },
   start: { from: ['stopped'], during: [''], task: 'powering-on' },
   stop: { from: ['active', 'error'], during: [''], task: 'powering-off' },
   reboot: { from: ['active'], during: ['', 'rebooting'], task: 'rebooting' },
@@ -62,7 +62,10 @@ t.test('a delete asked again while deleting is already under way; nothing else i
 
 t.test("the conductor's build step: spawning once, then left alone; refused once the server is not building", async (t) => {
   t.equal(CREATED.vm_state, 'building')
-  t.same(beginBuild({ uuid: 'u', ...CREATED }), { task: 'spawning', whileIn: ['scheduling', 'networking'] }, 'a new server moves to spawning')
+  t.same(beginBuild({ uuid: 'u', ...CREATED }), { task: 'spawning', whileIn: ['scheduling', 'networking', 'block_device_mapping'] }, 'a new server moves to spawning')
+  t.same(beginBuild({ uuid: 'u', ...CREATED }, 'block_device_mapping'), { task: 'block_device_mapping', whileIn: ['scheduling', 'networking'] }, 'one waiting for its volumes shows it')
+  t.equal(beginBuild({ uuid: 'u', vm_state: 'building', task_state: 'block_device_mapping' }, 'block_device_mapping'), undefined, 'still waiting: no write')
+  t.same(beginBuild({ uuid: 'u', vm_state: 'building', task_state: 'block_device_mapping' }), { task: 'spawning', whileIn: ['scheduling', 'networking', 'block_device_mapping'] }, 'its volumes made, it spawns')
   t.equal(beginBuild({ uuid: 'u', vm_state: 'building', task_state: 'spawning' }), undefined, 'a build delivered again: no write')
   for (const vm of ALL_VM.filter((v) => v !== 'building')) {
     t.throws(() => beginBuild({ uuid: 'u', vm_state: vm, task_state: '' }), FailedPrecondition, `refused from ${vm}`)

@@ -214,12 +214,34 @@ export interface BuildSpec {
    * The image's disk_format, so that the host needs no GetImage (which the
    * image-read token cannot call) to know what it downloads.
    */
-  imageDiskFormat?: string | undefined;
+  imageDiskFormat?:
+    | string
+    | undefined;
+  /**
+   * The server's volumes (Nova's block device mappings, steps 26-28): the
+   * one of device vda is its root disk instead of an image-backed overlay
+   * (image_id is empty then); the others are attached as their devices.
+   */
+  volumes?: BuildVolume[] | undefined;
 }
 
 export interface BuildSpec_MetadataEntry {
   key: string;
   value: string;
+}
+
+/** A volume of this host's backend that a server is built with. */
+export interface BuildVolume {
+  volumeId?:
+    | string
+    | undefined;
+  /** vda (the boot volume), vdb…vdz. */
+  device?:
+    | string
+    | undefined;
+  /** 0 for the boot volume, -1 for a volume that is not bootable. */
+  bootIndex?: number | undefined;
+  attachmentId?: string | undefined;
 }
 
 /** What the controller believes about one server of a host. */
@@ -1994,6 +2016,7 @@ function createBaseBuildSpec(): BuildSpec {
     hostname: "",
     configDrive: false,
     imageDiskFormat: "",
+    volumes: [],
   };
 }
 
@@ -2057,6 +2080,11 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     }
     if (message.imageDiskFormat !== undefined && message.imageDiskFormat !== "") {
       writer.uint32(154).string(message.imageDiskFormat);
+    }
+    if (message.volumes !== undefined && message.volumes.length !== 0) {
+      for (const v of message.volumes) {
+        BuildVolume.encode(v!, writer.uint32(162).fork()).join();
+      }
     }
     return writer;
   },
@@ -2232,6 +2260,17 @@ export const BuildSpec: MessageFns<BuildSpec> = {
             message.imageDiskFormat = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            const el = BuildVolume.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.volumes!.push(el);
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2336,6 +2375,9 @@ export const BuildSpec: MessageFns<BuildSpec> = {
         : isSet(object.image_disk_format)
         ? globalThis.String(object.image_disk_format)
         : "",
+      volumes: globalThis.Array.isArray(object?.volumes)
+        ? object.volumes.map((e: any) => BuildVolume.fromJSON(e))
+        : [],
     };
   },
 
@@ -2404,6 +2446,9 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     if (message.imageDiskFormat !== undefined && message.imageDiskFormat !== "") {
       obj.imageDiskFormat = message.imageDiskFormat;
     }
+    if (message.volumes?.length) {
+      obj.volumes = message.volumes.map((e) => BuildVolume.toJSON(e));
+    }
     return obj;
   },
 
@@ -2439,6 +2484,7 @@ export const BuildSpec: MessageFns<BuildSpec> = {
     message.hostname = object.hostname ?? "";
     message.configDrive = object.configDrive ?? false;
     message.imageDiskFormat = object.imageDiskFormat ?? "";
+    message.volumes = object.volumes?.map((e) => BuildVolume.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2524,6 +2570,135 @@ export const BuildSpec_MetadataEntry: MessageFns<BuildSpec_MetadataEntry> = {
     const message = createBaseBuildSpec_MetadataEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseBuildVolume(): BuildVolume {
+  return { volumeId: "", device: "", bootIndex: 0, attachmentId: "" };
+}
+
+export const BuildVolume: MessageFns<BuildVolume> = {
+  encode(message: BuildVolume, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(10).string(message.volumeId);
+    }
+    if (message.device !== undefined && message.device !== "") {
+      writer.uint32(18).string(message.device);
+    }
+    if (message.bootIndex !== undefined && message.bootIndex !== 0) {
+      writer.uint32(24).int32(message.bootIndex);
+    }
+    if (message.attachmentId !== undefined && message.attachmentId !== "") {
+      writer.uint32(34).string(message.attachmentId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildVolume {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildVolume();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bootIndex = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.attachmentId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildVolume {
+    return {
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      device: isSet(object.device) ? globalThis.String(object.device) : "",
+      bootIndex: isSet(object.bootIndex)
+        ? globalThis.Number(object.bootIndex)
+        : isSet(object.boot_index)
+        ? globalThis.Number(object.boot_index)
+        : 0,
+      attachmentId: isSet(object.attachmentId)
+        ? globalThis.String(object.attachmentId)
+        : isSet(object.attachment_id)
+        ? globalThis.String(object.attachment_id)
+        : "",
+    };
+  },
+
+  toJSON(message: BuildVolume): unknown {
+    const obj: any = {};
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.device !== undefined && message.device !== "") {
+      obj.device = message.device;
+    }
+    if (message.bootIndex !== undefined && message.bootIndex !== 0) {
+      obj.bootIndex = Math.round(message.bootIndex);
+    }
+    if (message.attachmentId !== undefined && message.attachmentId !== "") {
+      obj.attachmentId = message.attachmentId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildVolume>, I>>(base?: I): BuildVolume {
+    return BuildVolume.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildVolume>, I>>(object: I): BuildVolume {
+    const message = createBaseBuildVolume();
+    message.volumeId = object.volumeId ?? "";
+    message.device = object.device ?? "";
+    message.bootIndex = object.bootIndex ?? 0;
+    message.attachmentId = object.attachmentId ?? "";
     return message;
   },
 };

@@ -225,12 +225,68 @@ export interface CreateServerRequest {
    * Nova's config_drive: absent or true, the server gets a config drive (Strato's
    * default); false, none — its guest reads the metadata service instead.
    */
-  configDrive?: boolean | undefined;
+  configDrive?:
+    | boolean
+    | undefined;
+  /**
+   * Nova's block_device_mapping_v2: the volumes the server boots from or
+   * gets attached at create. With a mapping of boot_index 0, image_ref may be
+   * empty (boot from volume).
+   */
+  blockDeviceMappings?: BlockDeviceMapping[] | undefined;
 }
 
 export interface CreateServerRequest_MetadataEntry {
   key: string;
   value: string;
+}
+
+/**
+ * One block device of a new server (Nova's block_device_mapping_v2 entry).
+ * Strato maps every device to a volume: destination_type local is refused
+ * except for the image itself (source image, boot_index 0), which is the
+ * usual image-backed root disk.
+ */
+export interface BlockDeviceMapping {
+  /** image, volume, snapshot or blank. */
+  sourceType?:
+    | string
+    | undefined;
+  /** volume (default) or local. */
+  destinationType?:
+    | string
+    | undefined;
+  /** The image, volume or snapshot (id or name) the device comes from; empty for blank. */
+  uuid?:
+    | string
+    | undefined;
+  /**
+   * 0: the boot device (vda); other non-negative numbers: the boot order of
+   * the rest; absent (or negative): not bootable.
+   */
+  bootIndex?:
+    | number
+    | undefined;
+  /**
+   * GiB of the volume to make (required for source image and blank; a
+   * snapshot's size by default).
+   */
+  volumeSize?:
+    | number
+    | undefined;
+  /**
+   * Delete the volume with the server. Absent: true for volumes the server
+   * makes, false for an existing volume (Nova's defaults).
+   */
+  deleteOnTermination?:
+    | boolean
+    | undefined;
+  /** /dev/vdX (or vdX); empty: vda for the boot device, the next free one otherwise. */
+  deviceName?:
+    | string
+    | undefined;
+  /** The type of a volume the server makes; empty: the default type. */
+  volumeType?: string | undefined;
 }
 
 export interface CreateServerResponse {
@@ -1788,6 +1844,7 @@ function createBaseCreateServerRequest(): CreateServerRequest {
     description: "",
     group: "",
     configDrive: undefined,
+    blockDeviceMappings: [],
   };
 }
 
@@ -1841,6 +1898,11 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
     }
     if (message.configDrive !== undefined) {
       writer.uint32(120).bool(message.configDrive);
+    }
+    if (message.blockDeviceMappings !== undefined && message.blockDeviceMappings.length !== 0) {
+      for (const v of message.blockDeviceMappings) {
+        BlockDeviceMapping.encode(v!, writer.uint32(130).fork()).join();
+      }
     }
     return writer;
   },
@@ -1987,6 +2049,17 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
             message.configDrive = reader.bool();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            const el = BlockDeviceMapping.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.blockDeviceMappings!.push(el);
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2071,6 +2144,11 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
         : isSet(object.config_drive)
         ? globalThis.Boolean(object.config_drive)
         : undefined,
+      blockDeviceMappings: globalThis.Array.isArray(object?.blockDeviceMappings)
+        ? object.blockDeviceMappings.map((e: any) => BlockDeviceMapping.fromJSON(e))
+        : globalThis.Array.isArray(object?.block_device_mappings)
+        ? object.block_device_mappings.map((e: any) => BlockDeviceMapping.fromJSON(e))
+        : [],
     };
   },
 
@@ -2127,6 +2205,9 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
     if (message.configDrive !== undefined) {
       obj.configDrive = message.configDrive;
     }
+    if (message.blockDeviceMappings?.length) {
+      obj.blockDeviceMappings = message.blockDeviceMappings.map((e) => BlockDeviceMapping.toJSON(e));
+    }
     return obj;
   },
 
@@ -2158,6 +2239,7 @@ export const CreateServerRequest: MessageFns<CreateServerRequest> = {
     message.description = object.description ?? "";
     message.group = object.group ?? "";
     message.configDrive = object.configDrive ?? undefined;
+    message.blockDeviceMappings = object.blockDeviceMappings?.map((e) => BlockDeviceMapping.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2247,6 +2329,224 @@ export const CreateServerRequest_MetadataEntry: MessageFns<CreateServerRequest_M
     const message = createBaseCreateServerRequest_MetadataEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseBlockDeviceMapping(): BlockDeviceMapping {
+  return {
+    sourceType: "",
+    destinationType: "",
+    uuid: "",
+    bootIndex: undefined,
+    volumeSize: 0,
+    deleteOnTermination: undefined,
+    deviceName: "",
+    volumeType: "",
+  };
+}
+
+export const BlockDeviceMapping: MessageFns<BlockDeviceMapping> = {
+  encode(message: BlockDeviceMapping, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sourceType !== undefined && message.sourceType !== "") {
+      writer.uint32(10).string(message.sourceType);
+    }
+    if (message.destinationType !== undefined && message.destinationType !== "") {
+      writer.uint32(18).string(message.destinationType);
+    }
+    if (message.uuid !== undefined && message.uuid !== "") {
+      writer.uint32(26).string(message.uuid);
+    }
+    if (message.bootIndex !== undefined) {
+      writer.uint32(32).int32(message.bootIndex);
+    }
+    if (message.volumeSize !== undefined && message.volumeSize !== 0) {
+      writer.uint32(40).int32(message.volumeSize);
+    }
+    if (message.deleteOnTermination !== undefined) {
+      writer.uint32(48).bool(message.deleteOnTermination);
+    }
+    if (message.deviceName !== undefined && message.deviceName !== "") {
+      writer.uint32(58).string(message.deviceName);
+    }
+    if (message.volumeType !== undefined && message.volumeType !== "") {
+      writer.uint32(66).string(message.volumeType);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlockDeviceMapping {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlockDeviceMapping();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sourceType = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.destinationType = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.uuid = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.bootIndex = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.volumeSize = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.deleteOnTermination = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.deviceName = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.volumeType = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BlockDeviceMapping {
+    return {
+      sourceType: isSet(object.sourceType)
+        ? globalThis.String(object.sourceType)
+        : isSet(object.source_type)
+        ? globalThis.String(object.source_type)
+        : "",
+      destinationType: isSet(object.destinationType)
+        ? globalThis.String(object.destinationType)
+        : isSet(object.destination_type)
+        ? globalThis.String(object.destination_type)
+        : "",
+      uuid: isSet(object.uuid) ? globalThis.String(object.uuid) : "",
+      bootIndex: isSet(object.bootIndex)
+        ? globalThis.Number(object.bootIndex)
+        : isSet(object.boot_index)
+        ? globalThis.Number(object.boot_index)
+        : undefined,
+      volumeSize: isSet(object.volumeSize)
+        ? globalThis.Number(object.volumeSize)
+        : isSet(object.volume_size)
+        ? globalThis.Number(object.volume_size)
+        : 0,
+      deleteOnTermination: isSet(object.deleteOnTermination)
+        ? globalThis.Boolean(object.deleteOnTermination)
+        : isSet(object.delete_on_termination)
+        ? globalThis.Boolean(object.delete_on_termination)
+        : undefined,
+      deviceName: isSet(object.deviceName)
+        ? globalThis.String(object.deviceName)
+        : isSet(object.device_name)
+        ? globalThis.String(object.device_name)
+        : "",
+      volumeType: isSet(object.volumeType)
+        ? globalThis.String(object.volumeType)
+        : isSet(object.volume_type)
+        ? globalThis.String(object.volume_type)
+        : "",
+    };
+  },
+
+  toJSON(message: BlockDeviceMapping): unknown {
+    const obj: any = {};
+    if (message.sourceType !== undefined && message.sourceType !== "") {
+      obj.sourceType = message.sourceType;
+    }
+    if (message.destinationType !== undefined && message.destinationType !== "") {
+      obj.destinationType = message.destinationType;
+    }
+    if (message.uuid !== undefined && message.uuid !== "") {
+      obj.uuid = message.uuid;
+    }
+    if (message.bootIndex !== undefined) {
+      obj.bootIndex = Math.round(message.bootIndex);
+    }
+    if (message.volumeSize !== undefined && message.volumeSize !== 0) {
+      obj.volumeSize = Math.round(message.volumeSize);
+    }
+    if (message.deleteOnTermination !== undefined) {
+      obj.deleteOnTermination = message.deleteOnTermination;
+    }
+    if (message.deviceName !== undefined && message.deviceName !== "") {
+      obj.deviceName = message.deviceName;
+    }
+    if (message.volumeType !== undefined && message.volumeType !== "") {
+      obj.volumeType = message.volumeType;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BlockDeviceMapping>, I>>(base?: I): BlockDeviceMapping {
+    return BlockDeviceMapping.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BlockDeviceMapping>, I>>(object: I): BlockDeviceMapping {
+    const message = createBaseBlockDeviceMapping();
+    message.sourceType = object.sourceType ?? "";
+    message.destinationType = object.destinationType ?? "";
+    message.uuid = object.uuid ?? "";
+    message.bootIndex = object.bootIndex ?? undefined;
+    message.volumeSize = object.volumeSize ?? 0;
+    message.deleteOnTermination = object.deleteOnTermination ?? undefined;
+    message.deviceName = object.deviceName ?? "";
+    message.volumeType = object.volumeType ?? "";
     return message;
   },
 };

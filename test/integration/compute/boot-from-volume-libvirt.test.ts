@@ -1,0 +1,155 @@
+/**
+ * Integration, end to end on a real host: boot from volume. The controller, a
+ * real nats-server, and the agent daemon as its own process driving libvirt
+ * (KVM, TCG without /dev/kvm) with its volume role on the file driver (qcow2
+ * volumes of the native engine). A server boots from a volume made from the
+ * test image (the boot sector prints the marker on the console) whose file is
+ * the domain's vda (`virsh domblklist`, serial = the volume id); deleted, the
+ * volume stays (an existing volume, delete_on_termination false) or goes with
+ * its file (one the server made from the image with a block device mapping).
+ * Needs root, libvirt-daemon-system, qemu-system-x86, qemu-utils.
+ */
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import type { TestContext } from '../../helpers/tap.js'
+import { serverGone, startCloud, type TestCloud } from '../../helpers/cloud.js'
+import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
+import { ensureLibvirtd, virsh, virshDomainNames } from '../../helpers/libvirt.js'
+import { call, client, status, type Decoded } from '../../helpers/grpc.js'
+import { eventually } from '../../helpers/agents.js'
+import type { ConsoleOutput, CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
+import { VolumesClient, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
+
+const run = promisify(execFile)
+const GiB = 1024 ** 3
+
+if (process.getuid?.() !== 0) {
+  t.plan(0, 'needs root to drive qemu:///system')
+} else {
+  const bridge = `brb-${randomBytes(3).toString('hex')}`
+  let cloud: TestCloud
+  let agent: AgentProcess
+  let volumes: VolumesClient
+  const made: string[] = []
+
+  t.before(async () => {
+    await ensureLibvirtd()
+    cloud = await startCloud({ hosts: [], controller: { hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10 }, servers: { castRetryMs: 1_000, agentCallTimeoutMs: 20_000 } } })
+    agent = await spawnAgent({
+      host: 'kvm-bfv', natsUrl: cloud.nats.url, driver: 'libvirt',
+      env: {
+        STRATO_AGENT_CONTROLLER: cloud.s.address,
+        STRATO_AGENT_BRIDGE_MAPPINGS: `provider:${bridge}`,
+        STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: '3000',
+        STRATO_AGENT_POWER_SYNC_INTERVAL_MS: '1000',
+        STRATO_AGENT_DISK_GB: '50',
+        STRATO_AGENT_VOLUME: 'on',
+        STRATO_AGENT_VOLUME_FORMAT: 'qcow2',
+      },
+    })
+    await agent.running(60_000)
+    await eventually(async () => (await cloud.s.controller.hosts.discover()).mapped.length > 0 || undefined, 10_000, 'the host to be discovered')
+    await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 20_000, 'the volume backend')
+    volumes = client(VolumesClient, cloud.s.address)
+  })
+
+  t.teardown(async () => {
+    if (t.passing() === false || process.env.STRATO_TEST_LOG) t.comment(agent?.log().slice(-6000) ?? '')
+    volumes?.close()
+    for (const uuid of made) {
+      await virsh('destroy', `instance-${uuid}`).catch(() => {})
+      await virsh('undefine', `instance-${uuid}`, '--nvram').catch(() => {})
+    }
+    await agent?.remove()
+    await cloud?.close()
+    await run('ip', ['link', 'del', bridge]).catch(() => {})
+  })
+
+  const token = () => cloud.s.adminToken
+  const volumeDir = () => path.join(agent.stateDir, 'volumes')
+  const fileOf = (id: string) => path.join(volumeDir(), `volume-${id}.qcow2`)
+  const getVolume = (id: string) => call<Volume>(volumes, 'getVolume', { id }, token())
+  const waitVolume = async (id: string, want: string, ms = 120_000) => {
+    let last: Decoded<Volume> | undefined
+    return eventually(async () => {
+      last = await getVolume(id)
+      if (last.status === 'error') throw new Error(`volume ${id} is in error: ${last.statusReason}`)
+      return last.status === want ? last : undefined
+    }, ms, `volume ${id} ${want}`).catch((err: Error) => {
+      throw new Error(`${err.message}; last: ${last?.status} ${last?.statusReason}`)
+    })
+  }
+  const waitServer = async (id: string, want: string, ms = 120_000) => {
+    const s = await cloud.waitFor(id, (x: Decoded<Server>) => (x.status === want && x.taskState === '') || x.status === 'ERROR', token(), ms, want)
+    if (s.status !== want) throw new Error(`server ${id} is ${s.status}, not ${want}: ${s.fault?.message ?? 'no fault'}`)
+    return s
+  }
+  const newServer = async (name: string) => {
+    const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name, flavorRef: cloud.flavor.id, imageRef: cloud.image.id, networks: [{ uuid: cloud.network.id }] }, token())
+    const id = r.servers[0]!.id
+    made.push(id)
+    return waitServer(id, 'ACTIVE')
+  }
+  const acceleratorOf = async (uuid: string) => (/<domain type='kvm'/.test(await virsh('dumpxml', `instance-${uuid}`)) ? 'KVM' : 'TCG')
+  /** The disks of a domain, target → source, as `virsh domblklist` shows them. */
+  const blklist = async (uuid: string) => {
+    const out = await virsh('domblklist', `instance-${uuid}`)
+    return Object.fromEntries(out.split('\n').slice(2).map((l) => l.trim().split(/\s+/)).filter((f) => f.length === 2) as Array<[string, string]>)
+  }
+  const consoleOf = async (id: string) => (await call<ConsoleOutput>(cloud.c.servers, 'getConsoleOutput', { id }, token())).output
+  const bootFrom = async (name: string, mapping: object) => {
+    const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name, flavorRef: cloud.flavor.id, imageRef: '', networks: [{ uuid: cloud.network.id }], blockDeviceMappings: [mapping] }, token())
+    const id = r.servers[0]!.id
+    made.push(id)
+    return waitServer(id, 'ACTIVE')
+  }
+  const deleteServer = async (t: TestContext, id: string) => {
+    await call(cloud.c.servers, 'deleteServer', { id }, token())
+    await eventually(async () => serverGone(cloud.c, id, token()), 120_000, `server ${id} deleted`)
+    t.notOk((await virshDomainNames()).includes(`instance-${id}`), 'no domain left')
+  }
+
+  t.test('a server boots from a volume made from the image: the volume is vda, the marker on the console; deleted, the volume stays', { timeout: 900_000 }, async (t) => {
+    const created = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'root', imageId: cloud.image.id }, token())
+    const v = await waitVolume(created.id, 'available')
+    t.equal(v.bootable, true)
+    t.ok(existsSync(fileOf(v.id)), 'the backend made the volume file from the image')
+    const s = await bootFrom('bfv-existing', { sourceType: 'volume', destinationType: 'volume', uuid: v.id, bootIndex: 0 })
+    t.equal(s.imageId, '', 'no image')
+    t.same(s.volumesAttached, [v.id])
+    t.equal((await waitVolume(v.id, 'in-use')).attachments[0]?.device, '/dev/vda')
+    t.equal((await blklist(s.id)).vda, fileOf(v.id), 'virsh domblklist: the volume\'s file is vda')
+    const xml = await virsh('dumpxml', `instance-${s.id}`)
+    t.match(xml, new RegExp(`<serial>${v.id.slice(0, 20)}</serial>`), 'with the volume id as serial')
+    t.notOk(existsSync(path.join(agent.instancesDir, s.id, 'disk')), 'no image-backed root disk was made')
+    await eventually(async () => ((await consoleOf(s.id)).includes(cloud.marker) ? true : undefined), 120_000, 'the marker on the console')
+    t.pass('the guest booted from the volume: its console shows the marker')
+    t.comment(`booted from the volume (${await acceleratorOf(s.id)})`)
+    await deleteServer(t, s.id)
+    const after = await waitVolume(v.id, 'available')
+    t.same(after.attachments, [], 'detached')
+    t.ok(existsSync(fileOf(v.id)), 'its file is still there (delete_on_termination false)')
+    await call(volumes, 'deleteVolume', { id: v.id }, token())
+    await eventually(async () => getVolume(v.id).then(() => undefined, (e: { code?: number }) => (e.code === status.NOT_FOUND ? true : undefined)), 60_000, 'the volume deleted')
+    t.notOk(existsSync(fileOf(v.id)), 'and its file')
+  })
+
+  t.test('a server boots from a volume it makes from the image (block device mapping); deleted, the volume and its file go too', { timeout: 900_000 }, async (t) => {
+    const s = await bootFrom('bfv-new', { sourceType: 'image', destinationType: 'volume', uuid: cloud.image.id, bootIndex: 0, volumeSize: 1 })
+    const [volumeId] = s.volumesAttached as [string]
+    const v = await waitVolume(volumeId, 'in-use')
+    t.match(v, { size: 1, bootable: true, imageId: cloud.image.id })
+    t.equal((await blklist(s.id)).vda, fileOf(v.id), 'virsh domblklist: the new volume\'s file is vda')
+    await eventually(async () => ((await consoleOf(s.id)).includes(cloud.marker) ? true : undefined), 120_000, 'the marker on the console')
+    t.pass('the guest booted from the new volume: its console shows the marker')
+    await deleteServer(t, s.id)
+    await eventually(async () => getVolume(v.id).then(() => undefined, (e: { code?: number }) => (e.code === status.NOT_FOUND ? true : undefined)), 60_000, 'the volume deleted with its server')
+    t.notOk(existsSync(fileOf(v.id)), 'its file is gone')
+    t.equal((await cloud.s.controller.db.selectFrom('volume_attachments').selectAll().execute()).length, 0, 'no attachment left')
+  })
+}
