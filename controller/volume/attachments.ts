@@ -289,6 +289,33 @@ export class AttachmentCatalog {
     return true
   }
 
+  /**
+   * An attach or detach cast to a server's host that is down (`isUp` false)
+   * and pending since before `before` ends as that cast's failure, with a
+   * reason naming the host (Nova's fault on the server, the attachment in
+   * error or attached again): no attachment or volume waits forever in
+   * attaching or detaching for an agent that does not come back. When the
+   * agent does, its start-up sync makes libvirt and these records agree.
+   * Returns how many it ended.
+   */
+  async sweep(before: string, isUp: (host: string) => boolean, stuckAfterMs: number): Promise<number> {
+    const rows = await this.db.selectFrom('volume_attachments').select(['id', 'host', 'server_id', 'volume_id', 'pending_cast_id'])
+      .where('pending_cast_id', '!=', '').where('updated_at', '<', before).execute()
+    let ended = 0
+    for (const a of rows) {
+      if (!a.host || isUp(a.host)) continue
+      const op = parseAttachCastId(a.pending_cast_id)?.op
+      if (!op) continue
+      this.log.warn({ attachment: a.id, volume: a.volume_id, instance: a.server_id, host: a.host, cast: a.pending_cast_id }, `${op} stuck on a host that is down: ended as failed`)
+      await this.apply({
+        castId: a.pending_cast_id, host: a.host, ok: false, errorCode: 'UNAVAILABLE', powerState: 0, instanceUuid: a.server_id, action: op, volumeId: a.volume_id, snapshotId: '',
+        message: `host '${a.host}' is down and did not finish ${op === 'attach_volume' ? 'the attach' : 'the detach'} within ${Math.round(stuckAfterMs / 1000)} s; its agent will not be waited for`,
+      })
+      ended++
+    }
+    return ended
+  }
+
   // ------------------------------------------------------------ internals
 
   /**
