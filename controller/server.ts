@@ -234,7 +234,7 @@ export class Controller {
     }
 
     if (this.nats) {
-      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), imageUploadToken: (imageId, host, uuid) => auth!.issueImageUpload(imageId, host, uuid), dhcp, routers }), hosts, this.log, () => this.url, {
+      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), imageUploadToken: (imageId, host, uuid) => auth!.issueImageUpload(imageId, host, uuid), dhcp, routers, attachments }), hosts, this.log, () => this.url, {
         castResult: async (r) => {
           if (await attachments.apply(r)) return
           if (!(await volumeResults.apply(r))) await servers.applyResult(r)

@@ -3,14 +3,17 @@
 // so an admin never needs reset-state; the volume can then be deleted by its owner (force-deleted
 // here, its host being gone). So do attach and detach casts to a server's host that stays down:
 // the attach fails (the volume available again, the attachment in error, the server's fault), the
-// detach fails (the volume in-use again), each naming the host.
+// detach fails (the volume in-use again), each naming the host; and when the agent comes back after
+// all, the casts the controller gave up on are skipped, so the guest stays as the API says.
 import { rmSync } from 'node:fs'
+import { jetstreamManager } from '@nats-io/jetstream'
 import t from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, client, status } from '../../helpers/grpc.js'
 import { eventually, startAgent } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import { AttachmentsClient, VolumesClient, type Attachment, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { CAST_STREAM, castConsumer } from '../../../proto/subjects.js'
 import type { CreateServerResponse, Server, ServerVolume } from '../../../proto/gen/strato/compute/v1/servers.js'
 
 let cloud: TestCloud
@@ -65,6 +68,15 @@ const restart = async () => {
   await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 5_000, 'the volume backend back')
 }
 
+/** Until node1's agent has taken and finished every cast queued for it (the consumer has none pending). */
+const castsDone = async () => {
+  const jsm = await jetstreamManager(cloud.s.controller.nats!)
+  await eventually(async () => {
+    const c = await jsm.consumers.info(CAST_STREAM, castConsumer('node1'))
+    return c.num_pending === 0 && c.num_ack_pending === 0
+  }, 10_000, "node1's casts all done")
+}
+
 t.test('an attach or detach cast to a server\'s host whose agent died ends failed, naming the host', async (t) => {
   await restart()
   const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'stranded', flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ uuid: cloud.network.id }] }, demo.token)
@@ -84,7 +96,12 @@ t.test('an attach or detach cast to a server\'s host whose agent died ends faile
   t.match(s.fault?.message, /attaching volume .* failed: host 'node1' is down/)
   t.equal(s.status, 'ACTIVE', 'the server keeps its status')
 
+  // Back, the agent gets the attach cast the controller gave up on, and leaves the guest alone.
   await restart()
+  await castsDone()
+  const hasDisk = async () => (await cloud.agents[0]!.driver.listDisks(server.id)).some((d) => d.device === 'vdb')
+  t.notOk(await hasDisk(), 'the late attach did not reach the hypervisor')
+  t.equal((await call<Volume>(volumes, 'getVolume', { id: v.id }, demo.token)).status, 'available')
   await call(attachments, 'deleteAttachment', { id: sv.attachmentId }, demo.token)
   await call(cloud.c.servers, 'attachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
   await volumeNamed(v.id, 'in-use')
@@ -98,11 +115,15 @@ t.test('an attach or detach cast to a server\'s host whose agent died ends faile
   t.match(again.statusReason, /UNAVAILABLE: host 'node1' is down and did not finish the detach/)
   t.match((await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)).fault?.message, /detaching volume .* failed: host 'node1' is down/)
 
-  // Nothing more is stuck: back, the host detaches it when asked.
+  // Back, the agent gets the detach the controller gave up on, and leaves the disk where the API says it is.
   await restart()
+  await castsDone()
+  t.ok(await hasDisk(), 'the late detach did not take the disk')
+  t.equal((await call<Volume>(volumes, 'getVolume', { id: v.id }, demo.token)).status, 'in-use')
+  // Nothing more is stuck: the host detaches it when asked.
   await call(cloud.c.servers, 'detachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
   await volumeNamed(v.id, 'available')
-  t.notOk((await cloud.agents[0]!.driver.listDisks(server.id)).some((d) => d.device === 'vdb'), 'the disk left the guest')
+  t.notOk(await hasDisk(), 'the disk left the guest')
   await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
   await call(volumes, 'deleteVolume', { id: v.id }, demo.token)
 })
