@@ -125,3 +125,11 @@ export async function startNats(o: { auth?: boolean; host?: string; tlsCaDir?: s
   }
   return server
 }
+
+/** Stops nats-server but keeps its store (JetStream state survives, as on a real restart). */
+export async function killNats(nats: NatsServer): Promise<void> {
+  if (nats.proc.exitCode !== null || nats.proc.signalCode !== null) return
+  const done = new Promise<void>((res) => nats.proc.once('exit', () => res()))
+  nats.proc.kill('SIGKILL')
+  await done
+}
