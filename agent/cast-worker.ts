@@ -110,11 +110,20 @@ export class CastWorker {
    * call behind them.
    */
   resume(pending: Array<{ castId: string; requestId: string }>): void {
+    const casts: Cast[] = []
     for (const { castId: id, requestId } of pending) {
       const p = parseCastId(id)
       if (!p) continue
-      const cast: Cast = { id, ...castAction(p.action, p.uuid), ...(requestId ? { requestId } : {}) }
+      casts.push({ id, ...castAction(p.action, p.uuid), ...(requestId ? { requestId } : {}) })
       this.log.info({ cast: id, instance: p.uuid, action: p.action, ...(requestId ? { requestId } : {}) }, 'resuming an action in progress')
+    }
+    this.resumeCasts(casts)
+  }
+
+  /** Runs these casts now (work the controller says is pending here); each is done once, whether it also comes again or not. */
+  resumeCasts(casts: Cast[]): void {
+    for (const cast of casts) {
+      const id = cast.id ?? ''
       const key = `resume-${id}`
       const run = this.slots.take().then(() => this.perform(cast)).finally(() => {
         this.slots.give()
@@ -178,6 +187,12 @@ export class CastWorker {
           const w = volumeAttachOf(cast.volumeAttach)
           Object.assign(result, { action: w.op, instanceUuid: w.instanceUuid, volumeId: w.volumeId })
           const ctx = { instance: w.instanceUuid, volume: w.volumeId, device: w.device, action: w.op }
+          // A cast the controller gave up on (its host was down too long) must not change the guest now.
+          if (!(await this.manager.volumeCastCurrent(id))) {
+            log.warn(ctx, `${w.op} skipped: the controller no longer waits for this cast`)
+            this.done.add(id)
+            return 'ack'
+          }
           log.info(ctx, `${w.op} started`)
           result.powerState = w.op === 'attach_volume'
             ? await this.manager.attachVolume(w.instanceUuid, w.volumeId, w.device)

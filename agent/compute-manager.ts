@@ -31,6 +31,7 @@ import type { BuildSpec } from '../proto/build-spec.js'
 import { createRootDisk } from './disk/root-disk.js'
 import { convertImage, sparseCopy } from '../native/index.js'
 import { volumeSerial } from '../proto/volume-attach.js'
+import type { Cast } from '../proto/gen/strato/agent/v1/agent.js'
 
 /** The build spec the conductor hands out (agent.v1 BuildSpec). */
 export type { BuildSpec }
@@ -58,6 +59,22 @@ export interface Conductor {
    * image-upload token. Absent: this agent makes no snapshots.
    */
   snapshotStep?(instanceUuid: string, castId: string, taskState: 'image_snapshot' | 'image_pending_upload' | 'image_uploading'): Promise<{ imageId: string; imageUploadToken: string }>
+  /**
+   * Start-up sync of the volume disks of this host's guests (`seen`) with
+   * the attachments: the disks to detach, and the volume work pending here.
+   * Absent: no volume sync.
+   */
+  hostVolumes?(seen: string[], disks: HostVolumeDisk[]): Promise<{ detach: HostVolumeDisk[]; resume: Cast[] }>
+  /** Whether an attach or detach cast is still the one its attachment waits for. Absent: always. */
+  volumeCast?(castId: string): Promise<boolean>
+}
+
+/** A volume disk of a guest (serial: the volume id cut to 20 characters; volumeId: the volume it names, when known). */
+export interface HostVolumeDisk {
+  instanceUuid: string
+  device: string
+  serial: string
+  volumeId: string
 }
 
 /** Uploads a file as an image's data with an image-upload token (the image service's UploadImage). */
@@ -412,6 +429,49 @@ export class ComputeManager {
     }
     const resume = known.filter((k) => k.host === this.o.host && k.vmState !== 'deleted' && k.pendingCastId).map((k) => ({ castId: k.pendingCastId, requestId: k.pendingRequestId }))
     return { removed, resume }
+  }
+
+  /**
+   * Start-up sync of volume attachments (after `reconcile`): libvirt is the
+   * truth for what is attached here, so the volume disks of this agent's
+   * guests go to the controller, which fixes its records; disks no
+   * attachment asks for are detached (an attach the controller gave up on
+   * while this host was down). Returns the volume work pending here, to
+   * resume at once.
+   */
+  async reconcileVolumes(): Promise<{ detached: HostVolumeDisk[]; resume: Cast[] }> {
+    if (!this.conductor.hostVolumes) return { detached: [], resume: [] }
+    const seen: string[] = []
+    const disks: HostVolumeDisk[] = []
+    for (const g of await this.ownGuests()) {
+      let listed
+      try {
+        listed = await this.driver.listDisks(g.uuid)
+      } catch (err) {
+        if (err instanceof NotFound) continue
+        throw err
+      }
+      seen.push(g.uuid)
+      for (const d of listed) if (d.serial && d.device !== 'vda') disks.push({ instanceUuid: g.uuid, device: d.device, serial: d.serial, volumeId: '' })
+    }
+    const r = await this.conductor.hostVolumes(seen, disks)
+    const detached: HostVolumeDisk[] = []
+    for (const d of r.detach) {
+      await this.locks.run(d.instanceUuid, async () => {
+        // Only the disk that was reported: the serial says it is still the same volume's.
+        const disk = (await this.driver.listDisks(d.instanceUuid)).find((x) => x.device === d.device)
+        if (!disk || disk.serial !== d.serial) return
+        await this.driver.detachDisk(d.instanceUuid, d.device)
+        if (d.volumeId) await this.o.volumes?.unexport(d.volumeId)
+        detached.push(d)
+      })
+    }
+    return { detached, resume: r.resume }
+  }
+
+  /** Whether an attach or detach cast is still wanted (the controller did not give up on it). */
+  async volumeCastCurrent(castId: string): Promise<boolean> {
+    return this.conductor.volumeCast ? this.conductor.volumeCast(castId) : true
   }
 
   private async info(uuid: string): Promise<GuestInfo | undefined> {

@@ -19,7 +19,7 @@ import { isUuid } from '../proto/ids.js'
 import { errorFromHeaders } from '../proto/nats-errors.js'
 import { conductorSubject } from '../proto/subjects.js'
 import * as wire from '../proto/gen/strato/agent/v1/agent.js'
-import type { Conductor, KnownInstance } from './compute-manager.js'
+import type { Conductor, HostVolumeDisk, KnownInstance } from './compute-manager.js'
 
 /** What the controller answered an announce. */
 export interface Announced {
@@ -117,6 +117,21 @@ export class ConductorClient implements Conductor {
     if (!r?.imageId || !isUuid(r.imageId)) throw new Internal('the conductor sent no usable snapshot step (image_id)')
     if (taskState === 'image_uploading' && !r.imageUploadToken) throw new Internal('the conductor sent no image_upload_token for the upload step')
     return { imageId: r.imageId, imageUploadToken: r.imageUploadToken ?? '' }
+  }
+
+  async hostVolumes(seen: string[], disks: HostVolumeDisk[]): Promise<{ detach: HostVolumeDisk[]; resume: wire.Cast[] }> {
+    const reply = await this.request({ hostVolumes: { host: this.o.host, instanceUuids: seen, disks } })
+    const r = reply.hostVolumes
+    if (!r) throw new Unavailable('the conductor sent no volume sync')
+    const detach = (r.detach ?? []).map((d) => ({ instanceUuid: d.instanceUuid ?? '', device: d.device ?? '', serial: d.serial ?? '', volumeId: d.volumeId ?? '' }))
+    if (detach.some((d) => !isUuid(d.instanceUuid) || !d.device || !d.serial)) throw new Internal('the conductor sent a disk to detach without instance_uuid, device or serial')
+    return { detach, resume: r.resume ?? [] }
+  }
+
+  async volumeCast(castId: string): Promise<boolean> {
+    const reply = await this.request({ volumeCast: { host: this.o.host, castId } })
+    if (!reply.volumeCast) throw new Unavailable('the conductor sent no cast state')
+    return reply.volumeCast.current ?? false
   }
 
   /** One request; errors the controller sends come back as Strato errors. */

@@ -280,9 +280,12 @@ export class AgentService {
     }
     const r = await this.manager.reconcile()
     if (r.removed.length) this.log.warn({ removed: r.removed }, 'removed guests and disks the controller no longer places here')
+    const v = await this.manager.reconcileVolumes()
+    if (v.detached.length) this.log.warn({ detached: v.detached }, 'detached volume disks no attachment asks for')
     this.state = 'RUNNING'
     this.worker = new CastWorker(this.js, this.manager, this.volumes, { host: this.config.host, maxConcurrentCasts: this.config.maxConcurrentCasts, running: () => this.state === 'RUNNING' }, this.log)
     this.worker.resume(r.resume)
+    this.worker.resumeCasts(v.resume)
     this.scheduleHeartbeats(this.announced.heartbeatIntervalMs || this.config.heartbeatIntervalMs)
     await this.reportPower()
     this.powerTimer = setInterval(() => void this.reportPower(), this.config.powerSyncIntervalMs)

@@ -186,10 +186,11 @@ export interface ControllerConfig {
   joinTokens: JoinTokensConfig
   volumes: {
     /**
-     * How long volume work (create, delete, extend, snapshots) may wait on a
-     * backend host that is down before the volume is given a stable error
-     * status naming the host (its work comes again if the agent returns,
-     * and is then ignored). @default 600000
+     * How long volume work (create, delete, extend, snapshots; attach and
+     * detach on a server's host) may wait on a host that is down before the
+     * volume is given a stable status (error, or the attach or detach
+     * failed) with a reason naming the host (its work comes again if the
+     * agent returns, and is then ignored). @default 600000
      */
     stuckAfterMs: number
   }

@@ -184,9 +184,9 @@ export class Controller {
     servers.startOrphanSweep()
     const volumes = (this.volumes = new VolumeCatalog(this.db, { quota, types: volumeTypes, images, backends: volumeBackends, casts: volumeCasts }, volumeLog))
     const snapshots = new SnapshotCatalog(this.db, { quota, casts: volumeCasts, backends: volumeBackends }, volumeLog)
-    const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs))
     const attachmentCasts = (this.attachmentCasts = new AttachmentCasts(this.db, cfg.servers.castRetryMs, volumeLog))
     const attachments = new AttachmentCatalog(this.db, { casts: attachmentCasts }, volumeLog)
+    const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs, attachments))
 
     const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy, volumePolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: async (t) => (await auth!.validate(t)).user.id }
@@ -239,7 +239,7 @@ export class Controller {
     }
 
     if (this.nats) {
-      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), imageUploadToken: (imageId, host, uuid) => auth!.issueImageUpload(imageId, host, uuid), dhcp, routers }), hosts, this.log, () => this.url, {
+      this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), imageUploadToken: (imageId, host, uuid) => auth!.issueImageUpload(imageId, host, uuid), dhcp, routers, attachments }), hosts, this.log, () => this.url, {
         castResult: async (r) => {
           if (await attachments.apply(r)) return
           if (!(await volumeResults.apply(r))) await servers.applyResult(r)

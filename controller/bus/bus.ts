@@ -333,6 +333,13 @@ export class ControllerBus implements AgentTransport {
         reply = { metadata: await this.conductor.metadata(req.metadata.host ?? '', req.metadata.networkId ?? '', req.metadata.address ?? '') }
       } else if (req.hostInstances) {
         reply = { hostInstances: { instances: await this.conductor.hostInstances(req.hostInstances.host ?? '', req.hostInstances.also ?? []) } }
+      } else if (req.hostVolumes) {
+        const q = req.hostVolumes
+        const disks = (q.disks ?? []).map((d) => ({ instanceUuid: d.instanceUuid ?? '', device: d.device ?? '', serial: d.serial ?? '', volumeId: d.volumeId ?? '' }))
+        reply = { hostVolumes: await this.conductor.hostVolumes(q.host ?? '', q.instanceUuids ?? [], disks) }
+      } else if (req.volumeCast) {
+        what = `the state of cast ${req.volumeCast.castId ?? ''}`
+        reply = { volumeCast: { current: await this.conductor.volumeCast(req.volumeCast.host ?? '', req.volumeCast.castId ?? '') } }
       } else {
         throw new InvalidArgument('empty conductor request')
       }
@@ -396,7 +403,7 @@ function routerToWire(r: RouterSpec): WireRouterSpec {
 
 /** The host a conductor request speaks for (every request names one). */
 function conductorHostOf(req: ConductorRequest): string {
-  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.snapshotStep?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.routers?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? ''
+  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.snapshotStep?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.routers?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? req.hostVolumes?.host ?? req.volumeCast?.host ?? ''
 }
 
 /**

@@ -15,11 +15,12 @@ import { buildSpec, hostInstances, CONDUCTOR, type BuildSpecDeps, type HostInsta
 import { FailedPrecondition, NotFound } from '../../proto/errors.js'
 import { instanceMetadata } from './metadata.js'
 import { snapshotStep, type ImageUploadTokens } from './snapshot-step.js'
+import type { AttachmentCatalog, HostVolumeDisk, PendingHostCast } from '../volume/attachments.js'
 
 export type { BuildSpec, HostInstance, InstanceMetadata }
 
 export class Conductor {
-  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts; routers?: RouterCatalog; imageUploadToken?: ImageUploadTokens }) {}
+  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts; routers?: RouterCatalog; imageUploadToken?: ImageUploadTokens; attachments?: Pick<AttachmentCatalog, 'syncHost' | 'castCurrent'> }) {}
 
   /** An agent announced its host: record it; tell it whether it is mapped and how often to beat. */
   async announce(a: HostAnnouncement): Promise<{ mapped: boolean; heartbeatIntervalMs: number }> {
@@ -88,6 +89,23 @@ export class Conductor {
   async hostInstances(host: string, also: string[]): Promise<HostInstance[]> {
     await this.hosts.get(host)
     return hostInstances(this.db, host, also)
+  }
+
+  /**
+   * An agent's start-up sync of its guests' volume disks with the
+   * attachments (see `AttachmentCatalog.syncHost`): the disks to detach and
+   * the volume work to resume.
+   */
+  async hostVolumes(host: string, seen: string[], disks: HostVolumeDisk[]): Promise<{ detach: HostVolumeDisk[]; resume: PendingHostCast[] }> {
+    await this.hosts.get(host)
+    if (!this.deps.attachments) return { detach: [], resume: [] }
+    return this.deps.attachments.syncHost(host, seen, disks)
+  }
+
+  /** Whether an attach or detach cast to `host` is still the one its attachment waits for. */
+  async volumeCast(host: string, castId: string): Promise<boolean> {
+    await this.hosts.get(host)
+    return this.deps.attachments ? this.deps.attachments.castCurrent(host, castId) : true
   }
 
   /**

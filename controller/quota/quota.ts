@@ -53,8 +53,21 @@ export function projectLock(projectId: string): string {
 /** Counts current usage of one resource, for a project (or, for key_pairs, a user). */
 export type UsageCounter = (db: Trx, owner: { projectId: string; userId?: string }) => Promise<number>
 
+/**
+ * A family of resources named `<base>_<key>` (Cinder's per-type quotas:
+ * `volumes_<type>`, `gigabytes_<type>`, `snapshots_<type>`), one per key that
+ * exists now; unlimited (-1) unless set for the project.
+ */
+export interface QuotaFamily {
+  bases: readonly string[]
+  /** The keys that exist now (e.g. the volume type names). */
+  keys(db: Trx): Promise<string[]>
+  count(db: Trx, owner: { projectId: string }, base: string, key: string): Promise<number>
+}
+
 export class QuotaEngine {
   private readonly counters = new Map<string, UsageCounter>()
+  private readonly families: QuotaFamily[] = []
 
   constructor(private readonly db: Db) {}
 
@@ -62,6 +75,27 @@ export class QuotaEngine {
   registerCounter(resource: string, counter: UsageCounter): void {
     if (!(resource in QUOTA_DEFAULTS)) throw new Error(`no quota default for resource '${resource}'`)
     this.counters.set(resource, counter)
+  }
+
+  /** Registers a family of resources (see QuotaFamily). */
+  registerFamily(f: QuotaFamily): void {
+    for (const b of f.bases) if (!(b in QUOTA_DEFAULTS)) throw new Error(`no quota default for resource '${b}'`)
+    this.families.push(f)
+  }
+
+  /** The family resource `resource` belongs to, split into base and key; undefined for a fixed resource. */
+  private familyOf(resource: string): { f: QuotaFamily; base: string; key: string } | undefined {
+    for (const f of this.families) {
+      for (const base of f.bases) if (resource.startsWith(`${base}_`) && resource.length > base.length + 1) return { f, base, key: resource.slice(base.length + 1) }
+    }
+    return undefined
+  }
+
+  /** The family resources that exist now, in order: each key's resources by base. */
+  private async familyResources(db: Trx): Promise<string[]> {
+    const out: string[] = []
+    for (const f of this.families) for (const key of (await f.keys(db)).sort()) for (const base of f.bases) out.push(`${base}_${key}`)
+    return out
   }
 
   async limits(db: Trx, projectId: string): Promise<Record<string, number>> {
@@ -80,6 +114,10 @@ export class QuotaEngine {
       const inUse = counter ? await counter(this.db, { projectId, ...(userId ? { userId } : {}) }) : 0
       out.push({ resource, limit: limits[resource]!, inUse })
     }
+    for (const resource of await this.familyResources(this.db)) {
+      const m = this.familyOf(resource)!
+      out.push({ resource, limit: limits[resource] ?? -1, inUse: await m.f.count(this.db, { projectId }, m.base, m.key) })
+    }
     return out
   }
 
@@ -92,10 +130,11 @@ export class QuotaEngine {
     await lockNames(trx, [projectLock(owner.projectId), ...(owner.userId ? [`user:${owner.userId}`] : [])])
     const limits = await this.limits(trx, owner.projectId)
     for (const [resource, delta] of Object.entries(deltas)) {
-      const limit = limits[resource]
+      const member = this.familyOf(resource)
+      const limit = limits[resource] ?? (member ? -1 : undefined)
       if (limit === undefined) throw new Error(`unknown quota resource '${resource}'`)
       if (limit < 0 || delta <= 0) continue
-      const counter = this.counters.get(resource)
+      const counter = member ? (db: Trx) => member.f.count(db, owner, member.base, member.key) : this.counters.get(resource)
       if (!counter) throw new Error(`no usage counter registered for '${resource}'`)
       const used = await counter(trx, owner)
       if (used + delta > limit) {
@@ -105,8 +144,11 @@ export class QuotaEngine {
   }
 
   async update(projectId: string, limits: Record<string, number>): Promise<void> {
+    const family = new Set(await this.familyResources(this.db))
     for (const [resource, limit] of Object.entries(limits)) {
-      if (!(resource in QUOTA_DEFAULTS)) {
+      if (!(resource in QUOTA_DEFAULTS) && !family.has(resource)) {
+        const m = this.familyOf(resource)
+        if (m) throw new InvalidArgument(`unknown quota resource '${resource}': there is no '${m.key}' (per-type quotas are ${m.f.bases.map((b) => `${b}_<type>`).join(', ')} for an existing volume type)`, { field: `limits.${resource}` })
         throw new InvalidArgument(`unknown quota resource '${resource}'; known: ${Object.keys(QUOTA_DEFAULTS).join(', ')}`, { field: `limits.${resource}` })
       }
       if (!Number.isInteger(limit) || limit < -1) throw new InvalidArgument(`quota for ${resource} must be -1 (unlimited) or a non-negative integer, got ${limit}`, { field: `limits.${resource}` })

@@ -19,7 +19,9 @@
 import { randomUUID } from 'node:crypto'
 import { AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
 import { isUuid } from '../../proto/ids.js'
-import { parseAttachCastId } from '../../proto/volume-attach.js'
+import { parseAttachCastId, volumeSerial } from '../../proto/volume-attach.js'
+import { parseVolumeCastId, type VolumeWork } from '../../proto/volume-work.js'
+import type { VolumeAttachWork } from '../../proto/volume-attach.js'
 import type { Db } from '../store/db.js'
 import type { ServerTable, VolumeAttachmentTable, VolumeTable } from '../store/schema.js'
 import type { Trx } from '../quota/quota.js'
@@ -27,7 +29,7 @@ import type { CastResultEvent } from '../compute/transport.js'
 import { checkVolumeAction } from '../compute/server-states.js'
 import { now, type Log } from '../compute/server-model.js'
 import { LIVE_ATTACHMENT, attachOutcome, beginVolumeAction, checkAttachmentTransition, checkVolumeTransition, type AttachmentStatus, type VolumeStatus } from './states.js'
-import { NO_CAST, pendingAttachCast, type AttachmentCasts } from './casts.js'
+import { NO_CAST, attachWork, pendingAttachCast, volumeWork, type AttachmentCasts } from './casts.js'
 import { checkWriter, findRow, type VolumeAttachmentView, type VolumeCaller } from './model.js'
 
 /** An attachment as the Attachments service shows it. */
@@ -56,6 +58,22 @@ export interface ServerVolumeView {
   device: string
   attachmentId: string
   status: string
+}
+
+/** A volume disk of a guest, as an agent reports it (and, when returned to detach, the volume its serial names or ''). */
+export interface HostVolumeDisk {
+  instanceUuid: string
+  device: string
+  serial: string
+  volumeId: string
+}
+
+/** Work pending on a host, to resume (a cast as the outbox sends it). */
+export interface PendingHostCast {
+  id: string
+  requestId: string
+  volumeAttach?: VolumeAttachWork
+  volume?: VolumeWork
 }
 
 /** vdb…vdz: vda is the root disk (the config drive is a CD-ROM, hdd or sda, never vdX). */
@@ -289,6 +307,89 @@ export class AttachmentCatalog {
     })
     if (applied) this.log.info({ attachment: p.attachmentId, volume: r.volumeId, instance: r.instanceUuid, host: r.host, ok: r.ok, ...(r.ok ? {} : { reason }) }, `${p.op} ${r.ok ? 'done' : 'failed'}`)
     return true
+  }
+
+  /**
+   * An attach or detach cast to a server's host that is down (`isUp` false)
+   * and pending since before `before` ends as that cast's failure, with a
+   * reason naming the host (Nova's fault on the server, the attachment in
+   * error or attached again): no attachment or volume waits forever in
+   * attaching or detaching for an agent that does not come back. When the
+   * agent does, its start-up sync makes libvirt and these records agree.
+   * Returns how many it ended.
+   */
+  async sweep(before: string, isUp: (host: string) => boolean, stuckAfterMs: number): Promise<number> {
+    const rows = await this.db.selectFrom('volume_attachments').select(['id', 'host', 'server_id', 'volume_id', 'pending_cast_id'])
+      .where('pending_cast_id', '!=', '').where('updated_at', '<', before).execute()
+    let ended = 0
+    for (const a of rows) {
+      if (!a.host || isUp(a.host)) continue
+      const op = parseAttachCastId(a.pending_cast_id)?.op
+      if (!op) continue
+      this.log.warn({ attachment: a.id, volume: a.volume_id, instance: a.server_id, host: a.host, cast: a.pending_cast_id }, `${op} stuck on a host that is down: ended as failed`)
+      await this.apply({
+        castId: a.pending_cast_id, host: a.host, ok: false, errorCode: 'UNAVAILABLE', powerState: 0, instanceUuid: a.server_id, action: op, volumeId: a.volume_id, snapshotId: '',
+        message: `host '${a.host}' is down and did not finish ${op === 'attach_volume' ? 'the attach' : 'the detach'} within ${Math.round(stuckAfterMs / 1000)} s; its agent will not be waited for`,
+      })
+      ended++
+    }
+    return ended
+  }
+
+  /**
+   * An agent's start-up sync (`disks`: the volume disks libvirt has on the
+   * guests `seen` of `host`). Libvirt is the truth for what is attached: an
+   * attachment recorded attached (nothing pending) whose disk is not in its
+   * guest is removed, its volume available again (or in-use when another
+   * server still holds it), with the server's fault saying so. A disk that no
+   * live attachment asks for (the API gave up on its attach, or never made
+   * it) is returned to be detached. The attach, detach and volume work
+   * pending on the host is returned to be resumed at once.
+   */
+  async syncHost(host: string, seen: string[], disks: HostVolumeDisk[]): Promise<{ detach: HostVolumeDisk[]; resume: PendingHostCast[] }> {
+    const guests = new Set(seen)
+    const r = await this.db.transaction().execute(async (trx) => {
+      const rows = await trx.selectFrom('volume_attachments').selectAll().where('host', '=', host).execute()
+      const onDisk = (a: VolumeAttachmentTable) => disks.some((d) => d.instanceUuid === a.server_id && d.serial === volumeSerial(a.volume_id))
+      const lost: VolumeAttachmentTable[] = []
+      for (const a of rows) {
+        if (a.status !== 'attached' || a.pending_cast_id || !guests.has(a.server_id) || onDisk(a)) continue
+        checkAttachmentTransition(a.status, 'deleted')
+        await trx.deleteFrom('volume_attachments').where('id', '=', a.id).execute()
+        const v = await trx.selectFrom('volumes').select(['id', 'status']).where('id', '=', a.volume_id).executeTakeFirst()
+        if (v?.status === 'in-use') await moveVolume(trx, v, (await othersLive(trx, v.id, a.id)) > 0 ? 'in-use' : 'available')
+        await trx.updateTable('servers').set({ fault_code: 'NOT_FOUND', fault_message: `volume ${a.volume_id} was not attached to the guest on host '${host}' when its agent started (libvirt has no such disk on ${devPath(a.device)}); the attachment was removed`, fault_at: now() }).where('uuid', '=', a.server_id).execute()
+        lost.push(a)
+      }
+      const detach: HostVolumeDisk[] = []
+      for (const d of disks) {
+        const a = rows.find((x) => x.server_id === d.instanceUuid && volumeSerial(x.volume_id) === d.serial && (['attached', 'attaching', 'detaching'] as string[]).includes(x.status))
+        if (a) continue
+        const v = /^[0-9a-f-]{20}$/.test(d.serial) ? await trx.selectFrom('volumes').select('id').where('id', 'like', `${d.serial}%`).limit(2).execute() : []
+        detach.push({ ...d, volumeId: v.length === 1 ? v[0]!.id : '' })
+      }
+      const resume: PendingHostCast[] = rows.filter((a) => a.pending_cast_id && (['attaching', 'detaching'] as string[]).includes(a.status)).flatMap((a) => {
+        const p = parseAttachCastId(a.pending_cast_id)
+        return p ? [{ id: a.pending_cast_id, requestId: a.pending_request_id, volumeAttach: attachWork(p.op, a) }] : []
+      })
+      const vols = await trx.selectFrom('volumes').selectAll().where('host', '=', host).where('pending_cast_id', '!=', '').execute()
+      for (const v of vols) {
+        const p = parseVolumeCastId(v.pending_cast_id)
+        if (p) resume.push({ id: v.pending_cast_id, requestId: v.pending_request_id, volume: volumeWork(p.op, v, p.op === 'extend' ? await attachedDisks(trx, v.id) : []) })
+      }
+      return { lost, detach, resume }
+    })
+    for (const a of r.lost) this.log.warn({ attachment: a.id, volume: a.volume_id, instance: a.server_id, host }, 'attachment removed: its disk is not in the guest (agent start-up sync)')
+    if (r.detach.length) this.log.warn({ host, disks: r.detach }, 'volume disks no attachment asks for: the agent detaches them')
+    return { detach: r.detach, resume: r.resume }
+  }
+
+  /** Whether `castId` is the attach or detach the attachment on `host` still waits for. */
+  async castCurrent(host: string, castId: string): Promise<boolean> {
+    const p = parseAttachCastId(castId)
+    if (!p) throw new InvalidArgument(`'${castId}' is not an attach or detach cast id`, { field: 'cast_id' })
+    const a = await this.db.selectFrom('volume_attachments').select(['host', 'pending_cast_id']).where('id', '=', p.attachmentId).executeTakeFirst()
+    return a?.host === host && a.pending_cast_id === castId
   }
 
   // ------------------------------------------------------------ internals

@@ -10,7 +10,7 @@ import type { CastResultEvent } from '../compute/transport.js'
 import { now, type Log } from '../compute/server-model.js'
 import { parseVolumeCastId } from '../../proto/volume-work.js'
 import { checkVolumeTransition, snapshotOutcome, volumeOutcome } from './states.js'
-import { liveAttachments } from './attachments.js'
+import { liveAttachments, type AttachmentCatalog } from './attachments.js'
 import { NO_CAST } from './casts.js'
 
 export class VolumeResults {
@@ -23,6 +23,8 @@ export class VolumeResults {
     private readonly isUp: (host: string) => boolean = () => true,
     /** @see ControllerConfig.volumes.stuckAfterMs */
     private readonly stuckAfterMs = 600_000,
+    /** Attachments, swept with the volumes (their casts go to servers' hosts). */
+    private readonly attachments?: Pick<AttachmentCatalog, 'sweep'>,
   ) {}
 
   /** Sweeps for stuck work every quarter of `stuckAfterMs` (at most every 30 s). */
@@ -39,7 +41,8 @@ export class VolumeResults {
   /**
    * Work pending longer than `stuckAfterMs` on a host that is down ends as
    * that work's failure (error, error_deleting, error_extending; a snapshot
-   * error or error_deleting) with a reason naming the host: no volume waits
+   * error or error_deleting; an attach or detach, see
+   * `AttachmentCatalog.sweep`) with a reason naming the host: no volume waits
    * forever for an agent that does not come back. Returns how many it ended.
    */
   async sweep(now = Date.now()): Promise<number> {
@@ -58,6 +61,7 @@ export class VolumeResults {
       })
       ended++
     }
+    if (this.attachments) ended += await this.attachments.sweep(before, this.isUp, this.stuckAfterMs)
     return ended
   }
 

@@ -10,6 +10,7 @@ import { InvalidArgument, PermissionDenied } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
 import type { VolumeSnapshotTable } from '../store/schema.js'
 import type { QuotaEngine } from '../quota/quota.js'
+import { typeNameOf } from './types.js'
 import { checkText } from '../identity/validate.js'
 import { checkMetadata } from '../compute/server-create-plan.js'
 import { now, type Log } from '../compute/server-model.js'
@@ -34,7 +35,8 @@ export class SnapshotCatalog {
       const vol = await findRow(trx, 'volumes', req.volumeId, caller, 'volume_id')
       checkWriter(vol, caller, 'volume')
       beginVolumeAction(req.force ? 'snapshot_force' : 'snapshot', vol)
-      await this.deps.quota.check(trx, { projectId: vol.project_id }, { snapshots: 1, gigabytes: vol.size })
+      const type = await typeNameOf(trx, vol.volume_type_id)
+      await this.deps.quota.check(trx, { projectId: vol.project_id }, { snapshots: 1, gigabytes: vol.size, [`snapshots_${type}`]: 1, [`gigabytes_${type}`]: vol.size })
       await this.deps.backends.ensureRoom(trx, vol.host, vol.size)
       const id = randomUUID()
       const ts = now()

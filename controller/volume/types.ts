@@ -111,3 +111,8 @@ export class VolumeTypeCatalog {
 function view(r: VolumeTypeTable): VolumeTypeView {
   return { id: r.id, name: r.name, description: r.description, isPublic: r.is_public === 1, extraSpecs: json<Record<string, string>>(r.extra_specs, {}) }
 }
+
+/** The name of volume type `id` (per-type quotas are named by it). */
+export async function typeNameOf(trx: Trx, id: string): Promise<string> {
+  return (await trx.selectFrom('volume_types').select('name').where('id', '=', id).executeTakeFirstOrThrow()).name
+}

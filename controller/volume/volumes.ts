@@ -19,7 +19,7 @@ import { checkText } from '../identity/validate.js'
 import { checkMetadata, imageViewer } from '../compute/server-create-plan.js'
 import { now, type Log } from '../compute/server-model.js'
 import { beginVolumeAction, checkSnapshotSource, resetStatus } from './states.js'
-import { specIsTrue, type VolumeTypeCatalog, type VolumeTypeView } from './types.js'
+import { specIsTrue, typeNameOf, type VolumeTypeCatalog, type VolumeTypeView } from './types.js'
 import type { VolumeBackends } from './backends.js'
 import { NO_CAST, pendingCast, volumeWork, type VolumeCasts } from './casts.js'
 import { checkSize, checkWriter, findRow, imageMetadataOf, renamed, updatedMap, volumeView, type VolumeCaller, type VolumeView } from './model.js'
@@ -81,6 +81,21 @@ export class VolumeCatalog {
       const s = await trx.selectFrom('volume_snapshots').select((eb) => eb.fn.sum<number>('size').as('gb')).where('project_id', '=', o.projectId).executeTakeFirst()
       return v.reduce((n, r) => n + Math.max(r.size, r.pending_size), 0) + Number(s?.gb ?? 0)
     })
+    // Cinder's per-type quotas, counted as the totals above but for the volumes of one type (a snapshot: its volume's).
+    quota.registerFamily({
+      bases: ['volumes', 'gigabytes', 'snapshots'],
+      keys: async (trx) => (await trx.selectFrom('volume_types').select('name').execute()).map((r) => r.name),
+      count: async (trx, o, base, typeName) => {
+        const vols = trx.selectFrom('volumes').innerJoin('volume_types', 'volume_types.id', 'volumes.volume_type_id').where('volumes.project_id', '=', o.projectId).where('volume_types.name', '=', typeName)
+        const snaps = trx.selectFrom('volume_snapshots').innerJoin('volumes', 'volumes.id', 'volume_snapshots.volume_id').innerJoin('volume_types', 'volume_types.id', 'volumes.volume_type_id')
+          .where('volume_snapshots.project_id', '=', o.projectId).where('volume_types.name', '=', typeName)
+        if (base === 'volumes') return Number((await vols.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst())?.n ?? 0)
+        if (base === 'snapshots') return Number((await snaps.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst())?.n ?? 0)
+        const v = await vols.select(['volumes.size', 'volumes.pending_size']).execute()
+        const s = await snaps.select((eb) => eb.fn.sum<number>('volume_snapshots.size').as('gb')).executeTakeFirst()
+        return v.reduce((n, r) => n + Math.max(r.size, r.pending_size), 0) + Number(s?.gb ?? 0)
+      },
+    })
   }
 
   async create(req: CreateVolume, caller: VolumeCaller): Promise<VolumeView> {
@@ -113,7 +128,7 @@ export class VolumeCatalog {
         if (size < imageGb) throw new InvalidArgument(`size ${size} GiB is smaller than image ${image.id} needs (${imageGb} GiB: its virtual size or min_disk)`, { field: 'size' })
       }
       checkSize('size', size, 1)
-      await this.deps.quota.check(trx, { projectId: caller.projectId! }, { volumes: 1, gigabytes: size })
+      await this.deps.quota.check(trx, { projectId: caller.projectId! }, { volumes: 1, gigabytes: size, [`volumes_${type.name}`]: 1, [`gigabytes_${type.name}`]: size })
       if (host) await this.deps.backends.ensureRoom(trx, host, size)
       else {
         host = await this.deps.backends.pick(trx, { sizeGb: size, availabilityZone: zone, backendName: type.extraSpecs.volume_backend_name ?? '' })
@@ -174,7 +189,8 @@ export class VolumeCatalog {
       const size = checkSize('new_size', newSize, 1)
       if (size <= row.size) throw new InvalidArgument(`new_size must be larger than the volume's size, ${row.size} GiB; got ${size}`, { field: 'new_size' })
       const status = beginVolumeAction('extend', row)
-      await this.deps.quota.check(trx, { projectId: row.project_id }, { gigabytes: size - row.size })
+      const type = await typeNameOf(trx, row.volume_type_id)
+      await this.deps.quota.check(trx, { projectId: row.project_id }, { gigabytes: size - row.size, [`gigabytes_${type}`]: size - row.size })
       await this.deps.backends.ensureRoom(trx, row.host, size - row.size)
       const next: VolumeTable = { ...row, status, status_reason: '', pending_size: size, ...pendingCast('extend', row.id, caller.requestId), updated_at: now() }
       await trx.updateTable('volumes').set(next).where('id', '=', row.id).execute()

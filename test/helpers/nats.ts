@@ -256,3 +256,8 @@ export async function jetStreamReady(opts: NodeConnectionOptions, timeoutMs = 60
     await nc.close()
   }
 }
+
+/** Stops nats-server but keeps its store (JetStream state survives, as on a real restart). */
+export async function killNats(nats: NatsServer): Promise<void> {
+  await kill(nats.proc, 'SIGKILL')
+}

@@ -28,10 +28,13 @@ const RESOURCES: Array<[string, string, string]> = [
   ['snapshots', 'snapshots', 'New value for the snapshots quota'],
 ]
 const cliName = new Map(RESOURCES.map(([cli, strato]) => [strato, cli]))
+/** The quotas `--volume-type` makes per type (Cinder's `<resource>_<type>`, shown so by openstackclient). */
+const PER_TYPE = ['volumes', 'gigabytes', 'snapshots']
+const PER_TYPE_NAME = /^(volumes|gigabytes|snapshots)_./
 
 const quotaRows = (q: QuotaSet, usage: boolean): unknown[][] =>
   (q.items ?? [])
-    .map((i) => ({ name: cliName.get(i.resource ?? '') ?? (i.resource ?? '').replaceAll('_', '-'), limit: i.limit ?? 0, inUse: i.inUse ?? 0 }))
+    .map((i) => ({ name: cliName.get(i.resource ?? '') ?? (PER_TYPE_NAME.test(i.resource ?? '') ? i.resource ?? '' : (i.resource ?? '').replaceAll('_', '-')), limit: i.limit ?? 0, inUse: i.inUse ?? 0 }))
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((r) => (usage ? [r.name, r.limit, r.inUse] : [r.name, r.limit]))
 
@@ -58,20 +61,25 @@ export const quotaCommands: Command[] = [
   {
     name: 'quota set',
     summary: 'Set quotas for project',
-    description: 'Cloud admin only. -1 means unlimited. A limit below the current usage is accepted and blocks new usage.',
+    description: 'Cloud admin only. -1 means unlimited. A limit below the current usage is accepted and blocks new usage. With --volume-type, --volumes, --gigabytes and --snapshots set the quotas of that volume type only (volumes_<type>, …); other limits cannot be given with it.',
     output: 'none',
     positionals: [{ name: 'project', help: 'Set quotas for this project (name or ID)' }],
     options: [
       ...RESOURCES.map(([cli, , help]): OptionSpec => opt(`--${cli}`, `q_${cli}`, `<${cli}>`, help)),
+      opt('--volume-type', 'volume_type', '<volume-type>', 'Set quotas for a specific <volume-type> (--volumes, --gigabytes, --snapshots)'),
       opt('--project-domain', 'project_domain', '<project-domain>', 'Domain the project belongs to (name or ID), to resolve a project name'),
     ],
     async run(ctx, a) {
       const limits: Record<string, number> = {}
+      const type = a.str('volume_type')
+      if (type === '') throw new UsageError(`strato quota set: --volume-type needs a volume type name. See 'strato help quota set'.`)
       for (const [cli, strato] of RESOURCES) {
         const v = intOpt('quota set', a, `q_${cli}`, `--${cli}`, -1)
-        if (v !== undefined) limits[strato] = v
+        if (v === undefined) continue
+        if (type !== undefined && !PER_TYPE.includes(strato)) throw new UsageError(`strato quota set: --${cli} is not a per-type quota; with --volume-type give only --volumes, --gigabytes or --snapshots. See 'strato help quota set'.`)
+        limits[type !== undefined ? `${strato}_${type}` : strato] = v
       }
-      if (Object.keys(limits).length === 0) throw new UsageError(`strato quota set: give at least one limit, e.g. --instances 20. See 'strato help quota set'.`)
+      if (Object.keys(limits).length === 0) throw new UsageError(`strato quota set: give at least one limit, e.g. --instances 20${type !== undefined ? ' (with --volume-type: --volumes, --gigabytes or --snapshots)' : ''}. See 'strato help quota set'.`)
       const p = await findProject(ctx, a.pos('project'), a.str('project_domain'))
       await ctx.call(QuotasClient, 'updateQuota', { projectId: p.id ?? '', limits })
       return { kind: 'none' }

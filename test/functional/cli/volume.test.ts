@@ -1,6 +1,6 @@
 // The `strato` CLI's block storage commands in process against a small cloud (real controller and
 // nats-server, agents node1 and node2 whose volume role runs the fake volume driver): volume,
-// volume snapshot and volume type, with openstackclient's columns, -f formats and errors.
+// volume snapshot and volume type, with openstackclient's columns, -f formats and errors; per-type quotas.
 import t from 'tap'
 import { eventually } from '../../helpers/agents.js'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
@@ -107,4 +107,24 @@ t.test('bad input: clear one-line errors', async (t) => {
   t.match((await fails(t, 'volume create --size 1 --type nope x', 1)).stderr, /volume type 'nope' not found/)
   t.match((await fails(t, 'volume create --size 5000 huge', 1)).stderr, /quota exceeded for gigabytes: 0 of 1000 in use, 5000 more requested/)
   t.equal((await strato('volume list -f value', demo)).stdout, '', 'nothing was made')
+})
+
+t.test('per-type quotas: quota set --volume-type, shown by quota show, held by volume create', async (t) => {
+  await succeeds(t, 'volume type create silver', env)
+  await succeeds(t, 'quota set --volume-type silver --volumes 1 --gigabytes 2 demo', env)
+  const shown = await succeeds(t, 'quota show demo -f value', env)
+  t.match(shown, /^volumes_silver 1$/m, 'as openstackclient shows Cinder\'s per-type quotas')
+  t.match(shown, /^gigabytes_silver 2$/m)
+  t.match(shown, /^snapshots_silver -1$/m, 'unset: unlimited')
+  t.match(shown, /^volumes 10$/m, 'the total is untouched')
+  await ok(t, 'volume create --size 1 --type silver s1')
+  t.match((await fails(t, 'volume create --size 1 --type silver s2', 1)).stderr, /quota exceeded for volumes_silver: 1 of 1 in use, 1 more requested/)
+  t.match(await succeeds(t, 'quota show demo --usage -f value', env), /^volumes_silver 1 1$/m, '--usage counts the type\'s volumes')
+  t.match((await fails(t, 'quota set --volume-type silver --instances 3 demo', 2, env)).stderr, /--instances is not a per-type quota; with --volume-type give only --volumes, --gigabytes or --snapshots/)
+  t.match((await fails(t, 'quota set --volume-type nosuch --volumes 1 demo', 1, env)).stderr, /unknown quota resource 'volumes_nosuch': there is no 'nosuch'/)
+  t.notMatch(await succeeds(t, 'quota show demo -f value', env), /nosuch/, 'nothing was set')
+  await until('s1', 'available')
+  await ok(t, 'volume delete s1')
+  await eventually(async () => (await strato('volume show s1', demo)).code === 1, 10_000, 's1 gone')
+  await succeeds(t, 'volume type delete silver', env)
 })

@@ -3,7 +3,9 @@
 // attach and detach casts to a server's host (in-use, then available, never stuck between); a
 // backend whose agent restarts in the middle of a delete finishes it (the redelivered cast is
 // idempotent); an agent with the volume role off refuses volume work with a reason, so the volume
-// goes to error rather than hanging.
+// goes to error rather than hanging. At start-up the agent syncs its guests' volume disks with the
+// attachments (libvirt is the truth): a disk gone from its guest ends its attachment, a disk no
+// attachment asks for is detached, and pending attaches are resumed at once.
 import { rmSync } from 'node:fs'
 import t from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
@@ -11,7 +13,8 @@ import { call, client, status } from '../../helpers/grpc.js'
 import { eventually, startAgent } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import { VolumesClient, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
-import type { CreateServerResponse } from '../../../proto/gen/strato/compute/v1/servers.js'
+import type { CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
+import { volumeSerial } from '../../../proto/volume-attach.js'
 
 let cloud: TestCloud
 let demo: Tenant
@@ -105,4 +108,41 @@ t.test('attach and detach casts wait for the server\'s agent; back, it does them
   t.notOk(await hasDisk(), 'the agent back detached it')
   await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
   await call(volumes, 'deleteVolume', { id: v.id }, demo.token)
+})
+
+t.test("the agent's start-up sync: libvirt is the truth for what is attached", async (t) => {
+  const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'sync-vm', flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ uuid: cloud.network.id }] }, demo.token)
+  const server = await cloud.waitFor(r.servers[0]!.id, (s) => s.status === 'ACTIVE', demo.token)
+  const lost = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'lost' }, demo.token)
+  const stray = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'stray' }, demo.token)
+  const pending = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'pending' }, demo.token)
+  for (const v of [lost, stray, pending]) await eventually(async () => (await statusOf(v.id)) === 'available', 10_000, `${v.name} available`)
+  await call(cloud.c.servers, 'attachVolume', { serverId: server.id, volumeId: lost.id, device: '/dev/vdb' }, demo.token)
+  await eventually(async () => (await statusOf(lost.id)) === 'in-use', 10_000, 'in-use')
+  const hypervisor = cloud.agents[0]!.driver
+  const disks = async () => (await hypervisor.listDisks(server.id)).filter((d) => d.device !== 'vda').map((d) => `${d.device}=${d.serial}`).sort()
+
+  // While the agent is down, the host and the records part ways: the disk of `lost` leaves the guest,
+  // one of `stray` (a volume no attachment asks for) appears, and an attach of `pending` is cast.
+  await cloud.agents[0]!.agent.stop()
+  await hypervisor.init()
+  await hypervisor.detachDisk(server.id, 'vdb')
+  const where = await cloud.agents[0]!.volumes.export(stray.id, 'node1')
+  await hypervisor.attachDisk(server.id, { path: where.path, format: where.format, bus: 'virtio', device: 'vdd', serial: volumeSerial(stray.id) })
+  await call(cloud.c.servers, 'attachVolume', { serverId: server.id, volumeId: pending.id, device: '/dev/vdc' }, demo.token)
+  t.equal(await statusOf(pending.id), 'attaching')
+
+  cloud.agents[0] = await restart()
+  // The sync ran before the agent said it runs: what it fixed is fixed now.
+  t.equal(await statusOf(lost.id), 'available', 'the volume whose disk left the guest is available')
+  t.same((await get(lost.id)).attachments, [], 'and attached to nothing')
+  const s = await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)
+  t.match(s.fault?.message, new RegExp(`volume ${lost.id} was not attached to the guest on host 'node1' when its agent started`))
+  await eventually(async () => (await statusOf(pending.id)) === 'in-use', 10_000, 'the pending attach resumed')
+  t.same(await disks(), [`vdc=${volumeSerial(pending.id)}`], 'the stray disk was detached; the pending one attached')
+  t.equal(await statusOf(stray.id), 'available', 'the stray volume stays available')
+
+  await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
+  for (const v of [lost, stray, pending]) await eventually(async () => (await statusOf(v.id)) === 'available', 10_000, `${v.name} available`)
+  for (const v of [lost, stray, pending]) await call(volumes, 'deleteVolume', { id: v.id }, demo.token)
 })

@@ -1,27 +1,39 @@
 // No volume waits forever: work cast to a backend host whose agent died and stays down ends, after
 // volumes.stuckAfterMs, as that work's failure with a reason naming the host (error for a create),
 // so an admin never needs reset-state; the volume can then be deleted by its owner (force-deleted
-// here, its host being gone).
+// here, its host being gone). So do attach and detach casts to a server's host that stays down:
+// the attach fails (the volume available again, the attachment in error, the server's fault), the
+// detach fails (the volume in-use again), each naming the host; and when the agent comes back after
+// all, the casts the controller gave up on are skipped, so the guest stays as the API says.
+import { rmSync } from 'node:fs'
+import { jetstreamManager } from '@nats-io/jetstream'
 import t from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, client, status } from '../../helpers/grpc.js'
-import { eventually } from '../../helpers/agents.js'
+import { eventually, startAgent } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
-import { VolumesClient, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { AttachmentsClient, VolumesClient, type Attachment, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { CAST_STREAM, castConsumer } from '../../../proto/subjects.js'
+import type { CreateServerResponse, Server, ServerVolume } from '../../../proto/gen/strato/compute/v1/servers.js'
 
 let cloud: TestCloud
 let demo: Tenant
 let volumes: VolumesClient
+let attachments: AttachmentsClient
 
 t.before(async () => {
   cloud = await startCloud({ hosts: ['node1'], controller: { hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 5 }, volumes: { stuckAfterMs: 300 } } })
   demo = await tenant(cloud.s, 'demo')
   volumes = client(VolumesClient, cloud.s.address)
+  attachments = client(AttachmentsClient, cloud.s.address)
   await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 5_000, 'a volume backend')
 })
 t.teardown(async () => {
   volumes.close()
+  attachments.close()
+  const stateDir = cloud.agents[0]?.agent.config.stateDir
   await cloud.close()
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true })
 })
 
 t.test('a create on a host whose agent died ends in error naming the host', async (t) => {
@@ -43,4 +55,75 @@ t.test('a create on a host whose agent died ends in error naming the host', asyn
     return x?.status === 'error_deleting' ? x : undefined
   }, 10_000, 'the delete ended as error_deleting')
   t.match(stuck.statusReason, /host 'node1' is down and did not finish delete/)
+})
+
+const volumeNamed = async (id: string, want: string) => eventually(async () => {
+  const x = await call<Volume>(volumes, 'getVolume', { id }, demo.token)
+  return x.status === want ? x : undefined
+}, 10_000, `volume ${id} ${want}`)
+/** node1's agent again: the same compute node uuid, state dir, hypervisor and volume backend. */
+const restart = async () => {
+  const prev = cloud.agents[0]!
+  cloud.agents[0] = await startAgent(cloud.nats.url, 'node1', { volumeDriver: prev.volumes, virtDriver: prev.driver, uuid: prev.agent.uuid, stateDir: prev.agent.config.stateDir })
+  await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 5_000, 'the volume backend back')
+}
+
+/** Until node1's agent has taken and finished every cast queued for it (the consumer has none pending). */
+const castsDone = async () => {
+  const jsm = await jetstreamManager(cloud.s.controller.nats!)
+  await eventually(async () => {
+    const c = await jsm.consumers.info(CAST_STREAM, castConsumer('node1'))
+    return c.num_pending === 0 && c.num_ack_pending === 0
+  }, 10_000, "node1's casts all done")
+}
+
+t.test('an attach or detach cast to a server\'s host whose agent died ends failed, naming the host', async (t) => {
+  await restart()
+  const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'stranded', flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ uuid: cloud.network.id }] }, demo.token)
+  const server = await cloud.waitFor(r.servers[0]!.id, (s) => s.status === 'ACTIVE', demo.token)
+  const v = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'stranded-vol' }, demo.token)
+  await volumeNamed(v.id, 'available')
+
+  await cloud.agents[0]!.agent.stop()
+  const sv = await call<ServerVolume>(cloud.c.servers, 'attachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
+  t.equal((await call<Volume>(volumes, 'getVolume', { id: v.id }, demo.token)).status, 'attaching')
+  const back = await volumeNamed(v.id, 'available')
+  t.same(back.attachments, [], 'the volume is no server\'s')
+  const att = await call<Attachment>(attachments, 'getAttachment', { id: sv.attachmentId }, demo.token)
+  t.equal(att.status, 'error')
+  t.match(att.statusReason, /UNAVAILABLE: host 'node1' is down and did not finish the attach within 0 s/)
+  const s = await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)
+  t.match(s.fault?.message, /attaching volume .* failed: host 'node1' is down/)
+  t.equal(s.status, 'ACTIVE', 'the server keeps its status')
+
+  // Back, the agent gets the attach cast the controller gave up on, and leaves the guest alone.
+  await restart()
+  await castsDone()
+  const hasDisk = async () => (await cloud.agents[0]!.driver.listDisks(server.id)).some((d) => d.device === 'vdb')
+  t.notOk(await hasDisk(), 'the late attach did not reach the hypervisor')
+  t.equal((await call<Volume>(volumes, 'getVolume', { id: v.id }, demo.token)).status, 'available')
+  await call(attachments, 'deleteAttachment', { id: sv.attachmentId }, demo.token)
+  await call(cloud.c.servers, 'attachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
+  await volumeNamed(v.id, 'in-use')
+  await cloud.agents[0]!.agent.stop()
+  await call(cloud.c.servers, 'detachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
+  t.equal((await call<Volume>(volumes, 'getVolume', { id: v.id }, demo.token)).status, 'detaching')
+  const kept = await volumeNamed(v.id, 'in-use')
+  t.equal(kept.attachments[0]?.serverId, server.id, 'still attached to the server, as the host has not said otherwise')
+  const again = await call<Attachment>(attachments, 'getAttachment', { id: kept.attachments[0]!.attachmentId }, demo.token)
+  t.equal(again.status, 'attached')
+  t.match(again.statusReason, /UNAVAILABLE: host 'node1' is down and did not finish the detach/)
+  t.match((await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)).fault?.message, /detaching volume .* failed: host 'node1' is down/)
+
+  // Back, the agent gets the detach the controller gave up on, and leaves the disk where the API says it is.
+  await restart()
+  await castsDone()
+  t.ok(await hasDisk(), 'the late detach did not take the disk')
+  t.equal((await call<Volume>(volumes, 'getVolume', { id: v.id }, demo.token)).status, 'in-use')
+  // Nothing more is stuck: the host detaches it when asked.
+  await call(cloud.c.servers, 'detachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
+  await volumeNamed(v.id, 'available')
+  t.notOk(await hasDisk(), 'the disk left the guest')
+  await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
+  await call(volumes, 'deleteVolume', { id: v.id }, demo.token)
 })

@@ -2,13 +2,13 @@
 // fake volume driver: create (blank, from an image, from a snapshot, from a volume) is scheduled
 // by capacity and cast to the backend's host; results set the status (available, or error with
 // the backend's reason); delete is refused while snapshots exist unless cascaded; bad input
-// changes nothing; 50 concurrent creates admit exactly the quota.
+// changes nothing; 50 concurrent creates admit exactly the quota, and per-type quotas hold too.
 import t from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, client, failure, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
-import { QuotasClient } from '../../../proto/gen/strato/compute/v1/compute.js'
+import { QuotasClient, type QuotaSet } from '../../../proto/gen/strato/compute/v1/compute.js'
 import {
   SnapshotsClient, VolumesClient, VolumeTypesClient,
   type ListSnapshotsResponse, type ListVolumesResponse, type ListVolumeTypesResponse, type Snapshot, type Volume, type VolumeType,
@@ -229,4 +229,42 @@ t.test('50 concurrent creates admit exactly the quota', async (t) => {
   await call(snapshots, 'createSnapshot', { volumeId: first }, q.token)
   const e = await failure(call(snapshots, 'createSnapshot', { volumeId: first }, q.token))
   t.match(e.details, /quota exceeded for snapshots: 1 of 1 in use/)
+})
+
+t.test("per-type quotas (Cinder's volumes_<type>, gigabytes_<type>, snapshots_<type>) are checked in the creating transaction", async (t) => {
+  const q = await tenant(cloud.s, 'per-type')
+  await call<VolumeType>(types, 'createVolumeType', { name: 'gold' }, cloud.s.adminToken)
+  const quotaOf = async () => Object.fromEntries((await call<QuotaSet>(quotas, 'getQuota', { projectId: q.projectId }, q.token)).items.map((i) => [i.resource, [i.limit, i.inUse]]))
+  const shown = await quotaOf()
+  t.same(shown['volumes_gold'], [-1, 0], 'each type has its quotas, unlimited by default')
+  t.same(shown['gigabytes___DEFAULT__'], [-1, 0], 'the default type too')
+
+  const unknown = await failure(call(quotas, 'updateQuota', { projectId: q.projectId, limits: { volumes_nosuch: 1 } }, cloud.s.adminToken))
+  t.equal(unknown.code, status.INVALID_ARGUMENT)
+  t.match(unknown.details, /unknown quota resource 'volumes_nosuch': there is no 'nosuch'/)
+  t.notOk('volumes_nosuch' in (await quotaOf()), 'nothing was set')
+
+  await call(quotas, 'updateQuota', { projectId: q.projectId, limits: { volumes_gold: 4, gigabytes_gold: 5, snapshots_gold: 0 } }, cloud.s.adminToken)
+  // Concurrent creates of the type admit exactly its quota; other types are not held back.
+  const results = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => call<Volume>(volumes, 'createVolume', { size: 1, name: `gold-${i}`, volumeType: 'gold' }, q.token)))
+  const ok = results.filter((r): r is PromiseFulfilledResult<Decoded<Volume>> => r.status === 'fulfilled')
+  t.equal(ok.length, 4, 'exactly volumes_gold were admitted')
+  t.ok(results.every((r) => r.status === 'fulfilled' || /quota exceeded for volumes_gold: 4 of 4 in use, 1 more requested/.test((r.reason as { details: string }).details)), 'the rest were refused naming volumes_gold')
+  const plain = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'plain' }, q.token)
+  t.equal(plain.volumeType, '__DEFAULT__', 'a volume of another type is admitted')
+  const now = await quotaOf()
+  t.same([now['volumes_gold'], now['gigabytes_gold'], now['volumes___DEFAULT__']], [[4, 4], [5, 4], [-1, 1]], 'usage is counted per type')
+
+  for (const v of ok) await waitStatus(v.value.id, 'available', q.token)
+  const first = ok[0]!.value.id
+  const grow = await failure(call(volumes, 'extendVolume', { id: first, newSize: 3 }, q.token))
+  t.equal(grow.code, status.RESOURCE_EXHAUSTED)
+  t.match(grow.details, /quota exceeded for gigabytes_gold: 4 of 5 in use, 2 more requested/)
+  t.match(await get(first, q.token), { status: 'available', size: 1 }, 'the extend changed nothing')
+  const snap = await failure(call(snapshots, 'createSnapshot', { volumeId: first }, q.token))
+  t.match(snap.details, /quota exceeded for snapshots_gold: 0 of 0 in use, 1 more requested/)
+  t.equal((await call<ListSnapshotsResponse>(snapshots, 'listSnapshots', {}, q.token)).snapshots.length, 0, 'no snapshot was made')
+
+  for (const v of [...ok.map((r) => r.value), plain]) await waitStatus(v.id, 'available', q.token)
+  for (const v of [...ok.map((r) => r.value), plain]) await call(volumes, 'deleteVolume', { id: v.id }, q.token)
 })

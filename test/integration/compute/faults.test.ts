@@ -16,7 +16,7 @@ import t, { type Test } from 'tap'
 import { cloudClients, provision, serverGone, serverWaiter, startCloud, type CloudClients, type Provisioned, type TestCloud } from '../../helpers/cloud.js'
 import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
 import { spawnController, type ControllerProcess } from '../../helpers/controller-process.js'
-import { startNats, type NatsServer } from '../../helpers/nats.js'
+import { killNats, startNats } from '../../helpers/nats.js'
 import { ensureLibvirtd, virsh, virshDomainNames, virshPowerState } from '../../helpers/libvirt.js'
 import { call, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
@@ -204,12 +204,4 @@ if (process.getuid?.() !== 0) {
     await domainsMatch(t, r, all.servers)
     await deleteAll(t, r, [...inFlight, orphan.id])
   })
-}
-
-/** Stops nats-server but keeps its store (JetStream state survives, as on a real restart). */
-async function killNats(nats: NatsServer): Promise<void> {
-  if (nats.proc.exitCode !== null || nats.proc.signalCode !== null) return
-  const done = new Promise<void>((res) => nats.proc.once('exit', () => res()))
-  nats.proc.kill('SIGKILL')
-  await done
 }

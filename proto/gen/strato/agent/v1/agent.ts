@@ -514,6 +514,59 @@ export interface VolumeImage {
 }
 
 /**
+ * A volume disk of a guest on the host, as libvirt has it (its persistent
+ * definition): the disk's serial is the volume id cut to 20 characters.
+ */
+export interface HostVolumeDisk {
+  instanceUuid?: string | undefined;
+  device?: string | undefined;
+  serial?:
+    | string
+    | undefined;
+  /** The volume the serial names, when the controller knows it (in replies). */
+  volumeId?: string | undefined;
+}
+
+/**
+ * At agent start-up: the volume disks of the host's guests, so that the
+ * attachments and libvirt agree (libvirt is the truth for what is attached).
+ */
+export interface HostVolumesRequest {
+  host?:
+    | string
+    | undefined;
+  /** The servers whose disks were read (every guest of this agent libvirt has). */
+  instanceUuids?: string[] | undefined;
+  disks?: HostVolumeDisk[] | undefined;
+}
+
+/** What the host does after the controller has fixed its records. */
+export interface HostVolumes {
+  /** Disks no live attachment asks for: the agent detaches them. */
+  detach?:
+    | HostVolumeDisk[]
+    | undefined;
+  /**
+   * Volume work and attaches or detaches pending on this host: resumed at
+   * once (their casts may also come again; the agent does each once).
+   */
+  resume?: Cast[] | undefined;
+}
+
+/**
+ * Whether an attach or detach cast is still the one its attachment waits
+ * for (a cast that comes again after the controller gave up on it is not).
+ */
+export interface VolumeCastRequest {
+  host?: string | undefined;
+  castId?: string | undefined;
+}
+
+export interface VolumeCastState {
+  current?: boolean | undefined;
+}
+
+/**
  * Asks for the routers the controller places on the host (Neutron's L3
  * agent sync_routers), resolved as the host's L3 data plane builds them.
  */
@@ -627,6 +680,8 @@ export interface ConductorRequest {
   dhcp?: DhcpRequest | undefined;
   metadata?: MetadataRequest | undefined;
   routers?: RoutersRequest | undefined;
+  hostVolumes?: HostVolumesRequest | undefined;
+  volumeCast?: VolumeCastRequest | undefined;
 }
 
 export interface ConductorReply {
@@ -639,6 +694,8 @@ export interface ConductorReply {
   dhcp?: Dhcp | undefined;
   metadata?: InstanceMetadata | undefined;
   routers?: Routers | undefined;
+  hostVolumes?: HostVolumes | undefined;
+  volumeCast?: VolumeCastState | undefined;
 }
 
 /** A no-op cast: proves the work queue reaches the agent. */
@@ -5258,6 +5315,497 @@ export const VolumeImage: MessageFns<VolumeImage> = {
   },
 };
 
+function createBaseHostVolumeDisk(): HostVolumeDisk {
+  return { instanceUuid: "", device: "", serial: "", volumeId: "" };
+}
+
+export const HostVolumeDisk: MessageFns<HostVolumeDisk> = {
+  encode(message: HostVolumeDisk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      writer.uint32(10).string(message.instanceUuid);
+    }
+    if (message.device !== undefined && message.device !== "") {
+      writer.uint32(18).string(message.device);
+    }
+    if (message.serial !== undefined && message.serial !== "") {
+      writer.uint32(26).string(message.serial);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(34).string(message.volumeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostVolumeDisk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostVolumeDisk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceUuid = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.serial = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostVolumeDisk {
+    return {
+      instanceUuid: isSet(object.instanceUuid)
+        ? globalThis.String(object.instanceUuid)
+        : isSet(object.instance_uuid)
+        ? globalThis.String(object.instance_uuid)
+        : "",
+      device: isSet(object.device) ? globalThis.String(object.device) : "",
+      serial: isSet(object.serial) ? globalThis.String(object.serial) : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+    };
+  },
+
+  toJSON(message: HostVolumeDisk): unknown {
+    const obj: any = {};
+    if (message.instanceUuid !== undefined && message.instanceUuid !== "") {
+      obj.instanceUuid = message.instanceUuid;
+    }
+    if (message.device !== undefined && message.device !== "") {
+      obj.device = message.device;
+    }
+    if (message.serial !== undefined && message.serial !== "") {
+      obj.serial = message.serial;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostVolumeDisk>, I>>(base?: I): HostVolumeDisk {
+    return HostVolumeDisk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostVolumeDisk>, I>>(object: I): HostVolumeDisk {
+    const message = createBaseHostVolumeDisk();
+    message.instanceUuid = object.instanceUuid ?? "";
+    message.device = object.device ?? "";
+    message.serial = object.serial ?? "";
+    message.volumeId = object.volumeId ?? "";
+    return message;
+  },
+};
+
+function createBaseHostVolumesRequest(): HostVolumesRequest {
+  return { host: "", instanceUuids: [], disks: [] };
+}
+
+export const HostVolumesRequest: MessageFns<HostVolumesRequest> = {
+  encode(message: HostVolumesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.instanceUuids !== undefined && message.instanceUuids.length !== 0) {
+      for (const v of message.instanceUuids) {
+        writer.uint32(18).string(v!);
+      }
+    }
+    if (message.disks !== undefined && message.disks.length !== 0) {
+      for (const v of message.disks) {
+        HostVolumeDisk.encode(v!, writer.uint32(26).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostVolumesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostVolumesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.instanceUuids!.push(el);
+            }
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const el = HostVolumeDisk.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.disks!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostVolumesRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      instanceUuids: globalThis.Array.isArray(object?.instanceUuids)
+        ? object.instanceUuids.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.instance_uuids)
+        ? object.instance_uuids.map((e: any) => globalThis.String(e))
+        : [],
+      disks: globalThis.Array.isArray(object?.disks) ? object.disks.map((e: any) => HostVolumeDisk.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: HostVolumesRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.instanceUuids?.length) {
+      obj.instanceUuids = message.instanceUuids;
+    }
+    if (message.disks?.length) {
+      obj.disks = message.disks.map((e) => HostVolumeDisk.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostVolumesRequest>, I>>(base?: I): HostVolumesRequest {
+    return HostVolumesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostVolumesRequest>, I>>(object: I): HostVolumesRequest {
+    const message = createBaseHostVolumesRequest();
+    message.host = object.host ?? "";
+    message.instanceUuids = object.instanceUuids?.map((e) => e) || [];
+    message.disks = object.disks?.map((e) => HostVolumeDisk.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseHostVolumes(): HostVolumes {
+  return { detach: [], resume: [] };
+}
+
+export const HostVolumes: MessageFns<HostVolumes> = {
+  encode(message: HostVolumes, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.detach !== undefined && message.detach.length !== 0) {
+      for (const v of message.detach) {
+        HostVolumeDisk.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    if (message.resume !== undefined && message.resume.length !== 0) {
+      for (const v of message.resume) {
+        Cast.encode(v!, writer.uint32(18).fork()).join();
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostVolumes {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostVolumes();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const el = HostVolumeDisk.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.detach!.push(el);
+            }
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const el = Cast.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.resume!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostVolumes {
+    return {
+      detach: globalThis.Array.isArray(object?.detach) ? object.detach.map((e: any) => HostVolumeDisk.fromJSON(e)) : [],
+      resume: globalThis.Array.isArray(object?.resume) ? object.resume.map((e: any) => Cast.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: HostVolumes): unknown {
+    const obj: any = {};
+    if (message.detach?.length) {
+      obj.detach = message.detach.map((e) => HostVolumeDisk.toJSON(e));
+    }
+    if (message.resume?.length) {
+      obj.resume = message.resume.map((e) => Cast.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostVolumes>, I>>(base?: I): HostVolumes {
+    return HostVolumes.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostVolumes>, I>>(object: I): HostVolumes {
+    const message = createBaseHostVolumes();
+    message.detach = object.detach?.map((e) => HostVolumeDisk.fromPartial(e)) || [];
+    message.resume = object.resume?.map((e) => Cast.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseVolumeCastRequest(): VolumeCastRequest {
+  return { host: "", castId: "" };
+}
+
+export const VolumeCastRequest: MessageFns<VolumeCastRequest> = {
+  encode(message: VolumeCastRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.castId !== undefined && message.castId !== "") {
+      writer.uint32(18).string(message.castId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeCastRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeCastRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.castId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeCastRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      castId: isSet(object.castId)
+        ? globalThis.String(object.castId)
+        : isSet(object.cast_id)
+        ? globalThis.String(object.cast_id)
+        : "",
+    };
+  },
+
+  toJSON(message: VolumeCastRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.castId !== undefined && message.castId !== "") {
+      obj.castId = message.castId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeCastRequest>, I>>(base?: I): VolumeCastRequest {
+    return VolumeCastRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeCastRequest>, I>>(object: I): VolumeCastRequest {
+    const message = createBaseVolumeCastRequest();
+    message.host = object.host ?? "";
+    message.castId = object.castId ?? "";
+    return message;
+  },
+};
+
+function createBaseVolumeCastState(): VolumeCastState {
+  return { current: false };
+}
+
+export const VolumeCastState: MessageFns<VolumeCastState> = {
+  encode(message: VolumeCastState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.current !== undefined && message.current !== false) {
+      writer.uint32(8).bool(message.current);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeCastState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeCastState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.current = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeCastState {
+    return { current: isSet(object.current) ? globalThis.Boolean(object.current) : false };
+  },
+
+  toJSON(message: VolumeCastState): unknown {
+    const obj: any = {};
+    if (message.current !== undefined && message.current !== false) {
+      obj.current = message.current;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeCastState>, I>>(base?: I): VolumeCastState {
+    return VolumeCastState.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeCastState>, I>>(object: I): VolumeCastState {
+    const message = createBaseVolumeCastState();
+    message.current = object.current ?? false;
+    return message;
+  },
+};
+
 function createBaseRoutersRequest(): RoutersRequest {
   return { host: "" };
 }
@@ -6413,6 +6961,8 @@ function createBaseConductorRequest(): ConductorRequest {
     dhcp: undefined,
     metadata: undefined,
     routers: undefined,
+    hostVolumes: undefined,
+    volumeCast: undefined,
   };
 }
 
@@ -6444,6 +6994,12 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.routers !== undefined) {
       RoutersRequest.encode(message.routers, writer.uint32(82).fork()).join();
+    }
+    if (message.hostVolumes !== undefined) {
+      HostVolumesRequest.encode(message.hostVolumes, writer.uint32(90).fork()).join();
+    }
+    if (message.volumeCast !== undefined) {
+      VolumeCastRequest.encode(message.volumeCast, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -6533,6 +7089,22 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
             message.routers = RoutersRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.hostVolumes = HostVolumesRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.volumeCast = VolumeCastRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6572,6 +7144,16 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
       dhcp: isSet(object.dhcp) ? DhcpRequest.fromJSON(object.dhcp) : undefined,
       metadata: isSet(object.metadata) ? MetadataRequest.fromJSON(object.metadata) : undefined,
       routers: isSet(object.routers) ? RoutersRequest.fromJSON(object.routers) : undefined,
+      hostVolumes: isSet(object.hostVolumes)
+        ? HostVolumesRequest.fromJSON(object.hostVolumes)
+        : isSet(object.host_volumes)
+        ? HostVolumesRequest.fromJSON(object.host_volumes)
+        : undefined,
+      volumeCast: isSet(object.volumeCast)
+        ? VolumeCastRequest.fromJSON(object.volumeCast)
+        : isSet(object.volume_cast)
+        ? VolumeCastRequest.fromJSON(object.volume_cast)
+        : undefined,
     };
   },
 
@@ -6603,6 +7185,12 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.routers !== undefined) {
       obj.routers = RoutersRequest.toJSON(message.routers);
+    }
+    if (message.hostVolumes !== undefined) {
+      obj.hostVolumes = HostVolumesRequest.toJSON(message.hostVolumes);
+    }
+    if (message.volumeCast !== undefined) {
+      obj.volumeCast = VolumeCastRequest.toJSON(message.volumeCast);
     }
     return obj;
   },
@@ -6639,6 +7227,12 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     message.routers = (object.routers !== undefined && object.routers !== null)
       ? RoutersRequest.fromPartial(object.routers)
       : undefined;
+    message.hostVolumes = (object.hostVolumes !== undefined && object.hostVolumes !== null)
+      ? HostVolumesRequest.fromPartial(object.hostVolumes)
+      : undefined;
+    message.volumeCast = (object.volumeCast !== undefined && object.volumeCast !== null)
+      ? VolumeCastRequest.fromPartial(object.volumeCast)
+      : undefined;
     return message;
   },
 };
@@ -6654,6 +7248,8 @@ function createBaseConductorReply(): ConductorReply {
     dhcp: undefined,
     metadata: undefined,
     routers: undefined,
+    hostVolumes: undefined,
+    volumeCast: undefined,
   };
 }
 
@@ -6685,6 +7281,12 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.routers !== undefined) {
       Routers.encode(message.routers, writer.uint32(82).fork()).join();
+    }
+    if (message.hostVolumes !== undefined) {
+      HostVolumes.encode(message.hostVolumes, writer.uint32(90).fork()).join();
+    }
+    if (message.volumeCast !== undefined) {
+      VolumeCastState.encode(message.volumeCast, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -6774,6 +7376,22 @@ export const ConductorReply: MessageFns<ConductorReply> = {
             message.routers = Routers.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.hostVolumes = HostVolumes.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.volumeCast = VolumeCastState.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6813,6 +7431,16 @@ export const ConductorReply: MessageFns<ConductorReply> = {
       dhcp: isSet(object.dhcp) ? Dhcp.fromJSON(object.dhcp) : undefined,
       metadata: isSet(object.metadata) ? InstanceMetadata.fromJSON(object.metadata) : undefined,
       routers: isSet(object.routers) ? Routers.fromJSON(object.routers) : undefined,
+      hostVolumes: isSet(object.hostVolumes)
+        ? HostVolumes.fromJSON(object.hostVolumes)
+        : isSet(object.host_volumes)
+        ? HostVolumes.fromJSON(object.host_volumes)
+        : undefined,
+      volumeCast: isSet(object.volumeCast)
+        ? VolumeCastState.fromJSON(object.volumeCast)
+        : isSet(object.volume_cast)
+        ? VolumeCastState.fromJSON(object.volume_cast)
+        : undefined,
     };
   },
 
@@ -6844,6 +7472,12 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.routers !== undefined) {
       obj.routers = Routers.toJSON(message.routers);
+    }
+    if (message.hostVolumes !== undefined) {
+      obj.hostVolumes = HostVolumes.toJSON(message.hostVolumes);
+    }
+    if (message.volumeCast !== undefined) {
+      obj.volumeCast = VolumeCastState.toJSON(message.volumeCast);
     }
     return obj;
   },
@@ -6877,6 +7511,12 @@ export const ConductorReply: MessageFns<ConductorReply> = {
       : undefined;
     message.routers = (object.routers !== undefined && object.routers !== null)
       ? Routers.fromPartial(object.routers)
+      : undefined;
+    message.hostVolumes = (object.hostVolumes !== undefined && object.hostVolumes !== null)
+      ? HostVolumes.fromPartial(object.hostVolumes)
+      : undefined;
+    message.volumeCast = (object.volumeCast !== undefined && object.volumeCast !== null)
+      ? VolumeCastState.fromPartial(object.volumeCast)
       : undefined;
     return message;
   },

@@ -1,0 +1,115 @@
+/**
+ * npm run bench:volume — block storage latencies with the real agent: a real
+ * nats-server, the controller, and the agent daemon as its own process on
+ * libvirt (KVM; TCG without /dev/kvm) with its volume role on the file
+ * driver (qcow2 volumes of the native engine). Each of BENCH_RUNS rounds
+ * (default 7) times, from the API call to GetVolume first saying so (polled
+ * every 10 ms): a blank 1 GiB volume to available; a volume from the
+ * boot-sector image to available (the image already in the host's cache
+ * after the first round, which is reported apart); its attach to a running
+ * server to in-use (hot-plug) and its detach to available. Prints the median
+ * with min and max of each, and which of KVM/TCG ran. Skipped, saying why,
+ * without root or libvirt. Not a test: it prints figures for the README.
+ */
+import { randomBytes } from 'node:crypto'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { serverGone, startCloud } from '../helpers/cloud.js'
+import { spawnAgent } from '../helpers/agent-process.js'
+import { ensureLibvirtd, virsh } from '../helpers/libvirt.js'
+import { eventually } from '../helpers/agents.js'
+import { call, client, status } from '../helpers/grpc.js'
+import type { CreateServerResponse, Server } from '../../proto/gen/strato/compute/v1/servers.js'
+import { VolumesClient, type Volume } from '../../proto/gen/strato/volume/v1/volume.js'
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 7)
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+const ms = (n: number) => `${Math.round(n)} ms`
+const line = (what: string, xs: number[]) => console.log(`${what}: median ${ms(median(xs))} (min ${ms(Math.min(...xs))}, max ${ms(Math.max(...xs))}, n=${xs.length})`)
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) return console.log('skipped: the libvirt agent needs root (qemu:///system)')
+  try {
+    await ensureLibvirtd()
+  } catch (err) {
+    return console.log(`skipped: libvirt is not available (${(err as Error).message})`)
+  }
+  const bridge = `brbv-${randomBytes(3).toString('hex')}`
+  const cloud = await startCloud({ hosts: [], controller: { hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10 }, servers: { castRetryMs: 1_000, agentCallTimeoutMs: 20_000 } } })
+  const agent = await spawnAgent({
+    host: 'bench-vol', natsUrl: cloud.nats.url, driver: 'libvirt',
+    env: { STRATO_AGENT_CONTROLLER: cloud.s.address, STRATO_AGENT_BRIDGE_MAPPINGS: `provider:${bridge}`, STRATO_AGENT_DISK_GB: '100', STRATO_AGENT_VOLUME: 'on', STRATO_AGENT_VOLUME_FORMAT: 'qcow2' },
+  })
+  const volumes = client(VolumesClient, cloud.s.address)
+  const token = cloud.s.adminToken
+  let server = ''
+  try {
+    await agent.running(60_000)
+    await eventually(async () => (await cloud.s.controller.hosts.discover()).mapped.length > 0 || undefined, 10_000, 'the host to be mapped')
+    await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 20_000, 'the volume backend')
+    const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'bench-vol', flavorRef: cloud.flavor.id, imageRef: cloud.image.id, networks: [{ uuid: cloud.network.id }] }, token)
+    server = r.servers[0]!.id
+    await cloud.waitFor(server, (s: Server) => s.status === 'ACTIVE' && s.taskState === '', token, 180_000, 'ACTIVE')
+    const accel = /<domain type='kvm'/.test(await virsh('dumpxml', `instance-${server}`)) ? 'KVM' : 'TCG'
+
+    /** Runs `start`, then polls the volume every 10 ms until `want`; the milliseconds in between. */
+    const timed = async (start: () => Promise<string>, want: string) => {
+      const t0 = performance.now()
+      const id = await start()
+      for (;;) {
+        const v = await call<Volume>(volumes, 'getVolume', { id }, token)
+        if (v.status === want) return { id, ms: performance.now() - t0 }
+        if (v.status === 'error') throw new Error(`volume ${id} in error: ${v.statusReason}`)
+        await new Promise((res) => setTimeout(res, 10))
+      }
+    }
+    const create = (extra: object) => async () => (await call<Volume>(volumes, 'createVolume', { size: 1, ...extra }, token)).id
+    const remove = async (id: string) => {
+      await call(volumes, 'deleteVolume', { id }, token)
+      await eventually(() => call(volumes, 'getVolume', { id }, token).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 60_000, 'deleted')
+    }
+    const blank: number[] = []
+    const fromImage: number[] = []
+    const attach: number[] = []
+    const detach: number[] = []
+    let first = 0
+    for (let i = 0; i < RUNS + 1; i++) {
+      const b = await timed(create({ name: `blank-${i}` }), 'available')
+      const im = await timed(create({ name: `image-${i}`, imageId: cloud.image.id }), 'available')
+      if (i === 0) first = im.ms
+      else {
+        blank.push(b.ms)
+        fromImage.push(im.ms)
+      }
+      const a = await timed(async () => (await call(cloud.c.servers, 'attachVolume', { serverId: server, volumeId: b.id }, token), b.id), 'in-use')
+      const d = await timed(async () => (await call(cloud.c.servers, 'detachVolume', { serverId: server, volumeId: b.id }, token), b.id), 'available')
+      if (i > 0) {
+        attach.push(a.ms)
+        detach.push(d.ms)
+      }
+      await remove(b.id)
+      await remove(im.id)
+    }
+    console.log(`bench:volume — ${accel}, ${RUNS} rounds after a first (warm-up) round, one operation at a time, qcow2 file driver`)
+    line('create blank 1 GiB, API call to available', blank)
+    console.log(`create from the boot-sector image, first time (image into the host's cache): ${ms(first)}`)
+    line('create from the image (cached), API call to available', fromImage)
+    line('attach to a running server (hot-plug), API call to in-use', attach)
+    line('detach from it, API call to available', detach)
+  } finally {
+    volumes.close()
+    if (server) {
+      await call(cloud.c.servers, 'deleteServer', { id: server }, token).catch(() => {})
+      await eventually(() => serverGone(cloud.c, server, token), 60_000, 'the server deleted').catch(() => {})
+    }
+    await agent.remove()
+    await cloud.close()
+    await promisify(execFile)('ip', ['link', 'del', bridge]).catch(() => {})
+  }
+}
+
+await main()
