@@ -18,6 +18,7 @@ import { migration as m0012 } from './migrations/0012_host_join_tokens.js'
 import { migration as m0013 } from './migrations/0013_volumes.js'
 import { migration as m0014 } from './migrations/0014_routers.js'
 import { migration as m0015 } from './migrations/0015_volume_attachments.js'
+import { migration as m0016 } from './migrations/0016_server_view_revision.js'
 
 export const migrations: Record<string, Migration> = {
   '0001_identity': m0001,
@@ -35,4 +36,5 @@ export const migrations: Record<string, Migration> = {
   '0013_volumes': m0013,
   '0014_routers': m0014,
   '0015_volume_attachments': m0015,
+  '0016_server_view_revision': m0016,
 }
