@@ -72,6 +72,30 @@ export function serverView(req: RestRequest, s: ServerView, caller: ServerCaller
   return out
 }
 
+/**
+ * Each view's JSON text by what shapes it (microversion, admin or not, show
+ * or list, base URL). ServerViews hands out the same frozen view object for
+ * as long as its server is unchanged, so a text kept with it is current for
+ * exactly as long: an unchanged server is not rendered again.
+ */
+const rendered = new WeakMap<ServerView, Map<string, string>>()
+
+/** A few shapes per view (microversions, base URLs): more are rendered, not kept. */
+const RENDERED_SHAPES = 8
+
+/** `serverView(…)` as JSON text, kept with the view. */
+export function serverJson(req: RestRequest, s: ServerView, caller: ServerCaller, show = false): string {
+  const key = `${microversion(req)} ${caller.isAdmin ? 'a' : 'm'}${show ? 's' : 'l'} ${req.baseUrl}`
+  let shapes = rendered.get(s)
+  if (!shapes) rendered.set(s, (shapes = new Map()))
+  let text = shapes.get(key)
+  if (text === undefined) {
+    text = JSON.stringify(serverView(req, s, caller, show))
+    if (shapes.size < RENDERED_SHAPES) shapes.set(key, text)
+  }
+  return text
+}
+
 /** What PUT answers (before 2.75): the view without the extended attributes, key, groups, volumes and config drive. */
 function updatedView(req: RestRequest, s: ServerView, caller: ServerCaller): Record<string, unknown> {
   const out = serverView(req, s, caller, true)
@@ -330,10 +354,11 @@ export function serverRoutes(d: RestDomain): Route[] {
       handler: async (req) => {
         const { servers, caller, limit } = await list(d, req)
         const next = nextLink(req, 'servers/detail', servers, limit, (s: ServerView) => s.id)
-        return { body: { servers: servers.map((s) => serverView(req, s, caller)), ...(next ? { servers_links: next } : {}) } }
+        const texts = servers.map((s) => serverJson(req, s, caller))
+        return { json: `{"servers":[${texts.join(',')}]${next ? `,"servers_links":${JSON.stringify(next)}` : ''}}` }
       },
     },
-    { method: 'GET', path: '/servers/:id', policy: `${S}/GetServer`, handler: async (req) => ({ body: { server: serverView(req, await serverOf(d, req), callerOf(req), true) } }) },
+    { method: 'GET', path: '/servers/:id', policy: `${S}/GetServer`, handler: async (req) => ({ json: `{"server":${serverJson(req, await serverOf(d, req), callerOf(req), true)}}` }) },
     {
       method: 'PUT', path: '/servers/:id', policy: `${S}/UpdateServer`,
       handler: async (req) => {
