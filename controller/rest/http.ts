@@ -67,8 +67,8 @@ export interface RestResult {
   /** @default 200, or 204 without a body */
   status?: number
   body?: unknown
-  /** The body as JSON text already (assembled from kept parts), instead of `body`. */
-  json?: string
+  /** The body as JSON already (UTF-8, assembled from kept parts), instead of `body`. */
+  json?: Buffer
   headers?: Record<string, string>
   /** The handler wrote the response itself (streamed bodies). */
   streamed?: true
@@ -337,10 +337,10 @@ export function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v
 }
 
-function send(res: ServerResponse, method: string, requestId: string, type: ServiceType, status: number, text: string | undefined, headers: Record<string, string>): void {
+function send(res: ServerResponse, method: string, requestId: string, type: ServiceType, status: number, text: string | Buffer | undefined, headers: Record<string, string>): void {
   // A small body ended as a string goes out with the head in one write; a large one is encoded once into a Buffer
   // (as a string it would be scanned for its length and encoded again on the way out).
-  const payload = text === undefined || text.length < 16_384 ? text : Buffer.from(text)
+  const payload = text === undefined || typeof text !== 'string' || text.length < 16_384 ? text : Buffer.from(text)
   res.statusCode = status
   res.setHeader(REQUEST_ID, requestId)
   if (type === 'compute') res.setHeader('x-compute-request-id', requestId)
