@@ -13,13 +13,26 @@ import { implement, type CallContext, type RpcDeps } from './rpc.js'
 
 const caller = (c: CallContext): ServerCaller => serverCaller(c.auth!, c.requestId)
 
-function toServer({ hostId: _h, userData: _u, volumesDeletedWith: _d, ...v }: ServerView): Server {
-  return Server.fromPartial({
-    ...v,
-    fault: v.fault,
-    ...(v.launchedAt ? { launchedAt: v.launchedAt } : {}),
-    ...(v.terminatedAt ? { terminatedAt: v.terminatedAt } : {}),
-  })
+/**
+ * Each view's message, kept with it: ServerViews hands out the same frozen
+ * view for as long as its server is unchanged, so an unchanged server's
+ * message is not built again for every listing.
+ */
+const messages = new WeakMap<ServerView, Server>()
+
+function toServer(view: ServerView): Server {
+  let m = messages.get(view)
+  if (!m) {
+    const { hostId: _h, userData: _u, volumesDeletedWith: _d, ...v } = view
+    m = Server.fromPartial({
+      ...v,
+      fault: v.fault,
+      ...(v.launchedAt ? { launchedAt: v.launchedAt } : {}),
+      ...(v.terminatedAt ? { terminatedAt: v.terminatedAt } : {}),
+    })
+    messages.set(view, m)
+  }
+  return m
 }
 
 export function serverServices(servers: ServerCatalog, groups: ServerGroupCatalog, hosts: HostRegistry, defaultZone: string, rpc: RpcDeps, attachments: AttachmentCatalog): Array<[object, UntypedServiceImplementation]> {
@@ -30,7 +43,8 @@ export function serverServices(servers: ServerCatalog, groups: ServerGroupCatalo
         return CreateServerResponse.fromPartial({ servers: r.servers.map(toServer), reservationId: r.reservationId })
       },
       getServer: async (req, c) => toServer(await servers.get(req.id, caller(c))),
-      listServers: async (req, c) => ListServersResponse.fromPartial({ servers: (await servers.list(req, caller(c))).map(toServer) }),
+      // The kept messages as they are (fromPartial would copy each again).
+      listServers: async (req, c): Promise<ListServersResponse> => ({ servers: (await servers.list(req, caller(c))).map(toServer) }),
       deleteServer: async (req, c) => toServer(await servers.act(req.id, 'delete', caller(c))),
       startServer: async (req, c) => toServer(await servers.act(req.id, 'start', caller(c))),
       stopServer: async (req, c) => toServer(await servers.act(req.id, 'stop', caller(c))),

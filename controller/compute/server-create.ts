@@ -183,7 +183,7 @@ export class ServerCreator {
           ...CREATED, pending_cast_id: castIdFor('build', uuid), pending_request_id: caller.requestId ?? '', cast_sent_at: null,
           own_ports: JSON.stringify(own), reservation_id: reservationId, launch_index: index,
           fault_code: '', fault_message: '', fault_at: null, created_at: ts, updated_at: ts, launched_at: null, terminated_at: null, deleted: 0,
-          server_group_id: serverGroupId,
+          server_group_id: serverGroupId, view_revision: 1,
         }).execute()
         if (devices) volumes.push(...(await this.deps.serverVolumes.recordIn(trx, { uuid, host: p.host, zone: availabilityZone }, devices, caller)))
       }

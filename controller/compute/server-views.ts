@@ -15,14 +15,30 @@ import { portsOfDevices } from '../network/device-ports.js'
 import { STATUSES, TASK_STATES, statesFor, statusOf, type TaskState, type VmState } from './server-states.js'
 import { json, type ListServers, type ServerAddress, type ServerCaller, type ServerView } from './server-model.js'
 
+/** How many views a controller keeps (per server, one for admins and one for others). */
+const CACHED_VIEWS = 20_000
+
+/** A server's row as far as a listing reads it before it knows which views it has to build. */
+type ServerRef = Pick<ServerTable, 'uuid' | 'view_revision'>
+
 export class ServerViews {
+  /**
+   * Built views by server and caller kind, each with the `view_revision` it
+   * was built at. The revision is the database's (bumped by triggers with
+   * every write to anything a view shows, whichever controller wrote), so a
+   * view is used again only while the server is unchanged: a listing reads
+   * the revisions and rebuilds only the servers that changed. Views handed
+   * out are frozen (shared by every caller of that kind).
+   */
+  private readonly cached = new Map<string, { revision: number; view: ServerView }>()
+
   constructor(
     private readonly db: Db,
     private readonly deps: { securityGroups: SecurityGroupCatalog },
   ) {}
 
   async get(ref: string | undefined, caller: ServerCaller): Promise<ServerView> {
-    return (await this.views([await this.find(ref, caller)], caller))[0]!
+    return (await this.cachedViews([await this.find(ref, caller)], caller))[0]!
   }
 
   async list(f: ListServers, caller: ServerCaller): Promise<ServerView[]> {
@@ -33,7 +49,8 @@ export class ServerViews {
     adminOnly('project_id', f.projectId)
     adminOnly('host', f.host)
     adminOnly('deleted', f.deleted)
-    let q = this.db.selectFrom('servers').selectAll().orderBy('created_at', 'desc').orderBy('uuid', 'desc')
+    // Only what the filters below need and the revisions: the rows of servers whose views are kept are not read.
+    let q = this.db.selectFrom('servers').select(['uuid', 'name', 'view_revision']).orderBy('created_at', 'desc').orderBy('uuid', 'desc')
     if (f.projectId) q = q.where('project_id', '=', f.projectId)
     else if (!f.allProjects) q = q.where('project_id', '=', caller.projectId ?? '')
     q = q.where('deleted', '=', f.deleted ? 1 : 0)
@@ -67,7 +84,37 @@ export class ServerViews {
       if (!Number.isInteger(f.limit) || f.limit < 0) throw new InvalidArgument(`limit must be a non-negative integer, got ${f.limit}`, { field: 'limit' })
       rows = rows.slice(0, f.limit)
     }
-    return this.views(rows, caller)
+    return this.cachedViews(rows, caller)
+  }
+
+  /**
+   * The views of `refs` (in their order) as `caller` may see them: the kept
+   * ones whose revision is the row's, the others built (reading the full rows
+   * unless given) and kept. A row gone since `refs` were read is left out.
+   * Only rows read outside a transaction may come here: a view kept under a
+   * revision that is rolled back would be shown for the one that follows.
+   */
+  private async cachedViews(refs: Array<ServerRef | ServerTable>, caller: ServerCaller): Promise<ServerView[]> {
+    const kind = caller.isAdmin ? '/admin' : '/member'
+    const out: Array<ServerView | undefined> = refs.map((r) => {
+      const c = this.cached.get(r.uuid + kind)
+      return c && c.revision === Number(r.view_revision) ? c.view : undefined
+    })
+    const missing = refs.filter((_, i) => !out[i])
+    if (missing.length === 0) return out as ServerView[]
+    const rows = missing.every((r): r is ServerTable => 'vm_state' in r)
+      ? missing
+      : await this.db.selectFrom('servers').selectAll().where('uuid', 'in', missing.map((r) => r.uuid)).execute()
+    const built = new Map<string, ServerView>()
+    for (const [i, view] of (await this.views(rows, caller)).entries()) {
+      deepFreeze(view)
+      built.set(view.id, view)
+      const key = view.id + kind
+      this.cached.delete(key) // re-inserted last: the oldest entries go first
+      if (this.cached.size >= CACHED_VIEWS) this.cached.delete(this.cached.keys().next().value!)
+      this.cached.set(key, { revision: Number(rows[i]!.view_revision), view })
+    }
+    return refs.flatMap((r, i) => out[i] ?? built.get(r.uuid) ?? [])
   }
 
   /** A visible server by id, or by name when exactly one has it. */
@@ -143,6 +190,14 @@ export class ServerViews {
       }
     })
   }
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v)
+    for (const x of Object.values(v)) if (!(x instanceof Date)) deepFreeze(x)
+  }
+  return v
 }
 
 const hostIds = new Map<string, string>()

@@ -74,6 +74,44 @@ export function serverView(req: RestRequest, s: ServerView, caller: ServerCaller
   return out
 }
 
+/**
+ * Each view's JSON (UTF-8) by what shapes it (microversion, admin or not,
+ * show or list, base URL). ServerViews hands out the same frozen view object
+ * for as long as its server is unchanged, so JSON kept with it is current for
+ * exactly as long: an unchanged server is neither rendered nor encoded again,
+ * and a listing is one copy of its servers' bytes.
+ */
+const rendered = new WeakMap<ServerView, Map<string, Buffer>>()
+
+/** A few shapes per view (microversions, base URLs): more are rendered, not kept. */
+const RENDERED_SHAPES = 8
+
+/** `serverView(…)` as JSON, kept with the view. */
+export function serverJson(req: RestRequest, s: ServerView, caller: ServerCaller, show = false): Buffer {
+  const key = `${microversion(req)} ${caller.isAdmin ? 'a' : 'm'}${show ? 's' : 'l'} ${req.baseUrl}`
+  let shapes = rendered.get(s)
+  if (!shapes) rendered.set(s, (shapes = new Map()))
+  let json = shapes.get(key)
+  if (json === undefined) {
+    json = Buffer.from(JSON.stringify(serverView(req, s, caller, show)))
+    if (shapes.size < RENDERED_SHAPES) shapes.set(key, json)
+  }
+  return json
+}
+
+const COMMA = Buffer.from(',')
+
+/** `{"<key>":[a,b,…]<tail>}` from JSON parts, in one copy. */
+export function jsonList(key: string, parts: Buffer[], tail = ''): Buffer {
+  const out: Buffer[] = [Buffer.from(`{"${key}":[`)]
+  for (const [i, p] of parts.entries()) {
+    if (i) out.push(COMMA)
+    out.push(p)
+  }
+  out.push(Buffer.from(`]${tail}}`))
+  return Buffer.concat(out)
+}
+
 /** What PUT answers (before 2.75): the view without the extended attributes, key, groups, volumes and config drive. */
 function updatedView(req: RestRequest, s: ServerView, caller: ServerCaller): Record<string, unknown> {
   const out = serverView(req, s, caller, true)
@@ -362,10 +400,10 @@ export function serverRoutes(d: RestDomain): Route[] {
       handler: async (req) => {
         const { servers, caller, limit } = await list(d, req)
         const next = nextLink(req, 'servers/detail', servers, limit, (s: ServerView) => s.id)
-        return { body: { servers: servers.map((s) => serverView(req, s, caller)), ...(next ? { servers_links: next } : {}) } }
+        return { json: jsonList('servers', servers.map((s) => serverJson(req, s, caller)), next ? `,"servers_links":${JSON.stringify(next)}` : '') }
       },
     },
-    { method: 'GET', path: '/servers/:id', policy: `${S}/GetServer`, handler: async (req) => ({ body: { server: serverView(req, await serverOf(d, req), callerOf(req), true) } }) },
+    { method: 'GET', path: '/servers/:id', policy: `${S}/GetServer`, handler: async (req) => ({ json: Buffer.concat([Buffer.from('{"server":'), serverJson(req, await serverOf(d, req), callerOf(req), true), Buffer.from('}')]) }) },
     {
       method: 'PUT', path: '/servers/:id', policy: `${S}/UpdateServer`,
       handler: async (req) => {

@@ -67,6 +67,8 @@ export interface RestResult {
   /** @default 200, or 204 without a body */
   status?: number
   body?: unknown
+  /** The body as JSON already (UTF-8, assembled from kept parts), instead of `body`. */
+  json?: Buffer
   headers?: Record<string, string>
   /** The handler wrote the response itself (streamed bodies). */
   streamed?: true
@@ -284,7 +286,8 @@ export class RestServer {
       const out = await route.handler(req)
       if (out.streamed) return
       const headers = { ...route.service.headers?.(req), ...out.headers }
-      send(res, method, requestId, type, out.status ?? (out.body === undefined ? 204 : 200), out.body, headers)
+      const text = out.json ?? (out.body === undefined ? undefined : JSON.stringify(out.body))
+      send(res, method, requestId, type, out.status ?? (text === undefined ? 204 : 200), text, headers)
       childLog().debug({ status: res.statusCode, ms: Date.now() - started }, 'rest call')
     } catch (err) {
       const fault: RestFault = faultOf(type, err)
@@ -299,7 +302,7 @@ export class RestServer {
       // A body the refusal left unread is not read on to keep the connection: close it instead.
       const unread = !raw.complete
       if (unread) headers.connection = 'close'
-      send(res, method, requestId, type, fault.status, fault.body, headers)
+      send(res, method, requestId, type, fault.status, JSON.stringify(fault.body), headers)
       if (unread) res.once('finish', () => raw.destroy())
     }
   }
@@ -334,11 +337,10 @@ export function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v
 }
 
-function send(res: ServerResponse, method: string, requestId: string, type: ServiceType, status: number, body: unknown, headers: Record<string, string>): void {
+function send(res: ServerResponse, method: string, requestId: string, type: ServiceType, status: number, text: string | Buffer | undefined, headers: Record<string, string>): void {
   // A small body ended as a string goes out with the head in one write; a large one is encoded once into a Buffer
   // (as a string it would be scanned for its length and encoded again on the way out).
-  const text = body === undefined ? undefined : JSON.stringify(body)
-  const payload = text === undefined || text.length < 16_384 ? text : Buffer.from(text)
+  const payload = text === undefined || typeof text !== 'string' || text.length < 16_384 ? text : Buffer.from(text)
   res.statusCode = status
   res.setHeader(REQUEST_ID, requestId)
   if (type === 'compute') res.setHeader('x-compute-request-id', requestId)

@@ -15,7 +15,10 @@
  * (default 5) with the spread (min–max); BENCH_CONNECTIONS (default 16) sets
  * both clients' concurrency. The listener is plaintext loopback (the
  * test controller's; `npm start` adds TLS on both APIs alike).
- * BENCH_CPU_PROF_DIR writes a V8 CPU profile of the controller per figure.
+ * Beside each figure, this process's CPU time per answer (controller and
+ * idle agents): the cost of an answer, which a busy shared machine changes
+ * less than the rate. BENCH_CPU_PROF_DIR writes a V8 CPU profile of the
+ * controller per figure.
  * Target (issue 18): ≥ 3,000 GETs/s on 2 cores. Not a test.
  */
 import { execFile } from 'node:child_process'
@@ -88,18 +91,22 @@ try {
     }
     const rates: number[] = []
     let bytes = 0
+    // This process's CPU (the controller's, the agents' idle share) per answer: what a figure costs, whatever else the machine runs.
+    const cpu = process.cpuUsage()
     for (let i = 0; i < RUNS; i++) {
       const r = await once()
       rates.push(r.rps)
       bytes = r.bytes
     }
+    const { user, system } = process.cpuUsage(cpu)
+    const cpuPerAnswer = (user + system) / rates.reduce((n, rps) => n + rps * SECONDS, 0)
     if (PROF) {
       const { profile } = (await post('Profiler.stop')) as { profile: unknown }
       writeFileSync(path.join(PROF, `${label.replace(/[^\w.-]+/g, '_')}.cpuprofile`), JSON.stringify(profile))
     }
     rates.sort((a, b) => a - b)
     const median = rates[Math.floor(rates.length / 2)]!
-    console.log(`${label.padEnd(52)} ${fmt(median).padStart(7)} /s  (min ${fmt(rates[0]!)}, max ${fmt(rates[rates.length - 1]!)}${bytes ? `; ${fmt(bytes)} bytes an answer` : ''})`)
+    console.log(`${label.padEnd(52)} ${fmt(median).padStart(7)} /s  (min ${fmt(rates[0]!)}, max ${fmt(rates[rates.length - 1]!)}; ${fmt(cpuPerAnswer)} µs CPU an answer${bytes ? `; ${fmt(bytes)} bytes` : ''})`)
     return median
   }
 

@@ -59,6 +59,12 @@ export interface ServerTable {
   deleted: number
   /** The server group it joined at create ('' for none). */
   server_group_id: string
+  /**
+   * Changes with anything the server's view shows (its row, ports, addresses,
+   * groups, their names, volume attachments): bumped by triggers (migration
+   * 0018) in the writing transaction; a new server starts at 1.
+   */
+  view_revision: number
 }
 
 /** Nova's instance groups: a policy for where their members run. */

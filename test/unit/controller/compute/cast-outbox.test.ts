@@ -31,7 +31,7 @@ function serverRow(uuid: string, o: Partial<ServerTable>): ServerTable {
     image_id: 'i', image_name: 'cirros', key_name: '', key_data: '', user_data: '', config_drive: 'True', metadata: '{}', security_groups: '[]', requested_az: '',
     host: 'node1', node_uuid: null, availability_zone: 'nova', instance_name: `instance-${uuid}`, vm_state: 'active', task_state: '', power_state: 1,
     pending_cast_id: '', pending_request_id: '', cast_sent_at: null, own_ports: '[]', reservation_id: 'r-1', launch_index: 0,
-    fault_code: '', fault_message: '', fault_at: null, created_at: ts, updated_at: ts, launched_at: null, terminated_at: null, deleted: 0, server_group_id: '', ...o,
+    fault_code: '', fault_message: '', fault_at: null, created_at: ts, updated_at: ts, launched_at: null, terminated_at: null, deleted: 0, server_group_id: '', view_revision: 1, ...o,
   }
 }
 
