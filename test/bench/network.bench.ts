@@ -22,7 +22,7 @@
  * Not a test: it prints figures for the README. Skipped, saying why, without
  * root, libvirt or iperf3.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -32,6 +32,7 @@ import { startCloud, uploadImage, type TestCloud } from '../helpers/cloud.js'
 import { spawnAgent, type AgentProcess } from '../helpers/agent-process.js'
 import { ensureLibvirtd, virsh } from '../helpers/libvirt.js'
 import { eventually } from '../helpers/agents.js'
+import { endpoint, inNamespace, ip, spawnInNamespace } from '../helpers/netns.js'
 import { call } from '../helpers/grpc.js'
 import { netClients, tenant } from '../functional/network/fixtures.js'
 import { buildGuestImage, GUEST_READY } from '../../cli/stack/guest/build.js'
@@ -50,7 +51,6 @@ const quantile = (xs: number[], q: number) => {
   return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!
 }
 const have = (bin: string) => ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => existsSync(path.join(d, bin)))
-const ip = async (...args: string[]) => (await run('ip', args)).stdout
 
 const why = process.getuid?.() !== 0 ? 'needs root' : !have('iperf3') ? 'needs iperf3 (cli/stack/setup.sh installs it)' : !have('virsh') ? 'needs libvirt' : ''
 if (why) {
@@ -95,7 +95,7 @@ require('readline').createInterface({ input: process.stdin }).on('line', async (
   for (;;) { const ok = await once(host); if (ok === (verb === 'banner')) break; await sleep(20) }
   console.log(verb)
 })`
-  const proc = spawn('ip', ['netns', 'exec', OUTSIDE, process.execPath, '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const proc = spawnInNamespace(OUTSIDE, process.execPath, ['-e', code], ['pipe', 'pipe', 'inherit'])
   const waiting: Array<(s: string) => void> = []
   let buf = ''
   proc.stdout!.on('data', (d: Buffer) => {
@@ -130,19 +130,8 @@ async function cleanup(): Promise<void> {
 
 /** An iperf3 run from namespace `from` to the server in `to` at `address`: received bits/s. */
 async function iperf(from: string, address: string, seconds = SECONDS): Promise<number> {
-  const r = await run('ip', ['netns', 'exec', from, 'iperf3', '-c', address, '-t', String(seconds), '-J'], { timeout: (seconds + 30) * 1000, maxBuffer: 16 << 20 })
+  const r = await inNamespace(from, 'iperf3', ['-c', address, '-t', String(seconds), '-J'], { timeout: (seconds + 30) * 1000, maxBuffer: 16 << 20 })
   return (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second
-}
-
-/** A namespace with an eth0 (the peer of `hostEnd`, plugged into `bridge` when given), `cidr` on it, and a default route via `via`. */
-async function endpoint(ns: string, hostEnd: string, cidr: string, bridge?: string, via?: string): Promise<void> {
-  await ip('netns', 'add', ns)
-  await ip('link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
-  if (bridge) await ip('link', 'set', hostEnd, 'master', bridge, 'up')
-  await ip('-n', ns, 'link', 'set', 'lo', 'up')
-  await ip('-n', ns, 'addr', 'add', cidr, 'dev', 'eth0')
-  await ip('-n', ns, 'link', 'set', 'eth0', 'up')
-  if (via) await ip('-n', ns, 'route', 'add', 'default', 'via', via)
 }
 
 try {
@@ -225,7 +214,7 @@ try {
     await ip('-n', ns, 'link', 'set', 'eth0', 'up')
   }
   const servers3: ChildProcess[] = []
-  for (const ns of [NS.r, NS.dr]) servers3.push(spawn('ip', ['netns', 'exec', ns, 'iperf3', '-s'], { stdio: 'ignore' }))
+  for (const ns of [NS.r, NS.dr]) servers3.push(spawnInNamespace(ns, 'iperf3', ['-s'], 'ignore'))
   try {
     // A first short run each, retried until its server listens, also warms both paths (ARP, conntrack).
     const ready = (ns: string, address: string, what: string) => eventually(() => iperf(ns, address, 1).catch(() => undefined), 60_000, what)

@@ -6,15 +6,14 @@
  * a namespace this test makes, with a veth on the network's bridge carrying a
  * port's MAC, running busybox udhcpc. Needs root, dnsmasq and busybox.
  */
-import { execFile } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import t from 'tap'
 import { startCloud, serverGone, type TestCloud } from '../../helpers/cloud.js'
 import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
 import { call, type Decoded } from '../../helpers/grpc.js'
+import { inNamespace, ip } from '../../helpers/netns.js'
 import { eventually } from '../../helpers/agents.js'
 import { freshHome, openrcEnv, removeHomes, strato } from '../../functional/cli/cli.js'
 import { dhcpDeviceId } from '../../../controller/network/dhcp.js'
@@ -22,17 +21,12 @@ import { dhcpInterfaces, dhcpNamespace } from '../../../agent/net/dhcp.js'
 import type { CreateServerResponse } from '../../../proto/gen/strato/compute/v1/servers.js'
 import type { ListPortsResponse, Network, Port, Subnet } from '../../../proto/gen/strato/network/v1/network.js'
 
-const run = promisify(execFile)
 const id = process.pid.toString(16)
 const HOST = `dhcp-${id}`
 const BR = `bd${id}`
 const BR_OFF = `bo${id}`
 const CLIENT = `dcl-${id}`
 const CLIENT_VETH = `dv${id}`
-
-async function ip(...args: string[]): Promise<string> {
-  return (await run('ip', args)).stdout
-}
 
 /** Pids of the dnsmasq processes serving `networkId` from `dhcpDir`. */
 function dnsmasqPids(dhcpDir: string, networkId: string): number[] {
@@ -109,7 +103,7 @@ async function lease(mac: string, tries = 4): Promise<{ ms: number; opts?: Recor
   await ip('-n', CLIENT, 'link', 'set', 'eth0', 'address', mac, 'up')
   const out = path.join(scratch, `lease-${mac.replaceAll(':', '')}-${Date.now()}`)
   const t0 = Date.now()
-  const ok = await run('ip', ['netns', 'exec', CLIENT, 'busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', String(tries), '-T', '1', '-O', 'mtu', '-O', 'staticroutes', '-s', script], { env: { ...process.env, DHCP_OUT: out } })
+  const ok = await inNamespace(CLIENT, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', String(tries), '-T', '1', '-O', 'mtu', '-O', 'staticroutes', '-s', script], { env: { ...process.env, DHCP_OUT: out } })
     .then(() => true, () => false)
   const ms = Date.now() - t0
   if (!ok || !existsSync(out)) return { ms }

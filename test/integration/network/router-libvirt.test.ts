@@ -16,7 +16,7 @@
  * everything leaves no namespace, veth, iptables rule or address behind.
  * Needs root, libvirt-daemon-system, qemu-system-x86, dnsmasq-base, iptables, openssh-client.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -28,6 +28,7 @@ import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
 import { ensureLibvirtd, virsh } from '../../helpers/libvirt.js'
 import { call, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
+import { connectFrom, endpoint, inNamespace, ip, listenIn } from '../../helpers/netns.js'
 import { netClients, tenant, type NetClients, type Tenant } from '../../functional/network/fixtures.js'
 import { buildGuestImage, GUEST_READY, GUEST_USER } from '../../../cli/stack/guest/build.js'
 import { routerNamespace } from '../../../agent/net/l3.js'
@@ -60,21 +61,16 @@ if (process.getuid?.() !== 0) {
   const seen: string[] = []
   const made: string[] = []
 
-  const inOutside = (cmd: string, ...args: string[]) => run('ip', ['netns', 'exec', OUTSIDE, cmd, ...args], { timeout: 60_000 })
+  const inOutside = (cmd: string, ...args: string[]) => inNamespace(OUTSIDE, cmd, args, { timeout: 60_000 })
   /** Runs `command` in the guest at `ip` over SSH, from the outside, with the keypair's private key. */
   const ssh = (ip: string, command: string, user = GUEST_USER, timeoutS = 5) =>
     inOutside('ssh', '-i', keyFile, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
       '-o', 'BatchMode=yes', '-o', `ConnectTimeout=${timeoutS}`, `${user}@${ip}`, command).then((r) => r.stdout)
   const canSsh = (ip: string) => ssh(ip, 'echo ok', GUEST_USER, 3).then((out) => out.trim() === 'ok', () => false)
   /** The first line a TCP connection from the outside to ip:22 reads (dropbear's banner), or undefined when none within `timeoutMs`. */
-  const banner = async (ip: string, timeoutMs = 500): Promise<string | undefined> => {
-    const code = `const s = require('net').connect({ host: '${ip}', port: 22 }); s.setTimeout(${timeoutMs}, () => process.exit(2)); s.on('data', (d) => { process.stdout.write(d.toString().split('\\n')[0]); process.exit(0) }); s.on('error', () => process.exit(1))`
-    const r = await inOutside(process.execPath, '-e', code).catch(() => undefined)
-    return r?.stdout.trim() || undefined
-  }
+  const banner = (ip: string, timeoutMs = 500) => connectFrom(OUTSIDE, ip, 22, { timeoutMs, firstLine: true })
   const consoleOf = async (id: string) => (await call<ConsoleOutput>(cloud.c.servers, 'getConsoleOutput', { id }, cloud.s.adminToken)).output
   const portsOf = async (filter: object): Promise<Array<Decoded<Port>>> => (await call<ListPortsResponse>(c.ports, 'listPorts', filter, cloud.s.adminToken)).ports
-  const ip = async (...args: string[]) => (await run('ip', args)).stdout
 
   t.before(async () => {
     await ensureLibvirtd()
@@ -88,21 +84,10 @@ if (process.getuid?.() !== 0) {
     // The provider bridge and the outside on it, made before the agent uses the bridge.
     await ip('link', 'add', BR_EXT, 'type', 'bridge')
     await ip('link', 'set', BR_EXT, 'up')
-    await ip('netns', 'add', OUTSIDE)
-    await ip('link', 'add', OUTSIDE_VETH, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', OUTSIDE)
-    await ip('link', 'set', OUTSIDE_VETH, 'master', BR_EXT, 'up')
-    await ip('-n', OUTSIDE, 'link', 'set', 'lo', 'up')
-    await ip('-n', OUTSIDE, 'addr', 'add', `${OUTSIDE_IP}/24`, 'dev', 'eth0')
-    await ip('-n', OUTSIDE, 'link', 'set', 'eth0', 'up')
+    await endpoint(OUTSIDE, OUTSIDE_VETH, `${OUTSIDE_IP}/24`, BR_EXT)
     // An HTTP listener that tells the peer's address back and prints it (what busybox wget in a guest can ask).
     const code = `require('http').createServer((q, s) => { const a = q.socket.remoteAddress.replace(/^::ffff:/, ''); console.log(a + ' ' + q.url); s.end(a + '\\n') }).listen(8080, () => console.log('listening'))`
-    web = spawn('ip', ['netns', 'exec', OUTSIDE, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
-    await new Promise<void>((resolve, reject) => {
-      web!.stdout!.on('data', (d: Buffer) => {
-        for (const l of d.toString().split('\n').filter(Boolean)) l === 'listening' ? resolve() : seen.push(l)
-      })
-      web!.once('exit', (code) => reject(new Error(`the outside's listener exited (${code})`)))
-    })
+    web = await listenIn(OUTSIDE, code, (l) => seen.push(l))
     agent = await spawnAgent({
       host: HOST, natsUrl: cloud.nats.url, driver: 'libvirt',
       env: {

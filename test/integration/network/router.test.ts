@@ -10,23 +10,22 @@
  * external subnet's gateway address, standing for the internet.
  * Needs root, dnsmasq, busybox and iptables.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import t from 'tap'
 import { startCloud, serverGone, type TestCloud } from '../../helpers/cloud.js'
 import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
 import { call, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
+import { bannerListener, connectFrom, endpoint, inNamespace, ip } from '../../helpers/netns.js'
 import { netClients, tenant, type NetClients, type Tenant } from '../../functional/network/fixtures.js'
 import { IptablesFirewall } from '../../../agent/net/firewall.js'
 import { routerNamespace } from '../../../agent/net/l3.js'
 import type { CreateServerResponse } from '../../../proto/gen/strato/compute/v1/servers.js'
 import type { FloatingIp, ListPortsResponse, ListSecurityGroupsResponse, Network, Port, Router, SecurityGroupRule, Subnet } from '../../../proto/gen/strato/network/v1/network.js'
 
-const run = promisify(execFile)
 const id = process.pid.toString(16)
 const HOST = `l3-${id}`
 const BR_EXT = `bx${id}`
@@ -37,32 +36,6 @@ const OUTSIDE_IP = '192.168.201.1'
 const root = process.getuid?.() === 0
 const have = (bin: string) => ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => existsSync(path.join(d, bin)))
 const missing = !root ? 'needs root' : !have('dnsmasq') ? 'needs dnsmasq' : !have('busybox') ? 'needs busybox' : !have('iptables') ? 'needs iptables' : ''
-
-async function ip(...args: string[]): Promise<string> {
-  return (await run('ip', args)).stdout
-}
-
-const nodeBin = process.execPath
-
-/** A TCP listener in `ns` that answers each connection with `<banner> <the peer's address>` and closes it. */
-function listen(ns: string, port: number, banner: string): ChildProcess {
-  const code = `require('net').createServer((s) => s.end('${banner} ' + s.remoteAddress.replace(/^::ffff:/, '') + '\\n')).listen(${port}, () => console.log('listening'))`
-  const p = spawn('ip', ['netns', 'exec', ns, nodeBin, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
-  return p
-}
-async function listening(p: ChildProcess): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    p.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve())
-    p.once('exit', (c) => reject(new Error(`listener exited (${c})`)))
-  })
-}
-
-/** What a listener at host:port says to a connection from `ns`, or undefined when none is made within `timeoutMs`. */
-async function connect(ns: string, host: string, port: number, timeoutMs = 2_000): Promise<string | undefined> {
-  const code = `const s = require('net').connect({ host: '${host}', port: ${port} }); let out = ''; s.setTimeout(${timeoutMs}, () => process.exit(2)); s.on('data', (d) => (out += d)); s.on('end', () => { process.stdout.write(out); process.exit(0) }); s.on('error', () => process.exit(1))`
-  const r = await run('ip', ['netns', 'exec', ns, nodeBin, '-e', code], { timeout: timeoutMs + 5_000 }).catch(() => undefined)
-  return r?.stdout.trim() || undefined
-}
 
 let cloud: TestCloud
 let c: NetClients
@@ -107,15 +80,8 @@ function register(): void {
     demo = await tenant(cloud.s, `l3e2e${id}`)
     // The outside: the external subnet's gateway address, on the provider bridge.
     await ensureBridge(BR_EXT)
-    await ip('netns', 'add', OUTSIDE)
-    await ip('link', 'add', OUTSIDE_VETH, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', OUTSIDE)
-    await ip('link', 'set', OUTSIDE_VETH, 'master', BR_EXT, 'up')
-    await ip('-n', OUTSIDE, 'link', 'set', 'lo', 'up')
-    await ip('-n', OUTSIDE, 'addr', 'add', `${OUTSIDE_IP}/24`, 'dev', 'eth0')
-    await ip('-n', OUTSIDE, 'link', 'set', 'eth0', 'up')
-    const web = listen(OUTSIDE, 8080, 'outside')
-    listeners.push(web)
-    await listening(web)
+    await endpoint(OUTSIDE, OUTSIDE_VETH, `${OUTSIDE_IP}/24`, BR_EXT)
+    listeners.push(await bannerListener(OUTSIDE, 8080, 'outside'))
   })
 
   t.teardown(async () => {
@@ -161,7 +127,7 @@ function register(): void {
     // DHCP (the agent's dnsmasq for the network comes up after the boot's port change).
     const out = path.join(scratch, `lease-${name}`)
     const opts = await eventually(async () => {
-      const ok = await run('ip', ['netns', 'exec', ns, 'busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '3', '-T', '1', '-O', 'staticroutes', '-s', script], { env: { ...process.env, DHCP_OUT: out } }).then(() => true, () => false)
+      const ok = await inNamespace(ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '3', '-T', '1', '-O', 'staticroutes', '-s', script], { env: { ...process.env, DHCP_OUT: out } }).then(() => true, () => false)
       if (!ok || !existsSync(out)) return undefined
       return Object.fromEntries(readFileSync(out, 'utf8').trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
     }, 60_000, `a DHCP lease for ${name}`)
@@ -215,59 +181,55 @@ function register(): void {
   })
 
   t.test('guest A reaches guest B across the router (same security group)', async (t) => {
-    const l = listen(b.ns, 7000, 'b')
-    listeners.push(l)
-    await listening(l)
-    const said = await eventually(() => connect(a.ns, b.address, 7000), 15_000, 'A to reach B')
+    listeners.push(await bannerListener(b.ns, 7000, 'b'))
+    const said = await eventually(() => connectFrom(a.ns, b.address, 7000), 15_000, 'A to reach B')
     t.equal(said, `b ${a.address}`, 'B sees A\'s own address (no NAT between project subnets)')
   })
 
   t.test('a connection from a guest to the outside arrives from the router\'s gateway address (SNAT)', async (t) => {
-    const said = await eventually(() => connect(a.ns, OUTSIDE_IP, 8080), 15_000, 'A to reach the outside')
+    const said = await eventually(() => connectFrom(a.ns, OUTSIDE_IP, 8080), 15_000, 'A to reach the outside')
     t.equal(said, `outside ${gatewayIp}`)
   })
 
   t.test('a floating IP: the outside reaches the guest only while the security group allows it', async (t) => {
-    const ssh = listen(a.ns, 22, 'SSH-2.0-guest')
-    listeners.push(ssh)
-    await listening(ssh)
+    listeners.push(await bannerListener(a.ns, 22, 'SSH-2.0-guest'))
     fip = await call<FloatingIp>(c.floatingIps, 'createFloatingIp', { floatingNetworkId: cloud.network.id, portId: a.port.id }, demo.token)
     t.match(fip, { portId: a.port.id, fixedIpAddress: a.address, routerId: router.id })
     const fipAddr = fip.floatingIpAddress
     await eventually(async () => (await ip('-n', routerNamespace(router.id), '-o', 'addr')).includes(`${fipAddr}/32`), 10_000, 'the floating address on the gateway interface')
     // The default group admits its members only: the outside is not one.
-    t.equal(await connect(OUTSIDE, fipAddr, 22, 1_500), undefined, 'refused by the default security group')
-    t.equal(await eventually(() => connect(a.ns, OUTSIDE_IP, 8080), 10_000, 'A out via its floating IP'), `outside ${fipAddr}`, "the guest's own connections leave from its floating IP")
+    t.equal(await connectFrom(OUTSIDE, fipAddr, 22, { timeoutMs: 1_500 }), undefined, 'refused by the default security group')
+    t.equal(await eventually(() => connectFrom(a.ns, OUTSIDE_IP, 8080), 10_000, 'A out via its floating IP'), `outside ${fipAddr}`, "the guest's own connections leave from its floating IP")
 
     const groups = (await call<ListSecurityGroupsResponse>(c.securityGroups, 'listSecurityGroups', {}, demo.token)).securityGroups
     const dflt = groups.find((g) => g.name === 'default')!
     const rule = await call<SecurityGroupRule>(c.securityGroups, 'createSecurityGroupRule', { securityGroupId: dflt.id, direction: 'ingress', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22, remoteIpPrefix: '0.0.0.0/0' }, demo.token)
     const t0 = Date.now()
-    const banner = await eventually(() => connect(OUTSIDE, fipAddr, 22, 1_000), 10_000, 'the outside to reach the floating IP')
+    const banner = await eventually(() => connectFrom(OUTSIDE, fipAddr, 22, { timeoutMs: 1_000 }), 10_000, 'the outside to reach the floating IP')
     t.comment(`security group rule tcp/22 → the outside connects to the floating IP: ${Date.now() - t0} ms`)
     t.equal(banner, `SSH-2.0-guest ${OUTSIDE_IP}`, 'the guest sees the outside\'s own address (1:1 NAT)')
 
     await call(c.securityGroups, 'deleteSecurityGroupRule', { id: rule.id }, demo.token)
-    await eventually(async () => (await connect(OUTSIDE, fipAddr, 22, 800)) === undefined || undefined, 10_000, 'the rule removal to take effect')
+    await eventually(async () => (await connectFrom(OUTSIDE, fipAddr, 22, { timeoutMs: 800 })) === undefined || undefined, 10_000, 'the rule removal to take effect')
     await call(c.securityGroups, 'createSecurityGroupRule', { securityGroupId: dflt.id, direction: 'ingress', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22, remoteIpPrefix: '0.0.0.0/0' }, demo.token)
-    await eventually(() => connect(OUTSIDE, fipAddr, 22, 1_000), 10_000, 'the outside to reach the floating IP again')
+    await eventually(() => connectFrom(OUTSIDE, fipAddr, 22, { timeoutMs: 1_000 }), 10_000, 'the outside to reach the floating IP again')
   })
 
   t.test('the agent SIGKILLed, its router namespace lost, restarted: the router is rebuilt and the floating IP answers again', async (t) => {
     await agent.kill('SIGKILL')
     await ip('netns', 'delete', routerNamespace(router.id))
-    t.equal(await connect(OUTSIDE, fip.floatingIpAddress, 22, 800), undefined, 'nothing answers while the router is gone')
+    t.equal(await connectFrom(OUTSIDE, fip.floatingIpAddress, 22, { timeoutMs: 800 }), undefined, 'nothing answers while the router is gone')
     await agent.restart()
-    const banner = await eventually(() => connect(OUTSIDE, fip.floatingIpAddress, 22, 1_000), 30_000, 'the floating IP to answer again')
+    const banner = await eventually(() => connectFrom(OUTSIDE, fip.floatingIpAddress, 22, { timeoutMs: 1_000 }), 30_000, 'the floating IP to answer again')
     t.equal(banner, `SSH-2.0-guest ${OUTSIDE_IP}`)
   })
 
   t.test('floating ip unset --port: the outside can no longer reach the guest', async (t) => {
     const t0 = Date.now()
     await call(c.floatingIps, 'updateFloatingIp', { id: fip.id, portId: '' }, demo.token)
-    await eventually(async () => (await connect(OUTSIDE, fip.floatingIpAddress, 22, 500)) === undefined || undefined, 10_000, 'the floating IP to stop answering')
+    await eventually(async () => (await connectFrom(OUTSIDE, fip.floatingIpAddress, 22, { timeoutMs: 500 })) === undefined || undefined, 10_000, 'the floating IP to stop answering')
     t.comment(`floating ip unset → no new connection: ${Date.now() - t0} ms (each probe waits up to 500 ms)`)
-    t.equal(await eventually(() => connect(a.ns, OUTSIDE_IP, 8080), 10_000, 'A out again'), `outside ${gatewayIp}`, 'the guest leaves through the gateway address again')
+    t.equal(await eventually(() => connectFrom(a.ns, OUTSIDE_IP, 8080), 10_000, 'A out again'), `outside ${gatewayIp}`, 'the guest leaves through the gateway address again')
   })
 
   t.test('deleting everything leaves no namespace, veth or address behind', async (t) => {
