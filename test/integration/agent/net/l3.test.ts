@@ -353,6 +353,11 @@ if (process.getuid?.() !== 0) {
     t.ok(await connect(NS.a, '10.0.2.5'), 'A reaches B again')
 
     await ip('netns', 'delete', ns)
+    // The kernel tears a namespace down after its name is gone (asynchronously):
+    // wait until its veths have gone with it before looking for a way out.
+    const hostEnds = [routerDevices(P_A, 'qr').host, routerDevices(P_B, 'qr').host, routerDevices(P_G, 'qg').host]
+    for (let i = 0; i < 400 && hostEnds.some(linkExists); i++) await new Promise((r) => setTimeout(r, 50))
+    t.notOk(hostEnds.some(linkExists), 'the namespace went with its veths')
     t.equal(await connect(NS.a, '203.0.113.1', 2_000), undefined, 'namespace gone: no way out')
     await agent.apply([spec()])
     const ao = await connect(NS.a, '203.0.113.1')
