@@ -4,9 +4,17 @@
  * behind it) before it is sent; once JetStream has it, `cast_sent_at` is set.
  * A cast the bus did not take (NATS away, the controller stopped in between)
  * stays pending and `resend()` sends it again, on a timer and at start-up.
+ *
+ * Several controllers on one PostgreSQL database all run the resend: a cast
+ * is sent by the one that claims its row (`FOR UPDATE SKIP LOCKED`, the
+ * others pass it by) and marked sent before the claim ends, so each unsent
+ * cast is published once — not once per controller with JetStream's
+ * duplicate window hiding the rest (and not at all hidden once the window
+ * has passed). On SQLite one controller owns the file: no claim.
  */
 import { randomBytes } from 'node:crypto'
 import type { Db } from '../store/db.js'
+import { engineOf } from '../store/engine.js'
 import { castIdFor as castId, parseCastId } from '../../proto/subjects.js'
 import { castAction } from '../../proto/server-actions.js'
 import type { ServerAction } from './server-states.js'
@@ -41,6 +49,13 @@ export interface CastRow {
   table: keyof typeof CAST_ROW_KEYS
   id: string
 }
+
+/**
+ * How a send claims its row on PostgreSQL: `wait` (the API call that made the
+ * cast: it waits for a resend holding the row, then finds it sent) or `skip`
+ * (a resend: a row another controller holds is that controller's to send).
+ */
+export type Claim = 'wait' | 'skip'
 
 /**
  * What every outbox shares (servers' casts here, volumes' in `volume/casts.ts`):
@@ -98,17 +113,38 @@ export abstract class Outbox {
    * cast is a row's pending one); on failure it stays pending for the next
    * resend. `about`: the log fields naming what the cast is for.
    */
-  protected async queue(host: string, action: CastAction, castId: string, requestId: string, about: Record<string, string>, row: CastRow | undefined): Promise<void> {
-    if (!this.transport) {
+  protected async queue(host: string, action: CastAction, castId: string, requestId: string, about: Record<string, string>, row: CastRow | undefined, claim: Claim = 'wait'): Promise<void> {
+    const transport = this.transport
+    if (!transport) {
       this.log.warn({ ...about, host }, `no message bus: the ${this.what.replace(/s$/, '')} waits`)
       return
     }
     try {
-      await this.transport.cast(host, action, castId, requestId || undefined)
-      if (row) await this.db.updateTable(row.table).set({ cast_sent_at: now() }).where(CAST_ROW_KEYS[row.table], '=', row.id).where('pending_cast_id', '=', castId).execute()
+      if (!row) {
+        await transport.cast(host, action, castId, requestId || undefined)
+      } else if (engineOf(this.db) !== 'postgres') {
+        await transport.cast(host, action, castId, requestId || undefined)
+        await this.markSent(this.db, row, castId)
+      } else {
+        // The row lock is held while the bus takes the cast: whoever holds it sends, the others find it sent (or pass it by).
+        const sent = await this.db.transaction().execute(async (trx) => {
+          let q = trx.selectFrom(row.table).select('pending_cast_id').where(CAST_ROW_KEYS[row.table], '=', row.id).where('pending_cast_id', '=', castId).where('cast_sent_at', 'is', null).forUpdate()
+          if (claim === 'skip') q = q.skipLocked()
+          if (!(await q.executeTakeFirst())) return false
+          await transport.cast(host, action, castId, requestId || undefined)
+          await this.markSent(trx, row, castId)
+          return true
+        })
+        if (!sent) this.log.debug({ ...about, host, castId }, `${this.what.replace(/s$/, '')} already sent or being sent by another controller`)
+      }
     } catch (err) {
       this.log.warn({ ...about, host, err: (err as Error).message }, `${this.what.replace(/s$/, '')} not queued; it will be sent again`)
     }
+  }
+
+  /** Records that the bus took `castId`, unless the row has moved on to another cast. */
+  private async markSent(db: Db, row: CastRow, castId: string): Promise<void> {
+    await db.updateTable(row.table).set({ cast_sent_at: now() }).where(CAST_ROW_KEYS[row.table], '=', row.id).where('pending_cast_id', '=', castId).execute()
   }
 }
 
@@ -120,8 +156,8 @@ export class CastOutbox extends Outbox {
    * `record`: the cast is the server's pending one (its row learns it was
    * sent); false for a cast nothing waits for (a local delete's clean-up).
    */
-  async send(c: OutgoingCast, record = true): Promise<void> {
-    await this.queue(c.host, castAction(c.action, c.uuid), c.castId, c.requestId, { instance: c.uuid }, record ? { table: 'servers', id: c.uuid } : undefined)
+  async send(c: OutgoingCast, record = true, claim: Claim = 'wait'): Promise<void> {
+    await this.queue(c.host, castAction(c.action, c.uuid), c.castId, c.requestId, { instance: c.uuid }, record ? { table: 'servers', id: c.uuid } : undefined, claim)
   }
 
   protected async resendPending(): Promise<void> {
@@ -129,7 +165,7 @@ export class CastOutbox extends Outbox {
     for (const r of rows) {
       const action = actionOfCast(r.pending_cast_id)
       if (!r.host || !action) continue
-      await this.send({ uuid: r.uuid, host: r.host, action, castId: r.pending_cast_id, requestId: r.pending_request_id })
+      await this.send({ uuid: r.uuid, host: r.host, action, castId: r.pending_cast_id, requestId: r.pending_request_id }, true, 'skip')
     }
   }
 }

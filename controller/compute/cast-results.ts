@@ -13,6 +13,7 @@ import type { Scheduler } from '../scheduler/scheduler.js'
 import { outcomeOf, syncPower, type Outcome } from './server-states.js'
 import type { CastResultEvent } from './transport.js'
 import { actionOfCast } from './cast-outbox.js'
+import { forUpdate } from '../store/engine.js'
 import { isSnapshot } from '../../proto/server-actions.js'
 import { json, now, type Log } from './server-model.js'
 import { builtWithVolumes, releaseServerVolumes, type ServerVolumes } from '../volume/server-volumes.js'
@@ -63,7 +64,7 @@ export class CastResults {
     if (!action || !r.instanceUuid) return
     let doomed: VolumeTable[] = []
     const released = await this.db.transaction().execute(async (trx) => {
-      const row = await trx.selectFrom('servers').selectAll().where('uuid', '=', r.instanceUuid).executeTakeFirst()
+      const row = await forUpdate(trx, trx.selectFrom('servers').selectAll().where('uuid', '=', r.instanceUuid)).executeTakeFirst()
       if (!row || row.pending_cast_id !== r.castId) {
         this.log.debug({ instance: r.instanceUuid, cast: r.castId, waitingFor: row?.pending_cast_id }, 'stale cast result ignored')
         return false

@@ -289,13 +289,17 @@ export class HostRegistry implements HostLiveness {
       const waiting = await trx.selectFrom('compute_hosts').select(['host', 'uuid']).where('mapped', '=', 0).orderBy('host').execute()
       const ts = new Date().toISOString()
       lines.push(`Getting computes from cell 'cell1'`)
+      const mapped: string[] = []
       for (const h of waiting) {
         lines.push(`Checking host mapping for compute host '${h.host}': ${h.uuid}`)
+        // Claimed: another controller discovering at the same time maps it first (this update then waits for it and finds it mapped).
+        const r = await trx.updateTable('compute_hosts').set({ mapped: 1, mapped_at: ts }).where('host', '=', h.host).where('mapped', '=', 0).executeTakeFirst()
+        if (Number(r.numUpdatedRows) === 0) continue
         lines.push(`Creating host mapping for compute host '${h.host}': ${h.uuid}`)
-        await trx.updateTable('compute_hosts').set({ mapped: 1, mapped_at: ts }).where('host', '=', h.host).execute()
+        mapped.push(h.host)
       }
-      lines.push(`Found ${waiting.length} unmapped computes in cell: cell1`)
-      return waiting.map((h) => h.host)
+      lines.push(`Found ${mapped.length} unmapped computes in cell: cell1`)
+      return mapped
     })
     if (mapped.length) this.onChange()
     const views = mapped.length ? (await this.list()).filter((h) => mapped.includes(h.host)) : []

@@ -55,3 +55,14 @@ export async function withSessionLock<T>(db: Kysely<any>, name: string, fn: () =
     }
   })
 }
+
+/**
+ * `q` locking the rows it reads until the transaction ends (`FOR UPDATE`) on
+ * PostgreSQL, for a read-check-write that another controller may run on the
+ * same row at the same time (an agent's result delivered again to the other
+ * controller: the second finds it applied); as is on SQLite, whose write
+ * transactions are already serial.
+ */
+export function forUpdate<Q extends { forUpdate(): Q }>(trx: Kysely<any>, q: Q): Q {
+  return engineOf(trx) === 'postgres' ? q.forUpdate() : q
+}

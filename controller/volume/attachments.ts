@@ -19,6 +19,7 @@
 import { randomUUID } from 'node:crypto'
 import { AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
 import { isUuid } from '../../proto/ids.js'
+import { forUpdate } from '../store/engine.js'
 import { parseAttachCastId, volumeSerial } from '../../proto/volume-attach.js'
 import { parseVolumeCastId, type VolumeWork } from '../../proto/volume-work.js'
 import type { VolumeAttachWork } from '../../proto/volume-attach.js'
@@ -277,7 +278,7 @@ export class AttachmentCatalog {
     if (!p) return false
     const reason = r.ok ? '' : `${r.errorCode || 'INTERNAL'}: ${r.message || 'the host failed'}`
     const applied = await this.db.transaction().execute(async (trx) => {
-      const a = await trx.selectFrom('volume_attachments').selectAll().where('id', '=', p.attachmentId).executeTakeFirst()
+      const a = await forUpdate(trx, trx.selectFrom('volume_attachments').selectAll().where('id', '=', p.attachmentId)).executeTakeFirst()
       if (!a || a.pending_cast_id !== r.castId) {
         this.log.debug({ cast: r.castId, waitingFor: a?.pending_cast_id }, 'stale attachment cast result ignored')
         return false

@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { VolumeAttachmentTable, VolumeSnapshotTable, VolumeTable } from '../store/schema.js'
-import { Outbox } from '../compute/cast-outbox.js'
+import { Outbox, type Claim } from '../compute/cast-outbox.js'
 import { attachedDisks } from './attachments.js'
 import { parseVolumeCastId, volumeCastId, type VolumeOp, type VolumeWork } from '../../proto/volume-work.js'
 import { attachCastId, parseAttachCastId, type AttachOp, type VolumeAttachWork } from '../../proto/volume-attach.js'
@@ -50,22 +50,22 @@ export class VolumeCasts extends Outbox {
   protected readonly what = 'volume casts'
 
   /** Queues a cast; on failure it stays pending and `resend()` tries again. */
-  async send(c: OutgoingVolumeCast): Promise<void> {
-    await this.queue(c.host, { volume: c.work }, c.castId, c.requestId, { volume: c.work.volumeId }, { table: c.table, id: c.id })
+  async send(c: OutgoingVolumeCast, claim: Claim = 'wait'): Promise<void> {
+    await this.queue(c.host, { volume: c.work }, c.castId, c.requestId, { volume: c.work.volumeId }, { table: c.table, id: c.id }, claim)
   }
 
   protected async resendPending(): Promise<void> {
     const vols = await this.db.selectFrom('volumes').selectAll().where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).execute()
     for (const v of vols) {
       const p = parseVolumeCastId(v.pending_cast_id)
-      if (p && v.host) await this.send({ table: 'volumes', id: v.id, host: v.host, work: volumeWork(p.op, v, p.op === 'extend' ? await attachedDisks(this.db, v.id) : []), castId: v.pending_cast_id, requestId: v.pending_request_id })
+      if (p && v.host) await this.send({ table: 'volumes', id: v.id, host: v.host, work: volumeWork(p.op, v, p.op === 'extend' ? await attachedDisks(this.db, v.id) : []), castId: v.pending_cast_id, requestId: v.pending_request_id }, 'skip')
     }
     const snaps = await this.db.selectFrom('volume_snapshots').innerJoin('volumes', 'volumes.id', 'volume_snapshots.volume_id')
       .select(['volume_snapshots.id', 'volume_snapshots.volume_id', 'volume_snapshots.size', 'volume_snapshots.pending_cast_id', 'volume_snapshots.pending_request_id', 'volumes.host'])
       .where('volume_snapshots.pending_cast_id', '!=', '').where('volume_snapshots.cast_sent_at', 'is', null).execute()
     for (const s of snaps) {
       const p = parseVolumeCastId(s.pending_cast_id)
-      if (p && s.host) await this.send({ table: 'volume_snapshots', id: s.id, host: s.host, work: snapshotWork(p.op, s), castId: s.pending_cast_id, requestId: s.pending_request_id })
+      if (p && s.host) await this.send({ table: 'volume_snapshots', id: s.id, host: s.host, work: snapshotWork(p.op, s), castId: s.pending_cast_id, requestId: s.pending_request_id }, 'skip')
     }
   }
 }
@@ -88,14 +88,14 @@ export class AttachmentCasts extends Outbox {
   protected readonly what = 'attachment casts'
 
   /** Queues the attachment's pending cast; on failure it stays pending and `resend()` tries again. */
-  async send(a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device' | 'host' | 'pending_cast_id' | 'pending_request_id'>): Promise<void> {
+  async send(a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device' | 'host' | 'pending_cast_id' | 'pending_request_id'>, claim: Claim = 'wait'): Promise<void> {
     const p = parseAttachCastId(a.pending_cast_id)
     if (!p || !a.host) return
-    await this.queue(a.host, { volumeAttach: attachWork(p.op, a) }, a.pending_cast_id, a.pending_request_id, { volume: a.volume_id, instance: a.server_id }, { table: 'volume_attachments', id: a.id })
+    await this.queue(a.host, { volumeAttach: attachWork(p.op, a) }, a.pending_cast_id, a.pending_request_id, { volume: a.volume_id, instance: a.server_id }, { table: 'volume_attachments', id: a.id }, claim)
   }
 
   protected async resendPending(): Promise<void> {
     const rows = await this.db.selectFrom('volume_attachments').selectAll().where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).execute()
-    for (const a of rows) await this.send(a)
+    for (const a of rows) await this.send(a, 'skip')
   }
 }

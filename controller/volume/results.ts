@@ -6,6 +6,7 @@
  * from the state table; a failure's message becomes the status reason.
  */
 import type { Db } from '../store/db.js'
+import { forUpdate } from '../store/engine.js'
 import type { CastResultEvent } from '../compute/transport.js'
 import { now, type Log } from '../compute/server-model.js'
 import { parseVolumeCastId } from '../../proto/volume-work.js'
@@ -74,7 +75,7 @@ export class VolumeResults {
     const so = snapshotOutcome(p.op, r.ok)
     await this.db.transaction().execute(async (trx) => {
       if (vo) {
-        const row = await trx.selectFrom('volumes').selectAll().where('id', '=', p.id).executeTakeFirst()
+        const row = await forUpdate(trx, trx.selectFrom('volumes').selectAll().where('id', '=', p.id)).executeTakeFirst()
         if (!row || row.pending_cast_id !== r.castId || row.status !== vo.while) return this.stale(r, row?.pending_cast_id)
         if (row.host !== r.host) return this.forged(r, row.host)
         if (vo.to === 'deleted') {
