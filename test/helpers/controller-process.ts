@@ -4,7 +4,7 @@
  * tests that SIGKILL it and start it again on the same database.
  */
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import type { ConfigOverrides } from '../../controller/config.js'
@@ -27,12 +27,21 @@ export interface ControllerProcess {
   close(): Promise<void>
 }
 
-export async function spawnController(natsUrl: string, overrides: ConfigOverrides = {}): Promise<ControllerProcess> {
+/**
+ * `peer`: another controller on the same database (and NATS): this one reads
+ * its admin openrc (bootstrap finds the admin the first made) and serves the
+ * images from its images dir, as a shared file system would give them.
+ */
+export async function spawnController(natsUrl: string, overrides: ConfigOverrides = {}, peer?: Pick<ControllerProcess, 'dataDir'>): Promise<ControllerProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'strato-ctlp-'))
   const port = await freePort()
   const restPort = await freePort()
   const configFile = path.join(dataDir, 'config.json')
-  const openrcPath = path.join(dataDir, 'admin-openrc')
+  const openrcPath = peer ? path.join(peer.dataDir, 'admin-openrc') : path.join(dataDir, 'admin-openrc')
+  if (peer) {
+    mkdirSync(path.join(peer.dataDir, 'images'), { recursive: true, mode: 0o700 })
+    symlinkSync(path.join(peer.dataDir, 'images'), path.join(dataDir, 'images'))
+  }
   // Plaintext on loopback unless a test asks for TLS (as the in-process helper).
   // STRATO_TEST_DATABASE=postgres: a fresh database on this process's private cluster, kept across restarts like the SQLite file.
   const databaseUrl = !overrides.databaseUrl && testingOnPostgres() ? await testDatabaseUrl() : undefined
