@@ -71,6 +71,11 @@ export class CastWorker {
   private readonly done = new Set<string>()
   /** Cast ids running now. */
   private readonly running = new Set<string>()
+  /**
+   * Casts done whose result could not be stored (NATS away): when the cast
+   * comes again its result is stored, the work is not done a second time.
+   */
+  private readonly unreported = new Map<string, CastResult>()
   private readonly inHand = new Map<string, Promise<void>>()
   private readonly slots: Slots
   private readonly log: Logger
@@ -170,9 +175,11 @@ export class CastWorker {
     if (this.running.has(id)) return 'busy'
     this.running.add(id)
     const log = this.log.child({ cast: id, ...(cast.requestId ? { requestId: cast.requestId } : {}) })
-    const result: CastResult = { castId: id, host: this.o.host, ok: true }
+    const stored = this.unreported.get(id)
+    const result: CastResult = stored ?? { castId: id, host: this.o.host, ok: true }
     try {
-      try {
+      if (stored) log.info({ instance: result.instanceUuid, action: result.action }, `${result.action} done before; storing its result again`)
+      else try {
         if (cast.volume) {
           // Volume work: reported under the volume (and snapshot) it was about.
           const w = volumeWorkOf(cast.volume)
@@ -222,9 +229,11 @@ export class CastWorker {
         // Stored before the ack: a crash in between means the cast comes again, never that the result is lost.
         await this.js.publish(castResultSubject(this.o.host), CastResult.encode(result).finish(), { msgID: `result-${id}` })
       } catch (err) {
-        log.warn({ err: (err as Error).message }, 'cast result not stored; the cast will come again')
+        log.warn({ err: (err as Error).message }, 'cast result not stored; the cast will come again (and its result be stored then)')
+        this.unreported.set(id, result)
         return 'retry'
       }
+      this.unreported.delete(id)
       this.done.add(id)
       if (this.done.size > 10_000) this.done.delete(this.done.values().next().value!)
       return 'ack'
