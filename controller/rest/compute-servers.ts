@@ -14,7 +14,7 @@
  */
 import { isUuid } from '../../proto/ids.js'
 import { FailedPrecondition, InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
-import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerView } from '../compute/servers.js'
+import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerListing, type ServerView } from '../compute/servers.js'
 import type { BlockDeviceMapping } from '../compute/server-model.js'
 import { actorOf } from '../compute/server-create-plan.js'
 import { REST_PREFIX, bodyObject, type RestRequest, type Route } from './http.js'
@@ -110,6 +110,28 @@ export function jsonList(key: string, parts: Buffer[], tail = ''): Buffer {
   }
   out.push(Buffer.from(`]${tail}}`))
   return Buffer.concat(out)
+}
+
+/**
+ * Each listing's answers by shape (which listing, microversion, admin or not,
+ * base URL, next link). ServerViews hands out the same frozen listing for as
+ * long as none of its servers changed, so an answer kept with it is current
+ * for exactly as long: an unchanged listing is answered with bytes at hand.
+ */
+const listingAnswers = new WeakMap<ServerListing, Map<string, Buffer>>()
+
+/** A few shapes per listing: more are assembled, not kept. */
+const LISTING_SHAPES = 4
+
+function listingJson(listing: ServerListing, shape: string, make: () => Buffer): Buffer {
+  let shapes = listingAnswers.get(listing)
+  if (!shapes) listingAnswers.set(listing, (shapes = new Map()))
+  let json = shapes.get(shape)
+  if (json === undefined) {
+    json = make()
+    if (shapes.size < LISTING_SHAPES) shapes.set(shape, json)
+  }
+  return json
 }
 
 /** What PUT answers (before 2.75): the view without the extended attributes, key, groups, volumes and config drive. */
@@ -314,15 +336,17 @@ function listFilter(req: RestRequest, caller: ServerCaller): ListServers {
   return f
 }
 
-async function list(d: RestDomain, req: RestRequest): Promise<{ servers: ServerView[]; caller: ServerCaller; limit: number | undefined }> {
+const NO_SERVERS: ServerListing = Object.freeze([])
+
+async function list(d: RestDomain, req: RestRequest): Promise<{ servers: ServerListing; caller: ServerCaller; limit: number | undefined }> {
   const caller = callerOf(req)
   const f = listFilter(req, caller)
-  if (f.limit === 0) return { servers: [], caller, limit: 0 }
+  if (f.limit === 0) return { servers: NO_SERVERS, caller, limit: 0 }
   try {
     return { servers: await d.servers.list(f, caller), caller, limit: f.limit }
   } catch (err) {
     // Before 2.38 an unknown status lists nothing; from 2.38 it is a 400.
-    if (err instanceof StratoError && err.field === 'status' && microversion(req) < mv('2.38')) return { servers: [], caller, limit: f.limit }
+    if (err instanceof StratoError && err.field === 'status' && microversion(req) < mv('2.38')) return { servers: NO_SERVERS, caller, limit: f.limit }
     throw err
   }
 }
@@ -392,7 +416,8 @@ export function serverRoutes(d: RestDomain): Route[] {
       handler: async (req) => {
         const { servers, limit } = await list(d, req)
         const next = nextLink(req, 'servers', servers, limit, (s: ServerView) => s.id)
-        return { body: { servers: servers.map((s) => ({ id: s.id, name: s.name, links: links(req, 'servers', s.id) })), ...(next ? { servers_links: next } : {}) } }
+        const tail = next ? `,"servers_links":${JSON.stringify(next)}` : ''
+        return { json: listingJson(servers, `ids ${req.baseUrl}${tail}`, () => jsonList('servers', servers.map((s) => Buffer.from(JSON.stringify({ id: s.id, name: s.name, links: links(req, 'servers', s.id) }))), tail)) }
       },
     },
     {
@@ -400,7 +425,9 @@ export function serverRoutes(d: RestDomain): Route[] {
       handler: async (req) => {
         const { servers, caller, limit } = await list(d, req)
         const next = nextLink(req, 'servers/detail', servers, limit, (s: ServerView) => s.id)
-        return { json: jsonList('servers', servers.map((s) => serverJson(req, s, caller)), next ? `,"servers_links":${JSON.stringify(next)}` : '') }
+        const tail = next ? `,"servers_links":${JSON.stringify(next)}` : ''
+        const shape = `detail ${microversion(req)} ${caller.isAdmin ? 'a' : 'm'} ${req.baseUrl}${tail}`
+        return { json: listingJson(servers, shape, () => jsonList('servers', servers.map((s) => serverJson(req, s, caller)), tail)) }
       },
     },
     { method: 'GET', path: '/servers/:id', policy: `${S}/GetServer`, handler: async (req) => ({ json: Buffer.concat([Buffer.from('{"server":'), serverJson(req, await serverOf(d, req), callerOf(req), true), Buffer.from('}')]) }) },
