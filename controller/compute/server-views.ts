@@ -198,8 +198,10 @@ export class ServerViews {
     const portsOf = groupBy(ports, (p) => p.deviceId)
     const attached = await this.db.selectFrom('volume_attachments').select(['server_id', 'volume_id', 'delete_on_termination']).where('server_id', 'in', rows.map((r) => r.uuid))
       .where('status', 'in', [...LIVE_ATTACHMENT]).orderBy('created_at').execute()
+    const attachedTo = groupBy(attached, (a) => a.server_id)
     return rows.map((r) => {
       const mine = portsOf.get(r.uuid) ?? []
+      const volumes = attachedTo.get(r.uuid) ?? []
       const addresses: ServerAddress[] = []
       for (const p of mine) {
         const address = (addr: string, type: ServerAddress['type']): ServerAddress => ({ networkId: p.networkId, networkName: p.networkName, addr, version: addr.includes(':') ? 6 : 4, macAddr: p.macAddress, portId: p.id, type })
@@ -241,8 +243,8 @@ export class ServerViews {
         launchIndex: Number(r.launch_index),
         serverGroups: r.server_group_id ? [r.server_group_id] : [],
         configDrive: r.config_drive,
-        volumesAttached: attached.filter((a) => a.server_id === r.uuid).map((a) => a.volume_id),
-        volumesDeletedWith: attached.filter((a) => a.server_id === r.uuid && a.delete_on_termination === 1).map((a) => a.volume_id),
+        volumesAttached: volumes.map((a) => a.volume_id),
+        volumesDeletedWith: volumes.filter((a) => a.delete_on_termination === 1).map((a) => a.volume_id),
       }
     })
   }

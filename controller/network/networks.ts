@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
-import { isUniqueViolation, type Db } from '../store/db.js'
+import { groupBy, isUniqueViolation, type Db } from '../store/db.js'
 import type { NetworkTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
@@ -162,7 +162,7 @@ export class NetworkCatalog {
   }
 
   async get(ref: { id?: string; name?: string }, actor: Actor): Promise<Network> {
-    if (ref.id) return this.toNetwork(await loadNetwork(this.db, actor, ref.id, 'id'))
+    if (ref.id) return (await this.toNetworks([await loadNetwork(this.db, actor, ref.id, 'id')]))[0]!
     if (!ref.name) throw new InvalidArgument('give the network id or name', { field: 'id' })
     const found = await this.list({ name: ref.name }, actor)
     if (found.length === 0) throw new NotFound(`network '${ref.name}' not found`, { field: 'name' })
@@ -179,8 +179,7 @@ export class NetworkCatalog {
     if (filter.status) q = q.where('status', '=', filter.status)
     const projects = await readableProjects(this.db, actor)
     if (projects) q = q.where((eb) => eb.or([eb('shared', '=', 1), eb('router_external', '=', 1), ...(projects.length ? [eb('project_id', 'in', projects)] : [])]))
-    const rows = await q.execute()
-    return Promise.all(rows.map((r) => this.toNetwork(r)))
+    return this.toNetworks(await q.execute())
   }
 
   async update(id: string | undefined, patch: { name?: string; description?: string; adminStateUp?: boolean; shared?: boolean; routerExternal?: boolean }, actor: Actor): Promise<Network> {
@@ -223,9 +222,12 @@ export class NetworkCatalog {
     if (dhcp) this.onChange()
   }
 
-  private async toNetwork(r: NetworkTable): Promise<Network> {
-    const subnets = await this.db.selectFrom('subnets').select('id').where('network_id', '=', r.id).orderBy('created_at').orderBy('id').execute()
-    return {
+  /** The networks of `rows`, with their subnets read in one query. */
+  private async toNetworks(rows: NetworkTable[]): Promise<Network[]> {
+    if (rows.length === 0) return []
+    const subnets = await this.db.selectFrom('subnets').select(['id', 'network_id']).where('network_id', 'in', rows.map((r) => r.id)).orderBy('created_at').orderBy('id').execute()
+    const subnetsOf = groupBy(subnets, (s) => s.network_id)
+    return rows.map((r) => ({
       id: r.id,
       name: r.name,
       description: r.description,
@@ -238,11 +240,11 @@ export class NetworkCatalog {
       providerPhysicalNetwork: r.physical_network ?? '',
       providerSegmentationId: r.segmentation_id ?? undefined,
       mtu: r.mtu,
-      subnets: subnets.map((s) => s.id),
+      subnets: (subnetsOf.get(r.id) ?? []).map((s) => s.id),
       portSecurityEnabled: true,
       revisionNumber: r.revision_number,
       createdAt: new Date(r.created_at),
       updatedAt: new Date(r.updated_at),
-    }
+    }))
   }
 }
