@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
-import { groupBy, isUniqueViolation, type Db } from '../store/db.js'
+import { changeStamp, groupBy, isUniqueViolation, type Db } from '../store/db.js'
 import type { NetworkTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
@@ -54,12 +54,32 @@ export interface CreateNetwork {
   projectId?: string
 }
 
+export interface NetworkFilter {
+  name?: string
+  shared?: boolean
+  routerExternal?: boolean
+  projectId?: string
+  status?: string
+}
+
+/** How many listings (who asks, filters) a controller keeps. */
+const CACHED_LISTINGS = 1_000
+
 const NETWORK_TYPES = ['flat', 'vlan', 'local'] as const
 const MTU = 1500
 
 export class NetworkCatalog {
   /** Called after a network is deleted with its DHCP ports (the hosts' DHCP follows; see bus.dhcpChanged). */
   onChange: () => void = () => undefined
+
+  /**
+   * Listings by who asks and the filters, with the database's change stamp
+   * read before them: handed out again, the same frozen array, while the
+   * stamp stands (nothing in the database changed; see `changeStamp`), so
+   * what callers keep with one (REST its answer) is current as long. On an
+   * engine without a stamp (PostgreSQL) every listing is read.
+   */
+  private readonly listings = new Map<string, { stamp: string; networks: readonly Network[] }>()
 
   constructor(
     private readonly db: Db,
@@ -170,7 +190,21 @@ export class NetworkCatalog {
     return found[0]!
   }
 
-  async list(filter: { name?: string; shared?: boolean; routerExternal?: boolean; projectId?: string; status?: string }, actor: Actor): Promise<Network[]> {
+  async list(filter: NetworkFilter, actor: Actor): Promise<readonly Network[]> {
+    const stamp = changeStamp(this.db)
+    if (stamp === undefined) return this.read(filter, actor)
+    const key = `${actor.isAdmin ? 'admin' : 'member'} ${actor.projectId ?? ''} ${actor.readerDomainId ?? ''} ${JSON.stringify(filter)}`
+    const kept = this.listings.get(key)
+    if (kept?.stamp === stamp) return kept.networks
+    // Shared by every caller of the key: frozen.
+    const networks = Object.freeze((await this.read(filter, actor)).map((n) => Object.freeze(n)))
+    this.listings.delete(key) // re-inserted last: the oldest entries go first
+    if (this.listings.size >= CACHED_LISTINGS) this.listings.delete(this.listings.keys().next().value!)
+    this.listings.set(key, { stamp, networks })
+    return networks
+  }
+
+  private async read(filter: NetworkFilter, actor: Actor): Promise<Network[]> {
     let q = this.db.selectFrom('networks').selectAll().orderBy('created_at').orderBy('id')
     if (filter.name) q = q.where('name', '=', filter.name)
     if (filter.shared !== undefined) q = q.where('shared', '=', filter.shared ? 1 : 0)

@@ -17,7 +17,7 @@ import { FailedPrecondition, InvalidArgument, NotFound, StratoError } from '../.
 import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerListing, type ServerView } from '../compute/servers.js'
 import type { BlockDeviceMapping } from '../compute/server-model.js'
 import { actorOf } from '../compute/server-create-plan.js'
-import { REST_PREFIX, bodyObject, type RestRequest, type Route } from './http.js'
+import { REST_PREFIX, bodyObject, keptAnswer, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
 import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink } from './compute-common.js'
@@ -110,28 +110,6 @@ export function jsonList(key: string, parts: Buffer[], tail = ''): Buffer {
   }
   out.push(Buffer.from(`]${tail}}`))
   return Buffer.concat(out)
-}
-
-/**
- * Each listing's answers by shape (which listing, microversion, admin or not,
- * base URL, next link). ServerViews hands out the same frozen listing for as
- * long as none of its servers changed, so an answer kept with it is current
- * for exactly as long: an unchanged listing is answered with bytes at hand.
- */
-const listingAnswers = new WeakMap<ServerListing, Map<string, Buffer>>()
-
-/** A few shapes per listing: more are assembled, not kept. */
-const LISTING_SHAPES = 4
-
-function listingJson(listing: ServerListing, shape: string, make: () => Buffer): Buffer {
-  let shapes = listingAnswers.get(listing)
-  if (!shapes) listingAnswers.set(listing, (shapes = new Map()))
-  let json = shapes.get(shape)
-  if (json === undefined) {
-    json = make()
-    if (shapes.size < LISTING_SHAPES) shapes.set(shape, json)
-  }
-  return json
 }
 
 /** What PUT answers (before 2.75): the view without the extended attributes, key, groups, volumes and config drive. */
@@ -417,7 +395,7 @@ export function serverRoutes(d: RestDomain): Route[] {
         const { servers, limit } = await list(d, req)
         const next = nextLink(req, 'servers', servers, limit, (s: ServerView) => s.id)
         const tail = next ? `,"servers_links":${JSON.stringify(next)}` : ''
-        return { json: listingJson(servers, `ids ${req.baseUrl}${tail}`, () => jsonList('servers', servers.map((s) => Buffer.from(JSON.stringify({ id: s.id, name: s.name, links: links(req, 'servers', s.id) }))), tail)) }
+        return { json: keptAnswer(servers, `ids ${req.baseUrl}${tail}`, () => jsonList('servers', servers.map((s) => Buffer.from(JSON.stringify({ id: s.id, name: s.name, links: links(req, 'servers', s.id) }))), tail)) }
       },
     },
     {
@@ -427,7 +405,7 @@ export function serverRoutes(d: RestDomain): Route[] {
         const next = nextLink(req, 'servers/detail', servers, limit, (s: ServerView) => s.id)
         const tail = next ? `,"servers_links":${JSON.stringify(next)}` : ''
         const shape = `detail ${microversion(req)} ${caller.isAdmin ? 'a' : 'm'} ${req.baseUrl}${tail}`
-        return { json: listingJson(servers, shape, () => jsonList('servers', servers.map((s) => serverJson(req, s, caller)), tail)) }
+        return { json: keptAnswer(servers, shape, () => jsonList('servers', servers.map((s) => serverJson(req, s, caller)), tail)) }
       },
     },
     { method: 'GET', path: '/servers/:id', policy: `${S}/GetServer`, handler: async (req) => ({ json: Buffer.concat([Buffer.from('{"server":'), serverJson(req, await serverOf(d, req), callerOf(req), true), Buffer.from('}')]) }) },

@@ -19,6 +19,7 @@ import { call, client } from '../../helpers/grpc.js'
 import { testingOnPostgres } from '../../helpers/postgres.js'
 import { member, tenant } from '../network/fixtures.js'
 import { ServersClient, type ListServersResponse } from '../../../proto/gen/strato/compute/v1/servers.js'
+import type { ListNetworksResponse } from '../../../proto/gen/strato/network/v1/network.js'
 
 type Json = any // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON under test
 
@@ -200,4 +201,66 @@ t.test('kept listings: the next GET after any write shows it, per caller, and a 
   t.equal((await rest(origin, own.token, 'GET', '/compute/v2.1/servers')).status, 401, 'and the brief one')
   await t.rejects(call(servers, 'listServers', {}, own.token), { code: 16 }, 'and over gRPC (UNAUTHENTICATED)')
   t.equal((await rest(origin, token, 'GET', '/compute/v2.1/servers/detail')).status, 200, 'the other token still lists')
+})
+
+t.test('kept network listings: the next GET after any write shows it, per caller', async (t) => {
+  const cloud = await startCloud()
+  t.teardown(() => cloud.close())
+  const { s, c } = cloud
+  const origin = s.controller.rest!.origin
+  const token = s.adminToken
+  const ok = async (method: string, p: string, body?: unknown, tok = token) => {
+    const r = await rest(origin, tok, method, p, body)
+    if (r.status >= 300) throw new Error(`${method} ${p} answered ${r.status}: ${JSON.stringify(r.body)}`)
+    return r.body
+  }
+  /** The network `id` as REST and gRPC list it, each asked once (no waiting). */
+  const listed = async (id: string, tok = token) => [
+    (await ok('GET', '/network/v2.0/networks', undefined, tok)).networks.find((n: Json) => n.id === id),
+    (await call<ListNetworksResponse>(c.networks, 'listNetworks', {}, tok)).networks!.find((n) => n.id === id),
+  ] as const
+  const net = (await ok('POST', '/network/v2.0/networks', { network: { name: 'kept-net' } })).network
+  let [r, g] = await listed(net.id)
+  t.equal(r?.name, 'kept-net', 'a new network is in the next REST listing')
+  t.equal(g?.name, 'kept-net', 'and the next gRPC one')
+  t.same(r.subnets, [], 'without subnets')
+  ;[r, g] = await listed(net.id)
+  const same = await fetch(`${origin}/network/v2.0/networks`, { headers: { 'x-auth-token': token } }).then((x) => x.text())
+  t.equal(await fetch(`${origin}/network/v2.0/networks`, { headers: { 'x-auth-token': token } }).then((x) => x.text()), same, 'an unchanged listing answers the same')
+
+  await ok('PUT', `/network/v2.0/networks/${net.id}`, { network: { name: 'kept-renamed' } })
+  ;[r, g] = await listed(net.id)
+  t.equal(r?.name, 'kept-renamed', 'a rename is in the very next REST listing')
+  t.equal(g?.name, 'kept-renamed', 'and gRPC one')
+  const sub = (await ok('POST', '/network/v2.0/subnets', { subnet: { network_id: net.id, ip_version: 4, cidr: '10.62.0.0/24' } })).subnet
+  ;[r, g] = await listed(net.id)
+  t.same(r?.subnets, [sub.id], 'a new subnet is in the very next listing')
+  t.same(g?.subnets, [sub.id], 'over gRPC too')
+  const filtered = (await ok('GET', '/network/v2.0/networks?name=kept-renamed&fields=id&fields=name')).networks
+  t.same(filtered, [{ id: net.id, name: 'kept-renamed' }], 'filters and fields are the query\'s, not a kept answer\'s')
+
+  // Another project's member sees its own and shared networks, not the admin's project network.
+  const stranger = await tenant(s, 'kept-stranger')
+  ;[r, g] = await listed(net.id, stranger.token)
+  t.equal(r, undefined, "another project's member does not list it")
+  t.equal(g, undefined, 'nor over gRPC')
+  t.ok((await ok('GET', '/network/v2.0/networks', undefined, stranger.token)).networks.some((n: Json) => n.id === cloud.network.id), 'but lists the shared network')
+
+  if (!testingOnPostgres()) {
+    const other = new Database(join(s.dataDir, 'strato.db'))
+    try {
+      other.pragma('busy_timeout = 5000')
+      other.prepare('UPDATE networks SET name = ? WHERE id = ?').run('written elsewhere', net.id)
+    } finally {
+      other.close()
+    }
+    ;[r, g] = await listed(net.id)
+    t.equal(r?.name, 'written elsewhere', "another connection's write is in the very next REST listing")
+    t.equal(g?.name, 'written elsewhere', 'and gRPC one')
+  }
+  await ok('DELETE', `/network/v2.0/subnets/${sub.id}`)
+  await ok('DELETE', `/network/v2.0/networks/${net.id}`)
+  ;[r, g] = await listed(net.id)
+  t.equal(r, undefined, 'a deleted network is gone from the very next listing')
+  t.equal(g, undefined, 'over gRPC too')
 })
