@@ -8,12 +8,12 @@ import {
 } from '../../proto/gen/strato/network/v1/network.js'
 import { actorOf, type Actor } from '../network/access.js'
 import type { FloatingIpCatalog } from '../network/floating-ips.js'
-import type { NetworkCatalog } from '../network/networks.js'
+import type { Network as NetworkView, NetworkCatalog } from '../network/networks.js'
 import type { PortCatalog } from '../network/ports.js'
 import type { SecurityGroupCatalog } from '../network/security-groups.js'
 import type { SubnetCatalog } from '../network/subnets.js'
 import type { GatewayRequest, RouterCatalog } from '../network/routers.js'
-import { implement, type CallContext, type RpcDeps } from './rpc.js'
+import { implement, keepEncoding, type CallContext, type RpcDeps } from './rpc.js'
 
 export interface NetworkApiDeps {
   networks: NetworkCatalog
@@ -30,12 +30,22 @@ const gateway = (g: ExternalGatewayInfo | undefined): GatewayRequest | undefined
 const actor = (c: CallContext): Actor => actorOf(c.auth!)
 const empty = () => Empty.fromPartial({})
 
+/** Each kept (frozen) listing's response, kept with it and encoded once; fresh listings get a fresh one. */
+const listings = new WeakMap<readonly NetworkView[], ListNetworksResponse>()
+
+function networkListing(networks: readonly NetworkView[]): ListNetworksResponse {
+  if (!Object.isFrozen(networks)) return ListNetworksResponse.fromPartial({ networks: [...networks] })
+  let m = listings.get(networks)
+  if (!m) listings.set(networks, (m = keepEncoding(Object.freeze(ListNetworksResponse.fromPartial({ networks: [...networks] })))))
+  return m
+}
+
 export function networkServices(d: NetworkApiDeps, rpc: RpcDeps): Array<[object, UntypedServiceImplementation]> {
   return [
     [NetworksService, implement(NetworksService, {
       createNetwork: async (req, c) => Network.fromPartial(await d.networks.create(req, actor(c))),
       getNetwork: async (req, c) => Network.fromPartial(await d.networks.get(req, actor(c))),
-      listNetworks: async (req, c) => ListNetworksResponse.fromPartial({ networks: await d.networks.list(req, actor(c)) }),
+      listNetworks: async (req, c) => networkListing(await d.networks.list(req, actor(c))),
       updateNetwork: async (req, c) => Network.fromPartial(await d.networks.update(req.id, req, actor(c))),
       deleteNetwork: async (req, c) => (await d.networks.delete(req.id, actor(c)), empty()),
     }, rpc)],

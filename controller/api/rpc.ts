@@ -100,16 +100,37 @@ class Undecodable {
   constructor(readonly error: InvalidArgument) {}
 }
 
+/** Responses marked by `keepEncoding`: null until first encoded, then their bytes. */
+const encodings = new WeakMap<object, Buffer | null>()
+
+/**
+ * Marks a response message that is answered again as it is (a frozen,
+ * kept object): its bytes are kept with it on first encoding, and the same
+ * object is not encoded again. The object must not change afterwards.
+ */
+export function keepEncoding<T extends object>(message: T): T {
+  if (!encodings.has(message)) encodings.set(message, null)
+  return message
+}
+
 /**
  * The service definition with deserializers that do not throw: undecodable
- * requests reach `implement()`, which refuses them as INVALID_ARGUMENT.
+ * requests reach `implement()`, which refuses them as INVALID_ARGUMENT. Its
+ * serializers reuse the bytes of responses marked by `keepEncoding`.
  */
 export function guardDecoding<S extends object>(service: S): S {
   const out: Record<string, unknown> = {}
-  for (const [name, def] of Object.entries(service as Record<string, MethodDef & { requestDeserialize: (b: Buffer) => unknown }>)) {
+  for (const [name, def] of Object.entries(service as Record<string, MethodDef & { requestDeserialize: (b: Buffer) => unknown; responseSerialize: (v: object) => Buffer }>)) {
     const what = `${def.path.slice(1)} request`
     out[name] = {
       ...def,
+      responseSerialize: (v: object) => {
+        const kept = encodings.get(v)
+        if (kept) return kept
+        const bytes = def.responseSerialize(v)
+        if (kept === null) encodings.set(v, bytes)
+        return bytes
+      },
       requestDeserialize: (b: Buffer) => {
         try {
           return def.requestDeserialize(b)

@@ -5,11 +5,11 @@ import { ConsoleOutput, CreateServerImageResponse, CreateServerResponse, ListSer
 import type { AttachmentCatalog } from '../volume/attachments.js'
 import type { ServerGroupCatalog } from '../compute/server-groups.js'
 import { AvailabilityZonesService, ListAvailabilityZonesResponse } from '../../proto/gen/strato/compute/v1/compute.js'
-import type { ServerCaller, ServerCatalog, ServerView } from '../compute/servers.js'
+import type { ServerCaller, ServerCatalog, ServerListing, ServerView } from '../compute/servers.js'
 import { serverCaller } from '../compute/server-model.js'
 import type { HostRegistry } from '../compute/hosts.js'
 import { availabilityZones } from '../compute/zones.js'
-import { implement, type CallContext, type RpcDeps } from './rpc.js'
+import { implement, keepEncoding, type CallContext, type RpcDeps } from './rpc.js'
 
 const caller = (c: CallContext): ServerCaller => serverCaller(c.auth!, c.requestId)
 
@@ -35,6 +35,19 @@ function toServer(view: ServerView): Server {
   return m
 }
 
+/** Each listing's response, kept with it (ServerViews hands out the same listing while it is unchanged), encoded once. */
+const listings = new WeakMap<ServerListing, ListServersResponse>()
+
+function toListing(views: ServerListing): ListServersResponse {
+  let m = listings.get(views)
+  if (!m) {
+    // The kept messages as they are (fromPartial would copy each again).
+    m = keepEncoding(Object.freeze({ servers: views.map(toServer) }))
+    listings.set(views, m)
+  }
+  return m
+}
+
 export function serverServices(servers: ServerCatalog, groups: ServerGroupCatalog, hosts: HostRegistry, defaultZone: string, rpc: RpcDeps, attachments: AttachmentCatalog): Array<[object, UntypedServiceImplementation]> {
   return [
     [ServersService, implement(ServersService, {
@@ -43,8 +56,7 @@ export function serverServices(servers: ServerCatalog, groups: ServerGroupCatalo
         return CreateServerResponse.fromPartial({ servers: r.servers.map(toServer), reservationId: r.reservationId })
       },
       getServer: async (req, c) => toServer(await servers.get(req.id, caller(c))),
-      // The kept messages as they are (fromPartial would copy each again).
-      listServers: async (req, c): Promise<ListServersResponse> => ({ servers: (await servers.list(req, caller(c))).map(toServer) }),
+      listServers: async (req, c) => toListing(await servers.list(req, caller(c))),
       deleteServer: async (req, c) => toServer(await servers.act(req.id, 'delete', caller(c))),
       startServer: async (req, c) => toServer(await servers.act(req.id, 'start', caller(c))),
       stopServer: async (req, c) => toServer(await servers.act(req.id, 'stop', caller(c))),

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { LIVE_ATTACHMENT } from '../volume/states.js'
 import { isUuid } from '../../proto/ids.js'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
-import { groupBy, type Db } from '../store/db.js'
+import { changeStamp, groupBy, type Db } from '../store/db.js'
 import type { ServerTable } from '../store/schema.js'
 import type { Trx } from '../quota/quota.js'
 import type { SecurityGroupCatalog } from '../network/security-groups.js'
@@ -18,8 +18,27 @@ import { json, type ListServers, type ServerAddress, type ServerCaller, type Ser
 /** How many views a controller keeps (per server, one for admins and one for others). */
 const CACHED_VIEWS = 20_000
 
+/**
+ * How many listings (caller kind, scope and filters) a controller keeps, and
+ * how many views they may hold together (what is kept with a listing, e.g.
+ * its REST answer, grows with its length).
+ */
+const CACHED_LISTINGS = 1_000
+const CACHED_LISTING_VIEWS = 20_000
+
 /** A server's row as far as a listing reads it before it knows which views it has to build. */
 type ServerRef = Pick<ServerTable, 'uuid' | 'view_revision'>
+
+/** A listing handed out: its views in order, frozen, the same array for as long as none of them changed. */
+export type ServerListing = readonly ServerView[]
+
+interface KeptListing {
+  /** The database's change stamp read before the listing's rows (undefined on engines without one). */
+  stamp: string | undefined
+  /** Its servers and their revisions, in order: what the listing shows is a function of these. */
+  fingerprint: string
+  views: ServerListing
+}
 
 export class ServerViews {
   /**
@@ -32,6 +51,16 @@ export class ServerViews {
    */
   private readonly cached = new Map<string, { revision: number; view: ServerView }>()
 
+  /**
+   * Listings by caller kind, scope and filters. One is handed out again, the
+   * same frozen array, while the database's change stamp stands (no query at
+   * all), or, once it moved, while the listing's servers and their revisions
+   * read again are the same: whoever keeps something derived from the array
+   * (REST its JSON, gRPC its message) keeps it exactly as long as it is right.
+   */
+  private readonly listings = new Map<string, KeptListing>()
+  private listedViews = 0
+
   constructor(
     private readonly db: Db,
     private readonly deps: { securityGroups: SecurityGroupCatalog },
@@ -41,7 +70,7 @@ export class ServerViews {
     return (await this.cachedViews([await this.find(ref, caller)], caller))[0]!
   }
 
-  async list(f: ListServers, caller: ServerCaller): Promise<ServerView[]> {
+  async list(f: ListServers, caller: ServerCaller): Promise<ServerListing> {
     const adminOnly = (field: string, set: unknown) => {
       if (set && !caller.isAdmin) throw new PermissionDenied(`${field} is for cloud admins`, { field })
     }
@@ -49,6 +78,12 @@ export class ServerViews {
     adminOnly('project_id', f.projectId)
     adminOnly('host', f.host)
     adminOnly('deleted', f.deleted)
+    const scope = f.projectId || (f.allProjects ? '*' : (caller.projectId ?? ''))
+    const key = `${caller.isAdmin ? 'admin' : 'member'} ${scope} ${JSON.stringify(f)}`
+    // Read before the rows: rows read after it are at least as new, so a listing is never kept under a newer stamp than its data.
+    const stamp = changeStamp(this.db)
+    const kept = this.listings.get(key)
+    if (kept && stamp !== undefined && kept.stamp === stamp) return kept.views
     // Only what the filters below need and the revisions: the rows of servers whose views are kept are not read.
     let q = this.db.selectFrom('servers').select(['uuid', 'name', 'view_revision']).orderBy('created_at', 'desc').orderBy('uuid', 'desc')
     if (f.projectId) q = q.where('project_id', '=', f.projectId)
@@ -84,7 +119,28 @@ export class ServerViews {
       if (!Number.isInteger(f.limit) || f.limit < 0) throw new InvalidArgument(`limit must be a non-negative integer, got ${f.limit}`, { field: 'limit' })
       rows = rows.slice(0, f.limit)
     }
-    return this.cachedViews(rows, caller)
+    let fingerprint = ''
+    for (const r of rows) fingerprint += `${r.uuid}:${r.view_revision},`
+    if (kept && kept.fingerprint === fingerprint) {
+      kept.stamp = stamp
+      return kept.views
+    }
+    const views = Object.freeze(await this.cachedViews(rows, caller))
+    this.forget(key) // re-inserted last: the oldest entries go first
+    while (this.listings.size && (this.listings.size >= CACHED_LISTINGS || this.listedViews + views.length > CACHED_LISTING_VIEWS)) this.forget(this.listings.keys().next().value!)
+    // A view built from a row newer than `rows` has a newer revision than the fingerprint: the next listing builds again.
+    if (views.length <= CACHED_LISTING_VIEWS) {
+      this.listings.set(key, { stamp, fingerprint, views })
+      this.listedViews += views.length
+    }
+    return views
+  }
+
+  private forget(key: string): void {
+    const kept = this.listings.get(key)
+    if (!kept) return
+    this.listings.delete(key)
+    this.listedViews -= kept.views.length
   }
 
   /**
@@ -142,8 +198,10 @@ export class ServerViews {
     const portsOf = groupBy(ports, (p) => p.deviceId)
     const attached = await this.db.selectFrom('volume_attachments').select(['server_id', 'volume_id', 'delete_on_termination']).where('server_id', 'in', rows.map((r) => r.uuid))
       .where('status', 'in', [...LIVE_ATTACHMENT]).orderBy('created_at').execute()
+    const attachedTo = groupBy(attached, (a) => a.server_id)
     return rows.map((r) => {
       const mine = portsOf.get(r.uuid) ?? []
+      const volumes = attachedTo.get(r.uuid) ?? []
       const addresses: ServerAddress[] = []
       for (const p of mine) {
         const address = (addr: string, type: ServerAddress['type']): ServerAddress => ({ networkId: p.networkId, networkName: p.networkName, addr, version: addr.includes(':') ? 6 : 4, macAddr: p.macAddress, portId: p.id, type })
@@ -185,8 +243,8 @@ export class ServerViews {
         launchIndex: Number(r.launch_index),
         serverGroups: r.server_group_id ? [r.server_group_id] : [],
         configDrive: r.config_drive,
-        volumesAttached: attached.filter((a) => a.server_id === r.uuid).map((a) => a.volume_id),
-        volumesDeletedWith: attached.filter((a) => a.server_id === r.uuid && a.delete_on_termination === 1).map((a) => a.volume_id),
+        volumesAttached: volumes.map((a) => a.volume_id),
+        volumesDeletedWith: volumes.filter((a) => a.delete_on_termination === 1).map((a) => a.volume_id),
       }
     })
   }

@@ -33,7 +33,7 @@ import { CastOutbox } from './cast-outbox.js'
 import { CastResults } from './cast-results.js'
 import { ServerActions } from './server-actions.js'
 import { ServerCreator } from './server-create.js'
-import { ServerViews } from './server-views.js'
+import { ServerViews, type ServerListing } from './server-views.js'
 import { ServerSnapshots, type CreateServerImage } from './server-snapshots.js'
 import type { CreateServer, ListServers, Log, ServerCaller, ServersConfig, ServerView } from './server-model.js'
 import type { VolumeTypeCatalog } from '../volume/types.js'
@@ -43,6 +43,7 @@ import { ServerVolumes } from '../volume/server-volumes.js'
 
 export type { BuildSpec, CreateServer, ListServers, ServerAddress, ServerCaller, ServersConfig, ServerView } from './server-model.js'
 export { hostnameOf, instanceName } from './server-model.js'
+export type { ServerListing } from './server-views.js'
 
 export interface ServerCatalogDeps {
   flavors: FlavorCatalog
@@ -99,7 +100,8 @@ export class ServerCatalog {
     return this.views.get(ref, caller)
   }
 
-  list(f: ListServers, caller: ServerCaller): Promise<ServerView[]> {
+  /** The same frozen array for as long as nothing it shows changed (see ServerViews). */
+  list(f: ListServers, caller: ServerCaller): Promise<ServerListing> {
     return this.views.list(f, caller)
   }
 

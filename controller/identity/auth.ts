@@ -43,6 +43,7 @@ export class Authenticator {
   /** issuedBefore of the newest revocation event read or made here. */
   private newestEvent = 0
   private reading: Promise<void> | undefined
+  private readonly contexts = new WeakMap<TokenClaims, AuthContext>()
   private pollTimer: NodeJS.Timeout | undefined
 
   constructor(
@@ -146,8 +147,22 @@ export class Authenticator {
    */
   authenticate(token: string): AuthContext | Promise<AuthContext> {
     if (!token) throw new Unauthenticated('no token: send one as metadata x-auth-token (get one from strato.identity.v1.Tokens/IssueToken)')
-    if (this.tokens.namesUnknownKey(token)) return this.keys.refresh().then(() => contextFromClaims(token, this.tokens.validate(token)))
-    return contextFromClaims(token, this.tokens.validate(token))
+    if (this.tokens.namesUnknownKey(token)) return this.keys.refresh().then(() => this.contextOf(token, this.tokens.validate(token)))
+    return this.contextOf(token, this.tokens.validate(token))
+  }
+
+  /**
+   * The context of a validated token, made once per token: the provider keeps
+   * each token's claims, so the context is kept with them. Revocation is
+   * checked by `validate` on every call, before this.
+   */
+  private contextOf(token: string, claims: TokenClaims): AuthContext {
+    let c = this.contexts.get(claims)
+    if (!c) {
+      c = Object.freeze(contextFromClaims(token, claims))
+      this.contexts.set(claims, c)
+    }
+    return c
   }
 
   /** A token's claims (as `authenticate`, reading the keys again when the token names an unknown one). */

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
-import { isUniqueViolation, type Db } from '../store/db.js'
+import { changeStamp, groupBy, isUniqueViolation, type Db } from '../store/db.js'
 import type { NetworkTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
@@ -54,12 +54,32 @@ export interface CreateNetwork {
   projectId?: string
 }
 
+export interface NetworkFilter {
+  name?: string
+  shared?: boolean
+  routerExternal?: boolean
+  projectId?: string
+  status?: string
+}
+
+/** How many listings (who asks, filters) a controller keeps. */
+const CACHED_LISTINGS = 1_000
+
 const NETWORK_TYPES = ['flat', 'vlan', 'local'] as const
 const MTU = 1500
 
 export class NetworkCatalog {
   /** Called after a network is deleted with its DHCP ports (the hosts' DHCP follows; see bus.dhcpChanged). */
   onChange: () => void = () => undefined
+
+  /**
+   * Listings by who asks and the filters, with the database's change stamp
+   * read before them: handed out again, the same frozen array, while the
+   * stamp stands (nothing in the database changed; see `changeStamp`), so
+   * what callers keep with one (REST its answer) is current as long. On an
+   * engine without a stamp (PostgreSQL) every listing is read.
+   */
+  private readonly listings = new Map<string, { stamp: string; networks: readonly Network[] }>()
 
   constructor(
     private readonly db: Db,
@@ -162,7 +182,7 @@ export class NetworkCatalog {
   }
 
   async get(ref: { id?: string; name?: string }, actor: Actor): Promise<Network> {
-    if (ref.id) return this.toNetwork(await loadNetwork(this.db, actor, ref.id, 'id'))
+    if (ref.id) return (await this.toNetworks([await loadNetwork(this.db, actor, ref.id, 'id')]))[0]!
     if (!ref.name) throw new InvalidArgument('give the network id or name', { field: 'id' })
     const found = await this.list({ name: ref.name }, actor)
     if (found.length === 0) throw new NotFound(`network '${ref.name}' not found`, { field: 'name' })
@@ -170,7 +190,21 @@ export class NetworkCatalog {
     return found[0]!
   }
 
-  async list(filter: { name?: string; shared?: boolean; routerExternal?: boolean; projectId?: string; status?: string }, actor: Actor): Promise<Network[]> {
+  async list(filter: NetworkFilter, actor: Actor): Promise<readonly Network[]> {
+    const stamp = changeStamp(this.db)
+    if (stamp === undefined) return this.read(filter, actor)
+    const key = `${actor.isAdmin ? 'admin' : 'member'} ${actor.projectId ?? ''} ${actor.readerDomainId ?? ''} ${JSON.stringify(filter)}`
+    const kept = this.listings.get(key)
+    if (kept?.stamp === stamp) return kept.networks
+    // Shared by every caller of the key: frozen.
+    const networks = Object.freeze((await this.read(filter, actor)).map((n) => Object.freeze(n)))
+    this.listings.delete(key) // re-inserted last: the oldest entries go first
+    if (this.listings.size >= CACHED_LISTINGS) this.listings.delete(this.listings.keys().next().value!)
+    this.listings.set(key, { stamp, networks })
+    return networks
+  }
+
+  private async read(filter: NetworkFilter, actor: Actor): Promise<Network[]> {
     let q = this.db.selectFrom('networks').selectAll().orderBy('created_at').orderBy('id')
     if (filter.name) q = q.where('name', '=', filter.name)
     if (filter.shared !== undefined) q = q.where('shared', '=', filter.shared ? 1 : 0)
@@ -179,8 +213,7 @@ export class NetworkCatalog {
     if (filter.status) q = q.where('status', '=', filter.status)
     const projects = await readableProjects(this.db, actor)
     if (projects) q = q.where((eb) => eb.or([eb('shared', '=', 1), eb('router_external', '=', 1), ...(projects.length ? [eb('project_id', 'in', projects)] : [])]))
-    const rows = await q.execute()
-    return Promise.all(rows.map((r) => this.toNetwork(r)))
+    return this.toNetworks(await q.execute())
   }
 
   async update(id: string | undefined, patch: { name?: string; description?: string; adminStateUp?: boolean; shared?: boolean; routerExternal?: boolean }, actor: Actor): Promise<Network> {
@@ -223,9 +256,12 @@ export class NetworkCatalog {
     if (dhcp) this.onChange()
   }
 
-  private async toNetwork(r: NetworkTable): Promise<Network> {
-    const subnets = await this.db.selectFrom('subnets').select('id').where('network_id', '=', r.id).orderBy('created_at').orderBy('id').execute()
-    return {
+  /** The networks of `rows`, with their subnets read in one query. */
+  private async toNetworks(rows: NetworkTable[]): Promise<Network[]> {
+    if (rows.length === 0) return []
+    const subnets = await this.db.selectFrom('subnets').select(['id', 'network_id']).where('network_id', 'in', rows.map((r) => r.id)).orderBy('created_at').orderBy('id').execute()
+    const subnetsOf = groupBy(subnets, (s) => s.network_id)
+    return rows.map((r) => ({
       id: r.id,
       name: r.name,
       description: r.description,
@@ -238,11 +274,11 @@ export class NetworkCatalog {
       providerPhysicalNetwork: r.physical_network ?? '',
       providerSegmentationId: r.segmentation_id ?? undefined,
       mtu: r.mtu,
-      subnets: subnets.map((s) => s.id),
+      subnets: (subnetsOf.get(r.id) ?? []).map((s) => s.id),
       portSecurityEnabled: true,
       revisionNumber: r.revision_number,
       createdAt: new Date(r.created_at),
       updatedAt: new Date(r.updated_at),
-    }
+    }))
   }
 }

@@ -17,7 +17,7 @@ export function links(req: RestRequest, collection: string, id: string): Array<{
 export const bookmark = (req: RestRequest, collection: string, id: string) => [links(req, collection, id)[1]!]
 
 /** The `next` link of a page that came back full (Nova's `*_links`). */
-export function nextLink(req: RestRequest, collection: string, page: Array<{ id?: string; name?: string }>, limit: number | undefined, markerOf: (x: never) => string): Array<{ rel: string; href: string }> | undefined {
+export function nextLink(req: RestRequest, collection: string, page: ReadonlyArray<{ id?: string; name?: string }>, limit: number | undefined, markerOf: (x: never) => string): Array<{ rel: string; href: string }> | undefined {
   if (!limit || page.length < limit || page.length === 0) return undefined
   const q = new URLSearchParams(req.query)
   q.set('marker', markerOf(page[page.length - 1] as never))

@@ -14,10 +14,10 @@
  */
 import { isUuid } from '../../proto/ids.js'
 import { FailedPrecondition, InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
-import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerView } from '../compute/servers.js'
+import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerListing, type ServerView } from '../compute/servers.js'
 import type { BlockDeviceMapping } from '../compute/server-model.js'
 import { actorOf } from '../compute/server-create-plan.js'
-import { REST_PREFIX, bodyObject, type RestRequest, type Route } from './http.js'
+import { REST_PREFIX, bodyObject, keptAnswer, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
 import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink } from './compute-common.js'
@@ -314,15 +314,17 @@ function listFilter(req: RestRequest, caller: ServerCaller): ListServers {
   return f
 }
 
-async function list(d: RestDomain, req: RestRequest): Promise<{ servers: ServerView[]; caller: ServerCaller; limit: number | undefined }> {
+const NO_SERVERS: ServerListing = Object.freeze([])
+
+async function list(d: RestDomain, req: RestRequest): Promise<{ servers: ServerListing; caller: ServerCaller; limit: number | undefined }> {
   const caller = callerOf(req)
   const f = listFilter(req, caller)
-  if (f.limit === 0) return { servers: [], caller, limit: 0 }
+  if (f.limit === 0) return { servers: NO_SERVERS, caller, limit: 0 }
   try {
     return { servers: await d.servers.list(f, caller), caller, limit: f.limit }
   } catch (err) {
     // Before 2.38 an unknown status lists nothing; from 2.38 it is a 400.
-    if (err instanceof StratoError && err.field === 'status' && microversion(req) < mv('2.38')) return { servers: [], caller, limit: f.limit }
+    if (err instanceof StratoError && err.field === 'status' && microversion(req) < mv('2.38')) return { servers: NO_SERVERS, caller, limit: f.limit }
     throw err
   }
 }
@@ -392,7 +394,8 @@ export function serverRoutes(d: RestDomain): Route[] {
       handler: async (req) => {
         const { servers, limit } = await list(d, req)
         const next = nextLink(req, 'servers', servers, limit, (s: ServerView) => s.id)
-        return { body: { servers: servers.map((s) => ({ id: s.id, name: s.name, links: links(req, 'servers', s.id) })), ...(next ? { servers_links: next } : {}) } }
+        const tail = next ? `,"servers_links":${JSON.stringify(next)}` : ''
+        return { json: keptAnswer(servers, `ids ${req.baseUrl}${tail}`, () => jsonList('servers', servers.map((s) => Buffer.from(JSON.stringify({ id: s.id, name: s.name, links: links(req, 'servers', s.id) }))), tail)) }
       },
     },
     {
@@ -400,7 +403,9 @@ export function serverRoutes(d: RestDomain): Route[] {
       handler: async (req) => {
         const { servers, caller, limit } = await list(d, req)
         const next = nextLink(req, 'servers/detail', servers, limit, (s: ServerView) => s.id)
-        return { json: jsonList('servers', servers.map((s) => serverJson(req, s, caller)), next ? `,"servers_links":${JSON.stringify(next)}` : '') }
+        const tail = next ? `,"servers_links":${JSON.stringify(next)}` : ''
+        const shape = `detail ${microversion(req)} ${caller.isAdmin ? 'a' : 'm'} ${req.baseUrl}${tail}`
+        return { json: keptAnswer(servers, shape, () => jsonList('servers', servers.map((s) => serverJson(req, s, caller)), tail)) }
       },
     },
     { method: 'GET', path: '/servers/:id', policy: `${S}/GetServer`, handler: async (req) => ({ json: Buffer.concat([Buffer.from('{"server":'), serverJson(req, await serverOf(d, req), callerOf(req), true), Buffer.from('}')]) }) },

@@ -382,6 +382,31 @@ async function readJson(raw: IncomingMessage, route: Route): Promise<unknown> {
   }
 }
 
+/**
+ * Answers kept with a kept listing, by shape (what else the answer depends
+ * on: microversion, role, base URL, query). A catalog that hands out the same
+ * frozen listing for as long as nothing in it changed (ServerViews, the
+ * network catalog) makes an answer kept with it current for exactly as long:
+ * an unchanged listing is answered with bytes at hand. Listings that are not
+ * frozen are fresh each time: their answers are made, not kept.
+ */
+const keptAnswers = new WeakMap<readonly unknown[], Map<string, Buffer>>()
+
+/** A few shapes per listing: more are made, not kept. */
+const KEPT_SHAPES = 4
+
+export function keptAnswer(listing: readonly unknown[], shape: string, make: () => Buffer): Buffer {
+  if (!Object.isFrozen(listing)) return make()
+  let shapes = keptAnswers.get(listing)
+  if (!shapes) keptAnswers.set(listing, (shapes = new Map()))
+  let json = shapes.get(shape)
+  if (json === undefined) {
+    json = make()
+    if (shapes.size < KEPT_SHAPES) shapes.set(shape, json)
+  }
+  return json
+}
+
 /** The JSON body, required to be an object holding `key` (e.g. `{"server": {...}}`); names the key when it is missing. */
 export async function bodyObject<T = Record<string, unknown>>(req: RestRequest, key: string): Promise<T> {
   const b = await req.json()

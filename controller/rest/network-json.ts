@@ -210,7 +210,7 @@ function matchesFixedIps(value: unknown, wanted: string): boolean {
 }
 
 export interface Page {
-  items: Json[]
+  items: readonly Json[]
   links: Array<{ rel: string; href: string }>
 }
 
@@ -218,7 +218,7 @@ export interface Page {
  * Filters, sorts, pages and trims a listing as Neutron does. `self` is the
  * listing's URL without its query, for the `next`/`previous` links.
  */
-export function query(all: Json[], q: URLSearchParams, self: string): Page {
+export function query(all: readonly Json[], q: URLSearchParams, self: string): Page {
   let items = all
   for (const key of new Set(q.keys())) {
     // Neutron (without filter validation) ignores filters on attributes a resource does not have.

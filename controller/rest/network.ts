@@ -12,7 +12,8 @@ import { InvalidArgument, NotFound, StratoError, type StratoErrorOptions } from 
 import { actorOf, type Actor } from '../network/access.js'
 import { QUOTA_DEFAULTS } from '../quota/quota.js'
 import { IP_PROTOCOLS } from '../network/sg-rules.js'
-import { bodyObject, REST_PREFIX, type RestRequest, type RestResult, type Route, type RestService } from './http.js'
+import { bodyObject, keptAnswer, REST_PREFIX, type RestRequest, type RestResult, type Route, type RestService } from './http.js'
+import type { Network } from '../network/networks.js'
 import {
   Body, floatingIpJson, isEmpty, isNullish, isTrue, networkJson, pick, portJson, query, routerInterfaceJson, routerJson, ruleJson, securityGroupJson, subnetJson, type Attributes, type Json,
 } from './network-json.js'
@@ -35,7 +36,8 @@ interface Resource {
   notFound: string
   /** The policy method for reading one, when it is not `Get<kind>` (rules are read under their listing's entry). */
   getPolicy?: string
-  list(req: RestRequest, actor: Actor): Promise<Json[]>
+  /** Frozen when the catalog keeps the listing (its answer is kept with it); fresh otherwise. */
+  list(req: RestRequest, actor: Actor): Promise<readonly Json[]>
   show(id: string, actor: Actor): Promise<Json>
   create?(b: Json, actor: Actor): Promise<Json>
   update?(id: string, b: Json, actor: Actor): Promise<Json>
@@ -150,8 +152,14 @@ function resourceRoutes(r: Resource): Route[] {
     {
       method: 'GET', path, policy: policy('List', `${r.kind}s`),
       handler: guarded(r, async (req) => {
-        const page = query(await r.list(req, actor(req)), req.query, `${req.baseUrl}${req.path}`)
-        return { body: { [r.plural]: page.items, ...(page.links.length ? { [`${r.plural}_links`]: page.links } : {}) } }
+        const all = await r.list(req, actor(req))
+        // A kept (frozen) listing keeps its answer per query: filters, fields and pages are the query's.
+        return {
+          json: keptAnswer(all, `${req.baseUrl}${req.path}?${req.query.toString()}`, () => {
+            const page = query(all, req.query, `${req.baseUrl}${req.path}`)
+            return Buffer.from(JSON.stringify({ [r.plural]: page.items, ...(page.links.length ? { [`${r.plural}_links`]: page.links } : {}) }))
+          }),
+        }
       }),
     },
     {
@@ -296,12 +304,23 @@ function defaultGroupScope(req: RestRequest, a: Actor): { projectId?: string } {
   return names.length === 1 && names[0] === 'default' && !projectNamed && a.projectId ? { projectId: a.projectId } : {}
 }
 
+/** Each kept listing's networks as JSON, per role: frozen, kept with the listing, as the catalog hands it out again while unchanged. */
+const networkJsons = new WeakMap<readonly Network[], { admin?: readonly Json[]; member?: readonly Json[] }>()
+
+function networksJson(networks: readonly Network[], admin: boolean): readonly Json[] {
+  if (!Object.isFrozen(networks)) return networks.map((n) => networkJson(n, admin))
+  let kept = networkJsons.get(networks)
+  if (!kept) networkJsons.set(networks, (kept = {}))
+  const role = admin ? 'admin' : 'member'
+  return (kept[role] ??= Object.freeze(networks.map((n) => networkJson(n, admin))))
+}
+
 function resources(d: RestDomain): Resource[] {
   const { networks, subnets, ports, securityGroups: groups, floatingIps, routers } = d.network
   return [
     {
       singular: 'network', plural: 'networks', service: 'Networks', kind: 'Network', notFound: 'NetworkNotFound',
-      list: async (_req, a) => (await networks.list({}, a)).map((n) => networkJson(n, a.isAdmin)),
+      list: async (_req, a) => networksJson(await networks.list({}, a), a.isAdmin),
       show: async (id, a) => networkJson(await networks.get({ id }, a), a.isAdmin),
       create: async (o, a) => {
         const b = new Body('network', o, NETWORK_CREATE)

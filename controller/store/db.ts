@@ -34,7 +34,9 @@ export async function openDatabase(url: string): Promise<Db> {
     raw.pragma('synchronous = NORMAL')
     raw.pragma('foreign_keys = ON')
     raw.pragma('busy_timeout = 5000')
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(raw) }) })
+    const counted = cachingStatements(raw)
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: counted.database }) })
+    changeStamps.set(db, counted.stamp)
   } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: await openPostgresPool(url) }) })
   } else {
@@ -118,13 +120,37 @@ function makePrivate(file: string): void {
 }
 
 /**
+ * What `changeStamp` reads, per database opened here: only SQLite has a stamp
+ * that costs no query (PostgreSQL's callers read the data itself).
+ */
+const changeStamps = new WeakMap<Db, () => string>()
+
+/**
+ * A value that changes whenever the database may have changed: any write
+ * statement this controller ran (committed or not), any transaction another
+ * connection committed (SQLite's `data_version`). Read it BEFORE reading
+ * what it guards: data read after it is at least as new as the stamp, so an
+ * answer kept under a stamp is current for as long as the stamp stays the
+ * same. Undefined when the engine has no such stamp (PostgreSQL): callers
+ * then read the data to know whether it changed. Costs no query on SQLite.
+ */
+export function changeStamp(db: Db): string | undefined {
+  return changeStamps.get(db)?.()
+}
+
+/**
  * Kysely prepares every query anew; preparing is a large share of a short
  * query's cost in better-sqlite3. Statements are reusable, so keep them by SQL
- * text (bounded: queries are built from a fixed set of shapes).
+ * text (bounded: queries are built from a fixed set of shapes). Kysely asks for
+ * the statement right before running it, so counting the writing ones as they
+ * are asked for counts the writes this connection makes (`changeStamp`).
  */
-function cachingStatements(raw: BetterSqlite3.Database): SqliteDatabase {
+function cachingStatements(raw: BetterSqlite3.Database): { database: SqliteDatabase; stamp: () => string } {
   const cache = new Map<string, BetterSqlite3.Statement>()
-  return {
+  let writes = 0
+  // Changes when another connection (another process on the file) commits; not for this connection's own commits.
+  const dataVersion = raw.prepare('PRAGMA data_version').pluck()
+  const database: SqliteDatabase = {
     close: () => raw.close(),
     prepare: (sql: string) => {
       let stmt = cache.get(sql)
@@ -133,9 +159,11 @@ function cachingStatements(raw: BetterSqlite3.Database): SqliteDatabase {
         if (cache.size >= 1000) cache.delete(cache.keys().next().value!)
         cache.set(sql, stmt)
       }
+      if (!stmt.readonly) writes++
       return stmt as unknown as ReturnType<SqliteDatabase['prepare']>
     },
   }
+  return { database, stamp: () => `${String(dataVersion.get())}.${writes}` }
 }
 
 /**

@@ -4,14 +4,22 @@
 // the server's own fields and state, its metadata, its network's name, its security groups (renamed,
 // or taken off its port), a floating IP associated and released — shows in the next listing and show,
 // through REST and gRPC: on SQLite in one controller, and on PostgreSQL in a second controller whose
-// views were kept before the first controller wrote.
+// views were kept before the first controller wrote. Whole listings are kept too (their REST answers
+// and gRPC message): the very next GET after a write shows it, whoever wrote (another connection to
+// the SQLite file too), each caller gets its own project's and role's listing, and a revoked token is
+// refused however kept the listing it asks for.
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import t, { type Test } from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { startController, type TestController } from '../../helpers/controller.js'
 import { startPostgres, type PostgresCluster } from '../../helpers/postgres.js'
 import { eventually } from '../../helpers/agents.js'
 import { call, client } from '../../helpers/grpc.js'
+import { testingOnPostgres } from '../../helpers/postgres.js'
+import { member, tenant } from '../network/fixtures.js'
 import { ServersClient, type ListServersResponse } from '../../../proto/gen/strato/compute/v1/servers.js'
+import type { ListNetworksResponse } from '../../../proto/gen/strato/network/v1/network.js'
 
 type Json = any // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON under test
 
@@ -119,4 +127,140 @@ t.test('PostgreSQL, two controllers: views kept by one follow the writes made th
     // Its own token: each controller signs its own (same admin, same project).
     { name: 'the other controller', rest: b.controller.rest!.origin, grpc: b.address, token: b.adminToken },
   ])
+})
+
+t.test('kept listings: the next GET after any write shows it, per caller, and a revoked token is refused', async (t) => {
+  const cloud = await startCloud()
+  t.teardown(() => cloud.close())
+  const { s } = cloud
+  const origin = s.controller.rest!.origin
+  const token = s.adminToken
+  const servers = client(ServersClient, s.address)
+  t.teardown(() => servers.close())
+  const ok = async (method: string, p: string, body?: unknown, tok = token) => {
+    const r = await rest(origin, tok, method, p, body)
+    if (r.status >= 300) throw new Error(`${method} ${p} answered ${r.status}: ${JSON.stringify(r.body)}`)
+    return r.body
+  }
+  const ids: string[] = []
+  for (const name of ['one', 'two']) ids.push((await ok('POST', '/compute/v2.1/servers', { server: { name, imageRef: cloud.image.id, flavorRef: cloud.flavor.id, networks: [{ uuid: cloud.network.id }] } })).server.id)
+  await eventually(async () => (await ok('GET', '/compute/v2.1/servers/detail')).servers.filter((x: Json) => ids.includes(x.id) && x.status === 'ACTIVE').length === 2 || undefined, 60_000, 'both servers ACTIVE')
+
+  /** Every way to list, each asked once (no waiting): the name each shows for server `id`. */
+  const names = async (id: string, tok = token) => {
+    const detail = (await ok('GET', '/compute/v2.1/servers/detail', undefined, tok)).servers.find((x: Json) => x.id === id)
+    const brief = (await ok('GET', '/compute/v2.1/servers', undefined, tok)).servers.find((x: Json) => x.id === id)
+    const grpc = (await call<ListServersResponse>(servers, 'listServers', {}, tok)).servers!.find((x) => x.id === id)
+    return [detail?.name, brief?.name, grpc?.name]
+  }
+  t.same(await names(ids[0]!), ['one', 'one', 'one'], 'listed')
+  const first = await fetch(`${origin}/compute/v2.1/servers/detail`, { headers: { 'x-auth-token': token } }).then((r) => r.text())
+  const again = await fetch(`${origin}/compute/v2.1/servers/detail`, { headers: { 'x-auth-token': token } }).then((r) => r.text())
+  t.equal(again, first, 'an unchanged listing answers the same')
+
+  await ok('PUT', `/compute/v2.1/servers/${ids[0]}`, { server: { name: 'renamed' } })
+  t.same(await names(ids[0]!), ['renamed', 'renamed', 'renamed'], 'a rename is in the very next listing of each kind')
+  await ok('POST', `/compute/v2.1/servers/${ids[1]}/metadata`, { metadata: { tier: 'back' } })
+  const v247 = await fetch(`${origin}/compute/v2.1/servers/detail`, { headers: { 'x-auth-token': token, 'openstack-api-version': 'compute 2.47' } }).then((r) => r.json() as Promise<Json>)
+  t.same(v247.servers.find((x: Json) => x.id === ids[1]).metadata, { tier: 'back' }, 'metadata is in the next listing of another microversion')
+  t.ok(v247.servers.every((x: Json) => x.flavor.original_name === cloud.flavor.name), 'and in its shape (2.47 embeds the flavor)')
+
+  if (!testingOnPostgres()) {
+    // A write the controller did not make: another connection to its database file (the triggers still bump the revision).
+    const other = new Database(join(s.dataDir, 'strato.db'))
+    try {
+      other.pragma('busy_timeout = 5000')
+      other.prepare('UPDATE servers SET name = ? WHERE uuid = ?').run('written elsewhere', ids[0])
+    } finally {
+      other.close()
+    }
+    t.same(await names(ids[0]!), ['written elsewhere', 'written elsewhere', 'written elsewhere'], "another connection's write is in the very next listing")
+  }
+
+  await ok('DELETE', `/compute/v2.1/servers/${ids[1]}`)
+  const after = (await ok('GET', '/compute/v2.1/servers/detail')).servers.find((x: Json) => x.id === ids[1])
+  t.ok(after === undefined || after['OS-EXT-STS:task_state'] === 'deleting', `a delete is in the very next listing (${after ? after['OS-EXT-STS:task_state'] : 'gone'})`)
+
+  // Each caller its own listing: a member of the same project (no host attributes), another project (none of these servers).
+  const reader = await member(s, 'views-member', (await s.login(s.openrc.OS_USERNAME!, s.openrc.OS_PASSWORD!, { project: s.openrc.OS_PROJECT_NAME! })).body!.project!.id, s.openrc.OS_PROJECT_NAME!, 'member')
+  const mine = (await ok('GET', '/compute/v2.1/servers/detail', undefined, reader.token)).servers.find((x: Json) => x.id === ids[0])
+  t.equal(mine?.name, testingOnPostgres() ? 'renamed' : 'written elsewhere', 'a member of the project lists its servers')
+  t.notOk(mine && 'OS-EXT-SRV-ATTR:host' in mine, "without the admin's host attributes")
+  const admin = (await ok('GET', '/compute/v2.1/servers/detail')).servers.find((x: Json) => x.id === ids[0])
+  t.ok('OS-EXT-SRV-ATTR:host' in admin, 'the admin still gets them')
+  const stranger = await tenant(s, 'views-stranger')
+  t.same((await ok('GET', '/compute/v2.1/servers/detail', undefined, stranger.token)).servers, [], "another project's member lists none of them")
+  t.same((await call<ListServersResponse>(servers, 'listServers', {}, stranger.token)).servers ?? [], [], 'nor over gRPC')
+
+  // A token that listed (its listing kept), then revoked: refused.
+  const own = await s.login(s.openrc.OS_USERNAME!, s.openrc.OS_PASSWORD!, { project: s.openrc.OS_PROJECT_NAME! })
+  t.equal((await rest(origin, own.token, 'GET', '/compute/v2.1/servers/detail')).status, 200, 'a second token lists')
+  const revoke = await fetch(`${origin}/identity/v3/auth/tokens`, { method: 'DELETE', headers: { 'x-auth-token': token, 'x-subject-token': own.token } })
+  t.equal(revoke.status, 204, 'revoked')
+  t.equal((await rest(origin, own.token, 'GET', '/compute/v2.1/servers/detail')).status, 401, 'the revoked token is refused a kept listing')
+  t.equal((await rest(origin, own.token, 'GET', '/compute/v2.1/servers')).status, 401, 'and the brief one')
+  await t.rejects(call(servers, 'listServers', {}, own.token), { code: 16 }, 'and over gRPC (UNAUTHENTICATED)')
+  t.equal((await rest(origin, token, 'GET', '/compute/v2.1/servers/detail')).status, 200, 'the other token still lists')
+})
+
+t.test('kept network listings: the next GET after any write shows it, per caller', async (t) => {
+  const cloud = await startCloud()
+  t.teardown(() => cloud.close())
+  const { s, c } = cloud
+  const origin = s.controller.rest!.origin
+  const token = s.adminToken
+  const ok = async (method: string, p: string, body?: unknown, tok = token) => {
+    const r = await rest(origin, tok, method, p, body)
+    if (r.status >= 300) throw new Error(`${method} ${p} answered ${r.status}: ${JSON.stringify(r.body)}`)
+    return r.body
+  }
+  /** The network `id` as REST and gRPC list it, each asked once (no waiting). */
+  const listed = async (id: string, tok = token) => [
+    (await ok('GET', '/network/v2.0/networks', undefined, tok)).networks.find((n: Json) => n.id === id),
+    (await call<ListNetworksResponse>(c.networks, 'listNetworks', {}, tok)).networks!.find((n) => n.id === id),
+  ] as const
+  const net = (await ok('POST', '/network/v2.0/networks', { network: { name: 'kept-net' } })).network
+  let [r, g] = await listed(net.id)
+  t.equal(r?.name, 'kept-net', 'a new network is in the next REST listing')
+  t.equal(g?.name, 'kept-net', 'and the next gRPC one')
+  t.same(r.subnets, [], 'without subnets')
+  ;[r, g] = await listed(net.id)
+  const same = await fetch(`${origin}/network/v2.0/networks`, { headers: { 'x-auth-token': token } }).then((x) => x.text())
+  t.equal(await fetch(`${origin}/network/v2.0/networks`, { headers: { 'x-auth-token': token } }).then((x) => x.text()), same, 'an unchanged listing answers the same')
+
+  await ok('PUT', `/network/v2.0/networks/${net.id}`, { network: { name: 'kept-renamed' } })
+  ;[r, g] = await listed(net.id)
+  t.equal(r?.name, 'kept-renamed', 'a rename is in the very next REST listing')
+  t.equal(g?.name, 'kept-renamed', 'and gRPC one')
+  const sub = (await ok('POST', '/network/v2.0/subnets', { subnet: { network_id: net.id, ip_version: 4, cidr: '10.62.0.0/24' } })).subnet
+  ;[r, g] = await listed(net.id)
+  t.same(r?.subnets, [sub.id], 'a new subnet is in the very next listing')
+  t.same(g?.subnets, [sub.id], 'over gRPC too')
+  const filtered = (await ok('GET', '/network/v2.0/networks?name=kept-renamed&fields=id&fields=name')).networks
+  t.same(filtered, [{ id: net.id, name: 'kept-renamed' }], 'filters and fields are the query\'s, not a kept answer\'s')
+
+  // Another project's member sees its own and shared networks, not the admin's project network.
+  const stranger = await tenant(s, 'kept-stranger')
+  ;[r, g] = await listed(net.id, stranger.token)
+  t.equal(r, undefined, "another project's member does not list it")
+  t.equal(g, undefined, 'nor over gRPC')
+  t.ok((await ok('GET', '/network/v2.0/networks', undefined, stranger.token)).networks.some((n: Json) => n.id === cloud.network.id), 'but lists the shared network')
+
+  if (!testingOnPostgres()) {
+    const other = new Database(join(s.dataDir, 'strato.db'))
+    try {
+      other.pragma('busy_timeout = 5000')
+      other.prepare('UPDATE networks SET name = ? WHERE id = ?').run('written elsewhere', net.id)
+    } finally {
+      other.close()
+    }
+    ;[r, g] = await listed(net.id)
+    t.equal(r?.name, 'written elsewhere', "another connection's write is in the very next REST listing")
+    t.equal(g?.name, 'written elsewhere', 'and gRPC one')
+  }
+  await ok('DELETE', `/network/v2.0/subnets/${sub.id}`)
+  await ok('DELETE', `/network/v2.0/networks/${net.id}`)
+  ;[r, g] = await listed(net.id)
+  t.equal(r, undefined, 'a deleted network is gone from the very next listing')
+  t.equal(g, undefined, 'over gRPC too')
 })
