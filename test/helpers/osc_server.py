@@ -21,6 +21,9 @@ import sys
 import traceback
 import warnings
 
+# The program's name, as the process has it: cliff takes App.NAME from it at import (usage lines read `openstack …`).
+sys.argv[0] = '/usr/bin/openstack'
+
 from osc_lib import clientmanager as osc_clientmanager
 from openstackclient.common import clientmanager
 from openstackclient import shell as osc_shell
@@ -110,7 +113,6 @@ def run(argv, env, cwd):
 
 
 def main():
-    sys.argv[0] = '/usr/bin/openstack'  # argparse's prog: usage lines read `openstack …` as the process's do
     answers = os.fdopen(3, 'w', encoding='utf-8')
     # Anything written to the real stdout outside a command (a C library, a stray print) goes to stderr.
     os.dup2(2, 1)
