@@ -9,9 +9,11 @@ new option parser, cloud config, keystoneauth session and client manager), its
 own environment, captured stdout/stderr and an empty stdin, and everything the
 client keeps between calls in a process is put back afterwards: the API
 clients osc-lib caches on the ClientManager class, the logging handlers and
-levels, the warning filters, the microversions openstackclient remembers per
-module, the SDK's URL-name cache.
+levels, the warning filters, openstackclient's per-API modules as imported
+(the microversions they remember, the API versions they drop), the SDK's
+URL-name cache.
 """
+import copy
 import gc
 import io
 import json
@@ -19,6 +21,7 @@ import logging
 import os
 import sys
 import traceback
+import types
 import warnings
 
 # The program's name, as the process has it: cliff takes App.NAME from it at import (usage lines read `openstack …`).
@@ -33,6 +36,17 @@ import openstack.proxy
 KEY = (os.getcwd(), os.environ.get('HOME', ''))
 
 
+def _snapshot(mod):
+    """What a plugin module binds, and the contents of its dicts, lists and sets."""
+    return {k: (v, copy.copy(v) if isinstance(v, (dict, list, set)) else None) for k, v in vars(mod).items() if not k.startswith('__')}
+
+
+# openstackclient's per-API modules change themselves as they make clients: compute's and volume's
+# remember the microversion asked for (a global), volume's deletes API_VERSIONS['1'] when cinderclient
+# has no v1 (a second delete is a KeyError). Each command starts from the modules as imported.
+PLUGIN_STATE = [(mod, _snapshot(mod)) for mod in clientmanager.PLUGIN_MODULES]
+
+
 def _reset_module_state():
     # The API clients: ClientCache descriptors on the ClientManager class keep the first handle made
     # (its session, token, endpoint) for the life of the process.
@@ -40,11 +54,20 @@ def _reset_module_state():
         for value in vars(cls).values():
             if isinstance(value, osc_clientmanager.ClientCache):
                 value._handle = None
-    # openstackclient.compute.client._compute_api_version, volume's: set by --os-*-api-version.
-    for mod in clientmanager.PLUGIN_MODULES:
-        for name in list(vars(mod)):
-            if name.startswith('_') and name.endswith('_api_version'):
-                setattr(mod, name, None)
+    for mod, snap in PLUGIN_STATE:
+        d = vars(mod)
+        for k in [k for k in d if not k.startswith('__') and k not in snap and not isinstance(d[k], types.ModuleType)]:
+            del d[k]
+        for k, (v, contents) in snap.items():
+            d[k] = v
+            if isinstance(v, dict):
+                v.clear()
+                v.update(contents)
+            elif isinstance(v, list):
+                v[:] = contents
+            elif isinstance(v, set):
+                v.clear()
+                v.update(contents)
     openstack.proxy.Proxy._extract_name.cache_clear()
 
 
