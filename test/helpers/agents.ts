@@ -46,18 +46,25 @@ export async function startAgent(natsUrl: string, host: string, o: AgentConfigOv
 /** The least time a test waits for a condition before calling it failed. */
 export const MIN_WAIT_MS = 20_000
 
+/** The first and the longest pause of `eventually` between two checks. */
+const POLL_FIRST_MS = 25
+const POLL_MAX_MS = 250
+
 /**
  * Polls `check` until it returns a truthy value (or throws after `timeoutMs`).
  * The bound only keeps a broken test from hanging: it is never less than
  * MIN_WAIT_MS, since a loaded machine (CI, 2 cores, TCG) is slow at times.
+ * The pause between checks grows from 25 to 250 ms: a quick condition is seen
+ * at once, and a long wait (a guest booting under TCG) does not spend the CPU
+ * the test suite shares on thousands of checks (each an API call or a file read).
  */
 export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5_000, what = 'condition'): Promise<T> {
   timeoutMs = Math.max(timeoutMs, MIN_WAIT_MS)
   const deadline = Date.now() + timeoutMs
-  for (;;) {
+  for (let pause = POLL_FIRST_MS; ; pause = Math.min(POLL_MAX_MS, Math.ceil(pause * 1.5))) {
     const v = await check()
     if (v) return v
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
+    await new Promise((r) => setTimeout(r, pause))
   }
 }

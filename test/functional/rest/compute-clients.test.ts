@@ -16,6 +16,7 @@ import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { eventually } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import { novaClient, PYTHON } from './compute-helpers.js'
+import { openstackClient } from '../../helpers/osc.js'
 
 const run = promisify(execFile)
 let cloud: TestCloud
@@ -23,6 +24,7 @@ let demo: Tenant
 let endpoint: string
 let nova: ReturnType<typeof novaClient>
 const scratch = mkdtempSync(path.join(tmpdir(), 'strato-osc-'))
+const osc = openstackClient()
 
 t.before(async () => {
   cloud = await startCloud({ hosts: ['node1', 'node2'] })
@@ -31,6 +33,7 @@ t.before(async () => {
   nova = novaClient(cloud.s.controller.rest!.origin, cloud.s.adminToken)
 })
 t.teardown(async () => {
+  await osc.close()
   await cloud.close()
   rmSync(scratch, { recursive: true, force: true })
 })
@@ -38,11 +41,18 @@ t.teardown(async () => {
 /** A clean environment: nothing from the caller's OS_* variables. */
 const env = () => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: scratch, LANG: 'C.UTF-8' })
 
-/** `openstack …` with a fixed endpoint and a token; JSON output parsed when asked with -f json. */
-async function openstack(token: string, ...args: string[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any -- the CLI's JSON
-  const { stdout } = await run('openstack', ['--os-auth-type', 'admin_token', '--os-endpoint', endpoint, '--os-token', token, ...args], { env: env(), timeout: 60_000 })
-  return args.includes('json') ? JSON.parse(stdout) : stdout
+/**
+ * `openstack …` with a fixed endpoint and a token, in the file's shared client (test/helpers/osc.ts) or as
+ * its own /usr/bin/openstack process; rejects with the client's stderr when it exits non-zero; JSON output
+ * parsed when asked with -f json.
+ */
+async function openstackIn(process_: boolean, token: string, args: string[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any -- the CLI's JSON
+  const r = await osc.run(['--os-auth-type', 'admin_token', '--os-endpoint', endpoint, '--os-token', token, ...args], { env: env(), timeoutMs: 60_000, process: process_ })
+  if (r.code !== 0) throw new Error(`openstack ${args.join(' ')} exited with ${r.code}: ${r.stderr}`)
+  return args.includes('json') ? JSON.parse(r.stdout) : r.stdout
 }
+const openstack = (token: string, ...args: string[]) => openstackIn(false, token, args)
+const openstackProcess = (token: string, ...args: string[]) => openstackIn(true, token, args)
 
 /** A Python snippet run with Debian's interpreter (novaclient, openstacksdk), given ENDPOINT and TOKEN. */
 async function python(code: string, token: string, extra: Record<string, string> = {}): Promise<string> {
@@ -65,14 +75,14 @@ t.test('openstack flavor create --id 0, list, show, delete (admin)', async (t) =
   t.equal((await nova('POST', '/v2.1/flavors', { body: { flavor: { name: 'scratch', vcpus: 1, ram: 128, disk: 1 } } })).status, 200)
   await openstack(admin, 'flavor', 'delete', 'scratch')
   t.same((await nova('GET', '/v2.1/flavors')).body.flavors.map((f: { name: string }) => f.name), ['m1.nano'])
-  await t.rejects(openstack(demo.token, 'flavor', 'create', '--vcpus', '1', '--ram', '64', '--disk', '1', 'mine'), /403|not allowed|Forbidden/i, 'members do not create flavors')
+  await t.rejects(openstackProcess(demo.token, 'flavor', 'create', '--vcpus', '1', '--ram', '64', '--disk', '1', 'mine'), /403|not allowed|Forbidden/i, 'members do not create flavors')
 })
 
 t.test('openstack keypair create --public-key (ssh-keygen), list, show, delete (member)', async (t) => {
   const key = path.join(scratch, 'id_rsa')
   execFileSync('ssh-keygen', ['-q', '-N', '', '-t', 'rsa', '-b', '2048', '-f', key])
   const fp = execFileSync('ssh-keygen', ['-l', '-E', 'md5', '-f', `${key}.pub`], { encoding: 'utf8' }).split(' ')[1]!.replace(/^MD5:/, '')
-  const created = await openstack(demo.token, 'keypair', 'create', '--public-key', `${key}.pub`, 'mykey', '-f', 'json')
+  const created = await openstackProcess(demo.token, 'keypair', 'create', '--public-key', `${key}.pub`, 'mykey', '-f', 'json')
   t.match(created, { name: 'mykey', fingerprint: fp, type: 'ssh', user_id: demo.userId })
   t.same(await openstack(demo.token, 'keypair', 'list', '-f', 'json'), [{ Name: 'mykey', Fingerprint: fp, Type: 'ssh' }])
   t.match(await openstack(demo.token, 'keypair', 'show', 'mykey', '-f', 'json'), { name: 'mykey', fingerprint: fp, user_id: demo.userId })
@@ -113,7 +123,7 @@ print(json.dumps(s.to_dict()))
   await openstack(demo.token, 'server', 'start', 'provider-instance')
   await eventually(async () => (await status()) === 'ACTIVE', 30_000, 'ACTIVE again')
 
-  await openstack(demo.token, 'server', 'delete', '--wait', 'provider-instance')
+  await openstackProcess(demo.token, 'server', 'delete', '--wait', 'provider-instance')
   t.equal((await nova('GET', `/v2.1/servers/${id}`, { token: demo.token })).status, 404)
   t.same((await nova('GET', '/v2.1/servers', { token: demo.token })).body.servers, [])
 })

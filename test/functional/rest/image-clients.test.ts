@@ -10,19 +10,28 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { startController, type TestController } from '../../helpers/controller.js'
+import { openstackClient } from '../../helpers/osc.js'
 
 const run = promisify(execFile)
 let s: TestController
 let tmp: string
 let endpoint: string
+const osc = openstackClient()
 
 /** A clean environment: no OS_* variables or clouds.yaml of the machine's. */
 const env = () => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmp, LANG: 'C.UTF-8' })
 
-async function openstack(...args: string[]): Promise<string> {
-  const { stdout } = await run('/usr/bin/openstack', ['--os-auth-type', 'admin_token', '--os-endpoint', `${endpoint}/v2`, '--os-token', s.adminToken, ...args], { env: env(), maxBuffer: 1 << 24 })
-  return stdout
+/**
+ * `openstack …` with the admin token, in the file's shared client (test/helpers/osc.ts) or as its own
+ * /usr/bin/openstack process; rejects with the client's stderr when it exits non-zero.
+ */
+async function openstackIn(process_: boolean, args: string[]): Promise<string> {
+  const r = await osc.run(['--os-auth-type', 'admin_token', '--os-endpoint', `${endpoint}/v2`, '--os-token', s.adminToken, ...args], { env: env(), process: process_ })
+  if (r.code !== 0) throw new Error(`openstack ${args.join(' ')} exited with ${r.code}: ${r.stderr}`)
+  return r.stdout
 }
+const openstack = (...args: string[]) => openstackIn(false, args)
+const openstackProcess = (...args: string[]) => openstackIn(true, args)
 const json = async (...args: string[]) => JSON.parse(await openstack(...args, '-f', 'json'))
 
 t.before(async () => {
@@ -31,6 +40,7 @@ t.before(async () => {
   tmp = mkdtempSync(path.join(tmpdir(), 'strato-rest-clients-'))
 })
 t.teardown(async () => {
+  await osc.close()
   rmSync(tmp, { recursive: true, force: true })
   await s.close()
 })
@@ -45,7 +55,7 @@ t.test('openstack image create/list/show/set/save/delete (the seed\'s commands)'
   const bytes = readFileSync(file)
   const md5 = createHash('md5').update(bytes).digest('hex')
 
-  const created = await json('image', 'create', '--file', file, '--disk-format', 'qcow2', '--container-format', 'bare', '--public', 'cirros')
+  const created = JSON.parse(await openstackProcess('image', 'create', '-f', 'json', '--file', file, '--disk-format', 'qcow2', '--container-format', 'bare', '--public', 'cirros'))
   // The client prints the POST's answer, before the data went up (as with Glance).
   t.match(created, { name: 'cirros', disk_format: 'qcow2', container_format: 'bare', visibility: 'public', status: 'queued', protected: false })
   t.match(created.properties, { 'owner_specified.openstack.object': 'images/cirros' }, 'the client\'s owner_specified properties are kept')
@@ -64,7 +74,7 @@ t.test('openstack image create/list/show/set/save/delete (the seed\'s commands)'
   t.notOk('hw_disk_bus' in (await json('image', 'show', 'cirros')).properties)
 
   const out = path.join(tmp, 'saved.qcow2')
-  await openstack('image', 'save', '--file', out, 'cirros')
+  await openstackProcess('image', 'save', '--file', out, 'cirros')
   t.ok(readFileSync(out).equals(bytes), 'image save: byte for byte')
 
   await openstack('image', 'delete', 'cirros')

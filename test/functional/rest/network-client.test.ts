@@ -8,51 +8,52 @@
  * `admin_token` plugin (token + endpoint, no Keystone).
  */
 import t from 'tap'
-import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { startController, parseOpenrc, type TestController } from '../../helpers/controller.js'
 import { openstackFiles } from '../../../controller/identity/bootstrap.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import type { TestContext } from '../../helpers/tap.js'
+import { OPENSTACK, hasOpenstack, openstackClient } from '../../helpers/osc.js'
 
-const OPENSTACK = '/usr/bin/openstack'
-
-if (!existsSync(OPENSTACK)) {
+if (!hasOpenstack()) {
   t.plan(0, `${OPENSTACK} is not installed (Debian python3-openstackclient)`)
 } else {
   let s: TestController
   let member: Tenant
   const home = mkdtempSync(path.join(tmpdir(), 'strato-osc-'))
+  const client = openstackClient()
 
   t.before(async () => {
     s = await startController()
     member = await tenant(s, 'demo')
   })
   t.teardown(async () => {
+    await client.close()
     await s.close()
     rmSync(home, { recursive: true, force: true })
   })
 
   type Who = 'admin' | 'demo'
-  /** Runs `openstack <args>` after `. openstack-openrc` (admin) or as demo; resolves to its exit code and output. */
-  const osc = (args: string[], who: Who = 'admin') =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const admin = parseOpenrc(openstackFiles(path.join(s.dataDir, 'admin-openrc')).openrc)
-      const creds = who === 'admin' ? admin : { ...admin, OS_USERNAME: 'demo', OS_PASSWORD: 'demo-pw', OS_PROJECT_NAME: 'demo' }
-      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...creds }
-      execFile(OPENSTACK, args, { env, timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }))
-    })
+  /**
+   * Runs `openstack <args>` after `. openstack-openrc` (admin) or as demo; resolves to its exit code and output.
+   * In the file's shared client (test/helpers/osc.ts), or as its own /usr/bin/openstack process.
+   */
+  const osc = (args: string[], who: Who = 'admin', process_ = false) => {
+    const admin = parseOpenrc(openstackFiles(path.join(s.dataDir, 'admin-openrc')).openrc)
+    const creds = who === 'admin' ? admin : { ...admin, OS_USERNAME: 'demo', OS_PASSWORD: 'demo-pw', OS_PROJECT_NAME: 'demo' }
+    return client.run(args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...creds }, timeoutMs: 60_000, process: process_ })
+  }
   /** A command that must succeed; its `-f json` output parsed. */
-  const json = async (t: TestContext, line: string, who?: Who): Promise<any> => {
-    const r = await osc([...line.split(' '), '-f', 'json'], who)
+  const json = async (t: TestContext, line: string, who?: Who, process_?: boolean): Promise<any> => {
+    const r = await osc([...line.split(' '), '-f', 'json'], who, process_)
     t.equal(r.code, 0, `openstack ${line}${r.stderr ? `: ${r.stderr.trim()}` : ''}`)
     return r.code === 0 ? JSON.parse(r.stdout) : {}
   }
 
   t.test('the seed: provider network and subnet, security group rules on default, ports and floating IPs', async (t) => {
-    const net = await json(t, 'network create --share --external --provider-physical-network provider --provider-network-type flat provider')
+    const net = await json(t, 'network create --share --external --provider-physical-network provider --provider-network-type flat provider', 'admin', true)
     t.match(net, { name: 'provider', shared: true, 'router:external': true, 'provider:network_type': 'flat', 'provider:physical_network': 'provider', status: 'ACTIVE', admin_state_up: true, mtu: 1500 })
     const sub = await json(t, 'subnet create --network provider --allocation-pool start=192.168.201.200,end=192.168.201.210 --dns-nameserver 114.114.114.114 --gateway 192.168.201.1 --subnet-range 192.168.201.0/24 provider')
     t.match(sub, { name: 'provider', network_id: net.id, cidr: '192.168.201.0/24', gateway_ip: '192.168.201.1', ip_version: 4, enable_dhcp: true, allocation_pools: [{ start: '192.168.201.200', end: '192.168.201.210' }], dns_nameservers: ['114.114.114.114'] })
@@ -91,10 +92,8 @@ if (!existsSync(OPENSTACK)) {
     }
     t.same(await json(t, 'network list'), [])
     // Without Keystone: keystoneauth's admin_token plugin (a token and the endpoint, no catalog).
-    const bare = await new Promise<string>((resolve) => {
-      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, OS_AUTH_TYPE: 'admin_token', OS_ENDPOINT: `${s.controller.rest!.origin}/network`, OS_TOKEN: s.adminToken }
-      execFile(OPENSTACK, ['security', 'group', 'show', 'default', '-f', 'json'], { env, timeout: 60_000 }, (_err, stdout) => resolve(stdout))
-    })
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, OS_AUTH_TYPE: 'admin_token', OS_ENDPOINT: `${s.controller.rest!.origin}/network`, OS_TOKEN: s.adminToken }
+    const bare = (await client.run(['security', 'group', 'show', 'default', '-f', 'json'], { env, timeoutMs: 60_000, process: true })).stdout
     t.equal(JSON.parse(bare || '{}').id, icmp.security_group_id, 'admin_token: the admin project\'s default group')
     const gone = await osc(['network', 'show', 'provider'])
     t.equal(gone.code, 1)
@@ -135,7 +134,7 @@ if (!existsSync(OPENSTACK)) {
     const inUse = await osc(['router', 'remove', 'subnet', 'router', 'selfservice'], 'demo')
     t.equal(inUse.code, 1)
     t.match(inUse.stderr, /required by one or more floating IPs/)
-    const busy = await osc(['router', 'delete', 'router'], 'demo')
+    const busy = await osc(['router', 'delete', 'router'], 'demo', true)
     t.equal(busy.code, 1, 'a router with interfaces does not delete')
     for (const line of [`floating ip delete ${fip.id}`, 'port delete vm', 'router remove subnet router selfservice', 'router unset --external-gateway router', 'router delete router', 'subnet delete selfservice', 'network delete selfservice']) await osc1(line, 'demo')
     for (const line of ['subnet delete provider', 'network delete provider']) await osc1(line)

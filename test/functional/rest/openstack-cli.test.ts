@@ -14,7 +14,7 @@
  */
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdtempSync, statSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, statSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
@@ -24,29 +24,46 @@ import { startController } from '../../helpers/controller.js'
 import { startNats } from '../../helpers/nats.js'
 import { eventually, startAgent } from '../../helpers/agents.js'
 import { bootDiskImage, bootMarker } from '../../fixtures/boot-sector.js'
-
-const OPENSTACK = '/usr/bin/openstack'
+import { hasOpenstack, openstackClient } from '../../helpers/osc.js'
 
 /** A row or object of `-f json` output. */
 type Json = any // eslint-disable-line @typescript-eslint/no-explicit-any
 
 interface Run { code: number; stdout: string; stderr: string }
 
-/** Runs a program with only the given environment (no OS_* leaks from ours) and a fresh HOME; asynchronous, so the in-process controller keeps answering. */
+// One HOME for the file's commands, empty like a fresh user's (the client keeps nothing in it).
+const home = mkdtempSync(path.join(tmpdir(), 'osc-home-'))
+t.teardown(() => rmSync(home, { recursive: true, force: true }))
+const osc = openstackClient()
+t.teardown(() => osc.close())
+
+/** Only the given environment (no OS_* leaks from ours) and the file's HOME. */
+const envOf = (env: Record<string, string>) => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...env })
+
+/** Runs a program; asynchronous, so the in-process controller keeps answering. */
 function run(file: string, args: string[], env: Record<string, string>): Promise<Run> {
-  const home = mkdtempSync(path.join(tmpdir(), 'osc-home-'))
   return new Promise((resolve) => {
-    execFile(file, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...env }, timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(file, args, { env: envOf(env), timeout: 120_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr })
     })
   })
 }
 
-const openstack = (env: Record<string, string>, ...args: string[]) => run(OPENSTACK, args, env)
+/** `openstack <args>` in the file's shared client (test/helpers/osc.ts); `process` runs /usr/bin/openstack itself. */
+const openstack = (env: Record<string, string>, ...args: string[]) => osc.run(args, { env: envOf(env) })
+const openstackProcess = (env: Record<string, string>, ...args: string[]) => osc.run(args, { env: envOf(env), process: true })
 
 /** `-f json` output of a command that must succeed. */
 async function json(t: Test, env: Record<string, string>, ...args: string[]): Promise<Json> {
-  const r = await openstack(env, ...args, '-f', 'json')
+  return parsed(t, args, await openstack(env, ...args, '-f', 'json'))
+}
+
+/** The same, as its own `/usr/bin/openstack` process. */
+async function jsonProcess(t: Test, env: Record<string, string>, ...args: string[]): Promise<Json> {
+  return parsed(t, args, await openstackProcess(env, ...args, '-f', 'json'))
+}
+
+function parsed(t: Test, args: string[], r: Run): Json {
   t.equal(r.code, 0, `openstack ${args.join(' ')}${r.code ? `: ${r.stderr}` : ''}`)
   return r.code === 0 ? JSON.parse(r.stdout) : undefined
 }
@@ -56,7 +73,7 @@ async function ok(t: Test, env: Record<string, string>, ...args: string[]): Prom
   t.equal(r.code, 0, `openstack ${args.join(' ')}${r.code ? `: ${r.stderr}` : ''}`)
 }
 
-if (!existsSync(OPENSTACK)) {
+if (!hasOpenstack()) {
   t.plan(0, 'needs python3-openstackclient (npm run setup installs it)')
 } else {
   t.test("the seed's walkthrough end to end: image, flavor, network, keypair, rules, server create --wait … delete", async (t) => {
@@ -76,7 +93,7 @@ if (!existsSync(OPENSTACK)) {
     // . admin-openrc; openstack image create "cirros" --file … --disk-format qcow2 --container-format bare --public
     const file = await bootDiskImage({ line: bootMarker('seed'), path: path.join(scratch, 'cirros-0.3.4-x86_64-disk.img'), sizeMiB: 16 })
     const bytes = readFileSync(file)
-    const created = await json(t, admin, 'image', 'create', 'cirros', '--file', file, '--disk-format', 'qcow2', '--container-format', 'bare', '--public')
+    const created = await jsonProcess(t, admin, 'image', 'create', 'cirros', '--file', file, '--disk-format', 'qcow2', '--container-format', 'bare', '--public')
     // Client 6.0.0 prints the POST's answer (queued), as it does against Glance; the seed's table is the image after its upload.
     t.match(created, { id: /^[0-9a-f-]{36}$/, name: 'cirros', disk_format: 'qcow2', container_format: 'bare', visibility: 'public', status: 'queued' })
     const adminProject = (await json(t, admin, 'project', 'show', 'admin')).id
@@ -125,7 +142,7 @@ if (!existsSync(OPENSTACK)) {
     t.same(images, [{ ID: image.id, Name: 'cirros', Status: 'active' }])
     t.same(networks, [{ ID: net.id, Name: 'provider', Subnets: [sub.id] }])
     t.match(groups, [{ ID: icmp.security_group_id, Name: 'default', Project: demoProject.id }])
-    const server = await json(t, demo, 'server', 'create', '--flavor', 'm1.nano', '--image', 'cirros', '--nic', `net-id=${net.id}`, '--security-group', 'default', '--key-name', 'mykey', '--wait', 'provider-instance')
+    const server = await jsonProcess(t, demo, 'server', 'create', '--flavor', 'm1.nano', '--image', 'cirros', '--nic', `net-id=${net.id}`, '--security-group', 'default', '--key-name', 'mykey', '--wait', 'provider-instance')
     t.match(server, {
       id: /^[0-9a-f-]{36}$/, name: 'provider-instance', status: 'ACTIVE', key_name: 'mykey', flavor: 'm1.nano (0)', image: `cirros (${image.id})`,
       addresses: { provider: [/^192\.168\.201\.2(0\d|10)$/] }, security_groups: [{ name: 'default' }], 'OS-EXT-STS:vm_state': 'active', 'OS-EXT-STS:power_state': 1,
@@ -204,7 +221,7 @@ if (!existsSync(OPENSTACK)) {
     await ok(t, env, 'user', 'delete', '--domain', 'testdomain', 'alice')
 
     // The seed: delete refused while enabled (Keystone's 403), set --disable, delete.
-    const refused = await openstack(env, 'domain', 'delete', 'testdomain')
+    const refused = await openstackProcess(env, 'domain', 'delete', 'testdomain')
     t.equal(refused.code, 1)
     t.match(refused.stderr, /Cannot delete a domain that is enabled, please disable it first\. \(HTTP 403\)/)
     await ok(t, env, 'domain', 'set', 'testdomain', '--disable')
@@ -252,7 +269,7 @@ if (!existsSync(OPENSTACK)) {
     t.match(readOpenrc(files.openrc), { OS_AUTH_URL: `${s.controller.rest!.origin}/identity/v3`, OS_CACERT: s.caFile })
 
     const env = { OS_CLIENT_CONFIG_FILE: files.cloudsYaml }
-    const token = await json(t, env, '--os-cloud', 'strato', 'token', 'issue')
+    const token = await jsonProcess(t, env, '--os-cloud', 'strato', 'token', 'issue')
     t.match(token, { id: /\S+/, project_id: /^[0-9a-f]{32}$/ })
     t.ok((await json(t, env, '--os-cloud', 'strato', 'project', 'list')).some((p: Json) => p.Name === 'admin'))
     // The openrc, sourced as a user would, works the same.
