@@ -308,8 +308,14 @@ export class ComputeManager {
   /** Destroys the guest and removes its disk and log; nothing there is fine. */
   delete(uuid: string): Promise<PowerState> {
     return this.locks.run(uuid, async () => {
+      // Its network disks' exports end with it (their volume hosts serve them; the controller knows which).
+      const networkDisks = (await this.driver.listDisks(uuid).catch(() => [])).filter((d) => d.network && d.serial)
       await this.driver.destroy(uuid)
       await rm(this.dir(uuid), { recursive: true, force: true })
+      for (const d of networkDisks) {
+        const volumeId = d.network!.name.replace(/^volume-/, '')
+        await this.o.volumes?.unexport(volumeId, '').catch((err: Error) => this.o.log?.warn({ instance: uuid, volume: volumeId, err }, 'the export of a deleted server\'s volume stays until its host\'s start-up sync'))
+      }
       return PowerState.NOSTATE
     })
   }

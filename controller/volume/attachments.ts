@@ -404,7 +404,10 @@ export class AttachmentCatalog {
       if (unexport) return ''
       throw new NotFound(`volume ${volumeId} not found, or it has no host`, { field: 'volume_id' })
     }
-    const using = await this.db.selectFrom('volume_attachments').select(['id', 'status']).where('volume_id', '=', v.id).where('host', '=', host).where('status', 'in', ['attaching', 'attached']).execute()
+    // A server being deleted no longer needs its volumes (its host ends their exports as it goes).
+    const using = await this.db.selectFrom('volume_attachments').innerJoin('servers', 'servers.uuid', 'volume_attachments.server_id')
+      .select(['volume_attachments.id']).where('volume_attachments.volume_id', '=', v.id).where('volume_attachments.host', '=', host)
+      .where('volume_attachments.status', 'in', ['attaching', 'attached']).where('servers.deleted', '=', 0).where('servers.task_state', '!=', 'deleting').execute()
     if (unexport) return using.length ? '' : v.host
     if (!using.length) throw new NotFound(`no server of host '${host}' is being attached volume ${volumeId}, so it is not exported to that host`, { field: 'volume_id' })
     return v.host
