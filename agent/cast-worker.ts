@@ -202,8 +202,8 @@ export class CastWorker {
           }
           log.info(ctx, `${w.op} started`)
           result.powerState = w.op === 'attach_volume'
-            ? await this.manager.attachVolume(w.instanceUuid, w.volumeId, w.device)
-            : await this.manager.detachVolume(w.instanceUuid, w.volumeId, w.device)
+            ? await this.manager.attachVolume(w.instanceUuid, w.volumeId, w.device, w.volumeHost)
+            : await this.manager.detachVolume(w.instanceUuid, w.volumeId, w.device, w.volumeHost)
           log.info(ctx, `${w.op} finished`)
         } else {
           const [action, uuid, run] = this.actionOf(cast)

@@ -21,7 +21,8 @@ import { AlreadyExists, FailedPrecondition, NotFound } from '../proto/errors.js'
 import { withReverter, type UndoLog } from '../proto/revert.js'
 import { ensureBridge } from './net/bridge.js'
 import { tapName } from './net/firewall.js'
-import type { DiskSpec, GuestInfo, GuestSpec, NicSpec, VirtDriver, VolumeDiskSpec } from './virt/driver.js'
+import { networkDiskPath, type DiskSpec, type GuestInfo, type GuestSpec, type NicSpec, type VirtDriver, type VolumeDiskSpec } from './virt/driver.js'
+import type { ExportRef, VolumeExport } from './volume/driver.js'
 import { isUuid } from '../proto/ids.js'
 import { PowerState } from '../proto/power-state.js'
 import { ImageCache, type ImageSource, type KnownImage } from './disk/image-cache.js'
@@ -64,7 +65,7 @@ export interface Conductor {
    * the attachments: the disks to detach, and the volume work pending here.
    * Absent: no volume sync.
    */
-  hostVolumes?(seen: string[], disks: HostVolumeDisk[]): Promise<{ detach: HostVolumeDisk[]; resume: Cast[] }>
+  hostVolumes?(seen: string[], disks: HostVolumeDisk[], exports?: ExportRef[]): Promise<{ detach: HostVolumeDisk[]; resume: Cast[]; unexport?: ExportRef[] }>
   /** Whether an attach or detach cast is still the one its attachment waits for. Absent: always. */
   volumeCast?(castId: string): Promise<boolean>
 }
@@ -109,13 +110,16 @@ export interface ComputeManagerOptions {
   /** Where undo steps that fail while a build is rolled back are logged. @default process warnings on stderr */
   log?: UndoLog
   /**
-   * This host's volume backend, as attachments need it: the local file of a
-   * volume it keeps (`export` to this host), and the end of that export.
-   * Absent: the host runs no volume role, so no volume is here to attach.
+   * Where the volumes this host's servers attach are: `export` gives the
+   * local file of a volume this host's backend keeps (`volumeHost` is this
+   * host), or a network export of it by `volumeHost` (another host, or this
+   * one when the agent forces the network path); `unexport` ends what
+   * `export` gave (`volumeHost` '' when it is not known: the controller
+   * knows). Absent: no volume can be attached here.
    */
   volumes?: {
-    export(volumeId: string): Promise<{ path: string; format: 'qcow2' | 'raw' }>
-    unexport(volumeId: string): Promise<void>
+    export(volumeId: string, volumeHost: string): Promise<VolumeExport>
+    unexport(volumeId: string, volumeHost: string): Promise<void>
   }
 }
 
@@ -251,15 +255,21 @@ export class ComputeManager {
     return { path: disk, format: 'qcow2', bus: 'virtio', device: 'vda' }
   }
 
-  /** The disks of volumes of this host's backend (exported to this host), serial = the volume id. */
+  /** The disks of a server's volumes (exported to this host: files or network exports), serial = the volume id. */
   private async volumeDisks(volumes: BuildSpec['volumes']): Promise<VolumeDiskSpec[]> {
     const out: VolumeDiskSpec[] = []
-    for (const v of volumes) {
-      if (!this.o.volumes) throw new FailedPrecondition(`host '${this.o.host}' runs no volume backend, so volume ${v.volumeId} of the server is not here`)
-      const where = await this.o.volumes.export(v.volumeId)
-      out.push({ path: where.path, format: where.format, bus: 'virtio', device: v.device, serial: volumeSerial(v.volumeId) })
-    }
+    for (const v of volumes) out.push(await this.volumeDisk(v.volumeId, v.volumeHost, v.device))
     return out
+  }
+
+  /** Volume `volumeId` of `volumeHost`'s backend as a disk of this host's guests on `device`. */
+  private async volumeDisk(volumeId: string, volumeHost: string, device: string): Promise<VolumeDiskSpec> {
+    if (!this.o.volumes) throw new FailedPrecondition(`host '${this.o.host}' attaches no volumes (no volume role here, and no way to ask for network exports), so volume ${volumeId} cannot be attached`)
+    const where = await this.o.volumes.export(volumeId, volumeHost || this.o.host)
+    const disk = { bus: 'virtio' as const, device, serial: volumeSerial(volumeId) }
+    if (where.kind === 'file') return { ...disk, path: where.path, format: where.format }
+    const network = { protocol: 'nbd' as const, address: where.address, port: where.port, name: where.name, tls: true }
+    return { ...disk, path: networkDiskPath(network), format: where.format, network }
   }
 
   /** Bridge of a NIC's network on this host (Neutron linuxbridge: a mapped bridge for flat, `brq<net id>` otherwise). */
@@ -298,8 +308,14 @@ export class ComputeManager {
   /** Destroys the guest and removes its disk and log; nothing there is fine. */
   delete(uuid: string): Promise<PowerState> {
     return this.locks.run(uuid, async () => {
+      // Its network disks' exports end with it (their volume hosts serve them; the controller knows which).
+      const networkDisks = (await this.driver.listDisks(uuid).catch(() => [])).filter((d) => d.network && d.serial)
       await this.driver.destroy(uuid)
       await rm(this.dir(uuid), { recursive: true, force: true })
+      for (const d of networkDisks) {
+        const volumeId = d.network!.name.replace(/^volume-/, '')
+        await this.o.volumes?.unexport(volumeId, '').catch((err: Error) => this.o.log?.warn({ instance: uuid, volume: volumeId, err }, 'the export of a deleted server\'s volume stays until its host\'s start-up sync'))
+      }
       return PowerState.NOSTATE
     })
   }
@@ -358,11 +374,9 @@ export class ComputeManager {
    * attach_volume): hot-plugged when the guest runs, into its definition in
    * any case. Returns the guest's power state.
    */
-  attachVolume(uuid: string, volumeId: string, device: string): Promise<PowerState> {
+  attachVolume(uuid: string, volumeId: string, device: string, volumeHost = ''): Promise<PowerState> {
     return this.locks.run(uuid, async () => {
-      if (!this.o.volumes) throw new FailedPrecondition(`host '${this.o.host}' runs no volume backend, so volume ${volumeId} is not here; attaching across hosts is not available yet`)
-      const where = await this.o.volumes.export(volumeId)
-      await this.driver.attachDisk(uuid, { path: where.path, format: where.format, bus: 'virtio', device, serial: volumeSerial(volumeId) })
+      await this.driver.attachDisk(uuid, await this.volumeDisk(volumeId, volumeHost, device))
       return (await this.driver.getInfo(uuid)).powerState
     })
   }
@@ -371,7 +385,7 @@ export class ComputeManager {
    * Detaches a volume from the server (Nova's detach_volume); a guest that is
    * gone has nothing attached any more. Returns the guest's power state.
    */
-  detachVolume(uuid: string, volumeId: string, device: string): Promise<PowerState> {
+  detachVolume(uuid: string, volumeId: string, device: string, volumeHost = ''): Promise<PowerState> {
     return this.locks.run(uuid, async () => {
       let power: PowerState = PowerState.NOSTATE
       try {
@@ -383,7 +397,7 @@ export class ComputeManager {
       } catch (err) {
         if (!(err instanceof NotFound)) throw err
       }
-      await this.o.volumes?.unexport(volumeId)
+      await this.o.volumes?.unexport(volumeId, volumeHost)
       return power
     })
   }
@@ -439,8 +453,8 @@ export class ComputeManager {
    * while this host was down). Returns the volume work pending here, to
    * resume at once.
    */
-  async reconcileVolumes(): Promise<{ detached: HostVolumeDisk[]; resume: Cast[] }> {
-    if (!this.conductor.hostVolumes) return { detached: [], resume: [] }
+  async reconcileVolumes(exports: ExportRef[] = []): Promise<{ detached: HostVolumeDisk[]; resume: Cast[]; unexport: ExportRef[] }> {
+    if (!this.conductor.hostVolumes) return { detached: [], resume: [], unexport: [] }
     const seen: string[] = []
     const disks: HostVolumeDisk[] = []
     for (const g of await this.ownGuests()) {
@@ -454,7 +468,7 @@ export class ComputeManager {
       seen.push(g.uuid)
       for (const d of listed) if (d.serial && d.device !== 'vda') disks.push({ instanceUuid: g.uuid, device: d.device, serial: d.serial, volumeId: '' })
     }
-    const r = await this.conductor.hostVolumes(seen, disks)
+    const r = await this.conductor.hostVolumes(seen, disks, exports)
     const detached: HostVolumeDisk[] = []
     for (const d of r.detach) {
       await this.locks.run(d.instanceUuid, async () => {
@@ -462,11 +476,12 @@ export class ComputeManager {
         const disk = (await this.driver.listDisks(d.instanceUuid)).find((x) => x.device === d.device)
         if (!disk || disk.serial !== d.serial) return
         await this.driver.detachDisk(d.instanceUuid, d.device)
-        if (d.volumeId) await this.o.volumes?.unexport(d.volumeId)
+        // A network disk's export is the volume host's: the controller knows which ('').
+        if (d.volumeId) await this.o.volumes?.unexport(d.volumeId, disk.network ? '' : this.o.host)
         detached.push(d)
       })
     }
-    return { detached, resume: r.resume }
+    return { detached, resume: r.resume, unexport: r.unexport ?? [] }
   }
 
   /** Whether an attach or detach cast is still wanted (the controller did not give up on it). */

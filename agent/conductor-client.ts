@@ -18,8 +18,12 @@ import type { InstanceMetadata } from '../proto/instance-metadata.js'
 import { isUuid } from '../proto/ids.js'
 import { errorFromHeaders } from '../proto/nats-errors.js'
 import { conductorSubject } from '../proto/subjects.js'
+import { volumeExportOf, type ExportRef, type VolumeExport } from '../proto/volume-export.js'
 import * as wire from '../proto/gen/strato/agent/v1/agent.js'
 import type { Conductor, HostVolumeDisk, KnownInstance } from './compute-manager.js'
+
+/** How long a volume export (relayed by the conductor to the volume's host) may take. */
+const VOLUME_EXPORT_TIMEOUT_MS = 60_000
 
 /** What the controller answered an announce. */
 export interface Announced {
@@ -119,13 +123,26 @@ export class ConductorClient implements Conductor {
     return { imageId: r.imageId, imageUploadToken: r.imageUploadToken ?? '' }
   }
 
-  async hostVolumes(seen: string[], disks: HostVolumeDisk[]): Promise<{ detach: HostVolumeDisk[]; resume: wire.Cast[] }> {
-    const reply = await this.request({ hostVolumes: { host: this.o.host, instanceUuids: seen, disks } })
+  async hostVolumes(seen: string[], disks: HostVolumeDisk[], exports: ExportRef[] = []): Promise<{ detach: HostVolumeDisk[]; resume: wire.Cast[]; unexport: ExportRef[] }> {
+    const reply = await this.request({ hostVolumes: { host: this.o.host, instanceUuids: seen, disks, exports } })
     const r = reply.hostVolumes
     if (!r) throw new Unavailable('the conductor sent no volume sync')
     const detach = (r.detach ?? []).map((d) => ({ instanceUuid: d.instanceUuid ?? '', device: d.device ?? '', serial: d.serial ?? '', volumeId: d.volumeId ?? '' }))
     if (detach.some((d) => !isUuid(d.instanceUuid) || !d.device || !d.serial)) throw new Internal('the conductor sent a disk to detach without instance_uuid, device or serial')
-    return { detach, resume: r.resume ?? [] }
+    const unexport = (r.unexport ?? []).map((e) => ({ volumeId: e.volumeId ?? '', host: e.host ?? '' }))
+    return { detach, resume: r.resume ?? [], unexport }
+  }
+
+  /**
+   * A network export of volume `volumeId` (kept by another host's backend)
+   * for this host, or (`unexport`) its end; the conductor checks that an
+   * attachment here needs it and has the volume's host do it.
+   */
+  async volumeExport(volumeId: string, unexport = false): Promise<VolumeExport | undefined> {
+    // The volume's host starts (or stops) an NBD server meanwhile: longer than a lookup.
+    const reply = await this.request({ volumeExport: { host: this.o.host, volumeId, unexport } }, Math.max(this.o.requestTimeoutMs, VOLUME_EXPORT_TIMEOUT_MS))
+    if (unexport) return undefined
+    return volumeExportOf(reply.volumeExport)
   }
 
   async volumeCast(castId: string): Promise<boolean> {
@@ -135,12 +152,12 @@ export class ConductorClient implements Conductor {
   }
 
   /** One request; errors the controller sends come back as Strato errors. */
-  private async request(req: wire.ConductorRequest): Promise<wire.ConductorReply> {
+  private async request(req: wire.ConductorRequest, timeoutMs = this.o.requestTimeoutMs): Promise<wire.ConductorReply> {
     const nc = this.connection()
     if (!nc) throw new Unavailable('the agent is not connected to NATS yet')
     let msg
     try {
-      msg = await nc.request(conductorSubject(this.o.host), wire.ConductorRequest.encode(req).finish(), { timeout: this.o.requestTimeoutMs })
+      msg = await nc.request(conductorSubject(this.o.host), wire.ConductorRequest.encode(req).finish(), { timeout: timeoutMs })
     } catch (err) {
       throw new Unavailable(`conductor request failed: ${(err as Error).message}`, { cause: err })
     }
@@ -237,6 +254,7 @@ export function buildSpecFromWire(s: wire.BuildSpec, instanceUuid: string): Buil
       device: /^vd[a-z]$/.test(v.device ?? '') ? v.device! : f.fail(`volumes[${i}].device`, `is not vda…vdz: '${v.device ?? ''}'`),
       bootIndex: v.bootIndex ?? -1,
       attachmentId: f.string(v.attachmentId, `volumes[${i}].attachment_id`),
+      volumeHost: v.volumeHost ?? '',
     })),
   }
 }
@@ -472,3 +490,4 @@ export function routersFromWire(r: wire.Routers | undefined): RouterSpec[] {
     }
   })
 }
+

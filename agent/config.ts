@@ -151,6 +151,28 @@ export interface AgentConfig {
   volumeDir: string
   /** The volumes' file format: qcow2 (copy-on-write snapshots) or raw (copies). `STRATO_AGENT_VOLUME_FORMAT` @default qcow2 */
   volumeFormat: 'qcow2' | 'raw'
+  /**
+   * The address this host's network exports of volumes (NBD) listen on and
+   * other hosts dial: its storage network address. Empty: no network exports
+   * (volumes attach only to servers of this host). `STRATO_AGENT_VOLUME_EXPORT_ADDRESS` @default ''
+   */
+  volumeExportAddress: string
+  /**
+   * The NBD server's x509 directory (QEMU's layout: ca-cert.pem,
+   * server-cert.pem, server-key.pem, issued by the cloud's CA); clients must
+   * present a certificate of the same CA (QEMU under libvirt: qemu.conf's
+   * nbd_tls_x509_cert_dir, /etc/pki/qemu by default).
+   * `STRATO_AGENT_VOLUME_EXPORT_TLS_DIR` @default `<stateDir>/nbd-tls`
+   */
+  volumeExportTlsDir: string
+  /**
+   * How this host's servers attach volumes: `auto`, a volume of this host's
+   * backend as its file and any other over the network; `network`, every
+   * volume over the network (an NBD export even from this host: tests and
+   * benchmarks of the network path on one machine).
+   * `STRATO_AGENT_VOLUME_ATTACH` @default auto
+   */
+  volumeAttach: 'auto' | 'network'
   log: {
     /** @default `info` */
     level: string
@@ -220,6 +242,9 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     l3SyncIntervalMs: overrides.l3SyncIntervalMs ?? envInt(env, 'STRATO_AGENT_L3_SYNC_INTERVAL_MS') ?? 30_000,
     volumeDir: path.resolve(overrides.volumeDir ?? env.STRATO_AGENT_VOLUME_DIR ?? path.join(stateDir, 'volumes')),
     volumeFormat: overrides.volumeFormat ?? (env.STRATO_AGENT_VOLUME_FORMAT as AgentConfig['volumeFormat'] | undefined) ?? 'qcow2',
+    volumeExportAddress: overrides.volumeExportAddress ?? env.STRATO_AGENT_VOLUME_EXPORT_ADDRESS ?? '',
+    volumeExportTlsDir: path.resolve(overrides.volumeExportTlsDir ?? env.STRATO_AGENT_VOLUME_EXPORT_TLS_DIR ?? path.join(stateDir, 'nbd-tls')),
+    volumeAttach: overrides.volumeAttach ?? (env.STRATO_AGENT_VOLUME_ATTACH as AgentConfig['volumeAttach'] | undefined) ?? 'auto',
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
   if (cfg.controllerAddress !== null && !cfg.controllerAddress.split(',').every((a) => parseGrpcUrl(a.trim()))) throw new InvalidArgument(`controllerAddress (STRATO_AGENT_CONTROLLER) must be grpcs://host:port, grpc://host:port or host:port (or several, comma-separated), got '${cfg.controllerAddress}'`, { field: 'controllerAddress' })
@@ -237,6 +262,8 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
   if (cfg.metadata !== 'on' && cfg.metadata !== 'off') throw new InvalidArgument(`metadata (STRATO_AGENT_METADATA) must be on or off, got '${String(cfg.metadata)}'`, { field: 'metadata' })
   if (!Number.isInteger(cfg.metadataPort) || cfg.metadataPort < 1 || cfg.metadataPort > 65535) throw new InvalidArgument(`metadataPort (STRATO_AGENT_METADATA_PORT) must be in 1-65535, got ${cfg.metadataPort}`, { field: 'metadataPort' })
   if (cfg.volume !== 'on' && cfg.volume !== 'off') throw new InvalidArgument(`volume (STRATO_AGENT_VOLUME) must be on or off, got '${String(cfg.volume)}'`, { field: 'volume' })
+  if (cfg.volumeAttach !== 'auto' && cfg.volumeAttach !== 'network') throw new InvalidArgument(`volumeAttach (STRATO_AGENT_VOLUME_ATTACH) must be auto or network, got '${String(cfg.volumeAttach)}'`, { field: 'volumeAttach' })
+  if (cfg.volumeExportAddress && !isIP(cfg.volumeExportAddress)) throw new InvalidArgument(`volumeExportAddress (STRATO_AGENT_VOLUME_EXPORT_ADDRESS) must be an IP address (the NBD server's certificate names it), got '${cfg.volumeExportAddress}'`, { field: 'volumeExportAddress' })
   if (cfg.volumeFormat !== 'qcow2' && cfg.volumeFormat !== 'raw') throw new InvalidArgument(`volumeFormat (STRATO_AGENT_VOLUME_FORMAT) must be qcow2 or raw, got '${String(cfg.volumeFormat)}'`, { field: 'volumeFormat' })
   if (cfg.driver !== 'fake' && cfg.driver !== 'libvirt') throw new InvalidArgument(`driver must be fake or libvirt, got '${String(cfg.driver)}'`, { field: 'driver' })
   if (cfg.diskGb !== null && (!Number.isInteger(cfg.diskGb) || cfg.diskGb < 0)) throw new InvalidArgument('diskGb must be a non-negative integer', { field: 'diskGb' })

@@ -15,7 +15,8 @@ import { statfsSync } from 'node:fs'
 import { connect, credsAuthenticator, type NatsConnection, type Subscription, type Msg } from '@nats-io/transport-node'
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
-import { FailedPrecondition, NotFound, Unavailable } from '../proto/errors.js'
+import { FailedPrecondition, InvalidArgument, NotFound, Unavailable } from '../proto/errors.js'
+import { volumeExportToWire, type VolumeExport } from '../proto/volume-export.js'
 import { errorHeaders } from '../proto/nats-errors.js'
 import { encodeBounded } from '../proto/bus-payload.js'
 import { DHCP_CHANGED_SUBJECT, FIREWALL_CHANGED_SUBJECT, ROUTER_CHANGED_SUBJECT, agentInboxPrefix, agentRpcSubject, heartbeatSubject, powerSubject } from '../proto/subjects.js'
@@ -111,16 +112,16 @@ export class AgentService {
       refreshFirewall: () => this.refreshFirewall(),
       ...(config.dhcp === 'off' ? {} : { refreshDhcp: () => this.refreshDhcp().catch((err) => this.log.warn({ err }, 'DHCP refresh before a guest starts failed')) }),
       log: this.log,
-      // Attachments use this host's volume backend (set below when the role is on).
-      ...(config.volume === 'on' ? {
-        volumes: {
-          export: (volumeId: string) => this.volumes!.driver.export(volumeId, config.host),
-          unexport: (volumeId: string) => this.volumes!.driver.unexport(volumeId, config.host),
-        },
-      } : {}),
+      // A volume of this host's backend attaches as its file (or its network export, when the agent
+      // forces the network path); one of another host's, as a network export the conductor has that host make.
+      volumes: {
+        export: (volumeId: string, volumeHost: string) => this.volumeExport(volumeId, volumeHost),
+        unexport: (volumeId: string, volumeHost: string) => this.volumeUnexport(volumeId, volumeHost),
+      },
     })
     if (config.volume === 'on') {
-      const backend = volumeDriver ?? new FileVolumeDriver({ dir: config.volumeDir, host: config.host, format: config.volumeFormat })
+      const network = config.volumeExportAddress ? { network: { address: config.volumeExportAddress, tlsDir: config.volumeExportTlsDir } } : {}
+      const backend = volumeDriver ?? new FileVolumeDriver({ dir: config.volumeDir, host: config.host, format: config.volumeFormat, ...network })
       this.volumes = new VolumeManager(backend, {
         imageOf: (volumeId) => this.volumeImage(volumeId),
         extended: (attached, bytes) => this.volumeExtended(attached, bytes),
@@ -208,6 +209,39 @@ export class AgentService {
     }
   }
 
+  /** Where volume `volumeId` of `volumeHost`'s backend is for this host's guests (see ComputeManagerOptions.volumes). */
+  private async volumeExport(volumeId: string, volumeHost: string): Promise<VolumeExport> {
+    const network = this.config.volumeAttach === 'network'
+    if (volumeHost === this.config.host && this.volumes) return this.volumes.driver.export(volumeId, this.config.host, { network })
+    if (volumeHost === this.config.host) throw new FailedPrecondition(`volume ${volumeId} is recorded on host '${volumeHost}', which runs no volume role (STRATO_AGENT_VOLUME=off)`)
+    return (await this.conductor.volumeExport(volumeId))!
+  }
+
+  /** Ends what volumeExport gave (volumeHost '': the controller knows the volume's host). */
+  private async volumeUnexport(volumeId: string, volumeHost: string): Promise<void> {
+    if (volumeHost === this.config.host && this.volumes) return this.volumes.driver.unexport(volumeId, this.config.host)
+    await this.conductor.volumeExport(volumeId, true)
+  }
+
+  /**
+   * The volume role's part of a call from the conductor: export one of this
+   * host's volumes to another host, or end that export.
+   */
+  private async answerVolumeExport(q: { volumeId?: string; host?: string; unexport?: boolean }): Promise<VolumeExport | undefined> {
+    if (!this.volumes) throw new FailedPrecondition(`host '${this.config.host}' runs no volume role (STRATO_AGENT_VOLUME=off), so it exports no volume`)
+    const volumeId = q.volumeId ?? ''
+    const host = q.host ?? ''
+    if (!host) throw new InvalidArgument('a volume export names the host it is for', { field: 'host' })
+    if (q.unexport) {
+      await this.volumes.driver.unexport(volumeId, host)
+      this.log.info({ volume: volumeId, for: host }, 'volume export ended')
+      return undefined
+    }
+    const e = await this.volumes.driver.export(volumeId, host, { network: true })
+    this.log.info({ volume: volumeId, for: host, ...(e.kind === 'nbd' ? { address: e.address, port: e.port } : {}) }, 'volume exported')
+    return e
+  }
+
   /** The volume backend's capacity, for the announce and heartbeats (undefined without the volume role). */
   private async volumeStats(): Promise<VolumeBackendStats | undefined> {
     if (!this.volumes) return undefined
@@ -280,8 +314,11 @@ export class AgentService {
     }
     const r = await this.manager.reconcile()
     if (r.removed.length) this.log.warn({ removed: r.removed }, 'removed guests and disks the controller no longer places here')
-    const v = await this.manager.reconcileVolumes()
+    // The volume role's network exports go with the sync: those no live attachment needs end here.
+    const v = await this.manager.reconcileVolumes(this.volumes ? await this.volumes.driver.exports() : [])
     if (v.detached.length) this.log.warn({ detached: v.detached }, 'detached volume disks no attachment asks for')
+    for (const e of v.unexport) await this.volumes?.driver.unexport(e.volumeId, e.host)
+    if (v.unexport.length) this.log.warn({ unexported: v.unexport }, 'ended volume exports no attachment needs')
     this.state = 'RUNNING'
     this.worker = new CastWorker(this.js, this.manager, this.volumes, { host: this.config.host, maxConcurrentCasts: this.config.maxConcurrentCasts, running: () => this.state === 'RUNNING' }, this.log)
     this.worker.resume(r.resume)
@@ -403,13 +440,19 @@ export class AgentService {
     try {
       const req = AgentRequest.decode(msg.data)
       let reply: AgentReply
+      let what: string
       if (req.consoleOutput) {
         const { instanceUuid = '', maxBytes = 0 } = req.consoleOutput
+        what = `the console output of server ${instanceUuid}`
         reply = { consoleOutput: { output: await this.manager.consoleOutput(instanceUuid, maxBytes || 100 * 1024) } }
+      } else if (req.volumeExport) {
+        what = `the export of volume ${req.volumeExport.volumeId ?? ''}`
+        const e = await this.answerVolumeExport(req.volumeExport)
+        reply = e ? { volumeExport: volumeExportToWire(e) } : {}
       } else {
         throw new NotFound('agent request with no known call')
       }
-      msg.respond(encodeBounded(`the console output of server ${req.consoleOutput.instanceUuid ?? ''}`, AgentReply.encode(reply).finish(), this.nc?.info?.max_payload))
+      msg.respond(encodeBounded(what, AgentReply.encode(reply).finish(), this.nc?.info?.max_payload))
     } catch (err) {
       msg.respond(new Uint8Array(), { headers: errorHeaders(err) })
     }

@@ -281,7 +281,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     shutdownGraceMs: 10_000,
     network: { physicalNetworks: ['provider'], vlanRanges: { provider: [100, 4094] }, dhcpLeaseSeconds: DEFAULT_LEASE_SECONDS, tenantNetworkTypes: ['local'], routerRescheduleAfterMs: 60_000 },
     scheduler: {
-      enabledFilters: ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter', 'LocalNetworkFilter'],
+      enabledFilters: ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter', 'LocalNetworkFilter', 'VolumeHostFilter'],
       weighers: ['RAMWeigher', 'CPUWeigher', 'DiskWeigher', 'ServerGroupSoftAffinityWeigher', 'ServerGroupSoftAntiAffinityWeigher'],
       strategy: 'spread',
       weightMultipliers: { RAMWeigher: 1, CPUWeigher: 1, DiskWeigher: 1, ServerGroupSoftAffinityWeigher: 1, ServerGroupSoftAntiAffinityWeigher: 1 },

@@ -27,7 +27,8 @@ export interface BuildSpec {
   /** Give the guest a config drive (servers created before migration 0009 have none). */
   configDrive: boolean
   /**
-   * The server's volumes (its block device mappings), of this host's backend:
+   * The server's volumes (its block device mappings), of this host's backend
+   * or another's (attached over the network):
    * the one on vda is the root disk (imageId is '' then), the others attach as
    * their devices. Empty for a server with none.
    */
@@ -42,6 +43,8 @@ export interface BuildVolume {
   /** 0: the boot volume; -1: not bootable. */
   bootIndex: number
   attachmentId: string
+  /** The host whose volume backend keeps it: this host (its file) or another (a network export). */
+  volumeHost: string
 }
 
 /** A NIC's fixed address with its subnet, for the guest's static network configuration. */

@@ -20,6 +20,8 @@ export interface VolumeAttachWork {
   volumeId: string
   /** The guest's device: vdb…vdz (no /dev/). */
   device: string
+  /** The host whose volume backend keeps the volume: the server's own (its file) or another (a network export). */
+  volumeHost: string
 }
 
 /** The same, as received (decoded protobuf: any field may be missing). */
@@ -29,13 +31,14 @@ export interface ReceivedVolumeAttach {
   instanceUuid?: string
   volumeId?: string
   device?: string
+  volumeHost?: string
 }
 
 /** A received attach or detach with every field filled in. @throws Error when its op is unknown. */
 export function volumeAttachOf(w: ReceivedVolumeAttach): VolumeAttachWork {
   const op = w.op ?? ''
   if (!isAttachOp(op)) throw new Error(`unknown attachment op '${op}'`)
-  return { op, attachmentId: w.attachmentId ?? '', instanceUuid: w.instanceUuid ?? '', volumeId: w.volumeId ?? '', device: w.device ?? '' }
+  return { op, attachmentId: w.attachmentId ?? '', instanceUuid: w.instanceUuid ?? '', volumeId: w.volumeId ?? '', device: w.device ?? '', volumeHost: w.volumeHost ?? '' }
 }
 
 /**

@@ -28,14 +28,36 @@
  *   different guests; callers serialise operations on one guest (per-instance
  *   operation locks live in the compute manager).
  */
+import { isIP } from 'node:net'
 import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
 import { isUuid } from '../../proto/ids.js'
 import { PowerState, powerStateName } from '../../proto/power-state.js'
 
 /** One disk attached to a guest. The file must exist; the driver never creates or deletes it. */
+/**
+ * A disk QEMU opens over the network: an NBD export of another host's volume
+ * backend, over TLS (QEMU presents the host's client certificate, libvirt's
+ * NBD x509 directory; the export admits no one without one).
+ */
+export interface NetworkDiskSource {
+  protocol: 'nbd'
+  address: string
+  port: number
+  /** The export's name. */
+  name: string
+  tls: boolean
+}
+
+/** The URL a network disk is known by (its `path`): `nbd://address:port/name`. */
+export function networkDiskPath(n: Omit<NetworkDiskSource, 'tls'>): string {
+  return `${n.protocol}://${n.address.includes(':') ? `[${n.address}]` : n.address}:${n.port}/${n.name}`
+}
+
 export interface DiskSpec {
-  /** Absolute path of the image file on this host. */
+  /** Absolute path of the image file on this host; for a network disk, its URL (`networkDiskPath`). */
   path: string
+  /** Set for a disk served over the network (then `format` is what the export serves: raw). */
+  network?: NetworkDiskSource
   /** On-disk format of `path`. */
   format: 'qcow2' | 'raw'
   /** Only paravirtualised disks are offered. */
@@ -307,7 +329,14 @@ export function validateVolumeDisk(disk: VolumeDiskSpec): void {
   const invalid = (field: string, why: string): never => {
     throw new InvalidArgument(`invalid volume disk: ${field} ${why}`, { field })
   }
-  if (!disk.path.startsWith('/')) invalid('path', 'must be absolute')
+  if (disk.network) {
+    const n = disk.network
+    if (n.protocol !== 'nbd') invalid('network.protocol', 'must be nbd')
+    if (!isIP(n.address)) invalid('network.address', `must be an IP address, got '${n.address}'`)
+    if (!Number.isInteger(n.port) || n.port < 1 || n.port > 65_535) invalid('network.port', `must be 1-65535, got ${n.port}`)
+    if (!/^[A-Za-z0-9._-]{1,128}$/.test(n.name)) invalid('network.name', 'must be 1-128 characters of [A-Za-z0-9._-]')
+    if (disk.path !== networkDiskPath(n)) invalid('path', `must be ${networkDiskPath(n)} for this network disk`)
+  } else if (!disk.path.startsWith('/')) invalid('path', 'must be absolute')
   if (disk.format !== 'qcow2' && disk.format !== 'raw') invalid('format', 'must be qcow2 or raw')
   if (disk.bus !== 'virtio') invalid('bus', 'must be virtio')
   checkVolumeDevice(disk.device)

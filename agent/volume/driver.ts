@@ -26,10 +26,12 @@
  *   InvalidArgument for a bad id or size, ResourceExhausted when the backend
  *   has no room, FailedPrecondition when the state forbids the work,
  *   Internal for anything else.
+ * - **Deleting a volume ends its exports**: no export outlives its volume.
  * - Volumes and snapshots are addressed by uuid; the agent's volume manager
  *   serialises work on one volume, different volumes run concurrently.
  */
 import { InvalidArgument } from '../../proto/errors.js'
+import type { ExportRef, VolumeExport } from '../../proto/volume-export.js'
 import { isUuid } from '../../proto/ids.js'
 
 /** Where a new volume's data comes from. */
@@ -53,13 +55,8 @@ export interface SnapshotInfo {
   sizeGb: number
 }
 
-/** How a host reaches a volume. */
-export interface VolumeExport {
-  /** `file`: a path on the volume's own host; (`nbd` for other hosts comes with attachments). */
-  kind: 'file'
-  path: string
-  format: 'qcow2' | 'raw'
-}
+/** How a host reaches a volume (a file of its own host, or an NBD export): `proto/volume-export.ts`. */
+export type { ExportRef, VolumeExport } from '../../proto/volume-export.js'
 
 /** The backend's capacity, as the agent reports it to the controller. */
 export interface VolumeStats {
@@ -84,10 +81,21 @@ export interface VolumeDriver {
   createSnapshot(volumeId: string, snapshotId: string): Promise<SnapshotInfo>
   /** Deletes a snapshot; what depends on it is flattened first. Gone already: success. */
   deleteSnapshot(volumeId: string, snapshotId: string): Promise<void>
-  /** Makes the volume reachable from `host`. Idempotent. */
-  export(id: string, host: string): Promise<VolumeExport>
-  /** Ends an export. Not exported: success. */
+  /**
+   * Makes the volume reachable from `host`: its own host gets the file
+   * (unless `network` asks for the network path anyway), another host a
+   * network export, one per (volume, host), that only holders of the
+   * cloud's client certificate can open. Idempotent: an export that is
+   * served is returned as it is; one recorded but no longer served (its
+   * server died) is served again on the same address and port.
+   * @throws NotFound when the volume is not on this backend.
+   * @throws FailedPrecondition when network exports are not set up here.
+   */
+  export(id: string, host: string, o?: { network?: boolean }): Promise<VolumeExport>
+  /** Ends the network export of the volume to `host`. Not exported: success. */
   unexport(id: string, host: string): Promise<void>
+  /** The network exports recorded (served or to be served again), for the start-up sync. */
+  exports(): Promise<ExportRef[]>
   /** The volume as the backend has it now, or undefined. */
   info(id: string): Promise<VolumeInfo | undefined>
   /** The snapshot as the backend has it now, or undefined. */

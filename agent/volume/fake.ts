@@ -7,14 +7,15 @@
  */
 import { readFile } from 'node:fs/promises'
 import { FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, errorFromCode } from '../../proto/errors.js'
-import { checkId, checkSizeGb, GiB, type SnapshotInfo, type VolumeDriver, type VolumeExport, type VolumeInfo, type VolumeSource, type VolumeStats } from './driver.js'
+import { checkId, checkSizeGb, GiB, type ExportRef, type SnapshotInfo, type VolumeDriver, type VolumeExport, type VolumeInfo, type VolumeSource, type VolumeStats } from './driver.js'
 
 type Data = Map<number, Buffer>
 
 interface FakeVolume {
   sizeGb: number
   data: Data
-  exports: Set<string>
+  /** Network exports: host → port. */
+  exports: Map<string, number>
 }
 
 interface FakeSnapshot {
@@ -28,6 +29,8 @@ export interface FakeVolumeDriverOptions {
   totalGb?: number
   /** @default 'fake' */
   backendName?: string
+  /** The host the backend is on (exports to it are files unless the network path is asked). @default 'node1' */
+  host?: string
 }
 
 export type FakeVolumeOp = 'create' | 'clone' | 'delete' | 'extend' | 'createSnapshot' | 'deleteSnapshot'
@@ -39,8 +42,11 @@ export class FakeVolumeDriver implements VolumeDriver {
   private readonly failures = new Map<FakeVolumeOp, { code: string; message: string }>()
   private readonly totalGb: number
   private readonly backendName: string
+  readonly host: string
+  private nextPort = 10_809
 
   constructor(o: FakeVolumeDriverOptions = {}) {
+    this.host = o.host ?? 'node1'
     this.totalGb = o.totalGb ?? 1000
     this.backendName = o.backendName ?? 'fake'
   }
@@ -98,7 +104,7 @@ export class FakeVolumeDriver implements VolumeDriver {
       data = new Map([[0, bytes]])
     }
     this.room(sizeGb)
-    const v = { sizeGb, data, exports: new Set<string>() }
+    const v = { sizeGb, data, exports: new Map<string, number>() }
     this.volumes.set(id, v)
     return this.infoOf(id, v)
   }
@@ -113,7 +119,7 @@ export class FakeVolumeDriver implements VolumeDriver {
     if (!src) throw new NotFound(`volume ${sourceId} not found on this backend`)
     if (sizeGb < src.sizeGb) throw new InvalidArgument(`volume ${id} would be ${sizeGb} GiB, smaller than its source (${src.sizeGb} GiB)`, { field: 'size' })
     this.room(sizeGb)
-    const v = { sizeGb, data: new Map(src.data), exports: new Set<string>() }
+    const v = { sizeGb, data: new Map(src.data), exports: new Map<string, number>() }
     this.volumes.set(id, v)
     return this.infoOf(id, v)
   }
@@ -152,15 +158,21 @@ export class FakeVolumeDriver implements VolumeDriver {
     this.snapshots.delete(snapshotId)
   }
 
-  async export(id: string, host: string): Promise<VolumeExport> {
+  async export(id: string, host: string, o: { network?: boolean } = {}): Promise<VolumeExport> {
     const v = this.get(id)
-    v.exports.add(host)
     // An absolute path, as a real export gives (nothing is there: the fake hypervisor reads no file).
-    return { kind: 'file', path: `/fake-volumes/${id}`, format: 'raw' }
+    if (host === this.host && !o.network) return { kind: 'file', path: `/fake-volumes/${id}`, format: 'raw' }
+    const port = v.exports.get(host) ?? this.nextPort++
+    v.exports.set(host, port)
+    return { kind: 'nbd', address: '127.0.0.1', port, name: `volume-${id}`, format: 'raw' }
   }
 
   async unexport(id: string, host: string): Promise<void> {
-    this.volumes.get(id)?.exports.delete(host)
+    this.volumes.get(checkId(id, 'volume'))?.exports.delete(host)
+  }
+
+  async exports(): Promise<ExportRef[]> {
+    return [...this.volumes].flatMap(([volumeId, v]) => [...v.exports.keys()].map((host) => ({ volumeId, host })))
   }
 
   async info(id: string): Promise<VolumeInfo | undefined> {

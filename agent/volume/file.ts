@@ -23,7 +23,8 @@ import path from 'node:path'
 import { FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
 import { convertImage, createImage, imageInfo, resizeImage, type ImageFormat } from '../../native/index.js'
 import { PRIVATE_FILE_MODE } from '../disk/guest-dirs.js'
-import { checkId, checkSizeGb, GiB, type SnapshotInfo, type VolumeDriver, type VolumeExport, type VolumeInfo, type VolumeSource, type VolumeStats } from './driver.js'
+import { NbdExports } from './nbd-export.js'
+import { checkId, checkSizeGb, GiB, type ExportRef, type SnapshotInfo, type VolumeDriver, type VolumeExport, type VolumeInfo, type VolumeSource, type VolumeStats } from './driver.js'
 
 export interface FileVolumeDriverOptions {
   /** The directory volumes live in. */
@@ -34,6 +35,12 @@ export interface FileVolumeDriverOptions {
   format?: ImageFormat
   /** Reported as `volume_backend_name`. @default 'file' */
   backendName?: string
+  /**
+   * Network exports to other hosts (NBD over TLS, `nbd-export.ts`): the
+   * address they listen on and the NBD server's x509 directory. Absent:
+   * exports to other hosts are refused (FailedPrecondition).
+   */
+  network?: { address: string; tlsDir: string }
 }
 
 const SNAPSHOT_FILE = /^snapshot-([0-9a-f-]{36})_([0-9a-f-]{36})\.(qcow2|raw)$/
@@ -44,11 +51,13 @@ export class FileVolumeDriver implements VolumeDriver {
   readonly format: ImageFormat
   private readonly backendName: string
   private tail: Promise<unknown> = Promise.resolve()
+  private readonly nbd: NbdExports | undefined
 
   constructor(private readonly o: FileVolumeDriverOptions) {
     this.dir = path.resolve(o.dir)
     this.format = o.format ?? 'qcow2'
     this.backendName = o.backendName ?? 'file'
+    this.nbd = o.network ? new NbdExports({ stateDir: path.join(this.dir, 'exports'), address: o.network.address, tlsDir: o.network.tlsDir }) : undefined
   }
 
   /** Runs `fn` after every earlier operation finished. */
@@ -61,6 +70,8 @@ export class FileVolumeDriver implements VolumeDriver {
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 })
     for (const f of await readdir(this.dir)) if (f.endsWith('.part')) await rm(path.join(this.dir, f), { force: true })
+    // Exports whose server died with the host (or was killed) are served again where they were.
+    await this.nbd?.reserve(async (id) => ((await this.info(id)) ? { path: this.volumePath(id), format: this.format } : undefined))
   }
 
   volumePath(id: string): string {
@@ -127,6 +138,8 @@ export class FileVolumeDriver implements VolumeDriver {
       // Newest snapshot first (the top of the volume's chain): each one deleted then has fewer dependents.
       const chain = (await exists(file)) ? (await imageInfo(file, this.format, { backingChain: true })).map((i) => i.backingFile ?? '') : []
       const snaps = (await this.snapshotsOf(id)).sort((a, b) => rank(chain, a.file) - rank(chain, b.file))
+      // No export outlives its volume.
+      await this.nbd?.stop(id)
       await rm(file, { force: true })
       for (const s of snaps) await this.removeSnapshot(s.file)
     })
@@ -169,14 +182,27 @@ export class FileVolumeDriver implements VolumeDriver {
     return this.serial(() => this.removeSnapshot(this.snapshotPath(volumeId, snapshotId)))
   }
 
-  async export(id: string, host: string): Promise<VolumeExport> {
+  async export(id: string, host: string, o: { network?: boolean } = {}): Promise<VolumeExport> {
     const v = await this.info(id)
     if (!v) throw new NotFound(`volume ${id} not found on this backend`)
-    if (host !== this.o.host) throw new FailedPrecondition(`volume ${id} lives on host '${this.o.host}'; exports to other hosts (NBD) come with attachments`)
-    return { kind: 'file', path: this.volumePath(id), format: this.format }
+    if (host === this.o.host && !o.network) return { kind: 'file', path: this.volumePath(id), format: this.format }
+    if (!this.nbd) throw new FailedPrecondition(`volume ${id} lives on host '${this.o.host}' and host '${host}' would need a network export, which this host does not serve (set the agent's volumeExportAddress and volumeExportTlsDir)`)
+    // One at a time with the work on volumes: a delete never races an export of the same file.
+    const e = await this.serial(async () => {
+      if (!(await this.info(id))) throw new NotFound(`volume ${id} not found on this backend`)
+      return this.nbd!.serve(id, host, this.volumePath(id), this.format)
+    })
+    return { kind: 'nbd', address: e.address, port: e.port, name: e.name, format: 'raw' }
   }
 
-  async unexport(_id: string, _host: string): Promise<void> {}
+  unexport(id: string, host: string): Promise<void> {
+    checkId(id, 'volume')
+    return this.serial(async () => this.nbd?.stop(id, host))
+  }
+
+  async exports(): Promise<ExportRef[]> {
+    return (await this.nbd?.refs()) ?? []
+  }
 
   async info(id: string): Promise<VolumeInfo | undefined> {
     const file = this.volumePath(id)

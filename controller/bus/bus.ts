@@ -20,6 +20,7 @@ import {
 } from '../../proto/subjects.js'
 import { AgentReply, AgentRequest, Cast, CastResult, ConductorReply, ConductorRequest, Heartbeat, PowerStates, type RouterSpec as WireRouterSpec, type VolumeBackendStats } from '../../proto/gen/strato/agent/v1/agent.js'
 import type { RouterSpec } from '../../proto/router.js'
+import { volumeExportOf, volumeExportToWire } from '../../proto/volume-export.js'
 import type { Conductor } from '../conductor/conductor.js'
 import type { HostRegistry } from '../compute/hosts.js'
 import type { AgentAnswer, AgentCall, AgentTransport, CastAction, CastResultEvent } from '../compute/transport.js'
@@ -278,6 +279,7 @@ export class ControllerBus implements AgentTransport {
     const error = errorFromHeaders(msg.headers)
     if (error) throw error
     const reply = AgentReply.decode(msg.data)
+    if (reply.volumeExport) return { volumeExport: volumeExportOf(reply.volumeExport) }
     return reply.consoleOutput ? { consoleOutput: { output: reply.consoleOutput.output ?? '' } } : {}
   }
 
@@ -336,7 +338,13 @@ export class ControllerBus implements AgentTransport {
       } else if (req.hostVolumes) {
         const q = req.hostVolumes
         const disks = (q.disks ?? []).map((d) => ({ instanceUuid: d.instanceUuid ?? '', device: d.device ?? '', serial: d.serial ?? '', volumeId: d.volumeId ?? '' }))
-        reply = { hostVolumes: await this.conductor.hostVolumes(q.host ?? '', q.instanceUuids ?? [], disks) }
+        const exports = (q.exports ?? []).map((e) => ({ volumeId: e.volumeId ?? '', host: e.host ?? '' }))
+        reply = { hostVolumes: await this.conductor.hostVolumes(q.host ?? '', q.instanceUuids ?? [], disks, exports) }
+      } else if (req.volumeExport) {
+        const q = req.volumeExport
+        what = `the export of volume ${q.volumeId ?? ''}`
+        const e = await this.conductor.volumeExport(q.host ?? '', q.volumeId ?? '', q.unexport ?? false)
+        reply = e ? { volumeExport: volumeExportToWire(e) } : {}
       } else if (req.volumeCast) {
         what = `the state of cast ${req.volumeCast.castId ?? ''}`
         reply = { volumeCast: { current: await this.conductor.volumeCast(req.volumeCast.host ?? '', req.volumeCast.castId ?? '') } }
@@ -403,7 +411,7 @@ function routerToWire(r: RouterSpec): WireRouterSpec {
 
 /** The host a conductor request speaks for (every request names one). */
 function conductorHostOf(req: ConductorRequest): string {
-  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.snapshotStep?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.routers?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? req.hostVolumes?.host ?? req.volumeCast?.host ?? ''
+  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.snapshotStep?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.routers?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? req.hostVolumes?.host ?? req.volumeCast?.host ?? req.volumeExport?.host ?? ''
 }
 
 /**

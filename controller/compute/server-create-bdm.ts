@@ -55,7 +55,7 @@ export interface BlockDevicePlan {
   bootFromVolume: boolean
   /** The image a mapping names as the image-backed root disk (source image, destination local, boot_index 0). */
   rootImage: string | undefined
-  /** The hosts the server may go to (where its volumes are, or can be made), with why; undefined: any. */
+  /** The hosts the server may go to (where its new volumes can be made: VolumeHostFilter), with why; undefined: any. */
   hosts: { hosts: string[]; why: string } | undefined
   /** Volumes made per server, and their GiB. */
   newVolumes: number
@@ -125,8 +125,8 @@ export async function planBlockDevices(db: Db, deps: BlockDeviceDeps, mappings: 
       beginVolumeAction(vol.multiattach === 1 ? 'attach_multi' : 'attach', vol)
       if (vol.status === 'in-use') throw new FailedPrecondition(`volume ${vol.id} is in-use; a new server takes available volumes only`, { field: at(i, 'uuid') })
       if (bootIndex === 0 && vol.bootable !== 1) throw new FailedPrecondition(`volume ${vol.id} is not bootable, so it cannot be the boot device; mark it with strato volume set --bootable ${vol.id}`, { field: at(i, 'uuid') })
+      // An existing volume sets no host: on another host than the server's, it is attached over the network.
       Object.assign(v, { volumeId: vol.id, sizeGb: vol.size, multiattach: vol.multiattach === 1, bootable: vol.bootable === 1 })
-      hostsOf.set(vol.host, [...(hostsOf.get(vol.host) ?? []), `volume ${vol.id}`])
     } else if (source === 'snapshot') {
       const s = await findRow(db, 'volume_snapshots', uuid, caller, at(i, 'uuid'))
       checkSnapshotSource(s)
@@ -167,10 +167,10 @@ export async function planBlockDevices(db: Db, deps: BlockDeviceDeps, mappings: 
   const newOnes = volumes.filter((v) => v.source !== 'volume')
   let hosts: BlockDevicePlan['hosts']
   if (hostsOf.size > 1) {
-    throw new FailedPrecondition(`the server's volumes are on different hosts (${[...hostsOf].map(([h, what]) => `${what.join(', ')} on ${h || '(none)'}`).join('; ')}); a volume attaches to servers of its own host, so they must share one`, { field: 'block_device_mappings' })
+    throw new FailedPrecondition(`the server's volumes from snapshots would be made on different hosts (${[...hostsOf].map(([h, what]) => `${what.join(', ')} on ${h || '(none)'}`).join('; ')}); a volume from a snapshot is made beside it, by the server's host, so they must share one`, { field: 'block_device_mappings' })
   } else if (hostsOf.size === 1) {
     const [host, what] = [...hostsOf][0]!
-    hosts = { hosts: [host], why: `where ${what.join(', ')} ${what.length > 1 ? 'are' : 'is'}` }
+    hosts = { hosts: [host], why: `hosts where ${what.join(', ')} ${what.length > 1 ? 'are' : 'is'}` }
   } else if (newOnes.length) {
     const backends = new Set(newOnes.map((v) => v.backendName))
     if (backends.size > 1) throw new FailedPrecondition(`the volumes to make have types of different backends (${[...backends].join(', ')}); a server's volumes share its host`, { field: 'block_device_mappings' })

@@ -101,7 +101,7 @@ export class ServerCreator {
     // Booted from a volume, the root disk is no disk of the host's (Nova requests no root_gb then).
     const rootGb = plan.blockDevices?.bootFromVolume ? 0 : flavor.disk
     const resources = { [VCPU]: flavor.vcpus, [MEMORY_MB]: flavor.ram, [DISK_GB]: rootGb + flavor.ephemeral + Math.ceil(flavor.swap / 1024) }
-    const onlyHosts = plan.blockDevices?.hosts
+    const volumeHosts = plan.blockDevices?.hosts
     const localNetworks = await this.localNetworksOf(plan.nics)
     for (let i = 0; i < maxCount; i++) {
       const uuid = randomUUID()
@@ -111,7 +111,7 @@ export class ServerCreator {
           ...(zone.zone ? { availabilityZone: zone.zone } : {}),
           ...(zone.host ? { forceHost: zone.host } : {}),
           imageProperties: (image ?? plan.blockDevices?.bootImage)?.properties ?? {},
-          ...(onlyHosts ? { onlyHosts } : {}),
+          ...(volumeHosts ? { volumeHosts } : {}),
           ...(group ? { group } : {}),
           ...(localNetworks.length ? { localNetworks } : {}),
         })

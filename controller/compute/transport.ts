@@ -6,6 +6,7 @@
 import type { ServerCast } from '../../proto/server-actions.js'
 import type { VolumeWork } from '../../proto/volume-work.js'
 import type { VolumeAttachWork } from '../../proto/volume-attach.js'
+import type { VolumeExport } from '../../proto/volume-export.js'
 
 /** Work for a host's agent: a server action (the one action ↔ cast table's members), volume work, an attachment's or a ping; exactly one is set. */
 export type CastAction = ServerCast & { ping?: { note: string }; volume?: VolumeWork; volumeAttach?: VolumeAttachWork }
@@ -13,10 +14,13 @@ export type CastAction = ServerCast & { ping?: { note: string }; volume?: Volume
 /** A synchronous question to one agent. */
 export interface AgentCall {
   consoleOutput?: { instanceUuid: string; maxBytes: number }
+  /** The volume role of the host: export one of its volumes to `host` (or end that export). */
+  volumeExport?: { volumeId: string; host: string; unexport: boolean }
 }
 
 export interface AgentAnswer {
   consoleOutput?: { output: string }
+  volumeExport?: VolumeExport
 }
 
 export interface AgentTransport {

@@ -12,7 +12,9 @@ import type { RouterCatalog } from '../network/routers.js'
 import type { RouterSpec } from '../../proto/router.js'
 import type { InstanceMetadata } from '../../proto/instance-metadata.js'
 import { buildSpec, hostInstances, CONDUCTOR, type BuildSpecDeps, type HostInstance } from './build-spec.js'
-import { FailedPrecondition, NotFound } from '../../proto/errors.js'
+import { FailedPrecondition, NotFound, Unavailable } from '../../proto/errors.js'
+import type { ExportRef, VolumeExport } from '../../proto/volume-export.js'
+import type { AgentTransport } from '../compute/transport.js'
 import { instanceMetadata } from './metadata.js'
 import { snapshotStep, type ImageUploadTokens } from './snapshot-step.js'
 import type { AttachmentCatalog, HostVolumeDisk, PendingHostCast } from '../volume/attachments.js'
@@ -20,7 +22,7 @@ import type { AttachmentCatalog, HostVolumeDisk, PendingHostCast } from '../volu
 export type { BuildSpec, HostInstance, InstanceMetadata }
 
 export class Conductor {
-  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts; routers?: RouterCatalog; imageUploadToken?: ImageUploadTokens; attachments?: Pick<AttachmentCatalog, 'syncHost' | 'castCurrent'> }) {}
+  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts; routers?: RouterCatalog; imageUploadToken?: ImageUploadTokens; attachments?: Pick<AttachmentCatalog, 'syncHost' | 'castCurrent' | 'exportHost' | 'unwantedExports'>; agents?: Pick<AgentTransport, 'call'>; agentCallTimeoutMs?: number }) {}
 
   /** An agent announced its host: record it; tell it whether it is mapped and how often to beat. */
   async announce(a: HostAnnouncement): Promise<{ mapped: boolean; heartbeatIntervalMs: number }> {
@@ -96,10 +98,33 @@ export class Conductor {
    * attachments (see `AttachmentCatalog.syncHost`): the disks to detach and
    * the volume work to resume.
    */
-  async hostVolumes(host: string, seen: string[], disks: HostVolumeDisk[]): Promise<{ detach: HostVolumeDisk[]; resume: PendingHostCast[] }> {
+  async hostVolumes(host: string, seen: string[], disks: HostVolumeDisk[], exports: ExportRef[] = []): Promise<{ detach: HostVolumeDisk[]; resume: PendingHostCast[]; unexport: ExportRef[] }> {
     await this.hosts.get(host)
-    if (!this.deps.attachments) return { detach: [], resume: [] }
-    return this.deps.attachments.syncHost(host, seen, disks)
+    if (!this.deps.attachments) return { detach: [], resume: [], unexport: [] }
+    const r = await this.deps.attachments.syncHost(host, seen, disks)
+    return { ...r, unexport: await this.deps.attachments.unwantedExports(host, exports) }
+  }
+
+  /**
+   * A network export of `volumeId` for a server of `host` (or, `unexport`,
+   * its end): the attachment catalog checks that an attachment on `host`
+   * needs it (or that none does any more), and the volume's own host does
+   * it, asked over its agent's request subject (agents never call each
+   * other). Returns the export (undefined for an unexport, or when the
+   * export is still needed).
+   * @throws NotFound when no attachment of the volume on `host` needs it.
+   * @throws Unavailable when the volume's host does not answer.
+   */
+  async volumeExport(host: string, volumeId: string, unexport: boolean): Promise<VolumeExport | undefined> {
+    await this.hosts.get(host)
+    const agents = this.deps.agents
+    if (!this.deps.attachments || !agents) throw new FailedPrecondition('this controller relays no volume exports')
+    const volumeHost = await this.deps.attachments.exportHost(host, volumeId, unexport)
+    if (!volumeHost) return undefined
+    const answer = await agents.call(volumeHost, { volumeExport: { volumeId, host, unexport } }, this.deps.agentCallTimeoutMs ?? 50_000)
+    if (unexport) return undefined
+    if (!answer.volumeExport) throw new Unavailable(`host '${volumeHost}' sent no export of volume ${volumeId}`)
+    return answer.volumeExport
   }
 
   /** Whether an attach or detach cast to `host` is still the one its attachment waits for. */

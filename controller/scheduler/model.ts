@@ -91,8 +91,8 @@ export interface RequestSpec {
   availabilityZone?: string
   /** Only this host (a cloud admin's `ZONE:HOST`); filters still apply. */
   forceHost?: string
-  /** Only these hosts, and why (a server's volumes attach on their backend's host); filters still apply. */
-  onlyHosts?: { hosts: string[]; why: string }
+  /** The hosts whose volume backends can make the server's new volumes, and why (VolumeHostFilter); absent: any. */
+  volumeHosts?: { hosts: string[]; why: string }
   /** Image properties (Glance), e.g. `hw_architecture`, `img_hv_type`. */
   imageProperties?: Record<string, string>
   /** Traits the host must have. */

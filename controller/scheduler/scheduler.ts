@@ -176,12 +176,6 @@ export class Scheduler {
       steps.push(`${hosts.length} after forced host '${spec.forceHost}'`)
       if (hosts.length === 0) throw noHost(waiting.some((h) => h.host === spec.forceHost) ? ' (it is not mapped yet)' : '')
     }
-    if (spec.onlyHosts) {
-      const only = new Set(spec.onlyHosts.hosts)
-      hosts = hosts.filter((h) => only.has(h.host))
-      steps.push(`${hosts.length} after ${spec.onlyHosts.why} (${[...only].slice(0, 5).join(', ') || 'none'})`)
-      if (hosts.length === 0) throw noHost('')
-    }
 
     // Placement: capacity for every requested class, required and forbidden traits.
     const short = new Map<string, number>()

@@ -10,11 +10,14 @@
  * completes it here: the volume in-use or available again, a failure kept
  * on the attachment and as the server's fault.
  *
- * Where the data is: a volume attaches to servers of the host its backend
- * runs on (the agent attaches the backend's file). Other hosts need a
- * network path (NBD), which is not there yet: refused, saying so.
+ * Where the data is: a server of the host the volume's backend runs on
+ * attaches the backend's file; a server of another host attaches it over
+ * the network (the attach cast names the volume's host; the server's agent
+ * asks the conductor, which checks the attachment and has the volume's host
+ * export it: `exportHost`, NBD over TLS). The volume host's start-up sync
+ * ends exports no attachment needs (`unwantedExports`).
  * Availability zones: Nova's `cross_az_attach` is True by default, so zones
- * are not compared (the host rule above is stricter for now anyway).
+ * are not compared.
  */
 import { randomUUID } from 'node:crypto'
 import { AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
@@ -23,6 +26,7 @@ import { forUpdate } from '../store/engine.js'
 import { parseAttachCastId, volumeSerial } from '../../proto/volume-attach.js'
 import { parseVolumeCastId, type VolumeWork } from '../../proto/volume-work.js'
 import type { VolumeAttachWork } from '../../proto/volume-attach.js'
+import type { ExportRef } from '../../proto/volume-export.js'
 import type { Db } from '../store/db.js'
 import type { ServerTable, VolumeAttachmentTable, VolumeTable } from '../store/schema.js'
 import type { Trx } from '../quota/quota.js'
@@ -30,7 +34,7 @@ import type { CastResultEvent } from '../compute/transport.js'
 import { checkVolumeAction } from '../compute/server-states.js'
 import { now, type Log } from '../compute/server-model.js'
 import { LIVE_ATTACHMENT, attachOutcome, beginVolumeAction, checkAttachmentTransition, checkVolumeTransition, type AttachmentStatus, type VolumeStatus } from './states.js'
-import { NO_CAST, attachWork, pendingAttachCast, volumeWork, type AttachmentCasts } from './casts.js'
+import { NO_CAST, attachWork, pendingAttachCast, volumeHostOf, volumeWork, type AttachmentCasts } from './casts.js'
 import { checkWriter, findRow, type VolumeAttachmentView, type VolumeCaller } from './model.js'
 
 /** An attachment as the Attachments service shows it. */
@@ -369,10 +373,11 @@ export class AttachmentCatalog {
         const v = /^[0-9a-f-]{20}$/.test(d.serial) ? await trx.selectFrom('volumes').select('id').where('id', 'like', `${d.serial}%`).limit(2).execute() : []
         detach.push({ ...d, volumeId: v.length === 1 ? v[0]!.id : '' })
       }
-      const resume: PendingHostCast[] = rows.filter((a) => a.pending_cast_id && (['attaching', 'detaching'] as string[]).includes(a.status)).flatMap((a) => {
-        const p = parseAttachCastId(a.pending_cast_id)
-        return p ? [{ id: a.pending_cast_id, requestId: a.pending_request_id, volumeAttach: attachWork(p.op, a) }] : []
-      })
+      const resume: PendingHostCast[] = []
+      for (const a of rows) {
+        const p = a.pending_cast_id && (['attaching', 'detaching'] as string[]).includes(a.status) ? parseAttachCastId(a.pending_cast_id) : undefined
+        if (p) resume.push({ id: a.pending_cast_id, requestId: a.pending_request_id, volumeAttach: attachWork(p.op, a, await volumeHostOf(trx, a.volume_id)) })
+      }
       const vols = await trx.selectFrom('volumes').selectAll().where('host', '=', host).where('pending_cast_id', '!=', '').execute()
       for (const v of vols) {
         const p = parseVolumeCastId(v.pending_cast_id)
@@ -383,6 +388,47 @@ export class AttachmentCatalog {
     for (const a of r.lost) this.log.warn({ attachment: a.id, volume: a.volume_id, instance: a.server_id, host }, 'attachment removed: its disk is not in the guest (agent start-up sync)')
     if (r.detach.length) this.log.warn({ host, disks: r.detach }, 'volume disks no attachment asks for: the agent detaches them')
     return { detach: r.detach, resume: r.resume }
+  }
+
+  /**
+   * Whether `host` may have volume `volumeId` exported to it, or (`unexport`)
+   * have that export ended; returns the host of the volume's backend, which
+   * does it ('' for an unexport another attachment on `host` still needs:
+   * nothing to do). An export needs an attachment of the volume to a server
+   * of `host` being attached or attached; an unexport, none left in those
+   * states (one being detached is what asks).
+   * @throws NotFound naming the volume when no attachment on `host` needs it.
+   */
+  async exportHost(host: string, volumeId: string, unexport: boolean): Promise<string> {
+    const v = isUuid(volumeId) ? await this.db.selectFrom('volumes').select(['id', 'host']).where('id', '=', volumeId).executeTakeFirst() : undefined
+    if (!v || !v.host) {
+      if (unexport) return ''
+      throw new NotFound(`volume ${volumeId} not found, or it has no host`, { field: 'volume_id' })
+    }
+    // A server being deleted no longer needs its volumes (its host ends their exports as it goes).
+    const using = await this.db.selectFrom('volume_attachments').innerJoin('servers', 'servers.uuid', 'volume_attachments.server_id')
+      .select(['volume_attachments.id']).where('volume_attachments.volume_id', '=', v.id).where('volume_attachments.host', '=', host)
+      .where('volume_attachments.status', 'in', ['attaching', 'attached']).where('servers.deleted', '=', 0).where('servers.task_state', '!=', 'deleting').execute()
+    if (unexport) return using.length ? '' : v.host
+    if (!using.length) throw new NotFound(`no server of host '${host}' is being attached volume ${volumeId}, so it is not exported to that host`, { field: 'volume_id' })
+    return v.host
+  }
+
+  /**
+   * An agent's start-up sync of the network exports its volume backend
+   * serves (`exports`): those no attachment needs any more (its server is
+   * deleted, detached, or its attach failed while a host was down) are
+   * returned, to be ended.
+   */
+  async unwantedExports(volumeHost: string, exports: ExportRef[]): Promise<ExportRef[]> {
+    if (!exports.length) return []
+    const live = await this.db.selectFrom('volume_attachments').innerJoin('volumes', 'volumes.id', 'volume_attachments.volume_id')
+      .select(['volume_attachments.volume_id as volumeId', 'volume_attachments.host as host'])
+      .where('volumes.host', '=', volumeHost).where('volume_attachments.status', 'in', ['reserved', 'attaching', 'attached', 'detaching']).execute()
+    const wanted = new Set(live.map((a) => `${a.volumeId}/${a.host}`))
+    const unwanted = exports.filter((e) => !wanted.has(`${e.volumeId}/${e.host}`))
+    if (unwanted.length) this.log.warn({ host: volumeHost, exports: unwanted }, 'volume exports no attachment needs: the volume host ends them')
+    return unwanted
   }
 
   /** Whether `castId` is the attach or detach the attachment on `host` still waits for. */
@@ -412,9 +458,8 @@ export class AttachmentCatalog {
     const twice = await trx.selectFrom('volume_attachments').select(['device', 'status']).where('server_volume', '=', `${server.uuid}/${volume.id}`).executeTakeFirst()
     if (twice) throw new AlreadyExists(`volume ${volume.id} is already attached to server ${server.uuid} as ${devPath(twice.device)} (${twice.status})`, { field: 'volume_id' })
     const reservedStatus = await this.checkVolumeFree(trx, volume)
-    if (volume.host !== server.host) {
-      throw new FailedPrecondition(`volume ${volume.id} is on host ${volume.host || '(none)'} and server ${server.uuid} runs on host ${server.host}; attaching across hosts is not available yet (a volume attaches to servers of its backend's host)`)
-    }
+    // A volume of another host than the server's is attached over the network (its host exports it).
+    if (!volume.host) throw new FailedPrecondition(`volume ${volume.id} has no host (no volume backend made it), so there is nothing to attach`)
     const taken = new Set((await trx.selectFrom('volume_attachments').select('device').where('server_id', '=', server.uuid).where('status', 'in', [...LIVE_ATTACHMENT]).execute()).map((r) => r.device))
     let device: string
     if (asked) {

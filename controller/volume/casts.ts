@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { VolumeAttachmentTable, VolumeSnapshotTable, VolumeTable } from '../store/schema.js'
+import type { Db } from '../store/db.js'
 import { Outbox, type Claim } from '../compute/cast-outbox.js'
 import { attachedDisks } from './attachments.js'
 import { parseVolumeCastId, volumeCastId, type VolumeOp, type VolumeWork } from '../../proto/volume-work.js'
@@ -75,9 +76,14 @@ export function pendingAttachCast(op: AttachOp, id: string, requestId: string | 
   return { pending_cast_id: attachCastId(op, id, randomBytes(4).toString('hex')), pending_request_id: requestId ?? '', cast_sent_at: null }
 }
 
-/** The work an attachment's pending cast carries. */
-export function attachWork(op: AttachOp, a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device'>): VolumeAttachWork {
-  return { op, attachmentId: a.id, instanceUuid: a.server_id, volumeId: a.volume_id, device: a.device }
+/** The work an attachment's pending cast carries (`volumeHost`: the host of the volume's backend). */
+export function attachWork(op: AttachOp, a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device'>, volumeHost: string): VolumeAttachWork {
+  return { op, attachmentId: a.id, instanceUuid: a.server_id, volumeId: a.volume_id, device: a.device, volumeHost }
+}
+
+/** The host of a volume's backend ('' when the volume is gone). */
+export async function volumeHostOf(db: Pick<Db, 'selectFrom'>, volumeId: string): Promise<string> {
+  return (await db.selectFrom('volumes').select('host').where('id', '=', volumeId).executeTakeFirst())?.host ?? ''
 }
 
 /**
@@ -91,7 +97,7 @@ export class AttachmentCasts extends Outbox {
   async send(a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device' | 'host' | 'pending_cast_id' | 'pending_request_id'>, claim: Claim = 'wait'): Promise<void> {
     const p = parseAttachCastId(a.pending_cast_id)
     if (!p || !a.host) return
-    await this.queue(a.host, { volumeAttach: attachWork(p.op, a) }, a.pending_cast_id, a.pending_request_id, { volume: a.volume_id, instance: a.server_id }, { table: 'volume_attachments', id: a.id }, claim)
+    await this.queue(a.host, { volumeAttach: attachWork(p.op, a, await volumeHostOf(this.db, a.volume_id)) }, a.pending_cast_id, a.pending_request_id, { volume: a.volume_id, instance: a.server_id }, { table: 'volume_attachments', id: a.id }, claim)
   }
 
   protected async resendPending(): Promise<void> {

@@ -27,7 +27,7 @@ export async function startAgent(natsUrl: string, host: string, o: AgentConfigOv
   // A restarted agent may keep the hypervisor it had (its guests outlive it).
   const driver = virtDriver ?? new FakeDriver({ hostname: host, ...fake })
   // A restarted agent may keep the backend it had (a host's disks outlive its agent).
-  const volumes = volumeDriver ?? new FakeVolumeDriver(fakeVolumes)
+  const volumes = volumeDriver ?? new FakeVolumeDriver({ host, ...fakeVolumes })
   const agent = new AgentService(cfg, driver, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }), volumes)
   await agent.start()
   return {

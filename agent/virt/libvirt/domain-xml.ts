@@ -16,7 +16,10 @@
 import { child, childrenNamed, el, parseXml, path, serializeXml, type XmlElement } from './xml.js'
 
 export interface DomainDisk {
+  /** The file; for a network disk, its URL (`nbd://address:port/name`). */
   path: string
+  /** `<disk type='network'>`: `<source protocol='nbd' name tls><host name port/></source>`. */
+  network?: { protocol: 'nbd'; address: string; port: number; name: string; tls: boolean }
   format: 'qcow2' | 'raw'
   bus: 'virtio'
   /** `vda`, `vdb`, … */
@@ -63,11 +66,14 @@ export interface DomainConfig {
 }
 
 function diskElement(disk: DomainDisk, boot: boolean): XmlElement {
+  const n = disk.network
   return el(
     'disk',
-    { type: 'file', device: 'disk' },
+    { type: n ? 'network' : 'file', device: 'disk' },
     el('driver', { name: 'qemu', type: disk.format, cache: disk.cache }),
-    el('source', { file: disk.path }),
+    n
+      ? el('source', { protocol: n.protocol, name: n.name, ...(n.tls ? { tls: 'yes' } : {}) }, el('host', { name: n.address, port: n.port }))
+      : el('source', { file: disk.path }),
     el('target', { dev: disk.device, bus: disk.bus }),
     ...(disk.serial ? [el('serial', {}, disk.serial)] : []),
     ...(boot ? [el('boot', { order: 1 })] : []),
@@ -167,7 +173,14 @@ export function parseDomainXml(xml: string): DomainConfig {
 
   const disks: DomainDisk[] = []
   for (const disk of childrenNamed(devices, 'disk')) {
-    if ((disk.attrs.device ?? 'disk') !== 'disk' || disk.attrs.type !== 'file') continue
+    if ((disk.attrs.device ?? 'disk') !== 'disk') continue
+    const source = required(child(disk, 'source'), '<disk><source>')
+    let network: DomainDisk['network']
+    if (disk.attrs.type === 'network') {
+      const host = child(source, 'host')
+      if (source.attrs.protocol !== 'nbd' || !host) continue
+      network = { protocol: 'nbd', address: host.attrs.name ?? '', port: Number(host.attrs.port ?? 10809), name: source.attrs.name ?? '', tls: source.attrs.tls === 'yes' }
+    } else if (disk.attrs.type !== 'file') continue
     const format = child(disk, 'driver')?.attrs.type
     const cache = child(disk, 'driver')?.attrs.cache
     const bus = child(disk, 'target')?.attrs.bus
@@ -175,7 +188,8 @@ export function parseDomainXml(xml: string): DomainConfig {
     disks.push({
       ...(serial ? { serial } : {}),
       ...(cache === 'none' || cache === 'writeback' ? { cache } : {}),
-      path: required(child(disk, 'source'), '<disk><source>').attrs.file ?? '',
+      ...(network ? { network } : {}),
+      path: network ? `nbd://${network.address.includes(':') ? `[${network.address}]` : network.address}:${network.port}/${network.name}` : source.attrs.file ?? '',
       format: format === 'raw' ? 'raw' : 'qcow2',
       bus: bus === 'virtio' ? 'virtio' : (bus as 'virtio'),
       device: required(child(disk, 'target'), '<disk><target>').attrs.dev ?? '',

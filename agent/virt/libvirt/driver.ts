@@ -338,7 +338,8 @@ export class LibvirtDriver implements VirtDriver {
     for (const held of [inConfig, inLive]) {
       if (held && held.path !== disk.path) throw new AlreadyExists(`device ${disk.device} of guest ${uuid} holds ${held.path}`)
     }
-    const xml = toDiskXml({ ...disk, cache: (await supportsDirectIo(path.dirname(disk.path))) ? 'none' : 'writeback' })
+    // A network disk has no local directory to probe (and no host page cache to bypass): libvirt's default.
+    const xml = toDiskXml(disk.network ? disk : { ...disk, cache: (await supportsDirectIo(path.dirname(disk.path))) ? 'none' : 'writeback' })
     const log = this.logger?.child({ instance: uuid, device: disk.device })
     await withReverter(async (revert) => {
       if (live && !inLive) {

@@ -6,5 +6,6 @@ import { imagePropertiesFilter } from './image-properties-filter.js'
 import { localNetworkFilter } from './local-network-filter.js'
 import { serverGroupAffinityFilter } from './server-group-affinity-filter.js'
 import { serverGroupAntiAffinityFilter } from './server-group-anti-affinity-filter.js'
+import { volumeHostFilter } from './volume-host-filter.js'
 
-export const FILTERS: ReadonlyMap<string, HostFilter> = new Map([computeFilter, availabilityZoneFilter, imagePropertiesFilter, serverGroupAffinityFilter, serverGroupAntiAffinityFilter, localNetworkFilter].map((f) => [f.name, f]))
+export const FILTERS: ReadonlyMap<string, HostFilter> = new Map([computeFilter, availabilityZoneFilter, imagePropertiesFilter, serverGroupAffinityFilter, serverGroupAntiAffinityFilter, localNetworkFilter, volumeHostFilter].map((f) => [f.name, f]))

@@ -88,7 +88,7 @@ t.test('a volume hot-plugged into a running server: attaching, then in-use, on t
   t.equal((await getVolume(v.id, cloud.s.adminToken)).attachments[0]!.hostName, 'node1', 'admins see the host')
   const inGuest = (await disks(server.id)).find((d) => d.device === 'vdb')
   t.match(inGuest, { path: `/fake-volumes/${v.id}`, serial: v.id.slice(0, 20), bus: 'virtio' }, 'the guest has the backend\'s file on vdb, serial = volume id (20 characters)')
-  t.same([...node1().volumes.volumes.get(v.id)!.exports], ['node1'], 'exported to the server\'s host')
+  t.same(await node1().volumes.exports(), [], 'the server\'s own host attaches the file: no network export')
   const listed = await serverVolumes(server.id)
   t.match(listed, [{ id: v.id, device: '/dev/vdb', serverId: server.id, volumeId: v.id, status: 'attached' }])
   t.same((await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)).volumesAttached, [v.id], 'the server shows it (volumes_attached)')
@@ -101,7 +101,7 @@ t.test('a volume hot-plugged into a running server: attaching, then in-use, on t
   t.same(await serverVolumes(server.id), [], 'nor on the server')
   t.same((await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)).volumesAttached, [])
   t.notOk((await disks(server.id)).some((d) => d.device === 'vdb'), 'the guest no longer has it')
-  t.same([...node1().volumes.volumes.get(v.id)!.exports], [], 'the export ended')
+  t.same(await node1().volumes.exports(), [], 'no export is left')
   t.equal((await rows()).filter((r) => r.volume_id === v.id).length, 0, 'the attachment record is gone')
 })
 
@@ -295,18 +295,36 @@ t.test('deleting a server frees its volumes', async (t) => {
   await eventually(() => getVolume(a.id).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 5_000, 'deleted')
 })
 
-t.test('a volume on another host is refused, saying attaching across hosts is not there yet', async (t) => {
+t.test('a volume on another host is attached over the network: its host exports it, detach ends the export, the start-up sync ends stray ones', async (t) => {
   const server = await newServer('vm-near')
-  const far = await startAgent(cloud.nats.url, 'node2', { powerSyncIntervalMs: 200, fakeVolumes: { backendName: 'far' } })
+  let far = await startAgent(cloud.nats.url, 'node2', { powerSyncIntervalMs: 200, fakeVolumes: { backendName: 'far' } })
   extraAgents.push(far)
   await cloud.s.controller.hosts.discover()
   await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 2, 5_000, 'the second backend')
   await call(types, 'createVolumeType', { name: 'far', extraSpecs: { volume_backend_name: 'far' } }, cloud.s.adminToken)
   const v = await newVolume('far-away', { volumeType: 'far' })
-  const e = await failure(attach(server.id, v.id))
-  t.equal(e.code, status.FAILED_PRECONDITION)
-  t.match(e.details, /volume .* is on host node2 and server .* runs on host node1; attaching across hosts is not available yet/)
-  t.equal((await getVolume(v.id)).status, 'available', 'nothing changed')
+  const nearHost = (await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, cloud.s.adminToken)).host
+  const near = [...cloud.agents, ...extraAgents].find((a) => a.agent.config.host === nearHost)!
+  t.not(nearHost, 'node2', 'the server is on another host than the volume')
+  await attach(server.id, v.id, '/dev/vdc')
+  await waitVolume(v.id, 'in-use')
+  const disk = (await near.driver.listDisks(server.id)).find((d) => d.device === 'vdc')
+  t.match(disk?.network, { protocol: 'nbd', tls: true, name: `volume-${v.id}` }, 'the guest has a network disk: the NBD export of the volume')
+  t.same(await far.volumes.exports(), [{ volumeId: v.id, host: nearHost }], 'the volume host exports it to the server\'s host')
+  t.same(await near.volumes.exports(), [], 'the server\'s host exports nothing')
+  await detach(server.id, v.id)
+  await waitVolume(v.id, 'available')
+  t.notOk((await near.driver.listDisks(server.id)).some((d) => d.device === 'vdc'), 'detached from the guest')
+  t.same(await far.volumes.exports(), [], 'and the export ended')
+
+  // An export no attachment needs (its end was lost) is ended by the volume host's start-up sync.
+  await far.volumes.export(v.id, 'node9')
+  await far.stop()
+  const stopped = extraAgents.indexOf(far)
+  far = await startAgent(cloud.nats.url, 'node2', { powerSyncIntervalMs: 200, volumeDriver: far.volumes, uuid: far.agent.uuid, stateDir: far.agent.config.stateDir })
+  extraAgents[stopped] = far
+  await eventually(async () => (await far.volumes.exports()).length === 0, 10_000, 'the stray export ended')
+  t.pass('the stray export is ended at start-up')
   await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
 })
 

@@ -21,7 +21,8 @@ import t, { type Test } from 'tap'
 import { cloudClients, provision, serverGone, serverWaiter, startCloud, type CloudClients, type Provisioned, type TestCloud } from '../../helpers/cloud.js'
 import { spawnController } from '../../helpers/controller-process.js'
 import { killNats, startNats } from '../../helpers/nats.js'
-import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
+import type { AgentProcess } from '../../helpers/agent-process.js'
+import { spawnVolumeAgent } from '../../helpers/volume-cloud.js'
 import { ensureLibvirtd, virsh } from '../../helpers/libvirt.js'
 import { call, client, status, type Decoded } from '../../helpers/grpc.js'
 import type { DiscoverHostsResponse } from '../../../proto/gen/strato/compute/v1/hosts.js'
@@ -47,18 +48,7 @@ if (process.getuid?.() !== 0) {
   let waitFor: TestCloud['waitFor']
   const made: string[] = []
   const cleanups: Array<() => Promise<unknown>> = []
-  const libvirtAgent = (host: string, natsUrl: string, controller: string) => spawnAgent({
-    host, natsUrl, driver: 'libvirt',
-    env: {
-      STRATO_AGENT_CONTROLLER: controller,
-      STRATO_AGENT_BRIDGE_MAPPINGS: `provider:${bridge}`,
-      STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: '3000',
-      STRATO_AGENT_POWER_SYNC_INTERVAL_MS: '1000',
-      STRATO_AGENT_DISK_GB: '50',
-      STRATO_AGENT_VOLUME: 'on',
-      STRATO_AGENT_VOLUME_FORMAT: 'qcow2',
-    },
-  })
+  const libvirtAgent = (host: string, natsUrl: string, controller: string) => spawnVolumeAgent(host, natsUrl, controller, bridge)
 
   t.before(async () => {
     await ensureLibvirtd()

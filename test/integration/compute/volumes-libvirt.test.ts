@@ -11,16 +11,16 @@
  * Needs root, libvirt-daemon-system, qemu-system-x86, qemu-utils.
  */
 import { execFile } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { serverGone, startCloud, type TestCloud } from '../../helpers/cloud.js'
-import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
-import { ensureLibvirtd, virsh, virshDomainNames } from '../../helpers/libvirt.js'
-import { call, client, status, type Decoded } from '../../helpers/grpc.js'
+import { serverGone, type TestCloud } from '../../helpers/cloud.js'
+import type { AgentProcess } from '../../helpers/agent-process.js'
+import { virsh, virshDomainNames } from '../../helpers/libvirt.js'
+import { startVolumeCloud, type VolumeCloud } from '../../helpers/volume-cloud.js'
+import { call, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
 import type { CreateServerResponse, Server, ServerVolume } from '../../../proto/gen/strato/compute/v1/servers.js'
 import { VolumesClient, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
@@ -31,43 +31,19 @@ const GiB = 1024 ** 3
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root to drive qemu:///system')
 } else {
-  const bridge = `brv-${randomBytes(3).toString('hex')}`
+  let vc: VolumeCloud
   let cloud: TestCloud
   let agent: AgentProcess
   let volumes: VolumesClient
-  const made: string[] = []
+  let made: string[] = []
 
   t.before(async () => {
-    await ensureLibvirtd()
-    cloud = await startCloud({ hosts: [], controller: { hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10 }, servers: { castRetryMs: 1_000, agentCallTimeoutMs: 20_000 } } })
-    agent = await spawnAgent({
-      host: 'kvm-vol', natsUrl: cloud.nats.url, driver: 'libvirt',
-      env: {
-        STRATO_AGENT_CONTROLLER: cloud.s.address,
-        STRATO_AGENT_BRIDGE_MAPPINGS: `provider:${bridge}`,
-        STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: '3000',
-        STRATO_AGENT_POWER_SYNC_INTERVAL_MS: '1000',
-        STRATO_AGENT_DISK_GB: '50',
-        STRATO_AGENT_VOLUME: 'on',
-        STRATO_AGENT_VOLUME_FORMAT: 'qcow2',
-      },
-    })
-    await agent.running(60_000)
-    await eventually(async () => (await cloud.s.controller.hosts.discover()).mapped.length > 0 || undefined, 10_000, 'the host to be discovered')
-    await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 20_000, 'the volume backend')
-    volumes = client(VolumesClient, cloud.s.address)
+    vc = await startVolumeCloud({ host: 'kvm-vol', bridgePrefix: 'brv' })
+    ;({ cloud, agent, volumes, made } = vc)
   })
 
   t.teardown(async () => {
-    if (t.passing() === false || process.env.STRATO_TEST_LOG) t.comment(agent?.log().slice(-6000) ?? '')
-    volumes?.close()
-    for (const uuid of made) {
-      await virsh('destroy', `instance-${uuid}`).catch(() => {})
-      await virsh('undefine', `instance-${uuid}`, '--nvram').catch(() => {})
-    }
-    await agent?.remove()
-    await cloud?.close()
-    await run('ip', ['link', 'del', bridge]).catch(() => {})
+    await vc?.close(t)
   })
 
   const token = () => cloud.s.adminToken

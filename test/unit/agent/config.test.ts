@@ -16,6 +16,13 @@ t.test('defaults: Nova-like timings, a provider bridge, an address of this host'
   t.match(c, { metadata: 'on', metadataPort: 80, metadataCacheTtlMs: 30_000 }, 'the metadata service on, at port 80')
 })
 
+t.test('volume exports: none unless an address is given; the TLS directory under the state dir; attach auto', async (t) => {
+  const c = loadAgentConfig({}, env({}))
+  t.match(c, { volumeExportAddress: '', volumeExportTlsDir: path.join('/tmp/strato-agent-config-test', 'nbd-tls'), volumeAttach: 'auto' })
+  const set = loadAgentConfig({}, env({ STRATO_AGENT_VOLUME_EXPORT_ADDRESS: '192.0.2.5', STRATO_AGENT_VOLUME_EXPORT_TLS_DIR: '/etc/strato/nbd', STRATO_AGENT_VOLUME_ATTACH: 'network' }))
+  t.match(set, { volumeExportAddress: '192.0.2.5', volumeExportTlsDir: '/etc/strato/nbd', volumeAttach: 'network' })
+})
+
 t.test('the environment sets them', async (t) => {
   const c = loadAgentConfig({}, env({
     STRATO_AGENT_MY_IP: '192.0.2.7', STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: '2000', STRATO_AGENT_POWER_SYNC_INTERVAL_MS: '1000',
@@ -36,6 +43,8 @@ t.test('bad values are refused, naming the setting', async (t) => {
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_DHCP: 'isc' })), { name: 'InvalidArgument', field: 'dhcp', message: /must be dnsmasq or off, got 'isc'/ })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_DHCP_SYNC_INTERVAL_MS: '10' })), { name: 'InvalidArgument', field: 'dhcpSyncIntervalMs' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_METADATA: 'yes' })), { name: 'InvalidArgument', field: 'metadata', message: /must be on or off, got 'yes'/ })
+  t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_VOLUME_ATTACH: 'nbd' })), { name: 'InvalidArgument', field: 'volumeAttach', message: /must be auto or network, got 'nbd'/ })
+  t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_VOLUME_EXPORT_ADDRESS: 'storage.example' })), { name: 'InvalidArgument', field: 'volumeExportAddress', message: /must be an IP address/ })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_METADATA_PORT: '70000' })), { name: 'InvalidArgument', field: 'metadataPort' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider' })), { name: 'InvalidArgument', field: 'bridgeMappings' })
   t.throws(() => loadAgentConfig({}, env({ STRATO_AGENT_BRIDGE_MAPPINGS: 'provider:a-bridge-name-too-long' })), { name: 'InvalidArgument', field: 'bridgeMappings.provider' })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { FailedPrecondition, InvalidArgument } from '../../../../proto/errors.js'
-import { checkPowerTransition, tailBytes, validateGuestSpec, type GuestSpec } from '../../../../agent/virt/driver.js'
+import { checkPowerTransition, networkDiskPath, tailBytes, validateGuestSpec, validateVolumeDisk, type GuestSpec } from '../../../../agent/virt/driver.js'
 import { PowerState } from '../../../../proto/power-state.js'
 
 const spec: GuestSpec = {
@@ -66,4 +66,17 @@ t.test('tailBytes cuts on a character boundary', async (t) => {
   t.equal(tailBytes(Buffer.from('hello'), 3), 'llo')
   t.equal(tailBytes(Buffer.from('aé'), 1), '', 'half of é is dropped, not garbled')
   t.equal(tailBytes(Buffer.from('aé'), 2), 'é')
+})
+
+t.test('a network volume disk: an NBD export at an IP address and port, its URL as the path; each bad field named', async (t) => {
+  const network = { protocol: 'nbd' as const, address: '192.0.2.7', port: 10_811, name: 'volume-1', tls: true }
+  const disk = { path: networkDiskPath(network), format: 'raw' as const, bus: 'virtio' as const, device: 'vdb', serial: 'abc', network }
+  t.equal(disk.path, 'nbd://192.0.2.7:10811/volume-1')
+  t.doesNotThrow(() => validateVolumeDisk(disk))
+  for (const [field, bad] of [
+    ['network.address', { ...disk, network: { ...network, address: 'storage.example' } }],
+    ['network.port', { ...disk, network: { ...network, port: 0 } }],
+    ['network.name', { ...disk, network: { ...network, name: 'a b' } }],
+    ['path', { ...disk, path: '/dev/nbd0' }],
+  ] as const) t.throws(() => validateVolumeDisk(bad), { name: 'InvalidArgument', field }, field)
 })

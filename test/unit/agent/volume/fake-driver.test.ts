@@ -24,6 +24,13 @@ t.test('contract', async (t) => {
       writeFileSync(file, bytes)
       return { path: file, format: 'raw' }
     },
+    // The fake's exports are records: what another host reads is the volume's data.
+    network: {
+      read: async (e, offset, length) => driver.read(e.name.slice('volume-'.length), offset, length),
+      write: async (e, offset, data) => driver.write(e.name.slice('volume-'.length), offset, data),
+      served: async (e) => (await driver.exports()).some((x) => `volume-${x.volumeId}` === e.name),
+      crash: async () => driver.init(),
+    },
   })
 })
 

@@ -4,12 +4,13 @@
 // corruption or leak, and `qemu-img info` agrees on the format and on every backing file, which
 // must be a snapshot file in the same directory.
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { FileVolumeDriver } from '../../../../agent/volume/file.js'
 import { createImage, readImage, writeImage, type ImageFormat } from '../../../../native/index.js'
+import { nbdIo, nbdTls } from '../../../helpers/nbd-tls.js'
 import { volumeDriverContract } from './contract.js'
 
 function qemuImg(args: string[]): string {
@@ -24,14 +25,20 @@ for (const format of ['qcow2', 'raw'] as ImageFormat[]) {
       rmSync(dir, { recursive: true, force: true })
       rmSync(scratch, { recursive: true, force: true })
     })
-    const driver = new FileVolumeDriver({ dir, host: 'node1', format })
+    const tls = await nbdTls(path.join(scratch, 'tls'))
+    const driver = new FileVolumeDriver({ dir, host: 'node1', format, network: { address: '127.0.0.1', tlsDir: tls.serverDir } })
     await driver.init()
+    t.teardown(async () => {
+      for (const e of await driver.exports()) await driver.unexport(e.volumeId, e.host)
+    })
+    const exportsDir = path.join(dir, 'exports')
+    const files = () => readdirSync(dir).filter((f) => f !== 'exports')
     const fileOf = (id: string) => driver.volumePath(id)
     volumeDriverContract(t, {
       driver,
       write: (id, offset, data) => writeImage(fileOf(id), offset, data, format),
       read: (id, offset, length) => readImage(fileOf(id), offset, length, format),
-      leftovers: async () => readdirSync(dir),
+      leftovers: async () => [...files(), ...(existsSync(exportsDir) ? readdirSync(exportsDir) : [])],
       image: async (marker, offset) => {
         // A cached base is qcow2, as the agent's image cache keeps every image.
         const file = path.join(scratch, `${marker}.qcow2`)
@@ -39,8 +46,28 @@ for (const format of ['qcow2', 'raw'] as ImageFormat[]) {
         await writeImage(file, offset, Buffer.from(marker, 'latin1'), 'qcow2')
         return { path: file, format: 'qcow2' }
       },
+      // What QEMU on another host does: qemu-io over NBD with TLS and the cloud's client certificate.
+      network: {
+        read: async (e, offset, length) => {
+          const out = await nbdIo(e, tls.clientDir, `read -v ${offset} ${length}`)
+          const hex = out.split('\n').filter((l) => /^[0-9a-f]{8}:/.test(l)).map((l) => l.replace(/^[0-9a-f]+:\s+/, '').split('  ')[0]!.replace(/ /g, ''))
+          return Buffer.from(hex.join(''), 'hex')
+        },
+        write: async (e, offset, data) => {
+          // qemu-io writes a pattern; one byte at a time spells the data.
+          await nbdIo(e, tls.clientDir, ...[...data].map((b, i) => `write -P ${b} ${offset + i} 1`))
+        },
+        served: async (e) => nbdIo(e, tls.clientDir, 'read 0 512').then(() => true, () => false),
+        crash: async (volumeId, host) => {
+          const rec = JSON.parse(readFileSync(path.join(exportsDir, `${volumeId}.json`), 'utf8')) as { pid: number; hosts: string[] }
+          t.ok(rec.hosts.includes(host), `the export is recorded for ${host}`)
+          process.kill(rec.pid, 'SIGKILL')
+          while (existsSync(`/proc/${rec.pid}`)) await new Promise((r) => setTimeout(r, 20))
+          await driver.init()
+        },
+      },
       check: async () => {
-        for (const f of readdirSync(dir)) {
+        for (const f of files()) {
           t.notOk(f.endsWith('.part'), `no work file is left: ${f}`)
           const file = path.join(dir, f)
           const info = JSON.parse(qemuImg(['info', '--output=json', '-f', format, file])) as { format: string; 'backing-filename'?: string }
@@ -65,4 +92,32 @@ t.test('a volume too small for its image is refused, and leaves nothing', async 
   await createImage(img, 'qcow2', { size: 2 * 1024 ** 3 })
   await t.rejects(driver.create('00000000-0000-4000-8000-00000000000b', 1, { kind: 'image', path: img, format: 'qcow2' }), { name: 'InvalidArgument' })
   t.same(readdirSync(path.join(dir, 'vols')), [])
+})
+
+t.test('network exports: refused without TLS set up, and no client without the cloud\'s certificate gets in', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-file-vol-nbd-'))
+  const tls = await nbdTls(path.join(dir, 'tls'))
+  const plain = new FileVolumeDriver({ dir: path.join(dir, 'plain'), host: 'node1' })
+  await plain.init()
+  const id = '00000000-0000-4000-8000-00000000000c'
+  await plain.create(id, 1, { kind: 'blank' })
+  await t.rejects(plain.export(id, 'node2'), { name: 'FailedPrecondition', message: /network export/ }, 'no network settings: refused, saying which')
+  const noCerts = new FileVolumeDriver({ dir: path.join(dir, 'plain'), host: 'node1', network: { address: '127.0.0.1', tlsDir: path.join(dir, 'missing') } })
+  await t.rejects(noCerts.export(id, 'node2'), { name: 'FailedPrecondition', message: /server-cert\.pem/ }, 'no certificates: refused, naming the files')
+  t.same(await noCerts.exports(), [], 'and nothing exported')
+  const driver = new FileVolumeDriver({ dir: path.join(dir, 'plain'), host: 'node1', network: { address: '127.0.0.1', tlsDir: tls.serverDir } })
+  t.teardown(async () => {
+    await driver.delete(id)
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const e = await driver.export(id, 'node2')
+  if (e.kind !== 'nbd') throw new Error('not nbd')
+  await t.rejects(nbdIo(e, undefined, 'read 0 512'), /TLS/, 'a client without TLS is refused')
+  const caOnly = path.join(dir, 'ca-only')
+  mkdirSync(caOnly)
+  copyFileSync(path.join(tls.clientDir, 'ca-cert.pem'), path.join(caOnly, 'ca-cert.pem'))
+  await t.rejects(nbdIo(e, caOnly, 'read 0 512'), 'a TLS client without a client certificate is refused')
+  const other = await nbdTls(path.join(dir, 'other-ca'))
+  await t.rejects(nbdIo(e, other.clientDir, 'read 0 512'), 'a client certificate of another CA is refused')
+  t.match(await nbdIo(e, tls.clientDir, 'read 0 512'), /read 512\/512/, 'the cloud\'s client certificate gets in')
 })

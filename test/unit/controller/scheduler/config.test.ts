@@ -5,7 +5,7 @@ import type { InvalidArgument } from '../../../../proto/errors.js'
 
 t.test('defaults: Nova filters and weighers, spread, discovery off, ratios 4/1/1, 512 MiB reserved', async (t) => {
   const c = loadConfig({}, {})
-  t.same(c.scheduler.enabledFilters, ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter', 'LocalNetworkFilter'])
+  t.same(c.scheduler.enabledFilters, ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter', 'LocalNetworkFilter', 'VolumeHostFilter'])
   t.same(c.scheduler.weighers, ['RAMWeigher', 'CPUWeigher', 'DiskWeigher', 'ServerGroupSoftAffinityWeigher', 'ServerGroupSoftAntiAffinityWeigher'])
   t.match(c.scheduler, { strategy: 'spread', hostSubsetSize: 1, maxAttempts: 3 })
   t.match(c.hosts, { discoverIntervalMs: -1, heartbeatIntervalMs: 10_000, missedHeartbeats: 6, defaultAvailabilityZone: 'nova' })

@@ -5,6 +5,7 @@ import { computeFilter } from '../../../../controller/scheduler/filters/compute-
 import { canonicalArch, imagePropertiesFilter } from '../../../../controller/scheduler/filters/image-properties-filter.js'
 import { FILTERS } from '../../../../controller/scheduler/filters/index.js'
 import { localNetworkFilter } from '../../../../controller/scheduler/filters/local-network-filter.js'
+import { volumeHostFilter } from '../../../../controller/scheduler/filters/volume-host-filter.js'
 import { serverGroupAffinityFilter } from '../../../../controller/scheduler/filters/server-group-affinity-filter.js'
 import { serverGroupAntiAffinityFilter } from '../../../../controller/scheduler/filters/server-group-anti-affinity-filter.js'
 import type { GroupSpec } from '../../../../controller/scheduler/model.js'
@@ -87,6 +88,18 @@ t.test('LocalNetworkFilter: where each local network already is; anywhere for a 
   t.equal(localNetworkFilter.reason!(n2, nets(['a', ['n1']], ['b', ['n2']])), "'n2' is not where local network a is (a local network does not reach across hosts)")
 })
 
+t.test('VolumeHostFilter: where the server\'s new volumes can be made; anywhere when it makes none', async (t) => {
+  const n1 = fakeHost({ host: 'n1' })
+  const n2 = fakeHost({ host: 'n2' })
+  const spec = fakeSpec({ volumeHosts: { hosts: ['n1'], why: 'volume backends with room for 10 GiB' } })
+  t.ok(volumeHostFilter.hostPasses(n2, fakeSpec()), 'no new volume (existing ones attach over the network): any host')
+  t.ok(volumeHostFilter.hostPasses(n1, spec))
+  t.notOk(volumeHostFilter.hostPasses(n2, spec))
+  t.equal(volumeHostFilter.describe!(spec), 'volume backends with room for 10 GiB: n1')
+  t.equal(volumeHostFilter.describe!(fakeSpec()), undefined)
+  t.equal(volumeHostFilter.reason!(n2, spec), "'n2' is not among the volume backends with room for 10 GiB")
+})
+
 t.test('the registry knows every filter by name', async (t) => {
-  t.same([...FILTERS.keys()].sort(), ['AvailabilityZoneFilter', 'ComputeFilter', 'ImagePropertiesFilter', 'LocalNetworkFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter'])
+  t.same([...FILTERS.keys()].sort(), ['AvailabilityZoneFilter', 'ComputeFilter', 'ImagePropertiesFilter', 'LocalNetworkFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter', 'VolumeHostFilter'])
 })

@@ -241,7 +241,15 @@ export interface BuildVolume {
     | undefined;
   /** 0 for the boot volume, -1 for a volume that is not bootable. */
   bootIndex?: number | undefined;
-  attachmentId?: string | undefined;
+  attachmentId?:
+    | string
+    | undefined;
+  /**
+   * The host whose volume backend keeps the volume: this host, the backend's
+   * file is attached; another host, the volume is attached over the network
+   * (an NBD export the conductor has that host make).
+   */
+  volumeHost?: string | undefined;
 }
 
 /** What the controller believes about one server of a host. */
@@ -537,7 +545,20 @@ export interface HostVolumesRequest {
     | undefined;
   /** The servers whose disks were read (every guest of this agent libvirt has). */
   instanceUuids?: string[] | undefined;
-  disks?: HostVolumeDisk[] | undefined;
+  disks?:
+    | HostVolumeDisk[]
+    | undefined;
+  /**
+   * The network exports this host's volume backend serves (to the hosts
+   * named), so that each one no live attachment needs is ended.
+   */
+  exports?: VolumeExportRef[] | undefined;
+}
+
+/** An export of a volume to a host. */
+export interface VolumeExportRef {
+  volumeId?: string | undefined;
+  host?: string | undefined;
 }
 
 /** What the host does after the controller has fixed its records. */
@@ -545,6 +566,10 @@ export interface HostVolumes {
   /** Disks no live attachment asks for: the agent detaches them. */
   detach?:
     | HostVolumeDisk[]
+    | undefined;
+  /** Exports no live attachment needs: the agent ends them. */
+  unexport?:
+    | VolumeExportRef[]
     | undefined;
   /**
    * Volume work and attaches or detaches pending on this host: resumed at
@@ -564,6 +589,44 @@ export interface VolumeCastRequest {
 
 export interface VolumeCastState {
   current?: boolean | undefined;
+}
+
+/**
+ * A host asks for a volume kept by another host's backend to be exported to
+ * it (or the export ended), for an attachment of one of its servers. The
+ * conductor checks that a live attachment on the asking host needs it, and
+ * relays the request to the volume's host (agents never call each other).
+ */
+export interface VolumeExportRequest {
+  host?: string | undefined;
+  volumeId?:
+    | string
+    | undefined;
+  /** true: end the export (kept while another attachment on the host still needs it). */
+  unexport?: boolean | undefined;
+}
+
+/**
+ * How a host reaches a volume: a file of its own backend, or an NBD export
+ * (TLS with x509 client certificates: the export serves no one without one).
+ */
+export interface VolumeExportInfo {
+  /** file or nbd */
+  kind?:
+    | string
+    | undefined;
+  /** file: the volume's path. */
+  path?:
+    | string
+    | undefined;
+  /** qcow2 or raw (an NBD export serves the guest's bytes: raw). */
+  format?:
+    | string
+    | undefined;
+  /** nbd: where the export listens, and its name. */
+  address?: string | undefined;
+  port?: number | undefined;
+  name?: string | undefined;
 }
 
 /**
@@ -682,6 +745,7 @@ export interface ConductorRequest {
   routers?: RoutersRequest | undefined;
   hostVolumes?: HostVolumesRequest | undefined;
   volumeCast?: VolumeCastRequest | undefined;
+  volumeExport?: VolumeExportRequest | undefined;
 }
 
 export interface ConductorReply {
@@ -696,6 +760,7 @@ export interface ConductorReply {
   routers?: Routers | undefined;
   hostVolumes?: HostVolumes | undefined;
   volumeCast?: VolumeCastState | undefined;
+  volumeExport?: VolumeExportInfo | undefined;
 }
 
 /** A no-op cast: proves the work queue reaches the agent. */
@@ -775,7 +840,8 @@ export interface AttachedDisk {
 /**
  * Attach or detach a volume's disk to a server of this host (Nova's
  * attach_volume / detach_volume casts to the server's host). The volume
- * lives on this host's volume backend (attaching across hosts comes later).
+ * lives on the backend of `volume_host`: this host's (its file is attached) or
+ * another's (attached over the network, an NBD export of that host).
  */
 export interface VolumeAttach {
   /** attach_volume or detach_volume */
@@ -786,7 +852,11 @@ export interface VolumeAttach {
     | string
     | undefined;
   /** The guest's device, vdb…vdz. */
-  device?: string | undefined;
+  device?:
+    | string
+    | undefined;
+  /** The host whose volume backend keeps the volume. */
+  volumeHost?: string | undefined;
 }
 
 /** Work for one host. Redelivered until acked; `id` makes redelivery idempotent. */
@@ -875,10 +945,25 @@ export interface ConsoleOutputReply {
 
 export interface AgentRequest {
   consoleOutput?: ConsoleOutputRequest | undefined;
+  volumeExport?: VolumeExportCall | undefined;
 }
 
 export interface AgentReply {
   consoleOutput?: ConsoleOutputReply | undefined;
+  volumeExport?: VolumeExportInfo | undefined;
+}
+
+/**
+ * The conductor has the volume role of a host export one of its volumes to
+ * another host (or end that export): see VolumeExportRequest.
+ */
+export interface VolumeExportCall {
+  volumeId?:
+    | string
+    | undefined;
+  /** The host the export is for. */
+  host?: string | undefined;
+  unexport?: boolean | undefined;
 }
 
 function createBaseAgentAnnounce(): AgentAnnounce {
@@ -2632,7 +2717,7 @@ export const BuildSpec_MetadataEntry: MessageFns<BuildSpec_MetadataEntry> = {
 };
 
 function createBaseBuildVolume(): BuildVolume {
-  return { volumeId: "", device: "", bootIndex: 0, attachmentId: "" };
+  return { volumeId: "", device: "", bootIndex: 0, attachmentId: "", volumeHost: "" };
 }
 
 export const BuildVolume: MessageFns<BuildVolume> = {
@@ -2648,6 +2733,9 @@ export const BuildVolume: MessageFns<BuildVolume> = {
     }
     if (message.attachmentId !== undefined && message.attachmentId !== "") {
       writer.uint32(34).string(message.attachmentId);
+    }
+    if (message.volumeHost !== undefined && message.volumeHost !== "") {
+      writer.uint32(42).string(message.volumeHost);
     }
     return writer;
   },
@@ -2697,6 +2785,14 @@ export const BuildVolume: MessageFns<BuildVolume> = {
             message.attachmentId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.volumeHost = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2727,6 +2823,11 @@ export const BuildVolume: MessageFns<BuildVolume> = {
         : isSet(object.attachment_id)
         ? globalThis.String(object.attachment_id)
         : "",
+      volumeHost: isSet(object.volumeHost)
+        ? globalThis.String(object.volumeHost)
+        : isSet(object.volume_host)
+        ? globalThis.String(object.volume_host)
+        : "",
     };
   },
 
@@ -2744,6 +2845,9 @@ export const BuildVolume: MessageFns<BuildVolume> = {
     if (message.attachmentId !== undefined && message.attachmentId !== "") {
       obj.attachmentId = message.attachmentId;
     }
+    if (message.volumeHost !== undefined && message.volumeHost !== "") {
+      obj.volumeHost = message.volumeHost;
+    }
     return obj;
   },
 
@@ -2756,6 +2860,7 @@ export const BuildVolume: MessageFns<BuildVolume> = {
     message.device = object.device ?? "";
     message.bootIndex = object.bootIndex ?? 0;
     message.attachmentId = object.attachmentId ?? "";
+    message.volumeHost = object.volumeHost ?? "";
     return message;
   },
 };
@@ -5441,7 +5546,7 @@ export const HostVolumeDisk: MessageFns<HostVolumeDisk> = {
 };
 
 function createBaseHostVolumesRequest(): HostVolumesRequest {
-  return { host: "", instanceUuids: [], disks: [] };
+  return { host: "", instanceUuids: [], disks: [], exports: [] };
 }
 
 export const HostVolumesRequest: MessageFns<HostVolumesRequest> = {
@@ -5457,6 +5562,11 @@ export const HostVolumesRequest: MessageFns<HostVolumesRequest> = {
     if (message.disks !== undefined && message.disks.length !== 0) {
       for (const v of message.disks) {
         HostVolumeDisk.encode(v!, writer.uint32(26).fork()).join();
+      }
+    }
+    if (message.exports !== undefined && message.exports.length !== 0) {
+      for (const v of message.exports) {
+        VolumeExportRef.encode(v!, writer.uint32(34).fork()).join();
       }
     }
     return writer;
@@ -5505,6 +5615,17 @@ export const HostVolumesRequest: MessageFns<HostVolumesRequest> = {
             }
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const el = VolumeExportRef.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.exports!.push(el);
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5526,6 +5647,9 @@ export const HostVolumesRequest: MessageFns<HostVolumesRequest> = {
         ? object.instance_uuids.map((e: any) => globalThis.String(e))
         : [],
       disks: globalThis.Array.isArray(object?.disks) ? object.disks.map((e: any) => HostVolumeDisk.fromJSON(e)) : [],
+      exports: globalThis.Array.isArray(object?.exports)
+        ? object.exports.map((e: any) => VolumeExportRef.fromJSON(e))
+        : [],
     };
   },
 
@@ -5540,6 +5664,9 @@ export const HostVolumesRequest: MessageFns<HostVolumesRequest> = {
     if (message.disks?.length) {
       obj.disks = message.disks.map((e) => HostVolumeDisk.toJSON(e));
     }
+    if (message.exports?.length) {
+      obj.exports = message.exports.map((e) => VolumeExportRef.toJSON(e));
+    }
     return obj;
   },
 
@@ -5551,12 +5678,102 @@ export const HostVolumesRequest: MessageFns<HostVolumesRequest> = {
     message.host = object.host ?? "";
     message.instanceUuids = object.instanceUuids?.map((e) => e) || [];
     message.disks = object.disks?.map((e) => HostVolumeDisk.fromPartial(e)) || [];
+    message.exports = object.exports?.map((e) => VolumeExportRef.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseVolumeExportRef(): VolumeExportRef {
+  return { volumeId: "", host: "" };
+}
+
+export const VolumeExportRef: MessageFns<VolumeExportRef> = {
+  encode(message: VolumeExportRef, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(10).string(message.volumeId);
+    }
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(18).string(message.host);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeExportRef {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeExportRef();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeExportRef {
+    return {
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+    };
+  },
+
+  toJSON(message: VolumeExportRef): unknown {
+    const obj: any = {};
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeExportRef>, I>>(base?: I): VolumeExportRef {
+    return VolumeExportRef.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeExportRef>, I>>(object: I): VolumeExportRef {
+    const message = createBaseVolumeExportRef();
+    message.volumeId = object.volumeId ?? "";
+    message.host = object.host ?? "";
     return message;
   },
 };
 
 function createBaseHostVolumes(): HostVolumes {
-  return { detach: [], resume: [] };
+  return { detach: [], unexport: [], resume: [] };
 }
 
 export const HostVolumes: MessageFns<HostVolumes> = {
@@ -5564,6 +5781,11 @@ export const HostVolumes: MessageFns<HostVolumes> = {
     if (message.detach !== undefined && message.detach.length !== 0) {
       for (const v of message.detach) {
         HostVolumeDisk.encode(v!, writer.uint32(10).fork()).join();
+      }
+    }
+    if (message.unexport !== undefined && message.unexport.length !== 0) {
+      for (const v of message.unexport) {
+        VolumeExportRef.encode(v!, writer.uint32(26).fork()).join();
       }
     }
     if (message.resume !== undefined && message.resume.length !== 0) {
@@ -5598,6 +5820,17 @@ export const HostVolumes: MessageFns<HostVolumes> = {
             }
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const el = VolumeExportRef.decode(reader, reader.uint32());
+            if (el !== undefined) {
+              message.unexport!.push(el);
+            }
+            continue;
+          }
           case 2: {
             if (tag !== 18) {
               break;
@@ -5624,6 +5857,9 @@ export const HostVolumes: MessageFns<HostVolumes> = {
   fromJSON(object: any): HostVolumes {
     return {
       detach: globalThis.Array.isArray(object?.detach) ? object.detach.map((e: any) => HostVolumeDisk.fromJSON(e)) : [],
+      unexport: globalThis.Array.isArray(object?.unexport)
+        ? object.unexport.map((e: any) => VolumeExportRef.fromJSON(e))
+        : [],
       resume: globalThis.Array.isArray(object?.resume) ? object.resume.map((e: any) => Cast.fromJSON(e)) : [],
     };
   },
@@ -5632,6 +5868,9 @@ export const HostVolumes: MessageFns<HostVolumes> = {
     const obj: any = {};
     if (message.detach?.length) {
       obj.detach = message.detach.map((e) => HostVolumeDisk.toJSON(e));
+    }
+    if (message.unexport?.length) {
+      obj.unexport = message.unexport.map((e) => VolumeExportRef.toJSON(e));
     }
     if (message.resume?.length) {
       obj.resume = message.resume.map((e) => Cast.toJSON(e));
@@ -5645,6 +5884,7 @@ export const HostVolumes: MessageFns<HostVolumes> = {
   fromPartial<I extends Exact<DeepPartial<HostVolumes>, I>>(object: I): HostVolumes {
     const message = createBaseHostVolumes();
     message.detach = object.detach?.map((e) => HostVolumeDisk.fromPartial(e)) || [];
+    message.unexport = object.unexport?.map((e) => VolumeExportRef.fromPartial(e)) || [];
     message.resume = object.resume?.map((e) => Cast.fromPartial(e)) || [];
     return message;
   },
@@ -5802,6 +6042,260 @@ export const VolumeCastState: MessageFns<VolumeCastState> = {
   fromPartial<I extends Exact<DeepPartial<VolumeCastState>, I>>(object: I): VolumeCastState {
     const message = createBaseVolumeCastState();
     message.current = object.current ?? false;
+    return message;
+  },
+};
+
+function createBaseVolumeExportRequest(): VolumeExportRequest {
+  return { host: "", volumeId: "", unexport: false };
+}
+
+export const VolumeExportRequest: MessageFns<VolumeExportRequest> = {
+  encode(message: VolumeExportRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(18).string(message.volumeId);
+    }
+    if (message.unexport !== undefined && message.unexport !== false) {
+      writer.uint32(24).bool(message.unexport);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeExportRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeExportRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.unexport = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeExportRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      unexport: isSet(object.unexport) ? globalThis.Boolean(object.unexport) : false,
+    };
+  },
+
+  toJSON(message: VolumeExportRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.unexport !== undefined && message.unexport !== false) {
+      obj.unexport = message.unexport;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeExportRequest>, I>>(base?: I): VolumeExportRequest {
+    return VolumeExportRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeExportRequest>, I>>(object: I): VolumeExportRequest {
+    const message = createBaseVolumeExportRequest();
+    message.host = object.host ?? "";
+    message.volumeId = object.volumeId ?? "";
+    message.unexport = object.unexport ?? false;
+    return message;
+  },
+};
+
+function createBaseVolumeExportInfo(): VolumeExportInfo {
+  return { kind: "", path: "", format: "", address: "", port: 0, name: "" };
+}
+
+export const VolumeExportInfo: MessageFns<VolumeExportInfo> = {
+  encode(message: VolumeExportInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== undefined && message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.path !== undefined && message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.format !== undefined && message.format !== "") {
+      writer.uint32(26).string(message.format);
+    }
+    if (message.address !== undefined && message.address !== "") {
+      writer.uint32(34).string(message.address);
+    }
+    if (message.port !== undefined && message.port !== 0) {
+      writer.uint32(40).uint32(message.port);
+    }
+    if (message.name !== undefined && message.name !== "") {
+      writer.uint32(50).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeExportInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeExportInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeExportInfo {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: VolumeExportInfo): unknown {
+    const obj: any = {};
+    if (message.kind !== undefined && message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.path !== undefined && message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.format !== undefined && message.format !== "") {
+      obj.format = message.format;
+    }
+    if (message.address !== undefined && message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.port !== undefined && message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.name !== undefined && message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeExportInfo>, I>>(base?: I): VolumeExportInfo {
+    return VolumeExportInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeExportInfo>, I>>(object: I): VolumeExportInfo {
+    const message = createBaseVolumeExportInfo();
+    message.kind = object.kind ?? "";
+    message.path = object.path ?? "";
+    message.format = object.format ?? "";
+    message.address = object.address ?? "";
+    message.port = object.port ?? 0;
+    message.name = object.name ?? "";
     return message;
   },
 };
@@ -6963,6 +7457,7 @@ function createBaseConductorRequest(): ConductorRequest {
     routers: undefined,
     hostVolumes: undefined,
     volumeCast: undefined,
+    volumeExport: undefined,
   };
 }
 
@@ -7000,6 +7495,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.volumeCast !== undefined) {
       VolumeCastRequest.encode(message.volumeCast, writer.uint32(98).fork()).join();
+    }
+    if (message.volumeExport !== undefined) {
+      VolumeExportRequest.encode(message.volumeExport, writer.uint32(170).fork()).join();
     }
     return writer;
   },
@@ -7105,6 +7603,14 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
             message.volumeCast = VolumeCastRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.volumeExport = VolumeExportRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7154,6 +7660,11 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
         : isSet(object.volume_cast)
         ? VolumeCastRequest.fromJSON(object.volume_cast)
         : undefined,
+      volumeExport: isSet(object.volumeExport)
+        ? VolumeExportRequest.fromJSON(object.volumeExport)
+        : isSet(object.volume_export)
+        ? VolumeExportRequest.fromJSON(object.volume_export)
+        : undefined,
     };
   },
 
@@ -7191,6 +7702,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.volumeCast !== undefined) {
       obj.volumeCast = VolumeCastRequest.toJSON(message.volumeCast);
+    }
+    if (message.volumeExport !== undefined) {
+      obj.volumeExport = VolumeExportRequest.toJSON(message.volumeExport);
     }
     return obj;
   },
@@ -7233,6 +7747,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     message.volumeCast = (object.volumeCast !== undefined && object.volumeCast !== null)
       ? VolumeCastRequest.fromPartial(object.volumeCast)
       : undefined;
+    message.volumeExport = (object.volumeExport !== undefined && object.volumeExport !== null)
+      ? VolumeExportRequest.fromPartial(object.volumeExport)
+      : undefined;
     return message;
   },
 };
@@ -7250,6 +7767,7 @@ function createBaseConductorReply(): ConductorReply {
     routers: undefined,
     hostVolumes: undefined,
     volumeCast: undefined,
+    volumeExport: undefined,
   };
 }
 
@@ -7287,6 +7805,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.volumeCast !== undefined) {
       VolumeCastState.encode(message.volumeCast, writer.uint32(98).fork()).join();
+    }
+    if (message.volumeExport !== undefined) {
+      VolumeExportInfo.encode(message.volumeExport, writer.uint32(170).fork()).join();
     }
     return writer;
   },
@@ -7392,6 +7913,14 @@ export const ConductorReply: MessageFns<ConductorReply> = {
             message.volumeCast = VolumeCastState.decode(reader, reader.uint32());
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.volumeExport = VolumeExportInfo.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7441,6 +7970,11 @@ export const ConductorReply: MessageFns<ConductorReply> = {
         : isSet(object.volume_cast)
         ? VolumeCastState.fromJSON(object.volume_cast)
         : undefined,
+      volumeExport: isSet(object.volumeExport)
+        ? VolumeExportInfo.fromJSON(object.volumeExport)
+        : isSet(object.volume_export)
+        ? VolumeExportInfo.fromJSON(object.volume_export)
+        : undefined,
     };
   },
 
@@ -7478,6 +8012,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.volumeCast !== undefined) {
       obj.volumeCast = VolumeCastState.toJSON(message.volumeCast);
+    }
+    if (message.volumeExport !== undefined) {
+      obj.volumeExport = VolumeExportInfo.toJSON(message.volumeExport);
     }
     return obj;
   },
@@ -7517,6 +8054,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
       : undefined;
     message.volumeCast = (object.volumeCast !== undefined && object.volumeCast !== null)
       ? VolumeCastState.fromPartial(object.volumeCast)
+      : undefined;
+    message.volumeExport = (object.volumeExport !== undefined && object.volumeExport !== null)
+      ? VolumeExportInfo.fromPartial(object.volumeExport)
       : undefined;
     return message;
   },
@@ -8224,7 +8764,7 @@ export const AttachedDisk: MessageFns<AttachedDisk> = {
 };
 
 function createBaseVolumeAttach(): VolumeAttach {
-  return { op: "", attachmentId: "", instanceUuid: "", volumeId: "", device: "" };
+  return { op: "", attachmentId: "", instanceUuid: "", volumeId: "", device: "", volumeHost: "" };
 }
 
 export const VolumeAttach: MessageFns<VolumeAttach> = {
@@ -8243,6 +8783,9 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
     }
     if (message.device !== undefined && message.device !== "") {
       writer.uint32(42).string(message.device);
+    }
+    if (message.volumeHost !== undefined && message.volumeHost !== "") {
+      writer.uint32(50).string(message.volumeHost);
     }
     return writer;
   },
@@ -8300,6 +8843,14 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
             message.device = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.volumeHost = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -8331,6 +8882,11 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
         ? globalThis.String(object.volume_id)
         : "",
       device: isSet(object.device) ? globalThis.String(object.device) : "",
+      volumeHost: isSet(object.volumeHost)
+        ? globalThis.String(object.volumeHost)
+        : isSet(object.volume_host)
+        ? globalThis.String(object.volume_host)
+        : "",
     };
   },
 
@@ -8351,6 +8907,9 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
     if (message.device !== undefined && message.device !== "") {
       obj.device = message.device;
     }
+    if (message.volumeHost !== undefined && message.volumeHost !== "") {
+      obj.volumeHost = message.volumeHost;
+    }
     return obj;
   },
 
@@ -8364,6 +8923,7 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
     message.instanceUuid = object.instanceUuid ?? "";
     message.volumeId = object.volumeId ?? "";
     message.device = object.device ?? "";
+    message.volumeHost = object.volumeHost ?? "";
     return message;
   },
 };
@@ -9266,13 +9826,16 @@ export const ConsoleOutputReply: MessageFns<ConsoleOutputReply> = {
 };
 
 function createBaseAgentRequest(): AgentRequest {
-  return { consoleOutput: undefined };
+  return { consoleOutput: undefined, volumeExport: undefined };
 }
 
 export const AgentRequest: MessageFns<AgentRequest> = {
   encode(message: AgentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.consoleOutput !== undefined) {
       ConsoleOutputRequest.encode(message.consoleOutput, writer.uint32(10).fork()).join();
+    }
+    if (message.volumeExport !== undefined) {
+      VolumeExportCall.encode(message.volumeExport, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -9298,6 +9861,14 @@ export const AgentRequest: MessageFns<AgentRequest> = {
             message.consoleOutput = ConsoleOutputRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.volumeExport = VolumeExportCall.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9317,6 +9888,11 @@ export const AgentRequest: MessageFns<AgentRequest> = {
         : isSet(object.console_output)
         ? ConsoleOutputRequest.fromJSON(object.console_output)
         : undefined,
+      volumeExport: isSet(object.volumeExport)
+        ? VolumeExportCall.fromJSON(object.volumeExport)
+        : isSet(object.volume_export)
+        ? VolumeExportCall.fromJSON(object.volume_export)
+        : undefined,
     };
   },
 
@@ -9324,6 +9900,9 @@ export const AgentRequest: MessageFns<AgentRequest> = {
     const obj: any = {};
     if (message.consoleOutput !== undefined) {
       obj.consoleOutput = ConsoleOutputRequest.toJSON(message.consoleOutput);
+    }
+    if (message.volumeExport !== undefined) {
+      obj.volumeExport = VolumeExportCall.toJSON(message.volumeExport);
     }
     return obj;
   },
@@ -9336,18 +9915,24 @@ export const AgentRequest: MessageFns<AgentRequest> = {
     message.consoleOutput = (object.consoleOutput !== undefined && object.consoleOutput !== null)
       ? ConsoleOutputRequest.fromPartial(object.consoleOutput)
       : undefined;
+    message.volumeExport = (object.volumeExport !== undefined && object.volumeExport !== null)
+      ? VolumeExportCall.fromPartial(object.volumeExport)
+      : undefined;
     return message;
   },
 };
 
 function createBaseAgentReply(): AgentReply {
-  return { consoleOutput: undefined };
+  return { consoleOutput: undefined, volumeExport: undefined };
 }
 
 export const AgentReply: MessageFns<AgentReply> = {
   encode(message: AgentReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.consoleOutput !== undefined) {
       ConsoleOutputReply.encode(message.consoleOutput, writer.uint32(10).fork()).join();
+    }
+    if (message.volumeExport !== undefined) {
+      VolumeExportInfo.encode(message.volumeExport, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -9373,6 +9958,14 @@ export const AgentReply: MessageFns<AgentReply> = {
             message.consoleOutput = ConsoleOutputReply.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.volumeExport = VolumeExportInfo.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9392,6 +9985,11 @@ export const AgentReply: MessageFns<AgentReply> = {
         : isSet(object.console_output)
         ? ConsoleOutputReply.fromJSON(object.console_output)
         : undefined,
+      volumeExport: isSet(object.volumeExport)
+        ? VolumeExportInfo.fromJSON(object.volumeExport)
+        : isSet(object.volume_export)
+        ? VolumeExportInfo.fromJSON(object.volume_export)
+        : undefined,
     };
   },
 
@@ -9399,6 +9997,9 @@ export const AgentReply: MessageFns<AgentReply> = {
     const obj: any = {};
     if (message.consoleOutput !== undefined) {
       obj.consoleOutput = ConsoleOutputReply.toJSON(message.consoleOutput);
+    }
+    if (message.volumeExport !== undefined) {
+      obj.volumeExport = VolumeExportInfo.toJSON(message.volumeExport);
     }
     return obj;
   },
@@ -9411,6 +10012,114 @@ export const AgentReply: MessageFns<AgentReply> = {
     message.consoleOutput = (object.consoleOutput !== undefined && object.consoleOutput !== null)
       ? ConsoleOutputReply.fromPartial(object.consoleOutput)
       : undefined;
+    message.volumeExport = (object.volumeExport !== undefined && object.volumeExport !== null)
+      ? VolumeExportInfo.fromPartial(object.volumeExport)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseVolumeExportCall(): VolumeExportCall {
+  return { volumeId: "", host: "", unexport: false };
+}
+
+export const VolumeExportCall: MessageFns<VolumeExportCall> = {
+  encode(message: VolumeExportCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(10).string(message.volumeId);
+    }
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(18).string(message.host);
+    }
+    if (message.unexport !== undefined && message.unexport !== false) {
+      writer.uint32(24).bool(message.unexport);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeExportCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeExportCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.unexport = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeExportCall {
+    return {
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      unexport: isSet(object.unexport) ? globalThis.Boolean(object.unexport) : false,
+    };
+  },
+
+  toJSON(message: VolumeExportCall): unknown {
+    const obj: any = {};
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.unexport !== undefined && message.unexport !== false) {
+      obj.unexport = message.unexport;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeExportCall>, I>>(base?: I): VolumeExportCall {
+    return VolumeExportCall.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeExportCall>, I>>(object: I): VolumeExportCall {
+    const message = createBaseVolumeExportCall();
+    message.volumeId = object.volumeId ?? "";
+    message.host = object.host ?? "";
+    message.unexport = object.unexport ?? false;
     return message;
   },
 };

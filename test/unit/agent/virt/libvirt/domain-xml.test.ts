@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseDomainXml, toDomainXml, type DomainConfig } from '../../../../../agent/virt/libvirt/domain-xml.js'
+import { parseDomainXml, toDiskXml, toDomainXml, type DomainConfig } from '../../../../../agent/virt/libvirt/domain-xml.js'
 import { parseXml, path, childrenNamed } from '../../../../../agent/virt/libvirt/xml.js'
 
 const config: DomainConfig = {
@@ -158,4 +158,17 @@ t.test('malformed input is refused', async (t) => {
   t.throws(() => parseDomainXml("<domain type='xen'><name>x</name></domain>"), /unsupported domain type/)
   t.throws(() => parseDomainXml("<domain type='kvm'><name>x</name>"), /unterminated/)
   t.throws(() => parseDomainXml("<domain type='kvm'><name>x</nam></domain>"), /expected <\/name>/)
+})
+
+t.test('a network disk: <disk type=network> with an NBD source over TLS, read back', async (t) => {
+  const network = { protocol: 'nbd' as const, address: '192.0.2.7', port: 10_811, name: 'volume-5b1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b12', tls: true }
+  const disk = { path: `nbd://192.0.2.7:10811/${network.name}`, format: 'raw' as const, bus: 'virtio' as const, device: 'vdb', serial: '5b1c0c2e-8f0b-4c1e-9', network }
+  const withNbd: DomainConfig = { ...config, disks: [config.disks[0]!, disk] }
+  t.same(parseDomainXml(toDomainXml(withNbd)), withNbd, 'round trip')
+  const xml = parseXml(toDiskXml(disk))
+  t.equal(xml.attrs.type, 'network')
+  const source = path(xml, 'source')!
+  t.same(source.attrs, { protocol: 'nbd', name: network.name, tls: 'yes' }, 'the export\'s name, TLS on')
+  t.same(path(xml, 'source', 'host')!.attrs, { name: '192.0.2.7', port: '10811' }, 'where it listens')
+  t.equal(path(xml, 'driver')!.attrs.type, 'raw', 'an export serves the guest\'s bytes')
 })

@@ -1,0 +1,174 @@
+/**
+ * Integration, end to end on a real host: a volume of one host attached to a
+ * server of another, over the network. Two libvirt agents as their own
+ * processes: host A with the volume role (qcow2 files, NBD exports on
+ * 127.0.0.1 with the test CA's server certificate), host B with no volume
+ * role, its own instances dir, and the network path forced. The volume on A
+ * attached to a server on B is an NBD network disk of the domain (`virsh
+ * domblklist`/`dumpxml`: `<disk type='network'>`, protocol nbd, TLS on)
+ * served by one qemu-storage-daemon on A; the guest's QEMU reads through it
+ * (HMP qemu-io on the disk's node) what A wrote, and what qemu-io writes
+ * through the export with the cloud's client certificate (a client without
+ * one is refused) is read by the guest's QEMU and is in the volume's file on
+ * A after the detach; the detach ends the export; after the deletes no file,
+ * export process or domain device is left. QEMU presents the client
+ * certificate libvirt keeps in /etc/pki/qemu (qemu.conf's NBD default).
+ * Needs root, libvirt-daemon-system, qemu-system-x86, qemu-utils,
+ * qemu-system-common (qemu-storage-daemon).
+ */
+import { execFile } from 'node:child_process'
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { serverGone, type TestCloud } from '../../helpers/cloud.js'
+import type { AgentProcess } from '../../helpers/agent-process.js'
+import { virsh, virshDomainNames } from '../../helpers/libvirt.js'
+import { call, status, type Decoded } from '../../helpers/grpc.js'
+import { eventually } from '../../helpers/agents.js'
+import { libvirtNbdTls, nbdIo, type NbdTls } from '../../helpers/nbd-tls.js'
+import { exportServersUnder, startVolumeCloud, type VolumeCloud } from '../../helpers/volume-cloud.js'
+import type { CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
+import type { Volume, VolumesClient } from '../../../proto/gen/strato/volume/v1/volume.js'
+
+const run = promisify(execFile)
+
+if (process.getuid?.() !== 0) {
+  t.plan(0, 'needs root to drive qemu:///system')
+} else {
+  let vc: VolumeCloud
+  let cloud: TestCloud
+  let hostA: AgentProcess
+  let hostB: AgentProcess
+  let volumes: VolumesClient
+  let made: string[] = []
+  let tls: NbdTls
+  const scratch = mkdtempSync(path.join(tmpdir(), 'strato-nbd-it-'))
+  // Host B's instances dir is in here: QEMU (another user) must traverse it.
+  chmodSync(scratch, 0o711)
+
+  t.before(async () => {
+    tls = await libvirtNbdTls(scratch)
+    vc = await startVolumeCloud({
+      host: 'kvm-nbd-a', bridgePrefix: 'brn',
+      agentEnv: { STRATO_AGENT_VOLUME_EXPORT_ADDRESS: '127.0.0.1', STRATO_AGENT_VOLUME_EXPORT_TLS_DIR: tls.serverDir },
+    })
+    ;({ cloud, agent: hostA, volumes, made } = vc)
+    hostB = await vc.volumeAgent('kvm-nbd-b', {
+      STRATO_AGENT_VOLUME: 'off', STRATO_AGENT_VOLUME_ATTACH: 'network', STRATO_AGENT_INSTANCES_DIR: path.join(scratch, 'instances-b'),
+    })
+  })
+
+  t.teardown(async () => {
+    await vc?.close(t)
+    rmSync(scratch, { recursive: true, force: true })
+  })
+
+  const token = () => cloud.s.adminToken
+  const getVolume = (id: string) => call<Volume>(volumes, 'getVolume', { id }, token())
+  const waitVolume = async (id: string, want: string, ms = 120_000) => {
+    let last: Decoded<Volume> | undefined
+    return eventually(async () => {
+      last = await getVolume(id)
+      if (last.status === 'error') throw new Error(`volume ${id} is in error: ${last.statusReason}`)
+      return last.status === want ? last : undefined
+    }, ms, `volume ${id} ${want}`).catch((err: Error) => {
+      throw new Error(`${err.message}; last: ${last?.status} ${last?.statusReason}`)
+    })
+  }
+  const domain = (uuid: string) => `instance-${uuid}`
+  /** The disk element of `device` in the domain's live (or persistent) XML. */
+  const diskXml = async (uuid: string, device: string, inactive = false) => {
+    const xml = await virsh('dumpxml', ...(inactive ? ['--inactive'] : []), domain(uuid))
+    return [...xml.matchAll(/<disk[\s\S]*?<\/disk>/g)].map((m) => m[0]).find((d) => d.includes(`dev='${device}'`))
+  }
+  /**
+   * QEMU of the guest runs qemu-io on the disk's node: libvirt names it libvirt-<source index>-format,
+   * or -storage when a raw disk needs no format layer.
+   */
+  const qemuIo = async (uuid: string, device: string, command: string) => {
+    const index = /<source [^>]*index='(\d+)'/.exec((await diskXml(uuid, device)) ?? '')?.[1]
+    if (!index) throw new Error(`no source index for ${device} in the live XML`)
+    const log = `/var/log/libvirt/qemu/${domain(uuid)}.log`
+    let reply = ''
+    for (const node of [`libvirt-${index}-format`, `libvirt-${index}-storage`]) {
+      const before = (await readFile(log, 'utf8')).length
+      reply = await virsh('qemu-monitor-command', domain(uuid), '--hmp', `qemu-io ${node} "${command}"`)
+      if (/not found|cannot find|no such/i.test(reply)) continue
+      // qemu-io prints to QEMU's stdout, which libvirt keeps in the domain's log (or HMP answers it).
+      return eventually(async () => {
+        const added = `${reply}\n${(await readFile(log, 'utf8')).slice(before)}`
+        return /(wrote|read) \d+\/\d+ bytes|verification failed|error/i.test(added) ? added : undefined
+      }, 30_000, `qemu-io output for ${node} (HMP said: ${reply.trim() || 'nothing'})`)
+    }
+    throw new Error(`no block node of ${device} for qemu-io: ${reply}`)
+  }
+
+  t.test('a volume of host A attached to a server of host B is an NBD network disk; what the guest writes is in the file after detach; nothing is left after the deletes', { timeout: 900_000 }, async (t) => {
+    // The server on B (an admin's zone:host), the volume on A (the only volume backend).
+    const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'nbd-b', flavorRef: cloud.flavor.id, imageRef: cloud.image.id, networks: [{ uuid: cloud.network.id }], availabilityZone: `nova:${hostB.host}` }, token())
+    const s = r.servers[0]!
+    made.push(s.id)
+    const server = await cloud.waitFor(s.id, (x: Decoded<Server>) => (x.status === 'ACTIVE' && x.taskState === '') || x.status === 'ERROR', token(), 300_000, 'ACTIVE')
+    t.equal(server.status, 'ACTIVE', `the server runs: ${server.fault?.message ?? ''}`)
+    t.equal(server.host, hostB.host, 'on host B')
+    t.ok(existsSync(path.join(hostB.instancesDir, s.id)), 'with its disk in B\'s own instances dir')
+    const created = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'far' }, token())
+    const v = await waitVolume(created.id, 'available')
+    t.ok(existsSync(vc.fileOf(v.id, hostA)), 'the volume file is on host A')
+
+    // Written on A before the attach, with qemu-io on the file: B's guest must read it over the network.
+    await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xab 0 64k', vc.fileOf(v.id, hostA)])
+
+    await call(cloud.c.servers, 'attachVolume', { serverId: s.id, volumeId: v.id }, token())
+    await waitVolume(v.id, 'in-use')
+    const disk = await diskXml(s.id, 'vdb')
+    t.match(disk, /<disk type='network' device='disk'>/, 'virsh dumpxml: a network disk')
+    t.match(disk, new RegExp(`<source protocol='nbd' name='volume-${v.id}' tls='yes'`), 'the NBD export of the volume, over TLS')
+    t.match(disk, /<host name='127\.0\.0\.1' port='\d+'\/>/, 'served at host A\'s export address')
+    t.match(await diskXml(s.id, 'vdb', true) ?? '', /protocol='nbd'/, 'in the persistent definition too')
+    t.match(await virsh('domblklist', domain(s.id)), new RegExp(`vdb\\s+volume-${v.id}`), 'virsh domblklist lists it')
+    const servers = await exportServersUnder(hostA.stateDir)
+    t.equal(servers.length, 1, 'one export server runs on host A')
+
+    // The guest's QEMU (its disk node; the guest's device holds the only write permission) reads through the export.
+    t.match(await qemuIo(s.id, 'vdb', 'read -P 0xab 0 64k'), /read 65536\/65536 bytes/, 'QEMU on B reads what A has')
+    t.match(await qemuIo(s.id, 'vdb', 'read -P 0xcd 0 64k'), /verification failed/, '(and the check can fail: another pattern is not there)')
+    // Written through the export by another client with the cloud's client certificate, as a guest on another host would.
+    const at = /<host name='([^']+)' port='(\d+)'/.exec(disk ?? '')!
+    const target = { address: at[1]!, port: Number(at[2]), name: `volume-${v.id}` }
+    t.match(await nbdIo(target, tls.clientDir, 'write -P 0x5a 1M 64k'), /wrote 65536\/65536 bytes/, 'qemu-io writes through the export')
+    t.match(await qemuIo(s.id, 'vdb', 'read -P 0x5a 1M 64k'), /read 65536\/65536 bytes/, 'and the guest\'s QEMU reads it over NBD')
+    await t.rejects(nbdIo(target, undefined, 'read 0 512'), 'a client without the certificate is refused')
+
+    await call(cloud.c.servers, 'detachVolume', { serverId: s.id, volumeId: v.id }, token())
+    await waitVolume(v.id, 'available')
+    t.notOk(await diskXml(s.id, 'vdb'), 'detached: not in the running domain')
+    t.notOk(await diskXml(s.id, 'vdb', true), 'nor in its definition')
+    await eventually(async () => (await exportServersUnder(hostA.stateDir)).length === 0, 60_000, 'the export server to stop')
+    t.pass('the detach ended the export')
+    const check = await run('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x5a 1M 64k', '-c', 'read -P 0xab 0 64k', vc.fileOf(v.id, hostA)])
+    t.match(check.stdout, /read 65536\/65536 bytes at offset 1048576[\s\S]*read 65536\/65536 bytes at offset 0/, 'what was written through the export is in the volume file on A, beside what was there')
+    // qemu-io exits 1 when the pattern is not there.
+    const other = await run('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x11 1M 64k', vc.fileOf(v.id, hostA)]).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }))
+    t.match(other.stdout, /verification failed/, '(and the check can fail: another pattern is not there)')
+
+    // Attached again, then everything deleted: the server's delete frees it, the export ends, the volume goes.
+    await call(cloud.c.servers, 'attachVolume', { serverId: s.id, volumeId: v.id }, token())
+    await waitVolume(v.id, 'in-use')
+    t.equal((await exportServersUnder(hostA.stateDir)).length, 1, 'exported again')
+    await call(cloud.c.servers, 'deleteServer', { id: s.id }, token())
+    await eventually(() => serverGone(cloud.c, s.id, token()), 120_000, 'server deleted')
+    await waitVolume(v.id, 'available')
+    await eventually(async () => (await exportServersUnder(hostA.stateDir)).length === 0, 60_000, 'the export to end with the server')
+    t.pass('deleting the server ended the export')
+    await call(volumes, 'deleteVolume', { id: v.id }, token())
+    await eventually(() => getVolume(v.id).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 60_000, 'volume deleted')
+    t.notOk(existsSync(vc.fileOf(v.id, hostA)), 'no volume file left')
+    t.same(await exportServersUnder(hostA.stateDir), [], 'no export server left')
+    t.notOk((await virshDomainNames()).includes(domain(s.id)), 'no domain left')
+    t.equal((await cloud.s.controller.db.selectFrom('volume_attachments').selectAll().execute()).length, 0, 'no attachment record left')
+  })
+}
