@@ -12,7 +12,7 @@ import { castIdFor, snapshotImageOf } from '../../proto/subjects.js'
 import { withReverter } from '../../proto/revert.js'
 import { checkName } from '../identity/validate.js'
 import type { Db } from '../store/db.js'
-import type { ImageCatalog, ImageViewer } from '../image/catalog.js'
+import { IMAGE_SERVICE as SERVICE, type ImageCatalog, type ImageViewer } from '../image/catalog.js'
 import { beginAction } from './server-states.js'
 import type { CastOutbox } from './cast-outbox.js'
 import type { CastResultEvent } from './transport.js'
@@ -31,9 +31,6 @@ const NOT_INHERITED = new Set([
   'img_signature', 'img_signature_hash_method', 'img_signature_key_type', 'img_signature_certificate_uuid',
   'cache_in_nova', 'bittorrent',
 ])
-
-/** The images catalog as the controller itself uses it: every image, whoever owns it. */
-const SERVICE: ImageViewer = { projectId: undefined, domainId: '', isAdmin: true, canWrite: true }
 
 export interface CreateServerImage {
   name?: string

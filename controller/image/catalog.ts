@@ -69,6 +69,9 @@ export interface ImageViewer {
   uploadOnly?: string
 }
 
+/** The controller itself as it uses the catalog: every image, whoever owns it (snapshots and uploads it makes, and their cleanup). */
+export const IMAGE_SERVICE: ImageViewer = { projectId: undefined, domainId: '', isAdmin: true, canWrite: true }
+
 /** The viewer of an image-read token's bearer. */
 export function imageReader(imageId: string): ImageViewer {
   return { projectId: undefined, domainId: '', isAdmin: false, canWrite: false, onlyImage: imageId }
