@@ -175,16 +175,16 @@ export class Controller {
     const volumeTypes = new VolumeTypeCatalog(this.db)
     const volumeBackends = (this.volumeBackends = new VolumeBackends(this.db, (h) => hosts.isUp(h)))
     const volumeCasts = (this.volumeCasts = new VolumeCasts(this.db, cfg.servers.castRetryMs, volumeLog))
+    const snapshots = new SnapshotCatalog(this.db, { quota, casts: volumeCasts, backends: volumeBackends }, volumeLog)
     const servers = (this.servers = new ServerCatalog(
       this.db,
-      { flavors, images, keypairs, ports, securityGroups, scheduler, hosts, quota, serverGroups, volumeTypes, volumeBackends, volumeCasts },
+      { flavors, images, keypairs, ports, securityGroups, scheduler, hosts, quota, serverGroups, volumeTypes, volumeBackends, volumeCasts, volumeSnapshots: snapshots },
       { defaultAvailabilityZone: cfg.hosts.defaultAvailabilityZone, ...cfg.servers },
       this.log.child({ component: 'servers' }),
     ))
     await servers.releaseOrphanAllocations()
     servers.startOrphanSweep()
     const volumes = (this.volumes = new VolumeCatalog(this.db, { quota, types: volumeTypes, images, backends: volumeBackends, casts: volumeCasts }, volumeLog))
-    const snapshots = new SnapshotCatalog(this.db, { quota, casts: volumeCasts, backends: volumeBackends }, volumeLog)
     const attachmentCasts = (this.attachmentCasts = new AttachmentCasts(this.db, cfg.servers.castRetryMs, volumeLog))
     const attachments = new AttachmentCatalog(this.db, { casts: attachmentCasts }, volumeLog)
     const uploads = new VolumeUploads(this.db, { images, casts: volumeCasts }, volumeLog)
