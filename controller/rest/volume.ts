@@ -19,6 +19,7 @@ import { DEFAULT_VOLUME_TYPE_ID, type VolumeTypeView } from '../volume/types.js'
 import { HttpError, REST_PREFIX, bodyObject, header, type AuthedRequest, type RestRequest, type RestService, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { bool, int, obj, onlyKeys, str, stringMap } from './body.js'
+import { volumeQuotaRoutes } from './volume-quotas.js'
 
 const V = 'strato.volume.v1'
 /** The version this API answers: Cinder's 3.0, the base every client can take. */
@@ -348,7 +349,7 @@ function checkVersion(req: RestRequest): void {
 }
 
 export function volumeRest(d: RestDomain): RestService {
-  const versioned = routes(d).flatMap((r): Route[] => {
+  const versioned = [...routes(d), ...volumeQuotaRoutes(d)].flatMap((r): Route[] => {
     const handler = (req: RestRequest) => (checkVersion(req), checkProject(req), r.handler(req))
     // With the project in the path (Cinder's classic form) and without (3.67's).
     return [{ ...r, path: `/v3${r.path}`, handler }, { ...r, path: `/v3/:project${r.path}`, handler }]
