@@ -4,7 +4,8 @@
 // microversion and move the volume through attaching → in-use → available; quota sets show per-type
 // keys and usage, admins set them, bad keys change nothing; an upload's image has the volume's data.
 // Then Debian's `openstack` client as a process: server add volume, volume list (Attached to),
-// server remove volume, image create --volume, quota set/show --volumes.
+// server remove volume, image create --volume, quota set --volumes. Swap and ephemeral disks are
+// refused naming the field.
 import { execFile } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -149,6 +150,19 @@ t.test('os-volume_upload_image: the volume uploading, then available; the image 
   const bad = await cinder('POST', `/volumes/${vol}/action`, { body: { 'os-volume_upload_image': { disk_format: 'qcow2' } } })
   t.equal(bad.status, 400)
   t.match(bad.body, { badRequest: { message: /'image_name' is a required property/ } })
+})
+
+t.test('swap and ephemeral disks (blank → local) are refused naming the field; nothing is made', async (t) => {
+  const base = { name: 'eph', imageRef: cloud.image.id, flavorRef: '1', networks: [{ uuid: cloud.network.id }] }
+  const before = (await nova('GET', '/v2.1/servers', { token: demo.token })).body.servers.length
+  const refused = async (bdm: unknown, message: RegExp) => {
+    const a = await nova('POST', '/v2.1/servers', { token: demo.token, body: { server: { ...base, block_device_mapping_v2: bdm } } })
+    t.equal(a.status, 400, JSON.stringify(a.body))
+    t.match(a.body, { badRequest: { message } })
+  }
+  await refused([{ source_type: 'blank', destination_type: 'local', guest_format: 'swap', volume_size: 1, boot_index: -1 }], /block_device_mapping_v2\[0\]\.guest_format: Strato does not support it/)
+  await refused([{ source_type: 'blank', destination_type: 'local', volume_size: 1, boot_index: -1 }], /destination_type local is only for the image root disk/)
+  t.equal((await nova('GET', '/v2.1/servers', { token: demo.token })).body.servers.length, before, 'no server made')
 })
 
 const OPENSTACK = '/usr/bin/openstack'
