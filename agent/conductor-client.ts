@@ -111,6 +111,18 @@ export class ConductorClient implements Conductor {
   }
 
   /**
+   * How to upload volume `volumeId` (placed on this host) under its upload
+   * cast `castId`: the image, its disk format, and an image-upload token issued now.
+   */
+  async volumeUpload(volumeId: string, castId: string): Promise<{ imageId: string; diskFormat: 'qcow2' | 'raw'; imageUploadToken: string }> {
+    const reply = await this.request({ volumeUpload: { host: this.o.host, volumeId, castId } })
+    const r = reply.volumeUpload
+    if (!r?.imageId || !isUuid(r.imageId) || !r.imageUploadToken) throw new Internal('the conductor sent no usable upload for the volume (image_id, image_upload_token)')
+    if (r.diskFormat !== 'qcow2' && r.diskFormat !== 'raw') throw new Internal(`the conductor named disk format '${r.diskFormat ?? ''}' for the upload of volume ${volumeId}; volumes are uploaded as qcow2 or raw`)
+    return { imageId: r.imageId, diskFormat: r.diskFormat, imageUploadToken: r.imageUploadToken }
+  }
+
+  /**
    * Reports a step of snapshot `castId` of server `instanceUuid` (its
    * task_state); learns the snapshot's image, and at image_uploading the
    * image-upload token for it.

@@ -12,6 +12,7 @@
  * casts, finishes the ones in hand, drains NATS.
  */
 import { statfsSync } from 'node:fs'
+import path from 'node:path'
 import { connect, credsAuthenticator, type NatsConnection, type Subscription, type Msg } from '@nats-io/transport-node'
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
@@ -37,6 +38,7 @@ import type { VirtDriver } from './virt/driver.js'
 import type { VolumeDriver } from './volume/driver.js'
 import { FileVolumeDriver } from './volume/file.js'
 import { VolumeManager } from './volume/manager.js'
+import { VolumeUploader } from './volume-upload.js'
 
 export type AgentState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
 
@@ -46,6 +48,8 @@ export class AgentService {
   readonly manager: ComputeManager
   /** The volume role (undefined when config.volume is off). */
   readonly volumes: VolumeManager | undefined
+  /** Uploads of this host's volumes to images (with the volume role). */
+  private readonly volumeUploads: VolumeUploader | undefined
   nc: NatsConnection | undefined
   /** What the controller said at the last announce. */
   announced: Announced | undefined
@@ -125,6 +129,12 @@ export class AgentService {
       this.volumes = new VolumeManager(backend, {
         imageOf: (volumeId) => this.volumeImage(volumeId),
         extended: (attached, bytes) => this.volumeExtended(attached, bytes),
+        log: this.log.child({ component: 'volumes' }),
+      })
+      this.volumeUploads = new VolumeUploader({
+        host: config.host, dir: path.join(config.stateDir, 'volume-uploads'), driver: backend,
+        grant: (volumeId, castId) => this.conductor.volumeUpload(volumeId, castId),
+        upload: (imageId, file, token) => this.uploadImage(imageId, file, token),
         log: this.log.child({ component: 'volumes' }),
       })
     }
@@ -320,7 +330,7 @@ export class AgentService {
     for (const e of v.unexport) await this.volumes?.driver.unexport(e.volumeId, e.host)
     if (v.unexport.length) this.log.warn({ unexported: v.unexport }, 'ended volume exports no attachment needs')
     this.state = 'RUNNING'
-    this.worker = new CastWorker(this.js, this.manager, this.volumes, { host: this.config.host, maxConcurrentCasts: this.config.maxConcurrentCasts, running: () => this.state === 'RUNNING' }, this.log)
+    this.worker = new CastWorker(this.js, this.manager, this.volumes, { host: this.config.host, maxConcurrentCasts: this.config.maxConcurrentCasts, running: () => this.state === 'RUNNING' }, this.log, this.volumeUploads)
     this.worker.resume(r.resume)
     this.worker.resumeCasts(v.resume)
     this.scheduleHeartbeats(this.announced.heartbeatIntervalMs || this.config.heartbeatIntervalMs)

@@ -52,6 +52,7 @@ import { VolumeCatalog } from './volume/volumes.js'
 import { SnapshotCatalog } from './volume/snapshots.js'
 import { VolumeResults } from './volume/results.js'
 import { AttachmentCatalog } from './volume/attachments.js'
+import { VolumeUploads } from './volume/uploads.js'
 import { HostRegistry } from './compute/hosts.js'
 import { JoinTokens, type HostCredentialIssuer } from './compute/join-tokens.js'
 import { ensureOperator, mintAgentJwt } from './bus/credentials.js'
@@ -174,19 +175,20 @@ export class Controller {
     const volumeTypes = new VolumeTypeCatalog(this.db)
     const volumeBackends = (this.volumeBackends = new VolumeBackends(this.db, (h) => hosts.isUp(h)))
     const volumeCasts = (this.volumeCasts = new VolumeCasts(this.db, cfg.servers.castRetryMs, volumeLog))
+    const snapshots = new SnapshotCatalog(this.db, { quota, casts: volumeCasts, backends: volumeBackends }, volumeLog)
     const servers = (this.servers = new ServerCatalog(
       this.db,
-      { flavors, images, keypairs, ports, securityGroups, scheduler, hosts, quota, serverGroups, volumeTypes, volumeBackends, volumeCasts },
+      { flavors, images, keypairs, ports, securityGroups, scheduler, hosts, quota, serverGroups, volumeTypes, volumeBackends, volumeCasts, volumeSnapshots: snapshots },
       { defaultAvailabilityZone: cfg.hosts.defaultAvailabilityZone, ...cfg.servers },
       this.log.child({ component: 'servers' }),
     ))
     await servers.releaseOrphanAllocations()
     servers.startOrphanSweep()
     const volumes = (this.volumes = new VolumeCatalog(this.db, { quota, types: volumeTypes, images, backends: volumeBackends, casts: volumeCasts }, volumeLog))
-    const snapshots = new SnapshotCatalog(this.db, { quota, casts: volumeCasts, backends: volumeBackends }, volumeLog)
     const attachmentCasts = (this.attachmentCasts = new AttachmentCasts(this.db, cfg.servers.castRetryMs, volumeLog))
     const attachments = new AttachmentCatalog(this.db, { casts: attachmentCasts }, volumeLog)
-    const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs, attachments))
+    const uploads = new VolumeUploads(this.db, { images, casts: volumeCasts }, volumeLog)
+    const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs, attachments, uploads))
 
     const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy, volumePolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: async (t) => (await auth!.validate(t)).user.id }
@@ -202,7 +204,7 @@ export class Controller {
       ...hostServices(hosts, new JoinTokens(this.db, cfg.joinTokens), () => this.joinIssuer, rpc),
       ...serverServices(servers, serverGroups, hosts, cfg.hosts.defaultAvailabilityZone, rpc, attachments),
       ...placementServices(placement, rpc),
-      ...volumeServices({ volumes, snapshots, types: volumeTypes, attachments }, rpc),
+      ...volumeServices({ volumes, snapshots, types: volumeTypes, attachments, uploads }, rpc),
     ]
     const served = new Set(services.map(([def]) => serviceName(def)))
     this.health = new HealthState(served)
@@ -232,7 +234,7 @@ export class Controller {
       for (const svc of restServices({
         identity: this.catalog, auth, serviceCatalog: () => this.restCatalog(), region: cfg.bootstrap.region,
         flavors, keypairs, servers, serverGroups, hosts, images, quota, network, placement, defaultAvailabilityZone: cfg.hosts.defaultAvailabilityZone,
-        imageUploads: { slots: uploadSlots, limits: uploadLimits }, volume: { volumes, snapshots, types: volumeTypes },
+        imageUploads: { slots: uploadSlots, limits: uploadLimits }, volume: { volumes, snapshots, types: volumeTypes, uploads, attachments },
       })) rest.add(svc)
       await rest.listen(cfg.rest.host ?? cfg.grpc.host, cfg.rest.port, this.tls)
       this.rest = rest

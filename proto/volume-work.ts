@@ -4,9 +4,9 @@
  * and the agent agree on both. Plain objects in ts-proto's shape.
  */
 
-/** Backend operations (cinder-volume's RPC casts). */
-export type VolumeOp = 'create' | 'delete' | 'extend' | 'create_snapshot' | 'delete_snapshot'
-export const VOLUME_OPS: readonly VolumeOp[] = ['create', 'delete', 'extend', 'create_snapshot', 'delete_snapshot']
+/** Backend operations (cinder-volume's RPC casts); upload_image is Cinder's copy_volume_to_image. */
+export type VolumeOp = 'create' | 'delete' | 'extend' | 'create_snapshot' | 'delete_snapshot' | 'upload_image'
+export const VOLUME_OPS: readonly VolumeOp[] = ['create', 'delete', 'extend', 'create_snapshot', 'delete_snapshot', 'upload_image']
 
 export function isVolumeOp(s: string): s is VolumeOp {
   return (VOLUME_OPS as readonly string[]).includes(s)
@@ -21,6 +21,7 @@ export interface VolumeWork {
   sizeGb: number
   sourceVolid: string
   sourceSnapshotId: string
+  /** create: the source image; upload_image: the image the data goes to. */
   imageId: string
   /** extend: the servers of the volume's host it is attached to (their hypervisor learns the new size). */
   attached: Array<{ instanceUuid: string; device: string }>
@@ -59,6 +60,17 @@ export function volumeAction(op: VolumeOp): string {
  */
 export function volumeCastId(op: VolumeOp, id: string, nonce: string): string {
   return `volume_${op}.${id}.${nonce}`
+}
+
+/** The cast id of the upload of volume `volumeId` to image `imageId` (the image names the cast: one upload per image). */
+export function uploadCastId(volumeId: string, imageId: string): string {
+  return volumeCastId('upload_image', volumeId, imageId)
+}
+
+/** The image an upload cast goes to, or undefined when `castId` is no upload. */
+export function uploadImageOf(castId: string): string | undefined {
+  const [kind, , imageId] = castId.split('.')
+  return kind === 'volume_upload_image' && imageId ? imageId : undefined
 }
 
 export function parseVolumeCastId(castId: string): { op: VolumeOp; id: string } | undefined {

@@ -1,12 +1,13 @@
 /** gRPC adapters for strato.volume.v1: Volumes, Snapshots, VolumeTypes, Attachments. */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js'
 import {
-  Attachment, AttachmentsService, ListAttachmentsResponse, ListSnapshotsResponse, ListVolumesResponse, ListVolumeTypesResponse, Snapshot, SnapshotsService, Volume, VolumesService, VolumeType, VolumeTypesService,
+  Attachment, AttachmentsService, ListAttachmentsResponse, ListSnapshotsResponse, ListVolumesResponse, ListVolumeTypesResponse, Snapshot, SnapshotsService, UploadVolumeToImageResponse, Volume, VolumesService, VolumeType, VolumeTypesService,
 } from '../../proto/gen/strato/volume/v1/volume.js'
 import type { VolumeCatalog } from '../volume/volumes.js'
 import type { SnapshotCatalog } from '../volume/snapshots.js'
 import type { VolumeTypeCatalog } from '../volume/types.js'
 import type { AttachmentCatalog, AttachmentView } from '../volume/attachments.js'
+import type { VolumeUploads } from '../volume/uploads.js'
 import type { VolumeCaller, VolumeView } from '../volume/model.js'
 import { implement, type CallContext, type RpcDeps } from './rpc.js'
 
@@ -23,6 +24,7 @@ export interface VolumeServiceDeps {
   snapshots: SnapshotCatalog
   types: VolumeTypeCatalog
   attachments: AttachmentCatalog
+  uploads: VolumeUploads
 }
 
 export function volumeServices(d: VolumeServiceDeps, rpc: RpcDeps): Array<[object, UntypedServiceImplementation]> {
@@ -35,6 +37,10 @@ export function volumeServices(d: VolumeServiceDeps, rpc: RpcDeps): Array<[objec
       deleteVolume: async (req, c) => toVolume(await d.volumes.delete(req, caller(c))),
       extendVolume: async (req, c) => toVolume(await d.volumes.extend(req.id, req.newSize, caller(c))),
       resetVolumeState: async (req, c) => toVolume(await d.volumes.resetState(req.id, req.status, caller(c))),
+      uploadVolumeToImage: async (req, c) => {
+        const { volume, ...image } = await d.uploads.upload(req, caller(c))
+        return UploadVolumeToImageResponse.fromPartial({ volume: toVolume(volume), ...image })
+      },
     }, rpc)],
 
     [SnapshotsService, implement(SnapshotsService, {

@@ -321,6 +321,10 @@ export class ControllerBus implements AgentTransport {
       } else if (req.volumeImage) {
         what = `the image of volume ${req.volumeImage.volumeId ?? ''}`
         reply = { volumeImage: await this.conductor.volumeImage(req.volumeImage.volumeId ?? '', req.volumeImage.host ?? '') }
+      } else if (req.volumeUpload) {
+        const q = req.volumeUpload
+        what = `the upload of volume ${q.volumeId ?? ''}`
+        reply = { volumeUpload: await this.conductor.volumeUpload(q.volumeId ?? '', q.host ?? '', q.castId ?? '') }
       } else if (req.snapshotStep) {
         const q = req.snapshotStep
         what = `the snapshot step ${q.taskState ?? ''} of server ${q.instanceUuid ?? ''}`
@@ -411,7 +415,7 @@ function routerToWire(r: RouterSpec): WireRouterSpec {
 
 /** The host a conductor request speaks for (every request names one). */
 function conductorHostOf(req: ConductorRequest): string {
-  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.snapshotStep?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.routers?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? req.hostVolumes?.host ?? req.volumeCast?.host ?? req.volumeExport?.host ?? ''
+  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.volumeUpload?.host ?? req.snapshotStep?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.routers?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? req.hostVolumes?.host ?? req.volumeCast?.host ?? req.volumeExport?.host ?? ''
 }
 
 /**

@@ -186,6 +186,39 @@ export async function planBlockDevices(db: Db, deps: BlockDeviceDeps, mappings: 
   }
 }
 
+/**
+ * The block device mappings an image defines (Nova's image-defined BDMs,
+ * `block_device_mapping` with `bdm_v2` True, as a volume-backed server
+ * snapshot records them: `server-snapshots.ts`), as a create request's; a
+ * server created from such an image boots from the volumes they make.
+ * Undefined when the image defines none.
+ * @throws InvalidArgument when the property is not a list of mappings (naming the image).
+ */
+export function imageBlockDevices(image: Pick<Image, 'id' | 'properties'>): BlockDeviceMapping[] | undefined {
+  const text = image.properties.block_device_mapping
+  if (!text || !/^true$/i.test(image.properties.bdm_v2 ?? '')) return undefined
+  const bad = (why: string) => new InvalidArgument(`image ${image.id}: its block_device_mapping property ${why}; it cannot be booted`, { field: 'image_ref' })
+  let list: unknown
+  try {
+    list = JSON.parse(text)
+  } catch {
+    throw bad('is not JSON')
+  }
+  if (!Array.isArray(list) || !list.length) throw bad('is not a list of mappings')
+  return list.map((m: Record<string, unknown>) => {
+    if (m === null || typeof m !== 'object') throw bad('has an entry that is not a mapping')
+    const text = (k: string) => (typeof m[k] === 'string' ? m[k] as string : undefined)
+    const source = text('source_type') ?? ''
+    const uuid = source === 'snapshot' ? text('snapshot_id') : source === 'volume' ? text('volume_id') : source === 'image' ? text('image_id') : undefined
+    return {
+      sourceType: source, ...(text('destination_type') ? { destinationType: text('destination_type') } : {}), ...(uuid ? { uuid } : {}),
+      ...(typeof m.boot_index === 'number' ? { bootIndex: m.boot_index } : {}), ...(typeof m.volume_size === 'number' ? { volumeSize: m.volume_size } : {}),
+      ...(typeof m.delete_on_termination === 'boolean' ? { deleteOnTermination: m.delete_on_termination } : {}),
+      ...(text('device_name') ? { deviceName: text('device_name') } : {}), ...(text('volume_type') ? { volumeType: text('volume_type') } : {}),
+    }
+  })
+}
+
 /** The device asked for: vda only for the boot device, which is always vda; '' to pick one later. */
 function deviceOf(given: string | undefined, bootIndex: number, field: string): string {
   if (!given) return bootIndex === 0 ? 'vda' : ''

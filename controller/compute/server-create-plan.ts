@@ -18,7 +18,7 @@ import { loadNetwork, canModify, networksUsableBy, type Actor } from '../network
 import type { HostRegistry } from './hosts.js'
 import type { ServerGroupCatalog } from './server-groups.js'
 import { type CreateServer, type ServerCaller } from './server-model.js'
-import { planBlockDevices, type BlockDevicePlan } from './server-create-bdm.js'
+import { imageBlockDevices, planBlockDevices, type BlockDevicePlan } from './server-create-bdm.js'
 import type { VolumeTypeCatalog } from '../volume/types.js'
 import type { VolumeBackends } from '../volume/backends.js'
 import { KEY_LIMITS } from './ssh-keys.js'
@@ -96,10 +96,21 @@ export class CreatePlanner {
     if (!Number.isInteger(maxCount) || maxCount < minCount || maxCount > MAX_COUNT) throw new InvalidArgument(`max_count must be an integer from min_count (${minCount}) to ${MAX_COUNT}, got ${maxCount}`, { field: 'max_count' })
 
     const flavor = await this.findFlavor(req.flavorRef, caller)
-    const blockDevices = req.blockDeviceMappings?.length
-      ? await planBlockDevices(this.db, this.deps, req.blockDeviceMappings, req.imageRef ?? '', maxCount, caller, (ref, field) => this.findImage(ref, caller, field))
+    let mappings = req.blockDeviceMappings ?? []
+    let imageRef = req.imageRef ?? ''
+    // An image that defines block devices (a volume-backed server's snapshot) boots from the volumes
+    // they make, unless the request names its own boot device (Nova merges the two the same way).
+    if (imageRef && !mappings.some((m) => m.bootIndex === 0)) {
+      const defined = imageBlockDevices(await this.findImage(imageRef, caller))
+      if (defined) {
+        mappings = [...defined, ...mappings]
+        imageRef = ''
+      }
+    }
+    const blockDevices = mappings.length
+      ? await planBlockDevices(this.db, this.deps, mappings, imageRef, maxCount, caller, (ref, field) => this.findImage(ref, caller, field))
       : undefined
-    const image = blockDevices?.bootFromVolume ? undefined : await this.findImage(req.imageRef || blockDevices?.rootImage, caller)
+    const image = blockDevices?.bootFromVolume ? undefined : await this.findImage(imageRef || blockDevices?.rootImage, caller)
     if (image) this.checkImageFits(image, flavor)
     // Booted from a volume, the flavor's disk is not the root disk (Nova skips its size checks); min_ram still holds.
     const bootImage = blockDevices?.bootImage

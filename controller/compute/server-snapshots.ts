@@ -12,13 +12,16 @@ import { castIdFor, snapshotImageOf } from '../../proto/subjects.js'
 import { withReverter } from '../../proto/revert.js'
 import { checkName } from '../identity/validate.js'
 import type { Db } from '../store/db.js'
-import type { ImageCatalog, ImageViewer } from '../image/catalog.js'
+import type { ServerTable } from '../store/schema.js'
+import { IMAGE_SERVICE as SERVICE, type ImageCatalog, type ImageViewer } from '../image/catalog.js'
 import { beginAction } from './server-states.js'
 import type { CastOutbox } from './cast-outbox.js'
 import type { CastResultEvent } from './transport.js'
 import type { ServerViews } from './server-views.js'
-import { now, type Log, type ServerCaller, type ServerView } from './server-model.js'
+import { json, now, type Log, type ServerCaller, type ServerView } from './server-model.js'
 import { checkMetadata } from './server-create-plan.js'
+import type { SnapshotCatalog } from '../volume/snapshots.js'
+import { imageMetadataOf } from '../volume/model.js'
 
 /**
  * Properties a snapshot never inherits from its server's image (nova
@@ -32,19 +35,19 @@ const NOT_INHERITED = new Set([
   'cache_in_nova', 'bittorrent',
 ])
 
-/** The images catalog as the controller itself uses it: every image, whoever owns it. */
-const SERVICE: ImageViewer = { projectId: undefined, domainId: '', isAdmin: true, canWrite: true }
-
 export interface CreateServerImage {
   name?: string
   metadata?: Record<string, string>
   compress?: boolean
 }
 
+/** Keys of a volume's image metadata that describe the source image's bytes, not a snapshot's (Cinder's glance_core_properties). */
+const IMAGE_CORE = new Set(Object.keys(imageMetadataOf({ id: '', name: '', diskFormat: '', containerFormat: '', checksum: '', minDisk: 0, minRam: 0, size: 0, properties: {} })))
+
 export class ServerSnapshots {
   constructor(
     private readonly db: Db,
-    private readonly deps: { views: ServerViews; outbox: CastOutbox; images: ImageCatalog },
+    private readonly deps: { views: ServerViews; outbox: CastOutbox; images: ImageCatalog; volumeSnapshots?: SnapshotCatalog },
     private readonly log: Log,
   ) {}
 
@@ -62,6 +65,8 @@ export class ServerSnapshots {
     // Checked before the image is made, so a refused snapshot changes nothing; checked again below.
     beginAction(action, first)
     if (!first.host) throw new FailedPrecondition(`server ${first.uuid} has no host: it never got one`)
+    const boot = await this.db.selectFrom('volume_attachments').select(['volume_id']).where('server_id', '=', first.uuid).where('boot_index', '=', 0).executeTakeFirst()
+    if (boot) return this.volumeBacked(first, boot.volume_id, name, metadata, caller)
     const properties = await this.properties(first, caller, metadata)
     const project = await this.db.selectFrom('projects').select('domain_id').where('id', '=', first.project_id).executeTakeFirst()
     const owner: ImageViewer = { projectId: first.project_id, domainId: project?.domain_id ?? '', isAdmin: false, canWrite: true }
@@ -87,6 +92,51 @@ export class ServerSnapshots {
       await this.deps.outbox.send({ uuid: first.uuid, host: plan.host, action, castId, requestId })
       return { imageId: image.id, server: (await this.deps.views.views([plan.row], caller))[0]! }
     }, { log: this.log, context: { instance: first.uuid, action: 'snapshot' } })
+  }
+
+  /**
+   * The snapshot of a server booted from a volume (Nova's
+   * snapshot_volume_backed): a snapshot of each of its volumes (forced: they
+   * are in use), and an image with no data whose `block_device_mapping`
+   * (bdm_v2) names them, with `root_device_name`; a server created from that
+   * image boots from a new volume made from the root volume's snapshot
+   * (`server-create-bdm.ts` imageBlockDevices). The image is active at once;
+   * the snapshots become available as their backend makes them. What was
+   * made is undone when a later step fails.
+   */
+  private async volumeBacked(row: ServerTable, bootVolumeId: string, name: string, metadata: Record<string, string>, caller: ServerCaller): Promise<{ imageId: string; server: ServerView }> {
+    const snapshots = this.deps.volumeSnapshots
+    if (!snapshots) throw new FailedPrecondition(`server ${row.uuid} boots from a volume, and this controller snapshots no volumes`)
+    const attached = await this.db.selectFrom('volume_attachments').selectAll().where('server_id', '=', row.uuid).where('status', '=', 'attached').orderBy('device').execute()
+    if (!attached.some((a) => a.volume_id === bootVolumeId)) throw new FailedPrecondition(`the root volume ${bootVolumeId} of server ${row.uuid} is not attached now; wait for the server to be built or its volumes to settle`)
+    const bootVolume = await this.db.selectFrom('volumes').select(['volume_image_metadata']).where('id', '=', bootVolumeId).executeTakeFirstOrThrow()
+    const inherited = Object.fromEntries(Object.entries(json<Record<string, string>>(bootVolume.volume_image_metadata, {})).filter(([k]) => !IMAGE_CORE.has(k)))
+    const properties = await this.properties(row, caller, metadata, inherited)
+    const project = await this.db.selectFrom('projects').select('domain_id').where('id', '=', row.project_id).executeTakeFirst()
+    const owner: ImageViewer = { projectId: row.project_id, domainId: project?.domain_id ?? '', isAdmin: false, canWrite: true }
+    const admin: ServerCaller = { ...caller, isAdmin: true }
+    return withReverter(async (revert) => {
+      const mapping: Array<Record<string, unknown>> = []
+      for (const a of attached) {
+        const snap = await snapshots.create({ volumeId: a.volume_id, name: `snapshot for ${name}`, force: true }, caller)
+        revert.add(`delete snapshot ${snap.id}`, async () => {
+          await snapshots.delete({ id: snap.id, force: true }, admin)
+        })
+        mapping.push({
+          source_type: 'snapshot', destination_type: 'volume', snapshot_id: snap.id, volume_id: null, image_id: null, volume_size: snap.size,
+          boot_index: a.boot_index >= 0 ? a.boot_index : null, device_name: `/dev/${a.device}`, delete_on_termination: a.delete_on_termination === 1,
+          disk_bus: 'virtio', device_type: 'disk', guest_format: null, no_device: null, tag: null, volume_type: null,
+        })
+      }
+      const image = await this.deps.images.create({
+        name, diskFormat: 'qcow2', containerFormat: 'bare', visibility: 'private',
+        properties: { ...properties, block_device_mapping: JSON.stringify(mapping), bdm_v2: 'True', root_device_name: '/dev/vda' },
+      }, owner)
+      revert.add(`delete image ${image.id}`, () => this.deps.images.delete(image.id, SERVICE))
+      await this.deps.images.activateEmpty(image.id, SERVICE)
+      this.log.info({ instance: row.uuid, image: image.id, snapshots: mapping.map((m) => m.snapshot_id), requestId: caller.requestId }, 'volume-backed server snapshot made')
+      return { imageId: image.id, server: await this.deps.views.get(row.uuid, caller) }
+    }, { log: this.log, context: { instance: row.uuid, action: 'snapshot' } })
   }
 
   /**
@@ -130,9 +180,9 @@ export class ServerSnapshots {
    * `user_id`, `image_type`, `base_image_ref`, the libvirt driver's
    * `image_location`/`image_state`/`owner_id`, and last the request's metadata.
    */
-  private async properties(row: { uuid: string; image_id: string; project_id: string }, caller: ServerCaller, metadata: Record<string, string>): Promise<Record<string, string>> {
-    const source = await this.source(row.image_id)
-    const inherited = Object.fromEntries(Object.entries(source?.properties ?? {}).filter(([k]) => !NOT_INHERITED.has(k) && !k.startsWith('os_glance')))
+  private async properties(row: { uuid: string; image_id: string; project_id: string }, caller: ServerCaller, metadata: Record<string, string>, from?: Record<string, string>): Promise<Record<string, string>> {
+    const source = from ? undefined : await this.source(row.image_id)
+    const inherited = Object.fromEntries(Object.entries(from ?? source?.properties ?? {}).filter(([k]) => !NOT_INHERITED.has(k) && !k.startsWith('os_glance')))
     const props: Record<string, string> = {
       ...inherited,
       instance_uuid: row.uuid,

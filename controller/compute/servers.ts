@@ -40,6 +40,7 @@ import type { VolumeTypeCatalog } from '../volume/types.js'
 import type { VolumeBackends } from '../volume/backends.js'
 import type { VolumeCasts } from '../volume/casts.js'
 import { ServerVolumes } from '../volume/server-volumes.js'
+import type { SnapshotCatalog } from '../volume/snapshots.js'
 
 export type { BuildSpec, CreateServer, ListServers, ServerAddress, ServerCaller, ServersConfig, ServerView } from './server-model.js'
 export { hostnameOf, instanceName } from './server-model.js'
@@ -59,6 +60,8 @@ export interface ServerCatalogDeps {
   volumeTypes: VolumeTypeCatalog
   volumeBackends: VolumeBackends
   volumeCasts: VolumeCasts
+  /** Volume snapshots: snapshots of servers booted from volumes are made of them. */
+  volumeSnapshots?: SnapshotCatalog
 }
 
 export class ServerCatalog {
@@ -78,7 +81,7 @@ export class ServerCatalog {
     this.views = new ServerViews(db, deps)
     this.creator = new ServerCreator(db, { ...deps, views: this.views, outbox: this.outbox, serverVolumes }, config, log)
     this.actions = new ServerActions(db, { ...deps, views: this.views, outbox: this.outbox, serverVolumes }, config, log)
-    this.snapshots = new ServerSnapshots(db, { images: deps.images, views: this.views, outbox: this.outbox }, log)
+    this.snapshots = new ServerSnapshots(db, { images: deps.images, views: this.views, outbox: this.outbox, ...(deps.volumeSnapshots ? { volumeSnapshots: deps.volumeSnapshots } : {}) }, log)
   }
 
   /** Connects the bus (after it started) and sends what could not be sent before. */

@@ -15,6 +15,7 @@ import { buildSpec, hostInstances, CONDUCTOR, type BuildSpecDeps, type HostInsta
 import { FailedPrecondition, NotFound, Unavailable } from '../../proto/errors.js'
 import type { ExportRef, VolumeExport } from '../../proto/volume-export.js'
 import type { AgentTransport } from '../compute/transport.js'
+import { uploadImageOf } from '../../proto/volume-work.js'
 import { instanceMetadata } from './metadata.js'
 import { snapshotStep, type ImageUploadTokens } from './snapshot-step.js'
 import type { AttachmentCatalog, HostVolumeDisk, PendingHostCast } from '../volume/attachments.js'
@@ -53,6 +54,26 @@ export class Conductor {
     if (v.status !== 'creating') throw new FailedPrecondition(`volume ${volumeId} is ${v.status}, no longer being created`)
     const image = await this.deps.images.get({ id: v.image_id }, CONDUCTOR)
     return { imageId: image.id, checksum: image.checksum, diskFormat: image.diskFormat, imageReadToken: this.deps.imageReadToken(image.id, host, volumeId) }
+  }
+
+  /**
+   * How `host` uploads volume `volumeId` under the upload cast `castId`: the
+   * image's id and disk format, and an image-upload token for that image
+   * only, issued now (casts carry no tokens).
+   * @throws NotFound when no such volume lives on `host`.
+   * @throws FailedPrecondition when the volume no longer waits for that upload, or its image is gone or not queued.
+   */
+  async volumeUpload(volumeId: string, host: string, castId: string): Promise<{ imageId: string; diskFormat: string; imageUploadToken: string }> {
+    const issue = this.deps.imageUploadToken
+    if (!issue) throw new FailedPrecondition('this controller issues no image-upload tokens; volumes cannot be uploaded')
+    const v = await this.db.selectFrom('volumes').select(['id', 'host', 'status', 'pending_cast_id']).where('id', '=', volumeId).executeTakeFirst()
+    if (!v || v.host !== host) throw new NotFound(`no volume ${volumeId} lives on host '${host}'`)
+    const imageId = uploadImageOf(castId)
+    if (!imageId || v.pending_cast_id !== castId || v.status !== 'uploading') throw new FailedPrecondition(`volume ${volumeId} no longer waits for upload ${castId} (it is ${v.status}); the upload is abandoned`)
+    const image = await this.db.selectFrom('images').select(['id', 'status', 'disk_format']).where('id', '=', imageId).executeTakeFirst()
+    if (!image) throw new FailedPrecondition(`image ${imageId} of the upload of volume ${volumeId} was deleted; the upload is abandoned`)
+    if (image.status !== 'queued') throw new FailedPrecondition(`image ${imageId} of the upload of volume ${volumeId} is ${image.status}, not queued: it takes no upload`)
+    return { imageId, diskFormat: image.disk_format, imageUploadToken: issue(imageId, host, volumeId) }
   }
 
   /**

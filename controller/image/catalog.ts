@@ -6,7 +6,7 @@
  * must be the declared disk_format and the inspector must find nothing unsafe
  * (backing file, external data file, unknown features, polyglot files).
  */
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
 import { isUuid } from '../../proto/ids.js'
 import type { Db } from '../store/db.js'
@@ -68,6 +68,9 @@ export interface ImageViewer {
    */
   uploadOnly?: string
 }
+
+/** The controller itself as it uses the catalog: every image, whoever owns it (snapshots and uploads it makes, and their cleanup). */
+export const IMAGE_SERVICE: ImageViewer = { projectId: undefined, domainId: '', isAdmin: true, canWrite: true }
 
 /** The viewer of an image-read token's bearer. */
 export function imageReader(imageId: string): ImageViewer {
@@ -277,6 +280,22 @@ export class ImageCatalog {
   }
 
   // ------------------------------------------------------------------ data
+
+  /**
+   * Makes a queued image active with no data (Nova's volume-backed snapshot
+   * images: their data is in the volume snapshots their block_device_mapping
+   * names; Nova uploads nothing, Glance records size 0 and the empty data's hashes).
+   */
+  async activateEmpty(id: string | undefined, viewer: ImageViewer): Promise<Image> {
+    const row = await this.writableRow(id, viewer)
+    checkTransition(row.status, 'saving', 'activate')
+    checkTransition('saving', 'active', 'activate')
+    const r = await this.db.updateTable('images')
+      .set({ status: 'active', checksum: createHash('md5').digest('hex'), os_hash_value: createHash('sha512').digest('hex'), size: 0, virtual_size: 0, updated_at: new Date().toISOString() })
+      .where('id', '=', row.id).where('status', '=', 'queued').executeTakeFirst()
+    if (Number(r.numUpdatedRows) !== 1) throw new FailedPrecondition(`cannot activate image ${row.id}: an upload is in progress`)
+    return this.get({ id: row.id }, viewer)
+  }
 
   /** Receives the image data: queued → saving → active, or back to queued with nothing kept. */
   async upload(id: string | undefined, chunks: AsyncIterable<Buffer[]>, viewer: ImageViewer, announcedSize = 0): Promise<Image> {

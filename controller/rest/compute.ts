@@ -13,6 +13,7 @@ import { keypairRoutes } from './compute-keypairs.js'
 import { serverRoutes } from './compute-servers.js'
 import { extraRoutes } from './compute-extras.js'
 import { hostRoutes } from './compute-hosts.js'
+import { volumeAttachmentRoutes } from './compute-volume-attachments.js'
 
 /** Nova's v2.1 version document, as GET /v2.1 and GET / show it. */
 function v21(req: RestRequest) {
@@ -44,7 +45,7 @@ export function computeRest(d: RestDomain): RestService {
     { method: 'GET', path: '/v2.1', policy: 'public', handler: async (req) => ({ body: { version: v21(req) } }) },
   ]
   // The version is checked before anything is done: a refused version changes nothing.
-  const versioned = [...flavorRoutes(d), ...keypairRoutes(d), ...serverRoutes(d), ...extraRoutes(d), ...hostRoutes(d)].map((r): Route => ({
+  const versioned = [...flavorRoutes(d), ...keypairRoutes(d), ...serverRoutes(d), ...extraRoutes(d), ...hostRoutes(d), ...volumeAttachmentRoutes(d)].map((r): Route => ({
     ...r,
     path: `/v2.1${r.path}`,
     handler: (req) => (microversion(req), r.handler(req)),

@@ -23,6 +23,8 @@ import type { Placement } from '../scheduler/placement.js'
 import type { VolumeCatalog } from '../volume/volumes.js'
 import type { SnapshotCatalog } from '../volume/snapshots.js'
 import type { VolumeTypeCatalog } from '../volume/types.js'
+import type { VolumeUploads } from '../volume/uploads.js'
+import type { AttachmentCatalog } from '../volume/attachments.js'
 import type { RestService } from './http.js'
 import { identityRest } from './identity.js'
 import { networkRest } from './network.js'
@@ -45,7 +47,7 @@ export interface RestDomain {
   quota: QuotaEngine
   network: { networks: NetworkCatalog; subnets: SubnetCatalog; ports: PortCatalog; floatingIps: FloatingIpCatalog; securityGroups: SecurityGroupCatalog; routers: RouterCatalog }
   placement: Placement
-  volume: { volumes: VolumeCatalog; snapshots: SnapshotCatalog; types: VolumeTypeCatalog }
+  volume: { volumes: VolumeCatalog; snapshots: SnapshotCatalog; types: VolumeTypeCatalog; uploads: VolumeUploads; attachments: AttachmentCatalog }
   defaultAvailabilityZone: string
   /** gRPC's upload turns and limits, which REST image uploads share. */
   imageUploads: ImageUploads

@@ -1,6 +1,7 @@
 /**
  * Block Storage v3 (Cinder) over REST, for what the volume service offers:
- * volumes (with detail, `os-extend`, `os-reset_status`), snapshots, volume
+ * volumes (with detail, `os-extend`, `os-reset_status`,
+ * `os-volume_upload_image`), snapshots, volume
  * types and their extra specs, limits, and the versions document at
  * `/volume/`. Paths as Cinder lays them out, `/v3/{project_id}/…`, and
  * without the project (Cinder ≥ 3.67; the catalog names `/volume/v3`, so
@@ -18,6 +19,7 @@ import { DEFAULT_VOLUME_TYPE_ID, type VolumeTypeView } from '../volume/types.js'
 import { HttpError, REST_PREFIX, bodyObject, header, type AuthedRequest, type RestRequest, type RestService, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { bool, int, obj, onlyKeys, str, stringMap } from './body.js'
+import { volumeQuotaRoutes } from './volume-quotas.js'
 
 const V = 'strato.volume.v1'
 /** The version this API answers: Cinder's 3.0, the base every client can take. */
@@ -75,10 +77,12 @@ function checkProject(req: RestRequest): void {
   if (project !== a.projectId && !a.isCloudAdmin) throw new PermissionDenied(`the path names project ${project}, but the token is scoped to ${a.projectId ?? 'no project'}`)
 }
 
-const ACTION_POLICY: Record<string, string> = { 'os-extend': `${V}.Volumes/ExtendVolume`, 'os-reset_status': `${V}.Volumes/ResetVolumeState` }
+const ACTION_POLICY: Record<string, string> = {
+  'os-extend': `${V}.Volumes/ExtendVolume`, 'os-reset_status': `${V}.Volumes/ResetVolumeState`, 'os-volume_upload_image': `${V}.Volumes/UploadVolumeToImage`,
+}
 
 function routes(d: RestDomain): Route[] {
-  const { volumes, snapshots, types } = d.volume
+  const { volumes, snapshots, types, uploads } = d.volume
   const project = (req: RestRequest) => (req as AuthedRequest).auth.projectId ?? ''
   const listFilter = (req: RestRequest) => {
     const all = ['1', 'true', 'True'].includes(req.query.get('all_tenants') ?? '')
@@ -172,6 +176,30 @@ function routes(d: RestDomain): Route[] {
             if (!obj(arg) || typeof arg.status !== 'string') throw new InvalidArgument('os-reset_status needs {"status": "available"} (or another status)', { field: 'os-reset_status' })
             await volumes.resetState(id, arg.status, callerOf(req))
             return { status: 202 }
+          }
+          case 'os-volume_upload_image': {
+            if (!obj(arg)) throw new InvalidArgument('os-volume_upload_image needs {"image_name": "…"} (and disk_format, container_format, force)', { field: 'os-volume_upload_image' })
+            onlyKeys(arg, ['image_name', 'disk_format', 'container_format', 'force', 'visibility', 'protected'])
+            const imageName = str(arg, 'image_name')
+            if (imageName === undefined) throw new InvalidArgument("'image_name' is a required property", { field: 'image_name' })
+            const caller = callerOf(req)
+            const force = bool(arg.force, 'force')
+            const isProtected = bool(arg.protected, 'protected')
+            const u = await uploads.upload({
+              id, imageName, diskFormat: str(arg, 'disk_format'), containerFormat: str(arg, 'container_format'), visibility: str(arg, 'visibility'),
+              ...(force !== undefined ? { force } : {}), ...(isProtected !== undefined ? { protected: isProtected } : {}),
+            }, caller)
+            const type = u.volume.volumeTypeId ? await types.get(u.volume.volumeTypeId, caller).catch(() => undefined) : undefined
+            return {
+              status: 202,
+              body: {
+                'os-volume_upload_image': {
+                  id: u.volume.id, updated_at: stamp(u.volume.updatedAt), status: u.volume.status, display_description: u.volume.description || null, size: u.volume.size,
+                  volume_type: type ? typeJson(type) : null, image_id: u.imageId, container_format: u.containerFormat, disk_format: u.diskFormat, image_name: u.imageName,
+                  visibility: u.visibility, protected: u.protected,
+                },
+              },
+            }
           }
           default:
             throw new InvalidArgument(`There is no such action: ${name}`, { field: name })
@@ -321,7 +349,7 @@ function checkVersion(req: RestRequest): void {
 }
 
 export function volumeRest(d: RestDomain): RestService {
-  const versioned = routes(d).flatMap((r): Route[] => {
+  const versioned = [...routes(d), ...volumeQuotaRoutes(d)].flatMap((r): Route[] => {
     const handler = (req: RestRequest) => (checkVersion(req), checkProject(req), r.handler(req))
     // With the project in the path (Cinder's classic form) and without (3.67's).
     return [{ ...r, path: `/v3${r.path}`, handler }, { ...r, path: `/v3/:project${r.path}`, handler }]

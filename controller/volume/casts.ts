@@ -12,7 +12,7 @@ import type { VolumeAttachmentTable, VolumeSnapshotTable, VolumeTable } from '..
 import type { Db } from '../store/db.js'
 import { Outbox, type Claim } from '../compute/cast-outbox.js'
 import { attachedDisks } from './attachments.js'
-import { parseVolumeCastId, volumeCastId, type VolumeOp, type VolumeWork } from '../../proto/volume-work.js'
+import { parseVolumeCastId, uploadImageOf, volumeCastId, type VolumeOp, type VolumeWork } from '../../proto/volume-work.js'
 import { attachCastId, parseAttachCastId, type AttachOp, type VolumeAttachWork } from '../../proto/volume-attach.js'
 
 /** The row fields that record a new pending cast of `op` on volume or snapshot `id`. */
@@ -23,11 +23,15 @@ export function pendingCast(op: VolumeOp, id: string, requestId: string | undefi
 /** The row fields of a volume or snapshot with no work pending. */
 export const NO_CAST = { pending_cast_id: '', pending_request_id: '', cast_sent_at: null } as const
 
-/** The work a volume's pending cast carries; `attached`: the servers an extend tells the new size. */
-export function volumeWork(op: VolumeOp, v: Pick<VolumeTable, 'id' | 'size' | 'pending_size' | 'source_volid' | 'snapshot_id' | 'image_id'>, attached: VolumeWork['attached'] = []): VolumeWork {
+/**
+ * The work a volume's pending cast carries; `attached`: the servers an extend
+ * tells the new size. An upload's image is the one its cast id names.
+ */
+export function volumeWork(op: VolumeOp, v: Pick<VolumeTable, 'id' | 'size' | 'pending_size' | 'source_volid' | 'snapshot_id' | 'image_id' | 'pending_cast_id'>, attached: VolumeWork['attached'] = []): VolumeWork {
   return {
     op, volumeId: v.id, snapshotId: '', sizeGb: op === 'extend' ? v.pending_size : v.size,
-    sourceVolid: op === 'create' ? v.source_volid : '', sourceSnapshotId: op === 'create' ? v.snapshot_id : '', imageId: op === 'create' ? v.image_id : '',
+    sourceVolid: op === 'create' ? v.source_volid : '', sourceSnapshotId: op === 'create' ? v.snapshot_id : '',
+    imageId: op === 'create' ? v.image_id : op === 'upload_image' ? uploadImageOf(v.pending_cast_id) ?? '' : '',
     attached: op === 'extend' ? attached : [],
   }
 }

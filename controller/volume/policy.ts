@@ -15,6 +15,8 @@ export const volumePolicy: Record<string, PolicyEntry> = {
   [`${V}.Volumes/UpdateVolume`]: member,
   [`${V}.Volumes/DeleteVolume`]: member,
   [`${V}.Volumes/ExtendVolume`]: member,
+  // Cinder: volume_extension:volume_actions:upload_image is admin_or_owner.
+  [`${V}.Volumes/UploadVolumeToImage`]: member,
   // Cinder: volume_extension:volume_admin_actions:reset_status is admin only.
   [`${V}.Volumes/ResetVolumeState`]: { allow: ['cloud_admin'] },
 

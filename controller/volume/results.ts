@@ -9,10 +9,11 @@ import type { Db } from '../store/db.js'
 import { forUpdate } from '../store/engine.js'
 import type { CastResultEvent } from '../compute/transport.js'
 import { now, type Log } from '../compute/server-model.js'
-import { parseVolumeCastId } from '../../proto/volume-work.js'
+import { parseVolumeCastId, uploadImageOf } from '../../proto/volume-work.js'
 import { checkVolumeTransition, snapshotOutcome, volumeOutcome } from './states.js'
 import { liveAttachments, type AttachmentCatalog } from './attachments.js'
 import { NO_CAST } from './casts.js'
+import type { VolumeUploads } from './uploads.js'
 
 export class VolumeResults {
   private sweepTimer: NodeJS.Timeout | undefined
@@ -26,6 +27,8 @@ export class VolumeResults {
     private readonly stuckAfterMs = 600_000,
     /** Attachments, swept with the volumes (their casts go to servers' hosts). */
     private readonly attachments?: Pick<AttachmentCatalog, 'sweep'>,
+    /** Uploads to images: a failed one's image is discarded. */
+    private readonly uploads?: Pick<VolumeUploads, 'discard'>,
   ) {}
 
   /** Sweeps for stuck work every quarter of `stuckAfterMs` (at most every 30 s). */
@@ -73,7 +76,7 @@ export class VolumeResults {
     const reason = r.ok ? '' : `${r.errorCode || 'INTERNAL'}: ${r.message || 'the backend failed'}`
     const vo = volumeOutcome(p.op, r.ok)
     const so = snapshotOutcome(p.op, r.ok)
-    await this.db.transaction().execute(async (trx) => {
+    const applied = await this.db.transaction().execute(async (trx) => {
       if (vo) {
         const row = await forUpdate(trx, trx.selectFrom('volumes').selectAll().where('id', '=', p.id)).executeTakeFirst()
         if (!row || row.pending_cast_id !== r.castId || row.status !== vo.while) return this.stale(r, row?.pending_cast_id)
@@ -86,9 +89,10 @@ export class VolumeResults {
         } else {
           const grown = p.op === 'extend' && r.ok ? { size: row.pending_size } : {}
           // An extended volume that is attached is back in use (Cinder's in-use extend);
-          // one made for a new server is promised to it (its attachment waits: server-volumes.ts).
-          const attached = r.ok && (p.op === 'extend' || p.op === 'create') && (await liveAttachments(trx, row.id)) > 0
-          const to = attached ? (p.op === 'extend' ? 'in-use' : 'reserved') : vo.to
+          // one made for a new server is promised to it (its attachment waits: server-volumes.ts);
+          // an uploaded one is as before the upload, done or not.
+          const attached = (r.ok || p.op === 'upload_image') && ['extend', 'create', 'upload_image'].includes(p.op) && (await liveAttachments(trx, row.id)) > 0
+          const to = attached ? (p.op === 'create' ? 'reserved' : 'in-use') : vo.to
           if (to !== vo.to) checkVolumeTransition(vo.while, to)
           await trx.updateTable('volumes').set({ status: to, status_reason: reason, pending_size: 0, ...grown, ...NO_CAST, updated_at: now() }).where('id', '=', row.id).execute()
           // Snapshots that went down with a failed cascade delete are as stuck as their volume.
@@ -101,8 +105,10 @@ export class VolumeResults {
         if (so.to === 'deleted') await trx.deleteFrom('volume_snapshots').where('id', '=', row.id).execute()
         else await trx.updateTable('volume_snapshots').set({ status: so.to, status_reason: reason, ...NO_CAST, updated_at: now() }).where('id', '=', row.id).execute()
       }
-      return undefined
+      return true
     })
+    const uploaded = uploadImageOf(r.castId)
+    if (applied && uploaded && !r.ok) await this.uploads?.discard(uploaded, p.id, reason)
     this.log.info({ volume: r.volumeId, snapshot: r.snapshotId || undefined, host: r.host, op: p.op, ok: r.ok, ...(r.ok ? {} : { reason }) }, `volume ${p.op} ${r.ok ? 'done' : 'failed'}`)
     return true
   }

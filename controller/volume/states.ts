@@ -42,7 +42,7 @@ export const TRANSITIONS: Record<VolumeStatus, ReadonlyArray<VolumeStatus | Term
 }
 
 /** What users (and the controller) do to a volume. */
-export type VolumeAction = 'delete' | 'force_delete' | 'extend' | 'snapshot' | 'snapshot_force' | 'clone' | 'update' | 'attach' | 'attach_multi'
+export type VolumeAction = 'delete' | 'force_delete' | 'extend' | 'snapshot' | 'snapshot_force' | 'clone' | 'update' | 'attach' | 'attach_multi' | 'upload' | 'upload_force'
 
 interface ActionRule {
   /** The statuses the action is allowed from. */
@@ -69,6 +69,9 @@ const ACTIONS: Record<VolumeAction, ActionRule> = {
   // Cinder attachment_create: available; a multiattach volume also while in-use.
   attach: { from: ['available'], to: 'reserved', verb: 'attach' },
   attach_multi: { from: ['available', 'in-use'], to: 'reserved', verb: 'attach' },
+  // Cinder copy_volume_to_image: available; an in-use volume with force (its data as it is then).
+  upload: { from: ['available'], to: 'uploading', verb: 'upload' },
+  upload_force: { from: ['available', 'in-use'], to: 'uploading', verb: 'upload' },
 }
 
 function refuse(rule: ActionRule, id: string, status: string): never {
@@ -109,6 +112,9 @@ const VOLUME_OUTCOMES: Outcomes<VolumeStatus> = {
   create: { while: 'creating', ok: 'available', error: 'error' },
   delete: { while: 'deleting', ok: 'deleted', error: 'error_deleting' },
   extend: { while: 'extending', ok: 'available', error: 'error_extending' },
+  // Done or not, the volume is as before (Cinder's volume_update_status_based_on_attachment):
+  // available, or in-use when attached (results.ts); a failure's reason is kept.
+  upload_image: { while: 'uploading', ok: 'available', error: 'available' },
 }
 
 type Outcomes<S extends string> = Partial<Record<VolumeOp, { while: S; ok: S | Terminal; error: S }>>

@@ -167,7 +167,7 @@ console.log('part 1: API-to-ACTIVE latency of real boots')
 await bootLatency()
 console.log('part 2: scheduling throughput')
 
-const s = await startController()
+const s = await startController({ hosts: { heartbeatIntervalMs: 3_600_000 } })
 const c = s.controller
 let seed = 42
 const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)

@@ -9,17 +9,18 @@ import { AgentService } from '../../agent/service.js'
 import { DnsmasqDhcp } from '../../agent/net/dhcp.js'
 import { FakeDriver, type FakeDriverOptions } from '../../agent/virt/fake.js'
 import { FakeVolumeDriver, type FakeVolumeDriverOptions } from '../../agent/volume/fake.js'
+import type { VolumeDriver } from '../../agent/volume/driver.js'
 import { natsCredsFor } from './nats.js'
 
-export interface TestAgent {
+export interface TestAgent<V extends VolumeDriver = FakeVolumeDriver> {
   agent: AgentService
   driver: FakeDriver
-  /** The volume role's backend (in memory). */
-  volumes: FakeVolumeDriver
+  /** The volume role's backend (in memory, unless the test gave another). */
+  volumes: V
   stop(): Promise<void>
 }
 
-export async function startAgent(natsUrl: string, host: string, o: AgentConfigOverrides & { fake?: FakeDriverOptions; fakeVolumes?: FakeVolumeDriverOptions; volumeDriver?: FakeVolumeDriver; virtDriver?: FakeDriver } = {}): Promise<TestAgent> {
+export async function startAgent<V extends VolumeDriver = FakeVolumeDriver>(natsUrl: string, host: string, o: AgentConfigOverrides & { fake?: FakeDriverOptions; fakeVolumes?: FakeVolumeDriverOptions; volumeDriver?: V; virtDriver?: FakeDriver } = {}): Promise<TestAgent<V>> {
   const stateDir = o.stateDir ?? mkdtempSync(path.join(tmpdir(), `strato-agent-${host}-`))
   const { fake, fakeVolumes, volumeDriver, virtDriver, ...overrides } = o
   const natsCredsFile = natsCredsFor(natsUrl)?.agentCreds(host) ?? null
@@ -27,7 +28,7 @@ export async function startAgent(natsUrl: string, host: string, o: AgentConfigOv
   // A restarted agent may keep the hypervisor it had (its guests outlive it).
   const driver = virtDriver ?? new FakeDriver({ hostname: host, ...fake })
   // A restarted agent may keep the backend it had (a host's disks outlive its agent).
-  const volumes = volumeDriver ?? new FakeVolumeDriver({ host, ...fakeVolumes })
+  const volumes = volumeDriver ?? (new FakeVolumeDriver({ host, ...fakeVolumes }) as VolumeDriver as V)
   const agent = new AgentService(cfg, driver, pino({ level: process.env.STRATO_TEST_LOG ?? 'silent' }), volumes)
   await agent.start()
   return {

@@ -11,6 +11,7 @@ import { pipeline } from 'node:stream/promises'
 import type { ClientWritableStream, ServiceError } from '@grpc/grpc-js'
 import { StratoError } from '../../../proto/errors.js'
 import { ImagesClient, type Image, type ImageChunk, type ImageMember, type UploadImageRequest } from '../../../proto/gen/strato/image/v1/image.js'
+import { VolumesClient } from '../../../proto/gen/strato/volume/v1/volume.js'
 import type { Context } from '../context.js'
 import { CliError, UsageError } from '../errors.js'
 import { findProject, flag, opt } from '../identity.js'
@@ -18,6 +19,7 @@ import { Dict } from '../output.js'
 import type { Args, Command, OptionSpec } from '../registry.js'
 import { choice, expandHome, findImage, intOpt, iso, keyValues } from '../resources.js'
 import { deleteEach } from './delete.js'
+import { findVolume } from './volume.js'
 
 export const DISK_FORMATS = ['ami', 'ari', 'aki', 'vhd', 'vmdk', 'raw', 'qcow2', 'vhdx', 'vdi', 'iso', 'ploop'] as const
 export const CONTAINER_FORMATS = ['ami', 'ari', 'aki', 'bare', 'docker', 'ova', 'ovf', 'compressed'] as const
@@ -191,11 +193,33 @@ async function listAll(ctx: Context, a: Args, visibility: string | undefined): P
   return out.sort((x, y) => (x.name ?? '').localeCompare(y.name ?? ''))
 }
 
+/**
+ * `image create --volume`: the volume's data becomes the image (Volumes
+ * UploadVolumeToImage), shown as openstackclient shows Cinder's answer.
+ */
+async function imageFromVolume(ctx: Context, a: Args, diskFormat: string, containerFormat: string): Promise<Record<string, unknown>> {
+  const c = 'image create'
+  const unsupported = [['id', '--id'], ['file', '--file'], ['min_disk', '--min-disk'], ['min_ram', '--min-ram']].filter(([dest]) => a.str(dest!) !== undefined)
+    .concat(a.list('property').length ? [['property', '--property']] : [], a.list('tag').length ? [['tag', '--tag']] : [])
+  if (unsupported.length) throw new UsageError(`${c}: ${unsupported.map(([, f]) => f).join(', ')} cannot be used with --volume (the image takes the volume's data and properties)`)
+  const volume = await findVolume(ctx, a.str('volume')!)
+  const r = await ctx.call(VolumesClient, 'uploadVolumeToImage', {
+    id: volume.id ?? '', imageName: a.pos('image-name'), diskFormat, containerFormat, force: a.flag('force'),
+    visibility: a.str('visibility') ?? '', protected: a.bool('protected') ?? false,
+  })
+  const v = r.volume ?? {}
+  return {
+    container_format: r.containerFormat ?? '', disk_format: r.diskFormat ?? '', display_description: v.description || null, id: v.id ?? '',
+    image_id: r.imageId ?? '', image_name: r.imageName ?? '', protected: Boolean(r.protected), size: v.size ?? 0, status: v.status ?? '',
+    updated_at: iso(v.updatedAt), visibility: r.visibility ?? '', volume_type: v.volumeType || null,
+  }
+}
+
 export const imageCommands: Command[] = [
   {
     name: 'image create',
     summary: 'Create/upload an image',
-    description: `With --file, the data is uploaded in 1 MiB chunks; a file over ${PROGRESS_MIN_BYTES >> 20} MiB shows a progress bar when stderr is a terminal. Data whose real format is not --disk-format, or that is unsafe (backing file, external data file), is refused.`,
+    description: `With --file, the data is uploaded in 1 MiB chunks; a file over ${PROGRESS_MIN_BYTES >> 20} MiB shows a progress bar when stderr is a terminal. Data whose real format is not --disk-format, or that is unsafe (backing file, external data file), is refused. With --volume, the volume's data becomes the image (Cinder's upload to image: --disk-format raw or qcow2; the volume is uploading until the image is active).`,
     output: 'show',
     positionals: [{ name: 'image-name', help: 'New image name' }],
     options: [
@@ -205,6 +229,8 @@ export const imageCommands: Command[] = [
       opt('--min-disk', 'min_disk', '<disk-gb>', 'Minimum disk size needed to boot image, in gigabytes'),
       opt('--min-ram', 'min_ram', '<ram-mb>', 'Minimum RAM size needed to boot image, in megabytes'),
       opt('--file', 'file', '<file>', 'Upload image from local file'),
+      opt('--volume', 'volume', '<volume>', 'Create image from a volume'),
+      flag('--force', 'force', 'Force image creation if volume is in use (only meaningful with --volume)'),
       ...protectOpts,
       ...visibilityOpts('Create'),
       listOpt('--property', 'property', '<key=value>', 'Set a property on this image (repeat option to set multiple properties)'),
@@ -214,6 +240,8 @@ export const imageCommands: Command[] = [
       const c = 'image create'
       const diskFormat = choice(c, '--disk-format', a.str('disk_format') ?? 'raw', DISK_FORMATS)
       const containerFormat = choice(c, '--container-format', a.str('container_format') ?? 'bare', CONTAINER_FORMATS)
+      if (a.str('volume') !== undefined) return { kind: 'show', data: await imageFromVolume(ctx, a, diskFormat, containerFormat) }
+      if (a.flag('force')) throw new UsageError(`${c}: --force is only meaningful with --volume`)
       const fileArg = a.str('file')
       const file = fileArg ? expandHome(fileArg, ctx.env) : undefined
       let size = 0

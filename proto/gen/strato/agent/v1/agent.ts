@@ -522,6 +522,30 @@ export interface VolumeImage {
 }
 
 /**
+ * Asks how to upload a volume to the image it is being uploaded to (Cinder's
+ * copy_volume_to_image): only the volume's pending upload cast is answered.
+ */
+export interface VolumeUploadRequest {
+  host?: string | undefined;
+  volumeId?:
+    | string
+    | undefined;
+  /** The upload's cast ("volume_upload_image.<volume id>.<image id>"). */
+  castId?: string | undefined;
+}
+
+/**
+ * The image a volume is uploaded to, its disk format (qcow2 or raw: what the
+ * volume's data is converted to), and a short-lived token that uploads that
+ * image's data only (issued when asked, never stored in a cast).
+ */
+export interface VolumeUpload {
+  imageId?: string | undefined;
+  diskFormat?: string | undefined;
+  imageUploadToken?: string | undefined;
+}
+
+/**
  * A volume disk of a guest on the host, as libvirt has it (its persistent
  * definition): the disk's serial is the volume id cut to 20 characters.
  */
@@ -745,6 +769,7 @@ export interface ConductorRequest {
   routers?: RoutersRequest | undefined;
   hostVolumes?: HostVolumesRequest | undefined;
   volumeCast?: VolumeCastRequest | undefined;
+  volumeUpload?: VolumeUploadRequest | undefined;
   volumeExport?: VolumeExportRequest | undefined;
 }
 
@@ -760,6 +785,7 @@ export interface ConductorReply {
   routers?: Routers | undefined;
   hostVolumes?: HostVolumes | undefined;
   volumeCast?: VolumeCastState | undefined;
+  volumeUpload?: VolumeUpload | undefined;
   volumeExport?: VolumeExportInfo | undefined;
 }
 
@@ -801,7 +827,7 @@ export interface SnapshotServer {
  * backend needs is here except an image's read token (asked of the conductor).
  */
 export interface VolumeWork {
-  /** create, delete, extend, create_snapshot, delete_snapshot */
+  /** create, delete, extend, create_snapshot, delete_snapshot, upload_image */
   op?: string | undefined;
   volumeId?:
     | string
@@ -816,7 +842,10 @@ export interface VolumeWork {
     | undefined;
   /** create: the source, at most one of these. */
   sourceVolid?: string | undefined;
-  sourceSnapshotId?: string | undefined;
+  sourceSnapshotId?:
+    | string
+    | undefined;
+  /** create: the source image; upload_image: the image the volume's data goes to. */
   imageId?:
     | string
     | undefined;
@@ -5420,6 +5449,228 @@ export const VolumeImage: MessageFns<VolumeImage> = {
   },
 };
 
+function createBaseVolumeUploadRequest(): VolumeUploadRequest {
+  return { host: "", volumeId: "", castId: "" };
+}
+
+export const VolumeUploadRequest: MessageFns<VolumeUploadRequest> = {
+  encode(message: VolumeUploadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(18).string(message.volumeId);
+    }
+    if (message.castId !== undefined && message.castId !== "") {
+      writer.uint32(26).string(message.castId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeUploadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeUploadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.castId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeUploadRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
+      castId: isSet(object.castId)
+        ? globalThis.String(object.castId)
+        : isSet(object.cast_id)
+        ? globalThis.String(object.cast_id)
+        : "",
+    };
+  },
+
+  toJSON(message: VolumeUploadRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
+    if (message.castId !== undefined && message.castId !== "") {
+      obj.castId = message.castId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeUploadRequest>, I>>(base?: I): VolumeUploadRequest {
+    return VolumeUploadRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeUploadRequest>, I>>(object: I): VolumeUploadRequest {
+    const message = createBaseVolumeUploadRequest();
+    message.host = object.host ?? "";
+    message.volumeId = object.volumeId ?? "";
+    message.castId = object.castId ?? "";
+    return message;
+  },
+};
+
+function createBaseVolumeUpload(): VolumeUpload {
+  return { imageId: "", diskFormat: "", imageUploadToken: "" };
+}
+
+export const VolumeUpload: MessageFns<VolumeUpload> = {
+  encode(message: VolumeUpload, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.imageId !== undefined && message.imageId !== "") {
+      writer.uint32(10).string(message.imageId);
+    }
+    if (message.diskFormat !== undefined && message.diskFormat !== "") {
+      writer.uint32(18).string(message.diskFormat);
+    }
+    if (message.imageUploadToken !== undefined && message.imageUploadToken !== "") {
+      writer.uint32(26).string(message.imageUploadToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeUpload {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeUpload();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.imageId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.diskFormat = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.imageUploadToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeUpload {
+    return {
+      imageId: isSet(object.imageId)
+        ? globalThis.String(object.imageId)
+        : isSet(object.image_id)
+        ? globalThis.String(object.image_id)
+        : "",
+      diskFormat: isSet(object.diskFormat)
+        ? globalThis.String(object.diskFormat)
+        : isSet(object.disk_format)
+        ? globalThis.String(object.disk_format)
+        : "",
+      imageUploadToken: isSet(object.imageUploadToken)
+        ? globalThis.String(object.imageUploadToken)
+        : isSet(object.image_upload_token)
+        ? globalThis.String(object.image_upload_token)
+        : "",
+    };
+  },
+
+  toJSON(message: VolumeUpload): unknown {
+    const obj: any = {};
+    if (message.imageId !== undefined && message.imageId !== "") {
+      obj.imageId = message.imageId;
+    }
+    if (message.diskFormat !== undefined && message.diskFormat !== "") {
+      obj.diskFormat = message.diskFormat;
+    }
+    if (message.imageUploadToken !== undefined && message.imageUploadToken !== "") {
+      obj.imageUploadToken = message.imageUploadToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeUpload>, I>>(base?: I): VolumeUpload {
+    return VolumeUpload.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeUpload>, I>>(object: I): VolumeUpload {
+    const message = createBaseVolumeUpload();
+    message.imageId = object.imageId ?? "";
+    message.diskFormat = object.diskFormat ?? "";
+    message.imageUploadToken = object.imageUploadToken ?? "";
+    return message;
+  },
+};
+
 function createBaseHostVolumeDisk(): HostVolumeDisk {
   return { instanceUuid: "", device: "", serial: "", volumeId: "" };
 }
@@ -7457,6 +7708,7 @@ function createBaseConductorRequest(): ConductorRequest {
     routers: undefined,
     hostVolumes: undefined,
     volumeCast: undefined,
+    volumeUpload: undefined,
     volumeExport: undefined,
   };
 }
@@ -7495,6 +7747,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.volumeCast !== undefined) {
       VolumeCastRequest.encode(message.volumeCast, writer.uint32(98).fork()).join();
+    }
+    if (message.volumeUpload !== undefined) {
+      VolumeUploadRequest.encode(message.volumeUpload, writer.uint32(106).fork()).join();
     }
     if (message.volumeExport !== undefined) {
       VolumeExportRequest.encode(message.volumeExport, writer.uint32(170).fork()).join();
@@ -7603,6 +7858,14 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
             message.volumeCast = VolumeCastRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.volumeUpload = VolumeUploadRequest.decode(reader, reader.uint32());
+            continue;
+          }
           case 21: {
             if (tag !== 170) {
               break;
@@ -7660,6 +7923,11 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
         : isSet(object.volume_cast)
         ? VolumeCastRequest.fromJSON(object.volume_cast)
         : undefined,
+      volumeUpload: isSet(object.volumeUpload)
+        ? VolumeUploadRequest.fromJSON(object.volumeUpload)
+        : isSet(object.volume_upload)
+        ? VolumeUploadRequest.fromJSON(object.volume_upload)
+        : undefined,
       volumeExport: isSet(object.volumeExport)
         ? VolumeExportRequest.fromJSON(object.volumeExport)
         : isSet(object.volume_export)
@@ -7702,6 +7970,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.volumeCast !== undefined) {
       obj.volumeCast = VolumeCastRequest.toJSON(message.volumeCast);
+    }
+    if (message.volumeUpload !== undefined) {
+      obj.volumeUpload = VolumeUploadRequest.toJSON(message.volumeUpload);
     }
     if (message.volumeExport !== undefined) {
       obj.volumeExport = VolumeExportRequest.toJSON(message.volumeExport);
@@ -7747,6 +8018,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     message.volumeCast = (object.volumeCast !== undefined && object.volumeCast !== null)
       ? VolumeCastRequest.fromPartial(object.volumeCast)
       : undefined;
+    message.volumeUpload = (object.volumeUpload !== undefined && object.volumeUpload !== null)
+      ? VolumeUploadRequest.fromPartial(object.volumeUpload)
+      : undefined;
     message.volumeExport = (object.volumeExport !== undefined && object.volumeExport !== null)
       ? VolumeExportRequest.fromPartial(object.volumeExport)
       : undefined;
@@ -7767,6 +8041,7 @@ function createBaseConductorReply(): ConductorReply {
     routers: undefined,
     hostVolumes: undefined,
     volumeCast: undefined,
+    volumeUpload: undefined,
     volumeExport: undefined,
   };
 }
@@ -7805,6 +8080,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.volumeCast !== undefined) {
       VolumeCastState.encode(message.volumeCast, writer.uint32(98).fork()).join();
+    }
+    if (message.volumeUpload !== undefined) {
+      VolumeUpload.encode(message.volumeUpload, writer.uint32(106).fork()).join();
     }
     if (message.volumeExport !== undefined) {
       VolumeExportInfo.encode(message.volumeExport, writer.uint32(170).fork()).join();
@@ -7913,6 +8191,14 @@ export const ConductorReply: MessageFns<ConductorReply> = {
             message.volumeCast = VolumeCastState.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.volumeUpload = VolumeUpload.decode(reader, reader.uint32());
+            continue;
+          }
           case 21: {
             if (tag !== 170) {
               break;
@@ -7970,6 +8256,11 @@ export const ConductorReply: MessageFns<ConductorReply> = {
         : isSet(object.volume_cast)
         ? VolumeCastState.fromJSON(object.volume_cast)
         : undefined,
+      volumeUpload: isSet(object.volumeUpload)
+        ? VolumeUpload.fromJSON(object.volumeUpload)
+        : isSet(object.volume_upload)
+        ? VolumeUpload.fromJSON(object.volume_upload)
+        : undefined,
       volumeExport: isSet(object.volumeExport)
         ? VolumeExportInfo.fromJSON(object.volumeExport)
         : isSet(object.volume_export)
@@ -8013,6 +8304,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     if (message.volumeCast !== undefined) {
       obj.volumeCast = VolumeCastState.toJSON(message.volumeCast);
     }
+    if (message.volumeUpload !== undefined) {
+      obj.volumeUpload = VolumeUpload.toJSON(message.volumeUpload);
+    }
     if (message.volumeExport !== undefined) {
       obj.volumeExport = VolumeExportInfo.toJSON(message.volumeExport);
     }
@@ -8054,6 +8348,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
       : undefined;
     message.volumeCast = (object.volumeCast !== undefined && object.volumeCast !== null)
       ? VolumeCastState.fromPartial(object.volumeCast)
+      : undefined;
+    message.volumeUpload = (object.volumeUpload !== undefined && object.volumeUpload !== null)
+      ? VolumeUpload.fromPartial(object.volumeUpload)
       : undefined;
     message.volumeExport = (object.volumeExport !== undefined && object.volumeExport !== null)
       ? VolumeExportInfo.fromPartial(object.volumeExport)

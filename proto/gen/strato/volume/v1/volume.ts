@@ -216,6 +216,47 @@ export interface ResetVolumeStateRequest {
   status?: string | undefined;
 }
 
+/** Cinder's os-volume_upload_image: the volume's data becomes a new image. */
+export interface UploadVolumeToImageRequest {
+  /** Volume id or name. */
+  id?:
+    | string
+    | undefined;
+  /** The new image's name. */
+  imageName?:
+    | string
+    | undefined;
+  /** raw (default) or qcow2: what the volume's data is converted to. */
+  diskFormat?:
+    | string
+    | undefined;
+  /** bare (default). */
+  containerFormat?:
+    | string
+    | undefined;
+  /** Upload an in-use volume too (its data as it is at that moment). */
+  force?:
+    | boolean
+    | undefined;
+  /** private (default), shared, community, or public (admins). */
+  visibility?: string | undefined;
+  protected?: boolean | undefined;
+}
+
+/**
+ * The volume, `uploading` until its data is in the image (then available or
+ * in-use again), and the new image, queued until then.
+ */
+export interface UploadVolumeToImageResponse {
+  volume?: Volume | undefined;
+  imageId?: string | undefined;
+  imageName?: string | undefined;
+  diskFormat?: string | undefined;
+  containerFormat?: string | undefined;
+  visibility?: string | undefined;
+  protected?: boolean | undefined;
+}
+
 /** A point-in-time copy of a volume. */
 export interface Snapshot {
   id?: string | undefined;
@@ -2546,6 +2587,374 @@ export const ResetVolumeStateRequest: MessageFns<ResetVolumeStateRequest> = {
     const message = createBaseResetVolumeStateRequest();
     message.id = object.id ?? "";
     message.status = object.status ?? "";
+    return message;
+  },
+};
+
+function createBaseUploadVolumeToImageRequest(): UploadVolumeToImageRequest {
+  return { id: "", imageName: "", diskFormat: "", containerFormat: "", force: false, visibility: "", protected: false };
+}
+
+export const UploadVolumeToImageRequest: MessageFns<UploadVolumeToImageRequest> = {
+  encode(message: UploadVolumeToImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== undefined && message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.imageName !== undefined && message.imageName !== "") {
+      writer.uint32(18).string(message.imageName);
+    }
+    if (message.diskFormat !== undefined && message.diskFormat !== "") {
+      writer.uint32(26).string(message.diskFormat);
+    }
+    if (message.containerFormat !== undefined && message.containerFormat !== "") {
+      writer.uint32(34).string(message.containerFormat);
+    }
+    if (message.force !== undefined && message.force !== false) {
+      writer.uint32(40).bool(message.force);
+    }
+    if (message.visibility !== undefined && message.visibility !== "") {
+      writer.uint32(50).string(message.visibility);
+    }
+    if (message.protected !== undefined && message.protected !== false) {
+      writer.uint32(56).bool(message.protected);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadVolumeToImageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadVolumeToImageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.imageName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.diskFormat = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.containerFormat = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.visibility = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.protected = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UploadVolumeToImageRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      imageName: isSet(object.imageName)
+        ? globalThis.String(object.imageName)
+        : isSet(object.image_name)
+        ? globalThis.String(object.image_name)
+        : "",
+      diskFormat: isSet(object.diskFormat)
+        ? globalThis.String(object.diskFormat)
+        : isSet(object.disk_format)
+        ? globalThis.String(object.disk_format)
+        : "",
+      containerFormat: isSet(object.containerFormat)
+        ? globalThis.String(object.containerFormat)
+        : isSet(object.container_format)
+        ? globalThis.String(object.container_format)
+        : "",
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
+      visibility: isSet(object.visibility) ? globalThis.String(object.visibility) : "",
+      protected: isSet(object.protected) ? globalThis.Boolean(object.protected) : false,
+    };
+  },
+
+  toJSON(message: UploadVolumeToImageRequest): unknown {
+    const obj: any = {};
+    if (message.id !== undefined && message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.imageName !== undefined && message.imageName !== "") {
+      obj.imageName = message.imageName;
+    }
+    if (message.diskFormat !== undefined && message.diskFormat !== "") {
+      obj.diskFormat = message.diskFormat;
+    }
+    if (message.containerFormat !== undefined && message.containerFormat !== "") {
+      obj.containerFormat = message.containerFormat;
+    }
+    if (message.force !== undefined && message.force !== false) {
+      obj.force = message.force;
+    }
+    if (message.visibility !== undefined && message.visibility !== "") {
+      obj.visibility = message.visibility;
+    }
+    if (message.protected !== undefined && message.protected !== false) {
+      obj.protected = message.protected;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UploadVolumeToImageRequest>, I>>(base?: I): UploadVolumeToImageRequest {
+    return UploadVolumeToImageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UploadVolumeToImageRequest>, I>>(object: I): UploadVolumeToImageRequest {
+    const message = createBaseUploadVolumeToImageRequest();
+    message.id = object.id ?? "";
+    message.imageName = object.imageName ?? "";
+    message.diskFormat = object.diskFormat ?? "";
+    message.containerFormat = object.containerFormat ?? "";
+    message.force = object.force ?? false;
+    message.visibility = object.visibility ?? "";
+    message.protected = object.protected ?? false;
+    return message;
+  },
+};
+
+function createBaseUploadVolumeToImageResponse(): UploadVolumeToImageResponse {
+  return {
+    volume: undefined,
+    imageId: "",
+    imageName: "",
+    diskFormat: "",
+    containerFormat: "",
+    visibility: "",
+    protected: false,
+  };
+}
+
+export const UploadVolumeToImageResponse: MessageFns<UploadVolumeToImageResponse> = {
+  encode(message: UploadVolumeToImageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.volume !== undefined) {
+      Volume.encode(message.volume, writer.uint32(10).fork()).join();
+    }
+    if (message.imageId !== undefined && message.imageId !== "") {
+      writer.uint32(18).string(message.imageId);
+    }
+    if (message.imageName !== undefined && message.imageName !== "") {
+      writer.uint32(26).string(message.imageName);
+    }
+    if (message.diskFormat !== undefined && message.diskFormat !== "") {
+      writer.uint32(34).string(message.diskFormat);
+    }
+    if (message.containerFormat !== undefined && message.containerFormat !== "") {
+      writer.uint32(42).string(message.containerFormat);
+    }
+    if (message.visibility !== undefined && message.visibility !== "") {
+      writer.uint32(50).string(message.visibility);
+    }
+    if (message.protected !== undefined && message.protected !== false) {
+      writer.uint32(56).bool(message.protected);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadVolumeToImageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadVolumeToImageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.volume = Volume.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.imageId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.imageName = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.diskFormat = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.containerFormat = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.visibility = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.protected = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UploadVolumeToImageResponse {
+    return {
+      volume: isSet(object.volume) ? Volume.fromJSON(object.volume) : undefined,
+      imageId: isSet(object.imageId)
+        ? globalThis.String(object.imageId)
+        : isSet(object.image_id)
+        ? globalThis.String(object.image_id)
+        : "",
+      imageName: isSet(object.imageName)
+        ? globalThis.String(object.imageName)
+        : isSet(object.image_name)
+        ? globalThis.String(object.image_name)
+        : "",
+      diskFormat: isSet(object.diskFormat)
+        ? globalThis.String(object.diskFormat)
+        : isSet(object.disk_format)
+        ? globalThis.String(object.disk_format)
+        : "",
+      containerFormat: isSet(object.containerFormat)
+        ? globalThis.String(object.containerFormat)
+        : isSet(object.container_format)
+        ? globalThis.String(object.container_format)
+        : "",
+      visibility: isSet(object.visibility) ? globalThis.String(object.visibility) : "",
+      protected: isSet(object.protected) ? globalThis.Boolean(object.protected) : false,
+    };
+  },
+
+  toJSON(message: UploadVolumeToImageResponse): unknown {
+    const obj: any = {};
+    if (message.volume !== undefined) {
+      obj.volume = Volume.toJSON(message.volume);
+    }
+    if (message.imageId !== undefined && message.imageId !== "") {
+      obj.imageId = message.imageId;
+    }
+    if (message.imageName !== undefined && message.imageName !== "") {
+      obj.imageName = message.imageName;
+    }
+    if (message.diskFormat !== undefined && message.diskFormat !== "") {
+      obj.diskFormat = message.diskFormat;
+    }
+    if (message.containerFormat !== undefined && message.containerFormat !== "") {
+      obj.containerFormat = message.containerFormat;
+    }
+    if (message.visibility !== undefined && message.visibility !== "") {
+      obj.visibility = message.visibility;
+    }
+    if (message.protected !== undefined && message.protected !== false) {
+      obj.protected = message.protected;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UploadVolumeToImageResponse>, I>>(base?: I): UploadVolumeToImageResponse {
+    return UploadVolumeToImageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UploadVolumeToImageResponse>, I>>(object: I): UploadVolumeToImageResponse {
+    const message = createBaseUploadVolumeToImageResponse();
+    message.volume = (object.volume !== undefined && object.volume !== null)
+      ? Volume.fromPartial(object.volume)
+      : undefined;
+    message.imageId = object.imageId ?? "";
+    message.imageName = object.imageName ?? "";
+    message.diskFormat = object.diskFormat ?? "";
+    message.containerFormat = object.containerFormat ?? "";
+    message.visibility = object.visibility ?? "";
+    message.protected = object.protected ?? false;
     return message;
   },
 };
@@ -5727,6 +6136,23 @@ export const VolumesService = {
     responseSerialize: (value: Volume): Buffer => Buffer.from(Volume.encode(value).finish()),
     responseDeserialize: (value: Buffer): Volume => Volume.decode(value),
   },
+  /**
+   * Uploads the volume's data to a new image (Cinder's os-volume_upload_image):
+   * allowed from available (and from in-use with force); the volume is
+   * `uploading` meanwhile. A failed upload leaves no image and the volume as
+   * it was, with the reason in status_reason.
+   */
+  uploadVolumeToImage: {
+    path: "/strato.volume.v1.Volumes/UploadVolumeToImage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UploadVolumeToImageRequest): Buffer =>
+      Buffer.from(UploadVolumeToImageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UploadVolumeToImageRequest => UploadVolumeToImageRequest.decode(value),
+    responseSerialize: (value: UploadVolumeToImageResponse): Buffer =>
+      Buffer.from(UploadVolumeToImageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UploadVolumeToImageResponse => UploadVolumeToImageResponse.decode(value),
+  },
 } as const;
 
 export interface VolumesServer extends UntypedServiceImplementation {
@@ -5738,6 +6164,13 @@ export interface VolumesServer extends UntypedServiceImplementation {
   deleteVolume: handleUnaryCall<DeleteVolumeRequest, Volume>;
   extendVolume: handleUnaryCall<ExtendVolumeRequest, Volume>;
   resetVolumeState: handleUnaryCall<ResetVolumeStateRequest, Volume>;
+  /**
+   * Uploads the volume's data to a new image (Cinder's os-volume_upload_image):
+   * allowed from available (and from in-use with force); the volume is
+   * `uploading` meanwhile. A failed upload leaves no image and the volume as
+   * it was, with the reason in status_reason.
+   */
+  uploadVolumeToImage: handleUnaryCall<UploadVolumeToImageRequest, UploadVolumeToImageResponse>;
 }
 
 export interface VolumesClient extends Client {
@@ -5846,6 +6279,27 @@ export interface VolumesClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Volume) => void,
+  ): ClientUnaryCall;
+  /**
+   * Uploads the volume's data to a new image (Cinder's os-volume_upload_image):
+   * allowed from available (and from in-use with force); the volume is
+   * `uploading` meanwhile. A failed upload leaves no image and the volume as
+   * it was, with the reason in status_reason.
+   */
+  uploadVolumeToImage(
+    request: UploadVolumeToImageRequest,
+    callback: (error: ServiceError | null, response: UploadVolumeToImageResponse) => void,
+  ): ClientUnaryCall;
+  uploadVolumeToImage(
+    request: UploadVolumeToImageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UploadVolumeToImageResponse) => void,
+  ): ClientUnaryCall;
+  uploadVolumeToImage(
+    request: UploadVolumeToImageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UploadVolumeToImageResponse) => void,
   ): ClientUnaryCall;
 }
 

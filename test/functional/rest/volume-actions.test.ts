@@ -1,0 +1,212 @@
+// Nova's os-volume_attachments, Cinder's os-quota-sets and os-volume_upload_image over REST against a
+// real controller, nats-server and an agent whose hypervisor is the fake and whose volume backend keeps
+// files of the native engine: attach, list, show and detach answer as Tempest's schemas say per
+// microversion and move the volume through attaching → in-use → available; quota sets show per-type
+// keys and usage, admins set them, bad keys change nothing; an upload's image has the volume's data.
+// Then Debian's `openstack` client as a process: server add volume, volume list (Attached to),
+// server remove volume, image create --volume, quota set --volumes. Swap and ephemeral disks are
+// refused naming the field.
+import { execFile } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import t from 'tap'
+import { openstackFiles, readOpenrc } from '../../../controller/identity/bootstrap.js'
+import { startCloud, type TestCloud } from '../../helpers/cloud.js'
+import { eventually, startAgent, type TestAgent } from '../../helpers/agents.js'
+import { tenant, type Tenant } from '../network/fixtures.js'
+import { novaClient, TempestSchemas, type NovaCall } from './compute-helpers.js'
+import { FileVolumeDriver } from '../../../agent/volume/file.js'
+import { compareImages } from '../../../native/index.js'
+
+type Json = any // eslint-disable-line @typescript-eslint/no-explicit-any
+
+let cloud: TestCloud
+let agent: TestAgent<FileVolumeDriver>
+let demo: Tenant
+let nova: ReturnType<typeof novaClient>
+const dir = mkdtempSync(path.join(tmpdir(), 'strato-rest-volumes-'))
+const schemas = new TempestSchemas()
+
+t.before(async () => {
+  cloud = await startCloud({ hosts: [] })
+  agent = await startAgent(cloud.nats.url, 'node1', { powerSyncIntervalMs: 200, ...(cloud.s.caFile ? { caFile: cloud.s.caFile } : {}), volumeDriver: new FileVolumeDriver({ dir: path.join(dir, 'volumes'), host: 'node1' }) })
+  await eventually(async () => (await cloud.s.controller.hosts.discover(), (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1), 10_000, 'the volume backend')
+  demo = await tenant(cloud.s, 'demo')
+  nova = novaClient(cloud.s.controller.rest!.origin, cloud.s.adminToken)
+})
+t.teardown(async () => {
+  await agent.stop()
+  await cloud.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+async function cinder(method: string, p: string, o: { token?: string; body?: unknown } = {}): Promise<{ status: number; body: Json }> {
+  const r = await fetch(`${cloud.s.controller.rest!.origin}/volume/v3${p}`, {
+    method, headers: { 'x-auth-token': o.token ?? demo.token, 'content-type': 'application/json' }, ...(o.body !== undefined ? { body: JSON.stringify(o.body) } : {}),
+  })
+  const text = await r.text()
+  return { status: r.status, body: text ? JSON.parse(text) : undefined }
+}
+async function volumeStatus(id: string, want: string, token = demo.token): Promise<Json> {
+  let last: Json
+  return eventually(async () => {
+    last = (await cinder('GET', `/volumes/${id}`, { token })).body?.volume
+    return last?.status === want ? last : undefined
+  }, 30_000, `volume ${id} ${want}`).catch((err: Error) => {
+    throw new Error(`${err.message}; last: ${last?.status} ${last?.status_reason ?? ''}`)
+  })
+}
+async function newVolume(name: string, token = demo.token, extra: Record<string, unknown> = {}): Promise<string> {
+  const a = await cinder('POST', '/volumes', { token, body: { volume: { size: 1, name, ...extra } } })
+  if (a.status !== 202) throw new Error(`volume create: ${a.status} ${JSON.stringify(a.body)}`)
+  await volumeStatus(a.body.volume.id, 'available', token)
+  return a.body.volume.id
+}
+async function newServer(name: string, token = demo.token): Promise<string> {
+  const a = await nova('POST', '/v2.1/servers', { token, body: { server: { name, imageRef: cloud.image.id, flavorRef: '1', networks: [{ uuid: cloud.network.id }] } } })
+  if (a.status !== 202) throw new Error(`server create: ${a.status} ${JSON.stringify(a.body)}`)
+  const id = a.body.server.id as string
+  await cloud.waitFor(id, (s) => s.status === 'ACTIVE', token, 20_000)
+  return id
+}
+
+t.test('os-volume_attachments: attach, list, show, detach, shaped per microversion as Tempest checks', async (t) => {
+  const server = await newServer('vm-attach')
+  const vol = await newVolume('data')
+  const at = (version: string): NovaCall => ({ token: demo.token, version })
+  const base = `/v2.1/servers/${server}/os-volume_attachments`
+
+  const a = schemas.add('servers', 'attach_volume', '2.73', await nova('POST', base, { ...at('2.73'), body: { volumeAttachment: { volumeId: vol } } }))
+  t.equal(a.status, 200, JSON.stringify(a.body))
+  t.match(a.body.volumeAttachment, { id: vol, volumeId: vol, serverId: server, device: '/dev/vdb', tag: null })
+  const inUse = await volumeStatus(vol, 'in-use')
+  t.match(inUse.attachments, [{ server_id: server, device: '/dev/vdb' }], 'Cinder shows where it is attached')
+  const listed = schemas.add('servers', 'list_volume_attachments', '2.73', await nova('GET', base, at('2.73')))
+  t.same(listed.body.volumeAttachments.map((x: Json) => x.volumeId), [vol])
+  const old = schemas.add('servers', 'list_volume_attachments', '2.1', await nova('GET', base, at('2.1')))
+  t.notOk('tag' in old.body.volumeAttachments[0], 'no tag before 2.70')
+  schemas.add('servers', 'show_volume_attachment', '2.73', await nova('GET', `${base}/${vol}`, at('2.73')))
+  schemas.add('servers', 'show_volume_attachment', '2.1', await nova('GET', `${base}/${vol}`, at('2.1')))
+
+  t.equal((await nova('DELETE', `${base}/${vol}`, at('2.73'))).status, 202)
+  await volumeStatus(vol, 'available')
+  t.same((await nova('GET', base, at('2.73'))).body.volumeAttachments, [], 'nothing attached any more')
+
+  const refused = async (method: string, p: string, body: unknown, code: number, message: RegExp) => {
+    const r = await nova(method, p, { ...at('2.73'), ...(body !== undefined ? { body } : {}) })
+    t.equal(r.status, code, `${method} ${p} ${JSON.stringify(body)}: ${JSON.stringify(r.body)}`)
+    t.match(JSON.stringify(r.body), message)
+  }
+  await refused('POST', base, { volumeAttachment: {} }, 400, /'volumeId' is a required property/)
+  await refused('POST', base, { volumeAttachment: { volumeId: 'nope' } }, 400, /is not a 'uuid'/)
+  await refused('POST', base, { volumeAttachment: { volumeId: vol, device: '/dev/vda' } }, 400, /root disk/)
+  await refused('POST', base, { volumeAttachment: { volumeId: '6f1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b11' } }, 404, /not found/)
+  await refused('GET', `${base}/${vol}`, undefined, 404, /is not attached to server/)
+  await refused('DELETE', `${base}/${vol}`, undefined, 404, /is not attached to server/)
+  t.equal((await cinder('GET', `/volumes/${vol}`)).body.volume.status, 'available', 'refusals changed nothing')
+})
+
+t.test('os-quota-sets: per-type keys and usage; admins set them; bad keys change nothing', async (t) => {
+  await newVolume('counted')
+  const p = `/${demo.projectId}/os-quota-sets/${demo.projectId}`
+  const shown = await cinder('GET', p)
+  t.equal(shown.status, 200)
+  t.match(shown.body.quota_set, { id: demo.projectId, volumes: 10, snapshots: 10, gigabytes: 1000, volumes___DEFAULT__: -1, gigabytes___DEFAULT__: -1, snapshots___DEFAULT__: -1, backups: 10 })
+  const used = await cinder('GET', `${p}?usage=true`)
+  t.match(used.body.quota_set.volumes, { limit: 10, in_use: 2, reserved: 0 }, 'usage counts the project\'s volumes')
+  t.match(used.body.quota_set.volumes___DEFAULT__, { limit: -1, in_use: 2 })
+  t.equal((await cinder('GET', `${p}/defaults`)).body.quota_set.volumes, 10)
+
+  t.equal((await cinder('PUT', p, { body: { quota_set: { volumes: 3 } } })).status, 403, 'members set no quotas')
+  const admin = cloud.s.adminToken
+  const set = await cinder('PUT', `/os-quota-sets/${demo.projectId}`, { token: admin, body: { quota_set: { volumes: 3, volumes___DEFAULT__: 2 } } })
+  t.equal(set.status, 200, JSON.stringify(set.body))
+  t.match(set.body.quota_set, { volumes: 3, volumes___DEFAULT__: 2 })
+  const over = await cinder('POST', '/volumes', { body: { volume: { size: 1 } } })
+  t.equal(over.status, 413, 'the per-type limit holds')
+  t.match(JSON.stringify(over.body), /volumes___DEFAULT__/)
+  for (const body of [{ volumes: 5, volumes_nosuchtype: 1 }, { volumes: 5, backups: 1 }, { volumes: 'many' }]) {
+    const r = await cinder('PUT', `/os-quota-sets/${demo.projectId}`, { token: admin, body: { quota_set: body } })
+    t.equal(r.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(r.body)}`)
+  }
+  t.match((await cinder('GET', p)).body.quota_set, { volumes: 3, volumes___DEFAULT__: 2 }, 'refused updates changed nothing')
+  await cinder('PUT', `/os-quota-sets/${demo.projectId}`, { token: admin, body: { quota_set: { volumes: 10, volumes___DEFAULT__: -1 } } })
+})
+
+t.test('os-volume_upload_image: the volume uploading, then available; the image holds its data', async (t) => {
+  const vol = await newVolume('to-image', demo.token, { imageRef: cloud.image.id })
+  const r = await cinder('POST', `/${demo.projectId}/volumes/${vol}/action`, { body: { 'os-volume_upload_image': { image_name: 'vol-image', disk_format: 'qcow2', container_format: 'bare', force: 'False' } } })
+  t.equal(r.status, 202, JSON.stringify(r.body))
+  const u = r.body['os-volume_upload_image']
+  t.match(u, { id: vol, status: 'uploading', image_name: 'vol-image', disk_format: 'qcow2', container_format: 'bare', size: 1, volume_type: { name: '__DEFAULT__' } })
+  await volumeStatus(vol, 'available')
+  const image = await eventually(async () => {
+    const i = await fetch(`${cloud.s.controller.rest!.origin}/image/v2/images/${u.image_id}`, { headers: { 'x-auth-token': demo.token } }).then((x) => x.json()) as Json
+    return i.status === 'active' ? i : undefined
+  }, 30_000, 'the image active')
+  t.match(image, { name: 'vol-image', disk_format: 'qcow2', owner: demo.projectId, visibility: 'private' })
+  t.same(await compareImages(path.join(cloud.s.dataDir, 'images', u.image_id), agent.volumes.volumePath(vol), { formatA: 'qcow2', formatB: 'qcow2' }), { identical: true }, 'the image\'s bytes are the volume\'s')
+  const bad = await cinder('POST', `/volumes/${vol}/action`, { body: { 'os-volume_upload_image': { disk_format: 'qcow2' } } })
+  t.equal(bad.status, 400)
+  t.match(bad.body, { badRequest: { message: /'image_name' is a required property/ } })
+})
+
+t.test('swap and ephemeral disks (blank → local) are refused naming the field; nothing is made', async (t) => {
+  const base = { name: 'eph', imageRef: cloud.image.id, flavorRef: '1', networks: [{ uuid: cloud.network.id }] }
+  const before = (await nova('GET', '/v2.1/servers', { token: demo.token })).body.servers.length
+  const refused = async (bdm: unknown, message: RegExp) => {
+    const a = await nova('POST', '/v2.1/servers', { token: demo.token, body: { server: { ...base, block_device_mapping_v2: bdm } } })
+    t.equal(a.status, 400, JSON.stringify(a.body))
+    t.match(a.body, { badRequest: { message } })
+  }
+  await refused([{ source_type: 'blank', destination_type: 'local', guest_format: 'swap', volume_size: 1, boot_index: -1 }], /block_device_mapping_v2\[0\]\.guest_format: Strato does not support it/)
+  await refused([{ source_type: 'blank', destination_type: 'local', volume_size: 1, boot_index: -1 }], /destination_type local is only for the image root disk/)
+  t.equal((await nova('GET', '/v2.1/servers', { token: demo.token })).body.servers.length, before, 'no server made')
+})
+
+const OPENSTACK = '/usr/bin/openstack'
+t.test('openstack server add volume, volume list (Attached to), server remove volume, image create --volume, quota set', { skip: !existsSync(OPENSTACK) && `${OPENSTACK} is not installed` }, async (t) => {
+  const home = mkdtempSync(path.join(tmpdir(), 'strato-osc-volumes-'))
+  t.teardown(() => rmSync(home, { recursive: true, force: true }))
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, ...readOpenrc(openstackFiles(path.join(cloud.s.dataDir, 'admin-openrc')).openrc) }
+  const osc = (...args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(OPENSTACK, args, { env, timeout: 180_000 }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }))
+  })
+  const json = async (...args: string[]): Promise<Json> => {
+    const r = await osc(...args, '-f', 'json')
+    t.equal(r.code, 0, `openstack ${args.join(' ')}${r.code ? `: ${r.stderr}` : ''}`)
+    return r.code === 0 ? JSON.parse(r.stdout) : {}
+  }
+  const admin = cloud.s.adminToken
+  const server = await newServer('osc-vm', admin)
+  const vol = await newVolume('osc-vol', admin, { imageRef: cloud.image.id })
+  const add = await osc('server', 'add', 'volume', 'osc-vm', 'osc-vol')
+  t.equal(add.code, 0, add.stderr)
+  await volumeStatus(vol, 'in-use', admin)
+  const listed = (await json('volume', 'list')) as Json[]
+  t.match(listed.find((v) => v.ID === vol), { Name: 'osc-vol', Status: 'in-use', Size: 1, 'Attached to': [{ server_id: server, device: '/dev/vdb' }] })
+  // The table's column (what a person reads): the server's name and the device.
+  const attachedTo = async () => (await osc('volume', 'list', '-f', 'table', '-c', 'ID', '-c', 'Attached to')).stdout.split('\n').find((l) => l.includes(vol)) ?? ''
+  const line = await attachedTo()
+  t.match(line, /Attached to osc-vm on \/dev\/vdb/, `Attached to names the server and the device: ${line}`)
+  t.equal((await osc('server', 'remove', 'volume', 'osc-vm', 'osc-vol')).code, 0)
+  await volumeStatus(vol, 'available', admin)
+  const after = await attachedTo()
+  t.match(after, new RegExp(`^\\| ${vol} \\|\\s+\\|$`), `nothing attached any more: ${after}`)
+
+  const created = await json('image', 'create', '--volume', 'osc-vol', '--disk-format', 'qcow2', 'osc-vol-image')
+  t.match(created, { image_name: 'osc-vol-image', disk_format: 'qcow2', status: 'uploading', id: vol })
+  await eventually(async () => (await json('image', 'show', 'osc-vol-image')).status === 'active', 30_000, 'the image active')
+  await volumeStatus(vol, 'available', admin)
+
+  const q = await osc('quota', 'set', '--volumes', '7', demo.projectId)
+  t.equal(q.code, 0, q.stderr)
+  t.equal((await cinder('GET', `/os-quota-sets/${demo.projectId}`)).body.quota_set.volumes, 7, 'openstack quota set --volumes reached Cinder\'s quota set')
+})
+
+t.test('every answer matches Tempest\'s schema', async (t) => {
+  const { checked, failures } = schemas.check()
+  t.ok(checked >= 5, `${checked} answers checked`)
+  t.same(failures, [])
+})
