@@ -15,7 +15,8 @@
  * - "through the API": the controllers as their own processes
  *   (`controller/main.ts`) on one database and one nats-server; the requests
  *   are real gRPC `CreateServer` calls (network_mode none, so no ports),
- *   all sent at once, spread round-robin over the controllers; each one is
+ *   BENCH_INFLIGHT (500) in flight per controller, spread round-robin over
+ *   the controllers; each one is
  *   authenticated, planned, claimed, recorded and its build cast on
  *   JetStream (no agent takes it).
  *
@@ -53,6 +54,12 @@ interface Mode {
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
 const FIGURES = process.env.BENCH_FIGURES ?? 'core,api'
+/**
+ * Calls in flight per controller process through the API. All 20,000 at once
+ * made one controller drop its connections ("Connection dropped" after ~10,000
+ * creates); a client keeps a window open instead, as a pool of API clients would.
+ */
+const INFLIGHT = Number(process.env.BENCH_INFLIGHT ?? 500)
 /** Fake hosts never beat: an hour's grace keeps them up for the whole run. */
 const HOSTS_CONFIG = { heartbeatIntervalMs: 3_600_000 }
 const FLAVORS = [
@@ -103,17 +110,18 @@ async function announceHosts(s: TestController, n: number): Promise<void> {
   const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
   const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)]!
   const t0 = performance.now()
-  for (let i = 0; i < n; i++) {
-    await s.controller.hosts.announce({
-      host: `fake${String(i).padStart(5, '0')}`,
-      uuid: randomUUID(),
-      availabilityZone: i % 10 === 0 ? 'az2' : '',
-      capabilities: {
-        cpuModel: 'fake-cpu', arch: 'x86_64', vcpus: pick([4, 8, 16]), memoryMb: pick([16384, 32768, 65536]), diskGb: pick([200, 400, 800]),
-        accelerator: 'kvm', hypervisorType: 'fake', hypervisorVersion: '1.0.0', hostIp: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`,
-      },
-    })
-  }
+  const hosts = Array.from({ length: n }, (_, i) => ({
+    host: `fake${String(i).padStart(5, '0')}`,
+    uuid: randomUUID(),
+    availabilityZone: i % 10 === 0 ? 'az2' : '',
+    capabilities: {
+      cpuModel: 'fake-cpu', arch: 'x86_64', vcpus: pick([4, 8, 16]), memoryMb: pick([16384, 32768, 65536]), diskGb: pick([200, 400, 800]),
+      accelerator: 'kvm', hypervisorType: 'fake', hypervisorVersion: '1.0.0', hostIp: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`,
+    },
+  }))
+  // 16 agents announcing at a time (PostgreSQL runs them side by side; SQLite one after another).
+  const failed = (await inWindow(n, 16, (i) => s.controller.hosts.announce(hosts[i]!))).filter((r) => r.status === 'rejected')
+  if (failed.length) throw new Error(`${failed.length} announces failed: ${(failed[0] as PromiseRejectedResult).reason}`)
   const discovered = await s.controller.hosts.discover()
   console.log(`  ${fmt(n)} hosts announced and mapped in ${((performance.now() - t0) / 1000).toFixed(2)} s (${discovered.mapped.length} mapped by DiscoverHosts)`)
 }
@@ -159,6 +167,20 @@ function summarize(what: string, outcomes: PromiseSettledResult<unknown>[], secs
   console.log(`  ${what}: ${fmt(outcomes.length)} requests, ${fmt(placed)} placed, ${fmt(outcomes.length - placed)} refused in ${secs.toFixed(2)} s → ${fmt(placed / secs)} placements/s; CPU per placement ${perPlacement(cpu.own + cpu.db)}${cpu.db ? ` (${perPlacement(cpu.own)} controllers + ${perPlacement(cpu.db)} PostgreSQL)` : ''}; load ${load()}`)
   for (const [k, n] of reasons) console.log(`    refused ${fmt(n)}×: ${k}`)
   return { placed, quotaRefused }
+}
+
+/** Runs `fn(0 … n−1)` with at most `width` calls in flight; the outcomes in order. */
+async function inWindow<T>(n: number, width: number, fn: (i: number) => Promise<T>): Promise<PromiseSettledResult<T>[]> {
+  const out: PromiseSettledResult<T>[] = new Array(n)
+  let next = 0
+  const worker = async () => {
+    while (next < n) {
+      const i = next++
+      out[i] = await fn(i).then((value) => ({ status: 'fulfilled' as const, value }), (reason) => ({ status: 'rejected' as const, reason }))
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(width, n) }, worker))
+  return out
 }
 
 async function databaseUrl(engine: Engine, pg: PostgresCluster | undefined, dir: string): Promise<string> {
@@ -232,7 +254,7 @@ async function apiFigure(mode: Mode, requests: number, pg: PostgresCluster | und
     const own0 = pids.reduce((a, p) => a + cpuSeconds(p), 0)
     const db0 = dbPids.reduce((a, p) => a + cpuSeconds(p), 0)
     const t0 = performance.now()
-    const outcomes = await Promise.allSettled(Array.from({ length: requests - warm.length }, (_, i) => create(i + warm.length)))
+    const outcomes = await inWindow(requests - warm.length, INFLIGHT * mode.controllers, (i) => create(i + warm.length))
     const secs = (performance.now() - t0) / 1000
     const cpu = { own: pids.reduce((a, p) => a + cpuSeconds(p), 0) - own0, db: dbPids.reduce((a, p) => a + cpuSeconds(p), 0) - db0 }
     const r = summarize(`through the API (gRPC CreateServer over ${mode.controllers} controller process${mode.controllers > 1 ? 'es' : ''})`, outcomes, secs, cpu)
