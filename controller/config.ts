@@ -287,6 +287,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       weightMultipliers: { RAMWeigher: 1, CPUWeigher: 1, DiskWeigher: 1, ServerGroupSoftAffinityWeigher: 1, ServerGroupSoftAntiAffinityWeigher: 1 },
       hostSubsetSize: 1,
       maxAttempts: 3,
+      maxPlacementResults: 1000,
     },
     hosts: {
       discoverIntervalMs: -1,
@@ -328,6 +329,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   if (cfg.scheduler.strategy !== 'spread' && cfg.scheduler.strategy !== 'pack') throw new InvalidArgument(`scheduler.strategy must be spread or pack, got '${String(cfg.scheduler.strategy)}'`, { field: 'scheduler.strategy' })
   if (!Number.isInteger(cfg.scheduler.hostSubsetSize) || cfg.scheduler.hostSubsetSize < 1) throw new InvalidArgument('scheduler.hostSubsetSize must be an integer ≥ 1', { field: 'scheduler.hostSubsetSize' })
   if (!Number.isInteger(cfg.scheduler.maxAttempts) || cfg.scheduler.maxAttempts < 1) throw new InvalidArgument('scheduler.maxAttempts must be an integer ≥ 1', { field: 'scheduler.maxAttempts' })
+  if (!Number.isInteger(cfg.scheduler.maxPlacementResults) || cfg.scheduler.maxPlacementResults < 1) throw new InvalidArgument(`scheduler.maxPlacementResults must be an integer ≥ 1, got ${cfg.scheduler.maxPlacementResults}`, { field: 'scheduler.maxPlacementResults' })
   if (!Number.isInteger(cfg.servers.orphanAllocationGraceMs) || cfg.servers.orphanAllocationGraceMs < 0) throw new InvalidArgument(`servers.orphanAllocationGraceMs must be an integer ≥ 0, got ${cfg.servers.orphanAllocationGraceMs}`, { field: 'servers.orphanAllocationGraceMs' })
   if (!Number.isInteger(cfg.hosts.heartbeatWriteMs) || cfg.hosts.heartbeatWriteMs < 1) throw new InvalidArgument(`hosts.heartbeatWriteMs must be an integer ≥ 1, got ${cfg.hosts.heartbeatWriteMs}`, { field: 'hosts.heartbeatWriteMs' })
   if (cfg.hosts.heartbeatIntervalMs < 1 || cfg.hosts.missedHeartbeats < 1) throw new InvalidArgument('hosts.heartbeatIntervalMs and hosts.missedHeartbeats must be ≥ 1', { field: 'hosts.heartbeatIntervalMs' })

@@ -313,6 +313,16 @@ export class HostRegistry implements HostLiveness {
     return (await q.execute()).map((r) => this.view(r))
   }
 
+  /** Whether a mapped host announces zone `name`. */
+  async zoneExists(name: string): Promise<boolean> {
+    return (await this.db.selectFrom('compute_hosts').select('host').where('availability_zone', '=', name).where('mapped', '=', 1).limit(1).executeTakeFirst()) !== undefined
+  }
+
+  /** The zones mapped hosts announce. */
+  async zoneNames(): Promise<string[]> {
+    return (await this.db.selectFrom('compute_hosts').select('availability_zone').distinct().where('mapped', '=', 1).execute()).map((r) => r.availability_zone)
+  }
+
   async get(host: string): Promise<HostView> {
     const r = await this.db.selectFrom('compute_hosts').selectAll().where('host', '=', host).executeTakeFirst()
     if (!r) throw new NotFound(`no compute host '${host}'`, { field: 'host' })

@@ -86,7 +86,8 @@ export class ServerCreator {
       this.log.info({ instance: uuid, host: p.host, reservationId, requestId: caller.requestId }, 'server placed; build cast to its host')
       await this.deps.outbox.send({ uuid, host: p.host, action: 'build', castId: castIdFor('build', uuid), requestId: caller.requestId ?? '' })
     }
-    const rows = await this.db.selectFrom('servers').selectAll().where('reservation_id', '=', reservationId).orderBy('launch_index').execute()
+    // By primary key: reservation_id has no index, and these are the claims' servers.
+    const rows = claims.length ? await this.db.selectFrom('servers').selectAll().where('uuid', 'in', claims.map((c) => c.uuid)).orderBy('launch_index').execute() : []
     return { servers: await this.deps.views.views(rows, caller), reservationId }
   }
 

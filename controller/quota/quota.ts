@@ -40,6 +40,9 @@ export const QUOTA_DEFAULTS: Readonly<Record<string, number>> = {
 
 export type Trx = Transaction<Database> | Db
 
+/** Resources counted per user, not per project (Nova's key_pairs). */
+const PER_USER: ReadonlySet<string> = new Set(['key_pairs'])
+
 /**
  * The lock name (store/engine.ts lockNames) of a project's check-then-write
  * steps: its quota checks, and creating its `default` security group. One
@@ -50,8 +53,25 @@ export function projectLock(projectId: string): string {
   return `project:${projectId}`
 }
 
+/** Whose quota: a project's, and for per-user resources (key_pairs) a user's. */
+export interface QuotaOwner {
+  projectId: string
+  userId?: string
+}
+
+/**
+ * Quota decisions for several requests in one transaction (QuotaEngine.admission).
+ * `refusal` says whether `deltas` would fit now; `admit` counts them in (after
+ * `refusal` said they fit, once the request is certain to be written in this
+ * transaction).
+ */
+export interface QuotaAdmission {
+  refusal(owner: QuotaOwner, deltas: Record<string, number>): Promise<ResourceExhausted | undefined>
+  admit(owner: QuotaOwner, deltas: Record<string, number>): void
+}
+
 /** Counts current usage of one resource, for a project (or, for key_pairs, a user). */
-export type UsageCounter = (db: Trx, owner: { projectId: string; userId?: string }) => Promise<number>
+export type UsageCounter = (db: Trx, owner: QuotaOwner) => Promise<number>
 
 /**
  * A family of resources named `<base>_<key>` (Cinder's per-type quotas:
@@ -125,21 +145,52 @@ export class QuotaEngine {
    * Throws ResourceExhausted unless usage + delta fits every limit. Call it in
    * the transaction that then creates the resources.
    */
-  async check(trx: Trx, owner: { projectId: string; userId?: string }, deltas: Record<string, number>): Promise<void> {
+  async check(trx: Trx, owner: QuotaOwner, deltas: Record<string, number>): Promise<void> {
+    const refusal = await (await this.admission(trx, [owner])).refusal(owner, deltas)
+    if (refusal) throw refusal
+  }
+
+  /**
+   * Admits many requests in one transaction (the scheduler's batched claims):
+   * every owner's lock is taken at once (sorted), each limit is read and each
+   * usage counted once, and what `admit` lets in is added to the count, so
+   * the requests are judged one after another as if each had its own
+   * transaction.
+   */
+  async admission(trx: Trx, owners: QuotaOwner[]): Promise<QuotaAdmission> {
     // Counted and admitted one transaction at a time per owner, also with several controllers on PostgreSQL.
-    await lockNames(trx, [projectLock(owner.projectId), ...(owner.userId ? [`user:${owner.userId}`] : [])])
-    const limits = await this.limits(trx, owner.projectId)
-    for (const [resource, delta] of Object.entries(deltas)) {
-      const member = this.familyOf(resource)
-      const limit = limits[resource] ?? (member ? -1 : undefined)
-      if (limit === undefined) throw new Error(`unknown quota resource '${resource}'`)
-      if (limit < 0 || delta <= 0) continue
-      const counter = member ? (db: Trx) => member.f.count(db, owner, member.base, member.key) : this.counters.get(resource)
-      if (!counter) throw new Error(`no usage counter registered for '${resource}'`)
-      const used = await counter(trx, owner)
-      if (used + delta > limit) {
-        throw new ResourceExhausted(`quota exceeded for ${resource}: ${used} of ${limit} in use, ${delta} more requested; delete some or ask an admin to raise the quota`)
-      }
+    await lockNames(trx, owners.flatMap((o) => [projectLock(o.projectId), ...(o.userId ? [`user:${o.userId}`] : [])]))
+    const limits = new Map<string, Record<string, number>>()
+    const used = new Map<string, Promise<number>>()
+    // Usage is a project's, but a user's for the per-user resources.
+    const key = (owner: QuotaOwner, resource: string) => `${owner.projectId}/${PER_USER.has(resource) ? (owner.userId ?? '') : ''}/${resource}`
+    return {
+      refusal: async (owner, deltas) => {
+        let ownLimits = limits.get(owner.projectId)
+        if (!ownLimits) limits.set(owner.projectId, (ownLimits = await this.limits(trx, owner.projectId)))
+        for (const [resource, delta] of Object.entries(deltas)) {
+          const member = this.familyOf(resource)
+          const limit = ownLimits[resource] ?? (member ? -1 : undefined)
+          if (limit === undefined) throw new Error(`unknown quota resource '${resource}'`)
+          if (limit < 0 || delta <= 0) continue
+          const counter = member ? (db: Trx) => member.f.count(db, owner, member.base, member.key) : this.counters.get(resource)
+          if (!counter) throw new Error(`no usage counter registered for '${resource}'`)
+          let counted = used.get(key(owner, resource))
+          if (!counted) used.set(key(owner, resource), (counted = counter(trx, owner)))
+          const inUse = await counted
+          if (inUse + delta > limit) {
+            return new ResourceExhausted(`quota exceeded for ${resource}: ${inUse} of ${limit} in use, ${delta} more requested; delete some or ask an admin to raise the quota`)
+          }
+        }
+        return undefined
+      },
+      // Only limited resources were counted (by `refusal`); the others need no count.
+      admit: (owner, deltas) => {
+        for (const [resource, delta] of Object.entries(deltas)) {
+          const counted = used.get(key(owner, resource))
+          if (counted && delta > 0) used.set(key(owner, resource), counted.then((n) => n + delta))
+        }
+      },
     }
   }
 

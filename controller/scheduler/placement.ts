@@ -8,6 +8,8 @@
  */
 import { Conflict, NotFound } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
+import { engineOf } from '../store/engine.js'
+import type { AllocationTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { allocationProblem, capacity, MEMORY_MB, VCPU, type Inventory, type Resources } from './model.js'
 
@@ -25,6 +27,26 @@ export interface AllocationView {
   resources: Resources
   projectId: string
   userId: string
+}
+
+/** One consumer's resources on one provider. */
+export interface Claim {
+  consumerUuid: string
+  providerUuid: string
+  resources: Resources
+  projectId: string
+  userId: string
+}
+
+/**
+ * Claims judged and recorded in one transaction (Placement.claims).
+ * `refusal` says why a claim does not fit now (or undefined); `add` counts it
+ * in (after `refusal` said it fits); `write` inserts every added claim.
+ */
+export interface ClaimBatch {
+  refusal(c: Claim): Conflict | undefined
+  add(c: Claim): void
+  write(): Promise<void>
 }
 
 /** Everything the scheduler caches, read in one transaction. */
@@ -76,11 +98,29 @@ export class Placement {
    * resource class against the provider's capacity as the transaction sees it.
    * @throws Conflict when the provider cannot fit them (another claim won).
    */
-  async claim(trx: Trx, c: { consumerUuid: string; providerUuid: string; resources: Resources; projectId: string; userId: string }): Promise<void> {
-    // The generation bump comes first: it takes the provider's row lock, so concurrent
-    // claims on one provider (other controllers, on PostgreSQL) re-check one at a time,
-    // each seeing the allocations the previous one committed.
-    await trx.updateTable('resource_providers').set((eb) => ({ generation: eb('generation', '+', 1) })).where('uuid', '=', c.providerUuid).execute()
+  async claim(trx: Trx, c: Claim): Promise<void> {
+    const batch = await this.claims(trx, [c.providerUuid])
+    const conflict = batch.refusal(c)
+    if (conflict) throw conflict
+    batch.add(c)
+    await batch.write()
+  }
+
+  /**
+   * Many claims on `providerUuids` in one transaction (the scheduler's
+   * batches): the providers' rows are locked (in uuid order, so that two
+   * batches never wait on each other in a cycle) and their inventories and
+   * usage read once; each claim is then judged against the usage as the
+   * claims added before it left it, and `write` records them all.
+   */
+  async claims(trx: Trx, providerUuids: string[]): Promise<ClaimBatch> {
+    const uuids = [...new Set(providerUuids)].sort()
+    if (uuids.length === 0) throw new Error('a claim batch needs at least one provider')
+    // The generation bump takes each provider's row lock, so concurrent claims on one provider
+    // (other controllers, on PostgreSQL) re-check one at a time, each seeing the allocations
+    // the previous one committed. FOR UPDATE in uuid order first: one UPDATE locks in no set order.
+    if (engineOf(trx) === 'postgres') await trx.selectFrom('resource_providers').select('uuid').where('uuid', 'in', uuids).orderBy('uuid').forUpdate().execute()
+    await trx.updateTable('resource_providers').set((eb) => ({ generation: eb('generation', '+', 1) })).where('uuid', 'in', uuids).execute()
     // Inventory and current usage of each class in one statement.
     const rows = await trx
       .selectFrom('inventories as i')
@@ -88,19 +128,33 @@ export class Placement {
       .select((eb) =>
         eb.selectFrom('allocations as a').select((e) => e.fn.sum<number>('a.used').as('s')).whereRef('a.provider_uuid', '=', 'i.provider_uuid').whereRef('a.resource_class', '=', 'i.resource_class').as('used'),
       )
-      .where('i.provider_uuid', '=', c.providerUuid)
+      .where('i.provider_uuid', 'in', uuids)
       .execute()
-    const inv = new Map(rows.map((r) => [r.resource_class, { inv: toInventory(r), used: Number(r.used ?? 0) }]))
+    const inv = new Map(rows.map((r) => [`${r.provider_uuid}/${r.resource_class}`, { inv: toInventory(r), used: Number(r.used ?? 0) }]))
     const created_at = now()
-    const values = []
-    for (const [rc, amount] of Object.entries(c.resources)) {
-      if (amount <= 0) continue
-      const cur = inv.get(rc)
-      const problem = allocationProblem(rc, cur?.inv, cur?.used ?? 0, amount)
-      if (problem) throw new Conflict(`cannot allocate on provider ${c.providerUuid}: ${problem}`)
-      values.push({ consumer_uuid: c.consumerUuid, provider_uuid: c.providerUuid, resource_class: rc, used: amount, project_id: c.projectId, user_id: c.userId, created_at })
+    const values: AllocationTable[] = []
+    return {
+      refusal: (c) => {
+        for (const [rc, amount] of Object.entries(c.resources)) {
+          if (amount <= 0) continue
+          const cur = inv.get(`${c.providerUuid}/${rc}`)
+          const problem = allocationProblem(rc, cur?.inv, cur?.used ?? 0, amount)
+          if (problem) return new Conflict(`cannot allocate on provider ${c.providerUuid}: ${problem}`)
+        }
+        return undefined
+      },
+      add: (c) => {
+        for (const [rc, amount] of Object.entries(c.resources)) {
+          if (amount <= 0) continue
+          inv.get(`${c.providerUuid}/${rc}`)!.used += amount
+          values.push({ consumer_uuid: c.consumerUuid, provider_uuid: c.providerUuid, resource_class: rc, used: amount, project_id: c.projectId, user_id: c.userId, created_at })
+        }
+      },
+      write: async () => {
+        // Bounded statements: SQLite allows 32,766 parameters, PostgreSQL 65,535.
+        for (let i = 0; i < values.length; i += 1000) await trx.insertInto('allocations').values(values.slice(i, i + 1000)).execute()
+      },
     }
-    if (values.length) await trx.insertInto('allocations').values(values).execute()
   }
 
   /** Removes every allocation of a consumer; returns what was freed per provider. */

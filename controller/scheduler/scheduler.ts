@@ -10,13 +10,19 @@
  * and the cache moves the reservation to "allocated" inside the claim's
  * transaction, which SQLite runs one at a time. The database re-check is the
  * backstop; a lost race moves on to the next weighed host (an alternate).
+ *
+ * At scale: claims made meanwhile are judged and written in batches, one
+ * transaction each (quota read and counted once per project, provider rows
+ * locked and read once per batch), and with more hosts than
+ * `maxPlacementResults` a decision filters and weighs a window of hosts.
  */
 import { Conflict, FailedPrecondition, ResourceExhausted } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
+import { engineOf, type Engine } from '../store/engine.js'
 import type { QuotaEngine } from '../quota/quota.js'
 import { FILTERS } from './filters/index.js'
 import { allocationProblem, MEMORY_MB, VCPU, type HostFilter, type HostState, type HostWeigher, type Inventory, type RequestSpec, type Resources } from './model.js'
-import type { Placement } from './placement.js'
+import type { Claim, Placement } from './placement.js'
 import { WEIGHERS, weighHosts } from './weighers/index.js'
 
 export interface SchedulerConfig {
@@ -32,6 +38,16 @@ export interface SchedulerConfig {
   hostSubsetSize: number
   /** Hosts tried, best first, when claims lose races in the database (nova `max_attempts`). @default 3 */
   maxAttempts: number
+  /**
+   * Hosts that pass the placement step (capacity, traits) a decision filters
+   * and weighs at most (nova `max_placement_results`, Placement's allocation
+   * candidates `limit`): with more hosts, each decision looks at the next
+   * window of that many from where the previous one stopped (so decisions
+   * spread over every host, as Placement's `randomize_allocation_candidates`),
+   * and at all hosts only when the filters leave none of the window.
+   * @default 1000
+   */
+  maxPlacementResults: number
 }
 
 /** Whether a host's heartbeats arrive. */
@@ -51,6 +67,23 @@ interface CachedHost extends HostState {
   usage: Map<string, number>
 }
 
+/** A claim waiting for its batch (Scheduler.submit). */
+interface PendingClaim {
+  claim: Claim
+  deltas: Record<string, number>
+  onAdded(): void
+  resolve(): void
+  reject(err: unknown): void
+}
+
+/**
+ * Claims judged and written in one transaction at most (bounded statements).
+ * On PostgreSQL other controllers wait for the same project and provider
+ * locks: small batches let them take turns instead of one controller
+ * admitting a whole burst while the others wait.
+ */
+const MAX_CLAIM_BATCH: Record<Engine, number> = { sqlite: 256, postgres: 16 }
+
 /** A "no valid host" decided on a cache older than this reads the database again first (other controllers free capacity too). */
 const STALE_CACHE_MS = 1000
 
@@ -63,6 +96,9 @@ export class Scheduler {
   /** Claim transactions in flight. */
   private readonly claims = new Map<number, Promise<unknown>>()
   private claimSeq = 0
+  /** Claims waiting for the next batch, and whether a batch is running or about to. */
+  private readonly pending: PendingClaim[] = []
+  private flushing = false
   /** Bumped (and the signal resolved) whenever reserved or allocated capacity is given back. */
   private freedEpoch = 0
   private freedSignal = deferred()
@@ -70,6 +106,10 @@ export class Scheduler {
   private upAt = 0
   /** When the cache was read from the database (ms since the epoch). */
   private loadedAt = 0
+  /** Where the next decision's window of hosts begins (see SchedulerConfig.maxPlacementResults). */
+  private windowStart = 0
+  /** The cached hosts as a list, for the map they were listed from. */
+  private listed: { of: Map<string, CachedHost>; list: CachedHost[] } | undefined
 
   constructor(
     private readonly db: Db,
@@ -155,6 +195,38 @@ export class Scheduler {
   }
 
   private rank(all: HostState[], spec: RequestSpec): HostState[] {
+    const limit = this.config.maxPlacementResults
+    if (all.length > limit && !spec.forceHost && !spec.onlyHosts) {
+      const sampled = this.rankWindow(all, spec, limit)
+      if (sampled.length) return sampled
+    }
+    return this.rankAll(all, spec)
+  }
+
+  /**
+   * Up to `limit` hosts that pass the placement step, from where the previous
+   * decision stopped, filtered and weighed; empty when the filters leave none
+   * (then every host is looked at, and a refusal says why).
+   */
+  private rankWindow(all: HostState[], spec: RequestSpec, limit: number): HostState[] {
+    const want = Object.entries(spec.resources).filter(([, n]) => n > 0)
+    const n = all.length
+    const start = this.windowStart % n
+    let hosts: HostState[] = []
+    let i = 0
+    for (; i < n && hosts.length < limit; i++) {
+      const h = all[(start + i) % n]!
+      if (h.mapped && fits(h, want, spec)) hosts.push(h)
+    }
+    this.windowStart = (start + i) % n
+    for (const f of this.filters) {
+      hosts = hosts.filter((h) => f.hostPasses(h, spec))
+      if (hosts.length === 0) return []
+    }
+    return weighHosts(hosts, spec, this.weighers, Math.max(this.config.hostSubsetSize, this.config.maxAttempts) + 2).map((w) => w.host)
+  }
+
+  private rankAll(all: HostState[], spec: RequestSpec): HostState[] {
     const want = Object.entries(spec.resources).filter(([, n]) => n > 0)
     const asked = want.map(([rc, n]) => `${rc} ${n}`).join(', ')
     if (all.length === 0) throw new ResourceExhausted(`no valid host found for ${asked}: no compute host has announced itself; start an agent`)
@@ -179,22 +251,8 @@ export class Scheduler {
 
     // Placement: capacity for every requested class, required and forbidden traits.
     const short = new Map<string, number>()
-    hosts = hosts.filter((h) => {
-      let ok = true
-      for (let i = 0; i < want.length; i++) {
-        const [rc, n] = want[i]!
-        const inv = h.inventories.get(rc)
-        // The common case inline; allocationProblem has the unit rules and the wording.
-        if (inv && n >= inv.minUnit && n <= inv.maxUnit && n % inv.stepSize === 0 && (h.usage.get(rc) ?? 0) + n <= (inv.total - inv.reserved) * inv.allocationRatio) continue
-        if (allocationProblem(rc, inv, h.usage.get(rc) ?? 0, n)) {
-          short.set(rc, (short.get(rc) ?? 0) + 1)
-          ok = false
-        }
-      }
-      for (const t of spec.requiredTraits ?? []) if (!h.traits.has(t)) (short.set(`trait ${t}`, (short.get(`trait ${t}`) ?? 0) + 1), (ok = false))
-      for (const t of spec.forbiddenTraits ?? []) if (h.traits.has(t)) (short.set(`forbidden trait ${t}`, (short.get(`forbidden trait ${t}`) ?? 0) + 1), (ok = false))
-      return ok
-    })
+    const count = (what: string) => short.set(what, (short.get(what) ?? 0) + 1)
+    hosts = hosts.filter((h) => fits(h, want, spec, count))
     steps.push(`${hosts.length} after placement capacity`)
     if (hosts.length === 0) throw noHost(` (short of ${[...short].map(([what, n]) => `${what} on ${n}`).join(', ')})`)
 
@@ -248,7 +306,8 @@ export class Scheduler {
     this.refreshUp(hosts)
     let ranked: CachedHost[]
     try {
-      ranked = this.rank([...hosts.values()], spec) as CachedHost[]
+      if (this.listed?.of !== hosts) this.listed = { of: hosts, list: [...hosts.values()] }
+      ranked = this.rank(this.listed.list, spec) as CachedHost[]
     } catch (err) {
       if (err instanceof ResourceExhausted) return { noHost: err, inFlightUpTo: this.lastInFlight(), freedEpoch: this.freedEpoch }
       throw err
@@ -271,9 +330,7 @@ export class Scheduler {
       add(h.usage, spec.resources, 1)
       let committed = false
       try {
-        await this.track(this.db.transaction().execute(async (trx) => {
-          await this.quota.check(trx, { projectId: spec.projectId, userId: spec.userId }, deltas)
-          await this.placement.claim(trx, { consumerUuid: spec.instanceUuid, providerUuid: h.uuid, resources: spec.resources, projectId: spec.projectId, userId: spec.userId })
+        await this.track(this.submit({ consumerUuid: spec.instanceUuid, providerUuid: h.uuid, resources: spec.resources, projectId: spec.projectId, userId: spec.userId }, deltas, () => {
           committed = true
           // A cache loaded since the reservation was made (before this transaction) lacks the claim.
           const current = this.hosts?.get(h.uuid)
@@ -294,6 +351,65 @@ export class Scheduler {
       }
     }
     return { inFlightUpTo: this.lastInFlight(), freedEpoch: this.freedEpoch, noHost: new ResourceExhausted(`no valid host found for ${want.map(([rc, n]) => `${rc} ${n}`).join(', ')}: every candidate was claimed by concurrent requests (${attempts} tried)`, { cause: lastRace }) }
+  }
+
+  /**
+   * Queues a claim for the next batch; resolves once it is committed, rejects
+   * with its quota refusal (ResourceExhausted), its lost race (Conflict) or the
+   * batch's failure. `onAdded` runs inside the transaction once the claim is
+   * certain to be written (the cache counts it there, see the class comment).
+   */
+  private submit(claim: Claim, deltas: Record<string, number>, onAdded: () => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ claim, deltas, onAdded, resolve, reject })
+      // Requests of the same tick go in one batch.
+      if (!this.flushing) {
+        this.flushing = true
+        setImmediate(() => void this.flush())
+      }
+    })
+  }
+
+  /**
+   * Claims in batches, one transaction at a time: the quota of each project
+   * and the rows of each provider are locked and read once per batch instead
+   * of once per claim, and the allocations written in one statement; each
+   * claim is still judged (quota, then capacity) after the ones before it.
+   */
+  private async flush(): Promise<void> {
+    try {
+      while (this.pending.length) {
+        const batch = this.pending.splice(0, MAX_CLAIM_BATCH[engineOf(this.db)])
+        const refused = new Map<PendingClaim, unknown>()
+        try {
+          await this.db.transaction().execute(async (trx) => {
+            refused.clear()
+            const owner = (b: PendingClaim) => ({ projectId: b.claim.projectId, userId: b.claim.userId })
+            const quota = await this.quota.admission(trx, batch.map(owner))
+            const claims = await this.placement.claims(trx, batch.map((b) => b.claim.providerUuid))
+            for (const b of batch) {
+              const refusal = (await quota.refusal(owner(b), b.deltas)) ?? claims.refusal(b.claim)
+              if (refusal) {
+                refused.set(b, refusal)
+                continue
+              }
+              quota.admit(owner(b), b.deltas)
+              claims.add(b.claim)
+              b.onAdded()
+            }
+            await claims.write()
+          })
+        } catch (err) {
+          for (const b of batch) refused.set(b, err)
+        }
+        for (const b of batch) {
+          if (refused.has(b)) b.reject(refused.get(b))
+          else b.resolve()
+        }
+      }
+    } finally {
+      this.flushing = false
+    }
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
@@ -360,6 +476,37 @@ export class Scheduler {
     this.freedSignal = deferred()
     s.resolve()
   }
+}
+
+/**
+ * Placement's step for one host: whether it fits `want` and the request's
+ * required and forbidden traits. With `short`, every shortcoming is told
+ * (a resource class, `trait T`, `forbidden trait T`); without, the first ends it.
+ */
+function fits(h: HostState, want: Array<[string, number]>, spec: RequestSpec, short?: (what: string) => void): boolean {
+  let ok = true
+  for (let i = 0; i < want.length; i++) {
+    const [rc, n] = want[i]!
+    const inv = h.inventories.get(rc)
+    // The common case inline; allocationProblem has the unit rules.
+    if (inv && n >= inv.minUnit && n <= inv.maxUnit && n % inv.stepSize === 0 && (h.usage.get(rc) ?? 0) + n <= (inv.total - inv.reserved) * inv.allocationRatio) continue
+    if (allocationProblem(rc, inv, h.usage.get(rc) ?? 0, n)) {
+      if (!short) return false
+      short(rc)
+      ok = false
+    }
+  }
+  for (const t of spec.requiredTraits ?? []) if (!h.traits.has(t)) {
+    if (!short) return false
+    short(`trait ${t}`)
+    ok = false
+  }
+  for (const t of spec.forbiddenTraits ?? []) if (h.traits.has(t)) {
+    if (!short) return false
+    short(`forbidden trait ${t}`)
+    ok = false
+  }
+  return ok
 }
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {

@@ -37,7 +37,8 @@ export async function spawnController(natsUrl: string, overrides: ConfigOverride
   const port = await freePort()
   const restPort = await freePort()
   const configFile = path.join(dataDir, 'config.json')
-  const openrcPath = peer ? path.join(peer.dataDir, 'admin-openrc') : path.join(dataDir, 'admin-openrc')
+  // A controller joining a bootstrapped database reads the admin credentials from the openrc its first controller wrote.
+  const openrcPath = overrides.bootstrap?.openrcPath ?? (peer ? path.join(peer.dataDir, 'admin-openrc') : path.join(dataDir, 'admin-openrc'))
   if (peer) {
     mkdirSync(path.join(peer.dataDir, 'images'), { recursive: true, mode: 0o700 })
     symlinkSync(path.join(peer.dataDir, 'images'), path.join(dataDir, 'images'))
@@ -45,7 +46,7 @@ export async function spawnController(natsUrl: string, overrides: ConfigOverride
   // Plaintext on loopback unless a test asks for TLS (as the in-process helper).
   // STRATO_TEST_DATABASE=postgres: a fresh database on this process's private cluster, kept across restarts like the SQLite file.
   const databaseUrl = !overrides.databaseUrl && testingOnPostgres() ? await testDatabaseUrl() : undefined
-  writeFileSync(configFile, JSON.stringify({ natsCredsFile: natsCredsFor(natsUrl)?.controllerCreds ?? null, tls: { mode: 'off' }, ...(databaseUrl ? { databaseUrl } : {}), ...overrides, dataDir, natsUrl, grpc: { ...overrides.grpc, host: '127.0.0.1', port, publicAddress: null }, rest: { host: null, publicUrl: null, ...overrides.rest, port: restPort }, bootstrap: { openrcPath } }))
+  writeFileSync(configFile, JSON.stringify({ natsCredsFile: natsCredsFor(natsUrl)?.controllerCreds ?? null, tls: { mode: 'off' }, ...(databaseUrl ? { databaseUrl } : {}), ...overrides, dataDir, natsUrl, grpc: { ...overrides.grpc, host: '127.0.0.1', port, publicAddress: null }, rest: { host: null, publicUrl: null, ...overrides.rest, port: restPort }, bootstrap: { ...overrides.bootstrap, openrcPath } }))
   const logFile = path.join(dataDir, 'controller.log')
   let starts = 0
   // Up when it says so (after bootstrap, the bus and the resend of pending casts).

@@ -13,9 +13,12 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 /** The log level daemons get: STRATO_TEST_LOG when set, else info (the tests read the info lines). */
 const LEVEL = process.env.STRATO_TEST_LOG && process.env.STRATO_TEST_LOG !== 'silent' ? process.env.STRATO_TEST_LOG : 'info'
 
+/** STRATO_TEST_CPU_PROF=<dir>: every daemon writes a CPU profile (`--cpu-prof`) into it when it exits (for the benches' profiles). */
+const CPU_PROF = process.env.STRATO_TEST_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.STRATO_TEST_CPU_PROF}`] : []
+
 export function startDaemon(entry: string, env: Record<string, string>, logFile: string): ChildProcess {
   const out = createWriteStream(logFile, { flags: 'a' })
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry)], {
+  const proc = spawn(process.execPath, [...CPU_PROF, '--import', 'tsx', path.join(ROOT, entry)], {
     cwd: ROOT,
     env: { ...process.env, STRATO_LOG_LEVEL: LEVEL, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

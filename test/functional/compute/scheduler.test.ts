@@ -221,3 +221,23 @@ t.test('scheduler.strategy pack fills one host before the next', async (t) => {
   t.equal(new Set(hosts).size, 1, `all on one host: ${hosts.join(', ')}`)
   t.not(hosts[0], 'p3', 'the fullest (smallest) host first, not the biggest')
 })
+
+t.test('scheduler.maxPlacementResults: each decision weighs a window of hosts, and all of them before refusing', async (t) => {
+  const windowed = await startController({ scheduler: { maxPlacementResults: 2 } })
+  t.teardown(() => windowed.close())
+  const c = windowed.controller
+  // w4 is by far the biggest: with every host weighed it would take the first servers.
+  const hosts = [fakeHost('w1'), fakeHost('w2'), fakeHost('w3'), fakeHost('w4', { memoryMb: 65536, vcpus: 32 }), fakeHost('w5', { az: 'far' })]
+  for (const h of hosts) await c.hosts.announce(h)
+  await c.hosts.discover()
+  const admin = await c.catalog.getProject({ name: 'admin', domainId: 'default' })
+  const placed = []
+  for (let i = 0; i < 6; i++) placed.push((await c.scheduler.schedule(spec(admin.id, 'u', { ram: 512 }))).host)
+  // Windows of 2 from where the last stopped: (w1 w2) → w1, (w3 w4) → w4, (w5 w1) → w5 (w1 holds one server).
+  t.same(placed.slice(0, 3), ['w1', 'w4', 'w5'], `each decision weighs its window only, and the windows move on (${placed.join(', ')})`)
+  // Only w5 is in zone far: found whichever window a decision starts with.
+  for (let i = 0; i < 3; i++) t.equal((await c.scheduler.schedule(spec(admin.id, 'u', { az: 'far' }))).host, 'w5', 'a host outside the window is found when the window has none')
+  const err = await thrown(c.scheduler.schedule(spec(admin.id, 'u', { az: 'nowhere' })))
+  t.type(err, ResourceExhausted)
+  t.match(err.message, /5 hosts; 5 after placement capacity; 5 after ComputeFilter; 0 after AvailabilityZoneFilter/, 'a refusal counts every host, not a window')
+})

@@ -7,7 +7,7 @@ t.test('defaults: Nova filters and weighers, spread, discovery off, ratios 4/1/1
   const c = loadConfig({}, {})
   t.same(c.scheduler.enabledFilters, ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter', 'ServerGroupAffinityFilter', 'ServerGroupAntiAffinityFilter', 'LocalNetworkFilter', 'VolumeHostFilter'])
   t.same(c.scheduler.weighers, ['RAMWeigher', 'CPUWeigher', 'DiskWeigher', 'ServerGroupSoftAffinityWeigher', 'ServerGroupSoftAntiAffinityWeigher'])
-  t.match(c.scheduler, { strategy: 'spread', hostSubsetSize: 1, maxAttempts: 3 })
+  t.match(c.scheduler, { strategy: 'spread', hostSubsetSize: 1, maxAttempts: 3, maxPlacementResults: 1000 })
   t.match(c.hosts, { discoverIntervalMs: -1, heartbeatIntervalMs: 10_000, missedHeartbeats: 6, defaultAvailabilityZone: 'nova' })
   t.same(c.hosts.allocationRatios, { VCPU: 4, MEMORY_MB: 1, DISK_GB: 1 })
   t.same(c.hosts.reserved, { VCPU: 0, MEMORY_MB: 512, DISK_GB: 0 })
@@ -28,5 +28,7 @@ t.test('overrides merge; bad values are refused naming the field', async (t) => 
   }
   t.equal(fieldOf(() => loadConfig({ scheduler: { strategy: 'fill' as 'pack' } }, {})), 'scheduler.strategy')
   t.equal(fieldOf(() => loadConfig({ scheduler: { hostSubsetSize: 0 } }, {})), 'scheduler.hostSubsetSize')
+  t.equal(fieldOf(() => loadConfig({ scheduler: { maxPlacementResults: 0 } }, {})), 'scheduler.maxPlacementResults')
+  t.equal(fieldOf(() => loadConfig({ scheduler: { maxPlacementResults: 2.5 } }, {})), 'scheduler.maxPlacementResults')
   t.equal(fieldOf(() => loadConfig({ hosts: { allocationRatios: { VCPU: 0 } } }, {})), 'hosts.allocationRatios.VCPU')
 })
