@@ -196,7 +196,7 @@ export class Scheduler {
 
   private rank(all: HostState[], spec: RequestSpec): HostState[] {
     const limit = this.config.maxPlacementResults
-    if (all.length > limit && !spec.forceHost && !spec.onlyHosts) {
+    if (all.length > limit && !spec.forceHost) {
       const sampled = this.rankWindow(all, spec, limit)
       if (sampled.length) return sampled
     }
