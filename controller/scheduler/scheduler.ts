@@ -86,6 +86,8 @@ const MAX_CLAIM_BATCH: Record<Engine, number> = { sqlite: 256, postgres: 16 }
 
 /** A "no valid host" decided on a cache older than this reads the database again first (other controllers free capacity too). */
 const STALE_CACHE_MS = 1000
+/** Rounds of fresh reads after every candidate was lost to concurrent claims (other controllers). */
+const RACE_ROUNDS = 3
 
 export class Scheduler {
   private readonly filters: HostFilter[]
@@ -278,9 +280,18 @@ export class Scheduler {
    */
   async schedule(spec: RequestSpec): Promise<Placed> {
     let reread = false
+    let raceRounds = 0
     for (;;) {
       const r = await this.place(spec)
       if ('host' in r) return r
+      // Every candidate tried was taken by a concurrent claim (another controller's, which this
+      // cache did not show): look again on a fresh read, a bounded number of times, as Nova's
+      // report client retries Placement's concurrent-update conflicts, before saying no valid host.
+      if (r.raced && raceRounds < RACE_ROUNDS) {
+        raceRounds++
+        this.invalidate()
+        continue
+      }
       // Claims in flight hold reservations in the cache that their transaction may
       // yet roll back (a quota refusal): before saying no valid host, wait until
       // they are done, and look again only if something was freed meanwhile.
@@ -301,7 +312,7 @@ export class Scheduler {
   }
 
   /** One pass; a refusal carries the claims that were in flight when it was decided. */
-  private async place(spec: RequestSpec): Promise<Placed | { noHost: ResourceExhausted; inFlightUpTo: number; freedEpoch: number }> {
+  private async place(spec: RequestSpec): Promise<Placed | { noHost: ResourceExhausted; inFlightUpTo: number; freedEpoch: number; raced?: boolean }> {
     let hosts = await this.load()
     this.refreshUp(hosts)
     let ranked: CachedHost[]
@@ -350,7 +361,7 @@ export class Scheduler {
         this.invalidate()
       }
     }
-    return { inFlightUpTo: this.lastInFlight(), freedEpoch: this.freedEpoch, noHost: new ResourceExhausted(`no valid host found for ${want.map(([rc, n]) => `${rc} ${n}`).join(', ')}: every candidate was claimed by concurrent requests (${attempts} tried)`, { cause: lastRace }) }
+    return { inFlightUpTo: this.lastInFlight(), freedEpoch: this.freedEpoch, raced: lastRace !== undefined, noHost: new ResourceExhausted(`no valid host found for ${want.map(([rc, n]) => `${rc} ${n}`).join(', ')}: every candidate was claimed by concurrent requests (${attempts} tried)`, { cause: lastRace }) }
   }
 
   /**

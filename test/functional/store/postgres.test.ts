@@ -147,6 +147,23 @@ t.test('two controllers on one database', async (t) => {
     t.same([...perHost.values()].sort(), [20, 20, 20], 'sum of allocations per host = capacity')
   })
 
+  await t.test('a request whose every candidate the other controller took looks again, on a fresh read, before saying no valid host', async (t) => {
+    await reset()
+    const projectId = await project('pg-lost', { instances: -1, cores: -1, ram: -1 })
+    // Six hosts of 20 that A's cache ranks first (most free RAM) — more than the candidates one
+    // pass keeps (maxAttempts + 2) — and a small one of 4.
+    const big = ['pgl1', 'pgl2', 'pgl3', 'pgl4', 'pgl5', 'pgl6']
+    await addHosts(...big.map((h) => fakeHost(h, { vcpus: 5, memoryMb: 10752 })), fakeHost('pgl7', { vcpus: 1, memoryMb: 2560 }))
+    await a.controller.scheduler.hostStates() // A's cache sees the big hosts empty
+    await Promise.all(big.map(async (host) => {
+      for (let i = 0; i < 20; i++) await b.controller.scheduler.schedule({ ...spec(projectId, 'u'), forceHost: host })
+    }))
+    // A's candidates are all full hosts: its first claim is lost, the reread shows the rest full too.
+    const placed = await a.controller.scheduler.schedule(spec(projectId, 'u'))
+    t.equal(placed.host, 'pgl7', 'placed on the host with room, not refused')
+    t.same(await a.controller.placement.overCommitted(), [], 'no provider over capacity')
+  })
+
   await t.test('200 creates from two controllers against a quota of 37: exactly 37', async (t) => {
     await reset()
     const projectId = await project('pg-quota', { instances: 37, cores: -1, ram: -1 })
