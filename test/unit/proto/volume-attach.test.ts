@@ -20,7 +20,7 @@ t.test('cast ids: attach_volume and detach_volume name the attachment, and no ot
 })
 
 t.test('received work: missing fields become empty, an unknown op is refused', async (t) => {
-  t.same(volumeAttachOf({ op: 'attach_volume', volumeId: id }), { op: 'attach_volume', attachmentId: '', instanceUuid: '', volumeId: id, device: '' })
+  t.same(volumeAttachOf({ op: 'attach_volume', volumeId: id }), { op: 'attach_volume', attachmentId: '', instanceUuid: '', volumeId: id, device: '', volumeHost: '' })
   t.throws(() => volumeAttachOf({ op: 'resize' }), /unknown attachment op 'resize'/)
 })
 
