@@ -8,12 +8,12 @@ import {
 } from '../../proto/gen/strato/network/v1/network.js'
 import { actorOf, type Actor } from '../network/access.js'
 import type { FloatingIpCatalog } from '../network/floating-ips.js'
-import type { Network as NetworkView, NetworkCatalog } from '../network/networks.js'
+import type { NetworkCatalog } from '../network/networks.js'
 import type { PortCatalog } from '../network/ports.js'
 import type { SecurityGroupCatalog } from '../network/security-groups.js'
 import type { SubnetCatalog } from '../network/subnets.js'
 import type { GatewayRequest, RouterCatalog } from '../network/routers.js'
-import { implement, keepEncoding, type CallContext, type RpcDeps } from './rpc.js'
+import { implement, keptResponse, type CallContext, type RpcDeps } from './rpc.js'
 
 export interface NetworkApiDeps {
   networks: NetworkCatalog
@@ -30,22 +30,12 @@ const gateway = (g: ExternalGatewayInfo | undefined): GatewayRequest | undefined
 const actor = (c: CallContext): Actor => actorOf(c.auth!)
 const empty = () => Empty.fromPartial({})
 
-/** Each kept (frozen) listing's response, kept with it and encoded once; fresh listings get a fresh one. */
-const listings = new WeakMap<readonly NetworkView[], ListNetworksResponse>()
-
-function networkListing(networks: readonly NetworkView[]): ListNetworksResponse {
-  if (!Object.isFrozen(networks)) return ListNetworksResponse.fromPartial({ networks: [...networks] })
-  let m = listings.get(networks)
-  if (!m) listings.set(networks, (m = keepEncoding(Object.freeze(ListNetworksResponse.fromPartial({ networks: [...networks] })))))
-  return m
-}
-
 export function networkServices(d: NetworkApiDeps, rpc: RpcDeps): Array<[object, UntypedServiceImplementation]> {
   return [
     [NetworksService, implement(NetworksService, {
       createNetwork: async (req, c) => Network.fromPartial(await d.networks.create(req, actor(c))),
       getNetwork: async (req, c) => Network.fromPartial(await d.networks.get(req, actor(c))),
-      listNetworks: async (req, c) => networkListing(await d.networks.list(req, actor(c))),
+      listNetworks: async (req, c) => keptResponse(await d.networks.list(req, actor(c)), (networks) => ListNetworksResponse.fromPartial({ networks })),
       updateNetwork: async (req, c) => Network.fromPartial(await d.networks.update(req.id, req, actor(c))),
       deleteNetwork: async (req, c) => (await d.networks.delete(req.id, actor(c)), empty()),
     }, rpc)],
@@ -53,7 +43,7 @@ export function networkServices(d: NetworkApiDeps, rpc: RpcDeps): Array<[object,
     [SubnetsService, implement(SubnetsService, {
       createSubnet: async (req, c) => Subnet.fromPartial(await d.subnets.create({ ...req, allocationPools: req.allocationPools?.map((p) => ({ start: p.start ?? '', end: p.end ?? '' })), hostRoutes: req.hostRoutes?.map((r) => ({ destination: r.destination ?? '', nexthop: r.nexthop ?? '' })) }, actor(c))),
       getSubnet: async (req, c) => Subnet.fromPartial(await d.subnets.get(req, actor(c))),
-      listSubnets: async (req, c) => ListSubnetsResponse.fromPartial({ subnets: await d.subnets.list(req, actor(c)) }),
+      listSubnets: async (req, c) => keptResponse(await d.subnets.list(req, actor(c)), (subnets) => ListSubnetsResponse.fromPartial({ subnets })),
       updateSubnet: async (req, c) => {
         const { allocationPools, dnsNameservers, hostRoutes, ...rest } = req
         return Subnet.fromPartial(await d.subnets.update(req.id, {
@@ -69,7 +59,7 @@ export function networkServices(d: NetworkApiDeps, rpc: RpcDeps): Array<[object,
     [PortsService, implement(PortsService, {
       createPort: async (req, c) => Port.fromPartial(await d.ports.create(req, actor(c))),
       getPort: async (req, c) => Port.fromPartial(await d.ports.get(req.id, actor(c))),
-      listPorts: async (req, c) => ListPortsResponse.fromPartial({ ports: await d.ports.list(req, actor(c)) }),
+      listPorts: async (req, c) => keptResponse(await d.ports.list(req, actor(c)), (ports) => ListPortsResponse.fromPartial({ ports })),
       updatePort: async (req, c) => {
         const { securityGroups, ...rest } = req
         return Port.fromPartial(await d.ports.update(req.id, { ...rest, ...(securityGroups ? { securityGroups: securityGroups.ids ?? [] } : {}) }, actor(c)))
@@ -80,7 +70,7 @@ export function networkServices(d: NetworkApiDeps, rpc: RpcDeps): Array<[object,
     [FloatingIpsService, implement(FloatingIpsService, {
       createFloatingIp: async (req, c) => FloatingIp.fromPartial(await d.floatingIps.create(req, actor(c))),
       getFloatingIp: async (req, c) => FloatingIp.fromPartial(await d.floatingIps.get(req.id, actor(c))),
-      listFloatingIps: async (req, c) => ListFloatingIpsResponse.fromPartial({ floatingIps: await d.floatingIps.list(req, actor(c)) }),
+      listFloatingIps: async (req, c) => keptResponse(await d.floatingIps.list(req, actor(c)), (floatingIps) => ListFloatingIpsResponse.fromPartial({ floatingIps })),
       updateFloatingIp: async (req, c) => FloatingIp.fromPartial(await d.floatingIps.update(req.id, req, actor(c))),
       deleteFloatingIp: async (req, c) => (await d.floatingIps.delete(req.id, actor(c)), empty()),
     }, rpc)],
@@ -88,7 +78,7 @@ export function networkServices(d: NetworkApiDeps, rpc: RpcDeps): Array<[object,
     [RoutersService, implement(RoutersService, {
       createRouter: async (req, c) => Router.fromPartial(await d.routers.create({ ...req, externalGatewayInfo: gateway(req.externalGatewayInfo) }, actor(c))),
       getRouter: async (req, c) => Router.fromPartial(await d.routers.get(req, actor(c))),
-      listRouters: async (req, c) => ListRoutersResponse.fromPartial({ routers: await d.routers.list(req, actor(c)) }),
+      listRouters: async (req, c) => keptResponse(await d.routers.list(req, actor(c)), (routers) => ListRoutersResponse.fromPartial({ routers })),
       updateRouter: async (req, c) => {
         const { externalGatewayInfo, routes, ...rest } = req
         return Router.fromPartial(await d.routers.update(req.id, {
@@ -105,11 +95,11 @@ export function networkServices(d: NetworkApiDeps, rpc: RpcDeps): Array<[object,
     [SecurityGroupsService, implement(SecurityGroupsService, {
       createSecurityGroup: async (req, c) => SecurityGroup.fromPartial(await d.securityGroups.create(req, actor(c))),
       getSecurityGroup: async (req, c) => SecurityGroup.fromPartial(await d.securityGroups.get(req, actor(c))),
-      listSecurityGroups: async (req, c) => ListSecurityGroupsResponse.fromPartial({ securityGroups: await d.securityGroups.list(req, actor(c)) }),
+      listSecurityGroups: async (req, c) => keptResponse(await d.securityGroups.list(req, actor(c)), (securityGroups) => ListSecurityGroupsResponse.fromPartial({ securityGroups })),
       updateSecurityGroup: async (req, c) => SecurityGroup.fromPartial(await d.securityGroups.update(req.id, req, actor(c))),
       deleteSecurityGroup: async (req, c) => (await d.securityGroups.delete(req.id, actor(c)), empty()),
       createSecurityGroupRule: async (req, c) => SecurityGroupRule.fromPartial(await d.securityGroups.createRule(req, actor(c))),
-      listSecurityGroupRules: async (req, c) => ListSecurityGroupRulesResponse.fromPartial({ securityGroupRules: await d.securityGroups.listRules(req, actor(c)) }),
+      listSecurityGroupRules: async (req, c) => keptResponse(await d.securityGroups.listRules(req, actor(c)), (securityGroupRules) => ListSecurityGroupRulesResponse.fromPartial({ securityGroupRules })),
       deleteSecurityGroupRule: async (req, c) => (await d.securityGroups.deleteRule(req.id, actor(c)), empty()),
     }, rpc)],
   ]

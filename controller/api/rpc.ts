@@ -113,6 +113,22 @@ export function keepEncoding<T extends object>(message: T): T {
   return message
 }
 
+/** Each kept listing's response (see `keptResponse`). */
+const listingResponses = new WeakMap<readonly object[], object>()
+
+/**
+ * The response for a listing: for a kept (frozen) listing, made once, kept
+ * with it and encoded once (a catalog hands the same listing out again while
+ * nothing in it changed: store/kept-listings.ts); a fresh listing gets a
+ * fresh response.
+ */
+export function keptResponse<T extends object, M extends object>(items: readonly T[], make: (items: T[]) => M): M {
+  if (!Object.isFrozen(items)) return make([...items])
+  let m = listingResponses.get(items) as M | undefined
+  if (!m) listingResponses.set(items, (m = keepEncoding(Object.freeze(make([...items])))))
+  return m
+}
+
 /**
  * The service definition with deserializers that do not throw: undecodable
  * requests reach `implement()`, which refuses them as INVALID_ARGUMENT. Its

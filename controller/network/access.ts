@@ -26,6 +26,11 @@ export function actorOf(auth: AuthContext): Actor {
   }
 }
 
+/** What a listing read for this actor depends on: a key for kept listings (every field of Actor). */
+export function actorKey(actor: Actor): string {
+  return `${actor.isAdmin ? 'admin' : 'member'} ${actor.projectId ?? ''} ${actor.readerDomainId ?? ''}`
+}
+
 /** The project a new resource belongs to: the caller's, or (admins) the one named. */
 export function owningProject(actor: Actor, requested: string | undefined): string {
   const id = requested || actor.projectId

@@ -9,10 +9,11 @@
 import { randomUUID } from 'node:crypto'
 import { Conflict, InvalidArgument, NotFound } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
+import { KeptListings } from '../store/kept-listings.js'
 import type { FloatingIpTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
-import { canRead, loadNetwork, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
+import { actorKey, canRead, loadNetwork, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
 import { parseIp } from './ip.js'
 import { FLOATINGIP_OWNER, type PortCatalog } from './ports.js'
 import { routerForFloatingIp } from './routers.js'
@@ -43,6 +44,9 @@ export interface CreateFloatingIp {
 }
 
 export class FloatingIpCatalog {
+  /** Listings by who asks and the filters, kept while the database stands still. */
+  private readonly floatingIpListings: KeptListings<FloatingIp>
+
   /** Called after an association changed (the routers' NAT follows; see bus.routerChanged). */
   onChange: () => void = () => undefined
 
@@ -51,6 +55,7 @@ export class FloatingIpCatalog {
     private readonly quota: QuotaEngine,
     private readonly ports: PortCatalog,
   ) {
+    this.floatingIpListings = new KeptListings(db)
     quota.registerCounter('floating_ips', async (trx, owner) => {
       const r = await trx.selectFrom('floating_ips').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
       return Number(r?.n ?? 0)
@@ -116,7 +121,11 @@ export class FloatingIpCatalog {
     return toFloatingIp(await this.load(this.db, id, actor))
   }
 
-  async list(filter: { floatingNetworkId?: string; portId?: string; floatingIpAddress?: string; projectId?: string; status?: string }, actor: Actor): Promise<FloatingIp[]> {
+  async list(filter: { floatingNetworkId?: string; portId?: string; floatingIpAddress?: string; projectId?: string; status?: string }, actor: Actor): Promise<readonly FloatingIp[]> {
+    return this.floatingIpListings.list(`${actorKey(actor)} ${JSON.stringify(filter)}`, () => this.read(filter, actor))
+  }
+
+  private async read(filter: { floatingNetworkId?: string; portId?: string; floatingIpAddress?: string; projectId?: string; status?: string }, actor: Actor): Promise<FloatingIp[]> {
     let q = this.db.selectFrom('floating_ips').selectAll().orderBy('created_at').orderBy('id')
     if (filter.floatingNetworkId) q = q.where('floating_network_id', '=', filter.floatingNetworkId)
     if (filter.portId) q = q.where('port_id', '=', filter.portId)

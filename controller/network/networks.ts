@@ -8,11 +8,12 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted } from '../../proto/errors.js'
-import { changeStamp, groupBy, isUniqueViolation, type Db } from '../store/db.js'
+import { groupBy, isUniqueViolation, type Db } from '../store/db.js'
+import { KeptListings } from '../store/kept-listings.js'
 import type { NetworkTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
-import { loadNetwork, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
+import { actorKey, loadNetwork, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
 import { DHCP_OWNER } from '../../proto/dhcp.js'
 
 export interface NetworkConfig {
@@ -62,9 +63,6 @@ export interface NetworkFilter {
   status?: string
 }
 
-/** How many listings (who asks, filters) a controller keeps. */
-const CACHED_LISTINGS = 1_000
-
 const NETWORK_TYPES = ['flat', 'vlan', 'local'] as const
 const MTU = 1500
 
@@ -72,20 +70,15 @@ export class NetworkCatalog {
   /** Called after a network is deleted with its DHCP ports (the hosts' DHCP follows; see bus.dhcpChanged). */
   onChange: () => void = () => undefined
 
-  /**
-   * Listings by who asks and the filters, with the database's change stamp
-   * read before them: handed out again, the same frozen array, while the
-   * stamp stands (nothing in the database changed; see `changeStamp`), so
-   * what callers keep with one (REST its answer) is current as long. On an
-   * engine without a stamp (PostgreSQL) every listing is read.
-   */
-  private readonly listings = new Map<string, { stamp: string; networks: readonly Network[] }>()
+  /** Listings by who asks and the filters, kept while the database stands still. */
+  private readonly listings: KeptListings<Network>
 
   constructor(
     private readonly db: Db,
     private readonly quota: QuotaEngine,
     private readonly cfg: NetworkConfig,
   ) {
+    this.listings = new KeptListings(db)
     quota.registerCounter('networks', async (trx, owner) => {
       const r = await trx.selectFrom('networks').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
       return Number(r?.n ?? 0)
@@ -191,17 +184,7 @@ export class NetworkCatalog {
   }
 
   async list(filter: NetworkFilter, actor: Actor): Promise<readonly Network[]> {
-    const stamp = changeStamp(this.db)
-    if (stamp === undefined) return this.read(filter, actor)
-    const key = `${actor.isAdmin ? 'admin' : 'member'} ${actor.projectId ?? ''} ${actor.readerDomainId ?? ''} ${JSON.stringify(filter)}`
-    const kept = this.listings.get(key)
-    if (kept?.stamp === stamp) return kept.networks
-    // Shared by every caller of the key: frozen.
-    const networks = Object.freeze((await this.read(filter, actor)).map((n) => Object.freeze(n)))
-    this.listings.delete(key) // re-inserted last: the oldest entries go first
-    if (this.listings.size >= CACHED_LISTINGS) this.listings.delete(this.listings.keys().next().value!)
-    this.listings.set(key, { stamp, networks })
-    return networks
+    return this.listings.list(`${actorKey(actor)} ${JSON.stringify(filter)}`, () => this.read(filter, actor))
   }
 
   private async read(filter: NetworkFilter, actor: Actor): Promise<Network[]> {

@@ -9,10 +9,11 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { Conflict, FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
 import { groupBy, isUniqueViolation, type Db } from '../store/db.js'
+import { KeptListings } from '../store/kept-listings.js'
 import type { NetworkTable, PortTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
-import { canModify, canRead, loadNetwork, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
+import { actorKey, canModify, canRead, loadNetwork, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
 import { allocate, ipamOf, type FixedIp, type FixedIpRequest } from './ipam.js'
 import type { SecurityGroupCatalog } from './security-groups.js'
 import { ROUTER_GATEWAY_OWNER, ROUTER_INTERFACE_OWNER } from '../../proto/router.js'
@@ -69,6 +70,9 @@ function generateMac(): string {
 }
 
 export class PortCatalog {
+  /** Listings by who asks and the filters, kept while the database stands still. */
+  private readonly portListings: KeptListings<Port>
+
   /**
    * Called when a port's addresses, groups or device may have changed (the
    * hosts' filtering and metadata caches follow; see bus.firewallChanged).
@@ -81,6 +85,7 @@ export class PortCatalog {
     private readonly quota: QuotaEngine,
     private readonly groups: SecurityGroupCatalog,
   ) {
+    this.portListings = new KeptListings(db)
     quota.registerCounter('ports', async (trx, owner) => {
       const r = await trx.selectFrom('ports').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
       return Number(r?.n ?? 0)
@@ -157,7 +162,11 @@ export class PortCatalog {
     return (await this.toPorts(trx, [await this.load(trx, id, actor, field)]))[0]!
   }
 
-  async list(filter: { networkId?: string; deviceId?: string; deviceOwner?: string; projectId?: string; macAddress?: string; name?: string; bindingHostId?: string }, actor: Actor): Promise<Port[]> {
+  async list(filter: { networkId?: string; deviceId?: string; deviceOwner?: string; projectId?: string; macAddress?: string; name?: string; bindingHostId?: string }, actor: Actor): Promise<readonly Port[]> {
+    return this.portListings.list(`${actorKey(actor)} ${JSON.stringify(filter)}`, () => this.read(filter, actor))
+  }
+
+  private async read(filter: { networkId?: string; deviceId?: string; deviceOwner?: string; projectId?: string; macAddress?: string; name?: string; bindingHostId?: string }, actor: Actor): Promise<Port[]> {
     let q = this.db.selectFrom('ports').selectAll().orderBy('created_at').orderBy('id')
     if (filter.networkId) q = q.where('network_id', '=', filter.networkId)
     if (filter.deviceId) q = q.where('device_id', '=', filter.deviceId)

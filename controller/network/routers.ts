@@ -19,10 +19,11 @@ import { randomUUID } from 'node:crypto'
 import { Conflict, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
 import { ROUTER_GATEWAY_OWNER, ROUTER_INTERFACE_OWNER, type RouterPort, type RouterSpec } from '../../proto/router.js'
 import { groupBy, type Db } from '../store/db.js'
+import { KeptListings } from '../store/kept-listings.js'
 import type { NetworkTable, RouterTable, SubnetTable } from '../store/schema.js'
 import type { QuotaEngine, Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
-import { canRead, loadNetwork, networkVisible, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
+import { actorKey, canRead, loadNetwork, networkVisible, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
 import { cidrContains, cidrsOverlap, cidrText, formatIp, ipKey, parseCidr, parseIp, requireIp, type Cidr } from './ip.js'
 import type { PortCatalog } from './ports.js'
 
@@ -176,6 +177,9 @@ export async function routerForFloatingIp(trx: Trx, floatingNetworkId: string, p
 }
 
 export class RouterCatalog {
+  /** Listings by who asks and the filters, kept while the database stands still. */
+  private readonly routerListings: KeptListings<Router>
+
   /** Called after anything an L3 agent builds changed (see bus.routerChanged). */
   onChange: () => void = () => undefined
   private timer: NodeJS.Timeout | undefined
@@ -188,6 +192,7 @@ export class RouterCatalog {
     private readonly o: RouterOptions,
     private readonly log?: { info(o: object, m: string): void; warn(o: object, m: string): void },
   ) {
+    this.routerListings = new KeptListings(db)
     quota.registerCounter('routers', async (trx, owner) => {
       const r = await trx.selectFrom('routers').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
       return Number(r?.n ?? 0)
@@ -235,7 +240,11 @@ export class RouterCatalog {
     return found[0]!
   }
 
-  async list(filter: { name?: string; projectId?: string }, actor: Actor): Promise<Router[]> {
+  async list(filter: { name?: string; projectId?: string }, actor: Actor): Promise<readonly Router[]> {
+    return this.routerListings.list(`${actorKey(actor)} ${JSON.stringify(filter)}`, () => this.read(filter, actor))
+  }
+
+  private async read(filter: { name?: string; projectId?: string }, actor: Actor): Promise<Router[]> {
     let q = this.db.selectFrom('routers').selectAll().orderBy('created_at').orderBy('id')
     if (filter.name) q = q.where('name', '=', filter.name)
     if (filter.projectId) q = q.where('project_id', '=', filter.projectId)

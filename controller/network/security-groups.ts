@@ -9,11 +9,12 @@
 import { randomUUID } from 'node:crypto'
 import { AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
 import { isUniqueViolation, type Db } from '../store/db.js'
+import { KeptListings } from '../store/kept-listings.js'
 import { lockNames } from '../store/engine.js'
 import type { SecurityGroupRuleTable, SecurityGroupTable } from '../store/schema.js'
 import { projectLock, type QuotaEngine, type Trx } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
-import { canRead, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
+import { actorKey, canRead, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
 import { defaultRules, normaliseRule, type NormalRule, type RuleInput } from './sg-rules.js'
 
 export interface SecurityGroupRule {
@@ -44,6 +45,12 @@ export interface SecurityGroup {
 }
 
 export class SecurityGroupCatalog {
+  /** Listings by who asks and the filters, kept while the database stands still. */
+  private readonly ruleListings: KeptListings<SecurityGroupRule>
+
+  /** Listings by who asks and the filters, kept while the database stands still. */
+  private readonly groupListings: KeptListings<SecurityGroup>
+
   /** Called after a rule is added or removed (the hosts' filtering follows; see bus.firewallChanged). */
   onChange: () => void = () => undefined
 
@@ -51,6 +58,8 @@ export class SecurityGroupCatalog {
     private readonly db: Db,
     private readonly quota: QuotaEngine,
   ) {
+    this.groupListings = new KeptListings(db)
+    this.ruleListings = new KeptListings(db)
     quota.registerCounter('security_groups', async (trx, owner) => {
       const r = await trx.selectFrom('security_groups').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
       return Number(r?.n ?? 0)
@@ -72,6 +81,15 @@ export class SecurityGroupCatalog {
     await trx.insertInto('security_groups').values({ id, project_id: projectId, name: 'default', description: 'Default security group', stateful: 1, is_default: 1, revision_number: 1, created_at: ts, updated_at: ts }).execute()
     await this.insertRules(trx, id, projectId, defaultRules(id, true), ts)
     return id
+  }
+
+  /** The caller's project has its `default` group before a listing (Neutron makes it on first use). */
+  private async ensureDefaultOf(actor: Actor): Promise<void> {
+    const projectId = actor.projectId
+    if (!projectId) return
+    // Almost always there: a read, not a write transaction (which would also move the change stamp and spoil kept listings).
+    const found = await this.db.selectFrom('security_groups').select('id').where('project_id', '=', projectId).where('is_default', '=', 1).executeTakeFirst()
+    if (!found) await this.db.transaction().execute((trx) => this.ensureDefault(trx, projectId))
   }
 
   /** The id if `id` is a security group of `projectId` (no visibility rules: the caller checked the project). */
@@ -126,8 +144,12 @@ export class SecurityGroupCatalog {
     return found[0]!
   }
 
-  async list(filter: { name?: string; projectId?: string }, actor: Actor): Promise<SecurityGroup[]> {
-    if (actor.projectId) await this.db.transaction().execute((trx) => this.ensureDefault(trx, actor.projectId!))
+  async list(filter: { name?: string; projectId?: string }, actor: Actor): Promise<readonly SecurityGroup[]> {
+    return this.groupListings.list(`${actorKey(actor)} ${JSON.stringify(filter)}`, () => this.read(filter, actor))
+  }
+
+  private async read(filter: { name?: string; projectId?: string }, actor: Actor): Promise<SecurityGroup[]> {
+    await this.ensureDefaultOf(actor)
     let q = this.db.selectFrom('security_groups').selectAll().orderBy('created_at').orderBy('id')
     if (filter.name) q = q.where('name', '=', filter.name)
     if (filter.projectId) q = q.where('project_id', '=', filter.projectId)
@@ -210,8 +232,12 @@ export class SecurityGroupCatalog {
     return toRule(row)
   }
 
-  async listRules(filter: { securityGroupId?: string; direction?: string; ethertype?: string; protocol?: string }, actor: Actor): Promise<SecurityGroupRule[]> {
-    if (actor.projectId) await this.db.transaction().execute((trx) => this.ensureDefault(trx, actor.projectId!))
+  async listRules(filter: { securityGroupId?: string; direction?: string; ethertype?: string; protocol?: string }, actor: Actor): Promise<readonly SecurityGroupRule[]> {
+    return this.ruleListings.list(`${actorKey(actor)} ${JSON.stringify(filter)}`, () => this.readRules(filter, actor))
+  }
+
+  private async readRules(filter: { securityGroupId?: string; direction?: string; ethertype?: string; protocol?: string }, actor: Actor): Promise<SecurityGroupRule[]> {
+    await this.ensureDefaultOf(actor)
     let q = this.db.selectFrom('security_group_rules').selectAll().orderBy('created_at').orderBy('id')
     if (filter.securityGroupId) q = q.where('security_group_id', '=', filter.securityGroupId)
     if (filter.direction) q = q.where('direction', '=', filter.direction)

@@ -8,10 +8,11 @@
 import { randomUUID } from 'node:crypto'
 import { Conflict, InvalidArgument, NotFound } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
+import { KeptListings } from '../store/kept-listings.js'
 import type { SubnetTable } from '../store/schema.js'
 import type { QuotaEngine } from '../quota/quota.js'
 import { checkText } from '../identity/validate.js'
-import { loadNetwork, networkVisible, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
+import { actorKey, loadNetwork, networkVisible, now, owningProject, readableProjects, requireModify, type Actor } from './access.js'
 import { cidrsOverlap, cidrText, formatIp, ipKey, parseCidr, requireIp, type Cidr } from './ip.js'
 import { defaultPools, usableRange, type Pool } from './ipam.js'
 import { DHCP_OWNER } from '../../proto/dhcp.js'
@@ -142,6 +143,9 @@ function checkRoutes(c: Cidr, routes: HostRoute[]): HostRoute[] {
 const poolsJson = (c: Cidr, pools: Pool[]) => JSON.stringify(pools.map((p) => ({ start: formatIp(c.version, p.first), end: formatIp(c.version, p.last) })))
 
 export class SubnetCatalog {
+  /** Listings by who asks and the filters, kept while the database stands still. */
+  private readonly subnetListings: KeptListings<Subnet>
+
   /** Called after a subnet is created, changed or deleted (the hosts' DHCP follows; see bus.dhcpChanged). */
   onChange: () => void = () => undefined
 
@@ -149,6 +153,7 @@ export class SubnetCatalog {
     private readonly db: Db,
     private readonly quota: QuotaEngine,
   ) {
+    this.subnetListings = new KeptListings(db)
     quota.registerCounter('subnets', async (trx, owner) => {
       const r = await trx.selectFrom('subnets').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
       return Number(r?.n ?? 0)
@@ -209,7 +214,11 @@ export class SubnetCatalog {
     return found[0]!
   }
 
-  async list(filter: { name?: string; networkId?: string; ipVersion?: number; cidr?: string; projectId?: string }, actor: Actor): Promise<Subnet[]> {
+  async list(filter: { name?: string; networkId?: string; ipVersion?: number; cidr?: string; projectId?: string }, actor: Actor): Promise<readonly Subnet[]> {
+    return this.subnetListings.list(`${actorKey(actor)} ${JSON.stringify(filter)}`, () => this.read(filter, actor))
+  }
+
+  private async read(filter: { name?: string; networkId?: string; ipVersion?: number; cidr?: string; projectId?: string }, actor: Actor): Promise<Subnet[]> {
     let q = this.db.selectFrom('subnets as s').innerJoin('networks as n', 'n.id', 's.network_id').selectAll('s').orderBy('s.created_at').orderBy('s.id')
     if (filter.name) q = q.where('s.name', '=', filter.name)
     if (filter.networkId) q = q.where('s.network_id', '=', filter.networkId)

@@ -304,23 +304,32 @@ function defaultGroupScope(req: RestRequest, a: Actor): { projectId?: string } {
   return names.length === 1 && names[0] === 'default' && !projectNamed && a.projectId ? { projectId: a.projectId } : {}
 }
 
-/** Each kept listing's networks as JSON, per role: frozen, kept with the listing, as the catalog hands it out again while unchanged. */
-const networkJsons = new WeakMap<readonly Network[], { admin?: readonly Json[]; member?: readonly Json[] }>()
+/** Each kept listing's JSON, per shape (the role, where the JSON shows admin-only fields). */
+const keptJsons = new WeakMap<readonly object[], Map<string, readonly Json[]>>()
 
-function networksJson(networks: readonly Network[], admin: boolean): readonly Json[] {
-  if (!Object.isFrozen(networks)) return networks.map((n) => networkJson(n, admin))
-  let kept = networkJsons.get(networks)
-  if (!kept) networkJsons.set(networks, (kept = {}))
-  const role = admin ? 'admin' : 'member'
-  return (kept[role] ??= Object.freeze(networks.map((n) => networkJson(n, admin))))
+/**
+ * A listing as JSON: for a kept (frozen) listing, made once per shape and
+ * kept with it, frozen, as the catalog hands the listing out again while
+ * unchanged (so `keptAnswer` can keep the answer made from it); fresh
+ * listings get fresh JSON.
+ */
+function listingJson<T extends object>(items: readonly T[], toJson: (item: T) => Json, shape = ''): readonly Json[] {
+  if (!Object.isFrozen(items)) return items.map(toJson)
+  let kept = keptJsons.get(items)
+  if (!kept) keptJsons.set(items, (kept = new Map()))
+  let json = kept.get(shape)
+  if (!json) kept.set(shape, (json = Object.freeze(items.map(toJson))))
+  return json
 }
+
+const roleOf = (a: Actor): string => (a.isAdmin ? 'admin' : 'member')
 
 function resources(d: RestDomain): Resource[] {
   const { networks, subnets, ports, securityGroups: groups, floatingIps, routers } = d.network
   return [
     {
       singular: 'network', plural: 'networks', service: 'Networks', kind: 'Network', notFound: 'NetworkNotFound',
-      list: async (_req, a) => networksJson(await networks.list({}, a), a.isAdmin),
+      list: async (_req, a) => listingJson(await networks.list({}, a), (n) => networkJson(n, a.isAdmin), roleOf(a)),
       show: async (id, a) => networkJson(await networks.get({ id }, a), a.isAdmin),
       create: async (o, a) => {
         const b = new Body('network', o, NETWORK_CREATE)
@@ -339,7 +348,7 @@ function resources(d: RestDomain): Resource[] {
     },
     {
       singular: 'subnet', plural: 'subnets', service: 'Subnets', kind: 'Subnet', notFound: 'SubnetNotFound',
-      list: async (_req, a) => (await subnets.list({}, a)).map(subnetJson),
+      list: async (_req, a) => listingJson(await subnets.list({}, a), subnetJson),
       show: async (id, a) => subnetJson(await subnets.get({ id }, a)),
       create: async (o, a) => {
         const b = new Body('subnet', o, SUBNET_CREATE)
@@ -359,7 +368,7 @@ function resources(d: RestDomain): Resource[] {
     },
     {
       singular: 'port', plural: 'ports', service: 'Ports', kind: 'Port', notFound: 'PortNotFound',
-      list: async (_req, a) => (await ports.list({}, a)).map((p) => portJson(p, a.isAdmin)),
+      list: async (_req, a) => listingJson(await ports.list({}, a), (p) => portJson(p, a.isAdmin), roleOf(a)),
       show: async (id, a) => portJson(await ports.get(id, a), a.isAdmin),
       create: async (o, a) => {
         const b = new Body('port', o, PORT_CREATE)
@@ -384,7 +393,7 @@ function resources(d: RestDomain): Resource[] {
     },
     {
       singular: 'security_group', plural: 'security_groups', path: 'security-groups', service: 'SecurityGroups', kind: 'SecurityGroup', notFound: 'SecurityGroupNotFound',
-      list: async (req, a) => (await groups.list(defaultGroupScope(req, a), a)).map(securityGroupJson),
+      list: async (req, a) => listingJson(await groups.list(defaultGroupScope(req, a), a), securityGroupJson),
       show: async (id, a) => securityGroupJson(await groups.get({ id }, a)),
       create: async (o, a) => {
         const b = new Body('security_group', o, SG_CREATE)
@@ -398,7 +407,7 @@ function resources(d: RestDomain): Resource[] {
     },
     {
       singular: 'security_group_rule', plural: 'security_group_rules', path: 'security-group-rules', service: 'SecurityGroups', kind: 'SecurityGroupRule', notFound: 'SecurityGroupRuleNotFound', getPolicy: 'ListSecurityGroupRules',
-      list: async (_req, a) => (await groups.listRules({}, a)).map(ruleJson),
+      list: async (_req, a) => listingJson(await groups.listRules({}, a), ruleJson),
       show: async (id, a) => {
         const rule = (await groups.listRules({}, a)).find((r) => r.id === id)
         if (!rule) throw new NotFound(`security group rule ${id} not found`, { field: 'id' })
@@ -418,7 +427,7 @@ function resources(d: RestDomain): Resource[] {
     },
     {
       singular: 'router', plural: 'routers', service: 'Routers', kind: 'Router', notFound: 'RouterNotFound',
-      list: async (_req, a) => (await routers.list({}, a)).map((r) => routerJson(r, a.isAdmin)),
+      list: async (_req, a) => listingJson(await routers.list({}, a), (r) => routerJson(r, a.isAdmin), roleOf(a)),
       show: async (id, a) => routerJson(await routers.get({ id }, a), a.isAdmin),
       create: async (o, a) => {
         const b = new Body('router', o, ROUTER_CREATE)
@@ -437,7 +446,7 @@ function resources(d: RestDomain): Resource[] {
     },
     {
       singular: 'floatingip', plural: 'floatingips', service: 'FloatingIps', kind: 'FloatingIp', notFound: 'FloatingIPNotFound',
-      list: async (_req, a) => (await floatingIps.list({}, a)).map(floatingIpJson),
+      list: async (_req, a) => listingJson(await floatingIps.list({}, a), floatingIpJson),
       show: async (id, a) => floatingIpJson(await floatingIps.get(id, a)),
       create: async (o, a) => {
         const b = new Body('floatingip', o, FIP_CREATE)

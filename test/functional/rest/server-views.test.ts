@@ -264,3 +264,59 @@ t.test('kept network listings: the next GET after any write shows it, per caller
   t.equal(r, undefined, 'a deleted network is gone from the very next listing')
   t.equal(g, undefined, 'over gRPC too')
 })
+
+t.test('kept listings of subnets, ports, security groups and rules, routers and floating IPs: the next GET after a write shows it, per caller', async (t) => {
+  const cloud = await startCloud()
+  t.teardown(() => cloud.close())
+  const { s, c } = cloud
+  const origin = s.controller.rest!.origin
+  const token = s.adminToken
+  const ok = async (method: string, p: string, body?: unknown, tok = token) => {
+    const r = await rest(origin, tok, method, p, body)
+    if (r.status >= 300) throw new Error(`${method} ${p} answered ${r.status}: ${JSON.stringify(r.body)}`)
+    return r.body
+  }
+  const grpc: Record<string, (tok: string) => Promise<Json[]>> = {
+    subnets: async (tok) => (await call<Json>(c.subnets, 'listSubnets', {}, tok)).subnets ?? [],
+    ports: async (tok) => (await call<Json>(c.ports, 'listPorts', {}, tok)).ports ?? [],
+    'security-groups': async (tok) => (await call<Json>(c.securityGroups, 'listSecurityGroups', {}, tok)).securityGroups ?? [],
+    'security-group-rules': async (tok) => (await call<Json>(c.securityGroups, 'listSecurityGroupRules', {}, tok)).securityGroupRules ?? [],
+  }
+  const net = (await ok('POST', '/network/v2.0/networks', { network: { name: 'kept-lists' } })).network
+  const stranger = await tenant(s, 'kept-lists-stranger')
+  /** Each kind: its collection, how to make one, and a field a write changes (checked in the next listing). */
+  const kinds: Array<{ path: string; key: string; make: () => Promise<Json>; field: string; value: unknown }> = [
+    { path: 'subnets', key: 'subnet', make: async () => (await ok('POST', '/network/v2.0/subnets', { subnet: { network_id: net.id, ip_version: 4, cidr: '10.63.0.0/24', name: 'kept-sub' } })).subnet, field: 'name', value: 'kept-sub-2' },
+    { path: 'ports', key: 'port', make: async () => (await ok('POST', '/network/v2.0/ports', { port: { network_id: net.id, name: 'kept-port' } })).port, field: 'name', value: 'kept-port-2' },
+    { path: 'security-groups', key: 'security_group', make: async () => (await ok('POST', '/network/v2.0/security-groups', { security_group: { name: 'kept-sg' } })).security_group, field: 'name', value: 'kept-sg-2' },
+    { path: 'routers', key: 'router', make: async () => (await ok('POST', '/network/v2.0/routers', { router: { name: 'kept-router' } })).router, field: 'name', value: 'kept-router-2' },
+    { path: 'floatingips', key: 'floatingip', make: async () => (await ok('POST', '/network/v2.0/floatingips', { floatingip: { floating_network_id: cloud.network.id } })).floatingip, field: 'description', value: 'kept-fip-2' },
+  ]
+  const plural = (path: string) => (path === 'floatingips' ? 'floatingips' : path.replace(/-/g, '_'))
+  for (const k of kinds) {
+    const made = await k.make()
+    const find = async (tok = token) => (await ok('GET', `/network/v2.0/${k.path}`, undefined, tok))[plural(k.path)].find((x: Json) => x.id === made.id)
+    t.ok(await find(), `a new ${k.key} is in the very next REST listing`)
+    if (grpc[k.path]) t.ok((await grpc[k.path]!(token)).some((x) => x.id === made.id), `and the next gRPC one (${k.key})`)
+    const once = await fetch(`${origin}/network/v2.0/${k.path}`, { headers: { 'x-auth-token': token } }).then((x) => x.text())
+    t.equal(await fetch(`${origin}/network/v2.0/${k.path}`, { headers: { 'x-auth-token': token } }).then((x) => x.text()), once, `an unchanged ${k.key} listing answers the same`)
+    await ok('PUT', `/network/v2.0/${k.path}/${made.id}`, { [k.key]: { [k.field]: k.value } })
+    t.equal((await find())?.[k.field], k.value, `an update of the ${k.key} is in the very next listing`)
+    t.equal(await find(stranger.token), undefined, `another project's member does not list the ${k.key}`)
+    if (grpc[k.path]) t.notOk((await grpc[k.path]!(stranger.token)).some((x) => x.id === made.id), `nor over gRPC (${k.key})`)
+    await ok('DELETE', `/network/v2.0/${k.path}/${made.id}`)
+    t.equal(await find(), undefined, `a deleted ${k.key} is gone from the very next listing`)
+  }
+  // Rules: a rule added to a group is in the very next listing of rules (and of groups), a deleted one gone.
+  const sg = (await ok('POST', '/network/v2.0/security-groups', { security_group: { name: 'kept-rules' } })).security_group
+  const before = await fetch(`${origin}/network/v2.0/security-group-rules`, { headers: { 'x-auth-token': token } }).then((x) => x.text())
+  const rule = (await ok('POST', '/network/v2.0/security-group-rules', { security_group_rule: { security_group_id: sg.id, direction: 'ingress', protocol: 'tcp', port_range_min: 22, port_range_max: 22 } })).security_group_rule
+  t.not(await fetch(`${origin}/network/v2.0/security-group-rules`, { headers: { 'x-auth-token': token } }).then((x) => x.text()), before, 'a new rule changes the next listing of rules')
+  t.ok((await ok('GET', '/network/v2.0/security-group-rules')).security_group_rules.some((r: Json) => r.id === rule.id), 'which holds it')
+  t.ok((await grpc['security-group-rules']!(token)).some((r) => r.id === rule.id), 'over gRPC too')
+  t.ok((await ok('GET', '/network/v2.0/security-groups')).security_groups.find((g: Json) => g.id === sg.id).security_group_rules.some((r: Json) => r.id === rule.id), 'and its group lists it')
+  await ok('DELETE', `/network/v2.0/security-group-rules/${rule.id}`)
+  t.notOk((await ok('GET', '/network/v2.0/security-group-rules')).security_group_rules.some((r: Json) => r.id === rule.id), 'a deleted rule is gone from the very next listing')
+  // A member's first listing of groups makes the project's default group (Neutron's first use), and lists it.
+  t.ok((await ok('GET', '/network/v2.0/security-groups', undefined, stranger.token)).security_groups.some((g: Json) => g.name === 'default' && g.project_id === stranger.projectId), 'a project lists its default group from the first listing')
+})
