@@ -93,7 +93,7 @@ async function storage(): Promise<void> {
     const localRead = await bench(file, false)
     const e = await driver.export(vol, 'bench-b')
     if (e.kind !== 'nbd') throw new Error('not an NBD export')
-    const nbd = ['--object', `tls-creds-x509,id=tls0,dir=${tls.clientDir},endpoint=client`, '--image-opts', `driver=raw,file.driver=nbd,file.server.type=inet,file.server.host=${e.address},file.server.port=${e.port},file.export=${e.name},file.tls-creds=tls0`]
+    const nbd = ['--object', `tls-creds-x509,id=tls0,dir=${await tls.clientFor('bench-b')},endpoint=client`, '--image-opts', `driver=raw,file.driver=nbd,file.server.type=inet,file.server.host=${e.address},file.server.port=${e.port},file.export=${e.name},file.tls-creds=tls0`]
     const nbdWrite = await bench(nbd, true)
     const nbdRead = await bench(nbd, false)
     await driver.unexport(vol, 'bench-b')

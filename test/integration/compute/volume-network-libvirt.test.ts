@@ -50,7 +50,7 @@ if (process.getuid?.() !== 0) {
   chmodSync(scratch, 0o711)
 
   t.before(async () => {
-    tls = await libvirtNbdTls(scratch)
+    tls = await libvirtNbdTls(scratch, 'kvm-nbd-b')
     vc = await startVolumeCloud({
       host: 'kvm-nbd-a', bridgePrefix: 'brn',
       agentEnv: { STRATO_AGENT_VOLUME_EXPORT_ADDRESS: '127.0.0.1', STRATO_AGENT_VOLUME_EXPORT_TLS_DIR: tls.serverDir },
