@@ -160,8 +160,9 @@ export interface AgentConfig {
   /**
    * The NBD server's x509 directory (QEMU's layout: ca-cert.pem,
    * server-cert.pem, server-key.pem, issued by the cloud's CA); clients must
-   * present a certificate of the same CA (QEMU under libvirt: qemu.conf's
-   * nbd_tls_x509_cert_dir, /etc/pki/qemu by default).
+   * present a certificate of the same CA whose subject is `CN=<their host
+   * name>`, and an export lets in only the hosts it is for (QEMU under
+   * libvirt: qemu.conf's nbd_tls_x509_cert_dir, /etc/pki/qemu by default).
    * `STRATO_AGENT_VOLUME_EXPORT_TLS_DIR` @default `<stateDir>/nbd-tls`
    */
   volumeExportTlsDir: string

@@ -186,7 +186,14 @@ export class Controller {
     servers.startOrphanSweep()
     const volumes = (this.volumes = new VolumeCatalog(this.db, { quota, types: volumeTypes, images, backends: volumeBackends, casts: volumeCasts }, volumeLog))
     const attachmentCasts = (this.attachmentCasts = new AttachmentCasts(this.db, cfg.servers.castRetryMs, volumeLog))
-    const attachments = new AttachmentCatalog(this.db, { casts: attachmentCasts }, volumeLog)
+    const attachments = new AttachmentCatalog(this.db, {
+      casts: attachmentCasts,
+      // Relayed to the volume's host as the conductor does (agents never call each other).
+      unexport: async (volumeHost, volumeId, host) => {
+        if (!this.bus) throw new Unavailable('no NATS connection to reach the volume host')
+        await this.bus.call(volumeHost, { volumeExport: { volumeId, host, unexport: true } }, 50_000)
+      },
+    }, volumeLog)
     const uploads = new VolumeUploads(this.db, { images, casts: volumeCasts }, volumeLog)
     const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs, attachments, uploads))
 

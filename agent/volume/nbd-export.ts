@@ -5,7 +5,12 @@
  * only, with x509 certificates both ways (`verify-peer=on`): a client with no
  * certificate of the cloud's CA is refused before it can name an export, so
  * a local user who can reach the port reads and writes nothing (issue 15's
- * rule). The daemon runs detached from the agent (a restarted agent finds
+ * rule). Nor may another host of the cloud: the export's `tls-authz`
+ * (an `authz-list` object) accepts only the client certificates whose
+ * distinguished name is {@link clientIdentity} of a host the export is for
+ * (libvirt's NBD client certificate of each host, /etc/pki/qemu, names the
+ * host: `CN=<host>`), kept up to date over the daemon's QMP socket as hosts
+ * come and go (`qom-set`: QEMU checks it at each TLS handshake). The daemon runs detached from the agent (a restarted agent finds
  * its exports still served) and is recorded in `<stateDir>/<volume>.json`;
  * an export recorded whose daemon is gone is served again on the same
  * address and port, so the client's QEMU finds it where it was.
@@ -14,7 +19,7 @@
  * `server-key.pem` (the key readable by root only).
  */
 import { execFile } from 'node:child_process'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
@@ -48,6 +53,22 @@ export interface NbdExport {
 
 const TLS_FILES = ['ca-cert.pem', 'server-cert.pem', 'server-key.pem']
 
+/** The longest path of a unix socket (sun_path less its NUL). */
+const MAX_SOCKET_PATH = 107
+
+/**
+ * The distinguished name a host's NBD client certificate has (QEMU compares
+ * the x509 DN as GnuTLS prints it): its common name is the host's name.
+ */
+export function clientIdentity(host: string): string {
+  return `CN=${host}`
+}
+
+/** The `authz-list` rules of an export for `hosts`: each one's certificate, nothing else. */
+function authzRules(hosts: string[]): Array<{ match: string; policy: 'allow'; format: 'exact' }> {
+  return hosts.map((h) => ({ match: clientIdentity(h), policy: 'allow', format: 'exact' }))
+}
+
 export class NbdExports {
   constructor(private readonly o: NbdExportsOptions) {}
 
@@ -59,6 +80,11 @@ export class NbdExports {
     return path.join(this.o.stateDir, `${volumeId}.pid`)
   }
 
+  /** The daemon's QMP socket (root only: the state dir is 0700). */
+  private qmpPath(volumeId: string): string {
+    return path.join(this.o.stateDir, `${volumeId}.qmp`)
+  }
+
   /**
    * The export of `file` (volume `volumeId`, a `format` image) for `host`:
    * the volume's one export (one daemon may write a qcow2 file; several would
@@ -68,7 +94,10 @@ export class NbdExports {
     const known = await this.read(volumeId)
     const hosts = [...new Set([...(known?.hosts ?? []), host])].sort()
     if (known && (await this.serving(known))) {
-      if (hosts.length !== known.hosts.length) this.write({ ...known, hosts })
+      if (hosts.length !== known.hosts.length) {
+        await this.authorize(known, hosts)
+        this.write({ ...known, hosts })
+      }
       return { ...known, hosts }
     }
     await this.checkTls()
@@ -77,13 +106,19 @@ export class NbdExports {
     // The same port again for an export that was served (its clients reconnect there); a free one otherwise.
     const port = known?.port ?? (await freePort(this.o.address))
     const pidFile = this.pidPath(volumeId)
+    const qmpSocket = this.qmpPath(volumeId)
+    if (qmpSocket.length > MAX_SOCKET_PATH) throw new FailedPrecondition(`cannot export volume ${volumeId}: the export's control socket ${qmpSocket} is longer than a unix socket path may be (${MAX_SOCKET_PATH}); use a shorter agent state dir`)
     await rm(pidFile, { force: true })
+    await rm(qmpSocket, { force: true })
     const args = [
       '--object', `tls-creds-x509,id=tls0,dir=${this.o.tlsDir},endpoint=server,verify-peer=on`,
+      // Only the certificates of the hosts the export is for (QEMU 7.2's authz-listfile cannot be created: its QAPI and QOM names differ).
+      '--object', JSON.stringify({ 'qom-type': 'authz-list', id: 'authz0', policy: 'deny', rules: authzRules(hosts) }),
       '--blockdev', `driver=file,filename=${file},node-name=file0`,
       '--blockdev', `driver=${format},file=file0,node-name=vol0`,
-      '--nbd-server', `addr.type=inet,addr.host=${this.o.address},addr.port=${port},tls-creds=tls0`,
+      '--nbd-server', `addr.type=inet,addr.host=${this.o.address},addr.port=${port},tls-creds=tls0,tls-authz=authz0`,
       '--export', `type=nbd,id=export0,node-name=vol0,name=${name},writable=on`,
+      '--chardev', `socket,id=qmp0,path=${qmpSocket},server=on,wait=off`, '--monitor', 'chardev=qmp0',
       '--pidfile', pidFile, '--daemonize',
     ]
     try {
@@ -105,6 +140,7 @@ export class NbdExports {
     if (!e) return
     const hosts = host === undefined ? [] : e.hosts.filter((h) => h !== host)
     if (hosts.length) {
+      if (await this.serving(e)) await this.authorize(e, hosts)
       this.write({ ...e, hosts })
       return
     }
@@ -115,6 +151,7 @@ export class NbdExports {
     }
     await rm(this.recordPath(volumeId), { force: true })
     await rm(this.pidPath(volumeId), { force: true })
+    await rm(this.qmpPath(volumeId), { force: true })
   }
 
   /** Every export recorded (served or not). */
@@ -156,6 +193,15 @@ export class NbdExports {
     return cmdline.includes('qemu-storage-daemon') && cmdline.includes(`name=${e.name},`)
   }
 
+  /** The running export accepts the certificates of `hosts` from its next connection on. */
+  private async authorize(e: NbdExport, hosts: string[]): Promise<void> {
+    try {
+      await qmp(this.qmpPath(e.volumeId), [{ execute: 'qom-set', arguments: { path: '/objects/authz0', property: 'rules', value: authzRules(hosts) } }])
+    } catch (err) {
+      throw new Internal(`cannot let hosts ${hosts.map((h) => `'${h}'`).join(', ')} reach the export of volume ${e.volumeId}: its daemon (pid ${e.pid}) did not take the change over QMP: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
   private read(volumeId: string): Promise<NbdExport | undefined> {
     return readRecord(this.recordPath(volumeId))
   }
@@ -181,6 +227,42 @@ async function readRecord(file: string): Promise<NbdExport | undefined> {
   } catch {
     return undefined
   }
+}
+
+/**
+ * Runs `commands` on the QMP socket `socket` (after qmp_capabilities), one
+ * at a time; the first error QEMU answers rejects with its description.
+ */
+function qmp(socket: string, commands: Array<{ execute: string; arguments?: object }>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = connect(socket)
+    const queue = [{ execute: 'qmp_capabilities' }, ...commands]
+    let buf = ''
+    let greeted = false
+    const fail = (err: Error) => {
+      c.destroy()
+      reject(err)
+    }
+    c.setTimeout(30_000, () => fail(new Error(`no answer on ${socket} within 30 s`)))
+    c.on('error', fail)
+    c.on('data', (d) => {
+      buf += d.toString('utf8')
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const msg = JSON.parse(buf.slice(0, nl)) as { QMP?: unknown; return?: unknown; error?: { desc?: string }; event?: string }
+        buf = buf.slice(nl + 1)
+        if (msg.event) continue
+        if (msg.error) return fail(new Error(msg.error.desc ?? JSON.stringify(msg.error)))
+        if (msg.QMP) greeted = true
+        else if (!greeted || msg.return === undefined) continue
+        const next = queue.shift()
+        if (!next) {
+          c.end()
+          return resolve()
+        }
+        c.write(`${JSON.stringify(next)}\n`)
+      }
+    })
+  })
 }
 
 /** A TCP port nothing listens on at `address` now. */

@@ -15,7 +15,8 @@
  * the network (the attach cast names the volume's host; the server's agent
  * asks the conductor, which checks the attachment and has the volume's host
  * export it: `exportHost`, NBD over TLS). The volume host's start-up sync
- * ends exports no attachment needs (`unwantedExports`).
+ * ends exports no attachment needs (`unwantedExports`); the sweep ends the
+ * export of an attach it gives up on at once.
  * Availability zones: Nova's `cross_az_attach` is True by default, so zones
  * are not compared.
  */
@@ -176,6 +177,12 @@ export async function releaseServerAttachments(trx: Trx, serverUuid: string): Pr
 
 export interface AttachmentDeps {
   casts: AttachmentCasts
+  /**
+   * Ends the network export of volume `volumeId` for `host` on the volume's
+   * host `volumeHost` (its agent's request subject). Absent (no bus): exports
+   * end at the volume host's next start-up sync.
+   */
+  unexport?: (volumeHost: string, volumeId: string, host: string) => Promise<void>
 }
 
 export class AttachmentCatalog {
@@ -321,6 +328,7 @@ export class AttachmentCatalog {
    * error or attached again): no attachment or volume waits forever in
    * attaching or detaching for an agent that does not come back. When the
    * agent does, its start-up sync makes libvirt and these records agree.
+   * An attach given up on also ends its network export at once (`endExport`).
    * Returns how many it ended.
    */
   async sweep(before: string, isUp: (host: string) => boolean, stuckAfterMs: number): Promise<number> {
@@ -337,8 +345,28 @@ export class AttachmentCatalog {
         message: `host '${a.host}' is down and did not finish ${op === 'attach_volume' ? 'the attach' : 'the detach'} within ${Math.round(stuckAfterMs / 1000)} s; its agent will not be waited for`,
       })
       ended++
+      if (op === 'attach_volume') await this.endExport(a.host, a.volume_id, isUp)
     }
     return ended
+  }
+
+  /**
+   * An attach given up on may have had its export made (the server's agent
+   * asked, then died): the volume host ends it now, so nothing reaches a
+   * volume the API says is available (the host's start-up sync would, but
+   * only when it starts). Nothing when another attachment on `host` still
+   * needs it, the volume is the host's own, or the volume host is down too.
+   */
+  private async endExport(host: string, volumeId: string, isUp: (host: string) => boolean): Promise<void> {
+    if (!this.deps.unexport) return
+    const volumeHost = await this.exportHost(host, volumeId, true)
+    if (!volumeHost || volumeHost === host || !isUp(volumeHost)) return
+    try {
+      await this.deps.unexport(volumeHost, volumeId, host)
+      this.log.info({ volume: volumeId, host: volumeHost, for: host }, 'attach given up on: its network export ended')
+    } catch (err) {
+      this.log.warn({ volume: volumeId, host: volumeHost, for: host, err }, 'attach given up on: its network export could not be ended now; the volume host\'s start-up sync ends it')
+    }
   }
 
   /**

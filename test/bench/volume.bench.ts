@@ -6,9 +6,12 @@
  * (default 7) times, from the API call to GetVolume first saying so (polled
  * every 10 ms): a blank 1 GiB volume to available; a volume from the
  * boot-sector image to available (the image already in the host's cache
- * after the first round, which is reported apart); its attach to a running
- * server to in-use (hot-plug) and its detach to available. Prints the median
- * with min and max of each, and which of KVM/TCG ran. Skipped, saying why,
+ * after the first round, which is reported apart). Then BENCH_ATTACH_RUNS
+ * (default 20) attaches of a volume to a running server to in-use (hot-plug)
+ * and detaches to available, on each path: a server of the volume host
+ * (its file) and a server of a second agent (no volume role, its NBD export
+ * over TLS). Prints the median with min and max of each, which of KVM/TCG
+ * ran and the load average. Skipped, saying why,
  * without root or libvirt. Not a test: it prints figures for the README.
  *
  * Before that, on the host with no cloud (the file driver itself): the time
@@ -23,12 +26,13 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { FileVolumeDriver } from '../../agent/volume/file.js'
 import { createImage } from '../../native/index.js'
-import { nbdTls } from '../helpers/nbd-tls.js'
+import { libvirtNbdTls, nbdTls } from '../helpers/nbd-tls.js'
+import { volumeAgentEnv } from '../helpers/volume-cloud.js'
 import { serverGone, startCloud } from '../helpers/cloud.js'
 import { spawnAgent } from '../helpers/agent-process.js'
 import { ensureLibvirtd, virsh } from '../helpers/libvirt.js'
@@ -38,6 +42,8 @@ import type { CreateServerResponse, Server } from '../../proto/gen/strato/comput
 import { VolumesClient, type Volume } from '../../proto/gen/strato/volume/v1/volume.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 7)
+/** Attach/detach rounds per path (local file, network export). */
+const ATTACH_RUNS = Number(process.env.BENCH_ATTACH_RUNS ?? 20)
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b)
@@ -93,7 +99,7 @@ async function storage(): Promise<void> {
     const localRead = await bench(file, false)
     const e = await driver.export(vol, 'bench-b')
     if (e.kind !== 'nbd') throw new Error('not an NBD export')
-    const nbd = ['--object', `tls-creds-x509,id=tls0,dir=${tls.clientDir},endpoint=client`, '--image-opts', `driver=raw,file.driver=nbd,file.server.type=inet,file.server.host=${e.address},file.server.port=${e.port},file.export=${e.name},file.tls-creds=tls0`]
+    const nbd = ['--object', `tls-creds-x509,id=tls0,dir=${await tls.clientFor('bench-b')},endpoint=client`, '--image-opts', `driver=raw,file.driver=nbd,file.server.type=inet,file.server.host=${e.address},file.server.port=${e.port},file.export=${e.name},file.tls-creds=tls0`]
     const nbdWrite = await bench(nbd, true)
     const nbdRead = await bench(nbd, false)
     await driver.unexport(vol, 'bench-b')
@@ -117,22 +123,29 @@ async function main(): Promise<void> {
     return console.log(`skipped: libvirt is not available (${(err as Error).message})`)
   }
   const bridge = `brbv-${randomBytes(3).toString('hex')}`
+  const scratch = mkdtempSync(path.join(tmpdir(), 'strato-bench-vol-'))
+  // The second host attaches over the network: its libvirt's NBD client certificate names it.
+  const tls = await libvirtNbdTls(scratch, 'bench-net')
   const cloud = await startCloud({ hosts: [], controller: { hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10 }, servers: { castRetryMs: 1_000, agentCallTimeoutMs: 20_000 } } })
-  const agent = await spawnAgent({
-    host: 'bench-vol', natsUrl: cloud.nats.url, driver: 'libvirt',
-    env: { STRATO_AGENT_CONTROLLER: cloud.s.address, STRATO_AGENT_BRIDGE_MAPPINGS: `provider:${bridge}`, STRATO_AGENT_DISK_GB: '100', STRATO_AGENT_VOLUME: 'on', STRATO_AGENT_VOLUME_FORMAT: 'qcow2' },
-  })
+  const agentOf = (host: string, extra: Record<string, string>) => spawnAgent({ host, natsUrl: cloud.nats.url, driver: 'libvirt', env: volumeAgentEnv(cloud.s.address, bridge, { STRATO_AGENT_DISK_GB: '100', ...extra }) })
+  const agents = [
+    await agentOf('bench-vol', { STRATO_AGENT_VOLUME_EXPORT_ADDRESS: '127.0.0.1', STRATO_AGENT_VOLUME_EXPORT_TLS_DIR: tls.serverDir }),
+    await agentOf('bench-net', { STRATO_AGENT_VOLUME: 'off', STRATO_AGENT_VOLUME_ATTACH: 'network' }),
+  ]
   const volumes = client(VolumesClient, cloud.s.address)
   const token = cloud.s.adminToken
-  let server = ''
+  const servers: string[] = []
   try {
-    await agent.running(60_000)
-    await eventually(async () => (await cloud.s.controller.hosts.discover()).mapped.length > 0 || undefined, 10_000, 'the host to be mapped')
+    for (const a of agents) await a.running(60_000)
+    await eventually(async () => (await cloud.s.controller.hosts.discover(), (await cloud.s.controller.hosts.list()).filter((h) => h.mapped).length === 2) || undefined, 20_000, 'both hosts to be mapped')
     await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 20_000, 'the volume backend')
-    const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'bench-vol', flavorRef: cloud.flavor.id, imageRef: cloud.image.id, networks: [{ uuid: cloud.network.id }] }, token)
-    server = r.servers[0]!.id
-    await cloud.waitFor(server, (s: Server) => s.status === 'ACTIVE' && s.taskState === '', token, 180_000, 'ACTIVE')
-    const accel = /<domain type='kvm'/.test(await virsh('dumpxml', `instance-${server}`)) ? 'KVM' : 'TCG'
+    // One server on the volume host (attaches the file) and one on the other host (attaches the NBD export).
+    for (const host of ['bench-vol', 'bench-net']) {
+      const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: `bench-${host}`, flavorRef: cloud.flavor.id, imageRef: cloud.image.id, networks: [{ uuid: cloud.network.id }], availabilityZone: `nova:${host}` }, token)
+      servers.push(r.servers[0]!.id)
+    }
+    for (const server of servers) await cloud.waitFor(server, (s: Server) => s.status === 'ACTIVE' && s.taskState === '', token, 300_000, 'ACTIVE')
+    const accel = /<domain type='kvm'/.test(await virsh('dumpxml', `instance-${servers[0]}`)) ? 'KVM' : 'TCG'
 
     /** Runs `start`, then polls the volume every 10 ms until `want`; the milliseconds in between. */
     const timed = async (start: () => Promise<string>, want: string) => {
@@ -152,8 +165,6 @@ async function main(): Promise<void> {
     }
     const blank: number[] = []
     const fromImage: number[] = []
-    const attach: number[] = []
-    const detach: number[] = []
     let first = 0
     for (let i = 0; i < RUNS + 1; i++) {
       const b = await timed(create({ name: `blank-${i}` }), 'available')
@@ -163,30 +174,44 @@ async function main(): Promise<void> {
         blank.push(b.ms)
         fromImage.push(im.ms)
       }
-      const a = await timed(async () => (await call(cloud.c.servers, 'attachVolume', { serverId: server, volumeId: b.id }, token), b.id), 'in-use')
-      const d = await timed(async () => (await call(cloud.c.servers, 'detachVolume', { serverId: server, volumeId: b.id }, token), b.id), 'available')
-      if (i > 0) {
-        attach.push(a.ms)
-        detach.push(d.ms)
-      }
       await remove(b.id)
       await remove(im.id)
     }
-    console.log(`bench:volume — ${accel}, ${RUNS} rounds after a first (warm-up) round, one operation at a time, qcow2 file driver`)
+    // Attach and detach, ATTACH_RUNS times after a first (warm-up) round, to the server of each path.
+    const paths: Array<[string, string, { attach: number[]; detach: number[] }]> = [
+      ['local path (the volume host\'s server attaches the file)', servers[0]!, { attach: [], detach: [] }],
+      ['network path (the other host\'s server attaches the NBD export over TLS)', servers[1]!, { attach: [], detach: [] }],
+    ]
+    for (const [, server, times] of paths) {
+      const v = await timed(create({ name: 'attach-bench' }), 'available')
+      for (let i = 0; i < ATTACH_RUNS + 1; i++) {
+        const a = await timed(async () => (await call(cloud.c.servers, 'attachVolume', { serverId: server, volumeId: v.id }, token), v.id), 'in-use')
+        const d = await timed(async () => (await call(cloud.c.servers, 'detachVolume', { serverId: server, volumeId: v.id }, token), v.id), 'available')
+        if (i > 0) {
+          times.attach.push(a.ms)
+          times.detach.push(d.ms)
+        }
+      }
+      await remove(v.id)
+    }
+    console.log(`bench:volume — ${accel}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the end, one operation at a time, qcow2 file driver`)
+    console.log(`${RUNS} rounds after a first (warm-up) round:`)
     line('create blank 1 GiB, API call to available', blank)
     console.log(`create from the boot-sector image, first time (image into the host's cache): ${ms(first)}`)
     line('create from the image (cached), API call to available', fromImage)
-    line('attach to a running server (hot-plug), API call to in-use', attach)
-    line('detach from it, API call to available', detach)
+    for (const [what, , times] of paths) {
+      console.log(`${what}, ${ATTACH_RUNS} rounds after a warm-up round:`)
+      line('  attach to a running server (hot-plug), API call to in-use', times.attach)
+      line('  detach from it, API call to available', times.detach)
+    }
   } finally {
     volumes.close()
-    if (server) {
-      await call(cloud.c.servers, 'deleteServer', { id: server }, token).catch(() => {})
-      await eventually(() => serverGone(cloud.c, server, token), 60_000, 'the server deleted').catch(() => {})
-    }
-    await agent.remove()
+    for (const server of servers) await call(cloud.c.servers, 'deleteServer', { id: server }, token).catch(() => {})
+    for (const server of servers) await eventually(() => serverGone(cloud.c, server, token), 60_000, 'the server deleted').catch(() => {})
+    for (const a of agents) await a.remove()
     await cloud.close()
     await promisify(execFile)('ip', ['link', 'del', bridge]).catch(() => {})
+    rmSync(scratch, { recursive: true, force: true })
   }
 }
 

@@ -37,8 +37,8 @@ export interface AgentProcess {
   kill(signal: NodeJS.Signals): Promise<void>
   /** SIGTERM, and wait for a clean exit. */
   stop(): Promise<number | null>
-  /** Starts it again on the same state dir and host. */
-  restart(): Promise<void>
+  /** Starts it again on the same state dir and host, and waits until it runs (generously: a loaded machine starts Node slowly). */
+  restart(timeoutMs?: number): Promise<void>
   /** Stops it and removes its state (when the helper made it). */
   remove(): Promise<void>
 }
@@ -80,11 +80,11 @@ export async function spawnAgent(o: AgentProcessOptions): Promise<AgentProcess> 
       a.proc.kill('SIGTERM')
       return done
     },
-    async restart() {
+    async restart(timeoutMs = 120_000) {
       if (running(a.proc)) await a.stop()
       starts++
       a.proc = launch()
-      await a.running()
+      await a.running(timeoutMs)
     },
     async remove() {
       if (running(a.proc)) await a.kill('SIGKILL')

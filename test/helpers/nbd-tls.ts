@@ -5,11 +5,13 @@
  * export, and a client directory (`ca-cert.pem`, `client-cert.pem`,
  * `client-key.pem`) for what opens it — `qemu-io` here, or QEMU under libvirt,
  * whose NBD client certificates live in /etc/pki/qemu (qemu.conf's
- * `nbd_tls_x509_cert_dir` default). And `qemu-io` through an export, to read
- * and write a volume as a guest on another host would.
+ * `nbd_tls_x509_cert_dir` default). A host's client certificate names the
+ * host (`CN=<host>`: exports accept only the hosts they are for). And
+ * `qemu-io` through an export, to read and write a volume as a guest on
+ * another host would.
  */
 import { execFile } from 'node:child_process'
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { ensureCa, ensureCertificate } from '../../controller/tls/ca.js'
@@ -18,54 +20,68 @@ const run = promisify(execFile)
 
 export interface NbdTls {
   serverDir: string
+  /** A client directory whose certificate names no host (CN=nbd-client): of the CA, but no export is for it. */
   clientDir: string
+  /** The client directory of host `host` (its certificate's CN is the host's name), made when missing. */
+  clientFor(host: string): Promise<string>
 }
 
 /** Makes (idempotently) a CA in `<dir>/ca` and server + client directories for exports listening on `ips`. */
 export async function nbdTls(dir: string, ips = ['127.0.0.1']): Promise<NbdTls> {
   const ca = await ensureCa(path.join(dir, 'ca'), 'Strato NBD test CA')
   const issued = path.join(dir, 'issued')
-  const server = await ensureCertificate(ca, issued, 'server', { commonName: 'nbd-server', dnsNames: [], ips, usage: 'server' })
-  const client = await ensureCertificate(ca, issued, 'client', { commonName: 'nbd-client', dnsNames: [], ips: ['127.0.0.1'], usage: 'client' })
-  const serverDir = path.join(dir, 'server')
-  const clientDir = path.join(dir, 'client')
-  for (const [d, c] of [[serverDir, server], [clientDir, client]] as const) {
-    const role = d === serverDir ? 'server' : 'client'
+  const certDir = (d: string, role: 'server' | 'client', c: { certFile: string; keyFile: string }) => {
     mkdirSync(d, { recursive: true, mode: 0o700 })
     copyFileSync(ca.certFile, path.join(d, 'ca-cert.pem'))
     copyFileSync(c.certFile, path.join(d, `${role}-cert.pem`))
     copyFileSync(c.keyFile, path.join(d, `${role}-key.pem`))
     chmodSync(path.join(d, `${role}-key.pem`), 0o600)
+    return d
   }
-  return { serverDir, clientDir }
+  const client = (name: string, commonName: string) => ensureCertificate(ca, issued, name, { commonName, dnsNames: [], ips: ['127.0.0.1'], usage: 'client' })
+  const serverDir = certDir(path.join(dir, 'server'), 'server', await ensureCertificate(ca, issued, 'server', { commonName: 'nbd-server', dnsNames: [], ips, usage: 'server' }))
+  const clientDir = certDir(path.join(dir, 'client'), 'client', await client('client', 'nbd-client'))
+  return {
+    serverDir, clientDir,
+    clientFor: async (host) => certDir(path.join(dir, `client-${host}`), 'client', await client(`client-${host}`, host)),
+  }
 }
 
 /** libvirt's default NBD client certificate directory (qemu.conf `nbd_tls_x509_cert_dir` unset). */
 export const LIBVIRT_NBD_CLIENT_DIR = '/etc/pki/qemu'
 
 /**
- * A CA kept for the machine (in /var/lib/strato-test/nbd-ca) whose client
- * certificate QEMU under libvirt presents (/etc/pki/qemu, the key readable by
- * root and QEMU's group only), and a server directory in `dir` from the same
- * CA: what a volume host's agent serves exports with.
+ * A CA kept for the machine (in /var/lib/strato-test/nbd-tls) whose client
+ * certificate for `host` QEMU under libvirt presents (/etc/pki/qemu, the key
+ * readable by root and QEMU's group only): the machine's libvirt is that
+ * host's, the one that attaches over the network. And a server directory in
+ * `dir` from the same CA: what a volume host's agent serves exports with.
  */
-export async function libvirtNbdTls(dir: string): Promise<NbdTls> {
+export async function libvirtNbdTls(dir: string, host: string): Promise<NbdTls & { libvirtClientDir: string }> {
   const shared = await nbdTls('/var/lib/strato-test/nbd-tls')
-  const ca = readFileSync(path.join(shared.clientDir, 'ca-cert.pem'), 'utf8')
-  const installed = path.join(LIBVIRT_NBD_CLIENT_DIR, 'ca-cert.pem')
-  if (!existsSync(installed) || readFileSync(installed, 'utf8') !== ca) {
-    mkdirSync(LIBVIRT_NBD_CLIENT_DIR, { recursive: true, mode: 0o755 })
-    for (const f of ['ca-cert.pem', 'client-cert.pem', 'client-key.pem']) copyFileSync(path.join(shared.clientDir, f), path.join(LIBVIRT_NBD_CLIENT_DIR, f))
-  }
+  const mine = await shared.clientFor(host)
+  const same = (f: string) => existsSync(path.join(LIBVIRT_NBD_CLIENT_DIR, f)) && readFileSync(path.join(LIBVIRT_NBD_CLIENT_DIR, f), 'utf8') === readFileSync(path.join(mine, f), 'utf8')
   // QEMU runs as libvirt-qemu:kvm; no one else reads the key.
   const kvm = Number(readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith('kvm:'))?.split(':')[2])
-  const key = path.join(LIBVIRT_NBD_CLIENT_DIR, 'client-key.pem')
-  if (Number.isInteger(kvm)) chownSync(key, 0, kvm)
-  chmodSync(key, 0o640)
+  const keyMode = (file: string) => {
+    if (Number.isInteger(kvm)) chownSync(file, 0, kvm)
+    chmodSync(file, 0o640)
+  }
+  if (!same('ca-cert.pem') || !same('client-cert.pem')) {
+    mkdirSync(LIBVIRT_NBD_CLIENT_DIR, { recursive: true, mode: 0o755 })
+    // Key first, each file renamed into place: a QEMU starting meanwhile reads whole files.
+    for (const f of ['client-key.pem', 'ca-cert.pem', 'client-cert.pem']) {
+      const next = path.join(LIBVIRT_NBD_CLIENT_DIR, `.${f}.new`)
+      copyFileSync(path.join(mine, f), next)
+      if (f === 'client-key.pem') keyMode(next)
+      renameSync(next, path.join(LIBVIRT_NBD_CLIENT_DIR, f))
+    }
+  }
+  keyMode(path.join(LIBVIRT_NBD_CLIENT_DIR, 'client-key.pem'))
   const serverDir = path.join(dir, 'nbd-server-tls')
   mkdirSync(serverDir, { recursive: true, mode: 0o700 })
   for (const f of ['ca-cert.pem', 'server-cert.pem', 'server-key.pem']) copyFileSync(path.join(shared.serverDir, f), path.join(serverDir, f))
-  return { serverDir, clientDir: shared.clientDir }
+  return { ...shared, serverDir, libvirtClientDir: mine }
 }
 
 /** An NBD export as a client dials it. */

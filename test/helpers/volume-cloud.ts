@@ -16,9 +16,9 @@ import type { Test } from 'tap'
 import { startCloud, type TestCloud } from './cloud.js'
 import { spawnAgent, type AgentProcess } from './agent-process.js'
 import { ensureLibvirtd, virsh } from './libvirt.js'
-import { client } from './grpc.js'
+import { client, type Decoded } from './grpc.js'
 import { eventually } from './agents.js'
-import { VolumesClient } from '../../proto/gen/strato/volume/v1/volume.js'
+import { VolumesClient, type Volume } from '../../proto/gen/strato/volume/v1/volume.js'
 
 const run = promisify(execFile)
 
@@ -112,6 +112,30 @@ export async function exportServersUnder(stateDir: string): Promise<number[]> {
     if (cmd.includes('qemu-storage-daemon')) out.push(pid)
   }
   return out
+}
+
+/** The statuses a volume rests in (no transition under way). */
+export const STABLE_VOLUME_STATUSES = ['available', 'in-use', 'error']
+
+/** Waits until volume `id` (read by `get`) is out of every transitional status; returns it. */
+export function settleVolume(get: (id: string) => Promise<Decoded<Volume>>, id: string, ms = 180_000): Promise<Decoded<Volume>> {
+  return eventually(async () => {
+    const v = await get(id)
+    return STABLE_VOLUME_STATUSES.includes(v.status) ? v : undefined
+  }, ms, `volume ${id} to settle`)
+}
+
+/**
+ * Starts `action`, SIGKILLs `agent` once it logged `msg` (e.g. `attach_volume
+ * started`) for the volume, and starts it again on the same state.
+ */
+export async function killDuring(t: Test, agent: AgentProcess, msg: string, volumeId: () => string, action: () => Promise<unknown>): Promise<void> {
+  const from = agent.log().length
+  await action()
+  await eventually(() => agent.log().slice(from).split('\n').some((l) => l.includes(`"msg":"${msg}"`) && l.includes(volumeId())) || undefined, 120_000, `${agent.host}'s agent to log ${msg}`)
+  await agent.kill('SIGKILL')
+  t.comment(`${agent.host}'s agent SIGKILLed after "${msg}"`)
+  await agent.restart()
 }
 
 /** Kills export servers a test left (a failed one): none may outlive it. */

@@ -4,7 +4,8 @@
 // here, its host being gone). So do attach and detach casts to a server's host that stays down:
 // the attach fails (the volume available again, the attachment in error, the server's fault), the
 // detach fails (the volume in-use again), each naming the host; and when the agent comes back after
-// all, the casts the controller gave up on are skipped, so the guest stays as the API says.
+// all, the casts the controller gave up on are skipped, so the guest stays as the API says. An
+// attach given up on ends the network export the volume's host made for it at once.
 import { rmSync } from 'node:fs'
 import { jetstreamManager } from '@nats-io/jetstream'
 import t from 'tap'
@@ -12,7 +13,7 @@ import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, client, status } from '../../helpers/grpc.js'
 import { eventually, startAgent } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
-import { AttachmentsClient, VolumesClient, type Attachment, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { AttachmentsClient, VolumeTypesClient, VolumesClient, type Attachment, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
 import { CAST_STREAM, castConsumer } from '../../../proto/subjects.js'
 import type { CreateServerResponse, Server, ServerVolume } from '../../../proto/gen/strato/compute/v1/servers.js'
 
@@ -126,4 +127,34 @@ t.test('an attach or detach cast to a server\'s host whose agent died ends faile
   t.notOk(await hasDisk(), 'the disk left the guest')
   await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
   await call(volumes, 'deleteVolume', { id: v.id }, demo.token)
+})
+
+t.test('an attach given up on ends its network export on the volume\'s host at once, not at that host\'s next start', async (t) => {
+  const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'far-attach', flavorRef: 'm1.nano', imageRef: 'cirros', networks: [{ uuid: cloud.network.id }] }, demo.token)
+  const server = await cloud.waitFor(r.servers[0]!.id, (s) => s.status === 'ACTIVE', demo.token)
+  // The volume on node2 (its own backend), the server on node1: attached over the network.
+  const far = await startAgent(cloud.nats.url, 'node2', { fakeVolumes: { backendName: 'far' } })
+  t.teardown(() => far.stop())
+  await cloud.s.controller.hosts.discover()
+  await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 2, 5_000, 'the second backend')
+  const types = client(VolumeTypesClient, cloud.s.address)
+  t.teardown(() => types.close())
+  await call(types, 'createVolumeType', { name: 'far', extraSpecs: { volume_backend_name: 'far' } }, cloud.s.adminToken)
+  const v = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'far-vol', volumeType: 'far' }, demo.token)
+  await volumeNamed(v.id, 'available')
+  t.equal((await call<Volume>(volumes, 'getVolume', { id: v.id }, cloud.s.adminToken)).host, 'node2', 'the volume is on node2')
+
+  // node1 dies after its agent had the export made (as it does before plugging the disk), before it reported.
+  await cloud.agents[0]!.agent.stop()
+  await call<ServerVolume>(cloud.c.servers, 'attachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
+  await far.volumes.export(v.id, 'node1', { network: true })
+  t.same(await far.volumes.exports(), [{ volumeId: v.id, host: 'node1' }], 'node2 serves the export for node1')
+  const back = await volumeNamed(v.id, 'available')
+  t.same(back.attachments, [], 'the attach was given up on')
+  await eventually(async () => (await far.volumes.exports()).length === 0 || undefined, 10_000, 'the export to end')
+  t.pass('and node2 ended the export at once, its agent running all along')
+  // node1 stays down: its server is deleted here; the volume on node2 goes.
+  await call(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
+  await call(volumes, 'deleteVolume', { id: v.id }, demo.token)
+  await eventually(() => call(volumes, 'getVolume', { id: v.id }, demo.token).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 10_000, 'the volume deleted')
 })

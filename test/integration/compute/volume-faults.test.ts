@@ -22,7 +22,7 @@ import { cloudClients, provision, serverGone, serverWaiter, startCloud, type Clo
 import { spawnController } from '../../helpers/controller-process.js'
 import { killNats, startNats } from '../../helpers/nats.js'
 import type { AgentProcess } from '../../helpers/agent-process.js'
-import { spawnVolumeAgent } from '../../helpers/volume-cloud.js'
+import { killDuring, settleVolume, spawnVolumeAgent } from '../../helpers/volume-cloud.js'
 import { ensureLibvirtd, virsh } from '../../helpers/libvirt.js'
 import { call, client, status, type Decoded } from '../../helpers/grpc.js'
 import type { DiscoverHostsResponse } from '../../../proto/gen/strato/compute/v1/hosts.js'
@@ -32,7 +32,6 @@ import { VolumesClient, type Volume } from '../../../proto/gen/strato/volume/v1/
 
 const run = promisify(execFile)
 const GiB = 1024 ** 3
-const STABLE = ['available', 'in-use', 'error']
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root to drive qemu:///system')
@@ -80,11 +79,7 @@ if (process.getuid?.() !== 0) {
   const token = () => adminToken
   const fileOf = (id: string) => path.join(agent.stateDir, 'volumes', `volume-${id}.qcow2`)
   const getVolume = (id: string) => call<Volume>(volumes, 'getVolume', { id }, token())
-  /** Waits until the volume is out of every transitional status; returns it. */
-  const settle = (id: string, ms = 180_000) => eventually(async () => {
-    const v = await getVolume(id)
-    return STABLE.includes(v.status) ? v : undefined
-  }, ms, `volume ${id} to settle`)
+  const settle = (id: string) => settleVolume(getVolume, id)
   const blklist = async (uuid: string, inactive = false) => {
     const out = await virsh('domblklist', `instance-${uuid}`, ...(inactive ? ['--inactive'] : []))
     return Object.fromEntries(out.split('\n').slice(2).map((l) => l.trim().split(/\s+/)).filter((f) => f.length === 2) as Array<[string, string]>)
@@ -101,15 +96,6 @@ if (process.getuid?.() !== 0) {
       t.equal(persistent, undefined, 'nor in its definition')
     }
   }
-  /** Starts `action`, SIGKILLs the agent once it logged `started` for the volume, starts it again. */
-  const killDuring = async (t: Test, msg: string, volumeId: () => string, action: () => Promise<unknown>) => {
-    const from = agent.log().length
-    await action()
-    await eventually(() => agent.log().slice(from).split('\n').some((l) => l.includes(`"msg":"${msg}"`) && l.includes(volumeId())) || undefined, 120_000, `the agent to log ${msg}`)
-    await agent.kill('SIGKILL')
-    t.comment(`agent SIGKILLed after "${msg}"`)
-    await agent.restart()
-  }
 
   const newServer = async (t: Test, name: string) => {
     const r = await call<CreateServerResponse>(c.servers, 'createServer', { name, flavorRef: p.flavor.id, imageRef: p.image.id, networks: [{ uuid: p.network.id }] }, token())
@@ -125,7 +111,7 @@ if (process.getuid?.() !== 0) {
     const server = await newServer(t, 'volf')
 
     let id = ''
-    await killDuring(t, 'volume_create started', () => id, async () => {
+    await killDuring(t, agent, 'volume_create started', () => id, async () => {
       id = (await call<Volume>(volumes, 'createVolume', { size: 1, name: 'from-image', imageId: p.image.id }, token())).id
     })
     const created = await settle(id)
@@ -133,25 +119,25 @@ if (process.getuid?.() !== 0) {
     t.ok(existsSync(fileOf(id)), 'the backend has its file')
     t.equal(created.bootable, true, 'from an image: bootable')
 
-    await killDuring(t, 'attach_volume started', () => id, () => call(c.servers, 'attachVolume', { serverId: server, volumeId: id }, token()))
+    await killDuring(t, agent, 'attach_volume started', () => id, () => call(c.servers, 'attachVolume', { serverId: server, volumeId: id }, token()))
     const attached = await settle(id)
     t.equal(attached.status, 'in-use', `attached once the agent is back (${attached.statusReason})`)
     await matchesLibvirt(t, attached, server)
 
-    await killDuring(t, 'volume_extend started', () => id, () => call(volumes, 'extendVolume', { id, newSize: 2 }, token()))
+    await killDuring(t, agent, 'volume_extend started', () => id, () => call(volumes, 'extendVolume', { id, newSize: 2 }, token()))
     const grown = await settle(id)
     t.equal(grown.status, 'in-use', `extended and in use again (${grown.statusReason})`)
     t.equal(grown.size, 2)
     t.match(await virsh('domblkinfo', `instance-${server}`, 'vdb'), new RegExp(`Capacity:\\s+${2 * GiB}\\b`), 'virsh domblkinfo: QEMU sees 2 GiB')
     await matchesLibvirt(t, grown, server)
 
-    await killDuring(t, 'detach_volume started', () => id, () => call(c.servers, 'detachVolume', { serverId: server, volumeId: id }, token()))
+    await killDuring(t, agent, 'detach_volume started', () => id, () => call(c.servers, 'detachVolume', { serverId: server, volumeId: id }, token()))
     const detached = await settle(id)
     t.equal(detached.status, 'available', `detached once the agent is back (${detached.statusReason})`)
     t.same(detached.attachments, [])
     await matchesLibvirt(t, detached, server)
 
-    await killDuring(t, 'volume_delete started', () => id, () => call(volumes, 'deleteVolume', { id }, token()))
+    await killDuring(t, agent, 'volume_delete started', () => id, () => call(volumes, 'deleteVolume', { id }, token()))
     await gone(id)
     t.notOk(existsSync(fileOf(id)), 'no volume file left')
     t.equal((await cloud.s.controller.db.selectFrom('volume_attachments').selectAll().execute()).length, 0, 'no attachment record left')

@@ -12,7 +12,13 @@
  * one is refused) is read by the guest's QEMU and is in the volume's file on
  * A after the detach; the detach ends the export; after the deletes no file,
  * export process or domain device is left. QEMU presents the client
- * certificate libvirt keeps in /etc/pki/qemu (qemu.conf's NBD default).
+ * certificate libvirt keeps in /etc/pki/qemu (qemu.conf's NBD default),
+ * which names host B: another host's certificate of the same CA is refused.
+ * Faults: host B's agent SIGKILLed during an attach and during a detach, and
+ * host A's agent with the export server while the volume is in-use, each
+ * started again: the volume ends in-use or available as libvirt and the
+ * export servers running say, the guest's QEMU reading through the export
+ * served again.
  * Needs root, libvirt-daemon-system, qemu-system-x86, qemu-utils,
  * qemu-system-common (qemu-storage-daemon).
  */
@@ -22,14 +28,14 @@ import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { serverGone, type TestCloud } from '../../helpers/cloud.js'
 import type { AgentProcess } from '../../helpers/agent-process.js'
 import { virsh, virshDomainNames } from '../../helpers/libvirt.js'
 import { call, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
-import { libvirtNbdTls, nbdIo, type NbdTls } from '../../helpers/nbd-tls.js'
-import { exportServersUnder, startVolumeCloud, type VolumeCloud } from '../../helpers/volume-cloud.js'
+import { libvirtNbdTls, nbdIo } from '../../helpers/nbd-tls.js'
+import { exportServersUnder, killDuring, settleVolume, startVolumeCloud, type VolumeCloud } from '../../helpers/volume-cloud.js'
 import type { CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
 import type { Volume, VolumesClient } from '../../../proto/gen/strato/volume/v1/volume.js'
 
@@ -44,13 +50,13 @@ if (process.getuid?.() !== 0) {
   let hostB: AgentProcess
   let volumes: VolumesClient
   let made: string[] = []
-  let tls: NbdTls
+  let tls: Awaited<ReturnType<typeof libvirtNbdTls>>
   const scratch = mkdtempSync(path.join(tmpdir(), 'strato-nbd-it-'))
   // Host B's instances dir is in here: QEMU (another user) must traverse it.
   chmodSync(scratch, 0o711)
 
   t.before(async () => {
-    tls = await libvirtNbdTls(scratch)
+    tls = await libvirtNbdTls(scratch, 'kvm-nbd-b')
     vc = await startVolumeCloud({
       host: 'kvm-nbd-a', bridgePrefix: 'brn',
       agentEnv: { STRATO_AGENT_VOLUME_EXPORT_ADDRESS: '127.0.0.1', STRATO_AGENT_VOLUME_EXPORT_TLS_DIR: tls.serverDir },
@@ -106,6 +112,20 @@ if (process.getuid?.() !== 0) {
     throw new Error(`no block node of ${device} for qemu-io: ${reply}`)
   }
 
+  /** What the API says matches libvirt: in-use ⇔ the volume's NBD export on vdb of the running domain and of its definition. */
+  const matchesLibvirt = async (t: Test, v: Decoded<Volume>, server: string) => {
+    const live = await virsh('domblklist', domain(server))
+    const persistent = await virsh('domblklist', '--inactive', domain(server))
+    const on = new RegExp(`vdb\\s+volume-${v.id}`)
+    if (v.status === 'in-use') {
+      t.match(live, on, 'in-use: virsh domblklist has the export on vdb of the running domain')
+      t.match(persistent, on, 'and in its definition')
+    } else {
+      t.notMatch(live, /vdb/, `${v.status}: not in the running domain`)
+      t.notMatch(persistent, /vdb/, 'nor in its definition')
+    }
+  }
+
   t.test('a volume of host A attached to a server of host B is an NBD network disk; what the guest writes is in the file after detach; nothing is left after the deletes', { timeout: 900_000 }, async (t) => {
     // The server on B (an admin's zone:host), the volume on A (the only volume backend).
     const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'nbd-b', flavorRef: cloud.flavor.id, imageRef: cloud.image.id, networks: [{ uuid: cloud.network.id }], availabilityZone: `nova:${hostB.host}` }, token())
@@ -139,9 +159,11 @@ if (process.getuid?.() !== 0) {
     // Written through the export by another client with the cloud's client certificate, as a guest on another host would.
     const at = /<host name='([^']+)' port='(\d+)'/.exec(disk ?? '')!
     const target = { address: at[1]!, port: Number(at[2]), name: `volume-${v.id}` }
-    t.match(await nbdIo(target, tls.clientDir, 'write -P 0x5a 1M 64k'), /wrote 65536\/65536 bytes/, 'qemu-io writes through the export')
+    t.match(await nbdIo(target, tls.libvirtClientDir, 'write -P 0x5a 1M 64k'), /wrote 65536\/65536 bytes/, 'qemu-io writes through the export')
     t.match(await qemuIo(s.id, 'vdb', 'read -P 0x5a 1M 64k'), /read 65536\/65536 bytes/, 'and the guest\'s QEMU reads it over NBD')
     await t.rejects(nbdIo(target, undefined, 'read 0 512'), 'a client without the certificate is refused')
+    await t.rejects(nbdIo(target, await tls.clientFor(hostA.host), 'read 0 512'), 'another host\'s certificate of the same CA (CN=kvm-nbd-a) is refused: the export is for host B only')
+    await t.rejects(nbdIo(target, tls.clientDir, 'read 0 512'), 'as is a certificate of the CA naming no host')
 
     await call(cloud.c.servers, 'detachVolume', { serverId: s.id, volumeId: v.id }, token())
     await waitVolume(v.id, 'available')
@@ -154,6 +176,42 @@ if (process.getuid?.() !== 0) {
     // qemu-io exits 1 when the pattern is not there.
     const other = await run('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x11 1M 64k', vc.fileOf(v.id, hostA)]).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }))
     t.match(other.stdout, /verification failed/, '(and the check can fail: another pattern is not there)')
+
+    // Faults on the network path. Host B's agent SIGKILLed during the attach, then started again: in-use,
+    // a network disk of the domain, its export served; never stuck, no admin reset-state.
+    await killDuring(t, hostB, 'attach_volume started', () => v.id, () => call(cloud.c.servers, 'attachVolume', { serverId: s.id, volumeId: v.id }, token()))
+    const attached = await settleVolume(getVolume, v.id)
+    t.equal(attached.status, 'in-use', `attached once B's agent is back (${attached.statusReason})`)
+    await matchesLibvirt(t, attached, s.id)
+    const served = await exportServersUnder(hostA.stateDir)
+    t.equal(served.length, 1, 'one export server runs on host A for it')
+    const port = /<host name='[^']+' port='(\d+)'/.exec((await diskXml(s.id, 'vdb')) ?? '')?.[1]
+
+    // Host A (the volume host) down with its export server, as a reboot does: I/O errors meanwhile;
+    // started again, A serves the export again where it was, and the guest's QEMU reconnects on its next request.
+    await hostA.kill('SIGKILL')
+    process.kill(served[0]!, 'SIGKILL')
+    await eventually(async () => !existsSync(`/proc/${served[0]}`), 30_000, 'the export server to die')
+    t.match(await qemuIo(s.id, 'vdb', 'read 0 4k'), /error/i, 'export down: the guest\'s reads fail (no reconnect delay in libvirt 9.0)')
+    await hostA.restart()
+    const again = await eventually(async () => (await exportServersUnder(hostA.stateDir)).find((pid) => pid !== served[0]), 60_000, 'the export served again')
+    t.ok(again, `host A serves the export again (pid ${again})`)
+    const reread = await eventually(async () => {
+      const out = await qemuIo(s.id, 'vdb', 'read -P 0xab 0 64k')
+      return /read 65536\/65536 bytes/.test(out) ? out : undefined
+    }, 60_000, 'the guest\'s QEMU to read through the export again')
+    t.match(reread, /read 65536\/65536 bytes/, 'the guest\'s QEMU reads the volume again with no re-attach')
+    t.match(await diskXml(s.id, 'vdb') ?? '', new RegExp(`port='${port}'`), `at the port it had (${port})`)
+    t.match(await qemuIo(s.id, 'vdb', 'read -P 0x11 0 64k'), /verification failed/, '(and the check can fail: another pattern is not there)')
+    t.equal((await getVolume(v.id)).status, 'in-use', 'and the volume stayed in-use')
+
+    // Host B's agent SIGKILLed during the detach: available, out of the domain, and no export left on A.
+    await killDuring(t, hostB, 'detach_volume started', () => v.id, () => call(cloud.c.servers, 'detachVolume', { serverId: s.id, volumeId: v.id }, token()))
+    const detached = await settleVolume(getVolume, v.id)
+    t.equal(detached.status, 'available', `detached once B's agent is back (${detached.statusReason})`)
+    await matchesLibvirt(t, detached, s.id)
+    await eventually(async () => (await exportServersUnder(hostA.stateDir)).length === 0, 60_000, 'no export server for an available volume')
+    t.pass('no export server left for a volume the API says is available')
 
     // Attached again, then everything deleted: the server's delete frees it, the export ends, the volume goes.
     await call(cloud.c.servers, 'attachVolume', { serverId: s.id, volumeId: v.id }, token())

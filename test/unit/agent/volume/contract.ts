@@ -27,14 +27,14 @@ export interface VolumeContractHarness {
   /** A local image file a volume can be made from, holding `marker` at `offset`. */
   image(marker: string, offset: number): Promise<{ path: string; format: 'qcow2' | 'raw' }>
   /**
-   * How another host reads and writes a network export (as its QEMU would),
-   * whether one is served, and how its server dies (a crash), for the
-   * network-export rules.
+   * How another host (`host`, the one the export is for) reads and writes a
+   * network export (as its QEMU would), whether one is served, and how its
+   * server dies (a crash), for the network-export rules.
    */
   network: {
-    read(e: NbdExportInfo, offset: number, length: number): Promise<Buffer>
-    write(e: NbdExportInfo, offset: number, data: Buffer): Promise<void>
-    served(e: NbdExportInfo): Promise<boolean>
+    read(e: NbdExportInfo, host: string, offset: number, length: number): Promise<Buffer>
+    write(e: NbdExportInfo, host: string, offset: number, data: Buffer): Promise<void>
+    served(e: NbdExportInfo, host: string): Promise<boolean>
     /** Kills the export's server, then does what an agent restart does (init). */
     crash(volumeId: string, host: string): Promise<void>
   }
@@ -187,26 +187,26 @@ export function volumeDriverContract(t: Test, h: VolumeContractHarness): void {
     if (e.kind !== 'nbd') throw new Error(`export to another host is ${e.kind}, not nbd`)
     t.equal(e.format, 'raw', 'an export serves the guest\'s bytes')
     t.ok(e.port > 0 && e.address && e.name, 'an address, port and name to dial')
-    t.equal(text(await n.read(e, at, 32)), 'from the volume host', 'the other host reads the volume')
-    await n.write(e, at + 4096, Buffer.from('from the other host'))
+    t.equal(text(await n.read(e, 'node2', at, 32)), 'from the volume host', 'the other host reads the volume')
+    await n.write(e, 'node2', at + 4096, Buffer.from('from the other host'))
     t.same(await d.export(id, 'node2'), e, 'exported again: the same export')
     const forced = await d.export(id, 'node1', { network: true })
     t.equal(forced.kind, 'nbd', 'the volume\'s own host gets a network export when it asks for one')
     t.same((await d.exports()).filter((x) => x.volumeId === id).map((x) => x.host).sort(), ['node1', 'node2'], 'both exports listed')
     await d.unexport(id, 'node1')
     await n.crash(id, 'node2')
-    t.ok(await n.served(e), 'an export whose server died is served again')
+    t.ok(await n.served(e, 'node2'), 'an export whose server died is served again')
     t.same(await d.export(id, 'node2'), e, 'where it was')
-    t.equal(text(await n.read(e, at + 4096, 32)), 'from the other host', 'and what was written through it is there')
+    t.equal(text(await n.read(e, 'node2', at + 4096, 32)), 'from the other host', 'and what was written through it is there')
     await d.unexport(id, 'node2')
     await d.unexport(id, 'node2')
-    t.notOk(await n.served(e), 'unexported: no longer served')
+    t.notOk(await n.served(e, 'node2'), 'unexported: no longer served')
     t.same((await d.exports()).filter((x) => x.volumeId === id), [], 'and not listed')
     t.equal(text(await h.read(id, at + 4096, 32)), 'from the other host', 'the volume keeps what the other host wrote')
     const e2 = await d.export(id, 'node3')
     if (e2.kind !== 'nbd') throw new Error('not nbd')
     await d.delete(id)
-    t.notOk(await n.served(e2), 'deleting the volume ends its exports')
+    t.notOk(await n.served(e2, 'node3'), 'deleting the volume ends its exports')
     t.same(await d.exports(), [], 'none listed')
     await rejects(t, d.export(id, 'node2'), NotFound, 'exporting a deleted volume')
   })

@@ -26,8 +26,8 @@ t.test('contract', async (t) => {
     },
     // The fake's exports are records: what another host reads is the volume's data.
     network: {
-      read: async (e, offset, length) => driver.read(e.name.slice('volume-'.length), offset, length),
-      write: async (e, offset, data) => driver.write(e.name.slice('volume-'.length), offset, data),
+      read: async (e, _host, offset, length) => driver.read(e.name.slice('volume-'.length), offset, length),
+      write: async (e, _host, offset, data) => driver.write(e.name.slice('volume-'.length), offset, data),
       served: async (e) => (await driver.exports()).some((x) => `volume-${x.volumeId}` === e.name),
       crash: async () => driver.init(),
     },

@@ -46,18 +46,18 @@ for (const format of ['qcow2', 'raw'] as ImageFormat[]) {
         await writeImage(file, offset, Buffer.from(marker, 'latin1'), 'qcow2')
         return { path: file, format: 'qcow2' }
       },
-      // What QEMU on another host does: qemu-io over NBD with TLS and the cloud's client certificate.
+      // What QEMU on another host does: qemu-io over NBD with TLS and that host's client certificate.
       network: {
-        read: async (e, offset, length) => {
-          const out = await nbdIo(e, tls.clientDir, `read -v ${offset} ${length}`)
+        read: async (e, host, offset, length) => {
+          const out = await nbdIo(e, await tls.clientFor(host), `read -v ${offset} ${length}`)
           const hex = out.split('\n').filter((l) => /^[0-9a-f]{8}:/.test(l)).map((l) => l.replace(/^[0-9a-f]+:\s+/, '').split('  ')[0]!.replace(/ /g, ''))
           return Buffer.from(hex.join(''), 'hex')
         },
-        write: async (e, offset, data) => {
+        write: async (e, host, offset, data) => {
           // qemu-io writes a pattern; one byte at a time spells the data.
-          await nbdIo(e, tls.clientDir, ...[...data].map((b, i) => `write -P ${b} ${offset + i} 1`))
+          await nbdIo(e, await tls.clientFor(host), ...[...data].map((b, i) => `write -P ${b} ${offset + i} 1`))
         },
-        served: async (e) => nbdIo(e, tls.clientDir, 'read 0 512').then(() => true, () => false),
+        served: async (e, host) => nbdIo(e, await tls.clientFor(host), 'read 0 512').then(() => true, () => false),
         crash: async (volumeId, host) => {
           const rec = JSON.parse(readFileSync(path.join(exportsDir, `${volumeId}.json`), 'utf8')) as { pid: number; hosts: string[] }
           t.ok(rec.hosts.includes(host), `the export is recorded for ${host}`)
@@ -94,7 +94,7 @@ t.test('a volume too small for its image is refused, and leaves nothing', async 
   t.same(readdirSync(path.join(dir, 'vols')), [])
 })
 
-t.test('network exports: refused without TLS set up, and no client without the cloud\'s certificate gets in', async (t) => {
+t.test('network exports: refused without TLS set up; only the certificates of the hosts an export is for get in', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'strato-file-vol-nbd-'))
   const tls = await nbdTls(path.join(dir, 'tls'))
   const plain = new FileVolumeDriver({ dir: path.join(dir, 'plain'), host: 'node1' })
@@ -119,5 +119,17 @@ t.test('network exports: refused without TLS set up, and no client without the c
   await t.rejects(nbdIo(e, caOnly, 'read 0 512'), 'a TLS client without a client certificate is refused')
   const other = await nbdTls(path.join(dir, 'other-ca'))
   await t.rejects(nbdIo(e, other.clientDir, 'read 0 512'), 'a client certificate of another CA is refused')
-  t.match(await nbdIo(e, tls.clientDir, 'read 0 512'), /read 512\/512/, 'the cloud\'s client certificate gets in')
+  const node2 = await tls.clientFor('node2')
+  t.match(await nbdIo(e, node2, 'read 0 512'), /read 512\/512/, 'the certificate of the host it is for (CN=node2) gets in')
+  const node3 = await tls.clientFor('node3')
+  await t.rejects(nbdIo(e, node3, 'read 0 512'), /TLS|abort/, 'another host\'s certificate of the same CA (CN=node3) is refused')
+  await t.rejects(nbdIo(e, tls.clientDir, 'read 0 512'), 'as is one of the CA naming no host')
+  // A multiattach volume: node3 attaches it too (the running export lets it in), then detaches (out again).
+  t.same(await driver.export(id, 'node3'), e, 'node3 gets the same export')
+  t.match(await nbdIo(e, node3, 'read 0 512'), /read 512\/512/, 'and now gets in')
+  t.match(await nbdIo(e, node2, 'read 0 512'), /read 512\/512/, 'node2 still does')
+  await driver.unexport(id, 'node3')
+  await t.rejects(nbdIo(e, node3, 'read 0 512'), 'node3 detached: refused again')
+  t.match(await nbdIo(e, node2, 'read 0 512'), /read 512\/512/, 'node2 still gets in')
+  await driver.unexport(id, 'node2')
 })
