@@ -17,7 +17,6 @@ import { Cast, CastResult } from '../proto/gen/strato/agent/v1/agent.js'
 import type { ComputeManager } from './compute-manager.js'
 import type { VolumeManager } from './volume/manager.js'
 import { volumeAction, volumeWorkOf } from '../proto/volume-work.js'
-import type { VolumeUploader } from './volume-upload.js'
 import { volumeAttachOf } from '../proto/volume-attach.js'
 
 export interface CastWorkerOptions {
@@ -88,8 +87,6 @@ export class CastWorker {
     private readonly volumes: VolumeManager | undefined,
     private readonly o: CastWorkerOptions,
     log: Logger,
-    /** The volume role's uploads to images (upload_image work). */
-    private readonly uploads?: VolumeUploader,
   ) {
     this.slots = new Slots(o.maxConcurrentCasts)
     this.log = log
@@ -190,12 +187,7 @@ export class CastWorker {
           const ctx = { volume: w.volumeId, ...(w.snapshotId ? { snapshot: w.snapshotId } : {}), action: result.action }
           if (!this.volumes) throw new FailedPrecondition(`host '${this.o.host}' runs no volume role (STRATO_AGENT_VOLUME=off)`)
           log.info(ctx, `${result.action} started`)
-          if (w.op === 'upload_image') {
-            if (!this.uploads) throw new FailedPrecondition(`host '${this.o.host}' cannot upload images: volume uploads are not available here`)
-            await this.uploads.run(w, id)
-          } else {
-            await this.volumes.run(w)
-          }
+          await this.volumes.run(w, id)
           log.info(ctx, `${result.action} finished`)
         } else if (cast.volumeAttach) {
           // Attach or detach on a server of this host: reported under the server and the volume.

@@ -38,7 +38,7 @@ import type { VirtDriver } from './virt/driver.js'
 import type { VolumeDriver } from './volume/driver.js'
 import { FileVolumeDriver } from './volume/file.js'
 import { VolumeManager } from './volume/manager.js'
-import { VolumeUploader } from './volume-upload.js'
+import { VolumeUploader } from './volume/upload.js'
 
 export type AgentState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
 
@@ -49,7 +49,6 @@ export class AgentService {
   /** The volume role (undefined when config.volume is off). */
   readonly volumes: VolumeManager | undefined
   /** Uploads of this host's volumes to images (with the volume role). */
-  private readonly volumeUploads: VolumeUploader | undefined
   nc: NatsConnection | undefined
   /** What the controller said at the last announce. */
   announced: Announced | undefined
@@ -126,16 +125,18 @@ export class AgentService {
     if (config.volume === 'on') {
       const network = config.volumeExportAddress ? { network: { address: config.volumeExportAddress, tlsDir: config.volumeExportTlsDir } } : {}
       const backend = volumeDriver ?? new FileVolumeDriver({ dir: config.volumeDir, host: config.host, format: config.volumeFormat, ...network })
+      const log = this.log.child({ component: 'volumes' })
       this.volumes = new VolumeManager(backend, {
         imageOf: (volumeId) => this.volumeImage(volumeId),
         extended: (attached, bytes) => this.volumeExtended(attached, bytes),
-        log: this.log.child({ component: 'volumes' }),
-      })
-      this.volumeUploads = new VolumeUploader({
-        host: config.host, dir: path.join(config.stateDir, 'volume-uploads'), driver: backend,
-        grant: (volumeId, castId) => this.conductor.volumeUpload(volumeId, castId),
-        upload: (imageId, file, token) => this.uploadImage(imageId, file, token),
-        log: this.log.child({ component: 'volumes' }),
+        uploads: new VolumeUploader({
+          host: config.host, dir: path.join(config.stateDir, 'volume-uploads'), driver: backend,
+          grant: (volumeId, castId) => this.conductor.volumeUpload(volumeId, castId),
+          upload: (imageId, file, token) => this.uploadImage(imageId, file, token),
+          log,
+        }),
+        host: config.host,
+        log,
       })
     }
     this.dhcp = config.dhcp === 'dnsmasq'
@@ -330,7 +331,7 @@ export class AgentService {
     for (const e of v.unexport) await this.volumes?.driver.unexport(e.volumeId, e.host)
     if (v.unexport.length) this.log.warn({ unexported: v.unexport }, 'ended volume exports no attachment needs')
     this.state = 'RUNNING'
-    this.worker = new CastWorker(this.js, this.manager, this.volumes, { host: this.config.host, maxConcurrentCasts: this.config.maxConcurrentCasts, running: () => this.state === 'RUNNING' }, this.log, this.volumeUploads)
+    this.worker = new CastWorker(this.js, this.manager, this.volumes, { host: this.config.host, maxConcurrentCasts: this.config.maxConcurrentCasts, running: () => this.state === 'RUNNING' }, this.log)
     this.worker.resume(r.resume)
     this.worker.resumeCasts(v.resume)
     this.scheduleHeartbeats(this.announced.heartbeatIntervalMs || this.config.heartbeatIntervalMs)

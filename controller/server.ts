@@ -96,6 +96,7 @@ export class Controller {
   volumeBackends!: VolumeBackends
   private volumeCasts: VolumeCasts | undefined
   private volumeResults: VolumeResults | undefined
+  private images: ImageCatalog | undefined
   private attachmentCasts: AttachmentCasts | undefined
   /** The NATS edge (streams, conductor, casts), when natsUrl is set. */
   bus: ControllerBus | undefined
@@ -154,7 +155,7 @@ export class Controller {
     const securityGroups = new SecurityGroupCatalog(this.db, quota)
     const ports = new PortCatalog(this.db, quota, securityGroups)
     const dhcp = new DhcpPorts(this.db, ports, { leaseSeconds: cfg.network.dhcpLeaseSeconds })
-    const images = new ImageCatalog(this.db, new ImageStore(path.join(cfg.dataDir, 'images')), quota, inspectImage)
+    const images = (this.images = new ImageCatalog(this.db, new ImageStore(path.join(cfg.dataDir, 'images')), quota, inspectImage, { idleTimeoutMs: cfg.grpc.uploadIdleTimeoutMs }))
     const placement = (this.placement = new Placement(this.db, quota))
     const hosts = (this.hosts = new HostRegistry(this.db, placement, cfg.hosts, this.log))
     const scheduler = (this.scheduler = new Scheduler(this.db, placement, quota, hosts, cfg.scheduler))
@@ -195,7 +196,7 @@ export class Controller {
       },
     }, volumeLog)
     const uploads = new VolumeUploads(this.db, { images, casts: volumeCasts }, volumeLog)
-    const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs, attachments, uploads))
+    const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs, attachments, images))
 
     const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy, volumePolicy)
     const lookup: TargetLookup = { catalog: this.catalog, tokenOwner: async (t) => (await auth!.validate(t)).user.id }
@@ -264,6 +265,8 @@ export class Controller {
       volumeCasts.attach(this.bus)
       attachmentCasts.attach(this.bus)
       volumeResults.start()
+      // Uploads a dead controller was receiving (server snapshots, volume uploads, Glance PUTs) are put back to queued.
+      images.startUploadSweep(this.log.child({ component: 'images' }))
       const bus = this.bus
       auth.onChange = (what) => bus.identityChanged(what)
       ports.onChange = () => {
@@ -328,6 +331,7 @@ export class Controller {
     this.volumeCasts?.stop()
     this.attachmentCasts?.stop()
     this.volumeResults?.stop()
+    this.images?.stop()
     await this.bus?.stop().catch((err) => this.log.warn({ err }, 'NATS bus stop failed'))
     if (this.nats) await this.nats.drain().catch((err) => this.log.warn({ err }, 'NATS drain failed'))
     await this.db?.destroy()

@@ -3,13 +3,14 @@
  * casts carry on the host's {@link VolumeDriver}, one piece of work at a
  * time per volume (different volumes concurrently). A volume made from an
  * image asks the conductor for the image and a read token, and converts the
- * host's cached base of it.
+ * host's cached base of it; an upload to an image is the {@link VolumeUploader}'s.
  */
 import type { Logger } from 'pino'
-import { InvalidArgument } from '../../proto/errors.js'
+import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
 import type { VolumeWork } from '../../proto/volume-work.js'
 import { KeyedQueue } from '../compute-manager.js'
 import { GiB, type VolumeDriver, type VolumeSource } from './driver.js'
+import type { VolumeUploader } from './upload.js'
 
 export interface VolumeManagerOptions {
   /** The cached qcow2 base of the image volume `volumeId` is made from (downloaded if needed). */
@@ -20,6 +21,10 @@ export interface VolumeManagerOptions {
    * before the backend's own extend. Absent: nothing to tell.
    */
   extended?: (attached: VolumeWork['attached'], bytes: number) => Promise<void>
+  /** Uploads volumes to images (upload_image work). Absent: such work is refused, saying so. */
+  uploads?: VolumeUploader
+  /** The host, for the reasons work is refused. */
+  host: string
   log: Logger
 }
 
@@ -31,8 +36,8 @@ export class VolumeManager {
     private readonly o: VolumeManagerOptions,
   ) {}
 
-  /** Does one piece of work (idempotently: a redelivered cast finds it done). */
-  run(w: VolumeWork): Promise<void> {
+  /** Does one piece of work, that of the cast `castId` (idempotently: a redelivered cast finds it done). */
+  run(w: VolumeWork, castId: string): Promise<void> {
     return this.locks.run(w.volumeId, async () => {
       switch (w.op) {
         case 'create':
@@ -54,6 +59,10 @@ export class VolumeManager {
           return
         case 'delete_snapshot':
           await this.driver.deleteSnapshot(w.volumeId, w.snapshotId)
+          return
+        case 'upload_image':
+          if (!this.o.uploads) throw new FailedPrecondition(`host '${this.o.host}' cannot upload images: volume uploads are not available here`)
+          await this.o.uploads.run(w, castId)
           return
       }
     })

@@ -150,19 +150,7 @@ export class ServerSnapshots {
     const row = await this.db.selectFrom('servers').select(['host']).where('uuid', '=', r.instanceUuid).executeTakeFirst()
     // Only the server's host speaks for its snapshots (cast ids are predictable).
     if (!row || row.host !== r.host) return
-    await this.discard(imageId, r.instanceUuid, r.message)
-  }
-
-  /** Deletes a snapshot's image unless it became active (then the data is whole and the user's). */
-  async discard(imageId: string, instanceUuid: string, why: string): Promise<void> {
-    const image = await this.db.selectFrom('images').select(['id', 'status']).where('id', '=', imageId).executeTakeFirst()
-    if (!image || image.status === 'active') return
-    try {
-      await this.deps.images.delete(imageId, SERVICE)
-      this.log.info({ instance: instanceUuid, image: imageId, why }, 'image of a failed server snapshot deleted')
-    } catch (err) {
-      if (!(err instanceof NotFound)) this.log.warn({ instance: instanceUuid, image: imageId, err: (err as Error).message }, 'image of a failed server snapshot not deleted')
-    }
+    await this.deps.images.discardUnfinished(imageId, { what: 'server snapshot', why: r.message, log: this.log, context: { instance: r.instanceUuid } })
   }
 
   /** The server's image now, or undefined when it was deleted since (the snapshot then inherits nothing). */

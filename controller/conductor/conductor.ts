@@ -17,7 +17,7 @@ import type { ExportRef, VolumeExport } from '../../proto/volume-export.js'
 import type { AgentTransport } from '../compute/transport.js'
 import { uploadImageOf } from '../../proto/volume-work.js'
 import { instanceMetadata } from './metadata.js'
-import { snapshotStep, type ImageUploadTokens } from './snapshot-step.js'
+import { interruptedUpload, snapshotStep, type ImageUploadTokens } from './snapshot-step.js'
 import type { AttachmentCatalog, HostVolumeDisk, PendingHostCast } from '../volume/attachments.js'
 
 export type { BuildSpec, HostInstance, InstanceMetadata }
@@ -62,6 +62,7 @@ export class Conductor {
    * only, issued now (casts carry no tokens).
    * @throws NotFound when no such volume lives on `host`.
    * @throws FailedPrecondition when the volume no longer waits for that upload, or its image is gone or not queued.
+   * @throws Unavailable while its image is still saving from an interrupted upload (the host tries again).
    */
   async volumeUpload(volumeId: string, host: string, castId: string): Promise<{ imageId: string; diskFormat: string; imageUploadToken: string }> {
     const issue = this.deps.imageUploadToken
@@ -72,6 +73,7 @@ export class Conductor {
     if (!imageId || v.pending_cast_id !== castId || v.status !== 'uploading') throw new FailedPrecondition(`volume ${volumeId} no longer waits for upload ${castId} (it is ${v.status}); the upload is abandoned`)
     const image = await this.db.selectFrom('images').select(['id', 'status', 'disk_format']).where('id', '=', imageId).executeTakeFirst()
     if (!image) throw new FailedPrecondition(`image ${imageId} of the upload of volume ${volumeId} was deleted; the upload is abandoned`)
+    if (image.status === 'saving') throw interruptedUpload(imageId)
     if (image.status !== 'queued') throw new FailedPrecondition(`image ${imageId} of the upload of volume ${volumeId} is ${image.status}, not queued: it takes no upload`)
     return { imageId, diskFormat: image.disk_format, imageUploadToken: issue(imageId, host, volumeId) }
   }

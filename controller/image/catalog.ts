@@ -82,6 +82,12 @@ export function imageUploader(imageId: string): ImageViewer {
   return { projectId: undefined, domainId: '', isAdmin: false, canWrite: false, uploadOnly: imageId }
 }
 
+/** Where {@link ImageCatalog.discardUnfinished} says what it did (the caller's logger). */
+export interface DiscardLog {
+  info(o: object, m: string): void
+  warn(o: object, m: string): void
+}
+
 /** Reads a file's real format and safety (the native engine's inspector). */
 export type Inspector = (path: string) => Promise<{ format: string; virtualSize: number; safe: boolean; reasons: string }>
 
@@ -115,13 +121,34 @@ function checkProperties(props: Record<string, string> | undefined): Record<stri
   return props ?? {}
 }
 
+/**
+ * How uploads show they are alive, for {@link ImageCatalog.recoverAbandonedUploads}.
+ */
+export interface UploadLease {
+  /**
+   * An upload that sends nothing for this long is aborted (the transports'
+   * idle limit, `grpc.uploadIdleTimeoutMs`). @default 60000
+   */
+  idleTimeoutMs: number
+}
+
 export class ImageCatalog {
+  /** A receiving upload touches its image's updated_at at least this often. */
+  private readonly touchMs: number
+  /** A saving image untouched for this long has nobody receiving its data. */
+  readonly abandonedAfterMs: number
+  private sweepTimer: NodeJS.Timeout | undefined
+
   constructor(
     private readonly db: Db,
     private readonly store: ImageStore,
     private readonly quota: QuotaEngine,
     private readonly inspect: Inspector,
+    lease: UploadLease = { idleTimeoutMs: 60_000 },
   ) {
+    this.touchMs = Math.min(5_000, Math.max(100, lease.idleTimeoutMs / 4))
+    // A live upload is touched as it receives, or aborted after the idle limit: twice that, and one touch more, is beyond any live upload.
+    this.abandonedAfterMs = 2 * lease.idleTimeoutMs + this.touchMs
     quota.registerCounter('images', async (trx, owner) => {
       const r = await trx.selectFrom('images').select((eb) => eb.fn.countAll<number>().as('n')).where('owner', '=', owner.projectId).executeTakeFirst()
       return Number(r?.n ?? 0)
@@ -270,6 +297,28 @@ export class ImageCatalog {
     await this.store.remove(row.id)
   }
 
+  /**
+   * Deletes an image that never became active — the image of a server
+   * snapshot or a volume upload that failed — saying why in `log`. An active
+   * image is kept (its data is whole, and the user's); one already gone is
+   * nothing to do. Never throws: a delete that fails is logged.
+   * @param what what the image was made for, e.g. `server snapshot`, `volume upload`
+   * @param context the operation's log context (instance, volume, request id)
+   * @returns whether the image was deleted
+   */
+  async discardUnfinished(id: string, o: { what: string; why: string; log: DiscardLog; context?: object }): Promise<boolean> {
+    const row = await this.db.selectFrom('images').select(['id', 'status']).where('id', '=', id).executeTakeFirst()
+    if (!row || row.status === 'active') return false
+    try {
+      await this.delete(id, IMAGE_SERVICE)
+      o.log.info({ ...o.context, image: id, status: row.status, why: o.why }, `image of a failed ${o.what} deleted`)
+      return true
+    } catch (err) {
+      if (!(err instanceof NotFound)) o.log.warn({ ...o.context, image: id, err: (err as Error).message }, `image of a failed ${o.what} not deleted`)
+      return false
+    }
+  }
+
   async setActive(id: string | undefined, active: boolean, viewer: ImageViewer): Promise<Image> {
     const row = await this.visibleRow({ id }, viewer)
     const to: ImageStatus = active ? 'active' : 'deactivated'
@@ -315,7 +364,7 @@ export class ImageCatalog {
       if (announcedSize > 0 && budgetMiB >= 0 && usedBytes + announcedSize > budgetMiB * MiB) {
         throw new ResourceExhausted(`quota exceeded for image_size_total: ${announcedSize} more bytes would take the project's images past ${budgetMiB} MiB; delete some or ask an admin to raise the quota`)
       }
-      data = await this.store.receive(row.id, chunks, (total) => {
+      data = await this.store.receive(row.id, this.touching(row.id, chunks), (total) => {
         if (budgetMiB >= 0 && usedBytes + total > budgetMiB * MiB) {
           throw new ResourceExhausted(`quota exceeded for image_size_total: the project's images would take more than ${budgetMiB} MiB; delete some or ask an admin to raise the quota`)
         }
@@ -341,6 +390,58 @@ export class ImageCatalog {
     // The bearer of an upload grant reads no image, but learns what its upload became.
     if (viewer.uploadOnly !== undefined) return this.toImage((await this.db.selectFrom('images').selectAll().where('id', '=', row.id).executeTakeFirstOrThrow()))
     return this.get({ id: row.id }, viewer)
+  }
+
+  /** `chunks`, touching the saving image's updated_at as they come (the upload's lease: {@link recoverAbandonedUploads}). */
+  private async *touching(id: string, chunks: AsyncIterable<Buffer[]>): AsyncIterable<Buffer[]> {
+    let touched = Date.now()
+    for await (const c of chunks) {
+      if (Date.now() - touched >= this.touchMs) {
+        touched = Date.now()
+        await this.db.updateTable('images').set({ updated_at: new Date(touched).toISOString() }).where('id', '=', id).where('status', '=', 'saving').execute()
+      }
+      yield c
+    }
+  }
+
+  /**
+   * Images left `saving` by an upload whose controller died (SIGKILL, power
+   * loss: nothing ran its rollback) go back to `queued` with their partial
+   * data removed, as a failed Glance v2 upload does, and the reason is
+   * logged. A live upload touches its image as it receives (or is aborted
+   * after the idle limit), so only images untouched for `abandonedAfterMs`
+   * are taken, whichever controller received them. The work that made the
+   * upload (a server snapshot's or volume upload's cast, redelivered to its
+   * host) then uploads again, or fails and discards the image. Returns the
+   * ids of the images put back.
+   */
+  async recoverAbandonedUploads(log: DiscardLog, now = Date.now()): Promise<string[]> {
+    const before = new Date(now - this.abandonedAfterMs).toISOString()
+    const stale = await this.db.selectFrom('images').select(['id', 'owner', 'updated_at']).where('status', '=', 'saving').where('updated_at', '<', before).execute()
+    const back: string[] = []
+    for (const row of stale) {
+      const r = await this.db.updateTable('images').set({ status: 'queued', updated_at: new Date().toISOString() })
+        .where('id', '=', row.id).where('status', '=', 'saving').where('updated_at', '=', row.updated_at).executeTakeFirst()
+      if (Number(r.numUpdatedRows) !== 1) continue // touched or finished meanwhile: alive after all
+      await this.store.remove(row.id)
+      log.warn({ image: row.id, project: row.owner, savingSince: row.updated_at }, `image upload abandoned: nothing received for ${Math.round(this.abandonedAfterMs / 1000)} s (its controller stopped mid-upload); back to queued, partial data removed`)
+      back.push(row.id)
+    }
+    return back
+  }
+
+  /** Recovers abandoned uploads now (a controller starting) and then every half of `abandonedAfterMs` (1 s to 60 s). */
+  startUploadSweep(log: DiscardLog): void {
+    if (this.sweepTimer) return
+    const sweep = () => void this.recoverAbandonedUploads(log).catch((err) => log.warn({ err: (err as Error).message }, 'abandoned image uploads not recovered'))
+    sweep()
+    this.sweepTimer = setInterval(sweep, Math.min(60_000, Math.max(1_000, this.abandonedAfterMs / 2)))
+    this.sweepTimer.unref()
+  }
+
+  stop(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer)
+    this.sweepTimer = undefined
   }
 
   /** The image and its data, opened for reading; the caller closes the source. */

@@ -194,6 +194,20 @@ export class QuotaEngine {
     }
   }
 
+  /**
+   * Puts the project's limits of the resources `which` picks back to the
+   * defaults (drops what was set for them): Cinder's and Nova's quota-set
+   * DELETE, each for its own resources. Returns the resources reset.
+   */
+  async reset(projectId: string, which: (resource: string) => boolean): Promise<string[]> {
+    return this.db.transaction().execute(async (trx) => {
+      const set = await trx.selectFrom('project_quotas').select('resource').where('project_id', '=', projectId).execute()
+      const reset = set.map((r) => r.resource).filter(which)
+      if (reset.length) await trx.deleteFrom('project_quotas').where('project_id', '=', projectId).where('resource', 'in', reset).execute()
+      return reset
+    })
+  }
+
   async update(projectId: string, limits: Record<string, number>): Promise<void> {
     const family = new Set(await this.familyResources(this.db))
     for (const [resource, limit] of Object.entries(limits)) {

@@ -1,6 +1,7 @@
 /**
  * Cinder's os-quota-sets (`/v3/{project_id}/os-quota-sets/{target}`, with
- * `/defaults`, `?usage=true`, PUT for admins) over the quota engine the
+ * `/defaults`, `?usage=true`, PUT for admins, DELETE for admins: the
+ * project's volume limits back to the defaults) over the quota engine the
  * volume catalogs check in their creating transactions: volumes, snapshots,
  * gigabytes, and per volume type `volumes_<type>`, `gigabytes_<type>`,
  * `snapshots_<type>` (-1 unless set). Cinder's backup and group limits are
@@ -60,6 +61,16 @@ export function volumeQuotaRoutes(d: RestDomain): Route[] {
         await d.quota.update(projectId, limits)
         const { id: _id, ...set } = await quotaSet(d, projectId, 'limits')
         return { body: { quota_set: set } }
+      },
+    },
+    {
+      // Cinder's quota delete: the project's volume limits (not its compute or network ones) back to the defaults; 200, no body.
+      method: 'DELETE', path: '/os-quota-sets/:target', policy: `${C}.Quotas/UpdateQuota`,
+      handler: async (req) => {
+        const projectId = req.params.target!
+        await d.identity.getProject({ id: projectId }) // 404 for a project that does not exist
+        await d.quota.reset(projectId, (r) => KEPT.includes(r) || PER_TYPE.test(r))
+        return { status: 200 }
       },
     },
   ]

@@ -13,7 +13,7 @@ import { parseVolumeCastId, uploadImageOf } from '../../proto/volume-work.js'
 import { checkVolumeTransition, snapshotOutcome, volumeOutcome } from './states.js'
 import { liveAttachments, type AttachmentCatalog } from './attachments.js'
 import { NO_CAST } from './casts.js'
-import type { VolumeUploads } from './uploads.js'
+import type { ImageCatalog } from '../image/catalog.js'
 
 export class VolumeResults {
   private sweepTimer: NodeJS.Timeout | undefined
@@ -27,8 +27,8 @@ export class VolumeResults {
     private readonly stuckAfterMs = 600_000,
     /** Attachments, swept with the volumes (their casts go to servers' hosts). */
     private readonly attachments?: Pick<AttachmentCatalog, 'sweep'>,
-    /** Uploads to images: a failed one's image is discarded. */
-    private readonly uploads?: Pick<VolumeUploads, 'discard'>,
+    /** The image catalog: a failed upload's image is discarded. */
+    private readonly images?: Pick<ImageCatalog, 'discardUnfinished'>,
   ) {}
 
   /** Sweeps for stuck work every quarter of `stuckAfterMs` (at most every 30 s). */
@@ -108,7 +108,7 @@ export class VolumeResults {
       return true
     })
     const uploaded = uploadImageOf(r.castId)
-    if (applied && uploaded && !r.ok) await this.uploads?.discard(uploaded, p.id, reason)
+    if (applied && uploaded && !r.ok) await this.images?.discardUnfinished(uploaded, { what: 'volume upload', why: reason, log: this.log, context: { volume: p.id } })
     this.log.info({ volume: r.volumeId, snapshot: r.snapshotId || undefined, host: r.host, op: p.op, ok: r.ok, ...(r.ok ? {} : { reason }) }, `volume ${p.op} ${r.ok ? 'done' : 'failed'}`)
     return true
   }

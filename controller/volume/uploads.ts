@@ -7,7 +7,7 @@
  * uploads it with an image-upload token the conductor issues
  * (`../conductor/conductor.ts` volumeUpload). The result puts the volume
  * back (available, or in-use when attached: `results.ts`); a failed upload
- * leaves no image behind (`discard`) and says why in the volume's status
+ * leaves no image behind (`ImageCatalog.discardUnfinished`, from `results.ts`) and says why in the volume's status
  * reason.
  */
 import { InvalidArgument, NotFound } from '../../proto/errors.js'
@@ -95,17 +95,5 @@ export class VolumeUploads {
       const volume = volumeView(next, await typeNameOf(this.db, next.volume_type_id), caller, (await attachmentsOfVolumes(this.db, [next.id])).get(next.id))
       return { volume, imageId: image.id, imageName: image.name, diskFormat, containerFormat, visibility: image.visibility, protected: image.protected }
     }, { log: this.log, context: { volume: first.id, action: 'upload_image' } })
-  }
-
-  /** After a failed upload: its image goes, unless it became active (then its data is whole). */
-  async discard(imageId: string, volumeId: string, why: string): Promise<void> {
-    const image = await this.db.selectFrom('images').select(['id', 'status']).where('id', '=', imageId).executeTakeFirst()
-    if (!image || image.status === 'active') return
-    try {
-      await this.deps.images.delete(imageId, IMAGE_SERVICE)
-      this.log.info({ volume: volumeId, image: imageId, why }, 'image of a failed volume upload deleted')
-    } catch (err) {
-      if (!(err instanceof NotFound)) this.log.warn({ volume: volumeId, image: imageId, err: (err as Error).message }, 'image of a failed volume upload not deleted')
-    }
   }
 }

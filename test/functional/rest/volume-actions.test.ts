@@ -2,7 +2,7 @@
 // real controller, nats-server and an agent whose hypervisor is the fake and whose volume backend keeps
 // files of the native engine: attach, list, show and detach answer as Tempest's schemas say per
 // microversion and move the volume through attaching → in-use → available; quota sets show per-type
-// keys and usage, admins set them, bad keys change nothing; an upload's image has the volume's data.
+// keys and usage, admins set them and reset them to the defaults (DELETE), bad keys change nothing; an upload's image has the volume's data.
 // Then Debian's `openstack` client as a process: server add volume, volume list (Attached to),
 // server remove volume, image create --volume, quota set --volumes. Swap and ephemeral disks are
 // refused naming the field.
@@ -132,6 +132,27 @@ t.test('os-quota-sets: per-type keys and usage; admins set them; bad keys change
   }
   t.match((await cinder('GET', p)).body.quota_set, { volumes: 3, volumes___DEFAULT__: 2 }, 'refused updates changed nothing')
   await cinder('PUT', `/os-quota-sets/${demo.projectId}`, { token: admin, body: { quota_set: { volumes: 10, volumes___DEFAULT__: -1 } } })
+})
+
+t.test('os-quota-sets DELETE: an admin puts the project\'s volume limits back to the defaults, and only those', async (t) => {
+  const admin = cloud.s.adminToken
+  const p = `/os-quota-sets/${demo.projectId}`
+  t.equal((await cinder('PUT', p, { token: admin, body: { quota_set: { volumes: 4, gigabytes: 40, snapshots___DEFAULT__: 3 } } })).status, 200)
+  t.equal((await nova('PUT', `/v2.1/os-quota-sets/${demo.projectId}`, { body: { quota_set: { instances: 7 } } })).status, 200)
+
+  const member = await cinder('DELETE', p)
+  t.equal(member.status, 403, 'members reset no quotas')
+  const unknown = await cinder('DELETE', '/os-quota-sets/00000000-0000-4000-8000-000000000000', { token: admin })
+  t.equal(unknown.status, 404, `a project that does not exist: ${JSON.stringify(unknown.body)}`)
+  t.match((await cinder('GET', p, { token: admin })).body.quota_set, { volumes: 4, gigabytes: 40, snapshots___DEFAULT__: 3 }, 'refused deletes changed nothing')
+
+  const reset = await cinder('DELETE', `/${demo.projectId}${p}`, { token: admin })
+  t.equal(reset.status, 200, JSON.stringify(reset.body))
+  t.equal(reset.body, undefined, 'no body')
+  t.match((await cinder('GET', p, { token: admin })).body.quota_set, { volumes: 10, gigabytes: 1000, snapshots: 10, snapshots___DEFAULT__: -1 }, 'the volume limits are the defaults again')
+  t.equal((await nova('GET', `/v2.1/os-quota-sets/${demo.projectId}`)).body.quota_set.instances, 7, 'the compute limits are not Cinder\'s to reset')
+  t.equal((await cinder('DELETE', p, { token: admin })).status, 200, 'a project with nothing set: still 200')
+  await nova('PUT', `/v2.1/os-quota-sets/${demo.projectId}`, { body: { quota_set: { instances: 10 } } })
 })
 
 t.test('os-volume_upload_image: the volume uploading, then available; the image holds its data', async (t) => {

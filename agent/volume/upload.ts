@@ -7,16 +7,17 @@
  * file, and uploaded. The temporary file goes whatever happens. The
  * volume's status (`uploading`) keeps every other piece of work off it
  * meanwhile; a redelivered cast uploads again only while the image is
- * still queued (the conductor refuses otherwise).
+ * still queued (the conductor refuses otherwise). The volume manager
+ * (`manager.ts`) runs it, as all volume work.
  */
 import { mkdir, rm } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { FailedPrecondition } from '../proto/errors.js'
-import type { VolumeWork } from '../proto/volume-work.js'
-import { convertImage } from '../native/index.js'
-import type { ImageUpload } from './compute-manager.js'
-import type { VolumeDriver } from './volume/driver.js'
+import { FailedPrecondition } from '../../proto/errors.js'
+import type { VolumeWork } from '../../proto/volume-work.js'
+import { convertImage } from '../../native/index.js'
+import type { ImageUpload } from '../compute-manager.js'
+import type { VolumeDriver } from './driver.js'
 
 export interface VolumeUploaderOptions {
   host: string
