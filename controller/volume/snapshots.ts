@@ -6,8 +6,9 @@
  * the backend's to make safe (it flattens them first: no data is lost).
  */
 import { randomUUID } from 'node:crypto'
-import { InvalidArgument, PermissionDenied } from '../../proto/errors.js'
+import { FailedPrecondition, InvalidArgument, PermissionDenied } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
+import type { Trx } from '../quota/quota.js'
 import type { VolumeSnapshotTable } from '../store/schema.js'
 import type { QuotaEngine } from '../quota/quota.js'
 import { typeNameOf } from './types.js'
@@ -35,6 +36,7 @@ export class SnapshotCatalog {
       const vol = await findRow(trx, 'volumes', req.volumeId, caller, 'volume_id')
       checkWriter(vol, caller, 'volume')
       beginVolumeAction(req.force ? 'snapshot_force' : 'snapshot', vol)
+      await refuseOpenFile(trx, vol)
       const type = await typeNameOf(trx, vol.volume_type_id)
       await this.deps.quota.check(trx, { projectId: vol.project_id }, { snapshots: 1, gigabytes: vol.size, [`snapshots_${type}`]: 1, [`gigabytes_${type}`]: vol.size })
       await this.deps.backends.ensureRoom(trx, vol.host, vol.size)
@@ -94,5 +96,29 @@ export class SnapshotCatalog {
 
   private async cast(op: VolumeOp, s: VolumeSnapshotTable, host: string): Promise<void> {
     await this.deps.casts.send({ table: 'volume_snapshots', id: s.id, host, work: snapshotWork(op, s), castId: s.pending_cast_id, requestId: s.pending_request_id })
+  }
+}
+
+/**
+ * A snapshot freezes the volume's file as it is and gives the volume a new
+ * overlay (copy-on-write): safe only while nothing has that file open. A
+ * running guest's QEMU (or the NBD export serving a server on another host)
+ * would go on writing into the frozen file — the snapshot would change and
+ * the guest's later writes would be lost at its next start. Until snapshots
+ * of open volumes go through the hypervisor (pause and copy, or an external
+ * snapshot in QEMU), they are refused, saying what to do; a stopped server's
+ * volume on its own host snapshots as an available one does.
+ */
+async function refuseOpenFile(trx: Trx, vol: { id: string; host: string | null }): Promise<void> {
+  const open = await trx.selectFrom('volume_attachments as a').leftJoin('servers as s', 's.uuid', 'a.server_id')
+    .select(['a.server_id', 'a.host', 's.vm_state'])
+    .where('a.volume_id', '=', vol.id).where('a.status', 'in', ['attaching', 'attached', 'detaching']).execute()
+  for (const a of open) {
+    if (a.host !== vol.host) {
+      throw new FailedPrecondition(`volume ${vol.id} is attached to server ${a.server_id} on another host (host ${a.host}) through a network export, which keeps its file open: a snapshot now would lose the server's later writes; detach it first`, { field: 'volume_id' })
+    }
+    if (a.vm_state !== 'stopped') {
+      throw new FailedPrecondition(`volume ${vol.id} is attached to server ${a.server_id}, which is ${a.vm_state ?? 'unknown'}: its QEMU has the volume's file open, and a snapshot now would lose the guest's later writes; stop the server (or detach the volume) first`, { field: 'volume_id' })
+    }
   }
 }

@@ -2,6 +2,7 @@
 // cloud on the fake driver: the image's `image show` fields, --wait, the default name, --property,
 // and clean failures.
 import t from 'tap'
+import { eventually } from '../../helpers/agents.js'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import type { TestContext } from '../../helpers/tap.js'
 import { adminAndDemo, failsWith, fields, removeHomes, strato, succeeds } from './cli.js'
@@ -31,7 +32,12 @@ t.test('server image create --wait: an active image shown with image show\'s fie
   t.match(f.properties, /purpose='backup'/)
   t.match(f.properties, /instance_uuid='[0-9a-f-]{36}'/)
   t.equal(f.id, shown.id)
-  const server = fields(await ok(t, ['server', 'show', 'web1']))
+  // The image is active once its data is uploaded; the server's task clears when the host's result
+  // for the snapshot reaches the controller, which may come a moment after.
+  const server = await eventually(async () => {
+    const f = fields(await ok(t, ['server', 'show', 'web1']))
+    return f['OS-EXT-STS:task_state'] === 'None' ? f : undefined
+  }, 30_000, "web1's task cleared after the snapshot")
   t.match(server, { status: 'ACTIVE', 'OS-EXT-STS:task_state': 'None', 'OS-EXT-STS:power_state': 'Running' }, 'the server runs on, its task cleared')
 })
 

@@ -1,6 +1,7 @@
 // Snapshots of servers booted from volumes (Nova's snapshot_volume_backed) through the real gRPC API,
 // a real nats-server and an agent on the fake hypervisor and fake volume backend: CreateServerImage
-// of such a server snapshots its volumes (forced: they are in use) and makes an image with no data
+// of such a server snapshots its volumes (forced: they are in use; refused while the server runs, whose
+// QEMU has the files open — see controller/volume/snapshots.ts) and makes an image with no data
 // whose block_device_mapping (bdm_v2) names the snapshots, with root_device_name and the snapshot
 // properties; a server created from that image boots from a new volume made from the root volume's
 // snapshot, with the data the first one had. A snapshot the quota refuses changes nothing.
@@ -43,9 +44,23 @@ async function bootFromVolume(name: string, more: unknown[] = []): Promise<{ ser
   return { server, volumeId: server.volumesAttached[0]! }
 }
 
+/** Stops the server (its volumes' files closed: their snapshots are safe). */
+async function stop(id: string): Promise<void> {
+  await call(cloud.c.servers, 'stopServer', { id }, demo.token)
+  await cloud.waitFor(id, (s) => s.status === 'SHUTOFF' && !s.taskState, demo.token, 20_000, 'the server SHUTOFF')
+}
+
 t.test('a volume-backed server\'s snapshot: volume snapshots and an image that names them; booting it boots from a copy', async (t) => {
   const { server, volumeId } = await bootFromVolume('bfv-source')
   backend().write(volumeId, 4096, marker)
+  const images = async () => (await call<ListImagesResponse>(cloud.c.images, 'listImages', {}, demo.token)).images.length
+  const snaps = async () => (await call<ListSnapshotsResponse>(snapshots, 'listSnapshots', {}, demo.token)).snapshots.length
+  const [i0, s0] = [await images(), await snaps()]
+  const running = await failure(call(cloud.c.servers, 'createServerImage', { id: server.id, name: 'bfv-running' }, demo.token))
+  t.equal(running.code, status.FAILED_PRECONDITION, running.details)
+  t.match(running.details, new RegExp(`volume ${volumeId} is attached to server ${server.id}, which is active.*stop the server`), 'a running server\'s volumes are not snapshotted: it says why and what to do')
+  t.same([await images(), await snaps()], [i0, s0], 'and nothing is made')
+  await stop(server.id)
   const r = await call<CreateServerImageResponse>(cloud.c.servers, 'createServerImage', { id: server.id, name: 'bfv-snap', metadata: { purpose: 'test' } }, demo.token)
   const image = await call<Image>(cloud.c.images, 'getImage', { id: r.imageId }, demo.token)
   t.match(image, { status: 'active', size: 0, owner: demo.projectId, visibility: 'private', diskFormat: 'qcow2', containerFormat: 'bare' }, 'active at once, with no data')
@@ -60,7 +75,7 @@ t.test('a volume-backed server\'s snapshot: volume snapshots and an image that n
   }, 20_000, 'the root volume\'s snapshot available')
   t.match(snap, { volumeId, name: 'snapshot for bfv-snap', size: 1 })
   t.same(backend().snapshots.get(snapId)?.volumeId, volumeId, 'the backend has the snapshot of the root volume')
-  t.equal((await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)).status, 'ACTIVE', 'the server runs on')
+  t.equal((await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, demo.token)).status, 'SHUTOFF', 'the server is as it was')
 
   const c = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'bfv-copy', flavorRef: 'm1.nano', imageRef: r.imageId, networks: [{ uuid: cloud.network.id }] }, demo.token)
   const copy = await cloud.waitFor(c.servers[0]!.id, (s) => s.status === 'ACTIVE', demo.token, 20_000, 'the server from the snapshot ACTIVE')
@@ -76,6 +91,7 @@ t.test('a volume-backed server\'s snapshot: volume snapshots and an image that n
 t.test('a volume-backed snapshot the snapshot quota refuses half-way leaves nothing behind', async (t) => {
   // Two volumes: the quota admits the first one's snapshot and refuses the second's; the first is undone.
   const { server } = await bootFromVolume('bfv-quota', [{ sourceType: 'blank', destinationType: 'volume', volumeSize: 1, deleteOnTermination: true }])
+  await stop(server.id)
   const images = async () => (await call<ListImagesResponse>(cloud.c.images, 'listImages', {}, demo.token)).images.length
   const snaps = async () => (await call<ListSnapshotsResponse>(snapshots, 'listSnapshots', {}, demo.token)).snapshots.length
   const [i0, s0] = [await images(), await snaps()]
