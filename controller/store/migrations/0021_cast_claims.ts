@@ -7,8 +7,13 @@
  * pass the row by while the lease lives; a newer cast on the row is not held
  * up by a lease on an older one. Null when nobody is sending. See
  * controller/compute/cast-outbox.ts.
+ *
+ * And `servers.pending_cast_id` as text on PostgreSQL: a snapshot's cast id
+ * (`snapshot.<server uuid>.<image uuid>`, 82 characters) did not fit its
+ * varchar(64), which SQLite never enforced.
  */
 import type { Kysely, Migration } from 'kysely'
+import { engineOf } from '../engine.js'
 
 export const migration: Migration = {
   async up(db: Kysely<unknown>) {
@@ -17,5 +22,6 @@ export const migration: Migration = {
       await db.schema.alterTable(table).addColumn('cast_claim_id', 'text').execute()
       await db.schema.alterTable(table).addColumn('cast_claimed_at', 'varchar(40)').execute()
     }
+    if (engineOf(db) === 'postgres') await db.schema.alterTable('servers').alterColumn('pending_cast_id', (c) => c.setDataType('text')).execute()
   },
 }
