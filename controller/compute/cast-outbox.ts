@@ -6,11 +6,18 @@
  * stays pending and `resend()` sends it again, on a timer and at start-up.
  *
  * Several controllers on one PostgreSQL database all run the resend: a cast
- * is sent by the one that claims its row (`FOR UPDATE SKIP LOCKED`, the
- * others pass it by) and marked sent before the claim ends, so each unsent
- * cast is published once — not once per controller with JetStream's
- * duplicate window hiding the rest (and not at all hidden once the window
- * has passed). On SQLite one controller owns the file: no claim.
+ * is sent by the one that claims its row — one conditional UPDATE that
+ * stamps a lease on the cast (`cast_claim_id`, `cast_claimed_at`) while it
+ * is unsent and not claimed, committed at once — and marked sent (the lease
+ * cleared) once the bus took it; the others pass a row with a live lease
+ * by. So each unsent cast is
+ * published once — not once per controller with JetStream's duplicate window
+ * hiding the rest (and not at all hidden once the window has passed) — and
+ * no row lock is held while NATS takes the cast (up to its publish timeout
+ * when NATS is away), so API calls touching the row do not wait on the bus.
+ * A send that fails gives its lease back; one whose controller died leaves
+ * it to run out (`CAST_LEASE_MS`). On SQLite one controller owns the file:
+ * no claim.
  */
 import { randomBytes } from 'node:crypto'
 import type { Db } from '../store/db.js'
@@ -51,11 +58,19 @@ export interface CastRow {
 }
 
 /**
- * How a send claims its row on PostgreSQL: `wait` (the API call that made the
- * cast: it waits for a resend holding the row, then finds it sent) or `skip`
- * (a resend: a row another controller holds is that controller's to send).
+ * Who sends: `wait` (the API call that made the cast) or `skip` (a resend).
+ * Both claim the row the same way on PostgreSQL (a lease, see above) and
+ * pass by a row another send holds — that send marks it sent; the log says
+ * which of the two found it held.
  */
 export type Claim = 'wait' | 'skip'
+
+/**
+ * How long a claim keeps other senders off a row: far longer than the bus
+ * takes a cast (JetStream's publish timeout is 5 s), so a slow send is not
+ * sent twice; a controller that died while sending holds its rows this long.
+ */
+export const CAST_LEASE_MS = 60_000
 
 /**
  * What every outbox shares (servers' casts here, volumes' in `volume/casts.ts`):
@@ -125,26 +140,48 @@ export abstract class Outbox {
       } else if (engineOf(this.db) !== 'postgres') {
         await transport.cast(host, action, castId, requestId || undefined)
         await this.markSent(this.db, row, castId)
+      } else if (!(await this.claim(row, castId))) {
+        this.log.debug({ ...about, host, castId, by: claim === 'wait' ? 'api' : 'resend' }, `${this.what.replace(/s$/, '')} already sent or being sent by another controller`)
       } else {
-        // The row lock is held while the bus takes the cast: whoever holds it sends, the others find it sent (or pass it by).
-        const sent = await this.db.transaction().execute(async (trx) => {
-          let q = trx.selectFrom(row.table).select('pending_cast_id').where(CAST_ROW_KEYS[row.table], '=', row.id).where('pending_cast_id', '=', castId).where('cast_sent_at', 'is', null).forUpdate()
-          if (claim === 'skip') q = q.skipLocked()
-          if (!(await q.executeTakeFirst())) return false
+        // The claim is committed: no row lock is held while the bus takes the cast.
+        try {
           await transport.cast(host, action, castId, requestId || undefined)
-          await this.markSent(trx, row, castId)
-          return true
-        })
-        if (!sent) this.log.debug({ ...about, host, castId }, `${this.what.replace(/s$/, '')} already sent or being sent by another controller`)
+        } catch (err) {
+          await this.release(row, castId).catch(() => {})
+          throw err
+        }
+        await this.markSent(this.db, row, castId)
       }
     } catch (err) {
       this.log.warn({ ...about, host, err: (err as Error).message }, `${this.what.replace(/s$/, '')} not queued; it will be sent again`)
     }
   }
 
-  /** Records that the bus took `castId`, unless the row has moved on to another cast. */
+  /**
+   * Stamps this send's lease on `row` if its cast `castId` is still unsent and
+   * no live lease is on that cast (one on an older cast of the row does not
+   * count); true when it did (this send goes ahead). One statement: two
+   * senders updating the row at once are ordered by its row lock, held only
+   * for the statement, and the second finds the lease set.
+   */
+  private async claim(row: CastRow, castId: string): Promise<boolean> {
+    const at = new Date()
+    const expired = new Date(at.getTime() - CAST_LEASE_MS).toISOString()
+    const r = await this.db.updateTable(row.table).set({ cast_claim_id: castId, cast_claimed_at: at.toISOString() })
+      .where(CAST_ROW_KEYS[row.table], '=', row.id).where('pending_cast_id', '=', castId).where('cast_sent_at', 'is', null)
+      .where((eb) => eb.or([eb('cast_claim_id', 'is', null), eb('cast_claim_id', '!=', castId), eb('cast_claimed_at', '<', expired)]))
+      .executeTakeFirst()
+    return Number(r.numUpdatedRows) === 1
+  }
+
+  /** Gives back the lease of a send the bus did not take, so the next resend (here or elsewhere) tries at once. */
+  private async release(row: CastRow, castId: string): Promise<void> {
+    await this.db.updateTable(row.table).set({ cast_claim_id: null, cast_claimed_at: null }).where(CAST_ROW_KEYS[row.table], '=', row.id).where('cast_claim_id', '=', castId).execute()
+  }
+
+  /** Records that the bus took `castId` (and ends the send's lease), unless the row has moved on to another cast. */
   private async markSent(db: Db, row: CastRow, castId: string): Promise<void> {
-    await db.updateTable(row.table).set({ cast_sent_at: now() }).where(CAST_ROW_KEYS[row.table], '=', row.id).where('pending_cast_id', '=', castId).execute()
+    await db.updateTable(row.table).set({ cast_sent_at: now(), cast_claim_id: null, cast_claimed_at: null }).where(CAST_ROW_KEYS[row.table], '=', row.id).where('pending_cast_id', '=', castId).execute()
   }
 }
 

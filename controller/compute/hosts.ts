@@ -272,6 +272,9 @@ export class HostRegistry implements HostLiveness {
       if (t > (this.seen.get(host) ?? 0)) this.seen.set(host, t)
       return true
     }
+    // A host known here is up as of this beat however long the write waits for a connection
+    // (a pool busy with transactions queued on a lock): this controller judges it up meanwhile.
+    if (written !== undefined && t > (this.seen.get(host) ?? 0)) this.seen.set(host, t)
     const r = await this.db.updateTable('compute_hosts').set({ last_heartbeat_at: at.toISOString() }).where('host', '=', host).executeTakeFirst()
     if (Number(r.numUpdatedRows) === 0) {
       this.written.delete(host)

@@ -350,8 +350,10 @@ export class Scheduler {
         return { host: h.host, providerUuid: h.uuid, alternates: ranked.slice(i + 1, i + 1 + this.config.maxAttempts - 1).map((x) => x.host) }
       } catch (err) {
         // The reservation stays only if the claim is in the database (a cache reload saw it then).
-        if (!committed && this.hosts === hosts) {
-          add(h.usage, spec.resources, -1)
+        if (!committed) {
+          if (this.hosts === hosts) add(h.usage, spec.resources, -1)
+          // Its room is free again, in this cache or in one reloaded meanwhile (that never counted it,
+          // e.g. after another controller's change): requests it held off look again either way.
           this.signalFreed()
         }
         if (committed) this.invalidate()

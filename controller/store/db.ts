@@ -34,9 +34,9 @@ export async function openDatabase(url: string): Promise<Db> {
     raw.pragma('synchronous = NORMAL')
     raw.pragma('foreign_keys = ON')
     raw.pragma('busy_timeout = 5000')
-    const counted = cachingStatements(raw)
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: counted.database }) })
-    changeStamps.set(db, counted.stamp)
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(raw) }) })
+    changeStamps.set(db, sqliteChangeStamp(raw))
+    sqliteHandles.set(db, raw)
   } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: await openPostgresPool(url) }) })
   } else {
@@ -121,36 +121,56 @@ function makePrivate(file: string): void {
 
 /**
  * What `changeStamp` reads, per database opened here: only SQLite has a stamp
- * that costs no query (PostgreSQL's callers read the data itself).
+ * that costs no round trip (PostgreSQL's callers read the data itself).
  */
 const changeStamps = new WeakMap<Db, () => string>()
 
+/** The better-sqlite3 connection behind each SQLite store opened here. */
+const sqliteHandles = new WeakMap<Db, BetterSqlite3.Database>()
+
 /**
- * A value that changes whenever the database may have changed: any write
- * statement this controller ran (committed or not), any transaction another
- * connection committed (SQLite's `data_version`). Read it BEFORE reading
- * what it guards: data read after it is at least as new as the stamp, so an
- * answer kept under a stamp is current for as long as the stamp stays the
- * same. Undefined when the engine has no such stamp (PostgreSQL): callers
- * then read the data to know whether it changed. Costs no query on SQLite.
+ * A value that changes whenever the database may have changed: any row this
+ * controller's connection wrote (committed or not, whatever path the SQL took),
+ * any transaction another connection committed (SQLite's `data_version`). Read
+ * it BEFORE reading what it guards: data read after it is at least as new as
+ * the stamp, so an answer kept under a stamp is current for as long as the
+ * stamp stays the same. Undefined when the engine has no such stamp
+ * (PostgreSQL): callers then read the data to know whether it changed.
  */
 export function changeStamp(db: Db): string | undefined {
   return changeStamps.get(db)?.()
 }
 
 /**
+ * The better-sqlite3 connection behind a SQLite store (undefined on
+ * PostgreSQL), for work beside Kysely on the same connection (raw SQL, a
+ * backup). Its writes count in `changeStamp` as Kysely's do.
+ */
+export function sqliteHandle(db: Db): BetterSqlite3.Database | undefined {
+  return sqliteHandles.get(db)
+}
+
+/**
+ * SQLite's own counters, read by one cached statement that touches no table:
+ * `data_version` changes when another connection (another process on the
+ * file) commits, not for this connection's own commits; `total_changes()`
+ * counts every row this connection inserted, updated or deleted (triggers
+ * included), whichever statement or path made the write — so nothing that
+ * writes has to remember to count itself.
+ */
+function sqliteChangeStamp(raw: BetterSqlite3.Database): () => string {
+  const counters = raw.prepare('SELECT data_version, total_changes() FROM pragma_data_version').raw()
+  return () => (counters.get() as [number, number]).join('.')
+}
+
+/**
  * Kysely prepares every query anew; preparing is a large share of a short
  * query's cost in better-sqlite3. Statements are reusable, so keep them by SQL
- * text (bounded: queries are built from a fixed set of shapes). Kysely asks for
- * the statement right before running it, so counting the writing ones as they
- * are asked for counts the writes this connection makes (`changeStamp`).
+ * text (bounded: queries are built from a fixed set of shapes).
  */
-function cachingStatements(raw: BetterSqlite3.Database): { database: SqliteDatabase; stamp: () => string } {
+function cachingStatements(raw: BetterSqlite3.Database): SqliteDatabase {
   const cache = new Map<string, BetterSqlite3.Statement>()
-  let writes = 0
-  // Changes when another connection (another process on the file) commits; not for this connection's own commits.
-  const dataVersion = raw.prepare('PRAGMA data_version').pluck()
-  const database: SqliteDatabase = {
+  return {
     close: () => raw.close(),
     prepare: (sql: string) => {
       let stmt = cache.get(sql)
@@ -159,11 +179,9 @@ function cachingStatements(raw: BetterSqlite3.Database): { database: SqliteDatab
         if (cache.size >= 1000) cache.delete(cache.keys().next().value!)
         cache.set(sql, stmt)
       }
-      if (!stmt.readonly) writes++
       return stmt as unknown as ReturnType<SqliteDatabase['prepare']>
     },
   }
-  return { database, stamp: () => `${String(dataVersion.get())}.${writes}` }
 }
 
 /**

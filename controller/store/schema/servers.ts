@@ -45,6 +45,9 @@ export interface ServerTable {
   pending_request_id: string
   /** When JetStream took the pending cast; null while it still has to be sent. */
   cast_sent_at: string | null
+  /** The cast a controller is handing to the bus, and since when (its lease; PostgreSQL, see cast-outbox.ts); null when none. Optional: the outbox alone writes them. */
+  cast_claim_id?: string | null
+  cast_claimed_at?: string | null
   /** JSON array of the ports the server made for itself (deleted with it; other ports are only unbound). */
   own_ports: string
   reservation_id: string

@@ -5,6 +5,9 @@ export interface PendingCastColumns {
   pending_cast_id: string
   pending_request_id: string
   cast_sent_at: string | null
+  /** The cast a controller is handing to the bus, and since when (its lease; PostgreSQL, see compute/cast-outbox.ts); null when none. Optional: the outbox alone writes them. */
+  cast_claim_id?: string | null
+  cast_claimed_at?: string | null
   created_at: string
   updated_at: string
 }

@@ -13,12 +13,13 @@
 import t, { type Test } from 'tap'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream'
-import { startPostgres, type PostgresCluster } from '../../helpers/postgres.js'
+import { startPostgres } from '../../helpers/postgres.js'
+import { processPair, type ControllerPair } from '../../helpers/controller-pair.js'
 import { startNatsCluster, type NatsCluster } from '../../helpers/nats.js'
-import { spawnController, type ControllerProcess } from '../../helpers/controller-process.js'
+import type { ControllerProcess } from '../../helpers/controller-process.js'
 import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
 import { eventually } from '../../helpers/agents.js'
-import { cloudClients, provision, type CloudClients, type Provisioned } from '../../helpers/cloud.js'
+import { provision, type CloudClients, type Provisioned } from '../../helpers/cloud.js'
 import { call, client, status, type Decoded } from '../../helpers/grpc.js'
 import { parseOpenrc } from '../../helpers/controller.js'
 import { openrcToken } from '../../../cli/stack/demo.js'
@@ -38,7 +39,7 @@ const STEPS_PER_PHASE = FULL ? 40 : 4
 // Generous: 2 cores shared with other suites, processes started with tsx, a cluster electing leaders after a SIGKILL.
 const SETTLE_MS = 240_000
 
-let pg: PostgresCluster
+let pair: ControllerPair<ControllerProcess>
 let cluster: NatsCluster
 let a: ControllerProcess
 let b: ControllerProcess
@@ -53,21 +54,23 @@ let jsm: JetStreamManager
 t.before(async () => {
   const t0 = Date.now()
   const since = (what: string) => t.comment(`${what} after ${Math.round((Date.now() - t0) / 1000)} s`)
-  let url: string
-  ;[url, cluster] = await Promise.all([startPostgres().then((x) => (pg = x).createDatabase('strato_chaos')), startNatsCluster()])
+  const pg = startPostgres()
+  // PostgreSQL starts while the NATS cluster does (and is stopped if the NATS cluster fails).
+  cluster = await startNatsCluster().catch(async (err) => {
+    await pg.then((x) => x.stop(), () => {})
+    throw err
+  })
   since('PostgreSQL and the NATS cluster up')
   const overrides = {
-    databaseUrl: url,
     // Hosts count as down after 2 min without a heartbeat: on 2 busy cores the cluster may take tens of seconds to
     // carry events again after a SIGKILL, and this test is about losing no work, not about noticing a dead host.
     hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 240, castAckWaitMs: 5_000 },
     // A create cut off by the SIGKILL between its claim and its record leaves an allocation: released after the grace.
     servers: { castRetryMs: 500, agentCallTimeoutMs: 10_000, orphanAllocationGraceMs: 15_000 },
   }
-  a = await spawnController(cluster.url, overrides)
-  since('controller A up')
-  b = await spawnController(cluster.url, overrides, a)
-  since('controller B up')
+  pair = await processPair('strato_chaos', cluster.url, overrides, await pg)
+  ;({ a, b, ca, cb } = pair)
+  since('controllers A and B up')
   token = a.adminToken
   for (let i = 1; i <= AGENTS; i++) {
     agents.push(await spawnAgent({
@@ -75,8 +78,6 @@ t.before(async () => {
       env: { STRATO_AGENT_CONTROLLER: `grpc://${a.address},grpc://${b.address}`, STRATO_AGENT_REQUEST_TIMEOUT_MS: '10000', STRATO_AGENT_POWER_SYNC_INTERVAL_MS: '1000', STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: '2000' },
     }))
   }
-  ca = cloudClients(a.address)
-  cb = cloudClients(b.address)
   // The image and network are made while the agents start.
   ;[cloud] = await Promise.all([provision(ca, token), ...agents.map((x) => x.running(SETTLE_MS))])
   since('agents running')
@@ -89,11 +90,8 @@ t.before(async () => {
 t.teardown(async () => {
   await nc?.close()
   for (const x of agents) await x.remove().catch(() => {})
-  for (const c of [ca, cb]) for (const x of Object.values(c ?? {})) x.close()
-  await b?.close()
-  await a?.close()
+  await pair?.close()
   await cluster?.stop()
-  pg?.stop()
 })
 
 // ---- requests through whichever controller answers ----------------------------------------------

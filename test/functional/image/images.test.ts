@@ -140,23 +140,30 @@ t.test('uploads whose content is not the declared format, or unsafe, are rejecte
 t.test('an aborted upload returns the image to queued and leaves no partial file', async (t) => {
   const img = await call<Image>(images, 'createImage', { name: 'aborted', diskFormat: 'raw', containerFormat: 'bare' }, tok.demo)
   const data = randomBytes(4 * 1024 * 1024)
-  // The server sees the client's cancel some time after the client does:
-  // wait (generously: the machine may be loaded) for the image to settle.
-  const settled = async (): Promise<string> => {
+  // The server sees the client's cancel some time after the client does, and may
+  // not even have taken the upload (queued → saving) when the client gave up:
+  // wait (generously: the machine may be loaded) until the image is queued
+  // again after a change (the upload taken, then given back: updated_at moved).
+  const updated = async () => (await call<Image>(images, 'getImage', { id: img.id }, tok.demo)).updatedAt?.getTime()
+  const settled = async (before: number | undefined): Promise<string> => {
     let st = ''
-    for (let i = 0; i < 300 && st !== 'queued'; i++) {
-      st = (await call<Image>(images, 'getImage', { id: img.id }, tok.demo)).status
-      if (st !== 'queued') await new Promise((r) => setTimeout(r, 100))
+    for (let i = 0; i < 300; i++) {
+      const now = await call<Image>(images, 'getImage', { id: img.id }, tok.demo)
+      st = now.status
+      if (st === 'queued' && now.updatedAt?.getTime() !== before) break
+      await new Promise((r) => setTimeout(r, 100))
     }
     return st
   }
+  let before = await updated()
   await failure(upload(tok.demo!, img.id, data, { chunk: 64 * 1024, abortAfter: 20 }))
-  t.equal(await settled(), 'queued')
+  t.equal(await settled(before), 'queued')
   t.notOk(storeFiles().some((f) => f.startsWith(img.id)), 'no partial file')
   for (const end of ['size', 'last'] as const) {
+    before = await updated()
     const short = await failure(upload(tok.demo!, img.id, data, { chunk: 64 * 1024, abortAfter: 20, end }))
     t.ok(short.code === status.CANCELLED, `cancelled (${end})`)
-    t.equal(await settled(), 'queued', `a cancelled upload is not kept (${end})`)
+    t.equal(await settled(before), 'queued', `a cancelled upload is not kept (${end})`)
   }
   const noEnd = await failure(upload(tok.demo!, img.id, data, { end: 'none' }))
   t.equal(noEnd.code, status.INVALID_ARGUMENT, 'an upload with neither size nor last is refused')

@@ -6,8 +6,8 @@
 // through REST and gRPC: on SQLite in one controller, and on PostgreSQL in a second controller whose
 // views were kept before the first controller wrote. Whole listings are kept too (their REST answers
 // and gRPC message): the very next GET after a write shows it, whoever wrote (another connection to
-// the SQLite file too), each caller gets its own project's and role's listing, and a revoked token is
-// refused however kept the listing it asks for.
+// the SQLite file, raw SQL on the controller's own connection), each caller gets its own project's
+// and role's listing, and a revoked token is refused however kept the listing it asks for.
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t, { type Test } from 'tap'
@@ -18,6 +18,7 @@ import { eventually } from '../../helpers/agents.js'
 import { call, client } from '../../helpers/grpc.js'
 import { testingOnPostgres } from '../../helpers/postgres.js'
 import { member, tenant } from '../network/fixtures.js'
+import { sqliteHandle } from '../../../controller/store/db.js'
 import { ServersClient, type ListServersResponse } from '../../../proto/gen/strato/compute/v1/servers.js'
 import type { ListNetworksResponse } from '../../../proto/gen/strato/network/v1/network.js'
 
@@ -175,6 +176,9 @@ t.test('kept listings: the next GET after any write shows it, per caller, and a 
       other.close()
     }
     t.same(await names(ids[0]!), ['written elsewhere', 'written elsewhere', 'written elsewhere'], "another connection's write is in the very next listing")
+    // A write on the controller's own connection that Kysely never sees (raw SQL beside it).
+    sqliteHandle(s.controller.db)!.prepare('UPDATE servers SET name = ? WHERE uuid = ?').run('written beside kysely', ids[0])
+    t.same(await names(ids[0]!), ['written beside kysely', 'written beside kysely', 'written beside kysely'], "a raw write on the controller's own connection is in the very next listing")
   }
 
   await ok('DELETE', `/compute/v2.1/servers/${ids[1]}`)
@@ -184,7 +188,7 @@ t.test('kept listings: the next GET after any write shows it, per caller, and a 
   // Each caller its own listing: a member of the same project (no host attributes), another project (none of these servers).
   const reader = await member(s, 'views-member', (await s.login(s.openrc.OS_USERNAME!, s.openrc.OS_PASSWORD!, { project: s.openrc.OS_PROJECT_NAME! })).body!.project!.id, s.openrc.OS_PROJECT_NAME!, 'member')
   const mine = (await ok('GET', '/compute/v2.1/servers/detail', undefined, reader.token)).servers.find((x: Json) => x.id === ids[0])
-  t.equal(mine?.name, testingOnPostgres() ? 'renamed' : 'written elsewhere', 'a member of the project lists its servers')
+  t.equal(mine?.name, testingOnPostgres() ? 'renamed' : 'written beside kysely', 'a member of the project lists its servers')
   t.notOk(mine && 'OS-EXT-SRV-ATTR:host' in mine, "without the admin's host attributes")
   const admin = (await ok('GET', '/compute/v2.1/servers/detail')).servers.find((x: Json) => x.id === ids[0])
   t.ok('OS-EXT-SRV-ATTR:host' in admin, 'the admin still gets them')
@@ -257,6 +261,10 @@ t.test('kept network listings: the next GET after any write shows it, per caller
     ;[r, g] = await listed(net.id)
     t.equal(r?.name, 'written elsewhere', "another connection's write is in the very next REST listing")
     t.equal(g?.name, 'written elsewhere', 'and gRPC one')
+    sqliteHandle(s.controller.db)!.prepare('UPDATE networks SET name = ? WHERE id = ?').run('written beside kysely', net.id)
+    ;[r, g] = await listed(net.id)
+    t.equal(r?.name, 'written beside kysely', "a raw write on the controller's own connection is in the very next REST listing")
+    t.equal(g?.name, 'written beside kysely', 'and gRPC one')
   }
   await ok('DELETE', `/network/v2.0/subnets/${sub.id}`)
   await ok('DELETE', `/network/v2.0/networks/${net.id}`)

@@ -6,14 +6,11 @@
 // a host heartbeating to A is up on B; a server created via A is seen and deleted via B; A stops and
 // B keeps serving, the agents' work going on through it.
 import t from 'tap'
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
-import { startPostgres, type PostgresCluster } from '../../helpers/postgres.js'
-import { startController, type TestController } from '../../helpers/controller.js'
+import { inProcessPair, type ControllerPair } from '../../helpers/controller-pair.js'
+import type { TestController } from '../../helpers/controller.js'
 import { startNats, type NatsServer } from '../../helpers/nats.js'
 import { eventually, startAgent, type TestAgent } from '../../helpers/agents.js'
-import { cloudClients, provision, serverGone, serverWaiter, type CloudClients, type Provisioned } from '../../helpers/cloud.js'
+import { provision, serverGone, serverWaiter, type CloudClients, type Provisioned } from '../../helpers/cloud.js'
 import { call, failure, status } from '../../helpers/grpc.js'
 import { fakeHost } from '../compute/fake-hosts.js'
 import { failsWith, freshHome, openrcEnv, removeHomes, succeeds } from '../cli/cli.js'
@@ -22,7 +19,7 @@ import type { ListProjectsResponse } from '../../../proto/gen/strato/identity/v1
 import type { ListHostsResponse } from '../../../proto/gen/strato/compute/v1/hosts.js'
 import type { CreateServerResponse } from '../../../proto/gen/strato/compute/v1/servers.js'
 
-let pg: PostgresCluster
+let pair: ControllerPair<TestController>
 let nats: NatsServer
 let a: TestController
 let b: TestController
@@ -33,10 +30,8 @@ const agents: TestAgent[] = []
 /** Admin tokens of each controller (issued again once rotations retired the keys of the first ones). */
 let tokA: string
 let tokB: string
-const scratch = mkdtempSync(path.join(tmpdir(), 'strato-multictl-'))
 
-const overrides = (url: string): ConfigOverrides => ({
-  databaseUrl: url,
+const overrides = (): ConfigOverrides => ({
   natsUrl: nats.url,
   hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 5, castAckWaitMs: 3_000 },
   servers: { castRetryMs: 200, agentCallTimeoutMs: 5_000 },
@@ -45,19 +40,12 @@ const overrides = (url: string): ConfigOverrides => ({
 })
 
 t.before(async () => {
-  pg = await startPostgres()
   nats = await startNats()
-  const url = await pg.createDatabase('strato_multi')
-  a = await startController(overrides(url))
   // Images are files under a controller's data dir: B sees A's, as a shared file system would give them.
-  const bDir = path.join(scratch, 'b')
-  mkdirSync(bDir, { mode: 0o700 })
-  symlinkSync(path.join(a.dataDir, 'images'), path.join(bDir, 'images'))
-  b = await startController({ ...overrides(url), bootstrap: { openrcPath: `${a.dataDir}/admin-openrc` } }, bDir)
+  pair = await inProcessPair('strato_multi', overrides())
+  ;({ a, b, ca, cb } = pair)
   tokA = a.adminToken
   tokB = b.adminToken
-  ca = cloudClients(a.address)
-  cb = cloudClients(b.address)
   // Agents are given both controllers (images come from the first that can be reached).
   for (const host of ['mc1', 'mc2']) agents.push(await startAgent(nats.url, host, { powerSyncIntervalMs: 200, shutdownTimeoutMs: 2_000, controllerAddress: `grpc://${a.address},grpc://${b.address}` }))
   await a.controller.hosts.discover()
@@ -65,12 +53,8 @@ t.before(async () => {
 })
 t.teardown(async () => {
   for (const x of agents) await x.stop().catch(() => {})
-  for (const c of [ca, cb]) for (const x of Object.values(c ?? {})) x.close()
-  await b?.close()
-  await a?.close()
+  await pair?.close()
   await nats?.stop()
-  pg?.stop()
-  rmSync(scratch, { recursive: true, force: true })
   removeHomes()
 })
 

@@ -6,11 +6,11 @@
 // Automatic discovery run by both at once maps each waiting host once.
 import t from 'tap'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
-import { startPostgres, type PostgresCluster } from '../../helpers/postgres.js'
-import { startController, type TestController } from '../../helpers/controller.js'
+import { inProcessPair, type ControllerPair } from '../../helpers/controller-pair.js'
+import type { TestController } from '../../helpers/controller.js'
 import { killNats, startNats, type NatsServer } from '../../helpers/nats.js'
 import { eventually } from '../../helpers/agents.js'
-import { cloudClients, provision, type CloudClients, type Provisioned } from '../../helpers/cloud.js'
+import { provision, type CloudClients, type Provisioned } from '../../helpers/cloud.js'
 import { call } from '../../helpers/grpc.js'
 import { fakeHost } from '../compute/fake-hosts.js'
 import { castSubject } from '../../../proto/subjects.js'
@@ -20,7 +20,7 @@ import type { CreateServerResponse } from '../../../proto/gen/strato/compute/v1/
 
 const HOST = 'claim1'
 
-let pg: PostgresCluster
+let pair: ControllerPair<TestController>
 let nats: NatsServer
 let a: TestController
 let b: TestController
@@ -32,8 +32,7 @@ let watcher: NatsConnection
 const published = new Map<string, number>()
 let beating: NodeJS.Timeout | undefined
 
-const overrides = (url: string): ConfigOverrides => ({
-  databaseUrl: url,
+const overrides = (): ConfigOverrides => ({
   natsUrl: nats.url,
   // No agent behind HOST: the test beats for it. The resend timers are far off: the test resends, both at once.
   hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 600 },
@@ -41,13 +40,9 @@ const overrides = (url: string): ConfigOverrides => ({
 })
 
 t.before(async () => {
-  pg = await startPostgres()
   nats = await startNats()
-  const url = await pg.createDatabase('strato_claim')
-  a = await startController(overrides(url))
-  b = await startController({ ...overrides(url), bootstrap: { openrcPath: `${a.dataDir}/admin-openrc` } })
-  ca = cloudClients(a.address)
-  cb = cloudClients(b.address)
+  pair = await inProcessPair('strato_claim', overrides())
+  ;({ a, b, ca, cb } = pair)
   // Announced straight to the registry (no agent, so no cast consumer yet: a cast tried while NATS is down is not half-sent).
   await a.controller.hosts.announce(fakeHost(HOST))
   await a.controller.hosts.discover()
@@ -68,11 +63,8 @@ t.before(async () => {
 t.teardown(async () => {
   clearInterval(beating)
   await watcher?.close()
-  for (const c of [ca, cb]) for (const x of Object.values(c ?? {})) x.close()
-  await b?.close()
-  await a?.close()
+  await pair?.close()
   await nats?.stop()
-  pg?.stop()
 })
 
 const unsent = () => a.controller.db.selectFrom('servers').select(['uuid', 'pending_cast_id']).where('pending_cast_id', '!=', '').where('cast_sent_at', 'is', null).where('deleted', '=', 0).execute()

@@ -1,9 +1,11 @@
 // The store on PostgreSQL, whatever STRATO_TEST_DATABASE says: a private cluster started here
 // (initdb + pg_ctl, test/helpers/postgres.ts), the migrations, clear errors for a wrong URL, CRUD and
 // AlreadyExists through the controller's gRPC, and two controllers on one database racing placement
-// claims and a quota — exactly the capacity and exactly the quota admitted, nothing over-committed.
+// claims and a quota — exactly the capacity and exactly the quota admitted, nothing over-committed —
+// and a heartbeat that counts while its write waits on a lock.
 import t from 'tap'
 import { sql } from 'kysely'
+import PgDriver from 'pg'
 import { startPostgres, type PostgresCluster } from '../../helpers/postgres.js'
 import { startController, type TestController } from '../../helpers/controller.js'
 import { call, client, failure, status } from '../../helpers/grpc.js'
@@ -175,5 +177,27 @@ t.test('two controllers on one database', async (t) => {
     const reasons = new Set(results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : [])))
     t.same([...reasons], ['quota exceeded for instances: 37 of 37 in use, 1 more requested; delete some or ask an admin to raise the quota'])
     t.same((await b.controller.placement.getUsages({ projectId })).usages, { DISK_GB: 37, MEMORY_MB: 37 * 512, VCPU: 37 })
+  })
+
+  await t.test('a heartbeat counts at once, while its database write waits for the row (a busy pool, a lock)', async (t) => {
+    await reset()
+    await addHosts(fakeHost('beat1'))
+    // Beats a day apart: far past the down time, so only the second beat can make the host up at t1.
+    const day = 86_400_000
+    const t0 = Date.now() + day
+    t.equal(await a.controller.hosts.heartbeat('beat1', new Date(t0)), true, 'written')
+    // Another session holds the host's row: the next write (due) waits for it.
+    const holder = new PgDriver.Client({ connectionString: pg.url('strato_store') })
+    await holder.connect()
+    t.teardown(() => holder.end())
+    await holder.query('BEGIN')
+    await holder.query("SELECT host FROM compute_hosts WHERE host = 'beat1' FOR UPDATE")
+    const t1 = t0 + day
+    const beating = a.controller.hosts.heartbeat('beat1', new Date(t1))
+    const waiting = await Promise.race([beating.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 200))])
+    t.equal(waiting, true, 'the write waits for the row')
+    t.equal(a.controller.hosts.isUp('beat1', t1 + 1), true, 'the host is up as of the beat meanwhile')
+    await holder.query('COMMIT')
+    t.equal(await beating, true, 'then written')
   })
 })

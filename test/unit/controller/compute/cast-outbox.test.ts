@@ -1,13 +1,16 @@
 // The cast outbox (controller/compute/cast-outbox.ts) on a real in-memory database and a recording
 // transport: a pending cast the bus did not take is sent again by resend(), with the request id of
 // the API call behind it, and marked sent; one the bus refuses stays pending; sent ones are not resent.
+// On PostgreSQL (cast-outbox.pg.test.ts): a send claims its cast by a lease, not by a row lock held
+// while the bus takes it.
 import t from 'tap'
+import { sql } from 'kysely'
 import { openDatabase, type Db } from '../../../../controller/store/db.js'
-import { CastOutbox, castIdFor } from '../../../../controller/compute/cast-outbox.js'
+import { CAST_LEASE_MS, CastOutbox, castIdFor } from '../../../../controller/compute/cast-outbox.js'
 import type { AgentTransport, CastAction } from '../../../../controller/compute/transport.js'
 import type { ServerTable } from '../../../../controller/store/schema.js'
 import { Unavailable } from '../../../../proto/errors.js'
-import { testDatabaseUrl } from '../../../helpers/postgres.js'
+import { testDatabaseUrl, testingOnPostgres } from '../../../helpers/postgres.js'
 
 const silent = { info: () => {}, warn: () => {}, debug: () => {} }
 
@@ -70,4 +73,82 @@ t.test('resend(): pending casts go out with their request id, once', async (t) =
 
   await outbox.resend()
   t.equal(transport.casts.length, 2, 'nothing is pending any more')
+})
+
+/** A transport whose casts wait at a gate until the test opens it (a publish NATS is slow to take). */
+class GatedTransport extends RecordingTransport {
+  entered = 0
+  private open!: () => void
+  private gate = new Promise<void>((resolve) => (this.open = resolve))
+  release(): void {
+    this.open()
+  }
+  override async cast(host: string, action: CastAction, id: string, requestId?: string): Promise<string> {
+    this.entered++
+    await this.gate
+    return super.cast(host, action, id, requestId)
+  }
+}
+
+const onPostgres = () => (testingOnPostgres() ? false : 'claims are for several controllers on PostgreSQL')
+
+t.test('PostgreSQL: a send holds no row lock while the bus takes the cast, and a second sender passes its lease by', { skip: onPostgres() }, async (t) => {
+  const uuid = '00000000-0000-4000-8000-0000000000d1'
+  const cast = castIdFor('reboot', uuid)
+  await db.insertInto('servers').values(serverRow(uuid, { task_state: 'rebooting', pending_cast_id: cast, pending_request_id: 'req-d' })).execute()
+  const slow = new GatedTransport()
+  const first = new CastOutbox(db, 60_000, silent, slow)
+  const other = new RecordingTransport()
+  const second = new CastOutbox(db, 60_000, silent, other)
+
+  const sending = first.send({ uuid, host: 'node1', action: 'reboot', castId: cast, requestId: 'req-d' })
+  while (slow.entered === 0) await new Promise((r) => setImmediate(r))
+  // Another transaction can lock the row at once (NOWAIT fails with 55P03 while a lock is held).
+  const locked = await db.transaction().execute((trx) => sql<{ uuid: string }>`SELECT uuid FROM servers WHERE uuid = ${uuid} FOR UPDATE NOWAIT`.execute(trx))
+  t.same(locked.rows.map((r) => r.uuid), [uuid], 'the row is not locked while the cast is being published')
+  const leased = await db.selectFrom('servers').select(['cast_claim_id', 'cast_claimed_at', 'cast_sent_at']).where('uuid', '=', uuid).executeTakeFirstOrThrow()
+  t.equal(leased.cast_claim_id, cast, 'the send holds a lease on its cast')
+  t.equal(leased.cast_sent_at, null)
+  await second.resend()
+  await second.send({ uuid, host: 'node1', action: 'reboot', castId: cast, requestId: 'req-d' })
+  t.same(other.casts, [], 'another sender (resend or API) passes the leased cast by')
+
+  slow.release()
+  await sending
+  t.equal(slow.casts.length, 1, 'the claimer published it')
+  const sent = await db.selectFrom('servers').select(['cast_claim_id', 'cast_claimed_at', 'cast_sent_at']).where('uuid', '=', uuid).executeTakeFirstOrThrow()
+  t.ok(sent.cast_sent_at, 'marked sent')
+  t.same([sent.cast_claim_id, sent.cast_claimed_at], [null, null], 'the lease ended with the send')
+  await second.resend()
+  t.same(other.casts, [], 'a sent cast is not sent again')
+})
+
+t.test('PostgreSQL: a failed send gives its lease back; a lease that ran out, or one on an older cast, holds nothing up', { skip: onPostgres() }, async (t) => {
+  const uuid = '00000000-0000-4000-8000-0000000000d2'
+  const older = castIdFor('stop', uuid)
+  const cast = castIdFor('start', uuid)
+  await db.insertInto('servers').values(serverRow(uuid, { task_state: 'powering-on', pending_cast_id: cast, pending_request_id: 'req-e' })).execute()
+  const transport = new RecordingTransport()
+  const outbox = new CastOutbox(db, 60_000, silent, transport)
+  const lease = () => db.selectFrom('servers').select(['cast_claim_id', 'cast_claimed_at', 'cast_sent_at']).where('uuid', '=', uuid).executeTakeFirstOrThrow()
+
+  transport.down = true
+  await outbox.send({ uuid, host: 'node1', action: 'start', castId: cast, requestId: 'req-e' })
+  t.same(await lease(), { cast_claim_id: null, cast_claimed_at: null, cast_sent_at: null }, 'the bus refused it: no lease left behind, still unsent')
+
+  // A controller died while sending this cast: its lease holds the row until it runs out.
+  await db.updateTable('servers').set({ cast_claim_id: cast, cast_claimed_at: new Date().toISOString() }).where('uuid', '=', uuid).execute()
+  transport.down = false
+  await outbox.resend()
+  t.same(transport.casts, [], 'a live lease of another sender is passed by')
+  await db.updateTable('servers').set({ cast_claimed_at: new Date(Date.now() - CAST_LEASE_MS - 1_000).toISOString() }).where('uuid', '=', uuid).execute()
+  await outbox.resend()
+  t.same(transport.casts.map((c) => c.id), [cast], 'once the lease ran out, the resend sends it')
+
+  // The row moved on to a newer cast while a send of the older one was in flight: the older lease does not hold the newer cast.
+  const newer = castIdFor('stop', uuid)
+  await db.updateTable('servers').set({ pending_cast_id: newer, cast_sent_at: null, cast_claim_id: older, cast_claimed_at: new Date().toISOString() }).where('uuid', '=', uuid).execute()
+  await outbox.send({ uuid, host: 'node1', action: 'stop', castId: newer, requestId: 'req-f' })
+  t.same(transport.casts.map((c) => c.id), [cast, newer], 'the newer cast goes out at once')
+  t.ok((await lease()).cast_sent_at, 'and is marked sent')
 })
