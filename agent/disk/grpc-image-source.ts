@@ -4,6 +4,7 @@ import { open, stat } from 'node:fs/promises'
 import { Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js'
 import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
 import { fromGrpcError } from '../../proto/grpc-errors.js'
+import { bulkChannelOptions } from '../../proto/grpc-channel.js'
 import { isCertificateFailure, parseGrpcUrl } from '../../proto/grpc-url.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
 import type { ImageSource, KnownImage } from './image-cache.js'
@@ -21,10 +22,7 @@ export class GrpcImageSource implements ImageSource {
     const target = parseGrpcUrl(url)
     if (!target) throw new InvalidArgument(`the controller address '${url}' is not grpcs://host:port, grpc://host:port or host:port`, { field: 'controllerAddress' })
     const tls = target.scheme === 'grpcs' || (target.scheme === '' && caFile !== null)
-    this.client = new ImagesClient(target.address, tls ? credentials.createSsl(readCa(caFile)) : credentials.createInsecure(), {
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-      'grpc-node.flow_control_window': 8 * 1024 * 1024,
-    })
+    this.client = new ImagesClient(target.address, tls ? credentials.createSsl(readCa(caFile)) : credentials.createInsecure(), bulkChannelOptions)
   }
 
   private md(token: string): Metadata {

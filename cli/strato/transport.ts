@@ -16,6 +16,7 @@
 import { readFileSync } from 'node:fs'
 import { credentials, Metadata, status, type CallOptions, type ChannelCredentials, type Client, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js'
 import { fromGrpcError } from '../../proto/grpc-errors.js'
+import { bulkChannelOptions } from '../../proto/grpc-channel.js'
 import { isCertificateFailure, parseGrpcUrl } from '../../proto/grpc-url.js'
 import { CliError } from './errors.js'
 
@@ -137,7 +138,8 @@ export class Transport {
   client<C extends Client>(ctor: ClientCtor<C>): C {
     let c = this.clients.get(ctor)
     if (!c) {
-      c = new ctor(this.address, this.credentials())
+      // Every client with the same options, so they share one connection; the wide window is for `image save`.
+      c = new ctor(this.address, this.credentials(), bulkChannelOptions)
       this.clients.set(ctor, c)
     }
     return c as C

@@ -16,6 +16,10 @@
  * system-wide `perf record` of each direction; BENCH_PERF_ARGS to change what
  * it records), BENCH_CPU_PROF_DIR (V8 CPU profiles of each direction),
  * BENCH_UPLOAD_ONLY=1, BENCH_JSON=1 (the figures as one JSON line).
+ * BENCH_CLIENT picks the client: grpcio (the default), cli (the `strato` CLI,
+ * grpc-js, both ways) or agent (grpcio uploads; the agent's image cache
+ * downloads, grpc-js, as a host fetches an image it boots). Every client
+ * verifies what it downloads in its own process, never on the controller's.
  * Target (issue 5): ≥ 400 MB/s each way. Not a test.
  *
  * Then the same over REST (issue 18: `PUT`/`GET /image/v2/images/{id}/file`,
@@ -101,7 +105,8 @@ const runPython = (mode: 'upload' | 'download') =>
 
 // BENCH_CLIENT=cli: the `strato` CLI (grpc-js) as a user runs it, `node dist/cli/strato.js` with the admin openrc:
 // `image create --file` (a new image) and `image save --file`; its CPU from /usr/bin/time.
-const cliBin = path.join(import.meta.dirname, '../../dist/cli/strato.js')
+// BENCH_CLI_BIN: another build of it (e.g. an older one, for comparing).
+const cliBin = process.env.BENCH_CLI_BIN ?? path.join(import.meta.dirname, '../../dist/cli/strato.js')
 let cliImage = ''
 async function runCli(mode: 'upload' | 'download'): Promise<ClientOut> {
   const out = path.join(dir, 'saved.raw')
@@ -120,12 +125,30 @@ async function runCli(mode: 'upload' | 'download'): Promise<ClientOut> {
   const [, u, sy] = /cpu ([\d.]+) ([\d.]+)/.exec(stderr)!
   const cpu = Number(u) + Number(sy)
   if (mode === 'upload') return { uploadMs: ms, uploadCpuS: cpu }
-  const md5 = createHash('md5').update(readFileSync(out)).digest('hex')
+  // md5sum in a process of its own: hashing here would put the client's work on the controller's event loop
+  // (reading 1 GiB into a fresh buffer alone is ~260,000 page faults), as grpcio hashes in its own process.
+  const md5 = (await promisify(execFile)('md5sum', [out])).stdout.split(' ')[0]
   rmSync(out, { force: true })
   return { downloadMs: ms, downloadCpuS: cpu, md5 }
 }
-const cli = process.env.BENCH_CLIENT === 'cli'
-const runClient = cli ? runCli : runPython
+
+// BENCH_CLIENT=agent: the upload by grpcio as above, the download by the agent's own path in a process of its
+// own (agent-image-client.ts: ImageCache over GrpcImageSource, grpc-js), into a fresh cache directory.
+const agentClient = path.join(import.meta.dirname, 'agent-image-client.ts')
+const runAgent = async (mode: 'upload' | 'download'): Promise<ClientOut> => {
+  if (mode === 'upload') return runPython(mode)
+  const cacheDir = path.join(dir, 'agent-cache')
+  try {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', agentClient, s.address, s.adminToken, img.id, cacheDir, s.caFile ?? ''], { maxBuffer: 1 << 20 })
+    return JSON.parse(stdout) as ClientOut
+  } finally {
+    rmSync(cacheDir, { recursive: true, force: true })
+  }
+}
+const clientKind = process.env.BENCH_CLIENT ?? 'grpcio'
+if (!['grpcio', 'cli', 'agent'].includes(clientKind)) throw new Error(`BENCH_CLIENT is grpcio (the default), cli or agent, not '${clientKind}'`)
+const cli = clientKind === 'cli'
+const runClient = cli ? runCli : clientKind === 'agent' ? runAgent : runPython
 
 // BENCH_PERF_DIR: a system-wide `perf record` (cpu-clock) of each direction, upload.data and download.data there;
 // BENCH_CPU_PROF_DIR: the controller's V8 CPU profile of each direction (upload.cpuprofile, download.cpuprofile).
@@ -176,13 +199,13 @@ const mbps = (ms: number) => (SIZE / 1e6 / (ms / 1000)).toFixed(0)
 const perGib = (cpuS: number) => (cpuS / gib).toFixed(2)
 const controllerLine = (c: ReturnType<typeof cpuSince>) =>
   `controller ${perGib(c.total)} (event loop ${perGib(c.main)}, other threads ${c.others.map(perGib).join(' + ') || '0'}); event-loop page faults ${Math.round(c.mainFaults / gib)}/GiB`
-console.log(`image of ${SIZE / 1024 / 1024} MiB over loopback gRPC (${tls ? 'TLS' : 'plaintext'}), checksums verified (server MD5+SHA-512, client MD5; client: ${cli ? 'the strato CLI, grpc-js; its CPU includes its start-up' : 'C-core grpcio'}):`)
+console.log(`image of ${SIZE / 1024 / 1024} MiB over loopback gRPC (${tls ? 'TLS' : 'plaintext'}), checksums verified (server MD5+SHA-512, client MD5; client: ${cli ? 'the strato CLI, grpc-js; its CPU includes its start-up' : clientKind === 'agent' ? "grpcio up, the agent's image cache down (grpc-js)" : 'C-core grpcio'}):`)
 console.log(`  upload:   ${mbps(up.uploadMs!)} MB/s  (${(up.uploadMs! / 1000).toFixed(2)} s)`)
 console.log(`  download: ${mbps(down.downloadMs!)} MB/s  (${(down.downloadMs! / 1000).toFixed(2)} s)`)
 console.log(`  CPU-s per GiB, upload:   client ${perGib(up.uploadCpuS!)}, ${controllerLine(upCpu)}`)
 console.log(`  CPU-s per GiB, download: client ${perGib(down.downloadCpuS!)}, ${controllerLine(downCpu)}`)
 console.log(`  the controller's data path: ${s.controller.bulkMethods.length ? 'HTTP/2 streams (api/bulk.ts)' : 'grpc-js (bulk path not attached)'}`)
-if (process.env.BENCH_JSON) console.log(JSON.stringify({ tls, gib, upMBps: SIZE / 1e3 / up.uploadMs!, downMBps: SIZE / 1e3 / down.downloadMs!, upClient: up.uploadCpuS! / gib, downClient: down.downloadCpuS! / gib, upCtl: upCpu, downCtl: downCpu, load: readFileSync('/proc/loadavg', 'utf8').trim() }))
+if (process.env.BENCH_JSON) console.log(JSON.stringify({ tls, client: clientKind, gib, upMBps: SIZE / 1e3 / up.uploadMs!, downMBps: SIZE / 1e3 / down.downloadMs!, upClient: up.uploadCpuS! / gib, downClient: down.downloadCpuS! / gib, upCtl: upCpu, downCtl: downCpu, load: readFileSync('/proc/loadavg', 'utf8').trim() }))
 if (process.env.BENCH_REST !== 'off') {
   // REST: curl uploads the file (Content-Length known, as `openstack image create --file` sends it) and downloads it.
   const sh = promisify(execFile)
