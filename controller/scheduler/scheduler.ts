@@ -18,11 +18,13 @@
  */
 import { Conflict, FailedPrecondition, ResourceExhausted } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
+import type { Selectable } from 'kysely'
+import type { ComputeHostTable } from '../store/schema.js'
 import { engineOf, type Engine } from '../store/engine.js'
 import type { QuotaEngine } from '../quota/quota.js'
 import { FILTERS } from './filters/index.js'
 import { allocationProblem, MEMORY_MB, VCPU, type HostFilter, type HostState, type HostWeigher, type Inventory, type RequestSpec, type Resources } from './model.js'
-import type { Claim, Placement } from './placement.js'
+import type { Claim, Placement, PlacementSnapshot } from './placement.js'
 import { WEIGHERS, weighHosts } from './weighers/index.js'
 
 export interface SchedulerConfig {
@@ -48,6 +50,14 @@ export interface SchedulerConfig {
    * @default 1000
    */
   maxPlacementResults: number
+  /**
+   * Where this controller's first window of hosts begins, as a fraction of
+   * the host list in [0, 1): controllers on one database start (and, moving
+   * at the same pace, stay) apart, so their decisions collide less on the
+   * same hosts.
+   * @default random, per controller process
+   */
+  windowOffset: number
 }
 
 /** Whether a host's heartbeats arrive. */
@@ -108,8 +118,10 @@ export class Scheduler {
   private upAt = 0
   /** When the cache was read from the database (ms since the epoch). */
   private loadedAt = 0
-  /** Where the next decision's window of hosts begins (see SchedulerConfig.maxPlacementResults). */
-  private windowStart = 0
+  /** Where the next decision's window of hosts begins (see SchedulerConfig.maxPlacementResults and windowOffset); set at the first windowed decision. */
+  private windowStart: number | undefined
+  /** Hosts being read again after a lost race (refreshHosts), by uuid. */
+  private readonly refreshing = new Map<string, Promise<void>>()
   /** The cached hosts as a list, for the map they were listed from. */
   private listed: { of: Map<string, CachedHost>; list: CachedHost[] } | undefined
 
@@ -157,21 +169,7 @@ export class Scheduler {
       const rows = await trx.selectFrom('compute_hosts').selectAll().orderBy('host').execute()
       const snap = await this.placement.snapshot(trx)
       const hosts = new Map<string, CachedHost>()
-      for (const r of rows) {
-        hosts.set(r.uuid, {
-          host: r.host,
-          uuid: r.uuid,
-          availabilityZone: r.availability_zone,
-          mapped: r.mapped === 1,
-          disabled: r.disabled === 1,
-          disabledReason: r.disabled_reason,
-          up: false,
-          capabilities: { cpuModel: r.cpu_model, arch: r.arch, accelerator: r.accelerator, hypervisorType: r.hypervisor_type, hypervisorVersion: r.hypervisor_version },
-          traits: snap.traits.get(r.uuid) ?? new Set(),
-          inventories: snap.inventories.get(r.uuid) ?? new Map<string, Inventory>(),
-          usage: snap.usage.get(r.uuid) ?? new Map(),
-        })
-      }
+      for (const r of rows) hosts.set(r.uuid, cachedHost(r, snap))
       if (generation === this.generation) {
         this.hosts = hosts
         this.loadedAt = Date.now()
@@ -181,6 +179,42 @@ export class Scheduler {
     this.loading = p
     const done = () => {
       if (this.loading === p) this.loading = undefined
+    }
+    p.then(done, done)
+    return p
+  }
+
+  /**
+   * Reads the hosts `uuids` again (a claim on them lost a race: another
+   * controller's claims are in the database, not in this cache), instead of
+   * the whole cache. Like `load`, inside a transaction that claims commit
+   * around; the host gets a new state object, so claims reserved on the old
+   * one and committed after this read are counted again when they commit
+   * (`place`'s onAdded), and none is counted twice.
+   */
+  private refreshHosts(uuids: string[]): Promise<void> {
+    const hosts = this.hosts
+    const wanted = uuids.filter((u) => hosts?.has(u) && !this.refreshing.has(u))
+    if (!hosts || wanted.length === 0) return Promise.all(uuids.map((u) => this.refreshing.get(u))).then(() => {})
+    const p = this.db.transaction().execute(async (trx) => {
+      const rows = await trx.selectFrom('compute_hosts').selectAll().where('uuid', 'in', wanted).execute()
+      const snap = await this.placement.snapshot(trx, wanted)
+      if (this.hosts !== hosts) return // the whole cache was read again meanwhile
+      for (const r of rows) {
+        const h = cachedHost(r, snap)
+        h.up = hosts.get(r.uuid)?.up ?? false
+        hosts.set(r.uuid, h)
+        if (this.listed?.of === hosts) {
+          const i = this.listed.list.findIndex((x) => x.uuid === r.uuid)
+          if (i >= 0) this.listed.list[i] = h
+        }
+      }
+      // A host gone from the database: read everything again.
+      if (rows.length < wanted.length) this.invalidate()
+    })
+    for (const u of wanted) this.refreshing.set(u, p)
+    const done = () => {
+      for (const u of wanted) if (this.refreshing.get(u) === p) this.refreshing.delete(u)
     }
     p.then(done, done)
     return p
@@ -213,7 +247,7 @@ export class Scheduler {
   private rankWindow(all: HostState[], spec: RequestSpec, limit: number): HostState[] {
     const want = Object.entries(spec.resources).filter(([, n]) => n > 0)
     const n = all.length
-    const start = this.windowStart % n
+    const start = (this.windowStart ?? Math.floor(this.config.windowOffset * n)) % n
     let hosts: HostState[] = []
     let i = 0
     for (; i < n && hosts.length < limit; i++) {
@@ -287,9 +321,9 @@ export class Scheduler {
       // Every candidate tried was taken by a concurrent claim (another controller's, which this
       // cache did not show): look again on a fresh read, a bounded number of times, as Nova's
       // report client retries Placement's concurrent-update conflicts, before saying no valid host.
+      // (The hosts that lost were read again already, in `place`.)
       if (r.raced && raceRounds < RACE_ROUNDS) {
         raceRounds++
-        this.invalidate()
         continue
       }
       // Claims in flight hold reservations in the cache that their transaction may
@@ -357,8 +391,8 @@ export class Scheduler {
         if (committed) this.invalidate()
         if (!(err instanceof Conflict)) throw err
         lastRace = err
-        // The cache was wrong about this host: read the database again.
-        this.invalidate()
+        // The cache was wrong about this host: read it (not every host) again.
+        await this.refreshHosts([h.uuid])
       }
     }
     return { inFlightUpTo: this.lastInFlight(), freedEpoch: this.freedEpoch, raced: lastRace !== undefined, noHost: new ResourceExhausted(`no valid host found for ${want.map(([rc, n]) => `${rc} ${n}`).join(', ')}: every candidate was claimed by concurrent requests (${attempts} tried)`, { cause: lastRace }) }
@@ -518,6 +552,23 @@ function fits(h: HostState, want: Array<[string, number]>, spec: RequestSpec, sh
     ok = false
   }
   return ok
+}
+
+/** A host's cached state from its compute_hosts row and Placement's snapshot. */
+function cachedHost(r: Selectable<ComputeHostTable>, snap: PlacementSnapshot): CachedHost {
+  return {
+    host: r.host,
+    uuid: r.uuid,
+    availabilityZone: r.availability_zone,
+    mapped: r.mapped === 1,
+    disabled: r.disabled === 1,
+    disabledReason: r.disabled_reason,
+    up: false,
+    capabilities: { cpuModel: r.cpu_model, arch: r.arch, accelerator: r.accelerator, hypervisorType: r.hypervisor_type, hypervisorVersion: r.hypervisor_version },
+    traits: snap.traits.get(r.uuid) ?? new Set(),
+    inventories: snap.inventories.get(r.uuid) ?? new Map<string, Inventory>(),
+    usage: snap.usage.get(r.uuid) ?? new Map(),
+  }
 }
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
