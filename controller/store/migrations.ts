@@ -21,6 +21,7 @@ import { migration as m0015 } from './migrations/0015_volume_attachments.js'
 import { migration as m0016 } from './migrations/0016_boot_volumes.js'
 import { migration as m0017 } from './migrations/0017_signing_keys.js'
 import { migration as m0018 } from './migrations/0018_server_view_revision.js'
+import { migration as m0022 } from './migrations/0022_allocation_project_indexes.js'
 
 export const migrations: Record<string, Migration> = {
   '0001_identity': m0001,
@@ -41,4 +42,5 @@ export const migrations: Record<string, Migration> = {
   '0016_boot_volumes': m0016,
   '0017_signing_keys': m0017,
   '0018_server_view_revision': m0018,
+  '0022_allocation_project_indexes': m0022,
 }
