@@ -288,6 +288,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       hostSubsetSize: 1,
       maxAttempts: 3,
       maxPlacementResults: 1000,
+      windowOffset: Math.random(),
     },
     hosts: {
       discoverIntervalMs: -1,
@@ -330,6 +331,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   if (!Number.isInteger(cfg.scheduler.hostSubsetSize) || cfg.scheduler.hostSubsetSize < 1) throw new InvalidArgument('scheduler.hostSubsetSize must be an integer ≥ 1', { field: 'scheduler.hostSubsetSize' })
   if (!Number.isInteger(cfg.scheduler.maxAttempts) || cfg.scheduler.maxAttempts < 1) throw new InvalidArgument('scheduler.maxAttempts must be an integer ≥ 1', { field: 'scheduler.maxAttempts' })
   if (!Number.isInteger(cfg.scheduler.maxPlacementResults) || cfg.scheduler.maxPlacementResults < 1) throw new InvalidArgument(`scheduler.maxPlacementResults must be an integer ≥ 1, got ${cfg.scheduler.maxPlacementResults}`, { field: 'scheduler.maxPlacementResults' })
+  if (typeof cfg.scheduler.windowOffset !== 'number' || !(cfg.scheduler.windowOffset >= 0 && cfg.scheduler.windowOffset < 1)) throw new InvalidArgument(`scheduler.windowOffset must be a number in [0, 1) (a fraction of the host list), got ${cfg.scheduler.windowOffset}`, { field: 'scheduler.windowOffset' })
   if (!Number.isInteger(cfg.servers.orphanAllocationGraceMs) || cfg.servers.orphanAllocationGraceMs < 0) throw new InvalidArgument(`servers.orphanAllocationGraceMs must be an integer ≥ 0, got ${cfg.servers.orphanAllocationGraceMs}`, { field: 'servers.orphanAllocationGraceMs' })
   if (!Number.isInteger(cfg.hosts.heartbeatWriteMs) || cfg.hosts.heartbeatWriteMs < 1) throw new InvalidArgument(`hosts.heartbeatWriteMs must be an integer ≥ 1, got ${cfg.hosts.heartbeatWriteMs}`, { field: 'hosts.heartbeatWriteMs' })
   if (cfg.hosts.heartbeatIntervalMs < 1 || cfg.hosts.missedHeartbeats < 1) throw new InvalidArgument('hosts.heartbeatIntervalMs and hosts.missedHeartbeats must be ≥ 1', { field: 'hosts.heartbeatIntervalMs' })

@@ -26,7 +26,7 @@ import type { ServerViews } from './server-views.js'
 import { CreatePlanner, type CreatePlan, type CreatePlannerDeps } from './server-create-plan.js'
 import { instanceName, now, type CreateServer, type Log, type ServerCaller, type ServerView } from './server-model.js'
 import type { ServerVolumes } from '../volume/server-volumes.js'
-import type { VolumeTable } from '../store/schema.js'
+import type { ServerTable, VolumeTable } from '../store/schema.js'
 
 export interface ServerCreatorDeps extends CreatePlannerDeps {
   ports: PortCatalog
@@ -160,6 +160,7 @@ export class ServerCreator {
       const devices = plan.blockDevices
       if (devices) await this.deps.serverVolumes.checkQuotaIn(trx, projectId, devices, claims.length)
       const volumes: VolumeTable[] = []
+      const servers: ServerTable[] = []
       for (const [index, { uuid, placed: p }] of claims.entries()) {
         const availabilityZone = zones.get(p.host)!
         const deviceOwner = `compute:${availabilityZone}`
@@ -175,7 +176,7 @@ export class ServerCreator {
             }))
           }
         }
-        await trx.insertInto('servers').values({
+        servers.push({
           uuid, name: maxCount > 1 ? `${name}-${index + 1}` : name, description, project_id: projectId, user_id: caller.userId,
           flavor_id: flavor.id, flavor_name: flavor.name, vcpus: flavor.vcpus, ram: flavor.ram, disk: flavor.disk, ephemeral: flavor.ephemeral, swap: flavor.swap,
           image_id: image?.id ?? '', image_name: image?.name ?? '', key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData, config_drive: configDrive ? 'True' : '',
@@ -185,9 +186,11 @@ export class ServerCreator {
           own_ports: JSON.stringify(own), reservation_id: reservationId, launch_index: index,
           fault_code: '', fault_message: '', fault_at: null, created_at: ts, updated_at: ts, launched_at: null, terminated_at: null, deleted: 0,
           server_group_id: serverGroupId, view_revision: 1,
-        }).execute()
-        if (devices) volumes.push(...(await this.deps.serverVolumes.recordIn(trx, { uuid, host: p.host, zone: availabilityZone }, devices, caller)))
+        })
       }
+      // The servers of a multi-server request in one statement (bounded: ~50 columns a row), then their volumes.
+      for (let i = 0; i < servers.length; i += 100) await trx.insertInto('servers').values(servers.slice(i, i + 100)).execute()
+      if (devices) for (const { uuid, placed: p } of claims) volumes.push(...(await this.deps.serverVolumes.recordIn(trx, { uuid, host: p.host, zone: zones.get(p.host)! }, devices, caller)))
       return volumes
     })
   }

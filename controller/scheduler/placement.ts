@@ -180,22 +180,23 @@ export class Placement {
     return rows.map((r) => r.consumer_uuid)
   }
 
-  /** Inventories, traits and usage of every provider (for the scheduler's cache). */
-  async snapshot(trx: Trx): Promise<PlacementSnapshot> {
+  /** Inventories, traits and usage of every provider, or of `providerUuids` only (for the scheduler's cache). */
+  async snapshot(trx: Trx, providerUuids?: string[]): Promise<PlacementSnapshot> {
     const inventories = new Map<string, Map<string, Inventory>>()
-    for (const r of await trx.selectFrom('inventories').selectAll().execute()) {
+    for (const r of await trx.selectFrom('inventories').selectAll().$if(!!providerUuids, (q) => q.where('provider_uuid', 'in', providerUuids!)).execute()) {
       let m = inventories.get(r.provider_uuid)
       if (!m) inventories.set(r.provider_uuid, (m = new Map()))
       m.set(r.resource_class, toInventory(r))
     }
     const traits = new Map<string, Set<string>>()
-    for (const r of await trx.selectFrom('provider_traits').selectAll().execute()) {
+    for (const r of await trx.selectFrom('provider_traits').selectAll().$if(!!providerUuids, (q) => q.where('provider_uuid', 'in', providerUuids!)).execute()) {
       let s = traits.get(r.provider_uuid)
       if (!s) traits.set(r.provider_uuid, (s = new Set()))
       s.add(r.trait)
     }
     const usage = new Map<string, Map<string, number>>()
-    const rows = await trx.selectFrom('allocations').select(['provider_uuid', 'resource_class', (eb) => eb.fn.sum<number>('used').as('used')]).groupBy(['provider_uuid', 'resource_class']).execute()
+    const rows = await trx.selectFrom('allocations').select(['provider_uuid', 'resource_class', (eb) => eb.fn.sum<number>('used').as('used')])
+      .$if(!!providerUuids, (q) => q.where('provider_uuid', 'in', providerUuids!)).groupBy(['provider_uuid', 'resource_class']).execute()
     for (const r of rows) {
       let m = usage.get(r.provider_uuid)
       if (!m) usage.set(r.provider_uuid, (m = new Map()))

@@ -11,6 +11,11 @@
  * transaction, which SQLite runs one at a time. The database re-check is the
  * backstop; a lost race moves on to the next weighed host (an alternate).
  *
+ * Requests of the same tick are decided in one round, one after another
+ * (each reservation in the cache before the next decision); those that
+ * differ only in their consumer share one filtering and weighing, and only
+ * the chosen host is judged again after each (decideTogether).
+ *
  * At scale: claims made meanwhile are judged and written in batches, one
  * transaction each (quota read and counted once per project, provider rows
  * locked and read once per batch), and with more hosts than
@@ -18,12 +23,14 @@
  */
 import { Conflict, FailedPrecondition, ResourceExhausted } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
+import type { Selectable } from 'kysely'
+import type { ComputeHostTable } from '../store/schema.js'
 import { engineOf, type Engine } from '../store/engine.js'
 import type { QuotaEngine } from '../quota/quota.js'
 import { FILTERS } from './filters/index.js'
 import { allocationProblem, MEMORY_MB, VCPU, type HostFilter, type HostState, type HostWeigher, type Inventory, type RequestSpec, type Resources } from './model.js'
-import type { Claim, Placement } from './placement.js'
-import { WEIGHERS, weighHosts } from './weighers/index.js'
+import type { Claim, Placement, PlacementSnapshot } from './placement.js'
+import { WEIGHERS, Weighing, weighHosts } from './weighers/index.js'
 
 export interface SchedulerConfig {
   /** Filters applied in order after the placement capacity step. @default ['ComputeFilter', 'AvailabilityZoneFilter', 'ImagePropertiesFilter'] */
@@ -48,6 +55,14 @@ export interface SchedulerConfig {
    * @default 1000
    */
   maxPlacementResults: number
+  /**
+   * Where this controller's first window of hosts begins, as a fraction of
+   * the host list in [0, 1): controllers on one database start (and, moving
+   * at the same pace, stay) apart, so their decisions collide less on the
+   * same hosts.
+   * @default random, per controller process
+   */
+  windowOffset: number
 }
 
 /** Whether a host's heartbeats arrive. */
@@ -65,6 +80,19 @@ export interface Placed {
 interface CachedHost extends HostState {
   up: boolean
   usage: Map<string, number>
+}
+
+/** A request waiting for its round of decisions (Scheduler.decide). */
+interface PendingDecision {
+  spec: RequestSpec
+  resolve(d: Decision): void
+  reject(err: unknown): void
+}
+
+/** Hosts ranked for a request, best first; the first is reserved in `hosts`, the cache it was chosen from. */
+interface Decision {
+  hosts: Map<string, CachedHost>
+  ranked: CachedHost[]
 }
 
 /** A claim waiting for its batch (Scheduler.submit). */
@@ -108,8 +136,13 @@ export class Scheduler {
   private upAt = 0
   /** When the cache was read from the database (ms since the epoch). */
   private loadedAt = 0
-  /** Where the next decision's window of hosts begins (see SchedulerConfig.maxPlacementResults). */
-  private windowStart = 0
+  /** Where the next decision's window of hosts begins (see SchedulerConfig.maxPlacementResults and windowOffset); set at the first windowed decision. */
+  private windowStart: number | undefined
+  /** Requests waiting for the next round of decisions, and whether one is about to run. */
+  private readonly deciding: PendingDecision[] = []
+  private roundScheduled = false
+  /** Hosts being read again after a lost race (refreshHosts), by uuid. */
+  private readonly refreshing = new Map<string, Promise<void>>()
   /** The cached hosts as a list, for the map they were listed from. */
   private listed: { of: Map<string, CachedHost>; list: CachedHost[] } | undefined
 
@@ -157,21 +190,7 @@ export class Scheduler {
       const rows = await trx.selectFrom('compute_hosts').selectAll().orderBy('host').execute()
       const snap = await this.placement.snapshot(trx)
       const hosts = new Map<string, CachedHost>()
-      for (const r of rows) {
-        hosts.set(r.uuid, {
-          host: r.host,
-          uuid: r.uuid,
-          availabilityZone: r.availability_zone,
-          mapped: r.mapped === 1,
-          disabled: r.disabled === 1,
-          disabledReason: r.disabled_reason,
-          up: false,
-          capabilities: { cpuModel: r.cpu_model, arch: r.arch, accelerator: r.accelerator, hypervisorType: r.hypervisor_type, hypervisorVersion: r.hypervisor_version },
-          traits: snap.traits.get(r.uuid) ?? new Set(),
-          inventories: snap.inventories.get(r.uuid) ?? new Map<string, Inventory>(),
-          usage: snap.usage.get(r.uuid) ?? new Map(),
-        })
-      }
+      for (const r of rows) hosts.set(r.uuid, cachedHost(r, snap))
       if (generation === this.generation) {
         this.hosts = hosts
         this.loadedAt = Date.now()
@@ -181,6 +200,42 @@ export class Scheduler {
     this.loading = p
     const done = () => {
       if (this.loading === p) this.loading = undefined
+    }
+    p.then(done, done)
+    return p
+  }
+
+  /**
+   * Reads the hosts `uuids` again (a claim on them lost a race: another
+   * controller's claims are in the database, not in this cache), instead of
+   * the whole cache. Like `load`, inside a transaction that claims commit
+   * around; the host gets a new state object, so claims reserved on the old
+   * one and committed after this read are counted again when they commit
+   * (`place`'s onAdded), and none is counted twice.
+   */
+  private refreshHosts(uuids: string[]): Promise<void> {
+    const hosts = this.hosts
+    const wanted = uuids.filter((u) => hosts?.has(u) && !this.refreshing.has(u))
+    if (!hosts || wanted.length === 0) return Promise.all(uuids.map((u) => this.refreshing.get(u))).then(() => {})
+    const p = this.db.transaction().execute(async (trx) => {
+      const rows = await trx.selectFrom('compute_hosts').selectAll().where('uuid', 'in', wanted).execute()
+      const snap = await this.placement.snapshot(trx, wanted)
+      if (this.hosts !== hosts) return // the whole cache was read again meanwhile
+      for (const r of rows) {
+        const h = cachedHost(r, snap)
+        h.up = hosts.get(r.uuid)?.up ?? false
+        hosts.set(r.uuid, h)
+        if (this.listed?.of === hosts) {
+          const i = this.listed.list.findIndex((x) => x.uuid === r.uuid)
+          if (i >= 0) this.listed.list[i] = h
+        }
+      }
+      // A host gone from the database: read everything again.
+      if (rows.length < wanted.length) this.invalidate()
+    })
+    for (const u of wanted) this.refreshing.set(u, p)
+    const done = () => {
+      for (const u of wanted) if (this.refreshing.get(u) === p) this.refreshing.delete(u)
     }
     p.then(done, done)
     return p
@@ -211,9 +266,15 @@ export class Scheduler {
    * (then every host is looked at, and a refusal says why).
    */
   private rankWindow(all: HostState[], spec: RequestSpec, limit: number): HostState[] {
+    const hosts = this.windowHosts(all, spec, limit)
+    return hosts.length ? weighHosts(hosts, spec, this.weighers, this.ranked()).map((w) => w.host) : []
+  }
+
+  /** The next window: up to `limit` hosts that pass the placement step, from where the previous one stopped, then the filters. */
+  private windowHosts(all: HostState[], spec: RequestSpec, limit: number): HostState[] {
     const want = Object.entries(spec.resources).filter(([, n]) => n > 0)
     const n = all.length
-    const start = this.windowStart % n
+    const start = (this.windowStart ?? Math.floor(this.config.windowOffset * n)) % n
     let hosts: HostState[] = []
     let i = 0
     for (; i < n && hosts.length < limit; i++) {
@@ -225,7 +286,20 @@ export class Scheduler {
       hosts = hosts.filter((h) => f.hostPasses(h, spec))
       if (hosts.length === 0) return []
     }
-    return weighHosts(hosts, spec, this.weighers, Math.max(this.config.hostSubsetSize, this.config.maxAttempts) + 2).map((w) => w.host)
+    return hosts
+  }
+
+  /** Every mapped host that passes the placement step and the filters (no refusal message: rankAll says why). */
+  private passingHosts(all: HostState[], spec: RequestSpec): HostState[] {
+    const want = Object.entries(spec.resources).filter(([, n]) => n > 0)
+    let hosts = all.filter((h) => h.mapped && fits(h, want, spec))
+    for (const f of this.filters) hosts = hosts.filter((h) => f.hostPasses(h, spec))
+    return hosts
+  }
+
+  /** How many hosts a decision ranks: the best and enough alternates for the attempts. */
+  private ranked(): number {
+    return Math.max(this.config.hostSubsetSize, this.config.maxAttempts) + 2
   }
 
   private rankAll(all: HostState[], spec: RequestSpec): HostState[] {
@@ -269,7 +343,7 @@ export class Scheduler {
       }
     }
     // The best host and enough alternates for the attempts; no need to order all of them.
-    return weighHosts(hosts, spec, this.weighers, Math.max(this.config.hostSubsetSize, this.config.maxAttempts) + 2).map((w) => w.host)
+    return weighHosts(hosts, spec, this.weighers, this.ranked()).map((w) => w.host)
   }
 
   /**
@@ -287,9 +361,9 @@ export class Scheduler {
       // Every candidate tried was taken by a concurrent claim (another controller's, which this
       // cache did not show): look again on a fresh read, a bounded number of times, as Nova's
       // report client retries Placement's concurrent-update conflicts, before saying no valid host.
+      // (The hosts that lost were read again already, in `place`.)
       if (r.raced && raceRounds < RACE_ROUNDS) {
         raceRounds++
-        this.invalidate()
         continue
       }
       // Claims in flight hold reservations in the cache that their transaction may
@@ -313,32 +387,31 @@ export class Scheduler {
 
   /** One pass; a refusal carries the claims that were in flight when it was decided. */
   private async place(spec: RequestSpec): Promise<Placed | { noHost: ResourceExhausted; inFlightUpTo: number; freedEpoch: number; raced?: boolean }> {
-    let hosts = await this.load()
-    this.refreshUp(hosts)
-    let ranked: CachedHost[]
+    let decision: Decision
     try {
-      if (this.listed?.of !== hosts) this.listed = { of: hosts, list: [...hosts.values()] }
-      ranked = this.rank(this.listed.list, spec) as CachedHost[]
+      decision = await this.decide(spec)
     } catch (err) {
       if (err instanceof ResourceExhausted) return { noHost: err, inFlightUpTo: this.lastInFlight(), freedEpoch: this.freedEpoch }
       throw err
     }
-    if (this.config.hostSubsetSize > 1 && ranked.length > 1) {
-      const i = Math.floor(Math.random() * Math.min(this.config.hostSubsetSize, ranked.length))
-      ranked = [ranked[i]!, ...ranked.filter((_, j) => j !== i)]
-    }
+    let hosts = decision.hosts
+    const ranked = decision.ranked
     const want = Object.entries(spec.resources).filter(([, n]) => n > 0)
     const deltas = { instances: 1, cores: spec.resources[VCPU] ?? 0, ram: spec.resources[MEMORY_MB] ?? 0 }
     let attempts = 0
     let lastRace: unknown
     for (const [i, candidate] of ranked.entries()) {
       if (attempts >= this.config.maxAttempts) break
-      // Candidates after the first are tried after an await: look again, at the current cache.
-      if (this.hosts !== hosts) hosts = await this.load()
-      const h = hosts.get(candidate.uuid)
-      if (!h || want.some(([rc, n]) => allocationProblem(rc, h.inventories.get(rc), h.usage.get(rc) ?? 0, n))) continue
+      let h = candidate // the first was reserved when it was chosen (decideRound)
+      if (i > 0) {
+        // Alternates are tried after an await: look again, at the current cache.
+        if (this.hosts !== hosts) hosts = await this.load()
+        const current = hosts.get(candidate.uuid)
+        if (!current || want.some(([rc, n]) => allocationProblem(rc, current.inventories.get(rc), current.usage.get(rc) ?? 0, n))) continue
+        h = current
+        add(h.usage, spec.resources, 1)
+      }
       attempts++
-      add(h.usage, spec.resources, 1)
       let committed = false
       try {
         await this.track(this.submit({ consumerUuid: spec.instanceUuid, providerUuid: h.uuid, resources: spec.resources, projectId: spec.projectId, userId: spec.userId }, deltas, () => {
@@ -359,11 +432,122 @@ export class Scheduler {
         if (committed) this.invalidate()
         if (!(err instanceof Conflict)) throw err
         lastRace = err
-        // The cache was wrong about this host: read the database again.
-        this.invalidate()
+        // The cache was wrong about this host: read it (not every host) again.
+        await this.refreshHosts([h.uuid])
       }
     }
     return { inFlightUpTo: this.lastInFlight(), freedEpoch: this.freedEpoch, raced: lastRace !== undefined, noHost: new ResourceExhausted(`no valid host found for ${want.map(([rc, n]) => `${rc} ${n}`).join(', ')}: every candidate was claimed by concurrent requests (${attempts} tried)`, { cause: lastRace }) }
+  }
+
+  /**
+   * Queues `spec` for the next round of decisions (requests of the same
+   * tick are decided together, see decideRound); resolves with the ranked
+   * hosts, the first of them already reserved in the cache.
+   * @throws ResourceExhausted / FailedPrecondition as `rank` does.
+   */
+  private decide(spec: RequestSpec): Promise<Decision> {
+    return new Promise((resolve, reject) => {
+      this.deciding.push({ spec, resolve, reject })
+      if (!this.roundScheduled) {
+        this.roundScheduled = true
+        setImmediate(() => void this.decideRound())
+      }
+    })
+  }
+
+  /**
+   * Decides every queued request, one after another and without an await
+   * between them: each reserves its host in the cache before the next is
+   * decided. Requests that differ only in their consumer (the same
+   * resources, zone, image properties, traits …; no group, local network or
+   * forced host, whose decisions depend on the ones before) are decided
+   * together: see decideTogether.
+   */
+  private async decideRound(): Promise<void> {
+    const round = this.deciding.splice(0)
+    this.roundScheduled = false
+    let hosts: Map<string, CachedHost>
+    try {
+      hosts = await this.load()
+    } catch (err) {
+      for (const d of round) d.reject(err)
+      return
+    }
+    this.refreshUp(hosts)
+    if (this.listed?.of !== hosts) this.listed = { of: hosts, list: [...hosts.values()] }
+    const all = this.listed.list
+    const together = new Map<string, PendingDecision[]>()
+    for (const d of round) {
+      const key = sharedDecisionKey(d.spec)
+      if (key === undefined) {
+        this.decideAlone(d, hosts, all)
+        continue
+      }
+      let g = together.get(key)
+      if (!g) together.set(key, (g = []))
+      g.push(d)
+    }
+    for (const g of together.values()) this.decideTogether(g, hosts, all)
+  }
+
+  /** One request: ranked as `select` ranks, the first host (or one of the best `hostSubsetSize`) reserved. */
+  private decideAlone(d: PendingDecision, hosts: Map<string, CachedHost>, all: CachedHost[]): void {
+    let ranked: CachedHost[]
+    try {
+      ranked = this.rank(all, d.spec) as CachedHost[]
+    } catch (err) {
+      d.reject(err)
+      return
+    }
+    ranked = this.fromSubset(ranked)
+    add(ranked[0]!.usage, d.spec.resources, 1)
+    d.resolve({ hosts, ranked })
+  }
+
+  /**
+   * Requests that differ only in their consumer, decided one after another
+   * on one filtering and weighing of the hosts (as Nova decides the
+   * instances of one multi-instance request on one allocation-candidates
+   * answer): after each decision only the chosen host is judged again (the
+   * placement step, the filters, its weights — Weighing keeps the
+   * normalisation exact), so each decision is the one `rank` would make on
+   * the same hosts, without filtering and weighing them all again. With more
+   * hosts than `maxPlacementResults`, one window serves at most a tenth of
+   * its size of decisions before the next window is taken (decisions keep
+   * spreading over every host). What no window fits is decided alone (every
+   * host looked at, and a refusal says why).
+   */
+  private decideTogether(group: PendingDecision[], hosts: Map<string, CachedHost>, all: CachedHost[]): void {
+    const spec = group[0]!.spec
+    const want = Object.entries(spec.resources).filter(([, n]) => n > 0)
+    const limit = this.config.maxPlacementResults
+    const windowed = all.length > limit
+    const perWindow = windowed ? Math.ceil(limit / 10) : Infinity
+    let next = 0
+    while (next < group.length) {
+      const candidates = (windowed ? this.windowHosts(all, spec, limit) : this.passingHosts(all, spec)) as CachedHost[]
+      if (candidates.length === 0) break
+      const weighing = new Weighing(candidates, spec, this.weighers)
+      let decided = 0
+      for (; next < group.length && decided < perWindow; next++, decided++) {
+        const best = this.fromSubset(weighing.best(this.ranked()))
+        if (best.length === 0) break
+        const h = candidates[best[0]!]!
+        const d = group[next]!
+        add(h.usage, d.spec.resources, 1)
+        d.resolve({ hosts, ranked: best.map((i) => candidates[i]!) })
+        weighing.changed(best[0]!, !(fits(h, want, spec) && this.filters.every((f) => f.hostPasses(h, spec))))
+      }
+      if (decided === 0) break
+    }
+    for (; next < group.length; next++) this.decideAlone(group[next]!, hosts, all)
+  }
+
+  /** With `hostSubsetSize` > 1, one of the best that many at random goes first (nova `host_subset_size`). */
+  private fromSubset<T>(ranked: T[]): T[] {
+    if (this.config.hostSubsetSize <= 1 || ranked.length <= 1) return ranked
+    const i = Math.floor(Math.random() * Math.min(this.config.hostSubsetSize, ranked.length))
+    return [ranked[i]!, ...ranked.filter((_, j) => j !== i)]
   }
 
   /**
@@ -520,6 +704,34 @@ function fits(h: HostState, want: Array<[string, number]>, spec: RequestSpec, sh
     ok = false
   }
   return ok
+}
+
+/**
+ * What makes requests' decisions the same but for their consumer: the spec
+ * without its consumer and owner (which no filter or weigher looks at).
+ * Undefined for requests decided alone: a server group's or a local
+ * network's members see the hosts chosen before them, a forced host is one.
+ */
+function sharedDecisionKey(spec: RequestSpec): string | undefined {
+  if (spec.group || spec.localNetworks?.length || spec.forceHost) return undefined
+  return JSON.stringify({ ...spec, instanceUuid: '', projectId: '', userId: '' })
+}
+
+/** A host's cached state from its compute_hosts row and Placement's snapshot. */
+function cachedHost(r: Selectable<ComputeHostTable>, snap: PlacementSnapshot): CachedHost {
+  return {
+    host: r.host,
+    uuid: r.uuid,
+    availabilityZone: r.availability_zone,
+    mapped: r.mapped === 1,
+    disabled: r.disabled === 1,
+    disabledReason: r.disabled_reason,
+    up: false,
+    capabilities: { cpuModel: r.cpu_model, arch: r.arch, accelerator: r.accelerator, hypervisorType: r.hypervisor_type, hypervisorVersion: r.hypervisor_version },
+    traits: snap.traits.get(r.uuid) ?? new Set(),
+    inventories: snap.inventories.get(r.uuid) ?? new Map<string, Inventory>(),
+    usage: snap.usage.get(r.uuid) ?? new Map(),
+  }
 }
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {

@@ -21,7 +21,8 @@ import { migration as m0015 } from './migrations/0015_volume_attachments.js'
 import { migration as m0016 } from './migrations/0016_boot_volumes.js'
 import { migration as m0017 } from './migrations/0017_signing_keys.js'
 import { migration as m0018 } from './migrations/0018_server_view_revision.js'
-import { migration as m0021 } from './migrations/0021_cast_claims.js'
+import { migration as m0019 } from './migrations/0019_cast_claims.js'
+import { migration as m0020 } from './migrations/0020_allocation_project_indexes.js'
 
 export const migrations: Record<string, Migration> = {
   '0001_identity': m0001,
@@ -42,5 +43,6 @@ export const migrations: Record<string, Migration> = {
   '0016_boot_volumes': m0016,
   '0017_signing_keys': m0017,
   '0018_server_view_revision': m0018,
-  '0021_cast_claims': m0021,
+  '0019_cast_claims': m0019,
+  '0020_allocation_project_indexes': m0020,
 }

@@ -92,14 +92,22 @@ function cpuSeconds(pid: number): number {
   }
 }
 
-/** PostgreSQL's server processes (postmaster and its backends), found by the data directory on the postmaster's command line. */
-function postgresPids(pg: PostgresCluster | undefined): number[] {
-  if (!pg) return []
+/**
+ * CPU seconds PostgreSQL's server processes have used so far: the postmaster
+ * (found by the data directory on its command line) with what its exited
+ * backends used (cutime, cstime), and its live backends. A backend that exits
+ * mid-run stays counted (summing live pids at the start and the end did not).
+ */
+function postgresCpu(pg: PostgresCluster | undefined): number {
+  if (!pg) return 0
   const pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number)
   const cmd = (pid: number) => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8') } catch { return '' } }
-  const ppid = (pid: number) => { try { const s = readFileSync(`/proc/${pid}/stat`, 'utf8'); return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) } catch { return 0 } }
+  const stat = (pid: number) => { try { const s = readFileSync(`/proc/${pid}/stat`, 'utf8'); return s.slice(s.lastIndexOf(')') + 2).split(' ') } catch { return [] } }
   const master = pids.find((p) => cmd(p).includes(pg.dir) && cmd(p).includes('postgres'))
-  return master ? [master, ...pids.filter((p) => ppid(p) === master)] : []
+  if (!master) return 0
+  const f = stat(master)
+  const children = pids.filter((p) => Number(stat(p)[1]) === master).reduce((a, p) => a + cpuSeconds(p), 0)
+  return cpuSeconds(master) + (Number(f[13] ?? 0) + Number(f[14] ?? 0)) / 100 + children
 }
 
 const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
@@ -200,14 +208,13 @@ async function coreFigure(mode: Mode, requests: number, pg: PostgresCluster | un
       return { instanceUuid: randomUUID(), projectId, userId: 'bench', resources: { VCPU: f.vcpus, MEMORY_MB: f.ram, DISK_GB: f.disk }, ...(i % 20 === 0 ? { availabilityZone: 'az2' } : {}) }
     })
     await s.controller.scheduler.hostStates() // warm the cache, as a running controller has it
-    const dbPids = postgresPids(pg)
     const cpu0 = process.cpuUsage()
-    const db0 = dbPids.reduce((a, p) => a + cpuSeconds(p), 0)
+    const db0 = postgresCpu(mode.engine === 'postgres' ? pg : undefined)
     const t0 = performance.now()
     const outcomes = await Promise.allSettled(specs.map((spec) => s.controller.scheduler.schedule(spec)))
     const secs = (performance.now() - t0) / 1000
     const used = process.cpuUsage(cpu0)
-    const r = summarize('scheduler core (in-process Scheduler.schedule)', outcomes, secs, { own: (used.user + used.system) / 1e6, db: dbPids.reduce((a, p) => a + cpuSeconds(p), 0) - db0 })
+    const r = summarize('scheduler core (in-process Scheduler.schedule)', outcomes, secs, { own: (used.user + used.system) / 1e6, db: postgresCpu(mode.engine === 'postgres' ? pg : undefined) - db0 })
     return await verify(s.controller.db, r.placed, quota, r.quotaRefused)
   } finally {
     await s.close()
@@ -250,13 +257,12 @@ async function apiFigure(mode: Mode, requests: number, pg: PostgresCluster | und
     const warm = await Promise.allSettled(clients.map((_, i) => create(i)))
     for (const w of warm) if (w.status === 'rejected') throw new Error(`warm-up create failed: ${(w.reason as Error).message}`)
     const pids = controllers.map((p) => p.proc.pid!)
-    const dbPids = postgresPids(pg)
     const own0 = pids.reduce((a, p) => a + cpuSeconds(p), 0)
-    const db0 = dbPids.reduce((a, p) => a + cpuSeconds(p), 0)
+    const db0 = postgresCpu(mode.engine === 'postgres' ? pg : undefined)
     const t0 = performance.now()
     const outcomes = await inWindow(requests - warm.length, INFLIGHT * mode.controllers, (i) => create(i + warm.length))
     const secs = (performance.now() - t0) / 1000
-    const cpu = { own: pids.reduce((a, p) => a + cpuSeconds(p), 0) - own0, db: dbPids.reduce((a, p) => a + cpuSeconds(p), 0) - db0 }
+    const cpu = { own: pids.reduce((a, p) => a + cpuSeconds(p), 0) - own0, db: postgresCpu(mode.engine === 'postgres' ? pg : undefined) - db0 }
     const r = summarize(`through the API (gRPC CreateServer over ${mode.controllers} controller process${mode.controllers > 1 ? 'es' : ''})`, outcomes, secs, cpu)
     const db = await openDatabase(url)
     try {

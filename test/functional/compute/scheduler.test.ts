@@ -1,6 +1,7 @@
 // The scheduler against a real controller (database, quota engine, gRPC views): placement capacity
 // with ratios, filters and weighers in the pipeline, NoValidHost messages, atomic claims under concurrency.
 import t from 'tap'
+import { randomUUID } from 'node:crypto'
 import { startController, type TestController } from '../../helpers/controller.js'
 import { call, client, failure, status } from '../../helpers/grpc.js'
 import { QuotasClient } from '../../../proto/gen/strato/compute/v1/compute.js'
@@ -183,6 +184,24 @@ t.test('the database re-check alone refuses over-commit (claims that bypass the 
   t.same(await s.controller.placement.overCommitted(), [])
 })
 
+t.test('a claim that loses a race reads that host again, not the whole cache', async (t) => {
+  const p = await project({ instances: -1, cores: -1, ram: -1 })
+  await addHosts(fakeHost('big', { vcpus: 32, memoryMb: 65536 }), fakeHost('small', { vcpus: 8 }))
+  const ids = new Map((await s.controller.hosts.list()).map((h) => [h.host, h.id]))
+  await s.controller.scheduler.hostStates() // the cache as a running controller has it
+  // Another controller's claims, which this cache does not see: big full (VCPU 32 × 4.0), 1 VCPU on small.
+  const db = s.controller.db
+  const other = (providerUuid: string, vcpus: number) => db.transaction().execute((trx) => s.controller.placement.claim(trx, { consumerUuid: randomUUID(), providerUuid, resources: { VCPU: vcpus }, projectId: p.id, userId: p.userId }))
+  for (let i = 0; i < 4; i++) await other(ids.get('big')!, 32) // max_unit is the host's 32
+  await other(ids.get('small')!, 1)
+  // big weighs best (most free RAM) in the cache, loses in the database, and small takes the server.
+  t.equal((await s.controller.scheduler.schedule(spec(p.id, p.userId))).host, 'small')
+  const cached = new Map((await s.controller.scheduler.hostStates()).map((h) => [h.host, h.usage.get('VCPU') ?? 0]))
+  t.equal(cached.get('big'), 128, 'the host that lost was read again')
+  t.equal(cached.get('small'), 1, 'the others were not (their cache still lacks the other controller\'s claim)')
+  t.same(await s.controller.placement.overCommitted(), [])
+})
+
 t.test('strato.placement.v1 views, for cloud admins only', async (t) => {
   const p = await project({ instances: -1, cores: -1, ram: -1 })
   await addHosts(fakeHost('v1', { vcpus: 4, memoryMb: 8192, diskGb: 40 }), fakeHost('v2', { vcpus: 1, memoryMb: 1024, diskGb: 10 }))
@@ -223,7 +242,7 @@ t.test('scheduler.strategy pack fills one host before the next', async (t) => {
 })
 
 t.test('scheduler.maxPlacementResults: each decision weighs a window of hosts, and all of them before refusing', async (t) => {
-  const windowed = await startController({ scheduler: { maxPlacementResults: 2 } })
+  const windowed = await startController({ scheduler: { maxPlacementResults: 2, windowOffset: 0 } })
   t.teardown(() => windowed.close())
   const c = windowed.controller
   // w4 is by far the biggest: with every host weighed it would take the first servers.
@@ -240,4 +259,24 @@ t.test('scheduler.maxPlacementResults: each decision weighs a window of hosts, a
   const err = await thrown(c.scheduler.schedule(spec(admin.id, 'u', { az: 'nowhere' })))
   t.type(err, ResourceExhausted)
   t.match(err.message, /5 hosts; 5 after placement capacity; 5 after ComputeFilter; 0 after AvailabilityZoneFilter/, 'a refusal counts every host, not a window')
+})
+
+t.test('scheduler.windowOffset: controllers begin their windows at their own place in the host list', async (t) => {
+  const placedBy = async (windowOffset: number) => {
+    const ctl = await startController({ scheduler: { maxPlacementResults: 2, windowOffset } })
+    try {
+      for (const h of [fakeHost('o1'), fakeHost('o2'), fakeHost('o3'), fakeHost('o4', { memoryMb: 65536, vcpus: 32 }), fakeHost('o5', { memoryMb: 32768 })]) await ctl.controller.hosts.announce(h)
+      await ctl.controller.hosts.discover()
+      const admin = await ctl.controller.catalog.getProject({ name: 'admin', domainId: 'default' })
+      const placed = []
+      for (let i = 0; i < 2; i++) placed.push((await ctl.controller.scheduler.schedule(spec(admin.id, 'u', { ram: 512 }))).host)
+      return placed
+    } finally {
+      await ctl.close()
+    }
+  }
+  // 5 hosts (o4 the biggest, then o5): offset 0 starts at o1, 0.5 at o3 (⌊0.5 × 5⌋ = 2), 0.8 at o5.
+  t.same(await placedBy(0), ['o1', 'o4'], 'windows (o1 o2), then (o3 o4)')
+  t.same(await placedBy(0.5), ['o4', 'o5'], 'windows (o3 o4), then (o5 o1)')
+  t.same(await placedBy(0.8), ['o5', 'o2'], 'windows (o5 o1), then (o2 o3)')
 })

@@ -30,5 +30,7 @@ t.test('overrides merge; bad values are refused naming the field', async (t) => 
   t.equal(fieldOf(() => loadConfig({ scheduler: { hostSubsetSize: 0 } }, {})), 'scheduler.hostSubsetSize')
   t.equal(fieldOf(() => loadConfig({ scheduler: { maxPlacementResults: 0 } }, {})), 'scheduler.maxPlacementResults')
   t.equal(fieldOf(() => loadConfig({ scheduler: { maxPlacementResults: 2.5 } }, {})), 'scheduler.maxPlacementResults')
+  t.equal(fieldOf(() => loadConfig({ scheduler: { windowOffset: 1 } }, {})), 'scheduler.windowOffset')
+  t.equal(fieldOf(() => loadConfig({ scheduler: { windowOffset: -0.1 } }, {})), 'scheduler.windowOffset')
   t.equal(fieldOf(() => loadConfig({ hosts: { allocationRatios: { VCPU: 0 } } }, {})), 'hosts.allocationRatios.VCPU')
 })

@@ -2,7 +2,8 @@
 import t from 'tap'
 import { cpuWeigher } from '../../../../controller/scheduler/weighers/cpu-weigher.js'
 import { diskWeigher } from '../../../../controller/scheduler/weighers/disk-weigher.js'
-import { normalize, weighHosts } from '../../../../controller/scheduler/weighers/index.js'
+import { normalize, Weighing, weighHosts } from '../../../../controller/scheduler/weighers/index.js'
+import { freeOf, type HostState } from '../../../../controller/scheduler/model.js'
 import { ramWeigher } from '../../../../controller/scheduler/weighers/ram-weigher.js'
 import { serverGroupSoftAffinityWeigher, serverGroupSoftAntiAffinityWeigher } from '../../../../controller/scheduler/weighers/server-group-soft-weighers.js'
 import { fakeHost, fakeSpec } from './fake-host.js'
@@ -64,4 +65,36 @@ t.test('a limited weighing returns the same best hosts as a full sort', async (t
   t.same(weighHosts(hosts, fakeSpec(), ws, 5).map((w) => w.host.host), full.slice(0, 5))
   const same = Array.from({ length: 50 }, (_, i) => fakeHost({ host: `t${String(49 - i).padStart(2, '0')}` }))
   t.same(weighHosts(same, fakeSpec(), ws, 3).map((w) => w.host.host), ['t00', 't01', 't02'], 'ties by name')
+})
+
+t.test('Weighing: after each reservation its best hosts are those weighHosts gives on the hosts then left', async (t) => {
+  // Hosts of varied sizes and usage; each step reserves 1 VCPU / 2 GiB / 20 GB on the best, as the scheduler's decisions made together do.
+  const hosts = Array.from({ length: 60 }, (_, i) => fakeHost({ host: `v${String(i).padStart(2, '0')}`, vcpus: [2, 4, 8][i % 3], memoryMb: [4096, 8192, 16384][i % 4 % 3], diskGb: 100, used: { MEMORY_MB: (i * 523) % 3000, VCPU: i % 3 } }))
+  const ws = [{ weigher: ramWeigher, multiplier: 1 }, { weigher: cpuWeigher, multiplier: 0.5 }, { weigher: diskWeigher, multiplier: -1 }]
+  const need = { VCPU: 1, MEMORY_MB: 2048, DISK_GB: 20 }
+  const fitsNow = (h: HostState) => Object.entries(need).every(([rc, n]) => freeOf(h, rc) >= n)
+  const left = hosts.filter(fitsNow)
+  const w = new Weighing(left, fakeSpec(), ws)
+  let steps = 0
+  let renormalized = 0
+  for (; ; steps++) {
+    const best = w.best(4)
+    const expected = weighHosts(hosts.filter(fitsNow), fakeSpec(), ws, 4)
+    if (best.length === 0) {
+      t.equal(expected.length, 0, 'empty when no host fits')
+      break
+    }
+    const got = best.map((i) => left[i]!.host)
+    if (got.join() !== expected.map((e) => e.host.host).join()) {
+      t.fail(`step ${steps}: ${got.join()} ≠ ${expected.map((e) => e.host.host).join()}`)
+      break
+    }
+    const h = left[best[0]!]!
+    for (const [rc, n] of Object.entries(need)) (h.usage as Map<string, number>).set(rc, (h.usage.get(rc) ?? 0) + n)
+    const before = [...w.totals].filter((_, i) => i !== best[0])
+    w.changed(best[0]!, !fitsNow(h))
+    if ([...w.totals].filter((_, i) => i !== best[0]).some((v, i) => v !== before[i])) renormalized++
+  }
+  t.ok(steps > 50, `${steps} reservations until every host was full`)
+  t.ok(renormalized > 0 && renormalized < steps, `bounds redone only when a minimum or maximum moved (${renormalized} of ${steps})`)
 })
