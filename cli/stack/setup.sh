@@ -43,17 +43,9 @@ fi
 
 if [ -f native/build.sh ]; then bash native/build.sh; fi
 
-# Incremental TypeScript build into dist/ (the bin entries and the stack run from there).
-# Even with nothing to do, tsc reads and hashes the whole program (~6 CPU-s), and every
-# `npm start` runs this: skipped when no input is newer than the last build this script
-# finished (its stamp is taken before tsc starts, so an edit made during the build counts).
-build_stamp=dist/.setup-build-stamp
-if [ ! -f "$build_stamp" ] || [ -n "$(find controller agent cli native/*.ts proto tsconfig.json tsconfig.build.json package-lock.json -newer "$build_stamp" -print -quit)" ]; then
-  mkdir -p dist
-  touch "$build_stamp.$$"
-  node_modules/.bin/tsc -p tsconfig.build.json || { rm -f "$build_stamp.$$"; exit 1; }
-  mv -f "$build_stamp.$$" "$build_stamp"
-fi
+# Incremental TypeScript build into dist/ (the bin entries and the stack run from there);
+# quick when nothing changed since the last one (cli/stack/build.sh).
+bash cli/stack/build.sh
 # The bin entries are executable, as npm makes them when it installs the package.
 chmod +x dist/cli/strato.js dist/cli/strato-img.js
 # The commands on PATH, as an installed package's bins are (cli/stack/link-bins.sh).
