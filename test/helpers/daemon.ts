@@ -3,10 +3,11 @@
  * process from the checkout, its JSON log appended to a file across restarts:
  * start it, wait until it logs that it runs, and wait for its exit.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { built } from './build.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
@@ -16,25 +17,9 @@ const LEVEL = process.env.STRATO_TEST_LOG && process.env.STRATO_TEST_LOG !== 'si
 /** STRATO_TEST_CPU_PROF=<dir>: every daemon writes a CPU profile (`--cpu-prof`) into it when it exits (for the benches' profiles). */
 const CPU_PROF = process.env.STRATO_TEST_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.STRATO_TEST_CPU_PROF}`] : []
 
-let built = false
-
-/**
- * The daemon's build in dist/, what npm start runs: a process loads it in ~0.9 CPU-s, the
- * sources through tsx in ~2.6. The first start in a test process brings dist/ up to date
- * (cli/stack/build.sh: nothing to do, and quick, unless a source changed since the last build).
- */
-function builtEntry(entry: string): string {
-  if (!built) {
-    const r = spawnSync('bash', [path.join(ROOT, 'cli/stack/build.sh')], { cwd: ROOT, encoding: 'utf8' })
-    if (r.status !== 0) throw new Error(`cli/stack/build.sh failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`)
-    built = true
-  }
-  return path.join(ROOT, 'dist', entry.replace(/\.ts$/, '.js'))
-}
-
 export function startDaemon(entry: string, env: Record<string, string>, logFile: string): ChildProcess {
   const out = createWriteStream(logFile, { flags: 'a' })
-  const proc = spawn(process.execPath, [...CPU_PROF, builtEntry(entry)], {
+  const proc = spawn(process.execPath, [...CPU_PROF, built(entry)], {
     cwd: ROOT,
     env: { ...process.env, STRATO_LOG_LEVEL: LEVEL, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

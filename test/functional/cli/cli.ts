@@ -3,25 +3,18 @@
  * real subprocess running what `npx strato` runs (`stratoBin()`).
  */
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { run } from '../../../cli/strato/main.js'
 import type { TestContext } from '../../helpers/tap.js'
+import { built } from '../../helpers/build.js'
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 
-/**
- * What `npx strato` runs in a checkout (package.json "bin"): the CLI compiled into dist/ by
- * `npm run build` (npm test's setup runs it first). A process loads it in ~0.4 CPU-s; the
- * sources through tsx cost ~1.4.
- */
-export function stratoBin(): string {
-  const bin = path.join(repoRoot, 'dist/cli/strato.js')
-  if (!existsSync(bin)) throw new Error(`${bin} is missing: run npm run build`)
-  return bin
-}
+/** What `npx strato` runs in a checkout (package.json "bin"): the CLI's build in dist/. */
+export const stratoBin = (): string => built('cli/strato.ts')
 
 export interface Result {
   code: number
