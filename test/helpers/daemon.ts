@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { built } from './build.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
@@ -18,7 +19,7 @@ const CPU_PROF = process.env.STRATO_TEST_CPU_PROF ? ['--cpu-prof', `--cpu-prof-d
 
 export function startDaemon(entry: string, env: Record<string, string>, logFile: string): ChildProcess {
   const out = createWriteStream(logFile, { flags: 'a' })
-  const proc = spawn(process.execPath, [...CPU_PROF, '--import', 'tsx', path.join(ROOT, entry)], {
+  const proc = spawn(process.execPath, [...CPU_PROF, built(entry)], {
     cwd: ROOT,
     env: { ...process.env, STRATO_LOG_LEVEL: LEVEL, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

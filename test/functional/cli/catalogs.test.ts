@@ -11,7 +11,7 @@ import t from 'tap'
 import { run } from '../../../cli/strato/main.js'
 import { startController, type TestController } from '../../helpers/controller.js'
 import type { TestContext } from '../../helpers/tap.js'
-import { failsWith, fields, freshHome, openrcEnv, removeHomes, repoRoot, spawnStrato, strato, succeeds, type Result } from './cli.js'
+import { failsWith, fields, freshHome, openrcEnv, removeHomes, repoRoot, spawnStrato, strato, stratoBin, succeeds, type Result } from './cli.js'
 
 let s: TestController
 let env: Record<string, string>
@@ -382,7 +382,7 @@ t.test('real processes: the seed lines exit 0 and print their tables', async (t)
   t.equal(piped.code, 0, piped.stderr)
   t.equal(piped.stdout, 'active\n')
   t.equal(piped.stderr, '', 'no progress bar into a pipe')
-  const line = `node --import tsx cli/strato.ts image create proc-tty --file ${big} --disk-format raw -f value -c status`
+  const line = `node ${stratoBin()} image create proc-tty --file ${big} --disk-format raw -f value -c status`
   const tty = await promisify(execFile)('script', ['-qec', line, '/dev/null'], { cwd: repoRoot, env, encoding: 'utf8' })
   t.match(tty.stdout, /\r\[=+\] 100% 9\.0\/9\.0 MiB\r?\n/, 'a progress bar on the terminal')
   t.match(tty.stdout, /^active\r?$/m)

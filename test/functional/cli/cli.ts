@@ -1,6 +1,6 @@
 /**
  * Drives the `strato` CLI for tests: in process through `run()` (fast), or as a
- * real subprocess (`node --import tsx cli/strato.ts`, ~0.5 s each).
+ * real subprocess running what `npx strato` runs (`stratoBin()`).
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -9,8 +9,12 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { run } from '../../../cli/strato/main.js'
 import type { TestContext } from '../../helpers/tap.js'
+import { built } from '../../helpers/build.js'
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
+
+/** What `npx strato` runs in a checkout (package.json "bin"): the CLI's build in dist/. */
+export const stratoBin = (): string => built('cli/strato.ts')
 
 export interface Result {
   code: number
@@ -83,7 +87,7 @@ export async function failsWith(t: TestContext, line: string | string[], code: n
 
 export function spawnStrato(line: string | string[], env: Record<string, string | undefined>): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/strato.ts', ...(typeof line === 'string' ? words(line) : line)], {
+    const child = spawn(process.execPath, [stratoBin(), ...(typeof line === 'string' ? words(line) : line)], {
       cwd: repoRoot,
       env: env as NodeJS.ProcessEnv,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -10,7 +10,7 @@ import t from 'tap'
 import { startAgent, type TestAgent } from '../../helpers/agents.js'
 import { startController, type TestController } from '../../helpers/controller.js'
 import { startNats, type NatsServer } from '../../helpers/nats.js'
-import { fields, freshHome, removeHomes, repoRoot } from './cli.js'
+import { fields, freshHome, removeHomes, stratoBin } from './cli.js'
 
 let nats: NatsServer
 let s: TestController
@@ -81,7 +81,7 @@ t.test("the seed's walkthrough in bash, openstack → strato", async (t) => {
   const script = [
     'set -e',
     // What `npx strato` runs in a checkout, callable from any directory.
-    `strato() { node --import ${import.meta.resolve('tsx')} ${repoRoot}/cli/strato.ts "$@"; }`,
+    `strato() { node ${stratoBin()} "$@"; }`,
     // Where `openstack` is typed, the user types `strato`.
     'shopt -s expand_aliases',
     'alias openstack=strato',

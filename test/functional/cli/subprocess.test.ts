@@ -1,4 +1,4 @@
-// The real `strato` process (node --import tsx cli/strato.ts) against a real
+// The real `strato` process (what `npx strato` runs: dist/cli/strato.js) against a real
 // controller: output on stdout, exit codes, one-line errors on stderr, the
 // token cache shared between processes, and the bash completion script.
 import { execFileSync } from 'node:child_process'

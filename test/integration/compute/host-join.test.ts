@@ -14,6 +14,7 @@ import { connect, credsAuthenticator } from '@nats-io/transport-node'
 import { startController, type TestController } from '../../helpers/controller.js'
 import { startNats, type NatsServer } from '../../helpers/nats.js'
 import { startAgent, eventually, type TestAgent } from '../../helpers/agents.js'
+import { built } from '../../helpers/build.js'
 import { call, failure, status } from '../../helpers/grpc.js'
 import { cloudClients, provision, serverWaiter, type CloudClients, type Provisioned } from '../../helpers/cloud.js'
 import { freshHome, openrcEnv, removeHomes, strato } from '../../functional/cli/cli.js'
@@ -48,10 +49,10 @@ const dataDir = mkdtempSync(path.join(tmpdir(), 'strato-ctl-join-'))
 const joinedDir = mkdtempSync(path.join(tmpdir(), 'strato-joined-'))
 const procs: ChildProcess[] = []
 
-/** `strato-agent join …` inside the namespace; resolves with its exit code and output (it keeps running when it joins and starts). */
+/** `strato-agent join …` inside the namespace (the bin: the agent's build in dist/); resolves with its exit code and output (it keeps running when it joins and starts). */
 function agentInNs(args: string[], o: { untilExit?: boolean; stateDir?: string } = {}): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
   let out = ''
-  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', path.join(root, 'agent/main.ts'), ...args], {
+  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, built('agent/main.ts'), ...args], {
     cwd: root,
     env: { ...process.env, STRATO_AGENT_DRIVER: 'fake', STRATO_AGENT_MY_IP: nsAddr, STRATO_AGENT_DISK_GB: '100', STRATO_LOG_LEVEL: process.env.STRATO_TEST_LOG ?? 'info', STRATO_AGENT_STATE_DIR: o.stateDir ?? joinedDir },
     stdio: ['ignore', 'pipe', 'pipe'],

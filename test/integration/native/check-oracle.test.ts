@@ -6,7 +6,7 @@
 import t from 'tap'
 import { copyFileSync } from 'node:fs'
 import { checkImage, convertImage, writeImage, imageInfo } from '../../../native/index.js'
-import { firstL2Entry, makeRawImage, peek, poke, qcow2Header, qemuImg, qemuImgOk, run, tempDir, u64 } from '../../fixtures/images.js'
+import { firstL2Entry, makeRawImage, peek, poke, qcow2Header, qemuImg, qemuImgOk, run, stratoImg, tempDir, u64 } from '../../fixtures/images.js'
 
 const tmp = tempDir()
 t.teardown(tmp.cleanup)
@@ -94,7 +94,7 @@ for (const [name, damage, code] of damages) {
     t.equal(ours.imageEndOffset, qj['image-end-offset'], 'same image end offset')
     t.equal(ours.allocatedClusters, qj['allocated-clusters'], 'same allocated clusters')
     // the CLI gives the same exit code
-    const cli = run('node', ['--import', 'tsx', 'cli/strato-img.ts', 'check', img])
+    const cli = stratoImg('check', img)
     t.equal(cli.code, code, `strato-img check exit ${code}`)
     // repair everything, then qemu-img agrees it is clean and the content is intact
     const fixed = await checkImage(img, 'all')
@@ -133,7 +133,7 @@ t.test('a corrupt image cannot be opened for writing', async (t) => {
 })
 
 t.test('raw images have no check (exit 63)', async (t) => {
-  const cli = run('node', ['--import', 'tsx', 'cli/strato-img.ts', 'check', '-f', 'raw', src])
+  const cli = stratoImg('check', '-f', 'raw', src)
   t.equal(cli.code, 63)
   t.equal(qemuImg('check', '-f', 'raw', src).code, 63)
 })

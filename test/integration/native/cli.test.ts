@@ -4,11 +4,11 @@
  */
 import t from 'tap'
 import { truncateSync } from 'node:fs'
-import { makeRawImage, qemuImg, qemuImgOk, run, tempDir } from '../../fixtures/images.js'
+import { makeRawImage, qemuImg, qemuImgOk, run, stratoImg, tempDir } from '../../fixtures/images.js'
 
 const tmp = tempDir()
 t.teardown(tmp.cleanup)
-const img = (...args: string[]) => run('node', ['--import', 'tsx', 'cli/strato-img.ts', ...args])
+const img = stratoImg
 const src = tmp.path('src.raw')
 makeRawImage(src, 6 * 1024 * 1024, { seed: 21, count: 9 })
 

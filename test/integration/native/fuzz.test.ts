@@ -1,7 +1,10 @@
 /**
  * Runs the libFuzzer harness for the header/table parsers (native/fuzz/)
- * for a bounded time (FUZZ_SECONDS, default 60) from seeds built here with
- * qemu-img. Fails on any crash, leak, timeout or out-of-memory report.
+ * from seeds built here with qemu-img. Fails on any crash, leak, timeout or
+ * out-of-memory report. In `npm test`: a fixed-seed quick set (FUZZ_RUNS
+ * inputs, default 1500, FUZZ_SEED 1), the same inputs every run. The long
+ * run is `npm run test:fuzz` (FUZZ_SECONDS, default there 600, a fresh random
+ * seed each time).
  */
 import t from 'tap'
 import { spawn } from 'node:child_process'
@@ -10,7 +13,11 @@ import { join } from 'node:path'
 import { qemuImgOk, qemuIo, tempDir } from '../../fixtures/images.js'
 
 const harness = join(process.cwd(), 'native', 'build', 'fuzz_qcow2')
-const seconds = Number(process.env['FUZZ_SECONDS'] ?? 60)
+const seconds = Number(process.env['FUZZ_SECONDS'] ?? 0)
+const runs = Number(process.env['FUZZ_RUNS'] ?? 1500)
+const seed = Number(process.env['FUZZ_SEED'] ?? 1)
+const budget = seconds > 0 ? [`-max_total_time=${seconds}`] : [`-runs=${runs}`, `-seed=${seed}`]
+const what = seconds > 0 ? `in ${seconds}s` : `of ${runs} (seed ${seed})`
 
 t.test('fuzz the qcow2/inspect parsers', { skip: existsSync(harness) ? false : 'fuzz harness not built (clang libFuzzer runtime missing)' }, async (t) => {
   const tmp = tempDir('strato-fuzz-')
@@ -37,7 +44,7 @@ t.test('fuzz the qcow2/inspect parsers', { skip: existsSync(harness) ? false : '
   qemuImgOk('create', '-q', '-f', 'vpc', join(seeds, 'v.vhd'), '1M')
   qemuImgOk('create', '-q', '-f', 'vdi', join(seeds, 'v.vdi'), '1M')
 
-  const args = [`-max_total_time=${seconds}`, '-max_len=65536', '-rss_limit_mb=2048', '-timeout=20',
+  const args = [...budget, '-max_len=65536', '-rss_limit_mb=2048', '-timeout=20',
     `-artifact_prefix=${tmp.dir}/`, '-print_final_stats=1', corpus, seeds]
   const out: string[] = []
   const code = await new Promise<number>((resolve, reject) => {
@@ -48,9 +55,9 @@ t.test('fuzz the qcow2/inspect parsers', { skip: existsSync(harness) ? false : '
     p.on('exit', (c) => resolve(c ?? -1))
   })
   const log = out.join('')
-  const runs = /stat::number_of_executed_units:\s*(\d+)/.exec(log)?.[1]
+  const executed = /stat::number_of_executed_units:\s*(\d+)/.exec(log)?.[1]
   const artifacts = readdirSync(tmp.dir).filter((f) => /^(crash|leak|timeout|oom|slow-unit)-/.test(f))
   t.equal(code, 0, 'fuzzer exits 0', code === 0 ? {} : { log: log.slice(-4000) })
   t.same(artifacts, [], 'no crash/leak/timeout/oom artifacts')
-  t.ok(Number(runs) > 100, `executed ${runs} inputs in ${seconds}s`)
+  t.ok(Number(executed) > 100, `executed ${executed} inputs ${what}`)
 })
