@@ -66,11 +66,12 @@ export interface CastRow {
 export type Claim = 'wait' | 'skip'
 
 /**
- * How long a claim keeps other senders off a row: far longer than the bus
- * takes a cast (JetStream's publish timeout is 5 s), so a slow send is not
- * sent twice; a controller that died while sending holds its rows this long.
+ * How long a claim keeps other senders off a row: three times the longest the
+ * bus takes a cast (JetStream's publish timeout is 5 s), so a slow send is not
+ * sent twice; a controller that died while sending holds its rows this long
+ * (its casts wait that much longer), so no longer than that.
  */
-export const CAST_LEASE_MS = 60_000
+export const CAST_LEASE_MS = 15_000
 
 /**
  * What every outbox shares (servers' casts here, volumes' in `volume/casts.ts`):
