@@ -207,7 +207,8 @@ t.test('kept listings: the next GET after any write shows it, per caller, and a 
   t.equal((await rest(origin, token, 'GET', '/compute/v2.1/servers/detail')).status, 200, 'the other token still lists')
 })
 
-t.test('kept network listings: the next GET after any write shows it, per caller', async (t) => {
+/** A cloud for one test (closed at its end), its REST origin, the admin token, and `ok`: a REST call that must succeed (its body). */
+async function restCloud(t: Test) {
   const cloud = await startCloud()
   t.teardown(() => cloud.close())
   const { s, c } = cloud
@@ -218,6 +219,11 @@ t.test('kept network listings: the next GET after any write shows it, per caller
     if (r.status >= 300) throw new Error(`${method} ${p} answered ${r.status}: ${JSON.stringify(r.body)}`)
     return r.body
   }
+  return { cloud, s, c, origin, token, ok }
+}
+
+t.test('kept network listings: the next GET after any write shows it, per caller', async (t) => {
+  const { cloud, s, c, origin, token, ok } = await restCloud(t)
   /** The network `id` as REST and gRPC list it, each asked once (no waiting). */
   const listed = async (id: string, tok = token) => [
     (await ok('GET', '/network/v2.0/networks', undefined, tok)).networks.find((n: Json) => n.id === id),
@@ -274,16 +280,7 @@ t.test('kept network listings: the next GET after any write shows it, per caller
 })
 
 t.test('kept listings of subnets, ports, security groups and rules, routers and floating IPs: the next GET after a write shows it, per caller', async (t) => {
-  const cloud = await startCloud()
-  t.teardown(() => cloud.close())
-  const { s, c } = cloud
-  const origin = s.controller.rest!.origin
-  const token = s.adminToken
-  const ok = async (method: string, p: string, body?: unknown, tok = token) => {
-    const r = await rest(origin, tok, method, p, body)
-    if (r.status >= 300) throw new Error(`${method} ${p} answered ${r.status}: ${JSON.stringify(r.body)}`)
-    return r.body
-  }
+  const { cloud, s, c, origin, token, ok } = await restCloud(t)
   const grpc: Record<string, (tok: string) => Promise<Json[]>> = {
     subnets: async (tok) => (await call<Json>(c.subnets, 'listSubnets', {}, tok)).subnets ?? [],
     ports: async (tok) => (await call<Json>(c.ports, 'listPorts', {}, tok)).ports ?? [],
