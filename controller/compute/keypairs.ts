@@ -34,10 +34,7 @@ export class KeypairCatalog {
     private readonly db: Db,
     private readonly quota: QuotaEngine,
   ) {
-    quota.registerCounter('key_pairs', async (trx, owner) => {
-      const r = await trx.selectFrom('keypairs').select((eb) => eb.fn.countAll<number>().as('n')).where('user_id', '=', owner.userId ?? '').executeTakeFirst()
-      return Number(r?.n ?? 0)
-    })
+    quota.registerRowCount('key_pairs', 'keypairs', 'user_id')
   }
 
   async create(req: { name?: string; publicKey?: string; userId: string; projectId: string }): Promise<Keypair> {

@@ -43,10 +43,7 @@ export class ServerGroupCatalog {
     private readonly db: Db,
     private readonly quota: QuotaEngine,
   ) {
-    quota.registerCounter('server_groups', async (trx, owner) => {
-      const r = await trx.selectFrom('server_groups').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
-      return Number(r?.n ?? 0)
-    })
+    quota.registerRowCount('server_groups', 'server_groups')
   }
 
   async create(req: { name?: string; policy?: string; maxServerPerHost?: number }, caller: ServerCaller): Promise<ServerGroupView> {

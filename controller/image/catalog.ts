@@ -149,10 +149,7 @@ export class ImageCatalog {
     this.touchMs = Math.min(5_000, Math.max(100, lease.idleTimeoutMs / 4))
     // A live upload is touched as it receives, or aborted after the idle limit: twice that, and one touch more, is beyond any live upload.
     this.abandonedAfterMs = 2 * lease.idleTimeoutMs + this.touchMs
-    quota.registerCounter('images', async (trx, owner) => {
-      const r = await trx.selectFrom('images').select((eb) => eb.fn.countAll<number>().as('n')).where('owner', '=', owner.projectId).executeTakeFirst()
-      return Number(r?.n ?? 0)
-    })
+    quota.registerRowCount('images', 'images', 'owner')
     quota.registerCounter('image_size_total', async (trx, owner) => {
       const r = await trx.selectFrom('images').select((eb) => eb.fn.sum<number>('size').as('n')).where('owner', '=', owner.projectId).executeTakeFirst()
       return Math.ceil(Number(r?.n ?? 0) / MiB)

@@ -56,10 +56,7 @@ export class FloatingIpCatalog {
     private readonly ports: PortCatalog,
   ) {
     this.floatingIpListings = new KeptListings(db)
-    quota.registerCounter('floating_ips', async (trx, owner) => {
-      const r = await trx.selectFrom('floating_ips').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
-      return Number(r?.n ?? 0)
-    })
+    quota.registerRowCount('floating_ips', 'floating_ips')
   }
 
   async create(req: CreateFloatingIp, actor: Actor): Promise<FloatingIp> {

@@ -79,10 +79,7 @@ export class NetworkCatalog {
     private readonly cfg: NetworkConfig,
   ) {
     this.listings = new KeptListings(db)
-    quota.registerCounter('networks', async (trx, owner) => {
-      const r = await trx.selectFrom('networks').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
-      return Number(r?.n ?? 0)
-    })
+    quota.registerRowCount('networks', 'networks')
   }
 
   async create(req: CreateNetwork, actor: Actor): Promise<Network> {

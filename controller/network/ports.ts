@@ -86,10 +86,7 @@ export class PortCatalog {
     private readonly groups: SecurityGroupCatalog,
   ) {
     this.portListings = new KeptListings(db)
-    quota.registerCounter('ports', async (trx, owner) => {
-      const r = await trx.selectFrom('ports').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
-      return Number(r?.n ?? 0)
-    })
+    quota.registerRowCount('ports', 'ports')
   }
 
   async create(req: CreatePort, actor: Actor): Promise<Port> {

@@ -193,10 +193,7 @@ export class RouterCatalog {
     private readonly log?: { info(o: object, m: string): void; warn(o: object, m: string): void },
   ) {
     this.routerListings = new KeptListings(db)
-    quota.registerCounter('routers', async (trx, owner) => {
-      const r = await trx.selectFrom('routers').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
-      return Number(r?.n ?? 0)
-    })
+    quota.registerRowCount('routers', 'routers')
   }
 
   // ------------------------------------------------------------------ CRUD

@@ -60,14 +60,8 @@ export class SecurityGroupCatalog {
   ) {
     this.groupListings = new KeptListings(db)
     this.ruleListings = new KeptListings(db)
-    quota.registerCounter('security_groups', async (trx, owner) => {
-      const r = await trx.selectFrom('security_groups').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
-      return Number(r?.n ?? 0)
-    })
-    quota.registerCounter('security_group_rules', async (trx, owner) => {
-      const r = await trx.selectFrom('security_group_rules').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
-      return Number(r?.n ?? 0)
-    })
+    quota.registerRowCount('security_groups', 'security_groups')
+    quota.registerRowCount('security_group_rules', 'security_group_rules')
   }
 
   /** The project's `default` group id, created (with Neutron's default rules) if missing. Call inside a transaction. */

@@ -154,10 +154,7 @@ export class SubnetCatalog {
     private readonly quota: QuotaEngine,
   ) {
     this.subnetListings = new KeptListings(db)
-    quota.registerCounter('subnets', async (trx, owner) => {
-      const r = await trx.selectFrom('subnets').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', owner.projectId).executeTakeFirst()
-      return Number(r?.n ?? 0)
-    })
+    quota.registerRowCount('subnets', 'subnets')
   }
 
   async create(req: CreateSubnet, actor: Actor): Promise<Subnet> {

@@ -8,7 +8,7 @@
 import { InvalidArgument, ResourceExhausted } from '../../proto/errors.js'
 import type { Db } from '../store/db.js'
 import { lockNames } from '../store/engine.js'
-import type { Transaction } from 'kysely'
+import { sql, type Transaction } from 'kysely'
 import type { Database } from '../store/schema.js'
 
 /** Defaults for every project; -1 is unlimited. */
@@ -95,6 +95,18 @@ export class QuotaEngine {
   registerCounter(resource: string, counter: UsageCounter): void {
     if (!(resource in QUOTA_DEFAULTS)) throw new Error(`no quota default for resource '${resource}'`)
     this.counters.set(resource, counter)
+  }
+
+  /**
+   * Counts `resource` as the rows of `table` that the owner has: its project's
+   * (`column` project_id or owner) or, for 'user_id', its user's.
+   */
+  registerRowCount(resource: string, table: keyof Database, column: 'project_id' | 'owner' | 'user_id' = 'project_id'): void {
+    this.registerCounter(resource, async (trx, owner) => {
+      const value = column === 'user_id' ? owner.userId ?? '' : owner.projectId
+      const r = await sql<{ n: number | string }>`select count(*) as n from ${sql.table(table)} where ${sql.ref(column)} = ${value}`.execute(trx)
+      return Number(r.rows[0]?.n ?? 0)
+    })
   }
 
   /** Registers a family of resources (see QuotaFamily). */

@@ -73,8 +73,8 @@ export class VolumeCatalog {
     private readonly log: Log,
   ) {
     const { quota } = deps
-    quota.registerCounter('volumes', async (trx, o) => Number((await trx.selectFrom('volumes').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', o.projectId).executeTakeFirst())?.n ?? 0))
-    quota.registerCounter('snapshots', async (trx, o) => Number((await trx.selectFrom('volume_snapshots').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', o.projectId).executeTakeFirst())?.n ?? 0))
+    quota.registerRowCount('volumes', 'volumes')
+    quota.registerRowCount('snapshots', 'volume_snapshots')
     // Cinder counts snapshots in gigabytes too; an extend in progress counts at its new size.
     quota.registerCounter('gigabytes', async (trx, o) => {
       const v = await trx.selectFrom('volumes').select(['size', 'pending_size']).where('project_id', '=', o.projectId).execute()
