@@ -5,6 +5,8 @@
  * with builds in flight, and with a cast it had committed but never got onto
  * the bus. Every server ends ACTIVE, SHUTOFF or ERROR with a fault, never
  * stuck; no cast is lost; no orphan domain, disk or allocation is left.
+ * One cloud for all of it (nats-server, controller and agent, each its own
+ * process): a cloud's start-up is CPU the whole suite shares.
  * Needs root, libvirt-daemon-system, qemu-system-x86.
  */
 import { execFile } from 'node:child_process'
@@ -13,17 +15,17 @@ import { existsSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
-import { cloudClients, provision, serverGone, serverWaiter, startCloud, type CloudClients, type Provisioned, type TestCloud } from '../../helpers/cloud.js'
+import { cloudClients, provision, serverGone, serverWaiter, type CloudClients, type Provisioned, type TestCloud } from '../../helpers/cloud.js'
 import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
 import { spawnController, type ControllerProcess } from '../../helpers/controller-process.js'
-import { killNats, startNats } from '../../helpers/nats.js'
+import { killNats, startNats, type NatsServer } from '../../helpers/nats.js'
 import { ensureLibvirtd, virsh, virshDomainNames, virshPowerState } from '../../helpers/libvirt.js'
 import { call, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
 import { PowerState } from '../../../proto/power-state.js'
 import type { CreateServerResponse, ListServersResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
 import type { ListAllocationsResponse } from '../../../proto/gen/strato/placement/v1/placement.js'
-import type { DiscoverHostsResponse } from '../../../proto/gen/strato/compute/v1/hosts.js'
+import type { DiscoverHostsResponse, ListHostsResponse } from '../../../proto/gen/strato/compute/v1/hosts.js'
 
 const run = promisify(execFile)
 
@@ -41,13 +43,15 @@ function libvirtAgent(host: string, natsUrl: string, controller: string, bridge:
   })
 }
 
-/** What a test needs to drive one cloud, whichever way its controller runs. */
+/** The one cloud every test here drives: nats-server, the controller and the agent, each its own process (each can be killed). */
 interface Rig {
   c: CloudClients
   token: string
   p: Provisioned
   agent: AgentProcess
   waitFor: TestCloud['waitFor']
+  nats: NatsServer
+  ctl: ControllerProcess
 }
 
 const create = (r: Rig, name: string, extra: object = {}) =>
@@ -110,15 +114,31 @@ if (process.getuid?.() !== 0) {
     }
   })
 
-  t.test('agent and nats-server failures', { timeout: 600_000 }, async (t) => {
-    const cloud = await startCloud({ hosts: [], controller: { hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10 }, servers: { castRetryMs: 500, agentCallTimeoutMs: 20_000 } } })
-    cleanups.push(() => cloud.close())
-    const agent = await libvirtAgent('kvm-faults', cloud.nats.url, cloud.s.address, newBridge())
+  /** One cloud for both tests (a cloud's start-up is CPU the suite shares); made by the first test that runs. */
+  let rig: Promise<Rig> | undefined
+  const cloud = (t: Test) => (rig ??= (async () => {
+    const nats = await startNats()
+    cleanups.push(() => nats.stop())
+    const ctl = await spawnController(nats.url, {
+      hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10, castAckWaitMs: 3_000 },
+      servers: { castRetryMs: 500, agentCallTimeoutMs: 20_000 },
+    })
+    cleanups.push(() => ctl.close())
+    if (process.env.STRATO_TEST_LOG) cleanups.push(async () => t.comment(ctl.log().slice(-8000)))
+    const c = cloudClients(ctl.address)
+    cleanups.push(async () => Object.values(c).forEach((x) => x.close()))
+    const p = await provision(c, ctl.adminToken)
+    const agent = await libvirtAgent('kvm-faults', nats.url, ctl.address, newBridge())
     cleanups.push(() => agent.remove())
     if (process.env.STRATO_TEST_LOG) cleanups.push(async () => t.comment(agent.log().slice(-8000)))
     await agent.running(60_000)
-    await eventually(async () => (await cloud.s.controller.hosts.discover()).mapped.length > 0 || undefined, 10_000, 'the host to be mapped')
-    const r: Rig = { c: cloud.c, token: cloud.s.adminToken, p: cloud, agent, waitFor: cloud.waitFor }
+    await eventually(async () => (await call<DiscoverHostsResponse>(c.hosts, 'discoverHosts', {}, ctl.adminToken)).mapped.length > 0 || undefined, 10_000, 'the host to be mapped')
+    return { c, token: ctl.adminToken, p, agent, waitFor: serverWaiter(c, ctl.adminToken), nats, ctl }
+  })())
+
+  t.test('agent and nats-server failures', { timeout: 600_000 }, async (t) => {
+    const r = await cloud(t)
+    const { agent } = r
 
     await t.test('the agent SIGKILLed during builds, then started again', async (t) => {
       const made = await create(r, 'crash', { minCount: 4, maxCount: 4 })
@@ -143,20 +163,20 @@ if (process.getuid?.() !== 0) {
       const first = (await create(r, 'steady')).servers[0]!
       destroyLater([first.id])
       await r.waitFor(first.id, (s) => s.status === 'ACTIVE', r.token, 120_000)
-      await killNats(cloud.nats)
+      await killNats(r.nats)
       const made = (await create(r, 'while-nats-down')).servers[0]!
       destroyLater([made.id])
       t.equal(made.status, 'BUILD', 'the API still takes the request; the cast waits for the bus')
       const stopping = await act(r, 'stopServer', first.id)
       t.equal(stopping.taskState, 'powering-off')
       await new Promise((res) => setTimeout(res, 1_000))
-      await cloud.nats.restart()
+      await r.nats.restart()
       const up = await r.waitFor(made.id, (s) => s.status === 'ACTIVE' || s.status === 'ERROR', r.token, 120_000, 'the build queued while NATS was down')
       t.equal(up.status, 'ACTIVE', `built once NATS is back (${up.fault?.message ?? ''})`)
       const off = await r.waitFor(first.id, (s) => s.status === 'SHUTOFF' && s.taskState === '', r.token, 60_000, 'the stop queued while NATS was down')
       t.equal(await virshPowerState(`instance-${off.id}`), PowerState.SHUTDOWN, 'virsh: shut off')
       const host = await eventually(async () => {
-        const hosts = await cloud.s.controller.hosts.list()
+        const hosts = (await call<ListHostsResponse>(r.c.hosts, 'listHosts', {}, r.token)).hosts
         return hosts.find((h) => h.host === 'kvm-faults' && h.state === 'up')
       }, 10_000, 'the host to be up again (heartbeats)')
       t.ok(host, 'heartbeats resumed')
@@ -165,22 +185,8 @@ if (process.getuid?.() !== 0) {
   })
 
   t.test('the controller SIGKILLed, with builds in flight and with a cast it never sent', { timeout: 600_000 }, async (t) => {
-    const nats = await startNats()
-    cleanups.push(() => nats.stop())
-    const ctl = await spawnController(nats.url, {
-      hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10, castAckWaitMs: 3_000 },
-      servers: { castRetryMs: 500, agentCallTimeoutMs: 20_000 },
-    })
-    cleanups.push(() => ctl.close())
-    if (process.env.STRATO_TEST_LOG) cleanups.push(async () => t.comment(ctl.log().slice(-8000)))
-    const c = cloudClients(ctl.address)
-    cleanups.push(async () => Object.values(c).forEach((x) => x.close()))
-    const p = await provision(c, ctl.adminToken)
-    const agent = await libvirtAgent('kvm-ctl', nats.url, ctl.address, newBridge())
-    cleanups.push(() => agent.remove())
-    await agent.running(60_000)
-    await eventually(async () => (await call<DiscoverHostsResponse>(c.hosts, 'discoverHosts', {}, ctl.adminToken)).mapped.length > 0 || undefined, 10_000, 'the host to be mapped')
-    const r: Rig = { c, token: ctl.adminToken, p, agent, waitFor: serverWaiter(c, ctl.adminToken) }
+    const r = await cloud(t)
+    const { c, ctl, nats } = r
 
     // Builds in flight: a build that got its spec finishes and its result waits in the event
     // stream; one that did not is postponed by the agent until the conductor answers again.

@@ -5,11 +5,23 @@
  * provider network; its console shows the image's marker; stop, start, soft
  * and hard reboot each leave `virsh list --all` agreeing with the API; delete
  * leaves no domain, no disk, no port and no allocation behind.
+ *
+ * Then, on the same cloud (a cloud's start-up is CPU the suite shares), a
+ * guest's files are private and QEMU still reaches them (issue 15): the agent
+ * builds servers from one image: every directory on the way (state dir,
+ * instances, the instance's own, the image cache) is 0710 root:libvirt-qemu,
+ * every file (disk, config drive, console log, cached base) 0600; QEMU runs as
+ * libvirt-qemu, not root, and the guests print their marker — through group
+ * search alone, with the base shared as a backing file. libvirt's
+ * dynamic_ownership hands the disk to QEMU while the guest runs and back to
+ * root when it stops; the shared base stays usable by the next guest after
+ * the first is deleted. An unprivileged user reads none of it.
  * Needs root, libvirt-daemon-system, qemu-system-x86.
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
@@ -18,6 +30,7 @@ import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
 import { ensureLibvirtd, virsh, virshDomainNames, virshPowerState } from '../../helpers/libvirt.js'
 import { call, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
+import { groupId } from '../../../agent/disk/guest-dirs.js'
 import { PowerState } from '../../../proto/power-state.js'
 import type { ConsoleOutput, CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
 import type { ListAllocationsResponse } from '../../../proto/gen/strato/placement/v1/placement.js'
@@ -136,5 +149,70 @@ if (process.getuid?.() !== 0) {
     t.same((await call<ListPortsResponse>(cloud.c.ports, 'listPorts', { deviceId: id }, cloud.s.adminToken)).ports, [], 'its port is deleted')
     t.same((await call<ListAllocationsResponse>(cloud.c.placement, 'listAllocations', { consumerUuid: id }, cloud.s.adminToken)).allocations, [], 'its allocation is released')
     t.ok(existsSync(path.join(agent.instancesDir, '_base', `${cloud.image.id}.qcow2`)), 'the cached base image stays for the next boot')
+  })
+
+  const stat = (p: string) => {
+    const s = statSync(p)
+    return { mode: (s.mode & 0o7777).toString(8).padStart(4, '0'), uid: s.uid, gid: s.gid }
+  }
+  const qemuGid = groupId('libvirt-qemu')
+  const qemuUid = Number(spawnSync('id', ['-u', 'libvirt-qemu'], { encoding: 'utf8' }).stdout.trim())
+  const consoleHas = async (id: string) => (await call<ConsoleOutput>(cloud.c.servers, 'getConsoleOutput', { id }, cloud.s.adminToken)).output.includes(cloud.marker) || undefined
+  const bootNoNic = async (name: string) => {
+    const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name, flavorRef: cloud.flavor.id, imageRef: cloud.image.id, networkMode: 'none' }, cloud.s.adminToken)
+    const id = r.servers[0]!.id
+    made.push(id)
+    const up = await cloud.waitFor(id, (x: Decoded<Server>) => (x.status === 'ACTIVE' && x.taskState === '') || x.status === 'ERROR', cloud.s.adminToken, 120_000, 'ACTIVE')
+    if (up.status !== 'ACTIVE') throw new Error(`server ${name} is ${up.status}: ${up.fault?.message ?? 'no fault'}`)
+    await eventually(() => consoleHas(id), 90_000, `${name}'s marker on the console`)
+    return id
+  }
+
+  t.test('guest files are 0600 behind 0710 directories of QEMU\'s group, and guests boot', { timeout: 600_000 }, async (t) => {
+    const first = await bootNoNic('files-1')
+    t.pass('the first guest printed its marker')
+    const dir = path.join(agent.instancesDir, first)
+    const base = path.join(agent.instancesDir, '_base', `${cloud.image.id}.qcow2`)
+    for (const d of [agent.stateDir, agent.instancesDir, path.join(agent.instancesDir, '_base'), dir]) {
+      t.same(stat(d), { mode: '0710', uid: 0, gid: qemuGid }, `${path.relative(agent.stateDir, d) || 'state dir'}: root:libvirt-qemu 0710 (search only)`)
+    }
+    t.match(stat(path.join(agent.stateDir, 'compute_id')), { mode: '0600' }, 'compute_id 0600')
+    for (const f of ['disk', 'disk.config', 'console.log']) t.match(stat(path.join(dir, f)), { mode: '0600' }, `${f} is 0600`)
+    t.match(stat(base), { mode: '0600' }, 'the cached base is 0600')
+    t.match(stat(path.join(dir, 'disk')), { uid: qemuUid }, "libvirt gave the running guest's disk to QEMU (dynamic_ownership)")
+    t.match(stat(base), { uid: qemuUid }, '… and its backing file, the base')
+    t.match(readFileSync(path.join(dir, 'console.log'), 'utf8'), cloud.marker, 'the console log holds the marker')
+
+    const pid = spawnSync('pgrep', ['-f', `guest=instance-${first}`], { encoding: 'utf8' }).stdout.trim().split('\n')[0]!
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    t.match(status, new RegExp(`\\nUid:\\s+${qemuUid}\\s`), 'QEMU runs as libvirt-qemu, not root: the group is its only way in')
+
+    for (const f of [path.join(dir, 'disk'), path.join(dir, 'disk.config'), base]) {
+      const r = spawnSync('runuser', ['-u', 'nobody', '--', 'cat', f], { encoding: 'utf8' })
+      t.match(r.stderr, /Permission denied/, `nobody cannot read ${path.relative(agent.instancesDir, f)}`)
+    }
+
+    // A second guest on the same base, at the same time.
+    const second = await bootNoNic('files-2')
+    t.pass('a second guest on the shared base printed its marker')
+
+    // Stopped: the disk is root's again, still 0600.
+    await call(cloud.c.servers, 'stopServer', { id: first }, cloud.s.adminToken)
+    await cloud.waitFor(first, (x: Decoded<Server>) => x.status === 'SHUTOFF' && x.taskState === '', cloud.s.adminToken, 60_000, 'SHUTOFF')
+    t.same(stat(path.join(dir, 'disk')), { mode: '0600', uid: 0, gid: 0 }, 'a stopped guest\'s disk is back to root:root 0600')
+
+    // The first goes; the base it shared still serves the second (running) and a third.
+    await call(cloud.c.servers, 'deleteServer', { id: first }, cloud.s.adminToken)
+    await eventually(() => serverGone(cloud.c, first, cloud.s.adminToken), 60_000, 'the first server to be deleted')
+    await call(cloud.c.servers, 'rebootServer', { id: second, type: 'HARD' }, cloud.s.adminToken)
+    await cloud.waitFor(second, (x: Decoded<Server>) => x.status === 'ACTIVE' && x.taskState === '', cloud.s.adminToken, 60_000, 'ACTIVE')
+    t.equal((await virsh('domstate', `instance-${second}`)).trim(), 'running', 'the second guest restarts on the shared base after the first is gone')
+    const third = await bootNoNic('files-3')
+    t.pass('a third guest boots from the cached base')
+    t.match(stat(base), { mode: '0600' }, 'the base is still 0600')
+    for (const id of [second, third]) {
+      await call(cloud.c.servers, 'deleteServer', { id }, cloud.s.adminToken)
+      await eventually(() => serverGone(cloud.c, id, cloud.s.adminToken), 60_000, 'the server to be deleted')
+    }
   })
 }
