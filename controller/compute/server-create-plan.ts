@@ -100,17 +100,21 @@ export class CreatePlanner {
     let imageRef = req.imageRef ?? ''
     // An image that defines block devices (a volume-backed server's snapshot) boots from the volumes
     // they make, unless the request names its own boot device (Nova merges the two the same way).
+    // The image named by image_ref, read once (four statements) whether it defines block devices or is the root disk.
+    let named: Image | undefined
     if (imageRef && !mappings.some((m) => m.bootIndex === 0)) {
-      const defined = imageBlockDevices(await this.findImage(imageRef, caller))
+      named = await this.findImage(imageRef, caller)
+      const defined = imageBlockDevices(named)
       if (defined) {
         mappings = [...defined, ...mappings]
         imageRef = ''
+        named = undefined
       }
     }
     const blockDevices = mappings.length
       ? await planBlockDevices(this.db, this.deps, mappings, imageRef, maxCount, caller, (ref, field) => this.findImage(ref, caller, field))
       : undefined
-    const image = blockDevices?.bootFromVolume ? undefined : await this.findImage(imageRef || blockDevices?.rootImage, caller)
+    const image = blockDevices?.bootFromVolume ? undefined : (named ?? (await this.findImage(imageRef || blockDevices?.rootImage, caller)))
     if (image) this.checkImageFits(image, flavor)
     // Booted from a volume, the flavor's disk is not the root disk (Nova skips its size checks); min_ram still holds.
     const bootImage = blockDevices?.bootImage

@@ -18,10 +18,9 @@ import { loadNetwork } from '../network/access.js'
 import type { Scheduler, Placed } from '../scheduler/scheduler.js'
 import { DISK_GB, MEMORY_MB, VCPU, type GroupSpec, type LocalNetworkSpec } from '../scheduler/model.js'
 import { Reverter } from '../../proto/revert.js'
-import type { HostRegistry } from './hosts.js'
 import type { ServerGroupCatalog } from './server-groups.js'
 import { CREATED } from './server-states.js'
-import { castIdFor, type CastOutbox } from './cast-outbox.js'
+import { castIdFor, castLease, type CastOutbox } from './cast-outbox.js'
 import type { ServerViews } from './server-views.js'
 import { CreatePlanner, type CreatePlan, type CreatePlannerDeps } from './server-create-plan.js'
 import { instanceName, now, type CreateServer, type Log, type ServerCaller, type ServerView } from './server-model.js'
@@ -31,7 +30,6 @@ import type { ServerTable, VolumeTable } from '../store/schema.js'
 export interface ServerCreatorDeps extends CreatePlannerDeps {
   ports: PortCatalog
   scheduler: Scheduler
-  hosts: HostRegistry
   quota: QuotaEngine
   serverGroups: ServerGroupCatalog
   views: ServerViews
@@ -68,10 +66,10 @@ export class ServerCreator {
     const reservationId = `r-${randomBytes(4).toString('hex')}`
     const revert = new Reverter()
     let claims: Claim[]
-    let volumes: VolumeTable[]
+    let recorded: { servers: ServerTable[]; volumes: VolumeTable[] }
     try {
       claims = await this.claim(plan, maxCount, group?.spec, reservationId, revert)
-      volumes = await this.record(plan, claims, maxCount, group?.spec.id ?? '', reservationId)
+      recorded = await this.record(plan, claims, maxCount, group?.spec.id ?? '', reservationId)
       // Ports were bound or made in that (committed) transaction: hosts' filtering and metadata caches follow.
       this.deps.ports.onChange()
       revert.success()
@@ -81,14 +79,16 @@ export class ServerCreator {
       throw err
     }
     // The volumes the servers make first: their builds wait for them (server-volumes.ts).
-    await this.deps.serverVolumes.sendCreates(volumes)
+    await this.deps.serverVolumes.sendCreates(recorded.volumes)
     for (const { uuid, placed: p } of claims) {
       this.log.info({ instance: uuid, host: p.host, reservationId, requestId: caller.requestId }, 'server placed; build cast to its host')
-      await this.deps.outbox.send({ uuid, host: p.host, action: 'build', castId: castIdFor('build', uuid), requestId: caller.requestId ?? '' })
+      // The row was recorded with this send's lease on it: no claim statement.
+      await this.deps.outbox.send({ uuid, host: p.host, action: 'build', castId: castIdFor('build', uuid), requestId: caller.requestId ?? '' }, true, 'held')
     }
-    // By primary key: reservation_id has no index, and these are the claims' servers.
-    const rows = claims.length ? await this.db.selectFrom('servers').selectAll().where('uuid', 'in', claims.map((c) => c.uuid)).orderBy('launch_index').execute() : []
-    return { servers: await this.deps.views.views(rows, caller), reservationId }
+    // The rows as recorded (in launch_index order; only cast_sent_at moved since, which no view shows): not read again.
+    // Ports and volumes are read only when the request asked for some (a view of a server made without shows none).
+    const views = await this.deps.views.views(recorded.servers, caller, { noPorts: plan.nics.length === 0, noVolumes: !plan.blockDevices })
+    return { servers: views, reservationId }
   }
 
   /**
@@ -147,13 +147,28 @@ export class ServerCreator {
   }
 
   /** Records the claimed servers and makes (or binds) their ports, in one transaction. */
-  private async record(plan: CreatePlan, claims: Claim[], maxCount: number, serverGroupId: string, reservationId: string): Promise<VolumeTable[]> {
+  private async record(plan: CreatePlan, claims: Claim[], maxCount: number, serverGroupId: string, reservationId: string): Promise<{ servers: ServerTable[]; volumes: VolumeTable[] }> {
     const { caller, projectId, actor, name, description, flavor, image, key, userData, configDrive, metadata, zone, nics, groupIds } = plan
     const ts = now()
-    // Hosts are read before the transaction: the store has one connection, and a read
-    // through it while the transaction holds it would wait forever.
-    const zones = new Map<string, string>()
-    for (const { placed: p } of claims) if (!zones.has(p.host)) zones.set(p.host, (await this.deps.hosts.get(p.host)).availabilityZone)
+    // A server's zone is its host's as the scheduler judged it (Nova's conductor records the chosen host's zone).
+    const serverRow = (index: number, { uuid, placed: p }: Claim, own: string[]): ServerTable => ({
+      uuid, name: maxCount > 1 ? `${name}-${index + 1}` : name, description, project_id: projectId, user_id: caller.userId,
+      flavor_id: flavor.id, flavor_name: flavor.name, vcpus: flavor.vcpus, ram: flavor.ram, disk: flavor.disk, ephemeral: flavor.ephemeral, swap: flavor.swap,
+      image_id: image?.id ?? '', image_name: image?.name ?? '', key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData, config_drive: configDrive ? 'True' : '',
+      metadata: JSON.stringify(metadata), security_groups: JSON.stringify(groupIds), requested_az: zone.zone ?? '',
+      host: p.host, node_uuid: p.providerUuid, availability_zone: p.availabilityZone, instance_name: instanceName(uuid),
+      ...CREATED, pending_cast_id: castIdFor('build', uuid), ...castLease(castIdFor('build', uuid), ts), pending_request_id: caller.requestId ?? '', cast_sent_at: null,
+      own_ports: JSON.stringify(own), reservation_id: reservationId, launch_index: index,
+      fault_code: '', fault_message: '', fault_at: null, created_at: ts, updated_at: ts, launched_at: null, terminated_at: null, deleted: 0,
+      server_group_id: serverGroupId, view_revision: 1,
+    })
+    // Neither ports nor volumes (and one bounded statement): the insert alone is atomic, no transaction (BEGIN and COMMIT
+    // were two more statements per create, round trips on PostgreSQL).
+    if (nics.length === 0 && !plan.blockDevices && claims.length <= 100) {
+      const servers = claims.map((c, index) => serverRow(index, c, []))
+      await this.db.insertInto('servers').values(servers).execute()
+      return { servers, volumes: [] }
+    }
     return this.db.transaction().execute(async (trx: Trx) => {
       const portsNeeded = nics.filter((n) => n.kind === 'network').length * claims.length
       if (portsNeeded) await this.deps.quota.check(trx, { projectId }, { ports: portsNeeded })
@@ -162,8 +177,7 @@ export class ServerCreator {
       const volumes: VolumeTable[] = []
       const servers: ServerTable[] = []
       for (const [index, { uuid, placed: p }] of claims.entries()) {
-        const availabilityZone = zones.get(p.host)!
-        const deviceOwner = `compute:${availabilityZone}`
+        const deviceOwner = `compute:${p.availabilityZone}`
         const own: string[] = []
         for (const [i, nic] of nics.entries()) {
           if (nic.kind === 'port') {
@@ -176,22 +190,12 @@ export class ServerCreator {
             }))
           }
         }
-        servers.push({
-          uuid, name: maxCount > 1 ? `${name}-${index + 1}` : name, description, project_id: projectId, user_id: caller.userId,
-          flavor_id: flavor.id, flavor_name: flavor.name, vcpus: flavor.vcpus, ram: flavor.ram, disk: flavor.disk, ephemeral: flavor.ephemeral, swap: flavor.swap,
-          image_id: image?.id ?? '', image_name: image?.name ?? '', key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData, config_drive: configDrive ? 'True' : '',
-          metadata: JSON.stringify(metadata), security_groups: JSON.stringify(groupIds), requested_az: zone.zone ?? '',
-          host: p.host, node_uuid: p.providerUuid, availability_zone: availabilityZone, instance_name: instanceName(uuid),
-          ...CREATED, pending_cast_id: castIdFor('build', uuid), pending_request_id: caller.requestId ?? '', cast_sent_at: null,
-          own_ports: JSON.stringify(own), reservation_id: reservationId, launch_index: index,
-          fault_code: '', fault_message: '', fault_at: null, created_at: ts, updated_at: ts, launched_at: null, terminated_at: null, deleted: 0,
-          server_group_id: serverGroupId, view_revision: 1,
-        })
+        servers.push(serverRow(index, { uuid, placed: p }, own))
       }
       // The servers of a multi-server request in one statement (bounded: ~50 columns a row), then their volumes.
       for (let i = 0; i < servers.length; i += 100) await trx.insertInto('servers').values(servers.slice(i, i + 100)).execute()
-      if (devices) for (const { uuid, placed: p } of claims) volumes.push(...(await this.deps.serverVolumes.recordIn(trx, { uuid, host: p.host, zone: zones.get(p.host)! }, devices, caller)))
-      return volumes
+      if (devices) for (const { uuid, placed: p } of claims) volumes.push(...(await this.deps.serverVolumes.recordIn(trx, { uuid, host: p.host, zone: p.availabilityZone }, devices, caller)))
+      return { servers, volumes }
     })
   }
 

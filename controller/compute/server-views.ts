@@ -191,12 +191,16 @@ export class ServerViews {
   }
 
   /** The views of `rows`, as `caller` may see them (host details are for admins). */
-  async views(rows: ServerTable[], caller: ServerCaller): Promise<ServerView[]> {
+  /**
+   * `known`: what the caller knows the rows have none of (servers it has just
+   * recorded without ports or volumes), so they are not looked for.
+   */
+  async views(rows: ServerTable[], caller: ServerCaller, known: { noPorts?: boolean; noVolumes?: boolean } = {}): Promise<ServerView[]> {
     if (rows.length === 0) return []
-    const ports = await portsOfDevices(this.db, rows.map((r) => r.uuid))
+    const ports = known.noPorts ? [] : await portsOfDevices(this.db, rows.map((r) => r.uuid))
     const askedNames = await this.deps.securityGroups.namesOf([...new Set(rows.flatMap((r) => json<string[]>(r.security_groups, [])))])
     const portsOf = groupBy(ports, (p) => p.deviceId)
-    const attached = await this.db.selectFrom('volume_attachments').select(['server_id', 'volume_id', 'delete_on_termination']).where('server_id', 'in', rows.map((r) => r.uuid))
+    const attached = known.noVolumes ? [] : await this.db.selectFrom('volume_attachments').select(['server_id', 'volume_id', 'delete_on_termination']).where('server_id', 'in', rows.map((r) => r.uuid))
       .where('status', 'in', [...LIVE_ATTACHMENT]).orderBy('created_at').execute()
     const attachedTo = groupBy(attached, (a) => a.server_id)
     return rows.map((r) => {

@@ -73,6 +73,8 @@ export interface HostLiveness {
 export interface Placed {
   host: string
   providerUuid: string
+  /** The host's availability zone as the decision saw it (what the zone filter judged). */
+  availabilityZone: string
   /** Other hosts that passed, best first (nova's alternates). */
   alternates: string[]
 }
@@ -420,7 +422,7 @@ export class Scheduler {
           const current = this.hosts?.get(h.uuid)
           if (current && current !== h) add(current.usage, spec.resources, 1)
         }))
-        return { host: h.host, providerUuid: h.uuid, alternates: ranked.slice(i + 1, i + 1 + this.config.maxAttempts - 1).map((x) => x.host) }
+        return { host: h.host, providerUuid: h.uuid, availabilityZone: h.availabilityZone, alternates: ranked.slice(i + 1, i + 1 + this.config.maxAttempts - 1).map((x) => x.host) }
       } catch (err) {
         // The reservation stays only if the claim is in the database (a cache reload saw it then).
         if (!committed) {

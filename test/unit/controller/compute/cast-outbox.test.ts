@@ -6,7 +6,7 @@
 import t from 'tap'
 import { sql } from 'kysely'
 import { openDatabase, type Db } from '../../../../controller/store/db.js'
-import { CAST_LEASE_MS, CastOutbox, castIdFor } from '../../../../controller/compute/cast-outbox.js'
+import { CAST_LEASE_MS, CastOutbox, castIdFor, castLease } from '../../../../controller/compute/cast-outbox.js'
 import type { AgentTransport, CastAction } from '../../../../controller/compute/transport.js'
 import type { ServerTable } from '../../../../controller/store/schema.js'
 import { Unavailable } from '../../../../proto/errors.js'
@@ -151,4 +151,36 @@ t.test('PostgreSQL: a failed send gives its lease back; a lease that ran out, or
   await outbox.send({ uuid, host: 'node1', action: 'stop', castId: newer, requestId: 'req-f' })
   t.same(transport.casts.map((c) => c.id), [cast, newer], 'the newer cast goes out at once')
   t.ok((await lease()).cast_sent_at, 'and is marked sent')
+})
+
+t.test('the sends of one tick are marked sent in one statement, each while its cast is still pending; a create\'s held lease ends with its send', async (t) => {
+  const [a, b, moved] = ['e1', 'e2', 'e3'].map((s) => `00000000-0000-4000-8000-0000000000${s}`) as [string, string, string]
+  const ts = new Date().toISOString()
+  const build = (u: string) => castIdFor('build', u)
+  const stale = castIdFor('stop', moved)
+  await db.insertInto('servers').values([
+    // As a create records them: the row carries its build cast's lease, the create sends it as held.
+    serverRow(a, { vm_state: 'building', task_state: 'scheduling', pending_cast_id: build(a), ...castLease(build(a), ts) }),
+    serverRow(b, { vm_state: 'building', task_state: 'scheduling', pending_cast_id: build(b), ...castLease(build(b), ts) }),
+  ]).execute()
+  if (testingOnPostgres()) {
+    const other = new RecordingTransport()
+    await new CastOutbox(db, 60_000, silent, other).resend()
+    t.same(other.casts, [], 'another controller\'s resend passes a create\'s held casts by')
+  }
+  // This row moved on to a newer cast while an older one was on its way.
+  await db.insertInto('servers').values(serverRow(moved, { task_state: 'powering-on', pending_cast_id: castIdFor('start', moved), ...castLease(stale, ts) })).execute()
+  const transport = new RecordingTransport()
+  const outbox = new CastOutbox(db, 60_000, silent, transport)
+  await Promise.all([
+    outbox.send({ uuid: a, host: 'node1', action: 'build', castId: build(a), requestId: 'req-g' }, true, 'held'),
+    outbox.send({ uuid: b, host: 'node1', action: 'build', castId: build(b), requestId: 'req-g' }, true, 'held'),
+    outbox.send({ uuid: moved, host: 'node1', action: 'stop', castId: stale, requestId: 'req-h' }, true, 'held'),
+  ])
+  t.same(transport.casts.map((c) => c.id).sort(), [build(a), build(b), stale].sort(), 'held sends go out without a claim')
+  const rows = new Map((await db.selectFrom('servers').select(['uuid', 'cast_sent_at', 'cast_claim_id', 'cast_claimed_at']).where('uuid', 'in', [a, b, moved]).execute()).map((r) => [r.uuid, r]))
+  t.ok(rows.get(a)!.cast_sent_at, 'marked sent')
+  t.equal(rows.get(a)!.cast_sent_at, rows.get(b)!.cast_sent_at, 'both in one statement (one time stamp)')
+  t.same([a, b].map((u) => [rows.get(u)!.cast_claim_id, rows.get(u)!.cast_claimed_at]), [[null, null], [null, null]], 'and their leases ended in it')
+  t.same(rows.get(moved), { uuid: moved, cast_sent_at: null, cast_claim_id: stale, cast_claimed_at: ts }, 'a row whose pending cast is another is left as it was')
 })
