@@ -16,6 +16,7 @@ import { castResultSubject, parseCastId } from '../proto/subjects.js'
 import { Cast, CastResult } from '../proto/gen/strato/agent/v1/agent.js'
 import type { ComputeManager } from './compute-manager.js'
 import type { VolumeManager } from './volume/manager.js'
+import { GiB } from './volume/driver.js'
 import { volumeAction, volumeWorkOf } from '../proto/volume-work.js'
 import { volumeAttachOf } from '../proto/volume-attach.js'
 
@@ -190,7 +191,7 @@ export class CastWorker {
           await this.volumes.run(w, id)
           log.info(ctx, `${result.action} finished`)
         } else if (cast.volumeAttach) {
-          // Attach or detach on a server of this host: reported under the server and the volume.
+          // Attach, detach or extend_volume on a server of this host: reported under the server and the volume.
           const w = volumeAttachOf(cast.volumeAttach)
           Object.assign(result, { action: w.op, instanceUuid: w.instanceUuid, volumeId: w.volumeId })
           const ctx = { instance: w.instanceUuid, volume: w.volumeId, device: w.device, action: w.op }
@@ -203,7 +204,9 @@ export class CastWorker {
           log.info(ctx, `${w.op} started`)
           result.powerState = w.op === 'attach_volume'
             ? await this.manager.attachVolume(w.instanceUuid, w.volumeId, w.device, w.volumeHost)
-            : await this.manager.detachVolume(w.instanceUuid, w.volumeId, w.device, w.volumeHost)
+            : w.op === 'detach_volume'
+              ? await this.manager.detachVolume(w.instanceUuid, w.volumeId, w.device, w.volumeHost)
+              : await this.manager.extendVolume(w.instanceUuid, w.volumeId, w.device, w.sizeGb * GiB)
           log.info(ctx, `${w.op} finished`)
         } else {
           const [action, uuid, run] = this.actionOf(cast)

@@ -403,6 +403,21 @@ export class ComputeManager {
   }
 
   /** A volume attached to the server grew (Cinder's in-use extend): the running guest is told its new size. */
+  /**
+   * A volume the server attaches from another host grew there (Nova's
+   * volume-extended event): the guest's QEMU learns the new size. Returns
+   * the guest's power state.
+   * @throws NotFound when the guest or its disk of that volume is gone.
+   */
+  extendVolume(uuid: string, volumeId: string, device: string, bytes: number): Promise<PowerState> {
+    return this.locks.run(uuid, async () => {
+      const disk = (await this.driver.listDisks(uuid)).find((d) => d.device === device)
+      if (!disk || (disk.serial && disk.serial !== volumeSerial(volumeId))) throw new NotFound(`server ${uuid} has no disk of volume ${volumeId} on ${device}`)
+      await this.driver.resizeDisk(uuid, device, bytes)
+      return (await this.driver.getInfo(uuid)).powerState
+    })
+  }
+
   resizeVolume(uuid: string, device: string, bytes: number): Promise<void> {
     return this.locks.run(uuid, () => this.driver.resizeDisk(uuid, device, bytes))
   }

@@ -1,12 +1,13 @@
 /**
  * Attaching volumes to servers (Nova's attach_volume / detach_volume casts
- * to the server's host, agent.v1 `VolumeAttach`), and the cast ids that name
- * them: the one place the controller and the agent agree on both. Plain
- * objects in ts-proto's shape.
+ * to the server's host, agent.v1 `VolumeAttach`), telling a server's host
+ * that a volume it attaches over the network grew (extend_volume, Nova's
+ * volume-extended event), and the cast ids that name them: the one place the
+ * controller and the agent agree on both. Plain objects in ts-proto's shape.
  */
 
-export type AttachOp = 'attach_volume' | 'detach_volume'
-export const ATTACH_OPS: readonly AttachOp[] = ['attach_volume', 'detach_volume']
+export type AttachOp = 'attach_volume' | 'detach_volume' | 'extend_volume'
+export const ATTACH_OPS: readonly AttachOp[] = ['attach_volume', 'detach_volume', 'extend_volume']
 
 export function isAttachOp(s: string): s is AttachOp {
   return (ATTACH_OPS as readonly string[]).includes(s)
@@ -22,6 +23,8 @@ export interface VolumeAttachWork {
   device: string
   /** The host whose volume backend keeps the volume: the server's own (its file) or another (a network export). */
   volumeHost: string
+  /** extend_volume: the volume's size now, GiB (0 for the others). */
+  sizeGb: number
 }
 
 /** The same, as received (decoded protobuf: any field may be missing). */
@@ -32,13 +35,14 @@ export interface ReceivedVolumeAttach {
   volumeId?: string
   device?: string
   volumeHost?: string
+  sizeGb?: number
 }
 
 /** A received attach or detach with every field filled in. @throws Error when its op is unknown. */
 export function volumeAttachOf(w: ReceivedVolumeAttach): VolumeAttachWork {
   const op = w.op ?? ''
   if (!isAttachOp(op)) throw new Error(`unknown attachment op '${op}'`)
-  return { op, attachmentId: w.attachmentId ?? '', instanceUuid: w.instanceUuid ?? '', volumeId: w.volumeId ?? '', device: w.device ?? '', volumeHost: w.volumeHost ?? '' }
+  return { op, attachmentId: w.attachmentId ?? '', instanceUuid: w.instanceUuid ?? '', volumeId: w.volumeId ?? '', device: w.device ?? '', volumeHost: w.volumeHost ?? '', sizeGb: w.sizeGb ?? 0 }
 }
 
 /**

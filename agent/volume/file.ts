@@ -151,7 +151,8 @@ export class FileVolumeDriver implements VolumeDriver {
       const v = await this.info(id)
       if (!v) throw new NotFound(`volume ${id} not found on this backend`)
       if (sizeGb < v.sizeGb) throw new InvalidArgument(`volume ${id} is ${v.sizeGb} GiB; it cannot shrink to ${sizeGb}`, { field: 'size' })
-      if (sizeGb > v.sizeGb) await resizeImage(this.volumePath(id), sizeGb * GiB, { format: this.format })
+      // An exported volume's file is open in its export's daemon: that daemon grows it (nothing else may rewrite a qcow2 under QEMU).
+      if (sizeGb > v.sizeGb && !(await this.nbd?.grow(id, sizeGb * GiB, this.volumePath(id), this.format))) await resizeImage(this.volumePath(id), sizeGb * GiB, { format: this.format })
       return (await this.info(id))!
     })
   }

@@ -49,7 +49,13 @@ export class VolumeManager {
         case 'extend': {
           // A running guest's QEMU has the image open: it grows it itself (nothing else may rewrite
           // a qcow2's tables under it), and the backend then finds it grown. With no guest running,
-          // the backend grows it.
+          // the backend grows it. An exported volume is open in its export's daemon instead: the
+          // backend grows it there first, then the guests reading it through the export learn the size.
+          if ((await this.driver.exports()).some((e) => e.volumeId === w.volumeId)) {
+            await this.driver.extend(w.volumeId, w.sizeGb)
+            if (w.attached.length) await this.o.extended?.(w.attached, w.sizeGb * GiB)
+            return
+          }
           if (w.attached.length) await this.o.extended?.(w.attached, w.sizeGb * GiB)
           await this.driver.extend(w.volumeId, w.sizeGb)
           return

@@ -94,11 +94,15 @@ export class NbdExports {
     const known = await this.read(volumeId)
     const hosts = [...new Set([...(known?.hosts ?? []), host])].sort()
     if (known && (await this.serving(known))) {
-      if (hosts.length !== known.hosts.length) {
+      if (hosts.length === known.hosts.length) return { ...known, hosts }
+      if (await this.controllable(known)) {
         await this.authorize(known, hosts)
         this.write({ ...known, hosts })
+        return { ...known, hosts }
       }
-      return { ...known, hosts }
+      // Started by an older agent, with no QMP socket: its hosts cannot change while it runs. It is
+      // served again below with one (same file, address, port and name): its clients reconnect on their next request.
+      await this.halt(known)
     }
     await this.checkTls()
     await mkdir(this.o.stateDir, { recursive: true, mode: 0o700 })
@@ -144,14 +148,43 @@ export class NbdExports {
       this.write({ ...e, hosts })
       return
     }
-    if (await this.serving(e)) {
-      process.kill(e.pid, 'SIGTERM')
-      for (let i = 0; i < 600 && (await this.serving(e)); i++) await new Promise((r) => setTimeout(r, 50))
-      if (await this.serving(e)) process.kill(e.pid, 'SIGKILL')
-    }
+    await this.halt(e)
     await rm(this.recordPath(volumeId), { force: true })
     await rm(this.pidPath(volumeId), { force: true })
     await rm(this.qmpPath(volumeId), { force: true })
+  }
+
+  /**
+   * Grows the served export of volume `volumeId` (its `format` image `file`)
+   * to `bytes` through its daemon, the one process that has the file open:
+   * the export is taken down (its clients' connections dropped), the image
+   * grown (`block_resize`: QEMU rewrites the qcow2 tables itself), and the
+   * export added again under the same name. An NBD client learns a size
+   * only when it connects, and the export refuses a resize while it serves
+   * (QEMU 7.2 unshares the permission), so clients see the new size when
+   * they reconnect — a guest's QEMU on its next request. False when the
+   * volume is not exported (the caller grows the file itself).
+   */
+  async grow(volumeId: string, bytes: number, file: string, format: 'qcow2' | 'raw'): Promise<boolean> {
+    let e = await this.read(volumeId)
+    if (!e || !(await this.serving(e))) return false
+    // An export of an older agent has no QMP socket: served again with one first.
+    if (!(await this.controllable(e))) {
+      await this.halt(e)
+      e = await this.serve(volumeId, e.hosts[0]!, file, format).then(() => this.read(volumeId))
+      if (!e) return false
+    }
+    const socket = this.qmpPath(volumeId)
+    try {
+      await qmp(socket, [{ execute: 'block-export-del', arguments: { id: 'export0', mode: 'hard' } }])
+      // The export lets go of the image when its last client is gone.
+      for (let i = 0; i < 600 && (await qmp(socket, [{ execute: 'query-block-exports' }])).some((x) => x.id === 'export0'); i++) await new Promise((r) => setTimeout(r, 50))
+      await qmp(socket, [{ execute: 'block_resize', arguments: { 'node-name': 'vol0', size: bytes } }]).finally(() =>
+        qmp(socket, [{ execute: 'block-export-add', arguments: { type: 'nbd', id: 'export0', 'node-name': 'vol0', name: e!.name, writable: true } }]))
+    } catch (err) {
+      throw new Internal(`cannot grow the export of volume ${volumeId} to ${bytes} bytes: its daemon (pid ${e.pid}) refused over QMP: ${(err as Error).message}`, { cause: err })
+    }
+    return true
   }
 
   /** Every export recorded (served or not). */
@@ -193,6 +226,20 @@ export class NbdExports {
     return cmdline.includes('qemu-storage-daemon') && cmdline.includes(`name=${e.name},`)
   }
 
+  /** Whether the export's daemon has the QMP socket its hosts are changed through (older agents started none). */
+  private async controllable(e: NbdExport): Promise<boolean> {
+    const cmdline = await readFile(`/proc/${e.pid}/cmdline`, 'utf8').catch(() => '')
+    return cmdline.includes(`path=${this.qmpPath(e.volumeId)},`)
+  }
+
+  /** Stops the export's daemon, if it runs (SIGTERM, SIGKILL after 30 s). */
+  private async halt(e: NbdExport): Promise<void> {
+    if (!(await this.serving(e))) return
+    process.kill(e.pid, 'SIGTERM')
+    for (let i = 0; i < 600 && (await this.serving(e)); i++) await new Promise((r) => setTimeout(r, 50))
+    if (await this.serving(e)) process.kill(e.pid, 'SIGKILL')
+  }
+
   /** The running export accepts the certificates of `hosts` from its next connection on. */
   private async authorize(e: NbdExport, hosts: string[]): Promise<void> {
     try {
@@ -232,13 +279,15 @@ async function readRecord(file: string): Promise<NbdExport | undefined> {
 /**
  * Runs `commands` on the QMP socket `socket` (after qmp_capabilities), one
  * at a time; the first error QEMU answers rejects with its description.
+ * Resolves with the last command's answer when it is a list (else empty).
  */
-function qmp(socket: string, commands: Array<{ execute: string; arguments?: object }>): Promise<void> {
+function qmp(socket: string, commands: Array<{ execute: string; arguments?: object }>): Promise<Array<Record<string, unknown>>> {
   return new Promise((resolve, reject) => {
     const c = connect(socket)
     const queue = [{ execute: 'qmp_capabilities' }, ...commands]
     let buf = ''
     let greeted = false
+    let last: unknown
     const fail = (err: Error) => {
       c.destroy()
       reject(err)
@@ -254,10 +303,11 @@ function qmp(socket: string, commands: Array<{ execute: string; arguments?: obje
         if (msg.error) return fail(new Error(msg.error.desc ?? JSON.stringify(msg.error)))
         if (msg.QMP) greeted = true
         else if (!greeted || msg.return === undefined) continue
+        else last = msg.return
         const next = queue.shift()
         if (!next) {
           c.end()
-          return resolve()
+          return resolve(Array.isArray(last) ? last as Array<Record<string, unknown>> : [])
         }
         c.write(`${JSON.stringify(next)}\n`)
       }

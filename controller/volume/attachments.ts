@@ -126,7 +126,9 @@ export function liveAttachments(trx: Trx, volumeId: string): Promise<number> {
 
 /** The servers an extend of the volume must tell the new size: its attached ones. */
 export async function attachedDisks(trx: Trx, volumeId: string): Promise<Array<{ instanceUuid: string; device: string }>> {
-  const rows = await trx.selectFrom('volume_attachments').select(['server_id', 'device']).where('volume_id', '=', volumeId).where('status', 'in', ['attached', 'attaching', 'detaching']).execute()
+  // Servers of other hosts attach it over the network: they learn the size from an extend_volume cast once the backend grew it.
+  const rows = await trx.selectFrom('volume_attachments').innerJoin('volumes', 'volumes.id', 'volume_attachments.volume_id').select(['volume_attachments.server_id', 'volume_attachments.device'])
+    .where('volume_attachments.volume_id', '=', volumeId).whereRef('volume_attachments.host', '=', 'volumes.host').where('volume_attachments.status', 'in', ['attached', 'attaching', 'detaching']).execute()
   return rows.map((r) => ({ instanceUuid: r.server_id, device: r.device }))
 }
 
@@ -298,6 +300,13 @@ export class AttachmentCatalog {
         this.log.warn({ cast: r.castId, host: r.host, serverHost: a.host }, `attachment cast result ignored: host '${r.host}' reported on a server of '${a.host}'`)
         return false
       }
+      if (p.op === 'extend_volume') {
+        // As Nova's volume-extended event: the volume is extended either way; a guest that did not
+        // learn the size says so in its server's fault (it sees the size when it next starts).
+        await trx.updateTable('volume_attachments').set({ ...NO_CAST, updated_at: now() }).where('id', '=', a.id).execute()
+        if (!r.ok) await trx.updateTable('servers').set({ fault_code: r.errorCode || 'INTERNAL', fault_message: `the guest did not learn the new size of volume ${a.volume_id}: ${r.message || 'the host failed'}`, fault_at: now() }).where('uuid', '=', a.server_id).execute()
+        return true
+      }
       const o = attachOutcome(p.op, r.ok, (await othersLive(trx, a.volume_id, a.id)) > 0)
       if (a.status !== o.while) return false
       const ts = now()
@@ -338,7 +347,8 @@ export class AttachmentCatalog {
     for (const a of rows) {
       if (!a.host || isUp(a.host)) continue
       const op = parseAttachCastId(a.pending_cast_id)?.op
-      if (!op) continue
+      // The news of an extend waits for the host as long as it takes (a durable cast, as Nova's event to a compute that is down).
+      if (!op || op === 'extend_volume') continue
       this.log.warn({ attachment: a.id, volume: a.volume_id, instance: a.server_id, host: a.host, cast: a.pending_cast_id }, `${op} stuck on a host that is down: ended as failed`)
       await this.apply({
         castId: a.pending_cast_id, host: a.host, ok: false, errorCode: 'UNAVAILABLE', powerState: 0, instanceUuid: a.server_id, action: op, volumeId: a.volume_id, snapshotId: '',
@@ -403,7 +413,7 @@ export class AttachmentCatalog {
       }
       const resume: PendingHostCast[] = []
       for (const a of rows) {
-        const p = a.pending_cast_id && (['attaching', 'detaching'] as string[]).includes(a.status) ? parseAttachCastId(a.pending_cast_id) : undefined
+        const p = a.pending_cast_id && (['attaching', 'detaching', 'attached'] as string[]).includes(a.status) ? parseAttachCastId(a.pending_cast_id) : undefined
         if (p) resume.push({ id: a.pending_cast_id, requestId: a.pending_request_id, volumeAttach: attachWork(p.op, a, await volumeHostOf(trx, a.volume_id)) })
       }
       const vols = await trx.selectFrom('volumes').selectAll().where('host', '=', host).where('pending_cast_id', '!=', '').execute()
@@ -459,10 +469,34 @@ export class AttachmentCatalog {
     return unwanted
   }
 
-  /** Whether `castId` is the attach or detach the attachment on `host` still waits for. */
+  /**
+   * Volume `volumeId` of host `volumeHost` has grown (its extend is done,
+   * inside `trx`): each server of another host that has it attached is
+   * told, by an extend_volume cast recorded on its attachment (Nova's
+   * volume-extended event to the server's compute host), so that its QEMU,
+   * which reads the volume over the network, learns the new size. Returns
+   * the attachments to send the casts of once `trx` commits ({@link sendCasts}).
+   */
+  async extendedIn(trx: Trx, volumeId: string, volumeHost: string, requestId: string): Promise<VolumeAttachmentTable[]> {
+    const rows = await trx.selectFrom('volume_attachments').selectAll().where('volume_id', '=', volumeId).where('status', '=', 'attached').where('host', '!=', volumeHost).where('host', '!=', '').execute()
+    const told: VolumeAttachmentTable[] = []
+    for (const a of rows) {
+      const next = { ...a, ...pendingAttachCast('extend_volume', a.id, requestId), updated_at: now() }
+      await trx.updateTable('volume_attachments').set(next).where('id', '=', a.id).execute()
+      told.push(next)
+    }
+    return told
+  }
+
+  /** Sends the pending casts of `rows` (on failure they stay pending: the outbox sends them again). */
+  async sendCasts(rows: VolumeAttachmentTable[]): Promise<void> {
+    for (const a of rows) await this.deps.casts.send(a)
+  }
+
+  /** Whether `castId` is the attach, detach or extend_volume the attachment on `host` still waits for. */
   async castCurrent(host: string, castId: string): Promise<boolean> {
     const p = parseAttachCastId(castId)
-    if (!p) throw new InvalidArgument(`'${castId}' is not an attach or detach cast id`, { field: 'cast_id' })
+    if (!p) throw new InvalidArgument(`'${castId}' is not an attachment cast id (attach, detach, extend_volume)`, { field: 'cast_id' })
     const a = await this.db.selectFrom('volume_attachments').select(['host', 'pending_cast_id']).where('id', '=', p.attachmentId).executeTakeFirst()
     return a?.host === host && a.pending_cast_id === castId
   }

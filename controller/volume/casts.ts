@@ -80,19 +80,20 @@ export function pendingAttachCast(op: AttachOp, id: string, requestId: string | 
   return { pending_cast_id: attachCastId(op, id, randomBytes(4).toString('hex')), pending_request_id: requestId ?? '', cast_sent_at: null }
 }
 
-/** The work an attachment's pending cast carries (`volumeHost`: the host of the volume's backend). */
-export function attachWork(op: AttachOp, a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device'>, volumeHost: string): VolumeAttachWork {
-  return { op, attachmentId: a.id, instanceUuid: a.server_id, volumeId: a.volume_id, device: a.device, volumeHost }
+/** The work an attachment's pending cast carries (`volume`: the host of the volume's backend, and the volume's size). */
+export function attachWork(op: AttachOp, a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device'>, volume: { host: string; size: number }): VolumeAttachWork {
+  return { op, attachmentId: a.id, instanceUuid: a.server_id, volumeId: a.volume_id, device: a.device, volumeHost: volume.host, sizeGb: op === 'extend_volume' ? volume.size : 0 }
 }
 
-/** The host of a volume's backend ('' when the volume is gone). */
-export async function volumeHostOf(db: Pick<Db, 'selectFrom'>, volumeId: string): Promise<string> {
-  return (await db.selectFrom('volumes').select('host').where('id', '=', volumeId).executeTakeFirst())?.host ?? ''
+/** The host of a volume's backend and its size (host '' when the volume is gone). */
+export async function volumeHostOf(db: Pick<Db, 'selectFrom'>, volumeId: string): Promise<{ host: string; size: number }> {
+  return (await db.selectFrom('volumes').select(['host', 'size']).where('id', '=', volumeId).executeTakeFirst()) ?? { host: '', size: 0 }
 }
 
 /**
- * The outbox of attachments (as volumes'): an attach or detach is recorded on
- * the attachment's row and cast to the host of its server.
+ * The outbox of attachments (as volumes'): an attach, a detach or the news
+ * of an extend is recorded on the attachment's row and cast to the host of
+ * its server.
  */
 export class AttachmentCasts extends Outbox {
   protected readonly what = 'attachment casts'

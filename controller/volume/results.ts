@@ -25,8 +25,8 @@ export class VolumeResults {
     private readonly isUp: (host: string) => boolean = () => true,
     /** @see ControllerConfig.volumes.stuckAfterMs */
     private readonly stuckAfterMs = 600_000,
-    /** Attachments, swept with the volumes (their casts go to servers' hosts). */
-    private readonly attachments?: Pick<AttachmentCatalog, 'sweep'>,
+    /** Attachments, swept with the volumes (their casts go to servers' hosts); told of extends. */
+    private readonly attachments?: Pick<AttachmentCatalog, 'sweep' | 'extendedIn' | 'sendCasts'>,
     /** The image catalog: a failed upload's image is discarded. */
     private readonly images?: Pick<ImageCatalog, 'discardUnfinished'>,
   ) {}
@@ -76,6 +76,7 @@ export class VolumeResults {
     const reason = r.ok ? '' : `${r.errorCode || 'INTERNAL'}: ${r.message || 'the backend failed'}`
     const vo = volumeOutcome(p.op, r.ok)
     const so = snapshotOutcome(p.op, r.ok)
+    let told: Awaited<ReturnType<AttachmentCatalog['extendedIn']>> = []
     const applied = await this.db.transaction().execute(async (trx) => {
       if (vo) {
         const row = await forUpdate(trx, trx.selectFrom('volumes').selectAll().where('id', '=', p.id)).executeTakeFirst()
@@ -95,6 +96,8 @@ export class VolumeResults {
           const to = attached ? (p.op === 'create' ? 'reserved' : 'in-use') : vo.to
           if (to !== vo.to) checkVolumeTransition(vo.while, to)
           await trx.updateTable('volumes').set({ status: to, status_reason: reason, pending_size: 0, ...grown, ...NO_CAST, updated_at: now() }).where('id', '=', row.id).execute()
+          // Servers of other hosts read it over the network: their hosts are told the new size (Nova's volume-extended event).
+          if (p.op === 'extend' && r.ok && this.attachments) told = await this.attachments.extendedIn(trx, row.id, row.host, row.pending_request_id)
           // Snapshots that went down with a failed cascade delete are as stuck as their volume.
           if (p.op === 'delete') await trx.updateTable('volume_snapshots').set({ status: 'error_deleting', status_reason: reason, updated_at: now() }).where('volume_id', '=', row.id).where('status', '=', 'deleting').execute()
         }
@@ -107,6 +110,7 @@ export class VolumeResults {
       }
       return true
     })
+    if (applied && told.length) await this.attachments?.sendCasts(told)
     const uploaded = uploadImageOf(r.castId)
     if (applied && uploaded && !r.ok) await this.images?.discardUnfinished(uploaded, { what: 'volume upload', why: reason, log: this.log, context: { volume: p.id } })
     this.log.info({ volume: r.volumeId, snapshot: r.snapshotId || undefined, host: r.host, op: p.op, ok: r.ok, ...(r.ok ? {} : { reason }) }, `volume ${p.op} ${r.ok ? 'done' : 'failed'}`)

@@ -78,6 +78,11 @@ export const VirDomainBlockResizeFlags = {
   BYTES: 1,
 } as const
 
+/** `virDomainQemuMonitorCommandFlags` (libvirt-qemu) */
+export const VirDomainQemuMonitorCommandFlags = {
+  HMP: 1,
+} as const
+
 /** Version number `major * 1_000_000 + minor * 1000 + micro` as `major.minor.micro`. */
 export function formatVersion(version: number): string {
   return `${Math.floor(version / 1_000_000)}.${Math.floor(version / 1000) % 1000}.${version % 1000}`

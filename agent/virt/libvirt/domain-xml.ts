@@ -163,6 +163,17 @@ function required(node: XmlElement | undefined, what: string): XmlElement {
  * Reads a domain XML (ours, or libvirt's expanded version of it) back into a
  * config. Devices Strato does not make (graphics, other CD-ROMs, …) are ignored.
  */
+/**
+ * The QEMU block node of the source of the disk on target `device` in a
+ * running domain's XML: libvirt names it `libvirt-<source index>-storage`.
+ */
+export function diskStorageNode(xml: string, device: string): string | undefined {
+  const devices = child(parseXml(xml), 'devices')
+  const disk = childrenNamed(devices, 'disk').find((d) => child(d, 'target')?.attrs.dev === device)
+  const index = disk ? child(disk, 'source')?.attrs.index : undefined
+  return index ? `libvirt-${index}-storage` : undefined
+}
+
 export function parseDomainXml(xml: string): DomainConfig {
   const root = parseXml(xml)
   if (root.name !== 'domain') throw new Error(`expected <domain>, found <${root.name}>`)

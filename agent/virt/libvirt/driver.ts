@@ -31,7 +31,7 @@ import {
 } from '../driver.js'
 import { PowerState } from '../../../proto/power-state.js'
 import { VirDomainState, formatVersion } from './constants.js'
-import { parseDomainXml, toDiskXml, toDomainXml, type DomainConfig, type DomainDisk } from './domain-xml.js'
+import { diskStorageNode, parseDomainXml, toDiskXml, toDomainXml, type DomainConfig, type DomainDisk } from './domain-xml.js'
 import { powerStateOf, type Guest } from './guest.js'
 import { Host, chooseAccelerator, kvmDeviceUsable, type HostInfo } from './host.js'
 import type { DomainRecord } from './worker.js'
@@ -387,11 +387,31 @@ export class LibvirtDriver implements VirtDriver {
   async resizeDisk(uuid: string, device: string, bytes: number): Promise<void> {
     const guest = await this.host.lookupGuest(uuid)
     if (!(await guest.isActive())) return
-    if (!diskOn(await guest.xml(), device)) throw new NotFound(`guest ${uuid} has no disk ${device}`)
-    await guest.blockResize(device, bytes)
+    const xml = await guest.xml()
+    const disk = diskOn(xml, device)
+    if (!disk) throw new NotFound(`guest ${uuid} has no disk ${device}`)
+    // An NBD client learns the export's size when it connects: the export host dropped the connection
+    // when it grew the volume, and QEMU reconnects on the disk's next request (a read here if the guest
+    // makes none); until then QEMU refuses the resize ("Cannot grow NBD nodes").
+    const node = disk.network ? diskStorageNode(xml, device) : undefined
+    let said = ''
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await guest.blockResize(device, bytes)
+        break
+      } catch (err) {
+        if (!node || !/Cannot grow NBD nodes/.test((err as Error).message)) throw err
+        if (attempt >= RECONNECT_ATTEMPTS) throw new FailedPrecondition(`guest ${uuid} keeps the old size of its network disk ${device}: its QEMU did not reconnect to the export (${disk.path}) and learn the new size of ${bytes} bytes after ${attempt} attempts${said ? ` (a read of ${node} said: ${said})` : ''}: ${(err as Error).message}`, { cause: err })
+        said = (await guest.readSector(node)).trim()
+        await new Promise((r) => setTimeout(r, 500))
+      }
+    }
     this.logger?.info({ instance: uuid, device, bytes }, 'disk resized')
   }
 }
+
+/** How many reads a network disk's resize makes QEMU try to reconnect with (half a second apart). */
+const RECONNECT_ATTEMPTS = 60
 
 /** The file disk on target `device` in a domain XML, if any. */
 function diskOn(xml: string, device: string): DomainDisk | undefined {

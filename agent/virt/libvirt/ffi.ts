@@ -141,6 +141,10 @@ const c = {
   virDomainAttachDeviceFlags: lib.func('int virDomainAttachDeviceFlags(virDomainPtr domain, const char *xml, unsigned int flags)') as Fn,
   virDomainDetachDeviceFlags: lib.func('int virDomainDetachDeviceFlags(virDomainPtr domain, const char *xml, unsigned int flags)') as Fn,
   virDomainBlockResize: lib.func('int virDomainBlockResize(virDomainPtr domain, const char *disk, unsigned long long size, unsigned int flags)') as Fn,
+  // libvirt-qemu.so.0 (Debian `libvirt0`): a monitor command, for what libvirt 9.0 has no API for.
+  virDomainQemuMonitorCommand: koffi.load('libvirt-qemu.so.0').func(
+    'int virDomainQemuMonitorCommand(virDomainPtr domain, const char *cmd, _Out_ void **result, unsigned int flags)',
+  ) as Fn,
 }
 
 /** Reads this thread's libvirt error right now and wraps it. */
@@ -434,5 +438,18 @@ export class Domain {
   /** `virDomainBlockResize`: tells QEMU a disk's new size. */
   blockResize(disk: string, size: number, flags: number): void {
     check('virDomainBlockResize', c.virDomainBlockResize(this.handle, disk, size, flags) as number)
+  }
+
+  /** `virDomainQemuMonitorCommand` (libvirt-qemu; flags 1: HMP): QEMU's answer. libvirt marks the domain tainted (custom-monitor). */
+  qemuMonitorCommand(cmd: string, flags: number): string {
+    const out: (bigint | null)[] = [null]
+    check('virDomainQemuMonitorCommand', c.virDomainQemuMonitorCommand(this.handle, cmd, out, flags) as number)
+    const answer = out[0]
+    if (!answer) return ''
+    try {
+      return koffi.decode(answer, 'char', -1) as string
+    } finally {
+      koffi.free(answer)
+    }
   }
 }

@@ -4,7 +4,7 @@
  * the driver's; this class only speaks to libvirt through the host's thread.
  */
 import { PowerState } from '../../../proto/power-state.js'
-import { VirDomainBlockResizeFlags, VirDomainModificationImpact, VirDomainShutdownFlags, VirDomainState, VirDomainUndefineFlags } from './constants.js'
+import { VirDomainBlockResizeFlags, VirDomainModificationImpact, VirDomainQemuMonitorCommandFlags, VirDomainShutdownFlags, VirDomainState, VirDomainUndefineFlags } from './constants.js'
 import type { Host } from './host.js'
 import type { DomainRecord } from './worker.js'
 
@@ -108,5 +108,14 @@ export class Guest {
   /** `virDomainBlockResize` of the disk on target `device`, in bytes. */
   async blockResize(device: string, bytes: number): Promise<void> {
     await this.host.call('blockResize', `resize disk ${device} of guest ${this.uuid}`, this.uuid, device, bytes, VirDomainBlockResizeFlags.BYTES)
+  }
+
+  /**
+   * Reads the first sector of block node `node` in QEMU (HMP `qemu-io`; what
+   * it prints goes to QEMU's log, errors come back): an NBD client that lost
+   * its connection reconnects on a request, and learns the export's size then.
+   */
+  async readSector(node: string): Promise<string> {
+    return this.host.call('qemuMonitorCommand', `read from block node ${node} of guest ${this.uuid}`, this.uuid, `qemu-io ${node} "read 0 512"`, VirDomainQemuMonitorCommandFlags.HMP)
   }
 }

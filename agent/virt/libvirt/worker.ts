@@ -189,6 +189,9 @@ const ops = {
   blockResize(uuid: string, disk: string, bytes: number, flags: number): void {
     withDomain(uuid, (d) => d.blockResize(disk, bytes, flags))
   },
+  qemuMonitorCommand(uuid: string, cmd: string, flags: number): string {
+    return withDomain(uuid, (d) => d.qemuMonitorCommand(cmd, flags))
+  },
 }
 
 export type WorkerOps = typeof ops

@@ -15,7 +15,7 @@ import {
   AttachmentsClient, VolumesClient, VolumeTypesClient,
   type Attachment, type ListAttachmentsResponse, type Volume,
 } from '../../../proto/gen/strato/volume/v1/volume.js'
-import { Internal } from '../../../proto/errors.js'
+import { FailedPrecondition, Internal } from '../../../proto/errors.js'
 
 let cloud: TestCloud
 let demo: Tenant
@@ -312,6 +312,21 @@ t.test('a volume on another host is attached over the network: its host exports 
   t.match(disk?.network, { protocol: 'nbd', tls: true, name: `volume-${v.id}` }, 'the guest has a network disk: the NBD export of the volume')
   t.same(await far.volumes.exports(), [{ volumeId: v.id, host: nearHost }], 'the volume host exports it to the server\'s host')
   t.same(await near.volumes.exports(), [], 'the server\'s host exports nothing')
+
+  // Extended in use: the volume host grows it, and the server's host is told (an extend_volume cast, Nova's volume-extended event).
+  await call<Volume>(volumes, 'extendVolume', { id: v.id, newSize: 2 }, demo.token)
+  t.equal((await waitVolume(v.id, 'in-use')).size, 2, 'extended: in-use at 2 GiB')
+  t.equal(far.volumes.volumes.get(v.id)!.sizeGb, 2, 'the volume host\'s backend grew it')
+  await eventually(async () => near.driver.diskSizeSeen(server.id, 'vdc') === 2 * 1024 ** 3, 10_000, 'the guest on the server\'s host to be told 2 GiB')
+  t.pass('the guest on the server\'s host was told the new size (virDomainBlockResize there)')
+  // Its hypervisor failing: the volume is extended all the same (as Cinder), the server's fault says why.
+  near.driver.injectFailure({ operation: 'resizeDisk', uuid: server.id, error: new FailedPrecondition('QEMU refused the resize: injected') })
+  await call<Volume>(volumes, 'extendVolume', { id: v.id, newSize: 3 }, demo.token)
+  t.equal((await waitVolume(v.id, 'in-use')).size, 3, 'extended again: in-use at 3 GiB')
+  const fault = await eventually(async () => (await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, cloud.s.adminToken)).fault?.message || undefined, 10_000, 'the server\'s fault')
+  t.match(fault, new RegExp(`did not learn the new size of volume ${v.id}: QEMU refused the resize: injected`), 'the server\'s fault names the volume and the reason')
+  t.equal(near.driver.diskSizeSeen(server.id, 'vdc'), 2 * 1024 ** 3, 'and the guest still has 2 GiB')
+  t.same((await getVolume(v.id)).attachments.map((a) => a.serverId), [server.id], 'still attached')
   await detach(server.id, v.id)
   await waitVolume(v.id, 'available')
   t.notOk((await near.driver.listDisks(server.id)).some((d) => d.device === 'vdc'), 'detached from the guest')

@@ -40,6 +40,7 @@ import type { CreateServerResponse, Server } from '../../../proto/gen/strato/com
 import type { Volume, VolumesClient } from '../../../proto/gen/strato/volume/v1/volume.js'
 
 const run = promisify(execFile)
+const GiB = 1024 ** 3
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root to drive qemu:///system')
@@ -164,6 +165,29 @@ if (process.getuid?.() !== 0) {
     await t.rejects(nbdIo(target, undefined, 'read 0 512'), 'a client without the certificate is refused')
     await t.rejects(nbdIo(target, await tls.clientFor(hostA.host), 'read 0 512'), 'another host\'s certificate of the same CA (CN=kvm-nbd-a) is refused: the export is for host B only')
     await t.rejects(nbdIo(target, tls.clientDir, 'read 0 512'), 'as is a certificate of the CA naming no host')
+
+    // Extended while in use over the network: host A grows it through its export, and B's QEMU learns
+    // the size (Nova's volume-extended event: an extend_volume cast to B through the controller).
+    const capacity = async () => Number(/Capacity:\s+(\d+)/.exec(await virsh('domblkinfo', domain(s.id), 'vdb'))?.[1])
+    t.equal(await capacity(), 1 * GiB, 'virsh domblkinfo on B: 1 GiB before')
+    await call(volumes, 'extendVolume', { id: v.id, newSize: 2 }, token())
+    t.equal((await waitVolume(v.id, 'in-use')).size, 2, 'extended: in-use again at 2 GiB')
+    await eventually(async () => (await capacity()) === 2 * GiB, 120_000, 'QEMU on B to see 2 GiB')
+    t.pass('virsh domblkinfo on B: QEMU has the disk at 2 GiB')
+    t.match(await qemuIo(s.id, 'vdb', 'read -P 0 1536M 64k'), /read 65536\/65536 bytes/, 'and reads past the old end through the export')
+    t.match(await qemuIo(s.id, 'vdb', 'read -P 0xab 0 64k'), /read 65536\/65536 bytes/, 'with the data it had')
+    const virtualSize = async () => (JSON.parse((await run('qemu-img', ['info', '-U', '--output=json', vc.fileOf(v.id, hostA)])).stdout) as { 'virtual-size': number })['virtual-size']
+    t.equal(await virtualSize(), 2 * GiB, 'the volume file on A is 2 GiB (qemu-img info)')
+    t.notOk((await call<Server>(cloud.c.servers, 'getServer', { id: s.id }, token())).fault?.message, 'no fault on the server')
+    // Host B's agent down meanwhile: the extend is done (in-use at 3 GiB, as Cinder), and B's QEMU learns the size when B is back.
+    await hostB.kill('SIGKILL')
+    await call(volumes, 'extendVolume', { id: v.id, newSize: 3 }, token())
+    t.equal((await waitVolume(v.id, 'in-use')).size, 3, 'B down: the extend is done all the same (in-use at 3 GiB)')
+    t.equal(await capacity(), 2 * GiB, 'B\'s QEMU still has 2 GiB while B\'s agent is down')
+    await hostB.restart()
+    await eventually(async () => (await capacity()) === 3 * GiB, 120_000, 'QEMU on B to see 3 GiB once B is back')
+    t.pass('B back: its QEMU has the disk at 3 GiB')
+    t.equal((await getVolume(v.id)).status, 'in-use', 'and the volume is in-use')
 
     await call(cloud.c.servers, 'detachVolume', { serverId: s.id, volumeId: v.id }, token())
     await waitVolume(v.id, 'available')

@@ -7,8 +7,8 @@ import { parseVolumeCastId } from '../../../proto/volume-work.js'
 
 const id = '2f1c6a0e-8d55-4c3e-9a53-1d2f3e4a5b6c'
 
-t.test('cast ids: attach_volume and detach_volume name the attachment, and no other table reads them', async (t) => {
-  for (const op of ['attach_volume', 'detach_volume'] as const) {
+t.test('cast ids: attach_volume, detach_volume and extend_volume name the attachment, and no other table reads them', async (t) => {
+  for (const op of ['attach_volume', 'detach_volume', 'extend_volume'] as const) {
     const castId = attachCastId(op, id, 'ab12cd34')
     t.equal(castId, `${op}.${id}.ab12cd34`)
     t.same(parseAttachCastId(castId), { op, attachmentId: id })
@@ -20,7 +20,8 @@ t.test('cast ids: attach_volume and detach_volume name the attachment, and no ot
 })
 
 t.test('received work: missing fields become empty, an unknown op is refused', async (t) => {
-  t.same(volumeAttachOf({ op: 'attach_volume', volumeId: id }), { op: 'attach_volume', attachmentId: '', instanceUuid: '', volumeId: id, device: '', volumeHost: '' })
+  t.same(volumeAttachOf({ op: 'attach_volume', volumeId: id }), { op: 'attach_volume', attachmentId: '', instanceUuid: '', volumeId: id, device: '', volumeHost: '', sizeGb: 0 })
+  t.same(volumeAttachOf({ op: 'extend_volume', volumeId: id, sizeGb: 3 }), { op: 'extend_volume', attachmentId: '', instanceUuid: '', volumeId: id, device: '', volumeHost: '', sizeGb: 3 }, 'extend_volume carries the size')
   t.throws(() => volumeAttachOf({ op: 'resize' }), /unknown attachment op 'resize'/)
 })
 

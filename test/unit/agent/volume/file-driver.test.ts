@@ -4,7 +4,7 @@
 // corruption or leak, and `qemu-img info` agrees on the format and on every backing file, which
 // must be a snapshot file in the same directory.
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
@@ -131,5 +131,52 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   await driver.unexport(id, 'node3')
   await t.rejects(nbdIo(e, node3, 'read 0 512'), 'node3 detached: refused again')
   t.match(await nbdIo(e, node2, 'read 0 512'), /read 512\/512/, 'node2 still gets in')
+
+  // Extending an exported volume: its export's daemon grows the file, and serves the new size.
+  t.match(await nbdIo(e, node2, 'write -P 0x6b 0 64k'), /wrote 65536\/65536/)
+  const servedBy = pidOf(id)
+  t.match(await driver.extend(id, 2), { sizeGb: 2 }, 'an exported volume extends')
+  t.match(await nbdIo(e, node2, 'length'), /^2 GiB/m, 'and its export serves the new size (qemu-io length)')
+  t.match(await nbdIo(e, node2, 'read -P 0x6b 0 64k', 'write -P 0x6c 1536M 64k', 'read -P 0x6c 1536M 64k'), /read 65536\/65536[\s\S]*wrote 65536\/65536[\s\S]*read 65536\/65536/, 'with the data it had, and writable past the old end')
+  // qemu-io exits 1 when the pattern is not there.
+  t.match(await nbdIo(e, node2, 'read -P 0x11 0 64k').catch((err: { stdout?: string }) => err.stdout ?? ''), /verification failed/, '(and the check can fail)')
+  t.equal(pidOf(id), servedBy, 'by the daemon that served it (not restarted)')
+
+  // An export served by an older agent's daemon (no QMP socket): a second host attaching
+  // serves it again with one, on the same address, port and name.
+  const oldPid = pidOf(id)
+  process.kill(oldPid, 'SIGTERM')
+  await waitGone(oldPid)
+  const file = path.join(dir, 'plain', `volume-${id}.qcow2`)
+  execFileSync('qemu-storage-daemon', [
+    '--object', `tls-creds-x509,id=tls0,dir=${tls.serverDir},endpoint=server,verify-peer=on`,
+    '--object', JSON.stringify({ 'qom-type': 'authz-list', id: 'authz0', policy: 'deny', rules: [{ match: 'CN=node2', policy: 'allow', format: 'exact' }] }),
+    '--blockdev', `driver=file,filename=${file},node-name=file0`, '--blockdev', 'driver=qcow2,file=file0,node-name=vol0',
+    '--nbd-server', `addr.type=inet,addr.host=127.0.0.1,addr.port=${e.port},tls-creds=tls0,tls-authz=authz0`,
+    '--export', `type=nbd,id=export0,node-name=vol0,name=${e.name},writable=on`,
+    '--pidfile', path.join(dir, 'plain', 'exports', `${id}.pid`), '--daemonize',
+  ])
+  const older = pidOf(id)
+  const record = path.join(dir, 'plain', 'exports', `${id}.json`)
+  writeFileSync(record, JSON.stringify({ ...JSON.parse(readFileSync(record, 'utf8')), pid: older }), { mode: 0o600 })
+  t.not(older, oldPid, 'an export daemon with no QMP socket serves the volume')
+  t.match(await nbdIo(e, node2, 'read -P 0x6b 0 64k'), /read 65536\/65536/, 'node2 reads through it')
+  t.same(await driver.export(id, 'node3'), { ...e }, 'node3 attaching gets the same export (address, port, name)')
+  t.not(pidOf(id), older, 'served by a new daemon')
+  t.ok(readFileSync(`/proc/${pidOf(id)}/cmdline`, 'utf8').includes('.qmp'), 'with a QMP socket')
+  t.match(await nbdIo(e, node3, 'read -P 0x6b 0 64k'), /read 65536\/65536/, 'node3 gets in')
+  t.match(await nbdIo(e, node2, 'read -P 0x6c 1536M 64k'), /read 65536\/65536/, 'and node2 still does')
+  await t.rejects(nbdIo(e, tls.clientDir, 'read 0 512'), 'a certificate naming no host is still refused')
+  await driver.unexport(id, 'node3')
   await driver.unexport(id, 'node2')
+  t.same(await driver.exports(), [], 'no export left')
+  t.match(qemuImg(['check', file]), /No errors were found/, 'qemu-img check: the grown file is sound')
+
+  function pidOf(volumeId: string): number {
+    return Number(readFileSync(path.join(dir, 'plain', 'exports', `${volumeId}.pid`), 'utf8').trim())
+  }
 })
+
+async function waitGone(pid: number): Promise<void> {
+  for (let i = 0; i < 600 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 50))
+}

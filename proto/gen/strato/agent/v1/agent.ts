@@ -873,7 +873,10 @@ export interface AttachedDisk {
  * another's (attached over the network, an NBD export of that host).
  */
 export interface VolumeAttach {
-  /** attach_volume or detach_volume */
+  /**
+   * attach_volume, detach_volume, or extend_volume (Nova's volume-extended
+   * event: the guest's QEMU learns the volume's new size)
+   */
   op?: string | undefined;
   attachmentId?: string | undefined;
   instanceUuid?: string | undefined;
@@ -885,7 +888,11 @@ export interface VolumeAttach {
     | string
     | undefined;
   /** The host whose volume backend keeps the volume. */
-  volumeHost?: string | undefined;
+  volumeHost?:
+    | string
+    | undefined;
+  /** extend_volume: the volume's size now, GiB. */
+  sizeGb?: number | undefined;
 }
 
 /** Work for one host. Redelivered until acked; `id` makes redelivery idempotent. */
@@ -9061,7 +9068,7 @@ export const AttachedDisk: MessageFns<AttachedDisk> = {
 };
 
 function createBaseVolumeAttach(): VolumeAttach {
-  return { op: "", attachmentId: "", instanceUuid: "", volumeId: "", device: "", volumeHost: "" };
+  return { op: "", attachmentId: "", instanceUuid: "", volumeId: "", device: "", volumeHost: "", sizeGb: 0 };
 }
 
 export const VolumeAttach: MessageFns<VolumeAttach> = {
@@ -9083,6 +9090,9 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
     }
     if (message.volumeHost !== undefined && message.volumeHost !== "") {
       writer.uint32(50).string(message.volumeHost);
+    }
+    if (message.sizeGb !== undefined && message.sizeGb !== 0) {
+      writer.uint32(56).uint32(message.sizeGb);
     }
     return writer;
   },
@@ -9148,6 +9158,14 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
             message.volumeHost = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.sizeGb = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9184,6 +9202,11 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
         : isSet(object.volume_host)
         ? globalThis.String(object.volume_host)
         : "",
+      sizeGb: isSet(object.sizeGb)
+        ? globalThis.Number(object.sizeGb)
+        : isSet(object.size_gb)
+        ? globalThis.Number(object.size_gb)
+        : 0,
     };
   },
 
@@ -9207,6 +9230,9 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
     if (message.volumeHost !== undefined && message.volumeHost !== "") {
       obj.volumeHost = message.volumeHost;
     }
+    if (message.sizeGb !== undefined && message.sizeGb !== 0) {
+      obj.sizeGb = Math.round(message.sizeGb);
+    }
     return obj;
   },
 
@@ -9221,6 +9247,7 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
     message.volumeId = object.volumeId ?? "";
     message.device = object.device ?? "";
     message.volumeHost = object.volumeHost ?? "";
+    message.sizeGb = object.sizeGb ?? 0;
     return message;
   },
 };

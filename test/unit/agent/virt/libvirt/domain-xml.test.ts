@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseDomainXml, toDiskXml, toDomainXml, type DomainConfig } from '../../../../../agent/virt/libvirt/domain-xml.js'
+import { diskStorageNode, parseDomainXml, toDiskXml, toDomainXml, type DomainConfig } from '../../../../../agent/virt/libvirt/domain-xml.js'
 import { parseXml, path, childrenNamed } from '../../../../../agent/virt/libvirt/xml.js'
 
 const config: DomainConfig = {
@@ -171,4 +171,9 @@ t.test('a network disk: <disk type=network> with an NBD source over TLS, read ba
   t.same(source.attrs, { protocol: 'nbd', name: network.name, tls: 'yes' }, 'the export\'s name, TLS on')
   t.same(path(xml, 'source', 'host')!.attrs, { name: '192.0.2.7', port: '10811' }, 'where it listens')
   t.equal(path(xml, 'driver')!.attrs.type, 'raw', 'an export serves the guest\'s bytes')
+  // A running domain's XML numbers its sources: QEMU's block node of vdb's is libvirt-<index>-storage.
+  const live = toDomainXml(withNbd).replace(`<source protocol="nbd"`, `<source index="3" protocol="nbd"`).replace(`<source protocol='nbd'`, `<source index='3' protocol='nbd'`)
+  t.equal(diskStorageNode(live, 'vdb'), 'libvirt-3-storage', 'the block node of a running domain\'s disk')
+  t.equal(diskStorageNode(live, 'vdc'), undefined, 'none for a device the domain does not have')
+  t.equal(diskStorageNode(toDomainXml(withNbd), 'vdb'), undefined, 'none in a definition (no source index)')
 })
