@@ -3,11 +3,17 @@
 // ours (Debian's python3-grpcio) lists the services by reflection and issues a
 // token with those credentials. A second stack runs side by side; a restart
 // keeps the cloud; Ctrl-C stops everything cleanly.
+// Private files, as `npm start` leaves them (issue 15), on the first stack: nothing under STRATO_HOME
+// has a bit for other users, after the start, with a server running and after the stop; the
+// database (+ WAL, SHM) and admin-openrc are 0600; the only way in for anyone but root is QEMU's
+// group, search-only (0710), on the directories down to the guests' files. An unprivileged local
+// user (nobody) cannot read the database or a guest's disk (root only: runuser).
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs'
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
+import type { Test } from 'tap'
 import { parseOpenrc } from '../helpers/controller.js'
 import { call, client } from '../helpers/grpc.js'
 import { eventually } from '../helpers/agents.js'
@@ -15,6 +21,7 @@ import { cloudClients, serverGone, serverWaiter } from '../helpers/cloud.js'
 import { ctrlC, stackLauncher, type Stack } from '../helpers/stack.js'
 import { BOOT_SECTOR_IMAGE, DEMO_IMAGE, DEMO_LINE, GUEST_FLAVOR, openrcCredentials, openrcToken } from '../../cli/stack/demo.js'
 import { cachedGuestImage, GUEST_READY } from '../../cli/stack/guest/build.js'
+import { groupId } from '../../agent/disk/guest-dirs.js'
 import { ImagesClient, type ListImagesResponse } from '../../proto/gen/strato/image/v1/image.js'
 import type { ListHostsResponse } from '../../proto/gen/strato/compute/v1/hosts.js'
 import type { ConsoleOutput, CreateServerResponse, ListServersResponse } from '../../proto/gen/strato/compute/v1/servers.js'
@@ -32,6 +39,31 @@ function probe(s: Stack, version: string) {
 }
 
 const natsRunning = (port: number) => spawnSync('pgrep', ['-f', `nats-server.*-p ${port}`]).status === 0
+
+/** Every entry under `dir` (not following links), with its mode, owner and group. */
+const walk = (dir: string): Array<{ path: string; mode: number; uid: number; gid: number; dir: boolean }> => {
+  const found = []
+  for (const name of readdirSync(dir)) {
+    const p = path.join(dir, name)
+    const st = lstatSync(p)
+    found.push({ path: p, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, dir: st.isDirectory() })
+    if (st.isDirectory()) found.push(...walk(p))
+  }
+  return found
+}
+const asRoot = process.getuid?.() === 0
+const qemuGid = groupId('libvirt-qemu')
+const octal = (m: number) => m.toString(8).padStart(4, '0')
+
+/** No bit for others anywhere; directories 0700, or 0710 of QEMU's group; files with no group bits. */
+const checkTree = (t: Test, home: string, when: string) => {
+  const entries = [{ path: home, mode: statSync(home).mode & 0o7777, uid: 0, gid: statSync(home).gid, dir: true }, ...walk(home)]
+  const bad = entries.filter((e) =>
+    (e.mode & 0o007) !== 0 ||
+    (e.dir ? !(e.mode === 0o700 || (e.mode === 0o710 && e.gid === qemuGid)) : (e.mode & 0o077) !== 0))
+  t.same(bad.map((e) => `${path.relative(home, e.path) || '.'} ${octal(e.mode)} gid ${e.gid}`), [], `${when}: ${entries.length} entries, none open to others, QEMU's group may only pass through`)
+  return entries
+}
 
 t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctrl-C', async (t) => {
   const homeA = mkdtempSync(path.join(tmpdir(), 'strato-stack-a-'))
@@ -55,6 +87,18 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   t.ok((creds.OS_PASSWORD ?? '').length >= 20, 'a generated password')
   t.notOk(a.output().includes(creds.OS_PASSWORD!), 'the password is not logged')
 
+  const db = path.join(homeA, 'controller', 'strato.db')
+  if (asRoot) {
+    const started = checkTree(t, homeA, 'after npm start')
+    for (const f of [db, `${db}-wal`, `${db}-shm`, openrc]) {
+      t.equal(octal(statSync(f).mode & 0o777), '0600', `${path.relative(homeA, f)} is 0600`)
+    }
+    t.ok(started.some((e) => e.path.startsWith(path.join(homeA, 'nats', 'jetstream'))), "nats-server's store is in the walk")
+    t.equal(octal(statSync(path.join(homeA, 'controller')).mode & 0o777), '0700', 'the controller dir is 0700')
+    t.equal(octal(statSync(homeA).mode & 0o777), '0710', 'STRATO_HOME: search only, for QEMU')
+    t.equal(statSync(homeA).gid, qemuGid, "… by QEMU's group")
+  }
+
   for (const version of ['v1', 'v1alpha']) {
     const r = probe(a, version)
     t.ok(r.services.includes('strato.identity.v1.Tokens'), `${version}: reflection lists the identity services`)
@@ -74,7 +118,8 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   const hosts = await call<ListHostsResponse>(c.hosts, 'listHosts', {}, admin.token)
   t.match(hosts.hosts, [{ mapped: true, state: 'up', status: 'enabled' }], "this host's agent runs and is mapped")
   t.match(a.output(), /Creating host mapping for compute host/, 'the stack mapped it, as discover_hosts prints')
-  const made = await call<CreateServerResponse>(c.servers, 'createServer', { name: 'first', flavorRef: 'm1.nano', imageRef: BOOT_SECTOR_IMAGE, networkMode: 'none' }, admin.token)
+  // With user data: a config drive, whose file is private too.
+  const made = await call<CreateServerResponse>(c.servers, 'createServer', { name: 'first', flavorRef: 'm1.nano', imageRef: BOOT_SECTOR_IMAGE, networkMode: 'none', userData: Buffer.from('#!/bin/sh\necho secret\n').toString('base64') }, admin.token)
   const id = made.servers[0]!.id
   const up = await serverWaiter(c, admin.token)(id, (x) => x.status !== 'BUILD', admin.token, 120_000)
   t.equal(up.status, 'ACTIVE', `the boot-sector image boots on m1.nano (${up.fault?.message ?? 'no fault'})`)
@@ -83,6 +128,22 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
     return o.output.includes(DEMO_LINE) ? o.output : undefined
   }, 60_000, 'the demo line on the console')
   t.match(out, DEMO_LINE, 'its console says hello')
+  if (asRoot) {
+    // The server: its disk, config drive, console log and the cached base.
+    t.pass('QEMU reads its disk through the 0710 directories: the guest printed its line')
+    const entries = checkTree(t, homeA, 'with a server running')
+    const instance = path.join(homeA, 'agent', 'instances', id)
+    for (const f of ['disk', 'disk.config', 'console.log']) t.ok(entries.some((e) => e.path === path.join(instance, f)), `${f} is in the walk`)
+    t.ok(entries.some((e) => e.path.startsWith(path.join(homeA, 'agent', 'instances', '_base', ''))), 'the cached base is in the walk')
+    // An unprivileged local user reads neither the database nor the guest's disk.
+    for (const f of [db, path.join(instance, 'disk'), path.join(instance, 'disk.config')]) {
+      const r = spawnSync('runuser', ['-u', 'nobody', '--', 'cat', f], { encoding: 'utf8' })
+      t.not(r.status, 0, `nobody cannot cat ${path.relative(homeA, f)}`)
+      t.match(r.stderr, /Permission denied/, '… EACCES')
+    }
+    const list = spawnSync('runuser', ['-u', 'nobody', '--', 'ls', homeA], { encoding: 'utf8' })
+    t.match(list.stderr, /Permission denied/, 'nor list STRATO_HOME')
+  }
   await call(c.servers, 'deleteServer', { id }, admin.token)
   await eventually(() => serverGone(c, id, admin.token), 60_000, 'the server to be deleted')
 
@@ -123,6 +184,7 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   t.ok(await ctrlC(a), 'Ctrl-C stops the stack cleanly')
   t.match(a.output(), /controller stopped[\s\S]*stack stopped/)
   t.notOk(natsRunning(a.natsPort), 'nats-server is gone')
+  if (asRoot) checkTree(t, homeA, 'after the stop')
 
   // Restart on the same home: no second bootstrap, the same credentials still work.
   const before = readFileSync(openrc, 'utf8')
