@@ -2,7 +2,7 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js'
 import { InvalidArgument } from '../../proto/errors.js'
 import { ConsoleOutput, CreateServerImageResponse, CreateServerResponse, ListServerGroupsResponse, ListServerVolumesResponse, ListServersResponse, Server, ServerGroup, ServerGroupsService, ServersService, ServerVolume } from '../../proto/gen/strato/compute/v1/servers.js'
-import type { AttachmentCatalog } from '../volume/attachments.js'
+import type { AttachmentCatalog, ServerVolumeView } from '../volume/attachments.js'
 import type { ServerGroupCatalog } from '../compute/server-groups.js'
 import { AvailabilityZonesService, ListAvailabilityZonesResponse } from '../../proto/gen/strato/compute/v1/compute.js'
 import type { ServerCaller, ServerCatalog, ServerListing, ServerView } from '../compute/servers.js'
@@ -36,6 +36,9 @@ function toServer(view: ServerView): Server {
 }
 
 /** Each listing's response, kept with it (ServerViews hands out the same listing while it is unchanged), encoded once. */
+/** An attachment as the wire's ServerVolume (which has no delete_on_termination field). */
+const wireVolume = ({ deleteOnTermination: _, ...v }: ServerVolumeView): ServerVolume => ServerVolume.fromPartial(v)
+
 const listings = new WeakMap<ServerListing, ListServersResponse>()
 
 function toListing(views: ServerListing): ListServersResponse {
@@ -71,12 +74,12 @@ export function serverServices(servers: ServerCatalog, groups: ServerGroupCatalo
         return CreateServerImageResponse.fromPartial({ imageId: r.imageId, server: toServer(r.server) })
       },
       // Volume attachments (Nova's os-volume_attachments) are volume/'s attachment records.
-      attachVolume: async (req, c) => ServerVolume.fromPartial(await attachments.attach(req, caller(c))),
+      attachVolume: async (req, c) => wireVolume(await attachments.attach(req, caller(c))),
       detachVolume: async (req, c) => {
         await attachments.detach(req, caller(c))
         return {}
       },
-      listServerVolumes: async (req, c) => ListServerVolumesResponse.fromPartial({ volumeAttachments: await attachments.serverVolumes(req.serverId, caller(c)) }),
+      listServerVolumes: async (req, c) => ListServerVolumesResponse.fromPartial({ volumeAttachments: (await attachments.serverVolumes(req.serverId, caller(c))).map(wireVolume) }),
     }, rpc)],
 
     [ServerGroupsService, implement(ServerGroupsService, {

@@ -139,6 +139,14 @@ export interface ListServers {
   deleted?: boolean
   limit?: number
   marker?: string
+  /** Nova's exact-match filters (user_id, vm_state, task_state; power_state as its number). */
+  userId?: string
+  vmState?: string
+  taskState?: string
+  powerState?: number
+  /** Nova's regular-expression filters (key_name, config_drive), as `name` is. */
+  keyName?: string
+  configDrive?: string
 }
 
 /** The logger the server code needs (pino's shape). */

@@ -85,7 +85,7 @@ export class ServerViews {
     const kept = this.listings.get(key)
     if (kept && stamp !== undefined && kept.stamp === stamp) return kept.views
     // Only what the filters below need and the revisions: the rows of servers whose views are kept are not read.
-    let q = this.db.selectFrom('servers').select(['uuid', 'name', 'view_revision']).orderBy('created_at', 'desc').orderBy('uuid', 'desc')
+    let q = this.db.selectFrom('servers').select(['uuid', 'name', 'key_name', 'config_drive', 'view_revision']).orderBy('created_at', 'desc').orderBy('uuid', 'desc')
     if (f.projectId) q = q.where('project_id', '=', f.projectId)
     else if (!f.allProjects) q = q.where('project_id', '=', caller.projectId ?? '')
     q = q.where('deleted', '=', f.deleted ? 1 : 0)
@@ -93,6 +93,10 @@ export class ServerViews {
     if (f.image) q = q.where((eb) => eb.or([eb('image_id', '=', f.image!), eb('image_name', '=', f.image!)]))
     if (f.flavor) q = q.where((eb) => eb.or([eb('flavor_id', '=', f.flavor!), eb('flavor_name', '=', f.flavor!)]))
     if (f.availabilityZone) q = q.where('availability_zone', '=', f.availabilityZone)
+    if (f.userId) q = q.where('user_id', '=', f.userId)
+    if (f.vmState) q = q.where('vm_state', '=', f.vmState)
+    if (f.taskState) q = q.where('task_state', '=', f.taskState)
+    if (f.powerState !== undefined) q = q.where('power_state', '=', f.powerState)
     if (f.status) {
       const pairs = statesFor(f.status)
       if (!pairs) throw new InvalidArgument(`status must be one of ${STATUSES.join(', ')}, got '${f.status}'`, { field: 'status' })
@@ -101,14 +105,16 @@ export class ServerViews {
       q = q.where((eb) => eb.or([...byVm].map(([vm, tasks]) => (tasks.length === TASK_STATES.length ? eb('vm_state', '=', vm) : eb.and([eb('vm_state', '=', vm), eb('task_state', 'in', tasks)])))))
     }
     let rows = await q.execute()
-    if (f.name) {
+    // Nova matches these as regular expressions (its `_regex_instance_filter`).
+    for (const [field, pattern, of] of [['name', f.name, (r) => r.name], ['key_name', f.keyName, (r) => r.key_name], ['config_drive', f.configDrive, (r) => r.config_drive]] as Array<[string, string | undefined, (r: (typeof rows)[number]) => string]>) {
+      if (!pattern) continue
       let re: RegExp
       try {
-        re = new RegExp(f.name)
+        re = new RegExp(pattern)
       } catch (err) {
-        throw new InvalidArgument(`name filter '${f.name}' is not a regular expression: ${(err as Error).message}`, { field: 'name', cause: err })
+        throw new InvalidArgument(`${field} filter '${pattern}' is not a regular expression: ${(err as Error).message}`, { field, cause: err })
       }
-      rows = rows.filter((r) => re.test(r.name))
+      rows = rows.filter((r) => re.test(of(r)))
     }
     if (f.marker) {
       const i = rows.findIndex((r) => r.uuid === f.marker)

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import { InvalidArgument, PermissionDenied } from '../../proto/errors.js'
 import { serverCaller, type ServerCaller } from '../compute/server-model.js'
 import type { AuthedRequest, RestRequest } from './http.js'
+import { microversion, mv } from './compute-microversion.js'
 
 /** The authenticated caller as the server catalogs take it. */
 export const callerOf = (req: RestRequest): ServerCaller => serverCaller((req as AuthedRequest).auth, req.requestId)
@@ -54,3 +55,14 @@ export function requireAdmin(req: RestRequest, what: string): void {
  * before 2.53) and Strato keys otherwise: stable, derived from the key.
  */
 export const rowNumber = (key: string): number => createHash('sha256').update(key).digest().readUInt32BE(0) >>> 1
+
+/**
+ * From 2.75 Nova's query schemas allow no other parameters (additionalProperties
+ * false): the first stranger is a 400 naming it. Before 2.75 they are ignored.
+ */
+export function onlyQuery(req: RestRequest, allowed: readonly string[]): void {
+  if (microversion(req) < mv('2.75')) return
+  for (const k of req.query.keys()) {
+    if (!allowed.includes(k)) throw new InvalidArgument(`Invalid input for query parameters ${k}. Additional properties are not allowed ('${k}' was unexpected)`, { field: k })
+  }
+}

@@ -15,7 +15,7 @@ import { QUOTA_DEFAULTS } from '../quota/quota.js'
 import { bodyObject, type AuthedRequest, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { boolParam, callerOf, intParam, isoMicro, requireAdmin } from './compute-common.js'
+import { boolParam, callerOf, intParam, isoMicro, onlyQuery, requireAdmin } from './compute-common.js'
 import { onlyKeys } from './body.js'
 
 const C = 'strato.compute.v1'
@@ -128,11 +128,11 @@ export function extraRoutes(d: RestDomain): Route[] {
   return [
     {
       method: 'GET', path: '/os-quota-sets/:tenant', policy: `${C}.Quotas/GetQuota`, target: (req) => ({ projectId: req.params.tenant }),
-      handler: async (req) => ({ body: { quota_set: await quotaSet(d, req, quotaProject(req), 'limits') } }),
+      handler: async (req) => (onlyQuery(req, ['user_id']), { body: { quota_set: await quotaSet(d, req, quotaProject(req), 'limits') } }),
     },
     {
       method: 'GET', path: '/os-quota-sets/:tenant/detail', policy: `${C}.Quotas/GetQuota`, target: (req) => ({ projectId: req.params.tenant }),
-      handler: async (req) => ({ body: { quota_set: await quotaSet(d, req, quotaProject(req), 'detail') } }),
+      handler: async (req) => (onlyQuery(req, ['user_id']), { body: { quota_set: await quotaSet(d, req, quotaProject(req), 'detail') } }),
     },
     {
       method: 'GET', path: '/os-quota-sets/:tenant/defaults', policy: `${C}.Quotas/GetDefaultQuota`,
@@ -141,6 +141,7 @@ export function extraRoutes(d: RestDomain): Route[] {
     {
       method: 'PUT', path: '/os-quota-sets/:tenant', policy: `${C}.Quotas/UpdateQuota`,
       handler: async (req) => {
+        onlyQuery(req, ['user_id'])
         const projectId = quotaProject(req, true)
         const b = await bodyObject(req, 'quota_set')
         const known = new Map(quotaKeys(req).map(([key, resource]) => [key, resource]))
@@ -160,7 +161,7 @@ export function extraRoutes(d: RestDomain): Route[] {
         return { body: { quota_set: set } }
       },
     },
-    { method: 'GET', path: '/limits', policy: `${C}.Quotas/GetQuota`, target: (req) => ({ projectId: req.query.get('tenant_id') ?? '' }), handler: async (req) => ({ body: await limits(d, req) }) },
+    { method: 'GET', path: '/limits', policy: `${C}.Quotas/GetQuota`, target: (req) => ({ projectId: req.query.get('tenant_id') ?? '' }), handler: async (req) => (onlyQuery(req, ['tenant_id']), { body: await limits(d, req) }) },
     {
       method: 'GET', path: '/os-availability-zone', policy: `${C}.AvailabilityZones/ListAvailabilityZones`,
       handler: async () => ({
@@ -185,6 +186,7 @@ export function extraRoutes(d: RestDomain): Route[] {
     {
       method: 'GET', path: '/os-server-groups', policy: `${SG}/ListServerGroups`,
       handler: async (req) => {
+        onlyQuery(req, ['all_projects', 'limit', 'offset'])
         let all = await d.serverGroups.list(boolParam(req, 'all_projects'), callerOf(req))
         const offset = intParam(req, 'offset') ?? 0
         const limit = intParam(req, 'limit')

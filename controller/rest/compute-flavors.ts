@@ -8,7 +8,8 @@ import type { Flavor, FlavorViewer } from '../compute/flavors.js'
 import { bodyObject, type AuthedRequest, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { intParam, links, nextLink } from './compute-common.js'
+import { intParam, links, nextLink, onlyQuery } from './compute-common.js'
+import { validateExtraSpec } from './compute-extra-specs.js'
 import { bool, onlyKeys } from './body.js'
 
 const P = 'strato.compute.v1.Flavors'
@@ -24,8 +25,8 @@ export function flavorView(req: RestRequest, f: Flavor): Record<string, unknown>
   return {
     id: f.id, name: f.name, ram: f.ram, disk: f.disk, vcpus: f.vcpus, links: links(req, 'flavors', f.id),
     'OS-FLV-EXT-DATA:ephemeral': f.ephemeral, 'OS-FLV-DISABLED:disabled': false,
-    // Nova shows no swap as "".
-    swap: f.swap || '', rxtx_factor: f.rxtxFactor, 'os-flavor-access:is_public': f.isPublic,
+    // Nova shows no swap as "" before 2.75, as 0 from it.
+    swap: f.swap || (v >= mv('2.75') ? 0 : ''), rxtx_factor: f.rxtxFactor, 'os-flavor-access:is_public': f.isPublic,
     ...(v >= mv('2.55') ? { description: f.description || null } : {}),
     ...(v >= mv('2.61') ? { extra_specs: f.extraSpecs } : {}),
   }
@@ -34,6 +35,15 @@ export function flavorView(req: RestRequest, f: Flavor): Record<string, unknown>
 function briefView(req: RestRequest, f: Flavor): Record<string, unknown> {
   return { id: f.id, name: f.name, links: links(req, 'flavors', f.id), ...(microversion(req) >= mv('2.55') ? { description: f.description || null } : {}) }
 }
+
+/** From 2.86 Nova validates the extra specs of the namespaces it knows (`compute-extra-specs.ts`). */
+function checkedSpecs(req: RestRequest, specs: Record<string, string>): Record<string, string> {
+  if (microversion(req) >= mv('2.86')) for (const [k, v] of Object.entries(specs)) validateExtraSpec(k, v)
+  return specs
+}
+
+/** The query parameters of Nova's flavor listings (a 400 for others from 2.75). */
+const FLAVOR_QUERY = ['limit', 'marker', 'is_public', 'minRam', 'minDisk', 'sort_key', 'sort_dir']
 
 /** Nova's sort keys for flavors (default: flavorid ascending). */
 const SORT: Record<string, (f: Flavor) => string | number> = {
@@ -102,6 +112,7 @@ export function flavorRoutes(d: RestDomain): Route[] {
     {
       method: 'GET', path: '/flavors', policy: `${P}/ListFlavors`,
       handler: async (req) => {
+        onlyQuery(req, FLAVOR_QUERY)
         const page = await listFlavors(d, req)
         const next = nextLink(req, 'flavors', page, intParam(req, 'limit'), (f: Flavor) => f.id)
         return { body: { flavors: page.map((f) => briefView(req, f)), ...(next ? { flavors_links: next } : {}) } }
@@ -110,6 +121,7 @@ export function flavorRoutes(d: RestDomain): Route[] {
     {
       method: 'GET', path: '/flavors/detail', policy: `${P}/ListFlavors`,
       handler: async (req) => {
+        onlyQuery(req, FLAVOR_QUERY)
         const page = await listFlavors(d, req)
         const next = nextLink(req, 'flavors/detail', page, intParam(req, 'limit'), (f: Flavor) => f.id)
         return { body: { flavors: page.map((f) => flavorView(req, f)), ...(next ? { flavors_links: next } : {}) } }
@@ -159,7 +171,7 @@ export function flavorRoutes(d: RestDomain): Route[] {
       handler: async (req) => {
         const b = await req.json() as Record<string, unknown> | undefined
         if (!b || typeof b !== 'object' || !('extra_specs' in b)) throw new InvalidArgument("'extra_specs' is a required property", { field: 'extra_specs' })
-        const specs = specsOf(b.extra_specs)
+        const specs = checkedSpecs(req, specsOf(b.extra_specs))
         await d.flavors.update(req.params.id, { setExtraSpecs: specs })
         return { body: { extra_specs: specs } }
       },
@@ -181,6 +193,7 @@ export function flavorRoutes(d: RestDomain): Route[] {
         if (!b || typeof b !== 'object' || Array.isArray(b)) throw new InvalidArgument(`the body must be {"${key}": value}`, { field: key })
         const specs = specsOf(b)
         if (Object.keys(specs).length !== 1 || !(key in specs)) throw new InvalidArgument('Request body and URI mismatch', { field: key })
+        checkedSpecs(req, specs)
         await d.flavors.update(req.params.id, { setExtraSpecs: specs })
         return { body: specs }
       },

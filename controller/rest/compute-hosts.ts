@@ -15,7 +15,7 @@ import type { HostView } from '../compute/hosts.js'
 import { HttpError, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { intParam, isoMicro, nextLink, rowNumber } from './compute-common.js'
+import { intParam, isoMicro, nextLink, onlyQuery, rowNumber } from './compute-common.js'
 import { onlyKeys } from './body.js'
 import { DISK_GB, MEMORY_MB, VCPU } from '../scheduler/model.js'
 
@@ -41,17 +41,19 @@ async function hypervisorView(d: RestDomain, req: RestRequest, h: HostView, deta
   const v = microversion(req)
   const brief = { id: v >= mv('2.53') ? h.id : rowNumber(h.id), hypervisor_hostname: h.host, state: h.state, status: h.status }
   if (!detail) return brief
+  const service = { host: h.host, id: v >= mv('2.53') ? h.id : rowNumber(h.id), disabled_reason: h.disabledReason || null }
+  const c = h.capabilities
+  // 2.88 drops the usage fields (placement has them) and adds the host's uptime, which Strato does not know (Nova: null when the driver cannot tell).
+  if (v >= mv('2.88')) return { ...brief, host_ip: c.hostIp || null, hypervisor_type: c.hypervisorType || 'QEMU', hypervisor_version: versionNumber(c.hypervisorVersion), service, uptime: null }
   const used = (await d.placement.getUsages({ providerUuid: h.id })).usages
   const running = (await d.placement.listAllocations({ providerUuid: h.id })).length
-  const c = h.capabilities
   const cpu = { arch: c.arch, model: c.cpuModel }
   const vcpusUsed = used[VCPU] ?? 0, ramUsed = used[MEMORY_MB] ?? 0, diskUsed = used[DISK_GB] ?? 0
   return {
     ...brief, cpu_info: v >= mv('2.28') ? cpu : JSON.stringify(cpu), current_workload: 0, disk_available_least: c.diskGb - diskUsed,
     host_ip: c.hostIp || null, free_disk_gb: c.diskGb - diskUsed, free_ram_mb: c.memoryMb - ramUsed, hypervisor_type: c.hypervisorType || 'QEMU',
     hypervisor_version: versionNumber(c.hypervisorVersion), local_gb: c.diskGb, local_gb_used: diskUsed, memory_mb: c.memoryMb, memory_mb_used: ramUsed,
-    running_vms: running, vcpus: c.vcpus, vcpus_used: vcpusUsed,
-    service: { host: h.host, id: v >= mv('2.53') ? h.id : rowNumber(h.id), disabled_reason: h.disabledReason || null },
+    running_vms: running, vcpus: c.vcpus, vcpus_used: vcpusUsed, service,
   }
 }
 
@@ -100,6 +102,7 @@ export function hostRoutes(d: RestDomain): Route[] {
     {
       method: 'GET', path: '/os-hypervisors/statistics', policy: `${H}/ListHosts`,
       handler: async (req) => {
+        if (microversion(req) >= mv('2.88')) throw new HttpError(404, 'GET /os-hypervisors/statistics is gone from microversion 2.88: placement has the usage (openstack resource provider usage show)')
         const all = await Promise.all((await d.hosts.list()).filter((h) => h.mapped).map((h) => hypervisorView(d, req, h, true)))
         const sum = (k: string) => all.reduce((n, h) => n + (h[k] as number), 0)
         const keys = ['vcpus', 'vcpus_used', 'memory_mb', 'memory_mb_used', 'local_gb', 'local_gb_used', 'free_ram_mb', 'free_disk_gb', 'current_workload', 'running_vms', 'disk_available_least']
@@ -118,6 +121,7 @@ export function hostRoutes(d: RestDomain): Route[] {
     {
       method: 'GET', path: '/os-services', policy: `${H}/ListHosts`,
       handler: async (req) => {
+        onlyQuery(req, ['host', 'binary'])
         const host = req.query.get('host'), binary = req.query.get('binary')
         const all = binary && binary !== BINARY ? [] : (await d.hosts.list()).filter((h) => !host || h.host === host)
         return { body: { services: all.map((h) => serviceView(req, h)) } }

@@ -8,7 +8,7 @@ import type { Keypair } from '../compute/keypairs.js'
 import { bodyObject, type AuthedRequest, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { intParam, isoMicro, nextLink, rowNumber } from './compute-common.js'
+import { intParam, isoMicro, nextLink, onlyQuery, rowNumber } from './compute-common.js'
 import { onlyKeys } from './body.js'
 
 const P = 'strato.compute.v1.Keypairs'
@@ -34,6 +34,7 @@ export function keypairRoutes(d: RestDomain): Route[] {
     {
       method: 'GET', path: '/os-keypairs', policy: `${P}/ListKeypairs`, target,
       handler: async (req) => {
+        onlyQuery(req, ['user_id', 'limit', 'marker'])
         let all = await d.keypairs.list(ownerOf(req))
         let limit: number | undefined
         if (microversion(req) >= mv('2.35')) {
@@ -72,6 +73,7 @@ export function keypairRoutes(d: RestDomain): Route[] {
     {
       method: 'GET', path: '/os-keypairs/:name', policy: `${P}/GetKeypair`, target,
       handler: async (req) => {
+        onlyQuery(req, ['user_id'])
         const k = await d.keypairs.get(req.params.name, ownerOf(req))
         return {
           body: {
@@ -86,6 +88,7 @@ export function keypairRoutes(d: RestDomain): Route[] {
     {
       method: 'DELETE', path: '/os-keypairs/:name', policy: `${P}/DeleteKeypair`, target,
       handler: async (req) => {
+        onlyQuery(req, ['user_id'])
         await d.keypairs.delete(req.params.name, ownerOf(req))
         return { status: microversion(req) >= mv('2.2') ? 204 : 202 }
       },

@@ -13,14 +13,14 @@
  * volumes yet: those show as Nova shows a server without them.
  */
 import { isUuid } from '../../proto/ids.js'
-import { FailedPrecondition, InvalidArgument, NotFound, StratoError } from '../../proto/errors.js'
+import { FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, StratoError } from '../../proto/errors.js'
 import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerListing, type ServerView } from '../compute/servers.js'
 import type { BlockDeviceMapping } from '../compute/server-model.js'
 import { actorOf } from '../compute/server-create-plan.js'
 import { REST_PREFIX, bodyObject, keptAnswer, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink } from './compute-common.js'
+import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink, onlyQuery } from './compute-common.js'
 import { int, obj, onlyKeys, str, stringMap } from './body.js'
 
 const S = 'strato.compute.v1.Servers'
@@ -196,13 +196,30 @@ function blockDeviceMappings(list: unknown, v: number): BlockDeviceMapping[] {
   })
 }
 
+/**
+ * Nova 2.74's `host` and `hypervisor_hostname` (admins only): the one host to
+ * boot on. A Strato host has one hypervisor, named as the host, so either
+ * names the host; both must name the same one.
+ */
+function requestedDestination(req: RestRequest, b: Record<string, unknown>): string | undefined {
+  const host = str(b, 'host'), node = str(b, 'hypervisor_hostname')
+  for (const [k, x] of [['host', host], ['hypervisor_hostname', node]] as const) {
+    if (x !== undefined && !/^[a-zA-Z0-9-._]{1,255}$/.test(x)) throw new InvalidArgument(`Invalid input for field/attribute ${k}. Value: ${x}. It must be 1 to 255 letters, digits, '-', '.' or '_'`, { field: k })
+  }
+  if (!host && !node) return undefined
+  if (!callerOf(req).isAdmin) throw new PermissionDenied(`choosing the host (${host ? 'host' : 'hypervisor_hostname'}) is for cloud admins`, { field: host ? 'host' : 'hypervisor_hostname' })
+  if (host && node && host !== node) throw new InvalidArgument(`hypervisor_hostname ${node} is not a hypervisor of host ${host} (each Strato host has one hypervisor, named as the host)`, { field: 'hypervisor_hostname' })
+  return host ?? node
+}
+
 /** Nova's create body (`{"server": {...}, "os:scheduler_hints": {...}}`) as Strato's create request. */
 async function createRequest(req: RestRequest): Promise<{ create: CreateServer; returnReservationId: boolean }> {
   const b = await bodyObject(req, 'server')
   const v = microversion(req)
-  for (const [k, what] of Object.entries(UNSUPPORTED)) if (b[k] !== undefined) throw new InvalidArgument(`${k}: Strato does not support ${what}`, { field: k })
+  const destination = v >= mv('2.74') ? requestedDestination(req, b) : undefined
+  for (const [k, what] of Object.entries(UNSUPPORTED)) if (b[k] !== undefined && !(destination && (k === 'host' || k === 'hypervisor_hostname'))) throw new InvalidArgument(`${k}: Strato does not support ${what}`, { field: k })
   // Nova's schema allows nothing else (additionalProperties false).
-  onlyKeys(b, CREATE_KEYS)
+  onlyKeys(b, v >= mv('2.74') ? [...CREATE_KEYS, 'host', 'hypervisor_hostname'] : CREATE_KEYS)
   const disk = b['OS-DCF:diskConfig']
   if (disk !== undefined && disk !== 'MANUAL') throw new InvalidArgument(`OS-DCF:diskConfig: Strato leaves the guest's partitions as the image has them (MANUAL), got ${JSON.stringify(disk)}`, { field: 'OS-DCF:diskConfig' })
   str(b, 'adminPass')
@@ -254,7 +271,11 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
     create.metadata = stringMap(b.metadata, 'metadata')
   }
   const zone = str(b, 'availability_zone')
-  if (zone) create.availabilityZone = zone
+  if (destination) {
+    if (zone?.includes(':')) throw new InvalidArgument('One mechanism with host and/or hypervisor_hostname and another mechanism with zone:host:node are mutually exclusive.', { field: 'availability_zone' })
+    // Strato's ZONE:HOST: only that host, the filters still run (Nova's requested destination, not the forced host).
+    create.availabilityZone = `${zone ?? ''}:${destination}`
+  } else if (zone) create.availabilityZone = zone
   const minCount = int(b.min_count, 'min_count', 1), maxCount = int(b.max_count, 'max_count', 1)
   if (minCount !== undefined) create.minCount = minCount
   if (maxCount !== undefined) create.maxCount = maxCount
@@ -287,17 +308,51 @@ function asBadRequest(err: unknown): unknown {
   return err
 }
 
-/** The listing filters Nova takes; admin-only ones are dropped for others, as Nova drops them. */
+/** The query parameters of Nova's server listings (index_query_v275; a 400 for others from 2.75). */
+const LIST_QUERY = [
+  'user_id', 'project_id', 'tenant_id', 'launch_index', 'image_ref', 'image', 'kernel_id', 'ramdisk_id', 'hostname', 'key_name', 'power_state', 'vm_state', 'task_state',
+  'host', 'node', 'flavor', 'reservation_id', 'launched_at', 'terminated_at', 'availability_zone', 'name', 'display_name', 'description', 'display_description',
+  'locked_by', 'uuid', 'root_device_name', 'config_drive', 'access_ip_v4', 'access_ip_v6', 'auto_disk_config', 'progress', 'sort_key', 'sort_dir', 'all_tenants',
+  'soft_deleted', 'deleted', 'status', 'changes-since', 'ip', 'ip6', 'created_at', 'block_device_mapping', 'services', 'metadata', 'system_metadata', 'info_cache',
+  'security_groups', 'pci_devices', 'limit', 'marker', 'tags', 'tags-any', 'not-tags', 'not-tags-any', 'changes-before', 'locked',
+]
+
+/** Filters Nova takes and Strato cannot apply (it keeps no such value): refused by name where Nova would apply them, not ignored. */
+const UNFILTERABLE: Record<string, string> = {
+  created_at: 'use changes-since', launched_at: 'Strato does not search launch times', terminated_at: 'Strato does not search termination times', progress: 'Strato keeps no progress',
+}
+
+/**
+ * The listing filters Nova takes; admin-only ones are dropped for others, as
+ * Nova drops them (`remove_invalid_options`). From 2.83 members may filter by
+ * availability_zone, config_drive, key_name, power_state, task_state,
+ * vm_state, user_id and the time and progress filters too.
+ */
 function listFilter(req: RestRequest, caller: ServerCaller): ListServers {
   const q = req.query
   const f: ListServers = {}
-  const name = q.get('name'), status = q.get('status'), image = q.get('image'), flavor = q.get('flavor'), zone = q.get('availability_zone'), marker = q.get('marker')
+  onlyQuery(req, LIST_QUERY)
+  const name = q.get('name'), status = q.get('status'), image = q.get('image'), flavor = q.get('flavor'), marker = q.get('marker')
   if (name) f.name = name
   if (status) f.status = status
   if (image) f.image = image.replace(/^.*\/images\//, '')
   if (flavor) f.flavor = flavor.replace(/^.*\/flavors\//, '')
-  if (zone) f.availabilityZone = zone
   if (marker) f.marker = marker
+  if (caller.isAdmin || microversion(req) >= mv('2.83')) {
+    const unfilterable = Object.keys(UNFILTERABLE).find((k) => q.get(k))
+    if (unfilterable) throw new InvalidArgument(`servers cannot be filtered by ${unfilterable}: ${UNFILTERABLE[unfilterable]}`, { field: unfilterable })
+    const zone = q.get('availability_zone'), userId = q.get('user_id'), vmState = q.get('vm_state'), taskState = q.get('task_state'), keyName = q.get('key_name'), configDrive = q.get('config_drive'), power = q.get('power_state')
+    if (zone) f.availabilityZone = zone
+    if (userId) f.userId = userId
+    if (vmState) f.vmState = vmState
+    if (taskState) f.taskState = taskState
+    if (keyName) f.keyName = keyName
+    if (configDrive) f.configDrive = configDrive
+    if (power) {
+      if (!/^\d+$/.test(power)) throw new InvalidArgument(`power_state is a power state's number (0 NOSTATE, 1 RUNNING, 3 PAUSED, 4 SHUTDOWN, 6 CRASHED, 7 SUSPENDED), got '${power}'`, { field: 'power_state' })
+      f.powerState = Number(power)
+    }
+  }
   const limit = intParam(req, 'limit')
   if (limit !== undefined) f.limit = limit
   if (caller.isAdmin) {
@@ -421,7 +476,8 @@ export function serverRoutes(d: RestDomain): Route[] {
         const s = await serverOf(d, req)
         const caller = callerOf(req)
         const updated = await d.servers.update(s.id, { ...(name !== undefined ? { name } : {}), ...('description' in b ? { description: (b.description as string | null) ?? '' } : {}) }, caller)
-        return { body: { server: updatedView(req, updated, caller) } }
+        // From 2.75 PUT answers the whole GET representation.
+        return { body: { server: microversion(req) >= mv('2.75') ? serverView(req, updated, caller, true) : updatedView(req, updated, caller) } }
       },
     },
     { method: 'DELETE', path: '/servers/:id', policy: `${S}/DeleteServer`, handler: async (req) => (await act(req, 'delete'), { status: 204 }) },

@@ -64,6 +64,8 @@ export interface ServerVolumeView {
   device: string
   attachmentId: string
   status: string
+  /** Whether deleting the server deletes the volume (Nova's BDM delete_on_termination). */
+  deleteOnTermination: boolean
 }
 
 /** A volume disk of a guest, as an agent reports it (and, when returned to detach, the volume its serial names or ''). */
@@ -103,7 +105,7 @@ export function attachmentView(a: VolumeAttachmentTable, caller: VolumeCaller): 
 }
 
 function serverVolumeView(a: VolumeAttachmentTable): ServerVolumeView {
-  return { id: a.volume_id, serverId: a.server_id, volumeId: a.volume_id, device: devPath(a.device), attachmentId: a.id, status: a.status }
+  return { id: a.volume_id, serverId: a.server_id, volumeId: a.volume_id, device: devPath(a.device), attachmentId: a.id, status: a.status, deleteOnTermination: a.delete_on_termination === 1 }
 }
 
 /** The live attachments of these volumes, by volume (for volume views). */
@@ -240,7 +242,7 @@ export class AttachmentCatalog {
   // ------------------------------------------------------------ Nova's side
 
   /** Nova attach_volume: reserves the volume, picks the device, casts attach_volume to the server's host. */
-  async attach(req: { serverId?: string; volumeId?: string; device?: string }, caller: VolumeCaller): Promise<ServerVolumeView> {
+  async attach(req: { serverId?: string; volumeId?: string; device?: string; deleteOnTermination?: boolean }, caller: VolumeCaller): Promise<ServerVolumeView> {
     const a = await this.db.transaction().execute(async (trx) => {
       const reserved = await this.reserveIn(trx, req, caller)
       const v = await trx.selectFrom('volumes').select(['id', 'status']).where('id', '=', reserved.volume_id).executeTakeFirstOrThrow()
@@ -270,6 +272,27 @@ export class AttachmentCatalog {
     })
     if (r.cast) await this.deps.casts.send(r.a)
     this.log.info({ attachment: r.a.id, volume: r.a.volume_id, instance: r.a.server_id, host: r.a.host }, r.cast ? 'detach_volume cast' : 'volume reservation dropped')
+  }
+
+  /**
+   * Nova's PUT os-volume_attachments/{volume} (2.85): whether deleting the
+   * server deletes the volume. Any live attachment may change it, the root
+   * volume's too (Nova's BDM); the server's view shows it at once.
+   */
+  async setDeleteOnTermination(req: { serverId?: string; volumeId?: string; deleteOnTermination: boolean }, caller: VolumeCaller): Promise<ServerVolumeView> {
+    const a = await this.db.transaction().execute(async (trx) => {
+      const server = await this.findServer(trx, req.serverId, caller)
+      if (!caller.isAdmin && !(caller.canWrite && server.project_id === caller.projectId)) throw new PermissionDenied(`server ${server.uuid} can be changed only by members of its project or a cloud admin`)
+      const a = await trx.selectFrom('volume_attachments').selectAll().where('server_volume', '=', `${server.uuid}/${req.volumeId}`).where('status', 'in', [...LIVE_ATTACHMENT]).executeTakeFirst()
+      if (!a) throw new NotFound(`volume ${req.volumeId} is not attached to server ${server.uuid}`, { field: 'volume_id' })
+      const flag = req.deleteOnTermination ? 1 : 0
+      if (a.delete_on_termination === flag) return a
+      const updated_at = now()
+      await trx.updateTable('volume_attachments').set({ delete_on_termination: flag, updated_at }).where('id', '=', a.id).execute()
+      return { ...a, delete_on_termination: flag, updated_at }
+    })
+    this.log.info({ attachment: a.id, volume: a.volume_id, instance: a.server_id, deleteOnTermination: req.deleteOnTermination }, 'attachment delete_on_termination set')
+    return serverVolumeView(a)
   }
 
   /** Nova's os-volume_attachments list: the server's live attachments. */
@@ -507,7 +530,7 @@ export class AttachmentCatalog {
    * Checks everything an attachment needs and records it reserved (the
    * volume reserved too), inside `trx`.
    */
-  private async reserveIn(trx: Trx, req: { volumeId?: string; serverId?: string; device?: string }, caller: VolumeCaller): Promise<VolumeAttachmentTable> {
+  private async reserveIn(trx: Trx, req: { volumeId?: string; serverId?: string; device?: string; deleteOnTermination?: boolean }, caller: VolumeCaller): Promise<VolumeAttachmentTable> {
     const asked = req.device ? checkDevice(req.device) : undefined
     const server = await this.findServer(trx, req.serverId, caller)
     if (!caller.isAdmin && !(caller.canWrite && server.project_id === caller.projectId)) throw new PermissionDenied(`server ${server.uuid} can be changed only by members of its project or a cloud admin`)
@@ -534,7 +557,7 @@ export class AttachmentCatalog {
     }
     const ts = now()
     const a: VolumeAttachmentTable = {
-      id: randomUUID(), volume_id: volume.id, server_id: server.uuid, host: server.host ?? '', device, status: 'reserved', status_reason: '', attach_mode: 'rw', delete_on_termination: 0, boot_index: -1,
+      id: randomUUID(), volume_id: volume.id, server_id: server.uuid, host: server.host ?? '', device, status: 'reserved', status_reason: '', attach_mode: 'rw', delete_on_termination: req.deleteOnTermination ? 1 : 0, boot_index: -1,
       server_device: `${server.uuid}/${device}`, server_volume: `${server.uuid}/${volume.id}`, attached_at: null,
       project_id: server.project_id, user_id: caller.userId, ...NO_CAST, created_at: ts, updated_at: ts,
     }

@@ -30,10 +30,10 @@ t.test('version discovery and microversion negotiation', async (t) => {
   let r = await fetch(`${origin}/compute/v2.1`)
   t.equal(r.status, 200)
   const doc = await r.json() as { version: Record<string, unknown> }
-  t.match(doc.version, { id: 'v2.1', status: 'CURRENT', version: '2.73', min_version: '2.1', links: [{ rel: 'self', href: `${origin}/compute/v2.1/` }] })
+  t.match(doc.version, { id: 'v2.1', status: 'CURRENT', version: '2.89', min_version: '2.1', links: [{ rel: 'self', href: `${origin}/compute/v2.1/` }] })
   r = await fetch(`${origin}/compute/`)
   const list = await r.json() as { versions: Array<{ id: string; links: Array<{ rel: string; href: string }> }> }
-  t.match(list, { versions: [{ id: 'v2.0', status: 'SUPPORTED', version: '', min_version: '' }, { id: 'v2.1', version: '2.73' }] }, 'legacy v2.0 first, as Nova lists it')
+  t.match(list, { versions: [{ id: 'v2.0', status: 'SUPPORTED', version: '', min_version: '' }, { id: 'v2.1', version: '2.89' }] }, 'legacy v2.0 first, as Nova lists it')
   for (const v of list.versions) {
     const self = v.links.filter((l) => l.rel === 'self')
     const one = await (await fetch(self[0]!.href)).json() as { version: { id: string; links: Array<{ rel: string }> } }
@@ -51,10 +51,10 @@ t.test('version discovery and microversion negotiation', async (t) => {
   a = await nova('GET', '/v2.1/flavors', { headers: { 'openstack-api-version': 'image 2.5, compute 2.47' } })
   t.equal(a.headers['x-openstack-nova-api-version'], '2.47')
   a = await nova('GET', '/v2.1/flavors', { headers: { 'openstack-api-version': 'compute latest' } })
-  t.equal(a.headers['openstack-api-version'], 'compute 2.73')
-  a = await nova('GET', '/v2.1/flavors', { version: '2.74' })
+  t.equal(a.headers['openstack-api-version'], 'compute 2.89')
+  a = await nova('GET', '/v2.1/flavors', { version: '2.90' })
   t.equal(a.status, 406)
-  t.same(a.body, { computeFault: { code: 406, message: 'Version 2.74 is not supported by the API. Minimum is 2.1 and maximum is 2.73.' } })
+  t.same(a.body, { computeFault: { code: 406, message: 'Version 2.90 is not supported by the API. Minimum is 2.1 and maximum is 2.89.' } })
   a = await nova('DELETE', '/v2.1/flavors/1', { version: '3.0' })
   t.equal(a.status, 406)
   t.equal((await nova('GET', '/v2.1/flavors/1')).status, 200, 'a refused version changes nothing')
@@ -90,6 +90,35 @@ t.test('flavors: create --id 0, show and list per microversion, extra specs, acc
   t.equal(a.status, 404)
   a = await checked('flavors_extra_specs', 'set_get_flavor_extra_specs', 'GET', '/v2.1/flavors/0/os-extra_specs', { version: '2.1' })
   t.same(a.body, { extra_specs: { 'quota:disk_read_iops_sec': '100' } })
+
+  // 2.75: no swap is 0, not ""; unknown query parameters are a 400 (ignored before).
+  t.equal((await nova('GET', '/v2.1/flavors/0', { version: '2.74' })).body.flavor.swap, '')
+  t.equal((await nova('GET', '/v2.1/flavors/0', { version: '2.75' })).body.flavor.swap, 0)
+  t.equal((await nova('GET', '/v2.1/flavors/detail?bogus=1', { version: '2.74' })).status, 200)
+  a = await nova('GET', '/v2.1/flavors/detail?bogus=1', { version: '2.75' })
+  t.equal(a.status, 400)
+  t.match(a.body, { badRequest: { message: /'bogus' was unexpected/ } })
+  // 2.86: extra specs of the namespaces Nova knows are validated; before it, anything goes.
+  a = await nova('POST', '/v2.1/flavors/0/os-extra_specs', { version: '2.85', body: { extra_specs: { 'hw:cpu_policy': 'sometimes' } } })
+  t.equal(a.status, 200, 'not validated before 2.86')
+  const bad: Array<[Record<string, string>, RegExp]> = [
+    [{ 'hw:cpu_policy': 'always' }, /'always' is not one of: dedicated, shared, mixed/], [{ 'hw:numa_nodes': '0' }, /less than the min value of '1'/],
+    [{ 'hw:no_such_spec': '1' }, /'hw:no_such_spec' does not appear to be a valid extra spec/], [{ 'trait:HW_CPU_X86_AVX2': 'maybe' }, /not one of: required, forbidden/],
+    [{ 'resources1:VCPU': 'two' }, /'two' is not a valid integer value/], [{ 'hw:boot_menu': 'perhaps' }, /boolean-like/], [{ 'hw:mem_page_size': 'huge' }, /is not of the format/],
+  ]
+  for (const [specs, why] of bad) {
+    a = await nova('POST', '/v2.1/flavors/0/os-extra_specs', { version: '2.86', body: { extra_specs: { 'quota:cpu_shares': '5', ...specs } } })
+    t.equal(a.status, 400, JSON.stringify(specs))
+    t.match(a.body, { badRequest: { message: why } })
+  }
+  a = await nova('PUT', '/v2.1/flavors/0/os-extra_specs/hw:cpu_policy', { version: '2.86', body: { 'hw:cpu_policy': 'always' } })
+  t.equal(a.status, 400, 'PUT of one key is validated too')
+  const good = { 'hw:cpu_policy': 'dedicated', 'hw:numa_cpus.0': '0-1', 'trait:CUSTOM_FAST': 'required', 'resources:CUSTOM_GPU': '1', 'acme:anything': 'x', plain: 'y' }
+  a = await nova('POST', '/v2.1/flavors/0/os-extra_specs', { version: '2.86', body: { extra_specs: good } })
+  t.equal(a.status, 200, JSON.stringify(a.body))
+  a = await nova('GET', '/v2.1/flavors/0/os-extra_specs', { version: '2.86' })
+  t.same(a.body.extra_specs, { 'quota:disk_read_iops_sec': '100', ...good }, 'the refused specs changed nothing')
+  for (const k of Object.keys(good)) t.equal((await nova('DELETE', `/v2.1/flavors/0/os-extra_specs/${k}`)).status, 200)
 
   // Lists: brief and detailed, with pagination links.
   a = await checked('flavors', 'list_flavors', 'GET', '/v2.1/flavors', { version: '2.1' })
@@ -231,7 +260,7 @@ t.test('servers: create as novaclient sends it, ACTIVE, every microversion\'s vi
   t.notOk('OS-EXT-SRV-ATTR:host' in server, 'host attributes are for admins')
 
   // Every version's view, for the member and the admin, against Tempest's schemas.
-  for (const version of ['2.1', '2.3', '2.9', '2.16', '2.19', '2.26', '2.47', '2.63', '2.71', '2.73']) {
+  for (const version of ['2.1', '2.3', '2.9', '2.16', '2.19', '2.26', '2.47', '2.63', '2.71', '2.73', '2.75', '2.89']) {
     await checked('servers', 'get_server', 'GET', `/v2.1/servers/${id}`, { ...tok, version })
     await checked('servers', 'get_server', 'GET', `/v2.1/servers/${id}`, { version })
     await checked('servers', 'list_servers_detail', 'GET', '/v2.1/servers/detail', { ...tok, version })
@@ -273,6 +302,24 @@ t.test('servers: create as novaclient sends it, ACTIVE, every microversion\'s vi
   t.equal(a.status, 403, 'all_tenants is for admins')
   a = await nova('GET', `/v2.1/servers?all_tenants=1&project_id=${demo.projectId}`)
   t.equal(a.body.servers.length, 2)
+  // 2.75: an unknown query parameter is a 400 (ignored before).
+  t.equal((await nova('GET', '/v2.1/servers/detail?bogus=1', { ...tok, version: '2.74' })).body.servers.length, 2)
+  a = await nova('GET', '/v2.1/servers/detail?bogus=1', { ...tok, version: '2.75' })
+  t.equal(a.status, 400)
+  t.match(a.body, { badRequest: { message: /'bogus' was unexpected/ } })
+  // 2.83: members filter by key_name, vm_state, power_state, user_id …; before it Nova drops those filters.
+  const names = async (q: string, version: string, o: NovaCall = tok) => (await nova('GET', `/v2.1/servers?${q}`, { ...o, version })).body.servers.map((s: { name: string }) => s.name).sort()
+  t.same(await names('key_name=mykey', '2.82'), ['other', 'provider-instance'], 'dropped for members before 2.83')
+  t.same(await names('key_name=^my', '2.83'), ['provider-instance'], 'key_name is a regular expression')
+  t.same(await names(`key_name=mykey&all_tenants=1&project_id=${demo.projectId}`, '2.1', {}), ['provider-instance'])
+  t.ok((await names(`vm_state=active&power_state=1&user_id=${demo.userId}&availability_zone=nova`, '2.83')).includes('provider-instance'))
+  t.same(await names('vm_state=error', '2.83'), [])
+  t.same(await names('user_id=someone-else', '2.83'), [])
+  t.same(await names('vm_state=error', '2.82'), ['other', 'provider-instance'], 'dropped for members before 2.83')
+  a = await nova('GET', '/v2.1/servers?created_at=2026', { ...tok, version: '2.83' })
+  t.equal(a.status, 400, 'a filter Strato cannot apply is refused by name, not ignored')
+  t.match(a.body, { badRequest: { message: /created_at/ } })
+  t.equal((await nova('GET', '/v2.1/servers?created_at=2026', { ...tok, version: '2.82' })).status, 200, 'before 2.83 Nova drops it for members')
 
   // Addresses, interfaces, metadata.
   a = await checked('servers', 'list_addresses', 'GET', `/v2.1/servers/${id}/ips`, { ...tok, version: '2.1' })
@@ -356,6 +403,11 @@ t.test('servers: create as novaclient sends it, ACTIVE, every microversion\'s vi
   for (const version of ['2.9', '2.19', '2.26', '2.47', '2.63', '2.71', '2.73']) {
     await checked('servers', 'update_server', 'PUT', `/v2.1/servers/${other}`, { ...tok, version, body: { server: { name: `renamed-${version}` } } })
   }
+  // 2.75: PUT answers the whole GET representation (before it, without the extended attributes).
+  a = await nova('PUT', `/v2.1/servers/${other}`, { ...tok, version: '2.74', body: { server: { name: 'renamed-2.73' } } })
+  t.notOk('OS-EXT-STS:vm_state' in a.body.server || 'key_name' in a.body.server, 'no extended attributes before 2.75')
+  a = await checked('servers', 'update_server', 'PUT', `/v2.1/servers/${other}`, { ...tok, version: '2.75', body: { server: { name: 'renamed-2.73' } } })
+  t.same(Object.keys(a.body.server).sort(), Object.keys((await nova('GET', `/v2.1/servers/${other}`, { ...tok, version: '2.75' })).body.server).sort(), 'the keys of GET')
   a = await nova('PUT', `/v2.1/servers/${other}`, { ...tok, version: '2.19', body: { server: { description: 'the other one' } } })
   t.equal(a.body.server.description, 'the other one')
   a = await nova('PUT', `/v2.1/servers/${other}`, { ...tok, version: '2.1', body: { server: { description: 'x' } } })
@@ -418,8 +470,23 @@ t.test('server create refusals: Nova\'s 400s and 403s, nothing made', async (t) 
   await refused({ ...base, 'OS-DCF:diskConfig': 'AUTO' }, 400, /MANUAL/)
   await refused({ ...base, description: 'd' }, 400, /description/)
   await refused({ ...base, metadata: Object.fromEntries(Array.from({ length: 129 }, (_, i) => [`k${i}`, 'v'])) }, 403, /metadata/)
+  // 2.74: host and hypervisor_hostname, for admins only; not with ZONE:HOST; the host must exist.
+  await refused({ ...base, host: 'node1' }, 400, /host: Strato does not support/, { version: '2.73' })
+  await refused({ ...base, host: 'node1' }, 403, /for cloud admins/, { version: '2.74' })
+  await refused({ ...base, hypervisor_hostname: 'node1' }, 403, /for cloud admins/, { version: '2.74' })
+  await refused({ ...base, host: 'node1', availability_zone: 'nova:node1' }, 400, /mutually exclusive/, { version: '2.74', token: cloud.s.adminToken })
+  await refused({ ...base, host: 'node1', hypervisor_hostname: 'node2' }, 400, /hypervisor_hostname node2 is not a hypervisor of host node1/, { version: '2.74', token: cloud.s.adminToken })
+  await refused({ ...base, host: 'nosuchhost' }, 400, /host 'nosuchhost' does not exist/, { version: '2.74', token: cloud.s.adminToken })
   const a = await nova('GET', '/v2.1/servers', tok)
   t.same(a.body.servers, [], 'no server was made')
+  t.same((await nova('GET', '/v2.1/servers')).body.servers, [], 'nor by the admin')
+  for (const [k, host] of [['host', 'node2'], ['hypervisor_hostname', 'node1']]) {
+    const made = await nova('POST', '/v2.1/servers', { version: '2.74', body: { server: { ...base, name: `on-${host}`, [k!]: host } } })
+    t.equal(made.status, 202, JSON.stringify(made.body))
+    const s = await cloud.waitFor(made.body.server.id, (x) => x.status === 'ACTIVE', cloud.s.adminToken, 20_000)
+    t.equal(s.host, host, `${k} ${host}: the server is on ${host}`)
+    t.equal((await nova('DELETE', `/v2.1/servers/${made.body.server.id}`)).status, 204)
+  }
 })
 
 t.test('limits, availability zones and server groups per microversion', async (t) => {
@@ -522,6 +589,14 @@ t.test('os-hypervisors: the hosts with their placement usage, per microversion',
   t.match(a.body.hypervisors_links, [{ rel: 'next' }])
   a = await nova('GET', '/v2.1/os-hypervisors/detail', { version: '2.28' })
   t.match(a.body.hypervisors[0], { cpu_info: { arch: String }, hypervisor_version: Number, service: { host: /^node/ } })
+  // 2.88: no usage fields, uptime added; statistics gone.
+  a = await nova('GET', '/v2.1/os-hypervisors/detail', { version: '2.87' })
+  t.match(a.body.hypervisors[0], { vcpus: Number, memory_mb_used: Number, running_vms: Number })
+  a = await nova('GET', '/v2.1/os-hypervisors/detail', { version: '2.88' })
+  t.same(Object.keys(a.body.hypervisors[0]).sort(), ['host_ip', 'hypervisor_hostname', 'hypervisor_type', 'hypervisor_version', 'id', 'service', 'state', 'status', 'uptime'])
+  t.same(Object.keys((await nova('GET', `/v2.1/os-hypervisors/${a.body.hypervisors[0].id}`, { version: '2.88' })).body.hypervisor).sort(), Object.keys(a.body.hypervisors[0]).sort())
+  t.equal((await nova('GET', '/v2.1/os-hypervisors/statistics', { version: '2.87' })).status, 200)
+  t.equal((await nova('GET', '/v2.1/os-hypervisors/statistics', { version: '2.88' })).status, 404)
   a = await nova('GET', '/v2.1/os-hypervisors', { token: demo.token })
   t.equal(a.status, 403)
   t.equal((await nova('DELETE', `/v2.1/servers/${id}`, { token: demo.token })).status, 204)

@@ -107,6 +107,52 @@ t.test('os-volume_attachments: attach, list, show, detach, shaped per microversi
   t.equal((await cinder('GET', `/volumes/${vol}`)).body.volume.status, 'available', 'refusals changed nothing')
 })
 
+t.test('os-volume_attachments 2.75–2.89: delete_on_termination on attach (2.79) and PUT (2.85), attachment_id and bdm_uuid (2.89); deleting the server deletes such a volume', async (t) => {
+  const server = await newServer('vm-dot')
+  const vol = await newVolume('dot')
+  const at = (version: string): NovaCall => ({ token: demo.token, version })
+  const base = `/v2.1/servers/${server}/os-volume_attachments`
+  const one = `${base}/${vol}`
+  let a = await nova('POST', base, { ...at('2.78'), body: { volumeAttachment: { volumeId: vol, delete_on_termination: true } } })
+  t.equal(a.status, 400, 'delete_on_termination needs 2.79')
+  t.match(a.body, { badRequest: { message: /'delete_on_termination' was unexpected/ } })
+  a = schemas.add('servers', 'attach_volume', '2.79', await nova('POST', base, { ...at('2.79'), body: { volumeAttachment: { volumeId: vol, delete_on_termination: true } } }))
+  t.equal(a.status, 200, JSON.stringify(a.body))
+  t.match(a.body.volumeAttachment, { id: vol, volumeId: vol, delete_on_termination: true })
+  const inUse = await volumeStatus(vol, 'in-use')
+  t.notOk('delete_on_termination' in (await nova('GET', one, at('2.78'))).body.volumeAttachment, 'not shown before 2.79')
+  t.equal(schemas.add('servers', 'show_volume_attachment', '2.79', await nova('GET', one, at('2.79'))).body.volumeAttachment.delete_on_termination, true)
+  schemas.add('servers', 'list_volume_attachments', '2.79', await nova('GET', base, at('2.79')))
+  t.match((await nova('GET', `/v2.1/servers/${server}`, at('2.3'))).body.server['os-extended-volumes:volumes_attached'], [{ id: vol, delete_on_termination: true }], 'the server view agrees')
+  // 2.89: attachment_id and bdm_uuid instead of id (Strato's attachment row is both); attach's own answer keeps id, as Nova's does.
+  t.match((await nova('GET', one, at('2.88'))).body.volumeAttachment, { id: vol })
+  a = await nova('GET', base, at('2.89'))
+  const attachmentId = inUse.attachments[0].attachment_id as string
+  t.same(a.body.volumeAttachments, [{ serverId: server, volumeId: vol, device: '/dev/vdb', tag: null, delete_on_termination: true, attachment_id: attachmentId, bdm_uuid: attachmentId }], 'Cinder\'s attachment id')
+  t.same((await nova('GET', one, at('2.89'))).body.volumeAttachment, a.body.volumeAttachments[0])
+  // 2.75: unknown query parameters are a 400; limit and offset page.
+  t.equal((await nova('GET', `${base}?bogus=1`, at('2.74'))).status, 200)
+  t.equal((await nova('GET', `${base}?bogus=1`, at('2.75'))).status, 400)
+  t.same((await nova('GET', `${base}?offset=1`, at('2.75'))).body.volumeAttachments, [])
+  // 2.85: PUT changes delete_on_termination; before it PUT (a swap) is not offered; nothing else may change.
+  a = await nova('PUT', one, { ...at('2.84'), body: { volumeAttachment: { volumeId: vol } } })
+  t.equal(a.status, 405)
+  const put = (body: Record<string, unknown>) => nova('PUT', one, { ...at('2.85'), body: { volumeAttachment: { volumeId: vol, ...body } } })
+  for (const [body, why] of [[{ device: '/dev/vdc', delete_on_termination: false }, /device property is not mutable/], [{ volumeId: cloud.network.id, delete_on_termination: false }, /swapping a volume is not offered/], [{ delete_on_termination: 'sometimes' }, /must be a boolean/], [{ colour: 'red' }, /'colour' was unexpected/]] as Array<[Record<string, unknown>, RegExp]>) {
+    a = await put(body)
+    t.equal(a.status, 400, JSON.stringify(body))
+    t.match(JSON.stringify(a.body), why)
+  }
+  t.equal((await nova('GET', one, at('2.85'))).body.volumeAttachment.delete_on_termination, true, 'the refusals changed nothing')
+  t.equal((await put({ delete_on_termination: false, device: '/dev/vdb', serverId: server })).status, 202)
+  t.equal((await nova('GET', one, at('2.85'))).body.volumeAttachment.delete_on_termination, false)
+  t.match((await nova('GET', `/v2.1/servers/${server}`, at('2.3'))).body.server['os-extended-volumes:volumes_attached'], [{ id: vol, delete_on_termination: false }])
+  t.equal((await put({ delete_on_termination: true })).status, 202)
+  // What the flag is for: the server's deletion takes the volume with it.
+  t.equal((await nova('DELETE', `/v2.1/servers/${server}`, at('2.85'))).status, 204)
+  await eventually(async () => (await cinder('GET', `/volumes/${vol}`)).status === 404, 30_000, 'the volume deleted with its server')
+})
+
 t.test('os-quota-sets: per-type keys and usage; admins set them; bad keys change nothing', async (t) => {
   await newVolume('counted')
   const p = `/${demo.projectId}/os-quota-sets/${demo.projectId}`
@@ -202,9 +248,11 @@ t.test('openstack server add volume, volume list (Attached to), server remove vo
   const admin = cloud.s.adminToken
   const server = await newServer('osc-vm', admin)
   const vol = await newVolume('osc-vol', admin, { imageRef: cloud.image.id })
-  const add = await osc('server', 'add', 'volume', 'osc-vm', 'osc-vol')
+  const add = await osc('--os-compute-api-version', '2.79', 'server', 'add', 'volume', '--enable-delete-on-termination', 'osc-vm', 'osc-vol')
   t.equal(add.code, 0, add.stderr)
   await volumeStatus(vol, 'in-use', admin)
+  const attachment = (await cinder('GET', `/volumes/${vol}`, { token: admin })).body.volume.attachments[0].attachment_id
+  t.same(await json('--os-compute-api-version', '2.89', 'server', 'volume', 'list', 'osc-vm'), [{ Device: '/dev/vdb', 'Server ID': server, 'Volume ID': vol, Tag: null, 'Delete On Termination?': true, 'Attachment ID': attachment, 'BlockDeviceMapping UUID': attachment }], 'server volume list at 2.89')
   const listed = (await json('volume', 'list')) as Json[]
   t.match(listed.find((v) => v.ID === vol), { Name: 'osc-vol', Status: 'in-use', Size: 1, 'Attached to': [{ server_id: server, device: '/dev/vdb' }] })
   // The table's column (what a person reads): the server's name and the device.
