@@ -3,7 +3,8 @@
  * `force`), kept on the volume's backend (copy-on-write where the backend's
  * format allows). Quotas `snapshots` and `gigabytes` are checked in the
  * creating transaction. Deleting a snapshot that volumes were made from is
- * the backend's to make safe (it flattens them first: no data is lost).
+ * the backend's to make safe (it flattens them first: no data is lost),
+ * refused while a running guest or an export has one of them open.
  */
 import { randomUUID } from 'node:crypto'
 import { FailedPrecondition, InvalidArgument, PermissionDenied } from '../../proto/errors.js'
@@ -83,8 +84,9 @@ export class SnapshotCatalog {
       const row = await findRow(trx, 'volume_snapshots', req.id, caller)
       checkWriter(row, caller, 'snapshot')
       const status = beginSnapshotDelete(row, Boolean(req.force))
-      const vol = await trx.selectFrom('volumes').select(['host', 'status']).where('id', '=', row.volume_id).executeTakeFirstOrThrow()
+      const vol = await trx.selectFrom('volumes').select(['id', 'host', 'status']).where('id', '=', row.volume_id).executeTakeFirstOrThrow()
       if (vol.status === 'deleting') throw new InvalidArgument(`snapshot ${row.id} goes with its volume ${row.volume_id}, which is being deleted`)
+      await refuseOpenDependents(trx, row, vol)
       const next: VolumeSnapshotTable = { ...row, status, status_reason: '', ...pendingCast('delete_snapshot', row.id, caller.requestId), updated_at: now() }
       await trx.updateTable('volume_snapshots').set(next).where('id', '=', row.id).execute()
       return { next, host: vol.host }
@@ -110,15 +112,40 @@ export class SnapshotCatalog {
  * volume on its own host snapshots as an available one does.
  */
 async function refuseOpenFile(trx: Trx, vol: { id: string; host: string | null }): Promise<void> {
+  const open = await openBy(trx, vol)
+  if (open?.remote) throw new FailedPrecondition(`volume ${vol.id} is attached to server ${open.serverId} on another host (host ${open.host}) through a network export, which keeps its file open: a snapshot now would lose the server's later writes; detach it first`, { field: 'volume_id' })
+  if (open) throw new FailedPrecondition(`volume ${vol.id} is attached to server ${open.serverId}, which is ${open.vmState}: its QEMU has the volume's file open, and a snapshot now would lose the guest's later writes; stop the server (or detach the volume) first`, { field: 'volume_id' })
+}
+
+/**
+ * Deleting a snapshot flattens the files whose backing file it is: a full
+ * copy renamed over each. A dependent that is open — the active file of the
+ * snapshotted volume (this is its newest snapshot) or of a volume made from
+ * the snapshot (which has none of its own), attached to a running guest or
+ * exported to another host — would be replaced under its QEMU, which goes on
+ * writing into the old, unlinked file: every later write lost. Refused until
+ * nothing has such a file open, saying which server and what to do.
+ */
+async function refuseOpenDependents(trx: Trx, snap: { id: string; volume_id: string; created_at: string }, vol: { id: string; host: string | null }): Promise<void> {
+  const newer = await trx.selectFrom('volume_snapshots').select('id').where('volume_id', '=', snap.volume_id).where('id', '!=', snap.id)
+    .where((eb) => eb.or([eb('created_at', '>', snap.created_at), eb.and([eb('created_at', '=', snap.created_at), eb('id', '>', snap.id)])])).executeTakeFirst()
+  const made = await trx.selectFrom('volumes').select(['id', 'host']).where('snapshot_id', '=', snap.id)
+    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('volume_snapshots').select('id').whereRef('volume_snapshots.volume_id', '=', 'volumes.id')))).execute()
+  for (const dep of [...(newer ? [] : [vol]), ...made]) {
+    const open = await openBy(trx, dep)
+    if (!open) continue
+    const how = open.remote ? `exported over the network to server ${open.serverId} on host ${open.host}, which keeps its file open` : `attached to server ${open.serverId}, which is ${open.vmState}: its QEMU has the volume's file open`
+    throw new FailedPrecondition(`snapshot ${snap.id} cannot be deleted now: volume ${dep.id}, whose data rests on it, is ${how}, and deleting the snapshot would lose the server's later writes; stop the server (or detach the volume) first, then delete the snapshot`, { field: 'snapshot_id' })
+  }
+}
+
+/** The first attachment that has the volume's file open (a guest that is not stopped, or a network export), if any. */
+async function openBy(trx: Trx, vol: { id: string; host: string | null }): Promise<{ serverId: string; host: string; vmState: string; remote: boolean } | undefined> {
   const open = await trx.selectFrom('volume_attachments as a').leftJoin('servers as s', 's.uuid', 'a.server_id')
     .select(['a.server_id', 'a.host', 's.vm_state'])
     .where('a.volume_id', '=', vol.id).where('a.status', 'in', ['attaching', 'attached', 'detaching']).execute()
   for (const a of open) {
-    if (a.host !== vol.host) {
-      throw new FailedPrecondition(`volume ${vol.id} is attached to server ${a.server_id} on another host (host ${a.host}) through a network export, which keeps its file open: a snapshot now would lose the server's later writes; detach it first`, { field: 'volume_id' })
-    }
-    if (a.vm_state !== 'stopped') {
-      throw new FailedPrecondition(`volume ${vol.id} is attached to server ${a.server_id}, which is ${a.vm_state ?? 'unknown'}: its QEMU has the volume's file open, and a snapshot now would lose the guest's later writes; stop the server (or detach the volume) first`, { field: 'volume_id' })
-    }
+    if (a.host !== vol.host || a.vm_state !== 'stopped') return { serverId: a.server_id, host: a.host ?? '', vmState: a.vm_state ?? 'unknown', remote: a.host !== vol.host }
   }
+  return undefined
 }

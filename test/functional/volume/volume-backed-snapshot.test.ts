@@ -86,6 +86,24 @@ t.test('a volume-backed server\'s snapshot: volume snapshots and an image that n
   t.match(root, { snapshotId: snapId, status: 'in-use', size: 1, bootable: true }, 'made from the snapshot, in use')
   t.match(root.attachments, [{ serverId: copy.id, device: '/dev/vda' }])
   t.same(backend().read(root.id, 4096, marker.length), marker, 'with the data the first server wrote')
+
+  // Deleting the snapshot would flatten the files resting on it under the QEMU that has one open
+  // (the copy's root volume, made from it; the first server's volume, whose newest snapshot it is).
+  const refused = async (serverId: string, dependent: string, why: string) => {
+    const e = await failure(call(snapshots, 'deleteSnapshot', { id: snapId }, demo.token))
+    t.equal(e.code, status.FAILED_PRECONDITION, e.details)
+    t.match(e.details, new RegExp(`volume ${dependent}, whose data rests on it, is attached to server ${serverId}, which is active.*stop the server`), why)
+    t.match(await call<Snapshot>(snapshots, 'getSnapshot', { id: snapId }, demo.token), { status: 'available' }, 'and the snapshot is as it was')
+  }
+  await refused(copy.id, root.id, 'a snapshot a running server\'s volume was made from is not deleted: it names the server and what to do')
+  await call(cloud.c.servers, 'startServer', { id: server.id }, demo.token)
+  await cloud.waitFor(server.id, (s) => s.status === 'ACTIVE' && !s.taskState, demo.token, 20_000, 'the first server ACTIVE again')
+  await stop(copy.id)
+  await refused(server.id, volumeId, 'nor the newest snapshot of a running server\'s volume')
+  await stop(server.id)
+  await call(snapshots, 'deleteSnapshot', { id: snapId }, demo.token)
+  await eventually(async () => !backend().snapshots.has(snapId), 20_000, 'the snapshot deleted once no guest runs on what rests on it')
+  t.same(backend().read(root.id, 4096, marker.length), marker, 'and the volume made from it keeps its data')
 })
 
 t.test('a volume-backed snapshot the snapshot quota refuses half-way leaves nothing behind', async (t) => {
