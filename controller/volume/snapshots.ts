@@ -20,7 +20,8 @@ import { beginSnapshotDelete, beginVolumeAction } from './states.js'
 import { pendingCast, snapshotWork, type VolumeCasts } from './casts.js'
 import type { VolumeBackends } from './backends.js'
 import { checkWriter, findRow, renamed, snapshotView, updatedMap, type SnapshotView, type VolumeCaller } from './model.js'
-import type { VolumeOp } from '../../proto/volume-work.js'
+import type { VolumeOp, VolumeWork } from '../../proto/volume-work.js'
+import { attachedDisks } from './attachments.js'
 
 export class SnapshotCatalog {
   constructor(
@@ -33,11 +34,11 @@ export class SnapshotCatalog {
     const name = checkText('name', req.name, 255)
     const description = checkText('description', req.description, 255)
     const metadata = checkMetadata(req.metadata)
-    const { row, host } = await this.db.transaction().execute(async (trx) => {
+    const { row, host, attached } = await this.db.transaction().execute(async (trx) => {
       const vol = await findRow(trx, 'volumes', req.volumeId, caller, 'volume_id')
       checkWriter(vol, caller, 'volume')
       beginVolumeAction(req.force ? 'snapshot_force' : 'snapshot', vol)
-      await refuseOpenFile(trx, vol)
+      await refuseNetworkExport(trx, vol)
       const type = await typeNameOf(trx, vol.volume_type_id)
       await this.deps.quota.check(trx, { projectId: vol.project_id }, { snapshots: 1, gigabytes: vol.size, [`snapshots_${type}`]: 1, [`gigabytes_${type}`]: vol.size })
       await this.deps.backends.ensureRoom(trx, vol.host, vol.size)
@@ -48,9 +49,10 @@ export class SnapshotCatalog {
         project_id: vol.project_id, user_id: caller.userId, ...pendingCast('create_snapshot', id, caller.requestId), created_at: ts, updated_at: ts,
       }
       await trx.insertInto('volume_snapshots').values(row).execute()
-      return { row, host: vol.host }
+      // Its running guests (this host's) move to the volume's new file on the volume's host.
+      return { row, host: vol.host, attached: await attachedDisks(trx, vol.id) }
     })
-    await this.cast('create_snapshot', row, host)
+    await this.cast('create_snapshot', row, host, attached)
     return snapshotView(row)
   }
 
@@ -96,25 +98,23 @@ export class SnapshotCatalog {
     return snapshotView(next)
   }
 
-  private async cast(op: VolumeOp, s: VolumeSnapshotTable, host: string): Promise<void> {
-    await this.deps.casts.send({ table: 'volume_snapshots', id: s.id, host, work: snapshotWork(op, s), castId: s.pending_cast_id, requestId: s.pending_request_id })
+  private async cast(op: VolumeOp, s: VolumeSnapshotTable, host: string, attached: VolumeWork['attached'] = []): Promise<void> {
+    await this.deps.casts.send({ table: 'volume_snapshots', id: s.id, host, work: snapshotWork(op, s, attached), castId: s.pending_cast_id, requestId: s.pending_request_id })
   }
 }
 
 /**
  * A snapshot freezes the volume's file as it is and gives the volume a new
- * overlay (copy-on-write): safe only while nothing has that file open. A
- * running guest's QEMU (or the NBD export serving a server on another host)
- * would go on writing into the frozen file — the snapshot would change and
- * the guest's later writes would be lost at its next start. Until snapshots
- * of open volumes go through the hypervisor (pause and copy, or an external
- * snapshot in QEMU), they are refused, saying what to do; a stopped server's
- * volume on its own host snapshots as an available one does.
+ * overlay (copy-on-write). A running guest of the volume's host that has the
+ * file open moves to the overlay with it (the agent has libvirt take a
+ * disk-only external snapshot of that disk). The NBD export serving a server
+ * on another host has it open too, and nothing moves it yet: it would go on
+ * writing into the frozen file — the snapshot would change and the server's
+ * later writes would be lost. Refused, saying what to do.
  */
-async function refuseOpenFile(trx: Trx, vol: { id: string; host: string | null }): Promise<void> {
+async function refuseNetworkExport(trx: Trx, vol: { id: string; host: string | null }): Promise<void> {
   const open = await openBy(trx, vol)
-  if (open?.remote) throw new FailedPrecondition(`volume ${vol.id} is attached to server ${open.serverId} on another host (host ${open.host}) through a network export, which keeps its file open: a snapshot now would lose the server's later writes; detach it first`, { field: 'volume_id' })
-  if (open) throw new FailedPrecondition(`volume ${vol.id} is attached to server ${open.serverId}, which is ${open.vmState}: its QEMU has the volume's file open, and a snapshot now would lose the guest's later writes; stop the server (or detach the volume) first`, { field: 'volume_id' })
+  if (open?.remote) throw new FailedPrecondition(`volume ${vol.id} is attached to server ${open.serverId} on another host (host ${open.host}) through a network export, which keeps its file open and is not moved to a snapshot's new file: a snapshot now would lose the server's later writes; detach it first (a server on the volume's own host is snapshotted live)`, { field: 'volume_id' })
 }
 
 /**
@@ -139,13 +139,12 @@ async function refuseOpenDependents(trx: Trx, snap: { id: string; volume_id: str
   }
 }
 
-/** The first attachment that has the volume's file open (a guest that is not stopped, or a network export), if any. */
+/** An attachment that has the volume's file open (a network export, or a guest that is not stopped), if any. */
 async function openBy(trx: Trx, vol: { id: string; host: string | null }): Promise<{ serverId: string; host: string; vmState: string; remote: boolean } | undefined> {
   const open = await trx.selectFrom('volume_attachments as a').leftJoin('servers as s', 's.uuid', 'a.server_id')
     .select(['a.server_id', 'a.host', 's.vm_state'])
     .where('a.volume_id', '=', vol.id).where('a.status', 'in', ['attaching', 'attached', 'detaching']).execute()
-  for (const a of open) {
-    if (a.host !== vol.host || a.vm_state !== 'stopped') return { serverId: a.server_id, host: a.host ?? '', vmState: a.vm_state ?? 'unknown', remote: a.host !== vol.host }
-  }
-  return undefined
+  // A network export first: it is the one a snapshot cannot move.
+  const a = open.find((x) => x.host !== vol.host) ?? open.find((x) => x.vm_state !== 'stopped')
+  return a && { serverId: a.server_id, host: a.host ?? '', vmState: a.vm_state ?? 'unknown', remote: a.host !== vol.host }
 }

@@ -52,6 +52,7 @@ const lib = koffi.load('libvirt.so.0')
 
 koffi.pointer('virConnectPtr', koffi.opaque('virConnect'))
 koffi.pointer('virDomainPtr', koffi.opaque('virDomain'))
+koffi.pointer('virDomainSnapshotPtr', koffi.opaque('virDomainSnapshot'))
 const virError = koffi.struct('virError', {
   code: 'int',
   domain: 'int',
@@ -141,6 +142,8 @@ const c = {
   virDomainAttachDeviceFlags: lib.func('int virDomainAttachDeviceFlags(virDomainPtr domain, const char *xml, unsigned int flags)') as Fn,
   virDomainDetachDeviceFlags: lib.func('int virDomainDetachDeviceFlags(virDomainPtr domain, const char *xml, unsigned int flags)') as Fn,
   virDomainBlockResize: lib.func('int virDomainBlockResize(virDomainPtr domain, const char *disk, unsigned long long size, unsigned int flags)') as Fn,
+  virDomainSnapshotCreateXML: lib.func('virDomainSnapshotPtr virDomainSnapshotCreateXML(virDomainPtr domain, const char *xmlDesc, unsigned int flags)') as Fn,
+  virDomainSnapshotFree: lib.func('int virDomainSnapshotFree(virDomainSnapshotPtr snapshot)') as Fn,
 }
 
 /** Reads this thread's libvirt error right now and wraps it. */
@@ -434,5 +437,12 @@ export class Domain {
   /** `virDomainBlockResize`: tells QEMU a disk's new size. */
   blockResize(disk: string, size: number, flags: number): void {
     check('virDomainBlockResize', c.virDomainBlockResize(this.handle, disk, size, flags) as number)
+  }
+
+  /** `virDomainSnapshotCreateXML` (the snapshot handle is freed at once: Strato keeps no libvirt snapshot objects). */
+  snapshotCreateXML(xml: string, flags: number): void {
+    const snapshot = c.virDomainSnapshotCreateXML(this.handle, xml, flags) as unknown
+    if (snapshot === null) throw lastError('virDomainSnapshotCreateXML')
+    c.virDomainSnapshotFree(snapshot)
   }
 }

@@ -4,7 +4,7 @@
  * the driver's; this class only speaks to libvirt through the host's thread.
  */
 import { PowerState } from '../../../proto/power-state.js'
-import { VirDomainBlockResizeFlags, VirDomainModificationImpact, VirDomainShutdownFlags, VirDomainState, VirDomainUndefineFlags } from './constants.js'
+import { VirDomainBlockResizeFlags, VirDomainModificationImpact, VirDomainSnapshotCreateFlags, VirDomainShutdownFlags, VirDomainState, VirDomainUndefineFlags } from './constants.js'
 import type { Host } from './host.js'
 import type { DomainRecord } from './worker.js'
 
@@ -108,5 +108,15 @@ export class Guest {
   /** `virDomainBlockResize` of the disk on target `device`, in bytes. */
   async blockResize(device: string, bytes: number): Promise<void> {
     await this.host.call('blockResize', `resize disk ${device} of guest ${this.uuid}`, this.uuid, device, bytes, VirDomainBlockResizeFlags.BYTES)
+  }
+
+  /**
+   * `virDomainSnapshotCreateXML`, disk-only and external onto overlay files
+   * that exist already (REUSE_EXT), with no snapshot metadata, atomically:
+   * the disks `xml` marks external write to their new files from now on.
+   */
+  async snapshotDisks(xml: string): Promise<void> {
+    const f = VirDomainSnapshotCreateFlags
+    await this.host.call('snapshotCreate', `take a disk snapshot of guest ${this.uuid}`, this.uuid, xml, f.DISK_ONLY | f.REUSE_EXT | f.NO_METADATA | f.ATOMIC)
   }
 }

@@ -189,6 +189,9 @@ const ops = {
   blockResize(uuid: string, disk: string, bytes: number, flags: number): void {
     withDomain(uuid, (d) => d.blockResize(disk, bytes, flags))
   },
+  snapshotCreate(uuid: string, xml: string, flags: number): void {
+    withDomain(uuid, (d) => d.snapshotCreateXML(xml, flags))
+  },
 }
 
 export type WorkerOps = typeof ops
