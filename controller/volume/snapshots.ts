@@ -127,7 +127,9 @@ async function refuseNetworkExport(trx: Trx, vol: { id: string; host: string | n
  * nothing has such a file open, saying which server and what to do.
  */
 async function refuseOpenDependents(trx: Trx, snap: { id: string; volume_id: string; created_at: string }, vol: { id: string; host: string | null }): Promise<void> {
-  const newer = await trx.selectFrom('volume_snapshots').select('id').where('volume_id', '=', snap.volume_id).where('id', '!=', snap.id)
+  // Only a newer snapshot that surely has its file sits between this one and the volume's active
+  // file (one in error may have been rolled back; creating or deleting ones are not counted either).
+  const newer = await trx.selectFrom('volume_snapshots').select('id').where('volume_id', '=', snap.volume_id).where('id', '!=', snap.id).where('status', '=', 'available')
     .where((eb) => eb.or([eb('created_at', '>', snap.created_at), eb.and([eb('created_at', '=', snap.created_at), eb('id', '>', snap.id)])])).executeTakeFirst()
   const made = await trx.selectFrom('volumes').select(['id', 'host']).where('snapshot_id', '=', snap.id)
     .where(({ not, exists, selectFrom }) => not(exists(selectFrom('volume_snapshots').select('id').whereRef('volume_snapshots.volume_id', '=', 'volumes.id')))).execute()
