@@ -422,6 +422,22 @@ export class ComputeManager {
     return this.locks.run(uuid, () => this.driver.resizeDisk(uuid, device, bytes))
   }
 
+  /**
+   * A snapshot of a volume guest `uuid` has open moves its disk `device` to
+   * the volume's new overlay (VirtDriver.snapshotDisk). Not under the guest's
+   * lock: the volume role calls it holding its own, and the guest's work
+   * (an attach over the network path) may wait for the volume role; libvirt
+   * orders the jobs of one domain itself.
+   */
+  snapshotVolumeDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
+    return this.driver.snapshotDisk(uuid, device, overlay)
+  }
+
+  /** After a crash: whether guest `uuid`'s disk `device` moved to its overlay (VirtDriver.diskSnapshotTaken). */
+  volumeDiskSnapshotTaken(uuid: string, device: string): Promise<boolean> {
+    return this.driver.diskSnapshotTaken(uuid, device)
+  }
+
   consoleOutput(uuid: string, maxBytes: number): Promise<string> {
     return this.driver.getConsoleOutput(uuid, { maxBytes })
   }

@@ -23,7 +23,11 @@ export interface VolumeWork {
   sourceSnapshotId: string
   /** create: the source image; upload_image: the image the data goes to. */
   imageId: string
-  /** extend: the servers of the volume's host it is attached to (their hypervisor learns the new size). */
+  /**
+   * extend, create_snapshot: the servers of the volume's host it is attached
+   * to (their hypervisor learns the new size; their running guests move to
+   * the volume's new file).
+   */
   attached: Array<{ instanceUuid: string; device: string }>
 }
 

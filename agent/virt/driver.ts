@@ -319,6 +319,28 @@ export interface VirtDriver {
    * @throws NotFound when there is no such guest, or no disk on `device`.
    */
   resizeDisk(uuid: string, device: string, bytes: number): Promise<void>
+
+  /**
+   * Moves a running guest's writes on the file disk `device` onto `overlay`
+   * (an external, disk-only snapshot: Nova's volume_snapshot_create for
+   * Cinder's file drivers). `overlay` exists already, its backing file is the
+   * image the disk has open, and it is the path the disk has (the volume
+   * driver renamed that image away to be the snapshot): from now on the old
+   * image is frozen. The persistent definition keeps `overlay` with the
+   * chain read from its header at the next start. Returns false, doing
+   * nothing, when the guest does not run (no file of it is open).
+   * @throws NotFound when there is no such guest, or no disk on `device`.
+   */
+  snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean>
+
+  /**
+   * After a crash in the middle of {@link snapshotDisk}: whether the guest's
+   * disk `device` writes to the new overlay (or the guest does not run, or is
+   * gone: nothing writes to the old image) — true, with the persistent
+   * definition made as snapshotDisk leaves it — or still to the old image
+   * (false: the snapshot was not taken).
+   */
+  diskSnapshotTaken(uuid: string, device: string): Promise<boolean>
 }
 
 /**

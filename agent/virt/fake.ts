@@ -10,7 +10,7 @@
  * unless `latencyMs` is set.
  */
 import { withReverter } from '../../proto/revert.js'
-import { AlreadyExists, Internal, NotFound, ResourceExhausted, Unavailable, type StratoError } from '../../proto/errors.js'
+import { AlreadyExists, Internal, InvalidArgument, NotFound, ResourceExhausted, Unavailable, type StratoError } from '../../proto/errors.js'
 import {
   DEFAULT_CONSOLE_MAX_BYTES,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
@@ -65,6 +65,7 @@ export type FakeOperation =
   | 'attachDisk'
   | 'detachDisk'
   | 'resizeDisk'
+  | 'snapshotDisk'
 
 /**
  * Steps inside an operation. `spawn` goes `define` → `start`; a failure at
@@ -93,6 +94,8 @@ interface FakeGuest {
   console: string[]
   consoleBytes: number
   bootedAt: number
+  /** Disk snapshots taken while it ran (snapshotDisk). */
+  diskSnapshots?: number
 }
 
 /** Usage figures the fake exposes for tests and the benchmark. */
@@ -313,6 +316,27 @@ export class FakeDriver implements VirtDriver {
     const disk = guest.volumes.get(device)
     if (!disk) throw new NotFound(`guest ${uuid} has no volume disk ${device}`)
     if (guest.powerState === PowerState.RUNNING) disk.sizeBytes = bytes
+  }
+
+  async snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
+    await this.hypervisorCall('snapshotDisk', 'call', uuid)
+    const guest = this.lookup(uuid)
+    const disk = guest.volumes.get(device) ?? guest.spec.disks.find((d) => d.device === device)
+    if (!disk || disk.network) throw new NotFound(`guest ${uuid} has no file disk ${device}`)
+    if (guest.powerState !== PowerState.RUNNING) return false
+    if (disk.path !== overlay) throw new InvalidArgument(`the overlay of disk ${device} of guest ${uuid} must be at its path ${disk.path}, got ${overlay}`)
+    guest.diskSnapshots = (guest.diskSnapshots ?? 0) + 1
+    return true
+  }
+
+  async diskSnapshotTaken(uuid: string, _device: string): Promise<boolean> {
+    await this.hypervisorCall('snapshotDisk', 'call', uuid)
+    return true
+  }
+
+  /** How many disk snapshots a guest took while running (tests). */
+  diskSnapshotsOf(uuid: string): number {
+    return this.guests.get(uuid)?.diskSnapshots ?? 0
   }
 
   /** The size a running guest was told a volume disk has (tests). */

@@ -42,6 +42,24 @@ export type VolumeSource =
   | { kind: 'snapshot'; snapshotId: string }
   | { kind: 'volume'; volumeId: string }
 
+/** A server of this host a volume is attached to, and the disk it has there. */
+export interface AttachedDisk {
+  instanceUuid: string
+  /** `vdb`, … */
+  device: string
+}
+
+/**
+ * The hypervisor's side of a snapshot of a volume a running guest has open
+ * (the agent's virt driver: `VirtDriver.snapshotDisk`/`diskSnapshotTaken`).
+ */
+export interface GuestDisks {
+  /** Moves the guest's writes on `device` to `overlay` (backed by the image it had open); false when it does not run. */
+  snapshot(instanceUuid: string, device: string, overlay: string): Promise<boolean>
+  /** After a crash: whether the guest writes to the new overlay (or does not run), rather than to the old image. */
+  snapshotTaken(instanceUuid: string, device: string): Promise<boolean>
+}
+
 export interface VolumeInfo {
   id: string
   sizeGb: number
@@ -77,8 +95,15 @@ export interface VolumeDriver {
   delete(id: string): Promise<void>
   /** Grows a volume to `sizeGb`. */
   extend(id: string, sizeGb: number): Promise<VolumeInfo>
-  /** Takes snapshot `snapshotId` of volume `volumeId` (copy-on-write where the format allows). */
-  createSnapshot(volumeId: string, snapshotId: string): Promise<SnapshotInfo>
+  /**
+   * Takes snapshot `snapshotId` of volume `volumeId` (copy-on-write where the
+   * format allows). `attached`: the servers of this host the volume is
+   * attached to; those running have its file open, and the snapshot moves
+   * their writes to the volume's new file through their hypervisor (a
+   * disk-only external snapshot), so that the snapshot is frozen and no
+   * later write is lost.
+   */
+  createSnapshot(volumeId: string, snapshotId: string, attached?: AttachedDisk[]): Promise<SnapshotInfo>
   /** Deletes a snapshot; what depends on it is flattened first. Gone already: success. */
   deleteSnapshot(volumeId: string, snapshotId: string): Promise<void>
   /**

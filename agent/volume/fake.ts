@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, errorFromCode } from '../../proto/errors.js'
-import { checkId, checkSizeGb, GiB, type ExportRef, type SnapshotInfo, type VolumeDriver, type VolumeExport, type VolumeInfo, type VolumeSource, type VolumeStats } from './driver.js'
+import { checkId, checkSizeGb, GiB, type AttachedDisk, type ExportRef, type SnapshotInfo, type VolumeDriver, type VolumeExport, type VolumeInfo, type VolumeSource, type VolumeStats } from './driver.js'
 
 type Data = Map<number, Buffer>
 
@@ -141,7 +141,7 @@ export class FakeVolumeDriver implements VolumeDriver {
     return this.infoOf(id, v)
   }
 
-  async createSnapshot(volumeId: string, snapshotId: string): Promise<SnapshotInfo> {
+  async createSnapshot(volumeId: string, snapshotId: string, _attached: AttachedDisk[] = []): Promise<SnapshotInfo> {
     checkId(snapshotId, 'snapshot')
     this.injected('createSnapshot')
     const existing = this.snapshots.get(snapshotId)

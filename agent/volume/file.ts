@@ -14,17 +14,28 @@
  * A volume from an image is converted from the agent's image cache; a clone
  * is a flattened copy of its source.
  *
+ * A snapshot of a volume a running guest of this host has open (`attached`)
+ * keeps the volume's path: the file is renamed to be the snapshot (QEMU
+ * keeps writing to it through its open descriptor), a new overlay is made
+ * at the volume's path, and the guest's hypervisor moves the disk onto it
+ * (libvirt's disk-only external snapshot, `GuestDisks`). Exports,
+ * attachments and domain definitions keep naming the one path. An intent
+ * (`.snapshot-<volume>_<snapshot>.intent`) is written before the rename and
+ * removed after the move; one left by a crash is settled at init from what
+ * the hypervisor shows: the guest writes to the overlay (or runs no more) —
+ * rolled forward; it still writes to the renamed file — rolled back.
+ *
  * Work writes to `.part` files renamed into place, so a crash leaves either
  * the old state or the new one (and `.part` leftovers, removed at init).
  * Operations run one at a time (they change the shared chains).
  */
-import { readdir, rename, rm, stat, statfs, chmod, mkdir } from 'node:fs/promises'
+import { readdir, readFile, rename, rm, stat, statfs, chmod, mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
 import { convertImage, createImage, imageInfo, resizeImage, type ImageFormat } from '../../native/index.js'
 import { PRIVATE_FILE_MODE } from '../disk/guest-dirs.js'
 import { NbdExports } from './nbd-export.js'
-import { checkId, checkSizeGb, GiB, type ExportRef, type SnapshotInfo, type VolumeDriver, type VolumeExport, type VolumeInfo, type VolumeSource, type VolumeStats } from './driver.js'
+import { checkId, checkSizeGb, GiB, type AttachedDisk, type ExportRef, type GuestDisks, type SnapshotInfo, type VolumeDriver, type VolumeExport, type VolumeInfo, type VolumeSource, type VolumeStats } from './driver.js'
 
 export interface FileVolumeDriverOptions {
   /** The directory volumes live in. */
@@ -41,7 +52,18 @@ export interface FileVolumeDriverOptions {
    * exports to other hosts are refused (FailedPrecondition).
    */
   network?: { address: string; tlsDir: string }
+  /** This host's guests, for snapshots of volumes they have open. Absent: attached volumes snapshot as if no guest ran. */
+  guests?: GuestDisks
 }
+
+/** What a snapshot of an open volume is about to do (written before the volume's file is renamed). */
+interface SnapshotIntent {
+  volumeId: string
+  snapshotId: string
+  attached: AttachedDisk[]
+}
+
+const INTENT_FILE = /^\.snapshot-[0-9a-f-]{36}_[0-9a-f-]{36}\.intent$/
 
 const SNAPSHOT_FILE = /^snapshot-([0-9a-f-]{36})_([0-9a-f-]{36})\.(qcow2|raw)$/
 
@@ -70,6 +92,8 @@ export class FileVolumeDriver implements VolumeDriver {
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 })
     for (const f of await readdir(this.dir)) if (f.endsWith('.part')) await rm(path.join(this.dir, f), { force: true })
+    // Snapshots of open volumes a crash interrupted: forward or back, as the guests show.
+    for (const f of await readdir(this.dir)) if (INTENT_FILE.test(f)) await this.settle(path.join(this.dir, f))
     // Exports whose server died with the host (or was killed) are served again where they were.
     await this.nbd?.reserve(async (id) => ((await this.info(id)) ? { path: this.volumePath(id), format: this.format } : undefined))
   }
@@ -157,26 +181,83 @@ export class FileVolumeDriver implements VolumeDriver {
     })
   }
 
-  createSnapshot(volumeId: string, snapshotId: string): Promise<SnapshotInfo> {
+  createSnapshot(volumeId: string, snapshotId: string, attached: AttachedDisk[] = []): Promise<SnapshotInfo> {
     return this.serial(async () => {
       const snap = this.snapshotPath(volumeId, snapshotId)
       const vol = this.volumePath(volumeId)
+      const intent = this.intentPath(volumeId, snapshotId)
+      // A cast redelivered after a crash in the middle: settled first, then done (again) if rolled back.
+      if (await exists(intent)) await this.settle(intent)
       const [haveSnap, haveVol] = [await exists(snap), await exists(vol)]
       if (haveSnap && haveVol) return (await this.snapshotInfo(snapshotId))!
+      const live = this.o.guests && attached.length ? attached : []
       if (this.format === 'qcow2') {
+        if (live.length > 1) throw new FailedPrecondition(`volume ${volumeId} is attached to ${live.length} servers; a snapshot of a multi-attached volume is taken only while at most one of them has it`)
         if (!haveSnap) {
           if (!haveVol) throw new NotFound(`volume ${volumeId} not found on this backend`)
+          if (live.length) await this.writeIntent(intent, { volumeId, snapshotId, attached: live })
           // The volume's data as it is now becomes the snapshot; the volume writes to a new overlay on it.
           await rename(vol, snap)
         }
-        const [s] = await imageInfo(snap, 'qcow2')
-        await this.made(vol, (part) => createImage(part, 'qcow2', { size: s!.virtualSize, backingFile: path.basename(snap), backingFormat: 'qcow2' }))
+        try {
+          const [s] = await imageInfo(snap, 'qcow2')
+          await this.made(vol, (part) => createImage(part, 'qcow2', { size: s!.virtualSize, backingFile: path.basename(snap), backingFormat: 'qcow2' }))
+          // A running guest still writes to the renamed file: its hypervisor moves it to the overlay.
+          for (const a of live) await this.o.guests!.snapshot(a.instanceUuid, a.device, vol)
+        } catch (err) {
+          // Undone only while no guest writes to the overlay (a failure after the move leaves it taken).
+          if (live.length && (!(await exists(vol)) || !(await this.moved(live)))) await this.rollBack(vol, snap)
+          throw err
+        } finally {
+          await rm(intent, { force: true })
+        }
       } else {
         if (!haveVol) throw new NotFound(`volume ${volumeId} not found on this backend`)
+        if (live.length) throw new FailedPrecondition(`volume ${volumeId} is raw and attached to server ${live[0]!.instanceUuid}: a raw file has no overlay for a running guest to move to; stop the server (or detach the volume) first`)
         await this.made(snap, (part) => convertImage(vol, part, { srcFormat: 'raw', dstFormat: 'raw' }))
       }
       return (await this.snapshotInfo(snapshotId))!
     })
+  }
+
+  /**
+   * Settles a snapshot of an open volume a crash interrupted: rolled back
+   * (the overlay removed, the file renamed back) when a guest still writes
+   * to the renamed file, else rolled forward (the overlay made if missing).
+   */
+  private async settle(intent: string): Promise<void> {
+    const i = JSON.parse(await readFile(intent, 'utf8')) as SnapshotIntent
+    const [snap, vol] = [this.snapshotPath(i.volumeId, i.snapshotId), this.volumePath(i.volumeId)]
+    if (await exists(snap)) {
+      if (!(await this.moved(i.attached))) await this.rollBack(vol, snap)
+      else if (!(await exists(vol))) {
+        const [s] = await imageInfo(snap, 'qcow2')
+        await this.made(vol, (part) => createImage(part, 'qcow2', { size: s!.virtualSize, backingFile: path.basename(snap), backingFormat: 'qcow2' }))
+      }
+    }
+    await rm(intent, { force: true })
+  }
+
+  /** Whether no guest of `attached` writes to the renamed file any more. */
+  private async moved(attached: AttachedDisk[]): Promise<boolean> {
+    for (const a of attached) if (this.o.guests && !(await this.o.guests.snapshotTaken(a.instanceUuid, a.device))) return false
+    return true
+  }
+
+  /** Undoes the rename of a snapshot no guest moved away from: the overlay (which nothing opened) goes, the file is the volume's again. */
+  private async rollBack(vol: string, snap: string): Promise<void> {
+    await rm(vol, { force: true })
+    await rename(snap, vol)
+  }
+
+  private intentPath(volumeId: string, snapshotId: string): string {
+    return path.join(this.dir, `.snapshot-${checkId(volumeId, 'volume')}_${checkId(snapshotId, 'snapshot')}.intent`)
+  }
+
+  private async writeIntent(file: string, intent: SnapshotIntent): Promise<void> {
+    const part = `${file}.part`
+    await writeFile(part, JSON.stringify(intent), { mode: PRIVATE_FILE_MODE })
+    await rename(part, file)
   }
 
   deleteSnapshot(volumeId: string, snapshotId: string): Promise<void> {

@@ -61,7 +61,8 @@ export class VolumeManager {
           return
         }
         case 'create_snapshot':
-          await this.driver.createSnapshot(w.volumeId, w.snapshotId)
+          // The running guests among `attached` move to the volume's new file (a live snapshot).
+          await this.driver.createSnapshot(w.volumeId, w.snapshotId, w.attached)
           return
         case 'delete_snapshot':
           await this.driver.deleteSnapshot(w.volumeId, w.snapshotId)

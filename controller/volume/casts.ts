@@ -36,9 +36,9 @@ export function volumeWork(op: VolumeOp, v: Pick<VolumeTable, 'id' | 'size' | 'p
   }
 }
 
-/** The work a snapshot's pending cast carries. */
-export function snapshotWork(op: VolumeOp, s: Pick<VolumeSnapshotTable, 'id' | 'volume_id' | 'size'>): VolumeWork {
-  return { op, volumeId: s.volume_id, snapshotId: s.id, sizeGb: s.size, sourceVolid: '', sourceSnapshotId: '', imageId: '', attached: [] }
+/** The work a snapshot's pending cast carries; `attached`: the servers whose running guests a create moves to the volume's new file. */
+export function snapshotWork(op: VolumeOp, s: Pick<VolumeSnapshotTable, 'id' | 'volume_id' | 'size'>, attached: VolumeWork['attached'] = []): VolumeWork {
+  return { op, volumeId: s.volume_id, snapshotId: s.id, sizeGb: s.size, sourceVolid: '', sourceSnapshotId: '', imageId: '', attached: op === 'create_snapshot' ? attached : [] }
 }
 
 export interface OutgoingVolumeCast {
@@ -70,7 +70,7 @@ export class VolumeCasts extends Outbox {
       .where('volume_snapshots.pending_cast_id', '!=', '').where('volume_snapshots.cast_sent_at', 'is', null).execute()
     for (const s of snaps) {
       const p = parseVolumeCastId(s.pending_cast_id)
-      if (p && s.host) await this.send({ table: 'volume_snapshots', id: s.id, host: s.host, work: snapshotWork(p.op, s), castId: s.pending_cast_id, requestId: s.pending_request_id }, 'skip')
+      if (p && s.host) await this.send({ table: 'volume_snapshots', id: s.id, host: s.host, work: snapshotWork(p.op, s, p.op === 'create_snapshot' ? await attachedDisks(this.db, s.volume_id) : []), castId: s.pending_cast_id, requestId: s.pending_request_id }, 'skip')
     }
   }
 }

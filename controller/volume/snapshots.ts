@@ -3,7 +3,8 @@
  * `force`), kept on the volume's backend (copy-on-write where the backend's
  * format allows). Quotas `snapshots` and `gigabytes` are checked in the
  * creating transaction. Deleting a snapshot that volumes were made from is
- * the backend's to make safe (it flattens them first: no data is lost).
+ * the backend's to make safe (it flattens them first: no data is lost),
+ * refused while a running guest or an export has one of them open.
  */
 import { randomUUID } from 'node:crypto'
 import { FailedPrecondition, InvalidArgument, PermissionDenied } from '../../proto/errors.js'
@@ -19,7 +20,8 @@ import { beginSnapshotDelete, beginVolumeAction } from './states.js'
 import { pendingCast, snapshotWork, type VolumeCasts } from './casts.js'
 import type { VolumeBackends } from './backends.js'
 import { checkWriter, findRow, renamed, snapshotView, updatedMap, type SnapshotView, type VolumeCaller } from './model.js'
-import type { VolumeOp } from '../../proto/volume-work.js'
+import type { VolumeOp, VolumeWork } from '../../proto/volume-work.js'
+import { attachedDisks } from './attachments.js'
 
 export class SnapshotCatalog {
   constructor(
@@ -32,11 +34,11 @@ export class SnapshotCatalog {
     const name = checkText('name', req.name, 255)
     const description = checkText('description', req.description, 255)
     const metadata = checkMetadata(req.metadata)
-    const { row, host } = await this.db.transaction().execute(async (trx) => {
+    const { row, host, attached } = await this.db.transaction().execute(async (trx) => {
       const vol = await findRow(trx, 'volumes', req.volumeId, caller, 'volume_id')
       checkWriter(vol, caller, 'volume')
       beginVolumeAction(req.force ? 'snapshot_force' : 'snapshot', vol)
-      await refuseOpenFile(trx, vol)
+      await refuseNetworkExport(trx, vol)
       const type = await typeNameOf(trx, vol.volume_type_id)
       await this.deps.quota.check(trx, { projectId: vol.project_id }, { snapshots: 1, gigabytes: vol.size, [`snapshots_${type}`]: 1, [`gigabytes_${type}`]: vol.size })
       await this.deps.backends.ensureRoom(trx, vol.host, vol.size)
@@ -47,9 +49,10 @@ export class SnapshotCatalog {
         project_id: vol.project_id, user_id: caller.userId, ...pendingCast('create_snapshot', id, caller.requestId), created_at: ts, updated_at: ts,
       }
       await trx.insertInto('volume_snapshots').values(row).execute()
-      return { row, host: vol.host }
+      // Its running guests (this host's) move to the volume's new file on the volume's host.
+      return { row, host: vol.host, attached: await attachedDisks(trx, vol.id) }
     })
-    await this.cast('create_snapshot', row, host)
+    await this.cast('create_snapshot', row, host, attached)
     return snapshotView(row)
   }
 
@@ -83,8 +86,9 @@ export class SnapshotCatalog {
       const row = await findRow(trx, 'volume_snapshots', req.id, caller)
       checkWriter(row, caller, 'snapshot')
       const status = beginSnapshotDelete(row, Boolean(req.force))
-      const vol = await trx.selectFrom('volumes').select(['host', 'status']).where('id', '=', row.volume_id).executeTakeFirstOrThrow()
+      const vol = await trx.selectFrom('volumes').select(['id', 'host', 'status']).where('id', '=', row.volume_id).executeTakeFirstOrThrow()
       if (vol.status === 'deleting') throw new InvalidArgument(`snapshot ${row.id} goes with its volume ${row.volume_id}, which is being deleted`)
+      await refuseOpenDependents(trx, row, vol)
       const next: VolumeSnapshotTable = { ...row, status, status_reason: '', ...pendingCast('delete_snapshot', row.id, caller.requestId), updated_at: now() }
       await trx.updateTable('volume_snapshots').set(next).where('id', '=', row.id).execute()
       return { next, host: vol.host }
@@ -94,31 +98,55 @@ export class SnapshotCatalog {
     return snapshotView(next)
   }
 
-  private async cast(op: VolumeOp, s: VolumeSnapshotTable, host: string): Promise<void> {
-    await this.deps.casts.send({ table: 'volume_snapshots', id: s.id, host, work: snapshotWork(op, s), castId: s.pending_cast_id, requestId: s.pending_request_id })
+  private async cast(op: VolumeOp, s: VolumeSnapshotTable, host: string, attached: VolumeWork['attached'] = []): Promise<void> {
+    await this.deps.casts.send({ table: 'volume_snapshots', id: s.id, host, work: snapshotWork(op, s, attached), castId: s.pending_cast_id, requestId: s.pending_request_id })
   }
 }
 
 /**
  * A snapshot freezes the volume's file as it is and gives the volume a new
- * overlay (copy-on-write): safe only while nothing has that file open. A
- * running guest's QEMU (or the NBD export serving a server on another host)
- * would go on writing into the frozen file — the snapshot would change and
- * the guest's later writes would be lost at its next start. Until snapshots
- * of open volumes go through the hypervisor (pause and copy, or an external
- * snapshot in QEMU), they are refused, saying what to do; a stopped server's
- * volume on its own host snapshots as an available one does.
+ * overlay (copy-on-write). A running guest of the volume's host that has the
+ * file open moves to the overlay with it (the agent has libvirt take a
+ * disk-only external snapshot of that disk). The NBD export serving a server
+ * on another host has it open too, and nothing moves it yet: it would go on
+ * writing into the frozen file — the snapshot would change and the server's
+ * later writes would be lost. Refused, saying what to do.
  */
-async function refuseOpenFile(trx: Trx, vol: { id: string; host: string | null }): Promise<void> {
+async function refuseNetworkExport(trx: Trx, vol: { id: string; host: string | null }): Promise<void> {
+  const open = await openBy(trx, vol)
+  if (open?.remote) throw new FailedPrecondition(`volume ${vol.id} is attached to server ${open.serverId} on another host (host ${open.host}) through a network export, which keeps its file open and is not moved to a snapshot's new file: a snapshot now would lose the server's later writes; detach it first (a server on the volume's own host is snapshotted live)`, { field: 'volume_id' })
+}
+
+/**
+ * Deleting a snapshot flattens the files whose backing file it is: a full
+ * copy renamed over each. A dependent that is open — the active file of the
+ * snapshotted volume (this is its newest snapshot) or of a volume made from
+ * the snapshot (which has none of its own), attached to a running guest or
+ * exported to another host — would be replaced under its QEMU, which goes on
+ * writing into the old, unlinked file: every later write lost. Refused until
+ * nothing has such a file open, saying which server and what to do.
+ */
+async function refuseOpenDependents(trx: Trx, snap: { id: string; volume_id: string; created_at: string }, vol: { id: string; host: string | null }): Promise<void> {
+  // Only a newer snapshot that surely has its file sits between this one and the volume's active
+  // file (one in error may have been rolled back; creating or deleting ones are not counted either).
+  const newer = await trx.selectFrom('volume_snapshots').select('id').where('volume_id', '=', snap.volume_id).where('id', '!=', snap.id).where('status', '=', 'available')
+    .where((eb) => eb.or([eb('created_at', '>', snap.created_at), eb.and([eb('created_at', '=', snap.created_at), eb('id', '>', snap.id)])])).executeTakeFirst()
+  const made = await trx.selectFrom('volumes').select(['id', 'host']).where('snapshot_id', '=', snap.id)
+    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('volume_snapshots').select('id').whereRef('volume_snapshots.volume_id', '=', 'volumes.id')))).execute()
+  for (const dep of [...(newer ? [] : [vol]), ...made]) {
+    const open = await openBy(trx, dep)
+    if (!open) continue
+    const how = open.remote ? `exported over the network to server ${open.serverId} on host ${open.host}, which keeps its file open` : `attached to server ${open.serverId}, which is ${open.vmState}: its QEMU has the volume's file open`
+    throw new FailedPrecondition(`snapshot ${snap.id} cannot be deleted now: volume ${dep.id}, whose data rests on it, is ${how}, and deleting the snapshot would lose the server's later writes; stop the server (or detach the volume) first, then delete the snapshot`, { field: 'snapshot_id' })
+  }
+}
+
+/** An attachment that has the volume's file open (a network export, or a guest that is not stopped), if any. */
+async function openBy(trx: Trx, vol: { id: string; host: string | null }): Promise<{ serverId: string; host: string; vmState: string; remote: boolean } | undefined> {
   const open = await trx.selectFrom('volume_attachments as a').leftJoin('servers as s', 's.uuid', 'a.server_id')
     .select(['a.server_id', 'a.host', 's.vm_state'])
     .where('a.volume_id', '=', vol.id).where('a.status', 'in', ['attaching', 'attached', 'detaching']).execute()
-  for (const a of open) {
-    if (a.host !== vol.host) {
-      throw new FailedPrecondition(`volume ${vol.id} is attached to server ${a.server_id} on another host (host ${a.host}) through a network export, which keeps its file open: a snapshot now would lose the server's later writes; detach it first`, { field: 'volume_id' })
-    }
-    if (a.vm_state !== 'stopped') {
-      throw new FailedPrecondition(`volume ${vol.id} is attached to server ${a.server_id}, which is ${a.vm_state ?? 'unknown'}: its QEMU has the volume's file open, and a snapshot now would lose the guest's later writes; stop the server (or detach the volume) first`, { field: 'volume_id' })
-    }
-  }
+  // A network export first: it is the one a snapshot cannot move.
+  const a = open.find((x) => x.host !== vol.host) ?? open.find((x) => x.vm_state !== 'stopped')
+  return a && { serverId: a.server_id, host: a.host ?? '', vmState: a.vm_state ?? 'unknown', remote: a.host !== vol.host }
 }

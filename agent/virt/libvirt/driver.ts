@@ -8,7 +8,7 @@ import { open, rm } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { withReverter } from '../../../proto/revert.js'
-import { AlreadyExists, FailedPrecondition, Internal, NotFound, Unavailable } from '../../../proto/errors.js'
+import { AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Unavailable } from '../../../proto/errors.js'
 import {
   DEFAULT_CONSOLE_MAX_BYTES,
   DEFAULT_DETACH_TIMEOUT_MS,
@@ -35,6 +35,7 @@ import { diskStorageNode, parseDomainXml, toDiskXml, toDomainXml, type DomainCon
 import { powerStateOf, type Guest } from './guest.js'
 import { Host, chooseAccelerator, kvmDeviceUsable, type HostInfo } from './host.js'
 import type { DomainRecord } from './worker.js'
+import { child, childrenNamed, el, parseXml, serializeXml } from './xml.js'
 
 export interface LibvirtDriverOptions {
   /** @default 'qemu:///system' */
@@ -407,6 +408,50 @@ export class LibvirtDriver implements VirtDriver {
       }
     }
     this.logger?.info({ instance: uuid, device, bytes }, 'disk resized')
+  }
+
+  async snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
+    const guest = await this.host.lookupGuest(uuid)
+    if (!(await guest.isActive())) return false
+    const live = parseDomainXml(await guest.xml())
+    const disk = live.disks.find((d) => d.device === device)
+    if (!disk || disk.network) throw new NotFound(`guest ${uuid} has no file disk ${device}`)
+    if (disk.path !== overlay) throw new InvalidArgument(`the overlay of disk ${device} of guest ${uuid} must be at its path ${disk.path}, got ${overlay}`)
+    // Every other disk is named, not snapshotted (unnamed ones would be, disk-only's default).
+    const disks = live.disks.map((d) => d.device === device
+      ? el('disk', { name: d.device, snapshot: 'external', type: 'file' }, el('driver', { type: d.format }), el('source', { file: overlay }))
+      : el('disk', { name: d.device, snapshot: 'no' }))
+    await guest.snapshotDisks(serializeXml(el('domainsnapshot', {}, el('disks', {}, ...disks))))
+    await this.dropBackingChain(guest, device)
+    this.logger?.info({ instance: uuid, device, overlay }, 'disk snapshot taken: the guest writes to a new overlay')
+    return true
+  }
+
+  async diskSnapshotTaken(uuid: string, device: string): Promise<boolean> {
+    const guest = await this.host.findGuest(uuid)
+    if (!guest) return true
+    if (await guest.isActive()) {
+      // The overlay has the path the old image had: libvirt records the snapshot as a chain whose
+      // first backing image has the top's own path (a chain read from the files never does).
+      const disk = childrenNamed(child(parseXml(await guest.xml()), 'devices'), 'disk').find((d) => child(d, 'target')?.attrs.dev === device)
+      const top = child(disk, 'source')?.attrs.file
+      if (top === undefined || child(child(disk, 'backingStore'), 'source')?.attrs.file !== top) return false
+    }
+    await this.dropBackingChain(guest, device)
+    return true
+  }
+
+  /**
+   * libvirt writes the chain it knows into the persistent definition after a
+   * snapshot: with the overlay at the old image's path, a chain of the file on
+   * itself. Without it libvirt reads the chain from the headers at start.
+   */
+  private async dropBackingChain(guest: Guest, device: string): Promise<void> {
+    const def = parseXml(await guest.xml(true))
+    const disk = childrenNamed(child(def, 'devices'), 'disk').find((d) => child(d, 'target')?.attrs.dev === device)
+    if (!disk || !child(disk, 'backingStore')) return
+    disk.children = disk.children.filter((c) => c.name !== 'backingStore')
+    await this.host.defineGuest(serializeXml(def))
   }
 }
 

@@ -52,6 +52,7 @@ const lib = koffi.load('libvirt.so.0')
 
 koffi.pointer('virConnectPtr', koffi.opaque('virConnect'))
 koffi.pointer('virDomainPtr', koffi.opaque('virDomain'))
+koffi.pointer('virDomainSnapshotPtr', koffi.opaque('virDomainSnapshot'))
 const virError = koffi.struct('virError', {
   code: 'int',
   domain: 'int',
@@ -145,6 +146,8 @@ const c = {
   virDomainQemuMonitorCommand: koffi.load('libvirt-qemu.so.0').func(
     'int virDomainQemuMonitorCommand(virDomainPtr domain, const char *cmd, _Out_ void **result, unsigned int flags)',
   ) as Fn,
+  virDomainSnapshotCreateXML: lib.func('virDomainSnapshotPtr virDomainSnapshotCreateXML(virDomainPtr domain, const char *xmlDesc, unsigned int flags)') as Fn,
+  virDomainSnapshotFree: lib.func('int virDomainSnapshotFree(virDomainSnapshotPtr snapshot)') as Fn,
 }
 
 /** Reads this thread's libvirt error right now and wraps it. */
@@ -451,5 +454,12 @@ export class Domain {
     } finally {
       koffi.free(answer)
     }
+  }
+
+  /** `virDomainSnapshotCreateXML` (the snapshot handle is freed at once: Strato keeps no libvirt snapshot objects). */
+  snapshotCreateXML(xml: string, flags: number): void {
+    const snapshot = c.virDomainSnapshotCreateXML(this.handle, xml, flags) as unknown
+    if (snapshot === null) throw lastError('virDomainSnapshotCreateXML')
+    c.virDomainSnapshotFree(snapshot)
   }
 }

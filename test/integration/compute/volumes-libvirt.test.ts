@@ -6,8 +6,11 @@
  * domain (`virsh domblklist`, live and persistent); detached, it leaves both;
  * bytes written to it with qemu-io while detached are read back through the
  * QEMU of a second, stopped-then-started server it was attached to; extended
- * while in use, QEMU sees the new size (`virsh domblkinfo`); after the
- * deletes no domain, no volume file and no attachment is left.
+ * while in use, QEMU sees the new size (`virsh domblkinfo`); snapshotted
+ * while the server runs (--force), the guest moves to a new overlay at the
+ * volume's path: the snapshot and a volume from it keep the data as it was,
+ * the volume has the later writes; after the deletes no domain, no volume
+ * file and no attachment is left.
  * Needs root, libvirt-daemon-system, qemu-system-x86, qemu-utils.
  */
 import { execFile } from 'node:child_process'
@@ -20,10 +23,10 @@ import { serverGone, type TestCloud } from '../../helpers/cloud.js'
 import type { AgentProcess } from '../../helpers/agent-process.js'
 import { virsh, virshDomainNames } from '../../helpers/libvirt.js'
 import { startVolumeCloud, type VolumeCloud } from '../../helpers/volume-cloud.js'
-import { call, status, type Decoded } from '../../helpers/grpc.js'
+import { call, client, failure, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
 import type { CreateServerResponse, Server, ServerVolume } from '../../../proto/gen/strato/compute/v1/servers.js'
-import { VolumesClient, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { SnapshotsClient, VolumesClient, type Snapshot, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
 
 const run = promisify(execFile)
 const GiB = 1024 ** 3
@@ -36,13 +39,16 @@ if (process.getuid?.() !== 0) {
   let agent: AgentProcess
   let volumes: VolumesClient
   let made: string[] = []
+  let snapshots: SnapshotsClient
 
   t.before(async () => {
     vc = await startVolumeCloud({ host: 'kvm-vol', bridgePrefix: 'brv' })
     ;({ cloud, agent, volumes, made } = vc)
+    snapshots = client(SnapshotsClient, cloud.s.address)
   })
 
   t.teardown(async () => {
+    snapshots?.close()
     await vc?.close(t)
   })
 
@@ -92,6 +98,28 @@ if (process.getuid?.() !== 0) {
       return /read \d+\/\d+ bytes|Pattern verification failed/.test(added) ? added : undefined
     }, 10_000, 'qemu-io output in the domain log')
   }
+  /** Whether QEMU reads `pattern` on the disk (the read done, and no pattern failure). */
+  const qemuReads = async (uuid: string, device: string, pattern: string) => {
+    const out = await readThroughQemu(uuid, device, pattern)
+    return /read 65536\/65536 bytes/.test(out) && !/Pattern verification failed/.test(out)
+  }
+  /**
+   * The guest's writes: HMP qemu-io through the disk's device (its block backend: the node a
+   * format node name gives has its write permission taken by the device).
+   */
+  const writeThroughQemu = async (uuid: string, device: string, command: string) => {
+    const xml = await virsh('dumpxml', `instance-${uuid}`)
+    const disk = [...xml.matchAll(/<disk[\s\S]*?<\/disk>/g)].map((m) => m[0]).find((d) => d.includes(`dev='${device}'`))
+    const alias = /<alias name='([^']+)'/.exec(disk ?? '')?.[1]
+    if (!alias) throw new Error(`no alias for ${device} in the live XML`)
+    const log = `/var/log/libvirt/qemu/instance-${uuid}.log`
+    const before = (await readFile(log, 'utf8')).length
+    await virsh('qemu-monitor-command', `instance-${uuid}`, '--hmp', `qemu-io -d /machine/peripheral/${alias}/virtio-backend "${command}"`)
+    return eventually(async () => {
+      const added = (await readFile(log, 'utf8')).slice(before)
+      return /wrote \d+\/\d+ bytes/.test(added) ? added : undefined
+    }, 10_000, 'qemu-io write in the domain log')
+  }
   const qemuIo = async (uuid: string, device: string, command: string) => {
     const xml = await virsh('dumpxml', `instance-${uuid}`)
     const disk = [...xml.matchAll(/<disk[\s\S]*?<\/disk>/g)].map((m) => m[0]).find((d) => d.includes(`dev='${device}'`))
@@ -140,7 +168,7 @@ if (process.getuid?.() !== 0) {
     await call(cloud.c.servers, 'startServer', { id: b.id }, token())
     await waitServer(b.id, 'ACTIVE')
     t.equal((await blklist(b.id)).vdb, fileOf(v.id), 'started with the volume')
-    t.match(await readThroughQemu(b.id, 'vdb', '0xab'), /read 65536\/65536 bytes/, 'QEMU of the second server reads what was written')
+    t.ok(await qemuReads(b.id, 'vdb', '0xab'), 'QEMU of the second server reads what was written')
     t.match(await readThroughQemu(b.id, 'vdb', '0xcd'), /Pattern verification failed/, '(and the check can fail: another pattern is not there)')
 
     // Extended while in use: the file grows and QEMU is told.
@@ -148,13 +176,53 @@ if (process.getuid?.() !== 0) {
     const grown = await waitVolume(v.id, 'in-use')
     t.equal(grown.size, 2)
     t.match(await virsh('domblkinfo', `instance-${b.id}`, 'vdb'), new RegExp(`Capacity:\\s+${2 * GiB}\\b`), 'virsh domblkinfo: QEMU sees 2 GiB')
-    t.match(await readThroughQemu(b.id, 'vdb', '0xab'), /read 65536\/65536 bytes/, 'the data is still there')
+    t.ok(await qemuReads(b.id, 'vdb', '0xab'), 'the data is still there')
+
+    // A snapshot of the volume in use by the running server (--force): QEMU moves to a new overlay
+    // at the volume's path (libvirt disk-only external snapshot); the old file is frozen as the snapshot.
+    const unforced = await failure(call(snapshots, 'createSnapshot', { volumeId: v.id, name: 'live' }, token()))
+    t.equal(unforced.code, status.FAILED_PRECONDITION, `without force an in-use volume is not snapshotted: ${unforced.details}`)
+    const snap = await call<Snapshot>(snapshots, 'createSnapshot', { volumeId: v.id, name: 'live', force: true }, token())
+    await eventually(async () => {
+      const s = await call<Snapshot>(snapshots, 'getSnapshot', { id: snap.id }, token())
+      if (s.status === 'error') throw new Error(`snapshot in error: ${s.statusReason}`)
+      return s.status === 'available'
+    }, 120_000, 'the live snapshot available')
+    const snapFile = path.join(volumeDir(), `snapshot-${v.id}_${snap.id}.qcow2`)
+    t.equal((await blklist(b.id)).vdb, fileOf(v.id), 'virsh domblklist: the running domain still has the volume\'s path on vdb')
+    t.equal((await blklist(b.id, true)).vdb, fileOf(v.id), 'and so has its definition')
+    t.notMatch(await virsh('dumpxml', '--inactive', `instance-${b.id}`), /<backingStore/, 'whose chain is read from the files at the next start')
+    t.match((await run('qemu-img', ['info', '-U', '--output=json', fileOf(v.id)])).stdout, new RegExp(`"backing-filename": "${path.basename(snapFile)}"`), 'the volume\'s file is a new overlay on the snapshot\'s')
+    await writeThroughQemu(b.id, 'vdb', 'write -P 0xcd 0 64k')
+    t.ok(await qemuReads(b.id, 'vdb', '0xcd'), 'the guest writes after the snapshot')
+    t.match((await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0xab 0 64k', snapFile])).stdout, /read 65536\/65536 bytes/, 'and the snapshot keeps the data as it was')
+    const fromSnap = await call<Volume>(volumes, 'createVolume', { snapshotId: snap.id, size: 2, name: 'from-live' }, token())
+    await waitVolume(fromSnap.id, 'available')
+    t.match((await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0xab 0 64k', fileOf(fromSnap.id)])).stdout, /read 65536\/65536 bytes/, 'a volume from the snapshot has the data as at the snapshot')
+    // (qemu-io exits 1 when the pattern is not there)
+    t.match(await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0xcd 0 64k', fileOf(fromSnap.id)]).then((r) => r.stdout, (e: { stdout: string }) => e.stdout), /Pattern verification failed/, 'not the later writes')
+    // Its delete would flatten the overlay QEMU writes to: refused while the server runs, nothing lost.
+    const inUse = await failure(call(snapshots, 'deleteSnapshot', { id: snap.id }, token()))
+    t.equal(inUse.code, status.FAILED_PRECONDITION, inUse.details)
+    t.match(inUse.details, new RegExp(`attached to server ${b.id}.*stop the server`))
+    t.ok(await qemuReads(b.id, 'vdb', '0xcd'), 'the guest\'s data is as it wrote it')
+    await call(cloud.c.servers, 'stopServer', { id: b.id }, token())
+    await waitServer(b.id, 'SHUTOFF')
+    await call(cloud.c.servers, 'startServer', { id: b.id }, token())
+    await waitServer(b.id, 'ACTIVE')
+    t.ok(await qemuReads(b.id, 'vdb', '0xcd'), 'and after a stop and a start (the definition opens the overlay and its chain)')
 
     // Deleting the server frees the volume; then everything goes.
     await call(cloud.c.servers, 'deleteServer', { id: b.id }, token())
     await eventually(() => serverGone(cloud.c, b.id, token()), 120_000, 'server b deleted')
     const freed = await waitVolume(v.id, 'available')
     t.same(freed.attachments, [], 'no attachment left on the volume')
+    t.match((await run('qemu-io', ['-r', '-f', 'qcow2', '-c', 'read -P 0xcd 0 64k', fileOf(v.id)])).stdout, /read 65536\/65536 bytes/, 'detached, the volume has the writes made after the snapshot')
+    await call(volumes, 'deleteVolume', { id: fromSnap.id }, token())
+    await call(snapshots, 'deleteSnapshot', { id: snap.id }, token())
+    await eventually(() => call(snapshots, 'getSnapshot', { id: snap.id }, token()).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 60_000, 'snapshot deleted')
+    t.match((await run('qemu-io', ['-r', '-f', 'qcow2', '-c', 'read -P 0xcd 0 64k', fileOf(v.id)])).stdout, /read 65536\/65536 bytes/, 'and keeps them once the snapshot is deleted')
+    await eventually(() => getVolume(fromSnap.id).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 60_000, 'volume from the snapshot deleted')
     await call(cloud.c.servers, 'deleteServer', { id: a.id }, token())
     await eventually(() => serverGone(cloud.c, a.id, token()), 120_000, 'server a deleted')
     await call(volumes, 'deleteVolume', { id: v.id }, token())
