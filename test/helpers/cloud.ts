@@ -134,12 +134,47 @@ export function serverWaiter(c: CloudClients, adminToken: string): TestCloud['wa
   }
 }
 
+/**
+ * startCloud's down window: agents beat every 200 ms and a host is down after
+ * 50 missed beats (10 s). A shorter one (5 beats, 1 s) was passed by the
+ * in-process agents' heartbeats lagging on a loaded machine (load 20,
+ * PostgreSQL): live hosts went down mid-suite. Tests that need a host down
+ * fast say so (`quickDown`, `stopHostForGood`).
+ */
+const CLOUD_MISSED_HEARTBEATS = 50
+/** The window `quickDown` cuts the controller's to: 5 beats (1 s at 200 ms). */
+const QUICK_DOWN_MISSED_HEARTBEATS = 5
+/** Each controller's own window, kept while `quickDown` has it cut. */
+const ownWindow = new WeakMap<object, number>()
+
+/**
+ * Cuts the (in-process) controller's down window to 5 beats, so that a host
+ * whose agent the test stopped is down in ~1 s rather than the cloud's long
+ * window, as Nova's tests shorten `service_down_time`; `on = false` gives the
+ * controller its own window back (once the host's agent runs again). While
+ * it is cut, the live hosts' beats must keep up.
+ */
+export function quickDown(cloud: Pick<TestCloud, 's'>, on = true): void {
+  const hosts = cloud.s.controller.config.hosts
+  const own = ownWindow.get(hosts) ?? hosts.missedHeartbeats
+  ownWindow.set(hosts, own)
+  hosts.missedHeartbeats = on ? Math.min(own, QUICK_DOWN_MISSED_HEARTBEATS) : own
+}
+
+/** Stops a host's agent for good and waits until the controller counts the host down (`quickDown` from then on). */
+export async function stopHostForGood(cloud: Pick<TestCloud, 's'>, agent: TestAgent, timeoutMs = 15_000): Promise<void> {
+  quickDown(cloud)
+  const host = agent.agent.config.host
+  await agent.stop()
+  await eventually(() => !cloud.s.controller.hosts.isUp(host), timeoutMs, `host ${host} to be down`)
+}
+
 export async function startCloud(o: CloudOptions = {}): Promise<TestCloud> {
   const nats = await startNats()
   const s = await startController({
     natsUrl: nats.url,
     ...o.controller,
-    hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 5, castAckWaitMs: 3_000, ...o.controller?.hosts },
+    hosts: { heartbeatIntervalMs: 200, missedHeartbeats: CLOUD_MISSED_HEARTBEATS, castAckWaitMs: 3_000, ...o.controller?.hosts },
     servers: { castRetryMs: 200, agentCallTimeoutMs: 5_000, ...o.controller?.servers },
   })
   const c = cloudClients(s.address, s.credentials)

@@ -8,16 +8,20 @@
  *
  * `STRATO_TEST_DATABASE=postgres` switches the store-touching helpers
  * (startController, spawnController, `testDatabaseUrl`) from a SQLite file to
- * a fresh database on one cluster per test process, stopped and removed when
- * the process ends.
+ * a fresh database on a shared cluster: under tap, the one cluster of the tap
+ * run (postgres-run.ts), each database a copy of a migrated template; outside
+ * tap, one cluster per test process, stopped and removed when it ends.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { freePort } from './ports.js'
 import { clusterPaths, initCluster, startCluster, stopCluster } from '../../cli/stack/postgres.js'
+import { openDatabase } from '../../controller/store/db.js'
+import { endStaleRuns, tapRunDir } from './postgres-run.js'
+import { eventually } from './agents.js'
 
 export { POSTGRES_BIN } from '../../cli/stack/postgres.js'
 
@@ -38,9 +42,33 @@ export interface PostgresCluster {
   stop(): void
 }
 
-export async function startPostgres(): Promise<PostgresCluster> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'strato-pg-'))
+/** The database a tap run's cluster copies for each new one: migrated once, by the file that started the cluster. */
+const RUN_TEMPLATE = 'strato_template'
+
+/** A handle on the cluster in `dir` listening on `port`; `template`: the database new ones copy. */
+function clusterHandle(dir: string, port: number, user: string, password: string, stop: () => void, template?: string): PostgresCluster {
   const { logFile } = clusterPaths(dir)
+  const url = (database: string) => `postgres://${user}:${password}@127.0.0.1:${port}/${database}`
+  let n = 0
+  return {
+    port, user, password, dir, url,
+    async createDatabase(name = `strato_${process.pid}_${++n}`) {
+      const admin = new pg.Client({ connectionString: url('postgres') })
+      await admin.connect()
+      try {
+        await admin.query(`CREATE DATABASE "${name}"${template ? ` TEMPLATE "${template}"` : ''}`)
+      } finally {
+        await admin.end()
+      }
+      return url(name)
+    },
+    log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
+    stop,
+  }
+}
+
+/** Starts a cluster in `dir` (a new temp dir unless given), removed by its stop(). */
+export async function startPostgres(dir = mkdtempSync(path.join(tmpdir(), 'strato-pg-'))): Promise<PostgresCluster> {
   const user = 'strato'
   const password = randomBytes(12).toString('hex')
   let started = false
@@ -55,29 +83,50 @@ export async function startPostgres(): Promise<PostgresCluster> {
     initCluster(dir, user, password, { noSync: true })
     const port = await freePort()
     // A test cluster: durability off (fsync), small, loopback only, socket inside the temp dir.
-    startCluster(dir, port, ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'shared_buffers=32MB', 'max_connections=200'])
+    // Connections: a tap run's files share it (two at a time), each with a pool of 10 per controller.
+    startCluster(dir, port, ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'shared_buffers=32MB', 'max_connections=300'])
     started = true
-    const url = (database: string) => `postgres://${user}:${password}@127.0.0.1:${port}/${database}`
-    let n = 0
-    return {
-      port, user, password, dir, url,
-      async createDatabase(name = `strato_${process.pid}_${++n}`) {
-        const admin = new pg.Client({ connectionString: url('postgres') })
-        await admin.connect()
-        try {
-          await admin.query(`CREATE DATABASE "${name}"`)
-        } finally {
-          await admin.end()
-        }
-        return url(name)
-      },
-      log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
-      stop,
-    }
+    return clusterHandle(dir, port, user, password, stop)
   } catch (err) {
     stop()
     throw err
   }
+}
+
+/**
+ * The tap run's cluster (see postgres-run.ts): started, and its template
+ * migrated, by the first file that asks (it makes `runDir`, atomically);
+ * the others wait for its `cluster.json` (or `failed`). stop() leaves it to
+ * the run's `after` script.
+ */
+async function runPostgres(runDir: string): Promise<PostgresCluster> {
+  const info = path.join(runDir, 'cluster.json')
+  const failed = path.join(runDir, 'failed')
+  let starter = false
+  try {
+    mkdirSync(runDir)
+    starter = true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+  }
+  if (starter) {
+    try {
+      endStaleRuns()
+      const c = await startPostgres(path.join(runDir, 'cluster'))
+      const db = await openDatabase(await c.createDatabase(RUN_TEMPLATE))
+      await db.destroy()
+      writeFileSync(`${info}.new`, JSON.stringify({ port: c.port, user: c.user, password: c.password }), { mode: 0o600 })
+      renameSync(`${info}.new`, info)
+    } catch (err) {
+      writeFileSync(failed, (err as Error).stack ?? String(err))
+      throw err
+    }
+  }
+  const { port, user, password } = await eventually(() => {
+    if (existsSync(failed)) throw new Error(`the tap run's PostgreSQL cluster (${runDir}) failed to start: ${readFileSync(failed, 'utf8')}`)
+    return existsSync(info) ? (JSON.parse(readFileSync(info, 'utf8')) as { port: number; user: string; password: string }) : undefined
+  }, 180_000, `the tap run's PostgreSQL cluster in ${runDir}`)
+  return clusterHandle(path.join(runDir, 'cluster'), port, user, password, () => {}, RUN_TEMPLATE)
 }
 
 /** True when the suites run their store on PostgreSQL (`STRATO_TEST_DATABASE=postgres`). */
@@ -89,8 +138,14 @@ export function testingOnPostgres(): boolean {
 
 let shared: Promise<PostgresCluster> | undefined
 
-/** This process's cluster, started on first use and stopped when the process exits. */
+/**
+ * The cluster this process's suites use: the tap run's (one for the whole
+ * run, see postgres-run.ts), or outside tap this process's own, started on
+ * first use and stopped when the process exits.
+ */
 export function sharedPostgres(): Promise<PostgresCluster> {
+  const runDir = tapRunDir()
+  if (runDir) return (shared ??= runPostgres(runDir))
   if (!shared) {
     shared = startPostgres()
     shared.then((c) => {

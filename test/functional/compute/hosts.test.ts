@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { startController, type TestController } from '../../helpers/controller.js'
+import { quickDown } from '../../helpers/cloud.js'
 import { startNats, type NatsServer } from '../../helpers/nats.js'
 import { startAgent, eventually, type TestAgent } from '../../helpers/agents.js'
 import { call, client, failure, fieldOf, status } from '../../helpers/grpc.js'
@@ -37,7 +38,8 @@ function castAndWait(host: string, action: Parameters<NonNullable<typeof s.contr
 
 t.before(async () => {
   nats = await startNats()
-  s = await startController({ natsUrl: nats.url, hosts: { heartbeatIntervalMs: 100, missedHeartbeats: 3 } })
+  // Down after 3 s of silence (a loaded machine delays beats); the test that stops an agent cuts it (quickDown).
+  s = await startController({ natsUrl: nats.url, hosts: { heartbeatIntervalMs: 100, missedHeartbeats: 30 } })
   hostsApi = client(HostsClient, s.address)
 })
 t.teardown(async () => {
@@ -107,6 +109,7 @@ t.test('a restarted agent keeps its uuid and its mapping', async (t) => {
 t.test('heartbeats mark hosts up; silence marks them down; the scheduler skips down hosts', async (t) => {
   await eventually(async () => (await listHosts()).every((h) => h.state === 'up'), 3_000, 'all hosts up')
   const node2 = agents[1]!
+  quickDown({ s })
   await node2.stop()
   const down = await eventually(async () => ((await byName('node2'))?.state === 'down' ? await byName('node2') : undefined), 3_000, 'node2 down')
   t.ok(down!.lastHeartbeatAt, 'last heartbeat is shown')
@@ -117,6 +120,9 @@ t.test('heartbeats mark hosts up; silence marks them down; the scheduler skips d
     (err: Error) => err,
   )
   t.match(e, { host: 'node1' }, 'node2 is down: node1 is the only host in nova')
+  // The suite's own window again, once node2 is down by it too (its last beat older than 3 s).
+  quickDown({ s }, false)
+  await eventually(() => !s.controller.hosts.isUp('node2'), 5_000, 'node2 down by the 3 s window')
   await s.controller.scheduler.release((await s.controller.placement.listAllocations({ providerUuid: (e as { providerUuid: string }).providerUuid }))[0]!.consumerUuid)
   agents[1] = await startAgent(nats.url, 'node2', { uuid: node2.agent.uuid })
   await eventually(async () => (await byName('node2'))?.state === 'up', 3_000, 'node2 up again')

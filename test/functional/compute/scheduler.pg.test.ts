@@ -1,3 +1,3 @@
-// scheduler.test.ts on PostgreSQL (this process's private cluster, started once): placement claims (provider row locks) and quota claims under 200 concurrent requests.
+// scheduler.test.ts on PostgreSQL (the tap run's shared cluster, see test/helpers/postgres-run.ts): placement claims (provider row locks) and quota claims under 200 concurrent requests.
 process.env.STRATO_TEST_DATABASE = 'postgres'
 await import('./scheduler.test.js')

@@ -1,3 +1,3 @@
-// tokens.test.ts on PostgreSQL (this process's private cluster, started once): tokens, revocation events and signing-key rotation as stored rows.
+// tokens.test.ts on PostgreSQL (the tap run's shared cluster, see test/helpers/postgres-run.ts): tokens, revocation events and signing-key rotation as stored rows.
 process.env.STRATO_TEST_DATABASE = 'postgres'
 await import('./tokens.test.js')

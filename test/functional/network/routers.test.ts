@@ -7,7 +7,7 @@
 // routers (l3Driver none) announces no L3 role and is never given one.
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import t from 'tap'
-import { startCloud, type TestCloud } from '../../helpers/cloud.js'
+import { startCloud, stopHostForGood, type TestCloud } from '../../helpers/cloud.js'
 import { call, failure, fieldOf, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually, startAgent, type TestAgent } from '../../helpers/agents.js'
 import { member, netClients, tenant, type NetClients, type Tenant } from './fixtures.js'
@@ -336,7 +336,7 @@ t.test("placement on the L3 agent with the fewest routers, the conductor's answe
   // The agent holding r2 stops for good: past the down time plus routerRescheduleAfterMs, r2 moves.
   const dying = cloud.agents.find((x) => x.agent.config.host === host2)!
   const { n } = await notices(async () => {
-    await dying.stop()
+    await stopHostForGood(cloud, dying)
     await eventually(async () => (await routerOf(r2.id)).l3AgentHost === host1, 15_000, `router ${r2.id} to move to ${host1}`)
   })
   t.ok(n >= 1, 'the move is announced')

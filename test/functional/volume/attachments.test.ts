@@ -6,7 +6,7 @@
 // names what is wrong and changes nothing; deleting a server frees its volumes, also when its
 // host is down; an in-use volume extended is seen larger by the guest.
 import t from 'tap'
-import { startCloud, type TestCloud } from '../../helpers/cloud.js'
+import { startCloud, stopHostForGood, type TestCloud } from '../../helpers/cloud.js'
 import { call, client, failure, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually, startAgent, type TestAgent } from '../../helpers/agents.js'
 import { member, tenant, type Tenant } from '../network/fixtures.js'
@@ -349,8 +349,7 @@ t.test('a server whose host is gone is deleted here and still frees its volumes'
   await attach(server.id, v.id)
   await waitVolume(v.id, 'in-use')
   const host = (await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, cloud.s.adminToken)).host
-  await [...cloud.agents, ...extraAgents].find((a) => a.agent.config.host === host)!.stop()
-  await eventually(() => !cloud.s.controller.hosts.isUp(host), 10_000, `${host} down`)
+  await stopHostForGood(cloud, [...cloud.agents, ...extraAgents].find((a) => a.agent.config.host === host)!)
   const deleted = await call<Server>(cloud.c.servers, 'deleteServer', { id: server.id }, demo.token)
   t.equal(deleted.status, 'DELETED', 'deleted locally: its host is down')
   const back = await waitVolume(v.id, 'available')

@@ -9,7 +9,7 @@
 import { rmSync } from 'node:fs'
 import { jetstreamManager } from '@nats-io/jetstream'
 import t from 'tap'
-import { startCloud, type TestCloud } from '../../helpers/cloud.js'
+import { quickDown, startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, client, status } from '../../helpers/grpc.js'
 import { eventually, startAgent } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
@@ -23,7 +23,8 @@ let volumes: VolumesClient
 let attachments: AttachmentsClient
 
 t.before(async () => {
-  cloud = await startCloud({ hosts: ['node1'], controller: { hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 5 }, volumes: { stuckAfterMs: 300 } } })
+  // The cloud's long down window: a host whose agent stopped still looks up while the test casts to it; then quickDown.
+  cloud = await startCloud({ hosts: ['node1'], controller: { volumes: { stuckAfterMs: 300 } } })
   demo = await tenant(cloud.s, 'demo')
   volumes = client(VolumesClient, cloud.s.address)
   attachments = client(AttachmentsClient, cloud.s.address)
@@ -40,9 +41,10 @@ t.teardown(async () => {
 t.test('a create on a host whose agent died ends in error naming the host', async (t) => {
   const agent = cloud.agents[0]!
   await agent.agent.stop()
-  // The host still looks up for a second (heartbeats): the create is admitted and cast.
+  // The host still looks up (its last heartbeat is recent): the create is admitted and cast; then it is down.
   const v = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'orphan' }, demo.token)
   t.equal(v.status, 'creating')
+  quickDown(cloud)
   const err = await eventually(async () => {
     const x = await call<Volume>(volumes, 'getVolume', { id: v.id }, demo.token)
     return x.status === 'error' ? x : undefined
@@ -66,6 +68,7 @@ const volumeNamed = async (id: string, want: string) => eventually(async () => {
 const restart = async () => {
   const prev = cloud.agents[0]!
   cloud.agents[0] = await startAgent(cloud.nats.url, 'node1', { volumeDriver: prev.volumes, virtDriver: prev.driver, uuid: prev.agent.uuid, stateDir: prev.agent.config.stateDir })
+  quickDown(cloud, false)
   await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 5_000, 'the volume backend back')
 }
 
@@ -88,6 +91,7 @@ t.test('an attach or detach cast to a server\'s host whose agent died ends faile
   await cloud.agents[0]!.agent.stop()
   const sv = await call<ServerVolume>(cloud.c.servers, 'attachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
   t.equal((await call<Volume>(volumes, 'getVolume', { id: v.id }, demo.token)).status, 'attaching')
+  quickDown(cloud)
   const back = await volumeNamed(v.id, 'available')
   t.same(back.attachments, [], 'the volume is no server\'s')
   const att = await call<Attachment>(attachments, 'getAttachment', { id: sv.attachmentId }, demo.token)
@@ -109,6 +113,7 @@ t.test('an attach or detach cast to a server\'s host whose agent died ends faile
   await cloud.agents[0]!.agent.stop()
   await call(cloud.c.servers, 'detachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
   t.equal((await call<Volume>(volumes, 'getVolume', { id: v.id }, demo.token)).status, 'detaching')
+  quickDown(cloud)
   const kept = await volumeNamed(v.id, 'in-use')
   t.equal(kept.attachments[0]?.serverId, server.id, 'still attached to the server, as the host has not said otherwise')
   const again = await call<Attachment>(attachments, 'getAttachment', { id: kept.attachments[0]!.attachmentId }, demo.token)
@@ -147,6 +152,7 @@ t.test('an attach given up on ends its network export on the volume\'s host at o
   // node1 dies after its agent had the export made (as it does before plugging the disk), before it reported.
   await cloud.agents[0]!.agent.stop()
   await call<ServerVolume>(cloud.c.servers, 'attachVolume', { serverId: server.id, volumeId: v.id }, demo.token)
+  quickDown(cloud)
   await far.volumes.export(v.id, 'node1', { network: true })
   t.same(await far.volumes.exports(), [{ volumeId: v.id, host: 'node1' }], 'node2 serves the export for node1')
   const back = await volumeNamed(v.id, 'available')

@@ -1,3 +1,3 @@
-// cast-outbox.test.ts on PostgreSQL (a private cluster, started once for this file): the claims.
+// cast-outbox.test.ts on PostgreSQL (the tap run's shared cluster, see test/helpers/postgres-run.ts): the claims.
 process.env.STRATO_TEST_DATABASE = 'postgres'
 await import('./cast-outbox.test.js')

@@ -12,6 +12,7 @@ import { openDatabase, type Db } from '../../../../controller/store/db.js'
 import { ImageStore } from '../../../../controller/image/store.js'
 import { ImageCatalog, IMAGE_SERVICE } from '../../../../controller/image/catalog.js'
 import { QuotaEngine } from '../../../../controller/quota/quota.js'
+import { testDatabaseUrl } from '../../../helpers/postgres.js'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'strato-abandoned-'))
 let db: Db
@@ -21,7 +22,7 @@ const warned: Array<{ o: object; m: string }> = []
 const log = { info: () => {}, warn: (o: object, m: string) => void warned.push({ o, m }) }
 
 t.before(async () => {
-  db = await openDatabase('sqlite::memory:')
+  db = await openDatabase(await testDatabaseUrl())
   store = new ImageStore(path.join(dir, 'images'))
   catalog = new ImageCatalog(db, store, new QuotaEngine(db), async () => ({ format: 'raw', virtualSize: 3, safe: true, reasons: '' }), { idleTimeoutMs: 1_000 })
 })
