@@ -316,6 +316,8 @@ t.test("placement on the L3 agent with the fewest routers, the conductor's answe
   const gwRouter = await routerOf(r2.id)
   const gwPort = (await portsOf({ deviceId: r2.id, deviceOwner: 'network:router_gateway' }))[0]!
   const ifPort = (await portsOf({ deviceId: r2.id, deviceOwner: 'network:router_interface' }))[0]!
+  // r3 lived on ${host2} for a moment: its agent takes the delete notice when it comes to it.
+  await eventually(async () => (builtOn(host2).includes(r3.id) ? undefined : true), 15_000, `the agent on ${host2} to drop the deleted ${r3.id}`)
   t.same(await eventually(async () => (builtOn(host2).length ? builtOn(host2) : undefined), 15_000, `the agent on ${host2} to build ${r2.id}`), [r2.id], 'the agent holding it builds it')
   t.same(spec, {
     id: r2.id,
