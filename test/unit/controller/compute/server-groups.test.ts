@@ -6,7 +6,7 @@ import { ServerGroupCatalog } from '../../../../controller/compute/server-groups
 import type { Db } from '../../../../controller/store/db.js'
 import type { QuotaEngine } from '../../../../controller/quota/quota.js'
 
-const catalog = () => new ServerGroupCatalog({} as Db, { registerCounter: () => {} } as unknown as QuotaEngine)
+const catalog = () => new ServerGroupCatalog({} as Db, { registerCounter: () => {}, registerRowCount: () => {} } as unknown as QuotaEngine)
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 t.test('one group: one at a time, in arrival order, after failures too', async (t) => {
