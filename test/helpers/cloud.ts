@@ -11,6 +11,7 @@ import { Metadata, type ChannelCredentials, type Client, type ServiceError } fro
 import type { ConfigOverrides } from '../../controller/config.js'
 import { startController, type TestController } from './controller.js'
 import { startNats, type NatsServer } from './nats.js'
+import { spawnController, type ControllerProcess } from './controller-process.js'
 import { startAgent, eventually, type TestAgent } from './agents.js'
 import { call, client as plainOrTls, status, type Ctor, type Decoded } from './grpc.js'
 import type { AgentConfigOverrides } from '../../agent/config.js'
@@ -195,4 +196,23 @@ export async function startCloud(o: CloudOptions = {}): Promise<TestCloud> {
       await nats.stop()
     },
   }
+}
+
+/**
+ * A nats-server and a controller as processes, with the fault suites' timings (heartbeats and cast
+ * retries short enough to see a kill soon, long enough for a loaded TCG host), and clients to it;
+ * each one's stop goes onto `cleanups` (and, with STRATO_TEST_LOG, the controller's log into `t`).
+ */
+export async function spawnFaultController(t: { comment(...m: unknown[]): void }, cleanups: Array<() => Promise<unknown>>): Promise<{ nats: NatsServer; ctl: ControllerProcess; c: CloudClients }> {
+  const nats = await startNats()
+  cleanups.push(() => nats.stop())
+  const ctl = await spawnController(nats.url, {
+    hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10, castAckWaitMs: 3_000 },
+    servers: { castRetryMs: 500, agentCallTimeoutMs: 20_000 },
+  })
+  cleanups.push(() => ctl.close())
+  if (process.env.STRATO_TEST_LOG) cleanups.push(async () => t.comment(ctl.log().slice(-8000)))
+  const c = cloudClients(ctl.address)
+  cleanups.push(async () => Object.values(c).forEach((x) => x.close()))
+  return { nats, ctl, c }
 }

@@ -15,10 +15,10 @@ import { existsSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
-import { cloudClients, provision, serverGone, serverWaiter, type CloudClients, type Provisioned, type TestCloud } from '../../helpers/cloud.js'
+import { provision, serverGone, serverWaiter, spawnFaultController, type CloudClients, type Provisioned, type TestCloud } from '../../helpers/cloud.js'
 import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
-import { spawnController, type ControllerProcess } from '../../helpers/controller-process.js'
-import { killNats, startNats, type NatsServer } from '../../helpers/nats.js'
+import type { ControllerProcess } from '../../helpers/controller-process.js'
+import { killNats, type NatsServer } from '../../helpers/nats.js'
 import { ensureLibvirtd, virsh, virshDomainNames, virshPowerState } from '../../helpers/libvirt.js'
 import { call, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
@@ -117,16 +117,7 @@ if (process.getuid?.() !== 0) {
   /** One cloud for both tests (a cloud's start-up is CPU the suite shares); made by the first test that runs. */
   let rig: Promise<Rig> | undefined
   const cloud = (t: Test) => (rig ??= (async () => {
-    const nats = await startNats()
-    cleanups.push(() => nats.stop())
-    const ctl = await spawnController(nats.url, {
-      hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10, castAckWaitMs: 3_000 },
-      servers: { castRetryMs: 500, agentCallTimeoutMs: 20_000 },
-    })
-    cleanups.push(() => ctl.close())
-    if (process.env.STRATO_TEST_LOG) cleanups.push(async () => t.comment(ctl.log().slice(-8000)))
-    const c = cloudClients(ctl.address)
-    cleanups.push(async () => Object.values(c).forEach((x) => x.close()))
+    const { nats, ctl, c } = await spawnFaultController(t, cleanups)
     const p = await provision(c, ctl.adminToken)
     const agent = await libvirtAgent('kvm-faults', nats.url, ctl.address, newBridge())
     cleanups.push(() => agent.remove())

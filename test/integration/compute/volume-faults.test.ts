@@ -18,9 +18,8 @@ import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
-import { cloudClients, provision, serverGone, serverWaiter, startCloud, type CloudClients, type Provisioned, type TestCloud } from '../../helpers/cloud.js'
-import { spawnController } from '../../helpers/controller-process.js'
-import { killNats, startNats } from '../../helpers/nats.js'
+import { provision, serverGone, serverWaiter, spawnFaultController, startCloud, type CloudClients, type Provisioned, type TestCloud } from '../../helpers/cloud.js'
+import { killNats } from '../../helpers/nats.js'
 import type { AgentProcess } from '../../helpers/agent-process.js'
 import { killDuring, settleVolume, spawnVolumeAgent } from '../../helpers/volume-cloud.js'
 import { ensureLibvirtd, virsh } from '../../helpers/libvirt.js'
@@ -150,16 +149,9 @@ if (process.getuid?.() !== 0) {
     // The first agent leaves: this one talks to a controller of its own, on a nats-server of its own.
     await agent.remove()
     volumes.close()
-    const nats = await startNats()
-    cleanups.push(() => nats.stop())
-    const ctl = await spawnController(nats.url, {
-      hosts: { heartbeatIntervalMs: 500, missedHeartbeats: 10, castAckWaitMs: 3_000 },
-      servers: { castRetryMs: 500, agentCallTimeoutMs: 20_000 },
-    })
-    cleanups.push(() => ctl.close())
-    if (process.env.STRATO_TEST_LOG) cleanups.push(async () => t.comment(ctl.log().slice(-8000)))
-    c = cloudClients(ctl.address)
-    cleanups.push(async () => Object.values(c).forEach((x) => x.close()))
+    const fault = await spawnFaultController(t, cleanups)
+    const { nats, ctl } = fault
+    c = fault.c
     volumes = client(VolumesClient, ctl.address)
     cleanups.push(async () => volumes.close())
     adminToken = ctl.adminToken
