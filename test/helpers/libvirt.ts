@@ -87,11 +87,15 @@ export async function ensureLibvirtd(options: EnsureLibvirtdOptions = {}): Promi
   }
   await mkdir('/var/log/libvirt', { recursive: true })
   await mkdir('/run/libvirt', { recursive: true })
-  if (!(await pidAlive('/run/virtlogd.pid')) && !(await processRunning('virtlogd'))) await daemonize('virtlogd')
-  if (!(await pidAlive('/run/libvirtd.pid')) && !(await processRunning('libvirtd'))) await daemonize('libvirtd')
+  // Another test file may be starting them at this moment: its daemon then holds the pid file and
+  // ours exits "Unable to obtain pidfile". Wait for whichever won; its error matters only if none answers.
+  const startErrors: string[] = []
+  for (const d of ['virtlogd', 'libvirtd']) {
+    if (!(await pidAlive(`/run/${d}.pid`)) && !(await processRunning(d))) await daemonize(d).catch((e: Error) => startErrors.push(e.message))
+  }
   const deadline = Date.now() + timeoutMs
   while (!(await libvirtAnswers(uri))) {
-    if (Date.now() > deadline) throw new Error(`libvirt at ${uri} did not answer within ${timeoutMs} ms`)
+    if (Date.now() > deadline) throw new Error(`libvirt at ${uri} did not answer within ${timeoutMs} ms${startErrors.length ? ` (${startErrors.join('; ')})` : ''}`)
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }

@@ -27,13 +27,20 @@ if [ -c /dev/kvm ] && getent group kvm >/dev/null 2>&1; then
 fi
 
 mkdir -p /var/log/libvirt /run/libvirt
-running /run/virtlogd.pid virtlogd || virtlogd -d
-running /run/libvirtd.pid libvirtd || libvirtd -d
+# Two starters at once (npm test's parallel files, two stacks on one fresh
+# machine) both see no daemon; the second `-d` then fails "Unable to obtain
+# pidfile" because the first holds it. That is not a failure: wait below for
+# whichever daemon won, and report its error only if libvirt never answers.
+errs=$(mktemp)
+trap 'rm -f "$errs"' EXIT
+running /run/virtlogd.pid virtlogd || virtlogd -d 2>>"$errs" || true
+running /run/libvirtd.pid libvirtd || libvirtd -d 2>>"$errs" || true
 
 elapsed=0
 until virsh -c "$uri" version >/dev/null 2>&1; do
   if [ "$elapsed" -ge "$((timeout * 10))" ]; then
     echo "start-libvirtd: libvirt at $uri did not answer within ${timeout}s" >&2
+    cat "$errs" >&2
     exit 1
   fi
   sleep 0.1
