@@ -119,7 +119,21 @@ export class Controller {
     this.log = log ?? createLogger({ name: 'strato-controller', level: config.log.level, pretty: config.log.pretty })
   }
 
+  /**
+   * Opens the store, connects to NATS and serves. A start that fails part-way releases what it
+   * opened (the database pool, timers, the NATS connection) before it throws, so the process
+   * can exit: an open PostgreSQL pool alone kept it alive.
+   */
   async start(): Promise<void> {
+    try {
+      await this.startUp()
+    } catch (err) {
+      await this.stop().catch((e: unknown) => this.log.warn({ err: e }, 'releasing a failed start failed'))
+      throw err
+    }
+  }
+
+  private async startUp(): Promise<void> {
     const cfg = this.config
     // The database, signing keys and images: the controller's alone (an older version left it 0755).
     mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 })

@@ -1,10 +1,14 @@
 // The controller's lifecycle: RUNNING → STOPPING → STOPPED; a stop finishes the calls in flight
 // (here an image upload still streaming) and refuses new ones; health reports NOT_SERVING meanwhile.
+// A start that fails part-way releases what it opened: an open PostgreSQL pool kept the process alive.
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { Metadata, type ServiceError } from '@grpc/grpc-js'
 import { eventually } from '../helpers/agents.js'
 import { startController } from '../helpers/controller.js'
+import { freePort } from '../helpers/ports.js'
+import { sharedPostgres } from '../helpers/postgres.js'
+import pg from 'pg'
 import { call, client, failure, status } from '../helpers/grpc.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
 import { HealthClient, HealthCheckResponse_ServingStatus as Serving } from '../../proto/gen/grpc/health/v1/health.js'
@@ -46,4 +50,18 @@ t.test('stop finishes in-flight calls, then refuses new ones', async (t) => {
   const refused = await failure(call(images, 'getImage', { id: img.id }, s.adminToken))
   t.equal(refused.code, status.UNAVAILABLE, 'new calls are refused once stopped')
   await s.close()
+})
+
+t.test('a start that fails part-way (NATS refuses) leaves no PostgreSQL connection open', async (t) => {
+  const cluster = await sharedPostgres()
+  const url = await cluster.createDatabase()
+  const database = new URL(url).pathname.slice(1)
+  await t.rejects(startController({ databaseUrl: url, natsUrl: `nats://127.0.0.1:${await freePort()}` }), 'nothing listens where NATS should be')
+  const admin = new pg.Client({ connectionString: cluster.url('postgres') })
+  await admin.connect()
+  t.teardown(() => admin.end())
+  const open = async () => Number((await admin.query('SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1', [database])).rows[0].n)
+  // A backend goes a moment after its client closes.
+  await eventually(async () => (await open()) === 0, 10_000, 'the failed start closed its connections').catch(() => undefined)
+  t.equal(await open(), 0, 'no connection to its database is left (the pool was destroyed)')
 })
