@@ -23,7 +23,8 @@ const messages = new WeakMap<ServerView, Server>()
 function toServer(view: ServerView): Server {
   let m = messages.get(view)
   if (!m) {
-    const { hostId: _h, userData: _u, volumesDeletedWith: _d, ...v } = view
+    // The wire's Server has no hostId, user data, delete_on_termination, guest hostname or pinned zone (REST's alone).
+    const { hostId: _h, userData: _u, volumesDeletedWith: _d, hostname: _n, pinnedAvailabilityZone: _z, ...v } = view
     m = Server.fromPartial({
       ...v,
       fault: v.fault,

@@ -17,7 +17,7 @@ import { castIdFor, type CastOutbox } from './cast-outbox.js'
 import { writeOutcome } from './cast-results.js'
 import type { ServerVolumes } from '../volume/server-volumes.js'
 import type { ServerViews } from './server-views.js'
-import { json, now, type Log, type ServerCaller, type ServerView } from './server-model.js'
+import { checkHostname, json, now, type Log, type ServerCaller, type ServerView } from './server-model.js'
 import { checkMetadata } from './server-create-plan.js'
 
 const CONSOLE_MAX_BYTES = 100 * 1024
@@ -84,7 +84,7 @@ export class ServerActions {
    * merged with `metadata`, or replaced whole with `replaceMetadata`, or
    * loses the keys in `removeMetadata` (NotFound for a key it lacks).
    */
-  async update(ref: string | undefined, patch: { name?: string; description?: string; metadata?: Record<string, string>; replaceMetadata?: boolean; removeMetadata?: string[] }, caller: ServerCaller): Promise<ServerView> {
+  async update(ref: string | undefined, patch: { name?: string; hostname?: string; description?: string; metadata?: Record<string, string>; replaceMetadata?: boolean; removeMetadata?: string[] }, caller: ServerCaller): Promise<ServerView> {
     const row = await this.deps.views.find(ref, caller)
     if (!caller.isAdmin && !(caller.canWrite && row.project_id === caller.projectId)) throw new PermissionDenied(`server ${row.uuid} can be changed only by members of its project or a cloud admin`)
     let metadata: Record<string, string> | undefined
@@ -98,6 +98,7 @@ export class ServerActions {
     }
     const set = {
       ...(patch.name !== undefined ? { name: checkName('name', patch.name, 255) } : {}),
+      ...(patch.hostname !== undefined ? { hostname: checkHostname(patch.hostname, true) } : {}),
       ...(patch.description !== undefined ? { description: checkText('description', patch.description, 255) } : {}),
       ...(metadata ? { metadata: JSON.stringify(metadata) } : {}),
     }

@@ -17,7 +17,7 @@ import type { SecurityGroupCatalog } from '../network/security-groups.js'
 import { loadNetwork, canModify, networksUsableBy, type Actor } from '../network/access.js'
 import type { HostRegistry } from './hosts.js'
 import type { ServerGroupCatalog } from './server-groups.js'
-import { type CreateServer, type ServerCaller } from './server-model.js'
+import { checkHostname, type CreateServer, type ServerCaller } from './server-model.js'
 import { imageBlockDevices, planBlockDevices, type BlockDevicePlan } from './server-create-bdm.js'
 import type { VolumeTypeCatalog } from '../volume/types.js'
 import type { VolumeBackends } from '../volume/backends.js'
@@ -44,6 +44,8 @@ export interface CreatePlan {
   projectId: string
   actor: Actor
   name: string
+  /** The hostname asked for (every server made gets it); undefined: each derives its own from its name. */
+  hostname: string | undefined
   description: string
   minCount: number
   maxCount: number
@@ -94,6 +96,9 @@ export class CreatePlanner {
     const maxCount = req.maxCount || minCount
     if (!Number.isInteger(minCount) || minCount < 1) throw new InvalidArgument(`min_count must be an integer ≥ 1, got ${minCount}`, { field: 'min_count' })
     if (!Number.isInteger(maxCount) || maxCount < minCount || maxCount > MAX_COUNT) throw new InvalidArgument(`max_count must be an integer from min_count (${minCount}) to ${MAX_COUNT}, got ${maxCount}`, { field: 'max_count' })
+    const hostname = req.hostname === undefined ? undefined : checkHostname(req.hostname, true)
+    // Nova's AmbiguousHostnameForMultipleInstances.
+    if (hostname !== undefined && maxCount > 1) throw new InvalidArgument(`Unable to allocate a single hostname to multiple instances (max_count ${maxCount}): leave hostname out, each server derives its own from its name`, { field: 'hostname' })
 
     const flavor = await this.findFlavor(req.flavorRef, caller)
     let mappings = req.blockDeviceMappings ?? []
@@ -133,7 +138,7 @@ export class CreatePlanner {
     const nics = await this.planNics(req, actor, projectId)
     const groupIds = await this.resolveGroups(req.securityGroups, actor, projectId)
     const serverGroup = req.group ? await this.deps.serverGroups.resolve(req.group, caller) : undefined
-    return { caller, projectId, actor, name, description, minCount, maxCount, flavor, image, blockDevices, key, userData, configDrive: req.configDrive !== false, metadata, zone, nics, groupIds, serverGroup }
+    return { caller, projectId, actor, name, hostname, description, minCount, maxCount, flavor, image, blockDevices, key, userData, configDrive: req.configDrive !== false, metadata, zone, nics, groupIds, serverGroup }
   }
 
   private async findFlavor(ref: string | undefined, caller: ServerCaller): Promise<Flavor> {

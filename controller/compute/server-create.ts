@@ -23,7 +23,7 @@ import { CREATED } from './server-states.js'
 import { castIdFor, castLease, type CastOutbox } from './cast-outbox.js'
 import type { ServerViews } from './server-views.js'
 import { CreatePlanner, type CreatePlan, type CreatePlannerDeps } from './server-create-plan.js'
-import { instanceName, now, type CreateServer, type Log, type ServerCaller, type ServerView } from './server-model.js'
+import { hostnameOf, instanceName, now, type CreateServer, type Log, type ServerCaller, type ServerView } from './server-model.js'
 import type { ServerVolumes } from '../volume/server-volumes.js'
 import type { ServerTable, VolumeTable } from '../store/schema.js'
 
@@ -148,11 +148,11 @@ export class ServerCreator {
 
   /** Records the claimed servers and makes (or binds) their ports, in one transaction. */
   private async record(plan: CreatePlan, claims: Claim[], maxCount: number, serverGroupId: string, reservationId: string): Promise<{ servers: ServerTable[]; volumes: VolumeTable[] }> {
-    const { caller, projectId, actor, name, description, flavor, image, key, userData, configDrive, metadata, zone, nics, groupIds } = plan
+    const { caller, projectId, actor, name, hostname, description, flavor, image, key, userData, configDrive, metadata, zone, nics, groupIds } = plan
     const ts = now()
     // A server's zone is its host's as the scheduler judged it (Nova's conductor records the chosen host's zone).
     const serverRow = (index: number, { uuid, placed: p }: Claim, own: string[]): ServerTable => ({
-      uuid, name: maxCount > 1 ? `${name}-${index + 1}` : name, description, project_id: projectId, user_id: caller.userId,
+      uuid, name: maxCount > 1 ? `${name}-${index + 1}` : name, hostname: hostname ?? hostnameOf(name, uuid, index, maxCount), description, project_id: projectId, user_id: caller.userId,
       flavor_id: flavor.id, flavor_name: flavor.name, vcpus: flavor.vcpus, ram: flavor.ram, disk: flavor.disk, ephemeral: flavor.ephemeral, swap: flavor.swap,
       image_id: image?.id ?? '', image_name: image?.name ?? '', key_name: key?.name ?? '', key_data: key?.publicKey ?? '', user_data: userData, config_drive: configDrive ? 'True' : '',
       metadata: JSON.stringify(metadata), security_groups: JSON.stringify(groupIds), requested_az: zone.zone ?? '',

@@ -4,6 +4,7 @@
  */
 export type { BuildSpec } from '../../proto/build-spec.js'
 import type { AuthContext } from '../identity/model.js'
+import { InvalidArgument } from '../../proto/errors.js'
 
 /** Who is asking, as the catalogs need it. */
 export interface ServerCaller {
@@ -64,6 +65,10 @@ export interface ServerView {
   securityGroups: string[]
   addresses: ServerAddress[]
   host: string
+  /** Nova's OS-EXT-SRV-ATTR:hostname: the guest's hostname, kept from create (asked for or derived from the name). */
+  hostname: string
+  /** Nova 2.96's pinned_availability_zone: the zone the create asked for, '' when none (any zone). */
+  pinnedAvailabilityZone: string
   /** Nova's hostId: the host hashed with the project (sha224), so owners can tell co-located servers apart without learning host names; '' without a host. */
   hostId: string
   hypervisorHostname: string
@@ -91,6 +96,8 @@ export interface ServerView {
 
 export interface CreateServer {
   name?: string
+  /** The hostname asked for (Nova 2.90; checked by checkHostname); absent: derived from the name (hostnameOf). */
+  hostname?: string
   description?: string
   flavorRef?: string
   imageRef?: string
@@ -147,6 +154,8 @@ export interface ListServers {
   /** Nova's regular-expression filters (key_name, config_drive), as `name` is. */
   keyName?: string
   configDrive?: string
+  /** Nova's hostname filter (a regular expression, as `name` is). */
+  hostname?: string
 }
 
 /** The logger the server code needs (pino's shape). */
@@ -161,10 +170,38 @@ export function instanceName(uuid: string): string {
   return `instance-${uuid}`
 }
 
-/** Nova's hostname: the display name made a DNS label (lower case, [a-z0-9-], at most 63). */
-export function hostnameOf(displayName: string): string {
-  const label = displayName.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '')
-  return label || 'server'
+/**
+ * Nova's hostname of a server it makes without one asked for
+ * (`_populate_instance_names` with `utils.sanitize_hostname`): the display
+ * name in Latin-1, cut to 63 characters, spaces, '_' and '.' made '-', other
+ * non-word characters dropped, lower case, without leading or trailing '.'
+ * and '-'; 'Server-<uuid>' when nothing is left; '-<n>' added (n from 1) when
+ * one request makes several servers.
+ */
+export function hostnameOf(displayName: string, uuid: string, index = 0, count = 1): string {
+  const latin1 = [...displayName].filter((c) => c.codePointAt(0)! <= 0xff).join('').slice(0, 63)
+  // Python's \w on str: letters and numbers of any script (here Latin-1's), and '_'.
+  const h = latin1.replace(/[ _.]/g, '-').replace(/[^\p{L}\p{N}_.-]+/gu, '').toLowerCase().replace(/^[.-]+|[.-]+$/g, '')
+  if (!h) return `Server-${uuid}`
+  return count > 1 ? `${h}-${index + 1}` : h
+}
+
+/**
+ * A hostname asked for (Nova's schemas): from 2.90 a DNS label of 2 to 63
+ * letters, digits and '-' that neither starts nor ends with '-'; from 2.94
+ * an FQDN of 1 to 255 letters, digits, '-', '.' and '_'.
+ */
+export function checkHostname(hostname: string, fqdn: boolean): string {
+  const ok = fqdn ? /^[a-zA-Z0-9-._]{1,255}$/.test(hostname) : hostname.length >= 2 && hostname.length <= 63 && /^[a-zA-Z0-9]+[a-zA-Z0-9-]*[a-zA-Z0-9]+$/.test(hostname)
+  if (!ok) {
+    throw new InvalidArgument(
+      fqdn
+        ? `Invalid input for field/attribute hostname. Value: ${hostname}. It must be 1 to 255 letters, digits, '-', '.' or '_'`
+        : `Invalid input for field/attribute hostname. Value: ${hostname}. It must be 2 to 63 letters, digits or '-', starting and ending with a letter or digit (an FQDN needs microversion 2.94)`,
+      { field: 'hostname' },
+    )
+  }
+  return hostname
 }
 
 export const now = () => new Date().toISOString()

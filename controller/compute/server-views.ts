@@ -85,7 +85,7 @@ export class ServerViews {
     const kept = this.listings.get(key)
     if (kept && stamp !== undefined && kept.stamp === stamp) return kept.views
     // Only what the filters below need and the revisions: the rows of servers whose views are kept are not read.
-    let q = this.db.selectFrom('servers').select(['uuid', 'name', 'key_name', 'config_drive', 'view_revision']).orderBy('created_at', 'desc').orderBy('uuid', 'desc')
+    let q = this.db.selectFrom('servers').select(['uuid', 'name', 'hostname', 'key_name', 'config_drive', 'view_revision']).orderBy('created_at', 'desc').orderBy('uuid', 'desc')
     if (f.projectId) q = q.where('project_id', '=', f.projectId)
     else if (!f.allProjects) q = q.where('project_id', '=', caller.projectId ?? '')
     q = q.where('deleted', '=', f.deleted ? 1 : 0)
@@ -106,7 +106,7 @@ export class ServerViews {
     }
     let rows = await q.execute()
     // Nova matches these as regular expressions (its `_regex_instance_filter`).
-    for (const [field, pattern, of] of [['name', f.name, (r) => r.name], ['key_name', f.keyName, (r) => r.key_name], ['config_drive', f.configDrive, (r) => r.config_drive]] as Array<[string, string | undefined, (r: (typeof rows)[number]) => string]>) {
+    for (const [field, pattern, of] of [['name', f.name, (r) => r.name], ['hostname', f.hostname, (r) => r.hostname], ['key_name', f.keyName, (r) => r.key_name], ['config_drive', f.configDrive, (r) => r.config_drive]] as Array<[string, string | undefined, (r: (typeof rows)[number]) => string]>) {
       if (!pattern) continue
       let re: RegExp
       try {
@@ -238,6 +238,8 @@ export class ServerViews {
         securityGroups: groups,
         addresses,
         host: admin ? (r.host ?? '') : '',
+        hostname: r.hostname,
+        pinnedAvailabilityZone: r.requested_az,
         hostId: r.host ? hostIdOf(r.project_id, r.host) : '',
         hypervisorHostname: admin ? (r.host ?? '') : '',
         instanceName: admin ? r.instance_name : '',

@@ -43,7 +43,7 @@ import { ServerVolumes } from '../volume/server-volumes.js'
 import type { SnapshotCatalog } from '../volume/snapshots.js'
 
 export type { BuildSpec, CreateServer, ListServers, ServerAddress, ServerCaller, ServersConfig, ServerView } from './server-model.js'
-export { hostnameOf, instanceName } from './server-model.js'
+export { checkHostname, instanceName } from './server-model.js'
 export type { ServerListing } from './server-views.js'
 
 export interface ServerCatalogDeps {

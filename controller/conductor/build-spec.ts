@@ -13,7 +13,7 @@ import type { Db } from '../store/db.js'
 import type { ImageCatalog } from '../image/catalog.js'
 import { nicsOfDevice } from '../network/device-ports.js'
 import { beginBuild } from '../compute/server-states.js'
-import { hostnameOf, json, now } from '../compute/server-model.js'
+import { json, now } from '../compute/server-model.js'
 
 /** What the controller believes about a server of a host. */
 export interface HostInstance {
@@ -83,7 +83,7 @@ export async function buildSpec(db: Db, deps: BuildSpecDeps, uuid: string, host:
     userData: row.user_data,
     metadata: json<Record<string, string>>(row.metadata, {}),
     availabilityZone: row.availability_zone || row.requested_az,
-    hostname: hostnameOf(row.name),
+    hostname: row.hostname,
     configDrive: row.config_drive === 'True',
     volumes,
   }

@@ -9,7 +9,7 @@ import { InvalidArgument, NotFound } from '../../proto/errors.js'
 import type { InstanceMetadata } from '../../proto/instance-metadata.js'
 import { formatIp, parseIp } from '../network/ip.js'
 import { nicsOfDevice, portsOfDevices } from '../network/device-ports.js'
-import { hostnameOf, json } from '../compute/server-model.js'
+import { json } from '../compute/server-model.js'
 import type { Db } from '../store/db.js'
 
 /**
@@ -37,7 +37,7 @@ export async function instanceMetadata(db: Db, networkId: string, address: strin
   return {
     instanceUuid: row.uuid,
     displayName: row.name,
-    hostname: hostnameOf(row.name),
+    hostname: row.hostname,
     projectId: row.project_id,
     availabilityZone: row.availability_zone || row.requested_az,
     keyName: row.key_name,

@@ -1,7 +1,9 @@
 /**
  * Nova's os-keypairs over REST, on KeypairCatalog. Per microversion: `type`
  * from 2.2 (create 201 and delete 204 from 2.2, 200/202 before), `user_id`
- * (an admin acting for another user) from 2.10, `limit`/`marker` from 2.35.
+ * (an admin acting for another user) from 2.10, `limit`/`marker` from 2.35;
+ * from 2.92 a keypair is imported, never generated (public_key is required),
+ * and its name may hold '@' and '.' (before it: letters, digits, ' ', '_', '-').
  */
 import { FailedPrecondition, InvalidArgument } from '../../proto/errors.js'
 import type { Keypair } from '../compute/keypairs.js'
@@ -62,6 +64,8 @@ export function keypairRoutes(d: RestDomain): Route[] {
         if (b.type !== undefined && b.type !== 'ssh') throw new InvalidArgument(b.type === 'x509' ? 'Strato keeps SSH keypairs only; x509 is not supported' : `type must be ssh or x509, got ${JSON.stringify(b.type)}`, { field: 'type' })
         if (b.user_id !== undefined && v < mv('2.10')) throw new InvalidArgument("Additional properties are not allowed ('user_id' was unexpected)", { field: 'user_id' })
         if (typeof b.name !== 'string') throw new InvalidArgument("'name' is a required string", { field: 'name' })
+        if (v < mv('2.92') && /[@.]/.test(b.name)) throw new InvalidArgument(`Invalid input for field/attribute name. Value: ${b.name}. A keypair name may hold '@' and '.' from microversion 2.92 (before it: letters, digits, spaces, '_' and '-')`, { field: 'name' })
+        if (v >= mv('2.92') && b.public_key === undefined) throw new InvalidArgument("'public_key' is a required property: from microversion 2.92 keypairs are imported, not generated (make one with ssh-keygen)", { field: 'public_key' })
         if (b.public_key !== undefined && (typeof b.public_key !== 'string' || b.public_key.trim() === '')) throw new InvalidArgument('Keypair data is invalid: public_key must be a non-empty string (leave it out to generate a key)', { field: 'public_key' })
         const projectId = (req as AuthedRequest).auth.projectId
         if (!projectId) throw new FailedPrecondition('keypairs count against a project quota: use a project-scoped token')

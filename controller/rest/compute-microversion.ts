@@ -23,10 +23,17 @@ export const MIN_VERSION = '2.1'
  * validation; 2.88 hypervisors without usage fields or statistics. 2.76–2.78,
  * 2.80–2.82, 2.84 and 2.87 change only what Strato has no route for
  * (external events, shelve, topology, migrations, aggregates, instance
- * actions, rescue). openstacksdk asks for at most 2.73 (servers), 2.61
- * (flavors) and 2.10 (keypairs).
+ * actions, rescue). Of 2.90–2.96: 2.90 hostname on create and PUT
+ * (kept per server), OS-EXT-SRV-ATTR:hostname shown to owners and a filter for
+ * them; 2.92 keypairs imported only, names with '@' and '.'; 2.94 the hostname
+ * may be an FQDN; 2.96 pinned_availability_zone (the zone the create asked
+ * for). 2.91 (unshelve), 2.93 (rebuild of volume-backed servers, external
+ * events) and 2.95 (evacuate) change only what Strato has no route or action
+ * for: unshelve, rebuild and evacuate stay "no such action" (400), as before.
+ * openstacksdk asks for at most 2.73 (servers), 2.61 (flavors) and 2.10
+ * (keypairs).
  */
-export const MAX_VERSION = '2.89'
+export const MAX_VERSION = '2.96'
 
 const parsed = new Map<string, Microversion>()
 

@@ -1,6 +1,6 @@
 /**
  * Nova's servers over REST, on ServerCatalog: create, list, show, delete,
- * update (name, description), the actions Strato has (os-start, os-stop,
+ * update (name, description, hostname), the actions Strato has (os-start, os-stop,
  * reboot, os-getConsoleOutput), addresses, interfaces and metadata.
  *
  * The server view per microversion (Tempest's schemas, additionalProperties
@@ -9,12 +9,15 @@
  * volumes' delete_on_termination; 2.9 `locked`; 2.19 `description`; 2.26
  * `tags`; 2.47 the flavor embedded instead of linked; 2.63
  * `trusted_image_certificates`; 2.71 `server_groups` (show only); 2.73
- * `locked_reason`. Strato has no locks, tags, trusted certificates or
+ * `locked_reason`; 2.90 OS-EXT-SRV-ATTR:hostname for owners too (the kept
+ * hostname, settable on create and PUT, an FQDN from 2.94); 2.96
+ * `pinned_availability_zone` (the zone the create asked for, else null).
+ * Strato has no locks, tags, trusted certificates or
  * volumes yet: those show as Nova shows a server without them.
  */
 import { isUuid } from '../../proto/ids.js'
 import { FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, StratoError } from '../../proto/errors.js'
-import { hostnameOf, type CreateServer, type ListServers, type ServerCaller, type ServerListing, type ServerView } from '../compute/servers.js'
+import { checkHostname, type CreateServer, type ListServers, type ServerCaller, type ServerListing, type ServerView } from '../compute/servers.js'
 import type { BlockDeviceMapping } from '../compute/server-model.js'
 import { actorOf } from '../compute/server-create-plan.js'
 import { REST_PREFIX, bodyObject, keptAnswer, type RestRequest, type Route } from './http.js'
@@ -60,7 +63,7 @@ export function serverView(req: RestRequest, s: ServerView, caller: ServerCaller
     Object.assign(out, { 'OS-EXT-SRV-ATTR:host': s.host || null, 'OS-EXT-SRV-ATTR:instance_name': s.instanceName, 'OS-EXT-SRV-ATTR:hypervisor_hostname': s.hypervisorHostname || null })
     if (v >= mv('2.3')) {
       Object.assign(out, {
-        'OS-EXT-SRV-ATTR:reservation_id': s.reservationId, 'OS-EXT-SRV-ATTR:launch_index': s.launchIndex, 'OS-EXT-SRV-ATTR:hostname': hostnameOf(s.name),
+        'OS-EXT-SRV-ATTR:reservation_id': s.reservationId, 'OS-EXT-SRV-ATTR:launch_index': s.launchIndex, 'OS-EXT-SRV-ATTR:hostname': s.hostname,
         'OS-EXT-SRV-ATTR:kernel_id': '', 'OS-EXT-SRV-ATTR:ramdisk_id': '', 'OS-EXT-SRV-ATTR:root_device_name': '/dev/vda', 'OS-EXT-SRV-ATTR:user_data': s.userData || null,
       })
     }
@@ -71,6 +74,9 @@ export function serverView(req: RestRequest, s: ServerView, caller: ServerCaller
   if (v >= mv('2.63')) out.trusted_image_certificates = null
   if (v >= mv('2.71') && show) out.server_groups = s.serverGroups
   if (v >= mv('2.73')) out.locked_reason = null
+  // 2.90: the hostname is the owner's to see (and set) too.
+  if (v >= mv('2.90') && !('OS-EXT-SRV-ATTR:hostname' in out)) out['OS-EXT-SRV-ATTR:hostname'] = s.hostname
+  if (v >= mv('2.96')) out.pinned_availability_zone = s.pinnedAvailabilityZone || null
   return out
 }
 
@@ -132,7 +138,7 @@ async function serverOf(d: RestDomain, req: RestRequest): Promise<ServerView> {
 const UNSUPPORTED: Record<string, string> = {
   block_device_mapping: 'the legacy block device mapping (use block_device_mapping_v2)', personality: 'file injection',
   tags: 'server tags', trusted_image_certificates: 'trusted image certificates', host: 'choosing a host by field (use availability_zone ZONE:HOST)',
-  hypervisor_hostname: 'choosing a hypervisor', hostname: 'setting the hostname',
+  hypervisor_hostname: 'choosing a hypervisor',
   accessIPv4: 'access IPs', accessIPv6: 'access IPs',
 }
 
@@ -212,6 +218,13 @@ function requestedDestination(req: RestRequest, b: Record<string, unknown>): str
   return host ?? node
 }
 
+/** The hostname a create or update asks for (2.90; an FQDN from 2.94), as Nova's schemas check it. */
+function requestedHostname(b: Record<string, unknown>, v: number): string | undefined {
+  if (b.hostname === undefined) return undefined
+  if (typeof b.hostname !== 'string') throw new InvalidArgument(`Invalid input for field/attribute hostname. Value: ${JSON.stringify(b.hostname)}. It is not a string`, { field: 'hostname' })
+  return checkHostname(b.hostname, v >= mv('2.94'))
+}
+
 /** Nova's create body (`{"server": {...}, "os:scheduler_hints": {...}}`) as Strato's create request. */
 async function createRequest(req: RestRequest): Promise<{ create: CreateServer; returnReservationId: boolean }> {
   const b = await bodyObject(req, 'server')
@@ -219,7 +232,8 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
   const destination = v >= mv('2.74') ? requestedDestination(req, b) : undefined
   for (const [k, what] of Object.entries(UNSUPPORTED)) if (b[k] !== undefined && !(destination && (k === 'host' || k === 'hypervisor_hostname'))) throw new InvalidArgument(`${k}: Strato does not support ${what}`, { field: k })
   // Nova's schema allows nothing else (additionalProperties false).
-  onlyKeys(b, v >= mv('2.74') ? [...CREATE_KEYS, 'host', 'hypervisor_hostname'] : CREATE_KEYS)
+  if (b.hostname !== undefined && v < mv('2.90')) throw new InvalidArgument("Additional properties are not allowed ('hostname' was unexpected): setting the hostname needs microversion 2.90", { field: 'hostname' })
+  onlyKeys(b, [...CREATE_KEYS, ...(v >= mv('2.74') ? ['host', 'hypervisor_hostname'] : []), ...(v >= mv('2.90') ? ['hostname'] : [])])
   const disk = b['OS-DCF:diskConfig']
   if (disk !== undefined && disk !== 'MANUAL') throw new InvalidArgument(`OS-DCF:diskConfig: Strato leaves the guest's partitions as the image has them (MANUAL), got ${JSON.stringify(disk)}`, { field: 'OS-DCF:diskConfig' })
   str(b, 'adminPass')
@@ -228,6 +242,8 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
   const flavorRef = b.flavorRef
   if (typeof flavorRef !== 'string' && typeof flavorRef !== 'number') throw new InvalidArgument("'flavorRef' is a required property", { field: 'flavorRef' })
   const create: CreateServer = { name, flavorRef: String(flavorRef) }
+  const hostname = requestedHostname(b, v)
+  if (hostname !== undefined) create.hostname = hostname
   const imageRef = str(b, 'imageRef')
   if (imageRef) create.imageRef = imageRef.replace(/^.*\/images\//, '') // Nova also takes the image's link
   const description = str(b, 'description')
@@ -338,6 +354,9 @@ function listFilter(req: RestRequest, caller: ServerCaller): ListServers {
   if (image) f.image = image.replace(/^.*\/images\//, '')
   if (flavor) f.flavor = flavor.replace(/^.*\/flavors\//, '')
   if (marker) f.marker = marker
+  // Admins filter by hostname at every version, members from 2.90 (a regular expression, as name).
+  const hostname = q.get('hostname')
+  if (hostname && (caller.isAdmin || microversion(req) >= mv('2.90'))) f.hostname = hostname
   if (caller.isAdmin || microversion(req) >= mv('2.83')) {
     const unfilterable = Object.keys(UNFILTERABLE).find((k) => q.get(k))
     if (unfilterable) throw new InvalidArgument(`servers cannot be filtered by ${unfilterable}: ${UNFILTERABLE[unfilterable]}`, { field: unfilterable })
@@ -468,16 +487,18 @@ export function serverRoutes(d: RestDomain): Route[] {
       method: 'PUT', path: '/servers/:id', policy: `${S}/UpdateServer`,
       handler: async (req) => {
         const b = await bodyObject(req, 'server')
-        const allowed = ['name', ...(microversion(req) >= mv('2.19') ? ['description'] : [])]
+        const v = microversion(req)
+        const allowed = ['name', ...(v >= mv('2.19') ? ['description'] : []), ...(v >= mv('2.90') ? ['hostname'] : [])]
         const other = Object.keys(b).find((k) => !allowed.includes(k))
         if (other) throw new InvalidArgument(['accessIPv4', 'accessIPv6', 'OS-DCF:diskConfig'].includes(other) ? `${other}: Strato does not keep it` : `Additional properties are not allowed ('${other}' was unexpected)`, { field: other })
         const name = str(b, 'name')
+        const hostname = requestedHostname(b, v)
         if (b.description !== undefined && b.description !== null && typeof b.description !== 'string') throw new InvalidArgument('description must be a string or null', { field: 'description' })
         const s = await serverOf(d, req)
         const caller = callerOf(req)
-        const updated = await d.servers.update(s.id, { ...(name !== undefined ? { name } : {}), ...('description' in b ? { description: (b.description as string | null) ?? '' } : {}) }, caller)
+        const updated = await d.servers.update(s.id, { ...(name !== undefined ? { name } : {}), ...(hostname !== undefined ? { hostname } : {}), ...('description' in b ? { description: (b.description as string | null) ?? '' } : {}) }, caller)
         // From 2.75 PUT answers the whole GET representation.
-        return { body: { server: microversion(req) >= mv('2.75') ? serverView(req, updated, caller, true) : updatedView(req, updated, caller) } }
+        return { body: { server: v >= mv('2.75') ? serverView(req, updated, caller, true) : updatedView(req, updated, caller) } }
       },
     },
     { method: 'DELETE', path: '/servers/:id', policy: `${S}/DeleteServer`, handler: async (req) => (await act(req, 'delete'), { status: 204 }) },

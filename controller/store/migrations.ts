@@ -23,6 +23,7 @@ import { migration as m0017 } from './migrations/0017_signing_keys.js'
 import { migration as m0018 } from './migrations/0018_server_view_revision.js'
 import { migration as m0019 } from './migrations/0019_cast_claims.js'
 import { migration as m0020 } from './migrations/0020_allocation_project_indexes.js'
+import { migration as m0021 } from './migrations/0021_server_hostname.js'
 
 export const migrations: Record<string, Migration> = {
   '0001_identity': m0001,
@@ -45,4 +46,5 @@ export const migrations: Record<string, Migration> = {
   '0018_server_view_revision': m0018,
   '0019_cast_claims': m0019,
   '0020_allocation_project_indexes': m0020,
+  '0021_server_hostname': m0021,
 }

@@ -3,6 +3,8 @@
 export interface ServerTable {
   uuid: string
   name: string
+  /** Nova's instance hostname: asked for (2.90) or derived from the name at create, then kept (migration 0021). */
+  hostname: string
   description: string
   project_id: string
   user_id: string

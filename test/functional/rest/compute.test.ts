@@ -2,6 +2,8 @@
 // version discovery and microversion negotiation, flavors, keypairs, servers and their actions, limits,
 // zones and server groups — each answer checked against Tempest's own schema for its microversion
 // (additionalProperties false), and bad input answered with Nova's fault body, changing nothing.
+import { execFileSync } from 'node:child_process'
+import path from 'node:path'
 import t from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { eventually } from '../../helpers/agents.js'
@@ -30,10 +32,10 @@ t.test('version discovery and microversion negotiation', async (t) => {
   let r = await fetch(`${origin}/compute/v2.1`)
   t.equal(r.status, 200)
   const doc = await r.json() as { version: Record<string, unknown> }
-  t.match(doc.version, { id: 'v2.1', status: 'CURRENT', version: '2.89', min_version: '2.1', links: [{ rel: 'self', href: `${origin}/compute/v2.1/` }] })
+  t.match(doc.version, { id: 'v2.1', status: 'CURRENT', version: '2.96', min_version: '2.1', links: [{ rel: 'self', href: `${origin}/compute/v2.1/` }] })
   r = await fetch(`${origin}/compute/`)
   const list = await r.json() as { versions: Array<{ id: string; links: Array<{ rel: string; href: string }> }> }
-  t.match(list, { versions: [{ id: 'v2.0', status: 'SUPPORTED', version: '', min_version: '' }, { id: 'v2.1', version: '2.89' }] }, 'legacy v2.0 first, as Nova lists it')
+  t.match(list, { versions: [{ id: 'v2.0', status: 'SUPPORTED', version: '', min_version: '' }, { id: 'v2.1', version: '2.96' }] }, 'legacy v2.0 first, as Nova lists it')
   for (const v of list.versions) {
     const self = v.links.filter((l) => l.rel === 'self')
     const one = await (await fetch(self[0]!.href)).json() as { version: { id: string; links: Array<{ rel: string }> } }
@@ -51,10 +53,10 @@ t.test('version discovery and microversion negotiation', async (t) => {
   a = await nova('GET', '/v2.1/flavors', { headers: { 'openstack-api-version': 'image 2.5, compute 2.47' } })
   t.equal(a.headers['x-openstack-nova-api-version'], '2.47')
   a = await nova('GET', '/v2.1/flavors', { headers: { 'openstack-api-version': 'compute latest' } })
-  t.equal(a.headers['openstack-api-version'], 'compute 2.89')
-  a = await nova('GET', '/v2.1/flavors', { version: '2.90' })
+  t.equal(a.headers['openstack-api-version'], 'compute 2.96')
+  a = await nova('GET', '/v2.1/flavors', { version: '2.97' })
   t.equal(a.status, 406)
-  t.same(a.body, { computeFault: { code: 406, message: 'Version 2.90 is not supported by the API. Minimum is 2.1 and maximum is 2.89.' } })
+  t.same(a.body, { computeFault: { code: 406, message: 'Version 2.97 is not supported by the API. Minimum is 2.1 and maximum is 2.96.' } })
   a = await nova('DELETE', '/v2.1/flavors/1', { version: '3.0' })
   t.equal(a.status, 406)
   t.equal((await nova('GET', '/v2.1/flavors/1')).status, 200, 'a refused version changes nothing')
@@ -226,6 +228,19 @@ t.test('keypairs: import and generate, show, list, delete — per microversion (
   t.equal(a.status, 400, 'an empty public key is refused, not taken as "generate"')
   a = await nova('POST', '/v2.1/os-keypairs', { ...tok, version: '2.2', body: { keypair: { name: 'x5', type: 'x509' } } })
   t.equal(a.status, 400)
+  // 2.92: imported only (public_key required), and names may hold '@' and '.'.
+  a = await checked('keypairs', 'create_keypair', 'POST', '/v2.1/os-keypairs', { ...tok, version: '2.91', body: { keypair: { name: 'gen-291' } } })
+  t.match(a, { status: 201, body: { keypair: { name: 'gen-291', private_key: /BEGIN OPENSSH PRIVATE KEY/ } } }, 'generated at 2.91')
+  a = await nova('POST', '/v2.1/os-keypairs', { ...tok, version: '2.92', body: { keypair: { name: 'gen-292' } } })
+  t.match(a, { status: 400, body: { badRequest: { message: /'public_key' is a required property/ } } }, 'generation refused at 2.92')
+  a = await nova('POST', '/v2.1/os-keypairs', { ...tok, version: '2.91', body: { keypair: { name: 'me@host.example', public_key: SSH } } })
+  t.match(a, { status: 400, body: { badRequest: { message: /'@' and '\.' from microversion 2.92/ } } })
+  a = await checked('keypairs', 'create_keypair', 'POST', '/v2.1/os-keypairs', { ...tok, version: '2.92', body: { keypair: { name: 'me@host.example', public_key: SSH } } })
+  t.equal(a.status, 201)
+  t.notOk('private_key' in a.body.keypair)
+  t.equal((await nova('GET', '/v2.1/os-keypairs/me@host.example', { ...tok, version: '2.92' })).body.keypair.name, 'me@host.example')
+  t.same((await nova('GET', '/v2.1/os-keypairs', tok)).body.keypairs.map((k: { keypair: { name: string } }) => k.keypair.name), ['for-demo', 'gen-291', 'made', 'me@host.example', 'mykey'], 'the refused ones were not made')
+  for (const k of ['gen-291', 'me@host.example']) t.equal((await nova('DELETE', `/v2.1/os-keypairs/${k}`, { ...tok, version: '2.92' })).status, 204)
 
   a = await checked('keypairs', 'delete_keypair', 'DELETE', '/v2.1/os-keypairs/made', { ...tok, version: '2.1' })
   t.equal(a.status, 202)
@@ -260,7 +275,7 @@ t.test('servers: create as novaclient sends it, ACTIVE, every microversion\'s vi
   t.notOk('OS-EXT-SRV-ATTR:host' in server, 'host attributes are for admins')
 
   // Every version's view, for the member and the admin, against Tempest's schemas.
-  for (const version of ['2.1', '2.3', '2.9', '2.16', '2.19', '2.26', '2.47', '2.63', '2.71', '2.73', '2.75', '2.89']) {
+  for (const version of ['2.1', '2.3', '2.9', '2.16', '2.19', '2.26', '2.47', '2.63', '2.71', '2.73', '2.75', '2.89', '2.90', '2.95']) {
     await checked('servers', 'get_server', 'GET', `/v2.1/servers/${id}`, { ...tok, version })
     await checked('servers', 'get_server', 'GET', `/v2.1/servers/${id}`, { version })
     await checked('servers', 'list_servers_detail', 'GET', '/v2.1/servers/detail', { ...tok, version })
@@ -273,6 +288,22 @@ t.test('servers: create as novaclient sends it, ACTIVE, every microversion\'s vi
   t.match(a.body.server, { server_groups: [], locked_reason: null, trusted_image_certificates: null })
   a = await nova('GET', '/v2.1/servers/detail', { ...tok, version: '2.73' })
   t.notOk('server_groups' in a.body.servers[0], 'server_groups only in show')
+  // 2.90: the owner sees the hostname too (admins since 2.3), and nothing else of OS-EXT-SRV-ATTR.
+  t.notOk('OS-EXT-SRV-ATTR:hostname' in (await nova('GET', `/v2.1/servers/${id}`, { ...tok, version: '2.89' })).body.server, 'admins only before 2.90')
+  a = await nova('GET', `/v2.1/servers/${id}`, { ...tok, version: '2.90' })
+  t.same(Object.keys(a.body.server).filter((k) => k.startsWith('OS-EXT-SRV-ATTR:')), ['OS-EXT-SRV-ATTR:hostname'])
+  t.equal(a.body.server['OS-EXT-SRV-ATTR:hostname'], 'provider-instance')
+  // 2.96: pinned_availability_zone in show and the detailed list (null: the create asked for no zone), for members and admins.
+  for (const [o, detail] of [[tok, '/v2.1/servers/detail'], [{}, '/v2.1/servers/detail?all_tenants=1']] as const) {
+    const below = Object.keys((await nova('GET', `/v2.1/servers/${id}`, { ...o, version: '2.95' })).body.server)
+    t.notOk(below.includes('pinned_availability_zone'))
+    a = await nova('GET', `/v2.1/servers/${id}`, { ...o, version: '2.96' })
+    t.same(Object.keys(a.body.server).sort(), [...below, 'pinned_availability_zone'].sort(), 'one key more at 2.96')
+    t.equal(a.body.server.pinned_availability_zone, null)
+    a = await nova('GET', detail, { ...o, version: '2.96' })
+    t.match(a.body.servers, [{ id, pinned_availability_zone: null }], 'in the detailed list')
+    t.notOk('pinned_availability_zone' in (await nova('GET', detail, { ...o, version: '2.95' })).body.servers[0])
+  }
 
   // A second server to list and page.
   a = await nova('POST', '/v2.1/servers', { ...tok, body: { server: { name: 'other', imageRef: cloud.image.id, flavorRef: '1', networks: [{ uuid: cloud.network.id }] } } })
@@ -477,6 +508,14 @@ t.test('server create refusals: Nova\'s 400s and 403s, nothing made', async (t) 
   await refused({ ...base, host: 'node1', availability_zone: 'nova:node1' }, 400, /mutually exclusive/, { version: '2.74', token: cloud.s.adminToken })
   await refused({ ...base, host: 'node1', hypervisor_hostname: 'node2' }, 400, /hypervisor_hostname node2 is not a hypervisor of host node1/, { version: '2.74', token: cloud.s.adminToken })
   await refused({ ...base, host: 'nosuchhost' }, 400, /host 'nosuchhost' does not exist/, { version: '2.74', token: cloud.s.adminToken })
+  // 2.90: hostname, a DNS label of 2 to 63 characters; an FQDN from 2.94; one server only.
+  await refused({ ...base, hostname: 'web-1' }, 400, /'hostname' was unexpected.*needs microversion 2\.90/, { version: '2.89' })
+  await refused({ ...base, hostname: 'w' }, 400, /hostname\. Value: w\. It must be 2 to 63/, { version: '2.90' })
+  await refused({ ...base, hostname: '-web' }, 400, /hostname\. Value: -web\./, { version: '2.90' })
+  await refused({ ...base, hostname: 'web.example.org' }, 400, /an FQDN needs microversion 2\.94/, { version: '2.93' })
+  await refused({ ...base, hostname: 'web example' }, 400, /hostname\. Value: web example\. It must be 1 to 255/, { version: '2.94' })
+  await refused({ ...base, hostname: 7 }, 400, /hostname\. Value: 7\. It is not a string/, { version: '2.94' })
+  await refused({ ...base, hostname: 'web-1', max_count: 2 }, 400, /Unable to allocate a single hostname to multiple instances/, { version: '2.90' })
   const a = await nova('GET', '/v2.1/servers', tok)
   t.same(a.body.servers, [], 'no server was made')
   t.same((await nova('GET', '/v2.1/servers')).body.servers, [], 'nor by the admin')
@@ -487,6 +526,65 @@ t.test('server create refusals: Nova\'s 400s and 403s, nothing made', async (t) 
     t.equal(s.host, host, `${k} ${host}: the server is on ${host}`)
     t.equal((await nova('DELETE', `/v2.1/servers/${made.body.server.id}`)).status, 204)
   }
+})
+
+t.test('2.90–2.96: the kept hostname (create, PUT, filter; an FQDN from 2.94), pinned_availability_zone; 2.91, 2.93 and 2.95 change nothing Strato has', async (t) => {
+  const tok = { token: demo.token }
+  const base = { imageRef: cloud.image.id, flavorRef: '1', networks: [{ uuid: cloud.network.id }] }
+  const make = async (server: object, version: string) => {
+    const a = await nova('POST', '/v2.1/servers', { ...tok, version, body: { server: { ...base, ...server } } })
+    t.equal(a.status, 202, JSON.stringify(a.body))
+    return a.body.server.id as string
+  }
+  const web = await make({ name: 'Web Server', hostname: 'web-1', availability_zone: 'nova' }, '2.90')
+  const db = await make({ name: 'db', hostname: 'db.example.org' }, '2.94')
+  // None asked for: Nova's sanitize_hostname of the name (Latin-1; ' ', '_', '.' made '-'; other non-word characters dropped), else Server-<uuid>.
+  const derived = await make({ name: 'Café.Menu_2 (new)!' }, '2.1')
+  const blank = await make({ name: '!!!' }, '2.1')
+  const show = async (sid: string, version = '2.96', o: NovaCall = tok) => (await nova('GET', `/v2.1/servers/${sid}`, { ...o, version })).body.server
+  t.match(await show(web), { name: 'Web Server', 'OS-EXT-SRV-ATTR:hostname': 'web-1', pinned_availability_zone: 'nova' })
+  t.match(await show(db), { 'OS-EXT-SRV-ATTR:hostname': 'db.example.org', pinned_availability_zone: null })
+  t.equal((await show(derived))['OS-EXT-SRV-ATTR:hostname'], 'café-menu-2-new')
+  t.equal((await show(blank))['OS-EXT-SRV-ATTR:hostname'], `Server-${blank}`)
+  t.equal((await show(web, '2.3', {}))['OS-EXT-SRV-ATTR:hostname'], 'web-1', 'what admins see from 2.3')
+  // The guest gets it: the config drive's meta_data.json.
+  const up = await cloud.waitFor(web, (s) => s.status === 'ACTIVE', cloud.s.adminToken, 20_000)
+  const agent = cloud.agents.find((x) => x.agent.config.host === up.host)!
+  const meta = JSON.parse(execFileSync('isoinfo', ['-J', '-i', path.join(agent.agent.config.instancesDir, web, 'disk.config'), '-x', '/openstack/latest/meta_data.json'], { encoding: 'utf8' }))
+  t.match(meta, { name: 'Web Server', hostname: 'web-1' })
+
+  // PUT: hostname from 2.90 (an FQDN from 2.94); a rename keeps it.
+  let a = await nova('PUT', `/v2.1/servers/${web}`, { ...tok, version: '2.89', body: { server: { hostname: 'web-2' } } })
+  t.match(a, { status: 400, body: { badRequest: { message: /'hostname' was unexpected/ } } })
+  a = await nova('PUT', `/v2.1/servers/${web}`, { ...tok, version: '2.93', body: { server: { hostname: 'web-2.example.org' } } })
+  t.match(a, { status: 400, body: { badRequest: { message: /an FQDN needs microversion 2\.94/ } } })
+  t.equal((await show(web))['OS-EXT-SRV-ATTR:hostname'], 'web-1', 'the refused updates changed nothing')
+  a = await nova('PUT', `/v2.1/servers/${web}`, { ...tok, version: '2.90', body: { server: { hostname: 'web-2' } } })
+  t.match(a, { status: 200, body: { server: { name: 'Web Server', 'OS-EXT-SRV-ATTR:hostname': 'web-2' } } })
+  t.notOk('pinned_availability_zone' in a.body.server)
+  a = await nova('PUT', `/v2.1/servers/${web}`, { ...tok, version: '2.96', body: { server: { name: 'Renamed', hostname: 'web-2.example.org' } } })
+  t.match(a.body.server, { name: 'Renamed', 'OS-EXT-SRV-ATTR:hostname': 'web-2.example.org', pinned_availability_zone: 'nova' })
+  t.same(Object.keys(a.body.server).sort(), Object.keys(await show(web)).sort(), "2.96's PUT answers the keys of GET")
+  a = await nova('PUT', `/v2.1/servers/${db}`, { ...tok, version: '2.90', body: { server: { name: 'database' } } })
+  t.match(a.body.server, { name: 'database', 'OS-EXT-SRV-ATTR:hostname': 'db.example.org' }, 'a rename keeps the hostname')
+
+  // The hostname filter (a regular expression): members from 2.90 (dropped before), admins at every version.
+  const ids = async (q: string, version: string, o: NovaCall = tok) => (await nova('GET', `/v2.1/servers?${q}`, { ...o, version })).body.servers.map((s: { id: string }) => s.id).sort()
+  t.same(await ids('hostname=^web-2', '2.89'), [web, db, derived, blank].sort(), 'dropped for members before 2.90')
+  t.same(await ids('hostname=^web-2', '2.90'), [web])
+  t.same(await ids('hostname=example', '2.90'), [web, db].sort())
+  t.same(await ids('all_tenants=1&hostname=^Server-', '2.1', {}), [blank])
+
+  // 2.91 (unshelve to a host), 2.93 (rebuild of a volume-backed server), 2.95 (evacuate leaves it stopped): Strato has none of these actions.
+  for (const [action, arg, versions] of [['unshelve', { availability_zone: null }, ['2.90', '2.91']], ['rebuild', { imageRef: cloud.image.id }, ['2.92', '2.93']], ['evacuate', {}, ['2.94', '2.95']]] as const) {
+    for (const version of versions) {
+      a = await nova('POST', `/v2.1/servers/${web}/action`, { version, body: { [action]: arg } })
+      t.match(a, { status: 400, body: { badRequest: { message: `There is no such action: ${action}` } } }, `${action} at ${version}`)
+    }
+  }
+
+  for (const s of [web, db, derived, blank]) t.equal((await nova('DELETE', `/v2.1/servers/${s}`, tok)).status, 204)
+  await eventually(async () => (await nova('GET', '/v2.1/servers', tok)).body.servers.length === 0, 10_000, 'every server to be gone')
 })
 
 t.test('limits, availability zones and server groups per microversion', async (t) => {

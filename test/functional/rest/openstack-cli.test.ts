@@ -150,6 +150,9 @@ if (!hasOpenstack()) {
     })
     const shown = await json(t, demo, 'server', 'show', 'provider-instance')
     t.match(shown, { id: server.id, name: 'provider-instance', status: 'ACTIVE', addresses: server.addresses, flavor: 'm1.nano (0)', key_name: 'mykey' })
+    // Compute 2.90: a hostname asked for, shown to its owner (deleted with provider-instance below).
+    const named = await json(t, demo, '--os-compute-api-version', '2.90', 'server', 'create', '--flavor', 'm1.nano', '--image', 'cirros', '--nic', `net-id=${net.id}`, '--hostname', 'web-1', 'Web Server')
+    t.match(named, { name: 'Web Server', 'OS-EXT-SRV-ATTR:hostname': 'web-1' }, 'server create --hostname at 2.90')
     const log = await openstack(demo, 'console', 'log', 'show', 'provider-instance')
     t.equal(log.code, 0, log.stderr)
     t.match(log.stdout, `fake guest instance-${server.id} ${server.id} booted`)
@@ -161,7 +164,7 @@ if (!hasOpenstack()) {
     t.match(await json(t, demo, 'server', 'show', 'provider-instance'), { status: 'SHUTOFF', 'OS-EXT-STS:vm_state': 'stopped', 'OS-EXT-STS:power_state': 4 })
     await ok(t, demo, 'server', 'start', 'provider-instance')
     await eventually(async () => (await status()) === 'ACTIVE', 60_000, 'ACTIVE again')
-    await ok(t, demo, 'server', 'delete', '--wait', 'provider-instance')
+    await ok(t, demo, 'server', 'delete', '--wait', 'provider-instance', 'Web Server')
     t.same(await json(t, demo, 'server', 'list'), [], 'gone')
     const missing = await openstack(demo, 'server', 'show', 'provider-instance')
     t.equal(missing.code, 1)

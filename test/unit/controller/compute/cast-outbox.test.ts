@@ -30,7 +30,7 @@ class RecordingTransport implements AgentTransport {
 function serverRow(uuid: string, o: Partial<ServerTable>): ServerTable {
   const ts = new Date().toISOString()
   return {
-    uuid, name: uuid, description: '', project_id: 'p', user_id: 'u', flavor_id: '1', flavor_name: 'm1', vcpus: 1, ram: 64, disk: 1, ephemeral: 0, swap: 0,
+    uuid, name: uuid, hostname: uuid, description: '', project_id: 'p', user_id: 'u', flavor_id: '1', flavor_name: 'm1', vcpus: 1, ram: 64, disk: 1, ephemeral: 0, swap: 0,
     image_id: 'i', image_name: 'cirros', key_name: '', key_data: '', user_data: '', config_drive: 'True', metadata: '{}', security_groups: '[]', requested_az: '',
     host: 'node1', node_uuid: null, availability_zone: 'nova', instance_name: `instance-${uuid}`, vm_state: 'active', task_state: '', power_state: 1,
     pending_cast_id: '', pending_request_id: '', cast_sent_at: null, own_ports: '[]', reservation_id: 'r-1', launch_index: 0,
