@@ -167,6 +167,14 @@ export interface AgentConfig {
    */
   volumeExportTlsDir: string
   /**
+   * Where QEMU under libvirt reads this host's NBD client certificate
+   * (qemu.conf's `nbd_tls_x509_cert_dir`): `strato-agent join` (and `npm
+   * start`) put ca-cert.pem, client-cert.pem and client-key.pem there besides
+   * `volumeExportTlsDir`. Empty: nowhere (a host with no QEMU).
+   * `STRATO_AGENT_NBD_CLIENT_TLS_DIR` @default `/etc/pki/qemu` (libvirt's default) with the libvirt driver, empty with the fake one
+   */
+  nbdClientTlsDir: string
+  /**
    * How this host's servers attach volumes: `auto`, a volume of this host's
    * backend as its file and any other over the network; `network`, every
    * volume over the network (an NBD export even from this host: tests and
@@ -181,6 +189,9 @@ export interface AgentConfig {
 }
 
 export type AgentConfigOverrides = Partial<Omit<AgentConfig, 'log' | 'nats' | 'natsCreds'>> & { log?: Partial<AgentConfig['log']> }
+
+/** libvirt's NBD client certificate directory when qemu.conf sets none (`default_tls_x509_cert_dir`). */
+export const LIBVIRT_NBD_CLIENT_TLS_DIR = '/etc/pki/qemu'
 
 /** The state directory when none is given: `STRATO_AGENT_STATE_DIR`, else `./.strato/agent`. */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -245,9 +256,11 @@ export function loadAgentConfig(overrides: AgentConfigOverrides = {}, env: NodeJ
     volumeFormat: overrides.volumeFormat ?? (env.STRATO_AGENT_VOLUME_FORMAT as AgentConfig['volumeFormat'] | undefined) ?? 'qcow2',
     volumeExportAddress: overrides.volumeExportAddress ?? env.STRATO_AGENT_VOLUME_EXPORT_ADDRESS ?? '',
     volumeExportTlsDir: path.resolve(overrides.volumeExportTlsDir ?? env.STRATO_AGENT_VOLUME_EXPORT_TLS_DIR ?? path.join(stateDir, 'nbd-tls')),
+    nbdClientTlsDir: overrides.nbdClientTlsDir ?? env.STRATO_AGENT_NBD_CLIENT_TLS_DIR ?? ((overrides.driver ?? env.STRATO_AGENT_DRIVER ?? 'libvirt') === 'fake' ? '' : LIBVIRT_NBD_CLIENT_TLS_DIR),
     volumeAttach: overrides.volumeAttach ?? (env.STRATO_AGENT_VOLUME_ATTACH as AgentConfig['volumeAttach'] | undefined) ?? 'auto',
     log: { level: overrides.log?.level ?? env.STRATO_LOG_LEVEL ?? 'info' },
   }
+  if (cfg.nbdClientTlsDir) cfg.nbdClientTlsDir = path.resolve(cfg.nbdClientTlsDir)
   if (cfg.controllerAddress !== null && !cfg.controllerAddress.split(',').every((a) => parseGrpcUrl(a.trim()))) throw new InvalidArgument(`controllerAddress (STRATO_AGENT_CONTROLLER) must be grpcs://host:port, grpc://host:port or host:port (or several, comma-separated), got '${cfg.controllerAddress}'`, { field: 'controllerAddress' })
   if (!isIP(cfg.myIp)) throw new InvalidArgument(`myIp (STRATO_AGENT_MY_IP) must be an IP address, got '${cfg.myIp}'`, { field: 'myIp' })
   if (!Number.isInteger(cfg.maxConcurrentCasts) || cfg.maxConcurrentCasts < 1) throw new InvalidArgument('maxConcurrentCasts must be an integer ≥ 1', { field: 'maxConcurrentCasts' })

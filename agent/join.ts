@@ -2,10 +2,11 @@
  * `strato-agent join`: a new host joins the cloud with a join token
  * (kubeadm join). It pins the cloud's CA by the hash printed with the token
  * (the controller presents its CA in its TLS chain; nothing is trusted until
- * that CA's public key matches), makes its own NATS user key (the seed never
- * leaves the host), presents the token once (Hosts/JoinHost) and writes what
- * it was given — its bus credentials, the CA, where the controller and NATS
- * are — into its state directory, mode 0600. The agent then starts from
+ * that CA's public key matches), makes its own NATS user key and NBD key
+ * (neither leaves the host), presents the token once (Hosts/JoinHost) with
+ * the NBD key's CSR, and writes what it was given — its bus credentials, the
+ * CA, where the controller and NATS are — into its state directory, mode
+ * 0600, and its NBD certificate where QEMU reads it (volume/nbd-tls.ts). The agent then starts from
  * there, announces itself and waits to be mapped (`strato host discover`).
  */
 import { mkdirSync } from 'node:fs'
@@ -21,6 +22,7 @@ import { caCertHash, isCaCertHash } from '../proto/ca-hash.js'
 import { writePrivateFile } from '../proto/private-file.js'
 import { HostsClient, type JoinHostResponse } from '../proto/gen/strato/compute/v1/hosts.js'
 import { JOIN_STATE_FILE, type JoinState } from './join-state.js'
+import { hostCertificateRequest, installHostCertificate, type HostNbdTls } from './volume/nbd-tls.js'
 
 export interface JoinOptions {
   /** `grpcs://host:port` (or `grpc://` for a plaintext controller on loopback). */
@@ -32,6 +34,8 @@ export interface JoinOptions {
   host: string
   stateDir: string
   timeoutMs?: number
+  /** Where the host's NBD certificate goes (a key made here, a CSR sent with the token); absent: none is asked for. */
+  nbd?: HostNbdTls
 }
 
 /** `strato-agent join` arguments, as kubeadm join takes them (plus where to keep the state). */
@@ -105,7 +109,7 @@ export async function fetchPinnedCa(address: string, pin: string | undefined, ti
 }
 
 /** Joins; returns what it wrote. Changes nothing on the host when the controller refuses. */
-export async function join(o: JoinOptions): Promise<JoinState> {
+export async function join(o: JoinOptions): Promise<JoinState & { nbdCertificate: boolean }> {
   const { tls: secure, address } = parseController(o.controller)
   if (!o.token) throw new InvalidArgument('--token is required (strato host join-token create makes one)', { field: 'token' })
   let caPem = ''
@@ -117,16 +121,19 @@ export async function join(o: JoinOptions): Promise<JoinState> {
     caPem = await fetchPinnedCa(address, o.caCertHash, o.timeoutMs)
   }
   const user = nkeys.createUser()
+  // Made before the token is spent: a host that cannot make its request has used nothing.
+  const nbdKey = o.nbd ? await hostCertificateRequest(o.host) : undefined
   const client = new HostsClient(address, secure ? credentials.createSsl(Buffer.from(caPem)) : credentials.createInsecure())
   let r: JoinHostResponse
   try {
     r = await new Promise<JoinHostResponse>((resolve, reject) =>
-      client.joinHost({ token: o.token, host: o.host, natsPublicKey: user.getPublicKey() }, new Metadata(), { deadline: Date.now() + (o.timeoutMs ?? 10_000) }, (err: ServiceError | null, res: JoinHostResponse) => (err ? reject(fromGrpcError(err)) : resolve(res))),
+      client.joinHost({ token: o.token, host: o.host, natsPublicKey: user.getPublicKey(), nbdCsr: nbdKey?.csrPem ?? '', nbdAddresses: o.nbd?.addresses ?? [] }, new Metadata(), { deadline: Date.now() + (o.timeoutMs ?? 10_000) }, (err: ServiceError | null, res: JoinHostResponse) => (err ? reject(fromGrpcError(err)) : resolve(res))),
     )
   } finally {
     client.close()
   }
   mkdirSync(o.stateDir, { recursive: true, mode: 0o700 })
+  if (o.nbd && nbdKey && r.nbdCertPem) installHostCertificate(o.nbd, r.caPem || caPem, r.nbdCertPem, nbdKey)
   const state: JoinState = {
     host: o.host,
     controllerAddress: r.controllerAddress || address,
@@ -137,5 +144,5 @@ export async function join(o: JoinOptions): Promise<JoinState> {
   writePrivateFile(path.join(o.stateDir, state.natsCredsFile), formatCreds(r.natsUserJwt ?? '', new TextDecoder().decode(user.getSeed())))
   writePrivateFile(path.join(o.stateDir, state.caFile), r.caPem || caPem)
   writePrivateFile(path.join(o.stateDir, JOIN_STATE_FILE), JSON.stringify(state, null, 2) + '\n')
-  return state
+  return { ...state, nbdCertificate: Boolean(o.nbd && r.nbdCertPem) }
 }

@@ -7,6 +7,7 @@
 import { pino } from 'pino'
 import { defaultStateDir, loadAgentConfig, type AgentConfigOverrides } from './config.js'
 import { join, parseJoinArgs } from './join.js'
+import { hostNbdTls } from './volume/nbd-tls.js'
 import { InvalidArgument } from '../proto/errors.js'
 import { AgentService } from './service.js'
 import { FakeDriver } from './virt/fake.js'
@@ -21,8 +22,11 @@ if (command === 'join') {
   let o: ReturnType<typeof parseJoinArgs>
   try {
     o = parseJoinArgs(args)
-    const state = await join({ ...o, stateDir: o.stateDir ?? defaultStateDir() })
-    console.error(`strato-agent: joined as '${state.host}'; bus credentials and the CA are in ${o.stateDir ?? defaultStateDir()}. The host waits to be mapped (strato host discover).`)
+    const stateDir = o.stateDir ?? defaultStateDir()
+    // Where this host's agent will look for its NBD certificate (the same config it runs with).
+    const nbd = hostNbdTls(loadAgentConfig({ stateDir, host: o.host }))
+    const state = await join({ ...o, stateDir, nbd })
+    console.error(`strato-agent: joined as '${state.host}'; bus credentials and the CA are in ${stateDir}; ${state.nbdCertificate ? `the NBD certificate (CN=${state.host}) is in ${[nbd.dir, nbd.clientDir].filter(Boolean).join(' and ')}` : 'no NBD certificate was issued (the controller holds no CA key): network volume attachments need one'}. The host waits to be mapped (strato host discover).`)
   } catch (err) {
     console.error(`strato-agent join: ${(err as Error).message}`)
     process.exit(err instanceof InvalidArgument ? 2 : 1)

@@ -73,6 +73,7 @@ import type { CatalogEntry } from '../proto/gen/strato/identity/v1/identity.js'
 import { FailedPrecondition, Unauthenticated, Unavailable } from '../proto/errors.js'
 import { grpcUrl } from '../proto/grpc-url.js'
 import { listenerTls, type ListenerTls } from './tls/listener.js'
+import { ensureCa, signHostCertificate } from './tls/ca.js'
 import { RestServer, REST_PREFIX } from './rest/http.js'
 import { restServices } from './rest/services.js'
 
@@ -367,6 +368,8 @@ export class Controller {
     const caFile = this.tls?.caFile ?? cfg.natsCaFile
     return {
       busCredentials: async (host, publicKey) => ({ natsUrls, userJwt: mintAgentJwt(op, host, publicKey) }),
+      // The CA the controller made (tls.dir) signs; an operator's certificate comes without its CA's key.
+      hostCertificate: async (host, csrPem, addresses) => (this.tls && !cfg.tls.certFile ? signHostCertificate(await ensureCa(cfg.tls.dir), host, csrPem, addresses) : ''),
       caPem: () => (caFile ? readFileSync(caFile, 'utf8') : ''),
       controllerAddress: () => this.url,
     }

@@ -4,7 +4,7 @@
  * neither imports the other.
  */
 import { randomBytes } from 'node:crypto'
-import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, fchmodSync, fchownSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
 import path from 'node:path'
 
 export interface PrivateFileOptions {
@@ -15,6 +15,8 @@ export interface PrivateFileOptions {
    * that exists is left as it is (it may be the operator's, e.g. /etc/strato).
    */
   dirMode?: number
+  /** When set, the file's group (e.g. QEMU's, for a key it must read), set before it appears under its name. */
+  gid?: number
 }
 
 /**
@@ -31,6 +33,7 @@ export function writePrivateFile(file: string, data: string | Uint8Array, o: Pri
   const fd = openSync(tmp, 'wx', mode)
   try {
     try {
+      if (o.gid !== undefined) fchownSync(fd, -1, o.gid)
       fchmodSync(fd, mode) // open() applies the umask; a wider `mode` (0644) is meant as given
       const buf = typeof data === 'string' ? Buffer.from(data) : data
       for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off)

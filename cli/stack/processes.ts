@@ -14,6 +14,9 @@ import type { Logger } from 'pino'
 import { GuestDirs, groupId } from '../../agent/disk/guest-dirs.js'
 import type { StackConfig } from './config.js'
 import type { Controller } from '../../controller/server.js'
+import type { HostCredentialIssuer } from '../../controller/compute/join-tokens.js'
+import { loadAgentConfig, type AgentConfigOverrides } from '../../agent/config.js'
+import { hostCertificateProblem, hostCertificateRequest, hostNbdTls, installHostCertificate } from '../../agent/volume/nbd-tls.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
@@ -94,7 +97,7 @@ export async function startNatsServer(configFile: string, logFile: string, port:
  * servers (a cluster). The home must let QEMU through to the guests' disks:
  * `homeReady` says the caller has seen to it.
  */
-export async function startAgent(cfg: StackConfig, log: Logger, o: { controllerAddress: string; caFile: string | null; natsUrl: string; natsCreds: string; homeReady?: boolean }): Promise<ChildProcess | undefined> {
+export async function startAgent(cfg: StackConfig, log: Logger, o: { controllerAddress: string; caFile: string | null; natsUrl: string; natsCreds: string; homeReady?: boolean; issuer?: HostCredentialIssuer }): Promise<ChildProcess | undefined> {
   if (cfg.agent === 'none') {
     log.info('STRATO_AGENT=none: no compute agent on this host')
     return undefined
@@ -110,6 +113,11 @@ export async function startAgent(cfg: StackConfig, log: Logger, o: { controllerA
   // QEMU (group libvirt-qemu) passes through the home to the guests' disks: 0710, search only;
   // the agent does the same below it (agent/disk/guest-dirs.ts).
   if (!o.homeReady) new GuestDirs(groupId(cfg.qemuGroup)).ensure(cfg.home)
+  if (o.issuer) {
+    // Without it the agent still serves its own volumes; only network attachments need it.
+    await issueAgentNbdCertificate(o.issuer, { stateDir, host: cfg.agentHost, driver: 'libvirt', qemuGroup: cfg.qemuGroup }, log)
+      .catch((err: Error) => log.error({ err }, `the local agent's NBD certificate could not be issued: ${err.message}`))
+  }
   const agent = spawn(process.execPath, [...process.execArgv, moduleOf('agent/main')], {
     env: {
       ...process.env,
@@ -131,6 +139,27 @@ export async function startAgent(cfg: StackConfig, log: Logger, o: { controllerA
   relog(agent.stdout!, agentLog)
   relog(agent.stderr!, agentLog)
   return agent
+}
+
+/**
+ * The local agent's NBD certificate, as a joining host gets it (agent/volume/nbd-tls.ts: a key made
+ * here, its CSR signed by the controller's issuer, which JoinHost uses), where the agent started with
+ * `overrides` (and this environment) looks for it; issued again when missing, for other addresses or
+ * near expiry. A controller with no CA key (an operator's certificate) issues none: said, not fatal.
+ */
+export async function issueAgentNbdCertificate(issuer: HostCredentialIssuer, overrides: AgentConfigOverrides, log: Logger): Promise<void> {
+  const nbd = hostNbdTls(loadAgentConfig(overrides))
+  const caPem = issuer.caPem()
+  const problem = caPem ? hostCertificateProblem(nbd, caPem) : 'no CA'
+  if (!problem) return
+  const key = await hostCertificateRequest(nbd.host)
+  const certPem = await issuer.hostCertificate(nbd.host, key.csrPem, nbd.addresses)
+  if (!certPem || !caPem) {
+    log.warn({ host: nbd.host }, "no NBD certificate for the local agent: the controller holds no CA key (an operator's certificate); volumes of other hosts cannot be attached here")
+    return
+  }
+  installHostCertificate(nbd, caPem, certPem, key)
+  log.info({ host: nbd.host, dir: nbd.dir, clientDir: nbd.clientDir, addresses: nbd.addresses, why: problem }, `issued the local agent its NBD certificate (CN=${nbd.host})`)
 }
 
 /**

@@ -134,7 +134,7 @@ async function main(): Promise<void> {
     const openrc = readOpenrc(cfg.openrc)
     for (const [i, c] of controllers.entries()) if (i > 0) writeOpenrc(openrcOf(i), { ...openrc, OS_AUTH_URL: c.url })
     await registerDemo(first.address, openrc, log.child({ component: 'demo' }))
-    children.agent = await startAgent(cfg, log, { controllerAddress: first.url, caFile: first.tls?.caFile ?? nats.caFile, natsUrl: nats.url, natsCreds: nats.agentCreds, homeReady: true })
+    children.agent = await startAgent(cfg, log, { controllerAddress: first.url, caFile: first.tls?.caFile ?? nats.caFile, natsUrl: nats.url, natsCreds: nats.agentCreds, homeReady: true, ...(first.joinIssuer ? { issuer: first.joinIssuer } : {}) })
     if (children.agent) await mapLocalHost(first, children.agent, log, () => stopping)
 
     for (const [i, c] of controllers.entries()) {

@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   if (controller.bootstrapResult.created) log.info({ openrc: cfg.openrc }, `first run: admin credentials written to ${cfg.openrc} (mode 0600)`)
   await registerDemo(controller.address, readOpenrc(cfg.openrc), log.child({ component: 'demo' }))
   // The controller's URL says grpcs:// (TLS is on by default): the agent verifies it against the controller's CA.
-  agent = await startAgent(cfg, log, { controllerAddress: controller.url, caFile: controller.tls?.caFile ?? auth.caFile, natsUrl: auth.url, natsCreds: auth.agentCreds })
+  agent = await startAgent(cfg, log, { controllerAddress: controller.url, caFile: controller.tls?.caFile ?? auth.caFile, natsUrl: auth.url, natsCreds: auth.agentCreds, ...(controller.joinIssuer ? { issuer: controller.joinIssuer } : {}) })
   if (agent) await mapLocalHost(controller, agent, log, () => stopping)
   const rel = path.relative(process.cwd(), cfg.openrc)
   log.info(`Strato is up at ${controller.url}. In another shell: . ${rel.startsWith('..') ? cfg.openrc : rel}  — Ctrl-C here stops the stack.`)

@@ -53,9 +53,13 @@ export function hostServices(hosts: HostRegistry, joinTokens: JoinTokens, issuer
       joinHost: async (req, call) => {
         const give = joinable(issuer())
         const host = checkHostName(req.host)
-        const { result, view } = await joinTokens.consume(req.token ?? '', host, () => give.busCredentials(host, req.natsPublicKey ?? ''))
-        call.log.info({ joinToken: view.id, host }, 'host joined; it waits to be mapped (strato host discover)')
-        return JoinHostResponse.fromPartial({ natsUrls: result.natsUrls, natsUserJwt: result.userJwt, caPem: give.caPem(), controllerAddress: give.controllerAddress() })
+        // Inside the token's transaction: a CSR refused (another host's name) leaves the token unused and nothing stored.
+        const { result, view } = await joinTokens.consume(req.token ?? '', host, async () => ({
+          ...(await give.busCredentials(host, req.natsPublicKey ?? '')),
+          nbdCertPem: req.nbdCsr ? await give.hostCertificate(host, req.nbdCsr, req.nbdAddresses ?? []) : '',
+        }))
+        call.log.info({ joinToken: view.id, host, nbdCertificate: result.nbdCertPem !== '' }, 'host joined; it waits to be mapped (strato host discover)')
+        return JoinHostResponse.fromPartial({ natsUrls: result.natsUrls, natsUserJwt: result.userJwt, caPem: give.caPem(), controllerAddress: give.controllerAddress(), nbdCertPem: result.nbdCertPem })
       },
     }, rpc)],
   ]

@@ -121,6 +121,12 @@ function view(r: HostJoinTokenTable): JoinTokenView {
 export interface HostCredentialIssuer {
   /** A NATS user JWT for `publicKey` (the host's own nkey) with `host`'s permissions, and where NATS is. */
   busCredentials(host: string, publicKey: string): Promise<{ natsUrls: string[]; userJwt: string }>
+  /**
+   * The host's NBD certificate (PEM) for its CSR, signed by the cloud's CA;
+   * '' when this controller holds no CA key (an operator's certificate).
+   * @throws InvalidArgument when the CSR names anything but `CN=<host>`, or is no valid CSR.
+   */
+  hostCertificate(host: string, csrPem: string, addresses: string[]): Promise<string>
   /** The CA (PEM) that signs the controller's and NATS's certificates; '' when they have none. */
   caPem(): string
   /** The controller's gRPC address, as remote hosts reach it. */

@@ -110,32 +110,19 @@ export async function ensureCa(dir: string, commonName = 'Strato CA'): Promise<C
 export async function ensureCertificate(ca: CertificateAuthority, dir: string, name: string, req: CertificateRequest): Promise<IssuedCertificate> {
   const dnsNames = unique(req.dnsNames)
   const ips = unique(req.ips)
-  for (const ip of ips) if (!isIP(ip)) throw new InvalidArgument(`certificate for ${name}: '${ip}' is not an IP address`, { field: 'ips' })
-  for (const dns of dnsNames) if (!/^[A-Za-z0-9*]([A-Za-z0-9-.]*[A-Za-z0-9])?$/.test(dns)) throw new InvalidArgument(`certificate for ${name}: '${dns}' is not a DNS name`, { field: 'dnsNames' })
-  if (!dnsNames.length && !ips.length) throw new InvalidArgument(`certificate for ${name}: no DNS name or IP address to certify`, { field: 'dnsNames' })
+  checkNames(name, dnsNames, ips)
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const certFile = path.join(dir, `${name}.pem`)
   const keyFile = path.join(dir, `${name}-key.pem`)
   if (stillGood(ca, certFile, keyFile, dnsNames, ips)) return { certFile, keyFile, issued: false }
 
-  const usage = req.usage ?? 'server'
-  const eku = usage === 'both' ? 'serverAuth,clientAuth' : usage === 'client' ? 'clientAuth' : 'serverAuth'
-  const san = [...dnsNames.map((d) => `DNS:${d}`), ...ips.map((i) => `IP:${i}`)].join(',')
   const scratch = mkdtempSync(path.join(dir, '.issue-'))
   try {
     const newKey = path.join(scratch, 'key.pem')
     const newCert = path.join(scratch, 'cert.pem')
     writePrivateFile(newKey, newKeyPem())
     // OpenSSL 3's `req -x509 -CA`: a certificate for a new key, signed by the CA, in one step (no CSR file, no serial file).
-    await openssl([
-      'req', '-x509', '-new', '-key', newKey, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-sha256',
-      '-days', String(req.days ?? 365), '-subj', `/CN=${dnEscape(req.commonName)}`, '-set_serial', serial(),
-      '-addext', 'basicConstraints=critical,CA:FALSE',
-      '-addext', 'keyUsage=critical,digitalSignature',
-      '-addext', `extendedKeyUsage=${eku}`,
-      '-addext', `subjectAltName=${san}`,
-      '-out', newCert,
-    ], `issue the certificate for ${name}`)
+    await openssl(['req', '-x509', '-new', '-key', newKey, ...leafArgs(ca, { ...req, dnsNames, ips }), '-out', newCert], `issue the certificate for ${name}`)
     // Key first: a crash between the two renames leaves a mismatch, which the next run reissues.
     renameSync(newKey, keyFile)
     renameSync(newCert, certFile)
@@ -143,6 +130,88 @@ export async function ensureCertificate(ca: CertificateAuthority, dir: string, n
     rmSync(scratch, { recursive: true, force: true })
   }
   return { certFile, keyFile, issued: true }
+}
+
+/**
+ * Signs a certificate signing request (PEM) made elsewhere — the key stays
+ * with whoever made it (a joining host) — for `req`, with the same
+ * extensions {@link ensureCertificate} gives. The request must be
+ * self-signed (proof that its maker holds the key) and its subject must be
+ * exactly `CN=<req.commonName>`: a request naming anything else is refused,
+ * not rewritten. Returns the certificate, PEM.
+ * @throws InvalidArgument for a request that is not a CSR, is not signed by its key, or names another subject.
+ */
+export async function signCertificateRequest(ca: CertificateAuthority, csrPem: string, req: CertificateRequest): Promise<string> {
+  if (!/^-----BEGIN CERTIFICATE REQUEST-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE REQUEST-----\s*$/.test(csrPem)) {
+    throw new InvalidArgument(`the certificate signing request for '${req.commonName}' is not one PEM CERTIFICATE REQUEST`, { field: 'csr' })
+  }
+  const dnsNames = checkNames(req.commonName, unique(req.dnsNames), unique(req.ips))
+  const scratch = mkdtempSync(path.join(path.dirname(ca.keyFile), '.sign-'))
+  try {
+    const csrFile = path.join(scratch, 'req.pem')
+    const certFile = path.join(scratch, 'cert.pem')
+    writePrivateFile(csrFile, csrPem)
+    let subject: string
+    const invalid = (why: string, cause?: unknown) => new InvalidArgument(`the certificate signing request for '${req.commonName}' is not a valid, self-signed CSR: ${why}`, { field: 'csr', cause })
+    try {
+      // -verify: the request's signature is made with the key it carries. OpenSSL 3.0 exits 0 when it is
+      // not (it only prints "verify failure"), so its verdict is read, not its exit code.
+      const r = await run('openssl', ['req', '-in', csrFile, '-noout', '-verify', '-subject', '-nameopt', 'RFC2253'], { timeout: 30_000 })
+      if (!/self-signature verify OK/.test(r.stderr)) throw invalid(r.stderr.trim() || 'openssl did not verify its signature')
+      subject = r.stdout.trim()
+    } catch (err) {
+      if (err instanceof InvalidArgument) throw err
+      const e = err as { code?: string; stderr?: string; message: string }
+      if (e.code === 'ENOENT') throw new FailedPrecondition('cannot sign a certificate request: the openssl command is not installed (npm run setup installs it)', { cause: err })
+      throw invalid((e.stderr ?? e.message).trim().split('\n')[0] ?? '', err)
+    }
+    const want = `CN=${req.commonName}`
+    if (subject !== `subject=${want}`) {
+      throw new InvalidArgument(`the certificate signing request names '${subject.replace(/^subject=/, '')}', not '${want}': a host gets a certificate for its own name only`, { field: 'csr' })
+    }
+    await openssl(['req', '-in', csrFile, '-x509', '-copy_extensions', 'none', ...leafArgs(ca, { ...req, dnsNames, ips: unique(req.ips) }), '-out', certFile], `sign the certificate request of ${req.commonName}`)
+    return readFileSync(certFile, 'utf8')
+  } finally {
+    rmSync(scratch, { recursive: true, force: true })
+  }
+}
+
+/** The most addresses a host may have certified (its storage and management addresses, v4 and v6). */
+const MAX_HOST_ADDRESSES = 8
+
+/**
+ * A host's certificate for the CSR it made (its NBD identity): CN=<host>, the
+ * host name as DNS SAN and `addresses` as IP SANs, for server and client auth
+ * — its qemu-storage-daemon serves exports with it and its QEMU presents it
+ * to other hosts' exports, whose `tls-authz` admits `CN=<host>`.
+ */
+export async function signHostCertificate(ca: CertificateAuthority, host: string, csrPem: string, addresses: string[]): Promise<string> {
+  if (csrPem.length > 16 * 1024) throw new InvalidArgument(`the certificate signing request for '${host}' is ${csrPem.length} bytes; at most 16 KiB`, { field: 'csr' })
+  if (addresses.length > MAX_HOST_ADDRESSES) throw new InvalidArgument(`a host certificate names at most ${MAX_HOST_ADDRESSES} addresses, got ${addresses.length}`, { field: 'nbd_addresses' })
+  return signCertificateRequest(ca, csrPem, { commonName: host, dnsNames: [host], ips: addresses, usage: 'both' })
+}
+
+/** A leaf's subject, lifetime and extensions, signed by `ca` (OpenSSL 3's `req -x509 -CA`: no serial file). */
+function leafArgs(ca: CertificateAuthority, req: CertificateRequest): string[] {
+  const usage = req.usage ?? 'server'
+  const eku = usage === 'both' ? 'serverAuth,clientAuth' : usage === 'client' ? 'clientAuth' : 'serverAuth'
+  const san = [...req.dnsNames.map((d) => `DNS:${d}`), ...req.ips.map((i) => `IP:${i}`)].join(',')
+  return [
+    '-CA', ca.certFile, '-CAkey', ca.keyFile, '-sha256',
+    '-days', String(req.days ?? 365), '-subj', `/CN=${dnEscape(req.commonName)}`, '-set_serial', serial(),
+    '-addext', 'basicConstraints=critical,CA:FALSE',
+    '-addext', 'keyUsage=critical,digitalSignature',
+    '-addext', `extendedKeyUsage=${eku}`,
+    '-addext', `subjectAltName=${san}`,
+  ]
+}
+
+/** The DNS names, checked with the IPs (each well formed, at least one name in all); refused by name. */
+function checkNames(name: string, dnsNames: string[], ips: string[]): string[] {
+  for (const ip of ips) if (!isIP(ip)) throw new InvalidArgument(`certificate for ${name}: '${ip}' is not an IP address`, { field: 'ips' })
+  for (const dns of dnsNames) if (!/^[A-Za-z0-9*]([A-Za-z0-9-.]*[A-Za-z0-9])?$/.test(dns)) throw new InvalidArgument(`certificate for ${name}: '${dns}' is not a DNS name`, { field: 'dnsNames' })
+  if (!dnsNames.length && !ips.length) throw new InvalidArgument(`certificate for ${name}: no DNS name or IP address to certify`, { field: 'dnsNames' })
+  return dnsNames
 }
 
 /** The SANs of a certificate, split: `{ dnsNames, ips }` (what clients may dial it by). */

@@ -7,8 +7,10 @@
 // has a bit for other users, after the start, with a server running and after the stop; the
 // database (+ WAL, SHM) and admin-openrc are 0600; the only way in for anyone but root is QEMU's
 // group, search-only (0710), on the directories down to the guests' files. An unprivileged local
-// user (nobody) cannot read the database or a guest's disk (root only: runuser).
+// user (nobody) cannot read the database or a guest's disk (root only: runuser). The local agent's NBD
+// certificate is issued at bootstrap (CN=<host>, the cloud CA) and kept across a restart.
 import { spawnSync } from 'node:child_process'
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -55,12 +57,15 @@ const asRoot = process.getuid?.() === 0
 const qemuGid = groupId('libvirt-qemu')
 const octal = (m: number) => m.toString(8).padStart(4, '0')
 
-/** No bit for others anywhere; directories 0700, or 0710 of QEMU's group; files with no group bits. */
+/**
+ * No bit for others anywhere; directories 0700, or 0710 of QEMU's group; files with no group bits, but for
+ * libvirt's NBD client certificate (the launcher's `pki-qemu`, /etc/pki/qemu outside tests), which QEMU's group reads.
+ */
 const checkTree = (t: Test, home: string, when: string) => {
   const entries = [{ path: home, mode: statSync(home).mode & 0o7777, uid: 0, gid: statSync(home).gid, dir: true }, ...walk(home)]
   const bad = entries.filter((e) =>
     (e.mode & 0o007) !== 0 ||
-    (e.dir ? !(e.mode === 0o700 || (e.mode === 0o710 && e.gid === qemuGid)) : (e.mode & 0o077) !== 0))
+    (e.dir ? !(e.mode === 0o700 || (e.mode === 0o710 && e.gid === qemuGid)) : (e.mode & 0o077) !== 0 && !(e.mode === 0o640 && e.gid === qemuGid && path.dirname(e.path) === path.join(home, 'pki-qemu'))))
   t.same(bad.map((e) => `${path.relative(home, e.path) || '.'} ${octal(e.mode)} gid ${e.gid}`), [], `${when}: ${entries.length} entries, none open to others, QEMU's group may only pass through`)
   return entries
 }
@@ -97,6 +102,15 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
     t.equal(octal(statSync(path.join(homeA, 'controller')).mode & 0o777), '0700', 'the controller dir is 0700')
     t.equal(octal(statSync(homeA).mode & 0o777), '0710', 'STRATO_HOME: search only, for QEMU')
     t.equal(statSync(homeA).gid, qemuGid, "… by QEMU's group")
+    // The local agent's NBD certificate, issued at bootstrap as a joining host's is (a CSR made here, signed by the cloud CA).
+    const ca = new X509Certificate(readFileSync(creds.OS_CACERT!))
+    const nbd = new X509Certificate(readFileSync(path.join(homeA, 'agent', 'nbd-tls', 'server-cert.pem')))
+    t.equal(nbd.subject, `CN=${a.agentHost}`, "the agent's NBD certificate names its host")
+    t.ok(nbd.checkIssued(ca) && nbd.verify(ca.publicKey), '… signed by the cloud CA')
+    t.ok(nbd.checkPrivateKey(createPrivateKey(readFileSync(path.join(homeA, 'agent', 'nbd-tls', 'server-key.pem')))), '… for the key beside it')
+    t.equal(readFileSync(path.join(homeA, 'pki-qemu', 'client-cert.pem'), 'utf8'), nbd.toString(), "libvirt's client directory has it")
+    t.same([statSync(path.join(homeA, 'pki-qemu', 'client-key.pem')).mode & 0o777, statSync(path.join(homeA, 'pki-qemu', 'client-key.pem')).gid], [0o640, qemuGid], "its key: 0640, QEMU's group")
+    t.match(a.output(), /issued the local agent its NBD certificate/)
   }
 
   for (const version of ['v1', 'v1alpha']) {
@@ -191,6 +205,9 @@ t.test('npm start: bootstrap, external client, side-by-side stacks, restart, Ctr
   const again = await stacks.start(homeA)
   t.equal(readFileSync(openrc, 'utf8'), before, 'admin-openrc is not rewritten')
   t.notMatch(again.output(), /first run/)
+  // The launcher names each start's agent anew: the certificate follows the name (an unchanged one is kept: host-join.test.ts).
+  t.match(again.output(), new RegExp(`issued the local agent its NBD certificate \\(CN=${again.agentHost}\\)`), "a renamed host's NBD certificate is issued again, for its new name")
+  t.equal(new X509Certificate(readFileSync(path.join(homeA, 'agent', 'nbd-tls', 'client-cert.pem'))).subject, `CN=${again.agentHost}`)
   t.equal(probe(again, 'v1').body.user.name, 'admin', 'the old password still works')
   const images = await call<ListImagesResponse>(client(ImagesClient, `127.0.0.1:${again.grpcPort}`, openrcCredentials(creds)), 'listImages', { name: DEMO_IMAGE }, admin.token)
   t.equal(images.images.length, 1, 'the demo image is registered once')

@@ -70,7 +70,9 @@ export function stackLauncher(t: Test, name: string): StackLauncher {
       const proc = spawn(cmd, args, {
         cwd: root,
         detached: true,
-        env: { ...process.env, STRATO_AGENT_HOST: agentHost, STRATO_HOME: home, STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(natsPort), ...ports },
+        env: { ...process.env, STRATO_AGENT_HOST: agentHost, STRATO_HOME: home,
+          // The stack's agent gets its NBD client certificate there, not in the machine's /etc/pki/qemu (other suites' libvirt uses it).
+          STRATO_AGENT_NBD_CLIENT_TLS_DIR: path.join(home, 'pki-qemu'), STRATO_OPENRC: path.join(home, 'admin-openrc'), STRATO_GRPC_PORT: String(grpcPort), STRATO_NATS_PORT: String(natsPort), ...ports },
         stdio: ['ignore', 'pipe', 'pipe'],
       })
       running.add(proc)

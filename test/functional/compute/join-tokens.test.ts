@@ -22,6 +22,7 @@ t.before(async () => {
       issued.push({ host, publicKey })
       return { natsUrls: ['nats://192.0.2.1:4222'], userJwt: `jwt-for-${host}` }
     },
+    hostCertificate: async () => '',
     caPem: () => '',
     controllerAddress: () => s.address,
   }

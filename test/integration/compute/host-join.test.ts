@@ -4,13 +4,17 @@
 // (fake driver, a separate process) pins the CA by the hash printed with the token, gets bus credentials
 // for its own key, announces itself, waits to be mapped, and then builds a server — downloading its image
 // over TLS with the build's image-read token. Used, forged, expired tokens and a wrong CA hash are
-// refused, changing nothing; the joined host's credentials cannot act for the first host.
+// refused, changing nothing; the joined host's credentials cannot act for the first host. The joined host's NBD
+// certificate (its own key; CN=<host>, signed by the cloud CA through JoinHost) is where QEMU reads it and works:
+// an export in the namespace admits it and refuses node1's; a CSR naming another host gets nothing.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { connect, credsAuthenticator } from '@nats-io/transport-node'
+import { connect, credsAuthenticator, nkeys } from '@nats-io/transport-node'
+import { pino } from 'pino'
 import { startController, type TestController } from '../../helpers/controller.js'
 import { startNats, type NatsServer } from '../../helpers/nats.js'
 import { startAgent, eventually, type TestAgent } from '../../helpers/agents.js'
@@ -19,10 +23,15 @@ import { call, failure, status } from '../../helpers/grpc.js'
 import { cloudClients, provision, serverWaiter, type CloudClients, type Provisioned } from '../../helpers/cloud.js'
 import { freshHome, openrcEnv, removeHomes, strato } from '../../functional/cli/cli.js'
 import type { CreateServerResponse } from '../../../proto/gen/strato/compute/v1/servers.js'
-import type { ListHostsResponse } from '../../../proto/gen/strato/compute/v1/hosts.js'
+import type { JoinHostResponse, ListHostsResponse } from '../../../proto/gen/strato/compute/v1/hosts.js'
 import { ConductorReply, ConductorRequest } from '../../../proto/gen/strato/agent/v1/agent.js'
 import { agentInboxPrefix, conductorSubject } from '../../../proto/subjects.js'
 import { errorFromHeaders } from '../../../proto/nats-errors.js'
+import { hostCertificateRequest } from '../../../agent/volume/nbd-tls.js'
+import { clientIdentity } from '../../../agent/volume/nbd-export.js'
+import { groupId } from '../../../agent/disk/guest-dirs.js'
+import { issueAgentNbdCertificate } from '../../../cli/stack/processes.js'
+import { nbdIo } from '../../helpers/nbd-tls.js'
 
 const root = path.resolve(import.meta.dirname, '../../..')
 const tag = `${process.pid % 10000}`
@@ -48,13 +57,15 @@ let env: Record<string, string>
 const dataDir = mkdtempSync(path.join(tmpdir(), 'strato-ctl-join-'))
 const joinedDir = mkdtempSync(path.join(tmpdir(), 'strato-joined-'))
 const procs: ChildProcess[] = []
+// The joined host's libvirt NBD client directory (qemu.conf nbd_tls_x509_cert_dir; /etc/pki/qemu is the machine's, other suites use it).
+const joinedClientDir = path.join(joinedDir, 'pki-qemu')
 
 /** `strato-agent join …` inside the namespace (the bin: the agent's build in dist/); resolves with its exit code and output (it keeps running when it joins and starts). */
 function agentInNs(args: string[], o: { untilExit?: boolean; stateDir?: string } = {}): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
   let out = ''
   const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, built('agent/main.ts'), ...args], {
     cwd: root,
-    env: { ...process.env, STRATO_AGENT_DRIVER: 'fake', STRATO_AGENT_MY_IP: nsAddr, STRATO_AGENT_DISK_GB: '100', STRATO_LOG_LEVEL: process.env.STRATO_TEST_LOG ?? 'info', STRATO_AGENT_STATE_DIR: o.stateDir ?? joinedDir },
+    env: { ...process.env, STRATO_AGENT_DRIVER: 'fake', STRATO_AGENT_MY_IP: nsAddr, STRATO_AGENT_DISK_GB: '100', STRATO_LOG_LEVEL: process.env.STRATO_TEST_LOG ?? 'info', STRATO_AGENT_STATE_DIR: o.stateDir ?? joinedDir, STRATO_AGENT_NBD_CLIENT_TLS_DIR: joinedClientDir },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   procs.push(proc)
@@ -131,6 +142,7 @@ t.test('a bad token or a wrong CA hash is refused, and nothing is written or reg
   t.equal(await expired.exited, 1)
   t.match(expired.output(), /expired at/)
   t.notOk(existsSync(path.join(stateDir, 'nats.creds')), 'no credentials written')
+  t.notOk(existsSync(path.join(stateDir, 'nbd-tls')) || existsSync(joinedClientDir), 'no NBD key or certificate written')
   const hosts = (await call<ListHostsResponse>(c.hosts, 'listHosts', {}, s.adminToken)).hosts.map((h) => h.host)
   t.same(hosts, ['node1'], 'no host registered')
   t.notOk((await strato('host join-token list -f value -c ID -c Status', env)).stdout.includes(`${id} used`), 'the token is still unused')
@@ -161,6 +173,92 @@ t.test('a host joins with a token, waits to be mapped, then builds a server', as
   const up = await serverWaiter(c, s.adminToken)(id, (x) => x.status !== 'BUILD', s.adminToken, 60_000)
   t.equal(up.status, 'ACTIVE', `built on the joined host (${up.fault?.message ?? 'no fault'}; agent output: ${up.status === 'ACTIVE' ? '' : joinedAgent.output().slice(-2000)})`)
   t.equal(up.host, 'node-joined')
+})
+
+t.test("the joined host's NBD certificate: its own key, signed by the cloud CA for CN=node-joined, readable by QEMU's group only", async (t) => {
+  const dir = path.join(joinedDir, 'nbd-tls') // the agent's volumeExportTlsDir by default: qemu-storage-daemon's, root's
+  t.equal(statSync(dir).mode & 0o777, 0o700, 'the export side: directory 0700')
+  for (const f of ['ca-cert.pem', 'server-cert.pem', 'server-key.pem', 'client-cert.pem', 'client-key.pem']) {
+    const st = statSync(path.join(dir, f))
+    t.same([st.mode & 0o777, st.uid], [0o600, 0], `${f}: 0600 root`)
+  }
+  // libvirt's QEMU (user libvirt-qemu) reads the client side: its group, and no one else.
+  const qemuGid = groupId('libvirt-qemu')
+  t.same([statSync(joinedClientDir).mode & 0o777, statSync(joinedClientDir).gid], [0o710, qemuGid], "the client side: directory 0710 root:libvirt-qemu")
+  for (const f of ['ca-cert.pem', 'client-cert.pem', 'client-key.pem']) {
+    const st = statSync(path.join(joinedClientDir, f))
+    t.same([st.mode & 0o777, st.uid, st.gid], [0o640, 0, qemuGid], `${f}: 0640 root:libvirt-qemu`)
+    t.equal(readFileSync(path.join(joinedClientDir, f), 'utf8'), readFileSync(path.join(dir, f), 'utf8'), `${f}: the same as the export side's`)
+  }
+  const ca = new X509Certificate(readFileSync(path.join(dataDir, 'tls', 'ca.pem')))
+  t.equal(readFileSync(path.join(dir, 'ca-cert.pem'), 'utf8'), ca.toString(), "ca-cert.pem is the cloud's CA")
+  const cert = new X509Certificate(readFileSync(path.join(dir, 'server-cert.pem')))
+  t.ok(cert.checkIssued(ca) && cert.verify(ca.publicKey), 'signed by the cloud CA')
+  t.equal(cert.subject, 'CN=node-joined', 'names the host')
+  t.equal(cert.subjectAltName, `DNS:node-joined, IP Address:${nsAddr}`, 'its name and address as SANs')
+  t.same(cert.keyUsage, ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'], 'server and client auth (QEMU serves and dials with it)')
+  t.equal(readFileSync(path.join(dir, 'client-cert.pem'), 'utf8'), cert.toString(), 'the client certificate is the same')
+  const key = readFileSync(path.join(dir, 'server-key.pem'), 'utf8')
+  t.ok(cert.checkPrivateKey(createPrivateKey(key)), 'for the key beside it')
+  const body = key.split('\n')[1]!
+  const holders = spawnSync('grep', ['-rlF', body, dataDir], { encoding: 'utf8' }).stdout.trim()
+  t.equal(holders, '', 'the private key never reached the controller')
+})
+
+t.test('a CSR naming another host gets no certificate, and the token stays unused; no token, nothing', async (t) => {
+  const joinHost = (token: string, host: string, csr: string) => call<JoinHostResponse>(c.hosts, 'joinHost', { token, host, natsPublicKey: nkeys.createUser().getPublicKey(), nbdCsr: csr, nbdAddresses: [nsAddr] })
+  const tok = await joinToken()
+  const forNode1 = await hostCertificateRequest('node1')
+  const other = await failure(joinHost(tok.token!, 'node-csr', forNode1.csrPem))
+  t.equal(other.code, status.INVALID_ARGUMENT)
+  t.match(other.details, "the certificate signing request names 'CN=node1', not 'CN=node-csr'")
+  const garbage = await failure(joinHost(tok.token!, 'node-csr', 'not a csr'))
+  t.equal(garbage.code, status.INVALID_ARGUMENT)
+  t.match(garbage.details, /is not one PEM CERTIFICATE REQUEST/)
+  t.match((await strato('host join-token list -f value -c ID -c Status', env)).stdout, new RegExp(`^${tok.id} unused`, 'm'), 'the token is still unused')
+
+  const bound = await joinToken('--host node-bound')
+  const e = await failure(joinHost(bound.token!, 'node-other', (await hostCertificateRequest('node-other')).csrPem))
+  t.equal(e.code, status.UNAUTHENTICATED, "a token for node-bound gets node-other nothing")
+  t.match(e.details, "it is for host 'node-bound', not 'node-other'")
+  const named = await failure(joinHost(bound.token!, 'node-bound', forNode1.csrPem))
+  t.equal(named.code, status.INVALID_ARGUMENT, "nor, used for node-bound, a certificate naming node1")
+  const forged = await failure(joinHost(`${tok.id}.aaaaaaaaaaaaaaaa`, 'node-csr', (await hostCertificateRequest('node-csr')).csrPem))
+  t.equal(forged.code, status.UNAUTHENTICATED, 'a forged token gets nothing')
+  t.same((await call<ListHostsResponse>(c.hosts, 'listHosts', {}, s.adminToken)).hosts.map((h) => h.host).sort(), ['node-joined', 'node1'], 'no host registered')
+  t.notMatch((await strato('host join-token list -f value -c ID -c Status', env)).stdout, /used by node-(csr|bound|other)/, 'no token used')
+})
+
+t.test('the issued certificates work for NBD: an export of the joined host admits its certificate, not node1\'s', async (t) => {
+  const dir = path.join(joinedDir, 'nbd-tls')
+  // node1's, issued as npm start issues its local agent's (a CSR made there, signed by the same issuer JoinHost uses).
+  const node1State = mkdtempSync(path.join(tmpdir(), 'strato-node1-'))
+  t.teardown(() => rmSync(node1State, { recursive: true, force: true }))
+  await issueAgentNbdCertificate(s.controller.joinIssuer!, { stateDir: node1State, host: 'node1', driver: 'fake', myIp: hostAddr }, pino({ level: 'silent' }))
+  const node1Dir = path.join(node1State, 'nbd-tls')
+  const node1Cert = readFileSync(path.join(node1Dir, 'client-cert.pem'), 'utf8')
+  t.equal(new X509Certificate(node1Cert).subject, 'CN=node1')
+  await issueAgentNbdCertificate(s.controller.joinIssuer!, { stateDir: node1State, host: 'node1', driver: 'fake', myIp: hostAddr }, pino({ level: 'silent' }))
+  t.equal(readFileSync(path.join(node1Dir, 'client-cert.pem'), 'utf8'), node1Cert, 'a next start keeps a good certificate (renewed only when missing, for other names or addresses, or near expiry)')
+
+  // A volume export as the joined host's agent serves one (nbd-export.ts): in its namespace, on its address, with its server certificate, for node-joined.
+  const file = path.join(joinedDir, 'nbd-check.raw')
+  sh('qemu-img', 'create', '-q', '-f', 'raw', file, '1M')
+  const pidFile = path.join(joinedDir, 'nbd-check.pid')
+  t.teardown(() => {
+    if (existsSync(pidFile)) spawnSync('kill', [readFileSync(pidFile, 'utf8').trim()])
+  })
+  const port = 10809
+  sh('ip', 'netns', 'exec', ns, 'qemu-storage-daemon',
+    '--object', `tls-creds-x509,id=tls0,dir=${dir},endpoint=server,verify-peer=on`,
+    '--object', JSON.stringify({ 'qom-type': 'authz-list', id: 'authz0', policy: 'deny', rules: [{ match: clientIdentity('node-joined'), policy: 'allow', format: 'exact' }] }),
+    '--blockdev', `driver=file,filename=${file},node-name=file0`, '--blockdev', 'driver=raw,file=file0,node-name=vol0',
+    '--nbd-server', `addr.type=inet,addr.host=${nsAddr},addr.port=${port},tls-creds=tls0,tls-authz=authz0`,
+    '--export', 'type=nbd,id=export0,node-name=vol0,name=volume-check,writable=on',
+    '--pidfile', pidFile, '--daemonize')
+  const target = { address: nsAddr, port, name: 'volume-check' }
+  t.match(await nbdIo(target, joinedClientDir, 'write -P 0x5a 0 512', 'read -P 0x5a 0 512'), /read 512\/512/, "node-joined's client certificate (libvirt's directory) gets in, and the server's checks out for its address")
+  await t.rejects(nbdIo(target, node1Dir, 'read 0 512'), /TLS|abort|authoriz/i, "node1's certificate of the same CA is refused by the export's tls-authz")
 })
 
 t.test("the joined host's credentials cannot act for the first host", async (t) => {

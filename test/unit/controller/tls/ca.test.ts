@@ -3,11 +3,11 @@
 // the names change, the CA changes or expiry is near.
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { X509Certificate } from 'node:crypto'
+import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { ensureCa, ensureCertificate, subjectAltNames } from '../../../../controller/tls/ca.js'
+import { ensureCa, ensureCertificate, signHostCertificate, subjectAltNames } from '../../../../controller/tls/ca.js'
 import { listenerTls } from '../../../../controller/tls/listener.js'
 import { certificateNames } from '../../../../controller/tls/names.js'
 import { pino } from 'pino'
@@ -107,4 +107,34 @@ t.test("the operator's certificate and key are used as given, and a key that is 
   t.equal(good?.caFile, null, 'no CA named unless the operator gives one')
   await t.rejects(listenerTls(loadConfig({ dataDir: dir, tls: { certFile: leaf.certFile, keyFile: ca.keyFile } }, {}), log), { name: 'FailedPrecondition', message: /ca-key\.pem is not the key of tls\.certFile .*api\.pem/ })
   t.equal(await listenerTls(loadConfig({ dataDir: dir, tls: { mode: 'off' } }, {}), log), null, 'off: plaintext')
+})
+
+t.test("a host's CSR is signed for CN=<host> only: another subject, an extra name part, a forged signature or junk are refused", async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-ca-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const ca = await ensureCa(dir)
+  const csr = async (subj: string) => {
+    writeFileSync(path.join(dir, 'k.pem'), generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }))
+    return execFileSync('openssl', ['req', '-new', '-key', path.join(dir, 'k.pem'), '-subj', subj], { encoding: 'utf8' })
+  }
+  const mine = await csr('/CN=node2')
+  const cert = new X509Certificate(await signHostCertificate(ca, 'node2', mine, ['10.0.0.2']))
+  t.equal(cert.subject, 'CN=node2')
+  t.equal(cert.subjectAltName, 'DNS:node2, IP Address:10.0.0.2')
+  t.same(cert.keyUsage, ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'], 'server and client auth')
+  t.ok(cert.checkIssued(new X509Certificate(ca.certPem)) && cert.verify(new X509Certificate(ca.certPem).publicKey), 'signed by the CA')
+  t.ok(cert.checkPrivateKey(createPrivateKey(readFileSync(path.join(dir, 'k.pem')))), 'for the key that made the request')
+  writeFileSync(path.join(dir, 'node2.pem'), cert.toString())
+  for (const purpose of ['sslclient', 'sslserver']) t.match(execFileSync('openssl', ['verify', '-CAfile', ca.certFile, '-purpose', purpose, path.join(dir, 'node2.pem')], { encoding: 'utf8' }), /: OK/, `openssl verify -purpose ${purpose}`)
+
+  await t.rejects(signHostCertificate(ca, 'node2', await csr('/CN=node1'), []), { name: 'InvalidArgument', message: "the certificate signing request names 'CN=node1', not 'CN=node2'" })
+  await t.rejects(signHostCertificate(ca, 'node2', await csr('/O=strato/CN=node2'), []), { name: 'InvalidArgument', message: /names 'CN=node2,O=strato', not 'CN=node2'/ }, 'exactly CN=<host>')
+  // The request's body changed after signing (its name swapped): its signature no longer matches.
+  const body = Buffer.from(mine.split('\n').slice(1, -2).join(''), 'base64')
+  const at = body.indexOf(Buffer.from('node2'))
+  body.write('nodeX', at)
+  const forged = `-----BEGIN CERTIFICATE REQUEST-----\n${body.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE REQUEST-----\n`
+  await t.rejects(signHostCertificate(ca, 'nodeX', forged, []), { name: 'InvalidArgument', message: /not a valid, self-signed CSR/ }, 'a request not signed by its key')
+  await t.rejects(signHostCertificate(ca, 'node2', 'hello', []), { name: 'InvalidArgument', message: /not one PEM CERTIFICATE REQUEST/ })
+  await t.rejects(signHostCertificate(ca, 'node2', mine, ['not-an-ip']), { name: 'InvalidArgument', message: /'not-an-ip' is not an IP address/ })
 })

@@ -217,7 +217,22 @@ export interface JoinHostRequest {
     | string
     | undefined;
   /** The host's own NATS user public key (nkey, "U…"); its seed never leaves the host. */
-  natsPublicKey?: string | undefined;
+  natsPublicKey?:
+    | string
+    | undefined;
+  /**
+   * The host's NBD certificate signing request (PEM, made with a key that
+   * never leaves the host): its subject must be exactly `CN=<host>`, or the
+   * join is refused. Empty: no NBD certificate is asked for.
+   */
+  nbdCsr?:
+    | string
+    | undefined;
+  /**
+   * The addresses the host's NBD exports listen on (its storage address):
+   * the certificate's IP SANs, besides the host name as a DNS SAN.
+   */
+  nbdAddresses?: string[] | undefined;
 }
 
 export interface JoinHostResponse {
@@ -234,7 +249,16 @@ export interface JoinHostResponse {
     | string
     | undefined;
   /** The controller's gRPC address (as the agent should use it). */
-  controllerAddress?: string | undefined;
+  controllerAddress?:
+    | string
+    | undefined;
+  /**
+   * The host's NBD certificate (PEM), signed by the cloud's CA for `nbd_csr`:
+   * CN=<host>, server and client auth — what its qemu-storage-daemon serves
+   * exports with and what its QEMU presents to other hosts' exports. Empty when
+   * no CSR was sent or the controller holds no CA key (an operator's certificate).
+   */
+  nbdCertPem?: string | undefined;
 }
 
 function createBaseHostCapabilities(): HostCapabilities {
@@ -1751,7 +1775,7 @@ export const DeleteJoinTokenResponse: MessageFns<DeleteJoinTokenResponse> = {
 };
 
 function createBaseJoinHostRequest(): JoinHostRequest {
-  return { token: "", host: "", natsPublicKey: "" };
+  return { token: "", host: "", natsPublicKey: "", nbdCsr: "", nbdAddresses: [] };
 }
 
 export const JoinHostRequest: MessageFns<JoinHostRequest> = {
@@ -1764,6 +1788,14 @@ export const JoinHostRequest: MessageFns<JoinHostRequest> = {
     }
     if (message.natsPublicKey !== undefined && message.natsPublicKey !== "") {
       writer.uint32(26).string(message.natsPublicKey);
+    }
+    if (message.nbdCsr !== undefined && message.nbdCsr !== "") {
+      writer.uint32(34).string(message.nbdCsr);
+    }
+    if (message.nbdAddresses !== undefined && message.nbdAddresses.length !== 0) {
+      for (const v of message.nbdAddresses) {
+        writer.uint32(42).string(v!);
+      }
     }
     return writer;
   },
@@ -1805,6 +1837,25 @@ export const JoinHostRequest: MessageFns<JoinHostRequest> = {
             message.natsPublicKey = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.nbdCsr = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.nbdAddresses!.push(el);
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1826,6 +1877,16 @@ export const JoinHostRequest: MessageFns<JoinHostRequest> = {
         : isSet(object.nats_public_key)
         ? globalThis.String(object.nats_public_key)
         : "",
+      nbdCsr: isSet(object.nbdCsr)
+        ? globalThis.String(object.nbdCsr)
+        : isSet(object.nbd_csr)
+        ? globalThis.String(object.nbd_csr)
+        : "",
+      nbdAddresses: globalThis.Array.isArray(object?.nbdAddresses)
+        ? object.nbdAddresses.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.nbd_addresses)
+        ? object.nbd_addresses.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1840,6 +1901,12 @@ export const JoinHostRequest: MessageFns<JoinHostRequest> = {
     if (message.natsPublicKey !== undefined && message.natsPublicKey !== "") {
       obj.natsPublicKey = message.natsPublicKey;
     }
+    if (message.nbdCsr !== undefined && message.nbdCsr !== "") {
+      obj.nbdCsr = message.nbdCsr;
+    }
+    if (message.nbdAddresses?.length) {
+      obj.nbdAddresses = message.nbdAddresses;
+    }
     return obj;
   },
 
@@ -1851,12 +1918,14 @@ export const JoinHostRequest: MessageFns<JoinHostRequest> = {
     message.token = object.token ?? "";
     message.host = object.host ?? "";
     message.natsPublicKey = object.natsPublicKey ?? "";
+    message.nbdCsr = object.nbdCsr ?? "";
+    message.nbdAddresses = object.nbdAddresses?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseJoinHostResponse(): JoinHostResponse {
-  return { natsUrls: [], natsUserJwt: "", caPem: "", controllerAddress: "" };
+  return { natsUrls: [], natsUserJwt: "", caPem: "", controllerAddress: "", nbdCertPem: "" };
 }
 
 export const JoinHostResponse: MessageFns<JoinHostResponse> = {
@@ -1874,6 +1943,9 @@ export const JoinHostResponse: MessageFns<JoinHostResponse> = {
     }
     if (message.controllerAddress !== undefined && message.controllerAddress !== "") {
       writer.uint32(34).string(message.controllerAddress);
+    }
+    if (message.nbdCertPem !== undefined && message.nbdCertPem !== "") {
+      writer.uint32(42).string(message.nbdCertPem);
     }
     return writer;
   },
@@ -1926,6 +1998,14 @@ export const JoinHostResponse: MessageFns<JoinHostResponse> = {
             message.controllerAddress = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.nbdCertPem = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1960,6 +2040,11 @@ export const JoinHostResponse: MessageFns<JoinHostResponse> = {
         : isSet(object.controller_address)
         ? globalThis.String(object.controller_address)
         : "",
+      nbdCertPem: isSet(object.nbdCertPem)
+        ? globalThis.String(object.nbdCertPem)
+        : isSet(object.nbd_cert_pem)
+        ? globalThis.String(object.nbd_cert_pem)
+        : "",
     };
   },
 
@@ -1977,6 +2062,9 @@ export const JoinHostResponse: MessageFns<JoinHostResponse> = {
     if (message.controllerAddress !== undefined && message.controllerAddress !== "") {
       obj.controllerAddress = message.controllerAddress;
     }
+    if (message.nbdCertPem !== undefined && message.nbdCertPem !== "") {
+      obj.nbdCertPem = message.nbdCertPem;
+    }
     return obj;
   },
 
@@ -1989,6 +2077,7 @@ export const JoinHostResponse: MessageFns<JoinHostResponse> = {
     message.natsUserJwt = object.natsUserJwt ?? "";
     message.caPem = object.caPem ?? "";
     message.controllerAddress = object.controllerAddress ?? "";
+    message.nbdCertPem = object.nbdCertPem ?? "";
     return message;
   },
 };
@@ -2060,7 +2149,8 @@ export const HostsService = {
   },
   /**
    * A new host joins with a join token (no x-auth-token): it gets its NATS
-   * credentials and the CA, then announces itself and waits to be mapped.
+   * credentials, the CA and its NBD certificate, then announces itself and
+   * waits to be mapped.
    */
   joinHost: {
     path: "/strato.compute.v1.Hosts/JoinHost" as const,
@@ -2085,7 +2175,8 @@ export interface HostsServer extends UntypedServiceImplementation {
   deleteJoinToken: handleUnaryCall<DeleteJoinTokenRequest, DeleteJoinTokenResponse>;
   /**
    * A new host joins with a join token (no x-auth-token): it gets its NATS
-   * credentials and the CA, then announces itself and waits to be mapped.
+   * credentials, the CA and its NBD certificate, then announces itself and
+   * waits to be mapped.
    */
   joinHost: handleUnaryCall<JoinHostRequest, JoinHostResponse>;
 }
@@ -2186,7 +2277,8 @@ export interface HostsClient extends Client {
   ): ClientUnaryCall;
   /**
    * A new host joins with a join token (no x-auth-token): it gets its NATS
-   * credentials and the CA, then announces itself and waits to be mapped.
+   * credentials, the CA and its NBD certificate, then announces itself and
+   * waits to be mapped.
    */
   joinHost(
     request: JoinHostRequest,
