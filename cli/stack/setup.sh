@@ -54,7 +54,7 @@ if [ ! -f "$tap_stamp" ] || [ package.json -nt "$tap_stamp" ] || [ "$stamp" -nt 
     import '@tapjs/core'
     import { signature } from '@tapjs/test'
     import { TapConfig } from '@tapjs/config'
-    process.exit((await TapConfig.load()).pluginSignature === signature ? 0 : 1)"; then
+    process.exit((await TapConfig.load()).pluginSignature === signature ? 0 : 1)" 2>/dev/null; then
     say "building tap's Test class for package.json's plugins (tap build)"
     node_modules/.bin/tap build >/dev/null
   fi
