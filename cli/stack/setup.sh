@@ -41,6 +41,26 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# tap runs each test file with the loaders of the plugins its Test class was built with
+# (node_modules/@tapjs/test/test-built); npm ci installs it built with tap's default set, which
+# has @tapjs/typescript. tap rebuilds it for package.json's set (tap.plugin: "!@tapjs/typescript")
+# on its first run, but only after it has made the test processes' arguments from the old one:
+# every file of a fresh install's first npm test (every CI run) then loads ts-node beside tsx and
+# transpiles each module it imports twice (+1 CPU-s for a bare file, +9 for one that starts a
+# controller). Rebuild it here when its set is not package.json's (~0.4 CPU-s to check, ~9 once).
+tap_stamp=node_modules/.strato-tap-built
+if [ ! -f "$tap_stamp" ] || [ package.json -nt "$tap_stamp" ] || [ "$stamp" -nt "$tap_stamp" ]; then
+  if ! node --input-type=module -e "
+    import '@tapjs/core'
+    import { signature } from '@tapjs/test'
+    import { TapConfig } from '@tapjs/config'
+    process.exit((await TapConfig.load()).pluginSignature === signature ? 0 : 1)" 2>/dev/null; then
+    say "building tap's Test class for package.json's plugins (tap build)"
+    node_modules/.bin/tap build >/dev/null
+  fi
+  touch "$tap_stamp"
+fi
+
 if [ -f native/build.sh ]; then bash native/build.sh; fi
 
 # Incremental TypeScript build into dist/ (the bin entries and the stack run from there);
