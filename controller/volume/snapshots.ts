@@ -21,7 +21,7 @@ import { pendingCast, snapshotWork, type VolumeCasts } from './casts.js'
 import type { VolumeBackends } from './backends.js'
 import { checkWriter, findRow, renamed, snapshotView, updatedMap, type SnapshotView, type VolumeCaller } from './model.js'
 import type { VolumeOp, VolumeWork } from '../../proto/volume-work.js'
-import { attachedDisks } from './attachments.js'
+import { attachedDisks, snapshotDependentDisks } from './attachments.js'
 
 export class SnapshotCatalog {
   constructor(
@@ -82,18 +82,19 @@ export class SnapshotCatalog {
 
   async delete(req: { id?: string; force?: boolean }, caller: VolumeCaller): Promise<SnapshotView> {
     if (req.force && !caller.isAdmin) throw new PermissionDenied('only cloud admins force-delete snapshots', { field: 'force' })
-    const { next, host } = await this.db.transaction().execute(async (trx) => {
+    const { next, host, attached } = await this.db.transaction().execute(async (trx) => {
       const row = await findRow(trx, 'volume_snapshots', req.id, caller)
       checkWriter(row, caller, 'snapshot')
       const status = beginSnapshotDelete(row, Boolean(req.force))
       const vol = await trx.selectFrom('volumes').select(['id', 'host', 'status']).where('id', '=', row.volume_id).executeTakeFirstOrThrow()
       if (vol.status === 'deleting') throw new InvalidArgument(`snapshot ${row.id} goes with its volume ${row.volume_id}, which is being deleted`)
-      await refuseOpenDependents(trx, row, vol)
+      await refuseNetworkDependents(trx, row, vol)
       const next: VolumeSnapshotTable = { ...row, status, status_reason: '', ...pendingCast('delete_snapshot', row.id, caller.requestId), updated_at: now() }
       await trx.updateTable('volume_snapshots').set(next).where('id', '=', row.id).execute()
-      return { next, host: vol.host }
+      // The running guests (this host's) of what rests on it pull its data into the files they have open.
+      return { next, host: vol.host, attached: await snapshotDependentDisks(trx, row) }
     })
-    await this.cast('delete_snapshot', next, host)
+    await this.cast('delete_snapshot', next, host, attached)
     this.log.info({ snapshot: next.id, volume: next.volume_id, host }, 'snapshot delete cast')
     return snapshotView(next)
   }
@@ -118,15 +119,17 @@ async function refuseNetworkExport(trx: Trx, vol: { id: string; host: string | n
 }
 
 /**
- * Deleting a snapshot flattens the files whose backing file it is: a full
- * copy renamed over each. A dependent that is open — the active file of the
- * snapshotted volume (this is its newest snapshot) or of a volume made from
- * the snapshot (which has none of its own), attached to a running guest or
- * exported to another host — would be replaced under its QEMU, which goes on
- * writing into the old, unlinked file: every later write lost. Refused until
- * nothing has such a file open, saying which server and what to do.
+ * Deleting a snapshot merges it into the files whose backing file it is. A
+ * dependent that is open — the active file of the snapshotted volume (this
+ * is its newest snapshot) or of a volume made from the snapshot (which has
+ * none of its own) — is merged into live by the QEMU that has it open when
+ * that is a guest of the volume's host (a block pull). The NBD export
+ * serving a server on another host has it open too, and nothing merges into
+ * a file under the export's daemon yet: it would go on writing into a file
+ * replaced under it, every later write lost. Refused, saying which server
+ * and what to do.
  */
-async function refuseOpenDependents(trx: Trx, snap: { id: string; volume_id: string; created_at: string }, vol: { id: string; host: string | null }): Promise<void> {
+async function refuseNetworkDependents(trx: Trx, snap: { id: string; volume_id: string; created_at: string }, vol: { id: string; host: string | null }): Promise<void> {
   // Only a newer snapshot that surely has its file sits between this one and the volume's active
   // file (one in error may have been rolled back; creating or deleting ones are not counted either).
   const newer = await trx.selectFrom('volume_snapshots').select('id').where('volume_id', '=', snap.volume_id).where('id', '!=', snap.id).where('status', '=', 'available')
@@ -135,9 +138,8 @@ async function refuseOpenDependents(trx: Trx, snap: { id: string; volume_id: str
     .where(({ not, exists, selectFrom }) => not(exists(selectFrom('volume_snapshots').select('id').whereRef('volume_snapshots.volume_id', '=', 'volumes.id')))).execute()
   for (const dep of [...(newer ? [] : [vol]), ...made]) {
     const open = await openBy(trx, dep)
-    if (!open) continue
-    const how = open.remote ? `exported over the network to server ${open.serverId} on host ${open.host}, which keeps its file open` : `attached to server ${open.serverId}, which is ${open.vmState}: its QEMU has the volume's file open`
-    throw new FailedPrecondition(`snapshot ${snap.id} cannot be deleted now: volume ${dep.id}, whose data rests on it, is ${how}, and deleting the snapshot would lose the server's later writes; stop the server (or detach the volume) first, then delete the snapshot`, { field: 'snapshot_id' })
+    if (!open?.remote) continue
+    throw new FailedPrecondition(`snapshot ${snap.id} cannot be deleted now: volume ${dep.id}, whose data rests on it, is exported over the network to server ${open.serverId} on host ${open.host}, which keeps its file open, and a snapshot is merged live only into a file a guest of the volume's own host has open; deleting it now would lose the server's later writes: detach the volume first, then delete the snapshot`, { field: 'snapshot_id' })
   }
 }
 
