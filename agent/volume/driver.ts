@@ -119,7 +119,8 @@ export interface VolumeDriver {
    * byte it showed. `attached`: the servers of this host that have a volume
    * resting on the snapshot attached (with `volumeId`); a running one has
    * that volume's file open, and its hypervisor merges the snapshot into the
-   * file live (a block pull) instead. Gone already: success.
+   * file live (a block pull) instead, as does the export's daemon of a
+   * volume served to other hosts. Gone already: success.
    */
   deleteSnapshot(volumeId: string, snapshotId: string, attached?: AttachedDisk[]): Promise<void>
   /**

@@ -28,7 +28,9 @@
  * Deleting a snapshot under a file a running guest of this host has open
  * (the volume's own, or a volume's made from the snapshot) has that guest's
  * QEMU pull the chain into the file live (libvirt's block pull: block-stream),
- * the guest writing on; the snapshot's file goes once nothing rests on it.
+ * the guest writing on; a file exported to other hosts is pulled into by its
+ * export's daemon (QMP block-stream, `nbd-export.ts`). The snapshot's file
+ * goes once nothing rests on it.
  * An intent (`.snapshot-<volume>_<snapshot>.delete.intent`) is written
  * before the first pull; one left by a crash is settled at init: a pull QEMU
  * still runs is waited for, and the file goes if the headers show nothing
@@ -80,11 +82,15 @@ interface DeleteIntent {
   snapshotId: string
   /** The guests that pull, with the volumes whose files they have open. */
   attached: AttachedDisk[]
+  /** The volumes whose export's daemon pulls (they are served to other hosts). */
+  exported?: string[]
 }
 
 const DELETE_INTENT_FILE = /^\.snapshot-[0-9a-f-]{36}_[0-9a-f-]{36}\.delete\.intent$/
 
 const SNAPSHOT_FILE = /^snapshot-([0-9a-f-]{36})_([0-9a-f-]{36})\.(qcow2|raw)$/
+
+const VOLUME_FILE = /^volume-([0-9a-f-]{36})\.qcow2$/
 
 export class FileVolumeDriver implements VolumeDriver {
   readonly name = 'file'
@@ -299,6 +305,7 @@ export class FileVolumeDriver implements VolumeDriver {
   private async settleDelete(intent: string): Promise<void> {
     const i = JSON.parse(await readFile(intent, 'utf8')) as DeleteIntent
     for (const a of i.attached) await this.o.guests?.settlePull(a.instanceUuid, a.device)
+    for (const id of i.exported ?? []) await this.nbd?.settlePull(id)
     const snap = this.snapshotPath(i.volumeId, i.snapshotId)
     if ((await this.dependentsOf(snap)).length === 0) await rm(snap, { force: true })
     await rm(intent, { force: true })
@@ -374,20 +381,29 @@ export class FileVolumeDriver implements VolumeDriver {
     if (!(await exists(file))) return
     const deps = await this.dependentsOf(file)
     const open = (dep: string) => attached.filter((a) => a.volumeId && this.volumePath(a.volumeId) === dep)
+    // The volumes among them whose export's daemon has the file open (served to other hosts).
+    const exported = new Map<string, string>()
     for (const dep of deps) {
-      if (open(dep).length > 1) throw new FailedPrecondition(`snapshot file ${path.basename(file)} cannot be merged into ${path.basename(dep)}: its volume is attached to ${open(dep).length} servers of this host, and only one guest at a time can pull the data into the file it has open; detach it from all but one first`)
+      const id = VOLUME_FILE.exec(path.basename(dep))?.[1]
+      if (id && (await this.nbd?.served(id))) exported.set(dep, id)
+    }
+    for (const dep of deps) {
+      const opened = open(dep).length + (exported.has(dep) ? 1 : 0)
+      if (opened > 1) throw new FailedPrecondition(`snapshot file ${path.basename(file)} cannot be merged into ${path.basename(dep)}: ${exported.has(dep) ? 'it is exported to other hosts and' : 'its volume is'} attached to ${open(dep).length} server(s) of this host, and only one QEMU at a time can pull the data into the file it has open; detach it from all but one first`)
     }
     const live = deps.flatMap(open)
-    if (live.length && intent) {
+    if ((live.length || exported.size) && intent) {
       const m = SNAPSHOT_FILE.exec(path.basename(file))!
-      await this.writeIntent(intent, { volumeId: m[1]!, snapshotId: m[2]!, attached: live })
+      await this.writeIntent(intent, { volumeId: m[1]!, snapshotId: m[2]!, attached: live, exported: [...exported.values()] })
     }
     try {
       for (const dep of deps) {
         const [guest] = open(dep)
-        if (guest && (await this.o.guests!.pull(guest.instanceUuid, guest.device))) {
+        const id = exported.get(dep)
+        const pulled = guest ? await this.o.guests!.pull(guest.instanceUuid, guest.device) : id ? await this.nbd!.pull(id, dep, 'qcow2') : false
+        if (pulled) {
           const [i] = await imageInfo(dep, 'qcow2')
-          if (i?.backingFile) throw new Internal(`server ${guest.instanceUuid} pulled its disk ${guest.device}, but ${path.basename(dep)} still rests on ${i.backingFile}`)
+          if (i?.backingFile) throw new Internal(`${guest ? `server ${guest.instanceUuid} pulled its disk ${guest.device}` : `the export of volume ${id} pulled its backing files`}, but ${path.basename(dep)} still rests on ${i.backingFile} (the block-stream job failed or was cancelled)`)
           continue
         }
         // A full copy read through the chain: the dependent keeps every byte it showed.
@@ -395,7 +411,7 @@ export class FileVolumeDriver implements VolumeDriver {
       }
       await rm(file, { force: true })
     } finally {
-      if (live.length && intent) await rm(intent, { force: true })
+      if ((live.length || exported.size) && intent) await rm(intent, { force: true })
     }
   }
 

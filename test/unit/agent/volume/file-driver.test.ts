@@ -167,6 +167,27 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   t.match(await nbdIo(e, node3, 'read -P 0x6b 0 64k'), /read 65536\/65536/, 'node3 gets in')
   t.match(await nbdIo(e, node2, 'read -P 0x6c 1536M 64k'), /read 65536\/65536/, 'and node2 still does')
   await t.rejects(nbdIo(e, tls.clientDir, 'read 0 512'), 'a certificate naming no host is still refused')
+  // A snapshot deleted under an exported volume made from it: the export's daemon pulls the chain into
+  // the file it has open (QMP block-stream), its client writing on; then the snapshot's file goes.
+  const [src, made, snap] = ['00000000-0000-4000-8000-00000000000d', '00000000-0000-4000-8000-00000000000e', '00000000-0000-4000-8000-00000000001d']
+  await driver.create(src, 1, { kind: 'blank' })
+  await writeImage(driver.volumePath(src), 0, Buffer.alloc(65536, 0x71), 'qcow2')
+  await driver.createSnapshot(src, snap)
+  await driver.create(made, 1, { kind: 'snapshot', snapshotId: snap })
+  const m = await driver.export(made, 'node2')
+  if (m.kind !== 'nbd') throw new Error('not nbd')
+  t.match(await nbdIo(m, node2, 'write -P 0x72 64k 64k'), /wrote 65536\/65536/)
+  const daemon = pidOf(made)
+  await driver.deleteSnapshot(src, snap)
+  t.notOk(existsSync(driver.snapshotPath(src, snap)), 'the snapshot under an exported volume is deleted')
+  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', driver.volumePath(made)]))['backing-filename'], undefined, 'the exported volume\'s file stands alone')
+  t.equal(pidOf(made), daemon, 'pulled into by the daemon serving it (not restarted)')
+  t.match(await nbdIo(m, node2, 'read -P 0x71 0 64k', 'read -P 0x72 64k 64k'), /read 65536\/65536[\s\S]*read 65536\/65536/, 'its client reads the snapshot\'s data and its own')
+  t.same(readdirSync(path.join(dir, 'plain')).filter((f) => f.endsWith('.intent')), [], 'no intent left')
+  await driver.unexport(made, 'node2')
+  await driver.delete(made)
+  await driver.delete(src)
+
   await driver.unexport(id, 'node3')
   await driver.unexport(id, 'node2')
   t.same(await driver.exports(), [], 'no export left')
@@ -322,7 +343,7 @@ t.test('deleting a snapshot under files running guests have open: their QEMU pul
   hv.calls = []
   // Two servers with the volume open: only one may pull: refused, nothing changed.
   const twice = [...onVol, { instanceUuid: g2, device: 'vdc', volumeId: vol }]
-  await t.rejects(driver.deleteSnapshot(vol, s2, twice), /attached to 2 servers of this host.*detach it from all but one/)
+  await t.rejects(driver.deleteSnapshot(vol, s2, twice), /attached to 2 server\(s\) of this host.*detach it from all but one/)
   t.same([hv.calls, existsSync(driver.snapshotPath(vol, s2)), intents()], [[], true, []], 'a multi-attached dependent: refused before anything is done')
   // The pull fails: the snapshot stays, with the files resting on it.
   hv.fail = true
