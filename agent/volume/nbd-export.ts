@@ -172,25 +172,28 @@ export class NbdExports {
    * volume is not exported (the caller grows the file itself).
    */
   async grow(volumeId: string, bytes: number, file: string, format: 'qcow2' | 'raw'): Promise<boolean> {
-    let e = await this.read(volumeId)
-    if (!e || !(await this.serving(e))) return false
-    // An export of an older agent has no QMP socket: served again with one first.
-    if (!(await this.controllable(e))) {
-      await this.halt(e)
-      e = await this.serve(volumeId, e.hosts[0]!, file, format).then(() => this.read(volumeId))
-      if (!e) return false
-    }
+    const e = await this.controlled(volumeId, file, format)
+    if (!e) return false
     const socket = this.qmpPath(volumeId)
     try {
       await qmp(socket, [{ execute: 'block-export-del', arguments: { id: 'export0', mode: 'hard' } }])
       // The export lets go of the image when its last client is gone.
       for (let i = 0; i < 600 && (await qmp(socket, [{ execute: 'query-block-exports' }])).some((x) => x.id === 'export0'); i++) await new Promise((r) => setTimeout(r, 50))
       await qmp(socket, [{ execute: 'block_resize', arguments: { 'node-name': 'vol0', size: bytes } }]).finally(() =>
-        qmp(socket, [{ execute: 'block-export-add', arguments: { type: 'nbd', id: 'export0', 'node-name': 'vol0', name: e!.name, writable: true } }]))
+        qmp(socket, [{ execute: 'block-export-add', arguments: { type: 'nbd', id: 'export0', 'node-name': 'vol0', name: e.name, writable: true } }]))
     } catch (err) {
       throw new Internal(`cannot grow the export of volume ${volumeId} to ${bytes} bytes: its daemon (pid ${e.pid}) refused over QMP: ${(err as Error).message}`, { cause: err })
     }
     return true
+  }
+
+  /** The served export of volume `volumeId` with a QMP socket (an older agent's daemon has none: served again with one first); undefined when not served. */
+  private async controlled(volumeId: string, file: string, format: 'qcow2' | 'raw'): Promise<NbdExport | undefined> {
+    const e = await this.read(volumeId)
+    if (!e || !(await this.serving(e))) return undefined
+    if (await this.controllable(e)) return e
+    await this.halt(e)
+    return this.serve(volumeId, e.hosts[0]!, file, format).then(() => this.read(volumeId))
   }
 
   /** Whether volume `volumeId` is exported now (its daemon runs and has the file open). */
@@ -209,14 +212,8 @@ export class NbdExports {
    * say. False when the volume is not exported (the caller merges it itself).
    */
   async pull(volumeId: string, file: string, format: 'qcow2' | 'raw', timeoutMs = PULL_TIMEOUT_MS): Promise<boolean> {
-    let e = await this.read(volumeId)
-    if (!e || !(await this.serving(e))) return false
-    // An export of an older agent has no QMP socket: served again with one first.
-    if (!(await this.controllable(e))) {
-      await this.halt(e)
-      e = await this.serve(volumeId, e.hosts[0]!, file, format).then(() => this.read(volumeId))
-      if (!e) return false
-    }
+    const e = await this.controlled(volumeId, file, format)
+    if (!e) return false
     try {
       await qmp(this.qmpPath(volumeId), [{ execute: 'block-stream', arguments: { 'job-id': PULL_JOB, device: 'vol0' } }])
     } catch (err) {
