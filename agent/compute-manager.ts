@@ -438,6 +438,20 @@ export class ComputeManager {
     return this.driver.diskSnapshotTaken(uuid, device)
   }
 
+  /**
+   * A snapshot deleted under a volume guest `uuid` has open on `device`: its
+   * data is pulled into the volume's file live (VirtDriver.pullDisk). Not
+   * under the guest's lock, as snapshotVolumeDisk.
+   */
+  pullVolumeDisk(uuid: string, device: string): Promise<boolean> {
+    return this.driver.pullDisk(uuid, device)
+  }
+
+  /** After a crash: waits for a pull still running on guest `uuid`'s disk `device` (VirtDriver.settleDiskPull). */
+  settleVolumeDiskPull(uuid: string, device: string): Promise<void> {
+    return this.driver.settleDiskPull(uuid, device)
+  }
+
   consoleOutput(uuid: string, maxBytes: number): Promise<string> {
     return this.driver.getConsoleOutput(uuid, { maxBytes })
   }

@@ -124,7 +124,12 @@ export class AgentService {
     })
     if (config.volume === 'on') {
       const network = config.volumeExportAddress ? { network: { address: config.volumeExportAddress, tlsDir: config.volumeExportTlsDir } } : {}
-      const guests = { snapshot: (uuid: string, device: string, overlay: string) => this.manager.snapshotVolumeDisk(uuid, device, overlay), snapshotTaken: (uuid: string, device: string) => this.manager.volumeDiskSnapshotTaken(uuid, device) }
+      const guests = {
+        snapshot: (uuid: string, device: string, overlay: string) => this.manager.snapshotVolumeDisk(uuid, device, overlay),
+        snapshotTaken: (uuid: string, device: string) => this.manager.volumeDiskSnapshotTaken(uuid, device),
+        pull: (uuid: string, device: string) => this.manager.pullVolumeDisk(uuid, device),
+        settlePull: (uuid: string, device: string) => this.manager.settleVolumeDiskPull(uuid, device),
+      }
       const backend = volumeDriver ?? new FileVolumeDriver({ dir: config.volumeDir, host: config.host, format: config.volumeFormat, guests, ...network })
       const log = this.log.child({ component: 'volumes' })
       this.volumes = new VolumeManager(backend, {

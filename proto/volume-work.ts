@@ -26,9 +26,11 @@ export interface VolumeWork {
   /**
    * extend, create_snapshot: the servers of the volume's host it is attached
    * to (their hypervisor learns the new size; their running guests move to
-   * the volume's new file).
+   * the volume's new file). delete_snapshot: the servers of the volume's host
+   * that have a volume resting on the snapshot attached (their running guests
+   * pull the snapshot's data into that volume's file).
    */
-  attached: Array<{ instanceUuid: string; device: string }>
+  attached: Array<{ instanceUuid: string; device: string; volumeId: string }>
 }
 
 /** The same, as received (decoded protobuf: any field may be missing). */
@@ -40,7 +42,7 @@ export interface ReceivedVolumeWork {
   sourceVolid?: string
   sourceSnapshotId?: string
   imageId?: string
-  attached?: Array<{ instanceUuid?: string; device?: string }>
+  attached?: Array<{ instanceUuid?: string; device?: string; volumeId?: string }>
 }
 
 /** A received piece of work with every field filled in. @throws Error when its op is unknown. */
@@ -49,7 +51,7 @@ export function volumeWorkOf(w: ReceivedVolumeWork): VolumeWork {
   if (!isVolumeOp(op)) throw new Error(`unknown volume op '${op}'`)
   return {
     op, volumeId: w.volumeId ?? '', snapshotId: w.snapshotId ?? '', sizeGb: w.sizeGb ?? 0, sourceVolid: w.sourceVolid ?? '', sourceSnapshotId: w.sourceSnapshotId ?? '', imageId: w.imageId ?? '',
-    attached: (w.attached ?? []).map((a) => ({ instanceUuid: a.instanceUuid ?? '', device: a.device ?? '' })),
+    attached: (w.attached ?? []).map((a) => ({ instanceUuid: a.instanceUuid ?? '', device: a.device ?? '', volumeId: a.volumeId ?? '' })),
   }
 }
 

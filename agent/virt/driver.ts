@@ -185,6 +185,8 @@ export interface ConsoleOutputOptions {
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 60_000
 export const DEFAULT_CONSOLE_MAX_BYTES = 100 * 1024
 export const DEFAULT_DETACH_TIMEOUT_MS = 30_000
+/** How long {@link VirtDriver.pullDisk} waits for its block job (it copies a volume's data through QEMU). */
+export const DEFAULT_BLOCK_JOB_TIMEOUT_MS = 30 * 60_000
 
 /**
  * A hypervisor driver. All methods are async; none blocks the event loop.
@@ -341,6 +343,36 @@ export interface VirtDriver {
    * (false: the snapshot was not taken).
    */
   diskSnapshotTaken(uuid: string, device: string): Promise<boolean>
+
+  /**
+   * Merges, live, every block the backing chain of the running guest's file
+   * disk `device` shows into the disk's active file (QEMU's block-stream: a
+   * pull of the whole chain — Nova's volume_snapshot_delete for Cinder's file
+   * drivers, which merges a snapshot being deleted into the file a guest has
+   * open). Returns once the job finished: the active file, at the same path,
+   * has no backing file any more (QEMU rewrote its header), the guest never
+   * stopped writing, and the persistent definition reads the (empty) chain
+   * from the header at the next start. Returns false, doing nothing, when the
+   * guest does not run (no file of it is open).
+   * @throws NotFound when there is no such guest, or no file disk on `device`.
+   * @throws FailedPrecondition when the guest has run since a {@link snapshotDisk}
+   * of the disk: its QEMU knows the renamed image by the disk's own path and
+   * reopens backing images by name, so a merge would read the wrong file
+   * (nothing is done; after a stop and start QEMU opens the chain by the
+   * files' names).
+   * @throws Unavailable when the job did not finish in time (it goes on in QEMU).
+   * @throws Internal when the job ended with the chain still there.
+   */
+  pullDisk(uuid: string, device: string): Promise<boolean>
+
+  /**
+   * After a crash in the middle of {@link pullDisk}: waits for a block job
+   * still running on the disk to end (QEMU goes on without the agent) and
+   * leaves the persistent definition as pullDisk does. Whether the pull got
+   * through is the file's header's to say (the caller reads it). Succeeds
+   * when the guest is gone or does not run.
+   */
+  settleDiskPull(uuid: string, device: string): Promise<void>
 }
 
 /**

@@ -66,6 +66,7 @@ export type FakeOperation =
   | 'detachDisk'
   | 'resizeDisk'
   | 'snapshotDisk'
+  | 'pullDisk'
 
 /**
  * Steps inside an operation. `spawn` goes `define` → `start`; a failure at
@@ -96,6 +97,8 @@ interface FakeGuest {
   bootedAt: number
   /** Disk snapshots taken while it ran (snapshotDisk). */
   diskSnapshots?: number
+  /** Devices whose backing chain was pulled into their file while it ran (pullDisk). */
+  diskPulls?: string[]
 }
 
 /** Usage figures the fake exposes for tests and the benchmark. */
@@ -332,6 +335,25 @@ export class FakeDriver implements VirtDriver {
   async diskSnapshotTaken(uuid: string, _device: string): Promise<boolean> {
     await this.hypervisorCall('snapshotDisk', 'call', uuid)
     return true
+  }
+
+  async pullDisk(uuid: string, device: string): Promise<boolean> {
+    await this.hypervisorCall('pullDisk', 'call', uuid)
+    const guest = this.lookup(uuid)
+    const disk = guest.volumes.get(device) ?? guest.spec.disks.find((d) => d.device === device)
+    if (!disk || disk.network) throw new NotFound(`guest ${uuid} has no file disk ${device}`)
+    if (guest.powerState !== PowerState.RUNNING) return false
+    guest.diskPulls = [...(guest.diskPulls ?? []), device]
+    return true
+  }
+
+  async settleDiskPull(uuid: string, _device: string): Promise<void> {
+    await this.hypervisorCall('pullDisk', 'call', uuid)
+  }
+
+  /** The devices whose backing chain a guest pulled into their file while running (tests). */
+  diskPullsOf(uuid: string): string[] {
+    return this.guests.get(uuid)?.diskPulls ?? []
   }
 
   /** How many disk snapshots a guest took while running (tests). */

@@ -47,6 +47,8 @@ export interface AttachedDisk {
   instanceUuid: string
   /** `vdb`, … */
   device: string
+  /** The volume attached there (a snapshot delete's dependents; empty: the volume worked on). */
+  volumeId?: string
 }
 
 /**
@@ -58,6 +60,14 @@ export interface GuestDisks {
   snapshot(instanceUuid: string, device: string, overlay: string): Promise<boolean>
   /** After a crash: whether the guest writes to the new overlay (or does not run), rather than to the old image. */
   snapshotTaken(instanceUuid: string, device: string): Promise<boolean>
+  /**
+   * Merges the whole backing chain of the file the guest has open on
+   * `device` into that file, live (`VirtDriver.pullDisk`); returns once it
+   * stands alone. False, doing nothing, when the guest does not run.
+   */
+  pull(instanceUuid: string, device: string): Promise<boolean>
+  /** After a crash: waits for a pull still running on the guest's `device` to end (`VirtDriver.settleDiskPull`). */
+  settlePull(instanceUuid: string, device: string): Promise<void>
 }
 
 export interface VolumeInfo {
@@ -104,8 +114,15 @@ export interface VolumeDriver {
    * later write is lost.
    */
   createSnapshot(volumeId: string, snapshotId: string, attached?: AttachedDisk[]): Promise<SnapshotInfo>
-  /** Deletes a snapshot; what depends on it is flattened first. Gone already: success. */
-  deleteSnapshot(volumeId: string, snapshotId: string): Promise<void>
+  /**
+   * Deletes a snapshot; what depends on it is flattened first, keeping every
+   * byte it showed. `attached`: the servers of this host that have a volume
+   * resting on the snapshot attached (with `volumeId`); a running one has
+   * that volume's file open, and its hypervisor merges the snapshot into the
+   * file live (a block pull) instead, as does the export's daemon of a
+   * volume served to other hosts. Gone already: success.
+   */
+  deleteSnapshot(volumeId: string, snapshotId: string, attached?: AttachedDisk[]): Promise<void>
   /**
    * Makes the volume reachable from `host`: its own host gets the file
    * (unless `network` asks for the network path anyway), another host a

@@ -39,6 +39,8 @@ export class FakeVolumeDriver implements VolumeDriver {
   readonly name = 'fake'
   readonly volumes = new Map<string, FakeVolume>()
   readonly snapshots = new Map<string, FakeSnapshot>()
+  /** The attachments each deleted snapshot's delete was given (the guests that would pull it live: tests). */
+  readonly deletedWith = new Map<string, AttachedDisk[]>()
   private readonly failures = new Map<FakeVolumeOp, { code: string; message: string }>()
   private readonly totalGb: number
   private readonly backendName: string
@@ -151,11 +153,11 @@ export class FakeVolumeDriver implements VolumeDriver {
     return { id: snapshotId, volumeId, sizeGb: v.sizeGb }
   }
 
-  async deleteSnapshot(_volumeId: string, snapshotId: string): Promise<void> {
+  async deleteSnapshot(_volumeId: string, snapshotId: string, attached: AttachedDisk[] = []): Promise<void> {
     checkId(snapshotId, 'snapshot')
     this.injected('deleteSnapshot')
-    // Volumes made from it hold their own copy of its data: nothing to flatten.
-    this.snapshots.delete(snapshotId)
+    // Volumes made from it hold their own copy of its data: nothing to flatten (nor pull).
+    if (this.snapshots.delete(snapshotId)) this.deletedWith.set(snapshotId, attached)
   }
 
   async export(id: string, host: string, o: { network?: boolean } = {}): Promise<VolumeExport> {

@@ -25,13 +25,24 @@
  * the hypervisor shows: the guest writes to the overlay (or runs no more) —
  * rolled forward; it still writes to the renamed file — rolled back.
  *
+ * Deleting a snapshot under a file a running guest of this host has open
+ * (the volume's own, or a volume's made from the snapshot) has that guest's
+ * QEMU pull the chain into the file live (libvirt's block pull: block-stream),
+ * the guest writing on; a file exported to other hosts is pulled into by its
+ * export's daemon (QMP block-stream, `nbd-export.ts`). The snapshot's file
+ * goes once nothing rests on it.
+ * An intent (`.snapshot-<volume>_<snapshot>.delete.intent`) is written
+ * before the first pull; one left by a crash is settled at init: a pull QEMU
+ * still runs is waited for, and the file goes if the headers show nothing
+ * rests on it any more (else it stays, for the redelivered delete).
+ *
  * Work writes to `.part` files renamed into place, so a crash leaves either
  * the old state or the new one (and `.part` leftovers, removed at init).
  * Operations run one at a time (they change the shared chains).
  */
 import { readdir, readFile, rename, rm, stat, statfs, chmod, mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
+import { FailedPrecondition, Internal, InvalidArgument, NotFound } from '../../proto/errors.js'
 import { convertImage, createImage, imageInfo, resizeImage, type ImageFormat } from '../../native/index.js'
 import { PRIVATE_FILE_MODE } from '../disk/guest-dirs.js'
 import { NbdExports } from './nbd-export.js'
@@ -65,7 +76,21 @@ interface SnapshotIntent {
 
 const INTENT_FILE = /^\.snapshot-[0-9a-f-]{36}_[0-9a-f-]{36}\.intent$/
 
+/** A snapshot delete whose data guests of this host pull into files they have open (written before the first pull). */
+interface DeleteIntent {
+  volumeId: string
+  snapshotId: string
+  /** The guests that pull, with the volumes whose files they have open. */
+  attached: AttachedDisk[]
+  /** The volumes whose export's daemon pulls (they are served to other hosts). */
+  exported?: string[]
+}
+
+const DELETE_INTENT_FILE = /^\.snapshot-[0-9a-f-]{36}_[0-9a-f-]{36}\.delete\.intent$/
+
 const SNAPSHOT_FILE = /^snapshot-([0-9a-f-]{36})_([0-9a-f-]{36})\.(qcow2|raw)$/
+
+const VOLUME_FILE = /^volume-([0-9a-f-]{36})\.qcow2$/
 
 export class FileVolumeDriver implements VolumeDriver {
   readonly name = 'file'
@@ -94,6 +119,8 @@ export class FileVolumeDriver implements VolumeDriver {
     for (const f of await readdir(this.dir)) if (f.endsWith('.part')) await rm(path.join(this.dir, f), { force: true })
     // Snapshots of open volumes a crash interrupted: forward or back, as the guests show.
     for (const f of await readdir(this.dir)) if (INTENT_FILE.test(f)) await this.settle(path.join(this.dir, f))
+    // Snapshot deletes a crash interrupted while guests pulled their data: as far as the files show.
+    for (const f of await readdir(this.dir)) if (DELETE_INTENT_FILE.test(f)) await this.settleDelete(path.join(this.dir, f))
     // Exports whose server died with the host (or was killed) are served again where they were.
     await this.nbd?.reserve(async (id) => ((await this.info(id)) ? { path: this.volumePath(id), format: this.format } : undefined))
   }
@@ -254,14 +281,38 @@ export class FileVolumeDriver implements VolumeDriver {
     return path.join(this.dir, `.snapshot-${checkId(volumeId, 'volume')}_${checkId(snapshotId, 'snapshot')}.intent`)
   }
 
-  private async writeIntent(file: string, intent: SnapshotIntent): Promise<void> {
+  private async writeIntent(file: string, intent: SnapshotIntent | DeleteIntent): Promise<void> {
     const part = `${file}.part`
     await writeFile(part, JSON.stringify(intent), { mode: PRIVATE_FILE_MODE })
     await rename(part, file)
   }
 
-  deleteSnapshot(volumeId: string, snapshotId: string): Promise<void> {
-    return this.serial(() => this.removeSnapshot(this.snapshotPath(volumeId, snapshotId)))
+  deleteSnapshot(volumeId: string, snapshotId: string, attached: AttachedDisk[] = []): Promise<void> {
+    return this.serial(async () => {
+      const intent = this.deleteIntentPath(volumeId, snapshotId)
+      // A cast redelivered after a crash in the middle: settled first, then done (again) if not through.
+      if (await exists(intent)) await this.settleDelete(intent)
+      await this.removeSnapshot(this.snapshotPath(volumeId, snapshotId), this.o.guests ? attached : [], intent)
+    })
+  }
+
+  /**
+   * Settles a snapshot delete a crash interrupted while guests pulled its
+   * data into the files they have open: a pull QEMU still runs is waited
+   * for; then the snapshot's file goes if no file rests on it any more (the
+   * pulls got through), else it stays for the delete to be done again.
+   */
+  private async settleDelete(intent: string): Promise<void> {
+    const i = JSON.parse(await readFile(intent, 'utf8')) as DeleteIntent
+    for (const a of i.attached) await this.o.guests?.settlePull(a.instanceUuid, a.device)
+    for (const id of i.exported ?? []) await this.nbd?.settlePull(id)
+    const snap = this.snapshotPath(i.volumeId, i.snapshotId)
+    if ((await this.dependentsOf(snap)).length === 0) await rm(snap, { force: true })
+    await rm(intent, { force: true })
+  }
+
+  private deleteIntentPath(volumeId: string, snapshotId: string): string {
+    return path.join(this.dir, `.snapshot-${checkId(volumeId, 'volume')}_${checkId(snapshotId, 'snapshot')}.delete.intent`)
   }
 
   async export(id: string, host: string, o: { network?: boolean } = {}): Promise<VolumeExport> {
@@ -317,19 +368,64 @@ export class FileVolumeDriver implements VolumeDriver {
     }
   }
 
-  /** Flattens every file whose backing file is `file`, then removes it. */
-  private async removeSnapshot(file: string): Promise<void> {
+  /**
+   * Merges `file` into every file whose backing file it is, then removes it.
+   * A dependent a running guest of `attached` has open (the snapshotted
+   * volume's file, or a volume's made from the snapshot) is pulled into by
+   * that guest's QEMU, live: nothing else may rewrite a file QEMU writes to
+   * (the intent, written first, lets a crash be settled). Every other one is
+   * flattened here (a full copy read through the chain, renamed over it).
+   * Both leave the dependent standing alone, showing every byte it showed.
+   */
+  private async removeSnapshot(file: string, attached: AttachedDisk[] = [], intent?: string): Promise<void> {
     if (!(await exists(file))) return
+    const deps = await this.dependentsOf(file)
+    const open = (dep: string) => attached.filter((a) => a.volumeId && this.volumePath(a.volumeId) === dep)
+    // The volumes among them whose export's daemon has the file open (served to other hosts).
+    const exported = new Map<string, string>()
+    for (const dep of deps) {
+      const id = VOLUME_FILE.exec(path.basename(dep))?.[1]
+      if (id && (await this.nbd?.served(id))) exported.set(dep, id)
+    }
+    for (const dep of deps) {
+      const opened = open(dep).length + (exported.has(dep) ? 1 : 0)
+      if (opened > 1) throw new FailedPrecondition(`snapshot file ${path.basename(file)} cannot be merged into ${path.basename(dep)}: ${exported.has(dep) ? 'it is exported to other hosts and' : 'its volume is'} attached to ${open(dep).length} server(s) of this host, and only one QEMU at a time can pull the data into the file it has open; detach it from all but one first`)
+    }
+    const live = deps.flatMap(open)
+    if ((live.length || exported.size) && intent) {
+      const m = SNAPSHOT_FILE.exec(path.basename(file))!
+      await this.writeIntent(intent, { volumeId: m[1]!, snapshotId: m[2]!, attached: live, exported: [...exported.values()] })
+    }
+    try {
+      for (const dep of deps) {
+        const [guest] = open(dep)
+        const id = exported.get(dep)
+        const pulled = guest ? await this.o.guests!.pull(guest.instanceUuid, guest.device) : id ? await this.nbd!.pull(id, dep, 'qcow2') : false
+        if (pulled) {
+          const [i] = await imageInfo(dep, 'qcow2')
+          if (i?.backingFile) throw new Internal(`${guest ? `server ${guest.instanceUuid} pulled its disk ${guest.device}` : `the export of volume ${id} pulled its backing files`}, but ${path.basename(dep)} still rests on ${i.backingFile} (the block-stream job failed or was cancelled)`)
+          continue
+        }
+        // A full copy read through the chain: the dependent keeps every byte it showed.
+        await this.made(dep, (part) => convertImage(dep, part, { srcFormat: 'qcow2', dstFormat: 'qcow2' }))
+      }
+      await rm(file, { force: true })
+    } finally {
+      if ((live.length || exported.size) && intent) await rm(intent, { force: true })
+    }
+  }
+
+  /** The files of this backend whose backing file is `file`. */
+  private async dependentsOf(file: string): Promise<string[]> {
     const name = path.basename(file)
+    const out = []
     for (const f of await readdir(this.dir)) {
       if (f === name || f.endsWith('.part') || !f.endsWith('.qcow2')) continue
       const dep = path.join(this.dir, f)
       const [i] = await imageInfo(dep, 'qcow2').catch(() => [])
-      if (i?.backingFile !== name) continue
-      // A full copy read through the chain: the dependent keeps every byte it showed.
-      await this.made(dep, (part) => convertImage(dep, part, { srcFormat: 'qcow2', dstFormat: 'qcow2' }))
+      if (i?.backingFile === name) out.push(dep)
     }
-    await rm(file, { force: true })
+    return out
   }
 
   private async snapshotsOf(volumeId: string): Promise<Array<{ id: string; file: string }>> {

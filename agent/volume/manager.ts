@@ -65,7 +65,8 @@ export class VolumeManager {
           await this.driver.createSnapshot(w.volumeId, w.snapshotId, w.attached)
           return
         case 'delete_snapshot':
-          await this.driver.deleteSnapshot(w.volumeId, w.snapshotId)
+          // The running guests among `attached` pull the snapshot's data into the files they have open.
+          await this.driver.deleteSnapshot(w.volumeId, w.snapshotId, w.attached)
           return
         case 'upload_image':
           if (!this.o.uploads) throw new FailedPrecondition(`host '${this.o.host}' cannot upload images: volume uploads are not available here`)

@@ -23,7 +23,7 @@ import { connect, createServer } from 'node:net'
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { FailedPrecondition, Internal } from '../../proto/errors.js'
+import { FailedPrecondition, Internal, Unavailable } from '../../proto/errors.js'
 import { writePrivateFile } from '../../proto/private-file.js'
 import type { ExportRef } from './driver.js'
 
@@ -55,6 +55,12 @@ const TLS_FILES = ['ca-cert.pem', 'server-cert.pem', 'server-key.pem']
 
 /** The longest path of a unix socket (sun_path less its NUL). */
 const MAX_SOCKET_PATH = 107
+
+/** The job id of a pull in an export's daemon (one at a time: the volume backend works on one thing at a time). */
+const PULL_JOB = 'pull0'
+
+/** How long a pull may take (it copies a volume's data). */
+const PULL_TIMEOUT_MS = 30 * 60_000
 
 /**
  * The distinguished name a host's NBD client certificate has (QEMU compares
@@ -166,25 +172,72 @@ export class NbdExports {
    * volume is not exported (the caller grows the file itself).
    */
   async grow(volumeId: string, bytes: number, file: string, format: 'qcow2' | 'raw'): Promise<boolean> {
-    let e = await this.read(volumeId)
-    if (!e || !(await this.serving(e))) return false
-    // An export of an older agent has no QMP socket: served again with one first.
-    if (!(await this.controllable(e))) {
-      await this.halt(e)
-      e = await this.serve(volumeId, e.hosts[0]!, file, format).then(() => this.read(volumeId))
-      if (!e) return false
-    }
+    const e = await this.controlled(volumeId, file, format)
+    if (!e) return false
     const socket = this.qmpPath(volumeId)
     try {
       await qmp(socket, [{ execute: 'block-export-del', arguments: { id: 'export0', mode: 'hard' } }])
       // The export lets go of the image when its last client is gone.
       for (let i = 0; i < 600 && (await qmp(socket, [{ execute: 'query-block-exports' }])).some((x) => x.id === 'export0'); i++) await new Promise((r) => setTimeout(r, 50))
       await qmp(socket, [{ execute: 'block_resize', arguments: { 'node-name': 'vol0', size: bytes } }]).finally(() =>
-        qmp(socket, [{ execute: 'block-export-add', arguments: { type: 'nbd', id: 'export0', 'node-name': 'vol0', name: e!.name, writable: true } }]))
+        qmp(socket, [{ execute: 'block-export-add', arguments: { type: 'nbd', id: 'export0', 'node-name': 'vol0', name: e.name, writable: true } }]))
     } catch (err) {
       throw new Internal(`cannot grow the export of volume ${volumeId} to ${bytes} bytes: its daemon (pid ${e.pid}) refused over QMP: ${(err as Error).message}`, { cause: err })
     }
     return true
+  }
+
+  /** The served export of volume `volumeId` with a QMP socket (an older agent's daemon has none: served again with one first); undefined when not served. */
+  private async controlled(volumeId: string, file: string, format: 'qcow2' | 'raw'): Promise<NbdExport | undefined> {
+    const e = await this.read(volumeId)
+    if (!e || !(await this.serving(e))) return undefined
+    if (await this.controllable(e)) return e
+    await this.halt(e)
+    return this.serve(volumeId, e.hosts[0]!, file, format).then(() => this.read(volumeId))
+  }
+
+  /** Whether volume `volumeId` is exported now (its daemon runs and has the file open). */
+  async served(volumeId: string): Promise<boolean> {
+    const e = await this.read(volumeId)
+    return e !== undefined && (await this.serving(e))
+  }
+
+  /**
+   * Merges the whole backing chain of the served export of volume
+   * `volumeId` (its `format` image `file`) into the file through its daemon,
+   * the one process that has it open: QMP `block-stream` on the export's
+   * node, its clients reading and writing on (Cinder's online snapshot
+   * delete, done by the export's QEMU instead of a guest's). Returns once
+   * QEMU dropped the job; whether it got through is the file's header's to
+   * say. False when the volume is not exported (the caller merges it itself).
+   */
+  async pull(volumeId: string, file: string, format: 'qcow2' | 'raw', timeoutMs = PULL_TIMEOUT_MS): Promise<boolean> {
+    const e = await this.controlled(volumeId, file, format)
+    if (!e) return false
+    try {
+      await qmp(this.qmpPath(volumeId), [{ execute: 'block-stream', arguments: { 'job-id': PULL_JOB, device: 'vol0' } }])
+    } catch (err) {
+      throw new Internal(`cannot merge the backing files of volume ${volumeId} into it: its export's daemon (pid ${e.pid}) refused the block-stream over QMP: ${(err as Error).message}`, { cause: err })
+    }
+    await this.pullEnded(e, timeoutMs)
+    return true
+  }
+
+  /** After a crash in the middle of {@link pull}: waits for a pull the export's daemon still runs (QEMU goes on without the agent). */
+  async settlePull(volumeId: string): Promise<void> {
+    const e = await this.read(volumeId)
+    if (e && (await this.serving(e)) && (await this.controllable(e))) await this.pullEnded(e, PULL_TIMEOUT_MS)
+  }
+
+  /** Waits until the export's daemon runs no pull job (QEMU dismisses a job once it concluded). */
+  private async pullEnded(e: NbdExport, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const job = (await qmp(this.qmpPath(e.volumeId), [{ execute: 'query-block-jobs' }])).find((j) => j.device === PULL_JOB)
+      if (!job) return
+      if (Date.now() > deadline) throw new Unavailable(`the merge of the backing files of volume ${e.volumeId} into it has not finished (${String(job.offset)} of ${String(job.len)} bytes); it goes on in its export's daemon (pid ${e.pid})`)
+      await new Promise((r) => setTimeout(r, 250))
+    }
   }
 
   /** Every export recorded (served or not). */

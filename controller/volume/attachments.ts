@@ -127,11 +127,24 @@ export function liveAttachments(trx: Trx, volumeId: string): Promise<number> {
 }
 
 /** The servers an extend of the volume must tell the new size: its attached ones. */
-export async function attachedDisks(trx: Trx, volumeId: string): Promise<Array<{ instanceUuid: string; device: string }>> {
+export async function attachedDisks(trx: Trx, volumeId: string): Promise<Array<{ instanceUuid: string; device: string; volumeId: string }>> {
   // Servers of other hosts attach it over the network: they learn the size from an extend_volume cast once the backend grew it.
   const rows = await trx.selectFrom('volume_attachments').innerJoin('volumes', 'volumes.id', 'volume_attachments.volume_id').select(['volume_attachments.server_id', 'volume_attachments.device'])
     .where('volume_attachments.volume_id', '=', volumeId).whereRef('volume_attachments.host', '=', 'volumes.host').where('volume_attachments.status', 'in', ['attached', 'attaching', 'detaching']).execute()
-  return rows.map((r) => ({ instanceUuid: r.server_id, device: r.device }))
+  return rows.map((r) => ({ instanceUuid: r.server_id, device: r.device, volumeId }))
+}
+
+/**
+ * What a delete of snapshot `snap` must tell the volume's host: the servers
+ * of that host attached to the volumes that may rest on it (the snapshotted
+ * volume, and those made from it), with the volume each has; the host's
+ * files show which ones do.
+ */
+export async function snapshotDependentDisks(trx: Trx, snap: { id: string; volume_id: string }): Promise<Array<{ instanceUuid: string; device: string; volumeId: string }>> {
+  const made = await trx.selectFrom('volumes').select('id').where('snapshot_id', '=', snap.id).execute()
+  const out = []
+  for (const id of [snap.volume_id, ...made.map((v) => v.id)]) out.push(...(await attachedDisks(trx, id)))
+  return out
 }
 
 /** How many live attachments the volume has besides `except`. */

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto'
 import type { VolumeAttachmentTable, VolumeSnapshotTable, VolumeTable } from '../store/schema.js'
 import type { Db } from '../store/db.js'
 import { Outbox, type Claim } from '../compute/cast-outbox.js'
-import { attachedDisks } from './attachments.js'
+import { attachedDisks, snapshotDependentDisks } from './attachments.js'
 import { parseVolumeCastId, uploadImageOf, volumeCastId, type VolumeOp, type VolumeWork } from '../../proto/volume-work.js'
 import { attachCastId, parseAttachCastId, type AttachOp, type VolumeAttachWork } from '../../proto/volume-attach.js'
 
@@ -36,9 +36,13 @@ export function volumeWork(op: VolumeOp, v: Pick<VolumeTable, 'id' | 'size' | 'p
   }
 }
 
-/** The work a snapshot's pending cast carries; `attached`: the servers whose running guests a create moves to the volume's new file. */
+/**
+ * The work a snapshot's pending cast carries; `attached`: the servers whose
+ * running guests a create moves to the volume's new file, or a delete has
+ * pull the snapshot's data into the files they have open.
+ */
 export function snapshotWork(op: VolumeOp, s: Pick<VolumeSnapshotTable, 'id' | 'volume_id' | 'size'>, attached: VolumeWork['attached'] = []): VolumeWork {
-  return { op, volumeId: s.volume_id, snapshotId: s.id, sizeGb: s.size, sourceVolid: '', sourceSnapshotId: '', imageId: '', attached: op === 'create_snapshot' ? attached : [] }
+  return { op, volumeId: s.volume_id, snapshotId: s.id, sizeGb: s.size, sourceVolid: '', sourceSnapshotId: '', imageId: '', attached: op === 'create_snapshot' || op === 'delete_snapshot' ? attached : [] }
 }
 
 export interface OutgoingVolumeCast {
@@ -70,7 +74,8 @@ export class VolumeCasts extends Outbox {
       .where('volume_snapshots.pending_cast_id', '!=', '').where('volume_snapshots.cast_sent_at', 'is', null).execute()
     for (const s of snaps) {
       const p = parseVolumeCastId(s.pending_cast_id)
-      if (p && s.host) await this.send({ table: 'volume_snapshots', id: s.id, host: s.host, work: snapshotWork(p.op, s, p.op === 'create_snapshot' ? await attachedDisks(this.db, s.volume_id) : []), castId: s.pending_cast_id, requestId: s.pending_request_id }, 'skip')
+      const attached = p?.op === 'create_snapshot' ? await attachedDisks(this.db, s.volume_id) : p?.op === 'delete_snapshot' ? await snapshotDependentDisks(this.db, s) : []
+      if (p && s.host) await this.send({ table: 'volume_snapshots', id: s.id, host: s.host, work: snapshotWork(p.op, s, attached), castId: s.pending_cast_id, requestId: s.pending_request_id }, 'skip')
     }
   }
 }

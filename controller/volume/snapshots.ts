@@ -21,7 +21,7 @@ import { pendingCast, snapshotWork, type VolumeCasts } from './casts.js'
 import type { VolumeBackends } from './backends.js'
 import { checkWriter, findRow, renamed, snapshotView, updatedMap, type SnapshotView, type VolumeCaller } from './model.js'
 import type { VolumeOp, VolumeWork } from '../../proto/volume-work.js'
-import { attachedDisks } from './attachments.js'
+import { attachedDisks, snapshotDependentDisks } from './attachments.js'
 
 export class SnapshotCatalog {
   constructor(
@@ -82,18 +82,19 @@ export class SnapshotCatalog {
 
   async delete(req: { id?: string; force?: boolean }, caller: VolumeCaller): Promise<SnapshotView> {
     if (req.force && !caller.isAdmin) throw new PermissionDenied('only cloud admins force-delete snapshots', { field: 'force' })
-    const { next, host } = await this.db.transaction().execute(async (trx) => {
+    const { next, host, attached } = await this.db.transaction().execute(async (trx) => {
       const row = await findRow(trx, 'volume_snapshots', req.id, caller)
       checkWriter(row, caller, 'snapshot')
       const status = beginSnapshotDelete(row, Boolean(req.force))
       const vol = await trx.selectFrom('volumes').select(['id', 'host', 'status']).where('id', '=', row.volume_id).executeTakeFirstOrThrow()
       if (vol.status === 'deleting') throw new InvalidArgument(`snapshot ${row.id} goes with its volume ${row.volume_id}, which is being deleted`)
-      await refuseOpenDependents(trx, row, vol)
       const next: VolumeSnapshotTable = { ...row, status, status_reason: '', ...pendingCast('delete_snapshot', row.id, caller.requestId), updated_at: now() }
       await trx.updateTable('volume_snapshots').set(next).where('id', '=', row.id).execute()
-      return { next, host: vol.host }
+      // Files resting on it that are open are merged into live on the volume's host: by the running
+      // guests of that host named here, or by the export's daemon serving another host's server.
+      return { next, host: vol.host, attached: await snapshotDependentDisks(trx, row) }
     })
-    await this.cast('delete_snapshot', next, host)
+    await this.cast('delete_snapshot', next, host, attached)
     this.log.info({ snapshot: next.id, volume: next.volume_id, host }, 'snapshot delete cast')
     return snapshotView(next)
   }
@@ -115,30 +116,6 @@ export class SnapshotCatalog {
 async function refuseNetworkExport(trx: Trx, vol: { id: string; host: string | null }): Promise<void> {
   const open = await openBy(trx, vol)
   if (open?.remote) throw new FailedPrecondition(`volume ${vol.id} is attached to server ${open.serverId} on another host (host ${open.host}) through a network export, which keeps its file open and is not moved to a snapshot's new file: a snapshot now would lose the server's later writes; detach it first (a server on the volume's own host is snapshotted live)`, { field: 'volume_id' })
-}
-
-/**
- * Deleting a snapshot flattens the files whose backing file it is: a full
- * copy renamed over each. A dependent that is open — the active file of the
- * snapshotted volume (this is its newest snapshot) or of a volume made from
- * the snapshot (which has none of its own), attached to a running guest or
- * exported to another host — would be replaced under its QEMU, which goes on
- * writing into the old, unlinked file: every later write lost. Refused until
- * nothing has such a file open, saying which server and what to do.
- */
-async function refuseOpenDependents(trx: Trx, snap: { id: string; volume_id: string; created_at: string }, vol: { id: string; host: string | null }): Promise<void> {
-  // Only a newer snapshot that surely has its file sits between this one and the volume's active
-  // file (one in error may have been rolled back; creating or deleting ones are not counted either).
-  const newer = await trx.selectFrom('volume_snapshots').select('id').where('volume_id', '=', snap.volume_id).where('id', '!=', snap.id).where('status', '=', 'available')
-    .where((eb) => eb.or([eb('created_at', '>', snap.created_at), eb.and([eb('created_at', '=', snap.created_at), eb('id', '>', snap.id)])])).executeTakeFirst()
-  const made = await trx.selectFrom('volumes').select(['id', 'host']).where('snapshot_id', '=', snap.id)
-    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('volume_snapshots').select('id').whereRef('volume_snapshots.volume_id', '=', 'volumes.id')))).execute()
-  for (const dep of [...(newer ? [] : [vol]), ...made]) {
-    const open = await openBy(trx, dep)
-    if (!open) continue
-    const how = open.remote ? `exported over the network to server ${open.serverId} on host ${open.host}, which keeps its file open` : `attached to server ${open.serverId}, which is ${open.vmState}: its QEMU has the volume's file open`
-    throw new FailedPrecondition(`snapshot ${snap.id} cannot be deleted now: volume ${dep.id}, whose data rests on it, is ${how}, and deleting the snapshot would lose the server's later writes; stop the server (or detach the volume) first, then delete the snapshot`, { field: 'snapshot_id' })
-  }
 }
 
 /** An attachment that has the volume's file open (a network export, or a guest that is not stopped), if any. */

@@ -11,6 +11,7 @@ import { withReverter } from '../../../proto/revert.js'
 import { AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Unavailable } from '../../../proto/errors.js'
 import {
   DEFAULT_CONSOLE_MAX_BYTES,
+  DEFAULT_BLOCK_JOB_TIMEOUT_MS,
   DEFAULT_DETACH_TIMEOUT_MS,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
   checkPowerTransition,
@@ -56,6 +57,8 @@ export interface LibvirtDriverOptions {
   pollIntervalMs?: number
   /** Longest a single libvirt call may take before it fails with Unavailable. @default 120000 */
   callTimeoutMs?: number
+  /** Longest pullDisk waits for its block job. @default DEFAULT_BLOCK_JOB_TIMEOUT_MS (30 min) */
+  blockJobTimeoutMs?: number
   /** Where operations are logged (with `instance`); silent when absent. */
   logger?: Logger
 }
@@ -441,6 +444,59 @@ export class LibvirtDriver implements VirtDriver {
     return true
   }
 
+  async pullDisk(uuid: string, device: string): Promise<boolean> {
+    const guest = await this.host.lookupGuest(uuid)
+    if (!(await guest.isActive())) return false
+    const disk = diskOn(await guest.xml(), device)
+    if (!disk || disk.network) throw new NotFound(`guest ${uuid} has no file disk ${device}`)
+    // A guest that ran through a live snapshot (snapshotDisk) holds the renamed image under the disk's own
+    // path; QEMU reopens backing images by name (a block-stream does), and would open the overlay instead.
+    const chain = await this.liveChain(guest, device)
+    if (chain.slice(1).includes(chain[0]!)) throw new FailedPrecondition(`disk ${device} of guest ${uuid} runs on the chain a live snapshot left (its QEMU knows the snapshot's file by the volume's own path, ${disk.path}, and reopens backing files by name): a live merge would read the wrong file; stop and start the server (its QEMU then opens the chain by the files' names), then delete the snapshot again`)
+    this.logger?.info({ instance: uuid, device, path: disk.path }, 'pulling the disk\'s backing chain into its file (block-stream)')
+    await guest.blockPull(device)
+    await this.blockJobEnded(guest, device)
+    if (await this.hasBackingChain(guest, device)) throw new Internal(`the pull of the backing chain of disk ${device} of guest ${uuid} into ${disk.path} ended without merging it (QEMU's block-stream job failed or was cancelled; see the guest's QEMU log)`)
+    await this.dropBackingChain(guest, device)
+    this.logger?.info({ instance: uuid, device, path: disk.path }, 'backing chain pulled: the disk\'s file stands alone')
+    return true
+  }
+
+  async settleDiskPull(uuid: string, device: string): Promise<void> {
+    const guest = await this.host.findGuest(uuid)
+    if (!guest) return
+    if (await guest.isActive()) await this.blockJobEnded(guest, device)
+    if (!(await guest.isActive()) || !(await this.hasBackingChain(guest, device))) await this.dropBackingChain(guest, device)
+  }
+
+  /** Waits until disk `device` of `guest` has no block job (libvirt drops a pull's job once QEMU concluded it), or the guest stopped. */
+  private async blockJobEnded(guest: Guest, device: string): Promise<void> {
+    const deadline = Date.now() + (this.options.blockJobTimeoutMs ?? DEFAULT_BLOCK_JOB_TIMEOUT_MS)
+    for (;;) {
+      if (!(await guest.isActive())) return
+      const job = await guest.blockJob(device)
+      if (!job) return
+      if (Date.now() > deadline) throw new Unavailable(`the block job on disk ${device} of guest ${guest.uuid} has not finished (${job.cur} of ${job.end} bytes); it goes on in QEMU`)
+      await sleep(BLOCK_JOB_POLL_MS)
+    }
+  }
+
+  /** Whether the live disk `device` of `guest` still has a backing file (libvirt's live chain). */
+  private async hasBackingChain(guest: Guest, device: string): Promise<boolean> {
+    return (await this.liveChain(guest, device)).length > 1
+  }
+
+  /** The files of the live disk `device` of `guest`, top first, as libvirt knows them (the names QEMU opened them by). */
+  private async liveChain(guest: Guest, device: string): Promise<string[]> {
+    let node = childrenNamed(child(parseXml(await guest.xml()), 'devices'), 'disk').find((d) => child(d, 'target')?.attrs.dev === device)
+    const files = []
+    for (let file = child(node, 'source')?.attrs.file; file !== undefined; file = child(node, 'source')?.attrs.file) {
+      files.push(file)
+      node = child(node, 'backingStore')
+    }
+    return files
+  }
+
   /**
    * libvirt writes the chain it knows into the persistent definition after a
    * snapshot: with the overlay at the old image's path, a chain of the file on
@@ -454,6 +510,9 @@ export class LibvirtDriver implements VirtDriver {
     await this.host.defineGuest(serializeXml(def))
   }
 }
+
+/** How often a block job's progress is read. */
+const BLOCK_JOB_POLL_MS = 250
 
 /** How many reads a network disk's resize makes QEMU try to reconnect with (half a second apart). */
 const RECONNECT_ATTEMPTS = 60

@@ -30,6 +30,14 @@ export interface DomainInfo {
   cpuTime: number
 }
 
+/** `virDomainBlockJobInfo`: a disk's block job and how far it got. */
+export interface BlockJobInfo {
+  /** `virDomainBlockJobType` (1: pull) */
+  type: number
+  cur: number
+  end: number
+}
+
 /** `virNodeInfo` */
 export interface NodeInfo {
   model: string
@@ -83,6 +91,12 @@ koffi.struct('virNodeInfo', {
   sockets: 'unsigned int',
   cores: 'unsigned int',
   threads: 'unsigned int',
+})
+koffi.struct('virDomainBlockJobInfo', {
+  type: 'int',
+  bandwidth: 'unsigned long',
+  cur: 'unsigned long long',
+  end: 'unsigned long long',
 })
 const virNodeMemoryStats = koffi.struct('virNodeMemoryStats', {
   field: koffi.array('char', 80),
@@ -148,6 +162,8 @@ const c = {
   ) as Fn,
   virDomainSnapshotCreateXML: lib.func('virDomainSnapshotPtr virDomainSnapshotCreateXML(virDomainPtr domain, const char *xmlDesc, unsigned int flags)') as Fn,
   virDomainSnapshotFree: lib.func('int virDomainSnapshotFree(virDomainSnapshotPtr snapshot)') as Fn,
+  virDomainBlockPull: lib.func('int virDomainBlockPull(virDomainPtr domain, const char *disk, unsigned long bandwidth, unsigned int flags)') as Fn,
+  virDomainGetBlockJobInfo: lib.func('int virDomainGetBlockJobInfo(virDomainPtr domain, const char *disk, _Out_ virDomainBlockJobInfo *info, unsigned int flags)') as Fn,
 }
 
 /** Reads this thread's libvirt error right now and wraps it. */
@@ -461,5 +477,17 @@ export class Domain {
     const snapshot = c.virDomainSnapshotCreateXML(this.handle, xml, flags) as unknown
     if (snapshot === null) throw lastError('virDomainSnapshotCreateXML')
     c.virDomainSnapshotFree(snapshot)
+  }
+
+  /** `virDomainBlockPull`: starts a block job copying the disk's whole backing chain into its active file (which then has no backing file). */
+  blockPull(disk: string, flags: number): void {
+    check('virDomainBlockPull', c.virDomainBlockPull(this.handle, disk, 0, flags) as number)
+  }
+
+  /** `virDomainGetBlockJobInfo`: the disk's block job, or null when it has none (finished, or never started). */
+  getBlockJobInfo(disk: string): BlockJobInfo | null {
+    const info: Record<string, unknown> = {}
+    if (check('virDomainGetBlockJobInfo', c.virDomainGetBlockJobInfo(this.handle, disk, info, 0) as number) === 0) return null
+    return { type: Number(info.type), cur: Number(info.cur), end: Number(info.end) }
   }
 }

@@ -6,6 +6,7 @@
 import { PowerState } from '../../../proto/power-state.js'
 import { VirDomainBlockResizeFlags, VirDomainModificationImpact, VirDomainQemuMonitorCommandFlags, VirDomainSnapshotCreateFlags, VirDomainShutdownFlags, VirDomainState, VirDomainUndefineFlags } from './constants.js'
 import type { Host } from './host.js'
+import type { BlockJobInfo } from './ffi.js'
 import type { DomainRecord } from './worker.js'
 
 /** libvirt domain state → Nova power state (nova's `LIBVIRT_POWER_STATE`). */
@@ -127,5 +128,20 @@ export class Guest {
   async snapshotDisks(xml: string): Promise<void> {
     const f = VirDomainSnapshotCreateFlags
     await this.host.call('snapshotCreate', `take a disk snapshot of guest ${this.uuid}`, this.uuid, xml, f.DISK_ONLY | f.REUSE_EXT | f.NO_METADATA | f.ATOMIC)
+  }
+
+  /**
+   * `virDomainBlockPull` of the disk on target `device`: a block job (QEMU's
+   * block-stream) copies every block its backing chain shows into its active
+   * file, which then has no backing file; the guest keeps running and
+   * writing. Returns once the job started ({@link blockJob} follows it).
+   */
+  async blockPull(device: string): Promise<void> {
+    await this.host.call('blockPull', `pull the backing chain of disk ${device} of guest ${this.uuid} into it`, this.uuid, device, 0)
+  }
+
+  /** The block job of the disk on target `device`, or null when it has none. */
+  blockJob(device: string): Promise<BlockJobInfo | null> {
+    return this.host.call('blockJobInfo', `read the block job of disk ${device} of guest ${this.uuid}`, this.uuid, device)
   }
 }

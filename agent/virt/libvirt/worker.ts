@@ -9,7 +9,7 @@
  * frees the handle, so no native handle outlives a call.
  */
 import { parentPort } from 'node:worker_threads'
-import { Connect, Domain } from './ffi.js'
+import { Connect, Domain, type BlockJobInfo } from './ffi.js'
 import { VirDomainXMLFlags, VirErrorCode, isVirErrorDetails, type VirErrorDetails } from './constants.js'
 
 /** A domain as the worker reports it. */
@@ -194,6 +194,12 @@ const ops = {
   },
   snapshotCreate(uuid: string, xml: string, flags: number): void {
     withDomain(uuid, (d) => d.snapshotCreateXML(xml, flags))
+  },
+  blockPull(uuid: string, disk: string, flags: number): void {
+    withDomain(uuid, (d) => d.blockPull(disk, flags))
+  },
+  blockJobInfo(uuid: string, disk: string): BlockJobInfo | null {
+    return withDomain(uuid, (d) => d.getBlockJobInfo(disk))
   },
 }
 

@@ -12,8 +12,8 @@ import { eventually, startAgent, type TestAgent } from '../../helpers/agents.js'
 import { member, tenant, type Tenant } from '../network/fixtures.js'
 import type { CreateServerResponse, ListServerVolumesResponse, Server, ServerVolume } from '../../../proto/gen/strato/compute/v1/servers.js'
 import {
-  AttachmentsClient, VolumesClient, VolumeTypesClient,
-  type Attachment, type ListAttachmentsResponse, type Volume,
+  AttachmentsClient, SnapshotsClient, VolumesClient, VolumeTypesClient,
+  type Attachment, type ListAttachmentsResponse, type Snapshot, type Volume,
 } from '../../../proto/gen/strato/volume/v1/volume.js'
 import { FailedPrecondition, Internal } from '../../../proto/errors.js'
 
@@ -23,6 +23,7 @@ let other: Tenant
 let volumes: VolumesClient
 let attachments: AttachmentsClient
 let types: VolumeTypesClient
+let snapshots: SnapshotsClient
 const extraAgents: TestAgent[] = []
 
 t.before(async () => {
@@ -32,10 +33,11 @@ t.before(async () => {
   volumes = client(VolumesClient, cloud.s.address)
   attachments = client(AttachmentsClient, cloud.s.address)
   types = client(VolumeTypesClient, cloud.s.address)
+  snapshots = client(SnapshotsClient, cloud.s.address)
   await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 5_000, 'the volume backend')
 })
 t.teardown(async () => {
-  for (const c of [volumes, attachments, types]) c.close()
+  for (const c of [volumes, attachments, types, snapshots]) c.close()
   for (const a of extraAgents) await a.stop().catch(() => {})
   await cloud.close()
 })
@@ -306,12 +308,21 @@ t.test('a volume on another host is attached over the network: its host exports 
   const nearHost = (await call<Server>(cloud.c.servers, 'getServer', { id: server.id }, cloud.s.adminToken)).host
   const near = [...cloud.agents, ...extraAgents].find((a) => a.agent.config.host === nearHost)!
   t.not(nearHost, 'node2', 'the server is on another host than the volume')
+  const snap = await call<Snapshot>(snapshots, 'createSnapshot', { volumeId: v.id, name: 'before-attach' }, demo.token)
+  await eventually(async () => (await call<Snapshot>(snapshots, 'getSnapshot', { id: snap.id }, demo.token)).status === 'available', 10_000, 'the snapshot available')
   await attach(server.id, v.id, '/dev/vdc')
   await waitVolume(v.id, 'in-use')
   const disk = (await near.driver.listDisks(server.id)).find((d) => d.device === 'vdc')
   t.match(disk?.network, { protocol: 'nbd', tls: true, name: `volume-${v.id}` }, 'the guest has a network disk: the NBD export of the volume')
   t.same(await far.volumes.exports(), [{ volumeId: v.id, host: nearHost }], 'the volume host exports it to the server\'s host')
   t.same(await near.volumes.exports(), [], 'the server\'s host exports nothing')
+  // Its newest snapshot rests under the file the export's daemon has open: deleted all the same (the
+  // volume's host has that daemon merge it into the file live), while the server on the other host runs.
+  await call(snapshots, 'deleteSnapshot', { id: snap.id }, demo.token)
+  await eventually(() => call(snapshots, 'getSnapshot', { id: snap.id }, demo.token).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 10_000, 'the snapshot under an exported volume gone from the API')
+  t.notOk(far.volumes.snapshots.has(snap.id), 'and from its backend')
+  t.same(far.volumes.deletedWith.get(snap.id), [], 'no server of the volume\'s host was named: the export is the volume host\'s own to merge into')
+  t.same(await far.volumes.exports(), [{ volumeId: v.id, host: nearHost }], 'the export still serves the server')
 
   // Extended in use: the volume host grows it, and the server's host is told (an extend_volume cast, Nova's volume-extended event).
   await call<Volume>(volumes, 'extendVolume', { id: v.id, newSize: 2 }, demo.token)

@@ -21,7 +21,8 @@ t.test('cast ids round-trip, and are no server cast ids', async (t) => {
 
 t.test('received work: missing fields become empty, an unknown op is refused', async (t) => {
   t.same(volumeWorkOf({ op: 'extend', volumeId: id, sizeGb: 3 }), { op: 'extend', volumeId: id, snapshotId: '', sizeGb: 3, sourceVolid: '', sourceSnapshotId: '', imageId: '', attached: [] })
-  t.same(volumeWorkOf({ op: 'extend', volumeId: id, sizeGb: 3, attached: [{ instanceUuid: id }] }).attached, [{ instanceUuid: id, device: '' }], 'the servers an extend tells')
+  t.same(volumeWorkOf({ op: 'extend', volumeId: id, sizeGb: 3, attached: [{ instanceUuid: id }] }).attached, [{ instanceUuid: id, device: '', volumeId: '' }], 'the servers an extend tells')
+  t.same(volumeWorkOf({ op: 'delete_snapshot', volumeId: id, snapshotId: id, attached: [{ instanceUuid: id, device: 'vdb', volumeId: id }] }).attached, [{ instanceUuid: id, device: 'vdb', volumeId: id }], 'the servers a snapshot delete has pull it in, with their volumes')
   t.throws(() => volumeWorkOf({ op: 'shrink', volumeId: id }), /unknown volume op 'shrink'/)
   t.throws(() => volumeWorkOf({}), /unknown volume op ''/)
 })

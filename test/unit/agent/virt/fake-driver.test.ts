@@ -138,3 +138,21 @@ t.test('cheap enough for 1,000 agents', async (t) => {
   // A guard against a pathological cost (a scan per spawn), not a speed figure: bench:compute has those.
   t.ok(ms < 30_000, `5,000 spawns on 1,000 fake hosts took ${ms.toFixed(0)} ms`)
 })
+
+t.test('pullDisk: a running guest pulls a file disk\'s chain; a stopped one does nothing; a missing disk or guest is NotFound', async (t) => {
+  const driver = new FakeDriver()
+  await driver.init()
+  const spec = specFor('pull')
+  await driver.spawn(spec)
+  t.equal(await driver.pullDisk(spec.uuid, 'vda'), true, 'running: pulled')
+  t.same(driver.diskPullsOf(spec.uuid), ['vda'])
+  t.ok((await driver.pullDisk(spec.uuid, 'vdz').catch((e: unknown) => e)) instanceof NotFound, 'no disk on the device: NotFound')
+  t.ok((await driver.pullDisk(randomUUID(), 'vda').catch((e: unknown) => e)) instanceof NotFound, 'no such guest: NotFound')
+  driver.injectFailure({ operation: 'pullDisk', error: new Unavailable('the block job did not finish: injected') })
+  t.ok((await driver.pullDisk(spec.uuid, 'vda').catch((e: unknown) => e)) instanceof Unavailable, 'a failure can be injected')
+  await driver.powerOff(spec.uuid)
+  t.equal(await driver.pullDisk(spec.uuid, 'vda'), false, 'stopped: nothing has the file open, nothing done')
+  t.same(driver.diskPullsOf(spec.uuid), ['vda'], 'no more pulls counted')
+  await driver.settleDiskPull(spec.uuid, 'vda')
+  await driver.destroy(spec.uuid)
+})

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { FileVolumeDriver } from '../../../../agent/volume/file.js'
-import { createImage, readImage, writeImage, type ImageFormat } from '../../../../native/index.js'
+import { convertImage, createImage, readImage, writeImage, type ImageFormat } from '../../../../native/index.js'
 import { nbdIo, nbdTls } from '../../../helpers/nbd-tls.js'
 import { volumeDriverContract } from './contract.js'
 
@@ -167,6 +167,27 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   t.match(await nbdIo(e, node3, 'read -P 0x6b 0 64k'), /read 65536\/65536/, 'node3 gets in')
   t.match(await nbdIo(e, node2, 'read -P 0x6c 1536M 64k'), /read 65536\/65536/, 'and node2 still does')
   await t.rejects(nbdIo(e, tls.clientDir, 'read 0 512'), 'a certificate naming no host is still refused')
+  // A snapshot deleted under an exported volume made from it: the export's daemon pulls the chain into
+  // the file it has open (QMP block-stream), its client writing on; then the snapshot's file goes.
+  const [src, made, snap] = ['00000000-0000-4000-8000-00000000000d', '00000000-0000-4000-8000-00000000000e', '00000000-0000-4000-8000-00000000001d']
+  await driver.create(src, 1, { kind: 'blank' })
+  await writeImage(driver.volumePath(src), 0, Buffer.alloc(65536, 0x71), 'qcow2')
+  await driver.createSnapshot(src, snap)
+  await driver.create(made, 1, { kind: 'snapshot', snapshotId: snap })
+  const m = await driver.export(made, 'node2')
+  if (m.kind !== 'nbd') throw new Error('not nbd')
+  t.match(await nbdIo(m, node2, 'write -P 0x72 64k 64k'), /wrote 65536\/65536/)
+  const daemon = pidOf(made)
+  await driver.deleteSnapshot(src, snap)
+  t.notOk(existsSync(driver.snapshotPath(src, snap)), 'the snapshot under an exported volume is deleted')
+  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', driver.volumePath(made)]))['backing-filename'], undefined, 'the exported volume\'s file stands alone')
+  t.equal(pidOf(made), daemon, 'pulled into by the daemon serving it (not restarted)')
+  t.match(await nbdIo(m, node2, 'read -P 0x71 0 64k', 'read -P 0x72 64k 64k'), /read 65536\/65536[\s\S]*read 65536\/65536/, 'its client reads the snapshot\'s data and its own')
+  t.same(readdirSync(path.join(dir, 'plain')).filter((f) => f.endsWith('.intent')), [], 'no intent left')
+  await driver.unexport(made, 'node2')
+  await driver.delete(made)
+  await driver.delete(src)
+
   await driver.unexport(id, 'node3')
   await driver.unexport(id, 'node2')
   t.same(await driver.exports(), [], 'no export left')
@@ -196,6 +217,8 @@ t.test('snapshots of a volume a running guest has open: the guest moves to the n
       return true
     },
     snapshotTaken: async () => hv.moved,
+    pull: async () => false,
+    settlePull: async () => {},
   }
   const driver = new FileVolumeDriver({ dir, host: 'node1', guests })
   await driver.init()
@@ -255,4 +278,114 @@ t.test('snapshots of a volume a running guest has open: the guest moves to the n
   await restart()
   t.same([intents(), backing(driver.volumePath(vol))], [[], path.basename(driver.snapshotPath(vol, s3))], 'renamed, no overlay yet, no guest on the old file: the overlay is made')
   t.same(await readImage(driver.volumePath(vol), 0, marker.length, 'qcow2'), marker, 'the volume reads its data through it')
+})
+
+t.test('deleting a snapshot under files running guests have open: their QEMU pulls it in live; a crash in the middle is settled at init', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-file-vol-pull-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const [g1, g2] = ['00000000-0000-4000-8000-0000000000b1', '00000000-0000-4000-8000-0000000000b2']
+  const [vol, copy, s1, s2, s3] = ['00000000-0000-4000-8000-000000000021', '00000000-0000-4000-8000-000000000022', '00000000-0000-4000-8000-000000000031', '00000000-0000-4000-8000-000000000032', '00000000-0000-4000-8000-000000000033']
+  let driver: FileVolumeDriver
+  // The hypervisor: which guests run and which file each has open; a pull does what block-stream does
+  // to the file (every block the chain shows copied in, no backing file left), or fails, or is left running.
+  const hv = { running: new Map<string, string>(), fail: false, leaveRunning: false, job: undefined as string | undefined, calls: [] as string[] }
+  const pullInto = async (file: string) => {
+    await convertImage(file, `${file}.pulled`, { srcFormat: 'qcow2', dstFormat: 'qcow2' })
+    renameSync(`${file}.pulled`, file)
+  }
+  const guests = {
+    snapshot: async () => true,
+    snapshotTaken: async () => true,
+    pull: async (uuid: string, device: string) => {
+      hv.calls.push(`pull ${uuid} ${device}`)
+      const file = hv.running.get(uuid)
+      if (!file) return false
+      t.ok(readdirSync(dir).some((f) => f.endsWith('.delete.intent')), 'the intent is written before the pull')
+      if (hv.fail) throw new Error('the pull of the backing chain of disk vdb ended without merging it: injected')
+      if (hv.leaveRunning) {
+        hv.job = file
+        throw new Error('the agent died during the pull')
+      }
+      await pullInto(file)
+      return true
+    },
+    settlePull: async (uuid: string, device: string) => {
+      hv.calls.push(`settle ${uuid} ${device}`)
+      if (hv.job && hv.running.get(uuid) === hv.job) await pullInto(hv.job)
+      hv.job = undefined
+    },
+  }
+  driver = new FileVolumeDriver({ dir, host: 'node1', guests })
+  await driver.init()
+  const backing = (file: string) => JSON.parse(qemuImg(['info', '-U', '--output=json', file]))['backing-filename'] as string | undefined
+  const intents = () => readdirSync(dir).filter((f) => f.endsWith('.intent'))
+  const [a, b] = [Buffer.from('written before the snapshot'), Buffer.from('written after it')]
+  const read = (id: string, at: number, n: number) => readImage(driver.volumePath(id), at, n, 'qcow2')
+  await driver.create(vol, 1, { kind: 'blank' })
+  await writeImage(driver.volumePath(vol), 0, a, 'qcow2')
+  await driver.createSnapshot(vol, s1)
+  await writeImage(driver.volumePath(vol), 4096, b, 'qcow2')
+  hv.running.set(g1, driver.volumePath(vol))
+  const onVol = [{ instanceUuid: g1, device: 'vdb', volumeId: vol }]
+
+  // Its newest snapshot, under the file the running guest writes to: that guest pulls it in.
+  await driver.deleteSnapshot(vol, s1, onVol)
+  t.same(hv.calls, [`pull ${g1} vdb`], 'the guest that has the volume open pulls the snapshot into it')
+  t.notOk(existsSync(driver.snapshotPath(vol, s1)), 'the snapshot\'s file is gone')
+  t.equal(backing(driver.volumePath(vol)), undefined, 'the volume\'s file stands alone')
+  t.same([await read(vol, 0, a.length), await read(vol, 4096, b.length)], [a, b], 'with the data of before and after the snapshot')
+  t.same(intents(), [], 'no intent left')
+
+  // A volume made from a snapshot, open in another running guest, and the volume itself: both pulled.
+  await driver.createSnapshot(vol, s2)
+  await driver.create(copy, 1, { kind: 'snapshot', snapshotId: s2 })
+  hv.running.set(g2, driver.volumePath(copy))
+  hv.calls = []
+  // Two servers with the volume open: only one may pull: refused, nothing changed.
+  const twice = [...onVol, { instanceUuid: g2, device: 'vdc', volumeId: vol }]
+  await t.rejects(driver.deleteSnapshot(vol, s2, twice), /attached to 2 server\(s\) of this host.*detach it from all but one/)
+  t.same([hv.calls, existsSync(driver.snapshotPath(vol, s2)), intents()], [[], true, []], 'a multi-attached dependent: refused before anything is done')
+  // The pull fails: the snapshot stays, with the files resting on it.
+  hv.fail = true
+  await t.rejects(driver.deleteSnapshot(vol, s2, [...onVol, { instanceUuid: g2, device: 'vdb', volumeId: copy }]), /ended without merging it: injected/)
+  t.same([existsSync(driver.snapshotPath(vol, s2)), backing(driver.volumePath(vol)), intents()], [true, path.basename(driver.snapshotPath(vol, s2)), []], 'a failed pull: the snapshot\'s file intact, the volume still rests on it, no intent')
+  hv.fail = false
+  hv.calls = []
+  await driver.deleteSnapshot(vol, s2, [...onVol, { instanceUuid: g2, device: 'vdb', volumeId: copy }])
+  t.same(hv.calls.sort(), [`pull ${g1} vdb`, `pull ${g2} vdb`], 'each running guest pulls into the file it has open')
+  t.same([backing(driver.volumePath(vol)), backing(driver.volumePath(copy)), existsSync(driver.snapshotPath(vol, s2))], [undefined, undefined, false])
+  t.same([await read(copy, 0, a.length), await read(copy, 4096, b.length)], [a, b], 'the volume made from the snapshot keeps its data')
+
+  // A guest that does not run: nothing has the file open, it is flattened here.
+  hv.running.delete(g1)
+  await driver.createSnapshot(vol, s3)
+  hv.calls = []
+  await driver.deleteSnapshot(vol, s3, onVol)
+  t.same([hv.calls, backing(driver.volumePath(vol)), existsSync(driver.snapshotPath(vol, s3))], [[`pull ${g1} vdb`], undefined, false], 'asked, the stopped guest pulls nothing: flattened here')
+  t.same(await read(vol, 4096, b.length), b)
+
+  // Crashes during the pull: a new driver's init waits for the job QEMU still runs, and settles as the headers show.
+  hv.running.set(g1, driver.volumePath(vol))
+  const restart = async () => {
+    driver = new FileVolumeDriver({ dir, host: 'node1', guests })
+    await driver.init()
+  }
+  await driver.createSnapshot(vol, s3)
+  hv.leaveRunning = true
+  await t.rejects(driver.deleteSnapshot(vol, s3, onVol), /died/)
+  hv.leaveRunning = false
+  // (what the crash leaves: the rejection above removed the intent; a real crash does not)
+  writeFileSync(path.join(dir, `.snapshot-${vol}_${s3}.delete.intent`), JSON.stringify({ volumeId: vol, snapshotId: s3, attached: onVol }))
+  hv.calls = []
+  await restart()
+  t.same([hv.calls, intents(), existsSync(driver.snapshotPath(vol, s3)), backing(driver.volumePath(vol))], [[`settle ${g1} vdb`], [], false, undefined], 'the job QEMU went on with finished: nothing rests on the snapshot, its file is gone')
+  t.same(await read(vol, 4096, b.length), b, 'and the volume has its data')
+
+  await driver.createSnapshot(vol, s3)
+  writeFileSync(path.join(dir, `.snapshot-${vol}_${s3}.delete.intent`), JSON.stringify({ volumeId: vol, snapshotId: s3, attached: onVol }))
+  await restart()
+  t.same([intents(), existsSync(driver.snapshotPath(vol, s3)), backing(driver.volumePath(vol))], [[], true, path.basename(driver.snapshotPath(vol, s3))], 'no pull got through (none ran, or it was cancelled): the snapshot stays, the volume rests on it')
+  hv.calls = []
+  await driver.deleteSnapshot(vol, s3, onVol)
+  t.same([hv.calls, existsSync(driver.snapshotPath(vol, s3)), backing(driver.volumePath(vol))], [[`pull ${g1} vdb`], false, undefined], 'the redelivered delete does it')
 })

@@ -852,7 +852,11 @@ export interface VolumeWork {
   /**
    * extend: the servers of this host the volume is attached to, whose
    * hypervisor is told the new size (Cinder's in-use extend, Nova's
-   * volume-extended event).
+   * volume-extended event). create_snapshot: those whose running guests move
+   * to the volume's new file. delete_snapshot: the servers of this host that
+   * have a volume resting on the snapshot attached (the snapshotted volume, or
+   * one made from the snapshot), whose running guests pull the snapshot's data
+   * into that volume's file live.
    */
   attached?: AttachedDisk[] | undefined;
 }
@@ -863,7 +867,11 @@ export interface AttachedDisk {
     | string
     | undefined;
   /** vdb…vdz */
-  device?: string | undefined;
+  device?:
+    | string
+    | undefined;
+  /** The volume attached there. */
+  volumeId?: string | undefined;
 }
 
 /**
@@ -8979,7 +8987,7 @@ export const VolumeWork: MessageFns<VolumeWork> = {
 };
 
 function createBaseAttachedDisk(): AttachedDisk {
-  return { instanceUuid: "", device: "" };
+  return { instanceUuid: "", device: "", volumeId: "" };
 }
 
 export const AttachedDisk: MessageFns<AttachedDisk> = {
@@ -8989,6 +8997,9 @@ export const AttachedDisk: MessageFns<AttachedDisk> = {
     }
     if (message.device !== undefined && message.device !== "") {
       writer.uint32(18).string(message.device);
+    }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      writer.uint32(26).string(message.volumeId);
     }
     return writer;
   },
@@ -9022,6 +9033,14 @@ export const AttachedDisk: MessageFns<AttachedDisk> = {
             message.device = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.volumeId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9042,6 +9061,11 @@ export const AttachedDisk: MessageFns<AttachedDisk> = {
         ? globalThis.String(object.instance_uuid)
         : "",
       device: isSet(object.device) ? globalThis.String(object.device) : "",
+      volumeId: isSet(object.volumeId)
+        ? globalThis.String(object.volumeId)
+        : isSet(object.volume_id)
+        ? globalThis.String(object.volume_id)
+        : "",
     };
   },
 
@@ -9053,6 +9077,9 @@ export const AttachedDisk: MessageFns<AttachedDisk> = {
     if (message.device !== undefined && message.device !== "") {
       obj.device = message.device;
     }
+    if (message.volumeId !== undefined && message.volumeId !== "") {
+      obj.volumeId = message.volumeId;
+    }
     return obj;
   },
 
@@ -9063,6 +9090,7 @@ export const AttachedDisk: MessageFns<AttachedDisk> = {
     const message = createBaseAttachedDisk();
     message.instanceUuid = object.instanceUuid ?? "";
     message.device = object.device ?? "";
+    message.volumeId = object.volumeId ?? "";
     return message;
   },
 };
