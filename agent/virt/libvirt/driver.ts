@@ -416,18 +416,11 @@ export class LibvirtDriver implements VirtDriver {
   async snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
     const guest = await this.host.lookupGuest(uuid)
     if (!(await guest.isActive())) return false
-    const live = parseDomainXml(await guest.xml())
-    const disk = live.disks.find((d) => d.device === device)
-    if (!disk || disk.network) throw new NotFound(`guest ${uuid} has no file disk ${device}`)
-    if (disk.path !== overlay) throw new InvalidArgument(`the overlay of disk ${device} of guest ${uuid} must be at its path ${disk.path}, got ${overlay}`)
-    // Every other disk is named, not snapshotted (unnamed ones would be, disk-only's default).
-    const disks = live.disks.map((d) => d.device === device
-      ? el('disk', { name: d.device, snapshot: 'external', type: 'file' }, el('driver', { type: d.format }), el('source', { file: overlay }))
-      : el('disk', { name: d.device, snapshot: 'no' }))
-    await guest.snapshotDisks(serializeXml(el('domainsnapshot', {}, el('disks', {}, ...disks))))
-    await this.dropBackingChain(guest, device)
-    this.logger?.info({ instance: uuid, device, overlay }, 'disk snapshot taken: the guest writes to a new overlay')
-    return true
+    // Refused while the overlay takes the disk's own path: QEMU reopens the frozen image read-only by
+    // that name — the overlay's now — and reads the blocks not rewritten since from the empty overlay
+    // until the guest restarts (found 2026-12-05). The controller refuses these snapshots first; this
+    // stops a cast from an older controller. Needs an active file with a new name (Cinder's remotefs).
+    throw new FailedPrecondition(`guest ${uuid} is running: a live snapshot of its disk ${device} onto an overlay at the disk's own path (${overlay}) would have QEMU read stale data until it restarts; stop the server first`)
   }
 
   async diskSnapshotTaken(uuid: string, device: string): Promise<boolean> {
