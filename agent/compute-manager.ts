@@ -433,6 +433,11 @@ export class ComputeManager {
     return this.driver.snapshotDisk(uuid, device, overlay)
   }
 
+  /** A snapshot of a volume guest `uuid` has open: its disk `device` copied as it is now (VirtDriver.copyDisk). Not under the guest's lock, as snapshotVolumeDisk. */
+  copyVolumeDisk(uuid: string, device: string, target: string): Promise<boolean> {
+    return this.driver.copyDisk(uuid, device, target)
+  }
+
   /** After a crash: whether guest `uuid`'s disk `device` moved to its overlay (VirtDriver.diskSnapshotTaken). */
   volumeDiskSnapshotTaken(uuid: string, device: string): Promise<boolean> {
     return this.driver.diskSnapshotTaken(uuid, device)

@@ -9,6 +9,7 @@
  * named step, so callers' cleanup paths can be tested. No I/O, no timers
  * unless `latencyMs` is set.
  */
+import { constants as fsConstants, copyFile } from 'node:fs/promises'
 import { withReverter } from '../../proto/revert.js'
 import { AlreadyExists, Internal, InvalidArgument, NotFound, ResourceExhausted, Unavailable, type StratoError } from '../../proto/errors.js'
 import {
@@ -95,6 +96,8 @@ interface FakeGuest {
   console: string[]
   consoleBytes: number
   bootedAt: number
+  /** Devices copied while it ran (copyDisk). */
+  diskCopies?: string[]
   /** Disk snapshots taken while it ran (snapshotDisk). */
   diskSnapshots?: number
   /** Devices whose backing chain was pulled into their file while it ran (pullDisk). */
@@ -332,6 +335,18 @@ export class FakeDriver implements VirtDriver {
     return true
   }
 
+  async copyDisk(uuid: string, device: string, target: string): Promise<boolean> {
+    await this.hypervisorCall('snapshotDisk', 'call', uuid)
+    const guest = this.lookup(uuid)
+    const disk = guest.volumes.get(device) ?? guest.spec.disks.find((d) => d.device === device)
+    if (!disk || disk.network) throw new NotFound(`guest ${uuid} has no file disk ${device}`)
+    if (guest.powerState !== PowerState.RUNNING) return false
+    // No QEMU here: the file as it is (its chain's names are relative, so a copy beside it reads the same data).
+    await copyFile(disk.path, target, fsConstants.COPYFILE_EXCL)
+    guest.diskCopies = [...(guest.diskCopies ?? []), device]
+    return true
+  }
+
   async diskSnapshotTaken(uuid: string, _device: string): Promise<boolean> {
     await this.hypervisorCall('snapshotDisk', 'call', uuid)
     return true
@@ -349,6 +364,11 @@ export class FakeDriver implements VirtDriver {
 
   async settleDiskPull(uuid: string, _device: string): Promise<void> {
     await this.hypervisorCall('pullDisk', 'call', uuid)
+  }
+
+  /** The devices a guest had copied while running (tests). */
+  diskCopiesOf(uuid: string): string[] {
+    return this.guests.get(uuid)?.diskCopies ?? []
   }
 
   /** The devices whose backing chain a guest pulled into their file while running (tests). */

@@ -56,6 +56,11 @@ export interface AttachedDisk {
  * (the agent's virt driver: `VirtDriver.snapshotDisk`/`diskSnapshotTaken`).
  */
 export interface GuestDisks {
+  /**
+   * Copies the file the guest has open on `device`, as it is now, to a new standalone qcow2 file
+   * `target` while the guest writes on (`VirtDriver.copyDisk`); false, doing nothing, when it does not run.
+   */
+  copy(instanceUuid: string, device: string, target: string): Promise<boolean>
   /** Moves the guest's writes on `device` to `overlay` (backed by the image it had open); false when it does not run. */
   snapshot(instanceUuid: string, device: string, overlay: string): Promise<boolean>
   /** After a crash: whether the guest writes to the new overlay (or does not run), rather than to the old image. */

@@ -220,6 +220,10 @@ export class FileVolumeDriver implements VolumeDriver {
       const live = this.o.guests && attached.length ? attached : []
       if (this.format === 'qcow2') {
         if (live.length > 1) throw new FailedPrecondition(`volume ${volumeId} is attached to ${live.length} servers; a snapshot of a multi-attached volume is taken only while at most one of them has it`)
+        // A running guest has the file open: its QEMU copies it as it is now (a push backup) while the guest
+        // writes on, and nothing of its chain or paths changes. (Moving the guest onto an overlay at the
+        // volume's own path had QEMU reopen the frozen file by that name and read stale data.)
+        if (live.length && !haveSnap && haveVol && (await this.copiedLive(live[0]!, snap))) return (await this.snapshotInfo(snapshotId))!
         if (!haveSnap) {
           if (!haveVol) throw new NotFound(`volume ${volumeId} not found on this backend`)
           if (live.length) await this.writeIntent(intent, { volumeId, snapshotId, attached: live })
@@ -245,6 +249,21 @@ export class FileVolumeDriver implements VolumeDriver {
       }
       return (await this.snapshotInfo(snapshotId))!
     })
+  }
+
+  /** The snapshot's file made by the running guest's QEMU copying `a`'s disk (false: the guest does not run). */
+  private async copiedLive(a: AttachedDisk, snap: string): Promise<boolean> {
+    const part = path.join(this.dir, `.${path.basename(snap)}.part`)
+    await rm(part, { force: true })
+    try {
+      if (!(await this.o.guests!.copy(a.instanceUuid, a.device, part))) return false
+      await chmod(part, PRIVATE_FILE_MODE)
+      await rename(part, snap)
+      return true
+    } catch (err) {
+      await rm(part, { force: true })
+      throw err
+    }
   }
 
   /**

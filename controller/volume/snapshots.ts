@@ -38,7 +38,7 @@ export class SnapshotCatalog {
       const vol = await findRow(trx, 'volumes', req.volumeId, caller, 'volume_id')
       checkWriter(vol, caller, 'volume')
       beginVolumeAction(req.force ? 'snapshot_force' : 'snapshot', vol)
-      await refuseOpenFile(trx, vol)
+      await refuseNetworkExport(trx, vol)
       const type = await typeNameOf(trx, vol.volume_type_id)
       await this.deps.quota.check(trx, { projectId: vol.project_id }, { snapshots: 1, gigabytes: vol.size, [`snapshots_${type}`]: 1, [`gigabytes_${type}`]: vol.size })
       await this.deps.backends.ensureRoom(trx, vol.host, vol.size)
@@ -49,7 +49,7 @@ export class SnapshotCatalog {
         project_id: vol.project_id, user_id: caller.userId, ...pendingCast('create_snapshot', id, caller.requestId), created_at: ts, updated_at: ts,
       }
       await trx.insertInto('volume_snapshots').values(row).execute()
-      // Its guests on the volume's host (stopped ones: a running guest is refused above).
+      // Its guests on the volume's host: a running one's QEMU copies the file.
       return { row, host: vol.host, attached: await attachedDisks(trx, vol.id) }
     })
     await this.cast('create_snapshot', row, host, attached)
@@ -105,21 +105,18 @@ export class SnapshotCatalog {
 }
 
 /**
- * A snapshot freezes the volume's file as it is and gives the volume a new
- * overlay (copy-on-write) at the same path. A QEMU that has the file open —
- * a running guest of the volume's host, or the NBD export serving a server on
- * another host — cannot follow that safely yet: moved onto the overlay live
- * (libvirt's disk-only external snapshot, 48562a9), QEMU reopens the frozen
- * file read-only *by its old name*, which is now the overlay's, and until the
- * server restarts it reads every block not rewritten since the snapshot from
- * the empty overlay (zeros: found 2026-12-05, reproduced with virsh). The fix
- * is an active file with a name of its own (Cinder's remotefs drivers);
- * until then the snapshot is refused, saying what to do.
+ * A snapshot of a volume a running guest of the volume's host has open is
+ * copied by that guest's QEMU as it is at that instant (libvirt's push
+ * backup), while the guest writes on; a stopped guest's volume file becomes
+ * the snapshot and the volume a new overlay on it. The NBD export serving a
+ * server on another host has the file open too, and nothing copies under it
+ * yet: refused, saying what to do. (From 48562a9 to 2026-12-05 a running
+ * guest was moved onto an overlay at the volume's own path; QEMU reopened the
+ * frozen file by that name and read stale data until restarted.)
  */
-async function refuseOpenFile(trx: Trx, vol: { id: string; host: string | null }): Promise<void> {
+async function refuseNetworkExport(trx: Trx, vol: { id: string; host: string | null }): Promise<void> {
   const open = await openBy(trx, vol)
-  if (open?.remote) throw new FailedPrecondition(`volume ${vol.id} is attached to server ${open.serverId} on another host (host ${open.host}) through a network export, which keeps its file open and is not moved to a snapshot's new file: a snapshot now would lose the server's later writes; detach it first`, { field: 'volume_id' })
-  if (open) throw new FailedPrecondition(`volume ${vol.id} is attached to server ${open.serverId}, which is ${open.vmState}: its QEMU has the volume's file open and cannot yet be moved to a snapshot's new file without reading stale data; stop the server (or detach the volume) first`, { field: 'volume_id' })
+  if (open?.remote) throw new FailedPrecondition(`volume ${vol.id} is attached to server ${open.serverId} on another host (host ${open.host}) through a network export, which keeps its file open: a snapshot now would lose the server's later writes; detach it first (a server on the volume's own host is snapshotted while it runs)`, { field: 'volume_id' })
 }
 
 /** An attachment that has the volume's file open (a network export, or a guest that is not stopped), if any. */

@@ -201,6 +201,12 @@ const ops = {
   blockJobInfo(uuid: string, disk: string): BlockJobInfo | null {
     return withDomain(uuid, (d) => d.getBlockJobInfo(disk))
   },
+  backupBegin(uuid: string, xml: string): void {
+    withDomain(uuid, (d) => d.backupBegin(xml))
+  },
+  jobType(uuid: string, completed: boolean): number {
+    return withDomain(uuid, (d) => d.jobType(completed))
+  },
 }
 
 export type WorkerOps = typeof ops

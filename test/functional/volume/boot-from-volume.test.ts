@@ -210,11 +210,14 @@ t.test('over the volumes quota: refused, nothing made (no server, no volume, no 
 
 t.test('a volume that could not be made fails the build; the server in ERROR keeps nothing, the volume goes (delete_on_termination)', async (t) => {
   node1().volumes.failNext('create')
+  const before = (await listVolumes()).map((v) => v.id).sort()
   const r = await create('bfv-broken', { imageRef: '', blockDeviceMappings: [{ sourceType: 'image', destinationType: 'volume', uuid: cloud.image.id, bootIndex: 0, volumeSize: 1 }] })
-  const volumeId = (await attachmentRows()).find((a) => a.server_id === r.servers[0]!.id)!.volume_id
+  // (the failed build may have cleaned up already: its volume is the one the create added)
+  const made = (await listVolumes()).map((v) => v.id).filter((id) => !before.includes(id))
   const s = await cloud.waitFor(r.servers[0]!.id, (x) => x.status === 'ERROR', demo.token)
   t.match(s.fault?.message, /volume .* \(\/dev\/vda\) of server .* could not be made/)
   t.same(s.volumesAttached, [], 'no volume attached to the failed server')
-  await gone(volumeId)
+  for (const id of made) await gone(id)
+  t.same((await listVolumes()).map((v) => v.id).sort(), before, 'the volume made for it went (delete_on_termination)')
   await deleted(s.id)
 })

@@ -6,13 +6,13 @@
  * domain (`virsh domblklist`, live and persistent); detached, it leaves both;
  * bytes written to it with qemu-io while detached are read back through the
  * QEMU of a second, stopped-then-started server it was attached to; extended
- * while in use, QEMU sees the new size (`virsh domblkinfo`); a snapshot
- * while the server runs is refused (even forced), taken once it is stopped:
- * started again, the guest reads its older data through the new overlay; the
- * snapshot and a volume from it keep the data as it was, the volume has the
- * later writes; a snapshot deleted while the server runs is pulled into the
- * volume's file live; after the deletes no domain, no volume file and no
- * attachment is left.
+ * while in use, QEMU sees the new size (`virsh domblkinfo`); snapshotted
+ * while the server runs (--force), its QEMU copies the disk as it is then
+ * and the guest reads and writes on unchanged; the snapshot and a volume
+ * from it keep the data as it was, the volume has the later writes; a
+ * snapshot taken while stopped (the file frozen, an overlay on it) and
+ * deleted while the server runs is pulled into the volume's file live;
+ * after the deletes no domain, no volume file and no attachment is left.
  * Needs root, libvirt-daemon-system, qemu-system-x86, qemu-utils.
  */
 import { execFile } from 'node:child_process'
@@ -185,18 +185,29 @@ if (process.getuid?.() !== 0) {
     t.match(await virsh('domblkinfo', `instance-${b.id}`, 'vdb'), new RegExp(`Capacity:\\s+${2 * GiB}\\b`), 'virsh domblkinfo: QEMU sees 2 GiB')
     t.ok(await qemuReads(b.id, 'vdb', '0xab'), 'the data is still there')
 
-    // A snapshot of the volume in use by the running server is refused, even forced: moved live onto an
-    // overlay at the volume's own path, QEMU would read the blocks not rewritten since from the empty
-    // overlay until it restarts (controller/volume/snapshots.ts). Nothing is made.
+    // A snapshot of the volume in use by the running server (--force): its QEMU copies the disk as it is
+    // now (libvirt push backup) while the guest writes on; nothing of the guest's chain or paths changes.
     const unforced = await failure(call(snapshots, 'createSnapshot', { volumeId: v.id, name: 'live' }, token()))
     t.equal(unforced.code, status.FAILED_PRECONDITION, `without force an in-use volume is not snapshotted: ${unforced.details}`)
-    const running = await failure(call(snapshots, 'createSnapshot', { volumeId: v.id, name: 'live', force: true }, token()))
-    t.equal(running.code, status.FAILED_PRECONDITION, 'nor forced while its server runs')
-    t.match(running.details, new RegExp(`attached to server ${b.id}, which is active: .*stop the server \\(or detach the volume\\) first`), `it says why and what to do: ${running.details}`)
-    t.equal(existsSync(fileOf(v.id)) && (await run('qemu-img', ['info', '-U', '--output=json', fileOf(v.id)])).stdout.includes('backing-filename'), false, 'the volume\'s file is untouched (no overlay)')
+    const snap = await call<Snapshot>(snapshots, 'createSnapshot', { volumeId: v.id, name: 'live', force: true }, token())
+    await waitSnapshot(snap.id, 'available')
+    const snapFile = path.join(volumeDir(), `snapshot-${v.id}_${snap.id}.qcow2`)
+    t.equal((await virsh('domstate', `instance-${b.id}`)).trim(), 'running', 'the server ran on')
+    t.ok(await qemuReads(b.id, 'vdb', '0xab'), 'right after the snapshot the guest reads what it wrote before it')
+    t.equal((await blklist(b.id)).vdb, fileOf(v.id), 'virsh domblklist: the running domain has the volume\'s path on vdb')
+    t.notMatch((await run('qemu-img', ['info', '-U', '--output=json', fileOf(v.id)])).stdout, /backing-filename/, 'the volume\'s file is untouched (no overlay)')
+    t.notMatch((await run('qemu-img', ['info', '-U', '--output=json', snapFile])).stdout, /backing-filename/, 'the snapshot\'s file stands alone')
+    await writeThroughQemu(b.id, 'vdb', 'write -P 0xcd 0 64k')
+    t.ok(await qemuReads(b.id, 'vdb', '0xcd'), 'the guest writes after the snapshot')
+    t.match((await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0xab 0 64k', snapFile])).stdout, /read 65536\/65536 bytes/, 'and the snapshot keeps the data as it was')
+    const fromSnap = await call<Volume>(volumes, 'createVolume', { snapshotId: snap.id, size: 2, name: 'from-live' }, token())
+    await waitVolume(fromSnap.id, 'available')
+    t.match((await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0xab 0 64k', fileOf(fromSnap.id)])).stdout, /read 65536\/65536 bytes/, 'a volume from the snapshot has the data as at the snapshot')
+    // (qemu-io exits 1 when the pattern is not there)
+    t.match(await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0xcd 0 64k', fileOf(fromSnap.id)]).then((r) => r.stdout, (e: { stdout: string }) => e.stdout), /Pattern verification failed/, 'not the later writes')
 
-    // Stopped, the in-use volume is snapshotted (forced): its file is frozen as the snapshot and the
-    // volume gets a new overlay at its path; started again, QEMU opens the chain by the files' names.
+    // Stopped, the in-use volume's file becomes the snapshot and the volume a new overlay on it at its
+    // path; started again, QEMU opens the chain by the files' names.
     const snapshotStopped = async (name: string): Promise<Decoded<Snapshot>> => {
       await call(cloud.c.servers, 'stopServer', { id: b.id }, token())
       await waitServer(b.id, 'SHUTOFF')
@@ -206,26 +217,12 @@ if (process.getuid?.() !== 0) {
       await waitServer(b.id, 'ACTIVE')
       return s
     }
-    const snap = await snapshotStopped('stopped-1')
-    const snapFile = path.join(volumeDir(), `snapshot-${v.id}_${snap.id}.qcow2`)
-    t.equal((await blklist(b.id)).vdb, fileOf(v.id), 'virsh domblklist: the running domain has the volume\'s path on vdb')
-    t.equal((await blklist(b.id, true)).vdb, fileOf(v.id), 'and so has its definition')
-    t.match((await run('qemu-img', ['info', '-U', '--output=json', fileOf(v.id)])).stdout, new RegExp(`"backing-filename": "${path.basename(snapFile)}"`), 'the volume\'s file is a new overlay on the snapshot\'s')
-    t.ok(await qemuReads(b.id, 'vdb', '0xab'), 'the guest reads what it wrote before the snapshot (through the overlay)')
-    await writeThroughQemu(b.id, 'vdb', 'write -P 0xcd 0 64k')
-    t.ok(await qemuReads(b.id, 'vdb', '0xcd'), 'the guest writes after the snapshot')
-    t.match((await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0xab 0 64k', snapFile])).stdout, /read 65536\/65536 bytes/, 'and the snapshot keeps the data as it was')
-    const fromSnap = await call<Volume>(volumes, 'createVolume', { snapshotId: snap.id, size: 2, name: 'from-snap' }, token())
-    await waitVolume(fromSnap.id, 'available')
-    t.match((await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0xab 0 64k', fileOf(fromSnap.id)])).stdout, /read 65536\/65536 bytes/, 'a volume from the snapshot has the data as at the snapshot')
-    // (qemu-io exits 1 when the pattern is not there)
-    t.match(await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0xcd 0 64k', fileOf(fromSnap.id)]).then((r) => r.stdout, (e: { stdout: string }) => e.stdout), /Pattern verification failed/, 'not the later writes')
-
     // A second snapshot and a write after it; its delete while the server runs has the guest's QEMU pull
     // the chain into the volume's file (libvirt block pull: block-stream), then the snapshot's file goes.
-    const snap2 = await snapshotStopped('stopped-2')
+    const snap2 = await snapshotStopped('stopped')
     const snap2File = path.join(volumeDir(), `snapshot-${v.id}_${snap2.id}.qcow2`)
-    t.ok(await qemuReads(b.id, 'vdb', '0xcd'), 'the guest reads what it wrote before the second snapshot')
+    t.match((await run('qemu-img', ['info', '-U', '--output=json', fileOf(v.id)])).stdout, new RegExp(`"backing-filename": "${path.basename(snap2File)}"`), 'the volume\'s file is a new overlay on the snapshot\'s')
+    t.ok(await qemuReads(b.id, 'vdb', '0xcd'), 'the guest reads what it wrote before the second snapshot (through the overlay)')
     await writeThroughQemu(b.id, 'vdb', 'write -P 0xef 64k 64k')
     const deleting = await call<Snapshot>(snapshots, 'deleteSnapshot', { id: snap2.id }, token())
     t.equal(deleting.status, 'deleting', 'deleting while the server has the volume open')

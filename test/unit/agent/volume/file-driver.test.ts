@@ -4,7 +4,7 @@
 // corruption or leak, and `qemu-img info` agrees on the format and on every backing file, which
 // must be a snapshot file in the same directory.
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
@@ -202,6 +202,57 @@ async function waitGone(pid: number): Promise<void> {
   for (let i = 0; i < 600 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 50))
 }
 
+t.test('a snapshot of a volume a running guest has open: its QEMU copies the file as it is now; the volume is untouched', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-file-vol-copy-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const guest = '00000000-0000-4000-8000-0000000000ab'
+  const [vol, s1, s2] = ['00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000011', '00000000-0000-4000-8000-000000000012']
+  // The hypervisor: a running guest whose QEMU copies its disk (here: the file converted standalone); a copy may fail half-way.
+  const hv = { running: true, fail: false, calls: [] as string[] }
+  const driver: FileVolumeDriver = new FileVolumeDriver({
+    dir, host: 'node1',
+    guests: {
+      copy: async (uuid, device, target) => {
+        hv.calls.push(`${uuid} ${device} ${path.basename(target)}`)
+        if (!hv.running) return false
+        await convertImage(driver.volumePath(vol), target, { srcFormat: 'qcow2', dstFormat: 'qcow2' })
+        if (hv.fail) throw new Error('virDomainBackupBegin: failed')
+        return true
+      },
+      // Not running (the fallback): nothing to move. A running guest is never moved onto an overlay.
+      snapshot: async () => {
+        if (hv.running) t.fail('a running guest is not moved onto an overlay')
+        return false
+      },
+      snapshotTaken: async () => true,
+      pull: async () => false,
+      settlePull: async () => {},
+    },
+  })
+  await driver.init()
+  await driver.create(vol, 1, { kind: 'blank' })
+  const marker = Buffer.from('before the snapshot')
+  await writeImage(driver.volumePath(vol), 0, marker, 'qcow2')
+  const info = (file: string) => JSON.parse(qemuImg(['info', '-U', '--output=json', file])) as Record<string, unknown>
+  const attached = [{ instanceUuid: guest, device: 'vdb' }]
+
+  await driver.createSnapshot(vol, s1, attached)
+  t.same(hv.calls, [`${guest} vdb .${path.basename(driver.snapshotPath(vol, s1))}.part`], 'the guest\'s QEMU copied its disk to a part file')
+  t.equal(info(driver.snapshotPath(vol, s1))['backing-filename'], undefined, 'the snapshot\'s file stands alone')
+  t.equal(info(driver.volumePath(vol))['backing-filename'], undefined, 'the volume\'s file is untouched: no overlay, the guest\'s chain as it was')
+  t.same(await readImage(driver.snapshotPath(vol, s1), 0, marker.length, 'qcow2'), marker, 'the snapshot has the data')
+  t.equal((statSync(driver.snapshotPath(vol, s1)).mode & 0o777), 0o600, 'private')
+  t.same((await driver.snapshotInfo(s1))?.volumeId, vol)
+
+  hv.fail = true
+  await t.rejects(driver.createSnapshot(vol, s2, attached), /virDomainBackupBegin/)
+  t.same(readdirSync(dir).filter((f) => f.includes(s2)), [], 'a failed copy leaves no file')
+  hv.fail = false
+  hv.running = false
+  await driver.createSnapshot(vol, s2, attached)
+  t.equal(info(driver.volumePath(vol))['backing-filename'], path.basename(driver.snapshotPath(vol, s2)), 'a guest that does not run: the file becomes the snapshot and the volume an overlay on it, as for a detached volume')
+})
+
 t.test('snapshots of a volume a running guest has open: the guest moves to the new overlay; a crash in the middle is settled at init', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'strato-file-vol-live-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -210,6 +261,8 @@ t.test('snapshots of a volume a running guest has open: the guest moves to the n
   // What the hypervisor shows: whether the guest writes to the new overlay; a snapshot call may fail.
   const hv = { moved: false, fail: false, calls: [] as string[] }
   const guests = {
+    // (a guest whose QEMU cannot copy: the move onto an overlay, as an older agent made it, with its crash recovery)
+    copy: async () => false,
     snapshot: async (uuid: string, device: string, overlay: string) => {
       hv.calls.push(`${uuid} ${device} ${overlay} backed by ${JSON.parse(qemuImg(['info', '-U', '--output=json', overlay]))['backing-filename']}`)
       if (hv.fail) throw new Error('virDomainSnapshotCreateXML: failed')
@@ -294,6 +347,7 @@ t.test('deleting a snapshot under files running guests have open: their QEMU pul
     renameSync(`${file}.pulled`, file)
   }
   const guests = {
+    copy: async () => false,
     snapshot: async () => true,
     snapshotTaken: async () => true,
     pull: async (uuid: string, device: string) => {
