@@ -324,11 +324,17 @@ export class FakeDriver implements VirtDriver {
     if (guest.powerState === PowerState.RUNNING) disk.sizeBytes = bytes
   }
 
-  async snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
-    await this.hypervisorCall('snapshotDisk', 'call', uuid)
+  /** Guest `uuid` and its file disk on `device` (a volume's or its own). */
+  private fileDisk(uuid: string, device: string) {
     const guest = this.lookup(uuid)
     const disk = guest.volumes.get(device) ?? guest.spec.disks.find((d) => d.device === device)
     if (!disk || disk.network) throw new NotFound(`guest ${uuid} has no file disk ${device}`)
+    return { guest, disk }
+  }
+
+  async snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
+    await this.hypervisorCall('snapshotDisk', 'call', uuid)
+    const { guest, disk } = this.fileDisk(uuid, device)
     if (guest.powerState !== PowerState.RUNNING) return false
     if (disk.path !== overlay) throw new InvalidArgument(`the overlay of disk ${device} of guest ${uuid} must be at its path ${disk.path}, got ${overlay}`)
     guest.diskSnapshots = (guest.diskSnapshots ?? 0) + 1
@@ -337,9 +343,7 @@ export class FakeDriver implements VirtDriver {
 
   async copyDisk(uuid: string, device: string, target: string): Promise<boolean> {
     await this.hypervisorCall('snapshotDisk', 'call', uuid)
-    const guest = this.lookup(uuid)
-    const disk = guest.volumes.get(device) ?? guest.spec.disks.find((d) => d.device === device)
-    if (!disk || disk.network) throw new NotFound(`guest ${uuid} has no file disk ${device}`)
+    const { guest, disk } = this.fileDisk(uuid, device)
     if (guest.powerState !== PowerState.RUNNING) return false
     // No QEMU here: the file as it is (its chain's names are relative, so a copy beside it reads the same data).
     await copyFile(disk.path, target, fsConstants.COPYFILE_EXCL)
@@ -354,9 +358,7 @@ export class FakeDriver implements VirtDriver {
 
   async pullDisk(uuid: string, device: string): Promise<boolean> {
     await this.hypervisorCall('pullDisk', 'call', uuid)
-    const guest = this.lookup(uuid)
-    const disk = guest.volumes.get(device) ?? guest.spec.disks.find((d) => d.device === device)
-    if (!disk || disk.network) throw new NotFound(`guest ${uuid} has no file disk ${device}`)
+    const { guest, disk } = this.fileDisk(uuid, device)
     if (guest.powerState !== PowerState.RUNNING) return false
     guest.diskPulls = [...(guest.diskPulls ?? []), device]
     return true

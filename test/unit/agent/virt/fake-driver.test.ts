@@ -1,5 +1,8 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { FakeDriver } from '../../../../agent/virt/fake.js'
 import { type GuestSpec } from '../../../../agent/virt/driver.js'
 import { PowerState } from '../../../../proto/power-state.js'
@@ -154,5 +157,25 @@ t.test('pullDisk: a running guest pulls a file disk\'s chain; a stopped one does
   t.equal(await driver.pullDisk(spec.uuid, 'vda'), false, 'stopped: nothing has the file open, nothing done')
   t.same(driver.diskPullsOf(spec.uuid), ['vda'], 'no more pulls counted')
   await driver.settleDiskPull(spec.uuid, 'vda')
+  await driver.destroy(spec.uuid)
+})
+
+t.test('copyDisk: a running guest copies a file disk as it is; a stopped one does nothing; an existing target is not overwritten', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-fake-copy-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const driver = new FakeDriver()
+  await driver.init()
+  const spec = specFor('copy')
+  spec.disks[0]!.path = path.join(dir, 'disk')
+  writeFileSync(spec.disks[0]!.path, 'the disk as it is')
+  await driver.spawn(spec)
+  t.equal(await driver.copyDisk(spec.uuid, 'vda', path.join(dir, 'copy')), true, 'running: copied')
+  t.equal(readFileSync(path.join(dir, 'copy'), 'utf8'), 'the disk as it is')
+  t.same(driver.diskCopiesOf(spec.uuid), ['vda'])
+  await t.rejects(driver.copyDisk(spec.uuid, 'vda', path.join(dir, 'copy')), { code: 'EEXIST' }, 'the target must not exist')
+  t.ok((await driver.copyDisk(spec.uuid, 'vdz', path.join(dir, 'c2')).catch((e: unknown) => e)) instanceof NotFound, 'no disk on the device: NotFound')
+  await driver.powerOff(spec.uuid)
+  t.equal(await driver.copyDisk(spec.uuid, 'vda', path.join(dir, 'c3')), false, 'stopped: nothing done')
+  t.notOk(existsSync(path.join(dir, 'c3')))
   await driver.destroy(spec.uuid)
 })
