@@ -224,6 +224,8 @@ export class FileVolumeDriver implements VolumeDriver {
         // writes on, and nothing of its chain or paths changes. (Moving the guest onto an overlay at the
         // volume's own path had QEMU reopen the frozen file by that name and read stale data.)
         if (live.length && !haveSnap && haveVol && (await this.copiedLive(live[0]!, snap))) return (await this.snapshotInfo(snapshotId))!
+        // Exported over NBD to another host: the export's daemon has the file open and copies it the same way.
+        if (!haveSnap && haveVol && (await this.nbd?.served(volumeId)) && (await this.copiedExport(volumeId, snap))) return (await this.snapshotInfo(snapshotId))!
         if (!haveSnap) {
           if (!haveVol) throw new NotFound(`volume ${volumeId} not found on this backend`)
           if (live.length) await this.writeIntent(intent, { volumeId, snapshotId, attached: live })
@@ -252,11 +254,28 @@ export class FileVolumeDriver implements VolumeDriver {
   }
 
   /** The snapshot's file made by the running guest's QEMU copying `a`'s disk (false: the guest does not run). */
-  private async copiedLive(a: AttachedDisk, snap: string): Promise<boolean> {
+  private copiedLive(a: AttachedDisk, snap: string): Promise<boolean> {
+    return this.copied(snap, (part) => this.o.guests!.copy(a.instanceUuid, a.device, part))
+  }
+
+  /** The snapshot's file made by volume `volumeId`'s export daemon copying it (false: not exported). */
+  private copiedExport(volumeId: string, snap: string): Promise<boolean> {
+    return this.copied(snap, async (part) => {
+      const [v] = await imageInfo(this.volumePath(volumeId), 'qcow2')
+      await createImage(part, 'qcow2', { size: v!.virtualSize })
+      return this.nbd!.copy(volumeId, this.volumePath(volumeId), this.format, part)
+    })
+  }
+
+  /** `snap` made by `copy` into a part file (false, nothing left: nothing had the volume open to copy it). */
+  private async copied(snap: string, copy: (part: string) => Promise<boolean>): Promise<boolean> {
     const part = path.join(this.dir, `.${path.basename(snap)}.part`)
     await rm(part, { force: true })
     try {
-      if (!(await this.o.guests!.copy(a.instanceUuid, a.device, part))) return false
+      if (!(await copy(part))) {
+        await rm(part, { force: true })
+        return false
+      }
       await chmod(part, PRIVATE_FILE_MODE)
       await rename(part, snap)
       return true

@@ -58,6 +58,8 @@ const MAX_SOCKET_PATH = 107
 
 /** The job id of a pull in an export's daemon (one at a time: the volume backend works on one thing at a time). */
 const PULL_JOB = 'pull0'
+/** The job and target node of a copy ({@link NbdExports.copy}). */
+const [COPY_JOB, COPY_NODE] = ['copy0', 'copy0-target']
 
 /** How long a pull may take (it copies a volume's data). */
 const PULL_TIMEOUT_MS = 30 * 60_000
@@ -221,6 +223,46 @@ export class NbdExports {
     }
     await this.pullEnded(e, timeoutMs)
     return true
+  }
+
+  /**
+   * Copies the served export of volume `volumeId` (its `format` image `file`), as it is at this
+   * instant, into `target` — an empty qcow2 image of the volume's size the caller made — through its
+   * daemon, the one process that has it open: QMP `blockdev-backup` (sync full; copy-before-write keeps
+   * the instant while its clients write on), as a running guest's QEMU copies a volume it has open.
+   * Returns once the job concluded; false when the volume is not exported.
+   * @throws Internal when the daemon refused the copy or the job failed (the caller removes `target`).
+   */
+  async copy(volumeId: string, file: string, format: 'qcow2' | 'raw', target: string, timeoutMs = PULL_TIMEOUT_MS): Promise<boolean> {
+    const e = await this.controlled(volumeId, file, format)
+    if (!e) return false
+    const socket = this.qmpPath(volumeId)
+    // A copy a crash left in the daemon goes first (its target file was the caller's to remove).
+    await qmp(socket, [{ execute: 'job-dismiss', arguments: { id: COPY_JOB } }]).catch(() => undefined)
+    await qmp(socket, [{ execute: 'blockdev-del', arguments: { 'node-name': COPY_NODE } }]).catch(() => undefined)
+    try {
+      await qmp(socket, [
+        { execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': COPY_NODE, file: { driver: 'file', filename: target } } },
+        { execute: 'blockdev-backup', arguments: { 'job-id': COPY_JOB, device: 'vol0', target: COPY_NODE, sync: 'full', 'auto-dismiss': false } },
+      ])
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const job = (await qmp(socket, [{ execute: 'query-jobs' }])).find((j) => j.id === COPY_JOB)
+        if (!job) throw new Internal(`the copy of volume ${volumeId} vanished from its export's daemon (pid ${e.pid})`)
+        if (job.status === 'concluded') {
+          if (job.error) throw new Internal(`the copy of volume ${volumeId} by its export's daemon (pid ${e.pid}) failed: ${String(job.error)}`)
+          return true
+        }
+        if (Date.now() > deadline) throw new Unavailable(`the copy of volume ${volumeId} has not finished (${String(job['current-progress'])} of ${String(job['total-progress'])} bytes); it goes on in its export's daemon (pid ${e.pid})`)
+        await new Promise((r) => setTimeout(r, 250))
+      }
+    } catch (err) {
+      if (err instanceof Internal || err instanceof Unavailable) throw err
+      throw new Internal(`cannot copy volume ${volumeId}: its export's daemon (pid ${e.pid}) refused it over QMP: ${(err as Error).message}`, { cause: err })
+    } finally {
+      await qmp(socket, [{ execute: 'job-dismiss', arguments: { id: COPY_JOB } }]).catch(() => undefined)
+      await qmp(socket, [{ execute: 'blockdev-del', arguments: { 'node-name': COPY_NODE } }]).catch(() => undefined)
+    }
   }
 
   /** After a crash in the middle of {@link pull}: waits for a pull the export's daemon still runs (QEMU goes on without the agent). */

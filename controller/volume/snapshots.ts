@@ -38,7 +38,6 @@ export class SnapshotCatalog {
       const vol = await findRow(trx, 'volumes', req.volumeId, caller, 'volume_id')
       checkWriter(vol, caller, 'volume')
       beginVolumeAction(req.force ? 'snapshot_force' : 'snapshot', vol)
-      await refuseNetworkExport(trx, vol)
       const type = await typeNameOf(trx, vol.volume_type_id)
       await this.deps.quota.check(trx, { projectId: vol.project_id }, { snapshots: 1, gigabytes: vol.size, [`snapshots_${type}`]: 1, [`gigabytes_${type}`]: vol.size })
       await this.deps.backends.ensureRoom(trx, vol.host, vol.size)
@@ -49,7 +48,9 @@ export class SnapshotCatalog {
         project_id: vol.project_id, user_id: caller.userId, ...pendingCast('create_snapshot', id, caller.requestId), created_at: ts, updated_at: ts,
       }
       await trx.insertInto('volume_snapshots').values(row).execute()
-      // Its guests on the volume's host: a running one's QEMU copies the file.
+      // Whatever has the file open copies it as it is now, while it writes on: a running guest of the volume's
+      // host (libvirt push backup), the NBD export serving a server on another host (QMP blockdev-backup) —
+      // nothing of their chain or paths changes; otherwise the file becomes the snapshot under a new overlay.
       return { row, host: vol.host, attached: await attachedDisks(trx, vol.id) }
     })
     await this.cast('create_snapshot', row, host, attached)
@@ -104,27 +105,3 @@ export class SnapshotCatalog {
   }
 }
 
-/**
- * A snapshot of a volume a running guest of the volume's host has open is
- * copied by that guest's QEMU as it is at that instant (libvirt's push
- * backup), while the guest writes on; a stopped guest's volume file becomes
- * the snapshot and the volume a new overlay on it. The NBD export serving a
- * server on another host has the file open too, and nothing copies under it
- * yet: refused, saying what to do. (From 48562a9 to 2026-12-05 a running
- * guest was moved onto an overlay at the volume's own path; QEMU reopened the
- * frozen file by that name and read stale data until restarted.)
- */
-async function refuseNetworkExport(trx: Trx, vol: { id: string; host: string | null }): Promise<void> {
-  const open = await openBy(trx, vol)
-  if (open?.remote) throw new FailedPrecondition(`volume ${vol.id} is attached to server ${open.serverId} on another host (host ${open.host}) through a network export, which keeps its file open: a snapshot now would lose the server's later writes; detach it first (a server on the volume's own host is snapshotted while it runs)`, { field: 'volume_id' })
-}
-
-/** An attachment that has the volume's file open (a network export, or a guest that is not stopped), if any. */
-async function openBy(trx: Trx, vol: { id: string; host: string | null }): Promise<{ serverId: string; host: string; vmState: string; remote: boolean } | undefined> {
-  const open = await trx.selectFrom('volume_attachments as a').leftJoin('servers as s', 's.uuid', 'a.server_id')
-    .select(['a.server_id', 'a.host', 's.vm_state'])
-    .where('a.volume_id', '=', vol.id).where('a.status', 'in', ['attaching', 'attached', 'detaching']).execute()
-  // A network export first: it is the one a snapshot cannot move.
-  const a = open.find((x) => x.host !== vol.host) ?? open.find((x) => x.vm_state !== 'stopped')
-  return a && { serverId: a.server_id, host: a.host ?? '', vmState: a.vm_state ?? 'unknown', remote: a.host !== vol.host }
-}

@@ -32,12 +32,12 @@ import t, { type Test } from 'tap'
 import { serverGone, type TestCloud } from '../../helpers/cloud.js'
 import type { AgentProcess } from '../../helpers/agent-process.js'
 import { virsh, virshDomainNames } from '../../helpers/libvirt.js'
-import { call, status, type Decoded } from '../../helpers/grpc.js'
+import { call, client, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
 import { libvirtNbdTls, nbdIo } from '../../helpers/nbd-tls.js'
 import { exportServersUnder, killDuring, settleVolume, startVolumeCloud, type VolumeCloud } from '../../helpers/volume-cloud.js'
 import type { CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
-import type { Volume, VolumesClient } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { SnapshotsClient, type Snapshot, type Volume, type VolumesClient } from '../../../proto/gen/strato/volume/v1/volume.js'
 
 const run = promisify(execFile)
 const GiB = 1024 ** 3
@@ -188,6 +188,25 @@ if (process.getuid?.() !== 0) {
     await eventually(async () => (await capacity()) === 3 * GiB, 120_000, 'QEMU on B to see 3 GiB once B is back')
     t.pass('B back: its QEMU has the disk at 3 GiB')
     t.equal((await getVolume(v.id)).status, 'in-use', 'and the volume is in-use')
+
+    // A snapshot while in use over the network (--force): host A's export daemon copies the file as it is
+    // now (QMP blockdev-backup) while B's guest goes on; the export, its daemon and the volume's file stay.
+    const snapshots = client(SnapshotsClient, cloud.s.address)
+    t.teardown(() => snapshots.close())
+    const daemons = await exportServersUnder(hostA.stateDir)
+    const snap = await call<Snapshot>(snapshots, 'createSnapshot', { volumeId: v.id, name: 'over-nbd', force: true }, token())
+    await eventually(async () => {
+      const x = await call<Snapshot>(snapshots, 'getSnapshot', { id: snap.id }, token())
+      if (x.status === 'error') throw new Error(`snapshot failed: ${x.statusReason}`)
+      return x.status === 'available'
+    }, 120_000, 'the snapshot available')
+    const snapFile = path.join(path.dirname(vc.fileOf(v.id, hostA)), `snapshot-${v.id}_${snap.id}.qcow2`)
+    t.same(await exportServersUnder(hostA.stateDir), daemons, 'the same export daemon serves on')
+    t.notMatch((await run('qemu-img', ['info', '-U', '--output=json', vc.fileOf(v.id, hostA)])).stdout, /backing-filename/, 'the volume\'s file is untouched (no overlay)')
+    t.match((await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0x5a 1M 64k', '-c', 'read -P 0xab 0 64k', snapFile])).stdout, /read 65536\/65536[\s\S]*read 65536\/65536/, 'the snapshot has the data written over the export and before')
+    t.match(await qemuIo(s.id, 'vdb', 'read -P 0xab 0 64k'), /read 65536\/65536 bytes/, 'QEMU on B reads on through the export')
+    await call(snapshots, 'deleteSnapshot', { id: snap.id }, token())
+    await eventually(() => call(snapshots, 'getSnapshot', { id: snap.id }, token()).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 60_000, 'the snapshot deleted')
 
     await call(cloud.c.servers, 'detachVolume', { serverId: s.id, volumeId: v.id }, token())
     await waitVolume(v.id, 'available')

@@ -17,6 +17,11 @@ function qemuImg(args: string[]): string {
   return execFileSync('qemu-img', args, { encoding: 'utf8' })
 }
 
+/** qemu-io's commands on a qcow2 file, read-only (it exits 1 when a pattern is not there). */
+function qemuIo(file: string, ...commands: string[]): string {
+  return execFileSync('qemu-io', ['-r', '-U', '-f', 'qcow2', ...commands.flatMap((c) => ['-c', c]), file], { encoding: 'utf8' })
+}
+
 for (const format of ['qcow2', 'raw'] as ImageFormat[]) {
   t.test(`${format} volumes`, async (t) => {
     const dir = mkdtempSync(path.join(tmpdir(), `strato-file-vol-${format}-`))
@@ -184,6 +189,20 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   t.equal(pidOf(made), daemon, 'pulled into by the daemon serving it (not restarted)')
   t.match(await nbdIo(m, node2, 'read -P 0x71 0 64k', 'read -P 0x72 64k 64k'), /read 65536\/65536[\s\S]*read 65536\/65536/, 'its client reads the snapshot\'s data and its own')
   t.same(readdirSync(path.join(dir, 'plain')).filter((f) => f.endsWith('.intent')), [], 'no intent left')
+  // A snapshot of the exported volume: its export's daemon copies the file as it is now (QMP
+  // blockdev-backup), its client writing on; the volume's file and the export are untouched.
+  const copySnap = '00000000-0000-4000-8000-00000000001e'
+  t.match(await nbdIo(m, node2, 'write -P 0x73 128k 64k'), /wrote 65536\/65536/)
+  await driver.createSnapshot(made, copySnap)
+  const copyFile = driver.snapshotPath(made, copySnap)
+  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', copyFile]))['backing-filename'], undefined, 'the snapshot\'s file stands alone')
+  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', driver.volumePath(made)]))['backing-filename'], undefined, 'the exported volume\'s file is untouched (no overlay)')
+  t.equal(pidOf(made), daemon, 'copied by the daemon serving it (not restarted)')
+  t.match(await nbdIo(m, node2, 'write -P 0x74 128k 64k'), /wrote 65536\/65536/, 'its client writes on')
+  t.match(qemuIo(copyFile, 'read -P 0x71 0 64k', 'read -P 0x72 64k 64k', 'read -P 0x73 128k 64k'), /(read 65536\/65536[\s\S]*){3}/, 'the snapshot has the data as it was')
+  t.match(await nbdIo(m, node2, 'read -P 0x74 128k 64k'), /read 65536\/65536/, 'the volume has the later write')
+  t.same(readdirSync(path.join(dir, 'plain')).filter((f) => f.endsWith('.part')), [], 'no part file left')
+  await driver.deleteSnapshot(made, copySnap)
   await driver.unexport(made, 'node2')
   await driver.delete(made)
   await driver.delete(src)
