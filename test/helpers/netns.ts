@@ -52,9 +52,14 @@ export async function listenIn(ns: string, code: string, onLine?: (line: string)
   return p
 }
 
-/** A TCP listener in `ns` on `port` that answers each connection with `<banner> <the peer's address>` and closes it. */
+/**
+ * A TCP listener in `ns` on `port` that answers each connection with
+ * `<banner> <the peer's address>` and closes it. A peer that gives up first
+ * (a probe's timeout on a loaded machine) resets its connection: that socket's
+ * error is ignored, or the listener would die of it and every later probe fail.
+ */
 export function bannerListener(ns: string, port: number, banner: string): Promise<ChildProcess> {
-  return listenIn(ns, `require('net').createServer((s) => s.end('${banner} ' + s.remoteAddress.replace(/^::ffff:/, '') + '\\n')).listen(${port}, () => console.log('listening'))`)
+  return listenIn(ns, `require('net').createServer((s) => { s.on('error', () => undefined); s.end('${banner} ' + (s.remoteAddress ?? '').replace(/^::ffff:/, '') + '\\n') }).listen(${port}, () => console.log('listening'))`)
 }
 
 /**

@@ -10,11 +10,12 @@
  * external subnet's gateway address, standing for the internet.
  * Needs root, dnsmasq, busybox and iptables.
  */
-import type { ChildProcess } from 'node:child_process'
+import { execFile, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import t from 'tap'
+import { promisify } from 'node:util'
+import t, { type Test } from 'tap'
 import { startCloud, serverGone, type TestCloud } from '../../helpers/cloud.js'
 import { spawnAgent, type AgentProcess } from '../../helpers/agent-process.js'
 import { call, type Decoded } from '../../helpers/grpc.js'
@@ -99,6 +100,39 @@ function register(): void {
   async function ensureBridge(name: string): Promise<void> {
     await ip('link', 'add', name, 'type', 'bridge').catch(() => undefined)
     await ip('link', 'set', name, 'up')
+  }
+
+  /**
+   * The outside's connection to the floating IP's port 22, waited for; when it
+   * never comes, what the path looks like (probes of each hop, the filter and
+   * NAT tables, conntrack, neighbours, the listeners, the agent's log) goes
+   * into the test's output before the failure.
+   */
+  async function reachFloatingIp(t: Test, fipAddr: string, timeoutMs: number, what: string): Promise<string> {
+    return eventually(() => connectFrom(OUTSIDE, fipAddr, 22, { timeoutMs: 1_000 }), timeoutMs, what).catch(async (err: unknown) => {
+      await diagnose(t, fipAddr)
+      throw err
+    })
+  }
+
+  async function diagnose(t: Test, fipAddr: string): Promise<void> {
+    const sh = async (what: string, cmd: string, args: string[]) => {
+      const out = await promisify(execFile)(cmd, args, { maxBuffer: 1 << 24 }).then((r) => r.stdout, (e: Error) => `failed: ${e.message}`)
+      t.comment(`--- ${what}\n${out}`)
+    }
+    const rns = routerNamespace(router.id)
+    t.comment(`probe outside→fip (5 s): ${await connectFrom(OUTSIDE, fipAddr, 22, { timeoutMs: 5_000 })}`)
+    t.comment(`probe router→guest (5 s): ${await connectFrom(rns, a.address, 22, { timeoutMs: 5_000 })}`)
+    t.comment(`probe guest b→guest a (5 s): ${await connectFrom(b.ns, a.address, 22, { timeoutMs: 5_000 })}`)
+    t.comment(`listeners alive: ${listeners.map((l) => l.exitCode === null).join(',')}`)
+    await sh('root filter', 'iptables-save', ['-t', 'filter'])
+    await sh('root nat/raw', 'sh', ['-c', 'iptables-save -t nat; iptables-save -t raw'])
+    await sh('router ns', 'ip', ['netns', 'exec', rns, 'sh', '-c', 'ip -o addr; ip route; ip neigh; iptables-save; conntrack -L 2>&1'])
+    await sh('root conntrack', 'sh', ['-c', 'conntrack -L 2>&1 | grep -E "192.168.201|10.61" '])
+    await sh('outside', 'ip', ['netns', 'exec', OUTSIDE, 'sh', '-c', 'ip -o addr; ip route; ip neigh; ip -o link'])
+    await sh('guest a', 'ip', ['netns', 'exec', a.ns, 'sh', '-c', 'ip -o addr; ip route; ip neigh; ss -tan'])
+    await sh('bridges', 'sh', ['-c', `bridge link; bridge fdb show br ${BR_EXT}`])
+    t.comment(`--- agent log tail\n${agent.log().split('\n').slice(-60).join('\n')}`)
   }
 
   const portsOf = async (filter: object): Promise<Array<Decoded<Port>>> => (await call<ListPortsResponse>(c.ports, 'listPorts', filter, cloud.s.adminToken)).ports
@@ -205,14 +239,14 @@ function register(): void {
     const dflt = groups.find((g) => g.name === 'default')!
     const rule = await call<SecurityGroupRule>(c.securityGroups, 'createSecurityGroupRule', { securityGroupId: dflt.id, direction: 'ingress', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22, remoteIpPrefix: '0.0.0.0/0' }, demo.token)
     const t0 = Date.now()
-    const banner = await eventually(() => connectFrom(OUTSIDE, fipAddr, 22, { timeoutMs: 1_000 }), 10_000, 'the outside to reach the floating IP')
+    const banner = await reachFloatingIp(t, fipAddr, 10_000, 'the outside to reach the floating IP')
     t.comment(`security group rule tcp/22 → the outside connects to the floating IP: ${Date.now() - t0} ms`)
     t.equal(banner, `SSH-2.0-guest ${OUTSIDE_IP}`, 'the guest sees the outside\'s own address (1:1 NAT)')
 
     await call(c.securityGroups, 'deleteSecurityGroupRule', { id: rule.id }, demo.token)
     await eventually(async () => (await connectFrom(OUTSIDE, fipAddr, 22, { timeoutMs: 800 })) === undefined || undefined, 10_000, 'the rule removal to take effect')
     await call(c.securityGroups, 'createSecurityGroupRule', { securityGroupId: dflt.id, direction: 'ingress', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22, remoteIpPrefix: '0.0.0.0/0' }, demo.token)
-    await eventually(() => connectFrom(OUTSIDE, fipAddr, 22, { timeoutMs: 1_000 }), 10_000, 'the outside to reach the floating IP again')
+    await reachFloatingIp(t, fipAddr, 10_000, 'the outside to reach the floating IP again')
   })
 
   t.test('the agent SIGKILLed, its router namespace lost, restarted: the router is rebuilt and the floating IP answers again', async (t) => {
@@ -220,7 +254,7 @@ function register(): void {
     await ip('netns', 'delete', routerNamespace(router.id))
     t.equal(await connectFrom(OUTSIDE, fip.floatingIpAddress, 22, { timeoutMs: 800 }), undefined, 'nothing answers while the router is gone')
     await agent.restart()
-    const banner = await eventually(() => connectFrom(OUTSIDE, fip.floatingIpAddress, 22, { timeoutMs: 1_000 }), 30_000, 'the floating IP to answer again')
+    const banner = await reachFloatingIp(t, fip.floatingIpAddress, 30_000, 'the floating IP to answer again')
     t.equal(banner, `SSH-2.0-guest ${OUTSIDE_IP}`)
   })
 

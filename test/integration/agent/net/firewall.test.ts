@@ -35,7 +35,7 @@ const servers: ChildProcess[] = []
 async function listen(where: string, ports: number[]): Promise<void> {
   const child = spawn('ip', ['netns', 'exec', where, process.execPath, '-e', `
     const net = require('node:net'); let n = 0
-    for (const p of ${JSON.stringify(ports)}) net.createServer((s) => s.end('ok')).listen(p, '::', () => { if (++n === ${ports.length}) console.log('ready') })
+    for (const p of ${JSON.stringify(ports)}) net.createServer((s) => { s.on('error', () => undefined); s.end('ok') }).listen(p, '::', () => { if (++n === ${ports.length}) console.log('ready') })
   `], { stdio: ['ignore', 'pipe', 'inherit'] })
   servers.push(child)
   await new Promise<void>((resolve, reject) => {
