@@ -6,7 +6,9 @@
  * compute manager's locks), at most `maxConcurrentCasts` at a time. A cast is
  * acked only after its result is stored in the event stream, so a crash at
  * any point means the cast comes again; redelivered casts are idempotent (by
- * cast id, and by asking the hypervisor).
+ * cast id, and by asking the hypervisor), and volume-role casts run only while
+ * the controller says their row still waits for them (a create redelivered
+ * after its volume was deleted must not make it again).
  */
 import type { ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
@@ -187,8 +189,12 @@ export class CastWorker {
           Object.assign(result, { action: volumeAction(w.op), volumeId: w.volumeId, snapshotId: w.snapshotId })
           const ctx = { volume: w.volumeId, ...(w.snapshotId ? { snapshot: w.snapshotId } : {}), action: result.action }
           if (!this.volumes) throw new FailedPrecondition(`host '${this.o.host}' runs no volume role (STRATO_AGENT_VOLUME=off)`)
-          log.info(ctx, `${result.action} started`)
-          await this.volumes.run(w, id)
+          const ran = await this.volumes.run(w, id, async () => {
+            if (!(await this.wanted(id, log, ctx, result.action ?? ''))) return false
+            log.info(ctx, `${result.action} started`)
+            return true
+          })
+          if (!ran) return 'ack'
           log.info(ctx, `${result.action} finished`)
         } else if (cast.volumeAttach) {
           // Attach, detach or extend_volume on a server of this host: reported under the server and the volume.
@@ -196,11 +202,7 @@ export class CastWorker {
           Object.assign(result, { action: w.op, instanceUuid: w.instanceUuid, volumeId: w.volumeId })
           const ctx = { instance: w.instanceUuid, volume: w.volumeId, device: w.device, action: w.op }
           // A cast the controller gave up on (its host was down too long) must not change the guest now.
-          if (!(await this.manager.volumeCastCurrent(id))) {
-            log.warn(ctx, `${w.op} skipped: the controller no longer waits for this cast`)
-            this.done.add(id)
-            return 'ack'
-          }
+          if (!(await this.wanted(id, log, ctx, w.op))) return 'ack'
           log.info(ctx, `${w.op} started`)
           result.powerState = w.op === 'attach_volume'
             ? await this.manager.attachVolume(w.instanceUuid, w.volumeId, w.device, w.volumeHost)
@@ -237,12 +239,35 @@ export class CastWorker {
         return 'retry'
       }
       this.unreported.delete(id)
-      this.done.add(id)
-      if (this.done.size > 10_000) this.done.delete(this.done.values().next().value!)
+      this.remember(id)
       return 'ack'
     } finally {
       this.running.delete(id)
     }
+  }
+
+  /**
+   * Whether the volume-role cast `id` (volume or snapshot work, an attach,
+   * detach or extend_volume) is still the one its volume, snapshot or
+   * attachment waits for, as the controller says. One that is not is not
+   * run: it was done before (JetStream redelivers a cast whose ack was lost
+   * when the agent stopped between storing its result and acking it), newer
+   * work replaced it, or the controller gave up on it. It is remembered as
+   * done and acked, with no result (nothing waits for one).
+   * @throws Unavailable when the controller does not answer (the cast is tried again later).
+   */
+  private async wanted(id: string, log: Logger, ctx: object, action: string): Promise<boolean> {
+    const state = await this.manager.volumeCastState(id)
+    if (state.current) return true
+    log.info({ ...ctx, reason: state.reason }, `${action} skipped: the controller no longer waits for this cast${state.reason ? ` (${state.reason})` : ''}`)
+    this.remember(id)
+    return false
+  }
+
+  /** A cast done (or skipped): its redeliveries are acked at once. */
+  private remember(id: string): void {
+    this.done.add(id)
+    if (this.done.size > 10_000) this.done.delete(this.done.values().next().value!)
   }
 
   /** The cast's action name, server and work. */

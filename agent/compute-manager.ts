@@ -32,6 +32,7 @@ import type { BuildSpec } from '../proto/build-spec.js'
 import { createRootDisk } from './disk/root-disk.js'
 import { convertImage, sparseCopy } from '../native/index.js'
 import { volumeSerial } from '../proto/volume-attach.js'
+import type { CastState } from '../proto/volume-work.js'
 import type { Cast } from '../proto/gen/strato/agent/v1/agent.js'
 
 /** The build spec the conductor hands out (agent.v1 BuildSpec). */
@@ -66,8 +67,8 @@ export interface Conductor {
    * Absent: no volume sync.
    */
   hostVolumes?(seen: string[], disks: HostVolumeDisk[], exports?: ExportRef[]): Promise<{ detach: HostVolumeDisk[]; resume: Cast[]; unexport?: ExportRef[] }>
-  /** Whether an attach or detach cast is still the one its attachment waits for. Absent: always. */
-  volumeCast?(castId: string): Promise<boolean>
+  /** Whether a volume-role cast (volume or snapshot work, an attach, detach or extend_volume) is still the one its row waits for, and why not. Absent: always. */
+  volumeCast?(castId: string): Promise<CastState>
 }
 
 /** A volume disk of a guest (serial: the volume id cut to 20 characters; volumeId: the volume it names, when known). */
@@ -534,9 +535,9 @@ export class ComputeManager {
     return { detached, resume: r.resume, unexport: r.unexport ?? [] }
   }
 
-  /** Whether an attach or detach cast is still wanted (the controller did not give up on it). */
-  async volumeCastCurrent(castId: string): Promise<boolean> {
-    return this.conductor.volumeCast ? this.conductor.volumeCast(castId) : true
+  /** Whether a volume-role cast is still wanted (its row waits for it: not done before, replaced or given up on), and why not. */
+  async volumeCastState(castId: string): Promise<CastState> {
+    return this.conductor.volumeCast ? this.conductor.volumeCast(castId) : { current: true, reason: '' }
   }
 
   private async info(uuid: string): Promise<GuestInfo | undefined> {

@@ -10,7 +10,7 @@
 import { isIP } from 'node:net'
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { BuildIp, BuildSpec } from '../proto/build-spec.js'
-import { Internal, Unavailable } from '../proto/errors.js'
+import { Internal, InvalidArgument, Unavailable } from '../proto/errors.js'
 import type { FirewallRule, PortFirewall } from '../proto/firewall.js'
 import type { DhcpAddress, DhcpNetwork } from '../proto/dhcp.js'
 import type { RouterPort, RouterSpec } from '../proto/router.js'
@@ -19,6 +19,7 @@ import { isUuid } from '../proto/ids.js'
 import { errorFromHeaders } from '../proto/nats-errors.js'
 import { conductorSubject } from '../proto/subjects.js'
 import { volumeExportOf, type ExportRef, type VolumeExport } from '../proto/volume-export.js'
+import { parseVolumeCastId, type CastState } from '../proto/volume-work.js'
 import * as wire from '../proto/gen/strato/agent/v1/agent.js'
 import type { Conductor, HostVolumeDisk, KnownInstance } from './compute-manager.js'
 
@@ -157,10 +158,18 @@ export class ConductorClient implements Conductor {
     return volumeExportOf(reply.volumeExport)
   }
 
-  async volumeCast(castId: string): Promise<boolean> {
-    const reply = await this.request({ volumeCast: { host: this.o.host, castId } })
+  async volumeCast(castId: string): Promise<CastState> {
+    let reply
+    try {
+      reply = await this.request({ volumeCast: { host: this.o.host, castId } })
+    } catch (err) {
+      // A controller from before volume work was checked knows attachment casts only and refuses
+      // other ids: volume work then runs unchecked, as it did with that controller.
+      if (err instanceof InvalidArgument && parseVolumeCastId(castId)) return { current: true, reason: '' }
+      throw err
+    }
     if (!reply.volumeCast) throw new Unavailable('the conductor sent no cast state')
-    return reply.volumeCast.current ?? false
+    return { current: reply.volumeCast.current ?? false, reason: reply.volumeCast.reason ?? '' }
   }
 
   /** One request; errors the controller sends come back as Strato errors. */

@@ -45,6 +45,11 @@ export interface ReceivedVolumeWork {
   attached?: Array<{ instanceUuid?: string; device?: string; volumeId?: string }>
 }
 
+/** Whether `op` is snapshot work: its cast is pending on the snapshot's row (the others' on the volume's). */
+export function isSnapshotOp(op: VolumeOp): boolean {
+  return op === 'create_snapshot' || op === 'delete_snapshot'
+}
+
 /** A received piece of work with every field filled in. @throws Error when its op is unknown. */
 export function volumeWorkOf(w: ReceivedVolumeWork): VolumeWork {
   const op = w.op ?? ''
@@ -77,6 +82,17 @@ export function uploadCastId(volumeId: string, imageId: string): string {
 export function uploadImageOf(castId: string): string | undefined {
   const [kind, , imageId] = castId.split('.')
   return kind === 'volume_upload_image' && imageId ? imageId : undefined
+}
+
+/**
+ * Whether a volume-role cast (volume or snapshot work, an attach, detach or
+ * extend_volume) is still the one its row waits for on the host that asks
+ * (agent.v1 `VolumeCastState`); a cast that is not is acked and not run.
+ */
+export interface CastState {
+  current: boolean
+  /** Why the cast is no longer current (empty when it is). */
+  reason: string
 }
 
 export function parseVolumeCastId(castId: string): { op: VolumeOp; id: string } | undefined {

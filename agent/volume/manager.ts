@@ -36,44 +36,56 @@ export class VolumeManager {
     private readonly o: VolumeManagerOptions,
   ) {}
 
-  /** Does one piece of work, that of the cast `castId` (idempotently: a redelivered cast finds it done). */
-  run(w: VolumeWork, castId: string): Promise<void> {
+  /**
+   * Does one piece of work, that of the cast `castId` (idempotently: a
+   * redelivered cast finds it done). `wanted` is asked first, under the
+   * volume's lock, so no other work on the volume (a delete after a
+   * redelivered create) runs between its answer and the work; when it says
+   * no, nothing is done and the answer is false.
+   */
+  run(w: VolumeWork, castId: string, wanted: () => Promise<boolean> = async () => true): Promise<boolean> {
     return this.locks.run(w.volumeId, async () => {
-      switch (w.op) {
-        case 'create':
-          await this.driver.create(w.volumeId, w.sizeGb, await this.sourceOf(w))
-          return
-        case 'delete':
-          await this.driver.delete(w.volumeId)
-          return
-        case 'extend': {
-          // A running guest's QEMU has the image open: it grows it itself (nothing else may rewrite
-          // a qcow2's tables under it), and the backend then finds it grown. With no guest running,
-          // the backend grows it. An exported volume is open in its export's daemon instead: the
-          // backend grows it there first, then the guests reading it through the export learn the size.
-          if ((await this.driver.exports()).some((e) => e.volumeId === w.volumeId)) {
-            await this.driver.extend(w.volumeId, w.sizeGb)
-            if (w.attached.length) await this.o.extended?.(w.attached, w.sizeGb * GiB)
-            return
-          }
-          if (w.attached.length) await this.o.extended?.(w.attached, w.sizeGb * GiB)
+      if (!(await wanted())) return false
+      await this.work(w, castId)
+      return true
+    })
+  }
+
+  private async work(w: VolumeWork, castId: string): Promise<void> {
+    switch (w.op) {
+      case 'create':
+        await this.driver.create(w.volumeId, w.sizeGb, await this.sourceOf(w))
+        return
+      case 'delete':
+        await this.driver.delete(w.volumeId)
+        return
+      case 'extend': {
+        // A running guest's QEMU has the image open: it grows it itself (nothing else may rewrite
+        // a qcow2's tables under it), and the backend then finds it grown. With no guest running,
+        // the backend grows it. An exported volume is open in its export's daemon instead: the
+        // backend grows it there first, then the guests reading it through the export learn the size.
+        if ((await this.driver.exports()).some((e) => e.volumeId === w.volumeId)) {
           await this.driver.extend(w.volumeId, w.sizeGb)
+          if (w.attached.length) await this.o.extended?.(w.attached, w.sizeGb * GiB)
           return
         }
-        case 'create_snapshot':
-          // The running guests among `attached` move to the volume's new file (a live snapshot).
-          await this.driver.createSnapshot(w.volumeId, w.snapshotId, w.attached)
-          return
-        case 'delete_snapshot':
-          // The running guests among `attached` pull the snapshot's data into the files they have open.
-          await this.driver.deleteSnapshot(w.volumeId, w.snapshotId, w.attached)
-          return
-        case 'upload_image':
-          if (!this.o.uploads) throw new FailedPrecondition(`host '${this.o.host}' cannot upload images: volume uploads are not available here`)
-          await this.o.uploads.run(w, castId)
-          return
+        if (w.attached.length) await this.o.extended?.(w.attached, w.sizeGb * GiB)
+        await this.driver.extend(w.volumeId, w.sizeGb)
+        return
       }
-    })
+      case 'create_snapshot':
+        // The running guests among `attached` move to the volume's new file (a live snapshot).
+        await this.driver.createSnapshot(w.volumeId, w.snapshotId, w.attached)
+        return
+      case 'delete_snapshot':
+        // The running guests among `attached` pull the snapshot's data into the files they have open.
+        await this.driver.deleteSnapshot(w.volumeId, w.snapshotId, w.attached)
+        return
+      case 'upload_image':
+        if (!this.o.uploads) throw new FailedPrecondition(`host '${this.o.host}' cannot upload images: volume uploads are not available here`)
+        await this.o.uploads.run(w, castId)
+        return
+    }
   }
 
   private async sourceOf(w: VolumeWork): Promise<VolumeSource> {

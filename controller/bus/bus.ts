@@ -351,7 +351,7 @@ export class ControllerBus implements AgentTransport {
         reply = e ? { volumeExport: volumeExportToWire(e) } : {}
       } else if (req.volumeCast) {
         what = `the state of cast ${req.volumeCast.castId ?? ''}`
-        reply = { volumeCast: { current: await this.conductor.volumeCast(req.volumeCast.host ?? '', req.volumeCast.castId ?? '') } }
+        reply = { volumeCast: await this.conductor.volumeCast(req.volumeCast.host ?? '', req.volumeCast.castId ?? '') }
       } else {
         throw new InvalidArgument('empty conductor request')
       }

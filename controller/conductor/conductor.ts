@@ -15,15 +15,16 @@ import { buildSpec, hostInstances, CONDUCTOR, type BuildSpecDeps, type HostInsta
 import { FailedPrecondition, NotFound, Unavailable } from '../../proto/errors.js'
 import type { ExportRef, VolumeExport } from '../../proto/volume-export.js'
 import type { AgentTransport } from '../compute/transport.js'
-import { uploadImageOf } from '../../proto/volume-work.js'
+import { uploadImageOf, type CastState } from '../../proto/volume-work.js'
 import { instanceMetadata } from './metadata.js'
 import { interruptedUpload, snapshotStep, type ImageUploadTokens } from './snapshot-step.js'
 import type { AttachmentCatalog, HostVolumeDisk, PendingHostCast } from '../volume/attachments.js'
+import { castState } from '../volume/casts.js'
 
 export type { BuildSpec, HostInstance, InstanceMetadata }
 
 export class Conductor {
-  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts; routers?: RouterCatalog; imageUploadToken?: ImageUploadTokens; attachments?: Pick<AttachmentCatalog, 'syncHost' | 'castCurrent' | 'exportHost' | 'unwantedExports'>; agents?: Pick<AgentTransport, 'call'>; agentCallTimeoutMs?: number }) {}
+  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts; routers?: RouterCatalog; imageUploadToken?: ImageUploadTokens; attachments?: Pick<AttachmentCatalog, 'syncHost' | 'exportHost' | 'unwantedExports'>; agents?: Pick<AgentTransport, 'call'>; agentCallTimeoutMs?: number }) {}
 
   /** An agent announced its host: record it; tell it whether it is mapped and how often to beat. */
   async announce(a: HostAnnouncement): Promise<{ mapped: boolean; heartbeatIntervalMs: number }> {
@@ -150,10 +151,15 @@ export class Conductor {
     return answer.volumeExport
   }
 
-  /** Whether an attach or detach cast to `host` is still the one its attachment waits for. */
-  async volumeCast(host: string, castId: string): Promise<boolean> {
+  /**
+   * Whether a volume-role cast to `host` (volume or snapshot work, an
+   * attach, detach or extend_volume) is still the one its volume, snapshot
+   * or attachment waits for, and when not, why (see `castState`).
+   * @throws InvalidArgument when `castId` names no volume-role cast.
+   */
+  async volumeCast(host: string, castId: string): Promise<CastState> {
     await this.hosts.get(host)
-    return this.deps.attachments ? this.deps.attachments.castCurrent(host, castId) : true
+    return castState(this.db, host, castId)
   }
 
   /**

@@ -529,14 +529,6 @@ export class AttachmentCatalog {
     for (const a of rows) await this.deps.casts.send(a)
   }
 
-  /** Whether `castId` is the attach, detach or extend_volume the attachment on `host` still waits for. */
-  async castCurrent(host: string, castId: string): Promise<boolean> {
-    const p = parseAttachCastId(castId)
-    if (!p) throw new InvalidArgument(`'${castId}' is not an attachment cast id (attach, detach, extend_volume)`, { field: 'cast_id' })
-    const a = await this.db.selectFrom('volume_attachments').select(['host', 'pending_cast_id']).where('id', '=', p.attachmentId).executeTakeFirst()
-    return a?.host === host && a.pending_cast_id === castId
-  }
-
   // ------------------------------------------------------------ internals
 
   /**

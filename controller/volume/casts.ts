@@ -8,11 +8,12 @@
  * row and the cast id.
  */
 import { randomBytes } from 'node:crypto'
+import { InvalidArgument } from '../../proto/errors.js'
 import type { VolumeAttachmentTable, VolumeSnapshotTable, VolumeTable } from '../store/schema.js'
 import type { Db } from '../store/db.js'
 import { Outbox, type Claim } from '../compute/cast-outbox.js'
 import { attachedDisks, snapshotDependentDisks } from './attachments.js'
-import { parseVolumeCastId, uploadImageOf, volumeCastId, type VolumeOp, type VolumeWork } from '../../proto/volume-work.js'
+import { isSnapshotOp, parseVolumeCastId, uploadImageOf, volumeCastId, type CastState, type VolumeOp, type VolumeWork } from '../../proto/volume-work.js'
 import { attachCastId, parseAttachCastId, type AttachOp, type VolumeAttachWork } from '../../proto/volume-attach.js'
 
 /** The row fields that record a new pending cast of `op` on volume or snapshot `id`. */
@@ -42,7 +43,7 @@ export function volumeWork(op: VolumeOp, v: Pick<VolumeTable, 'id' | 'size' | 'p
  * pull the snapshot's data into the files they have open.
  */
 export function snapshotWork(op: VolumeOp, s: Pick<VolumeSnapshotTable, 'id' | 'volume_id' | 'size'>, attached: VolumeWork['attached'] = []): VolumeWork {
-  return { op, volumeId: s.volume_id, snapshotId: s.id, sizeGb: s.size, sourceVolid: '', sourceSnapshotId: '', imageId: '', attached: op === 'create_snapshot' || op === 'delete_snapshot' ? attached : [] }
+  return { op, volumeId: s.volume_id, snapshotId: s.id, sizeGb: s.size, sourceVolid: '', sourceSnapshotId: '', imageId: '', attached: isSnapshotOp(op) ? attached : [] }
 }
 
 export interface OutgoingVolumeCast {
@@ -78,6 +79,43 @@ export class VolumeCasts extends Outbox {
       if (p && s.host) await this.send({ table: 'volume_snapshots', id: s.id, host: s.host, work: snapshotWork(p.op, s, attached), castId: s.pending_cast_id, requestId: s.pending_request_id }, 'skip')
     }
   }
+}
+
+/** The row a volume-role cast is pending on, by its cast id: an attachment's, a snapshot's or a volume's. */
+function castRowOf(castId: string): { table: 'volumes' | 'volume_snapshots' | 'volume_attachments'; kind: string; id: string } | undefined {
+  const a = parseAttachCastId(castId)
+  if (a) return { table: 'volume_attachments', kind: 'attachment', id: a.attachmentId }
+  const v = parseVolumeCastId(castId)
+  if (!v) return undefined
+  return isSnapshotOp(v.op) ? { table: 'volume_snapshots', kind: 'snapshot', id: v.id } : { table: 'volumes', kind: 'volume', id: v.id }
+}
+
+/**
+ * Whether `castId` — volume or snapshot work, an attach, a detach or an
+ * extend_volume — is still the cast its row (the cast id names the
+ * volume, snapshot or attachment) waits for on `host`. One that is not must
+ * not run now: its result was applied already (JetStream redelivers a cast
+ * whose ack was lost), newer work replaced it, the controller gave up on it
+ * (the stuck sweep), or an admin reset the status. A row that is gone is
+ * done with: volumes and snapshots go only when their delete's result says
+ * the backend deleted them (or they never had one), attachments once
+ * detached or dropped; so a delete whose row is gone has nothing left to do,
+ * and one in progress (its row waits for it) runs.
+ * @throws InvalidArgument when `castId` names no volume-role cast.
+ */
+export async function castState(db: Pick<Db, 'selectFrom'>, host: string, castId: string): Promise<CastState> {
+  const row = castRowOf(castId)
+  if (!row) throw new InvalidArgument(`'${castId}' is not a volume, snapshot or attachment cast id (volume_<op>.<id>.<nonce>, attach_volume, detach_volume, extend_volume)`, { field: 'cast_id' })
+  const found = row.table === 'volume_snapshots'
+    ? await db.selectFrom('volume_snapshots').innerJoin('volumes', 'volumes.id', 'volume_snapshots.volume_id').select(['volumes.host', 'volume_snapshots.pending_cast_id']).where('volume_snapshots.id', '=', row.id).executeTakeFirst()
+    : await db.selectFrom(row.table).select(['host', 'pending_cast_id']).where('id', '=', row.id).executeTakeFirst()
+  const what = `${row.kind} ${row.id}`
+  if (!found) return { current: false, reason: `${what} no longer exists` }
+  if (found.host !== host) return { current: false, reason: `${what} is on host '${found.host}', not '${host}'` }
+  if (found.pending_cast_id !== castId) {
+    return { current: false, reason: found.pending_cast_id ? `${what} waits for cast ${found.pending_cast_id} now` : `${what} waits for no cast (this one's result was applied, or the controller gave up on it)` }
+  }
+  return { current: true, reason: '' }
 }
 
 /** The row fields that record a new pending attach or detach cast on attachment `id`. */

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Metadata, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js'
+import { jetstreamManager } from '@nats-io/jetstream'
 import type { ConfigOverrides } from '../../controller/config.js'
 import { startController, type TestController } from './controller.js'
 import { startNats, type NatsServer } from './nats.js'
@@ -18,6 +19,7 @@ import type { AgentConfigOverrides } from '../../agent/config.js'
 import type { FakeDriverOptions } from '../../agent/virt/fake.js'
 import type { FakeVolumeDriverOptions } from '../../agent/volume/fake.js'
 import { bootDiskImage, bootMarker } from '../fixtures/boot-sector.js'
+import { CAST_STREAM, castConsumer } from '../../proto/subjects.js'
 import { ImagesClient, type Image } from '../../proto/gen/strato/image/v1/image.js'
 import { FlavorsClient, KeypairsClient, QuotasClient, AvailabilityZonesClient, type Flavor } from '../../proto/gen/strato/compute/v1/compute.js'
 import { ServerGroupsClient, ServersClient, type Server } from '../../proto/gen/strato/compute/v1/servers.js'
@@ -168,6 +170,15 @@ export async function stopHostForGood(cloud: Pick<TestCloud, 's'>, agent: TestAg
   const host = agent.agent.config.host
   await agent.stop()
   await eventually(() => !cloud.s.controller.hosts.isUp(host), timeoutMs, `host ${host} to be down`)
+}
+
+/** Until `host`'s agent has taken and finished every cast queued for it (its durable consumer has none pending or unacked). */
+export async function castsDone(cloud: Pick<TestCloud, 's'>, host: string, timeoutMs = 10_000): Promise<void> {
+  const jsm = await jetstreamManager(cloud.s.controller.nats!)
+  await eventually(async () => {
+    const c = await jsm.consumers.info(CAST_STREAM, castConsumer(host))
+    return c.num_pending === 0 && c.num_ack_pending === 0
+  }, timeoutMs, `${host}'s casts all done`)
 }
 
 export async function startCloud(o: CloudOptions = {}): Promise<TestCloud> {

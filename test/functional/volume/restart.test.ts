@@ -5,30 +5,42 @@
 // idempotent); an agent with the volume role off refuses volume work with a reason, so the volume
 // goes to error rather than hanging. At start-up the agent syncs its guests' volume disks with the
 // attachments (libvirt is the truth): a disk gone from its guest ends its attachment, a disk no
-// attachment asks for is detached, and pending attaches are resumed at once.
+// attachment asks for is detached, and pending attaches are resumed at once. A volume or snapshot
+// cast delivered again after its row moved on (the agent stopped between storing the cast's result
+// and acking it: JetStream redelivers it, and the restarted agent has no memory of it) is skipped,
+// as the controller no longer waits for it: a create of a volume deleted since makes no file.
 import { rmSync } from 'node:fs'
+import { randomUUID } from 'node:crypto'
+import { jetstream, jetstreamManager } from '@nats-io/jetstream'
 import t from 'tap'
-import { startCloud, type TestCloud } from '../../helpers/cloud.js'
+import type { TestContext } from '../../helpers/tap.js'
+import { castsDone, startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, client, status } from '../../helpers/grpc.js'
 import { eventually, startAgent } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import { VolumesClient, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
 import type { CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
 import { volumeSerial } from '../../../proto/volume-attach.js'
+import { SnapshotsClient, type Snapshot } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { CAST_STREAM, castSubject } from '../../../proto/subjects.js'
+import { Cast } from '../../../proto/gen/strato/agent/v1/agent.js'
 
 let cloud: TestCloud
 let demo: Tenant
 let volumes: VolumesClient
+let snapshots: SnapshotsClient
 
 t.before(async () => {
   // Hosts stay "up" for a long while without heartbeats: the test decides when agents run.
   cloud = await startCloud({ hosts: ['node1'], controller: { hosts: { heartbeatIntervalMs: 200, missedHeartbeats: 1000 } } })
   demo = await tenant(cloud.s, 'demo')
   volumes = client(VolumesClient, cloud.s.address)
+  snapshots = client(SnapshotsClient, cloud.s.address)
   await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 5_000, 'a volume backend')
 })
 t.teardown(async () => {
   volumes.close()
+  snapshots.close()
   const stateDir = cloud.agents[0]?.agent.config.stateDir
   await cloud.close()
   if (stateDir) rmSync(stateDir, { recursive: true, force: true })
@@ -36,6 +48,19 @@ t.teardown(async () => {
 
 const get = (id: string) => call<Volume>(volumes, 'getVolume', { id }, demo.token)
 const statusOf = async (id: string) => (await get(id)).status
+const notFound = (e: { code?: number }) => e.code === status.NOT_FOUND
+/** The cast queued for node1 last, as JetStream holds it (node1's agent is down: nothing took it yet). */
+const lastCast = async () => (await (await jetstreamManager(cloud.s.controller.nats!)).streams.getMessage(CAST_STREAM, { last_by_subj: castSubject('node1') }))!.data
+/**
+ * `cast` delivered to node1 again, as JetStream does when the agent stopped between storing the
+ * cast's result and acking it (under another message id: the first is still in the duplicate
+ * window); then until node1's agent has acked it.
+ */
+const deliverAgain = async (t: TestContext, cast: Uint8Array) => {
+  const ack = await jetstream(cloud.s.controller.nats!).publish(castSubject('node1'), cast, { msgID: `again-${randomUUID()}` })
+  t.notOk(ack.duplicate, 'the cast is queued again')
+  await castsDone(cloud, 'node1')
+}
 /** node1's agent again: the same compute node uuid, state dir and volume backend (a host's disks outlive its agent). */
 const restart = (extra: { volume?: 'on' | 'off' } = {}) => {
   const prev = cloud.agents[0]!
@@ -47,6 +72,7 @@ t.test('a create cast waits for the agent; the agent back finishes it', async (t
   const backend = first.volumes
   await first.agent.stop()
   const v = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'patient' }, demo.token)
+  const create = await lastCast()
   await new Promise((r) => setTimeout(r, 500))
   t.equal(await statusOf(v.id), 'creating', 'nothing happens while the agent is down')
   t.notOk(backend.volumes.has(v.id))
@@ -54,13 +80,47 @@ t.test('a create cast waits for the agent; the agent back finishes it', async (t
   cloud.agents[0] = again
   await eventually(async () => (await statusOf(v.id)) === 'available', 10_000, 'the volume available')
   t.ok(backend.volumes.has(v.id), 'the backend made it')
+  const createId = Cast.decode(create).id ?? ''
+  t.same(await again.agent.manager.volumeCastState(createId), { current: false, reason: `volume ${v.id} waits for no cast (this one's result was applied, or the controller gave up on it)` }, 'the create done, the controller waits for it no more')
 
   await again.agent.stop()
   await call(volumes, 'deleteVolume', { id: v.id }, demo.token)
   t.equal(await statusOf(v.id), 'deleting')
   cloud.agents[0] = await restart()
-  await eventually(() => get(v.id).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 10_000, 'the volume gone')
+  await eventually(() => get(v.id).then(() => false, notFound), 10_000, 'the volume gone')
   t.notOk(backend.volumes.has(v.id), 'the backend deleted it')
+
+  // The create comes again after the delete (its ack was lost): the volume is gone, so it is not made again.
+  await deliverAgain(t, create)
+  t.notOk(backend.volumes.has(v.id), 'the create delivered again left no volume on the backend')
+  t.ok(await get(v.id).then(() => false, notFound), 'and the API has none')
+  t.same(await cloud.agents[0]!.agent.manager.volumeCastState(createId), { current: false, reason: `volume ${v.id} no longer exists` }, 'the reason the agent was told')
+})
+
+t.test('a snapshot create delivered again after the snapshot was deleted makes nothing', async (t) => {
+  const v = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'snapped' }, demo.token)
+  await eventually(async () => (await statusOf(v.id)) === 'available', 10_000, 'the volume available')
+  await cloud.agents[0]!.agent.stop()
+  const s = await call<Snapshot>(snapshots, 'createSnapshot', { volumeId: v.id, name: 'once' }, demo.token)
+  const create = await lastCast()
+  cloud.agents[0] = await restart()
+  const backend = cloud.agents[0].volumes
+  const snapStatus = () => call<Snapshot>(snapshots, 'getSnapshot', { id: s.id }, demo.token).then((x) => x.status, (e: { code?: number }) => (notFound(e) ? 'gone' : Promise.reject(e)))
+  await eventually(async () => (await snapStatus()) === 'available', 10_000, 'the snapshot available')
+  t.ok(backend.snapshots.has(s.id), 'the backend made it')
+  // Deleted while the agent is down, so that the agent back has no memory of the create (as after a crash).
+  await cloud.agents[0].agent.stop()
+  await call(snapshots, 'deleteSnapshot', { id: s.id }, demo.token)
+  cloud.agents[0] = await restart()
+  await eventually(async () => (await snapStatus()) === 'gone', 10_000, 'the snapshot gone')
+  t.notOk(backend.snapshots.has(s.id), 'the backend deleted it')
+
+  await deliverAgain(t, create)
+  t.notOk(backend.snapshots.has(s.id), 'the snapshot create delivered again left no snapshot on the backend')
+  t.equal(await snapStatus(), 'gone', 'and the API has none')
+  t.same(await cloud.agents[0].agent.manager.volumeCastState(Cast.decode(create).id ?? ''), { current: false, reason: `snapshot ${s.id} no longer exists` }, 'the reason the agent was told')
+  await call(volumes, 'deleteVolume', { id: v.id }, demo.token)
+  await eventually(() => get(v.id).then(() => false, notFound), 10_000, 'the volume gone')
 })
 
 t.test('an agent without the volume role refuses volume work with a reason: the volume is in error, not stuck', async (t) => {

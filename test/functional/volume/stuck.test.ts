@@ -7,14 +7,12 @@
 // all, the casts the controller gave up on are skipped, so the guest stays as the API says. An
 // attach given up on ends the network export the volume's host made for it at once.
 import { rmSync } from 'node:fs'
-import { jetstreamManager } from '@nats-io/jetstream'
 import t from 'tap'
-import { quickDown, startCloud, type TestCloud } from '../../helpers/cloud.js'
+import { castsDone, quickDown, startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call, client, status } from '../../helpers/grpc.js'
 import { eventually, startAgent } from '../../helpers/agents.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import { AttachmentsClient, VolumeTypesClient, VolumesClient, type Attachment, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
-import { CAST_STREAM, castConsumer } from '../../../proto/subjects.js'
 import type { CreateServerResponse, Server, ServerVolume } from '../../../proto/gen/strato/compute/v1/servers.js'
 
 let cloud: TestCloud
@@ -72,14 +70,6 @@ const restart = async () => {
   await eventually(async () => (await cloud.s.controller.db.selectFrom('volume_backends').selectAll().execute()).length === 1, 5_000, 'the volume backend back')
 }
 
-/** Until node1's agent has taken and finished every cast queued for it (the consumer has none pending). */
-const castsDone = async () => {
-  const jsm = await jetstreamManager(cloud.s.controller.nats!)
-  await eventually(async () => {
-    const c = await jsm.consumers.info(CAST_STREAM, castConsumer('node1'))
-    return c.num_pending === 0 && c.num_ack_pending === 0
-  }, 10_000, "node1's casts all done")
-}
 
 t.test('an attach or detach cast to a server\'s host whose agent died ends failed, naming the host', async (t) => {
   await restart()
@@ -103,7 +93,7 @@ t.test('an attach or detach cast to a server\'s host whose agent died ends faile
 
   // Back, the agent gets the attach cast the controller gave up on, and leaves the guest alone.
   await restart()
-  await castsDone()
+  await castsDone(cloud, 'node1')
   const hasDisk = async () => (await cloud.agents[0]!.driver.listDisks(server.id)).some((d) => d.device === 'vdb')
   t.notOk(await hasDisk(), 'the late attach did not reach the hypervisor')
   t.equal((await call<Volume>(volumes, 'getVolume', { id: v.id }, demo.token)).status, 'available')
@@ -123,7 +113,7 @@ t.test('an attach or detach cast to a server\'s host whose agent died ends faile
 
   // Back, the agent gets the detach the controller gave up on, and leaves the disk where the API says it is.
   await restart()
-  await castsDone()
+  await castsDone(cloud, 'node1')
   t.ok(await hasDisk(), 'the late detach did not take the disk')
   t.equal((await call<Volume>(volumes, 'getVolume', { id: v.id }, demo.token)).status, 'in-use')
   // Nothing more is stuck: the host detaches it when asked.

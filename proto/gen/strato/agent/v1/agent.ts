@@ -603,8 +603,11 @@ export interface HostVolumes {
 }
 
 /**
- * Whether an attach or detach cast is still the one its attachment waits
- * for (a cast that comes again after the controller gave up on it is not).
+ * Whether a volume-role cast (volume or snapshot work, an attach, detach
+ * or extend_volume) is still the one its volume, snapshot or attachment
+ * waits for on the asking host. One that is not — its result was applied
+ * already (a redelivery after a lost ack), newer work replaced it, the
+ * controller gave up on it, its row is gone — must not run now.
  */
 export interface VolumeCastRequest {
   host?: string | undefined;
@@ -612,7 +615,11 @@ export interface VolumeCastRequest {
 }
 
 export interface VolumeCastState {
-  current?: boolean | undefined;
+  current?:
+    | boolean
+    | undefined;
+  /** Why the cast is no longer current (empty when it is). */
+  reason?: string | undefined;
 }
 
 /**
@@ -6246,13 +6253,16 @@ export const VolumeCastRequest: MessageFns<VolumeCastRequest> = {
 };
 
 function createBaseVolumeCastState(): VolumeCastState {
-  return { current: false };
+  return { current: false, reason: "" };
 }
 
 export const VolumeCastState: MessageFns<VolumeCastState> = {
   encode(message: VolumeCastState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.current !== undefined && message.current !== false) {
       writer.uint32(8).bool(message.current);
+    }
+    if (message.reason !== undefined && message.reason !== "") {
+      writer.uint32(18).string(message.reason);
     }
     return writer;
   },
@@ -6278,6 +6288,14 @@ export const VolumeCastState: MessageFns<VolumeCastState> = {
             message.current = reader.bool();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6291,13 +6309,19 @@ export const VolumeCastState: MessageFns<VolumeCastState> = {
   },
 
   fromJSON(object: any): VolumeCastState {
-    return { current: isSet(object.current) ? globalThis.Boolean(object.current) : false };
+    return {
+      current: isSet(object.current) ? globalThis.Boolean(object.current) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
   },
 
   toJSON(message: VolumeCastState): unknown {
     const obj: any = {};
     if (message.current !== undefined && message.current !== false) {
       obj.current = message.current;
+    }
+    if (message.reason !== undefined && message.reason !== "") {
+      obj.reason = message.reason;
     }
     return obj;
   },
@@ -6308,6 +6332,7 @@ export const VolumeCastState: MessageFns<VolumeCastState> = {
   fromPartial<I extends Exact<DeepPartial<VolumeCastState>, I>>(object: I): VolumeCastState {
     const message = createBaseVolumeCastState();
     message.current = object.current ?? false;
+    message.reason = object.reason ?? "";
     return message;
   },
 };
