@@ -25,6 +25,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { FailedPrecondition, Internal, Unavailable } from '../../proto/errors.js'
 import { writePrivateFile } from '../../proto/private-file.js'
+import { Pending, pollUntil, type PollOptions } from '../poll.js'
 import type { ExportRef } from './driver.js'
 
 const run = promisify(execFile)
@@ -63,6 +64,8 @@ const [COPY_JOB, COPY_NODE] = ['copy0', 'copy0-target']
 
 /** How long a pull may take (it copies a volume's data). */
 const PULL_TIMEOUT_MS = 30 * 60_000
+/** How often a job of the daemon is looked at while it runs. */
+const JOB_POLL_MS = 250
 
 /**
  * The distinguished name a host's NBD client certificate has (QEMU compares
@@ -245,17 +248,13 @@ export class NbdExports {
         { execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': COPY_NODE, file: { driver: 'file', filename: target } } },
         { execute: 'blockdev-backup', arguments: { 'job-id': COPY_JOB, device: 'vol0', target: COPY_NODE, sync: 'full', 'auto-dismiss': false } },
       ])
-      const deadline = Date.now() + timeoutMs
-      for (;;) {
+      return await pollUntil<boolean>(async () => {
         const job = (await qmp(socket, [{ execute: 'query-jobs' }])).find((j) => j.id === COPY_JOB)
         if (!job) throw new Internal(`the copy of volume ${volumeId} vanished from its export's daemon (pid ${e.pid})`)
-        if (job.status === 'concluded') {
-          if (job.error) throw new Internal(`the copy of volume ${volumeId} by its export's daemon (pid ${e.pid}) failed: ${String(job.error)}`)
-          return true
-        }
-        if (Date.now() > deadline) throw new Unavailable(`the copy of volume ${volumeId} has not finished (${String(job['current-progress'])} of ${String(job['total-progress'])} bytes); it goes on in its export's daemon (pid ${e.pid})`)
-        await new Promise((r) => setTimeout(r, 250))
-      }
+        if (job.status !== 'concluded') return new Pending(`${String(job['current-progress'])} of ${String(job['total-progress'])} bytes`)
+        if (job.error) throw new Internal(`the copy of volume ${volumeId} by its export's daemon (pid ${e.pid}) failed: ${String(job.error)}`)
+        return true
+      }, this.jobPoll(e, `the copy of volume ${volumeId}`, timeoutMs))
     } catch (err) {
       if (err instanceof Internal || err instanceof Unavailable) throw err
       throw new Internal(`cannot copy volume ${volumeId}: its export's daemon (pid ${e.pid}) refused it over QMP: ${(err as Error).message}`, { cause: err })
@@ -273,13 +272,15 @@ export class NbdExports {
 
   /** Waits until the export's daemon runs no pull job (QEMU dismisses a job once it concluded). */
   private async pullEnded(e: NbdExport, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
+    await pollUntil<void>(async () => {
       const job = (await qmp(this.qmpPath(e.volumeId), [{ execute: 'query-block-jobs' }])).find((j) => j.device === PULL_JOB)
-      if (!job) return
-      if (Date.now() > deadline) throw new Unavailable(`the merge of the backing files of volume ${e.volumeId} into it has not finished (${String(job.offset)} of ${String(job.len)} bytes); it goes on in its export's daemon (pid ${e.pid})`)
-      await new Promise((r) => setTimeout(r, 250))
-    }
+      return job ? new Pending(`${String(job.offset)} of ${String(job.len)} bytes`) : undefined
+    }, this.jobPoll(e, `the merge of the backing files of volume ${e.volumeId} into it`, timeoutMs))
+  }
+
+  /** How a job of the export's daemon is waited for (one whose wait gives up goes on there). */
+  private jobPoll(e: NbdExport, what: string, deadlineMs: number): PollOptions {
+    return { deadlineMs, pauseMs: JOB_POLL_MS, what, where: `its export's daemon (pid ${e.pid})` }
   }
 
   /** Every export recorded (served or not). */
