@@ -64,6 +64,8 @@ const [COPY_JOB, COPY_NODE] = ['copy0', 'copy0-target']
 
 /** How long a pull may take (it copies a volume's data). */
 const PULL_TIMEOUT_MS = 30 * 60_000
+/** How long a copy a crash left may take to stop once cancelled. */
+const SETTLE_TIMEOUT_MS = 60_000
 /** How often a job of the daemon is looked at while it runs. */
 const JOB_POLL_MS = 250
 
@@ -240,9 +242,7 @@ export class NbdExports {
     const e = await this.controlled(volumeId, file, format)
     if (!e) return false
     const socket = this.qmpPath(volumeId)
-    // A copy a crash left in the daemon goes first (its target file was the caller's to remove).
-    await qmp(socket, [{ execute: 'job-dismiss', arguments: { id: COPY_JOB } }]).catch(() => undefined)
-    await qmp(socket, [{ execute: 'blockdev-del', arguments: { 'node-name': COPY_NODE } }]).catch(() => undefined)
+    // Nothing is left of an earlier copy: a crash's leftovers went when the agent started (reserve).
     try {
       await qmp(socket, [
         { execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': COPY_NODE, file: { driver: 'file', filename: target } } },
@@ -259,8 +259,33 @@ export class NbdExports {
       if (err instanceof Internal || err instanceof Unavailable) throw err
       throw new Internal(`cannot copy volume ${volumeId}: its export's daemon (pid ${e.pid}) refused it over QMP: ${(err as Error).message}`, { cause: err })
     } finally {
-      await qmp(socket, [{ execute: 'job-dismiss', arguments: { id: COPY_JOB } }]).catch(() => undefined)
-      await qmp(socket, [{ execute: 'blockdev-del', arguments: { 'node-name': COPY_NODE } }]).catch(() => undefined)
+      await dropCopy(socket)
+    }
+  }
+
+  /**
+   * After a crash in the middle of {@link copy}: the copy's job and target
+   * node the adopted daemon still holds go — a job still running is
+   * cancelled first (its target file was the caller's, gone with the crash's
+   * other work files) — so the next copy finds the names free.
+   */
+  private async settleCopy(e: NbdExport): Promise<void> {
+    const socket = this.qmpPath(e.volumeId)
+    const copyJob = async () => (await qmp(socket, [{ execute: 'query-jobs' }])).find((j) => j.id === COPY_JOB)
+    try {
+      const job = await copyJob()
+      if (job && job.status !== 'concluded') {
+        await qmp(socket, [{ execute: 'job-cancel', arguments: { id: COPY_JOB } }])
+        await pollUntil<void>(async () => {
+          const j = await copyJob()
+          return j && j.status !== 'concluded' ? new Pending(`it is ${String(j.status)}`) : undefined
+        }, this.jobPoll(e, `the cancel of the copy of volume ${e.volumeId} a crash left`, SETTLE_TIMEOUT_MS))
+      }
+      await dropCopy(socket)
+    } catch (err) {
+      if (!(await this.serving(e))) return // gone meanwhile: served again, with nothing left in it, on the next start or export
+      if (err instanceof Unavailable) throw err
+      throw new Internal(`cannot clear the copy a crash left in the export of volume ${e.volumeId}: its daemon (pid ${e.pid}) refused over QMP: ${(err as Error).message}`, { cause: err })
     }
   }
 
@@ -300,11 +325,19 @@ export class NbdExports {
     return (await this.list()).flatMap((e) => e.hosts.map((host) => ({ volumeId: e.volumeId, host })))
   }
 
-  /** Serves again every export recorded whose daemon is gone (after a restart of the host or a crash). */
+  /**
+   * At the agent's start: serves again every export recorded whose daemon is
+   * gone (after a restart of the host or a crash), and clears what a crash in
+   * the middle of a copy left in the daemons that still serve.
+   */
   async reserve(fileOf: (volumeId: string) => Promise<{ path: string; format: 'qcow2' | 'raw' } | undefined>): Promise<NbdExport[]> {
     const again: NbdExport[] = []
     for (const e of await this.list()) {
-      if (await this.serving(e)) continue
+      if (await this.serving(e)) {
+        // Adopted: still served, perhaps with a copy a crash of the last agent interrupted.
+        if (await this.controllable(e)) await this.settleCopy(e)
+        continue
+      }
       const f = await fileOf(e.volumeId)
       if (!f || !e.hosts.length) {
         await this.stop(e.volumeId)
@@ -377,7 +410,7 @@ async function readRecord(file: string): Promise<NbdExport | undefined> {
  * at a time; the first error QEMU answers rejects with its description.
  * Resolves with the last command's answer when it is a list (else empty).
  */
-function qmp(socket: string, commands: Array<{ execute: string; arguments?: object }>): Promise<Array<Record<string, unknown>>> {
+export function qmp(socket: string, commands: Array<{ execute: string; arguments?: object }>): Promise<Array<Record<string, unknown>>> {
   return new Promise((resolve, reject) => {
     const c = connect(socket)
     const queue = [{ execute: 'qmp_capabilities' }, ...commands]
@@ -409,6 +442,17 @@ function qmp(socket: string, commands: Array<{ execute: string; arguments?: obje
       }
     })
   })
+}
+
+/**
+ * Drops the copy's job and target node from the daemon on `socket`, when
+ * there (one connection when both are; the node alone after a copy that
+ * failed before its job began). A job still running stays: QEMU refuses to
+ * dismiss it and to remove the node it writes to.
+ */
+async function dropCopy(socket: string): Promise<void> {
+  const del = { execute: 'blockdev-del', arguments: { 'node-name': COPY_NODE } }
+  await qmp(socket, [{ execute: 'job-dismiss', arguments: { id: COPY_JOB } }, del]).catch(() => qmp(socket, [del])).catch(() => undefined)
 }
 
 /** A TCP port nothing listens on at `address` now. */

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { FileVolumeDriver } from '../../../../agent/volume/file.js'
+import { qmp } from '../../../../agent/volume/nbd-export.js'
 import { convertImage, createImage, readImage, writeImage, type ImageFormat } from '../../../../native/index.js'
 import { nbdIo, nbdTls } from '../../../helpers/nbd-tls.js'
 import { volumeDriverContract } from './contract.js'
@@ -193,6 +194,25 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   // blockdev-backup), its client writing on; the volume's file and the export are untouched.
   const copySnap = '00000000-0000-4000-8000-00000000001e'
   t.match(await nbdIo(m, node2, 'write -P 0x73 128k 64k'), /wrote 65536\/65536/)
+  // What a crash of the agent in the middle of a copy leaves in the daemon (QEMU goes on without it): the
+  // copy's target node and its job, still running (rate-limited here), into the work file the agent made.
+  // The next agent's start (init) cancels and drops them, adopting the daemon; the copy below then goes through.
+  const qmpSocket = path.join(dir, 'plain', 'exports', `${made}.qmp`)
+  const leftPart = path.join(dir, 'plain', `.${path.basename(driver.snapshotPath(made, '00000000-0000-4000-8000-00000000001f'))}.part`)
+  await createImage(leftPart, 'qcow2', { size: 1024 ** 3 })
+  await qmp(qmpSocket, [
+    { execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': 'copy0-target', file: { driver: 'file', filename: leftPart } } },
+    { execute: 'blockdev-backup', arguments: { 'job-id': 'copy0', device: 'vol0', target: 'copy0-target', sync: 'full', 'auto-dismiss': false, speed: 1 } },
+  ])
+  const leftover = async () => ({
+    jobs: (await qmp(qmpSocket, [{ execute: 'query-jobs' }])).map((j) => `${String(j.id)}:${String(j.status)}`),
+    nodes: (await qmp(qmpSocket, [{ execute: 'query-named-block-nodes', arguments: { flat: true } }])).map((n) => String(n['node-name'])).filter((n) => n.startsWith('copy0')),
+  })
+  t.same(await leftover(), { jobs: ['copy0:running'], nodes: ['copy0-target'] }, 'a copy a crash interrupted is left running in the export\'s daemon')
+  await driver.init()
+  t.same(await leftover(), { jobs: [], nodes: [] }, 'the agent\'s start cancels it and drops its job and target node')
+  t.equal(pidOf(made), daemon, 'in the daemon it adopts (not restarted)')
+  t.notOk(existsSync(leftPart), 'and its work file is gone')
   await driver.createSnapshot(made, copySnap)
   const copyFile = driver.snapshotPath(made, copySnap)
   t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', copyFile]))['backing-filename'], undefined, 'the snapshot\'s file stands alone')
@@ -202,6 +222,7 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   t.match(qemuIo(copyFile, 'read -P 0x71 0 64k', 'read -P 0x72 64k 64k', 'read -P 0x73 128k 64k'), /(read 65536\/65536[\s\S]*){3}/, 'the snapshot has the data as it was')
   t.match(await nbdIo(m, node2, 'read -P 0x74 128k 64k'), /read 65536\/65536/, 'the volume has the later write')
   t.same(readdirSync(path.join(dir, 'plain')).filter((f) => f.endsWith('.part')), [], 'no part file left')
+  t.same(await leftover(), { jobs: [], nodes: [] }, 'nor anything of the copy in the daemon')
   await driver.deleteSnapshot(made, copySnap)
   await driver.unexport(made, 'node2')
   await driver.delete(made)
