@@ -388,15 +388,19 @@ export class AgentService {
   /**
    * Renews this host's NBD certificate when it is due (volume/nbd-tls.ts:
    * within 30 days of expiry or past 2/3 of its lifetime). New exports and
-   * guests' new NBD disks use the new one; a running export daemon and a
-   * running guest's QEMU keep the one they loaded (QEMU reads its x509 files
-   * once, and cannot swap a serving NBD server's) until they restart: the
-   * old one serves them until its notAfter, 30 days or more after renewal.
+   * guests' new NBD disks use the new one. QEMU reads its x509 files once,
+   * and cannot swap a serving NBD server's: an export daemon that loaded an
+   * older one is served again with it when no client is connected (checked
+   * at each daily pass); a running guest's QEMU keeps the one it loaded until
+   * it restarts (the old one is good until its notAfter, 30 days or more on).
    */
   private async renewNbdCertificate(): Promise<void> {
     const nbd = hostNbdTls(this.config)
     const why = await renewHostCertificate(nbd, (csrPem, addresses) => this.conductor.renewHostCertificate(csrPem, addresses))
     if (why) this.log.info({ why, dir: nbd.dir, clientDir: nbd.clientDir, addresses: nbd.addresses }, `renewed this host's NBD certificate (CN=${nbd.host})`)
+    // Exports served with an older one (at this start, or busy at the last check) take it up once no client is connected.
+    const again = (await this.volumes?.driver.reloadTls?.()) ?? []
+    if (again.length) this.log.info({ volumes: again }, 'volume exports served again with the renewed NBD certificate (no client was connected)')
   }
 
   /**

@@ -19,6 +19,7 @@
  * `server-key.pem` (the key readable by root only).
  */
 import { execFile } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
 import { connect, createServer } from 'node:net'
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
@@ -50,6 +51,8 @@ export interface NbdExport {
   port: number
   name: string
   pid: number
+  /** The SHA-256 fingerprint of the server certificate its daemon loaded (absent: an older agent's). */
+  tlsCert?: string
 }
 
 const TLS_FILES = ['ca-cert.pem', 'server-cert.pem', 'server-key.pem']
@@ -118,6 +121,7 @@ export class NbdExports {
       await this.halt(known)
     }
     await this.checkTls()
+    const tlsCert = await this.tlsCert()
     await mkdir(this.o.stateDir, { recursive: true, mode: 0o700 })
     const name = `volume-${volumeId}`
     // The same port again for an export that was served (its clients reconnect there); a free one otherwise.
@@ -146,7 +150,7 @@ export class NbdExports {
       throw new Internal(`cannot export volume ${volumeId} for host '${host}' on ${this.o.address}:${port}: ${(e.stderr || e.message).trim()}`, { cause: err })
     }
     const pid = Number((await readFile(pidFile, 'utf8')).trim())
-    const e: NbdExport = { volumeId, hosts, address: this.o.address, port, name, pid }
+    const e: NbdExport = { volumeId, hosts, address: this.o.address, port, name, pid, tlsCert }
     this.write(e)
     return e
   }
@@ -349,6 +353,35 @@ export class NbdExports {
     return again
   }
 
+  /**
+   * Serves again, with the server certificate in the TLS directory now,
+   * each export whose daemon loaded another (QEMU reads its x509 files once,
+   * when it starts, and cannot swap a serving NBD server's) and that no
+   * client is connected to (it would be cut off); one with a client keeps
+   * the certificate it has until a later call finds it idle. Returns the
+   * volumes served again.
+   */
+  async reloadTls(fileOf: (volumeId: string) => Promise<{ path: string; format: 'qcow2' | 'raw' } | undefined>): Promise<string[]> {
+    const exports = await this.list()
+    if (!exports.length) return []
+    const current = await this.tlsCert()
+    const again: string[] = []
+    for (const e of exports) {
+      if (e.tlsCert === current || !(await this.serving(e)) || (await connectedTo(e.port))) continue
+      const f = await fileOf(e.volumeId)
+      if (!f) continue
+      await this.halt(e)
+      for (const host of e.hosts) await this.serve(e.volumeId, host, f.path, f.format)
+      again.push(e.volumeId)
+    }
+    return again
+  }
+
+  /** The fingerprint of the server certificate in the TLS directory (what a daemon started now loads). */
+  private async tlsCert(): Promise<string> {
+    return new X509Certificate(await readFile(path.join(this.o.tlsDir, 'server-cert.pem'))).fingerprint256
+  }
+
   /** Whether the export's daemon runs (the pid is a qemu-storage-daemon serving that export). */
   async serving(e: NbdExport): Promise<boolean> {
     const cmdline = await readFile(`/proc/${e.pid}/cmdline`, 'utf8').catch(() => '')
@@ -453,6 +486,19 @@ export function qmp(socket: string, commands: Array<{ execute: string; arguments
 async function dropCopy(socket: string): Promise<void> {
   const del = { execute: 'blockdev-del', arguments: { 'node-name': COPY_NODE } }
   await qmp(socket, [{ execute: 'job-dismiss', arguments: { id: COPY_JOB } }, del]).catch(() => qmp(socket, [del])).catch(() => undefined)
+}
+
+/** Whether a TCP connection to local port `port` is established now (an NBD client of the export on it). */
+async function connectedTo(port: number): Promise<boolean> {
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const lines = (await readFile(table, 'utf8').catch(() => '')).split('\n').slice(1)
+    // "sl local_address rem_address st …": the local port in hex after the address; st 01 is ESTABLISHED.
+    if (lines.some((l) => {
+      const [, local, , st] = l.trim().split(/\s+/)
+      return st === '01' && parseInt(local?.split(':').at(-1) ?? '', 16) === port
+    })) return true
+  }
+  return false
 }
 
 /** A TCP port nothing listens on at `address` now. */

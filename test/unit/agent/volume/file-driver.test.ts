@@ -3,7 +3,8 @@
 // backend is checked by qemu-img (the reference implementation): `qemu-img check` finds no
 // corruption or leak, and `qemu-img info` agrees on the format and on every backing file, which
 // must be a snapshot file in the same directory.
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -12,6 +13,8 @@ import { FileVolumeDriver } from '../../../../agent/volume/file.js'
 import { qmp } from '../../../../agent/volume/nbd-export.js'
 import { convertImage, createImage, readImage, writeImage, type ImageFormat } from '../../../../native/index.js'
 import { nbdIo, nbdTls } from '../../../helpers/nbd-tls.js'
+import { eventually } from '../../../helpers/agents.js'
+import { ensureCa, ensureCertificate } from '../../../../controller/tls/ca.js'
 import { volumeDriverContract } from './contract.js'
 
 function qemuImg(args: string[]): string {
@@ -227,6 +230,27 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   await driver.unexport(made, 'node2')
   await driver.delete(made)
   await driver.delete(src)
+
+  // The host's certificate renewed (a new server certificate of the same CA in the TLS directory): the export's
+  // daemon loaded the old one, so it is served again with the new one — but not while a client is connected.
+  const renewed = await ensureCertificate(await ensureCa(path.join(dir, 'tls', 'ca')), path.join(dir, 'tls', 'issued'), 'server-renewed', { commonName: 'nbd-server', dnsNames: [], ips: ['127.0.0.1'], usage: 'server' })
+  for (const [from, to] of [[renewed.keyFile, 'server-key.pem'], [renewed.certFile, 'server-cert.pem']] as const) writeFileSync(path.join(tls.serverDir, to), readFileSync(from), { mode: 0o600 })
+  const established = () => execFileSync('ss', ['-Htn', 'state', 'established', `( sport = :${e.port} )`], { encoding: 'utf8' }).trim() !== ''
+  // A client that stays connected: qemu-io with the export open, reading its commands from a pipe.
+  const held = spawn('qemu-io', ['--object', `tls-creds-x509,id=tls0,dir=${node2},endpoint=client`, '--image-opts', `driver=raw,file.driver=nbd,file.server.type=inet,file.server.host=${e.address},file.server.port=${e.port},file.export=${e.name},file.tls-creds=tls0`], { stdio: ['pipe', 'ignore', 'ignore'] })
+  t.teardown(() => void (held.exitCode === null && held.kill()))
+  await eventually(established, 30_000, 'the held client to connect')
+  const beforeReload = pidOf(id)
+  t.same(await driver.reloadTls(), [], 'an export a client is connected to keeps the certificate it loaded')
+  t.equal(pidOf(id), beforeReload, '(its daemon not restarted)')
+  held.stdin!.end('quit\n')
+  await eventually(() => !established(), 30_000, 'the held client to go')
+  t.same(await driver.reloadTls(), [id], 'once no client is connected, it is served again')
+  t.not(pidOf(id), beforeReload, 'by a new daemon, which loaded the renewed certificate')
+  t.equal(JSON.parse(readFileSync(path.join(dir, 'plain', 'exports', `${id}.json`), 'utf8')).tlsCert, new X509Certificate(readFileSync(renewed.certFile)).fingerprint256, 'as its record says')
+  t.match(await nbdIo(e, node2, 'read -P 0x6b 0 64k'), /read 65536\/65536/, 'same address, port and name: node2 reads its data')
+  t.match(await nbdIo(e, node3, 'read -P 0x6b 0 64k'), /read 65536\/65536/, 'and node3 still gets in')
+  t.same(await driver.reloadTls(), [], 'served with the certificate in place: not again')
 
   await driver.unexport(id, 'node3')
   await driver.unexport(id, 'node2')
