@@ -158,6 +158,19 @@ export class ConductorClient implements Conductor {
     return volumeExportOf(reply.volumeExport)
   }
 
+  /**
+   * This host's NBD certificate renewed: the controller signs the CSR of a
+   * key made here (CN=<host>, `addresses` as IP SANs) for the host this
+   * agent's bus identity is. Returns the certificate and its CA (PEM).
+   * @throws InvalidArgument when the CSR names another host (or is none).
+   */
+  async renewHostCertificate(csrPem: string, addresses: string[]): Promise<{ certPem: string; caPem: string }> {
+    const reply = await this.request({ renewHostCertificate: { host: this.o.host, csrPem, addresses } })
+    const r = reply.renewHostCertificate
+    if (!r?.certPem || !r.caPem) throw new Internal('the conductor sent no renewed certificate (cert_pem, ca_pem)')
+    return { certPem: r.certPem, caPem: r.caPem }
+  }
+
   async volumeCast(castId: string): Promise<CastState> {
     let reply
     try {

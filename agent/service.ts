@@ -39,8 +39,12 @@ import type { VolumeDriver } from './volume/driver.js'
 import { FileVolumeDriver } from './volume/file.js'
 import { VolumeManager } from './volume/manager.js'
 import { VolumeUploader } from './volume/upload.js'
+import { hostNbdTls, renewHostCertificate } from './volume/nbd-tls.js'
 
 export type AgentState = 'INITIALIZED' | 'RUNNING' | 'STOPPING' | 'STOPPED'
+
+/** How often the agent looks at its NBD certificate's expiry (it renews within 30 days of it). */
+const NBD_CERT_CHECK_INTERVAL_MS = 24 * 3600 * 1000
 
 export class AgentService {
   state: AgentState = 'INITIALIZED'
@@ -59,6 +63,7 @@ export class AgentService {
   private powerTimer: NodeJS.Timeout | undefined
   private firewallTimer: NodeJS.Timeout | undefined
   private firewallSub: Subscription | undefined
+  private nbdCertTimer: NodeJS.Timeout | undefined
   /** Security groups on this host (iptables, or a recorder that filters nothing). */
   readonly firewall: Firewall
   /**
@@ -304,6 +309,11 @@ export class AgentService {
     void this.watchStatus(this.nc)
     this.rpcSub = this.nc.subscribe(agentRpcSubject(this.config.host), { callback: (err, msg) => (err ? this.log.warn({ err }, 'rpc subscription failed') : void this.answer(msg)) })
     this.announced = await this.announce()
+    // This host's NBD certificate (issued at join) is renewed before it expires, over the host's own bus identity.
+    const renewFailed = (err: unknown) => this.log.warn({ err }, "renewing this host's NBD certificate failed; tried again at the next daily check")
+    await this.renewNbdCertificate().catch(renewFailed)
+    this.nbdCertTimer = setInterval(() => void this.renewNbdCertificate().catch(renewFailed), NBD_CERT_CHECK_INTERVAL_MS)
+    this.nbdCertTimer.unref()
     this.firewallSub = this.nc.subscribe(FIREWALL_CHANGED_SUBJECT, {
       callback: () => {
         // Ports changed: cached metadata answers may name the wrong server now.
@@ -367,11 +377,30 @@ export class AgentService {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
     if (this.powerTimer) clearInterval(this.powerTimer)
     if (this.firewallTimer) clearInterval(this.firewallTimer)
+    if (this.nbdCertTimer) clearInterval(this.nbdCertTimer)
     this.firewallSub?.unsubscribe()
     if (this.dhcpTimer) clearInterval(this.dhcpTimer)
     this.dhcpSub?.unsubscribe()
     if (this.l3Timer) clearInterval(this.l3Timer)
     this.l3Sub?.unsubscribe()
+  }
+
+  /**
+   * Renews this host's NBD certificate when it is due (volume/nbd-tls.ts:
+   * within 30 days of expiry or past 2/3 of its lifetime). New exports and
+   * guests' new NBD disks use the new one. QEMU reads its x509 files once,
+   * and cannot swap a serving NBD server's: an export daemon that loaded an
+   * older one is served again with it when no client is connected (checked
+   * at each daily pass); a running guest's QEMU keeps the one it loaded until
+   * it restarts (the old one is good until its notAfter, 30 days or more on).
+   */
+  private async renewNbdCertificate(): Promise<void> {
+    const nbd = hostNbdTls(this.config)
+    const why = await renewHostCertificate(nbd, (csrPem, addresses) => this.conductor.renewHostCertificate(csrPem, addresses))
+    if (why) this.log.info({ why, dir: nbd.dir, clientDir: nbd.clientDir, addresses: nbd.addresses }, `renewed this host's NBD certificate (CN=${nbd.host})`)
+    // Exports served with an older one (at this start, or busy at the last check) take it up once no client is connected.
+    const again = (await this.volumes?.driver.reloadTls?.()) ?? []
+    if (again.length) this.log.info({ volumes: again }, 'volume exports served again with the renewed NBD certificate (no client was connected)')
   }
 
   /**

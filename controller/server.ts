@@ -266,7 +266,9 @@ export class Controller {
     if (this.nats) {
       this.bus = new ControllerBus(this.nats, new Conductor(hosts, this.db, { images, imageReadToken: (imageId, host, uuid) => auth!.issueImageRead(imageId, host, uuid), imageUploadToken: (imageId, host, uuid) => auth!.issueImageUpload(imageId, host, uuid), dhcp, routers, attachments,
         // Volume exports are relayed to the volume's host over its agent's request subject (agents never call each other).
-        agents: { call: (host, req, timeoutMs) => this.bus!.call(host, req, timeoutMs) }, agentCallTimeoutMs: 50_000 }), hosts, this.log, () => this.url, {
+        agents: { call: (host, req, timeoutMs) => this.bus!.call(host, req, timeoutMs) }, agentCallTimeoutMs: 50_000,
+        // Hosts renew their NBD certificates over the bus, signed as at JoinHost (only where their bus identity is their own).
+        hostIssuer: () => this.joinIssuer }), hosts, this.log, () => this.url, {
         castResult: async (r) => {
           if (await attachments.apply(r)) return
           if (!(await volumeResults.apply(r))) await servers.applyResult(r)

@@ -143,6 +143,14 @@ export interface VolumeDriver {
   unexport(id: string, host: string): Promise<void>
   /** The network exports recorded (served or to be served again), for the start-up sync. */
   exports(): Promise<ExportRef[]>
+  /**
+   * After this host's NBD certificate was renewed: the network exports whose
+   * server loaded an older one and that no client is connected to are served
+   * again (same address, port and name) with the one in place now; an export
+   * with a client keeps the one it has until a later call finds it idle.
+   * Returns the volumes served again. Absent: the backend serves no exports.
+   */
+  reloadTls?(): Promise<string[]>
   /** The volume as the backend has it now, or undefined. */
   info(id: string): Promise<VolumeInfo | undefined>
   /** The snapshot as the backend has it now, or undefined. */

@@ -122,7 +122,16 @@ export class FileVolumeDriver implements VolumeDriver {
     // Snapshot deletes a crash interrupted while guests pulled their data: as far as the files show.
     for (const f of await readdir(this.dir)) if (DELETE_INTENT_FILE.test(f)) await this.settleDelete(path.join(this.dir, f))
     // Exports whose server died with the host (or was killed) are served again where they were.
-    await this.nbd?.reserve(async (id) => ((await this.info(id)) ? { path: this.volumePath(id), format: this.format } : undefined))
+    await this.nbd?.reserve((id) => this.exportedFile(id))
+  }
+
+  /** The file an export of volume `id` serves (undefined: the volume is gone). */
+  private async exportedFile(id: string): Promise<{ path: string; format: ImageFormat } | undefined> {
+    return (await this.info(id)) ? { path: this.volumePath(id), format: this.format } : undefined
+  }
+
+  reloadTls(): Promise<string[]> {
+    return this.serial(async () => (await this.nbd?.reloadTls((id) => this.exportedFile(id))) ?? [])
   }
 
   volumePath(id: string): string {

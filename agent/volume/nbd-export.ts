@@ -19,12 +19,14 @@
  * `server-key.pem` (the key readable by root only).
  */
 import { execFile } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
 import { connect, createServer } from 'node:net'
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { FailedPrecondition, Internal, Unavailable } from '../../proto/errors.js'
 import { writePrivateFile } from '../../proto/private-file.js'
+import { Pending, pollUntil, type PollOptions } from '../poll.js'
 import type { ExportRef } from './driver.js'
 
 const run = promisify(execFile)
@@ -49,6 +51,8 @@ export interface NbdExport {
   port: number
   name: string
   pid: number
+  /** The SHA-256 fingerprint of the server certificate its daemon loaded (absent: an older agent's). */
+  tlsCert?: string
 }
 
 const TLS_FILES = ['ca-cert.pem', 'server-cert.pem', 'server-key.pem']
@@ -63,6 +67,10 @@ const [COPY_JOB, COPY_NODE] = ['copy0', 'copy0-target']
 
 /** How long a pull may take (it copies a volume's data). */
 const PULL_TIMEOUT_MS = 30 * 60_000
+/** How long a copy a crash left may take to stop once cancelled. */
+const SETTLE_TIMEOUT_MS = 60_000
+/** How often a job of the daemon is looked at while it runs. */
+const JOB_POLL_MS = 250
 
 /**
  * The distinguished name a host's NBD client certificate has (QEMU compares
@@ -113,6 +121,7 @@ export class NbdExports {
       await this.halt(known)
     }
     await this.checkTls()
+    const tlsCert = await this.tlsCert()
     await mkdir(this.o.stateDir, { recursive: true, mode: 0o700 })
     const name = `volume-${volumeId}`
     // The same port again for an export that was served (its clients reconnect there); a free one otherwise.
@@ -141,7 +150,7 @@ export class NbdExports {
       throw new Internal(`cannot export volume ${volumeId} for host '${host}' on ${this.o.address}:${port}: ${(e.stderr || e.message).trim()}`, { cause: err })
     }
     const pid = Number((await readFile(pidFile, 'utf8')).trim())
-    const e: NbdExport = { volumeId, hosts, address: this.o.address, port, name, pid }
+    const e: NbdExport = { volumeId, hosts, address: this.o.address, port, name, pid, tlsCert }
     this.write(e)
     return e
   }
@@ -237,31 +246,50 @@ export class NbdExports {
     const e = await this.controlled(volumeId, file, format)
     if (!e) return false
     const socket = this.qmpPath(volumeId)
-    // A copy a crash left in the daemon goes first (its target file was the caller's to remove).
-    await qmp(socket, [{ execute: 'job-dismiss', arguments: { id: COPY_JOB } }]).catch(() => undefined)
-    await qmp(socket, [{ execute: 'blockdev-del', arguments: { 'node-name': COPY_NODE } }]).catch(() => undefined)
+    // Nothing is left of an earlier copy: a crash's leftovers went when the agent started (reserve).
     try {
       await qmp(socket, [
         { execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': COPY_NODE, file: { driver: 'file', filename: target } } },
         { execute: 'blockdev-backup', arguments: { 'job-id': COPY_JOB, device: 'vol0', target: COPY_NODE, sync: 'full', 'auto-dismiss': false } },
       ])
-      const deadline = Date.now() + timeoutMs
-      for (;;) {
+      return await pollUntil<boolean>(async () => {
         const job = (await qmp(socket, [{ execute: 'query-jobs' }])).find((j) => j.id === COPY_JOB)
         if (!job) throw new Internal(`the copy of volume ${volumeId} vanished from its export's daemon (pid ${e.pid})`)
-        if (job.status === 'concluded') {
-          if (job.error) throw new Internal(`the copy of volume ${volumeId} by its export's daemon (pid ${e.pid}) failed: ${String(job.error)}`)
-          return true
-        }
-        if (Date.now() > deadline) throw new Unavailable(`the copy of volume ${volumeId} has not finished (${String(job['current-progress'])} of ${String(job['total-progress'])} bytes); it goes on in its export's daemon (pid ${e.pid})`)
-        await new Promise((r) => setTimeout(r, 250))
-      }
+        if (job.status !== 'concluded') return new Pending(`${String(job['current-progress'])} of ${String(job['total-progress'])} bytes`)
+        if (job.error) throw new Internal(`the copy of volume ${volumeId} by its export's daemon (pid ${e.pid}) failed: ${String(job.error)}`)
+        return true
+      }, this.jobPoll(e, `the copy of volume ${volumeId}`, timeoutMs))
     } catch (err) {
       if (err instanceof Internal || err instanceof Unavailable) throw err
       throw new Internal(`cannot copy volume ${volumeId}: its export's daemon (pid ${e.pid}) refused it over QMP: ${(err as Error).message}`, { cause: err })
     } finally {
-      await qmp(socket, [{ execute: 'job-dismiss', arguments: { id: COPY_JOB } }]).catch(() => undefined)
-      await qmp(socket, [{ execute: 'blockdev-del', arguments: { 'node-name': COPY_NODE } }]).catch(() => undefined)
+      await dropCopy(socket)
+    }
+  }
+
+  /**
+   * After a crash in the middle of {@link copy}: the copy's job and target
+   * node the adopted daemon still holds go — a job still running is
+   * cancelled first (its target file was the caller's, gone with the crash's
+   * other work files) — so the next copy finds the names free.
+   */
+  private async settleCopy(e: NbdExport): Promise<void> {
+    const socket = this.qmpPath(e.volumeId)
+    const copyJob = async () => (await qmp(socket, [{ execute: 'query-jobs' }])).find((j) => j.id === COPY_JOB)
+    try {
+      const job = await copyJob()
+      if (job && job.status !== 'concluded') {
+        await qmp(socket, [{ execute: 'job-cancel', arguments: { id: COPY_JOB } }])
+        await pollUntil<void>(async () => {
+          const j = await copyJob()
+          return j && j.status !== 'concluded' ? new Pending(`it is ${String(j.status)}`) : undefined
+        }, this.jobPoll(e, `the cancel of the copy of volume ${e.volumeId} a crash left`, SETTLE_TIMEOUT_MS))
+      }
+      await dropCopy(socket)
+    } catch (err) {
+      if (!(await this.serving(e))) return // gone meanwhile: served again, with nothing left in it, on the next start or export
+      if (err instanceof Unavailable) throw err
+      throw new Internal(`cannot clear the copy a crash left in the export of volume ${e.volumeId}: its daemon (pid ${e.pid}) refused over QMP: ${(err as Error).message}`, { cause: err })
     }
   }
 
@@ -273,13 +301,15 @@ export class NbdExports {
 
   /** Waits until the export's daemon runs no pull job (QEMU dismisses a job once it concluded). */
   private async pullEnded(e: NbdExport, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
+    await pollUntil<void>(async () => {
       const job = (await qmp(this.qmpPath(e.volumeId), [{ execute: 'query-block-jobs' }])).find((j) => j.device === PULL_JOB)
-      if (!job) return
-      if (Date.now() > deadline) throw new Unavailable(`the merge of the backing files of volume ${e.volumeId} into it has not finished (${String(job.offset)} of ${String(job.len)} bytes); it goes on in its export's daemon (pid ${e.pid})`)
-      await new Promise((r) => setTimeout(r, 250))
-    }
+      return job ? new Pending(`${String(job.offset)} of ${String(job.len)} bytes`) : undefined
+    }, this.jobPoll(e, `the merge of the backing files of volume ${e.volumeId} into it`, timeoutMs))
+  }
+
+  /** How a job of the export's daemon is waited for (one whose wait gives up goes on there). */
+  private jobPoll(e: NbdExport, what: string, deadlineMs: number): PollOptions {
+    return { deadlineMs, pauseMs: JOB_POLL_MS, what, where: `its export's daemon (pid ${e.pid})` }
   }
 
   /** Every export recorded (served or not). */
@@ -299,11 +329,19 @@ export class NbdExports {
     return (await this.list()).flatMap((e) => e.hosts.map((host) => ({ volumeId: e.volumeId, host })))
   }
 
-  /** Serves again every export recorded whose daemon is gone (after a restart of the host or a crash). */
+  /**
+   * At the agent's start: serves again every export recorded whose daemon is
+   * gone (after a restart of the host or a crash), and clears what a crash in
+   * the middle of a copy left in the daemons that still serve.
+   */
   async reserve(fileOf: (volumeId: string) => Promise<{ path: string; format: 'qcow2' | 'raw' } | undefined>): Promise<NbdExport[]> {
     const again: NbdExport[] = []
     for (const e of await this.list()) {
-      if (await this.serving(e)) continue
+      if (await this.serving(e)) {
+        // Adopted: still served, perhaps with a copy a crash of the last agent interrupted.
+        if (await this.controllable(e)) await this.settleCopy(e)
+        continue
+      }
       const f = await fileOf(e.volumeId)
       if (!f || !e.hosts.length) {
         await this.stop(e.volumeId)
@@ -313,6 +351,35 @@ export class NbdExports {
       again.push((await this.read(e.volumeId))!)
     }
     return again
+  }
+
+  /**
+   * Serves again, with the server certificate in the TLS directory now,
+   * each export whose daemon loaded another (QEMU reads its x509 files once,
+   * when it starts, and cannot swap a serving NBD server's) and that no
+   * client is connected to (it would be cut off); one with a client keeps
+   * the certificate it has until a later call finds it idle. Returns the
+   * volumes served again.
+   */
+  async reloadTls(fileOf: (volumeId: string) => Promise<{ path: string; format: 'qcow2' | 'raw' } | undefined>): Promise<string[]> {
+    const exports = await this.list()
+    if (!exports.length) return []
+    const current = await this.tlsCert()
+    const again: string[] = []
+    for (const e of exports) {
+      if (e.tlsCert === current || !(await this.serving(e)) || (await connectedTo(e.port))) continue
+      const f = await fileOf(e.volumeId)
+      if (!f) continue
+      await this.halt(e)
+      for (const host of e.hosts) await this.serve(e.volumeId, host, f.path, f.format)
+      again.push(e.volumeId)
+    }
+    return again
+  }
+
+  /** The fingerprint of the server certificate in the TLS directory (what a daemon started now loads). */
+  private async tlsCert(): Promise<string> {
+    return new X509Certificate(await readFile(path.join(this.o.tlsDir, 'server-cert.pem'))).fingerprint256
   }
 
   /** Whether the export's daemon runs (the pid is a qemu-storage-daemon serving that export). */
@@ -376,7 +443,7 @@ async function readRecord(file: string): Promise<NbdExport | undefined> {
  * at a time; the first error QEMU answers rejects with its description.
  * Resolves with the last command's answer when it is a list (else empty).
  */
-function qmp(socket: string, commands: Array<{ execute: string; arguments?: object }>): Promise<Array<Record<string, unknown>>> {
+export function qmp(socket: string, commands: Array<{ execute: string; arguments?: object }>): Promise<Array<Record<string, unknown>>> {
   return new Promise((resolve, reject) => {
     const c = connect(socket)
     const queue = [{ execute: 'qmp_capabilities' }, ...commands]
@@ -408,6 +475,30 @@ function qmp(socket: string, commands: Array<{ execute: string; arguments?: obje
       }
     })
   })
+}
+
+/**
+ * Drops the copy's job and target node from the daemon on `socket`, when
+ * there (one connection when both are; the node alone after a copy that
+ * failed before its job began). A job still running stays: QEMU refuses to
+ * dismiss it and to remove the node it writes to.
+ */
+async function dropCopy(socket: string): Promise<void> {
+  const del = { execute: 'blockdev-del', arguments: { 'node-name': COPY_NODE } }
+  await qmp(socket, [{ execute: 'job-dismiss', arguments: { id: COPY_JOB } }, del]).catch(() => qmp(socket, [del])).catch(() => undefined)
+}
+
+/** Whether a TCP connection to local port `port` is established now (an NBD client of the export on it). */
+async function connectedTo(port: number): Promise<boolean> {
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const lines = (await readFile(table, 'utf8').catch(() => '')).split('\n').slice(1)
+    // "sl local_address rem_address st …": the local port in hex after the address; st 01 is ESTABLISHED.
+    if (lines.some((l) => {
+      const [, local, , st] = l.trim().split(/\s+/)
+      return st === '01' && parseInt(local?.split(':').at(-1) ?? '', 16) === port
+    })) return true
+  }
+  return false
 }
 
 /** A TCP port nothing listens on at `address` now. */

@@ -7,10 +7,13 @@
  * `nbd_tls_x509_cert_dir`, /etc/pki/qemu by default), whose `tls-authz`
  * admits exactly `CN=<the hosts they are for>`.
  *
- * Two callers, one path: `strato-agent join` sends the request with the join
+ * Three callers, one path: `strato-agent join` sends the request with the join
  * token (Hosts/JoinHost) and installs what comes back; `npm start` asks its
  * own controller's issuer for the local agent at each start, when the
- * certificate is missing, for other addresses, or near expiry.
+ * certificate is missing, for other addresses, or near expiry; and the
+ * running agent renews its own at its start and daily, within 30 days of
+ * expiry or past 2/3 of its lifetime, over its bus identity (the
+ * conductor's renewHostCertificate, signed by JoinHost's issuer).
  *
  * Files use QEMU's `tls-creds-x509` layout (ca-cert.pem, server-cert.pem,
  * server-key.pem, client-cert.pem, client-key.pem). The server directory is
@@ -86,6 +89,43 @@ export async function hostCertificateRequest(host: string): Promise<HostCertific
   } finally {
     rmSync(scratch, { recursive: true, force: true })
   }
+}
+
+/**
+ * Why this host's NBD certificate (`o.dir`'s server-cert.pem) is due for
+ * renewal — within 30 days of its expiry, or past 2/3 of its lifetime —
+ * or undefined when it is not, or when the host has none to renew (a
+ * controller with no CA key issued it none).
+ */
+export function renewalDue(o: HostNbdTls, now = Date.now()): string | undefined {
+  const file = path.join(o.dir, 'server-cert.pem')
+  if (!existsSync(file)) return undefined
+  let cert: X509Certificate
+  try {
+    cert = new X509Certificate(readFileSync(file))
+  } catch (err) {
+    return `${file} cannot be read: ${(err as Error).message}`
+  }
+  const [from, to] = [Date.parse(cert.validFrom), Date.parse(cert.validTo)]
+  if (to - now < RENEW_BEFORE_MS) return `it expires at ${cert.validTo}`
+  if (now - from > ((to - from) * 2) / 3) return `it is past 2/3 of its lifetime (${cert.validFrom} to ${cert.validTo})`
+  return undefined
+}
+
+/**
+ * Renews this host's NBD certificate when {@link renewalDue}: a new key made
+ * here, its CSR signed by the controller through `sign` (the agent's: the
+ * conductor's renewHostCertificate, over the host's own bus identity), and
+ * installed as at join (each file written aside, flushed, renamed into
+ * place; keys 0600). Returns why it was renewed; undefined when not due.
+ */
+export async function renewHostCertificate(o: HostNbdTls, sign: (csrPem: string, addresses: string[]) => Promise<{ certPem: string; caPem: string }>): Promise<string | undefined> {
+  const why = renewalDue(o)
+  if (!why) return undefined
+  const key = await hostCertificateRequest(o.host)
+  const r = await sign(key.csrPem, o.addresses)
+  installHostCertificate(o, r.caPem, r.certPem, key)
+  return why
 }
 
 /**

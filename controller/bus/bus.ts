@@ -349,6 +349,11 @@ export class ControllerBus implements AgentTransport {
         what = `the export of volume ${q.volumeId ?? ''}`
         const e = await this.conductor.volumeExport(q.host ?? '', q.volumeId ?? '', q.unexport ?? false)
         reply = e ? { volumeExport: volumeExportToWire(e) } : {}
+      } else if (req.renewHostCertificate) {
+        const q = req.renewHostCertificate
+        what = `the NBD certificate of host '${q.host ?? ''}'`
+        reply = { renewHostCertificate: await this.conductor.renewHostCertificate(q.host ?? '', q.csrPem ?? '', q.addresses ?? []) }
+        this.log.info({ host: q.host, addresses: q.addresses }, 'renewed the NBD certificate of a host (CN=<host>)')
       } else if (req.volumeCast) {
         what = `the state of cast ${req.volumeCast.castId ?? ''}`
         reply = { volumeCast: await this.conductor.volumeCast(req.volumeCast.host ?? '', req.volumeCast.castId ?? '') }
@@ -415,7 +420,7 @@ function routerToWire(r: RouterSpec): WireRouterSpec {
 
 /** The host a conductor request speaks for (every request names one). */
 function conductorHostOf(req: ConductorRequest): string {
-  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.volumeUpload?.host ?? req.snapshotStep?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.routers?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? req.hostVolumes?.host ?? req.volumeCast?.host ?? req.volumeExport?.host ?? ''
+  return req.announce?.host ?? req.buildSpec?.host ?? req.volumeImage?.host ?? req.volumeUpload?.host ?? req.snapshotStep?.host ?? req.firewall?.host ?? req.dhcp?.host ?? req.routers?.host ?? req.metadata?.host ?? req.hostInstances?.host ?? req.hostVolumes?.host ?? req.volumeCast?.host ?? req.volumeExport?.host ?? req.renewHostCertificate?.host ?? ''
 }
 
 /**

@@ -20,11 +20,14 @@ import { instanceMetadata } from './metadata.js'
 import { interruptedUpload, snapshotStep, type ImageUploadTokens } from './snapshot-step.js'
 import type { AttachmentCatalog, HostVolumeDisk, PendingHostCast } from '../volume/attachments.js'
 import { castState } from '../volume/casts.js'
+import type { HostCredentialIssuer } from '../compute/join-tokens.js'
 
 export type { BuildSpec, HostInstance, InstanceMetadata }
 
 export class Conductor {
-  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts; routers?: RouterCatalog; imageUploadToken?: ImageUploadTokens; attachments?: Pick<AttachmentCatalog, 'syncHost' | 'exportHost' | 'unwantedExports'>; agents?: Pick<AgentTransport, 'call'>; agentCallTimeoutMs?: number }) {}
+  constructor(private readonly hosts: HostRegistry, private readonly db: Db, private readonly deps: BuildSpecDeps & { dhcp?: DhcpPorts; routers?: RouterCatalog; imageUploadToken?: ImageUploadTokens; attachments?: Pick<AttachmentCatalog, 'syncHost' | 'exportHost' | 'unwantedExports'>; agents?: Pick<AgentTransport, 'call'>; agentCallTimeoutMs?: number
+    /** What JoinHost signs hosts' certificates with; undefined while (or when) hosts get no bus credentials of their own. */
+    hostIssuer?: () => Pick<HostCredentialIssuer, 'hostCertificate' | 'caPem'> | undefined }) {}
 
   /** An agent announced its host: record it; tell it whether it is mapped and how often to beat. */
   async announce(a: HostAnnouncement): Promise<{ mapped: boolean; heartbeatIntervalMs: number }> {
@@ -149,6 +152,26 @@ export class Conductor {
     if (unexport) return undefined
     if (!answer.volumeExport) throw new Unavailable(`host '${volumeHost}' sent no export of volume ${volumeId}`)
     return answer.volumeExport
+  }
+
+  /**
+   * A new NBD certificate for `host` (its agent renews the one it got at
+   * join before it expires), for the CSR of a key the host made, signed as
+   * JoinHost signs: CN=<host>, its addresses as IP SANs. Who asks is the
+   * bus identity (the request's subject, which the host's own NATS
+   * credentials alone may publish on), so only a controller that gives
+   * hosts such credentials renews.
+   * @throws NotFound when the host is unknown.
+   * @throws FailedPrecondition when hosts have no bus credentials of their own here, or this controller holds no CA key.
+   * @throws InvalidArgument when the CSR names anything but `CN=<host>`, or is no valid CSR.
+   */
+  async renewHostCertificate(host: string, csrPem: string, addresses: string[]): Promise<{ certPem: string; caPem: string }> {
+    await this.hosts.get(host)
+    const issuer = this.deps.hostIssuer?.()
+    if (!issuer) throw new FailedPrecondition(`this controller gives hosts no NATS credentials of their own (natsOperatorDir), so a request on the bus does not prove it comes from host '${host}': it renews no certificates`)
+    const certPem = await issuer.hostCertificate(host, csrPem, addresses)
+    if (!certPem) throw new FailedPrecondition(`this controller holds no CA key (its TLS certificate is an operator's): the NBD certificate of host '${host}' must be renewed by that CA`)
+    return { certPem, caPem: issuer.caPem() }
   }
 
   /**

@@ -8,6 +8,7 @@ import { open, rm } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { withReverter } from '../../../proto/revert.js'
+import { Pending, pollUntil, type PollOptions } from '../../poll.js'
 import { AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Unavailable } from '../../../proto/errors.js'
 import {
   DEFAULT_CONSOLE_MAX_BYTES,
@@ -446,13 +447,15 @@ export class LibvirtDriver implements VirtDriver {
 
   /** Waits until `guest` runs no domain job (a push backup's), or stopped. */
   private async domainJobEnded(guest: Guest, device: string): Promise<void> {
-    const deadline = Date.now() + (this.options.blockJobTimeoutMs ?? DEFAULT_BLOCK_JOB_TIMEOUT_MS)
-    for (;;) {
+    await pollUntil<void>(async () => {
       if (!(await guest.isActive())) throw new FailedPrecondition(`guest ${guest.uuid} stopped while its disk ${device} was being copied`)
-      if ((await guest.jobType(false)) === 0) return
-      if (Date.now() > deadline) throw new Unavailable(`the copy of disk ${device} of guest ${guest.uuid} has not finished; it goes on in QEMU`)
-      await sleep(BLOCK_JOB_POLL_MS)
-    }
+      return (await guest.jobType(false)) === 0 ? undefined : new Pending()
+    }, this.blockJobPoll(`the copy of disk ${device} of guest ${guest.uuid}`))
+  }
+
+  /** How the driver waits for a block or domain job of QEMU's (blockJobTimeoutMs). */
+  private blockJobPoll(what: string): PollOptions {
+    return { deadlineMs: this.options.blockJobTimeoutMs ?? DEFAULT_BLOCK_JOB_TIMEOUT_MS, pauseMs: BLOCK_JOB_POLL_MS, what, where: 'QEMU' }
   }
 
   async diskSnapshotTaken(uuid: string, device: string): Promise<boolean> {
@@ -496,14 +499,10 @@ export class LibvirtDriver implements VirtDriver {
 
   /** Waits until disk `device` of `guest` has no block job (libvirt drops a pull's job once QEMU concluded it), or the guest stopped. */
   private async blockJobEnded(guest: Guest, device: string): Promise<void> {
-    const deadline = Date.now() + (this.options.blockJobTimeoutMs ?? DEFAULT_BLOCK_JOB_TIMEOUT_MS)
-    for (;;) {
-      if (!(await guest.isActive())) return
-      const job = await guest.blockJob(device)
-      if (!job) return
-      if (Date.now() > deadline) throw new Unavailable(`the block job on disk ${device} of guest ${guest.uuid} has not finished (${job.cur} of ${job.end} bytes); it goes on in QEMU`)
-      await sleep(BLOCK_JOB_POLL_MS)
-    }
+    await pollUntil<void>(async () => {
+      const job = (await guest.isActive()) ? await guest.blockJob(device) : undefined
+      return job ? new Pending(`${job.cur} of ${job.end} bytes`) : undefined
+    }, this.blockJobPoll(`the block job on disk ${device} of guest ${guest.uuid}`))
   }
 
   /** Whether the live disk `device` of `guest` still has a backing file (libvirt's live chain). */

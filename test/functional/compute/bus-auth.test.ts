@@ -110,6 +110,7 @@ t.test('the conductor answers node2 only about node2', async (t) => {
   t.match(err, { name: 'PermissionDenied', message: /host 'node2' asked the conductor for host 'node1'/ }, "node1's build spec")
   t.match(await ask(conductorSubject('node2'), { firewall: { host: 'node1' } }), { name: 'PermissionDenied' }, "node1's firewall")
   t.match(await ask(conductorSubject('node2'), { metadata: { host: 'node1', networkId: cloud.network.id, address: '192.168.201.200' } }), { name: 'PermissionDenied' }, 'metadata as node1')
+  t.match(await ask(conductorSubject('node2'), { renewHostCertificate: { host: 'node1', csrPem: 'a CSR naming node1', addresses: [] } }), { name: 'PermissionDenied' }, "node1's NBD certificate")
   const caps = { vcpus: 4096, memoryMb: 99_999_999, diskGb: 1, cpuModel: '', arch: 'x86_64', accelerator: 'kvm', hypervisorType: 'QEMU', hypervisorVersion: '', hostIp: '127.0.0.1' }
   t.match(await ask(conductorSubject('node2'), { announce: { host: 'node1', uuid: node1.agent.uuid, availabilityZone: '', capabilities: caps } }), { name: 'PermissionDenied' }, 'announcing as node1')
   t.match(await ask(conductorSubject('node2'), { announce: { host: 'ghost-host', uuid: '00000000-0000-4000-8000-000000000000', availabilityZone: '', capabilities: caps } }), { name: 'PermissionDenied' }, 'announcing a ghost host')

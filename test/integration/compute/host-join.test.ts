@@ -6,7 +6,9 @@
 // over TLS with the build's image-read token. Used, forged, expired tokens and a wrong CA hash are
 // refused, changing nothing; the joined host's credentials cannot act for the first host. The joined host's NBD
 // certificate (its own key; CN=<host>, signed by the cloud CA through JoinHost) is where QEMU reads it and works:
-// an export in the namespace admits it and refuses node1's; a CSR naming another host gets nothing.
+// an export in the namespace admits it and refuses node1's; a CSR naming another host gets nothing. Near expiry,
+// the joined agent renews it at its start over its own bus identity (conductor renewHostCertificate); a CSR
+// naming another host, or a request for another host, gets nothing there either.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
@@ -27,7 +29,8 @@ import type { JoinHostResponse, ListHostsResponse } from '../../../proto/gen/str
 import { ConductorReply, ConductorRequest } from '../../../proto/gen/strato/agent/v1/agent.js'
 import { agentInboxPrefix, conductorSubject } from '../../../proto/subjects.js'
 import { errorFromHeaders } from '../../../proto/nats-errors.js'
-import { hostCertificateRequest } from '../../../agent/volume/nbd-tls.js'
+import { hostCertificateRequest, installHostCertificate } from '../../../agent/volume/nbd-tls.js'
+import { ensureCa, signCertificateRequest } from '../../../controller/tls/ca.js'
 import { clientIdentity } from '../../../agent/volume/nbd-export.js'
 import { groupId } from '../../../agent/disk/guest-dirs.js'
 import { issueAgentNbdCertificate } from '../../../cli/stack/processes.js'
@@ -273,6 +276,57 @@ t.test("the joined host's credentials cannot act for the first host", async (t) 
   t.same(ConductorReply.decode(asked.data), {}, 'and answers nothing')
   const publishOther = nc.subscribe('strato.events.heartbeat.node1')
   t.match(String(await publishOther.closed), /Permissions Violation/, "nor listen to node1's events")
+})
+
+t.test('the joined agent renews its NBD certificate near expiry over its own bus identity; a CSR naming another host is refused', async (t) => {
+  const dir = path.join(joinedDir, 'nbd-tls')
+  const certOf = (d: string, f: string) => new X509Certificate(readFileSync(path.join(d, f)))
+  t.notMatch(joinedAgent.output(), /renewed this host's NBD certificate/, 'the certificate issued at join is left alone at start')
+  // What a certificate issued 355 days ago looks like (10 days left), for a key of the host's, by the cloud CA.
+  const ca = await ensureCa(path.join(dataDir, 'tls'))
+  const key = await hostCertificateRequest('node-joined')
+  const nbd = { host: 'node-joined', dir, clientDir: joinedClientDir, qemuGid: groupId('libvirt-qemu'), addresses: [nsAddr] }
+  installHostCertificate(nbd, ca.certPem, await signCertificateRequest(ca, key.csrPem, { commonName: 'node-joined', dnsNames: ['node-joined'], ips: [nsAddr], usage: 'both', days: 10 }), key)
+  const short = certOf(dir, 'server-cert.pem')
+  // The agent checks at its start (then daily): restarted, it finds the certificate due and renews it.
+  joinedAgent.proc.kill('SIGTERM')
+  await joinedAgent.exited
+  joinedAgent = agentInNs([])
+  const renewed = await eventually(async () => {
+    const c = certOf(dir, 'server-cert.pem')
+    return c.serialNumber !== short.serialNumber ? c : undefined
+  }, 60_000, `the renewed certificate (agent output: ${joinedAgent.output().slice(-2000)})`)
+  t.equal(renewed.subject, 'CN=node-joined', 'it names the host')
+  t.ok(renewed.checkIssued(new X509Certificate(ca.certPem)) && renewed.verify(new X509Certificate(ca.certPem).publicKey), 'signed by the cloud CA')
+  t.ok(Date.parse(renewed.validTo) - Date.now() > 300 * 24 * 3600 * 1000, `good for a year (until ${renewed.validTo})`)
+  t.equal(renewed.subjectAltName, `DNS:node-joined, IP Address:${nsAddr}`, 'its name and address as SANs')
+  const newKey = readFileSync(path.join(dir, 'server-key.pem'), 'utf8')
+  t.ok(renewed.checkPrivateKey(createPrivateKey(newKey)), 'for the key beside it')
+  t.not(newKey, key.keyPem, 'a new key, made by the agent')
+  for (const f of ['server-key.pem', 'client-key.pem']) t.equal(statSync(path.join(dir, f)).mode & 0o777, 0o600, `${f} 0600`)
+  t.equal(readFileSync(path.join(joinedClientDir, 'client-cert.pem'), 'utf8'), renewed.toString(), "libvirt's client directory has it")
+  t.same([statSync(path.join(joinedClientDir, 'client-key.pem')).mode & 0o777, statSync(path.join(joinedClientDir, 'client-key.pem')).gid], [0o640, groupId('libvirt-qemu')], "its key there QEMU's group's, 0640")
+  await eventually(async () => /renewed this host's NBD certificate/.test(joinedAgent.output()) || undefined, 30_000, 'the agent to log the renewal')
+
+  // Over the joined host's own bus identity, a CSR naming another host gets nothing; nor does asking for another host.
+  const creds = credsAuthenticator(new Uint8Array(readFileSync(path.join(joinedDir, 'nats.creds'))))
+  const nc = await connect({ servers: nats.url, tls: { caFile: nats.caFile! }, authenticator: creds, inboxPrefix: agentInboxPrefix('node-joined'), reconnect: false })
+  t.teardown(() => nc.close())
+  const renew = async (host: string, csrPem: string) => {
+    const r = await nc.request(conductorSubject('node-joined'), ConductorRequest.encode({ renewHostCertificate: { host, csrPem, addresses: [nsAddr] } }).finish(), { timeout: 30_000 })
+    return { err: errorFromHeaders(r.headers), reply: ConductorReply.decode(r.data) }
+  }
+  const forNode1 = await hostCertificateRequest('node1')
+  const named = await renew('node-joined', forNode1.csrPem)
+  t.equal(named.err?.name, 'InvalidArgument', 'a CSR naming node1, asked for node-joined: refused')
+  t.match(named.err?.message, "the certificate signing request names 'CN=node1', not 'CN=node-joined': a host gets a certificate for its own name only")
+  t.same(named.reply, {}, 'no certificate')
+  const forOther = await renew('node1', forNode1.csrPem)
+  t.equal(forOther.err?.name, 'PermissionDenied', "asking for node1's certificate on node-joined's subject: refused")
+  t.same(forOther.reply, {}, 'no certificate')
+  const garbage = await renew('node-joined', 'not a csr')
+  t.match(garbage.err, { name: 'InvalidArgument', message: /is not one PEM CERTIFICATE REQUEST/ }, 'no CSR: refused, saying so')
+  t.equal(certOf(dir, 'server-cert.pem').serialNumber, renewed.serialNumber, "the host's certificate is untouched")
 })
 
 t.test('an unauthenticated caller cannot list or make join tokens', async (t) => {

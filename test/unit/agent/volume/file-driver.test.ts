@@ -3,14 +3,18 @@
 // backend is checked by qemu-img (the reference implementation): `qemu-img check` finds no
 // corruption or leak, and `qemu-img info` agrees on the format and on every backing file, which
 // must be a snapshot file in the same directory.
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { FileVolumeDriver } from '../../../../agent/volume/file.js'
+import { qmp } from '../../../../agent/volume/nbd-export.js'
 import { convertImage, createImage, readImage, writeImage, type ImageFormat } from '../../../../native/index.js'
 import { nbdIo, nbdTls } from '../../../helpers/nbd-tls.js'
+import { eventually } from '../../../helpers/agents.js'
+import { ensureCa, ensureCertificate } from '../../../../controller/tls/ca.js'
 import { volumeDriverContract } from './contract.js'
 
 function qemuImg(args: string[]): string {
@@ -193,6 +197,25 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   // blockdev-backup), its client writing on; the volume's file and the export are untouched.
   const copySnap = '00000000-0000-4000-8000-00000000001e'
   t.match(await nbdIo(m, node2, 'write -P 0x73 128k 64k'), /wrote 65536\/65536/)
+  // What a crash of the agent in the middle of a copy leaves in the daemon (QEMU goes on without it): the
+  // copy's target node and its job, still running (rate-limited here), into the work file the agent made.
+  // The next agent's start (init) cancels and drops them, adopting the daemon; the copy below then goes through.
+  const qmpSocket = path.join(dir, 'plain', 'exports', `${made}.qmp`)
+  const leftPart = path.join(dir, 'plain', `.${path.basename(driver.snapshotPath(made, '00000000-0000-4000-8000-00000000001f'))}.part`)
+  await createImage(leftPart, 'qcow2', { size: 1024 ** 3 })
+  await qmp(qmpSocket, [
+    { execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': 'copy0-target', file: { driver: 'file', filename: leftPart } } },
+    { execute: 'blockdev-backup', arguments: { 'job-id': 'copy0', device: 'vol0', target: 'copy0-target', sync: 'full', 'auto-dismiss': false, speed: 1 } },
+  ])
+  const leftover = async () => ({
+    jobs: (await qmp(qmpSocket, [{ execute: 'query-jobs' }])).map((j) => `${String(j.id)}:${String(j.status)}`),
+    nodes: (await qmp(qmpSocket, [{ execute: 'query-named-block-nodes', arguments: { flat: true } }])).map((n) => String(n['node-name'])).filter((n) => n.startsWith('copy0')),
+  })
+  t.same(await leftover(), { jobs: ['copy0:running'], nodes: ['copy0-target'] }, 'a copy a crash interrupted is left running in the export\'s daemon')
+  await driver.init()
+  t.same(await leftover(), { jobs: [], nodes: [] }, 'the agent\'s start cancels it and drops its job and target node')
+  t.equal(pidOf(made), daemon, 'in the daemon it adopts (not restarted)')
+  t.notOk(existsSync(leftPart), 'and its work file is gone')
   await driver.createSnapshot(made, copySnap)
   const copyFile = driver.snapshotPath(made, copySnap)
   t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', copyFile]))['backing-filename'], undefined, 'the snapshot\'s file stands alone')
@@ -202,10 +225,32 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   t.match(qemuIo(copyFile, 'read -P 0x71 0 64k', 'read -P 0x72 64k 64k', 'read -P 0x73 128k 64k'), /(read 65536\/65536[\s\S]*){3}/, 'the snapshot has the data as it was')
   t.match(await nbdIo(m, node2, 'read -P 0x74 128k 64k'), /read 65536\/65536/, 'the volume has the later write')
   t.same(readdirSync(path.join(dir, 'plain')).filter((f) => f.endsWith('.part')), [], 'no part file left')
+  t.same(await leftover(), { jobs: [], nodes: [] }, 'nor anything of the copy in the daemon')
   await driver.deleteSnapshot(made, copySnap)
   await driver.unexport(made, 'node2')
   await driver.delete(made)
   await driver.delete(src)
+
+  // The host's certificate renewed (a new server certificate of the same CA in the TLS directory): the export's
+  // daemon loaded the old one, so it is served again with the new one — but not while a client is connected.
+  const renewed = await ensureCertificate(await ensureCa(path.join(dir, 'tls', 'ca')), path.join(dir, 'tls', 'issued'), 'server-renewed', { commonName: 'nbd-server', dnsNames: [], ips: ['127.0.0.1'], usage: 'server' })
+  for (const [from, to] of [[renewed.keyFile, 'server-key.pem'], [renewed.certFile, 'server-cert.pem']] as const) writeFileSync(path.join(tls.serverDir, to), readFileSync(from), { mode: 0o600 })
+  const established = () => execFileSync('ss', ['-Htn', 'state', 'established', `( sport = :${e.port} )`], { encoding: 'utf8' }).trim() !== ''
+  // A client that stays connected: qemu-io with the export open, reading its commands from a pipe.
+  const held = spawn('qemu-io', ['--object', `tls-creds-x509,id=tls0,dir=${node2},endpoint=client`, '--image-opts', `driver=raw,file.driver=nbd,file.server.type=inet,file.server.host=${e.address},file.server.port=${e.port},file.export=${e.name},file.tls-creds=tls0`], { stdio: ['pipe', 'ignore', 'ignore'] })
+  t.teardown(() => void (held.exitCode === null && held.kill()))
+  await eventually(established, 30_000, 'the held client to connect')
+  const beforeReload = pidOf(id)
+  t.same(await driver.reloadTls(), [], 'an export a client is connected to keeps the certificate it loaded')
+  t.equal(pidOf(id), beforeReload, '(its daemon not restarted)')
+  held.stdin!.end('quit\n')
+  await eventually(() => !established(), 30_000, 'the held client to go')
+  t.same(await driver.reloadTls(), [id], 'once no client is connected, it is served again')
+  t.not(pidOf(id), beforeReload, 'by a new daemon, which loaded the renewed certificate')
+  t.equal(JSON.parse(readFileSync(path.join(dir, 'plain', 'exports', `${id}.json`), 'utf8')).tlsCert, new X509Certificate(readFileSync(renewed.certFile)).fingerprint256, 'as its record says')
+  t.match(await nbdIo(e, node2, 'read -P 0x6b 0 64k'), /read 65536\/65536/, 'same address, port and name: node2 reads its data')
+  t.match(await nbdIo(e, node3, 'read -P 0x6b 0 64k'), /read 65536\/65536/, 'and node3 still gets in')
+  t.same(await driver.reloadTls(), [], 'served with the certificate in place: not again')
 
   await driver.unexport(id, 'node3')
   await driver.unexport(id, 'node2')

@@ -1,14 +1,15 @@
 // A host's NBD certificate on the agent's side (agent/volume/nbd-tls.ts): the CSR names the host; what the
 // controller returns is installed only when it is signed by the cloud CA, for the key made here and for
 // CN=<host> (else nothing is written); and a kept certificate is judged for renewal by CA, key, name,
-// addresses and expiry. Signing is the controller's real signHostCertificate (openssl).
+// addresses and expiry; the agent's own check renews one within 30 days of expiry or past 2/3 of its
+// lifetime. Signing is the controller's real signHostCertificate (openssl).
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { ensureCa, ensureCertificate, signCertificateRequest, signHostCertificate } from '../../../../controller/tls/ca.js'
-import { hostCertificateProblem, hostCertificateRequest, installHostCertificate, type HostNbdTls } from '../../../../agent/volume/nbd-tls.js'
+import { hostCertificateProblem, hostCertificateRequest, installHostCertificate, renewalDue, renewHostCertificate, type HostNbdTls } from '../../../../agent/volume/nbd-tls.js'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'strato-nbd-tls-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -39,6 +40,23 @@ t.test('a certificate near expiry is renewed', async (t) => {
   // What a certificate issued 355 days ago looks like: 10 days left.
   installHostCertificate(o, ca.certPem, await signCertificateRequest(ca, key.csrPem, { commonName: 'node2', dnsNames: ['node2'], ips: ['10.0.0.2'], usage: 'both', days: 10 }), key)
   t.match(hostCertificateProblem(o, ca.certPem), /expires at/)
+  // The running agent's check (at its start, then daily): due, so renewed with a new key, signed by the controller.
+  t.match(renewalDue(o), /expires at/, "the agent's check finds it due")
+  const oldKey = readFileSync(path.join(o.dir, 'server-key.pem'), 'utf8')
+  const asked: string[] = []
+  const sign = async (csrPem: string, addresses: string[]) => {
+    asked.push(csrPem)
+    return { certPem: await signHostCertificate(ca, 'node2', csrPem, addresses), caPem: ca.certPem }
+  }
+  t.match(await renewHostCertificate(o, sign), /expires at/, 'renewed, saying why')
+  t.equal(hostCertificateProblem(o, ca.certPem), undefined, 'the new one is good (CA, key, name, addresses, a year ahead)')
+  t.not(readFileSync(path.join(o.dir, 'server-key.pem'), 'utf8'), oldKey, 'for a new key made here')
+  t.same([statSync(path.join(o.dir, 'server-key.pem')).mode & 0o777, statSync(path.join(o.clientDir!, 'client-key.pem')).mode & 0o777], [0o600, 0o640], 'its keys as private as at join')
+  t.equal(renewalDue(o), undefined, 'not due any more')
+  t.equal(await renewHostCertificate(o, sign), undefined, 'so the next check asks nothing')
+  t.equal(asked.length, 1, '(the controller was asked once)')
+  t.match(renewalDue(o, Date.now() + 250 * 24 * 3600 * 1000), /past 2\/3 of its lifetime/, 'due past 2/3 of its lifetime, with more than 30 days left')
+  t.equal(renewalDue(target('none')), undefined, 'a host issued no certificate has none to renew')
 })
 
 t.test('what the controller returns is refused unless it is for the key made here, CN=<host>, of the CA: nothing written', async (t) => {

@@ -623,6 +623,30 @@ export interface VolumeCastState {
 }
 
 /**
+ * A host renews its NBD certificate (CN=<host>; the key stays on the host):
+ * the CSR of a key it made, for its addresses. The conductor signs only for
+ * the host whose subject the request came on (its bus identity) and only a
+ * CSR naming CN=<that host>; anything else is refused (INVALID_ARGUMENT).
+ */
+export interface RenewHostCertificateRequest {
+  host?:
+    | string
+    | undefined;
+  /** PEM CERTIFICATE REQUEST, subject CN=<host>. */
+  csrPem?:
+    | string
+    | undefined;
+  /** The IP SANs: the host's storage and management addresses. */
+  addresses?: string[] | undefined;
+}
+
+/** The renewed certificate and the CA that signed it (PEM both). */
+export interface HostCertificate {
+  certPem?: string | undefined;
+  caPem?: string | undefined;
+}
+
+/**
  * A host asks for a volume kept by another host's backend to be exported to
  * it (or the export ended), for an attachment of one of its servers. The
  * conductor checks that a live attachment on the asking host needs it, and
@@ -778,6 +802,7 @@ export interface ConductorRequest {
   volumeCast?: VolumeCastRequest | undefined;
   volumeUpload?: VolumeUploadRequest | undefined;
   volumeExport?: VolumeExportRequest | undefined;
+  renewHostCertificate?: RenewHostCertificateRequest | undefined;
 }
 
 export interface ConductorReply {
@@ -794,6 +819,7 @@ export interface ConductorReply {
   volumeCast?: VolumeCastState | undefined;
   volumeUpload?: VolumeUpload | undefined;
   volumeExport?: VolumeExportInfo | undefined;
+  renewHostCertificate?: HostCertificate | undefined;
 }
 
 /** A no-op cast: proves the work queue reaches the agent. */
@@ -6337,6 +6363,211 @@ export const VolumeCastState: MessageFns<VolumeCastState> = {
   },
 };
 
+function createBaseRenewHostCertificateRequest(): RenewHostCertificateRequest {
+  return { host: "", csrPem: "", addresses: [] };
+}
+
+export const RenewHostCertificateRequest: MessageFns<RenewHostCertificateRequest> = {
+  encode(message: RenewHostCertificateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== undefined && message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.csrPem !== undefined && message.csrPem !== "") {
+      writer.uint32(18).string(message.csrPem);
+    }
+    if (message.addresses !== undefined && message.addresses.length !== 0) {
+      for (const v of message.addresses) {
+        writer.uint32(26).string(v!);
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RenewHostCertificateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRenewHostCertificateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.csrPem = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const el = reader.string();
+            if (el !== undefined) {
+              message.addresses!.push(el);
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RenewHostCertificateRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      csrPem: isSet(object.csrPem)
+        ? globalThis.String(object.csrPem)
+        : isSet(object.csr_pem)
+        ? globalThis.String(object.csr_pem)
+        : "",
+      addresses: globalThis.Array.isArray(object?.addresses)
+        ? object.addresses.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RenewHostCertificateRequest): unknown {
+    const obj: any = {};
+    if (message.host !== undefined && message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.csrPem !== undefined && message.csrPem !== "") {
+      obj.csrPem = message.csrPem;
+    }
+    if (message.addresses?.length) {
+      obj.addresses = message.addresses;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RenewHostCertificateRequest>, I>>(base?: I): RenewHostCertificateRequest {
+    return RenewHostCertificateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RenewHostCertificateRequest>, I>>(object: I): RenewHostCertificateRequest {
+    const message = createBaseRenewHostCertificateRequest();
+    message.host = object.host ?? "";
+    message.csrPem = object.csrPem ?? "";
+    message.addresses = object.addresses?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseHostCertificate(): HostCertificate {
+  return { certPem: "", caPem: "" };
+}
+
+export const HostCertificate: MessageFns<HostCertificate> = {
+  encode(message: HostCertificate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certPem !== undefined && message.certPem !== "") {
+      writer.uint32(10).string(message.certPem);
+    }
+    if (message.caPem !== undefined && message.caPem !== "") {
+      writer.uint32(18).string(message.caPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostCertificate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostCertificate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.certPem = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.caPem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostCertificate {
+    return {
+      certPem: isSet(object.certPem)
+        ? globalThis.String(object.certPem)
+        : isSet(object.cert_pem)
+        ? globalThis.String(object.cert_pem)
+        : "",
+      caPem: isSet(object.caPem)
+        ? globalThis.String(object.caPem)
+        : isSet(object.ca_pem)
+        ? globalThis.String(object.ca_pem)
+        : "",
+    };
+  },
+
+  toJSON(message: HostCertificate): unknown {
+    const obj: any = {};
+    if (message.certPem !== undefined && message.certPem !== "") {
+      obj.certPem = message.certPem;
+    }
+    if (message.caPem !== undefined && message.caPem !== "") {
+      obj.caPem = message.caPem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostCertificate>, I>>(base?: I): HostCertificate {
+    return HostCertificate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostCertificate>, I>>(object: I): HostCertificate {
+    const message = createBaseHostCertificate();
+    message.certPem = object.certPem ?? "";
+    message.caPem = object.caPem ?? "";
+    return message;
+  },
+};
+
 function createBaseVolumeExportRequest(): VolumeExportRequest {
   return { host: "", volumeId: "", unexport: false };
 }
@@ -7750,6 +7981,7 @@ function createBaseConductorRequest(): ConductorRequest {
     volumeCast: undefined,
     volumeUpload: undefined,
     volumeExport: undefined,
+    renewHostCertificate: undefined,
   };
 }
 
@@ -7793,6 +8025,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.volumeExport !== undefined) {
       VolumeExportRequest.encode(message.volumeExport, writer.uint32(170).fork()).join();
+    }
+    if (message.renewHostCertificate !== undefined) {
+      RenewHostCertificateRequest.encode(message.renewHostCertificate, writer.uint32(250).fork()).join();
     }
     return writer;
   },
@@ -7914,6 +8149,14 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
             message.volumeExport = VolumeExportRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.renewHostCertificate = RenewHostCertificateRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7973,6 +8216,11 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
         : isSet(object.volume_export)
         ? VolumeExportRequest.fromJSON(object.volume_export)
         : undefined,
+      renewHostCertificate: isSet(object.renewHostCertificate)
+        ? RenewHostCertificateRequest.fromJSON(object.renewHostCertificate)
+        : isSet(object.renew_host_certificate)
+        ? RenewHostCertificateRequest.fromJSON(object.renew_host_certificate)
+        : undefined,
     };
   },
 
@@ -8016,6 +8264,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     }
     if (message.volumeExport !== undefined) {
       obj.volumeExport = VolumeExportRequest.toJSON(message.volumeExport);
+    }
+    if (message.renewHostCertificate !== undefined) {
+      obj.renewHostCertificate = RenewHostCertificateRequest.toJSON(message.renewHostCertificate);
     }
     return obj;
   },
@@ -8064,6 +8315,9 @@ export const ConductorRequest: MessageFns<ConductorRequest> = {
     message.volumeExport = (object.volumeExport !== undefined && object.volumeExport !== null)
       ? VolumeExportRequest.fromPartial(object.volumeExport)
       : undefined;
+    message.renewHostCertificate = (object.renewHostCertificate !== undefined && object.renewHostCertificate !== null)
+      ? RenewHostCertificateRequest.fromPartial(object.renewHostCertificate)
+      : undefined;
     return message;
   },
 };
@@ -8083,6 +8337,7 @@ function createBaseConductorReply(): ConductorReply {
     volumeCast: undefined,
     volumeUpload: undefined,
     volumeExport: undefined,
+    renewHostCertificate: undefined,
   };
 }
 
@@ -8126,6 +8381,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.volumeExport !== undefined) {
       VolumeExportInfo.encode(message.volumeExport, writer.uint32(170).fork()).join();
+    }
+    if (message.renewHostCertificate !== undefined) {
+      HostCertificate.encode(message.renewHostCertificate, writer.uint32(250).fork()).join();
     }
     return writer;
   },
@@ -8247,6 +8505,14 @@ export const ConductorReply: MessageFns<ConductorReply> = {
             message.volumeExport = VolumeExportInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.renewHostCertificate = HostCertificate.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -8306,6 +8572,11 @@ export const ConductorReply: MessageFns<ConductorReply> = {
         : isSet(object.volume_export)
         ? VolumeExportInfo.fromJSON(object.volume_export)
         : undefined,
+      renewHostCertificate: isSet(object.renewHostCertificate)
+        ? HostCertificate.fromJSON(object.renewHostCertificate)
+        : isSet(object.renew_host_certificate)
+        ? HostCertificate.fromJSON(object.renew_host_certificate)
+        : undefined,
     };
   },
 
@@ -8349,6 +8620,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
     }
     if (message.volumeExport !== undefined) {
       obj.volumeExport = VolumeExportInfo.toJSON(message.volumeExport);
+    }
+    if (message.renewHostCertificate !== undefined) {
+      obj.renewHostCertificate = HostCertificate.toJSON(message.renewHostCertificate);
     }
     return obj;
   },
@@ -8394,6 +8668,9 @@ export const ConductorReply: MessageFns<ConductorReply> = {
       : undefined;
     message.volumeExport = (object.volumeExport !== undefined && object.volumeExport !== null)
       ? VolumeExportInfo.fromPartial(object.volumeExport)
+      : undefined;
+    message.renewHostCertificate = (object.renewHostCertificate !== undefined && object.renewHostCertificate !== null)
+      ? HostCertificate.fromPartial(object.renewHostCertificate)
       : undefined;
     return message;
   },
