@@ -1,10 +1,13 @@
 /**
  * Which SQL engine a Kysely instance (or a transaction of it) talks to, for
  * the few places where SQLite and PostgreSQL need different SQL: column types
- * in migrations (an auto-increment key, a double) and row locks. Everything
- * else is written once and runs on both.
+ * in migrations (an auto-increment key, a double), row locks, and a row's
+ * child rows read with it as a JSON array. Everything else is written once and
+ * runs on both.
  */
-import { PostgresIntrospector, sql, type Kysely } from 'kysely'
+import { PostgresIntrospector, sql, type Kysely, type RawBuilder } from 'kysely'
+import { jsonArrayFrom as pgJsonArrayFrom } from 'kysely/helpers/postgres'
+import { jsonArrayFrom as sqliteJsonArrayFrom } from 'kysely/helpers/sqlite'
 
 export type Engine = 'sqlite' | 'postgres'
 
@@ -65,4 +68,20 @@ export async function withSessionLock<T>(db: Kysely<any>, name: string, fn: () =
  */
 export function forUpdate<Q extends { forUpdate(): Q }>(trx: Kysely<any>, q: Q): Q {
   return engineOf(trx) === 'postgres' ? q.forUpdate() : q
+}
+
+/**
+ * The rows of `q` (a correlated subquery: a row's tags, properties or extra
+ * specs, in `q`'s order) as one JSON array column of the enclosing select, so
+ * that a row and its children are one statement, one round trip on
+ * PostgreSQL. Kysely's helper of the engine's dialect (`json_agg`,
+ * `json_group_array`); read the column with `jsonRows`.
+ */
+export function jsonArray<O>(db: Kysely<any>, q: Parameters<typeof sqliteJsonArrayFrom<O>>[0]): RawBuilder<O[] | string> {
+  return (engineOf(db) === 'postgres' ? pgJsonArrayFrom(q) : sqliteJsonArrayFrom(q)) as RawBuilder<O[] | string>
+}
+
+/** A `jsonArray` column as rows: PostgreSQL's driver parses json, SQLite gives the text. */
+export function jsonRows<O>(v: O[] | string): O[] {
+  return typeof v === 'string' ? (JSON.parse(v) as O[]) : v
 }
