@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
 import { isUniqueViolation, unlessDuplicate, type Db } from '../store/db.js'
 import { checkName, checkText, DESCRIPTION_MAX, exactlyOne } from '../identity/validate.js'
-import { jsonArray, jsonRows } from '../store/engine.js'
+import { compiledOnce, jsonArray, jsonRows } from '../store/engine.js'
 import type { FlavorTable } from '../store/schema.js'
 
 export interface Flavor {
@@ -49,7 +49,12 @@ function checkSpecs(specs: Record<string, string> | undefined): Record<string, s
 }
 
 export class FlavorCatalog {
-  constructor(private readonly db: Db) {}
+  /** find's statement, compiled once. */
+  private readonly byIdOrName
+
+  constructor(private readonly db: Db) {
+    this.byIdOrName = compiledOnce(db, ['ref', 'projectId'], (p) => this.rows({ isAdmin: false, projectId: p.projectId }).where((eb) => eb.or([eb('id', '=', p.ref), eb('name', '=', p.ref)])))
+  }
 
   async create(req: { id?: string; name?: string; vcpus?: number; ram?: number; disk?: number; ephemeral?: number; swap?: number; isPublic?: boolean; description?: string; extraSpecs?: Record<string, string> }): Promise<Flavor> {
     let id = (req.id ?? '').trim()
@@ -97,7 +102,7 @@ export class FlavorCatalog {
    * reads its flavor once, and on PostgreSQL each statement is a round trip).
    */
   async find(ref: string, viewer: FlavorViewer): Promise<Flavor> {
-    const rows = await this.rows(viewer).where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', ref)])).execute()
+    const rows = await this.byIdOrName({ ref, projectId: viewer.projectId ?? '' })
     const row = [rows.find((r) => r.id === ref), rows.find((r) => r.name === ref)].find((r) => r && visible(r, viewer))
     if (!row) throw new NotFound(`flavor '${ref}' not found (by id or name)`)
     return toFlavor(row)

@@ -11,7 +11,7 @@ import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Permissio
 import { isUuid } from '../../proto/ids.js'
 import type { Db } from '../store/db.js'
 import type { ImageTable } from '../store/schema.js'
-import { jsonArray, jsonRows } from '../store/engine.js'
+import { compiledOnce, jsonArray, jsonRows } from '../store/engine.js'
 import type { QuotaEngine } from '../quota/quota.js'
 import { checkName } from '../identity/validate.js'
 import { CONTAINER_FORMATS, DETECTED_AS, DISK_FORMATS, VISIBILITIES, checkTransition, type ImageStatus } from './states.js'
@@ -510,17 +510,36 @@ export class ImageCatalog {
     if (viewer.uploadOnly !== undefined) throw new PermissionDenied(`an image-upload token (image ${viewer.uploadOnly}) reads no image`)
     if (viewer.onlyImage !== undefined) {
       if (ref.id !== viewer.onlyImage) throw new PermissionDenied(`the image-read token reads image ${viewer.onlyImage} only, not ${ref.id || `'${ref.name ?? ''}'`}`)
-      const row = await this.rows(details).where('id', '=', ref.id).executeTakeFirst()
-      if (!row) throw new NotFound(`image ${ref.id} not found (deleted since the build spec was made?)`)
+      const [found] = await this.lookup(details, 'id')({ ref: ref.id, projectId: '' })
+      if (!found) throw new NotFound(`image ${ref.id} not found (deleted since the build spec was made?)`)
+      const { membership: _, ...row } = found
       return row
     }
-    const q = this.rows(details).select((eb) => eb.selectFrom('image_members').select('status').whereRef('image_members.image_id', '=', 'images.id').where('member_id', '=', viewer.projectId ?? '').as('membership'))
     let rows: Array<ImageRow & { membership: string | null }>
-    if (ref.id) rows = await q.where('id', '=', ref.id).execute()
-    else if (ref.name) rows = await q.where('name', '=', ref.name).orderBy('created_at', 'desc').execute()
+    if (ref.id) rows = await this.lookup(details, 'id')({ ref: ref.id, projectId: viewer.projectId ?? '' })
+    else if (ref.name) rows = await this.lookup(details, 'name')({ ref: ref.name, projectId: viewer.projectId ?? '' })
     else throw new InvalidArgument('image: give an id or a name', { field: 'id|name' })
     for (const { membership, ...row } of rows) if (this.canSee(row, viewer, membership ?? undefined)) return row
     throw new NotFound(`image ${ref.id ?? `'${ref.name}'`} not found`)
+  }
+
+  /** visibleRow's statements (by id or by name, with details or without), each compiled once. */
+  private readonly lookups = new Map<string, (v: { ref: unknown; projectId: unknown }) => Promise<Array<ImageRow & { membership: string | null }>>>()
+
+  /** Images by id or name (newest first), each with the viewer's membership status, and with their details when `details`. */
+  private lookup(details: boolean, by: 'id' | 'name') {
+    const key = `${details}:${by}`
+    let f = this.lookups.get(key)
+    if (!f) {
+      f = compiledOnce(this.db, ['ref', 'projectId'], (p) => {
+        const q = this.rows(details)
+          .select((eb) => eb.selectFrom('image_members').select('status').whereRef('image_members.image_id', '=', 'images.id').where('member_id', '=', p.projectId).as('membership'))
+          .where(by, '=', p.ref)
+        return by === 'name' ? q.orderBy('created_at', 'desc') : q
+      }) as (v: { ref: unknown; projectId: unknown }) => Promise<Array<ImageRow & { membership: string | null }>>
+      this.lookups.set(key, f)
+    }
+    return f
   }
 
   /** Images, with their tags and properties when `details` (each a JSON array column). */
