@@ -7,6 +7,8 @@ import { randomUUID } from 'node:crypto'
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
 import { isUniqueViolation, unlessDuplicate, type Db } from '../store/db.js'
 import { checkName, checkText, DESCRIPTION_MAX, exactlyOne } from '../identity/validate.js'
+import { compiledOnce, jsonArray, jsonRows } from '../store/engine.js'
+import type { FlavorTable } from '../store/schema.js'
 
 export interface Flavor {
   id: string
@@ -47,7 +49,12 @@ function checkSpecs(specs: Record<string, string> | undefined): Record<string, s
 }
 
 export class FlavorCatalog {
-  constructor(private readonly db: Db) {}
+  /** find's statement, compiled once. */
+  private readonly byIdOrName
+
+  constructor(private readonly db: Db) {
+    this.byIdOrName = compiledOnce(db, ['ref', 'projectId'], (p) => this.rows({ isAdmin: false, projectId: p.projectId }).where((eb) => eb.or([eb('id', '=', p.ref), eb('name', '=', p.ref)])))
+  }
 
   async create(req: { id?: string; name?: string; vcpus?: number; ram?: number; disk?: number; ephemeral?: number; swap?: number; isPublic?: boolean; description?: string; extraSpecs?: Record<string, string> }): Promise<Flavor> {
     let id = (req.id ?? '').trim()
@@ -81,28 +88,35 @@ export class FlavorCatalog {
 
   async get(ref: { id?: string; name?: string }, viewer: FlavorViewer): Promise<Flavor> {
     const by = exactlyOne({ id: ref.id, name: ref.name }, 'flavor')
-    const row = await this.db
-      .selectFrom('flavors')
-      .selectAll()
+    const row = await this.rows(viewer)
       .where(by === 'id' ? 'id' : 'name', '=', (by === 'id' ? ref.id : ref.name)!)
       .executeTakeFirst()
     // A private flavor the caller may not use is reported as absent, as Nova does.
-    if (!row || !(await this.visible(row, viewer))) throw new NotFound(`flavor ${by === 'id' ? ref.id : `'${ref.name}'`} not found`)
-    return this.toFlavor(row)
+    if (!row || !visible(row, viewer)) throw new NotFound(`flavor ${by === 'id' ? ref.id : `'${ref.name}'`} not found`)
+    return toFlavor(row)
+  }
+
+  /**
+   * The flavor a server create's flavorRef names: the one with that id if the
+   * viewer may use it, else the one with that name — one statement (a create
+   * reads its flavor once, and on PostgreSQL each statement is a round trip).
+   */
+  async find(ref: string, viewer: FlavorViewer): Promise<Flavor> {
+    const rows = await this.byIdOrName({ ref, projectId: viewer.projectId ?? '' })
+    const row = [rows.find((r) => r.id === ref), rows.find((r) => r.name === ref)].find((r) => r && visible(r, viewer))
+    if (!row) throw new NotFound(`flavor '${ref}' not found (by id or name)`)
+    return toFlavor(row)
   }
 
   async list(filter: { isPublic?: string; minRam?: number; minDisk?: number }, viewer: FlavorViewer): Promise<Flavor[]> {
     const mode = filter.isPublic || 'public'
     if (!['public', 'private', 'all'].includes(mode)) throw new InvalidArgument(`is_public must be public, private or all, got '${mode}'`, { field: 'is_public' })
-    let q = this.db.selectFrom('flavors').selectAll().orderBy('ram').orderBy('id')
+    let q = this.rows(viewer).orderBy('ram').orderBy('id')
     if (filter.minRam) q = q.where('ram', '>=', filter.minRam)
     if (filter.minDisk) q = q.where('disk', '>=', filter.minDisk)
     if (mode === 'private') q = q.where('is_public', '=', 0)
     if (mode === 'public' && viewer.isAdmin) q = q.where('is_public', '=', 1)
-    const rows = await q.execute()
-    const out: Flavor[] = []
-    for (const r of rows) if (await this.visible(r, viewer)) out.push(await this.toFlavor(r))
-    return out
+    return (await q.execute()).filter((r) => visible(r, viewer)).map(toFlavor)
   }
 
   async update(id: string | undefined, patch: { description?: string; setExtraSpecs?: Record<string, string>; unsetExtraSpecs?: string[] }): Promise<Flavor> {
@@ -152,27 +166,38 @@ export class FlavorCatalog {
     return rows.map((r) => ({ flavorId: f.id, projectId: r.project_id }))
   }
 
-  private async visible(row: { id: string; is_public: number }, viewer: FlavorViewer): Promise<boolean> {
-    if (row.is_public || viewer.isAdmin) return true
-    if (!viewer.projectId) return false
-    return (await this.db.selectFrom('flavor_projects').select('flavor_id').where('flavor_id', '=', row.id).where('project_id', '=', viewer.projectId).executeTakeFirst()) !== undefined
+  /** Flavors with their extra specs and whether the viewer's project was given access: one statement. */
+  private rows(viewer: FlavorViewer) {
+    return this.db
+      .selectFrom('flavors')
+      .selectAll('flavors')
+      .select((eb) => [
+        jsonArray(this.db, eb.selectFrom('flavor_extra_specs').select(['key', 'value']).whereRef('flavor_extra_specs.flavor_id', '=', 'flavors.id')).as('extra_specs'),
+        eb.exists(eb.selectFrom('flavor_projects').select('flavor_id').whereRef('flavor_projects.flavor_id', '=', 'flavors.id').where('project_id', '=', viewer.projectId ?? '')).as('shared'),
+      ])
   }
+}
 
-  private async toFlavor(r: { id: string; name: string; vcpus: number; ram: number; disk: number; ephemeral: number; swap: number; is_public: number; description: string }): Promise<Flavor> {
-    const specs = await this.db.selectFrom('flavor_extra_specs').select(['key', 'value']).where('flavor_id', '=', r.id).execute()
-    return {
-      id: r.id,
-      name: r.name,
-      vcpus: r.vcpus,
-      ram: r.ram,
-      disk: r.disk,
-      ephemeral: r.ephemeral,
-      swap: r.swap,
-      isPublic: r.is_public !== 0,
-      description: r.description,
-      extraSpecs: Object.fromEntries(specs.map((s) => [s.key, s.value])),
-      rxtxFactor: 1,
-    }
+type FlavorRow = FlavorTable & { extra_specs: Array<{ key: string; value: string }> | string; shared: unknown }
+
+/** Admins see every flavor; others public ones and the private ones shared with their project. */
+function visible(row: FlavorRow, viewer: FlavorViewer): boolean {
+  return Boolean(row.is_public || viewer.isAdmin || (viewer.projectId && row.shared))
+}
+
+function toFlavor(r: FlavorRow): Flavor {
+  return {
+    id: r.id,
+    name: r.name,
+    vcpus: r.vcpus,
+    ram: r.ram,
+    disk: r.disk,
+    ephemeral: r.ephemeral,
+    swap: r.swap,
+    isPublic: r.is_public !== 0,
+    description: r.description,
+    extraSpecs: Object.fromEntries(jsonRows(r.extra_specs).map((s) => [s.key, s.value])),
+    rxtxFactor: 1,
   }
 }
 

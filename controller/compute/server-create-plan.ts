@@ -143,14 +143,8 @@ export class CreatePlanner {
 
   private async findFlavor(ref: string | undefined, caller: ServerCaller): Promise<Flavor> {
     if (!ref) throw new InvalidArgument('flavor_ref is required (a flavor id or name; see strato flavor list)', { field: 'flavor_ref' })
-    const viewer = { isAdmin: caller.isAdmin, projectId: caller.projectId }
-    try {
-      return await this.deps.flavors.get({ id: ref }, viewer)
-    } catch (err) {
-      if (!(err instanceof NotFound)) throw err
-    }
-    return this.deps.flavors.get({ name: ref }, viewer).catch((err) => {
-      throw err instanceof NotFound ? new NotFound(`flavor '${ref}' not found (by id or name); see strato flavor list`, { field: 'flavor_ref', cause: err }) : err
+    return this.deps.flavors.find(ref, { isAdmin: caller.isAdmin, projectId: caller.projectId }).catch((err) => {
+      throw err instanceof NotFound ? new NotFound(`${err.message}; see strato flavor list`, { field: 'flavor_ref', cause: err }) : err
     })
   }
 

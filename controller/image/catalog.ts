@@ -11,6 +11,7 @@ import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Permissio
 import { isUuid } from '../../proto/ids.js'
 import type { Db } from '../store/db.js'
 import type { ImageTable } from '../store/schema.js'
+import { compiledOnce, jsonArray, jsonRows } from '../store/engine.js'
 import type { QuotaEngine } from '../quota/quota.js'
 import { checkName } from '../identity/validate.js'
 import { CONTAINER_FORMATS, DETECTED_AS, DISK_FORMATS, VISIBILITIES, checkTransition, type ImageStatus } from './states.js'
@@ -132,6 +133,9 @@ export interface UploadLease {
   idleTimeoutMs: number
 }
 
+/** An image row, with its tags and properties when read with it. */
+type ImageRow = ImageTable & { tags?: Array<{ tag: string }> | string; properties?: Array<{ key: string; value: string }> | string }
+
 export class ImageCatalog {
   /** A receiving upload touches its image's updated_at at least this often. */
   private readonly touchMs: number
@@ -202,7 +206,7 @@ export class ImageCatalog {
   }
 
   async get(ref: { id?: string; name?: string }, viewer: ImageViewer): Promise<Image> {
-    return this.toImage(await this.visibleRow(ref, viewer))
+    return this.toImage(await this.visibleRow(ref, viewer, true))
   }
 
   async list(
@@ -497,23 +501,55 @@ export class ImageCatalog {
     return false
   }
 
-  private async visibleRow(ref: { id?: string; name?: string }, viewer: ImageViewer): Promise<ImageTable> {
+  /**
+   * The image `ref` names that `viewer` may see; with `details`, its tags and
+   * properties read with it. One statement (the row, the viewer's membership
+   * and the details together): a server create reads its image this way.
+   */
+  private async visibleRow(ref: { id?: string; name?: string }, viewer: ImageViewer, details = false): Promise<ImageRow> {
     if (viewer.uploadOnly !== undefined) throw new PermissionDenied(`an image-upload token (image ${viewer.uploadOnly}) reads no image`)
     if (viewer.onlyImage !== undefined) {
       if (ref.id !== viewer.onlyImage) throw new PermissionDenied(`the image-read token reads image ${viewer.onlyImage} only, not ${ref.id || `'${ref.name ?? ''}'`}`)
-      const row = await this.db.selectFrom('images').selectAll().where('id', '=', ref.id).executeTakeFirst()
-      if (!row) throw new NotFound(`image ${ref.id} not found (deleted since the build spec was made?)`)
+      const [found] = await this.lookup(details, 'id')({ ref: ref.id, projectId: '' })
+      if (!found) throw new NotFound(`image ${ref.id} not found (deleted since the build spec was made?)`)
+      const { membership: _, ...row } = found
       return row
     }
-    let rows: ImageTable[]
-    if (ref.id) rows = await this.db.selectFrom('images').selectAll().where('id', '=', ref.id).execute()
-    else if (ref.name) rows = await this.db.selectFrom('images').selectAll().where('name', '=', ref.name).orderBy('created_at', 'desc').execute()
+    let rows: Array<ImageRow & { membership: string | null }>
+    if (ref.id) rows = await this.lookup(details, 'id')({ ref: ref.id, projectId: viewer.projectId ?? '' })
+    else if (ref.name) rows = await this.lookup(details, 'name')({ ref: ref.name, projectId: viewer.projectId ?? '' })
     else throw new InvalidArgument('image: give an id or a name', { field: 'id|name' })
-    for (const row of rows) {
-      const m = await this.db.selectFrom('image_members').select('status').where('image_id', '=', row.id).where('member_id', '=', viewer.projectId ?? '').executeTakeFirst()
-      if (this.canSee(row, viewer, m?.status)) return row
-    }
+    for (const { membership, ...row } of rows) if (this.canSee(row, viewer, membership ?? undefined)) return row
     throw new NotFound(`image ${ref.id ?? `'${ref.name}'`} not found`)
+  }
+
+  /** visibleRow's statements (by id or by name, with details or without), each compiled once. */
+  private readonly lookups = new Map<string, (v: { ref: unknown; projectId: unknown }) => Promise<Array<ImageRow & { membership: string | null }>>>()
+
+  /** Images by id or name (newest first), each with the viewer's membership status, and with their details when `details`. */
+  private lookup(details: boolean, by: 'id' | 'name') {
+    const key = `${details}:${by}`
+    let f = this.lookups.get(key)
+    if (!f) {
+      f = compiledOnce(this.db, ['ref', 'projectId'], (p) => {
+        const q = this.rows(details)
+          .select((eb) => eb.selectFrom('image_members').select('status').whereRef('image_members.image_id', '=', 'images.id').where('member_id', '=', p.projectId).as('membership'))
+          .where(by, '=', p.ref)
+        return by === 'name' ? q.orderBy('created_at', 'desc') : q
+      }) as (v: { ref: unknown; projectId: unknown }) => Promise<Array<ImageRow & { membership: string | null }>>
+      this.lookups.set(key, f)
+    }
+    return f
+  }
+
+  /** Images, with their tags and properties when `details` (each a JSON array column). */
+  private rows(details: boolean) {
+    const q = this.db.selectFrom('images').selectAll('images')
+    if (!details) return q
+    return q.select((eb) => [
+      jsonArray(this.db, eb.selectFrom('image_tags').select('tag').whereRef('image_tags.image_id', '=', 'images.id').orderBy('tag')).as('tags'),
+      jsonArray(this.db, eb.selectFrom('image_properties').select(['key', 'value']).whereRef('image_properties.image_id', '=', 'images.id')).as('properties'),
+    ])
   }
 
   /** The image, if the caller may change it: a cloud admin, or a member (not reader) of the owning project. */
@@ -536,9 +572,10 @@ export class ImageCatalog {
     return { imageId: m.image_id, memberId: m.member_id, status: m.status, createdAt: new Date(m.created_at), updatedAt: new Date(m.updated_at) }
   }
 
-  private async toImage(r: ImageTable): Promise<Image> {
-    const tags = await this.db.selectFrom('image_tags').select('tag').where('image_id', '=', r.id).orderBy('tag').execute()
-    const props = await this.db.selectFrom('image_properties').select(['key', 'value']).where('image_id', '=', r.id).execute()
+  /** The API's image of a row: its tags and properties as read with it (`rows(true)`), else read now. */
+  private async toImage(r: ImageRow): Promise<Image> {
+    const tags = r.tags !== undefined ? jsonRows(r.tags) : await this.db.selectFrom('image_tags').select('tag').where('image_id', '=', r.id).orderBy('tag').execute()
+    const props = r.properties !== undefined ? jsonRows(r.properties) : await this.db.selectFrom('image_properties').select(['key', 'value']).where('image_id', '=', r.id).execute()
     return {
       id: r.id,
       name: r.name,

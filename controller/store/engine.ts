@@ -1,10 +1,13 @@
 /**
  * Which SQL engine a Kysely instance (or a transaction of it) talks to, for
  * the few places where SQLite and PostgreSQL need different SQL: column types
- * in migrations (an auto-increment key, a double) and row locks. Everything
- * else is written once and runs on both.
+ * in migrations (an auto-increment key, a double), row locks, and a row's
+ * child rows read with it as a JSON array. Everything else is written once and
+ * runs on both.
  */
-import { PostgresIntrospector, sql, type Kysely } from 'kysely'
+import { PostgresIntrospector, sql, type Compilable, type Kysely, type RawBuilder } from 'kysely'
+import { jsonArrayFrom as pgJsonArrayFrom } from 'kysely/helpers/postgres'
+import { jsonArrayFrom as sqliteJsonArrayFrom } from 'kysely/helpers/sqlite'
 
 export type Engine = 'sqlite' | 'postgres'
 
@@ -65,4 +68,40 @@ export async function withSessionLock<T>(db: Kysely<any>, name: string, fn: () =
  */
 export function forUpdate<Q extends { forUpdate(): Q }>(trx: Kysely<any>, q: Q): Q {
   return engineOf(trx) === 'postgres' ? q.forUpdate() : q
+}
+
+/**
+ * The rows of `q` (a correlated subquery: a row's tags, properties or extra
+ * specs, in `q`'s order) as one JSON array column of the enclosing select, so
+ * that a row and its children are one statement, one round trip on
+ * PostgreSQL. Kysely's helper of the engine's dialect (`json_agg`,
+ * `json_group_array`); read the column with `jsonRows`.
+ */
+export function jsonArray<O>(db: Kysely<any>, q: Parameters<typeof sqliteJsonArrayFrom<O>>[0]): RawBuilder<O[] | string> {
+  return (engineOf(db) === 'postgres' ? pgJsonArrayFrom(q) : sqliteJsonArrayFrom(q)) as RawBuilder<O[] | string>
+}
+
+/** A `jsonArray` column as rows: PostgreSQL's driver parses json, SQLite gives the text. */
+export function jsonRows<O>(v: O[] | string): O[] {
+  return typeof v === 'string' ? (JSON.parse(v) as O[]) : v
+}
+
+/**
+ * A query built and compiled once, run with new values for its named
+ * parameters: Kysely builds a select with `jsonArray` subqueries in ~190 µs
+ * of CPU, SQLite runs it in ~20. `build` gets a placeholder for each name
+ * and must use each where a value goes (`where('id', '=', p.id)`); the SQL is
+ * `db`'s engine's, so keep one per Kysely instance.
+ */
+export function compiledOnce<K extends string, R>(db: Kysely<any>, names: readonly K[], build: (p: Record<K, string>) => Compilable<R>): (values: Record<K, unknown>) => Promise<R[]> {
+  const marker = (name: string) => `\u0000${name}`
+  let compiled: ReturnType<Compilable<R>['compile']> | undefined
+  return async (values) => {
+    compiled ??= build(Object.fromEntries(names.map((n) => [n, marker(n)])) as Record<K, string>).compile()
+    const parameters = compiled.parameters.map((v) => {
+      const name = typeof v === 'string' && v.startsWith('\u0000') ? (v.slice(1) as K) : undefined
+      return name !== undefined && names.includes(name) ? values[name] : v
+    })
+    return (await db.executeQuery<R>({ ...compiled, parameters })).rows
+  }
 }

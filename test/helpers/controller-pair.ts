@@ -37,7 +37,8 @@ interface Started {
 
 /**
  * Starts the cluster (or takes `postgres`, already started: the pair then
- * owns it), creates `database`, then A and B by `start` (B given A as its peer).
+ * stops it on close — nothing for the shared one, sharedPostgres), creates
+ * `database`, then A and B by `start` (B given A as its peer).
  */
 async function pairOn<C extends Started>(database: string, start: (databaseUrl: string, peer?: C) => Promise<C>, postgres?: PostgresCluster): Promise<ControllerPair<C>> {
   const pg = postgres ?? (await startPostgres())

@@ -34,11 +34,19 @@ export interface PostgresCluster {
   dir: string
   /** `postgres://user:password@127.0.0.1:port/<database>`. */
   url(database: string): string
-  /** Creates a new, empty database and returns its URL. */
-  createDatabase(name?: string): Promise<string>
+  /**
+   * Creates a new database and returns its URL: on the tap run's cluster a
+   * copy of the migrated template, unless `empty` (a suite that migrates it
+   * itself); elsewhere empty.
+   */
+  createDatabase(name?: string, o?: { empty?: boolean }): Promise<string>
   /** The server log so far (for a failing test's message). */
   log(): string
-  /** Stops the server (immediate) and removes the temp dir; safe to call twice. */
+  /**
+   * Stops the server (immediate) and removes the temp dir; safe to call twice.
+   * Nothing for the shared cluster (`sharedPostgres`): the run's `after`
+   * script, or the process's end, stops it.
+   */
   stop(): void
 }
 
@@ -52,11 +60,11 @@ function clusterHandle(dir: string, port: number, user: string, password: string
   let n = 0
   return {
     port, user, password, dir, url,
-    async createDatabase(name = `strato_${process.pid}_${++n}`) {
+    async createDatabase(name = `strato_${process.pid}_${++n}`, o = {}) {
       const admin = new pg.Client({ connectionString: url('postgres') })
       await admin.connect()
       try {
-        await admin.query(`CREATE DATABASE "${name}"${template ? ` TEMPLATE "${template}"` : ''}`)
+        await admin.query(`CREATE DATABASE "${name}"${template && !o.empty ? ` TEMPLATE "${template}"` : ''}`)
       } finally {
         await admin.end()
       }
@@ -141,14 +149,17 @@ let shared: Promise<PostgresCluster> | undefined
 /**
  * The cluster this process's suites use: the tap run's (one for the whole
  * run, see postgres-run.ts), or outside tap this process's own, started on
- * first use and stopped when the process exits.
+ * first use and stopped when the process exits. Suites that need PostgreSQL
+ * whatever STRATO_TEST_DATABASE says (store/postgres, the pairs of
+ * controller-pair.ts, rest/server-views) take a database of it too, rather
+ * than a cluster of their own (~5 s and an initdb each). Its stop() does
+ * nothing: others may still use it.
  */
 export function sharedPostgres(): Promise<PostgresCluster> {
   const runDir = tapRunDir()
   if (runDir) return (shared ??= runPostgres(runDir))
   if (!shared) {
-    shared = startPostgres()
-    shared.then((c) => {
+    shared = startPostgres().then((c) => {
       // 'exit' runs for normal ends and process.exit(); tap's timeout sends SIGTERM, which would skip it.
       process.once('exit', () => c.stop())
       for (const sig of ['SIGTERM', 'SIGINT'] as const) {
@@ -157,7 +168,8 @@ export function sharedPostgres(): Promise<PostgresCluster> {
           process.kill(process.pid, sig)
         })
       }
-    }, () => {})
+      return { ...c, stop: () => {} }
+    })
   }
   return shared
 }

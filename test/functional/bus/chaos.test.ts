@@ -1,4 +1,5 @@
-// Chaos: two controllers (their own processes) on one private PostgreSQL and a 3-node NATS cluster
+// Chaos: two controllers (their own processes) on one PostgreSQL database (of the tap run's shared
+// cluster, test/helpers/postgres.ts: only controllers and NATS nodes are killed here) and a 3-node NATS cluster
 // (JetStream, 3 replicas), fake-driver agents (their own processes), and a load loop of workers each
 // taking servers through create → stop → start → reboot → delete through either controller, with
 // creates and deletes of one worker overlapping another's actions. Under that load: controller A is
@@ -13,7 +14,7 @@
 import t, { type Test } from 'tap'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream'
-import { startPostgres } from '../../helpers/postgres.js'
+import { sharedPostgres } from '../../helpers/postgres.js'
 import { processPair, type ControllerPair } from '../../helpers/controller-pair.js'
 import { startNatsCluster, type NatsCluster } from '../../helpers/nats.js'
 import type { ControllerProcess } from '../../helpers/controller-process.js'
@@ -54,10 +55,10 @@ let jsm: JetStreamManager
 t.before(async () => {
   const t0 = Date.now()
   const since = (what: string) => t.comment(`${what} after ${Math.round((Date.now() - t0) / 1000)} s`)
-  const pg = startPostgres()
-  // PostgreSQL starts while the NATS cluster does (and is stopped if the NATS cluster fails).
+  // PostgreSQL (the run's cluster; started here when this file is the first to ask) comes up while the NATS cluster does.
+  const pg = sharedPostgres()
   cluster = await startNatsCluster().catch(async (err) => {
-    await pg.then((x) => x.stop(), () => {})
+    await pg.catch(() => {})
     throw err
   })
   since('PostgreSQL and the NATS cluster up')

@@ -311,6 +311,14 @@ t.test('requests that cannot be met fail with the reason and leave nothing behin
   const big = await failure(create({ ...seedRequest(), flavorRef: 'm1.huge' }))
   t.equal(big.code, status.RESOURCE_EXHAUSTED)
   t.match(big.details, /no valid host found for .*MEMORY_MB 1000000.*: 2 hosts; 0 after placement capacity \(short of MEMORY_MB on 2\)/)
+  // flavor_ref is an id, else a name (one statement reads both): the id's flavor only if the caller may use it; a deleted one is gone at once.
+  await call(cloud.c.flavors, 'createFlavor', { id: 'm1.huge', name: 'm1.huger', vcpus: 1, ram: 2_000_000, disk: 1, isPublic: false }, cloud.s.adminToken)
+  const hugeRef = async () => (await failure(create({ ...seedRequest(), flavorRef: 'm1.huge' }))).details
+  t.match(await hugeRef(), /MEMORY_MB 1000000\b/, "a private flavor with the ref as its id, invisible to the member: the flavor so named")
+  await call(cloud.c.flavors, 'addFlavorAccess', { flavorId: 'm1.huge', projectId: demo.projectId }, cloud.s.adminToken)
+  t.match(await hugeRef(), /MEMORY_MB 2000000\b/, 'given access: the flavor with that id')
+  await call(cloud.c.flavors, 'deleteFlavor', { id: 'm1.huge' }, cloud.s.adminToken)
+  t.match(await hugeRef(), /MEMORY_MB 1000000\b/, 'deleted: the next create sees it gone')
   // A queued image cannot boot.
   const queued = await call<Image>(cloud.c.images, 'createImage', { name: 'empty', diskFormat: 'qcow2', containerFormat: 'bare' }, demo.token)
   const q = await failure(create({ ...seedRequest(), imageRef: queued.id }))

@@ -13,7 +13,7 @@ import Database from 'better-sqlite3'
 import t, { type Test } from 'tap'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { startController, type TestController } from '../../helpers/controller.js'
-import { startPostgres, type PostgresCluster } from '../../helpers/postgres.js'
+import { sharedPostgres } from '../../helpers/postgres.js'
 import { eventually } from '../../helpers/agents.js'
 import { call, client } from '../../helpers/grpc.js'
 import { testingOnPostgres } from '../../helpers/postgres.js'
@@ -110,16 +110,14 @@ t.test('SQLite, one controller: every write to what a server shows is in its nex
 })
 
 t.test('PostgreSQL, two controllers: views kept by one follow the writes made through the other', async (t) => {
-  let pg: PostgresCluster | undefined
   let cloud: TestCloud | undefined
   let b: TestController | undefined
   t.teardown(async () => {
     await b?.close()
     await cloud?.close()
-    pg?.stop()
   })
-  pg = await startPostgres()
-  const url = await pg.createDatabase('strato_views')
+  // A database of the run's shared cluster (or of this process's own, run alone outside tap).
+  const url = await (await sharedPostgres()).createDatabase()
   cloud = await startCloud({ controller: { databaseUrl: url } })
   b = await startController({ databaseUrl: url, bootstrap: { openrcPath: `${cloud.s.dataDir}/admin-openrc` } })
   // Both controllers read (and keep) before every write and after it; only the first writes.

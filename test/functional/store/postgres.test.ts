@@ -1,12 +1,13 @@
-// The store on PostgreSQL, whatever STRATO_TEST_DATABASE says: a private cluster started here
-// (initdb + pg_ctl, test/helpers/postgres.ts), the migrations, clear errors for a wrong URL, CRUD and
+// The store on PostgreSQL, whatever STRATO_TEST_DATABASE says: an empty database of the tap run's
+// shared cluster (or, run alone outside tap, of one started here: test/helpers/postgres.ts), the
+// migrations, clear errors for a wrong URL, CRUD and
 // AlreadyExists through the controller's gRPC, and two controllers on one database racing placement
 // claims and a quota — exactly the capacity and exactly the quota admitted, nothing over-committed —
 // and a heartbeat that counts while its write waits on a lock.
 import t from 'tap'
 import { sql } from 'kysely'
 import PgDriver from 'pg'
-import { startPostgres, type PostgresCluster } from '../../helpers/postgres.js'
+import { sharedPostgres, type PostgresCluster } from '../../helpers/postgres.js'
 import { startController, type TestController } from '../../helpers/controller.js'
 import { call, client, failure, status } from '../../helpers/grpc.js'
 import { isForeignKeyViolation, isUniqueViolation, maskPassword, openDatabase } from '../../../controller/store/db.js'
@@ -29,10 +30,10 @@ async function refusal(url: string): Promise<Error> {
 let pg: PostgresCluster
 let url: string
 t.before(async () => {
-  pg = await startPostgres()
-  url = await pg.createDatabase('strato_store')
+  pg = await sharedPostgres()
+  // Empty, not the run's migrated template: the first test applies the migrations itself.
+  url = await pg.createDatabase(undefined, { empty: true })
 })
-t.teardown(() => pg?.stop())
 
 t.test('migrations apply once, with PostgreSQL types where SQLite\'s differ', async (t) => {
   const db = await openDatabase(url)
@@ -65,7 +66,7 @@ t.test('migrations apply once, with PostgreSQL types where SQLite\'s differ', as
 })
 
 t.test('a wrong database URL fails with what is wrong, the password masked', async (t) => {
-  const wrongPassword = pg.url('strato_store').replace(`:${pg.password}@`, ':not-the-password@')
+  const wrongPassword = url.replace(`:${pg.password}@`, ':not-the-password@')
   const e1 = await refusal(wrongPassword)
   t.type(e1, InvalidArgument)
   t.match(e1.message, /refused the credentials/)
@@ -187,7 +188,7 @@ t.test('two controllers on one database', async (t) => {
     const t0 = Date.now() + day
     t.equal(await a.controller.hosts.heartbeat('beat1', new Date(t0)), true, 'written')
     // Another session holds the host's row: the next write (due) waits for it.
-    const holder = new PgDriver.Client({ connectionString: pg.url('strato_store') })
+    const holder = new PgDriver.Client({ connectionString: url })
     await holder.connect()
     t.teardown(() => holder.end())
     await holder.query('BEGIN')
