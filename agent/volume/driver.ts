@@ -52,8 +52,9 @@ export interface AttachedDisk {
 }
 
 /**
- * The hypervisor's side of a snapshot of a volume a running guest has open
- * (the agent's virt driver: `VirtDriver.snapshotDisk`/`diskSnapshotTaken`).
+ * The hypervisor's side of a snapshot of a volume a running guest has open,
+ * and of a snapshot deleted under it (the agent's virt driver:
+ * `VirtDriver.copyDisk`, `pullDisk`, `settleDiskPull`).
  */
 export interface GuestDisks {
   /**
@@ -61,10 +62,6 @@ export interface GuestDisks {
    * `target` while the guest writes on (`VirtDriver.copyDisk`); false, doing nothing, when it does not run.
    */
   copy(instanceUuid: string, device: string, target: string): Promise<boolean>
-  /** Moves the guest's writes on `device` to `overlay` (backed by the image it had open); false when it does not run. */
-  snapshot(instanceUuid: string, device: string, overlay: string): Promise<boolean>
-  /** After a crash: whether the guest writes to the new overlay (or does not run), rather than to the old image. */
-  snapshotTaken(instanceUuid: string, device: string): Promise<boolean>
   /**
    * Merges the whole backing chain of the file the guest has open on
    * `device` into that file, live (`VirtDriver.pullDisk`); returns once it
@@ -113,10 +110,10 @@ export interface VolumeDriver {
   /**
    * Takes snapshot `snapshotId` of volume `volumeId` (copy-on-write where the
    * format allows). `attached`: the servers of this host the volume is
-   * attached to; those running have its file open, and the snapshot moves
-   * their writes to the volume's new file through their hypervisor (a
-   * disk-only external snapshot), so that the snapshot is frozen and no
-   * later write is lost.
+   * attached to; a running one has its file open, and its hypervisor copies
+   * that file as it is now while the guest writes on (a push backup), as
+   * does the export's daemon of a volume served to other hosts; nothing of
+   * the guest's chain or paths changes.
    */
   createSnapshot(volumeId: string, snapshotId: string, attached?: AttachedDisk[]): Promise<SnapshotInfo>
   /**

@@ -15,15 +15,11 @@
  * is a flattened copy of its source.
  *
  * A snapshot of a volume a running guest of this host has open (`attached`)
- * keeps the volume's path: the file is renamed to be the snapshot (QEMU
- * keeps writing to it through its open descriptor), a new overlay is made
- * at the volume's path, and the guest's hypervisor moves the disk onto it
- * (libvirt's disk-only external snapshot, `GuestDisks`). Exports,
- * attachments and domain definitions keep naming the one path. An intent
- * (`.snapshot-<volume>_<snapshot>.intent`) is written before the rename and
- * removed after the move; one left by a crash is settled at init from what
- * the hypervisor shows: the guest writes to the overlay (or runs no more) —
- * rolled forward; it still writes to the renamed file — rolled back.
+ * is a copy of the file as it is now, made by the guest's QEMU while the
+ * guest writes on (libvirt's push backup, `GuestDisks.copy`); a volume
+ * exported to other hosts is copied the same way by its export's daemon.
+ * The snapshot's file stands alone; nothing of the guest's chain, the
+ * export or the domain definition changes.
  *
  * Deleting a snapshot under a file a running guest of this host has open
  * (the volume's own, or a volume's made from the snapshot) has that guest's
@@ -67,15 +63,6 @@ export interface FileVolumeDriverOptions {
   guests?: GuestDisks
 }
 
-/** What a snapshot of an open volume is about to do (written before the volume's file is renamed). */
-interface SnapshotIntent {
-  volumeId: string
-  snapshotId: string
-  attached: AttachedDisk[]
-}
-
-const INTENT_FILE = /^\.snapshot-[0-9a-f-]{36}_[0-9a-f-]{36}\.intent$/
-
 /** A snapshot delete whose data guests of this host pull into files they have open (written before the first pull). */
 interface DeleteIntent {
   volumeId: string
@@ -117,8 +104,6 @@ export class FileVolumeDriver implements VolumeDriver {
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 })
     for (const f of await readdir(this.dir)) if (f.endsWith('.part')) await rm(path.join(this.dir, f), { force: true })
-    // Snapshots of open volumes a crash interrupted: forward or back, as the guests show.
-    for (const f of await readdir(this.dir)) if (INTENT_FILE.test(f)) await this.settle(path.join(this.dir, f))
     // Snapshot deletes a crash interrupted while guests pulled their data: as far as the files show.
     for (const f of await readdir(this.dir)) if (DELETE_INTENT_FILE.test(f)) await this.settleDelete(path.join(this.dir, f))
     // Exports whose server died with the host (or was killed) are served again where they were.
@@ -221,41 +206,27 @@ export class FileVolumeDriver implements VolumeDriver {
     return this.serial(async () => {
       const snap = this.snapshotPath(volumeId, snapshotId)
       const vol = this.volumePath(volumeId)
-      const intent = this.intentPath(volumeId, snapshotId)
-      // A cast redelivered after a crash in the middle: settled first, then done (again) if rolled back.
-      if (await exists(intent)) await this.settle(intent)
       const [haveSnap, haveVol] = [await exists(snap), await exists(vol)]
       if (haveSnap && haveVol) return (await this.snapshotInfo(snapshotId))!
       const live = this.o.guests && attached.length ? attached : []
       if (this.format === 'qcow2') {
         if (live.length > 1) throw new FailedPrecondition(`volume ${volumeId} is attached to ${live.length} servers; a snapshot of a multi-attached volume is taken only while at most one of them has it`)
         // A running guest has the file open: its QEMU copies it as it is now (a push backup) while the guest
-        // writes on, and nothing of its chain or paths changes. (Moving the guest onto an overlay at the
-        // volume's own path had QEMU reopen the frozen file by that name and read stale data.)
+        // writes on, and nothing of its chain or paths changes.
         if (live.length && !haveSnap && haveVol && (await this.copiedLive(live[0]!, snap))) return (await this.snapshotInfo(snapshotId))!
         // Exported over NBD to another host: the export's daemon has the file open and copies it the same way.
         if (!haveSnap && haveVol && (await this.nbd?.served(volumeId)) && (await this.copiedExport(volumeId, snap))) return (await this.snapshotInfo(snapshotId))!
         if (!haveSnap) {
           if (!haveVol) throw new NotFound(`volume ${volumeId} not found on this backend`)
-          if (live.length) await this.writeIntent(intent, { volumeId, snapshotId, attached: live })
-          // The volume's data as it is now becomes the snapshot; the volume writes to a new overlay on it.
+          // Nothing has the file open: its data as it is now becomes the snapshot; the volume writes to a new
+          // overlay on it (a crash before the overlay is made leaves the snapshot alone: the redelivered cast makes it).
           await rename(vol, snap)
         }
-        try {
-          const [s] = await imageInfo(snap, 'qcow2')
-          await this.made(vol, (part) => createImage(part, 'qcow2', { size: s!.virtualSize, backingFile: path.basename(snap), backingFormat: 'qcow2' }))
-          // A running guest still writes to the renamed file: its hypervisor moves it to the overlay.
-          for (const a of live) await this.o.guests!.snapshot(a.instanceUuid, a.device, vol)
-        } catch (err) {
-          // Undone only while no guest writes to the overlay (a failure after the move leaves it taken).
-          if (live.length && (!(await exists(vol)) || !(await this.moved(live)))) await this.rollBack(vol, snap)
-          throw err
-        } finally {
-          await rm(intent, { force: true })
-        }
+        const [s] = await imageInfo(snap, 'qcow2')
+        await this.made(vol, (part) => createImage(part, 'qcow2', { size: s!.virtualSize, backingFile: path.basename(snap), backingFormat: 'qcow2' }))
       } else {
         if (!haveVol) throw new NotFound(`volume ${volumeId} not found on this backend`)
-        if (live.length) throw new FailedPrecondition(`volume ${volumeId} is raw and attached to server ${live[0]!.instanceUuid}: a raw file has no overlay for a running guest to move to; stop the server (or detach the volume) first`)
+        if (live.length) throw new FailedPrecondition(`volume ${volumeId} is raw and attached to server ${live[0]!.instanceUuid}: a raw volume's snapshot is a copy of its file, which a running guest would change under it; stop the server (or detach the volume) first`)
         await this.made(snap, (part) => convertImage(vol, part, { srcFormat: 'raw', dstFormat: 'raw' }))
       }
       return (await this.snapshotInfo(snapshotId))!
@@ -294,41 +265,7 @@ export class FileVolumeDriver implements VolumeDriver {
     }
   }
 
-  /**
-   * Settles a snapshot of an open volume a crash interrupted: rolled back
-   * (the overlay removed, the file renamed back) when a guest still writes
-   * to the renamed file, else rolled forward (the overlay made if missing).
-   */
-  private async settle(intent: string): Promise<void> {
-    const i = JSON.parse(await readFile(intent, 'utf8')) as SnapshotIntent
-    const [snap, vol] = [this.snapshotPath(i.volumeId, i.snapshotId), this.volumePath(i.volumeId)]
-    if (await exists(snap)) {
-      if (!(await this.moved(i.attached))) await this.rollBack(vol, snap)
-      else if (!(await exists(vol))) {
-        const [s] = await imageInfo(snap, 'qcow2')
-        await this.made(vol, (part) => createImage(part, 'qcow2', { size: s!.virtualSize, backingFile: path.basename(snap), backingFormat: 'qcow2' }))
-      }
-    }
-    await rm(intent, { force: true })
-  }
-
-  /** Whether no guest of `attached` writes to the renamed file any more. */
-  private async moved(attached: AttachedDisk[]): Promise<boolean> {
-    for (const a of attached) if (this.o.guests && !(await this.o.guests.snapshotTaken(a.instanceUuid, a.device))) return false
-    return true
-  }
-
-  /** Undoes the rename of a snapshot no guest moved away from: the overlay (which nothing opened) goes, the file is the volume's again. */
-  private async rollBack(vol: string, snap: string): Promise<void> {
-    await rm(vol, { force: true })
-    await rename(snap, vol)
-  }
-
-  private intentPath(volumeId: string, snapshotId: string): string {
-    return path.join(this.dir, `.snapshot-${checkId(volumeId, 'volume')}_${checkId(snapshotId, 'snapshot')}.intent`)
-  }
-
-  private async writeIntent(file: string, intent: SnapshotIntent | DeleteIntent): Promise<void> {
+  private async writeIntent(file: string, intent: DeleteIntent): Promise<void> {
     const part = `${file}.part`
     await writeFile(part, JSON.stringify(intent), { mode: PRIVATE_FILE_MODE })
     await rename(part, file)

@@ -74,7 +74,7 @@ export class VolumeManager {
         return
       }
       case 'create_snapshot':
-        // The running guests among `attached` move to the volume's new file (a live snapshot).
+        // A running guest among `attached` copies the file it has open as it is now (a live snapshot).
         await this.driver.createSnapshot(w.volumeId, w.snapshotId, w.attached)
         return
       case 'delete_snapshot':
