@@ -424,30 +424,20 @@ export class ComputeManager {
   }
 
   /**
-   * A snapshot of a volume guest `uuid` has open moves its disk `device` to
-   * the volume's new overlay (VirtDriver.snapshotDisk). Not under the guest's
-   * lock: the volume role calls it holding its own, and the guest's work
-   * (an attach over the network path) may wait for the volume role; libvirt
-   * orders the jobs of one domain itself.
+   * A snapshot of a volume guest `uuid` has open: its disk `device` copied as
+   * it is now (VirtDriver.copyDisk). Not under the guest's lock: the volume
+   * role calls it holding its own, and the guest's work (an attach over the
+   * network path) may wait for the volume role; libvirt orders the jobs of
+   * one domain itself.
    */
-  snapshotVolumeDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
-    return this.driver.snapshotDisk(uuid, device, overlay)
-  }
-
-  /** A snapshot of a volume guest `uuid` has open: its disk `device` copied as it is now (VirtDriver.copyDisk). Not under the guest's lock, as snapshotVolumeDisk. */
   copyVolumeDisk(uuid: string, device: string, target: string): Promise<boolean> {
     return this.driver.copyDisk(uuid, device, target)
-  }
-
-  /** After a crash: whether guest `uuid`'s disk `device` moved to its overlay (VirtDriver.diskSnapshotTaken). */
-  volumeDiskSnapshotTaken(uuid: string, device: string): Promise<boolean> {
-    return this.driver.diskSnapshotTaken(uuid, device)
   }
 
   /**
    * A snapshot deleted under a volume guest `uuid` has open on `device`: its
    * data is pulled into the volume's file live (VirtDriver.pullDisk). Not
-   * under the guest's lock, as snapshotVolumeDisk.
+   * under the guest's lock, as copyVolumeDisk.
    */
   pullVolumeDisk(uuid: string, device: string): Promise<boolean> {
     return this.driver.pullDisk(uuid, device)

@@ -323,19 +323,6 @@ export interface VirtDriver {
   resizeDisk(uuid: string, device: string, bytes: number): Promise<void>
 
   /**
-   * Moves a running guest's writes on the file disk `device` onto `overlay`
-   * (an external, disk-only snapshot: Nova's volume_snapshot_create for
-   * Cinder's file drivers). `overlay` exists already, its backing file is the
-   * image the disk has open, and it is the path the disk has (the volume
-   * driver renamed that image away to be the snapshot): from now on the old
-   * image is frozen. The persistent definition keeps `overlay` with the
-   * chain read from its header at the next start. Returns false, doing
-   * nothing, when the guest does not run (no file of it is open).
-   * @throws NotFound when there is no such guest, or no disk on `device`.
-   */
-  snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean>
-
-  /**
    * Copies the running guest's file disk `device`, as it is at this instant, to a new qcow2 file
    * `target` that stands alone (no backing file) while the guest writes on (libvirt's push backup:
    * QEMU's copy-before-write keeps the instant) — a snapshot of a volume a guest has open, with
@@ -348,15 +335,6 @@ export interface VirtDriver {
   copyDisk(uuid: string, device: string, target: string): Promise<boolean>
 
   /**
-   * After a crash in the middle of {@link snapshotDisk}: whether the guest's
-   * disk `device` writes to the new overlay (or the guest does not run, or is
-   * gone: nothing writes to the old image) — true, with the persistent
-   * definition made as snapshotDisk leaves it — or still to the old image
-   * (false: the snapshot was not taken).
-   */
-  diskSnapshotTaken(uuid: string, device: string): Promise<boolean>
-
-  /**
    * Merges, live, every block the backing chain of the running guest's file
    * disk `device` shows into the disk's active file (QEMU's block-stream: a
    * pull of the whole chain — Nova's volume_snapshot_delete for Cinder's file
@@ -367,11 +345,6 @@ export interface VirtDriver {
    * from the header at the next start. Returns false, doing nothing, when the
    * guest does not run (no file of it is open).
    * @throws NotFound when there is no such guest, or no file disk on `device`.
-   * @throws FailedPrecondition when the guest has run since a {@link snapshotDisk}
-   * of the disk: its QEMU knows the renamed image by the disk's own path and
-   * reopens backing images by name, so a merge would read the wrong file
-   * (nothing is done; after a stop and start QEMU opens the chain by the
-   * files' names).
    * @throws Unavailable when the job did not finish in time (it goes on in QEMU).
    * @throws Internal when the job ended with the chain still there.
    */

@@ -11,7 +11,7 @@
  */
 import { constants as fsConstants, copyFile } from 'node:fs/promises'
 import { withReverter } from '../../proto/revert.js'
-import { AlreadyExists, Internal, InvalidArgument, NotFound, ResourceExhausted, Unavailable, type StratoError } from '../../proto/errors.js'
+import { AlreadyExists, Internal, NotFound, ResourceExhausted, Unavailable, type StratoError } from '../../proto/errors.js'
 import {
   DEFAULT_CONSOLE_MAX_BYTES,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
@@ -66,7 +66,7 @@ export type FakeOperation =
   | 'attachDisk'
   | 'detachDisk'
   | 'resizeDisk'
-  | 'snapshotDisk'
+  | 'copyDisk'
   | 'pullDisk'
 
 /**
@@ -98,8 +98,6 @@ interface FakeGuest {
   bootedAt: number
   /** Devices copied while it ran (copyDisk). */
   diskCopies?: string[]
-  /** Disk snapshots taken while it ran (snapshotDisk). */
-  diskSnapshots?: number
   /** Devices whose backing chain was pulled into their file while it ran (pullDisk). */
   diskPulls?: string[]
 }
@@ -332,27 +330,13 @@ export class FakeDriver implements VirtDriver {
     return { guest, disk }
   }
 
-  async snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
-    await this.hypervisorCall('snapshotDisk', 'call', uuid)
-    const { guest, disk } = this.fileDisk(uuid, device)
-    if (guest.powerState !== PowerState.RUNNING) return false
-    if (disk.path !== overlay) throw new InvalidArgument(`the overlay of disk ${device} of guest ${uuid} must be at its path ${disk.path}, got ${overlay}`)
-    guest.diskSnapshots = (guest.diskSnapshots ?? 0) + 1
-    return true
-  }
-
   async copyDisk(uuid: string, device: string, target: string): Promise<boolean> {
-    await this.hypervisorCall('snapshotDisk', 'call', uuid)
+    await this.hypervisorCall('copyDisk', 'call', uuid)
     const { guest, disk } = this.fileDisk(uuid, device)
     if (guest.powerState !== PowerState.RUNNING) return false
     // No QEMU here: the file as it is (its chain's names are relative, so a copy beside it reads the same data).
     await copyFile(disk.path, target, fsConstants.COPYFILE_EXCL)
     guest.diskCopies = [...(guest.diskCopies ?? []), device]
-    return true
-  }
-
-  async diskSnapshotTaken(uuid: string, _device: string): Promise<boolean> {
-    await this.hypervisorCall('snapshotDisk', 'call', uuid)
     return true
   }
 
@@ -376,11 +360,6 @@ export class FakeDriver implements VirtDriver {
   /** The devices whose backing chain a guest pulled into their file while running (tests). */
   diskPullsOf(uuid: string): string[] {
     return this.guests.get(uuid)?.diskPulls ?? []
-  }
-
-  /** How many disk snapshots a guest took while running (tests). */
-  diskSnapshotsOf(uuid: string): number {
-    return this.guests.get(uuid)?.diskSnapshots ?? 0
   }
 
   /** The size a running guest was told a volume disk has (tests). */

@@ -414,16 +414,6 @@ export class LibvirtDriver implements VirtDriver {
     this.logger?.info({ instance: uuid, device, bytes }, 'disk resized')
   }
 
-  async snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
-    const guest = await this.host.lookupGuest(uuid)
-    if (!(await guest.isActive())) return false
-    // Refused while the overlay takes the disk's own path: QEMU reopens the frozen image read-only by
-    // that name — the overlay's now — and reads the blocks not rewritten since from the empty overlay
-    // until the guest restarts (found 2026-12-05). The controller refuses these snapshots first; this
-    // stops a cast from an older controller. Needs an active file with a new name (Cinder's remotefs).
-    throw new FailedPrecondition(`guest ${uuid} is running: a live snapshot of its disk ${device} onto an overlay at the disk's own path (${overlay}) would have QEMU read stale data until it restarts; stop the server first`)
-  }
-
   async copyDisk(uuid: string, device: string, target: string): Promise<boolean> {
     const guest = await this.host.lookupGuest(uuid)
     if (!(await guest.isActive())) return false
@@ -458,29 +448,11 @@ export class LibvirtDriver implements VirtDriver {
     return { deadlineMs: this.options.blockJobTimeoutMs ?? DEFAULT_BLOCK_JOB_TIMEOUT_MS, pauseMs: BLOCK_JOB_POLL_MS, what, where: 'QEMU' }
   }
 
-  async diskSnapshotTaken(uuid: string, device: string): Promise<boolean> {
-    const guest = await this.host.findGuest(uuid)
-    if (!guest) return true
-    if (await guest.isActive()) {
-      // The overlay has the path the old image had: libvirt records the snapshot as a chain whose
-      // first backing image has the top's own path (a chain read from the files never does).
-      const disk = childrenNamed(child(parseXml(await guest.xml()), 'devices'), 'disk').find((d) => child(d, 'target')?.attrs.dev === device)
-      const top = child(disk, 'source')?.attrs.file
-      if (top === undefined || child(child(disk, 'backingStore'), 'source')?.attrs.file !== top) return false
-    }
-    await this.dropBackingChain(guest, device)
-    return true
-  }
-
   async pullDisk(uuid: string, device: string): Promise<boolean> {
     const guest = await this.host.lookupGuest(uuid)
     if (!(await guest.isActive())) return false
     const disk = diskOn(await guest.xml(), device)
     if (!disk || disk.network) throw new NotFound(`guest ${uuid} has no file disk ${device}`)
-    // A guest that ran through a live snapshot (snapshotDisk) holds the renamed image under the disk's own
-    // path; QEMU reopens backing images by name (a block-stream does), and would open the overlay instead.
-    const chain = await this.liveChain(guest, device)
-    if (chain.slice(1).includes(chain[0]!)) throw new FailedPrecondition(`disk ${device} of guest ${uuid} runs on the chain a live snapshot left (its QEMU knows the snapshot's file by the volume's own path, ${disk.path}, and reopens backing files by name): a live merge would read the wrong file; stop and start the server (its QEMU then opens the chain by the files' names), then delete the snapshot again`)
     this.logger?.info({ instance: uuid, device, path: disk.path }, 'pulling the disk\'s backing chain into its file (block-stream)')
     await guest.blockPull(device)
     await this.blockJobEnded(guest, device)
@@ -522,9 +494,9 @@ export class LibvirtDriver implements VirtDriver {
   }
 
   /**
-   * libvirt writes the chain it knows into the persistent definition after a
-   * snapshot: with the overlay at the old image's path, a chain of the file on
-   * itself. Without it libvirt reads the chain from the headers at start.
+   * Drops a backing chain the persistent definition names for disk `device`
+   * (one recorded there would outlive a pull that merged it away); without
+   * it libvirt reads the chain from the headers at start.
    */
   private async dropBackingChain(guest: Guest, device: string): Promise<void> {
     const def = parseXml(await guest.xml(true))
