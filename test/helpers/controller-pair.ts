@@ -1,12 +1,15 @@
 /**
- * Two controllers on one database of a private PostgreSQL cluster, the way
- * the multi-controller suites run them (store/multi-controller,
+ * Two controllers on one database of the tap run's shared PostgreSQL cluster
+ * (sharedPostgres; run alone outside tap, this process's own), the way the
+ * multi-controller suites run them (store/multi-controller,
  * store/outbox-claim, bus/chaos): A bootstraps the database; B joins it,
  * reading the admin openrc A wrote and serving A's images dir (as a shared
  * file system would give them). Both in this process (`inProcessPair`, for
  * suites that reach into `controller`) or each in its own (`processPair`,
  * for suites that kill one). `close()` closes the clients, B, A, then the
- * cluster; a pair that fails to start closes what it started.
+ * cluster (nothing for the shared one); a pair that fails to start closes
+ * what it started. A suite that stops or kills PostgreSQL passes a cluster
+ * of its own (startPostgres).
  */
 import { mkdirSync, mkdtempSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -15,7 +18,7 @@ import type { ConfigOverrides } from '../../controller/config.js'
 import { cloudClients, type CloudClients } from './cloud.js'
 import { startController, type TestController } from './controller.js'
 import { spawnController, type ControllerProcess } from './controller-process.js'
-import { startPostgres, type PostgresCluster } from './postgres.js'
+import { sharedPostgres, type PostgresCluster } from './postgres.js'
 
 export interface ControllerPair<C> {
   pg: PostgresCluster
@@ -36,12 +39,13 @@ interface Started {
 }
 
 /**
- * Starts the cluster (or takes `postgres`, already started: the pair then
- * stops it on close — nothing for the shared one, sharedPostgres), creates
- * `database`, then A and B by `start` (B given A as its peer).
+ * Takes `postgres` (already started: the pair calls its stop() on close,
+ * which does nothing for the shared one), or else the shared cluster
+ * (sharedPostgres); creates `database` (on the tap run's cluster a copy of
+ * the migrated template), then A and B by `start` (B given A as its peer).
  */
 async function pairOn<C extends Started>(database: string, start: (databaseUrl: string, peer?: C) => Promise<C>, postgres?: PostgresCluster): Promise<ControllerPair<C>> {
-  const pg = postgres ?? (await startPostgres())
+  const pg = postgres ?? (await sharedPostgres())
   const started: C[] = []
   try {
     const databaseUrl = await pg.createDatabase(database)

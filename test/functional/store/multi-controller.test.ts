@@ -1,4 +1,5 @@
-// Two controllers (in-process, as postgres.test.ts runs them) on one private PostgreSQL and one
+// Two controllers (in-process, as postgres.test.ts runs them) on one PostgreSQL database (of the tap
+// run's shared cluster: nothing here stops PostgreSQL, test/helpers/controller-pair.ts) and one
 // nats-server, with fake-driver agents: what one controller kept in its memory is shared through the
 // database and NATS. A token issued by A works on B; revoked on A, it is refused on B within 1 s (the
 // NATS notice), and without the notice once B polls; keys rotated on A (once, under the lock, even

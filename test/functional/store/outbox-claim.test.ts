@@ -1,4 +1,5 @@
-// Once-only work across controllers: two controllers on one private PostgreSQL and one nats-server.
+// Once-only work across controllers: two controllers on one PostgreSQL database (of the tap run's
+// shared cluster: only nats-server is killed here, test/helpers/controller-pair.ts) and one nats-server.
 // Servers are created through both while nats-server is down, so their build casts wait on their rows;
 // once it is back, both controllers resend at the same moment (as their timers do, sooner or later).
 // A plain NATS subscription on the host's cast subject sees every publication — JetStream's duplicate
