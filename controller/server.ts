@@ -154,6 +154,9 @@ export class Controller {
       this.nats = await connect({
         // Every node of a cluster: the connection fails over between them (and learns others from the cluster).
         servers: parseNatsUrls(cfg.natsUrl).servers, name: 'strato-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500,
+        // No async stack traces: nats.js otherwise builds a RequestError and a TimeoutError (each capturing a stack)
+        // per request — every cast's JetStream publish — in case it fails; a failure still says what (timeout, no responders).
+        noAsyncTraces: true,
         ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
         // nats-server's certificate is checked against this CA (TLS, no plaintext fallback).
         ...(cfg.natsCaFile ? { tls: { caFile: cfg.natsCaFile } } : {}),

@@ -11,10 +11,18 @@ import { jsonArrayFrom as sqliteJsonArrayFrom } from 'kysely/helpers/sqlite'
 
 export type Engine = 'sqlite' | 'postgres'
 
+const engines = new WeakMap<Kysely<any>, Engine>()
+
 /** The engine behind `db`; transactions and the Migrator's `db` answer as their parent does. */
 export function engineOf(db: Kysely<any>): Engine {
-  // The introspector is the dialect's own class and reachable through the public API.
-  return db.introspection instanceof PostgresIntrospector ? 'postgres' : 'sqlite'
+  let engine = engines.get(db)
+  if (engine === undefined) {
+    // The introspector is the dialect's own class and reachable through the public API; Kysely makes a new one (and a
+    // new Kysely instance for it) per `introspection` read, so each db asks once (a create path asks several times).
+    engine = db.introspection instanceof PostgresIntrospector ? 'postgres' : 'sqlite'
+    engines.set(db, engine)
+  }
+  return engine
 }
 
 /**
