@@ -424,11 +424,21 @@ export class ComputeManager {
   }
 
   /**
+   * Runs `fn` holding the locks of servers `uuids` (in one order, so two
+   * callers cannot each hold one the other waits for): none of them starts,
+   * stops, or attaches meanwhile.
+   */
+  holdingGuests<T>(uuids: string[], fn: () => Promise<T>): Promise<T> {
+    const [first, ...rest] = [...new Set(uuids)].sort()
+    return first === undefined ? fn() : this.locks.run(first, () => this.holdingGuests(rest, fn))
+  }
+
+  /**
    * A snapshot of a volume guest `uuid` has open: its disk `device` copied as
    * it is now (VirtDriver.copyDisk). Not under the guest's lock: the volume
-   * role calls it holding its own, and the guest's work (an attach over the
-   * network path) may wait for the volume role; libvirt orders the jobs of
-   * one domain itself.
+   * role calls it holding it already (holdingGuests, so the guest cannot start
+   * between a copy that found it stopped and the file becoming the snapshot);
+   * libvirt orders the jobs of one domain itself.
    */
   copyVolumeDisk(uuid: string, device: string, target: string): Promise<boolean> {
     return this.driver.copyDisk(uuid, device, target)

@@ -139,6 +139,7 @@ export class AgentService {
       this.volumes = new VolumeManager(backend, {
         imageOf: (volumeId) => this.volumeImage(volumeId),
         extended: (attached, bytes) => this.volumeExtended(attached, bytes),
+        holdingGuests: (uuids, fn) => this.manager.holdingGuests(uuids, fn),
         uploads: new VolumeUploader({
           host: config.host, dir: path.join(config.stateDir, 'volume-uploads'), driver: backend,
           grant: (volumeId, castId) => this.conductor.volumeUpload(volumeId, castId),

@@ -21,6 +21,12 @@ export interface VolumeManagerOptions {
    * before the backend's own extend. Absent: nothing to tell.
    */
   extended?: (attached: VolumeWork['attached'], bytes: number) => Promise<void>
+  /**
+   * Runs `fn` holding the locks of servers `uuids` of this host, so none of
+   * them starts, stops or changes its disks meanwhile (the compute side's
+   * per-server lock). Absent: `fn` runs alone.
+   */
+  holdingGuests?: <T>(uuids: string[], fn: () => Promise<T>) => Promise<T>
   /** Uploads volumes to images (upload_image work). Absent: such work is refused, saying so. */
   uploads?: VolumeUploader
   /** The host, for the reasons work is refused. */
@@ -73,10 +79,17 @@ export class VolumeManager {
         await this.driver.extend(w.volumeId, w.sizeGb)
         return
       }
-      case 'create_snapshot':
-        // A running guest among `attached` copies the file it has open as it is now (a live snapshot).
-        await this.driver.createSnapshot(w.volumeId, w.snapshotId, w.attached)
+      case 'create_snapshot': {
+        // A running guest among `attached` copies the file it has open as it is now (a live snapshot); with
+        // none running, the file itself becomes the snapshot. The servers' locks are held throughout, so none
+        // starts between the two (it would open the file about to become the snapshot and write into it).
+        // Locks in this order: the volume's, the servers', the backend's (an attach holds its server's, then
+        // the backend's; an extend holds the volume's, then its servers').
+        const snapshot = () => this.driver.createSnapshot(w.volumeId, w.snapshotId, w.attached)
+        if (w.attached.length && this.o.holdingGuests) await this.o.holdingGuests(w.attached.map((a) => a.instanceUuid), snapshot)
+        else await snapshot()
         return
+      }
       case 'delete_snapshot':
         // The running guests among `attached` pull the snapshot's data into the files they have open.
         await this.driver.deleteSnapshot(w.volumeId, w.snapshotId, w.attached)

@@ -152,3 +152,19 @@ t.test('a failed undo step is logged with the server\'s context; the others stil
   t.notOk(existsSync(path.join(h.instancesDir, uuid)), 'the other undo step ran: the instance directory is gone')
   t.same(await h.driver.listGuests(), [], 'and the spawn cleaned up its own guest')
 })
+
+t.test('a server held for volume work (a snapshot deciding whether its guest runs) does not start until released', async (t) => {
+  const h = await host()
+  t.equal(await h.manager.build(uuid), PowerState.RUNNING)
+  t.equal(await h.manager.stop(uuid), PowerState.SHUTDOWN)
+  let started: Promise<PowerState> | undefined
+  await h.manager.holdingGuests([uuid, uuid], async () => {
+    started = h.manager.start(uuid)
+    // Ample time for the fake driver's start, were it not waiting for the lock.
+    await new Promise((r) => setTimeout(r, 300))
+    t.equal((await h.driver.getInfo(uuid)).powerState, PowerState.SHUTDOWN, 'still stopped while held')
+  })
+  t.equal(await started, PowerState.RUNNING, 'started once released')
+  t.equal(await h.manager.holdingGuests([], async () => 'ran'), 'ran', 'no servers: the work simply runs')
+  await h.manager.delete(uuid)
+})
