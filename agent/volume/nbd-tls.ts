@@ -35,6 +35,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { FailedPrecondition, Internal } from '../../proto/errors.js'
 import { writePrivateFile } from '../../proto/private-file.js'
+import { renewalDue as certificateRenewalDue } from '../../proto/cert-renewal.js'
 import type { AgentConfig } from '../config.js'
 import { groupId } from '../disk/guest-dirs.js'
 
@@ -68,9 +69,6 @@ export interface HostCertificateRequest {
   csrPem: string
 }
 
-/** Renew a certificate this close to its expiry (the CA issues them for a year). */
-const RENEW_BEFORE_MS = 30 * 24 * 3600 * 1000
-
 const CLIENT_FILES = ['client-key.pem', 'ca-cert.pem', 'client-cert.pem']
 
 /** A new P-256 key and its CSR for `CN=<host>` (openssl: Node has no CSR writer). */
@@ -93,8 +91,8 @@ export async function hostCertificateRequest(host: string): Promise<HostCertific
 
 /**
  * Why this host's NBD certificate (`o.dir`'s server-cert.pem) is due for
- * renewal — within 30 days of its expiry, or past 2/3 of its lifetime —
- * or undefined when it is not, or when the host has none to renew (a
+ * renewal (proto/cert-renewal.ts: within 30 days of its expiry, or past 2/3
+ * of its lifetime), or undefined when it is not, or when the host has none to renew (a
  * controller with no CA key issued it none).
  */
 export function renewalDue(o: HostNbdTls, now = Date.now()): string | undefined {
@@ -106,10 +104,7 @@ export function renewalDue(o: HostNbdTls, now = Date.now()): string | undefined 
   } catch (err) {
     return `${file} cannot be read: ${(err as Error).message}`
   }
-  const [from, to] = [Date.parse(cert.validFrom), Date.parse(cert.validTo)]
-  if (to - now < RENEW_BEFORE_MS) return `it expires at ${cert.validTo}`
-  if (now - from > ((to - from) * 2) / 3) return `it is past 2/3 of its lifetime (${cert.validFrom} to ${cert.validTo})`
-  return undefined
+  return certificateRenewalDue(cert, now)
 }
 
 /**
@@ -134,7 +129,7 @@ export async function renewHostCertificate(o: HostNbdTls, sign: (csrPem: string,
  * key, naming `CN=<host>`.
  */
 export function installHostCertificate(o: HostNbdTls, caPem: string, certPem: string, key: HostCertificateRequest): void {
-  const why = mismatch(o, caPem, certPem, key.keyPem, 0)
+  const why = mismatch(o, caPem, certPem, key.keyPem, { fresh: true })
   if (why) throw new Internal(`the NBD certificate the controller issued for '${o.host}' is not usable: ${why}`)
   const content: Record<string, string> = {
     'ca-cert.pem': caPem, 'server-cert.pem': certPem, 'client-cert.pem': certPem, 'server-key.pem': key.keyPem, 'client-key.pem': key.keyPem,
@@ -151,7 +146,7 @@ export function installHostCertificate(o: HostNbdTls, caPem: string, certPem: st
 /**
  * Why the certificate in `o.dir` (and `o.clientDir`) needs (re)issuing —
  * missing, not of `caPem`, not for its key, another CN or other addresses,
- * within 30 days of expiry — or undefined when it is good.
+ * due for renewal — or undefined when it is good.
  */
 export function hostCertificateProblem(o: HostNbdTls, caPem: string): string | undefined {
   const read = (dir: string, f: string) => (existsSync(path.join(dir, f)) ? readFileSync(path.join(dir, f), 'utf8') : undefined)
@@ -160,20 +155,22 @@ export function hostCertificateProblem(o: HostNbdTls, caPem: string): string | u
     const [ca, cert, key] = dir === o.dir ? [read(dir, 'ca-cert.pem'), read(dir, 'server-cert.pem'), read(dir, 'server-key.pem')] : [read(dir, 'ca-cert.pem'), read(dir, 'client-cert.pem'), read(dir, 'client-key.pem')]
     if (!ca || !cert || !key) return `${dir} lacks its certificate, key or CA`
     if (ca !== caPem) return `${dir}/ca-cert.pem is not the cloud's CA`
-    const why = mismatch(o, caPem, cert, key, RENEW_BEFORE_MS)
+    const why = mismatch(o, caPem, cert, key)
     if (why) return `${dir}: ${why}`
   }
   return undefined
 }
 
-function mismatch(o: HostNbdTls, caPem: string, certPem: string, keyPem: string, renewBeforeMs: number): string | undefined {
+/** What is wrong with a certificate for this host; `fresh`: just issued, so its age is not checked. */
+function mismatch(o: HostNbdTls, caPem: string, certPem: string, keyPem: string, a: { fresh?: boolean } = {}): string | undefined {
   try {
     const cert = new X509Certificate(certPem)
     const ca = new X509Certificate(caPem)
     if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return 'it is not signed by the cloud CA'
     if (!cert.checkPrivateKey(createPrivateKey(keyPem))) return 'it is not for the key made here'
     if (cert.subject !== `CN=${o.host}`) return `it names '${cert.subject.replaceAll('\n', ', ')}', not 'CN=${o.host}'`
-    if (Date.parse(cert.validTo) - Date.now() < renewBeforeMs) return `it expires at ${cert.validTo}`
+    const due = a.fresh ? undefined : certificateRenewalDue(cert)
+    if (due) return due
     const ips = (cert.subjectAltName ?? '').split(', ').filter((s) => s.startsWith('IP Address:')).map((s) => s.slice(11))
     if (o.addresses.some((a) => !ips.includes(a))) return `it certifies ${ips.join(', ') || 'no address'}, not ${o.addresses.join(', ')}`
     return undefined

@@ -19,6 +19,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { FailedPrecondition, InvalidArgument, Unavailable } from '../../proto/errors.js'
 import { writePrivateFile } from '../../proto/private-file.js'
+import { renewalDue } from '../../proto/cert-renewal.js'
 
 const run = promisify(execFile)
 
@@ -51,8 +52,6 @@ export interface IssuedCertificate {
 
 /** CA lifetime: ten years, like kubeadm's. */
 const CA_DAYS = 3650
-/** A leaf certificate this close to expiry is renewed. */
-const RENEW_BEFORE_MS = 30 * 24 * 3600 * 1000
 
 function newKeyPem(): string {
   return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
@@ -105,7 +104,8 @@ export async function ensureCa(dir: string, commonName = 'Strato CA'): Promise<C
 /**
  * `<dir>/<name>.pem` and `<name>-key.pem` signed by `ca` for `req`, reissued
  * (with a new key) when missing, not signed by this CA, not matching its key,
- * naming other SANs than asked, or within 30 days of expiry; else left alone.
+ * naming other SANs than asked, or due for renewal (proto/cert-renewal.ts:
+ * within 30 days of expiry or past 2/3 of its lifetime); else left alone.
  */
 export async function ensureCertificate(ca: CertificateAuthority, dir: string, name: string, req: CertificateRequest): Promise<IssuedCertificate> {
   const dnsNames = unique(req.dnsNames)
@@ -232,7 +232,7 @@ function stillGood(ca: CertificateAuthority, certFile: string, keyFile: string, 
     const caCert = new X509Certificate(ca.certPem)
     if (!cert.verify(caCert.publicKey) || !cert.checkIssued(caCert)) return false
     if (!cert.checkPrivateKey(createPrivateKey(readFileSync(keyFile)))) return false
-    if (Date.parse(cert.validTo) - Date.now() < RENEW_BEFORE_MS) return false
+    if (renewalDue(cert)) return false
     const have = subjectAltNames(cert)
     return sameSet(have.dnsNames, dnsNames) && sameSet(have.ips, ips.map(normalizeIp))
   } catch {
