@@ -103,13 +103,19 @@ export function jsonRows<O>(v: O[] | string): O[] {
  */
 export function compiledOnce<K extends string, R>(db: Kysely<any>, names: readonly K[], build: (p: Record<K, string>) => Compilable<R>): (values: Record<K, unknown>) => Promise<R[]> {
   const marker = (name: string) => `\u0000${name}`
-  let compiled: ReturnType<Compilable<R>['compile']> | undefined
+  let compiled: { query: ReturnType<Compilable<R>['compile']>; slots: Array<K | undefined> } | undefined
   return async (values) => {
-    compiled ??= build(Object.fromEntries(names.map((n) => [n, marker(n)])) as Record<K, string>).compile()
-    const parameters = compiled.parameters.map((v) => {
-      const name = typeof v === 'string' && v.startsWith('\u0000') ? (v.slice(1) as K) : undefined
-      return name !== undefined && names.includes(name) ? values[name] : v
-    })
-    return (await db.executeQuery<R>({ ...compiled, parameters })).rows
+    if (!compiled) {
+      const query = build(Object.fromEntries(names.map((n) => [n, marker(n)])) as Record<K, string>).compile()
+      // Which parameter takes which value, worked out once: a marker's name, or undefined for a constant of the query.
+      const slots = query.parameters.map((v) => {
+        const name = typeof v === 'string' && v.startsWith('\u0000') ? (v.slice(1) as K) : undefined
+        return name !== undefined && names.includes(name) ? name : undefined
+      })
+      compiled = { query, slots }
+    }
+    const { query, slots } = compiled
+    const parameters = slots.map((name, i) => (name === undefined ? query.parameters[i] : values[name]))
+    return (await db.executeQuery<R>({ ...query, parameters })).rows
   }
 }
