@@ -260,7 +260,7 @@ export class Controller {
       for (const svc of restServices({
         identity: this.catalog, auth, serviceCatalog: () => this.restCatalog(), region: cfg.bootstrap.region,
         flavors, keypairs, servers, serverGroups, hosts, images, quota, network, placement, defaultAvailabilityZone: cfg.hosts.defaultAvailabilityZone,
-        imageUploads: { slots: uploadSlots, limits: uploadLimits }, volume: { volumes, snapshots, types: volumeTypes, uploads, attachments },
+        imageUploads: { slots: uploadSlots, limits: uploadLimits }, volume: { volumes, snapshots, types: volumeTypes, uploads, attachments, backends: volumeBackends },
       })) rest.add(svc)
       await rest.listen(cfg.rest.host ?? cfg.grpc.host, cfg.rest.port, this.tls)
       this.rest = rest

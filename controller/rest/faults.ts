@@ -41,6 +41,9 @@ const statusOf: Record<ErrorCode, number> = {
 
 const quotaStatus: Record<ServiceType, number> = { identity: 413, compute: 403, image: 413, network: 409, volume: 413, placement: 409 }
 
+/** Where a service answers an error class otherwise: Cinder's status refusals (InvalidVolume, InvalidSnapshot, …) are its `Invalid`, 400. */
+const serviceStatus: Partial<Record<ServiceType, Partial<Record<ErrorCode, number>>>> = { volume: { FAILED_PRECONDITION: 400 } }
+
 /** Nova's (and Cinder's) fault names per status. */
 const novaFault: Record<number, string> = {
   400: 'badRequest', 401: 'unauthorized', 403: 'forbidden', 404: 'itemNotFound', 405: 'badMethod', 409: 'conflictingRequest',
@@ -67,7 +70,7 @@ export function faultOf(type: ServiceType, err: unknown): RestFault {
     message = err.message
     headers = err.headers
   } else if (err instanceof StratoError) {
-    status = err.code === 'RESOURCE_EXHAUSTED' ? quotaStatus[type] : statusOf[err.code]
+    status = err.code === 'RESOURCE_EXHAUSTED' ? quotaStatus[type] : serviceStatus[type]?.[err.code] ?? statusOf[err.code]
     if (err.code !== 'INTERNAL') message = err.message
   }
   const title = STATUS_CODES[status] ?? 'Error'

@@ -25,6 +25,7 @@ import type { SnapshotCatalog } from '../volume/snapshots.js'
 import type { VolumeTypeCatalog } from '../volume/types.js'
 import type { VolumeUploads } from '../volume/uploads.js'
 import type { AttachmentCatalog } from '../volume/attachments.js'
+import type { VolumeBackends } from '../volume/backends.js'
 import type { RestService } from './http.js'
 import { identityRest } from './identity.js'
 import { networkRest } from './network.js'
@@ -47,7 +48,7 @@ export interface RestDomain {
   quota: QuotaEngine
   network: { networks: NetworkCatalog; subnets: SubnetCatalog; ports: PortCatalog; floatingIps: FloatingIpCatalog; securityGroups: SecurityGroupCatalog; routers: RouterCatalog }
   placement: Placement
-  volume: { volumes: VolumeCatalog; snapshots: SnapshotCatalog; types: VolumeTypeCatalog; uploads: VolumeUploads; attachments: AttachmentCatalog }
+  volume: { volumes: VolumeCatalog; snapshots: SnapshotCatalog; types: VolumeTypeCatalog; uploads: VolumeUploads; attachments: AttachmentCatalog; backends: Pick<VolumeBackends, 'zones' | 'names'> }
   defaultAvailabilityZone: string
   /** gRPC's upload turns and limits, which REST image uploads share. */
   imageUploads: ImageUploads

@@ -5,7 +5,9 @@
  * volume catalogs check in their creating transactions: volumes, snapshots,
  * gigabytes, and per volume type `volumes_<type>`, `gigabytes_<type>`,
  * `snapshots_<type>` (-1 unless set). Cinder's backup and group limits are
- * shown with Cinder's defaults; Strato keeps neither, and refuses to set them.
+ * shown with Cinder's defaults; Strato keeps neither, and refuses to set them
+ * to anything else (setting them to what is shown, as a client restoring a
+ * saved set does, changes nothing and succeeds).
  */
 import { InvalidArgument } from '../../proto/errors.js'
 import { QUOTA_DEFAULTS } from '../quota/quota.js'
@@ -50,7 +52,11 @@ export function volumeQuotaRoutes(d: RestDomain): Route[] {
         for (const [key, value] of Object.entries(b)) {
           // cinderclient repeats the project in the body; the path names it.
           if (key === 'tenant_id') continue
-          if (key in NOT_KEPT) throw new InvalidArgument(`${key}: Strato keeps no such limit (it has no volume backups or groups)`, { field: key })
+          // What GET shows may come back (clients restore a saved set); another value would be a limit nothing keeps.
+          if (key in NOT_KEPT) {
+            if (Number(value) === NOT_KEPT[key]) continue
+            throw new InvalidArgument(`${key}: Strato keeps no such limit (it has no volume backups or groups); it stays ${NOT_KEPT[key]}`, { field: key })
+          }
           if (!KEPT.includes(key) && !PER_TYPE.test(key)) throw new InvalidArgument(`Bad key(s) in quota set: ${key}`, { field: key })
           const n = typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value
           if (typeof n !== 'number' || !Number.isInteger(n)) throw new InvalidArgument(`Quota value ${JSON.stringify(value)} for ${key} must be an integer`, { field: key })

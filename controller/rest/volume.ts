@@ -37,7 +37,11 @@ function links(req: RestRequest, collection: string, id: string, project: string
   ]
 }
 
-function volumeJson(req: RestRequest, v: VolumeView, caller: VolumeCaller): Record<string, unknown> {
+/**
+ * Cinder's volume view. Its API extensions (the project, the backend host, image metadata) add their
+ * attributes to what GET shows (`show`, `detail`), not to the answers of create and update: `plain`.
+ */
+function volumeJson(req: RestRequest, v: VolumeView, caller: VolumeCaller, o: { plain?: boolean; backends?: Map<string, string> } = {}): Record<string, unknown> {
   const out: Record<string, unknown> = {
     id: v.id, name: v.name || null, description: v.description || null, size: v.size, status: v.status, availability_zone: v.availabilityZone,
     created_at: stamp(v.createdAt), updated_at: stamp(v.updatedAt), volume_type: v.volumeType || null, snapshot_id: v.snapshotId || null,
@@ -45,28 +49,120 @@ function volumeJson(req: RestRequest, v: VolumeView, caller: VolumeCaller): Reco
     multiattach: v.multiattach, replication_status: null, consistencygroup_id: null, user_id: v.userId,
     // Cinder's attachment summaries (snake_case, as every other field).
     attachments: v.attachments.map((a) => ({ id: a.id, attachment_id: a.attachmentId, volume_id: a.volumeId, server_id: a.serverId, host_name: a.hostName || null, device: a.device, attached_at: a.attachedAt?.toISOString() ?? null })),
-    'os-vol-tenant-attr:tenant_id': v.projectId, links: links(req, 'volumes', v.id, v.projectId),
+    links: links(req, 'volumes', v.id, v.projectId),
   }
+  if (o.plain) return out
+  out['os-vol-tenant-attr:tenant_id'] = v.projectId
   if (Object.keys(v.volumeImageMetadata).length) out.volume_image_metadata = v.volumeImageMetadata
-  if (caller.isAdmin) Object.assign(out, { 'os-vol-host-attr:host': v.host || null, 'os-vol-mig-status-attr:migstat': null, 'os-vol-mig-status-attr:name_id': null })
+  // Cinder names a volume's place host@backend#pool; the file backend has one pool, named as the backend.
+  const backend = o.backends?.get(v.host)
+  if (caller.isAdmin) Object.assign(out, { 'os-vol-host-attr:host': v.host ? (backend ? `${v.host}@${backend}#${backend}` : v.host) : null, 'os-vol-mig-status-attr:migstat': null, 'os-vol-mig-status-attr:name_id': null })
   return out
 }
 
-function snapshotJson(s: SnapshotView): Record<string, unknown> {
+/** Cinder's snapshot view; `plain`: create's and update's answers, without the extended-attributes extension's. */
+function snapshotJson(s: SnapshotView, o: { plain?: boolean } = {}): Record<string, unknown> {
   return {
     id: s.id, name: s.name || null, description: s.description || null, volume_id: s.volumeId, size: s.size, status: s.status,
     created_at: stamp(s.createdAt), updated_at: stamp(s.updatedAt), metadata: s.metadata,
-    'os-extended-snapshot-attributes:project_id': s.projectId, 'os-extended-snapshot-attributes:progress': s.status === 'available' ? '100%' : '0%',
+    ...(o.plain ? {} : { 'os-extended-snapshot-attributes:project_id': s.projectId, 'os-extended-snapshot-attributes:progress': s.status === 'available' ? '100%' : '0%' }),
   }
 }
 
-const typeJson = (t: VolumeTypeView) => ({ id: t.id, name: t.name, description: t.description || null, is_public: t.isPublic, 'os-volume-type-access:is_public': t.isPublic, extra_specs: t.extraSpecs })
+/** Cinder's volume type view; `plain`: update's answer, without the type-access extension's attribute. */
+const typeJson = (t: VolumeTypeView, o: { plain?: boolean } = {}) => ({ id: t.id, name: t.name, description: t.description || null, is_public: t.isPublic, ...(o.plain ? {} : { 'os-volume-type-access:is_public': t.isPublic }), extra_specs: t.extraSpecs })
 
 /** The id in the path: Cinder looks volumes up by id only (the clients find names by listing). */
 function idParam(req: RestRequest, what: string): string {
   const id = req.params.id!
   if (!isUuid(id)) throw new NotFound(`${what} ${id} could not be found.`)
   return id
+}
+
+/** What a listing can be sorted by (Cinder's `sort_key`, `sort=key:dir`), for volumes and snapshots. */
+const VOLUME_SORT: Record<string, (v: VolumeView) => string | number> = {
+  id: (v) => v.id, name: (v) => v.name, display_name: (v) => v.name, status: (v) => v.status, size: (v) => v.size, availability_zone: (v) => v.availabilityZone,
+  bootable: (v) => Number(v.bootable), created_at: (v) => v.createdAt.getTime(), updated_at: (v) => v.updatedAt.getTime(),
+}
+const SNAPSHOT_SORT: Record<string, (s: SnapshotView) => string | number> = {
+  id: (s) => s.id, name: (s) => s.name, display_name: (s) => s.name, status: (s) => s.status, size: (s) => s.size, volume_id: (s) => s.volumeId,
+  created_at: (s) => s.createdAt.getTime(), updated_at: (s) => s.updatedAt.getTime(),
+}
+
+/** A whole number ≥ 0 from the query, or undefined when absent. @throws InvalidArgument naming the parameter. */
+function queryCount(req: RestRequest, name: string): number | undefined {
+  const v = req.query.get(name)
+  if (v === null) return undefined
+  if (!/^\d+$/.test(v)) throw new InvalidArgument(`Invalid input received: ${name} must be an integer ≥ 0, not '${v}'`, { field: name })
+  return Number(v)
+}
+
+/**
+ * Cinder's paging of a listing: sorted by `sort` (`key[:dir],…`) or
+ * `sort_key`/`sort_dir` (default: newest first, then id), then the items
+ * after `marker` (an id in the listing; 404 when it is not), `offset`
+ * skipped and at most `limit` given — with a `next` link when the page is
+ * full, as Cinder's `_get_collection_links`.
+ */
+function paged<T extends { id: string }>(req: RestRequest, all: T[], sortable: Record<string, (x: T) => string | number>): { items: T[]; links?: Array<{ rel: string; href: string }> } {
+  const keys: Array<[string, 'asc' | 'desc']> = []
+  const sort = req.query.get('sort')
+  if (sort !== null) {
+    if (req.query.get('sort_key') !== null || req.query.get('sort_dir') !== null) throw new InvalidArgument('Invalid input received: the sort parameter cannot be used with sort_key or sort_dir', { field: 'sort' })
+    for (const part of sort.split(',')) {
+      const [key = '', dir = 'asc'] = part.trim().split(':')
+      keys.push([key, dir as 'asc' | 'desc'])
+    }
+  } else {
+    const sortKeys = req.query.get('sort_key')?.split(',') ?? []
+    const dirs = req.query.get('sort_dir')?.split(',') ?? []
+    sortKeys.forEach((k, i) => keys.push([k.trim(), (dirs[i] ?? dirs[0] ?? 'desc').trim() as 'asc' | 'desc']))
+    if (!sortKeys.length && dirs.length) keys.push(['created_at', dirs[0]!.trim() as 'asc' | 'desc'])
+  }
+  for (const [key, dir] of keys) {
+    if (!(key in sortable)) throw new InvalidArgument(`Invalid input received: '${key}' is not a sort key (${Object.keys(sortable).join(', ')})`, { field: 'sort_key' })
+    if (dir !== 'asc' && dir !== 'desc') throw new InvalidArgument(`Invalid input received: sort direction '${dir}' is neither asc nor desc`, { field: 'sort_dir' })
+  }
+  if (!keys.some(([k]) => k === 'created_at')) keys.push(['created_at', 'desc'])
+  if (!keys.some(([k]) => k === 'id')) keys.push(['id', keys[0]![1]])
+  const items = [...all].sort((a, b) => {
+    for (const [key, dir] of keys) {
+      const [x, y] = [sortable[key]!(a), sortable[key]!(b)]
+      if (x !== y) return (x < y ? -1 : 1) * (dir === 'asc' ? 1 : -1)
+    }
+    return 0
+  })
+  const limit = queryCount(req, 'limit')
+  const offset = queryCount(req, 'offset') ?? 0
+  const marker = req.query.get('marker')
+  let start = 0
+  if (marker !== null) {
+    const i = items.findIndex((x) => x.id === marker)
+    if (i < 0) throw new NotFound(`Marker ${marker} could not be found.`)
+    start = i + 1
+  }
+  const page = items.slice(start + offset, limit === undefined ? undefined : start + offset + limit)
+  if (limit === undefined || !limit || page.length < limit) return { items: page }
+  const next = new URLSearchParams(req.query)
+  next.delete('offset')
+  next.set('marker', page[page.length - 1]!.id)
+  // The next page at the path this one was asked at (with or without the project), as clients compare them.
+  return { items: page, links: [{ rel: 'next', href: `${req.baseUrl}${req.path}?${next.toString()}` }] }
+}
+
+/** Cinder's `metadata` filter: a dict, as the clients send it (JSON, or the Python literal of one). */
+function metadataFilter(req: RestRequest): Record<string, string> | undefined {
+  const v = req.query.get('metadata')
+  if (v === null) return undefined
+  for (const text of [v, v.replace(/'/g, '"')]) {
+    try {
+      const m = JSON.parse(text) as unknown
+      if (obj(m)) return Object.fromEntries(Object.entries(m).map(([k, x]) => [k, String(x)]))
+    } catch {
+      // the next form
+    }
+  }
+  throw new InvalidArgument(`Invalid input received: metadata filter '${v}' is not a dict`, { field: 'metadata' })
 }
 
 /** `{project_id}` in the path must be the token's project (or any, for admins), as Cinder's context check. */
@@ -77,8 +173,68 @@ function checkProject(req: RestRequest): void {
   if (project !== a.projectId && !a.isCloudAdmin) throw new PermissionDenied(`the path names project ${project}, but the token is scoped to ${a.projectId ?? 'no project'}`)
 }
 
+/** The Cinder API extensions whose routes and attributes Strato serves (GET /extensions): alias, name, description. */
+export const EXTENSIONS: Array<[alias: string, name: string, description: string]> = [
+  ['os-availability-zone', 'AvailabilityZones', 'Describe Availability Zones.'],
+  ['os-extended-snapshot-attributes', 'ExtendedSnapshotAttributes', 'Extended SnapshotAttributes support.'],
+  ['os-quota-sets', 'Quotas', 'Quota management support.'],
+  ['os-types-extra-specs', 'TypesExtraSpecs', 'Type extra specs support.'],
+  ['os-types-manage', 'TypesManage', 'Types manage support.'],
+  ['os-vol-host-attr', 'VolumeHostAttribute', 'Expose host as an attribute of a volume.'],
+  ['os-vol-image-meta', 'VolumeImageMetadata', 'Show image metadata associated with the volume.'],
+  ['os-vol-tenant-attr', 'VolumeTenantAttribute', 'Expose the internal project_id as an attribute of a volume.'],
+  ['os-volume-actions', 'VolumeActions', 'Enable volume actions.'],
+  ['os-admin-actions', 'AdminActions', 'Enable admin actions.'],
+]
+
+/**
+ * Cinder's metadata routes of a volume or snapshot (`/{collection}/{id}/metadata[/{key}]`): GET the set, POST
+ * merges into it, PUT replaces it, and one key read, set (`{"meta": {key: value}}`, the key the path names) or
+ * deleted — each answered with what the resource has after it.
+ */
+function metadataRoutes(collection: string, what: string, policy: { get: string; update: string }, o: {
+  get: (req: RestRequest, id: string) => Promise<Record<string, string>>
+  update: (req: RestRequest, id: string, set: Record<string, string>, unset: string[]) => Promise<Record<string, string>>
+}): Route[] {
+  const idOf = (req: RestRequest) => idParam(req, what)
+  const keyOf = async (req: RestRequest): Promise<[string, string]> => {
+    const meta = stringMap(await bodyObject(req, 'meta'), 'meta')!
+    const keys = Object.keys(meta)
+    if (keys.length !== 1 || keys[0] !== req.params.key) throw new InvalidArgument(`Request body and URI mismatch: the path names key '${req.params.key}', the body ${keys.length ? keys.map((k) => `'${k}'`).join(', ') : 'none'}`, { field: 'meta' })
+    return [keys[0]!, meta[keys[0]!]!]
+  }
+  const read = async (req: RestRequest) => {
+    const m = await o.get(req, idOf(req))
+    if (!(req.params.key! in m)) throw new NotFound(`Metadata item was not found: ${what} ${req.params.id} has no key ${req.params.key}`)
+    return m
+  }
+  const path = `/${collection}/:id/metadata`
+  return [
+    { method: 'GET', path, policy: policy.get, handler: async (req) => ({ body: { metadata: await o.get(req, idOf(req)) } }) },
+    { method: 'POST', path, policy: policy.update, handler: async (req) => ({ body: { metadata: await o.update(req, idOf(req), stringMap(await bodyObject(req, 'metadata'), 'metadata')!, []) } }) },
+    {
+      method: 'PUT', path, policy: policy.update,
+      handler: async (req) => {
+        const set = stringMap(await bodyObject(req, 'metadata'), 'metadata')!
+        const id = idOf(req)
+        return { body: { metadata: await o.update(req, id, set, Object.keys(await o.get(req, id)).filter((k) => !(k in set))) } }
+      },
+    },
+    { method: 'GET', path: `${path}/:key`, policy: policy.get, handler: async (req) => ({ body: { meta: { [req.params.key!]: (await read(req))[req.params.key!] } } }) },
+    {
+      method: 'PUT', path: `${path}/:key`, policy: policy.update,
+      handler: async (req) => {
+        const [key, value] = await keyOf(req)
+        return { body: { meta: { [key]: (await o.update(req, idOf(req), { [key]: value }, []))[key] } } }
+      },
+    },
+    { method: 'DELETE', path: `${path}/:key`, policy: policy.update, handler: async (req) => (await read(req), await o.update(req, idOf(req), {}, [req.params.key!]), { status: 200 }) },
+  ]
+}
+
 const ACTION_POLICY: Record<string, string> = {
   'os-extend': `${V}.Volumes/ExtendVolume`, 'os-reset_status': `${V}.Volumes/ResetVolumeState`, 'os-volume_upload_image': `${V}.Volumes/UploadVolumeToImage`,
+  'os-force_delete': `${V}.Volumes/DeleteVolume`, 'os-set_bootable': `${V}.Volumes/UpdateVolume`,
 }
 
 function routes(d: RestDomain): Route[] {
@@ -86,7 +242,24 @@ function routes(d: RestDomain): Route[] {
   const project = (req: RestRequest) => (req as AuthedRequest).auth.projectId ?? ''
   const listFilter = (req: RestRequest) => {
     const all = ['1', 'true', 'True'].includes(req.query.get('all_tenants') ?? '')
-    return { ...(all ? { allProjects: true } : {}), ...(req.query.get('name') ? { name: req.query.get('name')! } : {}), ...(req.query.get('status') ? { status: req.query.get('status')! } : {}) }
+    // project_id narrows an admin's all_tenants listing to one project, as Cinder's.
+    const projectId = all ? req.query.get('project_id') : null
+    return { ...(projectId ? { projectId } : all ? { allProjects: true } : {}), ...(req.query.get('name') ? { name: req.query.get('name')! } : {}), ...(req.query.get('status') ? { status: req.query.get('status')! } : {}) }
+  }
+  /** A page of the caller's volumes, filtered as Cinder's listing filters them (name, status, bootable, availability_zone, metadata). */
+  const volumeList = async (req: RestRequest) => {
+    const bootable = req.query.get('bootable')
+    if (bootable !== null && !['true', 'false', 'True', 'False', '1', '0'].includes(bootable)) throw new InvalidArgument(`Invalid input received: bootable must be true or false, not '${bootable}'`, { field: 'bootable' })
+    const zone = req.query.get('availability_zone')
+    const metadata = metadataFilter(req)
+    const all = (await volumes.list(listFilter(req), callerOf(req))).filter((v) => (bootable === null || v.bootable === ['true', 'True', '1'].includes(bootable))
+      && (zone === null || v.availabilityZone === zone)
+      && (!metadata || Object.entries(metadata).every(([k, x]) => v.metadata[k] === x)))
+    return paged(req, all, VOLUME_SORT)
+  }
+  const snapshotList = async (req: RestRequest) => {
+    const all = await snapshots.list({ ...listFilter(req), ...(req.query.get('volume_id') ? { volumeId: req.query.get('volume_id')! } : {}) }, callerOf(req))
+    return paged(req, all, SNAPSHOT_SORT)
   }
   return [
     {
@@ -103,25 +276,31 @@ function routes(d: RestDomain): Route[] {
           volumeType: str(b, 'volume_type'), availabilityZone: str(b, 'availability_zone'), sourceVolid: str(b, 'source_volid'), snapshotId: str(b, 'snapshot_id'),
           imageId: str(b, 'imageRef'), metadata: stringMap(b.metadata, 'metadata'),
         }, caller)
-        return { status: 202, body: { volume: volumeJson(req, v, caller) } }
+        return { status: 202, body: { volume: volumeJson(req, v, caller, { plain: true }) } }
       },
     },
     {
       method: 'GET', path: '/volumes', policy: `${V}.Volumes/ListVolumes`,
-      handler: async (req) => ({ body: { volumes: (await volumes.list(listFilter(req), callerOf(req))).map((v) => ({ id: v.id, name: v.name || null, links: links(req, 'volumes', v.id, v.projectId) })) } }),
+      handler: async (req) => {
+        const p = await volumeList(req)
+        return { body: { volumes: p.items.map((v) => ({ id: v.id, name: v.name || null, links: links(req, 'volumes', v.id, v.projectId) })), ...(p.links ? { volumes_links: p.links } : {}) } }
+      },
     },
     {
       method: 'GET', path: '/volumes/detail', policy: `${V}.Volumes/ListVolumes`,
       handler: async (req) => {
         const caller = callerOf(req)
-        return { body: { volumes: (await volumes.list(listFilter(req), caller)).map((v) => volumeJson(req, v, caller)) } }
+        const p = await volumeList(req)
+        const backends = caller.isAdmin ? await d.volume.backends.names() : undefined
+        return { body: { volumes: p.items.map((v) => volumeJson(req, v, caller, { backends })), ...(p.links ? { volumes_links: p.links } : {}) } }
       },
     },
     {
       method: 'GET', path: '/volumes/:id', policy: `${V}.Volumes/GetVolume`,
       handler: async (req) => {
         const caller = callerOf(req)
-        return { body: { volume: volumeJson(req, await volumes.get(idParam(req, 'Volume'), caller), caller) } }
+        const v = await volumes.get(idParam(req, 'Volume'), caller)
+        return { body: { volume: volumeJson(req, v, caller, { backends: caller.isAdmin ? await d.volume.backends.names() : undefined }) } }
       },
     },
     {
@@ -140,7 +319,7 @@ function routes(d: RestDomain): Route[] {
           // PUT's metadata replaces the whole set, as Cinder's update does.
           ...(metadata ? { setMetadata: metadata, unsetMetadata: Object.keys(current!.metadata).filter((k) => !(k in metadata)) } : {}),
         }, caller)
-        return { body: { volume: volumeJson(req, v, caller) } }
+        return { body: { volume: volumeJson(req, v, caller, { plain: true }) } }
       },
     },
     {
@@ -171,6 +350,17 @@ function routes(d: RestDomain): Route[] {
             if (size === undefined) throw new InvalidArgument("'new_size' is a required property", { field: 'new_size' })
             await volumes.extend(id, size, callerOf(req))
             return { status: 202 }
+          }
+          case 'os-force_delete': {
+            // Admins only (the catalog checks): from any status but attached or in transition; not with snapshots (as Cinder's).
+            await volumes.delete({ id, force: true }, callerOf(req))
+            return { status: 202 }
+          }
+          case 'os-set_bootable': {
+            if (!obj(arg) || arg.bootable === undefined) throw new InvalidArgument('os-set_bootable needs {"bootable": true} (or false)', { field: 'os-set_bootable' })
+            const bootable = typeof arg.bootable === 'string' && ['true', 'false', 'True', 'False'].includes(arg.bootable) ? arg.bootable.toLowerCase() === 'true' : bool(arg.bootable, 'bootable')
+            await volumes.update({ id, bootable }, callerOf(req))
+            return { status: 200 }
           }
           case 'os-reset_status': {
             if (!obj(arg) || typeof arg.status !== 'string') throw new InvalidArgument('os-reset_status needs {"status": "available"} (or another status)', { field: 'os-reset_status' })
@@ -212,22 +402,49 @@ function routes(d: RestDomain): Route[] {
       handler: async (req) => {
         const b = await bodyObject(req, 'snapshot')
         onlyKeys(b, ['volume_id', 'name', 'description', 'display_name', 'display_description', 'force', 'metadata'])
+        if (!('volume_id' in b)) throw new InvalidArgument("'volume_id' is a required property", { field: 'volume_id' })
+        // Cinder looks a null volume_id up as it does any other, and finds no such volume.
         const volumeId = str(b, 'volume_id')
-        if (!volumeId) throw new InvalidArgument("'volume_id' is a required property", { field: 'volume_id' })
+        if (!volumeId) throw new NotFound(`Volume ${String(b.volume_id)} could not be found.`)
         const name = str(b, 'name') ?? str(b, 'display_name')
         const description = str(b, 'description') ?? str(b, 'display_description')
         const force = bool(b.force, 'force')
         const s = await snapshots.create({ volumeId, ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}), ...(force !== undefined ? { force } : {}), metadata: stringMap(b.metadata, 'metadata') }, callerOf(req))
-        return { status: 202, body: { snapshot: snapshotJson(s) } }
+        return { status: 202, body: { snapshot: snapshotJson(s, { plain: true }) } }
       },
     },
+    ...(['/snapshots', '/snapshots/detail'] as const).map((path): Route => ({
+      method: 'GET', path, policy: `${V}.Snapshots/ListSnapshots`,
+      handler: async (req) => {
+        const p = await snapshotList(req)
+        // The extended attributes are the detailed listing's (and show's), as Cinder's extension adds them.
+        return { body: { snapshots: p.items.map((x) => snapshotJson(x, { plain: path === '/snapshots' })), ...(p.links ? { snapshots_links: p.links } : {}) } }
+      },
+    })),
     {
-      method: 'GET', path: '/snapshots', policy: `${V}.Snapshots/ListSnapshots`,
-      handler: async (req) => ({ body: { snapshots: (await snapshots.list({ ...listFilter(req), ...(req.query.get('volume_id') ? { volumeId: req.query.get('volume_id')! } : {}) }, callerOf(req))).map(snapshotJson) } }),
-    },
-    {
-      method: 'GET', path: '/snapshots/detail', policy: `${V}.Snapshots/ListSnapshots`,
-      handler: async (req) => ({ body: { snapshots: (await snapshots.list({ ...listFilter(req), ...(req.query.get('volume_id') ? { volumeId: req.query.get('volume_id')! } : {}) }, callerOf(req))).map(snapshotJson) } }),
+      method: 'POST', path: '/snapshots/:id/action', policy: `${V}.Snapshots/DeleteSnapshot`,
+      // Both actions are for admins (the catalog checks): reset_status under the volume reset's entry.
+      policyOf: async (req) => {
+        const b = await req.json()
+        return obj(b) && Object.keys(b)[0] === 'os-reset_status' ? `${V}.Volumes/ResetVolumeState` : `${V}.Snapshots/DeleteSnapshot`
+      },
+      handler: async (req) => {
+        const b = await req.json()
+        if (!obj(b) || Object.keys(b).length !== 1) throw new InvalidArgument('the body must name one action, e.g. {"os-reset_status": {"status": "available"}}', { field: 'body' })
+        const [name, arg] = Object.entries(b)[0]!
+        const id = idParam(req, 'Snapshot')
+        switch (name) {
+          case 'os-reset_status':
+            if (!obj(arg) || typeof arg.status !== 'string') throw new InvalidArgument('os-reset_status needs {"status": "available"} (or another status)', { field: 'os-reset_status' })
+            await snapshots.resetState(id, arg.status, callerOf(req))
+            return { status: 202 }
+          case 'os-force_delete':
+            await snapshots.delete({ id, force: true }, callerOf(req))
+            return { status: 202 }
+          default:
+            throw new InvalidArgument(`There is no such action: ${name}`, { field: name })
+        }
+      },
     },
     { method: 'GET', path: '/snapshots/:id', policy: `${V}.Snapshots/GetSnapshot`, handler: async (req) => ({ body: { snapshot: snapshotJson(await snapshots.get(idParam(req, 'Snapshot'), callerOf(req))) } }) },
     {
@@ -238,7 +455,7 @@ function routes(d: RestDomain): Route[] {
         const name = str(b, 'name') ?? str(b, 'display_name')
         const description = str(b, 'description') ?? str(b, 'display_description')
         const s = await snapshots.update({ id: idParam(req, 'Snapshot'), ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}) }, callerOf(req))
-        return { body: { snapshot: snapshotJson(s) } }
+        return { body: { snapshot: snapshotJson(s, { plain: true }) } }
       },
     },
     {
@@ -248,7 +465,7 @@ function routes(d: RestDomain): Route[] {
 
     {
       method: 'GET', path: '/types', policy: `${V}.VolumeTypes/ListVolumeTypes`,
-      handler: async (req) => ({ body: { volume_types: (await types.list(req.query.get('is_public') ?? undefined, callerOf(req))).map(typeJson) } }),
+      handler: async (req) => ({ body: { volume_types: (await types.list(req.query.get('is_public') ?? undefined, callerOf(req))).map((t) => typeJson(t)) } }),
     },
     { method: 'GET', path: '/types/default', policy: `${V}.VolumeTypes/GetVolumeType`, handler: async (req) => ({ body: { volume_type: typeJson(await types.get(DEFAULT_VOLUME_TYPE_ID, callerOf(req))) } }) },
     { method: 'GET', path: '/types/:id', policy: `${V}.VolumeTypes/GetVolumeType`, handler: async (req) => ({ body: { volume_type: typeJson(await types.get(req.params.id, callerOf(req))) } }) },
@@ -269,7 +486,7 @@ function routes(d: RestDomain): Route[] {
         onlyKeys(b, ['name', 'description', 'is_public'])
         const isPublic = bool(b.is_public, 'is_public')
         const t = await types.update({ id: req.params.id, name: str(b, 'name'), description: str(b, 'description'), ...(isPublic !== undefined ? { isPublic } : {}) }, callerOf(req))
-        return { body: { volume_type: typeJson(t) } }
+        return { body: { volume_type: typeJson(t, { plain: true }) } }
       },
     },
     { method: 'DELETE', path: '/types/:id', policy: `${V}.VolumeTypes/DeleteVolumeType`, handler: async (req) => (await types.delete(req.params.id, callerOf(req)), { status: 202 }) },
@@ -292,6 +509,20 @@ function routes(d: RestDomain): Route[] {
       },
     },
     {
+      // One extra spec set by its key: the body names that key, and only it (Cinder: "Request body and URI mismatch").
+      method: 'PUT', path: '/types/:id/extra_specs/:key', policy: `${V}.VolumeTypes/UpdateVolumeType`,
+      handler: async (req) => {
+        const key = req.params.key!
+        const b = await req.json()
+        if (!obj(b)) throw new InvalidArgument(`the request body must be a JSON object {"${key}": value}`, { field: key })
+        const keys = Object.keys(b)
+        if (keys.length !== 1 || keys[0] !== key) throw new InvalidArgument(`Request body and URI mismatch: the path names extra spec '${key}', the body ${keys.length ? keys.map((k) => `'${k}'`).join(', ') : 'none'}`, { field: key })
+        const specs = stringMap(b, 'extra_specs')!
+        const t = await types.update({ id: req.params.id, setExtraSpecs: specs }, callerOf(req))
+        return { body: { [key]: t.extraSpecs[key] } }
+      },
+    },
+    {
       method: 'DELETE', path: '/types/:id/extra_specs/:key', policy: `${V}.VolumeTypes/UpdateVolumeType`,
       handler: async (req) => {
         const t = await types.get(req.params.id, callerOf(req))
@@ -301,6 +532,20 @@ function routes(d: RestDomain): Route[] {
       },
     },
 
+    ...metadataRoutes('volumes', 'Volume', { get: `${V}.Volumes/GetVolume`, update: `${V}.Volumes/UpdateVolume` }, {
+      get: async (req, id) => (await volumes.get(id, callerOf(req))).metadata,
+      update: async (req, id, setMetadata, unsetMetadata) => (await volumes.update({ id, setMetadata, unsetMetadata }, callerOf(req))).metadata,
+    }),
+    ...metadataRoutes('snapshots', 'Snapshot', { get: `${V}.Snapshots/GetSnapshot`, update: `${V}.Snapshots/UpdateSnapshot` }, {
+      get: async (req, id) => (await snapshots.get(id, callerOf(req))).metadata,
+      update: async (req, id, setMetadata, unsetMetadata) => (await snapshots.update({ id, setMetadata, unsetMetadata }, callerOf(req))).metadata,
+    }),
+    {
+      // Cinder's zones: those of the hosts running the volume role (no hosts shown).
+      method: 'GET', path: '/os-availability-zone', policy: 'strato.compute.v1.AvailabilityZones/ListAvailabilityZones',
+      handler: async () => ({ body: { availabilityZoneInfo: (await d.volume.backends.zones()).map((z) => ({ zoneName: z.name, zoneState: { available: z.available } })) } }),
+    },
+    { method: 'GET', path: '/extensions', policy: `${V}.Volumes/ListVolumes`, handler: async () => ({ body: { extensions: EXTENSIONS.map(([alias, name, description]) => ({ alias, name, description, links: [], updated: '2013-01-01T00:00:00+00:00' })) } }) },
     {
       method: 'GET', path: '/limits', policy: `${V}.Volumes/ListVolumes`,
       handler: async (req) => {
@@ -359,7 +604,8 @@ export function volumeRest(d: RestDomain): RestService {
     prefix: REST_PREFIX.volume,
     routes: [
       { method: 'GET', path: '/', policy: 'public', handler: async (req) => ({ status: 300, body: { versions: [v3(req)] } }) },
-      { method: 'GET', path: '/v3', policy: 'public', handler: async (req) => ({ body: { version: v3(req) } }) },
+      // Cinder answers its major version's document as a list of one, as GET / lists them all.
+      { method: 'GET', path: '/v3', policy: 'public', handler: async (req) => ({ body: { versions: [v3(req)] } }) },
       ...versioned,
     ],
     headers: (req): Record<string, string> => (req.path === '/' || req.path === '/v3' ? {} : { 'openstack-api-version': `volume ${VERSION}`, vary: 'OpenStack-API-Version' }),

@@ -52,6 +52,23 @@ export class VolumeBackends {
     await this.db.insertInto('volume_backends').values(row).onConflict((oc) => oc.column('host').doUpdateSet({ backend_name: row.backend_name, total_gb: row.total_gb, free_gb: row.free_gb, updated_at: row.updated_at })).execute()
   }
 
+  /** Each volume host's backend name (Cinder's host@backend#pool). */
+  async names(): Promise<Map<string, string>> {
+    return new Map((await this.db.selectFrom('volume_backends').select(['host', 'backend_name']).execute()).map((r) => [r.host, r.backend_name]))
+  }
+
+  /**
+   * Cinder's availability zones: those of the mapped hosts that run the
+   * volume role, each available when one of them is enabled and up.
+   */
+  async zones(): Promise<Array<{ name: string; available: boolean }>> {
+    const rows = await this.db.selectFrom('volume_backends').innerJoin('compute_hosts', 'compute_hosts.host', 'volume_backends.host')
+      .select(['volume_backends.host as host', 'availability_zone', 'disabled']).where('mapped', '=', 1).execute()
+    const zones = new Map<string, boolean>()
+    for (const r of rows) zones.set(r.availability_zone, (zones.get(r.availability_zone) ?? false) || (r.disabled !== 1 && this.isUp(r.host)))
+    return [...zones].sort(([a], [b]) => a.localeCompare(b)).map(([name, available]) => ({ name, available }))
+  }
+
   /** GiB promised on each backend host: its volumes and their snapshots. */
   private async provisioned(trx: Trx): Promise<Map<string, number>> {
     const vols = await trx.selectFrom('volumes').select(['host', (eb) => eb.fn.sum<number>('size').as('gb')]).where('host', '!=', '').groupBy('host').execute()

@@ -16,8 +16,8 @@ import { typeNameOf } from './types.js'
 import { checkText } from '../identity/validate.js'
 import { checkMetadata } from '../compute/server-create-plan.js'
 import { now, type Log } from '../compute/server-model.js'
-import { beginSnapshotDelete, beginVolumeAction } from './states.js'
-import { pendingCast, snapshotWork, type VolumeCasts } from './casts.js'
+import { beginSnapshotDelete, beginVolumeAction, SNAPSHOT_STATUSES, type SnapshotStatus } from './states.js'
+import { NO_CAST, pendingCast, snapshotWork, type VolumeCasts } from './casts.js'
 import type { VolumeBackends } from './backends.js'
 import { checkWriter, findRow, renamed, snapshotView, updatedMap, type SnapshotView, type VolumeCaller } from './model.js'
 import type { VolumeOp, VolumeWork } from '../../proto/volume-work.js'
@@ -61,10 +61,11 @@ export class SnapshotCatalog {
     return snapshotView(await findRow(this.db, 'volume_snapshots', ref, caller))
   }
 
-  async list(f: { allProjects?: boolean; volumeId?: string; status?: string; name?: string }, caller: VolumeCaller): Promise<SnapshotView[]> {
-    if (f.allProjects && !caller.isAdmin) throw new PermissionDenied('only cloud admins list the snapshots of every project', { field: 'all_projects' })
+  async list(f: { allProjects?: boolean; projectId?: string; volumeId?: string; status?: string; name?: string }, caller: VolumeCaller): Promise<SnapshotView[]> {
+    if ((f.allProjects || f.projectId) && !caller.isAdmin) throw new PermissionDenied('only cloud admins list the snapshots of other projects', { field: f.allProjects ? 'all_projects' : 'project_id' })
     let q = this.db.selectFrom('volume_snapshots').selectAll().orderBy('created_at', 'desc').orderBy('id')
-    if (!f.allProjects) q = q.where('project_id', '=', caller.projectId ?? '')
+    if (f.projectId) q = q.where('project_id', '=', f.projectId)
+    else if (!f.allProjects) q = q.where('project_id', '=', caller.projectId ?? '')
     if (f.volumeId) q = q.where('volume_id', '=', (await findRow(this.db, 'volumes', f.volumeId, caller, 'volume_id')).id)
     if (f.status) q = q.where('status', '=', f.status)
     if (f.name) q = q.where('name', '=', f.name)
@@ -79,6 +80,20 @@ export class SnapshotCatalog {
       await trx.updateTable('volume_snapshots').set(next).where('id', '=', row.id).execute()
       return snapshotView(next)
     })
+  }
+
+  /**
+   * An admin's reset of a snapshot's status (Cinder's snapshot os-reset_status): the row only, any cast it
+   * waited for forgotten (its result, if it comes, is not applied).
+   */
+  async resetState(ref: string | undefined, status: string | undefined, caller: VolumeCaller): Promise<SnapshotView> {
+    if (!caller.isAdmin) throw new PermissionDenied('only cloud admins reset a snapshot\'s status', { field: 'status' })
+    if (!SNAPSHOT_STATUSES.includes(status as SnapshotStatus)) throw new InvalidArgument(`status must be one of ${SNAPSHOT_STATUSES.join(', ')}, got '${status ?? ''}'`, { field: 'status' })
+    const row = await findRow(this.db, 'volume_snapshots', ref, caller)
+    const next: VolumeSnapshotTable = { ...row, status: status as SnapshotStatus, status_reason: '', ...NO_CAST, updated_at: now() }
+    await this.db.updateTable('volume_snapshots').set(next).where('id', '=', row.id).execute()
+    this.log.warn({ snapshot: row.id, from: row.status, to: status, user: caller.userId }, 'snapshot status reset by an admin')
+    return snapshotView(next)
   }
 
   async delete(req: { id?: string; force?: boolean }, caller: VolumeCaller): Promise<SnapshotView> {

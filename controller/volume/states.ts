@@ -140,14 +140,15 @@ export type SnapshotStatus = (typeof SNAPSHOT_STATUSES)[number]
 export const SNAPSHOT_TRANSITIONS: Record<SnapshotStatus, ReadonlyArray<SnapshotStatus | Terminal>> = {
   creating: ['available', 'error', 'deleting'],
   available: ['deleting'],
-  deleting: ['deleted', 'error_deleting'],
+  // deleting → deleting: an admin's force delete sends the delete again (the one it waited for is then stale).
+  deleting: ['deleted', 'error_deleting', 'deleting'],
   error: ['deleting'],
   error_deleting: ['deleting'],
 }
 
-/** Cinder snapshot delete: available or error; forced (admins) also creating and error_deleting. */
+/** Cinder snapshot delete: available or error; forced (admins) from any status, a delete under way sent again. */
 export function beginSnapshotDelete(s: { id: string; status: string }, force: boolean): SnapshotStatus {
-  const from: readonly string[] = force ? ['available', 'error', 'creating', 'error_deleting'] : ['available', 'error']
+  const from: readonly string[] = force ? ['available', 'error', 'creating', 'error_deleting', 'deleting'] : ['available', 'error']
   if (!from.includes(s.status)) throw new FailedPrecondition(`cannot delete snapshot ${s.id} while its status is ${s.status}; delete needs status ${from.join(' or ')}`)
   checkSnapshotTransition(s.status, 'deleting')
   return 'deleting'

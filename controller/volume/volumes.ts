@@ -48,14 +48,26 @@ export interface CreateVolume {
 export function newVolumeRow(o: {
   id: string; name: string; description: string; size: number; bootable: boolean; type: VolumeTypeView; zone: string; host: string
   image: Image | undefined; metadata: Record<string, string>; sourceVolid: string; snapshotId: string
+  /** The image metadata of the volume it is made from (a snapshot's or a clone's source), as Cinder copies it. */
+  sourceImageMetadata?: string
 }, caller: VolumeCaller): VolumeTable {
   const ts = now()
   return {
     id: o.id, name: o.name, description: o.description, size: o.size, pending_size: 0, status: 'creating', status_reason: '', bootable: o.bootable ? 1 : 0,
     volume_type_id: o.type.id, availability_zone: o.zone, source_volid: o.sourceVolid, snapshot_id: o.snapshotId, image_id: o.image?.id ?? '',
-    volume_image_metadata: JSON.stringify(o.image ? imageMetadataOf(o.image) : {}), multiattach: specIsTrue(o.type.extraSpecs.multiattach) ? 1 : 0,
+    volume_image_metadata: o.image ? JSON.stringify(imageMetadataOf(o.image)) : o.sourceImageMetadata ?? '{}', multiattach: specIsTrue(o.type.extraSpecs.multiattach) ? 1 : 0,
     metadata: JSON.stringify(o.metadata), host: o.host, project_id: caller.projectId!, user_id: caller.userId, ...pendingCast('create', o.id, caller.requestId), created_at: ts, updated_at: ts,
   }
+}
+
+/** What a new volume takes from the volume or snapshot it is made from. */
+interface VolumeSource {
+  size: number
+  host: string
+  zone: string
+  bootable: boolean
+  /** The source volume's `volume_image_metadata` (JSON). */
+  imageMetadata: string
 }
 
 export interface VolumeDeps {
@@ -114,6 +126,7 @@ export class VolumeCatalog {
       let size = req.size ?? 0
       let host = ''
       let hostZone = ''
+      let from: { bootable: boolean; imageMetadata: string } | undefined
       if (req.snapshotId || req.sourceVolid) {
         // Copy-on-write and copies happen on the source's backend: the new volume lives there too.
         const src = req.snapshotId ? await this.sourceSnapshot(trx, req.snapshotId, caller) : await this.sourceVolume(trx, req.sourceVolid!, caller)
@@ -121,6 +134,7 @@ export class VolumeCatalog {
         if (size < src.size) throw new InvalidArgument(`size ${size} GiB is smaller than the source's ${src.size} GiB`, { field: 'size' })
         host = src.host
         hostZone = src.zone
+        from = src
         if (zone && zone !== hostZone) throw new InvalidArgument(`the source is in availability zone ${hostZone}, not ${zone}`, { field: 'availability_zone' })
         if (!host) throw new FailedPrecondition('the source has no backend host (it was never created); it cannot be copied', { field: req.snapshotId ? 'snapshot_id' : 'source_volid' })
       } else if (image) {
@@ -135,7 +149,8 @@ export class VolumeCatalog {
         hostZone = (await trx.selectFrom('compute_hosts').select('availability_zone').where('host', '=', host).executeTakeFirstOrThrow()).availability_zone
       }
       const r = newVolumeRow({
-        id, name, description, size, bootable: req.bootable ?? Boolean(image), type, zone: hostZone, host, image, metadata,
+        // A copy of a bootable volume (or of its snapshot) is bootable, with its image metadata, as in Cinder.
+        id, name, description, size, bootable: req.bootable ?? (from ? from.bootable : Boolean(image)), type, zone: hostZone, host, image, metadata, sourceImageMetadata: from?.imageMetadata,
         sourceVolid: req.sourceVolid ? await this.idOf(trx, 'volumes', req.sourceVolid, caller) : '',
         snapshotId: req.snapshotId ? await this.idOf(trx, 'volume_snapshots', req.snapshotId, caller) : '',
       }, caller)
@@ -260,17 +275,17 @@ export class VolumeCatalog {
     return image
   }
 
-  private async sourceSnapshot(trx: Trx, ref: string, caller: VolumeCaller): Promise<{ size: number; host: string; zone: string }> {
+  private async sourceSnapshot(trx: Trx, ref: string, caller: VolumeCaller): Promise<VolumeSource> {
     const s = await findRow(trx, 'volume_snapshots', ref, caller, 'snapshot_id')
     checkSnapshotSource(s)
-    const v = await trx.selectFrom('volumes').select(['host', 'availability_zone']).where('id', '=', s.volume_id).executeTakeFirstOrThrow()
-    return { size: s.size, host: v.host, zone: v.availability_zone }
+    const v = await trx.selectFrom('volumes').select(['host', 'availability_zone', 'bootable', 'volume_image_metadata']).where('id', '=', s.volume_id).executeTakeFirstOrThrow()
+    return { size: s.size, host: v.host, zone: v.availability_zone, bootable: v.bootable === 1, imageMetadata: v.volume_image_metadata }
   }
 
-  private async sourceVolume(trx: Trx, ref: string, caller: VolumeCaller): Promise<{ size: number; host: string; zone: string }> {
+  private async sourceVolume(trx: Trx, ref: string, caller: VolumeCaller): Promise<VolumeSource> {
     const v = await findRow(trx, 'volumes', ref, caller, 'source_volid')
     beginVolumeAction('clone', v)
-    return { size: v.size, host: v.host, zone: v.availability_zone }
+    return { size: v.size, host: v.host, zone: v.availability_zone, bootable: v.bootable === 1, imageMetadata: v.volume_image_metadata }
   }
 
   private async idOf(trx: Trx, table: 'volumes' | 'volume_snapshots', ref: string, caller: VolumeCaller): Promise<string> {

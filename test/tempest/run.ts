@@ -1,6 +1,6 @@
 /**
  * npm run test:tempest — Tempest 33's API tests of identity v3, image v2,
- * network and compute against a cloud this script starts (real nats-server,
+ * network, compute and volume (Cinder v3) against a cloud this script starts (real nats-server,
  * controller, and one libvirt agent; `TEMPEST_DRIVER=fake` for the fake virt
  * driver), less test/tempest/exclude.txt (each line with its reason). Prints
  * the counts and exits non-zero when a test failed. `TEMPEST_REGEX` narrows
@@ -8,7 +8,7 @@
  */
 import { startTempestCloud } from './cloud.js'
 
-const regex = process.env.TEMPEST_REGEX ?? '^tempest\\.api\\.(identity\\.|image\\.v2\\.|network\\.|compute\\.)'
+const regex = process.env.TEMPEST_REGEX ?? '^tempest\\.api\\.(identity\\.|image\\.v2\\.|network\\.|compute\\.|volume\\.)'
 const driver = process.env.TEMPEST_DRIVER === 'fake' ? 'fake' : 'libvirt'
 const started = Date.now()
 const t = await startTempestCloud({ driver })

@@ -177,6 +177,9 @@ t.test('os-quota-sets: per-type keys and usage; admins set them; bad keys change
     t.equal(r.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(r.body)}`)
   }
   t.match((await cinder('GET', p)).body.quota_set, { volumes: 3, volumes___DEFAULT__: 2 }, 'refused updates changed nothing')
+  const { id: _id, ...saved } = (await cinder('GET', p)).body.quota_set
+  const restored = await cinder('PUT', `/os-quota-sets/${demo.projectId}`, { token: admin, body: { quota_set: saved } })
+  t.match(restored, { status: 200, body: { quota_set: { volumes: 3, backups: 10 } } }, 'the set GET showed goes back as it is (backups at what is shown), as Tempest restores it')
   await cinder('PUT', `/os-quota-sets/${demo.projectId}`, { token: admin, body: { quota_set: { volumes: 10, volumes___DEFAULT__: -1 } } })
 })
 

@@ -76,6 +76,8 @@ t.test('snapshots: delete and use as a source by status', async (t) => {
   t.equal(beginSnapshotDelete({ id: 's1', status: 'available' }, false), 'deleting')
   t.throws(() => beginSnapshotDelete({ id: 's1', status: 'creating' }, false), /cannot delete snapshot s1 while its status is creating; delete needs status available or error/)
   t.equal(beginSnapshotDelete({ id: 's1', status: 'error_deleting' }, true), 'deleting', 'forced')
+  t.equal(beginSnapshotDelete({ id: 's1', status: 'deleting' }, true), 'deleting', 'a stuck delete forced again')
+  t.throws(() => beginSnapshotDelete({ id: 's1', status: 'deleting' }, false), /while its status is deleting/, 'but not unforced')
   t.throws(() => checkSnapshotSource({ id: 's1', status: 'error' }), /while its status is error; it must be available/)
 })
 
