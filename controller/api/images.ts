@@ -98,8 +98,7 @@ interface UploadPart {
  * way a finished one does, so completion must be explicit: the announced size
  * reached, or a message with `last`. Anything else throws, and is not kept.
  */
-async function splitUpload(parts: AsyncIterable<UploadPart>): Promise<{ imageId: string; size: number; data: AsyncIterable<Buffer[]> }> {
-  const it = parts[Symbol.asyncIterator]()
+async function splitUpload(it: AsyncIterator<UploadPart>): Promise<{ imageId: string; size: number; data: AsyncIterable<Buffer[]> }> {
   const first = await it.next()
   if (first.done || !first.value.imageId) throw new InvalidArgument('the first UploadImage message must carry image_id', { field: 'image_id' })
   const size = first.value.size
@@ -128,6 +127,23 @@ async function splitUpload(parts: AsyncIterable<UploadPart>): Promise<{ imageId:
     if (size > 0 && received !== size) throw new InvalidArgument(`the upload sent ${received} bytes but announced ${size}`, { field: 'size' })
   }
   return { imageId: first.value.imageId, size, data: data() }
+}
+
+/**
+ * Runs `receive` on the upload's parts, then closes them, however it ended: an
+ * upload marked `last`, or refused before its data was read, leaves the request
+ * reader waiting on the client, its idle timer set (bulk.ts: up to
+ * grpc.uploadIdleTimeoutMs, which kept a process that had nothing else to do
+ * alive a minute longer) and its stream paused. Not awaited: a reader still in
+ * a read would hold the answer until the client sends or the idle limit ends it.
+ */
+async function receiving<T>(parts: AsyncIterable<UploadPart>, receive: (it: AsyncIterator<UploadPart>) => Promise<T>): Promise<T> {
+  const it = parts[Symbol.asyncIterator]()
+  try {
+    return await receive(it)
+  } finally {
+    void it.return?.()?.catch(() => {})
+  }
 }
 
 async function* partsOf(stream: AsyncIterable<UploadImageRequest>): AsyncIterable<UploadPart> {
@@ -204,8 +220,10 @@ export function imageServices(images: ImageCatalog, rpc: RpcDeps, limits: Upload
   const upload = async (parts: AsyncIterable<UploadPart>, c: CallContext) => {
     const release = await slots.acquire()
     try {
-      const { imageId, size, data } = await splitUpload(idleLimited(parts, idleLimit(limits)))
-      return Image.fromPartial(await images.upload(imageId, data, viewer(c), size))
+      return await receiving(idleLimited(parts, idleLimit(limits)), async (it) => {
+        const { imageId, size, data } = await splitUpload(it)
+        return Image.fromPartial(await images.upload(imageId, data, viewer(c), size))
+      })
     } finally {
       release()
     }
@@ -248,8 +266,10 @@ export function imageStreamHandlers(images: ImageCatalog, rpc: RpcDeps, limits: 
       const c = await prepare(undefined)
       const release = await slots.acquire()
       try {
-        const { imageId, size, data } = await splitUpload(uploadParts(stream, idleLimit(limits)))
-        const image = await images.upload(imageId, data, viewer(c), size)
+        const image = await receiving(uploadParts(stream, idleLimit(limits)), async (it) => {
+          const { imageId, size, data } = await splitUpload(it)
+          return images.upload(imageId, data, viewer(c), size)
+        })
         res.message(Image.encode(Image.fromPartial(image)).finish())
       } finally {
         release()

@@ -125,6 +125,35 @@ t.test('the controller serves UploadImage and DownloadImage on its HTTP/2 stream
   t.same(s.controller.bulkMethods.sort(), [DOWNLOAD, UPLOAD], 'grpc-js exposes what bulk.ts attaches to (a grpc-js upgrade that hides it fails here)')
 })
 
+t.test("an upload marked last, or refused before its data, leaves no reader waiting on the client (its idle timer)", async (t) => {
+  // The request reader arms one timer of grpc.uploadIdleTimeoutMs while it waits on the client; an upload that
+  // ends on `last` (as a host's snapshot upload does) or is refused unread must close it, not leave it pending.
+  const idleMs = s.controller.config.grpc.uploadIdleTimeoutMs
+  const pending = new Set<NodeJS.Timeout>()
+  const { setTimeout: realSet, clearTimeout: realClear } = globalThis
+  globalThis.setTimeout = ((fn: () => void, ms?: number, ...a: unknown[]) => {
+    const h: NodeJS.Timeout = Reflect.apply(realSet, globalThis, [() => (pending.delete(h), fn()), ms, ...a])
+    if (ms === idleMs) pending.add(h)
+    return h
+  }) as typeof setTimeout
+  globalThis.clearTimeout = ((h?: NodeJS.Timeout) => (h && pending.delete(h), realClear(h))) as typeof clearTimeout
+  t.teardown(() => Object.assign(globalThis, { setTimeout: realSet, clearTimeout: realClear }))
+  const send = (via: ImagesClient, msgs: object[]) => new Promise<Decoded<Image>>((resolve, reject) => {
+    const st = via.uploadImage(md(), (err: ServiceError | null, res: Image) => (err ? reject(err) : resolve(res as Decoded<Image>)))
+    for (const m of msgs) st.write(m)
+    st.end()
+  })
+  const data = sample(MiB)
+  for (const [path, via] of [['direct', images], ['grpc-js', gzipImages]] as const) {
+    const img = await newImage(`last-${path}`)
+    const done = await send(via, [{ imageId: img.id }, { data: data.subarray(0, MiB / 2) }, { data: data.subarray(MiB / 2), last: true }])
+    t.equal(done.checksum, md5(data), `${path}: the upload marked last is stored`)
+    const refused = await failure(send(via, [{ imageId: img.id }, { data: data.subarray(0, 1024), last: true }]))
+    t.equal(refused.code, status.FAILED_PRECONDITION, `${path}: a second upload is refused before its data is read`)
+  }
+  t.equal(pending.size, 0, 'no idle timer left pending')
+})
+
 t.test('byte for byte both ways: direct path and grpc-js (compressed requests) agree', async (t) => {
   const data = sample(5 * MiB + 123)
   const plain = await newImage('plain')

@@ -5,7 +5,7 @@
 // claims and a quota — exactly the capacity and exactly the quota admitted, nothing over-committed —
 // and a heartbeat that counts while its write waits on a lock.
 import t from 'tap'
-import { sql } from 'kysely'
+import { Kysely, Migrator, PostgresDialect, sql } from 'kysely'
 import PgDriver from 'pg'
 import { sharedPostgres, type PostgresCluster } from '../../helpers/postgres.js'
 import { startController, type TestController } from '../../helpers/controller.js'
@@ -63,6 +63,25 @@ t.test('migrations apply once, with PostgreSQL types where SQLite\'s differ', as
   const orphan = await db.insertInto('provider_traits').values({ provider_uuid: '00000000-0000-4000-8000-0000000000ff', trait: 'HW_CPU_X86_AVX' }).execute().catch((e: unknown) => e)
   t.ok(isForeignKeyViolation(orphan), `23503 is a foreign-key violation (${(orphan as { code?: string }).code})`)
   t.notOk(isUniqueViolation(orphan))
+})
+
+t.test('an open reads the migrations done in one statement, and leaves any other state to the Migrator', async (t) => {
+  // A database one migration behind (an upgrade): the open applies it.
+  const behind = await pg.createDatabase(undefined, { empty: true })
+  const latest = Object.keys(migrations).sort().at(-1)!
+  const old = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: new PgDriver.Pool({ connectionString: behind, max: 1 }) }) })
+  const before = Object.fromEntries(Object.entries(migrations).filter(([name]) => name !== latest))
+  t.notOk((await new Migrator({ db: old, provider: { getMigrations: async () => before }, allowUnorderedMigrations: true }).migrateToLatest()).error)
+  await old.destroy()
+  const db = await openDatabase(behind)
+  t.teardown(() => db.destroy())
+  const names = async () => (await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(db)).rows.map((r) => r.name)
+  t.same(await names(), Object.keys(migrations).sort(), `${latest} applied at open`)
+  // One this version does not know (a newer version ran here): refused, naming it, as before.
+  await sql`INSERT INTO kysely_migration (name, timestamp) VALUES ('9999_from_the_future', ${new Date().toISOString()})`.execute(db)
+  const e = await refusal(behind)
+  t.match(e.message, /9999_from_the_future/, 'an unknown migration is not taken for up to date')
+  t.equal((await names()).length, Object.keys(migrations).length + 1, 'and nothing changed')
 })
 
 t.test('a wrong database URL fails with what is wrong, the password masked', async (t) => {
