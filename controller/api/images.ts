@@ -154,7 +154,7 @@ function decodeUploadPart(m: RawMessage): UploadPart {
   return part
 }
 
-async function* uploadParts(stream: http2.ServerHttp2Stream, idle: IdleLimit): AsyncIterable<UploadPart> {
+async function* uploadParts(stream: http2.ServerHttp2Stream, idle: IdleLimit): AsyncGenerator<UploadPart> {
   for await (const m of requestMessages(stream, MAX_MESSAGE, idle)) {
     let part: UploadPart
     try {
@@ -247,12 +247,18 @@ export function imageStreamHandlers(images: ImageCatalog, rpc: RpcDeps, limits: 
     [ImagesService.uploadImage.path]: streamMethod(ImagesService.uploadImage.path, rpc, async (stream, res, prepare) => {
       const c = await prepare(undefined)
       const release = await slots.acquire()
+      const parts = uploadParts(stream, idleLimit(limits))
       try {
-        const { imageId, size, data } = await splitUpload(uploadParts(stream, idleLimit(limits)))
+        const { imageId, size, data } = await splitUpload(parts)
         const image = await images.upload(imageId, data, viewer(c), size)
         res.message(Image.encode(Image.fromPartial(image)).finish())
       } finally {
         release()
+        // The upload stops reading at the message marked last (or at a refusal), not at the stream's
+        // end: finish the reader, or its idle timer (a minute by default) and its listeners on the
+        // stream stay until the timer fires — and keep a stopped controller's process alive that long.
+        // Not awaited: a read still waiting on the client ends when the stream closes.
+        parts.return(undefined).catch(() => {})
       }
     }),
     [ImagesService.downloadImage.path]: streamMethod(ImagesService.downloadImage.path, rpc, async (stream, res, prepare) => {
