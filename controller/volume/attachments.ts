@@ -581,7 +581,7 @@ export class AttachmentCatalog {
   private async checkVolumeFree(trx: Trx, volume: VolumeTable): Promise<VolumeStatus> {
     if (volume.status === 'in-use' && volume.multiattach !== 1) {
       const other = await trx.selectFrom('volume_attachments').select('server_id').where('volume_id', '=', volume.id).where('status', 'in', [...LIVE_ATTACHMENT]).executeTakeFirst()
-      throw new FailedPrecondition(`cannot attach volume ${volume.id} while its status is in-use${other ? ` (attached to server ${other.server_id})` : ''}; its type does not allow multiattach, so it must be available`)
+      throw new FailedPrecondition(`cannot attach volume ${volume.id} while its status is in-use${other ? ` (attached to server ${other.server_id})` : ''}; its type does not allow multiattach, so it must be available`, { field: 'volume_id' })
     }
     return beginVolumeAction(volume.multiattach === 1 ? 'attach_multi' : 'attach', volume)
   }

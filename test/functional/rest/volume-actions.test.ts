@@ -89,6 +89,12 @@ t.test('os-volume_attachments: attach, list, show, detach, shaped per microversi
   schemas.add('servers', 'show_volume_attachment', '2.73', await nova('GET', `${base}/${vol}`, at('2.73')))
   schemas.add('servers', 'show_volume_attachment', '2.1', await nova('GET', `${base}/${vol}`, at('2.1')))
 
+  const again = await nova('POST', base, { ...at('2.73'), body: { volumeAttachment: { volumeId: vol } } })
+  t.match(again, { status: 400, body: { badRequest: { message: /already attached to server/ } } }, "attached here already: Nova's 400 (InvalidVolume), not the server state's 409")
+  const other = await newServer('vm-attach-2')
+  const elsewhere = await nova('POST', `/v2.1/servers/${other}/os-volume_attachments`, { ...at('2.73'), body: { volumeAttachment: { volumeId: vol } } })
+  t.match(elsewhere, { status: 400, body: { badRequest: { message: /status is in-use/ } } }, 'in use by another server: 400 too')
+
   t.equal((await nova('DELETE', `${base}/${vol}`, at('2.73'))).status, 202)
   await volumeStatus(vol, 'available')
   t.same((await nova('GET', base, at('2.73'))).body.volumeAttachments, [], 'nothing attached any more')
