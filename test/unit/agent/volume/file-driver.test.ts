@@ -266,54 +266,162 @@ async function waitGone(pid: number): Promise<void> {
   for (let i = 0; i < 600 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 50))
 }
 
-t.test('a snapshot of a volume a running guest has open: its QEMU copies the file as it is now; the volume is untouched', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'strato-file-vol-copy-'))
+t.test('a snapshot of a volume a running guest has open is copy-on-write: the guest moves onto a new active file, the old one frozen under its name; crashes at each step settle by where the guest\'s disk is', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-file-vol-live-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const guest = '00000000-0000-4000-8000-0000000000ab'
-  const [vol, s1, s2, s3] = ['00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000011', '00000000-0000-4000-8000-000000000012', '00000000-0000-4000-8000-000000000013']
-  // The hypervisor: a running guest whose QEMU copies its disk (here: the file converted standalone); a copy may fail half-way.
-  const hv = { running: true, fail: false, calls: [] as string[] }
-  const driver: FileVolumeDriver = new FileVolumeDriver({
-    dir, host: 'node1',
-    guests: {
-      copy: async (uuid, device, target) => {
-        hv.calls.push(`${uuid} ${device} ${path.basename(target)}`)
-        if (!hv.running) return false
-        await convertImage(driver.volumePath(vol), target, { srcFormat: 'qcow2', dstFormat: 'qcow2' })
-        if (hv.fail) throw new Error('virDomainBackupBegin: failed')
-        return true
-      },
-      pull: async () => false,
-      settlePull: async () => {},
+  const [vol, from1, s1, s2, s3, s4, s5] = ['00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000011', '00000000-0000-4000-8000-000000000012', '00000000-0000-4000-8000-000000000013', '00000000-0000-4000-8000-000000000014', '00000000-0000-4000-8000-000000000015']
+  // The hypervisor: a running guest with the file it has open on vdb; a move (libvirt's disk-only
+  // snapshot) may fail before or after the disk moved, or the agent may die around it (then nothing of
+  // the driver runs on: every call of the dead agent's fails); a pull does what block-stream does.
+  const hv = { running: true, disk: '', fail: undefined as 'before' | 'after' | undefined, dies: false, dead: false, calls: [] as string[] }
+  const alive = () => {
+    if (hv.dead) throw new Error('the agent died')
+  }
+  const guests = {
+    copy: async () => {
+      hv.calls.push('copy')
+      return false
     },
-  })
+    snapshot: async (uuid: string, device: string, overlay: string) => {
+      alive()
+      hv.calls.push(`snapshot ${uuid} ${device} ${path.basename(overlay)}`)
+      if (!hv.running) return false
+      if (hv.fail === 'before') throw new Error('virDomainSnapshotCreateXML: refused before the move')
+      t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', overlay]))['backing-filename'], path.basename(hv.disk), 'the overlay rests on the file the disk has open')
+      hv.disk = overlay
+      if (hv.fail === 'after') throw new Error('virDomainSnapshotCreateXML: failed after the move')
+      if (hv.dies) hv.dead = true
+      alive()
+      return true
+    },
+    source: async () => {
+      alive()
+      return hv.disk
+    },
+    pull: async (uuid: string, device: string) => {
+      hv.calls.push(`pull ${uuid} ${device}`)
+      if (!hv.running) return false
+      await convertImage(hv.disk, `${hv.disk}.pulled`, { srcFormat: 'qcow2', dstFormat: 'qcow2' })
+      renameSync(`${hv.disk}.pulled`, hv.disk)
+      return true
+    },
+    settlePull: async () => {},
+  }
+  let driver = new FileVolumeDriver({ dir, host: 'node1', guests })
+  const restart = async () => {
+    hv.dead = false
+    driver = new FileVolumeDriver({ dir, host: 'node1', guests })
+    await driver.init()
+  }
   await driver.init()
   await driver.create(vol, 1, { kind: 'blank' })
-  const marker = Buffer.from('before the snapshot')
-  await writeImage(driver.volumePath(vol), 0, marker, 'qcow2')
+  hv.disk = driver.volumePath(vol)
+  const [a, b, c] = [Buffer.from('before the snapshot'), Buffer.from('after the first snapshot'), Buffer.from('after the second')]
+  await writeImage(hv.disk, 0, a, 'qcow2')
   const info = (file: string) => JSON.parse(qemuImg(['info', '-U', '--output=json', file])) as Record<string, unknown>
   const attached = [{ instanceUuid: guest, device: 'vdb' }]
+  const first = statSync(driver.volumePath(vol))
+  const overlay = (s: string) => path.join(dir, `volume-${vol}.${s}.qcow2`)
+  const stateFile = path.join(dir, `volume-${vol}.info`)
 
   await driver.createSnapshot(vol, s1, attached)
-  t.same(hv.calls, [`${guest} vdb .${path.basename(driver.snapshotPath(vol, s1))}.part`], 'the guest\'s QEMU copied its disk to a part file')
-  t.equal(info(driver.snapshotPath(vol, s1))['backing-filename'], undefined, 'the snapshot\'s file stands alone')
-  t.equal(info(driver.volumePath(vol))['backing-filename'], undefined, 'the volume\'s file is untouched: no overlay, the guest\'s chain as it was')
-  t.same(await readImage(driver.snapshotPath(vol, s1), 0, marker.length, 'qcow2'), marker, 'the snapshot has the data')
-  t.equal((statSync(driver.snapshotPath(vol, s1)).mode & 0o777), 0o600, 'private')
-  t.same((await driver.snapshotInfo(s1))?.volumeId, vol)
+  t.same(hv.calls, [`snapshot ${guest} vdb ${path.basename(overlay(s1))}`], 'the guest moved onto a new overlay; nothing copied')
+  t.equal(await driver.activePath(vol), overlay(s1), 'the new overlay is the volume\'s active file')
+  t.same(await driver.export(vol, 'node1'), { kind: 'file', path: overlay(s1), format: 'qcow2' }, 'a local attach or a start gets the active file')
+  t.equal(statSync(driver.volumePath(vol)).ino, first.ino, 'the snapshot\'s data is the volume\'s old file, same inode')
+  t.equal(statSync(driver.volumePath(vol)).size, first.size, 'unchanged in size')
+  t.ok(statSync(overlay(s1)).size < 1024 * 1024, `the overlay is small (${statSync(overlay(s1)).size} bytes)`)
+  t.notOk(existsSync(driver.snapshotPath(vol, s1)), 'no snapshot file of its own')
+  t.same(await driver.snapshotInfo(s1), { id: s1, volumeId: vol, sizeGb: 1 })
+  t.equal((statSync(stateFile).mode & 0o777), 0o600, 'the volume\'s state file is private')
+  await writeImage(hv.disk, 4096, b, 'qcow2')
+  t.same([await readImage(hv.disk, 0, a.length, 'qcow2'), await readImage(hv.disk, 4096, b.length, 'qcow2')], [a, b], 'the guest reads what it wrote before and after')
+  t.same(await readImage(driver.volumePath(vol), 4096, b.length, 'qcow2'), Buffer.alloc(b.length), 'the later write went to the volume, not the snapshot')
+  await driver.create(from1, 1, { kind: 'snapshot', snapshotId: s1 })
+  t.equal(info(driver.volumePath(from1))['backing-filename'], path.basename(driver.volumePath(vol)), 'a volume from the snapshot is an overlay on the frozen file')
+  t.same([await readImage(driver.volumePath(from1), 0, a.length, 'qcow2'), await readImage(driver.volumePath(from1), 4096, b.length, 'qcow2')], [a, Buffer.alloc(b.length)], 'with the data of the snapshot only')
+  hv.calls = []
+  await driver.createSnapshot(vol, s1, attached)
+  t.same(hv.calls, [], 'redelivered: done already, nothing moved again')
 
-  hv.fail = true
-  await t.rejects(driver.createSnapshot(vol, s2, attached), /virDomainBackupBegin/)
-  t.same(readdirSync(dir).filter((f) => f.includes(s2)), [], 'a failed copy leaves no file')
-  hv.fail = false
-  hv.running = false
+  // Refused before the move, or failed after it: settled by where the disk is.
+  hv.fail = 'before'
+  await t.rejects(driver.createSnapshot(vol, s2, attached), /refused before the move/)
+  t.same([existsSync(overlay(s2)), await driver.activePath(vol), await driver.snapshotInfo(s2)], [false, overlay(s1), undefined], 'refused: no overlay left, the active file as it was, no snapshot')
+  hv.fail = 'after'
   await driver.createSnapshot(vol, s2, attached)
-  t.equal(info(driver.volumePath(vol))['backing-filename'], path.basename(driver.snapshotPath(vol, s2)), 'a guest that does not run: the file becomes the snapshot and the volume an overlay on it, as for a detached volume')
-  // A crash between the rename and the overlay (no intent: nothing had the file open): the redelivered cast makes the overlay.
-  renameSync(driver.volumePath(vol), driver.snapshotPath(vol, s3))
+  hv.fail = undefined
+  t.same([await driver.activePath(vol), hv.disk, (await driver.snapshotInfo(s2))?.volumeId], [overlay(s2), overlay(s2), vol], 'an error after the disk moved: the snapshot is taken, the overlay active')
+  await writeImage(hv.disk, 8192, c, 'qcow2')
+
+  // The agent dies after making the overlay, before the move: its next start takes it back.
+  hv.fail = 'before'
+  hv.dead = false
+  const dieBefore = guests.snapshot
+  guests.snapshot = async (...args) => {
+    hv.dead = true
+    return dieBefore(...args)
+  }
+  await t.rejects(driver.createSnapshot(vol, s3, attached), /died/)
+  guests.snapshot = dieBefore
+  hv.fail = undefined
+  t.ok(existsSync(overlay(s3)), '(the crash left the overlay)')
+  await restart()
+  t.same([existsSync(overlay(s3)), await driver.activePath(vol), hv.disk, await driver.snapshotInfo(s3)], [false, overlay(s2), overlay(s2), undefined], 'init: the guest is still on the old file, the overlay goes')
+  hv.calls = []
   await driver.createSnapshot(vol, s3, attached)
-  t.equal(info(driver.volumePath(vol))['backing-filename'], path.basename(driver.snapshotPath(vol, s3)), 'renamed, no overlay yet: the redelivered snapshot makes it')
-  t.same(await readImage(driver.volumePath(vol), 0, marker.length, 'qcow2'), marker, 'the volume reads its data through it')
+  t.same([hv.calls.length, await driver.activePath(vol), hv.disk], [1, overlay(s3), overlay(s3)], 'the redelivered cast takes it')
+
+  // Dies after the move, before recording it: init, or the redelivered cast, goes forward.
+  hv.dies = true
+  await t.rejects(driver.createSnapshot(vol, s4, attached), /died/)
+  hv.dies = false
+  t.same(JSON.parse(readFileSync(stateFile, 'utf8')).pending?.snapshotId, s4, '(the crash left the move pending)')
+  await restart()
+  t.same([await driver.activePath(vol), hv.disk, (await driver.snapshotInfo(s4))?.volumeId], [overlay(s4), overlay(s4), vol], 'init: the guest is on the overlay, it is the active file and the snapshot taken')
+  hv.dies = true
+  await t.rejects(driver.createSnapshot(vol, s5, attached), /died/)
+  hv.dies = false
+  hv.dead = false
+  hv.calls = []
+  await driver.createSnapshot(vol, s5, attached)
+  t.same([hv.calls, await driver.activePath(vol), (await driver.snapshotInfo(s5))?.volumeId], [[], overlay(s5), vol], 'the redelivered cast (no restart) settles forward, moving nothing again')
+  t.same([await readImage(hv.disk, 0, a.length, 'qcow2'), await readImage(hv.disk, 4096, b.length, 'qcow2'), await readImage(hv.disk, 8192, c.length, 'qcow2')], [a, b, c], 'the guest reads every write through the chain')
+
+  // Deletes while the guest runs: the oldest (under a frozen layer the guest has in its chain and a volume
+  // made from it): the guest pulls its chain into its active file first, then the layer is flattened.
+  hv.calls = []
+  await driver.deleteSnapshot(vol, s1, [...attached.map((x) => ({ ...x, volumeId: vol }))])
+  t.same(hv.calls, [`pull ${guest} vdb`], 'the guest pulled its chain')
+  t.notOk(existsSync(driver.volumePath(vol)), 'the oldest snapshot\'s file is gone')
+  t.equal(info(overlay(s1))['backing-filename'], undefined, 'the layer above it stands alone')
+  t.same(await readImage(overlay(s1), 4096, b.length, 'qcow2'), b, 'snapshot 2\'s data kept')
+  t.same(await readImage(driver.volumePath(from1), 0, a.length, 'qcow2'), a, 'the volume made from the deleted snapshot keeps its data')
+  t.equal((await driver.snapshotInfo(s1)), undefined)
+  // Then nothing rests on the newest any more (the active file stands alone): it just goes.
+  hv.calls = []
+  await driver.deleteSnapshot(vol, s5, [...attached.map((x) => ({ ...x, volumeId: vol }))])
+  t.same([hv.calls, existsSync(overlay(s4)), await driver.activePath(vol)], [[], false, overlay(s5)], 'no pull, its file gone, the active file kept')
+  t.same(await readImage(overlay(s2), 8192, c.length, 'qcow2'), c, 'snapshot 3\'s data as it was')
+  // A new live snapshot, deleted: the active file rests on it, the guest pulls it in.
+  const [s6, s7] = ['00000000-0000-4000-8000-000000000016', '00000000-0000-4000-8000-000000000017']
+  await driver.createSnapshot(vol, s6, attached)
+  const d = Buffer.from('after the last snapshot')
+  await writeImage(hv.disk, 12288, d, 'qcow2')
+  hv.calls = []
+  await driver.deleteSnapshot(vol, s6, [...attached.map((x) => ({ ...x, volumeId: vol }))])
+  t.same([hv.calls, existsSync(overlay(s5)), await driver.activePath(vol), info(overlay(s6))['backing-filename']], [[`pull ${guest} vdb`], false, overlay(s6), undefined], 'pulled into the active file, the snapshot\'s file gone')
+  t.same([await readImage(hv.disk, 0, a.length, 'qcow2'), await readImage(hv.disk, 4096, b.length, 'qcow2'), await readImage(hv.disk, 8192, c.length, 'qcow2'), await readImage(hv.disk, 12288, d.length, 'qcow2')], [a, b, c, d], 'the guest reads every write')
+
+  // A guest that does not run: a detached-like snapshot (the active file renamed, an overlay at its name).
+  hv.running = false
+  hv.calls = []
+  await driver.createSnapshot(vol, s7, attached)
+  t.same([hv.calls.length, await driver.activePath(vol), info(overlay(s6))['backing-filename']], [1, overlay(s6), path.basename(driver.snapshotPath(vol, s7))], 'the stopped guest keeps its file name; the data under it became the snapshot')
+  await driver.delete(from1)
+  await driver.delete(vol)
+  t.same(readdirSync(dir), [], 'deleting the volume leaves no file')
 })
 
 t.test('deleting a snapshot under files running guests have open: their QEMU pulls it in live; a crash in the middle is settled at init', async (t) => {
@@ -331,6 +439,8 @@ t.test('deleting a snapshot under files running guests have open: their QEMU pul
   }
   const guests = {
     copy: async () => false,
+    snapshot: async () => false,
+    source: async () => undefined,
     pull: async (uuid: string, device: string) => {
       hv.calls.push(`pull ${uuid} ${device}`)
       const file = hv.running.get(uuid)
