@@ -226,6 +226,16 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   t.match(await nbdIo(m, node2, 'read -P 0x74 128k 64k'), /read 65536\/65536/, 'the volume has the later write')
   t.same(readdirSync(path.join(dir, 'plain')).filter((f) => f.endsWith('.part')), [], 'no part file left')
   t.same(await leftover(), { jobs: [], nodes: [] }, 'nor anything of the copy in the daemon')
+  // Exported and attached to a running guest of this host too: a live snapshot would move only one of the
+  // two QEMUs off the file it freezes: refused before anything is done.
+  const never = async (): Promise<never> => {
+    throw new Error('no hypervisor call expected')
+  }
+  const withGuest = new FileVolumeDriver({ dir: path.join(dir, 'plain'), host: 'node1', network: { address: '127.0.0.1', tlsDir: tls.serverDir }, guests: { copy: never, snapshot: never, source: never, pull: never, settlePull: never } })
+  const refusedSnap = '00000000-0000-4000-8000-000000000020'
+  const before = readdirSync(path.join(dir, 'plain')).sort()
+  await t.rejects(withGuest.createSnapshot(made, refusedSnap, [{ instanceUuid: '00000000-0000-4000-8000-0000000000ac', device: 'vdb' }]), { name: 'FailedPrecondition', message: /attached to server 00000000-0000-4000-8000-0000000000ac of this host and exported to servers of other hosts.*detach it from all but one server/ }, 'attached here and exported: refused, saying what to do')
+  t.same([readdirSync(path.join(dir, 'plain')).sort(), await driver.snapshotInfo(refusedSnap)], [before, undefined], 'nothing changed')
   await driver.deleteSnapshot(made, copySnap)
   await driver.unexport(made, 'node2')
   await driver.delete(made)
