@@ -121,10 +121,9 @@ export interface VolumeDriver {
    * format allows). `attached`: the servers of this host the volume is
    * attached to; a running one has its file open, and its hypervisor moves
    * its writes onto a new active file of the volume, the old one frozen as
-   * the snapshot's (the file driver's qcow2), or copies the file as it is now
-   * while the guest writes on; the export's daemon of a volume served to
-   * other hosts copies it. Where the volume's file is afterwards, `export`
-   * says.
+   * the snapshot's (the file driver's qcow2), as does the export's daemon of
+   * a volume served to other hosts. Where the volume's file is afterwards,
+   * `export` says.
    */
   createSnapshot(volumeId: string, snapshotId: string, attached?: AttachedDisk[]): Promise<SnapshotInfo>
   /**

@@ -19,7 +19,10 @@
  * assisted snapshots do: the guest's QEMU is moved onto a new, empty overlay
  * with a name of its own, `volume-<id>.<snapshot id>.qcow2`, whose backing
  * file is the file it had (libvirt's disk-only external snapshot of that one
- * disk, `GuestDisks.snapshot`); that file, frozen, keeps its name and is the
+ * disk, `GuestDisks.snapshot`); a volume exported over NBD to other hosts is
+ * moved the same way by its export's daemon (QMP blockdev-add of the overlay
+ * with backing null, then blockdev-snapshot: the export follows the node,
+ * `NbdExports.snapshot`). The old file, frozen, keeps its name and is the
  * snapshot's data. It must keep it: QEMU reopens a frozen image read-only
  * *by its name* (at the snapshot itself and at later block jobs), and an
  * earlier design that put the overlay at the volume's own path had QEMU read
@@ -32,22 +35,23 @@
  * (exports to this host's guests and NBD exports, extend, clone, upload,
  * info); the native engine reads through the chain.
  * The steps and what a crash after each leaves, settled at init or by the
- * redelivered cast (both ask libvirt where the guest's disk is, never guess):
+ * redelivered cast (both ask libvirt where the guest's disk is, or the
+ * export's daemon which node it serves; neither guesses):
  * 1. the move recorded as pending (snapshot, overlay, guest, device) —
  *    no overlay: back (the pending record dropped);
  * 2. the overlay made (a `.part` renamed into place) — the disk still on the
  *    old file (live, or in the definition it starts from): back, the
  *    overlay (nothing wrote to it) removed, the cast takes it again;
- * 3. libvirt moved the disk (live and persistent definition) — the disk on
- *    the overlay, or the guest gone (nothing writes the old file any more):
+ * 3. libvirt moved the disk (live and persistent definition), or the daemon
+ *    its export — the disk or export on the overlay, or the guest or daemon
+ *    gone (nothing writes the old file any more; what was written is kept):
  *    forward, the overlay active and the old file the snapshot's;
  * 4. recorded (the pending record gone).
  * A guest that does not run (stopped meanwhile) is snapshotted as a detached
  * volume is: its active file becomes `snapshot-…`, a new overlay takes the
  * active file's name (nothing has it open, and the definition names it).
- * A volume exported over NBD to other hosts is still copied by its export's
- * daemon (QMP blockdev-backup: the time and space of its data); nothing of
- * its chain, the export or the domain definition changes.
+ * A volume both attached to a running guest here and exported is refused
+ * (moving one QEMU would leave the other writing into the frozen file).
  *
  * Deleting a snapshot under a file a running guest of this host has open
  * (the volume's active file, or a volume's made from the snapshot) has that
@@ -130,7 +134,7 @@ interface VolumeState {
   /** Snapshot id → the frozen file (base name) that holds its data: the active file it had when taken. */
   snapshots: Record<string, string>
   /** A live snapshot under way (written before its overlay is made; settled by asking where the guest's disk is). */
-  pending?: { snapshotId: string; overlay: string; instanceUuid: string; device: string }
+  pending?: { snapshotId: string; overlay: string } & ({ instanceUuid: string; device: string } | { exported: true })
 }
 
 export class FileVolumeDriver implements VolumeDriver {
@@ -228,9 +232,16 @@ export class FileVolumeDriver implements VolumeDriver {
     if (!p) return
     const overlay = path.join(this.dir, p.overlay)
     const from = path.join(this.dir, st.active)
-    const source = (await exists(overlay)) ? await this.o.guests?.source(p.instanceUuid, p.device) : from
+    // Whether whoever had the file open moved onto the overlay (undefined: it is gone and cannot say).
+    let moved: boolean | undefined
+    if (!(await exists(overlay))) moved = false
+    else if ('exported' in p) moved = await this.nbd?.serves(id, overlay)
+    else {
+      const source = await this.o.guests?.source(p.instanceUuid, p.device)
+      moved = source === undefined ? undefined : path.resolve(source) !== from
+    }
     const { pending: _, ...rest } = st
-    if (source !== undefined && path.resolve(source) === from) {
+    if (moved === false) {
       await rm(overlay, { force: true })
       await this.writeState(id, rest)
     } else {
@@ -341,9 +352,9 @@ export class FileVolumeDriver implements VolumeDriver {
         // A running guest has the file open: its QEMU moves its writes onto a new overlay (the new active
         // file, a name of its own) and the file, frozen under its name, is the snapshot's.
         if (live.length && !haveSnap && haveVol && (await this.nbd?.served(volumeId))) throw new FailedPrecondition(`volume ${volumeId} is attached to server ${live[0]!.instanceUuid} of this host and exported to servers of other hosts; a snapshot moves one QEMU onto a new file, and the other would write on into the frozen one: detach it from all but one server first`)
-        if (live.length && !haveSnap && haveVol && (await this.movedLive(volumeId, snapshotId, live[0]!))) return (await this.snapshotInfo(snapshotId))!
-        // Exported over NBD to another host: the export's daemon has the file open and copies it as it is now.
-        if (!haveSnap && haveVol && (await this.nbd?.served(volumeId)) && (await this.copiedExport(volumeId, snap))) return (await this.snapshotInfo(snapshotId))!
+        if (live.length && !haveSnap && haveVol && (await this.moved(volumeId, snapshotId, live[0]!))) return (await this.snapshotInfo(snapshotId))!
+        // Exported over NBD to another host: the export's daemon has the file open and moves onto the overlay the same way.
+        if (!haveSnap && haveVol && (await this.nbd?.served(volumeId)) && (await this.moved(volumeId, snapshotId, { exported: true }))) return (await this.snapshotInfo(snapshotId))!
         if (!haveSnap) {
           if (!haveVol) throw new NotFound(`volume ${volumeId} not found on this backend`)
           // Nothing has the file open: its data as it is now becomes the snapshot; the volume writes to a new
@@ -362,22 +373,25 @@ export class FileVolumeDriver implements VolumeDriver {
   }
 
   /**
-   * Snapshot `snapshotId` taken by moving the running guest of `a` onto a
-   * new active file of volume `volumeId` (`volume-<id>.<snapshot>.qcow2`,
-   * an empty overlay on the active one), the old active file frozen as the
-   * snapshot's data (false, nothing left: the guest does not run). The
-   * pending move is recorded before the overlay is made; whatever ends it
-   * (done, refused, a crash) is settled by where the guest's disk is.
+   * Snapshot `snapshotId` taken by moving whoever has volume `volumeId`'s
+   * file open — the running guest of `by`, or the volume's export daemon —
+   * onto a new active file (`volume-<id>.<snapshot>.qcow2`, an empty overlay
+   * on the active one), the old active file frozen as the snapshot's data
+   * (false, nothing left: the guest does not run, or the export is gone).
+   * The pending move is recorded before the overlay is made; whatever ends
+   * it (done, refused, a crash) is settled by where the disk or export is.
    */
-  private async movedLive(volumeId: string, snapshotId: string, a: AttachedDisk): Promise<boolean> {
+  private async moved(volumeId: string, snapshotId: string, by: AttachedDisk | { exported: true }): Promise<boolean> {
     const st = await this.readState(volumeId)
     const overlay = `volume-${volumeId}.${snapshotId}.qcow2`
-    await this.writeState(volumeId, { ...st, pending: { snapshotId, overlay, instanceUuid: a.instanceUuid, device: a.device } })
+    const who = 'exported' in by ? { exported: true as const } : { instanceUuid: by.instanceUuid, device: by.device }
+    await this.writeState(volumeId, { ...st, pending: { snapshotId, overlay, ...who } })
     let moved: boolean
     try {
       const [v] = await imageInfo(path.join(this.dir, st.active), 'qcow2')
       await this.made(path.join(this.dir, overlay), (part) => createImage(part, 'qcow2', { size: v!.virtualSize, backingFile: st.active, backingFormat: 'qcow2' }))
-      moved = await this.o.guests!.snapshot(a.instanceUuid, a.device, path.join(this.dir, overlay))
+      const file = path.join(this.dir, overlay)
+      moved = 'exported' in by ? await this.nbd!.snapshot(volumeId, path.join(this.dir, st.active), this.format, file) : await this.o.guests!.snapshot(by.instanceUuid, by.device, file)
     } catch (err) {
       // Refused, or failed after libvirt moved the disk: the guest's disk says which.
       await this.settleSnapshot(volumeId)
@@ -391,34 +405,6 @@ export class FileVolumeDriver implements VolumeDriver {
     }
     await this.writeState(volumeId, { active: overlay, snapshots: { ...st.snapshots, [snapshotId]: st.active } })
     return true
-  }
-
-  /** The snapshot's file made by volume `volumeId`'s export daemon copying it (false: not exported). */
-  private copiedExport(volumeId: string, snap: string): Promise<boolean> {
-    return this.copied(snap, async (part) => {
-      const file = await this.activePath(volumeId)
-      const [v] = await imageInfo(file, 'qcow2')
-      await createImage(part, 'qcow2', { size: v!.virtualSize })
-      return this.nbd!.copy(volumeId, file, this.format, part)
-    })
-  }
-
-  /** `snap` made by `copy` into a part file (false, nothing left: nothing had the volume open to copy it). */
-  private async copied(snap: string, copy: (part: string) => Promise<boolean>): Promise<boolean> {
-    const part = path.join(this.dir, `.${path.basename(snap)}.part`)
-    await rm(part, { force: true })
-    try {
-      if (!(await copy(part))) {
-        await rm(part, { force: true })
-        return false
-      }
-      await chmod(part, PRIVATE_FILE_MODE)
-      await rename(part, snap)
-      return true
-    } catch (err) {
-      await rm(part, { force: true })
-      throw err
-    }
   }
 
   private async writeIntent(file: string, intent: DeleteIntent): Promise<void> {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { FileVolumeDriver } from '../../../../agent/volume/file.js'
-import { qmp } from '../../../../agent/volume/nbd-export.js'
+import { NbdExports, qmp } from '../../../../agent/volume/nbd-export.js'
 import { convertImage, createImage, readImage, writeImage, type ImageFormat } from '../../../../native/index.js'
 import { nbdIo, nbdTls } from '../../../helpers/nbd-tls.js'
 import { eventually } from '../../../helpers/agents.js'
@@ -216,16 +216,25 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   t.same(await leftover(), { jobs: [], nodes: [] }, 'the agent\'s start cancels it and drops its job and target node')
   t.equal(pidOf(made), daemon, 'in the daemon it adopts (not restarted)')
   t.notOk(existsSync(leftPart), 'and its work file is gone')
+  // A snapshot of the exported volume is copy-on-write: the export's daemon moves onto a new active file
+  // (QMP blockdev-snapshot), its client writing on into it; the old file, frozen under its name, is the snapshot's.
+  const frozen = statSync(driver.volumePath(made))
   await driver.createSnapshot(made, copySnap)
-  const copyFile = driver.snapshotPath(made, copySnap)
-  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', copyFile]))['backing-filename'], undefined, 'the snapshot\'s file stands alone')
-  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', driver.volumePath(made)]))['backing-filename'], undefined, 'the exported volume\'s file is untouched (no overlay)')
-  t.equal(pidOf(made), daemon, 'copied by the daemon serving it (not restarted)')
+  const layer = path.join(dir, 'plain', `volume-${made}.${copySnap}.qcow2`)
+  t.equal(await driver.activePath(made), layer, 'the overlay is the volume\'s active file')
+  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', layer]))['backing-filename'], path.basename(driver.volumePath(made)), 'on the old file')
+  t.same([statSync(driver.volumePath(made)).ino, statSync(driver.volumePath(made)).size], [frozen.ino, frozen.size], 'which is the snapshot\'s data, same inode and size: nothing copied')
+  t.equal(pidOf(made), daemon, 'moved by the daemon serving it (not restarted)')
   t.match(await nbdIo(m, node2, 'write -P 0x74 128k 64k'), /wrote 65536\/65536/, 'its client writes on')
-  t.match(qemuIo(copyFile, 'read -P 0x71 0 64k', 'read -P 0x72 64k 64k', 'read -P 0x73 128k 64k'), /(read 65536\/65536[\s\S]*){3}/, 'the snapshot has the data as it was')
-  t.match(await nbdIo(m, node2, 'read -P 0x74 128k 64k'), /read 65536\/65536/, 'the volume has the later write')
+  t.match(qemuIo(driver.volumePath(made), 'read -P 0x71 0 64k', 'read -P 0x72 64k 64k', 'read -P 0x73 128k 64k'), /(read 65536\/65536[\s\S]*){3}/, 'the snapshot has the data as it was')
+  t.match(await nbdIo(m, node2, 'read -P 0x74 128k 64k', 'read -P 0x72 64k 64k'), /(read 65536\/65536[\s\S]*){2}/, 'the volume has the later write, and the earlier data through the chain')
+  t.match(qemuIo(layer, 'read -P 0x74 128k 64k'), /read 65536\/65536/, 'which went into the active file')
+  // Grown while exported: the daemon resizes the node its export serves now (the overlay).
+  await driver.extend(made, 2)
+  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', layer]))['virtual-size'], 2 * 1024 ** 3, 'extended: the active file grew')
+  t.match(await nbdIo(m, node2, 'read -P 0x74 128k 64k'), /read 65536\/65536/, 'and its client reads on')
   t.same(readdirSync(path.join(dir, 'plain')).filter((f) => f.endsWith('.part')), [], 'no part file left')
-  t.same(await leftover(), { jobs: [], nodes: [] }, 'nor anything of the copy in the daemon')
+  t.same(await leftover(), { jobs: [], nodes: [] }, 'nor anything of a copy in the daemon')
   // Exported and attached to a running guest of this host too: a live snapshot would move only one of the
   // two QEMUs off the file it freezes: refused before anything is done.
   const never = async (): Promise<never> => {
@@ -236,7 +245,34 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   const before = readdirSync(path.join(dir, 'plain')).sort()
   await t.rejects(withGuest.createSnapshot(made, refusedSnap, [{ instanceUuid: '00000000-0000-4000-8000-0000000000ac', device: 'vdb' }]), { name: 'FailedPrecondition', message: /attached to server 00000000-0000-4000-8000-0000000000ac of this host and exported to servers of other hosts.*detach it from all but one server/ }, 'attached here and exported: refused, saying what to do')
   t.same([readdirSync(path.join(dir, 'plain')).sort(), await driver.snapshotInfo(refusedSnap)], [before, undefined], 'nothing changed')
+  // The agent dies in the middle of a snapshot of the exported volume: after making the overlay (the
+  // export not moved) its start goes back; after the daemon moved (not recorded) it goes forward.
+  const stateFile = path.join(dir, 'plain', `volume-${made}.info`)
+  const crashAt = async (snapshotId: string, move: boolean) => {
+    const overlayFile = path.join(dir, 'plain', `volume-${made}.${snapshotId}.qcow2`)
+    const st = JSON.parse(readFileSync(stateFile, 'utf8')) as Record<string, unknown>
+    writeFileSync(stateFile, JSON.stringify({ ...st, pending: { snapshotId, overlay: path.basename(overlayFile), exported: true } }), { mode: 0o600 })
+    await createImage(overlayFile, 'qcow2', { size: 2 * 1024 ** 3, backingFile: path.basename(layer), backingFormat: 'qcow2' })
+    if (move) t.ok(await new NbdExports({ stateDir: exportsDir, address: '127.0.0.1', tlsDir: tls.serverDir }).snapshot(made, layer, 'qcow2', overlayFile), '(the daemon moved)')
+    await driver.init()
+    return overlayFile
+  }
+  const exportsDir = path.join(dir, 'plain', 'exports')
+  const [backSnap, fwdSnap] = ['00000000-0000-4000-8000-000000000021', '00000000-0000-4000-8000-000000000022']
+  const notMoved = await crashAt(backSnap, false)
+  t.same([existsSync(notMoved), await driver.activePath(made), await driver.snapshotInfo(backSnap)], [false, layer, undefined], 'not moved: init removes the overlay, the active file as it was')
+  const movedTo = await crashAt(fwdSnap, true)
+  t.same([await driver.activePath(made), (await driver.snapshotInfo(fwdSnap))?.volumeId, pidOf(made)], [movedTo, made, daemon], 'moved: init records the overlay active and the snapshot taken')
+  t.match(await nbdIo(m, node2, 'write -P 0x75 192k 64k'), /wrote 65536\/65536/)
+  t.match(qemuIo(movedTo, 'read -P 0x75 192k 64k'), /read 65536\/65536/, 'the client writes into it')
+  // Deleted while exported: the older snapshot's file rests under the newer's layer, which is in the
+  // daemon's chain: the daemon pulls its chain into the active file (block-stream on the node it serves),
+  // then the layer is flattened and the file goes.
   await driver.deleteSnapshot(made, copySnap)
+  t.same([existsSync(driver.volumePath(made)), JSON.parse(qemuImg(['info', '-U', '--output=json', layer]))['backing-filename'], JSON.parse(qemuImg(['info', '-U', '--output=json', movedTo]))['backing-filename'], pidOf(made)], [false, undefined, undefined, daemon], 'the snapshot\'s file gone, the layer and the active file standing alone, the same daemon')
+  t.match(qemuIo(layer, 'read -P 0x71 0 64k', 'read -P 0x74 128k 64k'), /(read 65536\/65536[\s\S]*){2}/, 'the newer snapshot keeps its data')
+  await driver.deleteSnapshot(made, fwdSnap)
+  t.match(await nbdIo(m, node2, 'read -P 0x71 0 64k', 'read -P 0x74 128k 64k', 'read -P 0x75 192k 64k'), /(read 65536\/65536[\s\S]*){3}/, 'its client reads every byte')
   await driver.unexport(made, 'node2')
   await driver.delete(made)
   await driver.delete(src)
