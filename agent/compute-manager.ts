@@ -445,6 +445,20 @@ export class ComputeManager {
   }
 
   /**
+   * A snapshot of a volume guest `uuid` has open: its disk `device` moved onto
+   * the volume's new active file `overlay` (VirtDriver.snapshotDisk). Not
+   * under the guest's lock, as copyVolumeDisk.
+   */
+  snapshotVolumeDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
+    return this.driver.snapshotDisk(uuid, device, overlay)
+  }
+
+  /** The file guest `uuid`'s disk `device` has (VirtDriver.diskSource), for a crash's settling. */
+  volumeDiskSource(uuid: string, device: string): Promise<string | undefined> {
+    return this.driver.diskSource(uuid, device)
+  }
+
+  /**
    * A snapshot deleted under a volume guest `uuid` has open on `device`: its
    * data is pulled into the volume's file live (VirtDriver.pullDisk). Not
    * under the guest's lock, as copyVolumeDisk.

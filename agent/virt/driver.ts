@@ -335,6 +335,29 @@ export interface VirtDriver {
   copyDisk(uuid: string, device: string, target: string): Promise<boolean>
 
   /**
+   * Moves a running guest's writes on the file disk `device` onto `overlay`
+   * (an external, disk-only snapshot of that one disk: Nova's
+   * volume_snapshot_create for Cinder's file drivers). `overlay` exists, is
+   * empty, has a path of its own (never the disk's: QEMU reopens the frozen
+   * image read-only by its name, which must still be that image's), and its
+   * backing file is the image the disk has open, which is frozen from now on
+   * and keeps its name. The live and the persistent definition name
+   * `overlay`; the persistent one reads the chain from the headers at the
+   * next start. Returns false, doing nothing, when the guest does not run.
+   * @throws NotFound when there is no such guest, or no file disk on `device`.
+   * @throws InvalidArgument when `overlay` is the disk's own path.
+   */
+  snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean>
+
+  /**
+   * The file the guest's disk `device` has: the one its QEMU has open (live
+   * definition) when it runs, else the one it would open at start
+   * (persistent definition). Undefined when there is no such guest or disk
+   * (a crash's settling asks which side of a {@link snapshotDisk} it is on).
+   */
+  diskSource(uuid: string, device: string): Promise<string | undefined>
+
+  /**
    * Merges, live, every block the backing chain of the running guest's file
    * disk `device` shows into the disk's active file (QEMU's block-stream: a
    * pull of the whole chain — Nova's volume_snapshot_delete for Cinder's file

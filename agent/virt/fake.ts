@@ -10,8 +10,9 @@
  * unless `latencyMs` is set.
  */
 import { constants as fsConstants, copyFile } from 'node:fs/promises'
+import path from 'node:path'
 import { withReverter } from '../../proto/revert.js'
-import { AlreadyExists, Internal, NotFound, ResourceExhausted, Unavailable, type StratoError } from '../../proto/errors.js'
+import { AlreadyExists, Internal, InvalidArgument, NotFound, ResourceExhausted, Unavailable, type StratoError } from '../../proto/errors.js'
 import {
   DEFAULT_CONSOLE_MAX_BYTES,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
@@ -67,6 +68,7 @@ export type FakeOperation =
   | 'detachDisk'
   | 'resizeDisk'
   | 'copyDisk'
+  | 'snapshotDisk'
   | 'pullDisk'
 
 /**
@@ -338,6 +340,21 @@ export class FakeDriver implements VirtDriver {
     await copyFile(disk.path, target, fsConstants.COPYFILE_EXCL)
     guest.diskCopies = [...(guest.diskCopies ?? []), device]
     return true
+  }
+
+  async snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
+    await this.hypervisorCall('snapshotDisk', 'call', uuid)
+    const { guest, disk } = this.fileDisk(uuid, device)
+    if (guest.powerState !== PowerState.RUNNING) return false
+    if (path.resolve(disk.path) === path.resolve(overlay)) throw new InvalidArgument(`the overlay of disk ${device} of guest ${uuid} must have a path of its own, not the disk's (${disk.path})`)
+    // No QEMU here: the disk names the overlay from now on (live and persistent, as libvirt's).
+    disk.path = overlay
+    return true
+  }
+
+  async diskSource(uuid: string, device: string): Promise<string | undefined> {
+    const guest = this.guests.get(uuid)
+    return (guest?.volumes.get(device) ?? guest?.spec.disks.find((d) => d.device === device))?.path
   }
 
   async pullDisk(uuid: string, device: string): Promise<boolean> {

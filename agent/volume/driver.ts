@@ -54,7 +54,7 @@ export interface AttachedDisk {
 /**
  * The hypervisor's side of a snapshot of a volume a running guest has open,
  * and of a snapshot deleted under it (the agent's virt driver:
- * `VirtDriver.copyDisk`, `pullDisk`, `settleDiskPull`).
+ * `VirtDriver.snapshotDisk`, `diskSource`, `copyDisk`, `pullDisk`, `settleDiskPull`).
  */
 export interface GuestDisks {
   /**
@@ -62,6 +62,15 @@ export interface GuestDisks {
    * `target` while the guest writes on (`VirtDriver.copyDisk`); false, doing nothing, when it does not run.
    */
   copy(instanceUuid: string, device: string, target: string): Promise<boolean>
+  /**
+   * Moves the guest's writes on `device` onto `overlay` (an empty qcow2 file
+   * whose backing file is the one the disk has open, with a name of its
+   * own), the old file frozen under its name (`VirtDriver.snapshotDisk`);
+   * false, doing nothing, when the guest does not run.
+   */
+  snapshot(instanceUuid: string, device: string, overlay: string): Promise<boolean>
+  /** The file the guest's disk `device` has (live when it runs, else its definition's); undefined: no such guest or disk. */
+  source(instanceUuid: string, device: string): Promise<string | undefined>
   /**
    * Merges the whole backing chain of the file the guest has open on
    * `device` into that file, live (`VirtDriver.pullDisk`); returns once it
@@ -110,10 +119,11 @@ export interface VolumeDriver {
   /**
    * Takes snapshot `snapshotId` of volume `volumeId` (copy-on-write where the
    * format allows). `attached`: the servers of this host the volume is
-   * attached to; a running one has its file open, and its hypervisor copies
-   * that file as it is now while the guest writes on (a push backup), as
-   * does the export's daemon of a volume served to other hosts; nothing of
-   * the guest's chain or paths changes.
+   * attached to; a running one has its file open, and its hypervisor moves
+   * its writes onto a new active file of the volume, the old one frozen as
+   * the snapshot's (the file driver's qcow2), as does the export's daemon of
+   * a volume served to other hosts. Where the volume's file is afterwards,
+   * `export` says.
    */
   createSnapshot(volumeId: string, snapshotId: string, attached?: AttachedDisk[]): Promise<SnapshotInfo>
   /**

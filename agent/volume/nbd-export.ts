@@ -19,7 +19,7 @@
  * `server-key.pem` (the key readable by root only).
  */
 import { execFile } from 'node:child_process'
-import { X509Certificate } from 'node:crypto'
+import { createHash, X509Certificate } from 'node:crypto'
 import { connect, createServer } from 'node:net'
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
@@ -187,11 +187,12 @@ export class NbdExports {
     if (!e) return false
     const socket = this.qmpPath(volumeId)
     try {
+      const node = await exportNode(socket)
       await qmp(socket, [{ execute: 'block-export-del', arguments: { id: 'export0', mode: 'hard' } }])
       // The export lets go of the image when its last client is gone.
       for (let i = 0; i < 600 && (await qmp(socket, [{ execute: 'query-block-exports' }])).some((x) => x.id === 'export0'); i++) await new Promise((r) => setTimeout(r, 50))
-      await qmp(socket, [{ execute: 'block_resize', arguments: { 'node-name': 'vol0', size: bytes } }]).finally(() =>
-        qmp(socket, [{ execute: 'block-export-add', arguments: { type: 'nbd', id: 'export0', 'node-name': 'vol0', name: e.name, writable: true } }]))
+      await qmp(socket, [{ execute: 'block_resize', arguments: { 'node-name': node, size: bytes } }]).finally(() =>
+        qmp(socket, [{ execute: 'block-export-add', arguments: { type: 'nbd', id: 'export0', 'node-name': node, name: e.name, writable: true } }]))
     } catch (err) {
       throw new Internal(`cannot grow the export of volume ${volumeId} to ${bytes} bytes: its daemon (pid ${e.pid}) refused over QMP: ${(err as Error).message}`, { cause: err })
     }
@@ -226,7 +227,8 @@ export class NbdExports {
     const e = await this.controlled(volumeId, file, format)
     if (!e) return false
     try {
-      await qmp(this.qmpPath(volumeId), [{ execute: 'block-stream', arguments: { 'job-id': PULL_JOB, device: 'vol0' } }])
+      const socket = this.qmpPath(volumeId)
+      await qmp(socket, [{ execute: 'block-stream', arguments: { 'job-id': PULL_JOB, device: await exportNode(socket) } }])
     } catch (err) {
       throw new Internal(`cannot merge the backing files of volume ${volumeId} into it: its export's daemon (pid ${e.pid}) refused the block-stream over QMP: ${(err as Error).message}`, { cause: err })
     }
@@ -248,9 +250,10 @@ export class NbdExports {
     const socket = this.qmpPath(volumeId)
     // Nothing is left of an earlier copy: a crash's leftovers went when the agent started (reserve).
     try {
+      const node = await exportNode(socket)
       await qmp(socket, [
         { execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': COPY_NODE, file: { driver: 'file', filename: target } } },
-        { execute: 'blockdev-backup', arguments: { 'job-id': COPY_JOB, device: 'vol0', target: COPY_NODE, sync: 'full', 'auto-dismiss': false } },
+        { execute: 'blockdev-backup', arguments: { 'job-id': COPY_JOB, device: node, target: COPY_NODE, sync: 'full', 'auto-dismiss': false } },
       ])
       return await pollUntil<boolean>(async () => {
         const job = (await qmp(socket, [{ execute: 'query-jobs' }])).find((j) => j.id === COPY_JOB)
@@ -265,6 +268,45 @@ export class NbdExports {
     } finally {
       await dropCopy(socket)
     }
+  }
+
+  /**
+   * Moves the served export of volume `volumeId` (its `format` image `file`) onto `overlay` — an empty
+   * qcow2 image whose backing file is the one the export serves, with a name of its own — through its
+   * daemon, the one process that has the file open: QMP `blockdev-add` of the overlay (backing null),
+   * then `blockdev-snapshot` of the export's node onto it; the export follows the node (its clients
+   * read and write on, now into the overlay) and the old file, read-only from now on, keeps its name.
+   * False when the volume is not exported.
+   * @throws Internal when the daemon refused (the overlay node, if added, is removed again).
+   */
+  async snapshot(volumeId: string, file: string, format: 'qcow2' | 'raw', overlay: string): Promise<boolean> {
+    const e = await this.controlled(volumeId, file, format)
+    if (!e) return false
+    const socket = this.qmpPath(volumeId)
+    const node = layerNode(overlay)
+    try {
+      const top = await exportNode(socket)
+      await qmp(socket, [{ execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': node, file: { driver: 'file', filename: overlay }, backing: null } }])
+      await qmp(socket, [{ execute: 'blockdev-snapshot', arguments: { node: top, overlay: node } }]).catch(async (err: unknown) => {
+        await qmp(socket, [{ execute: 'blockdev-del', arguments: { 'node-name': node } }]).catch(() => undefined)
+        throw err
+      })
+    } catch (err) {
+      throw new Internal(`cannot move the export of volume ${volumeId} onto ${path.basename(overlay)}: its daemon (pid ${e.pid}) refused over QMP: ${(err as Error).message}`, { cause: err })
+    }
+    return true
+  }
+
+  /**
+   * After a crash around {@link snapshot}: whether the export of volume `volumeId` serves `overlay`
+   * now (true) or still the file under it (false: also a daemon with no QMP socket, which no snapshot
+   * moved); undefined when its daemon is gone and cannot say.
+   */
+  async serves(volumeId: string, overlay: string): Promise<boolean | undefined> {
+    const e = await this.read(volumeId)
+    if (!e || !(await this.serving(e))) return undefined
+    if (!(await this.controllable(e))) return false
+    return (await exportNode(this.qmpPath(volumeId))) === layerNode(overlay)
   }
 
   /**
@@ -475,6 +517,18 @@ export function qmp(socket: string, commands: Array<{ execute: string; arguments
       }
     })
   })
+}
+
+/** The node the export serves now: `vol0` as started, or the overlay a snapshot moved it onto. */
+async function exportNode(socket: string): Promise<string> {
+  const x = (await qmp(socket, [{ execute: 'query-block-exports' }])).find((b) => b.id === 'export0')
+  if (!x) throw new Error('the daemon serves no export0')
+  return String(x['node-name'])
+}
+
+/** The daemon's node name of a volume's overlay file (≤ 31 characters, from its name). */
+function layerNode(overlay: string): string {
+  return `layer-${createHash('sha256').update(path.basename(overlay)).digest('hex').slice(0, 24)}`
 }
 
 /**

@@ -48,9 +48,10 @@ export class SnapshotCatalog {
         project_id: vol.project_id, user_id: caller.userId, ...pendingCast('create_snapshot', id, caller.requestId), created_at: ts, updated_at: ts,
       }
       await trx.insertInto('volume_snapshots').values(row).execute()
-      // Whatever has the file open copies it as it is now, while it writes on: a running guest of the volume's
-      // host (libvirt push backup), the NBD export serving a server on another host (QMP blockdev-backup) —
-      // nothing of their chain or paths changes; otherwise the file becomes the snapshot under a new overlay.
+      // Whatever has the file open moves onto a new active file, the old one frozen as the snapshot's: a
+      // running guest of the volume's host (libvirt disk-only external snapshot), the NBD export serving a
+      // server on another host (QMP blockdev-snapshot); otherwise the file becomes the snapshot under a new
+      // overlay. Where the volume's file is, the backend says (export) at each attach or start.
       return { row, host: vol.host, attached: await attachedDisks(trx, vol.id) }
     })
     await this.cast('create_snapshot', row, host, attached)

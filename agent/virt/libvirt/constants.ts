@@ -83,6 +83,18 @@ export const VirDomainQemuMonitorCommandFlags = {
   HMP: 1,
 } as const
 
+/**
+ * `virDomainSnapshotCreateFlags` Strato uses: an external snapshot of some
+ * disks only, onto overlay files made beforehand, with no libvirt snapshot
+ * metadata kept, all disks or none.
+ */
+export const VirDomainSnapshotCreateFlags = {
+  NO_METADATA: 4,
+  DISK_ONLY: 16,
+  REUSE_EXT: 32,
+  ATOMIC: 128,
+} as const
+
 /** Version number `major * 1_000_000 + minor * 1000 + micro` as `major.minor.micro`. */
 export function formatVersion(version: number): string {
   return `${Math.floor(version / 1_000_000)}.${Math.floor(version / 1000) % 1000}.${version % 1000}`

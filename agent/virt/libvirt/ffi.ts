@@ -60,6 +60,7 @@ const lib = koffi.load('libvirt.so.0')
 
 koffi.pointer('virConnectPtr', koffi.opaque('virConnect'))
 koffi.pointer('virDomainPtr', koffi.opaque('virDomain'))
+koffi.pointer('virDomainSnapshotPtr', koffi.opaque('virDomainSnapshot'))
 const virError = koffi.struct('virError', {
   code: 'int',
   domain: 'int',
@@ -159,6 +160,8 @@ const c = {
   virDomainQemuMonitorCommand: koffi.load('libvirt-qemu.so.0').func(
     'int virDomainQemuMonitorCommand(virDomainPtr domain, const char *cmd, _Out_ void **result, unsigned int flags)',
   ) as Fn,
+  virDomainSnapshotCreateXML: lib.func('virDomainSnapshotPtr virDomainSnapshotCreateXML(virDomainPtr domain, const char *xmlDesc, unsigned int flags)') as Fn,
+  virDomainSnapshotFree: lib.func('int virDomainSnapshotFree(virDomainSnapshotPtr snapshot)') as Fn,
   virDomainBlockPull: lib.func('int virDomainBlockPull(virDomainPtr domain, const char *disk, unsigned long bandwidth, unsigned int flags)') as Fn,
   virDomainGetBlockJobInfo: lib.func('int virDomainGetBlockJobInfo(virDomainPtr domain, const char *disk, _Out_ virDomainBlockJobInfo *info, unsigned int flags)') as Fn,
   virDomainBackupBegin: lib.func('int virDomainBackupBegin(virDomainPtr domain, const char *backupXML, const char *checkpointXML, unsigned int flags)') as Fn,
@@ -470,6 +473,13 @@ export class Domain {
     } finally {
       koffi.free(answer)
     }
+  }
+
+  /** `virDomainSnapshotCreateXML` (the snapshot handle is freed at once: Strato keeps no libvirt snapshot objects). */
+  snapshotCreateXML(xml: string, flags: number): void {
+    const snapshot = c.virDomainSnapshotCreateXML(this.handle, xml, flags) as unknown
+    if (snapshot === null) throw lastError('virDomainSnapshotCreateXML')
+    c.virDomainSnapshotFree(snapshot)
   }
 
   /** `virDomainBlockPull`: starts a block job copying the disk's whole backing chain into its active file (which then has no backing file). */

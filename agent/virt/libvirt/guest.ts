@@ -4,7 +4,7 @@
  * the driver's; this class only speaks to libvirt through the host's thread.
  */
 import { PowerState } from '../../../proto/power-state.js'
-import { VirDomainBlockResizeFlags, VirDomainModificationImpact, VirDomainQemuMonitorCommandFlags, VirDomainShutdownFlags, VirDomainState, VirDomainUndefineFlags } from './constants.js'
+import { VirDomainBlockResizeFlags, VirDomainModificationImpact, VirDomainQemuMonitorCommandFlags, VirDomainSnapshotCreateFlags, VirDomainShutdownFlags, VirDomainState, VirDomainUndefineFlags } from './constants.js'
 import type { Host } from './host.js'
 import type { BlockJobInfo } from './ffi.js'
 import type { DomainRecord } from './worker.js'
@@ -118,6 +118,16 @@ export class Guest {
    */
   async readSector(node: string): Promise<string> {
     return this.host.call('qemuMonitorCommand', `read from block node ${node} of guest ${this.uuid}`, this.uuid, `qemu-io ${node} "read 0 512"`, VirDomainQemuMonitorCommandFlags.HMP)
+  }
+
+  /**
+   * `virDomainSnapshotCreateXML`, disk-only and external onto overlay files
+   * that exist already (REUSE_EXT), with no snapshot metadata, atomically:
+   * the disks `xml` marks external write to their new files from now on.
+   */
+  async snapshotDisks(xml: string): Promise<void> {
+    const f = VirDomainSnapshotCreateFlags
+    await this.host.call('snapshotCreate', `take a disk snapshot of guest ${this.uuid}`, this.uuid, xml, f.DISK_ONLY | f.REUSE_EXT | f.NO_METADATA | f.ATOMIC)
   }
 
   /**

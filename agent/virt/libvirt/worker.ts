@@ -192,6 +192,9 @@ const ops = {
   qemuMonitorCommand(uuid: string, cmd: string, flags: number): string {
     return withDomain(uuid, (d) => d.qemuMonitorCommand(cmd, flags))
   },
+  snapshotCreate(uuid: string, xml: string, flags: number): void {
+    withDomain(uuid, (d) => d.snapshotCreateXML(xml, flags))
+  },
   blockPull(uuid: string, disk: string, flags: number): void {
     withDomain(uuid, (d) => d.blockPull(disk, flags))
   },

@@ -24,7 +24,7 @@
  */
 import { execFile } from 'node:child_process'
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
@@ -189,24 +189,31 @@ if (process.getuid?.() !== 0) {
     t.pass('B back: its QEMU has the disk at 3 GiB')
     t.equal((await getVolume(v.id)).status, 'in-use', 'and the volume is in-use')
 
-    // A snapshot while in use over the network (--force): host A's export daemon copies the file as it is
-    // now (QMP blockdev-backup) while B's guest goes on; the export, its daemon and the volume's file stay.
+    // A snapshot while in use over the network (--force) is copy-on-write: host A's export daemon moves onto
+    // a new active file (QMP blockdev-snapshot; the export follows the node) while B's guest goes on; the old
+    // file, frozen under its name, is the snapshot's data. The export and its daemon stay.
     const snapshots = client(SnapshotsClient, cloud.s.address)
     t.teardown(() => snapshots.close())
     const daemons = await exportServersUnder(hostA.stateDir)
+    const frozen = await stat(vc.fileOf(v.id, hostA))
     const snap = await call<Snapshot>(snapshots, 'createSnapshot', { volumeId: v.id, name: 'over-nbd', force: true }, token())
     await eventually(async () => {
       const x = await call<Snapshot>(snapshots, 'getSnapshot', { id: snap.id }, token())
       if (x.status === 'error') throw new Error(`snapshot failed: ${x.statusReason}`)
       return x.status === 'available'
     }, 120_000, 'the snapshot available')
-    const snapFile = path.join(path.dirname(vc.fileOf(v.id, hostA)), `snapshot-${v.id}_${snap.id}.qcow2`)
+    const layer = path.join(path.dirname(vc.fileOf(v.id, hostA)), `volume-${v.id}.${snap.id}.qcow2`)
     t.same(await exportServersUnder(hostA.stateDir), daemons, 'the same export daemon serves on')
-    t.notMatch((await run('qemu-img', ['info', '-U', '--output=json', vc.fileOf(v.id, hostA)])).stdout, /backing-filename/, 'the volume\'s file is untouched (no overlay)')
-    t.match((await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0x5a 1M 64k', '-c', 'read -P 0xab 0 64k', snapFile])).stdout, /read 65536\/65536[\s\S]*read 65536\/65536/, 'the snapshot has the data written over the export and before')
+    const after = await stat(vc.fileOf(v.id, hostA))
+    t.same([after.ino, after.size], [frozen.ino, frozen.size], 'the snapshot\'s data is the volume\'s old file: same inode and size, nothing copied')
+    t.match((await run('qemu-img', ['info', '-U', '--output=json', layer])).stdout, new RegExp(`"backing-filename": "${path.basename(vc.fileOf(v.id, hostA))}"`), 'the new active file is an overlay on it')
+    t.match((await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0x5a 1M 64k', '-c', 'read -P 0xab 0 64k', vc.fileOf(v.id, hostA)])).stdout, /read 65536\/65536[\s\S]*read 65536\/65536/, 'the snapshot has the data written over the export and before')
     t.match(await qemuIo(s.id, 'vdb', 'read -P 0xab 0 64k'), /read 65536\/65536 bytes/, 'QEMU on B reads on through the export')
     await call(snapshots, 'deleteSnapshot', { id: snap.id }, token())
     await eventually(() => call(snapshots, 'getSnapshot', { id: snap.id }, token()).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 60_000, 'the snapshot deleted')
+    t.notOk(existsSync(vc.fileOf(v.id, hostA)), 'deleted: the frozen file is gone (the export\'s daemon pulled it into the active file)')
+    t.notMatch((await run('qemu-img', ['info', '-U', '--output=json', layer])).stdout, /backing-filename/, 'which stands alone')
+    t.match(await qemuIo(s.id, 'vdb', 'read -P 0xab 0 64k'), /read 65536\/65536 bytes/, 'QEMU on B reads its data on')
 
     await call(cloud.c.servers, 'detachVolume', { serverId: s.id, volumeId: v.id }, token())
     await waitVolume(v.id, 'available')
@@ -214,10 +221,10 @@ if (process.getuid?.() !== 0) {
     t.notOk(await diskXml(s.id, 'vdb', true), 'nor in its definition')
     await eventually(async () => (await exportServersUnder(hostA.stateDir)).length === 0, 60_000, 'the export server to stop')
     t.pass('the detach ended the export')
-    const check = await run('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x5a 1M 64k', '-c', 'read -P 0xab 0 64k', vc.fileOf(v.id, hostA)])
+    const check = await run('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x5a 1M 64k', '-c', 'read -P 0xab 0 64k', layer])
     t.match(check.stdout, /read 65536\/65536 bytes at offset 1048576[\s\S]*read 65536\/65536 bytes at offset 0/, 'what was written through the export is in the volume file on A, beside what was there')
     // qemu-io exits 1 when the pattern is not there.
-    const other = await run('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x11 1M 64k', vc.fileOf(v.id, hostA)]).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }))
+    const other = await run('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x11 1M 64k', layer]).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }))
     t.match(other.stdout, /verification failed/, '(and the check can fail: another pattern is not there)')
 
     // Faults on the network path. Host B's agent SIGKILLed during the attach, then started again: in-use,
@@ -267,7 +274,7 @@ if (process.getuid?.() !== 0) {
     t.pass('deleting the server ended the export')
     await call(volumes, 'deleteVolume', { id: v.id }, token())
     await eventually(() => getVolume(v.id).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 60_000, 'volume deleted')
-    t.notOk(existsSync(vc.fileOf(v.id, hostA)), 'no volume file left')
+    t.notOk(existsSync(vc.fileOf(v.id, hostA)) || existsSync(layer), 'no volume file left')
     t.same(await exportServersUnder(hostA.stateDir), [], 'no export server left')
     t.notOk((await virshDomainNames()).includes(domain(s.id)), 'no domain left')
     t.equal((await cloud.s.controller.db.selectFrom('volume_attachments').selectAll().execute()).length, 0, 'no attachment record left')

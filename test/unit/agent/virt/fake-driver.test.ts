@@ -6,7 +6,7 @@ import path from 'node:path'
 import { FakeDriver } from '../../../../agent/virt/fake.js'
 import { type GuestSpec } from '../../../../agent/virt/driver.js'
 import { PowerState } from '../../../../proto/power-state.js'
-import { AlreadyExists, NotFound, ResourceExhausted, Unavailable } from '../../../../proto/errors.js'
+import { AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, Unavailable } from '../../../../proto/errors.js'
 import { virtDriverContract } from './contract.js'
 
 function specFor(tag: string, memoryMiB = 64): GuestSpec {
@@ -158,6 +158,27 @@ t.test('pullDisk: a running guest pulls a file disk\'s chain; a stopped one does
   t.same(driver.diskPullsOf(spec.uuid), ['vda'], 'no more pulls counted')
   await driver.settleDiskPull(spec.uuid, 'vda')
   await driver.destroy(spec.uuid)
+})
+
+t.test('snapshotDisk: a running guest moves its disk onto an overlay with a path of its own (never the disk\'s); diskSource says which file the disk has', async (t) => {
+  const driver = new FakeDriver()
+  await driver.init()
+  const spec = specFor('move')
+  const disk = spec.disks[0]!.path
+  await driver.spawn(spec)
+  t.equal(await driver.diskSource(spec.uuid, 'vda'), disk)
+  t.ok((await driver.snapshotDisk(spec.uuid, 'vda', disk).catch((e: unknown) => e)) instanceof InvalidArgument, 'the disk\'s own path: InvalidArgument')
+  t.ok((await driver.snapshotDisk(spec.uuid, 'vdz', `${disk}.1`).catch((e: unknown) => e)) instanceof NotFound, 'no disk on the device: NotFound')
+  driver.injectFailure({ operation: 'snapshotDisk', error: new Unavailable('injected') })
+  t.ok((await driver.snapshotDisk(spec.uuid, 'vda', `${disk}.1`).catch((e: unknown) => e)) instanceof Unavailable, 'a failure can be injected')
+  t.equal(await driver.diskSource(spec.uuid, 'vda'), disk, 'and moves nothing')
+  t.equal(await driver.snapshotDisk(spec.uuid, 'vda', `${disk}.1`), true, 'running: moved')
+  t.equal(await driver.diskSource(spec.uuid, 'vda'), `${disk}.1`)
+  await driver.powerOff(spec.uuid)
+  t.equal(await driver.snapshotDisk(spec.uuid, 'vda', `${disk}.2`), false, 'stopped: nothing done')
+  t.equal(await driver.diskSource(spec.uuid, 'vda'), `${disk}.1`, 'the definition keeps the file it moved to')
+  await driver.destroy(spec.uuid)
+  t.equal(await driver.diskSource(spec.uuid, 'vda'), undefined, 'no guest: undefined')
 })
 
 t.test('copyDisk: a running guest copies a file disk as it is; a stopped one does nothing; an existing target is not overwritten', async (t) => {

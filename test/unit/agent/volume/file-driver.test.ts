@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { FileVolumeDriver } from '../../../../agent/volume/file.js'
-import { qmp } from '../../../../agent/volume/nbd-export.js'
+import { NbdExports, qmp } from '../../../../agent/volume/nbd-export.js'
 import { convertImage, createImage, readImage, writeImage, type ImageFormat } from '../../../../native/index.js'
 import { nbdIo, nbdTls } from '../../../helpers/nbd-tls.js'
 import { eventually } from '../../../helpers/agents.js'
@@ -216,17 +216,63 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   t.same(await leftover(), { jobs: [], nodes: [] }, 'the agent\'s start cancels it and drops its job and target node')
   t.equal(pidOf(made), daemon, 'in the daemon it adopts (not restarted)')
   t.notOk(existsSync(leftPart), 'and its work file is gone')
+  // A snapshot of the exported volume is copy-on-write: the export's daemon moves onto a new active file
+  // (QMP blockdev-snapshot), its client writing on into it; the old file, frozen under its name, is the snapshot's.
+  const frozen = statSync(driver.volumePath(made))
   await driver.createSnapshot(made, copySnap)
-  const copyFile = driver.snapshotPath(made, copySnap)
-  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', copyFile]))['backing-filename'], undefined, 'the snapshot\'s file stands alone')
-  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', driver.volumePath(made)]))['backing-filename'], undefined, 'the exported volume\'s file is untouched (no overlay)')
-  t.equal(pidOf(made), daemon, 'copied by the daemon serving it (not restarted)')
+  const layer = path.join(dir, 'plain', `volume-${made}.${copySnap}.qcow2`)
+  t.equal(await driver.activePath(made), layer, 'the overlay is the volume\'s active file')
+  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', layer]))['backing-filename'], path.basename(driver.volumePath(made)), 'on the old file')
+  t.same([statSync(driver.volumePath(made)).ino, statSync(driver.volumePath(made)).size], [frozen.ino, frozen.size], 'which is the snapshot\'s data, same inode and size: nothing copied')
+  t.equal(pidOf(made), daemon, 'moved by the daemon serving it (not restarted)')
   t.match(await nbdIo(m, node2, 'write -P 0x74 128k 64k'), /wrote 65536\/65536/, 'its client writes on')
-  t.match(qemuIo(copyFile, 'read -P 0x71 0 64k', 'read -P 0x72 64k 64k', 'read -P 0x73 128k 64k'), /(read 65536\/65536[\s\S]*){3}/, 'the snapshot has the data as it was')
-  t.match(await nbdIo(m, node2, 'read -P 0x74 128k 64k'), /read 65536\/65536/, 'the volume has the later write')
+  t.match(qemuIo(driver.volumePath(made), 'read -P 0x71 0 64k', 'read -P 0x72 64k 64k', 'read -P 0x73 128k 64k'), /(read 65536\/65536[\s\S]*){3}/, 'the snapshot has the data as it was')
+  t.match(await nbdIo(m, node2, 'read -P 0x74 128k 64k', 'read -P 0x72 64k 64k'), /(read 65536\/65536[\s\S]*){2}/, 'the volume has the later write, and the earlier data through the chain')
+  t.match(qemuIo(layer, 'read -P 0x74 128k 64k'), /read 65536\/65536/, 'which went into the active file')
+  // Grown while exported: the daemon resizes the node its export serves now (the overlay).
+  await driver.extend(made, 2)
+  t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', layer]))['virtual-size'], 2 * 1024 ** 3, 'extended: the active file grew')
+  t.match(await nbdIo(m, node2, 'read -P 0x74 128k 64k'), /read 65536\/65536/, 'and its client reads on')
   t.same(readdirSync(path.join(dir, 'plain')).filter((f) => f.endsWith('.part')), [], 'no part file left')
-  t.same(await leftover(), { jobs: [], nodes: [] }, 'nor anything of the copy in the daemon')
+  t.same(await leftover(), { jobs: [], nodes: [] }, 'nor anything of a copy in the daemon')
+  // Exported and attached to a running guest of this host too: a live snapshot would move only one of the
+  // two QEMUs off the file it freezes: refused before anything is done.
+  const never = async (): Promise<never> => {
+    throw new Error('no hypervisor call expected')
+  }
+  const withGuest = new FileVolumeDriver({ dir: path.join(dir, 'plain'), host: 'node1', network: { address: '127.0.0.1', tlsDir: tls.serverDir }, guests: { copy: never, snapshot: never, source: never, pull: never, settlePull: never } })
+  const refusedSnap = '00000000-0000-4000-8000-000000000020'
+  const before = readdirSync(path.join(dir, 'plain')).sort()
+  await t.rejects(withGuest.createSnapshot(made, refusedSnap, [{ instanceUuid: '00000000-0000-4000-8000-0000000000ac', device: 'vdb' }]), { name: 'FailedPrecondition', message: /attached to server 00000000-0000-4000-8000-0000000000ac of this host and exported to servers of other hosts.*detach it from all but one server/ }, 'attached here and exported: refused, saying what to do')
+  t.same([readdirSync(path.join(dir, 'plain')).sort(), await driver.snapshotInfo(refusedSnap)], [before, undefined], 'nothing changed')
+  // The agent dies in the middle of a snapshot of the exported volume: after making the overlay (the
+  // export not moved) its start goes back; after the daemon moved (not recorded) it goes forward.
+  const stateFile = path.join(dir, 'plain', `volume-${made}.info`)
+  const crashAt = async (snapshotId: string, move: boolean) => {
+    const overlayFile = path.join(dir, 'plain', `volume-${made}.${snapshotId}.qcow2`)
+    const st = JSON.parse(readFileSync(stateFile, 'utf8')) as Record<string, unknown>
+    writeFileSync(stateFile, JSON.stringify({ ...st, pending: { snapshotId, overlay: path.basename(overlayFile), exported: true } }), { mode: 0o600 })
+    await createImage(overlayFile, 'qcow2', { size: 2 * 1024 ** 3, backingFile: path.basename(layer), backingFormat: 'qcow2' })
+    if (move) t.ok(await new NbdExports({ stateDir: exportsDir, address: '127.0.0.1', tlsDir: tls.serverDir }).snapshot(made, layer, 'qcow2', overlayFile), '(the daemon moved)')
+    await driver.init()
+    return overlayFile
+  }
+  const exportsDir = path.join(dir, 'plain', 'exports')
+  const [backSnap, fwdSnap] = ['00000000-0000-4000-8000-000000000021', '00000000-0000-4000-8000-000000000022']
+  const notMoved = await crashAt(backSnap, false)
+  t.same([existsSync(notMoved), await driver.activePath(made), await driver.snapshotInfo(backSnap)], [false, layer, undefined], 'not moved: init removes the overlay, the active file as it was')
+  const movedTo = await crashAt(fwdSnap, true)
+  t.same([await driver.activePath(made), (await driver.snapshotInfo(fwdSnap))?.volumeId, pidOf(made)], [movedTo, made, daemon], 'moved: init records the overlay active and the snapshot taken')
+  t.match(await nbdIo(m, node2, 'write -P 0x75 192k 64k'), /wrote 65536\/65536/)
+  t.match(qemuIo(movedTo, 'read -P 0x75 192k 64k'), /read 65536\/65536/, 'the client writes into it')
+  // Deleted while exported: the older snapshot's file rests under the newer's layer, which is in the
+  // daemon's chain: the daemon pulls its chain into the active file (block-stream on the node it serves),
+  // then the layer is flattened and the file goes.
   await driver.deleteSnapshot(made, copySnap)
+  t.same([existsSync(driver.volumePath(made)), JSON.parse(qemuImg(['info', '-U', '--output=json', layer]))['backing-filename'], JSON.parse(qemuImg(['info', '-U', '--output=json', movedTo]))['backing-filename'], pidOf(made)], [false, undefined, undefined, daemon], 'the snapshot\'s file gone, the layer and the active file standing alone, the same daemon')
+  t.match(qemuIo(layer, 'read -P 0x71 0 64k', 'read -P 0x74 128k 64k'), /(read 65536\/65536[\s\S]*){2}/, 'the newer snapshot keeps its data')
+  await driver.deleteSnapshot(made, fwdSnap)
+  t.match(await nbdIo(m, node2, 'read -P 0x71 0 64k', 'read -P 0x74 128k 64k', 'read -P 0x75 192k 64k'), /(read 65536\/65536[\s\S]*){3}/, 'its client reads every byte')
   await driver.unexport(made, 'node2')
   await driver.delete(made)
   await driver.delete(src)
@@ -266,54 +312,162 @@ async function waitGone(pid: number): Promise<void> {
   for (let i = 0; i < 600 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 50))
 }
 
-t.test('a snapshot of a volume a running guest has open: its QEMU copies the file as it is now; the volume is untouched', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'strato-file-vol-copy-'))
+t.test('a snapshot of a volume a running guest has open is copy-on-write: the guest moves onto a new active file, the old one frozen under its name; crashes at each step settle by where the guest\'s disk is', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-file-vol-live-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const guest = '00000000-0000-4000-8000-0000000000ab'
-  const [vol, s1, s2, s3] = ['00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000011', '00000000-0000-4000-8000-000000000012', '00000000-0000-4000-8000-000000000013']
-  // The hypervisor: a running guest whose QEMU copies its disk (here: the file converted standalone); a copy may fail half-way.
-  const hv = { running: true, fail: false, calls: [] as string[] }
-  const driver: FileVolumeDriver = new FileVolumeDriver({
-    dir, host: 'node1',
-    guests: {
-      copy: async (uuid, device, target) => {
-        hv.calls.push(`${uuid} ${device} ${path.basename(target)}`)
-        if (!hv.running) return false
-        await convertImage(driver.volumePath(vol), target, { srcFormat: 'qcow2', dstFormat: 'qcow2' })
-        if (hv.fail) throw new Error('virDomainBackupBegin: failed')
-        return true
-      },
-      pull: async () => false,
-      settlePull: async () => {},
+  const [vol, from1, s1, s2, s3, s4, s5] = ['00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000011', '00000000-0000-4000-8000-000000000012', '00000000-0000-4000-8000-000000000013', '00000000-0000-4000-8000-000000000014', '00000000-0000-4000-8000-000000000015']
+  // The hypervisor: a running guest with the file it has open on vdb; a move (libvirt's disk-only
+  // snapshot) may fail before or after the disk moved, or the agent may die around it (then nothing of
+  // the driver runs on: every call of the dead agent's fails); a pull does what block-stream does.
+  const hv = { running: true, disk: '', fail: undefined as 'before' | 'after' | undefined, dies: false, dead: false, calls: [] as string[] }
+  const alive = () => {
+    if (hv.dead) throw new Error('the agent died')
+  }
+  const guests = {
+    copy: async () => {
+      hv.calls.push('copy')
+      return false
     },
-  })
+    snapshot: async (uuid: string, device: string, overlay: string) => {
+      alive()
+      hv.calls.push(`snapshot ${uuid} ${device} ${path.basename(overlay)}`)
+      if (!hv.running) return false
+      if (hv.fail === 'before') throw new Error('virDomainSnapshotCreateXML: refused before the move')
+      t.equal(JSON.parse(qemuImg(['info', '-U', '--output=json', overlay]))['backing-filename'], path.basename(hv.disk), 'the overlay rests on the file the disk has open')
+      hv.disk = overlay
+      if (hv.fail === 'after') throw new Error('virDomainSnapshotCreateXML: failed after the move')
+      if (hv.dies) hv.dead = true
+      alive()
+      return true
+    },
+    source: async () => {
+      alive()
+      return hv.disk
+    },
+    pull: async (uuid: string, device: string) => {
+      hv.calls.push(`pull ${uuid} ${device}`)
+      if (!hv.running) return false
+      await convertImage(hv.disk, `${hv.disk}.pulled`, { srcFormat: 'qcow2', dstFormat: 'qcow2' })
+      renameSync(`${hv.disk}.pulled`, hv.disk)
+      return true
+    },
+    settlePull: async () => {},
+  }
+  let driver = new FileVolumeDriver({ dir, host: 'node1', guests })
+  const restart = async () => {
+    hv.dead = false
+    driver = new FileVolumeDriver({ dir, host: 'node1', guests })
+    await driver.init()
+  }
   await driver.init()
   await driver.create(vol, 1, { kind: 'blank' })
-  const marker = Buffer.from('before the snapshot')
-  await writeImage(driver.volumePath(vol), 0, marker, 'qcow2')
+  hv.disk = driver.volumePath(vol)
+  const [a, b, c] = [Buffer.from('before the snapshot'), Buffer.from('after the first snapshot'), Buffer.from('after the second')]
+  await writeImage(hv.disk, 0, a, 'qcow2')
   const info = (file: string) => JSON.parse(qemuImg(['info', '-U', '--output=json', file])) as Record<string, unknown>
   const attached = [{ instanceUuid: guest, device: 'vdb' }]
+  const first = statSync(driver.volumePath(vol))
+  const overlay = (s: string) => path.join(dir, `volume-${vol}.${s}.qcow2`)
+  const stateFile = path.join(dir, `volume-${vol}.info`)
 
   await driver.createSnapshot(vol, s1, attached)
-  t.same(hv.calls, [`${guest} vdb .${path.basename(driver.snapshotPath(vol, s1))}.part`], 'the guest\'s QEMU copied its disk to a part file')
-  t.equal(info(driver.snapshotPath(vol, s1))['backing-filename'], undefined, 'the snapshot\'s file stands alone')
-  t.equal(info(driver.volumePath(vol))['backing-filename'], undefined, 'the volume\'s file is untouched: no overlay, the guest\'s chain as it was')
-  t.same(await readImage(driver.snapshotPath(vol, s1), 0, marker.length, 'qcow2'), marker, 'the snapshot has the data')
-  t.equal((statSync(driver.snapshotPath(vol, s1)).mode & 0o777), 0o600, 'private')
-  t.same((await driver.snapshotInfo(s1))?.volumeId, vol)
+  t.same(hv.calls, [`snapshot ${guest} vdb ${path.basename(overlay(s1))}`], 'the guest moved onto a new overlay; nothing copied')
+  t.equal(await driver.activePath(vol), overlay(s1), 'the new overlay is the volume\'s active file')
+  t.same(await driver.export(vol, 'node1'), { kind: 'file', path: overlay(s1), format: 'qcow2' }, 'a local attach or a start gets the active file')
+  t.equal(statSync(driver.volumePath(vol)).ino, first.ino, 'the snapshot\'s data is the volume\'s old file, same inode')
+  t.equal(statSync(driver.volumePath(vol)).size, first.size, 'unchanged in size')
+  t.ok(statSync(overlay(s1)).size < 1024 * 1024, `the overlay is small (${statSync(overlay(s1)).size} bytes)`)
+  t.notOk(existsSync(driver.snapshotPath(vol, s1)), 'no snapshot file of its own')
+  t.same(await driver.snapshotInfo(s1), { id: s1, volumeId: vol, sizeGb: 1 })
+  t.equal((statSync(stateFile).mode & 0o777), 0o600, 'the volume\'s state file is private')
+  await writeImage(hv.disk, 4096, b, 'qcow2')
+  t.same([await readImage(hv.disk, 0, a.length, 'qcow2'), await readImage(hv.disk, 4096, b.length, 'qcow2')], [a, b], 'the guest reads what it wrote before and after')
+  t.same(await readImage(driver.volumePath(vol), 4096, b.length, 'qcow2'), Buffer.alloc(b.length), 'the later write went to the volume, not the snapshot')
+  await driver.create(from1, 1, { kind: 'snapshot', snapshotId: s1 })
+  t.equal(info(driver.volumePath(from1))['backing-filename'], path.basename(driver.volumePath(vol)), 'a volume from the snapshot is an overlay on the frozen file')
+  t.same([await readImage(driver.volumePath(from1), 0, a.length, 'qcow2'), await readImage(driver.volumePath(from1), 4096, b.length, 'qcow2')], [a, Buffer.alloc(b.length)], 'with the data of the snapshot only')
+  hv.calls = []
+  await driver.createSnapshot(vol, s1, attached)
+  t.same(hv.calls, [], 'redelivered: done already, nothing moved again')
 
-  hv.fail = true
-  await t.rejects(driver.createSnapshot(vol, s2, attached), /virDomainBackupBegin/)
-  t.same(readdirSync(dir).filter((f) => f.includes(s2)), [], 'a failed copy leaves no file')
-  hv.fail = false
-  hv.running = false
+  // Refused before the move, or failed after it: settled by where the disk is.
+  hv.fail = 'before'
+  await t.rejects(driver.createSnapshot(vol, s2, attached), /refused before the move/)
+  t.same([existsSync(overlay(s2)), await driver.activePath(vol), await driver.snapshotInfo(s2)], [false, overlay(s1), undefined], 'refused: no overlay left, the active file as it was, no snapshot')
+  hv.fail = 'after'
   await driver.createSnapshot(vol, s2, attached)
-  t.equal(info(driver.volumePath(vol))['backing-filename'], path.basename(driver.snapshotPath(vol, s2)), 'a guest that does not run: the file becomes the snapshot and the volume an overlay on it, as for a detached volume')
-  // A crash between the rename and the overlay (no intent: nothing had the file open): the redelivered cast makes the overlay.
-  renameSync(driver.volumePath(vol), driver.snapshotPath(vol, s3))
+  hv.fail = undefined
+  t.same([await driver.activePath(vol), hv.disk, (await driver.snapshotInfo(s2))?.volumeId], [overlay(s2), overlay(s2), vol], 'an error after the disk moved: the snapshot is taken, the overlay active')
+  await writeImage(hv.disk, 8192, c, 'qcow2')
+
+  // The agent dies after making the overlay, before the move: its next start takes it back.
+  hv.fail = 'before'
+  hv.dead = false
+  const dieBefore = guests.snapshot
+  guests.snapshot = async (...args) => {
+    hv.dead = true
+    return dieBefore(...args)
+  }
+  await t.rejects(driver.createSnapshot(vol, s3, attached), /died/)
+  guests.snapshot = dieBefore
+  hv.fail = undefined
+  t.ok(existsSync(overlay(s3)), '(the crash left the overlay)')
+  await restart()
+  t.same([existsSync(overlay(s3)), await driver.activePath(vol), hv.disk, await driver.snapshotInfo(s3)], [false, overlay(s2), overlay(s2), undefined], 'init: the guest is still on the old file, the overlay goes')
+  hv.calls = []
   await driver.createSnapshot(vol, s3, attached)
-  t.equal(info(driver.volumePath(vol))['backing-filename'], path.basename(driver.snapshotPath(vol, s3)), 'renamed, no overlay yet: the redelivered snapshot makes it')
-  t.same(await readImage(driver.volumePath(vol), 0, marker.length, 'qcow2'), marker, 'the volume reads its data through it')
+  t.same([hv.calls.length, await driver.activePath(vol), hv.disk], [1, overlay(s3), overlay(s3)], 'the redelivered cast takes it')
+
+  // Dies after the move, before recording it: init, or the redelivered cast, goes forward.
+  hv.dies = true
+  await t.rejects(driver.createSnapshot(vol, s4, attached), /died/)
+  hv.dies = false
+  t.same(JSON.parse(readFileSync(stateFile, 'utf8')).pending?.snapshotId, s4, '(the crash left the move pending)')
+  await restart()
+  t.same([await driver.activePath(vol), hv.disk, (await driver.snapshotInfo(s4))?.volumeId], [overlay(s4), overlay(s4), vol], 'init: the guest is on the overlay, it is the active file and the snapshot taken')
+  hv.dies = true
+  await t.rejects(driver.createSnapshot(vol, s5, attached), /died/)
+  hv.dies = false
+  hv.dead = false
+  hv.calls = []
+  await driver.createSnapshot(vol, s5, attached)
+  t.same([hv.calls, await driver.activePath(vol), (await driver.snapshotInfo(s5))?.volumeId], [[], overlay(s5), vol], 'the redelivered cast (no restart) settles forward, moving nothing again')
+  t.same([await readImage(hv.disk, 0, a.length, 'qcow2'), await readImage(hv.disk, 4096, b.length, 'qcow2'), await readImage(hv.disk, 8192, c.length, 'qcow2')], [a, b, c], 'the guest reads every write through the chain')
+
+  // Deletes while the guest runs: the oldest (under a frozen layer the guest has in its chain and a volume
+  // made from it): the guest pulls its chain into its active file first, then the layer is flattened.
+  hv.calls = []
+  await driver.deleteSnapshot(vol, s1, [...attached.map((x) => ({ ...x, volumeId: vol }))])
+  t.same(hv.calls, [`pull ${guest} vdb`], 'the guest pulled its chain')
+  t.notOk(existsSync(driver.volumePath(vol)), 'the oldest snapshot\'s file is gone')
+  t.equal(info(overlay(s1))['backing-filename'], undefined, 'the layer above it stands alone')
+  t.same(await readImage(overlay(s1), 4096, b.length, 'qcow2'), b, 'snapshot 2\'s data kept')
+  t.same(await readImage(driver.volumePath(from1), 0, a.length, 'qcow2'), a, 'the volume made from the deleted snapshot keeps its data')
+  t.equal((await driver.snapshotInfo(s1)), undefined)
+  // Then nothing rests on the newest any more (the active file stands alone): it just goes.
+  hv.calls = []
+  await driver.deleteSnapshot(vol, s5, [...attached.map((x) => ({ ...x, volumeId: vol }))])
+  t.same([hv.calls, existsSync(overlay(s4)), await driver.activePath(vol)], [[], false, overlay(s5)], 'no pull, its file gone, the active file kept')
+  t.same(await readImage(overlay(s2), 8192, c.length, 'qcow2'), c, 'snapshot 3\'s data as it was')
+  // A new live snapshot, deleted: the active file rests on it, the guest pulls it in.
+  const [s6, s7] = ['00000000-0000-4000-8000-000000000016', '00000000-0000-4000-8000-000000000017']
+  await driver.createSnapshot(vol, s6, attached)
+  const d = Buffer.from('after the last snapshot')
+  await writeImage(hv.disk, 12288, d, 'qcow2')
+  hv.calls = []
+  await driver.deleteSnapshot(vol, s6, [...attached.map((x) => ({ ...x, volumeId: vol }))])
+  t.same([hv.calls, existsSync(overlay(s5)), await driver.activePath(vol), info(overlay(s6))['backing-filename']], [[`pull ${guest} vdb`], false, overlay(s6), undefined], 'pulled into the active file, the snapshot\'s file gone')
+  t.same([await readImage(hv.disk, 0, a.length, 'qcow2'), await readImage(hv.disk, 4096, b.length, 'qcow2'), await readImage(hv.disk, 8192, c.length, 'qcow2'), await readImage(hv.disk, 12288, d.length, 'qcow2')], [a, b, c, d], 'the guest reads every write')
+
+  // A guest that does not run: a detached-like snapshot (the active file renamed, an overlay at its name).
+  hv.running = false
+  hv.calls = []
+  await driver.createSnapshot(vol, s7, attached)
+  t.same([hv.calls.length, await driver.activePath(vol), info(overlay(s6))['backing-filename']], [1, overlay(s6), path.basename(driver.snapshotPath(vol, s7))], 'the stopped guest keeps its file name; the data under it became the snapshot')
+  await driver.delete(from1)
+  await driver.delete(vol)
+  t.same(readdirSync(dir), [], 'deleting the volume leaves no file')
 })
 
 t.test('deleting a snapshot under files running guests have open: their QEMU pulls it in live; a crash in the middle is settled at init', async (t) => {
@@ -331,6 +485,8 @@ t.test('deleting a snapshot under files running guests have open: their QEMU pul
   }
   const guests = {
     copy: async () => false,
+    snapshot: async () => false,
+    source: async () => undefined,
     pull: async (uuid: string, device: string) => {
       hv.calls.push(`pull ${uuid} ${device}`)
       const file = hv.running.get(uuid)
