@@ -434,20 +434,12 @@ export class ComputeManager {
   }
 
   /**
-   * A snapshot of a volume guest `uuid` has open: its disk `device` copied as
-   * it is now (VirtDriver.copyDisk). Not under the guest's lock: the volume
-   * role calls it holding it already (holdingGuests, so the guest cannot start
-   * between a copy that found it stopped and the file becoming the snapshot);
-   * libvirt orders the jobs of one domain itself.
-   */
-  copyVolumeDisk(uuid: string, device: string, target: string): Promise<boolean> {
-    return this.driver.copyDisk(uuid, device, target)
-  }
-
-  /**
    * A snapshot of a volume guest `uuid` has open: its disk `device` moved onto
    * the volume's new active file `overlay` (VirtDriver.snapshotDisk). Not
-   * under the guest's lock, as copyVolumeDisk.
+   * under the guest's lock: the volume role calls it holding it already
+   * (holdingGuests, so the guest cannot start between a move that found it
+   * stopped and the file becoming the snapshot); libvirt orders the jobs of
+   * one domain itself.
    */
   snapshotVolumeDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
     return this.driver.snapshotDisk(uuid, device, overlay)
@@ -461,7 +453,7 @@ export class ComputeManager {
   /**
    * A snapshot deleted under a volume guest `uuid` has open on `device`: its
    * data is pulled into the volume's file live (VirtDriver.pullDisk). Not
-   * under the guest's lock, as copyVolumeDisk.
+   * under the guest's lock, as snapshotVolumeDisk.
    */
   pullVolumeDisk(uuid: string, device: string): Promise<boolean> {
     return this.driver.pullDisk(uuid, device)

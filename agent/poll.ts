@@ -1,5 +1,5 @@
 /**
- * Waiting for work another process does (a QEMU job, a libvirt domain job):
+ * Waiting for work another process does (a QEMU job, a libvirt block job):
  * one poll loop with a deadline for the agent, so every wait ends the same
  * way — the work's own errors as the check throws them, or Unavailable
  * naming what has not finished, how far it got, and where it goes on.

@@ -130,7 +130,6 @@ export class AgentService {
     if (config.volume === 'on') {
       const network = config.volumeExportAddress ? { network: { address: config.volumeExportAddress, tlsDir: config.volumeExportTlsDir } } : {}
       const guests = {
-        copy: (uuid: string, device: string, target: string) => this.manager.copyVolumeDisk(uuid, device, target),
         snapshot: (uuid: string, device: string, overlay: string) => this.manager.snapshotVolumeDisk(uuid, device, overlay),
         source: (uuid: string, device: string) => this.manager.volumeDiskSource(uuid, device),
         pull: (uuid: string, device: string) => this.manager.pullVolumeDisk(uuid, device),

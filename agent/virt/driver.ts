@@ -323,18 +323,6 @@ export interface VirtDriver {
   resizeDisk(uuid: string, device: string, bytes: number): Promise<void>
 
   /**
-   * Copies the running guest's file disk `device`, as it is at this instant, to a new qcow2 file
-   * `target` that stands alone (no backing file) while the guest writes on (libvirt's push backup:
-   * QEMU's copy-before-write keeps the instant) — a snapshot of a volume a guest has open, with
-   * nothing of the guest's chain or paths changed. Returns once the copy is complete; false, doing
-   * nothing, when the guest does not run. `target` must not exist.
-   * @throws NotFound when there is no such guest, or no file disk on `device`.
-   * @throws Unavailable when the copy did not finish in time (it goes on in QEMU).
-   * @throws Internal when the job failed.
-   */
-  copyDisk(uuid: string, device: string, target: string): Promise<boolean>
-
-  /**
    * Moves a running guest's writes on the file disk `device` onto `overlay`
    * (an external, disk-only snapshot of that one disk: Nova's
    * volume_snapshot_create for Cinder's file drivers). `overlay` exists, is

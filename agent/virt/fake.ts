@@ -9,7 +9,6 @@
  * named step, so callers' cleanup paths can be tested. No I/O, no timers
  * unless `latencyMs` is set.
  */
-import { constants as fsConstants, copyFile } from 'node:fs/promises'
 import path from 'node:path'
 import { withReverter } from '../../proto/revert.js'
 import { AlreadyExists, Internal, InvalidArgument, NotFound, ResourceExhausted, Unavailable, type StratoError } from '../../proto/errors.js'
@@ -67,7 +66,6 @@ export type FakeOperation =
   | 'attachDisk'
   | 'detachDisk'
   | 'resizeDisk'
-  | 'copyDisk'
   | 'snapshotDisk'
   | 'pullDisk'
 
@@ -98,8 +96,6 @@ interface FakeGuest {
   console: string[]
   consoleBytes: number
   bootedAt: number
-  /** Devices copied while it ran (copyDisk). */
-  diskCopies?: string[]
   /** Devices whose backing chain was pulled into their file while it ran (pullDisk). */
   diskPulls?: string[]
 }
@@ -332,16 +328,6 @@ export class FakeDriver implements VirtDriver {
     return { guest, disk }
   }
 
-  async copyDisk(uuid: string, device: string, target: string): Promise<boolean> {
-    await this.hypervisorCall('copyDisk', 'call', uuid)
-    const { guest, disk } = this.fileDisk(uuid, device)
-    if (guest.powerState !== PowerState.RUNNING) return false
-    // No QEMU here: the file as it is (its chain's names are relative, so a copy beside it reads the same data).
-    await copyFile(disk.path, target, fsConstants.COPYFILE_EXCL)
-    guest.diskCopies = [...(guest.diskCopies ?? []), device]
-    return true
-  }
-
   async snapshotDisk(uuid: string, device: string, overlay: string): Promise<boolean> {
     await this.hypervisorCall('snapshotDisk', 'call', uuid)
     const { guest, disk } = this.fileDisk(uuid, device)
@@ -367,11 +353,6 @@ export class FakeDriver implements VirtDriver {
 
   async settleDiskPull(uuid: string, _device: string): Promise<void> {
     await this.hypervisorCall('pullDisk', 'call', uuid)
-  }
-
-  /** The devices a guest had copied while running (tests). */
-  diskCopiesOf(uuid: string): string[] {
-    return this.guests.get(uuid)?.diskCopies ?? []
   }
 
   /** The devices whose backing chain a guest pulled into their file while running (tests). */

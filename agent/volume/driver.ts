@@ -54,14 +54,9 @@ export interface AttachedDisk {
 /**
  * The hypervisor's side of a snapshot of a volume a running guest has open,
  * and of a snapshot deleted under it (the agent's virt driver:
- * `VirtDriver.snapshotDisk`, `diskSource`, `copyDisk`, `pullDisk`, `settleDiskPull`).
+ * `VirtDriver.snapshotDisk`, `diskSource`, `pullDisk`, `settleDiskPull`).
  */
 export interface GuestDisks {
-  /**
-   * Copies the file the guest has open on `device`, as it is now, to a new standalone qcow2 file
-   * `target` while the guest writes on (`VirtDriver.copyDisk`); false, doing nothing, when it does not run.
-   */
-  copy(instanceUuid: string, device: string, target: string): Promise<boolean>
   /**
    * Moves the guest's writes on `device` onto `overlay` (an empty qcow2 file
    * whose backing file is the one the disk has open, with a name of its

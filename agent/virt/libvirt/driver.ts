@@ -441,36 +441,7 @@ export class LibvirtDriver implements VirtDriver {
     return diskOn(await guest.xml(!active), device)?.path
   }
 
-  async copyDisk(uuid: string, device: string, target: string): Promise<boolean> {
-    const guest = await this.host.lookupGuest(uuid)
-    if (!(await guest.isActive())) return false
-    const live = parseDomainXml(await guest.xml())
-    const disk = live.disks.find((d) => d.device === device)
-    if (!disk || disk.network) throw new NotFound(`guest ${uuid} has no file disk ${device}`)
-    // One domain job at a time: a copy a crash left running ends first (its target is the caller's to remove).
-    await this.domainJobEnded(guest, device)
-    // Every other disk is named, not copied (unnamed ones would be: a backup's default).
-    const disks = live.disks.map((d) => d.device === device
-      ? el('disk', { name: d.device, backup: 'yes', type: 'file' }, el('target', { file: target }), el('driver', { type: 'qcow2' }))
-      : el('disk', { name: d.device, backup: 'no' }))
-    this.logger?.info({ instance: uuid, device, target }, 'copying the disk as it is now (push backup)')
-    await guest.backupBegin(serializeXml(el('domainbackup', { mode: 'push' }, el('disks', {}, ...disks))))
-    await this.domainJobEnded(guest, device)
-    const ended = await guest.jobType(true)
-    if (ended !== JOB_COMPLETED) throw new Internal(`the copy of disk ${device} of guest ${uuid} to ${target} ended ${ended === JOB_FAILED ? 'failed' : ended === JOB_CANCELLED ? 'cancelled' : `in state ${ended}`} (see the guest's QEMU log)`)
-    this.logger?.info({ instance: uuid, device, target }, 'disk copied')
-    return true
-  }
-
-  /** Waits until `guest` runs no domain job (a push backup's), or stopped. */
-  private async domainJobEnded(guest: Guest, device: string): Promise<void> {
-    await pollUntil<void>(async () => {
-      if (!(await guest.isActive())) throw new FailedPrecondition(`guest ${guest.uuid} stopped while its disk ${device} was being copied`)
-      return (await guest.jobType(false)) === 0 ? undefined : new Pending()
-    }, this.blockJobPoll(`the copy of disk ${device} of guest ${guest.uuid}`))
-  }
-
-  /** How the driver waits for a block or domain job of QEMU's (blockJobTimeoutMs). */
+  /** How the driver waits for a block job of QEMU's (blockJobTimeoutMs). */
   private blockJobPoll(what: string): PollOptions {
     return { deadlineMs: this.options.blockJobTimeoutMs ?? DEFAULT_BLOCK_JOB_TIMEOUT_MS, pauseMs: BLOCK_JOB_POLL_MS, what, where: 'QEMU' }
   }
@@ -536,8 +507,6 @@ export class LibvirtDriver implements VirtDriver {
 
 /** How often a block job's progress is read. */
 const BLOCK_JOB_POLL_MS = 250
-/** virDomainJobType of a domain job that ended (virDomainGetJobStats with VIR_DOMAIN_JOB_STATS_COMPLETED). */
-const [JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED] = [3, 4, 5]
 
 /** How many reads a network disk's resize makes QEMU try to reconnect with (half a second apart). */
 const RECONNECT_ATTEMPTS = 60

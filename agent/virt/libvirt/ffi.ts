@@ -164,9 +164,6 @@ const c = {
   virDomainSnapshotFree: lib.func('int virDomainSnapshotFree(virDomainSnapshotPtr snapshot)') as Fn,
   virDomainBlockPull: lib.func('int virDomainBlockPull(virDomainPtr domain, const char *disk, unsigned long bandwidth, unsigned int flags)') as Fn,
   virDomainGetBlockJobInfo: lib.func('int virDomainGetBlockJobInfo(virDomainPtr domain, const char *disk, _Out_ virDomainBlockJobInfo *info, unsigned int flags)') as Fn,
-  virDomainBackupBegin: lib.func('int virDomainBackupBegin(virDomainPtr domain, const char *backupXML, const char *checkpointXML, unsigned int flags)') as Fn,
-  virDomainGetJobStats: lib.func('int virDomainGetJobStats(virDomainPtr domain, _Out_ int *type, _Out_ void **params, _Out_ int *nparams, unsigned int flags)') as Fn,
-  virTypedParamsFree: lib.func('void virTypedParamsFree(void *params, int nparams)') as Fn,
 }
 
 /** Reads this thread's libvirt error right now and wraps it. */
@@ -485,24 +482,6 @@ export class Domain {
   /** `virDomainBlockPull`: starts a block job copying the disk's whole backing chain into its active file (which then has no backing file). */
   blockPull(disk: string, flags: number): void {
     check('virDomainBlockPull', c.virDomainBlockPull(this.handle, disk, 0, flags) as number)
-  }
-
-  /** `virDomainBackupBegin` in push mode: QEMU copies the disks `xml` names, as they are at this instant, to their targets (a domain job). */
-  backupBegin(xml: string): void {
-    check('virDomainBackupBegin', c.virDomainBackupBegin(this.handle, xml, null, 0) as number)
-  }
-
-  /**
-   * `virDomainGetJobStats`' job type: of the domain job running now (0 none, 1 bounded, 2 unbounded),
-   * or with `completed` of the last one that ended (3 completed, 4 failed, 5 cancelled; 0 none kept).
-   */
-  jobType(completed: boolean): number {
-    const type = [0]
-    const params: (bigint | null)[] = [null]
-    const n = [0]
-    check('virDomainGetJobStats', c.virDomainGetJobStats(this.handle, type, params, n, completed ? 1 : 0) as number)
-    if (params[0]) c.virTypedParamsFree(params[0], n[0])
-    return type[0]!
   }
 
   /** `virDomainGetBlockJobInfo`: the disk's block job, or null when it has none (finished, or never started). */

@@ -140,20 +140,6 @@ export class Guest {
     await this.host.call('blockPull', `pull the backing chain of disk ${device} of guest ${this.uuid} into it`, this.uuid, device, 0)
   }
 
-  /**
-   * `virDomainBackupBegin`, push mode: QEMU copies the disks `xml` marks, as they are now, to their
-   * target files (copy-before-write keeps the instant while the guest writes on); a domain job that
-   * {@link jobType} follows.
-   */
-  async backupBegin(xml: string): Promise<void> {
-    await this.host.call('backupBegin', `start a backup job of guest ${this.uuid}`, this.uuid, xml)
-  }
-
-  /** The domain job's type now (0: none), or with `completed` how the last one ended (3 completed, 4 failed, 5 cancelled). */
-  jobType(completed: boolean): Promise<number> {
-    return this.host.call('jobType', `read the domain job of guest ${this.uuid}`, this.uuid, completed)
-  }
-
   /** The block job of the disk on target `device`, or null when it has none. */
   blockJob(device: string): Promise<BlockJobInfo | null> {
     return this.host.call('blockJobInfo', `read the block job of disk ${device} of guest ${this.uuid}`, this.uuid, device)

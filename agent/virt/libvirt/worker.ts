@@ -201,12 +201,6 @@ const ops = {
   blockJobInfo(uuid: string, disk: string): BlockJobInfo | null {
     return withDomain(uuid, (d) => d.getBlockJobInfo(disk))
   },
-  backupBegin(uuid: string, xml: string): void {
-    withDomain(uuid, (d) => d.backupBegin(xml))
-  },
-  jobType(uuid: string, completed: boolean): number {
-    return withDomain(uuid, (d) => d.jobType(completed))
-  },
 }
 
 export type WorkerOps = typeof ops

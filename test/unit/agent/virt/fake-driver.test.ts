@@ -1,8 +1,5 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
 import { FakeDriver } from '../../../../agent/virt/fake.js'
 import { type GuestSpec } from '../../../../agent/virt/driver.js'
 import { PowerState } from '../../../../proto/power-state.js'
@@ -181,25 +178,3 @@ t.test('snapshotDisk: a running guest moves its disk onto an overlay with a path
   t.equal(await driver.diskSource(spec.uuid, 'vda'), undefined, 'no guest: undefined')
 })
 
-t.test('copyDisk: a running guest copies a file disk as it is; a stopped one does nothing; an existing target is not overwritten', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'strato-fake-copy-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const driver = new FakeDriver()
-  await driver.init()
-  const spec = specFor('copy')
-  spec.disks[0]!.path = path.join(dir, 'disk')
-  writeFileSync(spec.disks[0]!.path, 'the disk as it is')
-  await driver.spawn(spec)
-  t.equal(await driver.copyDisk(spec.uuid, 'vda', path.join(dir, 'copy')), true, 'running: copied')
-  t.equal(readFileSync(path.join(dir, 'copy'), 'utf8'), 'the disk as it is')
-  t.same(driver.diskCopiesOf(spec.uuid), ['vda'])
-  await t.rejects(driver.copyDisk(spec.uuid, 'vda', path.join(dir, 'copy')), { code: 'EEXIST' }, 'the target must not exist')
-  t.ok((await driver.copyDisk(spec.uuid, 'vdz', path.join(dir, 'c2')).catch((e: unknown) => e)) instanceof NotFound, 'no disk on the device: NotFound')
-  driver.injectFailure({ operation: 'copyDisk', error: new Unavailable('the copy did not finish: injected') })
-  t.ok((await driver.copyDisk(spec.uuid, 'vda', path.join(dir, 'c2')).catch((e: unknown) => e)) instanceof Unavailable, 'a failure can be injected')
-  t.notOk(existsSync(path.join(dir, 'c2')), 'nothing copied')
-  await driver.powerOff(spec.uuid)
-  t.equal(await driver.copyDisk(spec.uuid, 'vda', path.join(dir, 'c3')), false, 'stopped: nothing done')
-  t.notOk(existsSync(path.join(dir, 'c3')))
-  await driver.destroy(spec.uuid)
-})

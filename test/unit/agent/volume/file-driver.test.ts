@@ -193,13 +193,12 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   t.equal(pidOf(made), daemon, 'pulled into by the daemon serving it (not restarted)')
   t.match(await nbdIo(m, node2, 'read -P 0x71 0 64k', 'read -P 0x72 64k 64k'), /read 65536\/65536[\s\S]*read 65536\/65536/, 'its client reads the snapshot\'s data and its own')
   t.same(readdirSync(path.join(dir, 'plain')).filter((f) => f.endsWith('.intent')), [], 'no intent left')
-  // A snapshot of the exported volume: its export's daemon copies the file as it is now (QMP
-  // blockdev-backup), its client writing on; the volume's file and the export are untouched.
   const copySnap = '00000000-0000-4000-8000-00000000001e'
   t.match(await nbdIo(m, node2, 'write -P 0x73 128k 64k'), /wrote 65536\/65536/)
-  // What a crash of the agent in the middle of a copy leaves in the daemon (QEMU goes on without it): the
-  // copy's target node and its job, still running (rate-limited here), into the work file the agent made.
-  // The next agent's start (init) cancels and drops them, adopting the daemon; the copy below then goes through.
+  // An older agent's snapshot of an exported volume was a full copy by its daemon (QMP blockdev-backup); what a
+  // crash of that agent in the middle of one leaves in the daemon (QEMU goes on without it): the copy's target
+  // node and its job, still running (rate-limited here), into the work file the agent made. The next agent's
+  // start (init) cancels and drops them, adopting the daemon.
   const qmpSocket = path.join(dir, 'plain', 'exports', `${made}.qmp`)
   const leftPart = path.join(dir, 'plain', `.${path.basename(driver.snapshotPath(made, '00000000-0000-4000-8000-00000000001f'))}.part`)
   await createImage(leftPart, 'qcow2', { size: 1024 ** 3 })
@@ -240,7 +239,7 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   const never = async (): Promise<never> => {
     throw new Error('no hypervisor call expected')
   }
-  const withGuest = new FileVolumeDriver({ dir: path.join(dir, 'plain'), host: 'node1', network: { address: '127.0.0.1', tlsDir: tls.serverDir }, guests: { copy: never, snapshot: never, source: never, pull: never, settlePull: never } })
+  const withGuest = new FileVolumeDriver({ dir: path.join(dir, 'plain'), host: 'node1', network: { address: '127.0.0.1', tlsDir: tls.serverDir }, guests: { snapshot: never, source: never, pull: never, settlePull: never } })
   const refusedSnap = '00000000-0000-4000-8000-000000000020'
   const before = readdirSync(path.join(dir, 'plain')).sort()
   await t.rejects(withGuest.createSnapshot(made, refusedSnap, [{ instanceUuid: '00000000-0000-4000-8000-0000000000ac', device: 'vdb' }]), { name: 'FailedPrecondition', message: /attached to server 00000000-0000-4000-8000-0000000000ac of this host and exported to servers of other hosts.*detach it from all but one server/ }, 'attached here and exported: refused, saying what to do')
@@ -325,10 +324,6 @@ t.test('a snapshot of a volume a running guest has open is copy-on-write: the gu
     if (hv.dead) throw new Error('the agent died')
   }
   const guests = {
-    copy: async () => {
-      hv.calls.push('copy')
-      return false
-    },
     snapshot: async (uuid: string, device: string, overlay: string) => {
       alive()
       hv.calls.push(`snapshot ${uuid} ${device} ${path.basename(overlay)}`)
@@ -484,7 +479,6 @@ t.test('deleting a snapshot under files running guests have open: their QEMU pul
     renameSync(`${file}.pulled`, file)
   }
   const guests = {
-    copy: async () => false,
     snapshot: async () => false,
     source: async () => undefined,
     pull: async (uuid: string, device: string) => {
