@@ -62,7 +62,10 @@ const MAX_SOCKET_PATH = 107
 
 /** The job id of a pull in an export's daemon (one at a time: the volume backend works on one thing at a time). */
 const PULL_JOB = 'pull0'
-/** The job and target node of a copy ({@link NbdExports.copy}). */
+/**
+ * The job and target node of a full copy of a served volume (blockdev-backup) an agent before
+ * copy-on-write snapshots ran in the export's daemon; one a crash left there is cleared on adoption.
+ */
 const [COPY_JOB, COPY_NODE] = ['copy0', 'copy0-target']
 
 /** How long a pull may take (it copies a volume's data). */
@@ -237,40 +240,6 @@ export class NbdExports {
   }
 
   /**
-   * Copies the served export of volume `volumeId` (its `format` image `file`), as it is at this
-   * instant, into `target` — an empty qcow2 image of the volume's size the caller made — through its
-   * daemon, the one process that has it open: QMP `blockdev-backup` (sync full; copy-before-write keeps
-   * the instant while its clients write on), as a running guest's QEMU copies a volume it has open.
-   * Returns once the job concluded; false when the volume is not exported.
-   * @throws Internal when the daemon refused the copy or the job failed (the caller removes `target`).
-   */
-  async copy(volumeId: string, file: string, format: 'qcow2' | 'raw', target: string, timeoutMs = PULL_TIMEOUT_MS): Promise<boolean> {
-    const e = await this.controlled(volumeId, file, format)
-    if (!e) return false
-    const socket = this.qmpPath(volumeId)
-    // Nothing is left of an earlier copy: a crash's leftovers went when the agent started (reserve).
-    try {
-      const node = await exportNode(socket)
-      await qmp(socket, [
-        { execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': COPY_NODE, file: { driver: 'file', filename: target } } },
-        { execute: 'blockdev-backup', arguments: { 'job-id': COPY_JOB, device: node, target: COPY_NODE, sync: 'full', 'auto-dismiss': false } },
-      ])
-      return await pollUntil<boolean>(async () => {
-        const job = (await qmp(socket, [{ execute: 'query-jobs' }])).find((j) => j.id === COPY_JOB)
-        if (!job) throw new Internal(`the copy of volume ${volumeId} vanished from its export's daemon (pid ${e.pid})`)
-        if (job.status !== 'concluded') return new Pending(`${String(job['current-progress'])} of ${String(job['total-progress'])} bytes`)
-        if (job.error) throw new Internal(`the copy of volume ${volumeId} by its export's daemon (pid ${e.pid}) failed: ${String(job.error)}`)
-        return true
-      }, this.jobPoll(e, `the copy of volume ${volumeId}`, timeoutMs))
-    } catch (err) {
-      if (err instanceof Internal || err instanceof Unavailable) throw err
-      throw new Internal(`cannot copy volume ${volumeId}: its export's daemon (pid ${e.pid}) refused it over QMP: ${(err as Error).message}`, { cause: err })
-    } finally {
-      await dropCopy(socket)
-    }
-  }
-
-  /**
    * Moves the served export of volume `volumeId` (its `format` image `file`) onto `overlay` — an empty
    * qcow2 image whose backing file is the one the export serves, with a name of its own — through its
    * daemon, the one process that has the file open: QMP `blockdev-add` of the overlay (backing null),
@@ -310,10 +279,12 @@ export class NbdExports {
   }
 
   /**
-   * After a crash in the middle of {@link copy}: the copy's job and target
-   * node the adopted daemon still holds go — a job still running is
-   * cancelled first (its target file was the caller's, gone with the crash's
-   * other work files) — so the next copy finds the names free.
+   * After a crash of an older agent in the middle of a full copy of the
+   * export (its snapshots copied a served volume: blockdev-backup to
+   * COPY_NODE): the copy's job and target node the adopted daemon still holds
+   * go — a job still running is cancelled first (its target file was that
+   * agent's, gone with the crash's other work files) — so the daemon writes
+   * no more to a file nothing keeps and holds no node of it.
    */
   private async settleCopy(e: NbdExport): Promise<void> {
     const socket = this.qmpPath(e.volumeId)
