@@ -16,7 +16,7 @@ import { isUuid } from '../../proto/ids.js'
 import { serverCaller } from '../compute/server-model.js'
 import type { SnapshotView, VolumeCaller, VolumeView } from '../volume/model.js'
 import { DEFAULT_VOLUME_TYPE_ID, type VolumeTypeView } from '../volume/types.js'
-import { HttpError, REST_PREFIX, bodyObject, header, type AuthedRequest, type RestRequest, type RestService, type Route } from './http.js'
+import { HttpError, REST_PREFIX, bodyObject, header, type AuthedRequest, type RestRequest, type RestResult, type RestService, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { bool, int, obj, onlyKeys, str, stringMap } from './body.js'
 import { volumeQuotaRoutes } from './volume-quotas.js'
@@ -232,9 +232,33 @@ function metadataRoutes(collection: string, what: string, policy: { get: string;
   ]
 }
 
-const ACTION_POLICY: Record<string, string> = {
-  'os-extend': `${V}.Volumes/ExtendVolume`, 'os-reset_status': `${V}.Volumes/ResetVolumeState`, 'os-volume_upload_image': `${V}.Volumes/UploadVolumeToImage`,
-  'os-force_delete': `${V}.Volumes/DeleteVolume`, 'os-set_bootable': `${V}.Volumes/UpdateVolume`,
+/** One action of Cinder's `POST /{collection}/{id}/action`: the policy entry that governs it, and what it does. */
+interface Action {
+  policy: string
+  run: (req: RestRequest, id: string, arg: unknown) => Promise<RestResult>
+}
+
+/**
+ * Cinder's action route of a collection: the body names one action (`{"os-extend": {…}}`), which decides
+ * the policy entry (`policy` lists the route) and what is done; an unknown one is 400 naming it.
+ */
+function actionRoute(collection: string, what: string, example: string, policy: string, actions: Record<string, Action>): Route {
+  return {
+    method: 'POST', path: `/${collection}/:id/action`, policy,
+    policyOf: async (req) => {
+      const b = await req.json()
+      return (obj(b) ? actions[Object.keys(b)[0] ?? ''] : undefined)?.policy ?? policy
+    },
+    handler: async (req) => {
+      const b = await req.json()
+      if (!obj(b) || Object.keys(b).length !== 1) throw new InvalidArgument(`the body must name one action, e.g. ${example}`, { field: 'body' })
+      const [name, arg] = Object.entries(b)[0]!
+      const id = idParam(req, what)
+      const action = Object.hasOwn(actions, name) ? actions[name] : undefined
+      if (!action) throw new InvalidArgument(`There is no such action: ${name}`, { field: name })
+      return action.run(req, id, arg)
+    },
+  }
 }
 
 function routes(d: RestDomain): Route[] {
@@ -330,72 +354,64 @@ function routes(d: RestDomain): Route[] {
         return { status: 202 }
       },
     },
-    {
-      method: 'POST', path: '/volumes/:id/action', policy: `${V}.Volumes/ExtendVolume`,
-      // The action the body names decides which entry governs it (reset_status is for admins).
-      policyOf: async (req) => {
-        const b = await req.json()
-        const name = obj(b) ? Object.keys(b)[0] : undefined
-        return ACTION_POLICY[name ?? ''] ?? `${V}.Volumes/ExtendVolume`
+    actionRoute('volumes', 'Volume', '{"os-extend": {"new_size": 2}}', `${V}.Volumes/ExtendVolume`, {
+      'os-extend': {
+        policy: `${V}.Volumes/ExtendVolume`,
+        run: async (req, id, arg) => {
+          if (!obj(arg)) throw new InvalidArgument('os-extend needs {"new_size": N}', { field: 'os-extend' })
+          const size = int(arg.new_size, 'new_size')
+          if (size === undefined) throw new InvalidArgument("'new_size' is a required property", { field: 'new_size' })
+          await volumes.extend(id, size, callerOf(req))
+          return { status: 202 }
+        },
       },
-      handler: async (req) => {
-        const b = await req.json()
-        if (!obj(b) || Object.keys(b).length !== 1) throw new InvalidArgument('the body must name one action, e.g. {"os-extend": {"new_size": 2}}', { field: 'body' })
-        const [name, arg] = Object.entries(b)[0]!
-        const id = idParam(req, 'Volume')
-        switch (name) {
-          case 'os-extend': {
-            if (!obj(arg)) throw new InvalidArgument('os-extend needs {"new_size": N}', { field: 'os-extend' })
-            const size = int(arg.new_size, 'new_size')
-            if (size === undefined) throw new InvalidArgument("'new_size' is a required property", { field: 'new_size' })
-            await volumes.extend(id, size, callerOf(req))
-            return { status: 202 }
-          }
-          case 'os-force_delete': {
-            // Admins only (the catalog checks): from any status but attached or in transition; not with snapshots (as Cinder's).
-            await volumes.delete({ id, force: true }, callerOf(req))
-            return { status: 202 }
-          }
-          case 'os-set_bootable': {
-            if (!obj(arg) || arg.bootable === undefined) throw new InvalidArgument('os-set_bootable needs {"bootable": true} (or false)', { field: 'os-set_bootable' })
-            const bootable = typeof arg.bootable === 'string' && ['true', 'false', 'True', 'False'].includes(arg.bootable) ? arg.bootable.toLowerCase() === 'true' : bool(arg.bootable, 'bootable')
-            await volumes.update({ id, bootable }, callerOf(req))
-            return { status: 200 }
-          }
-          case 'os-reset_status': {
-            if (!obj(arg) || typeof arg.status !== 'string') throw new InvalidArgument('os-reset_status needs {"status": "available"} (or another status)', { field: 'os-reset_status' })
-            await volumes.resetState(id, arg.status, callerOf(req))
-            return { status: 202 }
-          }
-          case 'os-volume_upload_image': {
-            if (!obj(arg)) throw new InvalidArgument('os-volume_upload_image needs {"image_name": "…"} (and disk_format, container_format, force)', { field: 'os-volume_upload_image' })
-            onlyKeys(arg, ['image_name', 'disk_format', 'container_format', 'force', 'visibility', 'protected'])
-            const imageName = str(arg, 'image_name')
-            if (imageName === undefined) throw new InvalidArgument("'image_name' is a required property", { field: 'image_name' })
-            const caller = callerOf(req)
-            const force = bool(arg.force, 'force')
-            const isProtected = bool(arg.protected, 'protected')
-            const u = await uploads.upload({
-              id, imageName, diskFormat: str(arg, 'disk_format'), containerFormat: str(arg, 'container_format'), visibility: str(arg, 'visibility'),
-              ...(force !== undefined ? { force } : {}), ...(isProtected !== undefined ? { protected: isProtected } : {}),
-            }, caller)
-            const type = u.volume.volumeTypeId ? await types.get(u.volume.volumeTypeId, caller).catch(() => undefined) : undefined
-            return {
-              status: 202,
-              body: {
-                'os-volume_upload_image': {
-                  id: u.volume.id, updated_at: stamp(u.volume.updatedAt), status: u.volume.status, display_description: u.volume.description || null, size: u.volume.size,
-                  volume_type: type ? typeJson(type) : null, image_id: u.imageId, container_format: u.containerFormat, disk_format: u.diskFormat, image_name: u.imageName,
-                  visibility: u.visibility, protected: u.protected,
-                },
+      // Admins only (the catalog checks): from any status but attached or in transition; not with snapshots (as Cinder's).
+      'os-force_delete': { policy: `${V}.Volumes/DeleteVolume`, run: async (req, id) => (await volumes.delete({ id, force: true }, callerOf(req)), { status: 202 }) },
+      'os-set_bootable': {
+        policy: `${V}.Volumes/UpdateVolume`,
+        run: async (req, id, arg) => {
+          if (!obj(arg) || arg.bootable === undefined) throw new InvalidArgument('os-set_bootable needs {"bootable": true} (or false)', { field: 'os-set_bootable' })
+          const bootable = typeof arg.bootable === 'string' && ['true', 'false', 'True', 'False'].includes(arg.bootable) ? arg.bootable.toLowerCase() === 'true' : bool(arg.bootable, 'bootable')
+          await volumes.update({ id, bootable }, callerOf(req))
+          return { status: 200 }
+        },
+      },
+      'os-reset_status': {
+        policy: `${V}.Volumes/ResetVolumeState`,
+        run: async (req, id, arg) => {
+          if (!obj(arg) || typeof arg.status !== 'string') throw new InvalidArgument('os-reset_status needs {"status": "available"} (or another status)', { field: 'os-reset_status' })
+          await volumes.resetState(id, arg.status, callerOf(req))
+          return { status: 202 }
+        },
+      },
+      'os-volume_upload_image': {
+        policy: `${V}.Volumes/UploadVolumeToImage`,
+        run: async (req, id, arg) => {
+          if (!obj(arg)) throw new InvalidArgument('os-volume_upload_image needs {"image_name": "…"} (and disk_format, container_format, force)', { field: 'os-volume_upload_image' })
+          onlyKeys(arg, ['image_name', 'disk_format', 'container_format', 'force', 'visibility', 'protected'])
+          const imageName = str(arg, 'image_name')
+          if (imageName === undefined) throw new InvalidArgument("'image_name' is a required property", { field: 'image_name' })
+          const caller = callerOf(req)
+          const force = bool(arg.force, 'force')
+          const isProtected = bool(arg.protected, 'protected')
+          const u = await uploads.upload({
+            id, imageName, diskFormat: str(arg, 'disk_format'), containerFormat: str(arg, 'container_format'), visibility: str(arg, 'visibility'),
+            ...(force !== undefined ? { force } : {}), ...(isProtected !== undefined ? { protected: isProtected } : {}),
+          }, caller)
+          const type = u.volume.volumeTypeId ? await types.get(u.volume.volumeTypeId, caller).catch(() => undefined) : undefined
+          return {
+            status: 202,
+            body: {
+              'os-volume_upload_image': {
+                id: u.volume.id, updated_at: stamp(u.volume.updatedAt), status: u.volume.status, display_description: u.volume.description || null, size: u.volume.size,
+                volume_type: type ? typeJson(type) : null, image_id: u.imageId, container_format: u.containerFormat, disk_format: u.diskFormat, image_name: u.imageName,
+                visibility: u.visibility, protected: u.protected,
               },
-            }
+            },
           }
-          default:
-            throw new InvalidArgument(`There is no such action: ${name}`, { field: name })
-        }
+        },
       },
-    },
+    }),
 
     {
       method: 'POST', path: '/snapshots', policy: `${V}.Snapshots/CreateSnapshot`,
@@ -421,31 +437,18 @@ function routes(d: RestDomain): Route[] {
         return { body: { snapshots: p.items.map((x) => snapshotJson(x, { plain: path === '/snapshots' })), ...(p.links ? { snapshots_links: p.links } : {}) } }
       },
     })),
-    {
-      method: 'POST', path: '/snapshots/:id/action', policy: `${V}.Snapshots/DeleteSnapshot`,
-      // Both actions are for admins (the catalog checks): reset_status under the volume reset's entry.
-      policyOf: async (req) => {
-        const b = await req.json()
-        return obj(b) && Object.keys(b)[0] === 'os-reset_status' ? `${V}.Volumes/ResetVolumeState` : `${V}.Snapshots/DeleteSnapshot`
+    // Both are for admins (the catalog checks); reset_status under the volume reset's entry.
+    actionRoute('snapshots', 'Snapshot', '{"os-reset_status": {"status": "available"}}', `${V}.Snapshots/DeleteSnapshot`, {
+      'os-reset_status': {
+        policy: `${V}.Volumes/ResetVolumeState`,
+        run: async (req, id, arg) => {
+          if (!obj(arg) || typeof arg.status !== 'string') throw new InvalidArgument('os-reset_status needs {"status": "available"} (or another status)', { field: 'os-reset_status' })
+          await snapshots.resetState(id, arg.status, callerOf(req))
+          return { status: 202 }
+        },
       },
-      handler: async (req) => {
-        const b = await req.json()
-        if (!obj(b) || Object.keys(b).length !== 1) throw new InvalidArgument('the body must name one action, e.g. {"os-reset_status": {"status": "available"}}', { field: 'body' })
-        const [name, arg] = Object.entries(b)[0]!
-        const id = idParam(req, 'Snapshot')
-        switch (name) {
-          case 'os-reset_status':
-            if (!obj(arg) || typeof arg.status !== 'string') throw new InvalidArgument('os-reset_status needs {"status": "available"} (or another status)', { field: 'os-reset_status' })
-            await snapshots.resetState(id, arg.status, callerOf(req))
-            return { status: 202 }
-          case 'os-force_delete':
-            await snapshots.delete({ id, force: true }, callerOf(req))
-            return { status: 202 }
-          default:
-            throw new InvalidArgument(`There is no such action: ${name}`, { field: name })
-        }
-      },
-    },
+      'os-force_delete': { policy: `${V}.Snapshots/DeleteSnapshot`, run: async (req, id) => (await snapshots.delete({ id, force: true }, callerOf(req)), { status: 202 }) },
+    }),
     { method: 'GET', path: '/snapshots/:id', policy: `${V}.Snapshots/GetSnapshot`, handler: async (req) => ({ body: { snapshot: snapshotJson(await snapshots.get(idParam(req, 'Snapshot'), callerOf(req))) } }) },
     {
       method: 'PUT', path: '/snapshots/:id', policy: `${V}.Snapshots/UpdateSnapshot`,
