@@ -80,9 +80,10 @@ export class VolumeManager {
         return
       }
       case 'create_snapshot': {
-        // A running guest among `attached` copies the file it has open as it is now (a live snapshot); with
-        // none running, the file itself becomes the snapshot. The servers' locks are held throughout, so none
-        // starts between the two (it would open the file about to become the snapshot and write into it).
+        // A running guest among `attached` moves its writes onto a new overlay and the file it had becomes the
+        // snapshot (a live, copy-on-write snapshot); with none running, the file itself becomes the snapshot.
+        // The servers' locks are held throughout, so none starts or stops between the check and the move (it
+        // would open the file about to become the snapshot and write into it).
         // Locks in this order: the volume's, the servers', the backend's (an attach holds its server's, then
         // the backend's; an extend holds the volume's, then its servers').
         const snapshot = () => this.driver.createSnapshot(w.volumeId, w.snapshotId, w.attached)

@@ -20,6 +20,7 @@ import { HttpError, REST_PREFIX, bodyObject, header, type AuthedRequest, type Re
 import type { RestDomain } from './services.js'
 import { bool, int, obj, onlyKeys, str, stringMap } from './body.js'
 import { volumeQuotaRoutes } from './volume-quotas.js'
+import { intParam } from './compute-common.js'
 
 const V = 'strato.volume.v1'
 /** The version this API answers: Cinder's 3.0, the base every client can take. */
@@ -89,14 +90,6 @@ const SNAPSHOT_SORT: Record<string, (s: SnapshotView) => string | number> = {
   created_at: (s) => s.createdAt.getTime(), updated_at: (s) => s.updatedAt.getTime(),
 }
 
-/** A whole number ≥ 0 from the query, or undefined when absent. @throws InvalidArgument naming the parameter. */
-function queryCount(req: RestRequest, name: string): number | undefined {
-  const v = req.query.get(name)
-  if (v === null) return undefined
-  if (!/^\d+$/.test(v)) throw new InvalidArgument(`Invalid input received: ${name} must be an integer ≥ 0, not '${v}'`, { field: name })
-  return Number(v)
-}
-
 /**
  * Cinder's paging of a listing: sorted by `sort` (`key[:dir],…`) or
  * `sort_key`/`sort_dir` (default: newest first, then id), then the items
@@ -132,8 +125,8 @@ function paged<T extends { id: string }>(req: RestRequest, all: T[], sortable: R
     }
     return 0
   })
-  const limit = queryCount(req, 'limit')
-  const offset = queryCount(req, 'offset') ?? 0
+  const limit = intParam(req, 'limit')
+  const offset = intParam(req, 'offset') ?? 0
   const marker = req.query.get('marker')
   let start = 0
   if (marker !== null) {
@@ -230,6 +223,12 @@ function metadataRoutes(collection: string, what: string, policy: { get: string;
     },
     { method: 'DELETE', path: `${path}/:key`, policy: policy.update, handler: async (req) => (await read(req), await o.update(req, idOf(req), {}, [req.params.key!]), { status: 200 }) },
   ]
+}
+
+/** The status an `os-reset_status` action names (volumes and snapshots alike). */
+function statusArg(arg: unknown): string {
+  if (!obj(arg) || typeof arg.status !== 'string') throw new InvalidArgument('os-reset_status needs {"status": "available"} (or another status)', { field: 'os-reset_status' })
+  return arg.status
 }
 
 /** One action of Cinder's `POST /{collection}/{id}/action`: the policy entry that governs it, and what it does. */
@@ -379,8 +378,7 @@ function routes(d: RestDomain): Route[] {
       'os-reset_status': {
         policy: `${V}.Volumes/ResetVolumeState`,
         run: async (req, id, arg) => {
-          if (!obj(arg) || typeof arg.status !== 'string') throw new InvalidArgument('os-reset_status needs {"status": "available"} (or another status)', { field: 'os-reset_status' })
-          await volumes.resetState(id, arg.status, callerOf(req))
+          await volumes.resetState(id, statusArg(arg), callerOf(req))
           return { status: 202 }
         },
       },
@@ -442,8 +440,7 @@ function routes(d: RestDomain): Route[] {
       'os-reset_status': {
         policy: `${V}.Volumes/ResetVolumeState`,
         run: async (req, id, arg) => {
-          if (!obj(arg) || typeof arg.status !== 'string') throw new InvalidArgument('os-reset_status needs {"status": "available"} (or another status)', { field: 'os-reset_status' })
-          await snapshots.resetState(id, arg.status, callerOf(req))
+          await snapshots.resetState(id, statusArg(arg), callerOf(req))
           return { status: 202 }
         },
       },
