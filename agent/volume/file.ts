@@ -175,7 +175,8 @@ export class FileVolumeDriver implements VolumeDriver {
 
   /** The file an export of volume `id` serves (undefined: the volume is gone). */
   private async exportedFile(id: string): Promise<{ path: string; format: ImageFormat } | undefined> {
-    return (await this.info(id)) ? { path: await this.activePath(id), format: this.format } : undefined
+    const file = await this.activePath(id)
+    return (await this.infoAt(id, file)) ? { path: file, format: this.format } : undefined
   }
 
   reloadTls(): Promise<string[]> {
@@ -225,11 +226,12 @@ export class FileVolumeDriver implements VolumeDriver {
    * overlay is active and the old file the snapshot's; still on the old file
    * (live, or in the definition it starts from), or no overlay made → back,
    * the overlay removed (nothing wrote to it) and the cast may try again.
+   * Returns the volume's state as settled, for the operation that goes on.
    */
-  private async settleSnapshot(id: string): Promise<void> {
+  private async settleSnapshot(id: string): Promise<VolumeState> {
     const st = await this.readState(id)
     const p = st.pending
-    if (!p) return
+    if (!p) return st
     const overlay = path.join(this.dir, p.overlay)
     const from = path.join(this.dir, st.active)
     // Whether whoever had the file open moved onto the overlay (undefined: it is gone and cannot say).
@@ -241,17 +243,15 @@ export class FileVolumeDriver implements VolumeDriver {
       moved = source === undefined ? undefined : path.resolve(source) !== from
     }
     const { pending: _, ...rest } = st
-    if (moved === false) {
-      await rm(overlay, { force: true })
-      await this.writeState(id, rest)
-    } else {
-      await this.writeState(id, { active: p.overlay, snapshots: { ...st.snapshots, [p.snapshotId]: st.active } })
-    }
+    if (moved === false) await rm(overlay, { force: true })
+    const settled = moved === false ? rest : { active: p.overlay, snapshots: { ...st.snapshots, [p.snapshotId]: st.active } }
+    await this.writeState(id, settled)
+    return settled
   }
 
-  /** Snapshot `snapshotId`'s file: a frozen layer of volume `volumeId`'s chain (a live snapshot's), else its own. */
-  private async snapshotFile(volumeId: string, snapshotId: string): Promise<string> {
-    const layer = (await this.readState(volumeId)).snapshots[snapshotId]
+  /** Snapshot `snapshotId`'s file: a frozen layer of volume `volumeId`'s chain (a live snapshot's, in its state `st`), else its own. */
+  private snapshotFile(volumeId: string, snapshotId: string, st: VolumeState): string {
+    const layer = st.snapshots[snapshotId]
     return layer ? path.join(this.dir, layer) : this.snapshotPath(volumeId, snapshotId)
   }
 
@@ -298,11 +298,12 @@ export class FileVolumeDriver implements VolumeDriver {
     return this.serial(async () => {
       const existing = await this.info(id)
       if (existing) return existing
-      const src = await this.info(sourceId)
+      const from = await this.activePath(sourceId)
+      const src = await this.infoAt(sourceId, from)
       if (!src) throw new NotFound(`volume ${sourceId} not found on this backend`)
       if (sizeGb < src.sizeGb) throw new InvalidArgument(`volume ${id} would be ${sizeGb} GiB, smaller than its source (${src.sizeGb} GiB)`, { field: 'size' })
       await this.made(this.volumePath(id), async (part) => {
-        await convertImage(await this.activePath(sourceId), part, { srcFormat: this.format, dstFormat: this.format })
+        await convertImage(from, part, { srcFormat: this.format, dstFormat: this.format })
         if (sizeGb > src.sizeGb) await resizeImage(part, sizeGb * GiB, { format: this.format })
       })
       return (await this.info(id))!
@@ -311,12 +312,11 @@ export class FileVolumeDriver implements VolumeDriver {
 
   delete(id: string): Promise<void> {
     return this.serial(async () => {
-      await this.settleSnapshot(id)
-      const file = await this.activePath(id)
-      // Newest snapshot first (the top of the volume's chain, then any layer before the one it rests on):
-      // each one deleted then has fewer dependents.
-      const chain = (await exists(file)) ? (await imageInfo(file, this.format, { backingChain: true })).map((i) => i.backingFile ?? '') : []
-      const snaps = await this.upperFirst((await this.snapshotsOf(id)).sort((a, b) => rank(chain, a.file) - rank(chain, b.file)))
+      const st = await this.settleSnapshot(id)
+      const file = path.join(this.dir, st.active)
+      // Upper layers first: with the volume's file gone, nothing of the volume's own rests on a snapshot
+      // when it goes, so only the volumes made from it are flattened.
+      const snaps = await this.upperFirst(await this.snapshotsOf(id, st))
       // No export outlives its volume.
       await this.nbd?.stop(id)
       await rm(file, { force: true })
@@ -328,22 +328,22 @@ export class FileVolumeDriver implements VolumeDriver {
   async extend(id: string, sizeGb: number): Promise<VolumeInfo> {
     checkSizeGb(sizeGb)
     return this.serial(async () => {
-      const v = await this.info(id)
+      const file = await this.activePath(id)
+      const v = await this.infoAt(id, file)
       if (!v) throw new NotFound(`volume ${id} not found on this backend`)
       if (sizeGb < v.sizeGb) throw new InvalidArgument(`volume ${id} is ${v.sizeGb} GiB; it cannot shrink to ${sizeGb}`, { field: 'size' })
       // An exported volume's file is open in its export's daemon: that daemon grows it (nothing else may rewrite a qcow2 under QEMU).
-      const file = await this.activePath(id)
       if (sizeGb > v.sizeGb && !(await this.nbd?.grow(id, sizeGb * GiB, file, this.format))) await resizeImage(file, sizeGb * GiB, { format: this.format })
-      return (await this.info(id))!
+      return (await this.infoAt(id, file))!
     })
   }
 
   createSnapshot(volumeId: string, snapshotId: string, attached: AttachedDisk[] = []): Promise<SnapshotInfo> {
     return this.serial(async () => {
       // A live snapshot a crash (or a failed move) left half-way: settled first, then done if it was not.
-      await this.settleSnapshot(volumeId)
-      const snap = await this.snapshotFile(volumeId, snapshotId)
-      const vol = await this.activePath(volumeId)
+      const st = await this.settleSnapshot(volumeId)
+      const snap = this.snapshotFile(volumeId, snapshotId, st)
+      const vol = path.join(this.dir, st.active)
       const [haveSnap, haveVol] = [await exists(snap), await exists(vol)]
       if (haveSnap && haveVol) return (await this.snapshotInfo(snapshotId))!
       const live = this.o.guests && attached.length ? attached : []
@@ -352,9 +352,9 @@ export class FileVolumeDriver implements VolumeDriver {
         // A running guest has the file open: its QEMU moves its writes onto a new overlay (the new active
         // file, a name of its own) and the file, frozen under its name, is the snapshot's.
         if (live.length && !haveSnap && haveVol && (await this.nbd?.served(volumeId))) throw new FailedPrecondition(`volume ${volumeId} is attached to server ${live[0]!.instanceUuid} of this host and exported to servers of other hosts; a snapshot moves one QEMU onto a new file, and the other would write on into the frozen one: detach it from all but one server first`)
-        if (live.length && !haveSnap && haveVol && (await this.moved(volumeId, snapshotId, live[0]!))) return (await this.snapshotInfo(snapshotId))!
+        if (live.length && !haveSnap && haveVol && (await this.moved(volumeId, snapshotId, live[0]!, st))) return (await this.snapshotInfo(snapshotId))!
         // Exported over NBD to another host: the export's daemon has the file open and moves onto the overlay the same way.
-        if (!haveSnap && haveVol && (await this.nbd?.served(volumeId)) && (await this.moved(volumeId, snapshotId, { exported: true }))) return (await this.snapshotInfo(snapshotId))!
+        if (!haveSnap && haveVol && (await this.nbd?.served(volumeId)) && (await this.moved(volumeId, snapshotId, { exported: true }, st))) return (await this.snapshotInfo(snapshotId))!
         if (!haveSnap) {
           if (!haveVol) throw new NotFound(`volume ${volumeId} not found on this backend`)
           // Nothing has the file open: its data as it is now becomes the snapshot; the volume writes to a new
@@ -380,9 +380,9 @@ export class FileVolumeDriver implements VolumeDriver {
    * (false, nothing left: the guest does not run, or the export is gone).
    * The pending move is recorded before the overlay is made; whatever ends
    * it (done, refused, a crash) is settled by where the disk or export is.
+   * `st`: the volume's state, settled.
    */
-  private async moved(volumeId: string, snapshotId: string, by: AttachedDisk | { exported: true }): Promise<boolean> {
-    const st = await this.readState(volumeId)
+  private async moved(volumeId: string, snapshotId: string, by: AttachedDisk | { exported: true }, st: VolumeState): Promise<boolean> {
     const overlay = `volume-${volumeId}.${snapshotId}.qcow2`
     const who = 'exported' in by ? { exported: true as const } : { instanceUuid: by.instanceUuid, device: by.device }
     await this.writeState(volumeId, { ...st, pending: { snapshotId, overlay, ...who } })
@@ -394,8 +394,7 @@ export class FileVolumeDriver implements VolumeDriver {
       moved = 'exported' in by ? await this.nbd!.snapshot(volumeId, path.join(this.dir, st.active), this.format, file) : await this.o.guests!.snapshot(by.instanceUuid, by.device, file)
     } catch (err) {
       // Refused, or failed after libvirt moved the disk: the guest's disk says which.
-      await this.settleSnapshot(volumeId)
-      if ((await this.readState(volumeId)).snapshots[snapshotId]) return true
+      if ((await this.settleSnapshot(volumeId)).snapshots[snapshotId]) return true
       throw err
     }
     if (!moved) {
@@ -418,7 +417,7 @@ export class FileVolumeDriver implements VolumeDriver {
       const intent = this.deleteIntentPath(volumeId, snapshotId)
       // A cast redelivered after a crash in the middle: settled first, then done (again) if not through.
       if (await exists(intent)) await this.settleDelete(intent)
-      await this.removeSnapshot(await this.snapshotFile(volumeId, snapshotId), this.o.guests ? attached : [], intent)
+      await this.removeSnapshot(this.snapshotFile(volumeId, snapshotId, await this.readState(volumeId)), this.o.guests ? attached : [], intent)
     })
   }
 
@@ -449,8 +448,9 @@ export class FileVolumeDriver implements VolumeDriver {
     if (!this.nbd) throw new FailedPrecondition(`volume ${id} lives on host '${this.o.host}' and host '${host}' would need a network export, which this host does not serve (set the agent's volumeExportAddress and volumeExportTlsDir)`)
     // One at a time with the work on volumes: a delete never races an export of the same file.
     const e = await this.serial(async () => {
-      if (!(await this.info(id))) throw new NotFound(`volume ${id} not found on this backend`)
-      return this.nbd!.serve(id, host, await this.activePath(id), this.format)
+      const file = await this.activePath(id)
+      if (!(await this.infoAt(id, file))) throw new NotFound(`volume ${id} not found on this backend`)
+      return this.nbd!.serve(id, host, file, this.format)
     })
     return { kind: 'nbd', address: e.address, port: e.port, name: e.name, format: 'raw' }
   }
@@ -465,7 +465,11 @@ export class FileVolumeDriver implements VolumeDriver {
   }
 
   async info(id: string): Promise<VolumeInfo | undefined> {
-    const file = await this.activePath(id)
+    return this.infoAt(id, await this.activePath(id))
+  }
+
+  /** Volume `id`'s info, read from its active file `file` (undefined: no such file). */
+  private async infoAt(id: string, file: string): Promise<VolumeInfo | undefined> {
     if (!(await exists(file))) return undefined
     const [i] = await imageInfo(file, this.format)
     return { id, sizeGb: Math.ceil(i!.virtualSize / GiB), format: this.format }
@@ -589,14 +593,14 @@ export class FileVolumeDriver implements VolumeDriver {
     return out
   }
 
-  /** Volume `volumeId`'s snapshots and their files (their own, or frozen layers of its chain). */
-  private async snapshotsOf(volumeId: string): Promise<Array<{ id: string; file: string }>> {
+  /** Volume `volumeId`'s snapshots and their files (their own, or frozen layers of its chain in its state `st`). */
+  private async snapshotsOf(volumeId: string, st: VolumeState): Promise<Array<{ id: string; file: string }>> {
     const out = []
     for (const f of await readdir(this.dir)) {
       const m = SNAPSHOT_FILE.exec(f)
       if (m && m[1] === volumeId && m[3] === this.format) out.push({ id: m[2]!, file: path.join(this.dir, f) })
     }
-    for (const [id, f] of Object.entries((await this.readState(volumeId)).snapshots)) out.push({ id, file: path.join(this.dir, f) })
+    for (const [id, f] of Object.entries(st.snapshots)) out.push({ id, file: path.join(this.dir, f) })
     return out
   }
 
@@ -623,12 +627,6 @@ export class FileVolumeDriver implements VolumeDriver {
 
 async function exists(file: string): Promise<boolean> {
   return stat(file).then(() => true, () => false)
-}
-
-/** Where `file` is in a backing chain (of base names); not in it: after all. */
-function rank(chain: string[], file: string): number {
-  const i = chain.indexOf(path.basename(file))
-  return i < 0 ? chain.length : i
 }
 
 /** The volume and snapshot a delete intent's name gives. */

@@ -1,4 +1,4 @@
-/** What the compute REST files share: the caller, links, timestamps, query parameters. */
+/** What the compute REST files share (and Cinder's, for paging): the caller, links, timestamps, query parameters. */
 import { createHash } from 'node:crypto'
 import { InvalidArgument, PermissionDenied } from '../../proto/errors.js'
 import { serverCaller, type ServerCaller } from '../compute/server-model.js'
@@ -17,12 +17,18 @@ export function links(req: RestRequest, collection: string, id: string): Array<{
 /** Only the bookmark link (how a server names its flavor and image). */
 export const bookmark = (req: RestRequest, collection: string, id: string) => [links(req, collection, id)[1]!]
 
-/** The `next` link of a page that came back full (Nova's `*_links`). */
-export function nextLink(req: RestRequest, collection: string, page: ReadonlyArray<{ id?: string; name?: string }>, limit: number | undefined, markerOf: (x: never) => string): Array<{ rel: string; href: string }> | undefined {
-  if (!limit || page.length < limit || page.length === 0) return undefined
+/**
+ * The `next` link of a page that came back full (Nova's `*_links`, Cinder's
+ * `volumes_links`): the path the client asked, with its query, `marker` set to
+ * the page's last item and the parameters `drop` names removed — so it leads
+ * on from wherever the page was asked (a versioned path, a project in it).
+ */
+export function nextLink<T>(req: RestRequest, page: readonly T[], limit: number | undefined, markerOf: (x: T) => string, drop: readonly string[] = []): Array<{ rel: string; href: string }> | undefined {
+  if (!limit || page.length < limit) return undefined
   const q = new URLSearchParams(req.query)
-  q.set('marker', markerOf(page[page.length - 1] as never))
-  return [{ rel: 'next', href: `${req.baseUrl}/v2.1/${collection}?${q.toString()}` }]
+  for (const k of drop) q.delete(k)
+  q.set('marker', markerOf(page[page.length - 1]!))
+  return [{ rel: 'next', href: `${req.baseUrl}${req.path}?${q.toString()}` }]
 }
 
 /** Nova's timestamps: seconds, UTC, `Z`. */

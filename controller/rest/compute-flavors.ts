@@ -114,7 +114,7 @@ export function flavorRoutes(d: RestDomain): Route[] {
       handler: async (req) => {
         onlyQuery(req, FLAVOR_QUERY)
         const page = await listFlavors(d, req)
-        const next = nextLink(req, 'flavors', page, intParam(req, 'limit'), (f: Flavor) => f.id)
+        const next = nextLink(req, page, intParam(req, 'limit'), (f) => f.id)
         return { body: { flavors: page.map((f) => briefView(req, f)), ...(next ? { flavors_links: next } : {}) } }
       },
     },
@@ -123,7 +123,7 @@ export function flavorRoutes(d: RestDomain): Route[] {
       handler: async (req) => {
         onlyQuery(req, FLAVOR_QUERY)
         const page = await listFlavors(d, req)
-        const next = nextLink(req, 'flavors/detail', page, intParam(req, 'limit'), (f: Flavor) => f.id)
+        const next = nextLink(req, page, intParam(req, 'limit'), (f) => f.id)
         return { body: { flavors: page.map((f) => flavorView(req, f)), ...(next ? { flavors_links: next } : {}) } }
       },
     },

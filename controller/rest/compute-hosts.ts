@@ -93,7 +93,7 @@ export function hostRoutes(d: RestDomain): Route[] {
       if (limit !== undefined) all = all.slice(0, limit)
     }
     const list = await Promise.all(all.map((h) => hypervisorView(d, req, h, detail)))
-    const next = nextLink(req, detail ? 'os-hypervisors/detail' : 'os-hypervisors', list, limit, (x: { id: string | number }) => String(x.id))
+    const next = nextLink(req, list, limit, (x) => String(x.id))
     return { body: { hypervisors: list, ...(next ? { hypervisors_links: next } : {}) } }
   }
   return [

@@ -49,7 +49,7 @@ export function keypairRoutes(d: RestDomain): Route[] {
           limit = intParam(req, 'limit')
           if (limit !== undefined) all = all.slice(0, limit)
         }
-        const next = nextLink(req, 'os-keypairs', all, limit, (k: Keypair) => k.name)
+        const next = nextLink(req, all, limit, (k) => k.name)
         return { body: { keypairs: all.map((k) => ({ keypair: { name: k.name, public_key: k.publicKey, fingerprint: k.fingerprint, ...typed(req, k) } })), ...(next ? { keypairs_links: next } : {}) } }
       },
     },

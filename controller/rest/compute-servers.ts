@@ -467,7 +467,7 @@ export function serverRoutes(d: RestDomain): Route[] {
       method: 'GET', path: '/servers', policy: `${S}/ListServers`,
       handler: async (req) => {
         const { servers, limit } = await list(d, req)
-        const next = nextLink(req, 'servers', servers, limit, (s: ServerView) => s.id)
+        const next = nextLink(req, servers, limit, (s) => s.id)
         const tail = next ? `,"servers_links":${JSON.stringify(next)}` : ''
         return { json: keptAnswer(servers, `ids ${req.baseUrl}${tail}`, () => jsonList('servers', servers.map((s) => Buffer.from(JSON.stringify({ id: s.id, name: s.name, links: links(req, 'servers', s.id) }))), tail)) }
       },
@@ -476,7 +476,7 @@ export function serverRoutes(d: RestDomain): Route[] {
       method: 'GET', path: '/servers/detail', policy: `${S}/ListServers`,
       handler: async (req) => {
         const { servers, caller, limit } = await list(d, req)
-        const next = nextLink(req, 'servers/detail', servers, limit, (s: ServerView) => s.id)
+        const next = nextLink(req, servers, limit, (s) => s.id)
         const tail = next ? `,"servers_links":${JSON.stringify(next)}` : ''
         const shape = `detail ${microversion(req)} ${caller.isAdmin ? 'a' : 'm'} ${req.baseUrl}${tail}`
         return { json: keptAnswer(servers, shape, () => jsonList('servers', servers.map((s) => serverJson(req, s, caller)), tail)) }

@@ -12,7 +12,7 @@
  * delete_on_termination; swapping a volume (PUT naming another volume, or
  * any PUT before 2.85) is not offered.
  */
-import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../../proto/errors.js'
+import { InvalidArgument, NotFound } from '../../proto/errors.js'
 import { isUuid } from '../../proto/ids.js'
 import type { ServerVolumeView } from '../volume/attachments.js'
 import { HttpError, bodyObject, type RestRequest, type Route } from './http.js'
@@ -81,11 +81,7 @@ export function volumeAttachmentRoutes(d: RestDomain): Route[] {
         if (!isUuid(volumeId)) throw new InvalidArgument(`Invalid input for field/attribute volumeId. Value: ${volumeId}. '${volumeId}' is not a 'uuid'`, { field: 'volumeId' })
         if (b.tag !== undefined && b.tag !== null) throw new InvalidArgument('tag: Strato keeps no device tags', { field: 'tag' })
         const deleteOnTermination = dotParam(b) ?? false
-        const a = await attachments.attach({ serverId: req.params.id, volumeId, device: str(b, 'device') ?? '', deleteOnTermination }, callerOf(req)).catch((err) => {
-          // Nova answers a volume that cannot be attached (in use, attached here already) with 400 (its InvalidVolume); the server's state stays 409.
-          if ((err instanceof FailedPrecondition || err instanceof AlreadyExists) && err.field === 'volume_id') throw new HttpError(400, err.message)
-          throw err
-        })
+        const a = await attachments.attach({ serverId: req.params.id, volumeId, device: str(b, 'device') ?? '', deleteOnTermination }, callerOf(req))
         return { body: { volumeAttachment: attachmentJson(req, a, true) } }
       },
     },

@@ -44,6 +44,16 @@ const quotaStatus: Record<ServiceType, number> = { identity: 413, compute: 403, 
 /** Where a service answers an error class otherwise: Cinder's status refusals (InvalidVolume, InvalidSnapshot, …) are its `Invalid`, 400. */
 const serviceStatus: Partial<Record<ServiceType, Partial<Record<ErrorCode, number>>>> = { volume: { FAILED_PRECONDITION: 400 } }
 
+/**
+ * Where a service answers by whose state refused: an error's `field` names it.
+ * Nova answers a volume that cannot be attached or detached (in use, attached
+ * there already, the server's root disk) with 400, its InvalidVolume; a
+ * refusal by the server's own state stays 409 (InstanceInvalidState).
+ */
+const fieldStatus: Partial<Record<ServiceType, Record<string, Partial<Record<ErrorCode, number>>>>> = {
+  compute: { volume_id: { FAILED_PRECONDITION: 400, ALREADY_EXISTS: 400 } },
+}
+
 /** Nova's (and Cinder's) fault names per status. */
 const novaFault: Record<number, string> = {
   400: 'badRequest', 401: 'unauthorized', 403: 'forbidden', 404: 'itemNotFound', 405: 'badMethod', 409: 'conflictingRequest',
@@ -61,6 +71,12 @@ export interface TypedError {
   neutronType?: string
 }
 
+function statusFor(type: ServiceType, err: StratoError): number {
+  if (err.code === 'RESOURCE_EXHAUSTED') return quotaStatus[type]
+  const byField = err.field === undefined ? undefined : fieldStatus[type]?.[err.field]
+  return byField?.[err.code] ?? serviceStatus[type]?.[err.code] ?? statusOf[err.code]
+}
+
 export function faultOf(type: ServiceType, err: unknown): RestFault {
   let status = 500
   let message = 'The server has either erred or is incapable of performing the requested operation.'
@@ -70,7 +86,7 @@ export function faultOf(type: ServiceType, err: unknown): RestFault {
     message = err.message
     headers = err.headers
   } else if (err instanceof StratoError) {
-    status = err.code === 'RESOURCE_EXHAUSTED' ? quotaStatus[type] : serviceStatus[type]?.[err.code] ?? statusOf[err.code]
+    status = statusFor(type, err)
     if (err.code !== 'INTERNAL') message = err.message
   }
   const title = STATUS_CODES[status] ?? 'Error'

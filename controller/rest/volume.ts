@@ -20,7 +20,7 @@ import { HttpError, REST_PREFIX, bodyObject, header, type AuthedRequest, type Re
 import type { RestDomain } from './services.js'
 import { bool, int, obj, onlyKeys, str, stringMap } from './body.js'
 import { volumeQuotaRoutes } from './volume-quotas.js'
-import { intParam } from './compute-common.js'
+import { intParam, nextLink } from './compute-common.js'
 
 const V = 'strato.volume.v1'
 /** The version this API answers: Cinder's 3.0, the base every client can take. */
@@ -97,7 +97,7 @@ const SNAPSHOT_SORT: Record<string, (s: SnapshotView) => string | number> = {
  * skipped and at most `limit` given — with a `next` link when the page is
  * full, as Cinder's `_get_collection_links`.
  */
-function paged<T extends { id: string }>(req: RestRequest, all: T[], sortable: Record<string, (x: T) => string | number>): { items: T[]; links?: Array<{ rel: string; href: string }> } {
+function paged<T extends { id: string }>(req: RestRequest, all: T[], sortable: Record<string, (x: T) => string | number>): { items: T[]; links: Array<{ rel: string; href: string }> | undefined } {
   const keys: Array<[string, 'asc' | 'desc']> = []
   const sort = req.query.get('sort')
   if (sort !== null) {
@@ -135,12 +135,8 @@ function paged<T extends { id: string }>(req: RestRequest, all: T[], sortable: R
     start = i + 1
   }
   const page = items.slice(start + offset, limit === undefined ? undefined : start + offset + limit)
-  if (limit === undefined || !limit || page.length < limit) return { items: page }
-  const next = new URLSearchParams(req.query)
-  next.delete('offset')
-  next.set('marker', page[page.length - 1]!.id)
-  // The next page at the path this one was asked at (with or without the project), as clients compare them.
-  return { items: page, links: [{ rel: 'next', href: `${req.baseUrl}${req.path}?${next.toString()}` }] }
+  // The marker already stands where the offset led: the next page skips nothing more.
+  return { items: page, links: nextLink(req, page, limit, (x) => x.id, ['offset']) }
 }
 
 /** Cinder's `metadata` filter: a dict, as the clients send it (JSON, or the Python literal of one). */

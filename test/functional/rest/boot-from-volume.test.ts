@@ -58,6 +58,9 @@ t.test('POST /servers with block_device_mapping_v2: booted from a new volume, sh
   const v = await cinder('GET', `/volumes/${volumeId}`)
   t.match(v.body.volume, { status: 'in-use', bootable: 'true', size: 1, attachments: [{ server_id: id, device: '/dev/vda' }] }, 'Cinder: in-use on /dev/vda, bootable')
   t.equal(v.body.volume.volume_image_metadata?.image_id, cloud.image.id)
+  const detach = await nova('DELETE', `/v2.1/servers/${id}/os-volume_attachments/${volumeId}`, tok)
+  t.match(detach, { status: 400, body: { badRequest: { message: /is the root disk/ } } }, "the root volume is not detached: Nova's 400, the volume's refusal")
+  t.equal((await cinder('GET', `/volumes/${volumeId}`)).body.volume.status, 'in-use', 'the refusal changed nothing')
 
   t.equal((await nova('DELETE', `/v2.1/servers/${id}`, tok)).status, 204)
   await eventually(async () => (await cinder('GET', `/volumes/${volumeId}`, cloud.s.adminToken)).status === 404, 15_000, 'the volume deleted with its server')

@@ -94,6 +94,17 @@ t.test('os-volume_attachments: attach, list, show, detach, shaped per microversi
   const other = await newServer('vm-attach-2')
   const elsewhere = await nova('POST', `/v2.1/servers/${other}/os-volume_attachments`, { ...at('2.73'), body: { volumeAttachment: { volumeId: vol } } })
   t.match(elsewhere, { status: 400, body: { badRequest: { message: /status is in-use/ } } }, 'in use by another server: 400 too')
+  agent.driver.injectFailure({ operation: 'spawn' })
+  const made = await nova('POST', '/v2.1/servers', { token: demo.token, body: { server: { name: 'vm-broken', imageRef: cloud.image.id, flavorRef: '1', networks: [{ uuid: cloud.network.id }] } } })
+  const broken = made.body.server.id as string
+  await cloud.waitFor(broken, (s) => s.status === 'ERROR', demo.token, 20_000)
+  const spare = await newVolume('spare')
+  const byServer = await nova('POST', `/v2.1/servers/${broken}/os-volume_attachments`, { ...at('2.73'), body: { volumeAttachment: { volumeId: spare } } })
+  t.match(byServer, { status: 409, body: { conflictingRequest: { message: /while it is ERROR/ } } }, "refused by the server's state: 409")
+  // Gone again, as the later tests count the project's volumes.
+  t.equal((await cinder('DELETE', `/volumes/${spare}`)).status, 202)
+  t.equal((await nova('DELETE', `/v2.1/servers/${broken}`, at('2.73'))).status, 204)
+  await eventually(async () => (await cinder('GET', `/volumes/${spare}`)).status === 404, 30_000, 'the spare volume deleted')
 
   t.equal((await nova('DELETE', `${base}/${vol}`, at('2.73'))).status, 202)
   await volumeStatus(vol, 'available')

@@ -177,6 +177,8 @@ t.test("Cinder's listing: filters, sorting, limit/marker/offset with next links;
   t.same(seen, sorted, 'paging by limit and marker lists each volume once, in order')
   t.same((await list(`?sort=id:asc&marker=${sorted[0]}&limit=5`)).body.volumes.map((v: Json) => v.id), sorted.slice(1), 'after the marker')
   t.same((await list('?sort=id:asc&offset=2')).body.volumes.map((v: Json) => v.id), sorted.slice(2), 'offset')
+  t.same((await list('/detail?sort=id:asc&offset=1&limit=1')).body.volumes_links, [{ rel: 'next', href: `${base}/v3/volumes/detail?sort=id%3Aasc&limit=1&marker=${sorted[1]}` }],
+    'the next link: the path asked (no project here), the query less offset, the marker after the page')
   t.same((await list(`?metadata=${encodeURIComponent("{'k': 'a'}")}`)).body.volumes.map((v: Json) => v.id).sort(), [ids[0], ids[2]].sort(), 'metadata as the clients send it')
   t.equal((await list('?bootable=false')).body.volumes.length, 3)
   t.equal((await list('?bootable=true')).body.volumes.length, 0)

@@ -5,7 +5,7 @@
 // must be a snapshot file in the same directory.
 import { execFileSync, spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, watch, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
@@ -101,6 +101,37 @@ t.test('a volume too small for its image is refused, and leaves nothing', async 
   await createImage(img, 'qcow2', { size: 2 * 1024 ** 3 })
   await t.rejects(driver.create('00000000-0000-4000-8000-00000000000b', 1, { kind: 'image', path: img, format: 'qcow2' }), { name: 'InvalidArgument' })
   t.same(readdirSync(path.join(dir, 'vols')), [])
+})
+
+t.test('deleting a volume with a chain of snapshots copies only the volumes made from them: its own layers go upper first', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strato-file-vol-chain-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const driver = new FileVolumeDriver({ dir, host: 'node1' })
+  await driver.init()
+  const id = (n: number) => `00000000-0000-4000-8000-0000000001${String(n).padStart(2, '0')}`
+  const [vol, fromOldest, fromMiddle] = [id(1), id(2), id(3)]
+  const snaps = [id(11), id(12), id(13)]
+  await driver.create(vol, 1, { kind: 'blank' })
+  for (const [i, s] of snaps.entries()) {
+    await writeImage(driver.volumePath(vol), i * 4096, Buffer.from(`layer ${i}`), 'qcow2')
+    await driver.createSnapshot(vol, s)
+  }
+  await driver.create(fromOldest, 1, { kind: 'snapshot', snapshotId: snaps[0]! })
+  await driver.create(fromMiddle, 1, { kind: 'snapshot', snapshotId: snaps[1]! })
+  // Every copy is made as a `.part` file renamed into place: the directory shows which files were rewritten.
+  const copied = new Set<string>()
+  const watcher = watch(dir, (_, name) => {
+    if (name?.endsWith('.part')) copied.add(name)
+  })
+  t.teardown(() => watcher.close())
+  await driver.delete(vol)
+  await new Promise((r) => setTimeout(r, 100))
+  t.same([...copied].sort(), [fromOldest, fromMiddle].map((v) => `.volume-${v}.qcow2.part`).sort(), 'only the two volumes made from its snapshots were flattened; no snapshot file was copied')
+  t.same(readdirSync(dir).sort(), [fromOldest, fromMiddle].map((v) => `volume-${v}.qcow2`).sort(), 'nothing of the volume is left')
+  for (const [v, layers] of [[fromOldest, 1], [fromMiddle, 2]] as const) {
+    t.equal(JSON.parse(qemuImg(['info', '--output=json', driver.volumePath(v)]))['backing-filename'], undefined, `${v} stands alone`)
+    for (let i = 0; i < layers; i++) t.same(await readImage(driver.volumePath(v), i * 4096, 7, 'qcow2'), Buffer.from(`layer ${i}`), `${v} keeps layer ${i}`)
+  }
 })
 
 t.test('network exports: refused without TLS set up; only the certificates of the hosts an export is for get in', async (t) => {
