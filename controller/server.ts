@@ -213,7 +213,7 @@ export class Controller {
         await this.bus.call(volumeHost, { volumeExport: { volumeId, host, unexport: true } }, 50_000)
       },
     }, volumeLog)
-    const uploads = new VolumeUploads(this.db, { images, casts: volumeCasts }, volumeLog)
+    const uploads = new VolumeUploads(this.db, { images, casts: volumeCasts, backends: volumeBackends }, volumeLog)
     const volumeResults = (this.volumeResults = new VolumeResults(this.db, volumeLog, (h) => hosts.isUp(h), cfg.volumes.stuckAfterMs, attachments, images))
 
     const policy = new Policy(identityPolicy, computePolicy, serverPolicy, imagePolicy, networkPolicy, schedulerPolicy, volumePolicy)

@@ -122,7 +122,7 @@ export async function planBlockDevices(db: Db, deps: BlockDeviceDeps, mappings: 
       if (vol.project_id !== caller.projectId) throw new FailedPrecondition(`volume ${vol.id} belongs to project ${vol.project_id}; a server's volumes must be of its own project (${caller.projectId})`, { field: at(i, 'uuid') })
       if (seenVolumes.has(vol.id)) throw new InvalidArgument(`${at(i, 'uuid')}: volume ${vol.id} is mapped twice`, { field: at(i, 'uuid') })
       seenVolumes.add(vol.id)
-      beginVolumeAction(vol.multiattach === 1 ? 'attach_multi' : 'attach', vol)
+      beginVolumeAction(vol.multiattach === 1 ? 'attach_multi' : 'attach', vol, at(i, 'uuid'))
       if (vol.status === 'in-use') throw new FailedPrecondition(`volume ${vol.id} is in-use; a new server takes available volumes only`, { field: at(i, 'uuid') })
       if (bootIndex === 0 && vol.bootable !== 1) throw new FailedPrecondition(`volume ${vol.id} is not bootable, so it cannot be the boot device; mark it with strato volume set --bootable ${vol.id}`, { field: at(i, 'uuid') })
       // An existing volume sets no host: on another host than the server's, it is attached over the network.

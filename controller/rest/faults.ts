@@ -46,8 +46,8 @@ const serviceStatus: Partial<Record<ServiceType, Partial<Record<ErrorCode, numbe
 
 /**
  * Where a service answers by whose state refused: an error's `field` names it.
- * Nova answers a volume that cannot be attached or detached (in use, attached
- * there already, the server's root disk) with 400, its InvalidVolume; a
+ * Nova answers a volume that cannot be attached or detached (its status,
+ * attached there already, the server's root disk) with 400, its InvalidVolume; a
  * refusal by the server's own state stays 409 (InstanceInvalidState).
  */
 const fieldStatus: Partial<Record<ServiceType, Record<string, Partial<Record<ErrorCode, number>>>>> = {

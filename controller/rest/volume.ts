@@ -13,6 +13,7 @@
  */
 import { InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
 import { isUuid } from '../../proto/ids.js'
+import { cinderVolumeHost } from '../../proto/volume-host.js'
 import { serverCaller } from '../compute/server-model.js'
 import type { SnapshotView, VolumeCaller, VolumeView } from '../volume/model.js'
 import { DEFAULT_VOLUME_TYPE_ID, type VolumeTypeView } from '../volume/types.js'
@@ -42,7 +43,7 @@ function links(req: RestRequest, collection: string, id: string, project: string
  * Cinder's volume view. Its API extensions (the project, the backend host, image metadata) add their
  * attributes to what GET shows (`show`, `detail`), not to the answers of create and update: `plain`.
  */
-function volumeJson(req: RestRequest, v: VolumeView, caller: VolumeCaller, o: { plain?: boolean; backends?: Map<string, string> } = {}): Record<string, unknown> {
+function volumeJson(req: RestRequest, v: VolumeView, caller: VolumeCaller, o: { plain?: boolean } = {}): Record<string, unknown> {
   const out: Record<string, unknown> = {
     id: v.id, name: v.name || null, description: v.description || null, size: v.size, status: v.status, availability_zone: v.availabilityZone,
     created_at: stamp(v.createdAt), updated_at: stamp(v.updatedAt), volume_type: v.volumeType || null, snapshot_id: v.snapshotId || null,
@@ -55,9 +56,7 @@ function volumeJson(req: RestRequest, v: VolumeView, caller: VolumeCaller, o: { 
   if (o.plain) return out
   out['os-vol-tenant-attr:tenant_id'] = v.projectId
   if (Object.keys(v.volumeImageMetadata).length) out.volume_image_metadata = v.volumeImageMetadata
-  // Cinder names a volume's place host@backend#pool; the file backend has one pool, named as the backend.
-  const backend = o.backends?.get(v.host)
-  if (caller.isAdmin) Object.assign(out, { 'os-vol-host-attr:host': v.host ? (backend ? `${v.host}@${backend}#${backend}` : v.host) : null, 'os-vol-mig-status-attr:migstat': null, 'os-vol-mig-status-attr:name_id': null })
+  if (caller.isAdmin) Object.assign(out, { 'os-vol-host-attr:host': cinderVolumeHost(v.host, v.backendName) || null, 'os-vol-mig-status-attr:migstat': null, 'os-vol-mig-status-attr:name_id': null })
   return out
 }
 
@@ -310,8 +309,7 @@ function routes(d: RestDomain): Route[] {
       handler: async (req) => {
         const caller = callerOf(req)
         const p = await volumeList(req)
-        const backends = caller.isAdmin ? await d.volume.backends.names() : undefined
-        return { body: { volumes: p.items.map((v) => volumeJson(req, v, caller, { backends })), ...(p.links ? { volumes_links: p.links } : {}) } }
+        return { body: { volumes: p.items.map((v) => volumeJson(req, v, caller)), ...(p.links ? { volumes_links: p.links } : {}) } }
       },
     },
     {
@@ -319,7 +317,7 @@ function routes(d: RestDomain): Route[] {
       handler: async (req) => {
         const caller = callerOf(req)
         const v = await volumes.get(idParam(req, 'Volume'), caller)
-        return { body: { volume: volumeJson(req, v, caller, { backends: caller.isAdmin ? await d.volume.backends.names() : undefined }) } }
+        return { body: { volume: volumeJson(req, v, caller) } }
       },
     },
     {

@@ -280,7 +280,7 @@ export class AttachmentCatalog {
         await this.dropIn(trx, a)
         return { a, cast: false }
       }
-      if (a.status !== 'attached') throw new FailedPrecondition(`volume ${volume.id} is ${a.status === 'attaching' ? 'still being attached to' : 'being detached from'} server ${server.uuid}; wait for that to finish`)
+      if (a.status !== 'attached') throw new FailedPrecondition(`volume ${volume.id} is ${a.status === 'attaching' ? 'still being attached to' : 'being detached from'} server ${server.uuid}; wait for that to finish`, { field: 'volume_id' })
       return { a: await this.beginDetachIn(trx, a, caller, server), cast: true }
     })
     if (r.cast) await this.deps.casts.send(r.a)
@@ -549,7 +549,7 @@ export class AttachmentCatalog {
     if (twice) throw new AlreadyExists(`volume ${volume.id} is already attached to server ${server.uuid} as ${devPath(twice.device)} (${twice.status})`, { field: 'volume_id' })
     const reservedStatus = await this.checkVolumeFree(trx, volume)
     // A volume of another host than the server's is attached over the network (its host exports it).
-    if (!volume.host) throw new FailedPrecondition(`volume ${volume.id} has no host (no volume backend made it), so there is nothing to attach`)
+    if (!volume.host) throw new FailedPrecondition(`volume ${volume.id} has no host (no volume backend made it), so there is nothing to attach`, { field: 'volume_id' })
     const taken = new Set((await trx.selectFrom('volume_attachments').select('device').where('server_id', '=', server.uuid).where('status', 'in', [...LIVE_ATTACHMENT]).execute()).map((r) => r.device))
     let device: string
     if (asked) {
@@ -583,7 +583,7 @@ export class AttachmentCatalog {
       const other = await trx.selectFrom('volume_attachments').select('server_id').where('volume_id', '=', volume.id).where('status', 'in', [...LIVE_ATTACHMENT]).executeTakeFirst()
       throw new FailedPrecondition(`cannot attach volume ${volume.id} while its status is in-use${other ? ` (attached to server ${other.server_id})` : ''}; its type does not allow multiattach, so it must be available`, { field: 'volume_id' })
     }
-    return beginVolumeAction(volume.multiattach === 1 ? 'attach_multi' : 'attach', volume)
+    return beginVolumeAction(volume.multiattach === 1 ? 'attach_multi' : 'attach', volume, 'volume_id')
   }
 
   /** Attached → detaching, the volume too, with the detach_volume cast pending. */
@@ -591,7 +591,7 @@ export class AttachmentCatalog {
     const s = server ?? (await trx.selectFrom('servers').selectAll().where('uuid', '=', a.server_id).executeTakeFirst())
     if (s) checkVolumeAction('detach_volume', s)
     const v = await trx.selectFrom('volumes').select(['id', 'status']).where('id', '=', a.volume_id).executeTakeFirstOrThrow()
-    if (v.status !== 'in-use') throw new FailedPrecondition(`cannot detach volume ${v.id} while its status is ${v.status}; detach needs status in-use`)
+    if (v.status !== 'in-use') throw new FailedPrecondition(`cannot detach volume ${v.id} while its status is ${v.status}; detach needs status in-use`, { field: 'volume_id' })
     await moveVolume(trx, v, 'detaching')
     return moveAttachment(trx, a, 'detaching', pendingAttachCast('detach_volume', a.id, caller.requestId))
   }

@@ -57,6 +57,12 @@ export class VolumeBackends {
     return new Map((await this.db.selectFrom('volume_backends').select(['host', 'backend_name']).execute()).map((r) => [r.host, r.backend_name]))
   }
 
+  /** The backend name of `host` ('' when it reports none), read in `db` (a transaction's view of it). */
+  async nameOf(db: Trx, host: string): Promise<string> {
+    if (!host) return ''
+    return (await db.selectFrom('volume_backends').select('backend_name').where('host', '=', host).executeTakeFirst())?.backend_name ?? ''
+  }
+
   /**
    * Cinder's availability zones: those of the mapped hosts that run the
    * volume role, each available when one of them is enabled and up.

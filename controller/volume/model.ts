@@ -34,6 +34,8 @@ export interface VolumeView {
   projectId: string
   /** Shown to admins only ('' for others). */
   host: string
+  /** The backend's name on `host` (Cinder's host@backend#pool); admins only, as `host`. */
+  backendName: string
 }
 
 export interface SnapshotView {
@@ -62,7 +64,7 @@ export interface VolumeAttachmentView {
   attachedAt: Date | undefined
 }
 
-export function volumeView(r: VolumeTable, typeName: string, caller: VolumeCaller, attachments: VolumeAttachmentView[] = []): VolumeView {
+export function volumeView(r: VolumeTable, typeName: string, caller: VolumeCaller, attachments: VolumeAttachmentView[] = [], backendName = ''): VolumeView {
   return {
     id: r.id, name: r.name, description: r.description, size: r.size, status: r.status, statusReason: r.status_reason, bootable: r.bootable === 1,
     volumeType: typeName, volumeTypeId: r.volume_type_id, availabilityZone: r.availability_zone, sourceVolid: r.source_volid, snapshotId: r.snapshot_id,
@@ -70,7 +72,7 @@ export function volumeView(r: VolumeTable, typeName: string, caller: VolumeCalle
     // Hosts are for admins (as the volume's own host and Nova's OS-EXT-SRV-ATTR:host).
     attachments: caller.isAdmin ? attachments : attachments.map((a) => ({ ...a, hostName: '' })), multiattach: r.multiattach === 1, encrypted: false,
     metadata: json<Record<string, string>>(r.metadata, {}), createdAt: new Date(r.created_at), updatedAt: new Date(r.updated_at), userId: r.user_id, projectId: r.project_id,
-    host: caller.isAdmin ? r.host : '',
+    host: caller.isAdmin ? r.host : '', backendName: caller.isAdmin ? backendName : '',
   }
 }
 

@@ -74,18 +74,20 @@ const ACTIONS: Record<VolumeAction, ActionRule> = {
   upload_force: { from: ['available', 'in-use'], to: 'uploading', verb: 'upload' },
 }
 
-function refuse(rule: ActionRule, id: string, status: string): never {
-  throw new FailedPrecondition(`cannot ${rule.verb} volume ${id} while its status is ${status}; ${rule.verb} needs status ${rule.from.join(' or ')}`)
+function refuse(rule: ActionRule, id: string, status: string, field: string | undefined): never {
+  throw new FailedPrecondition(`cannot ${rule.verb} volume ${id} while its status is ${status}; ${rule.verb} needs status ${rule.from.join(' or ')}`, field === undefined ? {} : { field })
 }
 
 /**
  * Checks that `action` is allowed on a volume now and returns the status the
  * volume takes while it runs (its current one when the action changes none).
+ * `field`: the request's field that named the volume, where the refusal
+ * should say so (Nova answers a volume's refusal apart from its server's).
  * @throws FailedPrecondition naming the volume's status and what would be allowed.
  */
-export function beginVolumeAction(action: VolumeAction, v: { id: string; status: string }): VolumeStatus {
+export function beginVolumeAction(action: VolumeAction, v: { id: string; status: string }, field?: string): VolumeStatus {
   const rule = ACTIONS[action]
-  if (!rule.from.includes(v.status as VolumeStatus)) refuse(rule, v.id, v.status)
+  if (!rule.from.includes(v.status as VolumeStatus)) refuse(rule, v.id, v.status, field)
   if (!rule.to) return v.status as VolumeStatus
   checkVolumeTransition(v.status, rule.to)
   return rule.to

@@ -22,6 +22,7 @@ import { volumeWork, type VolumeCasts } from './casts.js'
 import { checkWriter, findRow, volumeView, type VolumeCaller, type VolumeView } from './model.js'
 import { attachmentsOfVolumes } from './attachments.js'
 import { typeNameOf } from './types.js'
+import type { VolumeBackends } from './backends.js'
 
 /** The formats a volume's data is converted to (the native engine's). */
 const UPLOAD_FORMATS = ['raw', 'qcow2'] as const
@@ -52,7 +53,7 @@ export interface VolumeUploadView {
 export class VolumeUploads {
   constructor(
     private readonly db: Db,
-    private readonly deps: { images: ImageCatalog; casts: VolumeCasts },
+    private readonly deps: { images: ImageCatalog; casts: VolumeCasts; backends: VolumeBackends },
     private readonly log: Log,
   ) {}
 
@@ -92,7 +93,7 @@ export class VolumeUploads {
       })
       await this.deps.casts.send({ table: 'volumes', id: next.id, host: next.host, work: volumeWork('upload_image', next), castId: next.pending_cast_id, requestId: next.pending_request_id })
       this.log.info({ volume: next.id, image: image.id, host: next.host, diskFormat, force: Boolean(req.force) }, 'volume upload to image cast')
-      const volume = volumeView(next, await typeNameOf(this.db, next.volume_type_id), caller, (await attachmentsOfVolumes(this.db, [next.id])).get(next.id))
+      const volume = volumeView(next, await typeNameOf(this.db, next.volume_type_id), caller, (await attachmentsOfVolumes(this.db, [next.id])).get(next.id), await this.deps.backends.nameOf(this.db, next.host))
       return { volume, imageId: image.id, imageName: image.name, diskFormat, containerFormat, visibility: image.visibility, protected: image.protected }
     }, { log: this.log, context: { volume: first.id, action: 'upload_image' } })
   }

@@ -159,7 +159,7 @@ export class VolumeCatalog {
     })
     await this.cast('create', row.r)
     this.log.info({ volume: id, host: row.r.host, size: row.r.size, project: caller.projectId }, 'volume create cast')
-    return volumeView(row.r, row.type.name, caller)
+    return volumeView(row.r, row.type.name, caller, [], await this.deps.backends.nameOf(this.db, row.r.host))
   }
 
   async get(ref: string | undefined, caller: VolumeCaller): Promise<VolumeView> {
@@ -176,7 +176,8 @@ export class VolumeCatalog {
     const rows = await q.execute()
     const types = new Map((await this.db.selectFrom('volume_types').select(['id', 'name']).execute()).map((t) => [t.id, t.name]))
     const attached = await attachmentsOfVolumes(this.db, rows.map((r) => r.id))
-    return rows.map((r) => volumeView(r, types.get(r.volume_type_id) ?? '', caller, attached.get(r.id)))
+    const backends = await this.deps.backends.names()
+    return rows.map((r) => volumeView(r, types.get(r.volume_type_id) ?? '', caller, attached.get(r.id), backends.get(r.host)))
   }
 
   async update(req: { id?: string; name?: string; description?: string; setMetadata?: Record<string, string>; unsetMetadata?: string[]; bootable?: boolean }, caller: VolumeCaller): Promise<VolumeView> {
@@ -263,7 +264,7 @@ export class VolumeCatalog {
 
   private async view(db: Trx, r: VolumeTable, caller: VolumeCaller): Promise<VolumeView> {
     const type: VolumeTypeView | undefined = await this.deps.types.byId(db, r.volume_type_id)
-    return volumeView(r, type?.name ?? '', caller, (await attachmentsOfVolumes(db, [r.id])).get(r.id))
+    return volumeView(r, type?.name ?? '', caller, (await attachmentsOfVolumes(db, [r.id])).get(r.id), await this.deps.backends.nameOf(db, r.host))
   }
 
   private async findImage(ref: string, caller: VolumeCaller): Promise<Image> {

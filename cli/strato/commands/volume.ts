@@ -1,5 +1,6 @@
 /** `strato volume …`, `volume snapshot …`, `volume type …` — openstackclient's block storage commands (Cinder v3 columns). */
 import { SnapshotsClient, VolumesClient, VolumeTypesClient, type Snapshot, type Volume, type VolumeType } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { cinderVolumeHost } from '../../../proto/volume-host.js'
 import type { Context } from '../context.js'
 import { UsageError } from '../errors.js'
 import { flag, opt } from '../identity.js'
@@ -49,7 +50,7 @@ function volumeFields(v: Volume): Record<string, unknown> {
     migration_status: null,
     multiattach: v.multiattach ?? false,
     name: v.name ?? '',
-    ...(v.host ? { 'os-vol-host-attr:host': v.host } : {}),
+    ...(v.host ? { 'os-vol-host-attr:host': cinderVolumeHost(v.host, v.backendName ?? '') } : {}),
     'os-vol-tenant-attr:tenant_id': v.projectId ?? '',
     properties: new Dict(v.metadata ?? {}),
     replication_status: null,

@@ -31,8 +31,8 @@ t.before(async () => {
 })
 t.teardown(() => cloud.close())
 
-async function cinder(method: string, p: string, token = demo.token): Promise<{ status: number; body: Json }> {
-  const r = await fetch(`${cloud.s.controller.rest!.origin}/volume/v3${p}`, { method, headers: { 'x-auth-token': token } })
+async function cinder(method: string, p: string, token = demo.token, body?: unknown): Promise<{ status: number; body: Json }> {
+  const r = await fetch(`${cloud.s.controller.rest!.origin}/volume/v3${p}`, { method, headers: { 'x-auth-token': token, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
   const text = await r.text()
   return { status: r.status, body: text ? JSON.parse(text) : undefined }
 }
@@ -70,6 +70,9 @@ t.test('POST /servers with block_device_mapping_v2: booted from a new volume, sh
 t.test('bad block_device_mapping_v2: Nova\'s 400 naming the field; nothing made', async (t) => {
   const tok = { token: demo.token }
   const base = { name: 'x', imageRef: '', flavorRef: '1', networks: [{ uuid: cloud.network.id }] }
+  const broken = (await cinder('POST', '/volumes', demo.token, { volume: { size: 1, name: 'broken' } })).body.volume.id as string
+  await eventually(async () => (await cinder('GET', `/volumes/${broken}`)).body.volume.status === 'available', 15_000, 'the volume made')
+  t.equal((await cinder('POST', `/volumes/${broken}/action`, cloud.s.adminToken, { 'os-reset_status': { status: 'error' } })).status, 202)
   const before = (await cinder('GET', '/volumes')).body.volumes.length
   const refused = async (bdm: unknown, message: RegExp) => {
     const a = await nova('POST', '/v2.1/servers', { ...tok, body: { server: { ...base, block_device_mapping_v2: bdm } } })
@@ -82,6 +85,9 @@ t.test('bad block_device_mapping_v2: Nova\'s 400 naming the field; nothing made'
   await refused([{ source_type: 'blank', destination_type: 'volume', volume_size: 1, disk_bus: 'ide' }], /disk_bus: Strato's disks are virtio/)
   await refused([{ source_type: 'image', destination_type: 'volume', uuid: cloud.image.id, boot_index: 0, volume_size: 1, volume_type: 'x' }], /volume_type needs microversion 2.67/)
   await refused([], /image_ref is required/)
+  // The volume's status refuses (Nova's InvalidVolume): 400 as the mapping's other faults, not a 409.
+  await refused([{ source_type: 'volume', destination_type: 'volume', uuid: broken, boot_index: 0 }], /cannot attach volume .* while its status is error/)
+  t.equal((await cinder('GET', `/volumes/${broken}`)).body.volume.status, 'error', 'the refused volume is as it was')
   t.equal((await cinder('GET', '/volumes')).body.volumes.length, before, 'no volume made')
   t.equal((await nova('GET', '/v2.1/servers', tok)).body.servers.length, 0, 'no server made')
 })

@@ -106,6 +106,13 @@ t.test('os-volume_attachments: attach, list, show, detach, shaped per microversi
   t.equal((await nova('DELETE', `/v2.1/servers/${broken}`, at('2.73'))).status, 204)
   await eventually(async () => (await cinder('GET', `/volumes/${spare}`)).status === 404, 30_000, 'the spare volume deleted')
 
+  // An admin's reset-state leaves the volume attached but not in-use: Cinder's begin_detaching refuses it, Nova answers 400.
+  const reset = async (status: string) => t.equal((await cinder('POST', `/volumes/${vol}/action`, { token: cloud.s.adminToken, body: { 'os-reset_status': { status } } })).status, 202, `reset to ${status}`)
+  await reset('error')
+  const notInUse = await nova('DELETE', `${base}/${vol}`, at('2.73'))
+  t.match(notInUse, { status: 400, body: { badRequest: { message: /status is error; detach needs status in-use/ } } }, "detaching a volume that is not in-use: Nova's 400 (InvalidVolume)")
+  t.match((await nova('GET', base, at('2.73'))).body.volumeAttachments, [{ volumeId: vol }], 'still attached')
+  await reset('in-use')
   t.equal((await nova('DELETE', `${base}/${vol}`, at('2.73'))).status, 202)
   await volumeStatus(vol, 'available')
   t.same((await nova('GET', base, at('2.73'))).body.volumeAttachments, [], 'nothing attached any more')
@@ -121,6 +128,10 @@ t.test('os-volume_attachments: attach, list, show, detach, shaped per microversi
   await refused('POST', base, { volumeAttachment: { volumeId: '6f1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b11' } }, 404, /not found/)
   await refused('GET', `${base}/${vol}`, undefined, 404, /is not attached to server/)
   await refused('DELETE', `${base}/${vol}`, undefined, 404, /is not attached to server/)
+  await reset('error')
+  await refused('POST', base, { volumeAttachment: { volumeId: vol } }, 400, /cannot attach volume .* while its status is error; attach needs status available/)
+  t.equal((await cinder('GET', `/volumes/${vol}`)).body.volume.status, 'error', 'the refused attach changed nothing')
+  await reset('available')
   t.equal((await cinder('GET', `/volumes/${vol}`)).body.volume.status, 'available', 'refusals changed nothing')
 })
 

@@ -75,11 +75,13 @@ t.test('a blank volume is created on a backend, shown with Cinder fields, extend
   const v = await call<Volume>(volumes, 'createVolume', { size: 2, name: 'data', description: 'd', metadata: { k: 'v' } }, demo.token)
   t.match(v, { status: 'creating', size: 2, name: 'data', volumeType: '__DEFAULT__', bootable: false, projectId: demo.projectId, userId: demo.userId, metadata: { k: 'v' }, attachments: [] })
   t.equal(v.host, '', 'members do not see the backend host')
+  t.equal(v.backendName, '', 'nor its backend')
   const ok = await waitStatus(v.id, 'available')
   t.ok(ok.availabilityZone, 'the zone is the backend host\'s')
   t.equal(backendOf(v.id)?.volumes.volumes.get(v.id)?.sizeGb, 2, 'the backend holds it')
   const admin = await get(v.id, cloud.s.adminToken)
   t.match(admin.host, /^node[12]$/, 'admins see the host')
+  t.equal(admin.backendName, 'fake', 'and its backend (Cinder\'s host@backend#pool)')
 
   const ext = await call<Volume>(volumes, 'extendVolume', { id: v.id, newSize: 3 }, demo.token)
   t.equal(ext.status, 'extending')

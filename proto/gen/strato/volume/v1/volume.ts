@@ -113,7 +113,15 @@ export interface Volume {
   /** Why the volume is in an error status (Cinder keeps this in its user messages). */
   statusReason?: string | undefined;
   encrypted?: boolean | undefined;
-  volumeTypeId?: string | undefined;
+  volumeTypeId?:
+    | string
+    | undefined;
+  /**
+   * The name of the volume backend on `host` ('' when the host reports none);
+   * Cinder shows the two as host@backend#pool (the file backend has one pool,
+   * named as the backend). Shown to admins only, as `host`.
+   */
+  backendName?: string | undefined;
 }
 
 export interface Volume_VolumeImageMetadataEntry {
@@ -683,6 +691,7 @@ function createBaseVolume(): Volume {
     statusReason: "",
     encrypted: false,
     volumeTypeId: "",
+    backendName: "",
   };
 }
 
@@ -758,6 +767,9 @@ export const Volume: MessageFns<Volume> = {
     }
     if (message.volumeTypeId !== undefined && message.volumeTypeId !== "") {
       writer.uint32(186).string(message.volumeTypeId);
+    }
+    if (message.backendName !== undefined && message.backendName !== "") {
+      writer.uint32(194).string(message.backendName);
     }
     return writer;
   },
@@ -968,6 +980,14 @@ export const Volume: MessageFns<Volume> = {
             message.volumeTypeId = reader.string();
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.backendName = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1090,6 +1110,11 @@ export const Volume: MessageFns<Volume> = {
         : isSet(object.volume_type_id)
         ? globalThis.String(object.volume_type_id)
         : "",
+      backendName: isSet(object.backendName)
+        ? globalThis.String(object.backendName)
+        : isSet(object.backend_name)
+        ? globalThis.String(object.backend_name)
+        : "",
     };
   },
 
@@ -1176,6 +1201,9 @@ export const Volume: MessageFns<Volume> = {
     if (message.volumeTypeId !== undefined && message.volumeTypeId !== "") {
       obj.volumeTypeId = message.volumeTypeId;
     }
+    if (message.backendName !== undefined && message.backendName !== "") {
+      obj.backendName = message.backendName;
+    }
     return obj;
   },
 
@@ -1221,6 +1249,7 @@ export const Volume: MessageFns<Volume> = {
     message.statusReason = object.statusReason ?? "";
     message.encrypted = object.encrypted ?? false;
     message.volumeTypeId = object.volumeTypeId ?? "";
+    message.backendName = object.backendName ?? "";
     return message;
   },
 };
