@@ -111,6 +111,30 @@ t.test('os-volume_attachments: attach, list, show, detach, shaped per microversi
   await refused('GET', `${base}/${vol}`, undefined, 404, /is not attached to server/)
   await refused('DELETE', `${base}/${vol}`, undefined, 404, /is not attached to server/)
   t.equal((await cinder('GET', `/volumes/${vol}`)).body.volume.status, 'available', 'refusals changed nothing')
+
+  // Cinder's multiattach request parameter (honoured until 2023.1, and how Tempest 33 makes its multiattach volumes): the volume attaches to both servers.
+  const notBool = await cinder('POST', '/volumes', { body: { volume: { size: 1, multiattach: 'sometimes' } } })
+  t.match(notBool, { status: 400, body: { badRequest: { message: /multiattach must be a boolean, got "sometimes"/ } } })
+  const shared = await newVolume('shared', demo.token, { multiattach: true })
+  t.match((await cinder('GET', `/volumes/${shared}`)).body.volume, { multiattach: true, volume_type: '__DEFAULT__' }, 'multiattach whatever the type says')
+  // As Tempest does: attach, wait for the server in the volume's attachments (Cinder lists attached ones only), attach again.
+  const attachedTo = async (servers: string[]) => eventually(async () => {
+    const v = (await cinder('GET', `/volumes/${shared}`)).body.volume
+    return v.attachments.length === servers.length ? v : undefined
+  }, 30_000, `attached to ${servers.length} servers`)
+  t.equal((await nova('POST', `/v2.1/servers/${server}/os-volume_attachments`, { ...at('2.60'), body: { volumeAttachment: { volumeId: shared } } })).status, 200)
+  t.equal((await attachedTo([server])).status, 'in-use', 'listed once attached: in-use')
+  t.equal((await nova('POST', `/v2.1/servers/${other}/os-volume_attachments`, { ...at('2.60'), body: { volumeAttachment: { volumeId: shared } } })).status, 200)
+  const twice = await attachedTo([server, other])
+  t.equal(twice.status, 'in-use')
+  t.same(twice.attachments.map((x: Json) => x.server_id).sort(), [server, other].sort())
+  t.equal((await nova('DELETE', `/v2.1/servers/${server}/os-volume_attachments/${shared}`, at('2.60'))).status, 202)
+  await volumeStatus(shared, 'in-use')
+  t.same((await attachedTo([other])).attachments.map((x: Json) => x.server_id), [other], 'in-use while the other server has it')
+  t.equal((await nova('DELETE', `/v2.1/servers/${other}/os-volume_attachments/${shared}`, at('2.60'))).status, 202)
+  await volumeStatus(shared, 'available')
+  t.equal((await cinder('DELETE', `/volumes/${shared}`)).status, 202)
+  await eventually(async () => (await cinder('GET', `/volumes/${shared}`)).status === 404 || undefined, 30_000, 'the shared volume gone')
 })
 
 t.test('os-volume_attachments 2.75–2.89: delete_on_termination on attach (2.79) and PUT (2.85), attachment_id and bdm_uuid (2.89); deleting the server deletes such a volume', async (t) => {
