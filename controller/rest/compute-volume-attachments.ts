@@ -81,7 +81,7 @@ export function volumeAttachmentRoutes(d: RestDomain): Route[] {
         if (!isUuid(volumeId)) throw new InvalidArgument(`Invalid input for field/attribute volumeId. Value: ${volumeId}. '${volumeId}' is not a 'uuid'`, { field: 'volumeId' })
         if (b.tag !== undefined && b.tag !== null) throw new InvalidArgument('tag: Strato keeps no device tags', { field: 'tag' })
         const deleteOnTermination = dotParam(b) ?? false
-        const a = await attachments.attach({ serverId: req.params.id, volumeId, device: str(b, 'device') ?? '', deleteOnTermination }, callerOf(req)).catch((err) => {
+        const a = await attachments.attach({ serverId: req.params.id, volumeId, device: str(b, 'device') ?? '', deleteOnTermination, multiattach: v >= mv('2.60') }, callerOf(req)).catch((err) => {
           // Nova answers a volume that cannot be attached (in use, attached here already) with 400 (its InvalidVolume); the server's state stays 409.
           if ((err instanceof FailedPrecondition || err instanceof AlreadyExists) && err.field === 'volume_id') throw new HttpError(400, err.message)
           throw err

@@ -259,11 +259,15 @@ export class AttachmentCatalog {
 
   // ------------------------------------------------------------ Nova's side
 
-  /** Nova attach_volume: reserves the volume, picks the device, casts attach_volume to the server's host. */
-  async attach(req: { serverId?: string; volumeId?: string; device?: string; deleteOnTermination?: boolean }, caller: VolumeCaller): Promise<ServerVolumeView> {
+  /**
+   * Nova attach_volume: reserves the volume, picks the device, casts attach_volume to the server's host.
+   * `multiattach: false` refuses a multiattach volume (Nova before compute API 2.60).
+   */
+  async attach(req: { serverId?: string; volumeId?: string; device?: string; deleteOnTermination?: boolean; multiattach?: boolean }, caller: VolumeCaller): Promise<ServerVolumeView> {
     const a = await this.db.transaction().execute(async (trx) => {
       const reserved = await this.reserveIn(trx, req, caller)
-      const v = await trx.selectFrom('volumes').select(['id', 'status']).where('id', '=', reserved.volume_id).executeTakeFirstOrThrow()
+      const v = await trx.selectFrom('volumes').select(['id', 'status', 'multiattach']).where('id', '=', reserved.volume_id).executeTakeFirstOrThrow()
+      if (v.multiattach === 1 && req.multiattach === false) throw new FailedPrecondition(`volume ${v.id} is a multiattach volume: those are attached from compute API microversion 2.60 on`, { field: 'volume_id' })
       await moveVolume(trx, v, 'attaching')
       return moveAttachment(trx, reserved, 'attaching', pendingAttachCast('attach_volume', reserved.id, caller.requestId))
     })

@@ -122,6 +122,9 @@ t.test('os-volume_attachments: attach, list, show, detach, shaped per microversi
     const v = (await cinder('GET', `/volumes/${shared}`)).body.volume
     return v.attachments.length === servers.length ? v : undefined
   }, 30_000, `attached to ${servers.length} servers`)
+  const early = await nova('POST', `/v2.1/servers/${server}/os-volume_attachments`, { ...at('2.59'), body: { volumeAttachment: { volumeId: shared } } })
+  t.match(early, { status: 400, body: { badRequest: { message: /multiattach volume: those are attached from compute API microversion 2\.60 on/ } } }, "Nova's MultiattachNotSupportedOldMicroversion")
+  t.equal((await cinder('GET', `/volumes/${shared}`)).body.volume.status, 'available', 'the refusal reserved nothing')
   t.equal((await nova('POST', `/v2.1/servers/${server}/os-volume_attachments`, { ...at('2.60'), body: { volumeAttachment: { volumeId: shared } } })).status, 200)
   t.equal((await attachedTo([server])).status, 'in-use', 'listed once attached: in-use')
   t.equal((await nova('POST', `/v2.1/servers/${other}/os-volume_attachments`, { ...at('2.60'), body: { volumeAttachment: { volumeId: shared } } })).status, 200)
