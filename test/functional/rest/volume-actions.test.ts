@@ -136,6 +136,12 @@ t.test('os-volume_attachments: attach, list, show, detach, shaped per microversi
   t.same((await attachedTo([other])).attachments.map((x: Json) => x.server_id), [other], 'in-use while the other server has it')
   t.equal((await nova('DELETE', `/v2.1/servers/${other}/os-volume_attachments/${shared}`, at('2.60'))).status, 202)
   await volumeStatus(shared, 'available')
+  const bootEarly = await nova('POST', '/v2.1/servers', {
+    ...at('2.59'),
+    body: { server: { name: 'vm-early', imageRef: cloud.image.id, flavorRef: '1', networks: [{ uuid: cloud.network.id }], block_device_mapping_v2: [{ source_type: 'volume', destination_type: 'volume', uuid: shared, boot_index: -1 }] } },
+  })
+  t.match(bootEarly, { status: 400, body: { badRequest: { message: /multiattach volume: those are attached from compute API microversion 2\.60 on/ } } }, 'nor at create before 2.60')
+  t.equal((await cinder('GET', `/volumes/${shared}`)).body.volume.status, 'available', 'the refused create reserved nothing')
   t.equal((await cinder('DELETE', `/volumes/${shared}`)).status, 202)
   await eventually(async () => (await cinder('GET', `/volumes/${shared}`)).status === 404 || undefined, 30_000, 'the shared volume gone')
 })
