@@ -119,6 +119,8 @@ export class CreatePlanner {
     const blockDevices = mappings.length
       ? await planBlockDevices(this.db, this.deps, mappings, imageRef, maxCount, caller, (ref, field) => this.findImage(ref, caller, field))
       : undefined
+    const shared = req.multiattach === false ? blockDevices?.volumes.find((v) => v.source === 'volume' && v.multiattach) : undefined
+    if (shared) throw new FailedPrecondition(`volume ${shared.volumeId} is a multiattach volume: those are attached from compute API microversion 2.60 on`, { field: 'block_device_mapping_v2' })
     const image = blockDevices?.bootFromVolume ? undefined : (named ?? (await this.findImage(imageRef || blockDevices?.rootImage, caller)))
     if (image) this.checkImageFits(image, flavor)
     // Booted from a volume, the flavor's disk is not the root disk (Nova skips its size checks); min_ram still holds.

@@ -116,6 +116,8 @@ export interface CreateServer {
   configDrive?: boolean
   /** Nova's block_device_mapping_v2 (`server-create-bdm.ts`). */
   blockDeviceMappings?: BlockDeviceMapping[]
+  /** false: a multiattach volume among blockDeviceMappings is refused (Nova before compute API 2.60). */
+  multiattach?: boolean
 }
 
 /** One block device asked for at create (Nova's block_device_mapping_v2 entry). */

@@ -221,12 +221,20 @@ export class NetworkCatalog {
 
   /**
    * Refused while any port other than a DHCP port is on the network; its
-   * subnets and DHCP ports go with it (Neutron's auto-delete port owners).
+   * subnets and DHCP ports go with it (Neutron's auto-delete port owners), and
+   * so do the floating IPs of an external network that map to no port
+   * (Neutron's delete_disassociated_floatingips). An associated floating IP
+   * keeps its port, and so the network, in use.
    */
   async delete(id: string | undefined, actor: Actor): Promise<void> {
     const cur = await loadNetwork(this.db, actor, id, 'id')
     requireModify(actor, cur.project_id, `network ${cur.id}`)
     const dhcp = await this.db.transaction().execute(async (trx) => {
+      const idle = await trx.selectFrom('floating_ips').select(['id', 'floating_port_id']).where('floating_network_id', '=', cur.id).where('port_id', 'is', null).execute()
+      if (idle.length > 0) {
+        await trx.deleteFrom('floating_ips').where('id', 'in', idle.map((f) => f.id)).execute()
+        await trx.deleteFrom('ports').where('id', 'in', idle.map((f) => f.floating_port_id)).execute()
+      }
       const port = await trx.selectFrom('ports').select(['id', 'device_owner']).where('network_id', '=', cur.id).where('device_owner', '!=', DHCP_OWNER).executeTakeFirst()
       if (port) throw new Conflict(`network ${cur.id} is in use: port ${port.id}${port.device_owner ? ` (${port.device_owner})` : ''} is on it; delete its ports first`)
       const r = await trx.deleteFrom('ports').where('network_id', '=', cur.id).where('device_owner', '=', DHCP_OWNER).executeTakeFirst()

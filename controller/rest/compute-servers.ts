@@ -309,6 +309,7 @@ async function createRequest(req: RestRequest): Promise<{ create: CreateServer; 
     if (hints.group !== undefined) create.group = String(hints.group)
   }
   if (b.block_device_mapping_v2 !== undefined) create.blockDeviceMappings = blockDeviceMappings(b.block_device_mapping_v2, v)
+  create.multiattach = v >= mv('2.60')
   const rri = b.return_reservation_id
   return { create, returnReservationId: rri === true || String(rri).toLowerCase() === 'true' }
 }

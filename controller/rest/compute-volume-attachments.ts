@@ -81,7 +81,7 @@ export function volumeAttachmentRoutes(d: RestDomain): Route[] {
         if (!isUuid(volumeId)) throw new InvalidArgument(`Invalid input for field/attribute volumeId. Value: ${volumeId}. '${volumeId}' is not a 'uuid'`, { field: 'volumeId' })
         if (b.tag !== undefined && b.tag !== null) throw new InvalidArgument('tag: Strato keeps no device tags', { field: 'tag' })
         const deleteOnTermination = dotParam(b) ?? false
-        const a = await attachments.attach({ serverId: req.params.id, volumeId, device: str(b, 'device') ?? '', deleteOnTermination }, callerOf(req))
+        const a = await attachments.attach({ serverId: req.params.id, volumeId, device: str(b, 'device') ?? '', deleteOnTermination, multiattach: v >= mv('2.60') }, callerOf(req))
         return { body: { volumeAttachment: attachmentJson(req, a, true) } }
       },
     },

@@ -285,14 +285,14 @@ function routes(d: RestDomain): Route[] {
       handler: async (req) => {
         const b = await bodyObject(req, 'volume')
         onlyKeys(b, ['size', 'name', 'description', 'display_name', 'display_description', 'volume_type', 'availability_zone', 'source_volid', 'snapshot_id', 'imageRef', 'metadata', 'multiattach', 'consistencygroup_id', 'backup_id'])
-        for (const k of ['multiattach', 'consistencygroup_id', 'backup_id']) if (b[k] !== undefined && b[k] !== null && b[k] !== false) throw new InvalidArgument(`${k}: Strato does not support it`, { field: k })
+        for (const k of ['consistencygroup_id', 'backup_id']) if (b[k] !== undefined && b[k] !== null && b[k] !== false) throw new InvalidArgument(`${k}: Strato does not support it`, { field: k })
         const caller = callerOf(req)
         const name = str(b, 'name') ?? str(b, 'display_name')
         const description = str(b, 'description') ?? str(b, 'display_description')
         const v = await volumes.create({
           size: int(b.size, 'size'), ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}),
           volumeType: str(b, 'volume_type'), availabilityZone: str(b, 'availability_zone'), sourceVolid: str(b, 'source_volid'), snapshotId: str(b, 'snapshot_id'),
-          imageId: str(b, 'imageRef'), metadata: stringMap(b.metadata, 'metadata'),
+          imageId: str(b, 'imageRef'), metadata: stringMap(b.metadata, 'metadata'), multiattach: bool(b.multiattach, 'multiattach'),
         }, caller)
         return { status: 202, body: { volume: volumeJson(req, v, caller, { plain: true }) } }
       },

@@ -108,11 +108,16 @@ function serverVolumeView(a: VolumeAttachmentTable): ServerVolumeView {
   return { id: a.volume_id, serverId: a.server_id, volumeId: a.volume_id, device: devPath(a.device), attachmentId: a.id, status: a.status, deleteOnTermination: a.delete_on_termination === 1 }
 }
 
-/** The live attachments of these volumes, by volume (for volume views). */
+/**
+ * The attached attachments of these volumes, by volume (for volume views): as
+ * in Cinder's view, a reservation or an attach under way is not shown yet, so
+ * a client that waits for its server in a volume's `attachments` (Tempest's
+ * multiattach tests) then finds the volume in-use, ready to attach again.
+ */
 export async function attachmentsOfVolumes(db: Trx, volumeIds: string[]): Promise<Map<string, VolumeAttachmentView[]>> {
   const out = new Map<string, VolumeAttachmentView[]>()
   if (!volumeIds.length) return out
-  const rows = await db.selectFrom('volume_attachments').selectAll().where('volume_id', 'in', volumeIds).where('status', 'in', [...LIVE_ATTACHMENT]).orderBy('created_at').execute()
+  const rows = await db.selectFrom('volume_attachments').selectAll().where('volume_id', 'in', volumeIds).where('status', '=', 'attached').orderBy('created_at').execute()
   for (const a of rows) {
     const list = out.get(a.volume_id) ?? []
     list.push({ id: a.volume_id, attachmentId: a.id, volumeId: a.volume_id, serverId: a.server_id, hostName: a.host, device: devPath(a.device), attachedAt: a.attached_at ? new Date(a.attached_at) : undefined })
@@ -254,11 +259,15 @@ export class AttachmentCatalog {
 
   // ------------------------------------------------------------ Nova's side
 
-  /** Nova attach_volume: reserves the volume, picks the device, casts attach_volume to the server's host. */
-  async attach(req: { serverId?: string; volumeId?: string; device?: string; deleteOnTermination?: boolean }, caller: VolumeCaller): Promise<ServerVolumeView> {
+  /**
+   * Nova attach_volume: reserves the volume, picks the device, casts attach_volume to the server's host.
+   * `multiattach: false` refuses a multiattach volume (Nova before compute API 2.60).
+   */
+  async attach(req: { serverId?: string; volumeId?: string; device?: string; deleteOnTermination?: boolean; multiattach?: boolean }, caller: VolumeCaller): Promise<ServerVolumeView> {
     const a = await this.db.transaction().execute(async (trx) => {
       const reserved = await this.reserveIn(trx, req, caller)
-      const v = await trx.selectFrom('volumes').select(['id', 'status']).where('id', '=', reserved.volume_id).executeTakeFirstOrThrow()
+      const v = await trx.selectFrom('volumes').select(['id', 'status', 'multiattach']).where('id', '=', reserved.volume_id).executeTakeFirstOrThrow()
+      if (v.multiattach === 1 && req.multiattach === false) throw new FailedPrecondition(`volume ${v.id} is a multiattach volume: those are attached from compute API microversion 2.60 on`, { field: 'volume_id' })
       await moveVolume(trx, v, 'attaching')
       return moveAttachment(trx, reserved, 'attaching', pendingAttachCast('attach_volume', reserved.id, caller.requestId))
     })

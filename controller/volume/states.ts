@@ -184,7 +184,7 @@ export function snapshotOutcome(op: VolumeOp, ok: boolean): { while: SnapshotSta
 export const ATTACHMENT_STATUSES = ['reserved', 'attaching', 'attached', 'detaching', 'error'] as const
 export type AttachmentStatus = (typeof ATTACHMENT_STATUSES)[number]
 
-/** The live ones: they hold the volume, the server's device and count in the volume's `attachments`. */
+/** The live ones: they hold the volume and the server's device (the volume's `attachments` show the attached ones). */
 export const LIVE_ATTACHMENT: readonly AttachmentStatus[] = ['reserved', 'attaching', 'attached', 'detaching']
 
 /**

@@ -39,6 +39,12 @@ export interface CreateVolume {
   imageId?: string
   metadata?: Record<string, string>
   bootable?: boolean
+  /**
+   * Multiattach whatever the type says: Cinder's request parameter, deprecated
+   * in Queens (3.50 moved it to types) and honoured until 2023.1, which refuses
+   * it. Tempest 33 still makes its multiattach volumes this way.
+   */
+  multiattach?: boolean
 }
 
 /**
@@ -50,12 +56,14 @@ export function newVolumeRow(o: {
   image: Image | undefined; metadata: Record<string, string>; sourceVolid: string; snapshotId: string
   /** The image metadata of the volume it is made from (a snapshot's or a clone's source), as Cinder copies it. */
   sourceImageMetadata?: string
+  /** Asked for at create (CreateVolume.multiattach); otherwise the type's `multiattach` spec decides. */
+  multiattach?: boolean
 }, caller: VolumeCaller): VolumeTable {
   const ts = now()
   return {
     id: o.id, name: o.name, description: o.description, size: o.size, pending_size: 0, status: 'creating', status_reason: '', bootable: o.bootable ? 1 : 0,
     volume_type_id: o.type.id, availability_zone: o.zone, source_volid: o.sourceVolid, snapshot_id: o.snapshotId, image_id: o.image?.id ?? '',
-    volume_image_metadata: o.image ? JSON.stringify(imageMetadataOf(o.image)) : o.sourceImageMetadata ?? '{}', multiattach: specIsTrue(o.type.extraSpecs.multiattach) ? 1 : 0,
+    volume_image_metadata: o.image ? JSON.stringify(imageMetadataOf(o.image)) : o.sourceImageMetadata ?? '{}', multiattach: o.multiattach || specIsTrue(o.type.extraSpecs.multiattach) ? 1 : 0,
     metadata: JSON.stringify(o.metadata), host: o.host, project_id: caller.projectId!, user_id: caller.userId, ...pendingCast('create', o.id, caller.requestId), created_at: ts, updated_at: ts,
   }
 }
@@ -150,7 +158,7 @@ export class VolumeCatalog {
       }
       const r = newVolumeRow({
         // A copy of a bootable volume (or of its snapshot) is bootable, with its image metadata, as in Cinder.
-        id, name, description, size, bootable: req.bootable ?? (from ? from.bootable : Boolean(image)), type, zone: hostZone, host, image, metadata, sourceImageMetadata: from?.imageMetadata,
+        id, name, description, size, bootable: req.bootable ?? (from ? from.bootable : Boolean(image)), type, zone: hostZone, host, image, metadata, sourceImageMetadata: from?.imageMetadata, multiattach: req.multiattach,
         sourceVolid: req.sourceVolid ? await this.idOf(trx, 'volumes', req.sourceVolid, caller) : '',
         snapshotId: req.snapshotId ? await this.idOf(trx, 'volume_snapshots', req.snapshotId, caller) : '',
       }, caller)

@@ -198,6 +198,27 @@ t.test('ports, floating IPs and their Neutron JSON; binding:host_id for admins o
   t.equal(r.status, 404, "the network's subnets went with it")
 })
 
+t.test("deleting an external network releases its floating IPs that map to no port (Neutron's delete_disassociated_floatingips), in one transaction", async (t) => {
+  const ext = (await api('POST', '/v2.0/networks', { network: { name: 'ext-del', 'router:external': true } })).body.network
+  const sub = (await api('POST', '/v2.0/subnets', { subnet: { network_id: ext.id, ip_version: 4, cidr: '10.44.0.0/24', enable_dhcp: false } })).body.subnet
+  const fip = (await api('POST', '/v2.0/floatingips', { floatingip: { floating_network_id: ext.id } })).body.floatingip
+  t.match(fip, { floating_network_id: ext.id, port_id: null, status: 'DOWN' })
+  const router = (await api('POST', '/v2.0/routers', { router: { name: 'ext-del-gw', external_gateway_info: { network_id: ext.id } } })).body.router
+  let r = await api('DELETE', `/v2.0/networks/${ext.id}`)
+  t.equal(r.status, 409, "the router's gateway port keeps it in use")
+  t.equal(r.body.NeutronError.type, 'NetworkInUse')
+  t.match(r.body.NeutronError.message, /network:router_gateway/)
+  t.equal((await api('GET', `/v2.0/floatingips/${fip.id}`)).status, 200, 'a refused delete releases nothing')
+  t.equal((await api('PUT', `/v2.0/routers/${router.id}`, { router: { external_gateway_info: {} } })).status, 200)
+  t.equal((await api('DELETE', `/v2.0/networks/${ext.id}`)).status, 204)
+  r = await api('GET', `/v2.0/floatingips/${fip.id}`)
+  t.equal(r.status, 404, 'the unassociated floating IP went with its network')
+  t.equal(r.body.NeutronError.type, 'FloatingIPNotFound')
+  t.equal((await api('GET', `/v2.0/floatingips?floating_network_id=${ext.id}`)).body.floatingips.length, 0)
+  t.equal((await api('GET', `/v2.0/subnets/${sub.id}`)).status, 404)
+  t.equal((await api('DELETE', `/v2.0/routers/${router.id}`)).status, 204)
+})
+
 t.test('routers: CRUD, the gateway, add/remove_router_interface, routes, Neutron\'s errors', async (t) => {
   const ext = (await api('GET', '/v2.0/networks?name=provider', undefined, member.token)).body.networks[0]
   const net = (await api('POST', '/v2.0/networks', { network: { name: 'rtr-net' } }, member.token)).body.network

@@ -133,6 +133,39 @@ t.test('os-volume_attachments: attach, list, show, detach, shaped per microversi
   t.equal((await cinder('GET', `/volumes/${vol}`)).body.volume.status, 'error', 'the refused attach changed nothing')
   await reset('available')
   t.equal((await cinder('GET', `/volumes/${vol}`)).body.volume.status, 'available', 'refusals changed nothing')
+
+  // Cinder's multiattach request parameter (honoured until 2023.1, and how Tempest 33 makes its multiattach volumes): the volume attaches to both servers.
+  const notBool = await cinder('POST', '/volumes', { body: { volume: { size: 1, multiattach: 'sometimes' } } })
+  t.match(notBool, { status: 400, body: { badRequest: { message: /multiattach must be a boolean, got "sometimes"/ } } })
+  const shared = await newVolume('shared', demo.token, { multiattach: true })
+  t.match((await cinder('GET', `/volumes/${shared}`)).body.volume, { multiattach: true, volume_type: '__DEFAULT__' }, 'multiattach whatever the type says')
+  // As Tempest does: attach, wait for the server in the volume's attachments (Cinder lists attached ones only), attach again.
+  const attachedTo = async (servers: string[]) => eventually(async () => {
+    const v = (await cinder('GET', `/volumes/${shared}`)).body.volume
+    return v.attachments.length === servers.length ? v : undefined
+  }, 30_000, `attached to ${servers.length} servers`)
+  const early = await nova('POST', `/v2.1/servers/${server}/os-volume_attachments`, { ...at('2.59'), body: { volumeAttachment: { volumeId: shared } } })
+  t.match(early, { status: 400, body: { badRequest: { message: /multiattach volume: those are attached from compute API microversion 2\.60 on/ } } }, "Nova's MultiattachNotSupportedOldMicroversion")
+  t.equal((await cinder('GET', `/volumes/${shared}`)).body.volume.status, 'available', 'the refusal reserved nothing')
+  t.equal((await nova('POST', `/v2.1/servers/${server}/os-volume_attachments`, { ...at('2.60'), body: { volumeAttachment: { volumeId: shared } } })).status, 200)
+  t.equal((await attachedTo([server])).status, 'in-use', 'listed once attached: in-use')
+  t.equal((await nova('POST', `/v2.1/servers/${other}/os-volume_attachments`, { ...at('2.60'), body: { volumeAttachment: { volumeId: shared } } })).status, 200)
+  const twice = await attachedTo([server, other])
+  t.equal(twice.status, 'in-use')
+  t.same(twice.attachments.map((x: Json) => x.server_id).sort(), [server, other].sort())
+  t.equal((await nova('DELETE', `/v2.1/servers/${server}/os-volume_attachments/${shared}`, at('2.60'))).status, 202)
+  await volumeStatus(shared, 'in-use')
+  t.same((await attachedTo([other])).attachments.map((x: Json) => x.server_id), [other], 'in-use while the other server has it')
+  t.equal((await nova('DELETE', `/v2.1/servers/${other}/os-volume_attachments/${shared}`, at('2.60'))).status, 202)
+  await volumeStatus(shared, 'available')
+  const bootEarly = await nova('POST', '/v2.1/servers', {
+    ...at('2.59'),
+    body: { server: { name: 'vm-early', imageRef: cloud.image.id, flavorRef: '1', networks: [{ uuid: cloud.network.id }], block_device_mapping_v2: [{ source_type: 'volume', destination_type: 'volume', uuid: shared, boot_index: -1 }] } },
+  })
+  t.match(bootEarly, { status: 400, body: { badRequest: { message: /multiattach volume: those are attached from compute API microversion 2\.60 on/ } } }, 'nor at create before 2.60')
+  t.equal((await cinder('GET', `/volumes/${shared}`)).body.volume.status, 'available', 'the refused create reserved nothing')
+  t.equal((await cinder('DELETE', `/volumes/${shared}`)).status, 202)
+  await eventually(async () => (await cinder('GET', `/volumes/${shared}`)).status === 404 || undefined, 30_000, 'the shared volume gone')
 })
 
 t.test('os-volume_attachments 2.75–2.89: delete_on_termination on attach (2.79) and PUT (2.85), attachment_id and bdm_uuid (2.89); deleting the server deletes such a volume', async (t) => {
