@@ -20,10 +20,10 @@ import { FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Strato
 import { checkHostname, type CreateServer, type ListServers, type ServerCaller, type ServerListing, type ServerView } from '../compute/servers.js'
 import type { BlockDeviceMapping } from '../compute/server-model.js'
 import { actorOf } from '../compute/server-create-plan.js'
-import { REST_PREFIX, bodyObject, keptAnswer, type RestRequest, type Route } from './http.js'
+import { bodyObject, keptAnswer, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink, onlyQuery } from './compute-common.js'
+import { bookmark, boolParam, callerOf, imageServiceUrl, intParam, isoMicro, isoZ, links, nextLink, onlyQuery } from './compute-common.js'
 import { int, obj, onlyKeys, str, stringMap } from './body.js'
 
 const S = 'strato.compute.v1.Servers'
@@ -439,8 +439,7 @@ async function createImage(d: RestDomain, req: RestRequest, arg: unknown) {
   const r = await d.servers.createImage(s.id, { name: arg.name, metadata: metadata as Record<string, string> }, callerOf(req))
   if (microversion(req) >= mv('2.45')) return { status: 202, body: { image_id: r.imageId } }
   // nova's glance generate_image_url: the image endpoint, then images/<id>.
-  const imageBase = req.baseUrl.endsWith(REST_PREFIX.compute) ? req.baseUrl.slice(0, -REST_PREFIX.compute.length) + REST_PREFIX.image : req.baseUrl
-  return { status: 202, headers: { location: `${imageBase}/images/${r.imageId}` } }
+  return { status: 202, headers: { location: `${imageServiceUrl(req)}/images/${r.imageId}` } }
 }
 
 export function serverRoutes(d: RestDomain): Route[] {
