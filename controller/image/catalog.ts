@@ -175,7 +175,8 @@ export class ImageCatalog {
     const now = new Date().toISOString()
     const row: ImageTable = {
       id,
-      name: checkName('name', req.name, 255),
+      // Glance's name is optional (null): an image created without one keeps ''. A name given must be one.
+      name: req.name === undefined ? '' : checkName('name', req.name, 255),
       status: 'queued',
       visibility,
       owner: viewer.projectId,

@@ -38,7 +38,7 @@ function imageLinks(req: RestRequest, id: string) {
 /** An image as Nova's proxy shows it (`views/images.py` show). */
 export function novaImage(req: RestRequest, i: Image): Record<string, unknown> {
   const out: Record<string, unknown> = {
-    id: i.id, name: i.name, minRam: i.minRam, minDisk: i.minDisk, metadata: i.properties,
+    id: i.id, name: i.name || null, minRam: i.minRam, minDisk: i.minDisk, metadata: i.properties,
     created: isoZ(i.createdAt), updated: isoZ(i.updatedAt), status: STATUS[i.status] ?? 'UNKNOWN', progress: PROGRESS[i.status] ?? 0,
     'OS-EXT-IMG-SIZE:size': i.size, links: imageLinks(req, i.id),
   }
@@ -138,7 +138,7 @@ export function imageProxyRoutes(d: RestDomain): Route[] {
   const listed = async (req: RestRequest, detail: boolean) => {
     const { images, limit } = await listImages(d, req)
     const next = nextLink(req, images, limit, (i: Image) => i.id)
-    const shown = images.map((i) => (detail ? novaImage(req, i) : { id: i.id, name: i.name, links: imageLinks(req, i.id) }))
+    const shown = images.map((i) => (detail ? novaImage(req, i) : { id: i.id, name: i.name || null, links: imageLinks(req, i.id) }))
     return { body: { images: shown, ...(next ? { images_links: next } : {}) } }
   }
   return [

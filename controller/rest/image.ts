@@ -70,7 +70,7 @@ export function glanceImage(i: Image): Record<string, unknown> {
   return {
     ...i.properties,
     id: i.id,
-    name: i.name,
+    name: i.name || null,
     status: i.status,
     visibility: i.visibility,
     protected: i.protected,
@@ -126,10 +126,11 @@ function createRequest(body: Record<string, unknown>, auth: AuthContext): Create
   const out: CreateRequest = { properties: {} }
   for (const [key, v] of Object.entries(body)) {
     refuseReadOnly(key)
-    if (v === null && key !== 'name') continue
+    // null is absent: an image without a name (Glance's null), the defaults for the others.
+    if (v === null) continue
     switch (key) {
       case 'id': out.id = typed(key, v, 'string'); break
-      case 'name': out.name = v === null ? '' : typed(key, v, 'string'); break
+      case 'name': out.name = typed(key, v, 'string'); break
       case 'disk_format': out.diskFormat = typed(key, v, 'string'); break
       case 'container_format': out.containerFormat = typed(key, v, 'string'); break
       case 'visibility': out.visibility = typed(key, v, 'string'); break
