@@ -36,7 +36,7 @@ function imageLinks(req: RestRequest, id: string) {
 }
 
 /** An image as Nova's proxy shows it (`views/images.py` show). */
-export function novaImage(req: RestRequest, i: Image): Record<string, unknown> {
+function novaImage(req: RestRequest, i: Image): Record<string, unknown> {
   const out: Record<string, unknown> = {
     id: i.id, name: i.name || null, minRam: i.minRam, minDisk: i.minDisk, metadata: i.properties,
     created: isoZ(i.createdAt), updated: isoZ(i.updatedAt), status: STATUS[i.status] ?? 'UNKNOWN', progress: PROGRESS[i.status] ?? 0,
