@@ -11,6 +11,7 @@ import t from 'tap'
 import { openstackFiles, readOpenrc } from '../../../controller/identity/bootstrap.js'
 import { startCloud, type TestCloud } from '../../helpers/cloud.js'
 import { call } from '../../helpers/grpc.js'
+import { eventually } from '../../helpers/agents.js'
 import { hasOpenstack, openstackClient } from '../../helpers/osc.js'
 import { tenant, type Tenant } from '../network/fixtures.js'
 import { novaClient, TempestSchemas } from './compute-helpers.js'
@@ -49,6 +50,15 @@ async function activeServer(name: string): Promise<string> {
 async function backups(server: string, type: string): Promise<string[]> {
   const all = (await images()).filter((i) => i.properties.image_type === 'backup' && i.properties.instance_uuid === server && i.properties.backup_type === type)
   return all.sort((a, b) => a.createdAt!.getTime() - b.createdAt!.getTime()).map((i) => i.name)
+}
+
+/**
+ * The server's backups of `type` once they are `want`, or as they are after 10 s: the rotation
+ * follows the end of the server's task, as in Nova (Tempest waits for the oldest to go too).
+ */
+async function backupsBecome(server: string, type: string, want: string[]): Promise<string[]> {
+  await eventually(async () => JSON.stringify(await backups(server, type)) === JSON.stringify(want), 10_000, `backups ${want.join(', ')}`).catch(() => undefined)
+  return backups(server, type)
 }
 
 t.test('createImage: 202 with Location (2.1) or image_id (2.45); the image becomes active with the metadata', async (t) => {
@@ -123,15 +133,15 @@ t.test('createBackup: a backup image of its type; the server\'s backups of that 
   const second = schemas.add('servers', 'create_backup', '2.45', await backup({ name: 'daily-2', backup_type: 'daily', rotation: '2', metadata: { kind: 'db' } }, '2.45'))
   t.match(second.body, { image_id: /^[0-9a-f-]{36}$/ }, 'image_id in the body from 2.45')
   t.match((await call<Image>(cloud.c.images, 'getImage', { id: second.body.image_id }, demo.token)).properties, { kind: 'db', image_type: 'backup' }, 'the metadata with it')
-  t.same(await backups(id, 'daily'), ['daily-1', 'daily-2'], 'two backups within a rotation of 2')
+  t.same(await backupsBecome(id, 'daily', ['daily-1', 'daily-2']), ['daily-1', 'daily-2'], 'two backups within a rotation of 2')
   await backup({ name: 'weekly-1', backup_type: 'weekly', rotation: 1 })
   await backup({ name: 'daily-3', backup_type: 'daily', rotation: 2 })
-  t.same(await backups(id, 'daily'), ['daily-2', 'daily-3'], 'the third daily backup rotated the oldest out')
-  t.same(await backups(id, 'weekly'), ['weekly-1'], 'backups of another type are not counted')
+  t.same(await backupsBecome(id, 'daily', ['daily-2', 'daily-3']), ['daily-2', 'daily-3'], 'the third daily backup rotated the oldest out')
+  t.same(await backupsBecome(id, 'weekly', ['weekly-1']), ['weekly-1'], 'backups of another type are not counted')
   const none = await backup({ name: 'weekly-2', backup_type: 'weekly', rotation: 0 })
   t.notOk(none.headers.location, 'rotation 0: no Location (the backup is deleted too)')
-  t.same(await backups(id, 'weekly'), [], 'rotation 0 deleted every weekly backup')
-  t.same(await backups(id, 'daily'), ['daily-2', 'daily-3'], 'and left the daily ones')
+  t.same(await backupsBecome(id, 'weekly', []), [], 'rotation 0 deleted every weekly backup')
+  t.same(await backupsBecome(id, 'daily', ['daily-2', 'daily-3']), ['daily-2', 'daily-3'], 'and left the daily ones')
 
   const before = (await images()).length
   for (const [what, body] of [
@@ -159,7 +169,7 @@ t.test('openstack server backup create (python-openstackclient): the backup made
     if (r.code === 0) t.match(JSON.parse(r.stdout), { name, id: /^[0-9a-f-]{36}$/ }, 'the backup image shown')
     await cloud.waitFor(id, (s) => s.taskState === '', demo.token, 20_000)
   }
-  t.same(await backups(id, 'nightly'), ['osc-2'], '--rotate 1 kept the newest')
+  t.same(await backupsBecome(id, 'nightly', ['osc-2']), ['osc-2'], '--rotate 1 kept the newest')
 })
 
 t.test("Nova's image proxy below 2.36: the catalog's images as Nova shows them, filtered, their metadata, delete", async (t) => {
