@@ -128,3 +128,17 @@ export function snapshotImageOf(castId: string): string | undefined {
   const [action, uuid, image] = castId.split('.')
   return action && uuid && image && isServerAction(action) && isSnapshot(action) ? image : undefined
 }
+
+/**
+ * A backup's cast (Nova's createBackup) is a snapshot's whose id also
+ * carries the rotation, `snapshot.<uuid>.<image id>.<rotation>`: once the
+ * snapshot is made the backups beyond it are deleted, after a controller
+ * restart too.
+ */
+export const backupNonce = (imageId: string, rotation: number): string => `${imageId}.${rotation}`
+
+/** The rotation of a backup's cast id; undefined for any other cast. */
+export function backupRotationOf(castId: string): number | undefined {
+  const rotation = castId.split('.')[3]
+  return snapshotImageOf(castId) && rotation !== undefined && /^\d+$/.test(rotation) ? Number(rotation) : undefined
+}

@@ -31,7 +31,8 @@ import { KEY_LIMITS } from './ssh-keys.js'
  * the bus's payload limit (1 MB by default).
  */
 const USER_DATA_MAX = 65535
-const METADATA_MAX = 128
+/** Metadata items per server or image (Nova's metadata_items quota; its image proxy counts against it too). */
+export const METADATA_MAX = 128
 /** Nova's `max_count` has no limit but the quota; this one keeps a typo from queueing a million claims. */
 const MAX_COUNT = 1000
 

@@ -6,15 +6,19 @@
  * snapshot is cast to its host. The host reports its steps to the conductor
  * (`../conductor/snapshot-step.ts`), which issues the image-upload token
  * when it reaches the upload. A snapshot that fails leaves no image behind.
+ * A backup (Nova's createBackup, `compute/api.py backup`) is such a snapshot
+ * with image_type backup and its backup_type, under task image_backup; once
+ * it is made, the server's oldest backups of that type beyond its rotation
+ * are deleted (`compute/manager.py _rotate_backups`).
  */
 import { FailedPrecondition, InvalidArgument, NotFound, PermissionDenied } from '../../proto/errors.js'
-import { castIdFor, snapshotImageOf } from '../../proto/subjects.js'
+import { backupNonce, backupRotationOf, castIdFor, snapshotImageOf } from '../../proto/subjects.js'
 import { withReverter } from '../../proto/revert.js'
 import { checkName } from '../identity/validate.js'
 import type { Db } from '../store/db.js'
 import type { ServerTable } from '../store/schema.js'
 import { IMAGE_SERVICE as SERVICE, type ImageCatalog, type ImageViewer } from '../image/catalog.js'
-import { beginAction } from './server-states.js'
+import { beginAction, beginBackup } from './server-states.js'
 import type { CastOutbox } from './cast-outbox.js'
 import type { CastResultEvent } from './transport.js'
 import type { ServerViews } from './server-views.js'
@@ -39,6 +43,12 @@ export interface CreateServerImage {
   name?: string
   metadata?: Record<string, string>
   compress?: boolean
+  /**
+   * Nova's createBackup: the image is a backup of this type (image_type
+   * backup, backup_type), and once it is made the server's oldest backups of
+   * the type beyond `rotation` are deleted (0: all of them, this one too).
+   */
+  backup?: { type: string; rotation: number }
 }
 
 /** Keys of a volume's image metadata that describe the source image's bytes, not a snapshot's (Cinder's glance_core_properties). */
@@ -62,12 +72,16 @@ export class ServerSnapshots {
     const name = checkName('name', req.name, 255)
     const metadata = checkMetadata(req.metadata ?? {})
     const action = req.compress ? 'snapshot_compressed' as const : 'snapshot' as const
+    const backup = req.backup
+    if (backup && (!Number.isInteger(backup.rotation) || backup.rotation < 0)) throw new InvalidArgument(`a backup's rotation is how many backups to keep, an integer ≥ 0; got ${backup.rotation}`, { field: 'rotation' })
+    const begin = (row: ServerTable) => (backup ? beginBackup(row) : beginAction(action, row))
     // Checked before the image is made, so a refused snapshot changes nothing; checked again below.
-    beginAction(action, first)
+    begin(first)
     if (!first.host) throw new FailedPrecondition(`server ${first.uuid} has no host: it never got one`)
     const boot = await this.db.selectFrom('volume_attachments').select(['volume_id']).where('server_id', '=', first.uuid).where('boot_index', '=', 0).executeTakeFirst()
+    if (boot && backup) throw new InvalidArgument(`server ${first.uuid} boots from a volume: backups of volume-backed servers are not supported (as in Nova); snapshot it (createImage) or back up its volume`)
     if (boot) return this.volumeBacked(first, boot.volume_id, name, metadata, caller)
-    const properties = await this.properties(first, caller, metadata)
+    const properties = await this.properties(first, caller, backup ? { ...metadata, backup_type: backup.type } : metadata, undefined, backup ? 'backup' : 'snapshot')
     const project = await this.db.selectFrom('projects').select('domain_id').where('id', '=', first.project_id).executeTakeFirst()
     const owner: ImageViewer = { projectId: first.project_id, domainId: project?.domain_id ?? '', isAdmin: false, canWrite: true }
     const requestId = caller.requestId ?? ''
@@ -80,15 +94,15 @@ export class ServerSnapshots {
         properties,
       }, owner)
       revert.add(`delete image ${image.id}`, () => this.deps.images.delete(image.id, SERVICE))
-      const castId = castIdFor(action, first.uuid, image.id)
+      const castId = castIdFor(action, first.uuid, backup ? backupNonce(image.id, backup.rotation) : image.id)
       const plan = await this.db.transaction().execute(async (trx) => {
         const row = (await trx.selectFrom('servers').selectAll().where('uuid', '=', first.uuid).executeTakeFirst())!
-        const task = beginAction(action, row)
+        const task = begin(row)
         if (!row.host) throw new FailedPrecondition(`server ${row.uuid} has no host: it never got one`)
         await trx.updateTable('servers').set({ task_state: task, pending_cast_id: castId, pending_request_id: requestId, cast_sent_at: null, updated_at: now() }).where('uuid', '=', row.uuid).execute()
         return { host: row.host, row: await trx.selectFrom('servers').selectAll().where('uuid', '=', row.uuid).executeTakeFirstOrThrow() }
       })
-      this.log.info({ instance: first.uuid, image: image.id, host: plan.host, compress: action === 'snapshot_compressed', requestId }, 'server snapshot started')
+      this.log.info({ instance: first.uuid, image: image.id, host: plan.host, compress: action === 'snapshot_compressed', backup, requestId }, backup ? 'server backup started' : 'server snapshot started')
       await this.deps.outbox.send({ uuid: first.uuid, host: plan.host, action, castId, requestId })
       return { imageId: image.id, server: (await this.deps.views.views([plan.row], caller))[0]! }
     }, { log: this.log, context: { instance: first.uuid, action: 'snapshot' } })
@@ -141,16 +155,46 @@ export class ServerSnapshots {
 
   /**
    * After a snapshot's result: a failed one leaves no image behind (Nova's
-   * snapshot error handling deletes it). Also for a result no longer awaited
-   * (a delete took over the server): its image is still the snapshot's.
+   * snapshot error handling deletes it); a backup that was made rotates the
+   * server's backups. Also for a result no longer awaited (a delete took
+   * over the server): its image is still the snapshot's.
    */
   async applyResult(r: CastResultEvent): Promise<void> {
     const imageId = snapshotImageOf(r.castId)
-    if (!imageId || r.ok) return
-    const row = await this.db.selectFrom('servers').select(['host']).where('uuid', '=', r.instanceUuid).executeTakeFirst()
+    const rotation = backupRotationOf(r.castId)
+    if (!imageId || (r.ok && rotation === undefined)) return
+    const row = await this.db.selectFrom('servers').select(['host', 'project_id']).where('uuid', '=', r.instanceUuid).executeTakeFirst()
     // Only the server's host speaks for its snapshots (cast ids are predictable).
     if (!row || row.host !== r.host) return
-    await this.deps.images.discardUnfinished(imageId, { what: 'server snapshot', why: r.message, log: this.log, context: { instance: r.instanceUuid } })
+    if (!r.ok) {
+      await this.deps.images.discardUnfinished(imageId, { what: rotation === undefined ? 'server snapshot' : 'server backup', why: r.message, log: this.log, context: { instance: r.instanceUuid } })
+      return
+    }
+    await this.rotate(r.instanceUuid, row.project_id, imageId, rotation!)
+  }
+
+  /**
+   * Nova's `_rotate_backups`: of the server's backups of the type the new
+   * one `imageId` has, newest first, those beyond `rotation` are deleted. A
+   * backup that cannot be deleted (protected, say) is logged and kept; the
+   * others are still deleted.
+   */
+  private async rotate(uuid: string, projectId: string, imageId: string, rotation: number): Promise<void> {
+    const made = await this.deps.images.get({ id: imageId }, SERVICE).catch(() => undefined)
+    if (!made) return
+    const properties = { image_type: 'backup', backup_type: made.properties.backup_type ?? '', instance_uuid: uuid }
+    const backups: string[] = []
+    for (let marker = ''; ;) {
+      const page = await this.deps.images.list({ owner: projectId, properties, limit: 1000, ...(marker ? { marker } : {}) }, SERVICE)
+      backups.push(...page.images.map((i) => i.id))
+      if (!page.nextMarker) break
+      marker = page.nextMarker
+    }
+    const excess = backups.slice(rotation)
+    for (const id of excess) {
+      await this.deps.images.delete(id, SERVICE).catch((err: Error) => this.log.warn({ instance: uuid, image: id, err: err.message }, 'a backup beyond the rotation could not be deleted; kept'))
+    }
+    if (excess.length) this.log.info({ instance: uuid, rotation, deleted: excess }, 'server backups rotated')
   }
 
   /** The server's image now, or undefined when it was deleted since (the snapshot then inherits nothing). */
@@ -165,17 +209,17 @@ export class ServerSnapshots {
   /**
    * The snapshot's properties (nova `initialize_instance_snapshot_metadata`):
    * the source image's, less those never inherited, then `instance_uuid`,
-   * `user_id`, `image_type`, `base_image_ref`, the libvirt driver's
+   * `user_id`, `image_type` (snapshot or backup), `base_image_ref`, the libvirt driver's
    * `image_location`/`image_state`/`owner_id`, and last the request's metadata.
    */
-  private async properties(row: { uuid: string; image_id: string; project_id: string }, caller: ServerCaller, metadata: Record<string, string>, from?: Record<string, string>): Promise<Record<string, string>> {
+  private async properties(row: { uuid: string; image_id: string; project_id: string }, caller: ServerCaller, metadata: Record<string, string>, from?: Record<string, string>, imageType: 'snapshot' | 'backup' = 'snapshot'): Promise<Record<string, string>> {
     const source = from ? undefined : await this.source(row.image_id)
     const inherited = Object.fromEntries(Object.entries(from ?? source?.properties ?? {}).filter(([k]) => !NOT_INHERITED.has(k) && !k.startsWith('os_glance')))
     const props: Record<string, string> = {
       ...inherited,
       instance_uuid: row.uuid,
       user_id: caller.userId,
-      image_type: 'snapshot',
+      image_type: imageType,
       base_image_ref: row.image_id,
       image_location: 'snapshot',
       image_state: 'available',

@@ -14,7 +14,7 @@ import type { ServerAction } from '../../proto/server-actions.js'
 
 export const VM_STATES = ['building', 'active', 'stopped', 'error', 'deleted'] as const
 export type VmState = (typeof VM_STATES)[number]
-export const TASK_STATES = ['', 'scheduling', 'networking', 'block_device_mapping', 'spawning', 'powering-off', 'powering-on', 'rebooting', 'rebooting_hard', 'deleting', 'image_snapshot_pending', 'image_snapshot', 'image_pending_upload', 'image_uploading'] as const
+export const TASK_STATES = ['', 'scheduling', 'networking', 'block_device_mapping', 'spawning', 'powering-off', 'powering-on', 'rebooting', 'rebooting_hard', 'deleting', 'image_snapshot_pending', 'image_snapshot', 'image_pending_upload', 'image_uploading', 'image_backup'] as const
 export type TaskState = (typeof TASK_STATES)[number]
 
 /** Actions a user asks for; `build` is the controller's own (the one list: `proto/server-actions.ts`). */
@@ -51,13 +51,19 @@ const ACTIONS: Record<ServerAction, ActionRule> = {
 }
 
 /**
+ * Nova's backup (createBackup): a snapshot, from the same states, under its
+ * own task (image_backup); its cast is a snapshot's.
+ */
+const BACKUP: ActionRule = { ...ACTIONS.snapshot, task: 'image_backup', verb: 'back up' }
+
+/**
  * The steps a host reports while it makes a snapshot (Nova's
  * update_task_state with expected_state): each task_state, and the ones it
  * may follow. A step reported again (a resumed snapshot) is allowed.
  */
 const SNAPSHOT_STEPS: Record<string, readonly TaskState[]> = {
-  image_snapshot: ['image_snapshot_pending', 'image_snapshot', 'image_pending_upload', 'image_uploading'],
-  image_pending_upload: ['image_snapshot', 'image_pending_upload', 'image_uploading'],
+  image_snapshot: ['image_snapshot_pending', 'image_snapshot', 'image_pending_upload', 'image_uploading', 'image_backup'],
+  image_pending_upload: ['image_snapshot', 'image_pending_upload', 'image_uploading', 'image_backup'],
   image_uploading: ['image_pending_upload', 'image_uploading'],
 }
 
@@ -70,6 +76,8 @@ export function snapshotStep(s: { uuid: string; task_state: string }, step: stri
   const from = SNAPSHOT_STEPS[step]
   if (!from) throw new InvalidArgument(`'${step}' is not a snapshot step; expected ${Object.keys(SNAPSHOT_STEPS).join(', ')}`, { field: 'task_state' })
   if (!from.includes(s.task_state as TaskState)) throw new FailedPrecondition(`server ${s.uuid} is in task '${s.task_state || 'none'}', not a snapshot that can go to ${step}`)
+  // Nova's backup has no image_snapshot step: it stays image_backup until the upload is pending.
+  if (step === 'image_snapshot' && s.task_state === 'image_backup') return 'image_backup'
   return step as TaskState
 }
 
@@ -117,7 +125,15 @@ export function inProgress(action: ServerAction, s: { task_state: string }): boo
  * @throws FailedPrecondition naming the server's state and what would be allowed.
  */
 export function beginAction(action: ServerAction, s: { uuid: string; vm_state: string; task_state: string }): TaskState {
-  const rule = ACTIONS[action]
+  return begin(ACTIONS[action], s)
+}
+
+/** beginAction for a backup: the task_state it runs under (image_backup), after the snapshot's checks. */
+export function beginBackup(s: { uuid: string; vm_state: string; task_state: string }): TaskState {
+  return begin(BACKUP, s)
+}
+
+function begin(rule: ActionRule, s: { uuid: string; vm_state: string; task_state: string }): TaskState {
   if (s.vm_state === 'deleted') throw new FailedPrecondition(`server ${s.uuid} is deleted`)
   if (rule.from && !rule.from.includes(s.vm_state as VmState)) {
     throw new FailedPrecondition(`cannot ${rule.verb} server ${s.uuid} while it is ${statusOf(s.vm_state, s.task_state)} (vm_state ${s.vm_state}); ${rule.verb} needs vm_state ${rule.from.join(' or ')}`)

@@ -8,7 +8,7 @@
  *   failure part-way gives the claims back (a Reverter).
  * - `server-views.ts`: get and list, the ServerView of a row.
  * - `server-actions.ts`: start, stop, reboot, delete, console output.
- * - `server-snapshots.ts`: createImage (the image recorded, the snapshot cast, a failed one's image deleted).
+ * - `server-snapshots.ts`: createImage and createBackup (the image recorded, the snapshot cast, a failed one's image deleted, backups rotated).
  * - `cast-outbox.ts`: pending casts and their resending.
  * - `cast-results.ts`: agents' results and power states applied.
  * - `server-states.ts`: the state table every vm_state/task_state write comes from.
@@ -123,7 +123,7 @@ export class ServerCatalog {
     return this.actions.update(ref, patch, caller)
   }
 
-  /** Nova's createImage: records the image (queued) and casts the snapshot to the server's host. */
+  /** Nova's createImage (and createBackup, with `req.backup`): records the image (queued) and casts the snapshot to the server's host. */
   createImage(ref: string | undefined, req: CreateServerImage, caller: ServerCaller): Promise<{ imageId: string; server: ServerView }> {
     return this.snapshots.create(ref, req, caller)
   }

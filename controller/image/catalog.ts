@@ -175,7 +175,8 @@ export class ImageCatalog {
     const now = new Date().toISOString()
     const row: ImageTable = {
       id,
-      name: checkName('name', req.name, 255),
+      // Glance's name is optional (null): an image created without one keeps ''. A name given must be one.
+      name: req.name === undefined ? '' : checkName('name', req.name, 255),
       status: 'queued',
       visibility,
       owner: viewer.projectId,
@@ -210,7 +211,7 @@ export class ImageCatalog {
   }
 
   async list(
-    filter: { name?: string; status?: string; visibility?: string; owner?: string; tags?: string[]; limit?: number; marker?: string; memberStatus?: string },
+    filter: { name?: string; status?: string; visibility?: string; owner?: string; tags?: string[]; limit?: number; marker?: string; memberStatus?: string; properties?: Record<string, string> },
     viewer: ImageViewer,
   ): Promise<{ images: Image[]; nextMarker: string }> {
     if (viewer.onlyImage !== undefined) throw new PermissionDenied(`an image-read token (image ${viewer.onlyImage}) cannot list images`)
@@ -227,6 +228,9 @@ export class ImageCatalog {
     if (filter.owner) q = q.where('owner', '=', filter.owner)
     if (filter.visibility && filter.visibility !== 'all') q = q.where('visibility', '=', filter.visibility)
     for (const tag of filter.tags ?? []) q = q.where('id', 'in', this.db.selectFrom('image_tags').select('image_id').where('tag', '=', tag))
+    for (const [key, value] of Object.entries(filter.properties ?? {})) {
+      q = q.where('id', 'in', this.db.selectFrom('image_properties').select('image_id').where('key', '=', key).where('value', '=', value))
+    }
     if (!viewer.isAdmin) {
       const project = viewer.projectId ?? ''
       const members = this.db.selectFrom('image_members').select('image_id').where('member_id', '=', project)

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto'
 import { InvalidArgument, PermissionDenied } from '../../proto/errors.js'
 import { serverCaller, type ServerCaller } from '../compute/server-model.js'
-import type { AuthedRequest, RestRequest } from './http.js'
+import { REST_PREFIX, type AuthedRequest, type RestRequest } from './http.js'
 import { microversion, mv } from './compute-microversion.js'
 
 /** The authenticated caller as the server catalogs take it. */
@@ -12,6 +12,11 @@ export const callerOf = (req: RestRequest): ServerCaller => serverCaller((req as
 export function links(req: RestRequest, collection: string, id: string): Array<{ rel: string; href: string }> {
   const tail = `${collection}/${encodeURIComponent(id)}`
   return [{ rel: 'self', href: `${req.baseUrl}/v2.1/${tail}` }, { rel: 'bookmark', href: `${req.baseUrl}/${tail}` }]
+}
+
+/** The image service's URL beside this compute endpoint (nova's glance `generate_glance_url`), for image links and Locations. */
+export function imageServiceUrl(req: RestRequest): string {
+  return req.baseUrl.endsWith(REST_PREFIX.compute) ? req.baseUrl.slice(0, -REST_PREFIX.compute.length) + REST_PREFIX.image : req.baseUrl
 }
 
 /** Only the bookmark link (how a server names its flavor and image). */

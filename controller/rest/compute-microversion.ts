@@ -30,8 +30,9 @@ export const MIN_VERSION = '2.1'
  * for). 2.91 (unshelve), 2.93 (rebuild of volume-backed servers, external
  * events) and 2.95 (evacuate) change only what Strato has no route or action
  * for: unshelve, rebuild and evacuate stay "no such action" (400), as before.
- * openstacksdk asks for at most 2.73 (servers), 2.61 (flavors) and 2.10
- * (keypairs).
+ * The image proxy (compute-images.ts) answers below 2.36 (its metadata below
+ * 2.39) and is a 404 from there on, as Nova's. openstacksdk asks for at most
+ * 2.73 (servers), 2.61 (flavors) and 2.10 (keypairs).
  */
 export const MAX_VERSION = '2.96'
 

@@ -1,7 +1,8 @@
 /**
  * Nova's servers over REST, on ServerCatalog: create, list, show, delete,
  * update (name, description, hostname), the actions Strato has (os-start, os-stop,
- * reboot, os-getConsoleOutput), addresses, interfaces and metadata.
+ * reboot, createImage, createBackup, os-getConsoleOutput, os-resetState),
+ * addresses, interfaces and metadata.
  *
  * The server view per microversion (Tempest's schemas, additionalProperties
  * false): 2.3 adds the admin-only OS-EXT-SRV-ATTR hostname, reservation_id,
@@ -20,10 +21,10 @@ import { FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Strato
 import { checkHostname, type CreateServer, type ListServers, type ServerCaller, type ServerListing, type ServerView } from '../compute/servers.js'
 import type { BlockDeviceMapping } from '../compute/server-model.js'
 import { actorOf } from '../compute/server-create-plan.js'
-import { REST_PREFIX, bodyObject, keptAnswer, type RestRequest, type Route } from './http.js'
+import { bodyObject, keptAnswer, type RestRequest, type Route } from './http.js'
 import type { RestDomain } from './services.js'
 import { microversion, mv } from './compute-microversion.js'
-import { bookmark, boolParam, callerOf, intParam, isoMicro, isoZ, links, nextLink, onlyQuery } from './compute-common.js'
+import { bookmark, boolParam, callerOf, imageServiceUrl, intParam, isoMicro, isoZ, links, nextLink, onlyQuery } from './compute-common.js'
 import { int, obj, onlyKeys, str, stringMap } from './body.js'
 
 const S = 'strato.compute.v1.Servers'
@@ -425,22 +426,50 @@ function novaTail(log: string, length: number | undefined): string {
 }
 
 /**
+ * The name and metadata of createImage and createBackup as Nova's schemas
+ * take them (a name without surrounding spaces, string metadata), and the
+ * action's other keys from `others`.
+ */
+function imageAction(action: string, arg: unknown, others: readonly string[] = []): { name: string; metadata: Record<string, string>; arg: Record<string, unknown> } {
+  if (!obj(arg)) throw new InvalidArgument(`${action} takes {"name": "<image name>", ${others.map((k) => `"${k}": …, `).join('')}"metadata": {…}}`, { field: action })
+  const other = Object.keys(arg).find((k) => k !== 'name' && k !== 'metadata' && !others.includes(k))
+  if (other) throw new InvalidArgument(`Additional properties are not allowed ('${other}' was unexpected)`, { field: `${action}.${other}` })
+  if (typeof arg.name !== 'string' || !arg.name.trim() || arg.name !== arg.name.trim()) throw new InvalidArgument(`${action}'s name must be a non-empty string without leading or trailing whitespace`, { field: `${action}.name` })
+  const metadata = arg.metadata ?? {}
+  if (!obj(metadata) || Object.values(metadata).some((v) => typeof v !== 'string')) throw new InvalidArgument(`${action}'s metadata must be an object of strings`, { field: `${action}.metadata` })
+  return { name: arg.name, metadata: metadata as Record<string, string>, arg }
+}
+
+/**
  * Nova's createImage: `{"createImage": {"name": …, "metadata": {…}}}` → 202,
  * with the image's URL in `Location` before 2.45 and `{"image_id": …}` from 2.45.
  */
 async function createImage(d: RestDomain, req: RestRequest, arg: unknown) {
-  if (!obj(arg)) throw new InvalidArgument('createImage takes {"name": "<image name>", "metadata": {…}}', { field: 'createImage' })
-  const other = Object.keys(arg).find((k) => k !== 'name' && k !== 'metadata')
-  if (other) throw new InvalidArgument(`Additional properties are not allowed ('${other}' was unexpected)`, { field: `createImage.${other}` })
-  if (typeof arg.name !== 'string' || !arg.name.trim() || arg.name !== arg.name.trim()) throw new InvalidArgument("createImage's name must be a non-empty string without leading or trailing whitespace", { field: 'createImage.name' })
-  const metadata = arg.metadata ?? {}
-  if (!obj(metadata) || Object.values(metadata).some((v) => typeof v !== 'string')) throw new InvalidArgument("createImage's metadata must be an object of strings", { field: 'createImage.metadata' })
+  const { name, metadata } = imageAction('createImage', arg)
   const s = await serverOf(d, req)
-  const r = await d.servers.createImage(s.id, { name: arg.name, metadata: metadata as Record<string, string> }, callerOf(req))
+  const r = await d.servers.createImage(s.id, { name, metadata }, callerOf(req))
   if (microversion(req) >= mv('2.45')) return { status: 202, body: { image_id: r.imageId } }
   // nova's glance generate_image_url: the image endpoint, then images/<id>.
-  const imageBase = req.baseUrl.endsWith(REST_PREFIX.compute) ? req.baseUrl.slice(0, -REST_PREFIX.compute.length) + REST_PREFIX.image : req.baseUrl
-  return { status: 202, headers: { location: `${imageBase}/images/${r.imageId}` } }
+  return { status: 202, headers: { location: `${imageServiceUrl(req)}/images/${r.imageId}` } }
+}
+
+/**
+ * Nova's createBackup: `{"createBackup": {"name": …, "backup_type": …,
+ * "rotation": N, "metadata": {…}}}` → 202; a snapshot that is a backup of
+ * its type, after which the server's backups of that type beyond `rotation`
+ * are deleted. Before 2.45 the answer's `Location` is the image in the image
+ * proxy (none for rotation 0: that backup is deleted too); from 2.45 the body
+ * is `{"image_id": …}`.
+ */
+async function createBackup(d: RestDomain, req: RestRequest, arg: unknown) {
+  const { name, metadata, arg: b } = imageAction('createBackup', arg, ['backup_type', 'rotation'])
+  for (const k of ['backup_type', 'rotation']) if (b[k] === undefined) throw new InvalidArgument(`createBackup needs '${k}' ('name', 'backup_type' and 'rotation' are required)`, { field: `createBackup.${k}` })
+  if (typeof b.backup_type !== 'string') throw new InvalidArgument(`createBackup's backup_type must be a string (e.g. "daily"), got ${JSON.stringify(b.backup_type)}`, { field: 'createBackup.backup_type' })
+  const rotation = int(b.rotation, 'createBackup.rotation', 0)!
+  const s = await serverOf(d, req)
+  const r = await d.servers.createImage(s.id, { name, metadata, backup: { type: b.backup_type, rotation } }, callerOf(req))
+  if (microversion(req) >= mv('2.45')) return { status: 202, body: { image_id: r.imageId } }
+  return { status: 202, ...(rotation > 0 ? { headers: { location: links(req, 'images', r.imageId)[0]!.href } } : {}) }
 }
 
 export function serverRoutes(d: RestDomain): Route[] {
@@ -522,6 +551,8 @@ export function serverRoutes(d: RestDomain): Route[] {
           }
           case 'createImage':
             return createImage(d, req, arg)
+          case 'createBackup':
+            return createBackup(d, req, arg)
           case 'os-getConsoleOutput': {
             if (arg !== null && !obj(arg)) throw new InvalidArgument('os-getConsoleOutput takes {"length": N} or null', { field: 'os-getConsoleOutput' })
             const s = await serverOf(d, req)

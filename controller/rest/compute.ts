@@ -1,7 +1,7 @@
 /**
  * Compute v2.1 (Nova) over REST: version discovery and microversions here;
- * flavors, keypairs, servers and the smaller resources each in their own
- * compute-*.ts file. Handlers call the catalogs the gRPC adapters call
+ * flavors, keypairs, servers, the image proxy and the smaller resources each
+ * in their own compute-*.ts file. Handlers call the catalogs the gRPC adapters call
  * (`api/compute.ts`, `api/servers.ts`) and translate to and from Nova's JSON,
  * each answer shaped exactly as the microversion it was asked with.
  */
@@ -14,6 +14,7 @@ import { serverRoutes } from './compute-servers.js'
 import { extraRoutes } from './compute-extras.js'
 import { hostRoutes } from './compute-hosts.js'
 import { volumeAttachmentRoutes } from './compute-volume-attachments.js'
+import { imageProxyRoutes } from './compute-images.js'
 
 /** Nova's v2.1 version document, as GET /v2.1 and GET / show it. */
 function v21(req: RestRequest) {
@@ -45,7 +46,7 @@ export function computeRest(d: RestDomain): RestService {
     { method: 'GET', path: '/v2.1', policy: 'public', handler: async (req) => ({ body: { version: v21(req) } }) },
   ]
   // The version is checked before anything is done: a refused version changes nothing.
-  const versioned = [...flavorRoutes(d), ...keypairRoutes(d), ...serverRoutes(d), ...extraRoutes(d), ...hostRoutes(d), ...volumeAttachmentRoutes(d)].map((r): Route => ({
+  const versioned = [...flavorRoutes(d), ...keypairRoutes(d), ...serverRoutes(d), ...extraRoutes(d), ...hostRoutes(d), ...volumeAttachmentRoutes(d), ...imageProxyRoutes(d)].map((r): Route => ({
     ...r,
     path: `/v2.1${r.path}`,
     handler: (req) => (microversion(req), r.handler(req)),

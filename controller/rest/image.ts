@@ -58,7 +58,8 @@ function viewerOf(a: AuthContext): ImageViewer {
   return { projectId: a.projectId, domainId: a.actingDomainId, isAdmin: a.isCloudAdmin, canWrite: a.roles.has('member') }
 }
 
-const viewer = (req: RestRequest) => viewerOf((req as AuthedRequest).auth)
+/** The caller as the image catalog takes it (also for Nova's image proxy). */
+export const viewer = (req: RestRequest) => viewerOf((req as AuthedRequest).auth)
 
 /** Glance's timestamps: seconds, `Z`. */
 const stamp = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z')
@@ -69,7 +70,7 @@ export function glanceImage(i: Image): Record<string, unknown> {
   return {
     ...i.properties,
     id: i.id,
-    name: i.name,
+    name: i.name || null,
     status: i.status,
     visibility: i.visibility,
     protected: i.protected,
@@ -125,10 +126,11 @@ function createRequest(body: Record<string, unknown>, auth: AuthContext): Create
   const out: CreateRequest = { properties: {} }
   for (const [key, v] of Object.entries(body)) {
     refuseReadOnly(key)
-    if (v === null && key !== 'name') continue
+    // null is absent: an image without a name (Glance's null), the defaults for the others.
+    if (v === null) continue
     switch (key) {
       case 'id': out.id = typed(key, v, 'string'); break
-      case 'name': out.name = v === null ? '' : typed(key, v, 'string'); break
+      case 'name': out.name = typed(key, v, 'string'); break
       case 'disk_format': out.diskFormat = typed(key, v, 'string'); break
       case 'container_format': out.containerFormat = typed(key, v, 'string'); break
       case 'visibility': out.visibility = typed(key, v, 'string'); break
@@ -510,6 +512,13 @@ async function withMember(d: RestDomain, req: RestRequest): Promise<ImageMember>
   return m
 }
 
+/** Glance's delete of the image `:id` (Nova's image proxy deletes through it too): a protected image is 403, as Glance answers. */
+export async function deleteImage(d: RestDomain, req: RestRequest): Promise<void> {
+  const image = await d.images.get({ id: req.params.id }, viewer(req))
+  if (image.protected) throw new HttpError(403, `image ${image.id} is protected and cannot be deleted; unset protected first`)
+  await d.images.delete(image.id, viewer(req))
+}
+
 /** Glance answers 403 where the catalog's precondition fails for members of a non-shared image. */
 async function glanceForbids<T>(p: Promise<T>): Promise<T> {
   try {
@@ -556,12 +565,7 @@ export function imageRest(d: RestDomain): RestService {
         const current = await images.get({ id: req.params.id }, viewer(req))
         return { body: glanceImage(await images.update(current.id, updateRequest(ops, current), viewer(req))) }
       }, { accepts: PATCH_TYPES }),
-      route('DELETE', '/v2/images/:id', 'DeleteImage', async (req) => {
-        const image = await images.get({ id: req.params.id }, viewer(req))
-        if (image.protected) throw new HttpError(403, `image ${image.id} is protected and cannot be deleted; unset protected first`)
-        await images.delete(image.id, viewer(req))
-        return {}
-      }),
+      route('DELETE', '/v2/images/:id', 'DeleteImage', async (req) => (await deleteImage(d, req), {})),
       route('POST', '/v2/images/:id/actions/deactivate', 'DeactivateImage', async (req) => (await glanceForbids(images.setActive(req.params.id, false, viewer(req))), {})),
       route('POST', '/v2/images/:id/actions/reactivate', 'ReactivateImage', async (req) => (await glanceForbids(images.setActive(req.params.id, true, viewer(req))), {})),
       route('PUT', '/v2/images/:id/tags/:tag', 'UpdateImage', async (req) => (await images.update(req.params.id, { addTags: [req.params.tag!] }, viewer(req)), {})),

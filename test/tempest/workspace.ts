@@ -48,7 +48,6 @@ export const FEATURES_OFF: Array<[section: string, option: string, reason: strin
   ['compute-feature-enabled', 'rescue', 'no rescue'],
   ['compute-feature-enabled', 'change_password', 'no guest agent to set passwords'],
   ['compute-feature-enabled', 'interface_attach', 'no port hot-plug'],
-  ['compute-feature-enabled', 'snapshot', 'not yet measured against Tempest (server image create exists)'],
   ['compute-feature-enabled', 'personality', 'file injection was removed from Nova in 2.57; Strato never had it'],
   ['compute-feature-enabled', 'vnc_console', 'no remote consoles (only the serial console log)'],
   ['compute-feature-enabled', 'spice_console', 'no remote consoles'],

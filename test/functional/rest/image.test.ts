@@ -117,6 +117,18 @@ t.test('create, show, list, patch, tags and delete with Glance shapes and codes'
   r = await api('POST', '/v2/images', tok.demo, { name: 'x', disk_format: 'raw', container_format: 'bare', visibility: 'public' })
   t.equal(r.status, 403, 'only admins publicize')
 
+  // Glance's name is optional: absent or null, the image has none (null), and can be given one later.
+  for (const body of [{ disk_format: 'raw', container_format: 'bare' }, { name: null, disk_format: 'raw', container_format: 'bare' }]) {
+    r = await api('POST', '/v2/images', tok.demo, body)
+    t.equal(r.status, 201, `created without a name: ${JSON.stringify(body)}`)
+    t.equal(r.body.name, null, 'its name is null')
+    t.equal((await api('GET', `/v2/images/${r.body.id}`, tok.demo)).body.name, null, 'also when read back')
+    t.equal((await patch(r.body.id, tok.demo, [{ op: 'replace', path: '/name', value: 'named-later' }])).body.name, 'named-later')
+    t.equal((await api('DELETE', `/v2/images/${r.body.id}`, tok.demo)).status, 204)
+  }
+  r = await api('POST', '/v2/images', tok.demo, { name: 'x'.repeat(256), disk_format: 'raw', container_format: 'bare' })
+  t.equal(r.status, 400, 'a name over 255 characters is still refused')
+
   // JSON patch.
   r = await patch(img.id, tok.demo, [
     { op: 'replace', path: '/name', value: 'cirros-2' },

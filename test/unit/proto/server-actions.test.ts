@@ -1,7 +1,7 @@
 // The one action ↔ cast table (proto/server-actions.ts) and the cast ids built on it.
 import t from 'tap'
 import { SERVER_ACTIONS, castAction, isServerAction, serverActionOf } from '../../../proto/server-actions.js'
-import { castIdFor, parseCastId, snapshotImageOf } from '../../../proto/subjects.js'
+import { backupNonce, backupRotationOf, castIdFor, parseCastId, snapshotImageOf } from '../../../proto/subjects.js'
 import { Cast } from '../../../proto/gen/strato/agent/v1/agent.js'
 
 const uuid = '6f1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b11'
@@ -41,4 +41,15 @@ t.test("a snapshot's cast id names its image", async (t) => {
   t.equal(snapshotImageOf(castIdFor('snapshot_compressed', uuid, image)), image)
   t.equal(snapshotImageOf(castIdFor('reboot', uuid, 'ab12')), undefined, 'other actions name no image')
   t.equal(snapshotImageOf(`snapshot.${uuid}`), undefined, 'no nonce, no image')
+})
+
+t.test("a backup's cast id names its image and its rotation", async (t) => {
+  const image = '0b8f7b52-3f4e-4b8a-9d0e-5c1c2d3e4f50'
+  const id = castIdFor('snapshot', uuid, backupNonce(image, 3))
+  t.same(parseCastId(id), { action: 'snapshot', uuid }, 'a snapshot cast')
+  t.equal(snapshotImageOf(id), image)
+  t.equal(backupRotationOf(id), 3)
+  t.equal(backupRotationOf(castIdFor('snapshot', uuid, backupNonce(image, 0))), 0, 'rotation 0')
+  t.equal(backupRotationOf(castIdFor('snapshot', uuid, image)), undefined, 'a plain snapshot has none')
+  t.equal(backupRotationOf(castIdFor('reboot', uuid, `${image}.3`)), undefined, 'nor has another action')
 })

@@ -5,7 +5,7 @@
 import t from 'tap'
 import { FailedPrecondition, InvalidArgument } from '../../../../proto/errors.js'
 import {
-  CREATED, STATUSES, TASK_STATES, VM_STATES, beginAction, beginBuild, inProgress, localDelete, outcomeOf, resetTo, snapshotStep, statesFor, statusOf,
+  CREATED, STATUSES, TASK_STATES, VM_STATES, beginAction, beginBackup, beginBuild, inProgress, localDelete, outcomeOf, resetTo, snapshotStep, statesFor, statusOf,
   type ServerAction, type TaskState, type VmState,
 } from '../../../../controller/compute/server-states.js'
 
@@ -125,4 +125,20 @@ t.test("a snapshot's steps follow Nova's order; a step reported again is fine; o
   t.throws(() => snapshotStep({ uuid: 'u-1', task_state: 'image_snapshot' }, 'spawning'), { code: 'INVALID_ARGUMENT' }, 'no snapshot step')
   t.equal(statusOf('active', 'image_uploading'), 'ACTIVE', 'a server being snapshotted shows ACTIVE (nova _STATE_MAP)')
   t.same(outcomeOf('snapshot', false), { task_state: '', fault: true }, 'a failed snapshot leaves vm_state alone')
+})
+
+t.test("a backup: the snapshot's states, under image_backup, which stays until the upload is pending (Nova's backup_instance)", async (t) => {
+  for (const vm of VM_STATES) {
+    for (const task of TASK_STATES) {
+      const s = { uuid: 'u-1', vm_state: vm, task_state: task }
+      let snapshot: string | undefined
+      try { snapshot = beginAction('snapshot', s) } catch { snapshot = undefined }
+      if (snapshot) t.equal(beginBackup(s), 'image_backup', `${vm}/${task || 'none'}: backed up under image_backup`)
+      else t.throws(() => beginBackup(s), { code: 'FAILED_PRECONDITION', message: vm === 'deleted' ? /is deleted/ : /back up/ }, `${vm}/${task || 'none'}: refused, as a snapshot is`)
+    }
+  }
+  t.equal(snapshotStep({ uuid: 'u-1', task_state: 'image_backup' }, 'image_snapshot'), 'image_backup', "the host's image_snapshot step leaves image_backup")
+  t.equal(snapshotStep({ uuid: 'u-1', task_state: 'image_backup' }, 'image_pending_upload'), 'image_pending_upload')
+  t.throws(() => snapshotStep({ uuid: 'u-1', task_state: 'image_backup' }, 'image_uploading'), { code: 'FAILED_PRECONDITION' }, 'no step skipped')
+  t.equal(statusOf('active', 'image_backup'), 'ACTIVE')
 })
