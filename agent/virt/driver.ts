@@ -372,6 +372,24 @@ export interface VirtDriver {
 }
 
 /**
+ * Where a disk's data is: an absolute file path, or an NBD export whose URL is
+ * the path (a volume of another host's backend — attached, or a server's boot
+ * volume). `prefix` names the disk in the error (`disks[0].`).
+ */
+function checkDiskSource(disk: DiskSpec, prefix: string, invalid: (field: string, why: string) => never): void {
+  const n = disk.network
+  if (!n) {
+    if (!disk.path.startsWith('/')) invalid(`${prefix}path`, 'must be absolute')
+    return
+  }
+  if (n.protocol !== 'nbd') invalid(`${prefix}network.protocol`, 'must be nbd')
+  if (!isIP(n.address)) invalid(`${prefix}network.address`, `must be an IP address, got '${n.address}'`)
+  if (!Number.isInteger(n.port) || n.port < 1 || n.port > 65_535) invalid(`${prefix}network.port`, `must be 1-65535, got ${n.port}`)
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(n.name)) invalid(`${prefix}network.name`, 'must be 1-128 characters of [A-Za-z0-9._-]')
+  if (disk.path !== networkDiskPath(n)) invalid(`${prefix}path`, `must be ${networkDiskPath(n)} for this network disk`)
+}
+
+/**
  * Checks a volume disk before it is attached; shared by every driver.
  * @throws InvalidArgument naming the offending field.
  */
@@ -379,14 +397,7 @@ export function validateVolumeDisk(disk: VolumeDiskSpec): void {
   const invalid = (field: string, why: string): never => {
     throw new InvalidArgument(`invalid volume disk: ${field} ${why}`, { field })
   }
-  if (disk.network) {
-    const n = disk.network
-    if (n.protocol !== 'nbd') invalid('network.protocol', 'must be nbd')
-    if (!isIP(n.address)) invalid('network.address', `must be an IP address, got '${n.address}'`)
-    if (!Number.isInteger(n.port) || n.port < 1 || n.port > 65_535) invalid('network.port', `must be 1-65535, got ${n.port}`)
-    if (!/^[A-Za-z0-9._-]{1,128}$/.test(n.name)) invalid('network.name', 'must be 1-128 characters of [A-Za-z0-9._-]')
-    if (disk.path !== networkDiskPath(n)) invalid('path', `must be ${networkDiskPath(n)} for this network disk`)
-  } else if (!disk.path.startsWith('/')) invalid('path', 'must be absolute')
+  checkDiskSource(disk, '', invalid)
   if (disk.format !== 'qcow2' && disk.format !== 'raw') invalid('format', 'must be qcow2 or raw')
   if (disk.bus !== 'virtio') invalid('bus', 'must be virtio')
   checkVolumeDevice(disk.device)
@@ -475,7 +486,7 @@ export function validateGuestSpec(spec: GuestSpec): void {
   if (spec.disks.length === 0) invalid('disks', 'must contain the boot disk')
   const devices = new Set<string>()
   spec.disks.forEach((disk, i) => {
-    if (!disk.path.startsWith('/')) invalid(`disks[${i}].path`, 'must be absolute')
+    checkDiskSource(disk, `disks[${i}].`, invalid)
     if (disk.format !== 'qcow2' && disk.format !== 'raw') invalid(`disks[${i}].format`, 'must be qcow2 or raw')
     if (disk.bus !== 'virtio') invalid(`disks[${i}].bus`, 'must be virtio')
     if (!DEVICE_RE.test(disk.device)) invalid(`disks[${i}].device`, 'must be vda…vdz')

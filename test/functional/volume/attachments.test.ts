@@ -347,6 +347,22 @@ t.test('a volume on another host is attached over the network: its host exports 
   t.notOk((await near.driver.listDisks(server.id)).some((d) => d.device === 'vdc'), 'detached from the guest')
   t.same(await far.volumes.exports(), [], 'and the export ended')
 
+  // A server booted from a volume of the other host's backend: its root disk is that host's NBD export
+  // (the guest spec once took only files for its disks and refused it: "disks[0].path must be absolute").
+  const root = await newVolume('far-root', { volumeType: 'far', imageId: cloud.image.id })
+  await cloud.s.controller.hosts.update('node2', { enabled: false })
+  const booted = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name: 'vm-far-root', flavorRef: 'm1.nano', imageRef: '', networks: [{ uuid: cloud.network.id }], blockDeviceMappings: [{ sourceType: 'volume', destinationType: 'volume', uuid: root.id, bootIndex: 0 }] }, demo.token)
+    .finally(() => cloud.s.controller.hosts.update('node2', { enabled: true }))
+  const bfv = await cloud.waitFor(booted.servers[0]!.id, (s) => s.status === 'ACTIVE' || s.status === 'ERROR', demo.token)
+  t.equal(bfv.status, 'ACTIVE', `ACTIVE (${bfv.fault?.message ?? 'no fault'})`)
+  t.equal((await call<Server>(cloud.c.servers, 'getServer', { id: bfv.id }, cloud.s.adminToken)).host, nearHost, 'on the other host than its root volume')
+  t.match((await near.driver.listDisks(bfv.id)).find((d) => d.device === 'vda'), { network: { protocol: 'nbd', tls: true, name: `volume-${root.id}` } }, 'its root disk is the volume host\'s NBD export')
+  t.same(await far.volumes.exports(), [{ volumeId: root.id, host: nearHost }], 'exported to the server\'s host')
+  await call(cloud.c.servers, 'deleteServer', { id: bfv.id }, demo.token)
+  await waitVolume(root.id, 'available')
+  await eventually(async () => (await far.volumes.exports()).length === 0, 10_000, 'the root volume\'s export ended with its server')
+  t.pass('deleting the server ends the export')
+
   // An export no attachment needs (its end was lost) is ended by the volume host's start-up sync.
   await far.volumes.export(v.id, 'node9')
   await far.stop()

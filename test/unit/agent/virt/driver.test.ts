@@ -78,5 +78,10 @@ t.test('a network volume disk: an NBD export at an IP address and port, its URL 
     ['network.port', { ...disk, network: { ...network, port: 0 } }],
     ['network.name', { ...disk, network: { ...network, name: 'a b' } }],
     ['path', { ...disk, path: '/dev/nbd0' }],
-  ] as const) t.throws(() => validateVolumeDisk(bad), { name: 'InvalidArgument', field }, field)
+  ] as const) {
+    t.throws(() => validateVolumeDisk(bad), { name: 'InvalidArgument', field }, field)
+    // A boot volume of another host's backend is the same network disk, as a guest's first disk.
+    t.throws(() => validateGuestSpec({ ...spec, disks: [{ ...bad, device: 'vda' }] }), { name: 'InvalidArgument', field: `disks[0].${field}` }, `disks[0].${field}`)
+  }
+  t.doesNotThrow(() => validateGuestSpec({ ...spec, disks: [{ ...disk, device: 'vda' }] }), 'a guest booting from a network disk')
 })
