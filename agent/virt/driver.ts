@@ -66,6 +66,12 @@ export interface DiskSpec {
   device: string
   /** What the guest reads as the disk's serial (a boot volume's: its id, 20 characters); none when absent. */
   serial?: string
+  /**
+   * Several guests write the disk at once (a multiattach volume, Nova's
+   * `<shareable/>`): the hypervisor lets them share the write permission.
+   * Only for a raw network disk (QEMU refuses a second writer of a qcow2 file).
+   */
+  shareable?: boolean
 }
 
 /**
@@ -388,6 +394,7 @@ export function validateVolumeDisk(disk: VolumeDiskSpec): void {
     if (disk.path !== networkDiskPath(n)) invalid('path', `must be ${networkDiskPath(n)} for this network disk`)
   } else if (!disk.path.startsWith('/')) invalid('path', 'must be absolute')
   if (disk.format !== 'qcow2' && disk.format !== 'raw') invalid('format', 'must be qcow2 or raw')
+  if (disk.shareable && disk.format !== 'raw') invalid('shareable', 'needs a raw disk: QEMU lets one process alone write a qcow2 image')
   if (disk.bus !== 'virtio') invalid('bus', 'must be virtio')
   checkVolumeDevice(disk.device)
   if (!/^[A-Za-z0-9-]{1,20}$/.test(disk.serial)) invalid('serial', 'must be 1-20 characters of [A-Za-z0-9-]')
