@@ -37,7 +37,7 @@ import { eventually } from '../../helpers/agents.js'
 import { libvirtNbdTls, nbdIo } from '../../helpers/nbd-tls.js'
 import { exportServersUnder, killDuring, settleVolume, startVolumeCloud, type VolumeCloud } from '../../helpers/volume-cloud.js'
 import type { CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
-import { SnapshotsClient, type Snapshot, type Volume, type VolumesClient } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { SnapshotsClient, VolumeTypesClient, type Snapshot, type Volume, type VolumeType, type VolumesClient } from '../../../proto/gen/strato/volume/v1/volume.js'
 
 const run = promisify(execFile)
 const GiB = 1024 ** 3
@@ -292,7 +292,11 @@ if (process.getuid?.() !== 0) {
       const x = await cloud.waitFor(id, (s: Decoded<Server>) => (s.status === 'ACTIVE' && s.taskState === '') || s.status === 'ERROR', token(), 300_000, 'ACTIVE')
       t.same([x.status, x.host], ['ACTIVE', hostA.host], `server ${x.name} runs on host A, the volume's host: ${x.fault?.message ?? ''}`)
     }
-    const created = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'shared', multiattach: true }, token())
+    // Multiattach as Cinder's volume types say it (the gRPC create has no multiattach field of its own).
+    const types = client(VolumeTypesClient, cloud.s.address)
+    t.teardown(() => types.close())
+    const type = await call<VolumeType>(types, 'createVolumeType', { name: 'multiattach', extraSpecs: { multiattach: '<is> True' } }, token())
+    const created = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'shared', volumeType: type.id }, token())
     const v = await waitVolume(created.id, 'available')
     t.ok(v.multiattach, 'a multiattach volume')
     await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xab 0 64k', vc.fileOf(v.id, hostA)])
