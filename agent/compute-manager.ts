@@ -268,17 +268,17 @@ export class ComputeManager {
   /**
    * Volume `volumeId` of `volumeHost`'s backend as a disk of this host's
    * guests on `device`. A multiattach volume is its host's network export
-   * here too, and shareable (Nova's `<shareable/>`): QEMU refuses a second
-   * guest writing its qcow2 file, while the export's daemon opens it once
-   * and serves every guest raw.
+   * here too (when that host serves exports), and shareable (Nova's
+   * `<shareable/>`): QEMU refuses a second guest writing its qcow2 file,
+   * while the export's daemon opens it once and serves every guest raw.
    */
   private async volumeDisk(volumeId: string, volumeHost: string, device: string, multiattach = false): Promise<VolumeDiskSpec> {
     if (!this.o.volumes) throw new FailedPrecondition(`host '${this.o.host}' attaches no volumes (no volume role here, and no way to ask for network exports), so volume ${volumeId} cannot be attached`)
     const where = await this.o.volumes.export(volumeId, volumeHost || this.o.host, { multiattach })
-    const disk = { bus: 'virtio' as const, device, serial: volumeSerial(volumeId), ...(multiattach ? { shareable: true } : {}) }
+    const disk = { bus: 'virtio' as const, device, serial: volumeSerial(volumeId) }
     if (where.kind === 'file') return { ...disk, path: where.path, format: where.format }
     const network = { protocol: 'nbd' as const, address: where.address, port: where.port, name: where.name, tls: true }
-    return { ...disk, path: networkDiskPath(network), format: where.format, network }
+    return { ...disk, path: networkDiskPath(network), format: where.format, network, ...(multiattach ? { shareable: true } : {}) }
   }
 
   /** Bridge of a NIC's network on this host (Neutron linuxbridge: a mapped bridge for flat, `brq<net id>` otherwise). */

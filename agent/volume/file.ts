@@ -455,6 +455,10 @@ export class FileVolumeDriver implements VolumeDriver {
     return path.join(this.dir, `.snapshot-${checkId(volumeId, 'volume')}_${checkId(snapshotId, 'snapshot')}.delete.intent`)
   }
 
+  get networkExports(): boolean {
+    return this.nbd !== undefined
+  }
+
   async export(id: string, host: string, o: { network?: boolean } = {}): Promise<VolumeExport> {
     const v = await this.info(id)
     if (!v) throw new NotFound(`volume ${id} not found on this backend`)
