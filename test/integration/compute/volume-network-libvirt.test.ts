@@ -19,6 +19,12 @@
  * started again: the volume ends in-use or available as libvirt and the
  * export servers running say, the guest's QEMU reading through the export
  * served again.
+ * A multiattach volume of host A attached to two servers of host A (the
+ * machine's libvirt then presents host A's client certificate): both domains
+ * have the volume's one NBD export as a raw `<shareable/>` disk (QEMU refuses
+ * a second writer of the qcow2 file), what one guest's QEMU writes the other
+ * reads, a snapshot is taken by the export's daemon, one detach leaves the
+ * other server attached and the export serving, the last one ends it.
  * Needs root, libvirt-daemon-system, qemu-system-x86, qemu-utils,
  * qemu-system-common (qemu-storage-daemon).
  */
