@@ -205,7 +205,7 @@ export class CastWorker {
           if (!(await this.wanted(id, log, ctx, w.op))) return 'ack'
           log.info(ctx, `${w.op} started`)
           result.powerState = w.op === 'attach_volume'
-            ? await this.manager.attachVolume(w.instanceUuid, w.volumeId, w.device, w.volumeHost)
+            ? await this.manager.attachVolume(w.instanceUuid, w.volumeId, w.device, w.volumeHost, w.multiattach)
             : w.op === 'detach_volume'
               ? await this.manager.detachVolume(w.instanceUuid, w.volumeId, w.device, w.volumeHost)
               : await this.manager.extendVolume(w.instanceUuid, w.volumeId, w.device, w.sizeGb * GiB)

@@ -114,12 +114,14 @@ export interface ComputeManagerOptions {
    * Where the volumes this host's servers attach are: `export` gives the
    * local file of a volume this host's backend keeps (`volumeHost` is this
    * host), or a network export of it by `volumeHost` (another host, or this
-   * one when the agent forces the network path); `unexport` ends what
-   * `export` gave (`volumeHost` '' when it is not known: the controller
-   * knows). Absent: no volume can be attached here.
+   * one when the agent forces the network path, or for a `multiattach`
+   * volume: one process, the export's, opens its file for all its guests);
+   * `unexport` ends what `export` gave (`volumeHost` '': the controller
+   * ends it once no attachment on this host needs it). Absent: no volume
+   * can be attached here.
    */
   volumes?: {
-    export(volumeId: string, volumeHost: string): Promise<VolumeExport>
+    export(volumeId: string, volumeHost: string, o?: { multiattach?: boolean }): Promise<VolumeExport>
     unexport(volumeId: string, volumeHost: string): Promise<void>
   }
 }
@@ -259,18 +261,24 @@ export class ComputeManager {
   /** The disks of a server's volumes (exported to this host: files or network exports), serial = the volume id. */
   private async volumeDisks(volumes: BuildSpec['volumes']): Promise<VolumeDiskSpec[]> {
     const out: VolumeDiskSpec[] = []
-    for (const v of volumes) out.push(await this.volumeDisk(v.volumeId, v.volumeHost, v.device))
+    for (const v of volumes) out.push(await this.volumeDisk(v.volumeId, v.volumeHost, v.device, v.multiattach))
     return out
   }
 
-  /** Volume `volumeId` of `volumeHost`'s backend as a disk of this host's guests on `device`. */
-  private async volumeDisk(volumeId: string, volumeHost: string, device: string): Promise<VolumeDiskSpec> {
+  /**
+   * Volume `volumeId` of `volumeHost`'s backend as a disk of this host's
+   * guests on `device`. A multiattach volume is its host's network export
+   * here too (when that host serves exports), and shareable (Nova's
+   * `<shareable/>`): QEMU refuses a second guest writing its qcow2 file,
+   * while the export's daemon opens it once and serves every guest raw.
+   */
+  private async volumeDisk(volumeId: string, volumeHost: string, device: string, multiattach = false): Promise<VolumeDiskSpec> {
     if (!this.o.volumes) throw new FailedPrecondition(`host '${this.o.host}' attaches no volumes (no volume role here, and no way to ask for network exports), so volume ${volumeId} cannot be attached`)
-    const where = await this.o.volumes.export(volumeId, volumeHost || this.o.host)
+    const where = await this.o.volumes.export(volumeId, volumeHost || this.o.host, { multiattach })
     const disk = { bus: 'virtio' as const, device, serial: volumeSerial(volumeId) }
     if (where.kind === 'file') return { ...disk, path: where.path, format: where.format }
     const network = { protocol: 'nbd' as const, address: where.address, port: where.port, name: where.name, tls: true }
-    return { ...disk, path: networkDiskPath(network), format: where.format, network }
+    return { ...disk, path: networkDiskPath(network), format: where.format, network, ...(multiattach ? { shareable: true } : {}) }
   }
 
   /** Bridge of a NIC's network on this host (Neutron linuxbridge: a mapped bridge for flat, `brq<net id>` otherwise). */
@@ -375,9 +383,9 @@ export class ComputeManager {
    * attach_volume): hot-plugged when the guest runs, into its definition in
    * any case. Returns the guest's power state.
    */
-  attachVolume(uuid: string, volumeId: string, device: string, volumeHost = ''): Promise<PowerState> {
+  attachVolume(uuid: string, volumeId: string, device: string, volumeHost = '', multiattach = false): Promise<PowerState> {
     return this.locks.run(uuid, async () => {
-      await this.driver.attachDisk(uuid, await this.volumeDisk(volumeId, volumeHost, device))
+      await this.driver.attachDisk(uuid, await this.volumeDisk(volumeId, volumeHost, device, multiattach))
       return (await this.driver.getInfo(uuid)).powerState
     })
   }
@@ -389,16 +397,20 @@ export class ComputeManager {
   detachVolume(uuid: string, volumeId: string, device: string, volumeHost = ''): Promise<PowerState> {
     return this.locks.run(uuid, async () => {
       let power: PowerState = PowerState.NOSTATE
+      let network: boolean | undefined
       try {
         const disk = (await this.driver.listDisks(uuid)).find((d) => d.device === device)
         // Only this volume's disk: the device may have been given to another since.
         if (disk && disk.serial && disk.serial !== volumeSerial(volumeId)) throw new FailedPrecondition(`device ${device} of server ${uuid} holds another volume (serial ${disk.serial}), not ${volumeId}`)
         if (disk) await this.driver.detachDisk(uuid, device)
+        network = disk ? Boolean(disk.network) : undefined
         power = (await this.driver.getInfo(uuid)).powerState
       } catch (err) {
         if (!(err instanceof NotFound)) throw err
       }
-      await this.o.volumes?.unexport(volumeId, volumeHost)
+      // A network export may serve other guests of this host too (a multiattach volume): the controller
+      // ends it once no attachment here needs it (''). So does a disk gone already (what it was is unknown).
+      await this.o.volumes?.unexport(volumeId, network === false ? volumeHost : '')
       return power
     })
   }

@@ -289,6 +289,7 @@ export function buildSpecFromWire(s: wire.BuildSpec, instanceUuid: string): Buil
       bootIndex: v.bootIndex ?? -1,
       attachmentId: f.string(v.attachmentId, `volumes[${i}].attachment_id`),
       volumeHost: v.volumeHost ?? '',
+      multiattach: v.multiattach ?? false,
     })),
   }
 }

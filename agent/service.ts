@@ -120,10 +120,11 @@ export class AgentService {
       refreshFirewall: () => this.refreshFirewall(),
       ...(config.dhcp === 'off' ? {} : { refreshDhcp: () => this.refreshDhcp().catch((err) => this.log.warn({ err }, 'DHCP refresh before a guest starts failed')) }),
       log: this.log,
-      // A volume of this host's backend attaches as its file (or its network export, when the agent
-      // forces the network path); one of another host's, as a network export the conductor has that host make.
+      // A volume of this host's backend attaches as its file (or its network export, when the agent forces
+      // the network path or the volume is multiattach); one of another host's, as a network export the
+      // conductor has that host make.
       volumes: {
-        export: (volumeId: string, volumeHost: string) => this.volumeExport(volumeId, volumeHost),
+        export: (volumeId: string, volumeHost: string, o?: { multiattach?: boolean }) => this.volumeExport(volumeId, volumeHost, o),
         unexport: (volumeId: string, volumeHost: string) => this.volumeUnexport(volumeId, volumeHost),
       },
     })
@@ -232,9 +233,18 @@ export class AgentService {
     }
   }
 
-  /** Where volume `volumeId` of `volumeHost`'s backend is for this host's guests (see ComputeManagerOptions.volumes). */
-  private async volumeExport(volumeId: string, volumeHost: string): Promise<VolumeExport> {
-    const network = this.config.volumeAttach === 'network'
+  /**
+   * Where volume `volumeId` of `volumeHost`'s backend is for this host's
+   * guests (see ComputeManagerOptions.volumes): a multiattach volume of this
+   * host's is its network export too (QEMU lets one process alone write a
+   * qcow2 file; the export's daemon is that one for every guest). A backend
+   * that serves no exports gives the file, as before multiattach volumes
+   * were exported: one guest of this host at a time can have it.
+   */
+  private async volumeExport(volumeId: string, volumeHost: string, o: { multiattach?: boolean } = {}): Promise<VolumeExport> {
+    const exportsHere = this.volumes?.driver.networkExports ?? false
+    if (o.multiattach && !exportsHere && volumeHost === this.config.host) this.log.warn({ volume: volumeId }, 'multiattach volume attached as its file: this host serves no network exports (volumeExportAddress), so a second guest of this host cannot have it')
+    const network = this.config.volumeAttach === 'network' || (Boolean(o.multiattach) && exportsHere)
     if (volumeHost === this.config.host && this.volumes) return this.volumes.driver.export(volumeId, this.config.host, { network })
     if (volumeHost === this.config.host) throw new FailedPrecondition(`volume ${volumeId} is recorded on host '${volumeHost}', which runs no volume role (STRATO_AGENT_VOLUME=off)`)
     return (await this.conductor.volumeExport(volumeId))!

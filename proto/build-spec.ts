@@ -45,6 +45,8 @@ export interface BuildVolume {
   attachmentId: string
   /** The host whose volume backend keeps it: this host (its file) or another (a network export). */
   volumeHost: string
+  /** A multiattach volume: its host's network export on every host, as a shareable disk (false from an older controller). */
+  multiattach: boolean
 }
 
 /** A NIC's fixed address with its subnet, for the guest's static network configuration. */

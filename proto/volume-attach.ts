@@ -25,6 +25,11 @@ export interface VolumeAttachWork {
   volumeHost: string
   /** extend_volume: the volume's size now, GiB (0 for the others). */
   sizeGb: number
+  /**
+   * attach_volume: a multiattach volume, attached over its host's NBD export
+   * even from that host, as a shareable disk (false from an older controller).
+   */
+  multiattach: boolean
 }
 
 /** The same, as received (decoded protobuf: any field may be missing). */
@@ -36,13 +41,14 @@ export interface ReceivedVolumeAttach {
   device?: string
   volumeHost?: string
   sizeGb?: number
+  multiattach?: boolean
 }
 
 /** A received attach or detach with every field filled in. @throws Error when its op is unknown. */
 export function volumeAttachOf(w: ReceivedVolumeAttach): VolumeAttachWork {
   const op = w.op ?? ''
   if (!isAttachOp(op)) throw new Error(`unknown attachment op '${op}'`)
-  return { op, attachmentId: w.attachmentId ?? '', instanceUuid: w.instanceUuid ?? '', volumeId: w.volumeId ?? '', device: w.device ?? '', volumeHost: w.volumeHost ?? '', sizeGb: w.sizeGb ?? 0 }
+  return { op, attachmentId: w.attachmentId ?? '', instanceUuid: w.instanceUuid ?? '', volumeId: w.volumeId ?? '', device: w.device ?? '', volumeHost: w.volumeHost ?? '', sizeGb: w.sizeGb ?? 0, multiattach: w.multiattach ?? false }
 }
 
 /**

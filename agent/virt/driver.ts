@@ -66,6 +66,12 @@ export interface DiskSpec {
   device: string
   /** What the guest reads as the disk's serial (a boot volume's: its id, 20 characters); none when absent. */
   serial?: string
+  /**
+   * Several guests write the disk at once (a multiattach volume, Nova's
+   * `<shareable/>`): the hypervisor lets them share the write permission.
+   * Only for a raw network disk (QEMU refuses a second writer of a qcow2 file).
+   */
+  shareable?: boolean
 }
 
 /**
@@ -372,24 +378,6 @@ export interface VirtDriver {
 }
 
 /**
- * Where a disk's data is: an absolute file path, or an NBD export whose URL is
- * the path (a volume of another host's backend — attached, or a server's boot
- * volume). `prefix` names the disk in the error (`disks[0].`).
- */
-function checkDiskSource(disk: DiskSpec, prefix: string, invalid: (field: string, why: string) => never): void {
-  const n = disk.network
-  if (!n) {
-    if (!disk.path.startsWith('/')) invalid(`${prefix}path`, 'must be absolute')
-    return
-  }
-  if (n.protocol !== 'nbd') invalid(`${prefix}network.protocol`, 'must be nbd')
-  if (!isIP(n.address)) invalid(`${prefix}network.address`, `must be an IP address, got '${n.address}'`)
-  if (!Number.isInteger(n.port) || n.port < 1 || n.port > 65_535) invalid(`${prefix}network.port`, `must be 1-65535, got ${n.port}`)
-  if (!/^[A-Za-z0-9._-]{1,128}$/.test(n.name)) invalid(`${prefix}network.name`, 'must be 1-128 characters of [A-Za-z0-9._-]')
-  if (disk.path !== networkDiskPath(n)) invalid(`${prefix}path`, `must be ${networkDiskPath(n)} for this network disk`)
-}
-
-/**
  * Checks a volume disk before it is attached; shared by every driver.
  * @throws InvalidArgument naming the offending field.
  */
@@ -397,9 +385,7 @@ export function validateVolumeDisk(disk: VolumeDiskSpec): void {
   const invalid = (field: string, why: string): never => {
     throw new InvalidArgument(`invalid volume disk: ${field} ${why}`, { field })
   }
-  checkDiskSource(disk, '', invalid)
-  if (disk.format !== 'qcow2' && disk.format !== 'raw') invalid('format', 'must be qcow2 or raw')
-  if (disk.bus !== 'virtio') invalid('bus', 'must be virtio')
+  checkDiskSource(disk, invalid)
   checkVolumeDevice(disk.device)
   if (!/^[A-Za-z0-9-]{1,20}$/.test(disk.serial)) invalid('serial', 'must be 1-20 characters of [A-Za-z0-9-]')
 }
@@ -472,6 +458,25 @@ const DEVICE_RE = /^vd[a-z]$/
 const BRIDGE_RE = /^[A-Za-z0-9_.-]{1,15}$/
 
 /**
+ * Checks where a disk's data is (a file, or an NBD export: a boot volume may
+ * be one too), its format, sharing and bus; `invalid` names the field
+ * (`at` before it: `disks[0].`).
+ */
+function checkDiskSource(disk: DiskSpec, invalid: (field: string, why: string) => never, at = ''): void {
+  if (disk.network) {
+    const n = disk.network
+    if (n.protocol !== 'nbd') invalid(`${at}network.protocol`, 'must be nbd')
+    if (!isIP(n.address)) invalid(`${at}network.address`, `must be an IP address, got '${n.address}'`)
+    if (!Number.isInteger(n.port) || n.port < 1 || n.port > 65_535) invalid(`${at}network.port`, `must be 1-65535, got ${n.port}`)
+    if (!/^[A-Za-z0-9._-]{1,128}$/.test(n.name)) invalid(`${at}network.name`, 'must be 1-128 characters of [A-Za-z0-9._-]')
+    if (disk.path !== networkDiskPath(n)) invalid(`${at}path`, `must be ${networkDiskPath(n)} for this network disk`)
+  } else if (!disk.path.startsWith('/')) invalid(`${at}path`, 'must be absolute')
+  if (disk.format !== 'qcow2' && disk.format !== 'raw') invalid(`${at}format`, 'must be qcow2 or raw')
+  if (disk.shareable && disk.format !== 'raw') invalid(`${at}shareable`, 'needs a raw disk: QEMU lets one process alone write a qcow2 image')
+  if (disk.bus !== 'virtio') invalid(`${at}bus`, 'must be virtio')
+}
+
+/**
  * Checks a guest spec before anything is made; shared by every driver.
  * @throws InvalidArgument naming the offending field.
  */
@@ -486,9 +491,7 @@ export function validateGuestSpec(spec: GuestSpec): void {
   if (spec.disks.length === 0) invalid('disks', 'must contain the boot disk')
   const devices = new Set<string>()
   spec.disks.forEach((disk, i) => {
-    checkDiskSource(disk, `disks[${i}].`, invalid)
-    if (disk.format !== 'qcow2' && disk.format !== 'raw') invalid(`disks[${i}].format`, 'must be qcow2 or raw')
-    if (disk.bus !== 'virtio') invalid(`disks[${i}].bus`, 'must be virtio')
+    checkDiskSource(disk, invalid, `disks[${i}].`)
     if (!DEVICE_RE.test(disk.device)) invalid(`disks[${i}].device`, 'must be vda…vdz')
     if (devices.has(disk.device)) invalid(`disks[${i}].device`, `repeats ${disk.device}`)
     devices.add(disk.device)

@@ -141,6 +141,8 @@ export interface VolumeDriver {
    * @throws FailedPrecondition when network exports are not set up here.
    */
   export(id: string, host: string, o?: { network?: boolean }): Promise<VolumeExport>
+  /** Whether this backend serves network exports (else `export` to another host, or with `network`, is refused). */
+  readonly networkExports: boolean
   /** Ends the network export of the volume to `host`. Not exported: success. */
   unexport(id: string, host: string): Promise<void>
   /** The network exports recorded (served or to be served again), for the start-up sync. */

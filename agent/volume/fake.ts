@@ -37,6 +37,7 @@ export type FakeVolumeOp = 'create' | 'clone' | 'delete' | 'extend' | 'createSna
 
 export class FakeVolumeDriver implements VolumeDriver {
   readonly name = 'fake'
+  readonly networkExports = true
   readonly volumes = new Map<string, FakeVolume>()
   readonly snapshots = new Map<string, FakeSnapshot>()
   /** The attachments each deleted snapshot's delete was given (the guests that would pull it live: tests). */

@@ -346,7 +346,7 @@ export class FileVolumeDriver implements VolumeDriver {
       const vol = path.join(this.dir, st.active)
       const [haveSnap, haveVol] = [await exists(snap), await exists(vol)]
       if (haveSnap && haveVol) return (await this.snapshotInfo(snapshotId))!
-      const live = this.o.guests && attached.length ? attached : []
+      const live = await this.fileOpeners(attached)
       if (this.format === 'qcow2') {
         if (live.length > 1) throw new FailedPrecondition(`volume ${volumeId} is attached to ${live.length} servers; a snapshot of a multi-attached volume is taken only while at most one of them has it`)
         // A running guest has the file open: its QEMU moves its writes onto a new overlay (the new active
@@ -406,6 +406,21 @@ export class FileVolumeDriver implements VolumeDriver {
     return true
   }
 
+  /**
+   * The guests among `attached` whose QEMU has a volume's file open: not
+   * those attached over its network export (a multiattach volume's, or
+   * the agent's forced network path), whose export's daemon has it open
+   * instead and moves or pulls for them. A guest gone stays (it cannot say).
+   */
+  private async fileOpeners(attached: AttachedDisk[]): Promise<AttachedDisk[]> {
+    const out: AttachedDisk[] = []
+    for (const a of this.o.guests ? attached : []) {
+      const source = await this.o.guests!.source(a.instanceUuid, a.device)
+      if (!source?.startsWith('nbd://')) out.push(a)
+    }
+    return out
+  }
+
   private async writeIntent(file: string, intent: DeleteIntent): Promise<void> {
     const part = `${file}.part`
     await writeFile(part, JSON.stringify(intent), { mode: PRIVATE_FILE_MODE })
@@ -417,7 +432,7 @@ export class FileVolumeDriver implements VolumeDriver {
       const intent = this.deleteIntentPath(volumeId, snapshotId)
       // A cast redelivered after a crash in the middle: settled first, then done (again) if not through.
       if (await exists(intent)) await this.settleDelete(intent)
-      await this.removeSnapshot(this.snapshotFile(volumeId, snapshotId, await this.readState(volumeId)), this.o.guests ? attached : [], intent)
+      await this.removeSnapshot(this.snapshotFile(volumeId, snapshotId, await this.readState(volumeId)), await this.fileOpeners(attached), intent)
     })
   }
 
@@ -438,6 +453,10 @@ export class FileVolumeDriver implements VolumeDriver {
 
   private deleteIntentPath(volumeId: string, snapshotId: string): string {
     return path.join(this.dir, `.snapshot-${checkId(volumeId, 'volume')}_${checkId(snapshotId, 'snapshot')}.delete.intent`)
+  }
+
+  get networkExports(): boolean {
+    return this.nbd !== undefined
   }
 
   async export(id: string, host: string, o: { network?: boolean } = {}): Promise<VolumeExport> {

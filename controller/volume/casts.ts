@@ -124,13 +124,13 @@ export function pendingAttachCast(op: AttachOp, id: string, requestId: string | 
 }
 
 /** The work an attachment's pending cast carries (`volume`: the host of the volume's backend, and the volume's size). */
-export function attachWork(op: AttachOp, a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device'>, volume: { host: string; size: number }): VolumeAttachWork {
-  return { op, attachmentId: a.id, instanceUuid: a.server_id, volumeId: a.volume_id, device: a.device, volumeHost: volume.host, sizeGb: op === 'extend_volume' ? volume.size : 0 }
+export function attachWork(op: AttachOp, a: Pick<VolumeAttachmentTable, 'id' | 'server_id' | 'volume_id' | 'device'>, volume: { host: string; size: number; multiattach: number }): VolumeAttachWork {
+  return { op, attachmentId: a.id, instanceUuid: a.server_id, volumeId: a.volume_id, device: a.device, volumeHost: volume.host, sizeGb: op === 'extend_volume' ? volume.size : 0, multiattach: volume.multiattach === 1 }
 }
 
-/** The host of a volume's backend and its size (host '' when the volume is gone). */
-export async function volumeHostOf(db: Pick<Db, 'selectFrom'>, volumeId: string): Promise<{ host: string; size: number }> {
-  return (await db.selectFrom('volumes').select(['host', 'size']).where('id', '=', volumeId).executeTakeFirst()) ?? { host: '', size: 0 }
+/** The host of a volume's backend, its size and whether it is multiattach (host '' when the volume is gone). */
+export async function volumeHostOf(db: Pick<Db, 'selectFrom'>, volumeId: string): Promise<{ host: string; size: number; multiattach: number }> {
+  return (await db.selectFrom('volumes').select(['host', 'size', 'multiattach']).where('id', '=', volumeId).executeTakeFirst()) ?? { host: '', size: 0, multiattach: 0 }
 }
 
 /**

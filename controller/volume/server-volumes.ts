@@ -110,7 +110,7 @@ export async function volumesForBuild(db: Db, uuid: string): Promise<BuildVolume
   return db.transaction().execute(async (trx) => {
     const rows = await trx.selectFrom('volume_attachments').selectAll().where('server_id', '=', uuid).where('status', 'in', ['reserved', 'attaching', 'attached']).orderBy('device').execute()
     if (!rows.length) return []
-    const vols = new Map((await trx.selectFrom('volumes').select(['id', 'status', 'status_reason', 'host']).where('id', 'in', rows.map((a) => a.volume_id)).execute()).map((v) => [v.id, v]))
+    const vols = new Map((await trx.selectFrom('volumes').select(['id', 'status', 'status_reason', 'host', 'multiattach']).where('id', 'in', rows.map((a) => a.volume_id)).execute()).map((v) => [v.id, v]))
     const waiting: string[] = []
     for (const a of rows) {
       const v = vols.get(a.volume_id)
@@ -124,7 +124,10 @@ export async function volumesForBuild(db: Db, uuid: string): Promise<BuildVolume
       await moveVolume(trx, vols.get(a.volume_id)!, 'attaching')
       await moveAttachment(trx, a, 'attaching')
     }
-    return rows.map((a) => ({ volumeId: a.volume_id, device: a.device, bootIndex: a.boot_index, attachmentId: a.id, volumeHost: vols.get(a.volume_id)!.host }))
+    return rows.map((a) => {
+      const v = vols.get(a.volume_id)!
+      return { volumeId: a.volume_id, device: a.device, bootIndex: a.boot_index, attachmentId: a.id, volumeHost: v.host, multiattach: v.multiattach === 1 }
+    })
   })
 }
 

@@ -15,6 +15,7 @@ import { call } from '../helpers/grpc.js'
 import { eventually } from '../helpers/agents.js'
 import { spawnAgent, type AgentProcess } from '../helpers/agent-process.js'
 import { ensureLibvirtd } from '../helpers/libvirt.js'
+import { libvirtNbdTls } from '../helpers/nbd-tls.js'
 import type { Image } from '../../proto/gen/strato/image/v1/image.js'
 import type { Flavor } from '../../proto/gen/strato/compute/v1/compute.js'
 import { bootDiskImage } from '../fixtures/boot-sector.js'
@@ -52,9 +53,16 @@ export async function startTempestCloud(o: { driver: 'fake' | 'libvirt' }): Prom
   try {
     if (o.driver === 'libvirt') {
       await ensureLibvirtd()
+      // Multiattach volumes are NBD exports even on their own host: the host serves them on loopback, and
+      // this machine's libvirt presents the host's client certificate (/etc/pki/qemu) of the same CA.
+      const host = 'tempest-1'
+      const tls = await libvirtNbdTls(scratch, host)
       agent = await spawnAgent({
-        host: 'tempest-1', natsUrl: cloud.nats.url, driver: 'libvirt',
-        env: { STRATO_AGENT_CONTROLLER: cloud.s.address, STRATO_AGENT_BRIDGE_MAPPINGS: `provider:${bridge}`, STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: '3000', STRATO_AGENT_POWER_SYNC_INTERVAL_MS: '1000', STRATO_AGENT_DISK_GB: '50' },
+        host, natsUrl: cloud.nats.url, driver: 'libvirt',
+        env: {
+          STRATO_AGENT_CONTROLLER: cloud.s.address, STRATO_AGENT_BRIDGE_MAPPINGS: `provider:${bridge}`, STRATO_AGENT_SHUTDOWN_TIMEOUT_MS: '3000', STRATO_AGENT_POWER_SYNC_INTERVAL_MS: '1000', STRATO_AGENT_DISK_GB: '50',
+          STRATO_AGENT_VOLUME_EXPORT_ADDRESS: '127.0.0.1', STRATO_AGENT_VOLUME_EXPORT_TLS_DIR: tls.serverDir,
+        },
       })
       await agent.running(60_000)
       await eventually(async () => (await cloud.s.controller.hosts.discover()).mapped.length > 0 || undefined, 10_000, 'the host to be discovered')

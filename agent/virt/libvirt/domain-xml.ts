@@ -28,6 +28,8 @@ export interface DomainDisk {
   serial?: string
   /** `<driver cache>`: `none` (O_DIRECT, Nova's choice for volumes where the file system allows it). */
   cache?: 'none' | 'writeback'
+  /** `<shareable/>`: several guests write the disk at once (a multiattach volume; QEMU gets share-rw=on). */
+  shareable?: boolean
 }
 
 /** A read-only CD-ROM (the config drive): IDE on i440fx machines, SATA on q35. */
@@ -76,6 +78,7 @@ function diskElement(disk: DomainDisk, boot: boolean): XmlElement {
       : el('source', { file: disk.path }),
     el('target', { dev: disk.device, bus: disk.bus }),
     ...(disk.serial ? [el('serial', {}, disk.serial)] : []),
+    ...(disk.shareable ? [el('shareable', {})] : []),
     ...(boot ? [el('boot', { order: 1 })] : []),
   )
 }
@@ -200,6 +203,7 @@ export function parseDomainXml(xml: string): DomainConfig {
       ...(serial ? { serial } : {}),
       ...(cache === 'none' || cache === 'writeback' ? { cache } : {}),
       ...(network ? { network } : {}),
+      ...(child(disk, 'shareable') ? { shareable: true } : {}),
       path: network ? `nbd://${network.address.includes(':') ? `[${network.address}]` : network.address}:${network.port}/${network.name}` : source.attrs.file ?? '',
       format: format === 'raw' ? 'raw' : 'qcow2',
       bus: bus === 'virtio' ? 'virtio' : (bus as 'virtio'),

@@ -256,6 +256,12 @@ t.test('multiattach volumes attach to several servers and stay in-use until the 
   await waitVolume(v.id, 'in-use')
   await attach(s2.id, v.id)
   await eventually(async () => (await getVolume(v.id)).attachments.filter((a) => a.attachedAt).length === 2 && (await getVolume(v.id)).status === 'in-use', 10_000, 'attached twice')
+  // On the volume's own host too, each guest is a client of the one network export (QEMU lets one process alone write a qcow2 file).
+  for (const s of [s1, s2]) {
+    const d = (await disks(s.id)).find((x) => x.device === 'vdb')
+    t.match(d, { network: { protocol: 'nbd', name: `volume-${v.id}` }, format: 'raw', shareable: true }, `server ${s.name}: the volume's NBD export, shareable`)
+  }
+  t.same(await node1().volumes.exports(), [{ volumeId: v.id, host: 'node1' }], 'one export, for this host')
   await detach(s1.id, v.id)
   const left = await eventually(async () => {
     const now = await getVolume(v.id)
@@ -263,8 +269,19 @@ t.test('multiattach volumes attach to several servers and stay in-use until the 
   }, 10_000, 'the detach done')
   t.equal(left.status, 'in-use', 'still in use by the other server')
   t.same(left.attachments.map((a) => a.serverId), [s2.id])
+  t.notOk((await disks(s1.id)).some((x) => x.device === 'vdb'), 'the first server has the disk no more')
+  t.same(await node1().volumes.exports(), [{ volumeId: v.id, host: 'node1' }], 'the export serves the other server on')
   await detach(s2.id, v.id)
   await waitVolume(v.id, 'available')
+  t.same(await node1().volumes.exports(), [], 'the last detach ended the export')
+  // A volume that is not multiattach is still its file here.
+  const single = await newVolume('single')
+  await attach(s1.id, single.id)
+  await waitVolume(single.id, 'in-use')
+  t.match((await disks(s1.id)).find((x) => x.device === 'vdb'), { path: `/fake-volumes/${single.id}` }, 'another volume is attached as its file')
+  t.notOk((await disks(s1.id)).find((x) => x.device === 'vdb')?.shareable, 'not shareable')
+  await detach(s1.id, single.id)
+  await waitVolume(single.id, 'available')
   for (const s of [s1, s2]) await call(cloud.c.servers, 'deleteServer', { id: s.id }, demo.token)
 })
 

@@ -19,6 +19,12 @@
  * started again: the volume ends in-use or available as libvirt and the
  * export servers running say, the guest's QEMU reading through the export
  * served again.
+ * A multiattach volume of host A attached to two servers of host A (the
+ * machine's libvirt then presents host A's client certificate): both domains
+ * have the volume's one NBD export as a raw `<shareable/>` disk (QEMU refuses
+ * a second writer of the qcow2 file), what one guest's QEMU writes the other
+ * reads, a snapshot is taken by the export's daemon, one detach leaves the
+ * other server attached and the export serving, the last one ends it.
  * Needs root, libvirt-daemon-system, qemu-system-x86, qemu-utils,
  * qemu-system-common (qemu-storage-daemon).
  */
@@ -37,7 +43,7 @@ import { eventually } from '../../helpers/agents.js'
 import { libvirtNbdTls, nbdIo } from '../../helpers/nbd-tls.js'
 import { exportServersUnder, killDuring, settleVolume, startVolumeCloud, type VolumeCloud } from '../../helpers/volume-cloud.js'
 import type { CreateServerResponse, Server } from '../../../proto/gen/strato/compute/v1/servers.js'
-import { SnapshotsClient, type Snapshot, type Volume, type VolumesClient } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { SnapshotsClient, VolumeTypesClient, type Snapshot, type Volume, type VolumeType, type VolumesClient } from '../../../proto/gen/strato/volume/v1/volume.js'
 
 const run = promisify(execFile)
 const GiB = 1024 ** 3
@@ -278,5 +284,90 @@ if (process.getuid?.() !== 0) {
     t.same(await exportServersUnder(hostA.stateDir), [], 'no export server left')
     t.notOk((await virshDomainNames()).includes(domain(s.id)), 'no domain left')
     t.equal((await cloud.s.controller.db.selectFrom('volume_attachments').selectAll().execute()).length, 0, 'no attachment record left')
+  })
+
+  t.test('a multiattach volume of host A attached to two servers of host A: both are clients of its one NBD export, shareable; the export ends with the last detach', { timeout: 900_000 }, async (t) => {
+    // Both hosts share this machine's libvirt: from here on its NBD client certificate names host A, whose guests attach now.
+    await libvirtNbdTls(scratch, hostA.host)
+    const ids = await Promise.all(['multi-1', 'multi-2'].map(async (name) => {
+      const r = await call<CreateServerResponse>(cloud.c.servers, 'createServer', { name, flavorRef: cloud.flavor.id, imageRef: cloud.image.id, networks: [{ uuid: cloud.network.id }], availabilityZone: `nova:${hostA.host}` }, token())
+      made.push(r.servers[0]!.id)
+      return r.servers[0]!.id
+    }))
+    for (const id of ids) {
+      const x = await cloud.waitFor(id, (s: Decoded<Server>) => (s.status === 'ACTIVE' && s.taskState === '') || s.status === 'ERROR', token(), 300_000, 'ACTIVE')
+      t.same([x.status, x.host], ['ACTIVE', hostA.host], `server ${x.name} runs on host A, the volume's host: ${x.fault?.message ?? ''}`)
+    }
+    // Multiattach as Cinder's volume types say it (the gRPC create has no multiattach field of its own).
+    const types = client(VolumeTypesClient, cloud.s.address)
+    t.teardown(() => types.close())
+    const type = await call<VolumeType>(types, 'createVolumeType', { name: 'multiattach', extraSpecs: { multiattach: '<is> True' } }, token())
+    const created = await call<Volume>(volumes, 'createVolume', { size: 1, name: 'shared', volumeType: type.id }, token())
+    const v = await waitVolume(created.id, 'available')
+    t.ok(v.multiattach, 'a multiattach volume')
+    await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xab 0 64k', vc.fileOf(v.id, hostA)])
+
+    for (const id of ids) {
+      await call(cloud.c.servers, 'attachVolume', { serverId: id, volumeId: v.id }, token())
+      await waitVolume(v.id, 'in-use')
+    }
+    t.equal((await getVolume(v.id)).attachments.length, 2, 'attached to both servers')
+    const port = /<host name='127\.0\.0\.1' port='(\d+)'\/>/.exec((await diskXml(ids[0]!, 'vdb')) ?? '')?.[1]
+    for (const id of ids) {
+      const disk = (await diskXml(id, 'vdb')) ?? ''
+      t.match(disk, new RegExp(`<source protocol='nbd' name='volume-${v.id}' tls='yes'`), `server ${id}: the volume's NBD export though the volume is on its own host`)
+      t.match(disk, /<driver name='qemu' type='raw'/, 'served raw')
+      t.match(disk, /<shareable\/>/, 'a shareable disk')
+      t.match(disk, new RegExp(`port='${port}'`), 'the same export as the other server\'s')
+      t.match(await diskXml(id, 'vdb', true) ?? '', /<shareable\/>/, 'shareable in the persistent definition too')
+    }
+    const daemons = await exportServersUnder(hostA.stateDir)
+    t.equal(daemons.length, 1, 'one export server on host A opens the qcow2 file for both')
+    // Both guests' QEMU write the volume at once: what one writes, the other reads.
+    t.match(await qemuIo(ids[0]!, 'vdb', 'read -P 0xab 0 64k'), /read 65536\/65536 bytes/, 'the first guest reads what was in the file')
+    t.match(await qemuIo(ids[0]!, 'vdb', 'write -P 0x5a 1M 64k'), /wrote 65536\/65536 bytes/, 'the first guest writes')
+    t.match(await qemuIo(ids[1]!, 'vdb', 'read -P 0x5a 1M 64k'), /read 65536\/65536 bytes/, 'the second guest reads it')
+    t.match(await qemuIo(ids[1]!, 'vdb', 'write -P 0x6b 2M 64k'), /wrote 65536\/65536 bytes/, 'and writes too (shared write permission)')
+    t.match(await qemuIo(ids[0]!, 'vdb', 'read -P 0x6b 2M 64k'), /read 65536\/65536 bytes/, 'which the first guest reads')
+    t.match(await qemuIo(ids[0]!, 'vdb', 'read -P 0x11 2M 64k'), /verification failed/, '(and the check can fail: another pattern is not there)')
+
+    // A snapshot while both have it (--force): neither guest's QEMU has the file open; the export's daemon moves onto the new file.
+    const snapshots = client(SnapshotsClient, cloud.s.address)
+    t.teardown(() => snapshots.close())
+    const snap = await call<Snapshot>(snapshots, 'createSnapshot', { volumeId: v.id, name: 'shared-snap', force: true }, token())
+    const taken = await eventually(async () => {
+      const x = await call<Snapshot>(snapshots, 'getSnapshot', { id: snap.id }, token())
+      return x.status === 'available' || x.status === 'error' ? x : undefined
+    }, 120_000, 'the snapshot taken')
+    t.equal(taken.status, 'available', `the snapshot of the volume two guests of its host have is taken: ${taken.statusReason ?? ''}`)
+    t.match((await run('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -P 0x6b 2M 64k', vc.fileOf(v.id, hostA)])).stdout, /read 65536\/65536/, 'with what the guests wrote')
+    t.same(await exportServersUnder(hostA.stateDir), daemons, 'by the same export server, which serves on')
+    t.match(await qemuIo(ids[1]!, 'vdb', 'read -P 0x5a 1M 64k'), /read 65536\/65536 bytes/, 'the guests read on')
+    await call(snapshots, 'deleteSnapshot', { id: snap.id }, token())
+    await eventually(() => call(snapshots, 'getSnapshot', { id: snap.id }, token()).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 60_000, 'the snapshot deleted')
+
+    // One detach leaves the other server attached and the export serving it.
+    await call(cloud.c.servers, 'detachVolume', { serverId: ids[0]!, volumeId: v.id }, token())
+    await eventually(async () => (await getVolume(v.id)).attachments.length === 1, 120_000, 'one attachment left')
+    t.equal((await waitVolume(v.id, 'in-use')).attachments[0]?.serverId, ids[1], 'in-use, attached to the second server')
+    t.notOk(await diskXml(ids[0]!, 'vdb'), 'not in the first domain any more')
+    t.same(await exportServersUnder(hostA.stateDir), daemons, 'the export server runs on')
+    t.match(await qemuIo(ids[1]!, 'vdb', 'read -P 0x5a 1M 64k'), /read 65536\/65536 bytes/, 'and the second guest reads through it')
+    t.match(await qemuIo(ids[1]!, 'vdb', 'write -P 0x7c 3M 64k'), /wrote 65536\/65536 bytes/, 'and writes')
+
+    // The last detach ends the export; what the guests wrote is in the volume's file.
+    await call(cloud.c.servers, 'detachVolume', { serverId: ids[1]!, volumeId: v.id }, token())
+    await waitVolume(v.id, 'available')
+    t.notOk(await diskXml(ids[1]!, 'vdb'), 'not in the second domain')
+    await eventually(async () => (await exportServersUnder(hostA.stateDir)).length === 0, 60_000, 'the export server to stop')
+    t.pass('the last detach ended the export')
+    const layer = path.join(path.dirname(vc.fileOf(v.id, hostA)), `volume-${v.id}.${snap.id}.qcow2`)
+    t.match((await run('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x5a 1M 64k', '-c', 'read -P 0x6b 2M 64k', '-c', 'read -P 0x7c 3M 64k', layer])).stdout, /(read 65536\/65536[\s\S]*){3}/, 'the volume file has what both guests wrote')
+
+    for (const id of ids) await call(cloud.c.servers, 'deleteServer', { id }, token())
+    for (const id of ids) await eventually(() => serverGone(cloud.c, id, token()), 120_000, 'server deleted')
+    await call(volumes, 'deleteVolume', { id: v.id }, token())
+    await eventually(() => getVolume(v.id).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 60_000, 'volume deleted')
+    t.same(await exportServersUnder(hostA.stateDir), [], 'no export server left')
   })
 }

@@ -32,7 +32,7 @@ import { startVolumeCloud, type VolumeCloud } from '../../helpers/volume-cloud.j
 import { call, client, failure, status, type Decoded } from '../../helpers/grpc.js'
 import { eventually } from '../../helpers/agents.js'
 import type { CreateServerResponse, Server, ServerVolume } from '../../../proto/gen/strato/compute/v1/servers.js'
-import { SnapshotsClient, VolumesClient, type Snapshot, type Volume } from '../../../proto/gen/strato/volume/v1/volume.js'
+import { SnapshotsClient, VolumesClient, VolumeTypesClient, type Snapshot, type Volume, type VolumeType } from '../../../proto/gen/strato/volume/v1/volume.js'
 
 const run = promisify(execFile)
 const GiB = 1024 ** 3
@@ -303,6 +303,21 @@ if (process.getuid?.() !== 0) {
     await waitVolume(v.id, 'available')
     for (const id of [fromSnap.id, fromB.id]) await call(volumes, 'deleteVolume', { id }, token())
     for (const id of [fromSnap.id, fromB.id]) await eventually(() => getVolume(id).then(() => false, (e: { code?: number }) => e.code === status.NOT_FOUND), 60_000, 'volume from a snapshot deleted')
+
+    // This host serves no network exports (no export address): a multiattach volume of its own is attached
+    // as its file, as before multiattach volumes were exported (one guest of this host at a time), not refused.
+    const types = client(VolumeTypesClient, cloud.s.address)
+    t.teardown(() => types.close())
+    const shared = await call<VolumeType>(types, 'createVolumeType', { name: 'multiattach', extraSpecs: { multiattach: '<is> True' } }, token())
+    const multi = await waitVolume((await call<Volume>(volumes, 'createVolume', { size: 1, name: 'multi', volumeType: shared.id }, token())).id, 'available')
+    await attach(a.id, multi.id)
+    await waitVolume(multi.id, 'in-use')
+    t.equal((await blklist(a.id)).vdb, fileOf(multi.id), 'a multiattach volume on a host with no exports: its file on vdb')
+    t.notMatch(await virsh('dumpxml', `instance-${a.id}`), /<shareable\/>/, 'not shareable (a qcow2 file cannot be)')
+    await detach(a.id, multi.id)
+    await waitVolume(multi.id, 'available')
+    await call(volumes, 'deleteVolume', { id: multi.id }, token())
+
     await call(cloud.c.servers, 'deleteServer', { id: a.id }, token())
     await eventually(() => serverGone(cloud.c, a.id, token()), 120_000, 'server a deleted')
     await call(volumes, 'deleteVolume', { id: v.id }, token())

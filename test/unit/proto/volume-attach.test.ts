@@ -20,8 +20,9 @@ t.test('cast ids: attach_volume, detach_volume and extend_volume name the attach
 })
 
 t.test('received work: missing fields become empty, an unknown op is refused', async (t) => {
-  t.same(volumeAttachOf({ op: 'attach_volume', volumeId: id }), { op: 'attach_volume', attachmentId: '', instanceUuid: '', volumeId: id, device: '', volumeHost: '', sizeGb: 0 })
-  t.same(volumeAttachOf({ op: 'extend_volume', volumeId: id, sizeGb: 3 }), { op: 'extend_volume', attachmentId: '', instanceUuid: '', volumeId: id, device: '', volumeHost: '', sizeGb: 3 }, 'extend_volume carries the size')
+  t.same(volumeAttachOf({ op: 'attach_volume', volumeId: id }), { op: 'attach_volume', attachmentId: '', instanceUuid: '', volumeId: id, device: '', volumeHost: '', sizeGb: 0, multiattach: false }, 'a cast of an older controller: not multiattach (attached as before)')
+  t.same(volumeAttachOf({ op: 'attach_volume', volumeId: id, multiattach: true }).multiattach, true, 'a multiattach volume says so')
+  t.same(volumeAttachOf({ op: 'extend_volume', volumeId: id, sizeGb: 3 }), { op: 'extend_volume', attachmentId: '', instanceUuid: '', volumeId: id, device: '', volumeHost: '', sizeGb: 3, multiattach: false }, 'extend_volume carries the size')
   t.throws(() => volumeAttachOf({ op: 'resize' }), /unknown attachment op 'resize'/)
 })
 

@@ -3,6 +3,8 @@ import { FailedPrecondition, InvalidArgument } from '../../../../proto/errors.js
 import { checkPowerTransition, networkDiskPath, tailBytes, validateGuestSpec, validateVolumeDisk, type GuestSpec } from '../../../../agent/virt/driver.js'
 import { PowerState } from '../../../../proto/power-state.js'
 
+const nbdNetwork = { protocol: 'nbd' as const, address: '127.0.0.1', port: 10_811, name: 'volume-1', tls: true }
+const nbdBoot = { path: networkDiskPath(nbdNetwork), network: nbdNetwork, format: 'raw' as const, bus: 'virtio' as const, device: 'vda', shareable: true }
 const spec: GuestSpec = {
   uuid: '6f1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b11',
   name: 'instance-1',
@@ -15,6 +17,7 @@ const spec: GuestSpec = {
 
 t.test('a good spec passes', async (t) => {
   t.doesNotThrow(() => validateGuestSpec(spec))
+  t.doesNotThrow(() => validateGuestSpec({ ...spec, disks: [nbdBoot] }), 'the boot disk may be an NBD export (a multiattach boot volume), shareable')
 })
 
 t.test('each bad field is named', async (t) => {
@@ -27,6 +30,8 @@ t.test('each bad field is named', async (t) => {
     ['disks[0].path', { disks: [{ ...spec.disks[0]!, path: 'rel/disk' }] }],
     ['disks[0].device', { disks: [{ ...spec.disks[0]!, device: 'sda' }] }],
     ['disks[1].device', { disks: [spec.disks[0]!, spec.disks[0]!] }],
+    ['disks[0].shareable', { disks: [{ ...spec.disks[0]!, shareable: true }] }],
+    ['disks[0].network.address', { disks: [{ ...nbdBoot, network: { ...nbdBoot.network, address: 'storage.example' } }] }],
     ['nics[0].mac', { nics: [{ ...spec.nics[0]!, mac: 'FA:16:3E:00:00:01' }] }],
     ['nics[1].mac', { nics: [spec.nics[0]!, spec.nics[0]!] }],
     ['nics[0].bridge', { nics: [{ ...spec.nics[0]!, bridge: 'a-very-long-bridge-name' }] }],
@@ -78,10 +83,7 @@ t.test('a network volume disk: an NBD export at an IP address and port, its URL 
     ['network.port', { ...disk, network: { ...network, port: 0 } }],
     ['network.name', { ...disk, network: { ...network, name: 'a b' } }],
     ['path', { ...disk, path: '/dev/nbd0' }],
-  ] as const) {
-    t.throws(() => validateVolumeDisk(bad), { name: 'InvalidArgument', field }, field)
-    // A boot volume of another host's backend is the same network disk, as a guest's first disk.
-    t.throws(() => validateGuestSpec({ ...spec, disks: [{ ...bad, device: 'vda' }] }), { name: 'InvalidArgument', field: `disks[0].${field}` }, `disks[0].${field}`)
-  }
-  t.doesNotThrow(() => validateGuestSpec({ ...spec, disks: [{ ...disk, device: 'vda' }] }), 'a guest booting from a network disk')
+    ['shareable', { ...disk, format: 'qcow2', shareable: true }],
+  ] as const) t.throws(() => validateVolumeDisk(bad), { name: 'InvalidArgument', field }, field)
+  t.doesNotThrow(() => validateVolumeDisk({ ...disk, shareable: true }), 'a raw disk may be shareable (a multiattach volume\'s export)')
 })

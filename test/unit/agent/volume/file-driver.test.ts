@@ -270,7 +270,7 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   const never = async (): Promise<never> => {
     throw new Error('no hypervisor call expected')
   }
-  const withGuest = new FileVolumeDriver({ dir: path.join(dir, 'plain'), host: 'node1', network: { address: '127.0.0.1', tlsDir: tls.serverDir }, guests: { snapshot: never, source: never, pull: never, settlePull: never } })
+  const withGuest = new FileVolumeDriver({ dir: path.join(dir, 'plain'), host: 'node1', network: { address: '127.0.0.1', tlsDir: tls.serverDir }, guests: { snapshot: never, source: () => driver.activePath(made), pull: never, settlePull: never } })
   const refusedSnap = '00000000-0000-4000-8000-000000000020'
   const before = readdirSync(path.join(dir, 'plain')).sort()
   await t.rejects(withGuest.createSnapshot(made, refusedSnap, [{ instanceUuid: '00000000-0000-4000-8000-0000000000ac', device: 'vdb' }]), { name: 'FailedPrecondition', message: /attached to server 00000000-0000-4000-8000-0000000000ac of this host and exported to servers of other hosts.*detach it from all but one server/ }, 'attached here and exported: refused, saying what to do')
@@ -303,6 +303,18 @@ t.test('network exports: refused without TLS set up; only the certificates of th
   t.match(qemuIo(layer, 'read -P 0x71 0 64k', 'read -P 0x74 128k 64k'), /(read 65536\/65536[\s\S]*){2}/, 'the newer snapshot keeps its data')
   await driver.deleteSnapshot(made, fwdSnap)
   t.match(await nbdIo(m, node2, 'read -P 0x71 0 64k', 'read -P 0x74 128k 64k', 'read -P 0x75 192k 64k'), /(read 65536\/65536[\s\S]*){3}/, 'its client reads every byte')
+  // Attached to two running guests of this host over the export (a multiattach volume): neither guest's QEMU
+  // has the file open, the export's daemon does, and it moves for them (no hypervisor call).
+  const overNbd = new FileVolumeDriver({ dir: path.join(dir, 'plain'), host: 'node1', network: { address: '127.0.0.1', tlsDir: tls.serverDir }, guests: { snapshot: never, source: async () => `nbd://127.0.0.1:${m.port}/${m.name}`, pull: never, settlePull: never } })
+  const sharedSnap = '00000000-0000-4000-8000-000000000023'
+  const twoGuests = ['ad', 'ae'].map((x) => ({ instanceUuid: `00000000-0000-4000-8000-0000000000${x}`, device: 'vdb' }))
+  const beforeShared = await driver.activePath(made)
+  t.equal((await overNbd.createSnapshot(made, sharedSnap, twoGuests)).volumeId, made, 'a snapshot of a volume two guests here have over its export is taken')
+  t.same([await driver.activePath(made) !== beforeShared, pidOf(made)], [true, daemon], 'by the export\'s daemon, moved onto a new active file')
+  t.match(await nbdIo(m, node2, 'write -P 0x76 256k 64k'), /wrote 65536\/65536/)
+  t.match(qemuIo(await driver.activePath(made), 'read -P 0x76 256k 64k'), /read 65536\/65536/, 'which the export writes into')
+  await overNbd.deleteSnapshot(made, sharedSnap, twoGuests)
+  t.equal(await driver.snapshotInfo(sharedSnap), undefined, 'and deleted by the daemon\'s pull, no hypervisor call either')
   await driver.unexport(made, 'node2')
   await driver.delete(made)
   await driver.delete(src)

@@ -249,7 +249,15 @@ export interface BuildVolume {
    * file is attached; another host, the volume is attached over the network
    * (an NBD export the conductor has that host make).
    */
-  volumeHost?: string | undefined;
+  volumeHost?:
+    | string
+    | undefined;
+  /**
+   * A multiattach volume: attached over its host's NBD export on every host,
+   * its own too (one process, the export's, opens the qcow2 file), as a
+   * shareable disk. Unset (an older controller): as volume_host says.
+   */
+  multiattach?: boolean | undefined;
 }
 
 /** What the controller believes about one server of a host. */
@@ -933,7 +941,11 @@ export interface VolumeAttach {
     | string
     | undefined;
   /** extend_volume: the volume's size now, GiB. */
-  sizeGb?: number | undefined;
+  sizeGb?:
+    | number
+    | undefined;
+  /** attach_volume: a multiattach volume (see BuildVolume.multiattach). */
+  multiattach?: boolean | undefined;
 }
 
 /** Work for one host. Redelivered until acked; `id` makes redelivery idempotent. */
@@ -2794,7 +2806,7 @@ export const BuildSpec_MetadataEntry: MessageFns<BuildSpec_MetadataEntry> = {
 };
 
 function createBaseBuildVolume(): BuildVolume {
-  return { volumeId: "", device: "", bootIndex: 0, attachmentId: "", volumeHost: "" };
+  return { volumeId: "", device: "", bootIndex: 0, attachmentId: "", volumeHost: "", multiattach: false };
 }
 
 export const BuildVolume: MessageFns<BuildVolume> = {
@@ -2813,6 +2825,9 @@ export const BuildVolume: MessageFns<BuildVolume> = {
     }
     if (message.volumeHost !== undefined && message.volumeHost !== "") {
       writer.uint32(42).string(message.volumeHost);
+    }
+    if (message.multiattach !== undefined && message.multiattach !== false) {
+      writer.uint32(48).bool(message.multiattach);
     }
     return writer;
   },
@@ -2870,6 +2885,14 @@ export const BuildVolume: MessageFns<BuildVolume> = {
             message.volumeHost = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.multiattach = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2905,6 +2928,7 @@ export const BuildVolume: MessageFns<BuildVolume> = {
         : isSet(object.volume_host)
         ? globalThis.String(object.volume_host)
         : "",
+      multiattach: isSet(object.multiattach) ? globalThis.Boolean(object.multiattach) : false,
     };
   },
 
@@ -2925,6 +2949,9 @@ export const BuildVolume: MessageFns<BuildVolume> = {
     if (message.volumeHost !== undefined && message.volumeHost !== "") {
       obj.volumeHost = message.volumeHost;
     }
+    if (message.multiattach !== undefined && message.multiattach !== false) {
+      obj.multiattach = message.multiattach;
+    }
     return obj;
   },
 
@@ -2938,6 +2965,7 @@ export const BuildVolume: MessageFns<BuildVolume> = {
     message.bootIndex = object.bootIndex ?? 0;
     message.attachmentId = object.attachmentId ?? "";
     message.volumeHost = object.volumeHost ?? "";
+    message.multiattach = object.multiattach ?? false;
     return message;
   },
 };
@@ -9398,7 +9426,16 @@ export const AttachedDisk: MessageFns<AttachedDisk> = {
 };
 
 function createBaseVolumeAttach(): VolumeAttach {
-  return { op: "", attachmentId: "", instanceUuid: "", volumeId: "", device: "", volumeHost: "", sizeGb: 0 };
+  return {
+    op: "",
+    attachmentId: "",
+    instanceUuid: "",
+    volumeId: "",
+    device: "",
+    volumeHost: "",
+    sizeGb: 0,
+    multiattach: false,
+  };
 }
 
 export const VolumeAttach: MessageFns<VolumeAttach> = {
@@ -9423,6 +9460,9 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
     }
     if (message.sizeGb !== undefined && message.sizeGb !== 0) {
       writer.uint32(56).uint32(message.sizeGb);
+    }
+    if (message.multiattach !== undefined && message.multiattach !== false) {
+      writer.uint32(64).bool(message.multiattach);
     }
     return writer;
   },
@@ -9496,6 +9536,14 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
             message.sizeGb = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.multiattach = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9537,6 +9585,7 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
         : isSet(object.size_gb)
         ? globalThis.Number(object.size_gb)
         : 0,
+      multiattach: isSet(object.multiattach) ? globalThis.Boolean(object.multiattach) : false,
     };
   },
 
@@ -9563,6 +9612,9 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
     if (message.sizeGb !== undefined && message.sizeGb !== 0) {
       obj.sizeGb = Math.round(message.sizeGb);
     }
+    if (message.multiattach !== undefined && message.multiattach !== false) {
+      obj.multiattach = message.multiattach;
+    }
     return obj;
   },
 
@@ -9578,6 +9630,7 @@ export const VolumeAttach: MessageFns<VolumeAttach> = {
     message.device = object.device ?? "";
     message.volumeHost = object.volumeHost ?? "";
     message.sizeGb = object.sizeGb ?? 0;
+    message.multiattach = object.multiattach ?? false;
     return message;
   },
 };

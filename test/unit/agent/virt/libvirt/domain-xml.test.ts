@@ -177,3 +177,13 @@ t.test('a network disk: <disk type=network> with an NBD source over TLS, read ba
   t.equal(diskStorageNode(live, 'vdc'), undefined, 'none for a device the domain does not have')
   t.equal(diskStorageNode(toDomainXml(withNbd), 'vdb'), undefined, 'none in a definition (no source index)')
 })
+
+t.test('a multiattach volume\'s disk is <shareable/>, read back; a disk without it is not', async (t) => {
+  const network = { protocol: 'nbd' as const, address: '127.0.0.1', port: 10_812, name: 'volume-5b1c0c2e-8f0b-4c1e-9a59-0d5f4f6a0b12', tls: true }
+  const disk = { path: `nbd://127.0.0.1:10812/${network.name}`, format: 'raw' as const, bus: 'virtio' as const, device: 'vdb', serial: '5b1c0c2e-8f0b-4c1e-9', network, shareable: true }
+  const shared: DomainConfig = { ...config, disks: [config.disks[0]!, disk] }
+  t.same(parseDomainXml(toDomainXml(shared)), shared, 'round trip')
+  t.ok(path(parseXml(toDiskXml(disk)), 'shareable'), '<shareable/> in the disk element')
+  t.notOk(path(parseXml(toDiskXml({ ...disk, shareable: false })), 'shareable'), 'none when not shared')
+  t.notOk(parseDomainXml(toDomainXml(config)).disks.some((d) => d.shareable), 'a domain\'s other disks are not shareable')
+})
