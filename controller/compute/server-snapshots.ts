@@ -184,12 +184,7 @@ export class ServerSnapshots {
     if (!made) return
     const properties = { image_type: 'backup', backup_type: made.properties.backup_type ?? '', instance_uuid: uuid }
     const backups: string[] = []
-    for (let marker = ''; ;) {
-      const page = await this.deps.images.list({ owner: projectId, properties, limit: 1000, ...(marker ? { marker } : {}) }, SERVICE)
-      backups.push(...page.images.map((i) => i.id))
-      if (!page.nextMarker) break
-      marker = page.nextMarker
-    }
+    for await (const i of this.deps.images.listAll({ owner: projectId, properties }, SERVICE)) backups.push(i.id)
     const excess = backups.slice(rotation)
     for (const id of excess) {
       await this.deps.images.delete(id, SERVICE).catch((err: Error) => this.log.warn({ instance: uuid, image: id, err: err.message }, 'a backup beyond the rotation could not be deleted; kept'))

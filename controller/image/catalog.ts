@@ -93,6 +93,8 @@ export interface DiscardLog {
 export type Inspector = (path: string) => Promise<{ format: string; virtualSize: number; safe: boolean; reasons: string }>
 
 const MiB = 1024 * 1024
+/** The largest page a listing gives (Glance's api_limit_max). */
+const MAX_PAGE = 1000
 
 function oneOf<T extends string>(field: string, value: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(value)) throw new InvalidArgument(`${field} '${value}' is not one of ${allowed.join(', ')}`, { field })
@@ -217,7 +219,7 @@ export class ImageCatalog {
     if (viewer.onlyImage !== undefined) throw new PermissionDenied(`an image-read token (image ${viewer.onlyImage}) cannot list images`)
     if (viewer.uploadOnly !== undefined) throw new PermissionDenied(`an image-upload token (image ${viewer.uploadOnly}) cannot list images`)
     const limit = filter.limit || 25
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new InvalidArgument(`limit must be 1-1000, got ${limit}`, { field: 'limit' })
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new InvalidArgument(`limit must be 1-${MAX_PAGE}, got ${limit}`, { field: 'limit' })
     if (filter.visibility) oneOf('visibility', filter.visibility, [...VISIBILITIES, 'all'])
     const memberStatus = filter.memberStatus || 'accepted'
     oneOf('member_status', memberStatus, ['accepted', 'pending', 'rejected', 'all'])
@@ -253,6 +255,20 @@ export class ImageCatalog {
     const rows = await q.limit(limit + 1).execute()
     const page = rows.slice(0, limit)
     return { images: await Promise.all(page.map((r) => this.toImage(r))), nextMarker: rows.length > limit ? page[page.length - 1]!.id : '' }
+  }
+
+  /**
+   * Every image `list` gives for `filter`, from `filter.marker` on, a page of
+   * the largest size at a time: for callers that filter, sort or rotate beyond
+   * what one page answers (they stop reading by leaving the loop).
+   */
+  async *listAll(filter: Omit<Parameters<ImageCatalog['list']>[0], 'limit'>, viewer: ImageViewer): AsyncGenerator<Image> {
+    for (let marker = filter.marker; ;) {
+      const page = await this.list({ ...filter, limit: MAX_PAGE, ...(marker ? { marker } : {}) }, viewer)
+      yield* page.images
+      if (!page.nextMarker) return
+      marker = page.nextMarker
+    }
   }
 
   async update(

@@ -81,9 +81,6 @@ function listFilter(req: RestRequest): { name?: string; status?: string; propert
   return { ...(name ? { name } : {}), ...(status ? { status } : {}), properties, test: (i) => tests.every((t) => t(i)) }
 }
 
-/** Catalog pages read per request while filtering (Glance's largest page). */
-const PAGE = 1000
-
 /**
  * The images the caller sees that pass the filters, from `marker` on, at
  * most `limit` (all when no limit is asked: Nova's glance client reads every
@@ -92,14 +89,13 @@ const PAGE = 1000
 async function listImages(d: RestDomain, req: RestRequest): Promise<{ images: Image[]; limit: number | undefined }> {
   const { test, ...filter } = listFilter(req)
   const limit = intParam(req, 'limit')
-  const want = limit ?? Infinity
   const out: Image[] = []
-  let marker = req.query.get('marker') ?? ''
-  while (out.length < want) {
-    const page = await d.images.list({ ...filter, limit: PAGE, ...(marker ? { marker } : {}) }, viewer(req))
-    for (const i of page.images) if (out.length < want && test(i)) out.push(i)
-    if (!page.nextMarker) break
-    marker = page.nextMarker
+  if (limit === 0) return { images: out, limit }
+  const marker = req.query.get('marker')
+  for await (const i of d.images.listAll({ ...filter, ...(marker ? { marker } : {}) }, viewer(req))) {
+    if (!test(i)) continue
+    out.push(i)
+    if (out.length === limit) break
   }
   return { images: out, limit }
 }

@@ -308,12 +308,7 @@ async function listImages(d: RestDomain, req: RestRequest): Promise<RestResult> 
   } else {
     // Filters or orders the catalog does not know: all the caller may see, then filtered, sorted and cut here.
     let all: Array<Record<string, unknown>> = []
-    for (let m: string | undefined; ;) {
-      const r = await d.images.list({ ...filter, limit: 1000, marker: m }, v)
-      all.push(...r.images.map(glanceImage))
-      if (!r.nextMarker) break
-      m = r.nextMarker
-    }
+    for await (const i of d.images.listAll(filter, v)) all.push(glanceImage(i))
     if (extra) all = all.filter(extra)
     if (sort.length) all.sort((a, b) => compare(a, b, sort))
     let start = 0
